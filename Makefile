@@ -1,0 +1,7 @@
+.PHONY: test demo bench
+test:
+	bash scripts/test.sh
+demo:
+	bash scripts/demo.sh
+bench:
+	bash scripts/bench.sh

@@ -1,0 +1,148 @@
+"""The AP vocabulary as pydantic models: what an invoice, a purchase order and a verdict are.
+
+Money and quantities are `Decimal` end to end; nothing here imports infrastructure.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Model(BaseModel):
+    # Frozen so a verdict's PO snapshot cannot drift after evaluation.
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class InvoiceLine(_Model):
+    line_no: int
+    part_number: str = Field(min_length=1)
+    description: str | None = None
+    quantity: Decimal
+    unit_price: Decimal
+    amount: Decimal | None = None
+
+
+class ExtraCharge(_Model):
+    kind: str = Field(min_length=1)
+    amount: Decimal
+
+
+class Invoice(_Model):
+    invoice_id: str = Field(min_length=1)
+    version: int = 1
+    vendor_id: str = Field(min_length=1)
+    invoice_number: str = Field(min_length=1)
+    po_number: str = Field(min_length=1)
+    invoice_date: date
+    currency: str = Field(min_length=3, max_length=3)
+    lines: list[InvoiceLine] = Field(min_length=1)
+    tax_amount: Decimal = Decimal(0)
+    extra_charges: list[ExtraCharge] = Field(default_factory=list)
+    total_amount: Decimal
+
+
+class POStatus(StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+    ON_HOLD = "on_hold"
+    CANCELLED = "cancelled"
+
+
+class PurchaseOrderLine(_Model):
+    line_no: int
+    part_number: str = Field(min_length=1)
+    unit_price: Decimal
+    quantity_ordered: Decimal
+    quantity_received: Decimal | None = None
+    quantity_invoiced: Decimal = Decimal(0)
+
+
+class PurchaseOrder(_Model):
+    po_number: str = Field(min_length=1)
+    vendor_id: str = Field(min_length=1)
+    status: POStatus
+    currency: str = Field(min_length=3, max_length=3)
+    order_date: date
+    tax_rate: Decimal | None = None
+    allowed_charges: list[str] = Field(default_factory=list)
+    lines: list[PurchaseOrderLine] = Field(default_factory=list)
+
+
+class VerdictStatus(StrEnum):
+    """Ordered from strongest to weakest: the strongest finding decides the verdict."""
+
+    PO_NOT_FOUND = "po_not_found"
+    BAD_INVOICE = "bad_invoice"
+    MANUAL_REVIEW = "manual_review"
+    READY_TO_PROCESS = "ready_to_process"
+
+    @property
+    def http_status(self) -> int:
+        return _HTTP_STATUS[self]
+
+    @property
+    def rank(self) -> int:
+        """Lower is stronger (po_not_found=0 ... ready_to_process=3)."""
+        return _RANK[self]
+
+
+_HTTP_STATUS = {
+    VerdictStatus.PO_NOT_FOUND: 404,
+    VerdictStatus.BAD_INVOICE: 400,
+    VerdictStatus.MANUAL_REVIEW: 400,
+    VerdictStatus.READY_TO_PROCESS: 200,
+}
+_RANK = {status: rank for rank, status in enumerate(VerdictStatus)}
+
+
+class Severity(StrEnum):
+    """`error`: the invoice cannot be entered as sent; `warning`: a person must decide."""
+
+    ERROR = "error"
+    WARNING = "warning"
+
+
+class Finding(_Model):
+    code: str
+    severity: Severity
+    line_no: int | None = None
+    field: str | None = None
+    expected: str | None = None
+    actual: str | None = None
+    message: str
+
+
+class Verdict(_Model):
+    invoice_id: str | None
+    invoice_version: int | None
+    po_number: str | None
+    status: VerdictStatus
+    http_status: int
+    reasons: list[Finding] = Field(default_factory=list)
+    rpa_payload: dict[str, Any] | None = None
+    rules_version: str
+    po_snapshot: PurchaseOrder | None = None
+    evaluated_at: datetime
+
+
+class CompletionOutcome(StrEnum):
+    SUCCESS = "success"
+    FAILURE = "failure"
+
+
+class RpaCompletion(_Model):
+    """The RPA bot's report that it entered (or failed to enter) one invoice version in Sampro."""
+
+    event_id: str = Field(min_length=1)
+    invoice_id: str = Field(min_length=1)
+    invoice_version: int
+    po_number: str = Field(min_length=1)
+    outcome: CompletionOutcome
+    sampro_invoice_id: str | None = None
+    error: str | None = None
+    occurred_at: datetime
