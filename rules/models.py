@@ -8,8 +8,6 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
-
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -117,6 +115,32 @@ class Finding(_Model):
     message: str
 
 
+class RpaPayloadLine(_Model):
+    invoice_line_no: int
+    po_line_no: int
+    part_number: str
+    description: str | None = None
+    quantity: Decimal
+    unit_price: Decimal
+    amount: Decimal
+
+
+class RpaPayload(_Model):
+    """Everything the RPA bot keys into Sampro, so it never has to look anything up."""
+
+    invoice_id: str
+    invoice_version: int
+    vendor_id: str
+    invoice_number: str
+    invoice_date: date
+    po_number: str
+    currency: str
+    lines: list[RpaPayloadLine]
+    tax_amount: Decimal
+    extra_charges: list[ExtraCharge] = Field(default_factory=list)
+    total_amount: Decimal
+
+
 class Verdict(_Model):
     invoice_id: str | None
     invoice_version: int | None
@@ -124,7 +148,7 @@ class Verdict(_Model):
     status: VerdictStatus
     http_status: int
     reasons: list[Finding] = Field(default_factory=list)
-    rpa_payload: dict[str, Any] | None = None
+    rpa_payload: RpaPayload | None = None
     rules_version: str
     po_snapshot: PurchaseOrder | None = None
     evaluated_at: datetime
