@@ -1,0 +1,57 @@
+"""The small interfaces through which the pipeline touches the outside world.
+
+Each port has at least two implementations run by the same contract suite in tests/contracts/.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from rules.lifecycle import InvoiceSubmitted, InvoiceWithdrawn, RpaRequest, StatusChanged
+from rules.models import PurchaseOrder, Verdict
+
+
+@dataclass(frozen=True, slots=True)
+class KnownInvoice:
+    """An invoice seen before, as the duplicate check needs it."""
+
+    invoice_id: str
+    vendor_id: str
+    invoice_number: str
+    status: str
+
+
+class PurchaseOrderReader(Protocol):
+    """Sampro, read side: PO snapshots and the invoices already entered against them."""
+
+    def fetch(self, po_numbers: Collection[str]) -> dict[str, PurchaseOrder]:
+        """One round trip per batch; POs that do not exist are absent from the result."""
+
+    def entered_invoices(self, vendor_invoice_numbers: Collection[tuple[str, str]]) -> list[KnownInvoice]:
+        """Invoices already entered in Sampro for these (vendor_id, invoice_number) pairs."""
+
+
+class ProcessScheduler(Protocol):
+    """The processscheduler table: one row per invoice version plus its status history."""
+
+    def record(self, decisions: Sequence[Verdict | StatusChanged]) -> None:
+        """Applies a batch in one transaction; replaying a batch changes nothing."""
+
+    def decided_invoices(self, vendor_invoice_numbers: Collection[tuple[str, str]]) -> list[KnownInvoice]:
+        """Invoices the pipeline has decided for these (vendor_id, invoice_number) pairs."""
+
+
+class RpaMailer(Protocol):
+    """Delivers RPA requests to the bot's mailbox, at most once per invoice version."""
+
+    def send(self, request: RpaRequest) -> bool:
+        """Sends unless already sent; returns False when the sent log says it went out before."""
+
+
+class MarketplaceSource(Protocol):
+    """Pulls what vendors uploaded since the last call, as canonical invoice events."""
+
+    def poll(self) -> Sequence[InvoiceSubmitted | InvoiceWithdrawn]:
+        """Returns new invoices and versions; the watermark is kept durably by the source."""

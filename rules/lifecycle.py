@@ -1,0 +1,103 @@
+"""What happens to an invoice after its verdict: the messages on a purchase order's stream
+and the status changes that processscheduler records as history.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from rules.models import RpaPayload
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class InvoiceStatus(StrEnum):
+    """Lifecycle in processscheduler (DESIGN §5); the first four are also verdict statuses."""
+
+    READY_TO_PROCESS = "ready_to_process"
+    MANUAL_REVIEW = "manual_review"
+    BAD_INVOICE = "bad_invoice"
+    PO_NOT_FOUND = "po_not_found"
+    WAITING_FOR_PO = "waiting_for_po"
+    SENT_TO_RPA = "sent_to_rpa"
+    ENTERED = "entered"
+    RPA_FAILED = "rpa_failed"
+    RELEASED = "released"
+    WITHDRAWN = "withdrawn"
+    SUPERSEDED = "superseded"
+
+
+class InvoiceSubmitted(_Event):
+    """A vendor's invoice (or a new version of it) as the marketplace holds it.
+
+    `document` is the canonical JSON (DESIGN §3) exactly as received, valid or not: the rules,
+    not the transport, decide whether it breaks the contract.
+    """
+
+    invoice_id: str
+    version: int
+    po_number: str
+    document: dict[str, Any]
+    received_at: datetime
+
+
+class InvoiceWithdrawn(_Event):
+    """The vendor deleted the invoice in the marketplace."""
+
+    invoice_id: str
+    version: int
+    po_number: str
+    withdrawn_at: datetime
+
+
+class ReleaseRequested(_Event):
+    """An AP override: enter this invoice despite its findings."""
+
+    command_id: str
+    invoice_id: str
+    invoice_version: int
+    po_number: str
+    user: str
+    reason: str = Field(min_length=1)
+    issued_at: datetime
+
+
+class DispatchApproved(_Event):
+    """An AP clerk approves sending a ready invoice to the RPA bot (manual dispatch mode)."""
+
+    command_id: str
+    invoice_id: str
+    invoice_version: int
+    po_number: str
+    user: str
+    issued_at: datetime
+
+
+class RpaRequest(_Event):
+    """One invoice version handed to the RPA bot."""
+
+    invoice_id: str
+    invoice_version: int
+    po_number: str
+    payload: RpaPayload
+    requested_at: datetime
+
+
+class StatusChanged(_Event):
+    """One transition in an invoice's lifecycle; `event_id` makes a replayed change a no-op."""
+
+    event_id: str
+    invoice_id: str
+    invoice_version: int
+    po_number: str
+    status: InvoiceStatus
+    occurred_at: datetime
+    actor: str | None = None
+    reason: str | None = None
+    sampro_invoice_id: str | None = None

@@ -1,0 +1,77 @@
+"""Every knob of the service, read from INVOICE_AUTOMATION_* environment variables (or a .env file).
+
+Settings are read when `Settings()` is built, never at import time, so tests and the demo can
+point the same code at different brokers and databases.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATA_DIR = Path(".invoice-automation")
+
+
+class SamproTables(BaseModel):
+    """Table and column names of the Sampro ERP, which differ between installations."""
+
+    schema_name: str | None = None
+    po_header: str = "po_header"
+    po_line: str = "po_line"
+    ap_invoice: str = "ap_invoice"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="INVOICE_AUTOMATION_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+    )
+
+    # Kafka
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    schema_registry_url: str | None = None
+    app_id: str = "invoice-automation"
+    topic_partitions: int = Field(default=6, ge=1)
+    topic_replication_factor: int = Field(default=1, ge=1)
+    audit_retention_days: int = Field(default=3650, ge=1)
+    marketplace_topic: str = "marketplace.invoices"
+    invoices_topic: str = "invoices"
+    completions_topic: str = "rpa.completions"
+    commands_topic: str = "po.commands"
+    verdicts_topic: str = "verdicts"
+    rpa_requests_topic: str = "rpa.requests"
+    dlq_topic: str = "invoices.dlq"
+    store: str = "memory://"
+    data_dir: Path = DEFAULT_DATA_DIR
+
+    # Marketplace source
+    marketplace_source: Literal["polling", "debezium"] = "polling"
+    marketplace_db_url: str = f"sqlite:///{DEFAULT_DATA_DIR}/marketplace.db"
+    poll_interval_seconds: float = Field(default=2.0, gt=0)
+    poll_lookback_seconds: float = Field(default=300.0, ge=0)
+    connect_url: str | None = None
+
+    # Sampro (purchase orders, entered invoices)
+    sampro_db_url: str = f"sqlite:///{DEFAULT_DATA_DIR}/sampro.db"
+    sampro_tables: SamproTables = SamproTables()
+
+    # processscheduler
+    scheduler_db_url: str = f"sqlite:///{DEFAULT_DATA_DIR}/scheduler.db"
+
+    # Rules
+    tolerances_file: Path | None = None
+
+    # RPA hand-off
+    dispatch_mode: Literal["automatic", "approval"] = "automatic"
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 8025
+    smtp_starttls: bool = False
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    rpa_mail_from: str = "invoice-automation@localhost"
+    rpa_mail_to: str = "rpa-bot@localhost"
