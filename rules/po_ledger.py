@@ -1,0 +1,296 @@
+"""One purchase order's work queue: which invoice holds the PO at the RPA bot, which wait behind it.
+
+This replaces the old "PO lock": all work for a PO arrives on one ordered stream, and this
+pure state machine decides what each message means. It never fetches anything; the caller
+passes a `Judge` bound to a fresh PO snapshot. Every outcome is a list of messages to emit;
+replaying a message that was already applied emits the same messages again (downstream sinks
+are idempotent) and never changes the state twice.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from rules.lifecycle import (
+    DispatchApproved,
+    InvoiceStatus,
+    InvoiceSubmitted,
+    InvoiceWithdrawn,
+    ReleaseRequested,
+    RpaRequest,
+    StatusChanged,
+)
+from rules.models import CompletionOutcome, RpaCompletion, RpaPayload, Verdict, VerdictStatus
+
+Emitted = Verdict | StatusChanged | RpaRequest
+DispatchMode = Literal["automatic", "approval"]
+
+# Statuses after which AP may override the findings and release the invoice to the RPA bot.
+RELEASABLE = frozenset({InvoiceStatus.MANUAL_REVIEW, InvoiceStatus.BAD_INVOICE, InvoiceStatus.RPA_FAILED})
+
+
+class Judge(Protocol):
+    """The rules, bound by the caller to this PO's fresh snapshot, history and tolerances."""
+
+    def decide(self, submission: InvoiceSubmitted, in_flight: dict[str, Decimal]) -> Verdict: ...
+
+    def payload_for(self, submission: InvoiceSubmitted) -> RpaPayload | None:
+        """The RPA payload for an AP release, or None when the invoice cannot be keyed at all."""
+
+
+def record_key(invoice_id: str, version: int) -> str:
+    return f"{invoice_id}@v{version}"
+
+
+class InvoiceRecord(BaseModel):
+    """One invoice version on this PO and where it stands."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    submission: InvoiceSubmitted
+    status: InvoiceStatus
+    verdict: Verdict | None = None
+    payload: RpaPayload | None = None
+
+    @property
+    def key(self) -> str:
+        return record_key(self.submission.invoice_id, self.submission.version)
+
+
+class PurchaseOrderLedger(BaseModel):
+    """Per-PO state kept in the agent's table (serialized as JSON)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    po_number: str
+    holding: list[str] = Field(default_factory=list)  # record keys: ready or at the RPA bot
+    parked: list[str] = Field(default_factory=list)  # record keys waiting for the PO, arrival order
+    records: dict[str, InvoiceRecord] = Field(default_factory=dict)
+    latest: dict[str, int] = Field(default_factory=dict)  # invoice id -> newest version seen
+    completions_seen: list[str] = Field(default_factory=list)
+
+    def latest_record(self, invoice_id: str) -> InvoiceRecord | None:
+        version = self.latest.get(invoice_id)
+        return None if version is None else self.records[record_key(invoice_id, version)]
+
+    def in_flight(self) -> dict[str, Decimal]:
+        """Quantities per part held by ready or dispatched invoices, not yet in Sampro."""
+        totals: dict[str, Decimal] = defaultdict(Decimal)
+        for key in self.holding:
+            payload = self.records[key].payload
+            for line in payload.lines if payload else ():
+                totals[line.part_number] += line.quantity
+        return dict(totals)
+
+
+class Outcome(BaseModel):
+    ledger: PurchaseOrderLedger
+    emitted: list[Any] = Field(default_factory=list)
+
+
+def _change(
+    record: InvoiceRecord, status: InvoiceStatus, cause: str, at: datetime, **extra: Any
+) -> StatusChanged:
+    sub = record.submission
+    return StatusChanged(
+        event_id=f"{sub.invoice_id}:v{sub.version}:{status.value}:{cause}",
+        invoice_id=sub.invoice_id,
+        invoice_version=sub.version,
+        po_number=sub.po_number,
+        status=status,
+        occurred_at=at,
+        **extra,
+    )
+
+
+def _rpa_request(record: InvoiceRecord, at: datetime) -> RpaRequest:
+    sub = record.submission
+    return RpaRequest(
+        invoice_id=sub.invoice_id,
+        invoice_version=sub.version,
+        po_number=sub.po_number,
+        payload=record.payload,
+        requested_at=at,
+    )
+
+
+class _Session:
+    """Applies one message to a copy of the ledger and collects what to emit."""
+
+    def __init__(self, ledger: PurchaseOrderLedger, judge: Judge | None, dispatch: DispatchMode):
+        self.ledger = ledger.model_copy(deep=True)
+        self.judge = judge
+        self.dispatch = dispatch
+        self.emitted: list[Emitted] = []
+
+    def outcome(self) -> Outcome:
+        return Outcome(ledger=self.ledger, emitted=self.emitted)
+
+    def add(self, record: InvoiceRecord) -> None:
+        self.ledger.records[record.key] = record
+        self.ledger.latest[record.submission.invoice_id] = record.submission.version
+
+    def let_go(self, record: InvoiceRecord) -> None:
+        for queue in (self.ledger.holding, self.ledger.parked):
+            if record.key in queue:
+                queue.remove(record.key)
+
+    def change(self, record: InvoiceRecord, status: InvoiceStatus, cause: str, at: datetime, **extra: Any) -> None:
+        record.status = status
+        self.emitted.append(_change(record, status, cause, at, **extra))
+
+    def park(self, record: InvoiceRecord, at: datetime) -> None:
+        self.ledger.parked.append(record.key)
+        self.change(record, InvoiceStatus.WAITING_FOR_PO, "parked", at)
+
+    def judge_now(self, record: InvoiceRecord) -> None:
+        assert self.judge is not None, "a submission needs a judge bound to a PO snapshot"
+        verdict = self.judge.decide(record.submission, self.ledger.in_flight())
+        record.verdict = verdict
+        record.payload = verdict.rpa_payload
+        record.status = InvoiceStatus(verdict.status.value)
+        self.emitted.append(verdict)
+        if verdict.status is VerdictStatus.READY_TO_PROCESS:
+            self.hold(record, verdict.evaluated_at, cause="verdict")
+
+    def hold(self, record: InvoiceRecord, at: datetime, cause: str) -> None:
+        self.ledger.holding.append(record.key)
+        if self.dispatch == "automatic":
+            self.send_to_rpa(record, at, cause)
+        elif record.status is InvoiceStatus.RELEASED:
+            self.change(record, InvoiceStatus.READY_TO_PROCESS, cause, at)
+
+    def send_to_rpa(self, record: InvoiceRecord, at: datetime, cause: str, actor: str | None = None) -> None:
+        self.emitted.append(_rpa_request(record, at))
+        self.change(record, InvoiceStatus.SENT_TO_RPA, cause, at, actor=actor)
+
+    def admit(self, record: InvoiceRecord, at: datetime) -> None:
+        """Judge now if the PO is free, otherwise park behind the invoice that holds it."""
+        if self.ledger.holding:
+            self.park(record, at)
+        else:
+            self.judge_now(record)
+
+    def drain_parked(self, at: datetime) -> None:
+        """Re-validate parked invoices in arrival order until one holds the PO again."""
+        while self.ledger.parked and not self.ledger.holding:
+            record = self.ledger.records[self.ledger.parked.pop(0)]
+            if record.status is InvoiceStatus.RELEASED:
+                self.hold(record, at, cause="released")
+            else:
+                self.judge_now(record)
+
+    def replay(self, record: InvoiceRecord) -> None:
+        """Re-emit what deciding this version emitted, so a write lost downstream is repaired."""
+        if record.verdict is not None:
+            self.emitted.append(record.verdict)
+            if record.status is InvoiceStatus.SENT_TO_RPA and record.payload is not None:
+                self.emitted.append(_rpa_request(record, record.verdict.evaluated_at))
+
+
+def submit_invoice(
+    ledger: PurchaseOrderLedger, submission: InvoiceSubmitted, judge: Judge, dispatch: DispatchMode
+) -> Outcome:
+    """A new invoice or a vendor's new version of one."""
+    s = _Session(ledger, judge, dispatch)
+    at = submission.received_at
+    known = s.ledger.latest_record(submission.invoice_id)
+    if known is not None and known.submission.version > submission.version:
+        return s.outcome()  # an older version arriving late changes nothing
+    if known is not None and known.submission.version == submission.version:
+        s.replay(known)
+        return s.outcome()
+    record = InvoiceRecord(submission=submission, status=InvoiceStatus.WAITING_FOR_PO)
+    s.add(record)
+    if known is not None and known.status not in (InvoiceStatus.SENT_TO_RPA, InvoiceStatus.ENTERED):
+        s.let_go(known)
+        s.change(known, InvoiceStatus.SUPERSEDED, f"v{submission.version}", at)
+        s.drain_parked(at)
+    s.admit(record, at)
+    return s.outcome()
+
+
+def withdraw_invoice(ledger: PurchaseOrderLedger, withdrawal: InvoiceWithdrawn, judge: Judge | None) -> Outcome:
+    """The vendor deleted the invoice: drop it unless the RPA bot already has it."""
+    s = _Session(ledger, judge, "automatic")
+    record = s.ledger.latest_record(withdrawal.invoice_id)
+    final = (InvoiceStatus.WITHDRAWN, InvoiceStatus.ENTERED, InvoiceStatus.SENT_TO_RPA)
+    if record is None or record.status in final:
+        return s.outcome()
+    s.let_go(record)
+    s.change(record, InvoiceStatus.WITHDRAWN, "deleted", withdrawal.withdrawn_at)
+    if judge is not None:
+        s.drain_parked(withdrawal.withdrawn_at)
+    return s.outcome()
+
+
+def complete_rpa(
+    ledger: PurchaseOrderLedger, completion: RpaCompletion, judge: Judge, dispatch: DispatchMode
+) -> Outcome:
+    """The RPA bot entered (or failed to enter) an invoice: the PO goes to the next one."""
+    s = _Session(ledger, judge, dispatch)
+    record = s.ledger.records.get(record_key(completion.invoice_id, completion.invoice_version))
+    if (
+        record is None
+        or record.status is not InvoiceStatus.SENT_TO_RPA
+        or completion.event_id in s.ledger.completions_seen
+    ):
+        return s.outcome()
+    s.ledger.completions_seen.append(completion.event_id)
+    s.let_go(record)
+    at = completion.occurred_at
+    if completion.outcome is CompletionOutcome.SUCCESS:
+        s.change(record, InvoiceStatus.ENTERED, completion.event_id, at, sampro_invoice_id=completion.sampro_invoice_id)
+        _hold_back_edit_of(s, record, at)
+    else:
+        s.change(record, InvoiceStatus.RPA_FAILED, completion.event_id, at, reason=completion.error)
+    s.drain_parked(at)
+    return s.outcome()
+
+
+def _hold_back_edit_of(s: _Session, entered: InvoiceRecord, at: datetime) -> None:
+    """A vendor edit parked behind its own entered version must not be entered a second time."""
+    newer = s.ledger.latest_record(entered.submission.invoice_id)
+    if newer is None or newer is entered or newer.key not in s.ledger.parked:
+        return
+    s.ledger.parked.remove(newer.key)
+    reason = f"Version {entered.submission.version} of this invoice was already entered in Sampro."
+    s.change(newer, InvoiceStatus.MANUAL_REVIEW, "edited-after-entry", at, reason=reason)
+
+
+def release_invoice(
+    ledger: PurchaseOrderLedger, command: ReleaseRequested, judge: Judge, dispatch: DispatchMode
+) -> Outcome:
+    """An AP override: the invoice becomes ready to process despite its findings."""
+    s = _Session(ledger, judge, dispatch)
+    record = s.ledger.records.get(record_key(command.invoice_id, command.invoice_version))
+    if record is None or record.status not in RELEASABLE or record is not s.ledger.latest_record(command.invoice_id):
+        return s.outcome()
+    payload = record.payload or judge.payload_for(record.submission)
+    if payload is None:
+        return s.outcome()
+    record.payload = payload
+    at = command.issued_at
+    s.change(record, InvoiceStatus.RELEASED, command.command_id, at, actor=command.user, reason=command.reason)
+    if s.ledger.holding:
+        s.ledger.parked.append(record.key)
+    else:
+        s.hold(record, at, cause=command.command_id)
+    return s.outcome()
+
+
+def approve_dispatch(ledger: PurchaseOrderLedger, command: DispatchApproved) -> Outcome:
+    """Manual dispatch: an AP clerk sends the ready invoice that holds the PO to the RPA bot."""
+    s = _Session(ledger, None, "approval")
+    key = record_key(command.invoice_id, command.invoice_version)
+    record = s.ledger.records.get(key)
+    if record is None or key not in s.ledger.holding or record.status is InvoiceStatus.SENT_TO_RPA:
+        return s.outcome()
+    s.send_to_rpa(record, command.issued_at, command.command_id, actor=command.user)
+    return s.outcome()

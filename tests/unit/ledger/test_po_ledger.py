@@ -1,0 +1,240 @@
+"""The per-PO queue: parking behind the invoice at the RPA bot, completions, edits, releases, replays."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from rules.lifecycle import (
+    DispatchApproved,
+    InvoiceStatus,
+    InvoiceSubmitted,
+    InvoiceWithdrawn,
+    ReleaseRequested,
+    RpaRequest,
+    StatusChanged,
+)
+from rules.models import (
+    CompletionOutcome,
+    RpaCompletion,
+    RpaPayload,
+    RpaPayloadLine,
+    Verdict,
+    VerdictStatus,
+)
+from rules.po_ledger import (
+    PurchaseOrderLedger,
+    approve_dispatch,
+    complete_rpa,
+    release_invoice,
+    submit_invoice,
+    withdraw_invoice,
+)
+
+AT = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+
+
+def payload(invoice_id: str, version: int, qty: str = "1") -> RpaPayload:
+    return RpaPayload(
+        invoice_id=invoice_id, invoice_version=version, vendor_id="V1", invoice_number=f"N-{invoice_id}",
+        invoice_date="2026-11-20", po_number="PO-1", currency="USD",
+        lines=[RpaPayloadLine(invoice_line_no=1, po_line_no=1, part_number="P1", quantity=Decimal(qty),
+                              unit_price=Decimal("2.00"), amount=Decimal("2.00"))],
+        tax_amount=Decimal(0), total_amount=Decimal("2.00"),
+    )
+
+
+class FakeJudge:
+    """Decides by the document's `expect` field; records what it saw in flight."""
+
+    def __init__(self) -> None:
+        self.seen_in_flight: list[dict] = []
+
+    def decide(self, submission: InvoiceSubmitted, in_flight: dict[str, Decimal]) -> Verdict:
+        self.seen_in_flight.append(in_flight)
+        status = VerdictStatus(submission.document.get("expect", "ready_to_process"))
+        ready = status is VerdictStatus.READY_TO_PROCESS
+        return Verdict(
+            invoice_id=submission.invoice_id, invoice_version=submission.version, po_number=submission.po_number,
+            status=status, http_status=status.http_status, rules_version="test",
+            rpa_payload=payload(submission.invoice_id, submission.version) if ready else None,
+            evaluated_at=submission.received_at,
+        )
+
+    def payload_for(self, submission: InvoiceSubmitted) -> RpaPayload | None:
+        return payload(submission.invoice_id, submission.version)
+
+
+def submission(invoice_id: str, version: int = 1, expect: str = "ready_to_process") -> InvoiceSubmitted:
+    return InvoiceSubmitted(invoice_id=invoice_id, version=version, po_number="PO-1",
+                            document={"expect": expect}, received_at=AT)
+
+
+def completion(invoice_id: str, version: int = 1, ok: bool = True, event_id: str | None = None) -> RpaCompletion:
+    return RpaCompletion(
+        event_id=event_id or f"c-{invoice_id}-{version}-{ok}", invoice_id=invoice_id, invoice_version=version,
+        po_number="PO-1", outcome=CompletionOutcome.SUCCESS if ok else CompletionOutcome.FAILURE,
+        sampro_invoice_id="S-1" if ok else None, error=None if ok else "Sampro timed out", occurred_at=AT,
+    )
+
+
+def statuses(emitted) -> list[tuple[str, str]]:
+    out = []
+    for m in emitted:
+        if isinstance(m, Verdict):
+            out.append((m.invoice_id, m.status.value))
+        elif isinstance(m, StatusChanged):
+            out.append((m.invoice_id, m.status.value))
+        elif isinstance(m, RpaRequest):
+            out.append((m.invoice_id, "rpa_request"))
+    return out
+
+
+@pytest.fixture
+def judge() -> FakeJudge:
+    return FakeJudge()
+
+
+def run(ledger, *steps):
+    emitted = []
+    for step in steps:
+        outcome = step(ledger)
+        ledger = outcome.ledger
+        emitted.extend(outcome.emitted)
+    return ledger, emitted
+
+
+def test_ready_invoice_is_sent_to_rpa_and_holds_the_po(judge):
+    ledger, emitted = run(PurchaseOrderLedger(po_number="PO-1"),
+                          lambda l: submit_invoice(l, submission("A"), judge, "automatic"))
+    assert statuses(emitted) == [("A", "ready_to_process"), ("A", "rpa_request"), ("A", "sent_to_rpa")]
+    assert ledger.holding == ["A@v1"]
+
+
+def test_second_invoice_is_parked_then_decided_after_success(judge):
+    ledger, emitted = run(
+        PurchaseOrderLedger(po_number="PO-1"),
+        lambda l: submit_invoice(l, submission("A"), judge, "automatic"),
+        lambda l: submit_invoice(l, submission("B"), judge, "automatic"),
+    )
+    assert statuses(emitted)[-1] == ("B", "waiting_for_po")
+    assert ledger.parked == ["B@v1"]
+    ledger, emitted = run(ledger, lambda l: complete_rpa(l, completion("A"), judge, "automatic"))
+    assert statuses(emitted) == [("A", "entered"), ("B", "ready_to_process"), ("B", "rpa_request"), ("B", "sent_to_rpa")]
+    assert ledger.holding == ["B@v1"] and ledger.parked == []
+
+
+def test_failure_completion_also_frees_the_po(judge):
+    ledger, _ = run(
+        PurchaseOrderLedger(po_number="PO-1"),
+        lambda l: submit_invoice(l, submission("A"), judge, "automatic"),
+        lambda l: submit_invoice(l, submission("B", expect="manual_review"), judge, "automatic"),
+    )
+    ledger, emitted = run(ledger, lambda l: complete_rpa(l, completion("A", ok=False), judge, "automatic"))
+    assert statuses(emitted) == [("A", "rpa_failed"), ("B", "manual_review")]
+    assert ledger.holding == [] and ledger.parked == []
+
+
+def test_parked_invoices_are_decided_in_arrival_order_until_one_holds(judge):
+    ledger, _ = run(
+        PurchaseOrderLedger(po_number="PO-1"),
+        lambda l: submit_invoice(l, submission("A"), judge, "automatic"),
+        lambda l: submit_invoice(l, submission("B", expect="bad_invoice"), judge, "automatic"),
+        lambda l: submit_invoice(l, submission("C"), judge, "automatic"),
+        lambda l: submit_invoice(l, submission("D"), judge, "automatic"),
+    )
+    ledger, emitted = run(ledger, lambda l: complete_rpa(l, completion("A"), judge, "automatic"))
+    assert [s for s in statuses(emitted) if s[1] != "rpa_request"] == [
+        ("A", "entered"), ("B", "bad_invoice"), ("C", "ready_to_process"), ("C", "sent_to_rpa")]
+    assert ledger.parked == ["D@v1"]
+
+
+def test_a_repeated_completion_changes_nothing(judge):
+    ledger, _ = run(
+        PurchaseOrderLedger(po_number="PO-1"),
+        lambda l: submit_invoice(l, submission("A"), judge, "automatic"),
+        lambda l: complete_rpa(l, completion("A"), judge, "automatic"),
+    )
+    again = complete_rpa(ledger, completion("A"), judge, "automatic")
+    assert again.emitted == [] and again.ledger == ledger
+
+
+def test_a_replayed_submission_re_emits_the_same_verdict_and_changes_no_state(judge):
+    ledger, first = run(PurchaseOrderLedger(po_number="PO-1"),
+                        lambda l: submit_invoice(l, submission("A"), judge, "automatic"))
+    again = submit_invoice(ledger, submission("A"), judge, "automatic")
+    assert again.ledger == ledger
+    assert [m for m in again.emitted if isinstance(m, Verdict)] == [m for m in first if isinstance(m, Verdict)]
+    assert len(judge.seen_in_flight) == 1  # not judged twice
+
+
+def test_vendor_edit_supersedes_an_undecided_version(judge):
+    ledger, emitted = run(
+        PurchaseOrderLedger(po_number="PO-1"),
+        lambda l: submit_invoice(l, submission("A", expect="manual_review"), judge, "automatic"),
+        lambda l: submit_invoice(l, submission("A", version=2), judge, "automatic"),
+    )
+    assert statuses(emitted) == [("A", "manual_review"), ("A", "superseded"), ("A", "ready_to_process"),
+                                 ("A", "rpa_request"), ("A", "sent_to_rpa")]
+    assert submit_invoice(ledger, submission("A", version=1), judge, "automatic").emitted == []
+
+
+def test_vendor_edit_of_an_invoice_at_the_bot_waits_and_is_never_entered_twice(judge):
+    ledger, emitted = run(
+        PurchaseOrderLedger(po_number="PO-1"),
+        lambda l: submit_invoice(l, submission("A"), judge, "automatic"),
+        lambda l: submit_invoice(l, submission("A", version=2), judge, "automatic"),
+        lambda l: complete_rpa(l, completion("A", version=1), judge, "automatic"),
+    )
+    assert statuses(emitted)[-2:] == [("A", "entered"), ("A", "manual_review")]
+    assert ledger.holding == [] and ledger.parked == []
+
+
+def test_withdrawal_frees_a_parked_slot_and_is_final(judge):
+    ledger, emitted = run(
+        PurchaseOrderLedger(po_number="PO-1"),
+        lambda l: submit_invoice(l, submission("A"), judge, "automatic"),
+        lambda l: submit_invoice(l, submission("B"), judge, "automatic"),
+        lambda l: withdraw_invoice(l, InvoiceWithdrawn(invoice_id="B", version=1, po_number="PO-1", withdrawn_at=AT), judge),
+    )
+    assert statuses(emitted)[-1] == ("B", "withdrawn")
+    assert ledger.parked == []
+
+
+def test_release_makes_a_manual_review_invoice_go_to_rpa_with_who_and_why(judge):
+    ledger, _ = run(PurchaseOrderLedger(po_number="PO-1"),
+                    lambda l: submit_invoice(l, submission("A", expect="manual_review"), judge, "automatic"))
+    cmd = ReleaseRequested(command_id="r1", invoice_id="A", invoice_version=1, po_number="PO-1",
+                           user="ana", reason="price agreed by phone", issued_at=AT)
+    outcome = release_invoice(ledger, cmd, judge, "automatic")
+    released = [m for m in outcome.emitted if isinstance(m, StatusChanged) and m.status is InvoiceStatus.RELEASED]
+    assert released and released[0].actor == "ana" and released[0].reason == "price agreed by phone"
+    assert statuses(outcome.emitted)[-1] == ("A", "sent_to_rpa")
+    assert release_invoice(outcome.ledger, cmd, judge, "automatic").emitted == []
+
+
+def test_manual_dispatch_waits_for_approval(judge):
+    ledger, emitted = run(PurchaseOrderLedger(po_number="PO-1"),
+                          lambda l: submit_invoice(l, submission("A"), judge, "approval"))
+    assert statuses(emitted) == [("A", "ready_to_process")]
+    approval = DispatchApproved(command_id="d1", invoice_id="A", invoice_version=1, po_number="PO-1", user="ana", issued_at=AT)
+    outcome = approve_dispatch(ledger, approval)
+    assert statuses(outcome.emitted) == [("A", "rpa_request"), ("A", "sent_to_rpa")]
+    assert approve_dispatch(outcome.ledger, approval).emitted == []
+
+
+def test_quantities_of_ready_invoices_are_in_flight_for_the_next(judge):
+    ledger, _ = run(PurchaseOrderLedger(po_number="PO-1"),
+                    lambda l: submit_invoice(l, submission("A"), judge, "approval"))
+    assert ledger.in_flight() == {"P1": Decimal("1")}
+
+
+def test_ledger_round_trips_through_json(judge):
+    ledger, _ = run(
+        PurchaseOrderLedger(po_number="PO-1"),
+        lambda l: submit_invoice(l, submission("A"), judge, "automatic"),
+        lambda l: submit_invoice(l, submission("B"), judge, "automatic"),
+    )
+    assert PurchaseOrderLedger.model_validate_json(ledger.model_dump_json()) == ledger
