@@ -6,21 +6,11 @@ Each port has at least two implementations run by the same contract suite in tes
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
+from rules.context import KnownInvoice
 from rules.lifecycle import InvoiceSubmitted, InvoiceWithdrawn, RpaRequest, StatusChanged
 from rules.models import PurchaseOrder, Verdict
-
-
-@dataclass(frozen=True, slots=True)
-class KnownInvoice:
-    """An invoice seen before, as the duplicate check needs it."""
-
-    invoice_id: str
-    vendor_id: str
-    invoice_number: str
-    status: str
 
 
 class PurchaseOrderReader(Protocol):

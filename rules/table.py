@@ -1,0 +1,48 @@
+"""The rule table (DESIGN §4): every check, the status it forces, and what it needs to run.
+
+This is the one place that says which rules exist. `RULES_VERSION` is stamped on every verdict;
+bump it whenever a rule or this table changes, so a replay can tell old decisions from new.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rules import checks
+from rules.case import Case
+from rules.models import Finding, VerdictStatus
+
+RULES_VERSION = "2026.11.1"
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    code: str
+    forces: VerdictStatus
+    check: Callable[[Case], list[Finding]]
+    needs_invoice: bool = True
+    needs_po: bool = True
+
+
+_PNF, _BAD, _REVIEW = VerdictStatus.PO_NOT_FOUND, VerdictStatus.BAD_INVOICE, VerdictStatus.MANUAL_REVIEW
+
+RULES: tuple[Rule, ...] = (
+    Rule("PO_NOT_FOUND", _PNF, checks.po_not_found, needs_invoice=False, needs_po=False),
+    Rule("INVALID_INVOICE", _BAD, checks.invalid_invoice, needs_invoice=False, needs_po=False),
+    Rule("DUPLICATE_INVOICE", _BAD, checks.duplicate_invoice, needs_po=False),
+    Rule("VENDOR_MISMATCH", _BAD, checks.vendor_mismatch),
+    Rule("CURRENCY_MISMATCH", _BAD, checks.currency_mismatch),
+    Rule("PART_NOT_ON_PO", _BAD, checks.part_not_on_po),
+    Rule("LINE_AMOUNT_MISMATCH", _BAD, checks.line_amount_mismatch, needs_po=False),
+    Rule("TOTAL_MISMATCH", _BAD, checks.total_mismatch, needs_po=False),
+    Rule("PO_NOT_OPEN", _REVIEW, checks.po_not_open),
+    Rule("PRICE_MISMATCH", _REVIEW, checks.price_mismatch),
+    Rule("QUANTITY_EXCEEDS_OPEN", _REVIEW, checks.quantity_exceeds_open),
+    Rule("QUANTITY_EXCEEDS_RECEIVED", _REVIEW, checks.quantity_exceeds_received),
+    Rule("TAX_MISMATCH", _REVIEW, checks.tax_mismatch),
+    Rule("CHARGE_NOT_ALLOWED", _REVIEW, checks.charge_not_allowed),
+    Rule("INVOICE_DATE_INVALID", _REVIEW, checks.invoice_date_invalid),
+)
+
+STATUS_OF: dict[str, VerdictStatus] = {rule.code: rule.forces for rule in RULES}
