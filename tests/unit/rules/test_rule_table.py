@@ -1,0 +1,40 @@
+"""The table is complete: every rule code of DESIGN §4 is there, and each one is exercised."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from rules import RULES
+
+DESIGN_CODES = [
+    "PO_NOT_FOUND", "INVALID_INVOICE", "DUPLICATE_INVOICE", "VENDOR_MISMATCH", "CURRENCY_MISMATCH",
+    "PART_NOT_ON_PO", "LINE_AMOUNT_MISMATCH", "TOTAL_MISMATCH", "PO_NOT_OPEN", "PRICE_MISMATCH",
+    "QUANTITY_EXCEEDS_OPEN", "QUANTITY_EXCEEDS_RECEIVED", "TAX_MISMATCH", "CHARGE_NOT_ALLOWED",
+    "INVOICE_DATE_INVALID",
+]
+
+
+def test_the_table_has_exactly_the_designed_codes_with_their_statuses():
+    assert [rule.code for rule in RULES] == DESIGN_CODES
+    bad = {"INVALID_INVOICE", "DUPLICATE_INVOICE", "VENDOR_MISMATCH", "CURRENCY_MISMATCH", "PART_NOT_ON_PO",
+           "LINE_AMOUNT_MISMATCH", "TOTAL_MISMATCH"}
+    for rule in RULES:
+        expected = "po_not_found" if rule.code == "PO_NOT_FOUND" else "bad_invoice" if rule.code in bad else "manual_review"
+        assert rule.forces.value == expected, rule.code
+
+
+@pytest.mark.parametrize("code", DESIGN_CODES)
+def test_removing_a_rule_makes_the_rule_tests_fail(code):
+    """Mutation check: drop one rule from the table and run the rule tests in a fresh interpreter."""
+    script = (
+        "import sys, pytest, rules\n"
+        "engine = sys.modules['rules.evaluate']\n"
+        f"engine.RULES = tuple(r for r in engine.RULES if r.code != {code!r})\n"
+        "sys.exit(pytest.main(['-q', '-x', '-p', 'no:cacheprovider', '-p', 'no:randomly', "
+        "'tests/unit/rules/test_rules.py']))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0, f"no rule test noticed that {code} was removed:\n{result.stdout[-2000:]}"
