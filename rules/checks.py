@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 
 from rules.case import Case, finding
@@ -10,6 +11,7 @@ from rules.models import Finding, POStatus, Severity
 
 ERROR, WARNING = Severity.ERROR, Severity.WARNING
 HUNDRED = Decimal(100)
+ZERO = Decimal(0)
 
 
 def po_not_found(case: Case) -> list[Finding]:
@@ -128,16 +130,18 @@ def price_mismatch(case: Case) -> list[Finding]:
     return out
 
 
-def _exceeds(case: Case, code: str, label: str, still_open) -> list[Finding]:
-    tol = case.tolerance
+def _exceeds(case: Case, code: str, label: str, still_open: Callable[[list], Decimal | None]) -> list[Finding]:
+    """Per part, summed over the invoice's lines, against what the part's PO lines leave open."""
     out = []
+    in_flight, pct = case.context.in_flight, case.tolerance.quantity_pct
     for part, invoiced in case.invoiced_by_part.items():
-        lines = case.po_lines_by_part[part]
-        available = still_open(lines)
+        available = still_open(case.po_lines_by_part[part])
         if available is None:
             continue
-        available -= case.context.in_flight.get(part, Decimal(0))
-        if invoiced > available + max(available, Decimal(0)) * tol.quantity_pct / HUNDRED:
+        if in_flight:
+            available -= in_flight.get(part, ZERO)
+        allowed = available + max(available, ZERO) * pct / HUNDRED if pct else available
+        if invoiced > allowed:
             out.append(
                 finding(code, WARNING,
                         f"Part {part}: {invoiced} invoiced but only {available} {label} on PO {case.po.po_number}.",
@@ -146,23 +150,30 @@ def _exceeds(case: Case, code: str, label: str, still_open) -> list[Finding]:
     return out
 
 
+def _ordered_not_invoiced(lines: list) -> Decimal:
+    total = ZERO
+    for line in lines:
+        total += line.quantity_ordered - line.quantity_invoiced
+    return total
+
+
+def _received_not_invoiced(lines: list) -> Decimal | None:
+    total = ZERO
+    for line in lines:
+        if line.quantity_received is None:
+            return None  # receipts are not tracked for this part
+        total += line.quantity_received - line.quantity_invoiced
+    return total
+
+
 def quantity_exceeds_open(case: Case) -> list[Finding]:
-    return _exceeds(
-        case, "QUANTITY_EXCEEDS_OPEN", "still open",
-        lambda lines: sum((line.quantity_ordered - line.quantity_invoiced for line in lines), Decimal(0)),
-    )
+    return _exceeds(case, "QUANTITY_EXCEEDS_OPEN", "still open", _ordered_not_invoiced)
 
 
 def quantity_exceeds_received(case: Case) -> list[Finding]:
     if not case.tolerance.three_way_match:
         return []
-
-    def received_not_invoiced(lines):
-        if any(line.quantity_received is None for line in lines):
-            return None  # receipts are not tracked for this part
-        return sum((line.quantity_received - line.quantity_invoiced for line in lines), Decimal(0))
-
-    return _exceeds(case, "QUANTITY_EXCEEDS_RECEIVED", "received and not yet invoiced", received_not_invoiced)
+    return _exceeds(case, "QUANTITY_EXCEEDS_RECEIVED", "received and not yet invoiced", _received_not_invoiced)
 
 
 def tax_mismatch(case: Case) -> list[Finding]:

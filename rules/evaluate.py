@@ -41,7 +41,7 @@ def evaluate(invoice: Invoice | Any, po: PurchaseOrder | None, context: Evaluati
     if status is VerdictStatus.READY_TO_PROCESS:
         payload = build_rpa_payload(case)
     invoice_id, version, po_number = _identity(invoice, parsed)
-    return Verdict.model_construct(
+    return Verdict(
         invoice_id=invoice_id,
         invoice_version=version,
         po_number=po_number,

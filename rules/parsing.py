@@ -31,7 +31,7 @@ def _shown(value: Any) -> str | None:
 
 
 def _invalid(field: str, actual: Any, message: str, line_no: int | None = None) -> Finding:
-    return Finding.model_construct(
+    return Finding(
         code=INVALID_INVOICE,
         severity=Severity.ERROR,
         line_no=line_no,

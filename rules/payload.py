@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rules.case import Case
-from rules.models import RpaPayload, RpaPayloadLine
+from rules.models import RpaPayload
 
 
 def build_rpa_payload(case: Case) -> RpaPayload | None:
@@ -14,17 +14,18 @@ def build_rpa_payload(case: Case) -> RpaPayload | None:
         if po_line is None:
             return None
         lines.append(
-            RpaPayloadLine.model_construct(
-                invoice_line_no=line.line_no,
-                po_line_no=po_line.line_no,
-                part_number=line.part_number,
-                description=line.description,
-                quantity=line.quantity,
-                unit_price=line.unit_price,
-                amount=amount,
-            )
+            {
+                "invoice_line_no": line.line_no,
+                "po_line_no": po_line.line_no,
+                "part_number": line.part_number,
+                "description": line.description,
+                "quantity": line.quantity,
+                "unit_price": line.unit_price,
+                "amount": amount,
+            }
         )
-    return RpaPayload.model_construct(
+    # One validation call for the whole payload is cheaper than one per line.
+    return RpaPayload.model_validate(dict(
         invoice_id=inv.invoice_id,
         invoice_version=inv.version,
         vendor_id=inv.vendor_id,
@@ -36,4 +37,4 @@ def build_rpa_payload(case: Case) -> RpaPayload | None:
         tax_amount=inv.tax_amount,
         extra_charges=list(inv.extra_charges),
         total_amount=inv.total_amount,
-    )
+    ))

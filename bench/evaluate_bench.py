@@ -1,0 +1,78 @@
+"""Invoices per second for `evaluate` on 10-line invoices, on one core.
+
+Baseline in the same run: parsing the same invoice dicts into the Invoice model, the cheapest
+thing any consumer of these invoices must do. The ratio is what to compare across machines.
+Usage: python bench/evaluate_bench.py [--n 20000] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+from rules import EvaluationContext, Invoice, PurchaseOrder, evaluate
+
+
+def build(n: int) -> tuple[list[dict], list[PurchaseOrder]]:
+    invoices, pos = [], []
+    for i in range(n):
+        lines, po_lines = [], []
+        for j in range(1, 11):
+            price = Decimal(f"{(i + j) % 97 + 1}.{j:02d}")
+            qty = Decimal(j)
+            lines.append({"line_no": j, "part_number": f"P-{j}", "description": "part", "quantity": str(qty),
+                          "unit_price": str(price), "amount": str(qty * price)})
+            po_lines.append({"line_no": j, "part_number": f"P-{j}", "unit_price": price, "quantity_ordered": 100,
+                             "quantity_received": 100, "quantity_invoiced": 0})
+        subtotal = sum(Decimal(line["amount"]) for line in lines)
+        tax = (subtotal * Decimal("0.08")).quantize(Decimal("0.01"))
+        invoices.append({"invoice_id": f"MP-{i}", "version": 1, "vendor_id": "V1", "invoice_number": f"N-{i}",
+                         "po_number": f"PO-{i}", "invoice_date": "2026-11-20", "currency": "USD", "lines": lines,
+                         "tax_amount": str(tax), "extra_charges": [], "total_amount": str(subtotal + tax)})
+        pos.append(PurchaseOrder.model_validate({"po_number": f"PO-{i}", "vendor_id": "V1", "status": "open",
+                                                 "currency": "USD", "order_date": "2026-11-01", "tax_rate": "0.08",
+                                                 "lines": po_lines}))
+    return invoices, pos
+
+
+def best_rate(label: str, fn, n: int, repeat: int) -> float:
+    best = min(_timed(fn) for _ in range(repeat))
+    rate = n / best
+    print(f"{label:<44} {rate:>12,.0f} invoices/s   ({best * 1e6 / n:,.1f} µs each)")
+    return rate
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=20_000, help="invoices per run")
+    parser.add_argument("--repeat", type=int, default=3, help="runs; the best is reported")
+    args = parser.parse_args()
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core, as the target says
+    docs, pos = build(args.n)
+    parsed = [Invoice.model_validate(doc) for doc in docs]
+    ctx = EvaluationContext(now=datetime(2026, 11, 25, tzinfo=UTC), today=date(2026, 11, 25))
+    assert all(evaluate(inv, po, ctx).status.value == "ready_to_process" for inv, po in zip(parsed[:100], pos))
+
+    print(f"evaluate on {args.n:,} invoices of 10 lines, one core, best of {args.repeat}")
+    baseline = best_rate("baseline: parse dict -> Invoice model", lambda: [Invoice.model_validate(d) for d in docs],
+                         args.n, args.repeat)
+    rate = best_rate("evaluate(parsed invoice, PO)", lambda: [evaluate(i, p, ctx) for i, p in zip(parsed, pos)],
+                     args.n, args.repeat)
+    both = best_rate("parse + evaluate (raw dict, PO)", lambda: [evaluate(d, p, ctx) for d, p in zip(docs, pos)],
+                     args.n, args.repeat)
+    print(f"ratio evaluate / parse baseline: {rate / baseline:.2f}   (parse+evaluate / baseline: {both / baseline:.2f})")
+    print(f"target >= 20,000 invoices/s for evaluate: {'met' if rate >= 20_000 else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()

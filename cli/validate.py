@@ -1,0 +1,141 @@
+"""`validate` and `validate-samples`: the rules on files, as the old HTTP endpoint answered them."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from pydantic import TypeAdapter, ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from cli.files import InputFileError, fail, read_json, read_model
+from rules import EvaluationContext, KnownInvoice, Policy, PurchaseOrder, Verdict, evaluate, load_policy
+from rules.parsing import field_path
+from rules.policy import PolicyError
+
+_HISTORY = TypeAdapter(list[KnownInvoice])
+
+InvoiceOption = Annotated[
+    Path, typer.Option("--invoice", help="The vendor's invoice as the marketplace holds it (canonical JSON).")
+]
+PoOption = Annotated[
+    Optional[Path],
+    typer.Option("--po", help="The Sampro purchase order snapshot (JSON). Leave out when Sampro has no such PO."),
+]
+HistoryOption = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--history",
+        help="Invoices processed before, for the duplicate check: a JSON list of "
+        '{"invoice_id", "vendor_id", "invoice_number", "status"}. Entries that were bad_invoice or '
+        "po_not_found do not count.",
+    ),
+]
+TolerancesOption = Annotated[
+    Optional[Path],
+    typer.Option("--tolerances", help="TOML file of price, total and quantity tolerances (default: exact matching)."),
+]
+TodayOption = Annotated[
+    Optional[str],
+    typer.Option("--today", help="Date to judge invoice dates against, YYYY-MM-DD (default: today)."),
+]
+
+
+def _history(path: Path | None) -> list[KnownInvoice]:
+    if path is None:
+        return []
+    try:
+        return _HISTORY.validate_python(read_json(path, "history"))
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        raise InputFileError(f"history file {path}: {field_path(error['loc'])}: {error['msg']}") from None
+
+
+def _policy(path: Path | None) -> Policy:
+    if path is None:
+        return Policy()
+    try:
+        return load_policy(path)
+    except OSError as exc:
+        raise InputFileError(f"tolerances file {path}: cannot be read ({exc.strerror or exc})") from None
+    except PolicyError as exc:
+        raise InputFileError(f"tolerances file {exc}") from None
+
+
+def _today(text: str | None) -> date | None:
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise InputFileError(f"--today: expected YYYY-MM-DD, got {text!r}") from None
+
+
+def judge_files(
+    invoice: Path, po: Path | None, history: Path | None, tolerances: Path | None, today: str | None
+) -> Verdict:
+    context = EvaluationContext(
+        history=_history(history), policy=_policy(tolerances), now=datetime.now(UTC), today=_today(today)
+    )
+    snapshot = read_model(po, "PO", PurchaseOrder) if po else None
+    return evaluate(read_json(invoice, "invoice"), snapshot, context)
+
+
+def validate(
+    invoice: InvoiceOption,
+    po: PoOption = None,
+    history: HistoryOption = None,
+    tolerances: TolerancesOption = None,
+    today: TodayOption = None,
+) -> None:
+    """Check one invoice against its purchase order and print the verdict as JSON.
+
+    Exit code 0 whenever a verdict was produced (ready_to_process, manual_review, bad_invoice or
+    po_not_found); 2 when an input file cannot be used.
+    """
+    try:
+        verdict = judge_files(invoice, po, history, tolerances, today)
+    except InputFileError as exc:
+        raise fail(exc) from None
+    typer.echo(verdict.model_dump_json(indent=2))
+
+
+def validate_samples(
+    folder: Annotated[Path, typer.Argument(help="Folder with one sub-folder per sample case.")] = Path("samples"),
+    today: TodayOption = "2026-11-25",
+) -> None:
+    """Check every bundled sample (invoice.json, po.json, history.json) and print a summary table."""
+    cases = sorted(p for p in folder.iterdir() if (p / "invoice.json").exists()) if folder.is_dir() else []
+    if not cases:
+        raise fail(InputFileError(f"samples folder {folder}: no case with an invoice.json inside"))
+    tolerances = folder / "tolerances.toml"
+    table = Table(title=f"Sample invoices ({len(cases)})")
+    table.add_column("case", overflow="fold")
+    for column in ("invoice", "PO", "status", "HTTP"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("reasons", overflow="fold")
+    for case in cases:
+
+        def optional(name: str, case: Path = case) -> Path | None:
+            return case / name if (case / name).exists() else None
+
+        try:
+            verdict = judge_files(
+                case / "invoice.json", optional("po.json"), optional("history.json"),
+                tolerances if tolerances.exists() else None, today,
+            )
+        except InputFileError as exc:
+            table.add_row(case.name, "-", "-", "[red]unreadable[/]", "-", str(exc))
+            continue
+        reasons = ", ".join(dict.fromkeys(r.code for r in verdict.reasons)) or "-"
+        table.add_row(case.name, verdict.invoice_id or "-", verdict.po_number or "-", verdict.status.value,
+                      str(verdict.http_status), reasons)
+    Console().print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(validate)
+    app.command("validate-samples")(validate_samples)

@@ -1,0 +1,106 @@
+"""The `validate` command as AP runs it: a verdict on stdout, exit 2 and one line for unusable files."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+
+SAMPLES = Path(__file__).resolve().parents[3] / "samples"
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def sample(case: str, name: str) -> str:
+    return str(SAMPLES / case / name)
+
+
+@pytest.mark.parametrize(
+    ("case", "status"),
+    [
+        ("01_ready_to_process", "ready_to_process"),
+        ("02_manual_review_price", "manual_review"),
+        ("04_bad_invoice_total", "bad_invoice"),
+        ("06_bad_invoice_invalid", "bad_invoice"),
+    ],
+)
+def test_prints_the_verdict_and_exits_0_whatever_the_status(case, status):
+    result = run("validate", "--invoice", sample(case, "invoice.json"), "--po", sample(case, "po.json"),
+                 "--today", "2026-11-25")
+    assert result.exit_code == 0, result.output
+    verdict = json.loads(result.stdout, parse_float=Decimal)
+    assert verdict["status"] == status
+
+
+def test_no_po_means_po_not_found():
+    result = run("validate", "--invoice", sample("07_po_not_found", "invoice.json"))
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["http_status"] == 404
+
+
+def test_history_feeds_the_duplicate_check():
+    case = "05_bad_invoice_duplicate"
+    args = ["validate", "--invoice", sample(case, "invoice.json"), "--po", sample(case, "po.json"), "--today", "2026-11-25"]
+    assert json.loads(run(*args).stdout)["status"] == "ready_to_process"
+    verdict = json.loads(run(*args, "--history", sample(case, "history.json")).stdout)
+    assert [r["code"] for r in verdict["reasons"]] == ["DUPLICATE_INVOICE"]
+
+
+def test_tolerances_file_applies_vendor_overrides():
+    case = "09_ready_within_vendor_tolerance"
+    args = ["validate", "--invoice", sample(case, "invoice.json"), "--po", sample(case, "po.json"), "--today", "2026-11-25"]
+    assert json.loads(run(*args).stdout)["status"] == "manual_review"
+    with_tolerance = run(*args, "--tolerances", str(SAMPLES / "tolerances.toml"))
+    assert json.loads(with_tolerance.stdout)["status"] == "ready_to_process"
+
+
+def test_money_stays_exact_on_the_wire():
+    result = run("validate", "--invoice", sample("01_ready_to_process", "invoice.json"),
+                 "--po", sample("01_ready_to_process", "po.json"), "--today", "2026-11-25")
+    payload = json.loads(result.stdout)["rpa_payload"]
+    assert payload["lines"][0]["unit_price"] == "15.50" and payload["total_amount"] == "57.52"
+
+
+@pytest.mark.parametrize(
+    ("content", "flag", "expected"),
+    [
+        (None, "--invoice", "invoice file"),
+        ("{not json", "--invoice", "not JSON"),
+        ('{"po_number": "PO-1", "vendor_id": "V1", "status": "lost", "currency": "USD", "order_date": "2026-01-01"}',
+         "--po", "status"),
+        ('[{"invoice_id": "A"}]', "--history", "history file"),
+        ('[default]\nprice_pct = "lots"\n', "--tolerances", "price_pct"),
+    ],
+)
+def test_unusable_file_exits_2_with_one_line_naming_file_and_field(tmp_path, content, flag, expected):
+    path = tmp_path / "input"
+    if content is not None:
+        path.write_text(content)
+    args = {"--invoice": sample("01_ready_to_process", "invoice.json"), "--po": sample("01_ready_to_process", "po.json")}
+    args[flag] = str(path)
+    flat = [part for pair in args.items() for part in pair]
+    result = run("validate", *flat)
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(path) in lines[0] and expected in lines[0]
+
+
+def test_bad_today_is_refused():
+    result = run("validate", "--invoice", sample("01_ready_to_process", "invoice.json"), "--today", "25/11/2026")
+    assert result.exit_code == 2 and "--today" in result.stderr
+
+
+def test_validate_samples_lists_every_case():
+    result = run("validate-samples", str(SAMPLES))
+    assert result.exit_code == 0
+    for number in range(1001, 1011):
+        assert f"MP-{number}" in result.stdout
+    assert result.stdout.count("po_not_found") == 1 and result.stdout.count("ready_to_process") == 3
