@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import validate
+from cli import stack, validate
 
 app = typer.Typer(
     name="invoice-automation",
@@ -14,7 +14,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for command_module in (validate,):
+for command_module in (validate, stack):
     command_module.register(app)
 
 

@@ -1,0 +1,86 @@
+"""`stack install|up|down|status`: the local Kafka, Kafka Connect (Debezium) and PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from devstack import LocalStack, StackError
+from devstack.stack import COMPONENTS
+
+stack_app = typer.Typer(help="Run the local stack (Kafka 4.3.1, Kafka Connect with Debezium, PostgreSQL 15).",
+                        no_args_is_help=True)
+RootOption = Annotated[Path, typer.Option("--root", help="Project folder; state and data go to ROOT/.stack.")]
+console = Console()
+
+
+def _endpoints_table(stack: LocalStack) -> Table:
+    endpoints = stack.endpoints()
+    status = stack.status()
+    table = Table(title="Local stack")
+    table.add_column("component")
+    table.add_column("state")
+    table.add_column("where", overflow="fold")
+    where = {
+        "kafka": endpoints.kafka_bootstrap,
+        "connect": endpoints.connect_url,
+        "postgres": endpoints.marketplace_db_url and endpoints.marketplace_db_url.rsplit("/", 1)[0]
+        + "/{marketplace,sampro,scheduler}",
+    }
+    for name in COMPONENTS:
+        running = status[name]["running"]
+        table.add_row(name, "[green]running[/]" if running else "stopped", (where[name] or "-") if running else "-")
+    return table
+
+
+@stack_app.command()
+def install() -> None:
+    """Fetch PostgreSQL 15 (apt), the Kafka jars and the Debezium plugin (Maven Central); cached."""
+    try:
+        with console.status("Fetching PostgreSQL, Kafka and Debezium (cached after the first run)..."):
+            started = time.monotonic()
+            fetched = LocalStack().install()
+    except StackError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+    console.print(f"fetched {', '.join(fetched)} in {time.monotonic() - started:.0f} s" if fetched else "all cached")
+
+
+@stack_app.command()
+def up(
+    root: RootOption = Path("."),
+    only: Annotated[str, typer.Option(help="Comma-separated subset of postgres,kafka,connect.")] = ",".join(COMPONENTS),
+) -> None:
+    """Start what is not running yet and print where each component listens."""
+    stack = LocalStack(root.resolve())
+    try:
+        with console.status("Starting the local stack..."):
+            started = time.monotonic()
+            stack.up(tuple(part.strip() for part in only.split(",") if part.strip()))
+    except StackError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+    console.print(_endpoints_table(stack))
+    console.print(f"ready in {time.monotonic() - started:.1f} s")
+
+
+@stack_app.command()
+def down(root: RootOption = Path(".")) -> None:
+    """Stop every component; nothing is left running."""
+    stopped = LocalStack(root.resolve()).down()
+    console.print(f"stopped {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+@stack_app.command()
+def status(root: RootOption = Path(".")) -> None:
+    """Show what runs where."""
+    console.print(_endpoints_table(LocalStack(root.resolve())))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(stack_app, name="stack")

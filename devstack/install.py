@@ -1,0 +1,94 @@
+"""Fetching what the stack runs: jars from Maven Central (cached in ~/.m2 and the project cache)
+and PostgreSQL 15 from Debian's packages when it is missing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from devstack.process import StackError
+
+KAFKA_VERSION = "4.3.1"
+DEBEZIUM_VERSION = "3.6.1.Final"
+POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
+POM = Path(__file__).with_name("maven") / "pom.xml"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("INVOICE_AUTOMATION_CACHE", Path.home() / ".cache" / "invoice-automation"))
+
+
+def kafka_lib() -> Path:
+    return cache_dir() / f"kafka-{KAFKA_VERSION}" / "lib"
+
+
+def debezium_plugins() -> Path:
+    return cache_dir() / f"debezium-{DEBEZIUM_VERSION}"
+
+
+def _run(argv: list[str], what: str) -> None:
+    result = subprocess.run(argv, capture_output=True, text=True)
+    if result.returncode != 0:
+        output = (result.stdout + result.stderr).strip().splitlines()[-25:]
+        raise StackError(f"{what} failed ({' '.join(argv[:3])} ...):\n" + "\n".join(output))
+
+
+def _mvn() -> str:
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise StackError("Maven (mvn) is not on PATH: install Maven 3 and Java 17 to run the local stack.")
+    return mvn
+
+
+def install_jars() -> bool:
+    """Kafka broker + Connect runtime + log4j2 binding; returns True if anything was fetched."""
+    lib, done = kafka_lib(), kafka_lib() / ".complete"
+    if done.exists():
+        return False
+    shutil.rmtree(lib, ignore_errors=True)
+    _run([_mvn(), "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
+          f"-DoutputDirectory={lib}", "-DincludeScope=runtime"], "Fetching the Kafka jars from Maven Central")
+    done.touch()
+    return True
+
+
+def install_debezium() -> bool:
+    plugins, done = debezium_plugins(), debezium_plugins() / ".complete"
+    if done.exists():
+        return False
+    shutil.rmtree(plugins, ignore_errors=True)
+    artifact = f"io.debezium:debezium-connector-postgres:{DEBEZIUM_VERSION}:tar.gz:plugin"
+    _run([_mvn(), "-q", "-B", "-f", str(POM), "dependency:unpack", f"-Dartifact={artifact}",
+          f"-DoutputDirectory={plugins}", f"-Dmdep.markersDirectory={plugins}/.markers"],
+         "Fetching the Debezium PostgreSQL plugin from Maven Central")
+    for leftover in plugins.glob("PaxHeaders*"):  # tar metadata, not a plugin
+        shutil.rmtree(leftover, ignore_errors=True)
+    if not any(plugins.glob("debezium-connector-postgres/*.jar")):
+        raise StackError(f"The Debezium plugin archive unpacked no connector jars into {plugins}")
+    done.touch()
+    return True
+
+
+def install_postgres() -> bool:
+    if (POSTGRES_BIN / "initdb").exists():
+        return False
+    if os.geteuid() != 0:
+        raise StackError("PostgreSQL 15 is missing: run `sudo apt-get install -y postgresql-15` (or run as root).")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for argv in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "postgresql-15"]):
+        result = subprocess.run(argv, capture_output=True, text=True, env=env)
+        if result.returncode != 0:
+            raise StackError(f"{' '.join(argv)} failed:\n{result.stderr[-2000:]}")
+    return True
+
+
+def install_all() -> list[str]:
+    """Everything the stack needs; returns what was fetched this time."""
+    fetched = []
+    for name, step in (("PostgreSQL 15", install_postgres), ("Kafka jars", install_jars),
+                       ("Debezium plugin", install_debezium)):
+        if step():
+            fetched.append(name)
+    return fetched

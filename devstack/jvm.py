@@ -1,0 +1,102 @@
+"""The two JVM servers: a KRaft Kafka broker and a standalone Kafka Connect worker."""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import httpx
+from confluent_kafka.admin import AdminClient
+
+from devstack.install import debezium_plugins, kafka_lib
+from devstack.process import StackError, spawn, wait_until
+
+LOG4J = Path(__file__).with_name("log4j2.properties")
+
+
+def _java(heap: str, *args: str) -> list[str]:
+    java = shutil.which("java")
+    if java is None:
+        raise StackError("java is not on PATH: the local stack needs Java 17.")
+    return [java, f"-Xmx{heap}", "-XX:+UseG1GC", f"-Dlog4j2.configurationFile={LOG4J}",
+            "-cp", f"{kafka_lib()}/*", *args]
+
+
+def _properties(path: Path, values: dict[str, object]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
+    return path
+
+
+def metadata_probe(bootstrap: str):
+    """Ready means a client got cluster metadata back, not that a process exists."""
+    # log_level 0: connection refusals while the broker boots are expected, not news.
+    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 2000, "log_level": 0})
+    return lambda: bool(admin.list_topics(timeout=2).brokers)
+
+
+def start_kafka(home: Path, port: int, controller_port: int, timeout: float = 60) -> int:
+    """Formats fresh KRaft storage under `home` and starts one combined broker + controller."""
+    shutil.rmtree(home, ignore_errors=True)
+    data, log = home / "data", home / "server.log"
+    config = _properties(home / "server.properties", {
+        "process.roles": "broker,controller",
+        "node.id": 1,
+        "controller.quorum.bootstrap.servers": f"127.0.0.1:{controller_port}",
+        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "log.dirs": data,
+        "num.partitions": 6,
+        "auto.create.topics.enable": "true",
+        "offsets.topic.replication.factor": 1,
+        "offsets.topic.num.partitions": 6,
+        "transaction.state.log.replication.factor": 1,
+        "transaction.state.log.min.isr": 1,
+        "share.coordinator.state.topic.replication.factor": 1,
+        "group.initial.rebalance.delay.ms": 0,
+    })
+    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    result = subprocess.run(
+        _java("256m", "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config), "--standalone"),
+        capture_output=True, text=True,
+    )
+    if result.returncode != 0:
+        raise StackError(f"Formatting Kafka storage failed:\n{(result.stdout + result.stderr)[-3000:]}")
+    pid = spawn(_java("768m", "kafka.Kafka", str(config)), log)
+    bootstrap = f"127.0.0.1:{port}"
+    wait_until(metadata_probe(bootstrap), timeout, pid, "Kafka broker", log)
+    return pid
+
+
+def connect_answers(url: str) -> bool:
+    plugins = httpx.get(f"{url}/connector-plugins", timeout=2).json()
+    return any(p.get("class") == "io.debezium.connector.postgresql.PostgresConnector" for p in plugins)
+
+
+def start_connect(home: Path, bootstrap: str, port: int, timeout: float = 120) -> int:
+    """A standalone worker with the Debezium plugin; connectors are registered over its REST API."""
+    shutil.rmtree(home, ignore_errors=True)
+    log = home / "connect.log"
+    config = _properties(home / "worker.properties", {
+        "bootstrap.servers": bootstrap,
+        "listeners": f"http://127.0.0.1:{port}",
+        "key.converter": "org.apache.kafka.connect.json.JsonConverter",
+        "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+        "key.converter.schemas.enable": "false",
+        "value.converter.schemas.enable": "false",
+        "offset.storage.file.filename": home / "offsets",
+        "offset.flush.interval.ms": 1000,
+        "plugin.path": debezium_plugins(),
+        "plugin.discovery": "hybrid_warn",
+    })
+    pid = spawn(_java("768m", "org.apache.kafka.connect.cli.ConnectStandalone", str(config)), log)
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: connect_answers(url), timeout, pid, "Kafka Connect", log)
+    return pid
+

@@ -1,0 +1,117 @@
+"""`LocalStack`: up, status and down for the whole stack, with its state in `.stack/state.json`.
+
+`up` twice is harmless: components that still answer are kept. `down` stops every process the
+state file names, so nothing is left running.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from devstack import jvm, postgres
+from devstack.install import install_all
+from devstack.process import StackError, alive, free_port, terminate
+
+COMPONENTS = ("postgres", "kafka", "connect")
+
+
+@dataclass(frozen=True)
+class StackEndpoints:
+    kafka_bootstrap: str | None = None
+    connect_url: str | None = None
+    marketplace_db_url: str | None = None
+    sampro_db_url: str | None = None
+    scheduler_db_url: str | None = None
+
+
+class LocalStack:
+    def __init__(self, root: Path | None = None):
+        self.home = (root or Path.cwd()) / ".stack"
+        self.state_file = self.home / "state.json"
+
+    # -- state -------------------------------------------------------------------------------
+    def _state(self) -> dict:
+        try:
+            return json.loads(self.state_file.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def _save(self, state: dict) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.state_file.write_text(json.dumps(state, indent=2))
+
+    def _running(self, state: dict, name: str) -> bool:
+        entry = state.get(name)
+        if not entry:
+            return False
+        if name == "postgres":
+            return alive(postgres.postgres_pid(self.home / "postgres"))
+        return alive(entry.get("pid"))
+
+    # -- commands ----------------------------------------------------------------------------
+    def install(self) -> list[str]:
+        return install_all()
+
+    def up(self, components: tuple[str, ...] = COMPONENTS) -> StackEndpoints:
+        unknown = set(components) - set(COMPONENTS)
+        if unknown:
+            raise StackError(f"unknown component(s) {sorted(unknown)}; choose from {COMPONENTS}")
+        self.install()
+        state = self._state()
+        started = time.monotonic()
+        if "postgres" in components and not self._running(state, "postgres"):
+            port = free_port()
+            postgres.start_postgres(self.home / "postgres", port)
+            state["postgres"] = {"port": port}
+            self._save(state)
+        if ("kafka" in components or "connect" in components) and not self._running(state, "kafka"):
+            port, controller = free_port(), free_port()
+            pid = jvm.start_kafka(self.home / "kafka", port, controller)
+            state["kafka"] = {"pid": pid, "port": port, "controller_port": controller}
+            state.pop("connect", None)  # a worker bound to an old broker is useless
+            self._save(state)
+        if "connect" in components and not self._running(state, "connect"):
+            port = free_port()
+            pid = jvm.start_connect(self.home / "connect", f"127.0.0.1:{state['kafka']['port']}", port)
+            state["connect"] = {"pid": pid, "port": port}
+            self._save(state)
+        state["last_up_seconds"] = round(time.monotonic() - started, 1)
+        self._save(state)
+        return self.endpoints()
+
+    def endpoints(self) -> StackEndpoints:
+        state = self._state()
+        pg = state.get("postgres", {}).get("port") if self._running(state, "postgres") else None
+        kafka = state.get("kafka", {}).get("port") if self._running(state, "kafka") else None
+        connect = state.get("connect", {}).get("port") if self._running(state, "connect") else None
+        return StackEndpoints(
+            kafka_bootstrap=f"127.0.0.1:{kafka}" if kafka else None,
+            connect_url=f"http://127.0.0.1:{connect}" if connect else None,
+            marketplace_db_url=postgres.url(pg, "marketplace") if pg else None,
+            sampro_db_url=postgres.url(pg, "sampro") if pg else None,
+            scheduler_db_url=postgres.url(pg, "scheduler") if pg else None,
+        )
+
+    def status(self) -> dict[str, dict]:
+        state = self._state()
+        return {name: {**state.get(name, {}), "running": self._running(state, name)} for name in COMPONENTS}
+
+    def down(self) -> list[str]:
+        """Stops connect, then kafka, then postgres; returns what was stopped."""
+        state = self._state()
+        stopped = []
+        for name in ("connect", "kafka"):
+            if self._running(state, name):
+                terminate(state[name]["pid"])
+                stopped.append(name)
+        if self._running(state, "postgres"):
+            postgres.stop_postgres(self.home / "postgres")
+            stopped.append("postgres")
+        self._save({})
+        return stopped
+
+
+
