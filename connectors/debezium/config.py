@@ -1,0 +1,90 @@
+"""The Debezium PostgreSQL connector for the marketplace invoices table, registered over Connect's REST API.
+
+The record is flattened (ExtractNewRecordState) but deletes stay visible as rewritten records
+with `__deleted`, and `__op`/`__lsn` travel along. The Kafka key is the plain PO number, so the
+topic is partitioned by PO exactly as the rest of the pipeline is.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import httpx
+from sqlalchemy.engine import make_url
+
+CONNECTOR_CLASS = "io.debezium.connector.postgresql.PostgresConnector"
+
+
+@dataclass(frozen=True)
+class MarketplaceCapture:
+    name: str = "marketplace-invoices"
+    database_url: str = ""  # SQLAlchemy URL of the marketplace database
+    topic: str = "marketplace.invoices"
+    table: str = "public.marketplace_invoices"
+    slot: str = "invoice_automation"
+    publication: str = "invoice_automation"
+
+    def connector_config(self) -> dict[str, str]:
+        url = make_url(self.database_url)
+        return {
+            "connector.class": CONNECTOR_CLASS,
+            "tasks.max": "1",
+            "plugin.name": "pgoutput",
+            "database.hostname": url.host or "127.0.0.1",
+            "database.port": str(url.port or 5432),
+            "database.user": url.username or "",
+            "database.password": url.password or "",
+            "database.dbname": url.database or "",
+            "topic.prefix": self.name,
+            "table.include.list": self.table,
+            "slot.name": self.slot,
+            "publication.name": self.publication,
+            # Only this table in the publication: the marketplace has other tables we must not read.
+            "publication.autocreate.mode": "filtered",
+            # A first start captures the invoices already waiting, then streams changes.
+            "snapshot.mode": "initial",
+            "decimal.handling.mode": "string",
+            "tombstones.on.delete": "false",
+            "message.key.columns": f"{self.table}:po_number",
+            "key.converter": "org.apache.kafka.connect.storage.StringConverter",
+            "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+            "value.converter.schemas.enable": "false",
+            "transforms": "unwrap,po_key,route",
+            "transforms.unwrap.type": "io.debezium.transforms.ExtractNewRecordState",
+            "transforms.unwrap.delete.tombstone.handling.mode": "rewrite",
+            "transforms.unwrap.add.fields": "op,lsn,source.ts_ms",
+            "transforms.po_key.type": "org.apache.kafka.connect.transforms.ExtractField$Key",
+            "transforms.po_key.field": "po_number",
+            "transforms.route.type": "org.apache.kafka.connect.transforms.RegexRouter",
+            "transforms.route.regex": ".*",
+            "transforms.route.replacement": self.topic,
+        }
+
+
+class ConnectorError(RuntimeError):
+    """The connector did not reach RUNNING; carries the task's trace when Connect gave one."""
+
+
+def register_connector(connect_url: str, capture: MarketplaceCapture, timeout: float = 60) -> dict:
+    """Creates or updates the connector (PUT is idempotent) and waits until it and its task run."""
+    with httpx.Client(base_url=connect_url, timeout=10) as client:
+        response = client.put(f"/connectors/{capture.name}/config", json=capture.connector_config())
+        if response.status_code >= 400:
+            raise ConnectorError(f"Connect refused {capture.name}: {response.status_code} {response.text}")
+        deadline = time.monotonic() + timeout
+        status: dict = {}
+        while time.monotonic() < deadline:
+            status = client.get(f"/connectors/{capture.name}/status").json()
+            states = [status.get("connector", {}).get("state")] + [t.get("state") for t in status.get("tasks", [])]
+            if "FAILED" in states:
+                traces = [t.get("trace", "") for t in status.get("tasks", [])] + [status["connector"].get("trace", "")]
+                raise ConnectorError(f"{capture.name} failed:\n" + "\n".join(t for t in traces if t)[-3000:])
+            if status.get("tasks") and all(state == "RUNNING" for state in states):
+                return status
+            time.sleep(0.5)
+        raise ConnectorError(f"{capture.name} not running after {timeout:.0f} s: {status}")
+
+
+def delete_connector(connect_url: str, name: str) -> None:
+    httpx.delete(f"{connect_url}/connectors/{name}", timeout=10)

@@ -1,0 +1,94 @@
+"""Debezium turns marketplace INSERT, UPDATE and DELETE into canonical invoice events keyed by PO."""
+
+from __future__ import annotations
+
+import time
+from datetime import date
+from decimal import Decimal
+
+import pytest
+from confluent_kafka import Consumer
+from sqlalchemy import create_engine, delete, insert, text, update
+
+from connectors.debezium import MarketplaceCapture, decode_marketplace_record, register_connector
+from connectors.debezium.config import delete_connector
+from connectors.marketplace_table import marketplace_invoices
+from rules import PurchaseOrder, evaluate
+from rules.lifecycle import InvoiceSubmitted, InvoiceWithdrawn
+
+LINES = [{"line_no": 1, "part_number": "AC-100", "description": "Compressor", "quantity": "2",
+          "unit_price": "15.50", "amount": "31.00"}]
+
+
+@pytest.fixture
+def capture(connect_url, marketplace_db_url, unique_name):
+    capture = MarketplaceCapture(name=f"mp-{unique_name}", database_url=marketplace_db_url,
+                                 topic=f"marketplace.invoices.{unique_name}", slot=unique_name, publication=unique_name)
+    register_connector(connect_url, capture)
+    yield capture
+    delete_connector(connect_url, capture.name)
+    engine = create_engine(marketplace_db_url)
+    with engine.begin() as conn:
+        for _ in range(20):  # the slot is released a moment after the connector stops
+            if conn.execute(text("SELECT count(*) FROM pg_replication_slots WHERE slot_name = :s AND active"),
+                            {"s": capture.slot}).scalar() == 0:
+                break
+            time.sleep(0.5)
+        conn.execute(text("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = :s"),
+                     {"s": capture.slot})
+        conn.execute(text(f"DROP PUBLICATION IF EXISTS {capture.publication}"))
+    engine.dispose()
+
+
+def read_events(bootstrap: str, topic: str, invoice_id: str, count: int, timeout: float = 30) -> list:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"g-{topic}", "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic])
+    found = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(found) < count and time.monotonic() < deadline:
+            for message in consumer.consume(100, timeout=0.5):
+                if message.error() is None and invoice_id.encode() in (message.value() or b""):
+                    found.append(message)
+    finally:
+        consumer.close()
+    return found
+
+
+def test_insert_update_delete_become_canonical_events_keyed_by_po(capture, kafka_bootstrap, marketplace_db_url,
+                                                                  unique_name):
+    invoice_id, po_number = f"MP-{unique_name}", f"PO-{unique_name}"
+    engine = create_engine(marketplace_db_url)
+    started = time.monotonic()
+    with engine.begin() as conn:
+        conn.execute(insert(marketplace_invoices).values(
+            invoice_id=invoice_id, version=1, vendor_id="V100", invoice_number="INV-778", po_number=po_number,
+            invoice_date=date(2026, 11, 20), currency="USD", lines=LINES, tax_amount=Decimal("2.48"),
+            extra_charges=[{"kind": "freight", "amount": "10.00"}], total_amount=Decimal("43.48")))
+    with engine.begin() as conn:
+        conn.execute(update(marketplace_invoices).where(marketplace_invoices.c.invoice_id == invoice_id)
+                     .values(version=2, total_amount=Decimal("33.48"), extra_charges=[]))
+    with engine.begin() as conn:
+        conn.execute(delete(marketplace_invoices).where(marketplace_invoices.c.invoice_id == invoice_id))
+    engine.dispose()
+
+    messages = read_events(kafka_bootstrap, capture.topic, invoice_id, 3)
+    elapsed = time.monotonic() - started
+    assert len(messages) == 3, f"got {len(messages)} events in {elapsed:.1f} s"
+    assert elapsed < 30
+    assert {m.key() for m in messages} == {po_number.encode()}
+    created, edited, deleted = (decode_marketplace_record(m.value()) for m in messages)
+
+    assert isinstance(created, InvoiceSubmitted) and created.version == 1
+    assert created.document["invoice_date"] == "2026-11-20"
+    assert created.document["lines"][0]["unit_price"] == "15.50"
+    assert Decimal(created.document["total_amount"]) == Decimal("43.48")
+    po = PurchaseOrder.model_validate({
+        "po_number": po_number, "vendor_id": "V100", "status": "open", "currency": "USD", "order_date": "2026-11-01",
+        "tax_rate": "0.08", "allowed_charges": ["freight"],
+        "lines": [{"line_no": 1, "part_number": "AC-100", "unit_price": "15.50", "quantity_ordered": "5"}]})
+    assert evaluate(created.document, po).status.value == "ready_to_process"
+
+    assert isinstance(edited, InvoiceSubmitted) and edited.version == 2 and edited.document["extra_charges"] == []
+    assert isinstance(deleted, InvoiceWithdrawn)
+    assert (deleted.invoice_id, deleted.po_number, deleted.version) == (invoice_id, po_number, 2)

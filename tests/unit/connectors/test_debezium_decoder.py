@@ -1,0 +1,79 @@
+"""Flattened Debezium records as the connector emits them, and the ones it could not map."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import pytest
+
+from connectors.debezium import MarketplaceCapture, MarketplaceRecordError, decode_marketplace_record
+from rules.lifecycle import InvoiceSubmitted, InvoiceWithdrawn
+
+ROW = {
+    "invoice_id": "MP-1001", "version": 1, "vendor_id": "V100", "invoice_number": "INV-778", "po_number": "PO-5001",
+    "invoice_date": 20412, "currency": "USD",
+    "lines": '[{"line_no": 1, "part_number": "AC-100", "quantity": 2, "unit_price": 15.50, "amount": "31.00"}]',
+    "tax_amount": "2.4800", "extra_charges": '[{"kind": "freight", "amount": "10.00"}]', "total_amount": "43.4800",
+    "updated_at": "2026-11-20T10:00:00.000000Z", "__deleted": "false", "__op": "c", "__lsn": 123,
+    "__source_ts_ms": 1795600000000,
+}
+
+
+def record(**changes) -> bytes:
+    return json.dumps({**ROW, **changes}).encode()
+
+
+@pytest.mark.parametrize("op", ["c", "u", "r"])
+def test_create_update_and_snapshot_give_the_canonical_invoice(op):
+    event = decode_marketplace_record(record(__op=op))
+    assert isinstance(event, InvoiceSubmitted)
+    assert (event.invoice_id, event.version, event.po_number) == ("MP-1001", 1, "PO-5001")
+    doc = event.document
+    assert doc["invoice_date"] == "2025-11-20"
+    assert doc["lines"][0]["unit_price"] == Decimal("15.50")  # JSON numbers stay exact decimals
+    assert doc["tax_amount"] == "2.4800" and doc["extra_charges"][0]["kind"] == "freight"
+    assert "__op" not in doc and "updated_at" not in doc
+
+
+def test_delete_is_a_withdrawal():
+    event = decode_marketplace_record(record(__op="d", __deleted="true", version=3))
+    assert isinstance(event, InvoiceWithdrawn)
+    assert (event.invoice_id, event.po_number, event.version) == ("MP-1001", "PO-5001", 3)
+
+
+def test_tombstone_means_nothing_to_do():
+    assert decode_marketplace_record(None) is None
+
+
+def test_contract_problems_flow_on_to_the_rules():
+    event = decode_marketplace_record(record(currency=None, total_amount="abc"))
+    assert "currency" not in event.document and event.document["total_amount"] == "abc"
+
+
+@pytest.mark.parametrize(
+    ("value", "field"),
+    [
+        (b"\x00\x01garbage", "value"),
+        (b"[1, 2]", "value"),
+        (record(invoice_id=None), "invoice_id"),
+        (record(po_number=""), "po_number"),
+        (record(version="two"), "version"),
+        (record(lines="[{not json"), "lines"),
+        (record(__op="x"), "__op"),
+    ],
+)
+def test_unmappable_record_raises_a_typed_error_naming_the_field(value, field):
+    with pytest.raises(MarketplaceRecordError) as caught:
+        decode_marketplace_record(value)
+    assert caught.value.field == field and repr(field) in str(caught.value)
+
+
+def test_connector_config_keys_the_topic_by_po_and_keeps_deletes():
+    config = MarketplaceCapture(database_url="postgresql+psycopg://u:p@127.0.0.1:5433/marketplace").connector_config()
+    assert config["message.key.columns"] == "public.marketplace_invoices:po_number"
+    assert config["transforms.po_key.field"] == "po_number"
+    assert config["transforms.unwrap.delete.tombstone.handling.mode"] == "rewrite"
+    assert config["publication.autocreate.mode"] == "filtered" and config["plugin.name"] == "pgoutput"
+    assert (config["database.port"], config["database.dbname"], config["database.user"]) == ("5433", "marketplace", "u")
+    assert config["transforms.route.replacement"] == "marketplace.invoices"
