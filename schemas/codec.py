@@ -1,0 +1,179 @@
+"""Avro on the wire, with fastavro.
+
+Default framing: Avro single-object encoding (marker C3 01, then the 8-byte little-endian
+CRC-64-AVRO fingerprint of the writer schema's Parsing Canonical Form, then the binary body),
+so every message says which schema wrote it and no schema registry is needed. Decoding looks
+the fingerprint up among every known version and resolves it to the current reader schema.
+With a registry URL, the Confluent framing (magic 0, 4-byte schema id) is used instead.
+
+Decimals, dates and timestamps travel as text: an invoice's "15.50" must come back as exactly
+"15.50" (a fixed-scale Avro decimal would not keep the vendor's scale), and ISO 8601 text is
+what the JSON contracts already say.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+from functools import cache
+from pathlib import Path
+from typing import Any, Protocol
+
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
+from fastavro.schema import fingerprint, load_schema, to_parsing_canonical_form
+from pydantic import BaseModel, ValidationError
+
+from rules.lifecycle import (
+    DispatchApproved,
+    InvoiceSubmitted,
+    InvoiceWithdrawn,
+    ReleaseRequested,
+    RpaRequest,
+    StatusChanged,
+)
+from rules.models import Invoice, PurchaseOrder, RpaCompletion, Verdict
+
+SCHEMA_DIR = Path(__file__).with_name("avro")
+NAMESPACE = "invoice_automation"
+SINGLE_OBJECT_MARKER = b"\xc3\x01"
+CONFLUENT_MAGIC = b"\x00"
+
+MODELS: tuple[type[BaseModel], ...] = (
+    Invoice, PurchaseOrder, Verdict, RpaCompletion, InvoiceSubmitted, InvoiceWithdrawn,
+    ReleaseRequested, DispatchApproved, RpaRequest, StatusChanged,
+)
+
+
+class DecodeError(ValueError):
+    """Bytes that are not a record we know; the message says why."""
+
+
+class Codec(Protocol):
+    def encode(self, model: BaseModel) -> bytes: ...
+
+    def decode(self, data: bytes) -> BaseModel: ...
+
+
+@cache
+def schema_for(name: str, folder: Path = SCHEMA_DIR) -> dict:
+    """The parsed schema `invoice_automation.<name>`, named types resolved from the same folder."""
+    return load_schema(str(folder / f"{NAMESPACE}.{name}.avsc"))
+
+
+def fingerprint_of(schema: dict) -> bytes:
+    return bytes.fromhex(fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO"))
+
+
+def to_record(model: BaseModel) -> dict[str, Any]:
+    record = model.model_dump(mode="json")
+    if isinstance(model, InvoiceSubmitted):
+        record["document"] = json.dumps(record["document"], separators=(",", ":"))
+    return record
+
+
+def from_record(model_type: type[BaseModel], record: dict[str, Any]) -> BaseModel:
+    if model_type is InvoiceSubmitted:
+        record = {**record, "document": json.loads(record["document"], parse_float=Decimal)}
+    try:
+        return model_type.model_validate(record)
+    except ValidationError as exc:
+        raise DecodeError(f"{model_type.__name__} record breaks its model: {exc.errors(include_url=False)[0]}") from None
+
+
+def _body(schema: dict, model: BaseModel) -> bytes:
+    out = io.BytesIO()
+    schemaless_writer(out, schema, to_record(model))
+    return out.getvalue()
+
+
+def _read(data: bytes, writer: dict, reader: dict, model_type: type[BaseModel]) -> BaseModel:
+    try:
+        record = schemaless_reader(io.BytesIO(data), writer, reader)
+    except Exception as exc:  # fastavro raises EOFError, ValueError, SchemaResolutionError...
+        raise DecodeError(f"{model_type.__name__} body cannot be read: {type(exc).__name__}: {exc}") from None
+    return from_record(model_type, record)
+
+
+@dataclass(frozen=True)
+class _WriterVersion:
+    schema: dict
+    model: type[BaseModel]
+
+
+class SingleObjectCodec:
+    """Encodes with the current schema; decodes any known version of any known record type."""
+
+    def __init__(self, models: Iterable[type[BaseModel]] = MODELS, older_versions: Iterable[tuple[type, dict]] = ()):
+        self._current = {model: schema_for(model.__name__) for model in models}
+        self._headers = {model: SINGLE_OBJECT_MARKER + fingerprint_of(s) for model, s in self._current.items()}
+        self._writers = {fingerprint_of(s): _WriterVersion(s, model) for model, s in self._current.items()}
+        for model, schema in older_versions:
+            parsed = parse_schema(schema)
+            self._writers[fingerprint_of(parsed)] = _WriterVersion(parsed, model)
+
+    def encode(self, model: BaseModel) -> bytes:
+        kind = type(model)
+        if kind not in self._current:
+            raise TypeError(f"no Avro schema for {kind.__name__}")
+        return self._headers[kind] + _body(self._current[kind], model)
+
+    def decode(self, data: bytes) -> BaseModel:
+        if len(data) < 10 or data[:2] != SINGLE_OBJECT_MARKER:
+            raise DecodeError(f"not Avro single-object encoding (starts with {data[:2].hex() or 'nothing'})")
+        writer = self._writers.get(data[2:10])
+        if writer is None:
+            raise DecodeError(f"unknown schema fingerprint {data[2:10].hex()}")
+        return _read(data[10:], writer.schema, self._current[writer.model], writer.model)
+
+
+class RegistryCodec:
+    """Confluent framing (magic 0 + 4-byte schema id), schemas registered by record name."""
+
+    def __init__(self, registry_url: str, models: Iterable[type[BaseModel]] = MODELS, client: Any = None):
+        from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+
+        self._client = client or SchemaRegistryClient.new_client({"url": registry_url})
+        self._schema_type = Schema
+        self._current = {model: schema_for(model.__name__) for model in models}
+        self._by_name = {f"{NAMESPACE}.{model.__name__}": model for model in self._current}
+        self._ids: dict[type, int] = {}
+        self._writers: dict[int, tuple[dict, type[BaseModel]]] = {}
+
+    def _schema_id(self, model_type: type[BaseModel]) -> int:
+        if model_type not in self._ids:
+            text = to_parsing_canonical_form(self._current[model_type])
+            subject = f"{NAMESPACE}.{model_type.__name__}"  # RecordNameStrategy: many types per topic
+            self._ids[model_type] = self._client.register_schema(subject, self._schema_type(text, "AVRO"))
+        return self._ids[model_type]
+
+    def encode(self, model: BaseModel) -> bytes:
+        kind = type(model)
+        if kind not in self._current:
+            raise TypeError(f"no Avro schema for {kind.__name__}")
+        return CONFLUENT_MAGIC + struct.pack(">I", self._schema_id(kind)) + _body(self._current[kind], model)
+
+    def decode(self, data: bytes) -> BaseModel:
+        if len(data) < 5 or data[:1] != CONFLUENT_MAGIC:
+            raise DecodeError(f"not Confluent-framed Avro (starts with {data[:1].hex() or 'nothing'})")
+        (schema_id,) = struct.unpack(">I", data[1:5])
+        if schema_id not in self._writers:
+            try:
+                registered = self._client.get_schema(schema_id)
+            except Exception as exc:
+                raise DecodeError(f"schema id {schema_id} unknown to the registry: {exc}") from None
+            writer = parse_schema(json.loads(registered.schema_str))
+            model = self._by_name.get(writer["name"])
+            if model is None:
+                raise DecodeError(f"schema id {schema_id} is {writer['name']}, not a record this service reads")
+            self._writers[schema_id] = (writer, model)
+        writer, model = self._writers[schema_id]
+        return _read(data[5:], writer, self._current[model], model)
+
+
+def codec_for(registry_url: str | None = None) -> Codec:
+    """Single-object encoding unless a schema registry is configured."""
+    return RegistryCodec(registry_url) if registry_url else SingleObjectCodec()
