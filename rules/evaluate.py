@@ -12,18 +12,21 @@ from rules.payload import build_rpa_payload
 from rules.table import RULES, RULES_VERSION, STATUS_OF
 
 
-def _identity(raw: Any, invoice: Invoice | None) -> tuple[str | None, int | None, str | None]:
-    """Who the verdict is about, even when the invoice broke its contract."""
+def _text(raw: dict, key: str) -> str | None:
+    return raw[key] if isinstance(raw.get(key), str) else None
+
+
+def _identity(raw: Any, invoice: Invoice | None) -> dict[str, Any]:
+    """Who and what the verdict is about, even when the invoice broke its contract."""
     if invoice is not None:
-        return invoice.invoice_id, invoice.version, invoice.po_number
-    if isinstance(raw, dict):
-        version = raw.get("version", 1)
-        return (
-            raw["invoice_id"] if isinstance(raw.get("invoice_id"), str) else None,
-            version if isinstance(version, int) and not isinstance(version, bool) else None,
-            raw["po_number"] if isinstance(raw.get("po_number"), str) else None,
-        )
-    return None, None, None
+        return {"invoice_id": invoice.invoice_id, "invoice_version": invoice.version, "po_number": invoice.po_number,
+                "vendor_id": invoice.vendor_id, "invoice_number": invoice.invoice_number.strip()}
+    raw = raw if isinstance(raw, dict) else {}
+    version = raw.get("version", 1)
+    return {"invoice_id": _text(raw, "invoice_id"),
+            "invoice_version": version if isinstance(version, int) and not isinstance(version, bool) else None,
+            "po_number": _text(raw, "po_number"), "vendor_id": _text(raw, "vendor_id"),
+            "invoice_number": _text(raw, "invoice_number")}
 
 
 def evaluate(invoice: Invoice | Any, po: PurchaseOrder | None, context: EvaluationContext | None = None) -> Verdict:
@@ -40,11 +43,8 @@ def evaluate(invoice: Invoice | Any, po: PurchaseOrder | None, context: Evaluati
     payload: RpaPayload | None = None
     if status is VerdictStatus.READY_TO_PROCESS:
         payload = build_rpa_payload(case)
-    invoice_id, version, po_number = _identity(invoice, parsed)
     return Verdict(
-        invoice_id=invoice_id,
-        invoice_version=version,
-        po_number=po_number,
+        **_identity(invoice, parsed),
         status=status,
         http_status=status.http_status,
         reasons=reasons,

@@ -152,6 +152,9 @@ class Verdict(_Model):
     rules_version: str
     po_snapshot: PurchaseOrder | None = None
     evaluated_at: datetime
+    # Beyond DESIGN §3, so processscheduler can show who sent which invoice whatever the status.
+    vendor_id: str | None = None
+    invoice_number: str | None = None
 
 
 class CompletionOutcome(StrEnum):

@@ -1,0 +1,7 @@
+"""Handing ready invoices to the RPA bot's mailbox, at most once per invoice version."""
+
+from connectors.rpa_mail.memory import InMemoryRpaMailer
+from connectors.rpa_mail.message import build_message, message_id
+from connectors.rpa_mail.smtp import RpaMailError, SmtpRpaMailer, SqlSentLog
+
+__all__ = ["InMemoryRpaMailer", "RpaMailError", "SmtpRpaMailer", "SqlSentLog", "build_message", "message_id"]

@@ -1,0 +1,23 @@
+"""A dict-backed Sampro for unit tests and dry runs."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+
+from rules.context import KnownInvoice
+from rules.models import PurchaseOrder
+
+
+class InMemoryPurchaseOrderReader:
+    def __init__(self, purchase_orders: Iterable[PurchaseOrder] = (), entered: Iterable[KnownInvoice] = ()):
+        self.purchase_orders = {po.po_number: po for po in purchase_orders}
+        self.entered = list(entered)
+        self.fetches = 0
+
+    def fetch(self, po_numbers: Collection[str]) -> dict[str, PurchaseOrder]:
+        self.fetches += 1
+        return {n: self.purchase_orders[n] for n in po_numbers if n in self.purchase_orders}
+
+    def entered_invoices(self, vendor_invoice_numbers: Collection[tuple[str, str]]) -> list[KnownInvoice]:
+        wanted = set(vendor_invoice_numbers)
+        return [k for k in self.entered if (k.vendor_id, k.invoice_number) in wanted]

@@ -1,0 +1,81 @@
+"""PO snapshots and entered invoices from Sampro, one round trip per batch of POs."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from decimal import Decimal
+
+from sqlalchemy import Engine, and_, or_, select
+
+from connectors.sampro.tables import SamproNames, sampro_tables
+from rules.context import KnownInvoice
+from rules.models import POStatus, PurchaseOrder, PurchaseOrderLine
+
+CHUNK = 1000  # SQL Server allows 2100 parameters per statement
+
+
+class SamproDataError(ValueError):
+    """A Sampro row the pipeline cannot turn into a PO snapshot; names the PO, column and value."""
+
+
+def _chunks(items: list, size: int = CHUNK):
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _status(po_number: str, value: str) -> POStatus:
+    try:
+        return POStatus(value.strip().lower())
+    except ValueError:
+        raise SamproDataError(f"PO {po_number}: status {value!r} is not one of {[s.value for s in POStatus]}") from None
+
+
+class SqlPurchaseOrderReader:
+    def __init__(self, engine: Engine, names: SamproNames = SamproNames()):
+        self.engine = engine
+        self.tables = sampro_tables(names)
+
+    def fetch(self, po_numbers: Collection[str]) -> dict[str, PurchaseOrder]:
+        wanted = sorted(set(po_numbers))
+        if not wanted:
+            return {}
+        h, l = self.tables.po_header, self.tables.po_line
+        rows = []
+        with self.engine.connect() as conn:
+            for chunk in _chunks(wanted):
+                query = (
+                    select(h, l.c.line_no, l.c.part_number, l.c.unit_price, l.c.quantity_ordered,
+                           l.c.quantity_received, l.c.quantity_invoiced)
+                    .select_from(h.outerjoin(l, l.c.po_number == h.c.po_number))
+                    .where(h.c.po_number.in_(chunk))
+                    .order_by(h.c.po_number, l.c.line_no)
+                )
+                rows.extend(conn.execute(query).mappings())
+        headers: dict[str, dict] = {}
+        for row in rows:
+            po = headers.setdefault(row["po_number"], {
+                "po_number": row["po_number"], "vendor_id": row["vendor_id"],
+                "status": _status(row["po_number"], row["status"]), "currency": row["currency"],
+                "order_date": row["order_date"], "tax_rate": row["tax_rate"],
+                "allowed_charges": [c.strip() for c in (row["allowed_charges"] or "").split(",") if c.strip()],
+                "lines": [],
+            })
+            if row["line_no"] is not None:
+                po["lines"].append(PurchaseOrderLine(
+                    line_no=row["line_no"], part_number=row["part_number"], unit_price=row["unit_price"],
+                    quantity_ordered=row["quantity_ordered"], quantity_received=row["quantity_received"],
+                    quantity_invoiced=row["quantity_invoiced"] or Decimal(0)))
+        return {number: PurchaseOrder(**fields) for number, fields in headers.items()}
+
+    def entered_invoices(self, vendor_invoice_numbers: Collection[tuple[str, str]]) -> list[KnownInvoice]:
+        pairs = sorted(set(vendor_invoice_numbers))
+        if not pairs:
+            return []
+        t = self.tables.ap_invoice
+        found = []
+        with self.engine.connect() as conn:
+            for chunk in _chunks(pairs, CHUNK // 2):
+                condition = or_(*(and_(t.c.vendor_id == v, t.c.invoice_number == n) for v, n in chunk))
+                for row in conn.execute(select(t.c.sampro_invoice_id, t.c.vendor_id, t.c.invoice_number).where(condition)):
+                    found.append(KnownInvoice(f"sampro:{row.sampro_invoice_id}", row.vendor_id, row.invoice_number, "entered"))
+        return found

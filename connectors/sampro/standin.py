@@ -1,0 +1,51 @@
+"""The Sampro stand-in for the demo and tests: load POs, and enter an invoice as the RPA bot does."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+from sqlalchemy import Engine, delete, insert, select, update
+
+from connectors.sampro.tables import SamproNames, sampro_tables
+from rules.models import PurchaseOrder
+
+
+class SamproStandIn:
+    def __init__(self, engine: Engine, names: SamproNames = SamproNames()):
+        self.engine = engine
+        self.tables = sampro_tables(names)
+
+    def create_schema(self) -> None:
+        self.tables.metadata.create_all(self.engine)
+
+    def load_purchase_orders(self, purchase_orders: Iterable[PurchaseOrder]) -> None:
+        """Replaces these POs (header and lines) with the given snapshots."""
+        h, l = self.tables.po_header, self.tables.po_line
+        with self.engine.begin() as conn:
+            for po in purchase_orders:
+                conn.execute(delete(l).where(l.c.po_number == po.po_number))
+                conn.execute(delete(h).where(h.c.po_number == po.po_number))
+                conn.execute(insert(h).values(
+                    po_number=po.po_number, vendor_id=po.vendor_id, status=po.status.value, currency=po.currency,
+                    order_date=po.order_date, tax_rate=po.tax_rate, allowed_charges=",".join(po.allowed_charges)))
+                if po.lines:
+                    conn.execute(insert(l), [{"po_number": po.po_number, **line.model_dump()} for line in po.lines])
+
+    def enter_invoice(
+        self, *, sampro_invoice_id: str, vendor_id: str, invoice_number: str, po_number: str,
+        invoice_date: date | None, total_amount: Decimal | None, lines: Iterable[tuple[int, Decimal]],
+    ) -> bool:
+        """What the RPA bot does in Sampro; entering the same Sampro invoice twice counts once."""
+        l, t = self.tables.po_line, self.tables.ap_invoice
+        with self.engine.begin() as conn:
+            if conn.execute(select(t.c.sampro_invoice_id).where(t.c.sampro_invoice_id == sampro_invoice_id)).first():
+                return False
+            conn.execute(insert(t).values(
+                sampro_invoice_id=sampro_invoice_id, vendor_id=vendor_id, invoice_number=invoice_number,
+                po_number=po_number, invoice_date=invoice_date, total_amount=total_amount, entered_at=datetime.now(UTC)))
+            for line_no, quantity in lines:
+                conn.execute(update(l).where(l.c.po_number == po_number, l.c.line_no == line_no)
+                             .values(quantity_invoiced=l.c.quantity_invoiced + quantity))
+        return True

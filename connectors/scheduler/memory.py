@@ -1,0 +1,37 @@
+"""processscheduler in memory, for unit tests of the handlers and agents."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+
+from connectors.scheduler.rows import history_row, key, row_fields
+from rules.context import KnownInvoice
+from rules.lifecycle import StatusChanged
+from rules.models import Verdict
+
+
+class InMemoryProcessScheduler:
+    def __init__(self) -> None:
+        self.table: dict[tuple[str, int], dict] = {}
+        self.events: dict[str, dict] = {}
+
+    def record(self, decisions: Sequence[Verdict | StatusChanged]) -> None:
+        for message in decisions:
+            event = history_row(message)
+            if not message.invoice_id or message.invoice_version is None or event["event_id"] in self.events:
+                continue
+            self.table.setdefault(key(message), {"invoice_id": message.invoice_id,
+                                                 "invoice_version": message.invoice_version}).update(row_fields(message))
+            self.events[event["event_id"]] = event
+
+    def decided_invoices(self, vendor_invoice_numbers: Collection[tuple[str, str]]) -> list[KnownInvoice]:
+        wanted = set(vendor_invoice_numbers)
+        return [KnownInvoice(r["invoice_id"], r["vendor_id"], r["invoice_number"], r["status"])
+                for r in self.table.values() if (r.get("vendor_id"), r.get("invoice_number")) in wanted]
+
+    def rows(self, po_number: str | None = None, status: str | None = None) -> list[dict]:
+        return [r for _, r in sorted(self.table.items())
+                if (po_number is None or r.get("po_number") == po_number) and (status is None or r["status"] == status)]
+
+    def history(self, invoice_id: str) -> list[dict]:
+        return [e for e in self.events.values() if e["invoice_id"] == invoice_id]

@@ -1,0 +1,40 @@
+"""What a verdict or a status change writes: plain row dicts shared by every implementation."""
+
+from __future__ import annotations
+
+from rules.lifecycle import StatusChanged
+from rules.models import Verdict
+
+
+def verdict_event_id(verdict: Verdict) -> str:
+    return f"verdict:{verdict.invoice_id}:v{verdict.invoice_version}:{verdict.status.value}:{verdict.rules_version}"
+
+
+def key(message: Verdict | StatusChanged) -> tuple[str, int]:
+    return message.invoice_id, message.invoice_version
+
+
+def row_fields(message: Verdict | StatusChanged) -> dict:
+    """The processscheduler columns this message sets (the rest are left as they are)."""
+    if isinstance(message, Verdict):
+        data = message.model_dump(mode="json", include={"reasons", "rpa_payload", "po_snapshot"})
+        return {
+            "po_number": message.po_number, "vendor_id": message.vendor_id, "invoice_number": message.invoice_number,
+            "status": message.status.value, "http_status": message.http_status, "reasons": data["reasons"],
+            "rpa_payload": data["rpa_payload"], "rules_version": message.rules_version,
+            "po_snapshot": data["po_snapshot"], "decided_at": message.evaluated_at,
+        }
+    fields = {"po_number": message.po_number, "status": message.status.value}
+    if message.sampro_invoice_id:
+        fields["sampro_invoice_id"] = message.sampro_invoice_id
+    return fields
+
+
+def history_row(message: Verdict | StatusChanged) -> dict:
+    if isinstance(message, Verdict):
+        return {"event_id": verdict_event_id(message), "invoice_id": message.invoice_id,
+                "invoice_version": message.invoice_version, "status": message.status.value,
+                "occurred_at": message.evaluated_at, "actor": None, "reason": None}
+    return {"event_id": message.event_id, "invoice_id": message.invoice_id, "invoice_version": message.invoice_version,
+            "status": message.status.value, "occurred_at": message.occurred_at, "actor": message.actor,
+            "reason": message.reason}

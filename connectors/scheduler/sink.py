@@ -1,0 +1,112 @@
+"""processscheduler on SQLAlchemy Core: a batch is a handful of statements in one transaction.
+
+Idempotent by construction: rows are keyed by (invoice_id, invoice_version) and history rows by
+event id, so the same batch applied twice leaves the tables exactly as once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine, and_, func, insert, or_, select, update
+
+from connectors.scheduler.rows import history_row, key, row_fields
+from connectors.scheduler.tables import history, processscheduler
+from rules.context import KnownInvoice
+from rules.lifecycle import StatusChanged
+from rules.models import Verdict
+
+CHUNK = 500
+
+
+class SqlProcessScheduler:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def record(self, decisions: Sequence[Verdict | StatusChanged]) -> None:
+        """A message whose history event is already recorded changes nothing, so a replayed
+        verdict cannot pull a row back from `entered` to `ready_to_process`."""
+        events = {}
+        for message in decisions:
+            if message.invoice_id and message.invoice_version is not None:
+                events.setdefault(history_row(message)["event_id"], (message, history_row(message)))
+        if not events:
+            return
+        now = datetime.now(UTC)
+        with self.engine.begin() as conn:
+            seen = self._existing_events(conn, list(events))
+            fresh = [(message, event) for event_id, (message, event) in events.items() if event_id not in seen]
+            if not fresh:
+                return
+            rows: dict[tuple[str, int], dict] = {}
+            for message, _ in fresh:  # later messages of the batch win, as they would one by one
+                rows.setdefault(key(message), {}).update(row_fields(message))
+            existing = self._existing_keys(conn, list(rows))
+            inserts = [{"invoice_id": k[0], "invoice_version": k[1], "created_at": now, "updated_at": now, **fields}
+                       for k, fields in rows.items() if k not in existing]
+            if inserts:
+                columns = set().union(*(row.keys() for row in inserts))
+                conn.execute(insert(processscheduler), [{c: row.get(c) for c in columns} for row in inserts])
+            for k, fields in rows.items():
+                if k in existing:
+                    conn.execute(update(processscheduler)
+                                 .where(processscheduler.c.invoice_id == k[0], processscheduler.c.invoice_version == k[1])
+                                 .values(updated_at=now, **fields))
+            conn.execute(insert(history), [event for _, event in fresh])
+
+    @staticmethod
+    def _existing_keys(conn, keys: list[tuple[str, int]]) -> set[tuple[str, int]]:
+        found = set()
+        t = processscheduler
+        for start in range(0, len(keys), CHUNK):
+            chunk = keys[start : start + CHUNK]
+            ids = {invoice_id for invoice_id, _ in chunk}
+            query = select(t.c.invoice_id, t.c.invoice_version).where(t.c.invoice_id.in_(ids))
+            found.update((row.invoice_id, row.invoice_version) for row in conn.execute(query))
+        return found & set(keys)
+
+    @staticmethod
+    def _existing_events(conn, event_ids: list[str]) -> set[str]:
+        found = set()
+        for start in range(0, len(event_ids), CHUNK):
+            query = select(history.c.event_id).where(history.c.event_id.in_(event_ids[start : start + CHUNK]))
+            found.update(conn.execute(query).scalars())
+        return found
+
+    def decided_invoices(self, vendor_invoice_numbers: Collection[tuple[str, str]]) -> list[KnownInvoice]:
+        pairs = sorted(set(vendor_invoice_numbers))
+        if not pairs:
+            return []
+        t = processscheduler
+        found = []
+        with self.engine.connect() as conn:
+            for start in range(0, len(pairs), CHUNK):
+                chunk = pairs[start : start + CHUNK]
+                condition = or_(*(and_(t.c.vendor_id == v, t.c.invoice_number == n) for v, n in chunk))
+                query = select(t.c.invoice_id, t.c.vendor_id, t.c.invoice_number, t.c.status).where(condition)
+                found.extend(KnownInvoice(r.invoice_id, r.vendor_id, r.invoice_number, r.status)
+                             for r in conn.execute(query))
+        return found
+
+    # -- reads for the demo, the API and the tests ---------------------------------------------
+    def rows(self, po_number: str | None = None, status: str | None = None) -> list[dict]:
+        t = processscheduler
+        query = select(t).order_by(t.c.invoice_id, t.c.invoice_version)
+        if po_number:
+            query = query.where(t.c.po_number == po_number)
+        if status:
+            query = query.where(t.c.status == status)
+        with self.engine.connect() as conn:
+            return [dict(row) for row in conn.execute(query).mappings()]
+
+    def history(self, invoice_id: str) -> list[dict]:
+        query = select(history).where(history.c.invoice_id == invoice_id).order_by(history.c.id)
+        with self.engine.connect() as conn:
+            return [dict(row) for row in conn.execute(query).mappings()]
+
+    def counts_by_status(self) -> dict[str, int]:
+        t = processscheduler
+        with self.engine.connect() as conn:
+            return dict(conn.execute(select(t.c.status, func.count()).group_by(t.c.status)).all())
+

@@ -1,0 +1,49 @@
+"""processscheduler: one row per invoice version, every status transition as history, and the
+log of RPA emails sent (so a replay never sends twice)."""
+
+from __future__ import annotations
+
+from sqlalchemy import JSON, Column, DateTime, Integer, MetaData, String, Table, Text, UniqueConstraint
+
+metadata = MetaData()
+
+processscheduler = Table(
+    "processscheduler", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("invoice_id", String(64), nullable=False),
+    Column("invoice_version", Integer, nullable=False),
+    Column("po_number", String(64), index=True),
+    Column("vendor_id", String(64)),
+    Column("invoice_number", String(64)),
+    Column("status", String(32), nullable=False, index=True),
+    Column("http_status", Integer),
+    Column("reasons", JSON),
+    Column("rpa_payload", JSON),
+    Column("rules_version", String(32)),
+    Column("po_snapshot", JSON),
+    Column("sampro_invoice_id", String(64)),
+    Column("decided_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("invoice_id", "invoice_version", name="uq_processscheduler_invoice_version"),
+)
+
+history = Table(
+    "processscheduler_history", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("event_id", String(200), nullable=False, unique=True),
+    Column("invoice_id", String(64), nullable=False, index=True),
+    Column("invoice_version", Integer, nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(200)),
+    Column("reason", Text),
+)
+
+rpa_sent_log = Table(
+    "rpa_sent_log", metadata,
+    Column("invoice_id", String(64), primary_key=True),
+    Column("invoice_version", Integer, primary_key=True),
+    Column("message_id", String(300), nullable=False),
+    Column("sent_at", DateTime(timezone=True), nullable=False),
+)

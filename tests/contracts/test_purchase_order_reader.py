@@ -1,0 +1,98 @@
+"""One contract for every Sampro reader: in memory, SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import event, insert
+
+from connectors.sampro import InMemoryPurchaseOrderReader, SamproDataError, SqlPurchaseOrderReader
+from connectors.sampro.standin import SamproStandIn
+from rules.context import KnownInvoice
+from rules.models import PurchaseOrder
+from tests.unit.rules.builders import PO
+
+
+def po(number: str, **changes) -> PurchaseOrder:
+    return PurchaseOrder.model_validate({**PO, "po_number": number, **changes})
+
+
+PURCHASE_ORDERS = [po("PO-1"), po("PO-2", status="on_hold", tax_rate=None, allowed_charges=[]), po("PO-3")]
+
+
+class PurchaseOrderReaderContract:
+    @pytest.fixture
+    def reader(self):
+        raise NotImplementedError
+
+    def test_a_batch_returns_exactly_the_existing_pos_with_exact_decimals(self, reader):
+        found = reader.fetch(["PO-1", "PO-2", "PO-404"])
+        assert set(found) == {"PO-1", "PO-2"}
+        assert found["PO-1"] == PURCHASE_ORDERS[0]
+        assert found["PO-1"].lines[0].unit_price == Decimal("15.50")
+        assert [line.line_no for line in found["PO-1"].lines] == [1, 2]
+        assert found["PO-2"].status.value == "on_hold" and found["PO-2"].tax_rate is None
+
+    def test_nothing_asked_nothing_fetched(self, reader):
+        assert reader.fetch([]) == {} and reader.entered_invoices([]) == []
+
+    def test_entered_invoices_are_found_by_vendor_and_number(self, reader):
+        found = reader.entered_invoices([("V100", "INV-1"), ("V100", "INV-404")])
+        assert [(k.vendor_id, k.invoice_number, k.status) for k in found] == [("V100", "INV-1", "entered")]
+
+
+class SqlReaderContract(PurchaseOrderReaderContract):
+    @pytest.fixture
+    def engine(self):
+        raise NotImplementedError
+
+    @pytest.fixture
+    def reader(self, engine):
+        standin = SamproStandIn(engine)
+        standin.create_schema()
+        standin.load_purchase_orders(PURCHASE_ORDERS)
+        standin.enter_invoice(sampro_invoice_id="S-1", vendor_id="V100", invoice_number="INV-1", po_number="PO-3",
+                              invoice_date=None, total_amount=Decimal("10"), lines=[(1, Decimal("2"))])
+        return SqlPurchaseOrderReader(engine)
+
+    def test_one_batch_is_one_statement(self, reader, engine):
+        statements = []
+        event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+        reader.fetch([f"PO-{n}" for n in range(1, 200)])
+        assert len(statements) == 1
+
+    def test_entering_an_invoice_moves_quantity_invoiced_once(self, reader, engine):
+        standin = SamproStandIn(engine)
+        args = dict(sampro_invoice_id="S-2", vendor_id="V100", invoice_number="INV-2", po_number="PO-1",
+                    invoice_date=None, total_amount=None, lines=[(1, Decimal("2"))])
+        assert standin.enter_invoice(**args) is True
+        assert standin.enter_invoice(**args) is False
+        assert reader.fetch(["PO-1"])["PO-1"].lines[0].quantity_invoiced == Decimal("2")
+
+    def test_an_unknown_status_names_the_po_and_the_value(self, reader, engine):
+        with engine.begin() as conn:
+            t = reader.tables.po_header
+            conn.execute(insert(t).values(po_number="PO-9", vendor_id="V1", status="archived", currency="USD",
+                                          order_date=date(2026, 11, 1), allowed_charges=""))
+        with pytest.raises(SamproDataError, match="PO-9.*archived"):
+            reader.fetch(["PO-9"])
+
+
+class TestInMemoryReader(PurchaseOrderReaderContract):
+    @pytest.fixture
+    def reader(self):
+        return InMemoryPurchaseOrderReader(PURCHASE_ORDERS, [KnownInvoice("sampro:S-1", "V100", "INV-1", "entered")])
+
+
+class TestSqliteReader(SqlReaderContract):
+    @pytest.fixture
+    def engine(self, sqlite_engine):
+        return sqlite_engine
+
+
+class TestPostgresReader(SqlReaderContract):
+    @pytest.fixture
+    def engine(self, sampro_pg_engine):
+        return sampro_pg_engine

@@ -1,0 +1,99 @@
+"""One contract for every RPA mailer: in memory, and SMTP to a real server with the sent log in SQL."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from connectors.rpa_mail import InMemoryRpaMailer, RpaMailError, SmtpRpaMailer, SqlSentLog
+from connectors.scheduler import upgrade
+from devstack.process import free_port
+from rules.lifecycle import RpaRequest
+from tests.smtp_server import SmtpServer
+from tests.unit.rules.builders import INVOICE, judge
+
+REQUEST = RpaRequest(invoice_id="MP-1001", invoice_version=1, po_number="PO-5001",
+                     payload=judge(INVOICE).rpa_payload, requested_at=datetime(2026, 11, 25, tzinfo=UTC))
+
+
+class RpaMailerContract:
+    @pytest.fixture
+    def mailer(self):
+        raise NotImplementedError
+
+    def test_a_request_is_sent_once(self, mailer):
+        assert mailer.send(REQUEST) is True
+        assert mailer.send(REQUEST) is False
+        assert self.delivered(mailer) == 1
+
+    def test_another_version_is_another_message(self, mailer):
+        mailer.send(REQUEST)
+        assert mailer.send(REQUEST.model_copy(update={"invoice_version": 2})) is True
+        assert self.delivered(mailer) == 2
+
+
+class TestInMemoryMailer(RpaMailerContract):
+    @pytest.fixture
+    def mailer(self):
+        return InMemoryRpaMailer()
+
+    def delivered(self, mailer) -> int:
+        return len(mailer.sent)
+
+
+class SmtpMailerContract(RpaMailerContract):
+    @pytest.fixture
+    def engine(self):
+        raise NotImplementedError
+
+    @pytest.fixture
+    def server(self):
+        with SmtpServer() as server:
+            yield server
+
+    @pytest.fixture
+    def mailer(self, engine, server):
+        upgrade(engine)
+        self.server = server
+        return SmtpRpaMailer(host="127.0.0.1", port=server.port, mail_from="ia@test", mail_to="rpa@test",
+                             sent_log=SqlSentLog(engine))
+
+    def delivered(self, mailer) -> int:
+        return len(self.server.mailbox.messages)
+
+    def test_the_message_carries_the_payload_in_body_and_attachment(self, mailer, server):
+        mailer.send(REQUEST)
+        (message,) = server.mailbox.messages
+        assert message["Message-ID"] == "<invoice-MP-1001-v1@invoice-automation>"
+        assert "INV-778" in message["Subject"] and "PO-5001" in message["Subject"]
+        body, attachment = [part for part in message.walk() if not part.is_multipart()]
+        for part in (body, attachment):
+            payload = json.loads(part.get_payload(decode=True), parse_float=Decimal)
+            assert payload["total_amount"] == "57.25" and payload["lines"][0]["po_line_no"] == 1
+        assert attachment.get_filename() == "invoice-MP-1001-v1.json"
+
+    def test_a_mailbox_that_is_down_is_retried_then_reported_and_nothing_is_logged(self, engine, server):
+        upgrade(engine)
+        log = SqlSentLog(engine)
+        down = SmtpRpaMailer(host="127.0.0.1", port=free_port(), mail_from="a@t", mail_to="b@t", sent_log=log,
+                             attempts=3, backoff_seconds=0.01)
+        with pytest.raises(RpaMailError, match="after 3 attempts"):
+            down.send(REQUEST)
+        assert not log.was_sent("MP-1001", 1)
+        up = SmtpRpaMailer(host="127.0.0.1", port=server.port, mail_from="a@t", mail_to="b@t", sent_log=log)
+        assert up.send(REQUEST) is True and len(server.mailbox.messages) == 1
+
+
+class TestSmtpMailerSqlite(SmtpMailerContract):
+    @pytest.fixture
+    def engine(self, sqlite_engine):
+        return sqlite_engine
+
+
+class TestSmtpMailerPostgres(SmtpMailerContract):
+    @pytest.fixture
+    def engine(self, scheduler_pg_engine):
+        return scheduler_pg_engine
