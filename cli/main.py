@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import stack, validate
+from cli import demo, stack, validate, worker
 
 app = typer.Typer(
     name="invoice-automation",
@@ -14,9 +14,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for command_module in (validate, stack):
+for command_module in (validate, stack, worker, demo):
     command_module.register(app)
 
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The main job on embedded defaults: validates every bundled sample invoice against its PO.
+# The main job on embedded defaults: local Kafka, SQLite, the worker, an SMTP mailbox and a
+# stand-in RPA bot decide the bundled sample invoices. Java 17 and Maven fetch Kafka (cached).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 source scripts/bootstrap.sh
-exec "$VENV/bin/invoice-automation" validate-samples samples
+exec "$VENV/bin/invoice-automation" demo "$@"

@@ -9,19 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from connectors.sampro.tables import SamproNames
+
 DEFAULT_DATA_DIR = Path(".invoice-automation")
-
-
-class SamproTables(BaseModel):
-    """Table and column names of the Sampro ERP, which differ between installations."""
-
-    schema_name: str | None = None
-    po_header: str = "po_header"
-    po_line: str = "po_line"
-    ap_invoice: str = "ap_invoice"
 
 
 class Settings(BaseSettings):
@@ -47,6 +40,8 @@ class Settings(BaseSettings):
     rpa_requests_topic: str = "rpa.requests"
     dlq_topic: str = "invoices.dlq"
     store: str = "memory://"
+    batch_size: int = Field(default=500, ge=1)
+    batch_seconds: float = Field(default=0.2, gt=0)
     data_dir: Path = DEFAULT_DATA_DIR
 
     # Marketplace source
@@ -58,7 +53,7 @@ class Settings(BaseSettings):
 
     # Sampro (purchase orders, entered invoices)
     sampro_db_url: str = f"sqlite:///{DEFAULT_DATA_DIR}/sampro.db"
-    sampro_tables: SamproTables = SamproTables()
+    sampro_names: SamproNames = SamproNames()
 
     # processscheduler
     scheduler_db_url: str = f"sqlite:///{DEFAULT_DATA_DIR}/scheduler.db"

@@ -12,7 +12,7 @@ from connectors.rpa_mail import InMemoryRpaMailer, RpaMailError, SmtpRpaMailer, 
 from connectors.scheduler import upgrade
 from devstack.process import free_port
 from rules.lifecycle import RpaRequest
-from tests.smtp_server import SmtpServer
+from devstack.mailbox import SmtpServer
 from tests.unit.rules.builders import INVOICE, judge
 
 REQUEST = RpaRequest(invoice_id="MP-1001", invoice_version=1, po_number="PO-5001",

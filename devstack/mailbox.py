@@ -1,9 +1,10 @@
-"""A real SMTP server on loopback (aiosmtpd) that keeps what it receives, for tests and the demo."""
+"""A real SMTP server on loopback (aiosmtpd) that keeps what it receives: the RPA mailbox of the demo and tests."""
 
 from __future__ import annotations
 
 import email
-from email.message import Message
+import email.policy
+from email.message import EmailMessage
 
 from aiosmtpd.controller import Controller
 
@@ -12,10 +13,11 @@ from devstack.process import free_port
 
 class Mailbox:
     def __init__(self) -> None:
-        self.messages: list[Message] = []
+        self.messages: list[EmailMessage] = []
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's hook name)
-        self.messages.append(email.message_from_bytes(envelope.original_content or envelope.content))
+        self.messages.append(email.message_from_bytes(envelope.original_content or envelope.content,
+                                                      policy=email.policy.default))
         return "250 OK"
 
 

@@ -1,0 +1,62 @@
+"""`demo`: the whole pipeline on embedded defaults, deciding the bundled sample invoices."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+console = Console()
+
+
+def _summary(rows: list[dict], emails: int, entered: int) -> Table:
+    table = Table(title=f"processscheduler after the demo: {emails} RPA emails, {entered} entered in Sampro")
+    for column in ("invoice", "v", "PO", "vendor", "status", "HTTP", "reasons"):
+        table.add_column(column, overflow="fold", no_wrap=column in ("invoice", "status"))
+    for row in rows:
+        reasons = ", ".join(dict.fromkeys(r["code"] for r in row["reasons"] or [])) or "-"
+        table.add_row(row["invoice_id"], str(row["invoice_version"]), row["po_number"] or "-", row["vendor_id"] or "-",
+                      row["status"], str(row["http_status"] or "-"), reasons)
+    return table
+
+
+def demo(
+    samples: Annotated[Path, typer.Option(help="Folder of sample cases (invoice.json, po.json, history.json).")] = Path(
+        "samples"),
+    once: Annotated[bool, typer.Option("--once", help="Print the summary and stop, instead of running on.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for every invoice to be decided.")] = 120,
+) -> None:
+    """Start Kafka, the worker, a local SMTP mailbox and a stand-in RPA bot; upload the samples to the
+    marketplace; print what the pipeline decided. Ctrl-C stops everything."""
+    from devstack import demo as run_demo
+
+    root = Path.cwd()
+    with console.status("Starting Kafka, the worker and the RPA mailbox..."):
+        run = run_demo.start(root, samples.resolve())
+    try:
+        run_demo.upload(run.settings, run.invoices)
+        with Progress(TextColumn("Invoices decided"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console, transient=True) as progress:
+            task = progress.add_task("decide", total=len(run.invoices))
+            settled = run_demo.wait_until_settled(run, timeout, lambda done, total: progress.update(task, completed=done))
+        console.print(_summary(run.scheduler.rows(), len(run.mailbox.mailbox.messages), len(run.bot.entered)))
+        if not settled:
+            console.print(f"[red]not every invoice was decided within {timeout:.0f} s[/]; "
+                          f"worker log: {run.worker.log}")
+            raise typer.Exit(1)
+        if not once:
+            console.print("The pipeline keeps running: add rows to the marketplace table "
+                          f"({run.settings.marketplace_db_url}). Ctrl-C stops everything.")
+            run.worker.process.wait()
+    except KeyboardInterrupt:
+        console.print("stopping...")
+    finally:
+        run_demo.stop(run, root)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(demo)

@@ -1,0 +1,132 @@
+"""The demo on embedded defaults: local Kafka, SQLite for the marketplace, the Sampro stand-in and
+processscheduler, the polling source, a local SMTP mailbox with a stand-in RPA bot, and the worker.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+from sqlalchemy import insert
+
+from connectors.marketplace_table import marketplace_invoices
+from connectors.marketplace_table import metadata as marketplace_metadata
+from connectors.sampro.standin import SamproStandIn
+from connectors.scheduler import SqlProcessScheduler, upgrade
+from devstack.mailbox import SmtpServer
+from devstack.rpa_bot import RpaBot
+from devstack.stack import LocalStack
+from devstack.worker import WorkerProcess
+from rules.models import PurchaseOrder
+from streams.bootstrap import engine_for
+from streams.settings import Settings
+
+SETTLED = {"manual_review", "bad_invoice", "po_not_found", "entered", "rpa_failed"}
+
+
+def _json(path: Path):
+    return json.loads(path.read_text(), parse_float=Decimal)
+
+
+@dataclass
+class DemoRun:
+    settings: Settings
+    env: dict[str, str]
+    scheduler: SqlProcessScheduler
+    mailbox: SmtpServer
+    bot: RpaBot
+    worker: WorkerProcess
+    invoices: list[dict]
+
+
+def _settings_env(settings: Settings) -> dict[str, str]:
+    values = settings.model_dump(mode="json", exclude={"sampro_names", "smtp_password"})
+    return {f"INVOICE_AUTOMATION_{k.upper()}": str(v) for k, v in values.items() if v is not None}
+
+
+def prepare(root: Path, samples: Path, kafka_bootstrap: str) -> tuple[Settings, list[dict], list[PurchaseOrder]]:
+    run = uuid.uuid4().hex[:6]
+    data = root / ".stack" / "demo"
+    shutil.rmtree(data, ignore_errors=True)
+    prefix = f"demo-{run}"
+    settings = Settings(
+        kafka_bootstrap_servers=kafka_bootstrap, app_id=prefix, data_dir=data,
+        marketplace_topic=f"{prefix}.marketplace.invoices", invoices_topic=f"{prefix}.invoices",
+        completions_topic=f"{prefix}.rpa.completions", commands_topic=f"{prefix}.po.commands",
+        verdicts_topic=f"{prefix}.verdicts", rpa_requests_topic=f"{prefix}.rpa.requests", dlq_topic=f"{prefix}.dlq",
+        marketplace_db_url=f"sqlite:///{data}/marketplace.db", sampro_db_url=f"sqlite:///{data}/sampro.db",
+        scheduler_db_url=f"sqlite:///{data}/scheduler.db", poll_interval_seconds=0.5, batch_seconds=0.1,
+        tolerances_file=samples / "tolerances.toml" if (samples / "tolerances.toml").exists() else None,
+    )
+    cases = sorted(p for p in samples.iterdir() if (p / "invoice.json").exists())
+    invoices = [_json(case / "invoice.json") for case in cases]
+    pos = {po.po_number: po for po in (PurchaseOrder.model_validate(_json(c / "po.json"))
+                                       for c in cases if (c / "po.json").exists())}
+    sampro = SamproStandIn(engine_for(settings.sampro_db_url))
+    sampro.create_schema()
+    sampro.load_purchase_orders(pos.values())
+    for case in cases:  # invoices entered before the demo, for the duplicate check
+        for earlier in _json(case / "history.json") if (case / "history.json").exists() else []:
+            if earlier["status"] == "entered":
+                sampro.enter_invoice(sampro_invoice_id=f"S-{earlier['invoice_id']}", vendor_id=earlier["vendor_id"],
+                                     invoice_number=earlier["invoice_number"], po_number="(earlier)",
+                                     invoice_date=None, total_amount=None, lines=[])
+    marketplace_metadata.create_all(engine_for(settings.marketplace_db_url))
+    upgrade(engine_for(settings.scheduler_db_url))
+    return settings, invoices, list(pos.values())
+
+
+def upload(settings: Settings, invoices: list[dict]) -> None:
+    """What vendors do: rows land in the marketplace table, a moment apart."""
+    engine = engine_for(settings.marketplace_db_url)
+    for invoice in invoices:
+        row = {key: invoice.get(key) for key in ("invoice_id", "vendor_id", "invoice_number", "po_number", "currency")}
+        row |= {"version": invoice.get("version", 1), "invoice_date": datetime.fromisoformat(invoice["invoice_date"]).date(),
+                "lines": json.loads(json.dumps(invoice.get("lines", []), default=str)),
+                "extra_charges": json.loads(json.dumps(invoice.get("extra_charges", []), default=str)),
+                "tax_amount": Decimal(invoice.get("tax_amount", 0)), "total_amount": Decimal(invoice["total_amount"]),
+                "updated_at": datetime.now(UTC)}
+        with engine.begin() as conn:
+            conn.execute(insert(marketplace_invoices).values(**row))
+
+
+def start(root: Path, samples: Path) -> DemoRun:
+    endpoints = LocalStack(root).up(("kafka",))
+    settings, invoices, _ = prepare(root, samples, endpoints.kafka_bootstrap)
+    mailbox = SmtpServer().__enter__()
+    settings = settings.model_copy(update={"smtp_port": mailbox.port})
+    env = _settings_env(settings)
+    worker = WorkerProcess(env, settings.data_dir / "worker.log").start()
+    sampro = SamproStandIn(engine_for(settings.sampro_db_url))
+    bot = RpaBot(mailbox.mailbox, sampro, settings.kafka_bootstrap_servers, settings.completions_topic).start()
+    scheduler = SqlProcessScheduler(engine_for(settings.scheduler_db_url))
+    return DemoRun(settings, env, scheduler, mailbox, bot, worker, invoices)
+
+
+def wait_until_settled(run: DemoRun, timeout: float, progress: Callable[[int, int], None]) -> bool:
+    """True when every sample invoice reached a status no later event will change without AP."""
+    ids = {invoice.get("invoice_id") for invoice in run.invoices}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not run.worker.running():
+            raise RuntimeError(f"the worker stopped. Last lines of its log:\n{run.worker.last_lines()}")
+        settled = sum(1 for row in run.scheduler.rows() if row["invoice_id"] in ids and row["status"] in SETTLED)
+        progress(settled, len(ids))
+        if settled == len(ids):
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def stop(run: DemoRun, root: Path) -> None:
+    run.bot.stop()
+    run.worker.stop()
+    run.mailbox.__exit__(None, None, None)
+    LocalStack(root).down()

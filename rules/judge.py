@@ -1,0 +1,41 @@
+"""The rules bound to one PO snapshot: what the per-PO ledger calls to decide an invoice."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from rules.case import Case
+from rules.context import EvaluationContext, KnownInvoice
+from rules.evaluate import evaluate
+from rules.lifecycle import InvoiceSubmitted
+from rules.models import PurchaseOrder, RpaPayload, Verdict
+from rules.parsing import read_invoice
+from rules.payload import build_rpa_payload
+from rules.policy import Policy
+
+
+@dataclass(frozen=True)
+class RulesJudge:
+    purchase_order: PurchaseOrder | None
+    history: Sequence[KnownInvoice]
+    policy: Policy
+    now: datetime
+
+    def _context(self, in_flight: dict[str, Decimal]) -> EvaluationContext:
+        return EvaluationContext(history=self.history, in_flight=in_flight, policy=self.policy, now=self.now)
+
+    def decide(self, submission: InvoiceSubmitted, in_flight: dict[str, Decimal]) -> Verdict:
+        verdict = evaluate(submission.document, self.purchase_order, self._context(in_flight))
+        # The stream's key fields are authoritative, even for a document that lost them.
+        return verdict.model_copy(update={"invoice_id": submission.invoice_id,
+                                          "invoice_version": submission.version,
+                                          "po_number": submission.po_number})
+
+    def payload_for(self, submission: InvoiceSubmitted) -> RpaPayload | None:
+        invoice, _ = read_invoice(submission.document)
+        if invoice is None or self.purchase_order is None:
+            return None
+        return build_rpa_payload(Case(invoice, self.purchase_order, self._context({})))

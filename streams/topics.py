@@ -1,0 +1,69 @@
+"""The topics of the pipeline, created at start with the partitions and retention they need.
+
+Everything that carries work for a purchase order is keyed by `po_number` and has the same
+partition count, so one partition of each topic belongs to the same agent instance: that is
+what serializes a PO without a lock. Audit topics keep history long and are never compacted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from streams.settings import Settings
+
+DAY_MS = 24 * 60 * 60 * 1000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    audit: bool  # kept for replay and explain: long retention, delete cleanup
+
+
+def pipeline_topics(settings: Settings) -> list[TopicSpec]:
+    return [
+        TopicSpec(settings.marketplace_topic, audit=True),
+        TopicSpec(settings.invoices_topic, audit=True),
+        TopicSpec(settings.completions_topic, audit=True),
+        TopicSpec(settings.commands_topic, audit=True),
+        TopicSpec(settings.verdicts_topic, audit=True),
+        TopicSpec(settings.rpa_requests_topic, audit=True),
+        TopicSpec(settings.dlq_topic, audit=True),
+    ]
+
+
+def topic_config(settings: Settings, spec: TopicSpec) -> dict[str, str]:
+    retention_days = settings.audit_retention_days if spec.audit else 7
+    return {"cleanup.policy": "delete", "retention.ms": str(retention_days * DAY_MS)}
+
+
+def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
+    """Creates the missing topics; returns the names it created. Existing topics are left alone."""
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    wanted = [spec for spec in pipeline_topics(settings) if spec.name not in existing]
+    if not wanted:
+        return []
+    futures = admin.create_topics(
+        [
+            NewTopic(
+                spec.name,
+                num_partitions=settings.topic_partitions,
+                replication_factor=settings.topic_replication_factor,
+                config=topic_config(settings, spec),
+            )
+            for spec in wanted
+        ],
+        operation_timeout=timeout,
+    )
+    created = []
+    for name, future in futures.items():
+        try:
+            future.result()
+            created.append(name)
+        except Exception as exc:  # a concurrent creator won the race: fine
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise
+    return created

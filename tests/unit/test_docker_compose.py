@@ -1,0 +1,44 @@
+"""docker-compose.yml cannot run here (no Docker engine), so its contents are checked instead."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+from cli.main import app
+from streams.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_the_infrastructure_services_are_there_with_pinned_versions():
+    services = COMPOSE["services"]
+    assert {"kafka", "postgres", "connect", "worker"} <= set(services)
+    assert services["kafka"]["image"] == "apache/kafka:4.3.1"
+    assert services["connect"]["image"].endswith(":3.6.1.Final")
+    for name, service in services.items():
+        image = service["image"]
+        assert ":" in image and not image.endswith(":latest"), f"{name} image {image} is not pinned"
+
+
+def test_postgres_runs_with_logical_replication():
+    assert "wal_level=logical" in COMPOSE["services"]["postgres"]["command"]
+
+
+def test_every_project_setting_named_exists():
+    known = {f"INVOICE_AUTOMATION_{name.upper()}" for name in Settings.model_fields}
+    named = set(re.findall(r"INVOICE_AUTOMATION_[A-Z_]+", (ROOT / "docker-compose.yml").read_text()))
+    assert named, "the compose file names no settings"
+    assert named <= known, f"unknown settings: {sorted(named - known)}"
+
+
+def test_every_project_command_and_file_named_exists():
+    commands = {command.name or command.callback.__name__ for command in app.registered_commands}
+    for name, service in COMPOSE["services"].items():
+        for invoked in re.findall(r"invoice-automation (\w[\w-]*)", " ".join(service.get("entrypoint", []))):
+            assert invoked in commands, f"service {name} runs `invoice-automation {invoked}`, which does not exist"
+        for volume in service.get("volumes", []):
+            assert (ROOT / volume.split(":")[0]).exists(), f"service {name} mounts {volume}, which is missing"
