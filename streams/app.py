@@ -13,6 +13,7 @@ def broker_url(bootstrap_servers: str) -> str:
 
 
 def create_app(settings: Settings) -> faust.App:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     return faust.App(
         settings.app_id,
         broker=broker_url(settings.kafka_bootstrap_servers),

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 
 import httpx
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 CONNECTOR_CLASS = "io.debezium.connector.postgresql.PostgresConnector"
@@ -24,6 +25,8 @@ class MarketplaceCapture:
     table: str = "public.marketplace_invoices"
     slot: str = "invoice_automation"
     publication: str = "invoice_automation"
+    # "initial": a first start captures the invoices already waiting, then streams changes.
+    snapshot_mode: str = "initial"
 
     def connector_config(self) -> dict[str, str]:
         url = make_url(self.database_url)
@@ -42,8 +45,7 @@ class MarketplaceCapture:
             "publication.name": self.publication,
             # Only this table in the publication: the marketplace has other tables we must not read.
             "publication.autocreate.mode": "filtered",
-            # A first start captures the invoices already waiting, then streams changes.
-            "snapshot.mode": "initial",
+            "snapshot.mode": self.snapshot_mode,
             "decimal.handling.mode": "string",
             "tombstones.on.delete": "false",
             "message.key.columns": f"{self.table}:po_number",
@@ -86,5 +88,19 @@ def register_connector(connect_url: str, capture: MarketplaceCapture, timeout: f
         raise ConnectorError(f"{capture.name} not running after {timeout:.0f} s: {status}")
 
 
-def delete_connector(connect_url: str, name: str) -> None:
-    httpx.delete(f"{connect_url}/connectors/{name}", timeout=10)
+def remove_capture(connect_url: str, capture: MarketplaceCapture, timeout: float = 10) -> None:
+    """Deletes the connector, then its replication slot and publication, so PostgreSQL keeps no WAL for it."""
+    httpx.delete(f"{connect_url}/connectors/{capture.name}", timeout=10)
+    engine = create_engine(capture.database_url)
+    slot = {"slot": capture.slot}
+    try:
+        with engine.begin() as conn:
+            deadline = time.monotonic() + timeout
+            active = text("SELECT count(*) FROM pg_replication_slots WHERE slot_name = :slot AND active")
+            while conn.execute(active, slot).scalar() and time.monotonic() < deadline:
+                time.sleep(0.25)  # the worker releases the slot a moment after the connector stops
+            conn.execute(text("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                              "WHERE slot_name = :slot"), slot)
+            conn.execute(text(f'DROP PUBLICATION IF EXISTS "{capture.publication}"'))
+    finally:
+        engine.dispose()

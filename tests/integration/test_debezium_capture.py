@@ -8,10 +8,10 @@ from decimal import Decimal
 
 import pytest
 from confluent_kafka import Consumer
-from sqlalchemy import create_engine, delete, insert, text, update
+from sqlalchemy import create_engine, delete, insert, update
 
 from connectors.debezium import MarketplaceCapture, decode_marketplace_record, register_connector
-from connectors.debezium.config import delete_connector
+from connectors.debezium.config import remove_capture
 from connectors.marketplace_table import marketplace_invoices
 from rules import PurchaseOrder, evaluate
 from rules.lifecycle import InvoiceSubmitted, InvoiceWithdrawn
@@ -26,18 +26,7 @@ def capture(connect_url, marketplace_db_url, unique_name):
                                  topic=f"marketplace.invoices.{unique_name}", slot=unique_name, publication=unique_name)
     register_connector(connect_url, capture)
     yield capture
-    delete_connector(connect_url, capture.name)
-    engine = create_engine(marketplace_db_url)
-    with engine.begin() as conn:
-        for _ in range(20):  # the slot is released a moment after the connector stops
-            if conn.execute(text("SELECT count(*) FROM pg_replication_slots WHERE slot_name = :s AND active"),
-                            {"s": capture.slot}).scalar() == 0:
-                break
-            time.sleep(0.5)
-        conn.execute(text("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = :s"),
-                     {"s": capture.slot})
-        conn.execute(text(f"DROP PUBLICATION IF EXISTS {capture.publication}"))
-    engine.dispose()
+    remove_capture(connect_url, capture)
 
 
 def read_events(bootstrap: str, topic: str, invoice_id: str, count: int, timeout: float = 30) -> list:

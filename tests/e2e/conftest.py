@@ -1,0 +1,128 @@
+"""The whole pipeline on the real stack: PostgreSQL with Debezium, Kafka, the worker as a process,
+an aiosmtpd mailbox and the stand-in RPA bot. Each test gets its own topics, schemas and slot."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer
+from sqlalchemy import create_engine, text
+
+from connectors.debezium import MarketplaceCapture, register_connector
+from connectors.debezium.config import remove_capture
+from connectors.sampro.standin import SamproStandIn
+from connectors.scheduler import SqlProcessScheduler, upgrade
+from devstack.demo import _settings_env
+from devstack.mailbox import SmtpServer
+from devstack.rpa_bot import RpaBot
+from devstack.worker import WorkerProcess
+from streams.settings import Settings
+from streams.topics import ensure_topics
+
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+
+
+def in_schema(url: str, schema: str) -> str:
+    return f"{url}?options=-csearch_path%3D{schema}"
+
+
+@dataclass
+class Pipeline:
+    settings: Settings
+    capture: MarketplaceCapture | None
+    marketplace: object
+    sampro: SamproStandIn
+    scheduler: SqlProcessScheduler
+    mailbox: SmtpServer
+    log_dir: Path
+    worker: WorkerProcess | None = None
+    bot: RpaBot | None = None
+
+    def start_worker(self) -> WorkerProcess:
+        self.worker = WorkerProcess(_settings_env(self.settings), self.log_dir / "worker.log").start()
+        return self.worker
+
+    def start_bot(self, fail_invoices: frozenset[str] = frozenset()) -> RpaBot:
+        self.bot = RpaBot(self.mailbox.mailbox, self.sampro, self.settings.kafka_bootstrap_servers,
+                          self.settings.completions_topic, fail_invoices).start()
+        return self.bot
+
+    def wait_for(self, condition, timeout: float = 90, what: str = "the pipeline") -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.worker is not None and not self.worker.running():
+                pytest.fail(f"the worker died:\n{self.worker.last_lines()}")
+            if condition():
+                return
+            time.sleep(0.5)
+        pytest.fail(f"{what} did not get there in {timeout:.0f} s; statuses: "
+                    f"{[(r['invoice_id'], r['status']) for r in self.scheduler.rows()]}\n"
+                    f"worker log:\n{self.worker.last_lines() if self.worker else '-'}")
+
+    def statuses(self) -> dict[str, str]:
+        return {row["invoice_id"]: row["status"] for row in self.scheduler.rows()}
+
+
+def read_topic(bootstrap: str, topic: str, timeout: float = 5) -> list:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{time.time_ns()}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe([topic])
+    found, deadline = [], time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            found += [m for m in consumer.consume(500, timeout=0.5) if m.error() is None]
+    finally:
+        consumer.close()
+    return found
+
+
+@pytest.fixture
+def pipeline(kafka_bootstrap, connect_url, marketplace_db_url, sampro_db_url, scheduler_db_url, unique_name, tmp_path):
+    schemas = []
+    for url in (sampro_db_url, scheduler_db_url):
+        engine = create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{unique_name}"'))
+        engine.dispose()
+        schemas.append(url)
+    prefix = unique_name
+    with SmtpServer() as mailbox:
+        settings = Settings(
+            kafka_bootstrap_servers=kafka_bootstrap, app_id=prefix, data_dir=tmp_path / "data",
+            marketplace_source="debezium", marketplace_topic=f"{prefix}.marketplace.invoices",
+            invoices_topic=f"{prefix}.invoices", completions_topic=f"{prefix}.rpa.completions",
+            commands_topic=f"{prefix}.po.commands", verdicts_topic=f"{prefix}.verdicts",
+            rpa_requests_topic=f"{prefix}.rpa.requests", dlq_topic=f"{prefix}.dlq",
+            marketplace_db_url=marketplace_db_url, sampro_db_url=in_schema(sampro_db_url, unique_name),
+            scheduler_db_url=in_schema(scheduler_db_url, unique_name), smtp_port=mailbox.port, batch_seconds=0.1,
+            tolerances_file=SAMPLES / "tolerances.toml",
+        )
+        ensure_topics(settings)
+        capture = MarketplaceCapture(name=f"mp-{prefix}", database_url=marketplace_db_url,
+                                     topic=settings.marketplace_topic, slot=prefix, publication=prefix,
+                                     snapshot_mode="no_data")
+        register_connector(connect_url, capture)
+        sampro = SamproStandIn(create_engine(settings.sampro_db_url))
+        sampro.create_schema()
+        scheduler_engine = create_engine(settings.scheduler_db_url)
+        upgrade(scheduler_engine)
+        run = Pipeline(settings, capture, create_engine(marketplace_db_url), sampro,
+                       SqlProcessScheduler(scheduler_engine), mailbox, tmp_path)
+        try:
+            yield run
+        finally:
+            if run.bot:
+                run.bot.stop()
+            if run.worker:
+                run.worker.stop()
+            remove_capture(connect_url, capture)
+            for url in schemas:
+                engine = create_engine(url)
+                with engine.begin() as conn:
+                    conn.execute(text(f'DROP SCHEMA "{unique_name}" CASCADE'))
+                engine.dispose()
+
