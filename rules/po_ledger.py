@@ -57,6 +57,7 @@ class InvoiceRecord(BaseModel):
     status: InvoiceStatus
     verdict: Verdict | None = None
     payload: RpaPayload | None = None
+    last_change: StatusChanged | None = None  # re-emitted on replay, with its original event id
 
     @property
     def key(self) -> str:
@@ -143,7 +144,8 @@ class _Session:
 
     def change(self, record: InvoiceRecord, status: InvoiceStatus, cause: str, at: datetime, **extra: Any) -> None:
         record.status = status
-        self.emitted.append(_change(record, status, cause, at, **extra))
+        record.last_change = _change(record, status, cause, at, **extra)
+        self.emitted.append(record.last_change)
 
     def park(self, record: InvoiceRecord, at: datetime) -> None:
         self.ledger.parked.append(record.key)
@@ -187,11 +189,14 @@ class _Session:
                 self.judge_now(record)
 
     def replay(self, record: InvoiceRecord) -> None:
-        """Re-emit what deciding this version emitted, so a write lost downstream is repaired."""
+        """Re-emit where this version stands, so a write lost in a crash is repaired downstream
+        (every message is idempotent there: same event ids, same Message-ID)."""
         if record.verdict is not None:
             self.emitted.append(record.verdict)
-            if record.status is InvoiceStatus.SENT_TO_RPA and record.payload is not None:
-                self.emitted.append(_rpa_request(record, record.verdict.evaluated_at))
+        if record.status is InvoiceStatus.SENT_TO_RPA and record.payload is not None:
+            self.emitted.append(_rpa_request(record, record.last_change.occurred_at))
+        if record.last_change is not None:
+            self.emitted.append(record.last_change)
 
 
 def submit_invoice(

@@ -59,8 +59,10 @@ class Pipeline:
             if condition():
                 return
             time.sleep(0.5)
-        pytest.fail(f"{what} did not get there in {timeout:.0f} s; statuses: "
-                    f"{[(r['invoice_id'], r['status']) for r in self.scheduler.rows()]}\n"
+        rows = self.scheduler.rows()
+        what = what() if callable(what) else what
+        pytest.fail(f"{what} did not get there in {timeout:.0f} s; {len(rows)} rows, e.g. "
+                    f"{[(r['invoice_id'], r['status']) for r in rows[:20]]}\n"
                     f"worker log:\n{self.worker.last_lines() if self.worker else '-'}")
 
     def statuses(self) -> dict[str, str]:

@@ -238,3 +238,16 @@ def test_ledger_round_trips_through_json(judge):
         lambda l: submit_invoice(l, submission("B"), judge, "automatic"),
     )
     assert PurchaseOrderLedger.model_validate_json(ledger.model_dump_json()) == ledger
+
+
+def test_a_replay_after_a_crash_re_emits_where_the_invoice_stands(judge):
+    """The ledger was saved but its messages were lost: the replay carries the status change too."""
+    ledger, first = run(PurchaseOrderLedger(po_number="PO-1"),
+                        lambda l: submit_invoice(l, submission("A"), judge, "automatic"),
+                        lambda l: submit_invoice(l, submission("B"), judge, "automatic"))
+    for invoice_id, expected in (("A", [("A", "ready_to_process"), ("A", "rpa_request"), ("A", "sent_to_rpa")]),
+                                 ("B", [("B", "waiting_for_po")])):
+        again = submit_invoice(ledger, submission(invoice_id), judge, "automatic")
+        assert statuses(again.emitted) == expected
+        originals = [m for m in first if isinstance(m, StatusChanged) and m.invoice_id == invoice_id]
+        assert [m for m in again.emitted if isinstance(m, StatusChanged)] == originals[-1:]

@@ -1,0 +1,54 @@
+"""kill -9 in the middle of a stream: after a restart, nothing is lost and nothing is doubled."""
+
+from __future__ import annotations
+
+import json
+
+from confluent_kafka import Producer
+
+from schemas.codec import SingleObjectCodec
+from tests.e2e.workload import invoices, purchase_orders, uninterrupted
+
+INVOICES, POS = 5000, 3500
+
+
+def test_a_killed_worker_resumes_without_loss_or_duplicates(pipeline, unique_name):
+    pos = purchase_orders(POS, unique_name)
+    stream = invoices(INVOICES, pos, unique_name)
+    expected = {row["invoice_id"]: row for row in uninterrupted(pos, stream).rows()}
+    pipeline.sampro.load_purchase_orders(pos)
+    producer = Producer({"bootstrap.servers": pipeline.settings.kafka_bootstrap_servers,
+                         "partitioner": "murmur2_random", "linger.ms": 20})
+    codec = SingleObjectCodec()
+    for submission in stream:
+        producer.produce(pipeline.settings.invoices_topic, key=submission.po_number.encode(),
+                         value=codec.encode(submission))
+    assert producer.flush(60) == 0
+    del producer
+
+    worker = pipeline.start_worker()
+    pipeline.wait_for(lambda: len(pipeline.scheduler.rows()) >= INVOICES // 4, timeout=180, what="a quarter")
+    worker.kill()
+    done_before_crash = len(pipeline.scheduler.rows())
+    assert done_before_crash < INVOICES, "the crash came too late to prove anything"
+
+    pipeline.start_worker()
+
+    def mismatches() -> list[tuple[str, str, str]]:
+        found = {r["invoice_id"]: r["status"] for r in pipeline.scheduler.rows()}
+        return [(i, found.get(i, "-"), want["status"]) for i, want in expected.items() if found.get(i) != want["status"]]
+
+    pipeline.wait_for(lambda: not mismatches(), timeout=300,
+                      what=lambda: f"every invoice after the restart ({len(mismatches())} left: {mismatches()[:5]})")
+
+    rows = pipeline.scheduler.rows()
+    assert len({(r["invoice_id"], r["invoice_version"]) for r in rows}) == len(rows) == INVOICES
+    for row in rows:
+        want = expected[row["invoice_id"]]
+        assert (row["status"], [r["code"] for r in row["reasons"] or []], row["rpa_payload"]) == (
+            want["status"], [r["code"] for r in want.get("reasons") or []], want.get("rpa_payload")), row["invoice_id"]
+    sent = [r["invoice_id"] for r in rows if r["status"] == "sent_to_rpa"]
+    pipeline.wait_for(lambda: len(pipeline.mailbox.mailbox.messages) >= len(sent), timeout=120, what="the emails")
+    mailed = [json.loads(m.get_body(("plain",)).get_content())["invoice_id"] for m in pipeline.mailbox.mailbox.messages]
+    assert sorted(mailed) == sorted(sent)  # exactly one email per ready invoice
+    assert {"sent_to_rpa", "waiting_for_po", "manual_review", "bad_invoice"} <= {r["status"] for r in rows}

@@ -1,0 +1,59 @@
+"""A reproducible stream of invoices over many POs, and what an uninterrupted run decides for it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from connectors.sampro import InMemoryPurchaseOrderReader
+from connectors.scheduler import InMemoryProcessScheduler
+from rules.judge import RulesJudge
+from rules.lifecycle import InvoiceSubmitted, RpaRequest
+from rules.models import PurchaseOrder
+from rules.policy import Policy
+from streams.handlers import DecisionDesk
+
+T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
+
+
+def purchase_orders(count: int, prefix: str) -> list[PurchaseOrder]:
+    return [PurchaseOrder.model_validate({
+        "po_number": f"{prefix}-PO-{n}", "vendor_id": f"V{n % 50}", "status": "closed" if n % 97 == 0 else "open",
+        "currency": "USD", "order_date": "2026-11-01", "tax_rate": "0.08", "allowed_charges": ["freight"],
+        "lines": [{"line_no": j, "part_number": f"P-{j}", "unit_price": f"{(n + j) % 40 + 1}.25",
+                   "quantity_ordered": "100", "quantity_received": "100", "quantity_invoiced": "0"}
+                  for j in range(1, 6)]}) for n in range(count)]
+
+
+def invoices(count: int, pos: list[PurchaseOrder], prefix: str, lines: int = 5) -> list[InvoiceSubmitted]:
+    out = []
+    for i in range(count):
+        po = pos[i % len(pos)]
+        doc_lines = []
+        for j, po_line in enumerate(po.lines[:lines], start=1):
+            price = po_line.unit_price + (Decimal("0.10") if i % 7 == 0 and j == 1 else 0)
+            qty = Decimal(1 + (i + j) % 5)
+            doc_lines.append({"line_no": j, "part_number": po_line.part_number, "quantity": str(qty),
+                              "unit_price": str(price), "amount": str(qty * price)})
+        subtotal = sum(Decimal(line["amount"]) for line in doc_lines)
+        tax = (subtotal * Decimal("0.08")).quantize(Decimal("0.01"))
+        total = subtotal + tax + (Decimal("1.00") if i % 11 == 0 else 0)
+        document = {"invoice_id": f"{prefix}-MP-{i}", "version": 1, "vendor_id": po.vendor_id,
+                    "invoice_number": f"{prefix}-INV-{i}", "po_number": po.po_number, "invoice_date": "2026-11-20",
+                    "currency": "USD", "lines": doc_lines, "tax_amount": str(tax), "extra_charges": [],
+                    "total_amount": str(total)}
+        out.append(InvoiceSubmitted(invoice_id=document["invoice_id"], version=1, po_number=po.po_number,
+                                    document=document, received_at=T0 + timedelta(milliseconds=i)))
+    return out
+
+
+def uninterrupted(pos: list[PurchaseOrder], stream: list[InvoiceSubmitted]) -> InMemoryProcessScheduler:
+    """The same stream decided in one go, in memory, one invoice after the other."""
+    scheduler = InMemoryProcessScheduler()
+    desk = DecisionDesk(InMemoryPurchaseOrderReader(pos), scheduler,
+                        lambda po, known, now: RulesJudge(po, known, Policy(), now))
+    ledgers: dict = {}
+    for submission in stream:
+        emitted = desk.decide([submission], ledgers, T0)
+        scheduler.record([message for message in emitted if not isinstance(message, RpaRequest)])
+    return scheduler
