@@ -7,7 +7,7 @@ import json
 from confluent_kafka import Producer
 
 from schemas.codec import SingleObjectCodec
-from tests.e2e.workload import invoices, purchase_orders, uninterrupted
+from devstack.workload import invoices, purchase_orders, uninterrupted
 
 INVOICES, POS = 5000, 3500
 

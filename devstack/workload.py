@@ -1,4 +1,5 @@
-"""A reproducible stream of invoices over many POs, and what an uninterrupted run decides for it."""
+"""A reproducible stream of invoices over many POs (crash test, benchmark), and what an
+uninterrupted run decides for it."""
 
 from __future__ import annotations
 
