@@ -3,7 +3,7 @@ log of RPA emails sent (so a replay never sends twice)."""
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Column, DateTime, Integer, MetaData, String, Table, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, Index, Integer, MetaData, String, Table, Text, UniqueConstraint
 
 metadata = MetaData()
 
@@ -26,6 +26,7 @@ processscheduler = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("invoice_id", "invoice_version", name="uq_processscheduler_invoice_version"),
+    Index("ix_processscheduler_vendor_invoice_number", "vendor_id", "invoice_number"),
 )
 
 history = Table(
