@@ -14,8 +14,12 @@ from devstack.process import free_port
 class Mailbox:
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
+        self.refusals = 0  # the next n messages are refused at the end of data, as a full mailbox would
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's hook name)
+        if self.refusals:
+            self.refusals -= 1
+            return "452 4.2.2 Mailbox full"
         self.messages.append(email.message_from_bytes(envelope.original_content or envelope.content,
                                                       policy=email.policy.default))
         return "250 OK"

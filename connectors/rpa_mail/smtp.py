@@ -1,21 +1,34 @@
 """SMTP delivery with a sent log: a replay never sends twice, a failure holds the offset.
 
-The log entry is written only after the server accepted the message. A crash between the
-two can still resend once; the deterministic Message-ID lets the bot's mailbox drop it.
+An email cannot be taken back, so the sent log is committed at the last moment a send can
+still be called off: after the server has the whole message but before the end-of-data dot
+that makes it accept it. A crash before the commit leaves no email (the server drops an
+unfinished message) and no log entry, so the replay sends it; a crash after the commit finds
+the entry and sends nothing. Only a crash in the microseconds between the commit and the
+dot loses the email, and that entry stays without a server reply: `in_doubt()` lists it. For
+AP a missing email (the invoice waits at `sent_to_rpa`, visibly) is far cheaper than one the
+bot would enter twice. The deterministic Message-ID lets a mailbox drop any copy anyway.
 """
 
 from __future__ import annotations
 
+import contextlib
+import email.utils
+import re
 import smtplib
+import socket
 from datetime import UTC, datetime
+from email.message import EmailMessage
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from connectors.rpa_mail.message import build_message, message_id
+from connectors.rpa_mail.message import build_message
 from connectors.scheduler.tables import rpa_sent_log
 from rules.lifecycle import RpaRequest
+
+_LINE_STARTING_WITH_DOT = re.compile(rb"(?m)^\.")
 
 
 class RpaMailError(RuntimeError):
@@ -26,19 +39,40 @@ class SqlSentLog:
     def __init__(self, engine: Engine):
         self.engine = engine
 
-    def was_sent(self, invoice_id: str, version: int) -> bool:
+    def _row(self, invoice_id: str, version: int):
         t = rpa_sent_log
-        query = select(t.c.message_id).where(t.c.invoice_id == invoice_id, t.c.invoice_version == version)
-        with self.engine.connect() as conn:
-            return conn.execute(query).first() is not None
+        return (t.c.invoice_id == invoice_id) & (t.c.invoice_version == version)
 
-    def mark_sent(self, invoice_id: str, version: int, mid: str) -> None:
+    def was_sent(self, invoice_id: str, version: int) -> bool:
+        with self.engine.connect() as conn:
+            return conn.execute(select(rpa_sent_log.c.message_id).where(self._row(invoice_id, version))).first() is not None
+
+    def claim(self, invoice_id: str, version: int, mid: str) -> bool:
+        """Commits 'this email goes out now'; False when an earlier attempt already did."""
         try:
             with self.engine.begin() as conn:
                 conn.execute(insert(rpa_sent_log).values(invoice_id=invoice_id, invoice_version=version,
                                                          message_id=mid, sent_at=datetime.now(UTC)))
+            return True
         except IntegrityError:
-            pass  # logged by an earlier attempt: the same fact
+            return False
+
+    def confirm(self, invoice_id: str, version: int, server_reply: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(rpa_sent_log).where(self._row(invoice_id, version))
+                         .values(server_reply=server_reply[:500]))
+
+    def forget(self, invoice_id: str, version: int) -> None:
+        """The server refused or never got the end of the message: the email may be sent again."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(rpa_sent_log).where(self._row(invoice_id, version)))
+
+    def in_doubt(self) -> list[tuple[str, int]]:
+        """Hand-offs cut off between the log and the server's answer: check the RPA mailbox."""
+        t = rpa_sent_log
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.c.invoice_id, t.c.invoice_version).where(t.c.server_reply.is_(None)))
+            return [(row.invoice_id, row.invoice_version) for row in rows]
 
 
 class SmtpRpaMailer:
@@ -54,27 +88,63 @@ class SmtpRpaMailer:
         self.attempts, self.backoff, self.timeout = attempts, backoff_seconds, timeout
 
     def send(self, request: RpaRequest) -> bool:
-        if self.sent_log.was_sent(request.invoice_id, request.invoice_version):
-            return False
         message = build_message(request, self.mail_from, self.mail_to)
         try:
             for attempt in Retrying(stop=stop_after_attempt(self.attempts),
                                     wait=wait_exponential(multiplier=self.backoff, max=30),
                                     retry=retry_if_exception_type((OSError, smtplib.SMTPException))):
                 with attempt:
-                    self._deliver(message)
+                    if self.sent_log.was_sent(request.invoice_id, request.invoice_version):
+                        return False
+                    return self._deliver(request, message)
         except RetryError as exc:
             cause = exc.last_attempt.exception()
             raise RpaMailError(f"RPA mailbox {self.host}:{self.port} unreachable after {self.attempts} attempts: "
                                f"{type(cause).__name__}: {cause}") from cause
-        self.sent_log.mark_sent(request.invoice_id, request.invoice_version,
-                                message_id(request.invoice_id, request.invoice_version))
-        return True
+        raise AssertionError("unreachable: tenacity either returns or raises")
 
-    def _deliver(self, message) -> None:
-        with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
+    def _deliver(self, request: RpaRequest, message: EmailMessage) -> bool:
+        invoice = (request.invoice_id, request.invoice_version)
+        smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        try:
+            smtp.ehlo_or_helo_if_needed()
             if self.starttls:
                 smtp.starttls()
             if self.username:
                 smtp.login(self.username, self.password or "")
-            smtp.send_message(message)
+            _expect(smtp.mail(email.utils.parseaddr(self.mail_from)[1]), 250)
+            _expect(smtp.rcpt(email.utils.parseaddr(self.mail_to)[1]), 250, 251)
+            smtp.putcmd("data")
+            _expect(smtp.getreply(), 354)
+            smtp.send(_dot_stuffed(message))
+            smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # the lone dot must not wait for an ACK
+            if not self.sent_log.claim(*invoice, message["Message-ID"]):
+                return False  # another sender got there first: closing drops this unfinished copy
+            try:
+                smtp.send(b".\r\n")
+            except OSError:
+                self.sent_log.forget(*invoice)  # the end of data never left: nothing was sent
+                raise
+            code, reply = smtp.getreply()  # if the answer is lost, the email is in doubt and stays logged
+            if code != 250:
+                self.sent_log.forget(*invoice)
+                raise smtplib.SMTPDataError(code, reply)
+            self.sent_log.confirm(*invoice, f"{code} {reply.decode(errors='replace')}")
+            with contextlib.suppress(OSError, smtplib.SMTPException):
+                smtp.quit()
+            return True
+        finally:
+            smtp.close()  # no QUIT mid-DATA: the server would read it as part of the message
+
+
+def _expect(answer: tuple[int, bytes], *codes: int) -> None:
+    code, reply = answer
+    if code not in codes:
+        raise smtplib.SMTPResponseException(code, reply)
+
+
+def _dot_stuffed(message: EmailMessage) -> bytes:
+    """The message as DATA carries it, without the final dot (RFC 5321 §4.5.2)."""
+    flat = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+    flat = _LINE_STARTING_WITH_DOT.sub(b"..", flat)
+    return flat if flat.endswith(b"\r\n") else flat + b"\r\n"

@@ -47,4 +47,5 @@ rpa_sent_log = Table(
     Column("invoice_version", Integer, primary_key=True),
     Column("message_id", String(300), nullable=False),
     Column("sent_at", DateTime(timezone=True), nullable=False),
+    Column("server_reply", Text),  # null: cut off before the server answered, see SqlSentLog.in_doubt
 )

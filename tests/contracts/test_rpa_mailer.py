@@ -87,6 +87,54 @@ class SmtpMailerContract(RpaMailerContract):
         assert up.send(REQUEST) is True and len(server.mailbox.messages) == 1
 
 
+    def test_a_message_refused_at_the_end_of_data_is_not_logged_and_is_sent_again(self, engine, server):
+        upgrade(engine)
+        log = SqlSentLog(engine)
+        server.mailbox.refusals = 1
+        mailer = SmtpRpaMailer(host="127.0.0.1", port=server.port, mail_from="a@t", mail_to="b@t", sent_log=log,
+                               backoff_seconds=0.01)
+        assert mailer.send(REQUEST) is True
+        assert len(server.mailbox.messages) == 1 and log.in_doubt() == []
+
+    def test_a_crash_before_the_log_commits_sends_nothing_and_the_replay_sends_once(self, engine, server):
+        upgrade(engine)
+        dying = SmtpRpaMailer(host="127.0.0.1", port=server.port, mail_from="a@t", mail_to="b@t",
+                              sent_log=_CrashingSentLog(engine, after_commit=False))
+        with pytest.raises(_Crash):
+            dying.send(REQUEST)
+        restarted = SmtpRpaMailer(host="127.0.0.1", port=server.port, mail_from="a@t", mail_to="b@t",
+                                  sent_log=SqlSentLog(engine))
+        assert restarted.send(REQUEST) is True
+        assert len(server.mailbox.messages) == 1
+
+    def test_a_crash_after_the_log_commits_never_sends_a_second_copy(self, engine, server):
+        upgrade(engine)
+        dying = SmtpRpaMailer(host="127.0.0.1", port=server.port, mail_from="a@t", mail_to="b@t",
+                              sent_log=_CrashingSentLog(engine, after_commit=True))
+        with pytest.raises(_Crash):
+            dying.send(REQUEST)
+        log = SqlSentLog(engine)
+        restarted = SmtpRpaMailer(host="127.0.0.1", port=server.port, mail_from="a@t", mail_to="b@t", sent_log=log)
+        assert restarted.send(REQUEST) is False
+        assert server.mailbox.messages == []  # the unfinished message was dropped by the server
+        assert log.in_doubt() == [("MP-1001", 1)]
+
+
+class _Crash(BaseException):
+    """Stands for kill -9: nothing after it runs, no retry catches it."""
+
+
+class _CrashingSentLog(SqlSentLog):
+    def __init__(self, engine, after_commit: bool):
+        super().__init__(engine)
+        self.after_commit = after_commit
+
+    def claim(self, invoice_id, version, mid):
+        if self.after_commit:
+            super().claim(invoice_id, version, mid)
+        raise _Crash
+
+
 class TestSmtpMailerSqlite(SmtpMailerContract):
     @pytest.fixture
     def engine(self, sqlite_engine):
