@@ -10,12 +10,12 @@ are idempotent) and never changes the state twice.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from rules.lifecycle import (
     DispatchApproved,
@@ -30,6 +30,8 @@ from rules.models import CompletionOutcome, RpaCompletion, RpaPayload, Verdict, 
 
 Emitted = Verdict | StatusChanged | RpaRequest
 DispatchMode = Literal["automatic", "approval"]
+
+COMPLETIONS_REMEMBERED = 50
 
 # Statuses after which AP may override the findings and release the invoice to the RPA bot.
 RELEASABLE = frozenset({InvoiceStatus.MANUAL_REVIEW, InvoiceStatus.BAD_INVOICE, InvoiceStatus.RPA_FAILED})
@@ -65,7 +67,12 @@ class InvoiceRecord(BaseModel):
 
 
 class PurchaseOrderLedger(BaseModel):
-    """Per-PO state kept in the agent's table (serialized as JSON)."""
+    """Per-PO state kept in the agent's table (serialized as JSON).
+
+    `records` may hold only some of the PO's invoice records: a store that keeps them apart
+    hands in a `shelf` that `record()` fetches the others from, so a message reads the few
+    records it needs, not the PO's whole history.
+    """
 
     model_config = ConfigDict(extra="ignore")
 
@@ -75,16 +82,29 @@ class PurchaseOrderLedger(BaseModel):
     records: dict[str, InvoiceRecord] = Field(default_factory=dict)
     latest: dict[str, int] = Field(default_factory=dict)  # invoice id -> newest version seen
     completions_seen: list[str] = Field(default_factory=list)
+    _shelf: Callable[[str], InvoiceRecord | None] | None = PrivateAttr(default=None)
+
+    def with_shelf(self, shelf: Callable[[str], InvoiceRecord | None]) -> PurchaseOrderLedger:
+        self._shelf = shelf
+        return self
+
+    def record(self, key: str) -> InvoiceRecord | None:
+        found = self.records.get(key)
+        if found is None and self._shelf is not None:
+            found = self._shelf(key)
+            if found is not None:
+                self.records[key] = found
+        return found
 
     def latest_record(self, invoice_id: str) -> InvoiceRecord | None:
         version = self.latest.get(invoice_id)
-        return None if version is None else self.records[record_key(invoice_id, version)]
+        return None if version is None else self.record(record_key(invoice_id, version))
 
     def in_flight(self) -> dict[str, Decimal]:
         """Quantities per part held by ready or dispatched invoices, not yet in Sampro."""
         totals: dict[str, Decimal] = defaultdict(Decimal)
         for key in self.holding:
-            payload = self.records[key].payload
+            payload = self.record(key).payload
             for line in payload.lines if payload else ():
                 totals[line.part_number] += line.quantity
         return dict(totals)
@@ -122,16 +142,34 @@ def _rpa_request(record: InvoiceRecord, at: datetime) -> RpaRequest:
 
 
 class _Session:
-    """Applies one message to a copy of the ledger and collects what to emit."""
+    """Applies one message to a copy of the ledger and collects what to emit.
+
+    Copy on write: the ledger's containers are copied, a record only when it changes (`own`),
+    so the caller's ledger stays untouched and an unchanged record stays the same object.
+    """
 
     def __init__(self, ledger: PurchaseOrderLedger, judge: Judge | None, dispatch: DispatchMode):
-        self.ledger = ledger.model_copy(deep=True)
+        self.ledger = ledger.model_copy(update={
+            "holding": list(ledger.holding), "parked": list(ledger.parked), "records": dict(ledger.records),
+            "latest": dict(ledger.latest), "completions_seen": list(ledger.completions_seen),
+        })
         self.judge = judge
         self.dispatch = dispatch
         self.emitted: list[Emitted] = []
 
     def outcome(self) -> Outcome:
         return Outcome(ledger=self.ledger, emitted=self.emitted)
+
+    def own(self, key: str) -> InvoiceRecord | None:
+        """The record, copied into this session's ledger so that it may be changed."""
+        record = self.ledger.record(key)
+        if record is not None:
+            record = self.ledger.records[key] = record.model_copy()
+        return record
+
+    def own_latest(self, invoice_id: str) -> InvoiceRecord | None:
+        version = self.ledger.latest.get(invoice_id)
+        return None if version is None else self.own(record_key(invoice_id, version))
 
     def add(self, record: InvoiceRecord) -> None:
         self.ledger.records[record.key] = record
@@ -182,7 +220,7 @@ class _Session:
     def drain_parked(self, at: datetime) -> None:
         """Re-validate parked invoices in arrival order until one holds the PO again."""
         while self.ledger.parked and not self.ledger.holding:
-            record = self.ledger.records[self.ledger.parked.pop(0)]
+            record = self.own(self.ledger.parked.pop(0))
             if record.status is InvoiceStatus.RELEASED:
                 self.hold(record, at, cause="released")
             else:
@@ -205,7 +243,7 @@ def submit_invoice(
     """A new invoice or a vendor's new version of one."""
     s = _Session(ledger, judge, dispatch)
     at = submission.received_at
-    known = s.ledger.latest_record(submission.invoice_id)
+    known = s.own_latest(submission.invoice_id)
     if known is not None and known.submission.version > submission.version:
         return s.outcome()  # an older version arriving late changes nothing
     if known is not None and known.submission.version == submission.version:
@@ -224,7 +262,7 @@ def submit_invoice(
 def withdraw_invoice(ledger: PurchaseOrderLedger, withdrawal: InvoiceWithdrawn, judge: Judge | None) -> Outcome:
     """The vendor deleted the invoice: drop it unless the RPA bot already has it."""
     s = _Session(ledger, judge, "automatic")
-    record = s.ledger.latest_record(withdrawal.invoice_id)
+    record = s.own_latest(withdrawal.invoice_id)
     final = (InvoiceStatus.WITHDRAWN, InvoiceStatus.ENTERED, InvoiceStatus.SENT_TO_RPA)
     if record is None or record.status in final:
         return s.outcome()
@@ -240,14 +278,15 @@ def complete_rpa(
 ) -> Outcome:
     """The RPA bot entered (or failed to enter) an invoice: the PO goes to the next one."""
     s = _Session(ledger, judge, dispatch)
-    record = s.ledger.records.get(record_key(completion.invoice_id, completion.invoice_version))
+    record = s.own(record_key(completion.invoice_id, completion.invoice_version))
     if (
         record is None
         or record.status is not InvoiceStatus.SENT_TO_RPA
         or completion.event_id in s.ledger.completions_seen
     ):
         return s.outcome()
-    s.ledger.completions_seen.append(completion.event_id)
+    # A resent invoice gets a new completion; remembering the last few catches a repeated old one.
+    s.ledger.completions_seen = [*s.ledger.completions_seen[-(COMPLETIONS_REMEMBERED - 1):], completion.event_id]
     s.let_go(record)
     at = completion.occurred_at
     if completion.outcome is CompletionOutcome.SUCCESS:
@@ -261,9 +300,11 @@ def complete_rpa(
 
 def _hold_back_edit_of(s: _Session, entered: InvoiceRecord, at: datetime) -> None:
     """A vendor edit parked behind its own entered version must not be entered a second time."""
-    newer = s.ledger.latest_record(entered.submission.invoice_id)
-    if newer is None or newer is entered or newer.key not in s.ledger.parked:
+    version = s.ledger.latest.get(entered.submission.invoice_id)
+    newer_key = record_key(entered.submission.invoice_id, version)
+    if version == entered.submission.version or newer_key not in s.ledger.parked:
         return
+    newer = s.own(newer_key)
     s.ledger.parked.remove(newer.key)
     reason = f"Version {entered.submission.version} of this invoice was already entered in Sampro."
     s.change(newer, InvoiceStatus.MANUAL_REVIEW, "edited-after-entry", at, reason=reason)
@@ -274,8 +315,8 @@ def release_invoice(
 ) -> Outcome:
     """An AP override: the invoice becomes ready to process despite its findings."""
     s = _Session(ledger, judge, dispatch)
-    record = s.ledger.records.get(record_key(command.invoice_id, command.invoice_version))
-    if record is None or record.status not in RELEASABLE or record is not s.ledger.latest_record(command.invoice_id):
+    record = s.own(record_key(command.invoice_id, command.invoice_version))
+    if record is None or record.status not in RELEASABLE or s.ledger.latest[command.invoice_id] != command.invoice_version:
         return s.outcome()
     payload = record.payload or judge.payload_for(record.submission)
     if payload is None:
@@ -294,7 +335,7 @@ def approve_dispatch(ledger: PurchaseOrderLedger, command: DispatchApproved) -> 
     """Manual dispatch: an AP clerk sends the ready invoice that holds the PO to the RPA bot."""
     s = _Session(ledger, None, "approval")
     key = record_key(command.invoice_id, command.invoice_version)
-    record = s.ledger.records.get(key)
+    record = s.own(key)
     if record is None or key not in s.ledger.holding or record.status is InvoiceStatus.SENT_TO_RPA:
         return s.outcome()
     s.send_to_rpa(record, command.issued_at, command.command_id, actor=command.user)

@@ -77,12 +77,12 @@ class DecisionDesk:
     def _invoices_seen_before(
         self, batch: Sequence[PurchaseOrderWork], ledgers: MutableMapping[str, PurchaseOrderLedger]
     ) -> list[KnownInvoice]:
-        """Entered and decided invoices sharing a vendor + number with anything this batch may judge."""
+        """Entered and decided invoices sharing a vendor + number with anything this batch may judge:
+        its submissions, and the invoices parked on a PO that this batch may free."""
         documents = [work.document for work in batch if isinstance(work, InvoiceSubmitted)]
-        for po_number in {work.po_number for work in batch}:
-            ledger = ledgers.get(po_number)
-            if ledger is not None:
-                documents.extend(ledger.records[key].submission.document for key in ledger.parked)
+        for po_number in _pos_it_may_free(batch, ledgers):
+            ledger = ledgers[po_number]
+            documents.extend(ledger.record(key).submission.document for key in ledger.parked)
         pairs = {
             (str(doc["vendor_id"]).strip(), str(doc["invoice_number"]).strip())
             for doc in documents
@@ -93,12 +93,25 @@ class DecisionDesk:
         return [*self.purchase_orders.entered_invoices(pairs), *self.scheduler.decided_invoices(pairs)]
 
 
+def _pos_it_may_free(batch: Sequence[PurchaseOrderWork], ledgers: MutableMapping[str, PurchaseOrderLedger]) -> set[str]:
+    """POs with parked invoices and work that can end the one holding the PO: a completion, a
+    withdrawal, a new version. A new invoice on a held PO only parks behind it."""
+    pos = set()
+    for work in batch:
+        ledger = ledgers.get(work.po_number)
+        if ledger is None or not ledger.parked:
+            continue
+        if not isinstance(work, InvoiceSubmitted) or work.invoice_id in ledger.latest:
+            pos.add(work.po_number)
+    return pos
+
+
 def _newly_known(emitted: Sequence[Emitted], ledger: PurchaseOrderLedger) -> list[KnownInvoice]:
     """Verdicts of this batch, so a duplicate later in the same batch is caught too."""
     known = []
     for message in emitted:
         if isinstance(message, Verdict) and message.invoice_id and message.invoice_version is not None:
-            doc = ledger.records[record_key(message.invoice_id, message.invoice_version)].submission.document
+            doc = ledger.record(record_key(message.invoice_id, message.invoice_version)).submission.document
             if doc.get("vendor_id") and doc.get("invoice_number"):
                 known.append(
                     KnownInvoice(
