@@ -8,12 +8,11 @@ from datetime import UTC, datetime
 from rules.lifecycle import RpaRequest
 from schemas.codec import DecodeError
 from streams.deadletter import dead_letter
-from streams.tables import read_ledger, write_ledger
 
 
 def register(pipeline) -> None:
     app, topics, codec, settings = pipeline.app, pipeline.topics, pipeline.codec, pipeline.settings
-    table, desk = pipeline.ledgers, pipeline.desk
+    store, desk = pipeline.ledgers, pipeline.desk
 
     @app.agent(topics.work, name="decide-purchase-order-work")
     async def decide_purchase_order_work(stream):
@@ -27,12 +26,12 @@ def register(pipeline) -> None:
                     continue
                 work.append(message)
                 event_of[message.po_number] = event
-            ledgers = {po: ledger for po in event_of if (ledger := read_ledger(table, po)) is not None}
-            before = dict(ledgers)
+            before = {po: stored for po in event_of if (stored := store.load(event_of[po], po)) is not None}
+            ledgers = {po: stored.ledger for po, stored in before.items()}
             emitted = await asyncio.to_thread(desk.decide, work, ledgers, datetime.now(UTC))
             for po, ledger in ledgers.items():
-                if before.get(po) is not ledger:
-                    write_ledger(table, event_of[po], ledger)
+                if po not in before or before[po].ledger is not ledger:
+                    store.save(event_of[po], ledger, before.get(po))
             for message in emitted:
                 target = topics.rpa_requests if isinstance(message, RpaRequest) else topics.verdicts
                 await target.send(key=message.po_number.encode(), value=codec.encode(message))

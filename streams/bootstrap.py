@@ -23,7 +23,7 @@ from schemas.codec import Codec, codec_for
 from streams.app import create_app
 from streams.handlers import DecisionDesk
 from streams.settings import Settings
-from streams.tables import ledger_table
+from streams.tables import LedgerStore
 
 
 @dataclass
@@ -43,7 +43,7 @@ class Pipeline:
     settings: Settings
     app: faust.App
     topics: Topics
-    ledgers: faust.Table
+    ledgers: LedgerStore
     codec: Codec
     desk: DecisionDesk
     scheduler: ProcessScheduler
@@ -131,7 +131,7 @@ def bootstrap(
         settings=settings,
         app=app,
         topics=_topics(app, settings),
-        ledgers=ledger_table(app, settings),
+        ledgers=LedgerStore(app, settings),
         codec=codec_for(settings.schema_registry_url),
         desk=DecisionDesk(purchase_orders or _real_reader(settings), scheduler, judge_for, settings.dispatch_mode),
         scheduler=scheduler,
