@@ -48,7 +48,8 @@ def test_a_killed_worker_resumes_without_loss_or_duplicates(pipeline, unique_nam
         assert (row["status"], [r["code"] for r in row["reasons"] or []], row["rpa_payload"]) == (
             want["status"], [r["code"] for r in want.get("reasons") or []], want.get("rpa_payload")), row["invoice_id"]
     sent = [r["invoice_id"] for r in rows if r["status"] == "sent_to_rpa"]
-    pipeline.wait_for(lambda: len(pipeline.mailbox.mailbox.messages) >= len(sent), timeout=120, what="the emails")
+    pipeline.wait_for(lambda: len(pipeline.mailbox.mailbox.messages) >= len(sent), timeout=120,
+                      what=lambda: f"{len(sent)} emails ({len(pipeline.mailbox.mailbox.messages)} came)")
     mailed = [json.loads(m.get_body(("plain",)).get_content())["invoice_id"] for m in pipeline.mailbox.mailbox.messages]
     assert sorted(mailed) == sorted(sent)  # exactly one email per ready invoice
     assert {"sent_to_rpa", "waiting_for_po", "manual_review", "bad_invoice"} <= {r["status"] for r in rows}
