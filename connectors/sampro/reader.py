@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from decimal import Decimal
 
-from sqlalchemy import Engine, and_, or_, select
+from sqlalchemy import Engine, select
 
 from connectors.sampro.tables import SamproNames, sampro_tables
 from rules.context import KnownInvoice
@@ -75,7 +75,10 @@ class SqlPurchaseOrderReader:
         found = []
         with self.engine.connect() as conn:
             for chunk in _chunks(pairs, CHUNK // 2):
-                condition = or_(*(and_(t.c.vendor_id == v, t.c.invoice_number == n) for v, n in chunk))
-                for row in conn.execute(select(t.c.sampro_invoice_id, t.c.vendor_id, t.c.invoice_number).where(condition)):
-                    found.append(KnownInvoice(f"sampro:{row.sampro_invoice_id}", row.vendor_id, row.invoice_number, "entered"))
+                # Two IN lists instead of an OR per pair: one index range scan, and SQL Server has no row IN.
+                query = (select(t.c.sampro_invoice_id, t.c.vendor_id, t.c.invoice_number)
+                         .where(t.c.vendor_id.in_({v for v, _ in chunk}), t.c.invoice_number.in_({n for _, n in chunk})))
+                wanted = set(chunk)
+                found.extend(KnownInvoice(f"sampro:{row.sampro_invoice_id}", row.vendor_id, row.invoice_number, "entered")
+                             for row in conn.execute(query) if (row.vendor_id, row.invoice_number) in wanted)
         return found

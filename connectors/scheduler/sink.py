@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, and_, func, insert, or_, select, update
+from sqlalchemy import Engine, bindparam, func, insert, select, update
 
 from connectors.scheduler.rows import history_row, key, row_fields
 from connectors.scheduler.tables import history, processscheduler
@@ -48,11 +48,15 @@ class SqlProcessScheduler:
             if inserts:
                 columns = set().union(*(row.keys() for row in inserts))
                 conn.execute(insert(processscheduler), [{c: row.get(c) for c in columns} for row in inserts])
+            t = processscheduler
+            updates: dict[frozenset, list[dict]] = {}  # one executemany per set of columns changed
             for k, fields in rows.items():
                 if k in existing:
-                    conn.execute(update(processscheduler)
-                                 .where(processscheduler.c.invoice_id == k[0], processscheduler.c.invoice_version == k[1])
-                                 .values(updated_at=now, **fields))
+                    updates.setdefault(frozenset(fields), []).append({"_id": k[0], "_version": k[1], **fields})
+            for columns, params in updates.items():
+                statement = (update(t).where(t.c.invoice_id == bindparam("_id"), t.c.invoice_version == bindparam("_version"))
+                             .values(updated_at=now, **{c: bindparam(c) for c in columns}))
+                conn.execute(statement, params)
             conn.execute(insert(history), [event for _, event in fresh])
 
     @staticmethod
@@ -83,10 +87,11 @@ class SqlProcessScheduler:
         with self.engine.connect() as conn:
             for start in range(0, len(pairs), CHUNK):
                 chunk = pairs[start : start + CHUNK]
-                condition = or_(*(and_(t.c.vendor_id == v, t.c.invoice_number == n) for v, n in chunk))
-                query = select(t.c.invoice_id, t.c.vendor_id, t.c.invoice_number, t.c.status).where(condition)
+                wanted = set(chunk)
+                query = (select(t.c.invoice_id, t.c.vendor_id, t.c.invoice_number, t.c.status)
+                         .where(t.c.vendor_id.in_({v for v, _ in chunk}), t.c.invoice_number.in_({n for _, n in chunk})))
                 found.extend(KnownInvoice(r.invoice_id, r.vendor_id, r.invoice_number, r.status)
-                             for r in conn.execute(query))
+                             for r in conn.execute(query) if (r.vendor_id, r.invoice_number) in wanted)
         return found
 
     # -- reads for the demo, the API and the tests ---------------------------------------------
