@@ -7,7 +7,7 @@
 3. Latency: invoices offered at a fixed rate; produce time to processscheduler row (created_at).
 
 Usage: python bench/pipeline_bench.py [--invoices 50000] [--pos 2000] [--rate 200] [--seconds 30]
-Starts the local stack (PostgreSQL, Kafka) itself and stops it at the end.
+Starts the local stack (PostgreSQL, Kafka) if it is not up, and then stops it at the end.
 """
 
 from __future__ import annotations
@@ -90,6 +90,7 @@ def wait_rows(engine, count: int, timeout: float) -> float:
 
 def run(args) -> None:
     stack = LocalStack(ROOT)
+    was_up = all(stack.status()[name]["running"] for name in ("postgres", "kafka"))
     endpoints = stack.up(("postgres", "kafka"))
     prefix = f"bench{uuid.uuid4().hex[:6]}"
     data = Path(tempfile.mkdtemp(prefix="ia-bench-"))
@@ -153,7 +154,8 @@ def run(args) -> None:
             for url in (endpoints.sampro_db_url, endpoints.scheduler_db_url):
                 with create_engine(url).begin() as conn:
                     conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-            stack.down()
+            if not was_up:
+                stack.down()
     print(f"run finished {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
 
 
