@@ -100,7 +100,7 @@ def validate(
         verdict = judge_files(invoice, po, history, tolerances, today)
     except InputFileError as exc:
         raise fail(exc) from None
-    typer.echo(verdict.model_dump_json(indent=2))
+    typer.echo(verdict.model_dump_json(indent=2, exclude={"audit"}))
 
 
 def validate_samples(

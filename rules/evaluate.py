@@ -6,10 +6,10 @@ from typing import Any
 
 from rules.case import Case
 from rules.context import EvaluationContext
-from rules.models import Invoice, PurchaseOrder, RpaPayload, Verdict, VerdictStatus
+from rules.models import EarlierInvoice, Invoice, PurchaseOrder, RpaPayload, Verdict, VerdictAudit, VerdictStatus
 from rules.parsing import read_invoice
 from rules.payload import build_rpa_payload
-from rules.table import RULES, RULES_VERSION, STATUS_OF
+from rules.table import RULES, STATUS_OF, rules_version
 
 
 def _text(raw: dict, key: str) -> str | None:
@@ -49,7 +49,19 @@ def evaluate(invoice: Invoice | Any, po: PurchaseOrder | None, context: Evaluati
         http_status=status.http_status,
         reasons=reasons,
         rpa_payload=payload,
-        rules_version=RULES_VERSION,
+        rules_version=rules_version(context.policy),
         po_snapshot=po,
         evaluated_at=context.now,
+        audit=_audit(invoice, parsed, context),
     )
+
+
+def _audit(raw: Any, invoice: Invoice | None, context: EvaluationContext) -> VerdictAudit:
+    earlier = []
+    if invoice is not None:
+        number = invoice.invoice_number.strip()
+        earlier = [EarlierInvoice(invoice_id=e.invoice_id, vendor_id=e.vendor_id, invoice_number=e.invoice_number,
+                                  status=e.status)
+                   for e in context.history if e.vendor_id == invoice.vendor_id and e.invoice_number.strip() == number]
+    document = raw.model_dump(mode="json") if isinstance(raw, Invoice) else raw
+    return VerdictAudit(invoice=document, in_flight=dict(context.in_flight), earlier_invoices=earlier)

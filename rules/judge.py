@@ -15,6 +15,7 @@ from rules.models import PurchaseOrder, RpaPayload, Verdict
 from rules.parsing import read_invoice
 from rules.payload import build_rpa_payload
 from rules.policy import Policy
+from rules.table import rules_version
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,10 @@ class RulesJudge:
     history: Sequence[KnownInvoice]
     policy: Policy
     now: datetime
+
+    @property
+    def rules_version(self) -> str:
+        return rules_version(self.policy)
 
     def _context(self, in_flight: dict[str, Decimal]) -> EvaluationContext:
         return EvaluationContext(history=self.history, in_flight=in_flight, policy=self.policy, now=self.now)

@@ -8,6 +8,8 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -141,6 +143,24 @@ class RpaPayload(_Model):
     total_amount: Decimal
 
 
+class EarlierInvoice(_Model):
+    """An invoice seen before with the same vendor and number, as the duplicate check saw it."""
+
+    invoice_id: str
+    vendor_id: str
+    invoice_number: str
+    status: str
+
+
+class VerdictAudit(_Model):
+    """What the rules saw besides the PO snapshot: with it, a replay judges the invoice again
+    exactly as the pipeline did, without Sampro, processscheduler or the PO's ledger."""
+
+    invoice: Any  # the document as received, valid or not
+    in_flight: dict[str, Decimal] = Field(default_factory=dict)  # part -> quantity at the RPA bot
+    earlier_invoices: list[EarlierInvoice] = Field(default_factory=list)
+
+
 class Verdict(_Model):
     invoice_id: str | None
     invoice_version: int | None
@@ -155,6 +175,7 @@ class Verdict(_Model):
     # Beyond DESIGN §3, so processscheduler can show who sent which invoice whatever the status.
     vendor_id: str | None = None
     invoice_number: str | None = None
+    audit: VerdictAudit | None = None  # kept on the verdicts topic for replay; not part of the API
 
 
 class CompletionOutcome(StrEnum):

@@ -15,8 +15,9 @@ All tolerances default to zero, the exact matching AP uses today. Example:
 
 from __future__ import annotations
 
+import hashlib
 import tomllib
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -41,9 +42,21 @@ class Tolerance:
 class Policy:
     default: Tolerance = Tolerance()
     vendors: dict[str, Tolerance] = field(default_factory=dict)
+    _digest: str | None = field(default=None, init=False, compare=False, repr=False)
 
     def for_vendor(self, vendor_id: str | None) -> Tolerance:
         return self.vendors.get(vendor_id or "", self.default)
+
+    def digest(self) -> str:
+        """Short fingerprint of every tolerance, so a verdict says which set judged it."""
+        def text(tolerance: Tolerance) -> str:
+            return ",".join(f"{key}={value.normalize():f}" if isinstance(value, Decimal) else f"{key}={value}"
+                            for key, value in asdict(tolerance).items())
+
+        if self._digest is None:
+            canonical = ";".join([text(self.default), *(f"{v}:{text(t)}" for v, t in sorted(self.vendors.items()))])
+            object.__setattr__(self, "_digest", hashlib.sha256(canonical.encode()).hexdigest()[:8])
+        return self._digest
 
 
 _DECIMAL_KEYS = ("price_pct", "price_abs", "total_abs", "quantity_pct")

@@ -12,8 +12,16 @@ from dataclasses import dataclass
 from rules import checks
 from rules.case import Case
 from rules.models import Finding, VerdictStatus
+from rules.policy import Policy
 
 RULES_VERSION = "2026.11.1"
+_EXACT_MATCHING = Policy()
+
+
+def rules_version(policy: Policy) -> str:
+    """`RULES_VERSION`, plus the tolerances' digest when they are not the default exact matching:
+    a verdict names everything that judged it, and a change of tolerances is a change of rules."""
+    return RULES_VERSION if policy == _EXACT_MATCHING else f"{RULES_VERSION}+tol.{policy.digest()}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -68,16 +68,29 @@ def fingerprint_of(schema: dict) -> bytes:
     return bytes.fromhex(fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO"))
 
 
+def _json_text(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _json_value(text: str) -> Any:
+    return json.loads(text, parse_float=Decimal)
+
+
 def to_record(model: BaseModel) -> dict[str, Any]:
+    """Free-form JSON (an invoice as received, valid or not) travels as JSON text."""
     record = model.model_dump(mode="json")
     if isinstance(model, InvoiceSubmitted):
-        record["document"] = json.dumps(record["document"], separators=(",", ":"))
+        record["document"] = _json_text(record["document"])
+    elif isinstance(model, Verdict) and record.get("audit") is not None:
+        record["audit"]["invoice"] = _json_text(record["audit"]["invoice"])
     return record
 
 
 def from_record(model_type: type[BaseModel], record: dict[str, Any]) -> BaseModel:
     if model_type is InvoiceSubmitted:
-        record = {**record, "document": json.loads(record["document"], parse_float=Decimal)}
+        record = {**record, "document": _json_value(record["document"])}
+    elif model_type is Verdict and record.get("audit") is not None:
+        record = {**record, "audit": {**record["audit"], "invoice": _json_value(record["audit"]["invoice"])}}
     try:
         return model_type.model_validate(record)
     except ValidationError as exc:
