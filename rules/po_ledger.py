@@ -35,10 +35,14 @@ COMPLETIONS_REMEMBERED = 50
 
 # Statuses after which AP may override the findings and release the invoice to the RPA bot.
 RELEASABLE = frozenset({InvoiceStatus.MANUAL_REVIEW, InvoiceStatus.BAD_INVOICE, InvoiceStatus.RPA_FAILED})
+# Verdicts that a change of rules may turn around; nothing reached the RPA bot because of them.
+REJUDGEABLE = frozenset({InvoiceStatus.MANUAL_REVIEW, InvoiceStatus.BAD_INVOICE, InvoiceStatus.PO_NOT_FOUND})
 
 
 class Judge(Protocol):
     """The rules, bound by the caller to this PO's fresh snapshot, history and tolerances."""
+
+    rules_version: str  # the rules and tolerances this judge applies
 
     def decide(self, submission: InvoiceSubmitted, in_flight: dict[str, Decimal]) -> Verdict: ...
 
@@ -185,9 +189,9 @@ class _Session:
         record.last_change = _change(record, status, cause, at, **extra)
         self.emitted.append(record.last_change)
 
-    def park(self, record: InvoiceRecord, at: datetime) -> None:
+    def park(self, record: InvoiceRecord, at: datetime, cause: str = "parked") -> None:
         self.ledger.parked.append(record.key)
-        self.change(record, InvoiceStatus.WAITING_FOR_PO, "parked", at)
+        self.change(record, InvoiceStatus.WAITING_FOR_PO, cause, at)
 
     def judge_now(self, record: InvoiceRecord) -> None:
         assert self.judge is not None, "a submission needs a judge bound to a PO snapshot"
@@ -210,10 +214,10 @@ class _Session:
         self.emitted.append(_rpa_request(record, at))
         self.change(record, InvoiceStatus.SENT_TO_RPA, cause, at, actor=actor)
 
-    def admit(self, record: InvoiceRecord, at: datetime) -> None:
+    def admit(self, record: InvoiceRecord, at: datetime, cause: str = "parked") -> None:
         """Judge now if the PO is free, otherwise park behind the invoice that holds it."""
         if self.ledger.holding:
-            self.park(record, at)
+            self.park(record, at, cause)
         else:
             self.judge_now(record)
 
@@ -240,14 +244,20 @@ class _Session:
 def submit_invoice(
     ledger: PurchaseOrderLedger, submission: InvoiceSubmitted, judge: Judge, dispatch: DispatchMode
 ) -> Outcome:
-    """A new invoice or a vendor's new version of one."""
+    """A new invoice or a vendor's new version of one. The same version again is a replay: after a
+    crash it re-emits where the invoice stands; after a change of rules it is judged again unless
+    it already went to the RPA bot."""
     s = _Session(ledger, judge, dispatch)
     at = submission.received_at
     known = s.own_latest(submission.invoice_id)
     if known is not None and known.submission.version > submission.version:
         return s.outcome()  # an older version arriving late changes nothing
     if known is not None and known.submission.version == submission.version:
-        s.replay(known)
+        if known.status in REJUDGEABLE and known.verdict and known.verdict.rules_version != judge.rules_version:
+            # Reprocessed after a change of rules: judged again by the rules now in force.
+            s.admit(known, at, cause=f"parked-for-{judge.rules_version}")
+        else:
+            s.replay(known)
         return s.outcome()
     record = InvoiceRecord(submission=submission, status=InvoiceStatus.WAITING_FOR_PO)
     s.add(record)

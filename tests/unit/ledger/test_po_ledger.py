@@ -49,16 +49,20 @@ def payload(invoice_id: str, version: int, qty: str = "1") -> RpaPayload:
 class FakeJudge:
     """Decides by the document's `expect` field; records what it saw in flight."""
 
-    def __init__(self) -> None:
+    def __init__(self, rules_version: str = "test", lets_pass: frozenset[str] = frozenset()) -> None:
         self.seen_in_flight: list[dict] = []
+        self.rules_version = rules_version
+        self.lets_pass = lets_pass  # invoices these rules find ready whatever the document expects
 
     def decide(self, submission: InvoiceSubmitted, in_flight: dict[str, Decimal]) -> Verdict:
         self.seen_in_flight.append(in_flight)
         status = VerdictStatus(submission.document.get("expect", "ready_to_process"))
+        if submission.invoice_id in self.lets_pass:
+            status = VerdictStatus.READY_TO_PROCESS
         ready = status is VerdictStatus.READY_TO_PROCESS
         return Verdict(
             invoice_id=submission.invoice_id, invoice_version=submission.version, po_number=submission.po_number,
-            status=status, http_status=status.http_status, rules_version="test",
+            status=status, http_status=status.http_status, rules_version=self.rules_version,
             rpa_payload=payload(submission.invoice_id, submission.version) if ready else None,
             evaluated_at=submission.received_at,
         )
@@ -251,3 +255,17 @@ def test_a_replay_after_a_crash_re_emits_where_the_invoice_stands(judge):
         assert statuses(again.emitted) == expected
         originals = [m for m in first if isinstance(m, StatusChanged) and m.invoice_id == invoice_id]
         assert [m for m in again.emitted if isinstance(m, StatusChanged)] == originals[-1:]
+
+
+def test_a_version_replayed_after_a_change_of_rules_is_judged_again_unless_the_rpa_bot_has_it(judge):
+    ledger, _ = run(PurchaseOrderLedger(po_number="PO-1"),
+                    lambda l: submit_invoice(l, submission("A", expect="manual_review"), judge, "automatic"),
+                    lambda l: submit_invoice(l, submission("B"), judge, "automatic"))
+    new_rules = FakeJudge(rules_version="test+tol", lets_pass=frozenset({"A"}))
+    replayed_a = submit_invoice(ledger, submission("A"), new_rules, "automatic")  # now passes, but B holds the PO
+    assert statuses(replayed_a.emitted) == [("A", "waiting_for_po")]
+    assert submit_invoice(ledger, submission("B"), new_rules, "automatic").emitted[0].rules_version == "test"
+    ledger, emitted = run(replayed_a.ledger, lambda l: complete_rpa(l, completion("B"), new_rules, "automatic"))
+    assert statuses(emitted) == [("B", "entered"), ("A", "ready_to_process"), ("A", "rpa_request"), ("A", "sent_to_rpa")]
+    same_rules = submit_invoice(ledger, submission("A"), new_rules, "automatic")
+    assert ("A", "ready_to_process") in statuses(same_rules.emitted) and same_rules.ledger == ledger
