@@ -11,6 +11,7 @@ import typer
 from pydantic import BaseModel, ValidationError
 
 from rules.parsing import field_path
+from rules.policy import Policy, PolicyError, load_policy
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -40,6 +41,18 @@ def read_model(path: Path, what: str, model: type[M]) -> M:
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         shown = "" if error["type"] == "missing" else f", got {error.get('input')!r}"
         raise InputFileError(f"{what} file {path}: {field_path(error['loc'])}: {error['msg']}{shown}{more}") from None
+
+
+def read_policy(path: Path | None) -> Policy:
+    """The tolerances in a TOML file; exact matching without one."""
+    if path is None:
+        return Policy()
+    try:
+        return load_policy(path)
+    except OSError as exc:
+        raise InputFileError(f"tolerances file {path}: cannot be read ({exc.strerror or exc})") from None
+    except PolicyError as exc:
+        raise InputFileError(f"tolerances file {exc}") from None
 
 
 def fail(error: Exception) -> typer.Exit:

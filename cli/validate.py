@@ -11,10 +11,9 @@ from pydantic import TypeAdapter, ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from cli.files import InputFileError, fail, read_json, read_model
-from rules import EvaluationContext, KnownInvoice, Policy, PurchaseOrder, Verdict, evaluate, load_policy
+from cli.files import InputFileError, fail, read_json, read_model, read_policy
+from rules import EvaluationContext, KnownInvoice, PurchaseOrder, Verdict, evaluate
 from rules.parsing import field_path
-from rules.policy import PolicyError
 
 _HISTORY = TypeAdapter(list[KnownInvoice])
 
@@ -54,17 +53,6 @@ def _history(path: Path | None) -> list[KnownInvoice]:
         raise InputFileError(f"history file {path}: {field_path(error['loc'])}: {error['msg']}") from None
 
 
-def _policy(path: Path | None) -> Policy:
-    if path is None:
-        return Policy()
-    try:
-        return load_policy(path)
-    except OSError as exc:
-        raise InputFileError(f"tolerances file {path}: cannot be read ({exc.strerror or exc})") from None
-    except PolicyError as exc:
-        raise InputFileError(f"tolerances file {exc}") from None
-
-
 def _today(text: str | None) -> date | None:
     if text is None:
         return None
@@ -78,7 +66,7 @@ def judge_files(
     invoice: Path, po: Path | None, history: Path | None, tolerances: Path | None, today: str | None
 ) -> Verdict:
     context = EvaluationContext(
-        history=_history(history), policy=_policy(tolerances), now=datetime.now(UTC), today=_today(today)
+        history=_history(history), policy=read_policy(tolerances), now=datetime.now(UTC), today=_today(today)
     )
     snapshot = read_model(po, "PO", PurchaseOrder) if po else None
     return evaluate(read_json(invoice, "invoice"), snapshot, context)

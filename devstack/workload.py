@@ -9,8 +9,8 @@ from decimal import Decimal
 from connectors.sampro import InMemoryPurchaseOrderReader
 from connectors.scheduler import InMemoryProcessScheduler
 from rules.judge import RulesJudge
-from rules.lifecycle import InvoiceSubmitted, RpaRequest
-from rules.models import PurchaseOrder
+from rules.lifecycle import InvoiceSubmitted, RpaRequest, StatusChanged
+from rules.models import CompletionOutcome, PurchaseOrder, RpaCompletion, Verdict
 from rules.policy import Policy
 from streams.handlers import DecisionDesk
 
@@ -58,3 +58,25 @@ def uninterrupted(pos: list[PurchaseOrder], stream: list[InvoiceSubmitted]) -> I
         emitted = desk.decide([submission], ledgers, T0)
         scheduler.record([message for message in emitted if not isinstance(message, RpaRequest)])
     return scheduler
+
+
+def decided(pos: list[PurchaseOrder], stream: list[InvoiceSubmitted], policy: Policy | None = None,
+            batch: int = 500) -> list[Verdict | StatusChanged]:
+    """What the verdicts topic holds after the stream, with the RPA bot entering every invoice at
+    once (so each one is judged, none stays parked): for replay tests and the replay benchmark."""
+    policy = policy or Policy()
+    desk = DecisionDesk(InMemoryPurchaseOrderReader(pos), InMemoryProcessScheduler(),
+                        lambda po, known, now: RulesJudge(po, known, policy, now))
+    ledgers: dict = {}
+    recorded: list[Verdict | StatusChanged] = []
+    work: list = list(stream)
+    while work:
+        emitted = desk.decide(work[:batch], ledgers, T0)
+        work = work[batch:]
+        recorded.extend(m for m in emitted if not isinstance(m, RpaRequest))
+        work.extend(RpaCompletion(event_id=f"done-{m.invoice_id}-v{m.invoice_version}", invoice_id=m.invoice_id,
+                                  invoice_version=m.invoice_version, po_number=m.po_number,
+                                  outcome=CompletionOutcome.SUCCESS, sampro_invoice_id=f"S-{m.invoice_id}",
+                                  occurred_at=T0)
+                    for m in emitted if isinstance(m, RpaRequest))
+    return recorded

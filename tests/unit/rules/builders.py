@@ -61,5 +61,12 @@ def judge(
     return evaluate(inv, snapshot, context)
 
 
+# INVOICE with line 1 ten cents above the PO price, the arithmetic redone: manual_review by price alone.
+PRICE_OFF = invoice(lines=[{"line_no": 1, "part_number": "AC-100", "quantity": "2", "unit_price": "15.60",
+                            "amount": "31.20"},
+                           {"line_no": 2, "part_number": "FL-200", "quantity": "3", "unit_price": "4.25",
+                            "amount": "12.75"}], tax_amount="3.52", total_amount="57.47")
+
+
 def codes(verdict: Verdict) -> list[str]:
     return [reason.code for reason in verdict.reasons]

@@ -1,0 +1,102 @@
+"""`explain`: one invoice's whole story, from the topics alone.
+
+Every message about the invoice, from every topic of the pipeline, in the order it was
+recorded: each version received, each verdict with its rules version and the PO it was judged
+against, parking, the RPA request, the bot's completion, AP's releases and approvals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from connectors.topic_reader import TopicNotFound, TopicReader
+from rules.lifecycle import DispatchApproved, InvoiceSubmitted, InvoiceWithdrawn, ReleaseRequested, RpaRequest, StatusChanged
+from rules.models import RpaCompletion, Verdict
+from schemas.codec import Codec, DecodeError
+
+
+@dataclass(frozen=True)
+class Step:
+    at: datetime
+    topic: str
+    partition: int
+    offset: int
+    invoice_version: int
+    what: str  # received, verdict, status, rpa request, completion, release requested, ...
+    summary: str
+    detail: dict = field(default_factory=dict)
+
+
+def story(reader: TopicReader, codec: Codec, topics: list[str], invoice_id: str,
+          on_topic: Callable[[str], None] = lambda topic: None) -> list[Step]:
+    needle = invoice_id.encode()
+    steps = []
+    for topic in topics:
+        on_topic(topic)
+        try:
+            ranges = reader.ranges(topic)
+        except TopicNotFound:
+            continue
+        for record in reader.read(topic, ranges):
+            if needle not in (record.value or b""):
+                continue  # an Avro string is its UTF-8 bytes: no need to decode the rest
+            try:
+                message = codec.decode(record.value)
+            except DecodeError:
+                continue
+            if getattr(message, "invoice_id", None) != invoice_id:
+                continue
+            at = datetime.fromtimestamp(record.timestamp_ms / 1000, UTC)
+            what, summary, detail = describe(message)
+            version = getattr(message, "invoice_version", None) or getattr(message, "version", 0)
+            steps.append(Step(at, topic, record.partition, record.offset, version, what, summary, detail))
+    return sorted(steps, key=lambda s: (s.at, _ORDER.get(s.what, 9)))
+
+
+# Messages of one millisecond: causes before effects; one topic's messages keep their offset order.
+_ORDER = {"received": 0, "withdrawn": 0, "release requested": 1, "dispatch approved": 1, "completion": 1,
+          "verdict": 2, "status": 2, "rpa request": 3}
+
+
+def describe(message) -> tuple[str, str, dict]:
+    match message:
+        case InvoiceSubmitted():
+            doc = message.document if isinstance(message.document, dict) else {}
+            return "received", (f"version {message.version} from vendor {doc.get('vendor_id', '?')}, invoice number "
+                                f"{doc.get('invoice_number', '?')}, total {doc.get('total_amount', '?')} "
+                                f"{doc.get('currency', '')}, {len(doc.get('lines') or [])} line(s), PO "
+                                f"{message.po_number}"), {"document": message.document}
+        case InvoiceWithdrawn():
+            return "withdrawn", f"version {message.version} deleted by the vendor in the marketplace", {}
+        case Verdict():
+            reasons = "; ".join(f"{r.code}: {r.message}" for r in message.reasons) or "every rule passed"
+            po = message.po_snapshot
+            judged_against = (f"PO {po.po_number} ({po.status.value}, vendor {po.vendor_id}, {len(po.lines)} line(s))"
+                              if po else "no PO (Sampro had none)")
+            return "verdict", (f"{message.status.value} (HTTP {message.http_status}) under rules "
+                               f"{message.rules_version}, judged against {judged_against}: {reasons}"), {
+                "reasons": [r.model_dump(mode="json") for r in message.reasons],
+                "po_snapshot": po.model_dump(mode="json") if po else None,
+                "in_flight": {k: str(v) for k, v in (message.audit.in_flight if message.audit else {}).items()}}
+        case StatusChanged():
+            by = f" by {message.actor}" if message.actor else ""
+            why = f": {message.reason}" if message.reason else ""
+            sampro = f" as Sampro invoice {message.sampro_invoice_id}" if message.sampro_invoice_id else ""
+            return "status", f"{message.status.value}{by}{sampro}{why}", {"event_id": message.event_id}
+        case RpaRequest():
+            return "rpa request", (f"handed to the RPA bot: {len(message.payload.lines)} line(s), total "
+                                   f"{message.payload.total_amount} {message.payload.currency}"), {
+                "payload": message.payload.model_dump(mode="json")}
+        case RpaCompletion():
+            result = (f"entered in Sampro as {message.sampro_invoice_id}" if message.outcome.value == "success"
+                      else f"failed: {message.error}")
+            return "completion", f"RPA bot reports version {message.invoice_version} {result}", {
+                "event_id": message.event_id}
+        case ReleaseRequested():
+            return "release requested", f"{message.user} released it: {message.reason}", {"command_id": message.command_id}
+        case DispatchApproved():
+            return "dispatch approved", f"{message.user} approved sending it to the RPA bot", {
+                "command_id": message.command_id}
+    return type(message).__name__, str(message), {}

@@ -1,0 +1,188 @@
+"""`replay`: judge the verdicts recorded on the topic again, and say what would change.
+
+Each verdict carries the invoice, the PO snapshot and the context it was judged with, so the
+result depends only on the rules (and tolerances) given, never on today's Sampro. The work is
+spread over processes in chunks: reading Kafka is cheap, judging is what costs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+
+from connectors.topic_reader import TopicReader, TopicRecord
+from rules.models import Verdict
+from rules.policy import Policy
+from rules.rejudge import compare, judge_again
+from rules.table import rules_version
+from schemas.codec import DecodeError, codec_for
+
+CHUNK = 2000
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which recorded verdicts to judge again: a time range and/or invoices and POs."""
+
+    since_ms: int | None = None
+    until_ms: int | None = None
+    invoice_ids: frozenset[str] = frozenset()
+    po_numbers: frozenset[str] = frozenset()
+
+    def admits_record(self, record: TopicRecord) -> bool:
+        """Cheap checks on the raw record, before anything is decoded."""
+        if self.since_ms is not None and record.timestamp_ms < self.since_ms:
+            return False
+        if self.until_ms is not None and record.timestamp_ms >= self.until_ms:
+            return False
+        if self.po_numbers and (record.key or b"").decode(errors="replace") not in self.po_numbers:
+            return False
+        value = record.value or b""
+        return not self.invoice_ids or any(i.encode() in value for i in self.invoice_ids)
+
+    def admits(self, verdict: Verdict) -> bool:
+        return not self.invoice_ids or verdict.invoice_id in self.invoice_ids
+
+
+@dataclass(frozen=True)
+class ReplayedVerdict:
+    invoice_id: str | None
+    invoice_version: int | None
+    po_number: str | None
+    recorded_at: str
+    partition: int
+    offset: int
+    recorded_rules_version: str
+    recorded_status: str
+    rederived_status: str | None  # None: recorded before verdicts carried their audit
+    recorded_reasons: tuple[str, ...]
+    rederived_reasons: tuple[str, ...]
+    changed: bool
+    added_reasons: tuple[str, ...]
+    removed_reasons: tuple[str, ...]
+
+
+@dataclass
+class ReplayReport:
+    topic: str
+    rules_version: str
+    selection: Selection
+    items: list[ReplayedVerdict] = field(default_factory=list)
+    records_read: int = 0
+    undecodable: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> list[ReplayedVerdict]:
+        return [item for item in self.items if item.changed]
+
+    @property
+    def not_rederivable(self) -> list[ReplayedVerdict]:
+        return [item for item in self.items if item.rederived_status is None]
+
+    def transitions(self) -> Counter[tuple[str, str]]:
+        return Counter((i.recorded_status, i.rederived_status) for i in self.changed)
+
+    def reason_changes(self) -> Counter[tuple[str, str]]:
+        counts: Counter[tuple[str, str]] = Counter()
+        for item in self.changed:
+            counts.update((code, "added") for code in item.added_reasons)
+            counts.update((code, "removed") for code in item.removed_reasons)
+        return counts
+
+    def as_dict(self) -> dict:
+        return {
+            "topic": self.topic, "rules_version": self.rules_version,
+            "selection": {"since_ms": self.selection.since_ms, "until_ms": self.selection.until_ms,
+                          "invoice_ids": sorted(self.selection.invoice_ids),
+                          "po_numbers": sorted(self.selection.po_numbers)},
+            "records_read": self.records_read, "verdicts": len(self.items), "changed": len(self.changed),
+            "not_rederivable": len(self.not_rederivable), "undecodable": self.undecodable,
+            "transitions": [{"from": a, "to": b, "count": n} for (a, b), n in self.transitions().most_common()],
+            "reason_changes": [{"code": c, "change": k, "count": n} for (c, k), n in self.reason_changes().most_common()],
+            "items": [asdict(item) for item in self.items],
+        }
+
+
+def replay(
+    reader: TopicReader, topic: str, selection: Selection, policy: Policy, *,
+    schema_registry_url: str | None = None, workers: int | None = None,
+    on_total: Callable[[int], None] = lambda total: None, on_progress: Callable[[int], None] = lambda n: None,
+) -> ReplayReport:
+    ranges = reader.ranges(topic, selection.since_ms, selection.until_ms)
+    on_total(sum(end - start for start, end in ranges.values()))
+    report = ReplayReport(topic=topic, rules_version=rules_version(policy), selection=selection)
+    judge_chunk = partial(_judge_chunk, policy=policy, selection=selection, schema_registry_url=schema_registry_url)
+    chunks = _chunks(reader.read(topic, ranges), selection, report, on_progress)
+    workers = workers or os.cpu_count() or 1
+    if workers == 1:
+        _collect(map(judge_chunk, chunks), report)
+    else:
+        with ProcessPoolExecutor(workers) as pool:
+            _collect(_bounded_map(pool, judge_chunk, chunks, in_flight=2 * workers), report)
+    return report
+
+
+def _bounded_map(pool: ProcessPoolExecutor, fn, items: Iterable, in_flight: int) -> Iterator:
+    """`pool.map` that reads ahead only `in_flight` chunks: memory stays flat on a long topic."""
+    pending: deque = deque()
+    for item in items:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= in_flight:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+def _chunks(records: Iterable[TopicRecord], selection: Selection, report: ReplayReport,
+            on_progress: Callable[[int], None]) -> Iterator[list[TopicRecord]]:
+    chunk, read = [], 0
+    for record in records:
+        read += 1
+        if selection.admits_record(record):
+            chunk.append(record)
+        if read == CHUNK:
+            report.records_read += read
+            on_progress(read)
+            read = 0
+            if chunk:
+                yield chunk
+                chunk = []
+    report.records_read += read
+    on_progress(read)
+    if chunk:
+        yield chunk
+
+
+def _collect(results: Iterable[tuple[list[ReplayedVerdict], list[str]]], report: ReplayReport) -> None:
+    for items, undecodable in results:
+        report.items.extend(items)
+        report.undecodable.extend(undecodable)
+
+
+def _judge_chunk(records: list[TopicRecord], policy: Policy, selection: Selection,
+                 schema_registry_url: str | None) -> tuple[list[ReplayedVerdict], list[str]]:
+    codec = codec_for(schema_registry_url)
+    items, undecodable = [], []
+    for record in records:
+        try:
+            message = codec.decode(record.value or b"")
+        except DecodeError as error:
+            undecodable.append(f"{record.topic}[{record.partition}]@{record.offset}: {error}")
+            continue
+        if not isinstance(message, Verdict) or not selection.admits(message):
+            continue  # status changes share the topic with the verdicts
+        comparison = compare(message, judge_again(message, policy))
+        items.append(ReplayedVerdict(
+            invoice_id=message.invoice_id, invoice_version=message.invoice_version, po_number=message.po_number,
+            recorded_at=datetime.fromtimestamp(record.timestamp_ms / 1000, UTC).isoformat(),
+            partition=record.partition, offset=record.offset, recorded_rules_version=message.rules_version,
+            recorded_status=comparison.recorded_status, rederived_status=comparison.rederived_status,
+            recorded_reasons=comparison.recorded_codes, rederived_reasons=comparison.rederived_codes,
+            changed=comparison.changed, added_reasons=comparison.added_codes, removed_reasons=comparison.removed_codes,
+        ))
+    return items, undecodable

@@ -1,0 +1,62 @@
+"""`reprocess`: after a change of rules, run the live pipeline again over invoices since a time.
+
+Only the invoices topic is rewound, for the pipeline's consumer group. The PO ledger keeps
+what completions and AP commands did, so they need no second pass; each replayed invoice
+version that was decided under other rules and has not gone to the RPA bot is judged again,
+everything else is re-emitted unchanged, and the sinks' keys (invoice version, event id, sent
+log) make that a no-op downstream: nothing is entered twice. Offsets only ever move back, and
+never while a worker of the group runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from connectors.consumer_groups import ConsumerGroups, GroupIsActive
+from connectors.topic_reader import TopicReader
+
+
+@dataclass(frozen=True)
+class PartitionPlan:
+    partition: int
+    committed: int | None
+    rewind_to: int
+    end: int
+
+    @property
+    def moves(self) -> bool:
+        return self.committed is None or self.rewind_to < self.committed
+
+    @property
+    def to_reprocess(self) -> int:
+        """Invoice messages the pipeline will read a second time."""
+        return max(0, (self.committed if self.committed is not None else self.end) - self.rewind_to)
+
+
+@dataclass(frozen=True)
+class ReprocessPlan:
+    group: str
+    topic: str
+    since_ms: int
+    partitions: list[PartitionPlan]
+    running_members: list[str]
+
+    @property
+    def total(self) -> int:
+        return sum(p.to_reprocess for p in self.partitions if p.moves)
+
+
+def plan(reader: TopicReader, groups: ConsumerGroups, group: str, topic: str, since_ms: int) -> ReprocessPlan:
+    ranges = reader.ranges(topic, since_ms, None)
+    committed = groups.committed(group, topic, sorted(ranges))
+    partitions = [PartitionPlan(p, committed.get(p), start, end) for p, (start, end) in sorted(ranges.items())]
+    return ReprocessPlan(group, topic, since_ms, partitions, groups.members(group))
+
+
+def execute(groups: ConsumerGroups, reprocess: ReprocessPlan) -> None:
+    if reprocess.running_members:
+        raise GroupIsActive(f"consumer group {reprocess.group!r} has running worker(s): "
+                            f"{', '.join(reprocess.running_members)}; stop them first")
+    offsets = {p.partition: p.rewind_to for p in reprocess.partitions if p.moves}
+    if offsets:
+        groups.move(reprocess.group, reprocess.topic, offsets)

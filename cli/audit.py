@@ -1,0 +1,221 @@
+"""`replay`, `explain` and `reprocess`: audit from the topics, under the settings' broker and topic names."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from cli.files import InputFileError, fail, read_policy
+
+err = Console(stderr=True)
+
+SinceOption = Annotated[Optional[str], typer.Option(
+    "--since", help="From this time on: YYYY-MM-DD (midnight UTC) or an ISO 8601 timestamp (UTC if no offset).")]
+UntilOption = Annotated[Optional[str], typer.Option(
+    "--until", help="Up to, not including, this time: YYYY-MM-DD or an ISO 8601 timestamp.")]
+
+
+def parse_time(text: str | None, option: str) -> int | None:
+    """Milliseconds since the epoch, as Kafka's record timestamps count."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text) if "T" in text or " " in text else None
+        if moment is None:
+            moment = datetime.combine(date.fromisoformat(text), datetime.min.time())
+    except ValueError:
+        raise InputFileError(f"{option} {text!r}: not a date (YYYY-MM-DD) or an ISO 8601 timestamp") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+                    TextColumn("{task.fields[rate]}"),
+                    TimeRemainingColumn(), console=err, transient=True)
+
+
+def replay(
+    since: SinceOption = None,
+    until: UntilOption = None,
+    invoice: Annotated[Optional[list[str]], typer.Option("--invoice", help="Only this invoice id (repeatable).")] = None,
+    po: Annotated[Optional[list[str]], typer.Option("--po", help="Only this PO number (repeatable).")] = None,
+    tolerances: Annotated[Optional[Path], typer.Option(
+        "--tolerances", help="Judge with these tolerances (TOML) instead of exact matching.")] = None,
+    fmt: Annotated[Optional[str], typer.Option(
+        "--format", help="Write the full report as json, csv or html (to --output, else to stdout).")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", help="File for the full report.")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Processes that judge (default: one per core).")] = None,
+) -> None:
+    """Judge the recorded verdicts again under the current rules, and report what would change.
+
+    Reads the verdicts topic over a time range (record timestamps; mapped to offsets per
+    partition) and/or for some invoices or POs, and judges each verdict again against the PO
+    snapshot, invoice and context recorded in it: Sampro and the live pipeline are not touched,
+    no offset is committed. Prints a summary of the changes by status transition and by reason.
+    Exit code 0 when the replay ran, 2 on unusable input.
+    """
+    from audit.report import FORMATS, render
+    from audit.replay import Selection
+    from audit.replay import replay as run_replay
+    from connectors.topic_reader import KafkaTopicReader, TopicNotFound
+    from streams.settings import Settings
+
+    try:
+        if fmt is not None and fmt not in FORMATS:
+            raise InputFileError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+        if output is not None and fmt is None:
+            fmt = output.suffix.lstrip(".") if output.suffix.lstrip(".") in FORMATS else None
+            if fmt is None:
+                raise InputFileError(f"--output {output}: say --format json, csv or html")
+        selection = Selection(since_ms=parse_time(since, "--since"), until_ms=parse_time(until, "--until"),
+                              invoice_ids=frozenset(invoice or ()), po_numbers=frozenset(po or ()))
+        if selection.since_ms and selection.until_ms and selection.until_ms <= selection.since_ms:
+            raise InputFileError(f"--until {until!r} is not after --since {since!r}")
+        policy = read_policy(tolerances)
+    except InputFileError as exc:
+        raise fail(exc) from None
+
+    settings = Settings()
+    reader = KafkaTopicReader(settings.kafka_bootstrap_servers)
+    with _progress() as progress:
+        task = progress.add_task(f"Judging {settings.verdicts_topic} again", total=None, rate="")
+        started = datetime.now(UTC)
+
+        def advance(n: int) -> None:
+            progress.advance(task, n)
+            seconds = (datetime.now(UTC) - started).total_seconds() or 1e-9
+            progress.update(task, rate=f"{progress.tasks[task].completed / seconds:>9,.0f} records/s")
+
+        try:
+            report = run_replay(reader, settings.verdicts_topic, selection, policy,
+                                schema_registry_url=settings.schema_registry_url, workers=workers,
+                                on_total=lambda total: progress.update(task, total=total), on_progress=advance)
+        except TopicNotFound as exc:
+            raise fail(exc) from None
+    seconds = (datetime.now(UTC) - started).total_seconds()
+    if fmt is not None:
+        text = render(report, fmt)
+        if output is None:
+            typer.echo(text, nl=False)
+        else:
+            output.write_text(text, encoding="utf-8")
+            err.print(f"full report ({fmt}): {output}")
+    _print_summary(report, seconds)
+
+
+def _print_summary(report, seconds: float) -> None:
+    err.print(f"{report.records_read:,} records read, {len(report.items):,} verdicts judged again under rules "
+              f"{report.rules_version} in {seconds:.1f} s: [bold]{len(report.changed):,} would change[/]"
+              + (f", {len(report.not_rederivable):,} have no audit record" if report.not_rederivable else "")
+              + (f", {len(report.undecodable):,} records undecodable" if report.undecodable else ""))
+    if report.changed:
+        transitions = Table(title="What would change, by status")
+        for column in ("recorded", "re-derived", "verdicts"):
+            transitions.add_column(column)
+        for (recorded, rederived), count in report.transitions().most_common():
+            transitions.add_row(recorded, rederived, f"{count:,}")
+        reasons = Table(title="What would change, by reason")
+        for column in ("reason", "change", "verdicts"):
+            reasons.add_column(column)
+        for (code, change), count in report.reason_changes().most_common():
+            reasons.add_row(code, change, f"{count:,}")
+        err.print(transitions)
+        err.print(reasons)
+
+
+def explain(
+    invoice_id: Annotated[str, typer.Argument(help="The marketplace invoice id, e.g. MP-1001.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the steps as JSON.")] = False,
+) -> None:
+    """Tell one invoice's story from the topics: every version received, every verdict with its rules
+    version and PO snapshot, parking, the RPA dispatch and completion, AP releases with who and why."""
+    from audit.explain import story
+    from connectors.topic_reader import KafkaTopicReader
+    from schemas.codec import codec_for
+    from streams.settings import Settings
+
+    settings = Settings()
+    topics = [settings.invoices_topic, settings.verdicts_topic, settings.rpa_requests_topic,
+              settings.completions_topic, settings.commands_topic]
+    with err.status("Reading the topics...") as status:
+        steps = story(KafkaTopicReader(settings.kafka_bootstrap_servers), codec_for(settings.schema_registry_url),
+                      topics, invoice_id, on_topic=lambda topic: status.update(f"Reading {topic}..."))
+    if not steps:
+        raise fail(InputFileError(f"invoice {invoice_id!r}: nothing about it on {', '.join(topics)}"))
+    if as_json:
+        typer.echo(json.dumps([{**s.__dict__, "at": s.at.isoformat()} for s in steps], indent=2, default=str))
+        return
+    table = Table(title=f"Invoice {invoice_id}: {len(steps)} steps")
+    for column in ("when (UTC)", "v", "what", "", "from"):
+        table.add_column(column, overflow="fold", no_wrap=column in ("when (UTC)", "what"))
+    for s in steps:
+        table.add_row(s.at.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3], str(s.invoice_version), s.what, s.summary,
+                      f"{s.topic}[{s.partition}]@{s.offset}")
+    Console().print(table)
+
+
+def reprocess(
+    since: Annotated[str, typer.Option("--since", help="Rewind to invoices recorded from then on (date or timestamp).")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only show what would be reprocessed.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Run the live pipeline again over the invoices since a time, after a change of rules.
+
+    Rewinds the pipeline's consumer group on the invoices topic. Invoices decided under other
+    rules that never reached the RPA bot are judged again; everything else is re-emitted as it
+    stands and the sinks ignore it: nothing is entered or emailed twice. Refused while a worker
+    of the group runs (exit 1). Exit 2 on unusable input.
+    """
+    from audit.reprocess import execute, plan
+    from connectors.consumer_groups import GroupIsActive, KafkaConsumerGroups
+    from connectors.topic_reader import KafkaTopicReader, TopicNotFound
+    from streams.settings import Settings
+
+    try:
+        since_ms = parse_time(since, "--since")
+    except InputFileError as exc:
+        raise fail(exc) from None
+    settings = Settings()
+    groups = KafkaConsumerGroups(settings.kafka_bootstrap_servers)
+    try:
+        rewind = plan(KafkaTopicReader(settings.kafka_bootstrap_servers), groups, settings.app_id,
+                      settings.invoices_topic, since_ms)
+    except TopicNotFound as exc:
+        raise fail(exc) from None
+    table = Table(title=f"Reprocess {settings.invoices_topic} for group {settings.app_id} since {since}")
+    for column in ("partition", "committed", "rewind to", "end", "invoices again"):
+        table.add_column(column, justify="right")
+    for p in rewind.partitions:
+        table.add_row(str(p.partition), "-" if p.committed is None else str(p.committed), str(p.rewind_to),
+                      str(p.end), str(p.to_reprocess) if p.moves else "0")
+    Console().print(table)
+    Console().print(f"{rewind.total:,} invoice message(s) would be processed again.")
+    if rewind.running_members:
+        err.print(f"[red]refused[/]: worker(s) of {settings.app_id} are running ({', '.join(rewind.running_members)}); "
+                  "stop them, then run this again.")
+        raise typer.Exit(1)
+    if dry_run or rewind.total == 0:
+        return
+    if not yes and not typer.confirm("Rewind the pipeline now?"):
+        raise typer.Exit(1)
+    try:
+        execute(groups, rewind)
+    except GroupIsActive as exc:
+        err.print(f"[red]refused[/]: {exc}")
+        raise typer.Exit(1) from None
+    Console().print("Rewound. Start the workers: they judge again what the new rules may decide differently.")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(replay)
+    app.command()(explain)
+    app.command()(reprocess)

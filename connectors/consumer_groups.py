@@ -1,0 +1,68 @@
+"""The pipeline's consumer group, as an operator sees it: who is in it, where it stands, and
+moving it back in time. Kafka refuses to move a group that has members; so do these."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+
+class GroupIsActive(RuntimeError):
+    """Workers of the group are running: its offsets cannot be moved under them."""
+
+
+class ConsumerGroups(Protocol):
+    def members(self, group: str) -> list[str]:
+        """The running consumers of the group (client id @ host); empty when none runs."""
+
+    def committed(self, group: str, topic: str, partitions: list[int]) -> dict[int, int | None]:
+        """The committed offset per partition; None where the group never committed."""
+
+    def move(self, group: str, topic: str, offsets: dict[int, int]) -> None:
+        """Sets the committed offsets; GroupIsActive while the group has members."""
+
+
+class KafkaConsumerGroups:
+    def __init__(self, bootstrap_servers: str, timeout: float = 30.0):
+        self.admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+        self.timeout = timeout
+
+    def members(self, group: str) -> list[str]:
+        description = self.admin.describe_consumer_groups([group], request_timeout=self.timeout)[group].result()
+        return [f"{m.client_id}@{m.host}" for m in description.members]
+
+    def committed(self, group: str, topic: str, partitions: list[int]) -> dict[int, int | None]:
+        request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in partitions])
+        result = self.admin.list_consumer_group_offsets([request], request_timeout=self.timeout)[group].result()
+        return {tp.partition: tp.offset if tp.offset >= 0 else None for tp in result.topic_partitions}
+
+    def move(self, group: str, topic: str, offsets: dict[int, int]) -> None:
+        running = self.members(group)
+        if running:
+            raise GroupIsActive(f"consumer group {group!r} has {len(running)} running member(s): {', '.join(running)}")
+        request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p, o) for p, o in sorted(offsets.items())])
+        result = self.admin.alter_consumer_group_offsets([request], request_timeout=self.timeout)[group].result()
+        failed = [tp for tp in result.topic_partitions if tp.error is not None]
+        if failed:
+            raise RuntimeError(f"moving {group!r} on {topic}: {[(tp.partition, str(tp.error)) for tp in failed]}")
+
+
+@dataclass
+class InMemoryConsumerGroups:
+    running: dict[str, list[str]] = field(default_factory=dict)
+    offsets: dict[tuple[str, str, int], int] = field(default_factory=dict)
+
+    def members(self, group: str) -> list[str]:
+        return list(self.running.get(group, []))
+
+    def committed(self, group: str, topic: str, partitions: list[int]) -> dict[int, int | None]:
+        return {p: self.offsets.get((group, topic, p)) for p in partitions}
+
+    def move(self, group: str, topic: str, offsets: dict[int, int]) -> None:
+        if self.running.get(group):
+            raise GroupIsActive(f"consumer group {group!r} has {len(self.running[group])} running member(s)")
+        for p, offset in offsets.items():
+            self.offsets[(group, topic, p)] = offset

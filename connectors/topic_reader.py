@@ -1,0 +1,134 @@
+"""Reading the pipeline's topics for audit, outside the pipeline: no consumer group, no commits.
+
+The reader only ever `assign`s partitions and never commits, so it cannot move the live
+workers' offsets or show up as a member of their group. Time ranges become offsets per
+partition through the broker's timestamp index (`offsets_for_times`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+
+@dataclass(frozen=True, slots=True)
+class TopicRecord:
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes | None
+
+
+# partition -> [start, end): the offsets to read
+OffsetRanges = Mapping[int, tuple[int, int]]
+
+
+class TopicReader(Protocol):
+    def ranges(self, topic: str, since_ms: int | None = None, until_ms: int | None = None) -> dict[int, tuple[int, int]]:
+        """Per partition, the offsets of the records with since_ms <= timestamp < until_ms
+        (the whole partition when a bound is None). An unknown topic is a TopicNotFound."""
+
+    def read(self, topic: str, ranges: OffsetRanges) -> Iterator[TopicRecord]:
+        """The records in the ranges, partition by partition in offset order."""
+
+
+class TopicNotFound(LookupError):
+    pass
+
+
+class KafkaTopicReader:
+    def __init__(self, bootstrap_servers: str, timeout: float = 30.0):
+        self.bootstrap_servers, self.timeout = bootstrap_servers, timeout
+
+    def _consumer(self) -> Consumer:
+        # librdkafka wants a group id even for assign(); this one never joins nor commits.
+        return Consumer({"bootstrap.servers": self.bootstrap_servers, "group.id": f"audit-reader-{uuid.uuid4().hex}",
+                         "enable.auto.commit": False, "enable.auto.offset.store": False, "auto.offset.reset": "earliest",
+                         "enable.partition.eof": True, "fetch.min.bytes": 1 << 16, "fetch.wait.max.ms": 50})
+
+    def ranges(self, topic: str, since_ms: int | None = None, until_ms: int | None = None) -> dict[int, tuple[int, int]]:
+        consumer = self._consumer()
+        try:
+            metadata = consumer.list_topics(topic, timeout=self.timeout).topics.get(topic)
+            if metadata is None or metadata.error is not None or not metadata.partitions:
+                raise TopicNotFound(f"topic {topic!r} does not exist on {self.bootstrap_servers}")
+            partitions = sorted(metadata.partitions)
+            marks = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=self.timeout)
+                     for p in partitions}
+            starts = self._offsets_at(consumer, topic, partitions, since_ms, marks, low=True)
+            ends = self._offsets_at(consumer, topic, partitions, until_ms, marks, low=False)
+            return {p: (starts[p], max(starts[p], ends[p])) for p in partitions}
+        finally:
+            consumer.close()
+
+    def _offsets_at(self, consumer: Consumer, topic: str, partitions: list[int], at_ms: int | None,
+                    marks: dict[int, tuple[int, int]], low: bool) -> dict[int, int]:
+        if at_ms is None:
+            return {p: marks[p][0 if low else 1] for p in partitions}
+        found = consumer.offsets_for_times([TopicPartition(topic, p, at_ms) for p in partitions], timeout=self.timeout)
+        # -1: no record at or after the time, so the range ends at the partition's end.
+        return {tp.partition: tp.offset if tp.offset >= 0 else marks[tp.partition][1] for tp in found}
+
+    def read(self, topic: str, ranges: OffsetRanges) -> Iterator[TopicRecord]:
+        pending = {p: end for p, (start, end) in ranges.items() if end > start}
+        if not pending:
+            return
+        consumer = self._consumer()
+        try:
+            consumer.assign([TopicPartition(topic, p, ranges[p][0]) for p in pending])
+            while pending:
+                for message in consumer.consume(1000, timeout=1.0):
+                    partition = message.partition()
+                    if partition not in pending:
+                        continue
+                    error = message.error()
+                    if error is not None:
+                        if error.code() == KafkaError._PARTITION_EOF:
+                            pending.pop(partition)  # the end moved back (retention) or was reached
+                            continue
+                        raise RuntimeError(f"reading {topic}[{partition}]: {error.str()}")
+                    offset = message.offset()
+                    if offset >= pending[partition]:
+                        pending.pop(partition)
+                        continue
+                    yield TopicRecord(topic, partition, offset, message.timestamp()[1], message.key(), message.value())
+                    if offset + 1 >= pending[partition]:
+                        pending.pop(partition)
+        finally:
+            consumer.close()
+
+
+@dataclass
+class InMemoryTopicReader:
+    """Topics as lists of records per partition, for unit tests of what reads them."""
+
+    topics: dict[str, dict[int, list[TopicRecord]]] = field(default_factory=dict)
+
+    def append(self, topic: str, partition: int, timestamp_ms: int, key: bytes | None, value: bytes | None) -> None:
+        log = self.topics.setdefault(topic, {}).setdefault(partition, [])
+        log.append(TopicRecord(topic, partition, len(log), timestamp_ms, key, value))
+
+    def ranges(self, topic: str, since_ms: int | None = None, until_ms: int | None = None) -> dict[int, tuple[int, int]]:
+        if topic not in self.topics:
+            raise TopicNotFound(f"topic {topic!r} does not exist")
+
+        def first_at(log: list[TopicRecord], at_ms: int | None, default: int) -> int:
+            if at_ms is None:
+                return default
+            return next((r.offset for r in log if r.timestamp_ms >= at_ms), len(log))
+
+        out = {}
+        for p, log in self.topics[topic].items():
+            start, end = first_at(log, since_ms, 0), first_at(log, until_ms, len(log))
+            out[p] = (start, max(start, end))
+        return out
+
+    def read(self, topic: str, ranges: OffsetRanges) -> Iterator[TopicRecord]:
+        for p, (start, end) in sorted(ranges.items()):
+            yield from self.topics.get(topic, {}).get(p, [])[start:end]

@@ -1,0 +1,60 @@
+"""Judging a recorded verdict again: the invoice, PO snapshot and context it carries, under the
+rules and tolerances in force now. Pure, so an audit never depends on today's Sampro."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rules.context import EvaluationContext, KnownInvoice
+from rules.evaluate import evaluate
+from rules.models import Finding, Verdict
+from rules.policy import Policy
+
+
+def judge_again(recorded: Verdict, policy: Policy) -> Verdict | None:
+    """None when the verdict predates its audit record and cannot be judged again."""
+    audit = recorded.audit
+    if audit is None:
+        return None
+    history = [KnownInvoice(e.invoice_id, e.vendor_id, e.invoice_number, e.status) for e in audit.earlier_invoices]
+    context = EvaluationContext(history=history, in_flight=audit.in_flight, policy=policy, now=recorded.evaluated_at)
+    return evaluate(audit.invoice, recorded.po_snapshot, context)
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """Recorded against re-derived: the status and the findings, by what a person would act on."""
+
+    recorded_status: str
+    rederived_status: str | None
+    recorded_codes: tuple[str, ...]
+    rederived_codes: tuple[str, ...]
+    findings_changed: bool
+
+    @property
+    def changed(self) -> bool:
+        return self.rederived_status is not None and (
+            self.recorded_status != self.rederived_status or self.findings_changed)
+
+    @property
+    def added_codes(self) -> tuple[str, ...]:
+        return tuple(code for code in dict.fromkeys(self.rederived_codes) if code not in self.recorded_codes)
+
+    @property
+    def removed_codes(self) -> tuple[str, ...]:
+        return tuple(code for code in dict.fromkeys(self.recorded_codes) if code not in self.rederived_codes)
+
+
+def _finding_key(finding: Finding) -> tuple:
+    return finding.code, finding.line_no, finding.field, finding.expected, finding.actual
+
+
+def compare(recorded: Verdict, rederived: Verdict | None) -> Comparison:
+    return Comparison(
+        recorded_status=recorded.status.value,
+        rederived_status=rederived.status.value if rederived else None,
+        recorded_codes=tuple(f.code for f in recorded.reasons),
+        rederived_codes=tuple(f.code for f in rederived.reasons) if rederived else (),
+        findings_changed=rederived is not None and (
+            [_finding_key(f) for f in recorded.reasons] != [_finding_key(f) for f in rederived.reasons]),
+    )

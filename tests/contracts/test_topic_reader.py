@@ -1,0 +1,67 @@
+"""One contract for the audit's topic readers: in memory, and a real Kafka topic."""
+
+from __future__ import annotations
+
+import pytest
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from connectors.topic_reader import InMemoryTopicReader, KafkaTopicReader, TopicNotFound
+
+T0 = 1_795_000_000_000
+RECORDS = [(n % 3, T0 + n * 1000, f"PO-{n % 3}".encode(), f"value-{n}".encode()) for n in range(30)]
+
+
+class TopicReaderContract:
+    @pytest.fixture
+    def reader_and_topic(self):
+        raise NotImplementedError
+
+    def test_the_whole_topic_is_read_partition_by_partition_in_order(self, reader_and_topic):
+        reader, topic = reader_and_topic
+        ranges = reader.ranges(topic)
+        assert ranges == {0: (0, 10), 1: (0, 10), 2: (0, 10)}
+        records = list(reader.read(topic, ranges))
+        assert sorted(r.value for r in records) == sorted(value for *_, value in RECORDS)
+        for partition in range(3):
+            mine = [r for r in records if r.partition == partition]
+            assert [r.offset for r in mine] == list(range(10))
+            assert [r.timestamp_ms for r in mine] == [T0 + n * 1000 for n in range(partition, 30, 3)]
+
+    def test_a_time_range_maps_to_offsets_per_partition(self, reader_and_topic):
+        reader, topic = reader_and_topic
+        ranges = reader.ranges(topic, T0 + 10_000, T0 + 20_000)  # records n = 10 .. 19
+        records = list(reader.read(topic, ranges))
+        assert sorted(r.value for r in records) == sorted(f"value-{n}".encode() for n in range(10, 20))
+
+    def test_a_range_after_the_last_record_is_empty(self, reader_and_topic):
+        reader, topic = reader_and_topic
+        ranges = reader.ranges(topic, T0 + 60_000)
+        assert all(start == end for start, end in ranges.values()) and list(reader.read(topic, ranges)) == []
+
+    def test_an_unknown_topic_is_named(self, reader_and_topic):
+        reader, _ = reader_and_topic
+        with pytest.raises(TopicNotFound, match="no-such-topic"):
+            reader.ranges("no-such-topic")
+
+
+class TestInMemoryTopicReader(TopicReaderContract):
+    @pytest.fixture
+    def reader_and_topic(self):
+        reader = InMemoryTopicReader()
+        for partition, at, key, value in RECORDS:
+            reader.append("t", partition, at, key, value)
+        return reader, "t"
+
+
+class TestKafkaTopicReader(TopicReaderContract):
+    @pytest.fixture
+    def reader_and_topic(self, kafka_bootstrap, unique_name):
+        admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+        admin.create_topics([NewTopic(unique_name, 3, 1)])[unique_name].result()
+        producer = Producer({"bootstrap.servers": kafka_bootstrap})
+        for partition, at, key, value in RECORDS:
+            producer.produce(unique_name, key=key, value=value, partition=partition, timestamp=at)
+        assert producer.flush(30) == 0
+        yield KafkaTopicReader(kafka_bootstrap), unique_name
+        admin.delete_topics([unique_name])

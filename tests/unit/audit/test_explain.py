@@ -1,0 +1,55 @@
+"""`explain` tells an invoice's story from every topic, in the order it happened."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from audit.explain import story
+from connectors.topic_reader import InMemoryTopicReader
+from rules.lifecycle import InvoiceStatus, InvoiceSubmitted, ReleaseRequested, RpaRequest, StatusChanged
+from rules.models import CompletionOutcome, RpaCompletion
+from schemas.codec import SingleObjectCodec
+from tests.unit.rules.builders import INVOICE, PRICE_OFF, judge
+
+AT = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+
+
+def test_every_step_of_a_released_invoice_from_every_topic_in_order():
+    codec, reader = SingleObjectCodec(), InMemoryTopicReader()
+    verdict = judge(PRICE_OFF)
+    released = judge(INVOICE).rpa_payload
+
+    def put(topic: str, seconds: int, message) -> None:
+        reader.append(topic, 0, int((AT + timedelta(seconds=seconds)).timestamp() * 1000), b"PO-5001",
+                      codec.encode(message))
+
+    def status(status: InvoiceStatus, seconds: int, **extra) -> StatusChanged:
+        return StatusChanged(event_id=f"e{seconds}", invoice_id="MP-1001", invoice_version=1, po_number="PO-5001",
+                             status=status, occurred_at=AT + timedelta(seconds=seconds), **extra)
+
+    put("invoices", 0, InvoiceSubmitted(invoice_id="MP-1001", version=1, po_number="PO-5001",
+                                        document=PRICE_OFF, received_at=AT))
+    put("verdicts", 1, status(InvoiceStatus.WAITING_FOR_PO, 1))
+    put("verdicts", 5, verdict)
+    put("commands", 9, ReleaseRequested(command_id="c1", invoice_id="MP-1001", invoice_version=1, po_number="PO-5001",
+                                        user="ana", reason="price agreed by phone", issued_at=AT))
+    put("verdicts", 10, status(InvoiceStatus.RELEASED, 10, actor="ana", reason="price agreed by phone"))
+    put("rpa.requests", 10, RpaRequest(invoice_id="MP-1001", invoice_version=1, po_number="PO-5001",
+                                       payload=released, requested_at=AT))
+    put("verdicts", 10, status(InvoiceStatus.SENT_TO_RPA, 10))
+    put("rpa.completions", 20, RpaCompletion(event_id="done", invoice_id="MP-1001", invoice_version=1,
+                                             po_number="PO-5001", outcome=CompletionOutcome.SUCCESS,
+                                             sampro_invoice_id="S-9", occurred_at=AT))
+    put("verdicts", 21, status(InvoiceStatus.ENTERED, 21, sampro_invoice_id="S-9"))
+    put("verdicts", 22, status(InvoiceStatus.ENTERED, 22).model_copy(update={"invoice_id": "MP-1001-B"}))
+
+    steps = story(reader, codec, ["invoices", "verdicts", "rpa.requests", "rpa.completions", "commands", "gone"],
+                  "MP-1001")
+    assert [(s.what, s.summary.split(" ")[0]) for s in steps] == [
+        ("received", "version"), ("status", "waiting_for_po"), ("verdict", "manual_review"),
+        ("release requested", "ana"), ("status", "released"), ("status", "sent_to_rpa"), ("rpa request", "handed"),
+        ("completion", "RPA"), ("status", "entered")]
+    verdict_step = steps[2]
+    assert "PRICE_MISMATCH" in verdict_step.summary and verdict.rules_version in verdict_step.summary
+    assert verdict_step.detail["po_snapshot"]["po_number"] == "PO-5001"
+    assert "price agreed by phone" in steps[4].summary and "ana" in steps[4].summary

@@ -1,0 +1,87 @@
+"""`replay` on a verdicts topic in memory: exact selection, no change under the same rules,
+exactly the flips under other tolerances, and the reports an auditor gets."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from decimal import Decimal
+
+import pytest
+
+from audit.replay import Selection, replay
+from audit.report import render
+from rules.policy import Policy, Tolerance
+from tests.unit.audit.recorded import T0_MS, TOPIC, recorded_verdicts, verdicts_topic
+
+LENIENT = Policy(default=Tolerance(price_abs=Decimal("0.10")))
+
+
+@pytest.fixture(scope="module")
+def topic():
+    return verdicts_topic()
+
+
+def test_the_same_rules_change_nothing(topic):
+    reader, placed = topic
+    report = replay(reader, TOPIC, Selection(), Policy(), workers=1)
+    assert len(report.items) == len(recorded_verdicts(placed)) > 500
+    assert report.changed == [] and report.not_rederivable == [] and report.undecodable == []
+
+
+def test_a_price_tolerance_flips_exactly_the_invoices_held_back_by_price_alone(topic):
+    reader, placed = topic
+    report = replay(reader, TOPIC, Selection(), LENIENT, workers=2)
+    price_only = {v.invoice_id for v in recorded_verdicts(placed) if [r.code for r in v.reasons] == ["PRICE_MISMATCH"]}
+    with_price = {v.invoice_id for v in recorded_verdicts(placed) if "PRICE_MISMATCH" in [r.code for r in v.reasons]}
+    assert price_only and with_price - price_only
+    flipped = {i.invoice_id for i in report.changed if i.rederived_status != i.recorded_status}
+    assert flipped == price_only
+    assert {i.invoice_id for i in report.changed} == with_price
+    flips = {pair: n for pair, n in report.transitions().items() if pair[0] != pair[1]}
+    assert flips == {("manual_review", "ready_to_process"): len(price_only)}
+    assert report.reason_changes() == {("PRICE_MISMATCH", "removed"): len(with_price)}
+
+
+def test_a_time_range_selects_exactly_the_records_inside_it(topic):
+    reader, placed = topic
+    since, until = T0_MS + 500 * 10, T0_MS + 1500 * 10  # positions 500 .. 1499
+    report = replay(reader, TOPIC, Selection(since_ms=since, until_ms=until), Policy(), workers=1)
+    inside = [m for at, m in placed if since <= at < until and type(m).__name__ == "Verdict"]
+    assert sorted((i.invoice_id, i.invoice_version) for i in report.items) == sorted(
+        (m.invoice_id, m.invoice_version) for m in inside)
+    assert report.records_read == 1000
+
+
+def test_invoices_and_pos_can_be_picked(topic):
+    reader, placed = topic
+    verdicts = recorded_verdicts(placed)
+    picked = replay(reader, TOPIC, Selection(invoice_ids=frozenset({verdicts[3].invoice_id})), Policy(), workers=1)
+    assert [i.invoice_id for i in picked.items] == [verdicts[3].invoice_id]
+    po = verdicts[5].po_number
+    on_po = replay(reader, TOPIC, Selection(po_numbers=frozenset({po})), Policy(), workers=1)
+    assert {i.po_number for i in on_po.items} == {po}
+    assert len(on_po.items) == sum(1 for v in verdicts if v.po_number == po)
+
+
+def test_an_undecodable_record_is_reported_and_the_replay_goes_on(topic):
+    reader, placed = topic
+    reader.append(TOPIC, 0, T0_MS, b"PO-X", b"not avro")
+    try:
+        report = replay(reader, TOPIC, Selection(), Policy(), workers=1)
+    finally:
+        reader.topics[TOPIC][0].pop()
+    assert len(report.undecodable) == 1 and "not Avro" in report.undecodable[0]
+    assert len(report.items) == len(recorded_verdicts(placed))
+
+
+def test_the_full_report_in_every_format(topic):
+    reader, _ = topic
+    report = replay(reader, TOPIC, Selection(), LENIENT, workers=1)
+    as_json = json.loads(render(report, "json"))
+    assert as_json["changed"] == len(report.changed) and len(as_json["items"]) == len(report.items)
+    rows = list(csv.DictReader(io.StringIO(render(report, "csv"))))
+    assert len(rows) == len(report.items) and {"recorded_status", "rederived_status"} <= set(rows[0])
+    page = render(report, "html")
+    assert page.startswith("<!doctype html>") and "manual_review" in page and report.rules_version in page

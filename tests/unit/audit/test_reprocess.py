@@ -1,0 +1,39 @@
+"""`reprocess` plans on the pipeline's group: rewinds only, and never under a running worker."""
+
+from __future__ import annotations
+
+import pytest
+
+from audit.reprocess import execute, plan
+from connectors.consumer_groups import GroupIsActive, InMemoryConsumerGroups
+from connectors.topic_reader import InMemoryTopicReader
+
+T0 = 1_795_000_000_000
+
+
+@pytest.fixture
+def invoices() -> InMemoryTopicReader:
+    reader = InMemoryTopicReader()
+    for n in range(30):  # partition n % 3, one record a second
+        reader.append("invoices", n % 3, T0 + n * 1000, b"PO", b"x")
+    return reader
+
+
+def test_the_plan_rewinds_each_partition_to_the_first_invoice_since_the_time(invoices):
+    groups = InMemoryConsumerGroups(offsets={("app", "invoices", 0): 10, ("app", "invoices", 1): 4})
+    rewind = plan(invoices, groups, "app", "invoices", T0 + 15_000)  # from record n=15: offsets 5, 5, 5
+    assert [(p.partition, p.committed, p.rewind_to, p.end) for p in rewind.partitions] == [
+        (0, 10, 5, 10), (1, 4, 5, 10), (2, None, 5, 10)]
+    assert [p.moves for p in rewind.partitions] == [True, False, True]  # never forward
+    assert rewind.total == 5 + 5
+    execute(groups, rewind)
+    assert groups.committed("app", "invoices", [0, 1, 2]) == {0: 5, 1: 4, 2: 5}
+
+
+def test_a_running_worker_stops_the_rewind(invoices):
+    groups = InMemoryConsumerGroups(running={"app": ["worker-1@host"]}, offsets={("app", "invoices", 0): 10})
+    rewind = plan(invoices, groups, "app", "invoices", T0)
+    assert rewind.running_members == ["worker-1@host"]
+    with pytest.raises(GroupIsActive, match="worker-1@host"):
+        execute(groups, rewind)
+    assert groups.committed("app", "invoices", [0]) == {0: 10}
