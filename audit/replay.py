@@ -169,13 +169,15 @@ def _judge_chunk(records: list[TopicRecord], policy: Policy, selection: Selectio
     codec = codec_for(schema_registry_url)
     items, undecodable = [], []
     for record in records:
+        if codec.kind(record.value or b"") not in (Verdict, None):
+            continue  # status changes share the topic with the verdicts: skipped undecoded
         try:
             message = codec.decode(record.value or b"")
         except DecodeError as error:
             undecodable.append(f"{record.topic}[{record.partition}]@{record.offset}: {error}")
             continue
         if not isinstance(message, Verdict) or not selection.admits(message):
-            continue  # status changes share the topic with the verdicts
+            continue
         comparison = compare(message, judge_again(message, policy))
         items.append(ReplayedVerdict(
             invoice_id=message.invoice_id, invoice_version=message.invoice_version, po_number=message.po_number,

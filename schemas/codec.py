@@ -57,6 +57,9 @@ class Codec(Protocol):
 
     def decode(self, data: bytes) -> BaseModel: ...
 
+    def kind(self, data: bytes) -> type[BaseModel] | None:
+        """The record type the bytes hold, from the framing alone; None when unknown."""
+
 
 @cache
 def schema_for(name: str, folder: Path = SCHEMA_DIR) -> dict:
@@ -134,6 +137,10 @@ class SingleObjectCodec:
             raise TypeError(f"no Avro schema for {kind.__name__}")
         return self._headers[kind] + _body(self._current[kind], model)
 
+    def kind(self, data: bytes) -> type[BaseModel] | None:
+        writer = self._writers.get(data[2:10]) if data[:2] == SINGLE_OBJECT_MARKER else None
+        return writer.model if writer else None
+
     def decode(self, data: bytes) -> BaseModel:
         if len(data) < 10 or data[:2] != SINGLE_OBJECT_MARKER:
             raise DecodeError(f"not Avro single-object encoding (starts with {data[:2].hex() or 'nothing'})")
@@ -169,7 +176,17 @@ class RegistryCodec:
             raise TypeError(f"no Avro schema for {kind.__name__}")
         return CONFLUENT_MAGIC + struct.pack(">I", self._schema_id(kind)) + _body(self._current[kind], model)
 
+    def kind(self, data: bytes) -> type[BaseModel] | None:
+        try:
+            return self._writer(data)[1]
+        except DecodeError:
+            return None
+
     def decode(self, data: bytes) -> BaseModel:
+        writer, model = self._writer(data)
+        return _read(data[5:], writer, self._current[model], model)
+
+    def _writer(self, data: bytes) -> tuple[dict, type[BaseModel]]:
         if len(data) < 5 or data[:1] != CONFLUENT_MAGIC:
             raise DecodeError(f"not Confluent-framed Avro (starts with {data[:1].hex() or 'nothing'})")
         (schema_id,) = struct.unpack(">I", data[1:5])
@@ -183,8 +200,7 @@ class RegistryCodec:
             if model is None:
                 raise DecodeError(f"schema id {schema_id} is {writer['name']}, not a record this service reads")
             self._writers[schema_id] = (writer, model)
-        writer, model = self._writers[schema_id]
-        return _read(data[5:], writer, self._current[model], model)
+        return self._writers[schema_id]
 
 
 def codec_for(registry_url: str | None = None) -> Codec:

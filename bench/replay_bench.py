@@ -1,0 +1,97 @@
+"""Replay speed beside a bare read of the same topic, with the same client, in the same run.
+
+1. 100,000 recorded verdicts (the devstack workload, every invoice judged and entered, with the
+   status changes between them, as the verdicts topic holds them) are produced to a topic.
+2. Baseline: confluent-kafka reads the whole topic and does nothing with it (records/s).
+3. Replay: the same reader, and every verdict decoded and judged again with the rules
+   (verdicts/s), one process per core; and on one process for reference.
+
+Usage: python bench/replay_bench.py [--verdicts 100000]
+Starts Kafka from the local stack if it is not up, and then stops it at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from confluent_kafka import Producer  # noqa: E402
+from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+
+from audit.replay import Selection, replay  # noqa: E402
+from connectors.topic_reader import KafkaTopicReader  # noqa: E402
+from devstack import LocalStack  # noqa: E402
+from devstack.workload import decided, invoices, purchase_orders  # noqa: E402
+from rules.models import Verdict  # noqa: E402
+from rules.policy import Policy  # noqa: E402
+from schemas.codec import SingleObjectCodec  # noqa: E402
+
+
+def record(bootstrap: str, topic: str, count: int) -> int:
+    pos = purchase_orders(max(1, count // 25), "RB")
+    messages = decided(pos, invoices(count, pos, "RB"))
+    codec = SingleObjectCodec()
+    producer = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random", "linger.ms": 20,
+                         "queue.buffering.max.messages": 1_000_000})
+    for message in messages:
+        producer.produce(topic, key=message.po_number.encode(), value=codec.encode(message))
+        producer.poll(0)
+    producer.flush(120)
+    return len(messages)
+
+
+def bare_read(reader: KafkaTopicReader, topic: str) -> tuple[int, float]:
+    started = time.perf_counter()
+    count = sum(1 for _ in reader.read(topic, reader.ranges(topic)))
+    return count, time.perf_counter() - started
+
+
+def run(args) -> None:
+    stack = LocalStack(ROOT)
+    was_up = stack.status()["kafka"]["running"]
+    bootstrap = stack.up(("kafka",)).kafka_bootstrap
+    topic = f"bench-verdicts-{uuid.uuid4().hex[:6]}"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, 6, 1)])[topic].result()
+    try:
+        print(f"recording {args.verdicts:,} verdicts (and their status changes) ...")
+        total = record(bootstrap, topic, args.verdicts)
+        reader = KafkaTopicReader(bootstrap)
+        bare_read(reader, topic)  # warm the page cache and the broker
+        count, seconds = bare_read(reader, topic)
+        print(f"baseline  bare read of the topic (confluent-kafka):     {count / seconds:>10,.0f} records/s "
+              f"({count:,} records in {seconds:.2f} s)")
+        results = {}
+        for workers in (1, args.workers):
+            started = time.perf_counter()
+            report = replay(reader, topic, Selection(), Policy(), workers=workers)
+            seconds = time.perf_counter() - started
+            results[workers] = (len(report.items), seconds, len(report.changed))
+            print(f"replay    {workers} process(es): {len(report.items) / seconds:>10,.0f} verdicts/s judged again "
+                  f"({report.records_read / seconds:,.0f} records/s; {len(report.items):,} verdicts in {seconds:.2f} s, "
+                  f"{len(report.changed)} changed)")
+        verdicts, seconds, _ = results[args.workers]
+        bare = count / bare_read(reader, topic)[1]
+        print(f"ratio     replay records/s / bare read records/s: {total / seconds / bare:.2f}  "
+              f"(target >= 0.33, and >= 10,000 verdicts/s: {'met' if verdicts / seconds >= 10_000 else 'NOT met'})")
+    finally:
+        admin.delete_topics([topic])
+        if not was_up:
+            stack.down()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--verdicts", type=int, default=100_000)
+    parser.add_argument("--workers", type=int, default=2)
+    run(parser.parse_args())
+
+
+if __name__ == "__main__":
+    main()
