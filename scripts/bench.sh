@@ -5,4 +5,5 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 source scripts/bootstrap.sh
 "$VENV/bin/python" bench/evaluate_bench.py
-"$VENV/bin/python" bench/pipeline_bench.py "$@"
+"$VENV/bin/python" bench/pipeline_bench.py
+"$VENV/bin/python" bench/replay_bench.py
