@@ -106,3 +106,24 @@ def test_a_malformed_cdc_record_goes_to_the_dlq_and_the_next_one_is_processed(pi
     assert dead.value() == b"{not json"
     assert headers["source.topic"] == pipeline.settings.marketplace_topic and "source.offset" in headers
     assert "MarketplaceRecordError" in headers["error"] and "'value'" in headers["error"]
+
+
+def test_a_ledger_kept_in_rocksdb_survives_a_kill_between_parking_and_completion(pipeline, unique_name):
+    invoices, _ = load_samples(pipeline, unique_name)
+    same_po = [i for i in invoices if i["po_number"] == f"{unique_name}-PO-5001"]
+    first, second = (i["invoice_id"] for i in same_po)
+    pipeline.settings = pipeline.settings.model_copy(update={"store": "rocksdb://"})
+    worker = pipeline.start_worker()
+    upload(pipeline.settings, same_po)
+    pipeline.wait_for(lambda: (pipeline.statuses().get(first), pipeline.statuses().get(second))
+                      == ("sent_to_rpa", "waiting_for_po"), what="the first at the bot, the second parked")
+    worker.kill()
+    assert list((pipeline.settings.data_dir / "faust").rglob("*.db")), "no RocksDB store on disk"
+    pipeline.start_worker()
+    pipeline.start_bot()  # reads the mailbox from the start: the first invoice's email came before the kill
+    pipeline.wait_for(lambda: pipeline.statuses().get(second) == "entered", what="the parked invoice")
+    assert [h["status"] for h in pipeline.scheduler.history(second)] == [
+        "waiting_for_po", "ready_to_process", "sent_to_rpa", "entered"]
+    mailed = sorted(json.loads(m.get_body(("plain",)).get_content())["invoice_id"]
+                    for m in pipeline.mailbox.mailbox.messages)
+    assert mailed == sorted([first, second])
