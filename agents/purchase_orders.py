@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from rules.lifecycle import RpaRequest
 from schemas.codec import DecodeError
 from streams.deadletter import dead_letter
+from streams.tables import hand_over_changelog
 
 
 def register(pipeline) -> None:
@@ -35,3 +36,4 @@ def register(pipeline) -> None:
             for message in emitted:
                 target = topics.rpa_requests if isinstance(message, RpaRequest) else topics.verdicts
                 await target.send(key=message.po_number.encode(), value=codec.encode(message))
+            await hand_over_changelog(app)

@@ -63,6 +63,18 @@ class LedgerStore:
                 del self.table[key]
 
 
+async def hand_over_changelog(app: faust.App) -> None:
+    """Waits until every table change is with the Kafka client, before the batch is acked.
+
+    Table writes wait in Faust's producer buffer, and the flush Faust does before committing
+    offsets gives up on it after 0.1 s without progress: a commit could then cover a ledger
+    change that a crash loses. Draining here ties each batch's state to its offsets.
+    """
+    buffer = app.producer.buffer
+    while buffer.size:
+        await buffer.flush()
+
+
 class LoadedLedger:
     """A PO's header as stored, and the records fetched for it so far (to tell what changed)."""
 

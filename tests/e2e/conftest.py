@@ -11,10 +11,12 @@ import pytest
 from confluent_kafka import Consumer
 from sqlalchemy import create_engine, text
 
+from connectors.consumer_groups import KafkaConsumerGroups
 from connectors.debezium import MarketplaceCapture, register_connector
 from connectors.debezium.config import remove_capture
 from connectors.sampro.standin import SamproStandIn
 from connectors.scheduler import SqlProcessScheduler, upgrade
+from connectors.topic_reader import KafkaTopicReader
 from devstack.demo import _settings_env
 from devstack.mailbox import SmtpServer
 from devstack.rpa_bot import RpaBot
@@ -63,7 +65,19 @@ class Pipeline:
         what = what() if callable(what) else what
         pytest.fail(f"{what} did not get there in {timeout:.0f} s; {len(rows)} rows, e.g. "
                     f"{[(r['invoice_id'], r['status']) for r in rows[:20]]}\n"
+                    f"consumer group (partition: committed/end):\n{self.group_positions()}\n"
                     f"worker log:\n{self.worker.last_lines() if self.worker else '-'}")
+
+    def group_positions(self) -> str:
+        """Where the worker's group stands on each topic it reads, to tell a stall from a loss."""
+        s = self.settings
+        reader, groups = KafkaTopicReader(s.kafka_bootstrap_servers), KafkaConsumerGroups(s.kafka_bootstrap_servers)
+        lines = []
+        for topic in (s.marketplace_topic, s.invoices_topic, s.completions_topic, s.verdicts_topic, s.rpa_requests_topic):
+            ends = {p: end for p, (_, end) in reader.ranges(topic).items()}
+            committed = groups.committed(s.app_id, topic, sorted(ends))
+            lines.append(f"  {topic}: " + ", ".join(f"{p}: {committed[p]}/{ends[p]}" for p in sorted(ends)))
+        return "\n".join(lines)
 
     def statuses(self) -> dict[str, str]:
         return {row["invoice_id"]: row["status"] for row in self.scheduler.rows()}
