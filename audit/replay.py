@@ -117,7 +117,8 @@ def replay(
     on_total(sum(end - start for start, end in ranges.values()))
     report = ReplayReport(topic=topic, rules_version=rules_version(policy), selection=selection)
     judge_chunk = partial(_judge_chunk, policy=policy, selection=selection, schema_registry_url=schema_registry_url)
-    chunks = _chunks(reader.read(topic, ranges), selection, report, on_progress)
+    wanted = _verdicts_only(codec_for(schema_registry_url), selection)
+    chunks = _chunks(reader.read(topic, ranges), wanted, report, on_progress)
     workers = workers or os.cpu_count() or 1
     if workers == 1:
         _collect(map(judge_chunk, chunks), report)
@@ -138,12 +139,21 @@ def _bounded_map(pool: ProcessPoolExecutor, fn, items: Iterable, in_flight: int)
         yield pending.popleft().result()
 
 
-def _chunks(records: Iterable[TopicRecord], selection: Selection, report: ReplayReport,
+def _verdicts_only(codec, selection: Selection) -> Callable[[TopicRecord], bool]:
+    """Status changes share the topic with the verdicts: they are left out by their schema
+    fingerprint, undecoded, before anything is handed to a judging process."""
+    def wanted(record: TopicRecord) -> bool:
+        return selection.admits_record(record) and codec.kind(record.value or b"") in (Verdict, None)
+
+    return wanted
+
+
+def _chunks(records: Iterable[TopicRecord], wanted: Callable[[TopicRecord], bool], report: ReplayReport,
             on_progress: Callable[[int], None]) -> Iterator[list[TopicRecord]]:
     chunk, read = [], 0
     for record in records:
         read += 1
-        if selection.admits_record(record):
+        if wanted(record):
             chunk.append(record)
         if read == CHUNK:
             report.records_read += read
@@ -169,8 +179,6 @@ def _judge_chunk(records: list[TopicRecord], policy: Policy, selection: Selectio
     codec = codec_for(schema_registry_url)
     items, undecodable = [], []
     for record in records:
-        if codec.kind(record.value or b"") not in (Verdict, None):
-            continue  # status changes share the topic with the verdicts: skipped undecoded
         try:
             message = codec.decode(record.value or b"")
         except DecodeError as error:

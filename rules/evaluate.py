@@ -6,7 +6,16 @@ from typing import Any
 
 from rules.case import Case
 from rules.context import EvaluationContext
-from rules.models import EarlierInvoice, Invoice, PurchaseOrder, RpaPayload, Verdict, VerdictAudit, VerdictStatus
+from rules.models import (
+    EarlierInvoice,
+    Finding,
+    Invoice,
+    PurchaseOrder,
+    RpaPayload,
+    Verdict,
+    VerdictAudit,
+    VerdictStatus,
+)
 from rules.parsing import read_invoice
 from rules.payload import build_rpa_payload
 from rules.table import RULES, STATUS_OF, rules_version
@@ -29,17 +38,28 @@ def _identity(raw: Any, invoice: Invoice | None) -> dict[str, Any]:
             "invoice_number": _text(raw, "invoice_number")}
 
 
-def evaluate(invoice: Invoice | Any, po: PurchaseOrder | None, context: EvaluationContext | None = None) -> Verdict:
-    """Never raises on JSON-shaped input: a broken invoice is a bad_invoice verdict."""
-    context = context or EvaluationContext()
-    parsed, problems = read_invoice(invoice)
-    case = Case(invoice=parsed, po=po, context=context, contract_problems=problems)
+def findings(case: Case) -> tuple[VerdictStatus, list[Finding]]:
+    """Every rule of the table that can run on the case; the strongest finding decides."""
     reasons = []
     for rule in RULES:
-        if (rule.needs_invoice and parsed is None) or (rule.needs_po and po is None):
+        if (rule.needs_invoice and case.invoice is None) or (rule.needs_po and case.po is None):
             continue
         reasons.extend(rule.check(case))
     status = min((STATUS_OF[r.code] for r in reasons), key=lambda s: s.rank, default=VerdictStatus.READY_TO_PROCESS)
+    return status, reasons
+
+
+def case_of(invoice: Invoice | Any, po: PurchaseOrder | None, context: EvaluationContext) -> Case:
+    parsed, problems = read_invoice(invoice)
+    return Case(invoice=parsed, po=po, context=context, contract_problems=problems)
+
+
+def evaluate(invoice: Invoice | Any, po: PurchaseOrder | None, context: EvaluationContext | None = None) -> Verdict:
+    """Never raises on JSON-shaped input: a broken invoice is a bad_invoice verdict."""
+    context = context or EvaluationContext()
+    case = case_of(invoice, po, context)
+    parsed = case.invoice
+    status, reasons = findings(case)
     payload: RpaPayload | None = None
     if status is VerdictStatus.READY_TO_PROCESS:
         payload = build_rpa_payload(case)

@@ -6,19 +6,30 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rules.context import EvaluationContext, KnownInvoice
-from rules.evaluate import evaluate
-from rules.models import Finding, Verdict
+from rules.evaluate import case_of, findings
+from rules.models import Finding, Verdict, VerdictStatus
 from rules.policy import Policy
+from rules.table import rules_version
 
 
-def judge_again(recorded: Verdict, policy: Policy) -> Verdict | None:
+@dataclass(frozen=True, slots=True)
+class Judgement:
+    """What the rules say now: the part of a verdict that a replay compares (no payload)."""
+
+    status: VerdictStatus
+    reasons: list[Finding]
+    rules_version: str
+
+
+def judge_again(recorded: Verdict, policy: Policy) -> Judgement | None:
     """None when the verdict predates its audit record and cannot be judged again."""
     audit = recorded.audit
     if audit is None:
         return None
     history = [KnownInvoice(e.invoice_id, e.vendor_id, e.invoice_number, e.status) for e in audit.earlier_invoices]
     context = EvaluationContext(history=history, in_flight=audit.in_flight, policy=policy, now=recorded.evaluated_at)
-    return evaluate(audit.invoice, recorded.po_snapshot, context)
+    status, reasons = findings(case_of(audit.invoice, recorded.po_snapshot, context))
+    return Judgement(status, reasons, rules_version(policy))
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +60,7 @@ def _finding_key(finding: Finding) -> tuple:
     return finding.code, finding.line_no, finding.field, finding.expected, finding.actual
 
 
-def compare(recorded: Verdict, rederived: Verdict | None) -> Comparison:
+def compare(recorded: Verdict, rederived: Judgement | None) -> Comparison:
     return Comparison(
         recorded_status=recorded.status.value,
         rederived_status=rederived.status.value if rederived else None,

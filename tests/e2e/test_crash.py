@@ -42,6 +42,8 @@ def test_a_killed_worker_resumes_without_loss_or_duplicates(pipeline, unique_nam
                       what=lambda: f"every invoice after the restart ({len(mismatches())} left: {mismatches()[:5]})")
 
     rows = pipeline.scheduler.rows()
+    strangers = [(r["invoice_id"], r["invoice_version"], r["status"]) for r in rows if r["invoice_id"] not in expected]
+    assert strangers == []
     assert len({(r["invoice_id"], r["invoice_version"]) for r in rows}) == len(rows) == INVOICES
     for row in rows:
         want = expected[row["invoice_id"]]
