@@ -28,5 +28,6 @@ def create_app(settings: Settings) -> faust.App:
         # Sinks write before the agent acks; Faust flushes the producer before every commit.
         broker_commit_every=500,
         broker_commit_interval=1.0,
+        broker_session_timeout=settings.session_timeout_seconds,
         stream_wait_empty=True,
     )

@@ -41,7 +41,8 @@ class Settings(BaseSettings):
     dlq_topic: str = "invoices.dlq"
     store: str = "memory://"
     batch_size: int = Field(default=500, ge=1)
-    batch_seconds: float = Field(default=0.2, gt=0)
+    batch_seconds: float = Field(default=0.05, gt=0)  # the longest a message waits for its batch to fill
+    session_timeout_seconds: float = Field(default=30.0, gt=0)  # how soon a dead worker's partitions move on
     data_dir: Path = DEFAULT_DATA_DIR
 
     # Marketplace source

@@ -115,6 +115,7 @@ def pipeline(kafka_bootstrap, connect_url, marketplace_db_url, sampro_db_url, sc
             rpa_requests_topic=f"{prefix}.rpa.requests", dlq_topic=f"{prefix}.dlq",
             marketplace_db_url=marketplace_db_url, sampro_db_url=in_schema(sampro_db_url, unique_name),
             scheduler_db_url=in_schema(scheduler_db_url, unique_name), smtp_port=mailbox.port, batch_seconds=0.1,
+            session_timeout_seconds=10,
             tolerances_file=SAMPLES / "tolerances.toml",
         )
         ensure_topics(settings)
