@@ -36,7 +36,7 @@ history = Table(
     Column("invoice_id", String(64), nullable=False, index=True),
     Column("invoice_version", Integer, nullable=False),
     Column("status", String(32), nullable=False),
-    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False, index=True),
     Column("actor", String(200)),
     Column("reason", Text),
 )

@@ -1,0 +1,103 @@
+"""How far the pipeline's consumer group is behind its topics: messages, and the age of the oldest
+message it has not processed yet (0 when caught up), which is how long new work waits."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class PartitionLag:
+    topic: str
+    partition: int
+    committed: int  # the next offset the group will process
+    end: int  # the offset the next message will get
+    oldest_pending_at: datetime | None  # timestamp of the message at `committed`, when one is pending
+
+    @property
+    def pending(self) -> int:
+        return max(self.end - self.committed, 0)
+
+
+class PipelineLag(Protocol):
+    def lag(self) -> list[PartitionLag]:
+        """Every partition the group has committed an offset on; raises when Kafka cannot be reached."""
+
+
+class InMemoryPipelineLag:
+    """A log of message timestamps per partition and a group's committed offsets, for unit tests."""
+
+    def __init__(self) -> None:
+        self.logs: dict[tuple[str, int], list[datetime]] = {}
+        self.committed: dict[tuple[str, int], int] = {}
+
+    def append(self, topic: str, partition: int, timestamps: Iterable[datetime]) -> None:
+        self.logs.setdefault((topic, partition), []).extend(timestamps)
+
+    def commit(self, topic: str, partition: int, offset: int) -> None:
+        self.committed[(topic, partition)] = offset
+
+    def lag(self) -> list[PartitionLag]:
+        found = []
+        for (topic, partition), offset in sorted(self.committed.items()):
+            log = self.logs.get((topic, partition), [])
+            found.append(PartitionLag(topic, partition, offset, len(log), log[offset] if offset < len(log) else None))
+        return found
+
+
+class KafkaPipelineLag:
+    """Committed offsets from the AdminClient, end offsets from the broker, and one read per
+    lagging partition for the timestamp of its oldest pending message."""
+
+    def __init__(self, bootstrap_servers: str, group_id: str, timeout: float = 5.0):
+        self.bootstrap, self.group_id, self.timeout = bootstrap_servers, group_id, timeout
+
+    def lag(self) -> list[PartitionLag]:
+        from confluent_kafka import ConsumerGroupTopicPartitions
+        from confluent_kafka.admin import AdminClient, OffsetSpec
+
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        request = [ConsumerGroupTopicPartitions(self.group_id)]
+        group = admin.list_consumer_group_offsets(request, request_timeout=self.timeout)[self.group_id]
+        committed = [tp for tp in group.result().topic_partitions if tp.offset >= 0]
+        if not committed:
+            return []
+        ends = admin.list_offsets({_tp(tp): OffsetSpec.latest() for tp in committed}, request_timeout=self.timeout)
+        end_of = {(tp.topic, tp.partition): future.result().offset for tp, future in ends.items()}
+        lagging = [tp for tp in committed if end_of[(tp.topic, tp.partition)] > tp.offset]
+        oldest = self._timestamps(lagging)
+        return sorted(
+            (PartitionLag(tp.topic, tp.partition, tp.offset, end_of[(tp.topic, tp.partition)],
+                          oldest.get((tp.topic, tp.partition))) for tp in committed),
+            key=lambda lag: (lag.topic, lag.partition))
+
+    def _timestamps(self, partitions: list) -> dict[tuple[str, int], datetime]:
+        if not partitions:
+            return {}
+        from confluent_kafka import Consumer
+
+        # A group of its own that never commits, so the pipeline's offsets are only read.
+        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"{self.group_id}.lag-probe",
+                             "enable.auto.commit": False, "enable.partition.eof": False})
+        found: dict[tuple[str, int], datetime] = {}
+        deadline = time.monotonic() + self.timeout
+        try:
+            consumer.assign([_tp(tp, tp.offset) for tp in partitions])
+            while len(found) < len(partitions) and time.monotonic() < deadline:
+                for message in consumer.consume(500, timeout=0.2):
+                    key = (message.topic(), message.partition())
+                    if message.error() is None and key not in found:
+                        found[key] = datetime.fromtimestamp(message.timestamp()[1] / 1000, UTC)
+        finally:
+            consumer.close()
+        return found
+
+
+def _tp(tp, offset: int | None = None):
+    from confluent_kafka import TopicPartition
+
+    return TopicPartition(tp.topic, tp.partition) if offset is None else TopicPartition(tp.topic, tp.partition, offset)

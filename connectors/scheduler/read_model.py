@@ -1,0 +1,190 @@
+"""processscheduler as AP reads it: invoice lists, one invoice with its history, the KPI figures.
+
+The port and its value types; `read_model_sql` and `read_model_memory` implement it, and the
+same contract suite runs on both. The pure helpers here keep the two from drifting apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from rules.lifecycle import InvoiceStatus
+from rules.models import Finding, PurchaseOrder, RpaPayload
+from rules.table import STATUS_OF
+
+REASON_CODES: tuple[str, ...] = tuple(STATUS_OF)
+WAITING = (InvoiceStatus.SENT_TO_RPA, InvoiceStatus.WAITING_FOR_PO)
+RPA_OUTCOMES = (InvoiceStatus.ENTERED, InvoiceStatus.RPA_FAILED)
+VERDICT_EVENT_PREFIX = "verdict:"  # connectors.scheduler.rows.verdict_event_id
+WINDOW_MINUTES = 60
+MAX_PAGE = 500
+
+
+class _View(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class InvoiceQuery(_View):
+    status: InvoiceStatus | None = None
+    po_number: str | None = None
+    vendor_id: str | None = None
+    decided_from: date | None = None  # inclusive, UTC days
+    decided_to: date | None = None  # inclusive
+    reason_code: str | None = None
+    limit: int = Field(default=50, ge=1, le=MAX_PAGE)
+    offset: int = Field(default=0, ge=0)
+
+    def decided_between(self) -> tuple[datetime | None, datetime | None]:
+        """[start, end) in UTC for the decided date range."""
+        start = datetime.combine(self.decided_from, datetime.min.time(), UTC) if self.decided_from else None
+        end = datetime.combine(self.decided_to + timedelta(days=1), datetime.min.time(), UTC) if self.decided_to else None
+        return start, end
+
+
+class InvoiceSummary(_View):
+    invoice_id: str
+    invoice_version: int
+    po_number: str | None
+    vendor_id: str | None
+    invoice_number: str | None
+    status: InvoiceStatus
+    http_status: int | None
+    reason_codes: list[str]
+    decided_at: datetime | None
+    sampro_invoice_id: str | None
+
+
+class InvoicePage(_View):
+    items: list[InvoiceSummary]
+    total: int
+    limit: int
+    offset: int
+
+
+class HistoryEntry(_View):
+    event_id: str
+    status: InvoiceStatus
+    occurred_at: datetime
+    actor: str | None
+    reason: str | None
+
+
+class InvoiceDetail(InvoiceSummary):
+    reasons: list[Finding]
+    rpa_payload: RpaPayload | None
+    po_snapshot: PurchaseOrder | None
+    rules_version: str | None
+    versions: list[int]
+    history: list[HistoryEntry]
+
+
+class Kpi(_View):
+    as_of: datetime
+    total: int
+    by_status: dict[str, int]  # every lifecycle status, zeros included
+    by_reason: dict[str, int]  # invoice versions with a finding of that code (superseded ones left out)
+    waiting_for_rpa: int
+    parked: int
+    oldest_waiting_since: datetime | None  # sent to the RPA bot or parked, whichever waits longest
+    window_start: datetime  # the first of WINDOW_MINUTES one-minute buckets; the last one is the current minute
+    verdicts_per_minute: list[int]
+    verdicts_last_hour: dict[str, int]
+    transitions_per_minute: dict[str, list[int]]  # every status change, by the status entered
+
+
+class Changes(_View):
+    rows: list[InvoiceSummary]
+    last_event: int  # pass back as `after` to get what changed since
+
+
+class InvoiceReadModel(Protocol):
+    def invoices(self, query: InvoiceQuery) -> InvoicePage:
+        """Newest invoice versions first."""
+
+    def invoice(self, invoice_id: str, version: int | None = None) -> InvoiceDetail | None:
+        """The given version, or the newest one; None when processscheduler has no such row."""
+
+    def kpi(self, now: datetime) -> Kpi: ...
+
+    def changes(self, after: int | None) -> Changes:
+        """Rows changed by history events after `after`; None starts from now, with no rows."""
+
+    def rpa_round_trips(self, since: datetime) -> list[float]:
+        """Seconds from sent_to_rpa to entered or rpa_failed, for outcomes recorded since `since`."""
+
+    def ping(self) -> None:
+        """Raises when the database cannot be reached."""
+
+
+def as_utc(moment: datetime | None) -> datetime | None:
+    """SQLite hands timestamps back without a zone; everything written here is UTC."""
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def window_start(now: datetime) -> datetime:
+    return as_utc(now).replace(second=0, microsecond=0) - timedelta(minutes=WINDOW_MINUTES - 1)
+
+
+def minute_bounds(start: datetime) -> list[tuple[datetime, datetime]]:
+    return [(start + timedelta(minutes=i), start + timedelta(minutes=i + 1)) for i in range(WINDOW_MINUTES)]
+
+
+def reason_codes(reasons: Sequence[Mapping] | None) -> list[str]:
+    return list(dict.fromkeys(reason["code"] for reason in reasons or ()))
+
+
+def summary(row: Mapping) -> InvoiceSummary:
+    return InvoiceSummary(
+        invoice_id=row["invoice_id"], invoice_version=row["invoice_version"], po_number=row.get("po_number"),
+        vendor_id=row.get("vendor_id"), invoice_number=row.get("invoice_number"), status=row["status"],
+        http_status=row.get("http_status"), reason_codes=reason_codes(row.get("reasons")),
+        decided_at=as_utc(row.get("decided_at")), sampro_invoice_id=row.get("sampro_invoice_id"))
+
+
+def detail(row: Mapping, history: Iterable[Mapping], versions: Iterable[int]) -> InvoiceDetail:
+    return InvoiceDetail(
+        **summary(row).model_dump(), reasons=row.get("reasons") or [], rpa_payload=row.get("rpa_payload"),
+        po_snapshot=row.get("po_snapshot"), rules_version=row.get("rules_version"), versions=sorted(versions),
+        history=[HistoryEntry(event_id=h["event_id"], status=h["status"], occurred_at=as_utc(h["occurred_at"]),
+                              actor=h.get("actor"), reason=h.get("reason")) for h in history])
+
+
+def kpi(
+    now: datetime, by_status: Mapping[str, int], by_reason: Mapping[str, int], oldest_waiting: datetime | None,
+    per_minute: Iterable[tuple[str, bool, Sequence[int]]],
+) -> Kpi:
+    """Assembles the figures; `per_minute` is (status, is a verdict, counts per minute) per group."""
+    statuses = {status.value: by_status.get(status.value, 0) for status in InvoiceStatus}
+    transitions = {status.value: [0] * WINDOW_MINUTES for status in InvoiceStatus}
+    verdicts, verdicts_by_status = [0] * WINDOW_MINUTES, {}
+    for status, is_verdict, counts in per_minute:
+        transitions[status] = [a + b for a, b in zip(transitions[status], counts)]
+        if is_verdict:
+            verdicts = [a + b for a, b in zip(verdicts, counts)]
+            verdicts_by_status[status] = verdicts_by_status.get(status, 0) + sum(counts)
+    return Kpi(
+        as_of=as_utc(now), total=sum(statuses.values()), by_status=statuses,
+        by_reason={code: by_reason.get(code, 0) for code in REASON_CODES if by_reason.get(code)},
+        waiting_for_rpa=statuses[InvoiceStatus.SENT_TO_RPA.value], parked=statuses[InvoiceStatus.WAITING_FOR_PO.value],
+        oldest_waiting_since=as_utc(oldest_waiting), window_start=window_start(now),
+        verdicts_per_minute=verdicts, verdicts_last_hour=verdicts_by_status, transitions_per_minute=transitions)
+
+
+def round_trips(events: Iterable[Mapping], since: datetime) -> list[float]:
+    """Pairs each outcome since `since` with the latest sent_to_rpa of the same version before it.
+    `events` are history rows in the order they were recorded."""
+    sent: dict[tuple[str, int], datetime] = {}
+    found = []
+    for event in events:
+        key, at = (event["invoice_id"], event["invoice_version"]), as_utc(event["occurred_at"])
+        if event["status"] == InvoiceStatus.SENT_TO_RPA:
+            sent[key] = at
+        elif event["status"] in RPA_OUTCOMES and at >= as_utc(since) and key in sent:
+            found.append((at - sent.pop(key)).total_seconds())
+    return found

@@ -1,0 +1,96 @@
+"""The read model over the in-memory processscheduler, for unit tests of the API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from connectors.scheduler import read_model as views
+from connectors.scheduler.memory import InMemoryProcessScheduler
+from connectors.scheduler.read_model import (
+    VERDICT_EVENT_PREFIX,
+    WAITING,
+    WINDOW_MINUTES,
+    Changes,
+    InvoiceDetail,
+    InvoicePage,
+    InvoiceQuery,
+    Kpi,
+)
+from rules.lifecycle import InvoiceStatus
+
+
+class InMemoryInvoiceReadModel:
+    def __init__(self, scheduler: InMemoryProcessScheduler):
+        self.scheduler = scheduler
+        self.reachable = True
+
+    def _rows(self) -> list[dict]:
+        return list(self.scheduler.table.values())  # in the order rows were created
+
+    def _events(self) -> list[dict]:
+        return list(self.scheduler.events.values())  # in the order they were recorded
+
+    def invoices(self, query: InvoiceQuery) -> InvoicePage:
+        start, end = query.decided_between()
+
+        def wanted(row: dict) -> bool:
+            decided = views.as_utc(row.get("decided_at"))
+            return ((query.status is None or row["status"] == query.status)
+                    and (query.po_number is None or row.get("po_number") == query.po_number)
+                    and (query.vendor_id is None or row.get("vendor_id") == query.vendor_id)
+                    and (start is None or (decided is not None and decided >= start))
+                    and (end is None or (decided is not None and decided < end))
+                    and (query.reason_code is None or query.reason_code in views.reason_codes(row.get("reasons"))))
+
+        found = [row for row in reversed(self._rows()) if wanted(row)]
+        page = found[query.offset: query.offset + query.limit]
+        return InvoicePage(items=[views.summary(row) for row in page], total=len(found), limit=query.limit,
+                           offset=query.offset)
+
+    def invoice(self, invoice_id: str, version: int | None = None) -> InvoiceDetail | None:
+        versions = [v for (i, v) in self.scheduler.table if i == invoice_id]
+        wanted = max(versions, default=None) if version is None else version
+        if wanted not in versions:
+            return None
+        events = [e for e in self._events() if (e["invoice_id"], e["invoice_version"]) == (invoice_id, wanted)]
+        return views.detail(self.scheduler.table[(invoice_id, wanted)], events, versions)
+
+    def kpi(self, now: datetime) -> Kpi:
+        rows = self._rows()
+        by_status: dict[str, int] = {}
+        by_reason: dict[str, int] = {}
+        for row in rows:
+            by_status[row["status"]] = by_status.get(row["status"], 0) + 1
+            if (row.get("http_status") or 0) >= 400 and row["status"] != InvoiceStatus.SUPERSEDED:
+                for code in views.reason_codes(row.get("reasons")):
+                    by_reason[code] = by_reason.get(code, 0) + 1
+        entered_status: dict[tuple, datetime] = {}
+        start = views.window_start(now)
+        groups: dict[tuple[str, bool], list[int]] = {}
+        for event in self._events():
+            key, at = (event["invoice_id"], event["invoice_version"]), views.as_utc(event["occurred_at"])
+            if event["status"] == self.scheduler.table[key]["status"]:
+                entered_status[key] = max(at, entered_status.get(key, at))
+            minute = int((at - start).total_seconds() // 60)
+            if 0 <= minute < WINDOW_MINUTES:
+                counts = groups.setdefault((event["status"], event["event_id"].startswith(VERDICT_EVENT_PREFIX)),
+                                           [0] * WINDOW_MINUTES)
+                counts[minute] += 1
+        waiting = [entered_status[(r["invoice_id"], r["invoice_version"])] for r in rows if r["status"] in WAITING]
+        per_minute = [(status, verdict, counts) for (status, verdict), counts in groups.items()]
+        return views.kpi(now, by_status, by_reason, min(waiting, default=None), per_minute)
+
+    def changes(self, after: int | None) -> Changes:
+        events = self._events()
+        if after is None:
+            return Changes(rows=[], last_event=len(events))
+        keys = {(e["invoice_id"], e["invoice_version"]) for e in events[after:]}
+        rows = [views.summary(row) for row in reversed(self._rows()) if (row["invoice_id"], row["invoice_version"]) in keys]
+        return Changes(rows=rows, last_event=max(after, len(events)))
+
+    def rpa_round_trips(self, since: datetime) -> list[float]:
+        return views.round_trips(self._events(), since)
+
+    def ping(self) -> None:
+        if not self.reachable:
+            raise ConnectionError("the in-memory processscheduler is switched off")

@@ -1,0 +1,60 @@
+"""One contract for every reader of the pipeline's consumer lag: in memory, and real Kafka."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from connectors.pipeline_lag import InMemoryPipelineLag, KafkaPipelineLag
+
+T0 = datetime(2026, 11, 25, 12, tzinfo=UTC)
+STAMPS = [T0 + timedelta(seconds=s) for s in range(5)]
+
+
+class PipelineLagContract:
+    @pytest.fixture
+    def arranged(self):
+        """A reader whose group has processed 2 of 5 messages on partition 0 and all 2 on partition 1."""
+        raise NotImplementedError
+
+    def test_pending_messages_and_the_oldest_ones_timestamp(self, arranged):
+        reader, topic = arranged
+        first, second = reader.lag()
+        assert (first.topic, first.partition, first.committed, first.end, first.pending) == (topic, 0, 2, 5, 3)
+        assert first.oldest_pending_at == STAMPS[2]
+        assert (second.partition, second.pending, second.oldest_pending_at) == (1, 0, None)
+
+
+class TestInMemoryLag(PipelineLagContract):
+    @pytest.fixture
+    def arranged(self):
+        reader = InMemoryPipelineLag()
+        reader.append("work", 0, STAMPS)
+        reader.append("work", 1, STAMPS[:2])
+        reader.commit("work", 0, 2)
+        reader.commit("work", 1, 2)
+        return reader, "work"
+
+
+class TestKafkaLag(PipelineLagContract):
+    @pytest.fixture
+    def arranged(self, kafka_bootstrap, unique_name):
+        admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+        admin.create_topics([NewTopic(unique_name, num_partitions=2, replication_factor=1)])[unique_name].result(30)
+        producer = Producer({"bootstrap.servers": kafka_bootstrap})
+        for partition, stamps in ((0, STAMPS), (1, STAMPS[:2])):
+            for stamp in stamps:
+                producer.produce(unique_name, b"x", partition=partition, timestamp=int(stamp.timestamp() * 1000))
+        assert producer.flush(30) == 0
+        group = f"{unique_name}-group"
+        consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": group})
+        consumer.commit(offsets=[TopicPartition(unique_name, 0, 2), TopicPartition(unique_name, 1, 2)],
+                        asynchronous=False)
+        consumer.close()
+        return KafkaPipelineLag(kafka_bootstrap, group), unique_name
+
+    def test_a_group_that_never_committed_has_no_lag(self, kafka_bootstrap, unique_name):
+        assert KafkaPipelineLag(kafka_bootstrap, f"{unique_name}-nobody").lag() == []
