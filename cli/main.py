@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import audit, demo, stack, validate, worker
+from cli import api, audit, demo, stack, validate, worker
 
 app = typer.Typer(
     name="invoice-automation",
@@ -14,7 +14,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for command_module in (validate, stack, worker, demo, audit):
+for command_module in (validate, stack, worker, demo, api, audit):
     command_module.register(app)
 
 

@@ -9,12 +9,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.sampro.tables import SamproNames
 
 DEFAULT_DATA_DIR = Path(".invoice-automation")
+ApiRole = Literal["viewer", "clerk"]
+
+
+class ApiUser(BaseModel):
+    """Someone who signs in to the dashboard; `password_hash` comes from `invoice-automation api hash-password`."""
+
+    name: str = Field(min_length=1)
+    password_hash: str = Field(min_length=1)
+    role: ApiRole = "viewer"
 
 
 class Settings(BaseSettings):
@@ -71,3 +80,12 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     rpa_mail_from: str = "invoice-automation@localhost"
     rpa_mail_to: str = "rpa-bot@localhost"
+
+    # HTTP API and dashboard
+    api_token: SecretStr | None = None  # the RPA bot's bearer token for its callbacks
+    api_users: list[ApiUser] = Field(default_factory=list)
+    api_trusted_user_header: str | None = None  # set only behind a proxy that sets (and strips) it
+    api_trusted_role_header: str | None = None
+    api_trusted_default_role: ApiRole = "viewer"
+    api_session_secret: SecretStr | None = None  # random per process when unset: sign-ins end with it
+    api_session_max_age_seconds: int = Field(default=8 * 3600, ge=60)

@@ -1,0 +1,134 @@
+"""The API's composition root: real adapters from settings in production, fakes in unit tests.
+
+Settings are read when `create_app` is called, never at import time; `invoice-automation api`
+calls it once per process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CollectorRegistry
+
+from api import errors
+from api.auth import Authenticator
+from api.live import LiveFeed
+from api.metrics import registry_for
+from api.routes import ap, dashboard, operations, rpa
+from connectors.pipeline_lag import PipelineLag
+from connectors.po_commands import PurchaseOrderCommands
+from connectors.ports import ProcessScheduler, PurchaseOrderReader
+from connectors.scheduler.read_model import InvoiceReadModel
+from rules.policy import Policy, load_policy
+from streams.settings import Settings
+
+STATIC = Path(__file__).with_name("static")
+
+
+@dataclass
+class ApiContext:
+    settings: Settings
+    read_model: InvoiceReadModel
+    commands: PurchaseOrderCommands
+    purchase_orders: PurchaseOrderReader
+    scheduler: ProcessScheduler  # read for the duplicate check of a dry run; the API never writes it
+    lag: PipelineLag
+    policy: Policy
+    auth: Authenticator
+    clock: Callable[[], datetime]
+    live: LiveFeed
+    metrics: CollectorRegistry
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _real_read_model(settings: Settings) -> InvoiceReadModel:
+    from connectors.scheduler.read_model_sql import SqlInvoiceReadModel
+    from streams.bootstrap import engine_for
+
+    return SqlInvoiceReadModel(engine_for(settings.scheduler_db_url))
+
+
+def _real_commands(settings: Settings) -> PurchaseOrderCommands:
+    from connectors.po_commands import KafkaPurchaseOrderCommands
+    from schemas.codec import codec_for
+
+    return KafkaPurchaseOrderCommands(settings.kafka_bootstrap_servers, codec_for(settings.schema_registry_url),
+                                      settings.completions_topic, settings.commands_topic)
+
+
+def _real_purchase_orders(settings: Settings) -> PurchaseOrderReader:
+    from connectors.sampro import SqlPurchaseOrderReader
+    from streams.bootstrap import engine_for
+
+    return SqlPurchaseOrderReader(engine_for(settings.sampro_db_url), settings.sampro_names)
+
+
+def _real_scheduler(settings: Settings) -> ProcessScheduler:
+    from connectors.scheduler import SqlProcessScheduler
+    from streams.bootstrap import engine_for
+
+    return SqlProcessScheduler(engine_for(settings.scheduler_db_url))
+
+
+def _real_lag(settings: Settings) -> PipelineLag:
+    from connectors.pipeline_lag import KafkaPipelineLag
+
+    return KafkaPipelineLag(settings.kafka_bootstrap_servers, settings.app_id)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    read_model: InvoiceReadModel | None = None,
+    commands: PurchaseOrderCommands | None = None,
+    purchase_orders: PurchaseOrderReader | None = None,
+    scheduler: ProcessScheduler | None = None,
+    lag: PipelineLag | None = None,
+    policy: Policy | None = None,
+    clock: Callable[[], datetime] = _now,
+    live_interval: float = 1.0,
+) -> FastAPI:
+    settings = settings or Settings()
+    read_model = read_model or _real_read_model(settings)
+    lag = lag or _real_lag(settings)
+    context = ApiContext(
+        settings=settings, read_model=read_model, commands=commands or _real_commands(settings),
+        purchase_orders=purchase_orders or _real_purchase_orders(settings),
+        scheduler=scheduler or _real_scheduler(settings), lag=lag,
+        policy=policy or (load_policy(settings.tolerances_file) if settings.tolerances_file else Policy()),
+        auth=Authenticator(settings), clock=clock, live=LiveFeed(read_model, clock, interval=live_interval),
+        metrics=registry_for(read_model, lag, clock),
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        yield
+        await context.live.close()
+
+    app = FastAPI(
+        title="Invoice Automation",
+        version="0.1.0",
+        summary="Callbacks for the RPA bot; invoices, verdicts, releases and KPI figures for Accounts Payable.",
+        lifespan=lifespan,
+        openapi_tags=[
+            {"name": "rpa", "description": "The RPA bot reports what it did in Sampro (bearer token)."},
+            {"name": "invoices", "description": "AP reads processscheduler and overrides findings (viewer, clerk)."},
+            {"name": "dashboard", "description": "The live KPI dashboard and signing in."},
+            {"name": "operations", "description": "Health, readiness and Prometheus metrics (no sign-in)."},
+        ],
+    )
+    app.state.context = context
+    errors.install(app)
+    for router in (rpa.router, ap.router, dashboard.router, operations.router):
+        app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app

@@ -1,0 +1,115 @@
+"""Errors as JSON that say what was wrong: the field and the value for bad input, the current
+status for a conflict. Every route documents the answers it can give (`responses`)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
+
+from api.schemas import Conflict, Problem, ValidationProblem
+from api.services import NotNow, UnknownInvoice
+from connectors.po_commands import CommandNotDelivered
+from connectors.sampro import SamproDataError
+from rules.parsing import field_path
+
+
+class ApiProblem(Exception):
+    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None, **extra: Any):
+        super().__init__(detail)
+        self.status, self.detail, self.headers, self.extra = status, detail, headers, extra
+
+
+def _shown(value: Any) -> Any:
+    """The offending value as JSON, cut short when long."""
+    try:
+        shown = jsonable_encoder(value)
+        text = json.dumps(shown, ensure_ascii=False)
+        text.encode()
+    except (TypeError, ValueError):  # UnicodeEncodeError too: a lone surrogate is not text
+        shown = text = ascii(value)
+    return shown if len(text) <= 200 else text[:197] + "..."
+
+
+def _error(error: dict) -> dict:
+    where, *rest = error["loc"]
+    if error["type"] == "json_invalid":  # loc is ("body", character position)
+        reason = error.get("ctx", {}).get("error", "")
+        return {"field": where, "value": None, "message": f"the body is not valid JSON ({reason} at character {rest[0]})"}
+    field = f"{where}.{field_path(tuple(rest))}" if rest else str(where)
+    given = None if error["type"] == "missing" else _shown(error.get("input"))  # input is the enclosing object
+    return {"field": field, "value": given, "message": error["msg"]}
+
+
+def _said(error: dict) -> str:
+    value = "" if error["value"] is None else f" = {error['value']!r}"
+    return f"{error['field']}{value}: {error['message']}"
+
+
+def validation_problem(exc: RequestValidationError) -> ValidationProblem:
+    errors = [_error(e) for e in exc.errors()]
+    summary = "; ".join(_said(e) for e in errors[:5])
+    return ValidationProblem(detail=f"invalid request: {summary}", errors=errors)
+
+
+async def _allow_every_method(request: Request, exc: StarletteHTTPException):
+    """A wrong method on a path that two routes serve (GET and POST /login) lists both in Allow."""
+    response = await http_exception_handler(request, exc)
+    if exc.status_code == 405:
+        allowed = {method for route in request.app.router.routes if isinstance(route, Route)
+                   and route.matches(request.scope)[0] is not Match.NONE for method in route.methods or ()}
+        response.headers["Allow"] = ", ".join(sorted(allowed))
+    return response
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(StarletteHTTPException, _allow_every_method)
+
+    @app.exception_handler(ApiProblem)
+    async def api_problem(_request: Request, exc: ApiProblem) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail, **exc.extra}, status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(UnknownInvoice)
+    async def unknown_invoice(_request: Request, exc: UnknownInvoice) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(NotNow)
+    async def not_now(_request: Request, exc: NotNow) -> JSONResponse:
+        return JSONResponse({"detail": str(exc), "current_status": exc.current_status.value}, status_code=409)
+
+    @app.exception_handler(CommandNotDelivered)
+    async def not_delivered(_request: Request, exc: CommandNotDelivered) -> JSONResponse:
+        return JSONResponse({"detail": f"the command was not delivered, try again: {exc}"}, status_code=503)
+
+    @app.exception_handler(SamproDataError)
+    async def bad_sampro_data(_request: Request, exc: SamproDataError) -> JSONResponse:
+        return JSONResponse({"detail": f"Sampro: {exc}"}, status_code=502)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(validation_problem(exc).model_dump(mode="json"), status_code=422)
+
+
+_MODELS = {409: Conflict, 422: ValidationProblem}
+_DESCRIPTIONS = {
+    400: "The body cannot be parsed at all (not UTF-8 text)",
+    401: "Not signed in, or no valid token",
+    403: "Not allowed for this role",
+    404: "No such invoice",
+    409: "The invoice is not in a state that allows this",
+    422: "Invalid input: names the field and the value",
+    502: "Sampro answered with data that cannot be used",
+    503: "Kafka or the database cannot be reached",
+}
+
+
+def answers(*statuses: int) -> dict[int | str, dict]:
+    """OpenAPI `responses` for the error statuses a route can give."""
+    return {status: {"model": _MODELS.get(status, Problem), "description": _DESCRIPTIONS[status]} for status in statuses}

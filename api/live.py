@@ -1,0 +1,75 @@
+"""Live updates for every open dashboard from one poll of the read model per second.
+
+The poll asks for rows changed since the last history event it saw, and recomputes the KPI
+figures when something changed or every `kpi_every` seconds (waiting times and the per-minute
+window move on by themselves). Each subscriber gets the latest figures first, then every update.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+from typing import Any
+
+from connectors.scheduler.read_model import InvoiceReadModel
+
+
+class LiveFeed:
+    def __init__(self, read_model: InvoiceReadModel, clock: Callable[[], datetime], interval: float = 1.0,
+                 kpi_every: float = 10.0):
+        self.read_model, self.clock, self.interval, self.kpi_every = read_model, clock, interval, kpi_every
+        self.subscribers: set[asyncio.Queue] = set()
+        self.latest: dict[str, Any] | None = None
+        self._last_event: int | None = None
+        self._kpi_at = 0.0
+        self._task: asyncio.Task | None = None
+
+    def poll(self) -> dict[str, Any] | None:
+        """One round (blocking I/O); the update to send, or None when nothing is new."""
+        changes = self.read_model.changes(self._last_event)
+        first = self._last_event is None
+        self._last_event = changes.last_event
+        due = time.monotonic() - self._kpi_at >= self.kpi_every
+        if not (first or changes.rows or due):
+            return None
+        self._kpi_at = time.monotonic()
+        self.latest = {"kpi": self.read_model.kpi(self.clock()).model_dump(mode="json"),
+                       "changed": [row.model_dump(mode="json") for row in changes.rows]}
+        return self.latest
+
+    async def _run(self) -> None:
+        while self.subscribers:
+            try:
+                update = await asyncio.to_thread(self.poll)
+            except Exception as exc:  # the database is away: say so, and keep trying
+                update = {"error": f"processscheduler cannot be read: {type(exc).__name__}"}
+            if update is not None:
+                for queue in list(self.subscribers):
+                    if queue.full():  # a stalled browser gets the newest figures, not a backlog
+                        queue.get_nowait()
+                    queue.put_nowait(update)
+            await asyncio.sleep(self.interval)
+
+    async def subscribe(self) -> AsyncIterator[dict[str, Any]]:
+        queue: asyncio.Queue = asyncio.Queue(maxsize=20)
+        if self.latest is not None:
+            queue.put_nowait({**self.latest, "changed": []})
+        self.subscribers.add(queue)
+        self._kpi_at = 0.0  # fresh figures on the next round
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run())
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            self.subscribers.discard(queue)
+
+    async def close(self) -> None:
+        self.subscribers.clear()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task

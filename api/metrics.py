@@ -1,0 +1,104 @@
+"""/metrics: figures computed when Prometheus scrapes, from processscheduler and from Kafka.
+
+Nothing is counted in this process, so every replica of the API reports the same numbers and
+a restart loses nothing. When Kafka or the database cannot be read, the figures from the other
+one are still reported, and `invoice_automation_scrape_ok{source}` says which failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from connectors.pipeline_lag import PipelineLag
+from connectors.scheduler.read_model import InvoiceReadModel
+
+log = logging.getLogger(__name__)
+PREFIX = "invoice_automation"
+QUANTILES = (0.5, 0.95, 1.0)
+
+
+def _quantiles(name: str, help_text: str, values: list[float]) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, help_text, labels=["quantile"])
+    if values:
+        ordered = sorted(values)
+        for q in QUANTILES:
+            family.add_metric([str(q)], ordered[min(int(q * len(ordered)), len(ordered) - 1)])
+    return family
+
+
+class PipelineCollector(Collector):
+    def __init__(self, read_model: InvoiceReadModel, lag: PipelineLag, clock: Callable[[], datetime]):
+        self.read_model, self.lag, self.clock = read_model, lag, clock
+
+    def describe(self):
+        return []  # nothing is read when the collector is registered, only when scraped
+
+    def collect(self):
+        ok = GaugeMetricFamily(f"{PREFIX}_scrape_ok", "1 when the source could be read for this scrape",
+                               labels=["source"])
+        for source, families in (("processscheduler", self._from_scheduler), ("kafka", self._from_kafka)):
+            try:
+                found = list(families())
+            except Exception:
+                log.exception("metrics: %s cannot be read", source)
+                ok.add_metric([source], 0)
+                continue
+            ok.add_metric([source], 1)
+            yield from found
+        yield ok
+
+    def _from_scheduler(self):
+        now = self.clock()
+        kpi = self.read_model.kpi(now)
+        invoices = GaugeMetricFamily(f"{PREFIX}_invoices", "Invoice versions in processscheduler by status",
+                                     labels=["status"])
+        for status, count in kpi.by_status.items():
+            invoices.add_metric([status], count)
+        verdicts = GaugeMetricFamily(f"{PREFIX}_verdicts_last_hour", "Verdicts given in the last hour by status",
+                                     labels=["status"])
+        for status, count in kpi.verdicts_last_hour.items():
+            verdicts.add_metric([status], count)
+        oldest = kpi.oldest_waiting_since
+        waiting = GaugeMetricFamily(f"{PREFIX}_oldest_waiting_seconds",
+                                    "Age of the invoice that has waited longest at the RPA bot or for its PO")
+        waiting.add_metric([], (now - oldest).total_seconds() if oldest else 0)
+        trips = self.read_model.rpa_round_trips(now - timedelta(hours=1))
+        yield from (invoices, verdicts, waiting,
+                    _quantiles(f"{PREFIX}_rpa_round_trip_seconds",
+                               "sent_to_rpa to entered or rpa_failed, outcomes of the last hour", trips))
+        mean = GaugeMetricFamily(f"{PREFIX}_rpa_round_trip_mean_seconds", "Mean RPA round trip of the last hour")
+        mean.add_metric([], statistics.fmean(trips) if trips else 0)
+        yield mean
+
+    def _from_kafka(self):
+        now = self.clock()
+        partitions = self.lag.lag()
+        lag = GaugeMetricFamily(f"{PREFIX}_consumer_lag_messages",
+                                "Messages the pipeline's consumer group has not processed yet", labels=["topic"])
+        latency = GaugeMetricFamily(f"{PREFIX}_processing_latency_seconds",
+                                    "Age of the oldest message the pipeline has not processed yet (0 when caught up)",
+                                    labels=["topic"])
+        committed = CounterMetricFamily(f"{PREFIX}_consumed_messages", "Offsets the consumer group has committed",
+                                        labels=["topic"])
+        for topic in sorted({p.topic for p in partitions}):
+            mine = [p for p in partitions if p.topic == topic]
+            lag.add_metric([topic], sum(p.pending for p in mine))
+            ages = [(now - p.oldest_pending_at).total_seconds() for p in mine if p.oldest_pending_at and p.pending]
+            latency.add_metric([topic], max(ages, default=0.0))
+            committed.add_metric([topic], sum(p.committed for p in mine))
+        yield from (lag, latency, committed)
+
+
+def registry_for(read_model: InvoiceReadModel, lag: PipelineLag, clock: Callable[[], datetime]) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    for collector in (ProcessCollector, PlatformCollector, GCCollector):
+        collector(registry=registry)
+    registry.register(PipelineCollector(read_model, lag, clock))
+    return registry

@@ -1,0 +1,142 @@
+"""What Accounts Payable reads and does: invoices and their verdicts, the KPI figures, a dry run of
+the rules, and the two overrides (release despite findings, send a ready invoice to the RPA bot)."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import date
+from decimal import Decimal
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BeforeValidator
+from sse_starlette import EventSourceResponse
+
+from api.auth import Principal, clerk, signed_in
+from api.comparison import compare
+from api.errors import answers
+from api.routes.deps import InvoiceId, context
+from api.schemas import NO_NUL, CommandAccepted, DispatchRequest, InvoiceView, Me, ReasonCode, ReleaseRequest, VerdictAnswer
+from api.services import UnknownInvoice, dry_run, release_invoice, send_to_rpa
+from connectors.scheduler.read_model import MAX_PAGE, InvoicePage, InvoiceQuery, Kpi
+from rules.lifecycle import InvoiceStatus
+
+router = APIRouter(prefix="/api", tags=["invoices"], responses=answers(401, 422))
+
+
+def _iso_day(value: object) -> object:
+    """Only YYYY-MM-DD: pydantic would also read a number as seconds since 1970."""
+    if isinstance(value, str) and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        raise ValueError("expected a day as YYYY-MM-DD")
+    return value
+
+
+Day = Annotated[date, BeforeValidator(_iso_day)]
+
+
+@router.get("/me", response_model=Me, summary="Who is signed in")
+def who_am_i(principal: Principal = Depends(signed_in)) -> Me:
+    return Me(name=principal.name, role=principal.role.value)
+
+
+def invoice_query(
+    status: InvoiceStatus | None = None,
+    po_number: Annotated[str | None, Query(max_length=64, pattern=NO_NUL)] = None,
+    vendor_id: Annotated[str | None, Query(max_length=64, pattern=NO_NUL)] = None,
+    decided_from: Annotated[Day | None, Query(description="First day (UTC) the verdict was given")] = None,
+    decided_to: Annotated[Day | None, Query(description="Last day (UTC), inclusive")] = None,
+    reason_code: ReasonCode | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> InvoiceQuery:
+    return InvoiceQuery(status=status, po_number=po_number, vendor_id=vendor_id, decided_from=decided_from,
+                        decided_to=decided_to, reason_code=reason_code.value if reason_code else None,
+                        limit=limit, offset=offset)
+
+
+@router.get("/invoices", response_model=InvoicePage, summary="Invoice versions, newest first")
+def list_invoices(query: InvoiceQuery = Depends(invoice_query), _: Principal = Depends(signed_in),
+                  ctx=Depends(context)) -> InvoicePage:
+    return ctx.read_model.invoices(query)
+
+
+@router.get("/invoices/{invoice_id}", response_model=InvoiceView, responses=answers(404),
+            summary="One invoice: verdict, invoice beside PO, RPA payload, status history")
+def show_invoice(invoice_id: InvoiceId, version: Annotated[int | None, Query(ge=1)] = None,
+                 _: Principal = Depends(signed_in), ctx=Depends(context)) -> InvoiceView:
+    found = ctx.read_model.invoice(invoice_id, version)
+    if found is None:
+        raise UnknownInvoice(f"processscheduler has no invoice {invoice_id}" + (f" version {version}" if version else ""))
+    return InvoiceView(**found.model_dump(), comparison=compare(found))
+
+
+@router.post("/invoices/{invoice_id}/release", status_code=202, response_model=CommandAccepted,
+             responses=answers(400, 403, 404, 409, 503), summary="Release despite the findings (clerk)")
+def release(invoice_id: InvoiceId, body: ReleaseRequest, principal: Principal = Depends(clerk),
+            ctx=Depends(context)) -> CommandAccepted:
+    command = release_invoice(ctx.read_model, ctx.commands, ctx.clock, invoice_id=invoice_id,
+                              version=body.invoice_version, user=principal.name, reason=body.reason)
+    return CommandAccepted(command_id=command.command_id, invoice_id=invoice_id, invoice_version=body.invoice_version,
+                           po_number=command.po_number,
+                           detail="released on the PO's stream; it goes to the RPA bot when the PO is free")
+
+
+@router.post("/invoices/{invoice_id}/send-to-rpa", status_code=202, response_model=CommandAccepted,
+             responses=answers(400, 403, 404, 409, 503), summary="Send a ready invoice to the RPA bot (clerk)")
+def approve_dispatch(invoice_id: InvoiceId, body: DispatchRequest, principal: Principal = Depends(clerk),
+                     ctx=Depends(context)) -> CommandAccepted:
+    command = send_to_rpa(ctx.read_model, ctx.commands, ctx.clock, invoice_id=invoice_id,
+                          version=body.invoice_version, user=principal.name)
+    return CommandAccepted(command_id=command.command_id, invoice_id=invoice_id, invoice_version=body.invoice_version,
+                           po_number=command.po_number, detail="approved on the PO's stream")
+
+
+@router.get("/kpi", response_model=Kpi, summary="Counts by status and reason, verdicts per minute, waiting work")
+def show_kpi(_: Principal = Depends(signed_in), ctx=Depends(context)) -> Kpi:
+    return ctx.read_model.kpi(ctx.clock())
+
+
+@router.get("/events", response_class=EventSourceResponse, summary="Live KPI figures and changed rows (SSE)",
+            responses={200: {"content": {"text/event-stream": {}},
+                             "description": "`update` events: {kpi, changed: [invoice summaries]}"}})
+async def stream_updates(_: Principal = Depends(signed_in), ctx=Depends(context)) -> EventSourceResponse:
+    async def updates():
+        async for update in ctx.live.subscribe():
+            yield {"event": "update", "data": json.dumps(update)}
+
+    return EventSourceResponse(updates(), ping=15)
+
+
+INVOICE_BODY = {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "additionalProperties": True,
+    "description": "The invoice as canonical JSON (DESIGN §3); amounts as decimal strings or numbers. "
+                   "Contract problems come back as INVALID_INVOICE findings, not as errors."}}}}
+
+
+def _invoice_document(raw: bytes) -> dict[str, Any]:
+    """JSON numbers are read as Decimal, so "15.50" and 15.50 mean the same money."""
+    try:
+        document = json.loads(raw, parse_float=Decimal)
+        json.dumps(document, ensure_ascii=False, default=str).encode()  # a lone surrogate escape is not text
+    except ValueError as exc:
+        position = getattr(exc, "pos", 0)
+        raise RequestValidationError([{"type": "json_invalid", "loc": ("body", position), "msg": "JSON decode error",
+                                       "input": {}, "ctx": {"error": getattr(exc, "msg", str(exc))}}]) from None
+    if not isinstance(document, dict):
+        raise RequestValidationError([{"type": "dict_type", "loc": ("body",), "input": document,
+                                       "msg": "an invoice must be a JSON object"}])
+    return document
+
+
+@router.post("/validate", response_model=VerdictAnswer, openapi_extra={"requestBody": INVOICE_BODY},
+             responses={400: {"model": VerdictAnswer, "description": "manual_review or bad_invoice"},
+                        404: {"model": VerdictAnswer, "description": "po_not_found"}, **answers(502)},
+             summary="Dry run: the verdict the rules give now, nothing written")
+async def validate_invoice(request: Request, _: Principal = Depends(signed_in), ctx=Depends(context)) -> JSONResponse:
+    document = _invoice_document(await request.body())
+    verdict = await run_in_threadpool(dry_run, document, ctx.purchase_orders, ctx.scheduler, ctx.policy, ctx.clock())
+    return JSONResponse(verdict.model_dump(mode="json", exclude={"audit"}), status_code=verdict.http_status)

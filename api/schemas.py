@@ -1,0 +1,122 @@
+"""What the API takes and answers, beside the read model's views; these make the OpenAPI document."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic.json_schema import SkipJsonSchema
+
+from connectors.scheduler.read_model import REASON_CODES, InvoiceDetail
+from rules.lifecycle import InvoiceStatus
+from rules.models import CompletionOutcome, Verdict, VerdictAudit
+
+ReasonCode = StrEnum("ReasonCode", {code: code for code in REASON_CODES})
+# PostgreSQL text cannot hold NUL: refused here rather than by the database (or the worker's sink).
+NO_NUL = r"^[^\x00]*$"
+# Not blank (a character that is not white space) and no NUL, said in the OpenAPI document too.
+Text = Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=r"^[^\x00]*[^\s\x00][^\x00]*$")]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ReleaseRequest(_Body):
+    invoice_version: int = Field(ge=1, description="The version AP looked at; only the newest may be released.")
+    reason: Text = Field(description="Why the findings may be overridden; kept in the invoice's history.")
+
+
+class DispatchRequest(_Body):
+    invoice_version: int = Field(ge=1)
+
+
+class RpaSuccess(_Body):
+    invoice_version: int = Field(ge=1, description="The invoice_version of the RPA payload the bot entered.")
+    sampro_invoice_id: Text = Field(description="The id Sampro gave the invoice the bot entered.")
+
+
+class RpaFailure(_Body):
+    invoice_version: int = Field(ge=1, description="The invoice_version of the RPA payload the bot tried.")
+    error: Text = Field(description="What went wrong in Sampro, for AP to read.")
+
+
+class CommandAccepted(BaseModel):
+    command_id: str
+    invoice_id: str
+    invoice_version: int
+    po_number: str
+    detail: str
+
+
+class CallbackAccepted(BaseModel):
+    event_id: str
+    invoice_id: str
+    invoice_version: int
+    outcome: CompletionOutcome
+    already_recorded: bool
+    detail: str
+
+
+class VerdictAnswer(Verdict):
+    """The verdict as DESIGN §3 has it; the audit trail kept for replays stays on the topic."""
+
+    audit: SkipJsonSchema[VerdictAudit | None] = Field(default=None, exclude=True)
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+class Conflict(Problem):
+    current_status: InvoiceStatus
+
+
+class FieldError(BaseModel):
+    field: str
+    value: Any = None
+    message: str
+
+
+class ValidationProblem(Problem):
+    errors: list[FieldError]
+
+
+class Me(BaseModel):
+    name: str
+    role: str
+
+
+class ComparedField(BaseModel):
+    field: str
+    invoice: str | None
+    purchase_order: str | None
+    findings: list[str] = Field(description="Codes of the findings on this field; empty when it matches.")
+
+
+class ComparedLine(BaseModel):
+    line_no: int
+    po_line_no: int | None
+    fields: list[ComparedField]
+
+
+class Comparison(BaseModel):
+    """The invoice beside its PO, as far as processscheduler knows the invoice: lines from the RPA
+    payload when there is one, otherwise the values that the findings quote."""
+
+    header: list[ComparedField]
+    lines: list[ComparedLine]
+
+
+class InvoiceView(InvoiceDetail):
+    comparison: Comparison
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    status: str
+    checks: dict[str, str]

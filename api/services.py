@@ -1,0 +1,112 @@
+"""What the API's actions do, apart from HTTP: check the invoice's row, then put a command on its
+purchase order's stream. processscheduler changes when the per-PO ledger applies the command."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from connectors.po_commands import PurchaseOrderCommands
+from connectors.ports import ProcessScheduler, PurchaseOrderReader
+from connectors.scheduler.read_model import InvoiceDetail, InvoiceReadModel
+from rules.context import EvaluationContext
+from rules.evaluate import evaluate
+from rules.lifecycle import DispatchApproved, InvoiceStatus, ReleaseRequested
+from rules.models import CompletionOutcome, RpaCompletion, Verdict
+from rules.po_ledger import RELEASABLE
+from rules.policy import Policy
+
+Clock = Callable[[], datetime]
+
+
+class UnknownInvoice(LookupError):
+    """processscheduler has no row for this invoice (version)."""
+
+
+class NotNow(Exception):
+    """The invoice's status does not allow the action."""
+
+    def __init__(self, detail: str, current_status: InvoiceStatus):
+        super().__init__(detail)
+        self.current_status = current_status
+
+
+def _find(read_model: InvoiceReadModel, invoice_id: str, version: int | None) -> InvoiceDetail:
+    found = read_model.invoice(invoice_id, version)
+    if found is None:
+        which = f"{invoice_id} version {version}" if version is not None else invoice_id
+        raise UnknownInvoice(f"processscheduler has no invoice {which}")
+    return found
+
+
+def release_invoice(read_model: InvoiceReadModel, commands: PurchaseOrderCommands, clock: Clock, *,
+                    invoice_id: str, version: int, user: str, reason: str) -> ReleaseRequested:
+    invoice = _find(read_model, invoice_id, version)
+    if version != max(invoice.versions):
+        raise NotNow(f"version {version} was replaced by version {max(invoice.versions)}", invoice.status)
+    if invoice.status not in RELEASABLE:
+        allowed = ", ".join(sorted(RELEASABLE))
+        raise NotNow(f"{invoice_id} is {invoice.status.value}; only {allowed} can be released", invoice.status)
+    command = ReleaseRequested(command_id=f"release:{uuid.uuid4().hex}", invoice_id=invoice_id, invoice_version=version,
+                               po_number=invoice.po_number, user=user, reason=reason.strip(), issued_at=clock())
+    commands.publish(command)
+    return command
+
+
+def send_to_rpa(read_model: InvoiceReadModel, commands: PurchaseOrderCommands, clock: Clock, *,
+                invoice_id: str, version: int, user: str) -> DispatchApproved:
+    invoice = _find(read_model, invoice_id, version)
+    if invoice.status is not InvoiceStatus.READY_TO_PROCESS:
+        raise NotNow(f"{invoice_id} is {invoice.status.value}; only ready_to_process can be sent", invoice.status)
+    command = DispatchApproved(command_id=f"dispatch:{uuid.uuid4().hex}", invoice_id=invoice_id,
+                               invoice_version=version, po_number=invoice.po_number, user=user, issued_at=clock())
+    commands.publish(command)
+    return command
+
+
+@dataclass(frozen=True)
+class CompletionReport:
+    event_id: str
+    already_recorded: bool
+
+
+def completion_event_id(invoice_id: str, version: int, attempt: int) -> str:
+    """The same for every report of one attempt, so a callback sent twice is applied once."""
+    return f"rpa:{invoice_id}:v{version}:attempt{attempt}"
+
+
+def record_rpa_outcome(read_model: InvoiceReadModel, commands: PurchaseOrderCommands, clock: Clock, *,
+                       invoice_id: str, version: int, outcome: CompletionOutcome,
+                       sampro_invoice_id: str | None = None, error: str | None = None) -> CompletionReport:
+    invoice = _find(read_model, invoice_id, version)
+    attempt = sum(1 for change in invoice.history if change.status is InvoiceStatus.SENT_TO_RPA)
+    event_id = completion_event_id(invoice_id, version, attempt)
+    recorded = InvoiceStatus.ENTERED if outcome is CompletionOutcome.SUCCESS else InvoiceStatus.RPA_FAILED
+    if invoice.status is recorded:
+        return CompletionReport(event_id, already_recorded=True)
+    if invoice.status is not InvoiceStatus.SENT_TO_RPA:
+        raise NotNow(f"{invoice_id} v{version} is {invoice.status.value}, not at the RPA bot", invoice.status)
+    commands.publish(RpaCompletion(event_id=event_id, invoice_id=invoice_id, invoice_version=version,
+                                   po_number=invoice.po_number, outcome=outcome, sampro_invoice_id=sampro_invoice_id,
+                                   error=error, occurred_at=clock()))
+    return CompletionReport(event_id, already_recorded=False)
+
+
+def _storable(text: str) -> bool:
+    """Text a database could hold: nothing stored has a NUL in it, so such a number is not looked up."""
+    return bool(text) and "\x00" not in text
+
+
+def dry_run(document: dict[str, Any], purchase_orders: PurchaseOrderReader, scheduler: ProcessScheduler,
+            policy: Policy, now: datetime) -> Verdict:
+    """The verdict the pipeline would give now, writing nothing. Quantities at the RPA bot for
+    the same PO are not known here, so they are not counted against what is open."""
+    po_number = document.get("po_number")
+    po = purchase_orders.fetch([po_number]).get(po_number) if isinstance(po_number, str) and _storable(po_number) else None
+    vendor, number = (str(document.get(key) or "").strip() for key in ("vendor_id", "invoice_number"))
+    pairs = {(vendor, number)} if _storable(vendor) and _storable(number) else set()
+    known = [*purchase_orders.entered_invoices(pairs), *scheduler.decided_invoices(pairs)] if pairs else []
+    return evaluate(document, po, EvaluationContext(history=known, policy=policy, now=now))

@@ -1,0 +1,293 @@
+// The AP dashboard: tiles, a chart, the invoice list and its drill-down, kept live by /api/events.
+"use strict";
+
+const HEADERS = { "X-Requested-With": "dashboard", "Accept": "application/json" };
+const COLORS = getComputedStyle(document.documentElement);
+const state = { query: {}, limit: 50, offset: 0, total: 0, me: null, open: null, refetch: null };
+const $ = (selector) => document.querySelector(selector);
+
+function el(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value !== null && value !== undefined) node.setAttribute(name, value);
+  }
+  for (const child of children) node.append(child instanceof Node ? child : String(child ?? ""));
+  return node;
+}
+
+async function api(path, options = {}) {
+  const response = await fetch(path, { ...options, headers: { ...HEADERS, ...(options.headers || {}) } });
+  if (response.status === 401) {
+    location.assign("/login?next=/dashboard");
+    throw new Error("signed out");
+  }
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(body.detail || `${response.status} ${response.statusText}`);
+  return body;
+}
+
+function statusBadge(status) {
+  return el("span", { class: "status", "data-status": status }, status);
+}
+
+function age(since) {
+  if (!since) return "–";
+  const seconds = Math.max(0, (Date.now() - new Date(since).getTime()) / 1000);
+  if (seconds < 90) return `${Math.round(seconds)} s`;
+  if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
+  return `${(seconds / 3600).toFixed(1)} h`;
+}
+
+// -- tiles and charts ------------------------------------------------------------------------
+function setTile(name, value) {
+  const tile = document.querySelector(`[data-tile="${name}"]`);
+  const shown = String(value);
+  const target = tile.querySelector(".value");
+  if (target.textContent !== shown) {
+    target.textContent = shown;
+    tile.classList.remove("flash");
+    void tile.offsetWidth;  // restart the animation
+    tile.classList.add("flash");
+  }
+}
+
+function showKpi(kpi) {
+  state.kpi = kpi;
+  setTile("total", kpi.total);
+  for (const status of ["sent_to_rpa", "waiting_for_po", "entered", "manual_review", "bad_invoice", "po_not_found",
+                        "rpa_failed", "released"]) {
+    setTile(status, kpi.by_status[status] ?? 0);
+  }
+  setTile("oldest_waiting", age(kpi.oldest_waiting_since));
+  const verdicts = kpi.verdicts_per_minute.reduce((a, b) => a + b, 0);
+  setTile("verdicts_per_minute", (verdicts / kpi.verdicts_per_minute.length).toFixed(1));
+  drawTimeline(kpi);
+  drawReasons(kpi.by_reason);
+}
+
+function drawTimeline(kpi) {
+  const svg = $("#timeline");
+  const statuses = Object.keys(kpi.transitions_per_minute).filter(
+    (s) => kpi.transitions_per_minute[s].some((n) => n > 0));
+  const minutes = kpi.verdicts_per_minute.length;
+  const totals = Array.from({ length: minutes }, (_, i) =>
+    statuses.reduce((sum, s) => sum + kpi.transitions_per_minute[s][i], 0));
+  const top = Math.max(1, ...totals);
+  const width = 600 / minutes, height = 140;
+  const ns = "http://www.w3.org/2000/svg";
+  svg.replaceChildren();
+  for (let i = 0; i < minutes; i++) {
+    let y = height;
+    for (const status of statuses) {
+      const count = kpi.transitions_per_minute[status][i];
+      if (!count) continue;
+      const h = (count / top) * (height - 10);
+      y -= h;
+      const bar = document.createElementNS(ns, "rect");
+      for (const [k, v] of Object.entries({ x: i * width + 1, y, width: width - 2, height: h,
+                                            fill: COLORS.getPropertyValue(`--${status}`).trim() || "#888" })) {
+        bar.setAttribute(k, v);
+      }
+      const title = document.createElementNS(ns, "title");
+      title.textContent = `${minutes - 1 - i} min ago: ${count} ${status}`;
+      bar.append(title);
+      svg.append(bar);
+    }
+  }
+  for (const [x, text, anchor] of [[0, "-60 min", "start"], [600, "now", "end"], [300, `max ${top}/min`, "middle"]]) {
+    const label = document.createElementNS(ns, "text");
+    for (const [k, v] of Object.entries({ x, y: 158, "font-size": 11, fill: "#5c6b7a", "text-anchor": anchor })) {
+      label.setAttribute(k, v);
+    }
+    label.textContent = text;
+    svg.append(label);
+  }
+  $("#legend").replaceChildren(...statuses.map((s) =>
+    el("span", {}, el("i", { style: `background: var(--${s})` }), s)));
+}
+
+function drawReasons(byReason) {
+  const entries = Object.entries(byReason).sort((a, b) => b[1] - a[1]);
+  const top = Math.max(1, ...entries.map(([, n]) => n));
+  $("#reasons").replaceChildren(...entries.map(([code, count]) =>
+    el("div", { "data-reason": code }, code, el("span", { class: "bar", style: `width: ${(count / top) * 100}%` }),
+       count)));
+  if (!entries.length) $("#reasons").append("No findings.");
+}
+
+// -- the invoice list ------------------------------------------------------------------------
+function invoiceRow(row) {
+  const tr = el("tr", { "data-invoice": row.invoice_id, "data-version": row.invoice_version },
+    el("td", {}, row.invoice_id), el("td", {}, row.invoice_version), el("td", {}, row.po_number ?? "–"),
+    el("td", {}, row.vendor_id ?? "–"), el("td", {}, row.invoice_number ?? "–"),
+    el("td", { class: "status-cell" }, statusBadge(row.status)), el("td", {}, row.http_status ?? "–"),
+    el("td", {}, row.reason_codes.join(", ") || "–"),
+    el("td", {}, row.decided_at ? new Date(row.decided_at).toLocaleString() : "–"));
+  tr.addEventListener("click", () => openInvoice(row.invoice_id, row.invoice_version));
+  if (state.open && state.open.invoice_id === row.invoice_id) tr.classList.add("selected");
+  return tr;
+}
+
+async function loadInvoices() {
+  const params = new URLSearchParams({ ...state.query, limit: state.limit, offset: state.offset });
+  try {
+    const page = await api(`/api/invoices?${params}`);
+    state.total = page.total;
+    $("#invoices tbody").replaceChildren(...page.items.map(invoiceRow));
+    const last = Math.min(page.offset + page.items.length, page.total);
+    $("#page-info").textContent = page.total ? `${page.offset + 1}–${last} of ${page.total}` : "no invoices";
+    $("#prev").disabled = page.offset === 0;
+    $("#next").disabled = last >= page.total;
+    $("#list-error").hidden = true;
+  } catch (error) {
+    $("#list-error").textContent = error.message;
+    $("#list-error").hidden = false;
+  }
+}
+
+function refetchSoon() {
+  clearTimeout(state.refetch);
+  state.refetch = setTimeout(loadInvoices, 800);
+}
+
+function applyChanges(rows) {
+  for (const row of rows) {
+    const tr = document.querySelector(`#invoices tr[data-invoice="${CSS.escape(row.invoice_id)}"]` +
+                                      `[data-version="${row.invoice_version}"]`);
+    if (tr) {
+      tr.querySelector(".status-cell").replaceChildren(statusBadge(row.status));
+      tr.classList.remove("changed");
+      void tr.offsetWidth;
+      tr.classList.add("changed");
+    }
+    if (state.open && state.open.invoice_id === row.invoice_id) openInvoice(row.invoice_id, row.invoice_version);
+  }
+  if (rows.length) refetchSoon();  // filters and paging may now include or leave out other rows
+}
+
+// -- the drill-down --------------------------------------------------------------------------
+function cells(values, mismatch = -1) {
+  return values.map((value, i) => el("td", i === mismatch ? { class: "mismatch" } : {}, value ?? "–"));
+}
+
+async function openInvoice(invoiceId, version) {
+  let invoice;
+  try {
+    invoice = await api(`/api/invoices/${encodeURIComponent(invoiceId)}?version=${version}`);
+  } catch (error) {
+    $("#action-message").textContent = error.message;
+    return;
+  }
+  state.open = invoice;
+  $("#detail").hidden = false;
+  $("#detail-title").textContent = `${invoice.invoice_id} v${invoice.invoice_version}`;
+  $("#detail-status").replaceWith(Object.assign(statusBadge(invoice.status), { id: "detail-status" }));
+  $("#detail-meta").textContent = `PO ${invoice.po_number ?? "–"} · vendor ${invoice.vendor_id ?? "–"} · ` +
+    `invoice ${invoice.invoice_number ?? "–"} · rules ${invoice.rules_version ?? "–"}` +
+    (invoice.sampro_invoice_id ? ` · Sampro ${invoice.sampro_invoice_id}` : "");
+  $("#detail-reasons tbody").replaceChildren(...(invoice.reasons.length ? invoice.reasons.map((r) =>
+    el("tr", {}, ...cells([r.code, r.severity, r.line_no, r.field, r.expected, r.actual, r.message]))) :
+    [el("tr", {}, el("td", { colspan: 7 }, "No findings: every rule passed."))]));
+  $("#detail-header tbody").replaceChildren(...invoice.comparison.header.map((f) =>
+    el("tr", { "data-field": f.field }, ...cells([f.field, f.invoice, f.purchase_order], f.findings.length ? 1 : -1))));
+  $("#detail-lines tbody").replaceChildren(...invoice.comparison.lines.flatMap((line) => line.fields.map((f) =>
+    el("tr", { "data-line": line.line_no, "data-field": f.field },
+       ...cells([line.line_no, line.po_line_no, f.field, f.invoice, f.purchase_order], f.findings.length ? 3 : -1)))));
+  const po = invoice.po_snapshot;
+  $("#detail-po-lines tbody").replaceChildren(...(po ? po.lines.map((l) => el("tr", {}, ...cells(
+    [l.line_no, l.part_number, l.unit_price, l.quantity_ordered, l.quantity_received, l.quantity_invoiced]))) :
+    [el("tr", {}, el("td", { colspan: 6 }, "Sampro had no such PO."))]));
+  $("#detail-history").replaceChildren(...invoice.history.map((h) => el("li", { "data-status": h.status },
+    new Date(h.occurred_at).toLocaleString(), " ", statusBadge(h.status),
+    h.actor ? ` by ${h.actor}` : "", h.reason ? ` — ${h.reason}` : "")));
+  $("#detail-payload").textContent = invoice.rpa_payload ? JSON.stringify(invoice.rpa_payload, null, 2) : "none";
+  const clerk = state.me && state.me.role === "clerk";
+  const newest = invoice.invoice_version === Math.max(...invoice.versions);
+  $("#release-button").hidden = !(clerk && newest && ["manual_review", "bad_invoice", "rpa_failed"].includes(invoice.status));
+  $("#dispatch-button").hidden = !(clerk && invoice.status === "ready_to_process");
+  for (const tr of document.querySelectorAll("#invoices tbody tr")) {
+    tr.classList.toggle("selected", tr.dataset.invoice === invoice.invoice_id);
+  }
+}
+
+async function command(path, body, done) {
+  try {
+    const answer = await api(path, { method: "POST", headers: { "Content-Type": "application/json" },
+                                     body: JSON.stringify(body) });
+    $("#action-message").textContent = done + " " + answer.detail;
+  } catch (error) {
+    $("#action-message").textContent = `Not done: ${error.message}`;
+  }
+}
+
+function setUpActions() {
+  const dialog = $("#release-dialog");
+  $("#release-button").addEventListener("click", () => {
+    $("#release-invoice").textContent = `${state.open.invoice_id} v${state.open.invoice_version}`;
+    $("#release-reason").value = "";
+    dialog.showModal();
+  });
+  $("#release-cancel").addEventListener("click", () => dialog.close());
+  $("#release-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const reason = $("#release-reason").value.trim();
+    if (!reason) return;
+    dialog.close();
+    const invoice = state.open;
+    await command(`/api/invoices/${encodeURIComponent(invoice.invoice_id)}/release`,
+                  { invoice_version: invoice.invoice_version, reason }, "Release sent:");
+  });
+  $("#dispatch-button").addEventListener("click", async () => {
+    const invoice = state.open;
+    if (!confirm(`Send ${invoice.invoice_id} v${invoice.invoice_version} to the RPA bot?`)) return;
+    await command(`/api/invoices/${encodeURIComponent(invoice.invoice_id)}/send-to-rpa`,
+                  { invoice_version: invoice.invoice_version }, "Sent:");
+  });
+  $("#detail-close").addEventListener("click", () => { $("#detail").hidden = true; state.open = null; });
+}
+
+function setUpFilters(reasonCodes, statuses) {
+  const form = $("#filters");
+  form.status.append(...statuses.map((s) => el("option", { value: s }, s)));
+  form.reason_code.append(...reasonCodes.map((c) => el("option", { value: c }, c)));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    state.query = Object.fromEntries([...new FormData(form)].filter(([, v]) => v));
+    state.offset = 0;
+    loadInvoices();
+  });
+  form.addEventListener("reset", () => setTimeout(() => form.requestSubmit(), 0));
+  $("#prev").addEventListener("click", () => { state.offset = Math.max(0, state.offset - state.limit); loadInvoices(); });
+  $("#next").addEventListener("click", () => { state.offset += state.limit; loadInvoices(); });
+}
+
+function listen() {
+  const source = new EventSource("/api/events");
+  source.addEventListener("open", () => { $("#live").className = "live on"; $("#live").textContent = "live"; });
+  source.addEventListener("error", () => { $("#live").className = "live off"; $("#live").textContent = "reconnecting…"; });
+  source.addEventListener("update", (event) => {
+    const update = JSON.parse(event.data);
+    if (update.error) {
+      $("#live").className = "live off";
+      $("#live").textContent = update.error;
+      return;
+    }
+    showKpi(update.kpi);
+    applyChanges(update.changed);
+  });
+  setInterval(() => state.kpi && setTile("oldest_waiting", age(state.kpi.oldest_waiting_since)), 5000);
+}
+
+async function start() {
+  state.me = await api("/api/me");
+  $("#who").textContent = `${state.me.name} (${state.me.role})`;
+  const [schema, kpi] = await Promise.all([fetch("/openapi.json").then((r) => r.json()), api("/api/kpi")]);
+  setUpFilters(schema.components.schemas.ReasonCode.enum, Object.keys(kpi.by_status));
+  setUpActions();
+  showKpi(kpi);
+  await loadInvoices();
+  listen();
+  document.body.dataset.ready = "true";
+}
+
+start();

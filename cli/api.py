@@ -1,0 +1,47 @@
+"""`api`: serve the HTTP API and the dashboard; `api hash-password` for INVOICE_AUTOMATION_API_USERS."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+api_app = typer.Typer(invoke_without_command=True)
+
+
+@api_app.callback()
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Serve the HTTP API for the RPA bot and AP, and the live dashboard (http://HOST:PORT/dashboard), until Ctrl-C.
+
+    Settings come from INVOICE_AUTOMATION_* variables: the databases and Kafka as for the worker,
+    and API_TOKEN (the RPA bot's bearer token), API_USERS (a JSON list of {name, password_hash,
+    role}), API_SESSION_SECRET, API_TRUSTED_USER_HEADER.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    import uvicorn
+
+    from api.app import create_app
+
+    uvicorn.run(create_app(), host=host, port=port, proxy_headers=True, log_level="info")
+
+
+@api_app.command("hash-password")
+def hash_password(
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True,
+                                          help="Asked for when left out.")],
+) -> None:
+    """Print the argon2 hash of a password, for a user's `password_hash` in INVOICE_AUTOMATION_API_USERS."""
+    from api.auth import hash_password as argon2_hash
+
+    if not password:
+        raise typer.BadParameter("the password must not be empty", param_hint="--password")
+    typer.echo(argon2_hash(password))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(api_app, name="api")

@@ -1,0 +1,92 @@
+"""The API on in-memory adapters: processscheduler rows recorded as the pipeline records them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.auth import hash_password
+from connectors.pipeline_lag import InMemoryPipelineLag
+from connectors.po_commands import InMemoryPurchaseOrderCommands
+from connectors.sampro import InMemoryPurchaseOrderReader
+from connectors.scheduler import InMemoryProcessScheduler
+from connectors.scheduler.read_model_memory import InMemoryInvoiceReadModel
+from rules.lifecycle import InvoiceStatus, StatusChanged
+from rules.models import PurchaseOrder
+from streams.settings import Settings
+from tests.unit.rules.builders import INVOICE, PO, invoice, judge
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+TOKEN = "rpa-secret"
+PASSWORD = "correct horse"
+PRICE_OFF = [{**INVOICE["lines"][0], "unit_price": "16.00", "amount": "32.00"}, INVOICE["lines"][1]]
+
+
+def change(invoice_id: str, status: InvoiceStatus, cause: str, minutes: int = 0, version: int = 1,
+           **extra) -> StatusChanged:
+    return StatusChanged(event_id=f"{invoice_id}:v{version}:{status.value}:{cause}", invoice_id=invoice_id,
+                         invoice_version=version, po_number="PO-5001", status=status,
+                         occurred_at=NOW - timedelta(minutes=minutes), **extra)
+
+
+def verdict(document: dict, minutes: int = 0):
+    return judge(document).model_copy(update={"evaluated_at": NOW - timedelta(minutes=minutes)})
+
+
+def seed(scheduler: InMemoryProcessScheduler) -> None:
+    """MP-1 at the RPA bot, MP-2 bad, MP-3 manual review, MP-4 entered, MP-5 ready (approval mode)."""
+    scheduler.record([
+        verdict(invoice(invoice_id="MP-1", invoice_number="INV-1"), minutes=30),
+        change("MP-1", InvoiceStatus.SENT_TO_RPA, "verdict", minutes=30),
+        verdict(invoice(invoice_id="MP-2", invoice_number="INV-2", total_amount="1.00"), minutes=20),
+        verdict(invoice(invoice_id="MP-3", invoice_number="INV-3", lines=PRICE_OFF, tax_amount="3.58",
+                        total_amount="58.33"), minutes=10),
+        verdict(invoice(invoice_id="MP-4", invoice_number="INV-4"), minutes=5),
+        change("MP-4", InvoiceStatus.SENT_TO_RPA, "verdict", minutes=5),
+        change("MP-4", InvoiceStatus.ENTERED, "rpa:MP-4:v1:attempt1", minutes=2, sampro_invoice_id="S-4"),
+        verdict(invoice(invoice_id="MP-5", invoice_number="INV-5"), minutes=1),
+    ])
+
+
+@dataclass
+class Api:
+    client: TestClient
+    scheduler: InMemoryProcessScheduler
+    read_model: InMemoryInvoiceReadModel
+    commands: InMemoryPurchaseOrderCommands
+    lag: InMemoryPipelineLag
+    settings: Settings
+
+    def as_clerk(self) -> dict:
+        return {"auth": ("ana", PASSWORD)}
+
+    def as_viewer(self) -> dict:
+        return {"auth": ("victor", PASSWORD)}
+
+    def as_bot(self) -> dict:
+        return {"headers": {"Authorization": f"Bearer {TOKEN}"}}
+
+
+def make_api(**settings_overrides) -> Api:
+    scheduler = InMemoryProcessScheduler()
+    seed(scheduler)
+    settings = Settings(_env_file=None, api_token=TOKEN, api_session_secret="s" * 32, api_users=[
+        {"name": "ana", "password_hash": HASH, "role": "clerk"},
+        {"name": "victor", "password_hash": HASH, "role": "viewer"}], **settings_overrides)
+    read_model, commands, lag = InMemoryInvoiceReadModel(scheduler), InMemoryPurchaseOrderCommands(), InMemoryPipelineLag()
+    app = create_app(settings, read_model=read_model, commands=commands, scheduler=scheduler, lag=lag,
+                     purchase_orders=InMemoryPurchaseOrderReader([PurchaseOrder.model_validate(PO)]),
+                     clock=lambda: NOW)
+    return Api(TestClient(app), scheduler, read_model, commands, lag, settings)
+
+
+HASH = hash_password(PASSWORD)
+
+
+@pytest.fixture
+def api() -> Api:
+    return make_api()

@@ -1,0 +1,41 @@
+"""The drill-down's invoice-beside-PO table, from what processscheduler keeps."""
+
+from __future__ import annotations
+
+from api.comparison import compare
+from connectors.scheduler import InMemoryProcessScheduler
+from connectors.scheduler.read_model_memory import InMemoryInvoiceReadModel
+from tests.unit.rules.builders import invoice, judge, po
+
+
+def detail_of(verdict):
+    scheduler = InMemoryProcessScheduler()
+    scheduler.record([verdict])
+    return InMemoryInvoiceReadModel(scheduler).invoice(verdict.invoice_id)
+
+
+def fields(line) -> dict:
+    return {f.field: (f.invoice, f.purchase_order, f.findings) for f in line.fields}
+
+
+def test_a_ready_invoice_shows_every_line_against_its_po_line():
+    comparison = compare(detail_of(judge(invoice())))
+    first, second = comparison.lines
+    assert (first.line_no, first.po_line_no) == (1, 1)
+    assert fields(first)["unit_price"] == ("15.50", "15.50", [])
+    assert fields(second)["quantity"] == ("3", "10", [])  # ordered 10, nothing invoiced yet
+
+
+def test_findings_mark_the_fields_with_both_values_even_without_a_payload():
+    comparison = compare(detail_of(judge(invoice(vendor_id="V999"), po(vendor_id="V100"))))
+    vendor = next(f for f in comparison.header if f.field == "vendor_id")
+    assert (vendor.invoice, vendor.purchase_order, vendor.findings) == ("V999", "V100", ["VENDOR_MISMATCH"])
+    assert comparison.lines == []
+
+
+def test_a_line_finding_without_a_payload_is_its_own_row():
+    off = invoice(lines=[{**invoice()["lines"][0], "quantity": "9", "amount": "139.50"}, invoice()["lines"][1]],
+                  tax_amount="12.18", total_amount="174.43")
+    (line,) = compare(detail_of(judge(off))).lines
+    assert line.line_no == 1 and line.po_line_no is None
+    assert fields(line)["quantity"] == ("9", "5", ["QUANTITY_EXCEEDS_OPEN"])

@@ -1,0 +1,109 @@
+"""AP's reads and overrides: filtered pages, the drill-down, release with a reason, send to the RPA bot."""
+
+from __future__ import annotations
+
+from rules.lifecycle import DispatchApproved, InvoiceStatus, ReleaseRequested
+from tests.unit.api.conftest import NOW, change, invoice, verdict
+
+
+def ids(answer) -> list[str]:
+    return [row["invoice_id"] for row in answer.json()["items"]]
+
+
+def test_the_list_is_newest_first_and_filtered(api):
+    everything = api.client.get("/api/invoices", **api.as_viewer())
+    assert ids(everything) == ["MP-5", "MP-4", "MP-3", "MP-2", "MP-1"] and everything.json()["total"] == 5
+    assert ids(api.client.get("/api/invoices?status=manual_review", **api.as_viewer())) == ["MP-3"]
+    assert ids(api.client.get("/api/invoices?reason_code=TOTAL_MISMATCH", **api.as_viewer())) == ["MP-2"]
+    page = api.client.get("/api/invoices?limit=2&offset=2", **api.as_viewer()).json()
+    assert [r["invoice_id"] for r in page["items"]] == ["MP-3", "MP-2"] and page["total"] == 5
+    assert api.client.get(f"/api/invoices?decided_from={NOW.date()}&decided_to={NOW.date()}",
+                          **api.as_viewer()).json()["total"] == 5
+    assert api.client.get("/api/invoices?decided_to=2026-11-24", **api.as_viewer()).json()["total"] == 0
+
+
+def test_a_bad_filter_names_the_field_and_the_value(api):
+    answer = api.client.get("/api/invoices?reason_code=NOT_A_RULE", **api.as_viewer())
+    (error,) = answer.json()["errors"]
+    assert answer.status_code == 422 and (error["field"], error["value"]) == ("query.reason_code", "NOT_A_RULE")
+    seconds = api.client.get("/api/invoices?decided_to=0", **api.as_viewer())
+    assert seconds.status_code == 422 and "YYYY-MM-DD" in seconds.json()["detail"]
+    assert api.client.get("/api/invoices?limit=0", **api.as_viewer()).json()["errors"][0]["field"] == "query.limit"
+
+
+def test_the_drill_down_lays_the_invoice_beside_the_po_and_shows_the_history(api):
+    detail = api.client.get("/api/invoices/MP-3", **api.as_viewer()).json()
+    assert detail["status"] == "manual_review" and detail["reason_codes"] == ["PRICE_MISMATCH"]
+    (line,) = detail["comparison"]["lines"]
+    (price,) = line["fields"]
+    assert (line["line_no"], price["field"], price["invoice"], price["purchase_order"], price["findings"]) == (
+        1, "unit_price", "16.00", "15.50", ["PRICE_MISMATCH"])
+    assert [po_line["part_number"] for po_line in detail["po_snapshot"]["lines"]] == ["AC-100", "FL-200"]
+    entered = api.client.get("/api/invoices/MP-4", **api.as_viewer()).json()
+    assert [h["status"] for h in entered["history"]] == ["ready_to_process", "sent_to_rpa", "entered"]
+    assert entered["rpa_payload"]["total_amount"] == "57.25" and entered["sampro_invoice_id"] == "S-4"
+    assert {f["field"] for f in entered["comparison"]["lines"][0]["fields"]} == {"part_number", "quantity",
+                                                                                   "unit_price", "amount"}
+
+
+def test_an_unknown_invoice_is_404(api):
+    assert api.client.get("/api/invoices/MP-404", **api.as_viewer()).status_code == 404
+    assert api.client.get("/api/invoices/MP-3?version=7", **api.as_viewer()).status_code == 404
+
+
+def test_release_needs_a_reason_and_records_the_signed_in_clerk(api):
+    blank = api.client.post("/api/invoices/MP-3/release", json={"invoice_version": 1, "reason": "   "},
+                            **api.as_clerk())
+    assert blank.status_code == 422 and blank.json()["errors"][0]["field"] == "body.reason"
+    missing = api.client.post("/api/invoices/MP-3/release", json={"invoice_version": 1}, **api.as_clerk())
+    assert missing.status_code == 422 and api.commands.published == []
+    answer = api.client.post("/api/invoices/MP-3/release", json={"invoice_version": 1, "reason": "buyer agreed"},
+                             **api.as_clerk())
+    assert answer.status_code == 202
+    ((topic, key, command),) = api.commands.published
+    assert (topic, key) == ("po.commands", "PO-5001") and isinstance(command, ReleaseRequested)
+    assert (command.user, command.reason, command.invoice_version, command.issued_at) == ("ana", "buyer agreed", 1, NOW)
+
+
+def test_only_a_held_invoice_of_its_newest_version_is_released(api):
+    at_bot = api.client.post("/api/invoices/MP-1/release", json={"invoice_version": 1, "reason": "x"}, **api.as_clerk())
+    assert at_bot.status_code == 409 and at_bot.json()["current_status"] == "sent_to_rpa"
+    api.scheduler.record([verdict(invoice(invoice_id="MP-3", version=2, invoice_number="INV-3")),
+                          change("MP-3", InvoiceStatus.SENT_TO_RPA, "verdict", version=2)])
+    old = api.client.post("/api/invoices/MP-3/release", json={"invoice_version": 1, "reason": "x"}, **api.as_clerk())
+    assert old.status_code == 409 and "replaced by version 2" in old.json()["detail"]
+    assert api.commands.published == []
+
+
+def test_a_ready_invoice_is_sent_to_the_rpa_bot_by_a_clerk(api):
+    answer = api.client.post("/api/invoices/MP-5/send-to-rpa", json={"invoice_version": 1}, **api.as_clerk())
+    assert answer.status_code == 202
+    ((topic, _, command),) = api.commands.published
+    assert topic == "po.commands" and isinstance(command, DispatchApproved) and command.user == "ana"
+    not_ready = api.client.post("/api/invoices/MP-2/send-to-rpa", json={"invoice_version": 1}, **api.as_clerk())
+    assert not_ready.status_code == 409 and not_ready.json()["current_status"] == "bad_invoice"
+
+
+def test_kpi_figures(api):
+    kpi = api.client.get("/api/kpi", **api.as_viewer()).json()
+    assert kpi["total"] == 5 and kpi["waiting_for_rpa"] == 1 and kpi["parked"] == 0
+    assert kpi["by_status"]["entered"] == 1 and kpi["by_status"]["manual_review"] == 1
+    assert kpi["by_reason"] == {"TOTAL_MISMATCH": 1, "PRICE_MISMATCH": 1}
+    assert kpi["oldest_waiting_since"] == "2026-11-25T11:30:00Z"
+    assert sum(kpi["verdicts_per_minute"]) == 5 and kpi["verdicts_per_minute"][-2] == 1  # MP-5, a minute ago
+
+
+def test_a_nul_character_is_refused_before_it_reaches_the_database(api):
+    for url in ("/api/invoices?po_number=PO%00", "/api/invoices/MP%001"):
+        answer = api.client.get(url, **api.as_viewer())
+        assert answer.status_code == 422, url
+    release = api.client.post("/api/invoices/MP-3/release", json={"invoice_version": 1, "reason": "ok\u0000"},
+                              **api.as_clerk())
+    assert release.status_code == 422 and release.json()["errors"][0]["field"] == "body.reason"
+    assert api.commands.published == []
+
+
+def test_a_lone_surrogate_in_a_reason_is_422_and_shown_escaped(api):
+    answer = api.client.post("/api/invoices/MP-3/release", content=b'{"invoice_version": 1, "reason": "ok \\ud800"}',
+                             headers={"Content-Type": "application/json"}, **api.as_clerk())
+    assert answer.status_code == 422 and answer.json()["errors"][0]["value"] == "'ok \\ud800'"

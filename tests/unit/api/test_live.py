@@ -1,0 +1,42 @@
+"""The live feed: one poll for every dashboard, the figures first, then rows as they change."""
+
+from __future__ import annotations
+
+import asyncio
+
+from api.live import LiveFeed
+from rules.lifecycle import InvoiceStatus
+from tests.unit.api.conftest import NOW, change
+
+
+def test_the_first_poll_has_the_figures_then_only_changes_are_news(api):
+    feed = LiveFeed(api.read_model, lambda: NOW, kpi_every=3600)
+    first = feed.poll()
+    assert first["kpi"]["total"] == 5 and first["changed"] == []
+    assert feed.poll() is None
+    api.scheduler.record([change("MP-1", InvoiceStatus.ENTERED, "rpa:MP-1:v1:attempt1")])
+    update = feed.poll()
+    assert [(r["invoice_id"], r["status"]) for r in update["changed"]] == [("MP-1", "entered")]
+    assert update["kpi"]["by_status"]["entered"] == 2
+
+
+def test_subscribers_get_the_latest_figures_then_each_change():
+    async def scenario(api):
+        feed = LiveFeed(api.read_model, lambda: NOW, interval=0.01, kpi_every=3600)
+        updates = feed.subscribe()
+        first = await asyncio.wait_for(anext(updates), 5)
+        api.scheduler.record([change("MP-1", InvoiceStatus.ENTERED, "rpa:MP-1:v1:attempt1")])
+        second = await asyncio.wait_for(anext(updates), 5)
+        await updates.aclose()
+        await feed.close()
+        return first, second
+
+    from tests.unit.api.conftest import make_api
+
+    first, second = asyncio.run(scenario(make_api()))
+    assert first["kpi"]["waiting_for_rpa"] == 1 and second["kpi"]["waiting_for_rpa"] == 0
+    assert second["changed"][0]["invoice_id"] == "MP-1"
+
+
+def test_the_event_stream_needs_a_signed_in_user(api):
+    assert api.client.get("/api/events").status_code == 401

@@ -1,0 +1,61 @@
+"""Liveness, readiness and the Prometheus figures, computed when scraped."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.unit.api.conftest import NOW
+
+
+def samples(api) -> dict[tuple[str, tuple], float]:
+    text = api.client.get("/metrics").text
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_healthz_and_readyz(api):
+    assert api.client.get("/healthz").json() == {"status": "ok"}
+    assert api.client.get("/readyz").json() == {"status": "ready", "checks": {"database": "ok", "kafka": "ok"}}
+
+
+def test_readyz_is_503_naming_what_cannot_be_reached(api):
+    api.commands.reachable = False
+    answer = api.client.get("/readyz")
+    assert answer.status_code == 503 and answer.json()["checks"]["database"] == "ok"
+    assert "switched off" in answer.json()["checks"]["kafka"]
+    api.read_model.reachable = False
+    assert "switched off" in api.client.get("/readyz").json()["checks"]["database"]
+
+
+def test_metrics_from_processscheduler(api):
+    found = samples(api)
+    assert found[("invoice_automation_invoices", (("status", "entered"),))] == 1
+    assert found[("invoice_automation_verdicts_last_hour", (("status", "ready_to_process"),))] == 3
+    assert found[("invoice_automation_oldest_waiting_seconds", ())] == 30 * 60
+    assert found[("invoice_automation_rpa_round_trip_seconds", (("quantile", "0.5"),))] == 3 * 60  # MP-4
+    assert found[("invoice_automation_scrape_ok", (("source", "processscheduler"),))] == 1
+
+
+def test_metrics_from_kafka_lag(api):
+    api.lag.append("invoices", 0, [NOW - timedelta(seconds=s) for s in (90, 60, 30)])
+    api.lag.append("invoices", 1, [NOW - timedelta(seconds=5)])
+    api.lag.commit("invoices", 0, 1)
+    api.lag.commit("invoices", 1, 1)
+    found = samples(api)
+    assert found[("invoice_automation_consumer_lag_messages", (("topic", "invoices"),))] == 2
+    assert found[("invoice_automation_processing_latency_seconds", (("topic", "invoices"),))] == 60
+    assert found[("invoice_automation_scrape_ok", (("source", "kafka"),))] == 1
+
+
+def test_a_source_that_cannot_be_read_is_reported_and_the_other_still_is(api):
+    api.read_model.reachable = True
+
+    def broken():
+        raise ConnectionError("broker down")
+
+    api.lag.lag = broken
+    found = samples(api)
+    assert found[("invoice_automation_scrape_ok", (("source", "kafka"),))] == 0
+    assert found[("invoice_automation_invoices", (("status", "entered"),))] == 1

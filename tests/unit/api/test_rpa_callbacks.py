@@ -1,0 +1,91 @@
+"""The RPA bot's callbacks: 401 without the token, 404 unknown, 409 not at the bot, 202 published
+once per attempt with a deterministic event id, 202 'already recorded' for a repeat."""
+
+from __future__ import annotations
+
+from rules.lifecycle import InvoiceStatus
+from rules.models import CompletionOutcome, RpaCompletion
+from tests.unit.api.conftest import change
+
+SUCCESS = "/rpa/invoices/{}/success"
+FAILURE = "/rpa/invoices/{}/failure"
+
+
+def test_no_token_or_a_wrong_one_is_401(api):
+    entered = {"invoice_version": 1, "sampro_invoice_id": "S-1"}
+    assert api.client.post(SUCCESS.format("MP-1"), json=entered).status_code == 401
+    wrong = api.client.post(SUCCESS.format("MP-1"), json={"invoice_version": 1, "sampro_invoice_id": "S-1"},
+                            headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401 and wrong.headers["WWW-Authenticate"] == "Bearer"
+    clerk = api.client.post(SUCCESS.format("MP-1"), json={"invoice_version": 1, "sampro_invoice_id": "S-1"},
+                            **api.as_clerk())
+    assert clerk.status_code == 401 and api.commands.published == []
+
+
+def test_an_invoice_processscheduler_does_not_know_is_404(api):
+    for invoice_id, version in (("MP-404", 1), ("MP-1", 2)):
+        body = {"invoice_version": version, "sampro_invoice_id": "S"}
+        answer = api.client.post(SUCCESS.format(invoice_id), json=body, **api.as_bot())
+        assert answer.status_code == 404 and invoice_id in answer.json()["detail"]
+    assert api.commands.published == []
+
+
+def test_success_at_the_bot_is_published_on_the_po_stream_with_the_attempts_event_id(api):
+    answer = api.client.post(SUCCESS.format("MP-1"), json={"invoice_version": 1, "sampro_invoice_id": "S-1"},
+                             **api.as_bot())
+    assert answer.status_code == 202
+    assert answer.json()["event_id"] == "rpa:MP-1:v1:attempt1" and answer.json()["already_recorded"] is False
+    ((topic, key, completion),) = api.commands.published
+    assert (topic, key) == ("rpa.completions", "PO-5001") and isinstance(completion, RpaCompletion)
+    assert completion.outcome is CompletionOutcome.SUCCESS and completion.sampro_invoice_id == "S-1"
+
+
+def test_the_same_report_twice_before_it_is_applied_carries_the_same_event_id(api):
+    for _ in range(2):
+        api.client.post(FAILURE.format("MP-1"), json={"invoice_version": 1, "error": "screen timed out"},
+                        **api.as_bot())
+    first, second = (command for _, _, command in api.commands.published)
+    assert first.event_id == second.event_id == "rpa:MP-1:v1:attempt1"
+    assert first.error == "screen timed out" and first.outcome is CompletionOutcome.FAILURE
+
+
+def test_an_outcome_already_recorded_is_202_and_nothing_is_published(api):
+    answer = api.client.post(SUCCESS.format("MP-4"), json={"invoice_version": 1, "sampro_invoice_id": "S-4"},
+                             **api.as_bot())
+    assert answer.status_code == 202 and answer.json()["already_recorded"] is True
+    assert "already recorded" in answer.json()["detail"] and api.commands.published == []
+
+
+def test_another_outcome_or_an_invoice_not_at_the_bot_is_409_with_the_status(api):
+    failure = api.client.post(FAILURE.format("MP-4"), json={"invoice_version": 1, "error": "x"}, **api.as_bot())
+    assert failure.status_code == 409 and failure.json()["current_status"] == "entered"
+    review = api.client.post(SUCCESS.format("MP-3"), json={"invoice_version": 1, "sampro_invoice_id": "S"},
+                             **api.as_bot())
+    assert review.status_code == 409 and review.json()["current_status"] == "manual_review"
+    assert api.commands.published == []
+
+
+def test_a_resent_invoice_is_a_new_attempt(api):
+    api.scheduler.record([change("MP-1", InvoiceStatus.RPA_FAILED, "rpa:MP-1:v1:attempt1"),
+                          change("MP-1", InvoiceStatus.RELEASED, "release:1", actor="ana", reason="retry"),
+                          change("MP-1", InvoiceStatus.SENT_TO_RPA, "release:1")])
+    answer = api.client.post(SUCCESS.format("MP-1"), json={"invoice_version": 1, "sampro_invoice_id": "S-1"},
+                             **api.as_bot())
+    assert answer.json()["event_id"] == "rpa:MP-1:v1:attempt2"
+
+
+def test_an_empty_report_names_the_field(api):
+    answer = api.client.post(SUCCESS.format("MP-1"), json={"invoice_version": 1, "sampro_invoice_id": " "},
+                             **api.as_bot())
+    assert answer.status_code == 422
+    (error,) = answer.json()["errors"]
+    assert error["field"] == "body.sampro_invoice_id" and error["value"] == " "
+    missing = api.client.post(FAILURE.format("MP-1"), json={"invoice_version": 1, }, **api.as_bot())
+    assert missing.status_code == 422 and missing.json()["errors"][0]["field"] == "body.error"
+
+
+def test_kafka_away_is_503_so_the_bot_tries_again(api):
+    api.commands.reachable = False
+    answer = api.client.post(SUCCESS.format("MP-1"), json={"invoice_version": 1, "sampro_invoice_id": "S-1"},
+                             **api.as_bot())
+    assert answer.status_code == 503 and "try again" in answer.json()["detail"]

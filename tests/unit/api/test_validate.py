@@ -1,0 +1,71 @@
+"""The dry run: the verdict the rules give now, as the old endpoint answered (200/400/404), nothing written."""
+
+from __future__ import annotations
+
+import json
+
+from tests.unit.api.conftest import PRICE_OFF
+from tests.unit.rules.builders import invoice
+
+
+def dry_run(api, document) -> tuple[int, dict]:
+    body = document if isinstance(document, bytes) else json.dumps(document, default=str).encode()
+    answer = api.client.post("/api/validate", content=body, headers={"Content-Type": "application/json"},
+                             **api.as_viewer())
+    return answer.status_code, answer.json()
+
+
+def test_a_matching_invoice_is_200_with_the_rpa_payload_and_nothing_is_written(api):
+    rows, events = dict(api.scheduler.table), dict(api.scheduler.events)
+    status, verdict = dry_run(api, invoice(invoice_id="MP-NEW", invoice_number="INV-NEW"))
+    assert status == 200 and verdict["status"] == "ready_to_process" and verdict["rpa_payload"]["total_amount"] == "57.25"
+    assert "audit" not in verdict  # the replay trail stays on the verdicts topic
+    assert api.scheduler.table == rows and api.scheduler.events == events and api.commands.published == []
+
+
+def test_a_price_off_the_po_is_400_manual_review_with_the_line_and_field(api):
+    status, verdict = dry_run(api, invoice(invoice_id="MP-NEW", invoice_number="INV-NEW", lines=PRICE_OFF,
+                                           tax_amount="3.58", total_amount="58.33"))
+    (reason,) = verdict["reasons"]
+    assert status == 400 and verdict["status"] == "manual_review"
+    assert (reason["code"], reason["line_no"], reason["expected"], reason["actual"]) == ("PRICE_MISMATCH", 1, "15.50", "16.00")
+
+
+def test_a_po_sampro_does_not_have_is_404(api):
+    status, verdict = dry_run(api, invoice(invoice_id="MP-NEW", invoice_number="INV-NEW", po_number="PO-404"))
+    assert status == 404 and verdict["status"] == "po_not_found"
+
+
+def test_an_invoice_number_processscheduler_already_decided_is_a_duplicate(api):
+    status, verdict = dry_run(api, invoice(invoice_id="MP-OTHER", invoice_number="INV-4"))
+    assert status == 400 and [r["code"] for r in verdict["reasons"]] == ["DUPLICATE_INVOICE"]
+
+
+def test_json_numbers_are_read_as_exact_decimals(api):
+    raw = json.dumps(invoice(invoice_id="MP-NEW", invoice_number="INV-NEW"), default=str)
+    raw = raw.replace('"unit_price": "15.50"', '"unit_price": 15.50').replace('"total_amount": "57.25"',
+                                                                               '"total_amount": 57.25')
+    status, verdict = dry_run(api, raw.encode())
+    assert status == 200 and verdict["rpa_payload"]["lines"][0]["unit_price"] == "15.50"
+
+
+def test_a_broken_invoice_is_a_bad_invoice_verdict_naming_the_field(api):
+    status, verdict = dry_run(api, invoice(invoice_id="MP-NEW", invoice_number="INV-NEW", currency=None))
+    assert status == 400 and verdict["reasons"][0]["field"] == "currency"
+
+
+def test_a_body_that_is_not_a_json_object_is_422(api):
+    status, problem = dry_run(api, b'{"invoice_id": ')
+    assert status == 422 and problem["errors"][0]["field"] == "body" and "not valid JSON" in problem["detail"]
+    status, problem = dry_run(api, b"[1, 2]")
+    assert status == 422 and problem["errors"][0]["value"] == [1, 2] and "JSON object" in problem["detail"]
+
+
+def test_a_po_number_no_database_could_hold_is_not_looked_up(api):
+    status, verdict = dry_run(api, invoice(invoice_id="MP-NEW", po_number="PO\u00005001"))
+    assert status == 404 and verdict["status"] == "po_not_found"
+
+
+def test_a_lone_surrogate_escape_is_422_not_text(api):
+    status, problem = dry_run(api, b'{"po_number": "\\ud800"}')
+    assert status == 422 and problem["errors"][0]["field"] == "body"
