@@ -1,0 +1,73 @@
+"""The API against the real stack with a real worker: what it publishes travels through Kafka and
+the per-PO ledger, and processscheduler changes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from devstack.demo import upload
+from tests.api_fixtures import CLERK, PASSWORD, TOKEN, load_sample, with_api
+from tests.e2e.conftest import pipeline  # noqa: F401 (the fixture: Debezium, Kafka, worker, PostgreSQL)
+
+BOT = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def api(pipeline):  # noqa: F811
+    with TestClient(create_app(with_api(pipeline.settings))) as client:
+        yield client
+
+
+def status_of(pipeline, invoice_id: str) -> str | None:
+    return pipeline.statuses().get(invoice_id)
+
+
+def test_a_success_callback_travels_through_kafka_and_the_row_becomes_entered(pipeline, api, unique_name):  # noqa: F811
+    ready = load_sample(pipeline, "01", unique_name)
+    invoice_id = ready["invoice_id"]
+    pipeline.start_worker()
+    upload(pipeline.settings, [ready])
+    pipeline.wait_for(lambda: status_of(pipeline, invoice_id) == "sent_to_rpa", what="the RPA hand-off")
+
+    url = f"/rpa/invoices/{invoice_id}/success"
+    answer = api.post(url, json={"invoice_version": 1, "sampro_invoice_id": "S-77"}, headers=BOT)
+    assert answer.status_code == 202 and answer.json()["already_recorded"] is False
+    pipeline.wait_for(lambda: status_of(pipeline, invoice_id) == "entered", what="the completion")
+    (row,) = [r for r in pipeline.scheduler.rows() if r["invoice_id"] == invoice_id]
+    assert row["sampro_invoice_id"] == "S-77"
+    entered = pipeline.scheduler.history(invoice_id)[-1]
+    assert entered["event_id"].endswith(f"rpa:{invoice_id}:v1:attempt1")
+
+    again = api.post(url, json={"invoice_version": 1, "sampro_invoice_id": "S-77"}, headers=BOT)
+    assert again.status_code == 202 and again.json()["already_recorded"] is True
+    assert api.post(f"/rpa/invoices/{invoice_id}/failure", json={"invoice_version": 1, "error": "late"},
+                    headers=BOT).status_code == 409
+
+
+def test_a_released_manual_review_invoice_goes_to_the_rpa_bot_with_who_and_why(pipeline, api, unique_name):  # noqa: F811
+    price_off = load_sample(pipeline, "02", unique_name)
+    invoice_id = price_off["invoice_id"]
+    pipeline.start_worker()
+    upload(pipeline.settings, [price_off])
+    pipeline.wait_for(lambda: status_of(pipeline, invoice_id) == "manual_review", what="the verdict")
+
+    blank = api.post(f"/api/invoices/{invoice_id}/release", json={"invoice_version": 1, "reason": ""},
+                     auth=(CLERK, PASSWORD))
+    assert blank.status_code == 422
+    answer = api.post(f"/api/invoices/{invoice_id}/release",
+                      json={"invoice_version": 1, "reason": "Buyer confirmed the new price"}, auth=(CLERK, PASSWORD))
+    assert answer.status_code == 202, answer.text
+    pipeline.wait_for(lambda: status_of(pipeline, invoice_id) == "sent_to_rpa", what="the release")
+
+    history = pipeline.scheduler.history(invoice_id)
+    assert [h["status"] for h in history] == ["manual_review", "released", "sent_to_rpa"]
+    assert (history[1]["actor"], history[1]["reason"]) == (CLERK, "Buyer confirmed the new price")
+    pipeline.wait_for(lambda: len(pipeline.mailbox.mailbox.messages) == 1, what="the RPA email")
+    (email,) = pipeline.mailbox.mailbox.messages
+    assert json.loads(email.get_body(("plain",)).get_content())["lines"][0]["unit_price"] == "15.75"  # as invoiced
+    detail = api.get(f"/api/invoices/{invoice_id}", auth=(CLERK, PASSWORD)).json()
+    assert detail["status"] == "sent_to_rpa" and detail["history"][1]["actor"] == CLERK
