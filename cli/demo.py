@@ -24,19 +24,31 @@ def _summary(rows: list[dict], emails: int, entered: int) -> Table:
     return table
 
 
+def _print_api(run) -> None:
+    from devstack.demo import DEMO_USERS
+
+    users = " or ".join(f"[bold]{name}[/] / {password} ({role})" for name, (password, role) in DEMO_USERS.items())
+    console.print(f"Dashboard: [link]{run.api.url}/dashboard[/] (sign in as {users}); "
+                  f"API document: {run.api.url}/docs")
+    console.print(f"RPA callbacks: POST {run.api.url}/rpa/invoices/ID/success|failure with "
+                  f"'Authorization: Bearer {run.settings.api_token.get_secret_value()}'")
+
+
 def demo(
     samples: Annotated[Path, typer.Option(help="Folder of sample cases (invoice.json, po.json, history.json).")] = Path(
         "samples"),
     once: Annotated[bool, typer.Option("--once", help="Print the summary and stop, instead of running on.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for every invoice to be decided.")] = 120,
+    api_port: Annotated[int, typer.Option(help="Port of the API and dashboard (another one when taken).")] = 8000,
 ) -> None:
-    """Start Kafka, the worker, a local SMTP mailbox and a stand-in RPA bot; upload the samples to the
-    marketplace; print what the pipeline decided. Ctrl-C stops everything."""
+    """Start Kafka, the worker, a local SMTP mailbox, the API with the dashboard and a stand-in RPA bot;
+    upload the samples to the marketplace; print what the pipeline decided. Ctrl-C stops everything."""
     from devstack import demo as run_demo
 
     root = Path.cwd()
-    with console.status("Starting Kafka, the worker and the RPA mailbox..."):
-        run = run_demo.start(root, samples.resolve())
+    with console.status("Starting Kafka, the worker, the API and the RPA mailbox..."):
+        run = run_demo.start(root, samples.resolve(), api_port)
+    _print_api(run)
     try:
         run_demo.upload(run.settings, run.invoices)
         with Progress(TextColumn("Invoices decided"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -50,7 +62,8 @@ def demo(
             raise typer.Exit(1)
         if not once:
             console.print("The pipeline keeps running: add rows to the marketplace table "
-                          f"({run.settings.marketplace_db_url}). Ctrl-C stops everything.")
+                          f"({run.settings.marketplace_db_url}), or release invoices on the dashboard "
+                          f"({run.api.url}/dashboard). Ctrl-C stops everything.")
             run.worker.process.wait()
     except KeyboardInterrupt:
         console.print("stopping...")

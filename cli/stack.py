@@ -39,12 +39,15 @@ def _endpoints_table(stack: LocalStack) -> Table:
 
 
 @stack_app.command()
-def install() -> None:
+def install(
+    browser: Annotated[bool, typer.Option("--browser", help="Also Chromium (apt), for the dashboard's browser tests.")]
+    = False,
+) -> None:
     """Fetch PostgreSQL 15 (apt), the Kafka jars and the Debezium plugin (Maven Central); cached."""
     try:
-        with console.status("Fetching PostgreSQL, Kafka and Debezium (cached after the first run)..."):
+        with console.status("Fetching what the stack runs (cached after the first run)..."):
             started = time.monotonic()
-            fetched = LocalStack().install()
+            fetched = LocalStack().install(browser)
     except StackError as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from None

@@ -1,11 +1,14 @@
 """The demo on embedded defaults: local Kafka, SQLite for the marketplace, the Sampro stand-in and
-processscheduler, the polling source, a local SMTP mailbox with a stand-in RPA bot, and the worker.
+processscheduler, the polling source, a local SMTP mailbox with a stand-in RPA bot, the worker,
+and the API with the dashboard (the bot reports through its callbacks).
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 import shutil
+import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -16,11 +19,15 @@ from pathlib import Path
 
 from sqlalchemy import insert
 
+from api.app import create_app
+from api.auth import hash_password
+from api.server import ThreadedServer
 from connectors.marketplace_table import marketplace_invoices
 from connectors.marketplace_table import metadata as marketplace_metadata
 from connectors.sampro.standin import SamproStandIn
 from connectors.scheduler import SqlProcessScheduler, upgrade
 from devstack.mailbox import SmtpServer
+from devstack.process import free_port
 from devstack.rpa_bot import RpaBot
 from devstack.stack import LocalStack
 from devstack.worker import WorkerProcess
@@ -29,6 +36,8 @@ from streams.bootstrap import engine_for
 from streams.settings import Settings
 
 SETTLED = {"manual_review", "bad_invoice", "po_not_found", "entered", "rpa_failed"}
+DEMO_USERS = {"ap-clerk": ("demo", "clerk"), "ap-viewer": ("demo", "viewer")}  # name: (password, role)
+API_SECRETS = {"api_token", "api_users", "api_session_secret"}  # the worker needs none of them
 
 
 def _json(path: Path):
@@ -44,10 +53,11 @@ class DemoRun:
     bot: RpaBot
     worker: WorkerProcess
     invoices: list[dict]
+    api: ThreadedServer
 
 
 def _settings_env(settings: Settings) -> dict[str, str]:
-    values = settings.model_dump(mode="json", exclude={"sampro_names", "smtp_password"})
+    values = settings.model_dump(mode="json", exclude={"sampro_names", "smtp_password", *API_SECRETS})
     return {f"INVOICE_AUTOMATION_{k.upper()}": str(v) for k, v in values.items() if v is not None}
 
 
@@ -64,6 +74,9 @@ def prepare(root: Path, samples: Path, kafka_bootstrap: str) -> tuple[Settings, 
         marketplace_db_url=f"sqlite:///{data}/marketplace.db", sampro_db_url=f"sqlite:///{data}/sampro.db",
         scheduler_db_url=f"sqlite:///{data}/scheduler.db", poll_interval_seconds=0.5, batch_seconds=0.1,
         tolerances_file=samples / "tolerances.toml" if (samples / "tolerances.toml").exists() else None,
+        api_token=secrets.token_urlsafe(16), api_session_secret=secrets.token_hex(32),
+        api_users=[{"name": name, "password_hash": hash_password(password), "role": role}
+                   for name, (password, role) in DEMO_USERS.items()],
     )
     cases = sorted(p for p in samples.iterdir() if (p / "invoice.json").exists())
     invoices = [_json(case / "invoice.json") for case in cases]
@@ -97,17 +110,29 @@ def upload(settings: Settings, invoices: list[dict]) -> None:
             conn.execute(insert(marketplace_invoices).values(**row))
 
 
-def start(root: Path, samples: Path) -> DemoRun:
+def _port(wanted: int) -> int:
+    """`wanted` when it is free, else any free port."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", wanted))
+            return wanted
+        except OSError:
+            return free_port()
+
+
+def start(root: Path, samples: Path, api_port: int = 8000) -> DemoRun:
     endpoints = LocalStack(root).up(("kafka",))
     settings, invoices, _ = prepare(root, samples, endpoints.kafka_bootstrap)
     mailbox = SmtpServer().__enter__()
     settings = settings.model_copy(update={"smtp_port": mailbox.port})
     env = _settings_env(settings)
     worker = WorkerProcess(env, settings.data_dir / "worker.log").start()
+    api = ThreadedServer(create_app(settings), port=_port(api_port)).start()
     sampro = SamproStandIn(engine_for(settings.sampro_db_url))
-    bot = RpaBot(mailbox.mailbox, sampro, settings.kafka_bootstrap_servers, settings.completions_topic).start()
+    bot = RpaBot(mailbox.mailbox, sampro, settings.kafka_bootstrap_servers, settings.completions_topic,
+                 api_url=api.url, api_token=settings.api_token.get_secret_value()).start()
     scheduler = SqlProcessScheduler(engine_for(settings.scheduler_db_url))
-    return DemoRun(settings, env, scheduler, mailbox, bot, worker, invoices)
+    return DemoRun(settings, env, scheduler, mailbox, bot, worker, invoices, api)
 
 
 def wait_until_settled(run: DemoRun, timeout: float, progress: Callable[[int, int], None]) -> bool:
@@ -127,6 +152,7 @@ def wait_until_settled(run: DemoRun, timeout: float, progress: Callable[[int, in
 
 def stop(run: DemoRun, root: Path) -> None:
     run.bot.stop()
+    run.api.stop()
     run.worker.stop()
     run.mailbox.__exit__(None, None, None)
     LocalStack(root).down()

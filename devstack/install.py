@@ -1,5 +1,5 @@
-"""Fetching what the stack runs: jars from Maven Central (cached in ~/.m2 and the project cache)
-and PostgreSQL 15 from Debian's packages when it is missing."""
+"""Fetching what the stack runs: jars from Maven Central (cached in ~/.m2 and the project cache),
+PostgreSQL 15 and Chromium (for the dashboard's browser tests) from Debian's packages when missing."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from devstack.process import StackError
 KAFKA_VERSION = "4.3.1"
 DEBEZIUM_VERSION = "3.6.1.Final"
 POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
+CHROMIUM = Path("/usr/bin/chromium")
 POM = Path(__file__).with_name("maven") / "pom.xml"
 
 
@@ -71,24 +72,35 @@ def install_debezium() -> bool:
     return True
 
 
-def install_postgres() -> bool:
-    if (POSTGRES_BIN / "initdb").exists():
-        return False
+def _apt_install(package: str, what: str) -> None:
     if os.geteuid() != 0:
-        raise StackError("PostgreSQL 15 is missing: run `sudo apt-get install -y postgresql-15` (or run as root).")
+        raise StackError(f"{what} is missing: run `sudo apt-get install -y {package}` (or run as root).")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for argv in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "postgresql-15"]):
+    for argv in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", package]):
         result = subprocess.run(argv, capture_output=True, text=True, env=env)
         if result.returncode != 0:
             raise StackError(f"{' '.join(argv)} failed:\n{result.stderr[-2000:]}")
+
+
+def install_postgres() -> bool:
+    if (POSTGRES_BIN / "initdb").exists():
+        return False
+    _apt_install("postgresql-15", "PostgreSQL 15")
     return True
 
 
-def install_all() -> list[str]:
-    """Everything the stack needs; returns what was fetched this time."""
-    fetched = []
-    for name, step in (("PostgreSQL 15", install_postgres), ("Kafka jars", install_jars),
-                       ("Debezium plugin", install_debezium)):
-        if step():
-            fetched.append(name)
-    return fetched
+def install_chromium() -> bool:
+    """Debian's Chromium, which Playwright drives in the dashboard tests (it never downloads a browser)."""
+    if CHROMIUM.exists():
+        return False
+    _apt_install("chromium", "Chromium")
+    return True
+
+
+def install_all(browser: bool = False) -> list[str]:
+    """Everything the stack needs, and the browser when asked (only the tests drive one);
+    returns what was fetched this time."""
+    steps = [("PostgreSQL 15", install_postgres), ("Kafka jars", install_jars), ("Debezium plugin", install_debezium)]
+    if browser:
+        steps.append(("Chromium", install_chromium))
+    return [name for name, step in steps if step()]

@@ -1,14 +1,17 @@
 """A stand-in for the RPA bot: reads its mailbox, enters each invoice in the Sampro stand-in and
-reports the completion on the PO's stream, as the real bot does through the HTTP callback."""
+reports the completion through the API's HTTP callbacks, as the real bot does, or (without an
+API URL) straight onto the PO's stream."""
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
+import httpx
 from confluent_kafka import Producer
 
 from connectors.sampro.standin import SamproStandIn
@@ -19,10 +22,12 @@ from schemas.codec import SingleObjectCodec
 
 class RpaBot:
     def __init__(self, mailbox: Mailbox, sampro: SamproStandIn, bootstrap: str, completions_topic: str,
-                 fail_invoices: frozenset[str] = frozenset()):
+                 fail_invoices: frozenset[str] = frozenset(), *, api_url: str | None = None,
+                 api_token: str | None = None):
         self.mailbox, self.sampro, self.topic = mailbox, sampro, completions_topic
         self.fail_invoices = fail_invoices
-        self.producer = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random"})
+        self.api_url, self.api_token = api_url, api_token
+        self.producer = None if api_url else Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random"})
         self.codec = SingleObjectCodec()
         self.entered: list[str] = []
         self._seen = 0
@@ -36,8 +41,9 @@ class RpaBot:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
-        self.producer.flush(10)
-        self.producer = None  # released now, not after the broker is gone
+        if self.producer is not None:
+            self.producer.flush(10)
+            self.producer = None  # released now, not after the broker is gone
 
     def _run(self) -> None:
         while not self._stop.wait(0.2):
@@ -62,5 +68,25 @@ class RpaBot:
             outcome=CompletionOutcome.FAILURE if failed else CompletionOutcome.SUCCESS,
             sampro_invoice_id=None if failed else sampro_id, error="Sampro screen timed out" if failed else None,
             occurred_at=datetime.now(UTC))
+        if self.api_url:
+            self._call_back(completion)
+            return
         self.producer.produce(self.topic, key=payload["po_number"].encode(), value=self.codec.encode(completion))
         self.producer.flush(10)
+
+    def _call_back(self, completion: RpaCompletion, patience: float = 60) -> None:
+        """POSTs the outcome; 404 and 409 are retried too, as the email can arrive before
+        processscheduler shows the invoice at the RPA bot."""
+        failed = completion.outcome is CompletionOutcome.FAILURE
+        url = f"{self.api_url}/rpa/invoices/{completion.invoice_id}/{'failure' if failed else 'success'}"
+        body = {"invoice_version": completion.invoice_version,
+                **({"error": completion.error} if failed else {"sampro_invoice_id": completion.sampro_invoice_id})}
+        deadline = time.monotonic() + patience
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            try:
+                answer = httpx.post(url, json=body, headers={"Authorization": f"Bearer {self.api_token}"}, timeout=10)
+                if answer.status_code == 202:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)

@@ -52,8 +52,8 @@ class LocalStack:
         return alive(entry.get("pid"))
 
     # -- commands ----------------------------------------------------------------------------
-    def install(self) -> list[str]:
-        return install_all()
+    def install(self, browser: bool = False) -> list[str]:
+        return install_all(browser)
 
     def up(self, components: tuple[str, ...] = COMPONENTS) -> StackEndpoints:
         unknown = set(components) - set(COMPONENTS)

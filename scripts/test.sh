@@ -6,6 +6,6 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 source scripts/bootstrap.sh
-"$VENV/bin/invoice-automation" stack install
+"$VENV/bin/invoice-automation" stack install --browser
 trap '"$VENV/bin/invoice-automation" stack down >/dev/null 2>&1 || true' EXIT
 "$VENV/bin/python" -m pytest "$@"
