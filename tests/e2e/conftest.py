@@ -4,7 +4,7 @@ an aiosmtpd mailbox and the stand-in RPA bot. Each test gets its own topics, sch
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -43,9 +43,11 @@ class Pipeline:
     log_dir: Path
     worker: WorkerProcess | None = None
     bot: RpaBot | None = None
+    workers: list[WorkerProcess] = field(default_factory=list)
 
     def start_worker(self) -> WorkerProcess:
         self.worker = WorkerProcess(_settings_env(self.settings), self.log_dir / "worker.log").start()
+        self.workers.append(self.worker)
         return self.worker
 
     def start_bot(self, fail_invoices: frozenset[str] = frozenset()) -> RpaBot:
@@ -134,8 +136,8 @@ def pipeline(kafka_bootstrap, connect_url, marketplace_db_url, sampro_db_url, sc
         finally:
             if run.bot:
                 run.bot.stop()
-            if run.worker:
-                run.worker.stop()
+            for worker in run.workers:
+                worker.stop()
             remove_capture(connect_url, capture)
             for url in schemas:
                 engine = create_engine(url)
