@@ -6,7 +6,7 @@
    decides them and commits rows into processscheduler (PostgreSQL): rows per second.
 3. Latency: invoices offered at a fixed rate; produce time to processscheduler row (created_at).
 
-Usage: python bench/pipeline_bench.py [--invoices 50000] [--pos 2000] [--rate 200] [--seconds 30]
+Usage: python bench/pipeline_bench.py [--invoices 50000] [--pos 2000] [--rate 200] [--seconds 30] [--workers 1]
 Starts the local stack (PostgreSQL, Kafka) if it is not up, and then stops it at the end.
 """
 
@@ -125,13 +125,13 @@ def run(args) -> None:
         base = passthrough(endpoints.kafka_bootstrap, settings.invoices_topic, f"{prefix}.copy", args.invoices)
         print(f"baseline  confluent-kafka consume->produce pass-through: {base:>10,.0f} msg/s")
 
-        worker = WorkerProcess(_settings_env(settings), data / "worker.log").start()
+        workers = [WorkerProcess(_settings_env(settings), data / f"worker-{n}.log").start() for n in range(args.workers)]
         try:
             elapsed = wait_rows(engine, args.invoices, timeout=1800)
             pipeline = args.invoices / elapsed
             statuses = SqlProcessScheduler(engine).counts_by_status()
-            print(f"pipeline  invoices decided and committed into processscheduler: {pipeline:>10,.0f} rows/s "
-                  f"(incl. worker start-up) {statuses}")
+            print(f"pipeline  invoices decided and committed into processscheduler by {args.workers} worker(s): "
+                  f"{pipeline:>10,.0f} rows/s (incl. worker start-up) {statuses}")
             print(f"ratio     pipeline / pass-through: {pipeline / base:.2f}  (target >= 0.25)")
 
             latency_stream = invoices(int(args.rate * args.seconds), purchase_orders(args.pos, prefix + "L"),
@@ -150,7 +150,8 @@ def run(args) -> None:
             print(f"latency   produce -> processscheduler row at {args.rate:.0f}/s: p50 {p50 * 1000:,.0f} ms, "
                   f"p99 {p99 * 1000:,.0f} ms  (target p99 < 1000 ms)")
         finally:
-            worker.stop()
+            for worker in workers:
+                worker.stop()
             for url in (endpoints.sampro_db_url, endpoints.scheduler_db_url):
                 with create_engine(url).begin() as conn:
                     conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
@@ -165,6 +166,7 @@ def main() -> None:
     parser.add_argument("--pos", type=int, default=2_000)
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=int, default=30)
+    parser.add_argument("--workers", type=int, default=1, help="worker processes sharing the partitions")
     run(parser.parse_args())
 
 
