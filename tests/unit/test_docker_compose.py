@@ -37,6 +37,7 @@ def test_every_project_setting_named_exists():
 
 def test_every_project_command_and_file_named_exists():
     commands = {command.name or command.callback.__name__ for command in app.registered_commands}
+    commands |= {group.name for group in app.registered_groups}
     for name, service in COMPOSE["services"].items():
         for invoked in re.findall(r"invoice-automation (\w[\w-]*)", " ".join(service.get("entrypoint", []))):
             assert invoked in commands, f"service {name} runs `invoice-automation {invoked}`, which does not exist"
