@@ -1,8 +1,9 @@
 """An invoice laid beside its PO for the drill-down, from what processscheduler keeps.
 
-processscheduler has no copy of the vendor's document: invoice lines come from the RPA payload
-when there is one, and every finding quotes the invoice's value (`actual`) and the PO's
-(`expected`) for its line and field, which is exactly what AP has to look at.
+Every line of the invoice as the rules judged it, beside the PO line it was matched to (the
+RPA payload's mapping when there is one, else the first PO line with the same part); every
+finding quotes the invoice's value (`actual`) and the PO's (`expected`) for its field, and
+marks it. Rows decided before processscheduler kept the invoice fall back to the payload's lines.
 """
 
 from __future__ import annotations
@@ -39,25 +40,44 @@ def _with_findings(fields: dict[str, ComparedField], findings: list[Finding]) ->
     return list(fields.values())
 
 
+def _document_lines(document: dict) -> dict[int, dict]:
+    lines = document.get("lines") if isinstance(document.get("lines"), list) else []
+    return {line["line_no"]: line for line in lines
+            if isinstance(line, dict) and isinstance(line.get("line_no"), int) and not isinstance(line["line_no"], bool)}
+
+
 def compare(invoice: InvoiceDetail) -> Comparison:
     po, payload = invoice.po_snapshot, invoice.rpa_payload
+    document = invoice.invoice_document if isinstance(invoice.invoice_document, dict) else {}
     by_line: dict[int | None, list[Finding]] = defaultdict(list)
     for finding in invoice.reasons:
         by_line[finding.line_no].append(finding)
-    header = {"vendor_id": ComparedField(field="vendor_id", invoice=invoice.vendor_id,
+    header = {"vendor_id": ComparedField(field="vendor_id", invoice=_text(document.get("vendor_id", invoice.vendor_id)),
                                          purchase_order=po.vendor_id if po else None, findings=[])}
-    if payload or po:
-        header["currency"] = ComparedField(field="currency", invoice=payload.currency if payload else None,
+    currency = document.get("currency", payload.currency if payload else None)
+    if currency or po:
+        header["currency"] = ComparedField(field="currency", invoice=_text(currency),
                                            purchase_order=po.currency if po else None, findings=[])
     payload_lines: dict[int, RpaPayloadLine] = {line.invoice_line_no: line for line in payload.lines} if payload else {}
+    invoice_lines = _document_lines(document) or {
+        n: line.model_dump() for n, line in payload_lines.items()}
     po_lines = {line.line_no: line for line in po.lines} if po else {}
     lines = []
-    for line_no in sorted(set(payload_lines) | {n for n in by_line if n is not None}):
-        entered = payload_lines.get(line_no)
-        po_line = po_lines.get(entered.po_line_no) if entered else None
-        fields = {name: ComparedField(field=name, invoice=_text(getattr(entered, name)),
+    for line_no in sorted(set(invoice_lines) | {n for n in by_line if n is not None}):
+        sent = invoice_lines.get(line_no)
+        po_line = _po_line_of(line_no, sent, payload_lines, po_lines)
+        fields = {name: ComparedField(field=name, invoice=_text(sent.get(name)),
                                       purchase_order=_po_value(po_line, name), findings=[])
-                  for name in LINE_FIELDS if entered is not None}
-        lines.append(ComparedLine(line_no=line_no, po_line_no=entered.po_line_no if entered else None,
+                  for name in LINE_FIELDS if sent is not None}
+        lines.append(ComparedLine(line_no=line_no, po_line_no=po_line.line_no if po_line else None,
                                   fields=_with_findings(fields, by_line.get(line_no, []))))
     return Comparison(header=_with_findings(header, by_line.get(None, [])), lines=lines)
+
+
+def _po_line_of(line_no: int, sent: dict | None, payload_lines: dict[int, RpaPayloadLine],
+                po_lines: dict[int, PurchaseOrderLine]) -> PurchaseOrderLine | None:
+    """The PO line the RPA payload mapped the invoice line to, else the first one with its part."""
+    if line_no in payload_lines:
+        return po_lines.get(payload_lines[line_no].po_line_no)
+    part = (sent or {}).get("part_number")
+    return next((line for line in po_lines.values() if part and line.part_number == str(part).strip()), None)

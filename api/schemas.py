@@ -102,8 +102,8 @@ class ComparedLine(BaseModel):
 
 
 class Comparison(BaseModel):
-    """The invoice beside its PO, as far as processscheduler knows the invoice: lines from the RPA
-    payload when there is one, otherwise the values that the findings quote."""
+    """The invoice beside its PO: every invoice line with the PO line it was matched to; the
+    fields with findings carry their codes."""
 
     header: list[ComparedField]
     lines: list[ComparedLine]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -77,6 +77,7 @@ class InvoiceDetail(InvoiceSummary):
     reasons: list[Finding]
     rpa_payload: RpaPayload | None
     po_snapshot: PurchaseOrder | None
+    invoice_document: Any = None  # the invoice as the vendor sent it and the rules judged it
     rules_version: str | None
     versions: list[int]
     history: list[HistoryEntry]
@@ -150,7 +151,8 @@ def summary(row: Mapping) -> InvoiceSummary:
 def detail(row: Mapping, history: Iterable[Mapping], versions: Iterable[int]) -> InvoiceDetail:
     return InvoiceDetail(
         **summary(row).model_dump(), reasons=row.get("reasons") or [], rpa_payload=row.get("rpa_payload"),
-        po_snapshot=row.get("po_snapshot"), rules_version=row.get("rules_version"), versions=sorted(versions),
+        po_snapshot=row.get("po_snapshot"), invoice_document=row.get("invoice_document"),
+        rules_version=row.get("rules_version"), versions=sorted(versions),
         history=[HistoryEntry(event_id=h["event_id"], status=h["status"], occurred_at=as_utc(h["occurred_at"]),
                               actor=h.get("actor"), reason=h.get("reason")) for h in history])
 

@@ -17,12 +17,13 @@ def key(message: Verdict | StatusChanged) -> tuple[str, int]:
 def row_fields(message: Verdict | StatusChanged) -> dict:
     """The processscheduler columns this message sets (the rest are left as they are)."""
     if isinstance(message, Verdict):
-        data = message.model_dump(mode="json", include={"reasons", "rpa_payload", "po_snapshot"})
+        data = message.model_dump(mode="json", include={"reasons", "rpa_payload", "po_snapshot", "audit"})
         return {
             "po_number": message.po_number, "vendor_id": message.vendor_id, "invoice_number": message.invoice_number,
             "status": message.status.value, "http_status": message.http_status, "reasons": data["reasons"],
             "rpa_payload": data["rpa_payload"], "rules_version": message.rules_version,
             "po_snapshot": data["po_snapshot"], "decided_at": message.evaluated_at,
+            "invoice_document": data["audit"]["invoice"] if data["audit"] else None,
         }
     fields = {"po_number": message.po_number, "status": message.status.value}
     if message.sampro_invoice_id:

@@ -21,6 +21,7 @@ processscheduler = Table(
     Column("rpa_payload", JSON),
     Column("rules_version", String(32)),
     Column("po_snapshot", JSON),
+    Column("invoice_document", JSON),  # the invoice as judged (the verdict's audit), valid or not
     Column("sampro_invoice_id", String(64)),
     Column("decided_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False),

@@ -31,6 +31,8 @@ class ProcessSchedulerContract:
         assert (row["invoice_id"], row["invoice_version"], row["status"]) == ("MP-1001", 1, "ready_to_process")
         assert (row["vendor_id"], row["invoice_number"], row["po_number"]) == ("V100", "INV-778", "PO-5001")
         assert row["rpa_payload"]["total_amount"] == "57.25" and row["rules_version"] == READY.rules_version
+        assert row["invoice_document"]["invoice_number"] == "INV-778"  # the invoice as judged
+        assert row["invoice_document"]["lines"][0]["unit_price"] == "15.50"
 
     def test_replaying_a_batch_changes_nothing(self, scheduler):
         batch = [READY, change(InvoiceStatus.SENT_TO_RPA, "s1"), REVIEW]

@@ -30,12 +30,19 @@ def test_findings_mark_the_fields_with_both_values_even_without_a_payload():
     comparison = compare(detail_of(judge(invoice(vendor_id="V999"), po(vendor_id="V100"))))
     vendor = next(f for f in comparison.header if f.field == "vendor_id")
     assert (vendor.invoice, vendor.purchase_order, vendor.findings) == ("V999", "V100", ["VENDOR_MISMATCH"])
-    assert comparison.lines == []
+    assert [(line.line_no, line.po_line_no) for line in comparison.lines] == [(1, 1), (2, 2)]  # matched by part
 
 
-def test_a_line_finding_without_a_payload_is_its_own_row():
+def test_without_a_payload_every_invoice_line_is_shown_beside_the_po_line_of_its_part():
     off = invoice(lines=[{**invoice()["lines"][0], "quantity": "9", "amount": "139.50"}, invoice()["lines"][1]],
                   tax_amount="12.18", total_amount="174.43")
-    (line,) = compare(detail_of(judge(off))).lines
-    assert line.line_no == 1 and line.po_line_no is None
-    assert fields(line)["quantity"] == ("9", "5", ["QUANTITY_EXCEEDS_OPEN"])
+    first, second = compare(detail_of(judge(off))).lines
+    assert (first.line_no, first.po_line_no, second.po_line_no) == (1, 1, 2)
+    assert fields(first)["quantity"] == ("9", "5", ["QUANTITY_EXCEEDS_OPEN"])
+    assert fields(second)["unit_price"] == ("4.25", "4.25", [])
+
+
+def test_a_row_from_before_the_invoice_was_kept_shows_the_payload_lines_and_the_findings():
+    detail = detail_of(judge(invoice())).model_copy(update={"invoice_document": None})
+    first, second = compare(detail).lines
+    assert fields(first)["unit_price"] == ("15.50", "15.50", []) and second.po_line_no == 2

@@ -34,10 +34,11 @@ def test_a_bad_filter_names_the_field_and_the_value(api):
 def test_the_drill_down_lays_the_invoice_beside_the_po_and_shows_the_history(api):
     detail = api.client.get("/api/invoices/MP-3", **api.as_viewer()).json()
     assert detail["status"] == "manual_review" and detail["reason_codes"] == ["PRICE_MISMATCH"]
-    (line,) = detail["comparison"]["lines"]
-    (price,) = line["fields"]
-    assert (line["line_no"], price["field"], price["invoice"], price["purchase_order"], price["findings"]) == (
-        1, "unit_price", "16.00", "15.50", ["PRICE_MISMATCH"])
+    first, second = detail["comparison"]["lines"]  # every invoice line, with the PO line of its part
+    price = next(f for f in first["fields"] if f["field"] == "unit_price")
+    assert (first["line_no"], first["po_line_no"], price["invoice"], price["purchase_order"], price["findings"]) == (
+        1, 1, "16.00", "15.50", ["PRICE_MISMATCH"])
+    assert (second["po_line_no"], [f["findings"] for f in second["fields"]]) == (2, [[], [], [], []])
     assert [po_line["part_number"] for po_line in detail["po_snapshot"]["lines"]] == ["AC-100", "FL-200"]
     entered = api.client.get("/api/invoices/MP-4", **api.as_viewer()).json()
     assert [h["status"] for h in entered["history"]] == ["ready_to_process", "sent_to_rpa", "entered"]
