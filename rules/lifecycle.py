@@ -101,3 +101,4 @@ class StatusChanged(_Event):
     actor: str | None = None
     reason: str | None = None
     sampro_invoice_id: str | None = None
+    rpa_payload: RpaPayload | None = None  # on sent_to_rpa: what the bot was given

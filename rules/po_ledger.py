@@ -212,7 +212,7 @@ class _Session:
 
     def send_to_rpa(self, record: InvoiceRecord, at: datetime, cause: str, actor: str | None = None) -> None:
         self.emitted.append(_rpa_request(record, at))
-        self.change(record, InvoiceStatus.SENT_TO_RPA, cause, at, actor=actor)
+        self.change(record, InvoiceStatus.SENT_TO_RPA, cause, at, actor=actor, rpa_payload=record.payload)
 
     def admit(self, record: InvoiceRecord, at: datetime, cause: str = "parked") -> None:
         """Judge now if the PO is free, otherwise park behind the invoice that holds it."""

@@ -28,6 +28,8 @@ def row_fields(message: Verdict | StatusChanged) -> dict:
     fields = {"po_number": message.po_number, "status": message.status.value}
     if message.sampro_invoice_id:
         fields["sampro_invoice_id"] = message.sampro_invoice_id
+    if message.rpa_payload is not None:  # what went to the bot, also after an AP release
+        fields["rpa_payload"] = message.rpa_payload.model_dump(mode="json")
     return fields
 
 

@@ -42,6 +42,12 @@ class ProcessSchedulerContract:
         assert scheduler.rows() == rows and scheduler.history("MP-1001") == history
         assert [h["status"] for h in history] == ["ready_to_process", "sent_to_rpa"]
 
+    def test_sent_to_rpa_keeps_what_the_bot_was_given_even_after_a_release(self, scheduler):
+        scheduler.record([REVIEW, change(InvoiceStatus.RELEASED, "r1", invoice_id="MP-2", actor="ana", reason="ok"),
+                          change(InvoiceStatus.SENT_TO_RPA, "s1", invoice_id="MP-2", rpa_payload=READY.rpa_payload)])
+        (row,) = scheduler.rows()
+        assert row["status"] == "sent_to_rpa" and row["rpa_payload"]["total_amount"] == "57.25"
+
     def test_a_replayed_verdict_does_not_pull_the_status_back(self, scheduler):
         scheduler.record([READY, change(InvoiceStatus.SENT_TO_RPA, "s1")])
         scheduler.record([change(InvoiceStatus.ENTERED, "e1", sampro_invoice_id="S-9")])

@@ -216,6 +216,7 @@ def test_release_makes_a_manual_review_invoice_go_to_rpa_with_who_and_why(judge)
     released = [m for m in outcome.emitted if isinstance(m, StatusChanged) and m.status is InvoiceStatus.RELEASED]
     assert released and released[0].actor == "ana" and released[0].reason == "price agreed by phone"
     assert statuses(outcome.emitted)[-1] == ("A", "sent_to_rpa")
+    assert outcome.emitted[-1].rpa_payload == payload("A", 1)  # what the bot got, for processscheduler
     assert release_invoice(outcome.ledger, cmd, judge, "automatic").emitted == []
 
 
