@@ -25,7 +25,8 @@ from connectors.pipeline_lag import PipelineLag
 from connectors.po_commands import PurchaseOrderCommands
 from connectors.ports import ProcessScheduler, PurchaseOrderReader
 from connectors.scheduler.read_model import InvoiceReadModel
-from rules.policy import Policy, load_policy
+from rules.policy import Policy
+from streams.bootstrap import policy_from, process_scheduler, purchase_order_reader
 from streams.settings import Settings
 
 STATIC = Path(__file__).with_name("static")
@@ -65,20 +66,6 @@ def _real_commands(settings: Settings) -> PurchaseOrderCommands:
                                       settings.completions_topic, settings.commands_topic)
 
 
-def _real_purchase_orders(settings: Settings) -> PurchaseOrderReader:
-    from connectors.sampro import SqlPurchaseOrderReader
-    from streams.bootstrap import engine_for
-
-    return SqlPurchaseOrderReader(engine_for(settings.sampro_db_url), settings.sampro_names)
-
-
-def _real_scheduler(settings: Settings) -> ProcessScheduler:
-    from connectors.scheduler import SqlProcessScheduler
-    from streams.bootstrap import engine_for
-
-    return SqlProcessScheduler(engine_for(settings.scheduler_db_url))
-
-
 def _real_lag(settings: Settings) -> PipelineLag:
     from connectors.pipeline_lag import KafkaPipelineLag
 
@@ -102,9 +89,8 @@ def create_app(
     lag = lag or _real_lag(settings)
     context = ApiContext(
         settings=settings, read_model=read_model, commands=commands or _real_commands(settings),
-        purchase_orders=purchase_orders or _real_purchase_orders(settings),
-        scheduler=scheduler or _real_scheduler(settings), lag=lag,
-        policy=policy or (load_policy(settings.tolerances_file) if settings.tolerances_file else Policy()),
+        purchase_orders=purchase_orders or purchase_order_reader(settings),
+        scheduler=scheduler or process_scheduler(settings, migrate=False), lag=lag, policy=policy or policy_from(settings),
         auth=Authenticator(settings), clock=clock, live=LiveFeed(read_model, clock, interval=live_interval),
         metrics=registry_for(read_model, lag, clock),
     )

@@ -75,15 +75,18 @@ def _topics(app: faust.App, settings: Settings) -> Topics:
     )
 
 
-def _real_scheduler(settings: Settings) -> ProcessScheduler:
+def process_scheduler(settings: Settings, migrate: bool = True) -> ProcessScheduler:
+    """processscheduler in the settings' database; the worker brings its schema up to date,
+    readers (the API) leave that to it rather than race it."""
     from connectors.scheduler import SqlProcessScheduler, upgrade
 
     engine = engine_for(settings.scheduler_db_url)
-    upgrade(engine)
+    if migrate:
+        upgrade(engine)
     return SqlProcessScheduler(engine)
 
 
-def _real_reader(settings: Settings) -> PurchaseOrderReader:
+def purchase_order_reader(settings: Settings) -> PurchaseOrderReader:
     from connectors.sampro import SqlPurchaseOrderReader
 
     return SqlPurchaseOrderReader(engine_for(settings.sampro_db_url), settings.sampro_names)
@@ -110,6 +113,10 @@ def _real_source(settings: Settings) -> MarketplaceSource | None:
                                     lookback_seconds=settings.poll_lookback_seconds)
 
 
+def policy_from(settings: Settings) -> Policy:
+    return load_policy(settings.tolerances_file) if settings.tolerances_file else Policy()
+
+
 def bootstrap(
     settings: Settings | None = None,
     *,
@@ -120,8 +127,8 @@ def bootstrap(
     policy: Policy | None = None,
 ) -> Pipeline:
     settings = settings or Settings()
-    policy = policy or (load_policy(settings.tolerances_file) if settings.tolerances_file else Policy())
-    scheduler = scheduler or _real_scheduler(settings)
+    policy = policy or policy_from(settings)
+    scheduler = scheduler or process_scheduler(settings)
 
     def judge_for(po: PurchaseOrder | None, known: list[KnownInvoice], now: datetime) -> RulesJudge:
         return RulesJudge(po, known, policy, now)
@@ -133,7 +140,7 @@ def bootstrap(
         topics=_topics(app, settings),
         ledgers=LedgerStore(app, settings),
         codec=codec_for(settings.schema_registry_url),
-        desk=DecisionDesk(purchase_orders or _real_reader(settings), scheduler, judge_for, settings.dispatch_mode),
+        desk=DecisionDesk(purchase_orders or purchase_order_reader(settings), scheduler, judge_for, settings.dispatch_mode),
         scheduler=scheduler,
         mailer=mailer or _real_mailer(settings),
         source=source if source is not None else _real_source(settings),
