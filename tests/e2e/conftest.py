@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, Producer
 from sqlalchemy import create_engine, text
 
 from connectors.consumer_groups import KafkaConsumerGroups
@@ -21,6 +21,7 @@ from devstack.demo import _settings_env
 from devstack.mailbox import SmtpServer
 from devstack.rpa_bot import RpaBot
 from devstack.worker import WorkerProcess
+from schemas.codec import SingleObjectCodec
 from streams.settings import Settings
 from streams.topics import ensure_topics
 
@@ -80,6 +81,16 @@ class Pipeline:
             committed = groups.committed(s.app_id, topic, sorted(ends))
             lines.append(f"  {topic}: " + ", ".join(f"{p}: {committed[p]}/{ends[p]}" for p in sorted(ends)))
         return "\n".join(lines)
+
+    def submit(self, stream) -> None:
+        """Invoice versions straight onto the invoices topic, keyed by PO as the ingest agent does."""
+        producer = Producer({"bootstrap.servers": self.settings.kafka_bootstrap_servers,
+                             "partitioner": "murmur2_random", "linger.ms": 20})
+        codec = SingleObjectCodec()
+        for submission in stream:
+            producer.produce(self.settings.invoices_topic, key=submission.po_number.encode(),
+                             value=codec.encode(submission))
+        assert producer.flush(60) == 0
 
     def statuses(self) -> dict[str, str]:
         return {row["invoice_id"]: row["status"] for row in self.scheduler.rows()}

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 
-from confluent_kafka import Producer
-
-from schemas.codec import SingleObjectCodec
 from devstack.workload import invoices, purchase_orders, uninterrupted
 
 INVOICES, POS = 5000, 3500
@@ -17,14 +14,7 @@ def test_a_killed_worker_resumes_without_loss_or_duplicates(pipeline, unique_nam
     stream = invoices(INVOICES, pos, unique_name)
     expected = {row["invoice_id"]: row for row in uninterrupted(pos, stream).rows()}
     pipeline.sampro.load_purchase_orders(pos)
-    producer = Producer({"bootstrap.servers": pipeline.settings.kafka_bootstrap_servers,
-                         "partitioner": "murmur2_random", "linger.ms": 20})
-    codec = SingleObjectCodec()
-    for submission in stream:
-        producer.produce(pipeline.settings.invoices_topic, key=submission.po_number.encode(),
-                         value=codec.encode(submission))
-    assert producer.flush(60) == 0
-    del producer
+    pipeline.submit(stream)
 
     worker = pipeline.start_worker()
     pipeline.wait_for(lambda: len(pipeline.scheduler.rows()) >= INVOICES // 4, timeout=180, what="a quarter")
