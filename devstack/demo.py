@@ -54,6 +54,7 @@ class DemoRun:
     worker: WorkerProcess
     invoices: list[dict]
     api: ThreadedServer
+    started_kafka: bool  # stopped at the end only if the demo started it
 
 
 def _settings_env(settings: Settings) -> dict[str, str]:
@@ -121,7 +122,9 @@ def _port(wanted: int) -> int:
 
 
 def start(root: Path, samples: Path, api_port: int = 8000) -> DemoRun:
-    endpoints = LocalStack(root).up(("kafka",))
+    stack = LocalStack(root)
+    started_kafka = not stack.status()["kafka"]["running"]
+    endpoints = stack.up(("kafka",))
     settings, invoices, _ = prepare(root, samples, endpoints.kafka_bootstrap)
     mailbox = SmtpServer().__enter__()
     settings = settings.model_copy(update={"smtp_port": mailbox.port})
@@ -132,7 +135,7 @@ def start(root: Path, samples: Path, api_port: int = 8000) -> DemoRun:
     bot = RpaBot(mailbox.mailbox, sampro, settings.kafka_bootstrap_servers, settings.completions_topic,
                  api_url=api.url, api_token=settings.api_token.get_secret_value()).start()
     scheduler = SqlProcessScheduler(engine_for(settings.scheduler_db_url))
-    return DemoRun(settings, env, scheduler, mailbox, bot, worker, invoices, api)
+    return DemoRun(settings, env, scheduler, mailbox, bot, worker, invoices, api, started_kafka)
 
 
 def wait_until_settled(run: DemoRun, timeout: float, progress: Callable[[int, int], None]) -> bool:
@@ -155,4 +158,5 @@ def stop(run: DemoRun, root: Path) -> None:
     run.api.stop()
     run.worker.stop()
     run.mailbox.__exit__(None, None, None)
-    LocalStack(root).down()
+    if run.started_kafka:
+        LocalStack(root).down()
