@@ -28,7 +28,6 @@ from audit.replay import Selection, replay  # noqa: E402
 from connectors.topic_reader import KafkaTopicReader  # noqa: E402
 from devstack import LocalStack  # noqa: E402
 from devstack.workload import decided, invoices, purchase_orders  # noqa: E402
-from rules.models import Verdict  # noqa: E402
 from rules.policy import Policy  # noqa: E402
 from schemas.codec import SingleObjectCodec  # noqa: E402
 
