@@ -15,8 +15,11 @@ from rules.models import CompletionOutcome, Verdict, VerdictAudit
 ReasonCode = StrEnum("ReasonCode", {code: code for code in REASON_CODES})
 # PostgreSQL text cannot hold NUL: refused here rather than by the database (or the worker's sink).
 NO_NUL = r"^[^\x00]*$"
-# Not blank (a character that is not white space) and no NUL, said in the OpenAPI document too.
-Text = Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=r"^[^\x00]*[^\s\x00][^\x00]*$")]
+# Not blank and no NUL, said in the OpenAPI document too. The blanks are spelled out: `\s` means
+# other characters in the server's regex dialect than in a client's (ECMAScript, for JSON Schema).
+BLANKS = " \t\n\r\f\v"
+Text = Annotated[str, StringConstraints(min_length=1, max_length=2000,
+                                        pattern=r"^[^\x00]*[^ \t\n\r\f\v\x00][^\x00]*$")]
 
 
 class _Body(BaseModel):

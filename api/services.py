@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from api.schemas import BLANKS
 from connectors.po_commands import PurchaseOrderCommands
 from connectors.ports import ProcessScheduler, PurchaseOrderReader
 from connectors.scheduler.read_model import InvoiceDetail, InvoiceReadModel
@@ -51,7 +52,7 @@ def release_invoice(read_model: InvoiceReadModel, commands: PurchaseOrderCommand
         allowed = ", ".join(sorted(RELEASABLE))
         raise NotNow(f"{invoice_id} is {invoice.status.value}; only {allowed} can be released", invoice.status)
     command = ReleaseRequested(command_id=f"release:{uuid.uuid4().hex}", invoice_id=invoice_id, invoice_version=version,
-                               po_number=invoice.po_number, user=user, reason=reason.strip(), issued_at=clock())
+                               po_number=invoice.po_number, user=user, reason=reason.strip(BLANKS), issued_at=clock())
     commands.publish(command)
     return command
 
