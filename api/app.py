@@ -26,7 +26,7 @@ from connectors.po_commands import PurchaseOrderCommands
 from connectors.ports import ProcessScheduler, PurchaseOrderReader
 from connectors.scheduler.read_model import InvoiceReadModel
 from rules.policy import Policy
-from streams.bootstrap import policy_from, process_scheduler, purchase_order_reader
+from streams.bootstrap import engine_for, policy_from, purchase_order_reader
 from streams.settings import Settings
 
 STATIC = Path(__file__).with_name("static")
@@ -51,11 +51,14 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _real_read_model(settings: Settings) -> InvoiceReadModel:
+def _real_processscheduler(settings: Settings) -> tuple[InvoiceReadModel, ProcessScheduler]:
+    """The read model and the dry run's duplicate check, on one connection pool; the API never
+    migrates nor writes processscheduler (the worker does)."""
+    from connectors.scheduler import SqlProcessScheduler
     from connectors.scheduler.read_model_sql import SqlInvoiceReadModel
-    from streams.bootstrap import engine_for
 
-    return SqlInvoiceReadModel(engine_for(settings.scheduler_db_url))
+    engine = engine_for(settings.scheduler_db_url)
+    return SqlInvoiceReadModel(engine), SqlProcessScheduler(engine)
 
 
 def _real_commands(settings: Settings) -> PurchaseOrderCommands:
@@ -85,12 +88,14 @@ def create_app(
     live_interval: float = 1.0,
 ) -> FastAPI:
     settings = settings or Settings()
-    read_model = read_model or _real_read_model(settings)
+    if read_model is None or scheduler is None:
+        real_read_model, real_scheduler = _real_processscheduler(settings)
+        read_model, scheduler = read_model or real_read_model, scheduler or real_scheduler
     lag = lag or _real_lag(settings)
     context = ApiContext(
         settings=settings, read_model=read_model, commands=commands or _real_commands(settings),
         purchase_orders=purchase_orders or purchase_order_reader(settings),
-        scheduler=scheduler or process_scheduler(settings, migrate=False), lag=lag, policy=policy or policy_from(settings),
+        scheduler=scheduler, lag=lag, policy=policy or policy_from(settings),
         auth=Authenticator(settings), clock=clock, live=LiveFeed(read_model, clock, interval=live_interval),
         metrics=registry_for(read_model, lag, clock),
     )

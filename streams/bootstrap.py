@@ -75,14 +75,12 @@ def _topics(app: faust.App, settings: Settings) -> Topics:
     )
 
 
-def process_scheduler(settings: Settings, migrate: bool = True) -> ProcessScheduler:
-    """processscheduler in the settings' database; the worker brings its schema up to date,
-    readers (the API) leave that to it rather than race it."""
+def process_scheduler(settings: Settings) -> ProcessScheduler:
+    """processscheduler in the settings' database, migrated to the newest schema by the worker."""
     from connectors.scheduler import SqlProcessScheduler, upgrade
 
     engine = engine_for(settings.scheduler_db_url)
-    if migrate:
-        upgrade(engine)
+    upgrade(engine)
     return SqlProcessScheduler(engine)
 
 
