@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from functools import partial
+from functools import cache, partial
 
 from connectors.topic_reader import TopicReader, TopicRecord
 from rules.models import Verdict
@@ -117,7 +117,7 @@ def replay(
     on_total(sum(end - start for start, end in ranges.values()))
     report = ReplayReport(topic=topic, rules_version=rules_version(policy), selection=selection)
     judge_chunk = partial(_judge_chunk, policy=policy, selection=selection, schema_registry_url=schema_registry_url)
-    wanted = _verdicts_only(codec_for(schema_registry_url), selection)
+    wanted = _verdicts_only(_codec(schema_registry_url), selection)
     chunks = _chunks(reader.read(topic, ranges), wanted, report, on_progress)
     workers = workers or os.cpu_count() or 1
     if workers == 1:
@@ -174,9 +174,15 @@ def _collect(results: Iterable[tuple[list[ReplayedVerdict], list[str]]], report:
         report.undecodable.extend(undecodable)
 
 
+@cache
+def _codec(schema_registry_url: str | None):
+    """One codec per process (its schemas parsed, its registry client connected once)."""
+    return codec_for(schema_registry_url)
+
+
 def _judge_chunk(records: list[TopicRecord], policy: Policy, selection: Selection,
                  schema_registry_url: str | None) -> tuple[list[ReplayedVerdict], list[str]]:
-    codec = codec_for(schema_registry_url)
+    codec = _codec(schema_registry_url)
     items, undecodable = [], []
     for record in records:
         try:
