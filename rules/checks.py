@@ -34,8 +34,7 @@ def duplicate_invoice(case: Case) -> list[Finding]:
     for earlier in case.context.history:
         if (
             earlier.invoice_id != inv.invoice_id
-            and earlier.vendor_id == inv.vendor_id
-            and earlier.invoice_number.strip() == number
+            and earlier.shares_number_with(inv.vendor_id, number)
             and earlier.status not in NOT_PROCESSED
         ):
             return [

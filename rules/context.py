@@ -22,6 +22,10 @@ class KnownInvoice:
     invoice_number: str
     status: str
 
+    def shares_number_with(self, vendor_id: str, invoice_number: str) -> bool:
+        """The same vendor's same invoice number (the vendor's number compared without edge spaces)."""
+        return self.vendor_id == vendor_id and self.invoice_number.strip() == invoice_number.strip()
+
 
 @dataclass(frozen=True, slots=True)
 class EvaluationContext:

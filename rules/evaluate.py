@@ -79,9 +79,8 @@ def evaluate(invoice: Invoice | Any, po: PurchaseOrder | None, context: Evaluati
 def _audit(raw: Any, invoice: Invoice | None, context: EvaluationContext) -> VerdictAudit:
     earlier = []
     if invoice is not None:
-        number = invoice.invoice_number.strip()
         earlier = [EarlierInvoice(invoice_id=e.invoice_id, vendor_id=e.vendor_id, invoice_number=e.invoice_number,
                                   status=e.status)
-                   for e in context.history if e.vendor_id == invoice.vendor_id and e.invoice_number.strip() == number]
+                   for e in context.history if e.shares_number_with(invoice.vendor_id, invoice.invoice_number)]
     document = raw.model_dump(mode="json") if isinstance(raw, Invoice) else raw
     return VerdictAudit(invoice=document, in_flight=dict(context.in_flight), earlier_invoices=earlier)
