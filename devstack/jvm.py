@@ -38,6 +38,14 @@ def metadata_probe(bootstrap: str):
     return lambda: bool(admin.list_topics(timeout=2).brokers)
 
 
+def new_cluster_id() -> str:
+    """A KRaft cluster id; like Kafka's Uuid.randomUuid, never one starting with '-', which the
+    storage tool would read as a flag (one draw in 64 does)."""
+    while (cluster_id := base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()).startswith("-"):
+        pass
+    return cluster_id
+
+
 def start_kafka(home: Path, port: int, controller_port: int, timeout: float = 60) -> int:
     """Formats fresh KRaft storage under `home` and starts one combined broker + controller."""
     shutil.rmtree(home, ignore_errors=True)
@@ -61,7 +69,7 @@ def start_kafka(home: Path, port: int, controller_port: int, timeout: float = 60
         "share.coordinator.state.topic.replication.factor": 1,
         "group.initial.rebalance.delay.ms": 0,
     })
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    cluster_id = new_cluster_id()
     result = subprocess.run(
         _java("256m", "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config), "--standalone"),
         capture_output=True, text=True,
