@@ -6,11 +6,11 @@ second, and every rule that has a PO needs this matching anyway.
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from rules.context import EvaluationContext
 from rules.models import Finding, Invoice, InvoiceLine, PurchaseOrder, PurchaseOrderLine, Severity
-from rules.money import round_money
+from rules.money import minor_unit, round_money
 from rules.policy import Tolerance
 
 ZERO = Decimal(0)
@@ -18,7 +18,7 @@ ZERO = Decimal(0)
 
 class Case:
     __slots__ = (
-        "invoice", "po", "context", "contract_problems", "tolerance", "line_amounts",
+        "invoice", "po", "context", "contract_problems", "tolerance", "computed_amounts", "line_amounts",
         "po_lines_by_part", "matches", "invoiced_by_part",
     )
 
@@ -34,16 +34,18 @@ class Case:
         self.context = context
         self.contract_problems = contract_problems or []
         self.tolerance: Tolerance = context.policy.for_vendor(invoice.vendor_id if invoice else None)
+        self.computed_amounts: list[Decimal] = []
         self.line_amounts: list[Decimal] = []
         self.po_lines_by_part: dict[str, list[PurchaseOrderLine]] = {}
         self.matches: list[tuple[InvoiceLine, PurchaseOrderLine | None]] = []
         self.invoiced_by_part: dict[str, Decimal] = {}
         if invoice is not None:
-            # The amount each line stands for: as stated, or quantity x price when the vendor left it out.
-            self.line_amounts = [
-                line.amount if line.amount is not None else self.money(line.quantity * line.unit_price)
-                for line in invoice.lines
-            ]
+            # Quantity x price, rounded; and the amount each line stands for: as stated, or that.
+            minor = minor_unit(invoice.currency)
+            self.computed_amounts = [(line.quantity * line.unit_price).quantize(minor, rounding=ROUND_HALF_UP)
+                                     for line in invoice.lines]
+            self.line_amounts = [line.amount if line.amount is not None else computed
+                                 for line, computed in zip(invoice.lines, self.computed_amounts)]
         if invoice is not None and po is not None:
             self._match(invoice, po)
 
@@ -58,8 +60,11 @@ class Case:
                 self.matches.append((line, None))
                 continue
             # Same part and same price if the PO has such a line, else the part's first line.
-            same_price = next((c for c in candidates if c.unit_price == line.unit_price), candidates[0])
-            self.matches.append((line, same_price))
+            if len(candidates) > 1:
+                self.matches.append((line, next((c for c in candidates if c.unit_price == line.unit_price),
+                                                candidates[0])))
+            else:
+                self.matches.append((line, candidates[0]))
             invoiced[line.part_number] = invoiced.get(line.part_number, ZERO) + line.quantity
 
     def money(self, amount: Decimal) -> Decimal:

@@ -18,7 +18,7 @@ from rules.models import (
 )
 from rules.parsing import read_invoice
 from rules.payload import build_rpa_payload
-from rules.table import RULES, STATUS_OF, rules_version
+from rules.table import STATUS_OF, rules_version, runnable
 
 
 def _text(raw: dict, key: str) -> str | None:
@@ -41,9 +41,7 @@ def _identity(raw: Any, invoice: Invoice | None) -> dict[str, Any]:
 def findings(case: Case) -> tuple[VerdictStatus, list[Finding]]:
     """Every rule of the table that can run on the case; the strongest finding decides."""
     reasons = []
-    for rule in RULES:
-        if (rule.needs_invoice and case.invoice is None) or (rule.needs_po and case.po is None):
-            continue
+    for rule in runnable(case):
         reasons.extend(rule.check(case))
     status = min((STATUS_OF[r.code] for r in reasons), key=lambda s: s.rank, default=VerdictStatus.READY_TO_PROCESS)
     return status, reasons

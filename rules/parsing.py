@@ -46,19 +46,15 @@ def _business_contract(invoice: Invoice) -> list[Finding]:
     """What the types allow but the contract does not: nothing is invoiced for free or backwards."""
     problems = []
     for index, line in enumerate(invoice.lines, start=1):
-        where = f"lines[{index}]"
         if line.quantity <= 0:
-            problems.append(
-                _invalid(f"{where}.quantity", line.quantity, f"Line {line.line_no}: quantity must be above zero.", line.line_no)
-            )
+            problems.append(_invalid(f"lines[{index}].quantity", line.quantity,
+                                     f"Line {line.line_no}: quantity must be above zero.", line.line_no))
         if line.unit_price < 0:
-            problems.append(
-                _invalid(f"{where}.unit_price", line.unit_price, f"Line {line.line_no}: unit price is negative.", line.line_no)
-            )
+            problems.append(_invalid(f"lines[{index}].unit_price", line.unit_price,
+                                     f"Line {line.line_no}: unit price is negative.", line.line_no))
         if line.amount is not None and line.amount < 0:
-            problems.append(
-                _invalid(f"{where}.amount", line.amount, f"Line {line.line_no}: amount is negative.", line.line_no)
-            )
+            problems.append(_invalid(f"lines[{index}].amount", line.amount,
+                                     f"Line {line.line_no}: amount is negative.", line.line_no))
     if invoice.tax_amount < 0:
         problems.append(_invalid("tax_amount", invoice.tax_amount, "Tax amount is negative."))
     for index, charge in enumerate(invoice.extra_charges, start=1):

@@ -54,3 +54,14 @@ RULES: tuple[Rule, ...] = (
 )
 
 STATUS_OF: dict[str, VerdictStatus] = {rule.code: rule.forces for rule in RULES}
+
+_RUNNABLE = {
+    (has_invoice, has_po): tuple(rule for rule in RULES
+                                 if (has_invoice or not rule.needs_invoice) and (has_po or not rule.needs_po))
+    for has_invoice in (False, True) for has_po in (False, True)
+}
+
+
+def runnable(case: Case) -> tuple[Rule, ...]:
+    """The rules that can run on the case, in table order: those whose inputs it has."""
+    return _RUNNABLE[case.invoice is not None, case.po is not None]
