@@ -23,6 +23,9 @@ from rules.table import rules_version
 from schemas.codec import DecodeError, codec_for
 
 CHUNK = 2000
+# A record as a judging process gets it: (partition, offset, timestamp_ms, value). Plain tuples
+# cross the process boundary five times cheaper than the reader's dataclass.
+Shipped = tuple[int, int, int, bytes]
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,8 @@ def replay(
     ranges = reader.ranges(topic, selection.since_ms, selection.until_ms)
     on_total(sum(end - start for start, end in ranges.values()))
     report = ReplayReport(topic=topic, rules_version=rules_version(policy), selection=selection)
-    judge_chunk = partial(_judge_chunk, policy=policy, selection=selection, schema_registry_url=schema_registry_url)
+    judge_chunk = partial(_judge_chunk, topic=topic, policy=policy, selection=selection,
+                          schema_registry_url=schema_registry_url)
     wanted = _verdicts_only(_codec(schema_registry_url), selection)
     chunks = _chunks(reader.read(topic, ranges), wanted, report, on_progress)
     workers = workers or os.cpu_count() or 1
@@ -149,12 +153,13 @@ def _verdicts_only(codec, selection: Selection) -> Callable[[TopicRecord], bool]
 
 
 def _chunks(records: Iterable[TopicRecord], wanted: Callable[[TopicRecord], bool], report: ReplayReport,
-            on_progress: Callable[[int], None]) -> Iterator[list[TopicRecord]]:
-    chunk, read = [], 0
+            on_progress: Callable[[int], None]) -> Iterator[list[Shipped]]:
+    chunk: list[Shipped] = []
+    read = 0
     for record in records:
         read += 1
         if wanted(record):
-            chunk.append(record)
+            chunk.append((record.partition, record.offset, record.timestamp_ms, record.value or b""))
         if read == CHUNK:
             report.records_read += read
             on_progress(read)
@@ -180,23 +185,23 @@ def _codec(schema_registry_url: str | None):
     return codec_for(schema_registry_url)
 
 
-def _judge_chunk(records: list[TopicRecord], policy: Policy, selection: Selection,
+def _judge_chunk(records: list[Shipped], topic: str, policy: Policy, selection: Selection,
                  schema_registry_url: str | None) -> tuple[list[ReplayedVerdict], list[str]]:
     codec = _codec(schema_registry_url)
     items, undecodable = [], []
-    for record in records:
+    for partition, offset, timestamp_ms, value in records:
         try:
-            message = codec.decode(record.value or b"")
+            message = codec.decode(value)
         except DecodeError as error:
-            undecodable.append(f"{record.topic}[{record.partition}]@{record.offset}: {error}")
+            undecodable.append(f"{topic}[{partition}]@{offset}: {error}")
             continue
         if not isinstance(message, Verdict) or not selection.admits(message):
             continue
         comparison = compare(message, judge_again(message, policy))
         items.append(ReplayedVerdict(
             invoice_id=message.invoice_id, invoice_version=message.invoice_version, po_number=message.po_number,
-            recorded_at=datetime.fromtimestamp(record.timestamp_ms / 1000, UTC).isoformat(),
-            partition=record.partition, offset=record.offset, recorded_rules_version=message.rules_version,
+            recorded_at=datetime.fromtimestamp(timestamp_ms / 1000, UTC).isoformat(),
+            partition=partition, offset=offset, recorded_rules_version=message.rules_version,
             recorded_status=comparison.recorded_status, rederived_status=comparison.rederived_status,
             recorded_reasons=comparison.recorded_codes, rederived_reasons=comparison.rederived_codes,
             changed=comparison.changed, added_reasons=comparison.added_codes, removed_reasons=comparison.removed_codes,
