@@ -44,5 +44,10 @@ class WorkerProcess:
         except subprocess.TimeoutExpired:
             self.kill()
 
+    def dump_state(self) -> None:
+        """Asks the worker to write its threads' and tasks' stacks to its log (see cli/worker.py)."""
+        if self.running():
+            os.kill(self.process.pid, signal.SIGUSR1)
+
     def last_lines(self) -> str:
         return tail(self.log, 40)

@@ -19,6 +19,7 @@ from connectors.scheduler import SqlProcessScheduler, upgrade
 from connectors.topic_reader import KafkaTopicReader
 from devstack.demo import _settings_env
 from devstack.mailbox import SmtpServer
+from devstack.process import tail
 from devstack.rpa_bot import RpaBot
 from devstack.worker import WorkerProcess
 from schemas.codec import SingleObjectCodec
@@ -66,10 +67,30 @@ class Pipeline:
             time.sleep(0.5)
         rows = self.scheduler.rows()
         what = what() if callable(what) else what
+        if self.worker is not None:
+            self.worker.dump_state()
+            time.sleep(1)
         pytest.fail(f"{what} did not get there in {timeout:.0f} s; {len(rows)} rows, e.g. "
                     f"{[(r['invoice_id'], r['status']) for r in rows[:20]]}\n"
                     f"consumer group (partition: committed/end):\n{self.group_positions()}\n"
-                    f"worker log:\n{self.worker.last_lines() if self.worker else '-'}")
+                    f"processscheduler sessions not idle:\n{self.busy_sessions()}\n"
+                    f"worker log, with its threads and tasks at the end:\n"
+                    f"{tail(self.worker.log, 400) if self.worker else '-'}")
+
+    def busy_sessions(self) -> str:
+        """What the scheduler database is doing: a lock wait shows here as a blocked query."""
+        if not self.settings.scheduler_db_url.startswith("postgresql"):
+            return "  (not PostgreSQL)"
+        engine = create_engine(self.settings.scheduler_db_url)
+        try:
+            with engine.connect() as conn:
+                found = conn.execute(text(
+                    "SELECT pid, state, wait_event_type, wait_event, pg_blocking_pids(pid) AS blocked_by, "
+                    "now() - xact_start AS in_transaction, left(query, 120) AS query FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid() AND state <> 'idle'")).all()
+        finally:
+            engine.dispose()
+        return "\n".join(f"  {tuple(row)}" for row in found) or "  (none)"
 
     def group_positions(self) -> str:
         """Where the worker's group stands on each topic it reads, to tell a stall from a loss."""
