@@ -10,12 +10,13 @@ import sys
 
 
 def dump_state() -> None:
-    faulthandler.dump_traceback(sys.stderr, all_threads=True)
+    out = sys.__stderr__  # the process's own stderr: the worker's logging replaces sys.stderr
+    faulthandler.dump_traceback(out, all_threads=True)
     tasks = asyncio.all_tasks()
-    print(f"--- {len(tasks)} asyncio tasks", file=sys.stderr)
+    print(f"--- {len(tasks)} asyncio tasks", file=out)
     for task in tasks:
-        task.print_stack(limit=12, file=sys.stderr)
-    sys.stderr.flush()
+        task.print_stack(limit=12, file=out)
+    out.flush()
 
 
 def dump_state_on_usr1(app) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import logging
 import re
 import smtplib
 import socket
@@ -29,6 +30,7 @@ from connectors.scheduler.tables import rpa_sent_log
 from rules.lifecycle import RpaRequest
 
 _LINE_STARTING_WITH_DOT = re.compile(rb"(?m)^\.")
+log = logging.getLogger(__name__)
 
 
 class RpaMailError(RuntimeError):
@@ -95,6 +97,7 @@ class SmtpRpaMailer:
                                     retry=retry_if_exception_type((OSError, smtplib.SMTPException))):
                 with attempt:
                     if self.sent_log.was_sent(request.invoice_id, request.invoice_version):
+                        log.debug("RPA email for %s v%s already sent", request.invoice_id, request.invoice_version)
                         return False
                     return self._deliver(request, message)
         except RetryError as exc:
@@ -125,7 +128,11 @@ class SmtpRpaMailer:
             except OSError:
                 self.sent_log.forget(*invoice)  # the end of data never left: nothing was sent
                 raise
-            code, reply = smtp.getreply()  # if the answer is lost, the email is in doubt and stays logged
+            try:
+                code, reply = smtp.getreply()
+            except OSError:  # the answer is lost: the email is in doubt and stays logged
+                log.warning("RPA email for %s v%s is in doubt: no answer to its end of data (see in_doubt())", *invoice)
+                raise
             if code != 250:
                 self.sent_log.forget(*invoice)
                 raise smtplib.SMTPDataError(code, reply)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 from devstack.workload import invoices, purchase_orders, uninterrupted
+from schemas.codec import SingleObjectCodec
+from tests.e2e.conftest import read_topic
 
 INVOICES, POS = 5000, 3500
 
@@ -40,9 +43,22 @@ def test_a_killed_worker_resumes_without_loss_or_duplicates(pipeline, unique_nam
         assert (row["status"], [r["code"] for r in row["reasons"] or []], row["rpa_payload"]) == (
             want["status"], [r["code"] for r in want.get("reasons") or []], want.get("rpa_payload")), row["invoice_id"]
     sent = [r["invoice_id"] for r in rows if r["status"] == "sent_to_rpa"]
-    pipeline.wait_for(lambda: len(pipeline.mailbox.mailbox.messages) >= len(sent), timeout=120,
-                      what=lambda: f"{len(sent)} emails ({len(pipeline.mailbox.mailbox.messages)} came)")
-    mailed = [invoice_id for m in pipeline.mailbox.mailbox.messages
-              if (invoice_id := json.loads(m.get_body(("plain",)).get_content())["invoice_id"]).startswith(unique_name)]
+
+    def mailed() -> list[str]:
+        return [invoice_id for m in list(pipeline.mailbox.mailbox.messages)
+                if (invoice_id := json.loads(m.get_body(("plain",)).get_content())["invoice_id"]).startswith(unique_name)]
+
+    def missing_emails() -> str:
+        missing = sorted(set(sent) - set(mailed()))
+        codec = SingleObjectCodec()
+        requested = Counter(codec.decode(m.value()).invoice_id
+                            for m in read_topic(pipeline.settings.kafka_bootstrap_servers,
+                                                pipeline.settings.rpa_requests_topic))
+        return (f"{len(sent)} emails ({len(mailed())} came; missing {len(missing)}: {missing[:10]}; "
+                f"their requests on rpa.requests: {[requested[i] for i in missing[:10]]})\n"
+                f"sent log:\n{pipeline.sent_log(missing[:10])}")
+
+    pipeline.wait_for(lambda: len(pipeline.mailbox.mailbox.messages) >= len(sent), timeout=120, what=missing_emails)
+    mailed = mailed()
     assert sorted(mailed) == sorted(sent)  # exactly one email per ready invoice
     assert {"sent_to_rpa", "waiting_for_po", "manual_review", "bad_invoice"} <= {r["status"] for r in rows}
