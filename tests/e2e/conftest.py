@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, Producer
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 
 from connectors.consumer_groups import KafkaConsumerGroups
 from connectors.debezium import MarketplaceCapture, register_connector
 from connectors.debezium.config import remove_capture
 from connectors.sampro.standin import SamproStandIn
 from connectors.scheduler import SqlProcessScheduler, upgrade
+from connectors.scheduler.tables import rpa_sent_log
 from connectors.topic_reader import KafkaTopicReader
 from devstack.demo import _settings_env
 from devstack.mailbox import SmtpServer
@@ -76,6 +77,18 @@ class Pipeline:
                     f"processscheduler sessions not idle:\n{self.busy_sessions()}\n"
                     f"worker log, with its threads and tasks at the end:\n"
                     f"{tail(self.worker.log, 400) if self.worker else '-'}")
+
+    def sent_log(self, invoice_ids) -> str:
+        """The sent log's word on these invoices: (invoice, version, message id, server reply)."""
+        engine = create_engine(self.settings.scheduler_db_url)
+        try:
+            with engine.connect() as conn:
+                found = conn.execute(select(rpa_sent_log.c.invoice_id, rpa_sent_log.c.invoice_version,
+                                            rpa_sent_log.c.sent_at, rpa_sent_log.c.server_reply)
+                                     .where(rpa_sent_log.c.invoice_id.in_(list(invoice_ids)))).all()
+        finally:
+            engine.dispose()
+        return "\n".join(f"  {tuple(row)}" for row in found) or "  (no entries)"
 
     def busy_sessions(self) -> str:
         """What the scheduler database is doing: a lock wait shows here as a blocked query."""
@@ -176,4 +189,6 @@ def pipeline(kafka_bootstrap, connect_url, marketplace_db_url, sampro_db_url, sc
                 with engine.begin() as conn:
                     conn.execute(text(f'DROP SCHEMA "{unique_name}" CASCADE'))
                 engine.dispose()
+        skipped = [line for line in tail(tmp_path / "worker.log", 1_000_000).splitlines() if "never delivered" in line]
+        assert not skipped, "the worker skipped messages (see streams/app.py):\n" + "\n".join(skipped[:10])
 
