@@ -80,10 +80,13 @@ class KafkaTopicReader:
         if not pending:
             return
         consumer = self._consumer()
+        following = {p: ranges[p][0] for p in pending}  # the next offset wanted from each partition
         try:
             consumer.assign([TopicPartition(topic, p, ranges[p][0]) for p in pending])
             while pending:
-                for message in consumer.consume(1000, timeout=1.0):
+                # consume() waits for its count or the timeout: never ask for more than is left.
+                left = sum(end - following[p] for p, end in pending.items())
+                for message in consumer.consume(max(1, min(1000, left)), timeout=1.0):
                     partition = message.partition()
                     if partition not in pending:
                         continue
@@ -97,6 +100,7 @@ class KafkaTopicReader:
                     if offset >= pending[partition]:
                         pending.pop(partition)
                         continue
+                    following[partition] = offset + 1
                     yield TopicRecord(topic, partition, offset, message.timestamp()[1], message.key(), message.value())
                     if offset + 1 >= pending[partition]:
                         pending.pop(partition)
