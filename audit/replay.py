@@ -1,8 +1,9 @@
 """`replay`: judge the verdicts recorded on the topic again, and say what would change.
 
 Each verdict carries the invoice, the PO snapshot and the context it was judged with, so the
-result depends only on the rules (and tolerances) given, never on today's Sampro. The work is
-spread over processes in chunks: reading Kafka is cheap, judging is what costs.
+result depends only on the rules (and tolerances) given, never on today's Sampro. The topic is
+cut into slices of offsets, and each process reads and judges its own slices: judging is what
+costs, and no record has to cross from one process to another.
 """
 
 from __future__ import annotations
@@ -15,17 +16,16 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from functools import cache, partial
 
-from connectors.topic_reader import TopicReader, TopicRecord
+from connectors.topic_reader import OffsetRanges, TopicReader, TopicRecord
 from rules.models import Verdict
 from rules.policy import Policy
 from rules.rejudge import compare, judge_again
 from rules.table import rules_version
 from schemas.codec import DecodeError, codec_for
 
-CHUNK = 2000
-# A record as a judging process gets it: (partition, offset, timestamp_ms, value). Plain tuples
-# cross the process boundary five times cheaper than the reader's dataclass.
-Shipped = tuple[int, int, int, bytes]
+# Offsets per piece of work: enough that starting a reader is noise, few enough to keep both
+# cores busy to the end and the progress bar moving.
+SLICE = 20_000
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,10 @@ class ReplayedVerdict:
     changed: bool
     added_reasons: tuple[str, ...]
     removed_reasons: tuple[str, ...]
+
+
+# What a slice yields: its verdicts judged again, the records it could not decode, the records read.
+JudgedSlice = tuple[list[ReplayedVerdict], list[str], int]
 
 
 @dataclass
@@ -119,21 +123,27 @@ def replay(
     ranges = reader.ranges(topic, selection.since_ms, selection.until_ms)
     on_total(sum(end - start for start, end in ranges.values()))
     report = ReplayReport(topic=topic, rules_version=rules_version(policy), selection=selection)
-    judge_chunk = partial(_judge_chunk, topic=topic, policy=policy, selection=selection,
-                          schema_registry_url=schema_registry_url)
-    wanted = _verdicts_only(_codec(schema_registry_url), selection)
-    chunks = _chunks(reader.read(topic, ranges), wanted, report, on_progress)
+    judge = partial(_judge_slice, reader, topic, policy=policy, selection=selection,
+                    schema_registry_url=schema_registry_url)
+    slices = _slices(ranges, SLICE)
     workers = workers or os.cpu_count() or 1
     if workers == 1:
-        _collect(map(judge_chunk, chunks), report)
+        _collect(map(judge, slices), report, on_progress)
     else:
         with ProcessPoolExecutor(workers) as pool:
-            _collect(_bounded_map(pool, judge_chunk, chunks, in_flight=2 * workers), report)
+            _collect(_bounded_map(pool, judge, slices, in_flight=2 * workers), report, on_progress)
     return report
 
 
+def _slices(ranges: OffsetRanges, size: int) -> Iterator[tuple[int, int, int]]:
+    """(partition, start, end) pieces of at most `size` offsets, partition by partition."""
+    for partition, (start, end) in sorted(ranges.items()):
+        for first in range(start, end, size):
+            yield partition, first, min(first + size, end)
+
+
 def _bounded_map(pool: ProcessPoolExecutor, fn, items: Iterable, in_flight: int) -> Iterator:
-    """`pool.map` that reads ahead only `in_flight` chunks: memory stays flat on a long topic."""
+    """`pool.map` that hands out only `in_flight` slices at a time: memory stays flat on a long topic."""
     pending: deque = deque()
     for item in items:
         pending.append(pool.submit(fn, item))
@@ -143,40 +153,12 @@ def _bounded_map(pool: ProcessPoolExecutor, fn, items: Iterable, in_flight: int)
         yield pending.popleft().result()
 
 
-def _verdicts_only(codec, selection: Selection) -> Callable[[TopicRecord], bool]:
-    """Status changes share the topic with the verdicts: they are left out by their schema
-    fingerprint, undecoded, before anything is handed to a judging process."""
-    def wanted(record: TopicRecord) -> bool:
-        return selection.admits_record(record) and codec.kind(record.value or b"") in (Verdict, None)
-
-    return wanted
-
-
-def _chunks(records: Iterable[TopicRecord], wanted: Callable[[TopicRecord], bool], report: ReplayReport,
-            on_progress: Callable[[int], None]) -> Iterator[list[Shipped]]:
-    chunk: list[Shipped] = []
-    read = 0
-    for record in records:
-        read += 1
-        if wanted(record):
-            chunk.append((record.partition, record.offset, record.timestamp_ms, record.value or b""))
-        if read == CHUNK:
-            report.records_read += read
-            on_progress(read)
-            read = 0
-            if chunk:
-                yield chunk
-                chunk = []
-    report.records_read += read
-    on_progress(read)
-    if chunk:
-        yield chunk
-
-
-def _collect(results: Iterable[tuple[list[ReplayedVerdict], list[str]]], report: ReplayReport) -> None:
-    for items, undecodable in results:
+def _collect(results: Iterable[JudgedSlice], report: ReplayReport, on_progress: Callable[[int], None]) -> None:
+    for items, undecodable, read in results:
         report.items.extend(items)
         report.undecodable.extend(undecodable)
+        report.records_read += read
+        on_progress(read)
 
 
 @cache
@@ -185,25 +167,32 @@ def _codec(schema_registry_url: str | None):
     return codec_for(schema_registry_url)
 
 
-def _judge_chunk(records: list[Shipped], topic: str, policy: Policy, selection: Selection,
-                 schema_registry_url: str | None) -> tuple[list[ReplayedVerdict], list[str]]:
+def _judge_slice(reader: TopicReader, topic: str, piece: tuple[int, int, int], policy: Policy,
+                 selection: Selection, schema_registry_url: str | None) -> JudgedSlice:
+    """Reads one slice and judges its verdicts again. Status changes share the topic: they are
+    left out by their schema fingerprint, undecoded."""
     codec = _codec(schema_registry_url)
-    items, undecodable = [], []
-    for partition, offset, timestamp_ms, value in records:
+    partition, start, end = piece
+    items, undecodable, read = [], [], 0
+    for record in reader.read(topic, {partition: (start, end)}):
+        read += 1
+        value = record.value or b""
+        if not selection.admits_record(record) or codec.kind(value) not in (Verdict, None):
+            continue
         try:
             message = codec.decode(value)
         except DecodeError as error:
-            undecodable.append(f"{topic}[{partition}]@{offset}: {error}")
+            undecodable.append(f"{topic}[{partition}]@{record.offset}: {error}")
             continue
         if not isinstance(message, Verdict) or not selection.admits(message):
             continue
         comparison = compare(message, judge_again(message, policy))
         items.append(ReplayedVerdict(
             invoice_id=message.invoice_id, invoice_version=message.invoice_version, po_number=message.po_number,
-            recorded_at=datetime.fromtimestamp(timestamp_ms / 1000, UTC).isoformat(),
-            partition=partition, offset=offset, recorded_rules_version=message.rules_version,
+            recorded_at=datetime.fromtimestamp(record.timestamp_ms / 1000, UTC).isoformat(),
+            partition=partition, offset=record.offset, recorded_rules_version=message.rules_version,
             recorded_status=comparison.recorded_status, rederived_status=comparison.rederived_status,
             recorded_reasons=comparison.recorded_codes, rederived_reasons=comparison.rederived_codes,
             changed=comparison.changed, added_reasons=comparison.added_codes, removed_reasons=comparison.removed_codes,
         ))
-    return items, undecodable
+    return items, undecodable, read

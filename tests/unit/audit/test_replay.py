@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import pytest
 
+from audit import replay as replay_module
 from audit.replay import Selection, replay
 from audit.report import render
 from rules.policy import Policy, Tolerance
@@ -28,6 +29,18 @@ def test_the_same_rules_change_nothing(topic):
     report = replay(reader, TOPIC, Selection(), Policy(), workers=1)
     assert len(report.items) == len(recorded_verdicts(placed)) > 500
     assert report.changed == [] and report.not_rederivable == [] and report.undecodable == []
+
+
+def test_slices_of_the_topic_add_up_to_the_whole_topic_in_offset_order(topic, monkeypatch):
+    reader, _ = topic
+    whole = replay(reader, TOPIC, Selection(), LENIENT, workers=1)
+    monkeypatch.setattr(replay_module, "SLICE", 7)
+    progress = []
+    sliced = replay(reader, TOPIC, Selection(), LENIENT, workers=2, on_progress=progress.append)
+    assert sliced.items == whole.items and sliced.records_read == whole.records_read
+    assert len(progress) > len(reader.topics[TOPIC]) and sum(progress) == whole.records_read
+    positions = [(i.partition, i.offset) for i in sliced.items]
+    assert positions == sorted(positions)
 
 
 def test_a_price_tolerance_flips_exactly_the_invoices_held_back_by_price_alone(topic):
