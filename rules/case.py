@@ -6,11 +6,11 @@ second, and every rule that has a PO needs this matching anyway.
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
 from rules.context import EvaluationContext
 from rules.models import Finding, Invoice, InvoiceLine, PurchaseOrder, PurchaseOrderLine, Severity
-from rules.money import minor_unit, round_money
+from rules.money import round_money
 from rules.policy import Tolerance
 
 ZERO = Decimal(0)
@@ -41,9 +41,7 @@ class Case:
         self.invoiced_by_part: dict[str, Decimal] = {}
         if invoice is not None:
             # Quantity x price, rounded; and the amount each line stands for: as stated, or that.
-            minor = minor_unit(invoice.currency)
-            self.computed_amounts = [(line.quantity * line.unit_price).quantize(minor, rounding=ROUND_HALF_UP)
-                                     for line in invoice.lines]
+            self.computed_amounts = [self.money(line.quantity * line.unit_price) for line in invoice.lines]
             self.line_amounts = [line.amount if line.amount is not None else computed
                                  for line, computed in zip(invoice.lines, self.computed_amounts)]
         if invoice is not None and po is not None:
