@@ -23,7 +23,7 @@ from api.metrics import registry_for
 from api.routes import ap, dashboard, operations, rpa
 from connectors.pipeline_lag import PipelineLag
 from connectors.po_commands import PurchaseOrderCommands
-from connectors.ports import ProcessScheduler, PurchaseOrderReader
+from connectors.ports import ProcessScheduler, PurchaseOrderReader, RpaSentLog
 from connectors.scheduler.read_model import InvoiceReadModel
 from rules.policy import Policy
 from streams.bootstrap import engine_for, policy_from, purchase_order_reader
@@ -51,14 +51,15 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _real_processscheduler(settings: Settings) -> tuple[InvoiceReadModel, ProcessScheduler]:
-    """The read model and the dry run's duplicate check, on one connection pool; the API never
-    migrates nor writes processscheduler (the worker does)."""
+def _real_processscheduler(settings: Settings) -> tuple[InvoiceReadModel, ProcessScheduler, RpaSentLog]:
+    """The read model, the dry run's duplicate check and the RPA sent log, on one connection pool;
+    the API never migrates nor writes processscheduler (the worker does)."""
+    from connectors.rpa_mail import SqlSentLog
     from connectors.scheduler import SqlProcessScheduler
     from connectors.scheduler.read_model_sql import SqlInvoiceReadModel
 
     engine = engine_for(settings.scheduler_db_url)
-    return SqlInvoiceReadModel(engine), SqlProcessScheduler(engine)
+    return SqlInvoiceReadModel(engine), SqlProcessScheduler(engine), SqlSentLog(engine)
 
 
 def _real_commands(settings: Settings) -> PurchaseOrderCommands:
@@ -83,21 +84,23 @@ def create_app(
     purchase_orders: PurchaseOrderReader | None = None,
     scheduler: ProcessScheduler | None = None,
     lag: PipelineLag | None = None,
+    sent_log: RpaSentLog | None = None,
     policy: Policy | None = None,
     clock: Callable[[], datetime] = _now,
     live_interval: float = 1.0,
 ) -> FastAPI:
     settings = settings or Settings()
-    if read_model is None or scheduler is None:
-        real_read_model, real_scheduler = _real_processscheduler(settings)
+    if read_model is None or scheduler is None or sent_log is None:
+        real_read_model, real_scheduler, real_sent_log = _real_processscheduler(settings)
         read_model, scheduler = read_model or real_read_model, scheduler or real_scheduler
+        sent_log = sent_log or real_sent_log
     lag = lag or _real_lag(settings)
     context = ApiContext(
         settings=settings, read_model=read_model, commands=commands or _real_commands(settings),
         purchase_orders=purchase_orders or purchase_order_reader(settings),
         scheduler=scheduler, lag=lag, policy=policy or policy_from(settings),
         auth=Authenticator(settings), clock=clock, live=LiveFeed(read_model, clock, interval=live_interval),
-        metrics=registry_for(read_model, lag, clock),
+        metrics=registry_for(read_model, lag, sent_log, clock),
     )
 
     @asynccontextmanager

@@ -17,6 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from connectors.pipeline_lag import PipelineLag
+from connectors.ports import RpaSentLog
 from connectors.scheduler.read_model import InvoiceReadModel
 
 log = logging.getLogger(__name__)
@@ -34,8 +35,9 @@ def _quantiles(name: str, help_text: str, values: list[float]) -> GaugeMetricFam
 
 
 class PipelineCollector(Collector):
-    def __init__(self, read_model: InvoiceReadModel, lag: PipelineLag, clock: Callable[[], datetime]):
-        self.read_model, self.lag, self.clock = read_model, lag, clock
+    def __init__(self, read_model: InvoiceReadModel, lag: PipelineLag, sent_log: RpaSentLog,
+                 clock: Callable[[], datetime]):
+        self.read_model, self.lag, self.sent_log, self.clock = read_model, lag, sent_log, clock
 
     def describe(self):
         return []  # nothing is read when the collector is registered, only when scraped
@@ -75,7 +77,11 @@ class PipelineCollector(Collector):
                                "sent_to_rpa to entered or rpa_failed, outcomes of the last hour", trips))
         mean = GaugeMetricFamily(f"{PREFIX}_rpa_round_trip_mean_seconds", "Mean RPA round trip of the last hour")
         mean.add_metric([], statistics.fmean(trips) if trips else 0)
-        yield mean
+        doubt = GaugeMetricFamily(f"{PREFIX}_rpa_emails_in_doubt",
+                                  "RPA emails cut off between the sent log and the mail server's answer: "
+                                  "look for them in the RPA mailbox (SqlSentLog.in_doubt)")
+        doubt.add_metric([], len(self.sent_log.in_doubt()))
+        yield from (mean, doubt)
 
     def _from_kafka(self):
         now = self.clock()
@@ -96,9 +102,10 @@ class PipelineCollector(Collector):
         yield from (lag, latency, committed)
 
 
-def registry_for(read_model: InvoiceReadModel, lag: PipelineLag, clock: Callable[[], datetime]) -> CollectorRegistry:
+def registry_for(read_model: InvoiceReadModel, lag: PipelineLag, sent_log: RpaSentLog,
+                 clock: Callable[[], datetime]) -> CollectorRegistry:
     registry = CollectorRegistry()
     for collector in (ProcessCollector, PlatformCollector, GCCollector):
         collector(registry=registry)
-    registry.register(PipelineCollector(read_model, lag, clock))
+    registry.register(PipelineCollector(read_model, lag, sent_log, clock))
     return registry

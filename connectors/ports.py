@@ -40,6 +40,11 @@ class RpaMailer(Protocol):
         """Sends unless already sent; returns False when the sent log says it went out before."""
 
 
+class RpaSentLog(Protocol):
+    def in_doubt(self) -> list[tuple[str, int]]:
+        """Invoice versions whose email was cut off between the log and the server's answer."""
+
+
 class MarketplaceSource(Protocol):
     """Pulls what vendors uploaded since the last call, as canonical invoice events."""
 

@@ -7,6 +7,7 @@ import json
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from api.app import create_app
 from devstack.demo import upload
@@ -46,6 +47,13 @@ def test_a_success_callback_travels_through_kafka_and_the_row_becomes_entered(pi
     assert again.status_code == 202 and again.json()["already_recorded"] is True
     assert api.post(f"/rpa/invoices/{invoice_id}/failure", json={"invoice_version": 1, "error": "late"},
                     headers=BOT).status_code == 409
+
+    scraped = {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+               for family in text_string_to_metric_families(api.get("/metrics").text) for sample in family.samples}
+    assert scraped[("invoice_automation_scrape_ok", (("source", "processscheduler"),))] == 1
+    assert scraped[("invoice_automation_scrape_ok", (("source", "kafka"),))] == 1
+    assert scraped[("invoice_automation_invoices", (("status", "entered"),))] == 1
+    assert scraped[("invoice_automation_rpa_emails_in_doubt", ())] == 0
 
 
 def test_a_released_manual_review_invoice_goes_to_the_rpa_bot_with_who_and_why(pipeline, api, unique_name):  # noqa: F811

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -53,12 +53,23 @@ def seed(scheduler: InMemoryProcessScheduler) -> None:
 
 
 @dataclass
+class SentLogInMemory:
+    """The RPA sent log as /metrics reads it: the emails in doubt."""
+
+    doubtful: list[tuple[str, int]] = field(default_factory=list)
+
+    def in_doubt(self) -> list[tuple[str, int]]:
+        return list(self.doubtful)
+
+
+@dataclass
 class Api:
     client: TestClient
     scheduler: InMemoryProcessScheduler
     read_model: InMemoryInvoiceReadModel
     commands: InMemoryPurchaseOrderCommands
     lag: InMemoryPipelineLag
+    sent_log: SentLogInMemory
     settings: Settings
 
     def as_clerk(self) -> dict:
@@ -78,10 +89,12 @@ def make_api(**settings_overrides) -> Api:
         {"name": "ana", "password_hash": HASH, "role": "clerk"},
         {"name": "victor", "password_hash": HASH, "role": "viewer"}], **settings_overrides)
     read_model, commands, lag = InMemoryInvoiceReadModel(scheduler), InMemoryPurchaseOrderCommands(), InMemoryPipelineLag()
+    sent_log = SentLogInMemory()
     app = create_app(settings, read_model=read_model, commands=commands, scheduler=scheduler, lag=lag,
+                     sent_log=sent_log,
                      purchase_orders=InMemoryPurchaseOrderReader([PurchaseOrder.model_validate(PO)]),
                      clock=lambda: NOW)
-    return Api(TestClient(app), scheduler, read_model, commands, lag, settings)
+    return Api(TestClient(app), scheduler, read_model, commands, lag, sent_log, settings)
 
 
 HASH = hash_password(PASSWORD)

@@ -36,6 +36,12 @@ def test_metrics_from_processscheduler(api):
     assert found[("invoice_automation_oldest_waiting_seconds", ())] == 30 * 60
     assert found[("invoice_automation_rpa_round_trip_seconds", (("quantile", "0.5"),))] == 3 * 60  # MP-4
     assert found[("invoice_automation_scrape_ok", (("source", "processscheduler"),))] == 1
+    assert found[("invoice_automation_rpa_emails_in_doubt", ())] == 0
+
+
+def test_metrics_count_the_rpa_emails_in_doubt(api):
+    api.sent_log.doubtful = [("MP-1", 1), ("MP-4", 1)]
+    assert samples(api)[("invoice_automation_rpa_emails_in_doubt", ())] == 2
 
 
 def test_metrics_from_kafka_lag(api):
