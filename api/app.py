@@ -10,7 +10,6 @@ from collections.abc import Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
@@ -28,9 +27,6 @@ from connectors.scheduler.read_model import InvoiceReadModel
 from rules.policy import Policy
 from streams.bootstrap import engine_for, policy_from, purchase_order_reader
 from streams.settings import Settings
-
-STATIC = Path(__file__).with_name("static")
-
 
 @dataclass
 class ApiContext:
@@ -124,5 +120,5 @@ def create_app(
     errors.install(app)
     for router in (rpa.router, ap.router, dashboard.router, operations.router):
         app.include_router(router)
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.mount("/static", StaticFiles(directory=dashboard.STATIC), name="static")
     return app

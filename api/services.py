@@ -35,7 +35,7 @@ class NotNow(Exception):
         self.current_status = current_status
 
 
-def _find(read_model: InvoiceReadModel, invoice_id: str, version: int | None) -> InvoiceDetail:
+def find_invoice(read_model: InvoiceReadModel, invoice_id: str, version: int | None) -> InvoiceDetail:
     found = read_model.invoice(invoice_id, version)
     if found is None:
         which = f"{invoice_id} version {version}" if version is not None else invoice_id
@@ -45,7 +45,7 @@ def _find(read_model: InvoiceReadModel, invoice_id: str, version: int | None) ->
 
 def release_invoice(read_model: InvoiceReadModel, commands: PurchaseOrderCommands, clock: Clock, *,
                     invoice_id: str, version: int, user: str, reason: str) -> ReleaseRequested:
-    invoice = _find(read_model, invoice_id, version)
+    invoice = find_invoice(read_model, invoice_id, version)
     if version != max(invoice.versions):
         raise NotNow(f"version {version} was replaced by version {max(invoice.versions)}", invoice.status)
     if invoice.status not in RELEASABLE:
@@ -59,7 +59,7 @@ def release_invoice(read_model: InvoiceReadModel, commands: PurchaseOrderCommand
 
 def send_to_rpa(read_model: InvoiceReadModel, commands: PurchaseOrderCommands, clock: Clock, *,
                 invoice_id: str, version: int, user: str) -> DispatchApproved:
-    invoice = _find(read_model, invoice_id, version)
+    invoice = find_invoice(read_model, invoice_id, version)
     if invoice.status is not InvoiceStatus.READY_TO_PROCESS:
         raise NotNow(f"{invoice_id} is {invoice.status.value}; only ready_to_process can be sent", invoice.status)
     command = DispatchApproved(command_id=f"dispatch:{uuid.uuid4().hex}", invoice_id=invoice_id,
@@ -82,7 +82,7 @@ def completion_event_id(invoice_id: str, version: int, attempt: int) -> str:
 def record_rpa_outcome(read_model: InvoiceReadModel, commands: PurchaseOrderCommands, clock: Clock, *,
                        invoice_id: str, version: int, outcome: CompletionOutcome,
                        sampro_invoice_id: str | None = None, error: str | None = None) -> CompletionReport:
-    invoice = _find(read_model, invoice_id, version)
+    invoice = find_invoice(read_model, invoice_id, version)
     attempt = sum(1 for change in invoice.history if change.status is InvoiceStatus.SENT_TO_RPA)
     event_id = completion_event_id(invoice_id, version, attempt)
     recorded = InvoiceStatus.ENTERED if outcome is CompletionOutcome.SUCCESS else InvoiceStatus.RPA_FAILED

@@ -21,7 +21,7 @@ from api.comparison import compare
 from api.errors import answers
 from api.routes.deps import InvoiceId, context
 from api.schemas import NO_NUL, CommandAccepted, DispatchRequest, InvoiceView, Me, ReasonCode, ReleaseRequest, VerdictAnswer
-from api.services import UnknownInvoice, dry_run, release_invoice, send_to_rpa
+from api.services import dry_run, find_invoice, release_invoice, send_to_rpa
 from connectors.scheduler.read_model import MAX_PAGE, InvoicePage, InvoiceQuery, Kpi
 from rules.lifecycle import InvoiceStatus
 
@@ -68,9 +68,7 @@ def list_invoices(query: InvoiceQuery = Depends(invoice_query), _: Principal = D
             summary="One invoice: verdict, invoice beside PO, RPA payload, status history")
 def show_invoice(invoice_id: InvoiceId, version: Annotated[int | None, Query(ge=1)] = None,
                  _: Principal = Depends(signed_in), ctx=Depends(context)) -> InvoiceView:
-    found = ctx.read_model.invoice(invoice_id, version)
-    if found is None:
-        raise UnknownInvoice(f"processscheduler has no invoice {invoice_id}" + (f" version {version}" if version else ""))
+    found = find_invoice(ctx.read_model, invoice_id, version)
     return InvoiceView(**found.model_dump(), comparison=compare(found))
 
 
