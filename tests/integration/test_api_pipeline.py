@@ -27,12 +27,17 @@ def status_of(pipeline, invoice_id: str) -> str | None:
     return pipeline.statuses().get(invoice_id)
 
 
-def test_a_success_callback_travels_through_kafka_and_the_row_becomes_entered(pipeline, api, unique_name):  # noqa: F811
-    ready = load_sample(pipeline, "01", unique_name)
-    invoice_id = ready["invoice_id"]
+def decided_sample(pipeline, case: str, unique_name: str, status: str) -> str:  # noqa: F811 (the fixture's name)
+    """A sample invoice through a started worker until its row has `status`; its invoice id."""
+    document = load_sample(pipeline, case, unique_name)
     pipeline.start_worker()
-    upload(pipeline.settings, [ready])
-    pipeline.wait_for(lambda: status_of(pipeline, invoice_id) == "sent_to_rpa", what="the RPA hand-off")
+    upload(pipeline.settings, [document])
+    pipeline.wait_for(lambda: status_of(pipeline, document["invoice_id"]) == status, what=f"{status} for sample {case}")
+    return document["invoice_id"]
+
+
+def test_a_success_callback_travels_through_kafka_and_the_row_becomes_entered(pipeline, api, unique_name):  # noqa: F811
+    invoice_id = decided_sample(pipeline, "01", unique_name, "sent_to_rpa")
 
     url = f"/rpa/invoices/{invoice_id}/success"
     answer = api.post(url, json={"invoice_version": 1, "sampro_invoice_id": "S-77"}, headers=BOT)
@@ -57,11 +62,7 @@ def test_a_success_callback_travels_through_kafka_and_the_row_becomes_entered(pi
 
 
 def test_a_released_manual_review_invoice_goes_to_the_rpa_bot_with_who_and_why(pipeline, api, unique_name):  # noqa: F811
-    price_off = load_sample(pipeline, "02", unique_name)
-    invoice_id = price_off["invoice_id"]
-    pipeline.start_worker()
-    upload(pipeline.settings, [price_off])
-    pipeline.wait_for(lambda: status_of(pipeline, invoice_id) == "manual_review", what="the verdict")
+    invoice_id = decided_sample(pipeline, "02", unique_name, "manual_review")
 
     blank = api.post(f"/api/invoices/{invoice_id}/release", json={"invoice_version": 1, "reason": ""},
                      auth=(CLERK, PASSWORD))
