@@ -6,57 +6,67 @@ Rows are read by (updated_at, invoice_id) watermark. A row committed late with a
 emitted yet. What was emitted inside the window is remembered durably with the watermark (a
 small JSON file), so a restart neither skips nor repeats a version. Deletes cannot be seen by
 polling; withdrawals need the Debezium source.
+
+A page that cannot be read (a value the driver cannot convert) is read again row by row: the
+row that fails alone comes back as unreadable, with its columns as text, for the dead-letter
+topic, and the watermark moves past it, so one bad row never stops the vendors behind it.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, Text, and_, cast, or_, select
+from sqlalchemy import Engine, Text, and_, cast, or_, select, true
 
 from connectors.marketplace_table import marketplace_invoices as table
+from connectors.marketplace_table import read_json_column, stream_key_problem
+from connectors.ports import Polled, UnreadableRow
+from connectors.sql import mapped_errors
+from rules.errors import Unavailable
 from rules.lifecycle import InvoiceSubmitted
+from rules.limits import Limits
+
+log = logging.getLogger(__name__)
 
 _COLUMNS = [c for c in table.c if c.key not in ("lines", "extra_charges")]
 # JSON columns as text: drivers parse JSON numbers into floats, and amounts must stay exact.
 _JSON_AS_TEXT = [cast(table.c.lines, Text).label("lines"), cast(table.c.extra_charges, Text).label("extra_charges")]
+_ALL_AS_TEXT = [cast(c, Text).label(c.key) for c in table.c]
+
+Watermark = tuple[datetime, str]
 
 
 def _utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _document(row: Any) -> dict[str, Any]:
-    def parsed(text: str | None, default: Any) -> Any:
-        try:
-            return json.loads(text, parse_float=Decimal) if text else default
-        except json.JSONDecodeError:
-            return text  # the rules will report it as INVALID_INVOICE, naming the field
-
+def _document(row: Any, limits: Limits) -> dict[str, Any]:
     return {
         "invoice_id": row.invoice_id, "version": row.version, "vendor_id": row.vendor_id,
         "invoice_number": row.invoice_number, "po_number": row.po_number,
         "invoice_date": row.invoice_date.isoformat() if row.invoice_date else None, "currency": row.currency,
-        "lines": parsed(row.lines, []), "tax_amount": row.tax_amount,
-        "extra_charges": parsed(row.extra_charges, []), "total_amount": row.total_amount,
+        "lines": read_json_column(row.lines, [], limits), "tax_amount": row.tax_amount,
+        "extra_charges": read_json_column(row.extra_charges, [], limits), "total_amount": row.total_amount,
     }
 
 
 class PollingMarketplaceSource:
-    def __init__(self, engine: Engine, state_file: Path, lookback_seconds: float = 300, batch_size: int = 1000):
+    def __init__(self, engine: Engine, state_file: Path, lookback_seconds: float = 300, batch_size: int = 1000,
+                 limits: Limits = Limits()):
         self.engine = engine
         self.state_file = state_file
         self.lookback = timedelta(seconds=lookback_seconds)
         self.batch_size = batch_size
+        self.limits = limits
         self._watermark, self._emitted = self._load()
-        self._pending: tuple[tuple[datetime, str] | None, dict[str, list]] | None = None
+        self._pending: tuple[Watermark | None, dict[str, list]] | None = None
 
-    def _load(self) -> tuple[tuple[datetime, str] | None, dict[str, list]]:
+    def _load(self) -> tuple[Watermark | None, dict[str, list]]:
         try:
             state = json.loads(self.state_file.read_text())
         except (OSError, ValueError):
@@ -64,28 +74,41 @@ class PollingMarketplaceSource:
         mark = state.get("watermark")
         return ((datetime.fromisoformat(mark[0]), mark[1]) if mark else None), state.get("emitted", {})
 
-    def poll(self) -> list[InvoiceSubmitted]:
+    def poll(self) -> Polled:
         """New invoices and versions; call `commit()` once they are safely produced."""
         watermark, emitted = self._watermark, dict(self._emitted)
-        events: list[InvoiceSubmitted] = []
-        with self.engine.connect() as conn:
-            rows = [row for query in self._queries(watermark) for row in conn.execute(query)]
-        rows.sort(key=lambda row: (_utc(row.updated_at), row.invoice_id))
-        for row in rows:
+        polled = Polled()
+        for row in self._rows(watermark, polled):
             updated_at = _utc(row.updated_at)
             known = emitted.get(row.invoice_id)
             if known is None or known[0] < row.version:
-                events.append(InvoiceSubmitted(invoice_id=row.invoice_id, version=row.version,
-                                               po_number=row.po_number, document=_document(row),
-                                               received_at=updated_at))
+                event = self._event(row, updated_at, polled)
+                if event is not None:
+                    polled.events.append(event)
                 emitted[row.invoice_id] = [row.version, updated_at.isoformat()]
             if watermark is None or (updated_at, row.invoice_id) > watermark:
                 watermark = (updated_at, row.invoice_id)
+        for unreadable in polled.unreadable:  # moved past, and never dead-lettered twice
+            at = unreadable.updated_at or (watermark[0] if watermark else datetime.now(UTC))
+            emitted[unreadable.invoice_id] = [2**31, at.isoformat()]
+            if unreadable.updated_at is not None and (watermark is None or (at, unreadable.invoice_id) > watermark):
+                watermark = (at, unreadable.invoice_id)
         if watermark is not None:
             horizon = (watermark[0] - self.lookback).isoformat()
             emitted = {k: v for k, v in emitted.items() if v[1] >= horizon}
         self._pending = (watermark, emitted)
-        return events
+        return polled
+
+    def _event(self, row: Any, updated_at: datetime, polled: Polled) -> InvoiceSubmitted | None:
+        problem = stream_key_problem(row.po_number, self.limits) or stream_key_problem(row.invoice_id, self.limits)
+        if problem is None and not 1 <= row.version <= 2**31 - 1:
+            problem = f"version {row.version} is not from 1 to 2147483647"
+        if problem is not None:
+            polled.unreadable.append(UnreadableRow(str(row.invoice_id)[:64], updated_at,
+                                                   json.dumps(_as_text(row)).encode(), problem))
+            return None
+        return InvoiceSubmitted(invoice_id=row.invoice_id, version=row.version, po_number=row.po_number,
+                                document=_document(row, self.limits), received_at=updated_at)
 
     def commit(self) -> None:
         """Makes the last poll durable: written to a temp file, then renamed over the state."""
@@ -99,15 +122,65 @@ class PollingMarketplaceSource:
         temporary.write_text(json.dumps({"watermark": mark, "emitted": self._emitted}))
         os.replace(temporary, self.state_file)
 
-    def _queries(self, watermark: tuple[datetime, str] | None) -> list:
-        """The next page of new rows, and the look-back window behind the watermark (late commits)."""
-        columns = (*_COLUMNS, *_JSON_AS_TEXT)
-        order = (table.c.updated_at, table.c.invoice_id)
+    def _rows(self, watermark: Watermark | None, polled: Polled) -> list[Any]:
+        rows = []
+        with mapped_errors("marketplace"), self.engine.connect() as conn:
+            for where, limited in self._pages(watermark):
+                query = select(*_COLUMNS, *_JSON_AS_TEXT).where(where).order_by(table.c.updated_at,
+                                                                                table.c.invoice_id)
+                if limited:
+                    query = query.limit(self.batch_size)
+                try:
+                    rows.extend(conn.execute(query).all())
+                except Exception as error:
+                    if isinstance(error, Unavailable) or _connection_lost(error):
+                        raise
+                    log.warning("a page of the marketplace table cannot be read (%s); reading it row by row", error)
+                    conn.rollback()
+                    rows.extend(self._one_by_one(conn, where, limited, polled))
+        return rows
+
+    def _one_by_one(self, conn, where, limited: bool, polled: Polled) -> list[Any]:
+        keys_query = (select(table.c.invoice_id, cast(table.c.updated_at, Text).label("updated_at")).where(where)
+                      .order_by(table.c.updated_at, table.c.invoice_id))
+        keys = conn.execute(keys_query.limit(self.batch_size) if limited else keys_query).all()
+        rows = []
+        for key in keys:
+            single = select(*_COLUMNS, *_JSON_AS_TEXT).where(table.c.invoice_id == key.invoice_id)
+            try:
+                rows.extend(conn.execute(single).all())
+            except Exception as error:
+                if _connection_lost(error):
+                    raise
+                conn.rollback()
+                raw = conn.execute(select(*_ALL_AS_TEXT).where(table.c.invoice_id == key.invoice_id)).first()
+                polled.unreadable.append(UnreadableRow(key.invoice_id, _parsed_time(key.updated_at),
+                                                       json.dumps(dict(raw._mapping) if raw else {}).encode(),
+                                                       f"{type(error).__name__}: {error}"[:500]))
+        return rows
+
+    def _pages(self, watermark: Watermark | None) -> list[tuple[Any, bool]]:
+        """The next page of new rows, and the look-back window behind the watermark (late commits),
+        each with whether it is limited to a page."""
         if watermark is None:
-            return [select(*columns).order_by(*order).limit(self.batch_size)]
+            return [(true(), True)]
         since, invoice_id = watermark
         newer = or_(table.c.updated_at > since, and_(table.c.updated_at == since, table.c.invoice_id > invoice_id))
-        return [
-            select(*columns).where(newer).order_by(*order).limit(self.batch_size),
-            select(*columns).where(table.c.updated_at >= since - self.lookback, ~newer),
-        ]
+        return [(newer, True), (and_(table.c.updated_at >= since - self.lookback, ~newer), False)]
+
+
+def _connection_lost(error: BaseException) -> bool:
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    return isinstance(error, OperationalError) or (isinstance(error, DBAPIError) and error.connection_invalidated)
+
+
+def _parsed_time(text: str | None) -> datetime | None:
+    try:
+        return _utc(datetime.fromisoformat(text)) if text else None
+    except ValueError:
+        return None
+
+
+def _as_text(row: Any) -> dict[str, str | None]:
+    return {key: None if value is None else str(value) for key, value in row._mapping.items()}

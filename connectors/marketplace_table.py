@@ -8,6 +8,8 @@ may be incomplete, so only the keys are required: the rules report what is missi
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     JSON,
     Column,
@@ -20,6 +22,9 @@ from sqlalchemy import (
     Table,
     func,
 )
+
+from rules.errors import DataError
+from rules.limits import Limits, control_character, load_json
 
 metadata = MetaData()
 
@@ -39,3 +44,27 @@ marketplace_invoices = Table(
     Column("total_amount", Numeric(18, 4)),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
+
+
+def read_json_column(value: Any, default: Any, limits: Limits) -> Any:
+    """A lines or extra_charges column: its JSON, or, when it cannot be read within the limits,
+    a short note of why, which the rules report as INVALID_INVOICE on that field."""
+    if value is None:
+        return default
+    if not isinstance(value, str | bytes):  # a driver that already parsed it
+        return value
+    try:
+        return load_json(value, limits, "column")
+    except DataError as exc:
+        return f"unreadable: {str(exc).removeprefix('column: ')}"
+
+
+def stream_key_problem(value: Any, limits: Limits) -> str | None:
+    """Why a value cannot be the invoice id or PO number a record is keyed and stored by."""
+    if not isinstance(value, str) or not value.strip():
+        return "missing or not text"
+    if len(value) > limits.max_identifier_length:
+        return f"{len(value):,} characters; at most {limits.max_identifier_length}"
+    if (character := control_character(value)) is not None:
+        return f"contains the control character {character}"
+    return None

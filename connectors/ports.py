@@ -6,10 +6,17 @@ Each port has at least two implementations run by the same contract suite in tes
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 from rules.context import KnownInvoice
-from rules.lifecycle import InvoiceSubmitted, InvoiceWithdrawn, RpaRequest, StatusChanged
+from rules.lifecycle import (
+    InvoiceSubmitted,
+    InvoiceWithdrawn,
+    RpaRequest,
+    StatusChanged,
+)
 from rules.models import PurchaseOrder, Verdict
 
 
@@ -45,8 +52,28 @@ class RpaSentLog(Protocol):
         """Invoice versions whose email was cut off between the log and the server's answer."""
 
 
+@dataclass(frozen=True)
+class UnreadableRow:
+    """A marketplace row the source could not read: for the dead-letter topic."""
+
+    invoice_id: str
+    updated_at: datetime | None
+    raw: bytes  # its columns as text, JSON
+    error: str
+
+
+@dataclass
+class Polled:
+    events: list[InvoiceSubmitted | InvoiceWithdrawn] = field(default_factory=list)
+    unreadable: list[UnreadableRow] = field(default_factory=list)
+
+
 class MarketplaceSource(Protocol):
     """Pulls what vendors uploaded since the last call, as canonical invoice events."""
 
-    def poll(self) -> Sequence[InvoiceSubmitted | InvoiceWithdrawn]:
-        """Returns new invoices and versions; the watermark is kept durably by the source."""
+    def poll(self) -> Polled:
+        """New invoices and versions, and the rows that could not be read; nothing is final
+        until `commit`."""
+
+    def commit(self) -> None:
+        """Makes the last poll durable: the next poll starts after it."""

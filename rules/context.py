@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
+from rules.limits import Limits
 from rules.policy import Policy
 
 # Earlier invoices with these statuses were never processed, so a resend is not a duplicate.
@@ -34,6 +35,7 @@ class EvaluationContext:
     policy: Policy = Policy()
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     today: date | None = None  # defaults to now's date
+    limits: Limits = Limits()
 
     @property
     def as_of(self) -> date:

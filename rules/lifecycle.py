@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from rules.models import RpaPayload
+from rules.models import EventId, RpaPayload, StreamKey, VersionNumber
 
 
 class _Event(BaseModel):
@@ -40,9 +40,9 @@ class InvoiceSubmitted(_Event):
     not the transport, decide whether it breaks the contract.
     """
 
-    invoice_id: str
-    version: int
-    po_number: str
+    invoice_id: StreamKey
+    version: VersionNumber
+    po_number: StreamKey
     document: dict[str, Any]
     received_at: datetime
 
@@ -50,20 +50,20 @@ class InvoiceSubmitted(_Event):
 class InvoiceWithdrawn(_Event):
     """The vendor deleted the invoice in the marketplace."""
 
-    invoice_id: str
-    version: int
-    po_number: str
+    invoice_id: StreamKey
+    version: VersionNumber
+    po_number: StreamKey
     withdrawn_at: datetime
 
 
 class ReleaseRequested(_Event):
     """An AP override: enter this invoice despite its findings."""
 
-    command_id: str
-    invoice_id: str
-    invoice_version: int
-    po_number: str
-    user: str
+    command_id: EventId
+    invoice_id: StreamKey
+    invoice_version: VersionNumber
+    po_number: StreamKey
+    user: Annotated[str, StringConstraints(min_length=1, max_length=200)]
     reason: str = Field(min_length=1)
     issued_at: datetime
 
@@ -71,20 +71,20 @@ class ReleaseRequested(_Event):
 class DispatchApproved(_Event):
     """An AP clerk approves sending a ready invoice to the RPA bot (manual dispatch mode)."""
 
-    command_id: str
-    invoice_id: str
-    invoice_version: int
-    po_number: str
-    user: str
+    command_id: EventId
+    invoice_id: StreamKey
+    invoice_version: VersionNumber
+    po_number: StreamKey
+    user: Annotated[str, StringConstraints(min_length=1, max_length=200)]
     issued_at: datetime
 
 
 class RpaRequest(_Event):
     """One invoice version handed to the RPA bot."""
 
-    invoice_id: str
-    invoice_version: int
-    po_number: str
+    invoice_id: StreamKey
+    invoice_version: VersionNumber
+    po_number: StreamKey
     payload: RpaPayload
     requested_at: datetime
 
@@ -92,10 +92,10 @@ class RpaRequest(_Event):
 class StatusChanged(_Event):
     """One transition in an invoice's lifecycle; `event_id` makes a replayed change a no-op."""
 
-    event_id: str
-    invoice_id: str
-    invoice_version: int
-    po_number: str
+    event_id: EventId
+    invoice_id: StreamKey
+    invoice_version: VersionNumber
+    po_number: StreamKey
     status: InvoiceStatus
     occurred_at: datetime
     actor: str | None = None

@@ -8,9 +8,15 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+# What the keys of the pipeline's records hold: a stream key, a table key, a mail header. An invoice
+# as the vendor sent it may break these (the rules then say so); a record on a topic may not.
+StreamKey = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f\u2028\u2029]+$")]
+VersionNumber = Annotated[int, Field(ge=1, le=2_147_483_647)]
+EventId = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 
 class _Model(BaseModel):
@@ -34,7 +40,7 @@ class ExtraCharge(_Model):
 
 class Invoice(_Model):
     invoice_id: str = Field(min_length=1)
-    version: int = 1
+    version: VersionNumber = 1
     vendor_id: str = Field(min_length=1)
     invoice_number: str = Field(min_length=1)
     po_number: str = Field(min_length=1)
@@ -186,11 +192,11 @@ class CompletionOutcome(StrEnum):
 class RpaCompletion(_Model):
     """The RPA bot's report that it entered (or failed to enter) one invoice version in Sampro."""
 
-    event_id: str = Field(min_length=1)
-    invoice_id: str = Field(min_length=1)
-    invoice_version: int
-    po_number: str = Field(min_length=1)
+    event_id: EventId
+    invoice_id: StreamKey
+    invoice_version: VersionNumber
+    po_number: StreamKey
     outcome: CompletionOutcome
-    sampro_invoice_id: str | None = None
-    error: str | None = None
+    sampro_invoice_id: Annotated[str, StringConstraints(max_length=64)] | None = None
+    error: Annotated[str, StringConstraints(max_length=2000)] | None = None
     occurred_at: datetime

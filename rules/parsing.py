@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 from pydantic import ValidationError
 
+from rules.limits import Limits, control_character, decimal_problem
 from rules.models import Finding, Invoice, Severity
 
 INVALID_INVOICE = "INVALID_INVOICE"
@@ -23,10 +26,15 @@ def field_path(loc: tuple[Any, ...]) -> str:
     return path or "invoice"
 
 
+_SHOWN = reprlib.Repr()  # Python 3.11 takes no settings in the constructor
+_SHOWN.maxlevel, _SHOWN.maxstring, _SHOWN.maxother, _SHOWN.maxlist, _SHOWN.maxdict = 3, 80, 80, 6, 6
+
+
 def _shown(value: Any) -> str | None:
+    """The value as a finding shows it: short, whatever a vendor sent (a 1 MB string, deep lists)."""
     if value is None:
         return None
-    text = str(value)
+    text = value if isinstance(value, str) else str(value) if isinstance(value, int | Decimal) else _SHOWN.repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
 
@@ -65,22 +73,56 @@ def _business_contract(invoice: Invoice) -> list[Finding]:
     return problems
 
 
-def read_invoice(raw: Any) -> tuple[Invoice | None, list[Finding]]:
+def _within_limits(invoice: Invoice, limits: Limits) -> list[Finding]:
+    """What Sampro could not store, or a person could not read: too many lines, text too long or
+    with control characters in it (a CR/LF in a number would break a header), numbers too large
+    or too precise for numeric(18, 4)."""
+    problems = []
+    if len(invoice.lines) > limits.max_lines:
+        problems.append(_invalid("lines", f"{len(invoice.lines)} lines",
+                                 f"The invoice has {len(invoice.lines):,} lines; at most {limits.max_lines:,} are accepted."))
+    texts: list[tuple[str, str, bool, int | None]] = [
+        (field, getattr(invoice, field), False, None)
+        for field in ("invoice_id", "vendor_id", "invoice_number", "po_number", "currency")]
+    numbers: list[tuple[str, Any, int | None]] = [("tax_amount", invoice.tax_amount, None),
+                                                  ("total_amount", invoice.total_amount, None)]
+    for index, line in enumerate(invoice.lines[: limits.max_lines], start=1):
+        texts.append((f"lines[{index}].part_number", line.part_number, False, line.line_no))
+        if line.description is not None:
+            texts.append((f"lines[{index}].description", line.description, True, line.line_no))
+        numbers += [(f"lines[{index}].{name}", getattr(line, name), line.line_no)
+                    for name in ("quantity", "unit_price", "amount") if getattr(line, name) is not None]
+    for index, charge in enumerate(invoice.extra_charges, start=1):
+        texts.append((f"extra_charges[{index}].kind", charge.kind, False, None))
+        numbers.append((f"extra_charges[{index}].amount", charge.amount, None))
+    for field, text, is_prose, line_no in texts:
+        longest = limits.max_text_length if is_prose else limits.max_identifier_length
+        if len(text) > longest:
+            problems.append(_invalid(field, text, f"{field}: {len(text):,} characters; at most {longest}.", line_no))
+        elif (character := control_character(text, allow_layout=is_prose)) is not None:
+            problems.append(_invalid(field, text.encode("unicode_escape").decode("ascii"),
+                                     f"{field}: contains the control character {character}.", line_no))
+    for field, number, line_no in numbers:
+        if (problem := decimal_problem(number, limits)) is not None:
+            problems.append(_invalid(field, number, f"{field}: {number} {problem}.", line_no))
+    return problems
+
+
+def read_invoice(raw: Any, limits: Limits = Limits()) -> tuple[Invoice | None, list[Finding]]:
     """Returns the invoice, or None with one INVALID_INVOICE finding per problem."""
     if isinstance(raw, Invoice):
-        problems = _business_contract(raw)
-        return (None if problems else raw), problems
-    if not isinstance(raw, Mapping):
+        invoice = raw
+    elif not isinstance(raw, Mapping):
         return None, [_invalid("invoice", raw, f"An invoice must be a JSON object, got {type(raw).__name__}.")]
-    try:
-        invoice = Invoice.model_validate(raw)
-    except ValidationError as exc:
-        findings = []
-        for error in exc.errors(include_url=False):
-            field = field_path(error["loc"])
-            actual = None if error["type"] == "missing" else error.get("input")
-            findings.append(_invalid(field, actual, f"{field}: {error['msg']}."))
-        return None, findings
-    problems = _business_contract(invoice)
+    else:
+        try:
+            invoice = Invoice.model_validate(raw)
+        except ValidationError as exc:
+            findings = []
+            for error in exc.errors(include_url=False):
+                field = field_path(error["loc"])
+                actual = None if error["type"] == "missing" else error.get("input")
+                findings.append(_invalid(field, actual, f"{field}: {error['msg']}."))
+            return None, findings
+    problems = _within_limits(invoice, limits) or _business_contract(invoice)
     return (None if problems else invoice), problems
-

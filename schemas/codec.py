@@ -27,6 +27,7 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import fingerprint, load_schema, to_parsing_canonical_form
 from pydantic import BaseModel, ValidationError
 
+from rules.errors import DataError
 from rules.lifecycle import (
     DispatchApproved,
     InvoiceSubmitted,
@@ -48,7 +49,7 @@ MODELS: tuple[type[BaseModel], ...] = (
 )
 
 
-class DecodeError(ValueError):
+class DecodeError(DataError):
     """Bytes that are not a record we know; the message says why."""
 
 

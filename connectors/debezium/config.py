@@ -14,6 +14,8 @@ import httpx
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from rules.errors import DataError, Unavailable
+
 CONNECTOR_CLASS = "io.debezium.connector.postgresql.PostgresConnector"
 
 
@@ -64,16 +66,26 @@ class MarketplaceCapture:
         }
 
 
-class ConnectorError(RuntimeError):
+class ConnectorError(DataError):
     """The connector did not reach RUNNING; carries the task's trace when Connect gave one."""
 
 
-def register_connector(connect_url: str, capture: MarketplaceCapture, timeout: float = 60) -> dict:
-    """Creates or updates the connector (PUT is idempotent) and waits until it and its task run."""
-    with httpx.Client(base_url=connect_url, timeout=10) as client:
+def put_connector(client: httpx.Client, capture: MarketplaceCapture) -> None:
+    """Creates or updates the connector: PUT is idempotent, so every worker start may do it."""
+    try:
         response = client.put(f"/connectors/{capture.name}/config", json=capture.connector_config())
-        if response.status_code >= 400:
-            raise ConnectorError(f"Connect refused {capture.name}: {response.status_code} {response.text}")
+    except httpx.HTTPError as exc:
+        raise Unavailable("connect", f"{type(exc).__name__}: {exc}") from None
+    if response.status_code >= 500:
+        raise Unavailable("connect", f"{response.status_code} {response.text[:300]}")
+    if response.status_code >= 400:
+        raise ConnectorError(f"Connect refused {capture.name}: {response.status_code} {response.text[:2000]}")
+
+
+def register_connector(connect_url: str, capture: MarketplaceCapture, timeout: float = 60) -> dict:
+    """Creates or updates the connector and waits until it and its task run."""
+    with httpx.Client(base_url=connect_url, timeout=10) as client:
+        put_connector(client, capture)
         deadline = time.monotonic() + timeout
         status: dict = {}
         while time.monotonic() < deadline:

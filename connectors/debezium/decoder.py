@@ -1,43 +1,33 @@
 """Turning one flattened Debezium record into the canonical invoice event.
 
-Only what cannot be mapped at all fails here (not JSON, no invoice id or PO number, an
-unknown operation): the rules, not the transport, judge whether an invoice breaks its
-contract, so every other oddity flows on inside the document.
+Only what cannot be mapped at all fails here (not JSON within the size and nesting limits, no
+usable invoice id, PO number or version, an unknown operation): that record is dead-lettered.
+The rules, not the transport, judge whether an invoice breaks its contract, so every other
+oddity (a lines column that is not JSON included) flows on inside the document.
 """
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
+from connectors.marketplace_table import read_json_column, stream_key_problem
+from rules.errors import DataError
 from rules.lifecycle import InvoiceSubmitted, InvoiceWithdrawn
+from rules.limits import Limits, load_json
 
 EPOCH = date(1970, 1, 1)
 HEADER_FIELDS = ("invoice_id", "version", "vendor_id", "invoice_number", "po_number", "invoice_date", "currency",
                  "tax_amount", "total_amount")
 
 
-class MarketplaceRecordError(ValueError):
+class MarketplaceRecordError(DataError):
     """A marketplace record that cannot be read at all; names the field and the value."""
 
     def __init__(self, field: str, value: Any, reason: str):
         self.field, self.value, self.reason = field, value, reason
         shown = repr(value) if len(repr(value)) <= 120 else repr(value)[:117] + "..."
         super().__init__(f"marketplace record field {field!r}: {reason} (value {shown})")
-
-
-def _json_column(row: dict, field: str, default: Any) -> Any:
-    value = row.get(field)
-    if value is None:
-        return default
-    if isinstance(value, str):  # Debezium sends json columns as JSON text
-        try:
-            return json.loads(value, parse_float=Decimal)
-        except json.JSONDecodeError as exc:
-            raise MarketplaceRecordError(field, value, f"not JSON ({exc.msg})") from None
-    return value
 
 
 def _date(value: Any) -> Any:
@@ -54,32 +44,35 @@ def _changed_at(row: dict) -> datetime:
     return datetime.now(UTC)
 
 
-def decode_marketplace_record(value: bytes | None) -> InvoiceSubmitted | InvoiceWithdrawn | None:
+def decode_marketplace_record(
+    value: bytes | None, limits: Limits = Limits()
+) -> InvoiceSubmitted | InvoiceWithdrawn | None:
     """None for a tombstone (nothing to do); raises MarketplaceRecordError for what cannot be mapped."""
     if value is None:
         return None
     try:
-        row = json.loads(value, parse_float=Decimal)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise MarketplaceRecordError("value", value[:80], f"not JSON ({exc})") from None
+        row = load_json(value, limits, "marketplace record")
+    except DataError as exc:
+        raise MarketplaceRecordError("value", value[:80], str(exc).removeprefix("marketplace record: ")) from None
     if not isinstance(row, dict):
         raise MarketplaceRecordError("value", row, "expected a JSON object")
     for key in ("invoice_id", "po_number"):
-        if not isinstance(row.get(key), str) or not row[key]:
-            raise MarketplaceRecordError(key, row.get(key), "missing or not text")
+        if (problem := stream_key_problem(row.get(key), limits)) is not None:
+            raise MarketplaceRecordError(key, row.get(key), problem)
     version = row.get("version", 1)
-    if not isinstance(version, int) or isinstance(version, bool):
-        raise MarketplaceRecordError("version", version, "not a whole number")
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= 2_147_483_647:
+        raise MarketplaceRecordError("version", version, "not a whole number from 1 to 2147483647")
     op = row.get("__op", "c")
     if op not in ("c", "u", "r", "d"):
         raise MarketplaceRecordError("__op", op, "unknown operation")
     at = _changed_at(row)
     if op == "d" or str(row.get("__deleted", "false")).lower() == "true":
-        return InvoiceWithdrawn(invoice_id=row["invoice_id"], version=version, po_number=row["po_number"], withdrawn_at=at)
+        return InvoiceWithdrawn(invoice_id=row["invoice_id"], version=version, po_number=row["po_number"],
+                                withdrawn_at=at)
     document = {field: row[field] for field in HEADER_FIELDS if field in row and row[field] is not None}
     if "invoice_date" in document:
         document["invoice_date"] = _date(document["invoice_date"])
-    document["lines"] = _json_column(row, "lines", [])
-    document["extra_charges"] = _json_column(row, "extra_charges", [])
+    document["lines"] = read_json_column(row.get("lines"), [], limits)
+    document["extra_charges"] = read_json_column(row.get("extra_charges"), [], limits)
     return InvoiceSubmitted(invoice_id=row["invoice_id"], version=version, po_number=row["po_number"],
                             document=document, received_at=at)

@@ -2,6 +2,6 @@
 
 from connectors.rpa_mail.memory import InMemoryRpaMailer
 from connectors.rpa_mail.message import build_message, message_id
-from connectors.rpa_mail.smtp import RpaMailError, SmtpRpaMailer, SqlSentLog
+from connectors.rpa_mail.smtp import SmtpRpaMailer, SqlSentLog
 
-__all__ = ["InMemoryRpaMailer", "RpaMailError", "SmtpRpaMailer", "SqlSentLog", "build_message", "message_id"]
+__all__ = ["InMemoryRpaMailer", "SmtpRpaMailer", "SqlSentLog", "build_message", "message_id"]

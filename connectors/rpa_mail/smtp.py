@@ -1,4 +1,4 @@
-"""SMTP delivery with a sent log: a replay never sends twice, a failure holds the offset.
+"""SMTP delivery with a sent log: a replay never sends twice, an outage holds the partition.
 
 An email cannot be taken back, so the sent log is committed at the last moment a send can
 still be called off: after the server has the whole message but before the end-of-data dot
@@ -23,18 +23,19 @@ from email.message import EmailMessage
 
 from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from connectors.rpa_mail.message import build_message
 from connectors.scheduler.tables import rpa_sent_log
+from connectors.sql import mapped_errors
+from rules.errors import DataError, Unavailable
 from rules.lifecycle import RpaRequest
 
 _LINE_STARTING_WITH_DOT = re.compile(rb"(?m)^\.")
 log = logging.getLogger(__name__)
 
 
-class RpaMailError(RuntimeError):
-    """The RPA mailbox could not be reached after the retries."""
+def _unavailable(error: BaseException) -> Unavailable:
+    return Unavailable("smtp", f"{type(error).__name__}: {error}"[:300])
 
 
 class SqlSentLog:
@@ -46,65 +47,70 @@ class SqlSentLog:
         return (t.c.invoice_id == invoice_id) & (t.c.invoice_version == version)
 
     def was_sent(self, invoice_id: str, version: int) -> bool:
-        with self.engine.connect() as conn:
+        with mapped_errors("processscheduler"), self.engine.connect() as conn:
             return conn.execute(select(rpa_sent_log.c.message_id).where(self._row(invoice_id, version))).first() is not None
 
     def claim(self, invoice_id: str, version: int, mid: str) -> bool:
         """Commits 'this email goes out now'; False when an earlier attempt already did."""
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(insert(rpa_sent_log).values(invoice_id=invoice_id, invoice_version=version,
-                                                         message_id=mid, sent_at=datetime.now(UTC)))
-            return True
-        except IntegrityError:
-            return False
+        with mapped_errors("processscheduler"):
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(insert(rpa_sent_log).values(invoice_id=invoice_id, invoice_version=version,
+                                                             message_id=mid, sent_at=datetime.now(UTC)))
+                return True
+            except IntegrityError:
+                return False
 
     def confirm(self, invoice_id: str, version: int, server_reply: str) -> None:
-        with self.engine.begin() as conn:
+        with mapped_errors("processscheduler"), self.engine.begin() as conn:
             conn.execute(update(rpa_sent_log).where(self._row(invoice_id, version))
                          .values(server_reply=server_reply[:500]))
 
     def forget(self, invoice_id: str, version: int) -> None:
         """The server refused or never got the end of the message: the email may be sent again."""
-        with self.engine.begin() as conn:
+        with mapped_errors("processscheduler"), self.engine.begin() as conn:
             conn.execute(delete(rpa_sent_log).where(self._row(invoice_id, version)))
 
     def in_doubt(self) -> list[tuple[str, int]]:
         """Hand-offs cut off between the log and the server's answer: check the RPA mailbox."""
         t = rpa_sent_log
-        with self.engine.connect() as conn:
+        with mapped_errors("processscheduler"), self.engine.connect() as conn:
             rows = conn.execute(select(t.c.invoice_id, t.c.invoice_version).where(t.c.server_reply.is_(None)))
             return [(row.invoice_id, row.invoice_version) for row in rows]
 
 
 class SmtpRpaMailer:
+    """Each send is one SMTP session. A server that cannot be reached, or answers 4xx, is
+    `Unavailable` (the runtime waits and tries again); a 5xx refusal of this message is a
+    `DataError`: it will never be accepted as it is, so the hand-off fails visibly instead."""
+
     def __init__(
         self, *, host: str, port: int, mail_from: str, mail_to: str, sent_log: SqlSentLog, starttls: bool = False,
-        username: str | None = None, password: str | None = None, attempts: int = 5, backoff_seconds: float = 0.5,
-        timeout: float = 10.0,
+        username: str | None = None, password: str | None = None, timeout: float = 10.0,
     ):
         self.host, self.port, self.starttls = host, port, starttls
         self.username, self.password = username, password
         self.mail_from, self.mail_to = mail_from, mail_to
         self.sent_log = sent_log
-        self.attempts, self.backoff, self.timeout = attempts, backoff_seconds, timeout
+        self.timeout = timeout
 
     def send(self, request: RpaRequest) -> bool:
-        message = build_message(request, self.mail_from, self.mail_to)
         try:
-            for attempt in Retrying(stop=stop_after_attempt(self.attempts),
-                                    wait=wait_exponential(multiplier=self.backoff, max=30),
-                                    retry=retry_if_exception_type((OSError, smtplib.SMTPException))):
-                with attempt:
-                    if self.sent_log.was_sent(request.invoice_id, request.invoice_version):
-                        log.debug("RPA email for %s v%s already sent", request.invoice_id, request.invoice_version)
-                        return False
-                    return self._deliver(request, message)
-        except RetryError as exc:
-            cause = exc.last_attempt.exception()
-            raise RpaMailError(f"RPA mailbox {self.host}:{self.port} unreachable after {self.attempts} attempts: "
-                               f"{type(cause).__name__}: {cause}") from cause
-        raise AssertionError("unreachable: tenacity either returns or raises")
+            message = build_message(request, self.mail_from, self.mail_to)
+        except (ValueError, TypeError) as error:  # a header the email library refuses
+            raise DataError(f"the RPA email cannot be built: {error}") from None
+        if self.sent_log.was_sent(request.invoice_id, request.invoice_version):
+            log.debug("RPA email for %s v%s already sent", request.invoice_id, request.invoice_version)
+            return False
+        try:
+            return self._deliver(request, message)
+        except smtplib.SMTPResponseException as error:
+            if error.smtp_code >= 500:
+                raise DataError(f"the RPA mailbox refused the email: {error.smtp_code} "
+                                f"{error.smtp_error.decode(errors='replace')[:300]}") from None
+            raise _unavailable(error) from None
+        except (OSError, smtplib.SMTPException) as error:
+            raise _unavailable(error) from None
 
     def _deliver(self, request: RpaRequest, message: EmailMessage) -> bool:
         invoice = (request.invoice_id, request.invoice_version)

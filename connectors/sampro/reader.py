@@ -5,16 +5,19 @@ from __future__ import annotations
 from collections.abc import Collection
 from decimal import Decimal
 
+from pydantic import ValidationError
 from sqlalchemy import Engine, select
 
 from connectors.sampro.tables import SamproNames, sampro_tables
+from connectors.sql import mapped_errors
 from rules.context import KnownInvoice
-from rules.models import POStatus, PurchaseOrder, PurchaseOrderLine
+from rules.errors import DataError
+from rules.models import POStatus, PurchaseOrder
 
 CHUNK = 1000  # SQL Server allows 2100 parameters per statement
 
 
-class SamproDataError(ValueError):
+class SamproDataError(DataError):
     """A Sampro row the pipeline cannot turn into a PO snapshot; names the PO, column and value."""
 
 
@@ -30,6 +33,15 @@ def _status(po_number: str, value: str) -> POStatus:
         raise SamproDataError(f"PO {po_number}: status {value!r} is not one of {[s.value for s in POStatus]}") from None
 
 
+def _snapshot(po_number: str, fields: dict) -> PurchaseOrder:
+    try:
+        return PurchaseOrder.model_validate(fields)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        where = ".".join(str(part) for part in error["loc"])
+        raise SamproDataError(f"PO {po_number}: {where}: {error['msg']} (value {error.get('input')!r:.80})") from None
+
+
 class SqlPurchaseOrderReader:
     def __init__(self, engine: Engine, names: SamproNames = SamproNames()):
         self.engine = engine
@@ -41,7 +53,7 @@ class SqlPurchaseOrderReader:
             return {}
         h, l = self.tables.po_header, self.tables.po_line
         rows = []
-        with self.engine.connect() as conn:
+        with mapped_errors("sampro"), self.engine.connect() as conn:
             for chunk in _chunks(wanted):
                 query = (
                     select(h, l.c.line_no, l.c.part_number, l.c.unit_price, l.c.quantity_ordered,
@@ -61,11 +73,11 @@ class SqlPurchaseOrderReader:
                 "lines": [],
             })
             if row["line_no"] is not None:
-                po["lines"].append(PurchaseOrderLine(
-                    line_no=row["line_no"], part_number=row["part_number"], unit_price=row["unit_price"],
-                    quantity_ordered=row["quantity_ordered"], quantity_received=row["quantity_received"],
-                    quantity_invoiced=row["quantity_invoiced"] or Decimal(0)))
-        return {number: PurchaseOrder(**fields) for number, fields in headers.items()}
+                po["lines"].append({
+                    "line_no": row["line_no"], "part_number": row["part_number"], "unit_price": row["unit_price"],
+                    "quantity_ordered": row["quantity_ordered"], "quantity_received": row["quantity_received"],
+                    "quantity_invoiced": row["quantity_invoiced"] or Decimal(0)})
+        return {number: _snapshot(number, fields) for number, fields in headers.items()}
 
     def entered_invoices(self, vendor_invoice_numbers: Collection[tuple[str, str]]) -> list[KnownInvoice]:
         pairs = sorted(set(vendor_invoice_numbers))
@@ -73,7 +85,7 @@ class SqlPurchaseOrderReader:
             return []
         t = self.tables.ap_invoice
         found = []
-        with self.engine.connect() as conn:
+        with mapped_errors("sampro"), self.engine.connect() as conn:
             for chunk in _chunks(pairs, CHUNK // 2):
                 # Two IN lists instead of an OR per pair: one index range scan, and SQL Server has no row IN.
                 query = (select(t.c.sampro_invoice_id, t.c.vendor_id, t.c.invoice_number)

@@ -13,6 +13,7 @@ from sqlalchemy import Engine, bindparam, func, insert, select, update
 
 from connectors.scheduler.rows import history_row, key, row_fields
 from connectors.scheduler.tables import history, processscheduler
+from connectors.sql import mapped_errors
 from rules.context import KnownInvoice
 from rules.lifecycle import StatusChanged
 from rules.models import Verdict
@@ -34,7 +35,7 @@ class SqlProcessScheduler:
         if not events:
             return
         now = datetime.now(UTC)
-        with self.engine.begin() as conn:
+        with mapped_errors("processscheduler"), self.engine.begin() as conn:
             seen = self._existing_events(conn, list(events))
             fresh = [(message, event) for event_id, (message, event) in events.items() if event_id not in seen]
             if not fresh:
@@ -84,7 +85,7 @@ class SqlProcessScheduler:
             return []
         t = processscheduler
         found = []
-        with self.engine.connect() as conn:
+        with mapped_errors("processscheduler"), self.engine.connect() as conn:
             for start in range(0, len(pairs), CHUNK):
                 chunk = pairs[start : start + CHUNK]
                 wanted = set(chunk)

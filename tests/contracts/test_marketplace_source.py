@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import insert, update
+from sqlalchemy import insert, text, update
 
 from connectors.marketplace_polling import PollingMarketplaceSource
 from connectors.marketplace_table import marketplace_invoices, metadata
@@ -33,9 +33,9 @@ class MarketplaceSourceContract:
         return lambda: PollingMarketplaceSource(engine, state, lookback_seconds=600, batch_size=50)
 
     def polled(self, source) -> list[tuple[str, int]]:
-        events = source.poll()
+        polled = source.poll()
         source.commit()
-        return [(e.invoice_id, e.version) for e in events]
+        return [(e.invoice_id, e.version) for e in polled.events]
 
     def test_first_poll_returns_all_then_nothing(self, engine, source_factory):
         with engine.begin() as conn:
@@ -47,7 +47,7 @@ class MarketplaceSourceContract:
     def test_the_document_is_canonical_with_exact_numbers(self, engine, source_factory):
         with engine.begin() as conn:
             conn.execute(insert(marketplace_invoices), [row("A", T0)])
-        (event,) = source_factory().poll()
+        (event,) = source_factory().poll().events
         assert event.document["lines"][0]["quantity"] == 2 and event.document["invoice_date"] == "2026-11-20"
         assert event.document["total_amount"] == Decimal("31.00") and event.po_number == "PO-1"
 
@@ -81,7 +81,7 @@ class MarketplaceSourceContract:
     def test_an_uncommitted_poll_is_polled_again(self, engine, source_factory):
         with engine.begin() as conn:
             conn.execute(insert(marketplace_invoices), [row("A", T0)])
-        assert [e.invoice_id for e in source_factory().poll()] == ["A"]  # crashed before commit
+        assert [e.invoice_id for e in source_factory().poll().events] == ["A"]  # crashed before commit
         assert self.polled(source_factory()) == [("A", 1)]
 
     def test_more_rows_than_a_batch_arrive_over_several_polls(self, engine, source_factory):
@@ -93,6 +93,28 @@ class MarketplaceSourceContract:
         for _ in range(5):
             seen += self.polled(source)
         assert sorted(seen) == [(f"I{n:03d}", 1) for n in range(120)]
+
+
+    def test_a_lines_column_nested_too_deep_is_read_and_left_to_the_rules(self, engine, source_factory):
+        with engine.begin() as conn:
+            conn.execute(insert(marketplace_invoices), [row("A", T0)])
+            cast = "CAST(:lines AS JSON)" if engine.dialect.name == "postgresql" else ":lines"
+            conn.execute(text(f"UPDATE marketplace_invoices SET lines = {cast}"), {"lines": "[" * 5000 + "]" * 5000})
+            conn.execute(insert(marketplace_invoices), [row("B", T0 + timedelta(seconds=1))])
+        polled = source_factory().poll()
+        assert [e.invoice_id for e in polled.events] == ["A", "B"]
+        assert polled.events[0].document["lines"] == "unreadable: JSON nested deeper than 8 levels"
+
+    def test_a_row_whose_identity_cannot_key_a_record_is_unreadable_and_the_rest_goes_on(self, engine, source_factory):
+        with engine.begin() as conn:
+            conn.execute(insert(marketplace_invoices), [row("A\r\nB", T0), row("C", T0 + timedelta(seconds=1))])
+        source = source_factory()
+        first = source.poll()
+        source.commit()
+        assert [e.invoice_id for e in first.events] == ["C"]
+        (bad,) = first.unreadable
+        assert "control character U+000D" in bad.error and b"A\\r\\nB" in bad.raw
+        assert self.polled(source) == [] and source.poll().unreadable == []  # moved past it, once
 
 
 class TestSqliteSource(MarketplaceSourceContract):

@@ -51,6 +51,13 @@ def test_contract_problems_flow_on_to_the_rules():
     assert "currency" not in event.document and event.document["total_amount"] == "abc"
 
 
+def test_a_lines_column_that_cannot_be_read_flows_on_as_a_note_for_the_rules():
+    broken = decode_marketplace_record(record(lines="[{not json"))
+    deep = decode_marketplace_record(record(lines="[" * 5000 + "]" * 5000))
+    assert broken.document["lines"].startswith("unreadable: not JSON")
+    assert deep.document["lines"] == "unreadable: JSON nested deeper than 8 levels"
+
+
 @pytest.mark.parametrize(
     ("value", "field"),
     [
@@ -59,7 +66,12 @@ def test_contract_problems_flow_on_to_the_rules():
         (record(invoice_id=None), "invoice_id"),
         (record(po_number=""), "po_number"),
         (record(version="two"), "version"),
-        (record(lines="[{not json"), "lines"),
+        (record(version=0), "version"),
+        (record(invoice_id="MP-1\r\n1"), "invoice_id"),
+        (record(po_number="P" * 65), "po_number"),
+        (b"[" * 100_000 + b"]" * 100_000, "value"),
+        (json.dumps({**ROW, "x": [[[[[[[[[["deep"]]]]]]]]]]}).encode(), "value"),
+        (json.dumps({**ROW, "pad": "x" * 1_100_000}).encode(), "value"),
         (record(__op="x"), "__op"),
     ],
 )

@@ -1,0 +1,43 @@
+"""What every SQL adapter shares: how an engine is made from a URL, and how SQLAlchemy's and the
+drivers' errors are mapped into the service's error family at the call.
+
+A database that cannot be reached, refuses the login, lost the connection or lacks a table is
+`Unavailable` (the work waits for it); a value it refuses to store is a `DataError` (the one
+record is dead-lettered). The detail names the database, never its address or password.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine
+from sqlalchemy import exc as sql
+
+from rules.errors import DataError, Unavailable
+
+
+def engine_for(url: str) -> Engine:
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        return create_engine(url, connect_args={"timeout": 30})
+    return create_engine(url, pool_pre_ping=True)
+
+
+def _first_line(error: BaseException) -> str:
+    original = getattr(error, "orig", None) or error
+    text = str(original).strip().splitlines()
+    return f"{type(original).__name__}: {text[0] if text else ''}"[:300]
+
+
+@contextmanager
+def mapped_errors(dependency: str) -> Iterator[None]:
+    try:
+        yield
+    except (sql.DataError, sql.IntegrityError) as error:
+        raise DataError(f"{dependency} refused the data: {_first_line(error)}") from error
+    except sql.DBAPIError as error:  # operational, interface, programming (no such table), internal
+        raise Unavailable(dependency, _first_line(error)) from error
+    except (sql.DisconnectionError, sql.TimeoutError, ConnectionError) as error:
+        raise Unavailable(dependency, _first_line(error)) from error

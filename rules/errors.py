@@ -1,0 +1,39 @@
+"""The one error family, told apart by what the caller should do about it.
+
+The rules raise none of these for an invoice (a broken invoice is a verdict, never an exception).
+Adapters map their drivers' errors into them where they call the driver, so the stream runtime
+and the API decide by type alone:
+
+- `DataError`: this record or request is bad, and trying again will never help. The runtime
+  dead-letters the one record; the API answers 400.
+- `Unavailable`: a dependency is down; the same call will work once it is back. The runtime
+  pauses the partition and tries again with back-off; the API answers 503.
+- `Conflict`: the request does not fit where things stand now (409).
+- `NotFound`: there is no such thing (404).
+"""
+
+from __future__ import annotations
+
+
+class InvoiceAutomationError(Exception):
+    """The root of every error this service raises on purpose."""
+
+
+class DataError(InvoiceAutomationError, ValueError):
+    """Bad data: the message names the field and the value."""
+
+
+class Unavailable(InvoiceAutomationError):
+    """A dependency (Kafka, Sampro, processscheduler, the RPA mailbox, the marketplace) is down."""
+
+    def __init__(self, dependency: str, detail: str):
+        self.dependency, self.detail = dependency, detail
+        super().__init__(f"{dependency} is unavailable: {detail}")
+
+
+class Conflict(InvoiceAutomationError):
+    """The request does not fit the current state of the invoice or the stream."""
+
+
+class NotFound(InvoiceAutomationError, LookupError):
+    """No such invoice, topic or record."""

@@ -1,0 +1,83 @@
+"""How much a vendor's invoice may hold: what Sampro's columns can store and what a person can read.
+
+Every limit is checked where data comes in, before any arithmetic: a violation is an
+INVALID_INVOICE finding naming the field and the limit (see `rules.parsing`), or, for text that
+cannot even be read as JSON within these bounds, a `DataError` that dead-letters the record.
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from rules.errors import DataError
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_lines: int = 1000
+    max_identifier_length: int = 64  # ids, numbers, part numbers: Sampro's varchar(64)
+    max_text_length: int = 400  # a line's description
+    # Sampro keeps money and quantities as numeric(18, 4): 14 digits before the point, 4 after.
+    max_integer_digits: int = 14
+    max_fraction_digits: int = 4
+    max_json_bytes: int = 1_000_000  # one marketplace row or record, all columns together
+    max_json_depth: int = 8  # an invoice is 4 deep (invoice, lines, line, value); leave room, refuse abuse
+
+
+def control_character(text: str, allow_layout: bool = False) -> str | None:
+    """The first control character in the text (CR, LF, NUL, ...), as U+XXXX; None when clean."""
+    for character in text:
+        if allow_layout and character in "\t\n\r":
+            continue
+        if unicodedata.category(character) == "Cc" or character in "\u2028\u2029":
+            return f"U+{ord(character):04X}"
+    return None
+
+
+def decimal_problem(value: Decimal, limits: Limits) -> str | None:
+    """Why Sampro could not store the number exactly; None when it can."""
+    if not value.is_finite():
+        return "is not a finite number"
+    _, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)
+    if not any(digits):
+        return None
+    while exponent < 0 and digits[-1] == 0:  # "2.50000" carries no more than "2.5"
+        digits, exponent = digits[:-1], exponent + 1
+    fraction = max(0, -exponent)
+    if fraction > limits.max_fraction_digits:
+        return f"has {fraction} digits after the point; Sampro keeps {limits.max_fraction_digits}"
+    integer = len(digits) + exponent
+    if integer > limits.max_integer_digits:
+        return f"has {integer} digits before the point; Sampro keeps {limits.max_integer_digits}"
+    return None
+
+
+def load_json(text: str | bytes, limits: Limits, what: str) -> Any:
+    """JSON text within the size and nesting limits; numbers with a point stay exact Decimals."""
+    if len(text) > limits.max_json_bytes:
+        raise DataError(f"{what}: {len(text):,} bytes of JSON; at most {limits.max_json_bytes:,}")
+    try:
+        value = json.loads(text, parse_float=Decimal)
+    except RecursionError:
+        raise DataError(f"{what}: JSON nested deeper than {limits.max_json_depth} levels") from None
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+        raise DataError(f"{what}: not JSON ({exc})") from None
+    if _depth_over(value, limits.max_json_depth):
+        raise DataError(f"{what}: JSON nested deeper than {limits.max_json_depth} levels")
+    return value
+
+
+def _depth_over(value: Any, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return False
