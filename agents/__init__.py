@@ -1,4 +1,5 @@
-"""Thin Faust agents, one module per flow: decode, call the domain, emit."""
+"""The agents and sinks, one module per flow, each a few lines on the runtime: decode, call the
+domain or the adapter, emit."""
 
 from __future__ import annotations
 

@@ -1,51 +1,60 @@
-"""Marketplace -> invoices: Debezium records (or polled rows) become canonical events keyed by PO."""
+"""Marketplace -> invoices: Debezium records, or polled rows, become canonical events keyed by PO.
+
+Polling and registering the capture are sources: done by the one worker that owns partition 0
+of the invoices topic, so two workers never poll the same rows.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import logging
+from typing import TYPE_CHECKING
 
-from connectors.debezium import MarketplaceCapture, MarketplaceRecordError, decode_marketplace_record, register_connector
-from streams.deadletter import dead_letter
+import httpx
 
-log = logging.getLogger(__name__)
+from connectors.debezium import (
+    MarketplaceCapture,
+    decode_marketplace_record,
+    put_connector,
+)
+from rules.lifecycle import InvoiceSubmitted, InvoiceWithdrawn
+from streams.broker import Output
+from streams.runtime import Batch, Flow, Source
+
+if TYPE_CHECKING:
+    from streams.bootstrap import Pipeline
 
 
-def register(pipeline) -> None:
-    app, topics, codec, settings = pipeline.app, pipeline.topics, pipeline.codec, pipeline.settings
+def register(pipeline: Pipeline) -> None:
+    runtime, topics, settings, limits = pipeline.runtime, pipeline.topics, pipeline.settings, pipeline.limits
+    anchor = (topics.invoices, 0)
 
-    async def publish(event) -> None:
-        await topics.invoices.send(key=event.po_number.encode(), value=codec.encode(event))
+    def publish(batch: Batch) -> None:
+        for event in batch.messages:
+            batch.emit(topics.invoices, event.po_number, event)
 
     if settings.marketplace_source == "debezium":
-
-        @app.agent(topics.marketplace, name="ingest-marketplace-cdc")
-        async def ingest_cdc(stream):
-            async for event in stream.events():
-                try:
-                    change = decode_marketplace_record(event.value)
-                except MarketplaceRecordError as error:
-                    await dead_letter(topics.dlq, event, error)
-                    continue
-                if change is not None:
-                    await publish(change)
-
+        runtime.add_flow(Flow("ingest-marketplace-cdc", (topics.marketplace,),
+                              decode=lambda record: decode_marketplace_record(record.value, limits), handle=publish,
+                              kinds=(InvoiceSubmitted, InvoiceWithdrawn), stage="ingest"))
         if settings.connect_url:
+            capture = MarketplaceCapture(database_url=settings.marketplace_db_url, topic=settings.marketplace_topic)
 
-            @app.task(on_leader=True)
-            async def register_capture():
-                capture = MarketplaceCapture(database_url=settings.marketplace_db_url, topic=settings.marketplace_topic)
-                await asyncio.to_thread(register_connector, settings.connect_url, capture)
+            def register_capture(batch: Batch) -> None:
+                with httpx.Client(base_url=settings.connect_url, timeout=10) as client:
+                    put_connector(client, capture)
+
+            runtime.add_source(Source("register-marketplace-capture", 0, anchor, register_capture, once=True))
 
     source = pipeline.source
     if source is not None:
 
-        @app.timer(settings.poll_interval_seconds, on_leader=True, name="poll-marketplace")
-        async def poll_marketplace():
-            events = await asyncio.to_thread(source.poll)
-            for event in events:
-                await publish(event)
-            await app.producer.flush()  # produced before the watermark moves
-            await asyncio.to_thread(source.commit)
-            if events:
-                log.info("polled %d invoice versions from the marketplace", len(events))
+        def poll_marketplace(batch: Batch) -> None:
+            polled = source.poll()
+            for event in polled.events:
+                batch.emit(topics.invoices, event.po_number, event)
+            for row in polled.unreadable:
+                batch.outputs.append(Output(topics.dlq, row.invoice_id.encode(), row.raw, headers=(
+                    ("source.table", b"marketplace_invoices"), ("source.invoice_id", row.invoice_id.encode()),
+                    ("flow", b"poll-marketplace"), ("stage", b"read"), ("error", row.error.encode()))))
+
+        runtime.add_source(Source("poll-marketplace", settings.poll_interval_seconds, anchor, poll_marketplace,
+                                  committed=source.commit))

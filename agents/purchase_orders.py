@@ -2,38 +2,44 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from rules.lifecycle import RpaRequest
-from schemas.codec import DecodeError
-from streams.deadletter import dead_letter
-from streams.tables import hand_over_changelog
+from rules.errors import DataError
+from rules.lifecycle import InvoiceSubmitted, RpaRequest
+from streams.decisions import WORK_KINDS
+from streams.runtime import Batch, Flow
+
+if TYPE_CHECKING:
+    from streams.bootstrap import Pipeline
 
 
-def register(pipeline) -> None:
-    app, topics, codec, settings = pipeline.app, pipeline.topics, pipeline.codec, pipeline.settings
-    store, desk = pipeline.ledgers, pipeline.desk
+def register(pipeline: Pipeline) -> None:
+    topics, codec, desk, ledgers = pipeline.topics, pipeline.codec, pipeline.desk, pipeline.ledgers
 
-    @app.agent(topics.work, name="decide-purchase-order-work")
-    async def decide_purchase_order_work(stream):
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_seconds):
-            work, event_of = [], {}
-            for event in events:
-                try:
-                    message = codec.decode(event.value)
-                except DecodeError as error:
-                    await dead_letter(topics.dlq, event, error)
-                    continue
-                work.append(message)
-                event_of[message.po_number] = event
-            before = {po: stored for po in event_of if (stored := store.load(event_of[po], po)) is not None}
-            ledgers = {po: stored.ledger for po, stored in before.items()}
-            emitted = await asyncio.to_thread(desk.decide, work, ledgers, datetime.now(UTC))
-            for po, ledger in ledgers.items():
-                if po not in before or before[po].ledger is not ledger:
-                    store.save(event_of[po], ledger, before.get(po))
-            for message in emitted:
-                target = topics.rpa_requests if isinstance(message, RpaRequest) else topics.verdicts
-                await target.send(key=message.po_number.encode(), value=codec.encode(message))
-            await hand_over_changelog(app)
+    def decode(record):
+        work = codec.decode(record.value)
+        if record.key != getattr(work, "po_number", "").encode():
+            # Keyed by another PO, it would sit in another PO's partition and state.
+            raise DataError(f"record key {record.key!r} is not its po_number {getattr(work, 'po_number', None)!r}")
+        return work
+
+    def decide(batch: Batch) -> None:
+        partition_of = {work.po_number: record.partition for record, work in batch.items}
+        stored = {po: ledgers.load(batch.state(partition), po) for po, partition in partition_of.items()}
+        current = {po: ledger for po, (ledger, _) in stored.items() if ledger is not None}
+        for message in desk.decide(batch.messages, current, datetime.now(UTC)):
+            topic = topics.rpa_requests if isinstance(message, RpaRequest) else topics.verdicts
+            batch.emit(topic, message.po_number, message)
+        for po, ledger in current.items():
+            ledgers.save(batch.state(partition_of[po]), ledger, stored[po][1])
+
+    def bad_invoice_verdict(record, work, reason):
+        if not isinstance(work, InvoiceSubmitted):
+            return []
+        verdict = desk.judge_for(None, [], datetime.now(UTC)).could_not_judge(work, reason)
+        return [(topics.verdicts, work.po_number, verdict)]
+
+    pipeline.runtime.add_flow(Flow("decide-purchase-order-work", topics.purchase_order_work, decode, decide,
+                                   kinds=WORK_KINDS, store=ledgers.store, stage="decide",
+                                   on_dead_letter=bad_invoice_verdict))

@@ -1,32 +1,36 @@
-"""rpa.requests -> the RPA bot's mailbox. An unreachable mailbox holds the offset, never drops."""
+"""rpa.requests -> the RPA bot's mailbox. An unreachable mailbox holds the partition; an email that
+can never be sent fails the hand-off, so the PO goes on to its next invoice."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from connectors.rpa_mail import RpaMailError
-from schemas.codec import DecodeError
-from streams.deadletter import dead_letter
+from rules.lifecycle import RpaRequest
+from rules.models import CompletionOutcome, RpaCompletion
+from streams.runtime import Batch, Flow
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from streams.bootstrap import Pipeline
 
 
-def register(pipeline) -> None:
-    app, topics, codec, mailer = pipeline.app, pipeline.topics, pipeline.codec, pipeline.mailer
+def register(pipeline: Pipeline) -> None:
+    topics, codec, mailer = pipeline.topics, pipeline.codec, pipeline.mailer
 
-    @app.agent(topics.rpa_requests, name="send-to-rpa-mailbox")
-    async def send_to_rpa_mailbox(stream):
-        async for event in stream.events():
-            try:
-                request = codec.decode(event.value)
-            except DecodeError as error:
-                await dead_letter(topics.dlq, event, error)
-                continue
-            while True:
-                try:
-                    await asyncio.to_thread(mailer.send, request)
-                    break
-                except RpaMailError as error:  # back-pressure: wait, keep the offset, try again
-                    log.error("%s; retrying in 30 s", error)
-                    await asyncio.sleep(30)
+    def send(batch: Batch) -> None:
+        for request in batch.messages:
+            mailer.send(request)
+
+    def failed_hand_off(record, request, reason):
+        if not isinstance(request, RpaRequest):
+            return []
+        completion = RpaCompletion(event_id=f"mail:{request.invoice_id}:v{request.invoice_version}:undeliverable",
+                                   invoice_id=request.invoice_id, invoice_version=request.invoice_version,
+                                   po_number=request.po_number, outcome=CompletionOutcome.FAILURE,
+                                   error=f"The RPA email could not be sent: {reason[:300]}",
+                                   occurred_at=datetime.now(UTC))
+        return [(topics.completions, request.po_number, completion)]
+
+    pipeline.runtime.add_flow(Flow("send-to-rpa-mailbox", (topics.rpa_requests,),
+                                   decode=lambda record: codec.decode(record.value), handle=send,
+                                   kinds=(RpaRequest,), stage="mail", on_dead_letter=failed_hand_off))

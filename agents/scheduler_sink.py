@@ -1,24 +1,20 @@
-"""verdicts -> processscheduler: each batch is written and committed before its offsets are."""
+"""verdicts -> processscheduler: each batch is written in one transaction before its offsets commit."""
 
 from __future__ import annotations
 
-import asyncio
+from typing import TYPE_CHECKING
 
-from schemas.codec import DecodeError
-from streams.deadletter import dead_letter
+from rules.lifecycle import StatusChanged
+from rules.models import Verdict
+from streams.runtime import Flow
+
+if TYPE_CHECKING:
+    from streams.bootstrap import Pipeline
 
 
-def register(pipeline) -> None:
-    app, topics, codec, settings, scheduler = (pipeline.app, pipeline.topics, pipeline.codec, pipeline.settings,
-                                                pipeline.scheduler)
-
-    @app.agent(topics.verdicts, name="record-in-processscheduler")
-    async def record_in_processscheduler(stream):
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_seconds):
-            decisions = []
-            for event in events:
-                try:
-                    decisions.append(codec.decode(event.value))
-                except DecodeError as error:
-                    await dead_letter(topics.dlq, event, error)
-            await asyncio.to_thread(scheduler.record, decisions)
+def register(pipeline: Pipeline) -> None:
+    codec, scheduler = pipeline.codec, pipeline.scheduler
+    pipeline.runtime.add_flow(Flow("record-in-processscheduler", (pipeline.topics.verdicts,),
+                                   decode=lambda record: codec.decode(record.value),
+                                   handle=lambda batch: scheduler.record(batch.messages),
+                                   kinds=(Verdict, StatusChanged), stage="record"))

@@ -25,7 +25,8 @@ from connectors.po_commands import PurchaseOrderCommands
 from connectors.ports import ProcessScheduler, PurchaseOrderReader, RpaSentLog
 from connectors.scheduler.read_model import InvoiceReadModel
 from rules.policy import Policy
-from streams.bootstrap import engine_for, policy_from, purchase_order_reader
+from connectors.sql import engine_for
+from streams.bootstrap import policy_from, purchase_order_reader
 from streams.settings import Settings
 
 @dataclass

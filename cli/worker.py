@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import signal
+import threading
 from typing import Annotated
 
 import typer
@@ -14,21 +17,30 @@ def worker(loglevel: LogLevel = "warning") -> None:
 
     Every setting comes from INVOICE_AUTOMATION_* environment variables (see streams/settings.py):
     the broker, the databases, the SMTP server, the tolerances file and the dispatch mode.
-    Topics that do not exist yet are created first. `kill -USR1 <pid>` writes the stack of every
-    thread and asyncio task to the log, to see where a stalled worker waits.
+    Topics that do not exist yet are created first. SIGTERM or Ctrl-C finishes the batch at hand,
+    commits it and leaves the consumer group. With WORKER_HTTP_PORT set, /readyz says which
+    dependency is down and since when, and /metrics serves Prometheus metrics. `kill -USR1 <pid>`
+    writes the stack of every thread to the log, to see where a stalled worker waits.
     """
-    import faust
-
     from streams.bootstrap import bootstrap
     from streams.diagnostics import dump_state_on_usr1
+    from streams.health import serve
     from streams.settings import Settings
-    from streams.topics import ensure_topics
+    from streams.topics import check_co_partitioned, ensure_topics
 
+    logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings()
     ensure_topics(settings)
+    check_co_partitioned(settings)
     pipeline = bootstrap(settings)
-    dump_state_on_usr1(pipeline.app)
-    faust.Worker(pipeline.app, loglevel=loglevel.upper(), quiet=True).execute_from_commandline()
+    dump_state_on_usr1()
+    if settings.worker_http_port is not None:
+        serve(pipeline.health, settings.worker_http_host, settings.worker_http_port)
+    stop = threading.Event()
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, lambda *_: stop.set())
+    logging.getLogger(__name__).info("worker %s started", settings.app_id)
+    pipeline.runtime.run(stop.is_set)
 
 
 def register(app: typer.Typer) -> None:

@@ -32,7 +32,7 @@ from devstack.rpa_bot import RpaBot
 from devstack.stack import LocalStack
 from devstack.worker import WorkerProcess
 from rules.models import PurchaseOrder
-from streams.bootstrap import engine_for
+from connectors.sql import engine_for
 from streams.settings import Settings
 
 SETTLED = {"manual_review", "bad_invoice", "po_not_found", "entered", "rpa_failed"}

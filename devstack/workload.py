@@ -12,7 +12,7 @@ from rules.judge import RulesJudge
 from rules.lifecycle import InvoiceSubmitted, RpaRequest, StatusChanged
 from rules.models import CompletionOutcome, PurchaseOrder, RpaCompletion, Verdict
 from rules.policy import Policy
-from streams.handlers import DecisionDesk
+from streams.decisions import DecisionDesk
 
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 

@@ -9,7 +9,14 @@ from __future__ import annotations
 from decimal import Decimal
 
 from rules.context import EvaluationContext
-from rules.models import Finding, Invoice, InvoiceLine, PurchaseOrder, PurchaseOrderLine, Severity
+from rules.models import (
+    Finding,
+    Invoice,
+    InvoiceLine,
+    PurchaseOrder,
+    PurchaseOrderLine,
+    Severity,
+)
 from rules.money import round_money
 from rules.policy import Tolerance
 

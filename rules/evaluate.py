@@ -6,12 +6,14 @@ from typing import Any
 
 from rules.case import Case
 from rules.context import EvaluationContext
+from rules.lifecycle import InvoiceSubmitted
 from rules.models import (
     EarlierInvoice,
     Finding,
     Invoice,
     PurchaseOrder,
     RpaPayload,
+    Severity,
     Verdict,
     VerdictAudit,
     VerdictStatus,
@@ -48,7 +50,7 @@ def findings(case: Case) -> tuple[VerdictStatus, list[Finding]]:
 
 
 def case_of(invoice: Invoice | Any, po: PurchaseOrder | None, context: EvaluationContext) -> Case:
-    parsed, problems = read_invoice(invoice)
+    parsed, problems = read_invoice(invoice, context.limits)
     return Case(invoice=parsed, po=po, context=context, contract_problems=problems)
 
 
@@ -82,3 +84,17 @@ def _audit(raw: Any, invoice: Invoice | None, context: EvaluationContext) -> Ver
                    for e in context.history if e.shares_number_with(invoice.vendor_id, invoice.invoice_number)]
     document = raw.model_dump(mode="json") if isinstance(raw, Invoice) else raw
     return VerdictAudit(invoice=document, in_flight=dict(context.in_flight), earlier_invoices=earlier)
+
+
+def could_not_judge(submission: InvoiceSubmitted, reason: str, context: EvaluationContext) -> Verdict:
+    """bad_invoice for an invoice the pipeline failed to judge (its record went to the dead-letter
+    topic), so AP sees it in processscheduler instead of never hearing of it."""
+    document = submission.document if isinstance(submission.document, dict) else {}
+    finding = Finding(code="INVALID_INVOICE", severity=Severity.ERROR, field="invoice", actual=None,
+                      message=f"This invoice could not be judged ({reason[:300]}); its record is in the "
+                              "dead-letter topic.")
+    return Verdict(invoice_id=submission.invoice_id, invoice_version=submission.version,
+                   po_number=submission.po_number, status=VerdictStatus.BAD_INVOICE,
+                   http_status=VerdictStatus.BAD_INVOICE.http_status, reasons=[finding],
+                   rules_version=rules_version(context.policy), evaluated_at=context.now,
+                   vendor_id=_text(document, "vendor_id"), invoice_number=_text(document, "invoice_number"))

@@ -9,8 +9,9 @@ from decimal import Decimal
 
 from rules.case import Case
 from rules.context import EvaluationContext, KnownInvoice
-from rules.evaluate import evaluate
+from rules.evaluate import could_not_judge, evaluate
 from rules.lifecycle import InvoiceSubmitted
+from rules.limits import Limits
 from rules.models import PurchaseOrder, RpaPayload, Verdict
 from rules.parsing import read_invoice
 from rules.payload import build_rpa_payload
@@ -24,13 +25,15 @@ class RulesJudge:
     history: Sequence[KnownInvoice]
     policy: Policy
     now: datetime
+    limits: Limits = Limits()
 
     @property
     def rules_version(self) -> str:
         return rules_version(self.policy)
 
     def _context(self, in_flight: dict[str, Decimal]) -> EvaluationContext:
-        return EvaluationContext(history=self.history, in_flight=in_flight, policy=self.policy, now=self.now)
+        return EvaluationContext(history=self.history, in_flight=in_flight, policy=self.policy, now=self.now,
+                                 limits=self.limits)
 
     def decide(self, submission: InvoiceSubmitted, in_flight: dict[str, Decimal]) -> Verdict:
         verdict = evaluate(submission.document, self.purchase_order, self._context(in_flight))
@@ -40,7 +43,10 @@ class RulesJudge:
                                           "po_number": submission.po_number})
 
     def payload_for(self, submission: InvoiceSubmitted) -> RpaPayload | None:
-        invoice, _ = read_invoice(submission.document)
+        invoice, _ = read_invoice(submission.document, self.limits)
         if invoice is None or self.purchase_order is None:
             return None
         return build_rpa_payload(Case(invoice, self.purchase_order, self._context({})))
+
+    def could_not_judge(self, submission: InvoiceSubmitted, reason: str) -> Verdict:
+        return could_not_judge(submission, reason, self._context({}))

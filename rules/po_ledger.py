@@ -10,12 +10,11 @@ are idempotent) and never changes the state twice.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field
 
 from rules.lifecycle import (
     DispatchApproved,
@@ -26,7 +25,13 @@ from rules.lifecycle import (
     RpaRequest,
     StatusChanged,
 )
-from rules.models import CompletionOutcome, RpaCompletion, RpaPayload, Verdict, VerdictStatus
+from rules.models import (
+    CompletionOutcome,
+    RpaCompletion,
+    RpaPayload,
+    Verdict,
+    VerdictStatus,
+)
 
 Emitted = Verdict | StatusChanged | RpaRequest
 DispatchMode = Literal["automatic", "approval"]
@@ -35,6 +40,8 @@ COMPLETIONS_REMEMBERED = 50
 
 # Statuses after which AP may override the findings and release the invoice to the RPA bot.
 RELEASABLE = frozenset({InvoiceStatus.MANUAL_REVIEW, InvoiceStatus.BAD_INVOICE, InvoiceStatus.RPA_FAILED})
+# Where an invoice version's story ends: nothing applies to it any more, so the ledger forgets it.
+FINISHED = frozenset({InvoiceStatus.ENTERED, InvoiceStatus.WITHDRAWN, InvoiceStatus.SUPERSEDED})
 # Verdicts that a change of rules may turn around; nothing reached the RPA bot because of them.
 REJUDGEABLE = frozenset({InvoiceStatus.MANUAL_REVIEW, InvoiceStatus.BAD_INVOICE, InvoiceStatus.PO_NOT_FOUND})
 
@@ -48,6 +55,9 @@ class Judge(Protocol):
 
     def payload_for(self, submission: InvoiceSubmitted) -> RpaPayload | None:
         """The RPA payload for an AP release, or None when the invoice cannot be keyed at all."""
+
+    def could_not_judge(self, submission: InvoiceSubmitted, reason: str) -> Verdict:
+        """bad_invoice for a submission whose judging failed (the record is dead-lettered)."""
 
 
 def record_key(invoice_id: str, version: int) -> str:
@@ -71,11 +81,11 @@ class InvoiceRecord(BaseModel):
 
 
 class PurchaseOrderLedger(BaseModel):
-    """Per-PO state kept in the agent's table (serialized as JSON).
+    """Per-PO state: the invoice versions that can still change, and what is known of the rest.
 
-    `records` may hold only some of the PO's invoice records: a store that keeps them apart
-    hands in a `shelf` that `record()` fetches the others from, so a message reads the few
-    records it needs, not the PO's whole history.
+    A version that reached a final status (entered, withdrawn, superseded) leaves `records`: its
+    history is on the topics and in processscheduler. `latest` keeps the newest version number of
+    every invoice seen, so a late or repeated version of a finished invoice changes nothing.
     """
 
     model_config = ConfigDict(extra="ignore")
@@ -86,23 +96,9 @@ class PurchaseOrderLedger(BaseModel):
     records: dict[str, InvoiceRecord] = Field(default_factory=dict)
     latest: dict[str, int] = Field(default_factory=dict)  # invoice id -> newest version seen
     completions_seen: list[str] = Field(default_factory=list)
-    _shelf: Callable[[str], InvoiceRecord | None] | None = PrivateAttr(default=None)
-
-    def with_shelf(self, shelf: Callable[[str], InvoiceRecord | None]) -> PurchaseOrderLedger:
-        self._shelf = shelf
-        return self
 
     def record(self, key: str) -> InvoiceRecord | None:
-        found = self.records.get(key)
-        if found is None and self._shelf is not None:
-            found = self._shelf(key)
-            if found is not None:
-                self.records[key] = found
-        return found
-
-    def latest_record(self, invoice_id: str) -> InvoiceRecord | None:
-        version = self.latest.get(invoice_id)
-        return None if version is None else self.record(record_key(invoice_id, version))
+        return self.records.get(key)
 
     def in_flight(self) -> dict[str, Decimal]:
         """Quantities per part held by ready or dispatched invoices, not yet in Sampro."""
@@ -188,6 +184,8 @@ class _Session:
         record.status = status
         record.last_change = _change(record, status, cause, at, **extra)
         self.emitted.append(record.last_change)
+        if status in FINISHED:
+            self.ledger.records.pop(record.key, None)
 
     def park(self, record: InvoiceRecord, at: datetime, cause: str = "parked") -> None:
         self.ledger.parked.append(record.key)
@@ -244,12 +242,15 @@ class _Session:
 def submit_invoice(
     ledger: PurchaseOrderLedger, submission: InvoiceSubmitted, judge: Judge, dispatch: DispatchMode
 ) -> Outcome:
-    """A new invoice or a vendor's new version of one. The same version again is a replay: after a
-    crash it re-emits where the invoice stands; after a change of rules it is judged again unless
-    it already went to the RPA bot."""
+    """A new invoice or a vendor's new version of one. The same version again is a replay: it
+    re-emits where the invoice stands, or, after a change of rules, is judged again unless it
+    already went to the RPA bot. A version no newer than a finished one changes nothing."""
     s = _Session(ledger, judge, dispatch)
     at = submission.received_at
     known = s.own_latest(submission.invoice_id)
+    newest = s.ledger.latest.get(submission.invoice_id)
+    if known is None and newest is not None and newest >= submission.version:
+        return s.outcome()  # that version, or a newer one, already finished
     if known is not None and known.submission.version > submission.version:
         return s.outcome()  # an older version arriving late changes nothing
     if known is not None and known.submission.version == submission.version:
@@ -269,9 +270,11 @@ def submit_invoice(
     return s.outcome()
 
 
-def withdraw_invoice(ledger: PurchaseOrderLedger, withdrawal: InvoiceWithdrawn, judge: Judge | None) -> Outcome:
+def withdraw_invoice(
+    ledger: PurchaseOrderLedger, withdrawal: InvoiceWithdrawn, judge: Judge | None, dispatch: DispatchMode
+) -> Outcome:
     """The vendor deleted the invoice: drop it unless the RPA bot already has it."""
-    s = _Session(ledger, judge, "automatic")
+    s = _Session(ledger, judge, dispatch)
     record = s.own_latest(withdrawal.invoice_id)
     final = (InvoiceStatus.WITHDRAWN, InvoiceStatus.ENTERED, InvoiceStatus.SENT_TO_RPA)
     if record is None or record.status in final:
@@ -341,9 +344,11 @@ def release_invoice(
     return s.outcome()
 
 
-def approve_dispatch(ledger: PurchaseOrderLedger, command: DispatchApproved) -> Outcome:
+def approve_dispatch(
+    ledger: PurchaseOrderLedger, command: DispatchApproved, judge: Judge | None = None, dispatch: DispatchMode = "approval"
+) -> Outcome:
     """Manual dispatch: an AP clerk sends the ready invoice that holds the PO to the RPA bot."""
-    s = _Session(ledger, None, "approval")
+    s = _Session(ledger, judge, dispatch)
     key = record_key(command.invoice_id, command.invoice_version)
     record = s.own(key)
     if record is None or key not in s.ledger.holding or record.status is InvoiceStatus.SENT_TO_RPA:

@@ -1,47 +1,62 @@
 """The composition root: real adapters from settings in production, anything else in tests.
 
 Nothing here runs at import time; `bootstrap()` reads the settings it is given (or the
-environment) when it is called, builds the Faust app and registers every agent on it.
+environment) when it is called, builds the stream runtime and registers every agent on it.
+Unit tests pass the in-memory broker and adapters, and drive the same agents without a server.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
-from typing import Any
 
-import faust
-from sqlalchemy import Engine, create_engine
-
-from connectors.ports import MarketplaceSource, ProcessScheduler, PurchaseOrderReader, RpaMailer
+from connectors.ports import (
+    MarketplaceSource,
+    ProcessScheduler,
+    PurchaseOrderReader,
+    RpaMailer,
+)
+from connectors.sql import engine_for
 from rules.context import KnownInvoice
 from rules.judge import RulesJudge
+from rules.limits import Limits
 from rules.models import PurchaseOrder
 from rules.policy import Policy, load_policy
 from schemas.codec import Codec, codec_for
-from streams.app import create_app
-from streams.handlers import DecisionDesk
+from streams.broker import KafkaStreamBroker, StreamBroker
+from streams.decisions import DecisionDesk
+from streams.health import WorkerHealth
+from streams.ledgers import LedgerStore
+from streams.runtime import Runtime
 from streams.settings import Settings
-from streams.tables import LedgerStore
 
 
-@dataclass
+@dataclass(frozen=True)
 class Topics:
-    marketplace: Any
-    work: Any  # invoices + completions + commands: one ordered stream per PO
-    invoices: Any
-    completions: Any
-    commands: Any
-    verdicts: Any
-    rpa_requests: Any
-    dlq: Any
+    marketplace: str
+    invoices: str
+    completions: str
+    commands: str
+    verdicts: str
+    rpa_requests: str
+    dlq: str
+
+    @property
+    def purchase_order_work(self) -> tuple[str, ...]:
+        """Everything that carries work for a PO, keyed by PO: one ordered stream per PO."""
+        return self.invoices, self.completions, self.commands
+
+    @classmethod
+    def of(cls, settings: Settings) -> Topics:
+        return cls(marketplace=settings.marketplace_topic, invoices=settings.invoices_topic,
+                   completions=settings.completions_topic, commands=settings.commands_topic,
+                   verdicts=settings.verdicts_topic, rpa_requests=settings.rpa_requests_topic, dlq=settings.dlq_topic)
 
 
 @dataclass
 class Pipeline:
     settings: Settings
-    app: faust.App
+    runtime: Runtime
     topics: Topics
     ledgers: LedgerStore
     codec: Codec
@@ -49,30 +64,8 @@ class Pipeline:
     scheduler: ProcessScheduler
     mailer: RpaMailer
     source: MarketplaceSource | None
-    extras: dict[str, Any] = field(default_factory=dict)
-
-
-def engine_for(url: str) -> Engine:
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        return create_engine(url, connect_args={"timeout": 30})
-    return create_engine(url, pool_pre_ping=True)
-
-
-def _topics(app: faust.App, settings: Settings) -> Topics:
-    def topic(*names: str):
-        return app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
-
-    return Topics(
-        marketplace=topic(settings.marketplace_topic),
-        work=topic(settings.invoices_topic, settings.completions_topic, settings.commands_topic),
-        invoices=topic(settings.invoices_topic),
-        completions=topic(settings.completions_topic),
-        commands=topic(settings.commands_topic),
-        verdicts=topic(settings.verdicts_topic),
-        rpa_requests=topic(settings.rpa_requests_topic),
-        dlq=topic(settings.dlq_topic),
-    )
+    health: WorkerHealth
+    limits: Limits
 
 
 def process_scheduler(settings: Settings) -> ProcessScheduler:
@@ -101,14 +94,23 @@ def _real_mailer(settings: Settings) -> RpaMailer:
     )
 
 
-def _real_source(settings: Settings) -> MarketplaceSource | None:
+def _real_source(settings: Settings, limits: Limits) -> MarketplaceSource | None:
     if settings.marketplace_source != "polling":
         return None
     from connectors.marketplace_polling import PollingMarketplaceSource
 
     return PollingMarketplaceSource(engine_for(settings.marketplace_db_url),
                                     settings.data_dir / "marketplace-watermark.json",
-                                    lookback_seconds=settings.poll_lookback_seconds)
+                                    lookback_seconds=settings.poll_lookback_seconds, limits=limits)
+
+
+def limits_from(settings: Settings) -> Limits:
+    return Limits(max_lines=settings.max_invoice_lines)
+
+
+def _real_broker(settings: Settings) -> StreamBroker:
+    return KafkaStreamBroker(settings.kafka_bootstrap_servers, settings.app_id,
+                             session_timeout_seconds=settings.session_timeout_seconds)
 
 
 def policy_from(settings: Settings) -> Policy:
@@ -118,30 +120,39 @@ def policy_from(settings: Settings) -> Policy:
 def bootstrap(
     settings: Settings | None = None,
     *,
+    broker: StreamBroker | None = None,
     purchase_orders: PurchaseOrderReader | None = None,
     scheduler: ProcessScheduler | None = None,
     mailer: RpaMailer | None = None,
     source: MarketplaceSource | None = None,
     policy: Policy | None = None,
+    health: WorkerHealth | None = None,
 ) -> Pipeline:
     settings = settings or Settings()
     policy = policy or policy_from(settings)
     scheduler = scheduler or process_scheduler(settings)
+    codec = codec_for(settings.schema_registry_url)
+    health = health or WorkerHealth()
+    limits = limits_from(settings)
 
     def judge_for(po: PurchaseOrder | None, known: list[KnownInvoice], now: datetime) -> RulesJudge:
-        return RulesJudge(po, known, policy, now)
+        return RulesJudge(po, known, policy, now, limits)
 
-    app = create_app(settings)
+    runtime = Runtime(broker or _real_broker(settings), dlq_topic=settings.dlq_topic, encode=codec.encode,
+                      health=health, batch_size=settings.batch_size, batch_seconds=settings.batch_seconds)
     pipeline = Pipeline(
         settings=settings,
-        app=app,
-        topics=_topics(app, settings),
-        ledgers=LedgerStore(app, settings),
-        codec=codec_for(settings.schema_registry_url),
-        desk=DecisionDesk(purchase_orders or purchase_order_reader(settings), scheduler, judge_for, settings.dispatch_mode),
+        runtime=runtime,
+        topics=Topics.of(settings),
+        ledgers=LedgerStore(settings),
+        codec=codec,
+        desk=DecisionDesk(purchase_orders or purchase_order_reader(settings), scheduler, judge_for,
+                          settings.dispatch_mode),
         scheduler=scheduler,
         mailer=mailer or _real_mailer(settings),
-        source=source if source is not None else _real_source(settings),
+        source=source if source is not None else _real_source(settings, limits),
+        health=health,
+        limits=limits,
     )
     from agents import register_all
 

@@ -1,8 +1,9 @@
-"""Service layer: what happens to a batch of work taken from the purchase-order stream.
+"""The decision service: what happens to a batch of work taken from the purchase-order stream.
 
 One batch costs one Sampro query for the PO snapshots and one pair of queries for the
 invoices seen before (entered in Sampro, decided by the pipeline). Everything else is the
-pure per-PO ledger in `rules.po_ledger`. Blocking I/O: callers run this in a thread.
+pure per-PO ledger in `rules.po_ledger`, one handler per kind of work. All reads happen before
+the first ledger changes, so a dependency that fails leaves the batch untouched.
 """
 
 from __future__ import annotations
@@ -10,15 +11,22 @@ from __future__ import annotations
 from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from connectors.ports import ProcessScheduler, PurchaseOrderReader
 from rules.context import KnownInvoice
-from rules.lifecycle import DispatchApproved, InvoiceSubmitted, InvoiceWithdrawn, ReleaseRequested
+from rules.lifecycle import (
+    DispatchApproved,
+    InvoiceSubmitted,
+    InvoiceWithdrawn,
+    ReleaseRequested,
+)
 from rules.models import PurchaseOrder, RpaCompletion, Verdict
 from rules.po_ledger import (
     DispatchMode,
     Emitted,
     Judge,
+    Outcome,
     PurchaseOrderLedger,
     approve_dispatch,
     complete_rpa,
@@ -29,6 +37,18 @@ from rules.po_ledger import (
 )
 
 PurchaseOrderWork = InvoiceSubmitted | InvoiceWithdrawn | RpaCompletion | ReleaseRequested | DispatchApproved
+Handler = Callable[[PurchaseOrderLedger, Any, Judge, DispatchMode], Outcome]
+
+
+# One handler per kind of work on a PO's stream: a new kind needs its ledger function and a line here.
+HANDLERS: dict[type, Handler] = {
+    InvoiceSubmitted: submit_invoice,
+    InvoiceWithdrawn: withdraw_invoice,
+    RpaCompletion: complete_rpa,
+    ReleaseRequested: release_invoice,
+    DispatchApproved: approve_dispatch,
+}
+WORK_KINDS = tuple(HANDLERS)
 
 # (purchase order or None when Sampro has no such PO, invoices seen before, now) -> Judge
 JudgeFactory = Callable[[PurchaseOrder | None, list[KnownInvoice], datetime], Judge]
@@ -54,25 +74,11 @@ class DecisionDesk:
         for work in batch:
             ledger = ledgers.get(work.po_number) or PurchaseOrderLedger(po_number=work.po_number)
             judge = self.judge_for(snapshots.get(work.po_number), known, now)
-            outcome = self._apply(ledger, work, judge)
+            outcome = HANDLERS[type(work)](ledger, work, judge, self.dispatch)
             ledgers[work.po_number] = outcome.ledger
             known.extend(_newly_known(outcome.emitted, outcome.ledger))
             emitted.extend(outcome.emitted)
         return emitted
-
-    def _apply(self, ledger: PurchaseOrderLedger, work: PurchaseOrderWork, judge: Judge):
-        match work:
-            case InvoiceSubmitted():
-                return submit_invoice(ledger, work, judge, self.dispatch)
-            case InvoiceWithdrawn():
-                return withdraw_invoice(ledger, work, judge)
-            case RpaCompletion():
-                return complete_rpa(ledger, work, judge, self.dispatch)
-            case ReleaseRequested():
-                return release_invoice(ledger, work, judge, self.dispatch)
-            case DispatchApproved():
-                return approve_dispatch(ledger, work)
-        raise TypeError(f"not work for a purchase order: {type(work).__name__}")
 
     def _invoices_seen_before(
         self, batch: Sequence[PurchaseOrderWork], ledgers: MutableMapping[str, PurchaseOrderLedger]
@@ -111,7 +117,8 @@ def _newly_known(emitted: Sequence[Emitted], ledger: PurchaseOrderLedger) -> lis
     known = []
     for message in emitted:
         if isinstance(message, Verdict) and message.invoice_id and message.invoice_version is not None:
-            doc = ledger.record(record_key(message.invoice_id, message.invoice_version)).submission.document
+            record = ledger.record(record_key(message.invoice_id, message.invoice_version))
+            doc = record.submission.document if record is not None else {}
             if doc.get("vendor_id") and doc.get("invoice_number"):
                 known.append(
                     KnownInvoice(

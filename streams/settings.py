@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     batch_seconds: float = Field(default=0.05, gt=0)  # the longest a message waits for its batch to fill
     session_timeout_seconds: float = Field(default=30.0, gt=0)  # how soon a dead worker's partitions move on
     data_dir: Path = DEFAULT_DATA_DIR
+    # The worker's own /readyz and /metrics; off unless a port is given.
+    worker_http_host: str = "127.0.0.1"
+    worker_http_port: int | None = Field(default=None, ge=0, le=65535)
 
     # Marketplace source
     marketplace_source: Literal["polling", "debezium"] = "polling"
@@ -70,6 +73,7 @@ class Settings(BaseSettings):
 
     # Rules
     tolerances_file: Path | None = None
+    max_invoice_lines: int = Field(default=1000, ge=1, le=100_000)  # more is INVALID_INVOICE
 
     # RPA hand-off
     dispatch_mode: Literal["automatic", "approval"] = "automatic"

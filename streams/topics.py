@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from streams.ledgers import changelog_topic
 from streams.settings import Settings
 
 DAY_MS = 24 * 60 * 60 * 1000
@@ -19,7 +20,7 @@ DAY_MS = 24 * 60 * 60 * 1000
 @dataclass(frozen=True)
 class TopicSpec:
     name: str
-    audit: bool  # kept for replay and explain: long retention, delete cleanup
+    audit: bool  # kept for replay and explain: long retention, delete cleanup; else a compacted changelog
 
 
 def pipeline_topics(settings: Settings) -> list[TopicSpec]:
@@ -31,12 +32,14 @@ def pipeline_topics(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.verdicts_topic, audit=True),
         TopicSpec(settings.rpa_requests_topic, audit=True),
         TopicSpec(settings.dlq_topic, audit=True),
+        TopicSpec(changelog_topic(settings), audit=False),
     ]
 
 
 def topic_config(settings: Settings, spec: TopicSpec) -> dict[str, str]:
-    retention_days = settings.audit_retention_days if spec.audit else 7
-    return {"cleanup.policy": "delete", "retention.ms": str(retention_days * DAY_MS)}
+    if not spec.audit:  # the latest ledger of each PO is all a restore needs
+        return {"cleanup.policy": "compact"}
+    return {"cleanup.policy": "delete", "retention.ms": str(settings.audit_retention_days * DAY_MS)}
 
 
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
@@ -67,3 +70,15 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise
     return created
+
+
+def check_co_partitioned(settings: Settings, timeout: float = 30.0) -> None:
+    """Refuses to start when the topics of a PO's work (and its changelog) differ in partitions:
+    the same PO would then be on different partition numbers, and no longer serialized."""
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    names = [settings.invoices_topic, settings.completions_topic, settings.commands_topic, changelog_topic(settings)]
+    metadata = admin.list_topics(timeout=timeout).topics
+    counts = {name: len(metadata[name].partitions) for name in names if name in metadata}
+    if len(set(counts.values())) > 1:
+        raise ValueError("the topics that carry a purchase order's work must have the same number of partitions, "
+                         f"but have {counts}; recreate or add partitions (kafka-topics.sh --alter) to match")

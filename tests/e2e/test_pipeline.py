@@ -118,7 +118,7 @@ def test_a_ledger_kept_in_rocksdb_survives_a_kill_between_parking_and_completion
     pipeline.wait_for(lambda: (pipeline.statuses().get(first), pipeline.statuses().get(second))
                       == ("sent_to_rpa", "waiting_for_po"), what="the first at the bot, the second parked")
     worker.kill()
-    assert list((pipeline.settings.data_dir / "faust").rglob("*.db")), "no RocksDB store on disk"
+    assert list((pipeline.settings.data_dir / "state" / "po-ledgers").rglob("CURRENT")), "no RocksDB store on disk"
     pipeline.start_worker()
     pipeline.start_bot()  # reads the mailbox from the start: the first invoice's email came before the kill
     pipeline.wait_for(lambda: pipeline.statuses().get(second) == "entered", what="the parked invoice")

@@ -201,7 +201,7 @@ def test_withdrawal_frees_a_parked_slot_and_is_final(judge):
         PurchaseOrderLedger(po_number="PO-1"),
         lambda l: submit_invoice(l, submission("A"), judge, "automatic"),
         lambda l: submit_invoice(l, submission("B"), judge, "automatic"),
-        lambda l: withdraw_invoice(l, InvoiceWithdrawn(invoice_id="B", version=1, po_number="PO-1", withdrawn_at=AT), judge),
+        lambda l: withdraw_invoice(l, InvoiceWithdrawn(invoice_id="B", version=1, po_number="PO-1", withdrawn_at=AT), judge, "automatic"),
     )
     assert statuses(emitted)[-1] == ("B", "withdrawn")
     assert ledger.parked == []

@@ -1,0 +1,316 @@
+"""What the stream runtime needs of Kafka, as one small port, and its confluent-kafka adapter.
+
+The runtime reads batches as a member of the pipeline's consumer group and writes everything
+of one batch (outputs, dead letters, changelog records, the consumed offsets) in one Kafka
+transaction. So after a crash the topics, the state and the offsets agree: a batch is in all
+of them or in none. librdkafka does the fetching, batching and retries; this module only maps
+its errors into the runtime's three cases: the broker is unreachable for now (`Unavailable`),
+the batch's transaction was lost and the batch must be read again (`LostBatch`), or it worked.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from rules.errors import Unavailable
+
+log = logging.getLogger(__name__)
+
+TopicPartition = tuple[str, int]
+Assigned = Callable[[list[TopicPartition]], set[TopicPartition]]  # returns the partitions to hold
+Revoked = Callable[[list[TopicPartition]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One message as it was read, with where it came from."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+    @property
+    def source(self) -> TopicPartition:
+        return self.topic, self.partition
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """One message to write in the batch's transaction; `partition` None means by key (murmur2)."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    partition: int | None = None
+    headers: tuple[tuple[str, bytes], ...] = field(default=())
+
+
+class LostBatch(Exception):
+    """The batch's transaction was aborted (or its producer fenced): read the batch again."""
+
+
+class StreamBroker(Protocol):
+    def subscribe(self, topics: Sequence[str], on_assigned: Assigned, on_revoked: Revoked) -> None: ...
+
+    def poll(self, max_records: int, timeout: float) -> list[Record]:
+        """The next batch; calls the rebalance callbacks when the group changes."""
+
+    def hold(self, partition: TopicPartition, offset: int | None) -> None:
+        """Stop fetching the partition and, with an offset, read it from there when released."""
+
+    def release(self, partition: TopicPartition) -> bool:
+        """Fetches the partition again; False when it must stay held a while longer."""
+
+    def begin(self) -> None: ...
+
+    def produce(self, output: Output) -> None: ...
+
+    def commit(self, offsets: Mapping[TopicPartition, int]) -> dict[TopicPartition, int]:
+        """Commits the transaction with the consumed offsets; returns the last offset written
+        per partition. Raises `Unavailable` (call again) or `LostBatch` (the batch is undone)."""
+
+    def abort(self) -> None: ...
+
+    def restore(self, topic: str, starts: Mapping[int, int | None],
+                stable: Sequence[TopicPartition]) -> Iterator[tuple[int, int, str, bytes | None]]:
+        """Changelog records (partition, offset, key, value) from each start (None: the
+        beginning) to the end, once the committed offsets of `stable` are settled."""
+
+    def close(self) -> None: ...
+
+
+def _kafka_unavailable(error: Any, doing: str) -> Unavailable:
+    return Unavailable("kafka", f"{doing}: {error}")
+
+
+class KafkaStreamBroker:
+    """A consumer-group member and a transactional producer (confluent-kafka / librdkafka)."""
+
+    def __init__(self, bootstrap_servers: str, group_id: str, *, session_timeout_seconds: float = 30.0,
+                 transaction_timeout_seconds: float = 10.0, timeout: float = 30.0):
+        from confluent_kafka import Consumer
+
+        self.bootstrap, self.group_id, self.timeout = bootstrap_servers, group_id, timeout
+        self.transaction_timeout = transaction_timeout_seconds
+        self.consumer = Consumer({
+            "bootstrap.servers": bootstrap_servers, "group.id": group_id,
+            "enable.auto.commit": False, "auto.offset.reset": "earliest",
+            # range co-partitions: partition p of every work topic goes to the same member.
+            "partition.assignment.strategy": "range",
+            "isolation.level": "read_committed",
+            "session.timeout.ms": int(session_timeout_seconds * 1000),
+            "logger": logging.getLogger("librdkafka.consumer"),
+        })
+        self.producer = self._new_producer()
+        self._delivered: dict[TopicPartition, int] = {}
+        self._failed: list[str] = []
+        self._in_transaction = False
+        self._pending_seeks: dict[TopicPartition, int] = {}
+
+    def _new_producer(self):
+        from confluent_kafka import Producer
+
+        producer = Producer({
+            "bootstrap.servers": self.bootstrap,
+            # A random id per process: KIP-447 fences a zombie by the group's generation, so the id
+            # need not survive restarts; a crashed worker's open transaction ends with its timeout.
+            "transactional.id": f"{self.group_id}-{uuid.uuid4().hex}",
+            "transaction.timeout.ms": int(self.transaction_timeout * 1000),
+            "partitioner": "murmur2_random",  # as Java clients and Kafka Connect place a key
+            "linger.ms": 5,
+            "logger": logging.getLogger("librdkafka.producer"),
+        })
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                producer.init_transactions(min(self.timeout, 10.0))
+                return producer
+            except Exception as exc:
+                if time.monotonic() > deadline:
+                    raise _kafka_unavailable(exc, "starting the transactional producer") from None
+                time.sleep(1.0)
+
+    # -- reading ---------------------------------------------------------------------------------
+    def subscribe(self, topics: Sequence[str], on_assigned: Assigned, on_revoked: Revoked) -> None:
+        from confluent_kafka import TopicPartition as KafkaTP
+
+        def assigned(consumer, partitions) -> None:
+            held = on_assigned([(tp.topic, tp.partition) for tp in partitions])
+            consumer.assign(partitions)
+            if held:
+                consumer.pause([KafkaTP(topic, number) for topic, number in held])
+
+        def revoked(consumer, partitions) -> None:
+            lost = [(tp.topic, tp.partition) for tp in partitions]
+            for tp in lost:
+                self._pending_seeks.pop(tp, None)
+            on_revoked(lost)
+            consumer.unassign()
+
+        self.consumer.subscribe(list(topics), on_assign=assigned, on_revoke=revoked, on_lost=revoked)
+
+    def poll(self, max_records: int, timeout: float) -> list[Record]:
+        from confluent_kafka import KafkaError
+
+        records = []
+        for message in self.consumer.consume(max_records, timeout):
+            error = message.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("Kafka: %s", error)
+                    if error.fatal():
+                        raise _kafka_unavailable(error, "reading")
+                continue
+            _, timestamp = message.timestamp()
+            records.append(Record(message.topic(), message.partition(), message.offset(), message.key(),
+                                  message.value(), timestamp if timestamp > 0 else None,
+                                  tuple(message.headers() or ())))
+        return records
+
+    def hold(self, partition: TopicPartition, offset: int | None) -> None:
+        from confluent_kafka import TopicPartition as KafkaTP
+
+        self.consumer.pause([KafkaTP(*partition)])
+        if offset is not None:
+            self._pending_seeks[partition] = offset
+            self._seek_pending(partition)
+
+    def _seek_pending(self, partition: TopicPartition) -> None:
+        from confluent_kafka import KafkaException
+        from confluent_kafka import TopicPartition as KafkaTP
+
+        try:
+            self.consumer.seek(KafkaTP(*partition, self._pending_seeks[partition]))
+            del self._pending_seeks[partition]
+        except KafkaException as exc:  # tried again on release: the partition stays held meanwhile
+            log.warning("seeking %s[%s] to %s failed: %s", *partition, self._pending_seeks[partition], exc)
+
+    def release(self, partition: TopicPartition) -> bool:
+        from confluent_kafka import TopicPartition as KafkaTP
+
+        if partition in self._pending_seeks:
+            self._seek_pending(partition)
+            if partition in self._pending_seeks:
+                return False
+        self.consumer.resume([KafkaTP(*partition)])
+        return True
+
+    # -- writing ---------------------------------------------------------------------------------
+    def begin(self) -> None:
+        if not self._in_transaction:
+            self.producer.begin_transaction()
+            self._in_transaction = True
+            self._delivered, self._failed = {}, []
+
+    def _delivery(self, error, message) -> None:
+        if error is not None:
+            self._failed.append(str(error))
+            return
+        key = (message.topic(), message.partition())
+        self._delivered[key] = max(self._delivered.get(key, -1), message.offset())
+
+    def produce(self, output: Output) -> None:
+        kwargs: dict[str, Any] = {"key": output.key, "value": output.value, "on_delivery": self._delivery}
+        if output.partition is not None:
+            kwargs["partition"] = output.partition
+        if output.headers:
+            kwargs["headers"] = list(output.headers)
+        while True:
+            try:
+                self.producer.produce(output.topic, **kwargs)
+                self.producer.poll(0)
+                return
+            except BufferError:  # the local queue is full: let librdkafka send some first
+                self.producer.poll(0.1)
+
+    def commit(self, offsets: Mapping[TopicPartition, int]) -> dict[TopicPartition, int]:
+        from confluent_kafka import KafkaException
+        from confluent_kafka import TopicPartition as KafkaTP
+
+        try:
+            if offsets:
+                self.producer.send_offsets_to_transaction(
+                    [KafkaTP(topic, number, offset) for (topic, number), offset in offsets.items()],
+                    self.consumer.consumer_group_metadata(), self.timeout)
+            self.producer.commit_transaction(self.timeout)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.retriable():
+                raise _kafka_unavailable(error, "committing a batch") from None
+            log.warning("Kafka transaction lost (%s); the batch is read again", error)
+            self._lose(fatal=error.fatal() or not error.txn_requires_abort())
+            raise LostBatch(str(error)) from None
+        self._in_transaction = False
+        if self._failed:  # cannot happen after a successful commit; kept loud if it ever does
+            raise LostBatch(f"delivery failed inside a committed transaction: {self._failed[0]}")
+        return dict(self._delivered)
+
+    def _lose(self, fatal: bool) -> None:
+        self._in_transaction = False
+        if not fatal:
+            try:
+                self.producer.abort_transaction(self.timeout)
+                return
+            except Exception as exc:  # could not even abort: start over with a new producer
+                log.warning("aborting the transaction failed (%s); starting a new producer", exc)
+        self.producer = self._new_producer()
+
+    def abort(self) -> None:
+        if self._in_transaction:
+            self._lose(fatal=False)
+
+    # -- state -----------------------------------------------------------------------------------
+    def restore(self, topic: str, starts: Mapping[int, int | None],
+                stable: Sequence[TopicPartition]) -> Iterator[tuple[int, int, str, bytes | None]]:
+        from confluent_kafka import (
+            OFFSET_BEGINNING,
+            Consumer,
+            KafkaError,
+            KafkaException,
+        )
+        from confluent_kafka import TopicPartition as KafkaTP
+
+        try:
+            # Waits for transactions still open on these partitions (KIP-447 stable offsets), so
+            # the changelog read below already holds whatever they committed.
+            self.consumer.committed([KafkaTP(*tp) for tp in stable], timeout=self.timeout)
+        except KafkaException as exc:
+            raise _kafka_unavailable(exc, "reading committed offsets") from None
+        reader = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"{self.group_id}.restore",
+                           "enable.auto.commit": False, "enable.partition.eof": True,
+                           "isolation.level": "read_committed", "auto.offset.reset": "earliest",
+                           "logger": logging.getLogger("librdkafka.restore")})
+        try:
+            reader.assign([KafkaTP(topic, number, OFFSET_BEGINNING if start is None else start)
+                           for number, start in starts.items()])
+            open_partitions, quiet_since = set(starts), time.monotonic()
+            while open_partitions:
+                messages = reader.consume(1000, 0.5)
+                if not messages and time.monotonic() - quiet_since > self.timeout:
+                    raise Unavailable("kafka", f"restoring {topic}: no progress for {self.timeout:.0f} s")
+                for message in messages:
+                    quiet_since = time.monotonic()
+                    error = message.error()
+                    if error is not None:
+                        if error.code() == KafkaError._PARTITION_EOF:
+                            open_partitions.discard(message.partition())
+                        else:
+                            log.warning("Kafka while restoring %s: %s", topic, error)
+                        continue
+                    yield message.partition(), message.offset(), message.key().decode(), message.value()
+        finally:
+            reader.close()
+
+    def close(self) -> None:
+        self.abort()
+        self.producer.flush(self.timeout)
+        self.consumer.close()

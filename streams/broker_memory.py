@@ -1,0 +1,133 @@
+"""Kafka in memory, for unit tests of the runtime and the agents through the composition root.
+
+One group member that owns every partition of the topics it subscribes to; a transaction is
+what `produce` collected since `begin`, appended (with the offsets) on `commit`. Tests can take
+the broker down, lose the next transaction, or rebalance.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
+
+from rules.errors import Unavailable
+from streams.broker import Assigned, LostBatch, Output, Record, Revoked, TopicPartition
+
+
+class InMemoryBroker:
+    def __init__(self, partitions: int = 3):
+        self.partition_count = partitions
+        self.logs: dict[str, list[list[Record]]] = {}
+        self.committed: dict[TopicPartition, int] = {}
+        self.down = False
+        self.lose_next_commit = False
+        self.failing_commits = 0  # the next n commits find Kafka unreachable
+        self.commits = 0
+        self._topics: list[str] = []
+        self._positions: dict[TopicPartition, int] = {}
+        self._held: set[TopicPartition] = set()
+        self._pending: list[Output] | None = None
+        self._on_assigned: Assigned | None = None
+        self._on_revoked: Revoked | None = None
+
+    # -- what tests do -------------------------------------------------------------------------------
+    def topic(self, name: str) -> list[list[Record]]:
+        return self.logs.setdefault(name, [[] for _ in range(self.partition_count)])
+
+    def partition_of(self, key: bytes | None) -> int:
+        return zlib.crc32(key or b"") % self.partition_count
+
+    def append(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None,
+               headers: tuple = ()) -> Record:
+        """A message from outside the runtime (a producer of its own)."""
+        log = self.topic(topic)
+        number = self.partition_of(key) if partition is None else partition
+        record = Record(topic, number, len(log[number]), key, value, None, tuple(headers))
+        log[number].append(record)
+        return record
+
+    def records(self, topic: str) -> list[Record]:
+        return [record for partition in self.topic(topic) for record in partition]
+
+    def rebalance(self) -> None:
+        """Every partition revoked and assigned again, as a group change does."""
+        assigned = [(t, p) for t in self._topics for p in range(self.partition_count)]
+        assert self._on_revoked is not None and self._on_assigned is not None
+        self._on_revoked(assigned)
+        self._assign()
+
+    # -- the port --------------------------------------------------------------------------------------
+    def subscribe(self, topics: Sequence[str], on_assigned: Assigned, on_revoked: Revoked) -> None:
+        self._topics, self._on_assigned, self._on_revoked = list(topics), on_assigned, on_revoked
+        for name in topics:
+            self.topic(name)
+        self._assign()
+
+    def _assign(self) -> None:
+        assigned = [(t, p) for t in self._topics for p in range(self.partition_count)]
+        self._positions = {tp: self.committed.get(tp, 0) for tp in assigned}
+        assert self._on_assigned is not None
+        self._held = set(self._on_assigned(assigned))
+
+    def poll(self, max_records: int, timeout: float) -> list[Record]:
+        if self.down:
+            return []
+        batch: list[Record] = []
+        for tp, position in self._positions.items():
+            if tp in self._held:
+                continue
+            log = self.logs[tp[0]][tp[1]]
+            taken = log[position: position + max_records - len(batch)]
+            batch.extend(taken)
+            self._positions[tp] = position + len(taken)
+            if len(batch) >= max_records:
+                break
+        return batch
+
+    def hold(self, partition: TopicPartition, offset: int | None) -> None:
+        self._held.add(partition)
+        if offset is not None:
+            self._positions[partition] = offset
+
+    def release(self, partition: TopicPartition) -> bool:
+        self._held.discard(partition)
+        return True
+
+    def begin(self) -> None:
+        self._pending = []
+
+    def produce(self, output: Output) -> None:
+        assert self._pending is not None, "produce outside a transaction"
+        self._pending.append(output)
+
+    def commit(self, offsets: Mapping[TopicPartition, int]) -> dict[TopicPartition, int]:
+        if self.down or self.failing_commits:
+            self.failing_commits = max(0, self.failing_commits - 1)
+            raise Unavailable("kafka", "the in-memory broker is down")
+        if self.lose_next_commit:
+            self.lose_next_commit, self._pending = False, None
+            raise LostBatch("the test lost this transaction")
+        written: dict[TopicPartition, int] = {}
+        for output in self._pending or []:
+            record = self.append(output.topic, output.key, output.value, output.partition, output.headers)
+            written[(record.topic, record.partition)] = record.offset
+        self.committed.update(offsets)
+        self._pending = None
+        self.commits += 1
+        return written
+
+    def abort(self) -> None:
+        self._pending = None
+
+    def restore(self, topic: str, starts: Mapping[int, int | None],
+                stable: Sequence[TopicPartition]) -> Iterator[tuple[int, int, str, bytes | None]]:
+        if self.down:
+            raise Unavailable("kafka", "the in-memory broker is down")
+        log = self.topic(topic)
+        for number, start in starts.items():
+            for record in log[number][start or 0:]:
+                yield number, record.offset, (record.key or b"").decode(), record.value
+
+    def close(self) -> None:
+        pass
+

@@ -1,0 +1,75 @@
+"""The runtime's failure policy, declared once: what happens to a record when its work fails.
+
+Two kinds of error, told apart by type (see `rules.errors`):
+
+- `Unavailable` -> pause and retry: the partition stops at the record, nothing of it is
+  committed, and it is read again after a capped exponential back-off with jitter, until the
+  dependency is back.
+- `DataError`, or any other error once the record is alone -> dead-letter: the record goes to
+  the DLQ with its bytes, source topic/partition/offset, the stage and the error; its flow may
+  add a verdict; the rest of the batch goes on.
+
+An error that is neither is first taken for a batch problem: the batch is tried again one record
+at a time, so that only the record that fails on its own is dead-lettered.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rules.errors import DataError, Unavailable
+from streams.broker import Output, Record
+
+MAX_ERROR_TEXT = 2000
+
+
+class Policy(enum.Enum):
+    PAUSE_AND_RETRY = "pause and retry"
+    DEAD_LETTER = "dead-letter"
+
+
+FAILURE_POLICY: tuple[tuple[type[BaseException], Policy], ...] = (
+    (Unavailable, Policy.PAUSE_AND_RETRY),
+    (DataError, Policy.DEAD_LETTER),
+    (Exception, Policy.DEAD_LETTER),  # only once the record fails alone: see the module's docstring
+)
+
+
+def policy_for(error: BaseException) -> Policy:
+    return next(policy for kind, policy in FAILURE_POLICY if isinstance(error, kind))
+
+
+def describe(error: BaseException) -> str:
+    text = f"{type(error).__name__}: {error}"
+    return text if len(text) <= MAX_ERROR_TEXT else text[: MAX_ERROR_TEXT - 3] + "..."
+
+
+def dead_letter(dlq_topic: str, record: Record, flow: str, stage: str, error: BaseException) -> Output:
+    """The record as it came, and where from, and why it could not be used."""
+    headers = (
+        ("source.topic", record.topic.encode()),
+        ("source.partition", str(record.partition).encode()),
+        ("source.offset", str(record.offset).encode()),
+        ("source.timestamp", str(record.timestamp_ms or "").encode()),
+        ("flow", flow.encode()),
+        ("stage", stage.encode()),
+        ("error", describe(error).encode(errors="replace")),
+    )
+    return Output(dlq_topic, record.key, record.value, headers=headers)
+
+
+@dataclass
+class Backoff:
+    """Capped exponential back-off with jitter: first, 2x first, 4x first ... up to `cap` seconds,
+    each drawn between half and all of it, so workers that failed together do not retry together."""
+
+    first: float = 0.5
+    cap: float = 30.0
+    draw: Callable[[], float] = random.random
+
+    def delay(self, attempt: int) -> float:
+        ceiling = min(self.cap, self.first * 2 ** min(attempt, 30))
+        return ceiling * (0.5 + self.draw() / 2)

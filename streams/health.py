@@ -1,0 +1,119 @@
+"""Which of the worker's dependencies is down, since when and why; and the worker's own metrics.
+
+The runtime reports every outage it waits out and every recovery; `/readyz` and `/metrics` of
+the worker's small HTTP server read them here, so an operator sees "sampro down since 10:42:07
+(connection refused)" rather than a quiet worker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+log = logging.getLogger(__name__)
+DEPENDENCIES = ("kafka", "sampro", "processscheduler", "smtp", "marketplace")
+
+
+@dataclass(frozen=True)
+class Outage:
+    since: datetime
+    detail: str
+
+
+class WorkerHealth:
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry or CollectorRegistry()
+        self._outages: dict[str, Outage] = {}
+        self._lock = threading.Lock()
+        self.started = False  # true once the worker has joined its group and restored its state
+        self.up = Gauge("invoice_automation_worker_dependency_up", "1 when the dependency answers, 0 while the "
+                        "worker waits for it", ["dependency"], registry=self.registry)
+        self.down_since = Gauge("invoice_automation_worker_dependency_down_since_seconds", "Unix time the "
+                                "dependency went down (0 while it is up)", ["dependency"], registry=self.registry)
+        for name in DEPENDENCIES:
+            self.up.labels(name).set(1)
+            self.down_since.labels(name).set(0)
+        self.records = Counter("invoice_automation_worker_records_total", "Records read, by flow", ["flow"],
+                               registry=self.registry)
+        self.dead_letters = Counter("invoice_automation_worker_dead_letters_total",
+                                    "Records sent to the dead-letter topic, by flow and stage", ["flow", "stage"],
+                                    registry=self.registry)
+        self.verdicts = Counter("invoice_automation_worker_verdicts_total", "Verdicts decided, by status",
+                                ["status"], registry=self.registry)
+        self.batch_seconds = Histogram("invoice_automation_worker_batch_seconds",
+                                       "Time from reading a batch to committing it",
+                                       buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+                                       registry=self.registry)
+        self.lag = Gauge("invoice_automation_worker_consumer_lag", "Messages not yet read, by topic and partition "
+                         "(as of the last fetch)", ["topic", "partition"], registry=self.registry)
+
+    def down(self, dependency: str, detail: str) -> None:
+        with self._lock:
+            if dependency in self._outages:
+                return
+            self._outages[dependency] = Outage(datetime.now(UTC), detail)
+        log.error("%s is down (%s); the worker pauses what needs it and tries again", dependency, detail)
+        self.up.labels(dependency).set(0)
+        self.down_since.labels(dependency).set(self._outages[dependency].since.timestamp())
+
+    def back(self, dependency: str) -> None:
+        with self._lock:
+            outage = self._outages.pop(dependency, None)
+        if outage is not None:
+            seconds = (datetime.now(UTC) - outage.since).total_seconds()
+            log.warning("%s is back after %.1f s; the paused work goes on", dependency, seconds)
+            self.up.labels(dependency).set(1)
+            self.down_since.labels(dependency).set(0)
+
+    def outages(self) -> dict[str, Outage]:
+        with self._lock:
+            return dict(self._outages)
+
+    def readiness(self) -> tuple[bool, dict]:
+        outages = self.outages()
+        body = {"ready": self.started and not outages, "started": self.started,
+                "down": {name: {"since": outage.since.isoformat(), "detail": outage.detail}
+                         for name, outage in sorted(outages.items())}}
+        return bool(body["ready"]), body
+
+
+def serve(health: WorkerHealth, host: str, port: int) -> ThreadingHTTPServer:
+    """`/readyz` (200 or 503 with what is down) and `/metrics` (Prometheus), on a thread."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the http.server name)
+            if self.path == "/metrics":
+                self._send(200, generate_latest(health.registry), CONTENT_TYPE_LATEST)
+            elif self.path in ("/readyz", "/healthz"):
+                ready, body = health.readiness()
+                status = 200 if ready or self.path == "/healthz" else 503
+                self._send(status, json.dumps(body).encode(), "application/json")
+            else:
+                self._send(404, b'{"detail": "not found"}', "application/json")
+
+        def _send(self, status: int, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:  # scrapes are not news
+            pass
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    threading.Thread(target=server.serve_forever, name="worker-http", daemon=True).start()
+    return server

@@ -1,0 +1,458 @@
+"""The one runtime every agent and sink runs on: read a batch, hand each flow its records, write
+what they emit, commit. What a flow is, and what happens when its work fails, is declared here
+once (the policy itself is in `streams.failures`).
+
+A *flow* owns topics: it decodes each record into a message of the kinds it takes, and its
+handler gets the batch's messages in partition order, with a place to emit messages and keyed
+state per partition. A sink is a flow whose handler writes somewhere else and emits nothing: the
+batch is its `add`s, the handler's return its `flush`. A *source* is polled on a timer by the
+worker that owns its anchor partition, so by one worker of the group.
+
+Each batch is one Kafka transaction, in the order quix-streams checkpoints: every flow has run
+(so every sink has written), then the outputs, the dead letters and the changelog go out with
+the consumed offsets, and only after the commit does state change in the stores. A failure never
+stops the loop: a bad record is dead-lettered alone, a dependency outage holds its partitions
+(nothing of them is committed) and they are read again after a back-off, a lost transaction
+rewinds the batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rules.errors import DataError, Unavailable
+from streams.broker import LostBatch, Output, Record, StreamBroker, TopicPartition
+from streams.failures import Backoff, Policy, dead_letter, describe, policy_for
+from streams.health import WorkerHealth
+from streams.state import StateWrites, Store
+
+log = logging.getLogger(__name__)
+
+Encode = Callable[[Any], bytes]
+# (the record, its message when it was decoded, the error) -> (topic, key, message) to emit beside
+# the dead letter, such as the bad_invoice verdict that tells AP about it
+DeadLetterHook = Callable[[Record, Any, str], Sequence[tuple[str, str, Any]]]
+
+
+@dataclass(frozen=True)
+class Flow:
+    """One agent or sink: the topics it reads, how a record becomes a message, what it does."""
+
+    name: str
+    topics: tuple[str, ...]
+    decode: Callable[[Record], Any]  # None: nothing to do for this record
+    handle: Callable[[Batch], None]
+    kinds: tuple[type, ...] = ()  # the messages it takes; another kind is dead-lettered
+    store: Store | None = None  # keyed state per partition, kept in a changelog
+    stage: str = "handle"  # names the work in a dead letter: decide, record, mail ...
+    on_dead_letter: DeadLetterHook | None = None
+
+
+@dataclass
+class Source:
+    """Polled every `interval` seconds by the worker that owns `anchor`."""
+
+    name: str
+    interval: float
+    anchor: TopicPartition
+    poll: Callable[[Batch], None]
+    committed: Callable[[], None] = lambda: None
+    once: bool = False  # done for good after its first success (a start-up task)
+    due_at: float = 0.0
+    attempt: int = 0
+    waiting_on: str | None = None
+    finished: bool = False
+
+
+class Batch:
+    """What a handler gets: its messages in order, where to emit, and its state."""
+
+    def __init__(self, items: list[tuple[Record, Any]], encode: Encode,
+                 state_of: Callable[[int], StateWrites] | None = None):
+        self.items = items
+        self.messages = [message for _, message in items]
+        self.outputs: list[Output] = []
+        self.states: dict[int, StateWrites] = {}
+        self._encode, self._state_of = encode, state_of
+
+    def emit(self, topic: str, key: str | None, message: Any, partition: int | None = None) -> None:
+        value = message if isinstance(message, bytes) else self._encode(message)
+        self.outputs.append(Output(topic, key.encode() if key is not None else None, value, partition))
+
+    def state(self, partition: int) -> StateWrites:
+        if self._state_of is None:
+            raise TypeError("this flow keeps no state")
+        if partition not in self.states:
+            self.states[partition] = StateWrites(self._state_of(partition))
+        return self.states[partition]
+
+
+@dataclass
+class _Hold:
+    offset: int | None  # where the partition is read from when released; None: where it stands
+    until: float | None  # None: until its state is restored
+    restoring: bool = False
+
+
+@dataclass
+class _Tick:
+    """One batch on its way to its commit."""
+
+    started: float
+    seen: dict[TopicPartition, list[int]] = field(default_factory=lambda: defaultdict(list))
+    finished: dict[TopicPartition, dict[int, list[Output]]] = field(default_factory=lambda: defaultdict(dict))
+    outputs: list[Output] = field(default_factory=list)
+    states: dict[tuple[str, int], StateWrites] = field(default_factory=dict)
+    sources: list[Source] = field(default_factory=list)
+
+    def saw(self, record: Record) -> None:
+        self.seen[record.source].append(record.offset)
+
+    def finish(self, record: Record, outputs: Sequence[Output] = ()) -> None:
+        self.finished[record.source][record.offset] = list(outputs)
+
+    def commit_plan(self) -> tuple[list[Output], dict[TopicPartition, int]]:
+        """Each partition commits the unbroken run of finished records it starts the batch with;
+        whatever follows a record that must be read again is read again too, dead letters and all."""
+        outputs, offsets = list(self.outputs), {}
+        for partition, seen in self.seen.items():
+            done = self.finished.get(partition, {})
+            for offset in seen:
+                if offset not in done:
+                    break
+                outputs.extend(done[offset])
+                offsets[partition] = offset + 1
+        return outputs, offsets
+
+
+class Runtime:
+    def __init__(self, broker: StreamBroker, *, dlq_topic: str, encode: Encode, health: WorkerHealth | None = None,
+                 batch_size: int = 500, batch_seconds: float = 0.05, backoff: Backoff | None = None,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
+        self.broker, self.dlq_topic, self.encode = broker, dlq_topic, encode
+        self.health = health or WorkerHealth()
+        self.batch_size, self.batch_seconds = batch_size, batch_seconds
+        self.backoff = backoff or Backoff()
+        self.clock, self.sleep = clock, sleep
+        self.flows: list[Flow] = []
+        self.sources: list[Source] = []
+        self._flow_of_topic: dict[str, Flow] = {}
+        self._assigned: set[TopicPartition] = set()
+        self._holds: dict[TopicPartition, _Hold] = {}
+        self._attempts: dict[TopicPartition, int] = defaultdict(int)
+        self._to_restore: dict[tuple[Store, int], set[TopicPartition]] = defaultdict(set)
+        self._restore_attempt, self._restore_due = 0, 0.0
+        self._waiting_on: dict[str, str] = {}  # flow -> the dependency it waits for
+
+    # -- registration ------------------------------------------------------------------------------
+    def add_flow(self, flow: Flow) -> None:
+        for topic in flow.topics:
+            if topic in self._flow_of_topic:
+                raise ValueError(f"topic {topic} is read by {self._flow_of_topic[topic].name} and {flow.name}")
+            self._flow_of_topic[topic] = flow
+        self.flows.append(flow)
+
+    def add_source(self, source: Source) -> None:
+        self.sources.append(source)
+
+    @property
+    def topics(self) -> list[str]:
+        return list(self._flow_of_topic)
+
+    # -- the loop ------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Joins the consumer group; partitions come with the first steps."""
+        self.broker.subscribe(self.topics, self._on_assigned, self._on_revoked)
+
+    def run(self, stopping: Callable[[], bool]) -> None:
+        self.start()
+        attempt = 0
+        try:
+            while not stopping():
+                try:
+                    self.step(stopping)
+                    attempt = 0
+                except Exception:  # a bug of the runtime's own: the batch is undone and read again
+                    log.exception("the batch failed outside any flow; it is read again")
+                    self.sleep(self.backoff.delay(attempt))
+                    attempt += 1
+        finally:
+            self.broker.close()
+            for flow in self.flows:
+                if flow.store is not None:
+                    flow.store.close()
+
+    def step(self, stopping: Callable[[], bool] = lambda: False) -> None:
+        now = self.clock()
+        self._release_due(now)
+        if self._to_restore and now >= self._restore_due:
+            self._restore()
+        records = self.broker.poll(self.batch_size, self.batch_seconds)
+        sources = [s for s in self.sources if not s.finished and now >= s.due_at and s.anchor in self._assigned]
+        if not records and not sources:
+            return
+        tick = _Tick(started=self.clock())
+        try:
+            for source in sources:
+                self._run_source(source, tick)
+            by_flow: dict[str, list[Record]] = defaultdict(list)
+            for record in records:
+                by_flow[self._flow_of_topic[record.topic].name].append(record)
+            for flow in self.flows:
+                if by_flow.get(flow.name):
+                    self.health.records.labels(flow.name).inc(len(by_flow[flow.name]))
+                    self._run_flow(flow, by_flow[flow.name], tick)
+            self._commit(tick, stopping)
+        except BaseException:
+            self.broker.abort()
+            self._rewind(tick)
+            raise
+
+    # -- flows ---------------------------------------------------------------------------------------
+    def _run_flow(self, flow: Flow, records: list[Record], tick: _Tick) -> None:
+        items: list[tuple[Record, Any]] = []
+        for record in records:
+            hold = self._holds.get(record.source)
+            if hold is not None:  # fetched before the hold: it is read again when released
+                if hold.offset is None:
+                    hold.offset = record.offset
+                    self.broker.hold(record.source, record.offset)
+                continue
+            tick.saw(record)
+            try:
+                message = flow.decode(record)
+                if message is not None and flow.kinds and not isinstance(message, flow.kinds):
+                    raise DataError(f"a {type(message).__name__} is not a message {flow.name} takes "
+                                    f"({', '.join(kind.__name__ for kind in flow.kinds)})")
+            except Exception as error:
+                self._dead_letter(flow, record, None, "decode", error, tick)
+                continue
+            if message is None:
+                tick.finish(record)
+            else:
+                items.append((record, message))
+        if not items:
+            return
+        try:
+            self._attempt(flow, items, tick)
+        except Exception as error:
+            if policy_for(error) is Policy.PAUSE_AND_RETRY:
+                for record in _firsts(items):
+                    self._hold_for(flow, record, error)
+            elif len(items) == 1:
+                self._dead_letter(flow, *items[0], flow.stage, error, tick)
+            else:
+                log.warning("%s: a batch of %d failed (%s); trying its records one by one",
+                            flow.name, len(items), describe(error))
+                self._one_by_one(flow, items, tick)
+
+    def _one_by_one(self, flow: Flow, items: list[tuple[Record, Any]], tick: _Tick) -> None:
+        for record, message in items:
+            if record.source in self._holds:
+                continue  # an earlier record of its partition waits: keep the order
+            try:
+                self._attempt(flow, [(record, message)], tick)
+            except Exception as error:
+                if policy_for(error) is Policy.PAUSE_AND_RETRY:
+                    self._hold_for(flow, record, error)
+                else:
+                    self._dead_letter(flow, record, message, flow.stage, error, tick)
+
+    def _attempt(self, flow: Flow, items: list[tuple[Record, Any]], tick: _Tick) -> None:
+        state_of = None if flow.store is None else (lambda number: self._state(tick, flow.store, number))
+        batch = Batch(items, self.encode, state_of)
+        flow.handle(batch)
+        for writes in batch.states.values():
+            writes.merge_into_parent()
+        tick.outputs.extend(batch.outputs)
+        for record, _ in items:
+            tick.finish(record)
+            self._attempts.pop(record.source, None)
+        if flow.name in self._waiting_on:
+            self.health.back(self._waiting_on.pop(flow.name))
+
+    @staticmethod
+    def _state(tick: _Tick, store: Store, number: int) -> StateWrites:
+        key = (store.name, number)
+        if key not in tick.states:
+            tick.states[key] = StateWrites(store.partition(number))
+        return tick.states[key]
+
+    def _dead_letter(self, flow: Flow, record: Record, message: Any, stage: str, error: BaseException,
+                     tick: _Tick) -> None:
+        where = f"{record.topic}[{record.partition}]@{record.offset}"
+        if isinstance(error, DataError):
+            log.warning("%s: %s dead-lettered at %s: %s", flow.name, where, stage, describe(error))
+        else:
+            log.error("%s: %s dead-lettered at %s after an unexpected error", flow.name, where, stage, exc_info=error)
+        outputs = [dead_letter(self.dlq_topic, record, flow.name, stage, error)]
+        if flow.on_dead_letter is not None:
+            try:
+                outputs += [Output(topic, key.encode(), self.encode(extra))
+                            for topic, key, extra in flow.on_dead_letter(record, message, describe(error))]
+            except Exception:
+                log.exception("%s: the message that goes with the dead letter of %s could not be made",
+                              flow.name, where)
+        self.health.dead_letters.labels(flow.name, stage).inc()
+        tick.finish(record, outputs)
+
+    # -- holds and back-off --------------------------------------------------------------------------
+    def _hold_for(self, flow: Flow, record: Record, error: BaseException) -> None:
+        dependency = error.dependency if isinstance(error, Unavailable) else "unknown"
+        attempt = self._attempts[record.source]
+        self._attempts[record.source] = attempt + 1
+        delay = self.backoff.delay(attempt)
+        self.health.down(dependency, describe(error))
+        self._waiting_on[flow.name] = dependency
+        log.info("%s: %s[%s] waits at offset %s for %.1f s (%s)", flow.name, record.topic, record.partition,
+                 record.offset, delay, describe(error))
+        self._holds[record.source] = _Hold(record.offset, self.clock() + delay)
+        self.broker.hold(record.source, record.offset)
+
+    def _release_due(self, now: float) -> None:
+        for partition, hold in list(self._holds.items()):
+            if hold.until is not None and now >= hold.until and self.broker.release(partition):
+                del self._holds[partition]
+
+    # -- committing ----------------------------------------------------------------------------------
+    def _commit(self, tick: _Tick, stopping: Callable[[], bool]) -> None:
+        outputs, offsets = tick.commit_plan()
+        stores = {flow.store.name: flow.store for flow in self.flows if flow.store is not None}
+        changed = [(stores[name], number, writes.changes) for (name, number), writes in tick.states.items()
+                   if writes.changes]
+        # The transaction spans only the writing, however long the flows took to run.
+        self.broker.begin()
+        for output in outputs:
+            self.broker.produce(output)
+        for store, number, changes in changed:
+            for key, value in changes.items():
+                self.broker.produce(Output(store.changelog_topic, key.encode(), value, number))
+        attempt = 0
+        while True:
+            try:
+                written = self.broker.commit(offsets)
+                break
+            except Unavailable as error:
+                self.health.down("kafka", describe(error))
+                if stopping():
+                    raise
+                self.sleep(self.backoff.delay(attempt))
+                attempt += 1
+            except LostBatch:
+                self._rewind(tick)
+                return
+        self.health.back("kafka")
+        for store, number, changes in changed:
+            store.partition(number).write(changes, written[(store.changelog_topic, number)] + 1)
+        now = self.clock()
+        for source in tick.sources:
+            source.committed()
+            source.attempt, source.due_at, source.finished = 0, now + source.interval, source.once
+        self.health.batch_seconds.observe(now - tick.started)
+
+    def _rewind(self, tick: _Tick) -> None:
+        """Reads the batch again: every partition back to its first record in it."""
+        for partition, seen in tick.seen.items():
+            if partition not in self._assigned:
+                continue
+            hold = self._holds.get(partition)
+            self.broker.hold(partition, seen[0])
+            if hold is not None:
+                hold.offset = seen[0]
+            else:
+                self.broker.release(partition)
+
+    # -- sources -------------------------------------------------------------------------------------
+    def _run_source(self, source: Source, tick: _Tick) -> None:
+        batch = Batch([], self.encode)
+        try:
+            source.poll(batch)
+        except Exception as error:
+            delay = self.backoff.delay(source.attempt)
+            source.attempt, source.due_at = source.attempt + 1, self.clock() + delay
+            if isinstance(error, Unavailable):
+                source.waiting_on = error.dependency
+                self.health.down(error.dependency, describe(error))
+                log.info("%s waits %.1f s (%s)", source.name, delay, describe(error))
+            else:
+                log.error("%s failed; it tries again in %.1f s", source.name, delay, exc_info=error)
+            return
+        if source.waiting_on is not None:
+            self.health.back(source.waiting_on)
+            source.waiting_on = None
+        tick.outputs.extend(batch.outputs)
+        tick.sources.append(source)
+
+    # -- rebalancing and restoring state -------------------------------------------------------------
+    def _on_assigned(self, partitions: list[TopicPartition]) -> set[TopicPartition]:
+        self._assigned = set(partitions)
+        held = set()
+        for topic, number in partitions:
+            flow = self._flow_of_topic.get(topic)
+            if flow is not None and flow.store is not None:
+                self._to_restore[(flow.store, number)].add((topic, number))
+                self._holds[(topic, number)] = _Hold(None, None, restoring=True)
+                held.add((topic, number))
+        self._restore_due = 0.0
+        self.health.started = not held
+        log.info("assigned %d partition(s); %d wait for their state", len(partitions), len(held))
+        return held
+
+    def _on_revoked(self, partitions: list[TopicPartition]) -> None:
+        for partition in partitions:
+            self._assigned.discard(partition)
+            self._holds.pop(partition, None)
+            self._attempts.pop(partition, None)
+        for key, waiting in list(self._to_restore.items()):
+            waiting.difference_update(partitions)
+            if not waiting:
+                del self._to_restore[key]
+
+    def _restore(self) -> None:
+        """Brings each newly assigned store partition up to its changelog's end, then lets its
+        partitions be read."""
+        started = self.clock()
+        by_store: dict[Store, dict[int, set[TopicPartition]]] = defaultdict(dict)
+        for (store, number), waiting in self._to_restore.items():
+            by_store[store][number] = waiting
+        try:
+            for store, numbers in by_store.items():
+                starts = {}
+                for number in numbers:
+                    partition = store.partition(number)
+                    if partition.position is None:
+                        partition.clear()
+                    starts[number] = partition.position
+                stable = [tp for waiting in numbers.values() for tp in waiting]
+                read: dict[int, list[tuple[int, str, bytes | None]]] = defaultdict(list)
+                for number, offset, key, value in self.broker.restore(store.changelog_topic, starts, stable):
+                    read[number].append((offset, key, value))
+                count = sum(store.restore(number, read.get(number, [])) for number in numbers)
+                log.info("restored %d changelog record(s) of %s for %d partition(s) in %.2f s", count, store.name,
+                         len(numbers), self.clock() - started)
+        except Unavailable as error:
+            self.health.down(error.dependency, describe(error))
+            self._restore_due = self.clock() + self.backoff.delay(self._restore_attempt)
+            self._restore_attempt += 1
+            return
+        self._restore_attempt = 0
+        for waiting in self._to_restore.values():
+            for partition in waiting:
+                hold = self._holds.get(partition)
+                if hold is not None and hold.restoring:
+                    hold.until = self.clock()  # released by the next step
+        self._to_restore.clear()
+        self.health.started = True
+
+
+def _firsts(items: list[tuple[Record, Any]]) -> list[Record]:
+    """The first record of each partition among the items."""
+    first: dict[TopicPartition, Record] = {}
+    for record, _ in items:
+        first.setdefault(record.source, record)
+    return list(first.values())

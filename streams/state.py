@@ -1,0 +1,158 @@
+"""Keyed state for a stateful flow, one store per partition, kept in a changelog topic.
+
+A store is only ever changed by a committed batch: a flow's writes wait in a `StateWrites`
+overlay while it runs, go to the changelog inside the batch's Kafka transaction, and reach the
+store after that transaction committed. So a store never holds what the changelog lacks, and
+the changelog never holds what the input offsets do not cover.
+
+Each store remembers its *position*: the changelog offset to read from to catch up. After a
+rebalance a store is brought up to date by reading its changelog partition from that position
+to the end (from the beginning when it has none), so a partition owned by another worker in
+between is caught up, and one that never left is read in an instant. `rocksdb://` stores keep
+data and position on disk in one write, so a restart reads only the tail of the changelog.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Protocol
+
+POSITION_KEY = "\x00changelog-position"
+
+
+class PartitionStore(Protocol):
+    """One partition of a store: keys and values as bytes, and where its changelog was read to."""
+
+    position: int | None
+
+    def get(self, key: str) -> bytes | None: ...
+
+    def write(self, changes: Mapping[str, bytes | None], position: int | None) -> None:
+        """Applies committed changes (None deletes) and the new position, in one step."""
+
+    def clear(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class MemoryPartitionStore:
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+        self.position: int | None = None
+
+    def get(self, key: str) -> bytes | None:
+        return self.data.get(key)
+
+    def write(self, changes: Mapping[str, bytes | None], position: int | None) -> None:
+        for key, value in changes.items():
+            if value is None:
+                self.data.pop(key, None)
+            else:
+                self.data[key] = value
+        if position is not None:
+            self.position = position
+
+    def clear(self) -> None:
+        self.data.clear()
+        self.position = None
+
+    def close(self) -> None:
+        pass
+
+
+class RocksPartitionStore:
+    """RocksDB through rocksdict: data and position written in one WriteBatch."""
+
+    def __init__(self, path: Path):
+        from rocksdict import Rdict
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.db = Rdict(str(path))
+        stored = self.db.get(POSITION_KEY)
+        self.position: int | None = int(stored) if stored is not None else None
+
+    def get(self, key: str) -> bytes | None:
+        return self.db.get(key)
+
+    def write(self, changes: Mapping[str, bytes | None], position: int | None) -> None:
+        from rocksdict import WriteBatch
+
+        batch = WriteBatch()
+        for key, value in changes.items():
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
+        if position is not None:
+            batch.put(POSITION_KEY, str(position))
+            self.position = position
+        self.db.write(batch)
+
+    def clear(self) -> None:
+        from rocksdict import Rdict
+
+        self.db.close()
+        Rdict.destroy(str(self.path))
+        self.db = Rdict(str(self.path))
+        self.position = None
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class StateWrites:
+    """Writes to one partition's store, visible to whoever wrote them before they are committed.
+    Nested: a handler writes over the batch's writes, and they join the batch's only if it succeeds."""
+
+    def __init__(self, under: StateWrites | PartitionStore):
+        self.under = under
+        self.changes: dict[str, bytes | None] = {}
+
+    def get(self, key: str) -> bytes | None:
+        if key in self.changes:
+            return self.changes[key]
+        return self.under.get(key)
+
+    def set(self, key: str, value: bytes | None) -> None:
+        self.changes[key] = value
+
+    def merge_into_parent(self) -> None:
+        assert isinstance(self.under, StateWrites), "only a nested overlay has a parent"
+        self.under.changes.update(self.changes)
+
+
+class Store:
+    """A named store: its partitions, made on demand, and its changelog topic."""
+
+    def __init__(self, name: str, changelog_topic: str, location: str, data_dir: Path):
+        if location not in ("memory://", "rocksdb://"):
+            raise ValueError(f"store {location!r}: choose memory:// or rocksdb://")
+        self.name, self.changelog_topic = name, changelog_topic
+        self.location, self.folder = location, data_dir / "state" / name
+        self.partitions: dict[int, PartitionStore] = {}
+
+    def partition(self, number: int) -> PartitionStore:
+        if number not in self.partitions:
+            self.partitions[number] = (MemoryPartitionStore() if self.location == "memory://"
+                                       else RocksPartitionStore(self.folder / str(number)))
+        return self.partitions[number]
+
+    def restore(self, number: int, records: Iterable[tuple[int, str, bytes | None]]) -> int:
+        """Applies changelog records (offset, key, value) read from the partition's position; returns how many."""
+        store = self.partition(number)
+        count, changes, last = 0, {}, None
+        for offset, key, value in records:
+            changes[key] = value
+            count, last = count + 1, offset
+            if len(changes) >= 10_000:
+                store.write(changes, last + 1)
+                changes = {}
+        if changes or last is not None:
+            store.write(changes, last + 1 if last is not None else None)
+        return count
+
+    def close(self) -> None:
+        for store in self.partitions.values():
+            store.close()

@@ -1,0 +1,256 @@
+"""Every agent through the composition root on in-memory parts: the happy path, and what each
+failure policy does to a bad record or a dependency outage."""
+
+from __future__ import annotations
+
+from rules.errors import DataError, Unavailable
+from rules.models import Verdict
+from streams.broker_memory import InMemoryBroker
+from tests.unit.streams.conftest import make_worker, ready_invoice
+
+
+def test_an_invoice_goes_from_the_topic_to_processscheduler_and_the_mailbox_then_is_entered(worker):
+    worker.submit(ready_invoice("MP-1"))
+    worker.run()
+    assert worker.statuses() == {"MP-1": "sent_to_rpa"}
+    assert [request.invoice_id for request in worker.mailer.sent] == ["MP-1"]
+    worker.complete("MP-1")
+    worker.run()
+    assert worker.statuses() == {"MP-1": "entered"}
+    assert worker.dead_letters() == []
+
+
+def test_the_second_invoice_on_a_po_waits_for_the_first_then_goes_after_its_completion(worker):
+    worker.submit(ready_invoice("MP-1"))
+    worker.submit(ready_invoice("MP-2"))
+    worker.run()
+    assert worker.statuses() == {"MP-1": "sent_to_rpa", "MP-2": "waiting_for_po"}
+    worker.complete("MP-1")
+    worker.run()
+    assert worker.statuses() == {"MP-1": "entered", "MP-2": "sent_to_rpa"}
+
+
+def test_bytes_that_are_no_record_go_to_the_dlq_with_where_they_came_from_and_the_next_is_decided(worker):
+    worker.put(worker.pipeline.topics.invoices, "PO-5001", b"\x00garbage")
+    worker.submit(ready_invoice("MP-1"))
+    worker.run()
+    (dead,) = worker.dead_letters()
+    assert dead["value"] == b"\x00garbage" and dead["source.topic"] == worker.pipeline.topics.invoices
+    assert (dead["stage"], dead["flow"]) == ("decode", "decide-purchase-order-work")
+    assert "DecodeError" in dead["error"] and dead["source.offset"] == "0"
+    assert worker.statuses() == {"MP-1": "sent_to_rpa"}
+
+
+def test_a_record_of_another_kind_or_keyed_by_another_po_is_dead_lettered(worker):
+    verdict_bytes = worker.codec.encode(Verdict(invoice_id="X", invoice_version=1, po_number="PO-5001",
+                                                status="bad_invoice", http_status=400, rules_version="t",
+                                                evaluated_at="2026-11-25T09:00:00Z"))
+    worker.put(worker.pipeline.topics.invoices, "PO-5001", verdict_bytes)
+    worker.submit(ready_invoice("MP-1"), key="PO-OTHER")
+    worker.run()
+    errors = sorted(dead["error"] for dead in worker.dead_letters())
+    assert "is not a message decide-purchase-order-work takes" in errors[0]
+    assert "is not its po_number" in errors[1]
+    assert worker.statuses() == {}
+
+
+def test_hostile_field_values_are_bad_invoice_verdicts_naming_the_field_and_the_limit(worker):
+    worker.submit(ready_invoice("MP-1", invoice_number="INV-1\r\nBcc: thief@example.com"))
+    lines = [{"line_no": 1, "part_number": "AC-100", "quantity": "1e27", "unit_price": "15.50"}]
+    worker.submit(ready_invoice("MP-2", lines=lines, total_amount="1"))
+    worker.run()
+    assert worker.statuses() == {"MP-1": "bad_invoice", "MP-2": "bad_invoice"}
+    reasons = {row["invoice_id"]: row["reasons"][0] for row in worker.scheduler.rows()}
+    assert reasons["MP-1"]["field"] == "invoice_number" and "U+000D" in reasons["MP-1"]["message"]
+    assert reasons["MP-2"]["field"] == "lines[1].quantity" and "Sampro keeps 14" in reasons["MP-2"]["message"]
+    assert worker.mailer.sent == [] and worker.dead_letters() == []
+
+
+class FlakySampro:
+    """Sampro that is down for the first `down` calls."""
+
+    def __init__(self, reader, down: int):
+        self.reader, self.down, self.calls = reader, down, 0
+
+    def fetch(self, po_numbers):
+        self.calls += 1
+        if self.calls <= self.down:
+            raise Unavailable("sampro", "connection refused")
+        return self.reader.fetch(po_numbers)
+
+    def entered_invoices(self, pairs):
+        return self.reader.entered_invoices(pairs)
+
+
+def test_an_outage_of_sampro_holds_the_partition_and_it_goes_on_by_itself_when_sampro_is_back(tmp_path):
+    from connectors.sampro import InMemoryPurchaseOrderReader
+    from tests.unit.streams.conftest import purchase_order
+
+    sampro = FlakySampro(InMemoryPurchaseOrderReader([purchase_order()]), down=3)
+    worker = make_worker(tmp_path, purchase_orders=sampro)
+    worker.submit(ready_invoice("MP-1"))
+    worker.run(steps=2, seconds_between=0)
+    assert worker.statuses() == {}
+    assert "sampro" in worker.pipeline.health.outages()
+    ready, body = worker.pipeline.health.readiness()
+    assert not ready and "connection refused" in body["down"]["sampro"]["detail"]
+    worker.run(steps=30)
+    assert worker.statuses() == {"MP-1": "sent_to_rpa"}
+    assert worker.pipeline.health.outages() == {} and sampro.calls == 4
+    assert worker.dead_letters() == [] and len(worker.mailer.sent) == 1
+
+
+class PickyScheduler:
+    """processscheduler that refuses to store one invoice's rows."""
+
+    def __init__(self, refused: str):
+        from connectors.scheduler import InMemoryProcessScheduler
+
+        self.inner, self.refused = InMemoryProcessScheduler(), refused
+
+    def record(self, decisions):
+        if any(d.invoice_id == self.refused for d in decisions):
+            raise DataError("processscheduler refused the data: value too long")
+        self.inner.record(decisions)
+
+    def decided_invoices(self, pairs):
+        return self.inner.decided_invoices(pairs)
+
+    def rows(self):
+        return self.inner.rows()
+
+
+def test_a_verdict_the_database_refuses_is_dead_lettered_alone_and_the_rest_of_the_batch_is_recorded(tmp_path):
+    scheduler = PickyScheduler(refused="MP-2")
+    worker = make_worker(tmp_path, scheduler=scheduler)
+    worker.pipeline.desk.scheduler = scheduler.inner
+    for number in (1, 2, 3):
+        worker.submit(ready_invoice(f"MP-{number}", po_number=f"PO-{number}"))
+        worker.sampro.purchase_orders[f"PO-{number}"] = worker.sampro.purchase_orders["PO-5001"].model_copy(
+            update={"po_number": f"PO-{number}"})
+    worker.run()
+    assert {row["invoice_id"] for row in scheduler.rows()} == {"MP-1", "MP-3"}
+    stages = sorted((dead["stage"], dead["flow"]) for dead in worker.dead_letters())
+    assert set(stages) == {("record", "record-in-processscheduler")}
+
+
+def test_an_invoice_whose_judging_fails_gets_a_bad_invoice_verdict_and_a_dead_letter(worker, monkeypatch):
+    desk = worker.pipeline.desk
+    original = desk.judge_for
+
+    def judge_for(po, known, now):
+        judge = original(po, known, now)
+
+        class Exploding:
+            rules_version = judge.rules_version
+
+            def decide(self, submission, in_flight):
+                if submission.invoice_id == "MP-2":
+                    raise ArithmeticError("something no rule foresaw")
+                return judge.decide(submission, in_flight)
+
+            def payload_for(self, submission):
+                return judge.payload_for(submission)
+
+            def could_not_judge(self, submission, reason):
+                return judge.could_not_judge(submission, reason)
+
+        return Exploding()
+
+    monkeypatch.setattr(desk, "judge_for", judge_for)
+    worker.submit(ready_invoice("MP-1", po_number="PO-5001"))
+    worker.sampro.purchase_orders["PO-2"] = worker.sampro.purchase_orders["PO-5001"].model_copy(
+        update={"po_number": "PO-2"})
+    worker.submit(ready_invoice("MP-2", po_number="PO-2"))
+    worker.run()
+    assert worker.statuses() == {"MP-1": "sent_to_rpa", "MP-2": "bad_invoice"}
+    row = next(r for r in worker.scheduler.rows() if r["invoice_id"] == "MP-2")
+    assert "something no rule foresaw" in row["reasons"][0]["message"]
+    (dead,) = worker.dead_letters()
+    assert dead["stage"] == "decide" and "ArithmeticError" in dead["error"]
+
+
+class DownMailer:
+    def __init__(self, inner, down: int, refuse: str | None = None):
+        self.inner, self.down, self.refuse, self.calls = inner, down, refuse, 0
+
+    def send(self, request):
+        self.calls += 1
+        if self.calls <= self.down:
+            raise Unavailable("smtp", "connection refused")
+        if request.invoice_id == self.refuse:
+            raise DataError("the RPA mailbox refused the email: 552 message too large")
+        return self.inner.send(request)
+
+
+def test_an_smtp_outage_holds_the_emails_and_each_goes_out_once_when_it_is_back(tmp_path):
+    from connectors.rpa_mail import InMemoryRpaMailer
+
+    inner = InMemoryRpaMailer()
+    worker = make_worker(tmp_path, mailer=DownMailer(inner, down=4))
+    worker.submit(ready_invoice("MP-1"))
+    worker.run(steps=40)
+    assert [request.invoice_id for request in inner.sent] == ["MP-1"]
+    assert worker.statuses() == {"MP-1": "sent_to_rpa"} and worker.dead_letters() == []
+
+
+def test_an_email_that_can_never_be_sent_fails_the_hand_off_and_frees_the_po(tmp_path):
+    from connectors.rpa_mail import InMemoryRpaMailer
+
+    worker = make_worker(tmp_path, mailer=DownMailer(InMemoryRpaMailer(), down=0, refuse="MP-1"))
+    worker.submit(ready_invoice("MP-1"))
+    worker.submit(ready_invoice("MP-2"))
+    worker.run()
+    assert worker.statuses() == {"MP-1": "rpa_failed", "MP-2": "sent_to_rpa"}
+    (dead,) = worker.dead_letters()
+    assert dead["stage"] == "mail" and "552" in dead["error"]
+
+
+def test_a_lost_transaction_reads_the_batch_again_and_nothing_is_doubled(worker):
+    worker.broker.lose_next_commit = True
+    worker.submit(ready_invoice("MP-1"))
+    worker.submit(ready_invoice("MP-2"))
+    worker.run()
+    assert worker.statuses() == {"MP-1": "sent_to_rpa", "MP-2": "waiting_for_po"}
+    assert len(worker.broker.records(worker.pipeline.topics.verdicts)) == len(
+        {r.value for r in worker.broker.records(worker.pipeline.topics.verdicts)})
+    assert [request.invoice_id for request in worker.mailer.sent] == ["MP-1"]
+
+
+def test_a_kafka_outage_at_commit_is_waited_out_and_the_batch_commits_once(worker):
+    worker.broker.failing_commits = 3
+    worker.submit(ready_invoice("MP-1"))
+    worker.run()
+    assert worker.statuses() == {"MP-1": "sent_to_rpa"}
+    assert len(worker.broker.records(worker.pipeline.topics.rpa_requests)) == 1
+    assert worker.pipeline.health.outages() == {}
+
+
+def test_after_a_rebalance_the_ledger_comes_back_from_its_changelog(tmp_path):
+    broker = InMemoryBroker(partitions=3)
+    first = make_worker(tmp_path / "a", broker=broker)
+    first.submit(ready_invoice("MP-1"))
+    first.submit(ready_invoice("MP-2"))
+    first.run()
+    # Another worker takes over, with nothing in its store but what the changelog holds.
+    second = make_worker(tmp_path / "b", broker=broker, scheduler=first.scheduler, mailer=first.mailer)
+    second.complete("MP-1")
+    second.run()
+    assert second.statuses() == {"MP-1": "entered", "MP-2": "sent_to_rpa"}
+
+
+def test_a_ledger_in_rocksdb_survives_a_restart_and_reads_only_the_changelog_after_it(tmp_path):
+    broker = InMemoryBroker(partitions=3)
+    first = make_worker(tmp_path, store="rocksdb://", broker=broker)
+    first.submit(ready_invoice("MP-1"))
+    first.submit(ready_invoice("MP-2"))
+    first.run()
+    first.pipeline.ledgers.store.close()
+    second = make_worker(tmp_path, store="rocksdb://", broker=broker, scheduler=first.scheduler,
+                         mailer=first.mailer)
+    store = second.pipeline.ledgers.store
+    positions = {number: store.partition(number).position for number in range(3)}
+    assert any(position is not None for position in positions.values())
+    second.complete("MP-1")
+    second.run()
+    assert second.statuses() == {"MP-1": "entered", "MP-2": "sent_to_rpa"}
