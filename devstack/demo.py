@@ -26,13 +26,13 @@ from connectors.marketplace_table import marketplace_invoices
 from connectors.marketplace_table import metadata as marketplace_metadata
 from connectors.sampro.standin import SamproStandIn
 from connectors.scheduler import SqlProcessScheduler, upgrade
+from connectors.sql import engine_for
 from devstack.mailbox import SmtpServer
 from devstack.process import free_port
 from devstack.rpa_bot import RpaBot
 from devstack.stack import LocalStack
 from devstack.worker import WorkerProcess
 from rules.models import PurchaseOrder
-from connectors.sql import engine_for
 from streams.settings import Settings
 
 SETTLED = {"manual_review", "bad_invoice", "po_not_found", "entered", "rpa_failed"}

@@ -49,7 +49,7 @@ def new_cluster_id() -> str:
 def start_kafka(home: Path, port: int, controller_port: int, timeout: float = 60) -> int:
     """Formats fresh KRaft storage under `home` and starts one combined broker + controller."""
     shutil.rmtree(home, ignore_errors=True)
-    data, log = home / "data", home / "server.log"
+    data = home / "data"
     config = _properties(home / "server.properties", {
         "process.roles": "broker,controller",
         "node.id": 1,
@@ -76,9 +76,14 @@ def start_kafka(home: Path, port: int, controller_port: int, timeout: float = 60
     )
     if result.returncode != 0:
         raise StackError(f"Formatting Kafka storage failed:\n{(result.stdout + result.stderr)[-3000:]}")
-    pid = spawn(_java("768m", "kafka.Kafka", str(config)), log)
-    bootstrap = f"127.0.0.1:{port}"
-    wait_until(metadata_probe(bootstrap), timeout, pid, "Kafka broker", log)
+    return restart_kafka(home, port, timeout)
+
+
+def restart_kafka(home: Path, port: int, timeout: float = 60) -> int:
+    """Starts the broker on its existing storage and configuration, as after a crash."""
+    log = home / "server.log"
+    pid = spawn(_java("768m", "kafka.Kafka", str(home / "server.properties")), log)
+    wait_until(metadata_probe(f"127.0.0.1:{port}"), timeout, pid, "Kafka broker", log)
     return pid
 
 

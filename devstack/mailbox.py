@@ -37,3 +37,11 @@ class SmtpServer:
 
     def __exit__(self, *exc) -> None:
         self._controller.stop()
+
+    def outage(self) -> None:
+        """Stops listening, as a mailbox server that went down: connections are refused."""
+        self._controller.stop()
+
+    def recover(self) -> None:
+        self._controller = Controller(self.mailbox, hostname="127.0.0.1", port=self.port)
+        self._controller.start()

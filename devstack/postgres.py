@@ -56,16 +56,22 @@ def start_postgres(home: Path, port: int) -> None:
             os.chmod(parent, os.stat(parent).st_mode | 0o001)
     _run([str(POSTGRES_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth-local=trust",
           "--auth-host=scram-sha-256", "-E", "UTF8", "--no-sync"], "initdb")
+    log.touch()
+    _own(log)
+    restart_postgres(home, port)
+    _setup(sockets, port)
+
+
+def restart_postgres(home: Path, port: int) -> None:
+    """Starts the server on its existing data, as after a stop: what a database outage ends with."""
+    data, sockets, log = home / "data", home / "run", home / "postgres.log"
     options = " ".join([
         f"-p {port}", f"-k {sockets}", "-c listen_addresses=127.0.0.1", "-c wal_level=logical",
         "-c max_wal_senders=10", "-c max_replication_slots=10", "-c fsync=off", "-c synchronous_commit=off",
         "-c full_page_writes=off",
     ])
-    log.touch()
-    _own(log)
     _run([str(POSTGRES_BIN / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "60", "start"],
          "Starting PostgreSQL", log)
-    _setup(sockets, port)
 
 
 def _setup(sockets: Path, port: int) -> None:

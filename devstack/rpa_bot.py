@@ -5,6 +5,7 @@ API URL) straight onto the PO's stream."""
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 import uuid
@@ -18,6 +19,8 @@ from connectors.sampro.standin import SamproStandIn
 from devstack.mailbox import Mailbox
 from rules.models import CompletionOutcome, RpaCompletion
 from schemas.codec import SingleObjectCodec
+
+log = logging.getLogger(__name__)
 
 
 class RpaBot:
@@ -47,10 +50,15 @@ class RpaBot:
 
     def _run(self) -> None:
         while not self._stop.wait(0.2):
-            while self._seen < len(self.mailbox.messages):
+            while self._seen < len(self.mailbox.messages) and not self._stop.is_set():
                 message = self.mailbox.messages[self._seen]
+                try:
+                    self._enter(json.loads(message.get_body(("plain",)).get_content(), parse_float=Decimal))
+                except Exception as exc:  # Sampro or Kafka down: a real bot tries the same email again
+                    log.warning("the stand-in RPA bot could not enter an invoice (%s); trying again", exc)
+                    self._stop.wait(1.0)
+                    continue
                 self._seen += 1
-                self._enter(json.loads(message.get_body(("plain",)).get_content(), parse_float=Decimal))
 
     def _enter(self, payload: dict) -> None:
         invoice_id, version = payload["invoice_id"], payload["invoice_version"]

@@ -7,6 +7,8 @@ state file names, so nothing is left running.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,6 +100,27 @@ class LocalStack:
     def status(self) -> dict[str, dict]:
         state = self._state()
         return {name: {**state.get(name, {}), "running": self._running(state, name)} for name in COMPONENTS}
+
+    def outage(self, name: str) -> None:
+        """Takes one server down as a failure would: Kafka killed (-9), PostgreSQL stopped."""
+        state = self._state()
+        if name == "kafka":
+            os.killpg(state["kafka"]["pid"], signal.SIGKILL)
+        elif name == "postgres":
+            postgres.stop_postgres(self.home / "postgres")
+        else:
+            raise StackError(f"no outage for {name!r}; choose kafka or postgres")
+
+    def recover(self, name: str) -> None:
+        """Starts the server again on its data, ports and configuration."""
+        state = self._state()
+        if name == "kafka":
+            state["kafka"]["pid"] = jvm.restart_kafka(self.home / "kafka", state["kafka"]["port"])
+            self._save(state)
+        elif name == "postgres":
+            postgres.restart_postgres(self.home / "postgres", state["postgres"]["port"])
+        else:
+            raise StackError(f"no outage for {name!r}; choose kafka or postgres")
 
     def down(self) -> list[str]:
         """Stops connect, then kafka, then postgres; returns what was stopped."""

@@ -16,6 +16,7 @@ class WorkerProcess:
         self.env = {**os.environ, **settings_env}
         self.log = log
         self.process: subprocess.Popen | None = None
+        self.http_port: int | None = None  # where its /readyz and /metrics answer, when it serves them
 
     def start(self) -> WorkerProcess:
         self.log.parent.mkdir(parents=True, exist_ok=True)

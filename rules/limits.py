@@ -24,7 +24,7 @@ class Limits:
     # Sampro keeps money and quantities as numeric(18, 4): 14 digits before the point, 4 after.
     max_integer_digits: int = 14
     max_fraction_digits: int = 4
-    max_json_bytes: int = 1_000_000  # one marketplace row or record, all columns together
+    max_json_bytes: int = 256_000  # one marketplace row or record: 1,000 lines fit in a quarter of it
     max_json_depth: int = 8  # an invoice is 4 deep (invoice, lines, line, value); leave room, refuse abuse
 
 

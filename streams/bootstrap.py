@@ -108,9 +108,9 @@ def limits_from(settings: Settings) -> Limits:
     return Limits(max_lines=settings.max_invoice_lines)
 
 
-def _real_broker(settings: Settings) -> StreamBroker:
+def _real_broker(settings: Settings, health: WorkerHealth) -> StreamBroker:
     return KafkaStreamBroker(settings.kafka_bootstrap_servers, settings.app_id,
-                             session_timeout_seconds=settings.session_timeout_seconds)
+                             session_timeout_seconds=settings.session_timeout_seconds, health=health)
 
 
 def policy_from(settings: Settings) -> Policy:
@@ -138,7 +138,7 @@ def bootstrap(
     def judge_for(po: PurchaseOrder | None, known: list[KnownInvoice], now: datetime) -> RulesJudge:
         return RulesJudge(po, known, policy, now, limits)
 
-    runtime = Runtime(broker or _real_broker(settings), dlq_topic=settings.dlq_topic, encode=codec.encode,
+    runtime = Runtime(broker or _real_broker(settings, health), dlq_topic=settings.dlq_topic, encode=codec.encode,
                       health=health, batch_size=settings.batch_size, batch_seconds=settings.batch_seconds)
     pipeline = Pipeline(
         settings=settings,

@@ -11,6 +11,7 @@ the batch's transaction was lost and the batch must be read again (`LostBatch`),
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -18,10 +19,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from rules.errors import Unavailable
+from streams.health import WorkerHealth
 
 log = logging.getLogger(__name__)
 
 TopicPartition = tuple[str, int]
+COMMIT_TIMEOUT = 10.0  # seconds a commit may take before Kafka counts as unavailable
 Assigned = Callable[[list[TopicPartition]], set[TopicPartition]]  # returns the partitions to hold
 Revoked = Callable[[list[TopicPartition]], None]
 
@@ -96,10 +99,12 @@ class KafkaStreamBroker:
     """A consumer-group member and a transactional producer (confluent-kafka / librdkafka)."""
 
     def __init__(self, bootstrap_servers: str, group_id: str, *, session_timeout_seconds: float = 30.0,
-                 transaction_timeout_seconds: float = 10.0, timeout: float = 30.0):
+                 transaction_timeout_seconds: float = 10.0, timeout: float = 30.0,
+                 health: WorkerHealth | None = None):
         from confluent_kafka import Consumer
 
         self.bootstrap, self.group_id, self.timeout = bootstrap_servers, group_id, timeout
+        self.health = health
         self.transaction_timeout = transaction_timeout_seconds
         self.consumer = Consumer({
             "bootstrap.servers": bootstrap_servers, "group.id": group_id,
@@ -109,35 +114,49 @@ class KafkaStreamBroker:
             "isolation.level": "read_committed",
             "session.timeout.ms": int(session_timeout_seconds * 1000),
             "logger": logging.getLogger("librdkafka.consumer"),
+            "error_cb": self._client_error,
         })
-        self.producer = self._new_producer()
+        self._producer: Any = None  # made on the first batch, and again after one is lost
         self._delivered: dict[TopicPartition, int] = {}
         self._failed: list[str] = []
         self._in_transaction = False
         self._pending_seeks: dict[TopicPartition, int] = {}
+        self._probed_at = 0.0
 
-    def _new_producer(self):
-        from confluent_kafka import Producer
+    @property
+    def producer(self) -> Any:
+        """The transactional producer, its transactions initialised; `Unavailable` while Kafka is down."""
+        from confluent_kafka import KafkaException, Producer
 
-        producer = Producer({
-            "bootstrap.servers": self.bootstrap,
-            # A random id per process: KIP-447 fences a zombie by the group's generation, so the id
-            # need not survive restarts; a crashed worker's open transaction ends with its timeout.
-            "transactional.id": f"{self.group_id}-{uuid.uuid4().hex}",
-            "transaction.timeout.ms": int(self.transaction_timeout * 1000),
-            "partitioner": "murmur2_random",  # as Java clients and Kafka Connect place a key
-            "linger.ms": 5,
-            "logger": logging.getLogger("librdkafka.producer"),
-        })
-        deadline = time.monotonic() + self.timeout
-        while True:
+        if self._producer is None:
+            producer = Producer({
+                "bootstrap.servers": self.bootstrap,
+                # A random id per producer: KIP-447 fences a zombie by the group's generation, so the
+                # id need not survive a restart; a crashed worker's open transaction ends with its timeout.
+                "transactional.id": f"{self.group_id}-{uuid.uuid4().hex}",
+                "transaction.timeout.ms": int(self.transaction_timeout * 1000),
+                "partitioner": "murmur2_random",  # as Java clients and Kafka Connect place a key
+                "linger.ms": 5,
+                "logger": logging.getLogger("librdkafka.producer"),
+                "error_cb": self._client_error,
+            })
             try:
                 producer.init_transactions(min(self.timeout, 10.0))
-                return producer
-            except Exception as exc:
-                if time.monotonic() > deadline:
-                    raise _kafka_unavailable(exc, "starting the transactional producer") from None
-                time.sleep(1.0)
+            except KafkaException as exc:
+                producer.purge()
+                raise _kafka_unavailable(exc.args[0], "starting the transactional producer") from None
+            self._producer = producer
+        return self._producer
+
+    def _client_error(self, error) -> None:
+        """librdkafka's word that no broker answers (served while the client polls)."""
+        from confluent_kafka import KafkaError
+
+        if error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE):
+            if self.health is not None:
+                self.health.down("kafka", str(error))
+        else:
+            log.warning("Kafka: %s", error)
 
     # -- reading ---------------------------------------------------------------------------------
     def subscribe(self, topics: Sequence[str], on_assigned: Assigned, on_revoked: Revoked) -> None:
@@ -166,15 +185,29 @@ class KafkaStreamBroker:
             error = message.error()
             if error is not None:
                 if error.code() != KafkaError._PARTITION_EOF:
-                    log.warning("Kafka: %s", error)
-                    if error.fatal():
-                        raise _kafka_unavailable(error, "reading")
+                    self._client_error(error)
                 continue
             _, timestamp = message.timestamp()
             records.append(Record(message.topic(), message.partition(), message.offset(), message.key(),
                                   message.value(), timestamp if timestamp > 0 else None,
                                   tuple(message.headers() or ())))
+        if self.health is not None and "kafka" in self.health.outages():
+            self._probe()
         return records
+
+    def _probe(self) -> None:
+        """While Kafka counts as down, asks a broker for metadata now and then: an answer means it
+        is back (records still in the client's queue prove nothing)."""
+        now = time.monotonic()
+        if now - self._probed_at < 5.0:
+            return
+        self._probed_at = now
+        try:
+            self.consumer.list_topics(timeout=2.0)
+        except Exception:  # KafkaException: still down
+            return
+        assert self.health is not None
+        self.health.back("kafka")
 
     def hold(self, partition: TopicPartition, offset: int | None) -> None:
         from confluent_kafka import TopicPartition as KafkaTP
@@ -206,8 +239,14 @@ class KafkaStreamBroker:
 
     # -- writing ---------------------------------------------------------------------------------
     def begin(self) -> None:
+        from confluent_kafka import KafkaException
+
         if not self._in_transaction:
-            self.producer.begin_transaction()
+            try:
+                self.producer.begin_transaction()
+            except KafkaException as exc:  # the producer is in no state to go on: a new one next time
+                self._drop_producer()
+                raise _kafka_unavailable(exc.args[0], "beginning a transaction") from None
             self._in_transaction = True
             self._delivered, self._failed = {}, []
 
@@ -238,10 +277,11 @@ class KafkaStreamBroker:
 
         try:
             if offsets:
-                self.producer.send_offsets_to_transaction(
-                    [KafkaTP(topic, number, offset) for (topic, number), offset in offsets.items()],
-                    self.consumer.consumer_group_metadata(), self.timeout)
-            self.producer.commit_transaction(self.timeout)
+                group = self.consumer.consumer_group_metadata()
+                self._within_deadline("sending the offsets", self.producer.send_offsets_to_transaction,
+                                      [KafkaTP(topic, number, offset) for (topic, number), offset in offsets.items()],
+                                      group, COMMIT_TIMEOUT)
+            self._within_deadline("committing", self.producer.commit_transaction, COMMIT_TIMEOUT)
         except KafkaException as exc:
             error = exc.args[0]
             if error.retriable():
@@ -249,20 +289,55 @@ class KafkaStreamBroker:
             log.warning("Kafka transaction lost (%s); the batch is read again", error)
             self._lose(fatal=error.fatal() or not error.txn_requires_abort())
             raise LostBatch(str(error)) from None
+        except RuntimeError as exc:  # no consumer group metadata: the member left the group
+            self._lose(fatal=False)
+            raise LostBatch(str(exc)) from None
         self._in_transaction = False
         if self._failed:  # cannot happen after a successful commit; kept loud if it ever does
             raise LostBatch(f"delivery failed inside a committed transaction: {self._failed[0]}")
         return dict(self._delivered)
 
+    def _within_deadline(self, doing: str, call: Callable[..., Any], *args: Any) -> None:
+        """Calls a transactional method on a thread of its own and gives up on it when it outlives
+        its own timeout: librdkafka can wait for a group coordinator that is gone and ignore the
+        timeout (confluentinc/librdkafka#5456, #5511; seen here after a broker restart). The
+        producer is then let go: its transaction, never committed, is aborted by the broker."""
+        outcome: list[BaseException | None] = []
+
+        def attempt() -> None:
+            try:
+                call(*args)
+                outcome.append(None)
+            except BaseException as exc:  # handed back to the caller's thread below
+                outcome.append(exc)
+
+        worker = threading.Thread(target=attempt, name=f"kafka-{doing.replace(' ', '-')}", daemon=True)
+        worker.start()
+        worker.join(COMMIT_TIMEOUT + 5)
+        if not outcome:
+            log.warning("Kafka: %s did not return in %.0f s; a new producer takes over", doing, COMMIT_TIMEOUT + 5)
+            self._producer, self._in_transaction = None, False
+            raise LostBatch(f"{doing} did not return")
+        if outcome[0] is not None:
+            raise outcome[0]
+
     def _lose(self, fatal: bool) -> None:
         self._in_transaction = False
         if not fatal:
             try:
-                self.producer.abort_transaction(self.timeout)
+                self.producer.abort_transaction(5.0)
                 return
-            except Exception as exc:  # could not even abort: start over with a new producer
-                log.warning("aborting the transaction failed (%s); starting a new producer", exc)
-        self.producer = self._new_producer()
+            except Exception as exc:  # could not even abort (Kafka down): start over with a new producer
+                log.warning("aborting the transaction failed (%s); a new producer takes over", exc)
+        self._drop_producer()
+
+    def _drop_producer(self) -> None:
+        """What the old producer still holds is cancelled; its open transaction, if any, is aborted by
+        the broker when it times out, so none of it is ever read."""
+        if self._producer is not None:
+            self._producer.purge()
+            self._producer = None
+        self._in_transaction = False
 
     def abort(self) -> None:
         if self._in_transaction:
@@ -312,5 +387,6 @@ class KafkaStreamBroker:
 
     def close(self) -> None:
         self.abort()
-        self.producer.flush(self.timeout)
+        if self._producer is not None:
+            self._producer.flush(self.timeout)
         self.consumer.close()

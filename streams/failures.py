@@ -24,6 +24,7 @@ from rules.errors import DataError, Unavailable
 from streams.broker import Output, Record
 
 MAX_ERROR_TEXT = 2000
+MAX_DEAD_LETTER_BYTES = 1_000_000  # leaves room for the headers under Kafka's 1 MiB
 
 
 class Policy(enum.Enum):
@@ -48,7 +49,12 @@ def describe(error: BaseException) -> str:
 
 
 def dead_letter(dlq_topic: str, record: Record, flow: str, stage: str, error: BaseException) -> Output:
-    """The record as it came, and where from, and why it could not be used."""
+    """The record as it came, and where from, and why it could not be used. A value too large to
+    go back to Kafka beside its headers is cut, and says so."""
+    value = record.value
+    cut: tuple[tuple[str, bytes], ...] = ()
+    if value is not None and len(value) > MAX_DEAD_LETTER_BYTES:
+        value, cut = value[:MAX_DEAD_LETTER_BYTES], (("value.length", str(len(value)).encode()),)
     headers = (
         ("source.topic", record.topic.encode()),
         ("source.partition", str(record.partition).encode()),
@@ -57,8 +63,9 @@ def dead_letter(dlq_topic: str, record: Record, flow: str, stage: str, error: Ba
         ("flow", flow.encode()),
         ("stage", stage.encode()),
         ("error", describe(error).encode(errors="replace")),
+        *cut,
     )
-    return Output(dlq_topic, record.key, record.value, headers=headers)
+    return Output(dlq_topic, record.key, value, headers=headers)
 
 
 @dataclass
@@ -67,7 +74,7 @@ class Backoff:
     each drawn between half and all of it, so workers that failed together do not retry together."""
 
     first: float = 0.5
-    cap: float = 30.0
+    cap: float = 10.0
     draw: Callable[[], float] = random.random
 
     def delay(self, attempt: int) -> float:

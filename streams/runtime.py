@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 Encode = Callable[[Any], bytes]
 # (the record, its message when it was decoded, the error) -> (topic, key, message) to emit beside
 # the dead letter, such as the bad_invoice verdict that tells AP about it
+COMMIT_ATTEMPTS = 3
+MAX_MESSAGE_BYTES = 1_000_000  # under the brokers' default message.max.bytes (1 MiB), headers included
 DeadLetterHook = Callable[[Record, Any, str], Sequence[tuple[str, str, Any]]]
 
 
@@ -82,6 +84,9 @@ class Batch:
 
     def emit(self, topic: str, key: str | None, message: Any, partition: int | None = None) -> None:
         value = message if isinstance(message, bytes) else self._encode(message)
+        if len(value) > MAX_MESSAGE_BYTES:  # Kafka would refuse it at the commit, for the whole batch
+            raise DataError(f"the {type(message).__name__} for {topic} would be {len(value):,} bytes; "
+                            f"Kafka takes {MAX_MESSAGE_BYTES:,}")
         self.outputs.append(Output(topic, key.encode() if key is not None else None, value, partition))
 
     def state(self, partition: int) -> StateWrites:
@@ -147,7 +152,7 @@ class Runtime:
         self._attempts: dict[TopicPartition, int] = defaultdict(int)
         self._to_restore: dict[tuple[Store, int], set[TopicPartition]] = defaultdict(set)
         self._restore_attempt, self._restore_due = 0, 0.0
-        self._waiting_on: dict[str, str] = {}  # flow -> the dependency it waits for
+        self._waiting_on: dict[str, set[str]] = defaultdict(set)  # flow -> the dependencies it waited for
 
     # -- registration ------------------------------------------------------------------------------
     def add_flow(self, flow: Flow) -> None:
@@ -273,8 +278,8 @@ class Runtime:
         for record, _ in items:
             tick.finish(record)
             self._attempts.pop(record.source, None)
-        if flow.name in self._waiting_on:
-            self.health.back(self._waiting_on.pop(flow.name))
+        for dependency in self._waiting_on.pop(flow.name, ()):
+            self.health.back(dependency)
 
     @staticmethod
     def _state(tick: _Tick, store: Store, number: int) -> StateWrites:
@@ -308,7 +313,7 @@ class Runtime:
         self._attempts[record.source] = attempt + 1
         delay = self.backoff.delay(attempt)
         self.health.down(dependency, describe(error))
-        self._waiting_on[flow.name] = dependency
+        self._waiting_on[flow.name].add(dependency)
         log.info("%s: %s[%s] waits at offset %s for %.1f s (%s)", flow.name, record.topic, record.partition,
                  record.offset, delay, describe(error))
         self._holds[record.source] = _Hold(record.offset, self.clock() + delay)
@@ -325,24 +330,27 @@ class Runtime:
         stores = {flow.store.name: flow.store for flow in self.flows if flow.store is not None}
         changed = [(stores[name], number, writes.changes) for (name, number), writes in tick.states.items()
                    if writes.changes]
-        # The transaction spans only the writing, however long the flows took to run.
-        self.broker.begin()
-        for output in outputs:
-            self.broker.produce(output)
-        for store, number, changes in changed:
-            for key, value in changes.items():
-                self.broker.produce(Output(store.changelog_topic, key.encode(), value, number))
-        attempt = 0
-        while True:
+        # The transaction spans only the writing, however long the flows took to run. While Kafka
+        # does not answer, a few tries; then the batch is let go and read again, so that the loop
+        # polls the consumer meanwhile (a group that changed during the outage is joined again).
+        for attempt in range(COMMIT_ATTEMPTS):
             try:
+                self.broker.begin()
+                for output in outputs:
+                    self.broker.produce(output)
+                for store, number, changes in changed:
+                    for key, value in changes.items():
+                        self.broker.produce(Output(store.changelog_topic, key.encode(), value, number))
                 written = self.broker.commit(offsets)
                 break
             except Unavailable as error:
                 self.health.down("kafka", describe(error))
-                if stopping():
-                    raise
+                log.info("commit %d of %d failed: %s", attempt + 1, COMMIT_ATTEMPTS, describe(error))
+                self.broker.abort()
+                if stopping() or attempt == COMMIT_ATTEMPTS - 1:
+                    self._rewind(tick)
+                    return
                 self.sleep(self.backoff.delay(attempt))
-                attempt += 1
             except LostBatch:
                 self._rewind(tick)
                 return

@@ -9,11 +9,11 @@ from decimal import Decimal
 import pytest
 
 from connectors.rpa_mail import InMemoryRpaMailer, SmtpRpaMailer, SqlSentLog
-from rules.errors import Unavailable
 from connectors.scheduler import upgrade
-from devstack.process import free_port
-from rules.lifecycle import RpaRequest
 from devstack.mailbox import SmtpServer
+from devstack.process import free_port
+from rules.errors import Unavailable
+from rules.lifecycle import RpaRequest
 from tests.unit.rules.builders import INVOICE, judge
 
 REQUEST = RpaRequest(invoice_id="MP-1001", invoice_version=1, po_number="PO-5001",

@@ -7,7 +7,7 @@ from collections import Counter
 
 from devstack.workload import invoices, purchase_orders, uninterrupted
 from schemas.codec import SingleObjectCodec
-from tests.e2e.conftest import read_topic
+from tests.stack_pipeline import read_topic
 
 INVOICES, POS = 5000, 3500
 

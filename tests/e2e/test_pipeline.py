@@ -12,7 +12,7 @@ from sqlalchemy import update
 from connectors.marketplace_table import marketplace_invoices
 from devstack.demo import upload
 from rules.models import PurchaseOrder
-from tests.e2e.conftest import read_topic
+from tests.stack_pipeline import read_topic
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 FINAL = {"entered", "manual_review", "bad_invoice", "po_not_found", "rpa_failed"}

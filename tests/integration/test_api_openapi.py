@@ -21,7 +21,7 @@ from rules.lifecycle import InvoiceStatus, StatusChanged
 from rules.models import PurchaseOrder
 from streams.settings import ApiUser, Settings
 from streams.topics import ensure_topics
-from tests.e2e.conftest import in_schema
+from tests.stack_pipeline import in_schema
 from tests.unit.rules.builders import PO, invoice, judge
 
 TOKEN, PASSWORD = "schemathesis-token", "pw"

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from api.app import create_app
 from devstack.demo import upload
 from tests.api_fixtures import CLERK, PASSWORD, TOKEN, load_sample, with_api
-from tests.e2e.conftest import pipeline  # noqa: F401 (the fixture: Debezium, Kafka, worker, PostgreSQL)
+from tests.stack_pipeline import pipeline  # noqa: F401 (the fixture: Debezium, Kafka, worker, PostgreSQL)
 
 BOT = {"Authorization": f"Bearer {TOKEN}"}
 

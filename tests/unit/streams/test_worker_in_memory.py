@@ -254,3 +254,24 @@ def test_a_ledger_in_rocksdb_survives_a_restart_and_reads_only_the_changelog_aft
     second.complete("MP-1")
     second.run()
     assert second.statuses() == {"MP-1": "entered", "MP-2": "sent_to_rpa"}
+
+
+def test_an_output_kafka_would_refuse_dead_letters_its_record_instead_of_failing_the_batch():
+    from streams.runtime import Flow, Runtime
+
+    broker = InMemoryBroker(partitions=1)
+    runtime = Runtime(broker, dlq_topic="dlq", encode=lambda message: message)
+
+    def echo(batch) -> None:
+        for record, value in batch.items:
+            batch.emit("out", "k", value * (3_000_000 if value == b"big" else 1))
+
+    runtime.add_flow(Flow("echo", ("in",), decode=lambda record: record.value, handle=echo))
+    runtime.start()
+    for value in (b"a", b"big", b"b"):
+        broker.append("in", b"k", value)
+    runtime.step()
+    assert [r.value for r in broker.records("out")] == [b"a", b"b"]
+    (dead,) = broker.records("dlq")
+    assert dead.value == b"big" and b"9,000,000 bytes; Kafka takes" in dict(dead.headers)["error"]
+    assert broker.committed[("in", 0)] == 3

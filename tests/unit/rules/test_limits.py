@@ -1,0 +1,71 @@
+"""What a vendor's invoice may hold, checked at each limit and one step past it."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from rules.errors import DataError
+from rules.limits import Limits, load_json
+from tests.unit.rules.builders import codes, invoice, judge
+
+LINE = {"line_no": 1, "part_number": "AC-100", "quantity": "2", "unit_price": "15.50", "amount": "31.00"}
+
+
+def findings(doc) -> list[tuple[str, str]]:
+    return [(r.field, r.message) for r in judge(doc).reasons if r.code == "INVALID_INVOICE"]
+
+
+def test_lines_up_to_the_limit_are_judged_one_more_is_invalid():
+    at_limit = invoice(lines=[{**LINE, "line_no": n} for n in range(1, 1001)])
+    assert "INVALID_INVOICE" not in codes(judge(at_limit))
+    over = invoice(lines=[{**LINE, "line_no": n} for n in range(1, 1002)])
+    assert findings(over) == [("lines", "The invoice has 1,001 lines; at most 1,000 are accepted.")]
+
+
+@pytest.mark.parametrize("field", ["invoice_id", "vendor_id", "invoice_number", "po_number"])
+def test_identifiers_hold_64_characters(field):
+    assert "INVALID_INVOICE" not in codes(judge(invoice(**{field: "X" * 64})))
+    assert findings(invoice(**{field: "X" * 65})) == [(field, f"{field}: 65 characters; at most 64.")]
+
+
+@pytest.mark.parametrize("character", ["\r", "\n", "\x00", "\x1b", "\u2028", "\x85"])
+def test_a_control_character_in_an_identifier_is_invalid_and_named(character):
+    (found,) = findings(invoice(invoice_number=f"INV{character}42"))
+    assert found[0] == "invoice_number" and f"U+{ord(character):04X}" in found[1]
+
+
+def test_a_description_may_break_lines_but_holds_400_characters():
+    ok = invoice(lines=[{**LINE, "description": "Compressor\nwith a line break"}, invoice()["lines"][1]])
+    assert "INVALID_INVOICE" not in codes(judge(ok))
+    long = invoice(lines=[{**LINE, "description": "x" * 401}, invoice()["lines"][1]])
+    assert findings(long) == [("lines[1].description", "lines[1].description: 401 characters; at most 400.")]
+
+
+@pytest.mark.parametrize(("quantity", "problem"), [
+    ("99999999999999", None),
+    ("100000000000000", "has 15 digits before the point; Sampro keeps 14"),
+    ("1e27", "has 28 digits before the point; Sampro keeps 14"),
+    ("2.0001", None),
+    ("2.00010000", None),
+    ("2.00001", "has 5 digits after the point; Sampro keeps 4"),
+])
+def test_numbers_must_fit_sampros_numeric_18_4(quantity, problem):
+    doc = invoice(lines=[{**LINE, "quantity": quantity, "amount": None}, invoice()["lines"][1]])
+    found = findings(doc)
+    if problem is None:
+        assert found == []
+    else:
+        assert found == [("lines[1].quantity", f"lines[1].quantity: {Decimal(quantity)} {problem}.")]
+
+
+def test_json_beyond_the_size_or_nesting_limit_is_a_data_error_naming_the_limit():
+    limits = Limits()
+    assert load_json("[" * 8 + "]" * 8, limits, "lines") == [[[[[[[[]]]]]]]]
+    with pytest.raises(DataError, match="lines: JSON nested deeper than 8 levels"):
+        load_json("[" * 9 + "]" * 9, limits, "lines")
+    with pytest.raises(DataError, match="nested deeper"):
+        load_json("[" * 200_000 + "]" * 200_000, Limits(max_json_bytes=10**7), "lines")
+    with pytest.raises(DataError, match="256,001 bytes of JSON; at most 256,000"):
+        load_json('"' + "x" * 255_999 + '"', limits, "lines")
