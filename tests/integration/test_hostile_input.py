@@ -32,7 +32,7 @@ DEFECTS = ("number_control", "lines_deep", "lines_object", "quantity_huge", "qua
 # Drawn as (defect, detail) and only then made into a row, so that a failing example prints short.
 DETAIL = {
     "number_control": st.tuples(CONTROL, st.text(alphabet="ABC:@ ", max_size=20)).map("".join),
-    "lines_deep": st.integers(9, 20_000),
+    "lines_deep": st.integers(9, 1_000),  # PostgreSQL itself refuses JSON much deeper than a few thousand
     "quantity_huge": st.integers(15, 400),
     "quantity_integer": st.integers(15, 3000),
     "price_nan": st.sampled_from(["NaN", "Infinity", "-Infinity", "abc", ""]),
