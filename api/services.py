@@ -14,6 +14,7 @@ from connectors.po_commands import PurchaseOrderCommands
 from connectors.ports import ProcessScheduler, PurchaseOrderReader
 from connectors.scheduler.read_model import InvoiceDetail, InvoiceReadModel
 from rules.context import EvaluationContext
+from rules.duplicates import lookups_for
 from rules.evaluate import evaluate
 from rules.lifecycle import DispatchApproved, InvoiceStatus, ReleaseRequested
 from rules.models import CompletionOutcome, RpaCompletion, Verdict
@@ -96,18 +97,13 @@ def record_rpa_outcome(read_model: InvoiceReadModel, commands: PurchaseOrderComm
     return CompletionReport(event_id, already_recorded=False)
 
 
-def _storable(text: str) -> bool:
-    """Text a database could hold: nothing stored has a NUL in it, so such a number is not looked up."""
-    return bool(text) and "\x00" not in text
-
-
 def dry_run(document: dict[str, Any], purchase_orders: PurchaseOrderReader, scheduler: ProcessScheduler,
             policy: Policy, now: datetime) -> Verdict:
     """The verdict the pipeline would give now, writing nothing. Quantities at the RPA bot for
     the same PO are not known here, so they are not counted against what is open."""
     po_number = document.get("po_number")
-    po = purchase_orders.fetch([po_number]).get(po_number) if isinstance(po_number, str) and _storable(po_number) else None
-    vendor, number = (str(document.get(key) or "").strip() for key in ("vendor_id", "invoice_number"))
-    pairs = {(vendor, number)} if _storable(vendor) and _storable(number) else set()
-    known = [*purchase_orders.entered_invoices(pairs), *scheduler.decided_invoices(pairs)] if pairs else []
+    storable = isinstance(po_number, str) and 0 < len(po_number) <= 64 and "\x00" not in po_number
+    po = purchase_orders.fetch([po_number]).get(po_number) if storable else None
+    lookups = lookups_for([document])
+    known = [*purchase_orders.entered_invoices(lookups), *scheduler.decided_invoices(lookups)] if lookups else []
     return evaluate(document, po, EvaluationContext(history=known, policy=policy, now=now))

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Protocol
 
 from rules.context import KnownInvoice
+from rules.duplicates import Lookup
 from rules.lifecycle import (
     InvoiceSubmitted,
     InvoiceWithdrawn,
@@ -26,8 +27,8 @@ class PurchaseOrderReader(Protocol):
     def fetch(self, po_numbers: Collection[str]) -> dict[str, PurchaseOrder]:
         """One round trip per batch; POs that do not exist are absent from the result."""
 
-    def entered_invoices(self, vendor_invoice_numbers: Collection[tuple[str, str]]) -> list[KnownInvoice]:
-        """Invoices already entered in Sampro for these (vendor_id, invoice_number) pairs."""
+    def entered_invoices(self, lookups: Collection[Lookup]) -> list[KnownInvoice]:
+        """Invoices entered in Sampro that may be duplicates of the looked-up ones (rules.duplicates)."""
 
 
 class ProcessScheduler(Protocol):
@@ -36,8 +37,8 @@ class ProcessScheduler(Protocol):
     def record(self, decisions: Sequence[Verdict | StatusChanged]) -> None:
         """Applies a batch in one transaction; replaying a batch changes nothing."""
 
-    def decided_invoices(self, vendor_invoice_numbers: Collection[tuple[str, str]]) -> list[KnownInvoice]:
-        """Invoices the pipeline has decided for these (vendor_id, invoice_number) pairs."""
+    def decided_invoices(self, lookups: Collection[Lookup]) -> list[KnownInvoice]:
+        """Invoices the pipeline decided that may be duplicates of the looked-up ones (rules.duplicates)."""
 
 
 class RpaMailer(Protocol):

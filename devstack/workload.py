@@ -38,11 +38,14 @@ def invoices(count: int, pos: list[PurchaseOrder], prefix: str, lines: int = 5) 
                               "unit_price": str(price), "amount": str(qty * price)})
         subtotal = sum(Decimal(line["amount"]) for line in doc_lines)
         tax = (subtotal * Decimal("0.08")).quantize(Decimal("0.01"))
-        total = subtotal + tax + (Decimal("1.00") if i % 11 == 0 else 0)
+        # Freight of its own makes each total unique, so that no invoice is a possible duplicate of
+        # another: what is decided then does not depend on which was recorded first.
+        freight = Decimal(i) * 10_000 + 10
+        total = subtotal + tax + freight + (Decimal("1.00") if i % 11 == 0 else 0)
         document = {"invoice_id": f"{prefix}-MP-{i}", "version": 1, "vendor_id": po.vendor_id,
                     "invoice_number": f"{prefix}-INV-{i}", "po_number": po.po_number, "invoice_date": "2026-11-20",
-                    "currency": "USD", "lines": doc_lines, "tax_amount": str(tax), "extra_charges": [],
-                    "total_amount": str(total)}
+                    "currency": "USD", "lines": doc_lines, "tax_amount": str(tax),
+                    "extra_charges": [{"kind": "freight", "amount": str(freight)}], "total_amount": str(total)}
         out.append(InvoiceSubmitted(invoice_id=document["invoice_id"], version=1, po_number=po.po_number,
                                     document=document, received_at=T0 + timedelta(milliseconds=i)))
     return out

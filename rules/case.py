@@ -1,5 +1,18 @@
 """One invoice laid beside its PO: the matching every rule shares, worked out once, up front.
 
+Matching, as AP systems match (one line matcher for the rules and the payload alike):
+
+- an invoice line's *candidates* are the PO lines of the same part (identifiers compared as
+  `rules.identifiers` says); none is PART_NOT_ON_PO;
+- of those, the line *matches* the ones at its price within the price tolerance; none is
+  PRICE_MISMATCH, named against the candidate of the nearest price, which is then used for the
+  quantity checks so that those still run;
+- its quantity is placed on the matched PO lines in line order, first up to what each still has
+  open (ordered - invoiced in Sampro - at the RPA bot - placed by earlier lines of this invoice),
+  then into each line's quantity tolerance. What is left over is QUANTITY_EXCEEDS_OPEN on the PO
+  line it would overflow, never a silent spread onto a line at another price;
+- the RPA payload has one line per invoice line and PO line it was placed on.
+
 Plain attributes rather than lazy properties: `evaluate` runs tens of thousands of times a
 second, and every rule that has a PO needs this matching anyway.
 """
@@ -9,24 +22,36 @@ from __future__ import annotations
 from decimal import Decimal
 
 from rules.context import EvaluationContext
-from rules.models import (
-    Finding,
-    Invoice,
-    InvoiceLine,
-    PurchaseOrder,
-    PurchaseOrderLine,
-    Severity,
-)
+from rules.models import Finding, Invoice, InvoiceLine, PurchaseOrder, PurchaseOrderLine, Severity
 from rules.money import round_money
 from rules.policy import Tolerance
 
 ZERO = Decimal(0)
 
 
+class LineMatch:
+    """Where one invoice line went on the PO."""
+
+    __slots__ = ("line", "tolerance", "candidates", "matched", "nearest", "placed", "left_over")
+
+    def __init__(self, line: InvoiceLine, tolerance: Tolerance, candidates: list[PurchaseOrderLine]):
+        self.line, self.tolerance, self.candidates = line, tolerance, candidates
+        self.matched = [c for c in candidates if tolerance.price_allowed(c.unit_price, line.unit_price)]
+        self.nearest: PurchaseOrderLine | None = min(
+            candidates, key=lambda c: (abs(c.unit_price - line.unit_price), c.line_no), default=None)
+        self.placed: list[tuple[PurchaseOrderLine, Decimal]] = []  # (PO line, quantity put on it)
+        self.left_over = ZERO  # quantity no matched PO line had room for, even with the tolerance
+
+    @property
+    def targets(self) -> list[PurchaseOrderLine]:
+        """The PO lines its quantity goes to: the matched ones, else the nearest by price."""
+        return self.matched or ([self.nearest] if self.nearest is not None else [])
+
+
 class Case:
     __slots__ = (
         "invoice", "po", "context", "contract_problems", "tolerance", "computed_amounts", "line_amounts",
-        "po_lines_by_part", "matches", "invoiced_by_part",
+        "matches", "placed_on", "open_on", "overflowed",
     )
 
     def __init__(
@@ -43,40 +68,57 @@ class Case:
         self.tolerance: Tolerance = context.policy.for_vendor(invoice.vendor_id if invoice else None)
         self.computed_amounts: list[Decimal] = []
         self.line_amounts: list[Decimal] = []
-        self.po_lines_by_part: dict[str, list[PurchaseOrderLine]] = {}
-        self.matches: list[tuple[InvoiceLine, PurchaseOrderLine | None]] = []
-        self.invoiced_by_part: dict[str, Decimal] = {}
+        self.matches: list[LineMatch] = []
+        self.placed_on: dict[int, Decimal] = {}  # PO line -> quantity this invoice puts on it
+        self.open_on: dict[int, Decimal] = {}  # PO line -> what it had open before this invoice
+        self.overflowed: dict[int, int] = {}  # PO line -> the first invoice line that overflowed it
         if invoice is not None:
             # Quantity x price, rounded; and the amount each line stands for: as stated, or that.
             self.computed_amounts = [self.money(line.quantity * line.unit_price) for line in invoice.lines]
             self.line_amounts = [line.amount if line.amount is not None else computed
-                                 for line, computed in zip(invoice.lines, self.computed_amounts)]
+                                 for line, computed in zip(invoice.lines, self.computed_amounts, strict=True)]
         if invoice is not None and po is not None:
             self._match(invoice, po)
 
     def _match(self, invoice: Invoice, po: PurchaseOrder) -> None:
-        by_part = self.po_lines_by_part
+        policy, in_flight = self.context.policy, self.context.in_flight
+        key = policy.identifiers.key
+        by_part: dict[str, list[PurchaseOrderLine]] = {}
         for po_line in sorted(po.lines, key=lambda line: line.line_no):
-            by_part.setdefault(po_line.part_number, []).append(po_line)
-        invoiced = self.invoiced_by_part
+            by_part.setdefault(key("part_number", po_line.part_number), []).append(po_line)
+            self.open_on[po_line.line_no] = (po_line.quantity_ordered - po_line.quantity_invoiced
+                                             - in_flight.get(str(po_line.line_no), ZERO))
         for line in invoice.lines:
-            candidates = by_part.get(line.part_number)
-            if not candidates:
-                self.matches.append((line, None))
-                continue
-            # Same part and same price if the PO has such a line, else the part's first line.
-            if len(candidates) > 1:
-                self.matches.append((line, next((c for c in candidates if c.unit_price == line.unit_price),
-                                                candidates[0])))
-            else:
-                self.matches.append((line, candidates[0]))
-            invoiced[line.part_number] = invoiced.get(line.part_number, ZERO) + line.quantity
+            match = LineMatch(line, policy.for_line(invoice.vendor_id, line.part_number),
+                              by_part.get(key("part_number", line.part_number), []))
+            self.matches.append(match)
+            self._place(match)
+
+    def _place(self, match: LineMatch) -> None:
+        """First what each matched PO line has open, then its quantity tolerance, in line order."""
+        targets = match.targets
+        if not targets:
+            return
+        left, placed = match.line.quantity, dict.fromkeys((t.line_no for t in targets), ZERO)
+        for with_tolerance in (False, True):
+            for po_line in targets:
+                allowance = match.tolerance.quantity_allowance(po_line.quantity_ordered) if with_tolerance else ZERO
+                free = self.open_on[po_line.line_no] + allowance - self.placed_on.get(po_line.line_no, ZERO)
+                take = min(left, max(free, ZERO))
+                if take > 0:
+                    placed[po_line.line_no] += take
+                    self.placed_on[po_line.line_no] = self.placed_on.get(po_line.line_no, ZERO) + take
+                    left -= take
+        if left > 0:  # no matched line has room for it: it stays on the last one and is reported there
+            last = targets[-1].line_no
+            placed[last] += left
+            self.placed_on[last] = self.placed_on.get(last, ZERO) + left
+            self.overflowed.setdefault(last, match.line.line_no)
+            match.left_over = left
+        match.placed = [(po_line, placed[po_line.line_no]) for po_line in targets if placed[po_line.line_no] > 0]
 
     def money(self, amount: Decimal) -> Decimal:
         return round_money(amount, self.invoice.currency)
-
-    def first_line_of(self, part_number: str) -> int | None:
-        return next((line.line_no for line in self.invoice.lines if line.part_number == part_number), None)
 
 
 def finding(

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from decimal import Decimal
 
 from rules.case import Case, finding
-from rules.context import NOT_PROCESSED
+from rules.duplicates import counts, looks_alike, same_number
 from rules.models import Finding, POStatus, Severity
 
 ERROR, WARNING = Severity.ERROR, Severity.WARNING
-HUNDRED = Decimal(100)
 ZERO = Decimal(0)
 
 
@@ -29,25 +27,39 @@ def invalid_invoice(case: Case) -> list[Finding]:
 
 
 def duplicate_invoice(case: Case) -> list[Finding]:
-    inv = case.invoice
-    number = inv.invoice_number.strip()
+    inv, identifiers = case.invoice, case.context.policy.identifiers
     for earlier in case.context.history:
-        if (
-            earlier.invoice_id != inv.invoice_id
-            and earlier.shares_number_with(inv.vendor_id, number)
-            and earlier.status not in NOT_PROCESSED
-        ):
+        if counts(earlier, inv) and same_number(earlier, inv, identifiers):
             return [
                 finding("DUPLICATE_INVOICE", ERROR,
-                        f"Vendor {inv.vendor_id} invoice {number} was already processed as {earlier.invoice_id} "
-                        f"({earlier.status}).",
-                        field="invoice_number", expected=earlier.invoice_id, actual=number)
+                        f"Vendor {inv.vendor_id} invoice {inv.invoice_number.strip()} was already processed as "
+                        f"{earlier.invoice_id} ({earlier.status}).",
+                        field="invoice_number", expected=earlier.invoice_id, actual=inv.invoice_number.strip())
             ]
     return []
 
 
+def possible_duplicate(case: Case) -> list[Finding]:
+    inv, identifiers = case.invoice, case.context.policy.identifiers
+    window = case.tolerance.duplicate_window_days
+    for earlier in case.context.history:
+        if not counts(earlier, inv) or (why := looks_alike(earlier, inv, identifiers, window)) is None:
+            continue
+        if why == "number":
+            message = (f"Vendor {inv.vendor_id} invoice {inv.invoice_number.strip()} reads like invoice "
+                       f"{earlier.invoice_number.strip()}, already processed as {earlier.invoice_id} ({earlier.status}).")
+            return [finding("POSSIBLE_DUPLICATE", WARNING, message, field="invoice_number",
+                            expected=earlier.invoice_id, actual=inv.invoice_number.strip())]
+        message = (f"Vendor {inv.vendor_id} already has invoice {earlier.invoice_number.strip()} for the same total "
+                   f"{inv.total_amount} dated {earlier.invoice_date}, within {window} days "
+                   f"({earlier.invoice_id}, {earlier.status}).")
+        return [finding("POSSIBLE_DUPLICATE", WARNING, message, field="total_amount", expected=earlier.invoice_id,
+                        actual=inv.total_amount)]
+    return []
+
+
 def vendor_mismatch(case: Case) -> list[Finding]:
-    if case.invoice.vendor_id == case.po.vendor_id:
+    if case.context.policy.identifiers.same("vendor_id", case.invoice.vendor_id, case.po.vendor_id):
         return []
     return [
         finding("VENDOR_MISMATCH", ERROR,
@@ -57,7 +69,7 @@ def vendor_mismatch(case: Case) -> list[Finding]:
 
 
 def currency_mismatch(case: Case) -> list[Finding]:
-    if case.invoice.currency.upper() == case.po.currency.upper():
+    if case.context.policy.identifiers.same("currency", case.invoice.currency, case.po.currency):
         return []
     return [
         finding("CURRENCY_MISMATCH", ERROR,
@@ -69,10 +81,10 @@ def currency_mismatch(case: Case) -> list[Finding]:
 def part_not_on_po(case: Case) -> list[Finding]:
     return [
         finding("PART_NOT_ON_PO", ERROR,
-                f"Line {line.line_no}: part {line.part_number} is not on PO {case.po.po_number}.",
-                line_no=line.line_no, field="part_number", actual=line.part_number)
-        for line, po_line in case.matches
-        if po_line is None
+                f"Line {match.line.line_no}: part {match.line.part_number} is not on PO {case.po.po_number}.",
+                line_no=match.line.line_no, field="part_number", actual=match.line.part_number)
+        for match in case.matches
+        if not match.candidates
     ]
 
 
@@ -112,73 +124,68 @@ def po_not_open(case: Case) -> list[Finding]:
 
 
 def price_mismatch(case: Case) -> list[Finding]:
-    tol = case.tolerance
+    """A line whose part is on the PO, but at no price within the tolerance; named against the PO
+    line of the nearest price."""
     out = []
-    for line, po_line in case.matches:
-        if po_line is None or line.unit_price == po_line.unit_price:
+    for match in case.matches:
+        if match.matched or match.nearest is None:
             continue
-        allowed = max(tol.price_abs, po_line.unit_price * tol.price_pct / HUNDRED)
-        if abs(line.unit_price - po_line.unit_price) > allowed:
-            out.append(
-                finding("PRICE_MISMATCH", WARNING,
-                        f"Line {line.line_no}: unit price {line.unit_price} differs from PO line {po_line.line_no} "
-                        f"price {po_line.unit_price}.",
-                        line_no=line.line_no, field="unit_price", expected=po_line.unit_price, actual=line.unit_price)
-            )
+        line, po_line = match.line, match.nearest
+        out.append(
+            finding("PRICE_MISMATCH", WARNING,
+                    f"Line {line.line_no}: unit price {line.unit_price} differs from PO line {po_line.line_no} "
+                    f"price {po_line.unit_price}.",
+                    line_no=line.line_no, field="unit_price", expected=po_line.unit_price, actual=line.unit_price)
+        )
     return out
-
-
-def _exceeds(case: Case, code: str, label: str, still_open: Callable[[list], Decimal | None]) -> list[Finding]:
-    """Per part, summed over the invoice's lines, against what the part's PO lines leave open."""
-    out = []
-    in_flight, pct = case.context.in_flight, case.tolerance.quantity_pct
-    for part, invoiced in case.invoiced_by_part.items():
-        available = still_open(case.po_lines_by_part[part])
-        if available is None:
-            continue
-        if in_flight:
-            available -= in_flight.get(part, ZERO)
-        allowed = available + max(available, ZERO) * pct / HUNDRED if pct else available
-        if invoiced > allowed:
-            out.append(
-                finding(code, WARNING,
-                        f"Part {part}: {invoiced} invoiced but only {available} {label} on PO {case.po.po_number}.",
-                        line_no=case.first_line_of(part), field="quantity", expected=available, actual=invoiced)
-            )
-    return out
-
-
-def _ordered_not_invoiced(lines: list) -> Decimal:
-    total = ZERO
-    for line in lines:
-        total += line.quantity_ordered - line.quantity_invoiced
-    return total
-
-
-def _received_not_invoiced(lines: list) -> Decimal | None:
-    total = ZERO
-    for line in lines:
-        if line.quantity_received is None:
-            return None  # receipts are not tracked for this part
-        total += line.quantity_received - line.quantity_invoiced
-    return total
 
 
 def quantity_exceeds_open(case: Case) -> list[Finding]:
-    return _exceeds(case, "QUANTITY_EXCEEDS_OPEN", "still open", _ordered_not_invoiced)
+    """Per PO line: everything this invoice puts on it against what it has open (ordered, less what
+    Sampro has invoiced and what is at the RPA bot), plus the line's quantity tolerance."""
+    out = []
+    for po_line in case.po.lines:
+        first_line = case.overflowed.get(po_line.line_no)
+        if first_line is None:
+            continue
+        open_quantity = case.open_on[po_line.line_no]
+        out.append(
+            finding("QUANTITY_EXCEEDS_OPEN", WARNING,
+                    f"PO line {po_line.line_no} (part {po_line.part_number}): {case.placed_on[po_line.line_no]} "
+                    f"invoiced but only {open_quantity} still open on PO {case.po.po_number}.",
+                    line_no=first_line, field="quantity", expected=open_quantity,
+                    actual=case.placed_on[po_line.line_no])
+        )
+    return out
 
 
 def quantity_exceeds_received(case: Case) -> list[Finding]:
-    if not case.tolerance.three_way_match:
-        return []
-    return _exceeds(case, "QUANTITY_EXCEEDS_RECEIVED", "received and not yet invoiced", _received_not_invoiced)
+    """3-way match, per PO line that tracks receipts: everything invoiced on it (Sampro, the RPA
+    bot, this invoice) against what was received, plus the received tolerance."""
+    out = []
+    for po_line in case.po.lines:
+        placed = case.placed_on.get(po_line.line_no, ZERO)
+        tolerance = case.context.policy.for_line(case.invoice.vendor_id, po_line.part_number)
+        if not placed or po_line.quantity_received is None or not tolerance.three_way_match:
+            continue
+        received = po_line.quantity_received
+        receivable = received - po_line.quantity_invoiced - case.context.in_flight.get(str(po_line.line_no), ZERO)
+        if placed > receivable + tolerance.received_allowance(received):
+            first_line = next(m.line.line_no for m in case.matches if any(p is po_line for p, _ in m.placed))
+            out.append(
+                finding("QUANTITY_EXCEEDS_RECEIVED", WARNING,
+                        f"PO line {po_line.line_no} (part {po_line.part_number}): {placed} invoiced but only "
+                        f"{receivable} received and not yet invoiced on PO {case.po.po_number}.",
+                        line_no=first_line, field="quantity", expected=receivable, actual=placed)
+            )
+    return out
 
 
 def tax_mismatch(case: Case) -> list[Finding]:
     if case.po.tax_rate is None:
         return []
     expected = case.money(case.po.tax_rate * sum(case.line_amounts, Decimal(0)))
-    if case.invoice.tax_amount == expected:
+    if abs(case.invoice.tax_amount - expected) <= case.tolerance.tax_abs:
         return []
     return [
         finding("TAX_MISMATCH", WARNING,
@@ -188,13 +195,15 @@ def tax_mismatch(case: Case) -> list[Finding]:
 
 
 def charge_not_allowed(case: Case) -> list[Finding]:
-    allowed = set(case.po.allowed_charges)
+    key = case.context.policy.identifiers.key
+    allowed = {key("charge", kind) for kind in case.po.allowed_charges}
     return [
         finding("CHARGE_NOT_ALLOWED", WARNING,
                 f"Charge '{charge.kind}' ({charge.amount}) is not allowed on PO {case.po.po_number}.",
-                field=f"extra_charges[{index}].kind", expected=",".join(sorted(allowed)) or None, actual=charge.kind)
+                field=f"extra_charges[{index}].kind", expected=",".join(sorted(case.po.allowed_charges)) or None,
+                actual=charge.kind)
         for index, charge in enumerate(case.invoice.extra_charges, start=1)
-        if charge.kind not in allowed
+        if key("charge", charge.kind) not in allowed
     ]
 
 

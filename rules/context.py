@@ -16,22 +16,21 @@ NOT_PROCESSED = frozenset({"bad_invoice", "po_not_found", "withdrawn", "supersed
 
 @dataclass(frozen=True, slots=True)
 class KnownInvoice:
-    """An invoice seen before (entered in Sampro or decided by the pipeline)."""
+    """An invoice seen before (entered in Sampro or decided by the pipeline), as the duplicate
+    checks compare it: see `rules.duplicates`."""
 
     invoice_id: str
     vendor_id: str
     invoice_number: str
     status: str
-
-    def shares_number_with(self, vendor_id: str, invoice_number: str) -> bool:
-        """The same vendor's same invoice number (the vendor's number compared without edge spaces)."""
-        return self.vendor_id == vendor_id and self.invoice_number.strip() == invoice_number.strip()
+    total_amount: Decimal | None = None
+    invoice_date: date | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class EvaluationContext:
     history: Sequence[KnownInvoice] = ()
-    in_flight: Mapping[str, Decimal] = field(default_factory=dict)  # part number -> quantity
+    in_flight: Mapping[str, Decimal] = field(default_factory=dict)  # PO line number -> quantity at the RPA bot
     policy: Policy = Policy()
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     today: date | None = None  # defaults to now's date

@@ -78,10 +78,11 @@ def evaluate(invoice: Invoice | Any, po: PurchaseOrder | None, context: Evaluati
 
 def _audit(raw: Any, invoice: Invoice | None, context: EvaluationContext) -> VerdictAudit:
     earlier = []
-    if invoice is not None:
+    if invoice is not None:  # every earlier invoice of the vendor the duplicate checks weighed
+        same_vendor = context.policy.identifiers.same
         earlier = [EarlierInvoice(invoice_id=e.invoice_id, vendor_id=e.vendor_id, invoice_number=e.invoice_number,
-                                  status=e.status)
-                   for e in context.history if e.shares_number_with(invoice.vendor_id, invoice.invoice_number)]
+                                  status=e.status, total_amount=e.total_amount, invoice_date=e.invoice_date)
+                   for e in context.history if same_vendor("vendor_id", e.vendor_id, invoice.vendor_id)]
     document = raw.model_dump(mode="json") if isinstance(raw, Invoice) else raw
     return VerdictAudit(invoice=document, in_flight=dict(context.in_flight), earlier_invoices=earlier)
 

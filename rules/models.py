@@ -147,15 +147,18 @@ class RpaPayload(_Model):
     tax_amount: Decimal
     extra_charges: list[ExtraCharge] = Field(default_factory=list)
     total_amount: Decimal
+    total_difference: Decimal | None = None  # total less lines, tax and charges, when the policy accepts it
 
 
 class EarlierInvoice(_Model):
-    """An invoice seen before with the same vendor and number, as the duplicate check saw it."""
+    """An invoice seen before, as the duplicate checks saw it."""
 
     invoice_id: str
     vendor_id: str
     invoice_number: str
     status: str
+    total_amount: Decimal | None = None
+    invoice_date: date | None = None
 
 
 class VerdictAudit(_Model):
@@ -163,7 +166,7 @@ class VerdictAudit(_Model):
     exactly as the pipeline did, without Sampro, processscheduler or the PO's ledger."""
 
     invoice: Any  # the document as received, valid or not
-    in_flight: dict[str, Decimal] = Field(default_factory=dict)  # part -> quantity at the RPA bot
+    in_flight: dict[str, Decimal] = Field(default_factory=dict)  # PO line number -> quantity at the RPA bot
     earlier_invoices: list[EarlierInvoice] = Field(default_factory=list)
 
 

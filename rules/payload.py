@@ -1,6 +1,14 @@
-"""The JSON the RPA bot keys into Sampro: every line already tied to its PO line."""
+"""The JSON the RPA bot keys into Sampro: every line already tied to its PO line.
+
+An invoice line placed on several PO lines (one part at one price, spread over lines) becomes
+one payload line per PO line, with the quantity put on it; the pieces' amounts add up to the
+invoice line's amount (the last piece takes the rounding). A total difference the policy accepts
+is noted (`total_difference`), so the bot books it as a small difference instead of guessing.
+"""
 
 from __future__ import annotations
+
+from decimal import Decimal
 
 from rules.case import Case
 from rules.models import RpaPayload
@@ -10,20 +18,20 @@ def build_rpa_payload(case: Case) -> RpaPayload | None:
     """None when some line has no PO line to be keyed against (the bot could not enter it)."""
     inv = case.invoice
     lines = []
-    for (line, po_line), amount in zip(case.matches, case.line_amounts, strict=True):
-        if po_line is None:
+    for match, amount in zip(case.matches, case.line_amounts, strict=True):
+        if not match.placed:
             return None
-        lines.append(
-            {
-                "invoice_line_no": line.line_no,
-                "po_line_no": po_line.line_no,
-                "part_number": line.part_number,
-                "description": line.description,
-                "quantity": line.quantity,
-                "unit_price": line.unit_price,
-                "amount": amount,
-            }
-        )
+        line, pieces = match.line, match.placed
+        booked = Decimal(0)
+        for index, (po_line, quantity) in enumerate(pieces, start=1):
+            piece = amount - booked if index == len(pieces) else case.money(quantity * line.unit_price)
+            booked += piece
+            lines.append({"invoice_line_no": line.line_no, "po_line_no": po_line.line_no,
+                          "part_number": line.part_number, "description": line.description, "quantity": quantity,
+                          "unit_price": line.unit_price, "amount": piece})
+    expected = (sum(case.line_amounts, Decimal(0)) + inv.tax_amount
+                + sum((charge.amount for charge in inv.extra_charges), Decimal(0)))
+    difference = inv.total_amount - expected
     # One validation call for the whole payload is cheaper than one per line.
     return RpaPayload.model_validate(dict(
         invoice_id=inv.invoice_id,
@@ -37,4 +45,5 @@ def build_rpa_payload(case: Case) -> RpaPayload | None:
         tax_amount=inv.tax_amount,
         extra_charges=list(inv.extra_charges),
         total_amount=inv.total_amount,
+        total_difference=difference if difference else None,
     ))

@@ -101,12 +101,12 @@ class PurchaseOrderLedger(BaseModel):
         return self.records.get(key)
 
     def in_flight(self) -> dict[str, Decimal]:
-        """Quantities per part held by ready or dispatched invoices, not yet in Sampro."""
+        """Quantities per PO line held by ready or dispatched invoices, not yet in Sampro."""
         totals: dict[str, Decimal] = defaultdict(Decimal)
         for key in self.holding:
-            payload = self.record(key).payload
-            for line in payload.lines if payload else ():
-                totals[line.part_number] += line.quantity
+            record = self.record(key)
+            for line in record.payload.lines if record is not None and record.payload else ():
+                totals[str(line.po_line_no)] += line.quantity
         return dict(totals)
 
 
@@ -237,6 +237,14 @@ class _Session:
             self.emitted.append(_rpa_request(record, record.last_change.occurred_at))
         if record.last_change is not None:
             self.emitted.append(record.last_change)
+
+
+def may_free(ledger: PurchaseOrderLedger | None, work: object) -> bool:
+    """Whether this work can end what holds the PO, so that its parked invoices may be judged now:
+    a completion, a withdrawal, an AP command, a new version; a new invoice only parks behind."""
+    if ledger is None or not ledger.parked:
+        return False
+    return not isinstance(work, InvoiceSubmitted) or work.invoice_id in ledger.latest
 
 
 def submit_invoice(

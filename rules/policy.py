@@ -1,73 +1,166 @@
-"""Matching tolerances: defaults plus per-vendor overrides, loaded from a TOML file.
+"""Matching tolerances as AP configures them, from a TOML file: `[default]`, then per vendor and per
+part, each section taking over what it sets from the one above it.
 
 All tolerances default to zero, the exact matching AP uses today. Example:
 
     [default]
-    price_pct = "0"          # % of the PO unit price
-    price_abs = "0.00"       # currency units per unit
-    total_abs = "0.00"       # on the invoice total
-    quantity_pct = "0"       # % over the open quantity
-    three_way_match = false  # also check received quantities (QUANTITY_EXCEEDS_RECEIVED)
+    price_pct = "0"            # unit price above the PO price: % of the PO price ...
+    price_abs = "0.00"         # ... and/or currency units; with both, the stricter wins
+    price_lower_pct = "0"      # the same below the PO price
+    price_lower_abs = "0.00"
+    quantity_pct = "0"         # everything invoiced on a PO line may pass its ordered quantity
+    quantity_abs = "0"         #   by this % of it and/or this many units (the stricter wins)
+    three_way_match = false    # also check received quantities (QUANTITY_EXCEEDS_RECEIVED)
+    received_pct = "0"         #   invoiced may pass received by this % of it
+    tax_abs = "0.00"           # rounding differences accepted on the tax
+    total_abs = "0.00"         # a total difference up to this is accepted and noted in the payload
+    duplicate_window_days = 30 # same vendor and total within this many days: POSSIBLE_DUPLICATE
 
-    [vendors.V100]
+    [identifiers]
+    case_sensitive = []        # fields compared with their letter case: part_number, vendor_id, ...
+
+    [parts."AC-100"]           # for this part, whoever the vendor
+    price_pct = "1"
+
+    [vendors.V100]             # for this vendor
     price_pct = "1.5"
+
+    [vendors.V100.parts."AC-100"]   # for this vendor's part
+    quantity_abs = "2"
+
+A zero (or absent) percentage or amount is no tolerance of that kind; when both kinds of one limit
+are set, a value must be within both. A line's tolerance is `[default]`, then `[parts.P]`, then
+`[vendors.V]`, then `[vendors.V.parts.P]`, later sections overriding the keys they set. Vendor ids
+and part numbers are matched as identifiers are (see `rules.identifiers`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import tomllib
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from rules.identifiers import FIELDS, IdentifierRules
+
 ZERO = Decimal(0)
+HUNDRED = Decimal(100)
 
 
 class PolicyError(ValueError):
     """A tolerances file that cannot be used, naming the key and the value."""
 
 
+def within(base: Decimal, pct: Decimal, absolute: Decimal) -> Decimal:
+    """How far from `base` a value may be: the stricter of the two kinds that are set, else 0."""
+    limits = [limit for limit in (base * pct / HUNDRED if pct else None, absolute if absolute else None)
+              if limit is not None]
+    return min(limits) if limits else ZERO
+
+
 @dataclass(frozen=True, slots=True)
 class Tolerance:
-    price_pct: Decimal = ZERO
+    price_pct: Decimal = ZERO  # above the PO price (the file's old `price_pct` keeps this meaning)
     price_abs: Decimal = ZERO
-    total_abs: Decimal = ZERO
+    price_lower_pct: Decimal = ZERO
+    price_lower_abs: Decimal = ZERO
     quantity_pct: Decimal = ZERO
+    quantity_abs: Decimal = ZERO
     three_way_match: bool = False
+    received_pct: Decimal = ZERO
+    tax_abs: Decimal = ZERO
+    total_abs: Decimal = ZERO
+    duplicate_window_days: int = 30
+
+    def price_allowed(self, po_price: Decimal, invoiced_price: Decimal) -> bool:
+        if invoiced_price >= po_price:
+            return invoiced_price - po_price <= within(po_price, self.price_pct, self.price_abs)
+        return po_price - invoiced_price <= within(po_price, self.price_lower_pct, self.price_lower_abs)
+
+    def quantity_allowance(self, ordered: Decimal) -> Decimal:
+        """How many units everything invoiced on a PO line may pass its ordered quantity by."""
+        return within(ordered, self.quantity_pct, self.quantity_abs)
+
+    def received_allowance(self, received: Decimal) -> Decimal:
+        return received * self.received_pct / HUNDRED
 
 
-@dataclass(frozen=True, slots=True)
+_DECIMALS = tuple(f.name for f in fields(Tolerance) if f.type == "Decimal")
+
+
+@dataclass(frozen=True)
 class Policy:
+    """The sections as the file sets them: each a dict of only the keys it sets."""
+
     default: Tolerance = Tolerance()
-    vendors: dict[str, Tolerance] = field(default_factory=dict)
-    _digest: str | None = field(default=None, init=False, compare=False, repr=False)
+    parts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    vendors: dict[str, dict[str, Any]] = field(default_factory=dict)
+    vendor_parts: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    identifiers: IdentifierRules = IdentifierRules()
+
+    def __post_init__(self) -> None:
+        # Sections are found by identifier keys, however the caller spelled the vendor or part.
+        key = self.identifiers.key
+        object.__setattr__(self, "parts", {key("part_number", p): dict(s) for p, s in self.parts.items()})
+        object.__setattr__(self, "vendors", {key("vendor_id", v): dict(s) for v, s in self.vendors.items()})
+        object.__setattr__(self, "vendor_parts", {(key("vendor_id", v), key("part_number", p)): dict(s)
+                                                  for (v, p), s in self.vendor_parts.items()})
+        object.__setattr__(self, "_fingerprint", _digest(self))
+
+    def __hash__(self) -> int:
+        return hash(self._fingerprint)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Policy) and self._fingerprint == other._fingerprint
 
     def for_vendor(self, vendor_id: str | None) -> Tolerance:
-        return self.vendors.get(vendor_id or "", self.default)
+        return self.for_line(vendor_id, None)
+
+    def for_line(self, vendor_id: str | None, part_number: str | None) -> Tolerance:
+        vendor = self.identifiers.key("vendor_id", vendor_id) if vendor_id else None
+        part = self.identifiers.key("part_number", part_number) if part_number else None
+        return _resolve(self, vendor, part)
 
     def digest(self) -> str:
         """Short fingerprint of every tolerance, so a verdict says which set judged it."""
-        def text(tolerance: Tolerance) -> str:
-            return ",".join(f"{key}={value.normalize():f}" if isinstance(value, Decimal) else f"{key}={value}"
-                            for key, value in asdict(tolerance).items())
-
-        if self._digest is None:
-            canonical = ";".join([text(self.default), *(f"{v}:{text(t)}" for v, t in sorted(self.vendors.items()))])
-            object.__setattr__(self, "_digest", hashlib.sha256(canonical.encode()).hexdigest()[:8])
-        return self._digest
+        return self._fingerprint
 
 
-_DECIMAL_KEYS = ("price_pct", "price_abs", "total_abs", "quantity_pct")
+@lru_cache(maxsize=4096)
+def _resolve(policy: Policy, vendor: str | None, part: str | None) -> Tolerance:
+    tolerance = policy.default
+    for section in (policy.parts.get(part or ""), policy.vendors.get(vendor or ""),
+                    policy.vendor_parts.get((vendor or "", part or ""))):
+        if section:
+            tolerance = replace(tolerance, **section)
+    return tolerance
 
 
-def _tolerance(table: Any, base: Tolerance, where: str) -> Tolerance:
+def _digest(policy: Policy) -> str:
+    def text(values: dict[str, Any]) -> dict[str, str]:
+        return {key: f"{value.normalize():f}" if isinstance(value, Decimal) else str(value)
+                for key, value in sorted(values.items())}
+
+    canonical = json.dumps({
+        "default": text({f.name: getattr(policy.default, f.name) for f in fields(Tolerance)}),
+        "parts": {k: text(v) for k, v in sorted(policy.parts.items())},
+        "vendors": {k: text(v) for k, v in sorted(policy.vendors.items())},
+        "vendor_parts": {f"{v}/{p}": text(s) for (v, p), s in sorted(policy.vendor_parts.items())},
+        "case_sensitive": sorted(policy.identifiers.case_sensitive),
+    }, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:8]
+
+
+def _section(table: Any, where: str) -> dict[str, Any]:
     if not isinstance(table, dict):
         raise PolicyError(f"{where}: expected a table, got {table!r}")
-    changes: dict[str, Any] = {}
+    values: dict[str, Any] = {}
     for key, value in table.items():
-        if key in _DECIMAL_KEYS:
+        if key in _DECIMALS:
             if isinstance(value, bool) or not isinstance(value, (str, int, float)):
                 raise PolicyError(f"{where}.{key}: expected a number, got {value!r}")
             try:
@@ -77,28 +170,53 @@ def _tolerance(table: Any, base: Tolerance, where: str) -> Tolerance:
                 raise PolicyError(f"{where}.{key}: not a number: {value!r}") from None
             if not number.is_finite() or number < 0:
                 raise PolicyError(f"{where}.{key}: must be a finite number >= 0, got {value!r}")
-            changes[key] = number
+            values[key] = number
         elif key == "three_way_match":
             if not isinstance(value, bool):
                 raise PolicyError(f"{where}.three_way_match: expected true or false, got {value!r}")
-            changes[key] = value
+            values[key] = value
+        elif key == "duplicate_window_days":
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 3650:
+                raise PolicyError(f"{where}.duplicate_window_days: expected whole days from 0 to 3650, got {value!r}")
+            values[key] = value
         else:
             raise PolicyError(f"{where}.{key}: unknown setting (value {value!r})")
-    return replace(base, **changes)
+    return values
+
+
+def _identifiers(table: Any, where: str) -> IdentifierRules:
+    if not isinstance(table, dict) or set(table) - {"case_sensitive"}:
+        raise PolicyError(f"{where}: expected only case_sensitive = [...], got {table!r}")
+    chosen = table.get("case_sensitive", [])
+    if not isinstance(chosen, list) or any(name not in FIELDS for name in chosen):
+        raise PolicyError(f"{where}.case_sensitive: expected a list of {list(FIELDS)}, got {chosen!r}")
+    return IdentifierRules(frozenset(chosen))
 
 
 def parse_policy(document: dict[str, Any], source: str = "tolerances") -> Policy:
-    unknown = set(document) - {"default", "vendors"}
+    unknown = set(document) - {"default", "vendors", "parts", "identifiers"}
     if unknown:
         raise PolicyError(f"{source}: unknown section(s) {sorted(unknown)}")
-    default = _tolerance(document.get("default", {}), Tolerance(), f"{source}: default")
-    vendors_table = document.get("vendors", {})
-    if not isinstance(vendors_table, dict):
-        raise PolicyError(f"{source}: vendors: expected a table, got {vendors_table!r}")
-    vendors = {
-        vendor: _tolerance(table, default, f"{source}: vendors.{vendor}") for vendor, table in vendors_table.items()
-    }
-    return Policy(default=default, vendors=vendors)
+    identifiers = _identifiers(document.get("identifiers", {}), f"{source}: identifiers")
+    default = replace(Tolerance(), **_section(document.get("default", {}), f"{source}: default"))
+
+    def keyed(table: Any, where: str, name: str) -> dict[str, Any]:
+        if not isinstance(table, dict):
+            raise PolicyError(f"{where}: expected a table, got {table!r}")
+        return {identifiers.key(name, key): value for key, value in table.items()}
+
+    parts = {part: _section(table, f"{source}: parts.{part}")
+             for part, table in keyed(document.get("parts", {}), f"{source}: parts", "part_number").items()}
+    vendors: dict[str, dict[str, Any]] = {}
+    vendor_parts: dict[tuple[str, str], dict[str, Any]] = {}
+    for vendor, table in keyed(document.get("vendors", {}), f"{source}: vendors", "vendor_id").items():
+        where = f"{source}: vendors.{vendor}"
+        table = dict(table) if isinstance(table, dict) else table
+        own_parts = table.pop("parts", {}) if isinstance(table, dict) else {}
+        vendors[vendor] = _section(table, where)
+        for part, part_table in keyed(own_parts, f"{where}.parts", "part_number").items():
+            vendor_parts[(vendor, part)] = _section(part_table, f"{where}.parts.{part}")
+    return Policy(default=default, parts=parts, vendors=vendors, vendor_parts=vendor_parts, identifiers=identifiers)
 
 
 def load_policy(path: Path) -> Policy:
@@ -107,3 +225,4 @@ def load_policy(path: Path) -> Policy:
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(f"{path}: not valid TOML: {exc}") from None
     return parse_policy(document, str(path))
+

@@ -4,10 +4,11 @@ rules and tolerances in force now. Pure, so an audit never depends on today's Sa
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 
 from rules.context import EvaluationContext, KnownInvoice
 from rules.evaluate import case_of, findings
-from rules.models import Finding, Verdict, VerdictStatus
+from rules.models import Finding, PurchaseOrder, Verdict, VerdictStatus
 from rules.policy import Policy
 from rules.table import rules_version
 
@@ -26,10 +27,28 @@ def judge_again(recorded: Verdict, policy: Policy) -> Judgement | None:
     audit = recorded.audit
     if audit is None:
         return None
-    history = [KnownInvoice(e.invoice_id, e.vendor_id, e.invoice_number, e.status) for e in audit.earlier_invoices]
-    context = EvaluationContext(history=history, in_flight=audit.in_flight, policy=policy, now=recorded.evaluated_at)
+    history = [KnownInvoice(e.invoice_id, e.vendor_id, e.invoice_number, e.status, e.total_amount, e.invoice_date)
+               for e in audit.earlier_invoices]
+    in_flight = _by_po_line(audit.in_flight, recorded.po_snapshot)
+    context = EvaluationContext(history=history, in_flight=in_flight, policy=policy, now=recorded.evaluated_at)
     status, reasons = findings(case_of(audit.invoice, recorded.po_snapshot, context))
     return Judgement(status, reasons, rules_version(policy))
+
+
+def _by_po_line(in_flight: dict[str, Decimal], po: PurchaseOrder | None) -> dict[str, Decimal]:
+    """Audits written before rules 2026.12.1 counted quantities at the RPA bot by part, not by PO
+    line: such a quantity is put on its part's first PO line, as those rules pooled it."""
+    if po is None or all(key.isdigit() for key in in_flight):
+        return dict(in_flight)
+    first_line = {}
+    for line in sorted(po.lines, key=lambda line: line.line_no):
+        first_line.setdefault(line.part_number, str(line.line_no))
+    by_line: dict[str, Decimal] = {}
+    for key, quantity in in_flight.items():
+        line = key if key.isdigit() else first_line.get(key)
+        if line is not None:
+            by_line[line] = by_line.get(line, Decimal(0)) + quantity
+    return by_line
 
 
 @dataclass(frozen=True, slots=True)

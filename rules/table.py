@@ -14,7 +14,7 @@ from rules.case import Case
 from rules.models import Finding, VerdictStatus
 from rules.policy import Policy
 
-RULES_VERSION = "2026.11.1"
+RULES_VERSION = "2026.12.1"
 _EXACT_MATCHING = Policy()
 
 
@@ -39,6 +39,7 @@ RULES: tuple[Rule, ...] = (
     Rule("PO_NOT_FOUND", _PNF, checks.po_not_found, needs_invoice=False, needs_po=False),
     Rule("INVALID_INVOICE", _BAD, checks.invalid_invoice, needs_invoice=False, needs_po=False),
     Rule("DUPLICATE_INVOICE", _BAD, checks.duplicate_invoice, needs_po=False),
+    Rule("POSSIBLE_DUPLICATE", _REVIEW, checks.possible_duplicate, needs_po=False),
     Rule("VENDOR_MISMATCH", _BAD, checks.vendor_mismatch),
     Rule("CURRENCY_MISMATCH", _BAD, checks.currency_mismatch),
     Rule("PART_NOT_ON_PO", _BAD, checks.part_not_on_po),

@@ -1,14 +1,11 @@
-"""Avro on the wire, with fastavro.
+"""Avro on the wire, with fastavro; the schemas come from the models (see `schemas.avro`).
 
 Default framing: Avro single-object encoding (marker C3 01, then the 8-byte little-endian
 CRC-64-AVRO fingerprint of the writer schema's Parsing Canonical Form, then the binary body),
 so every message says which schema wrote it and no schema registry is needed. Decoding looks
-the fingerprint up among every known version and resolves it to the current reader schema.
-With a registry URL, the Confluent framing (magic 0, 4-byte schema id) is used instead.
-
-Decimals, dates and timestamps travel as text: an invoice's "15.50" must come back as exactly
-"15.50" (a fixed-scale Avro decimal would not keep the vendor's scale), and ISO 8601 text is
-what the JSON contracts already say.
+the fingerprint up among the current schemas and every released one, and resolves it to the
+current reader schema. With a registry URL, the Confluent framing (magic 0, 4-byte schema id) is
+used instead.
 """
 
 from __future__ import annotations
@@ -36,16 +33,17 @@ from rules.lifecycle import (
     RpaRequest,
     StatusChanged,
 )
-from rules.models import Invoice, PurchaseOrder, RpaCompletion, Verdict
+from rules.models import RpaCompletion, Verdict
+from schemas.avro import NAMESPACE, avro_schema, free_json_paths
 
-SCHEMA_DIR = Path(__file__).with_name("avro")
-NAMESPACE = "invoice_automation"
+RELEASED = Path(__file__).with_name("released")
 SINGLE_OBJECT_MARKER = b"\xc3\x01"
 CONFLUENT_MAGIC = b"\x00"
 
+# Every record a topic carries.
 MODELS: tuple[type[BaseModel], ...] = (
-    Invoice, PurchaseOrder, Verdict, RpaCompletion, InvoiceSubmitted, InvoiceWithdrawn,
-    ReleaseRequested, DispatchApproved, RpaRequest, StatusChanged,
+    Verdict, RpaCompletion, InvoiceSubmitted, InvoiceWithdrawn, ReleaseRequested, DispatchApproved, RpaRequest,
+    StatusChanged,
 )
 
 
@@ -63,42 +61,52 @@ class Codec(Protocol):
 
 
 @cache
-def schema_for(name: str, folder: Path = SCHEMA_DIR) -> dict:
-    """The parsed schema `invoice_automation.<name>`, named types resolved from the same folder."""
-    return load_schema(str(folder / f"{NAMESPACE}.{name}.avsc"))
+def schema_for(name: str) -> dict:
+    """The parsed current schema of the model named `invoice_automation.<name>`."""
+    model = next(model for model in MODELS if model.__name__ == name)
+    return parse_schema(avro_schema(model))
+
+
+@cache
+def released_schemas() -> tuple[tuple[type[BaseModel], dict], ...]:
+    """Every schema released before, of every record a topic carries: their data stays readable."""
+    found = []
+    for folder in sorted(RELEASED.iterdir()):
+        for model in MODELS:
+            path = folder / f"{NAMESPACE}.{model.__name__}.avsc"
+            if path.exists():
+                found.append((model, load_schema(str(path))))
+    return tuple(found)
 
 
 def fingerprint_of(schema: dict) -> bytes:
     return bytes.fromhex(fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO"))
 
 
-def _json_text(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
-
-
-def _json_value(text: str) -> Any:
-    return json.loads(text, parse_float=Decimal)
-
-
 def to_record(model: BaseModel) -> dict[str, Any]:
-    """Free-form JSON (an invoice as received, valid or not) travels as JSON text."""
+    """The model as Avro record data: free-form JSON as JSON text (see `schemas.avro`)."""
     record = model.model_dump(mode="json")
-    if isinstance(model, InvoiceSubmitted):
-        record["document"] = _json_text(record["document"])
-    elif isinstance(model, Verdict) and record.get("audit") is not None:
-        record["audit"]["invoice"] = _json_text(record["audit"]["invoice"])
+    for path in free_json_paths(type(model)):
+        _replace(record, path, lambda value: json.dumps(value, separators=(",", ":")))
     return record
 
 
 def from_record(model_type: type[BaseModel], record: dict[str, Any]) -> BaseModel:
-    if model_type is InvoiceSubmitted:
-        record = {**record, "document": _json_value(record["document"])}
-    elif model_type is Verdict and record.get("audit") is not None:
-        record = {**record, "audit": {**record["audit"], "invoice": _json_value(record["audit"]["invoice"])}}
+    for path in free_json_paths(model_type):
+        _replace(record, path, lambda text: json.loads(text, parse_float=Decimal))
     try:
         return model_type.model_validate(record)
     except ValidationError as exc:
         raise DecodeError(f"{model_type.__name__} record breaks its model: {exc.errors(include_url=False)[0]}") from None
+
+
+def _replace(record: dict[str, Any], path: tuple[str, ...], change) -> None:
+    for name in path[:-1]:
+        record = record.get(name)
+        if record is None:
+            return
+    if path[-1] in record:
+        record[path[-1]] = change(record[path[-1]])
 
 
 def _body(schema: dict, model: BaseModel) -> bytes:
@@ -128,7 +136,7 @@ class SingleObjectCodec:
         self._current = {model: schema_for(model.__name__) for model in models}
         self._headers = {model: SINGLE_OBJECT_MARKER + fingerprint_of(s) for model, s in self._current.items()}
         self._writers = {fingerprint_of(s): _WriterVersion(s, model) for model, s in self._current.items()}
-        for model, schema in older_versions:
+        for model, schema in (*released_schemas(), *older_versions):
             parsed = parse_schema(schema)
             self._writers[fingerprint_of(parsed)] = _WriterVersion(parsed, model)
 

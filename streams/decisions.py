@@ -15,6 +15,7 @@ from typing import Any
 
 from connectors.ports import ProcessScheduler, PurchaseOrderReader
 from rules.context import KnownInvoice
+from rules.duplicates import known_from, lookups_for
 from rules.lifecycle import (
     DispatchApproved,
     InvoiceSubmitted,
@@ -28,6 +29,7 @@ from rules.po_ledger import (
     Judge,
     Outcome,
     PurchaseOrderLedger,
+    may_free,
     approve_dispatch,
     complete_rpa,
     record_key,
@@ -83,33 +85,16 @@ class DecisionDesk:
     def _invoices_seen_before(
         self, batch: Sequence[PurchaseOrderWork], ledgers: MutableMapping[str, PurchaseOrderLedger]
     ) -> list[KnownInvoice]:
-        """Entered and decided invoices sharing a vendor + number with anything this batch may judge:
+        """Entered and decided invoices that may be duplicates of anything this batch may judge:
         its submissions, and the invoices parked on a PO that this batch may free."""
         documents = [work.document for work in batch if isinstance(work, InvoiceSubmitted)]
-        for po_number in _pos_it_may_free(batch, ledgers):
+        for po_number in {work.po_number for work in batch if may_free(ledgers.get(work.po_number), work)}:
             ledger = ledgers[po_number]
             documents.extend(ledger.record(key).submission.document for key in ledger.parked)
-        pairs = {
-            (str(doc["vendor_id"]).strip(), str(doc["invoice_number"]).strip())
-            for doc in documents
-            if isinstance(doc, dict) and doc.get("vendor_id") and doc.get("invoice_number")
-        }
-        if not pairs:
+        lookups = lookups_for(documents)
+        if not lookups:
             return []
-        return [*self.purchase_orders.entered_invoices(pairs), *self.scheduler.decided_invoices(pairs)]
-
-
-def _pos_it_may_free(batch: Sequence[PurchaseOrderWork], ledgers: MutableMapping[str, PurchaseOrderLedger]) -> set[str]:
-    """POs with parked invoices and work that can end the one holding the PO: a completion, a
-    withdrawal, a new version. A new invoice on a held PO only parks behind it."""
-    pos = set()
-    for work in batch:
-        ledger = ledgers.get(work.po_number)
-        if ledger is None or not ledger.parked:
-            continue
-        if not isinstance(work, InvoiceSubmitted) or work.invoice_id in ledger.latest:
-            pos.add(work.po_number)
-    return pos
+        return [*self.purchase_orders.entered_invoices(lookups), *self.scheduler.decided_invoices(lookups)]
 
 
 def _newly_known(emitted: Sequence[Emitted], ledger: PurchaseOrderLedger) -> list[KnownInvoice]:
@@ -118,14 +103,7 @@ def _newly_known(emitted: Sequence[Emitted], ledger: PurchaseOrderLedger) -> lis
     for message in emitted:
         if isinstance(message, Verdict) and message.invoice_id and message.invoice_version is not None:
             record = ledger.record(record_key(message.invoice_id, message.invoice_version))
-            doc = record.submission.document if record is not None else {}
-            if doc.get("vendor_id") and doc.get("invoice_number"):
-                known.append(
-                    KnownInvoice(
-                        invoice_id=message.invoice_id,
-                        vendor_id=str(doc["vendor_id"]).strip(),
-                        invoice_number=str(doc["invoice_number"]).strip(),
-                        status=message.status.value,
-                    )
-                )
+            if record is not None and (seen := known_from(message.invoice_id, message.status.value,
+                                                          record.submission.document)) is not None:
+                known.append(seen)
     return known

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 
 from rules.context import KnownInvoice
+from rules.duplicates import Lookup, matches_lookup
 from rules.models import PurchaseOrder
 
 
@@ -18,6 +19,5 @@ class InMemoryPurchaseOrderReader:
         self.fetches += 1
         return {n: self.purchase_orders[n] for n in po_numbers if n in self.purchase_orders}
 
-    def entered_invoices(self, vendor_invoice_numbers: Collection[tuple[str, str]]) -> list[KnownInvoice]:
-        wanted = set(vendor_invoice_numbers)
-        return [k for k in self.entered if (k.vendor_id, k.invoice_number) in wanted]
+    def entered_invoices(self, lookups: Collection[Lookup]) -> list[KnownInvoice]:
+        return [known for known in self.entered if matches_lookup(known, lookups)]

@@ -6,11 +6,12 @@ from collections.abc import Collection
 from decimal import Decimal
 
 from pydantic import ValidationError
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, or_, select
 
 from connectors.sampro.tables import SamproNames, sampro_tables
 from connectors.sql import mapped_errors
 from rules.context import KnownInvoice
+from rules.duplicates import Lookup, matches_lookup
 from rules.errors import DataError
 from rules.models import POStatus, PurchaseOrder
 
@@ -79,18 +80,31 @@ class SqlPurchaseOrderReader:
                     "quantity_invoiced": row["quantity_invoiced"] or Decimal(0)})
         return {number: _snapshot(number, fields) for number, fields in headers.items()}
 
-    def entered_invoices(self, vendor_invoice_numbers: Collection[tuple[str, str]]) -> list[KnownInvoice]:
-        pairs = sorted(set(vendor_invoice_numbers))
-        if not pairs:
-            return []
+    def entered_invoices(self, lookups: Collection[Lookup]) -> list[KnownInvoice]:
+        """Sampro's columns hold the values as keyed in, so the lookup asks for each as sent, trimmed,
+        upper and lower case (SQL Server's usual collation ignores case anyway), and for the totals;
+        the duplicate checks then compare exactly. A loose number (`INV42` for `INV-0042`) is found
+        here only when the total matches too: an index cannot find it otherwise."""
+        wanted = sorted(lookups, key=lambda lookup: (lookup.vendor_key, lookup.number_key))
         t = self.tables.ap_invoice
         found = []
         with mapped_errors("sampro"), self.engine.connect() as conn:
-            for chunk in _chunks(pairs, CHUNK // 2):
-                # Two IN lists instead of an OR per pair: one index range scan, and SQL Server has no row IN.
-                query = (select(t.c.sampro_invoice_id, t.c.vendor_id, t.c.invoice_number)
-                         .where(t.c.vendor_id.in_({v for v, _ in chunk}), t.c.invoice_number.in_({n for _, n in chunk})))
-                wanted = set(chunk)
-                found.extend(KnownInvoice(f"sampro:{row.sampro_invoice_id}", row.vendor_id, row.invoice_number, "entered")
-                             for row in conn.execute(query) if (row.vendor_id, row.invoice_number) in wanted)
+            for chunk in _chunks(wanted, CHUNK // 5):
+                totals = {lookup.total_amount for lookup in chunk if lookup.total_amount is not None}
+                query = (select(t.c.sampro_invoice_id, t.c.vendor_id, t.c.invoice_number, t.c.total_amount,
+                                t.c.invoice_date)
+                         .where(t.c.vendor_id.in_({v for lookup in chunk for v in _spellings(lookup.vendor_id)}),
+                                or_(t.c.invoice_number.in_({n for lookup in chunk
+                                                            for n in _spellings(lookup.invoice_number)}),
+                                    t.c.total_amount.in_(totals))))
+                for row in conn.execute(query):
+                    known = KnownInvoice(f"sampro:{row.sampro_invoice_id}", row.vendor_id, row.invoice_number,
+                                         "entered", row.total_amount, row.invoice_date)
+                    if matches_lookup(known, chunk):
+                        found.append(known)
         return found
+
+
+def _spellings(text: str) -> set[str]:
+    trimmed = text.strip()
+    return {text, trimmed, trimmed.upper(), trimmed.lower()}

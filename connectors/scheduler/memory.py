@@ -6,6 +6,7 @@ from collections.abc import Collection, Sequence
 
 from connectors.scheduler.rows import history_row, key, row_fields
 from rules.context import KnownInvoice
+from rules.duplicates import Lookup, matches_lookup
 from rules.lifecycle import StatusChanged
 from rules.models import Verdict
 
@@ -24,10 +25,11 @@ class InMemoryProcessScheduler:
                                                  "invoice_version": message.invoice_version}).update(row_fields(message))
             self.events[event["event_id"]] = event
 
-    def decided_invoices(self, vendor_invoice_numbers: Collection[tuple[str, str]]) -> list[KnownInvoice]:
-        wanted = set(vendor_invoice_numbers)
-        return [KnownInvoice(r["invoice_id"], r["vendor_id"], r["invoice_number"], r["status"])
-                for r in self.table.values() if (r.get("vendor_id"), r.get("invoice_number")) in wanted]
+    def decided_invoices(self, lookups: Collection[Lookup]) -> list[KnownInvoice]:
+        rows = [KnownInvoice(r["invoice_id"], r["vendor_id"], r["invoice_number"], r["status"], r.get("total_amount"),
+                             r.get("invoice_date"))
+                for r in self.table.values() if r.get("vendor_id") and r.get("invoice_number")]
+        return [known for known in rows if matches_lookup(known, lookups)]
 
     def rows(self, po_number: str | None = None, status: str | None = None) -> list[dict]:
         return [r for _, r in sorted(self.table.items())

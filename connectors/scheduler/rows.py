@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rules.duplicates import invoice_date, lookup_for
 from rules.lifecycle import StatusChanged
 from rules.models import Verdict
 
@@ -18,12 +19,19 @@ def row_fields(message: Verdict | StatusChanged) -> dict:
     """The processscheduler columns this message sets (the rest are left as they are)."""
     if isinstance(message, Verdict):
         data = message.model_dump(mode="json", include={"reasons", "rpa_payload", "po_snapshot", "audit"})
+        document = data["audit"]["invoice"] if data["audit"] else None
+        found = lookup_for(document)
         return {
             "po_number": message.po_number, "vendor_id": message.vendor_id, "invoice_number": message.invoice_number,
             "status": message.status.value, "http_status": message.http_status, "reasons": data["reasons"],
             "rpa_payload": data["rpa_payload"], "rules_version": message.rules_version,
             "po_snapshot": data["po_snapshot"], "decided_at": message.evaluated_at,
-            "invoice_document": data["audit"]["invoice"] if data["audit"] else None,
+            "invoice_document": document,
+            # What the duplicate checks look this invoice up by (rules.duplicates).
+            "vendor_key": found.vendor_key if found else None, "number_key": found.number_key if found else None,
+            "loose_number_key": found.loose_key if found else None,
+            "total_amount": found.total_amount if found else None,
+            "invoice_date": invoice_date(document) if found else None,
         }
     fields = {"po_number": message.po_number, "status": message.status.value}
     if message.sampro_invoice_id:

@@ -9,16 +9,18 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, bindparam, func, insert, select, update
+from sqlalchemy import Engine, bindparam, func, insert, or_, select, update
 
 from connectors.scheduler.rows import history_row, key, row_fields
 from connectors.scheduler.tables import history, processscheduler
 from connectors.sql import mapped_errors
 from rules.context import KnownInvoice
+from rules.duplicates import Lookup, matches_lookup
 from rules.lifecycle import StatusChanged
 from rules.models import Verdict
 
 CHUNK = 500
+LOOKUP_CHUNK = 300  # four parameters a lookup at most: well under SQL Server's 2,100 a statement
 
 
 class SqlProcessScheduler:
@@ -79,21 +81,27 @@ class SqlProcessScheduler:
             found.update(conn.execute(query).scalars())
         return found
 
-    def decided_invoices(self, vendor_invoice_numbers: Collection[tuple[str, str]]) -> list[KnownInvoice]:
-        pairs = sorted(set(vendor_invoice_numbers))
-        if not pairs:
-            return []
+    def decided_invoices(self, lookups: Collection[Lookup]) -> list[KnownInvoice]:
+        """One indexed query per chunk: the vendor keys, and the number keys, loose keys or totals."""
+        wanted = sorted(lookups, key=lambda lookup: (lookup.vendor_key, lookup.number_key))
         t = processscheduler
-        found = []
+        found: dict[tuple[str, int], KnownInvoice] = {}
         with mapped_errors("processscheduler"), self.engine.connect() as conn:
-            for start in range(0, len(pairs), CHUNK):
-                chunk = pairs[start : start + CHUNK]
-                wanted = set(chunk)
-                query = (select(t.c.invoice_id, t.c.vendor_id, t.c.invoice_number, t.c.status)
-                         .where(t.c.vendor_id.in_({v for v, _ in chunk}), t.c.invoice_number.in_({n for _, n in chunk})))
-                found.extend(KnownInvoice(r.invoice_id, r.vendor_id, r.invoice_number, r.status)
-                             for r in conn.execute(query) if (r.vendor_id, r.invoice_number) in wanted)
-        return found
+            for start in range(0, len(wanted), LOOKUP_CHUNK):
+                chunk = wanted[start: start + LOOKUP_CHUNK]
+                totals = {lookup.total_amount for lookup in chunk if lookup.total_amount is not None}
+                query = (select(t.c.invoice_id, t.c.invoice_version, t.c.vendor_id, t.c.invoice_number, t.c.status,
+                                t.c.total_amount, t.c.invoice_date)
+                         .where(t.c.vendor_key.in_({lookup.vendor_key for lookup in chunk}),
+                                or_(t.c.number_key.in_({lookup.number_key for lookup in chunk}),
+                                    t.c.loose_number_key.in_({lookup.loose_key for lookup in chunk}),
+                                    t.c.total_amount.in_(totals))))
+                for r in conn.execute(query):
+                    known = KnownInvoice(r.invoice_id, r.vendor_id, r.invoice_number, r.status, r.total_amount,
+                                         r.invoice_date)
+                    if matches_lookup(known, chunk):
+                        found[(r.invoice_id, r.invoice_version)] = known
+        return list(found.values())
 
     # -- reads for the demo, the API and the tests ---------------------------------------------
     def rows(self, po_number: str | None = None, status: str | None = None) -> list[dict]:

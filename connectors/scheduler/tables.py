@@ -6,10 +6,12 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     Column,
+    Date,
     DateTime,
     Index,
     Integer,
     MetaData,
+    Numeric,
     String,
     Table,
     Text,
@@ -33,12 +35,21 @@ processscheduler = Table(
     Column("rules_version", String(32)),
     Column("po_snapshot", JSON),
     Column("invoice_document", JSON),  # the invoice as judged (the verdict's audit), valid or not
+    # What the duplicate checks look an invoice up by (see rules.duplicates).
+    Column("vendor_key", String(64)),
+    Column("number_key", String(64)),
+    Column("loose_number_key", String(64)),
+    Column("total_amount", Numeric(18, 4)),
+    Column("invoice_date", Date),
     Column("sampro_invoice_id", String(64)),
     Column("decided_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("invoice_id", "invoice_version", name="uq_processscheduler_invoice_version"),
     Index("ix_processscheduler_vendor_invoice_number", "vendor_id", "invoice_number"),
+    Index("ix_processscheduler_vendor_number_key", "vendor_key", "number_key"),
+    Index("ix_processscheduler_vendor_loose_key", "vendor_key", "loose_number_key"),
+    Index("ix_processscheduler_vendor_total", "vendor_key", "total_amount"),
 )
 
 history = Table(

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import json
+from datetime import UTC, date, datetime
+from decimal import Decimal
 
 import pytest
+from sqlalchemy import text
 
 from connectors.scheduler import InMemoryProcessScheduler, SqlProcessScheduler, upgrade
+from rules.duplicates import lookups_for
 from rules.lifecycle import InvoiceStatus, StatusChanged
 from tests.unit.rules.builders import INVOICE, judge
 
 AT = datetime(2026, 11, 25, 10, tzinfo=UTC)
 READY = judge(INVOICE)
 REVIEW = judge({**INVOICE, "invoice_id": "MP-2", "invoice_number": "INV-2", "total_amount": "1.00"})
+
+
+def lookups(*documents: dict) -> set:
+    return lookups_for(documents)
 
 
 def change(status: InvoiceStatus, event_id: str, invoice_id: str = "MP-1001", **extra) -> StatusChanged:
@@ -66,8 +74,43 @@ class ProcessSchedulerContract:
 
     def test_decided_invoices_are_found_by_vendor_and_number(self, scheduler):
         scheduler.record([READY, REVIEW])
-        found = scheduler.decided_invoices([("V100", "INV-2"), ("V100", "NOPE")])
+        found = scheduler.decided_invoices(lookups({"vendor_id": "V100", "invoice_number": "INV-2"},
+                                                   {"vendor_id": "V100", "invoice_number": "NOPE"}))
         assert [(k.invoice_id, k.status) for k in found] == [("MP-2", "bad_invoice")]
+
+    def test_decided_invoices_are_found_as_identifiers_loose_numbers_and_totals(self, scheduler):
+        scheduler.record([READY, REVIEW])
+        by_case = scheduler.decided_invoices(lookups({"vendor_id": " v100", "invoice_number": "inv-2 "}))
+        by_loose = scheduler.decided_invoices(lookups({"vendor_id": "V100", "invoice_number": "INV 0002"}))
+        by_total = scheduler.decided_invoices(lookups({"vendor_id": "V100", "invoice_number": "X",
+                                                       "total_amount": "57.25"}))
+        assert [k.invoice_id for k in by_case] == [k.invoice_id for k in by_loose] == ["MP-2"]
+        assert [(k.invoice_id, k.total_amount, k.invoice_date) for k in by_total] == [
+            ("MP-1001", Decimal("57.25"), date(2026, 11, 20))]
+
+
+class SqlSchedulerContract(ProcessSchedulerContract):
+    @pytest.fixture
+    def engine(self):
+        raise NotImplementedError
+
+    @pytest.fixture
+    def scheduler(self, engine):
+        upgrade(engine)
+        return SqlProcessScheduler(engine)
+
+    def test_rows_decided_before_the_duplicate_keys_get_them_from_the_migration(self, engine):
+        upgrade(engine, "0005")
+        with engine.begin() as conn:  # a row as revision 0005 wrote it
+            conn.execute(text(
+                "INSERT INTO processscheduler (invoice_id, invoice_version, vendor_id, invoice_number, status, "
+                "invoice_document, created_at, updated_at) VALUES ('MP-OLD', 1, 'V100 ', 'Inv-0042', 'entered', "
+                ":document, :at, :at)"), {"document": json.dumps({"total_amount": "9.50", "invoice_date": "2026-11-03"}),
+                                          "at": AT})
+        upgrade(engine)
+        found = SqlProcessScheduler(engine).decided_invoices(lookups({"vendor_id": "v100", "invoice_number": "INV42"}))
+        assert [(k.invoice_id, k.total_amount, k.invoice_date) for k in found] == [
+            ("MP-OLD", Decimal("9.50"), date(2026, 11, 3))]
 
 
 class TestInMemoryScheduler(ProcessSchedulerContract):
@@ -76,15 +119,13 @@ class TestInMemoryScheduler(ProcessSchedulerContract):
         return InMemoryProcessScheduler()
 
 
-class TestSqliteScheduler(ProcessSchedulerContract):
+class TestSqliteScheduler(SqlSchedulerContract):
     @pytest.fixture
-    def scheduler(self, sqlite_engine):
-        upgrade(sqlite_engine)
-        return SqlProcessScheduler(sqlite_engine)
+    def engine(self, sqlite_engine):
+        return sqlite_engine
 
 
-class TestPostgresScheduler(ProcessSchedulerContract):
+class TestPostgresScheduler(SqlSchedulerContract):
     @pytest.fixture
-    def scheduler(self, scheduler_pg_engine):
-        upgrade(scheduler_pg_engine)
-        return SqlProcessScheduler(scheduler_pg_engine)
+    def engine(self, scheduler_pg_engine):
+        return scheduler_pg_engine

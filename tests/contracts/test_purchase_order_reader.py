@@ -11,6 +11,7 @@ from sqlalchemy import event, insert
 from connectors.sampro import InMemoryPurchaseOrderReader, SamproDataError, SqlPurchaseOrderReader
 from connectors.sampro.standin import SamproStandIn
 from rules.context import KnownInvoice
+from rules.duplicates import lookups_for
 from rules.models import PurchaseOrder
 from tests.unit.rules.builders import PO
 
@@ -36,11 +37,19 @@ class PurchaseOrderReaderContract:
         assert found["PO-2"].status.value == "on_hold" and found["PO-2"].tax_rate is None
 
     def test_nothing_asked_nothing_fetched(self, reader):
-        assert reader.fetch([]) == {} and reader.entered_invoices([]) == []
+        assert reader.fetch([]) == {} and reader.entered_invoices(set()) == []
 
     def test_entered_invoices_are_found_by_vendor_and_number(self, reader):
-        found = reader.entered_invoices([("V100", "INV-1"), ("V100", "INV-404")])
+        found = reader.entered_invoices(lookups_for([{"vendor_id": "V100", "invoice_number": "INV-1"},
+                                                     {"vendor_id": "V100", "invoice_number": "INV-404"}]))
         assert [(k.vendor_id, k.invoice_number, k.status) for k in found] == [("V100", "INV-1", "entered")]
+
+    def test_entered_invoices_are_found_in_another_case_or_by_their_total(self, reader):
+        by_case = reader.entered_invoices(lookups_for([{"vendor_id": "v100 ", "invoice_number": "inv-1"}]))
+        by_total = reader.entered_invoices(lookups_for([{"vendor_id": "V100", "invoice_number": "OTHER",
+                                                         "total_amount": "10"}]))
+        assert [k.invoice_id for k in by_case] == [k.invoice_id for k in by_total] == ["sampro:S-1"]
+        assert by_total[0].total_amount == Decimal("10") and by_total[0].invoice_date == date(2026, 11, 2)
 
 
 class SqlReaderContract(PurchaseOrderReaderContract):
@@ -54,7 +63,7 @@ class SqlReaderContract(PurchaseOrderReaderContract):
         standin.create_schema()
         standin.load_purchase_orders(PURCHASE_ORDERS)
         standin.enter_invoice(sampro_invoice_id="S-1", vendor_id="V100", invoice_number="INV-1", po_number="PO-3",
-                              invoice_date=None, total_amount=Decimal("10"), lines=[(1, Decimal("2"))])
+                              invoice_date=date(2026, 11, 2), total_amount=Decimal("10"), lines=[(1, Decimal("2"))])
         return SqlPurchaseOrderReader(engine)
 
     def test_one_batch_is_one_statement(self, reader, engine):
@@ -83,7 +92,8 @@ class SqlReaderContract(PurchaseOrderReaderContract):
 class TestInMemoryReader(PurchaseOrderReaderContract):
     @pytest.fixture
     def reader(self):
-        return InMemoryPurchaseOrderReader(PURCHASE_ORDERS, [KnownInvoice("sampro:S-1", "V100", "INV-1", "entered")])
+        return InMemoryPurchaseOrderReader(PURCHASE_ORDERS, [KnownInvoice("sampro:S-1", "V100", "INV-1", "entered",
+                                                                          Decimal("10"), date(2026, 11, 2))])
 
 
 class TestSqliteReader(SqlReaderContract):

@@ -13,6 +13,7 @@ from confluent_kafka import Producer
 from typer.testing import CliRunner
 
 from cli.main import app
+from rules.table import RULES_VERSION
 from devstack.demo import _settings_env, upload
 from rules.lifecycle import ReleaseRequested
 from schemas.codec import SingleObjectCodec
@@ -97,7 +98,7 @@ def test_reprocess_after_a_change_of_tolerances_judges_again_without_doubling(pi
     assert [h["status"] for h in pipeline.scheduler.history(ready["invoice_id"])] == [
         "ready_to_process", "sent_to_rpa", "entered"]
     row = next(r for r in pipeline.scheduler.rows() if r["invoice_id"] == by_price["invoice_id"])
-    assert row["rules_version"].startswith("2026.11.1+tol.") and row["reasons"] == []
+    assert row["rules_version"].startswith(f"{RULES_VERSION}+tol.") and row["reasons"] == []
     assert [h["status"] for h in pipeline.scheduler.history(by_price["invoice_id"])] == [
         "manual_review", "ready_to_process", "sent_to_rpa", "entered"]
     assert Decimal(row["rpa_payload"]["lines"][0]["unit_price"]) == Decimal("15.75")

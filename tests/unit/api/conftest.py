@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from fastapi.testclient import TestClient
@@ -37,18 +38,25 @@ def verdict(document: dict, minutes: int = 0):
     return judge(document).model_copy(update={"evaluated_at": NOW - timedelta(minutes=minutes)})
 
 
+def freight(cents: int) -> dict:
+    """The builders' invoice with its freight (and so its total) a few cents up: each seeded invoice
+    has a total of its own, so that none looks like a duplicate of another (rules.duplicates)."""
+    amount = Decimal("10.00") + Decimal(cents) / 100
+    return {"extra_charges": [{"kind": "freight", "amount": amount}], "total_amount": Decimal("57.25") + amount - 10}
+
+
 def seed(scheduler: InMemoryProcessScheduler) -> None:
     """MP-1 at the RPA bot, MP-2 bad, MP-3 manual review, MP-4 entered, MP-5 ready (approval mode)."""
     scheduler.record([
-        verdict(invoice(invoice_id="MP-1", invoice_number="INV-1"), minutes=30),
+        verdict(invoice(invoice_id="MP-1", invoice_number="INV-1", **freight(1)), minutes=30),
         change("MP-1", InvoiceStatus.SENT_TO_RPA, "verdict", minutes=30),
         verdict(invoice(invoice_id="MP-2", invoice_number="INV-2", total_amount="1.00"), minutes=20),
         verdict(invoice(invoice_id="MP-3", invoice_number="INV-3", lines=PRICE_OFF, tax_amount="3.58",
-                        total_amount="58.33"), minutes=10),
-        verdict(invoice(invoice_id="MP-4", invoice_number="INV-4"), minutes=5),
+                        extra_charges=[{"kind": "freight", "amount": "10.03"}], total_amount="58.36"), minutes=10),
+        verdict(invoice(invoice_id="MP-4", invoice_number="INV-4", **freight(4)), minutes=5),
         change("MP-4", InvoiceStatus.SENT_TO_RPA, "verdict", minutes=5),
         change("MP-4", InvoiceStatus.ENTERED, "rpa:MP-4:v1:attempt1", minutes=2, sampro_invoice_id="S-4"),
-        verdict(invoice(invoice_id="MP-5", invoice_number="INV-5"), minutes=1),
+        verdict(invoice(invoice_id="MP-5", invoice_number="INV-5", **freight(5)), minutes=1),
     ])
 
 

@@ -42,7 +42,7 @@ def test_the_drill_down_lays_the_invoice_beside_the_po_and_shows_the_history(api
     assert [po_line["part_number"] for po_line in detail["po_snapshot"]["lines"]] == ["AC-100", "FL-200"]
     entered = api.client.get("/api/invoices/MP-4", **api.as_viewer()).json()
     assert [h["status"] for h in entered["history"]] == ["ready_to_process", "sent_to_rpa", "entered"]
-    assert entered["rpa_payload"]["total_amount"] == "57.25" and entered["sampro_invoice_id"] == "S-4"
+    assert entered["rpa_payload"]["total_amount"] == "57.29" and entered["sampro_invoice_id"] == "S-4"
     assert {f["field"] for f in entered["comparison"]["lines"][0]["fields"]} == {"part_number", "quantity",
                                                                                    "unit_price", "amount"}
 

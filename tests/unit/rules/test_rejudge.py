@@ -13,7 +13,7 @@ LENIENT = Policy(default=Tolerance(price_abs=Decimal("0.10")))
 
 
 def test_the_same_rules_give_the_same_verdict_from_the_audit_record_alone():
-    recorded = judge(PRICE_OFF, in_flight={"AC-100": Decimal("4")},
+    recorded = judge(PRICE_OFF, in_flight={"1": Decimal("4")},
                      history=(KnownInvoice("MP-0001", "V100", "INV-778", "entered"),))
     again = judge_again(recorded, Policy())
     assert (again.status, again.reasons) == (recorded.status, recorded.reasons)

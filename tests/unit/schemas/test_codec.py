@@ -19,17 +19,15 @@ from rules.lifecycle import (
     RpaRequest,
     StatusChanged,
 )
-from rules.models import CompletionOutcome, Invoice, PurchaseOrder, RpaCompletion
+from rules.models import CompletionOutcome, RpaCompletion
 from schemas.codec import DecodeError, RegistryCodec, SingleObjectCodec, schema_for
-from tests.unit.rules.builders import INVOICE, PO, judge
+from tests.unit.rules.builders import INVOICE, judge
 
 AT = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
 VERDICT_READY = judge(INVOICE)
 VERDICT_BAD = judge({**INVOICE, "lines": [], "invoice_id": "MP-2"}, None)
 
 EXAMPLES = [
-    Invoice.model_validate(INVOICE),
-    PurchaseOrder.model_validate(PO),
     VERDICT_READY,
     VERDICT_BAD,
     RpaCompletion(event_id="e1", invoice_id="MP-1001", invoice_version=1, po_number="PO-5001",
@@ -60,7 +58,7 @@ def test_every_model_round_trips_exactly(model):
 
 def test_single_object_header_is_marker_and_crc64_fingerprint():
     data = SingleObjectCodec().encode(EXAMPLES[0])
-    expected = fingerprint(to_parsing_canonical_form(schema_for("Invoice")), "CRC-64-AVRO")
+    expected = fingerprint(to_parsing_canonical_form(schema_for("Verdict")), "CRC-64-AVRO")
     assert data[:2] == b"\xc3\x01" and data[2:10].hex() == expected
 
 
@@ -83,7 +81,7 @@ def test_undecodable_bytes_raise_decode_error_with_the_reason(data, reason):
 
 
 def test_truncated_body_is_a_decode_error():
-    data = SingleObjectCodec().encode(EXAMPLES[2])
+    data = SingleObjectCodec().encode(EXAMPLES[0])
     with pytest.raises(DecodeError, match="cannot be read"):
         SingleObjectCodec().decode(data[:40])
 
@@ -95,7 +93,7 @@ def _next_version(name: str) -> dict:
     return schema
 
 
-@pytest.mark.parametrize("model", EXAMPLES[:5], ids=lambda m: type(m).__name__)
+@pytest.mark.parametrize("model", EXAMPLES[:5], ids=lambda m: f"{type(m).__name__}-{id(m) % 97}")
 def test_the_next_schema_version_reads_what_the_current_one_wrote(model, monkeypatch):
     old = SingleObjectCodec()
     written = old.encode(model)
@@ -111,18 +109,18 @@ def test_registry_framing_through_the_schema_registry_client():
     # The client's own in-memory registry: no registry server can run on this machine.
     registry = SchemaRegistryClient.new_client({"url": "mock://invoice-automation"})
     codec = RegistryCodec("mock://invoice-automation", client=registry)
-    data = codec.encode(EXAMPLES[2])
+    data = codec.encode(EXAMPLES[0])
     assert data[:1] == b"\x00" and int.from_bytes(data[1:5], "big") > 0
-    assert codec.decode(data) == EXAMPLES[2]
+    assert codec.decode(data) == EXAMPLES[0]
     other = RegistryCodec("mock://invoice-automation", client=registry)  # a second reader looks the id up
-    assert other.decode(data) == EXAMPLES[2]
+    assert other.decode(data) == EXAMPLES[0]
     with pytest.raises(DecodeError, match="not Confluent-framed"):
         codec.decode(b"\xc3\x01rest")
 
 
 def test_decimal_strings_are_exact_on_the_wire():
     codec = SingleObjectCodec()
-    decoded = codec.decode(codec.encode(EXAMPLES[6]))
+    decoded = codec.decode(codec.encode(EXAMPLES[4]))
     assert decoded.document["lines"][0]["unit_price"] == "15.50"
     assert decoded.document["tax_amount"] == "3.50"
     assert json.loads(decoded.model_dump_json())["document"]["total_amount"] == "57.25"

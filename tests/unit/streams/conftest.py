@@ -4,8 +4,10 @@ and the runtime's failure policies, without a server."""
 from __future__ import annotations
 
 import copy
+import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -82,8 +84,12 @@ def purchase_order(**changes: Any) -> PurchaseOrder:
 
 
 def ready_invoice(invoice_id: str, **changes: Any) -> dict[str, Any]:
-    """The builders' ready invoice under another id (and invoice number, so it is no duplicate)."""
-    return invoice(**{"invoice_id": invoice_id, "invoice_number": f"INV-{invoice_id}", **changes})
+    """The builders' ready invoice under another id, with a number and total of its own (the freight
+    differs), so that it is neither a duplicate nor a possible one of another."""
+    cents = Decimal(zlib.crc32(invoice_id.encode()) % 900 + 1) / 100
+    freight, total = Decimal("10.00") + cents, Decimal("57.25") + cents
+    return invoice(**{"invoice_id": invoice_id, "invoice_number": f"INV-{invoice_id}",
+                      "extra_charges": [{"kind": "freight", "amount": freight}], "total_amount": total, **changes})
 
 
 @pytest.fixture

@@ -1,0 +1,119 @@
+"""Has this invoice been seen before? The duplicate checks' questions, in one place.
+
+- DUPLICATE_INVOICE (bad_invoice): the same vendor and the same invoice number, both compared as
+  identifiers (trimmed, NFC, case-folded): `nv-2026-0417` is `NV-2026-0417`.
+- POSSIBLE_DUPLICATE (manual_review): the same vendor and a number that is the same once only its
+  letters and digits are kept and leading zeros dropped (`INV-0042`, `INV42`, `inv 0042`), or
+  the same vendor and the same total within the policy's window of days under another number.
+
+Only earlier invoices that were processed count: one rejected (bad_invoice, po_not_found),
+withdrawn or superseded was never paid, so sending it again is no duplicate. Another version of
+the same invoice id is the same invoice, never its duplicate.
+
+`Lookup` is what the stores are asked for, once per batch: the vendor and number keys, the loose
+number keys and the totals of the invoices being judged. The stores return candidates; the exact
+comparisons are made here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from rules.context import NOT_PROCESSED, KnownInvoice
+from rules.identifiers import IdentifierRules, identifier_key, loose_number_key
+from rules.models import Invoice
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """Candidates to ask a store for: one per invoice being judged."""
+
+    vendor_key: str
+    number_key: str
+    loose_key: str
+    total_amount: Decimal | None
+    vendor_id: str  # as sent, for stores that can only compare what they hold
+    invoice_number: str
+
+
+def lookup_for(document: Mapping[str, Any] | Any) -> Lookup | None:
+    """From an invoice document as received, valid or not; None when it names no vendor or number
+    a store could hold."""
+    if not isinstance(document, Mapping):
+        return None
+    vendor, number = document.get("vendor_id"), document.get("invoice_number")
+    if not isinstance(vendor, str) or not isinstance(number, str) or not vendor.strip() or not number.strip():
+        return None
+    if any("\x00" in text or len(text) > 64 for text in (vendor, number)):
+        return None  # no store holds such a value: nothing to look up
+    try:
+        total = Decimal(str(document.get("total_amount")))
+        total = total if total.is_finite() and abs(total) < 10**14 else None
+    except (InvalidOperation, ValueError):
+        total = None
+    return Lookup(identifier_key(vendor), identifier_key(number), loose_number_key(number), total, vendor, number)
+
+
+def lookups_for(documents: Iterable[Any]) -> set[Lookup]:
+    return {found for document in documents if (found := lookup_for(document)) is not None}
+
+
+def counts(earlier: KnownInvoice, invoice: Invoice) -> bool:
+    """An earlier invoice that could make this one a duplicate: another invoice id, processed."""
+    return earlier.invoice_id != invoice.invoice_id and earlier.status not in NOT_PROCESSED
+
+
+def same_number(earlier: KnownInvoice, invoice: Invoice, identifiers: IdentifierRules) -> bool:
+    return (identifiers.same("vendor_id", earlier.vendor_id, invoice.vendor_id)
+            and identifiers.same("invoice_number", earlier.invoice_number, invoice.invoice_number))
+
+
+def looks_alike(earlier: KnownInvoice, invoice: Invoice, identifiers: IdentifierRules, window_days: int) -> str | None:
+    """Why a person should look at the earlier invoice (a near number, or the same total close in
+    time), or None; only for invoices that are not exact duplicates."""
+    if not identifiers.same("vendor_id", earlier.vendor_id, invoice.vendor_id) or same_number(
+            earlier, invoice, identifiers):
+        return None
+    if loose_number_key(earlier.invoice_number) == loose_number_key(invoice.invoice_number):
+        return "number"
+    if (earlier.total_amount is not None and earlier.total_amount == invoice.total_amount
+            and _within_days(earlier.invoice_date, invoice.invoice_date, window_days)):
+        return "total"
+    return None
+
+
+def _within_days(earlier: date | None, dated: date, days: int) -> bool:
+    return earlier is not None and abs((dated - earlier).days) <= days
+
+
+def known_from(invoice_id: str, status: str, document: Mapping[str, Any] | Any) -> KnownInvoice | None:
+    """An invoice this batch just decided, as later invoices of the batch must see it."""
+    found = lookup_for(document)
+    if found is None:
+        return None
+    return KnownInvoice(invoice_id, found.vendor_id, found.invoice_number, status, found.total_amount,
+                        invoice_date(document))
+
+
+def invoice_date(document: Mapping[str, Any]) -> date | None:
+    """The document's invoice date when it is one."""
+    value = document.get("invoice_date")
+    try:
+        return date.fromisoformat(value) if isinstance(value, str) else value if isinstance(value, date) else None
+    except ValueError:
+        return None
+
+
+def matches_lookup(candidate: KnownInvoice, lookups: Iterable[Lookup]) -> bool:
+    """What a store returns for the lookups: the same vendor, and the same number, loose number or
+    total (the exact comparisons are the checks')."""
+    vendor, number = identifier_key(candidate.vendor_id), identifier_key(candidate.invoice_number)
+    loose = loose_number_key(candidate.invoice_number)
+    return any(vendor == lookup.vendor_key and (number == lookup.number_key or loose == lookup.loose_key
+                                                or (lookup.total_amount is not None
+                                                    and candidate.total_amount == lookup.total_amount))
+               for lookup in lookups)

@@ -1,0 +1,44 @@
+"""Identifiers as AP reads them: part numbers, vendor ids, invoice numbers and currency codes are the
+same when they differ only in edge spaces, Unicode composition or letter case.
+
+SQL Server's default collation, where Sampro lives, already ignores case, so `vlv-310` on the
+invoice is `VLV-310` on the PO to everyone in AP. Case folding can be turned off per field in the
+tolerances file (`[identifiers] case_sensitive = ["part_number"]`). Verdicts always show the
+values as sent; only comparisons use these keys.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+FIELDS = ("part_number", "vendor_id", "invoice_number", "currency")
+_NOT_LETTER_OR_DIGIT = re.compile(r"[\W_]+")
+_LEADING_ZEROS = re.compile(r"(?<!\d)0+(?=\d)")
+
+
+def identifier_key(text: str, fold_case: bool = True) -> str:
+    """Trimmed, NFC-composed and (unless told otherwise) case-folded: what two identifiers are
+    compared by."""
+    composed = unicodedata.normalize("NFC", text.strip())
+    return composed.casefold() if fold_case else composed
+
+
+def loose_number_key(text: str) -> str:
+    """An invoice number with only its letters and digits, each run of digits without leading
+    zeros: `INV-0042`, `INV42` and `inv 0042` all give `inv42`, `NV-2026-0417` and `NV 2026 417`
+    both `nv2026417`. Equal loose keys under different numbers make a possible duplicate, for a
+    person to look at."""
+    return _NOT_LETTER_OR_DIGIT.sub("", _LEADING_ZEROS.sub("", identifier_key(text)))
+
+
+@dataclass(frozen=True, slots=True)
+class IdentifierRules:
+    case_sensitive: frozenset[str] = frozenset()  # fields compared with their letter case
+
+    def key(self, field: str, text: str) -> str:
+        return identifier_key(text, fold_case=field not in self.case_sensitive)
+
+    def same(self, field: str, left: str, right: str) -> bool:
+        return self.key(field, left) == self.key(field, right)

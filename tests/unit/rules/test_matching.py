@@ -1,0 +1,228 @@
+"""Matching as AP systems read it: identifiers, tolerances, PO lines one to one, duplicates beyond the
+exact number. Each decision at its boundary: exactly at a limit, and one step (one minor unit of
+the currency) past it."""
+
+from __future__ import annotations
+
+import unicodedata
+from datetime import date
+from decimal import Decimal as D
+
+import pytest
+
+from rules import KnownInvoice, Policy, Tolerance
+from rules.policy import PolicyError, parse_policy
+from tests.unit.rules.builders import codes, invoice, judge, po
+
+
+def one_line(part="AC-100", qty="2", price="15.50", currency="USD", **extra) -> dict:
+    amount = (D(qty) * D(price)).quantize(D("1") if currency == "JPY" else D("0.001") if currency == "BHD"
+                                          else D("0.01"))
+    return invoice(**{"lines": [{"line_no": 1, "part_number": part, "quantity": D(qty), "unit_price": D(price)}],
+                      "currency": currency, "tax_amount": D(0), "extra_charges": [], "total_amount": amount, **extra})
+
+
+def po_line(line_no: int, price: str, ordered: str, invoiced: str = "0", part: str = "AC-100",
+            received: str | None = None) -> dict:
+    return {"line_no": line_no, "part_number": part, "unit_price": D(price), "quantity_ordered": D(ordered),
+            "quantity_received": None if received is None else D(received), "quantity_invoiced": D(invoiced)}
+
+
+def one_po(*lines: dict, currency: str = "USD") -> dict:
+    return po(tax_rate=None, currency=currency, lines=list(lines) or [po_line(1, "15.50", "5")])
+
+
+# -- identifiers ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("part", ["AC-100", "ac-100", " AC-100 ", "Ac-100"])
+def test_a_part_number_matches_whatever_its_case_and_edge_spaces(part):
+    verdict = judge(one_line(part=part), one_po())
+    assert codes(verdict) == [] and verdict.rpa_payload.lines[0].part_number == part  # shown as sent
+
+
+def test_a_part_number_in_decomposed_unicode_matches_its_composed_form():
+    composed, decomposed = "CAFÉ-1", unicodedata.normalize("NFD", "CAFÉ-1")
+    assert composed != decomposed
+    assert codes(judge(one_line(part=decomposed), one_po(po_line(1, "15.50", "5", part=composed)))) == []
+
+
+def test_case_folding_can_be_turned_off_per_field():
+    strict = parse_policy({"identifiers": {"case_sensitive": ["part_number"]}})
+    assert codes(judge(one_line(part="ac-100"), one_po(), policy=strict)) == ["PART_NOT_ON_PO"]
+    assert codes(judge(one_line(part="AC-100 "), one_po(), policy=strict)) == []  # still trimmed
+    assert "VENDOR_MISMATCH" not in codes(judge(one_line(vendor_id="v100"), one_po(), policy=strict))
+
+
+def test_a_vendor_id_in_another_case_is_the_same_vendor():
+    assert codes(judge(one_line(vendor_id="v100 "), one_po())) == []
+
+
+def test_an_invoice_number_in_another_case_is_a_duplicate():
+    history = (KnownInvoice("MP-9", "V100", "NV-2026-0417", "entered"),)
+    assert codes(judge(one_line(invoice_number="nv-2026-0417"), one_po(), history=history)) == ["DUPLICATE_INVOICE"]
+
+
+# -- tolerances -----------------------------------------------------------------------------------
+
+def test_quantity_tolerance_is_of_the_ordered_quantity_whatever_the_split():
+    policy = Policy(default=Tolerance(quantity_pct=D("10")))
+    twenty = po_line(1, "15.50", "20")
+    assert codes(judge(one_line(qty="22"), one_po(twenty), policy=policy)) == []
+    # 10 already invoiced: 12 more is 22 in all, within 10 % of the 20 ordered.
+    assert codes(judge(one_line(qty="12"), one_po(po_line(1, "15.50", "20", invoiced="10")), policy=policy)) == []
+    assert codes(judge(one_line(qty="12.01"), one_po(po_line(1, "15.50", "20", invoiced="10")),
+                       policy=policy)) == ["QUANTITY_EXCEEDS_OPEN"]
+    assert codes(judge(one_line(qty="12"), one_po(twenty), in_flight={"1": D("10.01")},
+                       policy=policy)) == ["QUANTITY_EXCEEDS_OPEN"]
+
+
+@pytest.mark.parametrize(("qty", "pct", "absolute", "flagged"), [
+    ("22", "10", "0", False), ("22.01", "10", "0", True),
+    ("21", "0", "1", False), ("21.01", "0", "1", True),
+    ("21", "10", "1", False), ("21.01", "10", "1", True),  # both set: the stricter, 1 unit, wins
+    ("21", "5", "5", False), ("21.01", "5", "5", True),  # 5 % of 20 ordered is 1 unit, stricter than 5
+])
+def test_quantity_tolerance_by_percentage_and_or_units(qty, pct, absolute, flagged):
+    policy = Policy(default=Tolerance(quantity_pct=D(pct), quantity_abs=D(absolute)))
+    verdict = judge(one_line(qty=qty), one_po(po_line(1, "15.50", "20")), policy=policy)
+    assert ("QUANTITY_EXCEEDS_OPEN" in codes(verdict)) is flagged
+
+
+@pytest.mark.parametrize(("price", "pct", "absolute", "flagged"), [
+    ("15.60", "10", "0.10", False),  # 10 % is 1.55, 0.10 is stricter: 15.60 is the limit
+    ("15.61", "10", "0.10", True),
+    ("15.65", "1", "0.50", False),  # 1 % is 0.155, stricter than 0.50
+    ("15.66", "1", "0.50", True),
+])
+def test_with_a_percentage_and_an_amount_a_price_must_be_within_both(price, pct, absolute, flagged):
+    policy = Policy(default=Tolerance(price_pct=D(pct), price_abs=D(absolute)))
+    assert ("PRICE_MISMATCH" in codes(judge(one_line(price=price), one_po(), policy=policy))) is flagged
+
+
+@pytest.mark.parametrize(("price", "flagged"), [("15.30", False), ("15.29", True), ("15.51", True)])
+def test_a_lower_limit_of_its_own(price, flagged):
+    policy = Policy(default=Tolerance(price_lower_abs=D("0.20")))
+    assert ("PRICE_MISMATCH" in codes(judge(one_line(price=price), one_po(), policy=policy))) is flagged
+
+
+@pytest.mark.parametrize(("currency", "po_price", "price", "absolute", "flagged"), [
+    ("JPY", "1000", "1001", "1", False), ("JPY", "1000", "1002", "1", True),
+    ("BHD", "1.000", "1.005", "0.005", False), ("BHD", "1.000", "1.006", "0.005", True),
+])
+def test_price_limits_at_the_currencys_minor_unit(currency, po_price, price, absolute, flagged):
+    policy = Policy(default=Tolerance(price_abs=D(absolute)))
+    verdict = judge(one_line(price=price, currency=currency), one_po(po_line(1, po_price, "5"), currency=currency),
+                    policy=policy)
+    assert ("PRICE_MISMATCH" in codes(verdict)) is flagged
+
+
+def test_a_part_section_and_a_vendors_part_section_take_over_in_order():
+    policy = parse_policy({"default": {"price_pct": "0"}, "parts": {"ac-100": {"price_pct": "1"}},
+                           "vendors": {"V100": {"price_abs": "0.05", "parts": {"AC-100": {"price_pct": "0.5"}}}}})
+    assert policy.for_line("V100", "AC-100") == Tolerance(price_pct=D("0.5"), price_abs=D("0.05"))
+    assert policy.for_line("V200", "AC-100") == Tolerance(price_pct=D("1"))
+    assert policy.for_line("v100", "FL-200") == Tolerance(price_abs=D("0.05"))
+    assert policy.digest() != Policy().digest()
+
+
+def test_an_unknown_key_or_a_bad_value_names_where_it_is():
+    with pytest.raises(PolicyError, match=r"vendors\.v100\.parts\.x\.price_pct: not a number"):
+        parse_policy({"vendors": {"V100": {"parts": {"X": {"price_pct": "lots"}}}}})
+    with pytest.raises(PolicyError, match="case_sensitive"):
+        parse_policy({"identifiers": {"case_sensitive": ["colour"]}})
+
+
+@pytest.mark.parametrize(("tax", "flagged"), [("2.49", False), ("2.47", False), ("2.50", True)])
+def test_tax_accepts_the_rounding_difference_it_is_given(tax, flagged):
+    policy = Policy(default=Tolerance(tax_abs=D("0.01")))
+    doc = invoice(lines=[{"line_no": 1, "part_number": "AC-100", "quantity": D(2), "unit_price": D("15.50")}],
+                  tax_amount=D(tax), extra_charges=[], total_amount=D("31.00") + D(tax))
+    assert ("TAX_MISMATCH" in codes(judge(doc, po(), policy=policy))) is flagged
+
+
+def test_an_accepted_total_difference_is_noted_in_the_payload():
+    policy = Policy(default=Tolerance(total_abs=D("0.02")))
+    near = judge(one_line(total_amount=D("31.02")), one_po(), policy=policy)
+    assert codes(near) == [] and near.rpa_payload.total_difference == D("0.02")
+    assert codes(judge(one_line(total_amount=D("31.03")), one_po(), policy=policy)) == ["TOTAL_MISMATCH"]
+    assert judge(one_line(), one_po(), policy=policy).rpa_payload.total_difference is None
+
+
+@pytest.mark.parametrize(("qty", "pct", "flagged"), [("4", "0", True), ("3", "0", False), ("3.3", "10", False),
+                                                     ("3.31", "10", True)])
+def test_three_way_match_with_a_received_tolerance(qty, pct, flagged):
+    policy = Policy(default=Tolerance(three_way_match=True, received_pct=D(pct)))
+    verdict = judge(one_line(qty=qty), one_po(po_line(1, "15.50", "10", received="3")), policy=policy)
+    assert ("QUANTITY_EXCEEDS_RECEIVED" in codes(verdict)) is flagged
+
+
+# -- PO lines one to one ----------------------------------------------------------------------------
+
+def test_a_quantity_that_would_overflow_into_a_line_at_another_price_exceeds_the_line_it_matched():
+    lines = (po_line(1, "15.50", "10"), po_line(2, "14.00", "2"))
+    verdict = judge(one_line(qty="4", price="14.00"), one_po(*lines))
+    assert codes(verdict) == ["QUANTITY_EXCEEDS_OPEN"] and verdict.rpa_payload is None
+    assert "PO line 2" in verdict.reasons[0].message
+    assert (verdict.reasons[0].expected, verdict.reasons[0].actual) == ("2", "4")
+
+
+def test_a_quantity_spread_over_lines_at_the_same_price_is_split_in_the_payload():
+    lines = (po_line(1, "14.00", "2", invoiced="1"), po_line(2, "15.50", "9"), po_line(3, "14.00", "5"))
+    verdict = judge(one_line(qty="4", price="14.00"), one_po(*lines))
+    assert codes(verdict) == []
+    assert [(p.invoice_line_no, p.po_line_no, p.quantity, p.amount) for p in verdict.rpa_payload.lines] == [
+        (1, 1, D(1), D("14.00")), (1, 3, D(3), D("42.00"))]
+
+
+def test_split_amounts_add_up_to_the_invoice_lines_amount():
+    lines = (po_line(1, "0.333", "1"), po_line(2, "0.333", "5"))
+    doc = invoice(lines=[{"line_no": 1, "part_number": "AC-100", "quantity": D(3), "unit_price": D("0.333"),
+                          "amount": D("1.00")}], tax_amount=D(0), extra_charges=[], total_amount=D("1.00"))
+    payload = judge(doc, one_po(*lines)).rpa_payload
+    assert [p.quantity for p in payload.lines] == [D(1), D(2)] and sum(p.amount for p in payload.lines) == D("1.00")
+
+
+def test_a_price_within_tolerance_matches_the_line_at_that_price_not_the_first():
+    lines = (po_line(1, "15.50", "1"), po_line(2, "14.00", "5"))
+    policy = Policy(default=Tolerance(price_abs=D("0.05")))
+    verdict = judge(one_line(qty="3", price="14.05"), one_po(*lines), policy=policy)
+    assert codes(verdict) == [] and [p.po_line_no for p in verdict.rpa_payload.lines] == [2]
+
+
+# -- duplicates beyond the exact number ----------------------------------------------------------------
+
+@pytest.mark.parametrize("earlier", ["INV-0042", "INV42", "inv 0042", "Inv-42"])
+def test_the_same_number_but_for_punctuation_and_leading_zeros_is_a_possible_duplicate(earlier):
+    history = (KnownInvoice("MP-9", "V100", earlier, "entered"),)
+    verdict = judge(one_line(invoice_number="INV-0042"), one_po(), history=history)
+    expected = ["DUPLICATE_INVOICE"] if earlier.casefold() == "inv-0042" else ["POSSIBLE_DUPLICATE"]
+    assert codes(verdict) == expected
+
+
+@pytest.mark.parametrize(("dated", "window", "flagged"), [
+    (date(2026, 10, 21), 30, True),  # 30 days before 2026-11-20
+    (date(2026, 10, 20), 30, False),
+    (date(2026, 11, 20), 0, True),
+    (date(2026, 11, 19), 0, False),
+])
+def test_the_same_vendor_and_total_within_the_window_under_another_number_is_a_possible_duplicate(
+        dated, window, flagged):
+    history = (KnownInvoice("MP-9", "V100", "OTHER-1", "entered", D("31.00"), dated),)
+    policy = Policy(default=Tolerance(duplicate_window_days=window))
+    verdict = judge(one_line(invoice_number="INV-1"), one_po(), history=history, policy=policy)
+    assert (codes(verdict) == ["POSSIBLE_DUPLICATE"]) is flagged
+    if flagged:
+        assert verdict.reasons[0].field == "total_amount" and verdict.status.value == "manual_review"
+
+
+@pytest.mark.parametrize("status", ["bad_invoice", "po_not_found", "withdrawn", "superseded"])
+def test_earlier_invoices_that_were_never_processed_do_not_count(status):
+    history = (KnownInvoice("MP-9", "V100", "INV42", status, D("31.00"), date(2026, 11, 20)),)
+    assert codes(judge(one_line(invoice_number="INV-0042"), one_po(), history=history)) == []
+
+
+def test_another_vendor_or_the_invoices_own_earlier_version_is_no_duplicate():
+    other_vendor = (KnownInvoice("MP-9", "V999", "INV-0042", "entered", D("31.00"), date(2026, 11, 20)),)
+    own = (KnownInvoice("MP-1001", "V100", "INV42", "entered", D("31.00"), date(2026, 11, 20)),)
+    assert codes(judge(one_line(invoice_number="INV-0042"), one_po(), history=other_vendor)) == []
+    assert codes(judge(one_line(invoice_number="INV-0042"), one_po(), history=own)) == []
