@@ -106,7 +106,8 @@ def dry_run(document: dict[str, Any], purchase_orders: PurchaseOrderReader, sche
     """The verdict the pipeline would give now, writing nothing. Quantities at the RPA bot for
     the same PO are not known here, so they are not counted against what is open."""
     po_number = document.get("po_number")
-    po = purchase_orders.fetch([po_number]).get(po_number) if isinstance(po_number, str) and _storable(po_number) else None
+    known_po = isinstance(po_number, str) and _storable(po_number)
+    po = purchase_orders.fetch([po_number]).get(po_number) if known_po else None
     vendor, number = (str(document.get(key) or "").strip() for key in ("vendor_id", "invoice_number"))
     pairs = {(vendor, number)} if _storable(vendor) and _storable(number) else set()
     known = [*purchase_orders.entered_invoices(pairs), *scheduler.decided_invoices(pairs)] if pairs else []

@@ -18,7 +18,8 @@ def dry_run(api, document) -> tuple[int, dict]:
 def test_a_matching_invoice_is_200_with_the_rpa_payload_and_nothing_is_written(api):
     rows, events = dict(api.scheduler.table), dict(api.scheduler.events)
     status, verdict = dry_run(api, invoice(invoice_id="MP-NEW", invoice_number="INV-NEW"))
-    assert status == 200 and verdict["status"] == "ready_to_process" and verdict["rpa_payload"]["total_amount"] == "57.25"
+    assert status == 200 and verdict["status"] == "ready_to_process"
+    assert verdict["rpa_payload"]["total_amount"] == "57.25"
     assert "audit" not in verdict  # the replay trail stays on the verdicts topic
     assert api.scheduler.table == rows and api.scheduler.events == events and api.commands.published == []
 
@@ -28,7 +29,8 @@ def test_a_price_off_the_po_is_400_manual_review_with_the_line_and_field(api):
                                            tax_amount="3.58", total_amount="58.33"))
     (reason,) = verdict["reasons"]
     assert status == 400 and verdict["status"] == "manual_review"
-    assert (reason["code"], reason["line_no"], reason["expected"], reason["actual"]) == ("PRICE_MISMATCH", 1, "15.50", "16.00")
+    assert (reason["code"], reason["line_no"], reason["expected"], reason["actual"]) == (
+        "PRICE_MISMATCH", 1, "15.50", "16.00")
 
 
 def test_a_po_sampro_does_not_have_is_404(api):
