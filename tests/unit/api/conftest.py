@@ -102,12 +102,13 @@ def api_settings(**overrides) -> Settings:
 
 
 def make_api(client_address: tuple[str, int] = ("testclient", 50000), sessions: InMemorySessionVersions | None = None,
-             **settings_overrides) -> Api:
+             read_model=None, commands=None, lag=None, **settings_overrides) -> Api:
+    """The API on in-memory adapters; `read_model`, `commands` or `lag` replace one of them."""
     scheduler = InMemoryProcessScheduler()
     seed(scheduler)
     settings = api_settings(**settings_overrides)
-    read_model, commands = InMemoryInvoiceReadModel(scheduler), InMemoryPurchaseOrderCommands()
-    lag = InMemoryPipelineLag()
+    read_model = read_model or InMemoryInvoiceReadModel(scheduler)
+    commands, lag = commands or InMemoryPurchaseOrderCommands(), lag or InMemoryPipelineLag()
     sent_log, sessions = SentLogInMemory(), sessions or InMemorySessionVersions()
     app = create_app(settings, read_model=read_model, commands=commands, scheduler=scheduler, lag=lag,
                      sent_log=sent_log, sessions=sessions,
