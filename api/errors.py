@@ -113,6 +113,7 @@ _DESCRIPTIONS = {
     409: "The invoice is not in a state that allows this",
     413: "The body is larger than the API takes (INVOICE_AUTOMATION_API_MAX_BODY_BYTES)",
     422: "Invalid input: names the field and the value",
+    429: "Too many failed sign-ins from this user or address: try again after Retry-After seconds",
     502: "Sampro answered with data that cannot be used",
     503: "Kafka or the database cannot be reached",
 }

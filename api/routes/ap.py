@@ -22,7 +22,7 @@ from api.services import find_invoice, release_invoice, send_to_rpa
 from connectors.scheduler.read_model import MAX_PAGE, InvoicePage, InvoiceQuery, Kpi
 from rules.lifecycle import InvoiceStatus
 
-router = APIRouter(prefix="/api", tags=["invoices"], route_class=SignedInFirst, responses=answers(401, 413, 422))
+router = APIRouter(prefix="/api", tags=["invoices"], route_class=SignedInFirst, responses=answers(401, 413, 422, 429))
 
 
 def _iso_day(value: object) -> object:

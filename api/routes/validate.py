@@ -22,7 +22,7 @@ from api.routes.deps import context
 from api.schemas import VerdictAnswer
 from api.services import dry_run
 
-router = APIRouter(prefix="/api", tags=["invoices"], route_class=SignedInFirst, responses=answers(401, 413, 422))
+router = APIRouter(prefix="/api", tags=["invoices"], route_class=SignedInFirst, responses=answers(401, 413, 422, 429))
 
 INVOICE_BODY = {"required": True, "content": {"application/json": {"schema": {
     "type": "object", "additionalProperties": True,
