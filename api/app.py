@@ -1,7 +1,11 @@
 """The API's composition root: real adapters from settings in production, fakes in unit tests.
 
 Settings are read when `create_app` is called, never at import time; `invoice-automation api`
-calls it once per process.
+calls it once per process. It refuses settings that would leave the API open (api/startup.py).
+
+Every request passes, outermost first: the security headers, the trusted proxy (who may name the
+user, who the client is), the body limit (counted while read), the cross-site check for changes;
+then the routes, whose gates settle who is calling before a body is read (api/auth.py).
 """
 
 from __future__ import annotations
@@ -14,20 +18,27 @@ from datetime import UTC, datetime
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
+from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
-from api import errors
+from api import errors, startup
 from api.auth import Authenticator
+from api.cross_site import CrossSiteRefusal
+from api.headers import SecurityHeaders
 from api.live import LiveFeed
 from api.metrics import registry_for
-from api.routes import ap, dashboard, operations, rpa
+from api.proxy import TrustedProxy
+from api.routes import ap, dashboard, operations, rpa, validate
+from api.sessions import SessionVersions, SqlSessionVersions
+from api.status import ReadinessProbe
 from connectors.pipeline_lag import PipelineLag
 from connectors.po_commands import PurchaseOrderCommands
 from connectors.ports import ProcessScheduler, PurchaseOrderReader, RpaSentLog
 from connectors.scheduler.read_model import InvoiceReadModel
-from rules.policy import Policy
 from connectors.sql import engine_for
+from rules.policy import Policy
 from streams.bootstrap import policy_from, purchase_order_reader
 from streams.settings import Settings
+
 
 @dataclass
 class ApiContext:
@@ -42,6 +53,7 @@ class ApiContext:
     clock: Callable[[], datetime]
     live: LiveFeed
     metrics: CollectorRegistry
+    readiness: ReadinessProbe
 
 
 def _now() -> datetime:
@@ -82,22 +94,29 @@ def create_app(
     scheduler: ProcessScheduler | None = None,
     lag: PipelineLag | None = None,
     sent_log: RpaSentLog | None = None,
+    sessions: SessionVersions | None = None,
     policy: Policy | None = None,
     clock: Callable[[], datetime] = _now,
     live_interval: float = 1.0,
 ) -> FastAPI:
     settings = settings or Settings()
+    startup.check(settings)
     if read_model is None or scheduler is None or sent_log is None:
         real_read_model, real_scheduler, real_sent_log = _real_processscheduler(settings)
         read_model, scheduler = read_model or real_read_model, scheduler or real_scheduler
         sent_log = sent_log or real_sent_log
     lag = lag or _real_lag(settings)
+    commands = commands or _real_commands(settings)
+    metrics = registry_for(read_model, lag, sent_log, clock, settings.api_status_cache_seconds)
+    sessions = sessions or SqlSessionVersions(engine_for(settings.api_sessions_db_url))
     context = ApiContext(
-        settings=settings, read_model=read_model, commands=commands or _real_commands(settings),
+        settings=settings, read_model=read_model, commands=commands,
         purchase_orders=purchase_orders or purchase_order_reader(settings),
         scheduler=scheduler, lag=lag, policy=policy or policy_from(settings),
-        auth=Authenticator(settings), clock=clock, live=LiveFeed(read_model, clock, interval=live_interval),
-        metrics=registry_for(read_model, lag, sent_log, clock),
+        auth=Authenticator(settings, sessions, metrics), clock=clock,
+        live=LiveFeed(read_model, clock, interval=live_interval), metrics=metrics,
+        readiness=ReadinessProbe({"database": read_model.ping, "kafka": commands.ping}, clock,
+                                 settings.api_status_cache_seconds),
     )
 
     @asynccontextmanager
@@ -110,16 +129,26 @@ def create_app(
         version="0.1.0",
         summary="Callbacks for the RPA bot; invoices, verdicts, releases and KPI figures for Accounts Payable.",
         lifespan=lifespan,
+        # FastAPI's /docs and /redoc pages load their scripts from a CDN and start them inline; the
+        # document itself stays at /openapi.json.
+        docs_url=None, redoc_url=None,
         openapi_tags=[
             {"name": "rpa", "description": "The RPA bot reports what it did in Sampro (bearer token)."},
             {"name": "invoices", "description": "AP reads processscheduler and overrides findings (viewer, clerk)."},
             {"name": "dashboard", "description": "The live KPI dashboard and signing in."},
-            {"name": "operations", "description": "Health, readiness and Prometheus metrics (no sign-in)."},
+            {"name": "operations", "description": "Health, readiness and Prometheus metrics (no sign-in; "
+                                                  "/metrics takes a bearer token when one is set)."},
         ],
     )
     app.state.context = context
     errors.install(app)
     for router in (rpa.router, ap.router, dashboard.router, operations.router):
         app.include_router(router)
+    app.include_router(validate.router, max_body_size=settings.api_max_validate_body_bytes)
     app.mount("/static", StaticFiles(directory=dashboard.STATIC), name="static")
+    # add_middleware wraps what was added before: the last one added sees the request first.
+    app.add_middleware(CrossSiteRefusal, allowed_origins=settings.api_allowed_origins)
+    app.add_middleware(RequestBodyLimitMiddleware, max_body_size=settings.api_max_body_bytes)
+    app.add_middleware(TrustedProxy, settings=settings)
+    app.add_middleware(SecurityHeaders, served_over_https=settings.api_served_over_https)
     return app

@@ -1,30 +1,48 @@
 """Who is calling: the RPA bot by bearer token; AP people by a signed session cookie (the /login
-form), HTTP Basic (API clients) or a header set by a trusted single-sign-on proxy.
+form), HTTP Basic (API clients) or headers from the trusted single-sign-on proxy (api/proxy.py).
+
+Who is calling is settled once per request from its headers alone (`identify`), and routes that
+take a body settle it before FastAPI reads a byte of that body (`SignedInFirst`, `RpaBotFirst`):
+a request without valid credentials costs a header parse, never a parsed upload. The
+dependencies `signed_in`, `clerk` and `rpa_bot` then say whether that caller may use the route.
 
 A viewer reads; a clerk may also release invoices and send them to the RPA bot.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import hmac
+import logging
+import math
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.routing import APIRoute
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicCredentials, HTTPBearer
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from prometheus_client import CollectorRegistry, Counter
 
 from api.errors import ApiProblem
-from streams.settings import Settings
+from api.proxy import FROM_PROXY
+from api.sessions import SessionVersions
+from api.throttle import SignInThrottle
+from streams.settings import ApiUser, Settings
 
+log = logging.getLogger(__name__)
 SESSION_COOKIE = "ia_session"
 # Sent by the dashboard's own scripts: a cross-site form cannot set it, so cookie-signed
-# changes without it are refused (CSRF), and 401s without a Basic challenge keep the
-# browser from popping up its password dialog.
+# changes without it are refused (CSRF, beside api/cross_site.py), and 401s without a Basic
+# challenge keep the browser from popping up its password dialog.
 DASHBOARD_HEADER = "X-Requested-With"
+CALLER = "invoice_automation.caller"  # scope key: who `identify` found
 
 bearer_scheme = HTTPBearer(auto_error=False, description="The RPA bot's token (INVOICE_AUTOMATION_API_TOKEN).")
 basic_scheme = HTTPBasic(auto_error=False, description="An AP user from INVOICE_AUTOMATION_API_USERS.")
@@ -40,27 +58,66 @@ class Role(StrEnum):
 class Principal:
     name: str
     role: Role
-    by_cookie: bool = False
+    session_version: int | None = None  # set when signed in by the session cookie
+
+    @property
+    def by_cookie(self) -> bool:
+        return self.session_version is not None
+
+
+@dataclass(frozen=True)
+class RpaBot:
+    """The caller that presented INVOICE_AUTOMATION_API_TOKEN."""
+
+
+RPA_BOT = RpaBot()
+
+
+class SignInRefused(Exception):
+    def __init__(self, status: int, detail: str, retry_after: float | None = None):
+        super().__init__(detail)
+        self.status, self.detail, self.retry_after = status, detail, retry_after
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(math.ceil(self.retry_after))} if self.retry_after else {}
 
 
 def hash_password(password: str) -> str:
     return PasswordHasher().hash(password)
 
 
+def client_address(request: Request) -> str:
+    """The peer, or the client a trusted proxy named (api/proxy.py)."""
+    return request.client.host if request.client else "unknown"
+
+
 class Authenticator:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, sessions: SessionVersions, registry: CollectorRegistry):
+        assert settings.api_token and settings.api_session_secret, "api.startup.check refuses to start without them"
         self.hasher = PasswordHasher()
         self.users = {user.name: user for user in settings.api_users}
-        self.token = settings.api_token.get_secret_value().encode() if settings.api_token else None
+        self.token = settings.api_token.get_secret_value().encode()
+        metrics_token = settings.api_metrics_token
+        self.metrics_token = metrics_token.get_secret_value().encode() if metrics_token else None
         self.trusted_user_header = settings.api_trusted_user_header
         self.trusted_role_header = settings.api_trusted_role_header
         self.trusted_default_role = Role(settings.api_trusted_default_role)
-        secret = settings.api_session_secret.get_secret_value() if settings.api_session_secret else secrets.token_hex(32)
-        self.sessions = URLSafeTimedSerializer(secret, salt="invoice-automation-session")
+        self.session_secret = settings.api_session_secret.get_secret_value().encode()
+        self.cookies = URLSafeTimedSerializer(self.session_secret, salt="invoice-automation-session")
         self.max_age = settings.api_session_max_age_seconds
+        self.secure_cookies = settings.api_served_over_https
+        self.sessions = sessions
+        self.throttle = SignInThrottle(settings.api_sign_in_free_failures, settings.api_sign_in_backoff_seconds,
+                                       settings.api_sign_in_backoff_max_seconds)
+        # Each argon2 check holds 64 MiB: a flood of sign-ins waits here instead of filling memory.
+        self.checks_at_once = asyncio.Semaphore(settings.api_password_checks_at_once)
+        self.check_wait = settings.api_password_check_wait_seconds
+        self.failures = Counter("invoice_automation_api_sign_in_failures", "Sign-ins refused, by why",
+                                labelnames=["reason"], registry=registry)
         self._dummy_hash = self.hasher.hash(secrets.token_hex(8))
 
-    def check_password(self, name: str, password: str) -> Principal | None:
+    def _verify(self, name: str, password: str) -> Principal | None:
         """Takes as long for an unknown name as for a wrong password."""
         user = self.users.get(name)
         try:
@@ -69,56 +126,161 @@ class Authenticator:
             return None
         return Principal(user.name, Role(user.role)) if user else None
 
+    async def check_password(self, name: str, password: str, address: str) -> Principal:
+        """The user, or SignInRefused: 401 wrong, 429 too many failures, 503 too many checks at once."""
+        keys = [f"address:{address}", *([f"user:{name}"] if name in self.users else [])]
+        wait = self.throttle.wait_for(*keys)
+        if wait:
+            self.failures.labels("throttled").inc()
+            raise SignInRefused(429, f"too many failed sign-ins: try again in {math.ceil(wait)} s", retry_after=wait)
+        try:
+            await asyncio.wait_for(self.checks_at_once.acquire(), self.check_wait)
+        except TimeoutError:
+            self.failures.labels("busy").inc()
+            raise SignInRefused(503, "too many sign-ins at once: try again shortly", retry_after=1) from None
+        try:
+            principal = await run_in_threadpool(self._verify, name, password)
+        finally:
+            self.checks_at_once.release()
+        if principal is None:
+            self.throttle.failed(*keys)
+            self.failures.labels("wrong_password").inc()
+            log.warning("sign-in failed: user %r from %s", name[:100], address)  # never the password
+            raise SignInRefused(401, "wrong user name or password")
+        self.throttle.succeeded(keys[-1])
+        return principal
+
+    def _fingerprint(self, user: ApiUser) -> str:
+        """Changes with the password hash, so a new password ends the sessions signed before it."""
+        return hmac.new(self.session_secret, user.password_hash.encode(), hashlib.sha256).hexdigest()[:32]
+
     def session_for(self, principal: Principal) -> str:
-        return self.sessions.dumps({"name": principal.name, "role": principal.role.value})
+        """Blocking: reads the session version."""
+        user = self.users[principal.name]
+        return self.cookies.dumps({"name": user.name, "v": self.sessions.current(user.name),
+                                   "p": self._fingerprint(user)})
 
     def from_session(self, cookie: str) -> Principal | None:
+        """Blocking: reads the session version. None for a forged, expired or ended session, and for
+        a user removed from the settings or given a new password since."""
         try:
-            data = self.sessions.loads(cookie, max_age=self.max_age)
+            data = self.cookies.loads(cookie, max_age=self.max_age)
         except BadSignature:
             return None
-        user = self.users.get(data.get("name"))  # a user removed from the settings is signed out
-        return Principal(user.name, Role(user.role), by_cookie=True) if user else None
+        named = isinstance(data, dict) and isinstance(data.get("name"), str)
+        user = self.users.get(data["name"]) if named else None
+        if user is None or not hmac.compare_digest(str(data.get("p")), self._fingerprint(user)):
+            return None
+        version = data.get("v")
+        if version != self.sessions.current(user.name):
+            return None
+        return Principal(user.name, Role(user.role), session_version=version)
+
+    def still_signed_in(self, principal: Principal) -> bool:
+        """Blocking. For a stream that outlives its request: has the session ended since?"""
+        return not principal.by_cookie or self.sessions.current(principal.name) == principal.session_version
 
     def from_trusted_headers(self, request: Request) -> Principal | None:
-        if not self.trusted_user_header or not request.headers.get(self.trusted_user_header):
+        if not self.trusted_user_header or not request.scope.get(FROM_PROXY):
+            return None
+        name = request.headers.get(self.trusted_user_header)
+        if not name:
             return None
         role = request.headers.get(self.trusted_role_header, "") if self.trusted_role_header else ""
-        return Principal(request.headers[self.trusted_user_header],
-                         Role(role) if role in Role._value2member_map_ else self.trusted_default_role)
+        return Principal(name, Role(role) if role in Role._value2member_map_ else self.trusted_default_role)
 
     def token_matches(self, presented: str) -> bool:
-        return self.token is not None and hmac.compare_digest(presented.encode(), self.token)
+        return hmac.compare_digest(presented.encode(), self.token)
+
+    def metrics_token_matches(self, presented: str | None) -> bool:
+        return self.metrics_token is None or (
+            presented is not None and hmac.compare_digest(presented.encode(), self.metrics_token))
 
 
 def _authenticator(request: Request) -> Authenticator:
     return request.app.state.context.auth
 
 
-def _unauthorized(request: Request, detail: str) -> ApiProblem:
+def _unauthorized(request: Request, detail: str, headers: dict[str, str] | None = None) -> ApiProblem:
     challenge = "Session" if request.headers.get(DASHBOARD_HEADER) else 'Basic realm="invoice-automation"'
-    return ApiProblem(401, detail, headers={"WWW-Authenticate": challenge})
+    return ApiProblem(401, detail, headers={"WWW-Authenticate": challenge, **(headers or {})})
 
 
-def signed_in(
-    request: Request,
-    basic: HTTPBasicCredentials | None = Depends(basic_scheme),
-    cookie: str | None = Depends(cookie_scheme),
-) -> Principal:
-    auth = _authenticator(request)
-    principal = auth.from_trusted_headers(request)
-    if principal is None and basic is not None:
-        principal = auth.check_password(basic.username, basic.password)
-        if principal is None:
-            raise _unauthorized(request, "wrong user name or password")
-    if principal is None and cookie:
-        principal = auth.from_session(cookie)
-    if principal is None:
+def _refused(request: Request, refused: SignInRefused) -> ApiProblem:
+    if refused.status == 401:
+        return _unauthorized(request, refused.detail)
+    return ApiProblem(refused.status, refused.detail, headers=refused.headers)
+
+
+async def _caller(auth: Authenticator, request: Request) -> Principal | RpaBot | None:
+    trusted = auth.from_trusted_headers(request)
+    if trusted is not None:
+        return trusted
+    bearer = await bearer_scheme(request)
+    if bearer is not None:
+        if auth.token_matches(bearer.credentials):
+            return RPA_BOT
+        raise ApiProblem(401, "the bearer token is not INVOICE_AUTOMATION_API_TOKEN",
+                         headers={"WWW-Authenticate": "Bearer"})
+    basic = await basic_scheme(request)
+    if basic is not None:
+        try:
+            return await auth.check_password(basic.username, basic.password, client_address(request))
+        except SignInRefused as refused:
+            raise _refused(request, refused) from None
+    cookie = request.cookies.get(SESSION_COOKIE)
+    return await run_in_threadpool(auth.from_session, cookie) if cookie else None
+
+
+async def identify(request: Request) -> Principal | RpaBot | None:
+    """Who sent the request, from its headers; once per request however many gates ask."""
+    if CALLER not in request.scope:
+        request.scope[CALLER] = await _caller(_authenticator(request), request)
+    return request.scope[CALLER]
+
+
+async def person(request: Request) -> Principal:
+    caller = await identify(request)
+    if not isinstance(caller, Principal):
         raise _unauthorized(request, "sign in first: POST /login, or HTTP Basic")
-    return principal
+    return caller
 
 
-def clerk(request: Request, principal: Principal = Depends(signed_in)) -> Principal:
+async def the_rpa_bot(request: Request) -> None:
+    if await identify(request) is not RPA_BOT:
+        raise ApiProblem(401, "the RPA callbacks need the bearer token from INVOICE_AUTOMATION_API_TOKEN",
+                         headers={"WWW-Authenticate": "Bearer"})
+
+
+def _gate_first(gate: Callable[[Request], Awaitable[object]]) -> type[APIRoute]:
+    class GateFirst(APIRoute):
+        """FastAPI reads a route's body before it solves the route's dependencies; this runs the
+        gate before either, so a caller it refuses never has the body read."""
+
+        def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+            handler = super().get_route_handler()
+
+            async def gate_then_handle(request: Request) -> Response:
+                await gate(request)
+                return await handler(request)
+
+            return gate_then_handle
+
+    return GateFirst
+
+
+SignedInFirst = _gate_first(person)
+RpaBotFirst = _gate_first(the_rpa_bot)
+
+
+# The security schemes are parameters so that the OpenAPI document shows them; `identify` reads
+# the same headers.
+async def signed_in(request: Request, _basic: HTTPBasicCredentials | None = Depends(basic_scheme),
+                    _cookie: str | None = Depends(cookie_scheme)) -> Principal:
+    return await person(request)
+
+
+async def clerk(request: Request, principal: Principal = Depends(signed_in)) -> Principal:
     if principal.role is not Role.CLERK:
         raise ApiProblem(403, f"{principal.name} is a {principal.role.value}; only a clerk may do this")
     if principal.by_cookie and not request.headers.get(DASHBOARD_HEADER):
@@ -126,7 +288,11 @@ def clerk(request: Request, principal: Principal = Depends(signed_in)) -> Princi
     return principal
 
 
-def rpa_bot(request: Request, bearer: HTTPAuthorizationCredentials | None = Depends(bearer_scheme)) -> None:
-    if bearer is None or not _authenticator(request).token_matches(bearer.credentials):
-        raise ApiProblem(401, "the RPA callbacks need the bearer token from INVOICE_AUTOMATION_API_TOKEN",
+async def rpa_bot(request: Request, _bearer: HTTPAuthorizationCredentials | None = Depends(bearer_scheme)) -> None:
+    await the_rpa_bot(request)
+
+
+def metrics_reader(request: Request, bearer: HTTPAuthorizationCredentials | None = Depends(bearer_scheme)) -> None:
+    if not _authenticator(request).metrics_token_matches(bearer.credentials if bearer else None):
+        raise ApiProblem(401, "/metrics needs the bearer token from INVOICE_AUTOMATION_API_METRICS_TOKEN",
                          headers={"WWW-Authenticate": "Bearer"})

@@ -42,8 +42,8 @@ def _with_findings(fields: dict[str, ComparedField], findings: list[Finding]) ->
 
 def _document_lines(document: dict) -> dict[int, dict]:
     lines = document.get("lines") if isinstance(document.get("lines"), list) else []
-    return {line["line_no"]: line for line in lines
-            if isinstance(line, dict) and isinstance(line.get("line_no"), int) and not isinstance(line["line_no"], bool)}
+    return {line["line_no"]: line for line in lines if isinstance(line, dict)
+            and isinstance(line.get("line_no"), int) and not isinstance(line["line_no"], bool)}
 
 
 def compare(invoice: InvoiceDetail) -> Comparison:

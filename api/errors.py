@@ -20,6 +20,9 @@ from connectors.po_commands import CommandNotDelivered
 from connectors.sampro import SamproDataError
 from rules.parsing import field_path
 
+# Never echoed back in an error: the answer may be logged, cached or shown over a shoulder.
+SECRET_FIELDS = {"password"}
+
 
 class ApiProblem(Exception):
     def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None, **extra: Any):
@@ -35,6 +38,8 @@ def _shown(value: Any) -> Any:
         text.encode()
     except (TypeError, ValueError):  # UnicodeEncodeError too: a lone surrogate is not text
         shown = text = ascii(value)
+    except RecursionError:  # deeper than the encoder goes: say what it was, not all of it
+        shown = text = f"a {type(value).__name__} nested too deeply to show"
     return shown if len(text) <= 200 else text[:197] + "..."
 
 
@@ -42,9 +47,11 @@ def _error(error: dict) -> dict:
     where, *rest = error["loc"]
     if error["type"] == "json_invalid":  # loc is ("body", character position)
         reason = error.get("ctx", {}).get("error", "")
-        return {"field": where, "value": None, "message": f"the body is not valid JSON ({reason} at character {rest[0]})"}
+        return {"field": where, "value": None,
+                "message": f"the body is not valid JSON ({reason} at character {rest[0]})"}
     field = f"{where}.{field_path(tuple(rest))}" if rest else str(where)
-    given = None if error["type"] == "missing" else _shown(error.get("input"))  # input is the enclosing object
+    secret = bool(rest) and str(rest[-1]) in SECRET_FIELDS
+    given = None if error["type"] == "missing" or secret else _shown(error.get("input"))  # input: the enclosing object
     return {"field": field, "value": given, "message": error["msg"]}
 
 
@@ -104,7 +111,9 @@ _DESCRIPTIONS = {
     403: "Not allowed for this role",
     404: "No such invoice",
     409: "The invoice is not in a state that allows this",
+    413: "The body is larger than the API takes (INVOICE_AUTOMATION_API_MAX_BODY_BYTES)",
     422: "Invalid input: names the field and the value",
+    429: "Too many failed sign-ins from this user or address: try again after Retry-After seconds",
     502: "Sampro answered with data that cannot be used",
     503: "Kafka or the database cannot be reached",
 }
@@ -112,4 +121,5 @@ _DESCRIPTIONS = {
 
 def answers(*statuses: int) -> dict[int | str, dict]:
     """OpenAPI `responses` for the error statuses a route can give."""
-    return {status: {"model": _MODELS.get(status, Problem), "description": _DESCRIPTIONS[status]} for status in statuses}
+    return {status: {"model": _MODELS.get(status, Problem), "description": _DESCRIPTIONS[status]}
+            for status in statuses}

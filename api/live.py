@@ -2,7 +2,9 @@
 
 The poll asks for rows changed since the last history event it saw, and recomputes the KPI
 figures when something changed or every `kpi_every` seconds (waiting times and the per-minute
-window move on by themselves). Each subscriber gets the latest figures first, then every update.
+window move on by themselves). Each subscriber gets the latest figures first, then every update,
+for as long as it may: `still_allowed` is asked before each update and every `recheck_every`
+seconds, so a stream ends soon after its session does.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -19,8 +21,9 @@ from connectors.scheduler.read_model import InvoiceReadModel
 
 class LiveFeed:
     def __init__(self, read_model: InvoiceReadModel, clock: Callable[[], datetime], interval: float = 1.0,
-                 kpi_every: float = 10.0):
+                 kpi_every: float = 10.0, recheck_every: float = 5.0):
         self.read_model, self.clock, self.interval, self.kpi_every = read_model, clock, interval, kpi_every
+        self.recheck_every = recheck_every
         self.subscribers: set[asyncio.Queue] = set()
         self.latest: dict[str, Any] | None = None
         self._last_event: int | None = None
@@ -53,7 +56,8 @@ class LiveFeed:
                     queue.put_nowait(update)
             await asyncio.sleep(self.interval)
 
-    async def subscribe(self) -> AsyncIterator[dict[str, Any]]:
+    async def subscribe(self, still_allowed: Callable[[], Awaitable[bool]] | None = None,
+                        ) -> AsyncIterator[dict[str, Any]]:
         queue: asyncio.Queue = asyncio.Queue(maxsize=20)
         if self.latest is not None:
             queue.put_nowait({**self.latest, "changed": []})
@@ -62,8 +66,12 @@ class LiveFeed:
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run())
         try:
-            while True:
-                yield await queue.get()
+            while still_allowed is None or await still_allowed():
+                try:
+                    update = await asyncio.wait_for(queue.get(), self.recheck_every)
+                except TimeoutError:
+                    continue
+                yield update
         finally:
             self.subscribers.discard(queue)
 

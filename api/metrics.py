@@ -1,8 +1,11 @@
-"""/metrics: figures computed when Prometheus scrapes, from processscheduler and from Kafka.
+"""/metrics: the pipeline's figures, read from processscheduler and from Kafka at most once per
+API_STATUS_CACHE_SECONDS however often Prometheus (or anyone) scrapes.
 
-Nothing is counted in this process, so every replica of the API reports the same numbers and
-a restart loses nothing. When Kafka or the database cannot be read, the figures from the other
-one are still reported, and `invoice_automation_scrape_ok{source}` says which failed.
+The pipeline's figures are not counted in this process, so every replica of the API reports the
+same numbers and a restart loses nothing; only the API's own refused sign-ins are
+(`invoice_automation_api_sign_in_failures_total`, api/auth.py). When Kafka or the database cannot
+be read, the figures from the other one are still reported, and `invoice_automation_scrape_ok{source}`
+says which failed.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector,
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from api.status import Cached
 from connectors.pipeline_lag import PipelineLag
 from connectors.ports import RpaSentLog
 from connectors.scheduler.read_model import InvoiceReadModel
@@ -36,13 +40,17 @@ def _quantiles(name: str, help_text: str, values: list[float]) -> GaugeMetricFam
 
 class PipelineCollector(Collector):
     def __init__(self, read_model: InvoiceReadModel, lag: PipelineLag, sent_log: RpaSentLog,
-                 clock: Callable[[], datetime]):
+                 clock: Callable[[], datetime], cache_seconds: float):
         self.read_model, self.lag, self.sent_log, self.clock = read_model, lag, sent_log, clock
+        self._families = Cached(lambda: list(self._read()), cache_seconds)
 
     def describe(self):
         return []  # nothing is read when the collector is registered, only when scraped
 
     def collect(self):
+        return iter(self._families.get())
+
+    def _read(self):
         ok = GaugeMetricFamily(f"{PREFIX}_scrape_ok", "1 when the source could be read for this scrape",
                                labels=["source"])
         for source, families in (("processscheduler", self._from_scheduler), ("kafka", self._from_kafka)):
@@ -103,9 +111,9 @@ class PipelineCollector(Collector):
 
 
 def registry_for(read_model: InvoiceReadModel, lag: PipelineLag, sent_log: RpaSentLog,
-                 clock: Callable[[], datetime]) -> CollectorRegistry:
+                 clock: Callable[[], datetime], cache_seconds: float) -> CollectorRegistry:
     registry = CollectorRegistry()
     for collector in (ProcessCollector, PlatformCollector, GCCollector):
         collector(registry=registry)
-    registry.register(PipelineCollector(read_model, lag, sent_log, clock))
+    registry.register(PipelineCollector(read_model, lag, sent_log, clock, cache_seconds))
     return registry

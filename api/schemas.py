@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -122,4 +123,6 @@ class Health(BaseModel):
 
 class Readiness(BaseModel):
     status: str
-    checks: dict[str, str]
+    checks: dict[str, str] = Field(description="`ok` or `down` per dependency; why is in the API's log")
+    down_since: dict[str, datetime] = Field(default_factory=dict, description="When each dependency that is down "
+                                                                              "stopped answering")

@@ -12,7 +12,10 @@ from fastapi import FastAPI
 class ThreadedServer:
     def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 8000):
         self.host, self.port = host, port
-        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
+        # proxy_headers off: uvicorn would believe X-Forwarded-For from 127.0.0.1; api/proxy.py
+        # believes it only from the configured proxies.
+        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on",
+                                                    proxy_headers=False))
         self.thread = threading.Thread(target=self.server.run, name="api-server", daemon=True)
 
     @property

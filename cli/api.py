@@ -18,16 +18,23 @@ def serve(
     """Serve the HTTP API for the RPA bot and AP, and the live dashboard (http://HOST:PORT/dashboard), until Ctrl-C.
 
     Settings come from INVOICE_AUTOMATION_* variables: the databases and Kafka as for the worker,
-    and API_TOKEN (the RPA bot's bearer token), API_USERS (a JSON list of {name, password_hash,
-    role}), API_SESSION_SECRET, API_TRUSTED_USER_HEADER.
+    and API_TOKEN (the RPA bot's bearer token) and API_SESSION_SECRET, both required, API_USERS
+    (a JSON list of {name, password_hash, role}); behind a proxy see the README's "Security".
     """
     if ctx.invoked_subcommand is not None:
         return
     import uvicorn
 
     from api.app import create_app
+    from api.startup import ApiMisconfigured
 
-    uvicorn.run(create_app(), host=host, port=port, proxy_headers=True, log_level="info")
+    try:
+        app = create_app()
+    except ApiMisconfigured as refused:
+        typer.echo(str(refused), err=True)
+        raise typer.Exit(2) from None
+    # X-Forwarded-* are read by api/proxy.py, and only from the configured proxies.
+    uvicorn.run(app, host=host, port=port, proxy_headers=False, server_header=False, log_level="info")
 
 
 @api_app.command("hash-password")

@@ -37,7 +37,8 @@ from streams.settings import Settings
 
 SETTLED = {"manual_review", "bad_invoice", "po_not_found", "entered", "rpa_failed"}
 DEMO_USERS = {"ap-clerk": ("demo", "clerk"), "ap-viewer": ("demo", "viewer")}  # name: (password, role)
-API_SECRETS = {"api_token", "api_users", "api_session_secret"}  # the worker needs none of them
+# the worker needs none of them
+API_SECRETS = {"api_token", "api_users", "api_session_secret", "api_metrics_token", "api_trusted_proxy_secret"}
 
 
 def _json(path: Path):
@@ -75,7 +76,9 @@ def prepare(root: Path, samples: Path, kafka_bootstrap: str) -> tuple[Settings, 
         marketplace_db_url=f"sqlite:///{data}/marketplace.db", sampro_db_url=f"sqlite:///{data}/sampro.db",
         scheduler_db_url=f"sqlite:///{data}/scheduler.db", poll_interval_seconds=0.5, batch_seconds=0.1,
         tolerances_file=samples / "tolerances.toml" if (samples / "tolerances.toml").exists() else None,
-        api_token=secrets.token_urlsafe(16), api_session_secret=secrets.token_hex(32),
+        # drawn for this run: the API starts with no default secret (api/startup.py)
+        api_token=secrets.token_hex(32), api_session_secret=secrets.token_hex(32),
+        api_sessions_db_url=f"sqlite:///{data}/api-sessions.db",
         api_users=[{"name": name, "password_hash": hash_password(password), "role": role}
                    for name, (password, role) in DEMO_USERS.items()],
     )

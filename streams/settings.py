@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, IPvAnyNetwork, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.sampro.tables import SamproNames
@@ -85,11 +85,40 @@ class Settings(BaseSettings):
     rpa_mail_from: str = "invoice-automation@localhost"
     rpa_mail_to: str = "rpa-bot@localhost"
 
-    # HTTP API and dashboard
+    # HTTP API and dashboard. The API refuses to start without the token and the session secret
+    # (api/startup.py); the worker needs neither, so they have no default here either.
     api_token: SecretStr | None = None  # the RPA bot's bearer token for its callbacks
     api_users: list[ApiUser] = Field(default_factory=list)
-    api_trusted_user_header: str | None = None  # set only behind a proxy that sets (and strips) it
-    api_trusted_role_header: str | None = None
+    api_session_secret: SecretStr | None = None  # signs the session cookies
+    api_session_max_age_seconds: int = Field(default=8 * 3600, ge=60, le=30 * 24 * 3600)
+    # Where sign-outs are remembered, so a signed-out cookie stays dead across restarts; every
+    # replica of the API must share it.
+    api_sessions_db_url: str = f"sqlite:///{DEFAULT_DATA_DIR}/api-sessions.db"
+    # The browser reaches the API over https (usually through a TLS proxy that speaks http to it):
+    # session cookies are marked Secure and HSTS is sent.
+    api_served_over_https: bool = False
+    # Origins other than the API's own that may send changes (the dashboard's public address
+    # when a proxy rewrites Host), e.g. ["https://ap.example.com"].
+    api_allowed_origins: list[str] = Field(default_factory=list, max_length=20)
+    # Single sign-on: the user (and role) from headers a proxy sets; honoured only from the
+    # proxy's addresses or with its shared secret, and the API refuses to start without either.
+    api_trusted_user_header: str | None = Field(default=None, max_length=100)
+    api_trusted_role_header: str | None = Field(default=None, max_length=100)
     api_trusted_default_role: ApiRole = "viewer"
-    api_session_secret: SecretStr | None = None  # random per process when unset: sign-ins end with it
-    api_session_max_age_seconds: int = Field(default=8 * 3600, ge=60)
+    api_trusted_proxies: list[IPvAnyNetwork] = Field(default_factory=list, max_length=100)
+    api_trusted_proxy_secret: SecretStr | None = None  # sent by the proxy as X-Invoice-Automation-Proxy-Secret
+    # Bodies: small by default, larger for a dry run of a whole invoice (the rules accept 256 kB).
+    api_max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    api_max_validate_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    # Failed sign-ins: this many per user and per address are free, then each further attempt
+    # waits twice as long as the last, from the first back-off up to the longest.
+    api_sign_in_free_failures: int = Field(default=5, ge=1, le=100)
+    api_sign_in_backoff_seconds: float = Field(default=1.0, gt=0, le=60)
+    api_sign_in_backoff_max_seconds: float = Field(default=900.0, gt=0, le=24 * 3600)
+    # Password checks (argon2, 64 MiB each) at once; more wait, and past the wait answer 503.
+    api_password_checks_at_once: int = Field(default=2, ge=1, le=32)
+    api_password_check_wait_seconds: float = Field(default=5.0, gt=0, le=60)
+    # /metrics needs `Authorization: Bearer <token>` when set.
+    api_metrics_token: SecretStr | None = None
+    # /metrics and /readyz answer from their last look at Kafka and the database for this long.
+    api_status_cache_seconds: float = Field(default=5.0, ge=0, le=300)

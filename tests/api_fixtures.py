@@ -4,6 +4,7 @@ ids are unique to one test, loaded into the Sampro stand-in of the e2e `pipeline
 from __future__ import annotations
 
 import json
+import secrets
 from decimal import Decimal
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from rules.models import PurchaseOrder
 from streams.settings import ApiUser, Settings
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
-TOKEN = "rpa-bot-token"
+TOKEN = secrets.token_hex(32)
 CLERK, VIEWER, PASSWORD = "ana", "victor", "correct horse"
 _HASH = hash_password(PASSWORD)
 
@@ -22,7 +23,8 @@ _HASH = hash_password(PASSWORD)
 def with_api(settings: Settings) -> Settings:
     """The pipeline's settings plus a token for the RPA bot, a clerk and a viewer."""
     return settings.model_copy(update={
-        "api_token": SecretStr(TOKEN), "api_session_secret": SecretStr("x" * 32),
+        "api_token": SecretStr(TOKEN), "api_session_secret": SecretStr(secrets.token_hex(32)),
+        "api_sessions_db_url": f"sqlite:///{settings.data_dir}/api-sessions.db",
         "api_users": [ApiUser(name=CLERK, password_hash=_HASH, role="clerk"),
                       ApiUser(name=VIEWER, password_hash=_HASH, role="viewer")]})
 

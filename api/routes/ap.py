@@ -1,31 +1,28 @@
-"""What Accounts Payable reads and does: invoices and their verdicts, the KPI figures, a dry run of
-the rules, and the two overrides (release despite findings, send a ready invoice to the RPA bot)."""
+"""What Accounts Payable reads and does: invoices and their verdicts, the KPI figures, and the two
+overrides (release despite findings, send a ready invoice to the RPA bot)."""
 
 from __future__ import annotations
 
 import json
 import re
 from datetime import date
-from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from pydantic import BeforeValidator
 from sse_starlette import EventSourceResponse
 
-from api.auth import Principal, clerk, signed_in
+from api.auth import Principal, SignedInFirst, clerk, signed_in
 from api.comparison import compare
 from api.errors import answers
 from api.routes.deps import InvoiceId, context
-from api.schemas import NO_NUL, CommandAccepted, DispatchRequest, InvoiceView, Me, ReasonCode, ReleaseRequest, VerdictAnswer
-from api.services import dry_run, find_invoice, release_invoice, send_to_rpa
+from api.schemas import NO_NUL, CommandAccepted, DispatchRequest, InvoiceView, Me, ReasonCode, ReleaseRequest
+from api.services import find_invoice, release_invoice, send_to_rpa
 from connectors.scheduler.read_model import MAX_PAGE, InvoicePage, InvoiceQuery, Kpi
 from rules.lifecycle import InvoiceStatus
 
-router = APIRouter(prefix="/api", tags=["invoices"], responses=answers(401, 422))
+router = APIRouter(prefix="/api", tags=["invoices"], route_class=SignedInFirst, responses=answers(401, 413, 422, 429))
 
 
 def _iso_day(value: object) -> object:
@@ -100,41 +97,14 @@ def show_kpi(_: Principal = Depends(signed_in), ctx=Depends(context)) -> Kpi:
 
 @router.get("/events", response_class=EventSourceResponse, summary="Live KPI figures and changed rows (SSE)",
             responses={200: {"content": {"text/event-stream": {}},
-                             "description": "`update` events: {kpi, changed: [invoice summaries]}"}})
-async def stream_updates(_: Principal = Depends(signed_in), ctx=Depends(context)) -> EventSourceResponse:
+                             "description": "`update` events: {kpi, changed: [invoice summaries]}; "
+                                            "the stream ends when its session does"}})
+async def stream_updates(principal: Principal = Depends(signed_in), ctx=Depends(context)) -> EventSourceResponse:
+    async def still_signed_in() -> bool:
+        return await run_in_threadpool(ctx.auth.still_signed_in, principal)
+
     async def updates():
-        async for update in ctx.live.subscribe():
+        async for update in ctx.live.subscribe(still_signed_in):
             yield {"event": "update", "data": json.dumps(update)}
 
     return EventSourceResponse(updates(), ping=15)
-
-
-INVOICE_BODY = {"required": True, "content": {"application/json": {"schema": {
-    "type": "object", "additionalProperties": True,
-    "description": "The invoice as canonical JSON (DESIGN §3); amounts as decimal strings or numbers. "
-                   "Contract problems come back as INVALID_INVOICE findings, not as errors."}}}}
-
-
-def _invoice_document(raw: bytes) -> dict[str, Any]:
-    """JSON numbers are read as Decimal, so "15.50" and 15.50 mean the same money."""
-    try:
-        document = json.loads(raw, parse_float=Decimal)
-        json.dumps(document, ensure_ascii=False, default=str).encode()  # a lone surrogate escape is not text
-    except ValueError as exc:
-        position = getattr(exc, "pos", 0)
-        raise RequestValidationError([{"type": "json_invalid", "loc": ("body", position), "msg": "JSON decode error",
-                                       "input": {}, "ctx": {"error": getattr(exc, "msg", str(exc))}}]) from None
-    if not isinstance(document, dict):
-        raise RequestValidationError([{"type": "dict_type", "loc": ("body",), "input": document,
-                                       "msg": "an invoice must be a JSON object"}])
-    return document
-
-
-@router.post("/validate", response_model=VerdictAnswer, openapi_extra={"requestBody": INVOICE_BODY},
-             responses={400: {"model": VerdictAnswer, "description": "manual_review or bad_invoice"},
-                        404: {"model": VerdictAnswer, "description": "po_not_found"}, **answers(502)},
-             summary="Dry run: the verdict the rules give now, nothing written")
-async def validate_invoice(request: Request, _: Principal = Depends(signed_in), ctx=Depends(context)) -> JSONResponse:
-    document = _invoice_document(await request.body())
-    verdict = await run_in_threadpool(dry_run, document, ctx.purchase_orders, ctx.scheduler, ctx.policy, ctx.clock())
-    return JSONResponse(verdict.model_dump(mode="json", exclude={"audit"}), status_code=verdict.http_status)

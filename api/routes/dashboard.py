@@ -9,9 +9,10 @@ from string import Template
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
-from api.auth import SESSION_COOKIE, cookie_scheme
+from api.auth import SESSION_COOKIE, Principal, SignInRefused, client_address, identify
 from api.errors import answers
 from api.routes.deps import context
 
@@ -30,6 +31,11 @@ def _login_page(next_path: str, error: str = "") -> str:
     return page.substitute(next=escape(_local(next_path), quote=True), error=message)
 
 
+def _cookie_options(request: Request, ctx) -> dict:
+    # Behind a TLS proxy the request arrives as http: the setting says what the browser used.
+    return {"httponly": True, "samesite": "lax", "secure": ctx.auth.secure_cookies or request.url.scheme == "https"}
+
+
 @router.get("/", include_in_schema=False)
 def home() -> RedirectResponse:
     return RedirectResponse("/dashboard", status_code=303)
@@ -37,9 +43,8 @@ def home() -> RedirectResponse:
 
 @router.get("/dashboard", response_class=HTMLResponse, summary="The live KPI dashboard",
             responses={303: {"description": "Not signed in: to /login"}})
-def show_dashboard(request: Request, cookie: str | None = Depends(cookie_scheme), ctx=Depends(context)):
-    auth = ctx.auth
-    if auth.from_trusted_headers(request) is None and (not cookie or auth.from_session(cookie) is None):
+async def show_dashboard(request: Request):
+    if not isinstance(await identify(request), Principal):
         return RedirectResponse("/login?next=/dashboard", status_code=303)
     return FileResponse(STATIC / "index.html", media_type="text/html")
 
@@ -51,21 +56,32 @@ def show_login(next: str = "/dashboard") -> HTMLResponse:  # noqa: A002 (the que
 
 @router.post("/login", status_code=303, response_class=RedirectResponse, summary="Sign in: sets the session cookie",
              responses={303: {"description": "Signed in: to `next`"},
-                        401: {"description": "Wrong name or password: the form again", "content": {"text/html": {}}}})
-def sign_in(request: Request, username: Annotated[str, Form(min_length=1, max_length=200)],
-            password: Annotated[str, Form(min_length=1, max_length=1000)], next: Annotated[str, Form()] = "/dashboard",  # noqa: A002
-            ctx=Depends(context)):
-    principal = ctx.auth.check_password(username, password)
-    if principal is None:
-        return HTMLResponse(_login_page(next, "Wrong name or password."), status_code=401)
+                        401: {"description": "Wrong name or password: the form again", "content": {"text/html": {}}},
+                        429: {"description": "Too many failed sign-ins: the form again, and Retry-After",
+                              "content": {"text/html": {}}},
+                        503: {"description": "Too many sign-ins at once", "content": {"text/html": {}}}})
+async def sign_in(request: Request, username: Annotated[str, Form(min_length=1, max_length=200)],
+                  password: Annotated[str, Form(min_length=1, max_length=1000)],
+                  next: Annotated[str, Form(max_length=2000)] = "/dashboard",  # noqa: A002
+                  ctx=Depends(context)):
+    try:
+        principal = await ctx.auth.check_password(username, password, client_address(request))
+    except SignInRefused as refused:
+        message = "Wrong name or password." if refused.status == 401 else refused.detail.capitalize() + "."
+        return HTMLResponse(_login_page(next, message), status_code=refused.status, headers=refused.headers)
     response = RedirectResponse(_local(next), status_code=303)
-    response.set_cookie(SESSION_COOKIE, ctx.auth.session_for(principal), max_age=ctx.auth.max_age, httponly=True,
-                        samesite="lax", secure=request.url.scheme == "https")
+    response.set_cookie(SESSION_COOKIE, await run_in_threadpool(ctx.auth.session_for, principal),
+                        max_age=ctx.auth.max_age, **_cookie_options(request, ctx))
     return response
 
 
-@router.post("/logout", summary="Sign out", responses={303: {"description": "To /login"}})
-def sign_out() -> RedirectResponse:
+@router.post("/logout", summary="Sign out: ends every session of the signed-in user, on every device",
+             responses={303: {"description": "To /login"}})
+async def sign_out(request: Request, ctx=Depends(context)) -> RedirectResponse:
+    cookie = request.cookies.get(SESSION_COOKIE)
+    principal = await run_in_threadpool(ctx.auth.from_session, cookie) if cookie else None
+    if principal is not None:
+        await run_in_threadpool(ctx.auth.sessions.end_sessions, principal.name)
     response = RedirectResponse("/login", status_code=303)
-    response.delete_cookie(SESSION_COOKIE)
+    response.delete_cookie(SESSION_COOKIE, **_cookie_options(request, ctx))
     return response

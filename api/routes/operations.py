@@ -1,4 +1,5 @@
-"""For the people who run the service: liveness, readiness and Prometheus metrics (no sign-in)."""
+"""For the people who run the service: liveness, readiness and Prometheus metrics. No sign-in;
+/metrics needs INVOICE_AUTOMATION_API_METRICS_TOKEN as a bearer token when one is set."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from api.auth import metrics_reader
+from api.errors import answers
 from api.routes.deps import context
 from api.schemas import Health, Readiness
 
@@ -18,21 +21,18 @@ def healthz() -> Health:
 
 
 @router.get("/readyz", response_model=Readiness, summary="processscheduler and Kafka can be reached",
-            responses={503: {"model": Readiness, "description": "One of them cannot be reached"}})
+            responses={503: {"model": Readiness,
+                             "description": "One of them cannot be reached: which, and since when"}})
 def readyz(ctx=Depends(context)) -> JSONResponse:
-    checks = {}
-    for name, ping in (("database", ctx.read_model.ping), ("kafka", ctx.commands.ping)):
-        try:
-            ping()
-            checks[name] = "ok"
-        except Exception as exc:
-            checks[name] = f"{type(exc).__name__}: {exc}"[:300]
-    ready = all(result == "ok" for result in checks.values())
-    body = Readiness(status="ready" if ready else "not ready", checks=checks)
-    return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+    states = ctx.readiness.states()
+    down = {name: since for name, since in states.items() if since is not None}
+    body = Readiness(status="not ready" if down else "ready",
+                     checks={name: "down" if name in down else "ok" for name in states}, down_since=down)
+    return JSONResponse(body.model_dump(mode="json"), status_code=503 if down else 200)
 
 
-@router.get("/metrics", summary="Prometheus metrics, computed when scraped",
-            responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}})
+@router.get("/metrics", summary="Prometheus metrics, read at most once per API_STATUS_CACHE_SECONDS",
+            dependencies=[Depends(metrics_reader)], responses=answers(401) | {
+                200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}})
 def metrics(ctx=Depends(context)) -> Response:
     return Response(generate_latest(ctx.metrics), media_type=CONTENT_TYPE_LATEST)

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from api.auth import rpa_bot
+from api.auth import RpaBotFirst, rpa_bot
 from api.errors import answers
 from api.routes.deps import InvoiceId, context
 from api.schemas import CallbackAccepted, RpaFailure, RpaSuccess
 from api.services import CompletionReport, record_rpa_outcome
 from rules.models import CompletionOutcome
 
-router = APIRouter(prefix="/rpa/invoices/{invoice_id}", tags=["rpa"],
-                   dependencies=[Depends(rpa_bot)], responses=answers(400, 401, 404, 409, 422, 503))
+router = APIRouter(prefix="/rpa/invoices/{invoice_id}", tags=["rpa"], route_class=RpaBotFirst,
+                   dependencies=[Depends(rpa_bot)], responses=answers(400, 401, 404, 409, 413, 422, 503))
 
 
 def _accepted(report: CompletionReport, invoice_id: str, version: int, outcome: CompletionOutcome) -> CallbackAccepted:
@@ -35,7 +35,8 @@ def report_success(body: RpaSuccess, invoice_id: InvoiceId, ctx=Depends(context)
     return _accepted(report, invoice_id, body.invoice_version, CompletionOutcome.SUCCESS)
 
 
-@router.post("/failure", status_code=202, response_model=CallbackAccepted, summary="The bot could not enter the invoice")
+@router.post("/failure", status_code=202, response_model=CallbackAccepted,
+             summary="The bot could not enter the invoice")
 def report_failure(body: RpaFailure, invoice_id: InvoiceId, ctx=Depends(context)) -> CallbackAccepted:
     report = record_rpa_outcome(ctx.read_model, ctx.commands, ctx.clock, invoice_id=invoice_id,
                                 version=body.invoice_version, outcome=CompletionOutcome.FAILURE, error=body.error)

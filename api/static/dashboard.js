@@ -6,10 +6,13 @@ const COLORS = getComputedStyle(document.documentElement);
 const state = { query: {}, limit: 50, offset: 0, total: 0, me: null, open: null, refetch: null };
 const $ = (selector) => document.querySelector(selector);
 
+// `styles` go through CSSOM: the Content-Security-Policy refuses style attributes.
 function el(tag, attributes = {}, ...children) {
   const node = document.createElement(tag);
   for (const [name, value] of Object.entries(attributes)) {
-    if (value !== null && value !== undefined) node.setAttribute(name, value);
+    if (value === null || value === undefined) continue;
+    if (name === "styles") Object.assign(node.style, value);
+    else node.setAttribute(name, value);
   }
   for (const child of children) node.append(child instanceof Node ? child : String(child ?? ""));
   return node;
@@ -103,14 +106,14 @@ function drawTimeline(kpi) {
     svg.append(label);
   }
   $("#legend").replaceChildren(...statuses.map((s) =>
-    el("span", {}, el("i", { style: `background: var(--${s})` }), s)));
+    el("span", {}, el("i", { styles: { background: `var(--${s})` } }), s)));
 }
 
 function drawReasons(byReason) {
   const entries = Object.entries(byReason).sort((a, b) => b[1] - a[1]);
   const top = Math.max(1, ...entries.map(([, n]) => n));
   $("#reasons").replaceChildren(...entries.map(([code, count]) =>
-    el("div", { "data-reason": code }, code, el("span", { class: "bar", style: `width: ${(count / top) * 100}%` }),
+    el("div", { "data-reason": code }, code, el("span", { class: "bar", styles: { width: `${(count / top) * 100}%` } }),
        count)));
   if (!entries.length) $("#reasons").append("No findings.");
 }

@@ -5,6 +5,7 @@ answer matches the document."""
 from __future__ import annotations
 
 import base64
+import secrets
 from datetime import UTC, datetime
 
 import pytest
@@ -24,7 +25,7 @@ from streams.topics import ensure_topics
 from tests.stack_pipeline import in_schema
 from tests.unit.rules.builders import PO, invoice, judge
 
-TOKEN, PASSWORD = "schemathesis-token", "pw"
+TOKEN, PASSWORD = secrets.token_hex(32), "pw"
 CHEAP_HASH = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1).hash(PASSWORD)  # many requests, same check
 CLERK = {"Authorization": "Basic " + base64.b64encode(f"clerk:{PASSWORD}".encode()).decode()}
 BOT = {"Authorization": f"Bearer {TOKEN}"}
@@ -50,7 +51,12 @@ def api_schema(kafka_bootstrap, scheduler_db_url, sampro_db_url, unique_name, tm
         _env_file=None, kafka_bootstrap_servers=kafka_bootstrap, app_id=unique_name, data_dir=tmp_path,
         completions_topic=f"{unique_name}.rpa.completions", commands_topic=f"{unique_name}.po.commands",
         scheduler_db_url=in_schema(scheduler_db_url, unique_name), sampro_db_url=in_schema(sampro_db_url, unique_name),
-        api_token=SecretStr(TOKEN), api_users=[ApiUser(name="clerk", password_hash=CHEAP_HASH, role="clerk")])
+        api_token=SecretStr(TOKEN), api_session_secret=SecretStr(secrets.token_hex(32)),
+        api_sessions_db_url=f"sqlite:///{tmp_path}/api-sessions.db",
+        # schemathesis also tries wrong credentials; after the usual few, back-off would answer 429
+        # to the valid requests that follow from the same address
+        api_sign_in_free_failures=100,
+        api_users=[ApiUser(name="clerk", password_hash=CHEAP_HASH, role="clerk")])
     ensure_topics(settings)
     scheduler_engine = create_engine(settings.scheduler_db_url)
     upgrade(scheduler_engine)

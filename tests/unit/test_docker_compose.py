@@ -43,3 +43,23 @@ def test_every_project_command_and_file_named_exists():
             assert invoked in commands, f"service {name} runs `invoice-automation {invoked}`, which does not exist"
         for volume in service.get("volumes", []):
             assert (ROOT / volume.split(":")[0]).exists(), f"service {name} mounts {volume}, which is missing"
+
+
+def test_only_the_api_is_published_and_only_on_the_loopback_address():
+    published = {name: service["ports"] for name, service in COMPOSE["services"].items() if "ports" in service}
+    assert published == {"api": ["127.0.0.1:8000:8000"]}
+
+
+SECRETS = ("INVOICE_AUTOMATION_API_TOKEN", "INVOICE_AUTOMATION_API_SESSION_SECRET", "POSTGRES_PASSWORD")
+
+
+def test_no_secret_has_a_default_and_compose_stops_without_each():
+    """`${NAME:?message}` makes `docker compose up` fail when .env does not set NAME."""
+    text = (ROOT / "docker-compose.yml").read_text()
+    for name in SECRETS:
+        uses = re.findall(r"\$\{" + name + r"([^}]*)\}", text)
+        assert uses and all(use.startswith(":?") for use in uses), name
+    api = COMPOSE["services"]["api"]["environment"]
+    assert api["INVOICE_AUTOMATION_API_TOKEN"].startswith("${INVOICE_AUTOMATION_API_TOKEN:?")
+    assert COMPOSE["services"]["postgres"]["environment"]["POSTGRES_PASSWORD"].startswith("${POSTGRES_PASSWORD:?")
+    assert "change-me" not in text and "invoice:invoice@" not in text

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -11,18 +13,22 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.auth import hash_password
+from api.server import ThreadedServer
+from api.sessions import InMemorySessionVersions
 from connectors.pipeline_lag import InMemoryPipelineLag
 from connectors.po_commands import InMemoryPurchaseOrderCommands
 from connectors.sampro import InMemoryPurchaseOrderReader
 from connectors.scheduler import InMemoryProcessScheduler
 from connectors.scheduler.read_model_memory import InMemoryInvoiceReadModel
+from devstack.process import free_port
 from rules.lifecycle import InvoiceStatus, StatusChanged
 from rules.models import PurchaseOrder
 from streams.settings import Settings
 from tests.unit.rules.builders import INVOICE, PO, invoice, judge
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-TOKEN = "rpa-secret"
+TOKEN = "rpa-bot-token-4f7c2a9e1b3d8f60c5a7e2b9d1f4a6c3"
+SESSION_SECRET = "session-secret-9c1e4b7a2f5d8e3b6a0c9f2e5d8b1a4c"
 PASSWORD = "correct horse"
 PRICE_OFF = [{**INVOICE["lines"][0], "unit_price": "16.00", "amount": "32.00"}, INVOICE["lines"][1]]
 
@@ -79,6 +85,11 @@ class Api:
     lag: InMemoryPipelineLag
     sent_log: SentLogInMemory
     settings: Settings
+    sessions: InMemorySessionVersions
+
+    @property
+    def context(self):
+        return self.client.app.state.context
 
     def as_clerk(self) -> dict:
         return {"auth": ("ana", PASSWORD)}
@@ -90,22 +101,42 @@ class Api:
         return {"headers": {"Authorization": f"Bearer {TOKEN}"}}
 
 
-def make_api(**settings_overrides) -> Api:
+def api_settings(**overrides) -> Settings:
+    """The unit tests' settings: the status is never cached unless a test asks for it."""
+    return Settings(**{"_env_file": None, "api_token": TOKEN, "api_session_secret": SESSION_SECRET,
+                       "api_status_cache_seconds": 0, "api_users": [
+                           {"name": "ana", "password_hash": HASH, "role": "clerk"},
+                           {"name": "victor", "password_hash": HASH, "role": "viewer"}], **overrides})
+
+
+def make_api(client_address: tuple[str, int] = ("testclient", 50000), sessions: InMemorySessionVersions | None = None,
+             read_model=None, commands=None, lag=None, **settings_overrides) -> Api:
+    """The API on in-memory adapters; `read_model`, `commands` or `lag` replace one of them."""
     scheduler = InMemoryProcessScheduler()
     seed(scheduler)
-    settings = Settings(_env_file=None, api_token=TOKEN, api_session_secret="s" * 32, api_users=[
-        {"name": "ana", "password_hash": HASH, "role": "clerk"},
-        {"name": "victor", "password_hash": HASH, "role": "viewer"}], **settings_overrides)
-    read_model, commands, lag = InMemoryInvoiceReadModel(scheduler), InMemoryPurchaseOrderCommands(), InMemoryPipelineLag()
-    sent_log = SentLogInMemory()
+    settings = api_settings(**settings_overrides)
+    read_model = read_model or InMemoryInvoiceReadModel(scheduler)
+    commands, lag = commands or InMemoryPurchaseOrderCommands(), lag or InMemoryPipelineLag()
+    sent_log, sessions = SentLogInMemory(), sessions or InMemorySessionVersions()
     app = create_app(settings, read_model=read_model, commands=commands, scheduler=scheduler, lag=lag,
-                     sent_log=sent_log,
+                     sent_log=sent_log, sessions=sessions,
                      purchase_orders=InMemoryPurchaseOrderReader([PurchaseOrder.model_validate(PO)]),
                      clock=lambda: NOW)
-    return Api(TestClient(app), scheduler, read_model, commands, lag, sent_log, settings)
+    return Api(TestClient(app, client=client_address), scheduler, read_model, commands, lag, sent_log, settings,
+               sessions)
 
 
 HASH = hash_password(PASSWORD)
+
+
+@contextmanager
+def served(api: Api) -> Iterator[str]:
+    """The same app over real HTTP (uvicorn on a thread): its base URL."""
+    server = ThreadedServer(api.client.app, port=free_port()).start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from argon2 import PasswordHasher
 from typer.testing import CliRunner
 
 from cli.main import app as cli
-from tests.unit.api.conftest import PASSWORD, make_api
+from tests.unit.api.conftest import PASSWORD
 
 RELEASE = "/api/invoices/MP-3/release"
 REASON = {"invoice_version": 1, "reason": "price agreed with the buyer"}
@@ -63,21 +63,6 @@ def test_the_dashboard_sends_strangers_to_the_login_form(api):
     api.client.post("/login", data={"username": "victor", "password": PASSWORD})
     page = api.client.get("/dashboard")
     assert page.status_code == 200 and 'data-tile="total"' in page.text
-
-
-def test_a_trusted_proxy_header_names_the_user_and_role():
-    api = make_api(api_trusted_user_header="X-Forwarded-User", api_trusted_role_header="X-Forwarded-Role")
-    me = api.client.get("/api/me", headers={"X-Forwarded-User": "sso-sam", "X-Forwarded-Role": "clerk"})
-    assert me.json() == {"name": "sso-sam", "role": "clerk"}
-    unknown_role = api.client.get("/api/me", headers={"X-Forwarded-User": "sso-sam", "X-Forwarded-Role": "admin"})
-    assert unknown_role.json()["role"] == "viewer"
-    released = api.client.post(RELEASE, json=REASON, headers={"X-Forwarded-User": "sso-sam",
-                                                               "X-Forwarded-Role": "clerk"})
-    assert released.status_code == 202 and api.commands.published[0][2].user == "sso-sam"
-
-
-def test_the_proxy_header_means_nothing_unless_configured(api):
-    assert api.client.get("/api/me", headers={"X-Forwarded-User": "sso-sam"}).status_code == 401
 
 
 def test_hash_password_prints_an_argon2_hash_of_the_password():

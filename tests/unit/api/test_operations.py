@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.unit.api.conftest import NOW
+from tests.unit.api.conftest import NOW, TOKEN, make_api
 
 
 def samples(api) -> dict[tuple[str, tuple], float]:
@@ -17,16 +17,20 @@ def samples(api) -> dict[tuple[str, tuple], float]:
 
 def test_healthz_and_readyz(api):
     assert api.client.get("/healthz").json() == {"status": "ok"}
-    assert api.client.get("/readyz").json() == {"status": "ready", "checks": {"database": "ok", "kafka": "ok"}}
+    assert api.client.get("/readyz").json() == {"status": "ready", "checks": {"database": "ok", "kafka": "ok"},
+                                                "down_since": {}}
 
 
-def test_readyz_is_503_naming_what_cannot_be_reached(api):
+def test_readyz_is_503_naming_what_cannot_be_reached_and_since_when(api):
     api.commands.reachable = False
     answer = api.client.get("/readyz")
-    assert answer.status_code == 503 and answer.json()["checks"]["database"] == "ok"
-    assert "switched off" in answer.json()["checks"]["kafka"]
+    assert answer.status_code == 503 and answer.json()["checks"] == {"database": "ok", "kafka": "down"}
+    assert answer.json()["down_since"] == {"kafka": NOW.isoformat().replace("+00:00", "Z")}
+    assert "switched off" not in answer.text  # the reason goes to the log, not to whoever asks
     api.read_model.reachable = False
-    assert "switched off" in api.client.get("/readyz").json()["checks"]["database"]
+    assert api.client.get("/readyz").json()["checks"]["database"] == "down"
+    api.commands.reachable = api.read_model.reachable = True
+    assert api.client.get("/readyz").json()["down_since"] == {}
 
 
 def test_metrics_from_processscheduler(api):
@@ -65,3 +69,47 @@ def test_a_source_that_cannot_be_read_is_reported_and_the_other_still_is(api):
     found = samples(api)
     assert found[("invoice_automation_scrape_ok", (("source", "kafka"),))] == 0
     assert found[("invoice_automation_invoices", (("status", "entered"),))] == 1
+
+
+METRICS_TOKEN = "metrics-token-7d3f9a1c5e8b2d6f0a4c7e1b9d3f5a8c"
+
+
+def test_metrics_behind_a_token_when_one_is_set():
+    api = make_api(api_metrics_token=METRICS_TOKEN)
+    assert api.client.get("/metrics").status_code == 401
+    assert api.client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert api.client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 401  # the bot's
+    scraped = api.client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    assert scraped.status_code == 200 and "invoice_automation_invoices" in scraped.text
+
+
+def test_a_flood_of_scrapes_and_probes_reads_kafka_and_the_database_once_per_cache_period():
+    api = make_api(api_status_cache_seconds=60)
+    reads = {"lag": 0, "kpi": 0, "ping": 0}
+
+    def counting(name, call):
+        def counted(*args):
+            reads[name] += 1
+            return call(*args)
+        return counted
+
+    api.lag.lag = counting("lag", api.lag.lag)
+    api.read_model.kpi = counting("kpi", api.read_model.kpi)
+    api.commands.ping = counting("ping", api.commands.ping)
+    api = make_api(api_status_cache_seconds=60, lag=api.lag, read_model=api.read_model, commands=api.commands)
+    for _ in range(50):
+        assert api.client.get("/metrics").status_code == 200 and api.client.get("/readyz").status_code == 200
+    assert reads == {"lag": 1, "kpi": 1, "ping": 1}
+
+
+def test_readyz_never_shows_the_database_address_user_or_driver(caplog):
+    from connectors.scheduler.read_model_sql import SqlInvoiceReadModel
+    from connectors.sql import engine_for
+
+    unreachable = SqlInvoiceReadModel(engine_for("postgresql+psycopg://invoice:pg-secret@127.0.0.1:9/scheduler"))
+    api = make_api(read_model=unreachable)
+    answer = api.client.get("/readyz")
+    assert answer.status_code == 503 and answer.json()["checks"]["database"] == "down"
+    for leaked in ("127.0.0.1", "9", "invoice", "pg-secret", "psycopg", "Operational", "scheduler"):
+        assert leaked not in answer.text.replace(answer.json()["down_since"]["database"], ""), leaked
+    assert "127.0.0.1" in caplog.text  # the operator reads why in the log

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.unit.api.conftest import PRICE_OFF
 from tests.unit.rules.builders import invoice
 
@@ -18,7 +20,8 @@ def dry_run(api, document) -> tuple[int, dict]:
 def test_a_matching_invoice_is_200_with_the_rpa_payload_and_nothing_is_written(api):
     rows, events = dict(api.scheduler.table), dict(api.scheduler.events)
     status, verdict = dry_run(api, invoice(invoice_id="MP-NEW", invoice_number="INV-NEW"))
-    assert status == 200 and verdict["status"] == "ready_to_process" and verdict["rpa_payload"]["total_amount"] == "57.25"
+    assert status == 200 and verdict["status"] == "ready_to_process"
+    assert verdict["rpa_payload"]["total_amount"] == "57.25"
     assert "audit" not in verdict  # the replay trail stays on the verdicts topic
     assert api.scheduler.table == rows and api.scheduler.events == events and api.commands.published == []
 
@@ -28,7 +31,8 @@ def test_a_price_off_the_po_is_400_manual_review_with_the_line_and_field(api):
                                            tax_amount="3.58", total_amount="58.33"))
     (reason,) = verdict["reasons"]
     assert status == 400 and verdict["status"] == "manual_review"
-    assert (reason["code"], reason["line_no"], reason["expected"], reason["actual"]) == ("PRICE_MISMATCH", 1, "15.50", "16.00")
+    assert (reason["code"], reason["line_no"], reason["expected"], reason["actual"]) == (
+        "PRICE_MISMATCH", 1, "15.50", "16.00")
 
 
 def test_a_po_sampro_does_not_have_is_404(api):
@@ -69,3 +73,32 @@ def test_a_po_number_no_database_could_hold_is_not_looked_up(api):
 def test_a_lone_surrogate_escape_is_422_not_text(api):
     status, problem = dry_run(api, b'{"po_number": "\\ud800"}')
     assert status == 422 and problem["errors"][0]["field"] == "body"
+
+
+def test_nesting_deeper_than_the_parser_follows_is_422_naming_the_body(api):
+    for depth in (900, 5000, 50_000):
+        status, problem = dry_run(api, b"[" * depth + b"]" * depth)
+        assert status == 422 and problem["errors"][0]["field"] == "body", depth
+    status, verdict = dry_run(api, b'{"lines": ' * 900 + b"1" + b"}" * 900)  # the parser follows: a verdict
+    assert status == 404 and "INVALID_INVOICE" in {reason["code"] for reason in verdict["reasons"]}
+    status, problem = dry_run(api, b'{"lines": ' * 5000 + b"1" + b"}" * 5000)
+    assert status == 422 and problem["errors"][0]["field"] == "body"
+
+
+@pytest.mark.parametrize("number", ["1e999999999", "-1e999999999", "1e-999999999", "9" * 4000, "NaN", "Infinity"])
+def test_a_number_no_ledger_could_hold_is_a_finding_on_its_field(api, number):
+    raw = json.dumps(invoice(invoice_id="MP-NEW", invoice_number="INV-NEW"), default=str)
+    status, verdict = dry_run(api, raw.replace('"unit_price": "15.50"', f'"unit_price": {number}', 1).encode())
+    assert status == 400 and verdict["reasons"][0]["field"] == "lines[1].unit_price"
+
+
+def test_an_integer_longer_than_python_converts_is_422(api):
+    raw = json.dumps(invoice(invoice_id="MP-NEW", invoice_number="INV-NEW"), default=str)
+    status, problem = dry_run(api, raw.replace('"line_no": 1', f'"line_no": {"1" * 5000}', 1).encode())
+    assert status == 422 and problem["errors"][0]["field"] == "body"
+
+
+def test_a_refused_password_is_never_echoed(api):
+    answer = api.client.post("/login", data={"username": "ana", "password": "p" * 1000 + "MY-REAL-PASSWORD"})
+    assert answer.status_code == 422 and answer.json()["errors"][0]["field"] == "body.password"
+    assert "MY-REAL-PASSWORD" not in answer.text and "ppp" not in answer.text

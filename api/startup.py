@@ -1,0 +1,55 @@
+"""What the API refuses to start with. No secret has a default: a token or session secret that
+anyone could know (a sample value, a short or repetitive word) is as bad as none, since with the
+session secret a clerk's cookie can be forged offline."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+from pydantic import SecretStr
+
+from streams.settings import Settings
+
+MIN_SECRET_LENGTH = 32
+# Estimated as length x the Shannon entropy of the secret's characters: a random hex or base64
+# token of 32 characters scores about 115 (never below 95 in 2,000 draws), a word repeated to length
+# far below.
+MIN_SECRET_BITS = 90
+HOW_TO_MAKE_ONE = "make one with `openssl rand -hex 32`"
+
+
+class ApiMisconfigured(RuntimeError):
+    """The settings would leave the API open; the message lists every problem."""
+
+
+def estimated_bits(secret: str) -> float:
+    counts = Counter(secret)
+    return -sum(n * math.log2(n / len(secret)) for n in counts.values())
+
+
+def _weak(name: str, secret: SecretStr | None, required: bool) -> list[str]:
+    setting = f"INVOICE_AUTOMATION_{name.upper()}"
+    if secret is None:
+        return [f"{setting} is not set ({HOW_TO_MAKE_ONE})"] if required else []
+    value = secret.get_secret_value()
+    if len(value) < MIN_SECRET_LENGTH or estimated_bits(value) < MIN_SECRET_BITS:
+        return [f"{setting} is too easy to guess: at least {MIN_SECRET_LENGTH} random characters ({HOW_TO_MAKE_ONE})"]
+    return []
+
+
+def refusals(settings: Settings) -> list[str]:
+    problems = [*_weak("api_token", settings.api_token, required=True),
+                *_weak("api_session_secret", settings.api_session_secret, required=True),
+                *_weak("api_metrics_token", settings.api_metrics_token, required=False),
+                *_weak("api_trusted_proxy_secret", settings.api_trusted_proxy_secret, required=False)]
+    if settings.api_trusted_user_header and not (settings.api_trusted_proxies or settings.api_trusted_proxy_secret):
+        problems.append("INVOICE_AUTOMATION_API_TRUSTED_USER_HEADER is set, but neither API_TRUSTED_PROXIES nor "
+                        "API_TRUSTED_PROXY_SECRET says which requests come from the proxy: anyone could name a user")
+    return problems
+
+
+def check(settings: Settings) -> None:
+    problems = refusals(settings)
+    if problems:
+        raise ApiMisconfigured("the API does not start: " + "; ".join(problems))

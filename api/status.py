@@ -1,0 +1,55 @@
+"""/readyz and /metrics from cheap state: what Kafka and the database answered at the last look,
+at most `ttl` seconds ago, and looked at by one request at a time however many ask, so a flood of
+probes or scrapes costs one look per `ttl` (no Kafka client, no KPI query per request)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Generic, TypeVar
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Cached(Generic[T]):
+    def __init__(self, compute: Callable[[], T], ttl: float, clock: Callable[[], float] = time.monotonic):
+        self.compute, self.ttl, self.clock = compute, ttl, clock
+        self._lock = threading.Lock()
+        self._value: T | None = None
+        self._at: float | None = None
+
+    def get(self) -> T:
+        with self._lock:
+            if self._at is None or self.clock() - self._at >= self.ttl:
+                self._value, self._at = self.compute(), self.clock()
+            return self._value  # type: ignore[return-value]
+
+
+class ReadinessProbe:
+    """Each dependency's state: None while it answers, else since when it has not. Why it failed
+    goes to the log only: its text names hosts, ports and drivers."""
+
+    def __init__(self, pings: dict[str, Callable[[], None]], clock: Callable[[], datetime], ttl: float):
+        self.pings, self.clock = pings, clock
+        self.down_since: dict[str, datetime] = {}
+        self._cached = Cached(self._look, ttl)
+
+    def _look(self) -> dict[str, datetime | None]:
+        for name, ping in self.pings.items():
+            try:
+                ping()
+            except Exception as exc:
+                if name not in self.down_since:
+                    log.warning("readiness: %s cannot be reached: %s: %s", name, type(exc).__name__, exc)
+                    self.down_since[name] = self.clock()
+                continue
+            if self.down_since.pop(name, None) is not None:
+                log.info("readiness: %s answers again", name)
+        return {name: self.down_since.get(name) for name in self.pings}
+
+    def states(self) -> dict[str, datetime | None]:
+        return self._cached.get()

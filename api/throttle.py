@@ -1,0 +1,54 @@
+"""Failed sign-ins, counted per user and per client address: the first few are free, then each
+further attempt must wait twice as long as the one before, up to a longest wait. A refused attempt
+is answered before its password is checked, so guessing costs the guesser time and the API nothing.
+
+A successful sign-in clears its user's count, not its address's: one account of their own must not
+let someone go on guessing the others from the same address. Counts are kept in this process, at
+most `capacity` keys (the oldest go first), and forgotten after a quiet longest wait.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass
+class _Failures:
+    count: int
+    last_at: float
+
+
+class SignInThrottle:
+    def __init__(self, free_failures: int, first_wait: float, longest_wait: float,
+                 clock: Callable[[], float] = time.monotonic, capacity: int = 10_000):
+        self.free_failures, self.first_wait, self.longest_wait = free_failures, first_wait, longest_wait
+        self.clock, self.capacity = clock, capacity
+        self._failures: OrderedDict[str, _Failures] = OrderedDict()
+
+    def _wait(self, failures: _Failures, now: float) -> float:
+        if failures.count < self.free_failures:
+            return 0.0
+        backoff = min(self.first_wait * 2 ** (failures.count - self.free_failures), self.longest_wait)
+        return max(failures.last_at + backoff - now, 0.0)
+
+    def wait_for(self, *keys: str) -> float:
+        """Seconds until every one of `keys` may try again; 0 when they may now."""
+        now = self.clock()
+        return max((self._wait(self._failures[key], now) for key in keys if key in self._failures), default=0.0)
+
+    def failed(self, *keys: str) -> None:
+        now = self.clock()
+        for key in keys:
+            failures = self._failures.pop(key, None)
+            if failures is None or now - failures.last_at > 2 * self.longest_wait:
+                failures = _Failures(0, now)
+            failures.count, failures.last_at = failures.count + 1, now
+            self._failures[key] = failures
+        while len(self._failures) > self.capacity:
+            self._failures.popitem(last=False)
+
+    def succeeded(self, key: str) -> None:
+        self._failures.pop(key, None)

@@ -1,0 +1,94 @@
+"""Bodies over real HTTP: who is calling is settled before a byte of the body is read, a body over
+the limit is refused while it is read (413), and a flood of them leaves memory where it was."""
+
+from __future__ import annotations
+
+import base64
+import socket
+import time
+import tracemalloc
+
+import httpx
+import pytest
+
+from tests.unit.api.conftest import PASSWORD, TOKEN, make_api, served
+
+RELEASE = "/api/invoices/MP-3/release"
+CLERK = "Basic " + base64.b64encode(f"ana:{PASSWORD}".encode()).decode()
+
+
+@pytest.fixture
+def url():
+    with served(make_api()) as base:
+        yield base
+
+
+def chunked_start(url: str, path: str, authorization: str | None) -> socket.socket:
+    """Headers and the first chunk of a body that never ends: only a server that answers before
+    reading the body answers at all."""
+    host, port = url.removeprefix("http://").split(":")
+    connection = socket.create_connection((host, int(port)), timeout=5)
+    headers = [f"POST {path} HTTP/1.1", f"Host: {host}", "Content-Type: application/json",
+               "Transfer-Encoding: chunked", *([f"Authorization: {authorization}"] if authorization else [])]
+    connection.sendall(("\r\n".join(headers) + "\r\n\r\n").encode() + b"400\r\n" + b"[" * 0x400 + b"\r\n")
+    return connection
+
+
+def status_line(connection: socket.socket) -> str:
+    try:
+        return connection.recv(200).split(b"\r\n")[0].decode()
+    except TimeoutError:
+        return "no answer"
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize("path", [RELEASE, "/api/validate", "/rpa/invoices/MP-1/success"])
+def test_without_credentials_the_answer_comes_before_the_body(url, path):
+    assert status_line(chunked_start(url, path, None)) == "HTTP/1.1 401 Unauthorized"
+
+
+def test_with_a_wrong_password_the_answer_comes_before_the_body(url):
+    wrong = "Basic " + base64.b64encode(b"ana:wrong").decode()
+    assert status_line(chunked_start(url, RELEASE, wrong)) == "HTTP/1.1 401 Unauthorized"
+
+
+def test_a_declared_length_over_the_limit_is_413_at_once_even_unauthenticated(url):
+    started = time.monotonic()
+    answer = httpx.post(url + RELEASE, content=b"{" * 50_000_000, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 413 and time.monotonic() - started < 10
+
+
+def test_a_body_without_a_declared_length_is_cut_off_at_the_limit_and_memory_stays_flat(url):
+    def endless():
+        for _ in range(50 * 16):  # 50 MiB in 64 KiB pieces, if anyone read it all
+            yield b" " * 65536
+
+    tracemalloc.start()
+    try:
+        answer = httpx.post(url + "/api/validate", content=endless(), timeout=30,
+                            headers={"Content-Type": "application/json", "Authorization": CLERK})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert answer.status_code == 413
+    assert peak < 16 * 1024 * 1024  # the limit is 1 MiB; 50 MiB read would show
+
+
+def test_the_dry_run_takes_a_larger_body_than_the_rest(url):
+    large = b'{"invoice_id": "MP-BIG", "po_number": "PO-5001", "padding": "' + b"x" * 300_000 + b'"}'
+    headers = {"Content-Type": "application/json", "Authorization": CLERK}
+    assert httpx.post(url + "/api/validate", content=large, headers=headers).status_code == 400  # a verdict
+    assert httpx.post(url + RELEASE, content=large, headers=headers).status_code == 413
+    bot = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
+    assert httpx.post(url + "/rpa/invoices/MP-1/success", content=large, headers=bot).status_code == 413
+
+
+def test_the_limits_are_settings():
+    api = make_api(api_max_body_bytes=2048, api_max_validate_body_bytes=4096)
+    body = b'{"invoice_id": "MP-1", "po_number": "PO-5001", "padding": "' + b"x" * 3000 + b'"}'
+    answer = api.client.post("/api/validate", content=body, auth=("ana", PASSWORD),
+                             headers={"Content-Type": "application/json"})
+    assert answer.status_code == 400
+    assert api.client.post(RELEASE, content=body, auth=("ana", PASSWORD),
+                           headers={"Content-Type": "application/json"}).status_code == 413

@@ -1,0 +1,95 @@
+"""Sessions end on the server: a cookie kept from before /logout or before a password change is
+refused, the live stream ends with its session, and the cookie is Secure behind a TLS proxy."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from api.auth import hash_password
+from api.sessions import SqlSessionVersions
+from connectors.sql import engine_for
+from tests.unit.api.conftest import PASSWORD, make_api, served
+
+DASHBOARD = {"X-Requested-With": "dashboard"}
+
+
+def signed_in_cookie(api) -> str:
+    answer = api.client.post("/login", data={"username": "ana", "password": PASSWORD}, follow_redirects=False)
+    assert answer.status_code == 303
+    return answer.cookies["ia_session"]
+
+
+def test_a_cookie_kept_from_before_logout_is_refused(api):
+    kept = signed_in_cookie(api)
+    assert api.client.post("/logout", follow_redirects=False).status_code == 303
+    api.client.cookies.set("ia_session", kept)  # what an attacker copied, or the browser's back button
+    assert api.client.get("/api/me").status_code == 401
+
+
+def test_logout_ends_the_users_sessions_on_other_devices_too(api):
+    laptop = signed_in_cookie(api)
+    phone = signed_in_cookie(api)
+    api.client.cookies.set("ia_session", laptop)
+    api.client.post("/logout")
+    api.client.cookies.set("ia_session", phone)
+    assert api.client.get("/api/me").status_code == 401
+    assert api.client.get("/api/me", auth=("victor", PASSWORD)).status_code == 200  # other users are not touched
+    signed_in_cookie(api)
+    assert api.client.get("/api/me").status_code == 200  # and signing in again works
+
+
+def test_a_new_password_ends_the_sessions_signed_before_it(api):
+    kept = signed_in_cookie(api)
+    new_hash = hash_password("a new password")
+    restarted = make_api(sessions=api.sessions, api_users=[{"name": "ana", "password_hash": new_hash, "role": "clerk"}])
+    restarted.client.cookies.set("ia_session", kept)
+    assert restarted.client.get("/api/me").status_code == 401
+
+
+def test_sign_outs_are_kept_in_the_database_across_restarts(tmp_path):
+    url = f"sqlite:///{tmp_path}/sessions.db"
+    first = make_api(sessions=SqlSessionVersions(engine_for(url)))
+    kept = signed_in_cookie(first)
+    first.client.post("/logout")
+    restarted = make_api(sessions=SqlSessionVersions(engine_for(url)))
+    restarted.client.cookies.set("ia_session", kept)
+    assert restarted.client.get("/api/me").status_code == 401
+    restarted.client.cookies.set("ia_session", signed_in_cookie(restarted))
+    assert restarted.client.get("/api/me").status_code == 200
+
+
+def test_the_live_stream_ends_when_its_session_does():
+    api = make_api()
+    api.context.live.recheck_every = 0.2
+    cookie = signed_in_cookie(api)
+    with served(api) as url, httpx.Client(base_url=url, cookies={"ia_session": cookie}, timeout=10) as browser:
+        with browser.stream("GET", "/api/events") as events:
+            lines = events.iter_lines()
+            assert next(line for line in lines if line.startswith("event:")) == "event: update"
+            assert browser.post("/logout", headers=DASHBOARD).status_code == 303
+            rest = list(lines)  # a ReadTimeout here: the stream went on after the sign-out
+    assert not any(line.startswith("event:") for line in rest)
+
+
+@pytest.mark.parametrize(("settings", "base_url", "secure"), [
+    ({}, "http://testserver", False),
+    ({}, "https://testserver", True),
+    ({"api_served_over_https": True}, "http://testserver", True),  # a TLS proxy speaks http to the API
+])
+def test_the_session_cookie_is_secure_when_the_browser_uses_https(settings, base_url, secure):
+    browser = TestClient(make_api(**settings).client.app, base_url=base_url)
+    answer = browser.post("/login", data={"username": "ana", "password": PASSWORD}, follow_redirects=False)
+    assert ("secure" in answer.headers["set-cookie"].lower()) is secure
+
+
+def test_a_trusted_proxy_says_the_browser_used_https():
+    api = make_api(client_address=("10.0.0.7", 1), api_trusted_proxies=["10.0.0.7"])
+    answer = api.client.post("/login", data={"username": "ana", "password": PASSWORD}, follow_redirects=False,
+                             headers={"X-Forwarded-Proto": "https"})
+    assert "secure" in answer.headers["set-cookie"].lower()
+    direct = make_api(client_address=("203.0.113.9", 1), api_trusted_proxies=["10.0.0.7"])
+    forged = direct.client.post("/login", data={"username": "ana", "password": PASSWORD}, follow_redirects=False,
+                                headers={"X-Forwarded-Proto": "https"})
+    assert "secure" not in forged.headers["set-cookie"].lower()

@@ -1,0 +1,101 @@
+"""Guessing passwords: each failure is logged (user and address, never the password) and counted;
+after a few, the user and the address must wait, longer each time, even with the right password;
+a flood of sign-ins checks only a few passwords at a time."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+
+from api.throttle import SignInThrottle
+from tests.unit.api.conftest import PASSWORD, make_api, served
+from tests.unit.api.test_operations import samples
+
+LOGIN = "/login"
+
+
+def test_a_failed_sign_in_is_logged_with_user_and_address_but_never_the_password(api, caplog):
+    with caplog.at_level(logging.WARNING, logger="api.auth"):
+        api.client.post(LOGIN, data={"username": "ana", "password": "hunter2-guess"})
+        api.client.get("/api/me", auth=("mallory", "basic-guess"))
+    assert [r.getMessage() for r in caplog.records] == ["sign-in failed: user 'ana' from testclient",
+                                                        "sign-in failed: user 'mallory' from testclient"]
+    assert "guess" not in caplog.text
+
+
+def test_after_the_free_failures_even_the_right_password_waits_and_the_wait_doubles():
+    api = make_api(api_sign_in_free_failures=3)
+    now = [1000.0]
+    api.context.auth.throttle.clock = lambda: now[0]
+    for _ in range(3):
+        assert api.client.post(LOGIN, data={"username": "ana", "password": "wrong"}).status_code == 401
+    refused = api.client.post(LOGIN, data={"username": "ana", "password": PASSWORD}, follow_redirects=False)
+    assert refused.status_code == 429 and refused.headers["Retry-After"] == "1"
+    basic = api.client.get("/api/me", auth=("ana", PASSWORD))
+    assert basic.status_code == 429 and basic.headers["Retry-After"] == "1"
+    now[0] += 1.0
+    assert api.client.post(LOGIN, data={"username": "ana", "password": "wrong"}).status_code == 401
+    now[0] += 1.5
+    assert api.client.get("/api/me", auth=("ana", PASSWORD)).status_code == 429  # now 2 s
+    now[0] += 0.5
+    assert api.client.get("/api/me", auth=("ana", PASSWORD)).status_code == 200
+
+
+def test_one_address_guessing_many_users_is_held_back_and_other_addresses_are_not():
+    api = make_api(api_sign_in_free_failures=3)
+    for name in ("ana", "victor", "nobody"):
+        api.client.get("/api/me", auth=(name, "wrong"))
+    assert api.client.get("/api/me", auth=("someone", "wrong")).status_code == 429
+    elsewhere = make_api(client_address=("198.51.100.4", 1), api_sign_in_free_failures=3)
+    assert elsewhere.client.get("/api/me", auth=("victor", PASSWORD)).status_code == 200
+
+
+def test_one_user_guessed_from_many_addresses_is_held_back():
+    api = make_api(api_sign_in_free_failures=3)
+    throttle = api.context.auth.throttle
+    for address in ("192.0.2.1", "192.0.2.2", "192.0.2.3"):
+        throttle.failed(f"address:{address}", "user:ana")
+    assert api.client.get("/api/me", auth=("ana", PASSWORD)).status_code == 429
+    assert api.client.get("/api/me", auth=("victor", PASSWORD)).status_code == 200
+
+
+def test_failures_are_counted_for_prometheus(api):
+    api.client.post(LOGIN, data={"username": "ana", "password": "wrong"})
+    api.client.get("/api/me", auth=("ana", "wrong"))
+    found = samples(api)
+    assert found[("invoice_automation_api_sign_in_failures_total", (("reason", "wrong_password"),))] == 2
+
+
+def test_a_flood_of_sign_ins_checks_only_a_few_passwords_at_once():
+    api = make_api(api_password_checks_at_once=2, api_sign_in_free_failures=100)
+    auth = api.context.auth
+    verify, running, most = auth._verify, [0], [0]
+    lock = threading.Lock()
+
+    def counted(name, password):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        try:
+            return verify(name, password)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    auth._verify = counted
+    with served(api) as url, ThreadPoolExecutor(20) as pool:
+        def guess(i: int) -> int:
+            return httpx.get(f"{url}/api/me", auth=(f"user{i}", "wrong"), timeout=60).status_code
+
+        answers = list(pool.map(guess, range(20)))
+    assert most[0] == 2 and set(answers) <= {401, 503} and 401 in answers
+
+
+def test_the_throttle_forgets_the_oldest_keys_beyond_its_capacity():
+    throttle = SignInThrottle(1, 1.0, 10.0, clock=lambda: 0.0, capacity=2)
+    throttle.failed("address:a")
+    throttle.failed("address:b", "address:c")
+    assert throttle.wait_for("address:a") == 0 and throttle.wait_for("address:c") == 1.0

@@ -1,0 +1,47 @@
+"""The API does not start with settings that would leave it open: no token, no session secret,
+guessable ones, or single-sign-on headers without a way to tell the proxy's requests."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+from typer.testing import CliRunner
+
+from api.startup import ApiMisconfigured, refusals
+from cli.main import app as cli
+from tests.unit.api.conftest import api_settings, make_api
+
+
+@pytest.mark.parametrize("missing", ["api_token", "api_session_secret"])
+def test_without_the_token_or_the_session_secret_it_refuses_to_start(missing):
+    with pytest.raises(ApiMisconfigured, match=f"INVOICE_AUTOMATION_{missing.upper()} is not set"):
+        make_api(**{missing: None})
+
+
+@pytest.mark.parametrize("weak", ["change-me", "change-me-too", "s" * 64, "change-me-" * 3, "ab" * 16])
+@pytest.mark.parametrize("setting", ["api_token", "api_session_secret", "api_metrics_token",
+                                     "api_trusted_proxy_secret"])
+def test_a_guessable_secret_is_refused(setting, weak):
+    with pytest.raises(ApiMisconfigured, match=f"{setting.upper()} is too easy to guess"):
+        make_api(**{setting: weak})
+
+
+def test_random_secrets_of_32_characters_are_enough():
+    for _ in range(2000):
+        assert refusals(api_settings(api_token=secrets.token_hex(16), api_session_secret=secrets.token_urlsafe(24),
+                                     api_metrics_token=secrets.token_hex(32))) == []
+
+
+def test_trusted_headers_without_proxy_addresses_or_secret_refuse_to_start():
+    with pytest.raises(ApiMisconfigured, match="anyone could name a user"):
+        make_api(api_trusted_user_header="X-Forwarded-User")
+    make_api(api_trusted_user_header="X-Forwarded-User", api_trusted_proxies=["10.0.0.7"])
+
+
+def test_the_api_command_says_why_it_does_not_start(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # no .env of the developer's
+    for name in ("INVOICE_AUTOMATION_API_TOKEN", "INVOICE_AUTOMATION_API_SESSION_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    result = CliRunner().invoke(cli, ["api", "--port", "1"])
+    assert result.exit_code == 2 and "INVOICE_AUTOMATION_API_TOKEN is not set" in result.output
