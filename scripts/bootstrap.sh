@@ -13,6 +13,6 @@ stamp="$VENV/.installed-$(sha1sum "$ROOT/pyproject.toml" | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
     "$VENV/bin/pip" install --quiet --upgrade pip
     # compat mode puts the project folder on sys.path, so new packages need no reinstall.
-    "$VENV/bin/pip" install --quiet -e "$ROOT[test,rocksdb]" --config-settings editable_mode=compat
+    "$VENV/bin/pip" install --quiet -e "$ROOT[test,rocksdb,mssql]" --config-settings editable_mode=compat
     rm -f "$VENV"/.installed-* && touch "$stamp"
 fi

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from decimal import Decimal
 
 from pydantic import ValidationError
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, Select, select
 
 from connectors.sampro.tables import SamproNames, sampro_tables
 from connectors.sql import mapped_errors
@@ -47,21 +47,33 @@ class SqlPurchaseOrderReader:
         self.engine = engine
         self.tables = sampro_tables(names)
 
+    def purchase_order_queries(self, po_numbers: Collection[str]) -> Iterator[Select]:
+        """The statements `fetch` runs: one per chunk of PO numbers, headers outer-joined to their lines."""
+        header, line = self.tables.po_header, self.tables.po_line
+        for chunk in _chunks(sorted(set(po_numbers))):
+            yield (
+                select(header, line.c.line_no, line.c.part_number, line.c.unit_price, line.c.quantity_ordered,
+                       line.c.quantity_received, line.c.quantity_invoiced)
+                .select_from(header.outerjoin(line, line.c.po_number == header.c.po_number))
+                .where(header.c.po_number.in_(chunk))
+                .order_by(header.c.po_number, line.c.line_no)
+            )
+
+    def entered_invoice_queries(self, pairs: Collection[tuple[str, str]]) -> Iterator[Select]:
+        """The statements `entered_invoices` runs: one per chunk of (vendor, invoice number) pairs."""
+        invoice = self.tables.ap_invoice
+        for chunk in _chunks(sorted(set(pairs)), CHUNK // 2):
+            # Two IN lists instead of an OR per pair: one index range scan, and SQL Server has no row IN.
+            yield (select(invoice.c.sampro_invoice_id, invoice.c.vendor_id, invoice.c.invoice_number)
+                   .where(invoice.c.vendor_id.in_({vendor for vendor, _ in chunk}),
+                          invoice.c.invoice_number.in_({number for _, number in chunk})))
+
     def fetch(self, po_numbers: Collection[str]) -> dict[str, PurchaseOrder]:
-        wanted = sorted(set(po_numbers))
-        if not wanted:
+        if not po_numbers:
             return {}
-        h, l = self.tables.po_header, self.tables.po_line
         rows = []
         with mapped_errors("sampro"), self.engine.connect() as conn:
-            for chunk in _chunks(wanted):
-                query = (
-                    select(h, l.c.line_no, l.c.part_number, l.c.unit_price, l.c.quantity_ordered,
-                           l.c.quantity_received, l.c.quantity_invoiced)
-                    .select_from(h.outerjoin(l, l.c.po_number == h.c.po_number))
-                    .where(h.c.po_number.in_(chunk))
-                    .order_by(h.c.po_number, l.c.line_no)
-                )
+            for query in self.purchase_order_queries(po_numbers):
                 rows.extend(conn.execute(query).mappings())
         headers: dict[str, dict] = {}
         for row in rows:
@@ -80,17 +92,14 @@ class SqlPurchaseOrderReader:
         return {number: _snapshot(number, fields) for number, fields in headers.items()}
 
     def entered_invoices(self, vendor_invoice_numbers: Collection[tuple[str, str]]) -> list[KnownInvoice]:
-        pairs = sorted(set(vendor_invoice_numbers))
-        if not pairs:
+        wanted = set(vendor_invoice_numbers)
+        if not wanted:
             return []
-        t = self.tables.ap_invoice
         found = []
         with mapped_errors("sampro"), self.engine.connect() as conn:
-            for chunk in _chunks(pairs, CHUNK // 2):
-                # Two IN lists instead of an OR per pair: one index range scan, and SQL Server has no row IN.
-                query = (select(t.c.sampro_invoice_id, t.c.vendor_id, t.c.invoice_number)
-                         .where(t.c.vendor_id.in_({v for v, _ in chunk}), t.c.invoice_number.in_({n for _, n in chunk})))
-                wanted = set(chunk)
-                found.extend(KnownInvoice(f"sampro:{row.sampro_invoice_id}", row.vendor_id, row.invoice_number, "entered")
-                             for row in conn.execute(query) if (row.vendor_id, row.invoice_number) in wanted)
+            for query in self.entered_invoice_queries(wanted):
+                # The two IN lists also match crossed pairs; only the pairs asked for count.
+                found.extend(
+                    KnownInvoice(f"sampro:{row.sampro_invoice_id}", row.vendor_id, row.invoice_number, "entered")
+                    for row in conn.execute(query) if (row.vendor_id, row.invoice_number) in wanted)
         return found
