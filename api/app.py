@@ -24,10 +24,11 @@ from connectors.pipeline_lag import PipelineLag
 from connectors.po_commands import PurchaseOrderCommands
 from connectors.ports import ProcessScheduler, PurchaseOrderReader, RpaSentLog
 from connectors.scheduler.read_model import InvoiceReadModel
-from rules.policy import Policy
 from connectors.sql import engine_for
+from rules.policy import Policy
 from streams.bootstrap import policy_from, purchase_order_reader
 from streams.settings import Settings
+
 
 @dataclass
 class ApiContext:
@@ -63,8 +64,9 @@ def _real_commands(settings: Settings) -> PurchaseOrderCommands:
     from connectors.po_commands import KafkaPurchaseOrderCommands
     from schemas.codec import codec_for
 
-    return KafkaPurchaseOrderCommands(settings.kafka_bootstrap_servers, codec_for(settings.schema_registry_url),
-                                      settings.completions_topic, settings.commands_topic)
+    codec = codec_for(settings.schema_registry_url, settings.schema_registry_subject)
+    return KafkaPurchaseOrderCommands(settings.kafka_bootstrap_servers, codec, settings.completions_topic,
+                                      settings.commands_topic)
 
 
 def _real_lag(settings: Settings) -> PipelineLag:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.sampro.tables import SamproNames
@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     # Kafka
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     schema_registry_url: str | None = None
+    # The registry subject of each record type, "{record}" being its full name (RecordNameStrategy);
+    # a prefix such as "ap-prod.{record}" keeps two installations apart on one registry.
+    schema_registry_subject: str = Field(default="{record}", min_length=8, max_length=255)
     app_id: str = "invoice-automation"
     topic_partitions: int = Field(default=6, ge=1)
     topic_replication_factor: int = Field(default=1, ge=1)
@@ -93,3 +96,14 @@ class Settings(BaseSettings):
     api_trusted_default_role: ApiRole = "viewer"
     api_session_secret: SecretStr | None = None  # random per process when unset: sign-ins end with it
     api_session_max_age_seconds: int = Field(default=8 * 3600, ge=60)
+
+    @field_validator("schema_registry_subject")
+    @classmethod
+    def _subject_names_the_record(cls, template: str) -> str:
+        try:
+            named = template.format(record="\0")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"{template!r}: only {{record}} may be named ({type(exc).__name__}: {exc})") from None
+        if "\0" not in named:
+            raise ValueError(f"{template!r} must contain {{record}}: each record type needs a subject of its own")
+        return template
