@@ -26,8 +26,12 @@ def serve(
     import uvicorn
 
     from api.app import create_app
+    from cli.logs import configure_logging
+    from streams.settings import Settings
 
-    uvicorn.run(create_app(), host=host, port=port, proxy_headers=True, log_level="info")
+    configure_logging("info", Settings().log_format)
+    # log_config=None: uvicorn's loggers go through the handler above (text or JSON) instead of its own.
+    uvicorn.run(create_app(), host=host, port=port, proxy_headers=True, log_level="info", log_config=None)
 
 
 @api_app.command("hash-password")

@@ -12,7 +12,8 @@ fi
 stamp="$VENV/.installed-$(sha1sum "$ROOT/pyproject.toml" | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
     "$VENV/bin/pip" install --quiet --upgrade pip
-    # compat mode puts the project folder on sys.path, so new packages need no reinstall.
-    "$VENV/bin/pip" install --quiet -e "$ROOT[test,rocksdb,mssql]" --config-settings editable_mode=compat
+    # lenient mode maps the listed top-level packages to this folder: new modules need no reinstall
+    # (a new top-level package changes pyproject.toml, which reinstalls).
+    "$VENV/bin/pip" install --quiet -e "$ROOT[test,rocksdb,mssql]" --config-settings editable_mode=lenient
     rm -f "$VENV"/.installed-* && touch "$stamp"
 fi

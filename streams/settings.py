@@ -6,15 +6,21 @@ point the same code at different brokers and databases.
 
 from __future__ import annotations
 
+import difflib
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.sampro.tables import SamproNames
 
 DEFAULT_DATA_DIR = Path(".invoice-automation")
+PREFIX = "INVOICE_AUTOMATION_"
+# INVOICE_AUTOMATION_* variables that are read outside these settings.
+OTHER_VARIABLES = frozenset({"CACHE"})  # devstack/install.py: where the stack's downloads are kept
 ApiRole = Literal["viewer", "clerk"]
 
 
@@ -28,7 +34,7 @@ class ApiUser(BaseModel):
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="INVOICE_AUTOMATION_",
+        env_prefix=PREFIX,
         env_nested_delimiter="__",
         env_file=".env",
         extra="ignore",
@@ -56,6 +62,7 @@ class Settings(BaseSettings):
     batch_seconds: float = Field(default=0.05, gt=0)  # the longest a message waits for its batch to fill
     session_timeout_seconds: float = Field(default=30.0, gt=0)  # how soon a dead worker's partitions move on
     data_dir: Path = DEFAULT_DATA_DIR
+    log_format: Literal["text", "json"] = "text"  # json: one JSON object per line, for a log collector
     # The worker's own /readyz and /metrics; off unless a port is given.
     worker_http_host: str = "127.0.0.1"
     worker_http_port: int | None = Field(default=None, ge=0, le=65535)
@@ -97,6 +104,14 @@ class Settings(BaseSettings):
     api_session_secret: SecretStr | None = None  # random per process when unset: sign-ins end with it
     api_session_max_age_seconds: int = Field(default=8 * 3600, ge=60)
 
+    @model_validator(mode="after")
+    def _no_unknown_variables(self) -> Settings:
+        """A misspelt variable would otherwise be ignored, and its default used without a word."""
+        problems = unknown_variables(os.environ)
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
     @field_validator("schema_registry_subject")
     @classmethod
     def _subject_names_the_record(cls, template: str) -> str:
@@ -107,3 +122,20 @@ class Settings(BaseSettings):
         if "\0" not in named:
             raise ValueError(f"{template!r} must contain {{record}}: each record type needs a subject of its own")
         return template
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """One problem per INVOICE_AUTOMATION_* variable that names no setting, with the closest name."""
+    known = sorted({name.upper() for name in Settings.model_fields} | OTHER_VARIABLES)
+    problems = []
+    for variable in sorted(environ):
+        upper = variable.upper()  # pydantic-settings matches names whatever their case
+        if not upper.startswith(PREFIX):
+            continue
+        name, _, nested = upper.removeprefix(PREFIX).partition("__")  # SAMPRO_NAMES__PO_LINE: checked by its model
+        if name in known:
+            continue
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean {PREFIX}{close[0]}{'__' + nested if nested else ''}?" if close else ""
+        problems.append(f"{variable} is not a setting{hint}")
+    return problems
