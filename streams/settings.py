@@ -107,7 +107,10 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _no_unknown_variables(self) -> Settings:
         """A misspelt variable would otherwise be ignored, and its default used without a word."""
-        problems = unknown_variables(os.environ)
+        from dotenv import dotenv_values  # pydantic-settings' own reader of the .env file
+
+        env_file = Path(str(self.model_config.get("env_file") or ".env"))
+        problems = unknown_variables({**(dotenv_values(env_file) if env_file.is_file() else {}), **os.environ})
         if problems:
             raise ValueError("\n".join(problems))
         return self

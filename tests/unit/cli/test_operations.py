@@ -77,6 +77,14 @@ def test_a_misspelt_setting_is_refused_with_the_closest_name(monkeypatch, capsys
         "did you mean INVOICE_AUTOMATION_SAMPRO_NAMES__PO_LINE?"]
 
 
+def test_a_misspelt_setting_in_the_env_file_is_refused_too(monkeypatch, tmp_path):
+    (tmp_path / ".env").write_text("POSTGRES_PASSWORD=for-compose\nINVOICE_AUTOMATION_API_TOKN=secret\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValidationError, match="INVOICE_AUTOMATION_API_TOKN is not a setting; did you mean "
+                                              "INVOICE_AUTOMATION_API_TOKEN?"):
+        Settings()
+
+
 def test_known_and_nested_and_other_variables_pass(monkeypatch):
     monkeypatch.setenv("INVOICE_AUTOMATION_SMTP_HOST", "mail.corp")
     monkeypatch.setenv("INVOICE_AUTOMATION_SAMPRO_NAMES__PO_LINE", "POLIN")
