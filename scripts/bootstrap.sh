@@ -12,8 +12,8 @@ fi
 stamp="$VENV/.installed-$(cat "$ROOT/pyproject.toml" "$ROOT/constraints.txt" | sha1sum | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
     "$VENV/bin/pip" install --quiet --upgrade pip
-    # lenient mode maps the listed top-level packages to this folder: new modules need no reinstall
-    # (a new top-level package changes pyproject.toml, which reinstalls).
+    # package-dir "." (pyproject.toml) makes the editable install a .pth file naming this folder:
+    # new modules and packages need no reinstall, and setuptools has nothing to warn about.
     "$VENV/bin/pip" install --quiet --constraint "$ROOT/constraints.txt" -e "$ROOT[test,rocksdb,mssql]" \
         --config-settings editable_mode=lenient
     rm -f "$VENV"/.installed-* && touch "$stamp"
