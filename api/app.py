@@ -75,8 +75,9 @@ def _real_commands(settings: Settings) -> PurchaseOrderCommands:
     from connectors.po_commands import KafkaPurchaseOrderCommands
     from schemas.codec import codec_for
 
-    return KafkaPurchaseOrderCommands(settings.kafka_bootstrap_servers, codec_for(settings.schema_registry_url),
-                                      settings.completions_topic, settings.commands_topic)
+    codec = codec_for(settings.schema_registry_url, settings.schema_registry_subject)
+    return KafkaPurchaseOrderCommands(settings.kafka_bootstrap_servers, codec, settings.completions_topic,
+                                      settings.commands_topic)
 
 
 def _real_lag(settings: Settings) -> PipelineLag:

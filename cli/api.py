@@ -27,14 +27,19 @@ def serve(
 
     from api.app import create_app
     from api.startup import ApiMisconfigured
+    from cli.logs import configure_logging
+    from streams.settings import Settings
 
+    configure_logging("info", Settings().log_format)
     try:
         app = create_app()
     except ApiMisconfigured as refused:
         typer.echo(str(refused), err=True)
         raise typer.Exit(2) from None
-    # X-Forwarded-* are read by api/proxy.py, and only from the configured proxies.
-    uvicorn.run(app, host=host, port=port, proxy_headers=False, server_header=False, log_level="info")
+    # X-Forwarded-* are read by api/proxy.py, and only from the configured proxies; log_config=None:
+    # uvicorn's loggers go through the handler above (text or JSON) instead of its own.
+    uvicorn.run(app, host=host, port=port, proxy_headers=False, server_header=False, log_level="info",
+                log_config=None)
 
 
 @api_app.command("hash-password")

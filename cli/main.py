@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+from importlib.metadata import version
+from typing import Annotated
+
 import typer
 
 from cli import api, audit, demo, stack, validate, worker
+from cli.failures import OPERATOR_ERRORS, explain
 
 app = typer.Typer(
     name="invoice-automation",
@@ -18,8 +23,35 @@ for command_module in (validate, stack, worker, demo, api, audit):
     command_module.register(app)
 
 
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        typer.echo(f"invoice-automation {version('invoice-automation')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def start(
+    show_version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
+                                               help="Print the version and exit.")] = False,
+) -> None:
+    """Every command checks the INVOICE_AUTOMATION_* settings first (a misspelt one is refused) and
+    logs WARNING and above, librdkafka's lines included, as LOG_FORMAT says."""
+    from cli.logs import configure_logging
+    from streams.settings import Settings
+
+    configure_logging("warning", Settings().log_format)
+
+
 def main() -> None:
-    app()
+    try:
+        app()
+    except OPERATOR_ERRORS as error:
+        lines = explain(error)
+        if lines is None:
+            raise
+        for line in lines:
+            typer.echo(f"error: {line}", err=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

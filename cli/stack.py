@@ -42,12 +42,14 @@ def _endpoints_table(stack: LocalStack) -> Table:
 def install(
     browser: Annotated[bool, typer.Option("--browser", help="Also Chromium (apt), for the dashboard's browser tests.")]
     = False,
+    odbc: Annotated[bool, typer.Option("--odbc", help="Also unixODBC (apt), for the SQL Server driver's tests.")]
+    = False,
 ) -> None:
     """Fetch PostgreSQL 15 (apt), the Kafka jars and the Debezium plugin (Maven Central); cached."""
     try:
         with console.status("Fetching what the stack runs (cached after the first run)..."):
             started = time.monotonic()
-            fetched = LocalStack().install(browser)
+            fetched = LocalStack().install(browser, odbc)
     except StackError as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from None

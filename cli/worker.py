@@ -22,14 +22,15 @@ def worker(loglevel: LogLevel = "warning") -> None:
     dependency is down and since when, and /metrics serves Prometheus metrics. `kill -USR1 <pid>`
     writes the stack of every thread to the log, to see where a stalled worker waits.
     """
+    from cli.logs import configure_logging
     from streams.bootstrap import bootstrap
     from streams.diagnostics import dump_state_on_usr1
     from streams.health import serve
     from streams.settings import Settings
     from streams.topics import check_co_partitioned, ensure_topics
 
-    logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings()
+    configure_logging(loglevel, settings.log_format)
     ensure_topics(settings)
     check_co_partitioned(settings)
     pipeline = bootstrap(settings)

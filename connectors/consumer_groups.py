@@ -3,11 +3,15 @@ moving it back in time. Kafka refuses to move a group that has members; so do th
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
+
+from connectors.kafka_logs import client_config, kafka_down
 
 
 class GroupIsActive(RuntimeError):
@@ -27,16 +31,26 @@ class ConsumerGroups(Protocol):
 
 class KafkaConsumerGroups:
     def __init__(self, bootstrap_servers: str, timeout: float = 30.0):
-        self.admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+        self.bootstrap_servers = bootstrap_servers
+        self.admin = AdminClient(client_config(bootstrap_servers, "admin"))
         self.timeout = timeout
 
+    @contextmanager
+    def _asking(self, doing: str) -> Iterator[None]:
+        try:
+            yield
+        except KafkaException as exc:
+            raise kafka_down(self.bootstrap_servers, doing, exc.args[0]) from None
+
     def members(self, group: str) -> list[str]:
-        description = self.admin.describe_consumer_groups([group], request_timeout=self.timeout)[group].result()
+        with self._asking(f"describing consumer group {group}"):
+            description = self.admin.describe_consumer_groups([group], request_timeout=self.timeout)[group].result()
         return [f"{m.client_id}@{m.host}" for m in description.members]
 
     def committed(self, group: str, topic: str, partitions: list[int]) -> dict[int, int | None]:
         request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in partitions])
-        result = self.admin.list_consumer_group_offsets([request], request_timeout=self.timeout)[group].result()
+        with self._asking(f"reading the offsets of consumer group {group}"):
+            result = self.admin.list_consumer_group_offsets([request], request_timeout=self.timeout)[group].result()
         return {tp.partition: tp.offset if tp.offset >= 0 else None for tp in result.topic_partitions}
 
     def move(self, group: str, topic: str, offsets: dict[int, int]) -> None:
@@ -44,7 +58,8 @@ class KafkaConsumerGroups:
         if running:
             raise GroupIsActive(f"consumer group {group!r} has {len(running)} running member(s): {', '.join(running)}")
         request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p, o) for p, o in sorted(offsets.items())])
-        result = self.admin.alter_consumer_group_offsets([request], request_timeout=self.timeout)[group].result()
+        with self._asking(f"moving consumer group {group}"):
+            result = self.admin.alter_consumer_group_offsets([request], request_timeout=self.timeout)[group].result()
         failed = [tp for tp in result.topic_partitions if tp.error is not None]
         if failed:
             raise RuntimeError(f"moving {group!r} on {topic}: {[(tp.partition, str(tp.error)) for tp in failed]}")

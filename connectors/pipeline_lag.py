@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
+from connectors.kafka_logs import client_config
+
 
 @dataclass(frozen=True)
 class PartitionLag:
@@ -60,7 +62,7 @@ class KafkaPipelineLag:
         from confluent_kafka import ConsumerGroupTopicPartitions
         from confluent_kafka.admin import AdminClient, OffsetSpec
 
-        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        admin = AdminClient(client_config(self.bootstrap, "admin"))
         request = [ConsumerGroupTopicPartitions(self.group_id)]
         group = admin.list_consumer_group_offsets(request, request_timeout=self.timeout)[self.group_id]
         committed = [tp for tp in group.result().topic_partitions if tp.offset >= 0]
@@ -81,8 +83,8 @@ class KafkaPipelineLag:
         from confluent_kafka import Consumer
 
         # A group of its own that never commits, so the pipeline's offsets are only read.
-        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"{self.group_id}.lag-probe",
-                             "enable.auto.commit": False, "enable.partition.eof": False})
+        consumer = Consumer(client_config(self.bootstrap, "lag-probe", **{
+            "group.id": f"{self.group_id}.lag-probe", "enable.auto.commit": False, "enable.partition.eof": False}))
         found: dict[tuple[str, int], datetime] = {}
         deadline = time.monotonic() + self.timeout
         try:

@@ -7,10 +7,10 @@ go to the completions topic, AP commands to the commands topic, both keyed by `p
 
 from __future__ import annotations
 
-import logging
 import threading
 from typing import Protocol
 
+from connectors.kafka_logs import client_config
 from rules.lifecycle import DispatchApproved, ReleaseRequested
 from rules.models import RpaCompletion
 from schemas.codec import Codec
@@ -61,9 +61,9 @@ class KafkaPurchaseOrderCommands:
         self.codec, self.timeout = codec, timeout
         self.completions_topic, self.commands_topic = completions_topic, commands_topic
         # murmur2 as the Java and Faust producers use, so a PO lands on the same partition number everywhere.
-        self.config = {"bootstrap.servers": bootstrap_servers, "partitioner": "murmur2_random",
-                       "enable.idempotence": True, "acks": "all", "message.timeout.ms": int(timeout * 1000),
-                       "logger": logging.getLogger(__name__)}
+        self.config = client_config(bootstrap_servers, "commands", **{
+            "partitioner": "murmur2_random", "enable.idempotence": True, "acks": "all",
+            "message.timeout.ms": int(timeout * 1000)})
         self._producer = None
         self._lock = threading.Lock()
 

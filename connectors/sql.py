@@ -14,7 +14,9 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine
 from sqlalchemy import exc as sql
+from sqlalchemy.engine import make_url
 
+from connectors.mssql import LOGIN_TIMEOUT_SECONDS, with_odbc_driver
 from rules.errors import DataError, Unavailable
 
 
@@ -22,7 +24,11 @@ def engine_for(url: str) -> Engine:
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         return create_engine(url, connect_args={"timeout": 30})
-    return create_engine(url, pool_pre_ping=True)
+    parsed = make_url(url)
+    if parsed.drivername == "mssql+pyodbc":
+        return create_engine(with_odbc_driver(parsed), pool_pre_ping=True,
+                             connect_args={"timeout": LOGIN_TIMEOUT_SECONDS})
+    return create_engine(parsed, pool_pre_ping=True)
 
 
 def _first_line(error: BaseException) -> str:

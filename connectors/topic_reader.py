@@ -12,7 +12,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+from connectors.kafka_logs import client_config, kafka_down
+
+METADATA_TIMEOUT = 10.0  # how long the first question waits for a broker before Kafka counts as down
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +34,8 @@ OffsetRanges = Mapping[int, tuple[int, int]]
 
 
 class TopicReader(Protocol):
-    def ranges(self, topic: str, since_ms: int | None = None, until_ms: int | None = None) -> dict[int, tuple[int, int]]:
+    def ranges(self, topic: str, since_ms: int | None = None,
+               until_ms: int | None = None) -> dict[int, tuple[int, int]]:
         """Per partition, the offsets of the records with since_ms <= timestamp < until_ms
         (the whole partition when a bound is None). An unknown topic is a TopicNotFound."""
 
@@ -48,14 +53,17 @@ class KafkaTopicReader:
 
     def _consumer(self) -> Consumer:
         # librdkafka wants a group id even for assign(); this one never joins nor commits.
-        return Consumer({"bootstrap.servers": self.bootstrap_servers, "group.id": f"audit-reader-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False, "enable.auto.offset.store": False, "auto.offset.reset": "earliest",
-                         "enable.partition.eof": True, "fetch.min.bytes": 1 << 16, "fetch.wait.max.ms": 50})
+        return Consumer(client_config(
+            self.bootstrap_servers, "audit", **{
+                "group.id": f"audit-reader-{uuid.uuid4().hex}", "enable.auto.commit": False,
+                "enable.auto.offset.store": False, "auto.offset.reset": "earliest", "enable.partition.eof": True,
+                "fetch.min.bytes": 1 << 16, "fetch.wait.max.ms": 50}))
 
-    def ranges(self, topic: str, since_ms: int | None = None, until_ms: int | None = None) -> dict[int, tuple[int, int]]:
+    def ranges(self, topic: str, since_ms: int | None = None,
+               until_ms: int | None = None) -> dict[int, tuple[int, int]]:
         consumer = self._consumer()
         try:
-            metadata = consumer.list_topics(topic, timeout=self.timeout).topics.get(topic)
+            metadata = consumer.list_topics(topic, timeout=min(self.timeout, METADATA_TIMEOUT)).topics.get(topic)
             if metadata is None or metadata.error is not None or not metadata.partitions:
                 raise TopicNotFound(f"topic {topic!r} does not exist on {self.bootstrap_servers}")
             partitions = sorted(metadata.partitions)
@@ -64,6 +72,8 @@ class KafkaTopicReader:
             starts = self._offsets_at(consumer, topic, partitions, since_ms, marks, low=True)
             ends = self._offsets_at(consumer, topic, partitions, until_ms, marks, low=False)
             return {p: (starts[p], max(starts[p], ends[p])) for p in partitions}
+        except KafkaException as exc:
+            raise kafka_down(self.bootstrap_servers, f"reading the offsets of {topic}", exc.args[0]) from None
         finally:
             consumer.close()
 
@@ -95,6 +105,8 @@ class KafkaTopicReader:
                         if error.code() == KafkaError._PARTITION_EOF:
                             pending.pop(partition)  # the end moved back (retention) or was reached
                             continue
+                        if error.code() in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._RESOLVE):
+                            raise kafka_down(self.bootstrap_servers, f"reading {topic}[{partition}]", error)
                         raise RuntimeError(f"reading {topic}[{partition}]: {error.str()}")
                     offset = message.offset()
                     if offset >= pending[partition]:
@@ -118,7 +130,8 @@ class InMemoryTopicReader:
         log = self.topics.setdefault(topic, {}).setdefault(partition, [])
         log.append(TopicRecord(topic, partition, len(log), timestamp_ms, key, value))
 
-    def ranges(self, topic: str, since_ms: int | None = None, until_ms: int | None = None) -> dict[int, tuple[int, int]]:
+    def ranges(self, topic: str, since_ms: int | None = None,
+               until_ms: int | None = None) -> dict[int, tuple[int, int]]:
         if topic not in self.topics:
             raise TopicNotFound(f"topic {topic!r} does not exist")
 

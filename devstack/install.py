@@ -3,6 +3,7 @@ PostgreSQL 15 and Chromium (for the dashboard's browser tests) from Debian's pac
 
 from __future__ import annotations
 
+import ctypes.util
 import os
 import shutil
 import subprocess
@@ -97,10 +98,21 @@ def install_chromium() -> bool:
     return True
 
 
-def install_all(browser: bool = False) -> list[str]:
-    """Everything the stack needs, and the browser when asked (only the tests drive one);
+def install_odbc() -> bool:
+    """Debian's unixODBC driver manager, which pyodbc links against; the SQL Server driver itself
+    comes with the `mssql` extra from PyPI."""
+    if ctypes.util.find_library("odbc"):
+        return False
+    _apt_install("unixodbc", "unixODBC")
+    return True
+
+
+def install_all(browser: bool = False, odbc: bool = False) -> list[str]:
+    """Everything the stack needs, and the browser and unixODBC when asked (only the tests use them);
     returns what was fetched this time."""
     steps = [("PostgreSQL 15", install_postgres), ("Kafka jars", install_jars), ("Debezium plugin", install_debezium)]
     if browser:
         steps.append(("Chromium", install_chromium))
+    if odbc:
+        steps.append(("unixODBC", install_odbc))
     return [name for name, step in steps if step()]

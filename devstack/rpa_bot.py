@@ -15,6 +15,7 @@ from decimal import Decimal
 import httpx
 from confluent_kafka import Producer
 
+from connectors.kafka_logs import client_config
 from connectors.sampro.standin import SamproStandIn
 from devstack.mailbox import Mailbox
 from rules.models import CompletionOutcome, RpaCompletion
@@ -30,7 +31,7 @@ class RpaBot:
         self.mailbox, self.sampro, self.topic = mailbox, sampro, completions_topic
         self.fail_invoices = fail_invoices
         self.api_url, self.api_token = api_url, api_token
-        self.producer = None if api_url else Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random"})
+        self.producer = None if api_url else Producer(client_config(bootstrap, "rpa-bot", partitioner="murmur2_random"))
         self.codec = SingleObjectCodec()
         self.entered: list[str] = []
         self._seen = 0

@@ -54,8 +54,8 @@ class LocalStack:
         return alive(entry.get("pid"))
 
     # -- commands ----------------------------------------------------------------------------
-    def install(self, browser: bool = False) -> list[str]:
-        return install_all(browser)
+    def install(self, browser: bool = False, odbc: bool = False) -> list[str]:
+        return install_all(browser, odbc)
 
     def up(self, components: tuple[str, ...] = COMPONENTS) -> StackEndpoints:
         unknown = set(components) - set(COMPONENTS)

@@ -4,8 +4,9 @@ Default framing: Avro single-object encoding (marker C3 01, then the 8-byte litt
 CRC-64-AVRO fingerprint of the writer schema's Parsing Canonical Form, then the binary body),
 so every message says which schema wrote it and no schema registry is needed. Decoding looks
 the fingerprint up among the current schemas and every released one, and resolves it to the
-current reader schema. With a registry URL, the Confluent framing (magic 0, 4-byte schema id) is
-used instead.
+current reader schema. With a registry URL, confluent-kafka's AvroSerializer and AvroDeserializer
+write and read the Confluent framing (magic 0, 4-byte schema id) instead, registering each schema
+with its defaults.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from __future__ import annotations
 import io
 import json
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache
@@ -24,7 +26,7 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import fingerprint, load_schema, to_parsing_canonical_form
 from pydantic import BaseModel, ValidationError
 
-from rules.errors import DataError
+from rules.errors import DataError, Unavailable
 from rules.lifecycle import (
     DispatchApproved,
     InvoiceSubmitted,
@@ -160,58 +162,84 @@ class SingleObjectCodec:
 
 
 class RegistryCodec:
-    """Confluent framing (magic 0 + 4-byte schema id), schemas registered by record name."""
+    """Confluent framing (magic 0 + 4-byte schema id) through confluent-kafka's AvroSerializer and
+    AvroDeserializer, one subject per record type: several record types share a topic, so the
+    subject is named from the record (`subject_template`, "{record}" is RecordNameStrategy)."""
 
-    def __init__(self, registry_url: str, models: Iterable[type[BaseModel]] = MODELS, client: Any = None):
-        from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+    def __init__(self, registry_url: str, models: Iterable[type[BaseModel]] = MODELS, client: Any = None,
+                 subject_template: str = "{record}"):
+        from confluent_kafka.schema_registry import SchemaRegistryClient
+        from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 
         self._client = client or SchemaRegistryClient.new_client({"url": registry_url})
-        self._schema_type = Schema
         self._current = {model: schema_for(model.__name__) for model in models}
         self._by_name = {f"{NAMESPACE}.{model.__name__}": model for model in self._current}
-        self._ids: dict[type, int] = {}
-        self._writers: dict[int, tuple[dict, type[BaseModel]]] = {}
-
-    def _schema_id(self, model_type: type[BaseModel]) -> int:
-        if model_type not in self._ids:
-            text = to_parsing_canonical_form(self._current[model_type])
-            subject = f"{NAMESPACE}.{model_type.__name__}"  # RecordNameStrategy: many types per topic
-            self._ids[model_type] = self._client.register_schema(subject, self._schema_type(text, "AVRO"))
-        return self._ids[model_type]
+        conf = {"auto.register.schemas": True,
+                "subject.name.strategy": lambda _context, record: subject_template.format(record=record)}
+        # Registered as generated, every default kept: a registry's BACKWARD check needs them (the
+        # Parsing Canonical Form strips them, and the first field added would then be refused).
+        self._serializers = {model: AvroSerializer(self._client, json.dumps(avro_schema(model)), conf=conf)
+                             for model in self._current}
+        # One deserializer per record type, each resolving any writer version to the current schema.
+        self._deserializers = {model: AvroDeserializer(self._client, json.dumps(avro_schema(model)))
+                               for model in self._current}
+        self._models: dict[int, type[BaseModel]] = {}
 
     def encode(self, model: BaseModel) -> bytes:
         kind = type(model)
-        if kind not in self._current:
+        if kind not in self._serializers:
             raise TypeError(f"no Avro schema for {kind.__name__}")
-        return CONFLUENT_MAGIC + struct.pack(">I", self._schema_id(kind)) + _body(self._current[kind], model)
+        with _registry_errors("registering"):
+            return self._serializers[kind](to_record(model), None)
 
     def kind(self, data: bytes) -> type[BaseModel] | None:
         try:
-            return self._writer(data)[1]
+            return self._writer_model(data)
         except DecodeError:
             return None
 
     def decode(self, data: bytes) -> BaseModel:
-        writer, model = self._writer(data)
-        return _read(data[5:], writer, self._current[model], model)
+        model = self._writer_model(data)
+        try:
+            record = self._deserializers[model](data, None)
+        except Exception as exc:  # fastavro raises EOFError, ValueError, SchemaResolutionError...
+            raise DecodeError(f"{model.__name__} body cannot be read: {type(exc).__name__}: {exc}") from None
+        return from_record(model, record)
 
-    def _writer(self, data: bytes) -> tuple[dict, type[BaseModel]]:
+    def _writer_model(self, data: bytes) -> type[BaseModel]:
         if len(data) < 5 or data[:1] != CONFLUENT_MAGIC:
             raise DecodeError(f"not Confluent-framed Avro (starts with {data[:1].hex() or 'nothing'})")
         (schema_id,) = struct.unpack(">I", data[1:5])
-        if schema_id not in self._writers:
-            try:
-                registered = self._client.get_schema(schema_id)
-            except Exception as exc:
-                raise DecodeError(f"schema id {schema_id} unknown to the registry: {exc}") from None
-            writer = parse_schema(json.loads(registered.schema_str))
-            model = self._by_name.get(writer["name"])
+        if schema_id not in self._models:
+            with _registry_errors(f"looking up schema id {schema_id}"):
+                name = json.loads(self._client.get_schema(schema_id).schema_str).get("name", "")
+            model = self._by_name.get(name) or self._by_name.get(f"{NAMESPACE}.{name}")
             if model is None:
-                raise DecodeError(f"schema id {schema_id} is {writer['name']}, not a record this service reads")
-            self._writers[schema_id] = (writer, model)
-        return self._writers[schema_id]
+                raise DecodeError(f"schema id {schema_id} is {name or 'not a record'}, not a record this service reads")
+            self._models[schema_id] = model
+        return self._models[schema_id]
 
 
-def codec_for(registry_url: str | None = None) -> Codec:
+@contextmanager
+def _registry_errors(doing: str) -> Iterator[None]:
+    """A schema the registry does not have makes the record undecodable (dead-lettered); a registry
+    that does not answer, or answers 5xx, is an outage the work waits out."""
+    from confluent_kafka.schema_registry.error import SchemaRegistryError
+
+    try:
+        yield
+    except SchemaRegistryError as exc:
+        if exc.http_status_code == 404:
+            raise DecodeError(f"{doing}: unknown to the schema registry ({exc})") from None
+        raise Unavailable("schema-registry", f"{doing}: {exc}") from None
+    except OSError as exc:
+        raise Unavailable("schema-registry", f"{doing}: {type(exc).__name__}: {exc}") from None
+    except Exception as exc:
+        if type(exc).__module__.startswith("httpx"):  # the client's transport (httpx2 or httpx): no answer
+            raise Unavailable("schema-registry", f"{doing}: {type(exc).__name__}: {exc}") from None
+        raise
+
+
+def codec_for(registry_url: str | None = None, subject_template: str = "{record}") -> Codec:
     """Single-object encoding unless a schema registry is configured."""
-    return RegistryCodec(registry_url) if registry_url else SingleObjectCodec()
+    return RegistryCodec(registry_url, subject_template=subject_template) if registry_url else SingleObjectCodec()

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Creates .venv and installs the project with its test extras. Sourced by the other scripts.
-# pip's cache (~/.cache/pip) makes the second run fast; the install is skipped when
-# pyproject.toml has not changed since the last one.
+# Creates .venv and installs the project with its test extras, at the versions of constraints.txt
+# (the ones the tests passed on). Sourced by the other scripts. pip's cache (~/.cache/pip) makes
+# the second run fast; the install is skipped when neither file has changed since the last one.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
@@ -9,10 +9,12 @@ PYTHON="${PYTHON:-python3}"
 if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
 fi
-stamp="$VENV/.installed-$(sha1sum "$ROOT/pyproject.toml" | cut -c1-12)"
+stamp="$VENV/.installed-$(cat "$ROOT/pyproject.toml" "$ROOT/constraints.txt" | sha1sum | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
     "$VENV/bin/pip" install --quiet --upgrade pip
-    # compat mode puts the project folder on sys.path, so new packages need no reinstall.
-    "$VENV/bin/pip" install --quiet -e "$ROOT[test,rocksdb]" --config-settings editable_mode=compat
+    # package-dir "." (pyproject.toml) makes the editable install a .pth file naming this folder:
+    # new modules and packages need no reinstall, and setuptools has nothing to warn about.
+    "$VENV/bin/pip" install --quiet --constraint "$ROOT/constraints.txt" -e "$ROOT[test,rocksdb,mssql]" \
+        --config-settings editable_mode=lenient
     rm -f "$VENV"/.installed-* && touch "$stamp"
 fi

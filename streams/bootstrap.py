@@ -131,7 +131,7 @@ def bootstrap(
     settings = settings or Settings()
     policy = policy or policy_from(settings)
     scheduler = scheduler or process_scheduler(settings)
-    codec = codec_for(settings.schema_registry_url)
+    codec = codec_for(settings.schema_registry_url, settings.schema_registry_subject)
     health = health or WorkerHealth()
     limits = limits_from(settings)
 

@@ -18,8 +18,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from connectors.kafka_logs import client_config
 from rules.errors import Unavailable
-from streams.health import WorkerHealth
+from streams.health import WorkerHealth, lag_from_statistics
 
 log = logging.getLogger(__name__)
 
@@ -100,22 +101,24 @@ class KafkaStreamBroker:
 
     def __init__(self, bootstrap_servers: str, group_id: str, *, session_timeout_seconds: float = 30.0,
                  transaction_timeout_seconds: float = 10.0, timeout: float = 30.0,
-                 health: WorkerHealth | None = None):
+                 health: WorkerHealth | None = None, stats_interval_seconds: float = 15.0):
         from confluent_kafka import Consumer
 
         self.bootstrap, self.group_id, self.timeout = bootstrap_servers, group_id, timeout
         self.health = health
         self.transaction_timeout = transaction_timeout_seconds
-        self.consumer = Consumer({
-            "bootstrap.servers": bootstrap_servers, "group.id": group_id,
+        self.consumer = Consumer(client_config(bootstrap_servers, "consumer", **{
+            "group.id": group_id,
             "enable.auto.commit": False, "auto.offset.reset": "earliest",
             # range co-partitions: partition p of every work topic goes to the same member.
             "partition.assignment.strategy": "range",
             "isolation.level": "read_committed",
             "session.timeout.ms": int(session_timeout_seconds * 1000),
-            "logger": logging.getLogger("librdkafka.consumer"),
             "error_cb": self._client_error,
-        })
+            # librdkafka's statistics carry each assigned partition's end and position: the lag metric.
+            "statistics.interval.ms": int(stats_interval_seconds * 1000),
+            "stats_cb": self._statistics,
+        }))
         self._producer: Any = None  # made on the first batch, and again after one is lost
         self._delivered: dict[TopicPartition, int] = {}
         self._failed: list[str] = []
@@ -129,17 +132,15 @@ class KafkaStreamBroker:
         from confluent_kafka import KafkaException, Producer
 
         if self._producer is None:
-            producer = Producer({
-                "bootstrap.servers": self.bootstrap,
+            producer = Producer(client_config(self.bootstrap, "producer", **{
                 # A random id per producer: KIP-447 fences a zombie by the group's generation, so the
                 # id need not survive a restart; a crashed worker's open transaction ends with its timeout.
                 "transactional.id": f"{self.group_id}-{uuid.uuid4().hex}",
                 "transaction.timeout.ms": int(self.transaction_timeout * 1000),
                 "partitioner": "murmur2_random",  # as Java clients and Kafka Connect place a key
                 "linger.ms": 5,
-                "logger": logging.getLogger("librdkafka.producer"),
                 "error_cb": self._client_error,
-            })
+            }))
             try:
                 producer.init_transactions(min(self.timeout, 10.0))
             except KafkaException as exc:
@@ -147,6 +148,11 @@ class KafkaStreamBroker:
                 raise _kafka_unavailable(exc.args[0], "starting the transactional producer") from None
             self._producer = producer
         return self._producer
+
+    def _statistics(self, text: str) -> None:
+        """librdkafka's statistics (served while the consumer polls), for the consumer-lag gauge."""
+        if self.health is not None:
+            self.health.record_lag(lag_from_statistics(text))
 
     def _client_error(self, error) -> None:
         """librdkafka's word that no broker answers (served while the client polls)."""
@@ -360,10 +366,9 @@ class KafkaStreamBroker:
             self.consumer.committed([KafkaTP(*tp) for tp in stable], timeout=self.timeout)
         except KafkaException as exc:
             raise _kafka_unavailable(exc, "reading committed offsets") from None
-        reader = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"{self.group_id}.restore",
-                           "enable.auto.commit": False, "enable.partition.eof": True,
-                           "isolation.level": "read_committed", "auto.offset.reset": "earliest",
-                           "logger": logging.getLogger("librdkafka.restore")})
+        reader = Consumer(client_config(self.bootstrap, "restore", **{
+            "group.id": f"{self.group_id}.restore", "enable.auto.commit": False, "enable.partition.eof": True,
+            "isolation.level": "read_committed", "auto.offset.reset": "earliest"}))
         try:
             reader.assign([KafkaTP(topic, number, OFFSET_BEGINNING if start is None else start)
                            for number, start in starts.items()])

@@ -58,7 +58,13 @@ class WorkerHealth:
                                        buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
                                        registry=self.registry)
         self.lag = Gauge("invoice_automation_worker_consumer_lag", "Messages not yet read, by topic and partition "
-                         "(as of the last fetch)", ["topic", "partition"], registry=self.registry)
+                         "(as of librdkafka's last statistics)", ["topic", "partition"], registry=self.registry)
+
+    def record_lag(self, lag: dict[tuple[str, int], int]) -> None:
+        """The lag of the partitions this worker holds now; partitions it gave up leave the gauge."""
+        self.lag.clear()
+        for (topic, partition), messages in lag.items():
+            self.lag.labels(topic, str(partition)).set(messages)
 
     def down(self, dependency: str, detail: str) -> None:
         with self._lock:
@@ -88,6 +94,23 @@ class WorkerHealth:
                 "down": {name: {"since": outage.since.isoformat(), "detail": outage.detail}
                          for name, outage in sorted(outages.items())}}
         return bool(body["ready"]), body
+
+
+def lag_from_statistics(text: str) -> dict[tuple[str, int], int]:
+    """Per assigned partition, the last stable (or high) offset minus the next offset the worker
+    reads. librdkafka's own `consumer_lag` counts from the committed offset, which the worker's
+    transactions commit through the producer, unseen by the consumer's statistics."""
+    lag = {}
+    for topic, stats in json.loads(text).get("topics", {}).items():
+        for number, partition in stats.get("partitions", {}).items():
+            if int(number) < 0 or not partition.get("desired"):
+                continue  # the internal "-1" partition, and partitions no longer assigned
+            end = next((partition[key] for key in ("ls_offset", "hi_offset") if partition.get(key, -1) >= 0), None)
+            position = next((partition[key] for key in ("app_offset", "committed_offset")
+                             if partition.get(key, -1) >= 0), None)
+            if end is not None and position is not None:
+                lag[(topic, int(number))] = max(end - position, 0)
+    return lag
 
 
 def serve(health: WorkerHealth, host: str, port: int) -> ThreadingHTTPServer:

@@ -6,15 +6,21 @@ point the same code at different brokers and databases.
 
 from __future__ import annotations
 
+import difflib
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, IPvAnyNetwork, SecretStr
+from pydantic import BaseModel, Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.sampro.tables import SamproNames
 
 DEFAULT_DATA_DIR = Path(".invoice-automation")
+PREFIX = "INVOICE_AUTOMATION_"
+# INVOICE_AUTOMATION_* variables that are read outside these settings.
+OTHER_VARIABLES = frozenset({"CACHE"})  # devstack/install.py: where the stack's downloads are kept
 ApiRole = Literal["viewer", "clerk"]
 
 
@@ -28,7 +34,7 @@ class ApiUser(BaseModel):
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="INVOICE_AUTOMATION_",
+        env_prefix=PREFIX,
         env_nested_delimiter="__",
         env_file=".env",
         extra="ignore",
@@ -37,6 +43,9 @@ class Settings(BaseSettings):
     # Kafka
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     schema_registry_url: str | None = None
+    # The registry subject of each record type, "{record}" being its full name (RecordNameStrategy);
+    # a prefix such as "ap-prod.{record}" keeps two installations apart on one registry.
+    schema_registry_subject: str = Field(default="{record}", min_length=8, max_length=255)
     app_id: str = "invoice-automation"
     topic_partitions: int = Field(default=6, ge=1)
     topic_replication_factor: int = Field(default=1, ge=1)
@@ -53,6 +62,7 @@ class Settings(BaseSettings):
     batch_seconds: float = Field(default=0.05, gt=0)  # the longest a message waits for its batch to fill
     session_timeout_seconds: float = Field(default=30.0, gt=0)  # how soon a dead worker's partitions move on
     data_dir: Path = DEFAULT_DATA_DIR
+    log_format: Literal["text", "json"] = "text"  # json: one JSON object per line, for a log collector
     # The worker's own /readyz and /metrics; off unless a port is given.
     worker_http_host: str = "127.0.0.1"
     worker_http_port: int | None = Field(default=None, ge=0, le=65535)
@@ -122,3 +132,42 @@ class Settings(BaseSettings):
     api_metrics_token: SecretStr | None = None
     # /metrics and /readyz answer from their last look at Kafka and the database for this long.
     api_status_cache_seconds: float = Field(default=5.0, ge=0, le=300)
+
+    @model_validator(mode="after")
+    def _no_unknown_variables(self) -> Settings:
+        """A misspelt variable would otherwise be ignored, and its default used without a word."""
+        from dotenv import dotenv_values  # pydantic-settings' own reader of the .env file
+
+        env_file = Path(str(self.model_config.get("env_file") or ".env"))
+        problems = unknown_variables({**(dotenv_values(env_file) if env_file.is_file() else {}), **os.environ})
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    @field_validator("schema_registry_subject")
+    @classmethod
+    def _subject_names_the_record(cls, template: str) -> str:
+        try:
+            named = template.format(record="\0")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"{template!r}: only {{record}} may be named ({type(exc).__name__}: {exc})") from None
+        if "\0" not in named:
+            raise ValueError(f"{template!r} must contain {{record}}: each record type needs a subject of its own")
+        return template
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """One problem per INVOICE_AUTOMATION_* variable that names no setting, with the closest name."""
+    known = sorted({name.upper() for name in Settings.model_fields} | OTHER_VARIABLES)
+    problems = []
+    for variable in sorted(environ):
+        upper = variable.upper()  # pydantic-settings matches names whatever their case
+        if not upper.startswith(PREFIX):
+            continue
+        name, _, nested = upper.removeprefix(PREFIX).partition("__")  # SAMPRO_NAMES__PO_LINE: checked by its model
+        if name in known:
+            continue
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean {PREFIX}{close[0]}{'__' + nested if nested else ''}?" if close else ""
+        problems.append(f"{variable} is not a setting{hint}")
+    return problems

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from connectors.kafka_logs import client_config, kafka_down
 from streams.ledgers import changelog_topic
 from streams.settings import Settings
 
@@ -44,8 +46,11 @@ def topic_config(settings: Settings, spec: TopicSpec) -> dict[str, str]:
 
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     """Creates the missing topics; returns the names it created. Existing topics are left alone."""
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
-    existing = set(admin.list_topics(timeout=timeout).topics)
+    admin = AdminClient(client_config(settings.kafka_bootstrap_servers, "admin"))
+    try:
+        existing = set(admin.list_topics(timeout=timeout).topics)
+    except KafkaException as exc:  # at start: the worker has nothing to wait out yet, it says so and exits
+        raise kafka_down(settings.kafka_bootstrap_servers, "listing the topics", exc.args[0]) from None
     wanted = [spec for spec in pipeline_topics(settings) if spec.name not in existing]
     if not wanted:
         return []
@@ -75,9 +80,12 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
 def check_co_partitioned(settings: Settings, timeout: float = 30.0) -> None:
     """Refuses to start when the topics of a PO's work (and its changelog) differ in partitions:
     the same PO would then be on different partition numbers, and no longer serialized."""
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    admin = AdminClient(client_config(settings.kafka_bootstrap_servers, "admin"))
     names = [settings.invoices_topic, settings.completions_topic, settings.commands_topic, changelog_topic(settings)]
-    metadata = admin.list_topics(timeout=timeout).topics
+    try:
+        metadata = admin.list_topics(timeout=timeout).topics
+    except KafkaException as exc:
+        raise kafka_down(settings.kafka_bootstrap_servers, "listing the topics", exc.args[0]) from None
     counts = {name: len(metadata[name].partitions) for name in names if name in metadata}
     if len(set(counts.values())) > 1:
         raise ValueError("the topics that carry a purchase order's work must have the same number of partitions, "

@@ -46,17 +46,13 @@ def _docker_answers() -> bool:
 
 
 def _from_testcontainers(stack: contextlib.ExitStack) -> StackEndpoints:
-    from testcontainers.kafka import KafkaContainer
-    from testcontainers.postgres import PostgresContainer
+    from tests.containers import Kafka4Container, postgres_container
 
-    kafka = stack.enter_context(KafkaContainer("apache/kafka:4.3.1").with_kraft())
-    pg = stack.enter_context(
-        PostgresContainer("postgres:15", username="invoice", password="invoice", dbname="marketplace", driver="psycopg")
-        .with_command("postgres -c wal_level=logical")
-    )
+    kafka = stack.enter_context(Kafka4Container())
+    pg = stack.enter_context(postgres_container())
     base = pg.get_connection_url().rsplit("/", 1)[0]
     return StackEndpoints(kafka_bootstrap=kafka.get_bootstrap_server(), marketplace_db_url=f"{base}/marketplace",
-                          sampro_db_url=f"{base}/marketplace", scheduler_db_url=f"{base}/marketplace")
+                          sampro_db_url=f"{base}/sampro", scheduler_db_url=f"{base}/scheduler")
 
 
 @pytest.fixture(scope="session")

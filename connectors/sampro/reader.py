@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from decimal import Decimal
 
 from pydantic import ValidationError
-from sqlalchemy import Engine, or_, select
+from sqlalchemy import Engine, Select, or_, select
 
 from connectors.sampro.tables import SamproNames, sampro_tables
 from connectors.sql import mapped_errors
@@ -48,21 +48,45 @@ class SqlPurchaseOrderReader:
         self.engine = engine
         self.tables = sampro_tables(names)
 
+    def purchase_order_queries(self, po_numbers: Collection[str]) -> Iterator[Select]:
+        """The statements `fetch` runs: one per chunk of PO numbers, headers outer-joined to their lines."""
+        header, line = self.tables.po_header, self.tables.po_line
+        for chunk in _chunks(sorted(set(po_numbers))):
+            yield (
+                select(header, line.c.line_no, line.c.part_number, line.c.unit_price, line.c.quantity_ordered,
+                       line.c.quantity_received, line.c.quantity_invoiced)
+                .select_from(header.outerjoin(line, line.c.po_number == header.c.po_number))
+                .where(header.c.po_number.in_(chunk))
+                .order_by(header.c.po_number, line.c.line_no)
+            )
+
+    def entered_invoice_queries(self, lookups: Collection[Lookup]) -> Iterator[Select]:
+        """The statements `entered_invoices` runs: one per chunk of lookups."""
+        return (query for _, query in self._entered_invoice_queries(lookups))
+
+    def _entered_invoice_queries(self, lookups: Collection[Lookup]) -> Iterator[tuple[list[Lookup], Select]]:
+        """Sampro's columns hold the values as keyed in, so the lookup asks for each as sent, trimmed,
+        upper and lower case (SQL Server's usual collation ignores case anyway), and for the totals;
+        the duplicate checks then compare exactly. A loose number (`INV42` for `INV-0042`) is found
+        here only when the total matches too: an index cannot find it otherwise. Two IN lists, not
+        an OR per lookup: one index range scan, and SQL Server has no row IN."""
+        invoice = self.tables.ap_invoice
+        wanted = sorted(set(lookups), key=lambda lookup: (lookup.vendor_key, lookup.number_key))
+        for chunk in _chunks(wanted, CHUNK // 5):  # at most 9 parameters a lookup
+            totals = {lookup.total_amount for lookup in chunk if lookup.total_amount is not None}
+            yield chunk, (
+                select(invoice.c.sampro_invoice_id, invoice.c.vendor_id, invoice.c.invoice_number,
+                       invoice.c.total_amount, invoice.c.invoice_date)
+                .where(invoice.c.vendor_id.in_({v for lookup in chunk for v in _spellings(lookup.vendor_id)}),
+                       or_(invoice.c.invoice_number.in_({n for lookup in chunk for n in _spellings(lookup.invoice_number)}),
+                           invoice.c.total_amount.in_(totals))))
+
     def fetch(self, po_numbers: Collection[str]) -> dict[str, PurchaseOrder]:
-        wanted = sorted(set(po_numbers))
-        if not wanted:
+        if not po_numbers:
             return {}
-        h, l = self.tables.po_header, self.tables.po_line
         rows = []
         with mapped_errors("sampro"), self.engine.connect() as conn:
-            for chunk in _chunks(wanted):
-                query = (
-                    select(h, l.c.line_no, l.c.part_number, l.c.unit_price, l.c.quantity_ordered,
-                           l.c.quantity_received, l.c.quantity_invoiced)
-                    .select_from(h.outerjoin(l, l.c.po_number == h.c.po_number))
-                    .where(h.c.po_number.in_(chunk))
-                    .order_by(h.c.po_number, l.c.line_no)
-                )
+            for query in self.purchase_order_queries(po_numbers):
                 rows.extend(conn.execute(query).mappings())
         headers: dict[str, dict] = {}
         for row in rows:
@@ -81,26 +105,15 @@ class SqlPurchaseOrderReader:
         return {number: _snapshot(number, fields) for number, fields in headers.items()}
 
     def entered_invoices(self, lookups: Collection[Lookup]) -> list[KnownInvoice]:
-        """Sampro's columns hold the values as keyed in, so the lookup asks for each as sent, trimmed,
-        upper and lower case (SQL Server's usual collation ignores case anyway), and for the totals;
-        the duplicate checks then compare exactly. A loose number (`INV42` for `INV-0042`) is found
-        here only when the total matches too: an index cannot find it otherwise."""
-        wanted = sorted(lookups, key=lambda lookup: (lookup.vendor_key, lookup.number_key))
-        t = self.tables.ap_invoice
+        if not lookups:
+            return []
         found = []
         with mapped_errors("sampro"), self.engine.connect() as conn:
-            for chunk in _chunks(wanted, CHUNK // 5):
-                totals = {lookup.total_amount for lookup in chunk if lookup.total_amount is not None}
-                query = (select(t.c.sampro_invoice_id, t.c.vendor_id, t.c.invoice_number, t.c.total_amount,
-                                t.c.invoice_date)
-                         .where(t.c.vendor_id.in_({v for lookup in chunk for v in _spellings(lookup.vendor_id)}),
-                                or_(t.c.invoice_number.in_({n for lookup in chunk
-                                                            for n in _spellings(lookup.invoice_number)}),
-                                    t.c.total_amount.in_(totals))))
+            for chunk, query in self._entered_invoice_queries(lookups):
                 for row in conn.execute(query):
                     known = KnownInvoice(f"sampro:{row.sampro_invoice_id}", row.vendor_id, row.invoice_number,
                                          "entered", row.total_amount, row.invoice_date)
-                    if matches_lookup(known, chunk):
+                    if matches_lookup(known, chunk):  # the IN lists also match crossed pairs
                         found.append(known)
         return found
 

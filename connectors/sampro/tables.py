@@ -6,22 +6,58 @@ from `SamproNames`, so the same queries run on SQL Server, PostgreSQL and SQLite
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
+from functools import cache
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import Column, Date, DateTime, Integer, MetaData, Numeric, String, Table
 
 MONEY = Numeric(18, 4, asdecimal=True)
+TABLES = ("po_header", "po_line", "ap_invoice")
 
 
 class SamproNames(BaseModel):
-    """Table names, and column renames for installations whose Sampro differs (canonical -> actual)."""
+    """Table names, and column renames for installations whose Sampro differs (canonical -> actual).
 
-    schema_name: str | None = None
-    po_header: str = "po_header"
-    po_line: str = "po_line"
-    ap_invoice: str = "ap_invoice"
+    `columns` renames a column in every table that has it (the older, single form);
+    `po_header_columns`, `po_line_columns` and `ap_invoice_columns` rename it in that table alone
+    and win over `columns`, since a header and a line table often name their PO column differently.
+    """
+
+    # A misspelt key would otherwise leave a rename silently unapplied.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_name: str | None = Field(default=None, min_length=1, max_length=256)  # e.g. "dbo" on SQL Server
+    po_header: str = Field(default="po_header", min_length=1, max_length=128)
+    po_line: str = Field(default="po_line", min_length=1, max_length=128)
+    ap_invoice: str = Field(default="ap_invoice", min_length=1, max_length=128)
     columns: dict[str, str] = Field(default_factory=dict)
+    po_header_columns: dict[str, str] = Field(default_factory=dict)
+    po_line_columns: dict[str, str] = Field(default_factory=dict)
+    ap_invoice_columns: dict[str, str] = Field(default_factory=dict)
+
+    def column(self, table: str, key: str) -> str:
+        """The name `table`'s canonical column `key` has in this Sampro."""
+        return getattr(self, f"{table}_columns").get(key, self.columns.get(key, key))
+
+    @model_validator(mode="after")
+    def _renames_name_canonical_columns(self) -> SamproNames:
+        keys = _canonical_columns()
+        every = set().union(*keys.values())
+        for field, wanted, known in [("columns", self.columns, every)] + [
+                (f"{table}_columns", getattr(self, f"{table}_columns"), keys[table]) for table in TABLES]:
+            for key in sorted(set(wanted) - known):
+                close = difflib.get_close_matches(key, sorted(known), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else f"; the columns are {', '.join(sorted(known))}"
+                raise ValueError(f"{field}: {key!r} is not a canonical Sampro column{hint}")
+        return self
+
+
+@cache
+def _canonical_columns() -> dict[str, set[str]]:
+    canonical = SamproNames.model_construct()  # no renames; constructed without validation, which calls this
+    return {table: set(_table(table, MetaData(), canonical).c.keys()) for table in TABLES}
 
 
 @dataclass(frozen=True)
@@ -32,29 +68,34 @@ class SamproTables:
     ap_invoice: Table
 
 
-def sampro_tables(names: SamproNames = SamproNames()) -> SamproTables:
+def _table(table: str, metadata: MetaData, names: SamproNames) -> Table:
     def col(key: str, *args, **kwargs) -> Column:
-        return Column(names.columns.get(key, key), *args, key=key, **kwargs)
+        return Column(names.column(table, key), *args, key=key, **kwargs)
 
-    metadata = MetaData(schema=names.schema_name)
-    header = Table(
-        names.po_header, metadata,
-        col("po_number", String(64), primary_key=True), col("vendor_id", String(64), nullable=False),
-        col("status", String(32), nullable=False), col("currency", String(3), nullable=False),
-        col("order_date", Date, nullable=False), col("tax_rate", Numeric(9, 6, asdecimal=True)),
-        col("allowed_charges", String(400), nullable=False, default=""),
-    )
-    line = Table(
-        names.po_line, metadata,
-        col("po_number", String(64), primary_key=True), col("line_no", Integer, primary_key=True),
-        col("part_number", String(64), nullable=False), col("unit_price", MONEY, nullable=False),
-        col("quantity_ordered", MONEY, nullable=False), col("quantity_received", MONEY),
-        col("quantity_invoiced", MONEY, nullable=False, default=0),
-    )
-    invoice = Table(
+    if table == "po_header":
+        return Table(
+            names.po_header, metadata,
+            col("po_number", String(64), primary_key=True), col("vendor_id", String(64), nullable=False),
+            col("status", String(32), nullable=False), col("currency", String(3), nullable=False),
+            col("order_date", Date, nullable=False), col("tax_rate", Numeric(9, 6, asdecimal=True)),
+            col("allowed_charges", String(400), nullable=False, default=""),
+        )
+    if table == "po_line":
+        return Table(
+            names.po_line, metadata,
+            col("po_number", String(64), primary_key=True), col("line_no", Integer, primary_key=True),
+            col("part_number", String(64), nullable=False), col("unit_price", MONEY, nullable=False),
+            col("quantity_ordered", MONEY, nullable=False), col("quantity_received", MONEY),
+            col("quantity_invoiced", MONEY, nullable=False, default=0),
+        )
+    return Table(
         names.ap_invoice, metadata,
         col("sampro_invoice_id", String(64), primary_key=True), col("vendor_id", String(64), nullable=False),
         col("invoice_number", String(64), nullable=False), col("po_number", String(64), nullable=False),
         col("invoice_date", Date), col("total_amount", MONEY), col("entered_at", DateTime(timezone=True)),
     )
-    return SamproTables(metadata, header, line, invoice)
+
+
+def sampro_tables(names: SamproNames = SamproNames()) -> SamproTables:
+    metadata = MetaData(schema=names.schema_name)
+    return SamproTables(metadata, *(_table(table, metadata, names) for table in TABLES))

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import copy
+import io
 import json
+import socket
 from datetime import UTC, datetime
 
 import pytest
+from fastavro import parse_schema
 from confluent_kafka.schema_registry import SchemaRegistryClient
+from fastavro import schemaless_writer
 from fastavro.schema import fingerprint, to_parsing_canonical_form
+from pydantic import ValidationError
 
+from rules.errors import Unavailable
 from rules.lifecycle import (
     DispatchApproved,
     InvoiceStatus,
@@ -20,7 +26,9 @@ from rules.lifecycle import (
     StatusChanged,
 )
 from rules.models import CompletionOutcome, RpaCompletion
-from schemas.codec import DecodeError, RegistryCodec, SingleObjectCodec, schema_for
+from schemas.avro import avro_schema
+from schemas.codec import DecodeError, RegistryCodec, SingleObjectCodec, schema_for, to_record
+from streams.settings import Settings
 from tests.unit.rules.builders import INVOICE, judge
 
 AT = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
@@ -105,17 +113,92 @@ def test_the_next_schema_version_reads_what_the_current_one_wrote(model, monkeyp
     assert reader.encode(model)[2:10] != written[2:10]  # it really is another schema version
 
 
-def test_registry_framing_through_the_schema_registry_client():
+def _registry(name: str) -> SchemaRegistryClient:
     # The client's own in-memory registry: no registry server can run on this machine.
-    registry = SchemaRegistryClient.new_client({"url": "mock://invoice-automation"})
-    codec = RegistryCodec("mock://invoice-automation", client=registry)
-    data = codec.encode(EXAMPLES[0])
+    return SchemaRegistryClient.new_client({"url": f"mock://{name}"})
+
+
+@pytest.mark.parametrize("model", EXAMPLES, ids=lambda m: type(m).__name__)
+def test_every_model_round_trips_through_the_registry(model):
+    registry = _registry("round-trip")
+    data = RegistryCodec("mock://round-trip", client=registry).encode(model)
     assert data[:1] == b"\x00" and int.from_bytes(data[1:5], "big") > 0
-    assert codec.decode(data) == EXAMPLES[0]
-    other = RegistryCodec("mock://invoice-automation", client=registry)  # a second reader looks the id up
-    assert other.decode(data) == EXAMPLES[0]
+    other = RegistryCodec("mock://round-trip", client=registry)  # a second reader looks the id up
+    assert other.decode(data) == model and other.kind(data) is type(model)
+
+
+def test_the_registry_framing_is_confluents_around_the_plain_avro_body():
+    codec = RegistryCodec("mock://framing", client=_registry("framing"))
+    data = codec.encode(EXAMPLES[0])
+    body = io.BytesIO()
+    schemaless_writer(body, schema_for("Verdict"), to_record(EXAMPLES[0]))
+    assert data[5:] == body.getvalue()
+
+
+def _defaults(schema) -> int:
+    """Defaults in a schema, leaving out fastavro's own bookkeeping keys (`__named_schemas`)."""
+    if isinstance(schema, dict):
+        return ("default" in schema) + sum(_defaults(v) for k, v in schema.items() if not k.startswith("__"))
+    return sum(_defaults(item) for item in schema) if isinstance(schema, list) else 0
+
+
+@pytest.mark.parametrize("model", EXAMPLES[:5], ids=lambda m: type(m).__name__)
+def test_schemas_are_registered_with_their_defaults(model):
+    registry = _registry("defaults")
+    RegistryCodec("mock://defaults", client=registry).encode(model)
+    name = type(model).__name__
+    registered = json.loads(registry.get_latest_version(f"invoice_automation.{name}").schema.schema_str)
+    assert _defaults(registered) == _defaults(schema_for(name)) > 0
+    assert to_parsing_canonical_form(registered) == to_parsing_canonical_form(schema_for(name))
+
+
+def test_the_subject_is_named_from_the_template():
+    registry = _registry("subjects")
+    codec = RegistryCodec("mock://subjects", client=registry, subject_template="ap-prod.{record}")
+    codec.encode(EXAMPLES[0])
+    codec.encode(EXAMPLES[2])
+    assert sorted(registry.get_subjects()) == ["ap-prod.invoice_automation.RpaCompletion",
+                                               "ap-prod.invoice_automation.Verdict"]
+
+
+@pytest.mark.parametrize(("template", "message"), [("{topic}-{record}", "only {record}"),
+                                                   ("invoice-automation", "must contain {record}")])
+def test_a_subject_template_without_the_record_is_refused(template, message):
+    with pytest.raises(ValidationError, match=message):
+        Settings(schema_registry_subject=template)
+
+
+def test_the_registry_reads_an_older_writer_version_into_the_current_schema(monkeypatch):
+    registry = _registry("versions")
+    written = RegistryCodec("mock://versions", client=registry).encode(EXAMPLES[2])
+    current = avro_schema(RpaCompletion)
+    next_version = {**current, "fields": [*current["fields"],
+                                          {"name": "channel", "type": ["null", "string"], "default": None}]}
+    monkeypatch.setattr("schemas.codec.avro_schema", lambda model: next_version if model is RpaCompletion
+                        else avro_schema(model))
+    monkeypatch.setattr("schemas.codec.schema_for", lambda n, *a: parse_schema(next_version) if n == "RpaCompletion"
+                        else schema_for(n))
+    reader = RegistryCodec("mock://versions", client=registry)
+    assert reader.decode(written) == EXAMPLES[2]
+    assert reader.encode(EXAMPLES[2])[1:5] != written[1:5]  # the reader really registered another version
+
+
+def test_bytes_the_registry_does_not_know_are_a_decode_error():
+    codec = RegistryCodec("mock://unknown", client=_registry("unknown"))
     with pytest.raises(DecodeError, match="not Confluent-framed"):
         codec.decode(b"\xc3\x01rest")
+    with pytest.raises(DecodeError, match="schema id 99: unknown to the schema registry"):
+        codec.decode(b"\x00\x00\x00\x00\x63body")
+    assert codec.kind(b"\x00\x00\x00\x00\x63body") is None
+
+
+def test_a_registry_that_does_not_answer_is_unavailable():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    client = SchemaRegistryClient.new_client({"url": url, "max.retries": 0})
+    with pytest.raises(Unavailable, match="schema-registry is unavailable: registering: ConnectError"):
+        RegistryCodec(url, client=client).encode(EXAMPLES[2])
 
 
 def test_decimal_strings_are_exact_on_the_wire():

@@ -1,0 +1,21 @@
+"""How the commands log: plain text lines, or one JSON object per line (LOG_FORMAT=json) for a log
+collector. librdkafka's lines come through the same handler (connectors/kafka_logs.py)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure_logging(level: str, log_format: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        from pythonjsonlogger.json import JsonFormatter
+
+        handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s",
+                                           rename_fields={"asctime": "time", "levelname": "level", "name": "logger"}))
+    else:
+        handler.setFormatter(logging.Formatter(TEXT))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)

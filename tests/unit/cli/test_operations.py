@@ -1,0 +1,152 @@
+"""Quiet, observable operations: a dependency that is down is one line and exit code 2, a
+misspelt setting is refused with the closest name, --version, JSON logs, librdkafka's lines once."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import socket
+import sys
+import tomllib
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+from packaging.licenses import canonicalize_license_expression
+from pydantic import ValidationError
+
+from cli.logs import configure_logging
+from cli.main import main
+from connectors.kafka_logs import OncePerProblem, client_config, kafka_logger
+from streams.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _run(monkeypatch, *args: str) -> int:
+    monkeypatch.setattr(sys, "argv", ["invoice-automation", *args])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    return exited.value.code
+
+
+@pytest.fixture(autouse=True)
+def restore_logging():
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:], root.level = handlers, level
+
+
+@pytest.mark.parametrize("command", [["explain", "MP-1001"], ["replay", "--since", "2026-11-01"],
+                                     ["reprocess", "--since", "2026-11-01", "--dry-run"]])
+def test_kafka_down_is_one_line_naming_where_and_what_to_check_and_exit_2(command, monkeypatch, capfd):
+    monkeypatch.setattr("connectors.topic_reader.METADATA_TIMEOUT", 1.0)
+    bootstrap = f"127.0.0.1:{_closed_port()}"
+    monkeypatch.setenv("INVOICE_AUTOMATION_KAFKA_BOOTSTRAP_SERVERS", bootstrap)
+    assert _run(monkeypatch, *command) == 2
+    lines = [line for line in capfd.readouterr().err.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error:")]
+    assert len(errors) == 1, lines
+    assert f"kafka does not answer (reading the offsets of invoices at {bootstrap}" in errors[0] or (
+        f"at {bootstrap}" in errors[0] and errors[0].startswith("error: kafka does not answer"))
+    assert errors[0].endswith("check INVOICE_AUTOMATION_KAFKA_BOOTSTRAP_SERVERS and that it runs")
+    assert not any("Traceback" in line or re.match(r"%\d\|", line) for line in lines), lines  # no raw librdkafka
+    assert len(lines) <= 3, lines  # librdkafka's own word on it, once per distinct problem, and ours
+
+
+def test_a_misspelt_setting_is_refused_with_the_closest_name(monkeypatch, capsys):
+    monkeypatch.setenv("INVOICE_AUTOMATION_SMTP_HOSTNAME", "mail.corp")
+    monkeypatch.setenv("invoice_automation_sampro_name__po_line", "POLIN")
+    with pytest.raises(ValidationError) as raised:
+        Settings()
+    message = str(raised.value)
+    assert "INVOICE_AUTOMATION_SMTP_HOSTNAME is not a setting; did you mean INVOICE_AUTOMATION_SMTP_HOST?" in message
+    assert "did you mean INVOICE_AUTOMATION_SAMPRO_NAMES__PO_LINE?" in message
+    assert _run(monkeypatch, "explain", "MP-1001") == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "error: INVOICE_AUTOMATION_SMTP_HOSTNAME is not a setting; did you mean INVOICE_AUTOMATION_SMTP_HOST?",
+        "error: invoice_automation_sampro_name__po_line is not a setting; "
+        "did you mean INVOICE_AUTOMATION_SAMPRO_NAMES__PO_LINE?"]
+
+
+def test_a_misspelt_setting_in_the_env_file_is_refused_too(monkeypatch, tmp_path):
+    (tmp_path / ".env").write_text("POSTGRES_PASSWORD=for-compose\nINVOICE_AUTOMATION_API_TOKN=secret\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValidationError, match="INVOICE_AUTOMATION_API_TOKN is not a setting; did you mean "
+                                              "INVOICE_AUTOMATION_API_TOKEN?"):
+        Settings()
+
+
+def test_known_and_nested_and_other_variables_pass(monkeypatch):
+    monkeypatch.setenv("INVOICE_AUTOMATION_SMTP_HOST", "mail.corp")
+    monkeypatch.setenv("INVOICE_AUTOMATION_SAMPRO_NAMES__PO_LINE", "POLIN")
+    monkeypatch.setenv("INVOICE_AUTOMATION_CACHE", "/tmp/cache")  # devstack's download cache
+    settings = Settings()
+    assert settings.smtp_host == "mail.corp" and settings.sampro_names.po_line == "POLIN"
+
+
+def test_a_wrong_value_is_one_line_naming_the_variable(monkeypatch, capsys):
+    monkeypatch.setenv("INVOICE_AUTOMATION_LOG_FORMAT", "yaml")
+    assert _run(monkeypatch, "explain", "MP-1001") == 2
+    assert capsys.readouterr().err == "error: setting INVOICE_AUTOMATION_LOG_FORMAT: Input should be 'text' or 'json'\n"
+
+
+def test_version(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["invoice-automation", "--version"])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"invoice-automation {version('invoice-automation')}\n"
+
+
+def test_json_logs_are_one_object_per_line(capsys):
+    configure_logging("warning", "json")
+    logging.getLogger("invoice_automation.test").warning("sampro is down (%s)", "connection refused")
+    logging.getLogger("invoice_automation.test").info("not shown at WARNING")
+    (line,) = capsys.readouterr().err.splitlines()
+    record = json.loads(line)
+    assert record["level"] == "WARNING" and record["logger"] == "invoice_automation.test"
+    assert record["message"] == "sampro is down (connection refused)" and "time" in record
+
+
+def test_librdkafka_lines_show_once_per_problem_and_again_after_a_quiet_while():
+    now = [0.0]
+    once = OncePerProblem(quiet_seconds=300, clock=lambda: now[0])
+
+    def shown(message: str) -> bool:
+        return once.filter(logging.LogRecord("librdkafka.audit", logging.ERROR, "", 0, message, None, None))
+
+    assert shown("FAIL 127.0.0.1:9092: Connection refused (after 0ms in state CONNECT)")
+    assert not shown("FAIL 127.0.0.1:9092: Connection refused "
+                     "(after 12ms in state CONNECT, 3 identical error(s) suppressed)")
+    assert shown("SSL handshake failed")
+    now[0] = 301.0
+    assert shown("FAIL 127.0.0.1:9092: Connection refused (after 5ms in state CONNECT)")
+
+
+def test_every_cli_kafka_client_logs_through_python_at_warning():
+    config = client_config("127.0.0.1:9092", "audit", **{"group.id": "g"})
+    assert config["logger"] is kafka_logger("audit") and config["group.id"] == "g"
+    assert config["logger"].level == logging.WARNING
+    assert sum(isinstance(f, OncePerProblem) for f in kafka_logger("audit").filters) == 1
+    for module in ("connectors/topic_reader.py", "connectors/consumer_groups.py", "connectors/pipeline_lag.py",
+                   "streams/topics.py", "streams/broker.py"):
+        source = (ROOT / module).read_text()
+        assert not re.search(r"(Consumer|Producer|AdminClient)\(\{", source), f"{module} builds a client without logger"
+
+
+def test_the_package_metadata_builds_without_deprecated_forms():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    license_expression = project["project"]["license"]
+    assert isinstance(license_expression, str)  # the TOML table form is deprecated since setuptools 77
+    assert canonicalize_license_expression(license_expression) == "LicenseRef-Proprietary"
+    assert project["build-system"]["requires"] == ["setuptools>=77"]
+    assert "editable_mode=compat" not in (ROOT / "scripts" / "bootstrap.sh").read_text()  # deprecated mode

@@ -1,0 +1,139 @@
+"""The Sampro reader on SQL Server, as far as it can be checked without a server: every statement
+compiled for `mssql+pyodbc`, per-table column renames, and the ODBC driver loading and failing
+clearly on a closed port. What needs a server (collation, CHAR padding, locking) is in the README."""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import create_engine, event
+from sqlalchemy.dialects.mssql import pyodbc as mssql_pyodbc
+
+from connectors import mssql
+from connectors.sampro import SamproNames, SqlPurchaseOrderReader
+from connectors.sampro.standin import SamproStandIn
+from connectors.sql import engine_for, mapped_errors
+from rules.errors import Unavailable
+from rules.models import PurchaseOrder
+from tests.unit.rules.builders import PO
+
+SQL_SERVER_PARAMETER_LIMIT = 2100
+# Renames as a real Sampro has them: the header and the line table name their PO column differently.
+NAMES = SamproNames(schema_name="erp", po_header="POHDR", po_line="POLIN", ap_invoice="APINV",
+                    columns={"vendor_id": "VENDNO"}, po_header_columns={"po_number": "PONUM"},
+                    po_line_columns={"po_number": "PO_NO", "line_no": "LINENO"})
+PO_NUMBERS = [f"PO-{n:05}" for n in range(2_500)]
+PAIRS = [(f"V{n % 7}", f"INV-{n}") for n in range(2_500)]
+
+
+def _reader(names: SamproNames = NAMES) -> SqlPurchaseOrderReader:
+    return SqlPurchaseOrderReader(create_engine("sqlite://"), names)
+
+
+def _statements(names: SamproNames = NAMES) -> list[str]:
+    reader = _reader(names)
+    queries = [*reader.purchase_order_queries(PO_NUMBERS), *reader.entered_invoice_queries(PAIRS)]
+    # pyodbc's qmark style, and render_postcompile spells out each IN list as SQL Server receives it.
+    dialect = mssql_pyodbc.dialect(paramstyle="qmark")
+    return [query.compile(dialect=dialect, compile_kwargs={"render_postcompile": True}).string for query in queries]
+
+
+def test_every_statement_stays_under_sql_servers_parameter_limit():
+    statements = _statements()
+    assert len(statements) == 3 + 5  # 1,000 PO numbers, or 500 invoice pairs, per statement
+    counts = [statement.count("?") for statement in statements]
+    assert max(counts) < SQL_SERVER_PARAMETER_LIMIT and min(counts) > 0, counts
+
+
+def test_every_table_is_schema_qualified_and_renamed():
+    for statement in _statements():
+        tables = re.findall(r"\b(?:FROM|JOIN)\s+([\w.\[\]]+)", statement)
+        assert tables and all(table.startswith("erp.") for table in tables), statement
+        assert not re.search(r"\b(po_header|po_line|ap_invoice)\b", statement), statement
+    fetch, *_ = _statements()
+    assert "erp.[POLIN].[PO_NO] = erp.[POHDR].[PONUM]" in fetch
+    assert "erp.[POHDR].[VENDNO]" in fetch
+
+
+@pytest.mark.parametrize("construct", [r"\bLIMIT\b", r"\bOFFSET\b", r"\bILIKE\b", r"\bRETURNING\b", r"\bNULLS\b",
+                                       r"\(\s*\S+\s*,\s*\S+\s*\)\s+IN\b", r"\bTRUE\b|\bFALSE\b", r"::", r'"'])
+def test_no_construct_sql_server_lacks(construct):
+    for statement in _statements():
+        assert not re.search(construct, statement, re.IGNORECASE), statement
+
+
+def test_the_reader_runs_exactly_those_statements():
+    reader = _reader(SamproNames())
+    SamproStandIn(reader.engine).create_schema()
+    executed: list[str] = []
+    event.listen(reader.engine, "before_cursor_execute", lambda *args: executed.append(args[2]))
+    reader.fetch(PO_NUMBERS)
+    reader.entered_invoices(PAIRS)
+    assert len(executed) == len(list(reader.purchase_order_queries(PO_NUMBERS))) + len(
+        list(reader.entered_invoice_queries(PAIRS)))
+
+
+def test_per_table_renames_read_and_write_the_same_rows():
+    engine = create_engine("sqlite://")
+    names = NAMES.model_copy(update={"schema_name": None})
+    standin = SamproStandIn(engine, names)
+    standin.create_schema()
+    po = PurchaseOrder.model_validate(PO)
+    standin.load_purchase_orders([po])
+    standin.enter_invoice(sampro_invoice_id="S-1", vendor_id=po.vendor_id, invoice_number="INV-1",
+                          po_number=po.po_number, invoice_date=None, total_amount=Decimal(1), lines=[])
+    reader = SqlPurchaseOrderReader(engine, names)
+    assert reader.fetch([po.po_number]) == {po.po_number: po}
+    assert [k.invoice_number for k in reader.entered_invoices([(po.vendor_id, "INV-1")])] == ["INV-1"]
+
+
+def test_the_older_form_renames_a_column_in_every_table():
+    tables = _reader(SamproNames(columns={"po_number": "PONUM"})).tables
+    assert {t.c.po_number.name for t in (tables.po_header, tables.po_line, tables.ap_invoice)} == {"PONUM"}
+
+
+@pytest.mark.parametrize(("renames", "message"), [
+    ({"po_line_columns": {"po_numbr": "X"}}, "did you mean 'po_number'"),
+    ({"po_header_columns": {"line_no": "X"}}, "po_header_columns: 'line_no' is not a canonical"),
+    ({"columns": {"nonsense": "X"}}, "columns: 'nonsense'"),
+    ({"po_lines": "POLIN"}, "po_lines"),
+])
+def test_a_rename_of_no_canonical_column_is_refused(renames, message):
+    with pytest.raises(ValueError, match=message):
+        SamproNames.model_validate(renames)
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_the_bundled_odbc_driver_loads_and_a_closed_port_is_one_clear_unavailable():
+    import pyodbc
+
+    assert mssql.bundled_odbc_driver() is not None, "the mssql extra's ODBC Driver 18 is not installed"
+    engine = engine_for(f"mssql+pyodbc://sa:Secret-123@127.0.0.1:{_closed_port()}/sampro"
+                        "?Encrypt=yes&TrustServerCertificate=yes")
+    started = time.monotonic()
+    with pytest.raises(Unavailable) as raised, mapped_errors("sampro"), engine.connect():
+        pass
+    assert time.monotonic() - started < mssql.LOGIN_TIMEOUT_SECONDS + 5
+    assert raised.value.dependency == "sampro"
+    assert "[Microsoft][ODBC Driver 18 for SQL Server]" in raised.value.detail  # the driver itself answered
+    assert "Secret-123" not in str(raised.value) and isinstance(raised.value.__cause__.orig, pyodbc.Error)
+
+
+def test_a_url_without_a_driver_and_no_bundled_one_says_what_to_install(monkeypatch):
+    monkeypatch.setattr(mssql, "bundled_odbc_driver", lambda: None)
+    with pytest.raises(mssql.NoOdbcDriver, match=r"invoice-automation\[mssql\].*driver=ODBC\+Driver\+18"):
+        engine_for("mssql+pyodbc://sa:pw@db.example:1433/sampro?Encrypt=yes")
+
+
+def test_a_url_that_names_its_driver_keeps_it():
+    engine = engine_for("mssql+pyodbc://sa:pw@db.example:1433/sampro?driver=ODBC+Driver+18+for+SQL+Server")
+    assert engine.url.query["driver"] == "ODBC Driver 18 for SQL Server"
