@@ -17,6 +17,7 @@ from connectors import mssql
 from connectors.sampro import SamproNames, SqlPurchaseOrderReader
 from connectors.sampro.standin import SamproStandIn
 from connectors.sql import engine_for, mapped_errors
+from rules.duplicates import lookups_for
 from rules.errors import Unavailable
 from rules.models import PurchaseOrder
 from tests.unit.rules.builders import PO
@@ -27,7 +28,8 @@ NAMES = SamproNames(schema_name="erp", po_header="POHDR", po_line="POLIN", ap_in
                     columns={"vendor_id": "VENDNO"}, po_header_columns={"po_number": "PONUM"},
                     po_line_columns={"po_number": "PO_NO", "line_no": "LINENO"})
 PO_NUMBERS = [f"PO-{n:05}" for n in range(2_500)]
-PAIRS = [(f"V{n % 7}", f"INV-{n}") for n in range(2_500)]
+LOOKUPS = lookups_for({"vendor_id": f"V{n % 7}", "invoice_number": f"inv-{n}", "total_amount": f"{n}.50"}
+                      for n in range(2_500))
 
 
 def _reader(names: SamproNames = NAMES) -> SqlPurchaseOrderReader:
@@ -36,7 +38,7 @@ def _reader(names: SamproNames = NAMES) -> SqlPurchaseOrderReader:
 
 def _statements(names: SamproNames = NAMES) -> list[str]:
     reader = _reader(names)
-    queries = [*reader.purchase_order_queries(PO_NUMBERS), *reader.entered_invoice_queries(PAIRS)]
+    queries = [*reader.purchase_order_queries(PO_NUMBERS), *reader.entered_invoice_queries(LOOKUPS)]
     # pyodbc's qmark style, and render_postcompile spells out each IN list as SQL Server receives it.
     dialect = mssql_pyodbc.dialect(paramstyle="qmark")
     return [query.compile(dialect=dialect, compile_kwargs={"render_postcompile": True}).string for query in queries]
@@ -44,7 +46,7 @@ def _statements(names: SamproNames = NAMES) -> list[str]:
 
 def test_every_statement_stays_under_sql_servers_parameter_limit():
     statements = _statements()
-    assert len(statements) == 3 + 5  # 1,000 PO numbers, or 500 invoice pairs, per statement
+    assert len(statements) == 3 + 13  # 1,000 PO numbers, or 200 invoice lookups, per statement
     counts = [statement.count("?") for statement in statements]
     assert max(counts) < SQL_SERVER_PARAMETER_LIMIT and min(counts) > 0, counts
 
@@ -72,9 +74,9 @@ def test_the_reader_runs_exactly_those_statements():
     executed: list[str] = []
     event.listen(reader.engine, "before_cursor_execute", lambda *args: executed.append(args[2]))
     reader.fetch(PO_NUMBERS)
-    reader.entered_invoices(PAIRS)
+    reader.entered_invoices(LOOKUPS)
     assert len(executed) == len(list(reader.purchase_order_queries(PO_NUMBERS))) + len(
-        list(reader.entered_invoice_queries(PAIRS)))
+        list(reader.entered_invoice_queries(LOOKUPS)))
 
 
 def test_per_table_renames_read_and_write_the_same_rows():
@@ -88,7 +90,8 @@ def test_per_table_renames_read_and_write_the_same_rows():
                           po_number=po.po_number, invoice_date=None, total_amount=Decimal(1), lines=[])
     reader = SqlPurchaseOrderReader(engine, names)
     assert reader.fetch([po.po_number]) == {po.po_number: po}
-    assert [k.invoice_number for k in reader.entered_invoices([(po.vendor_id, "INV-1")])] == ["INV-1"]
+    found = reader.entered_invoices(lookups_for([{"vendor_id": po.vendor_id, "invoice_number": "INV-1"}]))
+    assert [k.invoice_number for k in found] == ["INV-1"]
 
 
 def test_the_older_form_renames_a_column_in_every_table():
