@@ -152,4 +152,22 @@ def create_app(
     app.add_middleware(RequestBodyLimitMiddleware, max_body_size=settings.api_max_body_bytes)
     app.add_middleware(TrustedProxy, settings=settings)
     app.add_middleware(SecurityHeaders, served_over_https=settings.api_served_over_https)
+    if settings.api_metrics_token is None:
+        _metrics_open_in_the_document(app)
     return app
+
+
+def _metrics_open_in_the_document(app: FastAPI) -> None:
+    """Without a metrics token /metrics answers anyone: the OpenAPI document says so, not Bearer."""
+    generate = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = generate()
+            operation = schema["paths"]["/metrics"]["get"]
+            operation.pop("security", None)
+            operation["responses"].pop("401", None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -27,7 +27,8 @@ _SECRET = PROXY_SECRET_HEADER.lower().encode()
 class TrustedProxy:
     def __init__(self, app: ASGIApp, settings: Settings):
         self.app = app
-        self.networks = settings.api_trusted_proxies
+        # As networks whatever they arrived as (a copied Settings keeps the strings it was given).
+        self.networks = [ipaddress.ip_network(str(network), strict=False) for network in settings.api_trusted_proxies]
         secret = settings.api_trusted_proxy_secret
         self.secret = secret.get_secret_value().encode() if secret else None
         self.identity = {header.lower().encode() for header in (settings.api_trusted_user_header,

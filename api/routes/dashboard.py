@@ -42,7 +42,10 @@ def home() -> RedirectResponse:
 
 
 @router.get("/dashboard", response_class=HTMLResponse, summary="The live KPI dashboard",
-            responses={303: {"description": "Not signed in: to /login"}})
+            responses={303: {"description": "Not signed in: to /login"},
+                       # Wrong HTTP Basic credentials too often: a JSON problem, as from the API.
+                       429: {"description": "Too many failed sign-ins: try again after Retry-After seconds",
+                             "content": {"application/json": {}}}})
 async def show_dashboard(request: Request):
     if not isinstance(await identify(request), Principal):
         return RedirectResponse("/login?next=/dashboard", status_code=303)

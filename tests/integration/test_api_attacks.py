@@ -3,6 +3,8 @@ behind /readyz, /metrics and a release, served over real HTTP."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import confluent_kafka.admin
 import httpx
 import pytest
@@ -38,12 +40,21 @@ def stack_settings(kafka_bootstrap, scheduler_db_url, unique_name, tmp_path):
     engine.dispose()
 
 
+@contextmanager
+def served(app):
+    """The app on a real HTTP port, as clients reach it."""
+    server = ThreadedServer(app, port=free_port()).start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
 def test_readyz_names_the_dependency_that_is_down_but_not_its_address_user_or_driver(stack_settings):
     url = make_url(stack_settings.scheduler_db_url)
     wrong = url.set(password="not-the-password").render_as_string(hide_password=False)
-    app = create_app(stack_settings.model_copy(update={"scheduler_db_url": wrong}))
-    with httpx.Client(transport=httpx.ASGITransport(app=app), base_url="http://api") as client:
-        answer = client.get("/readyz")
+    with served(create_app(stack_settings.model_copy(update={"scheduler_db_url": wrong}))) as url_of_api:
+        answer = httpx.get(f"{url_of_api}/readyz", timeout=30)
     assert answer.status_code == 503 and answer.json()["checks"] == {"database": "down", "kafka": "ok"}
     shown = answer.text.replace(answer.json()["down_since"]["database"], "")
     for leaked in (url.host, str(url.port), url.username, "not-the-password", "psycopg", "Operational"):
@@ -54,10 +65,9 @@ def test_a_flood_of_scrapes_builds_no_kafka_client_per_scrape(stack_settings, mo
     built = []
     real = confluent_kafka.admin.AdminClient
     monkeypatch.setattr(confluent_kafka.admin, "AdminClient", lambda config: built.append(config) or real(config))
-    app = create_app(stack_settings.model_copy(update={"api_status_cache_seconds": 60}))
-    with httpx.Client(transport=httpx.ASGITransport(app=app), base_url="http://api") as client:
+    with served(create_app(stack_settings.model_copy(update={"api_status_cache_seconds": 60}))) as url_of_api:
         for _ in range(30):
-            assert client.get("/metrics").status_code == 200
+            assert httpx.get(f"{url_of_api}/metrics", timeout=30).status_code == 200
     assert len(built) <= 1
 
 
@@ -68,15 +78,12 @@ def test_a_forged_sign_on_header_releases_nothing_onto_the_real_stream(stack_set
     settings = stack_settings.model_copy(update={
         "api_trusted_user_header": "X-Forwarded-User", "api_trusted_role_header": "X-Forwarded-Role",
         "api_trusted_proxies": ["192.0.2.10"]})  # not this test's address
-    server = ThreadedServer(create_app(settings), port=free_port()).start()
-    try:
-        forged = httpx.post(f"{server.url}/api/invoices/MP-3/release", json={"invoice_version": 1, "reason": "x"},
+    with served(create_app(settings)) as url_of_api:
+        forged = httpx.post(f"{url_of_api}/api/invoices/MP-3/release", json={"invoice_version": 1, "reason": "x"},
                             headers={"X-Forwarded-User": "ghost", "X-Forwarded-Role": "clerk"})
-        cross_site = httpx.post(f"{server.url}/api/invoices/MP-3/release", auth=(CLERK, PASSWORD),
+        cross_site = httpx.post(f"{url_of_api}/api/invoices/MP-3/release", auth=(CLERK, PASSWORD),
                                 json={"invoice_version": 1, "reason": "x"},
                                 headers={"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"})
-    finally:
-        server.stop()
     assert forged.status_code == 401 and cross_site.status_code == 403
     consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": f"{settings.app_id}.check",
                          "auto.offset.reset": "earliest", "enable.auto.commit": False})
