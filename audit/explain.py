@@ -12,7 +12,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from connectors.topic_reader import TopicNotFound, TopicReader
-from rules.lifecycle import DispatchApproved, InvoiceSubmitted, InvoiceWithdrawn, ReleaseRequested, RpaRequest, StatusChanged
+from rules.lifecycle import (
+    DispatchApproved,
+    InvoiceSubmitted,
+    InvoiceWithdrawn,
+    ReleaseRequested,
+    RpaRequest,
+    StatusChanged,
+)
 from rules.models import RpaCompletion, Verdict
 from schemas.codec import Codec, DecodeError
 

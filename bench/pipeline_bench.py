@@ -34,10 +34,10 @@ from devstack import LocalStack  # noqa: E402
 from devstack.demo import _settings_env  # noqa: E402
 from devstack.mailbox import SmtpServer  # noqa: E402
 from devstack.worker import WorkerProcess  # noqa: E402
+from devstack.workload import invoices, purchase_orders  # noqa: E402
 from schemas.codec import SingleObjectCodec  # noqa: E402
 from streams.settings import Settings  # noqa: E402
 from streams.topics import ensure_topics  # noqa: E402
-from devstack.workload import invoices, purchase_orders  # noqa: E402
 
 
 def produce(bootstrap: str, topic: str, stream, rate: float | None = None) -> dict[str, float]:

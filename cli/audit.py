@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -16,9 +16,9 @@ from cli.files import InputFileError, fail, read_policy
 
 err = Console(stderr=True)
 
-SinceOption = Annotated[Optional[str], typer.Option(
+SinceOption = Annotated[str | None, typer.Option(
     "--since", help="From this time on: YYYY-MM-DD (midnight UTC) or an ISO 8601 timestamp (UTC if no offset).")]
-UntilOption = Annotated[Optional[str], typer.Option(
+UntilOption = Annotated[str | None, typer.Option(
     "--until", help="Up to, not including, this time: YYYY-MM-DD or an ISO 8601 timestamp.")]
 
 
@@ -46,14 +46,14 @@ def _progress() -> Progress:
 def replay(
     since: SinceOption = None,
     until: UntilOption = None,
-    invoice: Annotated[Optional[list[str]], typer.Option("--invoice", help="Only this invoice id (repeatable).")] = None,
-    po: Annotated[Optional[list[str]], typer.Option("--po", help="Only this PO number (repeatable).")] = None,
-    tolerances: Annotated[Optional[Path], typer.Option(
+    invoice: Annotated[list[str] | None, typer.Option("--invoice", help="Only this invoice id (repeatable).")] = None,
+    po: Annotated[list[str] | None, typer.Option("--po", help="Only this PO number (repeatable).")] = None,
+    tolerances: Annotated[Path | None, typer.Option(
         "--tolerances", help="Judge with these tolerances (TOML) instead of exact matching.")] = None,
-    fmt: Annotated[Optional[str], typer.Option(
+    fmt: Annotated[str | None, typer.Option(
         "--format", help="Write the full report as json, csv or html (to --output, else to stdout).")] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", help="File for the full report.")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="Processes that judge (default: one per core).")] = None,
+    output: Annotated[Path | None, typer.Option("--output", help="File for the full report.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Processes that judge (default: one per core).")] = None,
 ) -> None:
     """Judge the recorded verdicts again under the current rules, and report what would change.
 
@@ -63,9 +63,9 @@ def replay(
     no offset is committed. Prints a summary of the changes by status transition and by reason.
     Exit code 0 when the replay ran, 2 on unusable input.
     """
-    from audit.report import FORMATS, render
     from audit.replay import Selection
     from audit.replay import replay as run_replay
+    from audit.report import FORMATS, render
     from connectors.topic_reader import KafkaTopicReader, TopicNotFound
     from streams.settings import Settings
 

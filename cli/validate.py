@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from pydantic import TypeAdapter, ValidationError
@@ -21,11 +21,11 @@ InvoiceOption = Annotated[
     Path, typer.Option("--invoice", help="The vendor's invoice as the marketplace holds it (canonical JSON).")
 ]
 PoOption = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option("--po", help="The Sampro purchase order snapshot (JSON). Leave out when Sampro has no such PO."),
 ]
 HistoryOption = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option(
         "--history",
         help="Invoices processed before, for the duplicate check: a JSON list of "
@@ -34,11 +34,11 @@ HistoryOption = Annotated[
     ),
 ]
 TolerancesOption = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option("--tolerances", help="TOML file of price, total and quantity tolerances (default: exact matching)."),
 ]
 TodayOption = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("--today", help="Date to judge invoice dates against, YYYY-MM-DD (default: today)."),
 ]
 

@@ -13,9 +13,9 @@ from confluent_kafka import Producer
 from typer.testing import CliRunner
 
 from cli.main import app
-from rules.table import RULES_VERSION
 from devstack.demo import _settings_env, upload
 from rules.lifecycle import ReleaseRequested
+from rules.table import RULES_VERSION
 from schemas.codec import SingleObjectCodec
 from tests.e2e.test_pipeline import load_samples
 

@@ -9,9 +9,8 @@ import socket
 from datetime import UTC, datetime
 
 import pytest
-from fastavro import parse_schema
 from confluent_kafka.schema_registry import SchemaRegistryClient
-from fastavro import schemaless_writer
+from fastavro import parse_schema, schemaless_writer
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 from pydantic import ValidationError
 
