@@ -102,7 +102,8 @@ def describe(message) -> tuple[str, str, dict]:
             return "completion", f"RPA bot reports version {message.invoice_version} {result}", {
                 "event_id": message.event_id}
         case ReleaseRequested():
-            return "release requested", f"{message.user} released it: {message.reason}", {"command_id": message.command_id}
+            return ("release requested", f"{message.user} released it: {message.reason}",
+                    {"command_id": message.command_id})
         case DispatchApproved():
             return "dispatch approved", f"{message.user} approved sending it to the RPA bot", {
                 "command_id": message.command_id}

@@ -110,7 +110,8 @@ class ReplayReport:
             "records_read": self.records_read, "verdicts": len(self.items), "changed": len(self.changed),
             "not_rederivable": len(self.not_rederivable), "undecodable": self.undecodable,
             "transitions": [{"from": a, "to": b, "count": n} for (a, b), n in self.transitions().most_common()],
-            "reason_changes": [{"code": c, "change": k, "count": n} for (c, k), n in self.reason_changes().most_common()],
+            "reason_changes": [{"code": c, "change": k, "count": n}
+                               for (c, k), n in self.reason_changes().most_common()],
             "items": [asdict(item) for item in self.items],
         }
 

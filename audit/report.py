@@ -53,8 +53,8 @@ def _html(report: ReplayReport) -> str:
     reasons = "".join(f"<tr><td>{e(c)}</td><td>{e(k)}</td><td>{n}</td></tr>"
                       for (c, k), n in report.reason_changes().most_common()) or "<tr><td colspan=3>none</td></tr>"
     rows = "".join(
-        f"<tr class={'changed' if i.changed else 'same'}><td>{e(_cell(i.invoice_id))}</td><td>{_cell(i.invoice_version)}"
-        f"</td><td>{e(_cell(i.po_number))}</td><td>{e(i.recorded_at)}</td><td>{e(i.recorded_rules_version)}</td>"
+        f"<tr class={'changed' if i.changed else 'same'}><td>{e(_cell(i.invoice_id))}</td>"
+        f"<td>{_cell(i.invoice_version)}</td><td>{e(_cell(i.po_number))}</td><td>{e(i.recorded_at)}</td><td>{e(i.recorded_rules_version)}</td>"
         f"<td>{e(i.recorded_status)}</td><td>{e(_cell(i.rederived_status) or 'cannot re-derive')}</td>"
         f"<td>{e(_cell(i.recorded_reasons))}</td><td>{e(_cell(i.rederived_reasons))}</td></tr>"
         for i in report.items)

@@ -125,7 +125,8 @@ def run(args) -> None:
         base = passthrough(endpoints.kafka_bootstrap, settings.invoices_topic, f"{prefix}.copy", args.invoices)
         print(f"baseline  confluent-kafka consume->produce pass-through: {base:>10,.0f} msg/s")
 
-        workers = [WorkerProcess(_settings_env(settings), data / f"worker-{n}.log").start() for n in range(args.workers)]
+        workers = [WorkerProcess(_settings_env(settings), data / f"worker-{n}.log").start()
+                   for n in range(args.workers)]
         try:
             elapsed = wait_rows(engine, args.invoices, timeout=1800)
             pipeline = args.invoices / elapsed

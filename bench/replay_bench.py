@@ -73,7 +73,8 @@ def run(args) -> None:
             seconds = time.perf_counter() - started
             results[workers] = (len(report.items), seconds, len(report.changed))
             print(f"replay    {workers} process(es): {len(report.items) / seconds:>10,.0f} verdicts/s judged again "
-                  f"({report.records_read / seconds:,.0f} records/s; {len(report.items):,} verdicts in {seconds:.2f} s, "
+                  f"({report.records_read / seconds:,.0f} records/s; "
+                  f"{len(report.items):,} verdicts in {seconds:.2f} s, "
                   f"{len(report.changed)} changed)")
         verdicts, seconds, _ = results[args.workers]
         bare = count / bare_read(reader, topic)[1]

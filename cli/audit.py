@@ -164,7 +164,8 @@ def explain(
 
 
 def reprocess(
-    since: Annotated[str, typer.Option("--since", help="Rewind to invoices recorded from then on (date or timestamp).")],
+    since: Annotated[str, typer.Option(
+        "--since", help="Rewind to invoices recorded from then on (date or timestamp).")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only show what would be reprocessed.")] = False,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
 ) -> None:

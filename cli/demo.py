@@ -54,7 +54,8 @@ def demo(
         with Progress(TextColumn("Invoices decided"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=console, transient=True) as progress:
             task = progress.add_task("decide", total=len(run.invoices))
-            settled = run_demo.wait_until_settled(run, timeout, lambda done, total: progress.update(task, completed=done))
+            settled = run_demo.wait_until_settled(
+                run, timeout, lambda done, total: progress.update(task, completed=done))
         console.print(_summary(run.scheduler.rows(), len(run.mailbox.mailbox.messages), len(run.bot.entered)))
         if not settled:
             console.print(f"[red]not every invoice was decided within {timeout:.0f} s[/]; "

@@ -29,7 +29,8 @@ def read_json(path: Path, what: str) -> Any:
         # Decimal for every JSON number: binary floating point never touches an amount.
         return json.loads(text, parse_float=Decimal)
     except json.JSONDecodeError as exc:
-        raise InputFileError(f"{what} file {path}: not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+        raise InputFileError(
+            f"{what} file {path}: not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
 
 
 def read_model(path: Path, what: str, model: type[M]) -> M:

@@ -105,7 +105,8 @@ def upload(settings: Settings, invoices: list[dict]) -> None:
     engine = engine_for(settings.marketplace_db_url)
     for invoice in invoices:
         row = {key: invoice.get(key) for key in ("invoice_id", "vendor_id", "invoice_number", "po_number", "currency")}
-        row |= {"version": invoice.get("version", 1), "invoice_date": datetime.fromisoformat(invoice["invoice_date"]).date(),
+        row |= {"version": invoice.get("version", 1),
+                "invoice_date": datetime.fromisoformat(invoice["invoice_date"]).date(),
                 "lines": json.loads(json.dumps(invoice.get("lines", []), default=str)),
                 "extra_charges": json.loads(json.dumps(invoice.get("extra_charges", []), default=str)),
                 "tax_amount": Decimal(invoice.get("tax_amount", 0)), "total_amount": Decimal(invoice["total_amount"]),

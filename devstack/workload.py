@@ -19,7 +19,8 @@ T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 
 def purchase_orders(count: int, prefix: str) -> list[PurchaseOrder]:
     return [PurchaseOrder.model_validate({
-        "po_number": f"{prefix}-PO-{n}", "vendor_id": f"{prefix}-V{n % 50}", "status": "closed" if n % 97 == 0 else "open",
+        "po_number": f"{prefix}-PO-{n}", "vendor_id": f"{prefix}-V{n % 50}",
+        "status": "closed" if n % 97 == 0 else "open",
         "currency": "USD", "order_date": "2026-11-01", "tax_rate": "0.08", "allowed_charges": ["freight"],
         "lines": [{"line_no": j, "part_number": f"P-{j}", "unit_price": f"{(n + j) % 40 + 1}.25",
                    "quantity_ordered": "100", "quantity_received": "100", "quantity_invoiced": "0"}

@@ -47,7 +47,8 @@ def possible_duplicate(case: Case) -> list[Finding]:
             continue
         if why == "number":
             message = (f"Vendor {inv.vendor_id} invoice {inv.invoice_number.strip()} reads like invoice "
-                       f"{earlier.invoice_number.strip()}, already processed as {earlier.invoice_id} ({earlier.status}).")
+                       f"{earlier.invoice_number.strip()}, already processed as {earlier.invoice_id} "
+                       f"({earlier.status}).")
             return [finding("POSSIBLE_DUPLICATE", WARNING, message, field="invoice_number",
                             expected=earlier.invoice_id, actual=inv.invoice_number.strip())]
         message = (f"Vendor {inv.vendor_id} already has invoice {earlier.invoice_number.strip()} for the same total "
@@ -90,13 +91,14 @@ def part_not_on_po(case: Case) -> list[Finding]:
 
 def line_amount_mismatch(case: Case) -> list[Finding]:
     out = []
-    for line, expected in zip(case.invoice.lines, case.computed_amounts):
+    for line, expected in zip(case.invoice.lines, case.computed_amounts, strict=True):
         if line.amount is None:
             continue
         if line.amount != expected:
             out.append(
                 finding("LINE_AMOUNT_MISMATCH", ERROR,
-                        f"Line {line.line_no}: amount {line.amount} is not {line.quantity} x {line.unit_price} = {expected}.",
+                        f"Line {line.line_no}: amount {line.amount} is not "
+                        f"{line.quantity} x {line.unit_price} = {expected}.",
                         line_no=line.line_no, field="amount", expected=expected, actual=line.amount)
             )
     return out
@@ -104,7 +106,8 @@ def line_amount_mismatch(case: Case) -> list[Finding]:
 
 def total_mismatch(case: Case) -> list[Finding]:
     inv = case.invoice
-    expected = sum(case.line_amounts, Decimal(0)) + inv.tax_amount + sum((c.amount for c in inv.extra_charges), Decimal(0))
+    charges = sum((c.amount for c in inv.extra_charges), Decimal(0))
+    expected = sum(case.line_amounts, Decimal(0)) + inv.tax_amount + charges
     if abs(inv.total_amount - expected) <= case.tolerance.total_abs:
         return []
     return [

@@ -80,7 +80,8 @@ def _within_limits(invoice: Invoice, limits: Limits) -> list[Finding]:
     problems = []
     if len(invoice.lines) > limits.max_lines:
         problems.append(_invalid("lines", f"{len(invoice.lines)} lines",
-                                 f"The invoice has {len(invoice.lines):,} lines; at most {limits.max_lines:,} are accepted."))
+                                 f"The invoice has {len(invoice.lines):,} lines; "
+                                 f"at most {limits.max_lines:,} are accepted."))
     texts: list[tuple[str, str, bool, int | None]] = [
         (field, getattr(invoice, field), False, None)
         for field in ("invoice_id", "vendor_id", "invoice_number", "po_number", "currency")]

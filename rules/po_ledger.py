@@ -337,7 +337,8 @@ def release_invoice(
     """An AP override: the invoice becomes ready to process despite its findings."""
     s = _Session(ledger, judge, dispatch)
     record = s.own(record_key(command.invoice_id, command.invoice_version))
-    if record is None or record.status not in RELEASABLE or s.ledger.latest[command.invoice_id] != command.invoice_version:
+    if (record is None or record.status not in RELEASABLE
+            or s.ledger.latest[command.invoice_id] != command.invoice_version):
         return s.outcome()
     payload = record.payload or judge.payload_for(record.submission)
     if payload is None:
@@ -353,7 +354,10 @@ def release_invoice(
 
 
 def approve_dispatch(
-    ledger: PurchaseOrderLedger, command: DispatchApproved, judge: Judge | None = None, dispatch: DispatchMode = "approval"
+    ledger: PurchaseOrderLedger,
+    command: DispatchApproved,
+    judge: Judge | None = None,
+    dispatch: DispatchMode = "approval",
 ) -> Outcome:
     """Manual dispatch: an AP clerk sends the ready invoice that holds the PO to the RPA bot."""
     s = _Session(ledger, judge, dispatch)

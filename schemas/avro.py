@@ -5,12 +5,16 @@ The mapping, one rule per type, for every model alike:
 | model type | Avro |
 |---|---|
 | `str`, `int`, `bool` | `string`, `int`, `boolean` |
-| `Decimal`, `date`, `datetime` | `string`: "15.50" comes back as exactly "15.50" (a fixed-scale Avro decimal would not keep the vendor's scale), dates and times as ISO 8601 text, as the JSON contracts say |
+| `Decimal`, `date`, `datetime` | `string`: decimals as written (1), dates and times as ISO 8601 text |
 | a `StrEnum` | an `enum` named after the class |
-| a model | a `record` named after the class in the `invoice_automation` namespace, defined where first used and referred to by name after |
+| a model | a `record` named after the class in the `invoice_automation` namespace (2) |
 | `list[T]`, `dict[str, T]` | `array`, `map` |
 | `T | None` | `["null", T]` |
 | `Any`, `dict[str, Any]` | `string` holding JSON text: free-form JSON (an invoice as received, valid or not) |
+
+(1) "15.50" comes back as exactly "15.50" (a fixed-scale Avro decimal would not keep the vendor's
+scale); dates and times as the JSON contracts say. (2) Defined where first used and referred to by
+name after.
 
 A field's default becomes its Avro default (`[]`, `{}`, `null`, the value), so a reader of a newer
 schema reads records written before the field was added. The schemas released before are kept

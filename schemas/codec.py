@@ -99,7 +99,8 @@ def from_record(model_type: type[BaseModel], record: dict[str, Any]) -> BaseMode
     try:
         return model_type.model_validate(record)
     except ValidationError as exc:
-        raise DecodeError(f"{model_type.__name__} record breaks its model: {exc.errors(include_url=False)[0]}") from None
+        first = exc.errors(include_url=False)[0]
+        raise DecodeError(f"{model_type.__name__} record breaks its model: {first}") from None
 
 
 def _replace(record: dict[str, Any], path: tuple[str, ...], change) -> None:

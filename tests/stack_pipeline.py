@@ -114,7 +114,8 @@ class Pipeline:
         s = self.settings
         reader, groups = KafkaTopicReader(s.kafka_bootstrap_servers), KafkaConsumerGroups(s.kafka_bootstrap_servers)
         lines = []
-        for topic in (s.marketplace_topic, s.invoices_topic, s.completions_topic, s.verdicts_topic, s.rpa_requests_topic):
+        for topic in (s.marketplace_topic, s.invoices_topic, s.completions_topic, s.verdicts_topic,
+                      s.rpa_requests_topic):
             ends = {p: end for p, (_, end) in reader.ranges(topic).items()}
             committed = groups.committed(s.app_id, topic, sorted(ends))
             lines.append(f"  {topic}: " + ", ".join(f"{p}: {committed[p]}/{ends[p]}" for p in sorted(ends)))

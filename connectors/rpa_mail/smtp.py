@@ -48,7 +48,8 @@ class SqlSentLog:
 
     def was_sent(self, invoice_id: str, version: int) -> bool:
         with mapped_errors("processscheduler"), self.engine.connect() as conn:
-            return conn.execute(select(rpa_sent_log.c.message_id).where(self._row(invoice_id, version))).first() is not None
+            sent = select(rpa_sent_log.c.message_id).where(self._row(invoice_id, version))
+            return conn.execute(sent).first() is not None
 
     def claim(self, invoice_id: str, version: int, mid: str) -> bool:
         """Commits 'this email goes out now'; False when an earlier attempt already did."""

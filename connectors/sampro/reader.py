@@ -78,7 +78,8 @@ class SqlPurchaseOrderReader:
                 select(invoice.c.sampro_invoice_id, invoice.c.vendor_id, invoice.c.invoice_number,
                        invoice.c.total_amount, invoice.c.invoice_date)
                 .where(invoice.c.vendor_id.in_({v for lookup in chunk for v in _spellings(lookup.vendor_id)}),
-                       or_(invoice.c.invoice_number.in_({n for lookup in chunk for n in _spellings(lookup.invoice_number)}),
+                       or_(invoice.c.invoice_number.in_(
+                               {n for lookup in chunk for n in _spellings(lookup.invoice_number)}),
                            invoice.c.total_amount.in_(totals))))
 
     def fetch(self, po_numbers: Collection[str]) -> dict[str, PurchaseOrder]:

@@ -22,30 +22,33 @@ class SamproStandIn:
 
     def load_purchase_orders(self, purchase_orders: Iterable[PurchaseOrder]) -> None:
         """Replaces these POs (header and lines) with the given snapshots."""
-        h, l = self.tables.po_header, self.tables.po_line
+        header, po_line = self.tables.po_header, self.tables.po_line
         with self.engine.begin() as conn:
             for po in purchase_orders:
-                conn.execute(delete(l).where(l.c.po_number == po.po_number))
-                conn.execute(delete(h).where(h.c.po_number == po.po_number))
-                conn.execute(insert(h).values(
+                conn.execute(delete(po_line).where(po_line.c.po_number == po.po_number))
+                conn.execute(delete(header).where(header.c.po_number == po.po_number))
+                conn.execute(insert(header).values(
                     po_number=po.po_number, vendor_id=po.vendor_id, status=po.status.value, currency=po.currency,
                     order_date=po.order_date, tax_rate=po.tax_rate, allowed_charges=",".join(po.allowed_charges)))
                 if po.lines:
-                    conn.execute(insert(l), [{"po_number": po.po_number, **line.model_dump()} for line in po.lines])
+                    conn.execute(insert(po_line),
+                                 [{"po_number": po.po_number, **line.model_dump()} for line in po.lines])
 
     def enter_invoice(
         self, *, sampro_invoice_id: str, vendor_id: str, invoice_number: str, po_number: str,
         invoice_date: date | None, total_amount: Decimal | None, lines: Iterable[tuple[int, Decimal]],
     ) -> bool:
         """What the RPA bot does in Sampro; entering the same Sampro invoice twice counts once."""
-        l, t = self.tables.po_line, self.tables.ap_invoice
+        po_line, ap_invoice = self.tables.po_line, self.tables.ap_invoice
         with self.engine.begin() as conn:
-            if conn.execute(select(t.c.sampro_invoice_id).where(t.c.sampro_invoice_id == sampro_invoice_id)).first():
+            entered = ap_invoice.c.sampro_invoice_id == sampro_invoice_id
+            if conn.execute(select(ap_invoice.c.sampro_invoice_id).where(entered)).first():
                 return False
-            conn.execute(insert(t).values(
+            conn.execute(insert(ap_invoice).values(
                 sampro_invoice_id=sampro_invoice_id, vendor_id=vendor_id, invoice_number=invoice_number,
-                po_number=po_number, invoice_date=invoice_date, total_amount=total_amount, entered_at=datetime.now(UTC)))
+                po_number=po_number, invoice_date=invoice_date, total_amount=total_amount,
+                entered_at=datetime.now(UTC)))
             for line_no, quantity in lines:
-                conn.execute(update(l).where(l.c.po_number == po_number, l.c.line_no == line_no)
-                             .values(quantity_invoiced=l.c.quantity_invoiced + quantity))
+                conn.execute(update(po_line).where(po_line.c.po_number == po_number, po_line.c.line_no == line_no)
+                             .values(quantity_invoiced=po_line.c.quantity_invoiced + quantity))
         return True

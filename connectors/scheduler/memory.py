@@ -21,8 +21,9 @@ class InMemoryProcessScheduler:
             event = history_row(message)
             if not message.invoice_id or message.invoice_version is None or event["event_id"] in self.events:
                 continue
-            self.table.setdefault(key(message), {"invoice_id": message.invoice_id,
-                                                 "invoice_version": message.invoice_version}).update(row_fields(message))
+            row = self.table.setdefault(key(message), {"invoice_id": message.invoice_id,
+                                                       "invoice_version": message.invoice_version})
+            row.update(row_fields(message))
             self.events[event["event_id"]] = event
 
     def decided_invoices(self, lookups: Collection[Lookup]) -> list[KnownInvoice]:

@@ -41,7 +41,8 @@ class InvoiceQuery(_View):
     def decided_between(self) -> tuple[datetime | None, datetime | None]:
         """[start, end) in UTC for the decided date range."""
         start = datetime.combine(self.decided_from, datetime.min.time(), UTC) if self.decided_from else None
-        end = datetime.combine(self.decided_to + timedelta(days=1), datetime.min.time(), UTC) if self.decided_to else None
+        end = (datetime.combine(self.decided_to + timedelta(days=1), datetime.min.time(), UTC)
+               if self.decided_to else None)
         return start, end
 
 
@@ -166,9 +167,9 @@ def kpi(
     transitions = {status.value: [0] * WINDOW_MINUTES for status in InvoiceStatus}
     verdicts, verdicts_by_status = [0] * WINDOW_MINUTES, {}
     for status, is_verdict, counts in per_minute:
-        transitions[status] = [a + b for a, b in zip(transitions[status], counts)]
+        transitions[status] = [a + b for a, b in zip(transitions[status], counts, strict=True)]
         if is_verdict:
-            verdicts = [a + b for a, b in zip(verdicts, counts)]
+            verdicts = [a + b for a, b in zip(verdicts, counts, strict=True)]
             verdicts_by_status[status] = verdicts_by_status.get(status, 0) + sum(counts)
     return Kpi(
         as_of=as_utc(now), total=sum(statuses.values()), by_status=statuses,

@@ -85,7 +85,8 @@ class InMemoryInvoiceReadModel:
         if after is None:
             return Changes(rows=[], last_event=len(events))
         keys = {(e["invoice_id"], e["invoice_version"]) for e in events[after:]}
-        rows = [views.summary(row) for row in reversed(self._rows()) if (row["invoice_id"], row["invoice_version"]) in keys]
+        rows = [views.summary(row) for row in reversed(self._rows())
+                if (row["invoice_id"], row["invoice_version"]) in keys]
         return Changes(rows=rows, last_event=max(after, len(events)))
 
     def rpa_round_trips(self, since: datetime) -> list[float]:

@@ -70,7 +70,8 @@ class SqlInvoiceReadModel:
             wanted = max(versions, default=None) if version is None else version
             if wanted not in versions:
                 return None
-            row = conn.execute(select(p).where(p.c.invoice_id == invoice_id, p.c.invoice_version == wanted)).mappings().one()
+            row = conn.execute(
+                select(p).where(p.c.invoice_id == invoice_id, p.c.invoice_version == wanted)).mappings().one()
             events = conn.execute(select(h).where(h.c.invoice_id == invoice_id, h.c.invoice_version == wanted)
                                   .order_by(h.c.id)).mappings().all()
         return views.detail(row, events, versions)
@@ -82,7 +83,8 @@ class SqlInvoiceReadModel:
         minutes = select(h.c.status, case((is_verdict, 1), else_=0).label("verdict"),
                          *(func.sum(case((and_(h.c.occurred_at >= lo, h.c.occurred_at < hi), 1), else_=0))
                            for lo, hi in bounds))
-        minutes = minutes.where(h.c.occurred_at >= start, h.c.occurred_at < bounds[-1][1]).group_by(h.c.status, "verdict")
+        minutes = (minutes.where(h.c.occurred_at >= start, h.c.occurred_at < bounds[-1][1])
+                   .group_by(h.c.status, "verdict"))
         reasons = select(*(func.sum(case((_reason_pattern(code), 1), else_=0)) for code in REASON_CODES)).where(
             p.c.http_status >= 400, p.c.status != InvoiceStatus.SUPERSEDED.value)
         since = (select(func.max(h.c.occurred_at).label("since"))
@@ -94,13 +96,14 @@ class SqlInvoiceReadModel:
             reason_counts = conn.execute(reasons).one()
             oldest = conn.execute(select(func.min(since.c.since))).scalar_one()
             per_minute = [(row[0], bool(row[1]), [int(n or 0) for n in row[2:]]) for row in conn.execute(minutes)]
-        by_reason = dict(zip(REASON_CODES, (int(n or 0) for n in reason_counts)))
+        by_reason = dict(zip(REASON_CODES, (int(n or 0) for n in reason_counts), strict=True))
         return views.kpi(now, by_status, by_reason, oldest, per_minute)
 
     def changes(self, after: int | None) -> Changes:
         with self.engine.connect() as conn:
             if after is None:
-                return Changes(rows=[], last_event=conn.execute(select(func.coalesce(func.max(h.c.id), 0))).scalar_one())
+                last = conn.execute(select(func.coalesce(func.max(h.c.id), 0))).scalar_one()
+                return Changes(rows=[], last_event=last)
             events = conn.execute(select(h.c.id, h.c.invoice_id, h.c.invoice_version).where(h.c.id > after)
                                   .order_by(h.c.id).limit(CHANGES_PER_CALL)).all()
             if not events:

@@ -96,7 +96,8 @@ class InvoiceReadModelContract:
         assert (found.status, found.sampro_invoice_id, found.versions) == (InvoiceStatus.ENTERED, "S-A", [1])
         assert [h.status for h in found.history] == ["ready_to_process", "sent_to_rpa", "entered"]
         assert found.history[-1].occurred_at == at(10)
-        assert found.rpa_payload.total_amount == Decimal("57.25") and found.po_snapshot.lines[0].unit_price == Decimal("15.50")
+        assert found.rpa_payload.total_amount == Decimal("57.25")
+        assert found.po_snapshot.lines[0].unit_price == Decimal("15.50")
         parked_first = read_model.invoice("C")
         assert [h.status for h in parked_first.history] == ["waiting_for_po", "manual_review"]
         assert parked_first.reasons[0].code == "QUANTITY_EXCEEDS_OPEN" and parked_first.decided_at == at(5)
@@ -105,7 +106,8 @@ class InvoiceReadModelContract:
     def test_the_newest_version_unless_one_is_asked_for(self, seeded):
         scheduler, read_model = seeded
         scheduler.record([change("B", InvoiceStatus.SUPERSEDED, "v2", 1, po_number="PO-2"),
-                          verdict({**B, "version": 2, "total_amount": "57.25"}, 1, po(po_number="PO-2", vendor_id="V200"))])
+                          verdict({**B, "version": 2, "total_amount": "57.25"}, 1,
+                                  po(po_number="PO-2", vendor_id="V200"))])
         assert read_model.invoice("B").invoice_version == 2 and read_model.invoice("B").versions == [1, 2]
         assert read_model.invoice("B", 1).status == InvoiceStatus.SUPERSEDED
 

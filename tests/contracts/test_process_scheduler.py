@@ -105,8 +105,8 @@ class SqlSchedulerContract(ProcessSchedulerContract):
             conn.execute(text(
                 "INSERT INTO processscheduler (invoice_id, invoice_version, vendor_id, invoice_number, status, "
                 "invoice_document, created_at, updated_at) VALUES ('MP-OLD', 1, 'V100 ', 'Inv-0042', 'entered', "
-                ":document, :at, :at)"), {"document": json.dumps({"total_amount": "9.50", "invoice_date": "2026-11-03"}),
-                                          "at": AT})
+                ":document, :at, :at)"),
+            {"document": json.dumps({"total_amount": "9.50", "invoice_date": "2026-11-03"}), "at": AT})
         upgrade(engine)
         found = SqlProcessScheduler(engine).decided_invoices(lookups({"vendor_id": "v100", "invoice_number": "INV42"}))
         assert [(k.invoice_id, k.total_amount, k.invoice_date) for k in found] == [

@@ -29,7 +29,8 @@ def test_a_killed_worker_resumes_without_loss_or_duplicates(pipeline, unique_nam
 
     def mismatches() -> list[tuple[str, str, str]]:
         found = {r["invoice_id"]: r["status"] for r in pipeline.scheduler.rows()}
-        return [(i, found.get(i, "-"), want["status"]) for i, want in expected.items() if found.get(i) != want["status"]]
+        return [(i, found.get(i, "-"), want["status"]) for i, want in expected.items()
+                if found.get(i) != want["status"]]
 
     pipeline.wait_for(lambda: not mismatches(), timeout=300,
                       what=lambda: f"every invoice after the restart ({len(mismatches())} left: {mismatches()[:5]})")
@@ -46,7 +47,8 @@ def test_a_killed_worker_resumes_without_loss_or_duplicates(pipeline, unique_nam
 
     def mailed() -> list[str]:
         return [invoice_id for m in list(pipeline.mailbox.mailbox.messages)
-                if (invoice_id := json.loads(m.get_body(("plain",)).get_content())["invoice_id"]).startswith(unique_name)]
+                if (invoice_id := json.loads(m.get_body(("plain",)).get_content())["invoice_id"])
+                .startswith(unique_name)]
 
     def missing_emails() -> str:
         missing = sorted(set(sent) - set(mailed()))

@@ -23,8 +23,8 @@ def api(pipeline):  # noqa: F811
         yield client
 
 
-def status_of(pipeline, invoice_id: str) -> str | None:
-    return pipeline.statuses().get(invoice_id)
+def status_of(stack, invoice_id: str) -> str | None:
+    return stack.statuses().get(invoice_id)
 
 
 def decided_sample(pipeline, case: str, unique_name: str, status: str) -> str:  # noqa: F811 (the fixture's name)

@@ -29,7 +29,8 @@ def recorded(kafka_bootstrap):
         for r in records:
             producer.produce(topic, key=r.key, value=r.value, partition=partition, timestamp=r.timestamp_ms)
     assert producer.flush(30) == 0
-    yield {"INVOICE_AUTOMATION_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "INVOICE_AUTOMATION_VERDICTS_TOPIC": topic}, placed
+    yield {"INVOICE_AUTOMATION_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+           "INVOICE_AUTOMATION_VERDICTS_TOPIC": topic}, placed
     admin.delete_topics([topic])
 
 

@@ -48,7 +48,8 @@ def test_no_po_means_po_not_found():
 
 def test_history_feeds_the_duplicate_check():
     case = "05_bad_invoice_duplicate"
-    args = ["validate", "--invoice", sample(case, "invoice.json"), "--po", sample(case, "po.json"), "--today", "2026-11-25"]
+    args = ["validate", "--invoice", sample(case, "invoice.json"), "--po", sample(case, "po.json"),
+            "--today", "2026-11-25"]
     assert json.loads(run(*args).stdout)["status"] == "ready_to_process"
     verdict = json.loads(run(*args, "--history", sample(case, "history.json")).stdout)
     assert [r["code"] for r in verdict["reasons"]] == ["DUPLICATE_INVOICE"]
@@ -56,7 +57,8 @@ def test_history_feeds_the_duplicate_check():
 
 def test_tolerances_file_applies_vendor_overrides():
     case = "09_ready_within_vendor_tolerance"
-    args = ["validate", "--invoice", sample(case, "invoice.json"), "--po", sample(case, "po.json"), "--today", "2026-11-25"]
+    args = ["validate", "--invoice", sample(case, "invoice.json"), "--po", sample(case, "po.json"),
+            "--today", "2026-11-25"]
     assert json.loads(run(*args).stdout)["status"] == "manual_review"
     with_tolerance = run(*args, "--tolerances", str(SAMPLES / "tolerances.toml"))
     assert json.loads(with_tolerance.stdout)["status"] == "ready_to_process"
@@ -84,7 +86,8 @@ def test_unusable_file_exits_2_with_one_line_naming_file_and_field(tmp_path, con
     path = tmp_path / "input"
     if content is not None:
         path.write_text(content)
-    args = {"--invoice": sample("01_ready_to_process", "invoice.json"), "--po": sample("01_ready_to_process", "po.json")}
+    args = {"--invoice": sample("01_ready_to_process", "invoice.json"),
+            "--po": sample("01_ready_to_process", "po.json")}
     args[flag] = str(path)
     flat = [part for pair in args.items() for part in pair]
     result = run("validate", *flat)

@@ -112,7 +112,7 @@ def run(ledger, *steps):
 
 def test_ready_invoice_is_sent_to_rpa_and_holds_the_po(judge):
     ledger, emitted = run(PurchaseOrderLedger(po_number="PO-1"),
-                          lambda l: submit_invoice(l, submission("A"), judge, "automatic"))
+                          lambda ledger: submit_invoice(ledger, submission("A"), judge, "automatic"))
     assert statuses(emitted) == [("A", "ready_to_process"), ("A", "rpa_request"), ("A", "sent_to_rpa")]
     assert ledger.holding == ["A@v1"]
 
@@ -120,23 +120,24 @@ def test_ready_invoice_is_sent_to_rpa_and_holds_the_po(judge):
 def test_second_invoice_is_parked_then_decided_after_success(judge):
     ledger, emitted = run(
         PurchaseOrderLedger(po_number="PO-1"),
-        lambda l: submit_invoice(l, submission("A"), judge, "automatic"),
-        lambda l: submit_invoice(l, submission("B"), judge, "automatic"),
+        lambda ledger: submit_invoice(ledger, submission("A"), judge, "automatic"),
+        lambda ledger: submit_invoice(ledger, submission("B"), judge, "automatic"),
     )
     assert statuses(emitted)[-1] == ("B", "waiting_for_po")
     assert ledger.parked == ["B@v1"]
-    ledger, emitted = run(ledger, lambda l: complete_rpa(l, completion("A"), judge, "automatic"))
-    assert statuses(emitted) == [("A", "entered"), ("B", "ready_to_process"), ("B", "rpa_request"), ("B", "sent_to_rpa")]
+    ledger, emitted = run(ledger, lambda ledger: complete_rpa(ledger, completion("A"), judge, "automatic"))
+    assert statuses(emitted) == [("A", "entered"), ("B", "ready_to_process"), ("B", "rpa_request"),
+                                 ("B", "sent_to_rpa")]
     assert ledger.holding == ["B@v1"] and ledger.parked == []
 
 
 def test_failure_completion_also_frees_the_po(judge):
     ledger, _ = run(
         PurchaseOrderLedger(po_number="PO-1"),
-        lambda l: submit_invoice(l, submission("A"), judge, "automatic"),
-        lambda l: submit_invoice(l, submission("B", expect="manual_review"), judge, "automatic"),
+        lambda ledger: submit_invoice(ledger, submission("A"), judge, "automatic"),
+        lambda ledger: submit_invoice(ledger, submission("B", expect="manual_review"), judge, "automatic"),
     )
-    ledger, emitted = run(ledger, lambda l: complete_rpa(l, completion("A", ok=False), judge, "automatic"))
+    ledger, emitted = run(ledger, lambda ledger: complete_rpa(ledger, completion("A", ok=False), judge, "automatic"))
     assert statuses(emitted) == [("A", "rpa_failed"), ("B", "manual_review")]
     assert ledger.holding == [] and ledger.parked == []
 
@@ -144,12 +145,12 @@ def test_failure_completion_also_frees_the_po(judge):
 def test_parked_invoices_are_decided_in_arrival_order_until_one_holds(judge):
     ledger, _ = run(
         PurchaseOrderLedger(po_number="PO-1"),
-        lambda l: submit_invoice(l, submission("A"), judge, "automatic"),
-        lambda l: submit_invoice(l, submission("B", expect="bad_invoice"), judge, "automatic"),
-        lambda l: submit_invoice(l, submission("C"), judge, "automatic"),
-        lambda l: submit_invoice(l, submission("D"), judge, "automatic"),
+        lambda ledger: submit_invoice(ledger, submission("A"), judge, "automatic"),
+        lambda ledger: submit_invoice(ledger, submission("B", expect="bad_invoice"), judge, "automatic"),
+        lambda ledger: submit_invoice(ledger, submission("C"), judge, "automatic"),
+        lambda ledger: submit_invoice(ledger, submission("D"), judge, "automatic"),
     )
-    ledger, emitted = run(ledger, lambda l: complete_rpa(l, completion("A"), judge, "automatic"))
+    ledger, emitted = run(ledger, lambda ledger: complete_rpa(ledger, completion("A"), judge, "automatic"))
     assert [s for s in statuses(emitted) if s[1] != "rpa_request"] == [
         ("A", "entered"), ("B", "bad_invoice"), ("C", "ready_to_process"), ("C", "sent_to_rpa")]
     assert ledger.parked == ["D@v1"]
@@ -158,8 +159,8 @@ def test_parked_invoices_are_decided_in_arrival_order_until_one_holds(judge):
 def test_a_repeated_completion_changes_nothing(judge):
     ledger, _ = run(
         PurchaseOrderLedger(po_number="PO-1"),
-        lambda l: submit_invoice(l, submission("A"), judge, "automatic"),
-        lambda l: complete_rpa(l, completion("A"), judge, "automatic"),
+        lambda ledger: submit_invoice(ledger, submission("A"), judge, "automatic"),
+        lambda ledger: complete_rpa(ledger, completion("A"), judge, "automatic"),
     )
     again = complete_rpa(ledger, completion("A"), judge, "automatic")
     assert again.emitted == [] and again.ledger == ledger
@@ -167,7 +168,7 @@ def test_a_repeated_completion_changes_nothing(judge):
 
 def test_a_replayed_submission_re_emits_the_same_verdict_and_changes_no_state(judge):
     ledger, first = run(PurchaseOrderLedger(po_number="PO-1"),
-                        lambda l: submit_invoice(l, submission("A"), judge, "automatic"))
+                        lambda ledger: submit_invoice(ledger, submission("A"), judge, "automatic"))
     again = submit_invoice(ledger, submission("A"), judge, "automatic")
     assert again.ledger == ledger
     assert [m for m in again.emitted if isinstance(m, Verdict)] == [m for m in first if isinstance(m, Verdict)]
@@ -177,8 +178,8 @@ def test_a_replayed_submission_re_emits_the_same_verdict_and_changes_no_state(ju
 def test_vendor_edit_supersedes_an_undecided_version(judge):
     ledger, emitted = run(
         PurchaseOrderLedger(po_number="PO-1"),
-        lambda l: submit_invoice(l, submission("A", expect="manual_review"), judge, "automatic"),
-        lambda l: submit_invoice(l, submission("A", version=2), judge, "automatic"),
+        lambda ledger: submit_invoice(ledger, submission("A", expect="manual_review"), judge, "automatic"),
+        lambda ledger: submit_invoice(ledger, submission("A", version=2), judge, "automatic"),
     )
     assert statuses(emitted) == [("A", "manual_review"), ("A", "superseded"), ("A", "ready_to_process"),
                                  ("A", "rpa_request"), ("A", "sent_to_rpa")]
@@ -188,9 +189,9 @@ def test_vendor_edit_supersedes_an_undecided_version(judge):
 def test_vendor_edit_of_an_invoice_at_the_bot_waits_and_is_never_entered_twice(judge):
     ledger, emitted = run(
         PurchaseOrderLedger(po_number="PO-1"),
-        lambda l: submit_invoice(l, submission("A"), judge, "automatic"),
-        lambda l: submit_invoice(l, submission("A", version=2), judge, "automatic"),
-        lambda l: complete_rpa(l, completion("A", version=1), judge, "automatic"),
+        lambda ledger: submit_invoice(ledger, submission("A"), judge, "automatic"),
+        lambda ledger: submit_invoice(ledger, submission("A", version=2), judge, "automatic"),
+        lambda ledger: complete_rpa(ledger, completion("A", version=1), judge, "automatic"),
     )
     assert statuses(emitted)[-2:] == [("A", "entered"), ("A", "manual_review")]
     assert ledger.holding == [] and ledger.parked == []
@@ -199,9 +200,10 @@ def test_vendor_edit_of_an_invoice_at_the_bot_waits_and_is_never_entered_twice(j
 def test_withdrawal_frees_a_parked_slot_and_is_final(judge):
     ledger, emitted = run(
         PurchaseOrderLedger(po_number="PO-1"),
-        lambda l: submit_invoice(l, submission("A"), judge, "automatic"),
-        lambda l: submit_invoice(l, submission("B"), judge, "automatic"),
-        lambda l: withdraw_invoice(l, InvoiceWithdrawn(invoice_id="B", version=1, po_number="PO-1", withdrawn_at=AT), judge, "automatic"),
+        lambda ledger: submit_invoice(ledger, submission("A"), judge, "automatic"),
+        lambda ledger: submit_invoice(ledger, submission("B"), judge, "automatic"),
+        lambda ledger: withdraw_invoice(
+            ledger, InvoiceWithdrawn(invoice_id="B", version=1, po_number="PO-1", withdrawn_at=AT), judge, "automatic"),
     )
     assert statuses(emitted)[-1] == ("B", "withdrawn")
     assert ledger.parked == []
@@ -209,7 +211,7 @@ def test_withdrawal_frees_a_parked_slot_and_is_final(judge):
 
 def test_release_makes_a_manual_review_invoice_go_to_rpa_with_who_and_why(judge):
     ledger, _ = run(PurchaseOrderLedger(po_number="PO-1"),
-                    lambda l: submit_invoice(l, submission("A", expect="manual_review"), judge, "automatic"))
+                    lambda ledger: submit_invoice(ledger, submission("A", expect="manual_review"), judge, "automatic"))
     cmd = ReleaseRequested(command_id="r1", invoice_id="A", invoice_version=1, po_number="PO-1",
                            user="ana", reason="price agreed by phone", issued_at=AT)
     outcome = release_invoice(ledger, cmd, judge, "automatic")
@@ -222,9 +224,10 @@ def test_release_makes_a_manual_review_invoice_go_to_rpa_with_who_and_why(judge)
 
 def test_manual_dispatch_waits_for_approval(judge):
     ledger, emitted = run(PurchaseOrderLedger(po_number="PO-1"),
-                          lambda l: submit_invoice(l, submission("A"), judge, "approval"))
+                          lambda ledger: submit_invoice(ledger, submission("A"), judge, "approval"))
     assert statuses(emitted) == [("A", "ready_to_process")]
-    approval = DispatchApproved(command_id="d1", invoice_id="A", invoice_version=1, po_number="PO-1", user="ana", issued_at=AT)
+    approval = DispatchApproved(command_id="d1", invoice_id="A", invoice_version=1, po_number="PO-1", user="ana",
+                                issued_at=AT)
     outcome = approve_dispatch(ledger, approval)
     assert statuses(outcome.emitted) == [("A", "rpa_request"), ("A", "sent_to_rpa")]
     assert approve_dispatch(outcome.ledger, approval).emitted == []
@@ -232,15 +235,15 @@ def test_manual_dispatch_waits_for_approval(judge):
 
 def test_quantities_of_ready_invoices_are_in_flight_for_the_next(judge):
     ledger, _ = run(PurchaseOrderLedger(po_number="PO-1"),
-                    lambda l: submit_invoice(l, submission("A"), judge, "approval"))
+                    lambda ledger: submit_invoice(ledger, submission("A"), judge, "approval"))
     assert ledger.in_flight() == {"1": Decimal("1")}  # by PO line
 
 
 def test_ledger_round_trips_through_json(judge):
     ledger, _ = run(
         PurchaseOrderLedger(po_number="PO-1"),
-        lambda l: submit_invoice(l, submission("A"), judge, "automatic"),
-        lambda l: submit_invoice(l, submission("B"), judge, "automatic"),
+        lambda ledger: submit_invoice(ledger, submission("A"), judge, "automatic"),
+        lambda ledger: submit_invoice(ledger, submission("B"), judge, "automatic"),
     )
     assert PurchaseOrderLedger.model_validate_json(ledger.model_dump_json()) == ledger
 
@@ -248,8 +251,8 @@ def test_ledger_round_trips_through_json(judge):
 def test_a_replay_after_a_crash_re_emits_where_the_invoice_stands(judge):
     """The ledger was saved but its messages were lost: the replay carries the status change too."""
     ledger, first = run(PurchaseOrderLedger(po_number="PO-1"),
-                        lambda l: submit_invoice(l, submission("A"), judge, "automatic"),
-                        lambda l: submit_invoice(l, submission("B"), judge, "automatic"))
+                        lambda ledger: submit_invoice(ledger, submission("A"), judge, "automatic"),
+                        lambda ledger: submit_invoice(ledger, submission("B"), judge, "automatic"))
     for invoice_id, expected in (("A", [("A", "ready_to_process"), ("A", "rpa_request"), ("A", "sent_to_rpa")]),
                                  ("B", [("B", "waiting_for_po")])):
         again = submit_invoice(ledger, submission(invoice_id), judge, "automatic")
@@ -260,13 +263,15 @@ def test_a_replay_after_a_crash_re_emits_where_the_invoice_stands(judge):
 
 def test_a_version_replayed_after_a_change_of_rules_is_judged_again_unless_the_rpa_bot_has_it(judge):
     ledger, _ = run(PurchaseOrderLedger(po_number="PO-1"),
-                    lambda l: submit_invoice(l, submission("A", expect="manual_review"), judge, "automatic"),
-                    lambda l: submit_invoice(l, submission("B"), judge, "automatic"))
+                    lambda ledger: submit_invoice(ledger, submission("A", expect="manual_review"), judge, "automatic"),
+                    lambda ledger: submit_invoice(ledger, submission("B"), judge, "automatic"))
     new_rules = FakeJudge(rules_version="test+tol", lets_pass=frozenset({"A"}))
     replayed_a = submit_invoice(ledger, submission("A"), new_rules, "automatic")  # now passes, but B holds the PO
     assert statuses(replayed_a.emitted) == [("A", "waiting_for_po")]
     assert submit_invoice(ledger, submission("B"), new_rules, "automatic").emitted[0].rules_version == "test"
-    ledger, emitted = run(replayed_a.ledger, lambda l: complete_rpa(l, completion("B"), new_rules, "automatic"))
-    assert statuses(emitted) == [("B", "entered"), ("A", "ready_to_process"), ("A", "rpa_request"), ("A", "sent_to_rpa")]
+    ledger, emitted = run(replayed_a.ledger,
+                          lambda ledger: complete_rpa(ledger, completion("B"), new_rules, "automatic"))
+    assert statuses(emitted) == [("B", "entered"), ("A", "ready_to_process"), ("A", "rpa_request"),
+                                 ("A", "sent_to_rpa")]
     same_rules = submit_invoice(ledger, submission("A"), new_rules, "automatic")
     assert ("A", "ready_to_process") in statuses(same_rules.emitted) and same_rules.ledger == ledger

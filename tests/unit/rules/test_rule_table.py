@@ -10,7 +10,8 @@ import pytest
 from rules import RULES
 
 DESIGN_CODES = [
-    "PO_NOT_FOUND", "INVALID_INVOICE", "DUPLICATE_INVOICE", "POSSIBLE_DUPLICATE", "VENDOR_MISMATCH", "CURRENCY_MISMATCH",
+    "PO_NOT_FOUND", "INVALID_INVOICE", "DUPLICATE_INVOICE", "POSSIBLE_DUPLICATE", "VENDOR_MISMATCH",
+    "CURRENCY_MISMATCH",
     "PART_NOT_ON_PO", "LINE_AMOUNT_MISMATCH", "TOTAL_MISMATCH", "PO_NOT_OPEN", "PRICE_MISMATCH",
     "QUANTITY_EXCEEDS_OPEN", "QUANTITY_EXCEEDS_RECEIVED", "TAX_MISMATCH", "CHARGE_NOT_ALLOWED",
     "INVOICE_DATE_INVALID",
@@ -22,7 +23,8 @@ def test_the_table_has_exactly_the_designed_codes_with_their_statuses():
     bad = {"INVALID_INVOICE", "DUPLICATE_INVOICE", "VENDOR_MISMATCH", "CURRENCY_MISMATCH", "PART_NOT_ON_PO",
            "LINE_AMOUNT_MISMATCH", "TOTAL_MISMATCH"}
     for rule in RULES:
-        expected = "po_not_found" if rule.code == "PO_NOT_FOUND" else "bad_invoice" if rule.code in bad else "manual_review"
+        expected = ("po_not_found" if rule.code == "PO_NOT_FOUND"
+                    else "bad_invoice" if rule.code in bad else "manual_review")
         assert rule.forces.value == expected, rule.code
 
 

@@ -25,7 +25,7 @@ def one_line_invoice(qty="2", price="15.50", amount="31.00", tax="2.48", total="
 def test_the_reference_invoice_is_ready_with_a_payload():
     verdict = judge(invoice())
     assert (verdict.status.value, verdict.http_status, verdict.reasons) == ("ready_to_process", 200, [])
-    assert [(l.invoice_line_no, l.po_line_no) for l in verdict.rpa_payload.lines] == [(1, 1), (2, 2)]
+    assert [(match.invoice_line_no, match.po_line_no) for match in verdict.rpa_payload.lines] == [(1, 1), (2, 2)]
 
 
 def test_po_not_found_is_404_and_keeps_other_findings():
@@ -143,8 +143,8 @@ def test_total_mismatch(total, total_abs, flagged):
 
 def test_total_uses_computed_amounts_when_lines_have_none():
     doc = invoice()
-    for l in doc["lines"]:
-        del l["amount"]
+    for invoice_line in doc["lines"]:
+        del invoice_line["amount"]
     assert codes(judge(doc)) == []
 
 
@@ -214,7 +214,8 @@ def test_quantity_exceeds_open(qty, invoiced_before, in_flight, pct, flagged):
 
 def test_same_part_on_several_invoice_lines_is_added_up():
     lines = [line(1, "AC-100", "3", "15.50", "46.50"), line(2, "AC-100", "3", "15.50", "46.50")]
-    verdict = judge(invoice(lines=lines, tax_amount=D("0"), extra_charges=[], total_amount=D("93.00")), po(tax_rate=None))
+    verdict = judge(invoice(lines=lines, tax_amount=D("0"), extra_charges=[], total_amount=D("93.00")),
+                    po(tax_rate=None))
     assert codes(verdict) == ["QUANTITY_EXCEEDS_OPEN"]
     assert (verdict.reasons[0].expected, verdict.reasons[0].actual) == ("5", "6")
 
@@ -229,7 +230,7 @@ def test_same_part_on_several_po_lines_matches_by_price_and_pools_quantity():
     lines = [line(1, "AC-100", "2", "15.50", "31.00"), line(2, "AC-100", "2", "14.00", "28.00")]
     verdict = judge(invoice(lines=lines, tax_amount=D("0"), extra_charges=[], total_amount=D("59.00")), po_doc)
     assert codes(verdict) == []
-    assert [(l.invoice_line_no, l.po_line_no) for l in verdict.rpa_payload.lines] == [(1, 1), (2, 2)]
+    assert [(match.invoice_line_no, match.po_line_no) for match in verdict.rpa_payload.lines] == [(1, 1), (2, 2)]
     more = [line(1, "AC-100", "3", "14.00", "42.00"), line(2, "AC-100", "2", "14.00", "28.00")]
     over = judge(invoice(lines=more, tax_amount=D("0"), extra_charges=[], total_amount=D("70.00")), po_doc)
     assert codes(over) == ["QUANTITY_EXCEEDS_OPEN"]

@@ -263,7 +263,7 @@ def test_an_output_kafka_would_refuse_dead_letters_its_record_instead_of_failing
     runtime = Runtime(broker, dlq_topic="dlq", encode=lambda message: message)
 
     def echo(batch) -> None:
-        for record, value in batch.items:
+        for _record, value in batch.items:
             batch.emit("out", "k", value * (3_000_000 if value == b"big" else 1))
 
     runtime.add_flow(Flow("echo", ("in",), decode=lambda record: record.value, handle=echo))
