@@ -117,8 +117,22 @@ class Case:
             match.left_over = left
         match.placed = [(po_line, placed[po_line.line_no]) for po_line in targets if placed[po_line.line_no] > 0]
 
+    @property
+    def parsed_invoice(self) -> Invoice:
+        """The invoice, for the rules that need one: the rule table runs them only when it parsed."""
+        if self.invoice is None:
+            raise LookupError("this rule needs a parsed invoice (rules.table: needs_invoice)")
+        return self.invoice
+
+    @property
+    def found_po(self) -> PurchaseOrder:
+        """The PO snapshot, for the rules that need one: the rule table runs them only when Sampro has it."""
+        if self.po is None:
+            raise LookupError("this rule needs the PO snapshot (rules.table: needs_po)")
+        return self.po
+
     def money(self, amount: Decimal) -> Decimal:
-        return round_money(amount, self.invoice.currency)
+        return round_money(amount, self.parsed_invoice.currency)
 
 
 def finding(

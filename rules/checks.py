@@ -27,7 +27,7 @@ def invalid_invoice(case: Case) -> list[Finding]:
 
 
 def duplicate_invoice(case: Case) -> list[Finding]:
-    inv, identifiers = case.invoice, case.context.policy.identifiers
+    inv, identifiers = case.parsed_invoice, case.context.policy.identifiers
     for earlier in case.context.history:
         if counts(earlier, inv) and same_number(earlier, inv, identifiers):
             return [
@@ -40,7 +40,7 @@ def duplicate_invoice(case: Case) -> list[Finding]:
 
 
 def possible_duplicate(case: Case) -> list[Finding]:
-    inv, identifiers = case.invoice, case.context.policy.identifiers
+    inv, identifiers = case.parsed_invoice, case.context.policy.identifiers
     window = case.tolerance.duplicate_window_days
     for earlier in case.context.history:
         if not counts(earlier, inv) or (why := looks_alike(earlier, inv, identifiers, window)) is None:
@@ -60,29 +60,29 @@ def possible_duplicate(case: Case) -> list[Finding]:
 
 
 def vendor_mismatch(case: Case) -> list[Finding]:
-    if case.context.policy.identifiers.same("vendor_id", case.invoice.vendor_id, case.po.vendor_id):
+    if case.context.policy.identifiers.same("vendor_id", case.parsed_invoice.vendor_id, case.found_po.vendor_id):
         return []
     return [
         finding("VENDOR_MISMATCH", ERROR,
-                f"Invoice vendor {case.invoice.vendor_id} is not the PO's vendor {case.po.vendor_id}.",
-                field="vendor_id", expected=case.po.vendor_id, actual=case.invoice.vendor_id)
+                f"Invoice vendor {case.parsed_invoice.vendor_id} is not the PO's vendor {case.found_po.vendor_id}.",
+                field="vendor_id", expected=case.found_po.vendor_id, actual=case.parsed_invoice.vendor_id)
     ]
 
 
 def currency_mismatch(case: Case) -> list[Finding]:
-    if case.context.policy.identifiers.same("currency", case.invoice.currency, case.po.currency):
+    if case.context.policy.identifiers.same("currency", case.parsed_invoice.currency, case.found_po.currency):
         return []
     return [
         finding("CURRENCY_MISMATCH", ERROR,
-                f"Invoice currency {case.invoice.currency} differs from PO currency {case.po.currency}.",
-                field="currency", expected=case.po.currency, actual=case.invoice.currency)
+                f"Invoice currency {case.parsed_invoice.currency} differs from PO currency {case.found_po.currency}.",
+                field="currency", expected=case.found_po.currency, actual=case.parsed_invoice.currency)
     ]
 
 
 def part_not_on_po(case: Case) -> list[Finding]:
     return [
         finding("PART_NOT_ON_PO", ERROR,
-                f"Line {match.line.line_no}: part {match.line.part_number} is not on PO {case.po.po_number}.",
+                f"Line {match.line.line_no}: part {match.line.part_number} is not on PO {case.found_po.po_number}.",
                 line_no=match.line.line_no, field="part_number", actual=match.line.part_number)
         for match in case.matches
         if not match.candidates
@@ -91,7 +91,7 @@ def part_not_on_po(case: Case) -> list[Finding]:
 
 def line_amount_mismatch(case: Case) -> list[Finding]:
     out = []
-    for line, expected in zip(case.invoice.lines, case.computed_amounts, strict=True):
+    for line, expected in zip(case.parsed_invoice.lines, case.computed_amounts, strict=True):
         if line.amount is None:
             continue
         if line.amount != expected:
@@ -105,7 +105,7 @@ def line_amount_mismatch(case: Case) -> list[Finding]:
 
 
 def total_mismatch(case: Case) -> list[Finding]:
-    inv = case.invoice
+    inv = case.parsed_invoice
     charges = sum((c.amount for c in inv.extra_charges), Decimal(0))
     expected = sum(case.line_amounts, Decimal(0)) + inv.tax_amount + charges
     if abs(inv.total_amount - expected) <= case.tolerance.total_abs:
@@ -118,11 +118,11 @@ def total_mismatch(case: Case) -> list[Finding]:
 
 
 def po_not_open(case: Case) -> list[Finding]:
-    if case.po.status is POStatus.OPEN:
+    if case.found_po.status is POStatus.OPEN:
         return []
     return [
-        finding("PO_NOT_OPEN", WARNING, f"PO {case.po.po_number} is {case.po.status.value.replace('_', ' ')}.",
-                field="po.status", expected=POStatus.OPEN.value, actual=case.po.status.value)
+        finding("PO_NOT_OPEN", WARNING, f"PO {case.found_po.po_number} is {case.found_po.status.value.replace('_', ' ')}.",
+                field="po.status", expected=POStatus.OPEN.value, actual=case.found_po.status.value)
     ]
 
 
@@ -147,7 +147,7 @@ def quantity_exceeds_open(case: Case) -> list[Finding]:
     """Per PO line: everything this invoice puts on it against what it has open (ordered, less what
     Sampro has invoiced and what is at the RPA bot), plus the line's quantity tolerance."""
     out = []
-    for po_line in case.po.lines:
+    for po_line in case.found_po.lines:
         first_line = case.overflowed.get(po_line.line_no)
         if first_line is None:
             continue
@@ -155,7 +155,7 @@ def quantity_exceeds_open(case: Case) -> list[Finding]:
         out.append(
             finding("QUANTITY_EXCEEDS_OPEN", WARNING,
                     f"PO line {po_line.line_no} (part {po_line.part_number}): {case.placed_on[po_line.line_no]} "
-                    f"invoiced but only {open_quantity} still open on PO {case.po.po_number}.",
+                    f"invoiced but only {open_quantity} still open on PO {case.found_po.po_number}.",
                     line_no=first_line, field="quantity", expected=open_quantity,
                     actual=case.placed_on[po_line.line_no])
         )
@@ -166,9 +166,9 @@ def quantity_exceeds_received(case: Case) -> list[Finding]:
     """3-way match, per PO line that tracks receipts: everything invoiced on it (Sampro, the RPA
     bot, this invoice) against what was received, plus the received tolerance."""
     out = []
-    for po_line in case.po.lines:
+    for po_line in case.found_po.lines:
         placed = case.placed_on.get(po_line.line_no, ZERO)
-        tolerance = case.context.policy.for_line(case.invoice.vendor_id, po_line.part_number)
+        tolerance = case.context.policy.for_line(case.parsed_invoice.vendor_id, po_line.part_number)
         if not placed or po_line.quantity_received is None or not tolerance.three_way_match:
             continue
         received = po_line.quantity_received
@@ -178,40 +178,40 @@ def quantity_exceeds_received(case: Case) -> list[Finding]:
             out.append(
                 finding("QUANTITY_EXCEEDS_RECEIVED", WARNING,
                         f"PO line {po_line.line_no} (part {po_line.part_number}): {placed} invoiced but only "
-                        f"{receivable} received and not yet invoiced on PO {case.po.po_number}.",
+                        f"{receivable} received and not yet invoiced on PO {case.found_po.po_number}.",
                         line_no=first_line, field="quantity", expected=receivable, actual=placed)
             )
     return out
 
 
 def tax_mismatch(case: Case) -> list[Finding]:
-    if case.po.tax_rate is None:
+    if case.found_po.tax_rate is None:
         return []
-    expected = case.money(case.po.tax_rate * sum(case.line_amounts, Decimal(0)))
-    if abs(case.invoice.tax_amount - expected) <= case.tolerance.tax_abs:
+    expected = case.money(case.found_po.tax_rate * sum(case.line_amounts, Decimal(0)))
+    if abs(case.parsed_invoice.tax_amount - expected) <= case.tolerance.tax_abs:
         return []
     return [
         finding("TAX_MISMATCH", WARNING,
-                f"Tax {case.invoice.tax_amount} is not {case.po.tax_rate} x line amounts = {expected}.",
-                field="tax_amount", expected=expected, actual=case.invoice.tax_amount)
+                f"Tax {case.parsed_invoice.tax_amount} is not {case.found_po.tax_rate} x line amounts = {expected}.",
+                field="tax_amount", expected=expected, actual=case.parsed_invoice.tax_amount)
     ]
 
 
 def charge_not_allowed(case: Case) -> list[Finding]:
     key = case.context.policy.identifiers.key
-    allowed = {key("charge", kind) for kind in case.po.allowed_charges}
+    allowed = {key("charge", kind) for kind in case.found_po.allowed_charges}
     return [
         finding("CHARGE_NOT_ALLOWED", WARNING,
-                f"Charge '{charge.kind}' ({charge.amount}) is not allowed on PO {case.po.po_number}.",
-                field=f"extra_charges[{index}].kind", expected=",".join(sorted(case.po.allowed_charges)) or None,
+                f"Charge '{charge.kind}' ({charge.amount}) is not allowed on PO {case.found_po.po_number}.",
+                field=f"extra_charges[{index}].kind", expected=",".join(sorted(case.found_po.allowed_charges)) or None,
                 actual=charge.kind)
-        for index, charge in enumerate(case.invoice.extra_charges, start=1)
+        for index, charge in enumerate(case.parsed_invoice.extra_charges, start=1)
         if key("charge", charge.kind) not in allowed
     ]
 
 
 def invoice_date_invalid(case: Case) -> list[Finding]:
-    dated, ordered, today = case.invoice.invoice_date, case.po.order_date, case.context.as_of
+    dated, ordered, today = case.parsed_invoice.invoice_date, case.found_po.order_date, case.context.as_of
     if dated < ordered:
         return [
             finding("INVOICE_DATE_INVALID", WARNING, f"Invoice dated {dated}, before PO order date {ordered}.",

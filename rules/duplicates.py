@@ -51,8 +51,8 @@ def lookup_for(document: Mapping[str, Any] | Any) -> Lookup | None:
     if any("\x00" in text or len(text) > 64 for text in (vendor, number)):
         return None  # no store holds such a value: nothing to look up
     try:
-        total = Decimal(str(document.get("total_amount")))
-        total = total if total.is_finite() and abs(total) < 10**14 else None
+        amount = Decimal(str(document.get("total_amount")))
+        total = amount if amount.is_finite() and abs(amount) < 10**14 else None
     except (InvalidOperation, ValueError):
         total = None
     return Lookup(identifier_key(vendor), identifier_key(number), loose_number_key(number), total, vendor, number)

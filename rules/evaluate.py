@@ -23,7 +23,7 @@ from rules.payload import build_rpa_payload
 from rules.table import STATUS_OF, rules_version, runnable
 
 
-def _text(raw: dict, key: str) -> str | None:
+def _text(raw: dict[str, Any], key: str) -> str | None:
     return raw[key] if isinstance(raw.get(key), str) else None
 
 

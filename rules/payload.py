@@ -16,7 +16,7 @@ from rules.models import RpaPayload
 
 def build_rpa_payload(case: Case) -> RpaPayload | None:
     """None when some line has no PO line to be keyed against (the bot could not enter it)."""
-    inv = case.invoice
+    inv = case.parsed_invoice
     lines = []
     for match, amount in zip(case.matches, case.line_amounts, strict=True):
         if not match.placed:

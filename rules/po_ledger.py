@@ -167,6 +167,13 @@ class _Session:
             record = self.ledger.records[key] = record.model_copy()
         return record
 
+    def own_listed(self, key: str) -> InvoiceRecord:
+        """`own` for a key the ledger lists (parked, holding): its record is there."""
+        record = self.own(key)
+        if record is None:
+            raise KeyError(f"the ledger lists {key} but has no record of it")
+        return record
+
     def own_latest(self, invoice_id: str) -> InvoiceRecord | None:
         version = self.ledger.latest.get(invoice_id)
         return None if version is None else self.own(record_key(invoice_id, version))
@@ -222,7 +229,7 @@ class _Session:
     def drain_parked(self, at: datetime) -> None:
         """Re-validate parked invoices in arrival order until one holds the PO again."""
         while self.ledger.parked and not self.ledger.holding:
-            record = self.own(self.ledger.parked.pop(0))
+            record = self.own_listed(self.ledger.parked.pop(0))
             if record.status is InvoiceStatus.RELEASED:
                 self.hold(record, at, cause="released")
             else:
@@ -234,6 +241,7 @@ class _Session:
         if record.verdict is not None:
             self.emitted.append(record.verdict)
         if record.status is InvoiceStatus.SENT_TO_RPA and record.payload is not None:
+            assert record.last_change is not None, "a record sent to the RPA bot has its status change"
             self.emitted.append(_rpa_request(record, record.last_change.occurred_at))
         if record.last_change is not None:
             self.emitted.append(record.last_change)
@@ -322,10 +330,12 @@ def complete_rpa(
 def _hold_back_edit_of(s: _Session, entered: InvoiceRecord, at: datetime) -> None:
     """A vendor edit parked behind its own entered version must not be entered a second time."""
     version = s.ledger.latest.get(entered.submission.invoice_id)
-    newer_key = record_key(entered.submission.invoice_id, version)
-    if version == entered.submission.version or newer_key not in s.ledger.parked:
+    if version is None or version == entered.submission.version:
         return
-    newer = s.own(newer_key)
+    newer_key = record_key(entered.submission.invoice_id, version)
+    if newer_key not in s.ledger.parked:
+        return
+    newer = s.own_listed(newer_key)
     s.ledger.parked.remove(newer.key)
     reason = f"Version {entered.submission.version} of this invoice was already entered in Sampro."
     s.change(newer, InvoiceStatus.MANUAL_REVIEW, "edited-after-entry", at, reason=reason)

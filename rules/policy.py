@@ -43,7 +43,7 @@ from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rules.identifiers import FIELDS, IdentifierRules
 
@@ -101,6 +101,8 @@ class Policy:
     vendors: dict[str, dict[str, Any]] = field(default_factory=dict)
     vendor_parts: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     identifiers: IdentifierRules = IdentifierRules()
+    if TYPE_CHECKING:  # set in __post_init__; not a dataclass field (no init, repr or comparison of its own)
+        _fingerprint: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Sections are found by identifier keys, however the caller spelled the vendor or part.

@@ -40,14 +40,14 @@ def _by_po_line(in_flight: dict[str, Decimal], po: PurchaseOrder | None) -> dict
     line: such a quantity is put on its part's first PO line, as those rules pooled it."""
     if po is None or all(key.isdigit() for key in in_flight):
         return dict(in_flight)
-    first_line = {}
+    first_line: dict[str, str] = {}
     for line in sorted(po.lines, key=lambda line: line.line_no):
         first_line.setdefault(line.part_number, str(line.line_no))
     by_line: dict[str, Decimal] = {}
     for key, quantity in in_flight.items():
-        line = key if key.isdigit() else first_line.get(key)
-        if line is not None:
-            by_line[line] = by_line.get(line, Decimal(0)) + quantity
+        line_no = key if key.isdigit() else first_line.get(key)
+        if line_no is not None:
+            by_line[line_no] = by_line.get(line_no, Decimal(0)) + quantity
     return by_line
 
 
@@ -75,7 +75,7 @@ class Comparison:
         return tuple(code for code in dict.fromkeys(self.recorded_codes) if code not in self.rederived_codes)
 
 
-def _finding_key(finding: Finding) -> tuple:
+def _finding_key(finding: Finding) -> tuple[object, ...]:
     return finding.code, finding.line_no, finding.field, finding.expected, finding.actual
 
 
