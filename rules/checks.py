@@ -118,11 +118,12 @@ def total_mismatch(case: Case) -> list[Finding]:
 
 
 def po_not_open(case: Case) -> list[Finding]:
-    if case.found_po.status is POStatus.OPEN:
+    po = case.found_po
+    if po.status is POStatus.OPEN:
         return []
     return [
-        finding("PO_NOT_OPEN", WARNING, f"PO {case.found_po.po_number} is {case.found_po.status.value.replace('_', ' ')}.",
-                field="po.status", expected=POStatus.OPEN.value, actual=case.found_po.status.value)
+        finding("PO_NOT_OPEN", WARNING, f"PO {po.po_number} is {po.status.value.replace('_', ' ')}.",
+                field="po.status", expected=POStatus.OPEN.value, actual=po.status.value)
     ]
 
 
