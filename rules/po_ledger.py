@@ -49,7 +49,9 @@ REJUDGEABLE = frozenset({InvoiceStatus.MANUAL_REVIEW, InvoiceStatus.BAD_INVOICE,
 class Judge(Protocol):
     """The rules, bound by the caller to this PO's fresh snapshot, history and tolerances."""
 
-    rules_version: str  # the rules and tolerances this judge applies
+    @property
+    def rules_version(self) -> str:
+        """The rules and tolerances this judge applies."""
 
     def decide(self, submission: InvoiceSubmitted, in_flight: dict[str, Decimal]) -> Verdict: ...
 
@@ -99,6 +101,13 @@ class PurchaseOrderLedger(BaseModel):
 
     def record(self, key: str) -> InvoiceRecord | None:
         return self.records.get(key)
+
+    def listed(self, key: str) -> InvoiceRecord:
+        """The record of a key the ledger lists (parked, holding): it is there."""
+        record = self.records.get(key)
+        if record is None:
+            raise KeyError(f"the ledger lists {key} but has no record of it")
+        return record
 
     def in_flight(self) -> dict[str, Decimal]:
         """Quantities per PO line held by ready or dispatched invoices, not yet in Sampro."""

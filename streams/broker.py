@@ -16,11 +16,15 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from connectors.kafka_logs import client_config
 from rules.errors import Unavailable
 from streams.health import WorkerHealth, lag_from_statistics
+
+if TYPE_CHECKING:
+    from confluent_kafka import Consumer, KafkaError, Message
+    from confluent_kafka import TopicPartition as KafkaTopicPartition
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +32,14 @@ TopicPartition = tuple[str, int]
 COMMIT_TIMEOUT = 10.0  # seconds a commit may take before Kafka counts as unavailable
 Assigned = Callable[[list[TopicPartition]], set[TopicPartition]]  # returns the partitions to hold
 Revoked = Callable[[list[TopicPartition]], None]
+
+
+def _origin(message: Message) -> tuple[str, int, int]:
+    """Topic, partition and offset of a consumed message (not an error event): librdkafka sets all three."""
+    topic, partition, offset = message.topic(), message.partition(), message.offset()
+    if topic is None or partition is None or offset is None:
+        raise ValueError("a consumed message without its topic, partition or offset")
+    return topic, partition, offset
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +52,7 @@ class Record:
     key: bytes | None
     value: bytes | None
     timestamp_ms: int | None = None
-    headers: tuple[tuple[str, bytes], ...] = ()
+    headers: tuple[tuple[str, bytes | None], ...] = ()  # a Kafka header's value may be null
 
     @property
     def source(self) -> TopicPartition:
@@ -154,7 +166,7 @@ class KafkaStreamBroker:
         if self.health is not None:
             self.health.record_lag(lag_from_statistics(text))
 
-    def _client_error(self, error) -> None:
+    def _client_error(self, error: KafkaError) -> None:
         """librdkafka's word that no broker answers (served while the client polls)."""
         from confluent_kafka import KafkaError
 
@@ -168,13 +180,13 @@ class KafkaStreamBroker:
     def subscribe(self, topics: Sequence[str], on_assigned: Assigned, on_revoked: Revoked) -> None:
         from confluent_kafka import TopicPartition as KafkaTP
 
-        def assigned(consumer, partitions) -> None:
+        def assigned(consumer: Consumer, partitions: list[KafkaTopicPartition]) -> None:
             held = on_assigned([(tp.topic, tp.partition) for tp in partitions])
             consumer.assign(partitions)
             if held:
                 consumer.pause([KafkaTP(topic, number) for topic, number in held])
 
-        def revoked(consumer, partitions) -> None:
+        def revoked(consumer: Consumer, partitions: list[KafkaTopicPartition]) -> None:
             lost = [(tp.topic, tp.partition) for tp in partitions]
             for tp in lost:
                 self._pending_seeks.pop(tp, None)
@@ -194,9 +206,12 @@ class KafkaStreamBroker:
                     self._client_error(error)
                 continue
             _, timestamp = message.timestamp()
-            records.append(Record(message.topic(), message.partition(), message.offset(), message.key(),
-                                  message.value(), timestamp if timestamp > 0 else None,
-                                  tuple(message.headers() or ())))
+            topic, partition, offset = _origin(message)
+            # A consumed message's headers are a list of (name, bytes or None); the stub's HeadersType
+            # is the wider union a producer accepts (a dict, str values).
+            headers: tuple[tuple[str, bytes | None], ...] = tuple(message.headers() or ())  # type: ignore[arg-type]
+            records.append(Record(topic, partition, offset, message.key(),
+                                  message.value(), timestamp if timestamp > 0 else None, headers))
         if self.health is not None and "kafka" in self.health.outages():
             self._probe()
         return records
@@ -256,12 +271,12 @@ class KafkaStreamBroker:
             self._in_transaction = True
             self._delivered, self._failed = {}, []
 
-    def _delivery(self, error, message) -> None:
+    def _delivery(self, error: KafkaError | None, message: Message) -> None:
         if error is not None:
             self._failed.append(str(error))
             return
-        key = (message.topic(), message.partition())
-        self._delivered[key] = max(self._delivered.get(key, -1), message.offset())
+        topic, partition, offset = _origin(message)
+        self._delivered[topic, partition] = max(self._delivered.get((topic, partition), -1), offset)
 
     def produce(self, output: Output) -> None:
         kwargs: dict[str, Any] = {"key": output.key, "value": output.value, "on_delivery": self._delivery}
@@ -386,7 +401,11 @@ class KafkaStreamBroker:
                         else:
                             log.warning("Kafka while restoring %s: %s", topic, error)
                         continue
-                    yield message.partition(), message.offset(), message.key().decode(), message.value()
+                    _, partition, offset = _origin(message)
+                    key = message.key()
+                    if key is None:
+                        raise ValueError(f"a record without a key on the changelog {topic}")
+                    yield partition, offset, key.decode(), message.value()
         finally:
             reader.close()
 

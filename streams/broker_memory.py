@@ -38,7 +38,7 @@ class InMemoryBroker:
         return zlib.crc32(key or b"") % self.partition_count
 
     def append(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None,
-               headers: tuple = ()) -> Record:
+               headers: tuple[tuple[str, bytes | None], ...] = ()) -> Record:
         """A message from outside the runtime (a producer of its own)."""
         log = self.topic(topic)
         number = self.partition_of(key) if partition is None else partition

@@ -90,7 +90,7 @@ class DecisionDesk:
         documents = [work.document for work in batch if isinstance(work, InvoiceSubmitted)]
         for po_number in {work.po_number for work in batch if may_free(ledgers.get(work.po_number), work)}:
             ledger = ledgers[po_number]
-            documents.extend(ledger.record(key).submission.document for key in ledger.parked)
+            documents.extend(ledger.listed(key).submission.document for key in ledger.parked)
         lookups = lookups_for(documents)
         if not lookups:
             return []

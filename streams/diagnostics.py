@@ -10,4 +10,6 @@ import sys
 
 def dump_state_on_usr1() -> None:
     # The process's own stderr, which the worker's log captures; chain=False: only this handler.
+    if sys.__stderr__ is None:  # started without a stderr (pythonw): nowhere to dump to
+        return
     faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True, chain=False)

@@ -78,5 +78,5 @@ class Backoff:
     draw: Callable[[], float] = random.random
 
     def delay(self, attempt: int) -> float:
-        ceiling = min(self.cap, self.first * 2 ** min(attempt, 30))
+        ceiling = min(self.cap, self.first * 2.0 ** min(attempt, 30))
         return ceiling * (0.5 + self.draw() / 2)

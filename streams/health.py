@@ -13,6 +13,7 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -88,7 +89,7 @@ class WorkerHealth:
         with self._lock:
             return dict(self._outages)
 
-    def readiness(self) -> tuple[bool, dict]:
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
         outages = self.outages()
         body = {"ready": self.started and not outages, "started": self.started,
                 "down": {name: {"since": outage.since.isoformat(), "detail": outage.detail}
@@ -134,7 +135,7 @@ def serve(health: WorkerHealth, host: str, port: int) -> ThreadingHTTPServer:
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, *args) -> None:  # scrapes are not news
+        def log_message(self, *args: object) -> None:  # scrapes are not news
             pass
 
     server = ThreadingHTTPServer((host, port), Handler)

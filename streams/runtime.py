@@ -269,7 +269,8 @@ class Runtime:
                     self._dead_letter(flow, record, message, flow.stage, error, tick)
 
     def _attempt(self, flow: Flow, items: list[tuple[Record, Any]], tick: _Tick) -> None:
-        state_of = None if flow.store is None else (lambda number: self._state(tick, flow.store, number))
+        store = flow.store
+        state_of = None if store is None else (lambda number: self._state(tick, store, number))
         batch = Batch(items, self.encode, state_of)
         flow.handle(batch)
         for writes in batch.states.values():
@@ -450,8 +451,8 @@ class Runtime:
             return
         self._restore_attempt = 0
         for waiting in self._to_restore.values():
-            for partition in waiting:
-                hold = self._holds.get(partition)
+            for source in waiting:
+                hold = self._holds.get(source)
                 if hold is not None and hold.restoring:
                     hold.until = self.clock()  # released by the next step
         self._to_restore.clear()

@@ -156,7 +156,7 @@ class Settings(BaseSettings):
         return template
 
 
-def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+def unknown_variables(environ: Mapping[str, str | None]) -> list[str]:  # a .env entry may have no value
     """One problem per INVOICE_AUTOMATION_* variable that names no setting, with the closest name."""
     known = sorted({name.upper() for name in Settings.model_fields} | OTHER_VARIABLES)
     problems = []
