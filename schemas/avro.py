@@ -29,6 +29,7 @@ import enum
 import inspect
 import types
 import typing
+from collections.abc import Callable
 from decimal import Decimal
 from functools import cache
 from typing import Any
@@ -94,14 +95,14 @@ class _Builder:
             return self.record(annotation)
         raise TypeError(f"no Avro mapping for {annotation!r}")
 
-    def named(self, name: str, define) -> Any:
+    def named(self, name: str, define: Callable[[], Any]) -> Any:
         if name in self.defined:
             return f"{NAMESPACE}.{name}"
         self.defined.add(name)
         return define()
 
     def record(self, model: type[BaseModel]) -> Any:
-        def define() -> dict:
+        def define() -> dict[str, Any]:
             schema: dict[str, Any] = {"type": "record", "name": model.__name__, "namespace": NAMESPACE,
                                       "fields": [self.field(name, info) for name, info in model.model_fields.items()]}
             if model.__doc__:
@@ -110,7 +111,7 @@ class _Builder:
 
         return self.named(model.__name__, define)
 
-    def field(self, name: str, info: Any) -> dict:
+    def field(self, name: str, info: Any) -> dict[str, Any]:
         avro = self.type_of(info.annotation)
         entry: dict[str, Any] = {"name": name, "type": avro}
         default = _default(info)
@@ -135,7 +136,7 @@ def _default(info: Any) -> Any:
 
 
 @cache
-def avro_schema(model: type[BaseModel]) -> dict:
+def avro_schema(model: type[BaseModel]) -> dict[str, Any]:
     """The record schema of a model, every named type it uses defined inside it."""
     schema = _Builder().record(model)
     assert isinstance(schema, dict)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import json
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -62,26 +62,36 @@ class Codec(Protocol):
         """The record type the bytes hold, from the framing alone; None when unknown."""
 
 
+AvroSchema = dict[str, Any]  # a record schema, as fastavro parses it
+
+
+def _record_schema(schema: object) -> AvroSchema:
+    """fastavro's parse_schema and load_schema return any schema; a record schema is a dict."""
+    if not isinstance(schema, dict):
+        raise TypeError(f"not an Avro record schema: {schema!r}")
+    return schema
+
+
 @cache
-def schema_for(name: str) -> dict:
+def schema_for(name: str) -> AvroSchema:
     """The parsed current schema of the model named `invoice_automation.<name>`."""
     model = next(model for model in MODELS if model.__name__ == name)
-    return parse_schema(avro_schema(model))
+    return _record_schema(parse_schema(avro_schema(model)))
 
 
 @cache
-def released_schemas() -> tuple[tuple[type[BaseModel], dict], ...]:
+def released_schemas() -> tuple[tuple[type[BaseModel], AvroSchema], ...]:
     """Every schema released before, of every record a topic carries: their data stays readable."""
     found = []
     for folder in sorted(RELEASED.iterdir()):
         for model in MODELS:
             path = folder / f"{NAMESPACE}.{model.__name__}.avsc"
             if path.exists():
-                found.append((model, load_schema(str(path))))
+                found.append((model, _record_schema(load_schema(str(path)))))
     return tuple(found)
 
 
-def fingerprint_of(schema: dict) -> bytes:
+def fingerprint_of(schema: AvroSchema) -> bytes:
     return bytes.fromhex(fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO"))
 
 
@@ -103,44 +113,48 @@ def from_record(model_type: type[BaseModel], record: dict[str, Any]) -> BaseMode
         raise DecodeError(f"{model_type.__name__} record breaks its model: {first}") from None
 
 
-def _replace(record: dict[str, Any], path: tuple[str, ...], change) -> None:
+def _replace(record: dict[str, Any], path: tuple[str, ...], change: Callable[[Any], Any]) -> None:
+    node: Any = record  # free-form JSON below the record
     for name in path[:-1]:
-        record = record.get(name)
-        if record is None:
+        node = node.get(name)
+        if node is None:
             return
-    if path[-1] in record:
-        record[path[-1]] = change(record[path[-1]])
+    if path[-1] in node:
+        node[path[-1]] = change(node[path[-1]])
 
 
-def _body(schema: dict, model: BaseModel) -> bytes:
+def _body(schema: AvroSchema, model: BaseModel) -> bytes:
     out = io.BytesIO()
     schemaless_writer(out, schema, to_record(model))
     return out.getvalue()
 
 
-def _read(data: bytes, writer: dict, reader: dict, model_type: type[BaseModel]) -> BaseModel:
+def _read(data: bytes, writer: AvroSchema, reader: AvroSchema, model_type: type[BaseModel]) -> BaseModel:
     try:
         record = schemaless_reader(io.BytesIO(data), writer, reader)
     except Exception as exc:  # fastavro raises EOFError, ValueError, SchemaResolutionError...
         raise DecodeError(f"{model_type.__name__} body cannot be read: {type(exc).__name__}: {exc}") from None
+    if not isinstance(record, dict):  # a record schema reads a record
+        raise DecodeError(f"{model_type.__name__} body is not a record")
     return from_record(model_type, record)
 
 
 @dataclass(frozen=True)
 class _WriterVersion:
-    schema: dict
+    schema: AvroSchema
     model: type[BaseModel]
 
 
 class SingleObjectCodec:
     """Encodes with the current schema; decodes any known version of any known record type."""
 
-    def __init__(self, models: Iterable[type[BaseModel]] = MODELS, older_versions: Iterable[tuple[type, dict]] = ()):
+    def __init__(self, models: Iterable[type[BaseModel]] = MODELS,
+                 older_versions: Iterable[tuple[type[BaseModel], AvroSchema]] = ()) -> None:
         self._current = {model: schema_for(model.__name__) for model in models}
         self._headers = {model: SINGLE_OBJECT_MARKER + fingerprint_of(s) for model, s in self._current.items()}
         self._writers = {fingerprint_of(s): _WriterVersion(s, model) for model, s in self._current.items()}
         for model, schema in (*released_schemas(), *older_versions):
-            parsed = parse_schema(schema)
+            parsed = _record_schema(parse_schema(schema))
             self._writers[fingerprint_of(parsed)] = _WriterVersion(parsed, model)
 
     def encode(self, model: BaseModel) -> bytes:
@@ -191,7 +205,8 @@ class RegistryCodec:
         if kind not in self._serializers:
             raise TypeError(f"no Avro schema for {kind.__name__}")
         with _registry_errors("registering"):
-            return self._serializers[kind](to_record(model), None)
+            data: bytes = self._serializers[kind](to_record(model), None)
+            return data
 
     def kind(self, data: bytes) -> type[BaseModel] | None:
         try:
@@ -213,7 +228,10 @@ class RegistryCodec:
         (schema_id,) = struct.unpack(">I", data[1:5])
         if schema_id not in self._models:
             with _registry_errors(f"looking up schema id {schema_id}"):
-                name = json.loads(self._client.get_schema(schema_id).schema_str).get("name", "")
+                schema_str = self._client.get_schema(schema_id).schema_str
+                if schema_str is None:
+                    raise DecodeError(f"schema id {schema_id} has no schema text in the registry")
+                name = json.loads(schema_str).get("name", "")
             model = self._by_name.get(name) or self._by_name.get(f"{NAMESPACE}.{name}")
             if model is None:
                 raise DecodeError(f"schema id {schema_id} is {name or 'not a record'}, not a record this service reads")
