@@ -8,4 +8,7 @@ cd "$ROOT"
 source scripts/bootstrap.sh
 "$VENV/bin/invoice-automation" stack install --browser --odbc
 trap '"$VENV/bin/invoice-automation" stack down >/dev/null 2>&1 || true' EXIT
+# Lint and types first: any finding fails the command (set -e). mypy reads [tool.mypy] in pyproject.toml.
+"$VENV/bin/ruff" check .
+"$VENV/bin/mypy"
 "$VENV/bin/python" -m pytest "$@"
