@@ -64,9 +64,9 @@ class PollingMarketplaceSource:
         self.batch_size = batch_size
         self.limits = limits
         self._watermark, self._emitted = self._load()
-        self._pending: tuple[Watermark | None, dict[str, list]] | None = None
+        self._pending: tuple[Watermark | None, dict[str, list[Any]]] | None = None
 
-    def _load(self) -> tuple[Watermark | None, dict[str, list]]:
+    def _load(self) -> tuple[Watermark | None, dict[str, list[Any]]]:
         try:
             state = json.loads(self.state_file.read_text())
         except (OSError, ValueError):

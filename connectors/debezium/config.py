@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 from sqlalchemy import create_engine, text
@@ -82,12 +83,12 @@ def put_connector(client: httpx.Client, capture: MarketplaceCapture) -> None:
         raise ConnectorError(f"Connect refused {capture.name}: {response.status_code} {response.text[:2000]}")
 
 
-def register_connector(connect_url: str, capture: MarketplaceCapture, timeout: float = 60) -> dict:
+def register_connector(connect_url: str, capture: MarketplaceCapture, timeout: float = 60) -> dict[str, Any]:
     """Creates or updates the connector and waits until it and its task run."""
     with httpx.Client(base_url=connect_url, timeout=10) as client:
         put_connector(client, capture)
         deadline = time.monotonic() + timeout
-        status: dict = {}
+        status: dict[str, Any] = {}
         while time.monotonic() < deadline:
             status = client.get(f"/connectors/{capture.name}/status").json()
             states = [status.get("connector", {}).get("state")] + [t.get("state") for t in status.get("tasks", [])]

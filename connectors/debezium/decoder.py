@@ -37,7 +37,7 @@ def _date(value: Any) -> Any:
     return value
 
 
-def _changed_at(row: dict) -> datetime:
+def _changed_at(row: dict[str, Any]) -> datetime:
     millis = row.get("__source_ts_ms")
     if isinstance(millis, int):
         return datetime.fromtimestamp(millis / 1000, tz=UTC)

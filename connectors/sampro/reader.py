@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator
 from decimal import Decimal
+from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import Engine, Select, or_, select
@@ -34,7 +35,7 @@ def _status(po_number: str, value: str) -> POStatus:
         raise SamproDataError(f"PO {po_number}: status {value!r} is not one of {[s.value for s in POStatus]}") from None
 
 
-def _snapshot(po_number: str, fields: dict) -> PurchaseOrder:
+def _snapshot(po_number: str, fields: dict[str, Any]) -> PurchaseOrder:
     try:
         return PurchaseOrder.model_validate(fields)
     except ValidationError as exc:
@@ -89,7 +90,7 @@ class SqlPurchaseOrderReader:
         with mapped_errors("sampro"), self.engine.connect() as conn:
             for query in self.purchase_order_queries(po_numbers):
                 rows.extend(conn.execute(query).mappings())
-        headers: dict[str, dict] = {}
+        headers: dict[str, dict[str, Any]] = {}
         for row in rows:
             po = headers.setdefault(row["po_number"], {
                 "po_number": row["po_number"], "vendor_id": row["vendor_id"],

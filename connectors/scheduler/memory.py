@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from typing import Any
 
 from connectors.scheduler.rows import history_row, key, row_fields
 from rules.context import KnownInvoice
@@ -13,8 +14,8 @@ from rules.models import Verdict
 
 class InMemoryProcessScheduler:
     def __init__(self) -> None:
-        self.table: dict[tuple[str, int], dict] = {}
-        self.events: dict[str, dict] = {}
+        self.table: dict[tuple[str, int], dict[str, Any]] = {}
+        self.events: dict[str, dict[str, Any]] = {}
 
     def record(self, decisions: Sequence[Verdict | StatusChanged]) -> None:
         for message in decisions:
@@ -32,9 +33,9 @@ class InMemoryProcessScheduler:
                 for r in self.table.values() if r.get("vendor_id") and r.get("invoice_number")]
         return [known for known in rows if matches_lookup(known, lookups)]
 
-    def rows(self, po_number: str | None = None, status: str | None = None) -> list[dict]:
+    def rows(self, po_number: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
         return [r for _, r in sorted(self.table.items())
                 if (po_number is None or r.get("po_number") == po_number) and (status is None or r["status"] == status)]
 
-    def history(self, invoice_id: str) -> list[dict]:
+    def history(self, invoice_id: str) -> list[dict[str, Any]]:
         return [e for e in self.events.values() if e["invoice_id"] == invoice_id]

@@ -137,11 +137,11 @@ def minute_bounds(start: datetime) -> list[tuple[datetime, datetime]]:
     return [(start + timedelta(minutes=i), start + timedelta(minutes=i + 1)) for i in range(WINDOW_MINUTES)]
 
 
-def reason_codes(reasons: Sequence[Mapping] | None) -> list[str]:
+def reason_codes(reasons: Sequence[Mapping[str, Any]] | None) -> list[str]:
     return list(dict.fromkeys(reason["code"] for reason in reasons or ()))
 
 
-def summary(row: Mapping) -> InvoiceSummary:
+def summary(row: Mapping[str, Any]) -> InvoiceSummary:
     return InvoiceSummary(
         invoice_id=row["invoice_id"], invoice_version=row["invoice_version"], po_number=row.get("po_number"),
         vendor_id=row.get("vendor_id"), invoice_number=row.get("invoice_number"), status=row["status"],
@@ -149,7 +149,7 @@ def summary(row: Mapping) -> InvoiceSummary:
         decided_at=as_utc(row.get("decided_at")), sampro_invoice_id=row.get("sampro_invoice_id"))
 
 
-def detail(row: Mapping, history: Iterable[Mapping], versions: Iterable[int]) -> InvoiceDetail:
+def detail(row: Mapping[str, Any], history: Iterable[Mapping[str, Any]], versions: Iterable[int]) -> InvoiceDetail:
     return InvoiceDetail(
         **summary(row).model_dump(), reasons=row.get("reasons") or [], rpa_payload=row.get("rpa_payload"),
         po_snapshot=row.get("po_snapshot"), invoice_document=row.get("invoice_document"),
@@ -165,7 +165,7 @@ def kpi(
     """Assembles the figures; `per_minute` is (status, is a verdict, counts per minute) per group."""
     statuses = {status.value: by_status.get(status.value, 0) for status in InvoiceStatus}
     transitions = {status.value: [0] * WINDOW_MINUTES for status in InvoiceStatus}
-    verdicts, verdicts_by_status = [0] * WINDOW_MINUTES, {}
+    verdicts, verdicts_by_status = [0] * WINDOW_MINUTES, dict[str, int]()
     for status, is_verdict, counts in per_minute:
         transitions[status] = [a + b for a, b in zip(transitions[status], counts, strict=True)]
         if is_verdict:
@@ -179,7 +179,7 @@ def kpi(
         verdicts_per_minute=verdicts, verdicts_last_hour=verdicts_by_status, transitions_per_minute=transitions)
 
 
-def round_trips(events: Iterable[Mapping], since: datetime) -> list[float]:
+def round_trips(events: Iterable[Mapping[str, Any]], since: datetime) -> list[float]:
     """Pairs each outcome since `since` with the latest sent_to_rpa of the same version before it.
     `events` are history rows in the order they were recorded."""
     sent: dict[tuple[str, int], datetime] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from connectors.scheduler import read_model as views
 from connectors.scheduler.memory import InMemoryProcessScheduler
@@ -24,16 +25,16 @@ class InMemoryInvoiceReadModel:
         self.scheduler = scheduler
         self.reachable = True
 
-    def _rows(self) -> list[dict]:
+    def _rows(self) -> list[dict[str, Any]]:
         return list(self.scheduler.table.values())  # in the order rows were created
 
-    def _events(self) -> list[dict]:
+    def _events(self) -> list[dict[str, Any]]:
         return list(self.scheduler.events.values())  # in the order they were recorded
 
     def invoices(self, query: InvoiceQuery) -> InvoicePage:
         start, end = query.decided_between()
 
-        def wanted(row: dict) -> bool:
+        def wanted(row: dict[str, Any]) -> bool:
             decided = views.as_utc(row.get("decided_at"))
             return ((query.status is None or row["status"] == query.status)
                     and (query.po_number is None or row.get("po_number") == query.po_number)
@@ -64,7 +65,7 @@ class InMemoryInvoiceReadModel:
             if (row.get("http_status") or 0) >= 400 and row["status"] != InvoiceStatus.SUPERSEDED:
                 for code in views.reason_codes(row.get("reasons")):
                     by_reason[code] = by_reason.get(code, 0) + 1
-        entered_status: dict[tuple, datetime] = {}
+        entered_status: dict[tuple[str, int], datetime] = {}
         start = views.window_start(now)
         groups: dict[tuple[str, bool], list[int]] = {}
         for event in self._events():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rules.duplicates import invoice_date, lookup_for
 from rules.lifecycle import StatusChanged
 from rules.models import Verdict
@@ -15,7 +17,7 @@ def key(message: Verdict | StatusChanged) -> tuple[str, int]:
     return message.invoice_id, message.invoice_version
 
 
-def row_fields(message: Verdict | StatusChanged) -> dict:
+def row_fields(message: Verdict | StatusChanged) -> dict[str, Any]:
     """The processscheduler columns this message sets (the rest are left as they are)."""
     if isinstance(message, Verdict):
         data = message.model_dump(mode="json", include={"reasons", "rpa_payload", "po_snapshot", "audit"})
@@ -41,7 +43,7 @@ def row_fields(message: Verdict | StatusChanged) -> dict:
     return fields
 
 
-def history_row(message: Verdict | StatusChanged) -> dict:
+def history_row(message: Verdict | StatusChanged) -> dict[str, Any]:
     if isinstance(message, Verdict):
         return {"event_id": verdict_event_id(message), "invoice_id": message.invoice_id,
                 "invoice_version": message.invoice_version, "status": message.status.value,

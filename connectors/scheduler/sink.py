@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Engine, bindparam, func, insert, or_, select, update
 
@@ -42,7 +43,7 @@ class SqlProcessScheduler:
             fresh = [(message, event) for event_id, (message, event) in events.items() if event_id not in seen]
             if not fresh:
                 return
-            rows: dict[tuple[str, int], dict] = {}
+            rows: dict[tuple[str, int], dict[str, Any]] = {}
             for message, _ in fresh:  # later messages of the batch win, as they would one by one
                 rows.setdefault(key(message), {}).update(row_fields(message))
             existing = self._existing_keys(conn, list(rows))
@@ -52,7 +53,7 @@ class SqlProcessScheduler:
                 columns = set().union(*(row.keys() for row in inserts))
                 conn.execute(insert(processscheduler), [{c: row.get(c) for c in columns} for row in inserts])
             t = processscheduler
-            updates: dict[frozenset, list[dict]] = {}  # one executemany per set of columns changed
+            updates: dict[frozenset[str], list[dict[str, Any]]] = {}  # one executemany per set of columns changed
             for k, fields in rows.items():
                 if k in existing:
                     updates.setdefault(frozenset(fields), []).append({"_id": k[0], "_version": k[1], **fields})
@@ -105,7 +106,7 @@ class SqlProcessScheduler:
         return list(found.values())
 
     # -- reads for the demo, the API and the tests ---------------------------------------------
-    def rows(self, po_number: str | None = None, status: str | None = None) -> list[dict]:
+    def rows(self, po_number: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
         t = processscheduler
         query = select(t).order_by(t.c.invoice_id, t.c.invoice_version)
         if po_number:
@@ -115,7 +116,7 @@ class SqlProcessScheduler:
         with self.engine.connect() as conn:
             return [dict(row) for row in conn.execute(query).mappings()]
 
-    def history(self, invoice_id: str) -> list[dict]:
+    def history(self, invoice_id: str) -> list[dict[str, Any]]:
         query = select(history).where(history.c.invoice_id == invoice_id).order_by(history.c.id)
         with self.engine.connect() as conn:
             return [dict(row) for row in conn.execute(query).mappings()]
