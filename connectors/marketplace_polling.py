@@ -123,7 +123,7 @@ class PollingMarketplaceSource:
         os.replace(temporary, self.state_file)
 
     def _rows(self, watermark: Watermark | None, polled: Polled) -> list[Any]:
-        rows = []
+        rows: list[Any] = []
         with mapped_errors("marketplace"), self.engine.connect() as conn:
             for where, limited in self._pages(watermark):
                 query = select(*_COLUMNS, *_JSON_AS_TEXT).where(where).order_by(table.c.updated_at,

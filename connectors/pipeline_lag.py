@@ -7,9 +7,12 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from connectors.kafka_logs import client_config
+
+if TYPE_CHECKING:
+    from confluent_kafka import TopicPartition as KafkaTopicPartition
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,8 @@ class KafkaPipelineLag:
         committed = [tp for tp in group.result().topic_partitions if tp.offset >= 0]
         if not committed:
             return []
-        ends = admin.list_offsets({_tp(tp): OffsetSpec.latest() for tp in committed}, request_timeout=self.timeout)
+        latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]  # unannotated in confluent-kafka (one shared spec)
+        ends = admin.list_offsets({_tp(tp): latest for tp in committed}, request_timeout=self.timeout)
         end_of = {(tp.topic, tp.partition): future.result().offset for tp, future in ends.items()}
         lagging = [tp for tp in committed if end_of[(tp.topic, tp.partition)] > tp.offset]
         oldest = self._timestamps(lagging)
@@ -77,7 +81,7 @@ class KafkaPipelineLag:
                           oldest.get((tp.topic, tp.partition))) for tp in committed),
             key=lambda lag: (lag.topic, lag.partition))
 
-    def _timestamps(self, partitions: list) -> dict[tuple[str, int], datetime]:
+    def _timestamps(self, partitions: list[KafkaTopicPartition]) -> dict[tuple[str, int], datetime]:
         if not partitions:
             return {}
         from confluent_kafka import Consumer
@@ -91,7 +95,10 @@ class KafkaPipelineLag:
             consumer.assign([_tp(tp, tp.offset) for tp in partitions])
             while len(found) < len(partitions) and time.monotonic() < deadline:
                 for message in consumer.consume(500, timeout=0.2):
-                    key = (message.topic(), message.partition())
+                    topic, partition = message.topic(), message.partition()
+                    if topic is None or partition is None:  # an error event: no message of a partition
+                        continue
+                    key = (topic, partition)
                     if message.error() is None and key not in found:
                         found[key] = datetime.fromtimestamp(message.timestamp()[1] / 1000, UTC)
         finally:
@@ -99,7 +106,7 @@ class KafkaPipelineLag:
         return found
 
 
-def _tp(tp, offset: int | None = None):
+def _tp(tp: KafkaTopicPartition, offset: int | None = None) -> KafkaTopicPartition:
     from confluent_kafka import TopicPartition
 
     return TopicPartition(tp.topic, tp.partition) if offset is None else TopicPartition(tp.topic, tp.partition, offset)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 from sqlalchemy import Engine, Select, or_, select
@@ -16,6 +16,8 @@ from rules.duplicates import Lookup, matches_lookup
 from rules.errors import DataError
 from rules.models import POStatus, PurchaseOrder
 
+T = TypeVar("T")
+
 CHUNK = 1000  # SQL Server allows 2100 parameters per statement
 
 
@@ -23,7 +25,7 @@ class SamproDataError(DataError):
     """A Sampro row the pipeline cannot turn into a PO snapshot; names the PO, column and value."""
 
 
-def _chunks(items: list, size: int = CHUNK):
+def _chunks(items: list[T], size: int = CHUNK) -> Iterator[list[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
@@ -49,7 +51,7 @@ class SqlPurchaseOrderReader:
         self.engine = engine
         self.tables = sampro_tables(names)
 
-    def purchase_order_queries(self, po_numbers: Collection[str]) -> Iterator[Select]:
+    def purchase_order_queries(self, po_numbers: Collection[str]) -> Iterator[Select[Any]]:
         """The statements `fetch` runs: one per chunk of PO numbers, headers outer-joined to their lines."""
         header, line = self.tables.po_header, self.tables.po_line
         for chunk in _chunks(sorted(set(po_numbers))):
@@ -61,11 +63,11 @@ class SqlPurchaseOrderReader:
                 .order_by(header.c.po_number, line.c.line_no)
             )
 
-    def entered_invoice_queries(self, lookups: Collection[Lookup]) -> Iterator[Select]:
+    def entered_invoice_queries(self, lookups: Collection[Lookup]) -> Iterator[Select[Any]]:
         """The statements `entered_invoices` runs: one per chunk of lookups."""
         return (query for _, query in self._entered_invoice_queries(lookups))
 
-    def _entered_invoice_queries(self, lookups: Collection[Lookup]) -> Iterator[tuple[list[Lookup], Select]]:
+    def _entered_invoice_queries(self, lookups: Collection[Lookup]) -> Iterator[tuple[list[Lookup], Select[Any]]]:
         """Sampro's columns hold the values as keyed in, so the lookup asks for each as sent, trimmed,
         upper and lower case (SQL Server's usual collation ignores case anyway), and for the totals;
         the duplicate checks then compare exactly. A loose number (`INV42` for `INV-0042`) is found
@@ -86,7 +88,7 @@ class SqlPurchaseOrderReader:
     def fetch(self, po_numbers: Collection[str]) -> dict[str, PurchaseOrder]:
         if not po_numbers:
             return {}
-        rows = []
+        rows: list[Any] = []
         with mapped_errors("sampro"), self.engine.connect() as conn:
             for query in self.purchase_order_queries(po_numbers):
                 rows.extend(conn.execute(query).mappings())

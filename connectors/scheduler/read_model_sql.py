@@ -92,7 +92,7 @@ class SqlInvoiceReadModel:
                                              h.c.invoice_version == p.c.invoice_version, h.c.status == p.c.status)))
                  .where(p.c.status.in_([status.value for status in WAITING])).group_by(p.c.id).subquery())
         with self.engine.connect() as conn:
-            by_status = dict(conn.execute(select(p.c.status, func.count()).group_by(p.c.status)).all())
+            by_status: dict[str, int] = dict(conn.execute(select(p.c.status, func.count()).group_by(p.c.status)).all())
             reason_counts = conn.execute(reasons).one()
             oldest = conn.execute(select(func.min(since.c.since))).scalar_one()
             per_minute = [(row[0], bool(row[1]), [int(n or 0) for n in row[2:]]) for row in conn.execute(minutes)]

@@ -31,7 +31,7 @@ class SqlProcessScheduler:
     def record(self, decisions: Sequence[Verdict | StatusChanged]) -> None:
         """A message whose history event is already recorded changes nothing, so a replayed
         verdict cannot pull a row back from `entered` to `ready_to_process`."""
-        events = {}
+        events: dict[str, tuple[Verdict | StatusChanged, dict[str, Any]]] = {}
         for message in decisions:
             if message.invoice_id and message.invoice_version is not None:
                 events.setdefault(history_row(message)["event_id"], (message, history_row(message)))
@@ -66,7 +66,7 @@ class SqlProcessScheduler:
 
     @staticmethod
     def _existing_keys(conn, keys: list[tuple[str, int]]) -> set[tuple[str, int]]:
-        found = set()
+        found: set[tuple[str, int]] = set()
         t = processscheduler
         for start in range(0, len(keys), CHUNK):
             chunk = keys[start : start + CHUNK]
