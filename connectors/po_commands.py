@@ -8,12 +8,15 @@ go to the completions topic, AP commands to the commands topic, both keyed by `p
 from __future__ import annotations
 
 import threading
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from connectors.kafka_logs import client_config
 from rules.lifecycle import DispatchApproved, ReleaseRequested
 from rules.models import RpaCompletion
 from schemas.codec import Codec
+
+if TYPE_CHECKING:
+    from confluent_kafka import KafkaError, Message, Producer
 
 PurchaseOrderCommand = RpaCompletion | ReleaseRequested | DispatchApproved
 
@@ -64,11 +67,11 @@ class KafkaPurchaseOrderCommands:
         self.config = client_config(bootstrap_servers, "commands", **{
             "partitioner": "murmur2_random", "enable.idempotence": True, "acks": "all",
             "message.timeout.ms": int(timeout * 1000)})
-        self._producer = None
+        self._producer: Producer | None = None
         self._lock = threading.Lock()
 
     @property
-    def producer(self):
+    def producer(self) -> Producer:
         """Made on first use, so an API that only reads never holds a connection to Kafka."""
         with self._lock:
             if self._producer is None:
@@ -80,7 +83,7 @@ class KafkaPurchaseOrderCommands:
     def publish(self, command: PurchaseOrderCommand) -> None:
         failures: list[str] = []
 
-        def delivered(error, _message) -> None:
+        def delivered(error: KafkaError | None, _message: Message) -> None:
             if error is not None:
                 failures.append(str(error))
 

@@ -21,7 +21,7 @@ import socket
 from datetime import UTC, datetime
 from email.message import EmailMessage
 
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import ColumnElement, Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from connectors.rpa_mail.message import build_message
@@ -42,7 +42,7 @@ class SqlSentLog:
     def __init__(self, engine: Engine):
         self.engine = engine
 
-    def _row(self, invoice_id: str, version: int):
+    def _row(self, invoice_id: str, version: int) -> ColumnElement[bool]:
         t = rpa_sent_log
         return (t.c.invoice_id == invoice_id) & (t.c.invoice_version == version)
 

@@ -10,7 +10,7 @@ from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, insert, or_, select, update
 
 from connectors.scheduler.rows import history_row, key, row_fields
 from connectors.scheduler.tables import history, processscheduler
@@ -65,7 +65,7 @@ class SqlProcessScheduler:
             conn.execute(insert(history), [event for _, event in fresh])
 
     @staticmethod
-    def _existing_keys(conn, keys: list[tuple[str, int]]) -> set[tuple[str, int]]:
+    def _existing_keys(conn: Connection, keys: list[tuple[str, int]]) -> set[tuple[str, int]]:
         found: set[tuple[str, int]] = set()
         t = processscheduler
         for start in range(0, len(keys), CHUNK):
@@ -76,8 +76,8 @@ class SqlProcessScheduler:
         return found & set(keys)
 
     @staticmethod
-    def _existing_events(conn, event_ids: list[str]) -> set[str]:
-        found = set()
+    def _existing_events(conn: Connection, event_ids: list[str]) -> set[str]:
+        found: set[str] = set()
         for start in range(0, len(event_ids), CHUNK):
             query = select(history.c.event_id).where(history.c.event_id.in_(event_ids[start : start + CHUNK]))
             found.update(conn.execute(query).scalars())

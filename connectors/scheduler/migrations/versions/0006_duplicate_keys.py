@@ -52,14 +52,14 @@ def _backfill() -> None:
             total_amount=_decimal(document.get("total_amount")), invoice_date=_date(document.get("invoice_date"))))
 
 
-def _decimal(value):
+def _decimal(value: object) -> Decimal | None:
     try:
         return Decimal(str(value)) if value is not None else None
     except InvalidOperation:
         return None
 
 
-def _date(value):
+def _date(value: object) -> date | None:
     try:
         return date.fromisoformat(value) if isinstance(value, str) else None
     except ValueError:
