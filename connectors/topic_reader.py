@@ -109,6 +109,8 @@ class KafkaTopicReader:
                             raise kafka_down(self.bootstrap_servers, f"reading {topic}[{partition}]", error)
                         raise RuntimeError(f"reading {topic}[{partition}]: {error.str()}")
                     offset = message.offset()
+                    if offset is None:  # librdkafka sets it on every message that is not an error
+                        raise RuntimeError(f"reading {topic}[{partition}]: a message without an offset")
                     if offset >= pending[partition]:
                         pending.pop(partition)
                         continue

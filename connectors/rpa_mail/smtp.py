@@ -107,8 +107,9 @@ class SmtpRpaMailer:
             return self._deliver(request, message)
         except smtplib.SMTPResponseException as error:
             if error.smtp_code >= 500:
-                raise DataError(f"the RPA mailbox refused the email: {error.smtp_code} "
-                                f"{error.smtp_error.decode(errors='replace')[:300]}") from None
+                said = error.smtp_error
+                text = said if isinstance(said, str) else said.decode(errors="replace")
+                raise DataError(f"the RPA mailbox refused the email: {error.smtp_code} {text[:300]}") from None
             raise _unavailable(error) from None
         except (OSError, smtplib.SMTPException) as error:
             raise _unavailable(error) from None
@@ -127,6 +128,7 @@ class SmtpRpaMailer:
             smtp.putcmd("data")
             _expect(smtp.getreply(), 354)
             smtp.send(_dot_stuffed(message))
+            assert smtp.sock is not None, "send() succeeded, so the connection is open"
             smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # the lone dot must not wait for an ACK
             if not self.sent_log.claim(*invoice, message["Message-ID"]):
                 return False  # another sender got there first: closing drops this unfinished copy

@@ -14,6 +14,9 @@ def verdict_event_id(verdict: Verdict) -> str:
 
 
 def key(message: Verdict | StatusChanged) -> tuple[str, int]:
+    """For messages of one invoice version (the sinks skip the others)."""
+    if message.invoice_id is None or message.invoice_version is None:
+        raise ValueError(f"{type(message).__name__} of no invoice version has no processscheduler row")
     return message.invoice_id, message.invoice_version
 
 
@@ -35,7 +38,7 @@ def row_fields(message: Verdict | StatusChanged) -> dict[str, Any]:
             "total_amount": found.total_amount if found else None,
             "invoice_date": invoice_date(document) if found else None,
         }
-    fields = {"po_number": message.po_number, "status": message.status.value}
+    fields: dict[str, Any] = {"po_number": message.po_number, "status": message.status.value}
     if message.sampro_invoice_id:
         fields["sampro_invoice_id"] = message.sampro_invoice_id
     if message.rpa_payload is not None:  # what went to the bot, also after an AP release

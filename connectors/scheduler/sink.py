@@ -57,10 +57,10 @@ class SqlProcessScheduler:
             for k, fields in rows.items():
                 if k in existing:
                     updates.setdefault(frozenset(fields), []).append({"_id": k[0], "_version": k[1], **fields})
-            for columns, params in updates.items():
+            for changed, params in updates.items():
                 statement = (update(t)
                              .where(t.c.invoice_id == bindparam("_id"), t.c.invoice_version == bindparam("_version"))
-                             .values(updated_at=now, **{c: bindparam(c) for c in columns}))
+                             .values(updated_at=now, **{c: bindparam(c) for c in changed}))
                 conn.execute(statement, params)
             conn.execute(insert(history), [event for _, event in fresh])
 
