@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, overload
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -122,6 +122,12 @@ class InvoiceReadModel(Protocol):
         """Raises when the database cannot be reached."""
 
 
+@overload
+def as_utc(moment: datetime) -> datetime: ...
+@overload
+def as_utc(moment: None) -> None: ...
+@overload
+def as_utc(moment: datetime | None) -> datetime | None: ...
 def as_utc(moment: datetime | None) -> datetime | None:
     """SQLite hands timestamps back without a zone; everything written here is UTC."""
     if moment is None:
@@ -141,7 +147,10 @@ def reason_codes(reasons: Sequence[Mapping[str, Any]] | None) -> list[str]:
     return list(dict.fromkeys(reason["code"] for reason in reasons or ()))
 
 
-def summary(row: Mapping[str, Any]) -> InvoiceSummary:
+Row = Mapping[Any, Any]  # a row as a mapping: a dict, or SQLAlchemy's RowMapping (keyed by name or column)
+
+
+def summary(row: Row) -> InvoiceSummary:
     return InvoiceSummary(
         invoice_id=row["invoice_id"], invoice_version=row["invoice_version"], po_number=row.get("po_number"),
         vendor_id=row.get("vendor_id"), invoice_number=row.get("invoice_number"), status=row["status"],
@@ -149,7 +158,7 @@ def summary(row: Mapping[str, Any]) -> InvoiceSummary:
         decided_at=as_utc(row.get("decided_at")), sampro_invoice_id=row.get("sampro_invoice_id"))
 
 
-def detail(row: Mapping[str, Any], history: Iterable[Mapping[str, Any]], versions: Iterable[int]) -> InvoiceDetail:
+def detail(row: Row, history: Iterable[Row], versions: Iterable[int]) -> InvoiceDetail:
     return InvoiceDetail(
         **summary(row).model_dump(), reasons=row.get("reasons") or [], rpa_payload=row.get("rpa_payload"),
         po_snapshot=row.get("po_snapshot"), invoice_document=row.get("invoice_document"),
@@ -179,7 +188,7 @@ def kpi(
         verdicts_per_minute=verdicts, verdicts_last_hour=verdicts_by_status, transitions_per_minute=transitions)
 
 
-def round_trips(events: Iterable[Mapping[str, Any]], since: datetime) -> list[float]:
+def round_trips(events: Iterable[Row], since: datetime) -> list[float]:
     """Pairs each outcome since `since` with the latest sent_to_rpa of the same version before it.
     `events` are history rows in the order they were recorded."""
     sent: dict[tuple[str, int], datetime] = {}

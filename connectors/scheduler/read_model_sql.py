@@ -8,8 +8,9 @@ dialect's JSON or date functions.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Engine, String, and_, case, cast, func, select
+from sqlalchemy import ColumnElement, Engine, String, and_, case, cast, func, select
 
 from connectors.scheduler import read_model as views
 from connectors.scheduler.read_model import (
@@ -30,12 +31,12 @@ CHANGES_PER_CALL = 500
 p, h = processscheduler, history
 
 
-def _reason_pattern(code: str):
+def _reason_pattern(code: str) -> ColumnElement[bool]:
     escaped = code.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return cast(p.c.reasons, String).like(f'%"code": "{escaped}"%', escape="\\")
 
 
-def _summary_columns():
+def _summary_columns() -> tuple[ColumnElement[Any], ...]:
     return (p.c.invoice_id, p.c.invoice_version, p.c.po_number, p.c.vendor_id, p.c.invoice_number, p.c.status,
             p.c.http_status, p.c.reasons, p.c.decided_at, p.c.sampro_invoice_id)
 
