@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, Text, and_, cast, or_, select, true
+from sqlalchemy import ColumnElement, Connection, Engine, Text, and_, cast, or_, select, true
 
 from connectors.marketplace_table import marketplace_invoices as table
 from connectors.marketplace_table import read_json_column, stream_key_problem
@@ -140,11 +140,11 @@ class PollingMarketplaceSource:
                     rows.extend(self._one_by_one(conn, where, limited, polled))
         return rows
 
-    def _one_by_one(self, conn, where, limited: bool, polled: Polled) -> list[Any]:
+    def _one_by_one(self, conn: Connection, where: ColumnElement[bool], limited: bool, polled: Polled) -> list[Any]:
         keys_query = (select(table.c.invoice_id, cast(table.c.updated_at, Text).label("updated_at")).where(where)
                       .order_by(table.c.updated_at, table.c.invoice_id))
         keys = conn.execute(keys_query.limit(self.batch_size) if limited else keys_query).all()
-        rows = []
+        rows: list[Any] = []
         for key in keys:
             single = select(*_COLUMNS, *_JSON_AS_TEXT).where(table.c.invoice_id == key.invoice_id)
             try:

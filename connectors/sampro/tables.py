@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import Column, Date, DateTime, Integer, MetaData, Numeric, String, Table
@@ -39,7 +40,8 @@ class SamproNames(BaseModel):
 
     def column(self, table: str, key: str) -> str:
         """The name `table`'s canonical column `key` has in this Sampro."""
-        return getattr(self, f"{table}_columns").get(key, self.columns.get(key, key))
+        renamed: dict[str, str] = getattr(self, f"{table}_columns")
+        return renamed.get(key, self.columns.get(key, key))
 
     @model_validator(mode="after")
     def _renames_name_canonical_columns(self) -> SamproNames:
@@ -69,7 +71,7 @@ class SamproTables:
 
 
 def _table(table: str, metadata: MetaData, names: SamproNames) -> Table:
-    def col(key: str, *args, **kwargs) -> Column:
+    def col(key: str, *args: Any, **kwargs: Any) -> Column[Any]:
         return Column(names.column(table, key), *args, key=key, **kwargs)
 
     if table == "po_header":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from rules.duplicates import invoice_date, lookup_for
@@ -36,7 +37,7 @@ def row_fields(message: Verdict | StatusChanged) -> dict[str, Any]:
             "vendor_key": found.vendor_key if found else None, "number_key": found.number_key if found else None,
             "loose_number_key": found.loose_key if found else None,
             "total_amount": found.total_amount if found else None,
-            "invoice_date": invoice_date(document) if found else None,
+            "invoice_date": invoice_date(document) if found and isinstance(document, Mapping) else None,
         }
     fields: dict[str, Any] = {"po_number": message.po_number, "status": message.status.value}
     if message.sampro_invoice_id:
