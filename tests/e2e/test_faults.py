@@ -67,10 +67,13 @@ def run_through(pipeline, unique_name, outage: Callable[[], AbstractContextManag
     feeding = offer(pipeline, stream, RATE)
     pipeline.wait_for(lambda: len(pipeline.statuses()) >= 20, what="the first invoices")
     with outage():
-        time.sleep(5)
+        cut = time.monotonic()
+        # The worker says what it waits for once it has tried it (a mailbox is tried at the next email).
+        pipeline.wait_for(lambda: set(dependencies) & set(pipeline.readiness()[1]["down"]), timeout=OUTAGE,
+                          what=f"/readyz naming one of {dependencies} as down")
         status, body = pipeline.readiness()
-        assert status == 503 and set(dependencies) & set(body["down"]), body  # the worker says what it waits for
-        time.sleep(OUTAGE - 5)
+        assert status == 503 and set(dependencies) & set(body["down"]), body
+        time.sleep(max(0.0, OUTAGE - (time.monotonic() - cut)))
         before = history_events(pipeline)
     back = time.monotonic()
     pipeline.wait_for(lambda: history_events(pipeline) > before, timeout=120, what="the first progress after it")
