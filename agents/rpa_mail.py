@@ -18,8 +18,7 @@ def register(pipeline: Pipeline) -> None:
     topics, codec, mailer = pipeline.topics, pipeline.codec, pipeline.mailer
 
     def send(batch: Batch) -> None:
-        for request in batch.messages:
-            mailer.send(request)
+        mailer.send(batch.messages)
 
     def failed_hand_off(record, request, reason):
         if not isinstance(request, RpaRequest):
@@ -31,6 +30,6 @@ def register(pipeline: Pipeline) -> None:
                                    occurred_at=datetime.now(UTC))
         return [(topics.completions, request.po_number, completion)]
 
-    pipeline.runtime.add_flow(Flow("send-to-rpa-mailbox", (topics.rpa_requests,),
+    pipeline.mail_runtime.add_flow(Flow("send-to-rpa-mailbox", (topics.rpa_requests,),
                                    decode=lambda record: codec.decode(record.value), handle=send,
                                    kinds=(RpaRequest,), stage="mail", on_dead_letter=failed_hand_off))

@@ -44,8 +44,8 @@ class ProcessScheduler(Protocol):
 class RpaMailer(Protocol):
     """Delivers RPA requests to the bot's mailbox, at most once per invoice version."""
 
-    def send(self, request: RpaRequest) -> bool:
-        """Sends unless already sent; returns False when the sent log says it went out before."""
+    def send(self, requests: Sequence[RpaRequest]) -> list[RpaRequest]:
+        """Sends, in order, each request the sent log does not know; returns those sent now."""
 
 
 class RpaSentLog(Protocol):

@@ -16,6 +16,11 @@ class Mailbox:
         self.messages: list[EmailMessage] = []
         self.refusals = 0  # the next n messages are refused at the end of data, as a full mailbox would
 
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: N802
+        """Offers PIPELINING (RFC 2920), as Postfix and Exchange do; aiosmtpd reads commands in order."""
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's hook name)
         if self.refusals:
             self.refusals -= 1
@@ -26,9 +31,9 @@ class Mailbox:
 
 
 class SmtpServer:
-    def __init__(self) -> None:
+    def __init__(self, port: int | None = None) -> None:
         self.mailbox = Mailbox()
-        self.port = free_port()
+        self.port = port or free_port()
         self._controller = Controller(self.mailbox, hostname="127.0.0.1", port=self.port)
 
     def __enter__(self) -> SmtpServer:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from rules.lifecycle import RpaRequest
 
 
@@ -10,10 +12,12 @@ class InMemoryRpaMailer:
         self.sent: list[RpaRequest] = []
         self._log: set[tuple[str, int]] = set()
 
-    def send(self, request: RpaRequest) -> bool:
-        key = (request.invoice_id, request.invoice_version)
-        if key in self._log:
-            return False
-        self.sent.append(request)
-        self._log.add(key)
-        return True
+    def send(self, requests: Sequence[RpaRequest]) -> list[RpaRequest]:
+        sent = []
+        for request in requests:
+            key = (request.invoice_id, request.invoice_version)
+            if key not in self._log:
+                self._log.add(key)
+                sent.append(request)
+        self.sent.extend(sent)
+        return sent

@@ -1,11 +1,20 @@
-"""The email the RPA bot reads: the JSON payload in the body and as an attachment."""
+"""The email the RPA bot reads: the JSON payload in the body and as an attachment.
+
+Written out directly as the bytes SMTP's DATA carries (CRLF line ends, both parts base64, so
+every line is short ASCII whatever the vendor wrote): the email package's message objects cost
+about 2 ms per email, more than everything else the pipeline does for an invoice. The test
+reads each message back with the email package.
+"""
 
 from __future__ import annotations
 
+import base64
 import json
-from email.message import EmailMessage
 
 from rules.lifecycle import RpaRequest
+
+# base64 has no "_", so the boundary cannot occur inside a part
+BOUNDARY = "=_invoice-automation_="
 
 
 def _header_safe(text: str) -> str:
@@ -19,16 +28,39 @@ def message_id(invoice_id: str, version: int) -> str:
     return f"<invoice-{_header_safe(invoice_id)}-v{version}@invoice-automation>"
 
 
-def build_message(request: RpaRequest, mail_from: str, mail_to: str) -> EmailMessage:
+def _address(value: str, field: str) -> str:
+    if not value.isascii() or any(ch in value for ch in "\r\n"):
+        raise ValueError(f"{field} {value!r} is not a one-line ASCII address")
+    return value
+
+
+def build_message(request: RpaRequest, mail_from: str, mail_to: str) -> bytes:
+    """The whole message, CRLF line ends, not yet dot-stuffed."""
     payload = request.payload
-    document = json.dumps(payload.model_dump(mode="json"), indent=2)
-    message = EmailMessage()
-    message["Subject"] = (f"Enter invoice {_header_safe(payload.invoice_number)} from vendor "
-                          f"{_header_safe(payload.vendor_id)} on PO {_header_safe(payload.po_number)}")
-    message["From"] = mail_from
-    message["To"] = mail_to
-    message["Message-ID"] = message_id(request.invoice_id, request.invoice_version)
-    message.set_content(document)
-    message.add_attachment(document.encode(), maintype="application", subtype="json",
-                           filename=f"invoice-{_header_safe(request.invoice_id)}-v{request.invoice_version}.json")
-    return message
+    raw = json.dumps(payload.model_dump(mode="json"), indent=2).encode()
+    document = base64.encodebytes(raw).decode().rstrip("\n").replace("\n", "\r\n")
+    name = f"invoice-{_header_safe(request.invoice_id)}-v{request.invoice_version}.json"
+    lines = [
+        f"Subject: Enter invoice {_header_safe(payload.invoice_number)} from vendor "
+        f"{_header_safe(payload.vendor_id)} on PO {_header_safe(payload.po_number)}",
+        f"From: {_address(mail_from, 'RPA_MAIL_FROM')}",
+        f"To: {_address(mail_to, 'RPA_MAIL_TO')}",
+        f"Message-ID: {message_id(request.invoice_id, request.invoice_version)}",
+        "MIME-Version: 1.0",
+        f'Content-Type: multipart/mixed; boundary="{BOUNDARY}"',
+        "",
+        f"--{BOUNDARY}",
+        'Content-Type: text/plain; charset="utf-8"',
+        "Content-Transfer-Encoding: base64",
+        "",
+        document,
+        f"--{BOUNDARY}",
+        "Content-Type: application/json",
+        "Content-Transfer-Encoding: base64",
+        f'Content-Disposition: attachment; filename="{name}"',
+        "",
+        document,
+        f"--{BOUNDARY}--",
+        "",
+    ]
+    return "\r\n".join(lines).encode("ascii")

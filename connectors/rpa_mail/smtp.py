@@ -8,6 +8,10 @@ the entry and sends nothing. Only a crash in the microseconds between the commit
 dot loses the email, and that entry stays without a server reply: `in_doubt()` lists it. For
 AP a missing email (the invoice waits at `sent_to_rpa`, visibly) is far cheaper than one the
 bot would enter twice. The deterministic Message-ID lets a mailbox drop any copy anyway.
+
+A batch of requests goes out over one SMTP connection, kept open between batches, and one
+database connection: one query finds what was sent before, and each email costs one commit,
+which claims it and records the server's reply to the one before it.
 """
 
 from __future__ import annotations
@@ -18,13 +22,13 @@ import logging
 import re
 import smtplib
 import socket
+from collections.abc import Collection, Iterator, Sequence
 from datetime import UTC, datetime
-from email.message import EmailMessage
 
-from sqlalchemy import ColumnElement, Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from connectors.rpa_mail.message import build_message
+from connectors.rpa_mail.message import build_message, message_id
 from connectors.scheduler.tables import rpa_sent_log
 from connectors.sql import mapped_errors
 from rules.errors import DataError, Unavailable
@@ -32,47 +36,92 @@ from rules.lifecycle import RpaRequest
 
 _LINE_STARTING_WITH_DOT = re.compile(rb"(?m)^\.")
 log = logging.getLogger(__name__)
+InvoiceVersion = tuple[str, int]
 
 
 def _unavailable(error: BaseException) -> Unavailable:
     return Unavailable("smtp", f"{type(error).__name__}: {error}"[:300])
 
 
+class SentLogSession:
+    """The sent log over one connection for one batch of emails."""
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+        self._replies: list[dict[str, object]] = []  # confirmed by the server, written with the next commit
+
+    def claim(self, invoice: InvoiceVersion, mid: str) -> bool:
+        """Commits 'this email goes out now'; False when an earlier attempt already did."""
+        with mapped_errors("processscheduler"):
+            try:
+                with self.conn.begin():
+                    self._write_replies()
+                    self.conn.execute(insert(rpa_sent_log).values(
+                        invoice_id=invoice[0], invoice_version=invoice[1], message_id=mid, sent_at=datetime.now(UTC)))
+            except IntegrityError:
+                self.flush()
+                return False
+        self._replies.clear()
+        return True
+
+    def confirm(self, invoice: InvoiceVersion, server_reply: str) -> None:
+        self._replies.append({"id": invoice[0], "version": invoice[1], "reply": server_reply[:500]})
+
+    def forget(self, invoice: InvoiceVersion) -> None:
+        """The server refused or never got the end of the message: the email may be sent again."""
+        t = rpa_sent_log
+        with mapped_errors("processscheduler"), self.conn.begin():
+            self._write_replies()
+            self.conn.execute(delete(t).where((t.c.invoice_id == invoice[0]) & (t.c.invoice_version == invoice[1])))
+        self._replies.clear()
+
+    def flush(self) -> None:
+        if self._replies:
+            with mapped_errors("processscheduler"), self.conn.begin():
+                self._write_replies()
+            self._replies.clear()
+
+    def _write_replies(self) -> None:
+        if self._replies:
+            t = rpa_sent_log
+            self.conn.execute(update(t).where((t.c.invoice_id == bindparam("id"))
+                                              & (t.c.invoice_version == bindparam("version")))
+                              .values(server_reply=bindparam("reply")), self._replies)
+
+
 class SqlSentLog:
     def __init__(self, engine: Engine):
         self.engine = engine
 
-    def _row(self, invoice_id: str, version: int) -> ColumnElement[bool]:
+    def sent_before(self, invoices: Collection[InvoiceVersion]) -> set[InvoiceVersion]:
+        """Which of these were claimed already, in one query."""
+        if not invoices:
+            return set()
         t = rpa_sent_log
-        return (t.c.invoice_id == invoice_id) & (t.c.invoice_version == version)
+        with mapped_errors("processscheduler"), self.engine.connect() as conn:
+            # by invoice id alone: SQL Server has no row-value IN
+            rows = conn.execute(select(t.c.invoice_id, t.c.invoice_version)
+                                .where(t.c.invoice_id.in_({invoice_id for invoice_id, _ in invoices})))
+            return {(row.invoice_id, row.invoice_version) for row in rows} & set(invoices)
 
     def was_sent(self, invoice_id: str, version: int) -> bool:
-        with mapped_errors("processscheduler"), self.engine.connect() as conn:
-            sent = select(rpa_sent_log.c.message_id).where(self._row(invoice_id, version))
-            return conn.execute(sent).first() is not None
+        return bool(self.sent_before([(invoice_id, version)]))
 
-    def claim(self, invoice_id: str, version: int, mid: str) -> bool:
-        """Commits 'this email goes out now'; False when an earlier attempt already did."""
+    @contextlib.contextmanager
+    def session(self) -> Iterator[SentLogSession]:
+        """One connection for a batch; the replies confirmed last are written when it ends, even
+        when the batch ends in an error."""
         with mapped_errors("processscheduler"):
+            conn = self.engine.connect()
+        with conn:
+            session = SentLogSession(conn)
             try:
-                with self.engine.begin() as conn:
-                    conn.execute(insert(rpa_sent_log).values(invoice_id=invoice_id, invoice_version=version,
-                                                             message_id=mid, sent_at=datetime.now(UTC)))
-                return True
-            except IntegrityError:
-                return False
+                yield session
+            finally:
+                with contextlib.suppress(Exception):  # the error under way says more
+                    session.flush()
 
-    def confirm(self, invoice_id: str, version: int, server_reply: str) -> None:
-        with mapped_errors("processscheduler"), self.engine.begin() as conn:
-            conn.execute(update(rpa_sent_log).where(self._row(invoice_id, version))
-                         .values(server_reply=server_reply[:500]))
-
-    def forget(self, invoice_id: str, version: int) -> None:
-        """The server refused or never got the end of the message: the email may be sent again."""
-        with mapped_errors("processscheduler"), self.engine.begin() as conn:
-            conn.execute(delete(rpa_sent_log).where(self._row(invoice_id, version)))
-
-    def in_doubt(self) -> list[tuple[str, int]]:
+    def in_doubt(self) -> list[InvoiceVersion]:
         """Hand-offs cut off between the log and the server's answer: check the RPA mailbox."""
         t = rpa_sent_log
         with mapped_errors("processscheduler"), self.engine.connect() as conn:
@@ -81,8 +130,8 @@ class SqlSentLog:
 
 
 class SmtpRpaMailer:
-    """Each send is one SMTP session. A server that cannot be reached, or answers 4xx, is
-    `Unavailable` (the runtime waits and tries again); a 5xx refusal of this message is a
+    """One SMTP connection, kept between batches. A server that cannot be reached, or answers 4xx,
+    is `Unavailable` (the runtime waits and tries again); a 5xx refusal of a message is a
     `DataError`: it will never be accepted as it is, so the hand-off fails visibly instead."""
 
     def __init__(
@@ -94,63 +143,108 @@ class SmtpRpaMailer:
         self.mail_from, self.mail_to = mail_from, mail_to
         self.sent_log = sent_log
         self.timeout = timeout
+        self._smtp: smtplib.SMTP | None = None
+        self._idle = False  # kept from an earlier batch: asked whether it is still open before use
 
-    def send(self, request: RpaRequest) -> bool:
+    def send(self, requests: Sequence[RpaRequest]) -> list[RpaRequest]:
+        """Sends each request not sent before, in order; returns the ones sent now."""
+        messages = []
+        for request in requests:
+            try:
+                messages.append((request, build_message(request, self.mail_from, self.mail_to)))
+            except (ValueError, TypeError) as error:  # a header the email library refuses
+                raise DataError(f"the RPA email cannot be built: {error}") from None
+        before = self.sent_log.sent_before({(r.invoice_id, r.invoice_version) for r in requests})
+        due = [(r, m) for r, m in messages if (r.invoice_id, r.invoice_version) not in before]
+        if not due:
+            return []
+        sent = []
         try:
-            message = build_message(request, self.mail_from, self.mail_to)
-        except (ValueError, TypeError) as error:  # a header the email library refuses
-            raise DataError(f"the RPA email cannot be built: {error}") from None
-        if self.sent_log.was_sent(request.invoice_id, request.invoice_version):
-            log.debug("RPA email for %s v%s already sent", request.invoice_id, request.invoice_version)
-            return False
-        try:
-            return self._deliver(request, message)
+            with self.sent_log.session() as sent_log:
+                for request, message in due:
+                    if self._deliver(self._connection(), sent_log, request, message):
+                        sent.append(request)
+            self._idle = True
+            return sent
         except smtplib.SMTPResponseException as error:
+            self._drop()
             if error.smtp_code >= 500:
                 said = error.smtp_error
                 text = said if isinstance(said, str) else said.decode(errors="replace")
                 raise DataError(f"the RPA mailbox refused the email: {error.smtp_code} {text[:300]}") from None
             raise _unavailable(error) from None
         except (OSError, smtplib.SMTPException) as error:
+            self._drop()
             raise _unavailable(error) from None
+        except BaseException:
+            self._drop()  # mid-DATA perhaps: the server must drop the unfinished message
+            raise
 
-    def _deliver(self, request: RpaRequest, message: EmailMessage) -> bool:
-        invoice = (request.invoice_id, request.invoice_version)
+    def _connection(self) -> smtplib.SMTP:
+        if self._smtp is not None:
+            if not self._idle:
+                return self._smtp
+            try:
+                _expect(self._smtp.noop(), 250)
+                self._idle = False
+                return self._smtp
+            except (OSError, smtplib.SMTPException):  # the server closed it while idle
+                self._drop()
         smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        self._smtp, self._idle = smtp, False
+        smtp.ehlo_or_helo_if_needed()
+        if self.starttls:
+            smtp.starttls()
+            smtp.ehlo()
+        if self.username:
+            smtp.login(self.username, self.password or "")
+        assert smtp.sock is not None, "connected"
+        smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # the lone dot must not wait for an ACK
+        return smtp
+
+    def _drop(self) -> None:
+        """Closes without QUIT: mid-DATA the server would read it as part of the message."""
+        if self._smtp is not None:
+            self._smtp.close()
+            self._smtp = None
+
+    def _deliver(self, smtp: smtplib.SMTP, sent_log: SentLogSession, request: RpaRequest,
+                 message: bytes) -> bool:
+        invoice = (request.invoice_id, request.invoice_version)
+        envelope = [f"MAIL FROM:<{email.utils.parseaddr(self.mail_from)[1]}>",
+                    f"RCPT TO:<{email.utils.parseaddr(self.mail_to)[1]}>", "DATA"]
+        if smtp.does_esmtp and smtp.has_extn("pipelining"):  # one round trip instead of three
+            smtp.send("".join(f"{command}\r\n" for command in envelope))
+            replies = [smtp.getreply() for _ in envelope]
+        else:
+            replies = []
+            for command in envelope:
+                smtp.putcmd(command)
+                replies.append(smtp.getreply())
+                if replies[-1][0] >= 400:
+                    break
+        for (code, reply), expected in zip(replies, ((250,), (250, 251), (354,)), strict=False):
+            if code not in expected:
+                raise smtplib.SMTPResponseException(code, reply)
+        smtp.send(_dot_stuffed(message))
+        if not sent_log.claim(invoice, message_id(*invoice)):
+            self._drop()  # another sender got there first: closing drops this unfinished copy
+            return False
         try:
-            smtp.ehlo_or_helo_if_needed()
-            if self.starttls:
-                smtp.starttls()
-            if self.username:
-                smtp.login(self.username, self.password or "")
-            _expect(smtp.mail(email.utils.parseaddr(self.mail_from)[1]), 250)
-            _expect(smtp.rcpt(email.utils.parseaddr(self.mail_to)[1]), 250, 251)
-            smtp.putcmd("data")
-            _expect(smtp.getreply(), 354)
-            smtp.send(_dot_stuffed(message))
-            assert smtp.sock is not None, "send() succeeded, so the connection is open"
-            smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # the lone dot must not wait for an ACK
-            if not self.sent_log.claim(*invoice, message["Message-ID"]):
-                return False  # another sender got there first: closing drops this unfinished copy
-            try:
-                smtp.send(b".\r\n")
-            except OSError:
-                self.sent_log.forget(*invoice)  # the end of data never left: nothing was sent
-                raise
-            try:
-                code, reply = smtp.getreply()
-            except OSError:  # the answer is lost: the email is in doubt and stays logged
-                log.warning("RPA email for %s v%s is in doubt: no answer to its end of data (see in_doubt())", *invoice)
-                raise
-            if code != 250:
-                self.sent_log.forget(*invoice)
-                raise smtplib.SMTPDataError(code, reply)
-            self.sent_log.confirm(*invoice, f"{code} {reply.decode(errors='replace')}")
-            with contextlib.suppress(OSError, smtplib.SMTPException):
-                smtp.quit()
-            return True
-        finally:
-            smtp.close()  # no QUIT mid-DATA: the server would read it as part of the message
+            smtp.send(b".\r\n")
+        except OSError:
+            sent_log.forget(invoice)  # the end of data never left: nothing was sent
+            raise
+        try:
+            code, reply = smtp.getreply()
+        except OSError:  # the answer is lost: the email is in doubt and stays logged
+            log.warning("RPA email for %s v%s is in doubt: no answer to its end of data (see in_doubt())", *invoice)
+            raise
+        if code != 250:
+            sent_log.forget(invoice)
+            raise smtplib.SMTPDataError(code, reply)
+        sent_log.confirm(invoice, f"{code} {reply.decode(errors='replace')}")
+        return True
 
 
 def _expect(answer: tuple[int, bytes], *codes: int) -> None:
@@ -159,8 +253,7 @@ def _expect(answer: tuple[int, bytes], *codes: int) -> None:
         raise smtplib.SMTPResponseException(code, reply)
 
 
-def _dot_stuffed(message: EmailMessage) -> bytes:
+def _dot_stuffed(message: bytes) -> bytes:
     """The message as DATA carries it, without the final dot (RFC 5321 §4.5.2)."""
-    flat = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
-    flat = _LINE_STARTING_WITH_DOT.sub(b"..", flat)
+    flat = _LINE_STARTING_WITH_DOT.sub(b"..", message)
     return flat if flat.endswith(b"\r\n") else flat + b"\r\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -26,14 +27,21 @@ class RpaMailerContract:
         raise NotImplementedError
 
     def test_a_request_is_sent_once(self, mailer):
-        assert mailer.send(REQUEST) is True
-        assert mailer.send(REQUEST) is False
+        assert mailer.send([REQUEST]) == [REQUEST]
+        assert mailer.send([REQUEST]) == []
         assert self.delivered(mailer) == 1
 
     def test_another_version_is_another_message(self, mailer):
-        mailer.send(REQUEST)
-        assert mailer.send(REQUEST.model_copy(update={"invoice_version": 2})) is True
+        mailer.send([REQUEST])
+        second = REQUEST.model_copy(update={"invoice_version": 2})
+        assert mailer.send([second]) == [second]
         assert self.delivered(mailer) == 2
+
+    def test_a_batch_sends_what_was_not_sent_before_in_order(self, mailer):
+        mailer.send([REQUEST])
+        batch = [REQUEST.model_copy(update={"invoice_id": f"MP-{n}"}) for n in range(3)]
+        assert mailer.send([batch[0], REQUEST, batch[1], batch[2], batch[1]]) == batch
+        assert self.delivered(mailer) == 4
 
 
 class TestInMemoryMailer(RpaMailerContract):
@@ -66,7 +74,7 @@ class SmtpMailerContract(RpaMailerContract):
         return len(self.server.mailbox.messages)
 
     def test_the_message_carries_the_payload_in_body_and_attachment(self, mailer, server):
-        mailer.send(REQUEST)
+        mailer.send([REQUEST])
         (message,) = server.mailbox.messages
         assert message["Message-ID"] == "<invoice-MP-1001-v1@invoice-automation>"
         assert "INV-778" in message["Subject"] and "PO-5001" in message["Subject"]
@@ -81,10 +89,17 @@ class SmtpMailerContract(RpaMailerContract):
         log = SqlSentLog(engine)
         down = SmtpRpaMailer(host="127.0.0.1", port=free_port(), mail_from="a@t", mail_to="b@t", sent_log=log)
         with pytest.raises(Unavailable, match="smtp is unavailable: ConnectionRefusedError"):
-            down.send(REQUEST)
+            down.send([REQUEST])
         assert not log.was_sent("MP-1001", 1)
         up = SmtpRpaMailer(host="127.0.0.1", port=server.port, mail_from="a@t", mail_to="b@t", sent_log=log)
-        assert up.send(REQUEST) is True and len(server.mailbox.messages) == 1
+        assert up.send([REQUEST]) == [REQUEST] and len(server.mailbox.messages) == 1
+
+    def test_a_kept_connection_the_server_dropped_is_opened_again(self, mailer, server):
+        mailer.send([REQUEST])
+        server.outage()
+        server.recover()
+        second = REQUEST.model_copy(update={"invoice_version": 2})
+        assert mailer.send([second]) == [second] and len(server.mailbox.messages) == 2
 
 
     def test_a_message_refused_at_the_end_of_data_is_not_logged_and_is_sent_again(self, engine, server):
@@ -93,9 +108,9 @@ class SmtpMailerContract(RpaMailerContract):
         server.mailbox.refusals = 1
         mailer = SmtpRpaMailer(host="127.0.0.1", port=server.port, mail_from="a@t", mail_to="b@t", sent_log=log)
         with pytest.raises(Unavailable, match="452"):  # a full mailbox: the runtime tries again later
-            mailer.send(REQUEST)
+            mailer.send([REQUEST])
         assert not log.was_sent("MP-1001", 1)
-        assert mailer.send(REQUEST) is True
+        assert mailer.send([REQUEST]) == [REQUEST]
         assert len(server.mailbox.messages) == 1 and log.in_doubt() == []
 
     def test_a_crash_before_the_log_commits_sends_nothing_and_the_replay_sends_once(self, engine, server):
@@ -103,10 +118,10 @@ class SmtpMailerContract(RpaMailerContract):
         dying = SmtpRpaMailer(host="127.0.0.1", port=server.port, mail_from="a@t", mail_to="b@t",
                               sent_log=_CrashingSentLog(engine, after_commit=False))
         with pytest.raises(_Crash):
-            dying.send(REQUEST)
+            dying.send([REQUEST])
         restarted = SmtpRpaMailer(host="127.0.0.1", port=server.port, mail_from="a@t", mail_to="b@t",
                                   sent_log=SqlSentLog(engine))
-        assert restarted.send(REQUEST) is True
+        assert restarted.send([REQUEST]) == [REQUEST]
         assert len(server.mailbox.messages) == 1
 
     def test_a_crash_after_the_log_commits_never_sends_a_second_copy(self, engine, server):
@@ -114,10 +129,10 @@ class SmtpMailerContract(RpaMailerContract):
         dying = SmtpRpaMailer(host="127.0.0.1", port=server.port, mail_from="a@t", mail_to="b@t",
                               sent_log=_CrashingSentLog(engine, after_commit=True))
         with pytest.raises(_Crash):
-            dying.send(REQUEST)
+            dying.send([REQUEST])
         log = SqlSentLog(engine)
         restarted = SmtpRpaMailer(host="127.0.0.1", port=server.port, mail_from="a@t", mail_to="b@t", sent_log=log)
-        assert restarted.send(REQUEST) is False
+        assert restarted.send([REQUEST]) == []
         assert server.mailbox.messages == []  # the unfinished message was dropped by the server
         assert log.in_doubt() == [("MP-1001", 1)]
 
@@ -131,10 +146,18 @@ class _CrashingSentLog(SqlSentLog):
         super().__init__(engine)
         self.after_commit = after_commit
 
-    def claim(self, invoice_id, version, mid):
-        if self.after_commit:
-            super().claim(invoice_id, version, mid)
-        raise _Crash
+    @contextmanager
+    def session(self):
+        with super().session() as session:
+            claim = session.claim
+
+            def crash(invoice, mid):
+                if self.after_commit:
+                    claim(invoice, mid)
+                raise _Crash
+
+            session.claim = crash
+            yield session
 
 
 class TestSmtpMailerSqlite(SmtpMailerContract):

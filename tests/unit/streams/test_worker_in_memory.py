@@ -174,13 +174,13 @@ class DownMailer:
     def __init__(self, inner, down: int, refuse: str | None = None):
         self.inner, self.down, self.refuse, self.calls = inner, down, refuse, 0
 
-    def send(self, request):
+    def send(self, requests):
         self.calls += 1
         if self.calls <= self.down:
             raise Unavailable("smtp", "connection refused")
-        if request.invoice_id == self.refuse:
+        if any(request.invoice_id == self.refuse for request in requests):
             raise DataError("the RPA mailbox refused the email: 552 message too large")
-        return self.inner.send(request)
+        return self.inner.send(requests)
 
 
 def test_an_smtp_outage_holds_the_emails_and_each_goes_out_once_when_it_is_back(tmp_path):
