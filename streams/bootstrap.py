@@ -30,6 +30,8 @@ from streams.ledgers import LedgerStore
 from streams.runtime import Runtime
 from streams.settings import Settings
 
+DECIDE = "decide-purchase-order-work"  # the PO agent's flow, whose stages the desk times
+
 
 @dataclass(frozen=True)
 class Topics:
@@ -57,6 +59,7 @@ class Topics:
 class Pipeline:
     settings: Settings
     runtime: Runtime
+    mail_runtime: Runtime  # the RPA mailbox's flow, at the mailbox's pace; `runtime` itself in unit tests
     topics: Topics
     ledgers: LedgerStore
     codec: Codec
@@ -108,8 +111,8 @@ def limits_from(settings: Settings) -> Limits:
     return Limits(max_lines=settings.max_invoice_lines)
 
 
-def _real_broker(settings: Settings, health: WorkerHealth) -> StreamBroker:
-    return KafkaStreamBroker(settings.kafka_bootstrap_servers, settings.app_id,
+def _real_broker(settings: Settings, health: WorkerHealth, group: str) -> StreamBroker:
+    return KafkaStreamBroker(settings.kafka_bootstrap_servers, group,
                              session_timeout_seconds=settings.session_timeout_seconds, health=health)
 
 
@@ -138,16 +141,25 @@ def bootstrap(
     def judge_for(po: PurchaseOrder | None, known: list[KnownInvoice], now: datetime) -> RulesJudge:
         return RulesJudge(po, known, policy, now, limits)
 
-    runtime = Runtime(broker or _real_broker(settings, health), dlq_topic=settings.dlq_topic, encode=codec.encode,
-                      health=health, batch_size=settings.batch_size, batch_seconds=settings.batch_seconds)
+    def runtime_on(lane_broker: StreamBroker, name: str) -> Runtime:
+        return Runtime(lane_broker, dlq_topic=settings.dlq_topic, encode=codec.encode, health=health,
+                       batch_size=settings.batch_size, batch_seconds=settings.batch_seconds, name=name)
+
+    runtime = runtime_on(broker or _real_broker(settings, health, settings.app_id), "pipeline")
+    # An email waits on the RPA mailbox's server at every step (one commit and one reply per email):
+    # its flow runs in a consumer group and a thread of its own, so that deciding never waits for
+    # the mailbox. In unit tests (a broker given) every flow shares the one runtime.
+    mail_runtime = (runtime if broker is not None
+                    else runtime_on(_real_broker(settings, health, settings.rpa_mail_group), "rpa-mail"))
     pipeline = Pipeline(
         settings=settings,
         runtime=runtime,
+        mail_runtime=mail_runtime,
         topics=Topics.of(settings),
         ledgers=LedgerStore(settings),
         codec=codec,
         desk=DecisionDesk(purchase_orders or purchase_order_reader(settings), scheduler, judge_for,
-                          settings.dispatch_mode),
+                          settings.dispatch_mode, timed=lambda stage: health.timed(DECIDE, stage)),
         scheduler=scheduler,
         mailer=mailer or _real_mailer(settings),
         source=source if source is not None else _real_source(settings, limits),

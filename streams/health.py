@@ -10,6 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -39,7 +42,8 @@ class WorkerHealth:
         self.registry = registry or CollectorRegistry()
         self._outages: dict[str, Outage] = {}
         self._lock = threading.Lock()
-        self.started = False  # true once the worker has joined its group and restored its state
+        self._started: dict[str, bool] = {}  # per runtime: joined its group and restored its state
+        self._lag: dict[str, dict[tuple[str, int], int]] = {}  # per consumer group
         self.up = Gauge("invoice_automation_worker_dependency_up", "1 when the dependency answers, 0 while the "
                         "worker waits for it", ["dependency"], registry=self.registry)
         self.down_since = Gauge("invoice_automation_worker_dependency_down_since_seconds", "Unix time the "
@@ -58,13 +62,37 @@ class WorkerHealth:
                                        "Time from reading a batch to committing it",
                                        buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
                                        registry=self.registry)
+        self.stage_seconds = Counter("invoice_automation_worker_stage_seconds_total",
+                                     "Time spent in each stage of the work, by flow and stage (where a batch's "
+                                     "time goes; the pipeline benchmark prints it per invoice)", ["flow", "stage"],
+                                     registry=self.registry)
         self.lag = Gauge("invoice_automation_worker_consumer_lag", "Messages not yet read, by topic and partition "
                          "(as of librdkafka's last statistics)", ["topic", "partition"], registry=self.registry)
 
-    def record_lag(self, lag: dict[tuple[str, int], int]) -> None:
-        """The lag of the partitions this worker holds now; partitions it gave up leave the gauge."""
+    @contextmanager
+    def timed(self, flow: str, stage: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stage_seconds.labels(flow, stage).inc(time.perf_counter() - started)
+
+    def set_started(self, runtime: str, started: bool) -> None:
+        self._started[runtime] = started
+
+    @property
+    def started(self) -> bool:
+        """Every runtime of the worker has joined its group and restored its state."""
+        return bool(self._started) and all(self._started.values())
+
+    def record_lag(self, lag: dict[tuple[str, int], int], group: str = "") -> None:
+        """The lag of the partitions this worker holds now in the group; partitions it gave up leave
+        the gauge."""
+        with self._lock:
+            self._lag[group] = lag
+            every = {key: messages for held in self._lag.values() for key, messages in held.items()}
         self.lag.clear()
-        for (topic, partition), messages in lag.items():
+        for (topic, partition), messages in every.items():
             self.lag.labels(topic, str(partition)).set(messages)
 
     def down(self, dependency: str, detail: str) -> None:

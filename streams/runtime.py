@@ -80,10 +80,13 @@ class Batch:
         self.messages = [message for _, message in items]
         self.outputs: list[Output] = []
         self.states: dict[int, StateWrites] = {}
+        self.encoding_seconds = 0.0
         self._encode, self._state_of = encode, state_of
 
     def emit(self, topic: str, key: str | None, message: Any, partition: int | None = None) -> None:
+        started = time.perf_counter()
         value = message if isinstance(message, bytes) else self._encode(message)
+        self.encoding_seconds += time.perf_counter() - started
         if len(value) > MAX_MESSAGE_BYTES:  # Kafka would refuse it at the commit, for the whole batch
             raise DataError(f"the {type(message).__name__} for {topic} would be {len(value):,} bytes; "
                             f"Kafka takes {MAX_MESSAGE_BYTES:,}")
@@ -138,8 +141,9 @@ class _Tick:
 class Runtime:
     def __init__(self, broker: StreamBroker, *, dlq_topic: str, encode: Encode, health: WorkerHealth | None = None,
                  batch_size: int = 500, batch_seconds: float = 0.05, backoff: Backoff | None = None,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
-        self.broker, self.dlq_topic, self.encode = broker, dlq_topic, encode
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+                 name: str = "pipeline"):
+        self.broker, self.dlq_topic, self.encode, self.name = broker, dlq_topic, encode, name
         self.health = health or WorkerHealth()
         self.batch_size, self.batch_seconds = batch_size, batch_seconds
         self.backoff = backoff or Backoff()
@@ -172,6 +176,7 @@ class Runtime:
     # -- the loop ------------------------------------------------------------------------------------
     def start(self) -> None:
         """Joins the consumer group; partitions come with the first steps."""
+        self.health.set_started(self.name, False)
         self.broker.subscribe(self.topics, self._on_assigned, self._on_revoked)
 
     def run(self, stopping: Callable[[], bool]) -> None:
@@ -197,7 +202,8 @@ class Runtime:
         self._release_due(now)
         if self._to_restore and now >= self._restore_due:
             self._restore()
-        records = self.broker.poll(self.batch_size, self.batch_seconds)
+        with self.health.timed(self.name, "kafka poll"):
+            records = self.broker.poll(self.batch_size, self.batch_seconds)
         sources = [s for s in self.sources if not s.finished and now >= s.due_at and s.anchor in self._assigned]
         if not records and not sources:
             return
@@ -212,7 +218,8 @@ class Runtime:
                 if by_flow.get(flow.name):
                     self.health.records.labels(flow.name).inc(len(by_flow[flow.name]))
                     self._run_flow(flow, by_flow[flow.name], tick)
-            self._commit(tick, stopping)
+            with self.health.timed(self.name, "commit"):
+                self._commit(tick, stopping)
         except BaseException:
             self.broker.abort()
             self._rewind(tick)
@@ -220,6 +227,24 @@ class Runtime:
 
     # -- flows ---------------------------------------------------------------------------------------
     def _run_flow(self, flow: Flow, records: list[Record], tick: _Tick) -> None:
+        with self.health.timed(flow.name, "decode"):
+            items = self._decode(flow, records, tick)
+        if not items:
+            return
+        try:
+            self._attempt(flow, items, tick)
+        except Exception as error:
+            if policy_for(error) is Policy.PAUSE_AND_RETRY:
+                for record in _firsts(items):
+                    self._hold_for(flow, record, error)
+            elif len(items) == 1:
+                self._dead_letter(flow, *items[0], flow.stage, error, tick)
+            else:
+                log.warning("%s: a batch of %d failed (%s); trying its records one by one",
+                            flow.name, len(items), describe(error))
+                self._one_by_one(flow, items, tick)
+
+    def _decode(self, flow: Flow, records: list[Record], tick: _Tick) -> list[tuple[Record, Any]]:
         items: list[tuple[Record, Any]] = []
         for record in records:
             hold = self._holds.get(record.source)
@@ -241,20 +266,7 @@ class Runtime:
                 tick.finish(record)
             else:
                 items.append((record, message))
-        if not items:
-            return
-        try:
-            self._attempt(flow, items, tick)
-        except Exception as error:
-            if policy_for(error) is Policy.PAUSE_AND_RETRY:
-                for record in _firsts(items):
-                    self._hold_for(flow, record, error)
-            elif len(items) == 1:
-                self._dead_letter(flow, *items[0], flow.stage, error, tick)
-            else:
-                log.warning("%s: a batch of %d failed (%s); trying its records one by one",
-                            flow.name, len(items), describe(error))
-                self._one_by_one(flow, items, tick)
+        return items
 
     def _one_by_one(self, flow: Flow, items: list[tuple[Record, Any]], tick: _Tick) -> None:
         for record, message in items:
@@ -272,7 +284,11 @@ class Runtime:
         store = flow.store
         state_of = None if store is None else (lambda number: self._state(tick, store, number))
         batch = Batch(items, self.encode, state_of)
-        flow.handle(batch)
+        try:
+            with self.health.timed(flow.name, flow.stage):
+                flow.handle(batch)
+        finally:
+            self.health.stage_seconds.labels(flow.name, "encode").inc(batch.encoding_seconds)
         for writes in batch.states.values():
             writes.merge_into_parent()
         tick.outputs.extend(batch.outputs)
@@ -408,7 +424,7 @@ class Runtime:
                 self._holds[(topic, number)] = _Hold(None, None, restoring=True)
                 held.add((topic, number))
         self._restore_due = 0.0
-        self.health.started = not held
+        self.health.set_started(self.name, not held)
         log.info("assigned %d partition(s); %d wait for their state", len(partitions), len(held))
         return held
 
@@ -456,7 +472,7 @@ class Runtime:
                 if hold is not None and hold.restoring:
                     hold.until = self.clock()  # released by the next step
         self._to_restore.clear()
-        self.health.started = True
+        self.health.set_started(self.name, True)
 
 
 def _firsts(items: list[tuple[Record, Any]]) -> list[Record]:
