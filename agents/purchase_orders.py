@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from rules.errors import DataError
 from rules.lifecycle import InvoiceSubmitted, RpaRequest
+from streams.bootstrap import DECIDE
 from streams.decisions import WORK_KINDS
 from streams.runtime import Batch, Flow
 
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
 
 def register(pipeline: Pipeline) -> None:
     topics, codec, desk, ledgers = pipeline.topics, pipeline.codec, pipeline.desk, pipeline.ledgers
+    timed = desk.timed
 
     def decode(record):
         work = codec.decode(record.value)
@@ -26,13 +28,15 @@ def register(pipeline: Pipeline) -> None:
 
     def decide(batch: Batch) -> None:
         partition_of = {work.po_number: record.partition for record, work in batch.items}
-        stored = {po: ledgers.load(batch.state(partition), po) for po, partition in partition_of.items()}
+        with timed("ledger state"):
+            stored = {po: ledgers.load(batch.state(partition), po) for po, partition in partition_of.items()}
         current = {po: ledger for po, (ledger, _) in stored.items() if ledger is not None}
         for message in desk.decide(batch.messages, current, datetime.now(UTC)):
             topic = topics.rpa_requests if isinstance(message, RpaRequest) else topics.verdicts
             batch.emit(topic, message.po_number, message)
-        for po, ledger in current.items():
-            ledgers.save(batch.state(partition_of[po]), ledger, stored[po][1])
+        with timed("ledger state"):
+            for po, ledger in current.items():
+                ledgers.save(batch.state(partition_of[po]), ledger, stored[po][1])
 
     def bad_invoice_verdict(record, work, reason):
         if not isinstance(work, InvoiceSubmitted):
@@ -40,6 +44,6 @@ def register(pipeline: Pipeline) -> None:
         verdict = desk.judge_for(None, [], datetime.now(UTC)).could_not_judge(work, reason)
         return [(topics.verdicts, work.po_number, verdict)]
 
-    pipeline.runtime.add_flow(Flow("decide-purchase-order-work", topics.purchase_order_work, decode, decide,
+    pipeline.runtime.add_flow(Flow(DECIDE, topics.purchase_order_work, decode, decide,
                                    kinds=WORK_KINDS, store=ledgers.store, stage="decide",
                                    on_dead_letter=bad_invoice_verdict))

@@ -60,6 +60,8 @@ class RpaBot:
                     self._stop.wait(1.0)
                     continue
                 self._seen += 1
+            if self.producer is not None:
+                self.producer.flush(10)
 
     def _enter(self, payload: dict) -> None:
         invoice_id, version = payload["invoice_id"], payload["invoice_version"]
@@ -81,7 +83,7 @@ class RpaBot:
             self._call_back(completion)
             return
         self.producer.produce(self.topic, key=payload["po_number"].encode(), value=self.codec.encode(completion))
-        self.producer.flush(10)
+        self.producer.poll(0)  # flushed once the mailbox is read
 
     def _call_back(self, completion: RpaCompletion, patience: float = 60) -> None:
         """POSTs the outcome; 404 and 409 are retried too, as the email can arrive before
@@ -99,3 +101,27 @@ class RpaBot:
             except httpx.HTTPError:
                 pass
             time.sleep(0.5)
+
+
+def main() -> None:
+    """python -m devstack.rpa_bot SMTP_PORT SAMPRO_URL KAFKA_BOOTSTRAP COMPLETIONS_TOPIC: the mailbox and
+    the bot in a process of their own until SIGTERM (the pipeline benchmark's: in the benchmark's own
+    interpreter, they would answer SMTP at the pace of its other threads)."""
+    import signal
+    import sys
+
+    from sqlalchemy import create_engine
+
+    from devstack.mailbox import SmtpServer
+
+    port, sampro_url, bootstrap, topic = sys.argv[1:5]
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    with SmtpServer(int(port)) as server:
+        bot = RpaBot(server.mailbox, SamproStandIn(create_engine(sampro_url)), bootstrap, topic).start()
+        stopping.wait()
+        bot.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -9,6 +9,7 @@ the first ledger changes, so a dependency that fails leaves the batch untouched.
 from __future__ import annotations
 
 from collections.abc import Callable, MutableMapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -64,22 +65,24 @@ class DecisionDesk:
     scheduler: ProcessScheduler
     judge_for: JudgeFactory
     dispatch: DispatchMode = "automatic"
+    timed: Callable[[str], AbstractContextManager[None]] = lambda stage: nullcontext()  # the stage metric
 
     def decide(
         self, batch: Sequence[PurchaseOrderWork], ledgers: MutableMapping[str, PurchaseOrderLedger], now: datetime
     ) -> list[Emitted]:
         """Applies the batch in order; `ledgers` is updated in place, PO by PO."""
-        touched = {work.po_number for work in batch}
-        snapshots = self.purchase_orders.fetch(touched)
+        with self.timed("sampro read"):
+            snapshots = self.purchase_orders.fetch({work.po_number for work in batch})
         known = self._invoices_seen_before(batch, ledgers)
         emitted: list[Emitted] = []
-        for work in batch:
-            ledger = ledgers.get(work.po_number) or PurchaseOrderLedger(po_number=work.po_number)
-            judge = self.judge_for(snapshots.get(work.po_number), known, now)
-            outcome = HANDLERS[type(work)](ledger, work, judge, self.dispatch)
-            ledgers[work.po_number] = outcome.ledger
-            known.extend(_newly_known(outcome.emitted, outcome.ledger))
-            emitted.extend(outcome.emitted)
+        with self.timed("rules and ledger"):
+            for work in batch:
+                ledger = ledgers.get(work.po_number) or PurchaseOrderLedger(po_number=work.po_number)
+                judge = self.judge_for(snapshots.get(work.po_number), known, now)
+                outcome = HANDLERS[type(work)](ledger, work, judge, self.dispatch)
+                ledgers[work.po_number] = outcome.ledger
+                known.extend(_newly_known(outcome.emitted, outcome.ledger))
+                emitted.extend(outcome.emitted)
         return emitted
 
     def _invoices_seen_before(
@@ -94,7 +97,10 @@ class DecisionDesk:
         lookups = lookups_for(documents)
         if not lookups:
             return []
-        return [*self.purchase_orders.entered_invoices(lookups), *self.scheduler.decided_invoices(lookups)]
+        with self.timed("sampro read"):
+            entered = self.purchase_orders.entered_invoices(lookups)
+        with self.timed("processscheduler read"):
+            return [*entered, *self.scheduler.decided_invoices(lookups)]
 
 
 def _newly_known(emitted: Sequence[Emitted], ledger: PurchaseOrderLedger) -> list[KnownInvoice]:
