@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from rules.context import KnownInvoices
 from rules.errors import DataError
 from rules.lifecycle import InvoiceSubmitted, RpaRequest
 from streams.bootstrap import DECIDE
@@ -41,7 +42,7 @@ def register(pipeline: Pipeline) -> None:
     def bad_invoice_verdict(record, work, reason):
         if not isinstance(work, InvoiceSubmitted):
             return []
-        verdict = desk.judge_for(None, [], datetime.now(UTC)).could_not_judge(work, reason)
+        verdict = desk.judge_for(None, KnownInvoices(), datetime.now(UTC)).could_not_judge(work, reason)
         return [(topics.verdicts, work.po_number, verdict)]
 
     pipeline.runtime.add_flow(Flow(DECIDE, topics.purchase_order_work, decode, decide,

@@ -28,7 +28,7 @@ def invalid_invoice(case: Case) -> list[Finding]:
 
 def duplicate_invoice(case: Case) -> list[Finding]:
     inv, identifiers = case.parsed_invoice, case.context.policy.identifiers
-    for earlier in case.context.history:
+    for earlier in case.context.earlier_of_vendor(inv.vendor_id):
         if counts(earlier, inv) and same_number(earlier, inv, identifiers):
             return [
                 finding("DUPLICATE_INVOICE", ERROR,
@@ -42,7 +42,7 @@ def duplicate_invoice(case: Case) -> list[Finding]:
 def possible_duplicate(case: Case) -> list[Finding]:
     inv, identifiers = case.parsed_invoice, case.context.policy.identifiers
     window = case.tolerance.duplicate_window_days
-    for earlier in case.context.history:
+    for earlier in case.context.earlier_of_vendor(inv.vendor_id):
         if not counts(earlier, inv) or (why := looks_alike(earlier, inv, identifiers, window)) is None:
             continue
         if why == "number":

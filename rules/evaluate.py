@@ -82,7 +82,8 @@ def _audit(raw: Any, invoice: Invoice | None, context: EvaluationContext) -> Ver
         same_vendor = context.policy.identifiers.same
         earlier = [EarlierInvoice(invoice_id=e.invoice_id, vendor_id=e.vendor_id, invoice_number=e.invoice_number,
                                   status=e.status, total_amount=e.total_amount, invoice_date=e.invoice_date)
-                   for e in context.history if same_vendor("vendor_id", e.vendor_id, invoice.vendor_id)]
+                   for e in context.earlier_of_vendor(invoice.vendor_id)
+                   if same_vendor("vendor_id", e.vendor_id, invoice.vendor_id)]
     document = raw.model_dump(mode="json") if isinstance(raw, Invoice) else raw
     return VerdictAudit(invoice=document, in_flight=dict(context.in_flight), earlier_invoices=earlier)
 

@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from rules.case import Case
-from rules.context import EvaluationContext, KnownInvoice
+from rules.context import EvaluationContext, KnownInvoice, KnownInvoices
 from rules.evaluate import could_not_judge, evaluate
 from rules.lifecycle import InvoiceSubmitted
 from rules.limits import Limits
@@ -22,7 +22,7 @@ from rules.table import rules_version
 @dataclass(frozen=True)
 class RulesJudge:
     purchase_order: PurchaseOrder | None
-    history: Sequence[KnownInvoice]
+    history: KnownInvoices | Sequence[KnownInvoice]
     policy: Policy
     now: datetime
     limits: Limits = Limits()

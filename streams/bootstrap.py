@@ -17,7 +17,7 @@ from connectors.ports import (
     RpaMailer,
 )
 from connectors.sql import engine_for
-from rules.context import KnownInvoice
+from rules.context import KnownInvoices
 from rules.judge import RulesJudge
 from rules.limits import Limits
 from rules.models import PurchaseOrder
@@ -138,7 +138,7 @@ def bootstrap(
     health = health or WorkerHealth()
     limits = limits_from(settings)
 
-    def judge_for(po: PurchaseOrder | None, known: list[KnownInvoice], now: datetime) -> RulesJudge:
+    def judge_for(po: PurchaseOrder | None, known: KnownInvoices, now: datetime) -> RulesJudge:
         return RulesJudge(po, known, policy, now, limits)
 
     def runtime_on(lane_broker: StreamBroker, name: str) -> Runtime:

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from connectors.ports import ProcessScheduler, PurchaseOrderReader
-from rules.context import KnownInvoice
+from rules.context import KnownInvoice, KnownInvoices
 from rules.duplicates import known_from, lookups_for
 from rules.lifecycle import (
     DispatchApproved,
@@ -54,7 +54,7 @@ HANDLERS: dict[type, Handler] = {
 WORK_KINDS = tuple(HANDLERS)
 
 # (purchase order or None when Sampro has no such PO, invoices seen before, now) -> Judge
-JudgeFactory = Callable[[PurchaseOrder | None, list[KnownInvoice], datetime], Judge]
+JudgeFactory = Callable[[PurchaseOrder | None, KnownInvoices, datetime], Judge]
 
 
 @dataclass
@@ -73,7 +73,7 @@ class DecisionDesk:
         """Applies the batch in order; `ledgers` is updated in place, PO by PO."""
         with self.timed("sampro read"):
             snapshots = self.purchase_orders.fetch({work.po_number for work in batch})
-        known = self._invoices_seen_before(batch, ledgers)
+        known = KnownInvoices(self._invoices_seen_before(batch, ledgers))
         emitted: list[Emitted] = []
         with self.timed("rules and ledger"):
             for work in batch:

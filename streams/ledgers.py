@@ -7,6 +7,8 @@ the work topics, and its changelog partition the same number: the state moves wi
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 from rules.po_ledger import PurchaseOrderLedger
 from streams.settings import Settings
 from streams.state import StateWrites, Store
@@ -16,18 +18,39 @@ def changelog_topic(settings: Settings) -> str:
     return f"{settings.app_id}-po-ledgers-changelog"
 
 
+CACHED_LEDGERS = 4_096
+
+
 class LedgerStore:
+    """Reads and writes ledgers as JSON in the store. The ledgers of the POs at work are kept
+    decoded too, by the bytes they were read from: a busy PO is not parsed again on every batch,
+    and the rules never change a ledger they were given (they copy on write)."""
+
     def __init__(self, settings: Settings):
         self.store = Store("po-ledgers", changelog_topic(settings), settings.store, settings.data_dir)
+        self._decoded: OrderedDict[str, tuple[bytes, PurchaseOrderLedger]] = OrderedDict()
 
-    @staticmethod
-    def load(state: StateWrites, po_number: str) -> tuple[PurchaseOrderLedger | None, bytes | None]:
+    def load(self, state: StateWrites, po_number: str) -> tuple[PurchaseOrderLedger | None, bytes | None]:
         """The ledger, and the bytes it was read from (to tell whether it changed)."""
         raw = state.get(po_number)
-        return (PurchaseOrderLedger.model_validate_json(raw) if raw else None), raw
+        if not raw:
+            return None, raw
+        cached = self._decoded.get(po_number)
+        if cached is not None and cached[0] == raw:
+            self._decoded.move_to_end(po_number)
+            return cached[1], raw
+        ledger = PurchaseOrderLedger.model_validate_json(raw)
+        self._keep(po_number, raw, ledger)
+        return ledger, raw
 
-    @staticmethod
-    def save(state: StateWrites, ledger: PurchaseOrderLedger, before: bytes | None) -> None:
+    def save(self, state: StateWrites, ledger: PurchaseOrderLedger, before: bytes | None) -> None:
         raw = ledger.model_dump_json().encode()
         if raw != before:  # a replayed message leaves the ledger as it was: nothing to write
             state.set(ledger.po_number, raw)
+            self._keep(ledger.po_number, raw, ledger)
+
+    def _keep(self, po_number: str, raw: bytes, ledger: PurchaseOrderLedger) -> None:
+        self._decoded[po_number] = (raw, ledger)
+        self._decoded.move_to_end(po_number)
+        if len(self._decoded) > CACHED_LEDGERS:
+            self._decoded.popitem(last=False)

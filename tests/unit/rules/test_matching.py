@@ -11,6 +11,7 @@ from decimal import Decimal as D
 import pytest
 
 from rules import KnownInvoice, Policy, Tolerance
+from rules.context import KnownInvoices
 from rules.policy import PolicyError, parse_policy
 from tests.unit.rules.builders import codes, invoice, judge, po
 
@@ -60,6 +61,22 @@ def test_a_vendor_id_in_another_case_is_the_same_vendor():
 def test_an_invoice_number_in_another_case_is_a_duplicate():
     history = (KnownInvoice("MP-9", "V100", "NV-2026-0417", "entered"),)
     assert codes(judge(one_line(invoice_number="nv-2026-0417"), one_po(), history=history)) == ["DUPLICATE_INVOICE"]
+
+
+
+def test_a_vendor_spelt_in_another_case_is_a_duplicate_unless_its_case_counts():
+    history = (KnownInvoice("MP-9", "v100", "NV-2026-0417", "entered"),)
+    invoice = one_line(invoice_number="NV-2026-0417")
+    assert codes(judge(invoice, one_po(), history=history)) == ["DUPLICATE_INVOICE"]
+    strict = parse_policy({"identifiers": {"case_sensitive": ["vendor_id"]}})
+    assert "DUPLICATE_INVOICE" not in codes(judge(invoice, one_po(), history=history, policy=strict))
+
+
+def test_the_history_files_each_invoice_under_its_vendor_once():
+    known = KnownInvoices([KnownInvoice("MP-1", "V100", "A", "entered"), KnownInvoice("MP-2", " v100", "B", "entered"),
+                           KnownInvoice("MP-3", "V200", "C", "entered")])
+    assert [k.invoice_id for k in known.of_vendor("V100 ")] == ["MP-1", "MP-2"]
+    assert known.of_vendor("V300") == [] and len(known) == 3 and len(list(known)) == 3
 
 
 # -- tolerances -----------------------------------------------------------------------------------
