@@ -18,7 +18,7 @@ def changelog_topic(settings: Settings) -> str:
     return f"{settings.app_id}-po-ledgers-changelog"
 
 
-CACHED_LEDGERS = 4_096
+CACHED_LEDGERS = 1_000
 
 
 class LedgerStore:

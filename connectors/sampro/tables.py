@@ -12,7 +12,7 @@ from functools import cache
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import Column, Date, DateTime, Integer, MetaData, Numeric, String, Table
+from sqlalchemy import Column, Date, DateTime, Index, Integer, MetaData, Numeric, String, Table
 
 MONEY = Numeric(18, 4, asdecimal=True)
 TABLES = ("po_header", "po_line", "ap_invoice")
@@ -90,11 +90,17 @@ def _table(table: str, metadata: MetaData, names: SamproNames) -> Table:
             col("quantity_ordered", MONEY, nullable=False), col("quantity_received", MONEY),
             col("quantity_invoiced", MONEY, nullable=False, default=0),
         )
+    vendor = col("vendor_id", String(64), nullable=False)
+    number, total = col("invoice_number", String(64), nullable=False), col("total_amount", MONEY)
+    # The duplicate lookup's two index ranges (Sampro's own AP invoice table has its like; the
+    # stand-in creates them, so that its lookup does not scan every invoice ever entered).
     return Table(
         names.ap_invoice, metadata,
-        col("sampro_invoice_id", String(64), primary_key=True), col("vendor_id", String(64), nullable=False),
-        col("invoice_number", String(64), nullable=False), col("po_number", String(64), nullable=False),
-        col("invoice_date", Date), col("total_amount", MONEY), col("entered_at", DateTime(timezone=True)),
+        col("sampro_invoice_id", String(64), primary_key=True), vendor, number,
+        col("po_number", String(64), nullable=False), col("invoice_date", Date), total,
+        col("entered_at", DateTime(timezone=True)),
+        Index(f"ix_{names.ap_invoice}_vendor_number", vendor, number),
+        Index(f"ix_{names.ap_invoice}_vendor_total", vendor, total),
     )
 
 
