@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from rules.errors import DataError
 from rules.po_ledger import PurchaseOrderLedger
 from streams.settings import Settings
 from streams.state import StateWrites, Store
@@ -19,6 +20,8 @@ def changelog_topic(settings: Settings) -> str:
 
 
 CACHED_LEDGERS = 1_000
+# A ledger is one changelog record: past Kafka's message size the whole batch could never commit.
+MAX_LEDGER_BYTES = 1_000_000
 
 
 class LedgerStore:
@@ -45,6 +48,10 @@ class LedgerStore:
 
     def save(self, state: StateWrites, ledger: PurchaseOrderLedger, before: bytes | None) -> None:
         raw = ledger.model_dump_json().encode()
+        if len(raw) > MAX_LEDGER_BYTES:  # the message that made it so is dead-lettered, the rest goes on
+            raise DataError(f"PO {ledger.po_number} would hold {len(ledger.records):,} invoice versions in "
+                            f"{len(raw):,} bytes, more than its ledger can keep ({MAX_LEDGER_BYTES:,}); "
+                            f"send it again once the PO's waiting invoices are entered")
         if raw != before:  # a replayed message leaves the ledger as it was: nothing to write
             state.set(ledger.po_number, raw)
             self._keep(ledger.po_number, raw, ledger)

@@ -275,3 +275,33 @@ def test_an_output_kafka_would_refuse_dead_letters_its_record_instead_of_failing
     (dead,) = broker.records("dlq")
     assert dead.value == b"big" and b"9,000,000 bytes; Kafka takes" in dict(dead.headers)["error"]
     assert broker.committed[("in", 0)] == 3
+
+
+def test_an_invoice_that_would_grow_its_pos_ledger_past_what_kafka_takes_is_dead_lettered_alone(worker, monkeypatch):
+    import streams.ledgers
+
+    worker.submit(ready_invoice("MP-1"))
+    worker.submit(ready_invoice("MP-2"))
+    worker.run()
+    # As full as it may be: each further parked invoice adds its document to the ledger.
+    monkeypatch.setattr(streams.ledgers, "MAX_LEDGER_BYTES", len(_ledger_bytes(worker, "PO-5001")) + 100)
+    worker.submit(ready_invoice("MP-3"))
+    worker.submit(ready_invoice("MP-4"))
+    worker.run()
+    statuses = worker.statuses()
+    assert statuses["MP-1"] == "sent_to_rpa" and statuses["MP-2"] == "waiting_for_po"
+    assert {statuses["MP-3"], statuses["MP-4"]} == {"bad_invoice"}
+    assert [dead["stage"] for dead in worker.dead_letters()] == ["decide", "decide"]
+    assert "more than its ledger can keep" in worker.dead_letters()[0]["error"]
+    worker.complete("MP-1")
+    worker.run()
+    assert worker.statuses()["MP-2"] == "sent_to_rpa"  # the PO goes on
+
+
+def _ledger_bytes(worker, po_number: str) -> bytes:
+    store = worker.pipeline.ledgers.store
+    for number in range(3):
+        raw = store.partition(number).get(po_number)
+        if raw:
+            return raw
+    raise AssertionError(f"no ledger for {po_number}")
