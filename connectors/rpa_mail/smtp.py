@@ -152,7 +152,7 @@ class SmtpRpaMailer:
         for request in requests:
             try:
                 messages.append((request, build_message(request, self.mail_from, self.mail_to)))
-            except (ValueError, TypeError) as error:  # a header the email library refuses
+            except (ValueError, TypeError) as error:  # an address that is not one ASCII line
                 raise DataError(f"the RPA email cannot be built: {error}") from None
         before = self.sent_log.sent_before({(r.invoice_id, r.invoice_version) for r in requests})
         due = [(r, m) for r, m in messages if (r.invoice_id, r.invoice_version) not in before]
