@@ -83,8 +83,7 @@ def _real_commands(settings: Settings) -> PurchaseOrderCommands:
 def _real_lag(settings: Settings) -> PipelineLag:
     from connectors.pipeline_lag import KafkaPipelineLag
 
-    return KafkaPipelineLag(settings.kafka_bootstrap_servers, settings.app_id,
-                            read_elsewhere={settings.rpa_requests_topic: settings.rpa_mail_group})
+    return KafkaPipelineLag(settings.kafka_bootstrap_servers, settings.app_id)
 
 
 def create_app(

@@ -54,8 +54,8 @@ from streams.topics import ensure_topics  # noqa: E402
 # The worker's stage metric, as the breakdown prints it: (flow, stage) -> label. The PO agent's
 # "decide" includes its parts below it (and its encoding), printed beside it.
 STAGES = {
-    ("pipeline", "kafka poll"): "Kafka poll",
-    ("pipeline", "commit"): "Kafka produce + commit",
+    ("runtime", "kafka poll"): "Kafka poll",
+    ("runtime", "commit"): "Kafka produce + commit",
     ("ingest-marketplace-cdc", "decode"): "ingest: decode",
     ("ingest-marketplace-cdc", "ingest"): "ingest: publish",
     ("decide-purchase-order-work", "decode"): "PO agent: decode",
@@ -67,10 +67,8 @@ STAGES = {
     ("decide-purchase-order-work", "encode"): "  encode verdicts and requests",
     ("record-in-processscheduler", "decode"): "sink: decode",
     ("record-in-processscheduler", "record"): "sink: processscheduler write",
-    ("send-to-rpa-mailbox", "decode"): "mail (a thread of its own): decode",
+    ("send-to-rpa-mailbox", "decode"): "mail: decode",
     ("send-to-rpa-mailbox", "mail"): "mail: SMTP + sent log",
-    ("rpa-mail", "kafka poll"): "mail: Kafka poll",
-    ("rpa-mail", "commit"): "mail: Kafka commit",
 }
 
 

@@ -41,13 +41,7 @@ def worker(loglevel: LogLevel = "warning") -> None:
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, lambda *_: stop.set())
     logging.getLogger(__name__).info("worker %s started", settings.app_id)
-    mail = threading.Thread(target=pipeline.mail_runtime.run, args=(stop.is_set,), name="rpa-mail")
-    mail.start()
-    try:
-        pipeline.runtime.run(stop.is_set)
-    finally:
-        stop.set()
-        mail.join()
+    pipeline.runtime.run(stop.is_set)
 
 
 def register(app: typer.Typer) -> None:

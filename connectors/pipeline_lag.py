@@ -4,7 +4,7 @@ message it has not processed yet (0 when caught up), which is how long new work 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
@@ -58,23 +58,17 @@ class KafkaPipelineLag:
     """Committed offsets from the AdminClient, end offsets from the broker, and one read per
     lagging partition for the timestamp of its oldest pending message."""
 
-    def __init__(self, bootstrap_servers: str, group_id: str, timeout: float = 5.0,
-                 read_elsewhere: Mapping[str, str] | None = None):
-        """`read_elsewhere`: topic -> the group that reads it instead of `group_id` (the RPA mailbox's)."""
+    def __init__(self, bootstrap_servers: str, group_id: str, timeout: float = 5.0):
         self.bootstrap, self.group_id, self.timeout = bootstrap_servers, group_id, timeout
-        self.read_elsewhere = dict(read_elsewhere or {})
 
     def lag(self) -> list[PartitionLag]:
         from confluent_kafka import ConsumerGroupTopicPartitions
         from confluent_kafka.admin import AdminClient, OffsetSpec
 
         admin = AdminClient(client_config(self.bootstrap, "admin"))
-        committed = []
-        for group_id in {self.group_id, *self.read_elsewhere.values()}:
-            request = [ConsumerGroupTopicPartitions(group_id)]
-            group = admin.list_consumer_group_offsets(request, request_timeout=self.timeout)[group_id]
-            committed += [tp for tp in group.result().topic_partitions
-                          if tp.offset >= 0 and self.read_elsewhere.get(tp.topic, self.group_id) == group_id]
+        request = [ConsumerGroupTopicPartitions(self.group_id)]
+        group = admin.list_consumer_group_offsets(request, request_timeout=self.timeout)[self.group_id]
+        committed = [tp for tp in group.result().topic_partitions if tp.offset >= 0]
         if not committed:
             return []
         latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]  # unannotated in confluent-kafka (one shared spec)

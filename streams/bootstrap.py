@@ -59,7 +59,6 @@ class Topics:
 class Pipeline:
     settings: Settings
     runtime: Runtime
-    mail_runtime: Runtime  # the RPA mailbox's flow, at the mailbox's pace; `runtime` itself in unit tests
     topics: Topics
     ledgers: LedgerStore
     codec: Codec
@@ -111,8 +110,8 @@ def limits_from(settings: Settings) -> Limits:
     return Limits(max_lines=settings.max_invoice_lines)
 
 
-def _real_broker(settings: Settings, health: WorkerHealth, group: str) -> StreamBroker:
-    return KafkaStreamBroker(settings.kafka_bootstrap_servers, group,
+def _real_broker(settings: Settings, health: WorkerHealth) -> StreamBroker:
+    return KafkaStreamBroker(settings.kafka_bootstrap_servers, settings.app_id,
                              session_timeout_seconds=settings.session_timeout_seconds, health=health)
 
 
@@ -141,20 +140,11 @@ def bootstrap(
     def judge_for(po: PurchaseOrder | None, known: KnownInvoices, now: datetime) -> RulesJudge:
         return RulesJudge(po, known, policy, now, limits)
 
-    def runtime_on(lane_broker: StreamBroker, name: str) -> Runtime:
-        return Runtime(lane_broker, dlq_topic=settings.dlq_topic, encode=codec.encode, health=health,
-                       batch_size=settings.batch_size, batch_seconds=settings.batch_seconds, name=name)
-
-    runtime = runtime_on(broker or _real_broker(settings, health, settings.app_id), "pipeline")
-    # An email waits on the RPA mailbox's server at every step (one commit and one reply per email):
-    # its flow runs in a consumer group and a thread of its own, so that deciding never waits for
-    # the mailbox. In unit tests (a broker given) every flow shares the one runtime.
-    mail_runtime = (runtime if broker is not None
-                    else runtime_on(_real_broker(settings, health, settings.rpa_mail_group), "rpa-mail"))
+    runtime = Runtime(broker or _real_broker(settings, health), dlq_topic=settings.dlq_topic, encode=codec.encode,
+                      health=health, batch_size=settings.batch_size, batch_seconds=settings.batch_seconds)
     pipeline = Pipeline(
         settings=settings,
         runtime=runtime,
-        mail_runtime=mail_runtime,
         topics=Topics.of(settings),
         ledgers=LedgerStore(settings),
         codec=codec,

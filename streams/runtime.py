@@ -141,9 +141,8 @@ class _Tick:
 class Runtime:
     def __init__(self, broker: StreamBroker, *, dlq_topic: str, encode: Encode, health: WorkerHealth | None = None,
                  batch_size: int = 500, batch_seconds: float = 0.05, backoff: Backoff | None = None,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-                 name: str = "pipeline"):
-        self.broker, self.dlq_topic, self.encode, self.name = broker, dlq_topic, encode, name
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
+        self.broker, self.dlq_topic, self.encode = broker, dlq_topic, encode
         self.health = health or WorkerHealth()
         self.batch_size, self.batch_seconds = batch_size, batch_seconds
         self.backoff = backoff or Backoff()
@@ -176,7 +175,6 @@ class Runtime:
     # -- the loop ------------------------------------------------------------------------------------
     def start(self) -> None:
         """Joins the consumer group; partitions come with the first steps."""
-        self.health.set_started(self.name, False)
         self.broker.subscribe(self.topics, self._on_assigned, self._on_revoked)
 
     def run(self, stopping: Callable[[], bool]) -> None:
@@ -202,7 +200,7 @@ class Runtime:
         self._release_due(now)
         if self._to_restore and now >= self._restore_due:
             self._restore()
-        with self.health.timed(self.name, "kafka poll"):
+        with self.health.timed("runtime", "kafka poll"):
             records = self.broker.poll(self.batch_size, self.batch_seconds)
         sources = [s for s in self.sources if not s.finished and now >= s.due_at and s.anchor in self._assigned]
         if not records and not sources:
@@ -218,7 +216,7 @@ class Runtime:
                 if by_flow.get(flow.name):
                     self.health.records.labels(flow.name).inc(len(by_flow[flow.name]))
                     self._run_flow(flow, by_flow[flow.name], tick)
-            with self.health.timed(self.name, "commit"):
+            with self.health.timed("runtime", "commit"):
                 self._commit(tick, stopping)
         except BaseException:
             self.broker.abort()
@@ -424,7 +422,7 @@ class Runtime:
                 self._holds[(topic, number)] = _Hold(None, None, restoring=True)
                 held.add((topic, number))
         self._restore_due = 0.0
-        self.health.set_started(self.name, not held)
+        self.health.started = not held
         log.info("assigned %d partition(s); %d wait for their state", len(partitions), len(held))
         return held
 
@@ -472,7 +470,7 @@ class Runtime:
                 if hold is not None and hold.restoring:
                     hold.until = self.clock()  # released by the next step
         self._to_restore.clear()
-        self.health.set_started(self.name, True)
+        self.health.started = True
 
 
 def _firsts(items: list[tuple[Record, Any]]) -> list[Record]:

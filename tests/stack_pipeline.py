@@ -117,8 +117,7 @@ class Pipeline:
         for topic in (s.marketplace_topic, s.invoices_topic, s.completions_topic, s.verdicts_topic,
                       s.rpa_requests_topic):
             ends = {p: end for p, (_, end) in reader.ranges(topic).items()}
-            group = s.rpa_mail_group if topic == s.rpa_requests_topic else s.app_id
-            committed = groups.committed(group, topic, sorted(ends))
+            committed = groups.committed(s.app_id, topic, sorted(ends))
             lines.append(f"  {topic}: " + ", ".join(f"{p}: {committed[p]}/{ends[p]}" for p in sorted(ends)))
         return "\n".join(lines)
 
@@ -134,8 +133,7 @@ class Pipeline:
         for topic in (s.marketplace_topic, s.invoices_topic, s.completions_topic, s.commands_topic, s.verdicts_topic,
                       s.rpa_requests_topic):
             ends = {p: end for p, (_, end) in reader.ranges(topic).items()}
-            group = s.rpa_mail_group if topic == s.rpa_requests_topic else s.app_id
-            committed = groups.committed(group, topic, sorted(ends))
+            committed = groups.committed(s.app_id, topic, sorted(ends))
             consumer = Consumer({"bootstrap.servers": s.kafka_bootstrap_servers, "group.id": f"unread-{time.time_ns()}",
                                  "enable.partition.eof": True, "enable.auto.commit": False})
             try:
