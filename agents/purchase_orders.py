@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING
 from rules.context import KnownInvoices
 from rules.errors import DataError
 from rules.lifecycle import InvoiceSubmitted, RpaRequest
-from streams.bootstrap import DECIDE
-from streams.decisions import WORK_KINDS
+from streams.decisions import DECIDE, WORK_KINDS
 from streams.runtime import Batch, Flow
 
 if TYPE_CHECKING:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -37,22 +37,14 @@ class KnownInvoices:
 
     def __init__(self, invoices: Iterable[KnownInvoice] = ()):
         self._by_vendor: dict[str, list[KnownInvoice]] = defaultdict(list)
-        self._count = 0
         self.extend(invoices)
 
     def extend(self, invoices: Iterable[KnownInvoice]) -> None:
         for invoice in invoices:
             self._by_vendor[identifier_key(invoice.vendor_id)].append(invoice)
-            self._count += 1
 
     def of_vendor(self, vendor_id: str) -> list[KnownInvoice]:
         return self._by_vendor.get(identifier_key(vendor_id), [])
-
-    def __iter__(self) -> Iterator[KnownInvoice]:
-        return (invoice for invoices in self._by_vendor.values() for invoice in invoices)
-
-    def __len__(self) -> int:
-        return self._count
 
 
 @dataclass(frozen=True, slots=True)

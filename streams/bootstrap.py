@@ -24,13 +24,11 @@ from rules.models import PurchaseOrder
 from rules.policy import Policy, load_policy
 from schemas.codec import Codec, codec_for
 from streams.broker import KafkaStreamBroker, StreamBroker
-from streams.decisions import DecisionDesk
+from streams.decisions import DECIDE, DecisionDesk
 from streams.health import WorkerHealth
 from streams.ledgers import LedgerStore
 from streams.runtime import Runtime
 from streams.settings import Settings
-
-DECIDE = "decide-purchase-order-work"  # the PO agent's flow, whose stages the desk times
 
 
 @dataclass(frozen=True)

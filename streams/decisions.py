@@ -52,6 +52,7 @@ HANDLERS: dict[type, Handler] = {
     DispatchApproved: approve_dispatch,
 }
 WORK_KINDS = tuple(HANDLERS)
+DECIDE = "decide-purchase-order-work"  # the PO agent's flow, under which the desk's stages are timed
 
 # (purchase order or None when Sampro has no such PO, invoices seen before, now) -> Judge
 JudgeFactory = Callable[[PurchaseOrder | None, KnownInvoices, datetime], Judge]

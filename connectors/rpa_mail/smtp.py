@@ -25,7 +25,7 @@ import socket
 from collections.abc import Collection, Iterator, Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, Engine, Executable, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from connectors.rpa_mail.message import build_message, message_id
@@ -54,14 +54,11 @@ class SentLogSession:
         """Commits 'this email goes out now'; False when an earlier attempt already did."""
         with mapped_errors("processscheduler"):
             try:
-                with self.conn.begin():
-                    self._write_replies()
-                    self.conn.execute(insert(rpa_sent_log).values(
-                        invoice_id=invoice[0], invoice_version=invoice[1], message_id=mid, sent_at=datetime.now(UTC)))
+                self._commit(insert(rpa_sent_log).values(invoice_id=invoice[0], invoice_version=invoice[1],
+                                                         message_id=mid, sent_at=datetime.now(UTC)))
             except IntegrityError:
                 self.flush()
                 return False
-        self._replies.clear()
         return True
 
     def confirm(self, invoice: InvoiceVersion, server_reply: str) -> None:
@@ -70,23 +67,25 @@ class SentLogSession:
     def forget(self, invoice: InvoiceVersion) -> None:
         """The server refused or never got the end of the message: the email may be sent again."""
         t = rpa_sent_log
-        with mapped_errors("processscheduler"), self.conn.begin():
-            self._write_replies()
-            self.conn.execute(delete(t).where((t.c.invoice_id == invoice[0]) & (t.c.invoice_version == invoice[1])))
-        self._replies.clear()
+        with mapped_errors("processscheduler"):
+            self._commit(delete(t).where((t.c.invoice_id == invoice[0]) & (t.c.invoice_version == invoice[1])))
 
     def flush(self) -> None:
         if self._replies:
-            with mapped_errors("processscheduler"), self.conn.begin():
-                self._write_replies()
-            self._replies.clear()
+            with mapped_errors("processscheduler"):
+                self._commit()
 
-    def _write_replies(self) -> None:
-        if self._replies:
-            t = rpa_sent_log
-            self.conn.execute(update(t).where((t.c.invoice_id == bindparam("id"))
-                                              & (t.c.invoice_version == bindparam("version")))
-                              .values(server_reply=bindparam("reply")), self._replies)
+    def _commit(self, statement: Executable | None = None) -> None:
+        """One transaction: the replies confirmed since the last one, then the statement."""
+        t = rpa_sent_log
+        with self.conn.begin():
+            if self._replies:
+                self.conn.execute(update(t).where((t.c.invoice_id == bindparam("id"))
+                                                  & (t.c.invoice_version == bindparam("version")))
+                                  .values(server_reply=bindparam("reply")), self._replies)
+            if statement is not None:
+                self.conn.execute(statement)
+        self._replies.clear()
 
 
 class SqlSentLog:
@@ -103,9 +102,6 @@ class SqlSentLog:
             rows = conn.execute(select(t.c.invoice_id, t.c.invoice_version)
                                 .where(t.c.invoice_id.in_({invoice_id for invoice_id, _ in invoices})))
             return {(row.invoice_id, row.invoice_version) for row in rows} & set(invoices)
-
-    def was_sent(self, invoice_id: str, version: int) -> bool:
-        return bool(self.sent_before([(invoice_id, version)]))
 
     @contextlib.contextmanager
     def session(self) -> Iterator[SentLogSession]:

@@ -90,7 +90,7 @@ class SmtpMailerContract(RpaMailerContract):
         down = SmtpRpaMailer(host="127.0.0.1", port=free_port(), mail_from="a@t", mail_to="b@t", sent_log=log)
         with pytest.raises(Unavailable, match="smtp is unavailable: ConnectionRefusedError"):
             down.send([REQUEST])
-        assert not log.was_sent("MP-1001", 1)
+        assert log.sent_before([("MP-1001", 1)]) == set()
         up = SmtpRpaMailer(host="127.0.0.1", port=server.port, mail_from="a@t", mail_to="b@t", sent_log=log)
         assert up.send([REQUEST]) == [REQUEST] and len(server.mailbox.messages) == 1
 
@@ -109,7 +109,7 @@ class SmtpMailerContract(RpaMailerContract):
         mailer = SmtpRpaMailer(host="127.0.0.1", port=server.port, mail_from="a@t", mail_to="b@t", sent_log=log)
         with pytest.raises(Unavailable, match="452"):  # a full mailbox: the runtime tries again later
             mailer.send([REQUEST])
-        assert not log.was_sent("MP-1001", 1)
+        assert log.sent_before([("MP-1001", 1)]) == set()
         assert mailer.send([REQUEST]) == [REQUEST]
         assert len(server.mailbox.messages) == 1 and log.in_doubt() == []
 
