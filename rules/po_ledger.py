@@ -14,7 +14,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from rules.lifecycle import (
     DispatchApproved,
@@ -67,7 +67,12 @@ def record_key(invoice_id: str, version: int) -> str:
 
 
 class InvoiceRecord(BaseModel):
-    """One invoice version on this PO and where it stands."""
+    """One invoice version on this PO and where it stands, each fact once.
+
+    The invoice is the submission's document and the RPA payload is `payload`: the verdict and
+    the last status change are kept without their copies of either (a ledger is rewritten on
+    every change of its PO) and get them back when they are emitted again (`told`).
+    """
 
     model_config = ConfigDict(extra="ignore")
 
@@ -77,9 +82,39 @@ class InvoiceRecord(BaseModel):
     payload: RpaPayload | None = None
     last_change: StatusChanged | None = None  # re-emitted on replay, with its original event id
 
+    @model_validator(mode="after")
+    def _each_fact_once(self) -> InvoiceRecord:
+        # Also thins the records of ledgers written before, as they are read.
+        if self.verdict is not None:
+            self.verdict = _without_copies(self.verdict)
+        if self.last_change is not None and self.last_change.rpa_payload is not None:
+            self.last_change = self.last_change.model_copy(update={"rpa_payload": None})
+        return self
+
     @property
     def key(self) -> str:
         return record_key(self.submission.invoice_id, self.submission.version)
+
+    def told(self) -> list[Emitted]:
+        """The verdict and the last status change as they were emitted, copies and all."""
+        told: list[Emitted] = []
+        if self.verdict is not None:
+            audit = self.verdict.audit
+            told.append(self.verdict.model_copy(update={
+                "rpa_payload": self.payload if self.verdict.status is VerdictStatus.READY_TO_PROCESS else None,
+                "audit": audit and audit.model_copy(update={"invoice": self.submission.document})}))
+        if self.last_change is not None:
+            told.append(self.last_change.model_copy(update={
+                "rpa_payload": self.payload if self.last_change.status is InvoiceStatus.SENT_TO_RPA else None}))
+        return told
+
+
+def _without_copies(verdict: Verdict) -> Verdict:
+    """Only a ready verdict carries the payload, and its audit's invoice is the submission's."""
+    if verdict.rpa_payload is None and (verdict.audit is None or verdict.audit.invoice is None):
+        return verdict
+    audit = verdict.audit and verdict.audit.model_copy(update={"invoice": None})
+    return verdict.model_copy(update={"rpa_payload": None, "audit": audit})
 
 
 class PurchaseOrderLedger(BaseModel):
@@ -150,10 +185,10 @@ def _rpa_request(record: InvoiceRecord, at: datetime) -> RpaRequest:
     )
 
 
-class _Session:
+class _Update:
     """Applies one message to a copy of the ledger and collects what to emit.
 
-    Copy on write: the ledger's containers are copied, a record only when it changes (`own`),
+    Copy on write: the ledger's containers are copied, a record only when it changes (`editable`),
     so the caller's ledger stays untouched and an unchanged record stays the same object.
     """
 
@@ -169,37 +204,38 @@ class _Session:
     def outcome(self) -> Outcome:
         return Outcome(ledger=self.ledger, emitted=self.emitted)
 
-    def own(self, key: str) -> InvoiceRecord | None:
-        """The record, copied into this session's ledger so that it may be changed."""
+    def editable(self, key: str) -> InvoiceRecord | None:
+        """The record, copied into this update's ledger so that it may be changed."""
         record = self.ledger.record(key)
         if record is not None:
             record = self.ledger.records[key] = record.model_copy()
         return record
 
-    def own_listed(self, key: str) -> InvoiceRecord:
-        """`own` for a key the ledger lists (parked, holding): its record is there."""
-        record = self.own(key)
+    def editable_listed(self, key: str) -> InvoiceRecord:
+        """`editable` for a key the ledger lists (parked, holding): its record is there."""
+        record = self.editable(key)
         if record is None:
             raise KeyError(f"the ledger lists {key} but has no record of it")
         return record
 
-    def own_latest(self, invoice_id: str) -> InvoiceRecord | None:
+    def editable_latest(self, invoice_id: str) -> InvoiceRecord | None:
         version = self.ledger.latest.get(invoice_id)
-        return None if version is None else self.own(record_key(invoice_id, version))
+        return None if version is None else self.editable(record_key(invoice_id, version))
 
     def add(self, record: InvoiceRecord) -> None:
         self.ledger.records[record.key] = record
         self.ledger.latest[record.submission.invoice_id] = record.submission.version
 
-    def let_go(self, record: InvoiceRecord) -> None:
+    def dequeue(self, record: InvoiceRecord) -> None:
         for queue in (self.ledger.holding, self.ledger.parked):
             if record.key in queue:
                 queue.remove(record.key)
 
     def change(self, record: InvoiceRecord, status: InvoiceStatus, cause: str, at: datetime, **extra: Any) -> None:
+        change = _change(record, status, cause, at, **extra)
         record.status = status
-        record.last_change = _change(record, status, cause, at, **extra)
-        self.emitted.append(record.last_change)
+        record.last_change = change.model_copy(update={"rpa_payload": None}) if change.rpa_payload else change
+        self.emitted.append(change)
         if status in FINISHED:
             self.ledger.records.pop(record.key, None)
 
@@ -210,7 +246,7 @@ class _Session:
     def judge_now(self, record: InvoiceRecord) -> None:
         assert self.judge is not None, "a submission needs a judge bound to a PO snapshot"
         verdict = self.judge.decide(record.submission, self.ledger.in_flight())
-        record.verdict = verdict
+        record.verdict = _without_copies(verdict)
         record.payload = verdict.rpa_payload
         record.status = InvoiceStatus(verdict.status.value)
         self.emitted.append(verdict)
@@ -238,7 +274,7 @@ class _Session:
     def drain_parked(self, at: datetime) -> None:
         """Re-validate parked invoices in arrival order until one holds the PO again."""
         while self.ledger.parked and not self.ledger.holding:
-            record = self.own_listed(self.ledger.parked.pop(0))
+            record = self.editable_listed(self.ledger.parked.pop(0))
             if record.status is InvoiceStatus.RELEASED:
                 self.hold(record, at, cause="released")
             else:
@@ -247,13 +283,11 @@ class _Session:
     def replay(self, record: InvoiceRecord) -> None:
         """Re-emit where this version stands, so a write lost in a crash is repaired downstream
         (every message is idempotent there: same event ids, same Message-ID)."""
-        if record.verdict is not None:
-            self.emitted.append(record.verdict)
+        verdict_and_change = record.told()
         if record.status is InvoiceStatus.SENT_TO_RPA and record.payload is not None:
             assert record.last_change is not None, "a record sent to the RPA bot has its status change"
-            self.emitted.append(_rpa_request(record, record.last_change.occurred_at))
-        if record.last_change is not None:
-            self.emitted.append(record.last_change)
+            verdict_and_change.insert(-1, _rpa_request(record, record.last_change.occurred_at))
+        self.emitted.extend(verdict_and_change)
 
 
 def may_free(ledger: PurchaseOrderLedger | None, work: object) -> bool:
@@ -270,106 +304,108 @@ def submit_invoice(
     """A new invoice or a vendor's new version of one. The same version again is a replay: it
     re-emits where the invoice stands, or, after a change of rules, is judged again unless it
     already went to the RPA bot. A version no newer than a finished one changes nothing."""
-    s = _Session(ledger, judge, dispatch)
+    update = _Update(ledger, judge, dispatch)
     at = submission.received_at
-    known = s.own_latest(submission.invoice_id)
-    newest = s.ledger.latest.get(submission.invoice_id)
+    known = update.editable_latest(submission.invoice_id)
+    newest = update.ledger.latest.get(submission.invoice_id)
     if known is None and newest is not None and newest >= submission.version:
-        return s.outcome()  # that version, or a newer one, already finished
+        return update.outcome()  # that version, or a newer one, already finished
     if known is not None and known.submission.version > submission.version:
-        return s.outcome()  # an older version arriving late changes nothing
+        return update.outcome()  # an older version arriving late changes nothing
     if known is not None and known.submission.version == submission.version:
         if known.status in REJUDGEABLE and known.verdict and known.verdict.rules_version != judge.rules_version:
             # Reprocessed after a change of rules: judged again by the rules now in force.
-            s.admit(known, at, cause=f"parked-for-{judge.rules_version}")
+            update.admit(known, at, cause=f"parked-for-{judge.rules_version}")
         else:
-            s.replay(known)
-        return s.outcome()
+            update.replay(known)
+        return update.outcome()
     record = InvoiceRecord(submission=submission, status=InvoiceStatus.WAITING_FOR_PO)
-    s.add(record)
+    update.add(record)
     if known is not None and known.status not in (InvoiceStatus.SENT_TO_RPA, InvoiceStatus.ENTERED):
-        s.let_go(known)
-        s.change(known, InvoiceStatus.SUPERSEDED, f"v{submission.version}", at)
-        s.drain_parked(at)
-    s.admit(record, at)
-    return s.outcome()
+        update.dequeue(known)
+        update.change(known, InvoiceStatus.SUPERSEDED, f"v{submission.version}", at)
+        update.drain_parked(at)
+    update.admit(record, at)
+    return update.outcome()
 
 
 def withdraw_invoice(
     ledger: PurchaseOrderLedger, withdrawal: InvoiceWithdrawn, judge: Judge | None, dispatch: DispatchMode
 ) -> Outcome:
     """The vendor deleted the invoice: drop it unless the RPA bot already has it."""
-    s = _Session(ledger, judge, dispatch)
-    record = s.own_latest(withdrawal.invoice_id)
+    update = _Update(ledger, judge, dispatch)
+    record = update.editable_latest(withdrawal.invoice_id)
     final = (InvoiceStatus.WITHDRAWN, InvoiceStatus.ENTERED, InvoiceStatus.SENT_TO_RPA)
     if record is None or record.status in final:
-        return s.outcome()
-    s.let_go(record)
-    s.change(record, InvoiceStatus.WITHDRAWN, "deleted", withdrawal.withdrawn_at)
+        return update.outcome()
+    update.dequeue(record)
+    update.change(record, InvoiceStatus.WITHDRAWN, "deleted", withdrawal.withdrawn_at)
     if judge is not None:
-        s.drain_parked(withdrawal.withdrawn_at)
-    return s.outcome()
+        update.drain_parked(withdrawal.withdrawn_at)
+    return update.outcome()
 
 
 def complete_rpa(
     ledger: PurchaseOrderLedger, completion: RpaCompletion, judge: Judge, dispatch: DispatchMode
 ) -> Outcome:
     """The RPA bot entered (or failed to enter) an invoice: the PO goes to the next one."""
-    s = _Session(ledger, judge, dispatch)
-    record = s.own(record_key(completion.invoice_id, completion.invoice_version))
+    update = _Update(ledger, judge, dispatch)
+    record = update.editable(record_key(completion.invoice_id, completion.invoice_version))
     if (
         record is None
         or record.status is not InvoiceStatus.SENT_TO_RPA
-        or completion.event_id in s.ledger.completions_seen
+        or completion.event_id in update.ledger.completions_seen
     ):
-        return s.outcome()
+        return update.outcome()
     # A resent invoice gets a new completion; remembering the last few catches a repeated old one.
-    s.ledger.completions_seen = [*s.ledger.completions_seen[-(COMPLETIONS_REMEMBERED - 1):], completion.event_id]
-    s.let_go(record)
+    seen = update.ledger.completions_seen
+    update.ledger.completions_seen = [*seen[-(COMPLETIONS_REMEMBERED - 1):], completion.event_id]
+    update.dequeue(record)
     at = completion.occurred_at
     if completion.outcome is CompletionOutcome.SUCCESS:
-        s.change(record, InvoiceStatus.ENTERED, completion.event_id, at, sampro_invoice_id=completion.sampro_invoice_id)
-        _hold_back_edit_of(s, record, at)
+        update.change(record, InvoiceStatus.ENTERED, completion.event_id, at,
+                      sampro_invoice_id=completion.sampro_invoice_id)
+        _hold_back_edit_of(update, record, at)
     else:
-        s.change(record, InvoiceStatus.RPA_FAILED, completion.event_id, at, reason=completion.error)
-    s.drain_parked(at)
-    return s.outcome()
+        update.change(record, InvoiceStatus.RPA_FAILED, completion.event_id, at, reason=completion.error)
+    update.drain_parked(at)
+    return update.outcome()
 
 
-def _hold_back_edit_of(s: _Session, entered: InvoiceRecord, at: datetime) -> None:
+def _hold_back_edit_of(update: _Update, entered: InvoiceRecord, at: datetime) -> None:
     """A vendor edit parked behind its own entered version must not be entered a second time."""
-    version = s.ledger.latest.get(entered.submission.invoice_id)
+    version = update.ledger.latest.get(entered.submission.invoice_id)
     if version is None or version == entered.submission.version:
         return
     newer_key = record_key(entered.submission.invoice_id, version)
-    if newer_key not in s.ledger.parked:
+    if newer_key not in update.ledger.parked:
         return
-    newer = s.own_listed(newer_key)
-    s.ledger.parked.remove(newer.key)
+    newer = update.editable_listed(newer_key)
+    update.ledger.parked.remove(newer.key)
     reason = f"Version {entered.submission.version} of this invoice was already entered in Sampro."
-    s.change(newer, InvoiceStatus.MANUAL_REVIEW, "edited-after-entry", at, reason=reason)
+    update.change(newer, InvoiceStatus.MANUAL_REVIEW, "edited-after-entry", at, reason=reason)
 
 
 def release_invoice(
     ledger: PurchaseOrderLedger, command: ReleaseRequested, judge: Judge, dispatch: DispatchMode
 ) -> Outcome:
     """An AP override: the invoice becomes ready to process despite its findings."""
-    s = _Session(ledger, judge, dispatch)
-    record = s.own(record_key(command.invoice_id, command.invoice_version))
+    update = _Update(ledger, judge, dispatch)
+    record = update.editable(record_key(command.invoice_id, command.invoice_version))
     if (record is None or record.status not in RELEASABLE
-            or s.ledger.latest[command.invoice_id] != command.invoice_version):
-        return s.outcome()
+            or update.ledger.latest[command.invoice_id] != command.invoice_version):
+        return update.outcome()
     payload = record.payload or judge.payload_for(record.submission)
     if payload is None:
-        return s.outcome()
+        return update.outcome()
     record.payload = payload
     at = command.issued_at
-    s.change(record, InvoiceStatus.RELEASED, command.command_id, at, actor=command.user, reason=command.reason)
-    if s.ledger.holding:
-        s.ledger.parked.append(record.key)
+    update.change(record, InvoiceStatus.RELEASED, command.command_id, at, actor=command.user, reason=command.reason)
+    if update.ledger.holding:
+        update.ledger.parked.append(record.key)
     else:
-        s.hold(record, at, cause=command.command_id)
-    return s.outcome()
+        update.hold(record, at, cause=command.command_id)
+    return update.outcome()
 
 
 def approve_dispatch(
@@ -379,10 +415,10 @@ def approve_dispatch(
     dispatch: DispatchMode = "approval",
 ) -> Outcome:
     """Manual dispatch: an AP clerk sends the ready invoice that holds the PO to the RPA bot."""
-    s = _Session(ledger, judge, dispatch)
+    update = _Update(ledger, judge, dispatch)
     key = record_key(command.invoice_id, command.invoice_version)
-    record = s.own(key)
-    if record is None or key not in s.ledger.holding or record.status is InvoiceStatus.SENT_TO_RPA:
-        return s.outcome()
-    s.send_to_rpa(record, command.issued_at, command.command_id, actor=command.user)
-    return s.outcome()
+    record = update.editable(key)
+    if record is None or key not in update.ledger.holding or record.status is InvoiceStatus.SENT_TO_RPA:
+        return update.outcome()
+    update.send_to_rpa(record, command.issued_at, command.command_id, actor=command.user)
+    return update.outcome()

@@ -22,6 +22,7 @@ from rules.models import (
     RpaPayload,
     RpaPayloadLine,
     Verdict,
+    VerdictAudit,
     VerdictStatus,
 )
 from rules.po_ledger import (
@@ -259,6 +260,25 @@ def test_a_replay_after_a_crash_re_emits_where_the_invoice_stands(judge):
         assert statuses(again.emitted) == expected
         originals = [m for m in first if isinstance(m, StatusChanged) and m.invoice_id == invoice_id]
         assert [m for m in again.emitted if isinstance(m, StatusChanged)] == originals[-1:]
+
+
+class AuditingJudge(FakeJudge):
+    """Verdicts as the rules make them: the invoice as received in the audit."""
+
+    def decide(self, submission: InvoiceSubmitted, in_flight: dict[str, Decimal]) -> Verdict:
+        verdict = super().decide(submission, in_flight)
+        return verdict.model_copy(update={"audit": VerdictAudit(invoice=submission.document)})
+
+
+def test_a_ledger_record_holds_the_invoice_and_the_payload_once_and_a_replay_tells_them_whole():
+    judge = AuditingJudge()
+    first = submit_invoice(PurchaseOrderLedger(po_number="PO-1"), submission("A"), judge, "automatic")
+    stored = first.ledger.records["A@v1"].model_dump_json()
+    assert stored.count('"invoice_number":"N-A"') == 1  # the payload, once
+    assert stored.count('"expect":"ready_to_process"') == 1  # the invoice, once
+    again = submit_invoice(PurchaseOrderLedger.model_validate_json(first.ledger.model_dump_json()),
+                           submission("A"), judge, "automatic")
+    assert again.emitted == first.emitted  # the verdict's payload and audit, the change's payload
 
 
 def test_a_version_replayed_after_a_change_of_rules_is_judged_again_unless_the_rpa_bot_has_it(judge):
