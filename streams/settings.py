@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     invoices_topic: str = "invoices"
     completions_topic: str = "rpa.completions"
     commands_topic: str = "po.commands"
-    verdicts_topic: str = "verdicts"
+    verdicts_topic: str = "verdicts"  # verdicts and the status changes after them, in order per PO
     rpa_requests_topic: str = "rpa.requests"
     dlq_topic: str = "invoices.dlq"
     store: str = "memory://"
