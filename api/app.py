@@ -1,7 +1,7 @@
-"""The API's composition root: real adapters from settings in production, fakes in unit tests.
-
-Settings are read when `create_app` is called, never at import time; `invoice-automation api`
-calls it once per process. It refuses settings that would leave the API open (api/startup.py).
+"""The HTTP API assembled: its adapters from the API's composition root (api/bootstrap.py), then
+the routes and the middleware. Settings are read when `create_app` is called, never at import time;
+`invoice-automation api` calls it once per process. It refuses settings that would leave the API
+open (api/startup.py).
 
 Every request passes, outermost first: the security headers, the trusted proxy (who may name the
 user, who the client is), the body limit (counted while read), the cross-site check for changes;
@@ -22,21 +22,17 @@ from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
 from api import errors, startup
 from api.auth import Authenticator
+from api.bootstrap import adapters
 from api.cross_site import CrossSiteRefusal
 from api.headers import SecurityHeaders
 from api.live import LiveFeed
 from api.metrics import registry_for
 from api.proxy import TrustedProxy
 from api.routes import ap, dashboard, operations, rpa, validate
-from api.sessions import SessionVersions, SqlSessionVersions
 from api.status import ReadinessProbe
-from connectors.pipeline_lag import PipelineLag
-from connectors.po_commands import PurchaseOrderCommands
-from connectors.ports import ProcessScheduler, PurchaseOrderReader, RpaSentLog
-from connectors.scheduler.read_model import InvoiceReadModel
-from connectors.sql import engine_for
+from connectors.api_ports import InvoiceReadModel, PipelineLag, PurchaseOrderCommands, RpaSentLog, SessionVersions
+from connectors.ports import ProcessScheduler, PurchaseOrderReader
 from rules.policy import Policy
-from streams.bootstrap import policy_from, purchase_order_reader
 from streams.settings import Settings
 
 
@@ -60,32 +56,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _real_processscheduler(settings: Settings) -> tuple[InvoiceReadModel, ProcessScheduler, RpaSentLog]:
-    """The read model, the dry run's duplicate check and the RPA sent log, on one connection pool;
-    the API never migrates nor writes processscheduler (the worker does)."""
-    from connectors.rpa_mail import SqlSentLog
-    from connectors.scheduler import SqlProcessScheduler
-    from connectors.scheduler.read_model_sql import SqlInvoiceReadModel
-
-    engine = engine_for(settings.scheduler_db_url)
-    return SqlInvoiceReadModel(engine), SqlProcessScheduler(engine), SqlSentLog(engine)
-
-
-def _real_commands(settings: Settings) -> PurchaseOrderCommands:
-    from connectors.po_commands import KafkaPurchaseOrderCommands
-    from schemas.codec import codec_for
-
-    codec = codec_for(settings.schema_registry_url, settings.schema_registry_subject)
-    return KafkaPurchaseOrderCommands(settings.kafka_bootstrap_servers, codec, settings.completions_topic,
-                                      settings.commands_topic)
-
-
-def _real_lag(settings: Settings) -> PipelineLag:
-    from connectors.pipeline_lag import KafkaPipelineLag
-
-    return KafkaPipelineLag(settings.kafka_bootstrap_servers, settings.app_id)
-
-
 def create_app(
     settings: Settings | None = None,
     *,
@@ -102,21 +72,15 @@ def create_app(
 ) -> FastAPI:
     settings = settings or Settings()
     startup.check(settings)
-    if read_model is None or scheduler is None or sent_log is None:
-        real_read_model, real_scheduler, real_sent_log = _real_processscheduler(settings)
-        read_model, scheduler = read_model or real_read_model, scheduler or real_scheduler
-        sent_log = sent_log or real_sent_log
-    lag = lag or _real_lag(settings)
-    commands = commands or _real_commands(settings)
-    metrics = registry_for(read_model, lag, sent_log, clock, settings.api_status_cache_seconds)
-    sessions = sessions or SqlSessionVersions(engine_for(settings.api_sessions_db_url))
+    built = adapters(settings, read_model=read_model, commands=commands, purchase_orders=purchase_orders,
+                     scheduler=scheduler, lag=lag, sent_log=sent_log, sessions=sessions, policy=policy)
+    metrics = registry_for(built.read_model, built.lag, built.sent_log, clock, settings.api_status_cache_seconds)
     context = ApiContext(
-        settings=settings, read_model=read_model, commands=commands,
-        purchase_orders=purchase_orders or purchase_order_reader(settings),
-        scheduler=scheduler, lag=lag, policy=policy or policy_from(settings),
-        auth=Authenticator(settings, sessions, metrics), clock=clock,
-        live=LiveFeed(read_model, clock, interval=live_interval), metrics=metrics,
-        readiness=ReadinessProbe({"database": read_model.ping, "kafka": commands.ping}, clock,
+        settings=settings, read_model=built.read_model, commands=built.commands,
+        purchase_orders=built.purchase_orders, scheduler=built.scheduler, lag=built.lag, policy=built.policy,
+        auth=Authenticator(settings, built.sessions, metrics), clock=clock,
+        live=LiveFeed(built.read_model, clock, interval=live_interval), metrics=metrics,
+        readiness=ReadinessProbe({"database": built.read_model.ping, "kafka": built.commands.ping}, clock,
                                  settings.api_status_cache_seconds),
     )
 

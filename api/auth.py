@@ -32,8 +32,8 @@ from prometheus_client import CollectorRegistry, Counter
 
 from api.errors import ApiProblem
 from api.proxy import FROM_PROXY
-from api.sessions import SessionVersions
 from api.throttle import SignInThrottle
+from connectors.api_ports import SessionVersions
 from streams.settings import ApiUser, Settings
 
 log = logging.getLogger(__name__)

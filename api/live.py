@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-from connectors.scheduler.read_model import InvoiceReadModel
+from connectors.api_ports import InvoiceReadModel
 
 
 class LiveFeed:

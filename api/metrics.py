@@ -20,9 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from api.status import Cached
-from connectors.pipeline_lag import PipelineLag
-from connectors.ports import RpaSentLog
-from connectors.scheduler.read_model import InvoiceReadModel
+from connectors.api_ports import InvoiceReadModel, PipelineLag, RpaSentLog
 
 log = logging.getLogger(__name__)
 PREFIX = "invoice_automation"

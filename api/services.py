@@ -10,11 +10,12 @@ from datetime import datetime
 from typing import Any
 
 from api.schemas import BLANKS
-from connectors.po_commands import PurchaseOrderCommands
+from connectors.api_ports import InvoiceReadModel, PurchaseOrderCommands
 from connectors.ports import ProcessScheduler, PurchaseOrderReader
-from connectors.scheduler.read_model import InvoiceDetail, InvoiceReadModel
+from connectors.scheduler.read_model import InvoiceDetail
 from rules.context import EvaluationContext
 from rules.duplicates import lookups_for
+from rules.errors import Conflict, NotFound
 from rules.evaluate import evaluate
 from rules.lifecycle import DispatchApproved, InvoiceStatus, ReleaseRequested
 from rules.models import CompletionOutcome, RpaCompletion, Verdict
@@ -24,11 +25,11 @@ from rules.policy import Policy
 Clock = Callable[[], datetime]
 
 
-class UnknownInvoice(LookupError):
+class UnknownInvoice(NotFound):
     """processscheduler has no row for this invoice (version)."""
 
 
-class NotNow(Exception):
+class NotNow(Conflict):
     """The invoice's status does not allow the action."""
 
     def __init__(self, detail: str, current_status: InvoiceStatus):

@@ -6,30 +6,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from connectors.api_ports import ConsumerGroups, GroupIsActive
 from connectors.kafka_logs import client_config, kafka_down
 
 
-class GroupIsActive(RuntimeError):
-    """Workers of the group are running: its offsets cannot be moved under them."""
-
-
-class ConsumerGroups(Protocol):
-    def members(self, group: str) -> list[str]:
-        """The running consumers of the group (client id @ host); empty when none runs."""
-
-    def committed(self, group: str, topic: str, partitions: list[int]) -> dict[int, int | None]:
-        """The committed offset per partition; None where the group never committed."""
-
-    def move(self, group: str, topic: str, offsets: dict[int, int]) -> None:
-        """Sets the committed offsets; GroupIsActive while the group has members."""
-
-
-class KafkaConsumerGroups:
+class KafkaConsumerGroups(ConsumerGroups):
     def __init__(self, bootstrap_servers: str, timeout: float = 30.0):
         self.bootstrap_servers = bootstrap_servers
         self.admin = AdminClient(client_config(bootstrap_servers, "admin"))
@@ -66,7 +51,7 @@ class KafkaConsumerGroups:
 
 
 @dataclass
-class InMemoryConsumerGroups:
+class InMemoryConsumerGroups(ConsumerGroups):
     running: dict[str, list[str]] = field(default_factory=dict)
     offsets: dict[tuple[str, str, int], int] = field(default_factory=dict)
 

@@ -5,35 +5,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
+from connectors.api_ports import PartitionLag, PipelineLag
 from connectors.kafka_logs import client_config
 
 if TYPE_CHECKING:
     from confluent_kafka import TopicPartition as KafkaTopicPartition
 
 
-@dataclass(frozen=True)
-class PartitionLag:
-    topic: str
-    partition: int
-    committed: int  # the next offset the group will process
-    end: int  # the offset the next message will get
-    oldest_pending_at: datetime | None  # timestamp of the message at `committed`, when one is pending
-
-    @property
-    def pending(self) -> int:
-        return max(self.end - self.committed, 0)
-
-
-class PipelineLag(Protocol):
-    def lag(self) -> list[PartitionLag]:
-        """Every partition the group has committed an offset on; raises when Kafka cannot be reached."""
-
-
-class InMemoryPipelineLag:
+class InMemoryPipelineLag(PipelineLag):
     """A log of message timestamps per partition and a group's committed offsets, for unit tests."""
 
     def __init__(self) -> None:
@@ -54,7 +36,7 @@ class InMemoryPipelineLag:
         return found
 
 
-class KafkaPipelineLag:
+class KafkaPipelineLag(PipelineLag):
     """Committed offsets from the AdminClient, end offsets from the broker, and one read per
     lagging partition for the timestamp of its oldest pending message."""
 

@@ -8,36 +8,21 @@ go to the completions topic, AP commands to the commands topic, both keyed by `p
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
+from connectors.api_ports import CommandNotDelivered, PurchaseOrderCommand, PurchaseOrderCommands
 from connectors.kafka_logs import client_config
-from rules.lifecycle import DispatchApproved, ReleaseRequested
 from rules.models import RpaCompletion
 from schemas.codec import Codec
 
 if TYPE_CHECKING:
     from confluent_kafka import KafkaError, Message, Producer
 
-PurchaseOrderCommand = RpaCompletion | ReleaseRequested | DispatchApproved
-
-
-class CommandNotDelivered(RuntimeError):
-    """Kafka did not acknowledge the command; nothing may be assumed about it being applied."""
-
-
-class PurchaseOrderCommands(Protocol):
-    def publish(self, command: PurchaseOrderCommand) -> None:
-        """Returns once the broker has acknowledged the command; raises CommandNotDelivered otherwise."""
-
-    def ping(self) -> None:
-        """Raises when the broker cannot be reached."""
-
-
 def topic_for(command: PurchaseOrderCommand, completions_topic: str, commands_topic: str) -> str:
     return completions_topic if isinstance(command, RpaCompletion) else commands_topic
 
 
-class InMemoryPurchaseOrderCommands:
+class InMemoryPurchaseOrderCommands(PurchaseOrderCommands):
     """Keeps what was published, per topic, for unit tests."""
 
     def __init__(self, completions_topic: str = "rpa.completions", commands_topic: str = "po.commands"):
@@ -55,7 +40,7 @@ class InMemoryPurchaseOrderCommands:
             raise CommandNotDelivered("the in-memory broker is switched off")
 
 
-class KafkaPurchaseOrderCommands:
+class KafkaPurchaseOrderCommands(PurchaseOrderCommands):
     """confluent-kafka producer, idempotent with acks=all; each command is flushed before returning,
     so a 202 from the API means the command is on the PO's stream."""
 

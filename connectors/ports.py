@@ -48,11 +48,6 @@ class RpaMailer(Protocol):
         """Sends, in order, each request the sent log does not know; returns those sent now."""
 
 
-class RpaSentLog(Protocol):
-    def in_doubt(self) -> list[tuple[str, int]]:
-        """Invoice versions whose email was cut off between the log and the server's answer."""
-
-
 @dataclass(frozen=True)
 class UnreadableRow:
     """A marketplace row the source could not read: for the dead-letter topic."""

@@ -8,46 +8,18 @@ partition through the broker's timestamp index (`offsets_for_times`).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+from connectors.api_ports import OffsetRanges, TopicNotFound, TopicReader, TopicRecord
 from connectors.kafka_logs import client_config, kafka_down
 
 METADATA_TIMEOUT = 10.0  # how long the first question waits for a broker before Kafka counts as down
 
 
-@dataclass(frozen=True, slots=True)
-class TopicRecord:
-    topic: str
-    partition: int
-    offset: int
-    timestamp_ms: int
-    key: bytes | None
-    value: bytes | None
-
-
-# partition -> [start, end): the offsets to read
-OffsetRanges = Mapping[int, tuple[int, int]]
-
-
-class TopicReader(Protocol):
-    def ranges(self, topic: str, since_ms: int | None = None,
-               until_ms: int | None = None) -> dict[int, tuple[int, int]]:
-        """Per partition, the offsets of the records with since_ms <= timestamp < until_ms
-        (the whole partition when a bound is None). An unknown topic is a TopicNotFound."""
-
-    def read(self, topic: str, ranges: OffsetRanges) -> Iterator[TopicRecord]:
-        """The records in the ranges, partition by partition in offset order."""
-
-
-class TopicNotFound(LookupError):
-    pass
-
-
-class KafkaTopicReader:
+class KafkaTopicReader(TopicReader):
     def __init__(self, bootstrap_servers: str, timeout: float = 30.0):
         self.bootstrap_servers, self.timeout = bootstrap_servers, timeout
 
@@ -123,7 +95,7 @@ class KafkaTopicReader:
 
 
 @dataclass
-class InMemoryTopicReader:
+class InMemoryTopicReader(TopicReader):
     """Topics as lists of records per partition, for unit tests of what reads them."""
 
     topics: dict[str, dict[int, list[TopicRecord]]] = field(default_factory=dict)

@@ -1,8 +1,9 @@
-"""The composition root: real adapters from settings in production, anything else in tests.
+"""The worker's composition root: real adapters from settings in production, anything else in tests.
 
 Nothing here runs at import time; `bootstrap()` reads the settings it is given (or the
 environment) when it is called, builds the stream runtime and registers every agent on it.
 Unit tests pass the in-memory broker and adapters, and drive the same agents without a server.
+What the API's root (api/bootstrap.py) builds as well comes from streams/adapters.py.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from rules.context import KnownInvoices
 from rules.judge import RulesJudge
 from rules.limits import Limits
 from rules.models import PurchaseOrder
-from rules.policy import Policy, load_policy
-from schemas.codec import Codec, codec_for
+from rules.policy import Policy
+from schemas.codec import Codec
+from streams.adapters import codec_from, policy_from, purchase_order_reader
 from streams.broker import KafkaStreamBroker, StreamBroker
 from streams.decisions import DECIDE, DecisionDesk
 from streams.health import WorkerHealth
@@ -77,12 +79,6 @@ def process_scheduler(settings: Settings) -> ProcessScheduler:
     return SqlProcessScheduler(engine)
 
 
-def purchase_order_reader(settings: Settings) -> PurchaseOrderReader:
-    from connectors.sampro import SqlPurchaseOrderReader
-
-    return SqlPurchaseOrderReader(engine_for(settings.sampro_db_url), settings.sampro_names)
-
-
 def _real_mailer(settings: Settings) -> RpaMailer:
     from connectors.rpa_mail import SmtpRpaMailer, SqlSentLog
 
@@ -113,10 +109,6 @@ def _real_broker(settings: Settings, health: WorkerHealth) -> StreamBroker:
                              session_timeout_seconds=settings.session_timeout_seconds, health=health)
 
 
-def policy_from(settings: Settings) -> Policy:
-    return load_policy(settings.tolerances_file) if settings.tolerances_file else Policy()
-
-
 def bootstrap(
     settings: Settings | None = None,
     *,
@@ -131,7 +123,7 @@ def bootstrap(
     settings = settings or Settings()
     policy = policy or policy_from(settings)
     scheduler = scheduler or process_scheduler(settings)
-    codec = codec_for(settings.schema_registry_url, settings.schema_registry_subject)
+    codec = codec_from(settings)
     health = health or WorkerHealth()
     limits = limits_from(settings)
 

@@ -1,9 +1,10 @@
-"""An RPA mailbox in memory, for unit tests of the agents."""
+"""An RPA mailbox and a sent log in memory, for unit tests of the agents and the API."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
+from connectors.api_ports import RpaSentLog
 from rules.lifecycle import RpaRequest
 
 
@@ -21,3 +22,13 @@ class InMemoryRpaMailer:
                 sent.append(request)
         self.sent.extend(sent)
         return sent
+
+
+class InMemorySentLog(RpaSentLog):
+    """The sent log as the API reads it: the hand-offs in doubt, as a test sets them."""
+
+    def __init__(self, in_doubt: Iterable[tuple[str, int]] = ()) -> None:
+        self.doubtful = list(in_doubt)
+
+    def in_doubt(self) -> list[tuple[str, int]]:
+        return list(self.doubtful)

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection, Engine, Executable, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from connectors.api_ports import RpaSentLog
 from connectors.rpa_mail.message import build_message, message_id
 from connectors.scheduler.tables import rpa_sent_log
 from connectors.sql import mapped_errors
@@ -88,7 +89,7 @@ class SentLogSession:
         self._replies.clear()
 
 
-class SqlSentLog:
+class SqlSentLog(RpaSentLog):
     def __init__(self, engine: Engine):
         self.engine = engine
 

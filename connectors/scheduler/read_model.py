@@ -1,14 +1,15 @@
 """processscheduler as AP reads it: invoice lists, one invoice with its history, the KPI figures.
 
-The port and its value types; `read_model_sql` and `read_model_memory` implement it, and the
-same contract suite runs on both. The pure helpers here keep the two from drifting apart.
+The values of the read model's port (connectors.api_ports.InvoiceReadModel), and the pure helpers
+that keep its two implementations, `read_model_sql` and `read_model_memory`, from drifting apart;
+the same contract suite runs on both.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Protocol, overload
+from typing import Any, overload
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -101,25 +102,6 @@ class Kpi(_View):
 class Changes(_View):
     rows: list[InvoiceSummary]
     last_event: int  # pass back as `after` to get what changed since
-
-
-class InvoiceReadModel(Protocol):
-    def invoices(self, query: InvoiceQuery) -> InvoicePage:
-        """Newest invoice versions first."""
-
-    def invoice(self, invoice_id: str, version: int | None = None) -> InvoiceDetail | None:
-        """The given version, or the newest one; None when processscheduler has no such row."""
-
-    def kpi(self, now: datetime) -> Kpi: ...
-
-    def changes(self, after: int | None) -> Changes:
-        """Rows changed by history events after `after`; None starts from now, with no rows."""
-
-    def rpa_round_trips(self, since: datetime) -> list[float]:
-        """Seconds from sent_to_rpa to entered or rpa_failed, for outcomes recorded since `since`."""
-
-    def ping(self) -> None:
-        """Raises when the database cannot be reached."""
 
 
 @overload

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from connectors.api_ports import InvoiceReadModel
 from connectors.scheduler import read_model as views
 from connectors.scheduler.memory import InMemoryProcessScheduler
 from connectors.scheduler.read_model import (
@@ -17,10 +18,11 @@ from connectors.scheduler.read_model import (
     InvoiceQuery,
     Kpi,
 )
+from rules.errors import Unavailable
 from rules.lifecycle import InvoiceStatus
 
 
-class InMemoryInvoiceReadModel:
+class InMemoryInvoiceReadModel(InvoiceReadModel):
     def __init__(self, scheduler: InMemoryProcessScheduler):
         self.scheduler = scheduler
         self.reachable = True
@@ -95,4 +97,4 @@ class InMemoryInvoiceReadModel:
 
     def ping(self) -> None:
         if not self.reachable:
-            raise ConnectionError("the in-memory processscheduler is switched off")
+            raise Unavailable("processscheduler", "the in-memory processscheduler is switched off")

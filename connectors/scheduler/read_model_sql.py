@@ -2,7 +2,8 @@
 
 JSON columns are searched as text (`"code": "PRICE_MISMATCH"` as the sink's json.dumps wrote
 it), and per-minute figures are one statement of SUM(CASE ...) columns, so nothing depends on a
-dialect's JSON or date functions.
+dialect's JSON or date functions. A database that cannot be reached, or lacks the tables, is
+`Unavailable` (connectors.sql), which the API answers with 503.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, String, and_, case, cast, func, select
 
+from connectors.api_ports import InvoiceReadModel
 from connectors.scheduler import read_model as views
 from connectors.scheduler.read_model import (
     REASON_CODES,
@@ -25,6 +27,7 @@ from connectors.scheduler.read_model import (
     Kpi,
 )
 from connectors.scheduler.tables import history, processscheduler
+from connectors.sql import mapped_errors
 from rules.lifecycle import InvoiceStatus
 
 CHANGES_PER_CALL = 500
@@ -41,7 +44,7 @@ def _summary_columns() -> tuple[ColumnElement[Any], ...]:
             p.c.http_status, p.c.reasons, p.c.decided_at, p.c.sampro_invoice_id)
 
 
-class SqlInvoiceReadModel:
+class SqlInvoiceReadModel(InvoiceReadModel):
     def __init__(self, engine: Engine):
         self.engine = engine
 
@@ -60,13 +63,13 @@ class SqlInvoiceReadModel:
             conditions.append(_reason_pattern(query.reason_code))
         page = (select(*_summary_columns()).where(*conditions).order_by(p.c.id.desc())
                 .limit(query.limit).offset(query.offset))
-        with self.engine.connect() as conn:
+        with mapped_errors("processscheduler"), self.engine.connect() as conn:
             total = conn.execute(select(func.count()).select_from(p).where(*conditions)).scalar_one()
             rows = [views.summary(row) for row in conn.execute(page).mappings()]
         return InvoicePage(items=rows, total=total, limit=query.limit, offset=query.offset)
 
     def invoice(self, invoice_id: str, version: int | None = None) -> InvoiceDetail | None:
-        with self.engine.connect() as conn:
+        with mapped_errors("processscheduler"), self.engine.connect() as conn:
             versions = list(conn.execute(select(p.c.invoice_version).where(p.c.invoice_id == invoice_id)).scalars())
             wanted = max(versions, default=None) if version is None else version
             if wanted not in versions:
@@ -92,7 +95,7 @@ class SqlInvoiceReadModel:
                  .select_from(p.join(h, and_(h.c.invoice_id == p.c.invoice_id,
                                              h.c.invoice_version == p.c.invoice_version, h.c.status == p.c.status)))
                  .where(p.c.status.in_([status.value for status in WAITING])).group_by(p.c.id).subquery())
-        with self.engine.connect() as conn:
+        with mapped_errors("processscheduler"), self.engine.connect() as conn:
             by_status: dict[str, int] = dict(conn.execute(select(p.c.status, func.count()).group_by(p.c.status)).all())
             reason_counts = conn.execute(reasons).one()
             oldest = conn.execute(select(func.min(since.c.since))).scalar_one()
@@ -101,7 +104,7 @@ class SqlInvoiceReadModel:
         return views.kpi(now, by_status, by_reason, oldest, per_minute)
 
     def changes(self, after: int | None) -> Changes:
-        with self.engine.connect() as conn:
+        with mapped_errors("processscheduler"), self.engine.connect() as conn:
             if after is None:
                 last = conn.execute(select(func.coalesce(func.max(h.c.id), 0))).scalar_one()
                 return Changes(rows=[], last_event=last)
@@ -123,10 +126,10 @@ class SqlInvoiceReadModel:
                     .where(h.c.invoice_id.in_(outcomes),
                            h.c.status.in_([InvoiceStatus.SENT_TO_RPA.value, *(s.value for s in RPA_OUTCOMES)]))
                     .order_by(h.c.id))
-        with self.engine.connect() as conn:
+        with mapped_errors("processscheduler"), self.engine.connect() as conn:
             return views.round_trips(conn.execute(relevant).mappings(), since)
 
     def ping(self) -> None:
         """Also fails while the worker has not created processscheduler yet."""
-        with self.engine.connect() as conn:
+        with mapped_errors("processscheduler"), self.engine.connect() as conn:
             conn.execute(select(p.c.id).limit(1))

@@ -8,7 +8,8 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from connectors.consumer_groups import GroupIsActive, InMemoryConsumerGroups, KafkaConsumerGroups
+from connectors.api_ports import GroupIsActive
+from connectors.consumer_groups import InMemoryConsumerGroups, KafkaConsumerGroups
 
 
 class ConsumerGroupsContract:

@@ -9,7 +9,8 @@ import pytest
 from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from connectors.po_commands import CommandNotDelivered, InMemoryPurchaseOrderCommands, KafkaPurchaseOrderCommands
+from connectors.api_ports import CommandNotDelivered
+from connectors.po_commands import InMemoryPurchaseOrderCommands, KafkaPurchaseOrderCommands
 from devstack.process import free_port
 from rules.lifecycle import DispatchApproved, ReleaseRequested
 from rules.models import CompletionOutcome, RpaCompletion

@@ -6,7 +6,8 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from connectors.topic_reader import InMemoryTopicReader, KafkaTopicReader, TopicNotFound
+from connectors.api_ports import TopicNotFound
+from connectors.topic_reader import InMemoryTopicReader, KafkaTopicReader
 
 T0 = 1_795_000_000_000
 RECORDS = [(n % 3, T0 + n * 1000, f"PO-{n % 3}".encode(), f"value-{n}".encode()) for n in range(30)]

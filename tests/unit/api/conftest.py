@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -14,12 +14,13 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.auth import hash_password
 from api.server import ThreadedServer
-from api.sessions import InMemorySessionVersions
 from connectors.pipeline_lag import InMemoryPipelineLag
 from connectors.po_commands import InMemoryPurchaseOrderCommands
+from connectors.rpa_mail import InMemorySentLog
 from connectors.sampro import InMemoryPurchaseOrderReader
 from connectors.scheduler import InMemoryProcessScheduler
 from connectors.scheduler.read_model_memory import InMemoryInvoiceReadModel
+from connectors.session_versions import InMemorySessionVersions
 from devstack.process import free_port
 from rules.lifecycle import InvoiceStatus, StatusChanged
 from rules.models import PurchaseOrder
@@ -67,23 +68,13 @@ def seed(scheduler: InMemoryProcessScheduler) -> None:
 
 
 @dataclass
-class SentLogInMemory:
-    """The RPA sent log as /metrics reads it: the emails in doubt."""
-
-    doubtful: list[tuple[str, int]] = field(default_factory=list)
-
-    def in_doubt(self) -> list[tuple[str, int]]:
-        return list(self.doubtful)
-
-
-@dataclass
 class Api:
     client: TestClient
     scheduler: InMemoryProcessScheduler
     read_model: InMemoryInvoiceReadModel
     commands: InMemoryPurchaseOrderCommands
     lag: InMemoryPipelineLag
-    sent_log: SentLogInMemory
+    sent_log: InMemorySentLog
     settings: Settings
     sessions: InMemorySessionVersions
 
@@ -117,7 +108,7 @@ def make_api(client_address: tuple[str, int] = ("testclient", 50000), sessions: 
     settings = api_settings(**settings_overrides)
     read_model = read_model or InMemoryInvoiceReadModel(scheduler)
     commands, lag = commands or InMemoryPurchaseOrderCommands(), lag or InMemoryPipelineLag()
-    sent_log, sessions = SentLogInMemory(), sessions or InMemorySessionVersions()
+    sent_log, sessions = InMemorySentLog(), sessions or InMemorySessionVersions()
     app = create_app(settings, read_model=read_model, commands=commands, scheduler=scheduler, lag=lag,
                      sent_log=sent_log, sessions=sessions,
                      purchase_orders=InMemoryPurchaseOrderReader([PurchaseOrder.model_validate(PO)]),

@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.auth import hash_password
-from api.sessions import SqlSessionVersions
+from connectors.session_versions import SqlSessionVersions
 from connectors.sql import engine_for
 from tests.unit.api.conftest import PASSWORD, make_api, served
 

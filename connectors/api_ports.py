@@ -1,0 +1,158 @@
+"""The small interfaces through which the API and the operator's audit tools reach the outside
+world, beside the pipeline rather than in it: what they read (processscheduler, the consumer lag,
+the RPA sent log, the topics, the consumer group) and the one thing they send (commands on a PO's
+stream). The worker's ports are in connectors/ports.py.
+
+Every implementation, the in-memory ones included, subclasses its port, so mypy checks each
+method against it; each port has one contract suite in tests/contracts/ run on every
+implementation. The values that cross a port, and the errors it raises (all of the one family in
+rules.errors), are defined here with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from connectors.scheduler.read_model import Changes, InvoiceDetail, InvoicePage, InvoiceQuery, Kpi
+from rules.errors import Conflict, NotFound, Unavailable
+from rules.lifecycle import DispatchApproved, ReleaseRequested
+from rules.models import RpaCompletion
+
+# processscheduler, read ----------------------------------------------------------------------
+
+
+class InvoiceReadModel(Protocol):
+    """processscheduler as AP reads it: invoice lists, one invoice with its history, the KPI figures.
+    Its value types and the pure helpers its implementations share are in connectors.scheduler.read_model."""
+
+    def invoices(self, query: InvoiceQuery) -> InvoicePage:
+        """Newest invoice versions first."""
+
+    def invoice(self, invoice_id: str, version: int | None = None) -> InvoiceDetail | None:
+        """The given version, or the newest one; None when processscheduler has no such row."""
+
+    def kpi(self, now: datetime) -> Kpi:
+        """The figures of the dashboard as of `now`."""
+
+    def changes(self, after: int | None) -> Changes:
+        """Rows changed by history events after `after`; None starts from now, with no rows."""
+
+    def rpa_round_trips(self, since: datetime) -> list[float]:
+        """Seconds from sent_to_rpa to entered or rpa_failed, for outcomes recorded since `since`."""
+
+    def ping(self) -> None:
+        """Raises Unavailable when the database cannot be reached."""
+
+
+class RpaSentLog(Protocol):
+    """The RPA sent log as the API reads it (for /metrics); the mailer writes it."""
+
+    def in_doubt(self) -> list[tuple[str, int]]:
+        """Invoice versions whose email was cut off between the log and the server's answer."""
+
+
+# Kafka, read and written beside the pipeline ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PartitionLag:
+    topic: str
+    partition: int
+    committed: int  # the next offset the group will process
+    end: int  # the offset the next message will get
+    oldest_pending_at: datetime | None  # timestamp of the message at `committed`, when one is pending
+
+    @property
+    def pending(self) -> int:
+        return max(self.end - self.committed, 0)
+
+
+class PipelineLag(Protocol):
+    """How far the pipeline's consumer group is behind its topics."""
+
+    def lag(self) -> list[PartitionLag]:
+        """Every partition the group has committed an offset on; raises when Kafka cannot be reached."""
+
+
+PurchaseOrderCommand = RpaCompletion | ReleaseRequested | DispatchApproved
+
+
+class CommandNotDelivered(Unavailable):
+    """Kafka did not acknowledge the command; nothing may be assumed about it being applied."""
+
+    def __init__(self, detail: str):
+        super().__init__("kafka", detail)
+
+
+class PurchaseOrderCommands(Protocol):
+    """Commands for a purchase order's stream: RPA completions, AP releases and dispatch approvals."""
+
+    def publish(self, command: PurchaseOrderCommand) -> None:
+        """Returns once the broker has acknowledged the command; raises CommandNotDelivered otherwise."""
+
+    def ping(self) -> None:
+        """Raises CommandNotDelivered when the broker cannot be reached."""
+
+
+@dataclass(frozen=True, slots=True)
+class TopicRecord:
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes | None
+
+
+# partition -> [start, end): the offsets to read
+OffsetRanges = Mapping[int, tuple[int, int]]
+
+
+class TopicNotFound(NotFound):
+    """No topic of that name."""
+
+
+class TopicReader(Protocol):
+    """The pipeline's topics read for audit: no consumer group, no commits."""
+
+    def ranges(self, topic: str, since_ms: int | None = None,
+               until_ms: int | None = None) -> dict[int, tuple[int, int]]:
+        """Per partition, the offsets of the records with since_ms <= timestamp < until_ms
+        (the whole partition when a bound is None). An unknown topic is a TopicNotFound."""
+
+    def read(self, topic: str, ranges: OffsetRanges) -> Iterator[TopicRecord]:
+        """The records in the ranges, partition by partition in offset order."""
+
+
+class GroupIsActive(Conflict):
+    """Workers of the group are running: its offsets cannot be moved under them."""
+
+
+class ConsumerGroups(Protocol):
+    """The pipeline's consumer group as an operator sees it: who is in it, where it stands, moving it."""
+
+    def members(self, group: str) -> list[str]:
+        """The running consumers of the group (client id @ host); empty when none runs."""
+
+    def committed(self, group: str, topic: str, partitions: list[int]) -> dict[int, int | None]:
+        """The committed offset per partition; None where the group never committed."""
+
+    def move(self, group: str, topic: str, offsets: dict[int, int]) -> None:
+        """Sets the committed offsets; GroupIsActive while the group has members."""
+
+
+# The API's own database -----------------------------------------------------------------------
+
+
+class SessionVersions(Protocol):
+    """Server-side session versions: signing out moves a user's version on, which ends every session
+    signed before (connectors/session_versions.py says why they are kept in a database)."""
+
+    def current(self, user: str) -> int:
+        """The version a session of `user` must carry to be valid (0 before any sign-out)."""
+
+    def end_sessions(self, user: str) -> None:
+        """Every session of `user` signed so far is no longer valid."""

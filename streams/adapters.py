@@ -1,0 +1,29 @@
+"""The pieces both composition roots build from settings: the worker's (streams/bootstrap.py) and
+the API's (api/bootstrap.py). Each is made when called, from the settings it is given, never at
+import time; what only one side needs stays in its own root.
+"""
+
+from __future__ import annotations
+
+from connectors.ports import PurchaseOrderReader
+from connectors.sql import engine_for
+from rules.policy import Policy, load_policy
+from schemas.codec import Codec, codec_for
+from streams.settings import Settings
+
+
+def policy_from(settings: Settings) -> Policy:
+    """The tolerances file when one is set, else the exact matching AP uses today."""
+    return load_policy(settings.tolerances_file) if settings.tolerances_file else Policy()
+
+
+def purchase_order_reader(settings: Settings) -> PurchaseOrderReader:
+    """Sampro, read side: PO snapshots and the invoices already entered (the API's dry run reads both)."""
+    from connectors.sampro import SqlPurchaseOrderReader
+
+    return SqlPurchaseOrderReader(engine_for(settings.sampro_db_url), settings.sampro_names)
+
+
+def codec_from(settings: Settings) -> Codec:
+    """The wire format of every topic: the worker reads and writes it, the API writes PO commands."""
+    return codec_for(settings.schema_registry_url, settings.schema_registry_subject)
