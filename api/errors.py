@@ -1,9 +1,15 @@
 """Errors as JSON that say what was wrong: the field and the value for bad input, the current
-status for a conflict. Every route documents the answers it can give (`responses`)."""
+status for a conflict. Every route documents the answers it can give (`responses`).
+
+The service's one error family (rules.errors), into which the adapters map their drivers' errors,
+is answered by type: DataError 400, NotFound 404, Conflict 409, Unavailable 503. A more specific
+class (an invoice that is not in a state for the action, a command Kafka did not take, Sampro's
+unusable data) keeps its own answer."""
 
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -15,10 +21,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Route
 
 from api.schemas import Conflict, Problem, ValidationProblem
-from api.services import NotNow, UnknownInvoice
-from connectors.po_commands import CommandNotDelivered
+from api.services import NotNow
+from connectors.api_ports import CommandNotDelivered
 from connectors.sampro import SamproDataError
+from rules.errors import Conflict as ConflictError
+from rules.errors import DataError, NotFound, Unavailable
 from rules.parsing import field_path
+
+log = logging.getLogger(__name__)
 
 # Never echoed back in an error: the answer may be logged, cached or shown over a shoulder.
 SECRET_FIELDS = {"password"}
@@ -83,9 +93,24 @@ def install(app: FastAPI) -> None:
     async def api_problem(_request: Request, exc: ApiProblem) -> JSONResponse:
         return JSONResponse({"detail": exc.detail, **exc.extra}, status_code=exc.status, headers=exc.headers)
 
-    @app.exception_handler(UnknownInvoice)
-    async def unknown_invoice(_request: Request, exc: UnknownInvoice) -> JSONResponse:
+    @app.exception_handler(DataError)
+    async def bad_data(_request: Request, exc: DataError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.exception_handler(NotFound)
+    async def not_found(_request: Request, exc: NotFound) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(ConflictError)
+    async def conflict(_request: Request, exc: ConflictError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    @app.exception_handler(Unavailable)
+    async def unavailable(_request: Request, exc: Unavailable) -> JSONResponse:
+        # The detail names hosts, ports and drivers: it goes to the log, the answer names the dependency.
+        log.warning("%s: %s", exc.dependency, exc.detail)
+        return JSONResponse({"detail": f"{exc.dependency} cannot be reached, try again"}, status_code=503,
+                            headers={"Retry-After": "5"})
 
     @app.exception_handler(NotNow)
     async def not_now(_request: Request, exc: NotNow) -> JSONResponse:
