@@ -1,7 +1,7 @@
 """An invoice laid beside its PO for the drill-down, from what processscheduler keeps.
 
 Every line of the invoice as the rules judged it, beside the PO line it was matched to (the
-RPA payload's mapping when there is one, else the first PO line with the same part); every
+RPA payload's mapping when there is one, else the rules' own line matcher, rules.comparison); every
 finding quotes the invoice's value (`actual`) and the PO's (`expected`) for its field, and
 marks it. Rows decided before processscheduler kept the invoice fall back to the payload's lines.
 """
@@ -12,7 +12,9 @@ from collections import defaultdict
 
 from api.schemas import ComparedField, ComparedLine, Comparison
 from connectors.scheduler.read_model import InvoiceDetail
+from rules.comparison import matched_po_lines
 from rules.models import Finding, PurchaseOrderLine, RpaPayloadLine
+from rules.policy import Policy
 
 LINE_FIELDS = ("part_number", "quantity", "unit_price", "amount")
 
@@ -46,7 +48,7 @@ def _document_lines(document: dict) -> dict[int, dict]:
             and isinstance(line.get("line_no"), int) and not isinstance(line["line_no"], bool)}
 
 
-def compare(invoice: InvoiceDetail) -> Comparison:
+def compare(invoice: InvoiceDetail, policy: Policy = Policy()) -> Comparison:
     po, payload = invoice.po_snapshot, invoice.rpa_payload
     document = invoice.invoice_document if isinstance(invoice.invoice_document, dict) else {}
     by_line: dict[int | None, list[Finding]] = defaultdict(list)
@@ -62,10 +64,12 @@ def compare(invoice: InvoiceDetail) -> Comparison:
     invoice_lines = _document_lines(document) or {
         n: line.model_dump() for n, line in payload_lines.items()}
     po_lines = {line.line_no: line for line in po.lines} if po else {}
+    matched = matched_po_lines(document, po, policy) if po and document else {}
     lines = []
     for line_no in sorted(set(invoice_lines) | {n for n in by_line if n is not None}):
         sent = invoice_lines.get(line_no)
-        po_line = _po_line_of(line_no, sent, payload_lines, po_lines)
+        in_payload = payload_lines.get(line_no)
+        po_line = po_lines.get(in_payload.po_line_no) if in_payload else matched.get(line_no)
         fields = {name: ComparedField(field=name, invoice=_text(sent.get(name)),
                                       purchase_order=_po_value(po_line, name), findings=[])
                   for name in LINE_FIELDS if sent is not None}
@@ -73,11 +77,3 @@ def compare(invoice: InvoiceDetail) -> Comparison:
                                   fields=_with_findings(fields, by_line.get(line_no, []))))
     return Comparison(header=_with_findings(header, by_line.get(None, [])), lines=lines)
 
-
-def _po_line_of(line_no: int, sent: dict | None, payload_lines: dict[int, RpaPayloadLine],
-                po_lines: dict[int, PurchaseOrderLine]) -> PurchaseOrderLine | None:
-    """The PO line the RPA payload mapped the invoice line to, else the first one with its part."""
-    if line_no in payload_lines:
-        return po_lines.get(payload_lines[line_no].po_line_no)
-    part = (sent or {}).get("part_number")
-    return next((line for line in po_lines.values() if part and line.part_number == str(part).strip()), None)

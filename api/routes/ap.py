@@ -66,7 +66,7 @@ def list_invoices(query: InvoiceQuery = Depends(invoice_query), _: Principal = D
 def show_invoice(invoice_id: InvoiceId, version: Annotated[int | None, Query(ge=1)] = None,
                  _: Principal = Depends(signed_in), ctx=Depends(context)) -> InvoiceView:
     found = find_invoice(ctx.read_model, invoice_id, version)
-    return InvoiceView(**found.model_dump(), comparison=compare(found))
+    return InvoiceView(**found.model_dump(), comparison=compare(found, ctx.policy))
 
 
 @router.post("/invoices/{invoice_id}/release", status_code=202, response_model=CommandAccepted,

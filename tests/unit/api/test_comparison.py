@@ -46,3 +46,13 @@ def test_a_row_from_before_the_invoice_was_kept_shows_the_payload_lines_and_the_
     detail = detail_of(judge(invoice())).model_copy(update={"invoice_document": None})
     first, second = compare(detail).lines
     assert fields(first)["unit_price"] == ("15.50", "15.50", []) and second.po_line_no == 2
+
+
+def test_an_invoice_line_is_shown_beside_the_po_line_the_rules_matched_not_the_first_of_its_part():
+    """The rules' line matcher (rules.case): of the PO lines of a part, the one at the invoice's price."""
+    cheaper = {**po()["lines"][0], "line_no": 1, "unit_price": "15.00"}
+    lines = [cheaper, *({**line, "line_no": line["line_no"] + 1} for line in po()["lines"])]
+    detail = detail_of(judge(invoice(), po(lines=lines))).model_copy(update={"rpa_payload": None})
+    first, second = compare(detail).lines
+    assert (first.po_line_no, second.po_line_no) == (2, 3)
+    assert fields(first)["unit_price"] == ("15.50", "15.50", [])
