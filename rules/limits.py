@@ -8,9 +8,12 @@ cannot even be read as JSON within these bounds, a `DataError` that dead-letters
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from rules.errors import DataError
@@ -30,6 +33,8 @@ class Limits:
 
 def control_character(text: str, allow_layout: bool = False) -> str | None:
     """The first control character in the text (CR, LF, NUL, ...), as U+XXXX; None when clean."""
+    if text.isprintable():  # no Cc, no line or paragraph separator: the common case, without a scan
+        return None
     for character in text:
         if allow_layout and character in "\t\n\r":
             continue
@@ -55,6 +60,24 @@ def decimal_problem(value: Decimal, limits: Limits) -> str | None:
     if integer > limits.max_integer_digits:
         return f"has {integer} digits before the point; Sampro keeps {limits.max_integer_digits}"
     return None
+
+
+def plainly_storable(numbers: Iterable[Decimal], limits: Limits) -> bool:
+    """True when every number surely fits numeric(18, 4), read off their text in one match:
+    `as_tuple` on each costs several times more, and every number of every invoice is checked.
+    False only means "look closer" (`decimal_problem`): not finite, exponent notation, too many
+    digits before the point, or too many after it once trailing zeros are dropped."""
+    return _plain_numbers(limits.max_integer_digits, limits.max_fraction_digits).fullmatch(
+        ",".join(map(str, numbers))) is not None
+
+
+@lru_cache(maxsize=16)
+def _plain_numbers(integer_digits: int, fraction_digits: int) -> re.Pattern[str]:
+    if integer_digits < 1 or fraction_digits < 0:
+        return re.compile("(?!)")  # limits this odd are left to `decimal_problem`
+    # str(Decimal) never writes leading zeros, so the digits before the point are the integer digits.
+    number = rf"-?\d{{1,{integer_digits}}}(?:\.\d{{0,{fraction_digits}}}0*)?"
+    return re.compile(rf"(?:{number}(?:,{number})*)?")
 
 
 def load_json(text: str | bytes, limits: Limits, what: str) -> Any:
