@@ -5,14 +5,27 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from typing import Annotated
+from enum import StrEnum
+from typing import Annotated, cast
 
 import typer
 
 LogLevel = Annotated[str, typer.Option(help="Log level: debug, info, warning or error.")]
 
 
-def worker(loglevel: LogLevel = "warning") -> None:
+class WorkerRole(StrEnum):
+    ALL = "all"
+    DECIDE = "decide"
+    MAIL = "mail"
+
+
+Role = Annotated[WorkerRole, typer.Option(
+    help="all: every flow, on one thread. decide: ingest, the PO agent and processscheduler. mail: the "
+         "RPA mailbox's flow. Run one 'decide' and one 'mail' worker (or more of each) so that deciding "
+         "never waits for the mailbox.")]
+
+
+def worker(loglevel: LogLevel = "warning", role: Role = WorkerRole.ALL) -> None:
     """Start the agents: marketplace ingest, the per-PO decisions, processscheduler and the RPA mailbox.
 
     Every setting comes from INVOICE_AUTOMATION_* environment variables (see streams/settings.py):
@@ -23,9 +36,11 @@ def worker(loglevel: LogLevel = "warning") -> None:
     writes the stack of every thread to the log, to see where a stalled worker waits.
     """
     from cli.logs import configure_logging
+    from streams.bootstrap import Role as RoleName
     from streams.bootstrap import bootstrap
     from streams.diagnostics import dump_state_on_usr1
     from streams.health import serve
+    from streams.runtime import run_together
     from streams.settings import Settings
     from streams.topics import check_co_partitioned, ensure_topics
 
@@ -40,8 +55,8 @@ def worker(loglevel: LogLevel = "warning") -> None:
     stop = threading.Event()
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, lambda *_: stop.set())
-    logging.getLogger(__name__).info("worker %s started", settings.app_id)
-    pipeline.runtime.run(stop.is_set)
+    logging.getLogger(__name__).info("worker %s started (%s)", settings.app_id, role.value)
+    run_together(pipeline.runtimes(cast(RoleName, role.value)), stop.is_set)
 
 
 def register(app: typer.Typer) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 from connectors.ports import (
     MarketplaceSource,
@@ -55,10 +56,14 @@ class Topics:
                    verdicts=settings.verdicts_topic, rpa_requests=settings.rpa_requests_topic, dlq=settings.dlq_topic)
 
 
+Role = Literal["all", "decide", "mail"]
+
+
 @dataclass
 class Pipeline:
     settings: Settings
-    runtime: Runtime
+    runtime: Runtime  # the deciding flows: ingest, the PO agent, processscheduler
+    mail_runtime: Runtime  # the RPA mailbox's flow, in a consumer group of its own; `runtime` in unit tests
     topics: Topics
     ledgers: LedgerStore
     codec: Codec
@@ -68,6 +73,11 @@ class Pipeline:
     source: MarketplaceSource | None
     health: WorkerHealth
     limits: Limits
+
+    def runtimes(self, role: Role = "all") -> list[Runtime]:
+        """What a worker of this role runs: the runtime of each consumer group it takes part in."""
+        chosen = {"all": [self.runtime, self.mail_runtime], "decide": [self.runtime], "mail": [self.mail_runtime]}
+        return list(dict.fromkeys(chosen[role]))  # in unit tests both are one
 
 
 def process_scheduler(settings: Settings) -> ProcessScheduler:
@@ -104,8 +114,8 @@ def limits_from(settings: Settings) -> Limits:
     return Limits(max_lines=settings.max_invoice_lines)
 
 
-def _real_broker(settings: Settings, health: WorkerHealth) -> StreamBroker:
-    return KafkaStreamBroker(settings.kafka_bootstrap_servers, settings.app_id,
+def _real_broker(settings: Settings, health: WorkerHealth, group: str) -> StreamBroker:
+    return KafkaStreamBroker(settings.kafka_bootstrap_servers, group,
                              session_timeout_seconds=settings.session_timeout_seconds, health=health)
 
 
@@ -130,11 +140,20 @@ def bootstrap(
     def judge_for(po: PurchaseOrder | None, known: KnownInvoices, now: datetime) -> RulesJudge:
         return RulesJudge(po, known, policy, now, limits)
 
-    runtime = Runtime(broker or _real_broker(settings, health), dlq_topic=settings.dlq_topic, encode=codec.encode,
-                      health=health, batch_size=settings.batch_size, batch_seconds=settings.batch_seconds)
+    def runtime_on(group_broker: StreamBroker, name: str) -> Runtime:
+        return Runtime(group_broker, dlq_topic=settings.dlq_topic, encode=codec.encode, health=health,
+                       batch_size=settings.batch_size, batch_seconds=settings.batch_seconds, name=name)
+
+    runtime = runtime_on(broker or _real_broker(settings, health, settings.app_id), "pipeline")
+    # An email waits for the RPA mailbox's server (a sent-log commit and a reply each): its flow has
+    # a consumer group of its own, so that a worker may run it in a process of its own and deciding
+    # never waits for the mailbox (`worker --role`). Unit tests give one broker for every flow.
+    mail_runtime = (runtime if broker is not None
+                    else runtime_on(_real_broker(settings, health, settings.rpa_mail_group), "rpa-mail"))
     pipeline = Pipeline(
         settings=settings,
         runtime=runtime,
+        mail_runtime=mail_runtime,
         topics=Topics.of(settings),
         ledgers=LedgerStore(settings),
         codec=codec,

@@ -164,7 +164,7 @@ class KafkaStreamBroker:
     def _statistics(self, text: str) -> None:
         """librdkafka's statistics (served while the consumer polls), for the consumer-lag gauge."""
         if self.health is not None:
-            self.health.record_lag(lag_from_statistics(text))
+            self.health.record_lag(lag_from_statistics(text), self.group_id)
 
     def _client_error(self, error: KafkaError) -> None:
         """librdkafka's word that no broker answers (served while the client polls)."""

@@ -42,7 +42,8 @@ class WorkerHealth:
         self.registry = registry or CollectorRegistry()
         self._outages: dict[str, Outage] = {}
         self._lock = threading.Lock()
-        self.started = False  # true once the worker has joined its group and restored its state
+        self._started: dict[str, bool] = {}  # per runtime: joined its group and restored its state
+        self._lag: dict[str, dict[tuple[str, int], int]] = {}  # per consumer group
         self.up = Gauge("invoice_automation_worker_dependency_up", "1 when the dependency answers, 0 while the "
                         "worker waits for it", ["dependency"], registry=self.registry)
         self.down_since = Gauge("invoice_automation_worker_dependency_down_since_seconds", "Unix time the "
@@ -76,10 +77,22 @@ class WorkerHealth:
         finally:
             self.stage_seconds.labels(flow, stage).inc(time.perf_counter() - started)
 
-    def record_lag(self, lag: dict[tuple[str, int], int]) -> None:
-        """The lag of the partitions this worker holds now; partitions it gave up leave the gauge."""
+    def set_started(self, runtime: str, started: bool) -> None:
+        self._started[runtime] = started
+
+    @property
+    def started(self) -> bool:
+        """Every runtime of the worker has joined its group and restored its state."""
+        return bool(self._started) and all(self._started.values())
+
+    def record_lag(self, lag: dict[tuple[str, int], int], group: str = "") -> None:
+        """The lag of the partitions this worker holds now in the group; partitions it gave up leave
+        the gauge."""
+        with self._lock:
+            self._lag[group] = lag
+            every = {key: messages for held in self._lag.values() for key, messages in held.items()}
         self.lag.clear()
-        for (topic, partition), messages in lag.items():
+        for (topic, partition), messages in every.items():
             self.lag.labels(topic, str(partition)).set(messages)
 
     def down(self, dependency: str, detail: str) -> None:

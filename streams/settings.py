@@ -133,6 +133,11 @@ class Settings(BaseSettings):
     # /metrics and /readyz answer from their last look at Kafka and the database for this long.
     api_status_cache_seconds: float = Field(default=5.0, ge=0, le=300)
 
+    @property
+    def rpa_mail_group(self) -> str:
+        """The consumer group of the RPA mailbox's flow; every other flow's is `app_id`."""
+        return f"{self.app_id}-rpa-mail"
+
     @model_validator(mode="after")
     def _no_unknown_variables(self) -> Settings:
         """A misspelt variable would otherwise be ignored, and its default used without a word."""

@@ -110,14 +110,15 @@ class Pipeline:
         return "\n".join(f"  {tuple(row)}" for row in found) or "  (none)"
 
     def group_positions(self) -> str:
-        """Where the worker's group stands on each topic it reads, to tell a stall from a loss."""
+        """Where the worker's groups stand on each topic they read, to tell a stall from a loss."""
         s = self.settings
         reader, groups = KafkaTopicReader(s.kafka_bootstrap_servers), KafkaConsumerGroups(s.kafka_bootstrap_servers)
         lines = []
         for topic in (s.marketplace_topic, s.invoices_topic, s.completions_topic, s.verdicts_topic,
                       s.rpa_requests_topic):
             ends = {p: end for p, (_, end) in reader.ranges(topic).items()}
-            committed = groups.committed(s.app_id, topic, sorted(ends))
+            group = s.rpa_mail_group if topic == s.rpa_requests_topic else s.app_id
+            committed = groups.committed(group, topic, sorted(ends))
             lines.append(f"  {topic}: " + ", ".join(f"{p}: {committed[p]}/{ends[p]}" for p in sorted(ends)))
         return "\n".join(lines)
 
@@ -133,7 +134,8 @@ class Pipeline:
         for topic in (s.marketplace_topic, s.invoices_topic, s.completions_topic, s.commands_topic, s.verdicts_topic,
                       s.rpa_requests_topic):
             ends = {p: end for p, (_, end) in reader.ranges(topic).items()}
-            committed = groups.committed(s.app_id, topic, sorted(ends))
+            group = s.rpa_mail_group if topic == s.rpa_requests_topic else s.app_id
+            committed = groups.committed(group, topic, sorted(ends))
             consumer = Consumer({"bootstrap.servers": s.kafka_bootstrap_servers, "group.id": f"unread-{time.time_ns()}",
                                  "enable.partition.eof": True, "enable.auto.commit": False})
             try:
