@@ -19,14 +19,16 @@ second, and every rule that has a PO needs this matching anyway.
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
+from operator import attrgetter
 
 from rules.context import EvaluationContext
 from rules.models import Finding, Invoice, InvoiceLine, PurchaseOrder, PurchaseOrderLine, Severity
-from rules.money import round_money
+from rules.money import minor_unit
 from rules.policy import Tolerance
 
 ZERO = Decimal(0)
+_LINE_NO = attrgetter("line_no")
 
 
 class LineMatch:
@@ -36,9 +38,11 @@ class LineMatch:
 
     def __init__(self, line: InvoiceLine, tolerance: Tolerance, candidates: list[PurchaseOrderLine]):
         self.line, self.tolerance, self.candidates = line, tolerance, candidates
-        self.matched = [c for c in candidates if tolerance.price_allowed(c.unit_price, line.unit_price)]
-        self.nearest: PurchaseOrderLine | None = min(
-            candidates, key=lambda c: (abs(c.unit_price - line.unit_price), c.line_no), default=None)
+        price = line.unit_price
+        self.matched = [c for c in candidates if tolerance.price_allowed(c.unit_price, price)]
+        self.nearest: PurchaseOrderLine | None = (
+            candidates[0] if len(candidates) == 1  # the usual one PO line per part: nothing to compare
+            else min(candidates, key=lambda c: (abs(c.unit_price - price), c.line_no), default=None))
         self.placed: list[tuple[PurchaseOrderLine, Decimal]] = []  # (PO line, quantity put on it)
         self.left_over = ZERO  # quantity no matched PO line had room for, even with the tolerance
 
@@ -50,8 +54,8 @@ class LineMatch:
 
 class Case:
     __slots__ = (
-        "invoice", "po", "context", "contract_problems", "tolerance", "computed_amounts", "line_amounts",
-        "matches", "placed_on", "open_on", "overflowed",
+        "invoice", "po", "context", "contract_problems", "vendor_key", "minor_unit", "tolerance", "computed_amounts",
+        "line_amounts", "matches", "placed_on", "open_on", "overflowed",
     )
 
     def __init__(
@@ -65,7 +69,11 @@ class Case:
         self.po = po
         self.context = context
         self.contract_problems = contract_problems or []
-        self.tolerance: Tolerance = context.policy.for_vendor(invoice.vendor_id if invoice else None)
+        identifiers = context.policy.identifiers
+        # Each identifier is made a key once per case: the tolerances and the matching all use it.
+        self.vendor_key = identifiers.key("vendor_id", invoice.vendor_id) if invoice is not None else ""
+        self.tolerance: Tolerance = context.policy.for_keys(self.vendor_key, None)
+        self.minor_unit: Decimal | None = None
         self.computed_amounts: list[Decimal] = []
         self.line_amounts: list[Decimal] = []
         self.matches: list[LineMatch] = []
@@ -74,7 +82,9 @@ class Case:
         self.overflowed: dict[int, int] = {}  # PO line -> the first invoice line that overflowed it
         if invoice is not None:
             # Quantity x price, rounded; and the amount each line stands for: as stated, or that.
-            self.computed_amounts = [self.money(line.quantity * line.unit_price) for line in invoice.lines]
+            self.minor_unit = unit = minor_unit(invoice.currency)
+            self.computed_amounts = [(line.quantity * line.unit_price).quantize(unit, rounding=ROUND_HALF_UP)
+                                     for line in invoice.lines]
             self.line_amounts = [line.amount if line.amount is not None else computed
                                  for line, computed in zip(invoice.lines, self.computed_amounts, strict=True)]
         if invoice is not None and po is not None:
@@ -84,13 +94,13 @@ class Case:
         policy, in_flight = self.context.policy, self.context.in_flight
         key = policy.identifiers.key
         by_part: dict[str, list[PurchaseOrderLine]] = {}
-        for po_line in sorted(po.lines, key=lambda line: line.line_no):
+        for po_line in sorted(po.lines, key=_LINE_NO):
             by_part.setdefault(key("part_number", po_line.part_number), []).append(po_line)
             self.open_on[po_line.line_no] = (po_line.quantity_ordered - po_line.quantity_invoiced
                                              - in_flight.get(str(po_line.line_no), ZERO))
         for line in invoice.lines:
-            match = LineMatch(line, policy.for_line(invoice.vendor_id, line.part_number),
-                              by_part.get(key("part_number", line.part_number), []))
+            part = key("part_number", line.part_number)
+            match = LineMatch(line, policy.for_keys(self.vendor_key, part), by_part.get(part, []))
             self.matches.append(match)
             self._place(match)
 
@@ -101,6 +111,8 @@ class Case:
             return
         left, placed = match.line.quantity, dict.fromkeys((t.line_no for t in targets), ZERO)
         for with_tolerance in (False, True):
+            if left <= 0:  # all placed within what is open: the tolerance has nothing to take
+                break
             for po_line in targets:
                 allowance = match.tolerance.quantity_allowance(po_line.quantity_ordered) if with_tolerance else ZERO
                 free = self.open_on[po_line.line_no] + allowance - self.placed_on.get(po_line.line_no, ZERO)
@@ -132,7 +144,10 @@ class Case:
         return self.po
 
     def money(self, amount: Decimal) -> Decimal:
-        return round_money(amount, self.parsed_invoice.currency)
+        """Half-up at the invoice currency's precision, as `rules.money.round_money` rounds."""
+        if self.minor_unit is None:
+            raise LookupError("money needs a parsed invoice's currency (rules.table: needs_invoice)")
+        return amount.quantize(self.minor_unit, rounding=ROUND_HALF_UP)
 
 
 def finding(

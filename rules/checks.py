@@ -167,10 +167,13 @@ def quantity_exceeds_received(case: Case) -> list[Finding]:
     """3-way match, per PO line that tracks receipts: everything invoiced on it (Sampro, the RPA
     bot, this invoice) against what was received, plus the received tolerance."""
     out = []
+    policy, key = case.context.policy, case.context.policy.identifiers.key
     for po_line in case.found_po.lines:
         placed = case.placed_on.get(po_line.line_no, ZERO)
-        tolerance = case.context.policy.for_line(case.parsed_invoice.vendor_id, po_line.part_number)
-        if not placed or po_line.quantity_received is None or not tolerance.three_way_match:
+        if not placed or po_line.quantity_received is None:
+            continue
+        tolerance = policy.for_keys(case.vendor_key, key("part_number", po_line.part_number))
+        if not tolerance.three_way_match:
             continue
         received = po_line.quantity_received
         receivable = received - po_line.quantity_invoiced - case.context.in_flight.get(str(po_line.line_no), ZERO)

@@ -12,12 +12,14 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 
 FIELDS = ("part_number", "vendor_id", "invoice_number", "currency")
 _NOT_LETTER_OR_DIGIT = re.compile(r"[\W_]+")
 _LEADING_ZEROS = re.compile(r"(?<!\d)0+(?=\d)")
 
 
+@lru_cache(maxsize=65536)  # vendors and part numbers recur on every invoice; bounded against a flood of new ones
 def identifier_key(text: str, fold_case: bool = True) -> str:
     """Trimmed, NFC-composed and (unless told otherwise) case-folded: what two identifiers are
     compared by."""
@@ -38,7 +40,7 @@ class IdentifierRules:
     case_sensitive: frozenset[str] = frozenset()  # fields compared with their letter case
 
     def key(self, field: str, text: str) -> str:
-        return identifier_key(text, fold_case=field not in self.case_sensitive)
+        return identifier_key(text, field not in self.case_sensitive)
 
     def same(self, field: str, left: str, right: str) -> bool:
         return self.key(field, left) == self.key(field, right)

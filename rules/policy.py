@@ -57,9 +57,10 @@ class PolicyError(ValueError):
 
 def within(base: Decimal, pct: Decimal, absolute: Decimal) -> Decimal:
     """How far from `base` a value may be: the stricter of the two kinds that are set, else 0."""
-    limits = [limit for limit in (base * pct / HUNDRED if pct else None, absolute if absolute else None)
-              if limit is not None]
-    return min(limits) if limits else ZERO
+    if pct:
+        by_pct = base * pct / HUNDRED
+        return min(by_pct, absolute) if absolute else by_pct
+    return absolute if absolute else ZERO
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,8 +102,9 @@ class Policy:
     vendors: dict[str, dict[str, Any]] = field(default_factory=dict)
     vendor_parts: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     identifiers: IdentifierRules = IdentifierRules()
-    if TYPE_CHECKING:  # set in __post_init__; not a dataclass field (no init, repr or comparison of its own)
+    if TYPE_CHECKING:  # set in __post_init__; not dataclass fields (no init, repr or comparison of their own)
         _fingerprint: str = field(init=False, repr=False, compare=False)
+        _tailored: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Sections are found by identifier keys, however the caller spelled the vendor or part.
@@ -112,6 +114,8 @@ class Policy:
         object.__setattr__(self, "vendor_parts", {(key("vendor_id", v), key("part_number", p)): dict(s)
                                                   for (v, p), s in self.vendor_parts.items()})
         object.__setattr__(self, "_fingerprint", _digest(self))
+        # Without sections every line gets [default]: no identifier keys to make, no cache to ask.
+        object.__setattr__(self, "_tailored", bool(self.parts or self.vendors or self.vendor_parts))
 
     def __hash__(self) -> int:
         return hash(self._fingerprint)
@@ -123,9 +127,18 @@ class Policy:
         return self.for_line(vendor_id, None)
 
     def for_line(self, vendor_id: str | None, part_number: str | None) -> Tolerance:
+        if not self._tailored:
+            return self.default
         vendor = self.identifiers.key("vendor_id", vendor_id) if vendor_id else None
         part = self.identifiers.key("part_number", part_number) if part_number else None
         return _resolve(self, vendor, part)
+
+    def for_keys(self, vendor: str | None, part: str | None) -> Tolerance:
+        """`for_line` for identifier keys already made (a case makes each one once); None or ""
+        for no vendor or no part."""
+        if not self._tailored:
+            return self.default
+        return _resolve(self, vendor or None, part or None)
 
     def digest(self) -> str:
         """Short fingerprint of every tolerance, so a verdict says which set judged it."""
