@@ -57,7 +57,8 @@ def _commands(settings: Settings) -> PurchaseOrderCommands:
 def _lag(settings: Settings) -> PipelineLag:
     from connectors.pipeline_lag import KafkaPipelineLag
 
-    return KafkaPipelineLag(settings.kafka_bootstrap_servers, settings.app_id)
+    return KafkaPipelineLag(settings.kafka_bootstrap_servers, settings.app_id,
+                            read_elsewhere={settings.rpa_requests_topic: settings.rpa_mail_group})
 
 
 def _sessions(settings: Settings) -> SessionVersions:

@@ -1,10 +1,10 @@
-"""How far the pipeline's consumer group is behind its topics: messages, and the age of the oldest
+"""How far the pipeline's consumer groups are behind their topics: messages, and the age of the oldest
 message it has not processed yet (0 when caught up), which is how long new work waits."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -40,17 +40,24 @@ class KafkaPipelineLag(PipelineLag):
     """Committed offsets from the AdminClient, end offsets from the broker, and one read per
     lagging partition for the timestamp of its oldest pending message."""
 
-    def __init__(self, bootstrap_servers: str, group_id: str, timeout: float = 5.0):
+    def __init__(self, bootstrap_servers: str, group_id: str, timeout: float = 5.0,
+                 read_elsewhere: Mapping[str, str] | None = None):
+        """`read_elsewhere`: topic -> the group that reads it instead of `group_id` (the RPA mailbox's)."""
         self.bootstrap, self.group_id, self.timeout = bootstrap_servers, group_id, timeout
+        self.read_elsewhere = dict(read_elsewhere or {})
 
     def lag(self) -> list[PartitionLag]:
         from confluent_kafka import ConsumerGroupTopicPartitions
         from confluent_kafka.admin import AdminClient, OffsetSpec
 
         admin = AdminClient(client_config(self.bootstrap, "admin"))
-        request = [ConsumerGroupTopicPartitions(self.group_id)]
-        group = admin.list_consumer_group_offsets(request, request_timeout=self.timeout)[self.group_id]
-        committed = [tp for tp in group.result().topic_partitions if tp.offset >= 0]
+        committed = []
+        for group_id in sorted({self.group_id, *self.read_elsewhere.values()}):
+            request = [ConsumerGroupTopicPartitions(group_id)]
+            group = admin.list_consumer_group_offsets(request, request_timeout=self.timeout)[group_id]
+            # A group's offsets on a topic another group reads now are left from before: not lag.
+            committed += [tp for tp in group.result().topic_partitions
+                          if tp.offset >= 0 and self.read_elsewhere.get(tp.topic, self.group_id) == group_id]
         if not committed:
             return []
         latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]  # unannotated in confluent-kafka (one shared spec)

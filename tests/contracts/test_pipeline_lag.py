@@ -56,5 +56,17 @@ class TestKafkaLag(PipelineLagContract):
         consumer.close()
         return KafkaPipelineLag(kafka_bootstrap, group), unique_name
 
+    def test_a_topic_read_by_another_group_has_that_groups_lag(self, kafka_bootstrap, arranged):
+        """The RPA mailbox's group reads rpa.requests; the pipeline group's old offsets there are not lag."""
+        reader, topic = arranged
+        mail_group = f"{topic}-mail"
+        consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": mail_group})
+        consumer.commit(offsets=[TopicPartition(topic, 0, 4)], asynchronous=False)
+        consumer.close()
+        both = KafkaPipelineLag(kafka_bootstrap, reader.group_id, read_elsewhere={topic: mail_group})
+        (only,) = both.lag()
+        assert (only.topic, only.partition, only.committed, only.pending) == (topic, 0, 4, 1)
+        assert only.oldest_pending_at == STAMPS[4]
+
     def test_a_group_that_never_committed_has_no_lag(self, kafka_bootstrap, unique_name):
         assert KafkaPipelineLag(kafka_bootstrap, f"{unique_name}-nobody").lag() == []

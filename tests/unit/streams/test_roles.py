@@ -1,0 +1,53 @@
+"""Worker roles: which flows run in which consumer group, so 'decide' and 'mail' workers can run
+as processes of their own without reading each other's topics."""
+
+from __future__ import annotations
+
+from connectors.rpa_mail import InMemoryRpaMailer
+from connectors.sampro import InMemoryPurchaseOrderReader
+from connectors.scheduler import InMemoryProcessScheduler
+from streams.bootstrap import bootstrap
+from streams.broker import KafkaStreamBroker
+from streams.settings import Settings
+
+
+def _pipeline(tmp_path):
+    # Real brokers (librdkafka clients pointed at a closed port: built, never polled).
+    settings = Settings(data_dir=tmp_path, marketplace_source="debezium", app_id="ap",
+                        kafka_bootstrap_servers="127.0.0.1:9", _env_file=None)
+    return bootstrap(settings, purchase_orders=InMemoryPurchaseOrderReader([]),
+                     scheduler=InMemoryProcessScheduler(), mailer=InMemoryRpaMailer())
+
+
+def test_the_mailbox_flow_has_a_consumer_group_of_its_own_and_each_role_runs_its_own(tmp_path):
+    pipeline = _pipeline(tmp_path)
+    decide, mail = pipeline.runtime, pipeline.mail_runtime
+    assert isinstance(decide.broker, KafkaStreamBroker) and isinstance(mail.broker, KafkaStreamBroker)
+    assert (decide.broker.group_id, mail.broker.group_id) == ("ap", "ap-rpa-mail")
+    assert mail.topics == ["rpa.requests"]
+    assert "rpa.requests" not in decide.topics and "invoices" in decide.topics
+    assert pipeline.runtimes("all") == [decide, mail]
+    assert pipeline.runtimes("decide") == [decide]
+    assert pipeline.runtimes("mail") == [mail]
+
+
+def test_with_one_broker_given_every_flow_shares_one_runtime(tmp_path):
+    from streams.broker_memory import InMemoryBroker
+
+    settings = Settings(data_dir=tmp_path, marketplace_source="debezium", _env_file=None)
+    pipeline = bootstrap(settings, broker=InMemoryBroker(partitions=1), purchase_orders=InMemoryPurchaseOrderReader([]),
+                         scheduler=InMemoryProcessScheduler(), mailer=InMemoryRpaMailer())
+    assert pipeline.runtimes("all") == [pipeline.runtime]
+    assert "rpa.requests" in pipeline.runtime.topics
+
+
+def test_a_worker_is_ready_only_once_every_runtime_it_runs_has_its_partitions():
+    from streams.health import WorkerHealth
+
+    health = WorkerHealth()
+    assert not health.started  # nothing joined yet
+    health.set_started("pipeline", True)
+    health.set_started("rpa-mail", False)
+    assert not health.readiness()[0]
+    health.set_started("rpa-mail", True)
+    assert health.readiness()[0]
