@@ -14,6 +14,9 @@ worker's RSS at the end, and the worker's own stage metric per invoice, so that 
 shows where it is. Figures are noisy on a small machine; the ratios are what count.
 
 Usage: python bench/pipeline_bench.py [--workload all|steady|month-end|busy-po] [--scale 1.0] [--workers 1]
+                                     [--roles split|all]
+By default the workers decide and one more worker sends the RPA emails (`worker --role`), as a
+deployment that wants throughput runs them; `--roles all` measures workers that do everything.
 Starts the local stack (PostgreSQL, Kafka) if it is not up, and stops it at the end.
 """
 
@@ -54,8 +57,8 @@ from streams.topics import ensure_topics  # noqa: E402
 # The worker's stage metric, as the breakdown prints it: (flow, stage) -> label. The PO agent's
 # "decide" includes its parts below it (and its encoding), printed beside it.
 STAGES = {
-    ("runtime", "kafka poll"): "Kafka poll",
-    ("runtime", "commit"): "Kafka produce + commit",
+    ("pipeline", "kafka poll"): "Kafka poll (deciding)",
+    ("pipeline", "commit"): "Kafka produce + commit (deciding)",
     ("ingest-marketplace-cdc", "decode"): "ingest: decode",
     ("ingest-marketplace-cdc", "ingest"): "ingest: publish",
     ("decide-purchase-order-work", "decode"): "PO agent: decode",
@@ -69,6 +72,8 @@ STAGES = {
     ("record-in-processscheduler", "record"): "sink: processscheduler write",
     ("send-to-rpa-mailbox", "decode"): "mail: decode",
     ("send-to-rpa-mailbox", "mail"): "mail: SMTP + sent log",
+    ("rpa-mail", "kafka poll"): "mail: Kafka poll",
+    ("rpa-mail", "commit"): "mail: Kafka commit",
 }
 
 
@@ -137,11 +142,13 @@ class Workers:
 
     processes: list[WorkerProcess] = field(default_factory=list)
 
-    def start(self, settings: Settings, count: int, logs: Path) -> Workers:
-        for n in range(count):
+    def start(self, settings: Settings, count: int, logs: Path, roles: str) -> Workers:
+        # split: `count` deciding workers and one for the RPA mailbox; all: `count` doing everything
+        chosen = ["all"] * count if roles == "all" else ["decide"] * count + ["mail"]
+        for n, role in enumerate(chosen):
             port = free_port()
             worker = WorkerProcess(_settings_env(settings.model_copy(update={"worker_http_port": port})),
-                                   logs / f"worker-{n}.log")
+                                   logs / f"worker-{n}-{role}.log", role)
             worker.http_port = port
             self.processes.append(worker.start())
         deadline = time.monotonic() + 120
@@ -185,8 +192,8 @@ class Workers:
 class Run:
     """One workload on topics, tables and a worker group of its own."""
 
-    def __init__(self, name: str, endpoints, workers: int):
-        self.name, self.endpoints, self.worker_count = name, endpoints, workers
+    def __init__(self, name: str, endpoints, workers: int, roles: str = "split"):
+        self.name, self.endpoints, self.worker_count, self.roles = name, endpoints, workers, roles
         self.prefix = f"bench{uuid.uuid4().hex[:6]}"
         self.data = Path(tempfile.mkdtemp(prefix="ia-bench-"))
 
@@ -233,7 +240,7 @@ class Run:
         self.sampro.load_purchase_orders(pos)
         produce(self.endpoints.kafka_bootstrap, f"{self.prefix}.source", stream)
         base = passthrough(self.endpoints.kafka_bootstrap, f"{self.prefix}.source", f"{self.prefix}.copy", count)
-        self.workers.start(self.settings, self.worker_count, self.data)
+        self.workers.start(self.settings, self.worker_count, self.data, self.roles)
         before = self.workers.stage_seconds()
         started = time.monotonic()
         produce(self.endpoints.kafka_bootstrap, self.settings.invoices_topic, stream)
@@ -267,7 +274,8 @@ class Run:
         statuses = SqlProcessScheduler(self.engine).counts_by_status()
         base, rows = figures["pass-through msg/s"], figures["rows/s"]
         print(f"  baseline  pass-through of the same {count:,} messages: {base:>10,.0f} msg/s")
-        print(f"  pipeline  every invoice judged, {self.worker_count} worker(s): {rows:>10,.0f} rows/s  "
+        workers = f"{self.worker_count} worker(s)" + (" + 1 mailing" if self.roles == "split" else "")
+        print(f"  pipeline  every invoice judged, {workers}: {rows:>10,.0f} rows/s  "
               f"(first row of each: {figures['first rows/s']:,.0f}/s)  ratio {rows / base:.3f}  (target >= 0.25)")
         print(f"  statuses  {dict(sorted(statuses.items()))}")
         print(f"  memory    worker RSS at the end: {figures['rss MiB']:,.0f} MiB")
@@ -287,17 +295,17 @@ def run(args) -> None:
     try:
         if chosen in ("all", "steady"):
             print(f"steady: {int(20_000 * scale):,} invoices, 1-2 per PO, the RPA bot entering")
-            with Run("steady", endpoints, args.workers) as steady:
+            with Run("steady", endpoints, args.workers, args.roles) as steady:
                 steady.throughput(int(20_000 * scale), per_po=1.5)
                 for rate, seconds, tag in ((200, 30 * scale, "L"), (2_000, 10 * scale, "H")):
                     steady.latency(rate, seconds, tag)
         if chosen in ("all", "month-end"):
             print(f"month-end: a burst of {int(50_000 * scale):,} invoices uploaded at once, 1-2 per PO")
-            with Run("month-end", endpoints, args.workers) as month_end:
+            with Run("month-end", endpoints, args.workers, args.roles) as month_end:
                 month_end.throughput(int(50_000 * scale), per_po=1.5)
         if chosen in ("all", "busy-po"):
             print(f"busy-po: {int(1_000 * scale):,} invoices on 5 POs, judged one at a time per PO")
-            with Run("busy-po", endpoints, args.workers) as busy:
+            with Run("busy-po", endpoints, args.workers, args.roles) as busy:
                 busy.throughput(int(1_000 * scale), per_po=1_000 * scale / 5)
     finally:
         if not was_up:
@@ -310,6 +318,9 @@ def main() -> None:
     parser.add_argument("--workload", choices=("all", "steady", "month-end", "busy-po"), default="all")
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies every workload's size")
     parser.add_argument("--workers", type=int, default=1, help="worker processes sharing the partitions")
+    parser.add_argument("--roles", choices=("split", "all"), default="split",
+                        help="split: the workers decide and one more sends the RPA emails (worker --role); "
+                             "all: each worker does everything on one thread")
     run(parser.parse_args())
 
 

@@ -12,9 +12,9 @@ from devstack.process import tail
 
 
 class WorkerProcess:
-    def __init__(self, settings_env: dict[str, str], log: Path):
+    def __init__(self, settings_env: dict[str, str], log: Path, role: str = "all"):
         self.env = {**os.environ, **settings_env}
-        self.log = log
+        self.log, self.role = log, role
         self.process: subprocess.Popen | None = None
         self.http_port: int | None = None  # where its /readyz and /metrics answer, when it serves them
 
@@ -22,7 +22,7 @@ class WorkerProcess:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "cli.main", "worker", "--loglevel", "info"],
+                [sys.executable, "-m", "cli.main", "worker", "--loglevel", "info", "--role", self.role],
                 env=self.env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             )
         return self

@@ -203,7 +203,7 @@ class Runtime:
         self._release_due(now)
         if self._to_restore and now >= self._restore_due:
             self._restore()
-        with self.health.timed("runtime", "kafka poll"):
+        with self.health.timed(self.name, "kafka poll"):
             records = self.broker.poll(self.batch_size, self.batch_seconds)
         sources = [s for s in self.sources if not s.finished and now >= s.due_at and s.anchor in self._assigned]
         if not records and not sources:
@@ -219,7 +219,7 @@ class Runtime:
                 if by_flow.get(flow.name):
                     self.health.records.labels(flow.name).inc(len(by_flow[flow.name]))
                     self._run_flow(flow, by_flow[flow.name], tick)
-            with self.health.timed("runtime", "commit"):
+            with self.health.timed(self.name, "commit"):
                 self._commit(tick, stopping)
         except BaseException:
             self.broker.abort()
