@@ -23,7 +23,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from operator import attrgetter
 
 from rules.context import EvaluationContext
-from rules.models import Finding, Invoice, InvoiceLine, PurchaseOrder, PurchaseOrderLine, Severity
+from rules.models import Finding, Invoice, InvoiceLine, PurchaseOrder, PurchaseOrderLine, Severity, trusted
 from rules.money import minor_unit
 from rules.policy import Tolerance
 
@@ -160,12 +160,12 @@ def finding(
     expected: object = None,
     actual: object = None,
 ) -> Finding:
-    return Finding(
-        code=code,
-        severity=severity,
-        line_no=line_no,
-        field=field,
-        expected=None if expected is None else str(expected),
-        actual=None if actual is None else str(actual),
-        message=message,
-    )
+    return trusted(Finding, {  # every value is a str, an int or None already
+        "code": code,
+        "severity": severity,
+        "line_no": line_no,
+        "field": field,
+        "expected": None if expected is None else str(expected),
+        "actual": None if actual is None else str(actual),
+        "message": message,
+    })

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from rules.case import Case
@@ -17,6 +18,7 @@ from rules.models import (
     Verdict,
     VerdictAudit,
     VerdictStatus,
+    trusted,
 )
 from rules.parsing import read_invoice
 from rules.payload import build_rpa_payload
@@ -63,17 +65,26 @@ def evaluate(invoice: Invoice | Any, po: PurchaseOrder | None, context: Evaluati
     payload: RpaPayload | None = None
     if status is VerdictStatus.READY_TO_PROCESS:
         payload = build_rpa_payload(case)
-    return Verdict(
-        **_identity(invoice, parsed),
-        status=status,
-        http_status=status.http_status,
-        reasons=reasons,
-        rpa_payload=payload,
-        rules_version=rules_version(context.policy),
-        po_snapshot=po,
-        evaluated_at=context.now,
-        audit=_audit(invoice, parsed, context),
-    )
+    identity = _identity(invoice, parsed)
+    values = {
+        "invoice_id": identity["invoice_id"],
+        "invoice_version": identity["invoice_version"],
+        "po_number": identity["po_number"],
+        "status": status,
+        "http_status": status.http_status,
+        "reasons": reasons,
+        "rpa_payload": payload,
+        "rules_version": rules_version(context.policy),
+        "po_snapshot": po,
+        "evaluated_at": context.now,
+        "vendor_id": identity["vendor_id"],
+        "invoice_number": identity["invoice_number"],
+        "audit": _audit(invoice, parsed, context),
+    }
+    if isinstance(po, PurchaseOrder | None) and isinstance(context.now, datetime):
+        # Findings, payload and audit are models already; identity values are typed by _identity.
+        return trusted(Verdict, values)
+    return Verdict.model_validate(values)
 
 
 def _audit(raw: Any, invoice: Invoice | None, context: EvaluationContext) -> VerdictAudit:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -22,6 +22,25 @@ EventId = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 class _Model(BaseModel):
     # Frozen so a verdict's PO snapshot cannot drift after evaluation.
     model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+_new, _set = object.__new__, object.__setattr__
+
+
+def trusted(model: type[ModelT], values: dict[str, Any]) -> ModelT:
+    """The model of values the rules made from validated models, without validating them again.
+
+    `values` names every field, in the model's order, each already of its field's type: then the
+    model is the one validation would give (tests/unit/rules/test_fast_paths.py compares them).
+    This is what pydantic's `model_construct` does, without its per-field loop in Python, which
+    costs more than validation itself (3.5 against 1.7 µs for a payload line, pydantic 2.14)."""
+    instance = _new(model)
+    _set(instance, "__dict__", values)
+    _set(instance, "__pydantic_fields_set__", set(values))
+    _set(instance, "__pydantic_extra__", None)
+    _set(instance, "__pydantic_private__", None)
+    return instance
 
 
 class InvoiceLine(_Model):

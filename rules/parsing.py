@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from rules.limits import Limits, control_character, decimal_problem, plainly_storable
-from rules.models import Finding, Invoice, Severity
+from rules.models import Finding, Invoice, Severity, trusted
 
 INVALID_INVOICE = "INVALID_INVOICE"
 
@@ -39,15 +39,15 @@ def _shown(value: Any) -> str | None:
 
 
 def _invalid(field: str, actual: Any, message: str, line_no: int | None = None) -> Finding:
-    return Finding(
-        code=INVALID_INVOICE,
-        severity=Severity.ERROR,
-        line_no=line_no,
-        field=field,
-        expected=None,
-        actual=_shown(actual),
-        message=message,
-    )
+    return trusted(Finding, {  # every value is a str, an int or None already
+        "code": INVALID_INVOICE,
+        "severity": Severity.ERROR,
+        "line_no": line_no,
+        "field": field,
+        "expected": None,
+        "actual": _shown(actual),
+        "message": message,
+    })
 
 
 def _business_contract(invoice: Invoice) -> list[Finding]:

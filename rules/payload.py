@@ -11,7 +11,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from rules.case import Case
-from rules.models import RpaPayload
+from rules.models import RpaPayload, RpaPayloadLine, trusted
 
 
 def build_rpa_payload(case: Case) -> RpaPayload | None:
@@ -26,24 +26,25 @@ def build_rpa_payload(case: Case) -> RpaPayload | None:
         for index, (po_line, quantity) in enumerate(pieces, start=1):
             piece = amount - booked if index == len(pieces) else case.money(quantity * line.unit_price)
             booked += piece
-            lines.append({"invoice_line_no": line.line_no, "po_line_no": po_line.line_no,
-                          "part_number": line.part_number, "description": line.description, "quantity": quantity,
-                          "unit_price": line.unit_price, "amount": piece})
+            # Every value comes from the validated invoice and PO, or is Decimal arithmetic on them.
+            lines.append(trusted(RpaPayloadLine, {
+                "invoice_line_no": line.line_no, "po_line_no": po_line.line_no, "part_number": line.part_number,
+                "description": line.description, "quantity": quantity, "unit_price": line.unit_price,
+                "amount": piece}))
     expected = (sum(case.line_amounts, Decimal(0)) + inv.tax_amount
                 + sum((charge.amount for charge in inv.extra_charges), Decimal(0)))
     difference = inv.total_amount - expected
-    # One validation call for the whole payload is cheaper than one per line.
-    return RpaPayload.model_validate(dict(
-        invoice_id=inv.invoice_id,
-        invoice_version=inv.version,
-        vendor_id=inv.vendor_id,
-        invoice_number=inv.invoice_number.strip(),
-        invoice_date=inv.invoice_date,
-        po_number=inv.po_number,
-        currency=inv.currency.upper(),
-        lines=lines,
-        tax_amount=inv.tax_amount,
-        extra_charges=list(inv.extra_charges),
-        total_amount=inv.total_amount,
-        total_difference=difference if difference else None,
-    ))
+    return trusted(RpaPayload, {
+        "invoice_id": inv.invoice_id,
+        "invoice_version": inv.version,
+        "vendor_id": inv.vendor_id,
+        "invoice_number": inv.invoice_number.strip(),
+        "invoice_date": inv.invoice_date,
+        "po_number": inv.po_number,
+        "currency": inv.currency.upper(),
+        "lines": lines,
+        "tax_amount": inv.tax_amount,
+        "extra_charges": list(inv.extra_charges),
+        "total_amount": inv.total_amount,
+        "total_difference": difference if difference else None,
+    })

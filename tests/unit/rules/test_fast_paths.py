@@ -42,3 +42,34 @@ def test_control_character_is_the_same_as_the_scan(text):
                         if not (allow_layout and c in "\t\n\r")
                         and (unicodedata.category(c) == "Cc" or c in "\u2028\u2029")), None)
         assert control_character(text, allow_layout) == scanned
+
+
+def test_a_trusted_model_is_the_validated_one():
+    """`trusted` builds what validation would: same values, order, fields set, JSON, equality and hash."""
+    from datetime import UTC, date, datetime
+
+    from rules.models import ExtraCharge, Finding, RpaPayload, RpaPayloadLine, Severity, Verdict, VerdictStatus, trusted
+
+    finding = {"code": "TAX_MISMATCH", "severity": Severity.WARNING, "line_no": None, "field": "tax_amount",
+               "expected": "2.48", "actual": "2.50", "message": "Tax 2.50 is not 0.08 x line amounts = 2.48."}
+    line = {"invoice_line_no": 1, "po_line_no": 2, "part_number": "AC-100", "description": None,
+            "quantity": Decimal("2"), "unit_price": Decimal("15.50"), "amount": Decimal("31.00")}
+    payload = {"invoice_id": "MP-1", "invoice_version": 2, "vendor_id": "V1", "invoice_number": "N-1",
+               "invoice_date": date(2026, 11, 20), "po_number": "PO-1", "currency": "USD",
+               "lines": [trusted(RpaPayloadLine, dict(line))], "tax_amount": Decimal("0"),
+               "extra_charges": [ExtraCharge(kind="freight", amount=Decimal("1.5"))],
+               "total_amount": Decimal("32.50"), "total_difference": None}
+    verdict = {"invoice_id": "MP-1", "invoice_version": 2, "po_number": "PO-1", "status": VerdictStatus.MANUAL_REVIEW,
+               "http_status": 400, "reasons": [trusted(Finding, dict(finding))],
+               "rpa_payload": trusted(RpaPayload, dict(payload)), "rules_version": "2026.12.1", "po_snapshot": None,
+               "evaluated_at": datetime(2026, 11, 25, tzinfo=UTC), "vendor_id": "V1", "invoice_number": "N-1",
+               "audit": None}
+    for model, values in ((Finding, finding), (RpaPayloadLine, line), (RpaPayload, payload), (Verdict, verdict)):
+        fast, validated = trusted(model, dict(values)), model.model_validate(dict(values))
+        assert list(model.model_fields) == list(values), f"{model.__name__}: name every field, in order"
+        assert fast == validated and repr(fast) == repr(validated)
+        if model in (Finding, RpaPayloadLine):  # the others hold lists: unhashable either way
+            assert hash(fast) == hash(validated)
+        assert fast.model_dump_json() == validated.model_dump_json()
+        assert fast.model_fields_set == validated.model_fields_set and list(fast.__dict__) == list(validated.__dict__)
+        assert fast.model_copy(update={"invoice_id": "X"} if "invoice_id" in values else {}).model_dump_json()
