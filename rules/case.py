@@ -55,7 +55,7 @@ class LineMatch:
 class Case:
     __slots__ = (
         "invoice", "po", "context", "contract_problems", "vendor_key", "minor_unit", "tolerance", "computed_amounts",
-        "line_amounts", "matches", "placed_on", "open_on", "overflowed",
+        "line_amounts", "subtotal", "matches", "placed_on", "open_on", "overflowed",
     )
 
     def __init__(
@@ -76,6 +76,7 @@ class Case:
         self.minor_unit: Decimal | None = None
         self.computed_amounts: list[Decimal] = []
         self.line_amounts: list[Decimal] = []
+        self.subtotal = ZERO  # of line_amounts: the total, the tax and the payload all start from it
         self.matches: list[LineMatch] = []
         self.placed_on: dict[int, Decimal] = {}  # PO line -> quantity this invoice puts on it
         self.open_on: dict[int, Decimal] = {}  # PO line -> what it had open before this invoice
@@ -87,6 +88,7 @@ class Case:
                                      for line in invoice.lines]
             self.line_amounts = [line.amount if line.amount is not None else computed
                                  for line, computed in zip(invoice.lines, self.computed_amounts, strict=True)]
+            self.subtotal = sum(self.line_amounts, ZERO)
         if invoice is not None and po is not None:
             self._match(invoice, po)
 
@@ -109,22 +111,26 @@ class Case:
         targets = match.targets
         if not targets:
             return
-        left, placed = match.line.quantity, dict.fromkeys((t.line_no for t in targets), ZERO)
+        open_on, placed_on = self.open_on, self.placed_on
+        left, placed = match.line.quantity, dict.fromkeys([t.line_no for t in targets], ZERO)
         for with_tolerance in (False, True):
             if left <= 0:  # all placed within what is open: the tolerance has nothing to take
                 break
             for po_line in targets:
+                line_no = po_line.line_no
                 allowance = match.tolerance.quantity_allowance(po_line.quantity_ordered) if with_tolerance else ZERO
-                free = self.open_on[po_line.line_no] + allowance - self.placed_on.get(po_line.line_no, ZERO)
-                take = min(left, max(free, ZERO))
+                free = open_on[line_no] + allowance - placed_on.get(line_no, ZERO)
+                # min(left, max(free, ZERO)), spelled out: the same Decimal, without two calls per line
+                room = ZERO if ZERO > free else free
+                take = room if room < left else left
                 if take > 0:
-                    placed[po_line.line_no] += take
-                    self.placed_on[po_line.line_no] = self.placed_on.get(po_line.line_no, ZERO) + take
+                    placed[line_no] += take
+                    placed_on[line_no] = placed_on.get(line_no, ZERO) + take
                     left -= take
         if left > 0:  # no matched line has room for it: it stays on the last one and is reported there
             last = targets[-1].line_no
             placed[last] += left
-            self.placed_on[last] = self.placed_on.get(last, ZERO) + left
+            placed_on[last] = placed_on.get(last, ZERO) + left
             self.overflowed.setdefault(last, match.line.line_no)
             match.left_over = left
         match.placed = [(po_line, placed[po_line.line_no]) for po_line in targets if placed[po_line.line_no] > 0]

@@ -107,7 +107,7 @@ def line_amount_mismatch(case: Case) -> list[Finding]:
 def total_mismatch(case: Case) -> list[Finding]:
     inv = case.parsed_invoice
     charges = sum((c.amount for c in inv.extra_charges), Decimal(0))
-    expected = sum(case.line_amounts, Decimal(0)) + inv.tax_amount + charges
+    expected = case.subtotal + inv.tax_amount + charges
     if abs(inv.total_amount - expected) <= case.tolerance.total_abs:
         return []
     return [
@@ -191,7 +191,7 @@ def quantity_exceeds_received(case: Case) -> list[Finding]:
 def tax_mismatch(case: Case) -> list[Finding]:
     if case.found_po.tax_rate is None:
         return []
-    expected = case.money(case.found_po.tax_rate * sum(case.line_amounts, Decimal(0)))
+    expected = case.money(case.found_po.tax_rate * case.subtotal)
     if abs(case.parsed_invoice.tax_amount - expected) <= case.tolerance.tax_abs:
         return []
     return [

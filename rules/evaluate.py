@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from rules.case import Case
@@ -96,7 +97,11 @@ def _audit(raw: Any, invoice: Invoice | None, context: EvaluationContext) -> Ver
                    for e in context.earlier_of_vendor(invoice.vendor_id)
                    if same_vendor("vendor_id", e.vendor_id, invoice.vendor_id)]
     document = raw.model_dump(mode="json") if isinstance(raw, Invoice) else raw
-    return VerdictAudit(invoice=document, in_flight=dict(context.in_flight), earlier_invoices=earlier)
+    in_flight = dict(context.in_flight)
+    if all(type(key) is str and type(quantity) is Decimal for key, quantity in in_flight.items()):
+        # What validation would give: the document is kept as it is (Any), the rest are typed already.
+        return trusted(VerdictAudit, {"invoice": document, "in_flight": in_flight, "earlier_invoices": earlier})
+    return VerdictAudit(invoice=document, in_flight=in_flight, earlier_invoices=earlier)
 
 
 def could_not_judge(submission: InvoiceSubmitted, reason: str, context: EvaluationContext) -> Verdict:

@@ -84,14 +84,14 @@ def _plainly_within(invoice: Invoice, limits: Limits) -> bool:
     identifiers += [charge.kind for charge in charges]
     if max(map(len, identifiers)) > limits.max_identifier_length or not "".join(identifiers).isprintable():
         return False
-    for line in lines:
-        if line.description is not None and (len(line.description) > limits.max_text_length
-                                             or control_character(line.description, allow_layout=True)):
-            return False
+    descriptions = [line.description for line in lines if line.description is not None]
+    if descriptions and (max(map(len, descriptions)) > limits.max_text_length
+                         or not "".join(descriptions).isprintable()):
+        return False  # a tab or a newline in a description is allowed: `_within_limits` looks closer
     numbers = [invoice.tax_amount, invoice.total_amount]
-    for line in lines:
-        numbers += (line.quantity, line.unit_price) if line.amount is None else (
-            line.quantity, line.unit_price, line.amount)
+    numbers += [line.quantity for line in lines]
+    numbers += [line.unit_price for line in lines]
+    numbers += [line.amount for line in lines if line.amount is not None]
     numbers += [charge.amount for charge in charges]
     return plainly_storable(numbers, limits)
 

@@ -31,7 +31,7 @@ def build_rpa_payload(case: Case) -> RpaPayload | None:
                 "invoice_line_no": line.line_no, "po_line_no": po_line.line_no, "part_number": line.part_number,
                 "description": line.description, "quantity": quantity, "unit_price": line.unit_price,
                 "amount": piece}))
-    expected = (sum(case.line_amounts, Decimal(0)) + inv.tax_amount
+    expected = (case.subtotal + inv.tax_amount
                 + sum((charge.amount for charge in inv.extra_charges), Decimal(0)))
     difference = inv.total_amount - expected
     return trusted(RpaPayload, {
