@@ -2,6 +2,11 @@
 
 Baseline in the same run: parsing the same invoice dicts into the Invoice model, the cheapest
 thing any consumer of these invoices must do. The ratio is what to compare across machines.
+
+Three figures, because callers differ: `evaluate` on an invoice already parsed (the target of
+issue #11), `evaluate` on the raw dict (it parses first), and `RulesJudge.decide` on an
+`InvoiceSubmitted`, which is what the PO agent's ledger calls: the document as received, a dict,
+so the pipeline pays the parse on every invoice.
 Usage: python bench/evaluate_bench.py [--n 20000] [--repeat 3]
 """
 
@@ -14,7 +19,10 @@ import time
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
-from rules import EvaluationContext, Invoice, PurchaseOrder, evaluate
+from rules import EvaluationContext, Invoice, Policy, PurchaseOrder, evaluate
+from rules.context import KnownInvoices
+from rules.judge import RulesJudge
+from rules.lifecycle import InvoiceSubmitted
 
 
 def build(n: int) -> tuple[list[dict], list[PurchaseOrder]]:
@@ -61,7 +69,12 @@ def main() -> None:
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core, as the target says
     docs, pos = build(args.n)
     parsed = [Invoice.model_validate(doc) for doc in docs]
-    ctx = EvaluationContext(now=datetime(2026, 11, 25, tzinfo=UTC), today=date(2026, 11, 25))
+    now = datetime(2026, 11, 25, tzinfo=UTC)
+    ctx = EvaluationContext(now=now, today=date(2026, 11, 25))
+    # As the PO agent has them: one judge per PO snapshot, the submission as the topic carries it.
+    judges = [RulesJudge(po, KnownInvoices(), Policy(), now) for po in pos]
+    submissions = [InvoiceSubmitted(invoice_id=doc["invoice_id"], version=doc["version"], po_number=doc["po_number"],
+                                    document=doc, received_at=now) for doc in docs]
     # A sample of the first 100 invoices (pos has one per invoice, so zip stops at 100).
     assert all(evaluate(inv, po, ctx).status.value == "ready_to_process"
                for inv, po in zip(parsed[:100], pos, strict=False))
@@ -78,9 +91,13 @@ def main() -> None:
     both = best_rate("parse + evaluate (raw dict, PO)",
                      lambda: [evaluate(d, p, ctx) for d, p in zip(docs, pos, strict=True)],
                      args.n, args.repeat)
+    agent = best_rate("RulesJudge.decide (the PO agent's call)",
+                      lambda: [j.decide(s, {}) for j, s in zip(judges, submissions, strict=True)],
+                      args.n, args.repeat)
     print(f"ratio evaluate / parse baseline: {rate / baseline:.2f}   "
-          f"(parse+evaluate / baseline: {both / baseline:.2f})")
-    print(f"target >= 20,000 invoices/s for evaluate: {'met' if rate >= 20_000 else 'NOT met'}")
+          f"(parse+evaluate / baseline: {both / baseline:.2f}, PO agent / baseline: {agent / baseline:.2f})")
+    print(f"target >= 20,000 invoices/s for evaluate(parsed): {'met' if rate >= 20_000 else 'NOT met'}; "
+          f"the pipeline's path (PO agent): {'met' if agent >= 20_000 else 'NOT met'}")
 
 
 if __name__ == "__main__":
