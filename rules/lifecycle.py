@@ -79,6 +79,16 @@ class DispatchApproved(_Event):
     issued_at: datetime
 
 
+class PurchaseOrderChanged(_Event):
+    """Sampro changed what the rules read of a PO: its header or lines (price, quantities ordered,
+    received or invoiced, status), or an invoice entered against it. `event_id` names the change
+    (the source derives it from the PO and the change's time), so a replayed change is a no-op."""
+
+    event_id: EventId
+    po_number: StreamKey
+    changed_at: datetime
+
+
 class RpaRequest(_Event):
     """One invoice version handed to the RPA bot."""
 

@@ -9,6 +9,7 @@ are idempotent) and never changes the state twice.
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from datetime import datetime
 from decimal import Decimal
@@ -21,6 +22,7 @@ from rules.lifecycle import (
     InvoiceStatus,
     InvoiceSubmitted,
     InvoiceWithdrawn,
+    PurchaseOrderChanged,
     ReleaseRequested,
     RpaRequest,
     StatusChanged,
@@ -32,11 +34,13 @@ from rules.models import (
     Verdict,
     VerdictStatus,
 )
+from rules.table import RULES
 
 Emitted = Verdict | StatusChanged | RpaRequest
 DispatchMode = Literal["automatic", "approval"]
 
 COMPLETIONS_REMEMBERED = 50
+CHANGES_REMEMBERED = 50
 
 # Statuses after which AP may override the findings and release the invoice to the RPA bot.
 RELEASABLE = frozenset({InvoiceStatus.MANUAL_REVIEW, InvoiceStatus.BAD_INVOICE, InvoiceStatus.RPA_FAILED})
@@ -44,6 +48,8 @@ RELEASABLE = frozenset({InvoiceStatus.MANUAL_REVIEW, InvoiceStatus.BAD_INVOICE, 
 FINISHED = frozenset({InvoiceStatus.ENTERED, InvoiceStatus.WITHDRAWN, InvoiceStatus.SUPERSEDED})
 # Verdicts that a change of rules may turn around; nothing reached the RPA bot because of them.
 REJUDGEABLE = frozenset({InvoiceStatus.MANUAL_REVIEW, InvoiceStatus.BAD_INVOICE, InvoiceStatus.PO_NOT_FOUND})
+# Findings a change of the PO in Sampro may clear: those of the rules that read the PO, and its absence.
+CLEARED_BY_PO_CHANGE = frozenset({rule.code for rule in RULES if rule.needs_po} | {"PO_NOT_FOUND"})
 
 
 class Judge(Protocol):
@@ -81,6 +87,7 @@ class InvoiceRecord(BaseModel):
     verdict: Verdict | None = None
     payload: RpaPayload | None = None
     last_change: StatusChanged | None = None  # re-emitted on replay, with its original event id
+    recheck_for: str | None = None  # the Sampro change it waits to be judged again for
 
     @model_validator(mode="after")
     def _each_fact_once(self) -> InvoiceRecord:
@@ -133,6 +140,7 @@ class PurchaseOrderLedger(BaseModel):
     records: dict[str, InvoiceRecord] = Field(default_factory=dict)
     latest: dict[str, int] = Field(default_factory=dict)  # invoice id -> newest version seen
     completions_seen: list[str] = Field(default_factory=list)
+    changes_seen: list[str] = Field(default_factory=list)  # the last Sampro changes applied
 
     def record(self, key: str) -> InvoiceRecord | None:
         return self.records.get(key)
@@ -196,6 +204,7 @@ class _Update:
         self.ledger = ledger.model_copy(update={
             "holding": list(ledger.holding), "parked": list(ledger.parked), "records": dict(ledger.records),
             "latest": dict(ledger.latest), "completions_seen": list(ledger.completions_seen),
+            "changes_seen": list(ledger.changes_seen),
         })
         self.judge = judge
         self.dispatch = dispatch
@@ -246,6 +255,9 @@ class _Update:
     def judge_now(self, record: InvoiceRecord) -> None:
         assert self.judge is not None, "a submission needs a judge bound to a PO snapshot"
         verdict = self.judge.decide(record.submission, self.ledger.in_flight())
+        if record.recheck_for is not None:  # a new event in the invoice's history, not a replay
+            verdict = verdict.model_copy(update={"judged_after": record.recheck_for})
+            record.recheck_for = None
         record.verdict = _without_copies(verdict)
         record.payload = verdict.rpa_payload
         record.status = InvoiceStatus(verdict.status.value)
@@ -288,6 +300,36 @@ class _Update:
             assert record.last_change is not None, "a record sent to the RPA bot has its status change"
             verdict_and_change.insert(-1, _rpa_request(record, record.last_change.occurred_at))
         self.emitted.extend(verdict_and_change)
+
+
+def rechecked_on_po_change(ledger: PurchaseOrderLedger) -> list[str]:
+    """The held invoices, in arrival order, that a change of their PO in Sampro may clear: every
+    finding of their verdict reads the PO. One with a finding of its own (a duplicate, broken
+    arithmetic) stays held whatever Sampro says; one AP released or sent on is AP's."""
+    return [key for key, record in ledger.records.items()
+            if record.status in REJUDGEABLE and record.verdict is not None and record.verdict.reasons
+            and all(finding.code in CLEARED_BY_PO_CHANGE for finding in record.verdict.reasons)]
+
+
+def recheck_held(
+    ledger: PurchaseOrderLedger, change: PurchaseOrderChanged, judge: Judge, dispatch: DispatchMode
+) -> Outcome:
+    """Sampro changed the PO: each held invoice it may clear is judged again against the fresh
+    snapshot. One that clears goes to the RPA bot like any ready invoice, one that does not stays
+    held with its new reasons; while another invoice holds the PO they wait behind it, to be
+    judged when it is free. The same change again changes nothing."""
+    update = _Update(ledger, judge, dispatch)
+    held = rechecked_on_po_change(ledger)
+    if not held or change.event_id in update.ledger.changes_seen:
+        return update.outcome()  # a PO with nothing held keeps no ledger for the change
+    update.ledger.changes_seen = [*update.ledger.changes_seen[-(CHANGES_REMEMBERED - 1):], change.event_id]
+    # Event ids of the status changes name the change by a digest: a change's id may be long.
+    cause = f"recheck-{hashlib.blake2b(change.event_id.encode(), digest_size=8).hexdigest()}"
+    for key in held:
+        record = update.editable_listed(key)
+        record.recheck_for = change.event_id
+        update.admit(record, change.changed_at, cause=cause)
+    return update.outcome()
 
 
 def may_free(ledger: PurchaseOrderLedger | None, work: object) -> bool:

@@ -31,6 +31,7 @@ from rules.lifecycle import (
     DispatchApproved,
     InvoiceSubmitted,
     InvoiceWithdrawn,
+    PurchaseOrderChanged,
     ReleaseRequested,
     RpaRequest,
     StatusChanged,
@@ -45,7 +46,7 @@ CONFLUENT_MAGIC = b"\x00"
 # Every record a topic carries.
 MODELS: tuple[type[BaseModel], ...] = (
     Verdict, RpaCompletion, InvoiceSubmitted, InvoiceWithdrawn, ReleaseRequested, DispatchApproved, RpaRequest,
-    StatusChanged,
+    StatusChanged, PurchaseOrderChanged,
 )
 
 

@@ -40,6 +40,7 @@ class Topics:
     invoices: str
     completions: str
     commands: str
+    sampro_changes: str
     verdicts: str
     rpa_requests: str
     dlq: str
@@ -47,12 +48,13 @@ class Topics:
     @property
     def purchase_order_work(self) -> tuple[str, ...]:
         """Everything that carries work for a PO, keyed by PO: one ordered stream per PO."""
-        return self.invoices, self.completions, self.commands
+        return self.invoices, self.completions, self.commands, self.sampro_changes
 
     @classmethod
     def of(cls, settings: Settings) -> Topics:
         return cls(marketplace=settings.marketplace_topic, invoices=settings.invoices_topic,
                    completions=settings.completions_topic, commands=settings.commands_topic,
+                   sampro_changes=settings.sampro_changes_topic,
                    verdicts=settings.verdicts_topic, rpa_requests=settings.rpa_requests_topic, dlq=settings.dlq_topic)
 
 

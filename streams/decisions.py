@@ -21,6 +21,7 @@ from rules.lifecycle import (
     DispatchApproved,
     InvoiceSubmitted,
     InvoiceWithdrawn,
+    PurchaseOrderChanged,
     ReleaseRequested,
 )
 from rules.models import PurchaseOrder, RpaCompletion, Verdict
@@ -33,13 +34,16 @@ from rules.po_ledger import (
     approve_dispatch,
     complete_rpa,
     may_free,
+    recheck_held,
+    rechecked_on_po_change,
     record_key,
     release_invoice,
     submit_invoice,
     withdraw_invoice,
 )
 
-PurchaseOrderWork = InvoiceSubmitted | InvoiceWithdrawn | RpaCompletion | ReleaseRequested | DispatchApproved
+PurchaseOrderWork = (InvoiceSubmitted | InvoiceWithdrawn | RpaCompletion | ReleaseRequested | DispatchApproved
+                     | PurchaseOrderChanged)
 Handler = Callable[[PurchaseOrderLedger, Any, Judge, DispatchMode], Outcome]
 
 
@@ -50,6 +54,7 @@ HANDLERS: dict[type, Handler] = {
     RpaCompletion: complete_rpa,
     ReleaseRequested: release_invoice,
     DispatchApproved: approve_dispatch,
+    PurchaseOrderChanged: recheck_held,
 }
 WORK_KINDS = tuple(HANDLERS)
 DECIDE = "decide-purchase-order-work"  # the PO agent's flow, under which the desk's stages are timed
@@ -90,11 +95,15 @@ class DecisionDesk:
         self, batch: Sequence[PurchaseOrderWork], ledgers: MutableMapping[str, PurchaseOrderLedger]
     ) -> list[KnownInvoice]:
         """Entered and decided invoices that may be duplicates of anything this batch may judge:
-        its submissions, and the invoices parked on a PO that this batch may free."""
+        its submissions, the invoices parked on a PO that this batch may free, and the held ones
+        that a Sampro change may clear."""
         documents = [work.document for work in batch if isinstance(work, InvoiceSubmitted)]
         for po_number in {work.po_number for work in batch if may_free(ledgers.get(work.po_number), work)}:
             ledger = ledgers[po_number]
             documents.extend(ledger.listed(key).submission.document for key in ledger.parked)
+        for po_number in {work.po_number for work in batch if isinstance(work, PurchaseOrderChanged)}:
+            if (held := ledgers.get(po_number)) is not None:
+                documents.extend(held.listed(key).submission.document for key in rechecked_on_po_change(held))
         lookups = lookups_for(documents)
         if not lookups:
             return []

@@ -47,6 +47,8 @@ class LedgerStore:
         return ledger, raw
 
     def save(self, state: StateWrites, ledger: PurchaseOrderLedger, before: bytes | None) -> None:
+        if before is None and ledger == PurchaseOrderLedger(po_number=ledger.po_number):
+            return  # work that left no trace (a Sampro change of a PO with nothing held) keeps no ledger
         raw = ledger.model_dump_json().encode()
         if len(raw) > MAX_LEDGER_BYTES:  # the message that made it so is dead-lettered, the rest goes on
             raise DataError(f"PO {ledger.po_number} would hold {len(ledger.records):,} invoice versions in "

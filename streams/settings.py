@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     invoices_topic: str = "invoices"
     completions_topic: str = "rpa.completions"
     commands_topic: str = "po.commands"
+    sampro_changes_topic: str = "sampro.changes"
     verdicts_topic: str = "verdicts"  # verdicts and the status changes after them, in order per PO
     rpa_requests_topic: str = "rpa.requests"
     dlq_topic: str = "invoices.dlq"

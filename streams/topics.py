@@ -31,6 +31,7 @@ def pipeline_topics(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.invoices_topic, audit=True),
         TopicSpec(settings.completions_topic, audit=True),
         TopicSpec(settings.commands_topic, audit=True),
+        TopicSpec(settings.sampro_changes_topic, audit=True),
         TopicSpec(settings.verdicts_topic, audit=True),
         TopicSpec(settings.rpa_requests_topic, audit=True),
         TopicSpec(settings.dlq_topic, audit=True),
@@ -81,7 +82,8 @@ def check_co_partitioned(settings: Settings, timeout: float = 30.0) -> None:
     """Refuses to start when the topics of a PO's work (and its changelog) differ in partitions:
     the same PO would then be on different partition numbers, and no longer serialized."""
     admin = AdminClient(client_config(settings.kafka_bootstrap_servers, "admin"))
-    names = [settings.invoices_topic, settings.completions_topic, settings.commands_topic, changelog_topic(settings)]
+    names = [settings.invoices_topic, settings.completions_topic, settings.commands_topic,
+             settings.sampro_changes_topic, changelog_topic(settings)]
     try:
         metadata = admin.list_topics(timeout=timeout).topics
     except KafkaException as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,7 +12,11 @@ from rules.models import Verdict
 
 
 def verdict_event_id(verdict: Verdict) -> str:
-    return f"verdict:{verdict.invoice_id}:v{verdict.invoice_version}:{verdict.status.value}:{verdict.rules_version}"
+    event = f"verdict:{verdict.invoice_id}:v{verdict.invoice_version}:{verdict.status.value}:{verdict.rules_version}"
+    if verdict.judged_after is None:
+        return event
+    # The change's own id can be long; its digest keeps the event id within the column's 200.
+    return f"{event}:after:{hashlib.blake2b(verdict.judged_after.encode(), digest_size=8).hexdigest()}"
 
 
 def key(message: Verdict | StatusChanged) -> tuple[str, int]:

@@ -12,15 +12,18 @@ from rules.lifecycle import (
     InvoiceStatus,
     InvoiceSubmitted,
     InvoiceWithdrawn,
+    PurchaseOrderChanged,
     ReleaseRequested,
     RpaRequest,
     StatusChanged,
 )
 from rules.models import (
     CompletionOutcome,
+    Finding,
     RpaCompletion,
     RpaPayload,
     RpaPayloadLine,
+    Severity,
     Verdict,
     VerdictAudit,
     VerdictStatus,
@@ -29,6 +32,7 @@ from rules.po_ledger import (
     PurchaseOrderLedger,
     approve_dispatch,
     complete_rpa,
+    recheck_held,
     release_invoice,
     submit_invoice,
     withdraw_invoice,
@@ -295,3 +299,84 @@ def test_a_version_replayed_after_a_change_of_rules_is_judged_again_unless_the_r
                                  ("A", "sent_to_rpa")]
     same_rules = submit_invoice(ledger, submission("A"), new_rules, "automatic")
     assert ("A", "ready_to_process") in statuses(same_rules.emitted) and same_rules.ledger == ledger
+
+
+# -- Sampro changes: held invoices judged again ------------------------------------------------------
+
+
+class PricingJudge(FakeJudge):
+    """manual_review with a PRICE_MISMATCH (or the finding given) unless these rules let it pass."""
+
+    def __init__(self, lets_pass: frozenset[str] = frozenset(), code: str = "PRICE_MISMATCH",
+                 price: str = "15.00") -> None:
+        super().__init__(lets_pass=lets_pass)
+        self.code, self.price = code, price
+
+    def decide(self, submission: InvoiceSubmitted, in_flight: dict[str, Decimal]) -> Verdict:
+        verdict = super().decide(submission, in_flight)
+        if verdict.status is VerdictStatus.READY_TO_PROCESS:
+            return verdict
+        finding = Finding(code=self.code, severity=Severity.WARNING, line_no=1, field="unit_price",
+                          expected=self.price, actual="15.50", message="price differs from the PO")
+        return verdict.model_copy(update={"reasons": [finding]})
+
+
+def changed(event_id: str = "sampro:PO-1:1") -> PurchaseOrderChanged:
+    return PurchaseOrderChanged(event_id=event_id, po_number="PO-1", changed_at=AT)
+
+
+def held(judge, *invoice_ids: str) -> PurchaseOrderLedger:
+    ledger = PurchaseOrderLedger(po_number="PO-1")
+    for invoice_id in invoice_ids:
+        ledger = submit_invoice(ledger, submission(invoice_id, expect="manual_review"), judge, "automatic").ledger
+    return ledger
+
+
+def test_a_price_corrected_in_sampro_clears_the_held_invoice_and_sends_it_to_the_rpa_bot():
+    ledger = held(PricingJudge(), "A")
+    outcome = recheck_held(ledger, changed(), PricingJudge(lets_pass=frozenset({"A"})), "automatic")
+    assert statuses(outcome.emitted) == [("A", "ready_to_process"), ("A", "rpa_request"), ("A", "sent_to_rpa")]
+    verdict = outcome.emitted[0]
+    assert verdict.judged_after == "sampro:PO-1:1" and verdict.rpa_payload is not None
+    assert outcome.ledger.holding == ["A@v1"]
+
+
+def test_a_change_that_does_not_clear_leaves_the_invoice_held_with_its_new_reasons():
+    ledger = held(PricingJudge(), "A")
+    outcome = recheck_held(ledger, changed(), PricingJudge(price="15.25"), "automatic")
+    (verdict,) = outcome.emitted
+    assert verdict.status is VerdictStatus.MANUAL_REVIEW and verdict.judged_after == "sampro:PO-1:1"
+    assert verdict.reasons[0].expected == "15.25"
+    assert outcome.ledger.records["A@v1"].recheck_for is None
+
+
+def test_the_same_change_again_changes_nothing():
+    ledger = held(PricingJudge(), "A")
+    first = recheck_held(ledger, changed(), PricingJudge(price="15.25"), "automatic")
+    again = recheck_held(first.ledger, changed(), PricingJudge(lets_pass=frozenset({"A"})), "automatic")
+    assert again.emitted == [] and again.ledger == first.ledger
+
+
+def test_an_invoice_with_a_finding_of_its_own_is_not_judged_again():
+    judge = PricingJudge(code="TOTAL_MISMATCH")
+    ledger = held(judge, "A")
+    outcome = recheck_held(ledger, changed(), PricingJudge(lets_pass=frozenset({"A"})), "automatic")
+    assert outcome.emitted == [] and outcome.ledger == ledger
+
+
+def test_while_another_invoice_holds_the_po_a_cleared_one_waits_and_is_judged_when_it_is_free():
+    judge = PricingJudge()
+    ledger = submit_invoice(held(judge, "B"), submission("A"), judge, "automatic").ledger  # A at the bot
+    fixed = PricingJudge(lets_pass=frozenset({"B"}))
+    waiting = recheck_held(ledger, changed(), fixed, "automatic")
+    assert statuses(waiting.emitted) == [("B", "waiting_for_po")]
+    freed = complete_rpa(waiting.ledger, completion("A"), fixed, "automatic")
+    assert statuses(freed.emitted) == [("A", "entered"), ("B", "ready_to_process"), ("B", "rpa_request"),
+                                       ("B", "sent_to_rpa")]
+    assert freed.emitted[1].judged_after == "sampro:PO-1:1"
+
+
+def test_a_change_of_a_po_with_nothing_held_leaves_its_ledger_as_it_was():
+    ledger = PurchaseOrderLedger(po_number="PO-1")
+    outcome = recheck_held(ledger, changed(), PricingJudge(), "automatic")
+    assert outcome.emitted == [] and outcome.ledger == ledger

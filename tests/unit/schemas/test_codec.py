@@ -20,6 +20,7 @@ from rules.lifecycle import (
     InvoiceStatus,
     InvoiceSubmitted,
     InvoiceWithdrawn,
+    PurchaseOrderChanged,
     ReleaseRequested,
     RpaRequest,
     StatusChanged,
@@ -52,6 +53,8 @@ EXAMPLES = [
                requested_at=AT),
     StatusChanged(event_id="s1", invoice_id="MP-1001", invoice_version=1, po_number="PO-5001",
                   status=InvoiceStatus.RELEASED, occurred_at=AT, actor="ana", reason="ok"),
+    PurchaseOrderChanged(event_id="sampro:PO-5001:1764578400000", po_number="PO-5001", changed_at=AT),
+    VERDICT_READY.model_copy(update={"judged_after": "sampro:PO-5001:1764578400000"}),
 ]
 
 

@@ -305,3 +305,25 @@ def _ledger_bytes(worker, po_number: str) -> bytes:
         if raw:
             return raw
     raise AssertionError(f"no ledger for {po_number}")
+
+
+def test_a_price_corrected_in_sampro_clears_a_held_invoice_which_is_mailed_once(worker):
+    from rules.lifecycle import PurchaseOrderChanged
+    from tests.unit.rules.builders import PO
+    from tests.unit.streams.conftest import AT, purchase_order
+
+    lines = [dict(line) for line in PO["lines"]]
+    lines[0]["unit_price"] = "15.00"  # the buyer keyed the PO price wrong
+    worker.sampro.purchase_orders["PO-5001"] = purchase_order(lines=lines)
+    worker.submit(ready_invoice("MP-1"))
+    worker.run()
+    assert worker.statuses() == {"MP-1": "manual_review"}
+    worker.sampro.purchase_orders["PO-5001"] = purchase_order()  # ... and corrected it
+    change = PurchaseOrderChanged(event_id="sampro:PO-5001:1", po_number="PO-5001", changed_at=AT)
+    for _ in range(2):  # the change, and the same change replayed
+        worker.put(worker.pipeline.topics.sampro_changes, "PO-5001", worker.codec.encode(change))
+        worker.run()
+    assert worker.statuses() == {"MP-1": "sent_to_rpa"}
+    assert [request.invoice_id for request in worker.mailer.sent] == ["MP-1"]
+    events = [event["status"] for event in worker.scheduler.history("MP-1")]
+    assert events == ["manual_review", "ready_to_process", "sent_to_rpa"]
