@@ -10,7 +10,7 @@ if TYPE_CHECKING:
 
 
 def register_all(pipeline: Pipeline) -> None:
-    from agents import ingest, purchase_orders, rpa_mail, scheduler_sink
+    from agents import ingest, purchase_orders, rpa_mail, sampro_changes, scheduler_sink
 
-    for flow in (ingest, purchase_orders, scheduler_sink, rpa_mail):
+    for flow in (ingest, sampro_changes, purchase_orders, scheduler_sink, rpa_mail):
         flow.register(pipeline)

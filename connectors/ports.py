@@ -15,6 +15,7 @@ from rules.duplicates import Lookup
 from rules.lifecycle import (
     InvoiceSubmitted,
     InvoiceWithdrawn,
+    PurchaseOrderChanged,
     RpaRequest,
     StatusChanged,
 )
@@ -70,6 +71,16 @@ class MarketplaceSource(Protocol):
     def poll(self) -> Polled:
         """New invoices and versions, and the rows that could not be read; nothing is final
         until `commit`."""
+
+    def commit(self) -> None:
+        """Makes the last poll durable: the next poll starts after it."""
+
+
+class SamproChanges(Protocol):
+    """What changed in Sampro that may clear a held invoice: one event per PO and change."""
+
+    def poll(self) -> list[PurchaseOrderChanged]:
+        """Changes since the last `commit`; nothing is final until it."""
 
     def commit(self) -> None:
         """Makes the last poll durable: the next poll starts after it."""

@@ -17,6 +17,7 @@ from connectors.ports import (
     ProcessScheduler,
     PurchaseOrderReader,
     RpaMailer,
+    SamproChanges,
 )
 from connectors.sql import engine_for
 from rules.context import KnownInvoices
@@ -73,6 +74,7 @@ class Pipeline:
     scheduler: ProcessScheduler
     mailer: RpaMailer
     source: MarketplaceSource | None
+    sampro_changes: SamproChanges | None
     health: WorkerHealth
     limits: Limits
 
@@ -112,6 +114,15 @@ def _real_source(settings: Settings, limits: Limits) -> MarketplaceSource | None
                                     lookback_seconds=settings.poll_lookback_seconds, limits=limits)
 
 
+def _real_sampro_changes(settings: Settings) -> SamproChanges | None:
+    if settings.sampro_changes != "polling":
+        return None
+    from connectors.sampro.changes import PollingSamproChanges
+
+    return PollingSamproChanges(engine_for(settings.sampro_db_url), settings.data_dir / "sampro-watermark.json",
+                                settings.sampro_names, lookback_seconds=settings.poll_lookback_seconds)
+
+
 def limits_from(settings: Settings) -> Limits:
     return Limits(max_lines=settings.max_invoice_lines)
 
@@ -129,6 +140,7 @@ def bootstrap(
     scheduler: ProcessScheduler | None = None,
     mailer: RpaMailer | None = None,
     source: MarketplaceSource | None = None,
+    sampro_changes: SamproChanges | None = None,
     policy: Policy | None = None,
     health: WorkerHealth | None = None,
 ) -> Pipeline:
@@ -164,6 +176,7 @@ def bootstrap(
         scheduler=scheduler,
         mailer=mailer or _real_mailer(settings),
         source=source if source is not None else _real_source(settings, limits),
+        sampro_changes=sampro_changes if sampro_changes is not None else _real_sampro_changes(settings),
         health=health,
         limits=limits,
     )

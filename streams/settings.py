@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     # Sampro (purchase orders, entered invoices)
     sampro_db_url: str = f"sqlite:///{DEFAULT_DATA_DIR}/sampro.db"
     sampro_names: SamproNames = SamproNames()
+    # How Sampro's changes reach sampro.changes, to re-judge held invoices: polled from the PO
+    # tables' updated_at columns (every POLL_INTERVAL_SECONDS), or "none" where Sampro has no such
+    # column and no CDC feeds the topic (held invoices then wait for a clerk or a change of rules).
+    sampro_changes: Literal["polling", "none"] = "polling"
 
     # processscheduler
     scheduler_db_url: str = f"sqlite:///{DEFAULT_DATA_DIR}/scheduler.db"

@@ -36,8 +36,10 @@ CREATE TABLE po_header (
     order_date DATE NOT NULL,
     tax_rate NUMERIC(9, 6),
     allowed_charges VARCHAR(400) NOT NULL,
+    updated_at TIMESTAMP WITH TIME ZONE,
     PRIMARY KEY (po_number)
 );
+CREATE INDEX ix_po_header_updated_at ON po_header (updated_at);
 
 CREATE TABLE po_line (
     po_number VARCHAR(64) NOT NULL,
@@ -47,8 +49,10 @@ CREATE TABLE po_line (
     quantity_ordered NUMERIC(18, 4) NOT NULL,
     quantity_received NUMERIC(18, 4),
     quantity_invoiced NUMERIC(18, 4) NOT NULL,
+    updated_at TIMESTAMP WITH TIME ZONE,
     PRIMARY KEY (po_number, line_no)
 );
+CREATE INDEX ix_po_line_updated_at ON po_line (updated_at);
 
 CREATE TABLE ap_invoice (
     sampro_invoice_id VARCHAR(64) NOT NULL,

@@ -56,7 +56,9 @@ class SqlPurchaseOrderReader:
         header, line = self.tables.po_header, self.tables.po_line
         for chunk in _chunks(sorted(set(po_numbers))):
             yield (
-                select(header, line.c.line_no, line.c.part_number, line.c.unit_price, line.c.quantity_ordered,
+                select(header.c.po_number, header.c.vendor_id, header.c.status, header.c.currency,
+                       header.c.order_date, header.c.tax_rate, header.c.allowed_charges,
+                       line.c.line_no, line.c.part_number, line.c.unit_price, line.c.quantity_ordered,
                        line.c.quantity_received, line.c.quantity_invoiced)
                 .select_from(header.outerjoin(line, line.c.po_number == header.c.po_number))
                 .where(header.c.po_number.in_(chunk))

@@ -21,18 +21,20 @@ class SamproStandIn:
         self.tables.metadata.create_all(self.engine)
 
     def load_purchase_orders(self, purchase_orders: Iterable[PurchaseOrder]) -> None:
-        """Replaces these POs (header and lines) with the given snapshots."""
+        """Replaces these POs (header and lines) with the given snapshots, as changed now."""
         header, po_line = self.tables.po_header, self.tables.po_line
+        now = datetime.now(UTC)
         with self.engine.begin() as conn:
             for po in purchase_orders:
                 conn.execute(delete(po_line).where(po_line.c.po_number == po.po_number))
                 conn.execute(delete(header).where(header.c.po_number == po.po_number))
                 conn.execute(insert(header).values(
                     po_number=po.po_number, vendor_id=po.vendor_id, status=po.status.value, currency=po.currency,
-                    order_date=po.order_date, tax_rate=po.tax_rate, allowed_charges=",".join(po.allowed_charges)))
+                    order_date=po.order_date, tax_rate=po.tax_rate, allowed_charges=",".join(po.allowed_charges),
+                    updated_at=now))
                 if po.lines:
-                    conn.execute(insert(po_line),
-                                 [{"po_number": po.po_number, **line.model_dump()} for line in po.lines])
+                    conn.execute(insert(po_line), [{"po_number": po.po_number, **line.model_dump(), "updated_at": now}
+                                                   for line in po.lines])
 
     def enter_invoice(
         self, *, sampro_invoice_id: str, vendor_id: str, invoice_number: str, po_number: str,
@@ -44,11 +46,11 @@ class SamproStandIn:
             entered = ap_invoice.c.sampro_invoice_id == sampro_invoice_id
             if conn.execute(select(ap_invoice.c.sampro_invoice_id).where(entered)).first():
                 return False
+            now = datetime.now(UTC)
             conn.execute(insert(ap_invoice).values(
                 sampro_invoice_id=sampro_invoice_id, vendor_id=vendor_id, invoice_number=invoice_number,
-                po_number=po_number, invoice_date=invoice_date, total_amount=total_amount,
-                entered_at=datetime.now(UTC)))
+                po_number=po_number, invoice_date=invoice_date, total_amount=total_amount, entered_at=now))
             for line_no, quantity in lines:
                 conn.execute(update(po_line).where(po_line.c.po_number == po_number, po_line.c.line_no == line_no)
-                             .values(quantity_invoiced=po_line.c.quantity_invoiced + quantity))
+                             .values(quantity_invoiced=po_line.c.quantity_invoiced + quantity, updated_at=now))
         return True

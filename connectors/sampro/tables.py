@@ -81,6 +81,8 @@ def _table(table: str, metadata: MetaData, names: SamproNames) -> Table:
             col("status", String(32), nullable=False), col("currency", String(3), nullable=False),
             col("order_date", Date, nullable=False), col("tax_rate", Numeric(9, 6, asdecimal=True)),
             col("allowed_charges", String(400), nullable=False, default=""),
+            # When the row last changed: read by the change poller (connectors.sampro.changes) only.
+            col("updated_at", DateTime(timezone=True), index=True),
         )
     if table == "po_line":
         return Table(
@@ -89,6 +91,7 @@ def _table(table: str, metadata: MetaData, names: SamproNames) -> Table:
             col("part_number", String(64), nullable=False), col("unit_price", MONEY, nullable=False),
             col("quantity_ordered", MONEY, nullable=False), col("quantity_received", MONEY),
             col("quantity_invoiced", MONEY, nullable=False, default=0),
+            col("updated_at", DateTime(timezone=True), index=True),
         )
     vendor = col("vendor_id", String(64), nullable=False)
     number, total = col("invoice_number", String(64), nullable=False), col("total_amount", MONEY)

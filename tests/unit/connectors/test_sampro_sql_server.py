@@ -8,6 +8,7 @@ import re
 import socket
 import time
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, event
@@ -140,3 +141,21 @@ def test_a_url_without_a_driver_and_no_bundled_one_says_what_to_install(monkeypa
 def test_a_url_that_names_its_driver_keeps_it():
     engine = engine_for("mssql+pyodbc://sa:pw@db.example:1433/sampro?driver=ODBC+Driver+18+for+SQL+Server")
     assert engine.url.query["driver"] == "ODBC Driver 18 for SQL Server"
+
+
+def test_the_change_poller_compiles_for_sql_server_on_renamed_tables_and_columns():
+    from datetime import UTC, datetime
+
+    from connectors.sampro.changes import PollingSamproChanges
+
+    names = NAMES.model_copy(update={"po_header_columns": {**NAMES.po_header_columns, "updated_at": "LASTCHG"},
+                                     "po_line_columns": {**NAMES.po_line_columns, "updated_at": "CHGDATE"}})
+    poller = PollingSamproChanges(create_engine("sqlite://"), Path("/nonexistent/state.json"), names)
+    dialect = mssql_pyodbc.dialect(paramstyle="qmark")
+    statements = [query.compile(dialect=dialect, compile_kwargs={"render_postcompile": True}).string
+                  for query in (*poller.newest_change_queries(), *poller.change_queries(datetime.now(UTC)))]
+    header_changes, line_changes = statements[2:]
+    assert "max(erp.[POHDR].[LASTCHG])" in header_changes and "GROUP BY erp.[POHDR].[PONUM]" in header_changes
+    assert "erp.[POLIN].[CHGDATE] > ?" in line_changes and "GROUP BY erp.[POLIN].[PO_NO]" in line_changes
+    for statement in statements:
+        assert not re.search(r"\bLIMIT\b|::|\"|\bTRUE\b", statement), statement

@@ -14,6 +14,7 @@ import pytest
 
 from connectors.rpa_mail import InMemoryRpaMailer
 from connectors.sampro import InMemoryPurchaseOrderReader
+from connectors.sampro.changes import InMemorySamproChanges
 from connectors.scheduler import InMemoryProcessScheduler
 from rules.lifecycle import InvoiceSubmitted
 from rules.models import CompletionOutcome, PurchaseOrder, RpaCompletion
@@ -103,8 +104,9 @@ def make_worker(tmp_path, store: str = "memory://", **adapters: Any) -> Worker:
     sampro = adapters.pop("purchase_orders", None) or InMemoryPurchaseOrderReader([purchase_order()])
     scheduler = adapters.pop("scheduler", None) or InMemoryProcessScheduler()
     mailer = adapters.pop("mailer", None) or InMemoryRpaMailer()
+    changes = adapters.pop("sampro_changes", None) or InMemorySamproChanges()
     pipeline = bootstrap(settings, broker=broker, purchase_orders=sampro, scheduler=scheduler, mailer=mailer,
-                         **adapters)
+                         sampro_changes=changes, **adapters)
     clock = Clock()
     runtime = pipeline.runtime
     runtime.clock, runtime.sleep, runtime.backoff = clock, clock.sleep, Backoff(first=1, cap=8, draw=lambda: 1.0)

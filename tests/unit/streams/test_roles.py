@@ -14,7 +14,7 @@ from streams.settings import Settings
 def _pipeline(tmp_path):
     # Real brokers (librdkafka clients pointed at a closed port: built, never polled).
     settings = Settings(data_dir=tmp_path, marketplace_source="debezium", app_id="ap",
-                        kafka_bootstrap_servers="127.0.0.1:9", _env_file=None)
+                        kafka_bootstrap_servers="127.0.0.1:9", sampro_changes="none", _env_file=None)
     return bootstrap(settings, purchase_orders=InMemoryPurchaseOrderReader([]),
                      scheduler=InMemoryProcessScheduler(), mailer=InMemoryRpaMailer())
 
@@ -34,7 +34,7 @@ def test_the_mailbox_flow_has_a_consumer_group_of_its_own_and_each_role_runs_its
 def test_with_one_broker_given_every_flow_shares_one_runtime(tmp_path):
     from streams.broker_memory import InMemoryBroker
 
-    settings = Settings(data_dir=tmp_path, marketplace_source="debezium", _env_file=None)
+    settings = Settings(data_dir=tmp_path, marketplace_source="debezium", sampro_changes="none", _env_file=None)
     pipeline = bootstrap(settings, broker=InMemoryBroker(partitions=1), purchase_orders=InMemoryPurchaseOrderReader([]),
                          scheduler=InMemoryProcessScheduler(), mailer=InMemoryRpaMailer())
     assert pipeline.runtimes("all") == [pipeline.runtime]

@@ -320,9 +320,11 @@ def test_a_price_corrected_in_sampro_clears_a_held_invoice_which_is_mailed_once(
     assert worker.statuses() == {"MP-1": "manual_review"}
     worker.sampro.purchase_orders["PO-5001"] = purchase_order()  # ... and corrected it
     change = PurchaseOrderChanged(event_id="sampro:PO-5001:1", po_number="PO-5001", changed_at=AT)
-    for _ in range(2):  # the change, and the same change replayed
-        worker.put(worker.pipeline.topics.sampro_changes, "PO-5001", worker.codec.encode(change))
-        worker.run()
+    worker.pipeline.sampro_changes.waiting.append(change)  # polled, and put on sampro.changes
+    worker.run()
+    worker.put(worker.pipeline.topics.sampro_changes, "PO-5001", worker.codec.encode(change))  # replayed
+    worker.run()
+    assert len(worker.broker.records(worker.pipeline.topics.sampro_changes)) == 2
     assert worker.statuses() == {"MP-1": "sent_to_rpa"}
     assert [request.invoice_id for request in worker.mailer.sent] == ["MP-1"]
     events = [event["status"] for event in worker.scheduler.history("MP-1")]

@@ -1,0 +1,112 @@
+"""Sampro changes by SQL polling: the embedded default, and the way where CDC is not allowed.
+
+Each poll asks the PO header and line tables for the POs whose rows changed (`updated_at`)
+since the watermark, less a look-back window for rows committed late with an earlier time, and
+makes one `PurchaseOrderChanged` per PO and time. Its event id is the PO and the change's time,
+so a change read again (in the window, or after a crash before `commit`) is the same event, and
+the PO agent applies it once. The watermark and the events of the window are kept in a small JSON
+file, written by `commit` once the events are safely produced. On its first poll the source
+starts at Sampro's newest change: what changed before the pipeline ran cannot clear anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, Select, func, select
+
+from connectors.ports import SamproChanges
+from connectors.sampro.tables import SamproNames, sampro_tables
+from connectors.sql import mapped_errors
+from rules.lifecycle import PurchaseOrderChanged
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def change_id(po_number: str, changed_at: datetime) -> str:
+    return f"sampro:{po_number}:{int(_utc(changed_at).timestamp() * 1000)}"
+
+
+class PollingSamproChanges(SamproChanges):
+    def __init__(self, engine: Engine, state_file: Path, names: SamproNames = SamproNames(),
+                 lookback_seconds: float = 300):
+        self.engine, self.state_file = engine, state_file
+        self.tables = sampro_tables(names)
+        self.lookback = timedelta(seconds=lookback_seconds)
+        self._watermark, self._emitted = self._load()
+        self._pending: tuple[datetime | None, list[str]] | None = None
+
+    def _load(self) -> tuple[datetime | None, list[str]]:
+        try:
+            state = json.loads(self.state_file.read_text())
+        except (OSError, ValueError):
+            return None, []
+        mark = state.get("watermark")
+        return (datetime.fromisoformat(mark) if mark else None), list(state.get("emitted", []))
+
+    def newest_change_queries(self) -> list[Select[Any]]:
+        """Where the first poll starts: the newest change of each table."""
+        return [select(func.max(table.c.updated_at)) for table in (self.tables.po_header, self.tables.po_line)]
+
+    def change_queries(self, since: datetime) -> list[Select[Any]]:
+        """The statements a poll runs: per table, each PO changed after `since` and its last change."""
+        return [select(table.c.po_number, func.max(table.c.updated_at).label("changed_at"))
+                .where(table.c.updated_at > since).group_by(table.c.po_number)
+                for table in (self.tables.po_header, self.tables.po_line)]
+
+    def poll(self) -> list[PurchaseOrderChanged]:
+        """The POs changed since the last commit, oldest change first."""
+        with mapped_errors("sampro"), self.engine.connect() as conn:
+            watermark = self._watermark
+            if watermark is None:
+                newest = [conn.execute(query).scalar() for query in self.newest_change_queries()]
+                known = [_utc(moment) for moment in newest if moment is not None]
+                watermark = max(known) if known else datetime.now(UTC)
+            latest: dict[str, datetime] = {}
+            for query in self.change_queries(watermark - self.lookback):
+                for po_number, changed_at in conn.execute(query):
+                    moment = _utc(changed_at)
+                    latest[po_number] = max(moment, latest.get(po_number, moment))
+        changes = [PurchaseOrderChanged(event_id=change_id(po, at), po_number=po, changed_at=at)
+                   for po, at in sorted(latest.items(), key=lambda item: (item[1], item[0]))]
+        # The window's changes are remembered, so that the next poll skips them; on the first poll
+        # they are only remembered.
+        emitted = set(self._emitted)
+        fresh = [] if self._watermark is None else [change for change in changes if change.event_id not in emitted]
+        self._pending = (max([watermark, *(change.changed_at for change in changes)]),
+                         [change.event_id for change in changes])
+        return fresh
+
+    def commit(self) -> None:
+        """Makes the last poll durable: written to a temporary file, then renamed over the state."""
+        if self._pending is None:
+            return
+        self._watermark, self._emitted = self._pending
+        self._pending = None
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.state_file.with_suffix(".tmp")
+        mark = self._watermark.isoformat() if self._watermark else None
+        temporary.write_text(json.dumps({"watermark": mark, "emitted": self._emitted}))
+        os.replace(temporary, self.state_file)
+
+
+class InMemorySamproChanges(SamproChanges):
+    """Changes handed in by a unit test, polled once each."""
+
+    def __init__(self) -> None:
+        self.waiting: list[PurchaseOrderChanged] = []
+        self._polled = 0
+
+    def poll(self) -> list[PurchaseOrderChanged]:
+        self._polled = len(self.waiting)
+        return list(self.waiting)
+
+    def commit(self) -> None:
+        del self.waiting[: self._polled]
+        self._polled = 0

@@ -1,0 +1,106 @@
+"""One contract for every source of Sampro changes: in memory, and SQL polling on SQLite and
+PostgreSQL (the Sampro stand-in's tables, changed as Sampro changes them)."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import pytest
+
+from connectors.sampro.changes import InMemorySamproChanges, PollingSamproChanges, change_id
+from connectors.sampro.standin import SamproStandIn
+from rules.lifecycle import PurchaseOrderChanged
+from rules.models import PurchaseOrder
+from tests.unit.rules.builders import PO
+
+
+def po(number: str, **changes) -> PurchaseOrder:
+    return PurchaseOrder.model_validate({**PO, "po_number": number, **changes})
+
+
+class SamproChangesContract:
+    """`arranged` gives (source, change): `change(po_number)` changes that PO in Sampro."""
+
+    @pytest.fixture
+    def arranged(self):
+        raise NotImplementedError
+
+    def test_a_changed_po_is_one_change_named_by_the_po_and_its_time(self, arranged):
+        source, change = arranged
+        change("PO-1")
+        (found,) = source.poll()
+        assert found.po_number == "PO-1" and found.event_id == change_id("PO-1", found.changed_at)
+
+    def test_nothing_is_final_until_commit_and_nothing_comes_twice_after_it(self, arranged):
+        source, change = arranged
+        change("PO-1")
+        first = source.poll()
+        assert source.poll() == first  # not committed: read again
+        source.commit()
+        assert source.poll() == []
+        change("PO-2")
+        assert [found.po_number for found in source.poll()] == ["PO-2"]
+
+
+class TestInMemory(SamproChangesContract):
+    @pytest.fixture
+    def arranged(self):
+        source = InMemorySamproChanges()
+
+        def change(po_number: str) -> None:
+            at = datetime.now(UTC).replace(microsecond=0)
+            source.waiting.append(PurchaseOrderChanged(event_id=change_id(po_number, at), po_number=po_number,
+                                                       changed_at=at))
+        return source, change
+
+
+class SqlPolling(SamproChangesContract):
+    @pytest.fixture
+    def engine(self):
+        raise NotImplementedError
+
+    @pytest.fixture
+    def arranged(self, engine, tmp_path):
+        standin = SamproStandIn(engine)
+        standin.create_schema()
+        standin.load_purchase_orders([po("PO-0")])
+        source = PollingSamproChanges(engine, tmp_path / "sampro-watermark.json", lookback_seconds=300)
+        assert source.poll() == []  # the first poll starts at Sampro's newest change
+        source.commit()
+
+        def change(po_number: str) -> None:
+            time.sleep(0.002)  # a time of its own (SQLite keeps microseconds, the id milliseconds)
+            standin.load_purchase_orders([po(po_number, status="open")])
+        return source, change
+
+    def test_a_restart_goes_on_from_the_last_commit(self, arranged, engine, tmp_path):
+        source, change = arranged
+        change("PO-1")
+        source.poll()
+        source.commit()
+        change("PO-2")
+        again = PollingSamproChanges(engine, tmp_path / "sampro-watermark.json", lookback_seconds=300)
+        assert [found.po_number for found in again.poll()] == ["PO-2"]
+
+    def test_an_invoice_entered_against_a_po_is_a_change_of_the_po(self, arranged, engine):
+        source, change = arranged
+        change("PO-1")
+        source.poll()
+        source.commit()
+        SamproStandIn(engine).enter_invoice(sampro_invoice_id="S-1", vendor_id="V100", invoice_number="INV-9",
+                                            po_number="PO-1", invoice_date=None, total_amount=None,
+                                            lines=[(1, 1)])
+        assert [found.po_number for found in source.poll()] == ["PO-1"]
+
+
+class TestSqlite(SqlPolling):
+    @pytest.fixture
+    def engine(self, sqlite_engine):
+        return sqlite_engine
+
+
+class TestPostgres(SqlPolling):
+    @pytest.fixture
+    def engine(self, sampro_pg_engine):
+        return sampro_pg_engine
