@@ -56,7 +56,14 @@ def demo(
             task = progress.add_task("decide", total=len(run.invoices))
             settled = run_demo.wait_until_settled(
                 run, timeout, lambda done, total: progress.update(task, completed=done))
+        cleared = None
+        if settled:
+            with console.status("The buyer corrects a PO price in Sampro; the held invoice is judged again..."):
+                cleared = run_demo.correct_a_price(run, timeout)
         console.print(_summary(run.scheduler.rows(), len(run.mailbox.mailbox.messages), len(run.bot.entered)))
+        if cleared:
+            console.print(f"{cleared} was held for PRICE_MISMATCH; once the buyer corrected the PO price in Sampro, "
+                          "the pipeline judged it again by itself, cleared it and the bot entered it.")
         if not settled:
             console.print(f"[red]not every invoice was decided within {timeout:.0f} s[/]; "
                           f"worker log: {run.worker.log}")

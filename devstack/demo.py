@@ -72,6 +72,7 @@ def prepare(root: Path, samples: Path, kafka_bootstrap: str) -> tuple[Settings, 
         kafka_bootstrap_servers=kafka_bootstrap, app_id=prefix, data_dir=data,
         marketplace_topic=f"{prefix}.marketplace.invoices", invoices_topic=f"{prefix}.invoices",
         completions_topic=f"{prefix}.rpa.completions", commands_topic=f"{prefix}.po.commands",
+        sampro_changes_topic=f"{prefix}.sampro.changes",
         verdicts_topic=f"{prefix}.verdicts", rpa_requests_topic=f"{prefix}.rpa.requests", dlq_topic=f"{prefix}.dlq",
         marketplace_db_url=f"sqlite:///{data}/marketplace.db", sampro_db_url=f"sqlite:///{data}/sampro.db",
         scheduler_db_url=f"sqlite:///{data}/scheduler.db", poll_interval_seconds=0.5, batch_seconds=0.1,
@@ -155,6 +156,32 @@ def wait_until_settled(run: DemoRun, timeout: float, progress: Callable[[int, in
             return True
         time.sleep(0.5)
     return False
+
+
+def correct_a_price(run: DemoRun, timeout: float) -> str | None:
+    """What a buyer does when AP asks: corrects, in Sampro, the PO prices of an invoice held for
+    PRICE_MISMATCH alone. Returns that invoice once the pipeline has cleared it by itself and the
+    bot has entered it; None when no invoice is held so, or it was not entered in time."""
+    for row in run.scheduler.rows(status="manual_review"):
+        findings = row["reasons"] or []
+        if not findings or {f["code"] for f in findings} != {"PRICE_MISMATCH"} or not row["po_snapshot"]:
+            continue
+        po = PurchaseOrder.model_validate(row["po_snapshot"])
+        document_lines = (row["invoice_document"] or {}).get("lines", [])
+        parts = {line.get("line_no"): line.get("part_number") for line in document_lines}
+        agreed = {(parts.get(f["line_no"]), Decimal(f["expected"])): Decimal(f["actual"]) for f in findings}
+        lines = [line.model_copy(update={"unit_price": agreed.get((line.part_number, line.unit_price),
+                                                                  line.unit_price)}) for line in po.lines]
+        corrected = po.model_copy(update={"lines": lines})
+        SamproStandIn(engine_for(run.settings.sampro_db_url)).load_purchase_orders([corrected])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(r["status"] == "entered" for r in run.scheduler.rows(row["po_number"])
+                   if r["invoice_id"] == row["invoice_id"]):
+                return str(row["invoice_id"])
+            time.sleep(0.5)
+        return None
+    return None
 
 
 def stop(run: DemoRun, root: Path) -> None:
