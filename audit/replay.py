@@ -16,12 +16,14 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from functools import cache, partial
 
+from pydantic import BaseModel
+
 from connectors.topic_reader import OffsetRanges, TopicReader, TopicRecord
 from rules.models import Verdict
 from rules.policy import Policy
 from rules.rejudge import compare, judge_again
 from rules.table import rules_version
-from schemas.codec import DecodeError, codec_for
+from schemas.codec import Codec, DecodeError, SingleObjectCodec, codec_for, from_record
 
 # Offsets per piece of work: enough that starting a reader is noise, few enough to keep both
 # cores busy to the end and the progress bar moving.
@@ -181,7 +183,7 @@ def _judge_slice(reader: TopicReader, topic: str, piece: tuple[int, int, int], p
         if not selection.admits_record(record) or codec.kind(value) not in (Verdict, None):
             continue
         try:
-            message = codec.decode(value)
+            message = _recorded(codec, value)
         except DecodeError as error:
             undecodable.append(f"{topic}[{partition}]@{record.offset}: {error}")
             continue
@@ -197,3 +199,19 @@ def _judge_slice(reader: TopicReader, topic: str, piece: tuple[int, int, int], p
             changed=comparison.changed, added_reasons=comparison.added_codes, removed_reasons=comparison.removed_codes,
         ))
     return items, undecodable, read
+
+
+def _recorded(codec: Codec, value: bytes) -> BaseModel:
+    """The recorded message, a verdict without its RPA payload: neither `judge_again` nor `compare`
+    reads the payload, and validating its lines was most of a verdict's validation. A verdict that
+    does not validate so is decoded in full, which names what is wrong as it always did."""
+    if not isinstance(codec, SingleObjectCodec):
+        return codec.decode(value)
+    model, record = codec.read_unvalidated(value)
+    if model is not Verdict:
+        return from_record(model, record)
+    record["rpa_payload"] = None
+    try:
+        return from_record(Verdict, record)
+    except DecodeError:
+        return codec.decode(value)

@@ -130,14 +130,14 @@ def _body(schema: AvroSchema, model: BaseModel) -> bytes:
     return out.getvalue()
 
 
-def _read(data: bytes, writer: AvroSchema, reader: AvroSchema, model_type: type[BaseModel]) -> BaseModel:
+def _read(data: bytes, writer: AvroSchema, reader: AvroSchema, model_type: type[BaseModel]) -> dict[str, Any]:
     try:
         record = schemaless_reader(io.BytesIO(data), writer, reader)
     except Exception as exc:  # fastavro raises EOFError, ValueError, SchemaResolutionError...
         raise DecodeError(f"{model_type.__name__} body cannot be read: {type(exc).__name__}: {exc}") from None
     if not isinstance(record, dict):  # a record schema reads a record
         raise DecodeError(f"{model_type.__name__} body is not a record")
-    return from_record(model_type, record)
+    return record
 
 
 @dataclass(frozen=True)
@@ -169,12 +169,19 @@ class SingleObjectCodec:
         return writer.model if writer else None
 
     def decode(self, data: bytes) -> BaseModel:
+        return from_record(*self.read_unvalidated(data))
+
+    def read_unvalidated(self, data: bytes) -> tuple[type[BaseModel], dict[str, Any]]:
+        """The record's model type and its Avro data, resolved to the current schema but not
+        validated: free-form JSON is still JSON text. `decode` is this and then the model's
+        validation; a reader that needs only part of a record (the audit replay) validates just
+        that part, and pays for no more."""
         if len(data) < 10 or data[:2] != SINGLE_OBJECT_MARKER:
             raise DecodeError(f"not Avro single-object encoding (starts with {data[:2].hex() or 'nothing'})")
         writer = self._writers.get(data[2:10])
         if writer is None:
             raise DecodeError(f"unknown schema fingerprint {data[2:10].hex()}")
-        return _read(data[10:], writer.schema, self._current[writer.model], writer.model)
+        return writer.model, _read(data[10:], writer.schema, self._current[writer.model], writer.model)
 
 
 class RegistryCodec:

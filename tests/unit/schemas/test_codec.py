@@ -25,9 +25,9 @@ from rules.lifecycle import (
     RpaRequest,
     StatusChanged,
 )
-from rules.models import CompletionOutcome, RpaCompletion
+from rules.models import CompletionOutcome, RpaCompletion, Verdict
 from schemas.avro import avro_schema
-from schemas.codec import DecodeError, RegistryCodec, SingleObjectCodec, schema_for, to_record
+from schemas.codec import DecodeError, RegistryCodec, SingleObjectCodec, from_record, schema_for, to_record
 from streams.settings import Settings
 from tests.unit.rules.builders import INVOICE, judge
 
@@ -64,6 +64,21 @@ def test_every_model_round_trips_exactly(model):
     decoded = codec.decode(codec.encode(model))
     assert decoded == model
     assert decoded.model_dump_json() == model.model_dump_json()  # "15.50" stays "15.50"
+
+
+@pytest.mark.parametrize("model", EXAMPLES, ids=lambda m: type(m).__name__)
+def test_a_record_read_unvalidated_is_what_decode_validates(model):
+    codec = SingleObjectCodec()
+    kind, record = codec.read_unvalidated(codec.encode(model))
+    assert kind is type(model) and set(record) == set(kind.model_fields)
+    if isinstance(model, Verdict) and model.audit is not None:
+        assert isinstance(record["audit"]["invoice"], str)  # free-form JSON: still its text
+    assert from_record(kind, record) == model
+
+
+def test_a_record_read_unvalidated_is_refused_as_decode_refuses_it():
+    with pytest.raises(DecodeError, match="unknown schema fingerprint"):
+        SingleObjectCodec().read_unvalidated(b"\xc3\x01" + bytes(8) + b"body")
 
 
 def test_single_object_header_is_marker_and_crc64_fingerprint():
