@@ -25,6 +25,7 @@ class InvoiceStatus(StrEnum):
     BAD_INVOICE = "bad_invoice"
     PO_NOT_FOUND = "po_not_found"
     WAITING_FOR_PO = "waiting_for_po"
+    AWAITING_RECEIPT = "awaiting_receipt"  # manual_review whose only findings are goods not yet received
     SENT_TO_RPA = "sent_to_rpa"
     ENTERED = "entered"
     RPA_FAILED = "rpa_failed"

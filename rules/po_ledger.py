@@ -43,11 +43,16 @@ COMPLETIONS_REMEMBERED = 50
 CHANGES_REMEMBERED = 50
 
 # Statuses after which AP may override the findings and release the invoice to the RPA bot.
-RELEASABLE = frozenset({InvoiceStatus.MANUAL_REVIEW, InvoiceStatus.BAD_INVOICE, InvoiceStatus.RPA_FAILED})
+RELEASABLE = frozenset({InvoiceStatus.MANUAL_REVIEW, InvoiceStatus.AWAITING_RECEIPT, InvoiceStatus.BAD_INVOICE,
+                        InvoiceStatus.RPA_FAILED})
 # Where an invoice version's story ends: nothing applies to it any more, so the ledger forgets it.
 FINISHED = frozenset({InvoiceStatus.ENTERED, InvoiceStatus.WITHDRAWN, InvoiceStatus.SUPERSEDED})
 # Verdicts that a change of rules may turn around; nothing reached the RPA bot because of them.
-REJUDGEABLE = frozenset({InvoiceStatus.MANUAL_REVIEW, InvoiceStatus.BAD_INVOICE, InvoiceStatus.PO_NOT_FOUND})
+REJUDGEABLE = frozenset({InvoiceStatus.MANUAL_REVIEW, InvoiceStatus.AWAITING_RECEIPT, InvoiceStatus.BAD_INVOICE,
+                         InvoiceStatus.PO_NOT_FOUND})
+# Findings that only the goods arriving clear: an invoice held for nothing else awaits its receipt
+# (3-way match), cleared by the receipt in Sampro, instead of waiting in a clerk's review queue.
+AWAITING_RECEIPT_FINDINGS = frozenset({"QUANTITY_EXCEEDS_RECEIVED"})
 # Findings a change of the PO in Sampro may clear: those of the rules that read the PO, and its absence.
 CLEARED_BY_PO_CHANGE = frozenset({rule.code for rule in RULES if rule.needs_po} | {"PO_NOT_FOUND"})
 
@@ -66,6 +71,11 @@ class Judge(Protocol):
 
     def could_not_judge(self, submission: InvoiceSubmitted, reason: str) -> Verdict:
         """bad_invoice for a submission whose judging failed (the record is dead-lettered)."""
+
+
+def _digest(event_id: str) -> str:
+    """A Sampro change's id in a status change's event id: that id may be long, the event id may not."""
+    return hashlib.blake2b(event_id.encode(), digest_size=8).hexdigest()
 
 
 def record_key(invoice_id: str, version: int) -> str:
@@ -264,6 +274,11 @@ class _Update:
         self.emitted.append(verdict)
         if verdict.status is VerdictStatus.READY_TO_PROCESS:
             self.hold(record, verdict.evaluated_at, cause="verdict")
+        elif verdict.status is VerdictStatus.MANUAL_REVIEW and verdict.reasons and all(
+                finding.code in AWAITING_RECEIPT_FINDINGS for finding in verdict.reasons):
+            # Named after the judgement, so that one after a partial receipt is a change again.
+            after = _digest(verdict.judged_after) if verdict.judged_after else "first"
+            self.change(record, InvoiceStatus.AWAITING_RECEIPT, f"receipt-{after}", verdict.evaluated_at)
 
     def hold(self, record: InvoiceRecord, at: datetime, cause: str) -> None:
         self.ledger.holding.append(record.key)
@@ -323,8 +338,7 @@ def recheck_held(
     if not held or change.event_id in update.ledger.changes_seen:
         return update.outcome()  # a PO with nothing held keeps no ledger for the change
     update.ledger.changes_seen = [*update.ledger.changes_seen[-(CHANGES_REMEMBERED - 1):], change.event_id]
-    # Event ids of the status changes name the change by a digest: a change's id may be long.
-    cause = f"recheck-{hashlib.blake2b(change.event_id.encode(), digest_size=8).hexdigest()}"
+    cause = f"recheck-{_digest(change.event_id)}"
     for key in held:
         record = update.editable_listed(key)
         record.recheck_for = change.event_id

@@ -57,8 +57,8 @@ function setTile(name, value) {
 function showKpi(kpi) {
   state.kpi = kpi;
   setTile("total", kpi.total);
-  for (const status of ["sent_to_rpa", "waiting_for_po", "entered", "manual_review", "bad_invoice", "po_not_found",
-                        "rpa_failed", "released"]) {
+  for (const status of ["sent_to_rpa", "waiting_for_po", "entered", "manual_review", "awaiting_receipt", "bad_invoice",
+                        "po_not_found", "rpa_failed", "released"]) {
     setTile(status, kpi.by_status[status] ?? 0);
   }
   setTile("oldest_waiting", age(kpi.oldest_waiting_since));
@@ -206,7 +206,7 @@ async function openInvoice(invoiceId, version) {
   $("#detail-payload").textContent = invoice.rpa_payload ? JSON.stringify(invoice.rpa_payload, null, 2) : "none";
   const clerk = state.me && state.me.role === "clerk";
   const newest = invoice.invoice_version === Math.max(...invoice.versions);
-  $("#release-button").hidden = !(clerk && newest && ["manual_review", "bad_invoice", "rpa_failed"].includes(invoice.status));
+  $("#release-button").hidden = !(clerk && newest && ["manual_review", "awaiting_receipt", "bad_invoice", "rpa_failed"].includes(invoice.status));
   $("#dispatch-button").hidden = !(clerk && invoice.status === "ready_to_process");
   for (const tr of document.querySelectorAll("#invoices tbody tr")) {
     tr.classList.toggle("selected", tr.dataset.invoice === invoice.invoice_id);

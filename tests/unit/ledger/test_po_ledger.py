@@ -380,3 +380,31 @@ def test_a_change_of_a_po_with_nothing_held_leaves_its_ledger_as_it_was():
     ledger = PurchaseOrderLedger(po_number="PO-1")
     outcome = recheck_held(ledger, changed(), PricingJudge(), "automatic")
     assert outcome.emitted == [] and outcome.ledger == ledger
+
+
+def test_an_invoice_held_only_for_goods_not_received_awaits_the_receipt_which_clears_it():
+    short = PricingJudge(code="QUANTITY_EXCEEDS_RECEIVED")
+    first = submit_invoice(PurchaseOrderLedger(po_number="PO-1"), submission("A", expect="manual_review"), short,
+                           "automatic")
+    assert statuses(first.emitted) == [("A", "manual_review"), ("A", "awaiting_receipt")]
+    partly = recheck_held(first.ledger, changed("sampro:PO-1:1"), short, "automatic")  # some goods came
+    assert statuses(partly.emitted) == [("A", "manual_review"), ("A", "awaiting_receipt")]
+    assert partly.emitted[1].event_id != first.emitted[1].event_id  # a new step of its history
+    received = recheck_held(partly.ledger, changed("sampro:PO-1:2"), PricingJudge(lets_pass=frozenset({"A"})),
+                            "automatic")
+    assert statuses(received.emitted) == [("A", "ready_to_process"), ("A", "rpa_request"), ("A", "sent_to_rpa")]
+
+
+def test_an_invoice_held_for_a_receipt_and_something_else_is_manual_review():
+    judge = PricingJudge(code="QUANTITY_EXCEEDS_RECEIVED")
+    original = judge.decide
+
+    def two_findings(submission, in_flight):
+        verdict = original(submission, in_flight)
+        price = verdict.reasons[0].model_copy(update={"code": "PRICE_MISMATCH"})
+        return verdict.model_copy(update={"reasons": [*verdict.reasons, price]})
+
+    judge.decide = two_findings
+    outcome = submit_invoice(PurchaseOrderLedger(po_number="PO-1"), submission("A", expect="manual_review"), judge,
+                             "automatic")
+    assert statuses(outcome.emitted) == [("A", "manual_review")]
