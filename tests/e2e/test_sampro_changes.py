@@ -44,3 +44,25 @@ def test_a_price_corrected_in_sampro_clears_the_held_invoice_which_is_mailed_onc
     assert len(mailed) == 1
     history = [event["status"] for event in pipeline.scheduler.history(invoice_id)]
     assert history == ["manual_review", "manual_review", "ready_to_process", "sent_to_rpa", "entered"]
+
+
+def test_an_invoice_awaiting_its_goods_clears_when_the_receipt_reaches_sampro(pipeline, unique_name, tmp_path):
+    tolerances = tmp_path / "three-way.toml"
+    tolerances.write_text("[default]\nthree_way_match = true\n")
+    pipeline.settings = pipeline.settings.model_copy(update={"tolerances_file": tolerances})
+    invoices, _ = load_samples(pipeline, unique_name)
+    ready = next(invoice for invoice in invoices if invoice["invoice_id"] == f"{unique_name}-MP-1001")
+    po = PurchaseOrder.model_validate({**json.loads((SAMPLES / "01_ready_to_process" / "po.json").read_text()),
+                                       "po_number": ready["po_number"]})
+    short = [line.model_copy(update={"quantity_received": Decimal(0)}) if line.line_no == 1 else line
+             for line in po.lines]
+    pipeline.sampro.load_purchase_orders([po.model_copy(update={"lines": short})])  # nothing received yet
+    pipeline.start_worker()
+    pipeline.start_bot()
+    upload(pipeline.settings, [ready])
+    invoice_id = ready["invoice_id"]
+    pipeline.wait_for(lambda: pipeline.statuses().get(invoice_id) == "awaiting_receipt", what="awaiting_receipt")
+    pipeline.sampro.load_purchase_orders([po])  # the goods arrive
+    pipeline.wait_for(lambda: pipeline.statuses().get(invoice_id) == "entered", what="the received invoice entered")
+    history = [event["status"] for event in pipeline.scheduler.history(invoice_id)]
+    assert history == ["manual_review", "awaiting_receipt", "ready_to_process", "sent_to_rpa", "entered"]
