@@ -1,17 +1,24 @@
 """Sampro -> sampro.changes: what changed in Sampro's POs, keyed by PO, for the PO agent to judge
-held invoices again. Polled by the one worker that owns partition 0 of the invoices topic."""
+held invoices again. Polled by the one worker that owns partition 0 of the invoices topic, or
+decoded from Debezium's change events of the PO tables (`SAMPRO_CHANGES=debezium`)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from streams.runtime import Batch, Source
+import httpx
+
+from connectors.debezium import decode_sampro_record, put_connector, sampro_capture
+from rules.lifecycle import PurchaseOrderChanged
+from streams.runtime import Batch, Flow, Source
 
 if TYPE_CHECKING:
     from streams.bootstrap import Pipeline
 
 
 def register(pipeline: Pipeline) -> None:
+    if pipeline.settings.sampro_changes == "debezium":
+        _register_capture(pipeline)
     changes, topics = pipeline.sampro_changes, pipeline.topics
     if changes is None:
         return
@@ -22,3 +29,27 @@ def register(pipeline: Pipeline) -> None:
 
     pipeline.runtime.add_source(Source("poll-sampro-changes", pipeline.settings.poll_interval_seconds,
                                        (topics.invoices, 0), poll_sampro, committed=changes.commit))
+
+
+def _register_capture(pipeline: Pipeline) -> None:
+    runtime, topics, settings, limits = pipeline.runtime, pipeline.topics, pipeline.settings, pipeline.limits
+    names = settings.sampro_names
+
+    def publish(batch: Batch) -> None:
+        for change in batch.messages:
+            batch.emit(topics.sampro_changes, change.po_number, change)
+
+    runtime.add_flow(Flow("ingest-sampro-cdc", (settings.sampro_cdc_topic,),
+                          decode=lambda record: decode_sampro_record(record.value, names, limits), handle=publish,
+                          kinds=(PurchaseOrderChanged,), stage="ingest"))
+    if settings.connect_url:
+        connect_url = settings.connect_url
+        # Built now, so that a Sampro Debezium cannot capture (SQLite) stops the worker at start.
+        capture = sampro_capture(settings.sampro_db_url, settings.sampro_cdc_topic, names,
+                                 settings.kafka_bootstrap_servers)
+
+        def register_capture(batch: Batch) -> None:
+            with httpx.Client(base_url=connect_url, timeout=10) as client:
+                put_connector(client, capture)
+
+        runtime.add_source(Source("register-sampro-capture", 0, (topics.invoices, 0), register_capture, once=True))

@@ -115,6 +115,8 @@ def _real_source(settings: Settings, limits: Limits) -> MarketplaceSource | None
 
 
 def _real_sampro_changes(settings: Settings) -> SamproChanges | None:
+    # "debezium": Connect writes the changes and a flow decodes them (agents/sampro_changes.py);
+    # nothing polls Sampro. "none": nothing feeds sampro.changes.
     if settings.sampro_changes != "polling":
         return None
     from connectors.sampro.changes import PollingSamproChanges

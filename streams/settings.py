@@ -10,9 +10,9 @@ import difflib
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, IPvAnyNetwork, SecretStr, StringConstraints, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.sampro.tables import SamproNames
@@ -79,9 +79,13 @@ class Settings(BaseSettings):
     sampro_db_url: str = f"sqlite:///{DEFAULT_DATA_DIR}/sampro.db"
     sampro_names: SamproNames = SamproNames()
     # How Sampro's changes reach sampro.changes, to re-judge held invoices: polled from the PO
-    # tables' updated_at columns (every POLL_INTERVAL_SECONDS), or "none" where Sampro has no such
-    # column and no CDC feeds the topic (held invoices then wait for a clerk or a change of rules).
-    sampro_changes: Literal["polling", "none"] = "polling"
+    # tables' updated_at columns (every POLL_INTERVAL_SECONDS), captured by Debezium from the PO
+    # header and line tables ("debezium": no updated_at needed, nothing polls Sampro), or "none"
+    # where neither is possible (held invoices then wait for a clerk or a change of rules).
+    sampro_changes: Literal["polling", "debezium", "none"] = "polling"
+    # Where the Debezium capture of Sampro's PO tables writes its change events, both tables in one
+    # topic (created at start, so that the worker's subscription finds it before the first change).
+    sampro_cdc_topic: str = "sampro.cdc"
 
     # processscheduler
     scheduler_db_url: str = f"sqlite:///{DEFAULT_DATA_DIR}/scheduler.db"
@@ -92,6 +96,10 @@ class Settings(BaseSettings):
 
     # RPA hand-off
     dispatch_mode: Literal["automatic", "approval"] = "automatic"
+    # Why a clerk may release a hold: the dashboard offers these, the API accepts only these.
+    release_reason_codes: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] = Field(
+        default=["PRICE_AGREED", "QUANTITY_AGREED", "GOODS_RECEIVED", "TAX_CONFIRMED", "CHARGE_AGREED",
+                 "DATE_ACCEPTED", "PO_TO_BE_CORRECTED", "OTHER"], min_length=1)
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 8025
     smtp_starttls: bool = False

@@ -26,6 +26,9 @@ class TopicSpec:
 
 
 def pipeline_topics(settings: Settings) -> list[TopicSpec]:
+    # Debezium's Sampro topic only where it feeds sampro.changes: the worker subscribes to it before
+    # the first change would make Connect create it.
+    sampro_cdc = [TopicSpec(settings.sampro_cdc_topic, audit=True)] if settings.sampro_changes == "debezium" else []
     return [
         TopicSpec(settings.marketplace_topic, audit=True),
         TopicSpec(settings.invoices_topic, audit=True),
@@ -36,6 +39,7 @@ def pipeline_topics(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.rpa_requests_topic, audit=True),
         TopicSpec(settings.dlq_topic, audit=True),
         TopicSpec(changelog_topic(settings), audit=False),
+        *sampro_cdc,
     ]
 
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from connectors.debezium.sampro_config import SamproCapture
 from rules.errors import DataError, Unavailable
 
 CONNECTOR_CLASS = "io.debezium.connector.postgresql.PostgresConnector"
@@ -67,11 +68,20 @@ class MarketplaceCapture:
         }
 
 
+class Capture(Protocol):
+    """A connector this project registers: the marketplace's, or Sampro's (connectors.debezium.sampro_config)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def connector_config(self) -> dict[str, str]: ...
+
+
 class ConnectorError(DataError):
     """The connector did not reach RUNNING; carries the task's trace when Connect gave one."""
 
 
-def put_connector(client: httpx.Client, capture: MarketplaceCapture) -> None:
+def put_connector(client: httpx.Client, capture: Capture) -> None:
     """Creates or updates the connector: PUT is idempotent, so every worker start may do it."""
     try:
         response = client.put(f"/connectors/{capture.name}/config", json=capture.connector_config())
@@ -83,7 +93,7 @@ def put_connector(client: httpx.Client, capture: MarketplaceCapture) -> None:
         raise ConnectorError(f"Connect refused {capture.name}: {response.status_code} {response.text[:2000]}")
 
 
-def register_connector(connect_url: str, capture: MarketplaceCapture, timeout: float = 60) -> dict[str, Any]:
+def register_connector(connect_url: str, capture: Capture, timeout: float = 60) -> dict[str, Any]:
     """Creates or updates the connector and waits until it and its task run."""
     with httpx.Client(base_url=connect_url, timeout=10) as client:
         put_connector(client, capture)
@@ -101,7 +111,7 @@ def register_connector(connect_url: str, capture: MarketplaceCapture, timeout: f
         raise ConnectorError(f"{capture.name} not running after {timeout:.0f} s: {status}")
 
 
-def remove_capture(connect_url: str, capture: MarketplaceCapture, timeout: float = 10) -> None:
+def remove_capture(connect_url: str, capture: MarketplaceCapture | SamproCapture, timeout: float = 10) -> None:
     """Deletes the connector, then its replication slot and publication, so PostgreSQL keeps no WAL for it."""
     httpx.delete(f"{connect_url}/connectors/{capture.name}", timeout=10)
     engine = create_engine(capture.database_url)

@@ -1,0 +1,162 @@
+"""Debezium connectors on Sampro's PO header and line tables, feeding `sampro.changes` without polling.
+
+Two connectors, one shape of record: the PostgreSQL connector on the Sampro stand-in (and a Sampro
+that runs on PostgreSQL), and the SQL Server connector for production Sampro. Both keep
+Debezium's whole change envelope (before, after, source, op), since which table a record comes
+from decides which column renames apply, and route both tables into one topic so that the worker
+subscribes to one name it created itself. Table and column names come from `SamproNames`, as for
+the reader and the poller.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from sqlalchemy.engine import URL, make_url
+
+from connectors.sampro.tables import SamproNames
+
+POSTGRES_CONNECTOR = "io.debezium.connector.postgresql.PostgresConnector"
+SQL_SERVER_CONNECTOR = "io.debezium.connector.sqlserver.SqlServerConnector"
+JSON_CONVERTER = "org.apache.kafka.connect.json.JsonConverter"
+DEFAULT_NAME = "sampro-purchase-orders"
+
+
+def _envelope_settings(prefix: str, topic: str) -> dict[str, str]:
+    """What both connectors share: plain JSON envelopes, numbers and times the decoder can read alike."""
+    return {
+        "tasks.max": "1",
+        "decimal.handling.mode": "string",
+        # Kafka Connect's own Timestamp (milliseconds since the epoch) for every timestamp column
+        # without a time zone, whatever its precision: the decoder need not know the column's type,
+        # and the change id is in milliseconds anyway. Columns with a zone stay ISO strings.
+        "time.precision.mode": "connect",
+        # A deleted row is a change of its PO, carried by the delete event itself; the tombstone
+        # after it would only be skipped.
+        "tombstones.on.delete": "false",
+        "key.converter": JSON_CONVERTER,
+        "key.converter.schemas.enable": "false",
+        "value.converter": JSON_CONVERTER,
+        "value.converter.schemas.enable": "false",
+        # Only the tables' data topics (<prefix>.<...>.<table>) are routed; anything the connector
+        # writes under the bare prefix (SQL Server's schema changes) stays out of the worker's topic.
+        "transforms": "route",
+        "transforms.route.type": "org.apache.kafka.connect.transforms.RegexRouter",
+        "transforms.route.regex": rf"{re.escape(prefix)}\..+",
+        "transforms.route.replacement": topic,
+    }
+
+
+def _include_list(schema: str, names: SamproNames) -> str:
+    # The list is of regular expressions over schema-qualified names: escaped, so that a name
+    # with `$` or `.` in it means itself.
+    return ",".join(re.escape(f"{schema}.{table}") for table in (names.po_header, names.po_line))
+
+
+def _credentials(url: URL, default_port: int) -> dict[str, str]:
+    # The password is taken from the same URL the worker reads Sampro with, as the marketplace
+    # capture does; Connect keeps it in its config store (see README, "Deployment: Sampro on SQL Server").
+    return {
+        "database.hostname": url.host or "127.0.0.1",
+        "database.port": str(url.port or default_port),
+        "database.user": url.username or "",
+        "database.password": url.password or "",
+    }
+
+
+@dataclass(frozen=True)
+class SamproCapture:
+    """Debezium's PostgreSQL connector (pgoutput) on the PO header and line tables of a Sampro on PostgreSQL."""
+
+    name: str = DEFAULT_NAME  # the connector, and the prefix of its topics before they are routed
+    database_url: str = ""  # SQLAlchemy URL of Sampro (INVOICE_AUTOMATION_SAMPRO_DB_URL)
+    topic: str = "sampro.cdc"
+    names: SamproNames = field(default_factory=SamproNames)
+    # Its own slot and publication: the marketplace capture's must not be shared or dropped with it.
+    slot: str = "invoice_automation_sampro"
+    publication: str = "invoice_automation_sampro"
+    # What changed before the capture ran cannot clear a held invoice (the poller starts at the
+    # newest change for the same reason).
+    snapshot_mode: str = "no_data"
+
+    @property
+    def tables(self) -> str:
+        return _include_list(self.names.schema_name or "public", self.names)
+
+    def connector_config(self) -> dict[str, str]:
+        url = make_url(self.database_url)
+        return {
+            "connector.class": POSTGRES_CONNECTOR,
+            "plugin.name": "pgoutput",
+            **_credentials(url, 5432),
+            "database.dbname": url.database or "",
+            "topic.prefix": self.name,
+            "table.include.list": self.tables,
+            "slot.name": self.slot,
+            "publication.name": self.publication,
+            # Only the two PO tables in the publication: Sampro has many we must not read.
+            "publication.autocreate.mode": "filtered",
+            "snapshot.mode": self.snapshot_mode,
+            **_envelope_settings(self.name, self.topic),
+        }
+
+
+@dataclass(frozen=True)
+class SqlServerSamproCapture:
+    """Debezium's SQL Server connector on production Sampro's PO tables, which need CDC enabled first
+    (`sys.sp_cdc_enable_db`, `sys.sp_cdc_enable_table`: README, "Deployment: Sampro on SQL Server")."""
+
+    name: str = DEFAULT_NAME
+    database_url: str = ""  # the mssql+pyodbc URL of Sampro (INVOICE_AUTOMATION_SAMPRO_DB_URL)
+    topic: str = "sampro.cdc"
+    names: SamproNames = field(default_factory=SamproNames)
+    # The connector keeps the tables' schema history in a topic of its own, written through these
+    # brokers as Connect reaches them.
+    kafka_bootstrap_servers: str = "localhost:9092"
+    snapshot_mode: str = "no_data"
+
+    @property
+    def tables(self) -> str:
+        return _include_list(self.names.schema_name or "dbo", self.names)
+
+    @property
+    def schema_history_topic(self) -> str:
+        return f"{self.name}.schema-history"
+
+    def connector_config(self) -> dict[str, str]:
+        url = make_url(self.database_url)
+        query = {key.lower(): str(value).lower() for key, value in url.query.items()}
+        return {
+            "connector.class": SQL_SERVER_CONNECTOR,
+            **_credentials(url, 1433),
+            "database.names": url.database or "",
+            # The ODBC URL's Encrypt/TrustServerCertificate, carried over to the JDBC driver, which
+            # encrypts and checks the certificate by default as ODBC Driver 18 does.
+            "database.encrypt": "false" if query.get("encrypt") in ("no", "false", "optional") else "true",
+            "database.trustServerCertificate": "true" if query.get("trustservercertificate") in ("yes", "true")
+            else "false",
+            "topic.prefix": self.name,
+            "table.include.list": self.tables,
+            "snapshot.mode": self.snapshot_mode,
+            "include.schema.changes": "false",
+            "schema.history.internal.kafka.bootstrap.servers": self.kafka_bootstrap_servers,
+            "schema.history.internal.kafka.topic": self.schema_history_topic,
+            # The history only for the captured tables: Sampro's other tables may use types the
+            # connector cannot parse, and there is no reason to read them.
+            "schema.history.internal.store.only.captured.tables.ddl": "true",
+            **_envelope_settings(self.name, self.topic),
+        }
+
+
+def sampro_capture(database_url: str, topic: str, names: SamproNames,
+                   kafka_bootstrap_servers: str) -> SamproCapture | SqlServerSamproCapture:
+    """The capture for the database Sampro runs on; refuses one Debezium cannot capture."""
+    backend = make_url(database_url).get_backend_name()
+    if backend == "postgresql":
+        return SamproCapture(database_url=database_url, topic=topic, names=names)
+    if backend == "mssql":
+        return SqlServerSamproCapture(database_url=database_url, topic=topic, names=names,
+                                      kafka_bootstrap_servers=kafka_bootstrap_servers)
+    raise ValueError(f"SAMPRO_CHANGES=debezium captures Sampro on PostgreSQL or SQL Server, not {backend}; "
+                     "use SAMPRO_CHANGES=polling")

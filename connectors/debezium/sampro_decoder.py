@@ -1,0 +1,130 @@
+"""Turning one Debezium change event of Sampro's PO header or line table into a `PurchaseOrderChanged`.
+
+The PostgreSQL and the SQL Server connector write the same envelope (`before`, `after`,
+`source`, `op`); the table named in `source` decides which of `SamproNames`' column renames
+apply. An insert, an update, a snapshot read and a delete of a header or a line are each a
+change of their PO; a tombstone is nothing to do. What cannot be read as such an event at all is
+a `SamproRecordError`, naming the field, and is dead-lettered by the runtime.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from connectors.marketplace_table import stream_key_problem
+from connectors.sampro.changes import change_id
+from connectors.sampro.tables import SamproNames
+from rules.errors import DataError
+from rules.lifecycle import PurchaseOrderChanged
+from rules.limits import Limits, load_json
+
+OPERATIONS = ("c", "u", "d", "r")  # create, update, delete, snapshot read
+
+
+class SamproRecordError(DataError):
+    """A Sampro change record that cannot be read at all; names the field and the value."""
+
+    def __init__(self, field: str, value: Any, reason: str):
+        self.field, self.value, self.reason = field, value, reason
+        shown = repr(value) if len(repr(value)) <= 120 else repr(value)[:117] + "..."
+        super().__init__(f"sampro change record field {field!r}: {reason} (value {shown})")
+
+
+def _table_of(source: dict[str, Any], names: SamproNames) -> str:
+    """The canonical table of the record; compared without case, as SQL Server names are."""
+    actual = source.get("table")
+    if isinstance(actual, str):
+        for table in ("po_header", "po_line"):
+            if actual.casefold() == getattr(names, table).casefold():
+                return table
+    raise SamproRecordError("source.table", actual,
+                            f"not the PO header or line table ({names.po_header}, {names.po_line})")
+
+
+def _column(row: dict[str, Any], name: str) -> Any:
+    """A column's value; SQL Server reports a column in the case it was created with, which may not
+    be the case the installation's renames spell it in."""
+    if name in row:
+        return row[name]
+    folded = name.casefold()
+    return next((value for key, value in row.items() if key.casefold() == folded), None)
+
+
+def _moment(value: Any, field: str) -> datetime:
+    # An int is Kafka Connect's Timestamp (milliseconds since the epoch), as `time.precision.mode=
+    # connect` in both captures makes every timestamp without a zone; a string is Debezium's
+    # ZonedTimestamp (ISO 8601) of a column with one.
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return datetime.fromtimestamp(value / 1000, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            raise SamproRecordError(field, value, "not a time in milliseconds since 1970") from None
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            raise SamproRecordError(field, value, "not an ISO 8601 time") from None
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    raise SamproRecordError(field, value, "not a time")
+
+
+def _changed_at(envelope: dict[str, Any], source: dict[str, Any], table: str, names: SamproNames) -> datetime:
+    """The row's updated_at when the change set it, else the time the database committed the change
+    (`source.ts_ms`).
+
+    updated_at first, because then a change has the event id the poller gives it: switching from
+    polling to Debezium, a connector that re-reads its last changes after a restart, or a snapshot
+    taken again, all name changes already applied the same way, and the PO agent applies each once.
+    The commit time instead when the row carries no updated_at, when an update left it as it was (an
+    id of an earlier change would be taken as applied, and this change lost), and always for a delete,
+    whose row (when the connector gives it at all) carries the time of the change before it.
+    """
+    op = envelope["op"]
+    if op != "d":
+        column = names.column(table, "updated_at")
+        updated = _column(envelope["after"], column)
+        before = envelope.get("before")
+        unchanged = op == "u" and isinstance(before, dict) and _column(before, column) == updated
+        if updated is not None and not unchanged:
+            return _moment(updated, f"after.{column}")
+    return _moment(source.get("ts_ms"), "source.ts_ms")
+
+
+def decode_sampro_record(value: bytes | None, names: SamproNames = SamproNames(),
+                         limits: Limits = Limits()) -> PurchaseOrderChanged | None:
+    """None for a tombstone; raises SamproRecordError for what is not a change event of a PO table."""
+    if value is None:
+        return None
+    try:
+        envelope = load_json(value, limits, "sampro change record")
+    except DataError as exc:
+        raise SamproRecordError("value", value[:80], str(exc).removeprefix("sampro change record: ")) from None
+    # A Connect whose JSON converter keeps its schemas wraps the envelope; the envelope is the same.
+    if isinstance(envelope, dict) and set(envelope) == {"schema", "payload"}:
+        envelope = envelope["payload"]
+    if not isinstance(envelope, dict):
+        raise SamproRecordError("value", envelope, "not a Debezium change event (expected a JSON object)")
+    op = envelope.get("op")
+    if op not in OPERATIONS:
+        raise SamproRecordError("op", op, "not a Debezium change event (expected op c, u, d or r)")
+    source = envelope.get("source")
+    if not isinstance(source, dict):
+        raise SamproRecordError("source", source, "not a Debezium change event (expected a source object)")
+    table = _table_of(source, names)
+    # A delete's row is in `before` (with PostgreSQL's default replica identity, its key columns only,
+    # which hold the PO number); every other change's is in `after`.
+    side = "before" if op == "d" else "after"
+    row = envelope.get(side)
+    if not isinstance(row, dict):
+        raise SamproRecordError(side, row, f"the changed row is missing from a change with op {op!r}")
+    column = names.column(table, "po_number")
+    po_number = _column(row, column)
+    # A CHAR column comes back padded with blanks; CDC reads the table itself, so the views that
+    # trim it for the reader cannot help here.
+    if isinstance(po_number, str):
+        po_number = po_number.rstrip(" ")
+    if (problem := stream_key_problem(po_number, limits)) is not None:
+        raise SamproRecordError(f"{side}.{column}", po_number, problem)
+    changed_at = _changed_at(envelope, source, table, names)
+    return PurchaseOrderChanged(event_id=change_id(po_number, changed_at), po_number=po_number, changed_at=changed_at)

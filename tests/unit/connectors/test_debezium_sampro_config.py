@@ -1,0 +1,99 @@
+"""The Debezium connector configurations for Sampro's PO tables: the PostgreSQL one (run for real in
+tests/integration/test_debezium_sampro_capture.py) and the SQL Server one for production, which
+no SQL Server here can run, so its generated config is checked key by key."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from connectors.debezium import SamproCapture, SqlServerSamproCapture, sampro_capture
+from connectors.debezium.sampro_config import SQL_SERVER_CONNECTOR
+from connectors.sampro.tables import SamproNames
+
+SQL_SERVER_URL = "mssql+pyodbc://svc_invoice:s3cr%40t@sampro-db.corp:1433/SAMPRO?Encrypt=yes&TrustServerCertificate=no"
+RENAMED = SamproNames(schema_name="erp", po_header="POHDR", po_line="POLIN",
+                      po_header_columns={"po_number": "PONUM"}, columns={"updated_at": "CHGDATE"})
+# What the SQL Server connector cannot start without, and what the decoder relies on.
+SQL_SERVER_REQUIRED = {
+    "connector.class", "database.hostname", "database.port", "database.user", "database.password", "database.names",
+    "table.include.list", "topic.prefix", "schema.history.internal.kafka.bootstrap.servers",
+    "schema.history.internal.kafka.topic", "snapshot.mode", "time.precision.mode", "decimal.handling.mode",
+    "value.converter", "value.converter.schemas.enable", "transforms", "transforms.route.type",
+    "transforms.route.regex", "transforms.route.replacement",
+}
+
+
+def test_sql_server_config_has_every_required_key_with_the_urls_server_and_database():
+    config = SqlServerSamproCapture(database_url=SQL_SERVER_URL, topic="sampro.cdc",
+                                    kafka_bootstrap_servers="kafka-1:9092,kafka-2:9092").connector_config()
+    assert SQL_SERVER_REQUIRED <= set(config)
+    assert all(isinstance(value, str) and value != "" for value in config.values())
+    assert config["connector.class"] == SQL_SERVER_CONNECTOR == "io.debezium.connector.sqlserver.SqlServerConnector"
+    assert (config["database.hostname"], config["database.port"], config["database.names"]) == (
+        "sampro-db.corp", "1433", "SAMPRO")
+    assert config["database.user"] == "svc_invoice"
+    assert config["schema.history.internal.kafka.bootstrap.servers"] == "kafka-1:9092,kafka-2:9092"
+    assert config["schema.history.internal.kafka.topic"] == "sampro-purchase-orders.schema-history"
+    assert config["snapshot.mode"] in ("no_data", "schema_only")
+    assert config["time.precision.mode"] == "connect" and config["include.schema.changes"] == "false"
+    assert (config["database.encrypt"], config["database.trustServerCertificate"]) == ("true", "false")
+    assert config["transforms.route.replacement"] == "sampro.cdc"
+
+
+def test_sql_server_tables_are_schema_qualified_and_renamed_as_sampro_names_says():
+    default = SqlServerSamproCapture(database_url=SQL_SERVER_URL).connector_config()
+    assert default["table.include.list"] == r"dbo\.po_header,dbo\.po_line"
+    renamed = SqlServerSamproCapture(database_url=SQL_SERVER_URL, names=RENAMED).connector_config()
+    assert renamed["table.include.list"] == r"erp\.POHDR,erp\.POLIN"
+    patterns = [re.compile(pattern) for pattern in renamed["table.include.list"].split(",")]
+    assert [bool(p.fullmatch("erp.POHDR")) for p in patterns] == [True, False]
+    assert not any(p.fullmatch("erpXPOHDR") for p in patterns)  # the dot means a dot
+
+
+def test_the_password_comes_from_the_sampro_url_and_nowhere_else():
+    # As the marketplace capture does: Connect keeps it in its config store (README says so).
+    config = SqlServerSamproCapture(database_url=SQL_SERVER_URL).connector_config()
+    assert config["database.password"] == "s3cr@t"
+    assert [key for key, value in config.items() if "s3cr" in value] == ["database.password"]
+
+
+def test_a_test_servers_self_signed_certificate_and_an_unencrypted_link_carry_over():
+    trusting = SqlServerSamproCapture(database_url="mssql+pyodbc://u:p@h/S?Encrypt=yes&TrustServerCertificate=yes")
+    plain = SqlServerSamproCapture(database_url="mssql+pyodbc://u:p@h/S?encrypt=no")
+    assert trusting.connector_config()["database.trustServerCertificate"] == "true"
+    assert plain.connector_config()["database.encrypt"] == "false"
+    assert plain.connector_config()["database.port"] == "1433"
+
+
+def test_only_the_tables_data_topics_are_routed_into_the_one_topic():
+    route = re.compile(SqlServerSamproCapture(database_url=SQL_SERVER_URL).connector_config()["transforms.route.regex"])
+    assert route.fullmatch("sampro-purchase-orders.SAMPRO.dbo.po_line")
+    assert not route.fullmatch("sampro-purchase-orders")  # SQL Server's schema change topic
+
+
+def test_postgresql_config_uses_pgoutput_its_own_slot_and_publication_and_the_named_tables():
+    capture = SamproCapture(database_url="postgresql+psycopg://invoice:pw@127.0.0.1:5433/sampro", topic="s.cdc",
+                            names=RENAMED)
+    config = capture.connector_config()
+    assert config["connector.class"] == "io.debezium.connector.postgresql.PostgresConnector"
+    assert config["plugin.name"] == "pgoutput" and config["publication.autocreate.mode"] == "filtered"
+    assert (config["slot.name"], config["publication.name"]) == ("invoice_automation_sampro",) * 2
+    assert (config["database.port"], config["database.dbname"]) == ("5433", "sampro")
+    assert (config["database.user"], config["database.password"]) == ("invoice", "pw")
+    assert config["table.include.list"] == r"erp\.POHDR,erp\.POLIN"
+    assert config["topic.prefix"] == "sampro-purchase-orders" and config["transforms.route.replacement"] == "s.cdc"
+    assert config["snapshot.mode"] == "no_data" and config["tombstones.on.delete"] == "false"
+    assert "transforms.unwrap.type" not in config  # the whole envelope: the decoder needs source.table
+    public = SamproCapture(database_url="postgresql+psycopg://u:p@h/sampro").connector_config()
+    assert public["table.include.list"] == r"public\.po_header,public\.po_line"
+
+
+def test_the_capture_follows_the_database_sampro_runs_on():
+    names = SamproNames()
+    assert isinstance(sampro_capture("postgresql+psycopg://u:p@h/sampro", "t", names, "k:9092"), SamproCapture)
+    sql_server = sampro_capture(SQL_SERVER_URL, "t", names, "k:9092")
+    assert isinstance(sql_server, SqlServerSamproCapture) and sql_server.kafka_bootstrap_servers == "k:9092"
+    with pytest.raises(ValueError, match="not sqlite"):
+        sampro_capture("sqlite:///sampro.db", "t", names, "k:9092")
