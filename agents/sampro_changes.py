@@ -46,7 +46,7 @@ def _register_capture(pipeline: Pipeline) -> None:
         connect_url = settings.connect_url
         # Built now, so that a Sampro Debezium cannot capture (SQLite) stops the worker at start.
         capture = sampro_capture(settings.sampro_db_url, settings.sampro_cdc_topic, names,
-                                 settings.kafka_bootstrap_servers)
+                                 settings.kafka_bootstrap_servers, settings.app_id)
 
         def register_capture(batch: Batch) -> None:
             with httpx.Client(base_url=connect_url, timeout=10) as client:

@@ -20,7 +20,7 @@ from connectors.sampro.tables import SamproNames
 POSTGRES_CONNECTOR = "io.debezium.connector.postgresql.PostgresConnector"
 SQL_SERVER_CONNECTOR = "io.debezium.connector.sqlserver.SqlServerConnector"
 JSON_CONVERTER = "org.apache.kafka.connect.json.JsonConverter"
-DEFAULT_NAME = "sampro-purchase-orders"
+DEFAULT_NAME = "invoice-automation-sampro"
 
 
 def _envelope_settings(prefix: str, topic: str) -> dict[str, str]:
@@ -149,14 +149,21 @@ class SqlServerSamproCapture:
         }
 
 
-def sampro_capture(database_url: str, topic: str, names: SamproNames,
-                   kafka_bootstrap_servers: str) -> SamproCapture | SqlServerSamproCapture:
-    """The capture for the database Sampro runs on; refuses one Debezium cannot capture."""
+def sampro_capture(database_url: str, topic: str, names: SamproNames, kafka_bootstrap_servers: str,
+                   app_id: str = "invoice-automation") -> SamproCapture | SqlServerSamproCapture:
+    """The capture for the database Sampro runs on; refuses one Debezium cannot capture.
+
+    Named after the pipeline's app id, so that two pipelines sharing a Connect and a database (a
+    test and production, two installations) never take over each other's connector or slot.
+    """
+    name = f"{app_id}-sampro"
     backend = make_url(database_url).get_backend_name()
     if backend == "postgresql":
-        return SamproCapture(database_url=database_url, topic=topic, names=names)
+        slot = re.sub(r"[^a-z0-9_]", "_", app_id.lower())[:56] + "_sampro"  # PostgreSQL: [a-z0-9_], 63 at most
+        return SamproCapture(name=name, database_url=database_url, topic=topic, names=names, slot=slot,
+                             publication=slot)
     if backend == "mssql":
-        return SqlServerSamproCapture(database_url=database_url, topic=topic, names=names,
+        return SqlServerSamproCapture(name=name, database_url=database_url, topic=topic, names=names,
                                       kafka_bootstrap_servers=kafka_bootstrap_servers)
     raise ValueError(f"SAMPRO_CHANGES=debezium captures Sampro on PostgreSQL or SQL Server, not {backend}; "
                      "use SAMPRO_CHANGES=polling")

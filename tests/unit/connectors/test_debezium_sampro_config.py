@@ -35,7 +35,7 @@ def test_sql_server_config_has_every_required_key_with_the_urls_server_and_datab
         "sampro-db.corp", "1433", "SAMPRO")
     assert config["database.user"] == "svc_invoice"
     assert config["schema.history.internal.kafka.bootstrap.servers"] == "kafka-1:9092,kafka-2:9092"
-    assert config["schema.history.internal.kafka.topic"] == "sampro-purchase-orders.schema-history"
+    assert config["schema.history.internal.kafka.topic"] == "invoice-automation-sampro.schema-history"
     assert config["snapshot.mode"] in ("no_data", "schema_only")
     assert config["time.precision.mode"] == "connect" and config["include.schema.changes"] == "false"
     assert (config["database.encrypt"], config["database.trustServerCertificate"]) == ("true", "false")
@@ -69,8 +69,8 @@ def test_a_test_servers_self_signed_certificate_and_an_unencrypted_link_carry_ov
 
 def test_only_the_tables_data_topics_are_routed_into_the_one_topic():
     route = re.compile(SqlServerSamproCapture(database_url=SQL_SERVER_URL).connector_config()["transforms.route.regex"])
-    assert route.fullmatch("sampro-purchase-orders.SAMPRO.dbo.po_line")
-    assert not route.fullmatch("sampro-purchase-orders")  # SQL Server's schema change topic
+    assert route.fullmatch("invoice-automation-sampro.SAMPRO.dbo.po_line")
+    assert not route.fullmatch("invoice-automation-sampro")  # SQL Server's schema change topic
 
 
 def test_postgresql_config_uses_pgoutput_its_own_slot_and_publication_and_the_named_tables():
@@ -83,17 +83,23 @@ def test_postgresql_config_uses_pgoutput_its_own_slot_and_publication_and_the_na
     assert (config["database.port"], config["database.dbname"]) == ("5433", "sampro")
     assert (config["database.user"], config["database.password"]) == ("invoice", "pw")
     assert config["table.include.list"] == r"erp\.POHDR,erp\.POLIN"
-    assert config["topic.prefix"] == "sampro-purchase-orders" and config["transforms.route.replacement"] == "s.cdc"
+    assert config["topic.prefix"] == "invoice-automation-sampro" and config["transforms.route.replacement"] == "s.cdc"
     assert config["snapshot.mode"] == "no_data" and config["tombstones.on.delete"] == "false"
     assert "transforms.unwrap.type" not in config  # the whole envelope: the decoder needs source.table
     public = SamproCapture(database_url="postgresql+psycopg://u:p@h/sampro").connector_config()
     assert public["table.include.list"] == r"public\.po_header,public\.po_line"
 
 
-def test_the_capture_follows_the_database_sampro_runs_on():
+def test_the_capture_follows_the_database_sampro_runs_on_and_is_named_after_the_pipeline():
     names = SamproNames()
-    assert isinstance(sampro_capture("postgresql+psycopg://u:p@h/sampro", "t", names, "k:9092"), SamproCapture)
-    sql_server = sampro_capture(SQL_SERVER_URL, "t", names, "k:9092")
+    postgres = sampro_capture("postgresql+psycopg://u:p@h/sampro", "t", names, "k:9092", "AP-Test.2")
+    assert isinstance(postgres, SamproCapture)
+    assert (postgres.name, postgres.slot, postgres.publication) == ("AP-Test.2-sampro", "ap_test_2_sampro",
+                                                                    "ap_test_2_sampro")
+    default = sampro_capture("postgresql+psycopg://u:p@h/sampro", "t", names, "k:9092")
+    assert (default.name, default.slot) == ("invoice-automation-sampro", "invoice_automation_sampro")
+    sql_server = sampro_capture(SQL_SERVER_URL, "t", names, "k:9092", "ap")
     assert isinstance(sql_server, SqlServerSamproCapture) and sql_server.kafka_bootstrap_servers == "k:9092"
+    assert sql_server.schema_history_topic == "ap-sampro.schema-history"
     with pytest.raises(ValueError, match="not sqlite"):
         sampro_capture("sqlite:///sampro.db", "t", names, "k:9092")

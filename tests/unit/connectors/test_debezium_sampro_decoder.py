@@ -35,7 +35,7 @@ LINE = {"po_number": "PO-5001", "line_no": 1, "part_number": "AC-100", "unit_pri
 def envelope(table: str, op: str, before: dict | None, after: dict | None, connector: str = "postgresql",
              schema: str = "public") -> dict:
     return {"before": before, "after": after, "op": op, "ts_ms": COMMITTED_MS + 40, "transaction": None,
-            "source": {"version": "3.6.1.Final", "connector": connector, "name": "sampro-purchase-orders",
+            "source": {"version": "3.6.1.Final", "connector": connector, "name": "invoice-automation-sampro",
                        "ts_ms": COMMITTED_MS, "snapshot": "false", "db": "sampro", "schema": schema,
                        "table": table}}
 
