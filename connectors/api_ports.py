@@ -35,7 +35,8 @@ class InvoiceReadModel(Protocol):
         """The given version, or the newest one; None when processscheduler has no such row."""
 
     def kpi(self, now: datetime) -> Kpi:
-        """The figures of the dashboard as of `now`."""
+        """The figures of the dashboard as of `now`, AP's own (touchless, first pass, holds cleared, cycle
+        time, open exceptions) among them, worked out from processscheduler's history."""
 
     def changes(self, after: int | None) -> Changes:
         """Rows changed by history events after `after`; None starts from now, with no rows."""

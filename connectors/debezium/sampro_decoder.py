@@ -79,6 +79,9 @@ def _changed_at(envelope: dict[str, Any], source: dict[str, Any], table: str, na
     The commit time instead when the row carries no updated_at, when an update left it as it was (an
     id of an earlier change would be taken as applied, and this change lost), and always for a delete,
     whose row (when the connector gives it at all) carries the time of the change before it.
+    SQL Server's connector always gives an update's `before`; PostgreSQL's only for a table with
+    REPLICA IDENTITY FULL, so there an update that left updated_at alone is taken as the change
+    that last set it (which the stand-in and the poller's contract never do: every write sets it).
     """
     op = envelope["op"]
     if op != "d":

@@ -21,8 +21,19 @@ REASON_CODES: tuple[str, ...] = tuple(STATUS_OF)
 WAITING = (InvoiceStatus.SENT_TO_RPA, InvoiceStatus.WAITING_FOR_PO)
 RPA_OUTCOMES = (InvoiceStatus.ENTERED, InvoiceStatus.RPA_FAILED)
 VERDICT_EVENT_PREFIX = "verdict:"  # connectors.scheduler.rows.verdict_event_id
+REJUDGED_MARK = ":after:"  # in the event id of a verdict given again after a Sampro change (verdict_event_id)
 WINDOW_MINUTES = 60
 MAX_PAGE = 500
+# AP's own figures (touchless, first pass, holds cleared, cycle time) cover the last KPI_DAYS UTC days.
+KPI_DAYS = 30
+HELD = (InvoiceStatus.MANUAL_REVIEW, InvoiceStatus.AWAITING_RECEIPT, InvoiceStatus.BAD_INVOICE,
+        InvoiceStatus.PO_NOT_FOUND)
+EXCEPTIONS = (*HELD, InvoiceStatus.RPA_FAILED)  # open work for AP while an invoice version is in one of these
+RPA_FAILED_REASON = "RPA_FAILED"  # an rpa_failed invoice's reason among the open exceptions: not a rule's finding
+# A re-judgement of an invoice awaiting its goods is recorded as a manual_review verdict, then awaiting_receipt
+# again: that verdict does not end the wait, so it does not restart the exception's age.
+SAME_HOLD = {InvoiceStatus.AWAITING_RECEIPT: InvoiceStatus.MANUAL_REVIEW}
+AGE_BUCKETS: tuple[tuple[str, int | None], ...] = (("0-1d", 1), ("1-3d", 3), ("3-7d", 7), ("7d+", None))
 
 
 class _View(BaseModel):
@@ -85,6 +96,37 @@ class InvoiceDetail(InvoiceSummary):
     history: list[HistoryEntry]
 
 
+class ApKpi(_View):
+    """AP's own figures, from processscheduler's history. Counted per invoice version, as processscheduler
+    keeps them: a corrected version the vendor sends is an invoice of its own."""
+
+    period_start: datetime = Field(description=f"Midnight UTC of the first of the {KPI_DAYS} days the figures "
+                                               "cover; the last is today")
+    entered: int = Field(description="Invoice versions entered in Sampro in the period")
+    entered_touchless: int = Field(description="Of those, entered without any AP action: never released, no "
+                                               "status change made by a person (such as a dispatch approval)")
+    touchless_rate: float | None = Field(description="entered_touchless / entered; null when none was entered")
+    judged: int = Field(description="Invoice versions whose first verdict was given in the period")
+    first_pass_ready: int = Field(description="Of those, the first verdict was ready_to_process")
+    first_pass_match_rate: float | None = Field(description="first_pass_ready / judged; null when none was judged")
+    holds_cleared_by_rejudgement: int = Field(
+        description="Held invoices (manual_review, awaiting_receipt, bad_invoice, po_not_found) made ready in the "
+                    "period by a verdict given again after a change in Sampro")
+    holds_cleared_by_clerk: int = Field(description="Held invoices released by a clerk in the period")
+    cycle_time_median_seconds: float | None = Field(
+        description="Median time from upload (the invoice version's first history event) to entered, over the "
+                    "versions entered in the period; null when none was")
+    cycle_time_p90_seconds: float | None = Field(description="The 90th percentile of the same")
+    entered_touchless_per_day: list[int] = Field(description=f"{KPI_DAYS} UTC days, oldest first")
+    entered_touched_per_day: list[int] = Field(description="Entered after some AP action, per day likewise")
+    open_exceptions: int = Field(description="Invoice versions now in " + ", ".join(EXCEPTIONS))
+    open_exceptions_by_age: dict[str, int] = Field(
+        description="By days since the invoice entered its current status: " + ", ".join(b for b, _ in AGE_BUCKETS)
+                    + " (the lower bound included)")
+    open_exceptions_by_reason: dict[str, int] = Field(
+        description=f"By finding code of the held ones; {RPA_FAILED_REASON} for those the RPA bot could not enter")
+
+
 class Kpi(_View):
     as_of: datetime
     total: int
@@ -97,6 +139,7 @@ class Kpi(_View):
     verdicts_per_minute: list[int]
     verdicts_last_hour: dict[str, int]
     transitions_per_minute: dict[str, list[int]]  # every status change, by the status entered
+    ap: ApKpi  # AP's own figures: touchless, first pass, holds cleared, cycle time, open exceptions
 
 
 class Changes(_View):
@@ -151,7 +194,7 @@ def detail(row: Row, history: Iterable[Row], versions: Iterable[int]) -> Invoice
 
 def kpi(
     now: datetime, by_status: Mapping[str, int], by_reason: Mapping[str, int], oldest_waiting: datetime | None,
-    per_minute: Iterable[tuple[str, bool, Sequence[int]]],
+    per_minute: Iterable[tuple[str, bool, Sequence[int]]], ap: ApKpi,
 ) -> Kpi:
     """Assembles the figures; `per_minute` is (status, is a verdict, counts per minute) per group."""
     statuses = {status.value: by_status.get(status.value, 0) for status in InvoiceStatus}
@@ -167,7 +210,67 @@ def kpi(
         by_reason={code: by_reason.get(code, 0) for code in REASON_CODES if by_reason.get(code)},
         waiting_for_rpa=statuses[InvoiceStatus.SENT_TO_RPA.value], parked=statuses[InvoiceStatus.WAITING_FOR_PO.value],
         oldest_waiting_since=as_utc(oldest_waiting), window_start=window_start(now),
-        verdicts_per_minute=verdicts, verdicts_last_hour=verdicts_by_status, transitions_per_minute=transitions)
+        verdicts_per_minute=verdicts, verdicts_last_hour=verdicts_by_status, transitions_per_minute=transitions, ap=ap)
+
+
+def period_start(now: datetime) -> datetime:
+    first_day = as_utc(now).date() - timedelta(days=KPI_DAYS - 1)
+    return datetime.combine(first_day, datetime.min.time(), UTC)
+
+
+def day_bounds(start: datetime) -> list[tuple[datetime, datetime]]:
+    return [(start + timedelta(days=i), start + timedelta(days=i + 1)) for i in range(KPI_DAYS)]
+
+
+def age_bounds(now: datetime) -> list[tuple[str, datetime | None, datetime | None]]:
+    """Per age bucket, (name, entered the status after, entered at or before): younger buckets first."""
+    bounds: list[tuple[str, datetime | None, datetime | None]] = []
+    newer: datetime | None = None
+    for name, days in AGE_BUCKETS:
+        older = as_utc(now) - timedelta(days=days) if days is not None else None
+        bounds.append((name, older, newer))
+        newer = older
+    return bounds
+
+
+def age_bucket(now: datetime, since: datetime) -> str:
+    for name, after, at_or_before in age_bounds(now):
+        if (after is None or since > after) and (at_or_before is None or since <= at_or_before):
+            return name
+    raise AssertionError("the age buckets cover every moment")
+
+
+def percentile(values: Sequence[float], fraction: float) -> float | None:
+    """Linear between the two nearest ranks (as PostgreSQL's percentile_cont and numpy's default)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * fraction
+    below = int(rank)
+    above = min(below + 1, len(ordered) - 1)
+    return ordered[below] + (ordered[above] - ordered[below]) * (rank - below)
+
+
+def ap_kpi(
+    now: datetime, per_day: Mapping[bool, Sequence[int]], judged: int, first_pass_ready: int,
+    cleared_by_rejudgement: int, cleared_by_clerk: int, cycle_times: Sequence[float],
+    open_by_age: Mapping[str, int], open_by_reason: Mapping[str, int],
+) -> ApKpi:
+    """Assembles AP's figures; `per_day` is the entries per day, keyed by whether AP touched them."""
+    touchless, touched = list(per_day.get(False, [0] * KPI_DAYS)), list(per_day.get(True, [0] * KPI_DAYS))
+    entered, entered_touchless = sum(touchless) + sum(touched), sum(touchless)
+    by_reason = {code: open_by_reason.get(code, 0) for code in (*REASON_CODES, RPA_FAILED_REASON)
+                 if open_by_reason.get(code)}
+    return ApKpi(
+        period_start=period_start(now), entered=entered, entered_touchless=entered_touchless,
+        touchless_rate=entered_touchless / entered if entered else None, judged=judged,
+        first_pass_ready=first_pass_ready, first_pass_match_rate=first_pass_ready / judged if judged else None,
+        holds_cleared_by_rejudgement=cleared_by_rejudgement, holds_cleared_by_clerk=cleared_by_clerk,
+        cycle_time_median_seconds=percentile(cycle_times, 0.5), cycle_time_p90_seconds=percentile(cycle_times, 0.9),
+        entered_touchless_per_day=touchless, entered_touched_per_day=touched,
+        open_exceptions=sum(open_by_age.values()),
+        open_exceptions_by_age={name: open_by_age.get(name, 0) for name, _ in AGE_BUCKETS},
+        open_exceptions_by_reason=by_reason)
 
 
 def round_trips(events: Iterable[Row], since: datetime) -> list[float]:

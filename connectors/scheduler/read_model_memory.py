@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from connectors.api_ports import InvoiceReadModel
 from connectors.scheduler import read_model as views
 from connectors.scheduler.memory import InMemoryProcessScheduler
 from connectors.scheduler.read_model import (
+    EXCEPTIONS,
+    HELD,
+    KPI_DAYS,
+    REJUDGED_MARK,
+    RPA_FAILED_REASON,
+    SAME_HOLD,
     VERDICT_EVENT_PREFIX,
     WAITING,
     WINDOW_MINUTES,
+    ApKpi,
     Changes,
     InvoiceDetail,
     InvoicePage,
@@ -81,7 +88,58 @@ class InMemoryInvoiceReadModel(InvoiceReadModel):
                 counts[minute] += 1
         waiting = [entered_status[(r["invoice_id"], r["invoice_version"])] for r in rows if r["status"] in WAITING]
         per_minute = [(status, verdict, counts) for (status, verdict), counts in groups.items()]
-        return views.kpi(now, by_status, by_reason, min(waiting, default=None), per_minute)
+        return views.kpi(now, by_status, by_reason, min(waiting, default=None), per_minute, self._ap_kpi(now, rows))
+
+    def _ap_kpi(self, now: datetime, rows: list[dict[str, Any]]) -> ApKpi:
+        start = views.period_start(now)
+        end = start + timedelta(days=KPI_DAYS)
+        histories: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        for event in self._events():
+            histories.setdefault((event["invoice_id"], event["invoice_version"]), []).append(event)
+        per_day = {False: [0] * KPI_DAYS, True: [0] * KPI_DAYS}
+        cycle_times: list[float] = []
+        judged = first_pass_ready = by_rejudgement = by_clerk = 0
+        for events in histories.values():
+            times = [views.as_utc(event["occurred_at"]) for event in events]
+            entered = [at for event, at in zip(events, times, strict=True)
+                       if event["status"] == InvoiceStatus.ENTERED and start <= at < end]
+            if entered:
+                touched = any(e["actor"] is not None or e["status"] == InvoiceStatus.RELEASED for e in events)
+                per_day[touched][(min(entered) - start).days] += 1
+                cycle_times.append((min(entered) - min(times)).total_seconds())
+            verdicts = [(event, at) for event, at in zip(events, times, strict=True)
+                        if event["event_id"].startswith(VERDICT_EVENT_PREFIX)]
+            if verdicts and start <= verdicts[0][1] < end:
+                judged += 1
+                first_pass_ready += verdicts[0][0]["status"] == InvoiceStatus.READY_TO_PROCESS
+            for previous, event, at in zip(events, events[1:], times[1:], strict=False):
+                if not (start <= at < end and previous["status"] in HELD):
+                    continue
+                if event["status"] == InvoiceStatus.RELEASED:
+                    by_clerk += 1
+                elif (event["status"] == InvoiceStatus.READY_TO_PROCESS and REJUDGED_MARK in event["event_id"]
+                      and event["event_id"].startswith(VERDICT_EVENT_PREFIX)):
+                    by_rejudgement += 1
+        open_by_age: dict[str, int] = {}
+        open_by_reason: dict[str, int] = {}
+        for row in rows:
+            status = row["status"]
+            if status not in EXCEPTIONS:
+                continue
+            since: datetime | None = None
+            for event in histories.get((row["invoice_id"], row["invoice_version"]), []):
+                if event["status"] == status:
+                    since = since or views.as_utc(event["occurred_at"])
+                elif SAME_HOLD.get(status) != event["status"]:
+                    since = None  # it left the status; only its latest stay counts
+            if since is not None:
+                bucket = views.age_bucket(now, since)
+                open_by_age[bucket] = open_by_age.get(bucket, 0) + 1
+            failed = status == InvoiceStatus.RPA_FAILED
+            for code in [RPA_FAILED_REASON] if failed else views.reason_codes(row.get("reasons")):
+                open_by_reason[code] = open_by_reason.get(code, 0) + 1
+        return views.ap_kpi(now, per_day, judged, first_pass_ready, by_rejudgement, by_clerk, cycle_times,
+                            open_by_age, open_by_reason)
 
     def changes(self, after: int | None) -> Changes:
         events = self._events()

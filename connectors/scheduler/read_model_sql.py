@@ -1,25 +1,37 @@
 """The read model on SQLAlchemy Core: the same statements on PostgreSQL and SQLite.
 
 JSON columns are searched as text (`"code": "PRICE_MISMATCH"` as the sink's json.dumps wrote
-it), and per-minute figures are one statement of SUM(CASE ...) columns, so nothing depends on a
-dialect's JSON or date functions. A database that cannot be reached, or lacks the tables, is
-`Unavailable` (connectors.sql), which the API answers with 503.
+it), per-minute and per-day figures are one statement of SUM(CASE ...) columns, and "the event
+before this one" is a correlated MAX(id), so nothing depends on a dialect's JSON, date or window
+functions. The cycle-time percentiles are the one figure worked out in Python: SQL has no portable
+percentile (PostgreSQL's PERCENTILE_CONT is an ordered-set aggregate, SQL Server's a window
+function, SQLite has none) nor a portable difference of two timestamps, so the query hands back
+two timestamps per invoice version entered in the KPI period, which bounds it.
+A database that cannot be reached, or lacks the tables, is `Unavailable` (connectors.sql), which
+the API answers with 503.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, String, and_, case, cast, func, select
+from sqlalchemy import ColumnElement, Connection, Engine, String, and_, case, cast, exists, func, not_, or_, select
 
 from connectors.api_ports import InvoiceReadModel
 from connectors.scheduler import read_model as views
 from connectors.scheduler.read_model import (
+    EXCEPTIONS,
+    HELD,
+    KPI_DAYS,
     REASON_CODES,
+    REJUDGED_MARK,
+    RPA_FAILED_REASON,
     RPA_OUTCOMES,
+    SAME_HOLD,
     VERDICT_EVENT_PREFIX,
     WAITING,
+    ApKpi,
     Changes,
     InvoiceDetail,
     InvoicePage,
@@ -37,6 +49,20 @@ p, h = processscheduler, history
 def _reason_pattern(code: str) -> ColumnElement[bool]:
     escaped = code.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return cast(p.c.reasons, String).like(f'%"code": "{escaped}"%', escape="\\")
+
+
+def _values(statuses: tuple[InvoiceStatus, ...]) -> list[str]:
+    return [status.value for status in statuses]
+
+
+def _same_version(a: Any, b: Any) -> ColumnElement[bool]:
+    """`a` and `b` are tables or aliases with invoice_id and invoice_version columns."""
+    return and_(a.c.invoice_id == b.c.invoice_id, a.c.invoice_version == b.c.invoice_version)
+
+
+def _age_between(since: Any, after: datetime | None, at_or_before: datetime | None) -> ColumnElement[bool]:
+    bounds = [since > after] if after is not None else []
+    return and_(*bounds, *([since <= at_or_before] if at_or_before is not None else []))
 
 
 def _summary_columns() -> tuple[ColumnElement[Any], ...]:
@@ -100,8 +126,100 @@ class SqlInvoiceReadModel(InvoiceReadModel):
             reason_counts = conn.execute(reasons).one()
             oldest = conn.execute(select(func.min(since.c.since))).scalar_one()
             per_minute = [(row[0], bool(row[1]), [int(n or 0) for n in row[2:]]) for row in conn.execute(minutes)]
+            ap = self._ap_kpi(conn, now)
         by_reason = dict(zip(REASON_CODES, (int(n or 0) for n in reason_counts), strict=True))
-        return views.kpi(now, by_status, by_reason, oldest, per_minute)
+        return views.kpi(now, by_status, by_reason, oldest, per_minute, ap)
+
+    @staticmethod
+    def _ap_kpi(conn: Connection, now: datetime) -> ApKpi:
+        start = views.period_start(now)
+        end = start + timedelta(days=KPI_DAYS)
+        in_period = (start, end)
+        per_day, cycle_times = SqlInvoiceReadModel._entries(conn, in_period)
+        judged, first_pass_ready = SqlInvoiceReadModel._first_verdicts(conn, in_period)
+        by_rejudgement, by_clerk = SqlInvoiceReadModel._holds_cleared(conn, in_period)
+        open_by_age, open_by_reason = SqlInvoiceReadModel._open_exceptions(conn, now)
+        return views.ap_kpi(now, per_day, judged, first_pass_ready, by_rejudgement, by_clerk, cycle_times,
+                            open_by_age, open_by_reason)
+
+    @staticmethod
+    def _entries(conn: Connection, period: tuple[datetime, datetime]) -> tuple[dict[bool, list[int]], list[float]]:
+        """Invoice versions entered in the period: per day, touched by AP or not; and each one's cycle time."""
+        start, end = period
+        entered = (select(h.c.invoice_id, h.c.invoice_version, func.min(h.c.occurred_at).label("entered_at"))
+                   .where(h.c.status == InvoiceStatus.ENTERED.value, h.c.occurred_at >= start, h.c.occurred_at < end)
+                   .group_by(h.c.invoice_id, h.c.invoice_version).subquery("entered"))
+        any_event = h.alias("any_event")
+        touched = exists().where(_same_version(any_event, entered), or_(
+            any_event.c.actor.is_not(None), any_event.c.status == InvoiceStatus.RELEASED.value))
+        uploaded = select(func.min(any_event.c.occurred_at)).where(_same_version(any_event, entered))
+        entries = select(entered.c.entered_at, case((touched, 1), else_=0).label("touched"),
+                         uploaded.scalar_subquery().label("uploaded_at")).subquery("entries")
+        days = select(entries.c.touched, *(
+            func.sum(case((and_(entries.c.entered_at >= lo, entries.c.entered_at < hi), 1), else_=0))
+            for lo, hi in views.day_bounds(start))).group_by(entries.c.touched)
+        per_day = {bool(row[0]): [int(n or 0) for n in row[1:]] for row in conn.execute(days)}
+        cycle_times = [(views.as_utc(row.entered_at) - views.as_utc(row.uploaded_at)).total_seconds()
+                       for row in conn.execute(select(entries.c.entered_at, entries.c.uploaded_at))]
+        return per_day, cycle_times
+
+    @staticmethod
+    def _first_verdicts(conn: Connection, period: tuple[datetime, datetime]) -> tuple[int, int]:
+        """Invoice versions whose first verdict was given in the period, and how many of those were ready."""
+        start, end = period
+        verdict, earlier = h.alias("verdict"), h.alias("earlier")
+        is_verdict = verdict.c.event_id.like(f"{VERDICT_EVENT_PREFIX}%")
+        judged_before = exists().where(_same_version(earlier, verdict), earlier.c.id < verdict.c.id,
+                                       earlier.c.event_id.like(f"{VERDICT_EVENT_PREFIX}%"))
+        ready = case((verdict.c.status == InvoiceStatus.READY_TO_PROCESS.value, 1), else_=0)
+        query = select(func.count(), func.sum(ready)).where(
+            is_verdict, verdict.c.occurred_at >= start, verdict.c.occurred_at < end, not_(judged_before))
+        judged, first_pass_ready = conn.execute(query).one()
+        return int(judged or 0), int(first_pass_ready or 0)
+
+    @staticmethod
+    def _holds_cleared(conn: Connection, period: tuple[datetime, datetime]) -> tuple[int, int]:
+        """Held invoices made ready in the period: by a verdict given again after a Sampro change, by a release."""
+        start, end = period
+        cleared, earlier, previous = h.alias("cleared"), h.alias("earlier"), h.alias("previous")
+        previous_id = select(func.max(earlier.c.id)).where(_same_version(earlier, cleared),
+                                                            earlier.c.id < cleared.c.id).scalar_subquery()
+        released = cleared.c.status == InvoiceStatus.RELEASED.value
+        rejudged = and_(cleared.c.status == InvoiceStatus.READY_TO_PROCESS.value,
+                        cleared.c.event_id.like(f"{VERDICT_EVENT_PREFIX}%"),
+                        cleared.c.event_id.like(f"%{REJUDGED_MARK}%"))
+        query = (select(func.sum(case((rejudged, 1), else_=0)), func.sum(case((released, 1), else_=0)))
+                 .select_from(cleared.join(previous, previous.c.id == previous_id))
+                 .where(cleared.c.occurred_at >= start, cleared.c.occurred_at < end, or_(released, rejudged),
+                        previous.c.status.in_(_values(HELD))))
+        by_rejudgement, by_clerk = conn.execute(query).one()
+        return int(by_rejudgement or 0), int(by_clerk or 0)
+
+    @staticmethod
+    def _open_exceptions(conn: Connection, now: datetime) -> tuple[dict[str, int], dict[str, int]]:
+        """Invoice versions now in an exception status: by age in that status, and by reason."""
+        other, same = h.alias("other"), h.alias("same")
+        # The invoice's last event of another status; for awaiting_receipt a manual_review verdict does not count.
+        continuing = or_(*(and_(p.c.status == status.value, other.c.status == kept.value)
+                           for status, kept in SAME_HOLD.items()))
+        left_at = (select(func.max(other.c.id))
+                   .where(_same_version(other, p), other.c.status != p.c.status, not_(continuing))
+                   .correlate(p).scalar_subquery())
+        since = (select(func.min(same.c.occurred_at))
+                 .where(_same_version(same, p), same.c.status == p.c.status, same.c.id > func.coalesce(left_at, 0))
+                 .correlate(p).scalar_subquery())
+        open_rows = select(since.label("since")).where(p.c.status.in_(_values(EXCEPTIONS))).subquery("open_rows")
+        buckets = views.age_bounds(now)
+        ages = select(*(func.sum(case((_age_between(open_rows.c.since, after, at_or_before), 1), else_=0))
+                        for _, after, at_or_before in buckets)).where(open_rows.c.since.is_not(None))
+        held = p.c.status.in_(_values(HELD))
+        reasons = select(*(func.sum(case((and_(held, _reason_pattern(code)), 1), else_=0)) for code in REASON_CODES),
+                         func.sum(case((p.c.status == InvoiceStatus.RPA_FAILED.value, 1), else_=0)))
+        age_counts = conn.execute(ages).one()
+        reason_counts = conn.execute(reasons.where(p.c.status.in_(_values(EXCEPTIONS)))).one()
+        by_age = {name: int(n or 0) for (name, _, _), n in zip(buckets, age_counts, strict=True)}
+        by_reason = dict(zip((*REASON_CODES, RPA_FAILED_REASON), (int(n or 0) for n in reason_counts), strict=True))
+        return by_age, by_reason
 
     def changes(self, after: int | None) -> Changes:
         with mapped_errors("processscheduler"), self.engine.connect() as conn:

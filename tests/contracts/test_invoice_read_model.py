@@ -15,6 +15,7 @@ from connectors.scheduler.read_model_sql import SqlInvoiceReadModel
 from rules.lifecycle import InvoiceStatus, StatusChanged
 from tests.unit.rules.builders import invoice, judge, po
 
+DAY = 24 * 60  # minutes
 NOW = datetime(2026, 11, 25, 12, 0, 30, tzinfo=UTC)
 
 
@@ -49,6 +50,59 @@ SEED = [
     verdict(D, 2),
     change("D", InvoiceStatus.SENT_TO_RPA, "verdict", 2, po_number="PO-3"),
     change("E", InvoiceStatus.WAITING_FOR_PO, "parked", 20, po_number="PO-3"),
+]
+
+
+
+
+def held(invoice_id: str, po_number: str) -> dict:
+    """C's document (manual_review, QUANTITY_EXCEEDS_OPEN) as another invoice."""
+    return {**C, "invoice_id": invoice_id, "invoice_number": f"INV-{invoice_id}", "po_number": po_number}
+
+
+def ready(invoice_id: str, po_number: str) -> dict:
+    return {**A, "invoice_id": invoice_id, "invoice_number": f"INV-{invoice_id}", "po_number": po_number}
+
+
+# Besides SEED, for AP's own figures (the last 30 days: 2026-10-27 to today, 2026-11-25):
+AP_HISTORY = [
+    # F: held ten days ago, released by a clerk two days ago, entered a day ago: touched, a hold cleared by a clerk.
+    verdict(held("F", "PO-4"), 10 * DAY),
+    change("F", InvoiceStatus.RELEASED, "r-f", 2 * DAY, po_number="PO-4", actor="ana", reason="buyer agreed"),
+    change("F", InvoiceStatus.SENT_TO_RPA, "r-f", 2 * DAY, po_number="PO-4"),
+    change("F", InvoiceStatus.ENTERED, "rpa:F:v1:attempt1", DAY, po_number="PO-4"),
+    # G: held 40 days ago (judged before the period), ready when judged again after a Sampro change two days
+    # ago, entered 47 hours ago: touchless, a hold cleared by re-judgement.
+    verdict(held("G", "PO-5"), 40 * DAY),
+    verdict(ready("G", "PO-5"), 2 * DAY).model_copy(update={"judged_after": "sampro:PO-5:2026-11-23"}),
+    change("G", InvoiceStatus.SENT_TO_RPA, "verdict", 2 * DAY, po_number="PO-5"),
+    change("G", InvoiceStatus.ENTERED, "rpa:G:v1:attempt1", 47 * 60, po_number="PO-5"),
+    # H: ready eight days ago, the RPA bot failed: an open exception older than a week.
+    verdict(ready("H", "PO-6"), 8 * DAY),
+    change("H", InvoiceStatus.SENT_TO_RPA, "verdict", 8 * DAY, po_number="PO-6"),
+    change("H", InvoiceStatus.RPA_FAILED, "rpa:H:v1:attempt1", 8 * DAY, po_number="PO-6"),
+    # I: awaiting its goods for four days; judged again an hour ago, still waiting: its age runs on.
+    verdict(held("I", "PO-7"), 4 * DAY),
+    change("I", InvoiceStatus.AWAITING_RECEIPT, "receipt-first", 4 * DAY, po_number="PO-7"),
+    verdict(held("I", "PO-7"), 60).model_copy(update={"judged_after": "sampro:PO-7:2026-11-25"}),
+    change("I", InvoiceStatus.AWAITING_RECEIPT, "receipt-again", 60, po_number="PO-7"),
+    # J: ready, sent by a clerk (approval mode): touched, entered two hours after its verdict.
+    verdict(ready("J", "PO-8"), 30 * 60),
+    change("J", InvoiceStatus.SENT_TO_RPA, "approve-j", 29 * 60, po_number="PO-8", actor="ana"),
+    change("J", InvoiceStatus.ENTERED, "rpa:J:v1:attempt1", 28 * 60, po_number="PO-8"),
+    # K: entered before the period: in none of the period's figures.
+    verdict(ready("K", "PO-9"), 41 * DAY),
+    change("K", InvoiceStatus.SENT_TO_RPA, "verdict", 41 * DAY, po_number="PO-9"),
+    change("K", InvoiceStatus.ENTERED, "rpa:K:v1:attempt1", 40 * DAY, po_number="PO-9"),
+    # O: the bot failed, a clerk released it (not a hold), entered five days ago.
+    verdict(ready("O", "PO-10"), 6 * DAY),
+    change("O", InvoiceStatus.SENT_TO_RPA, "verdict", 6 * DAY, po_number="PO-10"),
+    change("O", InvoiceStatus.RPA_FAILED, "rpa:O:v1:attempt1", 6 * DAY, po_number="PO-10"),
+    change("O", InvoiceStatus.RELEASED, "r-o", 5 * DAY + 1, po_number="PO-10", actor="ana", reason="retry"),
+    change("O", InvoiceStatus.SENT_TO_RPA, "r-o", 5 * DAY + 1, po_number="PO-10"),
+    change("O", InvoiceStatus.ENTERED, "rpa:O:v1:attempt2", 5 * DAY, po_number="PO-10"),
+    # P: no such PO in Sampro, two days ago.
+    judge(ready("P", "PO-11"), None).model_copy(update={"evaluated_at": at(2 * DAY)}),
 ]
 
 
@@ -133,6 +187,68 @@ class InvoiceReadModelContract:
         scheduler, read_model = seeded
         scheduler.record([change("B", InvoiceStatus.SUPERSEDED, "v2", 1, po_number="PO-2")])
         assert "TOTAL_MISMATCH" not in read_model.kpi(NOW).by_reason
+
+    def test_ap_figures_of_an_empty_processscheduler(self, stores):
+        ap = stores[1].kpi(NOW).ap
+        assert ap.period_start == datetime(2026, 10, 27, tzinfo=UTC)
+        assert (ap.entered, ap.touchless_rate, ap.judged, ap.first_pass_match_rate) == (0, None, 0, None)
+        assert (ap.cycle_time_median_seconds, ap.cycle_time_p90_seconds, ap.open_exceptions) == (None, None, 0)
+        assert ap.entered_touchless_per_day == ap.entered_touched_per_day == [0] * 30
+        assert ap.open_exceptions_by_age == {"0-1d": 0, "1-3d": 0, "3-7d": 0, "7d+": 0}
+        assert ap.open_exceptions_by_reason == {}
+
+    def test_touchless_rate_and_entries_per_day(self, seeded):
+        scheduler, read_model = seeded
+        scheduler.record(AP_HISTORY)
+        ap = read_model.kpi(NOW).ap
+        assert (ap.entered, ap.entered_touchless) == (5, 2)  # A and G; F released, J sent by a clerk, O released
+        assert ap.touchless_rate == 0.4
+        assert ap.entered_touchless_per_day[-1] == 1 and ap.entered_touchless_per_day[-3] == 1  # A today, G
+        assert ap.entered_touched_per_day[-2] == 2 and ap.entered_touched_per_day[-6] == 1  # F and J, O
+        assert sum(ap.entered_touchless_per_day) + sum(ap.entered_touched_per_day) == 5
+
+    def test_first_pass_match_rate(self, seeded):
+        scheduler, read_model = seeded
+        scheduler.record(AP_HISTORY)
+        ap = read_model.kpi(NOW).ap
+        # First judged in the period: A, D, H, J, O ready; B, C, F, I, P not. G and K were judged before it.
+        assert (ap.judged, ap.first_pass_ready) == (10, 5) and ap.first_pass_match_rate == 0.5
+
+    def test_holds_cleared_by_re_judgement_and_by_a_clerk(self, seeded):
+        scheduler, read_model = seeded
+        scheduler.record(AP_HISTORY)
+        ap = read_model.kpi(NOW).ap
+        # G made ready by a verdict after a Sampro change; F released while held. O's release followed an
+        # RPA failure (not a hold); I's re-judgement left it waiting.
+        assert (ap.holds_cleared_by_rejudgement, ap.holds_cleared_by_clerk) == (1, 1)
+
+    def test_cycle_time_from_upload_to_entered(self, seeded):
+        scheduler, read_model = seeded
+        scheduler.record(AP_HISTORY)
+        ap = read_model.kpi(NOW).ap
+        # Entered in the period, from each one's first history event: J 2 h, O 1 day, A 3 days less 10 min,
+        # F 9 days, G 40 days less 47 h.
+        hour = 3600.0
+        assert ap.cycle_time_median_seconds == pytest.approx(72 * hour - 600)
+        assert ap.cycle_time_p90_seconds == pytest.approx(9 * 24 * hour + 0.6 * (40 * 24 * hour - 47 * hour
+                                                                                 - 9 * 24 * hour))
+
+    def test_open_exceptions_by_age_in_their_status_and_by_reason(self, seeded):
+        scheduler, read_model = seeded
+        scheduler.record(AP_HISTORY)
+        ap = read_model.kpi(NOW).ap
+        assert ap.open_exceptions == 5  # B, C, H, I, P
+        assert ap.open_exceptions_by_age == {"0-1d": 2, "1-3d": 1, "3-7d": 1, "7d+": 1}  # B, C; P; I; H
+        assert ap.open_exceptions_by_reason == {"TOTAL_MISMATCH": 1, "QUANTITY_EXCEEDS_OPEN": 2, "PO_NOT_FOUND": 1,
+                                                "RPA_FAILED": 1}
+
+    def test_an_exception_ages_from_its_latest_stay_in_the_status(self, seeded):
+        scheduler, read_model = seeded
+        scheduler.record([*AP_HISTORY,
+                          change("H", InvoiceStatus.RELEASED, "r-h", 30, po_number="PO-6", actor="ana", reason="x"),
+                          change("H", InvoiceStatus.SENT_TO_RPA, "r-h", 30, po_number="PO-6"),
+                          change("H", InvoiceStatus.RPA_FAILED, "rpa:H:v1:attempt2", 20, po_number="PO-6")])
+        assert read_model.kpi(NOW).ap.open_exceptions_by_age == {"0-1d": 3, "1-3d": 1, "3-7d": 1, "7d+": 0}
 
     def test_changes_since_a_history_event(self, seeded):
         scheduler, read_model = seeded
