@@ -145,7 +145,7 @@ def test_what_is_not_a_change_event_of_a_po_table_raises_naming_the_field(value,
 
 
 def test_the_flow_puts_each_change_on_sampro_changes_keyed_by_po_and_dead_letters_the_rest(tmp_path):
-    settings = Settings(data_dir=tmp_path, sampro_changes="debezium", _env_file=None)
+    settings = Settings(data_dir=tmp_path, marketplace_source="debezium", sampro_changes="debezium", _env_file=None)
     broker = InMemoryBroker(partitions=2)
     pipeline = bootstrap(settings, broker=broker, purchase_orders=InMemoryPurchaseOrderReader([]),
                          scheduler=InMemoryProcessScheduler(), mailer=InMemoryRpaMailer())
@@ -169,7 +169,7 @@ def test_the_flow_puts_each_change_on_sampro_changes_keyed_by_po_and_dead_letter
 
 
 def test_with_connect_the_capture_is_registered_once_at_start(tmp_path):
-    settings = Settings(data_dir=tmp_path, sampro_changes="debezium", connect_url="http://127.0.0.1:9",
+    settings = Settings(data_dir=tmp_path, marketplace_source="debezium", sampro_changes="debezium", connect_url="http://127.0.0.1:9",
                         sampro_db_url="postgresql+psycopg://u:p@db:5432/sampro", _env_file=None)
     pipeline = bootstrap(settings, broker=InMemoryBroker(partitions=1),
                          purchase_orders=InMemoryPurchaseOrderReader([]), scheduler=InMemoryProcessScheduler(),
@@ -179,7 +179,7 @@ def test_with_connect_the_capture_is_registered_once_at_start(tmp_path):
 
 
 def test_a_sampro_debezium_cannot_capture_stops_the_worker_at_start(tmp_path):
-    settings = Settings(data_dir=tmp_path, sampro_changes="debezium", connect_url="http://127.0.0.1:9",
+    settings = Settings(data_dir=tmp_path, marketplace_source="debezium", sampro_changes="debezium", connect_url="http://127.0.0.1:9",
                         sampro_db_url=f"sqlite:///{tmp_path}/sampro.db", _env_file=None)
     with pytest.raises(ValueError, match="PostgreSQL or SQL Server, not sqlite"):
         bootstrap(settings, broker=InMemoryBroker(partitions=1), purchase_orders=InMemoryPurchaseOrderReader([]),
