@@ -66,6 +66,7 @@ function showKpi(kpi) {
   setTile("verdicts_per_minute", (verdicts / kpi.verdicts_per_minute.length).toFixed(1));
   drawTimeline(kpi);
   drawReasons(kpi.by_reason);
+  showApKpi(kpi.ap);
 }
 
 function drawTimeline(kpi) {
@@ -110,12 +111,85 @@ function drawTimeline(kpi) {
 }
 
 function drawReasons(byReason) {
-  const entries = Object.entries(byReason).sort((a, b) => b[1] - a[1]);
+  drawBars($("#reasons"), Object.entries(byReason).sort((a, b) => b[1] - a[1]), "No findings.");
+}
+
+// One labelled bar per entry ([label, count]), as long as its count against the largest.
+function drawBars(target, entries, empty) {
   const top = Math.max(1, ...entries.map(([, n]) => n));
-  $("#reasons").replaceChildren(...entries.map(([code, count]) =>
-    el("div", { "data-reason": code }, code, el("span", { class: "bar", styles: { width: `${(count / top) * 100}%` } }),
+  target.replaceChildren(...entries.map(([label, count]) =>
+    el("div", { "data-reason": label }, label, el("span", { class: "bar", styles: { width: `${(count / top) * 100}%` } }),
        count)));
-  if (!entries.length) $("#reasons").append("No findings.");
+  if (!entries.length) target.append(empty);
+}
+
+// -- AP's own figures over the last 30 days ------------------------------------------------------
+function percent(rate) {
+  return rate === null ? "–" : `${Math.round(rate * 100)} %`;
+}
+
+function duration(seconds) {
+  if (seconds === null) return "–";
+  if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
+  if (seconds < 172800) return `${(seconds / 3600).toFixed(1)} h`;
+  return `${(seconds / 86400).toFixed(1)} d`;
+}
+
+function showApKpi(ap) {
+  setTile("ap_touchless", percent(ap.touchless_rate));
+  $('[data-tile="ap_touchless"] .note').textContent = `${ap.entered_touchless} of ${ap.entered} entered`;
+  setTile("ap_first_pass", percent(ap.first_pass_match_rate));
+  $('[data-tile="ap_first_pass"] .note').textContent = `${ap.first_pass_ready} of ${ap.judged} judged`;
+  setTile("ap_cleared_by_rejudgement", ap.holds_cleared_by_rejudgement);
+  setTile("ap_cleared_by_clerk", ap.holds_cleared_by_clerk);
+  setTile("ap_cycle_median", duration(ap.cycle_time_median_seconds));
+  setTile("ap_cycle_p90", duration(ap.cycle_time_p90_seconds));
+  setTile("ap_open_exceptions", ap.open_exceptions);
+  drawDaily(ap);
+  drawBars($("#ap-ages"), Object.entries(ap.open_exceptions_by_age), "No open exceptions.");
+  drawBars($("#ap-exception-reasons"), Object.entries(ap.open_exceptions_by_reason).sort((a, b) => b[1] - a[1]),
+           "No open exceptions.");
+}
+
+function svgElement(tag, attributes) {
+  const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
+  return node;
+}
+
+// Stacked bars per UTC day, as the per-minute timeline: touchless entries below, touched ones above.
+function drawDaily(ap) {
+  const svg = $("#ap-daily");
+  const series = [["touchless", ap.entered_touchless_per_day, "--entered"],
+                  ["after an AP action", ap.entered_touched_per_day, "--released"]];
+  const days = ap.entered_touchless_per_day.length;
+  const top = Math.max(1, ...ap.entered_touchless_per_day.map((n, i) => n + ap.entered_touched_per_day[i]));
+  const width = 600 / days, height = 140;
+  const first = new Date(ap.period_start).getTime();
+  svg.replaceChildren();
+  for (let i = 0; i < days; i++) {
+    const day = new Date(first + i * 86400000).toISOString().slice(0, 10);
+    let y = height;
+    for (const [name, counts, color] of series) {
+      if (!counts[i]) continue;
+      const h = (counts[i] / top) * (height - 10);
+      y -= h;
+      const bar = svgElement("rect", { x: i * width + 1, y, width: width - 2, height: h,
+                                       fill: COLORS.getPropertyValue(color).trim() || "#888", "data-day": day });
+      const title = svgElement("title", {});
+      title.textContent = `${day}: ${counts[i]} ${name}`;
+      bar.append(title);
+      svg.append(bar);
+    }
+  }
+  for (const [x, text, anchor] of [[0, ap.period_start.slice(0, 10), "start"], [600, "today", "end"],
+                                   [300, `max ${top}/day`, "middle"]]) {
+    const label = svgElement("text", { x, y: 158, "font-size": 11, fill: "#5c6b7a", "text-anchor": anchor });
+    label.textContent = text;
+    svg.append(label);
+  }
+  $("#ap-daily-legend").replaceChildren(...series.map(([name, , color]) =>
+    el("span", {}, el("i", { styles: { background: `var(${color})` } }), name)));
 }
 
 // -- the invoice list ------------------------------------------------------------------------
