@@ -90,7 +90,8 @@ def approve_dispatch(invoice_id: InvoiceId, body: DispatchRequest, principal: Pr
                            po_number=command.po_number, detail="approved on the PO's stream")
 
 
-@router.get("/kpi", response_model=Kpi, summary="Counts by status and reason, verdicts per minute, waiting work")
+@router.get("/kpi", response_model=Kpi, summary="Counts by status and reason, verdicts per minute, waiting work; "
+            "AP's own KPIs over the last 30 days (`ap`)")
 def show_kpi(_: Principal = Depends(signed_in), ctx=Depends(context)) -> Kpi:
     return ctx.read_model.kpi(ctx.clock())
 
