@@ -58,15 +58,18 @@ class InvoiceWithdrawn(_Event):
 
 
 class ReleaseRequested(_Event):
-    """An AP override: enter this invoice despite its findings."""
+    """An AP release of holds (`rules.holds`): the invoice goes on once none is left."""
 
     command_id: EventId
     invoice_id: StreamKey
     invoice_version: VersionNumber
     po_number: StreamKey
     user: Annotated[str, StringConstraints(min_length=1, max_length=200)]
-    reason: str = Field(min_length=1)
+    reason: str = Field(min_length=1)  # the clerk's comment
     issued_at: datetime
+    # The holds released; none named (commands from before holds): every hold a clerk may release.
+    holds: list[Annotated[str, StringConstraints(min_length=1, max_length=200)]] = Field(default_factory=list)
+    reason_code: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
 
 
 class DispatchApproved(_Event):
@@ -113,3 +116,4 @@ class StatusChanged(_Event):
     reason: str | None = None
     sampro_invoice_id: str | None = None
     rpa_payload: RpaPayload | None = None  # on sent_to_rpa: what the bot was given
+    holds: list[str] = Field(default_factory=list)  # the holds an AP release released with this change

@@ -17,6 +17,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from rules.holds import holds_of
 from rules.lifecycle import (
     DispatchApproved,
     InvoiceStatus,
@@ -98,6 +99,7 @@ class InvoiceRecord(BaseModel):
     payload: RpaPayload | None = None
     last_change: StatusChanged | None = None  # re-emitted on replay, with its original event id
     recheck_for: str | None = None  # the Sampro change it waits to be judged again for
+    released_holds: list[str] = Field(default_factory=list)  # of its verdict's holds; a new verdict has none
 
     @model_validator(mode="after")
     def _each_fact_once(self) -> InvoiceRecord:
@@ -268,6 +270,7 @@ class _Update:
         if record.recheck_for is not None:  # a new event in the invoice's history, not a replay
             verdict = verdict.model_copy(update={"judged_after": record.recheck_for})
             record.recheck_for = None
+        record.released_holds = []  # a new judgement: its findings are holds anew
         record.verdict = _without_copies(verdict)
         record.payload = verdict.rpa_payload
         record.status = InvoiceStatus(verdict.status.value)
@@ -445,18 +448,35 @@ def _hold_back_edit_of(update: _Update, entered: InvoiceRecord, at: datetime) ->
 def release_invoice(
     ledger: PurchaseOrderLedger, command: ReleaseRequested, judge: Judge, dispatch: DispatchMode
 ) -> Outcome:
-    """An AP override: the invoice becomes ready to process despite its findings."""
+    """AP releases holds of a held invoice; once none is left, it becomes ready to process despite
+    its findings. A hold a clerk may not release (`rules.holds`) keeps the invoice held whatever the
+    command says; an RPA failure, which has no findings, is released whole."""
     update = _Update(ledger, judge, dispatch)
     record = update.editable(record_key(command.invoice_id, command.invoice_version))
     if (record is None or record.status not in RELEASABLE
             or update.ledger.latest[command.invoice_id] != command.invoice_version):
         return update.outcome()
+    at = command.issued_at
+    reason = f"{command.reason_code}: {command.reason}" if command.reason_code else command.reason
+    held = holds_of(record.verdict.reasons) if record.verdict and record.status is not InvoiceStatus.RPA_FAILED else []
+    still = [hold for hold in held if hold.id not in record.released_holds]
+    named = set(command.holds) or {hold.id for hold in still if hold.releasable}
+    releasing = [hold.id for hold in still if hold.id in named and hold.releasable]
+    if still and not releasing:
+        return update.outcome()  # nothing it names can be released (or it was, by this very command)
+    left = [hold for hold in still if hold.id not in releasing]
+    if left:  # released, but held still: the history says who released which hold, and why
+        record.released_holds = [*record.released_holds, *releasing]
+        update.change(record, record.status, command.command_id, at, actor=command.user, reason=reason,
+                      holds=releasing)
+        return update.outcome()
     payload = record.payload or judge.payload_for(record.submission)
     if payload is None:
         return update.outcome()
     record.payload = payload
-    at = command.issued_at
-    update.change(record, InvoiceStatus.RELEASED, command.command_id, at, actor=command.user, reason=command.reason)
+    record.released_holds = [*record.released_holds, *releasing]
+    update.change(record, InvoiceStatus.RELEASED, command.command_id, at, actor=command.user, reason=reason,
+                  holds=releasing)
     if update.ledger.holding:
         update.ledger.parked.append(record.key)
     else:

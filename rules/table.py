@@ -31,17 +31,18 @@ class Rule:
     check: Callable[[Case], list[Finding]]
     needs_invoice: bool = True
     needs_po: bool = True
+    releasable: bool = True  # whether a clerk may release its hold; the vendor must send a new invoice else
 
 
 _PNF, _BAD, _REVIEW = VerdictStatus.PO_NOT_FOUND, VerdictStatus.BAD_INVOICE, VerdictStatus.MANUAL_REVIEW
 
 RULES: tuple[Rule, ...] = (
     Rule("PO_NOT_FOUND", _PNF, checks.po_not_found, needs_invoice=False, needs_po=False),
-    Rule("INVALID_INVOICE", _BAD, checks.invalid_invoice, needs_invoice=False, needs_po=False),
-    Rule("DUPLICATE_INVOICE", _BAD, checks.duplicate_invoice, needs_po=False),
+    Rule("INVALID_INVOICE", _BAD, checks.invalid_invoice, needs_invoice=False, needs_po=False, releasable=False),
+    Rule("DUPLICATE_INVOICE", _BAD, checks.duplicate_invoice, needs_po=False, releasable=False),
     Rule("POSSIBLE_DUPLICATE", _REVIEW, checks.possible_duplicate, needs_po=False),
-    Rule("VENDOR_MISMATCH", _BAD, checks.vendor_mismatch),
-    Rule("CURRENCY_MISMATCH", _BAD, checks.currency_mismatch),
+    Rule("VENDOR_MISMATCH", _BAD, checks.vendor_mismatch, releasable=False),
+    Rule("CURRENCY_MISMATCH", _BAD, checks.currency_mismatch, releasable=False),
     Rule("PART_NOT_ON_PO", _BAD, checks.part_not_on_po),
     Rule("LINE_AMOUNT_MISMATCH", _BAD, checks.line_amount_mismatch, needs_po=False),
     Rule("TOTAL_MISMATCH", _BAD, checks.total_mismatch, needs_po=False),

@@ -84,6 +84,7 @@ class HistoryEntry(_View):
     occurred_at: datetime
     actor: str | None
     reason: str | None
+    holds: list[str] = []  # the holds an AP release released with this step
 
 
 class InvoiceDetail(InvoiceSummary):
@@ -189,7 +190,8 @@ def detail(row: Row, history: Iterable[Row], versions: Iterable[int]) -> Invoice
         po_snapshot=row.get("po_snapshot"), invoice_document=row.get("invoice_document"),
         rules_version=row.get("rules_version"), versions=sorted(versions),
         history=[HistoryEntry(event_id=h["event_id"], status=h["status"], occurred_at=as_utc(h["occurred_at"]),
-                              actor=h.get("actor"), reason=h.get("reason")) for h in history])
+                              actor=h.get("actor"), reason=h.get("reason"), holds=h.get("holds") or [])
+                 for h in history])
 
 
 def kpi(

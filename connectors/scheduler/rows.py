@@ -56,7 +56,7 @@ def history_row(message: Verdict | StatusChanged) -> dict[str, Any]:
     if isinstance(message, Verdict):
         return {"event_id": verdict_event_id(message), "invoice_id": message.invoice_id,
                 "invoice_version": message.invoice_version, "status": message.status.value,
-                "occurred_at": message.evaluated_at, "actor": None, "reason": None}
+                "occurred_at": message.evaluated_at, "actor": None, "reason": None, "holds": None}
     return {"event_id": message.event_id, "invoice_id": message.invoice_id, "invoice_version": message.invoice_version,
             "status": message.status.value, "occurred_at": message.occurred_at, "actor": message.actor,
-            "reason": message.reason}
+            "reason": message.reason, "holds": message.holds or None}

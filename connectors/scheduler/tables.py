@@ -62,6 +62,7 @@ history = Table(
     Column("occurred_at", DateTime(timezone=True), nullable=False, index=True),
     Column("actor", String(200)),
     Column("reason", Text),
+    Column("holds", JSON),  # the holds an AP release released (rules.holds ids)
 )
 
 rpa_sent_log = Table(

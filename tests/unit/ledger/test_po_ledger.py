@@ -408,3 +408,57 @@ def test_an_invoice_held_for_a_receipt_and_something_else_is_manual_review():
     outcome = submit_invoice(PurchaseOrderLedger(po_number="PO-1"), submission("A", expect="manual_review"), judge,
                              "automatic")
     assert statuses(outcome.emitted) == [("A", "manual_review")]
+
+
+# -- holds per finding ---------------------------------------------------------------------------------
+
+
+class TwoHoldsJudge(FakeJudge):
+    """manual_review with two findings: PRICE_MISMATCH on line 1, and `second` (TAX_MISMATCH by default)."""
+
+    def __init__(self, second: str = "TAX_MISMATCH") -> None:
+        super().__init__()
+        self.second = second
+
+    def decide(self, submission: InvoiceSubmitted, in_flight: dict[str, Decimal]) -> Verdict:
+        verdict = super().decide(submission, in_flight)
+        price = Finding(code="PRICE_MISMATCH", severity=Severity.WARNING, line_no=1, field="unit_price",
+                        expected="15.00", actual="15.50", message="price differs")
+        other = Finding(code=self.second, severity=Severity.WARNING, field="tax_amount", message="second finding")
+        return verdict.model_copy(update={"reasons": [price, other]})
+
+
+def release(holds: list[str], command_id: str = "r1", reason_code: str | None = "PRICE_AGREED") -> ReleaseRequested:
+    return ReleaseRequested(command_id=command_id, invoice_id="A", invoice_version=1, po_number="PO-1", user="ana",
+                            reason="agreed by phone", issued_at=AT, holds=holds, reason_code=reason_code)
+
+
+def test_releasing_one_of_two_holds_leaves_the_invoice_held_and_says_who_released_which():
+    judge = TwoHoldsJudge()
+    ledger = held(judge, "A")
+    first = release_invoice(ledger, release(["PRICE_MISMATCH:1:unit_price"]), judge, "automatic")
+    (change,) = first.emitted
+    assert (change.status, change.holds, change.actor) == (InvoiceStatus.MANUAL_REVIEW,
+                                                           ["PRICE_MISMATCH:1:unit_price"], "ana")
+    assert change.reason == "PRICE_AGREED: agreed by phone"
+    assert release_invoice(first.ledger, release(["PRICE_MISMATCH:1:unit_price"]), judge, "automatic").emitted == []
+    last = release_invoice(first.ledger, release(["TAX_MISMATCH::tax_amount"], "r2", "TAX_CORRECT"), judge,
+                           "automatic")
+    assert statuses(last.emitted) == [("A", "released"), ("A", "rpa_request"), ("A", "sent_to_rpa")]
+    assert last.emitted[0].holds == ["TAX_MISMATCH::tax_amount"]
+
+
+def test_a_duplicate_is_never_released_whatever_the_command_names():
+    judge = TwoHoldsJudge(second="DUPLICATE_INVOICE")
+    ledger = held(judge, "A")
+    assert release_invoice(ledger, release(["DUPLICATE_INVOICE::tax_amount"]), judge, "automatic").emitted == []
+    everything = release_invoice(ledger, release([]), judge, "automatic")  # a command from before holds
+    (change,) = everything.emitted
+    assert change.status is InvoiceStatus.MANUAL_REVIEW and change.holds == ["PRICE_MISMATCH:1:unit_price"]
+
+
+def test_a_new_judgement_brings_its_findings_as_holds_anew():
+    judge = TwoHoldsJudge()
+    ledger = release_invoice(held(judge, "A"), release(["PRICE_MISMATCH:1:unit_price"]), judge, "automatic").ledger
+    again = recheck_held(ledger, changed(), judge, "automatic")
+    assert again.ledger.records["A@v1"].released_holds == []

@@ -1,0 +1,37 @@
+"""Holds: each finding of a held invoice is a hold of its own, named by its code, line and field.
+
+A clerk releases holds one by one (the rule table says which may be released at all); the
+invoice goes on only when none is left, as AP systems keep one hold per reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from rules.models import Finding
+from rules.table import RULES
+
+RELEASABLE_CODES = frozenset(rule.code for rule in RULES if rule.releasable)
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    id: str  # "PRICE_MISMATCH:1:unit_price": code, invoice line, field
+    finding: Finding
+
+    @property
+    def releasable(self) -> bool:
+        return self.finding.code in RELEASABLE_CODES
+
+
+def hold_id(finding: Finding) -> str:
+    return f"{finding.code}:{'' if finding.line_no is None else finding.line_no}:{finding.field or ''}"
+
+
+def holds_of(findings: Iterable[Finding]) -> list[Hold]:
+    """One hold per code, line and field, in the order of the findings."""
+    holds: dict[str, Hold] = {}
+    for finding in findings:
+        holds.setdefault(hold_id(finding), Hold(hold_id(finding), finding))
+    return list(holds.values())
