@@ -27,9 +27,17 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+HoldId = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[A-Z_]+:[0-9]*:[^\x00]*$")]
+
+
 class ReleaseRequest(_Body):
     invoice_version: int = Field(ge=1, description="The version AP looked at; only the newest may be released.")
-    reason: Text = Field(description="Why the findings may be overridden; kept in the invoice's history.")
+    reason: Text = Field(description="The clerk's comment: why these holds may be released; kept in the history.")
+    holds: list[HoldId] = Field(default=[], max_length=200, description=(
+        "The holds released (`holds[].id` of the invoice). None named: every hold a clerk may release. "
+        "The invoice goes on to the RPA bot once no hold is left."))
+    reason_code: str = Field(default="OTHER", min_length=1, max_length=64,
+                             description="One of the configured release reason codes (RELEASE_REASON_CODES).")
 
 
 class DispatchRequest(_Body):
@@ -113,8 +121,24 @@ class Comparison(BaseModel):
     lines: list[ComparedLine]
 
 
+class HoldView(BaseModel):
+    """One finding of a held invoice as a hold: who released it, if anyone, and whether a clerk may."""
+
+    id: str
+    code: str
+    line_no: int | None
+    field: str | None
+    message: str
+    releasable: bool
+    released_by: str | None = None
+    released_at: datetime | None = None
+    release_reason: str | None = None
+
+
 class InvoiceView(InvoiceDetail):
     comparison: Comparison
+    holds: list[HoldView]
+    release_reason_codes: list[str]
 
 
 class Health(BaseModel):

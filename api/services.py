@@ -9,14 +9,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from api.schemas import BLANKS
+from api.schemas import BLANKS, HoldView
 from connectors.api_ports import InvoiceReadModel, PurchaseOrderCommands
 from connectors.ports import ProcessScheduler, PurchaseOrderReader
-from connectors.scheduler.read_model import InvoiceDetail
+from connectors.scheduler.read_model import VERDICT_EVENT_PREFIX, InvoiceDetail
 from rules.context import EvaluationContext
 from rules.duplicates import lookups_for
-from rules.errors import Conflict, NotFound
+from rules.errors import Conflict, DataError, NotFound
 from rules.evaluate import evaluate
+from rules.holds import holds_of
 from rules.lifecycle import DispatchApproved, InvoiceStatus, ReleaseRequested
 from rules.models import CompletionOutcome, RpaCompletion, Verdict
 from rules.po_ledger import RELEASABLE
@@ -45,16 +46,57 @@ def find_invoice(read_model: InvoiceReadModel, invoice_id: str, version: int | N
     return found
 
 
+def holds(invoice: InvoiceDetail) -> list[HoldView]:
+    """The holds of the invoice's last verdict, with the AP releases recorded after it."""
+    if invoice.status not in RELEASABLE or invoice.status is InvoiceStatus.RPA_FAILED:
+        return []
+    released = {}
+    for entry in invoice.history:  # oldest first; a verdict brings its findings as holds anew
+        if entry.event_id.startswith(VERDICT_EVENT_PREFIX):
+            released = {}
+        for hold in entry.holds:
+            released[hold] = entry
+    views = []
+    for hold in holds_of(invoice.reasons):
+        by = released.get(hold.id)
+        views.append(HoldView(id=hold.id, code=hold.finding.code, line_no=hold.finding.line_no,
+                              field=hold.finding.field, message=hold.finding.message, releasable=hold.releasable,
+                              released_by=by and by.actor, released_at=by and by.occurred_at,
+                              release_reason=by and by.reason))
+    return views
+
+
 def release_invoice(read_model: InvoiceReadModel, commands: PurchaseOrderCommands, clock: Clock, *,
-                    invoice_id: str, version: int, user: str, reason: str) -> ReleaseRequested:
+                    invoice_id: str, version: int, user: str, reason: str, named: list[str] | None = None,
+                    reason_code: str = "OTHER", reason_codes: list[str] | None = None) -> ReleaseRequested:
+    """Releases the named holds (none named: every hold a clerk may release); a hold that is not
+    the invoice's, was released already, or may not be released by a clerk is refused by name."""
+    if reason_codes is not None and reason_code not in reason_codes:
+        raise DataError(f"reason_code {reason_code!r} is not one of {', '.join(reason_codes)}")
     invoice = find_invoice(read_model, invoice_id, version)
     if version != max(invoice.versions):
         raise NotNow(f"version {version} was replaced by version {max(invoice.versions)}", invoice.status)
     if invoice.status not in RELEASABLE:
         allowed = ", ".join(sorted(RELEASABLE))
         raise NotNow(f"{invoice_id} is {invoice.status.value}; only {allowed} can be released", invoice.status)
+    current = {hold.id: hold for hold in holds(invoice)}
+    open_holds = [hold for hold in current.values() if hold.released_by is None]
+    for name in named or []:
+        hold = current.get(name)
+        if hold is None:
+            raise NotNow(f"{invoice_id} has no hold {name}; its holds are {', '.join(current) or 'none'}",
+                         invoice.status)
+        if not hold.releasable:
+            raise NotNow(f"the hold {name} may not be released by a clerk: the vendor must send a corrected "
+                         "invoice", invoice.status)
+        if hold.released_by is not None:
+            raise NotNow(f"the hold {name} was released by {hold.released_by} already", invoice.status)
+    if not named and open_holds and not any(hold.releasable for hold in open_holds):
+        raise NotNow(f"{invoice_id} is held only by holds a clerk may not release: "
+                     f"{', '.join(hold.id for hold in open_holds)}", invoice.status)
     command = ReleaseRequested(command_id=f"release:{uuid.uuid4().hex}", invoice_id=invoice_id, invoice_version=version,
-                               po_number=invoice.po_number, user=user, reason=reason.strip(BLANKS), issued_at=clock())
+                               po_number=invoice.po_number, user=user, reason=reason.strip(BLANKS), issued_at=clock(),
+                               holds=list(named or []), reason_code=reason_code)
     commands.publish(command)
     return command
 

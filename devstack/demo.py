@@ -60,7 +60,9 @@ class DemoRun:
 
 def _settings_env(settings: Settings) -> dict[str, str]:
     values = settings.model_dump(mode="json", exclude={"sampro_names", "smtp_password", *API_SECRETS})
-    return {f"INVOICE_AUTOMATION_{k.upper()}": str(v) for k, v in values.items() if v is not None}
+    # Lists and maps as JSON, as pydantic-settings reads them from the environment.
+    return {f"INVOICE_AUTOMATION_{k.upper()}": v if isinstance(v, str) else json.dumps(v)
+            for k, v in values.items() if v is not None}
 
 
 def prepare(root: Path, samples: Path, kafka_bootstrap: str) -> tuple[Settings, list[dict], list[PurchaseOrder]]:

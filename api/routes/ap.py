@@ -18,7 +18,7 @@ from api.comparison import compare
 from api.errors import answers
 from api.routes.deps import InvoiceId, context
 from api.schemas import NO_NUL, CommandAccepted, DispatchRequest, InvoiceView, Me, ReasonCode, ReleaseRequest
-from api.services import find_invoice, release_invoice, send_to_rpa
+from api.services import find_invoice, holds, release_invoice, send_to_rpa
 from connectors.scheduler.read_model import MAX_PAGE, InvoicePage, InvoiceQuery, Kpi
 from rules.lifecycle import InvoiceStatus
 
@@ -66,7 +66,8 @@ def list_invoices(query: InvoiceQuery = Depends(invoice_query), _: Principal = D
 def show_invoice(invoice_id: InvoiceId, version: Annotated[int | None, Query(ge=1)] = None,
                  _: Principal = Depends(signed_in), ctx=Depends(context)) -> InvoiceView:
     found = find_invoice(ctx.read_model, invoice_id, version)
-    return InvoiceView(**found.model_dump(), comparison=compare(found, ctx.policy))
+    return InvoiceView(**found.model_dump(), comparison=compare(found, ctx.policy), holds=holds(found),
+                       release_reason_codes=ctx.settings.release_reason_codes)
 
 
 @router.post("/invoices/{invoice_id}/release", status_code=202, response_model=CommandAccepted,
@@ -74,10 +75,13 @@ def show_invoice(invoice_id: InvoiceId, version: Annotated[int | None, Query(ge=
 def release(invoice_id: InvoiceId, body: ReleaseRequest, principal: Principal = Depends(clerk),
             ctx=Depends(context)) -> CommandAccepted:
     command = release_invoice(ctx.read_model, ctx.commands, ctx.clock, invoice_id=invoice_id,
-                              version=body.invoice_version, user=principal.name, reason=body.reason)
+                              version=body.invoice_version, user=principal.name, reason=body.reason,
+                              named=body.holds, reason_code=body.reason_code,
+                              reason_codes=ctx.settings.release_reason_codes)
     return CommandAccepted(command_id=command.command_id, invoice_id=invoice_id, invoice_version=body.invoice_version,
                            po_number=command.po_number,
-                           detail="released on the PO's stream; it goes to the RPA bot when the PO is free")
+                           detail="released on the PO's stream; the invoice goes to the RPA bot once no hold is "
+                                  "left and the PO is free")
 
 
 @router.post("/invoices/{invoice_id}/send-to-rpa", status_code=202, response_model=CommandAccepted,

@@ -262,6 +262,15 @@ async function openInvoice(invoiceId, version) {
   $("#detail-meta").textContent = `PO ${invoice.po_number ?? "–"} · vendor ${invoice.vendor_id ?? "–"} · ` +
     `invoice ${invoice.invoice_number ?? "–"} · rules ${invoice.rules_version ?? "–"}` +
     (invoice.sampro_invoice_id ? ` · Sampro ${invoice.sampro_invoice_id}` : "");
+  const clerk = state.me && state.me.role === "clerk";
+  const newest = invoice.invoice_version === Math.max(...invoice.versions);
+  $("#detail-holds tbody").replaceChildren(...(invoice.holds.length ? invoice.holds.map((h) => el("tr",
+    { "data-hold": h.id }, ...cells([h.code, h.line_no, h.field, h.message,
+      h.released_by ? `released by ${h.released_by}` + (h.release_reason ? ` (${h.release_reason})` : "")
+        : h.releasable ? "open" : "open: the vendor must send a corrected invoice"]),
+    el("td", {}, clerk && newest && h.releasable && !h.released_by
+      ? el("button", { type: "button", class: "release-hold", "data-hold": h.id }, "Release…") : ""))) :
+    [el("tr", {}, el("td", { colspan: 6 }, "No holds."))]));
   $("#detail-reasons tbody").replaceChildren(...(invoice.reasons.length ? invoice.reasons.map((r) =>
     el("tr", {}, ...cells([r.code, r.severity, r.line_no, r.field, r.expected, r.actual, r.message]))) :
     [el("tr", {}, el("td", { colspan: 7 }, "No findings: every rule passed."))]));
@@ -278,8 +287,6 @@ async function openInvoice(invoiceId, version) {
     new Date(h.occurred_at).toLocaleString(), " ", statusBadge(h.status),
     h.actor ? ` by ${h.actor}` : "", h.reason ? ` — ${h.reason}` : "")));
   $("#detail-payload").textContent = invoice.rpa_payload ? JSON.stringify(invoice.rpa_payload, null, 2) : "none";
-  const clerk = state.me && state.me.role === "clerk";
-  const newest = invoice.invoice_version === Math.max(...invoice.versions);
   $("#release-button").hidden = !(clerk && newest && ["manual_review", "awaiting_receipt", "bad_invoice", "rpa_failed"].includes(invoice.status));
   $("#dispatch-button").hidden = !(clerk && invoice.status === "ready_to_process");
   for (const tr of document.querySelectorAll("#invoices tbody tr")) {
@@ -299,10 +306,18 @@ async function command(path, body, done) {
 
 function setUpActions() {
   const dialog = $("#release-dialog");
-  $("#release-button").addEventListener("click", () => {
+  const openRelease = (holds) => {  // the holds to release; none: every hold a clerk may release
+    state.releasing = holds;
+    $("#release-what").textContent = holds.length ? `hold ${holds.join(", ")}` : "every hold a clerk may release";
     $("#release-invoice").textContent = `${state.open.invoice_id} v${state.open.invoice_version}`;
+    $("#release-code").replaceChildren(...state.open.release_reason_codes.map((code) => el("option", { value: code }, code)));
     $("#release-reason").value = "";
     dialog.showModal();
+  };
+  $("#release-button").addEventListener("click", () => openRelease([]));
+  $("#detail-holds").addEventListener("click", (event) => {
+    const button = event.target.closest("button.release-hold");
+    if (button) openRelease([button.dataset.hold]);
   });
   $("#release-cancel").addEventListener("click", () => dialog.close());
   $("#release-form").addEventListener("submit", async (event) => {
@@ -312,7 +327,8 @@ function setUpActions() {
     dialog.close();
     const invoice = state.open;
     await command(`/api/invoices/${encodeURIComponent(invoice.invoice_id)}/release`,
-                  { invoice_version: invoice.invoice_version, reason }, "Release sent:");
+                  { invoice_version: invoice.invoice_version, reason, holds: state.releasing,
+                    reason_code: $("#release-code").value }, "Release sent:");
   });
   $("#dispatch-button").addEventListener("click", async () => {
     const invoice = state.open;

@@ -71,15 +71,20 @@ def test_a_clerk_releases_an_invoice_and_sees_it_entered_without_reloading(pipel
     expect(mismatch).to_have_text("15.75")
     page.evaluate("window.loadedOnce = true")  # gone if the page reloads
 
-    page.click("#release-button")
+    hold = page.locator('#detail-holds tr[data-hold="PRICE_MISMATCH:1:unit_price"]')
+    expect(hold).to_contain_text("open")
+    page.screenshot(path=str(ARTIFACTS / "dashboard-holds.png"), full_page=True)
+    hold.locator("button.release-hold").click()  # a release control per hold
     expect(page.locator("#release-dialog")).to_be_visible()
+    expect(page.locator("#release-what")).to_have_text("hold PRICE_MISMATCH:1:unit_price")
+    page.select_option("#release-code", "PRICE_AGREED")
     page.fill("#release-reason", "Buyer confirmed the new price")
     page.click("#release-confirm")
     expect(page.locator("#action-message")).to_contain_text("Release sent")
     expect(page.locator("#detail-status")).to_have_text("entered", timeout=LIVE)
     expect(page.locator(f'#invoices tr[data-invoice="{price_off}"] .status')).to_have_text("entered", timeout=LIVE)
     expect(page.locator('#detail-history li[data-status="released"]')).to_contain_text(
-        f"by {CLERK} — Buyer confirmed the new price")
+        f"by {CLERK} — PRICE_AGREED: Buyer confirmed the new price")
     expect(page.locator('[data-tile="entered"] .value')).to_have_text("2", timeout=LIVE)
     expect(page.locator('[data-tile="manual_review"] .value')).to_have_text("0", timeout=LIVE)
     assert page.evaluate("window.loadedOnce") is True

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from rules.lifecycle import DispatchApproved, InvoiceStatus, ReleaseRequested
-from tests.unit.api.conftest import NOW, change, invoice, verdict
+from rules.models import Finding, Severity, VerdictStatus
+from tests.unit.api.conftest import NOW, change, freight, invoice, verdict
 
 
 def ids(answer) -> list[str]:
@@ -108,3 +109,50 @@ def test_a_lone_surrogate_in_a_reason_is_422_and_shown_escaped(api):
     answer = api.client.post("/api/invoices/MP-3/release", content=b'{"invoice_version": 1, "reason": "ok \\ud800"}',
                              headers={"Content-Type": "application/json"}, **api.as_clerk())
     assert answer.status_code == 422 and answer.json()["errors"][0]["value"] == "'ok \\ud800'"
+
+
+def test_the_drill_down_lists_each_finding_as_a_hold_and_a_release_names_the_holds_it_releases(api):
+    shown = api.client.get("/api/invoices/MP-3", **api.as_viewer()).json()
+    (hold,) = shown["holds"]
+    assert (hold["id"], hold["code"], hold["releasable"], hold["released_by"]) == (
+        "PRICE_MISMATCH:1:unit_price", "PRICE_MISMATCH", True, None)
+    assert "PRICE_AGREED" in shown["release_reason_codes"]
+    answer = api.client.post("/api/invoices/MP-3/release", json={
+        "invoice_version": 1, "reason": "buyer agreed", "holds": [hold["id"]], "reason_code": "PRICE_AGREED"},
+        **api.as_clerk())
+    assert answer.status_code == 202
+    ((_, _, command),) = api.commands.published
+    assert (command.holds, command.reason_code) == (["PRICE_MISMATCH:1:unit_price"], "PRICE_AGREED")
+
+
+def test_a_release_of_a_hold_that_is_not_there_or_with_an_unknown_reason_code_is_refused(api):
+    unknown = api.client.post("/api/invoices/MP-3/release", json={
+        "invoice_version": 1, "reason": "x", "holds": ["TAX_MISMATCH::tax_amount"]}, **api.as_clerk())
+    assert unknown.status_code == 409 and "has no hold TAX_MISMATCH::tax_amount" in unknown.json()["detail"]
+    code = api.client.post("/api/invoices/MP-3/release", json={
+        "invoice_version": 1, "reason": "x", "reason_code": "BECAUSE"}, **api.as_clerk())
+    assert code.status_code == 400 and "BECAUSE" in code.json()["detail"]
+    assert api.commands.published == []
+
+
+def test_a_clerk_cannot_release_a_duplicate(api):
+    duplicate = Finding(code="DUPLICATE_INVOICE", severity=Severity.ERROR, field="invoice_number", actual="INV-1",
+                        message="INV-1 was entered before")
+    api.scheduler.record([verdict(invoice(invoice_id="MP-6", invoice_number="INV-6", **freight(6))).model_copy(
+        update={"status": VerdictStatus.BAD_INVOICE, "http_status": 400, "reasons": [duplicate]})])
+    named = api.client.post("/api/invoices/MP-6/release", json={
+        "invoice_version": 1, "reason": "x", "holds": ["DUPLICATE_INVOICE::invoice_number"]}, **api.as_clerk())
+    assert named.status_code == 409 and "may not be released by a clerk" in named.json()["detail"]
+    every = api.client.post("/api/invoices/MP-6/release", json={"invoice_version": 1, "reason": "x"}, **api.as_clerk())
+    assert every.status_code == 409 and "held only by holds a clerk may not release" in every.json()["detail"]
+    assert api.commands.published == []
+
+
+def test_a_hold_released_while_another_holds_the_invoice_shows_who_released_it_and_why(api):
+    api.scheduler.record([change("MP-3", InvoiceStatus.MANUAL_REVIEW, "release:r1", actor="ana",
+                                 reason="PRICE_AGREED: buyer agreed", holds=["PRICE_MISMATCH:1:unit_price"])])
+    (hold,) = api.client.get("/api/invoices/MP-3", **api.as_viewer()).json()["holds"]
+    assert (hold["released_by"], hold["release_reason"]) == ("ana", "PRICE_AGREED: buyer agreed")
+    again = api.client.post("/api/invoices/MP-3/release", json={
+        "invoice_version": 1, "reason": "x", "holds": [hold["id"]]}, **api.as_clerk())
+    assert again.status_code == 409 and "released by ana already" in again.json()["detail"]
