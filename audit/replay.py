@@ -183,7 +183,7 @@ def _judge_slice(reader: TopicReader, topic: str, piece: tuple[int, int, int], p
         if not selection.admits_record(record) or codec.kind(value) not in (Verdict, None):
             continue
         try:
-            message = _recorded(codec, value)
+            message = recorded_message(codec, value)
         except DecodeError as error:
             undecodable.append(f"{topic}[{partition}]@{record.offset}: {error}")
             continue
@@ -201,10 +201,11 @@ def _judge_slice(reader: TopicReader, topic: str, piece: tuple[int, int, int], p
     return items, undecodable, read
 
 
-def _recorded(codec: Codec, value: bytes) -> BaseModel:
+def recorded_message(codec: Codec, value: bytes) -> BaseModel:
     """The recorded message, a verdict without its RPA payload: neither `judge_again` nor `compare`
-    reads the payload, and validating its lines was most of a verdict's validation. A verdict that
-    does not validate so is decoded in full, which names what is wrong as it always did."""
+    reads the payload, and validating its lines was most of a verdict's validation (the pipeline
+    validated the payload before it wrote the verdict). A verdict that does not validate so is
+    decoded in full, which names what is wrong as it always did."""
     if not isinstance(codec, SingleObjectCodec):
         return codec.decode(value)
     model, record = codec.read_unvalidated(value)

@@ -3,7 +3,9 @@
 1. 100,000 recorded verdicts (the devstack workload, every invoice judged and entered, with the
    status changes between them, as the verdicts topic holds them) are produced to a topic.
 2. Baseline: confluent-kafka reads the whole topic and does nothing with it (records/s).
-3. Replay: the same reader, and every verdict decoded and judged again with the rules
+3. Decode only, one process: the same reader, and every verdict decoded as the replay decodes
+   it, none judged: the ceiling a replay on one process reaches while judging costs what it does.
+4. Replay: the same reader, and every verdict decoded and judged again with the rules
    (verdicts/s), one process per core; and on one process for reference.
 
 Usage: python bench/replay_bench.py [--verdicts 100000]
@@ -24,10 +26,11 @@ sys.path.insert(0, str(ROOT))
 from confluent_kafka import Producer  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
-from audit.replay import Selection, replay  # noqa: E402
+from audit.replay import Selection, recorded_message, replay  # noqa: E402
 from connectors.topic_reader import KafkaTopicReader  # noqa: E402
 from devstack import LocalStack  # noqa: E402
 from devstack.workload import decided, invoices, purchase_orders  # noqa: E402
+from rules.models import Verdict  # noqa: E402
 from rules.policy import Policy  # noqa: E402
 from schemas.codec import SingleObjectCodec  # noqa: E402
 
@@ -51,6 +54,15 @@ def bare_read(reader: KafkaTopicReader, topic: str) -> tuple[int, float]:
     return count, time.perf_counter() - started
 
 
+def decode_only(reader: KafkaTopicReader, topic: str) -> tuple[int, float]:
+    """Reads and decodes each verdict as the replay does (status changes skipped by their header), judging none."""
+    codec = SingleObjectCodec()
+    started = time.perf_counter()
+    count = sum(1 for r in reader.read(topic, reader.ranges(topic))
+                if codec.kind(r.value or b"") is Verdict and recorded_message(codec, r.value or b""))
+    return count, time.perf_counter() - started
+
+
 def run(args) -> None:
     stack = LocalStack(ROOT)
     was_up = stack.status()["kafka"]["running"]
@@ -66,6 +78,9 @@ def run(args) -> None:
         count, seconds = bare_read(reader, topic)
         print(f"baseline  bare read of the topic (confluent-kafka):     {count / seconds:>10,.0f} records/s "
               f"({count:,} records in {seconds:.2f} s)")
+        verdicts, seconds = decode_only(reader, topic)
+        print(f"ceiling   read + decode, no judging, 1 process: {verdicts / seconds:>10,.0f} verdicts/s "
+              f"({count / seconds:,.0f} records/s)")
         results = {}
         for workers in (1, args.workers):
             started = time.perf_counter()

@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 from fastavro import schemaless_writer
 
-from audit.replay import _recorded
+from audit.replay import recorded_message
 from rules.models import Verdict
 from rules.policy import Policy, Tolerance
 from rules.rejudge import compare, judge_again
@@ -43,7 +43,7 @@ def _written_with(writer: dict, verdict: Verdict) -> bytes:
 
 
 def _same_judgement(value: bytes, policy: Policy) -> None:
-    full, partial = CODEC.decode(value), _recorded(CODEC, value)
+    full, partial = CODEC.decode(value), recorded_message(CODEC, value)
     assert isinstance(full, Verdict) and isinstance(partial, Verdict)
     assert partial.rpa_payload is None
     # What the replay report shows of the recorded verdict ...
@@ -84,12 +84,12 @@ def test_a_verdict_that_does_not_validate_is_reported_as_the_full_decode_reports
     with pytest.raises(DecodeError) as full:
         CODEC.decode(value)
     with pytest.raises(DecodeError) as partial:
-        _recorded(CODEC, value)
+        recorded_message(CODEC, value)
     assert str(partial.value) == str(full.value) and "currency" in str(full.value)
 
 
 def test_other_records_and_bytes_are_decoded_in_full():
     status_change = next(m for _, m in verdicts_topic(count=20)[1] if not isinstance(m, Verdict))
-    assert _recorded(CODEC, CODEC.encode(status_change)) == status_change
+    assert recorded_message(CODEC, CODEC.encode(status_change)) == status_change
     with pytest.raises(DecodeError, match="not Avro single-object encoding"):
-        _recorded(CODEC, b"not avro")
+        recorded_message(CODEC, b"not avro")
