@@ -74,9 +74,42 @@ def test_a_released_manual_review_invoice_goes_to_the_rpa_bot_with_who_and_why(p
 
     history = pipeline.scheduler.history(invoice_id)
     assert [h["status"] for h in history] == ["manual_review", "released", "sent_to_rpa"]
-    assert (history[1]["actor"], history[1]["reason"]) == (CLERK, "Buyer confirmed the new price")
+    assert (history[1]["actor"], history[1]["reason"]) == (CLERK, "OTHER: Buyer confirmed the new price")
     pipeline.wait_for(lambda: len(pipeline.mailbox.mailbox.messages) == 1, what="the RPA email")
     (email,) = pipeline.mailbox.mailbox.messages
     assert json.loads(email.get_body(("plain",)).get_content())["lines"][0]["unit_price"] == "15.75"  # as invoiced
     detail = api.get(f"/api/invoices/{invoice_id}", auth=(CLERK, PASSWORD)).json()
     assert detail["status"] == "sent_to_rpa" and detail["history"][1]["actor"] == CLERK
+
+
+def test_releasing_one_of_two_holds_leaves_the_invoice_held_and_a_duplicate_is_not_a_clerks_to_release(
+        pipeline, api, unique_name):  # noqa: F811
+    document = load_sample(pipeline, "02", unique_name)  # line 1 at 15.75 on a 15.50 PO line ...
+    second = {**document["lines"][1], "unit_price": "3.30", "amount": "13.20"}  # ... and line 2 at 3.30 on 3.25
+    document.update(lines=[document["lines"][0], second], tax_amount="3.58", total_amount="58.28")
+    pipeline.start_worker()
+    upload(pipeline.settings, [document])
+    invoice_id = document["invoice_id"]
+    pipeline.wait_for(lambda: status_of(pipeline, invoice_id) == "manual_review", what="two holds")
+    shown = api.get(f"/api/invoices/{invoice_id}", auth=(CLERK, PASSWORD)).json()
+    assert [hold["id"] for hold in shown["holds"]] == ["PRICE_MISMATCH:1:unit_price", "PRICE_MISMATCH:2:unit_price"]
+
+    answer = api.post(f"/api/invoices/{invoice_id}/release", auth=(CLERK, PASSWORD), json={
+        "invoice_version": 1, "reason": "Buyer agreed line 1", "holds": ["PRICE_MISMATCH:1:unit_price"],
+        "reason_code": "PRICE_AGREED"})
+    assert answer.status_code == 202, answer.text
+    pipeline.wait_for(lambda: len(pipeline.scheduler.history(invoice_id)) == 2, what="the release of one hold")
+    step = pipeline.scheduler.history(invoice_id)[1]
+    assert (step["status"], step["actor"], step["holds"]) == ("manual_review", CLERK, ["PRICE_MISMATCH:1:unit_price"])
+    assert step["reason"] == "PRICE_AGREED: Buyer agreed line 1"
+    assert status_of(pipeline, invoice_id) == "manual_review" and pipeline.mailbox.mailbox.messages == []
+    (line_1, line_2) = api.get(f"/api/invoices/{invoice_id}", auth=(CLERK, PASSWORD)).json()["holds"]
+    assert (line_1["released_by"], line_2["released_by"]) == (CLERK, None)
+
+    # The vendor uploads the same invoice number again, under another record: a duplicate.
+    again = {**document, "invoice_id": f"{invoice_id}-again"}
+    upload(pipeline.settings, [again])
+    pipeline.wait_for(lambda: status_of(pipeline, again["invoice_id"]) == "bad_invoice", what="the duplicate")
+    refused = api.post(f"/api/invoices/{again['invoice_id']}/release", auth=(CLERK, PASSWORD), json={
+        "invoice_version": 1, "reason": "looks fine", "holds": ["DUPLICATE_INVOICE::invoice_number"]})
+    assert refused.status_code == 409 and "may not be released by a clerk" in refused.json()["detail"]
