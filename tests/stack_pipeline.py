@@ -131,8 +131,8 @@ class Pipeline:
         groups = KafkaConsumerGroups(s.kafka_bootstrap_servers)
         reader = KafkaTopicReader(s.kafka_bootstrap_servers)
         unread = {}
-        for topic in (s.marketplace_topic, s.invoices_topic, s.completions_topic, s.commands_topic, s.verdicts_topic,
-                      s.rpa_requests_topic):
+        for topic in (s.marketplace_topic, s.invoices_topic, s.completions_topic, s.commands_topic,
+                      s.sampro_changes_topic, s.verdicts_topic, s.rpa_requests_topic):
             ends = {p: end for p, (_, end) in reader.ranges(topic).items()}
             group = s.rpa_mail_group if topic == s.rpa_requests_topic else s.app_id
             committed = groups.committed(group, topic, sorted(ends))

@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
+from confluent_kafka import Producer
+
 from devstack.demo import upload
 from rules.models import PurchaseOrder
 from tests.e2e.test_pipeline import SAMPLES, load_samples
+from tests.stack_pipeline import read_topic
 
 
 def _priced(po: PurchaseOrder, price: str) -> PurchaseOrder:
@@ -37,6 +40,15 @@ def test_a_price_corrected_in_sampro_clears_the_held_invoice_which_is_mailed_onc
     pipeline.sampro.load_purchase_orders([_priced(po, "15.70")])
     pipeline.wait_for(lambda: po_price() == Decimal("15.70"), what="PRICE_MISMATCH at 15.70")
     assert pipeline.statuses()[invoice_id] == "manual_review"
+    # Every change on sampro.changes so far again, as a replay of the topic brings them: nothing changes.
+    changes = read_topic(pipeline.settings.kafka_bootstrap_servers, pipeline.settings.sampro_changes_topic)
+    assert changes
+    producer = Producer({"bootstrap.servers": pipeline.settings.kafka_bootstrap_servers})
+    for message in changes:
+        producer.produce(message.topic(), message.value(), message.key())
+    assert producer.flush(30) == 0
+    pipeline.wait_for(lambda: pipeline.unread()[pipeline.settings.sampro_changes_topic] == 0, what="the replay read")
+    assert len(pipeline.scheduler.history(invoice_id)) == 2 and po_price() == Decimal("15.70")
     pipeline.sampro.load_purchase_orders([_priced(po, "15.75")])  # ... then right: the invoice clears
     pipeline.wait_for(lambda: pipeline.statuses().get(invoice_id) == "entered", what="the cleared invoice entered")
     mailed = [m for m in pipeline.mailbox.mailbox.messages
