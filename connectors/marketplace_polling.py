@@ -25,7 +25,7 @@ from sqlalchemy import ColumnElement, Connection, Engine, Text, and_, cast, or_,
 
 from connectors.marketplace_table import marketplace_invoices as table
 from connectors.marketplace_table import read_json_column, stream_key_problem
-from connectors.ports import Polled, UnreadableRow
+from connectors.ports import MarketplaceSource, Polled, UnreadableRow
 from connectors.sql import mapped_errors
 from rules.errors import Unavailable
 from rules.lifecycle import InvoiceSubmitted
@@ -55,7 +55,7 @@ def _document(row: Any, limits: Limits) -> dict[str, Any]:
     }
 
 
-class PollingMarketplaceSource:
+class PollingMarketplaceSource(MarketplaceSource):
     def __init__(self, engine: Engine, state_file: Path, lookback_seconds: float = 300, batch_size: int = 1000,
                  limits: Limits = Limits()):
         self.engine = engine

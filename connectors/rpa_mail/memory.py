@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from connectors.api_ports import RpaSentLog
+from connectors.ports import RpaMailer
 from rules.lifecycle import RpaRequest
 
 
-class InMemoryRpaMailer:
+class InMemoryRpaMailer(RpaMailer):
     def __init__(self) -> None:
         self.sent: list[RpaRequest] = []
         self._log: set[tuple[str, int]] = set()

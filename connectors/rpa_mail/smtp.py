@@ -29,6 +29,7 @@ from sqlalchemy import Connection, Engine, Executable, bindparam, delete, insert
 from sqlalchemy.exc import IntegrityError
 
 from connectors.api_ports import RpaSentLog
+from connectors.ports import RpaMailer
 from connectors.rpa_mail.message import build_message, message_id
 from connectors.scheduler.tables import rpa_sent_log
 from connectors.sql import mapped_errors
@@ -126,7 +127,7 @@ class SqlSentLog(RpaSentLog):
             return [(row.invoice_id, row.invoice_version) for row in rows]
 
 
-class SmtpRpaMailer:
+class SmtpRpaMailer(RpaMailer):
     """One SMTP connection, kept between batches. A server that cannot be reached, or answers 4xx,
     is `Unavailable` (the runtime waits and tries again); a 5xx refusal of a message is a
     `DataError`: it will never be accepted as it is, so the hand-off fails visibly instead."""

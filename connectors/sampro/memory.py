@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 
+from connectors.ports import PurchaseOrderReader
 from rules.context import KnownInvoice
 from rules.duplicates import Lookup, matches_lookup
 from rules.models import PurchaseOrder
 
 
-class InMemoryPurchaseOrderReader:
+class InMemoryPurchaseOrderReader(PurchaseOrderReader):
     def __init__(self, purchase_orders: Iterable[PurchaseOrder] = (), entered: Iterable[KnownInvoice] = ()):
         self.purchase_orders = {po.po_number: po for po in purchase_orders}
         self.entered = list(entered)

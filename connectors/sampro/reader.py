@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 from sqlalchemy import Engine, Select, or_, select
 
+from connectors.ports import PurchaseOrderReader
 from connectors.sampro.tables import SamproNames, sampro_tables
 from connectors.sql import mapped_errors
 from rules.context import KnownInvoice
@@ -46,7 +47,7 @@ def _snapshot(po_number: str, fields: dict[str, Any]) -> PurchaseOrder:
         raise SamproDataError(f"PO {po_number}: {where}: {error['msg']} (value {error.get('input')!r:.80})") from None
 
 
-class SqlPurchaseOrderReader:
+class SqlPurchaseOrderReader(PurchaseOrderReader):
     def __init__(self, engine: Engine, names: SamproNames = SamproNames()):
         self.engine = engine
         self.tables = sampro_tables(names)

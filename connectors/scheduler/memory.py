@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any
 
+from connectors.ports import ProcessScheduler
 from connectors.scheduler.rows import history_row, key, row_fields
 from rules.context import KnownInvoice
 from rules.duplicates import Lookup, matches_lookup
@@ -12,7 +13,7 @@ from rules.lifecycle import StatusChanged
 from rules.models import Verdict
 
 
-class InMemoryProcessScheduler:
+class InMemoryProcessScheduler(ProcessScheduler):
     def __init__(self) -> None:
         self.table: dict[tuple[str, int], dict[str, Any]] = {}
         self.events: dict[str, dict[str, Any]] = {}

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, func, insert, or_, select, update
 
+from connectors.ports import ProcessScheduler
 from connectors.scheduler.rows import history_row, key, row_fields
 from connectors.scheduler.tables import history, processscheduler
 from connectors.sql import mapped_errors
@@ -24,7 +25,7 @@ CHUNK = 500
 LOOKUP_CHUNK = 300  # four parameters a lookup at most: well under SQL Server's 2,100 a statement
 
 
-class SqlProcessScheduler:
+class SqlProcessScheduler(ProcessScheduler):
     def __init__(self, engine: Engine):
         self.engine = engine
 
