@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from connectors.marketplace_table import marketplace_invoices as table
 from connectors.marketplace_table import read_json_column, stream_key_problem
 from connectors.ports import MarketplaceSource, Polled, UnreadableRow
 from connectors.sql import mapped_errors
+from connectors.watermarks import read_watermark, write_watermark
 from rules.errors import Unavailable
 from rules.lifecycle import InvoiceSubmitted
 from rules.limits import Limits
@@ -67,10 +67,7 @@ class PollingMarketplaceSource(MarketplaceSource):
         self._pending: tuple[Watermark | None, dict[str, list[Any]]] | None = None
 
     def _load(self) -> tuple[Watermark | None, dict[str, list[Any]]]:
-        try:
-            state = json.loads(self.state_file.read_text())
-        except (OSError, ValueError):
-            return None, {}
+        state = read_watermark(self.state_file)
         mark = state.get("watermark")
         return ((datetime.fromisoformat(mark[0]), mark[1]) if mark else None), state.get("emitted", {})
 
@@ -111,16 +108,13 @@ class PollingMarketplaceSource(MarketplaceSource):
                                 document=_document(row, self.limits), received_at=updated_at)
 
     def commit(self) -> None:
-        """Makes the last poll durable: written to a temp file, then renamed over the state."""
+        """Makes the last poll durable: the next poll, here or after a restart, starts after it."""
         if self._pending is None:
             return
         self._watermark, self._emitted = self._pending
         self._pending = None
-        self.state_file.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.state_file.with_suffix(".tmp")
         mark = [self._watermark[0].isoformat(), self._watermark[1]] if self._watermark else None
-        temporary.write_text(json.dumps({"watermark": mark, "emitted": self._emitted}))
-        os.replace(temporary, self.state_file)
+        write_watermark(self.state_file, {"watermark": mark, "emitted": self._emitted})
 
     def _rows(self, watermark: Watermark | None, polled: Polled) -> list[Any]:
         rows: list[Any] = []

@@ -11,8 +11,6 @@ starts at Sampro's newest change: what changed before the pipeline ran cannot cl
 
 from __future__ import annotations
 
-import json
-import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from sqlalchemy import Engine, Select, func, select
 from connectors.ports import SamproChanges
 from connectors.sampro.tables import SamproNames, sampro_tables
 from connectors.sql import mapped_errors
+from connectors.watermarks import read_watermark, write_watermark
 from rules.lifecycle import PurchaseOrderChanged
 
 
@@ -43,10 +42,7 @@ class PollingSamproChanges(SamproChanges):
         self._pending: tuple[datetime | None, list[str]] | None = None
 
     def _load(self) -> tuple[datetime | None, list[str]]:
-        try:
-            state = json.loads(self.state_file.read_text())
-        except (OSError, ValueError):
-            return None, []
+        state = read_watermark(self.state_file)
         mark = state.get("watermark")
         return (datetime.fromisoformat(mark) if mark else None), list(state.get("emitted", []))
 
@@ -84,16 +80,13 @@ class PollingSamproChanges(SamproChanges):
         return fresh
 
     def commit(self) -> None:
-        """Makes the last poll durable: written to a temporary file, then renamed over the state."""
+        """Makes the last poll durable: the next poll, here or after a restart, starts after it."""
         if self._pending is None:
             return
         self._watermark, self._emitted = self._pending
         self._pending = None
-        self.state_file.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.state_file.with_suffix(".tmp")
         mark = self._watermark.isoformat() if self._watermark else None
-        temporary.write_text(json.dumps({"watermark": mark, "emitted": self._emitted}))
-        os.replace(temporary, self.state_file)
+        write_watermark(self.state_file, {"watermark": mark, "emitted": self._emitted})
 
 
 class InMemorySamproChanges(SamproChanges):
