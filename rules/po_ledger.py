@@ -264,9 +264,10 @@ class _Update:
         self.ledger.parked.append(record.key)
         self.change(record, InvoiceStatus.WAITING_FOR_PO, cause, at)
 
-    def judge_now(self, record: InvoiceRecord) -> None:
+    def judge_now(self, record: InvoiceRecord, verdict: Verdict | None = None) -> None:
+        """`verdict`: the judge's, when the caller has asked it already."""
         assert self.judge is not None, "a submission needs a judge bound to a PO snapshot"
-        verdict = self.judge.decide(record.submission, self.ledger.in_flight())
+        verdict = verdict or self.judge.decide(record.submission, self.ledger.in_flight())
         if record.recheck_for is not None:  # a new event in the invoice's history, not a replay
             verdict = verdict.model_copy(update={"judged_after": record.recheck_for})
             record.recheck_for = None
@@ -345,7 +346,17 @@ def recheck_held(
     for key in held:
         record = update.editable_listed(key)
         record.recheck_for = change.event_id
-        update.admit(record, change.changed_at, cause=cause)
+        if not update.ledger.holding:
+            update.judge_now(record)
+            continue
+        # The PO is at the bot: judged now against what is in flight, an invoice that stays held
+        # stays in AP's queue with its new reasons; one that clears waits its turn, and is judged
+        # again when the PO is free, as any waiting invoice is.
+        verdict = judge.decide(record.submission, update.ledger.in_flight())
+        if verdict.status is VerdictStatus.READY_TO_PROCESS:
+            update.park(record, change.changed_at, cause)
+        else:
+            update.judge_now(record, verdict)
     return update.outcome()
 
 

@@ -462,3 +462,12 @@ def test_a_new_judgement_brings_its_findings_as_holds_anew():
     ledger = release_invoice(held(judge, "A"), release(["PRICE_MISMATCH:1:unit_price"]), judge, "automatic").ledger
     again = recheck_held(ledger, changed(), judge, "automatic")
     assert again.ledger.records["A@v1"].released_holds == []
+
+
+def test_while_the_po_is_at_the_bot_a_change_that_does_not_clear_leaves_the_invoice_in_aps_queue():
+    judge = PricingJudge()
+    ledger = submit_invoice(held(judge, "B"), submission("A"), judge, "automatic").ledger  # A at the bot
+    outcome = recheck_held(ledger, changed(), PricingJudge(price="15.25"), "automatic")
+    (verdict,) = outcome.emitted
+    assert verdict.status is VerdictStatus.MANUAL_REVIEW and verdict.reasons[0].expected == "15.25"
+    assert outcome.ledger.parked == [] and outcome.ledger.records["B@v1"].status is InvoiceStatus.MANUAL_REVIEW
