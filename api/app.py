@@ -118,7 +118,22 @@ def create_app(
     app.add_middleware(SecurityHeaders, served_over_https=settings.api_served_over_https)
     if settings.api_metrics_token is None:
         _metrics_open_in_the_document(app)
+    _release_reason_codes_in_the_document(app, settings.release_reason_codes)
     return app
+
+
+def _release_reason_codes_in_the_document(app: FastAPI, codes: list[str]) -> None:
+    """The release reason codes are a setting: the OpenAPI document lists the ones this API takes."""
+    generate = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = generate()
+            schema["components"]["schemas"]["ReleaseRequest"]["properties"]["reason_code"]["enum"] = list(codes)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _metrics_open_in_the_document(app: FastAPI) -> None:

@@ -156,3 +156,9 @@ def test_a_hold_released_while_another_holds_the_invoice_shows_who_released_it_a
     again = api.client.post("/api/invoices/MP-3/release", json={
         "invoice_version": 1, "reason": "x", "holds": [hold["id"]]}, **api.as_clerk())
     assert again.status_code == 409 and "released by ana already" in again.json()["detail"]
+
+
+def test_the_api_document_lists_the_configured_release_reason_codes(api):
+    document = api.client.get("/openapi.json").json()
+    reason_code = document["components"]["schemas"]["ReleaseRequest"]["properties"]["reason_code"]
+    assert reason_code["enum"] == api.settings.release_reason_codes
