@@ -12,8 +12,8 @@ from streams.topics import check_co_partitioned, ensure_topics
 
 def test_topics_are_created_once_with_audit_retention_and_a_compacted_changelog(kafka_bootstrap, unique_name):
     names = {f"{field}": f"{unique_name}.{field}" for field in (
-        "marketplace_topic", "invoices_topic", "completions_topic", "commands_topic", "verdicts_topic",
-        "rpa_requests_topic", "dlq_topic")}
+        "marketplace_topic", "invoices_topic", "completions_topic", "commands_topic", "sampro_changes_topic",
+        "verdicts_topic", "rpa_requests_topic", "dlq_topic")}
     settings = Settings(kafka_bootstrap_servers=kafka_bootstrap, app_id=unique_name, topic_partitions=4,
                         audit_retention_days=400, **names)
     changelog = changelog_topic(settings)
