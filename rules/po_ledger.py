@@ -334,9 +334,9 @@ def recheck_held(
     ledger: PurchaseOrderLedger, change: PurchaseOrderChanged, judge: Judge, dispatch: DispatchMode
 ) -> Outcome:
     """Sampro changed the PO: each held invoice it may clear is judged again against the fresh
-    snapshot. One that clears goes to the RPA bot like any ready invoice, one that does not stays
-    held with its new reasons; while another invoice holds the PO they wait behind it, to be
-    judged when it is free. The same change again changes nothing."""
+    snapshot. One that clears goes to the RPA bot like any ready invoice (after the invoice that
+    holds the PO, if one does); one that does not stays held with its new reasons. The same change
+    again changes nothing."""
     update = _Update(ledger, judge, dispatch)
     held = rechecked_on_po_change(ledger)
     if not held or change.event_id in update.ledger.changes_seen:
