@@ -74,8 +74,9 @@ class Judge(Protocol):
         """bad_invoice for a submission whose judging failed (the record is dead-lettered)."""
 
 
-def _digest(event_id: str) -> str:
-    """A Sampro change's id in a status change's event id: that id may be long, the event id may not."""
+def change_digest(event_id: str) -> str:
+    """A Sampro change's id inside another event id (a status change's, a verdict's in processscheduler):
+    that id may be long, an event id may not."""
     return hashlib.blake2b(event_id.encode(), digest_size=8).hexdigest()
 
 
@@ -281,7 +282,7 @@ class _Update:
         elif verdict.status is VerdictStatus.MANUAL_REVIEW and verdict.reasons and all(
                 finding.code in AWAITING_RECEIPT_FINDINGS for finding in verdict.reasons):
             # Named after the judgement, so that one after a partial receipt is a change again.
-            after = _digest(verdict.judged_after) if verdict.judged_after else "first"
+            after = change_digest(verdict.judged_after) if verdict.judged_after else "first"
             self.change(record, InvoiceStatus.AWAITING_RECEIPT, f"receipt-{after}", verdict.evaluated_at)
 
     def hold(self, record: InvoiceRecord, at: datetime, cause: str) -> None:
@@ -342,7 +343,7 @@ def recheck_held(
     if not held or change.event_id in update.ledger.changes_seen:
         return update.outcome()  # a PO with nothing held keeps no ledger for the change
     update.ledger.changes_seen = [*update.ledger.changes_seen[-(CHANGES_REMEMBERED - 1):], change.event_id]
-    cause = f"recheck-{_digest(change.event_id)}"
+    cause = f"recheck-{change_digest(change.event_id)}"
     for key in held:
         record = update.editable_listed(key)
         record.recheck_for = change.event_id

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from typing import Any
 
 from rules.duplicates import invoice_date, lookup_for
 from rules.lifecycle import StatusChanged
 from rules.models import Verdict
+from rules.po_ledger import change_digest
 
 
 def verdict_event_id(verdict: Verdict) -> str:
@@ -16,7 +16,7 @@ def verdict_event_id(verdict: Verdict) -> str:
     if verdict.judged_after is None:
         return event
     # The change's own id can be long; its digest keeps the event id within the column's 200.
-    return f"{event}:after:{hashlib.blake2b(verdict.judged_after.encode(), digest_size=8).hexdigest()}"
+    return f"{event}:after:{change_digest(verdict.judged_after)}"
 
 
 def key(message: Verdict | StatusChanged) -> tuple[str, int]:
