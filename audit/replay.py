@@ -23,7 +23,7 @@ from rules.models import Verdict
 from rules.policy import Policy
 from rules.rejudge import compare, judge_again
 from rules.table import rules_version
-from schemas.codec import Codec, DecodeError, SingleObjectCodec, codec_for, from_record
+from schemas.codec import Codec, DecodeError, codec_for, from_record
 
 # Offsets per piece of work: enough that starting a reader is noise, few enough to keep both
 # cores busy to the end and the progress bar moving.
@@ -206,8 +206,6 @@ def recorded_message(codec: Codec, value: bytes) -> BaseModel:
     reads the payload, and validating its lines was most of a verdict's validation (the pipeline
     validated the payload before it wrote the verdict). A verdict that does not validate so is
     decoded in full, which names what is wrong as it always did."""
-    if not isinstance(codec, SingleObjectCodec):
-        return codec.decode(value)
     model, record = codec.read_unvalidated(value)
     if model is not Verdict:
         return from_record(model, record)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from rules.context import KnownInvoice
 from rules.duplicates import Lookup
@@ -32,11 +32,22 @@ class PurchaseOrderReader(Protocol):
         """Invoices entered in Sampro that may be duplicates of the looked-up ones (rules.duplicates)."""
 
 
+@dataclass(frozen=True)
+class SchedulerEntry:
+    """What one verdict or status change writes to processscheduler: the columns of its invoice
+    version's row that it sets, and its history event (made by `connectors.scheduler.rows`)."""
+
+    key: tuple[str, int]  # invoice id, version
+    fields: dict[str, Any]
+    event: dict[str, Any]
+
+
 class ProcessScheduler(Protocol):
     """The processscheduler table: one row per invoice version plus its status history."""
 
-    def record(self, decisions: Sequence[Verdict | StatusChanged]) -> None:
-        """Applies a batch in one transaction; replaying a batch changes nothing."""
+    def record(self, decisions: Sequence[Verdict | StatusChanged | SchedulerEntry]) -> None:
+        """Applies a batch in one transaction; replaying a batch changes nothing. A message of no
+        invoice version writes nothing."""
 
     def decided_invoices(self, lookups: Collection[Lookup]) -> list[KnownInvoice]:
         """Invoices the pipeline decided that may be duplicates of the looked-up ones (rules.duplicates)."""

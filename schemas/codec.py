@@ -59,6 +59,12 @@ class Codec(Protocol):
 
     def decode(self, data: bytes) -> BaseModel: ...
 
+    def read_unvalidated(self, data: bytes) -> tuple[type[BaseModel], dict[str, Any]]:
+        """The record's model type and its Avro data, resolved to the current schema but not
+        validated: free-form JSON is still JSON text. `decode` is this and then the model's
+        validation; a reader that needs only part of a record (the audit replay, the
+        processscheduler sink) reads just that part, and pays for no more."""
+
     def kind(self, data: bytes) -> type[BaseModel] | None:
         """The record type the bytes hold, from the framing alone; None when unknown."""
 
@@ -172,10 +178,6 @@ class SingleObjectCodec:
         return from_record(*self.read_unvalidated(data))
 
     def read_unvalidated(self, data: bytes) -> tuple[type[BaseModel], dict[str, Any]]:
-        """The record's model type and its Avro data, resolved to the current schema but not
-        validated: free-form JSON is still JSON text. `decode` is this and then the model's
-        validation; a reader that needs only part of a record (the audit replay) validates just
-        that part, and pays for no more."""
         if len(data) < 10 or data[:2] != SINGLE_OBJECT_MARKER:
             raise DecodeError(f"not Avro single-object encoding (starts with {data[:2].hex() or 'nothing'})")
         writer = self._writers.get(data[2:10])
@@ -223,12 +225,17 @@ class RegistryCodec:
             return None
 
     def decode(self, data: bytes) -> BaseModel:
+        return from_record(*self.read_unvalidated(data))
+
+    def read_unvalidated(self, data: bytes) -> tuple[type[BaseModel], dict[str, Any]]:
         model = self._writer_model(data)
         try:
             record = self._deserializers[model](data, None)
         except Exception as exc:  # fastavro raises EOFError, ValueError, SchemaResolutionError...
             raise DecodeError(f"{model.__name__} body cannot be read: {type(exc).__name__}: {exc}") from None
-        return from_record(model, record)
+        if not isinstance(record, dict):  # a record schema reads a record
+            raise DecodeError(f"{model.__name__} body is not a record")
+        return model, record
 
     def _writer_model(self, data: bytes) -> type[BaseModel]:
         if len(data) < 5 or data[:1] != CONFLUENT_MAGIC:

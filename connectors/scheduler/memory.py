@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from connectors.ports import ProcessScheduler
-from connectors.scheduler.rows import history_row, key, row_fields
+from connectors.ports import ProcessScheduler, SchedulerEntry
+from connectors.scheduler.rows import entries
 from rules.context import KnownInvoice
 from rules.duplicates import Lookup, matches_lookup
 from rules.lifecycle import StatusChanged
@@ -18,15 +18,13 @@ class InMemoryProcessScheduler(ProcessScheduler):
         self.table: dict[tuple[str, int], dict[str, Any]] = {}
         self.events: dict[str, dict[str, Any]] = {}
 
-    def record(self, decisions: Sequence[Verdict | StatusChanged]) -> None:
-        for message in decisions:
-            event = history_row(message)
-            if not message.invoice_id or message.invoice_version is None or event["event_id"] in self.events:
+    def record(self, decisions: Sequence[Verdict | StatusChanged | SchedulerEntry]) -> None:
+        for entry in entries(decisions):
+            if entry.event["event_id"] in self.events:
                 continue
-            row = self.table.setdefault(key(message), {"invoice_id": message.invoice_id,
-                                                       "invoice_version": message.invoice_version})
-            row.update(row_fields(message))
-            self.events[event["event_id"]] = event
+            row = self.table.setdefault(entry.key, {"invoice_id": entry.key[0], "invoice_version": entry.key[1]})
+            row.update(entry.fields)
+            self.events[entry.event["event_id"]] = entry.event
 
     def decided_invoices(self, lookups: Collection[Lookup]) -> list[KnownInvoice]:
         rows = [KnownInvoice(r["invoice_id"], r["vendor_id"], r["invoice_number"], r["status"], r.get("total_amount"),

@@ -12,8 +12,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, func, insert, or_, select, update
 
-from connectors.ports import ProcessScheduler
-from connectors.scheduler.rows import history_row, key, row_fields
+from connectors.ports import ProcessScheduler, SchedulerEntry
+from connectors.scheduler.rows import entries
 from connectors.scheduler.tables import history, processscheduler
 from connectors.sql import mapped_errors
 from rules.context import KnownInvoice
@@ -29,24 +29,23 @@ class SqlProcessScheduler(ProcessScheduler):
     def __init__(self, engine: Engine):
         self.engine = engine
 
-    def record(self, decisions: Sequence[Verdict | StatusChanged]) -> None:
+    def record(self, decisions: Sequence[Verdict | StatusChanged | SchedulerEntry]) -> None:
         """A message whose history event is already recorded changes nothing, so a replayed
         verdict cannot pull a row back from `entered` to `ready_to_process`."""
-        events: dict[str, tuple[Verdict | StatusChanged, dict[str, Any]]] = {}
-        for message in decisions:
-            if message.invoice_id and message.invoice_version is not None:
-                events.setdefault(history_row(message)["event_id"], (message, history_row(message)))
+        events: dict[str, SchedulerEntry] = {}
+        for entry in entries(decisions):
+            events.setdefault(entry.event["event_id"], entry)
         if not events:
             return
         now = datetime.now(UTC)
         with mapped_errors("processscheduler"), self.engine.begin() as conn:
             seen = self._existing_events(conn, list(events))
-            fresh = [(message, event) for event_id, (message, event) in events.items() if event_id not in seen]
+            fresh = [entry for event_id, entry in events.items() if event_id not in seen]
             if not fresh:
                 return
             rows: dict[tuple[str, int], dict[str, Any]] = {}
-            for message, _ in fresh:  # later messages of the batch win, as they would one by one
-                rows.setdefault(key(message), {}).update(row_fields(message))
+            for entry in fresh:  # later messages of the batch win, as they would one by one
+                rows.setdefault(entry.key, {}).update(entry.fields)
             existing = self._existing_keys(conn, list(rows))
             inserts = [{"invoice_id": k[0], "invoice_version": k[1], "created_at": now, "updated_at": now, **fields}
                        for k, fields in rows.items() if k not in existing]
@@ -63,7 +62,7 @@ class SqlProcessScheduler(ProcessScheduler):
                              .where(t.c.invoice_id == bindparam("_id"), t.c.invoice_version == bindparam("_version"))
                              .values(updated_at=now, **{c: bindparam(c) for c in changed}))
                 conn.execute(statement, params)
-            conn.execute(insert(history), [event for _, event in fresh])
+            conn.execute(insert(history), [entry.event for entry in fresh])
 
     @staticmethod
     def _existing_keys(conn: Connection, keys: list[tuple[str, int]]) -> set[tuple[str, int]]:

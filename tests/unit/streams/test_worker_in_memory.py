@@ -3,6 +3,7 @@ failure policy does to a bad record or a dependency outage."""
 
 from __future__ import annotations
 
+from connectors.scheduler.rows import entries
 from rules.errors import DataError, Unavailable
 from rules.models import Verdict
 from streams.broker_memory import InMemoryBroker
@@ -109,7 +110,7 @@ class PickyScheduler:
         self.inner, self.refused = InMemoryProcessScheduler(), refused
 
     def record(self, decisions):
-        if any(d.invoice_id == self.refused for d in decisions):
+        if any(entry.key[0] == self.refused for entry in entries(decisions)):
             raise DataError("processscheduler refused the data: value too long")
         self.inner.record(decisions)
 

@@ -1,0 +1,66 @@
+"""The sink writes a verdict from its Avro record as read (`rows.verdict_entry`), without decoding
+it into a Verdict: what it writes must be exactly what the decoded verdict would write."""
+
+from __future__ import annotations
+
+import pytest
+
+from connectors.scheduler.rows import entry_of, verdict_entry
+from rules.errors import DataError
+from rules.models import Verdict
+from schemas.codec import SingleObjectCodec
+from tests.unit.rules.test_golden_verdicts import _verdicts
+
+CODEC = SingleObjectCodec()
+
+
+def as_read(verdict: Verdict) -> dict:
+    kind, record = CODEC.read_unvalidated(CODEC.encode(verdict))
+    assert kind is Verdict
+    return record
+
+
+def pinned_verdicts() -> list[Verdict]:
+    return [Verdict.model_validate_json(text) for name, text in _verdicts() if not name.endswith("-payload")]
+
+
+def test_every_pinned_verdict_writes_the_same_from_its_record_as_decoded():
+    verdicts = pinned_verdicts()
+    assert len(verdicts) > 500
+    for verdict in verdicts:
+        decoded = CODEC.decode(CODEC.encode(verdict))
+        assert isinstance(decoded, Verdict)
+        assert verdict_entry(as_read(verdict)) == entry_of(decoded), verdict.invoice_id
+
+
+def test_a_judgement_after_a_sampro_change_and_a_verdict_of_no_invoice_version():
+    verdict = next(v for v in pinned_verdicts() if v.invoice_id is not None)
+    again = verdict.model_copy(update={"judged_after": "sampro:PO-5001:1764835200000"})
+    entry, first = verdict_entry(as_read(again)), verdict_entry(as_read(verdict))
+    assert entry == entry_of(again)
+    assert entry is not None and first is not None
+    assert entry.event["event_id"].startswith(first.event["event_id"] + ":after:")  # a new history event
+    nameless = verdict.model_copy(update={"invoice_id": None, "invoice_version": None})
+    assert verdict_entry(as_read(nameless)) is None and entry_of(nameless) is None
+
+
+def test_numbers_the_vendor_sent_as_json_numbers_are_written_as_decoding_would():
+    verdict = next(v for v in pinned_verdicts() if v.audit is not None and isinstance(v.audit.invoice, dict))
+    document = {**verdict.audit.invoice, "total_amount": 1e5, "tax_amount": 15.50, "version": 2}  # type: ignore[union-attr]
+    sent = verdict.model_copy(update={"audit": verdict.audit.model_copy(update={"invoice": document})})  # type: ignore[union-attr]
+    decoded = CODEC.decode(CODEC.encode(sent))
+    entry = verdict_entry(as_read(sent))
+    assert isinstance(decoded, Verdict) and entry == entry_of(decoded)
+    assert entry is not None and entry.fields["invoice_document"]["version"] == 2
+
+
+@pytest.mark.parametrize("field, value", [("evaluated_at", "the day after tomorrow"), ("audit", "{not json")])
+def test_a_record_no_verdict_could_be_is_refused_naming_the_invoice(field, value):
+    verdict = next(v for v in pinned_verdicts() if v.invoice_id is not None and v.audit is not None)
+    record = as_read(verdict)
+    if field == "audit":
+        record["audit"]["invoice"] = value
+    else:
+        record[field] = value
+    with pytest.raises(DataError, match=f"Verdict record of {verdict.invoice_id} v{verdict.invoice_version}"):
+        verdict_entry(record)
