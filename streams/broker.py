@@ -16,15 +16,14 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka import TopicPartition as KafkaTP
 
 from connectors.kafka_logs import client_config
 from rules.errors import Unavailable
 from streams.health import WorkerHealth, lag_from_statistics
-
-if TYPE_CHECKING:
-    from confluent_kafka import Consumer, KafkaError, Message
-    from confluent_kafka import TopicPartition as KafkaTopicPartition
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +113,6 @@ class KafkaStreamBroker:
     def __init__(self, bootstrap_servers: str, group_id: str, *, session_timeout_seconds: float = 30.0,
                  transaction_timeout_seconds: float = 10.0, timeout: float = 30.0,
                  health: WorkerHealth | None = None, stats_interval_seconds: float = 15.0):
-        from confluent_kafka import Consumer
-
         self.bootstrap, self.group_id, self.timeout = bootstrap_servers, group_id, timeout
         self.health = health
         self.transaction_timeout = transaction_timeout_seconds
@@ -141,8 +138,6 @@ class KafkaStreamBroker:
     @property
     def producer(self) -> Any:
         """The transactional producer, its transactions initialised; `Unavailable` while Kafka is down."""
-        from confluent_kafka import KafkaException, Producer
-
         if self._producer is None:
             producer = Producer(client_config(self.bootstrap, "producer", **{
                 # A random id per producer: KIP-447 fences a zombie by the group's generation, so the
@@ -168,8 +163,6 @@ class KafkaStreamBroker:
 
     def _client_error(self, error: KafkaError) -> None:
         """librdkafka's word that no broker answers (served while the client polls)."""
-        from confluent_kafka import KafkaError
-
         if error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE):
             if self.health is not None:
                 self.health.down("kafka", str(error))
@@ -178,15 +171,13 @@ class KafkaStreamBroker:
 
     # -- reading ---------------------------------------------------------------------------------
     def subscribe(self, topics: Sequence[str], on_assigned: Assigned, on_revoked: Revoked) -> None:
-        from confluent_kafka import TopicPartition as KafkaTP
-
-        def assigned(consumer: Consumer, partitions: list[KafkaTopicPartition]) -> None:
+        def assigned(consumer: Consumer, partitions: list[KafkaTP]) -> None:
             held = on_assigned([(tp.topic, tp.partition) for tp in partitions])
             consumer.assign(partitions)
             if held:
                 consumer.pause([KafkaTP(topic, number) for topic, number in held])
 
-        def revoked(consumer: Consumer, partitions: list[KafkaTopicPartition]) -> None:
+        def revoked(consumer: Consumer, partitions: list[KafkaTP]) -> None:
             lost = [(tp.topic, tp.partition) for tp in partitions]
             for tp in lost:
                 self._pending_seeks.pop(tp, None)
@@ -196,8 +187,6 @@ class KafkaStreamBroker:
         self.consumer.subscribe(list(topics), on_assign=assigned, on_revoke=revoked, on_lost=revoked)
 
     def poll(self, max_records: int, timeout: float) -> list[Record]:
-        from confluent_kafka import KafkaError
-
         records = []
         for message in self.consumer.consume(max_records, timeout):
             error = message.error()
@@ -231,17 +220,12 @@ class KafkaStreamBroker:
         self.health.back("kafka")
 
     def hold(self, partition: TopicPartition, offset: int | None) -> None:
-        from confluent_kafka import TopicPartition as KafkaTP
-
         self.consumer.pause([KafkaTP(*partition)])
         if offset is not None:
             self._pending_seeks[partition] = offset
             self._seek_pending(partition)
 
     def _seek_pending(self, partition: TopicPartition) -> None:
-        from confluent_kafka import KafkaException
-        from confluent_kafka import TopicPartition as KafkaTP
-
         try:
             self.consumer.seek(KafkaTP(*partition, self._pending_seeks[partition]))
             del self._pending_seeks[partition]
@@ -249,8 +233,6 @@ class KafkaStreamBroker:
             log.warning("seeking %s[%s] to %s failed: %s", *partition, self._pending_seeks[partition], exc)
 
     def release(self, partition: TopicPartition) -> bool:
-        from confluent_kafka import TopicPartition as KafkaTP
-
         if partition in self._pending_seeks:
             self._seek_pending(partition)
             if partition in self._pending_seeks:
@@ -260,8 +242,6 @@ class KafkaStreamBroker:
 
     # -- writing ---------------------------------------------------------------------------------
     def begin(self) -> None:
-        from confluent_kafka import KafkaException
-
         if not self._in_transaction:
             try:
                 self.producer.begin_transaction()
@@ -284,18 +264,16 @@ class KafkaStreamBroker:
             kwargs["partition"] = output.partition
         if output.headers:
             kwargs["headers"] = list(output.headers)
+        producer = self.producer
         while True:
             try:
-                self.producer.produce(output.topic, **kwargs)
-                self.producer.poll(0)
+                producer.produce(output.topic, **kwargs)
+                producer.poll(0)
                 return
             except BufferError:  # the local queue is full: let librdkafka send some first
-                self.producer.poll(0.1)
+                producer.poll(0.1)
 
     def commit(self, offsets: Mapping[TopicPartition, int]) -> dict[TopicPartition, int]:
-        from confluent_kafka import KafkaException
-        from confluent_kafka import TopicPartition as KafkaTP
-
         try:
             if offsets:
                 group = self.consumer.consumer_group_metadata()
@@ -367,14 +345,6 @@ class KafkaStreamBroker:
     # -- state -----------------------------------------------------------------------------------
     def restore(self, topic: str, starts: Mapping[int, int | None],
                 stable: Sequence[TopicPartition]) -> Iterator[tuple[int, int, str, bytes | None]]:
-        from confluent_kafka import (
-            OFFSET_BEGINNING,
-            Consumer,
-            KafkaError,
-            KafkaException,
-        )
-        from confluent_kafka import TopicPartition as KafkaTP
-
         try:
             # Waits for transactions still open on these partitions (KIP-447 stable offsets), so
             # the changelog read below already holds whatever they committed.
