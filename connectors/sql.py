@@ -8,12 +8,13 @@ record is dead-lettered). The detail names the database, never its address or pa
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from pydantic_core import to_json
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import ARRAY, ColumnElement, Dialect, Engine, any_, bindparam, create_engine
 from sqlalchemy import exc as sql
 from sqlalchemy.engine import make_url
 
@@ -36,6 +37,16 @@ def json_text(value: object) -> str:
     """A JSON column's text: pydantic-core's serializer, a fifth of the cost of `json.dumps` on the
     findings, payloads and invoices processscheduler stores with every verdict."""
     return to_json(value).decode()
+
+
+def among(column: ColumnElement[Any], values: Collection[Any], dialect: Dialect) -> ColumnElement[bool]:
+    """`column IN (values)`, as SQL Server and SQLite take it; on PostgreSQL `column = ANY(array)`.
+    One parameter whatever the number of values keeps the statement's text the same every batch:
+    psycopg parses a statement of more than 50 parameters again on every call, which was 6% of
+    the PO agent's time. PostgreSQL scans the column's index for either."""
+    if dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+    return column.in_(values)
 
 
 def _first_line(error: BaseException) -> str:

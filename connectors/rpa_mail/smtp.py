@@ -32,7 +32,7 @@ from connectors.api_ports import RpaSentLog
 from connectors.ports import RpaMailer
 from connectors.rpa_mail.message import build_message, message_id
 from connectors.scheduler.tables import rpa_sent_log
-from connectors.sql import mapped_errors
+from connectors.sql import among, mapped_errors
 from rules.errors import DataError, Unavailable
 from rules.lifecycle import RpaRequest
 
@@ -102,7 +102,8 @@ class SqlSentLog(RpaSentLog):
         with mapped_errors("processscheduler"), self.engine.connect() as conn:
             # by invoice id alone: SQL Server has no row-value IN
             rows = conn.execute(select(t.c.invoice_id, t.c.invoice_version)
-                                .where(t.c.invoice_id.in_({invoice_id for invoice_id, _ in invoices})))
+                                .where(among(t.c.invoice_id, {invoice_id for invoice_id, _ in invoices},
+                                             self.engine.dialect)))
             return {(row.invoice_id, row.invoice_version) for row in rows} & set(invoices)
 
     @contextlib.contextmanager

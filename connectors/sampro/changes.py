@@ -69,14 +69,15 @@ class PollingSamproChanges(SamproChanges):
                 for po_number, changed_at in conn.execute(query):
                     moment = _utc(changed_at)
                     latest[po_number] = max(moment, latest.get(po_number, moment))
-        changes = [PurchaseOrderChanged(event_id=change_id(po, at), po_number=po, changed_at=at)
-                   for po, at in sorted(latest.items(), key=lambda item: (item[1], item[0]))]
-        # The window's changes are remembered, so that the next poll skips them; on the first poll
-        # they are only remembered.
-        emitted = set(self._emitted)
-        fresh = [] if self._watermark is None else [change for change in changes if change.event_id not in emitted]
-        self._pending = (max([watermark, *(change.changed_at for change in changes)]),
-                         [change.event_id for change in changes])
+        oldest_first = sorted(latest.items(), key=lambda item: (item[1], item[0]))
+        changes = [(change_id(po, at), po, at) for po, at in oldest_first]
+        # The window's changes are remembered, so that the next poll skips them (and makes no event
+        # of them: the window is most of what a busy Sampro polls); on the first poll they are
+        # only remembered.
+        emitted = set(self._emitted) if self._watermark is not None else {event_id for event_id, _, _ in changes}
+        fresh = [PurchaseOrderChanged(event_id=event_id, po_number=po, changed_at=at)
+                 for event_id, po, at in changes if event_id not in emitted]
+        self._pending = (max([watermark, *(at for _, _, at in changes)]), [event_id for event_id, _, _ in changes])
         return fresh
 
     def commit(self) -> None:

@@ -11,7 +11,7 @@ from sqlalchemy import Engine, Select, or_, select
 
 from connectors.ports import PurchaseOrderReader
 from connectors.sampro.tables import SamproNames, sampro_tables
-from connectors.sql import mapped_errors
+from connectors.sql import among, mapped_errors
 from rules.context import KnownInvoice
 from rules.duplicates import Lookup, matches_lookup
 from rules.errors import DataError
@@ -62,7 +62,7 @@ class SqlPurchaseOrderReader(PurchaseOrderReader):
                        line.c.line_no, line.c.part_number, line.c.unit_price, line.c.quantity_ordered,
                        line.c.quantity_received, line.c.quantity_invoiced)
                 .select_from(header.outerjoin(line, line.c.po_number == header.c.po_number))
-                .where(header.c.po_number.in_(chunk))
+                .where(among(header.c.po_number, chunk, self.engine.dialect))
                 .order_by(header.c.po_number, line.c.line_no)
             )
 
@@ -76,17 +76,18 @@ class SqlPurchaseOrderReader(PurchaseOrderReader):
         the duplicate checks then compare exactly. A loose number (`INV42` for `INV-0042`) is found
         here only when the total matches too: an index cannot find it otherwise. Two IN lists, not
         an OR per lookup: one index range scan, and SQL Server has no row IN."""
-        invoice = self.tables.ap_invoice
+        invoice, dialect = self.tables.ap_invoice, self.engine.dialect
         wanted = sorted(set(lookups), key=lambda lookup: (lookup.vendor_key, lookup.number_key))
         for chunk in _chunks(wanted, CHUNK // 5):  # at most 9 parameters a lookup
             totals = {lookup.total_amount for lookup in chunk if lookup.total_amount is not None}
+            vendors = {v for lookup in chunk for v in _spellings(lookup.vendor_id)}
+            numbers = {n for lookup in chunk for n in _spellings(lookup.invoice_number)}
             yield chunk, (
                 select(invoice.c.sampro_invoice_id, invoice.c.vendor_id, invoice.c.invoice_number,
                        invoice.c.total_amount, invoice.c.invoice_date)
-                .where(invoice.c.vendor_id.in_({v for lookup in chunk for v in _spellings(lookup.vendor_id)}),
-                       or_(invoice.c.invoice_number.in_(
-                               {n for lookup in chunk for n in _spellings(lookup.invoice_number)}),
-                           invoice.c.total_amount.in_(totals))))
+                .where(among(invoice.c.vendor_id, vendors, dialect),
+                       or_(among(invoice.c.invoice_number, numbers, dialect),
+                           among(invoice.c.total_amount, totals, dialect))))
 
     def fetch(self, po_numbers: Collection[str]) -> dict[str, PurchaseOrder]:
         if not po_numbers:

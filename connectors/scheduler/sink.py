@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Engine, bindparam, func, insert, or_, select,
 from connectors.ports import ProcessScheduler, SchedulerEntry
 from connectors.scheduler.rows import entries
 from connectors.scheduler.tables import history, processscheduler
-from connectors.sql import mapped_errors
+from connectors.sql import among, mapped_errors
 from rules.context import KnownInvoice
 from rules.duplicates import Lookup, matches_lookup
 from rules.lifecycle import StatusChanged
@@ -64,29 +64,28 @@ class SqlProcessScheduler(ProcessScheduler):
                 conn.execute(statement, params)
             conn.execute(insert(history), [entry.event for entry in fresh])
 
-    @staticmethod
-    def _existing_keys(conn: Connection, keys: list[tuple[str, int]]) -> set[tuple[str, int]]:
+    def _existing_keys(self, conn: Connection, keys: list[tuple[str, int]]) -> set[tuple[str, int]]:
         found: set[tuple[str, int]] = set()
         t = processscheduler
         for start in range(0, len(keys), CHUNK):
             chunk = keys[start : start + CHUNK]
             ids = {invoice_id for invoice_id, _ in chunk}
-            query = select(t.c.invoice_id, t.c.invoice_version).where(t.c.invoice_id.in_(ids))
+            query = select(t.c.invoice_id, t.c.invoice_version).where(among(t.c.invoice_id, ids, self.engine.dialect))
             found.update((row.invoice_id, row.invoice_version) for row in conn.execute(query))
         return found & set(keys)
 
-    @staticmethod
-    def _existing_events(conn: Connection, event_ids: list[str]) -> set[str]:
+    def _existing_events(self, conn: Connection, event_ids: list[str]) -> set[str]:
         found: set[str] = set()
         for start in range(0, len(event_ids), CHUNK):
-            query = select(history.c.event_id).where(history.c.event_id.in_(event_ids[start : start + CHUNK]))
+            chunk = event_ids[start : start + CHUNK]
+            query = select(history.c.event_id).where(among(history.c.event_id, chunk, self.engine.dialect))
             found.update(conn.execute(query).scalars())
         return found
 
     def decided_invoices(self, lookups: Collection[Lookup]) -> list[KnownInvoice]:
         """One indexed query per chunk: the vendor keys, and the number keys, loose keys or totals."""
         wanted = sorted(lookups, key=lambda lookup: (lookup.vendor_key, lookup.number_key))
-        t = processscheduler
+        t, dialect = processscheduler, self.engine.dialect
         found: dict[tuple[str, int], KnownInvoice] = {}
         with mapped_errors("processscheduler"), self.engine.connect() as conn:
             for start in range(0, len(wanted), LOOKUP_CHUNK):
@@ -94,10 +93,10 @@ class SqlProcessScheduler(ProcessScheduler):
                 totals = {lookup.total_amount for lookup in chunk if lookup.total_amount is not None}
                 query = (select(t.c.invoice_id, t.c.invoice_version, t.c.vendor_id, t.c.invoice_number, t.c.status,
                                 t.c.total_amount, t.c.invoice_date)
-                         .where(t.c.vendor_key.in_({lookup.vendor_key for lookup in chunk}),
-                                or_(t.c.number_key.in_({lookup.number_key for lookup in chunk}),
-                                    t.c.loose_number_key.in_({lookup.loose_key for lookup in chunk}),
-                                    t.c.total_amount.in_(totals))))
+                         .where(among(t.c.vendor_key, {lookup.vendor_key for lookup in chunk}, dialect),
+                                or_(among(t.c.number_key, {lookup.number_key for lookup in chunk}, dialect),
+                                    among(t.c.loose_number_key, {lookup.loose_key for lookup in chunk}, dialect),
+                                    among(t.c.total_amount, totals, dialect))))
                 for r in conn.execute(query):
                     known = KnownInvoice(r.invoice_id, r.vendor_id, r.invoice_number, r.status, r.total_amount,
                                          r.invoice_date)
