@@ -95,16 +95,18 @@ class SqlPurchaseOrderReader(PurchaseOrderReader):
         rows: list[Any] = []
         with mapped_errors("sampro"), self.engine.connect() as conn:
             for query in self.purchase_order_queries(po_numbers):
-                rows.extend(conn.execute(query).mappings())
+                rows.extend(conn.execute(query).mappings().all())  # fetchall: one driver call, not one a row
         headers: dict[str, dict[str, Any]] = {}
         for row in rows:
-            po = headers.setdefault(row["po_number"], {
-                "po_number": row["po_number"], "vendor_id": row["vendor_id"],
-                "status": _status(row["po_number"], row["status"]), "currency": row["currency"],
-                "order_date": row["order_date"], "tax_rate": row["tax_rate"],
-                "allowed_charges": [c.strip() for c in (row["allowed_charges"] or "").split(",") if c.strip()],
-                "lines": [],
-            })
+            po = headers.get(row["po_number"])
+            if po is None:  # the header, once per PO (not once per line)
+                po = headers[row["po_number"]] = {
+                    "po_number": row["po_number"], "vendor_id": row["vendor_id"],
+                    "status": _status(row["po_number"], row["status"]), "currency": row["currency"],
+                    "order_date": row["order_date"], "tax_rate": row["tax_rate"],
+                    "allowed_charges": [c.strip() for c in (row["allowed_charges"] or "").split(",") if c.strip()],
+                    "lines": [],
+                }
             if row["line_no"] is not None:
                 po["lines"].append({
                     "line_no": row["line_no"], "part_number": row["part_number"], "unit_price": row["unit_price"],
