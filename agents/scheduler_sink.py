@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from connectors.ports import SchedulerEntry
-from connectors.scheduler.rows import entry_of, verdict_entry
+from connectors.scheduler.rows import status_change_entry, verdict_entry
 from rules.errors import DataError
 from rules.lifecycle import StatusChanged
 from rules.models import Verdict
-from schemas.codec import from_record
 from streams.broker import Record
 from streams.runtime import Flow
 
@@ -23,15 +22,14 @@ def register(pipeline: Pipeline) -> None:
     codec, scheduler = pipeline.codec, pipeline.scheduler
 
     def decode(record: Record) -> SchedulerEntry | None:
-        """A verdict is written from its record as read, not validated again: the PO agent wrote
-        it (`rows.verdict_entry`); a status change, small, is decoded in full."""
+        """Written from the record as read, not validated again: the PO agent wrote it (see
+        `rows.verdict_entry`)."""
         kind, data = codec.read_unvalidated(record.value)
         if kind is Verdict:
             return verdict_entry(data)
-        message = from_record(kind, data)
-        if not isinstance(message, StatusChanged):
-            raise DataError(f"a {kind.__name__} is not a message {SINK} takes (Verdict, StatusChanged)")
-        return entry_of(message)
+        if kind is StatusChanged:
+            return status_change_entry(data)
+        raise DataError(f"a {kind.__name__} is not a message {SINK} takes (Verdict, StatusChanged)")
 
     pipeline.runtime.add_flow(Flow(SINK, (pipeline.topics.verdicts,), decode=decode,
                                    handle=lambda batch: scheduler.record(batch.messages),

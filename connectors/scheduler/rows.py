@@ -45,23 +45,18 @@ def entry_of(message: Verdict | StatusChanged) -> SchedulerEntry | None:
                                                      "invoice_number": message.invoice_number,
                                                      "http_status": message.http_status},
                               data["audit"]["invoice"] if data["audit"] else None)
-    fields: dict[str, Any] = {"po_number": message.po_number, "status": message.status.value}
-    if message.sampro_invoice_id:
-        fields["sampro_invoice_id"] = message.sampro_invoice_id
-    if message.rpa_payload is not None:  # what went to the bot, also after an AP release
-        fields["rpa_payload"] = message.rpa_payload.model_dump(mode="json")
-    return SchedulerEntry(key, fields, {
-        "event_id": message.event_id, "invoice_id": message.invoice_id, "invoice_version": message.invoice_version,
-        "status": message.status.value, "occurred_at": message.occurred_at, "actor": message.actor,
-        "reason": message.reason, "holds": message.holds or None})
+    payload = message.rpa_payload.model_dump(mode="json") if message.rpa_payload is not None else None
+    return _status_change_entry(key, {**message.model_dump(include=_STATUS_CHANGE_SCALARS), "rpa_payload": payload},
+                                message.status.value, message.occurred_at)
 
 
 def verdict_entry(record: Mapping[str, Any]) -> SchedulerEntry | None:
     """The entry of a verdict from its Avro record as read (`Codec.read_unvalidated`): the same as
     `entry_of` of the decoded verdict (tests/unit/connectors/test_scheduler_rows.py) at a third of
-    the cost. The PO agent made the record from a validated verdict, so its findings, payload and
-    PO snapshot go to their JSON columns as they are; the columns the database types are parsed
-    here, so that a record no verdict could be is dead-lettered before the database sees it."""
+    the cost, most of which was validating the payload and PO snapshot again. The PO agent made
+    the record from a validated verdict, so its findings, payload and PO snapshot go to their JSON
+    columns as they are; the columns the database types are parsed here, so that a record no
+    verdict could be is dead-lettered before the database sees it."""
     invoice_id, version = record["invoice_id"], record["invoice_version"]
     if invoice_id is None or version is None:
         return None
@@ -74,6 +69,32 @@ def verdict_entry(record: Mapping[str, Any]) -> SchedulerEntry | None:
         raise DataError(f"a Verdict record of {invoice_id} v{version} cannot be read: {error}") from None
     return _verdict_entry((invoice_id, version), record["status"], record["rules_version"], record["judged_after"],
                           decided_at, record, document)
+
+
+def status_change_entry(record: Mapping[str, Any]) -> SchedulerEntry:
+    """The entry of a status change from its Avro record as read, as `verdict_entry` is of a verdict."""
+    try:
+        occurred_at = datetime.fromisoformat(record["occurred_at"])
+    except ValueError as error:
+        raise DataError(f"a StatusChanged record of {record['invoice_id']} v{record['invoice_version']} "
+                        f"cannot be read: {error}") from None
+    return _status_change_entry((record["invoice_id"], record["invoice_version"]), record, record["status"],
+                                occurred_at)
+
+
+_STATUS_CHANGE_SCALARS = {"event_id", "po_number", "sampro_invoice_id", "actor", "reason", "holds"}
+
+
+def _status_change_entry(key: tuple[str, int], data: Mapping[str, Any], status: str,
+                         occurred_at: datetime) -> SchedulerEntry:
+    fields: dict[str, Any] = {"po_number": data["po_number"], "status": status}
+    if data["sampro_invoice_id"]:
+        fields["sampro_invoice_id"] = data["sampro_invoice_id"]
+    if data["rpa_payload"] is not None:  # what went to the bot, also after an AP release
+        fields["rpa_payload"] = data["rpa_payload"]
+    return SchedulerEntry(key, fields, {
+        "event_id": data["event_id"], "invoice_id": key[0], "invoice_version": key[1], "status": status,
+        "occurred_at": occurred_at, "actor": data["actor"], "reason": data["reason"], "holds": data["holds"] or None})
 
 
 def _verdict_entry(key: tuple[str, int], status: str, rules_version: str, judged_after: str | None,

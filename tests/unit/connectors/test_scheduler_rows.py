@@ -3,10 +3,13 @@ it into a Verdict: what it writes must be exactly what the decoded verdict would
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
-from connectors.scheduler.rows import entry_of, verdict_entry
+from connectors.scheduler.rows import entry_of, status_change_entry, verdict_entry
 from rules.errors import DataError
+from rules.lifecycle import InvoiceStatus, StatusChanged
 from rules.models import Verdict
 from schemas.codec import SingleObjectCodec
 from tests.unit.rules.test_golden_verdicts import _verdicts
@@ -14,9 +17,9 @@ from tests.unit.rules.test_golden_verdicts import _verdicts
 CODEC = SingleObjectCodec()
 
 
-def as_read(verdict: Verdict) -> dict:
-    kind, record = CODEC.read_unvalidated(CODEC.encode(verdict))
-    assert kind is Verdict
+def as_read(message: Verdict | StatusChanged) -> dict:
+    kind, record = CODEC.read_unvalidated(CODEC.encode(message))
+    assert kind is type(message)
     return record
 
 
@@ -64,3 +67,25 @@ def test_a_record_no_verdict_could_be_is_refused_naming_the_invoice(field, value
         record[field] = value
     with pytest.raises(DataError, match=f"Verdict record of {verdict.invoice_id} v{verdict.invoice_version}"):
         verdict_entry(record)
+
+
+def status_changes() -> list[StatusChanged]:
+    payload = next(v.rpa_payload for v in pinned_verdicts() if v.rpa_payload is not None)
+    at = datetime(2026, 12, 4, 9, 30, tzinfo=UTC)
+    base = {"invoice_id": "MP-1", "invoice_version": 2, "po_number": "PO-1", "occurred_at": at}
+    return [StatusChanged(event_id="e1", status=InvoiceStatus.SENT_TO_RPA, rpa_payload=payload, **base),
+            StatusChanged(event_id="e2", status=InvoiceStatus.ENTERED, sampro_invoice_id="S-9", actor="rpa", **base),
+            StatusChanged(event_id="e3", status=InvoiceStatus.RELEASED, actor="ana", reason="price agreed",
+                          holds=["PRICE_MISMATCH:1:unit_price"], **base)]
+
+
+@pytest.mark.parametrize("change", status_changes(), ids=lambda change: change.status.value)
+def test_a_status_change_writes_the_same_from_its_record_as_decoded(change):
+    assert status_change_entry(as_read(change)) == entry_of(change)
+
+
+def test_a_status_change_record_of_no_time_is_refused_naming_the_invoice():
+    record = as_read(status_changes()[0])
+    record["occurred_at"] = "soon"
+    with pytest.raises(DataError, match="StatusChanged record of MP-1 v2"):
+        status_change_entry(record)
