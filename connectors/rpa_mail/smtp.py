@@ -10,8 +10,8 @@ AP a missing email (the invoice waits at `sent_to_rpa`, visibly) is far cheaper 
 bot would enter twice. The deterministic Message-ID lets a mailbox drop any copy anyway.
 
 A batch of requests goes out over one SMTP connection, kept open between batches, and one
-database connection: one query finds what was sent before, and each email costs one commit,
-which claims it and records the server's reply to the one before it.
+database connection: one query finds what was sent before, and each email costs two statements,
+each its own commit: the claim, and the server's reply.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import socket
 from collections.abc import Collection, Iterator, Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, Engine, Executable, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from connectors.api_ports import RpaSentLog
@@ -46,48 +46,36 @@ def _unavailable(error: BaseException) -> Unavailable:
 
 
 class SentLogSession:
-    """The sent log over one connection for one batch of emails."""
+    """The sent log over one connection for one batch of emails. Each statement is a transaction
+    of its own (the connection autocommits): a claim costs one round trip to the database, where
+    a transaction around it cost four (BEGIN, the statement, COMMIT and the reply before it)."""
 
     def __init__(self, conn: Connection):
         self.conn = conn
-        self._replies: list[dict[str, object]] = []  # confirmed by the server, written with the next commit
 
     def claim(self, invoice: InvoiceVersion, mid: str) -> bool:
         """Commits 'this email goes out now'; False when an earlier attempt already did."""
         with mapped_errors("processscheduler"):
             try:
-                self._commit(insert(rpa_sent_log).values(invoice_id=invoice[0], invoice_version=invoice[1],
-                                                         message_id=mid, sent_at=datetime.now(UTC)))
+                self.conn.execute(insert(rpa_sent_log).values(invoice_id=invoice[0], invoice_version=invoice[1],
+                                                              message_id=mid, sent_at=datetime.now(UTC)))
             except IntegrityError:
-                self.flush()
+                self.conn.rollback()  # nothing to undo in the database: resets the connection's state
                 return False
         return True
 
     def confirm(self, invoice: InvoiceVersion, server_reply: str) -> None:
-        self._replies.append({"id": invoice[0], "version": invoice[1], "reply": server_reply[:500]})
+        """The server accepted the email: it is no longer in doubt."""
+        t = rpa_sent_log
+        with mapped_errors("processscheduler"):
+            self.conn.execute(update(t).where((t.c.invoice_id == invoice[0]) & (t.c.invoice_version == invoice[1]))
+                              .values(server_reply=server_reply[:500]))
 
     def forget(self, invoice: InvoiceVersion) -> None:
         """The server refused or never got the end of the message: the email may be sent again."""
         t = rpa_sent_log
         with mapped_errors("processscheduler"):
-            self._commit(delete(t).where((t.c.invoice_id == invoice[0]) & (t.c.invoice_version == invoice[1])))
-
-    def flush(self) -> None:
-        if self._replies:
-            with mapped_errors("processscheduler"):
-                self._commit()
-
-    def _commit(self, statement: Executable | None = None) -> None:
-        """One transaction: the replies confirmed since the last one, then the statement."""
-        t = rpa_sent_log
-        with self.conn.begin():
-            if self._replies:
-                self.conn.execute(update(t).where((t.c.invoice_id == bindparam("id"))
-                                                  & (t.c.invoice_version == bindparam("version")))
-                                  .values(server_reply=bindparam("reply")), self._replies)
-            if statement is not None:
-                self.conn.execute(statement)
-        self._replies.clear()
+            self.conn.execute(delete(t).where((t.c.invoice_id == invoice[0]) & (t.c.invoice_version == invoice[1])))
 
 
 class SqlSentLog(RpaSentLog):
@@ -108,17 +96,11 @@ class SqlSentLog(RpaSentLog):
 
     @contextlib.contextmanager
     def session(self) -> Iterator[SentLogSession]:
-        """One connection for a batch; the replies confirmed last are written when it ends, even
-        when the batch ends in an error."""
+        """One autocommitting connection for a batch."""
         with mapped_errors("processscheduler"):
-            conn = self.engine.connect()
+            conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         with conn:
-            session = SentLogSession(conn)
-            try:
-                yield session
-            finally:
-                with contextlib.suppress(Exception):  # the error under way says more
-                    session.flush()
+            yield SentLogSession(conn)
 
     def in_doubt(self) -> list[InvoiceVersion]:
         """Hand-offs cut off between the log and the server's answer: check the RPA mailbox."""

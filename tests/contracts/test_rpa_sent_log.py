@@ -51,6 +51,15 @@ class SqlSentLogContract(RpaSentLogContract):
             assert not session.claim(CONFIRMED, "<a>")
         assert empty.sent_before([CONFIRMED, CUT_OFF]) == {CONFIRMED}
 
+    def test_a_claim_and_a_reply_are_committed_before_the_next_step_of_the_email(self, empty):
+        """The claim must be durable before the end-of-data dot goes out: another connection sees
+        it while the batch is still under way, and sees the reply as soon as it is confirmed."""
+        with empty.session() as session:
+            assert session.claim(CONFIRMED, "<a>")
+            assert empty.sent_before([CONFIRMED]) == {CONFIRMED} and empty.in_doubt() == [CONFIRMED]
+            session.confirm(CONFIRMED, "250 OK")
+            assert empty.in_doubt() == []
+
     def test_a_forgotten_claim_may_be_claimed_again(self, empty):
         with empty.session() as session:
             session.claim(CUT_OFF, "<b>")
