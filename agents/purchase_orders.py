@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -27,16 +28,22 @@ def register(pipeline: Pipeline) -> None:
         return work
 
     def decide(batch: Batch) -> None:
-        partition_of = {work.po_number: record.partition for record, work in batch.items}
+        partition_of: dict[str, int] = {}
+        invoices_of: dict[str, set[str]] = defaultdict(set)  # the invoices the batch names, per PO
+        for record, work in batch.items:
+            partition_of[work.po_number] = record.partition
+            if (invoice_id := getattr(work, "invoice_id", None)) is not None:  # a Sampro change names none
+                invoices_of[work.po_number].add(invoice_id)
         with timed("ledger state"):
-            stored = {po: ledgers.load(batch.state(partition), po) for po, partition in partition_of.items()}
-        current = {po: ledger for po, (ledger, _) in stored.items() if ledger is not None}
+            stored = {po: ledgers.load(batch.state(partition), po, invoices_of[po])
+                      for po, partition in partition_of.items()}
+        current = {po: loaded.ledger for po, loaded in stored.items() if loaded.ledger is not None}
         for message in desk.decide(batch.messages, current, datetime.now(UTC)):
             topic = topics.rpa_requests if isinstance(message, RpaRequest) else topics.verdicts
             batch.emit(topic, message.po_number, message)
         with timed("ledger state"):
             for po, ledger in current.items():
-                ledgers.save(batch.state(partition_of[po]), ledger, stored[po][1])
+                ledgers.save(batch.state(partition_of[po]), ledger, stored[po])
 
     def bad_invoice_verdict(record, work, reason):
         if not isinstance(work, InvoiceSubmitted):

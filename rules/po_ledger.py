@@ -151,7 +151,9 @@ class PurchaseOrderLedger(BaseModel):
     holding: list[str] = Field(default_factory=list)  # record keys: ready or at the RPA bot
     parked: list[str] = Field(default_factory=list)  # record keys waiting for the PO, arrival order
     records: dict[str, InvoiceRecord] = Field(default_factory=dict)
-    latest: dict[str, int] = Field(default_factory=dict)  # invoice id -> newest version seen
+    # invoice id -> newest version seen. Read only for the invoice a message names, so the ledger
+    # store loads just those entries (streams/ledgers.py): a PO's history may be long.
+    latest: dict[str, int] = Field(default_factory=dict)
     completions_seen: list[str] = Field(default_factory=list)
     changes_seen: list[str] = Field(default_factory=list)  # the last Sampro changes applied
 

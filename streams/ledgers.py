@@ -1,16 +1,32 @@
-"""The per-PO ledgers in the PO agent's keyed state: one value per purchase order.
+"""The per-PO ledgers in the PO agent's keyed state, kept so that what one batch costs does not
+grow with the PO's history or its backlog.
 
-A ledger holds only the invoice versions that can still change (see `rules.po_ledger`), so a
-value stays small however long the PO's history grows. Its partition is the PO's partition of
-the work topics, and its changelog partition the same number: the state moves with the PO.
+A ledger (`rules.po_ledger`) is stored as several keys:
+
+| key | value |
+|---|---|
+| `<PO>` | the ledger's small part: its queues, the keys of its records, what it has seen, a revision |
+| `<PO>␟r␟<invoice id>@v<version>` | one invoice version's record (JSON) |
+| `<PO>␟v␟<invoice id>` | the newest version seen of that invoice (`latest`) |
+
+(␟ is the unit separator, which no PO number or invoice id may hold.) So a batch reads the
+records of the PO and the versions of the invoices it touches, and writes back only what
+changed: one record, not the PO's hundreds held in review; an invoice's newest version, not
+one per invoice the PO ever had. Every key is a changelog record of the store's partition,
+which is the PO's partition of the work topics: the state moves with the PO. Ledgers written
+before (one JSON value per PO) are read as they are and written in keys on their next change.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Collection
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from rules.errors import DataError
-from rules.po_ledger import PurchaseOrderLedger
+from rules.po_ledger import InvoiceRecord, PurchaseOrderLedger
 from streams.settings import Settings
 from streams.state import StateWrites, Store
 
@@ -20,46 +36,131 @@ def changelog_topic(settings: Settings) -> str:
 
 
 CACHED_LEDGERS = 1_000
-# A ledger is one changelog record: past Kafka's message size the whole batch could never commit.
+# Each key is one changelog record: past Kafka's message size the whole batch could never commit.
 MAX_LEDGER_BYTES = 1_000_000
+SEPARATOR = "\x1f"
+
+
+def record_state_key(po_number: str, key: str) -> str:
+    return f"{po_number}{SEPARATOR}r{SEPARATOR}{key}"
+
+
+def version_state_key(po_number: str, invoice_id: str) -> str:
+    return f"{po_number}{SEPARATOR}v{SEPARATOR}{invoice_id}"
+
+
+class _Stored(BaseModel):
+    """The value under the PO's own key. `records` and `latest` are only in a ledger written before
+    they had keys of their own."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    po_number: str
+    holding: list[str] = Field(default_factory=list)
+    parked: list[str] = Field(default_factory=list)
+    record_keys: list[str] = Field(default_factory=list)
+    completions_seen: list[str] = Field(default_factory=list)
+    changes_seen: list[str] = Field(default_factory=list)
+    revision: int = 0  # changes with every write, so that the PO's value names its records' state
+    records: dict[str, InvoiceRecord] = Field(default_factory=dict)
+    latest: dict[str, int] = Field(default_factory=dict)
+
+
+@dataclass
+class LoadedLedger:
+    """A ledger as read, to tell on saving what changed."""
+
+    ledger: PurchaseOrderLedger | None
+    raw: bytes | None = None
+    revision: int = 0
+    versions: dict[str, int] = field(default_factory=dict)  # the `latest` entries read
+    legacy: bool = False  # one JSON value, as written before: every part is written on its next change
 
 
 class LedgerStore:
-    """Reads and writes ledgers as JSON in the store. The ledgers of the POs at work are kept
-    decoded too, by the bytes they were read from: a busy PO is not parsed again on every batch,
-    and the rules never change a ledger they were given (they copy on write)."""
+    """Reads and writes ledgers in the store. The ledgers of the POs at work are kept decoded too,
+    by the bytes of their PO's value (its revision names its records): a busy PO is not parsed
+    again on every batch, and the rules never change a ledger they were given (they copy on
+    write, and an unchanged record stays the same object, which is how `save` finds what changed)."""
 
     def __init__(self, settings: Settings):
         self.store = Store("po-ledgers", changelog_topic(settings), settings.store, settings.data_dir)
-        self._decoded: OrderedDict[str, tuple[bytes, PurchaseOrderLedger]] = OrderedDict()
+        self._decoded: OrderedDict[str, tuple[bytes, _Stored, dict[str, InvoiceRecord]]] = OrderedDict()
 
-    def load(self, state: StateWrites, po_number: str) -> tuple[PurchaseOrderLedger | None, bytes | None]:
-        """The ledger, and the bytes it was read from (to tell whether it changed)."""
+    def load(self, state: StateWrites, po_number: str, invoice_ids: Collection[str] = ()) -> LoadedLedger:
+        """The PO's ledger with the newest versions of `invoice_ids`, the invoices the batch names:
+        the rules read `latest` for no other (rules.po_ledger), and a PO's history may be long."""
         raw = state.get(po_number)
         if not raw:
-            return None, raw
+            return LoadedLedger(None)
         cached = self._decoded.get(po_number)
         if cached is not None and cached[0] == raw:
             self._decoded.move_to_end(po_number)
-            return cached[1], raw
-        ledger = PurchaseOrderLedger.model_validate_json(raw)
-        self._keep(po_number, raw, ledger)
-        return ledger, raw
+            stored, records = cached[1], cached[2]
+        else:
+            stored = _Stored.model_validate_json(raw)
+            records = stored.records or {
+                key: InvoiceRecord.model_validate_json(_required(state, record_state_key(po_number, key)))
+                for key in stored.record_keys}
+            self._keep(po_number, raw, stored, records)
+        legacy = not stored.record_keys and bool(stored.records or stored.latest)
+        if legacy:
+            versions = dict(stored.latest)
+        else:
+            versions = {invoice_id: int(found) for invoice_id in invoice_ids
+                        if (found := state.get(version_state_key(po_number, invoice_id))) is not None}
+        ledger = PurchaseOrderLedger(
+            po_number=stored.po_number, holding=list(stored.holding), parked=list(stored.parked),
+            records=dict(records), latest=dict(versions), completions_seen=list(stored.completions_seen),
+            changes_seen=list(stored.changes_seen))
+        return LoadedLedger(ledger, raw, stored.revision, versions, legacy)
 
-    def save(self, state: StateWrites, ledger: PurchaseOrderLedger, before: bytes | None) -> None:
-        if before is None and ledger == PurchaseOrderLedger(po_number=ledger.po_number):
+    def save(self, state: StateWrites, ledger: PurchaseOrderLedger, before: LoadedLedger) -> None:
+        po = ledger.po_number
+        if before.raw is None and ledger == PurchaseOrderLedger(po_number=po):
             return  # work that left no trace (a Sampro change of a PO with nothing held) keeps no ledger
-        raw = ledger.model_dump_json().encode()
-        if len(raw) > MAX_LEDGER_BYTES:  # the message that made it so is dead-lettered, the rest goes on
-            raise DataError(f"PO {ledger.po_number} would hold {len(ledger.records):,} invoice versions in "
-                            f"{len(raw):,} bytes, more than its ledger can keep ({MAX_LEDGER_BYTES:,}); "
-                            f"send it again once the PO's waiting invoices are entered")
-        if raw != before:  # a replayed message leaves the ledger as it was: nothing to write
-            state.set(ledger.po_number, raw)
-            self._keep(ledger.po_number, raw, ledger)
+        earlier = before.ledger.records if before.ledger is not None and not before.legacy else {}
+        for key, record in ledger.records.items():
+            if earlier.get(key) is not record:
+                state.set(record_state_key(po, key), _bounded(po, record.model_dump_json().encode()))
+        for key in earlier.keys() - ledger.records.keys():
+            state.set(record_state_key(po, key), None)
+        for invoice_id, version in ledger.latest.items():
+            if before.legacy or before.versions.get(invoice_id) != version:
+                state.set(version_state_key(po, invoice_id), str(version).encode())
+        stored = _Stored(po_number=po, holding=ledger.holding, parked=ledger.parked,
+                         record_keys=sorted(ledger.records), completions_seen=ledger.completions_seen,
+                         changes_seen=ledger.changes_seen, revision=before.revision)
+        if before.raw is not None and not before.legacy and _dumped(stored) == before.raw \
+                and all(earlier.get(key) is record for key, record in ledger.records.items()):
+            return  # a replayed message leaves the ledger as it was: nothing to write
+        stored.revision += 1
+        raw = _bounded(po, _dumped(stored), len(ledger.records))
+        state.set(po, raw)
+        self._keep(po, raw, stored, dict(ledger.records))
 
-    def _keep(self, po_number: str, raw: bytes, ledger: PurchaseOrderLedger) -> None:
-        self._decoded[po_number] = (raw, ledger)
+    def _keep(self, po_number: str, raw: bytes, stored: _Stored, records: dict[str, InvoiceRecord]) -> None:
+        self._decoded[po_number] = (raw, stored, records)
         self._decoded.move_to_end(po_number)
         if len(self._decoded) > CACHED_LEDGERS:
             self._decoded.popitem(last=False)
+
+
+def _dumped(stored: _Stored) -> bytes:
+    return stored.model_dump_json(exclude={"records", "latest"}).encode()
+
+
+def _required(state: StateWrites, key: str) -> bytes:
+    value = state.get(key)
+    if value is None:  # the PO's value names it, and both were written in one transaction
+        raise LookupError(f"the ledger's record {key!r} is missing from the store")
+    return value
+
+
+def _bounded(po_number: str, raw: bytes, records: int | None = None) -> bytes:
+    """The message that would make a value too large is dead-lettered, the rest goes on."""
+    if len(raw) > MAX_LEDGER_BYTES:
+        what = f"{records:,} invoice versions in" if records is not None else "an invoice record of"
+        raise DataError(f"PO {po_number} would hold {what} {len(raw):,} bytes, more than its ledger can keep "
+                        f"({MAX_LEDGER_BYTES:,}); send it again once the PO's waiting invoices are entered")
+    return raw

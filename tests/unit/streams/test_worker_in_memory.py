@@ -281,22 +281,31 @@ def test_an_output_kafka_would_refuse_dead_letters_its_record_instead_of_failing
 def test_an_invoice_that_would_grow_its_pos_ledger_past_what_kafka_takes_is_dead_lettered_alone(worker, monkeypatch):
     import streams.ledgers
 
-    worker.submit(ready_invoice("MP-1"))
-    worker.submit(ready_invoice("MP-2"))
+    waiting = [f"MP-{number}" for number in range(2, 151)]
+    for invoice_id in ["MP-1", *waiting]:
+        worker.submit(ready_invoice(invoice_id))
     worker.run()
-    # As full as it may be: each further parked invoice adds its document to the ledger.
-    monkeypatch.setattr(streams.ledgers, "MAX_LEDGER_BYTES", len(_ledger_bytes(worker, "PO-5001")) + 100)
-    worker.submit(ready_invoice("MP-3"))
-    worker.submit(ready_invoice("MP-4"))
+    # As full as it may be: each further parked invoice adds its key to the PO's value (its record
+    # is a value of its own, smaller than the PO's here, so only the PO's value reaches the limit).
+    full = len(_ledger_bytes(worker, "PO-5001"))
+    assert full > max(len(value) for key, value in _state(worker).items() if "\x1fr\x1f" in key)
+    monkeypatch.setattr(streams.ledgers, "MAX_LEDGER_BYTES", full + 5)
+    worker.submit(ready_invoice("MP-151"))
+    worker.submit(ready_invoice("MP-152"))
     worker.run()
     statuses = worker.statuses()
-    assert statuses["MP-1"] == "sent_to_rpa" and statuses["MP-2"] == "waiting_for_po"
-    assert {statuses["MP-3"], statuses["MP-4"]} == {"bad_invoice"}
+    assert statuses["MP-1"] == "sent_to_rpa" and {statuses[invoice_id] for invoice_id in waiting} == {"waiting_for_po"}
+    assert {statuses["MP-151"], statuses["MP-152"]} == {"bad_invoice"}
     assert [dead["stage"] for dead in worker.dead_letters()] == ["decide", "decide"]
     assert "more than its ledger can keep" in worker.dead_letters()[0]["error"]
     worker.complete("MP-1")
     worker.run()
     assert worker.statuses()["MP-2"] == "sent_to_rpa"  # the PO goes on
+
+
+def _state(worker) -> dict[str, bytes]:
+    store = worker.pipeline.ledgers.store
+    return {key: value for number in range(3) for key, value in store.partition(number).data.items()}
 
 
 def _ledger_bytes(worker, po_number: str) -> bytes:

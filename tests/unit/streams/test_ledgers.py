@@ -1,0 +1,106 @@
+"""The ledgers in the keyed state: a batch writes what changed, not the PO's whole backlog or
+history, and reads the ledgers written before as they are."""
+
+from __future__ import annotations
+
+import pytest
+
+from rules.errors import DataError
+from rules.po_ledger import PurchaseOrderLedger, complete_rpa, submit_invoice
+from streams.ledgers import LedgerStore, record_state_key, version_state_key
+from streams.settings import Settings
+from streams.state import MemoryPartitionStore, StateWrites
+from tests.unit.ledger.test_po_ledger import FakeJudge, completion, submission
+
+JUDGE = FakeJudge()
+
+
+@pytest.fixture
+def store(tmp_path) -> LedgerStore:
+    return LedgerStore(Settings(data_dir=tmp_path, _env_file=None))
+
+
+class Partition:
+    """One partition's store, with each batch's writes committed as the runtime commits them."""
+
+    def __init__(self, ledgers: LedgerStore):
+        self.ledgers, self.data = ledgers, MemoryPartitionStore()
+        self.written: dict[str, bytes | None] = {}
+
+    def batch(self, *work, invoice_ids=()):
+        state = StateWrites(self.data)
+        loaded = self.ledgers.load(state, "PO-1", invoice_ids)
+        ledger = loaded.ledger or PurchaseOrderLedger(po_number="PO-1")
+        for step in work:
+            ledger = step(ledger).ledger
+        self.ledgers.save(state, ledger, loaded)
+        self.written = dict(state.changes)
+        self.data.write(state.changes, None)
+        return ledger
+
+
+def submit(invoice_id: str, expect: str = "ready_to_process"):
+    return lambda ledger: submit_invoice(ledger, submission(invoice_id, expect=expect), JUDGE, "automatic")
+
+
+def held_backlog(partition: Partition, count: int) -> None:
+    for number in range(count):
+        partition.batch(submit(f"H-{number}", "manual_review"), invoice_ids=[f"H-{number}"])
+
+
+def test_a_ledger_reads_back_as_it_was_saved(store):
+    partition = Partition(store)
+    saved = partition.batch(submit("A"), submit("B"), submit("C", "manual_review"), invoice_ids=["A", "B", "C"])
+    assert store.load(StateWrites(partition.data), "PO-1", ["A", "B", "C"]).ledger == saved
+    fresh = LedgerStore(Settings(data_dir=store.store.folder, _env_file=None))  # nothing cached
+    assert fresh.load(StateWrites(partition.data), "PO-1", ["A", "B", "C"]).ledger == saved
+
+
+def test_a_batch_on_a_po_with_hundreds_held_writes_its_own_record_and_the_pos_small_value(store):
+    partition = Partition(store)
+    held_backlog(partition, 300)
+    partition.batch(submit("A"), invoice_ids=["A"])
+    assert set(partition.written) == {"PO-1", record_state_key("PO-1", "A@v1"), version_state_key("PO-1", "A")}
+    assert len(partition.written["PO-1"] or b"") < 30 * 300  # keys, not documents
+    partition.batch(lambda ledger: complete_rpa(ledger, completion("A"), JUDGE, "automatic"), invoice_ids=["A"])
+    assert partition.written[record_state_key("PO-1", "A@v1")] is None  # entered: its record leaves
+    assert set(partition.written) == {"PO-1", record_state_key("PO-1", "A@v1")}
+
+
+def test_only_the_versions_of_the_invoices_the_batch_names_are_read(store):
+    partition = Partition(store)
+    partition.batch(submit("A"), invoice_ids=["A"])
+    partition.batch(lambda ledger: complete_rpa(ledger, completion("A"), JUDGE, "automatic"), invoice_ids=["A"])
+    partition.batch(submit("B", "manual_review"), invoice_ids=["B"])
+    assert store.load(StateWrites(partition.data), "PO-1").ledger.latest == {}
+    assert store.load(StateWrites(partition.data), "PO-1", ["A", "C"]).ledger.latest == {"A": 1}
+
+
+def test_the_same_invoice_again_is_refused_by_its_version_and_writes_nothing(store):
+    partition = Partition(store)
+    partition.batch(submit("A"), invoice_ids=["A"])
+    partition.batch(lambda ledger: complete_rpa(ledger, completion("A"), JUDGE, "automatic"), invoice_ids=["A"])
+    ledger = partition.batch(submit("A"), invoice_ids=["A"])  # a replay of the entered invoice
+    assert partition.written == {} and ledger.records == {} and ledger.latest == {"A": 1}
+
+
+def test_a_ledger_written_as_one_value_before_is_read_and_then_written_in_keys(store):
+    partition = Partition(store)
+    old = submit_invoice(submit_invoice(PurchaseOrderLedger(po_number="PO-1"), submission("A"), JUDGE,
+                                        "automatic").ledger, submission("B"), JUDGE, "automatic").ledger
+    partition.data.write({"PO-1": old.model_dump_json().encode()}, None)
+    assert store.load(StateWrites(partition.data), "PO-1").ledger == old
+    partition.batch(lambda ledger: complete_rpa(ledger, completion("A"), JUDGE, "automatic"), invoice_ids=["A"])
+    assert set(partition.written) == {"PO-1", record_state_key("PO-1", "B@v1"), version_state_key("PO-1", "A"),
+                                      version_state_key("PO-1", "B")}
+    reread = store.load(StateWrites(partition.data), "PO-1", ["A", "B"]).ledger
+    assert reread is not None and list(reread.records) == ["B@v1"] and reread.latest == {"A": 1, "B": 1}
+
+
+def test_a_po_value_past_what_kafka_takes_is_refused_naming_the_po(store, monkeypatch):
+    import streams.ledgers
+
+    monkeypatch.setattr(streams.ledgers, "MAX_LEDGER_BYTES", 400)
+    partition = Partition(store)
+    with pytest.raises(DataError, match="PO PO-1 would hold"):
+        held_backlog(partition, 50)
