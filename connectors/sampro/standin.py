@@ -36,6 +36,18 @@ class SamproStandIn:
                     conn.execute(insert(po_line), [{"po_number": po.po_number, **line.model_dump(), "updated_at": now}
                                                    for line in po.lines])
 
+    def add_purchase_orders(self, purchase_orders: Iterable[PurchaseOrder]) -> None:
+        """Adds POs that are not there yet, all in two statements (a benchmark's 200,000)."""
+        header, po_line = self.tables.po_header, self.tables.po_line
+        now, pos = datetime.now(UTC), list(purchase_orders)
+        with self.engine.begin() as conn:
+            conn.execute(insert(header), [{
+                "po_number": po.po_number, "vendor_id": po.vendor_id, "status": po.status.value,
+                "currency": po.currency, "order_date": po.order_date, "tax_rate": po.tax_rate,
+                "allowed_charges": ",".join(po.allowed_charges), "updated_at": now} for po in pos])
+            conn.execute(insert(po_line), [{"po_number": po.po_number, **line.model_dump(), "updated_at": now}
+                                           for po in pos for line in po.lines])
+
     def enter_invoice(
         self, *, sampro_invoice_id: str, vendor_id: str, invoice_number: str, po_number: str,
         invoice_date: date | None, total_amount: Decimal | None, lines: Iterable[tuple[int, Decimal]],
