@@ -6,4 +6,5 @@ cd "$ROOT"
 source scripts/bootstrap.sh
 "$VENV/bin/python" bench/evaluate_bench.py
 "$VENV/bin/python" bench/pipeline_bench.py
+"$VENV/bin/python" bench/growth_bench.py
 "$VENV/bin/python" bench/replay_bench.py
