@@ -119,6 +119,13 @@ def test_every_service_has_a_healthcheck_and_waits_for_what_it_needs():
             assert needed in SERVICES and "healthcheck" in SERVICES[needed]
     assert set(SERVICES["worker"]["depends_on"]) == {"kafka", "postgres", "connect", "mail"}
     assert set(SERVICES["api"]["depends_on"]) == {"worker"}
+    assert set(SERVICES["mailer"]["depends_on"]) == {"worker", "mail"}
+
+
+def test_deciding_and_the_rpa_emails_run_in_services_of_their_own():
+    roles = {name: service["command"][service["command"].index("--role") + 1]
+             for name, service in SERVICES.items() if "--role" in service.get("command", [])}
+    assert roles == {"worker": "decide", "mailer": "mail"}
 
 
 def test_the_worker_registers_the_debezium_connector():
@@ -134,7 +141,7 @@ def test_the_pinned_images_and_the_project_image_built_with_the_tested_constrain
         assert ":" in image and not image.endswith(":latest"), f"{name} image {image} is not pinned"
     assert SERVICES["kafka"]["image"] == "apache/kafka:4.3.1"
     assert SERVICES["connect"]["image"].endswith(":3.6.1.Final")
-    assert {name for name, service in SERVICES.items() if service.get("build") == "."} == {"mail", "worker", "api"}
+    assert {name for name, service in SERVICES.items() if service.get("build") == "."} == {"mail", "worker", "mailer", "api"}
     assert "--constraint constraints.txt" in (ROOT / "Dockerfile").read_text()
 
 
