@@ -5,7 +5,7 @@ A ledger (`rules.po_ledger`) is stored as several keys:
 
 | key | value |
 |---|---|
-| `<PO>` | the ledger's small part: its queues, the keys of its records, what it has seen, a revision |
+| `<PO>` | the ledger's small part: its queues, the keys of its records, what it has seen, a revision token |
 | `<PO>␟r␟<invoice id>@v<version>` | one invoice version's record (JSON) |
 | `<PO>␟v␟<invoice id>` | the newest version seen of that invoice (`latest`) |
 
@@ -19,6 +19,7 @@ before (one JSON value per PO) are read as they are and written in keys on their
 
 from __future__ import annotations
 
+import uuid
 from collections import OrderedDict
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -61,7 +62,9 @@ class _Stored(BaseModel):
     record_keys: list[str] = Field(default_factory=list)
     completions_seen: list[str] = Field(default_factory=list)
     changes_seen: list[str] = Field(default_factory=list)
-    revision: int = 0  # changes with every write, so that the PO's value names its records' state
+    # A new token with every write, so that the PO's value names the state of its records: the
+    # decoded cache is keyed by it (two writers of one PO, before and after a rebalance, make two).
+    revision: str = ""
     records: dict[str, InvoiceRecord] = Field(default_factory=dict)
     latest: dict[str, int] = Field(default_factory=dict)
 
@@ -72,7 +75,7 @@ class LoadedLedger:
 
     ledger: PurchaseOrderLedger | None
     raw: bytes | None = None
-    revision: int = 0
+    revision: str = ""
     versions: dict[str, int] = field(default_factory=dict)  # the `latest` entries read
     legacy: bool = False  # one JSON value, as written before: every part is written on its next change
 
@@ -134,7 +137,7 @@ class LedgerStore:
         if before.raw is not None and not before.legacy and _dumped(stored) == before.raw \
                 and all(earlier.get(key) is record for key, record in ledger.records.items()):
             return  # a replayed message leaves the ledger as it was: nothing to write
-        stored.revision += 1
+        stored.revision = uuid.uuid4().hex
         raw = _bounded(po, _dumped(stored), len(ledger.records))
         state.set(po, raw)
         self._keep(po, raw, stored, dict(ledger.records))

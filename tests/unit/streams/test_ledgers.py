@@ -104,3 +104,25 @@ def test_a_po_value_past_what_kafka_takes_is_refused_naming_the_po(store, monkey
     partition = Partition(store)
     with pytest.raises(DataError, match="PO PO-1 would hold"):
         held_backlog(partition, 50)
+
+
+def test_a_write_that_was_never_committed_is_not_served_from_the_cache_after_another_worker_wrote(store, tmp_path):
+    from rules.lifecycle import InvoiceStatus
+
+    partition = Partition(store)
+    partition.batch(submit("A", "manual_review"), invoice_ids=["A"])
+
+    def with_status(ledgers: LedgerStore, status: InvoiceStatus, commit: bool) -> None:
+        state = StateWrites(partition.data)
+        loaded = ledgers.load(state, "PO-1", ["A"])
+        assert loaded.ledger is not None
+        record = loaded.ledger.records["A@v1"].model_copy(update={"status": status})
+        ledgers.save(state, loaded.ledger.model_copy(update={"records": {"A@v1": record}}), loaded)
+        if commit:
+            partition.data.write(state.changes, None)
+
+    with_status(store, InvoiceStatus.BAD_INVOICE, commit=False)  # this worker's batch is lost
+    other = LedgerStore(Settings(data_dir=tmp_path / "other", _env_file=None))
+    with_status(other, InvoiceStatus.AWAITING_RECEIPT, commit=True)  # the PO's next owner writes
+    ledger = store.load(StateWrites(partition.data), "PO-1", ["A"]).ledger
+    assert ledger is not None and ledger.records["A@v1"].status is InvoiceStatus.AWAITING_RECEIPT
