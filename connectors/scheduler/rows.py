@@ -17,6 +17,7 @@ from rules.errors import DataError
 from rules.lifecycle import StatusChanged
 from rules.models import Verdict
 from rules.po_ledger import change_digest
+from schemas.codec import to_record
 
 
 def verdict_event_id(invoice_id: str, version: int, status: str, rules_version: str, judged_after: str | None) -> str:
@@ -34,26 +35,17 @@ def entries(decisions: Sequence[Verdict | StatusChanged | SchedulerEntry]) -> li
 
 
 def entry_of(message: Verdict | StatusChanged) -> SchedulerEntry | None:
-    if message.invoice_id is None or message.invoice_version is None:
-        return None
-    key = (message.invoice_id, message.invoice_version)
+    """The entry of a message made here (the API, the in-memory scheduler): through its Avro
+    record, as the sink reads it off the topic, so that there is one way to make an entry."""
     if isinstance(message, Verdict):
-        data = message.model_dump(mode="json", include={"reasons", "rpa_payload", "po_snapshot", "audit"})
-        return _verdict_entry(key, message.status.value, message.rules_version, message.judged_after,
-                              message.evaluated_at, {**data, "po_number": message.po_number,
-                                                     "vendor_id": message.vendor_id,
-                                                     "invoice_number": message.invoice_number,
-                                                     "http_status": message.http_status},
-                              data["audit"]["invoice"] if data["audit"] else None)
-    payload = message.rpa_payload.model_dump(mode="json") if message.rpa_payload is not None else None
-    return _status_change_entry(key, {**message.model_dump(include=_STATUS_CHANGE_SCALARS), "rpa_payload": payload},
-                                message.status.value, message.occurred_at)
+        return verdict_entry(to_record(message))
+    return status_change_entry(to_record(message))
 
 
 def verdict_entry(record: Mapping[str, Any]) -> SchedulerEntry | None:
     """The entry of a verdict from its Avro record as read (`Codec.read_unvalidated`): the same as
-    `entry_of` of the decoded verdict (tests/unit/connectors/test_scheduler_rows.py) at a third of
-    the cost, most of which was validating the payload and PO snapshot again. The PO agent made
+    entry of the decoded verdict (tests/unit/connectors/test_scheduler_rows.py) at a third of the
+    cost, most of which was validating the payload and PO snapshot again. The PO agent made
     the record from a validated verdict, so its findings, payload and PO snapshot go to their JSON
     columns as they are; the columns the database types are parsed here, so that a record no
     verdict could be is dead-lettered before the database sees it."""
@@ -64,11 +56,26 @@ def verdict_entry(record: Mapping[str, Any]) -> SchedulerEntry | None:
     try:
         decided_at = datetime.fromisoformat(record["evaluated_at"])
         # As decoding would read it (free-form JSON, numbers as Decimal) and dumping write it.
-        document = to_jsonable_python(json.loads(audit["invoice"], parse_float=Decimal)) if audit else None
+        document: Any = to_jsonable_python(json.loads(audit["invoice"], parse_float=Decimal)) if audit else None
     except ValueError as error:
         raise DataError(f"a Verdict record of {invoice_id} v{version} cannot be read: {error}") from None
-    return _verdict_entry((invoice_id, version), record["status"], record["rules_version"], record["judged_after"],
-                          decided_at, record, document)
+    found = lookup_for(document)
+    status, rules_version = record["status"], record["rules_version"]
+    fields = {
+        "po_number": record["po_number"], "vendor_id": record["vendor_id"],
+        "invoice_number": record["invoice_number"], "status": status, "http_status": record["http_status"],
+        "reasons": record["reasons"], "rpa_payload": record["rpa_payload"], "rules_version": rules_version,
+        "po_snapshot": record["po_snapshot"], "decided_at": decided_at, "invoice_document": document,
+        # What the duplicate checks look this invoice up by (rules.duplicates).
+        "vendor_key": found.vendor_key if found else None, "number_key": found.number_key if found else None,
+        "loose_number_key": found.loose_key if found else None,
+        "total_amount": found.total_amount if found else None,
+        "invoice_date": invoice_date(document) if found else None,  # found: the document is a mapping
+    }
+    event = {"event_id": verdict_event_id(invoice_id, version, status, rules_version, record["judged_after"]),
+             "invoice_id": invoice_id, "invoice_version": version, "status": status, "occurred_at": decided_at,
+             "actor": None, "reason": None, "holds": None}
+    return SchedulerEntry((invoice_id, version), fields, event)
 
 
 def status_change_entry(record: Mapping[str, Any]) -> SchedulerEntry:
@@ -78,40 +85,16 @@ def status_change_entry(record: Mapping[str, Any]) -> SchedulerEntry:
     except ValueError as error:
         raise DataError(f"a StatusChanged record of {record['invoice_id']} v{record['invoice_version']} "
                         f"cannot be read: {error}") from None
-    return _status_change_entry((record["invoice_id"], record["invoice_version"]), record, record["status"],
-                                occurred_at)
-
-
-_STATUS_CHANGE_SCALARS = {"event_id", "po_number", "sampro_invoice_id", "actor", "reason", "holds"}
-
-
-def _status_change_entry(key: tuple[str, int], data: Mapping[str, Any], status: str,
-                         occurred_at: datetime) -> SchedulerEntry:
-    fields: dict[str, Any] = {"po_number": data["po_number"], "status": status}
-    if data["sampro_invoice_id"]:
-        fields["sampro_invoice_id"] = data["sampro_invoice_id"]
-    if data["rpa_payload"] is not None:  # what went to the bot, also after an AP release
-        fields["rpa_payload"] = data["rpa_payload"]
+    status = record["status"]
+    fields: dict[str, Any] = {"po_number": record["po_number"], "status": status}
+    if record["sampro_invoice_id"]:
+        fields["sampro_invoice_id"] = record["sampro_invoice_id"]
+    if record["rpa_payload"] is not None:  # what went to the bot, also after an AP release
+        fields["rpa_payload"] = record["rpa_payload"]
+    key = (record["invoice_id"], record["invoice_version"])
     return SchedulerEntry(key, fields, {
-        "event_id": data["event_id"], "invoice_id": key[0], "invoice_version": key[1], "status": status,
-        "occurred_at": occurred_at, "actor": data["actor"], "reason": data["reason"], "holds": data["holds"] or None})
+        "event_id": record["event_id"], "invoice_id": key[0], "invoice_version": key[1], "status": status,
+        "occurred_at": occurred_at, "actor": record["actor"], "reason": record["reason"],
+        "holds": record["holds"] or None})
 
 
-def _verdict_entry(key: tuple[str, int], status: str, rules_version: str, judged_after: str | None,
-                   decided_at: datetime, data: Mapping[str, Any], document: Any) -> SchedulerEntry:
-    found = lookup_for(document)
-    fields = {
-        "po_number": data["po_number"], "vendor_id": data["vendor_id"], "invoice_number": data["invoice_number"],
-        "status": status, "http_status": data["http_status"], "reasons": data["reasons"],
-        "rpa_payload": data["rpa_payload"], "rules_version": rules_version, "po_snapshot": data["po_snapshot"],
-        "decided_at": decided_at, "invoice_document": document,
-        # What the duplicate checks look this invoice up by (rules.duplicates).
-        "vendor_key": found.vendor_key if found else None, "number_key": found.number_key if found else None,
-        "loose_number_key": found.loose_key if found else None,
-        "total_amount": found.total_amount if found else None,
-        "invoice_date": invoice_date(document) if found else None,  # found: the document is a mapping
-    }
-    event = {"event_id": verdict_event_id(*key, status, rules_version, judged_after), "invoice_id": key[0],
-             "invoice_version": key[1], "status": status, "occurred_at": decided_at, "actor": None, "reason": None,
-             "holds": None}
-    return SchedulerEntry(key, fields, event)
