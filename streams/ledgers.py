@@ -123,21 +123,20 @@ class LedgerStore:
         if before.raw is None and ledger == PurchaseOrderLedger(po_number=po):
             return  # work that left no trace (a Sampro change of a PO with nothing held) keeps no ledger
         earlier = before.ledger.records if before.ledger is not None and not before.legacy else {}
-        for key, record in ledger.records.items():
-            if earlier.get(key) is not record:
-                state.set(record_state_key(po, key), _bounded(po, record.model_dump_json().encode()))
+        changed = [(key, record) for key, record in ledger.records.items() if earlier.get(key) is not record]
+        for key, record in changed:
+            state.set(record_state_key(po, key), _bounded(po, record.model_dump_json().encode()))
         for key in earlier.keys() - ledger.records.keys():
             state.set(record_state_key(po, key), None)
         for invoice_id, version in ledger.latest.items():
             if before.legacy or before.versions.get(invoice_id) != version:
                 state.set(version_state_key(po, invoice_id), str(version).encode())
+        if before.ledger is not None and not before.legacy and not changed \
+                and _skeleton(ledger) == _skeleton(before.ledger):
+            return  # a replayed message leaves the ledger as it was: nothing to write
         stored = _Stored(po_number=po, holding=ledger.holding, parked=ledger.parked,
                          record_keys=sorted(ledger.records), completions_seen=ledger.completions_seen,
-                         changes_seen=ledger.changes_seen, revision=before.revision)
-        if before.raw is not None and not before.legacy and _dumped(stored) == before.raw \
-                and all(earlier.get(key) is record for key, record in ledger.records.items()):
-            return  # a replayed message leaves the ledger as it was: nothing to write
-        stored.revision = uuid.uuid4().hex
+                         changes_seen=ledger.changes_seen, revision=uuid.uuid4().hex)
         raw = _bounded(po, _dumped(stored), len(ledger.records))
         state.set(po, raw)
         self._keep(po, raw, stored, dict(ledger.records))
@@ -147,6 +146,11 @@ class LedgerStore:
         self._decoded.move_to_end(po_number)
         if len(self._decoded) > CACHED_LEDGERS:
             self._decoded.popitem(last=False)
+
+
+def _skeleton(ledger: PurchaseOrderLedger) -> tuple[object, ...]:
+    """What the PO's own value holds of a ledger (the rules copy a ledger on write: `before` is as read)."""
+    return (ledger.holding, ledger.parked, ledger.records.keys(), ledger.completions_seen, ledger.changes_seen)
 
 
 def _dumped(stored: _Stored) -> bytes:
