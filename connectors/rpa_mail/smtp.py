@@ -25,7 +25,7 @@ import socket
 from collections.abc import Collection, Iterator, Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from connectors.api_ports import RpaSentLog
@@ -66,16 +66,17 @@ class SentLogSession:
 
     def confirm(self, invoice: InvoiceVersion, server_reply: str) -> None:
         """The server accepted the email: it is no longer in doubt."""
-        t = rpa_sent_log
         with mapped_errors("processscheduler"):
-            self.conn.execute(update(t).where((t.c.invoice_id == invoice[0]) & (t.c.invoice_version == invoice[1]))
-                              .values(server_reply=server_reply[:500]))
+            self.conn.execute(update(rpa_sent_log).where(_claim_of(invoice)).values(server_reply=server_reply[:500]))
 
     def forget(self, invoice: InvoiceVersion) -> None:
         """The server refused or never got the end of the message: the email may be sent again."""
-        t = rpa_sent_log
         with mapped_errors("processscheduler"):
-            self.conn.execute(delete(t).where((t.c.invoice_id == invoice[0]) & (t.c.invoice_version == invoice[1])))
+            self.conn.execute(delete(rpa_sent_log).where(_claim_of(invoice)))
+
+
+def _claim_of(invoice: InvoiceVersion) -> ColumnElement[bool]:
+    return (rpa_sent_log.c.invoice_id == invoice[0]) & (rpa_sent_log.c.invoice_version == invoice[1])
 
 
 class SqlSentLog(RpaSentLog):
