@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from rules.context import KnownInvoices
 from rules.errors import DataError
 from rules.lifecycle import InvoiceSubmitted, RpaRequest
-from streams.decisions import DECIDE, WORK_KINDS
+from streams.decisions import DECIDE, INVOICE_WORK, WORK_KINDS
 from streams.runtime import Batch, Flow
 
 if TYPE_CHECKING:
@@ -22,9 +22,10 @@ def register(pipeline: Pipeline) -> None:
 
     def decode(record):
         work = codec.decode(record.value)
-        if record.key != getattr(work, "po_number", "").encode():
-            # Keyed by another PO, it would sit in another PO's partition and state.
-            raise DataError(f"record key {record.key!r} is not its po_number {getattr(work, 'po_number', None)!r}")
+        # Keyed by another PO, it would sit in another PO's partition and state. (Another kind of
+        # message is the runtime's to dead-letter.)
+        if isinstance(work, WORK_KINDS) and record.key != work.po_number.encode():
+            raise DataError(f"record key {record.key!r} is not its po_number {work.po_number!r}")
         return work
 
     def decide(batch: Batch) -> None:
@@ -32,8 +33,8 @@ def register(pipeline: Pipeline) -> None:
         invoices_of: dict[str, set[str]] = defaultdict(set)  # the invoices the batch names, per PO
         for record, work in batch.items:
             partition_of[work.po_number] = record.partition
-            if (invoice_id := getattr(work, "invoice_id", None)) is not None:  # a Sampro change names none
-                invoices_of[work.po_number].add(invoice_id)
+            if isinstance(work, INVOICE_WORK):
+                invoices_of[work.po_number].add(work.invoice_id)
         with timed("ledger state"):
             stored = {po: ledgers.load(batch.state(partition), po, invoices_of[po])
                       for po, partition in partition_of.items()}

@@ -57,6 +57,7 @@ HANDLERS: dict[type, Handler] = {
     PurchaseOrderChanged: recheck_held,
 }
 WORK_KINDS = tuple(HANDLERS)
+INVOICE_WORK = tuple(kind for kind in WORK_KINDS if kind is not PurchaseOrderChanged)  # work on one invoice
 DECIDE = "decide-purchase-order-work"  # the PO agent's flow, under which the desk's stages are timed
 
 # (purchase order or None when Sampro has no such PO, invoices seen before, now) -> Judge
