@@ -4,9 +4,10 @@ PostgreSQL (the Sampro stand-in's tables, changed as Sampro changes them)."""
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import update
 
 from connectors.sampro.changes import InMemorySamproChanges, PollingSamproChanges, change_id
 from connectors.sampro.standin import SamproStandIn
@@ -73,6 +74,31 @@ class SqlPolling(SamproChangesContract):
             time.sleep(0.002)  # a time of its own (SQLite keeps microseconds, the id milliseconds)
             standin.load_purchase_orders([po(po_number, status="open")])
         return source, change
+
+    def test_a_row_committed_late_is_found_by_the_next_read_of_the_window_and_only_then(self, engine, tmp_path):
+        """Between reads of the window a poll reads what is newer than the watermark: a row
+        committed late, with a time before it, waits for the window (a tenth of the look-back)."""
+        standin = SamproStandIn(engine)
+        standin.create_schema()
+        standin.load_purchase_orders([po("PO-0")])
+        now = [0.0]
+        source = PollingSamproChanges(engine, tmp_path / "sampro-watermark.json", lookback_seconds=300,
+                                      clock=lambda: now[0])
+        source.poll()
+        source.commit()
+        time.sleep(0.002)
+        standin.load_purchase_orders([po("PO-1")])
+        (found,) = source.poll()
+        source.commit()
+        standin.load_purchase_orders([po("PO-2")])
+        with engine.begin() as conn:  # as if stamped before the change just read, and committed now
+            for table in (standin.tables.po_header, standin.tables.po_line):
+                conn.execute(update(table).where(table.c.po_number == "PO-2")
+                             .values(updated_at=found.changed_at - timedelta(microseconds=1)))
+        now[0] = 29.0
+        assert source.poll() == []
+        now[0] = 30.0
+        assert [late.po_number for late in source.poll()] == ["PO-2"]
 
     def test_a_restart_goes_on_from_the_last_commit(self, arranged, engine, tmp_path):
         source, change = arranged
