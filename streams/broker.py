@@ -77,7 +77,8 @@ class StreamBroker(Protocol):
     def subscribe(self, topics: Sequence[str], on_assigned: Assigned, on_revoked: Revoked) -> None: ...
 
     def poll(self, max_records: int, timeout: float) -> list[Record]:
-        """The next batch; calls the rebalance callbacks when the group changes."""
+        """The next batch: what has arrived, up to `max_records`, waiting up to `timeout` only when
+        nothing has; calls the rebalance callbacks when the group changes."""
 
     def hold(self, partition: TopicPartition, offset: int | None) -> None:
         """Stop fetching the partition and, with an offset, read it from there when released."""
@@ -187,8 +188,14 @@ class KafkaStreamBroker:
         self.consumer.subscribe(list(topics), on_assign=assigned, on_revoke=revoked, on_lost=revoked)
 
     def poll(self, max_records: int, timeout: float) -> list[Record]:
+        """What has been fetched, up to `max_records`, as soon as there is any: librdkafka's
+        `consume(n, timeout)` waits for all `n` or the timeout, which at a moderate rate made every
+        batch wait out the timeout. Waits up to `timeout` only when nothing has been fetched."""
+        messages = self.consumer.consume(max_records, 0) or self.consumer.consume(1, timeout)
+        if 0 < len(messages) < max_records:
+            messages += self.consumer.consume(max_records - len(messages), 0)
         records = []
-        for message in self.consumer.consume(max_records, timeout):
+        for message in messages:
             error = message.error()
             if error is not None:
                 if error.code() != KafkaError._PARTITION_EOF:

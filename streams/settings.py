@@ -60,7 +60,9 @@ class Settings(BaseSettings):
     dlq_topic: str = "invoices.dlq"
     store: str = "memory://"
     batch_size: int = Field(default=500, ge=1)
-    batch_seconds: float = Field(default=0.05, gt=0)  # the longest a message waits for its batch to fill
+    # A batch is what has arrived, up to batch_size: it grows with the load. batch_seconds is how
+    # long a poll waits when nothing has arrived (a quiet worker's loop).
+    batch_seconds: float = Field(default=0.05, gt=0)
     session_timeout_seconds: float = Field(default=30.0, gt=0)  # how soon a dead worker's partitions move on
     data_dir: Path = DEFAULT_DATA_DIR
     log_format: Literal["text", "json"] = "text"  # json: one JSON object per line, for a log collector
