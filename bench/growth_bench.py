@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -77,7 +78,8 @@ class World:
             with create_engine(url).begin() as conn:
                 conn.execute(text(f'CREATE SCHEMA "{self.prefix}"'))
         p = self.prefix
-        settings = Settings(app_id=p, data_dir=Path(tempfile.mkdtemp(prefix="ia-growth-")), store=self.store,
+        self.data = Path(tempfile.mkdtemp(prefix="ia-growth-"))
+        settings = Settings(app_id=p, data_dir=self.data, store=self.store,
                             marketplace_source="debezium",
                             sampro_db_url=f"{self.endpoints.sampro_db_url}?options=-csearch_path%3D{p}",
                             scheduler_db_url=f"{self.endpoints.scheduler_db_url}?options=-csearch_path%3D{p}")
@@ -95,6 +97,7 @@ class World:
         for url in (self.endpoints.sampro_db_url, self.endpoints.scheduler_db_url):
             with create_engine(url).begin() as conn:
                 conn.execute(text(f'DROP SCHEMA "{self.prefix}" CASCADE'))
+        shutil.rmtree(self.data, ignore_errors=True)
 
     def start(self) -> None:
         self.pipeline.runtime.start()

@@ -23,6 +23,7 @@ Starts the local stack (PostgreSQL, Kafka) if it is not up, and stops it at the 
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import subprocess
 import sys
@@ -207,7 +208,8 @@ class Run:
             kafka_bootstrap_servers=self.endpoints.kafka_bootstrap, app_id=p, data_dir=self.data,
             marketplace_source="debezium", invoices_topic=f"{p}.invoices", completions_topic=f"{p}.completions",
             commands_topic=f"{p}.commands", verdicts_topic=f"{p}.verdicts", rpa_requests_topic=f"{p}.rpa",
-            dlq_topic=f"{p}.dlq", marketplace_topic=f"{p}.marketplace",
+            dlq_topic=f"{p}.dlq", marketplace_topic=f"{p}.marketplace", sampro_changes_topic=f"{p}.sampro-changes",
+            sampro_cdc_topic=f"{p}.sampro-cdc",
             sampro_db_url=self._in_schema(self.endpoints.sampro_db_url),
             scheduler_db_url=self._in_schema(self.endpoints.scheduler_db_url), smtp_port=smtp_port,
         )
@@ -232,6 +234,10 @@ class Run:
         for url in (self.endpoints.sampro_db_url, self.endpoints.scheduler_db_url):
             with create_engine(url).begin() as conn:
                 conn.execute(text(f'DROP SCHEMA "{self.prefix}" CASCADE'))
+        if exc[0] is None:
+            shutil.rmtree(self.data, ignore_errors=True)
+        else:
+            print(f"  the workers' logs are in {self.data}")
 
     def throughput(self, count: int, per_po: float) -> dict[str, float]:
         """`count` invoices over count/per_po POs, produced at once: pass-through first, then the pipeline."""
