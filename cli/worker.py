@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import threading
@@ -56,7 +57,19 @@ def worker(loglevel: LogLevel = "warning", role: Role = WorkerRole.ALL) -> None:
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, lambda *_: stop.set())
     logging.getLogger(__name__).info("worker %s started (%s)", settings.app_id, role.value)
+    _collect_garbage_less_often()
     run_together(pipeline.runtimes(cast(RoleName, role.value)), stop.is_set)
+
+
+def _collect_garbage_less_often() -> None:
+    """Each invoice allocates thousands of short-lived objects beside a heap of decoded ledgers
+    and client state, and at CPython's default thresholds (700, 10, 10) the cyclic collector's
+    full passes took a quarter of the deciding worker's CPU: 15.8 of 60.7 s in the pipeline bench
+    (steady, scale 0.5), 3.0 of 55.3 s with these, at the same RSS. Young objects are still
+    collected often; what the worker built at start is frozen out of every pass."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 50, 100)
 
 
 def register(app: typer.Typer) -> None:
