@@ -8,7 +8,7 @@ the first ledger changes, so a dependency that fails leaves the batch untouched.
 
 from __future__ import annotations
 
-from collections.abc import Callable, MutableMapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
@@ -79,7 +79,7 @@ class DecisionDesk:
     ) -> list[Emitted]:
         """Applies the batch in order; `ledgers` is updated in place, PO by PO."""
         with self.timed("sampro read"):
-            snapshots = self.purchase_orders.fetch({work.po_number for work in batch})
+            snapshots = self.purchase_orders.fetch(_read_by_rules(batch, ledgers))
         known = KnownInvoices(self._invoices_seen_before(batch, ledgers))
         emitted: list[Emitted] = []
         with self.timed("rules and ledger"):
@@ -112,6 +112,15 @@ class DecisionDesk:
             entered = self.purchase_orders.entered_invoices(lookups)
         with self.timed("processscheduler read"):
             return [*entered, *self.scheduler.decided_invoices(lookups)]
+
+
+def _read_by_rules(batch: Sequence[PurchaseOrderWork], ledgers: Mapping[str, PurchaseOrderLedger]) -> set[str]:
+    """The POs whose snapshot the rules may read: every PO with work on an invoice, and a PO that
+    Sampro changed only when it holds an invoice the change may clear. Most of Sampro's changes
+    (an invoice entered, a receipt, a new PO) are of POs with nothing held: they read nothing."""
+    return {work.po_number for work in batch
+            if not isinstance(work, PurchaseOrderChanged)
+            or ((ledger := ledgers.get(work.po_number)) is not None and rechecked_on_po_change(ledger))}
 
 
 def _newly_known(emitted: Sequence[Emitted], ledger: PurchaseOrderLedger) -> list[KnownInvoice]:

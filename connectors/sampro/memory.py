@@ -14,10 +14,10 @@ class InMemoryPurchaseOrderReader(PurchaseOrderReader):
     def __init__(self, purchase_orders: Iterable[PurchaseOrder] = (), entered: Iterable[KnownInvoice] = ()):
         self.purchase_orders = {po.po_number: po for po in purchase_orders}
         self.entered = list(entered)
-        self.fetches = 0
+        self.asked: set[str] = set()  # every PO a fetch asked for
 
     def fetch(self, po_numbers: Collection[str]) -> dict[str, PurchaseOrder]:
-        self.fetches += 1
+        self.asked.update(po_numbers)
         return {n: self.purchase_orders[n] for n in po_numbers if n in self.purchase_orders}
 
     def entered_invoices(self, lookups: Collection[Lookup]) -> list[KnownInvoice]:

@@ -339,3 +339,25 @@ def test_a_price_corrected_in_sampro_clears_a_held_invoice_which_is_mailed_once(
     assert [request.invoice_id for request in worker.mailer.sent] == ["MP-1"]
     events = [event["status"] for event in worker.scheduler.history("MP-1")]
     assert events == ["manual_review", "ready_to_process", "sent_to_rpa"]
+
+
+def test_a_sampro_change_reads_its_po_only_when_the_po_holds_an_invoice_the_change_may_clear(worker):
+    from rules.lifecycle import PurchaseOrderChanged
+    from tests.unit.rules.builders import PO
+    from tests.unit.streams.conftest import AT, purchase_order
+
+    lines = [dict(line) for line in PO["lines"]]
+    lines[0]["unit_price"] = "15.00"
+    worker.sampro.purchase_orders["PO-5001"] = purchase_order(lines=lines)
+    worker.sampro.purchase_orders["PO-5002"] = purchase_order(po_number="PO-5002")
+    worker.submit(ready_invoice("MP-1"))  # held for its price
+    worker.submit(ready_invoice("MP-2", po_number="PO-5002"))  # at the bot: nothing a change may clear
+    worker.run()
+    assert worker.statuses() == {"MP-1": "manual_review", "MP-2": "sent_to_rpa"}
+    worker.sampro.asked.clear()
+    for po_number in ("PO-5001", "PO-5002", "PO-7"):  # PO-7: no invoice ever
+        worker.pipeline.sampro_changes.waiting.append(
+            PurchaseOrderChanged(event_id=f"sampro:{po_number}:1", po_number=po_number, changed_at=AT))
+    worker.run()
+    assert worker.sampro.asked == {"PO-5001"}
+    assert worker.statuses() == {"MP-1": "manual_review", "MP-2": "sent_to_rpa"}
