@@ -2,8 +2,9 @@
 pass-through of the same messages on the same broker in the same run.
 
 Workloads, named by what they model (each on topics and tables of its own):
-- steady: one or two invoices per PO, the stand-in RPA bot entering what it is sent; then the
-  same kind of invoices offered at a fixed rate (200/s and 2,000/s) for produce -> row latency;
+- steady: one or two invoices per PO, the stand-in RPA bot entering what it is sent; then, once
+  the bot has entered all of it, the same kind of invoices offered at a fixed rate (200/s, then
+  2,000/s) for produce -> row latency;
 - month-end: a burst uploaded at once (50,000 at --scale 1), the bot entering;
 - busy-po: 1,000 invoices on 5 POs: each PO judges one invoice at a time and parks the rest until
   the bot has entered the one before (the parking path, and a PO with a long history).
@@ -137,6 +138,20 @@ def wait_judged(engine, like: str, count: int, timeout: float, rows_only: bool =
     raise TimeoutError(f"{count - done:,} of {count:,} invoices not judged after {timeout:.0f} s")
 
 
+def wait_entered(engine, like: str, timeout: float) -> float:
+    """Seconds until no invoice of the run waits at the RPA bot: a latency is measured at the rate
+    offered, not while the worker still works through the completions of an earlier burst."""
+    started = time.monotonic()
+    at_bot = (select(func.count()).select_from(processscheduler)
+              .where(processscheduler.c.invoice_id.like(like), processscheduler.c.status == "sent_to_rpa"))
+    while time.monotonic() - started < timeout:
+        with engine.connect() as conn:
+            if conn.execute(at_bot).scalar() == 0:
+                return time.monotonic() - started
+        time.sleep(0.5)
+    raise TimeoutError(f"invoices still at the RPA bot after {timeout:.0f} s")
+
+
 @dataclass
 class Workers:
     """The worker processes, their stage metric and memory."""
@@ -261,6 +276,8 @@ class Run:
     def latency(self, rate: float, seconds: float, tag: str) -> tuple[float, float]:
         prefix = f"{self.prefix}{tag}"
         count = int(rate * seconds)
+        settled = wait_entered(self.engine, f"{self.prefix}%", timeout=600)
+        print(f"  (the bot entered what it had been sent before in {settled:.0f} s)")
         pos = purchase_orders(round(count / 1.5), prefix)
         self.sampro.load_purchase_orders(pos)
         sent_at = produce(self.endpoints.kafka_bootstrap, self.settings.invoices_topic,
