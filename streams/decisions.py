@@ -78,9 +78,14 @@ class DecisionDesk:
         self, batch: Sequence[PurchaseOrderWork], ledgers: MutableMapping[str, PurchaseOrderLedger], now: datetime
     ) -> list[Emitted]:
         """Applies the batch in order; `ledgers` is updated in place, PO by PO."""
+        rechecked = _rechecked(batch, ledgers)
+        # The POs whose snapshot the rules may read: every PO with work on an invoice, and a PO that
+        # Sampro changed only when it holds an invoice the change may clear. Most of Sampro's changes
+        # (an invoice entered, a receipt, a new PO) are of POs with nothing held: they read nothing.
+        read = {work.po_number for work in batch if not isinstance(work, PurchaseOrderChanged)} | set(rechecked)
         with self.timed("sampro read"):
-            snapshots = self.purchase_orders.fetch(_read_by_rules(batch, ledgers))
-        known = KnownInvoices(self._invoices_seen_before(batch, ledgers))
+            snapshots = self.purchase_orders.fetch(read)
+        known = KnownInvoices(self._invoices_seen_before(batch, ledgers, rechecked))
         emitted: list[Emitted] = []
         with self.timed("rules and ledger"):
             for work in batch:
@@ -93,7 +98,8 @@ class DecisionDesk:
         return emitted
 
     def _invoices_seen_before(
-        self, batch: Sequence[PurchaseOrderWork], ledgers: MutableMapping[str, PurchaseOrderLedger]
+        self, batch: Sequence[PurchaseOrderWork], ledgers: MutableMapping[str, PurchaseOrderLedger],
+        rechecked: Mapping[str, list[str]],
     ) -> list[KnownInvoice]:
         """Entered and decided invoices that may be duplicates of anything this batch may judge:
         its submissions, the invoices parked on a PO that this batch may free, and the held ones
@@ -102,9 +108,8 @@ class DecisionDesk:
         for po_number in {work.po_number for work in batch if may_free(ledgers.get(work.po_number), work)}:
             ledger = ledgers[po_number]
             documents.extend(ledger.listed(key).submission.document for key in ledger.parked)
-        for po_number in {work.po_number for work in batch if isinstance(work, PurchaseOrderChanged)}:
-            if (held := ledgers.get(po_number)) is not None:
-                documents.extend(held.listed(key).submission.document for key in rechecked_on_po_change(held))
+        for po_number, keys in rechecked.items():
+            documents.extend(ledgers[po_number].listed(key).submission.document for key in keys)
         lookups = lookups_for(documents)
         if not lookups:
             return []
@@ -114,13 +119,12 @@ class DecisionDesk:
             return [*entered, *self.scheduler.decided_invoices(lookups)]
 
 
-def _read_by_rules(batch: Sequence[PurchaseOrderWork], ledgers: Mapping[str, PurchaseOrderLedger]) -> set[str]:
-    """The POs whose snapshot the rules may read: every PO with work on an invoice, and a PO that
-    Sampro changed only when it holds an invoice the change may clear. Most of Sampro's changes
-    (an invoice entered, a receipt, a new PO) are of POs with nothing held: they read nothing."""
-    return {work.po_number for work in batch
-            if not isinstance(work, PurchaseOrderChanged)
-            or ((ledger := ledgers.get(work.po_number)) is not None and rechecked_on_po_change(ledger))}
+def _rechecked(batch: Sequence[PurchaseOrderWork], ledgers: Mapping[str, PurchaseOrderLedger]) -> dict[str, list[str]]:
+    """Per PO that Sampro changed, the held invoices the change may clear (none: left out); found
+    once per PO, not once per change of it in the batch."""
+    changed = {work.po_number for work in batch if isinstance(work, PurchaseOrderChanged)}
+    found = {po: rechecked_on_po_change(ledgers[po]) for po in changed if po in ledgers}
+    return {po: keys for po, keys in found.items() if keys}
 
 
 def _newly_known(emitted: Sequence[Emitted], ledger: PurchaseOrderLedger) -> list[KnownInvoice]:
