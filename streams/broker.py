@@ -191,9 +191,11 @@ class KafkaStreamBroker:
         """What has been fetched, up to `max_records`, as soon as there is any: librdkafka's
         `consume(n, timeout)` waits for all `n` or the timeout, which at a moderate rate made every
         batch wait out the timeout. Waits up to `timeout` only when nothing has been fetched."""
-        messages = self.consumer.consume(max_records, 0) or self.consumer.consume(1, timeout)
-        if 0 < len(messages) < max_records:
-            messages += self.consumer.consume(max_records - len(messages), 0)
+        messages = self.consumer.consume(max_records, 0)
+        if not messages:
+            messages = self.consumer.consume(1, timeout)
+            if messages and max_records > 1:  # the rest of the fetch that brought it
+                messages += self.consumer.consume(max_records - 1, 0)
         records = []
         for message in messages:
             error = message.error()
