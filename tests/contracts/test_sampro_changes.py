@@ -100,6 +100,32 @@ class SqlPolling(SamproChangesContract):
         now[0] = 30.0
         assert [late.po_number for late in source.poll()] == ["PO-2"]
 
+    def test_a_row_committed_late_on_a_po_already_changed_is_a_change_of_its_own(self, engine, tmp_path):
+        """The PO's header keeps the newer time of the change already sent; a line committed late,
+        stamped before it, is still a change to recheck the PO for, with an id of its own."""
+        standin = SamproStandIn(engine)
+        standin.create_schema()
+        standin.load_purchase_orders([po("PO-0")])
+        now = [0.0]
+        source = PollingSamproChanges(engine, tmp_path / "sampro-watermark.json", lookback_seconds=300,
+                                      clock=lambda: now[0])
+        source.poll()
+        source.commit()
+        time.sleep(0.002)
+        standin.load_purchase_orders([po("PO-1")])
+        (sent,) = source.poll()
+        source.commit()
+        late = sent.changed_at - timedelta(milliseconds=5)
+        with engine.begin() as conn:
+            line = standin.tables.po_line
+            conn.execute(update(line).where(line.c.po_number == "PO-1").values(updated_at=late))
+        now[0] = 30.0
+        (found,) = source.poll()
+        assert (found.po_number, found.event_id) == ("PO-1", change_id("PO-1", late)) and found != sent
+        source.commit()
+        now[0] = 60.0
+        assert source.poll() == []  # both times of PO-1 are remembered: neither comes again
+
     def test_a_restart_goes_on_from_the_last_commit(self, arranged, engine, tmp_path):
         source, change = arranged
         change("PO-1")
