@@ -112,6 +112,13 @@ class Case:
         if not targets:
             return
         open_on, placed_on = self.open_on, self.placed_on
+        if len(targets) == 1:  # the usual one PO line, with room for the whole quantity: all goes there
+            po_line, quantity = targets[0], match.line.quantity
+            before = placed_on.get(po_line.line_no, ZERO)
+            if 0 < quantity <= open_on[po_line.line_no] - before:
+                placed_on[po_line.line_no] = before + quantity
+                match.placed = [(po_line, quantity)]
+                return
         left, placed = match.line.quantity, dict.fromkeys([t.line_no for t in targets], ZERO)
         for with_tolerance in (False, True):
             if left <= 0:  # all placed within what is open: the tolerance has nothing to take

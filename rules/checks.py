@@ -166,8 +166,10 @@ def quantity_exceeds_open(case: Case) -> list[Finding]:
 def quantity_exceeds_received(case: Case) -> list[Finding]:
     """3-way match, per PO line that tracks receipts: everything invoiced on it (Sampro, the RPA
     bot, this invoice) against what was received, plus the received tolerance."""
-    out = []
     policy, key = case.context.policy, case.context.policy.identifiers.key
+    if not policy.matches_receipts:
+        return []
+    out = []
     for po_line in case.found_po.lines:
         placed = case.placed_on.get(po_line.line_no, ZERO)
         if not placed or po_line.quantity_received is None:

@@ -105,6 +105,7 @@ class Policy:
     if TYPE_CHECKING:  # set in __post_init__; not dataclass fields (no init, repr or comparison of their own)
         _fingerprint: str = field(init=False, repr=False, compare=False)
         _tailored: bool = field(init=False, repr=False, compare=False)
+        matches_receipts: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Sections are found by identifier keys, however the caller spelled the vendor or part.
@@ -116,6 +117,11 @@ class Policy:
         object.__setattr__(self, "_fingerprint", _digest(self))
         # Without sections every line gets [default]: no identifier keys to make, no cache to ask.
         object.__setattr__(self, "_tailored", bool(self.parts or self.vendors or self.vendor_parts))
+        # Whether any line may be matched against receipts (3-way): most AP sets none, and the
+        # check then has no PO line to look at.
+        sections = (*self.parts.values(), *self.vendors.values(), *self.vendor_parts.values())
+        object.__setattr__(self, "matches_receipts", self.default.three_way_match
+                           or any(section.get("three_way_match") for section in sections))
 
     def __hash__(self) -> int:
         return hash(self._fingerprint)

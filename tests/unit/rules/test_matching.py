@@ -173,6 +173,19 @@ def test_three_way_match_with_a_received_tolerance(qty, pct, flagged):
     assert ("QUANTITY_EXCEEDS_RECEIVED" in codes(verdict)) is flagged
 
 
+THREE_WAY = {"three_way_match": True}
+
+
+@pytest.mark.parametrize(("section", "flagged"), [({"parts": {"ac-100": THREE_WAY}}, True),
+                                                  ({"vendors": {"v100": THREE_WAY}}, True),
+                                                  ({"vendors": {"V100": {"parts": {"AC-100": THREE_WAY}}}}, True),
+                                                  ({"vendors": {"V200": THREE_WAY}}, False)])
+def test_three_way_match_set_for_a_part_or_a_vendor_alone_checks_their_lines(section, flagged):
+    policy = parse_policy(section)
+    verdict = judge(one_line(qty="4"), one_po(po_line(1, "15.50", "10", received="3")), policy=policy)
+    assert ("QUANTITY_EXCEEDS_RECEIVED" in codes(verdict)) is flagged
+
+
 # -- PO lines one to one ----------------------------------------------------------------------------
 
 def test_a_quantity_that_would_overflow_into_a_line_at_another_price_exceeds_the_line_it_matched():
