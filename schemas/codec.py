@@ -181,7 +181,10 @@ class SingleObjectCodec:
         self._writers = {fingerprint_of(s): _WriterVersion(s, model) for model, s in self._current.items()}
         for model, schema in (*released_schemas(), *older_versions):
             parsed = _record_schema(parse_schema(schema))
-            self._writers[fingerprint_of(parsed)] = _WriterVersion(parsed, model)
+            # A released schema the current one still is keeps the current schema as its writer:
+            # fastavro then reads without resolving, where an equal copy was compared in depth
+            # with the reader's schema on every record (18 us a verdict).
+            self._writers.setdefault(fingerprint_of(parsed), _WriterVersion(parsed, model))
 
     def encode(self, model: BaseModel) -> bytes:
         kind = type(model)

@@ -87,6 +87,21 @@ def test_a_record_read_unvalidated_is_what_decode_validates(model):
     assert from_record(kind, record) == model
 
 
+def test_a_record_of_the_current_schema_is_read_with_that_schema_as_both_writer_and_reader(monkeypatch):
+    """The current schema is also a released one; read with an equal copy as the writer's, fastavro
+    compared the two in depth on every record before reading it."""
+    import schemas.codec
+
+    given = []
+    real = schemas.codec.schemaless_reader
+    monkeypatch.setattr(schemas.codec, "schemaless_reader",
+                        lambda data, writer, reader: given.append((writer, reader)) or real(data, writer, reader))
+    codec = SingleObjectCodec()
+    assert codec.decode(codec.encode(VERDICT_READY)) == VERDICT_READY
+    ((writer, reader),) = given
+    assert writer is reader is schema_for("Verdict")
+
+
 def test_a_record_read_unvalidated_is_refused_as_decode_refuses_it():
     with pytest.raises(DecodeError, match="unknown schema fingerprint"):
         SingleObjectCodec().read_unvalidated(b"\xc3\x01" + bytes(8) + b"body")
