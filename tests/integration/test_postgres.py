@@ -1,8 +1,15 @@
-"""The PostgreSQL of the stack is ready for Debezium and holds the project's databases."""
+"""The PostgreSQL of the stack is ready for Debezium and holds the project's databases; the engines the
+service makes of it replace a connection the server closed."""
 
 from __future__ import annotations
 
+import time
+
+import pytest
 from sqlalchemy import create_engine, inspect, text
+
+from connectors.sql import engine_for, mapped_errors
+from rules.errors import Unavailable
 
 
 def test_logical_decoding_is_on_and_the_marketplace_table_exists(marketplace_db_url):
@@ -28,3 +35,35 @@ def test_sampro_and_scheduler_databases_accept_writes(sampro_db_url, scheduler_d
             assert str(conn.execute(text(f"SELECT amount FROM {unique_name}")).scalar()) == "15.5000"
             conn.execute(text(f"DROP TABLE {unique_name}"))
         engine.dispose()
+
+
+def _terminated(admin, engine) -> int:
+    """Ends the server side of the engine's one pooled connection, as a restart or a firewall would."""
+    with engine.connect() as conn:
+        pid = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+    with admin.connect() as conn:
+        assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar()
+    return pid
+
+
+def test_a_connection_closed_by_the_server_while_idle_in_the_pool_is_replaced_before_use(scheduler_db_url):
+    admin, engine = create_engine(scheduler_db_url), engine_for(scheduler_db_url, idle_ping_seconds=0.2)
+    dead = _terminated(admin, engine)
+    time.sleep(0.3)
+    with engine.connect() as conn:  # pinged after its idle time, found closed, and replaced
+        assert conn.execute(text("SELECT pg_backend_pid()")).scalar() != dead
+    engine.dispose()
+    admin.dispose()
+
+
+def test_a_connection_reused_within_its_idle_time_is_not_pinged_and_a_closed_one_is_an_outage(scheduler_db_url):
+    """No round trip at every checkout: a connection that broke within the idle time fails at its
+    first statement, mapped to `Unavailable` (the work waits and tries again), and the next is fresh."""
+    admin, engine = create_engine(scheduler_db_url), engine_for(scheduler_db_url, idle_ping_seconds=60)
+    dead = _terminated(admin, engine)
+    with pytest.raises(Unavailable), mapped_errors("processscheduler"), engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT pg_backend_pid()")).scalar() != dead
+    engine.dispose()
+    admin.dispose()
