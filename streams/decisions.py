@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -41,6 +41,7 @@ from rules.po_ledger import (
     submit_invoice,
     withdraw_invoice,
 )
+from streams.recently_decided import RecentlyDecided
 
 PurchaseOrderWork = (InvoiceSubmitted | InvoiceWithdrawn | RpaCompletion | ReleaseRequested | DispatchApproved
                      | PurchaseOrderChanged)
@@ -73,6 +74,7 @@ class DecisionDesk:
     judge_for: JudgeFactory
     dispatch: DispatchMode = "automatic"
     timed: Callable[[str], AbstractContextManager[None]] = lambda stage: nullcontext()  # the stage metric
+    recent: RecentlyDecided = field(default_factory=RecentlyDecided)  # until processscheduler has them
 
     def decide(
         self, batch: Sequence[PurchaseOrderWork], ledgers: MutableMapping[str, PurchaseOrderLedger], now: datetime
@@ -87,14 +89,18 @@ class DecisionDesk:
             snapshots = self.purchase_orders.fetch(read)
         known = KnownInvoices(self._invoices_seen_before(batch, ledgers, rechecked))
         emitted: list[Emitted] = []
+        decided: list[KnownInvoice] = []
         with self.timed("rules and ledger"):
             for work in batch:
                 ledger = ledgers.get(work.po_number) or PurchaseOrderLedger(po_number=work.po_number)
                 judge = self.judge_for(snapshots.get(work.po_number), known, now)
                 outcome = HANDLERS[type(work)](ledger, work, judge, self.dispatch)
                 ledgers[work.po_number] = outcome.ledger
-                known.extend(_newly_known(outcome.emitted, outcome.ledger))
+                newly = _newly_known(outcome.emitted, outcome.ledger)
+                known.extend(newly)
+                decided += newly
                 emitted.extend(outcome.emitted)
+        self.recent.add(decided, now)
         return emitted
 
     def _invoices_seen_before(
@@ -116,7 +122,8 @@ class DecisionDesk:
         with self.timed("sampro read"):
             entered = self.purchase_orders.entered_invoices(lookups)
         with self.timed("processscheduler read"):
-            return [*entered, *self.scheduler.decided_invoices(lookups)]
+            recorded = self.scheduler.decided_invoices(lookups)
+        return [*entered, *recorded, *self.recent.matching(lookups, {known.invoice_id for known in recorded})]
 
 
 def _rechecked(batch: Sequence[PurchaseOrderWork], ledgers: Mapping[str, PurchaseOrderLedger]) -> dict[str, list[str]]:

@@ -3,11 +3,12 @@ failure policy does to a bad record or a dependency outage."""
 
 from __future__ import annotations
 
+from connectors.sampro import InMemoryPurchaseOrderReader
 from connectors.scheduler.rows import entries
 from rules.errors import DataError, Unavailable
 from rules.models import Verdict
 from streams.broker_memory import InMemoryBroker
-from tests.unit.streams.conftest import make_worker, ready_invoice
+from tests.unit.streams.conftest import make_worker, purchase_order, ready_invoice
 
 
 def test_an_invoice_goes_from_the_topic_to_processscheduler_and_the_mailbox_then_is_entered(worker):
@@ -29,6 +30,21 @@ def test_the_second_invoice_on_a_po_waits_for_the_first_then_goes_after_its_comp
     worker.complete("MP-1")
     worker.run()
     assert worker.statuses() == {"MP-1": "entered", "MP-2": "sent_to_rpa"}
+
+
+def test_a_duplicate_on_another_po_a_batch_after_its_original_is_found_before_processscheduler_has_it(tmp_path):
+    """The original's verdict reaches processscheduler through the sink, a batch or more later."""
+    sampro = InMemoryPurchaseOrderReader([purchase_order(), purchase_order(po_number="PO-5002")])
+    worker = make_worker(tmp_path, purchase_orders=sampro)
+    worker.run(steps=3)
+    worker.submit(ready_invoice("MP-1", invoice_number="INV-9"))
+    worker.run(steps=1)
+    worker.submit(ready_invoice("MP-2", invoice_number="inv-9", po_number="PO-5002"))
+    worker.run()
+    assert worker.statuses() == {"MP-1": "sent_to_rpa", "MP-2": "bad_invoice"}
+    (finding,) = worker.scheduler.rows(po_number="PO-5002")[0]["reasons"]
+    assert (finding["code"], finding["expected"]) == ("DUPLICATE_INVOICE", "MP-1")
+    assert [request.invoice_id for request in worker.mailer.sent] == ["MP-1"]
 
 
 def test_bytes_that_are_no_record_go_to_the_dlq_with_where_they_came_from_and_the_next_is_decided(worker):
