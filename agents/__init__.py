@@ -12,5 +12,7 @@ if TYPE_CHECKING:
 def register_all(pipeline: Pipeline) -> None:
     from agents import ingest, purchase_orders, rpa_mail, sampro_changes, scheduler_sink
 
-    for flow in (ingest, sampro_changes, purchase_orders, scheduler_sink, rpa_mail):
+    # In a tick, processscheduler records the verdicts read before the PO agent decides: the duplicate
+    # checks read processscheduler (streams/recently_decided.py).
+    for flow in (ingest, sampro_changes, scheduler_sink, purchase_orders, rpa_mail):
         flow.register(pipeline)

@@ -87,7 +87,7 @@ class DecisionDesk:
         read = {work.po_number for work in batch if not isinstance(work, PurchaseOrderChanged)} | set(rechecked)
         with self.timed("sampro read"):
             snapshots = self.purchase_orders.fetch(read)
-        known = KnownInvoices(self._invoices_seen_before(batch, ledgers, rechecked))
+        known = KnownInvoices(self._invoices_seen_before(batch, ledgers, rechecked, now))
         emitted: list[Emitted] = []
         decided: list[KnownInvoice] = []
         with self.timed("rules and ledger"):
@@ -105,7 +105,7 @@ class DecisionDesk:
 
     def _invoices_seen_before(
         self, batch: Sequence[PurchaseOrderWork], ledgers: MutableMapping[str, PurchaseOrderLedger],
-        rechecked: Mapping[str, list[str]],
+        rechecked: Mapping[str, list[str]], now: datetime,
     ) -> list[KnownInvoice]:
         """Entered and decided invoices that may be duplicates of anything this batch may judge:
         its submissions, the invoices parked on a PO that this batch may free, and the held ones
@@ -123,7 +123,7 @@ class DecisionDesk:
             entered = self.purchase_orders.entered_invoices(lookups)
         with self.timed("processscheduler read"):
             recorded = self.scheduler.decided_invoices(lookups)
-        return [*entered, *recorded, *self.recent.matching(lookups, {known.invoice_id for known in recorded})]
+        return [*entered, *recorded, *self.recent.matching(lookups, {known.invoice_id for known in recorded}, now)]
 
 
 def _rechecked(batch: Sequence[PurchaseOrderWork], ledgers: Mapping[str, PurchaseOrderLedger]) -> dict[str, list[str]]:

@@ -39,8 +39,9 @@ class RecentlyDecided:
             self._made.append((now, vendor, known.invoice_id))
         self._forget_before(now - self.keep)
 
-    def matching(self, lookups: Iterable[Lookup], recorded: Collection[str]) -> list[KnownInvoice]:
+    def matching(self, lookups: Iterable[Lookup], recorded: Collection[str], now: datetime) -> list[KnownInvoice]:
         """Those a store would return for the lookups, but for the invoice ids it has recorded."""
+        self._forget_before(now - self.keep)
         found: dict[str, KnownInvoice] = {}
         for lookup in lookups:
             for invoice_id, (_, known) in self._by_vendor.get(lookup.vendor_key, {}).items():

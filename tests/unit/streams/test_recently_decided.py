@@ -5,9 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from connectors.sampro import InMemoryPurchaseOrderReader
+from connectors.scheduler import InMemoryProcessScheduler
 from rules.context import KnownInvoice
 from rules.duplicates import lookup_for
+from rules.judge import RulesJudge
+from rules.lifecycle import InvoiceSubmitted
+from rules.models import Verdict
+from rules.policy import Policy
+from streams.decisions import DecisionDesk
 from streams.recently_decided import RecentlyDecided
+from tests.unit.streams.conftest import purchase_order, ready_invoice
 
 AT = datetime(2026, 12, 4, 9, 0, tzinfo=UTC)
 
@@ -23,24 +31,43 @@ def lookup(number: str = "inv-9", vendor: str = " v100", total: str = "99.00"):
 def test_a_verdict_is_found_by_its_vendor_and_number_as_identifiers_and_by_no_other_vendor():
     recent = RecentlyDecided()
     recent.add([known("MP-1"), known("MP-2", number="INV-10")], AT)
-    assert recent.matching([lookup()], recorded=()) == [known("MP-1")]
-    assert recent.matching([lookup(vendor="V200")], recorded=()) == []
+    assert recent.matching([lookup()], recorded=(), now=AT) == [known("MP-1")]
+    assert recent.matching([lookup(vendor="V200")], recorded=(), now=AT) == []
 
 
 def test_what_processscheduler_recorded_of_the_invoice_wins():
     recent = RecentlyDecided()
     recent.add([known("MP-1")], AT)
-    assert recent.matching([lookup()], recorded={"MP-1"}) == []
+    assert recent.matching([lookup()], recorded={"MP-1"}, now=AT) == []
 
 
 def test_a_verdict_is_kept_for_its_time_then_forgotten_unless_the_invoice_was_decided_again():
     recent = RecentlyDecided(keep=timedelta(seconds=60))
     recent.add([known("MP-1"), known("MP-2", number="INV-10")], AT)
     recent.add([known("MP-2", number="INV-10", status="manual_review")], AT + timedelta(seconds=30))
-    recent.add([], AT + timedelta(seconds=60))
-    assert len(recent) == 2
-    recent.add([], AT + timedelta(seconds=61))
-    assert recent.matching([lookup(), lookup("INV-10")], recorded=()) == [
+    both = [lookup(), lookup("INV-10")]
+    assert len(recent.matching(both, recorded=(), now=AT + timedelta(seconds=60))) == 2
+    assert recent.matching(both, recorded=(), now=AT + timedelta(seconds=61)) == [
         known("MP-2", number="INV-10", status="manual_review")]
     recent.add([], AT + timedelta(seconds=91))
     assert len(recent) == 0
+
+
+def test_the_desk_finds_a_duplicate_decided_a_batch_before_that_processscheduler_has_not_recorded():
+    """Through the decision service, with a processscheduler that has recorded nothing yet."""
+    pos = [purchase_order(), purchase_order(po_number="PO-5002")]
+    desk = DecisionDesk(InMemoryPurchaseOrderReader(pos), InMemoryProcessScheduler(),
+                        lambda po, known, now: RulesJudge(po, known, Policy(), now))
+    ledgers: dict = {}
+    first, again = (InvoiceSubmitted(invoice_id=invoice_id, version=1, po_number=po_number, received_at=AT,
+                                     document=ready_invoice(invoice_id, invoice_number="INV-9", po_number=po_number))
+                    for invoice_id, po_number in (("MP-1", "PO-5001"), ("MP-2", "PO-5002")))
+    def verdict_of(work, now):
+        (verdict,) = (message for message in desk.decide([work], ledgers, now) if isinstance(message, Verdict))
+        return verdict
+
+    assert verdict_of(first, AT).status == "ready_to_process"
+    duplicate = verdict_of(again, AT + timedelta(seconds=1))
+    assert [reason.code for reason in duplicate.reasons] == ["DUPLICATE_INVOICE"]
+    much_later = verdict_of(again.model_copy(update={"version": 2}), AT + timedelta(minutes=5))
+    assert much_later.status == "ready_to_process", much_later.reasons  # forgotten: processscheduler has it by now
