@@ -1,11 +1,12 @@
 """The invoices this worker decided lately, for the duplicate checks until processscheduler has them.
 
 The checks ask processscheduler for the invoices decided before, and a verdict is there only once
-the sink has written it: a batch or more after the PO agent emitted it. An invoice and its
+the sink has written it: a tick or two after the PO agent emitted it. An invoice and its
 duplicate on another PO, in two batches close together, were both sent to the RPA bot
 (tests/unit/streams/test_worker_in_memory.py). So the worker keeps its own verdicts for `keep`
-after making them, filed by vendor as the lookups ask. What processscheduler holds of the same
-invoice wins: it knows a withdrawal or a new judgement that came later.
+after making them, filed under the keys the lookups ask for (vendor and number, loose number or
+total), as processscheduler's indexes are. What processscheduler holds of the same invoice wins:
+it knows a withdrawal or a new judgement that came later.
 
 Another worker's verdicts are not here: with several workers, a duplicate decided in that window
 on a PO of another worker's partitions is not caught (README, "Scaling out").
@@ -16,47 +17,70 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Collection, Iterable
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from rules.context import KnownInvoice
-from rules.duplicates import Lookup, matches_lookup
-from rules.identifiers import identifier_key
+from rules.duplicates import Lookup
+from rules.identifiers import identifier_key, loose_number_key
 
 # The sink runs in the PO agent's loop and writes a verdict a tick or two after it is made. At 600
 # verdicts a second this keeps some 36,000, about 20 MiB.
 KEEP = timedelta(seconds=60)
 
+Key = tuple[str, str, str | Decimal]  # (vendor key, "number" | "loose" | "total", value)
+
+
+def _keys(known: KnownInvoice) -> list[Key]:
+    vendor = identifier_key(known.vendor_id)
+    keys: list[Key] = [(vendor, "number", identifier_key(known.invoice_number)),
+                       (vendor, "loose", loose_number_key(known.invoice_number))]
+    if known.total_amount is not None:
+        keys.append((vendor, "total", known.total_amount))
+    return keys
+
+
+def _asked(lookup: Lookup) -> list[Key]:
+    keys: list[Key] = [(lookup.vendor_key, "number", lookup.number_key), (lookup.vendor_key, "loose", lookup.loose_key)]
+    if lookup.total_amount is not None:
+        keys.append((lookup.vendor_key, "total", lookup.total_amount))
+    return keys
+
 
 class RecentlyDecided:
     def __init__(self, keep: timedelta = KEEP):
         self.keep = keep
-        self._by_vendor: dict[str, dict[str, tuple[datetime, KnownInvoice]]] = {}  # vendor key -> invoice id ->
-        self._made: deque[tuple[datetime, str, str]] = deque()  # (decided at, vendor key, invoice id), oldest first
+        self._latest: dict[str, tuple[datetime, KnownInvoice]] = {}  # invoice id -> its newest verdict, when
+        self._filed: dict[Key, set[str]] = {}  # key -> the invoice ids filed under it
+        self._made: deque[tuple[datetime, str]] = deque()  # (when, invoice id), oldest first
 
     def add(self, decided: Iterable[KnownInvoice], now: datetime) -> None:
         for known in decided:
-            vendor = identifier_key(known.vendor_id)
-            self._by_vendor.setdefault(vendor, {})[known.invoice_id] = (now, known)
-            self._made.append((now, vendor, known.invoice_id))
+            if known.invoice_id in self._latest:  # judged again: filed under its new keys only
+                self._unfile(self._latest[known.invoice_id][1])
+            self._latest[known.invoice_id] = (now, known)
+            for key in _keys(known):
+                self._filed.setdefault(key, set()).add(known.invoice_id)
+            self._made.append((now, known.invoice_id))
         self._forget_before(now - self.keep)
 
     def matching(self, lookups: Iterable[Lookup], recorded: Collection[str], now: datetime) -> list[KnownInvoice]:
-        """Those a store would return for the lookups, but for the invoice ids it has recorded."""
+        """What a store would return for the lookups, but for the invoice ids it has recorded."""
         self._forget_before(now - self.keep)
-        found: dict[str, KnownInvoice] = {}
-        for lookup in lookups:
-            for invoice_id, (_, known) in self._by_vendor.get(lookup.vendor_key, {}).items():
-                if invoice_id not in recorded and matches_lookup(known, (lookup,)):
-                    found[invoice_id] = known
-        return list(found.values())
+        found = {invoice_id for lookup in lookups for key in _asked(lookup) for invoice_id in self._filed.get(key, ())}
+        return [self._latest[invoice_id][1] for invoice_id in sorted(found) if invoice_id not in recorded]
 
     def __len__(self) -> int:
-        return sum(map(len, self._by_vendor.values()))
+        return len(self._latest)
 
     def _forget_before(self, moment: datetime) -> None:
         while self._made and self._made[0][0] < moment:
-            made_at, vendor, invoice_id = self._made.popleft()
-            invoices = self._by_vendor.get(vendor, {})
-            if invoice_id in invoices and invoices[invoice_id][0] == made_at:  # not decided again since
-                del invoices[invoice_id]
-                if not invoices:
-                    del self._by_vendor[vendor]
+            made_at, invoice_id = self._made.popleft()
+            latest = self._latest.get(invoice_id)
+            if latest is not None and latest[0] == made_at:  # not judged again since
+                self._unfile(self._latest.pop(invoice_id)[1])
+
+    def _unfile(self, known: KnownInvoice) -> None:
+        for key in _keys(known):
+            self._filed[key].discard(known.invoice_id)
+            if not self._filed[key]:
+                del self._filed[key]

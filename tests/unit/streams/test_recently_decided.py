@@ -35,6 +35,24 @@ def test_a_verdict_is_found_by_its_vendor_and_number_as_identifiers_and_by_no_ot
     assert recent.matching([lookup(vendor="V200")], recorded=(), now=AT) == []
 
 
+def test_a_verdict_is_found_by_a_loose_number_or_the_same_total_as_a_store_finds_it():
+    recent = RecentlyDecided()
+    recent.add([known("MP-1"), known("MP-2", number="INV-10")], AT)
+    assert recent.matching([lookup("INV 0009")], recorded=(), now=AT) == [known("MP-1")]
+    assert recent.matching([lookup("X-1", total="10.00")], recorded=(), now=AT) == [
+        known("MP-1"), known("MP-2", number="INV-10")]
+
+
+def test_an_invoice_judged_again_under_a_new_number_is_no_longer_found_by_its_old_one():
+    recent = RecentlyDecided()
+    recent.add([known("MP-1"), known("MP-1", number="INV-77")], AT)
+    recent.add([known("MP-1", number="INV-78")], AT + timedelta(seconds=1))
+    assert recent.matching([lookup()], recorded=(), now=AT) == []
+    assert recent.matching([lookup("INV-78")], recorded=(), now=AT) == [known("MP-1", number="INV-78")]
+    recent.add([], AT + timedelta(seconds=62))
+    assert len(recent) == 0
+
+
 def test_what_processscheduler_recorded_of_the_invoice_wins():
     recent = RecentlyDecided()
     recent.add([known("MP-1")], AT)
