@@ -10,7 +10,7 @@ from rules.errors import DataError
 from rules.lifecycle import StatusChanged
 from rules.models import Verdict
 from streams.broker import Record
-from streams.runtime import Flow
+from streams.runtime import Batch, Flow
 
 if TYPE_CHECKING:
     from streams.bootstrap import Pipeline
@@ -19,7 +19,7 @@ SINK = "record-in-processscheduler"
 
 
 def register(pipeline: Pipeline) -> None:
-    codec, scheduler = pipeline.codec, pipeline.scheduler
+    codec, scheduler, recent = pipeline.codec, pipeline.scheduler, pipeline.desk.recent
 
     def decode(record: Record) -> SchedulerEntry | None:
         """Written from the record as read, not validated again: the PO agent wrote it (see
@@ -31,6 +31,9 @@ def register(pipeline: Pipeline) -> None:
             return status_change_entry(data)
         raise DataError(f"a {kind.__name__} is not a message {SINK} takes (Verdict, StatusChanged)")
 
-    pipeline.runtime.add_flow(Flow(SINK, (pipeline.topics.verdicts,), decode=decode,
-                                   handle=lambda batch: scheduler.record(batch.messages),
+    def record(batch: Batch) -> None:
+        scheduler.record(batch.messages)
+        recent.recorded(entry.key for entry in batch.messages)  # the duplicate checks find them there now
+
+    pipeline.runtime.add_flow(Flow(SINK, (pipeline.topics.verdicts,), decode=decode, handle=record,
                                    kinds=(SchedulerEntry,), stage="record"))

@@ -74,7 +74,7 @@ class DecisionDesk:
     judge_for: JudgeFactory
     dispatch: DispatchMode = "automatic"
     timed: Callable[[str], AbstractContextManager[None]] = lambda stage: nullcontext()  # the stage metric
-    recent: RecentlyDecided = field(default_factory=RecentlyDecided)  # until processscheduler has them
+    recent: RecentlyDecided = field(default_factory=RecentlyDecided)  # until the sink has recorded them
 
     def decide(
         self, batch: Sequence[PurchaseOrderWork], ledgers: MutableMapping[str, PurchaseOrderLedger], now: datetime
@@ -89,7 +89,7 @@ class DecisionDesk:
             snapshots = self.purchase_orders.fetch(read)
         known = KnownInvoices(self._invoices_seen_before(batch, ledgers, rechecked, now))
         emitted: list[Emitted] = []
-        decided: list[KnownInvoice] = []
+        decided: list[tuple[int, KnownInvoice]] = []  # (version, invoice) of each verdict made
         with self.timed("rules and ledger"):
             for work in batch:
                 ledger = ledgers.get(work.po_number) or PurchaseOrderLedger(po_number=work.po_number)
@@ -97,7 +97,7 @@ class DecisionDesk:
                 outcome = HANDLERS[type(work)](ledger, work, judge, self.dispatch)
                 ledgers[work.po_number] = outcome.ledger
                 newly = _newly_known(outcome.emitted, outcome.ledger)
-                known.extend(newly)
+                known.extend(seen for _, seen in newly)
                 decided += newly
                 emitted.extend(outcome.emitted)
         self.recent.add(decided, now)
@@ -134,13 +134,14 @@ def _rechecked(batch: Sequence[PurchaseOrderWork], ledgers: Mapping[str, Purchas
     return {po: keys for po, keys in found.items() if keys}
 
 
-def _newly_known(emitted: Sequence[Emitted], ledger: PurchaseOrderLedger) -> list[KnownInvoice]:
-    """Verdicts of this batch, so a duplicate later in the same batch is caught too."""
+def _newly_known(emitted: Sequence[Emitted], ledger: PurchaseOrderLedger) -> list[tuple[int, KnownInvoice]]:
+    """Verdicts of this batch, with their invoice versions, so a duplicate later in the same batch
+    (or before processscheduler has them) is caught too."""
     known = []
     for message in emitted:
         if isinstance(message, Verdict) and message.invoice_id and message.invoice_version is not None:
             record = ledger.record(record_key(message.invoice_id, message.invoice_version))
             if record is not None and (seen := known_from(message.invoice_id, message.status.value,
                                                           record.submission.document)) is not None:
-                known.append(seen)
+                known.append((message.invoice_version, seen))
     return known

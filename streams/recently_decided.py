@@ -1,12 +1,13 @@
 """The invoices this worker decided lately, for the duplicate checks until processscheduler has them.
 
 The checks ask processscheduler for the invoices decided before, and a verdict is there only once
-the sink has written it: a tick or two after the PO agent emitted it. An invoice and its
-duplicate on another PO, in two batches close together, were both sent to the RPA bot
-(tests/unit/streams/test_worker_in_memory.py). So the worker keeps its own verdicts for `keep`
-after making them, filed under the keys the lookups ask for (vendor and number, loose number or
-total), as processscheduler's indexes are. What processscheduler holds of the same invoice wins:
-it knows a withdrawal or a new judgement that came later.
+the sink has written it: a tick after the PO agent emitted it when the worker keeps up, tens of
+seconds in a burst (the verdicts wait behind the invoices). An invoice and its duplicate on
+another PO, in two batches close together, were both sent to the RPA bot
+(tests/unit/streams/test_worker_in_memory.py). So the worker keeps its own verdicts until the
+sink has recorded them, filed under the keys the lookups ask for (vendor and number, loose number
+or total), as processscheduler's indexes are. What processscheduler holds of the same invoice
+wins: it knows a withdrawal or a new judgement that came later.
 
 Another worker's verdicts are not here: with several workers, a duplicate decided in that window
 on a PO of another worker's partitions is not caught (README, "Scaling out").
@@ -23,9 +24,9 @@ from rules.context import KnownInvoice
 from rules.duplicates import Lookup
 from rules.identifiers import identifier_key, loose_number_key
 
-# The sink runs in the PO agent's loop and writes a verdict a tick or two after it is made. At 600
-# verdicts a second this keeps some 36,000, about 20 MiB.
-KEEP = timedelta(seconds=60)
+# How long a verdict the sink never confirms is kept (one it dead-lettered): the sink runs in the
+# PO agent's loop, and confirms all others.
+KEEP = timedelta(minutes=10)
 
 Key = tuple[str, str, str | Decimal]  # (vendor key, "number" | "loose" | "total", value)
 
@@ -49,25 +50,33 @@ def _asked(lookup: Lookup) -> list[Key]:
 class RecentlyDecided:
     def __init__(self, keep: timedelta = KEEP):
         self.keep = keep
-        self._latest: dict[str, tuple[datetime, KnownInvoice]] = {}  # invoice id -> its newest verdict, when
+        # invoice id -> its newest verdict: when, of which version, as the checks see it
+        self._latest: dict[str, tuple[datetime, int, KnownInvoice]] = {}
         self._filed: dict[Key, set[str]] = {}  # key -> the invoice ids filed under it
         self._made: deque[tuple[datetime, str]] = deque()  # (when, invoice id), oldest first
 
-    def add(self, decided: Iterable[KnownInvoice], now: datetime) -> None:
-        for known in decided:
-            if known.invoice_id in self._latest:  # judged again: filed under its new keys only
-                self._unfile(self._latest[known.invoice_id][1])
-            self._latest[known.invoice_id] = (now, known)
+    def add(self, decided: Iterable[tuple[int, KnownInvoice]], now: datetime) -> None:
+        """(invoice version, the invoice as the checks see it) of each verdict made."""
+        for version, known in decided:
+            self._drop(known.invoice_id)  # judged again: filed under its new keys only
+            self._latest[known.invoice_id] = (now, version, known)
             for key in _keys(known):
                 self._filed.setdefault(key, set()).add(known.invoice_id)
             self._made.append((now, known.invoice_id))
         self._forget_before(now - self.keep)
 
+    def recorded(self, keys: Iterable[tuple[str, int]]) -> None:
+        """The sink wrote these invoice versions to processscheduler: the checks find them there."""
+        for invoice_id, version in keys:
+            latest = self._latest.get(invoice_id)
+            if latest is not None and latest[1] <= version:
+                self._drop(invoice_id)
+
     def matching(self, lookups: Iterable[Lookup], recorded: Collection[str], now: datetime) -> list[KnownInvoice]:
         """What a store would return for the lookups, but for the invoice ids it has recorded."""
         self._forget_before(now - self.keep)
         found = {invoice_id for lookup in lookups for key in _asked(lookup) for invoice_id in self._filed.get(key, ())}
-        return [self._latest[invoice_id][1] for invoice_id in sorted(found) if invoice_id not in recorded]
+        return [self._latest[invoice_id][2] for invoice_id in sorted(found) if invoice_id not in recorded]
 
     def __len__(self) -> int:
         return len(self._latest)
@@ -77,10 +86,13 @@ class RecentlyDecided:
             made_at, invoice_id = self._made.popleft()
             latest = self._latest.get(invoice_id)
             if latest is not None and latest[0] == made_at:  # not judged again since
-                self._unfile(self._latest.pop(invoice_id)[1])
+                self._drop(invoice_id)
 
-    def _unfile(self, known: KnownInvoice) -> None:
-        for key in _keys(known):
-            self._filed[key].discard(known.invoice_id)
+    def _drop(self, invoice_id: str) -> None:
+        latest = self._latest.pop(invoice_id, None)
+        if latest is None:
+            return
+        for key in _keys(latest[2]):
+            self._filed[key].discard(invoice_id)
             if not self._filed[key]:
                 del self._filed[key]

@@ -45,6 +45,7 @@ def test_a_duplicate_on_another_po_a_batch_after_its_original_is_found_before_pr
     (finding,) = worker.scheduler.rows(po_number="PO-5002")[0]["reasons"]
     assert (finding["code"], finding["expected"]) == ("DUPLICATE_INVOICE", "MP-1")
     assert [request.invoice_id for request in worker.mailer.sent] == ["MP-1"]
+    assert len(worker.pipeline.desk.recent) == 0  # the sink recorded both: processscheduler answers for them
 
 
 def test_bytes_that_are_no_record_go_to_the_dlq_with_where_they_came_from_and_the_next_is_decided(worker):
