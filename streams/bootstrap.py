@@ -27,6 +27,7 @@ from rules.models import PurchaseOrder
 from rules.policy import Policy
 from schemas.codec import Codec
 from streams.adapters import codec_from, policy_from, purchase_order_reader
+from streams.back_pressure import BackPressure
 from streams.broker import KafkaStreamBroker, StreamBroker
 from streams.decisions import DECIDE, DecisionDesk
 from streams.health import WorkerHealth
@@ -156,11 +157,14 @@ def bootstrap(
     def judge_for(po: PurchaseOrder | None, known: KnownInvoices, now: datetime) -> RulesJudge:
         return RulesJudge(po, known, policy, now, limits)
 
-    def runtime_on(group_broker: StreamBroker, name: str) -> Runtime:
+    def runtime_on(group_broker: StreamBroker, name: str, back_pressure: BackPressure | None = None) -> Runtime:
         return Runtime(group_broker, dlq_topic=settings.dlq_topic, encode=codec.encode, health=health,
-                       batch_size=settings.batch_size, batch_seconds=settings.batch_seconds, name=name)
+                       batch_size=settings.batch_size, batch_seconds=settings.batch_seconds, name=name,
+                       back_pressure=back_pressure)
 
-    runtime = runtime_on(broker or _real_broker(settings, health, settings.app_id), "pipeline")
+    # New invoices wait while more than two batches of verdicts wait for processscheduler.
+    runtime = runtime_on(broker or _real_broker(settings, health, settings.app_id), "pipeline",
+                         BackPressure(settings.invoices_topic, settings.verdicts_topic, 2 * settings.batch_size))
     # An email waits for the RPA mailbox's server (a sent-log commit and a reply each): its flow has
     # a consumer group of its own, so that a worker may run it in a process of its own and deciding
     # never waits for the mailbox (`worker --role`). Unit tests give one broker for every flow.

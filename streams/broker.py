@@ -86,6 +86,9 @@ class StreamBroker(Protocol):
     def release(self, partition: TopicPartition) -> bool:
         """Fetches the partition again; False when it must stay held a while longer."""
 
+    def behind(self, partitions: Sequence[TopicPartition]) -> int:
+        """Records of these partitions after the consumer's position, as last fetched (no request)."""
+
     def begin(self) -> None: ...
 
     def produce(self, output: Output) -> None: ...
@@ -248,6 +251,17 @@ class KafkaStreamBroker:
                 return False
         self.consumer.resume([KafkaTP(*partition)])
         return True
+
+    def behind(self, partitions: Sequence[TopicPartition]) -> int:
+        # The high watermark as the last fetch response gave it, and the position: both local.
+        # Each transaction's commit marker counts as a record: a few per partition, not hundreds.
+        # A partition not read from since it was assigned has no position and counts as none.
+        total = 0
+        for position in self.consumer.position([KafkaTP(*partition) for partition in partitions]):
+            _, end = self.consumer.get_watermark_offsets(position, cached=True)
+            if position.offset >= 0 and end >= 0:
+                total += max(0, end - position.offset)
+        return total
 
     # -- writing ---------------------------------------------------------------------------------
     def begin(self) -> None:

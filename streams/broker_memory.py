@@ -93,6 +93,9 @@ class InMemoryBroker:
         self._held.discard(partition)
         return True
 
+    def behind(self, partitions: Sequence[TopicPartition]) -> int:
+        return sum(len(self.logs[topic][number]) - self._positions[(topic, number)] for topic, number in partitions)
+
     def begin(self) -> None:
         self._pending = []
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rules.errors import DataError, Unavailable
+from streams.back_pressure import BackPressure
 from streams.broker import LostBatch, Output, Record, StreamBroker, TopicPartition
 from streams.failures import Backoff, Policy, dead_letter, describe, policy_for
 from streams.health import WorkerHealth
@@ -142,8 +143,9 @@ class Runtime:
     def __init__(self, broker: StreamBroker, *, dlq_topic: str, encode: Encode, health: WorkerHealth | None = None,
                  batch_size: int = 500, batch_seconds: float = 0.05, backoff: Backoff | None = None,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-                 name: str = "pipeline"):
+                 name: str = "pipeline", back_pressure: BackPressure | None = None):
         self.broker, self.dlq_topic, self.encode, self.name = broker, dlq_topic, encode, name
+        self.back_pressure = back_pressure
         self.health = health or WorkerHealth()
         self.batch_size, self.batch_seconds = batch_size, batch_seconds
         self.backoff = backoff or Backoff()
@@ -203,6 +205,8 @@ class Runtime:
         self._release_due(now)
         if self._to_restore and now >= self._restore_due:
             self._restore()
+        if self.back_pressure is not None:
+            self.back_pressure.apply(self.broker, self._assigned, self._holds)
         with self.health.timed(self.name, "kafka poll"):
             records = self.broker.poll(self.batch_size, self.batch_seconds)
         sources = [s for s in self.sources if not s.finished and now >= s.due_at and s.anchor in self._assigned]
@@ -430,6 +434,8 @@ class Runtime:
         return held
 
     def _on_revoked(self, partitions: list[TopicPartition]) -> None:
+        if self.back_pressure is not None:  # assigned again, a partition is read until paused again
+            self.back_pressure.paused.difference_update(partitions)
         for partition in partitions:
             self._assigned.discard(partition)
             self._holds.pop(partition, None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -60,3 +61,34 @@ def test_several_partitions_keep_order_per_key(kafka_bootstrap, unique_name):
     assert received == sent
     assert all(len(p) == 1 for p in partitions.values())
     assert len(set().union(*partitions.values())) > 1  # the keys really were spread
+
+
+def test_the_stream_broker_counts_the_records_behind_its_position_without_asking_the_broker(
+        kafka_bootstrap, unique_name):
+    """What back-pressure reads (streams/back_pressure.py): the last fetch's end less the position."""
+    from streams.broker import KafkaStreamBroker
+
+    create_topic(kafka_bootstrap, unique_name, 2)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for i in range(30):
+        producer.produce(unique_name, key=f"PO-{i}".encode(), value=b"verdict", partition=i % 2)
+    assert producer.flush(30) == 0
+    broker = KafkaStreamBroker(kafka_bootstrap, f"g-{unique_name}")
+    partitions = [(unique_name, 0), (unique_name, 1)]
+    try:
+        broker.subscribe([unique_name], lambda assigned: set(), lambda revoked: None)
+        read = []
+        for _ in range(100):
+            read += broker.poll(10, 0.2)
+            if len(read) >= 10:
+                break
+        assert 10 <= len(read) < 30
+        # 15 records a partition; one not read from yet has no position, and counts as nothing
+        # behind (never a stall on a partition that has nothing new).
+        read_from = Counter(record.partition for record in read)
+        assert broker.behind(partitions) == sum(15 - count for count in read_from.values())
+        while len(read) < 30:
+            read += broker.poll(30, 0.2)
+        assert broker.behind(partitions) == 0
+    finally:
+        broker.close()
