@@ -1,8 +1,8 @@
 """The invoices this worker decided lately, for the duplicate checks until processscheduler has them.
 
 The checks ask processscheduler for the invoices decided before, and a verdict is there only once
-the sink has written it: a tick after the PO agent emitted it when the worker keeps up, tens of
-seconds in a burst (the verdicts wait behind the invoices). An invoice and its duplicate on
+the sink has written it: a tick after the PO agent emitted it when the worker keeps up, a second
+or two in a burst (streams/back_pressure.py). An invoice and its duplicate on
 another PO, in two batches close together, were both sent to the RPA bot
 (tests/unit/streams/test_worker_in_memory.py). So the worker keeps its own verdicts until the
 sink has recorded them, filed under the keys the lookups ask for (vendor and number, loose number
@@ -24,9 +24,10 @@ from rules.context import KnownInvoice
 from rules.duplicates import Lookup
 from rules.identifiers import identifier_key, loose_number_key
 
-# How long a verdict the sink never confirms is kept (one it dead-lettered): the sink runs in the
-# PO agent's loop, and confirms all others.
-KEEP = timedelta(minutes=10)
+# How long a verdict the sink never confirms is kept (one it dead-lettered, one of a batch undone):
+# the sink runs in the PO agent's loop and confirms all others within seconds. Each verdict's entry
+# in `_made` stays this long, confirmed or not: some 70,000 at 600 verdicts a second, about 5 MiB.
+KEEP = timedelta(minutes=2)
 
 Key = tuple[str, str, str | Decimal]  # (vendor key, "number" | "loose" | "total", value)
 

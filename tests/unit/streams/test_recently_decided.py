@@ -102,5 +102,5 @@ def test_the_desk_finds_a_duplicate_decided_a_batch_before_that_processscheduler
     duplicate = verdict_of(again, AT + timedelta(seconds=1))
     assert [reason.code for reason in duplicate.reasons] == ["DUPLICATE_INVOICE"]
     # Never confirmed by a sink here: let go after KEEP all the same.
-    much_later = verdict_of(again.model_copy(update={"version": 2}), AT + timedelta(minutes=11))
+    much_later = verdict_of(again.model_copy(update={"version": 2}), AT + timedelta(minutes=3))
     assert much_later.status == "ready_to_process", much_later.reasons
