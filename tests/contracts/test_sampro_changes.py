@@ -75,21 +75,28 @@ class SqlPolling(SamproChangesContract):
             standin.load_purchase_orders([po(po_number, status="open")])
         return source, change
 
-    def test_a_row_committed_late_is_found_by_the_next_read_of_the_window_and_only_then(self, engine, tmp_path):
-        """Between reads of the window a poll reads what is newer than the watermark: a row
-        committed late, with a time before it, waits for the window (a tenth of the look-back)."""
+    @pytest.fixture
+    def on_a_clock(self, engine, tmp_path):
+        """(stand-in, source, clock, the change of PO-1 read and committed): the source's clock
+        moves only when the test sets `clock[0]`."""
         standin = SamproStandIn(engine)
         standin.create_schema()
         standin.load_purchase_orders([po("PO-0")])
-        now = [0.0]
+        clock = [0.0]
         source = PollingSamproChanges(engine, tmp_path / "sampro-watermark.json", lookback_seconds=300,
-                                      clock=lambda: now[0])
+                                      clock=lambda: clock[0])
         source.poll()
         source.commit()
         time.sleep(0.002)
         standin.load_purchase_orders([po("PO-1")])
         (found,) = source.poll()
         source.commit()
+        return standin, source, clock, found
+
+    def test_a_row_committed_late_is_found_by_the_next_read_of_the_window_and_only_then(self, engine, on_a_clock):
+        """Between reads of the window a poll reads what is newer than the watermark: a row
+        committed late, with a time before it, waits for the window (a tenth of the look-back)."""
+        standin, source, now, found = on_a_clock
         standin.load_purchase_orders([po("PO-2")])
         with engine.begin() as conn:  # as if stamped before the change just read, and committed now
             for table in (standin.tables.po_header, standin.tables.po_line):
@@ -100,21 +107,10 @@ class SqlPolling(SamproChangesContract):
         now[0] = 30.0
         assert [late.po_number for late in source.poll()] == ["PO-2"]
 
-    def test_a_row_committed_late_on_a_po_already_changed_is_a_change_of_its_own(self, engine, tmp_path):
+    def test_a_row_committed_late_on_a_po_already_changed_is_a_change_of_its_own(self, engine, on_a_clock):
         """The PO's header keeps the newer time of the change already sent; a line committed late,
         stamped before it, is still a change to recheck the PO for, with an id of its own."""
-        standin = SamproStandIn(engine)
-        standin.create_schema()
-        standin.load_purchase_orders([po("PO-0")])
-        now = [0.0]
-        source = PollingSamproChanges(engine, tmp_path / "sampro-watermark.json", lookback_seconds=300,
-                                      clock=lambda: now[0])
-        source.poll()
-        source.commit()
-        time.sleep(0.002)
-        standin.load_purchase_orders([po("PO-1")])
-        (sent,) = source.poll()
-        source.commit()
+        standin, source, now, sent = on_a_clock
         late = sent.changed_at - timedelta(milliseconds=5)
         with engine.begin() as conn:
             line = standin.tables.po_line

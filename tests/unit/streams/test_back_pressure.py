@@ -8,13 +8,14 @@ from streams.broker_memory import InMemoryBroker
 INVOICES, VERDICTS = "invoices", "verdicts"
 
 
-def subscribed() -> tuple[InMemoryBroker, list[tuple[str, int]]]:
+def subscribed() -> tuple[InMemoryBroker, list[tuple[str, int]], BackPressure]:
+    """Two partitions of each topic, four invoices in them, and invoices waiting above 4 verdicts unread."""
     broker = InMemoryBroker(partitions=2)
     assigned: list[tuple[str, int]] = []
     broker.subscribe([INVOICES, VERDICTS], lambda partitions: assigned.extend(partitions) or set(), lambda _: None)
     for n in range(4):
         broker.append(INVOICES, f"PO-{n}".encode(), b"invoice")
-    return broker, assigned
+    return broker, assigned, BackPressure(INVOICES, VERDICTS, most_behind=4)
 
 
 def verdicts(broker: InMemoryBroker, count: int) -> None:
@@ -27,8 +28,7 @@ def topics_polled(broker: InMemoryBroker) -> set[str]:
 
 
 def test_invoices_wait_while_more_verdicts_than_allowed_are_unread_and_go_on_below_half():
-    broker, assigned = subscribed()
-    pressure = BackPressure(INVOICES, VERDICTS, most_behind=4)
+    broker, assigned, pressure = subscribed()
     verdicts(broker, 5)
     pressure.apply(broker, assigned, held=())
     assert pressure.paused == {(INVOICES, 0), (INVOICES, 1)}
@@ -42,16 +42,14 @@ def test_invoices_wait_while_more_verdicts_than_allowed_are_unread_and_go_on_bel
 
 
 def test_within_the_limit_nothing_waits():
-    broker, assigned = subscribed()
-    pressure = BackPressure(INVOICES, VERDICTS, most_behind=4)
+    broker, assigned, pressure = subscribed()
     verdicts(broker, 4)
     pressure.apply(broker, assigned, held=())
     assert pressure.paused == set() and topics_polled(broker) == {INVOICES, VERDICTS}
 
 
 def test_a_partition_held_for_a_failure_is_left_to_the_runtime():
-    broker, assigned = subscribed()
-    pressure = BackPressure(INVOICES, VERDICTS, most_behind=4)
+    broker, assigned, pressure = subscribed()
     broker.hold((INVOICES, 1), None)  # as the runtime holds it, waiting out an outage
     verdicts(broker, 5)
     pressure.apply(broker, assigned, held={(INVOICES, 1)})
