@@ -32,20 +32,18 @@ KEEP = timedelta(minutes=2)
 Key = tuple[str, str, str | Decimal]  # (vendor key, "number" | "loose" | "total", value)
 
 
-def _keys(known: KnownInvoice) -> list[Key]:
-    vendor = identifier_key(known.vendor_id)
-    keys: list[Key] = [(vendor, "number", identifier_key(known.invoice_number)),
-                       (vendor, "loose", loose_number_key(known.invoice_number))]
-    if known.total_amount is not None:
-        keys.append((vendor, "total", known.total_amount))
-    return keys
-
-
 def _asked(lookup: Lookup) -> list[Key]:
     keys: list[Key] = [(lookup.vendor_key, "number", lookup.number_key), (lookup.vendor_key, "loose", lookup.loose_key)]
     if lookup.total_amount is not None:
         keys.append((lookup.vendor_key, "total", lookup.total_amount))
     return keys
+
+
+def _keys(known: KnownInvoice) -> list[Key]:
+    """The keys a lookup of the same invoice would ask for: filed and asked alike."""
+    vendor, number = known.vendor_id, known.invoice_number
+    return _asked(Lookup(identifier_key(vendor), identifier_key(number), loose_number_key(number),
+                         known.total_amount, vendor, number))
 
 
 class RecentlyDecided:
