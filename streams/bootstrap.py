@@ -132,7 +132,8 @@ def limits_from(settings: Settings) -> Limits:
 
 def _real_broker(settings: Settings, health: WorkerHealth, group: str) -> StreamBroker:
     return KafkaStreamBroker(settings.kafka_bootstrap_servers, group,
-                             session_timeout_seconds=settings.session_timeout_seconds, health=health)
+                             session_timeout_seconds=settings.session_timeout_seconds, health=health,
+                             linger=settings.batch_linger_seconds)
 
 
 def bootstrap(

@@ -61,8 +61,11 @@ class Settings(BaseSettings):
     store: str = "memory://"
     batch_size: int = Field(default=500, ge=1)
     # A batch is what has arrived, up to batch_size: it grows with the load. batch_seconds is how
-    # long a poll waits when nothing has arrived (a quiet worker's loop).
+    # long a poll waits when nothing has arrived (a quiet worker's loop); batch_linger_seconds how
+    # long it waits for more once something has, as a producer's linger.ms: each batch is one Kafka
+    # transaction, and fuller ones commit less often. It adds at most that much to each hop.
     batch_seconds: float = Field(default=0.05, gt=0)
+    batch_linger_seconds: float = Field(default=0.02, ge=0, le=5)
     session_timeout_seconds: float = Field(default=30.0, gt=0)  # how soon a dead worker's partitions move on
     data_dir: Path = DEFAULT_DATA_DIR
     log_format: Literal["text", "json"] = "text"  # json: one JSON object per line, for a log collector

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import threading
+import time
 from collections import Counter
 
 from confluent_kafka import Consumer, Producer
@@ -90,5 +92,37 @@ def test_the_stream_broker_counts_the_records_behind_its_position_without_asking
         while len(read) < 30:
             read += broker.poll(30, 0.2)
         assert broker.behind(partitions) == 0
+    finally:
+        broker.close()
+
+
+def test_the_stream_broker_waits_its_linger_for_a_fuller_batch_once_a_record_has_arrived(
+        kafka_bootstrap, unique_name):
+    """BATCH_LINGER_SECONDS: a batch is one transaction, so once a record is there the poll waits
+    a little for more instead of committing a batch of one; it stops waiting once the batch is full."""
+    from streams.broker import KafkaStreamBroker
+
+    create_topic(kafka_bootstrap, unique_name, 1)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "linger.ms": 0})
+    broker = KafkaStreamBroker(kafka_bootstrap, f"g-{unique_name}", linger=10.0)
+    try:
+        broker.subscribe([unique_name], lambda assigned: set(), lambda revoked: None)
+        producer.produce(unique_name, value=b"first")
+        producer.flush(30)
+        assert [record.value for record in broker.poll(1, 30)] == [b"first"]  # joined and fetching
+        producer.produce(unique_name, value=b"0")
+        producer.flush(30)
+        def three_more() -> None:
+            for i in range(1, 4):
+                producer.produce(unique_name, value=str(i).encode())
+            producer.flush(30)
+
+        later = threading.Timer(0.5, three_more)
+        later.start()
+        started = time.monotonic()
+        batch = broker.poll(4, 30)
+        assert [record.value for record in batch] == [b"0", b"1", b"2", b"3"]
+        assert time.monotonic() - started < 9  # full at four: the rest of the linger is not waited out
+        later.join()
     finally:
         broker.close()
