@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Engine, Numeric, bindparam, delete, insert, select, update
 
 from connectors.sampro.tables import SamproNames, sampro_tables
 from rules.models import PurchaseOrder
+
+
+@dataclass(frozen=True, slots=True)
+class EnteredInvoice:
+    """An invoice as the RPA bot keys it into Sampro: the header and (PO line, quantity) per line."""
+
+    sampro_invoice_id: str
+    vendor_id: str
+    invoice_number: str
+    po_number: str
+    invoice_date: date | None
+    total_amount: Decimal | None
+    lines: tuple[tuple[int, Decimal], ...]
 
 
 class SamproStandIn:
@@ -53,16 +67,35 @@ class SamproStandIn:
         invoice_date: date | None, total_amount: Decimal | None, lines: Iterable[tuple[int, Decimal]],
     ) -> bool:
         """What the RPA bot does in Sampro; entering the same Sampro invoice twice counts once."""
+        return self.enter_invoices([EnteredInvoice(sampro_invoice_id, vendor_id, invoice_number, po_number,
+                                                   invoice_date, total_amount, tuple(lines))])[0]
+
+    def enter_invoices(self, invoices: Sequence[EnteredInvoice]) -> list[bool]:
+        """Several at once, in one transaction of three statements (the stand-in bot's mailbox
+        read): whether each was entered now, False for one entered before or earlier in the list."""
+        if not invoices:
+            return []
         po_line, ap_invoice = self.tables.po_line, self.tables.ap_invoice
+        now = datetime.now(UTC)
         with self.engine.begin() as conn:
-            entered = ap_invoice.c.sampro_invoice_id == sampro_invoice_id
-            if conn.execute(select(ap_invoice.c.sampro_invoice_id).where(entered)).first():
-                return False
-            now = datetime.now(UTC)
-            conn.execute(insert(ap_invoice).values(
-                sampro_invoice_id=sampro_invoice_id, vendor_id=vendor_id, invoice_number=invoice_number,
-                po_number=po_number, invoice_date=invoice_date, total_amount=total_amount, entered_at=now))
-            for line_no, quantity in lines:
-                conn.execute(update(po_line).where(po_line.c.po_number == po_number, po_line.c.line_no == line_no)
-                             .values(quantity_invoiced=po_line.c.quantity_invoiced + quantity, updated_at=now))
-        return True
+            ids = {entry.sampro_invoice_id for entry in invoices}
+            seen = set(conn.execute(select(ap_invoice.c.sampro_invoice_id)
+                                    .where(ap_invoice.c.sampro_invoice_id.in_(ids))).scalars())
+            fresh = []
+            for entry in invoices:
+                fresh.append(entry.sampro_invoice_id not in seen)
+                seen.add(entry.sampro_invoice_id)
+            new = [entry for entry, is_fresh in zip(invoices, fresh, strict=True) if is_fresh]
+            if not new:
+                return fresh
+            conn.execute(insert(ap_invoice), [
+                {"sampro_invoice_id": e.sampro_invoice_id, "vendor_id": e.vendor_id, "invoice_number": e.invoice_number,
+                 "po_number": e.po_number, "invoice_date": e.invoice_date, "total_amount": e.total_amount,
+                 "entered_at": now} for e in new])
+            invoiced = [{"at_po": e.po_number, "at_line": line_no, "more": quantity}
+                        for e in new for line_no, quantity in e.lines]
+            if invoiced:
+                more = po_line.c.quantity_invoiced + bindparam("more", type_=Numeric())
+                on_line = (po_line.c.po_number == bindparam("at_po")) & (po_line.c.line_no == bindparam("at_line"))
+                conn.execute(update(po_line).where(on_line).values(quantity_invoiced=more, updated_at=now), invoiced)
+        return fresh

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import event, insert
 
 from connectors.sampro import InMemoryPurchaseOrderReader, SamproDataError, SqlPurchaseOrderReader
-from connectors.sampro.standin import SamproStandIn
+from connectors.sampro.standin import EnteredInvoice, SamproStandIn
 from rules.context import KnownInvoice
 from rules.duplicates import lookups_for
 from rules.models import PurchaseOrder
@@ -79,6 +79,20 @@ class SqlReaderContract(PurchaseOrderReaderContract):
         assert standin.enter_invoice(**args) is True
         assert standin.enter_invoice(**args) is False
         assert reader.fetch(["PO-1"])["PO-1"].lines[0].quantity_invoiced == Decimal("2")
+
+    def test_entering_several_at_once_adds_each_quantity_and_counts_each_invoice_once(self, reader, engine):
+        """The stand-in bot's mailbox read: two invoices on one PO line both add; an invoice entered
+        before, or twice in the list, adds nothing more."""
+        def entered(sampro_id: str, quantity: str) -> EnteredInvoice:
+            return EnteredInvoice(sampro_id, "V100", f"INV-{sampro_id}", "PO-1", None, None,
+                                  ((1, Decimal(quantity)), (2, Decimal(1))))
+
+        standin = SamproStandIn(engine)
+        assert standin.enter_invoices([entered("S-1", "5"), entered("S-2", "2"), entered("S-3", "3"),
+                                       entered("S-2", "2")]) == [False, True, True, False]
+        lines = reader.fetch(["PO-1"])["PO-1"].lines
+        assert [line.quantity_invoiced for line in lines] == [Decimal(5), Decimal(2)]
+        assert standin.enter_invoices([]) == []
 
     def test_an_unknown_status_names_the_po_and_the_value(self, reader, engine):
         with engine.begin() as conn:

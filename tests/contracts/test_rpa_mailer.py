@@ -13,6 +13,7 @@ from connectors.rpa_mail import InMemoryRpaMailer, SmtpRpaMailer, SqlSentLog
 from connectors.scheduler import upgrade
 from devstack.mailbox import SmtpServer
 from devstack.process import free_port
+from devstack.rpa_bot import payload_of
 from rules.errors import Unavailable
 from rules.lifecycle import RpaRequest
 from tests.unit.rules.builders import INVOICE, judge
@@ -83,6 +84,9 @@ class SmtpMailerContract(RpaMailerContract):
             payload = json.loads(part.get_payload(decode=True), parse_float=Decimal)
             assert payload["total_amount"] == "57.25" and payload["lines"][0]["po_line_no"] == 1
         assert attachment.get_filename() == "invoice-MP-1001-v1.json"
+        # The stand-in bot reads the same payload from the bytes received, with the lighter parser.
+        assert payload_of(server.mailbox.received[0]) == json.loads(body.get_payload(decode=True),
+                                                                    parse_float=Decimal)
 
     def test_a_mailbox_that_is_down_is_unavailable_and_nothing_is_logged(self, engine, server):
         upgrade(engine)
