@@ -15,6 +15,7 @@ from devstack.process import free_port
 class Mailbox:
     def __init__(self) -> None:
         self.received: list[bytes] = []  # each message as DATA brought it
+        self.arrived = threading.Event()  # set by each message: a reader need not poll on a clock
         self.refusals = 0  # the next n messages are refused at the end of data, as a full mailbox would
         self._parsed: list[EmailMessage] = []
         self._parsing = threading.Lock()
@@ -39,6 +40,7 @@ class Mailbox:
             self.refusals -= 1
             return "452 4.2.2 Mailbox full"
         self.received.append(envelope.original_content or envelope.content)
+        self.arrived.set()
         return "250 OK"
 
 

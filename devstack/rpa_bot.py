@@ -61,7 +61,13 @@ class RpaBot:
             self.producer = None  # released now, not after the broker is gone
 
     def _run(self) -> None:
-        while not self._stop.wait(0.2):
+        while not self._stop.is_set():
+            # Woken by an email, not on a 0.2 s clock: a PO judges its next invoice only once the bot
+            # has entered the one before, and the clock was most of that wait (bench: busy-po). It
+            # then waits 20 ms for more, so that a burst is entered in a few transactions.
+            if self.mailbox.arrived.wait(0.2):
+                self._stop.wait(0.02)
+            self.mailbox.arrived.clear()
             while self._seen < len(self.mailbox.received) and not self._stop.is_set():
                 # What has arrived since the last read, entered in one Sampro transaction: one at a
                 # time, this stand-in took as much CPU as the worker it is benchmarked beside.
