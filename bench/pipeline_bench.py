@@ -24,6 +24,7 @@ Starts the local stack (PostgreSQL, Kafka) if it is not up, and stops it at the 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -158,6 +159,27 @@ def wait_entered(engine, like: str, timeout: float) -> float:
     raise TimeoutError(f"invoices still at the RPA bot after {timeout:.0f} s")
 
 
+def cpu_seconds(roles: dict[int, str]) -> dict[str, float]:
+    """CPU seconds used so far (Linux /proc), per part of the machine: the processes in `roles` by
+    pid, PostgreSQL (its backends, and those it has reaped), the Kafka broker, and this script. The
+    stand-in bot and the benchmark share the 2 cores with the worker; this shows how much."""
+    tick, used = os.sysconf("SC_CLK_TCK"), defaultdict(float)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # ended meanwhile
+            continue
+        pid = int(entry.name)
+        role = (roles.get(pid) or ("PostgreSQL" if command.startswith("postgres") else None)
+                or ("Kafka" if "kafka.Kafka" in command else None) or ("this bench" if pid == os.getpid() else None))
+        if role is not None:  # utime, stime, and the children's it has waited for
+            used[role] += sum(int(value) for value in fields[11:15]) / tick
+    return used
+
+
 @dataclass
 class Workers:
     """The worker processes, their stage metric and memory."""
@@ -268,16 +290,24 @@ class Run:
         produce(self.endpoints.kafka_bootstrap, f"{self.prefix}.source", stream)
         base = passthrough(self.endpoints.kafka_bootstrap, f"{self.prefix}.source", f"{self.prefix}.copy", count)
         self.workers.start(self.settings, self.worker_count, self.data, self.roles)
-        before = self.workers.stage_seconds()
+        before, cpu_before = self.workers.stage_seconds(), cpu_seconds(self._roles())
         started = time.monotonic()
         produce(self.endpoints.kafka_bootstrap, self.settings.invoices_topic, stream)
         rows_after, judged_after = wait_judged(self.engine, f"{self.prefix}-MP-%", count, timeout=3600)
         stages = {key: seconds - before.get(key, 0.0) for key, seconds in self.workers.stage_seconds().items()}
         elapsed = time.monotonic() - started
+        cpu = {role: seconds - cpu_before.get(role, 0.0) for role, seconds in cpu_seconds(self._roles()).items()}
         figures = {"pass-through msg/s": base, "rows/s": count / judged_after, "first rows/s": count / rows_after,
                    "elapsed s": elapsed, "rss MiB": self.workers.rss_mib()}
-        self._print(count, figures, stages)
+        self._print(count, figures, stages, cpu)
         return figures
+
+    def _roles(self) -> dict[int, str]:
+        roles = {self.bot.pid: "stand-in RPA bot"}
+        for worker in self.workers.processes:
+            assert worker.process is not None
+            roles[worker.process.pid] = "mail worker" if worker.role == "mail" else "worker"
+        return roles
 
     def latency(self, rate: float, seconds: float, tag: str) -> tuple[float, float]:
         prefix = f"{self.prefix}{tag}"
@@ -303,7 +333,8 @@ class Run:
               f"of which decided -> row p50 {sink50 * 1000:,.0f} ms, p99 {sink99 * 1000:,.0f} ms")
         return p50, p99
 
-    def _print(self, count: int, figures: dict[str, float], stages: dict[tuple[str, str], float]) -> None:
+    def _print(self, count: int, figures: dict[str, float], stages: dict[tuple[str, str], float],
+               cpu: dict[str, float]) -> None:
         statuses = SqlProcessScheduler(self.engine).counts_by_status()
         base, rows = figures["pass-through msg/s"], figures["rows/s"]
         print(f"  baseline  pass-through of the same {count:,} messages: {base:>10,.0f} msg/s")
@@ -318,6 +349,10 @@ class Run:
                 print(f"    {label:<42} {stages[key] / count * 1e6:>9,.0f}")
         print(f"    {'wall clock':<42} {figures['elapsed s'] / count * 1e6 * self.worker_count:>9,.0f}"
               f"  (elapsed x workers)")
+        cores = os.cpu_count() or 1
+        print(f"  machine   CPU per invoice, µs, of {cores * figures['elapsed s'] / count * 1e6:,.0f} "
+              f"({cores} cores x elapsed): " + ", ".join(f"{role} {seconds / count * 1e6:,.0f}" for role, seconds
+                                                       in sorted(cpu.items(), key=lambda item: -item[1])))
 
 
 def run(args) -> None:
