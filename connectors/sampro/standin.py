@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
-from sqlalchemy import Engine, Numeric, bindparam, delete, insert, select, update
+from sqlalchemy import Engine, bindparam, delete, insert, select, update
 
 from connectors.sampro.tables import SamproNames, sampro_tables
 from rules.models import PurchaseOrder
@@ -95,7 +95,7 @@ class SamproStandIn:
             invoiced = [{"at_po": e.po_number, "at_line": line_no, "more": quantity}
                         for e in new for line_no, quantity in e.lines]
             if invoiced:
-                more = po_line.c.quantity_invoiced + bindparam("more", type_=Numeric())
+                more = po_line.c.quantity_invoiced + bindparam("more", type_=po_line.c.quantity_invoiced.type)
                 on_line = (po_line.c.po_number == bindparam("at_po")) & (po_line.c.line_no == bindparam("at_line"))
                 conn.execute(update(po_line).where(on_line).values(quantity_invoiced=more, updated_at=now), invoiced)
         return fresh

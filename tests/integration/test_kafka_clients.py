@@ -112,6 +112,7 @@ def test_the_stream_broker_waits_its_linger_for_a_fuller_batch_once_a_record_has
         assert [record.value for record in broker.poll(1, 30)] == [b"first"]  # joined and fetching
         producer.produce(unique_name, value=b"0")
         producer.flush(30)
+
         def three_more() -> None:
             for i in range(1, 4):
                 producer.produce(unique_name, value=str(i).encode())
