@@ -8,6 +8,7 @@ costs, and no record has to cross from one process to another.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
@@ -133,9 +134,18 @@ def replay(
     if workers == 1:
         _collect(map(judge, slices), report, on_progress)
     else:
-        with ProcessPoolExecutor(workers) as pool:
+        with _pool(workers) as pool:
             _collect(_bounded_map(pool, judge, slices, in_flight=2 * workers), report, on_progress)
     return report
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    """Workers forked from a fork server that has imported this module and nothing else. Forked
+    from the caller, they would inherit the locks its threads held at that moment: librdkafka is
+    not fork-safe, and a child forked while a Kafka client lived in the caller crashed a replay."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return ProcessPoolExecutor(workers, mp_context=context)
 
 
 def _slices(ranges: OffsetRanges, size: int) -> Iterator[tuple[int, int, int]]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import threading
 from decimal import Decimal
 
 import pytest
@@ -13,6 +14,7 @@ import pytest
 from audit import replay as replay_module
 from audit.replay import Selection, replay
 from audit.report import render
+from connectors.topic_reader import InMemoryTopicReader
 from rules.policy import Policy, Tolerance
 from tests.unit.audit.recorded import T0_MS, TOPIC, recorded_verdicts, verdicts_topic
 
@@ -41,6 +43,26 @@ def test_slices_of_the_topic_add_up_to_the_whole_topic_in_offset_order(topic, mo
     assert len(progress) > len(reader.topics[TOPIC]) and sum(progress) == whole.records_read
     positions = [(i.partition, i.offset) for i in sliced.items]
     assert positions == sorted(positions)
+
+
+_HELD_BY_THE_CALLER = threading.Lock()
+
+
+class LockingReader(InMemoryTopicReader):
+    """Reads under a lock, as a Kafka client does inside, on threads of its own."""
+
+    def read(self, topic, ranges):
+        if not _HELD_BY_THE_CALLER.acquire(timeout=5):
+            raise RuntimeError("the worker inherited a lock its caller held when it started")
+        _HELD_BY_THE_CALLER.release()
+        yield from super().read(topic, ranges)
+
+
+def test_workers_do_not_inherit_what_the_callers_threads_hold(topic):
+    reader, placed = topic
+    with _HELD_BY_THE_CALLER:
+        report = replay(LockingReader(reader.topics), TOPIC, Selection(), Policy(), workers=2)
+    assert len(report.items) == len(recorded_verdicts(placed)) and report.changed == []
 
 
 def test_a_price_tolerance_flips_exactly_the_invoices_held_back_by_price_alone(topic):
