@@ -129,9 +129,10 @@ def replay(
     report = ReplayReport(topic=topic, rules_version=rules_version(policy), selection=selection)
     judge = partial(_judge_slice, reader, topic, policy=policy, selection=selection,
                     schema_registry_url=schema_registry_url)
-    slices = _slices(ranges, SLICE)
-    workers = workers or os.cpu_count() or 1
-    if workers == 1:
+    slices = list(_slices(ranges, SLICE))
+    # No more processes than slices: a topic of one slice is judged here, without starting any.
+    workers = min(workers or os.cpu_count() or 1, len(slices))
+    if workers <= 1:
         _collect(map(judge, slices), report, on_progress)
     else:
         with _pool(workers) as pool:

@@ -65,6 +65,14 @@ def test_workers_do_not_inherit_what_the_callers_threads_hold(topic):
     assert len(report.items) == len(recorded_verdicts(placed)) and report.changed == []
 
 
+def test_a_topic_of_one_slice_is_judged_without_starting_processes(topic, monkeypatch):
+    reader, _ = topic
+    one_partition = InMemoryTopicReader({TOPIC: {0: reader.topics[TOPIC][0]}})
+    monkeypatch.setattr(replay_module, "_pool", lambda workers: pytest.fail("processes started for one slice"))
+    report = replay(one_partition, TOPIC, Selection(), Policy(), workers=2)
+    assert report.records_read == len(reader.topics[TOPIC][0]) and report.items and report.changed == []
+
+
 def test_a_price_tolerance_flips_exactly_the_invoices_held_back_by_price_alone(topic):
     reader, placed = topic
     report = replay(reader, TOPIC, Selection(), LENIENT, workers=2)
