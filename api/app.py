@@ -32,6 +32,7 @@ from api.routes import ap, dashboard, operations, rpa, validate
 from api.status import ReadinessProbe
 from connectors.api_ports import InvoiceReadModel, PipelineLag, PurchaseOrderCommands, RpaSentLog, SessionVersions
 from connectors.ports import ProcessScheduler, PurchaseOrderReader
+from rules.limits import Limits
 from rules.policy import Policy
 from streams.settings import Settings
 
@@ -45,6 +46,7 @@ class ApiContext:
     scheduler: ProcessScheduler  # read for the duplicate check of a dry run; the API never writes it
     lag: PipelineLag
     policy: Policy
+    limits: Limits  # what an invoice may hold, as the worker judges it
     auth: Authenticator
     clock: Callable[[], datetime]
     live: LiveFeed
@@ -78,6 +80,7 @@ def create_app(
     context = ApiContext(
         settings=settings, read_model=built.read_model, commands=built.commands,
         purchase_orders=built.purchase_orders, scheduler=built.scheduler, lag=built.lag, policy=built.policy,
+        limits=built.limits,
         auth=Authenticator(settings, built.sessions, metrics), clock=clock,
         live=LiveFeed(built.read_model, clock, interval=live_interval), metrics=metrics,
         readiness=ReadinessProbe({"database": built.read_model.ping, "kafka": built.commands.ping}, clock,

@@ -21,8 +21,9 @@ from connectors.api_ports import (
 )
 from connectors.ports import ProcessScheduler, PurchaseOrderReader
 from connectors.sql import engine_for
+from rules.limits import Limits
 from rules.policy import Policy
-from streams.adapters import codec_from, policy_from, purchase_order_reader
+from streams.adapters import codec_from, limits_from, policy_from, purchase_order_reader
 from streams.settings import Settings
 
 
@@ -36,6 +37,7 @@ class ApiAdapters:
     sent_log: RpaSentLog
     sessions: SessionVersions
     policy: Policy
+    limits: Limits  # what an invoice may hold: the dry run judges as the worker does
 
 
 def _processscheduler(settings: Settings) -> tuple[InvoiceReadModel, ProcessScheduler, RpaSentLog]:
@@ -87,5 +89,5 @@ def adapters(
         read_model=read_model, commands=commands or _commands(settings),
         purchase_orders=purchase_orders or purchase_order_reader(settings), scheduler=scheduler,
         lag=lag or _lag(settings), sent_log=sent_log, sessions=sessions or _sessions(settings),
-        policy=policy or policy_from(settings),
+        policy=policy or policy_from(settings), limits=limits_from(settings),
     )

@@ -19,6 +19,7 @@ from rules.errors import Conflict, DataError, NotFound
 from rules.evaluate import evaluate
 from rules.holds import holds_of
 from rules.lifecycle import DispatchApproved, InvoiceStatus, ReleaseRequested
+from rules.limits import Limits
 from rules.models import CompletionOutcome, RpaCompletion, Verdict
 from rules.po_ledger import RELEASABLE
 from rules.policy import Policy
@@ -141,7 +142,7 @@ def record_rpa_outcome(read_model: InvoiceReadModel, commands: PurchaseOrderComm
 
 
 def dry_run(document: dict[str, Any], purchase_orders: PurchaseOrderReader, scheduler: ProcessScheduler,
-            policy: Policy, now: datetime) -> Verdict:
+            policy: Policy, limits: Limits, now: datetime) -> Verdict:
     """The verdict the pipeline would give now, writing nothing. Quantities at the RPA bot for
     the same PO are not known here, so they are not counted against what is open."""
     po_number = document.get("po_number")
@@ -149,4 +150,4 @@ def dry_run(document: dict[str, Any], purchase_orders: PurchaseOrderReader, sche
     po = purchase_orders.fetch([po_number]).get(po_number) if storable else None
     lookups = lookups_for([document])
     known = [*purchase_orders.entered_invoices(lookups), *scheduler.decided_invoices(lookups)] if lookups else []
-    return evaluate(document, po, EvaluationContext(history=known, policy=policy, now=now))
+    return evaluate(document, po, EvaluationContext(history=known, policy=policy, now=now, limits=limits))

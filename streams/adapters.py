@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from connectors.ports import PurchaseOrderReader
 from connectors.sql import engine_for
+from rules.limits import Limits
 from rules.policy import Policy, load_policy
 from schemas.codec import Codec, codec_for
 from streams.settings import Settings
@@ -15,6 +16,11 @@ from streams.settings import Settings
 def policy_from(settings: Settings) -> Policy:
     """The tolerances file when one is set, else the exact matching AP uses today."""
     return load_policy(settings.tolerances_file) if settings.tolerances_file else Policy()
+
+
+def limits_from(settings: Settings) -> Limits:
+    """What an invoice may hold: the worker judges with it, and the API's dry run the same way."""
+    return Limits(max_lines=settings.max_invoice_lines)
 
 
 def purchase_order_reader(settings: Settings) -> PurchaseOrderReader:

@@ -26,7 +26,7 @@ from rules.limits import Limits
 from rules.models import PurchaseOrder
 from rules.policy import Policy
 from schemas.codec import Codec
-from streams.adapters import codec_from, policy_from, purchase_order_reader
+from streams.adapters import codec_from, limits_from, policy_from, purchase_order_reader
 from streams.back_pressure import BackPressure
 from streams.broker import KafkaStreamBroker, StreamBroker
 from streams.decisions import DECIDE, DecisionDesk
@@ -124,10 +124,6 @@ def _real_sampro_changes(settings: Settings) -> SamproChanges | None:
 
     return PollingSamproChanges(engine_for(settings.sampro_db_url), settings.data_dir / "sampro-watermark.json",
                                 settings.sampro_names, lookback_seconds=settings.poll_lookback_seconds)
-
-
-def limits_from(settings: Settings) -> Limits:
-    return Limits(max_lines=settings.max_invoice_lines)
 
 
 def _real_broker(settings: Settings, health: WorkerHealth, group: str) -> StreamBroker:

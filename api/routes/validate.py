@@ -56,5 +56,6 @@ def _invoice_document(raw: bytes) -> dict[str, Any]:
              summary="Dry run: the verdict the rules give now, nothing written")
 async def validate_invoice(request: Request, _: Principal = Depends(signed_in), ctx=Depends(context)) -> JSONResponse:
     document = _invoice_document(await request.body())
-    verdict = await run_in_threadpool(dry_run, document, ctx.purchase_orders, ctx.scheduler, ctx.policy, ctx.clock())
+    verdict = await run_in_threadpool(dry_run, document, ctx.purchase_orders, ctx.scheduler, ctx.policy,
+                                     ctx.limits, ctx.clock())
     return JSONResponse(verdict.model_dump(mode="json", exclude={"audit"}), status_code=verdict.http_status)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.unit.api.conftest import PRICE_OFF
+from tests.unit.api.conftest import PRICE_OFF, make_api
 from tests.unit.rules.builders import invoice
 
 
@@ -102,3 +102,12 @@ def test_a_refused_password_is_never_echoed(api):
     answer = api.client.post("/login", data={"username": "ana", "password": "p" * 1000 + "MY-REAL-PASSWORD"})
     assert answer.status_code == 422 and answer.json()["errors"][0]["field"] == "body.password"
     assert "MY-REAL-PASSWORD" not in answer.text and "ppp" not in answer.text
+
+
+def test_the_dry_run_judges_with_the_line_limit_the_worker_has():
+    two_lines = invoice(invoice_id="MP-NEW", invoice_number="INV-NEW")
+    assert dry_run(make_api(), two_lines)[0] == 200
+    status, verdict = dry_run(make_api(max_invoice_lines=1), two_lines)
+    assert status == 400 and verdict["status"] == "bad_invoice"
+    reasons = [(r["code"], r["field"], r["actual"]) for r in verdict["reasons"]]
+    assert reasons == [("INVALID_INVOICE", "lines", "2 lines")]
