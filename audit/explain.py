@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from connectors.topic_reader import TopicNotFound, TopicReader
+from connectors.api_ports import TopicNotFound, TopicReader
 from rules.lifecycle import (
     DispatchApproved,
     InvoiceSubmitted,

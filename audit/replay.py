@@ -19,7 +19,7 @@ from functools import cache, partial
 
 from pydantic import BaseModel
 
-from connectors.topic_reader import OffsetRanges, TopicReader, TopicRecord
+from connectors.api_ports import OffsetRanges, TopicReader, TopicRecord
 from rules.models import Verdict
 from rules.policy import Policy
 from rules.rejudge import compare, judge_again

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from connectors.consumer_groups import ConsumerGroups, GroupIsActive
-from connectors.topic_reader import TopicReader
+from connectors.api_ports import ConsumerGroups, GroupIsActive, TopicReader
 
 
 @dataclass(frozen=True)

@@ -66,7 +66,8 @@ def replay(
     from audit.replay import Selection
     from audit.replay import replay as run_replay
     from audit.report import FORMATS, render
-    from connectors.topic_reader import KafkaTopicReader, TopicNotFound
+    from connectors.api_ports import TopicNotFound
+    from connectors.topic_reader import KafkaTopicReader
     from streams.settings import Settings
 
     try:
@@ -177,8 +178,9 @@ def reprocess(
     of the group runs (exit 1). Exit 2 on unusable input.
     """
     from audit.reprocess import execute, plan
-    from connectors.consumer_groups import GroupIsActive, KafkaConsumerGroups
-    from connectors.topic_reader import KafkaTopicReader, TopicNotFound
+    from connectors.api_ports import GroupIsActive, TopicNotFound
+    from connectors.consumer_groups import KafkaConsumerGroups
+    from connectors.topic_reader import KafkaTopicReader
     from streams.settings import Settings
 
     try:
