@@ -11,8 +11,9 @@ Workloads, named by what they model (each on topics and tables of its own):
 
 For each: the pass-through (confluent-kafka consume -> produce, no decoding, no database), rows/s
 into processscheduler (every invoice judged: no row left at waiting_for_po), the ratio, the
-worker's RSS at the end, and the worker's own stage metric per invoice, so that a regression
-shows where it is. Figures are noisy on a small machine; the ratios are what count.
+worker's RSS (at the end, and sampled each second over the run), and the worker's own stage
+metric per invoice, so that a regression shows where it is. Figures are noisy on a small
+machine; the ratios are what count.
 
 Usage: python bench/pipeline_bench.py [--workload all|steady|month-end|busy-po] [--scale 1.0] [--workers 1]
                                      [--roles split|all]
@@ -30,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import defaultdict
@@ -233,6 +235,37 @@ class Workers:
             worker.stop()
 
 
+class RssTrace:
+    """The workers' RSS once a second while a workload runs, to show whether it levels off."""
+
+    def __init__(self, workers: Workers):
+        self.workers, self.samples = workers, []
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> RssTrace:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        while not self._done.wait(1.0):
+            try:
+                self.samples.append(self.workers.rss_mib())
+            except OSError:  # a worker has gone: its log says why, the run fails on its own
+                return
+
+    def summary(self) -> str:
+        if not self.samples:
+            return "not sampled"
+        at = [self.samples[min(len(self.samples) - 1, len(self.samples) * q // 4)] for q in (1, 2, 3)]
+        return (f"at 1/4, 1/2, 3/4 of the run {at[0]:,.0f}, {at[1]:,.0f}, {at[2]:,.0f} MiB; "
+                f"peak {max(self.samples):,.0f} MiB")
+
+
 class Run:
     """One workload on topics, tables and a worker group of its own."""
 
@@ -292,14 +325,15 @@ class Run:
         self.workers.start(self.settings, self.worker_count, self.data, self.roles)
         before, cpu_before = self.workers.stage_seconds(), cpu_seconds(self._roles())
         started = time.monotonic()
-        produce(self.endpoints.kafka_bootstrap, self.settings.invoices_topic, stream)
-        rows_after, judged_after = wait_judged(self.engine, f"{self.prefix}-MP-%", count, timeout=3600)
+        with RssTrace(self.workers) as rss:
+            produce(self.endpoints.kafka_bootstrap, self.settings.invoices_topic, stream)
+            rows_after, judged_after = wait_judged(self.engine, f"{self.prefix}-MP-%", count, timeout=3600)
         stages = {key: seconds - before.get(key, 0.0) for key, seconds in self.workers.stage_seconds().items()}
         elapsed = time.monotonic() - started
         cpu = {role: seconds - cpu_before.get(role, 0.0) for role, seconds in cpu_seconds(self._roles()).items()}
         figures = {"pass-through msg/s": base, "rows/s": count / judged_after, "first rows/s": count / rows_after,
                    "elapsed s": elapsed, "rss MiB": self.workers.rss_mib()}
-        self._print(count, figures, stages, cpu)
+        self._print(count, figures, stages, cpu, rss)
         return figures
 
     def _roles(self) -> dict[int, str]:
@@ -334,7 +368,7 @@ class Run:
         return p50, p99
 
     def _print(self, count: int, figures: dict[str, float], stages: dict[tuple[str, str], float],
-               cpu: dict[str, float]) -> None:
+               cpu: dict[str, float], rss: RssTrace) -> None:
         statuses = SqlProcessScheduler(self.engine).counts_by_status()
         base, rows = figures["pass-through msg/s"], figures["rows/s"]
         print(f"  baseline  pass-through of the same {count:,} messages: {base:>10,.0f} msg/s")
@@ -342,7 +376,7 @@ class Run:
         print(f"  pipeline  every invoice judged, {workers}: {rows:>10,.0f} rows/s  "
               f"(first row of each: {figures['first rows/s']:,.0f}/s)  ratio {rows / base:.3f}  (target >= 0.25)")
         print(f"  statuses  {dict(sorted(statuses.items()))}")
-        print(f"  memory    worker RSS at the end: {figures['rss MiB']:,.0f} MiB")
+        print(f"  memory    worker RSS at the end: {figures['rss MiB']:,.0f} MiB ({rss.summary()})")
         print("  where the worker's time goes, µs per invoice:")
         for key, label in STAGES.items():
             if key in stages:
