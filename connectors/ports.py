@@ -54,7 +54,8 @@ class ProcessScheduler(Protocol):
 
 
 class RpaMailer(Protocol):
-    """Delivers RPA requests to the bot's mailbox, at most once per invoice version."""
+    """Delivers RPA requests to the bot's mailbox, at most once per hand-off of an invoice version
+    (`RpaRequest.attempt`)."""
 
     def send(self, requests: Sequence[RpaRequest]) -> list[RpaRequest]:
         """Sends, in order, each request the sent log does not know; returns those sent now."""

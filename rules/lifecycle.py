@@ -101,6 +101,9 @@ class RpaRequest(_Event):
     po_number: StreamKey
     payload: RpaPayload
     requested_at: datetime
+    # Which hand-off of this version: 2 and on after AP released an RPA failure to the bot again.
+    # Each is an email of its own; a replay of one is the same email (the sent log knows it).
+    attempt: VersionNumber = 1
 
 
 class StatusChanged(_Event):

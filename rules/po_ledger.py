@@ -101,6 +101,7 @@ class InvoiceRecord(BaseModel):
     last_change: StatusChanged | None = None  # re-emitted on replay, with its original event id
     recheck_for: str | None = None  # the Sampro change it waits to be judged again for
     released_holds: list[str] = Field(default_factory=list)  # of its verdict's holds; a new verdict has none
+    rpa_attempts: int = 0  # hand-offs to the RPA bot so far; one more each time AP releases a failure
 
     @model_validator(mode="after")
     def _each_fact_once(self) -> InvoiceRecord:
@@ -205,6 +206,7 @@ def _rpa_request(record: InvoiceRecord, at: datetime) -> RpaRequest:
         po_number=sub.po_number,
         payload=record.payload,
         requested_at=at,
+        attempt=max(record.rpa_attempts, 1),  # 0 in a ledger written before attempts were counted
     )
 
 
@@ -295,6 +297,7 @@ class _Update:
             self.change(record, InvoiceStatus.READY_TO_PROCESS, cause, at)
 
     def send_to_rpa(self, record: InvoiceRecord, at: datetime, cause: str, actor: str | None = None) -> None:
+        record.rpa_attempts += 1
         self.emitted.append(_rpa_request(record, at))
         self.change(record, InvoiceStatus.SENT_TO_RPA, cause, at, actor=actor, rpa_payload=record.payload)
 
@@ -487,6 +490,8 @@ def release_invoice(
     payload = record.payload or judge.payload_for(record.submission)
     if payload is None:
         return update.outcome()
+    if record.status is InvoiceStatus.RPA_FAILED:  # it went to the bot once at least, in any ledger
+        record.rpa_attempts = max(record.rpa_attempts, 1)
     record.payload = payload
     record.released_holds = [*record.released_holds, *releasing]
     update.change(record, InvoiceStatus.RELEASED, command.command_id, at, actor=command.user, reason=reason,

@@ -1,4 +1,4 @@
-"""Handing ready invoices to the RPA bot's mailbox, at most once per invoice version."""
+"""Handing ready invoices to the RPA bot's mailbox, at most once per hand-off of an invoice version."""
 
 from connectors.rpa_mail.memory import InMemoryRpaMailer, InMemorySentLog
 from connectors.rpa_mail.message import build_message, message_id

@@ -12,12 +12,12 @@ from rules.lifecycle import RpaRequest
 class InMemoryRpaMailer(RpaMailer):
     def __init__(self) -> None:
         self.sent: list[RpaRequest] = []
-        self._log: set[tuple[str, int]] = set()
+        self._log: set[tuple[str, int, int]] = set()
 
     def send(self, requests: Sequence[RpaRequest]) -> list[RpaRequest]:
         sent = []
         for request in requests:
-            key = (request.invoice_id, request.invoice_version)
+            key = (request.invoice_id, request.invoice_version, request.attempt)
             if key not in self._log:
                 self._log.add(key)
                 sent.append(request)

@@ -23,9 +23,11 @@ def _header_safe(text: str) -> str:
     return "".join(ch if ch.isascii() and (ch.isalnum() or ch in "-._") else "_" for ch in text)[:64]
 
 
-def message_id(invoice_id: str, version: int) -> str:
-    """Derived from the invoice version, so a resend is recognisably the same message."""
-    return f"<invoice-{_header_safe(invoice_id)}-v{version}@invoice-automation>"
+def message_id(invoice_id: str, version: int, attempt: int = 1) -> str:
+    """Derived from the invoice version and its hand-off, so a resend is recognisably the same
+    message, and a hand-off again after an RPA failure is not taken for a copy of the first."""
+    again = f"-a{attempt}" if attempt > 1 else ""
+    return f"<invoice-{_header_safe(invoice_id)}-v{version}{again}@invoice-automation>"
 
 
 def _address(value: str, field: str) -> str:
@@ -45,7 +47,7 @@ def build_message(request: RpaRequest, mail_from: str, mail_to: str) -> bytes:
         f"{_header_safe(payload.vendor_id)} on PO {_header_safe(payload.po_number)}",
         f"From: {_address(mail_from, 'RPA_MAIL_FROM')}",
         f"To: {_address(mail_to, 'RPA_MAIL_TO')}",
-        f"Message-ID: {message_id(request.invoice_id, request.invoice_version)}",
+        f"Message-ID: {message_id(request.invoice_id, request.invoice_version, request.attempt)}",
         "MIME-Version: 1.0",
         f'Content-Type: multipart/mixed; boundary="{BOUNDARY}"',
         "",

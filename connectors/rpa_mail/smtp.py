@@ -38,7 +38,7 @@ from rules.lifecycle import RpaRequest
 
 _LINE_STARTING_WITH_DOT = re.compile(rb"(?m)^\.")
 log = logging.getLogger(__name__)
-InvoiceVersion = tuple[str, int]
+HandOff = tuple[str, int, int]  # invoice id, version, RpaRequest.attempt
 
 
 def _unavailable(error: BaseException) -> Unavailable:
@@ -53,47 +53,49 @@ class SentLogSession:
     def __init__(self, conn: Connection):
         self.conn = conn
 
-    def claim(self, invoice: InvoiceVersion, mid: str) -> bool:
-        """Commits 'this email goes out now'; False when an earlier attempt already did."""
+    def claim(self, hand_off: HandOff, mid: str) -> bool:
+        """Commits 'this email goes out now'; False when an earlier try already did."""
         with mapped_errors("processscheduler"):
             try:
-                self.conn.execute(insert(rpa_sent_log).values(invoice_id=invoice[0], invoice_version=invoice[1],
-                                                              message_id=mid, sent_at=datetime.now(UTC)))
+                self.conn.execute(insert(rpa_sent_log).values(invoice_id=hand_off[0], invoice_version=hand_off[1],
+                                                              attempt=hand_off[2], message_id=mid,
+                                                              sent_at=datetime.now(UTC)))
             except IntegrityError:
                 self.conn.rollback()  # nothing to undo in the database: resets the connection's state
                 return False
         return True
 
-    def confirm(self, invoice: InvoiceVersion, server_reply: str) -> None:
+    def confirm(self, hand_off: HandOff, server_reply: str) -> None:
         """The server accepted the email: it is no longer in doubt."""
         with mapped_errors("processscheduler"):
-            self.conn.execute(update(rpa_sent_log).where(_claim_of(invoice)).values(server_reply=server_reply[:500]))
+            self.conn.execute(update(rpa_sent_log).where(_claim_of(hand_off)).values(server_reply=server_reply[:500]))
 
-    def forget(self, invoice: InvoiceVersion) -> None:
+    def forget(self, hand_off: HandOff) -> None:
         """The server refused or never got the end of the message: the email may be sent again."""
         with mapped_errors("processscheduler"):
-            self.conn.execute(delete(rpa_sent_log).where(_claim_of(invoice)))
+            self.conn.execute(delete(rpa_sent_log).where(_claim_of(hand_off)))
 
 
-def _claim_of(invoice: InvoiceVersion) -> ColumnElement[bool]:
-    return (rpa_sent_log.c.invoice_id == invoice[0]) & (rpa_sent_log.c.invoice_version == invoice[1])
+def _claim_of(hand_off: HandOff) -> ColumnElement[bool]:
+    t = rpa_sent_log
+    return (t.c.invoice_id == hand_off[0]) & (t.c.invoice_version == hand_off[1]) & (t.c.attempt == hand_off[2])
 
 
 class SqlSentLog(RpaSentLog):
     def __init__(self, engine: Engine):
         self.engine = engine
 
-    def sent_before(self, invoices: Collection[InvoiceVersion]) -> set[InvoiceVersion]:
+    def sent_before(self, hand_offs: Collection[HandOff]) -> set[HandOff]:
         """Which of these were claimed already, in one query."""
-        if not invoices:
+        if not hand_offs:
             return set()
         t = rpa_sent_log
         with mapped_errors("processscheduler"), self.engine.connect() as conn:
             # by invoice id alone: SQL Server has no row-value IN
-            rows = conn.execute(select(t.c.invoice_id, t.c.invoice_version)
-                                .where(among(t.c.invoice_id, {invoice_id for invoice_id, _ in invoices},
+            rows = conn.execute(select(t.c.invoice_id, t.c.invoice_version, t.c.attempt)
+                                .where(among(t.c.invoice_id, {hand_off[0] for hand_off in hand_offs},
                                              self.engine.dialect)))
-            return {(row.invoice_id, row.invoice_version) for row in rows} & set(invoices)
+            return {(row.invoice_id, row.invoice_version, row.attempt) for row in rows} & set(hand_offs)
 
     @contextlib.contextmanager
     def session(self) -> Iterator[SentLogSession]:
@@ -103,11 +105,13 @@ class SqlSentLog(RpaSentLog):
         with conn:
             yield SentLogSession(conn)
 
-    def in_doubt(self) -> list[InvoiceVersion]:
-        """Hand-offs cut off between the log and the server's answer: check the RPA mailbox."""
+    def in_doubt(self) -> list[tuple[str, int]]:
+        """Invoice versions whose hand-off was cut off between the log and the server's answer:
+        check the RPA mailbox."""
         t = rpa_sent_log
         with mapped_errors("processscheduler"), self.engine.connect() as conn:
-            rows = conn.execute(select(t.c.invoice_id, t.c.invoice_version).where(t.c.server_reply.is_(None)))
+            rows = conn.execute(select(t.c.invoice_id, t.c.invoice_version).distinct()
+                                .where(t.c.server_reply.is_(None)))
             return [(row.invoice_id, row.invoice_version) for row in rows]
 
 
@@ -136,8 +140,8 @@ class SmtpRpaMailer(RpaMailer):
                 messages.append((request, build_message(request, self.mail_from, self.mail_to)))
             except (ValueError, TypeError) as error:  # an address that is not one ASCII line
                 raise DataError(f"the RPA email cannot be built: {error}") from None
-        before = self.sent_log.sent_before({(r.invoice_id, r.invoice_version) for r in requests})
-        due = [(r, m) for r, m in messages if (r.invoice_id, r.invoice_version) not in before]
+        before = self.sent_log.sent_before({_hand_off(r) for r in requests})
+        due = [(r, m) for r, m in messages if _hand_off(r) not in before]
         if not due:
             return []
         sent = []
@@ -192,7 +196,7 @@ class SmtpRpaMailer(RpaMailer):
 
     def _deliver(self, smtp: smtplib.SMTP, sent_log: SentLogSession, request: RpaRequest,
                  message: bytes) -> bool:
-        invoice = (request.invoice_id, request.invoice_version)
+        hand_off = _hand_off(request)
         envelope = [f"MAIL FROM:<{email.utils.parseaddr(self.mail_from)[1]}>",
                     f"RCPT TO:<{email.utils.parseaddr(self.mail_to)[1]}>", "DATA"]
         if smtp.does_esmtp and smtp.has_extn("pipelining"):  # one round trip instead of three
@@ -209,24 +213,29 @@ class SmtpRpaMailer(RpaMailer):
             if code not in expected:
                 raise smtplib.SMTPResponseException(code, reply)
         smtp.send(_dot_stuffed(message))
-        if not sent_log.claim(invoice, message_id(*invoice)):
+        if not sent_log.claim(hand_off, message_id(*hand_off)):
             self._drop()  # another sender got there first: closing drops this unfinished copy
             return False
         try:
             smtp.send(b".\r\n")
         except OSError:
-            sent_log.forget(invoice)  # the end of data never left: nothing was sent
+            sent_log.forget(hand_off)  # the end of data never left: nothing was sent
             raise
         try:
             code, reply = smtp.getreply()
         except OSError:  # the answer is lost: the email is in doubt and stays logged
-            log.warning("RPA email for %s v%s is in doubt: no answer to its end of data (see in_doubt())", *invoice)
+            log.warning("RPA email for %s v%s (hand-off %s) is in doubt: no answer to its end of data "
+                        "(see in_doubt())", *hand_off)
             raise
         if code != 250:
-            sent_log.forget(invoice)
+            sent_log.forget(hand_off)
             raise smtplib.SMTPDataError(code, reply)
-        sent_log.confirm(invoice, f"{code} {reply.decode(errors='replace')}")
+        sent_log.confirm(hand_off, f"{code} {reply.decode(errors='replace')}")
         return True
+
+
+def _hand_off(request: RpaRequest) -> HandOff:
+    return request.invoice_id, request.invoice_version, request.attempt
 
 
 def _expect(answer: tuple[int, bytes], *codes: int) -> None:

@@ -69,6 +69,7 @@ rpa_sent_log = Table(
     "rpa_sent_log", metadata,
     Column("invoice_id", String(64), primary_key=True),
     Column("invoice_version", Integer, primary_key=True),
+    Column("attempt", Integer, primary_key=True),  # RpaRequest.attempt: 2 and on after a released RPA failure
     Column("message_id", String(300), nullable=False),
     Column("sent_at", DateTime(timezone=True), nullable=False),
     Column("server_reply", Text),  # null: cut off before the server answered, see SqlSentLog.in_doubt

@@ -38,6 +38,13 @@ class RpaMailerContract:
         assert mailer.send([second]) == [second]
         assert self.delivered(mailer) == 2
 
+    def test_a_second_hand_off_of_a_version_is_another_message_sent_once(self, mailer):
+        mailer.send([REQUEST])
+        again = REQUEST.model_copy(update={"attempt": 2})  # AP released the bot's failure
+        assert mailer.send([again, REQUEST]) == [again]
+        assert mailer.send([again]) == []
+        assert self.delivered(mailer) == 2
+
     def test_a_batch_sends_what_was_not_sent_before_in_order(self, mailer):
         mailer.send([REQUEST])
         batch = [REQUEST.model_copy(update={"invoice_id": f"MP-{n}"}) for n in range(3)]
@@ -88,13 +95,18 @@ class SmtpMailerContract(RpaMailerContract):
         assert payload_of(server.mailbox.received[0]) == json.loads(body.get_payload(decode=True),
                                                                     parse_float=Decimal)
 
+    def test_each_hand_off_has_a_message_id_of_its_own(self, mailer, server):
+        mailer.send([REQUEST, REQUEST.model_copy(update={"attempt": 2})])
+        assert [message["Message-ID"] for message in server.mailbox.messages] == [
+            "<invoice-MP-1001-v1@invoice-automation>", "<invoice-MP-1001-v1-a2@invoice-automation>"]
+
     def test_a_mailbox_that_is_down_is_unavailable_and_nothing_is_logged(self, engine, server):
         upgrade(engine)
         log = SqlSentLog(engine)
         down = SmtpRpaMailer(host="127.0.0.1", port=free_port(), mail_from="a@t", mail_to="b@t", sent_log=log)
         with pytest.raises(Unavailable, match="smtp is unavailable: ConnectionRefusedError"):
             down.send([REQUEST])
-        assert log.sent_before([("MP-1001", 1)]) == set()
+        assert log.sent_before([("MP-1001", 1, 1)]) == set()
         up = SmtpRpaMailer(host="127.0.0.1", port=server.port, mail_from="a@t", mail_to="b@t", sent_log=log)
         assert up.send([REQUEST]) == [REQUEST] and len(server.mailbox.messages) == 1
 
@@ -113,7 +125,7 @@ class SmtpMailerContract(RpaMailerContract):
         mailer = SmtpRpaMailer(host="127.0.0.1", port=server.port, mail_from="a@t", mail_to="b@t", sent_log=log)
         with pytest.raises(Unavailable, match="452"):  # a full mailbox: the runtime tries again later
             mailer.send([REQUEST])
-        assert log.sent_before([("MP-1001", 1)]) == set()
+        assert log.sent_before([("MP-1001", 1, 1)]) == set()
         assert mailer.send([REQUEST]) == [REQUEST]
         assert len(server.mailbox.messages) == 1 and log.in_doubt() == []
 

@@ -3,13 +3,20 @@ memory, and SqlSentLog on SQLite and PostgreSQL, where the mailer's own use of i
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import text
 
 from connectors.rpa_mail import InMemorySentLog, SqlSentLog
 from connectors.scheduler import upgrade
+from connectors.scheduler.migrate import MIGRATIONS
 from rules.errors import Unavailable
 
-CONFIRMED, CUT_OFF = ("MP-1", 1), ("MP-2", 1)
+CONFIRMED, CUT_OFF = ("MP-1", 1), ("MP-2", 1)  # invoice versions, as in_doubt() names them
+FIRST, CUT_OFF_FIRST = (*CONFIRMED, 1), (*CUT_OFF, 1)  # their first hand-offs, as the mailer claims them
 
 
 class RpaSentLogContract:
@@ -41,38 +48,65 @@ class SqlSentLogContract(RpaSentLogContract):
     @pytest.fixture
     def sent_log(self, empty):
         with empty.session() as session:
-            assert session.claim(CONFIRMED, "<a>") and session.claim(CUT_OFF, "<b>")
-            session.confirm(CONFIRMED, "250 OK")
+            assert session.claim(FIRST, "<a>") and session.claim(CUT_OFF_FIRST, "<b>")
+            session.confirm(FIRST, "250 OK")
         return empty
 
     def test_an_email_is_claimed_once(self, empty):
         with empty.session() as session:
-            assert session.claim(CONFIRMED, "<a>")
-            assert not session.claim(CONFIRMED, "<a>")
-        assert empty.sent_before([CONFIRMED, CUT_OFF]) == {CONFIRMED}
+            assert session.claim(FIRST, "<a>")
+            assert not session.claim(FIRST, "<a>")
+        assert empty.sent_before([FIRST, CUT_OFF_FIRST]) == {FIRST}
+
+    def test_a_second_hand_off_of_a_version_is_an_email_of_its_own(self, empty):
+        second = (*CONFIRMED, 2)
+        with empty.session() as session:
+            assert session.claim(FIRST, "<a>")
+            session.confirm(FIRST, "250 OK")
+            assert session.claim(second, "<a2>")
+            assert not session.claim(second, "<a2>")
+        assert empty.sent_before([FIRST, second, (*CONFIRMED, 3)]) == {FIRST, second}
+        assert empty.in_doubt() == [CONFIRMED]  # the second is not answered yet
 
     def test_a_claim_and_a_reply_are_committed_before_the_next_step_of_the_email(self, empty):
         """The claim must be durable before the end-of-data dot goes out: another connection sees
         it while the batch is still under way, and sees the reply as soon as it is confirmed."""
         with empty.session() as session:
-            assert session.claim(CONFIRMED, "<a>")
-            assert empty.sent_before([CONFIRMED]) == {CONFIRMED} and empty.in_doubt() == [CONFIRMED]
-            session.confirm(CONFIRMED, "250 OK")
+            assert session.claim(FIRST, "<a>")
+            assert empty.sent_before([FIRST]) == {FIRST} and empty.in_doubt() == [CONFIRMED]
+            session.confirm(FIRST, "250 OK")
             assert empty.in_doubt() == []
 
     def test_a_forgotten_claim_may_be_claimed_again(self, empty):
         with empty.session() as session:
-            session.claim(CUT_OFF, "<b>")
-            session.forget(CUT_OFF)
-        assert empty.sent_before([CUT_OFF]) == set() and empty.in_doubt() == []
+            session.claim(CUT_OFF_FIRST, "<b>")
+            session.forget(CUT_OFF_FIRST)
+        assert empty.sent_before([CUT_OFF_FIRST]) == set() and empty.in_doubt() == []
         with empty.session() as session:
-            assert session.claim(CUT_OFF, "<b>")
+            assert session.claim(CUT_OFF_FIRST, "<b>")
 
     def test_the_last_answer_is_written_when_the_session_ends(self, empty):
         with empty.session() as session:
-            session.claim(CONFIRMED, "<a>")
-            session.confirm(CONFIRMED, "250 OK")
+            session.claim(FIRST, "<a>")
+            session.confirm(FIRST, "250 OK")
         assert empty.in_doubt() == []
+
+    def test_emails_logged_before_hand_offs_were_counted_are_each_versions_first(self, engine):
+        upgrade(engine, "0007")
+        with engine.begin() as conn:  # rows as revision 0007 wrote them
+            conn.execute(text("INSERT INTO rpa_sent_log (invoice_id, invoice_version, message_id, sent_at, "
+                              "server_reply) VALUES ('MP-1', 1, '<a>', :at, '250 OK'), ('MP-2', 1, '<b>', :at, NULL)"),
+                         {"at": datetime(2026, 11, 25, tzinfo=UTC)})
+        upgrade(engine)
+        log = SqlSentLog(engine)
+        assert log.sent_before([FIRST, CUT_OFF_FIRST, (*CONFIRMED, 2)]) == {FIRST, CUT_OFF_FIRST}
+        assert log.in_doubt() == [CUT_OFF]
+        with log.session() as session:
+            assert session.claim((*CONFIRMED, 2), "<a2>") and not session.claim(FIRST, "<a>")
+        downgrade(engine, "0007")  # back to one row per version: the first hand-off's
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT invoice_id FROM rpa_sent_log ORDER BY invoice_id")).scalars().all() == [
+                "MP-1", "MP-2"]
 
     def test_a_log_without_its_table_is_unavailable(self, engine):
         with pytest.raises(Unavailable, match="processscheduler"):
@@ -89,3 +123,12 @@ class TestPostgresSentLog(SqlSentLogContract):
     @pytest.fixture
     def engine(self, scheduler_pg_engine):
         return scheduler_pg_engine
+
+
+def downgrade(engine, revision: str) -> None:
+    """A rollback of the service: its migrations' downgrade, as `alembic downgrade` runs it."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)

@@ -227,6 +227,33 @@ def test_release_makes_a_manual_review_invoice_go_to_rpa_with_who_and_why(judge)
     assert release_invoice(outcome.ledger, cmd, judge, "automatic").emitted == []
 
 
+def test_an_rpa_failure_released_is_a_second_hand_off_and_a_replay_of_it_is_the_same_one(judge):
+    ledger, emitted = run(PurchaseOrderLedger(po_number="PO-1"),
+                          lambda ledger: submit_invoice(ledger, submission("A"), judge, "automatic"),
+                          lambda ledger: complete_rpa(ledger, completion("A", ok=False), judge, "automatic"))
+    assert [m.attempt for m in emitted if isinstance(m, RpaRequest)] == [1]
+    cmd = ReleaseRequested(command_id="r1", invoice_id="A", invoice_version=1, po_number="PO-1",
+                           user="ana", reason="Sampro screen fixed, try again", issued_at=AT)
+    outcome = release_invoice(ledger, cmd, judge, "automatic")
+    (again,) = [m for m in outcome.emitted if isinstance(m, RpaRequest)]
+    assert again.attempt == 2 and statuses(outcome.emitted)[-1] == ("A", "sent_to_rpa")
+    replayed = submit_invoice(outcome.ledger, submission("A"), judge, "automatic")
+    assert [m.attempt for m in replayed.emitted if isinstance(m, RpaRequest)] == [2]
+
+
+def test_an_rpa_failure_from_a_ledger_that_counted_no_attempts_is_released_as_the_second(judge):
+    ledger, _ = run(PurchaseOrderLedger(po_number="PO-1"),
+                    lambda ledger: submit_invoice(ledger, submission("A"), judge, "automatic"),
+                    lambda ledger: complete_rpa(ledger, completion("A", ok=False), judge, "automatic"))
+    record = ledger.records["A@v1"]
+    written_before = ledger.model_copy(update={"records": {"A@v1": record.model_copy(update={"rpa_attempts": 0})}})
+    cmd = ReleaseRequested(command_id="r1", invoice_id="A", invoice_version=1, po_number="PO-1",
+                           user="ana", reason="try again", issued_at=AT)
+    (again,) = [m for m in release_invoice(written_before, cmd, judge, "automatic").emitted
+                if isinstance(m, RpaRequest)]
+    assert again.attempt == 2
+
+
 def test_manual_dispatch_waits_for_approval(judge):
     ledger, emitted = run(PurchaseOrderLedger(po_number="PO-1"),
                           lambda ledger: submit_invoice(ledger, submission("A"), judge, "approval"))

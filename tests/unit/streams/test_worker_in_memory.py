@@ -6,9 +6,10 @@ from __future__ import annotations
 from connectors.sampro import InMemoryPurchaseOrderReader
 from connectors.scheduler.rows import entries
 from rules.errors import DataError, Unavailable
+from rules.lifecycle import ReleaseRequested
 from rules.models import Verdict
 from streams.broker_memory import InMemoryBroker
-from tests.unit.streams.conftest import make_worker, purchase_order, ready_invoice
+from tests.unit.streams.conftest import AT, make_worker, purchase_order, ready_invoice
 
 
 def test_an_invoice_goes_from_the_topic_to_processscheduler_and_the_mailbox_then_is_entered(worker):
@@ -222,6 +223,23 @@ def test_an_email_that_can_never_be_sent_fails_the_hand_off_and_frees_the_po(tmp
     assert worker.statuses() == {"MP-1": "rpa_failed", "MP-2": "sent_to_rpa"}
     (dead,) = worker.dead_letters()
     assert dead["stage"] == "mail" and "552" in dead["error"]
+
+
+def test_an_rpa_failure_ap_releases_is_emailed_to_the_bot_again_and_can_be_entered(worker):
+    worker.submit(ready_invoice("MP-1"))
+    worker.run()
+    worker.complete("MP-1", ok=False)
+    worker.run()
+    assert worker.statuses() == {"MP-1": "rpa_failed"}
+    release = ReleaseRequested(command_id="r-1", invoice_id="MP-1", invoice_version=1, po_number="PO-5001",
+                               user="ana", reason="Sampro screen fixed", issued_at=AT)
+    worker.put(worker.pipeline.topics.commands, "PO-5001", worker.codec.encode(release))
+    worker.run()
+    assert worker.statuses() == {"MP-1": "sent_to_rpa"}
+    assert [(request.invoice_id, request.attempt) for request in worker.mailer.sent] == [("MP-1", 1), ("MP-1", 2)]
+    worker.complete("MP-1")
+    worker.run()
+    assert worker.statuses() == {"MP-1": "entered"} and worker.dead_letters() == []
 
 
 def test_a_lost_transaction_reads_the_batch_again_and_nothing_is_doubled(worker):
