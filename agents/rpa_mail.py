@@ -1,11 +1,15 @@
 """rpa.requests -> the RPA bot's mailbox. An unreachable mailbox holds the partition; an email that
-can never be sent fails the hand-off, so the PO goes on to its next invoice."""
+can never be sent fails the hand-off, so the PO goes on to its next invoice. Each invoice takes its
+vendor's invoice number first: one whose number went to the bot with another invoice (a duplicate
+that two workers passed at the same moment) fails its hand-off instead of being emailed."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from connectors.ports import NumberClaim
+from rules.duplicates import hand_off_key, handed_over_already
 from rules.lifecycle import RpaRequest
 from rules.models import CompletionOutcome, RpaCompletion
 from streams.runtime import Batch, Flow
@@ -14,20 +18,32 @@ if TYPE_CHECKING:
     from streams.bootstrap import Pipeline
 
 
+def _failed(request: RpaRequest, why: str, error: str) -> RpaCompletion:
+    # Named by the hand-off, so that the failure of a hand-off again after a release is news too.
+    return RpaCompletion(event_id=f"mail:{request.invoice_id}:v{request.invoice_version}:a{request.attempt}:{why}",
+                         invoice_id=request.invoice_id, invoice_version=request.invoice_version,
+                         po_number=request.po_number, outcome=CompletionOutcome.FAILURE, error=error,
+                         occurred_at=datetime.now(UTC))
+
+
 def register(pipeline: Pipeline) -> None:
-    topics, codec, mailer = pipeline.topics, pipeline.codec, pipeline.mailer
+    topics, codec, mailer, scheduler = pipeline.topics, pipeline.codec, pipeline.mailer, pipeline.scheduler
+    identifiers = pipeline.policy.identifiers
 
     def send(batch: Batch) -> None:
-        mailer.send(batch.messages)
+        requests: list[RpaRequest] = batch.messages
+        holders = scheduler.claim_numbers([NumberClaim(hand_off_key(r.payload, identifiers), r.invoice_id,
+                                                       r.invoice_version) for r in requests])
+        for request, holder in zip(requests, holders, strict=True):
+            if holder is not None:
+                batch.emit(topics.completions, request.po_number,
+                           _failed(request, "duplicate", handed_over_already(request.payload, holder)))
+        mailer.send([request for request, holder in zip(requests, holders, strict=True) if holder is None])
 
     def failed_hand_off(record, request, reason):
         if not isinstance(request, RpaRequest):
             return []
-        completion = RpaCompletion(event_id=f"mail:{request.invoice_id}:v{request.invoice_version}:undeliverable",
-                                   invoice_id=request.invoice_id, invoice_version=request.invoice_version,
-                                   po_number=request.po_number, outcome=CompletionOutcome.FAILURE,
-                                   error=f"The RPA email could not be sent: {reason[:300]}",
-                                   occurred_at=datetime.now(UTC))
+        completion = _failed(request, "undeliverable", f"The RPA email could not be sent: {reason[:300]}")
         return [(topics.completions, request.po_number, completion)]
 
     pipeline.mail_runtime.add_flow(Flow("send-to-rpa-mailbox", (topics.rpa_requests,),

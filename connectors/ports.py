@@ -42,6 +42,16 @@ class SchedulerEntry:
     event: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class NumberClaim:
+    """An invoice version about to be handed to the RPA bot, and the vendor's invoice number it
+    takes first (`rules.duplicates.hand_off_key`)."""
+
+    key: str
+    invoice_id: str
+    invoice_version: int
+
+
 class ProcessScheduler(Protocol):
     """The processscheduler table: one row per invoice version plus its status history."""
 
@@ -51,6 +61,13 @@ class ProcessScheduler(Protocol):
 
     def decided_invoices(self, lookups: Collection[Lookup]) -> list[KnownInvoice]:
         """Invoices the pipeline decided that may be duplicates of the looked-up ones (rules.duplicates)."""
+
+    def claim_numbers(self, claims: Sequence[NumberClaim]) -> list[tuple[str, int] | None]:
+        """In order, each invoice version takes its vendor's invoice number, committed before this
+        returns; for each, None when it has the number (taken now, held by its own invoice id, or
+        given up by an invoice that no longer keeps it: `rules.duplicates.keeps_its_number`), else
+        the invoice version that holds it. Another worker's hand-off of the same number meanwhile
+        is seen, never overwritten."""
 
 
 class RpaMailer(Protocol):

@@ -10,6 +10,11 @@ Only earlier invoices that were processed count: one rejected (bad_invoice, po_n
 withdrawn or superseded was never paid, so sending it again is no duplicate. Another version of
 the same invoice id is the same invoice, never its duplicate.
 
+The checks see what processscheduler and the worker's own memory hold when they judge, so two
+workers may each pass one of a pair decided at the same moment. The hand-off to the RPA bot is
+the last gate: each invoice handed over takes its vendor and number (`hand_off_key`) first, and
+another invoice that finds them taken by one that counts is not handed over (`handed_over_already`).
+
 `Lookup` is what the stores are asked for, once per batch: the vendor and number keys, the loose
 number keys and the totals of the invoices being judged. The stores return candidates; the exact
 comparisons are made here.
@@ -17,6 +22,7 @@ comparisons are made here.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -25,7 +31,7 @@ from typing import Any
 
 from rules.context import NOT_PROCESSED, KnownInvoice
 from rules.identifiers import IdentifierRules, identifier_key, loose_number_key
-from rules.models import Invoice
+from rules.models import Invoice, RpaPayload
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,3 +123,24 @@ def matches_lookup(candidate: KnownInvoice, lookups: Iterable[Lookup]) -> bool:
                                                 or (lookup.total_amount is not None
                                                     and candidate.total_amount == lookup.total_amount))
                for lookup in lookups)
+
+
+def hand_off_key(payload: RpaPayload, identifiers: IdentifierRules) -> str:
+    """The vendor and invoice number, as DUPLICATE_INVOICE compares them, that no two invoices
+    handed to the RPA bot may share; a digest, so that identifiers of any length fit one column."""
+    vendor = identifiers.key("vendor_id", payload.vendor_id)
+    number = identifiers.key("invoice_number", payload.invoice_number)
+    return hashlib.sha256(f"{vendor}\x00{number}".encode()).hexdigest()
+
+
+def keeps_its_number(status: str | None) -> bool:
+    """Whether an invoice handed over before, now at this status, still holds its vendor's invoice
+    number: unless it was rejected, withdrawn or superseded since (None: not yet in processscheduler)."""
+    return status not in NOT_PROCESSED
+
+
+def handed_over_already(payload: RpaPayload, holder: tuple[str, int]) -> str:
+    """Why an invoice was not handed to the RPA bot: its number went to the bot with another invoice."""
+    return (f"DUPLICATE_INVOICE: not handed to the RPA bot. Vendor {payload.vendor_id} invoice "
+            f"{payload.invoice_number} went to it already as {holder[0]} (version {holder[1]}); if this is "
+            "another invoice, the vendor must send it under a number of its own.")

@@ -78,6 +78,7 @@ class Pipeline:
     sampro_changes: SamproChanges | None
     health: WorkerHealth
     limits: Limits
+    policy: Policy
 
     def runtimes(self, role: Role = "all") -> list[Runtime]:
         """What a worker of this role runs: the runtime of each consumer group it takes part in."""
@@ -182,6 +183,7 @@ def bootstrap(
         sampro_changes=sampro_changes if sampro_changes is not None else _real_sampro_changes(settings),
         health=health,
         limits=limits,
+        policy=policy,
     )
     from agents import register_all
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from connectors.ports import ProcessScheduler, SchedulerEntry
+from connectors.ports import NumberClaim, ProcessScheduler, SchedulerEntry
 from connectors.scheduler.rows import entries
 from rules.context import KnownInvoice
-from rules.duplicates import Lookup, matches_lookup
+from rules.duplicates import Lookup, keeps_its_number, matches_lookup
 from rules.lifecycle import StatusChanged
 from rules.models import Verdict
 
@@ -17,6 +17,7 @@ class InMemoryProcessScheduler(ProcessScheduler):
     def __init__(self) -> None:
         self.table: dict[tuple[str, int], dict[str, Any]] = {}
         self.events: dict[str, dict[str, Any]] = {}
+        self.numbers: dict[str, tuple[str, int]] = {}  # hand-off key -> the invoice version holding it
 
     def record(self, decisions: Sequence[Verdict | StatusChanged | SchedulerEntry]) -> None:
         for entry in entries(decisions):
@@ -31,6 +32,22 @@ class InMemoryProcessScheduler(ProcessScheduler):
                              r.get("invoice_date"))
                 for r in self.table.values() if r.get("vendor_id") and r.get("invoice_number")]
         return [known for known in rows if matches_lookup(known, lookups)]
+
+    def claim_numbers(self, claims: Sequence[NumberClaim]) -> list[tuple[str, int] | None]:
+        answers: list[tuple[str, int] | None] = []
+        for claim in claims:
+            holder = self.numbers.get(claim.key)
+            if holder is not None and holder[0] != claim.invoice_id and keeps_its_number(self._status(holder[0])):
+                answers.append(holder)
+                continue
+            if holder is None or holder[0] != claim.invoice_id:
+                self.numbers[claim.key] = (claim.invoice_id, claim.invoice_version)
+            answers.append(None)
+        return answers
+
+    def _status(self, invoice_id: str) -> str | None:
+        versions = [(version, row.get("status")) for (found, version), row in self.table.items() if found == invoice_id]
+        return max(versions)[1] if versions else None
 
     def rows(self, po_number: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
         return [r for _, r in sorted(self.table.items())

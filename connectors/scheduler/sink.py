@@ -12,7 +12,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, func, insert, or_, select, update
 
-from connectors.ports import ProcessScheduler, SchedulerEntry
+from connectors.ports import NumberClaim, ProcessScheduler, SchedulerEntry
+from connectors.scheduler.invoice_numbers import claim_numbers
 from connectors.scheduler.rows import entries
 from connectors.scheduler.tables import history, processscheduler
 from connectors.sql import among, mapped_errors
@@ -103,6 +104,9 @@ class SqlProcessScheduler(ProcessScheduler):
                     if matches_lookup(known, chunk):
                         found[(r.invoice_id, r.invoice_version)] = known
         return list(found.values())
+
+    def claim_numbers(self, claims: Sequence[NumberClaim]) -> list[tuple[str, int] | None]:
+        return claim_numbers(self.engine, claims)
 
     # -- reads for the demo, the API and the tests ---------------------------------------------
     def rows(self, po_number: str | None = None, status: str | None = None) -> list[dict[str, Any]]:

@@ -1,5 +1,6 @@
-"""processscheduler: one row per invoice version, every status transition as history, and the
-log of RPA emails sent (so a replay never sends twice)."""
+"""processscheduler: one row per invoice version, every status transition as history, the log of
+RPA emails sent (so a replay never sends twice), and the invoice numbers handed to the RPA bot
+(so two workers never hand over one number twice)."""
 
 from __future__ import annotations
 
@@ -73,4 +74,12 @@ rpa_sent_log = Table(
     Column("message_id", String(300), nullable=False),
     Column("sent_at", DateTime(timezone=True), nullable=False),
     Column("server_reply", Text),  # null: cut off before the server answered, see SqlSentLog.in_doubt
+)
+
+invoice_numbers = Table(
+    "rpa_invoice_numbers", metadata,
+    Column("hand_off_key", String(64), primary_key=True),  # rules.duplicates.hand_off_key: vendor and number
+    Column("invoice_id", String(64), nullable=False),  # the invoice handed over under that number
+    Column("invoice_version", Integer, nullable=False),
+    Column("claimed_at", DateTime(timezone=True), nullable=False),
 )

@@ -7,8 +7,9 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
+from connectors.ports import NumberClaim
 from connectors.scheduler import InMemoryProcessScheduler, SqlProcessScheduler, upgrade
 from rules.duplicates import lookups_for
 from rules.lifecycle import InvoiceStatus, StatusChanged
@@ -89,6 +90,26 @@ class ProcessSchedulerContract:
             ("MP-1001", Decimal("57.25"), date(2026, 11, 20))]
 
 
+    def test_an_invoice_number_goes_to_the_rpa_bot_with_one_invoice(self, scheduler):
+        first, correction = NumberClaim("k1", "MP-1", 1), NumberClaim("k1", "MP-1", 2)
+        assert scheduler.claim_numbers([first]) == [None]
+        assert scheduler.claim_numbers([first, correction, NumberClaim("k2", "MP-2", 1)]) == [None, None, None]
+        assert scheduler.claim_numbers([NumberClaim("k1", "MP-3", 1)]) == [("MP-1", 1)]  # not yet decided: counts
+        assert scheduler.claim_numbers([]) == []
+
+    def test_of_two_invoices_of_one_number_in_a_batch_the_first_takes_it(self, scheduler):
+        assert scheduler.claim_numbers([NumberClaim("k1", "MP-1", 1), NumberClaim("k1", "MP-2", 1),
+                                        NumberClaim("k1", "MP-1", 1)]) == [None, ("MP-1", 1), None]
+
+    @pytest.mark.parametrize("status,kept", [(InvoiceStatus.ENTERED, True), (InvoiceStatus.RPA_FAILED, True),
+                                             (InvoiceStatus.SENT_TO_RPA, True), (InvoiceStatus.WITHDRAWN, False)])
+    def test_a_number_is_given_up_by_an_invoice_withdrawn_since(self, scheduler, status, kept):
+        scheduler.record([READY, change(status, "s1")])
+        assert scheduler.claim_numbers([NumberClaim("k1", "MP-1001", 1)]) == [None]
+        answer = scheduler.claim_numbers([NumberClaim("k1", "MP-9", 1), NumberClaim("k1", "MP-10", 1)])
+        assert answer == ([("MP-1001", 1), ("MP-1001", 1)] if kept else [None, ("MP-9", 1)])
+
+
 class SqlSchedulerContract(ProcessSchedulerContract):
     @pytest.fixture
     def engine(self):
@@ -111,6 +132,26 @@ class SqlSchedulerContract(ProcessSchedulerContract):
         found = SqlProcessScheduler(engine).decided_invoices(lookups({"vendor_id": "v100", "invoice_number": "INV42"}))
         assert [(k.invoice_id, k.total_amount, k.invoice_date) for k in found] == [
             ("MP-OLD", Decimal("9.50"), date(2026, 11, 3))]
+
+    def test_a_number_another_worker_takes_between_the_read_and_the_write_is_seen_not_overwritten(self, scheduler):
+        racer = RacingWorker(scheduler.engine, NumberClaim("k1", "MP-OTHER", 1))
+        assert scheduler.claim_numbers([NumberClaim("k2", "MP-2", 1), NumberClaim("k1", "MP-1", 1)]) == [
+            None, ("MP-OTHER", 1)]
+        assert racer.raced
+        assert scheduler.claim_numbers([NumberClaim("k2", "MP-3", 1)]) == [("MP-2", 1)]  # the read again took k2
+
+
+class RacingWorker:
+    """Another worker's mail flow, which hands over the same number just before this one's insert."""
+
+    def __init__(self, engine, claim: NumberClaim):
+        self.engine, self.claim, self.raced = engine, claim, False
+        event.listen(engine, "before_cursor_execute", self.before)
+
+    def before(self, conn, cursor, statement, *args):
+        if not self.raced and statement.startswith("INSERT INTO rpa_invoice_numbers"):
+            self.raced = True
+            SqlProcessScheduler(self.engine).claim_numbers([self.claim])
 
 
 class TestInMemoryScheduler(ProcessSchedulerContract):

@@ -7,6 +7,9 @@ from decimal import Decimal as D
 import pytest
 
 from rules import KnownInvoice, Policy, Tolerance
+from rules.context import NOT_PROCESSED
+from rules.duplicates import hand_off_key, keeps_its_number
+from rules.identifiers import IdentifierRules
 from tests.unit.rules.builders import codes, invoice, judge, po
 
 
@@ -83,6 +86,19 @@ def test_duplicate_invoice(status, other_id, is_duplicate):
 
 def test_same_number_from_another_vendor_is_not_a_duplicate():
     assert codes(judge(invoice(), history=(KnownInvoice("MP-9", "V999", "INV-778", "entered"),))) == []
+
+
+@pytest.mark.parametrize(("vendor", "number", "strict", "same"), [
+    (" v100", "inv-778 ", False, True), ("V100", "INV-778", False, True), ("V100", "inv-778", True, False),
+    ("V101", "INV-778", False, False), ("V100", "INV-0778", False, False), ("V10", "0INV-778", False, False)])
+def test_the_hand_off_key_is_the_vendor_and_number_as_duplicate_invoice_compares_them(vendor, number, strict, same):
+    identifiers = IdentifierRules(frozenset({"invoice_number"}) if strict else frozenset())
+    ready = judge(invoice()).rpa_payload
+    assert ready is not None and (ready.vendor_id, ready.invoice_number) == ("V100", "INV-778")
+    other = ready.model_copy(update={"vendor_id": vendor, "invoice_number": number})
+    assert (hand_off_key(other, identifiers) == hand_off_key(ready, identifiers)) is same
+    counts = {"entered", "rpa_failed", "sent_to_rpa", "manual_review", None}
+    assert {status for status in [*counts, *NOT_PROCESSED] if keeps_its_number(status)} == counts
 
 
 @pytest.mark.parametrize(("vendor", "flagged"), [("V100", False), ("V101", True), ("v100", False), (" V100", False),

@@ -4,6 +4,7 @@ failure policy does to a bad record or a dependency outage."""
 from __future__ import annotations
 
 from connectors.sampro import InMemoryPurchaseOrderReader
+from connectors.scheduler import InMemoryProcessScheduler
 from connectors.scheduler.rows import entries
 from rules.errors import DataError, Unavailable
 from rules.lifecycle import ReleaseRequested
@@ -47,6 +48,25 @@ def test_a_duplicate_on_another_po_a_batch_after_its_original_is_found_before_pr
     assert (finding["code"], finding["expected"]) == ("DUPLICATE_INVOICE", "MP-1")
     assert [request.invoice_id for request in worker.mailer.sent] == ["MP-1"]
     assert len(worker.pipeline.desk.recent) == 0  # the sink recorded both: processscheduler answers for them
+
+
+def test_a_duplicate_two_workers_pass_at_the_same_moment_goes_to_the_rpa_bot_once(tmp_path):
+    """Each worker judges before processscheduler has the other's verdict; the hand-off is the last gate."""
+    scheduler = InMemoryProcessScheduler()
+    workers = [make_worker(tmp_path / name, scheduler=scheduler, purchase_orders=InMemoryPurchaseOrderReader(
+        [purchase_order(), purchase_order(po_number="PO-5002")])) for name in ("a", "b")]
+    workers[0].submit(ready_invoice("MP-1", invoice_number="INV-9"))
+    workers[1].submit(ready_invoice("MP-2", invoice_number="inv-9", po_number="PO-5002"))
+    for _ in range(20):  # in step: each decides its invoice before the other's verdict is recorded
+        for worker in workers:
+            worker.run(steps=1)
+    assert [request.invoice_id for worker in workers for request in worker.mailer.sent] == ["MP-1"]
+    assert workers[0].statuses() == {"MP-1": "sent_to_rpa", "MP-2": "rpa_failed"}
+    (failed,) = [h for h in scheduler.history("MP-2") if h["status"] == "rpa_failed"]
+    assert "DUPLICATE_INVOICE" in failed["reason"] and "MP-1 (version 1)" in failed["reason"]
+    workers[0].complete("MP-1")
+    workers[0].run()
+    assert workers[0].statuses() == {"MP-1": "entered", "MP-2": "rpa_failed"}
 
 
 def test_bytes_that_are_no_record_go_to_the_dlq_with_where_they_came_from_and_the_next_is_decided(worker):
@@ -119,30 +139,22 @@ def test_an_outage_of_sampro_holds_the_partition_and_it_goes_on_by_itself_when_s
     assert worker.dead_letters() == [] and len(worker.mailer.sent) == 1
 
 
-class PickyScheduler:
+class PickyScheduler(InMemoryProcessScheduler):
     """processscheduler that refuses to store one invoice's rows."""
 
     def __init__(self, refused: str):
-        from connectors.scheduler import InMemoryProcessScheduler
-
-        self.inner, self.refused = InMemoryProcessScheduler(), refused
+        super().__init__()
+        self.refused = refused
 
     def record(self, decisions):
         if any(entry.key[0] == self.refused for entry in entries(decisions)):
             raise DataError("processscheduler refused the data: value too long")
-        self.inner.record(decisions)
-
-    def decided_invoices(self, pairs):
-        return self.inner.decided_invoices(pairs)
-
-    def rows(self):
-        return self.inner.rows()
+        super().record(decisions)
 
 
 def test_a_verdict_the_database_refuses_is_dead_lettered_alone_and_the_rest_of_the_batch_is_recorded(tmp_path):
     scheduler = PickyScheduler(refused="MP-2")
     worker = make_worker(tmp_path, scheduler=scheduler)
-    worker.pipeline.desk.scheduler = scheduler.inner
     for number in (1, 2, 3):
         worker.submit(ready_invoice(f"MP-{number}", po_number=f"PO-{number}"))
         worker.sampro.purchase_orders[f"PO-{number}"] = worker.sampro.purchase_orders["PO-5001"].model_copy(

@@ -1,0 +1,83 @@
+"""The invoice numbers handed to the RPA bot, on SQLAlchemy Core (`ProcessScheduler.claim_numbers`).
+
+The table's primary key is where two workers' hand-offs of one number meet: the one whose insert
+loses reads the batch again and finds the number taken. A batch costs two queries and one insert
+when nothing collides; the rules say which holder still keeps its number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, Dialect, Engine, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from connectors.ports import NumberClaim
+from connectors.scheduler.tables import invoice_numbers, processscheduler
+from connectors.sql import among, mapped_errors
+from rules.duplicates import keeps_its_number
+from rules.errors import Unavailable
+
+InvoiceVersion = tuple[str, int]
+TRIES = 3
+
+
+class _Raced(Exception):
+    """Another worker changed a number this batch read, between the read and the write."""
+
+
+def claim_numbers(engine: Engine, claims: Sequence[NumberClaim]) -> list[InvoiceVersion | None]:
+    if not claims:
+        return []
+    with mapped_errors("processscheduler"):
+        for _ in range(TRIES):
+            try:
+                with engine.begin() as conn:
+                    return _claim(conn, claims, engine.dialect)
+            except (IntegrityError, _Raced):
+                continue  # rolled back: read again, and the other worker's number is seen
+    raise Unavailable("processscheduler", f"invoice numbers were taken by other workers {TRIES} times meanwhile")
+
+
+def _claim(conn: Connection, claims: Sequence[NumberClaim], dialect: Dialect) -> list[InvoiceVersion | None]:
+    t = invoice_numbers
+    rows = conn.execute(select(t.c.hand_off_key, t.c.invoice_id, t.c.invoice_version)
+                        .where(among(t.c.hand_off_key, {claim.key for claim in claims}, dialect)))
+    held: dict[str, InvoiceVersion] = {row.hand_off_key: (row.invoice_id, row.invoice_version) for row in rows}
+    status = _latest_status(conn, {invoice_id for invoice_id, _ in held.values()}, dialect)
+    now = datetime.now(UTC)
+    answers: list[InvoiceVersion | None] = []
+    fresh = []
+    for claim in claims:
+        holder, mine = held.get(claim.key), (claim.invoice_id, claim.invoice_version)
+        if holder is None:
+            fresh.append({"hand_off_key": claim.key, "invoice_id": mine[0], "invoice_version": mine[1],
+                          "claimed_at": now})
+            held[claim.key] = mine  # a later claim of this batch finds it taken
+        elif holder[0] != claim.invoice_id:
+            if keeps_its_number(status.get(holder[0])):
+                answers.append(holder)
+                continue
+            given_up = conn.execute(update(t).where(t.c.hand_off_key == claim.key, t.c.invoice_id == holder[0])
+                                    .values(invoice_id=mine[0], invoice_version=mine[1], claimed_at=now))
+            if given_up.rowcount != 1:
+                raise _Raced
+            held[claim.key] = mine
+        answers.append(None)
+    if fresh:
+        conn.execute(insert(t), fresh)
+    return answers
+
+
+def _latest_status(conn: Connection, invoice_ids: Collection[str], dialect: Dialect) -> dict[str, str]:
+    """Each invoice's status in processscheduler, as its newest version stands."""
+    if not invoice_ids:
+        return {}
+    t = processscheduler
+    newest: dict[str, tuple[int, str]] = {}
+    for row in conn.execute(select(t.c.invoice_id, t.c.invoice_version, t.c.status)
+                            .where(among(t.c.invoice_id, invoice_ids, dialect))):
+        if row.invoice_id not in newest or row.invoice_version > newest[row.invoice_id][0]:
+            newest[row.invoice_id] = (row.invoice_version, row.status)
+    return {invoice_id: status for invoice_id, (_, status) in newest.items()}
