@@ -102,6 +102,7 @@ class InvoiceRecord(BaseModel):
     recheck_for: str | None = None  # the Sampro change it waits to be judged again for
     released_holds: list[str] = Field(default_factory=list)  # of its verdict's holds; a new verdict has none
     rpa_attempts: int = 0  # hand-offs to the RPA bot so far; one more each time AP releases a failure
+    withdrawn_at_rpa: bool = False  # the vendor withdrew it while the RPA bot had it: the bot's outcome decides
 
     @model_validator(mode="after")
     def _each_fact_once(self) -> InvoiceRecord:
@@ -408,11 +409,18 @@ def submit_invoice(
 def withdraw_invoice(
     ledger: PurchaseOrderLedger, withdrawal: InvoiceWithdrawn, judge: Judge | None, dispatch: DispatchMode
 ) -> Outcome:
-    """The vendor deleted the invoice: drop it unless the RPA bot already has it."""
+    """The vendor deleted the invoice: drop it. One the RPA bot has cannot be called back: the
+    withdrawal is noted in its history, and the bot's report decides (a failure is not retried)."""
     update = _Update(ledger, judge, dispatch)
     record = update.editable_latest(withdrawal.invoice_id)
-    final = (InvoiceStatus.WITHDRAWN, InvoiceStatus.ENTERED, InvoiceStatus.SENT_TO_RPA)
-    if record is None or record.status in final:
+    if record is None or record.status in (InvoiceStatus.WITHDRAWN, InvoiceStatus.ENTERED):
+        return update.outcome()
+    if record.status is InvoiceStatus.SENT_TO_RPA:
+        if not record.withdrawn_at_rpa:
+            record.withdrawn_at_rpa = True
+            update.change(record, InvoiceStatus.SENT_TO_RPA, "withdrawn-at-rpa", withdrawal.withdrawn_at,
+                          reason="The vendor withdrew this invoice while the RPA bot has it. If the bot enters "
+                                 "it, ask the vendor for a credit note; if it fails, the invoice is withdrawn.")
         return update.outcome()
     update.dequeue(record)
     update.change(record, InvoiceStatus.WITHDRAWN, "deleted", withdrawal.withdrawn_at)
@@ -439,9 +447,13 @@ def complete_rpa(
     update.dequeue(record)
     at = completion.occurred_at
     if completion.outcome is CompletionOutcome.SUCCESS:
+        late = "Entered although the vendor had withdrawn it: ask the vendor for a credit note."
         update.change(record, InvoiceStatus.ENTERED, completion.event_id, at,
-                      sampro_invoice_id=completion.sampro_invoice_id)
+                      sampro_invoice_id=completion.sampro_invoice_id, reason=late if record.withdrawn_at_rpa else None)
         _hold_back_edit_of(update, record, at)
+    elif record.withdrawn_at_rpa:  # nothing to try again: the vendor no longer asks for it
+        update.change(record, InvoiceStatus.WITHDRAWN, completion.event_id, at,
+                      reason=f"The vendor had withdrawn it; the RPA bot did not enter it ({completion.error}).")
     else:
         update.change(record, InvoiceStatus.RPA_FAILED, completion.event_id, at, reason=completion.error)
     update.drain_parked(at)

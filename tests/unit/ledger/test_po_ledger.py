@@ -214,6 +214,22 @@ def test_withdrawal_frees_a_parked_slot_and_is_final(judge):
     assert ledger.parked == []
 
 
+@pytest.mark.parametrize(("ok", "final"), [(True, "entered"), (False, "withdrawn")])
+def test_a_withdrawal_while_the_rpa_bot_has_the_invoice_is_noted_and_its_report_decides(judge, ok, final):
+    withdrawal = InvoiceWithdrawn(invoice_id="A", version=1, po_number="PO-1", withdrawn_at=AT)
+    ledger, emitted = run(PurchaseOrderLedger(po_number="PO-1"),
+                          lambda ledger: submit_invoice(ledger, submission("A"), judge, "automatic"),
+                          lambda ledger: submit_invoice(ledger, submission("B"), judge, "automatic"),
+                          lambda ledger: withdraw_invoice(ledger, withdrawal, judge, "automatic"))
+    noted = emitted[-1]
+    assert isinstance(noted, StatusChanged) and noted.status is InvoiceStatus.SENT_TO_RPA
+    assert "withdrew" in noted.reason and ledger.holding == ["A@v1"]  # the bot has it still
+    assert withdraw_invoice(ledger, withdrawal, judge, "automatic").emitted == []  # noted once
+    ledger, emitted = run(ledger, lambda ledger: complete_rpa(ledger, completion("A", ok=ok), judge, "automatic"))
+    assert statuses(emitted)[:2] == [("A", final), ("B", "ready_to_process")]
+    assert "vendor" in emitted[0].reason and "A@v1" not in ledger.records
+
+
 def test_release_makes_a_manual_review_invoice_go_to_rpa_with_who_and_why(judge):
     ledger, _ = run(PurchaseOrderLedger(po_number="PO-1"),
                     lambda ledger: submit_invoice(ledger, submission("A", expect="manual_review"), judge, "automatic"))
