@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 POSITION_KEY = "\x00changelog-position"
 
@@ -61,15 +61,34 @@ class MemoryPartitionStore:
         pass
 
 
+# What RocksDB may hold in memory for all the partitions of a store together. Its defaults are
+# per partition (64 MiB memtables, up to two of them, and a block cache each): on a burst of
+# 100,000 invoices they kept the worker's RSS 150 MiB higher, for no gain in speed.
+MEMTABLE_BYTES = 64 << 20
+BLOCK_CACHE_BYTES = 32 << 20
+
+
+def rocks_options() -> Any:
+    """Options whose memtables and block cache are shared by every store that is opened with them."""
+    from rocksdict import BlockBasedOptions, Cache, Options, WriteBufferManager
+
+    options = Options()
+    options.set_write_buffer_manager(WriteBufferManager(MEMTABLE_BYTES, False))
+    table = BlockBasedOptions()
+    table.set_block_cache(Cache(BLOCK_CACHE_BYTES))
+    options.set_block_based_table_factory(table)
+    return options
+
+
 class RocksPartitionStore:
     """RocksDB through rocksdict: data and position written in one WriteBatch."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, options: Any = None):
         from rocksdict import Rdict
 
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self.db = Rdict(str(path))
+        self.path, self.options = path, options
+        self.db = Rdict(str(path), options)
         stored = self.db.get(POSITION_KEY)
         self.position: int | None = int(stored) if stored is not None else None
 
@@ -95,7 +114,7 @@ class RocksPartitionStore:
 
         self.db.close()
         Rdict.destroy(str(self.path))
-        self.db = Rdict(str(self.path))
+        self.db = Rdict(str(self.path), self.options)
         self.position = None
 
     def close(self) -> None:
@@ -132,11 +151,12 @@ class Store:
         self.name, self.changelog_topic = name, changelog_topic
         self.location, self.folder = location, data_dir / "state" / name
         self.partitions: dict[int, PartitionStore] = {}
+        self.rocks_options = rocks_options() if location == "rocksdb://" else None  # one budget, every partition
 
     def partition(self, number: int) -> PartitionStore:
         if number not in self.partitions:
             self.partitions[number] = (MemoryPartitionStore() if self.location == "memory://"
-                                       else RocksPartitionStore(self.folder / str(number)))
+                                       else RocksPartitionStore(self.folder / str(number), self.rocks_options))
         return self.partitions[number]
 
     def restore(self, number: int, records: Iterable[tuple[int, str, bytes | None]]) -> int:

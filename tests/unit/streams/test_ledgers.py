@@ -9,7 +9,7 @@ from rules.errors import DataError
 from rules.po_ledger import PurchaseOrderLedger, complete_rpa, submit_invoice
 from streams.ledgers import LedgerStore, record_state_key, version_state_key
 from streams.settings import Settings
-from streams.state import MemoryPartitionStore, StateWrites
+from streams.state import MemoryPartitionStore, RocksPartitionStore, StateWrites, Store
 from tests.unit.ledger.test_po_ledger import FakeJudge, completion, submission
 
 JUDGE = FakeJudge()
@@ -126,3 +126,18 @@ def test_a_write_that_was_never_committed_is_not_served_from_the_cache_after_ano
     with_status(other, InvoiceStatus.AWAITING_RECEIPT, commit=True)  # the PO's next owner writes
     ledger = store.load(StateWrites(partition.data), "PO-1", ["A"]).ledger
     assert ledger is not None and ledger.records["A@v1"].status is InvoiceStatus.AWAITING_RECEIPT
+
+
+def test_rocksdb_partitions_share_one_memory_budget_and_read_what_the_default_options_wrote(tmp_path):
+    folder = tmp_path / "state" / "po-ledgers"
+    before = RocksPartitionStore(folder / "0")  # as the stores were opened before the shared budget
+    before.write({"a": b"1"}, 7)
+    before.close()
+    store = Store("po-ledgers", "changelog", "rocksdb://", tmp_path)
+    first, second = store.partition(0), store.partition(1)
+    assert (first.get("a"), first.position) == (b"1", 7)
+    assert first.options is second.options is store.rocks_options is not None
+    second.write({"b": b"2"}, 3)
+    second.clear()  # a partition read again from its changelog keeps the budget
+    assert second.get("b") is None and second.options is store.rocks_options
+    store.close()
