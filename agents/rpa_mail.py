@@ -34,11 +34,14 @@ def register(pipeline: Pipeline) -> None:
         requests: list[RpaRequest] = batch.messages
         holders = scheduler.claim_numbers([NumberClaim(hand_off_key(r.payload, identifiers), r.invoice_id,
                                                        r.invoice_version) for r in requests])
+        due = []
         for request, holder in zip(requests, holders, strict=True):
-            if holder is not None:
+            if holder is None:
+                due.append(request)
+            else:
                 batch.emit(topics.completions, request.po_number,
                            _failed(request, "duplicate", handed_over_already(request.payload, holder)))
-        mailer.send([request for request, holder in zip(requests, holders, strict=True) if holder is None])
+        mailer.send(due)
 
     def failed_hand_off(record, request, reason):
         if not isinstance(request, RpaRequest):

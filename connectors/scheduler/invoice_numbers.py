@@ -45,7 +45,9 @@ def _claim(conn: Connection, claims: Sequence[NumberClaim], dialect: Dialect) ->
     rows = conn.execute(select(t.c.hand_off_key, t.c.invoice_id, t.c.invoice_version)
                         .where(among(t.c.hand_off_key, {claim.key for claim in claims}, dialect)))
     held: dict[str, InvoiceVersion] = {row.hand_off_key: (row.invoice_id, row.invoice_version) for row in rows}
-    status = _latest_status(conn, {invoice_id for invoice_id, _ in held.values()}, dialect)
+    # Only another invoice's hold needs its status: a replayed batch finds its own and asks nothing.
+    others = {held[c.key][0] for c in claims if c.key in held and held[c.key][0] != c.invoice_id}
+    status = _latest_status(conn, others, dialect)
     now = datetime.now(UTC)
     answers: list[InvoiceVersion | None] = []
     fresh = []
