@@ -22,7 +22,7 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Decimal
 from operator import attrgetter
 
-from rules.context import EvaluationContext
+from rules.context import EvaluationContext, KnownInvoice
 from rules.models import Finding, Invoice, InvoiceLine, PurchaseOrder, PurchaseOrderLine, Severity, trusted
 from rules.money import minor_unit
 from rules.policy import Tolerance
@@ -55,7 +55,7 @@ class LineMatch:
 class Case:
     __slots__ = (
         "invoice", "po", "context", "contract_problems", "vendor_key", "minor_unit", "tolerance", "computed_amounts",
-        "line_amounts", "subtotal", "matches", "placed_on", "open_on", "overflowed",
+        "line_amounts", "subtotal", "matches", "placed_on", "open_on", "overflowed", "earlier",
     )
 
     def __init__(
@@ -81,7 +81,10 @@ class Case:
         self.placed_on: dict[int, Decimal] = {}  # PO line -> quantity this invoice puts on it
         self.open_on: dict[int, Decimal] = {}  # PO line -> what it had open before this invoice
         self.overflowed: dict[int, int] = {}  # PO line -> the first invoice line that overflowed it
+        # The invoices seen before that the duplicate checks compare this one with, and its audit records.
+        self.earlier: list[KnownInvoice] = []
         if invoice is not None:
+            self.earlier = context.earlier_like(invoice.vendor_id, invoice.invoice_number, invoice.total_amount)
             # Quantity x price, rounded; and the amount each line stands for: as stated, or that.
             self.minor_unit = unit = minor_unit(invoice.currency)
             self.computed_amounts = [(line.quantity * line.unit_price).quantize(unit, rounding=ROUND_HALF_UP)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from rules.case import Case, finding
-from rules.duplicates import counts, looks_alike, same_number
+from rules.duplicates import NumberKeys, counts, looks_alike, same_number
 from rules.models import Finding, POStatus, Severity
 
 ERROR, WARNING = Severity.ERROR, Severity.WARNING
@@ -28,8 +28,11 @@ def invalid_invoice(case: Case) -> list[Finding]:
 
 def duplicate_invoice(case: Case) -> list[Finding]:
     inv, identifiers = case.parsed_invoice, case.context.policy.identifiers
-    for earlier in case.context.earlier_of_vendor(inv.vendor_id):
-        if counts(earlier, inv) and same_number(earlier, inv, identifiers):
+    if not case.earlier:  # most invoices: no keys to make
+        return []
+    keys = NumberKeys.of(inv, identifiers)
+    for earlier in case.earlier:
+        if counts(earlier, inv) and same_number(earlier, keys, identifiers):
             return [
                 finding("DUPLICATE_INVOICE", ERROR,
                         f"Vendor {inv.vendor_id} invoice {inv.invoice_number.strip()} was already processed as "
@@ -42,8 +45,11 @@ def duplicate_invoice(case: Case) -> list[Finding]:
 def possible_duplicate(case: Case) -> list[Finding]:
     inv, identifiers = case.parsed_invoice, case.context.policy.identifiers
     window = case.tolerance.duplicate_window_days
-    for earlier in case.context.earlier_of_vendor(inv.vendor_id):
-        if not counts(earlier, inv) or (why := looks_alike(earlier, inv, identifiers, window)) is None:
+    if not case.earlier:  # most invoices: no keys to make
+        return []
+    keys = NumberKeys.of(inv, identifiers)
+    for earlier in case.earlier:
+        if not counts(earlier, inv) or (why := looks_alike(earlier, inv, keys, identifiers, window)) is None:
             continue
         if why == "number":
             message = (f"Vendor {inv.vendor_id} invoice {inv.invoice_number.strip()} reads like invoice "

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
-from rules.identifiers import identifier_key
+from rules.identifiers import identifier_key, loose_number_key
 from rules.limits import Limits
 from rules.policy import Policy
 
@@ -30,21 +30,35 @@ class KnownInvoice:
 
 
 class KnownInvoices:
-    """The invoices seen before, by vendor: an invoice is only ever compared with its vendor's, so a
-    batch of n invoices costs n lookups, not n x n comparisons. Filed under the case-folded vendor
-    key, which is the same for every spelling the identifier rules may call the same vendor; the
-    checks then compare exactly."""
+    """The invoices seen before, filed by what the duplicate checks compare (`rules.duplicates`):
+    the vendor with the loose invoice number, and the vendor with the total. An invoice is looked
+    up by its own, so judging a batch of n invoices of one vendor costs n lookups, not n x n
+    comparisons. Filed under case-folded keys, which the identifier rules may only narrow (two
+    numbers the same as identifiers have the same loose key); the checks then compare exactly."""
 
     def __init__(self, invoices: Iterable[KnownInvoice] = ()):
-        self._by_vendor: dict[str, list[KnownInvoice]] = defaultdict(list)
+        self._filed: dict[tuple[str, str | Decimal], list[tuple[int, KnownInvoice]]] = defaultdict(list)
+        self._seen = 0
         self.extend(invoices)
 
     def extend(self, invoices: Iterable[KnownInvoice]) -> None:
         for invoice in invoices:
-            self._by_vendor[identifier_key(invoice.vendor_id)].append(invoice)
+            vendor, self._seen = identifier_key(invoice.vendor_id), self._seen + 1
+            for key in _filed_under(vendor, invoice.invoice_number, invoice.total_amount):
+                self._filed[key].append((self._seen, invoice))
 
-    def of_vendor(self, vendor_id: str) -> list[KnownInvoice]:
-        return self._by_vendor.get(identifier_key(vendor_id), [])
+    def like(self, vendor_id: str, invoice_number: str, total_amount: Decimal | None) -> list[KnownInvoice]:
+        """The vendor's invoices with the same loose number or the same total, in the order seen."""
+        found = {seen: invoice for key in _filed_under(identifier_key(vendor_id), invoice_number, total_amount)
+                 for seen, invoice in self._filed.get(key, ())}
+        return [found[seen] for seen in sorted(found)]
+
+
+def _filed_under(vendor: str, number: str, total: Decimal | None) -> list[tuple[str, str | Decimal]]:
+    keys: list[tuple[str, str | Decimal]] = [(vendor, loose_number_key(number))]
+    if total is not None:  # a Decimal never equals a str: the two kinds of key cannot meet
+        keys.append((vendor, total))
+    return keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,9 +74,10 @@ class EvaluationContext:
         if not isinstance(self.history, KnownInvoices):
             object.__setattr__(self, "history", KnownInvoices(self.history))
 
-    def earlier_of_vendor(self, vendor_id: str) -> list[KnownInvoice]:
+    def earlier_like(self, vendor_id: str, invoice_number: str, total_amount: Decimal | None) -> list[KnownInvoice]:
+        """The invoices seen before that the duplicate checks compare an invoice with."""
         assert isinstance(self.history, KnownInvoices), "made one in __post_init__"
-        return self.history.of_vendor(vendor_id)
+        return self.history.like(vendor_id, invoice_number, total_amount)
 
     @property
     def as_of(self) -> date:

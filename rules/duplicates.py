@@ -73,18 +73,34 @@ def counts(earlier: KnownInvoice, invoice: Invoice) -> bool:
     return earlier.invoice_id != invoice.invoice_id and earlier.status not in NOT_PROCESSED
 
 
-def same_number(earlier: KnownInvoice, invoice: Invoice, identifiers: IdentifierRules) -> bool:
-    return (identifiers.same("vendor_id", earlier.vendor_id, invoice.vendor_id)
-            and identifiers.same("invoice_number", earlier.invoice_number, invoice.invoice_number))
+@dataclass(frozen=True, slots=True)
+class NumberKeys:
+    """An invoice's vendor and number as the checks compare them, made once per invoice judged,
+    not once per earlier invoice it is compared with."""
+
+    vendor: str
+    number: str
+    loose: str
+
+    @classmethod
+    def of(cls, invoice: Invoice, identifiers: IdentifierRules) -> NumberKeys:
+        return cls(identifiers.key("vendor_id", invoice.vendor_id),
+                   identifiers.key("invoice_number", invoice.invoice_number), loose_number_key(invoice.invoice_number))
 
 
-def looks_alike(earlier: KnownInvoice, invoice: Invoice, identifiers: IdentifierRules, window_days: int) -> str | None:
+def same_number(earlier: KnownInvoice, keys: NumberKeys, identifiers: IdentifierRules) -> bool:
+    return (identifiers.key("vendor_id", earlier.vendor_id) == keys.vendor
+            and identifiers.key("invoice_number", earlier.invoice_number) == keys.number)
+
+
+def looks_alike(
+    earlier: KnownInvoice, invoice: Invoice, keys: NumberKeys, identifiers: IdentifierRules, window_days: int,
+) -> str | None:
     """Why a person should look at the earlier invoice (a near number, or the same total close in
     time), or None; only for invoices that are not exact duplicates."""
-    if not identifiers.same("vendor_id", earlier.vendor_id, invoice.vendor_id) or same_number(
-            earlier, invoice, identifiers):
+    if identifiers.key("vendor_id", earlier.vendor_id) != keys.vendor or same_number(earlier, keys, identifiers):
         return None
-    if loose_number_key(earlier.invoice_number) == loose_number_key(invoice.invoice_number):
+    if loose_number_key(earlier.invoice_number) == keys.loose:
         return "number"
     if (earlier.total_amount is not None and earlier.total_amount == invoice.total_amount
             and _within_days(earlier.invoice_date, invoice.invoice_date, window_days)):

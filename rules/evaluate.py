@@ -80,7 +80,7 @@ def evaluate(invoice: Invoice | Any, po: PurchaseOrder | None, context: Evaluati
         "evaluated_at": context.now,
         "vendor_id": identity["vendor_id"],
         "invoice_number": identity["invoice_number"],
-        "audit": _audit(invoice, parsed, context),
+        "audit": _audit(invoice, case),
     }
     if isinstance(po, PurchaseOrder | None) and isinstance(context.now, datetime):
         # Findings, payload and audit are models already; identity values are typed by _identity.
@@ -88,16 +88,13 @@ def evaluate(invoice: Invoice | Any, po: PurchaseOrder | None, context: Evaluati
     return Verdict.model_validate(values)
 
 
-def _audit(raw: Any, invoice: Invoice | None, context: EvaluationContext) -> VerdictAudit:
-    earlier = []
-    if invoice is not None:  # every earlier invoice of the vendor the duplicate checks weighed
-        same_vendor = context.policy.identifiers.same
-        earlier = [EarlierInvoice(invoice_id=e.invoice_id, vendor_id=e.vendor_id, invoice_number=e.invoice_number,
-                                  status=e.status, total_amount=e.total_amount, invoice_date=e.invoice_date)
-                   for e in context.earlier_of_vendor(invoice.vendor_id)
-                   if same_vendor("vendor_id", e.vendor_id, invoice.vendor_id)]
+def _audit(raw: Any, case: Case) -> VerdictAudit:
+    # Every earlier invoice the duplicate checks compared it with: a replay compares it with them again.
+    earlier = [EarlierInvoice(invoice_id=e.invoice_id, vendor_id=e.vendor_id, invoice_number=e.invoice_number,
+                              status=e.status, total_amount=e.total_amount, invoice_date=e.invoice_date)
+               for e in case.earlier]
     document = raw.model_dump(mode="json") if isinstance(raw, Invoice) else raw
-    in_flight = dict(context.in_flight)
+    in_flight = dict(case.context.in_flight)
     if all(type(key) is str and type(quantity) is Decimal for key, quantity in in_flight.items()):
         # What validation would give: the document is kept as it is (Any), the rest are typed already.
         return trusted(VerdictAudit, {"invoice": document, "in_flight": in_flight, "earlier_invoices": earlier})

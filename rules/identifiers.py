@@ -27,6 +27,7 @@ def identifier_key(text: str, fold_case: bool = True) -> str:
     return composed.casefold() if fold_case else composed
 
 
+@lru_cache(maxsize=65536)  # a batch compares each number of a vendor with every later one of that vendor
 def loose_number_key(text: str) -> str:
     """An invoice number with only its letters and digits, each run of digits without leading
     zeros: `INV-0042`, `INV42` and `inv 0042` all give `inv42`, `NV-2026-0417` and `NV 2026 417`

@@ -13,6 +13,7 @@ import pytest
 from rules import KnownInvoice, Policy, Tolerance
 from rules.context import KnownInvoices
 from rules.policy import PolicyError, parse_policy
+from rules.rejudge import judge_again
 from tests.unit.rules.builders import codes, invoice, judge, po
 
 
@@ -72,11 +73,27 @@ def test_a_vendor_spelt_in_another_case_is_a_duplicate_unless_its_case_counts():
     assert "DUPLICATE_INVOICE" not in codes(judge(invoice, one_po(), history=history, policy=strict))
 
 
-def test_the_history_files_each_invoice_under_its_vendor_once():
-    known = KnownInvoices([KnownInvoice("MP-1", "V100", "A", "entered"), KnownInvoice("MP-2", " v100", "B", "entered"),
-                           KnownInvoice("MP-3", "V200", "C", "entered")])
-    assert [k.invoice_id for k in known.of_vendor("V100 ")] == ["MP-1", "MP-2"]
-    assert [k.invoice_id for k in known.of_vendor("v200")] == ["MP-3"] and known.of_vendor("V300") == []
+def test_the_history_gives_an_invoice_only_its_vendors_invoices_of_a_like_number_or_the_same_total():
+    known = KnownInvoices([
+        KnownInvoice("MP-1", "V100", "INV-0042", "entered", D("10")),
+        KnownInvoice("MP-2", " v100", "B-7", "entered", D("31.00")),
+        KnownInvoice("MP-3", "V100", "C-8", "entered", D("99")),  # another number and total: never compared
+        KnownInvoice("MP-4", "V200", "inv42", "entered", D("31")),  # another vendor
+        KnownInvoice("MP-5", "V100", "inv 42", "entered"),  # no total known
+    ])
+    assert [k.invoice_id for k in known.like("V100 ", "INV42", D("31"))] == ["MP-1", "MP-2", "MP-5"]  # as seen
+    assert [k.invoice_id for k in known.like("v200", "X", D("31.0"))] == ["MP-4"]
+    assert known.like("V300", "INV42", D("31")) == [] and known.like("V100", "Z", None) == []
+
+
+def test_a_verdict_records_the_earlier_invoices_it_was_compared_with_and_a_replay_finds_the_same():
+    history = [KnownInvoice(f"MP-{n}", "V100", f"OTHER-{n}", "entered", D(1000 + n)) for n in range(50)]
+    history.append(KnownInvoice("MP-9", "v100", "inv 42", "entered", D("5")))
+    verdict = judge(one_line(invoice_number="INV-0042"), one_po(), history=history)
+    assert codes(verdict) == ["POSSIBLE_DUPLICATE"]
+    assert [e.invoice_id for e in verdict.audit.earlier_invoices] == ["MP-9"]  # not the vendor's other 50
+    again = judge_again(verdict, Policy())
+    assert again is not None and [r.code for r in again.reasons] == ["POSSIBLE_DUPLICATE"]
 
 
 # -- tolerances -----------------------------------------------------------------------------------
