@@ -120,11 +120,13 @@ def passthrough(bootstrap: str, source: str, target: str, count: int) -> float:
 
 
 def judged(engine, like: str) -> tuple[int, int]:
-    """Rows of the run, and those of them judged (not waiting for their PO)."""
-    rows = select(func.count()).select_from(processscheduler).where(processscheduler.c.invoice_id.like(like))
+    """Rows of the run, and those of them judged (not waiting for their PO), in one scan: a count
+    scans every row of the run on the PostgreSQL the pipeline writes to (pg_stat_statements,
+    steady at --scale 0.5: two counts every 0.2 s took 2.8 s of its time, one every 0.5 s 1.1 s)."""
+    rows = (select(func.count(), func.count().filter(processscheduler.c.status == "waiting_for_po"))
+            .where(processscheduler.c.invoice_id.like(like)))
     with engine.connect() as conn:
-        total = conn.execute(rows).scalar()
-        waiting = conn.execute(rows.where(processscheduler.c.status == "waiting_for_po")).scalar()
+        total, waiting = conn.execute(rows).one()
     return total, total - waiting
 
 
@@ -143,7 +145,7 @@ def wait_judged(engine, like: str, count: int, timeout: float, rows_only: bool =
             rows_at = time.monotonic() - started
         if done >= count or (rows_only and rows_at is not None):
             return rows_at or time.monotonic() - started, time.monotonic() - started
-        time.sleep(0.2)
+        time.sleep(0.5)  # at most 0.5 s late on a run of 30 s or more: under 2 %
     raise TimeoutError(f"{count - done:,} of {count:,} invoices not judged after {timeout:.0f} s")
 
 
