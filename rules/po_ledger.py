@@ -156,6 +156,9 @@ class PurchaseOrderLedger(BaseModel):
     # invoice id -> newest version seen. Read only for the invoice a message names, so the ledger
     # store loads just those entries (streams/ledgers.py): a PO's history may be long.
     latest: dict[str, int] = Field(default_factory=dict)
+    # invoice id -> its version the RPA bot entered in Sampro, read as `latest` is: the record is
+    # gone, and a vendor's edit or withdrawal after the entry must be neither entered nor dropped.
+    entered: dict[str, int] = Field(default_factory=dict)
     completions_seen: list[str] = Field(default_factory=list)
     changes_seen: list[str] = Field(default_factory=list)  # the last Sampro changes applied
 
@@ -221,7 +224,8 @@ class _Update:
     def __init__(self, ledger: PurchaseOrderLedger, judge: Judge | None, dispatch: DispatchMode):
         self.ledger = ledger.model_copy(update={
             "holding": list(ledger.holding), "parked": list(ledger.parked), "records": dict(ledger.records),
-            "latest": dict(ledger.latest), "completions_seen": list(ledger.completions_seen),
+            "latest": dict(ledger.latest), "entered": dict(ledger.entered),
+            "completions_seen": list(ledger.completions_seen),
             "changes_seen": list(ledger.changes_seen),
         })
         self.judge = judge
@@ -282,7 +286,12 @@ class _Update:
         record.payload = verdict.rpa_payload
         record.status = InvoiceStatus(verdict.status.value)
         self.emitted.append(verdict)
-        if verdict.status is VerdictStatus.READY_TO_PROCESS:
+        entered = self.ledger.entered.get(record.submission.invoice_id)
+        if verdict.status is VerdictStatus.READY_TO_PROCESS and entered is not None:
+            # A vendor's edit of an invoice Sampro has: entering it too would pay the invoice twice.
+            self.change(record, InvoiceStatus.MANUAL_REVIEW, "edited-after-entry", verdict.evaluated_at,
+                        reason=_entered_already(entered))
+        elif verdict.status is VerdictStatus.READY_TO_PROCESS:
             self.hold(record, verdict.evaluated_at, cause="verdict")
         elif verdict.status is VerdictStatus.MANUAL_REVIEW and verdict.reasons and all(
                 finding.code in AWAITING_RECEIPT_FINDINGS for finding in verdict.reasons):
@@ -413,6 +422,16 @@ def withdraw_invoice(
     withdrawal is noted in its history, and the bot's report decides (a failure is not retried)."""
     update = _Update(ledger, judge, dispatch)
     record = update.editable_latest(withdrawal.invoice_id)
+    version = update.ledger.latest.get(withdrawal.invoice_id)
+    if record is None and version is not None and update.ledger.entered.get(withdrawal.invoice_id) == version:
+        # Entered in Sampro already: nothing to stop, but AP must hear of it (its status stays entered).
+        update.emitted.append(StatusChanged(
+            event_id=f"{withdrawal.invoice_id}:v{version}:{InvoiceStatus.ENTERED.value}:withdrawn-after-entry",
+            invoice_id=withdrawal.invoice_id, invoice_version=version, po_number=update.ledger.po_number,
+            status=InvoiceStatus.ENTERED, occurred_at=withdrawal.withdrawn_at,
+            reason="The vendor withdrew this invoice after it was entered in Sampro: ask the vendor for a "
+                   "credit note."))
+        return update.outcome()
     if record is None or record.status in (InvoiceStatus.WITHDRAWN, InvoiceStatus.ENTERED):
         return update.outcome()
     if record.status is InvoiceStatus.SENT_TO_RPA:
@@ -450,6 +469,7 @@ def complete_rpa(
         late = "Entered although the vendor had withdrawn it: ask the vendor for a credit note."
         update.change(record, InvoiceStatus.ENTERED, completion.event_id, at,
                       sampro_invoice_id=completion.sampro_invoice_id, reason=late if record.withdrawn_at_rpa else None)
+        update.ledger.entered[record.submission.invoice_id] = record.submission.version
         _hold_back_edit_of(update, record, at)
     elif record.withdrawn_at_rpa:  # nothing to try again: the vendor no longer asks for it
         update.change(record, InvoiceStatus.WITHDRAWN, completion.event_id, at,
@@ -470,8 +490,12 @@ def _hold_back_edit_of(update: _Update, entered: InvoiceRecord, at: datetime) ->
         return
     newer = update.editable_listed(newer_key)
     update.ledger.parked.remove(newer.key)
-    reason = f"Version {entered.submission.version} of this invoice was already entered in Sampro."
-    update.change(newer, InvoiceStatus.MANUAL_REVIEW, "edited-after-entry", at, reason=reason)
+    update.change(newer, InvoiceStatus.MANUAL_REVIEW, "edited-after-entry", at,
+                  reason=_entered_already(entered.submission.version))
+
+
+def _entered_already(version: int) -> str:
+    return f"Version {version} of this invoice was already entered in Sampro."
 
 
 def release_invoice(

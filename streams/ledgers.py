@@ -8,11 +8,12 @@ A ledger (`rules.po_ledger`) is stored as several keys:
 | `<PO>` | the ledger's small part: its queues, the keys of its records, what it has seen, a revision token |
 | `<PO>␟r␟<invoice id>@v<version>` | one invoice version's record (JSON) |
 | `<PO>␟v␟<invoice id>` | the newest version seen of that invoice (`latest`) |
+| `<PO>␟e␟<invoice id>` | its version the RPA bot entered in Sampro (`entered`) |
 
 (␟ is the unit separator, which no PO number or invoice id may hold.) So a batch reads the
 records of the PO and the versions of the invoices it touches, and writes back only what
-changed: one record, not the PO's hundreds held in review; an invoice's newest version, not
-one per invoice the PO ever had. Every key is a changelog record of the store's partition,
+changed: one record, not the PO's hundreds held in review; an invoice's newest version (and
+entered one), not one per invoice the PO ever had. Every key is a changelog record of the store's partition,
 which is the PO's partition of the work topics: the state moves with the PO. Ledgers written
 before (one JSON value per PO) are read as they are and written in keys on their next change.
 """
@@ -50,6 +51,10 @@ def version_state_key(po_number: str, invoice_id: str) -> str:
     return f"{po_number}{SEPARATOR}v{SEPARATOR}{invoice_id}"
 
 
+def entered_state_key(po_number: str, invoice_id: str) -> str:
+    return f"{po_number}{SEPARATOR}e{SEPARATOR}{invoice_id}"
+
+
 class _Stored(BaseModel):
     """The value under the PO's own key. `records` and `latest` are only in a ledger written before
     they had keys of their own."""
@@ -77,6 +82,7 @@ class LoadedLedger:
     raw: bytes | None = None
     revision: str = ""
     versions: dict[str, int] = field(default_factory=dict)  # the `latest` entries read
+    entered: dict[str, int] = field(default_factory=dict)  # the `entered` entries read
     legacy: bool = False  # one JSON value, as written before: every part is written on its next change
 
 
@@ -112,11 +118,14 @@ class LedgerStore:
         else:
             versions = {invoice_id: int(found) for invoice_id in invoice_ids
                         if (found := state.get(version_state_key(po_number, invoice_id))) is not None}
+        # Only an invoice with a version seen can have one entered: most batches ask for no more keys.
+        entered = {invoice_id: int(found) for invoice_id in versions
+                   if (found := state.get(entered_state_key(po_number, invoice_id))) is not None}
         ledger = PurchaseOrderLedger(
             po_number=stored.po_number, holding=list(stored.holding), parked=list(stored.parked),
-            records=dict(records), latest=dict(versions), completions_seen=list(stored.completions_seen),
-            changes_seen=list(stored.changes_seen))
-        return LoadedLedger(ledger, raw, stored.revision, versions, legacy)
+            records=dict(records), latest=dict(versions), entered=dict(entered),
+            completions_seen=list(stored.completions_seen), changes_seen=list(stored.changes_seen))
+        return LoadedLedger(ledger, raw, stored.revision, versions, entered, legacy)
 
     def save(self, state: StateWrites, ledger: PurchaseOrderLedger, before: LoadedLedger) -> None:
         po = ledger.po_number
@@ -131,6 +140,9 @@ class LedgerStore:
         for invoice_id, version in ledger.latest.items():
             if before.legacy or before.versions.get(invoice_id) != version:
                 state.set(version_state_key(po, invoice_id), str(version).encode())
+        for invoice_id, version in ledger.entered.items():
+            if before.entered.get(invoice_id) != version:
+                state.set(entered_state_key(po, invoice_id), str(version).encode())
         if before.ledger is not None and not before.legacy and not changed \
                 and _skeleton(ledger) == _skeleton(before.ledger):
             return  # a replayed message leaves the ledger as it was: nothing to write

@@ -202,6 +202,41 @@ def test_vendor_edit_of_an_invoice_at_the_bot_waits_and_is_never_entered_twice(j
     assert ledger.holding == [] and ledger.parked == []
 
 
+def test_a_vendor_edit_of_an_entered_invoice_is_judged_but_held_for_ap_not_entered_twice(judge):
+    ledger, emitted = run(
+        PurchaseOrderLedger(po_number="PO-1"),
+        lambda ledger: submit_invoice(ledger, submission("A"), judge, "automatic"),
+        lambda ledger: complete_rpa(ledger, completion("A", version=1), judge, "automatic"),
+        lambda ledger: submit_invoice(ledger, submission("A", version=2), judge, "automatic"),
+    )
+    assert statuses(emitted)[-3:] == [("A", "entered"), ("A", "ready_to_process"), ("A", "manual_review")]
+    assert emitted[-1].reason == "Version 1 of this invoice was already entered in Sampro."
+    assert ledger.holding == [] and ledger.entered == {"A": 1}
+    # AP may still send it, knowingly: the release is the clerk's decision.
+    release = ReleaseRequested(command_id="r1", invoice_id="A", invoice_version=2, po_number="PO-1",
+                               user="ana", reason="v1 voided in Sampro", issued_at=AT)
+    assert ("A", "rpa_request") in statuses(release_invoice(ledger, release, judge, "automatic").emitted)
+
+
+def test_a_withdrawal_of_an_entered_invoice_tells_ap_to_ask_for_a_credit_note(judge):
+    withdrawal = InvoiceWithdrawn(invoice_id="A", version=1, po_number="PO-1", withdrawn_at=AT)
+    ledger, _ = run(PurchaseOrderLedger(po_number="PO-1"),
+                    lambda ledger: submit_invoice(ledger, submission("A"), judge, "automatic"),
+                    lambda ledger: complete_rpa(ledger, completion("A", version=1), judge, "automatic"))
+    outcome = withdraw_invoice(ledger, withdrawal, judge, "automatic")
+    [noted] = outcome.emitted
+    assert isinstance(noted, StatusChanged) and noted.status is InvoiceStatus.ENTERED  # it stays entered
+    assert "credit note" in noted.reason and noted.invoice_version == 1
+    assert outcome.ledger == ledger
+    # A withdrawn invoice withdrawn again, or one never seen, is nothing to tell.
+    gone, _ = run(PurchaseOrderLedger(po_number="PO-1"),
+                  lambda ledger: submit_invoice(ledger, submission("B", expect="manual_review"), judge, "automatic"),
+                  lambda ledger: withdraw_invoice(ledger, withdrawal.model_copy(update={"invoice_id": "B"}), judge,
+                                                  "automatic"))
+    assert withdraw_invoice(gone, withdrawal.model_copy(update={"invoice_id": "B"}), judge, "automatic").emitted == []
+    assert withdraw_invoice(gone, withdrawal.model_copy(update={"invoice_id": "Z"}), judge, "automatic").emitted == []
+
+
 def test_withdrawal_frees_a_parked_slot_and_is_final(judge):
     ledger, emitted = run(
         PurchaseOrderLedger(po_number="PO-1"),

@@ -7,7 +7,7 @@ import pytest
 
 from rules.errors import DataError
 from rules.po_ledger import PurchaseOrderLedger, complete_rpa, submit_invoice
-from streams.ledgers import LedgerStore, record_state_key, version_state_key
+from streams.ledgers import LedgerStore, entered_state_key, record_state_key, version_state_key
 from streams.settings import Settings
 from streams.state import MemoryPartitionStore, RocksPartitionStore, StateWrites, Store
 from tests.unit.ledger.test_po_ledger import FakeJudge, completion, submission
@@ -64,7 +64,7 @@ def test_a_batch_on_a_po_with_hundreds_held_writes_its_own_record_and_the_pos_sm
     assert len(partition.written["PO-1"] or b"") < 30 * 300  # keys, not documents
     partition.batch(lambda ledger: complete_rpa(ledger, completion("A"), JUDGE, "automatic"), invoice_ids=["A"])
     assert partition.written[record_state_key("PO-1", "A@v1")] is None  # entered: its record leaves
-    assert set(partition.written) == {"PO-1", record_state_key("PO-1", "A@v1")}
+    assert set(partition.written) == {"PO-1", record_state_key("PO-1", "A@v1"), entered_state_key("PO-1", "A")}
 
 
 def test_only_the_versions_of_the_invoices_the_batch_names_are_read(store):
@@ -74,6 +74,19 @@ def test_only_the_versions_of_the_invoices_the_batch_names_are_read(store):
     partition.batch(submit("B", "manual_review"), invoice_ids=["B"])
     assert store.load(StateWrites(partition.data), "PO-1").ledger.latest == {}
     assert store.load(StateWrites(partition.data), "PO-1", ["A", "C"]).ledger.latest == {"A": 1}
+
+
+def test_which_version_was_entered_is_kept_and_read_only_for_the_invoices_the_batch_names(store):
+    partition = Partition(store)
+    partition.batch(submit("A"), invoice_ids=["A"])
+    partition.batch(lambda ledger: complete_rpa(ledger, completion("A"), JUDGE, "automatic"), invoice_ids=["A"])
+    fresh = LedgerStore(Settings(data_dir=store.store.folder, _env_file=None))  # nothing cached
+    assert fresh.load(StateWrites(partition.data), "PO-1", ["A"]).ledger.entered == {"A": 1}
+    assert fresh.load(StateWrites(partition.data), "PO-1", ["B"]).ledger.entered == {}
+    edited = partition.batch(lambda ledger: submit_invoice(ledger, submission("A", version=2), JUDGE, "automatic"),
+                             invoice_ids=["A"])
+    assert edited.records["A@v2"].status.value == "manual_review"  # not entered a second time
+    assert entered_state_key("PO-1", "A") not in partition.written  # unchanged: not written again
 
 
 def test_the_same_invoice_again_is_refused_by_its_version_and_writes_nothing(store):
@@ -92,9 +105,10 @@ def test_a_ledger_written_as_one_value_before_is_read_and_then_written_in_keys(s
     assert store.load(StateWrites(partition.data), "PO-1").ledger == old
     partition.batch(lambda ledger: complete_rpa(ledger, completion("A"), JUDGE, "automatic"), invoice_ids=["A"])
     assert set(partition.written) == {"PO-1", record_state_key("PO-1", "B@v1"), version_state_key("PO-1", "A"),
-                                      version_state_key("PO-1", "B")}
+                                      version_state_key("PO-1", "B"), entered_state_key("PO-1", "A")}
     reread = store.load(StateWrites(partition.data), "PO-1", ["A", "B"]).ledger
     assert reread is not None and list(reread.records) == ["B@v1"] and reread.latest == {"A": 1, "B": 1}
+    assert reread.entered == {"A": 1}
 
 
 def test_a_po_value_past_what_kafka_takes_is_refused_naming_the_po(store, monkeypatch):

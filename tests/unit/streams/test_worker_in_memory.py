@@ -7,7 +7,7 @@ from connectors.sampro import InMemoryPurchaseOrderReader
 from connectors.scheduler import InMemoryProcessScheduler
 from connectors.scheduler.rows import entries
 from rules.errors import DataError, Unavailable
-from rules.lifecycle import ReleaseRequested
+from rules.lifecycle import InvoiceWithdrawn, ReleaseRequested
 from rules.models import Verdict
 from streams.broker_memory import InMemoryBroker
 from tests.unit.streams.conftest import AT, make_worker, purchase_order, ready_invoice
@@ -252,6 +252,27 @@ def test_an_rpa_failure_ap_releases_is_emailed_to_the_bot_again_and_can_be_enter
     worker.complete("MP-1")
     worker.run()
     assert worker.statuses() == {"MP-1": "entered"} and worker.dead_letters() == []
+
+
+def test_a_vendor_edit_or_withdrawal_after_the_entry_is_never_entered_again_and_is_told_to_ap(worker):
+    worker.submit(ready_invoice("MP-1"))
+    worker.run()
+    worker.complete("MP-1")
+    worker.run()
+    worker.submit(ready_invoice("MP-1"), version=2)  # the vendor saved it again after the entry
+    worker.run()
+    rows = {row["invoice_version"]: row["status"] for row in worker.scheduler.rows()}
+    assert rows == {1: "entered", 2: "manual_review"} and len(worker.mailer.sent) == 1
+    withdrawal = InvoiceWithdrawn(invoice_id="MP-2", version=1, po_number="PO-5001", withdrawn_at=AT)
+    worker.submit(ready_invoice("MP-2"))
+    worker.run()
+    worker.complete("MP-2")
+    worker.run()
+    worker.put(worker.pipeline.topics.invoices, "PO-5001", worker.codec.encode(withdrawal))
+    worker.run()
+    assert worker.statuses()["MP-2"] == "entered"
+    assert "credit note" in (worker.scheduler.history("MP-2")[-1]["reason"] or "")
+    assert worker.dead_letters() == []
 
 
 def test_a_lost_transaction_reads_the_batch_again_and_nothing_is_doubled(worker):
