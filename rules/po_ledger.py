@@ -103,6 +103,7 @@ class InvoiceRecord(BaseModel):
     released_holds: list[str] = Field(default_factory=list)  # of its verdict's holds; a new verdict has none
     rpa_attempts: int = 0  # hand-offs to the RPA bot so far; one more each time AP releases a failure
     withdrawn_at_rpa: bool = False  # the vendor withdrew it while the RPA bot had it: the bot's outcome decides
+    entered_before: int | None = None  # the version of this invoice Sampro has already: this one must not go too
 
     @model_validator(mode="after")
     def _each_fact_once(self) -> InvoiceRecord:
@@ -156,8 +157,9 @@ class PurchaseOrderLedger(BaseModel):
     # invoice id -> newest version seen. Read only for the invoice a message names, so the ledger
     # store loads just those entries (streams/ledgers.py): a PO's history may be long.
     latest: dict[str, int] = Field(default_factory=dict)
-    # invoice id -> its version the RPA bot entered in Sampro, read as `latest` is: the record is
-    # gone, and a vendor's edit or withdrawal after the entry must be neither entered nor dropped.
+    # invoice id -> its version the RPA bot entered in Sampro, read as `latest` is: that record is
+    # gone, and a vendor's edit (its record notes it: `entered_before`) or withdrawal after the
+    # entry must be neither entered nor dropped.
     entered: dict[str, int] = Field(default_factory=dict)
     completions_seen: list[str] = Field(default_factory=list)
     changes_seen: list[str] = Field(default_factory=list)  # the last Sampro changes applied
@@ -286,17 +288,20 @@ class _Update:
         record.payload = verdict.rpa_payload
         record.status = InvoiceStatus(verdict.status.value)
         self.emitted.append(verdict)
-        entered = self.ledger.entered.get(record.submission.invoice_id)
-        if verdict.status is VerdictStatus.READY_TO_PROCESS and entered is not None:
+        # A change made after the verdict is named after the judgement: judged again (after a
+        # Sampro change, or by other rules) it is a new event, which processscheduler records.
+        after = change_digest(f"{verdict.rules_version}|{verdict.judged_after or ''}")
+        if record.entered_before is not None:
             # A vendor's edit of an invoice Sampro has: entering it too would pay the invoice twice.
-            self.change(record, InvoiceStatus.MANUAL_REVIEW, "edited-after-entry", verdict.evaluated_at,
-                        reason=_entered_already(entered))
+            # Held whatever its findings, so that the clerk who releases it reads why.
+            status = (InvoiceStatus.MANUAL_REVIEW if verdict.status is VerdictStatus.READY_TO_PROCESS
+                      else record.status)
+            self.change(record, status, f"edited-after-entry-{after}", verdict.evaluated_at,
+                        reason=_entered_already(record.entered_before))
         elif verdict.status is VerdictStatus.READY_TO_PROCESS:
             self.hold(record, verdict.evaluated_at, cause="verdict")
         elif verdict.status is VerdictStatus.MANUAL_REVIEW and verdict.reasons and all(
                 finding.code in AWAITING_RECEIPT_FINDINGS for finding in verdict.reasons):
-            # Named after the judgement, so that one after a partial receipt is a change again.
-            after = change_digest(verdict.judged_after) if verdict.judged_after else "first"
             self.change(record, InvoiceStatus.AWAITING_RECEIPT, f"receipt-{after}", verdict.evaluated_at)
 
     def hold(self, record: InvoiceRecord, at: datetime, cause: str) -> None:
@@ -405,7 +410,8 @@ def submit_invoice(
         else:
             update.replay(known)
         return update.outcome()
-    record = InvoiceRecord(submission=submission, status=InvoiceStatus.WAITING_FOR_PO)
+    record = InvoiceRecord(submission=submission, status=InvoiceStatus.WAITING_FOR_PO,
+                           entered_before=update.ledger.entered.get(submission.invoice_id))
     update.add(record)
     if known is not None and known.status not in (InvoiceStatus.SENT_TO_RPA, InvoiceStatus.ENTERED):
         update.dequeue(known)
@@ -419,19 +425,18 @@ def withdraw_invoice(
     ledger: PurchaseOrderLedger, withdrawal: InvoiceWithdrawn, judge: Judge | None, dispatch: DispatchMode
 ) -> Outcome:
     """The vendor deleted the invoice: drop it. One the RPA bot has cannot be called back: the
-    withdrawal is noted in its history, and the bot's report decides (a failure is not retried)."""
+    withdrawal is noted in its history, and the bot's report decides (a failure is not retried).
+    One with a version in Sampro already gets a note there: AP asks the vendor for a credit note."""
     update = _Update(ledger, judge, dispatch)
-    record = update.editable_latest(withdrawal.invoice_id)
-    version = update.ledger.latest.get(withdrawal.invoice_id)
-    if record is None and version is not None and update.ledger.entered.get(withdrawal.invoice_id) == version:
-        # Entered in Sampro already: nothing to stop, but AP must hear of it (its status stays entered).
+    if (entered := update.ledger.entered.get(withdrawal.invoice_id)) is not None:
+        # A version is in Sampro: nothing to stop there, but AP must hear of it (it stays entered).
         update.emitted.append(StatusChanged(
-            event_id=f"{withdrawal.invoice_id}:v{version}:{InvoiceStatus.ENTERED.value}:withdrawn-after-entry",
-            invoice_id=withdrawal.invoice_id, invoice_version=version, po_number=update.ledger.po_number,
+            event_id=f"{withdrawal.invoice_id}:v{entered}:{InvoiceStatus.ENTERED.value}:withdrawn-after-entry",
+            invoice_id=withdrawal.invoice_id, invoice_version=entered, po_number=update.ledger.po_number,
             status=InvoiceStatus.ENTERED, occurred_at=withdrawal.withdrawn_at,
             reason="The vendor withdrew this invoice after it was entered in Sampro: ask the vendor for a "
                    "credit note."))
-        return update.outcome()
+    record = update.editable_latest(withdrawal.invoice_id)
     if record is None or record.status in (InvoiceStatus.WITHDRAWN, InvoiceStatus.ENTERED):
         return update.outcome()
     if record.status is InvoiceStatus.SENT_TO_RPA:
@@ -489,6 +494,7 @@ def _hold_back_edit_of(update: _Update, entered: InvoiceRecord, at: datetime) ->
     if newer_key not in update.ledger.parked:
         return
     newer = update.editable_listed(newer_key)
+    newer.entered_before = entered.submission.version  # judged again later, it is held again
     update.ledger.parked.remove(newer.key)
     update.change(newer, InvoiceStatus.MANUAL_REVIEW, "edited-after-entry", at,
                   reason=_entered_already(entered.submission.version))

@@ -218,6 +218,34 @@ def test_a_vendor_edit_of_an_entered_invoice_is_judged_but_held_for_ap_not_enter
     assert ("A", "rpa_request") in statuses(release_invoice(ledger, release, judge, "automatic").emitted)
 
 
+def test_an_edit_of_an_entered_invoice_parked_behind_another_is_held_when_its_turn_comes(judge):
+    ledger, _ = run(PurchaseOrderLedger(po_number="PO-1"),
+                    lambda ledger: submit_invoice(ledger, submission("A"), judge, "automatic"),
+                    lambda ledger: complete_rpa(ledger, completion("A"), judge, "automatic"),
+                    lambda ledger: submit_invoice(ledger, submission("B"), judge, "automatic"),
+                    lambda ledger: submit_invoice(ledger, submission("A", version=2), judge, "automatic"))
+    assert ledger.parked == ["A@v2"]
+    ledger.entered.clear()  # B's completion names B only: the store reads no `entered` of A for it
+    ledger, emitted = run(ledger, lambda ledger: complete_rpa(ledger, completion("B"), judge, "automatic"))
+    assert statuses(emitted)[-2:] == [("A", "ready_to_process"), ("A", "manual_review")]
+    assert ("A", "rpa_request") not in statuses(emitted)
+
+
+def test_an_edit_of_an_entered_invoice_with_findings_of_its_own_says_why_too_and_again_under_new_rules(judge):
+    ledger, emitted = run(PurchaseOrderLedger(po_number="PO-1"),
+                          lambda ledger: submit_invoice(ledger, submission("A"), judge, "automatic"),
+                          lambda ledger: complete_rpa(ledger, completion("A"), judge, "automatic"),
+                          lambda ledger: submit_invoice(ledger, submission("A", 2, expect="manual_review"), judge,
+                                                        "automatic"))
+    noted = emitted[-1]
+    assert statuses(emitted)[-2:] == [("A", "manual_review"), ("A", "manual_review")]
+    assert noted.reason == "Version 1 of this invoice was already entered in Sampro."
+    # Reprocessed under other rules: judged and held again, as new events processscheduler records.
+    later = submit_invoice(ledger, submission("A", 2), FakeJudge(rules_version="next"), "automatic").emitted
+    assert statuses(later) == [("A", "manual_review"), ("A", "manual_review")]  # verdict, then the note
+    assert later[-1].event_id != noted.event_id and later[-1].reason == noted.reason
+
+
 def test_a_withdrawal_of_an_entered_invoice_tells_ap_to_ask_for_a_credit_note(judge):
     withdrawal = InvoiceWithdrawn(invoice_id="A", version=1, po_number="PO-1", withdrawn_at=AT)
     ledger, _ = run(PurchaseOrderLedger(po_number="PO-1"),
@@ -235,6 +263,11 @@ def test_a_withdrawal_of_an_entered_invoice_tells_ap_to_ask_for_a_credit_note(ju
                                                   "automatic"))
     assert withdraw_invoice(gone, withdrawal.model_copy(update={"invoice_id": "B"}), judge, "automatic").emitted == []
     assert withdraw_invoice(gone, withdrawal.model_copy(update={"invoice_id": "Z"}), judge, "automatic").emitted == []
+    # The vendor's later version, held, is withdrawn, and the entered one still needs its credit note.
+    edited, _ = run(ledger, lambda ledger: submit_invoice(ledger, submission("A", version=2), judge, "automatic"))
+    emitted = withdraw_invoice(edited, withdrawal.model_copy(update={"version": 2}), judge, "automatic").emitted
+    assert [(m.invoice_version, m.status.value) for m in emitted] == [(1, "entered"), (2, "withdrawn")]
+    assert emitted[0].event_id == noted.event_id  # the same note: processscheduler keeps it once
 
 
 def test_withdrawal_frees_a_parked_slot_and_is_final(judge):
