@@ -64,8 +64,8 @@ class ProcessScheduler(Protocol):
 
     def claim_numbers(self, claims: Sequence[NumberClaim]) -> list[tuple[str, int] | None]:
         """In order, each invoice version takes its vendor's invoice number, committed before this
-        returns; for each, None when it has the number (taken now, held by its own invoice id, or
-        given up by an invoice that no longer keeps it: `rules.duplicates.keeps_its_number`), else
+        returns; for each, None when it has the number (taken now, held by itself, or given up by
+        an invoice version that no longer keeps it: `rules.duplicates.keeps_its_number`), else
         the invoice version that holds it. Another worker's hand-off of the same number meanwhile
         is seen, never overwritten."""
 

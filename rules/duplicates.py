@@ -14,6 +14,8 @@ The checks see what processscheduler and the worker's own memory hold when they 
 workers may each pass one of a pair decided at the same moment. The hand-off to the RPA bot is
 the last gate: each invoice handed over takes its vendor and number (`hand_off_key`) first, and
 another invoice that finds them taken by one that counts is not handed over (`handed_over_already`).
+Nor is another version of an invoice that is in Sampro, or may be: a vendor's edit after the
+entry, which the PO agent cannot know of when it names another PO.
 
 `Lookup` is what the stores are asked for, once per batch: the vendor and number keys, the loose
 number keys and the totals of the invoices being judged. The stores return candidates; the exact
@@ -31,6 +33,7 @@ from typing import Any
 
 from rules.context import NOT_PROCESSED, KnownInvoice
 from rules.identifiers import IdentifierRules, identifier_key, loose_number_key
+from rules.lifecycle import InvoiceStatus
 from rules.models import Invoice, RpaPayload
 
 
@@ -149,14 +152,22 @@ def hand_off_key(payload: RpaPayload, identifiers: IdentifierRules) -> str:
     return hashlib.sha256(f"{vendor}\x00{number}".encode()).hexdigest()
 
 
-def keeps_its_number(status: str | None) -> bool:
-    """Whether an invoice handed over before, now at this status, still holds its vendor's invoice
-    number: unless it was rejected, withdrawn or superseded since (None: not yet in processscheduler)."""
-    return status not in NOT_PROCESSED
+def keeps_its_number(status: str | None, *, against_its_own_version: bool = False) -> bool:
+    """Whether an invoice version handed over before, now at this status, still holds its vendor's
+    invoice number (None: not yet in processscheduler): unless it was rejected, withdrawn or
+    superseded since. Against another version of the same invoice also unless the bot failed to
+    enter it: one that is or may be in Sampro keeps it, or the invoice would be entered twice."""
+    if status in NOT_PROCESSED:
+        return False
+    return not (against_its_own_version and status == InvoiceStatus.RPA_FAILED.value)
 
 
 def handed_over_already(payload: RpaPayload, holder: tuple[str, int]) -> str:
-    """Why an invoice was not handed to the RPA bot: its number went to the bot with another invoice."""
+    """Why an invoice was not handed to the RPA bot: its number went to the bot with another invoice,
+    or with another version of this one."""
+    if holder[0] == payload.invoice_id:
+        return (f"DUPLICATE_INVOICE: not handed to the RPA bot. Version {holder[1]} of this invoice went to it "
+                "already and is or may be in Sampro; a clerk who voids that entry enters this version by hand.")
     return (f"DUPLICATE_INVOICE: not handed to the RPA bot. Vendor {payload.vendor_id} invoice "
             f"{payload.invoice_number} went to it already as {holder[0]} (version {holder[1]}); if this is "
             "another invoice, the vendor must send it under a number of its own.")

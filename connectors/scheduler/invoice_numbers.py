@@ -45,9 +45,9 @@ def _claim(conn: Connection, claims: Sequence[NumberClaim], dialect: Dialect) ->
     rows = conn.execute(select(t.c.hand_off_key, t.c.invoice_id, t.c.invoice_version)
                         .where(among(t.c.hand_off_key, {claim.key for claim in claims}, dialect)))
     held: dict[str, InvoiceVersion] = {row.hand_off_key: (row.invoice_id, row.invoice_version) for row in rows}
-    # Only another invoice's hold needs its status: a replayed batch finds its own and asks nothing.
-    others = {held[c.key][0] for c in claims if c.key in held and held[c.key][0] != c.invoice_id}
-    status = _latest_status(conn, others, dialect)
+    # Only a hold by another invoice version needs its status: a replayed batch finds its own and asks nothing.
+    others = {held[c.key][0] for c in claims if c.key in held and held[c.key] != (c.invoice_id, c.invoice_version)}
+    statuses = _statuses(conn, others, dialect)
     now = datetime.now(UTC)
     answers: list[InvoiceVersion | None] = []
     fresh = []
@@ -57,11 +57,14 @@ def _claim(conn: Connection, claims: Sequence[NumberClaim], dialect: Dialect) ->
             fresh.append({"hand_off_key": claim.key, "invoice_id": mine[0], "invoice_version": mine[1],
                           "claimed_at": now})
             held[claim.key] = mine  # a later claim of this batch finds it taken
-        elif holder[0] != claim.invoice_id:
-            if keeps_its_number(status.get(holder[0])):
+        elif holder != mine:
+            own = holder[0] == mine[0]  # another version of this invoice: its own status, not the newest's
+            status = statuses.get(holder) if own else _newest(statuses, holder[0])
+            if keeps_its_number(status, against_its_own_version=own):
                 answers.append(holder)
                 continue
-            given_up = conn.execute(update(t).where(t.c.hand_off_key == claim.key, t.c.invoice_id == holder[0])
+            given_up = conn.execute(update(t).where(t.c.hand_off_key == claim.key, t.c.invoice_id == holder[0],
+                                                    t.c.invoice_version == holder[1])
                                     .values(invoice_id=mine[0], invoice_version=mine[1], claimed_at=now))
             if given_up.rowcount != 1:
                 raise _Raced
@@ -72,14 +75,17 @@ def _claim(conn: Connection, claims: Sequence[NumberClaim], dialect: Dialect) ->
     return answers
 
 
-def _latest_status(conn: Connection, invoice_ids: Collection[str], dialect: Dialect) -> dict[str, str]:
-    """Each invoice's status in processscheduler, as its newest version stands."""
+def _statuses(conn: Connection, invoice_ids: Collection[str], dialect: Dialect) -> dict[InvoiceVersion, str]:
+    """The status in processscheduler of every version of these invoices."""
     if not invoice_ids:
         return {}
     t = processscheduler
-    newest: dict[str, tuple[int, str]] = {}
-    for row in conn.execute(select(t.c.invoice_id, t.c.invoice_version, t.c.status)
-                            .where(among(t.c.invoice_id, invoice_ids, dialect))):
-        if row.invoice_id not in newest or row.invoice_version > newest[row.invoice_id][0]:
-            newest[row.invoice_id] = (row.invoice_version, row.status)
-    return {invoice_id: status for invoice_id, (_, status) in newest.items()}
+    rows = conn.execute(select(t.c.invoice_id, t.c.invoice_version, t.c.status)
+                        .where(among(t.c.invoice_id, invoice_ids, dialect)))
+    return {(row.invoice_id, row.invoice_version): row.status for row in rows}
+
+
+def _newest(statuses: dict[InvoiceVersion, str], invoice_id: str) -> str | None:
+    """An invoice's status as its newest version stands."""
+    versions = [version for found, version in statuses if found == invoice_id]
+    return statuses[(invoice_id, max(versions))] if versions else None

@@ -36,12 +36,14 @@ class InMemoryProcessScheduler(ProcessScheduler):
     def claim_numbers(self, claims: Sequence[NumberClaim]) -> list[tuple[str, int] | None]:
         answers: list[tuple[str, int] | None] = []
         for claim in claims:
-            holder = self.numbers.get(claim.key)
-            if holder is not None and holder[0] != claim.invoice_id and keeps_its_number(self._status(holder[0])):
-                answers.append(holder)
-                continue
-            if holder is None or holder[0] != claim.invoice_id:
-                self.numbers[claim.key] = (claim.invoice_id, claim.invoice_version)
+            holder, mine = self.numbers.get(claim.key), (claim.invoice_id, claim.invoice_version)
+            if holder is not None and holder != mine:
+                own = holder[0] == mine[0]
+                status = self.table.get(holder, {}).get("status") if own else self._status(holder[0])
+                if keeps_its_number(status, against_its_own_version=own):
+                    answers.append(holder)
+                    continue
+            self.numbers[claim.key] = mine
             answers.append(None)
         return answers
 

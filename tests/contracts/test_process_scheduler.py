@@ -91,11 +91,23 @@ class ProcessSchedulerContract:
 
 
     def test_an_invoice_number_goes_to_the_rpa_bot_with_one_invoice(self, scheduler):
-        first, correction = NumberClaim("k1", "MP-1", 1), NumberClaim("k1", "MP-1", 2)
+        first = NumberClaim("k1", "MP-1", 1)
         assert scheduler.claim_numbers([first]) == [None]
-        assert scheduler.claim_numbers([first, correction, NumberClaim("k2", "MP-2", 1)]) == [None, None, None]
+        assert scheduler.claim_numbers([first, NumberClaim("k2", "MP-2", 1)]) == [None, None]  # a replay: its own
         assert scheduler.claim_numbers([NumberClaim("k1", "MP-3", 1)]) == [("MP-1", 1)]  # not yet decided: counts
+        assert scheduler.claim_numbers([NumberClaim("k1", "MP-1", 2)]) == [("MP-1", 1)]  # its own version too
         assert scheduler.claim_numbers([]) == []
+
+    @pytest.mark.parametrize("status,kept", [(InvoiceStatus.ENTERED, True), (InvoiceStatus.SENT_TO_RPA, True),
+                                             (InvoiceStatus.RPA_FAILED, False), (InvoiceStatus.SUPERSEDED, False)])
+    def test_another_version_of_an_invoice_takes_its_number_only_from_one_that_is_not_in_sampro(
+            self, scheduler, status, kept):
+        scheduler.record([READY, change(status, "s1")])
+        first, edit = NumberClaim("k1", "MP-1001", 1), NumberClaim("k1", "MP-1001", 2)
+        assert scheduler.claim_numbers([first]) == [None]
+        assert scheduler.claim_numbers([edit]) == ([("MP-1001", 1)] if kept else [None])
+        if not kept:  # the edit holds it now: the first, released again, is refused by it
+            assert scheduler.claim_numbers([first]) == [("MP-1001", 2)]
 
     def test_of_two_invoices_of_one_number_in_a_batch_the_first_takes_it(self, scheduler):
         assert scheduler.claim_numbers([NumberClaim("k1", "MP-1", 1), NumberClaim("k1", "MP-2", 1),

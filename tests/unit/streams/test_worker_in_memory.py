@@ -275,6 +275,22 @@ def test_a_vendor_edit_or_withdrawal_after_the_entry_is_never_entered_again_and_
     assert worker.dead_letters() == []
 
 
+def test_an_edit_after_the_entry_that_names_another_po_is_stopped_at_the_hand_off(tmp_path):
+    """The other PO's ledger has never heard of the invoice: the hand-off gate has."""
+    sampro = InMemoryPurchaseOrderReader([purchase_order(), purchase_order(po_number="PO-5002")])
+    worker = make_worker(tmp_path, purchase_orders=sampro)
+    worker.submit(ready_invoice("MP-1"))
+    worker.run()
+    worker.complete("MP-1")
+    worker.run()
+    worker.submit(ready_invoice("MP-1", po_number="PO-5002"), version=2)
+    worker.run()
+    rows = {row["invoice_version"]: row["status"] for row in worker.scheduler.rows()}
+    assert rows == {1: "entered", 2: "rpa_failed"} and len(worker.mailer.sent) == 1
+    (failed,) = [h for h in worker.scheduler.history("MP-1") if h["status"] == "rpa_failed"]
+    assert "Version 1 of this invoice went to it already" in failed["reason"]
+
+
 def test_a_lost_transaction_reads_the_batch_again_and_nothing_is_doubled(worker):
     worker.broker.lose_next_commit = True
     worker.submit(ready_invoice("MP-1"))
