@@ -212,7 +212,7 @@ def test_a_vendor_edit_of_an_entered_invoice_is_judged_but_held_for_ap_not_enter
     assert statuses(emitted)[-3:] == [("A", "entered"), ("A", "ready_to_process"), ("A", "manual_review")]
     assert emitted[-1].reason == "Version 1 of this invoice was already entered in Sampro."
     assert ledger.holding == [] and ledger.entered == {"A": 1}
-    # AP may still send it, knowingly: the release is the clerk's decision.
+    # A release hands it on; the hand-off gate then refuses it while version 1 is in Sampro (tests/contracts).
     release = ReleaseRequested(command_id="r1", invoice_id="A", invoice_version=2, po_number="PO-1",
                                user="ana", reason="v1 voided in Sampro", issued_at=AT)
     assert ("A", "rpa_request") in statuses(release_invoice(ledger, release, judge, "automatic").emitted)
