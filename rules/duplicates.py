@@ -33,7 +33,6 @@ from typing import Any
 
 from rules.context import NOT_PROCESSED, KnownInvoice
 from rules.identifiers import IdentifierRules, identifier_key, loose_number_key
-from rules.lifecycle import InvoiceStatus
 from rules.models import Invoice, RpaPayload
 
 
@@ -152,14 +151,13 @@ def hand_off_key(payload: RpaPayload, identifiers: IdentifierRules) -> str:
     return hashlib.sha256(f"{vendor}\x00{number}".encode()).hexdigest()
 
 
-def keeps_its_number(status: str | None, *, against_its_own_version: bool = False) -> bool:
+def keeps_its_number(status: str | None) -> bool:
     """Whether an invoice version handed over before, now at this status, still holds its vendor's
-    invoice number (None: not yet in processscheduler): unless it was rejected, withdrawn or
-    superseded since. Against another version of the same invoice also unless the bot failed to
-    enter it: one that is or may be in Sampro keeps it, or the invoice would be entered twice."""
-    if status in NOT_PROCESSED:
-        return False
-    return not (against_its_own_version and status == InvoiceStatus.RPA_FAILED.value)
+    invoice number: unless it was rejected, withdrawn or superseded since (None: not yet in
+    processscheduler). Against another version of the same invoice as against another invoice: a
+    status that may still change (a failed hand-off AP may release) keeps it, as processscheduler
+    may show it a moment late."""
+    return status not in NOT_PROCESSED
 
 
 def handed_over_already(payload: RpaPayload, holder: tuple[str, int]) -> str:
@@ -167,7 +165,8 @@ def handed_over_already(payload: RpaPayload, holder: tuple[str, int]) -> str:
     or with another version of this one."""
     if holder[0] == payload.invoice_id:
         return (f"DUPLICATE_INVOICE: not handed to the RPA bot. Version {holder[1]} of this invoice went to it "
-                "already and is or may be in Sampro; a clerk who voids that entry enters this version by hand.")
+                "already, and processscheduler did not show it rejected, withdrawn or superseded. Release this "
+                "one once it does; if that version was entered, a clerk who voids the entry enters this one by hand.")
     return (f"DUPLICATE_INVOICE: not handed to the RPA bot. Vendor {payload.vendor_id} invoice "
             f"{payload.invoice_number} went to it already as {holder[0]} (version {holder[1]}); if this is "
             "another invoice, the vendor must send it under a number of its own.")

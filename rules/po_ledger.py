@@ -479,6 +479,11 @@ def complete_rpa(
     elif record.withdrawn_at_rpa:  # nothing to try again: the vendor no longer asks for it
         update.change(record, InvoiceStatus.WITHDRAWN, completion.event_id, at,
                       reason=f"The vendor had withdrawn it; the RPA bot did not enter it ({completion.error}).")
+    elif update.ledger.latest.get(record.submission.invoice_id, 0) > record.submission.version:
+        # The vendor's newer version, parked behind it, replaces it: released, it would be entered too.
+        update.change(record, InvoiceStatus.SUPERSEDED, completion.event_id, at,
+                      reason=f"The RPA bot did not enter it ({completion.error}); version "
+                             f"{update.ledger.latest[record.submission.invoice_id]} replaces it.")
     else:
         update.change(record, InvoiceStatus.RPA_FAILED, completion.event_id, at, reason=completion.error)
     update.drain_parked(at)

@@ -60,7 +60,7 @@ def _claim(conn: Connection, claims: Sequence[NumberClaim], dialect: Dialect) ->
         elif holder != mine:
             own = holder[0] == mine[0]  # another version of this invoice: its own status, not the newest's
             status = statuses.get(holder) if own else _newest(statuses, holder[0])
-            if keeps_its_number(status, against_its_own_version=own):
+            if keeps_its_number(status):
                 answers.append(holder)
                 continue
             given_up = conn.execute(update(t).where(t.c.hand_off_key == claim.key, t.c.invoice_id == holder[0],

@@ -40,7 +40,7 @@ class InMemoryProcessScheduler(ProcessScheduler):
             if holder is not None and holder != mine:
                 own = holder[0] == mine[0]
                 status = self.table.get(holder, {}).get("status") if own else self._status(holder[0])
-                if keeps_its_number(status, against_its_own_version=own):
+                if keeps_its_number(status):
                     answers.append(holder)
                     continue
             self.numbers[claim.key] = mine

@@ -202,6 +202,19 @@ def test_vendor_edit_of_an_invoice_at_the_bot_waits_and_is_never_entered_twice(j
     assert ledger.holding == [] and ledger.parked == []
 
 
+def test_a_version_the_bot_fails_to_enter_is_superseded_by_the_edit_waiting_behind_it(judge):
+    ledger, emitted = run(
+        PurchaseOrderLedger(po_number="PO-1"),
+        lambda ledger: submit_invoice(ledger, submission("A"), judge, "automatic"),
+        lambda ledger: submit_invoice(ledger, submission("A", version=2), judge, "automatic"),
+        lambda ledger: complete_rpa(ledger, completion("A", version=1, ok=False), judge, "automatic"),
+    )
+    # Not rpa_failed: released by AP after the edit went, it would be entered too.
+    assert [(m.invoice_version, s) for m, (_, s) in zip(emitted[-4:], statuses(emitted)[-4:], strict=True)] == [
+        (1, "superseded"), (2, "ready_to_process"), (2, "rpa_request"), (2, "sent_to_rpa")]
+    assert "version 2 replaces it" in emitted[-4].reason and "A@v1" not in ledger.records
+
+
 def test_a_vendor_edit_of_an_entered_invoice_is_judged_but_held_for_ap_not_entered_twice(judge):
     ledger, emitted = run(
         PurchaseOrderLedger(po_number="PO-1"),
