@@ -275,6 +275,19 @@ def test_a_vendor_edit_or_withdrawal_after_the_entry_is_never_entered_again_and_
     assert worker.dead_letters() == []
 
 
+def test_a_new_version_after_the_bot_failed_the_first_goes_to_the_bot_past_the_hand_off_gate(worker):
+    worker.submit(ready_invoice("MP-1"))
+    worker.run()
+    worker.complete("MP-1", ok=False)
+    worker.run()
+    worker.submit(ready_invoice("MP-1"), version=2)
+    worker.run()
+    rows = {row["invoice_version"]: row["status"] for row in worker.scheduler.rows()}
+    assert rows == {1: "superseded", 2: "sent_to_rpa"}
+    assert [(request.invoice_id, request.invoice_version) for request in worker.mailer.sent] == [("MP-1", 1),
+                                                                                               ("MP-1", 2)]
+
+
 def test_an_edit_after_the_entry_that_names_another_po_is_stopped_at_the_hand_off(tmp_path):
     """The other PO's ledger has never heard of the invoice: the hand-off gate has."""
     sampro = InMemoryPurchaseOrderReader([purchase_order(), purchase_order(po_number="PO-5002")])
