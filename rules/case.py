@@ -23,6 +23,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from operator import attrgetter
 
 from rules.context import EvaluationContext, KnownInvoice
+from rules.duplicates import NumberKeys
 from rules.models import Finding, Invoice, InvoiceLine, PurchaseOrder, PurchaseOrderLine, Severity, trusted
 from rules.money import minor_unit
 from rules.policy import Tolerance
@@ -55,7 +56,7 @@ class LineMatch:
 class Case:
     __slots__ = (
         "invoice", "po", "context", "contract_problems", "vendor_key", "minor_unit", "tolerance", "computed_amounts",
-        "line_amounts", "subtotal", "matches", "placed_on", "open_on", "overflowed", "earlier",
+        "line_amounts", "subtotal", "matches", "placed_on", "open_on", "overflowed", "earlier", "number_keys",
     )
 
     def __init__(
@@ -83,8 +84,11 @@ class Case:
         self.overflowed: dict[int, int] = {}  # PO line -> the first invoice line that overflowed it
         # The invoices seen before that the duplicate checks compare this one with, and its audit records.
         self.earlier: list[KnownInvoice] = []
+        self.number_keys: NumberKeys | None = None  # its own, made once for both checks; None: nothing to compare
         if invoice is not None:
             self.earlier = context.earlier_like(invoice.vendor_id, invoice.invoice_number, invoice.total_amount)
+            if self.earlier:  # most invoices: no keys to make
+                self.number_keys = NumberKeys.of(invoice, context.policy.identifiers)
             # Quantity x price, rounded; and the amount each line stands for: as stated, or that.
             self.minor_unit = unit = minor_unit(invoice.currency)
             self.computed_amounts = [(line.quantity * line.unit_price).quantize(unit, rounding=ROUND_HALF_UP)

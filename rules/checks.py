@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from rules.case import Case, finding
-from rules.duplicates import NumberKeys, counts, looks_alike, same_number
+from rules.duplicates import counts, looks_alike, same_number
 from rules.models import Finding, POStatus, Severity
 
 ERROR, WARNING = Severity.ERROR, Severity.WARNING
@@ -28,9 +28,8 @@ def invalid_invoice(case: Case) -> list[Finding]:
 
 def duplicate_invoice(case: Case) -> list[Finding]:
     inv, identifiers = case.parsed_invoice, case.context.policy.identifiers
-    if not case.earlier:  # most invoices: no keys to make
+    if (keys := case.number_keys) is None:  # no earlier invoice like it
         return []
-    keys = NumberKeys.of(inv, identifiers)
     for earlier in case.earlier:
         if counts(earlier, inv) and same_number(earlier, keys, identifiers):
             return [
@@ -45,9 +44,8 @@ def duplicate_invoice(case: Case) -> list[Finding]:
 def possible_duplicate(case: Case) -> list[Finding]:
     inv, identifiers = case.parsed_invoice, case.context.policy.identifiers
     window = case.tolerance.duplicate_window_days
-    if not case.earlier:  # most invoices: no keys to make
+    if (keys := case.number_keys) is None:  # no earlier invoice like it
         return []
-    keys = NumberKeys.of(inv, identifiers)
     for earlier in case.earlier:
         if not counts(earlier, inv) or (why := looks_alike(earlier, inv, keys, identifiers, window)) is None:
             continue
