@@ -160,6 +160,16 @@ def keeps_its_number(status: str | None) -> bool:
     return status not in NOT_PROCESSED
 
 
+def holder_status(holder: tuple[str, int], claimant: str, statuses: Mapping[tuple[str, int], str | None]) -> str | None:
+    """The status `keeps_its_number` weighs for the invoice version holding a number, of the
+    statuses of its invoice's versions: against another version of the same invoice, the holding
+    version's own; against another invoice, as the holder's newest version stands."""
+    if holder[0] == claimant:
+        return statuses.get(holder)
+    versions = [version for invoice_id, version in statuses if invoice_id == holder[0]]
+    return statuses[(holder[0], max(versions))] if versions else None
+
+
 def handed_over_already(payload: RpaPayload, holder: tuple[str, int]) -> str:
     """Why an invoice was not handed to the RPA bot: its number went to the bot with another invoice,
     or with another version of this one."""

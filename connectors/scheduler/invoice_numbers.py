@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from connectors.ports import NumberClaim
 from connectors.scheduler.tables import invoice_numbers, processscheduler
 from connectors.sql import among, mapped_errors
-from rules.duplicates import keeps_its_number
+from rules.duplicates import holder_status, keeps_its_number
 from rules.errors import Unavailable
 
 InvoiceVersion = tuple[str, int]
@@ -58,9 +58,7 @@ def _claim(conn: Connection, claims: Sequence[NumberClaim], dialect: Dialect) ->
                           "claimed_at": now})
             held[claim.key] = mine  # a later claim of this batch finds it taken
         elif holder != mine:
-            own = holder[0] == mine[0]  # another version of this invoice: its own status, not the newest's
-            status = statuses.get(holder) if own else _newest(statuses, holder[0])
-            if keeps_its_number(status):
+            if keeps_its_number(holder_status(holder, claim.invoice_id, statuses)):
                 answers.append(holder)
                 continue
             given_up = conn.execute(update(t).where(t.c.hand_off_key == claim.key, t.c.invoice_id == holder[0],
@@ -83,9 +81,3 @@ def _statuses(conn: Connection, invoice_ids: Collection[str], dialect: Dialect) 
     rows = conn.execute(select(t.c.invoice_id, t.c.invoice_version, t.c.status)
                         .where(among(t.c.invoice_id, invoice_ids, dialect)))
     return {(row.invoice_id, row.invoice_version): row.status for row in rows}
-
-
-def _newest(statuses: dict[InvoiceVersion, str], invoice_id: str) -> str | None:
-    """An invoice's status as its newest version stands."""
-    versions = [version for found, version in statuses if found == invoice_id]
-    return statuses[(invoice_id, max(versions))] if versions else None

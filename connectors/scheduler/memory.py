@@ -8,7 +8,7 @@ from typing import Any
 from connectors.ports import NumberClaim, ProcessScheduler, SchedulerEntry
 from connectors.scheduler.rows import entries
 from rules.context import KnownInvoice
-from rules.duplicates import Lookup, keeps_its_number, matches_lookup
+from rules.duplicates import Lookup, holder_status, keeps_its_number, matches_lookup
 from rules.lifecycle import StatusChanged
 from rules.models import Verdict
 
@@ -38,18 +38,13 @@ class InMemoryProcessScheduler(ProcessScheduler):
         for claim in claims:
             holder, mine = self.numbers.get(claim.key), (claim.invoice_id, claim.invoice_version)
             if holder is not None and holder != mine:
-                own = holder[0] == mine[0]
-                status = self.table.get(holder, {}).get("status") if own else self._status(holder[0])
-                if keeps_its_number(status):
+                statuses = {key: row.get("status") for key, row in self.table.items() if key[0] == holder[0]}
+                if keeps_its_number(holder_status(holder, claim.invoice_id, statuses)):
                     answers.append(holder)
                     continue
             self.numbers[claim.key] = mine
             answers.append(None)
         return answers
-
-    def _status(self, invoice_id: str) -> str | None:
-        versions = [(version, row.get("status")) for (found, version), row in self.table.items() if found == invoice_id]
-        return max(versions)[1] if versions else None
 
     def rows(self, po_number: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
         return [r for _, r in sorted(self.table.items())
