@@ -13,9 +13,10 @@ A ledger (`rules.po_ledger`) is stored as several keys:
 (␟ is the unit separator, which no PO number or invoice id may hold.) So a batch reads the
 records of the PO and the versions of the invoices it touches, and writes back only what
 changed: one record, not the PO's hundreds held in review; an invoice's newest version (and
-entered one), not one per invoice the PO ever had. Every key is a changelog record of the store's partition,
-which is the PO's partition of the work topics: the state moves with the PO. Ledgers written
-before (one JSON value per PO) are read as they are and written in keys on their next change.
+entered one), not one per invoice the PO ever had. Every key is a changelog record of the
+store's partition, which is the PO's partition of the work topics: the state moves with the PO.
+Ledgers written before (one JSON value per PO) are read as they are and written in keys on
+their next change.
 """
 
 from __future__ import annotations
