@@ -33,7 +33,7 @@ def register(pipeline: Pipeline) -> None:
     def send(batch: Batch) -> None:
         requests: list[RpaRequest] = batch.messages
         holders = scheduler.claim_numbers([NumberClaim(hand_off_key(r.payload, identifiers), r.invoice_id,
-                                                       r.invoice_version) for r in requests])
+                                                       r.invoice_version, r.replaces) for r in requests])
         due = []
         for request, holder in zip(requests, holders, strict=True):
             if holder is None:

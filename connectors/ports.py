@@ -50,6 +50,7 @@ class NumberClaim:
     key: str
     invoice_id: str
     invoice_version: int
+    replaces: int | None = None  # `RpaRequest.replaces`: a version of its invoice superseded for it
 
 
 class ProcessScheduler(Protocol):

@@ -33,6 +33,7 @@ from typing import Any
 
 from rules.context import NOT_PROCESSED, KnownInvoice
 from rules.identifiers import IdentifierRules, identifier_key, loose_number_key
+from rules.lifecycle import InvoiceStatus
 from rules.models import Invoice, RpaPayload
 
 
@@ -160,12 +161,15 @@ def keeps_its_number(status: str | None) -> bool:
     return status not in NOT_PROCESSED
 
 
-def holder_status(holder: tuple[str, int], claimant: str, statuses: Mapping[tuple[str, int], str | None]) -> str | None:
+def holder_status(holder: tuple[str, int], claimant: str, statuses: Mapping[tuple[str, int], str | None],
+                  replaces: int | None = None) -> str | None:
     """The status `keeps_its_number` weighs for the invoice version holding a number, of the
     statuses of its invoice's versions: against another version of the same invoice, the holding
-    version's own; against another invoice, as the holder's newest version stands."""
+    version's own; against another invoice, as the holder's newest version stands. `replaces`: the
+    version of its own invoice the claimant's PO agent superseded for it, in the step that handed
+    it over; superseded, whether or not processscheduler shows it yet."""
     if holder[0] == claimant:
-        return statuses.get(holder)
+        return InvoiceStatus.SUPERSEDED.value if holder[1] == replaces else statuses.get(holder)
     versions = [version for invoice_id, version in statuses if invoice_id == holder[0]]
     return statuses[(holder[0], max(versions))] if versions else None
 

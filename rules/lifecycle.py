@@ -104,6 +104,10 @@ class RpaRequest(_Event):
     # Which hand-off of this version: 2 and on after AP released an RPA failure to the bot again.
     # Each is an email of its own; a replay of one is the same email (the sent log knows it).
     attempt: VersionNumber = 1
+    # The version of this invoice the PO agent superseded in the step that handed this one over (the
+    # bot failed it, or the vendor sent this one while it waited): it gives up its invoice number
+    # to this one before processscheduler shows it superseded.
+    replaces: VersionNumber | None = None
 
 
 class StatusChanged(_Event):

@@ -104,6 +104,7 @@ class InvoiceRecord(BaseModel):
     rpa_attempts: int = 0  # hand-offs to the RPA bot so far; one more each time AP releases a failure
     withdrawn_at_rpa: bool = False  # the vendor withdrew it while the RPA bot had it: the bot's outcome decides
     entered_before: int | None = None  # the version of this invoice Sampro has already: this one must not go too
+    replaces: int | None = None  # the version of this invoice superseded for this one (`RpaRequest.replaces`)
 
     @model_validator(mode="after")
     def _each_fact_once(self) -> InvoiceRecord:
@@ -213,6 +214,7 @@ def _rpa_request(record: InvoiceRecord, at: datetime) -> RpaRequest:
         payload=record.payload,
         requested_at=at,
         attempt=max(record.rpa_attempts, 1),  # 0 in a ledger written before attempts were counted
+        replaces=record.replaces,
     )
 
 
@@ -414,6 +416,7 @@ def submit_invoice(
                            entered_before=update.ledger.entered.get(submission.invoice_id))
     update.add(record)
     if known is not None and known.status not in (InvoiceStatus.SENT_TO_RPA, InvoiceStatus.ENTERED):
+        record.replaces = known.submission.version
         update.dequeue(known)
         update.change(known, InvoiceStatus.SUPERSEDED, f"v{submission.version}", at)
         update.drain_parked(at)
@@ -479,11 +482,12 @@ def complete_rpa(
     elif record.withdrawn_at_rpa:  # nothing to try again: the vendor no longer asks for it
         update.change(record, InvoiceStatus.WITHDRAWN, completion.event_id, at,
                       reason=f"The vendor had withdrawn it; the RPA bot did not enter it ({completion.error}).")
-    elif update.ledger.latest.get(record.submission.invoice_id, 0) > record.submission.version:
+    elif (newest := update.ledger.latest.get(record.submission.invoice_id, 0)) > record.submission.version:
         # The vendor's newer version, parked behind it, replaces it: released, it would be entered too.
+        if (newer := update.editable(record_key(record.submission.invoice_id, newest))) is not None:
+            newer.replaces = record.submission.version
         update.change(record, InvoiceStatus.SUPERSEDED, completion.event_id, at,
-                      reason=f"The RPA bot did not enter it ({completion.error}); version "
-                             f"{update.ledger.latest[record.submission.invoice_id]} replaces it.")
+                      reason=f"The RPA bot did not enter it ({completion.error}); version {newest} replaces it.")
     else:
         update.change(record, InvoiceStatus.RPA_FAILED, completion.event_id, at, reason=completion.error)
     update.drain_parked(at)

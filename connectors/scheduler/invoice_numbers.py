@@ -58,7 +58,7 @@ def _claim(conn: Connection, claims: Sequence[NumberClaim], dialect: Dialect) ->
                           "claimed_at": now})
             held[claim.key] = mine  # a later claim of this batch finds it taken
         elif holder != mine:
-            if keeps_its_number(holder_status(holder, claim.invoice_id, statuses)):
+            if keeps_its_number(holder_status(holder, claim.invoice_id, statuses, claim.replaces)):
                 answers.append(holder)
                 continue
             given_up = conn.execute(update(t).where(t.c.hand_off_key == claim.key, t.c.invoice_id == holder[0],

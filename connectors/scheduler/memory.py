@@ -39,7 +39,7 @@ class InMemoryProcessScheduler(ProcessScheduler):
             holder, mine = self.numbers.get(claim.key), (claim.invoice_id, claim.invoice_version)
             if holder is not None and holder != mine:
                 statuses = {key: row.get("status") for key, row in self.table.items() if key[0] == holder[0]}
-                if keeps_its_number(holder_status(holder, claim.invoice_id, statuses)):
+                if keeps_its_number(holder_status(holder, claim.invoice_id, statuses, claim.replaces)):
                     answers.append(holder)
                     continue
             self.numbers[claim.key] = mine

@@ -110,6 +110,18 @@ class ProcessSchedulerContract:
         if not kept:  # the edit holds it now: the first, released again, is refused by it
             assert scheduler.claim_numbers([first]) == [("MP-1001", 2)]
 
+    @pytest.mark.parametrize("recorded", [None, InvoiceStatus.RPA_FAILED, InvoiceStatus.SENT_TO_RPA])
+    def test_a_version_takes_the_number_of_the_one_its_po_agent_superseded_for_it_before_it_shows(
+            self, scheduler, recorded):
+        # The PO agent superseded version 1 and handed version 2 over in one step; the sink may not
+        # have recorded the supersede yet.
+        scheduler.record([READY, *([change(recorded, "s1")] if recorded else [])])
+        assert scheduler.claim_numbers([NumberClaim("k1", "MP-1001", 1)]) == [None]
+        assert scheduler.claim_numbers([NumberClaim("k1", "MP-1001", 3, replaces=2)]) == [("MP-1001", 1)]
+        assert scheduler.claim_numbers([NumberClaim("k1", "MP-1002", 2, replaces=1)]) == [("MP-1001", 1)]
+        assert scheduler.claim_numbers([NumberClaim("k1", "MP-1001", 2, replaces=1)]) == [None]
+        assert scheduler.claim_numbers([NumberClaim("k1", "MP-1001", 1)]) == [("MP-1001", 2)]
+
     def test_of_two_invoices_of_one_number_in_a_batch_the_first_takes_it(self, scheduler):
         assert scheduler.claim_numbers([NumberClaim("k1", "MP-1", 1), NumberClaim("k1", "MP-2", 1),
                                         NumberClaim("k1", "MP-1", 1)]) == [None, ("MP-1", 1), None]

@@ -213,6 +213,22 @@ def test_a_version_the_bot_fails_to_enter_is_superseded_by_the_edit_waiting_behi
     assert [(m.invoice_version, s) for m, (_, s) in zip(emitted[-4:], statuses(emitted)[-4:], strict=True)] == [
         (1, "superseded"), (2, "ready_to_process"), (2, "rpa_request"), (2, "sent_to_rpa")]
     assert "version 2 replaces it" in emitted[-4].reason and "A@v1" not in ledger.records
+    # The hand-off says so: the gate gives it version 1's number before processscheduler shows v1 superseded.
+    assert [(m.invoice_version, m.replaces) for m in emitted if isinstance(m, RpaRequest)] == [(1, None), (2, 1)]
+
+
+def test_an_edit_after_the_bot_failed_the_first_version_replaces_it_at_the_hand_off(judge):
+    ledger, emitted = run(
+        PurchaseOrderLedger(po_number="PO-1"),
+        lambda ledger: submit_invoice(ledger, submission("A"), judge, "automatic"),
+        lambda ledger: complete_rpa(ledger, completion("A", version=1, ok=False), judge, "automatic"),
+        lambda ledger: submit_invoice(ledger, submission("A", version=2), judge, "automatic"),
+    )
+    assert statuses(emitted)[-4:] == [("A", "superseded"), ("A", "ready_to_process"), ("A", "rpa_request"),
+                                      ("A", "sent_to_rpa")]
+    assert [(m.invoice_version, m.replaces) for m in emitted if isinstance(m, RpaRequest)] == [(1, None), (2, 1)]
+    replayed = submit_invoice(ledger, submission("A", version=2), judge, "automatic")  # after a crash: the same
+    assert [(m.invoice_version, m.replaces) for m in replayed.emitted if isinstance(m, RpaRequest)] == [(2, 1)]
 
 
 def test_a_vendor_edit_of_an_entered_invoice_is_judged_but_held_for_ap_not_entered_twice(judge):

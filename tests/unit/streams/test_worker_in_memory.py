@@ -288,6 +288,37 @@ def test_a_new_version_after_the_bot_failed_the_first_goes_to_the_bot_past_the_h
                                                                                                ("MP-1", 2)]
 
 
+class LaggingScheduler(InMemoryProcessScheduler):
+    """A processscheduler whose sink writes each batch when the next one comes (or on `catch_up`):
+    the mail flow, in a consumer group of its own, may hand over before the sink has written."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending: list = []
+
+    def record(self, decisions) -> None:
+        self.catch_up()
+        self.pending = list(decisions)
+
+    def catch_up(self) -> None:
+        pending, self.pending = self.pending, []
+        super().record(pending)
+
+
+def test_a_new_version_goes_to_the_bot_before_processscheduler_shows_the_failed_one_superseded(tmp_path):
+    worker = make_worker(tmp_path, scheduler=LaggingScheduler())
+    worker.submit(ready_invoice("MP-1"))
+    worker.run()
+    worker.complete("MP-1", ok=False)
+    worker.run()
+    worker.submit(ready_invoice("MP-1"), version=2)
+    worker.run()
+    worker.scheduler.catch_up()
+    rows = {row["invoice_version"]: row["status"] for row in worker.scheduler.rows()}
+    assert rows == {1: "superseded", 2: "sent_to_rpa"}
+    assert [request.invoice_version for request in worker.mailer.sent] == [1, 2]
+
+
 def test_an_edit_after_the_entry_that_names_another_po_is_stopped_at_the_hand_off(tmp_path):
     """The other PO's ledger has never heard of the invoice: the hand-off gate has."""
     sampro = InMemoryPurchaseOrderReader([purchase_order(), purchase_order(po_number="PO-5002")])
