@@ -170,8 +170,9 @@ def holder_status(holder: tuple[str, int], claimant: str, statuses: Mapping[tupl
     it over; superseded, whether or not processscheduler shows it yet."""
     if holder[0] == claimant:
         return InvoiceStatus.SUPERSEDED.value if holder[1] == replaces else statuses.get(holder)
-    versions = [version for invoice_id, version in statuses if invoice_id == holder[0]]
-    return statuses[(holder[0], max(versions))] if versions else None
+    # The holding version counts among them: handed over a moment ago, processscheduler may not show it yet.
+    newest = max((version for invoice_id, version in statuses if invoice_id == holder[0]), default=holder[1])
+    return statuses.get((holder[0], max(newest, holder[1])))
 
 
 def handed_over_already(payload: RpaPayload, holder: tuple[str, int]) -> str:

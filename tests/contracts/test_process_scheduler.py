@@ -122,6 +122,12 @@ class ProcessSchedulerContract:
         assert scheduler.claim_numbers([NumberClaim("k1", "MP-1001", 2, replaces=1)]) == [None]
         assert scheduler.claim_numbers([NumberClaim("k1", "MP-1001", 1)]) == [("MP-1001", 2)]
 
+    def test_a_number_a_new_version_took_a_moment_ago_is_kept_though_processscheduler_shows_only_the_old(
+            self, scheduler):
+        scheduler.record([READY, change(InvoiceStatus.SUPERSEDED, "s1")])  # version 2 is not recorded yet
+        assert scheduler.claim_numbers([NumberClaim("k2", "MP-1001", 2)]) == [None]
+        assert scheduler.claim_numbers([NumberClaim("k2", "MP-7", 1)]) == [("MP-1001", 2)]
+
     def test_of_two_invoices_of_one_number_in_a_batch_the_first_takes_it(self, scheduler):
         assert scheduler.claim_numbers([NumberClaim("k1", "MP-1", 1), NumberClaim("k1", "MP-2", 1),
                                         NumberClaim("k1", "MP-1", 1)]) == [None, ("MP-1", 1), None]
