@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from rules.context import KnownInvoice
-from rules.duplicates import Lookup
+from rules.duplicates import Lookup, invoice_key
 from rules.lifecycle import (
     InvoiceSubmitted,
     InvoiceWithdrawn,
@@ -44,13 +44,17 @@ class SchedulerEntry:
 
 @dataclass(frozen=True)
 class NumberClaim:
-    """An invoice version about to be handed to the RPA bot, and the vendor's invoice number it
-    takes first (`rules.duplicates.hand_off_key`)."""
+    """An invoice version about to be handed to the RPA bot, and what it takes first: the vendor's
+    invoice number (`rules.duplicates.hand_off_key`) and its invoice id (`invoice_key`)."""
 
     key: str
     invoice_id: str
     invoice_version: int
     replaces: int | None = None  # `RpaRequest.replaces`: a version of its invoice superseded for it
+
+    @property
+    def keys(self) -> tuple[str, str]:
+        return self.key, invoice_key(self.invoice_id)
 
 
 class ProcessScheduler(Protocol):
@@ -64,11 +68,11 @@ class ProcessScheduler(Protocol):
         """Invoices the pipeline decided that may be duplicates of the looked-up ones (rules.duplicates)."""
 
     def claim_numbers(self, claims: Sequence[NumberClaim]) -> list[tuple[str, int] | None]:
-        """In order, each invoice version takes its vendor's invoice number, committed before this
-        returns; for each, None when it has the number (taken now, held by itself, or given up by
-        an invoice version that no longer keeps it: `rules.duplicates.keeps_its_number`), else
-        the invoice version that holds it. Another worker's hand-off of the same number meanwhile
-        is seen, never overwritten."""
+        """In order, each invoice version takes its keys (`NumberClaim.keys`), both or neither,
+        committed before this returns; for each, None when it has them (taken now, held by
+        itself, or given up by an invoice version that no longer keeps them:
+        `rules.duplicates.hand_off_refused_by`), else the invoice version that holds one. Another
+        worker's hand-off of the same key meanwhile is seen, never overwritten."""
 
 
 class RpaMailer(Protocol):

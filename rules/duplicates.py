@@ -14,8 +14,9 @@ The checks see what processscheduler and the worker's own memory hold when they 
 workers may each pass one of a pair decided at the same moment. The hand-off to the RPA bot is
 the last gate: each invoice handed over takes its vendor and number (`hand_off_key`) first, and
 another invoice that finds them taken by one that counts is not handed over (`handed_over_already`).
-Nor is another version of an invoice that is in Sampro, or may be: a vendor's edit after the
-entry, which the PO agent cannot know of when it names another PO.
+Nor is another version of an invoice that is in Sampro, or may be, whatever its number (each
+takes its invoice id too, `invoice_key`): a vendor's edit after the entry, which the PO agent
+cannot know of when it names another PO.
 
 `Lookup` is what the stores are asked for, once per batch: the vendor and number keys, the loose
 number keys and the totals of the invoices being judged. The stores return candidates; the exact
@@ -150,6 +151,26 @@ def hand_off_key(payload: RpaPayload, identifiers: IdentifierRules) -> str:
     vendor = identifiers.key("vendor_id", payload.vendor_id)
     number = identifiers.key("invoice_number", payload.invoice_number)
     return hashlib.sha256(f"{vendor}\x00{number}".encode()).hexdigest()
+
+
+def invoice_key(invoice_id: str) -> str:
+    """The key each version of an invoice takes beside its vendor's number when it is handed to the
+    RPA bot (`hand_off_refused_by`): an edit may change the number and the PO both. Its NULs keep it
+    apart from every `hand_off_key`, whose number never holds a control character."""
+    return hashlib.sha256(f"\x00invoice\x00{invoice_id}".encode()).hexdigest()
+
+
+def hand_off_refused_by(claimant: tuple[str, int], holders: Iterable[tuple[str, int] | None],
+                        statuses: Mapping[tuple[str, int], str | None],
+                        replaces: int | None = None) -> tuple[str, int] | None:
+    """The invoice version that keeps the claimant from the RPA bot, or None to hand it over: the
+    first of the holders of its keys (its vendor's number, then its invoice id; None: free) that
+    is another invoice version and still keeps it (`keeps_its_number`)."""
+    for holder in holders:
+        if holder is not None and holder != claimant and keeps_its_number(
+                holder_status(holder, claimant[0], statuses, replaces)):
+            return holder
+    return None
 
 
 def keeps_its_number(status: str | None) -> bool:

@@ -1,14 +1,16 @@
 """The invoice numbers handed to the RPA bot, on SQLAlchemy Core (`ProcessScheduler.claim_numbers`).
 
-The table's primary key is where two workers' hand-offs of one number meet: the one whose insert
-loses reads the batch again and finds the number taken. A batch costs two queries and one insert
-when nothing collides; the rules say which holder still keeps its number.
+Each hand-off takes two keys: its vendor's invoice number and its invoice id. The table's primary
+key is where two workers' hand-offs of one number, or of two versions of one invoice, meet: the
+one whose insert loses reads the batch again and finds the key taken. A batch costs one query and
+one insert when no other invoice version holds its keys; the rules say which holder keeps its key.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Connection, Dialect, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -16,11 +18,12 @@ from sqlalchemy.exc import IntegrityError
 from connectors.ports import NumberClaim
 from connectors.scheduler.tables import invoice_numbers, processscheduler
 from connectors.sql import among, mapped_errors
-from rules.duplicates import holder_status, keeps_its_number
+from rules.duplicates import hand_off_refused_by
 from rules.errors import Unavailable
 
 InvoiceVersion = tuple[str, int]
 TRIES = 3
+CHUNK = 1000  # keys or invoice ids a query: SQL Server takes 2,100 parameters a statement
 
 
 class _Raced(Exception):
@@ -42,34 +45,42 @@ def claim_numbers(engine: Engine, claims: Sequence[NumberClaim]) -> list[Invoice
 
 def _claim(conn: Connection, claims: Sequence[NumberClaim], dialect: Dialect) -> list[InvoiceVersion | None]:
     t = invoice_numbers
-    rows = conn.execute(select(t.c.hand_off_key, t.c.invoice_id, t.c.invoice_version)
-                        .where(among(t.c.hand_off_key, {claim.key for claim in claims}, dialect)))
-    held: dict[str, InvoiceVersion] = {row.hand_off_key: (row.invoice_id, row.invoice_version) for row in rows}
+    wanted = sorted({key for claim in claims for key in claim.keys})
+    held: dict[str, InvoiceVersion] = {}
+    for start in range(0, len(wanted), CHUNK):
+        rows = conn.execute(select(t.c.hand_off_key, t.c.invoice_id, t.c.invoice_version)
+                            .where(among(t.c.hand_off_key, wanted[start:start + CHUNK], dialect)))
+        held.update((row.hand_off_key, (row.invoice_id, row.invoice_version)) for row in rows)
     # Only a hold by another invoice version needs its status: a replayed batch finds its own and asks nothing.
-    others = {held[c.key][0] for c in claims if c.key in held and held[c.key] != (c.invoice_id, c.invoice_version)}
+    others = {held[key][0] for c in claims for key in c.keys
+              if key in held and held[key] != (c.invoice_id, c.invoice_version)}
     statuses = _statuses(conn, others, dialect)
     now = datetime.now(UTC)
     answers: list[InvoiceVersion | None] = []
-    fresh = []
+    fresh: dict[str, dict[str, Any]] = {}  # inserted at the end; a later claim of the batch may take one over
     for claim in claims:
-        holder, mine = held.get(claim.key), (claim.invoice_id, claim.invoice_version)
-        if holder is None:
-            fresh.append({"hand_off_key": claim.key, "invoice_id": mine[0], "invoice_version": mine[1],
-                          "claimed_at": now})
-            held[claim.key] = mine  # a later claim of this batch finds it taken
-        elif holder != mine:
-            if keeps_its_number(holder_status(holder, claim.invoice_id, statuses, claim.replaces)):
-                answers.append(holder)
+        mine = (claim.invoice_id, claim.invoice_version)
+        holders = [held.get(key) for key in claim.keys]
+        refused_by = hand_off_refused_by(mine, holders, statuses, claim.replaces)
+        if refused_by is not None:
+            answers.append(refused_by)
+            continue
+        for key, holder in zip(claim.keys, holders, strict=True):
+            if holder == mine:
                 continue
-            given_up = conn.execute(update(t).where(t.c.hand_off_key == claim.key, t.c.invoice_id == holder[0],
-                                                    t.c.invoice_version == holder[1])
-                                    .values(invoice_id=mine[0], invoice_version=mine[1], claimed_at=now))
-            if given_up.rowcount != 1:
-                raise _Raced
-            held[claim.key] = mine
+            row = {"hand_off_key": key, "invoice_id": mine[0], "invoice_version": mine[1], "claimed_at": now}
+            if holder is None or key in fresh:
+                fresh[key] = row
+            else:
+                given_up = conn.execute(update(t).where(t.c.hand_off_key == key, t.c.invoice_id == holder[0],
+                                                        t.c.invoice_version == holder[1])
+                                        .values(invoice_id=mine[0], invoice_version=mine[1], claimed_at=now))
+                if given_up.rowcount != 1:
+                    raise _Raced
+            held[key] = mine  # a later claim of this batch finds it taken
         answers.append(None)
     if fresh:
-        conn.execute(insert(t), fresh)
+        conn.execute(insert(t), list(fresh.values()))
     return answers
 
 
@@ -77,7 +88,10 @@ def _statuses(conn: Connection, invoice_ids: Collection[str], dialect: Dialect) 
     """The status in processscheduler of every version of these invoices."""
     if not invoice_ids:
         return {}
-    t = processscheduler
-    rows = conn.execute(select(t.c.invoice_id, t.c.invoice_version, t.c.status)
-                        .where(among(t.c.invoice_id, invoice_ids, dialect)))
-    return {(row.invoice_id, row.invoice_version): row.status for row in rows}
+    t, ids = processscheduler, sorted(invoice_ids)
+    statuses: dict[InvoiceVersion, str] = {}
+    for start in range(0, len(ids), CHUNK):
+        rows = conn.execute(select(t.c.invoice_id, t.c.invoice_version, t.c.status)
+                            .where(among(t.c.invoice_id, ids[start:start + CHUNK], dialect)))
+        statuses.update(((row.invoice_id, row.invoice_version), row.status) for row in rows)
+    return statuses

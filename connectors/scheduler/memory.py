@@ -8,7 +8,7 @@ from typing import Any
 from connectors.ports import NumberClaim, ProcessScheduler, SchedulerEntry
 from connectors.scheduler.rows import entries
 from rules.context import KnownInvoice
-from rules.duplicates import Lookup, holder_status, keeps_its_number, matches_lookup
+from rules.duplicates import Lookup, hand_off_refused_by, matches_lookup
 from rules.lifecycle import StatusChanged
 from rules.models import Verdict
 
@@ -36,14 +36,13 @@ class InMemoryProcessScheduler(ProcessScheduler):
     def claim_numbers(self, claims: Sequence[NumberClaim]) -> list[tuple[str, int] | None]:
         answers: list[tuple[str, int] | None] = []
         for claim in claims:
-            holder, mine = self.numbers.get(claim.key), (claim.invoice_id, claim.invoice_version)
-            if holder is not None and holder != mine:
-                statuses = {key: row.get("status") for key, row in self.table.items() if key[0] == holder[0]}
-                if keeps_its_number(holder_status(holder, claim.invoice_id, statuses, claim.replaces)):
-                    answers.append(holder)
-                    continue
-            self.numbers[claim.key] = mine
-            answers.append(None)
+            mine = (claim.invoice_id, claim.invoice_version)
+            statuses = {key: row.get("status") for key, row in self.table.items()}
+            refused_by = hand_off_refused_by(mine, [self.numbers.get(key) for key in claim.keys], statuses,
+                                             claim.replaces)
+            if refused_by is None:
+                self.numbers.update(dict.fromkeys(claim.keys, mine))
+            answers.append(refused_by)
         return answers
 
     def rows(self, po_number: str | None = None, status: str | None = None) -> list[dict[str, Any]]:

@@ -78,8 +78,9 @@ rpa_sent_log = Table(
 
 invoice_numbers = Table(
     "rpa_invoice_numbers", metadata,
-    Column("hand_off_key", String(64), primary_key=True),  # rules.duplicates.hand_off_key: vendor and number
-    Column("invoice_id", String(64), nullable=False),  # the invoice handed over under that number
+    # rules.duplicates.hand_off_key (vendor and number) or invoice_key (the invoice id): a hand-off takes both
+    Column("hand_off_key", String(64), primary_key=True),
+    Column("invoice_id", String(64), nullable=False),  # the invoice handed over under that key
     Column("invoice_version", Integer, nullable=False),
     Column("claimed_at", DateTime(timezone=True), nullable=False),
 )

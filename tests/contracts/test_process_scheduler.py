@@ -13,6 +13,7 @@ from connectors.ports import NumberClaim
 from connectors.scheduler import InMemoryProcessScheduler, SqlProcessScheduler, upgrade
 from rules.duplicates import lookups_for
 from rules.lifecycle import InvoiceStatus, StatusChanged
+from tests.contracts.migrations import downgrade
 from tests.unit.rules.builders import INVOICE, judge
 
 AT = datetime(2026, 11, 25, 10, tzinfo=UTC)
@@ -122,6 +123,22 @@ class ProcessSchedulerContract:
         assert scheduler.claim_numbers([NumberClaim("k1", "MP-1001", 2, replaces=1)]) == [None]
         assert scheduler.claim_numbers([NumberClaim("k1", "MP-1001", 1)]) == [("MP-1001", 2)]
 
+    @pytest.mark.parametrize("status,kept", [(InvoiceStatus.ENTERED, True), (InvoiceStatus.RPA_FAILED, True),
+                                             (InvoiceStatus.SUPERSEDED, False)])
+    def test_another_version_under_another_number_is_refused_while_the_first_keeps_its_invoice(
+            self, scheduler, status, kept):
+        """A vendor's edit may change the number and the PO: the invoice id is taken too."""
+        scheduler.record([READY, change(status, "s1")])
+        assert scheduler.claim_numbers([NumberClaim("k1", "MP-1001", 1)]) == [None]
+        assert scheduler.claim_numbers([NumberClaim("k2", "MP-1001", 2)]) == ([("MP-1001", 1)] if kept else [None])
+        # Refused, it took neither key: another invoice of that number goes.
+        assert scheduler.claim_numbers([NumberClaim("k2", "MP-7", 1)]) == ([None] if kept else [("MP-1001", 2)])
+
+    def test_a_version_replacing_one_handed_over_in_the_same_batch_takes_its_keys(self, scheduler):
+        assert scheduler.claim_numbers([NumberClaim("k1", "MP-1", 1), NumberClaim("k1", "MP-1", 2, replaces=1),
+                                        NumberClaim("k2", "MP-1", 1)]) == [None, None, ("MP-1", 2)]
+        assert scheduler.claim_numbers([NumberClaim("k1", "MP-1", 1)]) == [("MP-1", 2)]
+
     def test_a_number_a_new_version_took_a_moment_ago_is_kept_though_processscheduler_shows_only_the_old(
             self, scheduler):
         scheduler.record([READY, change(InvoiceStatus.SUPERSEDED, "s1")])  # version 2 is not recorded yet
@@ -164,12 +181,38 @@ class SqlSchedulerContract(ProcessSchedulerContract):
         assert [(k.invoice_id, k.total_amount, k.invoice_date) for k in found] == [
             ("MP-OLD", Decimal("9.50"), date(2026, 11, 3))]
 
+    def test_versions_handed_over_before_revision_0010_hold_their_invoice_from_the_migration(self, engine):
+        upgrade(engine, "0009")
+        numbers = [("n1", "MP-1", 1, None), ("n2", "MP-1", 2, "superseded"), ("n3", "MP-2", 1, "superseded"),
+                   ("n4", "MP-2", 2, "withdrawn"), ("n5", "MP-3", 1, "sent_to_rpa")]
+        with engine.begin() as conn:  # MP-1 v1 is not in processscheduler yet: it keeps its number
+            for key, invoice_id, version, status in numbers:
+                conn.execute(text("INSERT INTO rpa_invoice_numbers VALUES (:key, :id, :version, :at)"),
+                             {"key": key, "id": invoice_id, "version": version, "at": AT})
+                if status:
+                    conn.execute(text("INSERT INTO processscheduler (invoice_id, invoice_version, status, created_at, "
+                                      "updated_at) VALUES (:id, :version, :status, :at, :at)"),
+                                 {"id": invoice_id, "version": version, "status": status, "at": AT})
+        upgrade(engine)
+        scheduler = SqlProcessScheduler(engine)
+        assert scheduler.claim_numbers([NumberClaim("new", "MP-1", 3), NumberClaim("new2", "MP-2", 3),
+                                        NumberClaim("new3", "MP-3", 2)]) == [("MP-1", 1), None, ("MP-3", 1)]
+        downgrade(engine, "0009")
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM rpa_invoice_numbers")).scalar() == 6  # 5 and MP-2 v3's
+
     def test_a_number_another_worker_takes_between_the_read_and_the_write_is_seen_not_overwritten(self, scheduler):
         racer = RacingWorker(scheduler.engine, NumberClaim("k1", "MP-OTHER", 1))
         assert scheduler.claim_numbers([NumberClaim("k2", "MP-2", 1), NumberClaim("k1", "MP-1", 1)]) == [
             None, ("MP-OTHER", 1)]
         assert racer.raced
         assert scheduler.claim_numbers([NumberClaim("k2", "MP-3", 1)]) == [("MP-2", 1)]  # the read again took k2
+
+
+    def test_another_version_another_worker_hands_over_meanwhile_under_another_number_is_seen(self, scheduler):
+        racer = RacingWorker(scheduler.engine, NumberClaim("k9", "MP-1", 2))
+        assert scheduler.claim_numbers([NumberClaim("k1", "MP-1", 1)]) == [("MP-1", 2)]
+        assert racer.raced
 
 
 class RacingWorker:
@@ -195,6 +238,18 @@ class TestSqliteScheduler(SqlSchedulerContract):
     @pytest.fixture
     def engine(self, sqlite_engine):
         return sqlite_engine
+
+    def test_a_large_batch_of_hand_offs_stays_under_sql_servers_parameters_a_statement(self, scheduler):
+        """SQLite, like SQL Server, takes an IN list as one parameter a value."""
+        parameters: list[int] = []
+        event.listen(scheduler.engine, "before_cursor_execute", lambda conn, cursor, statement, params, context, many:
+                     parameters.append(len(params[0] if many else params)))
+        claims = [NumberClaim(f"k{n}", f"MP-{n}", 1) for n in range(1_500)]
+        scheduler.record([READY.model_copy(update={"invoice_id": f"MP-{n}"}) for n in range(1_500)])
+        assert scheduler.claim_numbers(claims) == [None] * 1_500
+        assert scheduler.claim_numbers([NumberClaim(f"k{n}", "MP-X", 1) for n in range(1_500)]) == [
+            (f"MP-{n}", 1) for n in range(1_500)]
+        assert parameters and max(parameters) <= 2_100, max(parameters)
 
 
 class TestPostgresScheduler(SqlSchedulerContract):

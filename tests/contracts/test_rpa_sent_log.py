@@ -6,14 +6,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import text
 
 from connectors.rpa_mail import InMemorySentLog, SqlSentLog
 from connectors.scheduler import upgrade
-from connectors.scheduler.migrate import MIGRATIONS
 from rules.errors import Unavailable
+from tests.contracts.migrations import downgrade
 
 CONFIRMED, CUT_OFF = ("MP-1", 1), ("MP-2", 1)  # invoice versions, as in_doubt() names them
 FIRST, CUT_OFF_FIRST = (*CONFIRMED, 1), (*CUT_OFF, 1)  # their first hand-offs, as the mailer claims them
@@ -124,11 +122,3 @@ class TestPostgresSentLog(SqlSentLogContract):
     def engine(self, scheduler_pg_engine):
         return scheduler_pg_engine
 
-
-def downgrade(engine, revision: str) -> None:
-    """A rollback of the service: its migrations' downgrade, as `alembic downgrade` runs it."""
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, revision)

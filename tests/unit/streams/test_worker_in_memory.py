@@ -3,6 +3,8 @@ failure policy does to a bad record or a dependency outage."""
 
 from __future__ import annotations
 
+import pytest
+
 from connectors.sampro import InMemoryPurchaseOrderReader
 from connectors.scheduler import InMemoryProcessScheduler
 from connectors.scheduler.rows import entries
@@ -319,15 +321,17 @@ def test_a_new_version_goes_to_the_bot_before_processscheduler_shows_the_failed_
     assert [request.invoice_version for request in worker.mailer.sent] == [1, 2]
 
 
-def test_an_edit_after_the_entry_that_names_another_po_is_stopped_at_the_hand_off(tmp_path):
-    """The other PO's ledger has never heard of the invoice: the hand-off gate has."""
+@pytest.mark.parametrize("edit", [{}, {"invoice_number": "INV-MP-1-CORRECTED"}], ids=["same-number", "new-number"])
+def test_an_edit_after_the_entry_that_names_another_po_is_stopped_at_the_hand_off(tmp_path, edit):
+    """The other PO's ledger has never heard of the invoice: the hand-off gate has, by its number
+    and by its invoice id."""
     sampro = InMemoryPurchaseOrderReader([purchase_order(), purchase_order(po_number="PO-5002")])
     worker = make_worker(tmp_path, purchase_orders=sampro)
     worker.submit(ready_invoice("MP-1"))
     worker.run()
     worker.complete("MP-1")
     worker.run()
-    worker.submit(ready_invoice("MP-1", po_number="PO-5002"), version=2)
+    worker.submit(ready_invoice("MP-1", po_number="PO-5002", **edit), version=2)
     worker.run()
     rows = {row["invoice_version"]: row["status"] for row in worker.scheduler.rows()}
     assert rows == {1: "entered", 2: "rpa_failed"} and len(worker.mailer.sent) == 1
