@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from rules.context import KnownInvoices
 from rules.errors import DataError
-from rules.lifecycle import InvoiceSubmitted, RpaRequest
+from rules.lifecycle import InvoiceReplaced, InvoiceSubmitted, RpaRequest
 from streams.decisions import DECIDE, INVOICE_WORK, WORK_KINDS
 from streams.runtime import Batch, Flow
 
@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 def register(pipeline: Pipeline) -> None:
     topics, codec, desk, ledgers = pipeline.topics, pipeline.codec, pipeline.desk, pipeline.ledgers
     timed = desk.timed
+    # Verdicts and status changes go to the verdicts topic; work for another PO, to that PO's stream.
+    topic_of = {RpaRequest: topics.rpa_requests, InvoiceReplaced: topics.invoices}
 
     def decode(record):
         work = codec.decode(record.value)
@@ -40,8 +42,7 @@ def register(pipeline: Pipeline) -> None:
                       for po, partition in partition_of.items()}
         current = {po: loaded.ledger for po, loaded in stored.items() if loaded.ledger is not None}
         for message in desk.decide(batch.messages, current, datetime.now(UTC)):
-            topic = topics.rpa_requests if isinstance(message, RpaRequest) else topics.verdicts
-            batch.emit(topic, message.po_number, message)
+            batch.emit(topic_of.get(type(message), topics.verdicts), message.po_number, message)
         with timed("ledger state"):
             for po, ledger in current.items():
                 ledgers.save(batch.state(partition_of[po]), ledger, stored[po])

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from connectors.api_ports import TopicNotFound, TopicReader
 from rules.lifecycle import (
     DispatchApproved,
+    InvoiceReplaced,
     InvoiceSubmitted,
     InvoiceWithdrawn,
     ReleaseRequested,
@@ -63,7 +64,7 @@ def story(reader: TopicReader, codec: Codec, topics: list[str], invoice_id: str,
 
 
 # Messages of one millisecond: causes before effects; one topic's messages keep their offset order.
-_ORDER = {"received": 0, "withdrawn": 0, "release requested": 1, "dispatch approved": 1, "completion": 1,
+_ORDER = {"received": 0, "withdrawn": 0, "replaced": 0, "release requested": 1, "dispatch approved": 1, "completion": 1,
           "verdict": 2, "status": 2, "rpa request": 3}
 
 
@@ -77,6 +78,9 @@ def describe(message) -> tuple[str, str, dict]:
                                 f"{message.po_number}"), {"document": message.document}
         case InvoiceWithdrawn():
             return "withdrawn", f"version {message.version} deleted by the vendor in the marketplace", {}
+        case InvoiceReplaced():
+            return "replaced", (f"version {message.version} names PO {message.replaced_on} and replaces the "
+                                f"versions on PO {message.po_number}"), {}
         case Verdict():
             reasons = "; ".join(f"{r.code}: {r.message}" for r in message.reasons) or "every rule passed"
             po = message.po_snapshot

@@ -43,6 +43,16 @@ class SchedulerEntry:
 
 
 @dataclass(frozen=True)
+class InvoiceVersionAt:
+    """Where processscheduler has an invoice version: its PO and status."""
+
+    invoice_id: str
+    invoice_version: int
+    po_number: str | None
+    status: str
+
+
+@dataclass(frozen=True)
 class NumberClaim:
     """An invoice version about to be handed to the RPA bot, and what it takes first: the vendor's
     invoice number (`rules.duplicates.hand_off_key`) and its invoice id (`invoice_key`)."""
@@ -66,6 +76,9 @@ class ProcessScheduler(Protocol):
 
     def decided_invoices(self, lookups: Collection[Lookup]) -> list[KnownInvoice]:
         """Invoices the pipeline decided that may be duplicates of the looked-up ones (rules.duplicates)."""
+
+    def versions_of(self, invoice_ids: Collection[str]) -> list[InvoiceVersionAt]:
+        """Every version of these invoices that processscheduler has, on whatever PO."""
 
     def claim_numbers(self, claims: Sequence[NumberClaim]) -> list[tuple[str, int] | None]:
         """In order, each invoice version takes its keys (`NumberClaim.keys`), both or neither,

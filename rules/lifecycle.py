@@ -57,6 +57,17 @@ class InvoiceWithdrawn(_Event):
     withdrawn_at: datetime
 
 
+class InvoiceReplaced(_Event):
+    """A newer version of the invoice names another PO: it replaces the versions on this one, whose
+    PO agent never sees it (the PO agent of the newer version's PO sends this)."""
+
+    invoice_id: StreamKey
+    version: VersionNumber  # the newer version
+    po_number: StreamKey  # the PO of the versions it replaces
+    replaced_on: StreamKey  # the PO the newer version names
+    replaced_at: datetime
+
+
 class ReleaseRequested(_Event):
     """An AP release of holds (`rules.holds`): the invoice goes on once none is left."""
 

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from rules.holds import holds_of
 from rules.lifecycle import (
     DispatchApproved,
+    InvoiceReplaced,
     InvoiceStatus,
     InvoiceSubmitted,
     InvoiceWithdrawn,
@@ -453,6 +454,39 @@ def withdraw_invoice(
     update.change(record, InvoiceStatus.WITHDRAWN, "deleted", withdrawal.withdrawn_at)
     if judge is not None:
         update.drain_parked(withdrawal.withdrawn_at)
+    return update.outcome()
+
+
+def replace_invoice(
+    ledger: PurchaseOrderLedger, replaced: InvoiceReplaced, judge: Judge | None, dispatch: DispatchMode
+) -> Outcome:
+    """A newer version of the invoice names another PO. Its versions here are superseded; one the
+    RPA bot has is noted, and superseded if the bot fails it; one in Sampro gets a note (the hand-off
+    stops the newer version). Newer than any version here: a version that arrives late changes nothing."""
+    update = _Update(ledger, judge, dispatch)
+    invoice_id, at = replaced.invoice_id, replaced.replaced_at
+    newest = update.ledger.latest.get(invoice_id)
+    if newest is None or newest >= replaced.version:
+        return update.outcome()  # never here, or replaced already
+    record = update.editable_latest(invoice_id)
+    update.ledger.latest[invoice_id] = replaced.version
+    why = f"Version {replaced.version} of this invoice names PO {replaced.replaced_on} and replaces this one"
+    if (entered := update.ledger.entered.get(invoice_id)) is not None:
+        update.emitted.append(StatusChanged(
+            event_id=f"{invoice_id}:v{entered}:{InvoiceStatus.ENTERED.value}:replaced-v{replaced.version}",
+            invoice_id=invoice_id, invoice_version=entered, po_number=update.ledger.po_number,
+            status=InvoiceStatus.ENTERED, occurred_at=at,
+            reason=f"{why}; this one is in Sampro, so that one is not handed to the RPA bot."))
+    if record is None or record.status in FINISHED:
+        return update.outcome()
+    if record.status is InvoiceStatus.SENT_TO_RPA:  # the bot's report decides (`complete_rpa`)
+        update.change(record, InvoiceStatus.SENT_TO_RPA, f"replaced-v{replaced.version}", at,
+                      reason=f"{why} if the RPA bot fails it.")
+        return update.outcome()
+    update.dequeue(record)
+    update.change(record, InvoiceStatus.SUPERSEDED, f"replaced-v{replaced.version}", at, reason=f"{why}.")
+    if judge is not None:
+        update.drain_parked(at)
     return update.outcome()
 
 

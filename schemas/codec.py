@@ -29,6 +29,7 @@ from pydantic import BaseModel, ValidationError
 from rules.errors import DataError, Unavailable
 from rules.lifecycle import (
     DispatchApproved,
+    InvoiceReplaced,
     InvoiceSubmitted,
     InvoiceWithdrawn,
     PurchaseOrderChanged,
@@ -46,7 +47,7 @@ CONFLUENT_MAGIC = b"\x00"
 # Every record a topic carries.
 MODELS: tuple[type[BaseModel], ...] = (
     Verdict, RpaCompletion, InvoiceSubmitted, InvoiceWithdrawn, ReleaseRequested, DispatchApproved, RpaRequest,
-    StatusChanged, PurchaseOrderChanged,
+    StatusChanged, PurchaseOrderChanged, InvoiceReplaced,
 )
 
 

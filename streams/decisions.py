@@ -1,7 +1,8 @@
 """The decision service: what happens to a batch of work taken from the purchase-order stream.
 
 One batch costs one Sampro query for the PO snapshots and one pair of queries for the
-invoices seen before (entered in Sampro, decided by the pipeline). Everything else is the
+invoices seen before (entered in Sampro, decided by the pipeline); one more only when it has a
+new version of an invoice that its PO has never seen (the others of that invoice, elsewhere). Everything else is the
 pure per-PO ledger in `rules.po_ledger`, one handler per kind of work. All reads happen before
 the first ledger changes, so a dependency that fails leaves the batch untouched.
 """
@@ -19,6 +20,8 @@ from rules.context import KnownInvoice, KnownInvoices
 from rules.duplicates import known_from, lookups_for
 from rules.lifecycle import (
     DispatchApproved,
+    InvoiceReplaced,
+    InvoiceStatus,
     InvoiceSubmitted,
     InvoiceWithdrawn,
     PurchaseOrderChanged,
@@ -38,13 +41,14 @@ from rules.po_ledger import (
     rechecked_on_po_change,
     record_key,
     release_invoice,
+    replace_invoice,
     submit_invoice,
     withdraw_invoice,
 )
 from streams.recently_decided import RecentlyDecided
 
-PurchaseOrderWork = (InvoiceSubmitted | InvoiceWithdrawn | RpaCompletion | ReleaseRequested | DispatchApproved
-                     | PurchaseOrderChanged)
+PurchaseOrderWork = (InvoiceSubmitted | InvoiceWithdrawn | InvoiceReplaced | RpaCompletion | ReleaseRequested
+                     | DispatchApproved | PurchaseOrderChanged)
 Handler = Callable[[PurchaseOrderLedger, Any, Judge, DispatchMode], Outcome]
 
 
@@ -52,6 +56,7 @@ Handler = Callable[[PurchaseOrderLedger, Any, Judge, DispatchMode], Outcome]
 HANDLERS: dict[type, Handler] = {
     InvoiceSubmitted: submit_invoice,
     InvoiceWithdrawn: withdraw_invoice,
+    InvoiceReplaced: replace_invoice,
     RpaCompletion: complete_rpa,
     ReleaseRequested: release_invoice,
     DispatchApproved: approve_dispatch,
@@ -59,6 +64,8 @@ HANDLERS: dict[type, Handler] = {
 }
 WORK_KINDS = tuple(HANDLERS)
 INVOICE_WORK = tuple(kind for kind in WORK_KINDS if kind is not PurchaseOrderChanged)  # work on one invoice
+# An older version of an invoice in one of these needs nothing when a newer one names another PO.
+GONE = frozenset({InvoiceStatus.WITHDRAWN.value, InvoiceStatus.SUPERSEDED.value})
 DECIDE = "decide-purchase-order-work"  # the PO agent's flow, under which the desk's stages are timed
 
 # (purchase order or None when Sampro has no such PO, invoices seen before, now) -> Judge
@@ -78,8 +85,9 @@ class DecisionDesk:
 
     def decide(
         self, batch: Sequence[PurchaseOrderWork], ledgers: MutableMapping[str, PurchaseOrderLedger], now: datetime
-    ) -> list[Emitted]:
-        """Applies the batch in order; `ledgers` is updated in place, PO by PO."""
+    ) -> list[Emitted | InvoiceReplaced]:
+        """Applies the batch in order; `ledgers` is updated in place, PO by PO. Besides what the
+        ledgers emit: a message to each other PO whose versions of an invoice a new one replaces."""
         rechecked = _rechecked(batch, ledgers)
         # The POs whose snapshot the rules may read: every PO with work on an invoice, and a PO that
         # Sampro changed only when it holds an invoice the change may clear. Most of Sampro's changes
@@ -88,7 +96,8 @@ class DecisionDesk:
         with self.timed("sampro read"):
             snapshots = self.purchase_orders.fetch(read)
         known = KnownInvoices(self._invoices_seen_before(batch, ledgers, rechecked, now))
-        emitted: list[Emitted] = []
+        replacing = self._versions_replaced_elsewhere(batch, ledgers)
+        emitted: list[Emitted | InvoiceReplaced] = []
         decided: list[tuple[int, KnownInvoice]] = []  # (version, invoice) of each verdict made
         with self.timed("rules and ledger"):
             for work in batch:
@@ -101,7 +110,30 @@ class DecisionDesk:
                 decided += newly
                 emitted.extend(outcome.emitted)
         self.recent.add(decided, now)
-        return emitted
+        return emitted + replacing
+
+    def _versions_replaced_elsewhere(
+        self, batch: Sequence[PurchaseOrderWork], ledgers: Mapping[str, PurchaseOrderLedger],
+    ) -> list[InvoiceReplaced]:
+        """A new version of an invoice its PO has never seen may be the vendor's edit of one on
+        another PO: that PO's agent would never hear of it, and would keep the older version in
+        AP's queue, or release it to the RPA bot. One query, only for such versions (rare)."""
+        moved = {work.invoice_id: work for work in batch
+                 if isinstance(work, InvoiceSubmitted) and work.version > 1
+                 and work.invoice_id not in getattr(ledgers.get(work.po_number), "latest", {})}
+        if not moved:
+            return []
+        with self.timed("processscheduler read"):
+            found = self.scheduler.versions_of(moved)
+        replaced = {}
+        for older in found:
+            newer = moved[older.invoice_id]
+            if (older.po_number not in (None, newer.po_number) and older.invoice_version < newer.version
+                    and older.status not in GONE):
+                replaced[(older.invoice_id, older.po_number)] = InvoiceReplaced(
+                    invoice_id=newer.invoice_id, version=newer.version, po_number=older.po_number,
+                    replaced_on=newer.po_number, replaced_at=newer.received_at)
+        return list(replaced.values())
 
     def _invoices_seen_before(
         self, batch: Sequence[PurchaseOrderWork], ledgers: MutableMapping[str, PurchaseOrderLedger],

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from connectors.ports import NumberClaim, ProcessScheduler, SchedulerEntry
+from connectors.ports import InvoiceVersionAt, NumberClaim, ProcessScheduler, SchedulerEntry
 from connectors.scheduler.rows import entries
 from rules.context import KnownInvoice
 from rules.duplicates import Lookup, hand_off_refused_by, matches_lookup
@@ -32,6 +32,10 @@ class InMemoryProcessScheduler(ProcessScheduler):
                              r.get("invoice_date"))
                 for r in self.table.values() if r.get("vendor_id") and r.get("invoice_number")]
         return [known for known in rows if matches_lookup(known, lookups)]
+
+    def versions_of(self, invoice_ids: Collection[str]) -> list[InvoiceVersionAt]:
+        return [InvoiceVersionAt(key[0], key[1], row.get("po_number"), row["status"])
+                for key, row in sorted(self.table.items()) if key[0] in invoice_ids]
 
     def claim_numbers(self, claims: Sequence[NumberClaim]) -> list[tuple[str, int] | None]:
         answers: list[tuple[str, int] | None] = []

@@ -91,6 +91,14 @@ class ProcessSchedulerContract:
             ("MP-1001", Decimal("57.25"), date(2026, 11, 20))]
 
 
+    def test_every_version_of_an_invoice_is_found_with_its_po_and_status(self, scheduler):
+        moved = judge({**INVOICE, "po_number": "PO-5002"}).model_copy(update={"invoice_version": 2})
+        scheduler.record([READY, change(InvoiceStatus.RPA_FAILED, "s1"), moved, REVIEW])
+        assert [(v.invoice_id, v.invoice_version, v.po_number, v.status)
+                for v in scheduler.versions_of({"MP-1001", "MP-404"})] == [
+            ("MP-1001", 1, "PO-5001", "rpa_failed"), ("MP-1001", 2, "PO-5002", moved.status.value)]
+        assert scheduler.versions_of(set()) == []
+
     def test_an_invoice_number_goes_to_the_rpa_bot_with_one_invoice(self, scheduler):
         first = NumberClaim("k1", "MP-1", 1)
         assert scheduler.claim_numbers([first]) == [None]

@@ -6,7 +6,14 @@ from datetime import UTC, datetime, timedelta
 
 from audit.explain import story
 from connectors.topic_reader import InMemoryTopicReader
-from rules.lifecycle import InvoiceStatus, InvoiceSubmitted, ReleaseRequested, RpaRequest, StatusChanged
+from rules.lifecycle import (
+    InvoiceReplaced,
+    InvoiceStatus,
+    InvoiceSubmitted,
+    ReleaseRequested,
+    RpaRequest,
+    StatusChanged,
+)
 from rules.models import CompletionOutcome, RpaCompletion
 from schemas.codec import SingleObjectCodec
 from tests.unit.rules.builders import INVOICE, PRICE_OFF, judge
@@ -42,14 +49,17 @@ def test_every_step_of_a_released_invoice_from_every_topic_in_order():
                                              sampro_invoice_id="S-9", occurred_at=AT))
     put("verdicts", 21, status(InvoiceStatus.ENTERED, 21, sampro_invoice_id="S-9"))
     put("verdicts", 22, status(InvoiceStatus.ENTERED, 22).model_copy(update={"invoice_id": "MP-1001-B"}))
+    put("invoices", 30, InvoiceReplaced(invoice_id="MP-1001", version=2, po_number="PO-5001", replaced_on="PO-7",
+                                        replaced_at=AT))
 
     steps = story(reader, codec, ["invoices", "verdicts", "rpa.requests", "rpa.completions", "commands", "gone"],
                   "MP-1001")
     assert [(s.what, s.summary.split(" ")[0]) for s in steps] == [
         ("received", "version"), ("status", "waiting_for_po"), ("verdict", "manual_review"),
         ("release requested", "ana"), ("status", "released"), ("status", "sent_to_rpa"), ("rpa request", "handed"),
-        ("completion", "RPA"), ("status", "entered")]
+        ("completion", "RPA"), ("status", "entered"), ("replaced", "version")]
     verdict_step = steps[2]
     assert "PRICE_MISMATCH" in verdict_step.summary and verdict.rules_version in verdict_step.summary
     assert verdict_step.detail["po_snapshot"]["po_number"] == "PO-5001"
     assert "price agreed by phone" in steps[4].summary and "ana" in steps[4].summary
+    assert steps[-1].summary == "version 2 names PO PO-7 and replaces the versions on PO PO-5001"

@@ -9,6 +9,7 @@ import pytest
 
 from rules.lifecycle import (
     DispatchApproved,
+    InvoiceReplaced,
     InvoiceStatus,
     InvoiceSubmitted,
     InvoiceWithdrawn,
@@ -34,6 +35,7 @@ from rules.po_ledger import (
     complete_rpa,
     recheck_held,
     release_invoice,
+    replace_invoice,
     submit_invoice,
     withdraw_invoice,
 )
@@ -229,6 +231,51 @@ def test_an_edit_after_the_bot_failed_the_first_version_replaces_it_at_the_hand_
     assert [(m.invoice_version, m.replaces) for m in emitted if isinstance(m, RpaRequest)] == [(1, None), (2, 1)]
     replayed = submit_invoice(ledger, submission("A", version=2), judge, "automatic")  # after a crash: the same
     assert [(m.invoice_version, m.replaces) for m in replayed.emitted if isinstance(m, RpaRequest)] == [(2, 1)]
+
+
+def replaced(invoice_id: str, version: int = 2) -> InvoiceReplaced:
+    return InvoiceReplaced(invoice_id=invoice_id, version=version, po_number="PO-1", replaced_on="PO-2",
+                           replaced_at=AT)
+
+
+def test_a_version_the_vendor_replaced_on_another_po_is_superseded_and_the_po_goes_on(judge):
+    ledger, _ = run(  # A waits for a clerk's approval, holding the PO; B waits behind it
+        PurchaseOrderLedger(po_number="PO-1"),
+        lambda ledger: submit_invoice(ledger, submission("A"), judge, "approval"),
+        lambda ledger: submit_invoice(ledger, submission("B"), judge, "approval"),
+    )
+    outcome = replace_invoice(ledger, replaced("A"), judge, "approval")
+    ledger, (change, *after) = outcome.ledger, outcome.emitted
+    assert (change.invoice_id, change.invoice_version, change.status.value) == ("A", 1, "superseded")
+    assert change.reason == "Version 2 of this invoice names PO PO-2 and replaces this one."
+    assert statuses(after) == [("B", "ready_to_process")] and ledger.holding == ["B@v1"]
+    assert "A@v1" not in ledger.records and ledger.latest["A"] == 2
+    assert replace_invoice(ledger, replaced("A"), judge, "automatic").emitted == []  # the same again
+    assert submit_invoice(ledger, submission("A"), judge, "automatic").emitted == []  # v1 arriving late
+
+
+def test_a_version_replaced_elsewhere_while_the_bot_has_it_is_superseded_only_if_the_bot_fails_it(judge):
+    ledger, emitted = run(PurchaseOrderLedger(po_number="PO-1"),
+                          lambda ledger: submit_invoice(ledger, submission("A"), judge, "automatic"),
+                          lambda ledger: replace_invoice(ledger, replaced("A"), judge, "automatic"))
+    assert statuses(emitted)[-1] == ("A", "sent_to_rpa") and "if the RPA bot fails it" in emitted[-1].reason
+    assert ledger.holding == ["A@v1"]
+    failed = complete_rpa(ledger, completion("A", ok=False), judge, "automatic")
+    assert statuses(failed.emitted) == [("A", "superseded")] and "version 2 replaces it" in failed.emitted[0].reason
+    entered = complete_rpa(ledger, completion("A"), judge, "automatic")
+    assert statuses(entered.emitted) == [("A", "entered")]
+
+
+def test_a_version_in_sampro_replaced_elsewhere_gets_a_note_and_nothing_newer_is_touched(judge):
+    ledger, _ = run(PurchaseOrderLedger(po_number="PO-1"),
+                    lambda ledger: submit_invoice(ledger, submission("A"), judge, "automatic"),
+                    lambda ledger: complete_rpa(ledger, completion("A"), judge, "automatic"))
+    (note,) = replace_invoice(ledger, replaced("A"), judge, "automatic").emitted
+    assert (note.invoice_version, note.status.value) == (1, "entered")
+    assert note.reason.endswith("this one is in Sampro, so that one is not handed to the RPA bot.")
+    assert replace_invoice(ledger, replaced("B"), judge, "automatic").emitted == []  # never on this PO
+    newer, _ = run(ledger, lambda ledger: submit_invoice(ledger, submission("C", version=3), judge, "automatic"))
+    assert replace_invoice(newer, replaced("C", version=2), judge, "automatic").emitted == []
 
 
 def test_a_vendor_edit_of_an_entered_invoice_is_judged_but_held_for_ap_not_entered_twice(judge):

@@ -330,6 +330,42 @@ def test_an_edit_after_the_entry_that_names_another_po_is_stopped_at_the_hand_of
     assert "Version 1 of this invoice went to it already" in failed["reason"]
 
 
+class CountingScheduler(InMemoryProcessScheduler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.version_reads = 0
+
+    def versions_of(self, invoice_ids):
+        self.version_reads += 1
+        return super().versions_of(invoice_ids)
+
+
+def test_a_new_version_on_another_po_replaces_the_one_the_bot_failed_and_goes_once_ap_releases_it(tmp_path):
+    sampro = InMemoryPurchaseOrderReader([purchase_order(), purchase_order(po_number="PO-5002")])
+    worker = make_worker(tmp_path, purchase_orders=sampro, scheduler=CountingScheduler())
+    worker.submit(ready_invoice("MP-1"))
+    worker.run()
+    worker.complete("MP-1", ok=False)
+    worker.run()
+    assert worker.scheduler.version_reads == 0  # a first version is no one's edit
+    worker.submit(ready_invoice("MP-1", po_number="PO-5002", invoice_number="INV-MP-1-B"), version=2)
+    worker.run()
+    rows = {row["invoice_version"]: row for row in worker.scheduler.rows()}
+    assert (rows[1]["status"], rows[1]["po_number"]) == ("superseded", "PO-5001")
+    (superseded,) = [h for h in worker.scheduler.history("MP-1") if h["status"] == "superseded"]
+    assert superseded["reason"] == "Version 2 of this invoice names PO PO-5002 and replaces this one."
+    # Handed over before PO-5001's agent superseded version 1, it was refused: AP releases it now.
+    assert rows[2]["status"] == "rpa_failed" and worker.scheduler.version_reads == 1
+    release = ReleaseRequested(command_id="r-1", invoice_id="MP-1", invoice_version=2, po_number="PO-5002",
+                               user="ana", reason="version 1 is superseded", issued_at=AT)
+    worker.put(worker.pipeline.topics.commands, "PO-5002", worker.codec.encode(release))
+    worker.run()
+    assert {row["invoice_version"]: row["status"] for row in worker.scheduler.rows()} == {
+        1: "superseded", 2: "sent_to_rpa"}
+    assert [request.invoice_version for request in worker.mailer.sent] == [1, 2]
+    assert worker.dead_letters() == []
+
+
 def test_a_lost_transaction_reads_the_batch_again_and_nothing_is_doubled(worker):
     worker.broker.lose_next_commit = True
     worker.submit(ready_invoice("MP-1"))
