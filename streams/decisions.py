@@ -2,7 +2,7 @@
 
 One batch costs one Sampro query for the PO snapshots and one pair of queries for the
 invoices seen before (entered in Sampro, decided by the pipeline); one more only when it has a
-new version of an invoice that its PO has never seen (the others of that invoice, elsewhere). Everything else is the
+vendor's new version of an invoice (where the older versions are). Everything else is the
 pure per-PO ledger in `rules.po_ledger`, one handler per kind of work. All reads happen before
 the first ledger changes, so a dependency that fails leaves the batch untouched.
 """
@@ -115,12 +115,13 @@ class DecisionDesk:
     def _versions_replaced_elsewhere(
         self, batch: Sequence[PurchaseOrderWork], ledgers: Mapping[str, PurchaseOrderLedger],
     ) -> list[InvoiceReplaced]:
-        """A new version of an invoice its PO has never seen may be the vendor's edit of one on
-        another PO: that PO's agent would never hear of it, and would keep the older version in
-        AP's queue, or release it to the RPA bot. One query, only for such versions (rare)."""
+        """A vendor's new version of an invoice may name another PO than an older one: that PO's
+        agent would never hear of it, and would keep the older version in AP's queue, or release
+        it to the RPA bot. One query, only for a batch with new versions (edits are few); a version
+        its PO has seen already is a replay, and asks nothing."""
         moved = {work.invoice_id: work for work in batch
                  if isinstance(work, InvoiceSubmitted) and work.version > 1
-                 and work.invoice_id not in getattr(ledgers.get(work.po_number), "latest", {})}
+                 and getattr(ledgers.get(work.po_number), "latest", {}).get(work.invoice_id, 0) < work.version}
         if not moved:
             return []
         with self.timed("processscheduler read"):

@@ -366,6 +366,22 @@ def test_a_new_version_on_another_po_replaces_the_one_the_bot_failed_and_goes_on
     assert worker.dead_letters() == []
 
 
+def test_a_version_moved_back_to_the_first_po_replaces_the_one_on_the_second(tmp_path):
+    sampro = InMemoryPurchaseOrderReader([purchase_order(), purchase_order(po_number="PO-5002")])
+    worker = make_worker(tmp_path, purchase_orders=sampro)
+    worker.submit(ready_invoice("MP-1", total_amount="1.00"))  # held: TOTAL_MISMATCH
+    worker.run()
+    worker.submit(ready_invoice("MP-1", po_number="PO-5002", total_amount="1.00"), version=2)
+    worker.run()
+    worker.submit(ready_invoice("MP-1", total_amount="1.00"), version=3)
+    worker.run()
+    rows = {row["invoice_version"]: (row["po_number"], row["status"]) for row in worker.scheduler.rows()}
+    assert rows == {1: ("PO-5001", "superseded"), 2: ("PO-5002", "superseded"), 3: ("PO-5001", "bad_invoice")}
+    reasons = [h["reason"] for h in worker.scheduler.history("MP-1") if h["status"] == "superseded"]
+    assert reasons == ["Version 2 of this invoice names PO PO-5002 and replaces this one.",
+                       "Version 3 of this invoice names PO PO-5001 and replaces this one."]
+
+
 def test_a_lost_transaction_reads_the_batch_again_and_nothing_is_doubled(worker):
     worker.broker.lose_next_commit = True
     worker.submit(ready_invoice("MP-1"))
