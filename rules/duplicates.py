@@ -184,16 +184,14 @@ def keeps_its_number(status: str | None) -> bool:
 
 def holder_status(holder: tuple[str, int], claimant: str, statuses: Mapping[tuple[str, int], str | None],
                   replaces: int | None = None) -> str | None:
-    """The status `keeps_its_number` weighs for the invoice version holding a number, of the
-    statuses of its invoice's versions: against another version of the same invoice, the holding
-    version's own; against another invoice, as the holder's newest version stands. `replaces`: the
-    version of its own invoice the claimant's PO agent superseded for it, in the step that handed
-    it over; superseded, whether or not processscheduler shows it yet."""
-    if holder[0] == claimant:
-        return InvoiceStatus.SUPERSEDED.value if holder[1] == replaces else statuses.get(holder)
-    # The holding version counts among them: handed over a moment ago, processscheduler may not show it yet.
-    newest = max((version for invoice_id, version in statuses if invoice_id == holder[0]), default=holder[1])
-    return statuses.get((holder[0], max(newest, holder[1])))
+    """The status `keeps_its_number` weighs for the invoice version holding a key: its own, not its
+    invoice's newest (a newer version withdrawn or rejected does not take back an older one that
+    is in Sampro; None: processscheduler has not recorded it yet). `replaces`: the version of its
+    own invoice the claimant's PO agent superseded for it, in the step that handed it over;
+    superseded, whether or not processscheduler shows it yet."""
+    if holder[0] == claimant and holder[1] == replaces:
+        return InvoiceStatus.SUPERSEDED.value
+    return statuses.get(holder)
 
 
 def handed_over_already(payload: RpaPayload, holder: tuple[str, int]) -> str:

@@ -153,6 +153,12 @@ class ProcessSchedulerContract:
         assert scheduler.claim_numbers([NumberClaim("k2", "MP-1001", 2)]) == [None]
         assert scheduler.claim_numbers([NumberClaim("k2", "MP-7", 1)]) == [("MP-1001", 2)]
 
+    def test_a_number_in_sampro_is_kept_though_a_newer_version_of_its_invoice_was_withdrawn(self, scheduler):
+        scheduler.record([READY, change(InvoiceStatus.ENTERED, "s1")])
+        assert scheduler.claim_numbers([NumberClaim("k1", "MP-1001", 1)]) == [None]
+        scheduler.record([change(InvoiceStatus.WITHDRAWN, "s2").model_copy(update={"invoice_version": 2})])
+        assert scheduler.claim_numbers([NumberClaim("k1", "MP-9", 1)]) == [("MP-1001", 1)]
+
     def test_of_two_invoices_of_one_number_in_a_batch_the_first_takes_it(self, scheduler):
         assert scheduler.claim_numbers([NumberClaim("k1", "MP-1", 1), NumberClaim("k1", "MP-2", 1),
                                         NumberClaim("k1", "MP-1", 1)]) == [None, ("MP-1", 1), None]
