@@ -198,7 +198,8 @@ class SqlSchedulerContract(ProcessSchedulerContract):
     def test_versions_handed_over_before_revision_0010_hold_their_invoice_from_the_migration(self, engine):
         upgrade(engine, "0009")
         numbers = [("n1", "MP-1", 1, None), ("n2", "MP-1", 2, "superseded"), ("n3", "MP-2", 1, "superseded"),
-                   ("n4", "MP-2", 2, "withdrawn"), ("n5", "MP-3", 1, "sent_to_rpa")]
+                   ("n4", "MP-2", 2, "withdrawn"), ("n5", "MP-3", 1, "sent_to_rpa"),
+                   ("n6", "MP-4", 1, "entered"), ("n7", "MP-4", 2, "rpa_failed")]
         with engine.begin() as conn:  # MP-1 v1 is not in processscheduler yet: it keeps its number
             for key, invoice_id, version, status in numbers:
                 conn.execute(text("INSERT INTO rpa_invoice_numbers VALUES (:key, :id, :version, :at)"),
@@ -209,11 +210,15 @@ class SqlSchedulerContract(ProcessSchedulerContract):
                                  {"id": invoice_id, "version": version, "status": status, "at": AT})
         upgrade(engine)
         scheduler = SqlProcessScheduler(engine)
+        with engine.begin() as conn:  # MP-4 v2 gives up its number after all: v1 is in Sampro still
+            conn.execute(text("UPDATE processscheduler SET status = 'superseded' WHERE invoice_id = 'MP-4'"
+                              " AND invoice_version = 2"))
         assert scheduler.claim_numbers([NumberClaim("new", "MP-1", 3), NumberClaim("new2", "MP-2", 3),
-                                        NumberClaim("new3", "MP-3", 2)]) == [("MP-1", 1), None, ("MP-3", 1)]
+                                        NumberClaim("new3", "MP-3", 2), NumberClaim("new4", "MP-4", 3)]) == [
+            ("MP-1", 1), None, ("MP-3", 1), ("MP-4", 1)]
         downgrade(engine, "0009")
         with engine.connect() as conn:
-            assert conn.execute(text("SELECT count(*) FROM rpa_invoice_numbers")).scalar() == 6  # 5 and MP-2 v3's
+            assert conn.execute(text("SELECT count(*) FROM rpa_invoice_numbers")).scalar() == 8  # 7 and MP-2 v3's
 
     def test_a_number_another_worker_takes_between_the_read_and_the_write_is_seen_not_overwritten(self, scheduler):
         racer = RacingWorker(scheduler.engine, NumberClaim("k1", "MP-OTHER", 1))
