@@ -117,22 +117,28 @@ class DecisionDesk:
     ) -> list[InvoiceReplaced]:
         """A vendor's new version of an invoice may name another PO than an older one: that PO's
         agent would never hear of it, and would keep the older version in AP's queue, or release
-        it to the RPA bot. One query, only for a batch with new versions (edits are few); a version
-        its PO has seen already is a replay, and asks nothing."""
-        moved = {work.invoice_id: work for work in batch
-                 if isinstance(work, InvoiceSubmitted) and work.version > 1
-                 and getattr(ledgers.get(work.po_number), "latest", {}).get(work.invoice_id, 0) < work.version}
-        if not moved:
+        it to the RPA bot. Where the older versions are: processscheduler, and this batch itself
+        (after a backlog it may hold several versions, which the sink has not recorded). One
+        query, only for a batch with new versions (edits are few); a version its PO has seen
+        already is a replay, and asks nothing."""
+        submitted = [work for work in batch if isinstance(work, InvoiceSubmitted)]
+        newest: dict[str, InvoiceSubmitted] = {}
+        for work in submitted:
+            if (work.version > 1 and work.version > getattr(newest.get(work.invoice_id), "version", 0)
+                    and getattr(ledgers.get(work.po_number), "latest", {}).get(work.invoice_id, 0) < work.version):
+                newest[work.invoice_id] = work
+        if not newest:
             return []
         with self.timed("processscheduler read"):
-            found = self.scheduler.versions_of(moved)
+            found = self.scheduler.versions_of(newest)
+        older = [(v.invoice_id, v.invoice_version, v.po_number) for v in found if v.status not in GONE]
+        older += [(work.invoice_id, work.version, work.po_number) for work in submitted]
         replaced = {}
-        for older in found:
-            newer = moved[older.invoice_id]
-            if (older.po_number not in (None, newer.po_number) and older.invoice_version < newer.version
-                    and older.status not in GONE):
-                replaced[(older.invoice_id, older.po_number)] = InvoiceReplaced(
-                    invoice_id=newer.invoice_id, version=newer.version, po_number=older.po_number,
+        for invoice_id, version, po_number in older:
+            newer = newest.get(invoice_id)
+            if newer is not None and po_number not in (None, newer.po_number) and version < newer.version:
+                replaced[(invoice_id, po_number)] = InvoiceReplaced(
+                    invoice_id=invoice_id, version=newer.version, po_number=po_number,
                     replaced_on=newer.po_number, replaced_at=newer.received_at)
         return list(replaced.values())
 

@@ -382,6 +382,19 @@ def test_a_version_moved_back_to_the_first_po_replaces_the_one_on_the_second(tmp
                        "Version 3 of this invoice names PO PO-5001 and replaces this one."]
 
 
+def test_versions_on_three_pos_in_one_batch_leave_the_newest(tmp_path):
+    """After a backlog one batch may hold them all, before the sink has recorded any."""
+    sampro = InMemoryPurchaseOrderReader([purchase_order(po_number=po) for po in ("PO-5001", "PO-5002", "PO-5003")])
+    worker = make_worker(tmp_path, purchase_orders=sampro)
+    for version, po_number in enumerate(("PO-5001", "PO-5002", "PO-5003"), start=1):
+        worker.submit(ready_invoice("MP-1", po_number=po_number, total_amount="1.00"), version=version)
+    worker.run()
+    rows = {row["invoice_version"]: (row["po_number"], row["status"]) for row in worker.scheduler.rows()}
+    assert rows == {1: ("PO-5001", "superseded"), 2: ("PO-5002", "superseded"), 3: ("PO-5003", "bad_invoice")}
+    assert {h["reason"] for h in worker.scheduler.history("MP-1") if h["status"] == "superseded"} == {
+        "Version 3 of this invoice names PO PO-5003 and replaces this one."}
+
+
 def test_a_lost_transaction_reads_the_batch_again_and_nothing_is_doubled(worker):
     worker.broker.lose_next_commit = True
     worker.submit(ready_invoice("MP-1"))
