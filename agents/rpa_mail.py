@@ -1,7 +1,8 @@
 """rpa.requests -> the RPA bot's mailbox. An unreachable mailbox holds the partition; an email that
 can never be sent fails the hand-off, so the PO goes on to its next invoice. Each invoice takes its
 vendor's invoice number first: one whose number went to the bot with another invoice (a duplicate
-that two workers passed at the same moment) fails its hand-off instead of being emailed."""
+that two workers passed at the same moment) fails its hand-off instead of being emailed. One held
+back by an older version of its invoice on another PO also tells that PO it is replaced."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from connectors.ports import NumberClaim
 from rules.duplicates import hand_off_key, handed_over_already
-from rules.lifecycle import RpaRequest
+from rules.lifecycle import InvoiceReplaced, RpaRequest
 from rules.models import CompletionOutcome, RpaCompletion
 from streams.runtime import Batch, Flow
 
@@ -34,14 +35,24 @@ def register(pipeline: Pipeline) -> None:
         requests: list[RpaRequest] = batch.messages
         holders = scheduler.claim_numbers([NumberClaim(hand_off_key(r.payload, identifiers), r.invoice_id,
                                                        r.invoice_version, r.replaces) for r in requests])
-        due = []
+        due, behind_older = [], []
         for request, holder in zip(requests, holders, strict=True):
             if holder is None:
                 due.append(request)
-            else:
-                batch.emit(topics.completions, request.po_number,
-                           _failed(request, "duplicate", handed_over_already(request.payload, holder)))
+                continue
+            batch.emit(topics.completions, request.po_number,
+                       _failed(request, "duplicate", handed_over_already(request.payload, holder)))
+            if holder[0] == request.invoice_id and holder[1] < request.invoice_version:
+                behind_older.append((request, holder))
         mailer.send(due)
+        if behind_older:  # rare: tell the older version's PO, if its agent may not know (the PO agent tells it too)
+            po_of = {(v.invoice_id, v.invoice_version): v.po_number
+                     for v in scheduler.versions_of({request.invoice_id for request, _ in behind_older})}
+            for request, holder in behind_older:
+                if (po_number := po_of.get(holder)) not in (None, request.po_number):
+                    batch.emit(topics.invoices, po_number, InvoiceReplaced(
+                        invoice_id=request.invoice_id, version=request.invoice_version, po_number=po_number,
+                        replaced_on=request.po_number, replaced_at=datetime.now(UTC)))
 
     def failed_hand_off(record, request, reason):
         if not isinstance(request, RpaRequest):
