@@ -331,13 +331,26 @@ def test_an_edit_after_the_entry_that_names_another_po_is_stopped_at_the_hand_of
 
 
 class CountingScheduler(InMemoryProcessScheduler):
-    def __init__(self) -> None:
+    """Counts where-are-the-versions reads; the first `blind` of them find nothing, as one made
+    before the sink has recorded the older versions does."""
+
+    def __init__(self, blind: int = 0) -> None:
         super().__init__()
-        self.version_reads = 0
+        self.version_reads, self.blind = 0, blind
 
     def versions_of(self, invoice_ids):
         self.version_reads += 1
-        return super().versions_of(invoice_ids)
+        return [] if self.version_reads <= self.blind else super().versions_of(invoice_ids)
+
+
+def release_version_2(worker) -> None:
+    release = ReleaseRequested(command_id="r-1", invoice_id="MP-1", invoice_version=2, po_number="PO-5002",
+                               user="ana", reason="version 1 is superseded", issued_at=AT)
+    worker.put(worker.pipeline.topics.commands, "PO-5002", worker.codec.encode(release))
+    worker.run()
+    assert {row["invoice_version"]: row["status"] for row in worker.scheduler.rows()} == {
+        1: "superseded", 2: "sent_to_rpa"}
+    assert [request.invoice_version for request in worker.mailer.sent] == [1, 2]
 
 
 def test_a_new_version_on_another_po_replaces_the_one_the_bot_failed_and_goes_once_ap_releases_it(tmp_path):
@@ -357,13 +370,7 @@ def test_a_new_version_on_another_po_replaces_the_one_the_bot_failed_and_goes_on
     # Handed over before PO-5001's agent superseded version 1, it was refused: AP releases it now.
     assert rows[2]["status"] == "rpa_failed"
     assert worker.scheduler.version_reads == 2  # the PO agent's, and the refused hand-off's
-    release = ReleaseRequested(command_id="r-1", invoice_id="MP-1", invoice_version=2, po_number="PO-5002",
-                               user="ana", reason="version 1 is superseded", issued_at=AT)
-    worker.put(worker.pipeline.topics.commands, "PO-5002", worker.codec.encode(release))
-    worker.run()
-    assert {row["invoice_version"]: row["status"] for row in worker.scheduler.rows()} == {
-        1: "superseded", 2: "sent_to_rpa"}
-    assert [request.invoice_version for request in worker.mailer.sent] == [1, 2]
+    release_version_2(worker)
     assert worker.dead_letters() == []
 
 
@@ -383,21 +390,9 @@ def test_a_version_moved_back_to_the_first_po_replaces_the_one_on_the_second(tmp
                        "Version 3 of this invoice names PO PO-5001 and replaces this one."]
 
 
-class FirstVersionsReadBlind(InMemoryProcessScheduler):
-    """The PO agent's read of where the older versions are comes before the sink has recorded them."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.version_reads = 0
-
-    def versions_of(self, invoice_ids):
-        self.version_reads += 1
-        return [] if self.version_reads == 1 else super().versions_of(invoice_ids)
-
-
 def test_a_hand_off_held_back_by_an_older_version_on_another_po_tells_that_po(tmp_path):
     sampro = InMemoryPurchaseOrderReader([purchase_order(), purchase_order(po_number="PO-5002")])
-    worker = make_worker(tmp_path, purchase_orders=sampro, scheduler=FirstVersionsReadBlind())
+    worker = make_worker(tmp_path, purchase_orders=sampro, scheduler=CountingScheduler(blind=1))
     worker.submit(ready_invoice("MP-1"))
     worker.run()
     worker.submit(ready_invoice("MP-1", po_number="PO-5002", invoice_number="INV-MP-1-B"), version=2)
@@ -408,13 +403,7 @@ def test_a_hand_off_held_back_by_an_older_version_on_another_po_tells_that_po(tm
     assert (noted["invoice_version"], noted["status"]) == (1, "sent_to_rpa")
     worker.complete("MP-1", ok=False)
     worker.run()
-    release = ReleaseRequested(command_id="r-1", invoice_id="MP-1", invoice_version=2, po_number="PO-5002",
-                               user="ana", reason="version 1 is superseded", issued_at=AT)
-    worker.put(worker.pipeline.topics.commands, "PO-5002", worker.codec.encode(release))
-    worker.run()
-    assert {row["invoice_version"]: row["status"] for row in worker.scheduler.rows()} == {
-        1: "superseded", 2: "sent_to_rpa"}
-    assert [request.invoice_version for request in worker.mailer.sent] == [1, 2]
+    release_version_2(worker)
 
 
 def test_versions_on_three_pos_in_one_batch_leave_the_newest(tmp_path):
