@@ -195,15 +195,14 @@ def _change(
     record: InvoiceRecord, status: InvoiceStatus, cause: str, at: datetime, **extra: Any
 ) -> StatusChanged:
     sub = record.submission
-    return StatusChanged(
-        event_id=f"{sub.invoice_id}:v{sub.version}:{status.value}:{cause}",
-        invoice_id=sub.invoice_id,
-        invoice_version=sub.version,
-        po_number=sub.po_number,
-        status=status,
-        occurred_at=at,
-        **extra,
-    )
+    return _status_change(sub.invoice_id, sub.version, sub.po_number, status, cause, at, **extra)
+
+
+def _status_change(
+    invoice_id: str, version: int, po_number: str, status: InvoiceStatus, cause: str, at: datetime, **extra: Any
+) -> StatusChanged:
+    return StatusChanged(event_id=f"{invoice_id}:v{version}:{status.value}:{cause}", invoice_id=invoice_id,
+                         invoice_version=version, po_number=po_number, status=status, occurred_at=at, **extra)
 
 
 def _rpa_request(record: InvoiceRecord, at: datetime) -> RpaRequest:
@@ -274,6 +273,12 @@ class _Update:
         self.emitted.append(change)
         if status in FINISHED:
             self.ledger.records.pop(record.key, None)
+
+    def note_entered(self, invoice_id: str, cause: str, at: datetime, reason: str) -> None:
+        """A note in the history of the version of this invoice that is in Sampro (its record is gone)."""
+        if (entered := self.ledger.entered.get(invoice_id)) is not None:
+            self.emitted.append(_status_change(invoice_id, entered, self.ledger.po_number, InvoiceStatus.ENTERED,
+                                               cause, at, reason=reason))
 
     def park(self, record: InvoiceRecord, at: datetime, cause: str = "parked") -> None:
         self.ledger.parked.append(record.key)
@@ -432,14 +437,10 @@ def withdraw_invoice(
     withdrawal is noted in its history, and the bot's report decides (a failure is not retried).
     One with a version in Sampro already gets a note there: AP asks the vendor for a credit note."""
     update = _Update(ledger, judge, dispatch)
-    if (entered := update.ledger.entered.get(withdrawal.invoice_id)) is not None:
-        # A version is in Sampro: nothing to stop there, but AP must hear of it (it stays entered).
-        update.emitted.append(StatusChanged(
-            event_id=f"{withdrawal.invoice_id}:v{entered}:{InvoiceStatus.ENTERED.value}:withdrawn-after-entry",
-            invoice_id=withdrawal.invoice_id, invoice_version=entered, po_number=update.ledger.po_number,
-            status=InvoiceStatus.ENTERED, occurred_at=withdrawal.withdrawn_at,
-            reason="The vendor withdrew this invoice after it was entered in Sampro: ask the vendor for a "
-                   "credit note."))
+    # A version is in Sampro: nothing to stop there, but AP must hear of it (it stays entered).
+    update.note_entered(withdrawal.invoice_id, "withdrawn-after-entry", withdrawal.withdrawn_at,
+                        "The vendor withdrew this invoice after it was entered in Sampro: ask the vendor for a "
+                        "credit note.")
     record = update.editable_latest(withdrawal.invoice_id)
     if record is None or record.status in (InvoiceStatus.WITHDRAWN, InvoiceStatus.ENTERED):
         return update.outcome()
@@ -471,12 +472,8 @@ def replace_invoice(
     record = update.editable_latest(invoice_id)
     update.ledger.latest[invoice_id] = replaced.version
     why = f"Version {replaced.version} of this invoice names PO {replaced.replaced_on} and replaces this one"
-    if (entered := update.ledger.entered.get(invoice_id)) is not None:
-        update.emitted.append(StatusChanged(
-            event_id=f"{invoice_id}:v{entered}:{InvoiceStatus.ENTERED.value}:replaced-v{replaced.version}",
-            invoice_id=invoice_id, invoice_version=entered, po_number=update.ledger.po_number,
-            status=InvoiceStatus.ENTERED, occurred_at=at,
-            reason=f"{why}; this one is in Sampro, so that one is not handed to the RPA bot."))
+    update.note_entered(invoice_id, f"replaced-v{replaced.version}", at,
+                        f"{why}; this one is in Sampro, so that one is not handed to the RPA bot.")
     if record is None or record.status in FINISHED:
         return update.outcome()
     if record.status is InvoiceStatus.SENT_TO_RPA:  # the bot's report decides (`complete_rpa`)
