@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Dialect, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from connectors.ports import NumberClaim
+from connectors.ports import InvoiceVersionAt, NumberClaim
 from connectors.scheduler.tables import invoice_numbers, processscheduler
 from connectors.sql import among, mapped_errors
 from rules.duplicates import hand_off_refused_by
@@ -84,14 +84,18 @@ def _claim(conn: Connection, claims: Sequence[NumberClaim], dialect: Dialect) ->
     return answers
 
 
+def versions_of(conn: Connection, invoice_ids: Collection[str], dialect: Dialect) -> list[InvoiceVersionAt]:
+    """Every version of these invoices in processscheduler (`ProcessScheduler.versions_of`)."""
+    t, ids = processscheduler, sorted(invoice_ids)
+    found: list[InvoiceVersionAt] = []
+    for start in range(0, len(ids), CHUNK):
+        query = (select(t.c.invoice_id, t.c.invoice_version, t.c.po_number, t.c.status)
+                 .where(among(t.c.invoice_id, ids[start:start + CHUNK], dialect))
+                 .order_by(t.c.invoice_id, t.c.invoice_version))
+        found += [InvoiceVersionAt(*row) for row in conn.execute(query)]
+    return found
+
+
 def _statuses(conn: Connection, invoice_ids: Collection[str], dialect: Dialect) -> dict[InvoiceVersion, str]:
     """The status in processscheduler of every version of these invoices."""
-    if not invoice_ids:
-        return {}
-    t, ids = processscheduler, sorted(invoice_ids)
-    statuses: dict[InvoiceVersion, str] = {}
-    for start in range(0, len(ids), CHUNK):
-        rows = conn.execute(select(t.c.invoice_id, t.c.invoice_version, t.c.status)
-                            .where(among(t.c.invoice_id, ids[start:start + CHUNK], dialect)))
-        statuses.update(((row.invoice_id, row.invoice_version), row.status) for row in rows)
-    return statuses
+    return {(v.invoice_id, v.invoice_version): v.status for v in versions_of(conn, invoice_ids, dialect)}

@@ -39,9 +39,9 @@ class InMemoryProcessScheduler(ProcessScheduler):
 
     def claim_numbers(self, claims: Sequence[NumberClaim]) -> list[tuple[str, int] | None]:
         answers: list[tuple[str, int] | None] = []
+        statuses = {key: row.get("status") for key, row in self.table.items()}
         for claim in claims:
             mine = (claim.invoice_id, claim.invoice_version)
-            statuses = {key: row.get("status") for key, row in self.table.items()}
             refused_by = hand_off_refused_by(mine, [self.numbers.get(key) for key in claim.keys], statuses,
                                              claim.replaces)
             if refused_by is None:

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, bindparam, func, insert, or_, select, update
 
 from connectors.ports import InvoiceVersionAt, NumberClaim, ProcessScheduler, SchedulerEntry
-from connectors.scheduler.invoice_numbers import claim_numbers
+from connectors.scheduler.invoice_numbers import claim_numbers, versions_of
 from connectors.scheduler.rows import entries
 from connectors.scheduler.tables import history, processscheduler
 from connectors.sql import among, mapped_errors
@@ -106,15 +106,8 @@ class SqlProcessScheduler(ProcessScheduler):
         return list(found.values())
 
     def versions_of(self, invoice_ids: Collection[str]) -> list[InvoiceVersionAt]:
-        t, ids = processscheduler, sorted(invoice_ids)
-        found: list[InvoiceVersionAt] = []
         with mapped_errors("processscheduler"), self.engine.connect() as conn:
-            for start in range(0, len(ids), CHUNK):
-                query = (select(t.c.invoice_id, t.c.invoice_version, t.c.po_number, t.c.status)
-                         .where(among(t.c.invoice_id, ids[start:start + CHUNK], self.engine.dialect))
-                         .order_by(t.c.invoice_id, t.c.invoice_version))
-                found += [InvoiceVersionAt(*row) for row in conn.execute(query)]
-        return found
+            return versions_of(conn, invoice_ids, self.engine.dialect)
 
     def claim_numbers(self, claims: Sequence[NumberClaim]) -> list[tuple[str, int] | None]:
         return claim_numbers(self.engine, claims)
