@@ -1,4 +1,4 @@
-"""The two JVM servers: a KRaft Kafka broker and a standalone Kafka Connect worker."""
+"""The JVM servers: a KRaft Kafka controller and broker, and a standalone Kafka Connect worker."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import httpx
 from confluent_kafka.admin import AdminClient
 
 from devstack.install import debezium_plugins, kafka_lib
-from devstack.process import StackError, spawn, wait_until
+from devstack.process import StackError, port_answers, spawn, terminate, wait_until
 
 LOG4J = Path(__file__).with_name("log4j2.properties")
 
@@ -46,21 +46,34 @@ def new_cluster_id() -> str:
     return cluster_id
 
 
-def start_kafka(home: Path, port: int, controller_port: int, timeout: float = 60) -> int:
-    """Formats fresh KRaft storage under `home` and starts one combined broker + controller."""
+def start_kafka(home: Path, port: int, controller_port: int, timeout: float = 60) -> tuple[int, int]:
+    """Formats fresh KRaft storage under `home` and starts a controller and a broker; returns
+    their pids (controller, broker).
+
+    Two processes, as production runs KRaft, not one combined node. A combined node killed in the
+    middle of a commit restarts its controller too, which keeps the dead broker registered for
+    `broker.session.timeout.ms` (9 s): the restarted transaction coordinator starts writing the
+    commit markers meanwhile, the fencing at the end leaves the partitions without a leader, and
+    Kafka 4.3.1 takes them for deleted and completes the commit without its markers ("Couldn't
+    find leader endpoint ... likely deleted"), a transaction that stops every read_committed
+    reader of them for good. A controller that stays up fences the dead broker while it is down
+    longer than that, so the broker comes back to a clean registration (README, "A hanging
+    transaction").
+    """
     shutil.rmtree(home, ignore_errors=True)
-    data = home / "data"
-    config = _properties(home / "server.properties", {
-        "process.roles": "broker,controller",
-        "node.id": 1,
-        "controller.quorum.bootstrap.servers": f"127.0.0.1:{controller_port}",
-        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-        "controller.listener.names": "CONTROLLER",
-        "inter.broker.listener.name": "PLAINTEXT",
+    quorum = f"127.0.0.1:{controller_port}"
+    topics = {"num.partitions": 6, "default.replication.factor": 1}
+    controller = _properties(home / "controller.properties", {
+        "process.roles": "controller", "node.id": 1, "controller.quorum.bootstrap.servers": quorum,
+        "listeners": f"CONTROLLER://{quorum}", "controller.listener.names": "CONTROLLER",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT", "log.dirs": home / "controller-data", **topics,
+    })
+    broker = _properties(home / "server.properties", {
+        "process.roles": "broker", "node.id": 2, "controller.quorum.bootstrap.servers": quorum,
+        "listeners": f"PLAINTEXT://127.0.0.1:{port}", "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+        "controller.listener.names": "CONTROLLER", "inter.broker.listener.name": "PLAINTEXT",
         "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-        "log.dirs": data,
-        "num.partitions": 6,
+        "log.dirs": home / "data", **topics,
         "auto.create.topics.enable": "true",
         "offsets.topic.replication.factor": 1,
         "offsets.topic.num.partitions": 6,
@@ -70,20 +83,38 @@ def start_kafka(home: Path, port: int, controller_port: int, timeout: float = 60
         "group.initial.rebalance.delay.ms": 0,
     })
     cluster_id = new_cluster_id()
-    result = subprocess.run(
-        _java("256m", "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config), "--standalone"),
-        capture_output=True, text=True,
-    )
+    _format(controller, cluster_id, "--standalone")
+    _format(broker, cluster_id)
+    log = home / "controller.log"
+    controller_pid = spawn(_java("256m", "kafka.Kafka", str(controller)), log)
+    try:  # the broker starts meanwhile: it waits for the quorum by itself
+        broker_pid = spawn_broker(home)
+        wait_until(lambda: port_answers(controller_port), timeout, controller_pid, "Kafka controller", log)
+        return controller_pid, wait_for_broker(home, port, broker_pid, timeout)
+    except StackError:
+        terminate(controller_pid)
+        raise
+
+
+def _format(config: Path, cluster_id: str, *flags: str) -> None:
+    result = subprocess.run(_java("256m", "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config),
+                                  *flags), capture_output=True, text=True)
     if result.returncode != 0:
-        raise StackError(f"Formatting Kafka storage failed:\n{(result.stdout + result.stderr)[-3000:]}")
-    return restart_kafka(home, port, timeout)
+        raise StackError(f"Formatting Kafka storage ({config.name}) failed:\n{(result.stdout + result.stderr)[-3000:]}")
 
 
 def restart_kafka(home: Path, port: int, timeout: float = 60) -> int:
-    """Starts the broker on its existing storage and configuration, as after a crash."""
-    log = home / "server.log"
-    pid = spawn(_java("768m", "kafka.Kafka", str(home / "server.properties")), log)
-    wait_until(metadata_probe(f"127.0.0.1:{port}"), timeout, pid, "Kafka broker", log)
+    """Starts the broker on its existing storage and configuration, as after a crash; the
+    controller is the one still running."""
+    return wait_for_broker(home, port, spawn_broker(home), timeout)
+
+
+def spawn_broker(home: Path) -> int:
+    return spawn(_java("768m", "kafka.Kafka", str(home / "server.properties")), home / "server.log")
+
+
+def wait_for_broker(home: Path, port: int, pid: int, timeout: float) -> int:
+    wait_until(metadata_probe(f"127.0.0.1:{port}"), timeout, pid, "Kafka broker", home / "server.log")
     return pid
 
 

@@ -21,6 +21,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def port_answers(port: int) -> bool:
+    """Something accepts connections on 127.0.0.1:`port`."""
+    with socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
+
+
 def tail(path: Path, lines: int = 30) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])

@@ -51,6 +51,8 @@ class LocalStack:
             return False
         if name == "postgres":
             return alive(postgres.postgres_pid(self.home / "postgres"))
+        if name == "kafka" and not alive(entry.get("controller_pid")):
+            return False
         return alive(entry.get("pid"))
 
     # -- commands ----------------------------------------------------------------------------
@@ -70,9 +72,11 @@ class LocalStack:
             state["postgres"] = {"port": port}
             self._save(state)
         if ("kafka" in components or "connect" in components) and not self._running(state, "kafka"):
+            for pid in (state.get("kafka", {}).get(key) for key in ("pid", "controller_pid")):
+                terminate(pid)  # what is left of the last one: a controller whose broker died, say
             port, controller = free_port(), free_port()
-            pid = jvm.start_kafka(self.home / "kafka", port, controller)
-            state["kafka"] = {"pid": pid, "port": port, "controller_port": controller}
+            controller_pid, pid = jvm.start_kafka(self.home / "kafka", port, controller)
+            state["kafka"] = {"pid": pid, "port": port, "controller_pid": controller_pid, "controller_port": controller}
             state.pop("connect", None)  # a worker bound to an old broker is useless
             self._save(state)
         if "connect" in components and not self._running(state, "connect"):
@@ -102,7 +106,8 @@ class LocalStack:
         return {name: {**state.get(name, {}), "running": self._running(state, name)} for name in COMPONENTS}
 
     def outage(self, name: str) -> None:
-        """Takes one server down as a failure would: Kafka killed (-9), PostgreSQL stopped."""
+        """Takes one server down as a failure would: the Kafka broker killed (-9; its controller
+        stays up, as a production quorum would), PostgreSQL stopped."""
         state = self._state()
         if name == "kafka":
             os.killpg(state["kafka"]["pid"], signal.SIGKILL)
@@ -128,8 +133,9 @@ class LocalStack:
         stopped = []
         for name in ("connect", "kafka"):
             if self._running(state, name):
-                terminate(state[name]["pid"])
                 stopped.append(name)
+            terminate(state.get(name, {}).get("pid"))
+        terminate(state.get("kafka", {}).get("controller_pid"))
         if self._running(state, "postgres"):
             postgres.stop_postgres(self.home / "postgres")
             stopped.append("postgres")
