@@ -103,12 +103,24 @@ def test_kafka_advertises_a_listener_for_the_host_and_runs_transactions_on_one_b
     env = SERVICES["kafka"]["environment"]
     advertised = dict(item.split("://") for item in env["KAFKA_ADVERTISED_LISTENERS"].split(","))
     assert advertised == {"INTERNAL": "kafka:9092", "HOST": "127.0.0.1:29092"}
-    assert {listener.split("://")[0] for listener in env["KAFKA_LISTENERS"].split(",")} == {
-        "INTERNAL", "HOST", "CONTROLLER"}
+    assert {listener.split("://")[0] for listener in env["KAFKA_LISTENERS"].split(",")} == {"INTERNAL", "HOST"}
     assert env["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"] == 1
     assert env["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"] == 1
     assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == 1
     assert SERVICES["worker"]["environment"]["INVOICE_AUTOMATION_KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
+
+
+def test_kafka_runs_its_controller_apart_and_keeps_its_data_in_the_volumes():
+    controller, broker = SERVICES["kafka-controller"]["environment"], SERVICES["kafka"]["environment"]
+    assert (controller["KAFKA_PROCESS_ROLES"], broker["KAFKA_PROCESS_ROLES"]) == ("controller", "broker")
+    assert controller["KAFKA_NODE_ID"] != broker["KAFKA_NODE_ID"]
+    voters = f"{controller['KAFKA_NODE_ID']}@kafka-controller:9093"
+    assert controller["KAFKA_CONTROLLER_QUORUM_VOTERS"] == broker["KAFKA_CONTROLLER_QUORUM_VOTERS"] == voters
+    assert controller["KAFKA_LISTENERS"] == "CONTROLLER://:9093"
+    assert SERVICES["kafka"]["depends_on"] == {"kafka-controller": {"condition": "service_healthy"}}
+    for name in ("kafka-controller", "kafka"):  # else the image writes under /tmp, lost with the container
+        env, volumes = SERVICES[name]["environment"], SERVICES[name]["volumes"]
+        assert [volume.split(":")[1] for volume in volumes] == [env["KAFKA_LOG_DIRS"]], name
 
 
 def test_every_service_has_a_healthcheck_and_waits_for_what_it_needs():
