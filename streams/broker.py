@@ -376,7 +376,9 @@ class KafkaStreamBroker:
             # the changelog read below already holds whatever they committed.
             self.consumer.committed([KafkaTP(*tp) for tp in stable], timeout=self.timeout)
         except KafkaException as exc:
-            raise _kafka_unavailable(exc, "reading committed offsets") from None
+            # A timeout here is a transaction still open on the group's offsets: one of a producer
+            # that died ends with its timeout; one that never ends hangs (README, "A hanging transaction").
+            raise _kafka_unavailable(exc, "reading committed offsets, which wait for open transactions") from None
         reader = Consumer(client_config(self.bootstrap, "restore", **{
             "group.id": f"{self.group_id}.restore", "enable.auto.commit": False, "enable.partition.eof": True,
             "isolation.level": "read_committed", "auto.offset.reset": "earliest"}))
