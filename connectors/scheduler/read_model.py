@@ -32,7 +32,7 @@ EXCEPTIONS = (*HELD, InvoiceStatus.RPA_FAILED)  # open work for AP while an invo
 RPA_FAILED_REASON = "RPA_FAILED"  # an rpa_failed invoice's reason among the open exceptions: not a rule's finding
 # A re-judgement of an invoice awaiting its goods is recorded as a manual_review verdict, then awaiting_receipt
 # again: that verdict does not end the wait, so it does not restart the exception's age.
-SAME_HOLD = {InvoiceStatus.AWAITING_RECEIPT: InvoiceStatus.MANUAL_REVIEW}
+SAME_HOLD: dict[str, str] = {InvoiceStatus.AWAITING_RECEIPT: InvoiceStatus.MANUAL_REVIEW}
 AGE_BUCKETS: tuple[tuple[str, int | None], ...] = (("0-1d", 1), ("1-3d", 3), ("3-7d", 7), ("7d+", None))
 
 
@@ -220,10 +220,6 @@ def period_start(now: datetime) -> datetime:
     return datetime.combine(first_day, datetime.min.time(), UTC)
 
 
-def day_bounds(start: datetime) -> list[tuple[datetime, datetime]]:
-    return [(start + timedelta(days=i), start + timedelta(days=i + 1)) for i in range(KPI_DAYS)]
-
-
 def age_bounds(now: datetime) -> list[tuple[str, datetime | None, datetime | None]]:
     """Per age bucket, (name, entered the status after, entered at or before): younger buckets first."""
     bounds: list[tuple[str, datetime | None, datetime | None]] = []
@@ -235,11 +231,25 @@ def age_bounds(now: datetime) -> list[tuple[str, datetime | None, datetime | Non
     return bounds
 
 
-def age_bucket(now: datetime, since: datetime) -> str:
-    for name, after, at_or_before in age_bounds(now):
-        if (after is None or since > after) and (at_or_before is None or since <= at_or_before):
-            return name
-    raise AssertionError("the age buckets cover every moment")
+def in_status_since(status: str, statuses: Iterable[tuple[str, datetime]]) -> datetime | None:
+    """When an invoice version now in `status` entered it for its latest stay, from its history's
+    (status, occurred_at) in order; a SAME_HOLD re-judgement in between does not end the stay."""
+    since: datetime | None = None
+    for event_status, occurred_at in statuses:
+        if event_status == status:
+            since = since or as_utc(occurred_at)
+        elif SAME_HOLD.get(status) != event_status:
+            since = None  # it left the status; only its latest stay counts
+    return since
+
+
+def by_age(now: datetime, sinces: Iterable[datetime]) -> dict[str, int]:
+    """How many of the moments fall in each age bucket (every bucket named, younger first)."""
+    bounds, counts = age_bounds(now), {name: 0 for name, _ in AGE_BUCKETS}
+    for since in sinces:
+        counts[next(name for name, after, at_or_before in bounds
+                    if (after is None or since > after) and (at_or_before is None or since <= at_or_before))] += 1
+    return counts
 
 
 def percentile(values: Sequence[float], fraction: float) -> float | None:

@@ -14,7 +14,6 @@ from connectors.scheduler.read_model import (
     KPI_DAYS,
     REJUDGED_MARK,
     RPA_FAILED_REASON,
-    SAME_HOLD,
     VERDICT_EVENT_PREFIX,
     WAITING,
     WINDOW_MINUTES,
@@ -120,26 +119,21 @@ class InMemoryInvoiceReadModel(InvoiceReadModel):
                 elif (event["status"] == InvoiceStatus.READY_TO_PROCESS and REJUDGED_MARK in event["event_id"]
                       and event["event_id"].startswith(VERDICT_EVENT_PREFIX)):
                     by_rejudgement += 1
-        open_by_age: dict[str, int] = {}
+        open_since: list[datetime] = []
         open_by_reason: dict[str, int] = {}
         for row in rows:
             status = row["status"]
             if status not in EXCEPTIONS:
                 continue
-            since: datetime | None = None
-            for event in histories.get((row["invoice_id"], row["invoice_version"]), []):
-                if event["status"] == status:
-                    since = since or views.as_utc(event["occurred_at"])
-                elif SAME_HOLD.get(status) != event["status"]:
-                    since = None  # it left the status; only its latest stay counts
+            history = histories.get((row["invoice_id"], row["invoice_version"]), [])
+            since = views.in_status_since(status, ((event["status"], event["occurred_at"]) for event in history))
             if since is not None:
-                bucket = views.age_bucket(now, since)
-                open_by_age[bucket] = open_by_age.get(bucket, 0) + 1
+                open_since.append(since)
             failed = status == InvoiceStatus.RPA_FAILED
             for code in [RPA_FAILED_REASON] if failed else views.reason_codes(row.get("reasons")):
                 open_by_reason[code] = open_by_reason.get(code, 0) + 1
         return views.ap_kpi(now, per_day, judged, first_pass_ready, by_rejudgement, by_clerk, cycle_times,
-                            open_by_age, open_by_reason)
+                            views.by_age(now, open_since), open_by_reason)
 
     def changes(self, after: int | None) -> Changes:
         events = self._events()

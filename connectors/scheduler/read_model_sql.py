@@ -28,7 +28,6 @@ from connectors.scheduler.read_model import (
     REJUDGED_MARK,
     RPA_FAILED_REASON,
     RPA_OUTCOMES,
-    SAME_HOLD,
     VERDICT_EVENT_PREFIX,
     WAITING,
     ApKpi,
@@ -58,11 +57,6 @@ def _values(statuses: tuple[InvoiceStatus, ...]) -> list[str]:
 def _same_version(a: Any, b: Any) -> ColumnElement[bool]:
     """`a` and `b` are tables or aliases with invoice_id and invoice_version columns."""
     return and_(a.c.invoice_id == b.c.invoice_id, a.c.invoice_version == b.c.invoice_version)
-
-
-def _age_between(since: Any, after: datetime | None, at_or_before: datetime | None) -> ColumnElement[bool]:
-    bounds = [since > after] if after is not None else []
-    return and_(*bounds, *([since <= at_or_before] if at_or_before is not None else []))
 
 
 def _summary_columns() -> tuple[ColumnElement[Any], ...]:
@@ -149,18 +143,21 @@ class SqlInvoiceReadModel(InvoiceReadModel):
         entered = (select(h.c.invoice_id, h.c.invoice_version, func.min(h.c.occurred_at).label("entered_at"))
                    .where(h.c.status == InvoiceStatus.ENTERED.value, h.c.occurred_at >= start, h.c.occurred_at < end)
                    .group_by(h.c.invoice_id, h.c.invoice_version).subquery("entered"))
+        # One row per entry, counted per day here (the cycle times need every row anyway); whether
+        # AP touched it and when it came, from one join and GROUP BY over its history. As two
+        # correlated subqueries per entry, PostgreSQL spent 0.27 s of 0.40 compiling the statement
+        # (JIT) at 20,000 entries in the period.
         any_event = h.alias("any_event")
-        touched = exists().where(_same_version(any_event, entered), or_(
-            any_event.c.actor.is_not(None), any_event.c.status == InvoiceStatus.RELEASED.value))
-        uploaded = select(func.min(any_event.c.occurred_at)).where(_same_version(any_event, entered))
-        entries = select(entered.c.entered_at, case((touched, 1), else_=0).label("touched"),
-                         uploaded.scalar_subquery().label("uploaded_at")).subquery("entries")
-        days = select(entries.c.touched, *(
-            func.sum(case((and_(entries.c.entered_at >= lo, entries.c.entered_at < hi), 1), else_=0))
-            for lo, hi in views.day_bounds(start))).group_by(entries.c.touched)
-        per_day = {bool(row[0]): [int(n or 0) for n in row[1:]] for row in conn.execute(days)}
-        cycle_times = [(views.as_utc(row.entered_at) - views.as_utc(row.uploaded_at)).total_seconds()
-                       for row in conn.execute(select(entries.c.entered_at, entries.c.uploaded_at))]
+        touched = func.max(case((or_(any_event.c.actor.is_not(None),
+                                     any_event.c.status == InvoiceStatus.RELEASED.value), 1), else_=0))
+        entries = conn.execute(select(entered.c.entered_at, touched, func.min(any_event.c.occurred_at))
+                               .select_from(entered.join(any_event, _same_version(any_event, entered)))
+                               .group_by(entered.c.invoice_id, entered.c.invoice_version, entered.c.entered_at))
+        per_day = {False: [0] * KPI_DAYS, True: [0] * KPI_DAYS}
+        cycle_times = []
+        for entered_at, was_touched, uploaded_at in entries:
+            per_day[bool(was_touched)][(views.as_utc(entered_at) - start).days] += 1
+            cycle_times.append((views.as_utc(entered_at) - views.as_utc(uploaded_at)).total_seconds())
         return per_day, cycle_times
 
     @staticmethod
@@ -198,26 +195,21 @@ class SqlInvoiceReadModel(InvoiceReadModel):
     @staticmethod
     def _open_exceptions(conn: Connection, now: datetime) -> tuple[dict[str, int], dict[str, int]]:
         """Invoice versions now in an exception status: by age in that status, and by reason."""
-        other, same = h.alias("other"), h.alias("same")
-        # The invoice's last event of another status; for awaiting_receipt a manual_review verdict does not count.
-        continuing = or_(*(and_(p.c.status == status.value, other.c.status == kept.value)
-                           for status, kept in SAME_HOLD.items()))
-        left_at = (select(func.max(other.c.id))
-                   .where(_same_version(other, p), other.c.status != p.c.status, not_(continuing))
-                   .correlate(p).scalar_subquery())
-        since = (select(func.min(same.c.occurred_at))
-                 .where(_same_version(same, p), same.c.status == p.c.status, same.c.id > func.coalesce(left_at, 0))
-                 .correlate(p).scalar_subquery())
-        open_rows = select(since.label("since")).where(p.c.status.in_(_values(EXCEPTIONS))).subquery("open_rows")
-        buckets = views.age_bounds(now)
-        ages = select(*(func.sum(case((_age_between(open_rows.c.since, after, at_or_before), 1), else_=0))
-                        for _, after, at_or_before in buckets)).where(open_rows.c.since.is_not(None))
+        # Each one's history, and its age worked out in Python by the memory model's rule: a
+        # correlated "last event of another status" per row cost PostgreSQL 1.3 s of JIT alone
+        # at 20,000 invoices, since each age bucket repeated the subquery.
+        events = conn.execute(select(p.c.invoice_id, p.c.invoice_version, p.c.status, h.c.status, h.c.occurred_at)
+                              .select_from(p.join(h, _same_version(h, p)))
+                              .where(p.c.status.in_(_values(EXCEPTIONS))).order_by(h.c.id)).all()
+        histories: dict[tuple[str, int, str], list[tuple[str, datetime]]] = {}
+        for invoice_id, version, status, event_status, occurred_at in events:
+            histories.setdefault((invoice_id, version, status), []).append((event_status, occurred_at))
+        sinces = (views.in_status_since(status, statuses) for (_, _, status), statuses in histories.items())
+        by_age = views.by_age(now, (since for since in sinces if since is not None))
         held = p.c.status.in_(_values(HELD))
         reasons = select(*(func.sum(case((and_(held, _reason_pattern(code)), 1), else_=0)) for code in REASON_CODES),
                          func.sum(case((p.c.status == InvoiceStatus.RPA_FAILED.value, 1), else_=0)))
-        age_counts = conn.execute(ages).one()
         reason_counts = conn.execute(reasons.where(p.c.status.in_(_values(EXCEPTIONS)))).one()
-        by_age = {name: int(n or 0) for (name, _, _), n in zip(buckets, age_counts, strict=True)}
         by_reason = dict(zip((*REASON_CODES, RPA_FAILED_REASON), (int(n or 0) for n in reason_counts), strict=True))
         return by_age, by_reason
 
