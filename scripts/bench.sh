@@ -8,3 +8,4 @@ source scripts/bootstrap.sh
 "$VENV/bin/python" bench/pipeline_bench.py
 "$VENV/bin/python" bench/growth_bench.py
 "$VENV/bin/python" bench/replay_bench.py
+"$VENV/bin/python" bench/kpi_bench.py

@@ -10,7 +10,7 @@ from tests.unit.api.conftest import NOW, change
 
 
 def test_the_first_poll_has_the_figures_then_only_changes_are_news(api):
-    feed = LiveFeed(api.read_model, lambda: NOW, kpi_every=3600)
+    feed = LiveFeed(api.read_model, lambda: NOW, kpi_every=3600, kpi_at_most_every=0)
     first = feed.poll()
     assert first["kpi"]["total"] == 5 and first["changed"] == []
     assert feed.poll() is None
@@ -20,9 +20,21 @@ def test_the_first_poll_has_the_figures_then_only_changes_are_news(api):
     assert update["kpi"]["by_status"]["entered"] == 2
 
 
+def test_changed_rows_go_out_at_once_with_the_figures_of_the_last_recompute_within_its_interval(api):
+    """The figures read the KPI period's history: on a busy day they are not read every second."""
+    feed = LiveFeed(api.read_model, lambda: NOW, kpi_every=3600, kpi_at_most_every=3600)
+    assert feed.poll()["kpi"]["by_status"]["entered"] == 1
+    api.scheduler.record([change("MP-1", InvoiceStatus.ENTERED, "rpa:MP-1:v1:attempt1")])
+    update = feed.poll()
+    assert [r["invoice_id"] for r in update["changed"]] == ["MP-1"] and update["kpi"]["by_status"]["entered"] == 1
+    feed.kpi_at_most_every = 0
+    api.scheduler.record([change("MP-2", InvoiceStatus.ENTERED, "rpa:MP-2:v1:attempt1")])
+    assert feed.poll()["kpi"]["by_status"]["entered"] == 3
+
+
 def test_subscribers_get_the_latest_figures_then_each_change():
     async def scenario(api):
-        feed = LiveFeed(api.read_model, lambda: NOW, interval=0.01, kpi_every=3600)
+        feed = LiveFeed(api.read_model, lambda: NOW, interval=0.01, kpi_every=3600, kpi_at_most_every=0)
         updates = feed.subscribe()
         first = await asyncio.wait_for(anext(updates), 5)
         api.scheduler.record([change("MP-1", InvoiceStatus.ENTERED, "rpa:MP-1:v1:attempt1")])
