@@ -86,12 +86,13 @@ def start_kafka(home: Path, port: int, controller_port: int, timeout: float = 60
     _format(controller, cluster_id, "--standalone")
     _format(broker, cluster_id)
     log = home / "controller.log"
-    controller_pid = spawn(_java("256m", "kafka.Kafka", str(controller)), log)
+    controller_pid, broker_pid = spawn(_java("256m", "kafka.Kafka", str(controller)), log), None
     try:  # the broker starts meanwhile: it waits for the quorum by itself
         broker_pid = spawn_broker(home)
         wait_until(lambda: port_answers(controller_port), timeout, controller_pid, "Kafka controller", log)
         return controller_pid, wait_for_broker(home, port, broker_pid, timeout)
-    except StackError:
+    except BaseException:  # neither is left behind, whatever stopped the start
+        terminate(broker_pid)
         terminate(controller_pid)
         raise
 

@@ -49,6 +49,17 @@ def alive(pid: int | None) -> bool:
         return True
 
 
+def runs_under(pid: int | None, home: Path) -> bool:
+    """The process `pid` is alive and was started with `home` in its command line: one of the
+    stack's own, not whatever took over a pid recorded before a reboot."""
+    if not alive(pid):
+        return False
+    try:
+        return str(home) in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
+
+
 def spawn(argv: Sequence[str], log: Path, cwd: Path | None = None, env: dict[str, str] | None = None) -> int:
     """Starts a server in its own session so that stopping it takes its children along."""
     log.parent.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from devstack import jvm, postgres
 from devstack.install import install_all
-from devstack.process import StackError, alive, free_port, terminate
+from devstack.process import StackError, alive, free_port, runs_under, terminate
 
 COMPONENTS = ("postgres", "kafka", "connect")
 
@@ -55,6 +55,13 @@ class LocalStack:
             return False
         return alive(entry.get("pid"))
 
+    def _stop_leftovers(self, state: dict) -> None:
+        """Connect, then the broker and the controller, each only if it is still one of ours."""
+        for pid in (state.get("connect", {}).get("pid"), state.get("kafka", {}).get("pid"),
+                    state.get("kafka", {}).get("controller_pid")):
+            if runs_under(pid, self.home):
+                terminate(pid)
+
     # -- commands ----------------------------------------------------------------------------
     def install(self, browser: bool = False, odbc: bool = False) -> list[str]:
         return install_all(browser, odbc)
@@ -72,8 +79,7 @@ class LocalStack:
             state["postgres"] = {"port": port}
             self._save(state)
         if ("kafka" in components or "connect" in components) and not self._running(state, "kafka"):
-            for pid in (state.get("kafka", {}).get(key) for key in ("pid", "controller_pid")):
-                terminate(pid)  # what is left of the last one: a controller whose broker died, say
+            self._stop_leftovers(state)  # a controller whose broker died, say: the new cluster replaces it
             port, controller = free_port(), free_port()
             controller_pid, pid = jvm.start_kafka(self.home / "kafka", port, controller)
             state["kafka"] = {"pid": pid, "port": port, "controller_pid": controller_pid, "controller_port": controller}
@@ -120,6 +126,8 @@ class LocalStack:
         """Starts the server again on its data, ports and configuration."""
         state = self._state()
         if name == "kafka":
+            if not alive(state["kafka"].get("controller_pid")):
+                raise StackError("The Kafka controller is not running: `stack down`, then `stack up`.")
             state["kafka"]["pid"] = jvm.restart_kafka(self.home / "kafka", state["kafka"]["port"])
             self._save(state)
         elif name == "postgres":
@@ -134,8 +142,7 @@ class LocalStack:
         for name in ("connect", "kafka"):
             if self._running(state, name):
                 stopped.append(name)
-            terminate(state.get(name, {}).get("pid"))
-        terminate(state.get("kafka", {}).get("controller_pid"))
+        self._stop_leftovers(state)
         if self._running(state, "postgres"):
             postgres.stop_postgres(self.home / "postgres")
             stopped.append("postgres")
