@@ -1,12 +1,13 @@
 """The read model on SQLAlchemy Core: the same statements on PostgreSQL and SQLite.
 
 JSON columns are searched as text (`"code": "PRICE_MISMATCH"` as the sink's json.dumps wrote
-it), per-minute and per-day figures are one statement of SUM(CASE ...) columns, and "the event
-before this one" is a correlated MAX(id), so nothing depends on a dialect's JSON, date or window
-functions. The cycle-time percentiles are the one figure worked out in Python: SQL has no portable
-percentile (PostgreSQL's PERCENTILE_CONT is an ordered-set aggregate, SQL Server's a window
-function, SQLite has none) nor a portable difference of two timestamps, so the query hands back
-two timestamps per invoice version entered in the KPI period, which bounds it.
+it), per-minute figures are one statement of SUM(CASE ...) columns, and "the event before this
+one" is a correlated MAX(id), so nothing depends on a dialect's JSON, date or window functions.
+Worked out in Python, from rows the KPI period or the open exceptions bound: the cycle-time
+percentiles (SQL has no portable percentile: PostgreSQL's PERCENTILE_CONT is an ordered-set
+aggregate, SQL Server's a window function, SQLite has none; nor a portable difference of two
+timestamps), the entries per day beside them, and how long each open exception has been in its
+status (by the memory model's rule, from its history).
 A database that cannot be reached, or lacks the tables, is `Unavailable` (connectors.sql), which
 the API answers with 503.
 """
