@@ -51,9 +51,12 @@ def alive(pid: int | None) -> bool:
 
 def runs_under(pid: int | None, home: Path) -> bool:
     """The process `pid` is alive and was started with `home` in its command line: one of the
-    stack's own, not whatever took over a pid recorded before a reboot."""
+    stack's own, not whatever took over a pid recorded before a reboot. Without a /proc to ask
+    (not Linux), alive is all there is to go by."""
     if not alive(pid):
         return False
+    if not Path("/proc/self/cmdline").exists():
+        return True
     try:
         return str(home) in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
     except OSError:
