@@ -243,13 +243,29 @@ def in_status_since(status: str, statuses: Iterable[tuple[str, datetime]]) -> da
     return since
 
 
-def by_age(now: datetime, sinces: Iterable[datetime]) -> dict[str, int]:
-    """How many of the moments fall in each age bucket (every bucket named, younger first)."""
+def by_age(now: datetime, sinces: Iterable[datetime | None]) -> dict[str, int]:
+    """How many of the moments fall in each age bucket (every bucket named, younger first); None,
+    a version with no event of its own status, has no age and is left out."""
     bounds, counts = age_bounds(now), {name: 0 for name, _ in AGE_BUCKETS}
     for since in sinces:
+        if since is None:
+            continue
         counts[next(name for name, after, at_or_before in bounds
                     if (after is None or since > after) and (at_or_before is None or since <= at_or_before))] += 1
     return counts
+
+
+def entries_per_day(
+    start: datetime, entries: Iterable[tuple[datetime, bool, datetime]],
+) -> tuple[dict[bool, list[int]], list[float]]:
+    """Invoice versions entered in the KPI period from `start`, each as (entered at, touched by AP,
+    its first event at): per day, touched or not, and each one's cycle time in seconds."""
+    per_day = {False: [0] * KPI_DAYS, True: [0] * KPI_DAYS}
+    cycle_times: list[float] = []
+    for entered_at, touched, first_at in entries:
+        per_day[touched][(as_utc(entered_at) - start).days] += 1
+        cycle_times.append((as_utc(entered_at) - as_utc(first_at)).total_seconds())
+    return per_day, cycle_times
 
 
 def percentile(values: Sequence[float], fraction: float) -> float | None:

@@ -95,8 +95,7 @@ class InMemoryInvoiceReadModel(InvoiceReadModel):
         histories: dict[tuple[str, int], list[dict[str, Any]]] = {}
         for event in self._events():
             histories.setdefault((event["invoice_id"], event["invoice_version"]), []).append(event)
-        per_day = {False: [0] * KPI_DAYS, True: [0] * KPI_DAYS}
-        cycle_times: list[float] = []
+        entries: list[tuple[datetime, bool, datetime]] = []
         judged = first_pass_ready = by_rejudgement = by_clerk = 0
         for events in histories.values():
             times = [views.as_utc(event["occurred_at"]) for event in events]
@@ -104,8 +103,7 @@ class InMemoryInvoiceReadModel(InvoiceReadModel):
                        if event["status"] == InvoiceStatus.ENTERED and start <= at < end]
             if entered:
                 touched = any(e["actor"] is not None or e["status"] == InvoiceStatus.RELEASED for e in events)
-                per_day[touched][(min(entered) - start).days] += 1
-                cycle_times.append((min(entered) - min(times)).total_seconds())
+                entries.append((min(entered), touched, min(times)))
             verdicts = [(event, at) for event, at in zip(events, times, strict=True)
                         if event["event_id"].startswith(VERDICT_EVENT_PREFIX)]
             if verdicts and start <= verdicts[0][1] < end:
@@ -119,19 +117,18 @@ class InMemoryInvoiceReadModel(InvoiceReadModel):
                 elif (event["status"] == InvoiceStatus.READY_TO_PROCESS and REJUDGED_MARK in event["event_id"]
                       and event["event_id"].startswith(VERDICT_EVENT_PREFIX)):
                     by_rejudgement += 1
-        open_since: list[datetime] = []
+        open_since: list[datetime | None] = []
         open_by_reason: dict[str, int] = {}
         for row in rows:
             status = row["status"]
             if status not in EXCEPTIONS:
                 continue
             history = histories.get((row["invoice_id"], row["invoice_version"]), [])
-            since = views.in_status_since(status, ((event["status"], event["occurred_at"]) for event in history))
-            if since is not None:
-                open_since.append(since)
+            open_since.append(views.in_status_since(status, ((e["status"], e["occurred_at"]) for e in history)))
             failed = status == InvoiceStatus.RPA_FAILED
             for code in [RPA_FAILED_REASON] if failed else views.reason_codes(row.get("reasons")):
                 open_by_reason[code] = open_by_reason.get(code, 0) + 1
+        per_day, cycle_times = views.entries_per_day(start, entries)
         return views.ap_kpi(now, per_day, judged, first_pass_ready, by_rejudgement, by_clerk, cycle_times,
                             views.by_age(now, open_since), open_by_reason)
 
