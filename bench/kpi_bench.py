@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from evaluate_bench import build  # noqa: E402
+from evaluate_bench import best_seconds, build  # noqa: E402
 from sqlalchemy import create_engine, func, select, text  # noqa: E402
 
 from connectors.scheduler import SqlProcessScheduler, upgrade  # noqa: E402
@@ -74,13 +74,8 @@ def history_of(number: int, rng: random.Random, documents, pos) -> list[Verdict 
     return [verdict, change(InvoiceStatus.SENT_TO_RPA, 0), change(InvoiceStatus.ENTERED, 3)]
 
 
-def best_ms(fn: Callable[[], object], repeat: int = 3) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - started)
-    return best * 1000
+def best_ms(fn: Callable[[], object]) -> float:
+    return best_seconds(fn, 3) * 1000
 
 
 def main() -> None:
