@@ -64,16 +64,16 @@ class PipelineCollector(Collector):
 
     def _from_scheduler(self):
         now = self.clock()
-        kpi = self.read_model.kpi(now)
+        figures = self.read_model.status_figures(now)
         invoices = GaugeMetricFamily(f"{PREFIX}_invoices", "Invoice versions in processscheduler by status",
                                      labels=["status"])
-        for status, count in kpi.by_status.items():
+        for status, count in figures.by_status.items():
             invoices.add_metric([status], count)
         verdicts = GaugeMetricFamily(f"{PREFIX}_verdicts_last_hour", "Verdicts given in the last hour by status",
                                      labels=["status"])
-        for status, count in kpi.verdicts_last_hour.items():
+        for status, count in figures.verdicts_last_hour.items():
             verdicts.add_metric([status], count)
-        oldest = kpi.oldest_waiting_since
+        oldest = figures.oldest_waiting_since
         waiting = GaugeMetricFamily(f"{PREFIX}_oldest_waiting_seconds",
                                     "Age of the invoice that has waited longest at the RPA bot or for its PO")
         waiting.add_metric([], (now - oldest).total_seconds() if oldest else 0)

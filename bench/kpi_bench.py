@@ -1,6 +1,7 @@
 """What the dashboard's figures cost on PostgreSQL as processscheduler grows: `kpi()` (the tiles,
-AP's figures of the last 30 days; the live feed and /metrics call it), the first page of the
-invoice list and the live feed's changes, at N invoice versions and at five times N.
+AP's figures of the last 30 days; the live feed calls it), the first page of the
+invoice list, the live feed's changes and the status figures /metrics reads on every scrape, at N
+invoice versions and at five times N.
 
 Baseline in the same run, at each size: one full scan of the history table (`count(*)`), the
 least any figure over the whole history would cost. A figure whose ratio to it stays flat grows
@@ -117,7 +118,8 @@ def main() -> None:
             print(f"  {'baseline: a full scan of the history':<40} {baseline:9.1f}")
             for label, fn in (("kpi() (tiles and AP figures)", lambda: read_model.kpi(NOW)),
                               ("invoice list, first page", lambda: read_model.invoices(InvoiceQuery())),
-                              ("live feed changes, first 500", lambda: read_model.changes(0))):
+                              ("live feed changes, first 500", lambda: read_model.changes(0)),
+                              ("/metrics: status_figures()", lambda: read_model.status_figures(NOW))):
                 figure = best_ms(fn)
                 print(f"  {label:<40} {figure:9.1f}   ({figure / baseline:5.1f} scans)")
     finally:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from connectors.scheduler.read_model import Changes, InvoiceDetail, InvoicePage, InvoiceQuery, Kpi
+from connectors.scheduler.read_model import Changes, InvoiceDetail, InvoicePage, InvoiceQuery, Kpi, StatusFigures
 from rules.errors import Conflict, NotFound, Unavailable
 from rules.lifecycle import DispatchApproved, ReleaseRequested
 from rules.models import RpaCompletion
@@ -37,6 +37,10 @@ class InvoiceReadModel(Protocol):
     def kpi(self, now: datetime) -> Kpi:
         """The figures of the dashboard as of `now`, AP's own (touchless, first pass, holds cleared, cycle
         time, open exceptions) among them, worked out from processscheduler's history."""
+
+    def status_figures(self, now: datetime) -> StatusFigures:
+        """The part of `kpi` /metrics exports on every scrape: counts by status, the last hour's history
+        and the oldest wait, without the findings over all rows and AP's figures over the KPI period."""
 
     def changes(self, after: int | None) -> Changes:
         """Rows changed by history events after `after`; None starts from now, with no rows."""

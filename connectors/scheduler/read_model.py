@@ -128,11 +128,13 @@ class ApKpi(_View):
         description=f"By finding code of the held ones; {RPA_FAILED_REASON} for those the RPA bot could not enter")
 
 
-class Kpi(_View):
+class StatusFigures(_View):
+    """What the pipeline is doing now, from the current rows and the last hour's history: all that
+    /metrics exports, without the figures over all of history or the KPI period that `Kpi` adds."""
+
     as_of: datetime
     total: int
     by_status: dict[str, int]  # every lifecycle status, zeros included
-    by_reason: dict[str, int]  # invoice versions with a finding of that code (superseded ones left out)
     waiting_for_rpa: int
     parked: int
     oldest_waiting_since: datetime | None  # sent to the RPA bot or parked, whichever waits longest
@@ -140,6 +142,10 @@ class Kpi(_View):
     verdicts_per_minute: list[int]
     verdicts_last_hour: dict[str, int]
     transitions_per_minute: dict[str, list[int]]  # every status change, by the status entered
+
+
+class Kpi(StatusFigures):
+    by_reason: dict[str, int]  # invoice versions with a finding of that code (superseded ones left out)
     ap: ApKpi  # AP's own figures: touchless, first pass, holds cleared, cycle time, open exceptions
 
 
@@ -194,10 +200,10 @@ def detail(row: Row, history: Iterable[Row], versions: Iterable[int]) -> Invoice
                  for h in history])
 
 
-def kpi(
-    now: datetime, by_status: Mapping[str, int], by_reason: Mapping[str, int], oldest_waiting: datetime | None,
-    per_minute: Iterable[tuple[str, bool, Sequence[int]]], ap: ApKpi,
-) -> Kpi:
+def status_figures(
+    now: datetime, by_status: Mapping[str, int], oldest_waiting: datetime | None,
+    per_minute: Iterable[tuple[str, bool, Sequence[int]]],
+) -> StatusFigures:
     """Assembles the figures; `per_minute` is (status, is a verdict, counts per minute) per group."""
     statuses = {status.value: by_status.get(status.value, 0) for status in InvoiceStatus}
     transitions = {status.value: [0] * WINDOW_MINUTES for status in InvoiceStatus}
@@ -207,12 +213,16 @@ def kpi(
         if is_verdict:
             verdicts = [a + b for a, b in zip(verdicts, counts, strict=True)]
             verdicts_by_status[status] = verdicts_by_status.get(status, 0) + sum(counts)
-    return Kpi(
+    return StatusFigures(
         as_of=as_utc(now), total=sum(statuses.values()), by_status=statuses,
-        by_reason={code: by_reason.get(code, 0) for code in REASON_CODES if by_reason.get(code)},
         waiting_for_rpa=statuses[InvoiceStatus.SENT_TO_RPA.value], parked=statuses[InvoiceStatus.WAITING_FOR_PO.value],
         oldest_waiting_since=as_utc(oldest_waiting), window_start=window_start(now),
-        verdicts_per_minute=verdicts, verdicts_last_hour=verdicts_by_status, transitions_per_minute=transitions, ap=ap)
+        verdicts_per_minute=verdicts, verdicts_last_hour=verdicts_by_status, transitions_per_minute=transitions)
+
+
+def kpi(figures: StatusFigures, by_reason: Mapping[str, int], ap: ApKpi) -> Kpi:
+    return Kpi(**dict(figures), ap=ap,
+               by_reason={code: by_reason.get(code, 0) for code in REASON_CODES if by_reason.get(code)})
 
 
 def period_start(now: datetime) -> datetime:

@@ -23,6 +23,7 @@ from connectors.scheduler.read_model import (
     InvoicePage,
     InvoiceQuery,
     Kpi,
+    StatusFigures,
 )
 from rules.errors import Unavailable
 from rules.lifecycle import InvoiceStatus
@@ -64,15 +65,11 @@ class InMemoryInvoiceReadModel(InvoiceReadModel):
         events = [e for e in self._events() if (e["invoice_id"], e["invoice_version"]) == (invoice_id, wanted)]
         return views.detail(self.scheduler.table[(invoice_id, wanted)], events, versions)
 
-    def kpi(self, now: datetime) -> Kpi:
+    def status_figures(self, now: datetime) -> StatusFigures:
         rows = self._rows()
         by_status: dict[str, int] = {}
-        by_reason: dict[str, int] = {}
         for row in rows:
             by_status[row["status"]] = by_status.get(row["status"], 0) + 1
-            if (row.get("http_status") or 0) >= 400 and row["status"] != InvoiceStatus.SUPERSEDED:
-                for code in views.reason_codes(row.get("reasons")):
-                    by_reason[code] = by_reason.get(code, 0) + 1
         entered_status: dict[tuple[str, int], datetime] = {}
         start = views.window_start(now)
         groups: dict[tuple[str, bool], list[int]] = {}
@@ -87,7 +84,16 @@ class InMemoryInvoiceReadModel(InvoiceReadModel):
                 counts[minute] += 1
         waiting = [entered_status[(r["invoice_id"], r["invoice_version"])] for r in rows if r["status"] in WAITING]
         per_minute = [(status, verdict, counts) for (status, verdict), counts in groups.items()]
-        return views.kpi(now, by_status, by_reason, min(waiting, default=None), per_minute, self._ap_kpi(now, rows))
+        return views.status_figures(now, by_status, min(waiting, default=None), per_minute)
+
+    def kpi(self, now: datetime) -> Kpi:
+        rows = self._rows()
+        by_reason: dict[str, int] = {}
+        for row in rows:
+            if (row.get("http_status") or 0) >= 400 and row["status"] != InvoiceStatus.SUPERSEDED:
+                for code in views.reason_codes(row.get("reasons")):
+                    by_reason[code] = by_reason.get(code, 0) + 1
+        return views.kpi(self.status_figures(now), by_reason, self._ap_kpi(now, rows))
 
     def _ap_kpi(self, now: datetime, rows: list[dict[str, Any]]) -> ApKpi:
         start = views.period_start(now)

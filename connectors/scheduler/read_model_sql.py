@@ -37,6 +37,7 @@ from connectors.scheduler.read_model import (
     InvoicePage,
     InvoiceQuery,
     Kpi,
+    StatusFigures,
 )
 from connectors.scheduler.tables import history, processscheduler
 from connectors.sql import mapped_errors
@@ -101,7 +102,21 @@ class SqlInvoiceReadModel(InvoiceReadModel):
                                   .order_by(h.c.id)).mappings().all()
         return views.detail(row, events, versions)
 
+    def status_figures(self, now: datetime) -> StatusFigures:
+        with mapped_errors("processscheduler"), self.engine.connect() as conn:
+            return self._status_figures(conn, now)
+
     def kpi(self, now: datetime) -> Kpi:
+        reasons = select(*(func.sum(case((_reason_pattern(code), 1), else_=0)) for code in REASON_CODES)).where(
+            p.c.http_status >= 400, p.c.status != InvoiceStatus.SUPERSEDED.value)
+        with mapped_errors("processscheduler"), self.engine.connect() as conn:
+            figures = self._status_figures(conn, now)
+            reason_counts = conn.execute(reasons).one()
+            ap = self._ap_kpi(conn, now)
+        return views.kpi(figures, dict(zip(REASON_CODES, (int(n or 0) for n in reason_counts), strict=True)), ap)
+
+    @staticmethod
+    def _status_figures(conn: Connection, now: datetime) -> StatusFigures:
         start = views.window_start(now)
         bounds = views.minute_bounds(start)
         is_verdict = h.c.event_id.like(f"{VERDICT_EVENT_PREFIX}%")
@@ -110,20 +125,14 @@ class SqlInvoiceReadModel(InvoiceReadModel):
                            for lo, hi in bounds))
         minutes = (minutes.where(h.c.occurred_at >= start, h.c.occurred_at < bounds[-1][1])
                    .group_by(h.c.status, "verdict"))
-        reasons = select(*(func.sum(case((_reason_pattern(code), 1), else_=0)) for code in REASON_CODES)).where(
-            p.c.http_status >= 400, p.c.status != InvoiceStatus.SUPERSEDED.value)
         since = (select(func.max(h.c.occurred_at).label("since"))
                  .select_from(p.join(h, and_(h.c.invoice_id == p.c.invoice_id,
                                              h.c.invoice_version == p.c.invoice_version, h.c.status == p.c.status)))
                  .where(p.c.status.in_([status.value for status in WAITING])).group_by(p.c.id).subquery())
-        with mapped_errors("processscheduler"), self.engine.connect() as conn:
-            by_status: dict[str, int] = dict(conn.execute(select(p.c.status, func.count()).group_by(p.c.status)).all())
-            reason_counts = conn.execute(reasons).one()
-            oldest = conn.execute(select(func.min(since.c.since))).scalar_one()
-            per_minute = [(row[0], bool(row[1]), [int(n or 0) for n in row[2:]]) for row in conn.execute(minutes)]
-            ap = self._ap_kpi(conn, now)
-        by_reason = dict(zip(REASON_CODES, (int(n or 0) for n in reason_counts), strict=True))
-        return views.kpi(now, by_status, by_reason, oldest, per_minute, ap)
+        by_status: dict[str, int] = dict(conn.execute(select(p.c.status, func.count()).group_by(p.c.status)).all())
+        oldest = conn.execute(select(func.min(since.c.since))).scalar_one()
+        per_minute = [(row[0], bool(row[1]), [int(n or 0) for n in row[2:]]) for row in conn.execute(minutes)]
+        return views.status_figures(now, by_status, oldest, per_minute)
 
     @staticmethod
     def _ap_kpi(conn: Connection, now: datetime) -> ApKpi:

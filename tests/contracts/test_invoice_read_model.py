@@ -183,6 +183,12 @@ class InvoiceReadModelContract:
         assert sum(kpi.transitions_per_minute["waiting_for_po"]) == 2
         assert sum(kpi.transitions_per_minute["entered"]) == 1 and kpi.transitions_per_minute["entered"][-11] == 1
 
+    def test_the_status_figures_are_the_kpi_without_findings_and_ap_figures(self, seeded):
+        _, read_model = seeded
+        figures, kpi = read_model.status_figures(NOW), read_model.kpi(NOW)
+        assert figures.by_status["sent_to_rpa"] == 1 and sum(figures.verdicts_per_minute) == 3
+        assert figures.model_dump() == kpi.model_dump(exclude={"by_reason", "ap"})
+
     def test_a_superseded_version_does_not_count_its_findings(self, seeded):
         scheduler, read_model = seeded
         scheduler.record([change("B", InvoiceStatus.SUPERSEDED, "v2", 1, po_number="PO-2")])
