@@ -1,8 +1,9 @@
 """The read model on SQLAlchemy Core: the same statements on PostgreSQL and SQLite.
 
-JSON columns are searched as text (`"code": "PRICE_MISMATCH"` as the sink's json.dumps wrote
-it), per-minute figures are one statement of SUM(CASE ...) columns, and "the event before this
-one" is a correlated MAX(id), so nothing depends on a dialect's JSON, date or window functions.
+Finding codes are searched in the short `reason_codes` column (` PRICE_MISMATCH `, as
+`rows.reason_codes_column` writes it), not in the findings' JSON; per-minute figures are one
+statement of SUM(CASE ...) columns, and "the event before this one" is a correlated MAX(id), so
+nothing depends on a dialect's JSON, date or window functions.
 Worked out in Python, from rows the KPI period or the open exceptions bound: the cycle-time
 percentiles (SQL has no portable percentile: PostgreSQL's PERCENTILE_CONT is an ordered-set
 aggregate, SQL Server's a window function, SQLite has none; nor a portable difference of two
@@ -17,7 +18,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, String, and_, case, cast, exists, func, not_, or_, select
+from sqlalchemy import ColumnElement, Connection, Engine, and_, case, exists, func, not_, or_, select
 
 from connectors.api_ports import InvoiceReadModel
 from connectors.scheduler import read_model as views
@@ -49,7 +50,7 @@ p, h = processscheduler, history
 
 def _reason_pattern(code: str) -> ColumnElement[bool]:
     escaped = code.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return cast(p.c.reasons, String).like(f'%"code": "{escaped}"%', escape="\\")
+    return p.c.reason_codes.like(f"% {escaped} %", escape="\\")
 
 
 def _values(statuses: tuple[InvoiceStatus, ...]) -> list[str]:

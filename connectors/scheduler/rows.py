@@ -12,6 +12,7 @@ from typing import Any
 from pydantic_core import to_jsonable_python
 
 from connectors.ports import SchedulerEntry
+from connectors.scheduler.tables import REASON_CODES_LENGTH
 from rules.duplicates import invoice_date, lookup_for
 from rules.errors import DataError
 from rules.lifecycle import StatusChanged
@@ -26,6 +27,20 @@ def verdict_event_id(invoice_id: str, version: int, status: str, rules_version: 
         return event
     # The change's own id can be long; its digest keeps the event id within the column's 200.
     return f"{event}:after:{change_digest(judged_after)}"
+
+
+def reason_codes_column(reasons: Sequence[Mapping[str, Any]] | None) -> str | None:
+    """The `reason_codes` column: each finding code once, in order, between spaces
+    (` PRICE_MISMATCH TAX_MISMATCH `), so that `LIKE '% PRICE_MISMATCH %'` matches one code
+    exactly. Codes past the column's length are left out; the rule table's all fit."""
+    if not reasons:
+        return None
+    text = " "
+    for code in dict.fromkeys(reason["code"] for reason in reasons):
+        if len(text) + len(code) + 1 > REASON_CODES_LENGTH:
+            break
+        text += code + " "
+    return text
 
 
 def entries(decisions: Sequence[Verdict | StatusChanged | SchedulerEntry]) -> list[SchedulerEntry]:
@@ -64,7 +79,8 @@ def verdict_entry(record: Mapping[str, Any]) -> SchedulerEntry | None:
     fields = {
         "po_number": record["po_number"], "vendor_id": record["vendor_id"],
         "invoice_number": record["invoice_number"], "status": status, "http_status": record["http_status"],
-        "reasons": record["reasons"], "rpa_payload": record["rpa_payload"], "rules_version": rules_version,
+        "reasons": record["reasons"], "reason_codes": reason_codes_column(record["reasons"]),
+        "rpa_payload": record["rpa_payload"], "rules_version": rules_version,
         "po_snapshot": record["po_snapshot"], "decided_at": decided_at, "invoice_document": document,
         # What the duplicate checks look this invoice up by (rules.duplicates).
         "vendor_key": found.vendor_key if found else None, "number_key": found.number_key if found else None,

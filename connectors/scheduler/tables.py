@@ -20,6 +20,7 @@ from sqlalchemy import (
 )
 
 metadata = MetaData()
+REASON_CODES_LENGTH = 500  # the rule table's 16 codes take 280 with their spaces
 
 processscheduler = Table(
     "processscheduler", metadata,
@@ -32,6 +33,9 @@ processscheduler = Table(
     Column("status", String(32), nullable=False, index=True),
     Column("http_status", Integer),
     Column("reasons", JSON),
+    # Each finding code of `reasons` once, between spaces (rows.reason_codes_column): what the read
+    # model counts and filters by, a short text instead of the findings' JSON.
+    Column("reason_codes", String(REASON_CODES_LENGTH)),
     Column("rpa_payload", JSON),
     Column("rules_version", String(32)),
     Column("po_snapshot", JSON),

@@ -11,6 +11,8 @@ from sqlalchemy import event, text
 
 from connectors.ports import NumberClaim
 from connectors.scheduler import InMemoryProcessScheduler, SqlProcessScheduler, upgrade
+from connectors.scheduler.read_model import InvoiceQuery
+from connectors.scheduler.read_model_sql import SqlInvoiceReadModel
 from rules.duplicates import lookups_for
 from rules.lifecycle import InvoiceStatus, StatusChanged
 from tests.contracts.migrations import downgrade
@@ -194,6 +196,27 @@ class SqlSchedulerContract(ProcessSchedulerContract):
         found = SqlProcessScheduler(engine).decided_invoices(lookups({"vendor_id": "v100", "invoice_number": "INV42"}))
         assert [(k.invoice_id, k.total_amount, k.invoice_date) for k in found] == [
             ("MP-OLD", Decimal("9.50"), date(2026, 11, 3))]
+
+    def test_rows_decided_before_revision_0011_are_counted_and_listed_by_their_finding_codes(self, engine):
+        upgrade(engine, "0010")
+        findings = [{"code": "PRICE_MISMATCH", "line_no": 1}, {"code": "TAX_MISMATCH"}, {"code": "PRICE_MISMATCH"}]
+        with engine.begin() as conn:  # rows as revision 0010 wrote them: held with findings, entered without
+            for invoice_id, http_status, reasons in (("MP-OLD", 422, findings), ("MP-OK", 200, [])):
+                conn.execute(text("INSERT INTO processscheduler (invoice_id, invoice_version, status, http_status, "
+                                  "reasons, decided_at, created_at, updated_at) "
+                                  "VALUES (:id, 1, 'manual_review', :http, :reasons, :at, :at, :at)"),
+                             {"id": invoice_id, "http": http_status, "reasons": json.dumps(reasons), "at": AT})
+        upgrade(engine)
+        read_model = SqlInvoiceReadModel(engine)
+        assert read_model.kpi(AT).by_reason == {"PRICE_MISMATCH": 1, "TAX_MISMATCH": 1}
+        assert [row.invoice_id for row in read_model.invoices(InvoiceQuery(reason_code="TAX_MISMATCH")).items] == [
+            "MP-OLD"]
+        assert read_model.invoices(InvoiceQuery(reason_code="PRICE")).total == 0  # a code, not a part of one
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT reason_codes FROM processscheduler ORDER BY id")).scalars().all() == [
+                " PRICE_MISMATCH TAX_MISMATCH ", None]
+        downgrade(engine, "0010")
+        upgrade(engine)  # the column comes back, filled again
 
     def test_versions_handed_over_before_revision_0010_hold_their_invoice_from_the_migration(self, engine):
         upgrade(engine, "0009")

@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from connectors.scheduler.rows import entry_of, status_change_entry, verdict_entry
+from connectors.scheduler.rows import entry_of, reason_codes_column, status_change_entry, verdict_entry
+from connectors.scheduler.tables import REASON_CODES_LENGTH
 from rules.errors import DataError
 from rules.lifecycle import InvoiceStatus, StatusChanged
 from rules.models import Verdict
@@ -89,3 +90,12 @@ def test_a_status_change_record_of_no_time_is_refused_naming_the_invoice():
     record["occurred_at"] = "soon"
     with pytest.raises(DataError, match="StatusChanged record of MP-1 v2"):
         status_change_entry(record)
+
+
+def test_the_reason_codes_column_holds_each_code_once_between_spaces_within_its_length():
+    assert reason_codes_column([{"code": "PRICE_MISMATCH"}, {"code": "TAX_MISMATCH"}, {"code": "PRICE_MISMATCH"}]) == (
+        " PRICE_MISMATCH TAX_MISMATCH ")
+    assert reason_codes_column([]) is None and reason_codes_column(None) is None
+    many = reason_codes_column([{"code": f"CODE_{n:03d}"} for n in range(100)])  # a record no rule table makes
+    assert len(many) <= REASON_CODES_LENGTH and many.startswith(" CODE_000 ") and many.endswith(" ")
+    assert many.split() == [f"CODE_{n:03d}" for n in range(len(many.split()))]  # whole codes only
