@@ -34,6 +34,31 @@ def test_changed_rows_go_out_at_once_with_the_figures_of_the_last_recompute_with
     assert feed.poll() is None
 
 
+class Counting:
+    """The read model, counting the figures the feed asks it for."""
+
+    def __init__(self, read_model):
+        self.read_model, self.reads = read_model, {"kpi": 0, "status_figures": 0}
+
+    def __getattr__(self, name):
+        if name in self.reads:
+            self.reads[name] += 1
+        return getattr(self.read_model, name)
+
+
+def test_a_recompute_reads_the_status_figures_and_ap_figures_only_when_they_are_due(api):
+    """AP's figures read the KPI period's history: most recomputes keep them, and read the rest."""
+    read_model = Counting(api.read_model)
+    feed = LiveFeed(read_model, lambda: NOW, kpi_every=3600, kpi_at_most_every=0, ap_every=3600)
+    assert feed.poll()["kpi"]["ap"]["entered"] == 1 and read_model.reads == {"kpi": 1, "status_figures": 0}
+    api.scheduler.record([change("MP-1", InvoiceStatus.ENTERED, "rpa:MP-1:v1:attempt1")])
+    update = feed.poll()
+    assert update["kpi"]["by_status"]["entered"] == 2 and update["kpi"]["ap"]["entered"] == 1  # kept
+    assert read_model.reads == {"kpi": 1, "status_figures": 1}
+    feed.ap_every, feed.kpi_every = 0, 0  # due: read again, with the figures they go with
+    assert feed.poll()["kpi"]["ap"]["entered"] == 2 and read_model.reads == {"kpi": 2, "status_figures": 1}
+
+
 def test_subscribers_get_the_latest_figures_then_each_change():
     async def scenario(api):
         feed = LiveFeed(api.read_model, lambda: NOW, interval=0.01, kpi_every=3600, kpi_at_most_every=0)
