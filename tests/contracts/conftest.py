@@ -1,14 +1,18 @@
-"""Engines for the contract suites: a fresh SQLite file, and the stack's PostgreSQL with fresh tables."""
+"""Engines for the contract suites: a fresh SQLite file, and the stack's PostgreSQL with fresh tables,
+each made by `engine_for` as the worker and the API make theirs (JSON columns written as they write
+them: compact, without the spaces `json.dumps` puts after a colon)."""
 
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
+
+from connectors.sql import engine_for
 
 
 @pytest.fixture
 def sqlite_engine(tmp_path):
-    engine = create_engine(f"sqlite:///{tmp_path / 'contract.db'}")
+    engine = engine_for(f"sqlite:///{tmp_path / 'contract.db'}")
     yield engine
     engine.dispose()
 
@@ -18,7 +22,8 @@ def fresh_postgres(url: str, schema: str):
     admin = create_engine(url)
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    engine = create_engine(url, connect_args={"options": f"-csearch_path={schema}"})
+    engine = engine_for(make_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
+                        .render_as_string(hide_password=False))
     return admin, engine
 
 
