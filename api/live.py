@@ -63,8 +63,9 @@ class LiveFeed:
         """All of the KPI when AP's figures are due, else fresh status figures over the last ones."""
         now, at = self.clock(), time.monotonic()
         if self.latest is None or at - self._ap_at >= self.ap_every:
-            self._ap_at = at
-            return self.read_model.kpi(now).model_dump(mode="json")
+            figures = self.read_model.kpi(now).model_dump(mode="json")
+            self._ap_at = at  # only once read: a failed read is tried again on the next recompute
+            return figures
         return {**self.latest["kpi"], **self.read_model.status_figures(now).model_dump(mode="json")}
 
     async def _run(self) -> None:

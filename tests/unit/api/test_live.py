@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
+
+import pytest
 
 from api.live import LiveFeed
 from rules.lifecycle import InvoiceStatus
@@ -57,6 +60,19 @@ def test_a_recompute_reads_the_status_figures_and_ap_figures_only_when_they_are_
     assert read_model.reads == {"kpi": 1, "status_figures": 1}
     feed.ap_every, feed.kpi_every = 0, 0  # due: read again, with the figures they go with
     assert feed.poll()["kpi"]["ap"]["entered"] == 2 and read_model.reads == {"kpi": 2, "status_figures": 1}
+
+
+def test_ap_figures_that_could_not_be_read_are_read_on_the_next_recompute_not_a_minute_later(api):
+    feed = LiveFeed(api.read_model, lambda: NOW, kpi_every=0, kpi_at_most_every=0, ap_every=0.5)
+    assert feed.poll()["kpi"]["ap"]["entered"] == 1
+    time.sleep(0.6)  # due
+    read = api.read_model.kpi
+    api.read_model.kpi = lambda now: (_ for _ in ()).throw(TimeoutError("the KPI period's history"))
+    with pytest.raises(TimeoutError):
+        feed.poll()
+    api.read_model.kpi = read
+    api.scheduler.record([change("MP-1", InvoiceStatus.ENTERED, "rpa:MP-1:v1:attempt1")])
+    assert feed.poll()["kpi"]["ap"]["entered"] == 2  # still due: the failed read is owed
 
 
 def test_subscribers_get_the_latest_figures_then_each_change():
