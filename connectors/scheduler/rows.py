@@ -32,15 +32,13 @@ def verdict_event_id(invoice_id: str, version: int, status: str, rules_version: 
 def reason_codes_column(reasons: Sequence[Mapping[str, Any]] | None) -> str | None:
     """The `reason_codes` column: each finding code once, in order, between spaces
     (` PRICE_MISMATCH TAX_MISMATCH `), so that `LIKE '% PRICE_MISMATCH %'` matches one code
-    exactly. Codes past the column's length are left out; the rule table's all fit."""
-    if not reasons:
-        return None
+    exactly. A code with a space in it, or past the column's length, is left out: no rule's is."""
     text = " "
-    for code in dict.fromkeys(reason["code"] for reason in reasons):
-        if len(text) + len(code) + 1 > REASON_CODES_LENGTH:
-            break
+    for code in dict.fromkeys(reason["code"] for reason in reasons or ()):
+        if " " in code or len(text) + len(code) + 1 > REASON_CODES_LENGTH:
+            continue
         text += code + " "
-    return text
+    return text if text != " " else None
 
 
 def entries(decisions: Sequence[Verdict | StatusChanged | SchedulerEntry]) -> list[SchedulerEntry]:

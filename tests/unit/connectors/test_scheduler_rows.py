@@ -99,3 +99,6 @@ def test_the_reason_codes_column_holds_each_code_once_between_spaces_within_its_
     many = reason_codes_column([{"code": f"CODE_{n:03d}"} for n in range(100)])  # a record no rule table makes
     assert len(many) <= REASON_CODES_LENGTH and many.startswith(" CODE_000 ") and many.endswith(" ")
     assert many.split() == [f"CODE_{n:03d}" for n in range(len(many.split()))]  # whole codes only
+    # A space would split a code in two: such a code, or one longer than the column, is left out.
+    assert reason_codes_column([{"code": "NOT ONE"}, {"code": "X" * REASON_CODES_LENGTH}]) is None
+    assert reason_codes_column([{"code": "NOT ONE"}, {"code": "TAX_MISMATCH"}]) == " TAX_MISMATCH "

@@ -31,8 +31,8 @@ def _codes(reasons: object) -> str | None:
         return None
     text = " "
     for code in dict.fromkeys(r["code"] for r in reasons if isinstance(r, dict) and isinstance(r.get("code"), str)):
-        if len(text) + len(code) + 1 > LENGTH:
-            break
+        if " " in code or len(text) + len(code) + 1 > LENGTH:
+            continue
         text += code + " "
     return text if text != " " else None
 
