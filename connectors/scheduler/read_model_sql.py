@@ -32,6 +32,7 @@ from connectors.scheduler.read_model import (
     RPA_OUTCOMES,
     VERDICT_EVENT_PREFIX,
     WAITING,
+    WINDOW_MINUTES,
     ApKpi,
     Changes,
     InvoiceDetail,
@@ -121,18 +122,24 @@ class SqlInvoiceReadModel(InvoiceReadModel):
         start = views.window_start(now)
         bounds = views.minute_bounds(start)
         is_verdict = h.c.event_id.like(f"{VERDICT_EVENT_PREFIX}%")
-        minutes = select(h.c.status, case((is_verdict, 1), else_=0).label("verdict"),
-                         *(func.sum(case((and_(h.c.occurred_at >= lo, h.c.occurred_at < hi), 1), else_=0))
-                           for lo, hi in bounds))
-        minutes = (minutes.where(h.c.occurred_at >= start, h.c.occurred_at < bounds[-1][1])
-                   .group_by(h.c.status, "verdict"))
+        in_minutes = [and_(h.c.occurred_at >= lo, h.c.occurred_at < hi) for lo, hi in bounds]
+        # Every event and the verdicts among them, per minute, grouped by the status alone: SQL Server
+        # groups by neither a label nor a CASE whose parameters the SELECT list binds again.
+        minutes = (select(h.c.status, *(func.sum(case((minute, 1), else_=0)) for minute in in_minutes),
+                          *(func.sum(case((and_(minute, is_verdict), 1), else_=0)) for minute in in_minutes))
+                   .where(h.c.occurred_at >= start, h.c.occurred_at < bounds[-1][1]).group_by(h.c.status))
         since = (select(func.max(h.c.occurred_at).label("since"))
                  .select_from(p.join(h, and_(h.c.invoice_id == p.c.invoice_id,
                                              h.c.invoice_version == p.c.invoice_version, h.c.status == p.c.status)))
                  .where(p.c.status.in_([status.value for status in WAITING])).group_by(p.c.id).subquery())
         by_status: dict[str, int] = dict(conn.execute(select(p.c.status, func.count()).group_by(p.c.status)).all())
         oldest = conn.execute(select(func.min(since.c.since))).scalar_one()
-        per_minute = [(row[0], bool(row[1]), [int(n or 0) for n in row[2:]]) for row in conn.execute(minutes)]
+        per_minute: list[tuple[str, bool, list[int]]] = []
+        for status, *sums in conn.execute(minutes):
+            counts = [int(n or 0) for n in sums]
+            every, verdicts = counts[:WINDOW_MINUTES], counts[WINDOW_MINUTES:]
+            others = [n - v for n, v in zip(every, verdicts, strict=True)]
+            per_minute += [(status, False, others), *([(status, True, verdicts)] if any(verdicts) else [])]
         return views.status_figures(now, by_status, oldest, per_minute)
 
     @staticmethod
