@@ -36,6 +36,7 @@ from connectors.scheduler import SqlProcessScheduler, upgrade  # noqa: E402
 from connectors.scheduler.read_model import InvoiceQuery  # noqa: E402
 from connectors.scheduler.read_model_sql import SqlInvoiceReadModel  # noqa: E402
 from connectors.scheduler.tables import history  # noqa: E402
+from connectors.sql import engine_for  # noqa: E402
 from devstack import LocalStack  # noqa: E402
 from rules import EvaluationContext, evaluate  # noqa: E402
 from rules.lifecycle import InvoiceStatus, StatusChanged  # noqa: E402
@@ -91,7 +92,8 @@ def main() -> None:
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     try:
-        engine = create_engine(f"{endpoints.scheduler_db_url}?options=-csearch_path%3D{schema}")
+        # As the worker's sink and the API make theirs: JSON columns written as they write them.
+        engine = engine_for(f"{endpoints.scheduler_db_url}?options=-csearch_path%3D{schema}")
         upgrade(engine)
         scheduler, read_model = SqlProcessScheduler(engine), SqlInvoiceReadModel(engine)
         documents, pos = build(500)
