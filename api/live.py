@@ -6,9 +6,9 @@ window move on by themselves), but not more often than every `kpi_at_most_every`
 busy day something changes every second, so changed rows go out at once with the figures of the
 last recompute, and fresh figures follow when that interval is up.
 
-A recompute reads the status figures (counts by status, the last hour, the oldest wait: 86 ms on
+A recompute reads the status figures (counts by status, the last hour, the oldest wait: 77 ms on
 PostgreSQL at 50,000 invoices in 60 days, bench/kpi_bench.py). AP's figures (the KPI period, the
-open exceptions) and the findings by code read far more (0.6 s in all there): they are read again
+open exceptions) and the findings by code read far more (0.5 s in all there): they are read again
 only every `ap_every` seconds, and kept between, so a release shows in the status tiles at once
 and in AP's open exceptions within that time.
 

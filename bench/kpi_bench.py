@@ -22,7 +22,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,8 +48,10 @@ HELD = {VerdictStatus.MANUAL_REVIEW: "PRICE_MISMATCH", VerdictStatus.BAD_INVOICE
 
 def history_of(number: int, rng: random.Random, documents, pos) -> list[Verdict | StatusChanged]:
     """One invoice's verdict and status changes, somewhere in the last 60 days."""
-    document = {**documents[number % len(documents)], "invoice_id": f"MP-{number}", "invoice_number": f"N-{number}"}
     at = NOW - timedelta(minutes=rng.uniform(5, 60 * 24 * 60))
+    # Dated the day before it came: judged then, it is ready unless its held roll below says otherwise.
+    document = {**documents[number % len(documents)], "invoice_id": f"MP-{number}", "invoice_number": f"N-{number}",
+                "invoice_date": (at - timedelta(days=1)).date().isoformat()}
     verdict = evaluate(document, pos[number % len(pos)], EvaluationContext(now=at, today=at.date()))
 
     def change(status: InvoiceStatus, minutes: float, **extra) -> StatusChanged:
@@ -97,6 +99,7 @@ def main() -> None:
         upgrade(engine)
         scheduler, read_model = SqlProcessScheduler(engine), SqlInvoiceReadModel(engine)
         documents, pos = build(500)
+        pos = [po.model_copy(update={"order_date": date(2026, 1, 1)}) for po in pos]  # ordered before any invoice
         rng, written = random.Random(11), 0
         print(f"dashboard figures on PostgreSQL, {args.invoices:,} and {5 * args.invoices:,} invoice versions "
               "over 60 days; best of 3, ms")
