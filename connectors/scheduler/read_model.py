@@ -145,6 +145,8 @@ class StatusFigures(_View):
 
 
 class Kpi(StatusFigures):
+    """The dashboard's figures: the status figures, the findings by code and AP's own."""
+
     by_reason: dict[str, int]  # invoice versions with a finding of that code (superseded ones left out)
     ap: ApKpi  # AP's own figures: touchless, first pass, holds cleared, cycle time, open exceptions
 
