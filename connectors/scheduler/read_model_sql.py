@@ -1,4 +1,4 @@
-"""The read model on SQLAlchemy Core: the same statements on PostgreSQL and SQLite.
+"""The read model on SQLAlchemy Core: the same statements on PostgreSQL, SQLite and SQL Server.
 
 Finding codes are searched in the short `reason_codes` column (` PRICE_MISMATCH `, as
 `rows.reason_codes_column` writes it), not in the findings' JSON; per-minute figures are one
