@@ -1,7 +1,7 @@
 """What the dashboard's figures cost on PostgreSQL as processscheduler grows: `kpi()` (the tiles,
-AP's figures of the last 30 days; the live feed calls it), the first page of the
-invoice list, the live feed's changes and the status figures /metrics reads on every scrape, at N
-invoice versions and at five times N.
+AP's figures of the last 30 days; the live feed calls it), the first page of the invoice list, the
+live feed's changes and the status figures /metrics reads on every scrape, at N invoice versions
+and at five times N.
 
 Baseline in the same run, at each size: one full scan of the history table (`count(*)`), the
 least any figure over the whole history would cost. A figure whose ratio to it stays flat grows

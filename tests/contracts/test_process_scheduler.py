@@ -201,11 +201,13 @@ class SqlSchedulerContract(ProcessSchedulerContract):
         upgrade(engine, "0010")
         findings = [{"code": "PRICE_MISMATCH", "line_no": 1}, {"code": "TAX_MISMATCH"}, {"code": "PRICE_MISMATCH"}]
         with engine.begin() as conn:  # rows as revision 0010 wrote them: held with findings, entered without
-            for invoice_id, http_status, reasons in (("MP-OLD", 422, findings), ("MP-OK", 200, [])):
+            for invoice_id, status, http_status, reasons in (("MP-OLD", "manual_review", 422, findings),
+                                                             ("MP-OK", "entered", 200, [])):
                 conn.execute(text("INSERT INTO processscheduler (invoice_id, invoice_version, status, http_status, "
                                   "reasons, decided_at, created_at, updated_at) "
-                                  "VALUES (:id, 1, 'manual_review', :http, :reasons, :at, :at, :at)"),
-                             {"id": invoice_id, "http": http_status, "reasons": json.dumps(reasons), "at": AT})
+                                  "VALUES (:id, 1, :status, :http, :reasons, :at, :at, :at)"),
+                             {"id": invoice_id, "status": status, "http": http_status, "reasons": json.dumps(reasons),
+                              "at": AT})
         upgrade(engine)
         read_model = SqlInvoiceReadModel(engine)
         assert read_model.kpi(AT).by_reason == {"PRICE_MISMATCH": 1, "TAX_MISMATCH": 1}
