@@ -54,6 +54,15 @@ def _reason_pattern(code: str) -> ColumnElement[bool]:
     return p.c.reason_codes.like(f"% {escaped} %", escape="\\")
 
 
+def _per_code(*only: ColumnElement[bool]) -> list[ColumnElement[Any]]:
+    """One count per finding code of the rule table, of the rows that also meet `only`."""
+    return [func.sum(case((and_(*only, _reason_pattern(code)), 1), else_=0)) for code in REASON_CODES]
+
+
+def _counted(codes: tuple[str, ...], counts: Any) -> dict[str, int]:
+    return dict(zip(codes, (int(n or 0) for n in counts), strict=True))
+
+
 def _values(statuses: tuple[InvoiceStatus, ...]) -> list[str]:
     return [status.value for status in statuses]
 
@@ -109,13 +118,12 @@ class SqlInvoiceReadModel(InvoiceReadModel):
             return self._status_figures(conn, now)
 
     def kpi(self, now: datetime) -> Kpi:
-        reasons = select(*(func.sum(case((_reason_pattern(code), 1), else_=0)) for code in REASON_CODES)).where(
-            p.c.http_status >= 400, p.c.status != InvoiceStatus.SUPERSEDED.value)
+        reasons = select(*_per_code()).where(p.c.http_status >= 400, p.c.status != InvoiceStatus.SUPERSEDED.value)
         with mapped_errors("processscheduler"), self.engine.connect() as conn:
             figures = self._status_figures(conn, now)
             reason_counts = conn.execute(reasons).one()
             ap = self._ap_kpi(conn, now)
-        return views.kpi(figures, dict(zip(REASON_CODES, (int(n or 0) for n in reason_counts), strict=True)), ap)
+        return views.kpi(figures, _counted(REASON_CODES, reason_counts), ap)
 
     @staticmethod
     def _status_figures(conn: Connection, now: datetime) -> StatusFigures:
@@ -224,10 +232,10 @@ class SqlInvoiceReadModel(InvoiceReadModel):
         by_age = views.by_age(now, (views.in_status_since(status, statuses)
                                     for (_, _, status), statuses in histories.items()))
         held = p.c.status.in_(_values(HELD))
-        reasons = select(*(func.sum(case((and_(held, _reason_pattern(code)), 1), else_=0)) for code in REASON_CODES),
+        reasons = select(*_per_code(held),
                          func.sum(case((p.c.status == InvoiceStatus.RPA_FAILED.value, 1), else_=0)))
         reason_counts = conn.execute(reasons.where(p.c.status.in_(_values(EXCEPTIONS)))).one()
-        by_reason = dict(zip((*REASON_CODES, RPA_FAILED_REASON), (int(n or 0) for n in reason_counts), strict=True))
+        by_reason = _counted((*REASON_CODES, RPA_FAILED_REASON), reason_counts)
         return by_age, by_reason
 
     def changes(self, after: int | None) -> Changes:
