@@ -31,9 +31,9 @@ def _chunks(items: list[T], size: int = CHUNK) -> Iterator[list[T]]:
         yield items[start : start + size]
 
 
-def _status(po_number: str, value: str) -> POStatus:
+def _status(po_number: str, value: str | None) -> POStatus:
     try:
-        return POStatus(value.strip().lower())
+        return POStatus(value.strip().lower() if isinstance(value, str) else str(value))
     except ValueError:
         raise SamproDataError(f"PO {po_number}: status {value!r} is not one of {[s.value for s in POStatus]}") from None
 
@@ -121,6 +121,8 @@ class SqlPurchaseOrderReader(PurchaseOrderReader):
         with mapped_errors("sampro"), self.engine.connect() as conn:
             for chunk, query in self._entered_invoice_queries(lookups):
                 for row in conn.execute(query):
+                    if not isinstance(row.invoice_number, str):  # NULL: found by its total, and no number to compare
+                        continue
                     known = KnownInvoice(f"sampro:{row.sampro_invoice_id}", row.vendor_id, row.invoice_number,
                                          "entered", row.total_amount, row.invoice_date)
                     if matches_lookup(known, chunk):  # the IN lists also match crossed pairs

@@ -1,0 +1,83 @@
+"""What Sampro's views may hold that the stand-in's tables refuse: a view has no primary key and
+no NOT NULL, so the reader meets rows a table never gives. Each is a data error that names the
+PO, or is passed over; none is a PO snapshot that would match an invoice wrongly."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import Column, MetaData, Table, create_engine, insert
+
+from connectors.sampro import SamproDataError, SqlPurchaseOrderReader
+from connectors.sampro.tables import sampro_tables
+from rules.duplicates import lookups_for
+
+HEADER = {"po_number": "PO-1", "vendor_id": "V1", "status": "open", "currency": "USD",
+          "order_date": date(2026, 11, 1), "tax_rate": Decimal("0.08"), "allowed_charges": ""}
+LINE = {"po_number": "PO-1", "line_no": 1, "part_number": "P-1", "unit_price": Decimal("15.50"),
+        "quantity_ordered": Decimal(10), "quantity_received": Decimal(10), "quantity_invoiced": Decimal(0)}
+
+
+@pytest.fixture
+def views():
+    """(engine, tables): Sampro's tables as views give them, every column nullable and no key."""
+    engine = create_engine("sqlite://")
+    metadata = MetaData()
+    tables = {name: Table(table.name, metadata, *(Column(c.name, c.type, key=c.key) for c in table.columns))
+              for name, table in vars(sampro_tables()).items() if isinstance(table, Table)}
+    metadata.create_all(engine)
+    return engine, tables
+
+
+def _rows(engine, table: Table, *rows: dict) -> None:
+    with engine.begin() as conn:
+        conn.execute(insert(table), list(rows))
+
+
+def test_a_header_read_twice_is_a_data_error_not_every_line_twice(views):
+    """A join in the view that doubles the header would double every line: entered, every
+    quantity would go in twice."""
+    engine, tables = views
+    _rows(engine, tables["po_header"], HEADER, HEADER)
+    _rows(engine, tables["po_line"], LINE)
+    with pytest.raises(SamproDataError, match=r"PO PO-1: lines: .*line 1 appears more than once"):
+        SqlPurchaseOrderReader(engine).fetch(["PO-1"])
+
+
+def test_two_lines_of_one_number_are_a_data_error(views):
+    engine, tables = views
+    _rows(engine, tables["po_header"], HEADER)
+    _rows(engine, tables["po_line"], LINE, {**LINE, "part_number": "P-2"})
+    with pytest.raises(SamproDataError, match="line 1 appears more than once"):
+        SqlPurchaseOrderReader(engine).fetch(["PO-1"])
+
+
+@pytest.mark.parametrize("column", ["unit_price", "quantity_ordered", "quantity_received", "quantity_invoiced"])
+def test_a_negative_quantity_or_price_names_the_po_the_column_and_the_value(views, column):
+    """quantity_invoiced -1000 would widen what is open by 1,000, and a negative price pass
+    every price check."""
+    engine, tables = views
+    _rows(engine, tables["po_header"], HEADER)
+    _rows(engine, tables["po_line"], {**LINE, column: Decimal(-1000)})
+    with pytest.raises(SamproDataError, match=rf"PO PO-1: lines\.0\.{column}: .*-1000"):
+        SqlPurchaseOrderReader(engine).fetch(["PO-1"])
+
+
+def test_a_null_status_is_a_data_error_naming_the_po(views):
+    engine, tables = views
+    _rows(engine, tables["po_header"], {**HEADER, "status": None})
+    with pytest.raises(SamproDataError, match="PO PO-1: status None"):
+        SqlPurchaseOrderReader(engine).fetch(["PO-1"])
+
+
+def test_an_entered_invoice_without_a_number_is_passed_over_and_the_rest_found(views):
+    """Found by its total, it has no number for the duplicate checks to compare."""
+    engine, tables = views
+    entered = {"sampro_invoice_id": "S-1", "vendor_id": "V1", "invoice_number": "INV-1", "po_number": "PO-1",
+               "invoice_date": date(2026, 11, 2), "total_amount": Decimal(10)}
+    _rows(engine, tables["ap_invoice"], entered, {**entered, "sampro_invoice_id": "S-2", "invoice_number": None})
+    found = SqlPurchaseOrderReader(engine).entered_invoices(
+        lookups_for([{"vendor_id": "V1", "invoice_number": "OTHER", "total_amount": "10"}]))
+    assert [known.invoice_id for known in found] == ["sampro:S-1"]
