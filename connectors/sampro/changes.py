@@ -13,10 +13,15 @@ after a crash before `commit`) is the same event, and the PO agent applies it on
 and the events of the window are kept in a small JSON file, written by `commit` once the events
 are safely produced. On its first poll the source starts at Sampro's newest change: what changed
 before the pipeline ran cannot clear anything.
+
+Sampro's rows are input from outside: a row whose PO number no stream could be keyed by is
+logged and passed over, and the watermark never moves past the present, so that one row stamped
+in the future (a typo, a clock that was wrong) cannot hide every later change.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -25,11 +30,15 @@ from typing import Any
 
 from sqlalchemy import Engine, Select, func, select
 
+from connectors.marketplace_table import stream_key_problem
 from connectors.ports import SamproChanges
 from connectors.sampro.tables import SamproNames, sampro_tables
 from connectors.sql import mapped_errors
 from connectors.watermarks import read_watermark, write_watermark
 from rules.lifecycle import PurchaseOrderChanged
+from rules.limits import Limits
+
+log = logging.getLogger(__name__)
 
 
 def _utc(moment: datetime) -> datetime:
@@ -42,8 +51,9 @@ def change_id(po_number: str, changed_at: datetime) -> str:
 
 class PollingSamproChanges(SamproChanges):
     def __init__(self, engine: Engine, state_file: Path, names: SamproNames = SamproNames(),
-                 lookback_seconds: float = 300, clock: Callable[[], float] = time.monotonic):
-        self.engine, self.state_file = engine, state_file
+                 lookback_seconds: float = 300, clock: Callable[[], float] = time.monotonic,
+                 limits: Limits = Limits()):
+        self.engine, self.state_file, self.limits = engine, state_file, limits
         self.tables = sampro_tables(names)
         self.lookback = timedelta(seconds=lookback_seconds)
         self.window_every, self.clock = lookback_seconds / 10, clock
@@ -53,8 +63,12 @@ class PollingSamproChanges(SamproChanges):
 
     def _load(self) -> tuple[datetime | None, set[str]]:
         state = read_watermark(self.state_file)
-        mark = state.get("watermark")
-        return (datetime.fromisoformat(mark) if mark else None), set(state.get("emitted", []))
+        try:
+            mark = _utc(datetime.fromisoformat(state["watermark"])) if state.get("watermark") else None
+        except (TypeError, ValueError):  # not a time: start afresh, as from a state that cannot be read
+            mark = None
+        # One an older version let run ahead of the clock is taken as the present: see `poll`.
+        return (min(mark, datetime.now(UTC)) if mark else None), set(state.get("emitted", []))
 
     def newest_change_queries(self) -> list[Select[Any]]:
         """Where the first poll starts: the newest change of each table."""
@@ -71,14 +85,21 @@ class PollingSamproChanges(SamproChanges):
         now = self.clock()
         whole_window = self._window_read_at is None or now - self._window_read_at >= self.window_every
         with mapped_errors("sampro"), self.engine.connect() as conn:
+            present = datetime.now(UTC)
             watermark = self._watermark
             if watermark is None:
                 newest = [conn.execute(query).scalar() for query in self.newest_change_queries()]
                 known = [_utc(moment) for moment in newest if moment is not None]
-                watermark = max(known) if known else datetime.now(UTC)
+                watermark = min(max(known), present) if known else present
             changes: dict[str, tuple[str, datetime]] = {}  # change id -> (PO, time)
+            passed_over: list[datetime] = []
             for query in self.change_queries(watermark - self.lookback if whole_window else watermark):
                 for po_number, changed_at in conn.execute(query).all():
+                    if (problem := stream_key_problem(po_number, self.limits)) is not None:
+                        log.warning("Sampro changed a PO whose number cannot key a stream (%s): %r; passed over",
+                                    problem, po_number if not isinstance(po_number, str) else po_number[:80])
+                        passed_over.append(_utc(changed_at))
+                        continue
                     moment = _utc(changed_at)
                     changes[change_id(po_number, moment)] = (po_number, moment)
         # The window's changes are remembered, so that the next poll skips them (and makes no event
@@ -93,7 +114,9 @@ class PollingSamproChanges(SamproChanges):
             for po, at in sorted(unsent.items(), key=lambda item: (item[1], item[0]))]
         # A read of the whole window remembers what is in it now, and so forgets what left it.
         remembered = set(changes) if whole_window else self._emitted | set(changes)
-        latest = max([watermark, *(at for _, at in changes.values())])
+        # Never past the present: a row stamped later is read again by each poll until then (its
+        # change is remembered, so made once), and a watermark left in the future comes back.
+        latest = min(max([watermark, *passed_over, *(at for _, at in changes.values())]), present)
         self._pending = (latest, remembered, now if whole_window else self._window_read_at)
         return fresh
 

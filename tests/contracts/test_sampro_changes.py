@@ -11,6 +11,7 @@ from sqlalchemy import update
 
 from connectors.sampro.changes import InMemorySamproChanges, PollingSamproChanges, change_id
 from connectors.sampro.standin import SamproStandIn
+from connectors.watermarks import read_watermark, write_watermark
 from rules.lifecycle import PurchaseOrderChanged
 from rules.models import PurchaseOrder
 from tests.unit.rules.builders import PO
@@ -140,6 +141,40 @@ class SqlPolling(SamproChangesContract):
                                             po_number="PO-1", invoice_date=None, total_amount=None,
                                             lines=[(1, 1)])
         assert [found.po_number for found in source.poll()] == ["PO-1"]
+
+    def test_a_row_stamped_in_the_future_is_one_change_and_hides_no_change_after_it(self, arranged, engine):
+        """A typo or a wrong clock in Sampro: the watermark stays at the present."""
+        source, change = arranged
+        change("PO-1")
+        source.poll()
+        source.commit()
+        with engine.begin() as conn:
+            for table in (SamproStandIn(engine).tables.po_header, SamproStandIn(engine).tables.po_line):
+                conn.execute(update(table).where(table.c.po_number == "PO-1")
+                             .values(updated_at=datetime(9999, 12, 31, tzinfo=UTC)))
+        assert [found.po_number for found in source.poll()] == ["PO-1"]
+        source.commit()
+        change("PO-2")
+        assert [found.po_number for found in source.poll()] == ["PO-2"]
+        source.commit()
+        assert source.poll() == []  # the future change is remembered: made once
+
+    def test_a_watermark_left_in_the_future_comes_back_to_the_present(self, arranged, engine, tmp_path):
+        source, change = arranged
+        state = tmp_path / "sampro-watermark.json"
+        write_watermark(state, {**read_watermark(state), "watermark": "9999-12-31T00:00:00+00:00"})
+        change("PO-2")
+        again = PollingSamproChanges(engine, tmp_path / "sampro-watermark.json", lookback_seconds=300)
+        assert [found.po_number for found in again.poll()] == ["PO-2"]
+
+    def test_a_po_number_no_stream_can_key_is_passed_over_and_the_rest_go_on(self, arranged, caplog):
+        source, change = arranged
+        change("PO\r\nX")
+        change("PO-2")
+        assert [found.po_number for found in source.poll()] == ["PO-2"]
+        assert "cannot key a stream (contains the control character" in caplog.text
+        source.commit()
+        assert source.poll() == []
 
 
 class TestSqlite(SqlPolling):
