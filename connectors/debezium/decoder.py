@@ -33,7 +33,10 @@ class MarketplaceRecordError(DataError):
 def _date(value: Any) -> Any:
     """io.debezium.time.Date is days since the epoch; anything else is left for the rules to judge."""
     if isinstance(value, int) and not isinstance(value, bool):
-        return (EPOCH + timedelta(days=value)).isoformat()
+        try:
+            return (EPOCH + timedelta(days=value)).isoformat()
+        except OverflowError:  # past year 9999 or before year 1: the rules name the field and the value
+            return value
     return value
 
 

@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 from connectors.debezium import MarketplaceCapture, MarketplaceRecordError, decode_marketplace_record
+from rules import evaluate
 from rules.lifecycle import InvoiceSubmitted, InvoiceWithdrawn
 
 ROW = {
@@ -49,6 +50,15 @@ def test_tombstone_means_nothing_to_do():
 def test_contract_problems_flow_on_to_the_rules():
     event = decode_marketplace_record(record(currency=None, total_amount="abc"))
     assert "currency" not in event.document and event.document["total_amount"] == "abc"
+
+
+@pytest.mark.parametrize("days", [3_000_000, -800_000])
+def test_a_date_past_year_9999_or_before_year_1_flows_on_for_the_rules_to_name(days):
+    """PostgreSQL keeps dates to year 294276: a typed 20260-11-20 is days past any Python date."""
+    event = decode_marketplace_record(record(invoice_date=days))
+    verdict = evaluate(event.document, None)
+    assert event.document["invoice_date"] == days
+    assert ("INVALID_INVOICE", "invoice_date") in [(finding.code, finding.field) for finding in verdict.reasons]
 
 
 def test_a_lines_column_that_cannot_be_read_flows_on_as_a_note_for_the_rules():
