@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 from pydantic.json_schema import SkipJsonSchema
 
 from connectors.scheduler.read_model import REASON_CODES, InvoiceDetail
@@ -19,8 +19,22 @@ NO_NUL = r"^[^\x00]*$"
 # Not blank and no NUL, said in the OpenAPI document too. The blanks are spelled out: `\s` means
 # other characters in the server's regex dialect than in a client's (ECMAScript, for JSON Schema).
 BLANKS = " \t\n\r\f\v"
-Text = Annotated[str, StringConstraints(min_length=1, max_length=2000,
-                                        pattern=r"^[^\x00]*[^ \t\n\r\f\v\x00][^\x00]*$")]
+NOT_BLANK = r"^[^\x00]*[^ \t\n\r\f\v\x00][^\x00]*$"
+Text = Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=NOT_BLANK)]
+
+
+def _json_whole_number(value: object) -> object:
+    """A JSON whole number, 1.0 included as JSON Schema has it; not true or "1", which pydantic takes."""
+    if isinstance(value, bool | str):
+        raise ValueError("expected a whole number")
+    return value
+
+
+# As the topics' records hold them (rules.models): a longer one would be refused there, after the
+# API had answered.
+MAX_VERSION = 2_147_483_647
+Version = Annotated[int, Field(ge=1, le=MAX_VERSION), BeforeValidator(_json_whole_number)]
+SamproInvoiceId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NOT_BLANK)]
 
 
 class _Body(BaseModel):
@@ -31,7 +45,7 @@ HoldId = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=
 
 
 class ReleaseRequest(_Body):
-    invoice_version: int = Field(ge=1, description="The version AP looked at; only the newest may be released.")
+    invoice_version: Version = Field(description="The version AP looked at; only the newest may be released.")
     reason: Text = Field(description="The clerk's comment: why these holds may be released; kept in the history.")
     holds: list[HoldId] = Field(default=[], max_length=200, description=(
         "The holds released (`holds[].id` of the invoice). None named: every hold a clerk may release. "
@@ -41,16 +55,16 @@ class ReleaseRequest(_Body):
 
 
 class DispatchRequest(_Body):
-    invoice_version: int = Field(ge=1)
+    invoice_version: Version
 
 
 class RpaSuccess(_Body):
-    invoice_version: int = Field(ge=1, description="The invoice_version of the RPA payload the bot entered.")
-    sampro_invoice_id: Text = Field(description="The id Sampro gave the invoice the bot entered.")
+    invoice_version: Version = Field(description="The invoice_version of the RPA payload the bot entered.")
+    sampro_invoice_id: SamproInvoiceId = Field(description="The id Sampro gave the invoice the bot entered.")
 
 
 class RpaFailure(_Body):
-    invoice_version: int = Field(ge=1, description="The invoice_version of the RPA payload the bot tried.")
+    invoice_version: Version = Field(description="The invoice_version of the RPA payload the bot tried.")
     error: Text = Field(description="What went wrong in Sampro, for AP to read.")
 
 

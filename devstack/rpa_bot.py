@@ -13,6 +13,7 @@ import time
 import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from urllib.parse import quote
 
 import httpx
 from confluent_kafka import Producer
@@ -115,7 +116,8 @@ class RpaBot:
         """POSTs the outcome; 404 and 409 are retried too, as the email can arrive before
         processscheduler shows the invoice at the RPA bot."""
         failed = completion.outcome is CompletionOutcome.FAILURE
-        url = f"{self.api_url}/rpa/invoices/{completion.invoice_id}/{'failure' if failed else 'success'}"
+        invoice_id = quote(completion.invoice_id, safe="")  # an id may hold "/" or "?"
+        url = f"{self.api_url}/rpa/invoices/{invoice_id}/{'failure' if failed else 'success'}"
         body = {"invoice_version": completion.invoice_version,
                 **({"error": completion.error} if failed else {"sampro_invoice_id": completion.sampro_invoice_id})}
         deadline = time.monotonic() + patience

@@ -17,7 +17,16 @@ from api.auth import Principal, SignedInFirst, clerk, signed_in
 from api.comparison import compare
 from api.errors import answers
 from api.routes.deps import InvoiceId, context
-from api.schemas import NO_NUL, CommandAccepted, DispatchRequest, InvoiceView, Me, ReasonCode, ReleaseRequest
+from api.schemas import (
+    MAX_VERSION,
+    NO_NUL,
+    CommandAccepted,
+    DispatchRequest,
+    InvoiceView,
+    Me,
+    ReasonCode,
+    ReleaseRequest,
+)
 from api.services import find_invoice, holds, release_invoice, send_to_rpa
 from connectors.scheduler.read_model import MAX_PAGE, InvoicePage, InvoiceQuery, Kpi
 from rules.lifecycle import InvoiceStatus
@@ -61,16 +70,16 @@ def list_invoices(query: InvoiceQuery = Depends(invoice_query), _: Principal = D
     return ctx.read_model.invoices(query)
 
 
-@router.get("/invoices/{invoice_id}", response_model=InvoiceView, responses=answers(404),
+@router.get("/invoices/{invoice_id:path}", response_model=InvoiceView, responses=answers(404),
             summary="One invoice: verdict, invoice beside PO, RPA payload, status history")
-def show_invoice(invoice_id: InvoiceId, version: Annotated[int | None, Query(ge=1)] = None,
+def show_invoice(invoice_id: InvoiceId, version: Annotated[int | None, Query(ge=1, le=MAX_VERSION)] = None,
                  _: Principal = Depends(signed_in), ctx=Depends(context)) -> InvoiceView:
     found = find_invoice(ctx.read_model, invoice_id, version)
     return InvoiceView(**found.model_dump(), comparison=compare(found, ctx.policy), holds=holds(found),
                        release_reason_codes=ctx.settings.release_reason_codes)
 
 
-@router.post("/invoices/{invoice_id}/release", status_code=202, response_model=CommandAccepted,
+@router.post("/invoices/{invoice_id:path}/release", status_code=202, response_model=CommandAccepted,
              responses=answers(400, 403, 404, 409, 503), summary="Release despite the findings (clerk)")
 def release(invoice_id: InvoiceId, body: ReleaseRequest, principal: Principal = Depends(clerk),
             ctx=Depends(context)) -> CommandAccepted:
@@ -84,7 +93,7 @@ def release(invoice_id: InvoiceId, body: ReleaseRequest, principal: Principal = 
                                   "left and the PO is free")
 
 
-@router.post("/invoices/{invoice_id}/send-to-rpa", status_code=202, response_model=CommandAccepted,
+@router.post("/invoices/{invoice_id:path}/send-to-rpa", status_code=202, response_model=CommandAccepted,
              responses=answers(400, 403, 404, 409, 503), summary="Send a ready invoice to the RPA bot (clerk)")
 def approve_dispatch(invoice_id: InvoiceId, body: DispatchRequest, principal: Principal = Depends(clerk),
                      ctx=Depends(context)) -> CommandAccepted:

@@ -16,7 +16,7 @@ from api.schemas import CallbackAccepted, RpaFailure, RpaSuccess
 from api.services import CompletionReport, record_rpa_outcome
 from rules.models import CompletionOutcome
 
-router = APIRouter(prefix="/rpa/invoices/{invoice_id}", tags=["rpa"], route_class=RpaBotFirst,
+router = APIRouter(prefix="/rpa/invoices/{invoice_id:path}", tags=["rpa"], route_class=RpaBotFirst,
                    dependencies=[Depends(rpa_bot)], responses=answers(400, 401, 404, 409, 413, 422, 503))
 
 

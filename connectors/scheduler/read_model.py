@@ -54,7 +54,7 @@ class InvoiceQuery(_View):
         """[start, end) in UTC for the decided date range."""
         start = datetime.combine(self.decided_from, datetime.min.time(), UTC) if self.decided_from else None
         end = (datetime.combine(self.decided_to + timedelta(days=1), datetime.min.time(), UTC)
-               if self.decided_to else None)
+               if self.decided_to and self.decided_to < date.max else None)  # to 9999-12-31: no end
         return start, end
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rules.lifecycle import DispatchApproved, InvoiceStatus, ReleaseRequested
 from rules.models import Finding, Severity, VerdictStatus
-from tests.unit.api.conftest import NOW, change, freight, invoice, verdict
+from tests.unit.api.conftest import NOW, PRICE_OFF, change, freight, invoice, verdict
 
 
 def ids(answer) -> list[str]:
@@ -162,3 +162,25 @@ def test_the_api_document_lists_the_configured_release_reason_codes(api):
     document = api.client.get("/openapi.json").json()
     reason_code = document["components"]["schemas"]["ReleaseRequest"]["properties"]["reason_code"]
     assert reason_code["enum"] == api.settings.release_reason_codes
+
+
+def test_an_invoice_id_with_a_slash_is_shown_and_released(api):
+    """2026/INV/42: a valid marketplace id, which a client sends as %2F."""
+    api.scheduler.record([verdict(invoice(invoice_id="MP/7", invoice_number="INV-7", lines=PRICE_OFF,
+                                          **freight(7)))])
+    assert api.client.get("/api/invoices/MP%2F7", **api.as_viewer()).json()["invoice_id"] == "MP/7"
+    answer = api.client.post("/api/invoices/MP%2F7/release", json={"invoice_version": 1, "reason": "agreed"},
+                             **api.as_clerk())
+    assert answer.status_code == 202 and answer.json()["invoice_id"] == "MP/7"
+    ((_, _, command),) = api.commands.published
+    assert command.invoice_id == "MP/7"
+
+
+def test_the_last_day_there_is_is_a_filter_with_no_end(api):
+    """9999-12-31 plus a day is past any date: it was a 500."""
+    assert api.client.get("/api/invoices?decided_to=9999-12-31", **api.as_viewer()).json()["total"] == 5
+
+
+def test_a_version_past_what_a_record_holds_is_422(api):
+    answer = api.client.get("/api/invoices/MP-3?version=2147483648", **api.as_viewer())
+    assert answer.status_code == 422 and answer.json()["errors"][0]["field"] == "query.version"

@@ -3,9 +3,14 @@ once per attempt with a deterministic event id, 202 'already recorded' for a rep
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
+import pytest
+
 from rules.lifecycle import InvoiceStatus
 from rules.models import CompletionOutcome, RpaCompletion
-from tests.unit.api.conftest import change
+from tests.unit.api.conftest import change, freight, verdict
+from tests.unit.rules.builders import invoice
 
 SUCCESS = "/rpa/invoices/{}/success"
 FAILURE = "/rpa/invoices/{}/failure"
@@ -89,3 +94,31 @@ def test_kafka_away_is_503_so_the_bot_tries_again(api):
     answer = api.client.post(SUCCESS.format("MP-1"), json={"invoice_version": 1, "sampro_invoice_id": "S-1"},
                              **api.as_bot())
     assert answer.status_code == 503 and "try again" in answer.json()["detail"]
+
+
+def test_a_sampro_id_longer_than_a_completion_holds_is_422_not_a_lost_report(api):
+    """RpaCompletion holds at most 64 characters: a longer id failed after the API had taken it (500)."""
+    answer = api.client.post(SUCCESS.format("MP-1"), json={"invoice_version": 1, "sampro_invoice_id": "S" * 65},
+                             **api.as_bot())
+    assert answer.status_code == 422 and answer.json()["errors"][0]["field"] == "body.sampro_invoice_id"
+    assert api.commands.published == []
+
+
+@pytest.mark.parametrize("version", [True, "1", 1.5, 2_147_483_648, 10**4000])
+def test_a_version_that_is_not_a_whole_number_a_record_holds_is_422(api, version):
+    answer = api.client.post(SUCCESS.format("MP-1"), json={"invoice_version": version, "sampro_invoice_id": "S-1"},
+                             **api.as_bot())
+    assert answer.status_code == 422 and answer.json()["errors"][0]["field"] == "body.invoice_version"
+    assert api.commands.published == []
+
+
+def test_an_invoice_id_with_a_slash_is_reached_as_the_bot_sends_it(api):
+    """Marketplace ids such as 2026/INV/42 are valid stream keys: %2F is decoded before routing."""
+    api.scheduler.record([verdict(invoice(invoice_id="MP/7", invoice_number="INV-7", **freight(7))),
+                          change("MP/7", InvoiceStatus.SENT_TO_RPA, "verdict")])
+    answer = api.client.post(SUCCESS.format(quote("MP/7", safe="")), json={"invoice_version": 1,
+                                                                          "sampro_invoice_id": "S-7"},
+                             **api.as_bot())
+    assert answer.status_code == 202 and answer.json()["invoice_id"] == "MP/7"
+    ((_, _, completion),) = api.commands.published
+    assert completion.invoice_id == "MP/7"
