@@ -62,7 +62,7 @@ def lookup_for(document: Mapping[str, Any] | Any) -> Lookup | None:
         return None  # no store holds such a value: nothing to look up
     try:
         amount = Decimal(str(document.get("total_amount")))
-        total = amount if amount.is_finite() and abs(amount) < 10**14 else None
+        total = amount if amount.is_finite() and amount.copy_abs() < 10**14 else None  # abs() may overflow
     except (InvalidOperation, ValueError):
         total = None
     return Lookup(identifier_key(vendor), identifier_key(number), loose_number_key(number), total, vendor, number)

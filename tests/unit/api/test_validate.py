@@ -92,6 +92,14 @@ def test_a_number_no_ledger_could_hold_is_a_finding_on_its_field(api, number):
     assert status == 400 and verdict["reasons"][0]["field"] == "lines[1].unit_price"
 
 
+@pytest.mark.parametrize("number", ["1E+1000000", '"1E+1000000"', '"-1E+1000000"'])
+def test_a_total_past_decimals_range_is_a_finding_on_the_total(api, number):
+    """abs() of it overflows Python's decimal context: the duplicate lookup made it a 500."""
+    raw = json.dumps(invoice(invoice_id="MP-NEW", invoice_number="INV-NEW"), default=str)
+    status, verdict = dry_run(api, raw.replace('"total_amount": "57.25"', f'"total_amount": {number}', 1).encode())
+    assert status == 400 and "total_amount" in {reason["field"] for reason in verdict["reasons"]}
+
+
 def test_an_integer_longer_than_python_converts_is_422(api):
     raw = json.dumps(invoice(invoice_id="MP-NEW", invoice_number="INV-NEW"), default=str)
     status, problem = dry_run(api, raw.replace('"line_no": 1', f'"line_no": {"1" * 5000}', 1).encode())
