@@ -37,6 +37,7 @@ from connectors.api_ports import SessionVersions
 from streams.settings import ApiUser, Settings
 
 log = logging.getLogger(__name__)
+MAX_USER_NAME = 200  # what a release's or a dispatch's `user` holds (rules.lifecycle)
 SESSION_COOKIE = "ia_session"
 # Sent by the dashboard's own scripts: a cross-site form cannot set it, so cookie-signed
 # changes without it are refused (CSRF, beside api/cross_site.py), and 401s without a Basic
@@ -129,16 +130,15 @@ class Authenticator:
     async def check_password(self, name: str, password: str, address: str) -> Principal:
         """The user, or SignInRefused: 401 wrong, 429 too many failures, 503 too many checks at once."""
         keys = [f"address:{address}", *([f"user:{name}"] if name in self.users else [])]
-        wait = self.throttle.wait_for(*keys)
-        if wait:
-            self.failures.labels("throttled").inc()
-            raise SignInRefused(429, f"too many failed sign-ins: try again in {math.ceil(wait)} s", retry_after=wait)
+        self._refuse_if_throttled(keys)
         try:
             await asyncio.wait_for(self.checks_at_once.acquire(), self.check_wait)
         except TimeoutError:
             self.failures.labels("busy").inc()
             raise SignInRefused(503, "too many sign-ins at once: try again shortly", retry_after=1) from None
         try:
+            # Again: a burst sent at once all passed the first look before any of its failures counted.
+            self._refuse_if_throttled(keys)
             principal = await run_in_threadpool(self._verify, name, password)
         finally:
             self.checks_at_once.release()
@@ -149,6 +149,11 @@ class Authenticator:
             raise SignInRefused(401, "wrong user name or password")
         self.throttle.succeeded(keys[-1])
         return principal
+
+    def _refuse_if_throttled(self, keys: list[str]) -> None:
+        if wait := self.throttle.wait_for(*keys):
+            self.failures.labels("throttled").inc()
+            raise SignInRefused(429, f"too many failed sign-ins: try again in {math.ceil(wait)} s", retry_after=wait)
 
     def _fingerprint(self, user: ApiUser) -> str:
         """Changes with the password hash, so a new password ends the sessions signed before it."""
@@ -185,6 +190,10 @@ class Authenticator:
             return None
         name = request.headers.get(self.trusted_user_header)
         if not name:
+            return None
+        if len(name) > MAX_USER_NAME or not name.isprintable():  # a history's actor could not hold it
+            log.warning("the proxy's %s is not a user name (%d characters): not signed in",
+                        self.trusted_user_header, len(name))
             return None
         role = request.headers.get(self.trusted_role_header, "") if self.trusted_role_header else ""
         return Principal(name, Role(role) if role in Role._value2member_map_ else self.trusted_default_role)

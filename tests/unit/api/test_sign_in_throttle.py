@@ -94,6 +94,27 @@ def test_a_flood_of_sign_ins_checks_only_a_few_passwords_at_once():
     assert most[0] == 2 and set(answers) <= {401, 503} and 401 in answers
 
 
+def test_a_burst_sent_at_once_checks_no_more_passwords_than_the_free_failures_and_the_checks_at_once():
+    """All of a burst passes the first look before any of its failures is counted: each is looked
+    at again once it may check. The wait is long enough that no burst outlasts it."""
+    api = make_api(api_password_checks_at_once=2, api_sign_in_free_failures=3, api_sign_in_backoff_seconds=60)
+    auth = api.context.auth
+    verify, checked = auth._verify, [0]
+
+    def counted(name, password):
+        checked[0] += 1
+        return verify(name, password)
+
+    auth._verify = counted
+    with served(api) as url, ThreadPoolExecutor(20) as pool:
+        def guess(i: int) -> int:
+            return httpx.get(f"{url}/api/me", auth=("ana", f"guess{i}"), timeout=60).status_code
+
+        answers = list(pool.map(guess, range(40)))
+    assert checked[0] <= 3 + 2 - 1 and answers.count(401) == checked[0]
+    assert set(answers) <= {401, 429, 503} and 429 in answers
+
+
 def test_the_throttle_forgets_the_oldest_keys_beyond_its_capacity():
     throttle = SignInThrottle(1, 1.0, 10.0, clock=lambda: 0.0, capacity=2)
     throttle.failed("address:a")
