@@ -46,17 +46,18 @@ class LiveFeed:
         """One round (blocking I/O); the update to send, or None when nothing is new."""
         changes = self.read_model.changes(self._last_event)
         first = self._last_event is None
-        self._last_event = changes.last_event
         since = time.monotonic() - self._kpi_at
         recompute = self.latest is None or since >= self.kpi_at_most_every
         # Behind: rows went out with older figures, which are brought up to date as soon as allowed.
         if not (first or changes.rows or since >= self.kpi_every or (self._behind and recompute)):
+            self._last_event = changes.last_event
             return None
         if recompute:
+            figures = self._figures()  # if it fails, the changed rows are read again next round
             self._kpi_at, self._behind = time.monotonic(), False
-            figures = self._figures()
         else:
             figures, self._behind = self.latest["kpi"], True
+        self._last_event = changes.last_event
         self.latest = {"kpi": figures, "changed": [row.model_dump(mode="json") for row in changes.rows]}
         return self.latest
 

@@ -75,6 +75,19 @@ def test_ap_figures_that_could_not_be_read_are_read_on_the_next_recompute_not_a_
     assert feed.poll()["kpi"]["ap"]["entered"] == 2  # still due: the failed read is owed
 
 
+def test_rows_changed_while_the_figures_could_not_be_read_go_out_with_the_next_figures(api):
+    feed = LiveFeed(api.read_model, lambda: NOW, kpi_every=3600, kpi_at_most_every=0, ap_every=3600)
+    feed.poll()
+    api.scheduler.record([change("MP-1", InvoiceStatus.ENTERED, "rpa:MP-1:v1:attempt1")])
+    figures = api.read_model.status_figures
+    api.read_model.status_figures = lambda now: (_ for _ in ()).throw(TimeoutError("processscheduler"))
+    with pytest.raises(TimeoutError):
+        feed.poll()
+    api.read_model.status_figures = figures
+    update = feed.poll()
+    assert [(r["invoice_id"], r["status"]) for r in update["changed"]] == [("MP-1", "entered")]
+
+
 def test_subscribers_get_the_latest_figures_then_each_change():
     async def scenario(api):
         feed = LiveFeed(api.read_model, lambda: NOW, interval=0.01, kpi_every=3600, kpi_at_most_every=0)
