@@ -54,6 +54,15 @@ def _include_list(schema: str, names: SamproNames) -> str:
     return ",".join(re.escape(f"{schema}.{table}") for table in (names.po_header, names.po_line))
 
 
+def _column_list(schema: str, names: SamproNames) -> str:
+    """Only the columns the decoder reads: a wide header (notes, free text) made a change larger
+    than the decoder takes, and its PO was never rechecked. The optional leading name is the
+    database, which SQL Server's connector may put before the schema."""
+    return ",".join(r"(?:[^.]+\.)?" + re.escape(f"{schema}.{table}.{names.column(key_table, column)}")
+                    for key_table, table in (("po_header", names.po_header), ("po_line", names.po_line))
+                    for column in ("po_number", "updated_at"))
+
+
 def _credentials(url: URL, default_port: int) -> dict[str, str]:
     # The password is taken from the same URL the worker reads Sampro with, as the marketplace
     # capture does; Connect keeps it in its config store (see README, "Deployment: Sampro on SQL Server").
@@ -93,6 +102,7 @@ class SamproCapture:
             "database.dbname": url.database or "",
             "topic.prefix": self.name,
             "table.include.list": self.tables,
+            "column.include.list": _column_list(self.names.schema_name or "public", self.names),
             "slot.name": self.slot,
             "publication.name": self.publication,
             # Only the two PO tables in the publication: Sampro has many we must not read.
@@ -138,6 +148,7 @@ class SqlServerSamproCapture:
             else "false",
             "topic.prefix": self.name,
             "table.include.list": self.tables,
+            "column.include.list": _column_list(self.names.schema_name or "dbo", self.names),
             "snapshot.mode": self.snapshot_mode,
             "include.schema.changes": "false",
             "schema.history.internal.kafka.bootstrap.servers": self.kafka_bootstrap_servers,

@@ -104,6 +104,19 @@ def test_a_po_line_price_update_reaches_sampro_changes_through_the_capture(
         assert isinstance(change, PurchaseOrderChanged)
         assert message.key() == po_number.encode() and change.po_number == po_number
         assert change.changed_at == changed_at  # the row's updated_at, as the poller would name it
+
+        # A header with a wide column of its own (a buyer's notes): only the columns the decoder
+        # reads are captured, so its change is no larger than any other.
+        with standin.engine.begin() as conn:
+            conn.execute(text(f'ALTER TABLE "{unique_name}".po_header ADD COLUMN notes text'))
+            conn.execute(text(f"UPDATE \"{unique_name}\".po_header SET notes = repeat('x', 300000), "
+                              "updated_at = now() WHERE po_number = :po"), {"po": po_number})
+        deadline = time.monotonic() + 60
+        while len(changes) < 2 and time.monotonic() < deadline:
+            for _ in range(20):
+                runtime.step()
+            changes = read_topic(kafka_bootstrap, settings.sampro_changes_topic, timeout=1)
+        assert len(changes) == 2, "the wide header's change did not reach sampro.changes within 60 s"
         assert not read_topic(kafka_bootstrap, settings.dlq_topic, timeout=1)
     finally:
         runtime.close()

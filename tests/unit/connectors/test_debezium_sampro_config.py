@@ -52,6 +52,19 @@ def test_sql_server_tables_are_schema_qualified_and_renamed_as_sampro_names_says
     assert not any(p.fullmatch("erpXPOHDR") for p in patterns)  # the dot means a dot
 
 
+def test_only_the_columns_the_decoder_reads_are_captured_under_their_installations_names():
+    """A wide header (notes, free text) made a change too large for the decoder to take."""
+    for config in (SqlServerSamproCapture(database_url=SQL_SERVER_URL, names=RENAMED).connector_config(),
+                   SamproCapture(database_url="postgresql://u:p@db/sampro", names=RENAMED).connector_config()):
+        patterns = [re.compile(pattern) for pattern in config["column.include.list"].split(",")]
+        captured = {name for name in ("erp.POHDR.PONUM", "erp.POHDR.CHGDATE", "erp.POLIN.po_number",
+                                      "erp.POLIN.CHGDATE", "Sampro.erp.POHDR.PONUM", "erp.POHDR.NOTES",
+                                      "erp.POLIN.unit_price", "erp.POHDR.po_number", "erpXPOHDR.PONUM")
+                    if any(pattern.fullmatch(name) for pattern in patterns)}
+        assert captured == {"erp.POHDR.PONUM", "erp.POHDR.CHGDATE", "erp.POLIN.po_number", "erp.POLIN.CHGDATE",
+                            "Sampro.erp.POHDR.PONUM"}
+
+
 def test_the_password_comes_from_the_sampro_url_and_nowhere_else():
     # As the marketplace capture does: Connect keeps it in its config store (README says so).
     config = SqlServerSamproCapture(database_url=SQL_SERVER_URL).connector_config()
