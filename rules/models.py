@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 # as the vendor sent it may break these (the rules then say so); a record on a topic may not.
 StreamKey = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f\u2028\u2029]+$")]
 VersionNumber = Annotated[int, Field(ge=1, le=2_147_483_647)]
-EventId = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+MAX_EVENT_ID = 200
+EventId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_EVENT_ID)]
 
 
 class _Model(BaseModel):

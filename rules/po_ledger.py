@@ -30,6 +30,7 @@ from rules.lifecycle import (
     StatusChanged,
 )
 from rules.models import (
+    MAX_EVENT_ID,
     CompletionOutcome,
     RpaCompletion,
     RpaPayload,
@@ -76,8 +77,8 @@ class Judge(Protocol):
 
 
 def change_digest(event_id: str) -> str:
-    """A Sampro change's id inside another event id (a status change's, a verdict's in processscheduler):
-    that id may be long, an event id may not."""
+    """An outside id (a Sampro change's, a long completion's or command's) inside another event id
+    (a status change's, a verdict's in processscheduler): that id may be long, an event id may not."""
     return hashlib.blake2b(event_id.encode(), digest_size=8).hexdigest()
 
 
@@ -201,8 +202,11 @@ def _change(
 def _status_change(
     invoice_id: str, version: int, po_number: str, status: InvoiceStatus, cause: str, at: datetime, **extra: Any
 ) -> StatusChanged:
-    return StatusChanged(event_id=f"{invoice_id}:v{version}:{status.value}:{cause}", invoice_id=invoice_id,
-                         invoice_version=version, po_number=po_number, status=status, occurred_at=at, **extra)
+    event_id = f"{invoice_id}:v{version}:{status.value}:{cause}"
+    if len(event_id) > MAX_EVENT_ID:  # a completion's or command's id of up to 200 characters as the cause
+        event_id = f"{invoice_id}:v{version}:{status.value}:{change_digest(cause)}"
+    return StatusChanged(event_id=event_id, invoice_id=invoice_id, invoice_version=version, po_number=po_number,
+                         status=status, occurred_at=at, **extra)
 
 
 def _rpa_request(record: InvoiceRecord, at: datetime) -> RpaRequest:
@@ -437,6 +441,10 @@ def withdraw_invoice(
     withdrawal is noted in its history, and the bot's report decides (a failure is not retried).
     One with a version in Sampro already gets a note there: AP asks the vendor for a credit note."""
     update = _Update(ledger, judge, dispatch)
+    if withdrawal.version < update.ledger.latest.get(withdrawal.invoice_id, 0):
+        # The deletion of an older version, delivered again (CDC is at least once) after the vendor
+        # sent a newer one: the newer version stands.
+        return update.outcome()
     # A version is in Sampro: nothing to stop there, but AP must hear of it (it stays entered).
     update.note_entered(withdrawal.invoice_id, "withdrawn-after-entry", withdrawal.withdrawn_at,
                         "The vendor withdrew this invoice after it was entered in Sampro: ask the vendor for a "

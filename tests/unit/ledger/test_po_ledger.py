@@ -32,6 +32,7 @@ from rules.models import (
 from rules.po_ledger import (
     PurchaseOrderLedger,
     approve_dispatch,
+    change_digest,
     complete_rpa,
     recheck_held,
     release_invoice,
@@ -356,6 +357,45 @@ def test_withdrawal_frees_a_parked_slot_and_is_final(judge):
     )
     assert statuses(emitted)[-1] == ("B", "withdrawn")
     assert ledger.parked == []
+
+
+def test_an_older_versions_withdrawal_delivered_again_leaves_the_newer_version_standing(judge):
+    """The vendor deleted v1 and sent v2 (a new row); CDC delivers v1's deletion once more."""
+    def withdrawn(version: int):
+        return lambda ledger: withdraw_invoice(
+            ledger, InvoiceWithdrawn(invoice_id="B", version=version, po_number="PO-1", withdrawn_at=AT),
+            judge, "automatic")
+
+    ledger, emitted = run(
+        PurchaseOrderLedger(po_number="PO-1"),
+        lambda ledger: submit_invoice(ledger, submission("A"), judge, "automatic"),
+        lambda ledger: submit_invoice(ledger, submission("B"), judge, "automatic"),
+        withdrawn(1),
+        lambda ledger: submit_invoice(ledger, submission("B", version=2), judge, "automatic"),
+        withdrawn(1),
+    )
+    assert statuses(emitted)[-2:] == [("B", "withdrawn"), ("B", "waiting_for_po")]
+    assert ledger.parked == ["B@v2"]
+    ledger, emitted = run(ledger, withdrawn(2))
+    assert statuses(emitted) == [("B", "withdrawn")] and ledger.parked == []
+
+
+def test_a_completion_with_an_id_as_long_as_its_record_allows_is_applied_under_a_digest(judge):
+    """Its id is the cause of the status change, whose own id holds 200 characters too."""
+    long_id = "rpa-bot-2:" + "e" * 190
+    ledger, emitted = run(
+        PurchaseOrderLedger(po_number="PO-1"),
+        lambda ledger: submit_invoice(ledger, submission("A"), judge, "automatic"),
+        lambda ledger: submit_invoice(ledger, submission("B"), judge, "automatic"),
+        lambda ledger: complete_rpa(ledger, completion("A", event_id=long_id), judge, "automatic"),
+    )
+    entered = next(m for m in emitted if isinstance(m, StatusChanged) and m.status is InvoiceStatus.ENTERED)
+    assert entered.event_id == f"A:v1:entered:{change_digest(long_id)}"
+    assert statuses(emitted)[-2:] == [("B", "rpa_request"), ("B", "sent_to_rpa")]  # the PO goes on
+    short = run(PurchaseOrderLedger(po_number="PO-1"),
+                lambda ledger: submit_invoice(ledger, submission("A"), judge, "automatic"),
+                lambda ledger: complete_rpa(ledger, completion("A", event_id="c-1"), judge, "automatic"))[1]
+    assert "A:v1:entered:c-1" in [m.event_id for m in short if isinstance(m, StatusChanged)]  # ids kept as they were
 
 
 @pytest.mark.parametrize(("ok", "final"), [(True, "entered"), (False, "withdrawn")])
