@@ -104,7 +104,7 @@ class StreamBroker(Protocol):
     def abort(self) -> None: ...
 
     def restore(self, topic: str, starts: Mapping[int, int | None],
-                stable: Sequence[TopicPartition]) -> Iterator[tuple[int, int, str, bytes | None]]:
+                stable: Sequence[TopicPartition]) -> Iterator[tuple[int, int, bytes | None, bytes | None]]:
         """Changelog records (partition, offset, key, value) from each start (None: the
         beginning) to the end, once the committed offsets of `stable` are settled."""
 
@@ -377,7 +377,7 @@ class KafkaStreamBroker:
 
     # -- state -----------------------------------------------------------------------------------
     def restore(self, topic: str, starts: Mapping[int, int | None],
-                stable: Sequence[TopicPartition]) -> Iterator[tuple[int, int, str, bytes | None]]:
+                stable: Sequence[TopicPartition]) -> Iterator[tuple[int, int, bytes | None, bytes | None]]:
         try:
             # Waits for transactions still open on these partitions (KIP-447 stable offsets), so
             # the changelog read below already holds whatever they committed.
@@ -407,10 +407,7 @@ class KafkaStreamBroker:
                             log.warning("Kafka while restoring %s: %s", topic, error)
                         continue
                     _, partition, offset = _origin(message)
-                    key = message.key()
-                    if key is None:
-                        raise ValueError(f"a record without a key on the changelog {topic}")
-                    yield partition, offset, key.decode(), message.value()
+                    yield partition, offset, message.key(), message.value()
         finally:
             reader.close()
 

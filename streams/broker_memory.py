@@ -123,13 +123,13 @@ class InMemoryBroker:
         self._pending = None
 
     def restore(self, topic: str, starts: Mapping[int, int | None],
-                stable: Sequence[TopicPartition]) -> Iterator[tuple[int, int, str, bytes | None]]:
+                stable: Sequence[TopicPartition]) -> Iterator[tuple[int, int, bytes | None, bytes | None]]:
         if self.down:
             raise Unavailable("kafka", "the in-memory broker is down")
         log = self.topic(topic)
         for number, start in starts.items():
             for record in log[number][start or 0:]:
-                yield number, record.offset, (record.key or b"").decode(), record.value
+                yield number, record.offset, record.key, record.value
 
     def close(self) -> None:
         pass

@@ -26,7 +26,7 @@ from collections import OrderedDict
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rules.errors import DataError
 from rules.po_ledger import InvoiceRecord, PurchaseOrderLedger
@@ -103,12 +103,23 @@ class LedgerStore:
         raw = state.get(po_number)
         if not raw:
             return LoadedLedger(None)
+        try:
+            return self._decode(state, po_number, raw, invoice_ids)
+        except (ValidationError, ValueError, LookupError) as error:
+            # The changelog holds what no flow wrote: the PO's work is dead-lettered naming it, and
+            # waits for an operator, rather than going on from a ledger that is not this PO's.
+            raise DataError(f"the ledger of PO {po_number} in {self.store.changelog_topic} cannot be read: "
+                            f"{str(error)[:300]}") from None
+
+    def _decode(self, state: StateWrites, po_number: str, raw: bytes, invoice_ids: Collection[str]) -> LoadedLedger:
         cached = self._decoded.get(po_number)
         if cached is not None and cached[0] == raw:
             self._decoded.move_to_end(po_number)
             stored, records = cached[1], cached[2]
         else:
             stored = _Stored.model_validate_json(raw)
+            if stored.po_number != po_number:
+                raise ValueError(f"the value under its key is the ledger of PO {stored.po_number[:80]!r}")
             records = stored.records or {
                 key: InvoiceRecord.model_validate_json(_required(state, record_state_key(po_number, key)))
                 for key in stored.record_keys}
@@ -117,10 +128,10 @@ class LedgerStore:
         if legacy:
             versions = dict(stored.latest)
         else:
-            versions = {invoice_id: int(found) for invoice_id in invoice_ids
+            versions = {invoice_id: _version(found) for invoice_id in invoice_ids
                         if (found := state.get(version_state_key(po_number, invoice_id))) is not None}
         # Only an invoice with a version seen can have one entered: most batches ask for no more keys.
-        entered = {invoice_id: int(found) for invoice_id in versions
+        entered = {invoice_id: _version(found) for invoice_id in versions
                    if (found := state.get(entered_state_key(po_number, invoice_id))) is not None}
         ledger = PurchaseOrderLedger(
             po_number=stored.po_number, holding=list(stored.holding), parked=list(stored.parked),
@@ -168,6 +179,13 @@ def _skeleton(ledger: PurchaseOrderLedger) -> tuple[object, ...]:
 
 def _dumped(stored: _Stored) -> bytes:
     return stored.model_dump_json(exclude={"records", "latest"}).encode()
+
+
+def _version(raw: bytes) -> int:
+    version = int(raw)  # ValueError for what is not a whole number
+    if not 1 <= version <= 2_147_483_647:
+        raise ValueError(f"{version} is not an invoice version")
+    return version
 
 
 def _required(state: StateWrites, key: str) -> bytes:

@@ -461,7 +461,7 @@ class Runtime:
                         partition.clear()
                     starts[number] = partition.position
                 stable = [tp for waiting in numbers.values() for tp in waiting]
-                read: dict[int, list[tuple[int, str, bytes | None]]] = defaultdict(list)
+                read: dict[int, list[tuple[int, bytes | None, bytes | None]]] = defaultdict(list)
                 for number, offset, key, value in self.broker.restore(store.changelog_topic, starts, stable):
                     read[number].append((offset, key, value))
                 count = sum(store.restore(number, read.get(number, [])) for number in numbers)

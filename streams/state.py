@@ -14,11 +14,13 @@ data and position on disk in one write, so a restart reads only the tail of the 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
 POSITION_KEY = "\x00changelog-position"
+log = logging.getLogger(__name__)
 
 
 class PartitionStore(Protocol):
@@ -159,13 +161,24 @@ class Store:
                                        else RocksPartitionStore(self.folder / str(number), self.rocks_options))
         return self.partitions[number]
 
-    def restore(self, number: int, records: Iterable[tuple[int, str, bytes | None]]) -> int:
-        """Applies changelog records (offset, key, value) read from the partition's position; returns how many."""
+    def restore(self, number: int, records: Iterable[tuple[int, bytes | None, bytes | None]]) -> int:
+        """Applies changelog records (offset, key, value) read from the partition's position; returns
+        how many. A record no flow could have written (no key, or one that is not UTF-8) is passed
+        over with a warning: raised, it stopped every partition of the worker, restore after restore."""
         store = self.partition(number)
         count, changes, last = 0, {}, None
         for offset, key, value in records:
-            changes[key] = value
-            count, last = count + 1, offset
+            last = offset
+            try:
+                text = key.decode() if key is not None else None
+            except UnicodeDecodeError:
+                text = None
+            if text is None:
+                log.warning("%s, partition %d, offset %d: a record without a UTF-8 key, passed over",
+                            self.changelog_topic, number, offset)
+                continue
+            changes[text] = value
+            count += 1
             if len(changes) >= 10_000:
                 store.write(changes, last + 1)
                 changes = {}

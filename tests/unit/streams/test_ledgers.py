@@ -3,6 +3,8 @@ history, and reads the ledgers written before as they are."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from rules.errors import DataError
@@ -118,6 +120,23 @@ def test_a_po_value_past_what_kafka_takes_is_refused_naming_the_po(store, monkey
     partition = Partition(store)
     with pytest.raises(DataError, match="PO PO-1 would hold"):
         held_backlog(partition, 50)
+
+
+@pytest.mark.parametrize(("key", "value", "named"), [
+    ("PO-1", b'{"po_number": "PO-OTHER"}', "the ledger of PO 'PO-OTHER'"),
+    ("PO-1", b"\x00garbage", "Invalid JSON"),
+    (version_state_key("PO-1", "A"), b"not-a-number", "invalid literal"),
+    (version_state_key("PO-1", "A"), b"0", "0 is not an invoice version"),
+])
+def test_a_value_no_batch_wrote_is_a_data_error_naming_the_po_and_the_changelog(store, key, value, named):
+    """Taken as it was, another PO's ledger was worked on and saved under that PO's keys, and
+    this PO's work started from it on every batch."""
+    partition = Partition(store)
+    partition.batch(submit("A"), invoice_ids=["A"])
+    partition.data.write({key: value}, None)
+    with pytest.raises(DataError, match=r"(?s)the ledger of PO PO-1 in \S+-po-ledgers-changelog cannot be read: .*"
+                                        + re.escape(named)):
+        store.load(StateWrites(partition.data), "PO-1", ["A"])
 
 
 def test_a_write_that_was_never_committed_is_not_served_from_the_cache_after_another_worker_wrote(store, tmp_path):

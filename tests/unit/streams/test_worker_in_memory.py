@@ -12,6 +12,7 @@ from rules.errors import DataError, Unavailable
 from rules.lifecycle import InvoiceWithdrawn, ReleaseRequested
 from rules.models import Verdict
 from streams.broker_memory import InMemoryBroker
+from streams.ledgers import changelog_topic
 from tests.unit.streams.conftest import AT, make_worker, purchase_order, ready_invoice
 
 
@@ -446,6 +447,22 @@ def test_after_a_rebalance_the_ledger_comes_back_from_its_changelog(tmp_path):
     first.submit(ready_invoice("MP-2"))
     first.run()
     # Another worker takes over, with nothing in its store but what the changelog holds.
+    second = make_worker(tmp_path / "b", broker=broker, scheduler=first.scheduler, mailer=first.mailer)
+    second.complete("MP-1")
+    second.run()
+    assert second.statuses() == {"MP-1": "entered", "MP-2": "sent_to_rpa"}
+
+
+@pytest.mark.parametrize("key", [b"\xff\xfe", None])
+def test_a_changelog_record_no_flow_wrote_is_passed_over_and_the_ledgers_come_back(tmp_path, key):
+    """Raised, it stopped every partition of the worker, restore after restore."""
+    broker = InMemoryBroker(partitions=3)
+    first = make_worker(tmp_path / "a", broker=broker)
+    first.submit(ready_invoice("MP-1"))
+    first.submit(ready_invoice("MP-2"))
+    first.run()
+    for partition in range(3):
+        broker.append(changelog_topic(first.pipeline.settings), key, b"x", partition=partition)
     second = make_worker(tmp_path / "b", broker=broker, scheduler=first.scheduler, mailer=first.mailer)
     second.complete("MP-1")
     second.run()
