@@ -9,6 +9,7 @@ reads each message back with the email package.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 
 from rules.lifecycle import RpaRequest
@@ -25,9 +26,14 @@ def _header_safe(text: str) -> str:
 
 def message_id(invoice_id: str, version: int, attempt: int = 1) -> str:
     """Derived from the invoice version and its hand-off, so a resend is recognisably the same
-    message, and a hand-off again after an RPA failure is not taken for a copy of the first."""
+    message, and a hand-off again after an RPA failure is not taken for a copy of the first. An id
+    the header cannot carry as it is gets its digest too: `A/1` and `A_1` would otherwise share
+    one Message-ID, and a mailbox that drops copies would drop one of two invoices."""
     again = f"-a{attempt}" if attempt > 1 else ""
-    return f"<invoice-{_header_safe(invoice_id)}-v{version}{again}@invoice-automation>"
+    safe = _header_safe(invoice_id)
+    if safe != invoice_id:
+        safe += "-" + hashlib.blake2b(invoice_id.encode(), digest_size=6).hexdigest()
+    return f"<invoice-{safe}-v{version}{again}@invoice-automation>"
 
 
 def _address(value: str, field: str) -> str:

@@ -13,6 +13,7 @@ from decimal import Decimal
 import pytest
 
 from connectors.rpa_mail import build_message
+from connectors.rpa_mail.message import message_id
 from rules.lifecycle import RpaRequest
 from rules.models import RpaPayload, RpaPayloadLine
 
@@ -41,3 +42,11 @@ def test_an_address_that_is_not_one_ascii_line_is_refused_by_name():
                          requested_at=datetime(2026, 11, 25, tzinfo=UTC))
     with pytest.raises(ValueError, match=re.escape(r"RPA_MAIL_TO 'rpa@test\r\nBcc: x@y'")):
         build_message(request, "ia@test", "rpa@test\r\nBcc: x@y")
+
+
+def test_each_invoice_has_a_message_id_of_its_own_and_a_plain_id_keeps_the_one_it_had():
+    """A mailbox that drops copies by Message-ID must not take one invoice for a copy of another."""
+    ids = [message_id(invoice_id, 1) for invoice_id in ("A/1", "A_1", "A?1", "A 1", "A_1" + "x" * 70, "A_1" + "x" * 71)]
+    assert len(set(ids)) == len(ids)
+    assert message_id("MP-1.a_b", 2, attempt=3) == "<invoice-MP-1.a_b-v2-a3@invoice-automation>"
+    assert all(re.fullmatch(r"<invoice-[A-Za-z0-9._-]+-v1@invoice-automation>", mid) for mid in ids)
