@@ -14,6 +14,7 @@ topic, and the watermark moves past it, so one bad row never stops the vendors b
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from datetime import UTC, datetime, timedelta
@@ -69,7 +70,8 @@ class PollingMarketplaceSource(MarketplaceSource):
     def _load(self) -> tuple[Watermark | None, dict[str, list[Any]]]:
         state = read_watermark(self.state_file)
         mark = state.get("watermark")
-        return ((datetime.fromisoformat(mark[0]), mark[1]) if mark else None), state.get("emitted", {})
+        watermark = (datetime.fromisoformat(mark[0]), mark[1]) if mark else None
+        return _not_past_present(watermark), state.get("emitted", {})
 
     def poll(self) -> Polled:
         """New invoices and versions; call `commit()` once they are safely produced."""
@@ -78,18 +80,26 @@ class PollingMarketplaceSource(MarketplaceSource):
         for row in self._rows(watermark, polled):
             updated_at = _utc(row.updated_at)
             known = emitted.get(row.invoice_id)
-            if known is None or known[0] < row.version:
+            if known is None or known[0] < _version(row):
                 event = self._event(row, updated_at, polled)
                 if event is not None:
                     polled.events.append(event)
-                emitted[row.invoice_id] = [row.version, updated_at.isoformat()]
+                emitted[row.invoice_id] = [_version(row), updated_at.isoformat()]
             if watermark is None or (updated_at, row.invoice_id) > watermark:
                 watermark = (updated_at, row.invoice_id)
-        for unreadable in polled.unreadable:  # moved past, and never dead-lettered twice
-            at = unreadable.updated_at or (watermark[0] if watermark else datetime.now(UTC))
-            emitted[unreadable.invoice_id] = [2**31, at.isoformat()]
-            if unreadable.updated_at is not None and (watermark is None or (at, unreadable.invoice_id) > watermark):
-                watermark = (at, unreadable.invoice_id)
+        unreadable, polled.unreadable = polled.unreadable, []
+        for row in unreadable:  # moved past, and dead-lettered once as it is
+            at = row.updated_at or (watermark[0] if watermark else datetime.now(UTC))
+            seen = [0, at.isoformat(), hashlib.sha256(row.raw).hexdigest()]
+            if row.version is None and emitted.get(row.invoice_id) == seen:
+                continue  # read again in the window, unchanged: dead-lettered already
+            polled.unreadable.append(row)
+            # Its own version when it has one: the vendor's fixed version (a higher one) goes through.
+            emitted[row.invoice_id] = [row.version, at.isoformat()] if row.version is not None else seen
+            if row.updated_at is not None and (watermark is None or (at, row.invoice_id) > watermark):
+                watermark = (at, row.invoice_id)
+        # Never past the present: one row stamped in 2099 would hide every row written after it.
+        watermark = _not_past_present(watermark)
         if watermark is not None:
             horizon = (watermark[0] - self.lookback).isoformat()
             emitted = {k: v for k, v in emitted.items() if v[1] >= horizon}
@@ -98,11 +108,11 @@ class PollingMarketplaceSource(MarketplaceSource):
 
     def _event(self, row: Any, updated_at: datetime, polled: Polled) -> InvoiceSubmitted | None:
         problem = stream_key_problem(row.po_number, self.limits) or stream_key_problem(row.invoice_id, self.limits)
-        if problem is None and not 1 <= row.version <= 2**31 - 1:
-            problem = f"version {row.version} is not from 1 to 2147483647"
+        if problem is None and not 1 <= _version(row) <= 2**31 - 1:
+            problem = f"version {str(row.version)[:40]} is not a whole number from 1 to 2147483647"
         if problem is not None:
             polled.unreadable.append(UnreadableRow(str(row.invoice_id)[:64], updated_at,
-                                                   json.dumps(_as_text(row)).encode(), problem))
+                                                   json.dumps(_as_text(row)).encode(), problem, _version(row)))
             return None
         return InvoiceSubmitted(invoice_id=row.invoice_id, version=row.version, po_number=row.po_number,
                                 document=_document(row, self.limits), received_at=updated_at)
@@ -161,6 +171,16 @@ class PollingMarketplaceSource(MarketplaceSource):
         since, invoice_id = watermark
         newer = or_(table.c.updated_at > since, and_(table.c.updated_at == since, table.c.invoice_id > invoice_id))
         return [(newer, True), (and_(table.c.updated_at >= since - self.lookback, ~newer), False)]
+
+
+def _version(row: Any) -> int:
+    """The row's version; 0 for one that is not a whole number (SQLite keeps any value in any column)."""
+    return row.version if type(row.version) is int else 0
+
+
+def _not_past_present(watermark: Watermark | None) -> Watermark | None:
+    present = datetime.now(UTC)
+    return (present, "") if watermark is not None and watermark[0] > present else watermark
 
 
 def _connection_lost(error: BaseException) -> bool:

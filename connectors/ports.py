@@ -104,6 +104,7 @@ class UnreadableRow:
     updated_at: datetime | None
     raw: bytes  # its columns as text, JSON
     error: str
+    version: int | None = None  # when it could be read: a higher one is the vendor's fix
 
 
 @dataclass

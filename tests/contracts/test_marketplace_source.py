@@ -116,11 +116,57 @@ class MarketplaceSourceContract:
         assert "control character U+000D" in bad.error and b"A\\r\\nB" in bad.raw
         assert self.polled(source) == [] and source.poll().unreadable == []  # moved past it, once
 
+    def test_a_row_stamped_in_the_future_hides_no_row_written_after_it(self, engine, source_factory):
+        """A clock that was wrong, or a typo: the watermark stays at the present."""
+        now = datetime.now(UTC)
+        with engine.begin() as conn:
+            conn.execute(insert(marketplace_invoices), [row("A", now), row("Z", datetime(2099, 1, 1, tzinfo=UTC))])
+        source = source_factory()
+        assert self.polled(source) == [("A", 1), ("Z", 1)]
+        with engine.begin() as conn:
+            conn.execute(insert(marketplace_invoices), [row("B", datetime.now(UTC))])
+        assert self.polled(source) == [("B", 1)]
+        assert self.polled(source_factory()) == []  # after a restart too, and Z only once
+
+    def test_a_row_dead_lettered_then_fixed_by_the_vendor_goes_through(self, engine, source_factory):
+        with engine.begin() as conn:
+            conn.execute(insert(marketplace_invoices), [{**row("A", T0), "po_number": " "}])
+        source = source_factory()
+        assert self.polled(source) == []
+        with engine.begin() as conn:
+            conn.execute(update(marketplace_invoices).values(po_number="PO-1", version=2,
+                                                             updated_at=T0 + timedelta(seconds=5)))
+        assert self.polled(source) == [("A", 2)]
+
 
 class TestSqliteSource(MarketplaceSourceContract):
     @pytest.fixture
     def engine(self, sqlite_engine):
         return sqlite_engine
+
+    @pytest.mark.parametrize("version", ["abc", 1.5, -3])
+    def test_a_version_that_is_not_a_whole_number_is_dead_lettered_once_and_the_rest_goes_on(
+            self, engine, source_factory, version):
+        """SQLite keeps any value in an INTEGER column: 'abc' failed every poll with a TypeError."""
+        with engine.begin() as conn:
+            conn.execute(insert(marketplace_invoices), [row("A", T0), row("C", T0 + timedelta(seconds=2))])
+            conn.execute(text("UPDATE marketplace_invoices SET version = :v WHERE invoice_id = 'A'"), {"v": version})
+        source = source_factory()
+        first = source.poll()
+        source.commit()
+        assert [e.invoice_id for e in first.events] == ["C"] and [u.invoice_id for u in first.unreadable] == ["A"]
+        assert source.poll().unreadable == []
+
+    def test_a_row_the_driver_cannot_read_is_dead_lettered_once_and_the_rest_goes_on(self, engine, source_factory):
+        with engine.begin() as conn:
+            conn.execute(insert(marketplace_invoices), [row("A", T0), row("C", T0 + timedelta(seconds=2))])
+            conn.execute(text("UPDATE marketplace_invoices SET invoice_date = 'garbage' WHERE invoice_id = 'A'"))
+        source = source_factory()
+        first = source.poll()
+        source.commit()
+        assert [e.invoice_id for e in first.events] == ["C"] and [u.invoice_id for u in first.unreadable] == ["A"]
+        again = source.poll()
+        assert again.events == [] and again.unreadable == []  # read again in the window, not dead-lettered again
 
 
 class TestPostgresSource(MarketplaceSourceContract):
