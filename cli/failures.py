@@ -3,7 +3,10 @@ what is wrong, where, and what to check, and exit code 2, instead of a traceback
 
 from __future__ import annotations
 
+import re
+
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from connectors.mssql import NoOdbcDriver
 from rules.errors import Unavailable
@@ -19,7 +22,7 @@ WHERE = {
     "schema-registry": "SCHEMA_REGISTRY_URL",
     "connect": "CONNECT_URL",
 }
-OPERATOR_ERRORS = (Unavailable, ValidationError, NoOdbcDriver)
+OPERATOR_ERRORS = (Unavailable, ValidationError, NoOdbcDriver, SettingsError)
 
 
 def explain(error: BaseException) -> list[str] | None:
@@ -38,4 +41,8 @@ def explain(error: BaseException) -> list[str] | None:
             message = problem["msg"].removeprefix("Value error, ")
             lines.extend(message.splitlines() if not where else [f"setting {PREFIX}{where}: {message}"])
         return lines
+    if isinstance(error, SettingsError):  # a JSON setting that is not JSON; its value may be a secret
+        field = re.search(r'field "([a-z_]+)"', str(error))
+        where = f"{PREFIX}{field.group(1).upper()}" if field else "a JSON setting"
+        return [f"setting {where}: not JSON (a JSON list or object: see streams/settings.py)"]
     return [str(error)]

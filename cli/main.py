@@ -39,6 +39,8 @@ def start(
     from cli.logs import configure_logging
     from streams.settings import Settings
 
+    if "--help" in sys.argv[1:]:
+        return  # help needs no settings: `api hash-password --help` helps to write API_USERS
     configure_logging("warning", Settings().log_format)
 
 

@@ -11,7 +11,15 @@ from typing import Annotated, cast
 
 import typer
 
-LogLevel = Annotated[str, typer.Option(help="Log level: debug, info, warning or error.")]
+
+class Level(StrEnum):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+LogLevel = Annotated[Level, typer.Option(help="What the worker logs, this level and above.")]
 
 
 class WorkerRole(StrEnum):
@@ -26,7 +34,7 @@ Role = Annotated[WorkerRole, typer.Option(
          "never waits for the mailbox.")]
 
 
-def worker(loglevel: LogLevel = "warning", role: Role = WorkerRole.ALL) -> None:
+def worker(loglevel: LogLevel = Level.WARNING, role: Role = WorkerRole.ALL) -> None:
     """Start the agents: marketplace ingest, the per-PO decisions, processscheduler and the RPA mailbox.
 
     Every setting comes from INVOICE_AUTOMATION_* environment variables (see streams/settings.py):
@@ -46,7 +54,7 @@ def worker(loglevel: LogLevel = "warning", role: Role = WorkerRole.ALL) -> None:
     from streams.topics import check_co_partitioned, ensure_topics
 
     settings = Settings()
-    configure_logging(loglevel, settings.log_format)
+    configure_logging(loglevel.value, settings.log_format)
     ensure_topics(settings)
     check_co_partitioned(settings)
     pipeline = bootstrap(settings)

@@ -47,8 +47,8 @@ class Settings(BaseSettings):
     # a prefix such as "ap-prod.{record}" keeps two installations apart on one registry.
     schema_registry_subject: str = Field(default="{record}", min_length=8, max_length=255)
     app_id: str = "invoice-automation"
-    topic_partitions: int = Field(default=6, ge=1)
-    topic_replication_factor: int = Field(default=1, ge=1)
+    topic_partitions: int = Field(default=6, ge=1, le=10_000)
+    topic_replication_factor: int = Field(default=1, ge=1, le=32)
     audit_retention_days: int = Field(default=3650, ge=1)
     marketplace_topic: str = "marketplace.invoices"
     invoices_topic: str = "invoices"
@@ -59,14 +59,15 @@ class Settings(BaseSettings):
     rpa_requests_topic: str = "rpa.requests"
     dlq_topic: str = "invoices.dlq"
     store: str = "memory://"
-    batch_size: int = Field(default=500, ge=1)
+    batch_size: int = Field(default=500, ge=1, le=100_000)  # librdkafka takes at most 1,000,000
     # A batch is what has arrived, up to batch_size: it grows with the load. batch_seconds is how
     # long a poll waits when nothing has arrived (a quiet worker's loop); batch_linger_seconds how
     # long it waits for more once something has, as a producer's linger.ms: each batch is one Kafka
     # transaction, and fuller ones commit less often. It adds at most that much to each hop.
-    batch_seconds: float = Field(default=0.05, gt=0)
+    batch_seconds: float = Field(default=0.05, gt=0, le=60)
     batch_linger_seconds: float = Field(default=0.02, ge=0, le=5)
-    session_timeout_seconds: float = Field(default=30.0, gt=0)  # how soon a dead worker's partitions move on
+    # How soon a dead worker's partitions move on; within the broker's group.min/max.session.timeout.ms.
+    session_timeout_seconds: float = Field(default=30.0, ge=1, le=1800)
     data_dir: Path = DEFAULT_DATA_DIR
     log_format: Literal["text", "json"] = "text"  # json: one JSON object per line, for a log collector
     # The worker's own /readyz and /metrics; off unless a port is given.
@@ -76,8 +77,8 @@ class Settings(BaseSettings):
     # Marketplace source
     marketplace_source: Literal["polling", "debezium"] = "polling"
     marketplace_db_url: str = f"sqlite:///{DEFAULT_DATA_DIR}/marketplace.db"
-    poll_interval_seconds: float = Field(default=2.0, gt=0)
-    poll_lookback_seconds: float = Field(default=300.0, ge=0)
+    poll_interval_seconds: float = Field(default=2.0, gt=0, le=3600)
+    poll_lookback_seconds: float = Field(default=300.0, ge=0, le=7 * 24 * 3600)
     connect_url: str | None = None
 
     # Sampro (purchase orders, entered invoices)
@@ -106,7 +107,7 @@ class Settings(BaseSettings):
         default=["PRICE_AGREED", "QUANTITY_AGREED", "GOODS_RECEIVED", "TAX_CONFIRMED", "CHARGE_AGREED",
                  "DATE_ACCEPTED", "PO_TO_BE_CORRECTED", "OTHER"], min_length=1)
     smtp_host: str = "127.0.0.1"
-    smtp_port: int = 8025
+    smtp_port: int = Field(default=8025, ge=1, le=65535)
     smtp_starttls: bool = False
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None

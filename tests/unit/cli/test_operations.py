@@ -99,6 +99,38 @@ def test_a_wrong_value_is_one_line_naming_the_variable(monkeypatch, capsys):
     assert capsys.readouterr().err == "error: setting INVOICE_AUTOMATION_LOG_FORMAT: Input should be 'text' or 'json'\n"
 
 
+@pytest.mark.parametrize(("name", "value", "said"), [
+    ("BATCH_SIZE", "2000000", "Input should be less than or equal to 100000"),
+    ("POLL_LOOKBACK_SECONDS", "1e12", "Input should be less than or equal to 604800"),
+    ("SESSION_TIMEOUT_SECONDS", "inf", "Input should be less than or equal to 1800"),
+    ("SMTP_PORT", "-5", "Input should be greater than or equal to 1"),
+])
+def test_a_number_past_what_its_setting_can_be_is_refused_at_start(monkeypatch, capsys, name, value, said):
+    """Each was taken, then failed on every step or poll (librdkafka's limit, an overflow)."""
+    monkeypatch.setenv(f"INVOICE_AUTOMATION_{name}", value)
+    assert _run(monkeypatch, "explain", "MP-1001") == 2
+    assert capsys.readouterr().err == f"error: setting INVOICE_AUTOMATION_{name}: {said}\n"
+
+
+@pytest.mark.parametrize("value", ["notjson", "", "[{"])
+def test_a_json_setting_that_is_not_json_is_one_line_that_does_not_echo_it(monkeypatch, capsys, value):
+    monkeypatch.setenv("INVOICE_AUTOMATION_API_USERS", value)
+    assert _run(monkeypatch, "explain", "MP-1001") == 2
+    err = capsys.readouterr().err
+    assert err == "error: setting INVOICE_AUTOMATION_API_USERS: not JSON (a JSON list or object: see " \
+                  "streams/settings.py)\n"
+
+
+def test_help_needs_no_settings_and_an_unknown_log_level_names_the_choices(monkeypatch, capsys):
+    monkeypatch.setenv("INVOICE_AUTOMATION_API_USERS", "notjson")
+    assert _run(monkeypatch, "api", "hash-password", "--help") == 0
+    assert "hash-password" in capsys.readouterr().out
+    monkeypatch.delenv("INVOICE_AUTOMATION_API_USERS")
+    assert _run(monkeypatch, "worker", "--loglevel", "verbose") == 2
+    said = " ".join(capsys.readouterr().err.replace("│", " ").split())  # as rich boxes it
+    assert "'verbose' is not one of 'debug', 'info', 'warning', 'error'" in said
+
+
 def test_version(monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["invoice-automation", "--version"])
     with pytest.raises(SystemExit) as exited:
