@@ -11,9 +11,12 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, IPvAnyNetwork, SecretStr, StringConstraints, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from connectors.sampro.tables import SamproNames
 
@@ -38,6 +41,7 @@ class Settings(BaseSettings):
         env_nested_delimiter="__",
         env_file=".env",
         extra="ignore",
+        hide_input_in_errors=True,  # a database URL holds its password
     )
 
     # Kafka
@@ -167,6 +171,26 @@ class Settings(BaseSettings):
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    @field_validator("marketplace_db_url", "sampro_db_url", "scheduler_db_url", "api_sessions_db_url")
+    @classmethod
+    def _database_url(cls, url: str) -> str:
+        """Read now, so that a mistake is named at start and not in a connection error, which
+        showed part of the password ('ap:Secr3t@Tail@db' connects to host 'Tail@db')."""
+        try:
+            parsed = make_url(url)
+        except ArgumentError:
+            raise ValueError("not a database URL (dialect+driver://user:password@host:port/database)") from None
+        if parsed.host is not None and "@" in parsed.host:
+            raise ValueError("an '@' in the user or password must be written %40")
+        return url
+
+    @field_validator("schema_registry_url", "connect_url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        if url is not None and not all(urlsplit(one.strip()).scheme in ("http", "https") for one in url.split(",")):
+            raise ValueError("not an http:// or https:// URL")
+        return url
 
     @field_validator("schema_registry_subject")
     @classmethod

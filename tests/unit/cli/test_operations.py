@@ -131,6 +131,24 @@ def test_help_needs_no_settings_and_an_unknown_log_level_names_the_choices(monke
     assert "'verbose' is not one of 'debug', 'info', 'warning', 'error'" in said
 
 
+@pytest.mark.parametrize(("name", "value", "said"), [
+    ("SAMPRO_DB_URL", "postgresql+psycopg://ap:Secr3t@Tail@db/sampro", "an '@' in the user or password must be "
+                                                                       "written %40"),
+    ("SCHEDULER_DB_URL", "ap:Secr3t@db/scheduler", "not a database URL"),
+    ("SCHEMA_REGISTRY_URL", "ap:Secr3t@registry:8081", "not an http:// or https:// URL"),
+])
+def test_a_url_that_cannot_be_one_is_named_at_start_without_its_password(monkeypatch, capsys, name, value, said):
+    """'Tail@db' was taken for the host: its connection error, logged and shown by /readyz, held
+    part of the password; a registry URL without its scheme was a traceback holding all of it."""
+    monkeypatch.setenv(f"INVOICE_AUTOMATION_{name}", value)
+    assert _run(monkeypatch, "explain", "MP-1001") == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: setting INVOICE_AUTOMATION_{name}: {said}") and "Secr3t" not in err
+    with pytest.raises(ValidationError) as raised:
+        Settings()
+    assert "Secr3t" not in str(raised.value)
+
+
 def test_version(monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["invoice-automation", "--version"])
     with pytest.raises(SystemExit) as exited:
