@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import event, inspect, text
 
 from connectors.ports import NumberClaim
 from connectors.scheduler import InMemoryProcessScheduler, SqlProcessScheduler, upgrade
@@ -220,6 +221,50 @@ class SqlSchedulerContract(ProcessSchedulerContract):
             assert codes == [" PRICE_MISMATCH TAX_MISMATCH ", None], step
             downgrade(engine, "0010")
             upgrade(engine)
+
+    def test_a_migration_stopped_half_way_leaves_nothing_and_runs_again(self, engine):
+        """SQLite's driver committed each ALTER TABLE by itself: 0011's column stayed without its
+        backfill, and every later start failed on 'duplicate column name'."""
+        upgrade(engine, "0010")
+
+        def stopped(conn, cursor, statement, *args):
+            if statement.startswith("UPDATE processscheduler SET reason_codes"):  # the backfill, after the column
+                raise RuntimeError("the worker was stopped here")
+
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO processscheduler (invoice_id, invoice_version, status, http_status, "
+                              "reasons, decided_at, created_at, updated_at) VALUES ('MP-OLD', 1, 'manual_review', "
+                              "422, :reasons, :at, :at, :at)"), {"reasons": json.dumps([{"code": "TAX_MISMATCH"}]),
+                                                                 "at": AT})
+        event.listen(engine, "before_cursor_execute", stopped)
+        try:
+            with pytest.raises(Exception, match="stopped here"):
+                upgrade(engine)
+        finally:
+            event.remove(engine, "before_cursor_execute", stopped)
+        with engine.connect() as conn:
+            assert "reason_codes" not in {column["name"] for column in inspect(conn).get_columns("processscheduler")}
+        upgrade(engine)
+        assert SqlInvoiceReadModel(engine).kpi(AT).by_reason == {"TAX_MISMATCH": 1}
+
+    def test_two_starts_that_upgrade_at_once_both_find_the_schema_upgraded(self, engine):
+        upgrade(engine, "0008")
+        failures: list[BaseException] = []
+
+        def start() -> None:
+            try:
+                upgrade(engine)
+            except BaseException as error:  # noqa: BLE001 - what the other start raised is the point
+                failures.append(error)
+
+        starts = [threading.Thread(target=start) for _ in range(3)]
+        for thread in starts:
+            thread.start()
+        for thread in starts:
+            thread.join(60)
+        assert failures == []
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0011"]
 
     def test_versions_handed_over_before_revision_0010_hold_their_invoice_from_the_migration(self, engine):
         upgrade(engine, "0009")
