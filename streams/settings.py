@@ -13,7 +13,16 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, IPvAnyNetwork, SecretStr, StringConstraints, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    FilePath,
+    IPvAnyNetwork,
+    SecretStr,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -101,7 +110,7 @@ class Settings(BaseSettings):
     scheduler_db_url: str = f"sqlite:///{DEFAULT_DATA_DIR}/scheduler.db"
 
     # Rules
-    tolerances_file: Path | None = None
+    tolerances_file: FilePath | None = None  # named at start when it is not a file
     max_invoice_lines: int = Field(default=1000, ge=1, le=100_000)  # more is INVALID_INVOICE
 
     # RPA hand-off

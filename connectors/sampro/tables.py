@@ -9,13 +9,16 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from sqlalchemy import Column, Date, DateTime, Index, Integer, MetaData, Numeric, String, Table
 
 MONEY = Numeric(18, 4, asdecimal=True)
 TABLES = ("po_header", "po_line", "ap_invoice")
+
+
+ColumnName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
 
 class SamproNames(BaseModel):
@@ -33,10 +36,10 @@ class SamproNames(BaseModel):
     po_header: str = Field(default="po_header", min_length=1, max_length=128)
     po_line: str = Field(default="po_line", min_length=1, max_length=128)
     ap_invoice: str = Field(default="ap_invoice", min_length=1, max_length=128)
-    columns: dict[str, str] = Field(default_factory=dict)
-    po_header_columns: dict[str, str] = Field(default_factory=dict)
-    po_line_columns: dict[str, str] = Field(default_factory=dict)
-    ap_invoice_columns: dict[str, str] = Field(default_factory=dict)
+    columns: dict[str, ColumnName] = Field(default_factory=dict)
+    po_header_columns: dict[str, ColumnName] = Field(default_factory=dict)
+    po_line_columns: dict[str, ColumnName] = Field(default_factory=dict)
+    ap_invoice_columns: dict[str, ColumnName] = Field(default_factory=dict)
 
     def column(self, table: str, key: str) -> str:
         """The name `table`'s canonical column `key` has in this Sampro."""
@@ -53,6 +56,11 @@ class SamproNames(BaseModel):
                 close = difflib.get_close_matches(key, sorted(known), n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else f"; the columns are {', '.join(sorted(known))}"
                 raise ValueError(f"{field}: {key!r} is not a canonical Sampro column{hint}")
+        for table in TABLES:  # two columns of one table under one name: the table could not be read
+            names = [self.column(table, key) for key in sorted(keys[table])]
+            if len(set(names)) != len(names):
+                twice = next(name for name in names if names.count(name) > 1)
+                raise ValueError(f"{table}: two columns are renamed to {twice!r}")
         return self
 
 

@@ -149,6 +149,21 @@ def test_a_url_that_cannot_be_one_is_named_at_start_without_its_password(monkeyp
     assert "Secr3t" not in str(raised.value)
 
 
+@pytest.mark.parametrize(("name", "value", "said"), [
+    ("SAMPRO_NAMES__COLUMNS", '{"po_number": ""}', "setting INVOICE_AUTOMATION_SAMPRO_NAMES__COLUMNS__PO_NUMBER: "
+                                                   "String should have at least 1 character"),
+    ("SAMPRO_NAMES__PO_HEADER_COLUMNS", '{"vendor_id": "status"}', "setting INVOICE_AUTOMATION_SAMPRO_NAMES: "
+                                                                   "po_header: two columns are renamed to 'status'"),
+    ("TOLERANCES_FILE", "/missing.toml", "setting INVOICE_AUTOMATION_TOLERANCES_FILE: Path does not point to a file"),
+])
+def test_sampro_names_and_the_tolerances_file_are_named_at_start(monkeypatch, capsys, name, value, said):
+    """Each was a traceback at start naming no setting (ArgumentError, DuplicateColumnError,
+    FileNotFoundError)."""
+    monkeypatch.setenv(f"INVOICE_AUTOMATION_{name}", value)
+    assert _run(monkeypatch, "explain", "MP-1001") == 2
+    assert capsys.readouterr().err == f"error: {said}\n"
+
+
 def test_version(monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["invoice-automation", "--version"])
     with pytest.raises(SystemExit) as exited:
