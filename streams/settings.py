@@ -44,6 +44,11 @@ class ApiUser(BaseModel):
     role: ApiRole = "viewer"
 
 
+# What Kafka takes as a topic name (a longer one, or another character, fails only when the
+# topic is first created); the changelog topics add 30 characters to APP_ID.
+TopicName = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._-]+$")]
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=PREFIX,
@@ -59,18 +64,19 @@ class Settings(BaseSettings):
     # The registry subject of each record type, "{record}" being its full name (RecordNameStrategy);
     # a prefix such as "ap-prod.{record}" keeps two installations apart on one registry.
     schema_registry_subject: str = Field(default="{record}", min_length=8, max_length=255)
-    app_id: str = "invoice-automation"
+    # Names the consumer groups, the changelog topics and the Sampro capture: a topic name's characters.
+    app_id: TopicName = "invoice-automation"
     topic_partitions: int = Field(default=6, ge=1, le=10_000)
     topic_replication_factor: int = Field(default=1, ge=1, le=32)
     audit_retention_days: int = Field(default=3650, ge=1)
-    marketplace_topic: str = "marketplace.invoices"
-    invoices_topic: str = "invoices"
-    completions_topic: str = "rpa.completions"
-    commands_topic: str = "po.commands"
-    sampro_changes_topic: str = "sampro.changes"
-    verdicts_topic: str = "verdicts"  # verdicts and the status changes after them, in order per PO
-    rpa_requests_topic: str = "rpa.requests"
-    dlq_topic: str = "invoices.dlq"
+    marketplace_topic: TopicName = "marketplace.invoices"
+    invoices_topic: TopicName = "invoices"
+    completions_topic: TopicName = "rpa.completions"
+    commands_topic: TopicName = "po.commands"
+    sampro_changes_topic: TopicName = "sampro.changes"
+    verdicts_topic: TopicName = "verdicts"  # verdicts and the status changes after them, in order per PO
+    rpa_requests_topic: TopicName = "rpa.requests"
+    dlq_topic: TopicName = "invoices.dlq"
     store: str = "memory://"
     batch_size: int = Field(default=500, ge=1, le=100_000)  # librdkafka takes at most 1,000,000
     # A batch is what has arrived, up to batch_size: it grows with the load. batch_seconds is how
@@ -104,7 +110,7 @@ class Settings(BaseSettings):
     sampro_changes: Literal["polling", "debezium", "none"] = "polling"
     # Where the Debezium capture of Sampro's PO tables writes its change events, both tables in one
     # topic (created at start, so that the worker's subscription finds it before the first change).
-    sampro_cdc_topic: str = "sampro.cdc"
+    sampro_cdc_topic: TopicName = "sampro.cdc"
 
     # processscheduler
     scheduler_db_url: str = f"sqlite:///{DEFAULT_DATA_DIR}/scheduler.db"

@@ -155,6 +155,8 @@ def test_a_url_that_cannot_be_one_is_named_at_start_without_its_password(monkeyp
     ("SAMPRO_NAMES__PO_HEADER_COLUMNS", '{"vendor_id": "status"}', "setting INVOICE_AUTOMATION_SAMPRO_NAMES: "
                                                                    "po_header: two columns are renamed to 'status'"),
     ("TOLERANCES_FILE", "/missing.toml", "setting INVOICE_AUTOMATION_TOLERANCES_FILE: Path does not point to a file"),
+    ("VERDICTS_TOPIC", "ap verdicts", "setting INVOICE_AUTOMATION_VERDICTS_TOPIC: String should match pattern "
+                                      "'^[A-Za-z0-9._-]+$'"),
 ])
 def test_sampro_names_and_the_tolerances_file_are_named_at_start(monkeypatch, capsys, name, value, said):
     """Each was a traceback at start naming no setting (ArgumentError, DuplicateColumnError,
