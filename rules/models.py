@@ -10,7 +10,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 # What the keys of the pipeline's records hold: a stream key, a table key, a mail header. An invoice
 # as the vendor sent it may break these (the rules then say so); a record on a topic may not.
@@ -88,14 +88,12 @@ class POStatus(StrEnum):
 
 
 class PurchaseOrderLine(_Model):
-    # Never below zero: a negative quantity invoiced would widen what is open, a negative price
-    # would pass every price check; Sampro rows like that are a data error, not a PO to match.
     line_no: int
     part_number: str = Field(min_length=1)
-    unit_price: Decimal = Field(ge=0)
-    quantity_ordered: Decimal = Field(ge=0)
-    quantity_received: Decimal | None = Field(default=None, ge=0)
-    quantity_invoiced: Decimal = Field(default=Decimal(0), ge=0)
+    unit_price: Decimal
+    quantity_ordered: Decimal
+    quantity_received: Decimal | None = None
+    quantity_invoiced: Decimal = Decimal(0)
 
 
 class PurchaseOrder(_Model):
@@ -104,21 +102,9 @@ class PurchaseOrder(_Model):
     status: POStatus
     currency: str = Field(min_length=3, max_length=3)
     order_date: date
-    tax_rate: Decimal | None = Field(default=None, ge=0)
+    tax_rate: Decimal | None = None
     allowed_charges: list[str] = Field(default_factory=list)
     lines: list[PurchaseOrderLine] = Field(default_factory=list)
-
-    @field_validator("lines")
-    @classmethod
-    def _one_line_per_number(cls, lines: list[PurchaseOrderLine]) -> list[PurchaseOrderLine]:
-        """The matching keys what is open by line number: two lines of one number would put one's
-        open quantity on the other, or (a header row read twice) enter every quantity twice."""
-        seen: set[int] = set()
-        for line in lines:
-            if line.line_no in seen:
-                raise ValueError(f"line {line.line_no} appears more than once")
-            seen.add(line.line_no)
-        return lines
 
 
 class VerdictStatus(StrEnum):

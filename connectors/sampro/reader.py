@@ -38,7 +38,29 @@ def _status(po_number: str, value: str | None) -> POStatus:
         raise SamproDataError(f"PO {po_number}: status {value!r} is not one of {[s.value for s in POStatus]}") from None
 
 
+def _line(row: Any) -> dict[str, Any]:
+    """A PO line as its view gives it, none below zero: a negative quantity invoiced would widen
+    what is open, a negative price pass every price check. Checked here, where Sampro's rows come
+    in, not in the model, which also reads the PO snapshots of verdicts made before."""
+    line = {"line_no": row["line_no"], "part_number": row["part_number"], "unit_price": row["unit_price"],
+            "quantity_ordered": row["quantity_ordered"], "quantity_received": row["quantity_received"],
+            "quantity_invoiced": row["quantity_invoiced"] or Decimal(0)}
+    for column in ("unit_price", "quantity_ordered", "quantity_received", "quantity_invoiced"):
+        value = line[column]
+        if isinstance(value, Decimal) and value < 0:
+            raise SamproDataError(f"PO {row['po_number']}: line {line['line_no']}: {column} {value} is below zero")
+    return line
+
+
 def _snapshot(po_number: str, fields: dict[str, Any]) -> PurchaseOrder:
+    # The matching keys what is open by line number: two lines of one number would put one's open
+    # quantity on the other, or (a header row the view gives twice) enter every quantity twice.
+    if isinstance(fields["tax_rate"], Decimal) and fields["tax_rate"] < 0:
+        raise SamproDataError(f"PO {po_number}: tax_rate {fields['tax_rate']} is below zero")
+    numbers = [line["line_no"] for line in fields["lines"]]
+    if len(set(numbers)) != len(numbers):
+        repeated = next(number for number in numbers if numbers.count(number) > 1)
+        raise SamproDataError(f"PO {po_number}: line {repeated} appears more than once")
     try:
         return PurchaseOrder.model_validate(fields)
     except ValidationError as exc:
@@ -108,10 +130,7 @@ class SqlPurchaseOrderReader(PurchaseOrderReader):
                     "lines": [],
                 }
             if row["line_no"] is not None:
-                po["lines"].append({
-                    "line_no": row["line_no"], "part_number": row["part_number"], "unit_price": row["unit_price"],
-                    "quantity_ordered": row["quantity_ordered"], "quantity_received": row["quantity_received"],
-                    "quantity_invoiced": row["quantity_invoiced"] or Decimal(0)})
+                po["lines"].append(_line(row))
         return {number: _snapshot(number, fields) for number, fields in headers.items()}
 
     def entered_invoices(self, lookups: Collection[Lookup]) -> list[KnownInvoice]:
@@ -121,9 +140,8 @@ class SqlPurchaseOrderReader(PurchaseOrderReader):
         with mapped_errors("sampro"), self.engine.connect() as conn:
             for chunk, query in self._entered_invoice_queries(lookups):
                 for row in conn.execute(query):
-                    if not isinstance(row.invoice_number, str):  # NULL: found by its total, and no number to compare
-                        continue
-                    known = KnownInvoice(f"sampro:{row.sampro_invoice_id}", row.vendor_id, row.invoice_number,
+                    # A NULL number (found by its total) still counts for the same-total check.
+                    known = KnownInvoice(f"sampro:{row.sampro_invoice_id}", row.vendor_id, row.invoice_number or "",
                                          "entered", row.total_amount, row.invoice_date)
                     if matches_lookup(known, chunk):  # the IN lists also match crossed pairs
                         found.append(known)
