@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import logging
 import math
+import re
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from streams.settings import ApiUser, Settings
 
 log = logging.getLogger(__name__)
 MAX_USER_NAME = 200  # what a release's or a dispatch's `user` holds (rules.lifecycle)
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 SESSION_COOKIE = "ia_session"
 # Sent by the dashboard's own scripts: a cross-site form cannot set it, so cookie-signed
 # changes without it are refused (CSRF, beside api/cross_site.py), and 401s without a Basic
@@ -188,10 +190,14 @@ class Authenticator:
     def from_trusted_headers(self, request: Request) -> Principal | None:
         if not self.trusted_user_header or not request.scope.get(FROM_PROXY):
             return None
-        name = request.headers.get(self.trusted_user_header)
-        if not name:
+        sent = request.headers.get(self.trusted_user_header)
+        if not sent:
             return None
-        if len(name) > MAX_USER_NAME or not name.isprintable():  # a history's actor could not hold it
+        try:  # Starlette reads header bytes as latin-1; proxies send a name such as Dvořák in UTF-8
+            name = sent.encode("latin-1").decode("utf-8")
+        except UnicodeError:
+            name = sent
+        if len(name) > MAX_USER_NAME or CONTROL.search(name):  # a history's actor could not hold it
             log.warning("the proxy's %s is not a user name (%d characters): not signed in",
                         self.trusted_user_header, len(name))
             return None

@@ -51,6 +51,14 @@ def test_a_name_longer_than_a_history_holds_or_with_a_control_character_names_no
     assert longest.status_code == 202 and api.commands.published[0][2].user == "s" * 200
 
 
+def test_a_name_the_proxy_sends_in_utf_8_is_the_users_name():
+    """Starlette reads header bytes as latin-1: 'paweł' came through as 'paweÅ\x82'."""
+    api = make_api(client_address=PROXY, api_trusted_proxies=["10.0.0.7"], **SSO)
+    for name in ("paweł", "Dvořák", "Ørsted"):
+        answer = api.client.get("/api/me", headers={**SSO_CLERK, "X-Forwarded-User": name.encode()})
+        assert answer.json() == {"name": name, "role": "clerk"}
+
+
 def test_a_repeated_identity_header_is_refused_even_from_the_proxy():
     api = make_api(client_address=PROXY, api_trusted_proxies=["10.0.0.7"], **SSO)
     twice = [("X-Forwarded-User", "sso-sam"), ("X-Forwarded-User", "mallory"), ("X-Forwarded-Role", "clerk")]
