@@ -53,8 +53,10 @@ class LiveFeed:
             self._last_event = changes.last_event
             return None
         if recompute:
-            figures = self._figures()  # if it fails, the changed rows are read again next round
+            # Taken first: a database that fails is asked again at the recompute interval, not every
+            # round. The rows are read again until the figures are (`_last_event` moves after them).
             self._kpi_at, self._behind = time.monotonic(), False
+            figures = self._figures()
         else:
             figures, self._behind = self.latest["kpi"], True
         self._last_event = changes.last_event

@@ -88,6 +88,21 @@ def test_rows_changed_while_the_figures_could_not_be_read_go_out_with_the_next_f
     assert [(r["invoice_id"], r["status"]) for r in update["changed"]] == [("MP-1", "entered")]
 
 
+def test_figures_that_could_not_be_read_are_asked_again_at_the_recompute_interval_not_every_round(api):
+    read_model = Counting(api.read_model)
+    feed = LiveFeed(read_model, lambda: NOW, kpi_every=3600, kpi_at_most_every=3600, ap_every=3600)
+    feed.poll()
+    feed._kpi_at = 0.0  # a recompute is due
+    api.scheduler.record([change("MP-1", InvoiceStatus.ENTERED, "rpa:MP-1:v1:attempt1")])
+    figures = api.read_model.status_figures
+    api.read_model.status_figures = lambda now: (_ for _ in ()).throw(TimeoutError("processscheduler"))
+    with pytest.raises(TimeoutError):
+        feed.poll()
+    api.read_model.status_figures = figures
+    update = feed.poll()  # within the interval: the last figures, with the rows
+    assert [r["invoice_id"] for r in update["changed"]] == ["MP-1"] and read_model.reads["status_figures"] == 1
+
+
 def test_subscribers_get_the_latest_figures_then_each_change():
     async def scenario(api):
         feed = LiveFeed(api.read_model, lambda: NOW, interval=0.01, kpi_every=3600, kpi_at_most_every=0)
