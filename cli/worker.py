@@ -19,7 +19,7 @@ class Level(StrEnum):
     ERROR = "error"
 
 
-LogLevel = Annotated[Level, typer.Option(help="What the worker logs, this level and above.")]
+LogLevel = Annotated[Level, typer.Option(case_sensitive=False, help="What the worker logs, this level and above.")]
 
 
 class WorkerRole(StrEnum):

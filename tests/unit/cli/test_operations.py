@@ -126,6 +126,15 @@ def test_help_needs_no_settings_and_an_unknown_log_level_names_the_choices(monke
     assert _run(monkeypatch, "api", "hash-password", "--help") == 0
     assert "hash-password" in capsys.readouterr().out
     monkeypatch.delenv("INVOICE_AUTOMATION_API_USERS")
+    levels = []
+
+    def configured(level: str, log_format: str) -> None:
+        levels.append(level)
+        if level != "warning":  # the worker's own, once its options are read: stop there
+            raise SystemExit(7)
+
+    monkeypatch.setattr("cli.logs.configure_logging", configured)
+    assert _run(monkeypatch, "worker", "--loglevel", "INFO") == 7 and levels == ["warning", "info"]  # any case
     assert _run(monkeypatch, "worker", "--loglevel", "verbose") == 2
     said = " ".join(capsys.readouterr().err.replace("│", " ").split())  # as rich boxes it
     assert "'verbose' is not one of 'debug', 'info', 'warning', 'error'" in said
