@@ -26,7 +26,7 @@ from sqlalchemy import ColumnElement, Connection, Engine, Text, and_, cast, or_,
 from connectors.marketplace_table import marketplace_invoices as table
 from connectors.marketplace_table import read_json_column, stream_key_problem
 from connectors.ports import MarketplaceSource, Polled, UnreadableRow
-from connectors.sql import mapped_errors
+from connectors.sql import database_now, mapped_errors
 from connectors.watermarks import read_watermark, write_watermark
 from rules.errors import Unavailable
 from rules.lifecycle import InvoiceSubmitted
@@ -70,14 +70,14 @@ class PollingMarketplaceSource(MarketplaceSource):
     def _load(self) -> tuple[Watermark | None, dict[str, list[Any]]]:
         state = read_watermark(self.state_file)
         mark = state.get("watermark")
-        watermark = (datetime.fromisoformat(mark[0]), mark[1]) if mark else None
-        return _not_past_present(watermark), state.get("emitted", {})
+        return ((datetime.fromisoformat(mark[0]), mark[1]) if mark else None), state.get("emitted", {})
 
     def poll(self) -> Polled:
         """New invoices and versions; call `commit()` once they are safely produced."""
         watermark, emitted = self._watermark, dict(self._emitted)
         polled = Polled()
-        for row in self._rows(watermark, polled):
+        rows, present = self._rows(watermark, polled)
+        for row in rows:
             updated_at = _utc(row.updated_at)
             known = emitted.get(row.invoice_id)
             if known is None or known[0] < _version(row):
@@ -98,8 +98,8 @@ class PollingMarketplaceSource(MarketplaceSource):
             emitted[row.invoice_id] = [row.version, at.isoformat()] if row.version is not None else seen
             if row.updated_at is not None and (watermark is None or (at, row.invoice_id) > watermark):
                 watermark = (at, row.invoice_id)
-        # Never past the present: one row stamped in 2099 would hide every row written after it.
-        watermark = _not_past_present(watermark)
+        # Never past the present (the database's): one row stamped 2099 would hide every row after it.
+        watermark = _not_past(watermark, present)
         if watermark is not None:
             horizon = (watermark[0] - self.lookback).isoformat()
             emitted = {k: v for k, v in emitted.items() if v[1] >= horizon}
@@ -126,10 +126,12 @@ class PollingMarketplaceSource(MarketplaceSource):
         mark = [self._watermark[0].isoformat(), self._watermark[1]] if self._watermark else None
         write_watermark(self.state_file, {"watermark": mark, "emitted": self._emitted})
 
-    def _rows(self, watermark: Watermark | None, polled: Polled) -> list[Any]:
+    def _rows(self, watermark: Watermark | None, polled: Polled) -> tuple[list[Any], datetime]:
+        """The rows to read, and the database's present."""
         rows: list[Any] = []
         with mapped_errors("marketplace"), self.engine.connect() as conn:
-            for where, limited in self._pages(watermark):
+            present = database_now(conn)
+            for where, limited in self._pages(_not_past(watermark, present)):
                 query = select(*_COLUMNS, *_JSON_AS_TEXT).where(where).order_by(table.c.updated_at,
                                                                                 table.c.invoice_id)
                 if limited:
@@ -142,7 +144,7 @@ class PollingMarketplaceSource(MarketplaceSource):
                     log.warning("a page of the marketplace table cannot be read (%s); reading it row by row", error)
                     conn.rollback()
                     rows.extend(self._one_by_one(conn, where, limited, polled))
-        return rows
+        return rows, present
 
     def _one_by_one(self, conn: Connection, where: ColumnElement[bool], limited: bool, polled: Polled) -> list[Any]:
         keys_query = (select(table.c.invoice_id, cast(table.c.updated_at, Text).label("updated_at")).where(where)
@@ -178,8 +180,8 @@ def _version(row: Any) -> int:
     return row.version if type(row.version) is int else 0
 
 
-def _not_past_present(watermark: Watermark | None) -> Watermark | None:
-    present = datetime.now(UTC)
+def _not_past(watermark: Watermark | None, present: datetime) -> Watermark | None:
+    """A watermark in the future (left by an older version) comes back to the present."""
     return (present, "") if watermark is not None and watermark[0] > present else watermark
 
 

@@ -11,11 +11,24 @@ from __future__ import annotations
 import time
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from pydantic_core import to_json
-from sqlalchemy import ARRAY, ColumnElement, Dialect, Engine, any_, bindparam, create_engine, event
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    Connection,
+    Dialect,
+    Engine,
+    any_,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    select,
+)
 from sqlalchemy import exc as sql
 from sqlalchemy.engine import make_url
 
@@ -60,6 +73,19 @@ def _ping_after_idle(engine: Engine, idle_seconds: float) -> None:
         except engine.dialect.loaded_dbapi.Error as error:
             # The pool drops this connection and checks out a new one (SQLAlchemy's own recipe).
             raise sql.DisconnectionError(_first_line(error)) from error
+
+
+def database_now(conn: Connection) -> datetime:
+    """The database's own clock, in the time its rows are stamped in (a Sampro on SQL Server may
+    stamp local time with GETDATE()): what a poller's watermark must not pass. SQLite has no
+    clock of its own but this machine's (and its CURRENT_TIMESTAMP keeps whole seconds, below the
+    rows just written); SQL Server's SYSDATETIME() keeps what CURRENT_TIMESTAMP rounds to 3 ms.
+    Naive is UTC, as the pollers read every naive time."""
+    if conn.dialect.name == "sqlite":
+        return datetime.now(UTC)
+    clock = func.sysdatetime() if conn.dialect.name == "mssql" else func.current_timestamp()
+    moment: datetime = conn.execute(select(clock)).scalar_one()
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def json_text(value: object) -> str:

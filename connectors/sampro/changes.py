@@ -15,8 +15,9 @@ are safely produced. On its first poll the source starts at Sampro's newest chan
 before the pipeline ran cannot clear anything.
 
 Sampro's rows are input from outside: a row whose PO number no stream could be keyed by is
-logged and passed over, and the watermark never moves past the present, so that one row stamped
-in the future (a typo, a clock that was wrong) cannot hide every later change.
+logged and passed over, and the watermark never moves past the present by Sampro's own clock
+(which may be local time), so that one row stamped in the future (a typo, a clock that was
+wrong) cannot hide every later change.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from sqlalchemy import Engine, Select, func, select
 from connectors.marketplace_table import stream_key_problem
 from connectors.ports import SamproChanges
 from connectors.sampro.tables import SamproNames, sampro_tables
-from connectors.sql import mapped_errors
+from connectors.sql import database_now, mapped_errors
 from connectors.watermarks import read_watermark, write_watermark
 from rules.lifecycle import PurchaseOrderChanged
 from rules.limits import Limits
@@ -67,8 +68,7 @@ class PollingSamproChanges(SamproChanges):
             mark = _utc(datetime.fromisoformat(state["watermark"])) if state.get("watermark") else None
         except (TypeError, ValueError):  # not a time: start afresh, as from a state that cannot be read
             mark = None
-        # One an older version let run ahead of the clock is taken as the present: see `poll`.
-        return (min(mark, datetime.now(UTC)) if mark else None), set(state.get("emitted", []))
+        return mark, set(state.get("emitted", []))
 
     def newest_change_queries(self) -> list[Select[Any]]:
         """Where the first poll starts: the newest change of each table."""
@@ -85,8 +85,9 @@ class PollingSamproChanges(SamproChanges):
         now = self.clock()
         whole_window = self._window_read_at is None or now - self._window_read_at >= self.window_every
         with mapped_errors("sampro"), self.engine.connect() as conn:
-            present = datetime.now(UTC)
-            watermark = self._watermark
+            present = database_now(conn)
+            # One an older version let run ahead of the clock comes back to the present.
+            watermark = min(self._watermark, present) if self._watermark else None
             if watermark is None:
                 newest = [conn.execute(query).scalar() for query in self.newest_change_queries()]
                 known = [_utc(moment) for moment in newest if moment is not None]
