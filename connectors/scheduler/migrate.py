@@ -1,8 +1,9 @@
 """Brings the processscheduler schema to the newest Alembic revision, without an alembic.ini.
 
-Every worker and API replica upgrades at start, so two may upgrade at once: each takes the
+Every worker upgrades at start (the API does not), so two may upgrade at once: each takes the
 database's lock for it first (an advisory lock on PostgreSQL, an application lock on SQL Server,
-the write lock on SQLite), and the second then finds the schema upgraded. All of an upgrade is
+the write lock on SQLite, waited for as long as the engine's busy timeout, 30 s), and the second
+then finds the schema upgraded. All of an upgrade is
 one transaction: on PostgreSQL and SQL Server as they run DDL; on SQLite because the transaction
 is begun by hand, since its driver commits each ALTER TABLE by itself, and a migration stopped
 half-way (a column added, its backfill not) could never run again.
@@ -52,6 +53,9 @@ def migrating(engine: Engine) -> Iterator[Connection]:
         if engine.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(:lock))"), {"lock": LOCK})
         elif engine.dialect.name == "mssql":
-            connection.execute(text("EXEC sp_getapplock @Resource = :lock, @LockMode = 'Exclusive', "
-                                    "@LockOwner = 'Transaction', @LockTimeout = 600000"), {"lock": LOCK})
+            # Below 0: not granted (a timeout, a deadlock), and the migration must not run without it.
+            connection.execute(text("DECLARE @granted int; EXEC @granted = sp_getapplock @Resource = :lock, "
+                                    "@LockMode = 'Exclusive', @LockOwner = 'Transaction', @LockTimeout = 600000; "
+                                    "IF @granted < 0 THROW 50000, 'the migrations lock was not granted', 1;"),
+                               {"lock": LOCK})
         yield connection
