@@ -16,7 +16,6 @@ import hashlib
 import hmac
 import logging
 import math
-import re
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -35,11 +34,11 @@ from api.errors import ApiProblem
 from api.proxy import FROM_PROXY
 from api.throttle import SignInThrottle
 from connectors.api_ports import SessionVersions
+from rules.limits import control_character
 from streams.settings import ApiUser, Settings
 
 log = logging.getLogger(__name__)
 MAX_USER_NAME = 200  # what a release's or a dispatch's `user` holds (rules.lifecycle)
-CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 SESSION_COOKIE = "ia_session"
 # Sent by the dashboard's own scripts: a cross-site form cannot set it, so cookie-signed
 # changes without it are refused (CSRF, beside api/cross_site.py), and 401s without a Basic
@@ -197,7 +196,7 @@ class Authenticator:
             name = sent.encode("latin-1").decode("utf-8")
         except UnicodeError:
             name = sent
-        if len(name) > MAX_USER_NAME or CONTROL.search(name):  # a history's actor could not hold it
+        if len(name) > MAX_USER_NAME or control_character(name):  # a history's actor could not hold it
             log.warning("the proxy's %s is not a user name (%d characters): not signed in",
                         self.trusted_user_header, len(name))
             return None

@@ -54,9 +54,10 @@ class LiveFeed:
             return None
         if recompute:
             # Taken first: a database that fails is asked again at the recompute interval, not every
-            # round. The rows are read again until the figures are (`_last_event` moves after them).
-            self._kpi_at, self._behind = time.monotonic(), False
+            # round. Its rows are not lost: `_last_event` moves only once an update is made.
+            self._kpi_at = time.monotonic()
             figures = self._figures()
+            self._behind = False
         else:
             figures, self._behind = self.latest["kpi"], True
         self._last_event = changes.last_event

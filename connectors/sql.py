@@ -76,16 +76,23 @@ def _ping_after_idle(engine: Engine, idle_seconds: float) -> None:
 
 
 def database_now(conn: Connection) -> datetime:
-    """The database's own clock, in the time its rows are stamped in (a Sampro on SQL Server may
-    stamp local time with GETDATE()): what a poller's watermark must not pass. SQLite has no
-    clock of its own but this machine's (and its CURRENT_TIMESTAMP keeps whole seconds, below the
-    rows just written); SQL Server's SYSDATETIME() keeps what CURRENT_TIMESTAMP rounds to 3 ms.
-    Naive is UTC, as the pollers read every naive time."""
+    """What a poller's watermark must not pass: the later of the database's UTC time and its
+    local time read as UTC, since rows are stamped in either (a Sampro on SQL Server may stamp
+    GETDATE() local time, or SYSUTCDATETIME()), and the pollers read every naive time as UTC. A
+    row stamped 2099 is still past it. SQLite has no clock of its own but this machine's (and its
+    CURRENT_TIMESTAMP keeps whole seconds, below the rows just written); SQL Server's
+    SYSDATETIME() keeps what CURRENT_TIMESTAMP rounds to 3 ms."""
     if conn.dialect.name == "sqlite":
-        return datetime.now(UTC)
-    clock = func.sysdatetime() if conn.dialect.name == "mssql" else func.current_timestamp()
-    moment: datetime = conn.execute(select(clock)).scalar_one()
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        utc, local = datetime.now(UTC), datetime.now()
+    elif conn.dialect.name == "mssql":
+        utc, local = conn.execute(select(func.sysutcdatetime(), func.sysdatetime())).one()
+    else:
+        utc, local = conn.execute(select(func.current_timestamp(), func.localtimestamp())).one()
+    return max(_as_utc(utc), local.replace(tzinfo=UTC))
+
+
+def _as_utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def json_text(value: object) -> str:

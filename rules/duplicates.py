@@ -104,7 +104,7 @@ def looks_alike(
     time), or None; only for invoices that are not exact duplicates."""
     if identifiers.key("vendor_id", earlier.vendor_id) != keys.vendor or same_number(earlier, keys, identifiers):
         return None
-    if loose_number_key(earlier.invoice_number) == keys.loose:
+    if keys.loose and loose_number_key(earlier.invoice_number) == keys.loose:  # "" : no letter or digit to compare
         return "number"
     if (earlier.total_amount is not None and earlier.total_amount == invoice.total_amount
             and _within_days(earlier.invoice_date, invoice.invoice_date, window_days)):
@@ -139,7 +139,7 @@ def matches_lookup(candidate: KnownInvoice, lookups: Iterable[Lookup]) -> bool:
     total (the exact comparisons are the checks')."""
     vendor, number = identifier_key(candidate.vendor_id), identifier_key(candidate.invoice_number)
     loose = loose_number_key(candidate.invoice_number)
-    return any(vendor == lookup.vendor_key and (number == lookup.number_key or loose == lookup.loose_key
+    return any(vendor == lookup.vendor_key and (number == lookup.number_key or (loose and loose == lookup.loose_key)
                                                 or (lookup.total_amount is not None
                                                     and candidate.total_amount == lookup.total_amount))
                for lookup in lookups)

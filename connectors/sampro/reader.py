@@ -47,7 +47,7 @@ def _line(row: Any) -> dict[str, Any]:
             "quantity_invoiced": row["quantity_invoiced"] or Decimal(0)}
     for column in ("unit_price", "quantity_ordered", "quantity_received", "quantity_invoiced"):
         value = line[column]
-        if isinstance(value, Decimal) and value < 0:
+        if isinstance(value, Decimal | int | float) and value < 0:  # a view may give an INT or a FLOAT
             raise SamproDataError(f"PO {row['po_number']}: line {line['line_no']}: {column} {value} is below zero")
     return line
 
@@ -55,7 +55,7 @@ def _line(row: Any) -> dict[str, Any]:
 def _snapshot(po_number: str, fields: dict[str, Any]) -> PurchaseOrder:
     # The matching keys what is open by line number: two lines of one number would put one's open
     # quantity on the other, or (a header row the view gives twice) enter every quantity twice.
-    if isinstance(fields["tax_rate"], Decimal) and fields["tax_rate"] < 0:
+    if isinstance(fields["tax_rate"], Decimal | int | float) and fields["tax_rate"] < 0:
         raise SamproDataError(f"PO {po_number}: tax_rate {fields['tax_rate']} is below zero")
     numbers = [line["line_no"] for line in fields["lines"]]
     if len(set(numbers)) != len(numbers):

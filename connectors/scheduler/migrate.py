@@ -54,7 +54,8 @@ def migrating(engine: Engine) -> Iterator[Connection]:
             connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(:lock))"), {"lock": LOCK})
         elif engine.dialect.name == "mssql":
             # Below 0: not granted (a timeout, a deadlock), and the migration must not run without it.
-            connection.execute(text("DECLARE @granted int; EXEC @granted = sp_getapplock @Resource = :lock, "
+            connection.execute(text("SET NOCOUNT ON; DECLARE @granted int; "
+                                    "EXEC @granted = sp_getapplock @Resource = :lock, "
                                     "@LockMode = 'Exclusive', @LockOwner = 'Transaction', @LockTimeout = 600000; "
                                     "IF @granted < 0 THROW 50000, 'the migrations lock was not granted', 1;"),
                                {"lock": LOCK})

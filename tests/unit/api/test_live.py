@@ -97,7 +97,7 @@ def test_figures_that_could_not_be_read_are_asked_again_at_the_recompute_interva
     read_model = Counting(api.read_model)
     feed = LiveFeed(read_model, lambda: NOW, kpi_every=3600, kpi_at_most_every=3600, ap_every=3600)
     feed.poll()
-    feed._kpi_at = 0.0  # a recompute is due
+    feed._kpi_at = float("-inf")  # a recompute is due
     _entered_while_the_figures_cannot_be_read(api, feed)
     update = feed.poll()  # within the interval: the last figures, with the rows
     assert [r["invoice_id"] for r in update["changed"]] == ["MP-1"] and read_model.reads["status_figures"] == 1

@@ -43,8 +43,8 @@ def test_with_the_shared_secret_any_address_is_the_proxy_and_a_wrong_secret_name
 def test_a_name_longer_than_a_history_holds_or_with_a_control_character_names_no_one():
     """A release's user holds 200 characters: a longer name failed after the API had taken it (500)."""
     api = make_api(client_address=PROXY, api_trusted_proxies=["10.0.0.7"], **SSO)
-    for name in ("s" * 201, "sso-sam\x7f"):
-        answer = api.client.post(RELEASE, json=REASON, headers={**SSO_CLERK, "X-Forwarded-User": name})
+    for name in ("s" * 201, "sso-sam\x7f", "sso\u2028sam", "sso\x85sam"):
+        answer = api.client.post(RELEASE, json=REASON, headers={**SSO_CLERK, "X-Forwarded-User": name.encode()})
         assert answer.status_code == 401, name
     assert api.commands.published == []
     longest = api.client.post(RELEASE, json=REASON, headers={**SSO_CLERK, "X-Forwarded-User": "s" * 200})

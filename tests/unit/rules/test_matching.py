@@ -262,6 +262,15 @@ def test_the_same_vendor_and_total_within_the_window_under_another_number_is_a_p
         assert verdict.reasons[0].field == "total_amount" and verdict.status.value == "manual_review"
 
 
+def test_an_entered_invoice_without_a_number_is_compared_by_its_total_alone():
+    """Sampro may hold one with a NULL number: no letter or digit is no loose number to share with
+    an invoice numbered '-'."""
+    history = (KnownInvoice("sampro:S-9", "V100", "", "entered", D("99.00"), date(2026, 11, 20)),)
+    assert codes(judge(one_line(invoice_number="-"), one_po(), history=history)) == []
+    same_total = (KnownInvoice("sampro:S-9", "V100", "", "entered", D("31.00"), date(2026, 11, 20)),)
+    assert codes(judge(one_line(invoice_number="-"), one_po(), history=same_total)) == ["POSSIBLE_DUPLICATE"]
+
+
 @pytest.mark.parametrize("status", ["bad_invoice", "po_not_found", "withdrawn", "superseded"])
 def test_earlier_invoices_that_were_never_processed_do_not_count(status):
     history = (KnownInvoice("MP-9", "V100", "INV42", status, D("31.00"), date(2026, 11, 20)),)
