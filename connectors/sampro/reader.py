@@ -53,10 +53,10 @@ def _line(row: Any) -> dict[str, Any]:
 
 
 def _snapshot(po_number: str, fields: dict[str, Any]) -> PurchaseOrder:
-    # The matching keys what is open by line number: two lines of one number would put one's open
-    # quantity on the other, or (a header row the view gives twice) enter every quantity twice.
     if isinstance(fields["tax_rate"], Decimal | int | float) and fields["tax_rate"] < 0:
         raise SamproDataError(f"PO {po_number}: tax_rate {fields['tax_rate']} is below zero")
+    # The matching keys what is open by line number: two lines of one number would put one's open
+    # quantity on the other, or (a header row the view gives twice) enter every quantity twice.
     numbers = [line["line_no"] for line in fields["lines"]]
     if len(set(numbers)) != len(numbers):
         repeated = next(number for number in numbers if numbers.count(number) > 1)
