@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 TopicPartition = tuple[str, int]
 COMMIT_TIMEOUT = 10.0  # seconds a commit may take before Kafka counts as unavailable
-# 16 MiB: a minute of invoices at this worker's rate, far more than a batch of 500 takes. A
+# 16 MiB: half a minute of invoices at this worker's rate (1.4 KB each), far more than a batch of 500 takes. A
 # 50,000-invoice burst (bench, month-end) ended at 445 MiB of RSS, against 487 with the default,
 # at the same rate; tests/integration/test_kafka_clients.py measures the bound itself.
 PREFETCH_KBYTES = 16 * 1024
