@@ -11,7 +11,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from connectors.scheduler.read_model import REASON_CODES, InvoiceDetail
 from rules.lifecycle import InvoiceStatus
-from rules.models import CompletionOutcome, Verdict, VerdictAudit
+from rules.models import CompletionOutcome, Verdict, VerdictAudit, VersionNumber
 
 ReasonCode = StrEnum("ReasonCode", {code: code for code in REASON_CODES})
 # PostgreSQL text cannot hold NUL: refused here rather than by the database (or the worker's sink).
@@ -30,10 +30,9 @@ def _json_whole_number(value: object) -> object:
     return value
 
 
-# As the topics' records hold them (rules.models): a longer one would be refused there, after the
+# As the topics' records hold it (rules.models): a larger one would be refused there, after the
 # API had answered.
-MAX_VERSION = 2_147_483_647
-Version = Annotated[int, Field(ge=1, le=MAX_VERSION), BeforeValidator(_json_whole_number)]
+Version = Annotated[VersionNumber, BeforeValidator(_json_whole_number)]
 SamproInvoiceId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NOT_BLANK)]
 
 

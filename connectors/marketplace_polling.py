@@ -31,6 +31,7 @@ from connectors.watermarks import read_watermark, write_watermark
 from rules.errors import Unavailable
 from rules.lifecycle import InvoiceSubmitted
 from rules.limits import Limits
+from rules.models import MAX_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +109,8 @@ class PollingMarketplaceSource(MarketplaceSource):
 
     def _event(self, row: Any, updated_at: datetime, polled: Polled) -> InvoiceSubmitted | None:
         problem = stream_key_problem(row.po_number, self.limits) or stream_key_problem(row.invoice_id, self.limits)
-        if problem is None and not 1 <= _version(row) <= 2**31 - 1:
-            problem = f"version {str(row.version)[:40]} is not a whole number from 1 to 2147483647"
+        if problem is None and not 1 <= _version(row) <= MAX_VERSION:
+            problem = f"version {str(row.version)[:40]} is not a whole number from 1 to {MAX_VERSION}"
         if problem is not None:
             polled.unreadable.append(UnreadableRow(str(row.invoice_id)[:64], updated_at,
                                                    json.dumps(_as_text(row)).encode(), problem, _version(row)))

@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 # What the keys of the pipeline's records hold: a stream key, a table key, a mail header. An invoice
 # as the vendor sent it may break these (the rules then say so); a record on a topic may not.
 StreamKey = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f\u2028\u2029]+$")]
-VersionNumber = Annotated[int, Field(ge=1, le=2_147_483_647)]
+MAX_VERSION = 2_147_483_647  # an Avro int, and the processscheduler column's
+VersionNumber = Annotated[int, Field(ge=1, le=MAX_VERSION)]
 MAX_EVENT_ID = 200
 EventId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_EVENT_ID)]
 

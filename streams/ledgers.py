@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rules.errors import DataError
+from rules.models import MAX_VERSION
 from rules.po_ledger import InvoiceRecord, PurchaseOrderLedger
 from streams.settings import Settings
 from streams.state import StateWrites, Store
@@ -183,7 +184,7 @@ def _dumped(stored: _Stored) -> bytes:
 
 def _version(raw: bytes) -> int:
     version = int(raw)  # ValueError for what is not a whole number
-    if not 1 <= version <= 2_147_483_647:
+    if not 1 <= version <= MAX_VERSION:
         raise ValueError(f"{version} is not an invoice version")
     return version
 

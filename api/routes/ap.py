@@ -18,7 +18,6 @@ from api.comparison import compare
 from api.errors import answers
 from api.routes.deps import InvoiceId, context
 from api.schemas import (
-    MAX_VERSION,
     NO_NUL,
     CommandAccepted,
     DispatchRequest,
@@ -30,6 +29,7 @@ from api.schemas import (
 from api.services import find_invoice, holds, release_invoice, send_to_rpa
 from connectors.scheduler.read_model import MAX_PAGE, InvoicePage, InvoiceQuery, Kpi
 from rules.lifecycle import InvoiceStatus
+from rules.models import MAX_VERSION
 
 router = APIRouter(prefix="/api", tags=["invoices"], route_class=SignedInFirst, responses=answers(401, 413, 422, 429))
 

@@ -15,6 +15,7 @@ from connectors.marketplace_table import read_json_column, stream_key_problem
 from rules.errors import DataError
 from rules.lifecycle import InvoiceSubmitted, InvoiceWithdrawn
 from rules.limits import Limits, load_json
+from rules.models import MAX_VERSION
 
 EPOCH = date(1970, 1, 1)
 HEADER_FIELDS = ("invoice_id", "version", "vendor_id", "invoice_number", "po_number", "invoice_date", "currency",
@@ -63,8 +64,8 @@ def decode_marketplace_record(
         if (problem := stream_key_problem(row.get(key), limits)) is not None:
             raise MarketplaceRecordError(key, row.get(key), problem)
     version = row.get("version", 1)
-    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= 2_147_483_647:
-        raise MarketplaceRecordError("version", version, "not a whole number from 1 to 2147483647")
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= MAX_VERSION:
+        raise MarketplaceRecordError("version", version, f"not a whole number from 1 to {MAX_VERSION}")
     op = row.get("__op", "c")
     if op not in ("c", "u", "r", "d"):
         raise MarketplaceRecordError("__op", op, "unknown operation")
