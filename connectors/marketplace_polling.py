@@ -26,7 +26,7 @@ from sqlalchemy import ColumnElement, Connection, Engine, Text, and_, cast, or_,
 from connectors.marketplace_table import marketplace_invoices as table
 from connectors.marketplace_table import read_json_column, stream_key_problem
 from connectors.ports import MarketplaceSource, Polled, UnreadableRow
-from connectors.sql import database_now, mapped_errors
+from connectors.sql import as_utc, database_now, mapped_errors
 from connectors.watermarks import read_watermark, write_watermark
 from rules.errors import Unavailable
 from rules.lifecycle import InvoiceSubmitted
@@ -41,10 +41,6 @@ _JSON_AS_TEXT = [cast(table.c.lines, Text).label("lines"), cast(table.c.extra_ch
 _ALL_AS_TEXT = [cast(c, Text).label(c.key) for c in table.c]
 
 Watermark = tuple[datetime, str]
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _document(row: Any, limits: Limits) -> dict[str, Any]:
@@ -79,7 +75,7 @@ class PollingMarketplaceSource(MarketplaceSource):
         polled = Polled()
         rows, present = self._rows(watermark, polled)
         for row in rows:
-            updated_at = _utc(row.updated_at)
+            updated_at = as_utc(row.updated_at)
             known = emitted.get(row.invoice_id)
             if known is None or known[0] < _version(row):
                 event = self._event(row, updated_at, polled)
@@ -194,7 +190,7 @@ def _connection_lost(error: BaseException) -> bool:
 
 def _parsed_time(text: str | None) -> datetime | None:
     try:
-        return _utc(datetime.fromisoformat(text)) if text else None
+        return as_utc(datetime.fromisoformat(text)) if text else None
     except ValueError:
         return None
 

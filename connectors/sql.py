@@ -88,11 +88,12 @@ def database_now(conn: Connection) -> datetime:
         utc, local = conn.execute(select(func.sysutcdatetime(), func.sysdatetime())).one()
     else:
         utc, local = conn.execute(select(func.current_timestamp(), func.localtimestamp())).one()
-    return max(_as_utc(utc), local.replace(tzinfo=UTC))
+    return max(as_utc(utc), local.replace(tzinfo=UTC))
 
 
-def _as_utc(moment: datetime) -> datetime:
-    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+def as_utc(moment: datetime) -> datetime:
+    """A time as the pollers compare them: a naive one (the database keeps no zone) is UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def json_text(value: object) -> str:

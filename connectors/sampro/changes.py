@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ from sqlalchemy import Engine, Select, func, select
 from connectors.marketplace_table import stream_key_problem
 from connectors.ports import SamproChanges
 from connectors.sampro.tables import SamproNames, sampro_tables
-from connectors.sql import database_now, mapped_errors
+from connectors.sql import as_utc, database_now, mapped_errors
 from connectors.watermarks import read_watermark, write_watermark
 from rules.lifecycle import PurchaseOrderChanged
 from rules.limits import Limits
@@ -42,12 +42,8 @@ from rules.limits import Limits
 log = logging.getLogger(__name__)
 
 
-def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def change_id(po_number: str, changed_at: datetime) -> str:
-    return f"sampro:{po_number}:{int(_utc(changed_at).timestamp() * 1000)}"
+    return f"sampro:{po_number}:{int(as_utc(changed_at).timestamp() * 1000)}"
 
 
 class PollingSamproChanges(SamproChanges):
@@ -65,7 +61,7 @@ class PollingSamproChanges(SamproChanges):
     def _load(self) -> tuple[datetime | None, set[str]]:
         state = read_watermark(self.state_file)
         try:
-            mark = _utc(datetime.fromisoformat(state["watermark"])) if state.get("watermark") else None
+            mark = as_utc(datetime.fromisoformat(state["watermark"])) if state.get("watermark") else None
         except (TypeError, ValueError):  # not a time: start afresh, as from a state that cannot be read
             mark = None
         return mark, set(state.get("emitted", []))
@@ -90,7 +86,7 @@ class PollingSamproChanges(SamproChanges):
             watermark = min(self._watermark, present) if self._watermark else None
             if watermark is None:
                 newest = [conn.execute(query).scalar() for query in self.newest_change_queries()]
-                known = [_utc(moment) for moment in newest if moment is not None]
+                known = [as_utc(moment) for moment in newest if moment is not None]
                 watermark = min(max(known), present) if known else present
             changes: dict[str, tuple[str, datetime]] = {}  # change id -> (PO, time)
             passed_over: list[datetime] = []
@@ -99,9 +95,9 @@ class PollingSamproChanges(SamproChanges):
                     if (problem := stream_key_problem(po_number, self.limits)) is not None:
                         log.warning("Sampro changed a PO whose number cannot key a stream (%s): %r; passed over",
                                     problem, po_number if not isinstance(po_number, str) else po_number[:80])
-                        passed_over.append(_utc(changed_at))
+                        passed_over.append(as_utc(changed_at))
                         continue
-                    moment = _utc(changed_at)
+                    moment = as_utc(changed_at)
                     changes[change_id(po_number, moment)] = (po_number, moment)
         # The window's changes are remembered, so that the next poll skips them (and makes no event
         # of them: the window is most of what a busy Sampro polls); on the first poll they are
