@@ -21,6 +21,14 @@ def po(number: str, **changes) -> PurchaseOrder:
     return PurchaseOrder.model_validate({**PO, "po_number": number, **changes})
 
 
+STATE = "sampro-watermark.json"
+
+
+def started(engine, tmp_path, **options) -> PollingSamproChanges:
+    """The polling source as a worker starts it (again, after a restart: the same state file)."""
+    return PollingSamproChanges(engine, tmp_path / STATE, lookback_seconds=300, **options)
+
+
 class SamproChangesContract:
     """`arranged` gives (source, change): `change(po_number)` changes that PO in Sampro."""
 
@@ -67,7 +75,7 @@ class SqlPolling(SamproChangesContract):
         standin = SamproStandIn(engine)
         standin.create_schema()
         standin.load_purchase_orders([po("PO-0")])
-        source = PollingSamproChanges(engine, tmp_path / "sampro-watermark.json", lookback_seconds=300)
+        source = started(engine, tmp_path)
         assert source.poll() == []  # the first poll starts at Sampro's newest change
         source.commit()
 
@@ -84,8 +92,7 @@ class SqlPolling(SamproChangesContract):
         standin.create_schema()
         standin.load_purchase_orders([po("PO-0")])
         clock = [0.0]
-        source = PollingSamproChanges(engine, tmp_path / "sampro-watermark.json", lookback_seconds=300,
-                                      clock=lambda: clock[0])
+        source = started(engine, tmp_path, clock=lambda: clock[0])
         source.poll()
         source.commit()
         time.sleep(0.002)
@@ -129,7 +136,7 @@ class SqlPolling(SamproChangesContract):
         source.poll()
         source.commit()
         change("PO-2")
-        again = PollingSamproChanges(engine, tmp_path / "sampro-watermark.json", lookback_seconds=300)
+        again = started(engine, tmp_path)
         assert [found.po_number for found in again.poll()] == ["PO-2"]
 
     def test_an_invoice_entered_against_a_po_is_a_change_of_the_po(self, arranged, engine):
@@ -161,10 +168,10 @@ class SqlPolling(SamproChangesContract):
 
     def test_a_watermark_left_in_the_future_comes_back_to_the_present(self, arranged, engine, tmp_path):
         source, change = arranged
-        state = tmp_path / "sampro-watermark.json"
+        state = tmp_path / STATE
         write_watermark(state, {**read_watermark(state), "watermark": "9999-12-31T00:00:00+00:00"})
         change("PO-2")
-        again = PollingSamproChanges(engine, tmp_path / "sampro-watermark.json", lookback_seconds=300)
+        again = started(engine, tmp_path)
         assert [found.po_number for found in again.poll()] == ["PO-2"]
 
     def test_a_po_number_no_stream_can_key_is_passed_over_and_the_rest_go_on(self, arranged, caplog):
