@@ -3,10 +3,10 @@
 Every worker upgrades at start (the API does not), so two may upgrade at once: each takes the
 database's lock for it first (an advisory lock on PostgreSQL, an application lock on SQL Server,
 the write lock on SQLite, waited for as long as the engine's busy timeout, 30 s), and the second
-then finds the schema upgraded. All of an upgrade is
-one transaction: on PostgreSQL and SQL Server as they run DDL; on SQLite because the transaction
-is begun by hand, since its driver commits each ALTER TABLE by itself, and a migration stopped
-half-way (a column added, its backfill not) could never run again.
+then finds the schema upgraded. All of an upgrade is one transaction: on PostgreSQL and SQL
+Server as they run DDL; on SQLite because the transaction is begun by hand, since its driver
+commits each ALTER TABLE by itself, and a migration stopped half-way (a column added, its
+backfill not) could never run again.
 """
 
 from __future__ import annotations
