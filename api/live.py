@@ -14,7 +14,9 @@ and in AP's open exceptions within that time.
 
 Each subscriber gets the latest figures first, then every update, for as long as it may:
 `still_allowed` is asked before each update and every `recheck_every` seconds, so a stream ends
-soon after its session does.
+soon after its session does. A browser that stops reading (a laptop lid shut on a held-open
+connection) ends its stream once one send has waited `send_timeout` seconds: until then the
+send holds, and no session check runs.
 """
 
 from __future__ import annotations
@@ -32,10 +34,10 @@ from connectors.api_ports import InvoiceReadModel
 class LiveFeed:
     def __init__(self, read_model: InvoiceReadModel, clock: Callable[[], datetime], interval: float = 1.0,
                  kpi_every: float = 10.0, recheck_every: float = 5.0, kpi_at_most_every: float = 5.0,
-                 ap_every: float = 60.0):
+                 ap_every: float = 60.0, send_timeout: float = 30.0):
         self.read_model, self.clock, self.interval, self.kpi_every = read_model, clock, interval, kpi_every
         self.kpi_at_most_every, self.ap_every = kpi_at_most_every, ap_every
-        self.recheck_every = recheck_every
+        self.recheck_every, self.send_timeout = recheck_every, send_timeout
         self.subscribers: set[asyncio.Queue] = set()
         self.latest: dict[str, Any] | None = None
         self._last_event: int | None = None

@@ -121,4 +121,4 @@ async def stream_updates(principal: Principal = Depends(signed_in), ctx=Depends(
         async for update in ctx.live.subscribe(still_signed_in):
             yield {"event": "update", "data": json.dumps(update)}
 
-    return EventSourceResponse(updates(), ping=15)
+    return EventSourceResponse(updates(), ping=15, send_timeout=ctx.live.send_timeout)

@@ -3,6 +3,9 @@ refused, the live stream ends with its session, and the cookie is Secure behind 
 
 from __future__ import annotations
 
+import socket
+import time
+
 import httpx
 import pytest
 from fastapi.testclient import TestClient
@@ -93,3 +96,27 @@ def test_a_trusted_proxy_says_the_browser_used_https():
     forged = direct.client.post("/login", data={"username": "ana", "password": PASSWORD}, follow_redirects=False,
                                 headers={"X-Forwarded-Proto": "https"})
     assert "secure" not in forged.headers["set-cookie"].lower()
+
+
+def test_a_browser_that_stops_reading_loses_its_stream():
+    """Its send waits `send_timeout`, then the stream ends: no session check runs while a send
+    waits, so a stream held open by a stalled reader would outlive its session."""
+    api = make_api()
+    live = api.context.live
+    live.send_timeout, live.interval = 0.5, 0.01
+    live.poll = lambda: {"kpi": {}, "changed": ["x" * 1_000_000]}  # fills the socket's buffers in a few sends
+    cookie = signed_in_cookie(api)
+    with served(api) as url, socket.create_connection((httpx.URL(url).host, httpx.URL(url).port)) as stalled:
+        stalled.sendall(f"GET /api/events HTTP/1.1\r\nHost: x\r\nCookie: ia_session={cookie}\r\n\r\n".encode())
+        subscribed = _within(10, lambda: live.subscribers)
+        ended = _within(30, lambda: not live.subscribers)  # never reading a byte of it
+    assert subscribed and ended
+
+
+def _within(seconds: float, condition) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
