@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressC
 from rich.table import Table
 
 from cli.files import InputFileError, fail, read_policy
+from cli.terminal import inert
 
 err = Console(stderr=True)
 
@@ -155,11 +156,11 @@ def explain(
     if as_json:
         typer.echo(json.dumps([{**s.__dict__, "at": s.at.isoformat()} for s in steps], indent=2, default=str))
         return
-    table = Table(title=f"Invoice {invoice_id}: {len(steps)} steps")
+    table = Table(title=inert(f"Invoice {invoice_id}: {len(steps)} steps"))
     for column in ("when (UTC)", "v", "what", "", "from"):
         table.add_column(column, overflow="fold", no_wrap=column in ("when (UTC)", "what"))
     for s in steps:
-        table.add_row(s.at.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3], str(s.invoice_version), s.what, s.summary,
+        table.add_row(s.at.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3], str(s.invoice_version), s.what, inert(s.summary),
                       f"{s.topic}[{s.partition}]@{s.offset}")
     Console().print(table)
 

@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cli.terminal import inert
+
 console = Console()
 
 
@@ -19,8 +21,8 @@ def _summary(rows: list[dict], emails: int, entered: int) -> Table:
         table.add_column(column, overflow="fold", no_wrap=column in ("invoice", "status"))
     for row in rows:
         reasons = ", ".join(dict.fromkeys(r["code"] for r in row["reasons"] or [])) or "-"
-        table.add_row(row["invoice_id"], str(row["invoice_version"]), row["po_number"] or "-", row["vendor_id"] or "-",
-                      row["status"], str(row["http_status"] or "-"), reasons)
+        table.add_row(inert(row["invoice_id"]), str(row["invoice_version"]), inert(row["po_number"] or "-"),
+                      inert(row["vendor_id"] or "-"), row["status"], str(row["http_status"] or "-"), reasons)
     return table
 
 

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.files import InputFileError, fail, read_json, read_model, read_policy
+from cli.terminal import inert
 from rules import EvaluationContext, KnownInvoice, PurchaseOrder, Verdict, evaluate
 from rules.parsing import field_path
 
@@ -116,11 +117,11 @@ def validate_samples(
                 tolerances if tolerances.exists() else None, today,
             )
         except InputFileError as exc:
-            table.add_row(case.name, "-", "-", "[red]unreadable[/]", "-", str(exc))
+            table.add_row(inert(case.name), "-", "-", "[red]unreadable[/]", "-", inert(exc))
             continue
         reasons = ", ".join(dict.fromkeys(r.code for r in verdict.reasons)) or "-"
-        table.add_row(case.name, verdict.invoice_id or "-", verdict.po_number or "-", verdict.status.value,
-                      str(verdict.http_status), reasons)
+        table.add_row(inert(case.name), inert(verdict.invoice_id or "-"), inert(verdict.po_number or "-"),
+                      verdict.status.value, str(verdict.http_status), reasons)
     Console().print(table)
 
 

@@ -1,0 +1,17 @@
+"""Text from vendors, Sampro and the topics as the CLI prints it: inert, whatever it holds."""
+
+from __future__ import annotations
+
+import re
+
+from rich.text import Text
+
+# C0 and C1 controls (ESC starts a terminal command, CR rewrites the line) and the bidi controls,
+# which reorder what follows them on screen: U+202E shows the digits of "INV-0421" reversed.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+
+
+def inert(value: object) -> Text:
+    """The value as a table cell or title: Rich markup in it stays text (`[link=...]` is no link,
+    `[/b]` no error), and each character above is shown as its \\uXXXX escape."""
+    return Text(_UNSAFE.sub(lambda found: f"\\u{ord(found.group()):04x}", str(value)))
