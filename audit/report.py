@@ -30,6 +30,14 @@ def _cell(value) -> str:
     return "" if value is None else str(value)
 
 
+def _spreadsheet_cell(value) -> str:
+    """The cell as a spreadsheet shows it, never runs it: an id a vendor chose may start with `=`,
+    and Excel would run `=HYPERLINK(...)` on the auditor's machine. A leading `'` keeps it text
+    (OWASP's advice for CSV injection); no id or status of the pipeline's own starts with one of these."""
+    text = _cell(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def _csv(report: ReplayReport) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
@@ -37,7 +45,7 @@ def _csv(report: ReplayReport) -> str:
     writer.writerow(names)
     for item in report.items:
         row = asdict(item)
-        writer.writerow([_cell(row[name]) for name in names])
+        writer.writerow([_spreadsheet_cell(row[name]) for name in names])
     return out.getvalue()
 
 

