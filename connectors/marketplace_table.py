@@ -67,4 +67,6 @@ def stream_key_problem(value: Any, limits: Limits) -> str | None:
         return f"{len(value):,} characters; at most {limits.max_identifier_length}"
     if (character := control_character(value)) is not None:
         return f"contains the control character {character}"
+    if value in (".", ".."):  # a path step to every browser and HTTP client: its page could not be reached
+        return "a path step, not an id"
     return None
