@@ -6,6 +6,10 @@ const COLORS = getComputedStyle(document.documentElement);
 const state = { query: {}, limit: 50, offset: 0, total: 0, me: null, open: null, refetch: null };
 const $ = (selector) => document.querySelector(selector);
 
+// A value a vendor chose, inside a line of ours, isolated as Unicode advises (FSI ... PDI): a
+// right-to-left override in it then reverses its own text only, not the values after it.
+const isolated = (value) => `\u2068${value ?? "–"}\u2069`;
+
 // `styles` go through CSSOM: the Content-Security-Policy refuses style attributes.
 function el(tag, attributes = {}, ...children) {
   const node = document.createElement(tag);
@@ -257,11 +261,11 @@ async function openInvoice(invoiceId, version) {
   }
   state.open = invoice;
   $("#detail").hidden = false;
-  $("#detail-title").textContent = `${invoice.invoice_id} v${invoice.invoice_version}`;
+  $("#detail-title").textContent = `${isolated(invoice.invoice_id)} v${invoice.invoice_version}`;
   $("#detail-status").replaceWith(Object.assign(statusBadge(invoice.status), { id: "detail-status" }));
-  $("#detail-meta").textContent = `PO ${invoice.po_number ?? "–"} · vendor ${invoice.vendor_id ?? "–"} · ` +
-    `invoice ${invoice.invoice_number ?? "–"} · rules ${invoice.rules_version ?? "–"}` +
-    (invoice.sampro_invoice_id ? ` · Sampro ${invoice.sampro_invoice_id}` : "");
+  $("#detail-meta").textContent = `PO ${isolated(invoice.po_number)} · vendor ${isolated(invoice.vendor_id)} · ` +
+    `invoice ${isolated(invoice.invoice_number)} · rules ${invoice.rules_version ?? "–"}` +
+    (invoice.sampro_invoice_id ? ` · Sampro ${isolated(invoice.sampro_invoice_id)}` : "");
   const clerk = state.me && state.me.role === "clerk";
   const newest = invoice.invoice_version === Math.max(...invoice.versions);
   $("#detail-holds tbody").replaceChildren(...(invoice.holds.length ? invoice.holds.map((h) => el("tr",
@@ -309,7 +313,7 @@ function setUpActions() {
   const openRelease = (holds) => {  // the holds to release; none: every hold a clerk may release
     state.releasing = holds;
     $("#release-what").textContent = holds.length ? `hold ${holds.join(", ")}` : "every hold a clerk may release";
-    $("#release-invoice").textContent = `${state.open.invoice_id} v${state.open.invoice_version}`;
+    $("#release-invoice").textContent = `${isolated(state.open.invoice_id)} v${state.open.invoice_version}`;
     $("#release-code").replaceChildren(...state.open.release_reason_codes.map((code) => el("option", { value: code }, code)));
     $("#release-reason").value = "";
     dialog.showModal();
@@ -332,7 +336,7 @@ function setUpActions() {
   });
   $("#dispatch-button").addEventListener("click", async () => {
     const invoice = state.open;
-    if (!confirm(`Send ${invoice.invoice_id} v${invoice.invoice_version} to the RPA bot?`)) return;
+    if (!confirm(`Send ${isolated(invoice.invoice_id)} v${invoice.invoice_version} to the RPA bot?`)) return;
     await command(`/api/invoices/${encodeURIComponent(invoice.invoice_id)}/send-to-rpa`,
                   { invoice_version: invoice.invoice_version }, "Sent:");
   });

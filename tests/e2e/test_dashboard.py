@@ -67,6 +67,8 @@ def test_a_clerk_releases_an_invoice_and_sees_it_entered_without_reloading(pipel
     page.locator(f'#invoices tr[data-invoice="{price_off}"]').click()
     expect(page.locator("#detail-status")).to_have_text("manual_review")
     expect(page.locator("#detail-reasons")).to_contain_text("PRICE_MISMATCH")
+    # Each value a vendor chose is bidi-isolated: a U+202E in one cannot reverse the ones after it.
+    expect(page.locator("#detail-meta")).to_contain_text(f"vendor \u2068{invoices['02']['vendor_id']}\u2069 · ")
     mismatch = page.locator('#detail-lines tr[data-field="unit_price"] td.mismatch')
     expect(mismatch).to_have_text("15.75")
     page.evaluate("window.loadedOnce = true")  # gone if the page reloads
