@@ -209,6 +209,10 @@ class Runtime:
             self.back_pressure.apply(self.broker, self._assigned, self._holds)
         with self.health.timed(self.name, "kafka poll"):
             records = self.broker.poll(self.batch_size, self.batch_seconds)
+        # A rebalance served inside the poll may have taken partitions away after their records were
+        # fetched: their new owner reads them from the committed offset, and judged here too they
+        # would be judged twice, by two writers of one PO's ledger.
+        records = [record for record in records if record.source in self._assigned]
         sources = [s for s in self.sources if not s.finished and now >= s.due_at and s.anchor in self._assigned]
         if not records and not sources:
             return

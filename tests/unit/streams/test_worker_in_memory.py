@@ -453,6 +453,35 @@ def test_after_a_rebalance_the_ledger_comes_back_from_its_changelog(tmp_path):
     assert second.statuses() == {"MP-1": "entered", "MP-2": "sent_to_rpa"}
 
 
+class _RebalancedMidPoll(InMemoryBroker):
+    """A rebalance served inside a poll after records were fetched (the Kafka broker's poll calls
+    librdkafka's consume up to three times): partition 2 goes to another member of the group."""
+
+    rebalance = False
+
+    def poll(self, max_records, timeout):
+        records = super().poll(max_records, timeout)
+        if self.rebalance and records:
+            self.rebalance = False
+            kept = [tp for tp in self._positions if tp[1] != 2]
+            self._on_revoked(list(self._positions))
+            self._positions = {tp: self.committed.get(tp, 0) for tp in kept}
+            self._held = set(self._on_assigned(kept))
+        return records
+
+
+def test_records_of_a_partition_taken_away_during_the_poll_are_left_to_its_new_owner(tmp_path):
+    """Judged here too, the invoice went to the RPA bot from two workers, and two wrote its PO's ledger."""
+    worker = make_worker(tmp_path, broker=_RebalancedMidPoll(partitions=3))
+    worker.run(steps=2)
+    worker.submit(ready_invoice("MP-1"))  # PO-5001: partition 2
+    worker.broker.rebalance = True
+    worker.run(steps=1)
+    assert worker.broker.committed.get((worker.pipeline.topics.invoices, 2), 0) == 0
+    assert worker.broker.records(worker.pipeline.topics.rpa_requests) == []
+    assert worker.broker.topic(changelog_topic(worker.pipeline.settings))[2] == []
+
+
 @pytest.mark.parametrize("key", [b"\xff\xfe", None])
 def test_a_changelog_record_no_flow_wrote_is_passed_over_and_the_ledgers_come_back(tmp_path, key):
     """Raised, it stopped every partition of the worker, restore after restore."""
