@@ -17,6 +17,8 @@ class Mailbox:
         self.received: list[bytes] = []  # each message as DATA brought it
         self.arrived = threading.Event()  # set by each message: a reader need not poll on a clock
         self.refusals = 0  # the next n messages are refused at the end of data, as a full mailbox would
+        self.refusal = "452 4.2.2 Mailbox full"  # ... with this answer
+        self.recipient_refusal: str | None = None  # every RCPT TO answered so, as a disabled mailbox is
         self._parsed: list[EmailMessage] = []
         self._parsing = threading.Lock()
 
@@ -35,10 +37,16 @@ class Mailbox:
         session.host_name = hostname
         return [*responses[:-1], "250-PIPELINING", responses[-1]]
 
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+        if self.recipient_refusal is not None:
+            return self.recipient_refusal
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's hook name)
         if self.refusals:
             self.refusals -= 1
-            return "452 4.2.2 Mailbox full"
+            return self.refusal
         self.received.append(envelope.original_content or envelope.content)
         self.arrived.set()
         return "250 OK"

@@ -45,6 +45,15 @@ def _unavailable(error: BaseException) -> Unavailable:
     return Unavailable("smtp", f"{type(error).__name__}: {error}"[:300])
 
 
+def _reply_text(error: smtplib.SMTPResponseException) -> str:
+    said = error.smtp_error
+    return f"{error.smtp_code} {said if isinstance(said, str) else said.decode(errors='replace')}"[:300]
+
+
+class _MessageRefused(smtplib.SMTPResponseException):
+    """The server's answer to the end of one email's data: about that email, not the session."""
+
+
 class SentLogSession:
     """The sent log over one connection for one batch of emails. Each statement is a transaction
     of its own (the connection autocommits): a claim costs one round trip to the database, where
@@ -116,9 +125,11 @@ class SqlSentLog(RpaSentLog):
 
 
 class SmtpRpaMailer(RpaMailer):
-    """One SMTP connection, kept between batches. A server that cannot be reached, or answers 4xx,
-    is `Unavailable` (the runtime waits and tries again); a 5xx refusal of a message is a
-    `DataError`: it will never be accepted as it is, so the hand-off fails visibly instead."""
+    """One SMTP connection, kept between batches. A server that cannot be reached, answers 4xx, or
+    refuses the session (the greeting, the sign-in, the sender or the recipient: a setting, the
+    same for every email) is `Unavailable`: the emails wait and are tried again. Only a 5xx answer
+    to the end of an email's data refuses that email: it will never be accepted as it is, so its
+    hand-off fails visibly (a `DataError`)."""
 
     def __init__(
         self, *, host: str, port: int, mail_from: str, mail_to: str, sent_log: SqlSentLog, starttls: bool = False,
@@ -131,9 +142,16 @@ class SmtpRpaMailer(RpaMailer):
         self.timeout = timeout
         self._smtp: smtplib.SMTP | None = None
         self._idle = False  # kept from an earlier batch: asked whether it is still open before use
+        # Refused or cut off before their end of data, with the database away when their claim was
+        # to be dropped: kept, they would count as sent, and their invoices would wait for good.
+        self._unforgotten: set[HandOff] = set()
 
     def send(self, requests: Sequence[RpaRequest]) -> list[RpaRequest]:
         """Sends each request not sent before, in order; returns the ones sent now."""
+        if self._unforgotten:
+            with self.sent_log.session() as sent_log:
+                for hand_off in sorted(self._unforgotten):
+                    self._forget(sent_log, hand_off)
         messages = []
         for request in requests:
             try:
@@ -152,13 +170,15 @@ class SmtpRpaMailer(RpaMailer):
                         sent.append(request)
             self._idle = True
             return sent
-        except smtplib.SMTPResponseException as error:
+        except _MessageRefused as error:
             self._drop()
             if error.smtp_code >= 500:
-                said = error.smtp_error
-                text = said if isinstance(said, str) else said.decode(errors="replace")
-                raise DataError(f"the RPA mailbox refused the email: {error.smtp_code} {text[:300]}") from None
+                raise DataError(f"the RPA mailbox refused the email: {_reply_text(error)}") from None
             raise _unavailable(error) from None
+        except smtplib.SMTPResponseException as error:
+            self._drop()
+            raise Unavailable("smtp", f"the RPA mailbox refused the session: {_reply_text(error)} (check the "
+                                      "SMTP_* and RPA_MAIL_* settings; the emails wait)") from None
         except (OSError, smtplib.SMTPException) as error:
             self._drop()
             raise _unavailable(error) from None
@@ -219,7 +239,7 @@ class SmtpRpaMailer(RpaMailer):
         try:
             smtp.send(b".\r\n")
         except OSError:
-            sent_log.forget(hand_off)  # the end of data never left: nothing was sent
+            self._forget(sent_log, hand_off)  # the end of data never left: nothing was sent
             raise
         try:
             code, reply = smtp.getreply()
@@ -228,10 +248,15 @@ class SmtpRpaMailer(RpaMailer):
                         "(see in_doubt())", *hand_off)
             raise
         if code != 250:
-            sent_log.forget(hand_off)
-            raise smtplib.SMTPDataError(code, reply)
+            self._forget(sent_log, hand_off)
+            raise _MessageRefused(code, reply)
         sent_log.confirm(hand_off, f"{code} {reply.decode(errors='replace')}")
         return True
+
+    def _forget(self, sent_log: SentLogSession, hand_off: HandOff) -> None:
+        self._unforgotten.add(hand_off)
+        sent_log.forget(hand_off)
+        self._unforgotten.discard(hand_off)
 
 
 def _hand_off(request: RpaRequest) -> HandOff:

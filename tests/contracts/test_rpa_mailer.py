@@ -14,7 +14,7 @@ from connectors.scheduler import upgrade
 from devstack.mailbox import SmtpServer
 from devstack.process import free_port
 from devstack.rpa_bot import payload_of
-from rules.errors import Unavailable
+from rules.errors import DataError, Unavailable
 from rules.lifecycle import RpaRequest
 from tests.unit.rules.builders import INVOICE, judge
 
@@ -129,6 +129,38 @@ class SmtpMailerContract(RpaMailerContract):
         assert mailer.send([REQUEST]) == [REQUEST]
         assert len(server.mailbox.messages) == 1 and log.in_doubt() == []
 
+    def test_a_message_refused_for_good_is_a_data_error_and_not_logged(self, engine, server):
+        upgrade(engine)
+        log = SqlSentLog(engine)
+        server.mailbox.refusals, server.mailbox.refusal = 1, "554 5.6.0 Message content rejected"
+        mailer = SmtpRpaMailer(host="127.0.0.1", port=server.port, mail_from="a@t", mail_to="b@t", sent_log=log)
+        with pytest.raises(DataError, match="refused the email: 554 5.6.0 Message content rejected"):
+            mailer.send([REQUEST])
+        assert log.sent_before([("MP-1001", 1, 1)]) == set() and log.in_doubt() == []
+
+    def test_a_recipient_the_server_refuses_makes_the_emails_wait_and_refuses_no_invoice(self, engine, server):
+        """A disabled mailbox or a wrong RPA_MAIL_TO: every email would be refused alike, and each
+        invoice's hand-off failed; an outage of the mailbox waits, and goes on once it is fixed."""
+        upgrade(engine)
+        log = SqlSentLog(engine)
+        server.mailbox.recipient_refusal = "550 5.1.1 <b@t>: Recipient address rejected: mailbox disabled"
+        mailer = SmtpRpaMailer(host="127.0.0.1", port=server.port, mail_from="a@t", mail_to="b@t", sent_log=log)
+        with pytest.raises(Unavailable, match="refused the session: 550 5.1.1 <b@t>: Recipient address rejected"):
+            mailer.send([REQUEST])
+        server.mailbox.recipient_refusal = None
+        assert mailer.send([REQUEST]) == [REQUEST] and len(server.mailbox.messages) == 1
+
+    def test_a_refused_email_is_sent_again_after_the_database_failed_to_forget_it(self, engine, server):
+        """Its claim kept, the email counted as sent, and its PO waited for a completion for good."""
+        upgrade(engine)
+        log = _ForgetFailsOnce(engine)
+        server.mailbox.refusals = 1
+        mailer = SmtpRpaMailer(host="127.0.0.1", port=server.port, mail_from="a@t", mail_to="b@t", sent_log=log)
+        with pytest.raises(Unavailable, match="processscheduler"):
+            mailer.send([REQUEST])
+        assert mailer.send([REQUEST]) == [REQUEST]
+        assert len(server.mailbox.messages) == 1 and log.in_doubt() == []
+
     def test_a_crash_before_the_log_commits_sends_nothing_and_the_replay_sends_once(self, engine, server):
         upgrade(engine)
         dying = SmtpRpaMailer(host="127.0.0.1", port=server.port, mail_from="a@t", mail_to="b@t",
@@ -173,6 +205,26 @@ class _CrashingSentLog(SqlSentLog):
                 raise _Crash
 
             session.claim = crash
+            yield session
+
+
+class _ForgetFailsOnce(SqlSentLog):
+    """processscheduler away for the moment the mailer drops a refused email's claim."""
+
+    failed = False
+
+    @contextmanager
+    def session(self):
+        with super().session() as session:
+            forget = session.forget
+
+            def fail_once(hand_off):
+                if not self.failed:
+                    self.failed = True
+                    raise Unavailable("processscheduler", "connection reset")
+                forget(hand_off)
+
+            session.forget = fail_once
             yield session
 
 
