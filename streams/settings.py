@@ -47,6 +47,9 @@ class ApiUser(BaseModel):
 # What Kafka takes as a topic name (a longer one, or another character, fails only when the
 # topic is first created); the changelog topics add 30 characters to APP_ID.
 TopicName = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._-]+$")]
+# What an SMTP envelope, a mail header and smtplib's AUTH take: one line of printable ASCII. Any
+# other value failed each email alike, and each invoice's hand-off with it.
+SmtpText = Annotated[str, StringConstraints(min_length=1, max_length=320, pattern=r"^[ -~]+$")]
 
 
 class Settings(BaseSettings):
@@ -128,10 +131,10 @@ class Settings(BaseSettings):
     smtp_host: str = "127.0.0.1"
     smtp_port: int = Field(default=8025, ge=1, le=65535)
     smtp_starttls: bool = False
-    smtp_username: str | None = None
+    smtp_username: SmtpText | None = None
     smtp_password: SecretStr | None = None
-    rpa_mail_from: str = "invoice-automation@localhost"
-    rpa_mail_to: str = "rpa-bot@localhost"
+    rpa_mail_from: SmtpText = "invoice-automation@localhost"
+    rpa_mail_to: SmtpText = "rpa-bot@localhost"
 
     # HTTP API and dashboard. The API refuses to start without the token and the session secret
     # (api/startup.py); the worker needs neither, so they have no default here either.
@@ -199,6 +202,13 @@ class Settings(BaseSettings):
         if parsed.host is not None and "@" in parsed.host:
             raise ValueError("an '@' in the user or password must be written %40")
         return url
+
+    @field_validator("smtp_password")
+    @classmethod
+    def _smtp_password(cls, password: SecretStr | None) -> SecretStr | None:
+        if password is not None and not password.get_secret_value().isascii():
+            raise ValueError("SMTP AUTH (smtplib) sends the password as ASCII: other letters never sign in")
+        return password
 
     @field_validator("schema_registry_url", "connect_url")
     @classmethod

@@ -104,9 +104,12 @@ def test_a_wrong_value_is_one_line_naming_the_variable(monkeypatch, capsys):
     ("POLL_LOOKBACK_SECONDS", "1e12", "Input should be less than or equal to 604800"),
     ("SESSION_TIMEOUT_SECONDS", "inf", "Input should be less than or equal to 1800"),
     ("SMTP_PORT", "-5", "Input should be greater than or equal to 1"),
+    ("RPA_MAIL_TO", "rpa-bot@ämter.example", "String should match pattern '^[ -~]+$'"),
+    ("SMTP_PASSWORD", "geheim-ß", "SMTP AUTH (smtplib) sends the password as ASCII: other "
+                                  "letters never sign in"),
 ])
-def test_a_number_past_what_its_setting_can_be_is_refused_at_start(monkeypatch, capsys, name, value, said):
-    """Each was taken, then failed on every step or poll (librdkafka's limit, an overflow)."""
+def test_a_value_its_setting_cannot_take_is_refused_at_start(monkeypatch, capsys, name, value, said):
+    """Each was taken, then failed on every step, poll or email (librdkafka's limit, an overflow)."""
     monkeypatch.setenv(f"INVOICE_AUTOMATION_{name}", value)
     assert _run(monkeypatch, "explain", "MP-1001") == 2
     assert capsys.readouterr().err == f"error: setting INVOICE_AUTOMATION_{name}: {said}\n"
