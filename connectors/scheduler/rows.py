@@ -10,9 +10,10 @@ from decimal import Decimal
 from typing import Any
 
 from pydantic_core import to_jsonable_python
+from sqlalchemy import String
 
 from connectors.ports import SchedulerEntry
-from connectors.scheduler.tables import REASON_CODES_LENGTH
+from connectors.scheduler.tables import REASON_CODES_LENGTH, processscheduler
 from rules.duplicates import invoice_date, lookup_for
 from rules.errors import DataError
 from rules.lifecycle import StatusChanged
@@ -39,6 +40,20 @@ def reason_codes_column(reasons: Sequence[Mapping[str, Any]] | None) -> str | No
             continue
         text += code + " "
     return text if text != " " else None
+
+
+def as_column_holds(text: str | None, column: str) -> str | None:
+    """A vendor's id or number as its column can hold it. A bad invoice's verdict carries them as
+    sent: past the column's width, or with a NUL in them (PostgreSQL refuses both), its row was
+    refused, and the one row AP would have seen of the invoice went to the dead-letter topic. The
+    whole text is kept in `invoice_document`."""
+    if text is None:
+        return None
+    kind = processscheduler.c[column].type
+    assert isinstance(kind, String) and kind.length is not None, f"{column} is a text column of a set width"
+    width = kind.length
+    text = text.replace("\x00", "\ufffd")
+    return text if len(text) <= width else text[: width - 1] + "\u2026"
 
 
 def entries(decisions: Sequence[Verdict | StatusChanged | SchedulerEntry]) -> list[SchedulerEntry]:
@@ -75,8 +90,9 @@ def verdict_entry(record: Mapping[str, Any]) -> SchedulerEntry | None:
     found = lookup_for(document)
     status, rules_version = record["status"], record["rules_version"]
     fields = {
-        "po_number": record["po_number"], "vendor_id": record["vendor_id"],
-        "invoice_number": record["invoice_number"], "status": status, "http_status": record["http_status"],
+        "po_number": record["po_number"], "vendor_id": as_column_holds(record["vendor_id"], "vendor_id"),
+        "invoice_number": as_column_holds(record["invoice_number"], "invoice_number"), "status": status,
+        "http_status": record["http_status"],
         "reasons": record["reasons"], "reason_codes": reason_codes_column(record["reasons"]),
         "rpa_payload": record["rpa_payload"], "rules_version": rules_version,
         "po_snapshot": record["po_snapshot"], "decided_at": decided_at, "invoice_document": document,

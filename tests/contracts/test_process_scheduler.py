@@ -47,6 +47,16 @@ class ProcessSchedulerContract:
         assert row["invoice_document"]["invoice_number"] == "INV-778"  # the invoice as judged
         assert row["invoice_document"]["lines"][0]["unit_price"] == "15.50"
 
+    def test_a_bad_invoice_whose_vendor_text_its_columns_cannot_hold_is_recorded_for_ap(self, scheduler):
+        """PostgreSQL refused its row (past varchar(64), a NUL), and the invoice was only dead-lettered."""
+        verdict = judge({**INVOICE, "invoice_id": "MP-9", "vendor_id": "V" * 100, "invoice_number": "INV\x00778"})
+        assert verdict.status.value == "bad_invoice" and verdict.vendor_id == "V" * 100
+        scheduler.record([verdict])
+        (row,) = scheduler.rows()
+        assert (row["status"], row["vendor_id"], row["invoice_number"]) == ("bad_invoice", "V" * 63 + "\u2026",
+                                                                             "INV\ufffd778")
+        assert row["invoice_document"]["vendor_id"] == "V" * 100  # the whole text, for AP to read
+
     def test_replaying_a_batch_changes_nothing(self, scheduler):
         batch = [READY, change(InvoiceStatus.SENT_TO_RPA, "s1"), REVIEW]
         scheduler.record(batch)
