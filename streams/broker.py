@@ -386,15 +386,23 @@ class KafkaStreamBroker:
             # A timeout here is a transaction still open on the group's offsets: one of a producer
             # that died ends with its timeout; one that never ends hangs (README, "A hanging transaction").
             raise _kafka_unavailable(exc, "reading committed offsets, which wait for open transactions") from None
+        missing: list[str] = []  # librdkafka names a partition the topic does not have to error_cb alone
+
+        def client_error(error: KafkaError) -> None:
+            if error.code() == KafkaError._UNKNOWN_PARTITION:
+                missing.append(error.str())
+
         reader = Consumer(client_config(self.bootstrap, "restore", **{
             "group.id": f"{self.group_id}.restore", "enable.auto.commit": False, "enable.partition.eof": True,
-            "isolation.level": "read_committed", "auto.offset.reset": "earliest"}))
+            "isolation.level": "read_committed", "auto.offset.reset": "earliest", "error_cb": client_error}))
         try:
             reader.assign([KafkaTP(topic, number, OFFSET_BEGINNING if start is None else start)
                            for number, start in starts.items()])
             open_partitions, quiet_since = set(starts), time.monotonic()
             while open_partitions:
                 messages = reader.consume(1000, 0.5)
+                if missing:
+                    raise Unavailable("topic-partitions", _missing_partition(missing[0]))
                 if not messages and time.monotonic() - quiet_since > self.timeout:
                     raise Unavailable("kafka", f"restoring {topic}: no progress for {self.timeout:.0f} s")
                 for message in messages:
@@ -416,3 +424,9 @@ class KafkaStreamBroker:
         if self._producer is not None:
             self._producer.flush(self.timeout)
         self.consumer.close()
+
+
+def _missing_partition(said: str) -> str:
+    return (f"{said}: the work topics have more partitions than their changelog. A PO's state is kept by "
+            "partition number, so partitions cannot be added while the pipeline keeps state; the partitions "
+            "wait (README, \"Scaling out\")")

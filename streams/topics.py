@@ -95,4 +95,6 @@ def check_co_partitioned(settings: Settings, timeout: float = 30.0) -> None:
     counts = {name: len(metadata[name].partitions) for name in names if name in metadata}
     if len(set(counts.values())) > 1:
         raise ValueError("the topics that carry a purchase order's work must have the same number of partitions, "
-                         f"but have {counts}; recreate or add partitions (kafka-topics.sh --alter) to match")
+                         f"but have {counts}; a PO's ledger is kept by partition number, so added partitions move "
+                         "POs away from it: drain the pipeline and recreate them with one count (README, \"Scaling "
+                         "out\")")

@@ -161,3 +161,24 @@ def test_the_stream_broker_fetches_a_backlog_ahead_only_as_far_as_its_prefetch_b
     # The bound (16 MiB), a fetch of each partition past it (librdkafka allows that), and room for
     # the rest: 21 MiB here, 84 without the bound.
     assert PREFETCH_KBYTES <= 16 * 1024 and taken == 41 and grew < 48 << 20, grew >> 20
+
+
+def test_restoring_a_changelog_partition_that_does_not_exist_says_so_at_once(kafka_bootstrap, unique_name):
+    """Partitions added to the work topics while the pipeline runs, not to the changelog: the
+    restore waited out its timeout, then called Kafka unavailable, again and again."""
+    import pytest
+
+    from rules.errors import Unavailable
+    from streams.broker import KafkaStreamBroker
+
+    create_topic(kafka_bootstrap, unique_name, 2)
+    broker = KafkaStreamBroker(kafka_bootstrap, f"g-{unique_name}", timeout=20)
+    started = time.monotonic()
+    try:
+        with pytest.raises(Unavailable) as raised:
+            list(broker.restore(unique_name, {1: None, 2: None}, []))
+    finally:
+        broker.close()
+    assert raised.value.dependency == "topic-partitions"
+    assert f"{unique_name} [2]: desired partition is not available" in str(raised.value)
+    assert time.monotonic() - started < 15  # not the restore's timeout of no progress
