@@ -10,6 +10,7 @@ the batch's transaction was lost and the batch must be read again (`LostBatch`),
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -20,6 +21,7 @@ from typing import Any, Protocol
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer
 from confluent_kafka import TopicPartition as KafkaTP
+from kafka.partitioner.default import murmur2
 
 from connectors.kafka_logs import client_config
 from rules.errors import Unavailable
@@ -33,8 +35,16 @@ COMMIT_TIMEOUT = 10.0  # seconds a commit may take before Kafka counts as unavai
 # 50,000-invoice burst (bench, month-end) ended at 445 MiB of RSS, against 487 with the default,
 # at the same rate; tests/integration/test_kafka_clients.py measures the bound itself.
 PREFETCH_KBYTES = 16 * 1024
+PARTITIONS_ASKED_AGAIN = 30.0  # seconds before a topic whose partition count could not be had is asked again
 Assigned = Callable[[list[TopicPartition]], set[TopicPartition]]  # returns the partitions to hold
 Revoked = Callable[[list[TopicPartition]], None]
+
+
+@functools.lru_cache(maxsize=65536)  # a PO's records come again and again
+def kafka_partition(key: bytes, partitions: int) -> int:
+    """Where Kafka's default partitioner puts a key: murmur2, made positive, modulo the count, as
+    the Java clients, Kafka Connect (Debezium) and this project's producers (`murmur2_random`) do."""
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def _origin(message: Message) -> tuple[str, int, int]:
@@ -70,7 +80,7 @@ class Output:
     key: bytes | None
     value: bytes | None
     partition: int | None = None
-    headers: tuple[tuple[str, bytes], ...] = field(default=())
+    headers: tuple[tuple[str, bytes | None], ...] = field(default=())
 
 
 class LostBatch(Exception):
@@ -92,6 +102,10 @@ class StreamBroker(Protocol):
 
     def behind(self, partitions: Sequence[TopicPartition]) -> int:
         """Records of these partitions after the consumer's position, as last fetched (no request)."""
+
+    def partition_for(self, topic: str, key: bytes) -> int | None:
+        """The partition the key belongs on, as producers place it; None when the topic's
+        partition count cannot be had now."""
 
     def begin(self) -> None: ...
 
@@ -145,6 +159,7 @@ class KafkaStreamBroker:
         self._failed: list[str] = []
         self._in_transaction = False
         self._pending_seeks: dict[TopicPartition, int] = {}
+        self._partition_counts: dict[str, tuple[int, float]] = {}  # topic -> (count or 0, when asked)
         self._probed_at = 0.0
 
     @property
@@ -184,6 +199,7 @@ class KafkaStreamBroker:
     # -- reading ---------------------------------------------------------------------------------
     def subscribe(self, topics: Sequence[str], on_assigned: Assigned, on_revoked: Revoked) -> None:
         def assigned(consumer: Consumer, partitions: list[KafkaTP]) -> None:
+            self._partition_counts.clear()  # a group changes when a topic gains partitions: read them again
             held = on_assigned([(tp.topic, tp.partition) for tp in partitions])
             consumer.assign(partitions)
             if held:
@@ -272,6 +288,22 @@ class KafkaStreamBroker:
             if position.offset >= 0 and end >= 0:
                 total += max(0, end - position.offset)
         return total
+
+    def partition_for(self, topic: str, key: bytes) -> int | None:
+        count, asked_at = self._partition_counts.get(topic, (0, -PARTITIONS_ASKED_AGAIN))
+        if not count and time.monotonic() - asked_at >= PARTITIONS_ASKED_AGAIN:
+            count = self._partition_count(topic)
+            self._partition_counts[topic] = count, time.monotonic()
+        return kafka_partition(key, count) if count else None
+
+    def _partition_count(self, topic: str) -> int:
+        """0 when it cannot be had now (Kafka away): the records go on unchecked meanwhile, rather
+        than each waiting for metadata."""
+        try:
+            found = self.consumer.list_topics(topic, timeout=5.0).topics.get(topic)
+        except KafkaException:
+            return 0
+        return len(found.partitions) if found is not None and found.error is None else 0
 
     # -- writing ---------------------------------------------------------------------------------
     def begin(self) -> None:

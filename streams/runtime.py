@@ -35,10 +35,11 @@ from streams.state import StateWrites, Store
 log = logging.getLogger(__name__)
 
 Encode = Callable[[Any], bytes]
+COMMIT_ATTEMPTS = 3
+FORWARDED_FROM = "forwarded-from"  # the header of a record sent on to its key's partition: where it was
+MAX_MESSAGE_BYTES = 1_000_000  # under the brokers' default message.max.bytes (1 MiB), headers included
 # (the record, its message when it was decoded, the error) -> (topic, key, message) to emit beside
 # the dead letter, such as the bad_invoice verdict that tells AP about it
-COMMIT_ATTEMPTS = 3
-MAX_MESSAGE_BYTES = 1_000_000  # under the brokers' default message.max.bytes (1 MiB), headers included
 DeadLetterHook = Callable[[Record, Any, str], Sequence[tuple[str, str, Any]]]
 
 
@@ -263,6 +264,8 @@ class Runtime:
                     self.broker.hold(record.source, record.offset)
                 continue
             tick.saw(record)
+            if flow.store is not None and self._sent_home(flow, record, tick):
+                continue
             try:
                 message = flow.decode(record)
                 if message is not None and flow.kinds and not isinstance(message, flow.kinds):
@@ -276,6 +279,23 @@ class Runtime:
             else:
                 items.append((record, message))
         return items
+
+    def _sent_home(self, flow: Flow, record: Record, tick: _Tick) -> bool:
+        """A keyed record on another partition than its key's (a producer that named the partition)
+        would be decided beside another ledger than its PO's, and the PO split in two: it is
+        forwarded to its key's partition instead, in this batch's transaction, so it moves once."""
+        home = None if record.key is None else self.broker.partition_for(record.topic, record.key)
+        if home is None or home == record.partition:
+            return False
+        where = f"{record.topic}[{record.partition}]@{record.offset}"
+        if any(name == FORWARDED_FROM for name, _ in record.headers):  # a partitioner disagrees: no loop
+            self._dead_letter(flow, record, None, "route", DataError(
+                f"key {record.key!r} belongs on partition {home}, where it was forwarded before"), tick)
+            return True
+        log.warning("%s: %s holds key %r of partition %d: forwarded there", flow.name, where, record.key, home)
+        headers = (*record.headers, (FORWARDED_FROM, where.encode()))
+        tick.finish(record, [Output(record.topic, record.key, record.value, home, headers)])
+        return True
 
     def _one_by_one(self, flow: Flow, items: list[tuple[Record, Any]], tick: _Tick) -> None:
         for record, message in items:

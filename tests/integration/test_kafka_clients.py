@@ -182,3 +182,24 @@ def test_restoring_a_changelog_partition_that_does_not_exist_says_so_at_once(kaf
     assert raised.value.dependency == "topic-partitions"
     assert f"{unique_name} [2]: desired partition is not available" in str(raised.value)
     assert time.monotonic() - started < 15  # not the restore's timeout of no progress
+
+
+def test_the_stream_broker_places_a_key_where_the_producers_put_it(kafka_bootstrap, unique_name):
+    """What the runtime checks a stateful flow's records by (a record elsewhere is forwarded): the
+    partition librdkafka's murmur2 partitioner, as Java's default, gave each key."""
+    from streams.broker import KafkaStreamBroker
+
+    create_topic(kafka_bootstrap, unique_name, 7)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "partitioner": "murmur2_random"})
+    keys = [f"PO-{n}".encode() for n in range(200)] + ["PO-ä-ß".encode(), b"x" * 64]
+    for key in keys:
+        producer.produce(unique_name, key=key, value=b"work")
+    assert producer.flush(30) == 0
+    placed = {message.key(): message.partition() for message in consume_all(kafka_bootstrap, unique_name, len(keys))}
+    broker = KafkaStreamBroker(kafka_bootstrap, f"g-{unique_name}")
+    try:
+        assert {key: broker.partition_for(unique_name, key) for key in keys} == placed
+        assert len(set(placed.values())) == 7
+        assert broker.partition_for(f"{unique_name}-none", b"PO-1") is None
+    finally:
+        broker.close()

@@ -9,10 +9,11 @@ from connectors.sampro import InMemoryPurchaseOrderReader
 from connectors.scheduler import InMemoryProcessScheduler
 from connectors.scheduler.rows import entries
 from rules.errors import DataError, Unavailable
-from rules.lifecycle import InvoiceWithdrawn, ReleaseRequested
+from rules.lifecycle import InvoiceSubmitted, InvoiceWithdrawn, ReleaseRequested
 from rules.models import Verdict
 from streams.broker_memory import InMemoryBroker
 from streams.ledgers import changelog_topic
+from streams.runtime import FORWARDED_FROM
 from tests.unit.streams.conftest import AT, make_worker, purchase_order, ready_invoice
 
 
@@ -35,6 +36,36 @@ def test_the_second_invoice_on_a_po_waits_for_the_first_then_goes_after_its_comp
     worker.complete("MP-1")
     worker.run()
     assert worker.statuses() == {"MP-1": "entered", "MP-2": "sent_to_rpa"}
+
+
+def test_an_invoice_on_another_partition_than_its_pos_is_forwarded_there_and_waits_behind_the_first(worker):
+    """A producer that named a partition: decided where it was, beside an empty ledger, it went to
+    the RPA bot while the PO's first invoice was still there."""
+    worker.submit(ready_invoice("MP-1"))
+    worker.run()
+    topic, home = worker.pipeline.topics.invoices, worker.broker.partition_of(b"PO-5001")
+    stray = InvoiceSubmitted(invoice_id="MP-2", version=1, po_number="PO-5001", document=ready_invoice("MP-2"),
+                             received_at=AT)
+    worker.broker.append(topic, b"PO-5001", worker.codec.encode(stray), partition=(home + 1) % 3)
+    worker.run()
+    assert worker.statuses() == {"MP-1": "sent_to_rpa", "MP-2": "waiting_for_po"}
+    forwarded = worker.broker.topic(topic)[home][-1]
+    assert dict(forwarded.headers)[FORWARDED_FROM] == f"{topic}[{(home + 1) % 3}]@0".encode()
+    worker.complete("MP-1")
+    worker.run()
+    assert worker.statuses() == {"MP-1": "entered", "MP-2": "sent_to_rpa"}
+
+
+def test_a_record_forwarded_once_and_still_on_another_partition_is_dead_lettered_not_sent_round(worker):
+    topic, home = worker.pipeline.topics.invoices, worker.broker.partition_of(b"PO-5001")
+    stray = InvoiceSubmitted(invoice_id="MP-2", version=1, po_number="PO-5001", document=ready_invoice("MP-2"),
+                             received_at=AT)
+    worker.broker.append(topic, b"PO-5001", worker.codec.encode(stray), partition=(home + 1) % 3,
+                         headers=((FORWARDED_FROM, b"invoices[0]@7"),))
+    worker.run()
+    (dead,) = worker.dead_letters()
+    assert f"belongs on partition {home}, where it was forwarded before" in dead["error"]
+    assert len(worker.broker.records(topic)) == 1
 
 
 def test_a_duplicate_on_another_po_a_batch_after_its_original_is_found_before_processscheduler_has_it(tmp_path):
