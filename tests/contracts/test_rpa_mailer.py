@@ -119,10 +119,8 @@ class SmtpMailerContract(RpaMailerContract):
 
 
     def test_a_message_refused_at_the_end_of_data_is_not_logged_and_is_sent_again(self, engine, server):
-        upgrade(engine)
-        log = SqlSentLog(engine)
         server.mailbox.refusals = 1
-        mailer = SmtpRpaMailer(host="127.0.0.1", port=server.port, mail_from="a@t", mail_to="b@t", sent_log=log)
+        mailer, log = _mailer(engine, server)
         with pytest.raises(Unavailable, match="452"):  # a full mailbox: the runtime tries again later
             mailer.send([REQUEST])
         assert log.sent_before([("MP-1001", 1, 1)]) == set()
@@ -130,10 +128,8 @@ class SmtpMailerContract(RpaMailerContract):
         assert len(server.mailbox.messages) == 1 and log.in_doubt() == []
 
     def test_a_message_refused_for_good_is_a_data_error_and_not_logged(self, engine, server):
-        upgrade(engine)
-        log = SqlSentLog(engine)
         server.mailbox.refusals, server.mailbox.refusal = 1, "554 5.6.0 Message content rejected"
-        mailer = SmtpRpaMailer(host="127.0.0.1", port=server.port, mail_from="a@t", mail_to="b@t", sent_log=log)
+        mailer, log = _mailer(engine, server)
         with pytest.raises(DataError, match="refused the email: 554 5.6.0 Message content rejected"):
             mailer.send([REQUEST])
         assert log.sent_before([("MP-1001", 1, 1)]) == set() and log.in_doubt() == []
@@ -141,10 +137,8 @@ class SmtpMailerContract(RpaMailerContract):
     def test_a_recipient_the_server_refuses_makes_the_emails_wait_and_refuses_no_invoice(self, engine, server):
         """A disabled mailbox or a wrong RPA_MAIL_TO: every email would be refused alike, and each
         invoice's hand-off failed; an outage of the mailbox waits, and goes on once it is fixed."""
-        upgrade(engine)
-        log = SqlSentLog(engine)
         server.mailbox.recipient_refusal = "550 5.1.1 <b@t>: Recipient address rejected: mailbox disabled"
-        mailer = SmtpRpaMailer(host="127.0.0.1", port=server.port, mail_from="a@t", mail_to="b@t", sent_log=log)
+        mailer, _ = _mailer(engine, server)
         with pytest.raises(Unavailable, match="refused the session: 550 5.1.1 <b@t>: Recipient address rejected"):
             mailer.send([REQUEST])
         server.mailbox.recipient_refusal = None
@@ -152,10 +146,8 @@ class SmtpMailerContract(RpaMailerContract):
 
     def test_a_refused_email_is_sent_again_after_the_database_failed_to_forget_it(self, engine, server):
         """Its claim kept, the email counted as sent, and its PO waited for a completion for good."""
-        upgrade(engine)
-        log = _ForgetFailsOnce(engine)
         server.mailbox.refusals = 1
-        mailer = SmtpRpaMailer(host="127.0.0.1", port=server.port, mail_from="a@t", mail_to="b@t", sent_log=log)
+        mailer, log = _mailer(engine, server, _ForgetFailsOnce)
         with pytest.raises(Unavailable, match="processscheduler"):
             mailer.send([REQUEST])
         assert mailer.send([REQUEST]) == [REQUEST]
@@ -183,6 +175,12 @@ class SmtpMailerContract(RpaMailerContract):
         assert restarted.send([REQUEST]) == []
         assert server.mailbox.messages == []  # the unfinished message was dropped by the server
         assert log.in_doubt() == [("MP-1001", 1)]
+
+
+def _mailer(engine, server, sent_log=SqlSentLog) -> tuple[SmtpRpaMailer, SqlSentLog]:
+    upgrade(engine)
+    log = sent_log(engine)
+    return SmtpRpaMailer(host="127.0.0.1", port=server.port, mail_from="a@t", mail_to="b@t", sent_log=log), log
 
 
 class _Crash(BaseException):
