@@ -35,16 +35,22 @@ COMMIT_TIMEOUT = 10.0  # seconds a commit may take before Kafka counts as unavai
 # 50,000-invoice burst (bench, month-end) ended at 445 MiB of RSS, against 487 with the default,
 # at the same rate; tests/integration/test_kafka_clients.py measures the bound itself.
 PREFETCH_KBYTES = 16 * 1024
-PARTITIONS_ASKED_AGAIN = 30.0  # seconds before a topic whose partition count could not be had is asked again
 Assigned = Callable[[list[TopicPartition]], set[TopicPartition]]  # returns the partitions to hold
 Revoked = Callable[[list[TopicPartition]], None]
 
 
-@functools.lru_cache(maxsize=65536)  # a PO's records come again and again
 def kafka_partition(key: bytes, partitions: int) -> int:
     """Where Kafka's default partitioner puts a key: murmur2, made positive, modulo the count, as
     the Java clients, Kafka Connect (Debezium) and this project's producers (`murmur2_random`) do."""
+    return _cached_partition(key, partitions) if len(key) <= 256 else _partition(key, partitions)
+
+
+def _partition(key: bytes, partitions: int) -> int:
     return int(murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+# A PO's records come again and again; a key no PO has (past 64 characters) is not kept.
+_cached_partition = functools.lru_cache(maxsize=65536)(_partition)
 
 
 def _origin(message: Message) -> tuple[str, int, int]:
@@ -103,9 +109,9 @@ class StreamBroker(Protocol):
     def behind(self, partitions: Sequence[TopicPartition]) -> int:
         """Records of these partitions after the consumer's position, as last fetched (no request)."""
 
-    def partition_for(self, topic: str, key: bytes) -> int | None:
-        """The partition the key belongs on, as producers place it; None when the topic's
-        partition count cannot be had now."""
+    def partition_for(self, topic: str, key: bytes) -> int:
+        """The partition the key belongs on, as producers place it; `Unavailable` while the
+        topic's partition count cannot be had."""
 
     def begin(self) -> None: ...
 
@@ -159,7 +165,7 @@ class KafkaStreamBroker:
         self._failed: list[str] = []
         self._in_transaction = False
         self._pending_seeks: dict[TopicPartition, int] = {}
-        self._partition_counts: dict[str, tuple[int, float]] = {}  # topic -> (count or 0, when asked)
+        self._partition_counts: dict[str, int] = {}
         self._probed_at = 0.0
 
     @property
@@ -289,21 +295,17 @@ class KafkaStreamBroker:
                 total += max(0, end - position.offset)
         return total
 
-    def partition_for(self, topic: str, key: bytes) -> int | None:
-        count, asked_at = self._partition_counts.get(topic, (0, -PARTITIONS_ASKED_AGAIN))
-        if not count and time.monotonic() - asked_at >= PARTITIONS_ASKED_AGAIN:
-            count = self._partition_count(topic)
-            self._partition_counts[topic] = count, time.monotonic()
-        return kafka_partition(key, count) if count else None
-
-    def _partition_count(self, topic: str) -> int:
-        """0 when it cannot be had now (Kafka away): the records go on unchecked meanwhile, rather
-        than each waiting for metadata."""
-        try:
-            found = self.consumer.list_topics(topic, timeout=5.0).topics.get(topic)
-        except KafkaException:
-            return 0
-        return len(found.partitions) if found is not None and found.error is None else 0
+    def partition_for(self, topic: str, key: bytes) -> int:
+        count = self._partition_counts.get(topic)
+        if count is None:  # asked once a rebalance: partitions added to a topic start one
+            try:
+                found = self.consumer.list_topics(topic, timeout=5.0).topics.get(topic)
+            except KafkaException as exc:
+                raise _kafka_unavailable(exc.args[0], f"reading the partitions of {topic}") from None
+            if found is None or found.error is not None or not found.partitions:
+                raise Unavailable("kafka", f"reading the partitions of {topic}: {found.error if found else 'none'}")
+            count = self._partition_counts[topic] = len(found.partitions)
+        return kafka_partition(key, count)
 
     # -- writing ---------------------------------------------------------------------------------
     def begin(self) -> None:
@@ -423,6 +425,8 @@ class KafkaStreamBroker:
         def client_error(error: KafkaError) -> None:
             if error.code() == KafkaError._UNKNOWN_PARTITION:
                 missing.append(error.str())
+            else:  # librdkafka logs its errors only while no error_cb takes them
+                log.warning("Kafka while restoring %s: %s", topic, error)
 
         reader = Consumer(client_config(self.bootstrap, "restore", **{
             "group.id": f"{self.group_id}.restore", "enable.auto.commit": False, "enable.partition.eof": True,

@@ -96,7 +96,7 @@ class InMemoryBroker:
     def behind(self, partitions: Sequence[TopicPartition]) -> int:
         return sum(len(self.logs[topic][number]) - self._positions[(topic, number)] for topic, number in partitions)
 
-    def partition_for(self, topic: str, key: bytes) -> int | None:
+    def partition_for(self, topic: str, key: bytes) -> int:
         return self.partition_of(key)
 
     def begin(self) -> None:

@@ -56,6 +56,9 @@ class WorkerHealth:
         self.dead_letters = Counter("invoice_automation_worker_dead_letters_total",
                                     "Records sent to the dead-letter topic, by flow and stage", ["flow", "stage"],
                                     registry=self.registry)
+        self.forwarded = Counter("invoice_automation_worker_forwarded_total",
+                                 "Records forwarded to their key's partition from another, by flow and topic",
+                                 ["flow", "topic"], registry=self.registry)
         self.verdicts = Counter("invoice_automation_worker_verdicts_total", "Verdicts decided, by status",
                                 ["status"], registry=self.registry)
         self.batch_seconds = Histogram("invoice_automation_worker_batch_seconds",

@@ -155,6 +155,8 @@ class Runtime:
         self.sources: list[Source] = []
         self._flow_of_topic: dict[str, Flow] = {}
         self._assigned: set[TopicPartition] = set()
+        self._forwarded_on: set[str] = set()  # topics whose first forwarded record was logged
+        self._assignments = 0  # rebalances that assigned partitions: one during a poll outdates its records
         self._holds: dict[TopicPartition, _Hold] = {}
         self._attempts: dict[TopicPartition, int] = defaultdict(int)
         self._to_restore: dict[tuple[Store, int], set[TopicPartition]] = defaultdict(set)
@@ -208,12 +210,11 @@ class Runtime:
             self._restore()
         if self.back_pressure is not None:
             self.back_pressure.apply(self.broker, self._assigned, self._holds)
+        assignments = self._assignments
         with self.health.timed(self.name, "kafka poll"):
             records = self.broker.poll(self.batch_size, self.batch_seconds)
-        # A rebalance served inside the poll may have taken partitions away after their records were
-        # fetched: their new owner reads them from the committed offset, and judged here too they
-        # would be judged twice, by two writers of one PO's ledger.
-        records = [record for record in records if record.source in self._assigned]
+        if self._assignments != assignments:
+            records = self._read_again(records)
         sources = [s for s in self.sources if not s.finished and now >= s.due_at and s.anchor in self._assigned]
         if not records and not sources:
             return
@@ -234,6 +235,23 @@ class Runtime:
             self.broker.abort()
             self._rewind(tick)
             raise
+
+    def _read_again(self, records: list[Record]) -> list[Record]:
+        """A rebalance served inside the poll outdates what it fetched before: a partition taken away
+        is its new owner's to read from the committed offset (decided here too, a PO had two writers
+        of its ledger), and one given back is read from there again here (the eager protocol gives
+        most back). Each partition still ours is read again from its first record of the poll, once
+        released: on the next step, or once its state is restored."""
+        firsts: dict[TopicPartition, int] = {}
+        for record in records:
+            firsts.setdefault(record.source, record.offset)
+        for partition, offset in firsts.items():
+            if partition not in self._assigned:
+                continue
+            hold = self._holds.setdefault(partition, _Hold(None, self.clock()))
+            hold.offset = offset if hold.offset is None else min(hold.offset, offset)
+            self.broker.hold(partition, hold.offset)
+        return []
 
     # -- flows ---------------------------------------------------------------------------------------
     def _run_flow(self, flow: Flow, records: list[Record], tick: _Tick) -> None:
@@ -281,19 +299,35 @@ class Runtime:
         return items
 
     def _sent_home(self, flow: Flow, record: Record, tick: _Tick) -> bool:
-        """A keyed record on another partition than its key's (a producer that named the partition)
-        would be decided beside another ledger than its PO's, and the PO split in two: it is
-        forwarded to its key's partition instead, in this batch's transaction, so it moves once."""
-        home = None if record.key is None else self.broker.partition_for(record.topic, record.key)
-        if home is None or home == record.partition:
+        """A keyed record on another partition than its key's would be decided beside another ledger
+        than its PO's, and the PO split in two. It comes from a producer that names the partition,
+        or hashes keys otherwise than Kafka's Java clients (librdkafka's default, crc32). It is
+        forwarded to its key's partition in this batch's transaction, so it moves once, and is
+        decided there after what that partition already holds. True: the record is dealt with."""
+        if record.key is None:
+            return False
+        try:
+            home = self.broker.partition_for(record.topic, record.key)
+        except Unavailable as error:  # decided unchecked, it could split its PO: it waits instead
+            self._hold_for(flow, record, error)
+            return True
+        if home == record.partition:
             return False
         where = f"{record.topic}[{record.partition}]@{record.offset}"
-        if any(name == FORWARDED_FROM for name, _ in record.headers):  # a partitioner disagrees: no loop
-            self._dead_letter(flow, record, None, "route", DataError(
-                f"key {record.key!r} belongs on partition {home}, where it was forwarded before"), tick)
-            return True
-        log.warning("%s: %s holds key %r of partition %d: forwarded there", flow.name, where, record.key, home)
         headers = (*record.headers, (FORWARDED_FROM, where.encode()))
+        size = len(record.key) + len(record.value or b"") + sum(len(n) + len(v or b"") for n, v in headers)
+        problem = (f"key {record.key!r} belongs on partition {home}, where it was forwarded before"
+                   if any(name == FORWARDED_FROM for name, _ in record.headers)  # partitioners disagree: no loop
+                   else f"key {record.key!r} belongs on partition {home}, but the record is too large to forward "
+                        f"({size:,} bytes; Kafka takes {MAX_MESSAGE_BYTES:,})" if size > MAX_MESSAGE_BYTES else None)
+        if problem is not None:
+            self._dead_letter(flow, record, _decoded_or_none(flow, record), "route", DataError(problem), tick)
+            return True
+        if record.topic not in self._forwarded_on:  # a producer that hashes otherwise sends most records astray
+            self._forwarded_on.add(record.topic)
+            log.warning("%s: %s holds key %r of partition %d: forwarded there, as is every record on a partition "
+                        "other than its key's (counted in ..._forwarded_total)", flow.name, where, record.key, home)
+        self.health.forwarded.labels(flow.name, record.topic).inc()
         tick.finish(record, [Output(record.topic, record.key, record.value, home, headers)])
         return True
 
@@ -445,6 +479,7 @@ class Runtime:
     # -- rebalancing and restoring state -------------------------------------------------------------
     def _on_assigned(self, partitions: list[TopicPartition]) -> set[TopicPartition]:
         self._assigned = set(partitions)
+        self._assignments += 1
         held = set()
         for topic, number in partitions:
             flow = self._flow_of_topic.get(topic)
@@ -528,3 +563,12 @@ def _firsts(items: list[tuple[Record, Any]]) -> list[Record]:
     for record, _ in items:
         first.setdefault(record.source, record)
     return list(first.values())
+
+
+def _decoded_or_none(flow: Flow, record: Record) -> Any:
+    """The message, for the dead-letter hook (a bad_invoice verdict that tells AP); None when it
+    cannot be read either."""
+    try:
+        return flow.decode(record)
+    except Exception:
+        return None

@@ -13,7 +13,7 @@ from rules.lifecycle import InvoiceSubmitted, InvoiceWithdrawn, ReleaseRequested
 from rules.models import Verdict
 from streams.broker_memory import InMemoryBroker
 from streams.ledgers import changelog_topic
-from streams.runtime import FORWARDED_FROM
+from streams.runtime import FORWARDED_FROM, Flow, Runtime
 from tests.unit.streams.conftest import AT, make_worker, purchase_order, ready_invoice
 
 
@@ -56,16 +56,40 @@ def test_an_invoice_on_another_partition_than_its_pos_is_forwarded_there_and_wai
     assert worker.statuses() == {"MP-1": "entered", "MP-2": "sent_to_rpa"}
 
 
-def test_a_record_forwarded_once_and_still_on_another_partition_is_dead_lettered_not_sent_round(worker):
+@pytest.mark.parametrize(("headers", "padding", "said"), [
+    (((FORWARDED_FROM, b"invoices[0]@7"),), 0, "where it was forwarded before"),  # partitioners disagree
+    ((), 1_000_000, "too large to forward"),  # the commit would fail for the whole batch, batch after batch
+])
+def test_a_record_that_cannot_go_to_its_partition_is_dead_lettered_and_ap_sees_the_invoice(
+        worker, headers, padding, said):
     topic, home = worker.pipeline.topics.invoices, worker.broker.partition_of(b"PO-5001")
-    stray = InvoiceSubmitted(invoice_id="MP-2", version=1, po_number="PO-5001", document=ready_invoice("MP-2"),
-                             received_at=AT)
-    worker.broker.append(topic, b"PO-5001", worker.codec.encode(stray), partition=(home + 1) % 3,
-                         headers=((FORWARDED_FROM, b"invoices[0]@7"),))
+    stray = InvoiceSubmitted(invoice_id="MP-2", version=1, po_number="PO-5001", received_at=AT,
+                             document={**ready_invoice("MP-2"), "notes": "x" * padding})
+    worker.broker.append(topic, b"PO-5001", worker.codec.encode(stray), partition=(home + 1) % 3, headers=headers)
     worker.run()
     (dead,) = worker.dead_letters()
-    assert f"belongs on partition {home}, where it was forwarded before" in dead["error"]
-    assert len(worker.broker.records(topic)) == 1
+    assert f"belongs on partition {home}" in dead["error"] and said in dead["error"]
+    assert len(worker.broker.records(topic)) == 1 and worker.statuses() == {"MP-2": "bad_invoice"}
+
+
+def test_an_invoice_whose_partition_kafka_cannot_tell_now_waits_and_is_then_decided(tmp_path):
+    class Unsure(InMemoryBroker):
+        unsure = 1
+
+        def partition_for(self, topic, key):
+            if self.unsure:
+                self.unsure -= 1
+                raise Unavailable("kafka", "reading the partitions of invoices: timed out")
+            return super().partition_for(topic, key)
+
+    worker = make_worker(tmp_path, broker=Unsure(partitions=3))
+    worker.run(steps=2)  # assigned, and the ledgers restored
+    worker.submit(ready_invoice("MP-1"))
+    worker.run(steps=1)
+    # held: neither decided nor set aside
+    assert worker.broker.records(worker.pipeline.topics.verdicts) == [] and worker.dead_letters() == []
+    worker.run()
+    assert worker.statuses() == {"MP-1": "sent_to_rpa"}
 
 
 def test_a_duplicate_on_another_po_a_batch_after_its_original_is_found_before_processscheduler_has_it(tmp_path):
@@ -486,15 +510,16 @@ def test_after_a_rebalance_the_ledger_comes_back_from_its_changelog(tmp_path):
 
 class _RebalancedMidPoll(InMemoryBroker):
     """A rebalance served inside a poll after records were fetched (the Kafka broker's poll calls
-    librdkafka's consume up to three times): partition 2 goes to another member of the group."""
+    librdkafka's consume up to three times): every partition revoked, and all but `taken` given
+    back, each to be read from its committed offset, as the eager protocol does."""
 
-    rebalance = False
+    rebalance, taken = False, 2
 
     def poll(self, max_records, timeout):
         records = super().poll(max_records, timeout)
         if self.rebalance and records:
             self.rebalance = False
-            kept = [tp for tp in self._positions if tp[1] != 2]
+            kept = [tp for tp in self._positions if tp[1] != self.taken]
             self._on_revoked(list(self._positions))
             self._positions = {tp: self.committed.get(tp, 0) for tp in kept}
             self._held = set(self._on_assigned(kept))
@@ -511,6 +536,22 @@ def test_records_of_a_partition_taken_away_during_the_poll_are_left_to_its_new_o
     assert worker.broker.committed.get((worker.pipeline.topics.invoices, 2), 0) == 0
     assert worker.broker.records(worker.pipeline.topics.rpa_requests) == []
     assert worker.broker.topic(changelog_topic(worker.pipeline.settings))[2] == []
+
+
+def test_records_fetched_before_a_rebalance_that_gave_their_partition_back_are_handled_once():
+    """Fetched again from the committed offset, a record of a flow that keeps no state was handled twice."""
+    broker = _RebalancedMidPoll(partitions=1)
+    broker.taken = None
+    handled: list[bytes] = []
+    runtime = Runtime(broker, dlq_topic="dlq", encode=bytes)
+    runtime.add_flow(Flow("sink", ("t",), decode=lambda record: record.value, handle=lambda batch: handled.extend(
+        batch.messages)))
+    runtime.start()
+    broker.append("t", b"k", b"v1")
+    broker.rebalance = True
+    for _ in range(3):
+        runtime.step()
+    assert handled == [b"v1"] and broker.committed[("t", 0)] == 1
 
 
 @pytest.mark.parametrize("key", [b"\xff\xfe", None])
