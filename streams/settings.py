@@ -203,6 +203,11 @@ class Settings(BaseSettings):
             raise ValueError("an '@' in the user or password must be written %40")
         return url
 
+    @field_validator("smtp_username", mode="before")
+    @classmethod
+    def _no_sign_in(cls, username: object) -> object:
+        return None if username == "" else username  # SMTP_USERNAME= : no sign-in, as it always meant
+
     @field_validator("smtp_password")
     @classmethod
     def _smtp_password(cls, password: SecretStr | None) -> SecretStr | None:

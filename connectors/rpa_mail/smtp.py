@@ -22,6 +22,7 @@ import logging
 import re
 import smtplib
 import socket
+import time
 from collections.abc import Collection, Iterator, Sequence
 from datetime import UTC, datetime
 
@@ -134,20 +135,25 @@ class SmtpRpaMailer(RpaMailer):
     def __init__(
         self, *, host: str, port: int, mail_from: str, mail_to: str, sent_log: SqlSentLog, starttls: bool = False,
         username: str | None = None, password: str | None = None, timeout: float = 10.0,
+        refused_pause: float = 300.0,
     ):
         self.host, self.port, self.starttls = host, port, starttls
         self.username, self.password = username, password
         self.mail_from, self.mail_to = mail_from, mail_to
         self.sent_log = sent_log
-        self.timeout = timeout
+        self.timeout, self.refused_pause = timeout, refused_pause
         self._smtp: smtplib.SMTP | None = None
         self._idle = False  # kept from an earlier batch: asked whether it is still open before use
         # Refused or cut off before their end of data, with the database away when their claim was
         # to be dropped: kept, they would count as sent, and their invoices would wait for good.
         self._unforgotten: set[HandOff] = set()
+        self._refused: Unavailable | None = None  # the server's last refusal of the session ...
+        self._refused_until = 0.0  # ... said again without asking it until then
 
     def send(self, requests: Sequence[RpaRequest]) -> list[RpaRequest]:
         """Sends each request not sent before, in order; returns the ones sent now."""
+        if self._refused is not None and time.monotonic() < self._refused_until:
+            raise self._refused
         if self._unforgotten:
             with self.sent_log.session() as sent_log:
                 for hand_off in sorted(self._unforgotten):
@@ -174,11 +180,18 @@ class SmtpRpaMailer(RpaMailer):
             self._drop()
             if error.smtp_code >= 500:
                 raise DataError(f"the RPA mailbox refused the email: {_reply_text(error)}") from None
-            raise _unavailable(error) from None
+            raise Unavailable("smtp", f"the RPA mailbox put the email off: {_reply_text(error)}") from None
         except smtplib.SMTPResponseException as error:
             self._drop()
-            raise Unavailable("smtp", f"the RPA mailbox refused the session: {_reply_text(error)} (check the "
-                                      "SMTP_* and RPA_MAIL_* settings; the emails wait)") from None
+            if error.smtp_code < 500:  # busy, or a limit for now (421, 451)
+                raise Unavailable("smtp", f"the RPA mailbox put the session off: {_reply_text(error)}") from None
+            # A setting, most likely: asked again every few seconds, a mail server locks the account
+            # of a wrong password, or bans the address. The emails wait, and the server is asked
+            # again only after `refused_pause` seconds.
+            self._refused = Unavailable("smtp", f"the RPA mailbox refused the session: {_reply_text(error)} "
+                                                "(check the SMTP_* and RPA_MAIL_* settings; the emails wait)")
+            self._refused_until = time.monotonic() + self.refused_pause
+            raise self._refused from None
         except (OSError, smtplib.SMTPException) as error:
             self._drop()
             raise _unavailable(error) from None

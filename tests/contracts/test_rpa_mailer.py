@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -121,7 +122,7 @@ class SmtpMailerContract(RpaMailerContract):
     def test_a_message_refused_at_the_end_of_data_is_not_logged_and_is_sent_again(self, engine, server):
         server.mailbox.refusals = 1
         mailer, log = _mailer(engine, server)
-        with pytest.raises(Unavailable, match="452"):  # a full mailbox: the runtime tries again later
+        with pytest.raises(Unavailable, match="put the email off: 452 4.2.2 Mailbox full"):  # tried again later
             mailer.send([REQUEST])
         assert log.sent_before([("MP-1001", 1, 1)]) == set()
         assert mailer.send([REQUEST]) == [REQUEST]
@@ -138,10 +139,14 @@ class SmtpMailerContract(RpaMailerContract):
         """A disabled mailbox or a wrong RPA_MAIL_TO: every email would be refused alike, and each
         invoice's hand-off failed; an outage of the mailbox waits, and goes on once it is fixed."""
         server.mailbox.recipient_refusal = "550 5.1.1 <b@t>: Recipient address rejected: mailbox disabled"
-        mailer, _ = _mailer(engine, server)
+        mailer, _ = _mailer(engine, server, refused_pause=0.5)
         with pytest.raises(Unavailable, match="refused the session: 550 5.1.1 <b@t>: Recipient address rejected"):
             mailer.send([REQUEST])
         server.mailbox.recipient_refusal = None
+        # Not asked again before the pause (a wrong password asked every few seconds locks the account).
+        with pytest.raises(Unavailable, match="refused the session: 550"):
+            mailer.send([REQUEST])
+        time.sleep(0.5)
         assert mailer.send([REQUEST]) == [REQUEST] and len(server.mailbox.messages) == 1
 
     def test_a_refused_email_is_sent_again_after_the_database_failed_to_forget_it(self, engine, server):
@@ -177,10 +182,11 @@ class SmtpMailerContract(RpaMailerContract):
         assert log.in_doubt() == [("MP-1001", 1)]
 
 
-def _mailer(engine, server, sent_log=SqlSentLog) -> tuple[SmtpRpaMailer, SqlSentLog]:
+def _mailer(engine, server, sent_log=SqlSentLog, **options) -> tuple[SmtpRpaMailer, SqlSentLog]:
     upgrade(engine)
     log = sent_log(engine)
-    return SmtpRpaMailer(host="127.0.0.1", port=server.port, mail_from="a@t", mail_to="b@t", sent_log=log), log
+    return SmtpRpaMailer(host="127.0.0.1", port=server.port, mail_from="a@t", mail_to="b@t", sent_log=log,
+                         **options), log
 
 
 class _Crash(BaseException):

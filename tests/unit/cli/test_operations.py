@@ -115,6 +115,11 @@ def test_a_value_its_setting_cannot_take_is_refused_at_start(monkeypatch, capsys
     assert capsys.readouterr().err == f"error: setting INVOICE_AUTOMATION_{name}: {said}\n"
 
 
+def test_an_empty_smtp_user_name_means_no_sign_in(monkeypatch):
+    monkeypatch.setenv("INVOICE_AUTOMATION_SMTP_USERNAME", "")
+    assert Settings(_env_file=None).smtp_username is None
+
+
 @pytest.mark.parametrize("value", ["notjson", "", "[{"])
 def test_a_json_setting_that_is_not_json_is_one_line_that_does_not_echo_it(monkeypatch, capsys, value):
     monkeypatch.setenv("INVOICE_AUTOMATION_API_USERS", value)
