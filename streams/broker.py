@@ -49,7 +49,7 @@ def _partition(key: bytes, partitions: int) -> int:
     return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
-# A PO's records come again and again; a key no PO has (past 64 characters) is not kept.
+# A PO's records come again and again; a key longer than any PO number's 64 characters is not kept.
 _cached_partition = functools.lru_cache(maxsize=65536)(_partition)
 
 
@@ -166,6 +166,7 @@ class KafkaStreamBroker:
         self._in_transaction = False
         self._pending_seeks: dict[TopicPartition, int] = {}
         self._partition_counts: dict[str, int] = {}
+        self._partition_count_failed: dict[str, tuple[str, float]] = {}  # topic -> (why, asked again from)
         self._probed_at = 0.0
 
     @property
@@ -298,12 +299,17 @@ class KafkaStreamBroker:
     def partition_for(self, topic: str, key: bytes) -> int:
         count = self._partition_counts.get(topic)
         if count is None:  # asked once a rebalance: partitions added to a topic start one
+            failed = self._partition_count_failed.get(topic)
+            if failed is not None and time.monotonic() < failed[1]:  # each record would wait 5 s for it
+                raise Unavailable("kafka", failed[0])
             try:
                 found = self.consumer.list_topics(topic, timeout=5.0).topics.get(topic)
+                if found is None or found.error is not None or not found.partitions:
+                    raise KafkaException(found.error if found is not None else "no such topic")
             except KafkaException as exc:
-                raise _kafka_unavailable(exc.args[0], f"reading the partitions of {topic}") from None
-            if found is None or found.error is not None or not found.partitions:
-                raise Unavailable("kafka", f"reading the partitions of {topic}: {found.error if found else 'none'}")
+                said = f"reading the partitions of {topic}: {exc.args[0]}"
+                self._partition_count_failed[topic] = said, time.monotonic() + 10.0
+                raise Unavailable("kafka", said) from None
             count = self._partition_counts[topic] = len(found.partitions)
         return kafka_partition(key, count)
 

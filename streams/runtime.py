@@ -215,6 +215,10 @@ class Runtime:
             records = self.broker.poll(self.batch_size, self.batch_seconds)
         if self._assignments != assignments:
             records = self._read_again(records)
+        # A revocation served inside the poll took partitions away after their records were fetched:
+        # their new owner reads them from the committed offset; decided here too, a PO would have two
+        # writers of its ledger.
+        records = [record for record in records if record.source in self._assigned]
         sources = [s for s in self.sources if not s.finished and now >= s.due_at and s.anchor in self._assigned]
         if not records and not sources:
             return
@@ -244,7 +248,7 @@ class Runtime:
         released: on the next step, or once its state is restored."""
         firsts: dict[TopicPartition, int] = {}
         for record in records:
-            firsts.setdefault(record.source, record.offset)
+            firsts[record.source] = min(record.offset, firsts.get(record.source, record.offset))
         for partition, offset in firsts.items():
             if partition not in self._assigned:
                 continue
@@ -333,7 +337,8 @@ class Runtime:
 
     def _one_by_one(self, flow: Flow, items: list[tuple[Record, Any]], tick: _Tick) -> None:
         for record, message in items:
-            if record.source in self._holds:
+            hold = self._holds.get(record.source)
+            if hold is not None and (hold.offset is None or record.offset >= hold.offset):
                 continue  # an earlier record of its partition waits: keep the order
             try:
                 self._attempt(flow, [(record, message)], tick)

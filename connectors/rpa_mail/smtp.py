@@ -147,13 +147,13 @@ class SmtpRpaMailer(RpaMailer):
         # Refused or cut off before their end of data, with the database away when their claim was
         # to be dropped: kept, they would count as sent, and their invoices would wait for good.
         self._unforgotten: set[HandOff] = set()
-        self._refused: Unavailable | None = None  # the server's last refusal of the session ...
+        self._refused: str | None = None  # the server's last refusal of the session ...
         self._refused_until = 0.0  # ... said again without asking it until then
 
     def send(self, requests: Sequence[RpaRequest]) -> list[RpaRequest]:
         """Sends each request not sent before, in order; returns the ones sent now."""
         if self._refused is not None and time.monotonic() < self._refused_until:
-            raise self._refused
+            raise Unavailable("smtp", self._refused)
         if self._unforgotten:
             with self.sent_log.session() as sent_log:
                 for hand_off in sorted(self._unforgotten):
@@ -174,7 +174,7 @@ class SmtpRpaMailer(RpaMailer):
                 for request, message in due:
                     if self._deliver(self._connection(), sent_log, request, message):
                         sent.append(request)
-            self._idle = True
+            self._idle, self._refused = True, None
             return sent
         except _MessageRefused as error:
             self._drop()
@@ -188,10 +188,10 @@ class SmtpRpaMailer(RpaMailer):
             # A setting, most likely: asked again every few seconds, a mail server locks the account
             # of a wrong password, or bans the address. The emails wait, and the server is asked
             # again only after `refused_pause` seconds.
-            self._refused = Unavailable("smtp", f"the RPA mailbox refused the session: {_reply_text(error)} "
-                                                "(check the SMTP_* and RPA_MAIL_* settings; the emails wait)")
+            self._refused = (f"the RPA mailbox refused the session: {_reply_text(error)} (check the SMTP_* and "
+                             "RPA_MAIL_* settings; the emails wait)")
             self._refused_until = time.monotonic() + self.refused_pause
-            raise self._refused from None
+            raise Unavailable("smtp", self._refused) from None
         except (OSError, smtplib.SMTPException) as error:
             self._drop()
             raise _unavailable(error) from None

@@ -3,6 +3,9 @@ failure policy does to a bad record or a dependency outage."""
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import pytest
 
 from connectors.sampro import InMemoryPurchaseOrderReader
@@ -14,6 +17,7 @@ from rules.models import Verdict
 from streams.broker_memory import InMemoryBroker
 from streams.ledgers import changelog_topic
 from streams.runtime import FORWARDED_FROM, Flow, Runtime
+from streams.state import Store
 from tests.unit.streams.conftest import AT, make_worker, purchase_order, ready_invoice
 
 
@@ -70,6 +74,41 @@ def test_a_record_that_cannot_go_to_its_partition_is_dead_lettered_and_ap_sees_t
     (dead,) = worker.dead_letters()
     assert f"belongs on partition {home}" in dead["error"] and said in dead["error"]
     assert len(worker.broker.records(topic)) == 1 and worker.statuses() == {"MP-2": "bad_invoice"}
+
+
+def test_a_record_before_one_that_waits_for_its_partition_is_not_passed_over_when_its_batch_is_retried():
+    """A bad record elsewhere in the batch has it tried record by record: the record before the
+    one that waits, skipped for the wait, was committed past and never handled."""
+    class Unsure(InMemoryBroker):
+        unsure = 0
+
+        def partition_for(self, topic, key):
+            if self.unsure:
+                self.unsure -= 1
+                raise Unavailable("kafka", "reading the partitions of t: timed out")
+            return super().partition_for(topic, key)
+
+    def handle(batch):
+        if b"bad" in batch.messages:
+            raise DataError("a bad record")
+        handled.extend(batch.messages)
+
+    broker, handled, clock = Unsure(partitions=2), [], [0.0]
+    runtime = Runtime(broker, dlq_topic="dlq", encode=bytes, clock=lambda: clock[0], sleep=lambda seconds: None)
+    store = Store("s", "s-changelog", "memory://", Path(tempfile.mkdtemp()))
+    runtime.add_flow(Flow("agent", ("t",), decode=lambda record: record.value, handle=handle, store=store))
+    runtime.start()
+    runtime.step()
+    runtime.step()  # restored and released
+    home = broker.partition_of(b"PO-1")
+    broker.append("t", None, b"keyless-0", partition=home)  # no key: nothing to check
+    broker.append("t", b"PO-1", b"keyed-1")  # its partition count cannot be had: it waits
+    broker.append("t", next(k for k in (b"a", b"b", b"c", b"d") if broker.partition_of(k) != home), b"bad")
+    broker.unsure = 1
+    for _ in range(6):
+        runtime.step()
+        clock[0] += 100
+    assert handled == [b"keyless-0", b"keyed-1"] and broker.committed[("t", home)] == 2
 
 
 def test_an_invoice_whose_partition_kafka_cannot_tell_now_waits_and_is_then_decided(tmp_path):
@@ -511,24 +550,40 @@ def test_after_a_rebalance_the_ledger_comes_back_from_its_changelog(tmp_path):
 class _RebalancedMidPoll(InMemoryBroker):
     """A rebalance served inside a poll after records were fetched (the Kafka broker's poll calls
     librdkafka's consume up to three times): every partition revoked, and all but `taken` given
-    back, each to be read from its committed offset, as the eager protocol does."""
+    back, each to be read from its committed offset, as the eager protocol does; in the same poll,
+    or (`assign_later`) in the next, after the group's join and sync."""
 
-    rebalance, taken = False, 2
+    rebalance, taken, assign_later = False, 2, False
+    _kept: list | None = None
 
     def poll(self, max_records, timeout):
+        if self._kept is not None:
+            self._assign_again(self._kept)
+            self._kept = None
+            return []
         records = super().poll(max_records, timeout)
         if self.rebalance and records:
             self.rebalance = False
             kept = [tp for tp in self._positions if tp[1] != self.taken]
             self._on_revoked(list(self._positions))
-            self._positions = {tp: self.committed.get(tp, 0) for tp in kept}
-            self._held = set(self._on_assigned(kept))
+            self._positions = {}
+            if self.assign_later:
+                self._kept = kept
+            else:
+                self._assign_again(kept)
         return records
 
+    def _assign_again(self, kept):
+        self._positions = {tp: self.committed.get(tp, 0) for tp in kept}
+        self._held = set(self._on_assigned(kept))
 
-def test_records_of_a_partition_taken_away_during_the_poll_are_left_to_its_new_owner(tmp_path):
+
+@pytest.mark.parametrize("assign_later", [False, True])
+def test_records_of_a_partition_taken_away_during_the_poll_are_left_to_its_new_owner(tmp_path, assign_later):
     """Judged here too, the invoice went to the RPA bot from two workers, and two wrote its PO's ledger."""
-    worker = make_worker(tmp_path, broker=_RebalancedMidPoll(partitions=3))
+    broker = _RebalancedMidPoll(partitions=3)
+    broker.assign_later = assign_later
+    worker = make_worker(tmp_path, broker=broker)
     worker.run(steps=2)
     worker.submit(ready_invoice("MP-1"))  # PO-5001: partition 2
     worker.broker.rebalance = True
@@ -538,10 +593,11 @@ def test_records_of_a_partition_taken_away_during_the_poll_are_left_to_its_new_o
     assert worker.broker.topic(changelog_topic(worker.pipeline.settings))[2] == []
 
 
-def test_records_fetched_before_a_rebalance_that_gave_their_partition_back_are_handled_once():
+@pytest.mark.parametrize("assign_later", [False, True])
+def test_records_fetched_before_a_rebalance_that_gave_their_partition_back_are_handled_once(assign_later):
     """Fetched again from the committed offset, a record of a flow that keeps no state was handled twice."""
     broker = _RebalancedMidPoll(partitions=1)
-    broker.taken = None
+    broker.taken, broker.assign_later = None, assign_later
     handled: list[bytes] = []
     runtime = Runtime(broker, dlq_topic="dlq", encode=bytes)
     runtime.add_flow(Flow("sink", ("t",), decode=lambda record: record.value, handle=lambda batch: handled.extend(
