@@ -319,12 +319,7 @@ class Runtime:
             return False
         where = f"{record.topic}[{record.partition}]@{record.offset}"
         headers = (*record.headers, (FORWARDED_FROM, where.encode()))
-        size = len(record.key) + len(record.value or b"") + sum(len(n) + len(v or b"") for n, v in headers)
-        problem = (f"key {record.key!r} belongs on partition {home}, where it was forwarded before"
-                   if any(name == FORWARDED_FROM for name, _ in record.headers)  # partitioners disagree: no loop
-                   else f"key {record.key!r} belongs on partition {home}, but the record is too large to forward "
-                        f"({size:,} bytes; Kafka takes {MAX_MESSAGE_BYTES:,})" if size > MAX_MESSAGE_BYTES else None)
-        if problem is not None:
+        if (problem := _why_not_forwarded(record, home, headers)) is not None:
             self._dead_letter(flow, record, _decoded_or_none(flow, record), "route", DataError(problem), tick)
             return True
         if record.topic not in self._forwarded_on:  # a producer that hashes otherwise sends most records astray
@@ -568,6 +563,20 @@ def _firsts(items: list[tuple[Record, Any]]) -> list[Record]:
     for record, _ in items:
         first.setdefault(record.source, record)
     return list(first.values())
+
+
+def _why_not_forwarded(record: Record, home: int, headers: tuple[tuple[str, bytes | None], ...]) -> str | None:
+    """Why a record astray is dead-lettered instead: it was forwarded before (the partitioners
+    disagree: it would go round), or it is too large for Kafka with its header (the commit would
+    fail for the whole batch, batch after batch)."""
+    if any(name == FORWARDED_FROM for name, _ in record.headers):
+        return f"key {record.key!r} belongs on partition {home}, where it was forwarded before"
+    size = (len(record.key or b"") + len(record.value or b"")
+            + sum(len(name) + len(value or b"") for name, value in headers))
+    if size > MAX_MESSAGE_BYTES:
+        return (f"key {record.key!r} belongs on partition {home}, but the record is too large to forward "
+                f"({size:,} bytes; Kafka takes {MAX_MESSAGE_BYTES:,})")
+    return None
 
 
 def _decoded_or_none(flow: Flow, record: Record) -> Any:

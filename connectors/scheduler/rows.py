@@ -42,7 +42,7 @@ def reason_codes_column(reasons: Sequence[Mapping[str, Any]] | None) -> str | No
     return text if text != " " else None
 
 
-def as_column_holds(text: str | None, column: str) -> str | None:
+def fitted_to_column(text: str | None, column: str) -> str | None:
     """A vendor's id or number as its column can hold it. A bad invoice's verdict carries them as
     sent: past the column's width, or with a NUL in them (PostgreSQL refuses both), its row was
     refused, and the one row AP would have seen of the invoice went to the dead-letter topic. The
@@ -90,8 +90,8 @@ def verdict_entry(record: Mapping[str, Any]) -> SchedulerEntry | None:
     found = lookup_for(document)
     status, rules_version = record["status"], record["rules_version"]
     fields = {
-        "po_number": record["po_number"], "vendor_id": as_column_holds(record["vendor_id"], "vendor_id"),
-        "invoice_number": as_column_holds(record["invoice_number"], "invoice_number"), "status": status,
+        "po_number": record["po_number"], "vendor_id": fitted_to_column(record["vendor_id"], "vendor_id"),
+        "invoice_number": fitted_to_column(record["invoice_number"], "invoice_number"), "status": status,
         "http_status": record["http_status"],
         "reasons": record["reasons"], "reason_codes": reason_codes_column(record["reasons"]),
         "rpa_payload": record["rpa_payload"], "rules_version": rules_version,
