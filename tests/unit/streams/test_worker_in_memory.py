@@ -42,15 +42,33 @@ def test_the_second_invoice_on_a_po_waits_for_the_first_then_goes_after_its_comp
     assert worker.statuses() == {"MP-1": "entered", "MP-2": "sent_to_rpa"}
 
 
+def _astray(worker, document: dict, headers: tuple = ()) -> tuple[str, int]:
+    """MP-2 of PO-5001 on the partition after its key's, as a producer that named it puts it;
+    returns the topic and the key's own partition."""
+    topic, home = worker.pipeline.topics.invoices, worker.broker.partition_of(b"PO-5001")
+    stray = InvoiceSubmitted(invoice_id="MP-2", version=1, po_number="PO-5001", document=document, received_at=AT)
+    worker.broker.append(topic, b"PO-5001", worker.codec.encode(stray), partition=(home + 1) % 3, headers=headers)
+    return topic, home
+
+
+class _Unsure(InMemoryBroker):
+    """Cannot tell a topic's partition count the first `unsure` times it is asked, as a Kafka away."""
+
+    unsure = 0
+
+    def partition_for(self, topic, key):
+        if self.unsure:
+            self.unsure -= 1
+            raise Unavailable("kafka", f"reading the partitions of {topic}: timed out")
+        return super().partition_for(topic, key)
+
+
 def test_an_invoice_on_another_partition_than_its_pos_is_forwarded_there_and_waits_behind_the_first(worker):
     """A producer that named a partition: decided where it was, beside an empty ledger, it went to
     the RPA bot while the PO's first invoice was still there."""
     worker.submit(ready_invoice("MP-1"))
     worker.run()
-    topic, home = worker.pipeline.topics.invoices, worker.broker.partition_of(b"PO-5001")
-    stray = InvoiceSubmitted(invoice_id="MP-2", version=1, po_number="PO-5001", document=ready_invoice("MP-2"),
-                             received_at=AT)
-    worker.broker.append(topic, b"PO-5001", worker.codec.encode(stray), partition=(home + 1) % 3)
+    topic, home = _astray(worker, ready_invoice("MP-2"))
     worker.run()
     assert worker.statuses() == {"MP-1": "sent_to_rpa", "MP-2": "waiting_for_po"}
     forwarded = worker.broker.topic(topic)[home][-1]
@@ -66,10 +84,7 @@ def test_an_invoice_on_another_partition_than_its_pos_is_forwarded_there_and_wai
 ])
 def test_a_record_that_cannot_go_to_its_partition_is_dead_lettered_and_ap_sees_the_invoice(
         worker, headers, padding, said):
-    topic, home = worker.pipeline.topics.invoices, worker.broker.partition_of(b"PO-5001")
-    stray = InvoiceSubmitted(invoice_id="MP-2", version=1, po_number="PO-5001", received_at=AT,
-                             document={**ready_invoice("MP-2"), "notes": "x" * padding})
-    worker.broker.append(topic, b"PO-5001", worker.codec.encode(stray), partition=(home + 1) % 3, headers=headers)
+    topic, home = _astray(worker, {**ready_invoice("MP-2"), "notes": "x" * padding}, headers)
     worker.run()
     (dead,) = worker.dead_letters()
     assert f"belongs on partition {home}" in dead["error"] and said in dead["error"]
@@ -79,21 +94,12 @@ def test_a_record_that_cannot_go_to_its_partition_is_dead_lettered_and_ap_sees_t
 def test_a_record_before_one_that_waits_for_its_partition_is_not_passed_over_when_its_batch_is_retried():
     """A bad record elsewhere in the batch has it tried record by record: the record before the
     one that waits, skipped for the wait, was committed past and never handled."""
-    class Unsure(InMemoryBroker):
-        unsure = 0
-
-        def partition_for(self, topic, key):
-            if self.unsure:
-                self.unsure -= 1
-                raise Unavailable("kafka", "reading the partitions of t: timed out")
-            return super().partition_for(topic, key)
-
     def handle(batch):
         if b"bad" in batch.messages:
             raise DataError("a bad record")
         handled.extend(batch.messages)
 
-    broker, handled, clock = Unsure(partitions=2), [], [0.0]
+    broker, handled, clock = _Unsure(partitions=2), [], [0.0]
     runtime = Runtime(broker, dlq_topic="dlq", encode=bytes, clock=lambda: clock[0], sleep=lambda seconds: None)
     store = Store("s", "s-changelog", "memory://", Path(tempfile.mkdtemp()))
     runtime.add_flow(Flow("agent", ("t",), decode=lambda record: record.value, handle=handle, store=store))
@@ -112,17 +118,9 @@ def test_a_record_before_one_that_waits_for_its_partition_is_not_passed_over_whe
 
 
 def test_an_invoice_whose_partition_kafka_cannot_tell_now_waits_and_is_then_decided(tmp_path):
-    class Unsure(InMemoryBroker):
-        unsure = 1
-
-        def partition_for(self, topic, key):
-            if self.unsure:
-                self.unsure -= 1
-                raise Unavailable("kafka", "reading the partitions of invoices: timed out")
-            return super().partition_for(topic, key)
-
-    worker = make_worker(tmp_path, broker=Unsure(partitions=3))
+    worker = make_worker(tmp_path, broker=_Unsure(partitions=3))
     worker.run(steps=2)  # assigned, and the ledgers restored
+    worker.broker.unsure = 1
     worker.submit(ready_invoice("MP-1"))
     worker.run(steps=1)
     # held: neither decided nor set aside
