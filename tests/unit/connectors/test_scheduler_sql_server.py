@@ -2,23 +2,30 @@
 the sink, the invoice-number gate, the RPA sent log and the read model run (recorded on SQLite,
 with batches as large as a worker's) compiled for `mssql+pyodbc`. SQL Server takes at most 2,100
 parameters a statement, and groups by neither a SELECT list's label nor an expression whose
-parameters the SELECT list binds again, so every GROUP BY names columns only. What needs a server
-(locking, collation) is in the README."""
+parameters the SELECT list binds again, so every GROUP BY names columns only. Vendor text is
+NVARCHAR there and ids compare by code point, as migration 0012's statements make them (checked as
+`alembic upgrade --sql` writes them). What needs a server (locking, a migration run) is in the README."""
 
 from __future__ import annotations
 
+import importlib.util
+import io
 import re
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import event
+from alembic.migration import MigrationContext
+from alembic.operations import Operations
+from sqlalchemy import String, UniqueConstraint, event
 from sqlalchemy.dialects.mssql import pyodbc as mssql_pyodbc
 
 from connectors.ports import NumberClaim
 from connectors.rpa_mail.smtp import SqlSentLog
 from connectors.scheduler import SqlProcessScheduler, upgrade
+from connectors.scheduler.migrate import MIGRATIONS
 from connectors.scheduler.read_model import InvoiceQuery
 from connectors.scheduler.read_model_sql import SqlInvoiceReadModel
+from connectors.scheduler.tables import EXACT_COLLATION, metadata
 from connectors.sql import engine_for
 from rules.duplicates import lookups_for
 from rules.lifecycle import InvoiceStatus, StatusChanged
@@ -82,3 +89,79 @@ def test_every_group_by_names_columns_only(statements):
         for clause in re.findall(r"GROUP BY (.+?)(?:\)|$| HAVING | ORDER BY )", statement):
             items = [item.strip() for item in clause.split(",")]
             assert all(COLUMN.fullmatch(item) for item in items), (clause, statement)
+
+
+# Columns whose text the service writes itself, in ASCII: statuses, the rules' version, the finding
+# codes, a Message-ID. Everything else a vendor or a clerk wrote.
+ASCII_COLUMNS = {"status", "rules_version", "reason_codes", "message_id"}
+MSSQL = mssql_pyodbc.dialect(deprecate_large_types=True)  # what it takes on connecting to SQL Server 2012 and on
+
+
+def _mssql_type(column) -> str:
+    return column.type.compile(dialect=MSSQL)
+
+
+def _offline(step) -> list[str]:
+    """Migration 0012's statements for SQL Server, as `alembic upgrade --sql` writes them."""
+    path = MIGRATIONS / "versions" / "0012_sql_server_unicode.py"
+    spec = importlib.util.spec_from_file_location("migration_0012", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = io.StringIO()
+    context = MigrationContext.configure(dialect_name="mssql", opts={"as_sql": True, "output_buffer": out})
+    with Operations.context(context):
+        getattr(module, step)()
+    return [s.strip().rstrip(";") for s in re.split(r"^GO$", out.getvalue(), flags=re.M) if s.strip()]
+
+
+ALTERED = re.compile(r"ALTER TABLE (\w+) ALTER COLUMN (\w+) (.+?) (NOT NULL|NULL)")
+
+
+def _uses(table) -> list[tuple[str, tuple[str, ...]]]:
+    """What SQL Server keeps on a table's columns, as the statement that makes it names it."""
+    found = [("PRIMARY KEY", tuple(c.name for c in table.primary_key.columns))]
+    found += [("UNIQUE", tuple(c.name for c in unique.columns))
+              for unique in table.constraints if isinstance(unique, UniqueConstraint)]
+    return found + [("INDEX", tuple(c.name for c in i.columns)) for i in table.indexes]
+
+
+def _makes(statement: str, table: str, kind: str, columns: tuple[str, ...]) -> bool:
+    listed = f"({', '.join(columns)})"
+    if kind == "INDEX":
+        return statement.startswith("CREATE INDEX ") and statement.endswith(f" ON {table} {listed}")
+    return statement.startswith(f"ALTER TABLE {table} ADD CONSTRAINT ") and statement.endswith(f" {kind} {listed}")
+
+
+@pytest.mark.parametrize("step", ["upgrade", "downgrade"])
+def test_migration_0012_gives_the_columns_the_tables_types_and_remakes_what_uses_them(step):
+    statements = _offline(step)
+    changes = [i for i, statement in enumerate(statements) if ALTERED.fullmatch(statement)]
+    altered = {(m[1], m[2]): (m[3], m[4] == "NULL") for s in statements if (m := ALTERED.fullmatch(s))}
+    before = {(table.name, column.name): (f"VARCHAR({column.type.length or 'max'})", column.nullable)
+              for table in metadata.sorted_tables for column in table.columns
+              if isinstance(column.type, String) and column.name not in ASCII_COLUMNS}
+    after = {(table, name): (_mssql_type(metadata.tables[table].c[name]), nullable)
+             for (table, name), (_, nullable) in before.items()}
+    assert altered == (after if step == "upgrade" else before)
+    using = [(table.name, *use) for table in metadata.sorted_tables for use in _uses(table)
+             if any((table.name, column) in altered for column in use[1])]
+    assert len(using) == 10  # 4 keys, 6 indexes
+    for table, kind, columns in using:
+        remade = [i for i, statement in enumerate(statements) if _makes(statement, table, kind, columns)]
+        assert len(remade) == 1 and remade[0] > changes[-1], (table, kind, columns)
+    dropped = statements[:changes[0]]
+    assert len(dropped) == len(using) and all("DROP " in statement for statement in dropped)
+    # the event id's key, which SQL Server named
+    assert any("processscheduler_history DROP CONSTRAINT" in s and "event_id" in s for s in dropped)
+
+
+def test_what_vendors_and_clerks_write_is_stored_whole_and_keys_compare_exactly_on_sql_server():
+    text = {(table.name, column.name): _mssql_type(column) for table in metadata.sorted_tables
+            for column in table.columns if isinstance(column.type, String)}
+    assert {name for (_, name), type_ in text.items() if type_.startswith("VARCHAR")} == ASCII_COLUMNS
+    keys = {(table.name, column) for table in metadata.sorted_tables for kind, columns in _uses(table)
+            if kind != "INDEX" for column in columns if (table.name, column) in text}
+    assert len(keys) == 4  # an invoice version's id, the history's event id, the sent log's id, the hand-off key
+    assert all(text[key].endswith(f"COLLATE {EXACT_COLLATION}") for key in keys), text
+
