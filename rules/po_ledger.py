@@ -17,6 +17,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from rules.errors import DataError
 from rules.holds import holds_of
 from rules.lifecycle import (
     DispatchApproved,
@@ -501,6 +502,12 @@ def complete_rpa(
     """The RPA bot entered (or failed to enter) an invoice: the PO goes to the next one."""
     update = _Update(ledger, judge, dispatch)
     record = update.editable(record_key(completion.invoice_id, completion.invoice_version))
+    if record is None and completion.invoice_version > (held := ledger.latest.get(completion.invoice_id, 0)):
+        # Dropped, the invoice it names would stay at the bot for good, wherever its ledger is.
+        raise DataError(f"RpaCompletion {completion.event_id[:80]!r} names {completion.invoice_id!r} version "
+                        f"{completion.invoice_version}, which PO {ledger.po_number!r} never held "
+                        f"({f'its newest version is {held}' if held else 'nor any version of it'}): "
+                        "the bot's po_number is not the invoice's, or it reports a version never sent")
     if (
         record is None
         or record.status is not InvoiceStatus.SENT_TO_RPA

@@ -188,6 +188,24 @@ def test_a_record_of_another_kind_or_keyed_by_another_po_is_dead_lettered(worker
     assert worker.statuses() == {}
 
 
+def test_a_completion_under_another_po_than_its_invoices_is_dead_lettered_and_the_rest_of_its_batch_goes_on(tmp_path):
+    worker = make_worker(tmp_path, purchase_orders=InMemoryPurchaseOrderReader(
+        [purchase_order(), purchase_order(po_number="PO-5002")]))
+    worker.submit(ready_invoice("MP-1"))
+    worker.submit(ready_invoice("MP-2", po_number="PO-5002"))
+    worker.run()
+    worker.complete("MP-1", po_number="PO-5002")  # the bot names MP-2's PO
+    worker.complete("MP-2", po_number="PO-5002")
+    worker.run()
+    (dead,) = worker.dead_letters()
+    assert (dead["source.topic"], dead["stage"]) == (worker.pipeline.topics.completions, "decide")
+    assert "names 'MP-1' version 1, which PO 'PO-5002' never held" in dead["error"]
+    assert worker.statuses() == {"MP-1": "sent_to_rpa", "MP-2": "entered"}
+    worker.complete("MP-1")
+    worker.run()
+    assert worker.statuses() == {"MP-1": "entered", "MP-2": "entered"}
+
+
 def test_hostile_field_values_are_bad_invoice_verdicts_naming_the_field_and_the_limit(worker):
     worker.submit(ready_invoice("MP-1", invoice_number="INV-1\r\nBcc: thief@example.com"))
     lines = [{"line_no": 1, "part_number": "AC-100", "quantity": "1e27", "unit_price": "15.50"}]
