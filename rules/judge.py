@@ -37,16 +37,27 @@ class RulesJudge:
 
     def decide(self, submission: InvoiceSubmitted, in_flight: dict[str, Decimal]) -> Verdict:
         verdict = evaluate(submission.document, self.purchase_order, self._context(in_flight))
-        # The stream's key fields are authoritative, even for a document that lost them.
+        # The stream's key fields are authoritative, even for a document that lost them or says
+        # otherwise: the payload too, since its email goes under the stream's invoice version.
         return verdict.model_copy(update={"invoice_id": submission.invoice_id,
                                           "invoice_version": submission.version,
-                                          "po_number": submission.po_number})
+                                          "po_number": submission.po_number,
+                                          "rpa_payload": _handed_over_as(verdict.rpa_payload, submission)})
 
     def payload_for(self, submission: InvoiceSubmitted) -> RpaPayload | None:
         invoice, _ = read_invoice(submission.document, self.limits)
         if invoice is None or self.purchase_order is None:
             return None
-        return build_rpa_payload(Case(invoice, self.purchase_order, self._context({})))
+        return _handed_over_as(build_rpa_payload(Case(invoice, self.purchase_order, self._context({}))), submission)
 
     def could_not_judge(self, submission: InvoiceSubmitted, reason: str) -> Verdict:
         return could_not_judge(submission, reason, self._context({}))
+
+
+def _handed_over_as(payload: RpaPayload | None, submission: InvoiceSubmitted) -> RpaPayload | None:
+    if payload is None or (payload.invoice_id, payload.invoice_version, payload.po_number) == (
+            submission.invoice_id, submission.version, submission.po_number):
+        return payload
+    return payload.model_copy(update={"invoice_id": submission.invoice_id, "invoice_version": submission.version,
+                                      "po_number": submission.po_number})
+

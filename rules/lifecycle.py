@@ -8,7 +8,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from rules.models import EventId, RpaPayload, StreamKey, VersionNumber
 
@@ -119,6 +119,17 @@ class RpaRequest(_Event):
     # bot failed it, or the vendor sent this one while it waited): it gives up its invoice number
     # to this one before processscheduler shows it superseded.
     replaces: VersionNumber | None = None
+
+    @model_validator(mode="after")
+    def _payload_is_this_invoice_versions(self) -> RpaRequest:
+        # The email goes under this version's Message-ID and sent-log entry, with the payload's
+        # lines: another invoice's payload would be entered in its name, and never its own.
+        payload = self.payload
+        if (payload.invoice_id, payload.invoice_version, payload.po_number) != (
+                self.invoice_id, self.invoice_version, self.po_number):
+            raise ValueError(f"its payload is {payload.invoice_id[:80]!r} version {payload.invoice_version} on "
+                             f"{payload.po_number[:80]!r}, not the invoice version it hands over")
+        return self
 
 
 class StatusChanged(_Event):

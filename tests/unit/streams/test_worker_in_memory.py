@@ -12,7 +12,7 @@ from connectors.sampro import InMemoryPurchaseOrderReader
 from connectors.scheduler import InMemoryProcessScheduler
 from connectors.scheduler.rows import entries
 from rules.errors import DataError, Unavailable
-from rules.lifecycle import InvoiceSubmitted, InvoiceWithdrawn, ReleaseRequested
+from rules.lifecycle import InvoiceSubmitted, InvoiceWithdrawn, ReleaseRequested, RpaRequest
 from rules.models import Verdict
 from streams.broker_memory import InMemoryBroker
 from streams.ledgers import changelog_topic
@@ -204,6 +204,20 @@ def test_a_completion_under_another_po_than_its_invoices_is_dead_lettered_and_th
     worker.complete("MP-1")
     worker.run()
     assert worker.statuses() == {"MP-1": "entered", "MP-2": "entered"}
+
+
+def test_an_rpa_request_carrying_another_invoices_payload_is_dead_lettered_not_mailed(worker):
+    worker.submit(ready_invoice("MP-1"))
+    worker.run()
+    (request,) = [worker.codec.decode(r.value) for r in worker.broker.records(worker.pipeline.topics.rpa_requests)]
+    other = request.payload.model_copy(update={"invoice_id": "MP-2"})
+    forged = RpaRequest.model_construct(**{**dict(request), "invoice_version": 2, "payload": other})
+    worker.put(worker.pipeline.topics.rpa_requests, "PO-5001", worker.codec.encode(forged))
+    worker.run()
+    (dead,) = worker.dead_letters()
+    assert (dead["source.topic"], dead["stage"]) == (worker.pipeline.topics.rpa_requests, "decode")
+    assert "its payload is 'MP-2' version 1 on 'PO-5001', not the invoice version it hands over" in dead["error"]
+    assert [(sent.invoice_id, sent.invoice_version) for sent in worker.mailer.sent] == [("MP-1", 1)]
 
 
 def test_hostile_field_values_are_bad_invoice_verdicts_naming_the_field_and_the_limit(worker):

@@ -1,0 +1,23 @@
+"""The rules bound to a PO snapshot, as the PO agent calls them (`rules.judge`)."""
+
+from __future__ import annotations
+
+from rules.judge import RulesJudge
+from rules.lifecycle import InvoiceSubmitted, RpaRequest
+from rules.models import PurchaseOrder
+from rules.policy import Policy
+from tests.unit.rules.builders import NOW, PO, invoice
+
+
+def test_the_streams_invoice_version_and_po_are_the_verdicts_and_the_payloads_whatever_the_document_says():
+    # The vendor's second version, under a document that still names version 1 of another invoice id.
+    submission = InvoiceSubmitted(invoice_id="MP-1001", version=2, po_number="PO-5001", received_at=NOW,
+                                  document=invoice(invoice_id="MP-1000", version=1))
+    judge = RulesJudge(PurchaseOrder.model_validate(PO), [], Policy(), NOW)
+    verdict = judge.decide(submission, {})
+    stream = ("MP-1001", 2, "PO-5001")
+    assert verdict.status == "ready_to_process" and verdict.rpa_payload is not None
+    assert (verdict.invoice_id, verdict.invoice_version, verdict.po_number) == stream
+    for payload in (verdict.rpa_payload, judge.payload_for(submission)):
+        assert payload is not None and (payload.invoice_id, payload.invoice_version, payload.po_number) == stream
+        RpaRequest(invoice_id="MP-1001", invoice_version=2, po_number="PO-5001", payload=payload, requested_at=NOW)
