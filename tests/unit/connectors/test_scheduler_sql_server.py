@@ -13,6 +13,7 @@ import io
 import re
 from datetime import UTC, datetime
 
+import pyodbc
 import pytest
 from alembic.migration import MigrationContext
 from alembic.operations import Operations
@@ -164,4 +165,9 @@ def test_what_vendors_and_clerks_write_is_stored_whole_and_keys_compare_exactly_
             if kind != "INDEX" for column in columns if (table.name, column) in text}
     assert len(keys) == 4  # an invoice version's id, the history's event id, the sent log's id, the hand-off key
     assert all(text[key].endswith(f"COLLATE {EXACT_COLLATION}") for key in keys), text
+    # pyodbc is told to send their values as wide text: as narrow text, the driver made them `?` first.
+    binds = {(table, name): metadata.tables[table].c[name].type.dialect_impl(MSSQL).get_dbapi_type(pyodbc)
+             for (table, name), type_ in text.items() if type_.startswith("NVARCHAR(")}
+    kinds = {kind if isinstance(kind, int) else kind[0] for kind in binds.values()}  # (kind, 0, 0) for (max)
+    assert len(binds) == 16 and kinds == {pyodbc.SQL_WVARCHAR}, binds
 
