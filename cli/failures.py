@@ -10,7 +10,7 @@ from pydantic_settings import SettingsError
 
 from connectors.mssql import NoOdbcDriver
 from rules.errors import Unavailable
-from streams.settings import PREFIX
+from streams.settings import PREFIX, shown_value
 
 # The setting that says where each dependency is.
 WHERE = {
@@ -39,7 +39,11 @@ def explain(error: BaseException) -> list[str] | None:
         for problem in error.errors(include_url=False):
             where = "__".join(str(part) for part in problem["loc"]).upper()
             message = problem["msg"].removeprefix("Value error, ")
-            lines.extend(message.splitlines() if not where else [f"setting {PREFIX}{where}: {message}"])
+            if not where:
+                lines.extend(message.splitlines())
+                continue
+            shown = shown_value(str(problem["loc"][0]), problem.get("input"))
+            lines.append(f"setting {PREFIX}{where}{'' if shown is None else '=' + shown}: {message}")
         return lines
     if isinstance(error, SettingsError):  # a JSON setting that is not JSON; its value may be a secret
         field = re.search(r'field "([a-z_]+)"', str(error))

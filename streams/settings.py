@@ -249,3 +249,19 @@ def unknown_variables(environ: Mapping[str, str | None]) -> list[str]:  # a .env
         hint = f"; did you mean {PREFIX}{close[0]}{'__' + nested if nested else ''}?" if close else ""
         problems.append(f"{variable} is not a setting{hint}")
     return problems
+
+
+MAX_SHOWN_VALUE = 80
+
+
+def shown_value(name: str, value: object) -> str | None:
+    """A setting's value as an error about it shows it; None for a setting that may hold a secret:
+    a password or token, a URL (it may carry its password), the users and their password hashes."""
+    field = Settings.model_fields.get(name)
+    if field is None or name.endswith("_url") or name == "api_users" or "SecretStr" in str(field.annotation):
+        return None
+    if not isinstance(value, str | int | float):  # a group of settings (SAMPRO_NAMES), read from several
+        return None
+    text = repr(value)
+    return text if len(text) <= MAX_SHOWN_VALUE else text[:MAX_SHOWN_VALUE - 3] + "..."
+
