@@ -113,7 +113,11 @@ def to_record(model: BaseModel) -> dict[str, Any]:
 
 def from_record(model_type: type[BaseModel], record: dict[str, Any]) -> BaseModel:
     for path in free_json_paths(model_type):
-        _replace(record, path, lambda text: json.loads(text, parse_float=Decimal))
+        try:
+            _replace(record, path, lambda text: json.loads(text, parse_float=Decimal))
+        except (ValueError, TypeError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+            raise DecodeError(f"{model_type.__name__} record's {'.'.join(path)} is not JSON text: "
+                              f"{type(exc).__name__}: {str(exc)[:200]}") from None
     try:
         return model_type.model_validate(record)
     except ValidationError as exc:
@@ -269,12 +273,25 @@ class RegistryCodec:
                 schema_str = self._client.get_schema(schema_id).schema_str
                 if schema_str is None:
                     raise DecodeError(f"schema id {schema_id} has no schema text in the registry")
-                name = json.loads(schema_str).get("name", "")
+                name = _record_name(schema_id, schema_str)
             model = self._by_name.get(name) or self._by_name.get(f"{NAMESPACE}.{name}")
             if model is None:
                 raise DecodeError(f"schema id {schema_id} is {name or 'not a record'}, not a record this service reads")
             self._models[schema_id] = model
         return self._models[schema_id]
+
+
+def _record_name(schema_id: int, schema_str: str) -> str:
+    """The name of the Avro record schema the registry holds under the id; a schema of another kind
+    (Protobuf and JSON Schema records share the magic byte) makes the record undecodable."""
+    try:
+        schema = json.loads(schema_str)
+    except ValueError:
+        schema = None
+    if not isinstance(schema, dict) or not isinstance(schema.get("name", ""), str):
+        raise DecodeError(f"schema id {schema_id} is not an Avro record schema")
+    name: str = schema.get("name", "")
+    return name
 
 
 @contextmanager

@@ -9,7 +9,7 @@ import socket
 from datetime import UTC, datetime
 
 import pytest
-from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from fastavro import parse_schema, schemaless_writer
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 from pydantic import ValidationError
@@ -251,3 +251,30 @@ def test_decimal_strings_are_exact_on_the_wire():
     assert decoded.document["lines"][0]["unit_price"] == "15.50"
     assert decoded.document["tax_amount"] == "3.50"
     assert json.loads(decoded.model_dump_json())["document"]["total_amount"] == "57.25"
+
+
+@pytest.mark.parametrize("text", ['{"invoice_id": "MP-1001", truncated', "[" * 100_000 + "]" * 100_000],
+                         ids=["truncated", "too-deep"])
+def test_free_json_that_is_not_json_text_is_a_decode_error_naming_the_field(text):
+    """A JSONDecodeError or RecursionError stopped the audit replay and explain with a traceback."""
+    record = to_record(VERDICT_READY)
+    record["audit"]["invoice"] = text
+    out = io.BytesIO()
+    schemaless_writer(out, schema_for("Verdict"), record)
+    data = SingleObjectCodec().encode(VERDICT_READY)[:10] + out.getvalue()
+    with pytest.raises(DecodeError, match=r"Verdict record's audit\.invoice is not JSON text: "
+                                          r"(JSONDecodeError|RecursionError)"):
+        SingleObjectCodec().decode(data)
+
+
+def test_a_record_under_a_schema_that_is_not_avro_is_a_decode_error():
+    """Protobuf and JSON Schema records carry the same magic byte: the registry's schema text is
+    not JSON then, and reading its name stopped the audit replay with a traceback."""
+    registry = _registry("protobuf")
+    schema_id = registry.register_schema("orders-value", Schema('syntax = "proto3"; message Order { string id = 1; }',
+                                                                "PROTOBUF"))
+    data = b"\x00" + schema_id.to_bytes(4, "big") + b"\x00\x0a\x03abc"
+    codec = RegistryCodec("mock://protobuf", client=registry)
+    assert codec.kind(data) is None
+    with pytest.raises(DecodeError, match=f"schema id {schema_id} is not an Avro record schema"):
+        codec.decode(data)
