@@ -30,6 +30,11 @@ class Unavailable(InvoiceAutomationError):
         self.dependency, self.detail = dependency, detail
         super().__init__(f"{dependency} is unavailable: {detail}")
 
+    def __reduce__(self) -> tuple[type[Unavailable], tuple[str, str]]:
+        # Raised in a replay's worker process, it is pickled back to the caller: from its one
+        # message it could not be made again, and the pool broke instead of naming the outage.
+        return type(self), (self.dependency, self.detail)
+
 
 class Conflict(InvoiceAutomationError):
     """The request does not fit the current state of the invoice or the stream."""

@@ -15,6 +15,7 @@ from audit import replay as replay_module
 from audit.replay import ReplayedVerdict, ReplayReport, Selection, replay
 from audit.report import render
 from connectors.topic_reader import InMemoryTopicReader
+from rules.errors import Unavailable
 from rules.policy import Policy, Tolerance
 from tests.unit.audit.recorded import T0_MS, TOPIC, recorded_verdicts, verdicts_topic
 
@@ -63,6 +64,24 @@ def test_workers_do_not_inherit_what_the_callers_threads_hold(topic):
     with _HELD_BY_THE_CALLER:
         report = replay(LockingReader(reader.topics), TOPIC, Selection(), Policy(), workers=2)
     assert len(report.items) == len(recorded_verdicts(placed)) and report.changed == []
+
+
+class KafkaGoesDown(InMemoryTopicReader):
+    """Kafka stops answering once the first slice of each partition is read."""
+
+    def read(self, topic, ranges):
+        if any(start > 0 for start, _ in ranges.values()):
+            raise Unavailable("kafka", "127.0.0.1:9092: all brokers down")
+        yield from super().read(topic, ranges)
+
+
+def test_an_outage_in_a_worker_process_reaches_the_caller_as_the_outage(topic, monkeypatch):
+    """It came back as a BrokenProcessPool: Unavailable could not be made again from its pickle."""
+    reader, _ = topic
+    monkeypatch.setattr(replay_module, "SLICE", 7)
+    with pytest.raises(Unavailable) as raised:
+        replay(KafkaGoesDown(reader.topics), TOPIC, Selection(), Policy(), workers=2)
+    assert (raised.value.dependency, raised.value.detail) == ("kafka", "127.0.0.1:9092: all brokers down")
 
 
 def test_a_topic_of_one_slice_is_judged_without_starting_processes(topic, monkeypatch):
