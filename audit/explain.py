@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from connectors.api_ports import TopicNotFound, TopicReader
 from rules.lifecycle import (
@@ -22,7 +22,7 @@ from rules.lifecycle import (
     StatusChanged,
 )
 from rules.models import RpaCompletion, Verdict
-from schemas.codec import Codec, DecodeError
+from schemas.codec import Codec
 
 
 @dataclass(frozen=True)
@@ -37,30 +37,48 @@ class Step:
     detail: dict = field(default_factory=dict)
 
 
+@dataclass
+class Story:
+    """The steps, and what the story may be missing: records that name the invoice but could not
+    be read, and topics that do not exist (a topic name set wrong leaves out all its steps)."""
+
+    steps: list[Step] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)  # "topic[partition]@offset: why"
+    missing_topics: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return not self.unreadable and not self.missing_topics
+
+
 def story(reader: TopicReader, codec: Codec, topics: list[str], invoice_id: str,
-          on_topic: Callable[[str], None] = lambda topic: None) -> list[Step]:
+          on_topic: Callable[[str], None] = lambda topic: None) -> Story:
     needle = invoice_id.encode()
-    steps = []
+    told = Story()
     for topic in topics:
         on_topic(topic)
         try:
             ranges = reader.ranges(topic)
         except TopicNotFound:
+            told.missing_topics.append(topic)
             continue
         for record in reader.read(topic, ranges):
             if needle not in (record.value or b""):
                 continue  # an Avro string is its UTF-8 bytes: no need to decode the rest
             try:
-                message = codec.decode(record.value)
-            except DecodeError:
+                message = codec.decode(record.value or b"")
+                if getattr(message, "invoice_id", None) != invoice_id:
+                    continue
+                what, summary, detail = describe(message)
+            except Exception as error:  # it names the invoice: the auditor is told, and the story goes on
+                told.unreadable.append(f"{topic}[{record.partition}]@{record.offset}: {type(error).__name__}: "
+                                       f"{str(error)[:200]}")
                 continue
-            if getattr(message, "invoice_id", None) != invoice_id:
-                continue
-            at = datetime.fromtimestamp(record.timestamp_ms / 1000, UTC)
-            what, summary, detail = describe(message)
             version = getattr(message, "invoice_version", None) or getattr(message, "version", 0)
-            steps.append(Step(at, topic, record.partition, record.offset, version, what, summary, detail))
-    return sorted(steps, key=lambda s: (s.at, _ORDER.get(s.what, 9)))
+            told.steps.append(Step(record.recorded_at, topic, record.partition, record.offset, version, what, summary,
+                                   detail))
+    told.steps.sort(key=lambda s: (s.at, _ORDER.get(s.what, 9)))
+    return told
 
 
 # Messages of one millisecond: causes before effects; one topic's messages keep their offset order.
@@ -72,10 +90,12 @@ def describe(message) -> tuple[str, str, dict]:
     match message:
         case InvoiceSubmitted():
             doc = message.document if isinstance(message.document, dict) else {}
+            lines = doc.get("lines")  # as the vendor sent it, valid or not
+            count = f"{len(lines)} line(s)" if isinstance(lines, list) else "lines not a list"
             return "received", (f"version {message.version} from vendor {doc.get('vendor_id', '?')}, invoice number "
                                 f"{doc.get('invoice_number', '?')}, total {doc.get('total_amount', '?')} "
-                                f"{doc.get('currency', '')}, {len(doc.get('lines') or [])} line(s), PO "
-                                f"{message.po_number}"), {"document": message.document}
+                                f"{doc.get('currency', '')}, {count}, PO {message.po_number}"), {
+                "document": message.document}
         case InvoiceWithdrawn():
             return "withdrawn", f"version {message.version} deleted by the vendor in the marketplace", {}
         case InvoiceReplaced():

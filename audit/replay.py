@@ -14,7 +14,6 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from functools import cache, partial
 
 from pydantic import BaseModel
@@ -193,17 +192,21 @@ def _judge_slice(reader: TopicReader, topic: str, piece: tuple[int, int, int], p
         value = record.value or b""
         if not selection.admits_record(record) or codec.kind(value) not in (Verdict, None):
             continue
+        where = f"{topic}[{partition}]@{record.offset}"
         try:
             message = recorded_message(codec, value)
+            if not isinstance(message, Verdict) or not selection.admits(message):
+                continue
+            comparison = compare(message, judge_again(message, policy))
         except DecodeError as error:
-            undecodable.append(f"{topic}[{partition}]@{record.offset}: {error}")
+            undecodable.append(f"{where}: {error}")
             continue
-        if not isinstance(message, Verdict) or not selection.admits(message):
+        except Exception as error:  # one record is counted, never the end of an auditor's long run
+            undecodable.append(f"{where}: could not be judged again: {type(error).__name__}: {str(error)[:300]}")
             continue
-        comparison = compare(message, judge_again(message, policy))
         items.append(ReplayedVerdict(
             invoice_id=message.invoice_id, invoice_version=message.invoice_version, po_number=message.po_number,
-            recorded_at=datetime.fromtimestamp(record.timestamp_ms / 1000, UTC).isoformat(),
+            recorded_at=record.recorded_at.isoformat(),
             partition=partition, offset=record.offset, recorded_rules_version=message.rules_version,
             recorded_status=comparison.recorded_status, rederived_status=comparison.rederived_status,
             recorded_reasons=comparison.recorded_codes, rederived_reasons=comparison.rederived_codes,

@@ -139,7 +139,11 @@ def explain(
     as_json: Annotated[bool, typer.Option("--json", help="Print the steps as JSON.")] = False,
 ) -> None:
     """Tell one invoice's story from the topics: every version received, every verdict with its rules
-    version and PO snapshot, parking, the RPA dispatch and completion, AP releases with who and why."""
+    version and PO snapshot, parking, the RPA dispatch and completion, AP releases with who and why.
+
+    Exit code 0 for the whole story; 1 when part of it may be missing (a record that names the
+    invoice could not be read, or a topic does not exist: both are listed); 2 when nothing names it.
+    """
     from audit.explain import story
     from connectors.topic_reader import KafkaTopicReader
     from schemas.codec import codec_for
@@ -149,20 +153,27 @@ def explain(
     topics = [settings.invoices_topic, settings.verdicts_topic, settings.rpa_requests_topic,
               settings.completions_topic, settings.commands_topic]
     with err.status("Reading the topics...") as status:
-        steps = story(KafkaTopicReader(settings.kafka_bootstrap_servers), codec_for(settings.schema_registry_url),
-                      topics, invoice_id, on_topic=lambda topic: status.update(f"Reading {topic}..."))
-    if not steps:
+        told = story(KafkaTopicReader(settings.kafka_bootstrap_servers), codec_for(settings.schema_registry_url),
+                     topics, invoice_id, on_topic=lambda topic: status.update(f"Reading {topic}..."))
+    steps = told.steps
+    if not steps and told.complete:
         raise fail(InputFileError(f"invoice {invoice_id!r}: nothing about it on {', '.join(topics)}"))
     if as_json:
         typer.echo(json.dumps([{**s.__dict__, "at": s.at.isoformat()} for s in steps], indent=2, default=str))
-        return
-    table = Table(title=inert(f"Invoice {invoice_id}: {len(steps)} steps"))
-    for column in ("when (UTC)", "v", "what", "", "from"):
-        table.add_column(column, overflow="fold", no_wrap=column in ("when (UTC)", "what"))
-    for s in steps:
-        table.add_row(s.at.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3], str(s.invoice_version), s.what, inert(s.summary),
-                      f"{s.topic}[{s.partition}]@{s.offset}")
-    Console().print(table)
+    else:
+        table = Table(title=inert(f"Invoice {invoice_id}: {len(steps)} steps"))
+        for column in ("when (UTC)", "v", "what", "", "from"):
+            table.add_column(column, overflow="fold", no_wrap=column in ("when (UTC)", "what"))
+        for s in steps:
+            table.add_row(s.at.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3], str(s.invoice_version), s.what,
+                          inert(s.summary), f"{s.topic}[{s.partition}]@{s.offset}")
+        Console().print(table)
+    if not told.complete:
+        for topic in told.missing_topics:
+            err.print(inert(f"incomplete: topic {topic} does not exist (check the settings' topic names)"))
+        for where in told.unreadable:
+            err.print(inert(f"incomplete: a record that names {invoice_id} could not be read: {where}"))
+        raise typer.Exit(1)
 
 
 def reprocess(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Protocol
 
 from connectors.scheduler.read_model import Changes, InvoiceDetail, InvoicePage, InvoiceQuery, Kpi, StatusFigures
@@ -110,6 +110,15 @@ class TopicRecord:
     timestamp_ms: int
     key: bytes | None
     value: bytes | None
+
+    @property
+    def recorded_at(self) -> datetime:
+        """The record's timestamp in UTC. A producer may set any 64-bit one: a time Python cannot
+        hold is the first or last it can, rather than an error in the middle of an audit."""
+        try:
+            return datetime.fromtimestamp(self.timestamp_ms / 1000, UTC)
+        except (ValueError, OverflowError, OSError):
+            return datetime.min.replace(tzinfo=UTC) if self.timestamp_ms < 0 else datetime.max.replace(tzinfo=UTC)
 
 
 # partition -> [start, end): the offsets to read

@@ -52,8 +52,10 @@ def test_every_step_of_a_released_invoice_from_every_topic_in_order():
     put("invoices", 30, InvoiceReplaced(invoice_id="MP-1001", version=2, po_number="PO-5001", replaced_on="PO-7",
                                         replaced_at=AT))
 
-    steps = story(reader, codec, ["invoices", "verdicts", "rpa.requests", "rpa.completions", "commands", "gone"],
-                  "MP-1001")
+    told = story(reader, codec, ["invoices", "verdicts", "rpa.requests", "rpa.completions", "commands", "gone"],
+                 "MP-1001")
+    assert told.missing_topics == ["gone"] and told.unreadable == []
+    steps = told.steps
     assert [(s.what, s.summary.split(" ")[0]) for s in steps] == [
         ("received", "version"), ("status", "waiting_for_po"), ("verdict", "manual_review"),
         ("release requested", "ana"), ("status", "released"), ("status", "sent_to_rpa"), ("rpa request", "handed"),
@@ -63,3 +65,20 @@ def test_every_step_of_a_released_invoice_from_every_topic_in_order():
     assert verdict_step.detail["po_snapshot"]["po_number"] == "PO-5001"
     assert "price agreed by phone" in steps[4].summary and "ana" in steps[4].summary
     assert steps[-1].summary == "version 2 names PO PO-7 and replaces the versions on PO PO-5001"
+
+
+def test_a_record_naming_the_invoice_that_cannot_be_read_is_listed_and_the_story_goes_on():
+    """A damaged verdict was left out without a word; a vendor's "lines": 5 stopped explain."""
+    codec, reader = SingleObjectCodec(), InMemoryTopicReader()
+    odd = {**INVOICE, "lines": 5}
+    reader.append("invoices", 0, 1_795_000_000_000, b"PO-5001", codec.encode(InvoiceSubmitted(
+        invoice_id="MP-1001", version=1, po_number="PO-5001", document=odd, received_at=AT)))
+    damaged = codec.encode(judge(INVOICE))
+    reader.append("verdicts", 1, 1_795_000_000_010, b"PO-5001", damaged[:len(damaged) // 2])
+    reader.append("verdicts", 1, 2**62, b"PO-5001", codec.encode(judge(INVOICE)))  # a producer's odd timestamp
+    told = story(reader, codec, ["invoices", "verdicts"], "MP-1001")
+    assert [(s.what, s.offset) for s in told.steps] == [("received", 0), ("verdict", 1)]
+    assert "lines not a list" in told.steps[0].summary and told.steps[1].at.year == 9999
+    (unreadable,) = told.unreadable
+    assert unreadable.startswith("verdicts[1]@0: DecodeError: Verdict body cannot be read")
+

@@ -17,6 +17,7 @@ from audit.report import render
 from connectors.topic_reader import InMemoryTopicReader
 from rules.errors import Unavailable
 from rules.policy import Policy, Tolerance
+from schemas.codec import SingleObjectCodec
 from tests.unit.audit.recorded import T0_MS, TOPIC, recorded_verdicts, verdicts_topic
 
 LENIENT = Policy(default=Tolerance(price_abs=Decimal("0.10")))
@@ -136,6 +137,30 @@ def test_an_undecodable_record_is_reported_and_the_replay_goes_on(topic):
         reader.topics[TOPIC][0].pop()
     assert len(report.undecodable) == 1 and "not Avro" in report.undecodable[0]
     assert len(report.items) == len(recorded_verdicts(placed))
+
+
+def test_a_verdict_that_cannot_be_judged_again_is_counted_and_the_replay_goes_on(topic, monkeypatch):
+    """A bug met by one odd verdict, or a producer's timestamp past year 9999, stopped the run."""
+    reader, placed = topic
+    verdicts = recorded_verdicts(placed)
+    judge_again = replay_module.judge_again
+
+    def failing_for_one(verdict, policy):
+        if verdict.invoice_id == verdicts[7].invoice_id:
+            raise ValueError("a rule met what it never met before")
+        return judge_again(verdict, policy)
+
+    monkeypatch.setattr(replay_module, "judge_again", failing_for_one)
+    reader.append(TOPIC, 0, 2**62, verdicts[0].po_number.encode(), SingleObjectCodec().encode(verdicts[0]))
+    try:
+        report = replay(reader, TOPIC, Selection(), Policy(), workers=1)
+    finally:
+        reader.topics[TOPIC][0].pop()
+    (failed,) = report.undecodable
+    assert "could not be judged again: ValueError: a rule met what it never met before" in failed
+    assert len(report.items) == len(verdicts) - sum(v.invoice_id == verdicts[7].invoice_id for v in verdicts) + 1
+    last = max((i for i in report.items if i.partition == 0), key=lambda i: i.offset)
+    assert last.recorded_at == "9999-12-31T23:59:59.999999+00:00"
 
 
 def test_the_full_report_in_every_format(topic):
