@@ -72,8 +72,9 @@ class ReplayedVerdict:
     removed_reasons: tuple[str, ...]
 
 
-# What a slice yields: its verdicts judged again, the records it could not decode, the records read.
-JudgedSlice = tuple[list[ReplayedVerdict], list[str], int]
+# What a slice yields: its verdicts judged again (those kept), the records it could not decode or
+# judge, the records read, the verdicts judged.
+JudgedSlice = tuple[list[ReplayedVerdict], list[str], int, int]
 
 
 @dataclass
@@ -81,9 +82,10 @@ class ReplayReport:
     topic: str
     rules_version: str
     selection: Selection
-    items: list[ReplayedVerdict] = field(default_factory=list)
+    items: list[ReplayedVerdict] = field(default_factory=list)  # every verdict judged, or only those of note
     records_read: int = 0
     undecodable: list[str] = field(default_factory=list)
+    judged: int = 0  # verdicts judged again, kept in `items` or not
 
     @property
     def changed(self) -> list[ReplayedVerdict]:
@@ -109,7 +111,7 @@ class ReplayReport:
             "selection": {"since_ms": self.selection.since_ms, "until_ms": self.selection.until_ms,
                           "invoice_ids": sorted(self.selection.invoice_ids),
                           "po_numbers": sorted(self.selection.po_numbers)},
-            "records_read": self.records_read, "verdicts": len(self.items), "changed": len(self.changed),
+            "records_read": self.records_read, "verdicts": self.judged, "changed": len(self.changed),
             "not_rederivable": len(self.not_rederivable), "undecodable": self.undecodable,
             "transitions": [{"from": a, "to": b, "count": n} for (a, b), n in self.transitions().most_common()],
             "reason_changes": [{"code": c, "change": k, "count": n}
@@ -120,14 +122,16 @@ class ReplayReport:
 
 def replay(
     reader: TopicReader, topic: str, selection: Selection, policy: Policy, *,
-    schema_registry_url: str | None = None, workers: int | None = None,
+    schema_registry_url: str | None = None, workers: int | None = None, keep_unchanged: bool = True,
     on_total: Callable[[int], None] = lambda total: None, on_progress: Callable[[int], None] = lambda n: None,
 ) -> ReplayReport:
+    """`keep_unchanged=False` keeps in `items` only the verdicts that would change or have no audit
+    record: what the summary shows, in memory that does not grow with the topic."""
     ranges = reader.ranges(topic, selection.since_ms, selection.until_ms)
     on_total(sum(end - start for start, end in ranges.values()))
     report = ReplayReport(topic=topic, rules_version=rules_version(policy), selection=selection)
     judge = partial(_judge_slice, reader, topic, policy=policy, selection=selection,
-                    schema_registry_url=schema_registry_url)
+                    schema_registry_url=schema_registry_url, keep_unchanged=keep_unchanged)
     slices = list(_slices(ranges, SLICE))
     # No more processes than slices: a topic of one slice is judged here, without starting any.
     workers = min(workers or os.cpu_count() or 1, len(slices))
@@ -167,10 +171,11 @@ def _bounded_map(pool: ProcessPoolExecutor, fn, items: Iterable, in_flight: int)
 
 
 def _collect(results: Iterable[JudgedSlice], report: ReplayReport, on_progress: Callable[[int], None]) -> None:
-    for items, undecodable, read in results:
+    for items, undecodable, read, judged in results:
         report.items.extend(items)
         report.undecodable.extend(undecodable)
         report.records_read += read
+        report.judged += judged
         on_progress(read)
 
 
@@ -181,12 +186,12 @@ def _codec(schema_registry_url: str | None):
 
 
 def _judge_slice(reader: TopicReader, topic: str, piece: tuple[int, int, int], policy: Policy,
-                 selection: Selection, schema_registry_url: str | None) -> JudgedSlice:
+                 selection: Selection, schema_registry_url: str | None, keep_unchanged: bool) -> JudgedSlice:
     """Reads one slice and judges its verdicts again. Status changes share the topic: they are
     left out by their schema fingerprint, undecoded."""
     codec = _codec(schema_registry_url)
     partition, start, end = piece
-    items, undecodable, read = [], [], 0
+    items, undecodable, read, judged = [], [], 0, 0
     for record in reader.read(topic, {partition: (start, end)}):
         read += 1
         value = record.value or b""
@@ -204,6 +209,9 @@ def _judge_slice(reader: TopicReader, topic: str, piece: tuple[int, int, int], p
         except Exception as error:  # one record is counted, never the end of an auditor's long run
             undecodable.append(f"{where}: could not be judged again: {type(error).__name__}: {str(error)[:300]}")
             continue
+        judged += 1
+        if not (keep_unchanged or comparison.changed or comparison.rederived_status is None):
+            continue
         items.append(ReplayedVerdict(
             invoice_id=message.invoice_id, invoice_version=message.invoice_version, po_number=message.po_number,
             recorded_at=record.recorded_at.isoformat(),
@@ -212,7 +220,7 @@ def _judge_slice(reader: TopicReader, topic: str, piece: tuple[int, int, int], p
             recorded_reasons=comparison.recorded_codes, rederived_reasons=comparison.rederived_codes,
             changed=comparison.changed, added_reasons=comparison.added_codes, removed_reasons=comparison.removed_codes,
         ))
-    return items, undecodable, read
+    return items, undecodable, read, judged
 
 
 def recorded_message(codec: Codec, value: bytes) -> BaseModel:

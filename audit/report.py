@@ -74,7 +74,7 @@ td,th{{border:1px solid #ccc;padding:.25rem .5rem;text-align:left}}tr.changed{{b
 <p>Topic <b>{e(report.topic)}</b>, from {e(_ms(sel.since_ms))} to {e(_ms(sel.until_ms))}{
     ', invoices ' + e(', '.join(sorted(sel.invoice_ids))) if sel.invoice_ids else ''}{
     ', POs ' + e(', '.join(sorted(sel.po_numbers))) if sel.po_numbers else ''}; judged again under rules
-<b>{e(report.rules_version)}</b>. {len(report.items)} verdicts, <b>{len(report.changed)} changed</b>,
+<b>{e(report.rules_version)}</b>. {report.judged} verdicts, <b>{len(report.changed)} changed</b>,
 {len(report.not_rederivable)} without an audit record, {len(report.undecodable)} undecodable records.</p>
 <h2>Status transitions</h2><table><tr><th>recorded</th><th>re-derived</th><th>verdicts</th></tr>{transitions}</table>
 <h2>Reasons</h2><table><tr><th>code</th><th>change</th><th>verdicts</th></tr>{reasons}</table>

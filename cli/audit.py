@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated
@@ -35,6 +36,8 @@ def parse_time(text: str | None, option: str) -> int | None:
         raise InputFileError(f"{option} {text!r}: not a date (YYYY-MM-DD) or an ISO 8601 timestamp") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
+    if moment.timestamp() < 0:  # Kafka takes -1 and -2 for "the end" and "the start" of a partition
+        raise InputFileError(f"{option} {text!r}: before 1970-01-01, where Kafka's record times begin")
     return int(moment.timestamp() * 1000)
 
 
@@ -55,6 +58,8 @@ def replay(
         "--format", help="Write the full report as json, csv or html (to --output, else to stdout).")] = None,
     output: Annotated[Path | None, typer.Option("--output", help="File for the full report.")] = None,
     workers: Annotated[int | None, typer.Option(help="Processes that judge (default: one per core).")] = None,
+    fail_on_change: Annotated[bool, typer.Option(
+        "--fail-on-change", help="Exit 3 when any verdict would change (for a check before a rules change).")] = False,
 ) -> None:
     """Judge the recorded verdicts again under the current rules, and report what would change.
 
@@ -62,7 +67,9 @@ def replay(
     partition) and/or for some invoices or POs, and judges each verdict again against the PO
     snapshot, invoice and context recorded in it: Sampro and the live pipeline are not touched,
     no offset is committed. Prints a summary of the changes by status transition and by reason.
-    Exit code 0 when the replay ran, 2 on unusable input.
+    Exit code 0 when the replay ran; 1 when it judged no verdict, or some records could not be
+    read or judged (they are listed in the report); 3 with --fail-on-change when any verdict would
+    change; 2 on unusable input.
     """
     from audit.replay import Selection
     from audit.replay import replay as run_replay
@@ -74,13 +81,18 @@ def replay(
     try:
         if fmt is not None and fmt not in FORMATS:
             raise InputFileError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
-        if output is not None and fmt is None:
-            fmt = output.suffix.lstrip(".") if output.suffix.lstrip(".") in FORMATS else None
-            if fmt is None:
-                raise InputFileError(f"--output {output}: say --format json, csv or html")
+        if output is not None:
+            fmt = _output_format(output, fmt, FORMATS)
+        cores = os.cpu_count() or 1
+        if workers is not None and not 1 <= workers <= cores:
+            raise InputFileError(f"--workers {workers}: from 1 to {cores}, the cores this machine has")
+        for option, ids in (("--invoice", invoice or []), ("--po", po or [])):
+            if blank := [i for i in ids if not i.strip()]:
+                raise InputFileError(f"{option} {blank[0]!r}: empty")
         selection = Selection(since_ms=parse_time(since, "--since"), until_ms=parse_time(until, "--until"),
                               invoice_ids=frozenset(invoice or ()), po_numbers=frozenset(po or ()))
-        if selection.since_ms and selection.until_ms and selection.until_ms <= selection.since_ms:
+        if selection.since_ms is not None and selection.until_ms is not None \
+                and selection.until_ms <= selection.since_ms:
             raise InputFileError(f"--until {until!r} is not after --since {since!r}")
         policy = read_policy(tolerances)
     except InputFileError as exc:
@@ -100,6 +112,7 @@ def replay(
         try:
             report = run_replay(reader, settings.verdicts_topic, selection, policy,
                                 schema_registry_url=settings.schema_registry_url, workers=workers,
+                                keep_unchanged=fmt is not None,
                                 on_total=lambda total: progress.update(task, total=total), on_progress=advance)
         except TopicNotFound as exc:
             raise fail(exc) from None
@@ -109,13 +122,45 @@ def replay(
         if output is None:
             typer.echo(text, nl=False)
         else:
-            output.write_text(text, encoding="utf-8")
+            _write_whole(output, text)
             err.print(f"full report ({fmt}): {output}")
     _print_summary(report, seconds)
+    if report.judged == 0:
+        err.print("[yellow]no verdict was judged again[/]: nothing on the topic matched the selection "
+                  "(--since/--until, --invoice, --po are exact)")
+    if report.judged == 0 or report.undecodable:
+        raise typer.Exit(1)
+    if fail_on_change and report.changed:
+        raise typer.Exit(3)
+
+
+def _output_format(output: Path, fmt: str | None, formats: tuple[str, ...]) -> str:
+    """The report's format, and a place it can be written, checked before the topic is read."""
+    suffix = output.suffix.lstrip(".").lower()
+    if fmt is None and suffix not in formats:
+        raise InputFileError(f"--output {output}: say --format json, csv or html")
+    if fmt is not None and suffix in formats and suffix != fmt:
+        raise InputFileError(f"--output {output}: a .{suffix} file for a {fmt} report; name it .{fmt}")
+    folder = output.parent
+    if output.is_dir() or not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise InputFileError(f"--output {output}: {'a folder' if output.is_dir() else 'no folder to write it in'}")
+    return fmt or suffix
+
+
+def _write_whole(output: Path, text: str) -> None:
+    """The whole report or, on failure (a full disk), the report that was there before: written
+    beside it, then put in its place."""
+    part = output.with_name(f".{output.name}.{os.getpid()}.part")
+    try:
+        part.write_text(text, encoding="utf-8")
+        os.replace(part, output)
+    except OSError as exc:
+        part.unlink(missing_ok=True)
+        raise fail(InputFileError(f"--output {output}: {exc.strerror or exc}")) from None
 
 
 def _print_summary(report, seconds: float) -> None:
-    err.print(f"{report.records_read:,} records read, {len(report.items):,} verdicts judged again under rules "
+    err.print(f"{report.records_read:,} records read, {report.judged:,} verdicts judged again under rules "
               f"{report.rules_version} in {seconds:.1f} s: [bold]{len(report.changed):,} would change[/]"
               + (f", {len(report.not_rederivable):,} have no audit record" if report.not_rederivable else "")
               + (f", {len(report.undecodable):,} records undecodable" if report.undecodable else ""))

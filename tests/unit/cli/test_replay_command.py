@@ -1,0 +1,82 @@
+"""`invoice-automation replay` as an auditor or a CI job runs it, on a verdicts topic in memory:
+options that cannot mean anything are refused before the topic is read, the exit code says
+whether the replay judged what it was asked, and a report is written whole or not at all."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from cli.main import main
+from tests.unit.audit.recorded import verdicts_topic
+
+
+@pytest.fixture(autouse=True)
+def topic(monkeypatch):
+    reader, placed = verdicts_topic(count=60)
+    monkeypatch.setattr("connectors.topic_reader.KafkaTopicReader", lambda *args, **kwargs: reader)
+    monkeypatch.setenv("INVOICE_AUTOMATION_VERDICTS_TOPIC", "verdicts")
+    return reader, placed
+
+
+def _run(monkeypatch, capsys, *args: str) -> tuple[int, str]:
+    monkeypatch.setattr(sys, "argv", ["invoice-automation", "replay", "--workers", "1", *args])
+    try:
+        main()
+        code = 0
+    except SystemExit as exited:
+        code = int(exited.code or 0)
+    return code, " ".join(capsys.readouterr().err.split())  # rich wraps at the terminal's width
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["--workers", "0"], "error: --workers 0: from 1 to"),
+    (["--workers", "999"], "error: --workers 999: from 1 to"),
+    (["--since", "1970-01-01", "--until", "1970-01-01"], "error: --until '1970-01-01' is not after --since"),
+    (["--until", "1969-12-31T23:59:59"], "error: --until '1969-12-31T23:59:59': before 1970-01-01"),
+    (["--invoice", " "], "error: --invoice ' ': empty"),
+    (["--format", "csv", "--output", "{tmp}/report.json"], "a .json file for a csv report; name it .csv"),
+    (["--format", "json", "--output", "{tmp}"], ": a folder"),
+    (["--output", "{tmp}/no/such/folder/report.json"], ": no folder to write it in"),
+])
+def test_an_option_that_cannot_mean_anything_is_refused_naming_it_before_the_topic_is_read(
+        monkeypatch, capsys, tmp_path, args, said):
+    """Each was taken: 202 processes on two cores, a whole topic read for 1969, a traceback after the run."""
+    monkeypatch.setattr("audit.replay.replay", lambda *a, **k: pytest.fail("the topic was read"))
+    code, err = _run(monkeypatch, capsys, *[arg.replace("{tmp}", str(tmp_path)) for arg in args])
+    assert code == 2 and said in err, err
+
+
+def test_a_replay_that_judged_nothing_says_so_and_exits_1(monkeypatch, capsys):
+    code, err = _run(monkeypatch, capsys, "--po", "po-r-0001")
+    assert code == 1 and "0 verdicts judged again" in err and "no verdict was judged again" in err
+
+
+def test_a_change_fails_the_run_only_when_asked(monkeypatch, capsys, tmp_path):
+    lenient = tmp_path / "lenient.toml"
+    lenient.write_text('[default]\nprice_abs = "0.10"\n')
+    code, err = _run(monkeypatch, capsys, "--tolerances", str(lenient))
+    assert code == 0 and " would change" in err and " 0 would change" not in err
+    code, _ = _run(monkeypatch, capsys, "--tolerances", str(lenient), "--fail-on-change")
+    assert code == 3
+    code, _ = _run(monkeypatch, capsys, "--fail-on-change")
+    assert code == 0  # the same rules: nothing would change
+
+
+def test_a_report_that_cannot_be_written_leaves_the_one_before_it_whole(monkeypatch, capsys, tmp_path):
+    report = tmp_path / "replay.json"
+    assert _run(monkeypatch, capsys, "--output", str(report))[0] == 0
+    before = report.read_bytes()
+    written = Path.write_text
+
+    def disk_full(path, text, *args, **kwargs):
+        written(path, text[:100], *args, **kwargs)
+        raise OSError(28, os.strerror(28))
+
+    monkeypatch.setattr(Path, "write_text", disk_full)
+    code, err = _run(monkeypatch, capsys, "--output", str(report))
+    assert code == 2 and f"error: --output {report}: No space left on device" in err
+    assert report.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["replay.json"]
