@@ -20,7 +20,7 @@ from rules.evaluate import evaluate
 from rules.holds import holds_of
 from rules.lifecycle import DispatchApproved, InvoiceStatus, ReleaseRequested
 from rules.limits import Limits
-from rules.models import CompletionOutcome, RpaCompletion, Verdict
+from rules.models import CompletionOutcome, RpaCompletion, UnreadablePurchaseOrder, Verdict
 from rules.po_ledger import RELEASABLE
 from rules.policy import Policy
 
@@ -147,7 +147,9 @@ def dry_run(document: dict[str, Any], purchase_orders: PurchaseOrderReader, sche
     the same PO are not known here, so they are not counted against what is open."""
     po_number = document.get("po_number")
     storable = isinstance(po_number, str) and 0 < len(po_number) <= 64 and "\x00" not in po_number
-    po = purchase_orders.fetch([po_number]).get(po_number) if storable else None
+    sampro_po = purchase_orders.fetch([po_number]).get(po_number) if storable else None
     lookups = lookups_for([document])
     known = [*purchase_orders.entered_invoices(lookups), *scheduler.decided_invoices(lookups)] if lookups else []
-    return evaluate(document, po, EvaluationContext(history=known, policy=policy, now=now, limits=limits))
+    po, problem = (None, sampro_po.problem) if isinstance(sampro_po, UnreadablePurchaseOrder) else (sampro_po, None)
+    return evaluate(document, po, EvaluationContext(history=known, policy=policy, now=now, limits=limits,
+                                                    po_problem=problem))

@@ -19,14 +19,15 @@ from rules.lifecycle import (
     RpaRequest,
     StatusChanged,
 )
-from rules.models import PurchaseOrder, Verdict
+from rules.models import PurchaseOrder, UnreadablePurchaseOrder, Verdict
 
 
 class PurchaseOrderReader(Protocol):
     """Sampro, read side: PO snapshots and the invoices already entered against them."""
 
-    def fetch(self, po_numbers: Collection[str]) -> dict[str, PurchaseOrder]:
-        """One round trip per batch; POs that do not exist are absent from the result."""
+    def fetch(self, po_numbers: Collection[str]) -> dict[str, PurchaseOrder | UnreadablePurchaseOrder]:
+        """One round trip per batch; POs that do not exist are absent from the result, and a PO
+        whose rows make no snapshot is an UnreadablePurchaseOrder naming why, beside the others."""
 
     def entered_invoices(self, lookups: Collection[Lookup]) -> list[KnownInvoice]:
         """Invoices entered in Sampro that may be duplicates of the looked-up ones (rules.duplicates)."""

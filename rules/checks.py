@@ -16,6 +16,10 @@ def po_not_found(case: Case) -> list[Finding]:
     if case.po is not None:
         return []
     po_number = case.invoice.po_number if case.invoice else None
+    if (problem := case.context.po_problem) is not None:
+        return [finding("PO_NOT_FOUND", ERROR, f"Purchase order {po_number} is in Sampro but cannot be read: "
+                        f"{problem}. The invoice is judged again when the PO changes in Sampro.",
+                        field="po_number", actual=po_number)]
     return [
         finding("PO_NOT_FOUND", ERROR, f"No purchase order {po_number or '(none given)'} in Sampro.",
                 field="po_number", actual=po_number)

@@ -69,6 +69,7 @@ class EvaluationContext:
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     today: date | None = None  # defaults to now's date
     limits: Limits = Limits()
+    po_problem: str | None = None  # why Sampro's PO could not be read, when it could not (UnreadablePurchaseOrder)
 
     def __post_init__(self) -> None:
         if not isinstance(self.history, KnownInvoices):

@@ -12,7 +12,7 @@ from rules.context import EvaluationContext, KnownInvoice, KnownInvoices
 from rules.evaluate import could_not_judge, evaluate
 from rules.lifecycle import InvoiceSubmitted
 from rules.limits import Limits
-from rules.models import PurchaseOrder, RpaPayload, Verdict
+from rules.models import PurchaseOrder, RpaPayload, UnreadablePurchaseOrder, Verdict
 from rules.parsing import read_invoice
 from rules.payload import build_rpa_payload
 from rules.policy import Policy
@@ -21,19 +21,25 @@ from rules.table import rules_version
 
 @dataclass(frozen=True)
 class RulesJudge:
-    purchase_order: PurchaseOrder | None
+    sampro_po: PurchaseOrder | UnreadablePurchaseOrder | None  # as Sampro gave it
     history: KnownInvoices | Sequence[KnownInvoice]
     policy: Policy
     now: datetime
     limits: Limits = Limits()
 
     @property
+    def purchase_order(self) -> PurchaseOrder | None:
+        """The snapshot the rules judge against: none for a PO Sampro has but cannot give."""
+        return self.sampro_po if isinstance(self.sampro_po, PurchaseOrder) else None
+
+    @property
     def rules_version(self) -> str:
         return rules_version(self.policy)
 
     def _context(self, in_flight: dict[str, Decimal]) -> EvaluationContext:
+        problem = self.sampro_po.problem if isinstance(self.sampro_po, UnreadablePurchaseOrder) else None
         return EvaluationContext(history=self.history, in_flight=in_flight, policy=self.policy, now=self.now,
-                                 limits=self.limits)
+                                 limits=self.limits, po_problem=problem)
 
     def decide(self, submission: InvoiceSubmitted, in_flight: dict[str, Decimal]) -> Verdict:
         verdict = evaluate(submission.document, self.purchase_order, self._context(in_flight))

@@ -108,6 +108,15 @@ class PurchaseOrder(_Model):
     lines: list[PurchaseOrderLine] = Field(default_factory=list)
 
 
+class UnreadablePurchaseOrder(_Model):
+    """A PO Sampro has, whose rows make no snapshot (a status this service does not know, a line
+    number twice, a quantity below zero): its invoices wait as po_not_found, saying why, and are
+    judged again when the PO changes in Sampro."""
+
+    po_number: str
+    problem: str  # names the column and the value
+
+
 class VerdictStatus(StrEnum):
     """Ordered from strongest to weakest: the strongest finding decides the verdict."""
 

@@ -23,7 +23,7 @@ from connectors.sql import engine_for
 from rules.context import KnownInvoices
 from rules.judge import RulesJudge
 from rules.limits import Limits
-from rules.models import PurchaseOrder
+from rules.models import PurchaseOrder, UnreadablePurchaseOrder
 from rules.policy import Policy
 from schemas.codec import Codec
 from streams.adapters import codec_from, limits_from, policy_from, purchase_order_reader
@@ -152,7 +152,8 @@ def bootstrap(
     health = health or WorkerHealth()
     limits = limits_from(settings)
 
-    def judge_for(po: PurchaseOrder | None, known: KnownInvoices, now: datetime) -> RulesJudge:
+    def judge_for(po: PurchaseOrder | UnreadablePurchaseOrder | None, known: KnownInvoices,
+                  now: datetime) -> RulesJudge:
         return RulesJudge(po, known, policy, now, limits)
 
     def runtime_on(group_broker: StreamBroker, name: str, back_pressure: BackPressure | None = None) -> Runtime:

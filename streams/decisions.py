@@ -9,6 +9,7 @@ the first ledger changes, so a dependency that fails leaves the batch untouched.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from rules.lifecycle import (
     PurchaseOrderChanged,
     ReleaseRequested,
 )
-from rules.models import PurchaseOrder, RpaCompletion, Verdict
+from rules.models import PurchaseOrder, RpaCompletion, UnreadablePurchaseOrder, Verdict
 from rules.po_ledger import (
     DispatchMode,
     Emitted,
@@ -47,6 +48,7 @@ from rules.po_ledger import (
 )
 from streams.recently_decided import RecentlyDecided
 
+log = logging.getLogger(__name__)
 PurchaseOrderWork = (InvoiceSubmitted | InvoiceWithdrawn | InvoiceReplaced | RpaCompletion | ReleaseRequested
                      | DispatchApproved | PurchaseOrderChanged)
 Handler = Callable[[PurchaseOrderLedger, Any, Judge, DispatchMode], Outcome]
@@ -68,8 +70,8 @@ INVOICE_WORK = tuple(kind for kind in WORK_KINDS if kind is not PurchaseOrderCha
 GONE = frozenset({InvoiceStatus.WITHDRAWN.value, InvoiceStatus.SUPERSEDED.value})
 DECIDE = "decide-purchase-order-work"  # the PO agent's flow, under which the desk's stages are timed
 
-# (purchase order or None when Sampro has no such PO, invoices seen before, now) -> Judge
-JudgeFactory = Callable[[PurchaseOrder | None, KnownInvoices, datetime], Judge]
+# (purchase order as Sampro gave it, None when it has no such PO; invoices seen before; now) -> Judge
+JudgeFactory = Callable[[PurchaseOrder | UnreadablePurchaseOrder | None, KnownInvoices, datetime], Judge]
 
 
 @dataclass
@@ -95,6 +97,9 @@ class DecisionDesk:
         read = {work.po_number for work in batch if not isinstance(work, PurchaseOrderChanged)} | set(rechecked)
         with self.timed("sampro read"):
             snapshots = self.purchase_orders.fetch(read)
+        for unreadable in (po for po in snapshots.values() if isinstance(po, UnreadablePurchaseOrder)):
+            log.warning("Sampro's PO %s cannot be read, its invoices wait as po_not_found until it changes: %s",
+                        unreadable.po_number, unreadable.problem)
         known = KnownInvoices(self._invoices_seen_before(batch, ledgers, rechecked, now))
         replacing = self._versions_replaced_elsewhere(batch, ledgers)
         emitted: list[Emitted | InvoiceReplaced] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection, Iterator
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -15,7 +16,7 @@ from connectors.sql import among, mapped_errors
 from rules.context import KnownInvoice
 from rules.duplicates import Lookup, matches_lookup
 from rules.errors import DataError
-from rules.models import POStatus, PurchaseOrder
+from rules.models import POStatus, PurchaseOrder, UnreadablePurchaseOrder
 
 T = TypeVar("T")
 
@@ -24,6 +25,11 @@ CHUNK = 1000  # SQL Server allows 2100 parameters per statement
 
 class SamproDataError(DataError):
     """A Sampro row the pipeline cannot turn into a PO snapshot; names the PO, column and value."""
+
+
+# What a row that makes no snapshot raises besides SamproDataError: a NaN compared (InvalidOperation
+# is an ArithmeticError), a column of another type than the view promised.
+UNREADABLE_ROW = (SamproDataError, ArithmeticError, TypeError, ValueError)
 
 
 def _chunks(items: list[T], size: int = CHUNK) -> Iterator[list[T]]:
@@ -42,6 +48,8 @@ def _line(row: Any) -> dict[str, Any]:
     """A PO line as its view gives it, none below zero: a negative quantity invoiced would widen
     what is open, a negative price pass every price check. Checked here, where Sampro's rows come
     in, not in the model, which also reads the PO snapshots of verdicts made before."""
+    if row["line_no"] is None:  # the outer join gives a PO without lines one row of NULLs: this one has more
+        raise SamproDataError(f"PO {row['po_number']}: a line of part {row['part_number']!r:.80} has no line_no")
     line = {"line_no": row["line_no"], "part_number": row["part_number"], "unit_price": row["unit_price"],
             "quantity_ordered": row["quantity_ordered"], "quantity_received": row["quantity_received"],
             "quantity_invoiced": row["quantity_invoiced"] or Decimal(0)}
@@ -52,14 +60,29 @@ def _line(row: Any) -> dict[str, Any]:
     return line
 
 
+LINE_COLUMNS = ("line_no", "part_number", "unit_price", "quantity_ordered", "quantity_received", "quantity_invoiced")
+
+
+def _fields(rows: list[Any]) -> dict[str, Any]:
+    """A PO's header (in each of its rows, taken once) and its lines, as the model reads them."""
+    header = rows[0]
+    return {
+        "po_number": header["po_number"], "vendor_id": header["vendor_id"],
+        "status": _status(header["po_number"], header["status"]), "currency": header["currency"],
+        "order_date": header["order_date"], "tax_rate": header["tax_rate"],
+        "allowed_charges": [c.strip() for c in (header["allowed_charges"] or "").split(",") if c.strip()],
+        "lines": [_line(row) for row in rows if any(row[column] is not None for column in LINE_COLUMNS)],
+    }
+
+
 def _snapshot(po_number: str, fields: dict[str, Any]) -> PurchaseOrder:
     if isinstance(fields["tax_rate"], Decimal | int | float) and fields["tax_rate"] < 0:
         raise SamproDataError(f"PO {po_number}: tax_rate {fields['tax_rate']} is below zero")
     # The matching keys what is open by line number: two lines of one number would put one's open
     # quantity on the other, or (a header row the view gives twice) enter every quantity twice.
-    numbers = [line["line_no"] for line in fields["lines"]]
-    if len(set(numbers)) != len(numbers):
-        repeated = next(number for number in numbers if numbers.count(number) > 1)
+    numbers = Counter(line["line_no"] for line in fields["lines"])
+    if len(numbers) != len(fields["lines"]):
+        repeated = next(number for number, count in numbers.items() if count > 1)
         raise SamproDataError(f"PO {po_number}: line {repeated} appears more than once")
     try:
         return PurchaseOrder.model_validate(fields)
@@ -111,27 +134,25 @@ class SqlPurchaseOrderReader(PurchaseOrderReader):
                        or_(among(invoice.c.invoice_number, numbers, dialect),
                            among(invoice.c.total_amount, totals, dialect))))
 
-    def fetch(self, po_numbers: Collection[str]) -> dict[str, PurchaseOrder]:
+    def fetch(self, po_numbers: Collection[str]) -> dict[str, PurchaseOrder | UnreadablePurchaseOrder]:
         if not po_numbers:
             return {}
         rows: list[Any] = []
         with mapped_errors("sampro"), self.engine.connect() as conn:
             for query in self.purchase_order_queries(po_numbers):
                 rows.extend(conn.execute(query).mappings().all())  # fetchall: one driver call, not one a row
-        headers: dict[str, dict[str, Any]] = {}
+        by_po: dict[str, list[Any]] = {}
         for row in rows:
-            po = headers.get(row["po_number"])
-            if po is None:  # the header, once per PO (not once per line)
-                po = headers[row["po_number"]] = {
-                    "po_number": row["po_number"], "vendor_id": row["vendor_id"],
-                    "status": _status(row["po_number"], row["status"]), "currency": row["currency"],
-                    "order_date": row["order_date"], "tax_rate": row["tax_rate"],
-                    "allowed_charges": [c.strip() for c in (row["allowed_charges"] or "").split(",") if c.strip()],
-                    "lines": [],
-                }
-            if row["line_no"] is not None:
-                po["lines"].append(_line(row))
-        return {number: _snapshot(number, fields) for number, fields in headers.items()}
+            by_po.setdefault(row["po_number"], []).append(row)
+        # One PO's bad row makes that PO unreadable, not the batch: the batch's other POs are judged.
+        found: dict[str, PurchaseOrder | UnreadablePurchaseOrder] = {}
+        for number, po_rows in by_po.items():
+            try:
+                found[number] = _snapshot(number, _fields(po_rows))
+            except UNREADABLE_ROW as error:
+                problem = str(error) if isinstance(error, SamproDataError) else f"{type(error).__name__}: {error}"
+                found[number] = UnreadablePurchaseOrder(po_number=number, problem=problem[:500])
+        return found
 
     def entered_invoices(self, lookups: Collection[Lookup]) -> list[KnownInvoice]:
         if not lookups:

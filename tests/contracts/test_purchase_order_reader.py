@@ -8,11 +8,11 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import event, insert
 
-from connectors.sampro import InMemoryPurchaseOrderReader, SamproDataError, SqlPurchaseOrderReader
+from connectors.sampro import InMemoryPurchaseOrderReader, SqlPurchaseOrderReader
 from connectors.sampro.standin import EnteredInvoice, SamproStandIn
 from rules.context import KnownInvoice
 from rules.duplicates import lookups_for
-from rules.models import PurchaseOrder
+from rules.models import PurchaseOrder, UnreadablePurchaseOrder
 from tests.unit.rules.builders import PO
 
 
@@ -94,13 +94,14 @@ class SqlReaderContract(PurchaseOrderReaderContract):
         assert [line.quantity_invoiced for line in lines] == [Decimal(5), Decimal(2)]
         assert standin.enter_invoices([]) == []
 
-    def test_an_unknown_status_names_the_po_and_the_value(self, reader, engine):
+    def test_an_unknown_status_makes_that_po_unreadable_naming_the_value_and_the_others_are_read(self, reader, engine):
         with engine.begin() as conn:
             t = reader.tables.po_header
             conn.execute(insert(t).values(po_number="PO-9", vendor_id="V1", status="archived", currency="USD",
                                           order_date=date(2026, 11, 1), allowed_charges=""))
-        with pytest.raises(SamproDataError, match="PO-9.*archived"):
-            reader.fetch(["PO-9"])
+        found = reader.fetch(["PO-9", "PO-1"])
+        assert found["PO-1"] == PURCHASE_ORDERS[0] and isinstance(found["PO-9"], UnreadablePurchaseOrder)
+        assert found["PO-9"].problem.startswith("PO PO-9: status 'archived' is not one of")
 
 
 class TestInMemoryReader(PurchaseOrderReaderContract):

@@ -4,8 +4,9 @@ PO, or is passed over; none is a PO snapshot that would match an invoice wrongly
 
 from __future__ import annotations
 
+import re
 from datetime import date
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
 import pytest
 from sqlalchemy import Column, MetaData, Table, create_engine, insert
@@ -14,7 +15,7 @@ from connectors.sampro import SamproDataError, SqlPurchaseOrderReader
 from connectors.sampro.reader import _line
 from connectors.sampro.tables import sampro_tables
 from rules.duplicates import lookups_for
-from rules.models import PurchaseOrder
+from rules.models import PurchaseOrder, UnreadablePurchaseOrder
 
 HEADER = {"po_number": "PO-1", "vendor_id": "V1", "status": "open", "currency": "USD",
           "order_date": date(2026, 11, 1), "tax_rate": Decimal("0.08"), "allowed_charges": ""}
@@ -33,6 +34,13 @@ def views():
     return engine, tables
 
 
+def _unreadable(engine) -> str:
+    """Why the reader could not make PO-1's snapshot: a PO of its own beside the batch's others."""
+    found = SqlPurchaseOrderReader(engine).fetch(["PO-1", "PO-404"])
+    assert set(found) == {"PO-1"} and isinstance(found["PO-1"], UnreadablePurchaseOrder)
+    return found["PO-1"].problem
+
+
 def _rows(engine, table: Table, *rows: dict) -> None:
     with engine.begin() as conn:
         conn.execute(insert(table), list(rows))
@@ -44,16 +52,14 @@ def test_a_header_read_twice_is_a_data_error_not_every_line_twice(views):
     engine, tables = views
     _rows(engine, tables["po_header"], HEADER, HEADER)
     _rows(engine, tables["po_line"], LINE)
-    with pytest.raises(SamproDataError, match=r"PO PO-1: line 1 appears more than once"):
-        SqlPurchaseOrderReader(engine).fetch(["PO-1"])
+    assert re.search(r"PO PO-1: line 1 appears more than once", _unreadable(engine))
 
 
 def test_two_lines_of_one_number_are_a_data_error(views):
     engine, tables = views
     _rows(engine, tables["po_header"], HEADER)
     _rows(engine, tables["po_line"], LINE, {**LINE, "part_number": "P-2"})
-    with pytest.raises(SamproDataError, match="line 1 appears more than once"):
-        SqlPurchaseOrderReader(engine).fetch(["PO-1"])
+    assert re.search("line 1 appears more than once", _unreadable(engine))
 
 
 @pytest.mark.parametrize("column", ["unit_price", "quantity_ordered", "quantity_received", "quantity_invoiced"])
@@ -63,8 +69,7 @@ def test_a_negative_quantity_or_price_names_the_po_the_column_and_the_value(view
     engine, tables = views
     _rows(engine, tables["po_header"], HEADER)
     _rows(engine, tables["po_line"], {**LINE, column: Decimal(-1000)})
-    with pytest.raises(SamproDataError, match=rf"PO PO-1: line 1: {column} -1000(\.0+)? is below zero"):
-        SqlPurchaseOrderReader(engine).fetch(["PO-1"])
+    assert re.search(rf"PO PO-1: line 1: {column} -1000(\.0+)? is below zero", _unreadable(engine))
 
 
 def test_a_view_that_gives_a_negative_whole_number_or_float_is_refused_too():
@@ -78,15 +83,13 @@ def test_a_negative_tax_rate_names_the_po_and_the_value(views):
     engine, tables = views
     _rows(engine, tables["po_header"], {**HEADER, "tax_rate": Decimal("-0.08")})
     _rows(engine, tables["po_line"], LINE)
-    with pytest.raises(SamproDataError, match=r"PO PO-1: tax_rate -0\.08\d* is below zero"):
-        SqlPurchaseOrderReader(engine).fetch(["PO-1"])
+    assert re.search(r"PO PO-1: tax_rate -0\.08\d* is below zero", _unreadable(engine))
 
 
 def test_a_null_status_is_a_data_error_naming_the_po(views):
     engine, tables = views
     _rows(engine, tables["po_header"], {**HEADER, "status": None})
-    with pytest.raises(SamproDataError, match="PO PO-1: status None"):
-        SqlPurchaseOrderReader(engine).fetch(["PO-1"])
+    assert re.search("PO PO-1: status None", _unreadable(engine))
 
 
 def test_an_entered_invoice_without_a_number_is_found_by_its_total_and_compared_as_one(views):
@@ -108,3 +111,36 @@ def test_a_verdict_made_before_keeps_its_po_snapshot_whatever_sampro_held_then()
     snapshot = {**HEADER, "status": "open", "allowed_charges": [], "order_date": "2026-11-01",
                 "lines": [{**LINE, "quantity_invoiced": "-1"}, {**LINE, "part_number": "P-2"}]}
     assert PurchaseOrder.model_validate(snapshot).lines[0].quantity_invoiced == Decimal(-1)
+
+
+def test_one_pos_bad_row_leaves_the_other_pos_of_the_batch_read(views):
+    """The reader raised for the whole batch: every invoice of the batch, on any PO, was a bad_invoice."""
+    engine, tables = views
+    _rows(engine, tables["po_header"], {**HEADER, "status": "Released"}, {**HEADER, "po_number": "PO-2"})
+    _rows(engine, tables["po_line"], LINE, {**LINE, "po_number": "PO-2"})
+    found = SqlPurchaseOrderReader(engine).fetch(["PO-1", "PO-2"])
+    assert isinstance(found["PO-2"], PurchaseOrder) and found["PO-2"].lines[0].part_number == "P-1"
+    assert isinstance(found["PO-1"], UnreadablePurchaseOrder) and found["PO-1"].po_number == "PO-1"
+    assert found["PO-1"].problem.startswith("PO PO-1: status 'Released' is not one of ['open',")
+
+
+def test_a_line_without_a_number_makes_its_po_unreadable_instead_of_disappearing(views):
+    """It was left out: an invoice line of its part would have been PART_NOT_ON_PO."""
+    engine, tables = views
+    _rows(engine, tables["po_header"], HEADER)
+    _rows(engine, tables["po_line"], LINE, {**LINE, "line_no": None, "part_number": "P-2"})
+    assert "PO PO-1: a line of part 'P-2' has no line_no" in _unreadable(engine)
+
+
+def test_a_value_the_reader_cannot_compare_makes_its_po_unreadable_naming_the_error(views, monkeypatch):
+    """A view's NaN raised InvalidOperation where the reader compares it with zero: not a data
+    error, so the batch was tried record by record before each record was dead-lettered."""
+    engine, tables = views
+    _rows(engine, tables["po_header"], HEADER)
+    _rows(engine, tables["po_line"], LINE)
+
+    def not_a_number(row):
+        raise InvalidOperation([InvalidOperation])
+
+    monkeypatch.setattr("connectors.sampro.reader._line", not_a_number)
+    assert _unreadable(engine).startswith("InvalidOperation")

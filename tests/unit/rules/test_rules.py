@@ -6,11 +6,11 @@ from decimal import Decimal as D
 
 import pytest
 
-from rules import KnownInvoice, Policy, Tolerance
+from rules import EvaluationContext, KnownInvoice, Policy, Tolerance, evaluate
 from rules.context import NOT_PROCESSED
 from rules.duplicates import hand_off_key, keeps_its_number
 from rules.identifiers import IdentifierRules
-from tests.unit.rules.builders import codes, invoice, judge, po
+from tests.unit.rules.builders import NOW, TODAY, codes, invoice, judge, po
 
 
 def line(n: int, part: str, qty: str, price: str, amount: str | None) -> dict:
@@ -36,6 +36,17 @@ def test_po_not_found_is_404_and_keeps_other_findings():
     assert (verdict.status.value, verdict.http_status) == ("po_not_found", 404)
     assert codes(verdict) == ["PO_NOT_FOUND", "TOTAL_MISMATCH"]
     assert verdict.po_snapshot is None and verdict.rpa_payload is None
+
+
+def test_a_po_sampro_has_but_cannot_give_is_po_not_found_saying_why():
+    context = EvaluationContext(now=NOW, today=TODAY, po_problem="PO PO-5001: status 'Released' is not one of [...]")
+    verdict = evaluate(invoice(), None, context)
+    (finding,) = verdict.reasons
+    assert (verdict.status.value, finding.code, finding.field, finding.actual) == (
+        "po_not_found", "PO_NOT_FOUND", "po_number", "PO-5001")
+    assert finding.message == ("Purchase order PO-5001 is in Sampro but cannot be read: PO PO-5001: status "
+                               "'Released' is not one of [...]. The invoice is judged again when the PO changes "
+                               "in Sampro.")
 
 
 @pytest.mark.parametrize(

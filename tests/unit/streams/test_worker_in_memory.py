@@ -777,3 +777,28 @@ def test_a_sampro_change_reads_its_po_only_when_the_po_holds_an_invoice_the_chan
     worker.run()
     assert worker.sampro.asked == {"PO-5001"}
     assert worker.statuses() == {"MP-1": "manual_review", "MP-2": "sent_to_rpa"}
+
+
+def test_an_invoice_on_a_po_sampro_cannot_give_waits_saying_why_and_goes_on_once_the_po_is_fixed(worker):
+    """A status Sampro's view gives that the service does not know failed the batch: the invoice
+    was a bad_invoice (INVALID_INVOICE, which no clerk may release), its ledger never held it, and
+    fixing the PO in Sampro changed nothing."""
+    from rules.lifecycle import PurchaseOrderChanged
+    from rules.models import UnreadablePurchaseOrder
+    from tests.unit.streams.conftest import AT, purchase_order
+
+    worker.sampro.purchase_orders["PO-5001"] = UnreadablePurchaseOrder(
+        po_number="PO-5001", problem="PO PO-5001: status 'Released' is not one of ['open', 'closed', 'on_hold']")
+    worker.sampro.purchase_orders["PO-5002"] = purchase_order(po_number="PO-5002")
+    worker.submit(ready_invoice("MP-1"))
+    worker.submit(ready_invoice("MP-2", po_number="PO-5002"))  # in the same batch, on a PO that reads
+    worker.run()
+    assert worker.statuses() == {"MP-1": "po_not_found", "MP-2": "sent_to_rpa"} and worker.dead_letters() == []
+    (finding,) = next(row for row in worker.scheduler.rows() if row["invoice_id"] == "MP-1")["reasons"]
+    assert finding["code"] == "PO_NOT_FOUND" and "is in Sampro but cannot be read: PO PO-5001: status " \
+                                                  "'Released'" in finding["message"]
+    worker.sampro.purchase_orders["PO-5001"] = purchase_order()  # the view fixed
+    worker.pipeline.sampro_changes.waiting.append(
+        PurchaseOrderChanged(event_id="sampro:PO-5001:1", po_number="PO-5001", changed_at=AT))
+    worker.run()
+    assert worker.statuses() == {"MP-1": "sent_to_rpa", "MP-2": "sent_to_rpa"}
