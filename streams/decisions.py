@@ -104,8 +104,14 @@ class DecisionDesk:
         replacing = self._versions_replaced_elsewhere(batch, ledgers)
         emitted: list[Emitted | InvoiceReplaced] = []
         decided: list[tuple[int, KnownInvoice]] = []  # (version, invoice) of each verdict made
+        # Every change of a PO in the batch would judge its held invoices again against the one
+        # snapshot read above: the last change does it once (at month end the bot enters dozens
+        # of invoices on a blanket PO, each a change, and hundreds may be held on it).
+        last_change = {work.po_number: n for n, work in enumerate(batch) if isinstance(work, PurchaseOrderChanged)}
         with self.timed("rules and ledger"):
-            for work in batch:
+            for n, work in enumerate(batch):
+                if isinstance(work, PurchaseOrderChanged) and last_change[work.po_number] != n:
+                    continue
                 ledger = ledgers.get(work.po_number) or PurchaseOrderLedger(po_number=work.po_number)
                 judge = self.judge_for(snapshots.get(work.po_number), known, now)
                 outcome = HANDLERS[type(work)](ledger, work, judge, self.dispatch)

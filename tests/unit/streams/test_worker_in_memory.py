@@ -802,3 +802,24 @@ def test_an_invoice_on_a_po_sampro_cannot_give_waits_saying_why_and_goes_on_once
         PurchaseOrderChanged(event_id="sampro:PO-5001:1", po_number="PO-5001", changed_at=AT))
     worker.run()
     assert worker.statuses() == {"MP-1": "sent_to_rpa", "MP-2": "sent_to_rpa"}
+
+
+def test_several_changes_of_a_po_in_one_batch_judge_its_held_invoices_again_once(worker):
+    """Each judged them all again against the same snapshot, and each verdict went to the topic."""
+    from rules.lifecycle import PurchaseOrderChanged
+    from tests.unit.rules.builders import PO
+    from tests.unit.streams.conftest import AT, purchase_order
+
+    lines = [dict(line) for line in PO["lines"]]
+    lines[0]["unit_price"] = "15.00"
+    worker.sampro.purchase_orders["PO-5001"] = purchase_order(lines=lines)
+    worker.submit(ready_invoice("MP-1"))
+    worker.run()
+    verdicts = len(worker.broker.records(worker.pipeline.topics.verdicts))
+    for n in range(5):  # the bot enters five invoices of other vendors on the PO
+        worker.put(worker.pipeline.topics.sampro_changes, "PO-5001", worker.codec.encode(
+            PurchaseOrderChanged(event_id=f"sampro:PO-5001:{n}", po_number="PO-5001", changed_at=AT)))
+    worker.run()
+    again = [worker.codec.decode(r.value) for r in worker.broker.records(worker.pipeline.topics.verdicts)[verdicts:]]
+    assert [(type(m).__name__, m.invoice_id) for m in again] == [("Verdict", "MP-1")]
+    assert worker.statuses() == {"MP-1": "manual_review"}
