@@ -36,6 +36,7 @@ from sqlalchemy import Engine, Select, func, select
 
 from connectors.marketplace_table import stream_key_problem
 from connectors.ports import SamproChanges
+from connectors.sampro.reader import padless
 from connectors.sampro.tables import SamproNames, sampro_tables
 from connectors.sql import as_utc, database_now, mapped_errors
 from connectors.watermarks import read_watermark, write_watermark
@@ -94,7 +95,8 @@ class PollingSamproChanges(SamproChanges):
             changes: dict[str, tuple[str, datetime]] = {}  # change id -> (PO, time)
             passed_over: list[datetime] = []
             for query in self.change_queries(watermark - self.lookback if whole_window else watermark):
-                for po_number, changed_at in conn.execute(query).all():
+                for padded, changed_at in conn.execute(query).all():
+                    po_number = padless(padded)
                     if (problem := stream_key_problem(po_number, self.limits)) is not None:
                         log.warning("Sampro changed a PO whose number cannot key a stream (%s): %r; passed over",
                                     problem, po_number if not isinstance(po_number, str) else po_number[:80])

@@ -32,6 +32,13 @@ class SamproDataError(DataError):
 UNREADABLE_ROW = (SamproDataError, ArithmeticError, TypeError, ValueError)
 
 
+def padless(value: Any) -> Any:
+    """A CHAR column's value without the blanks SQL Server and PostgreSQL pad it with: the PO as
+    the invoice names it. Their `=` and `IN` already ignore trailing blanks, so the statements find
+    the rows, and no view with RTRIM (which no index serves) is needed."""
+    return value.rstrip(" ") if isinstance(value, str) else value
+
+
 def _chunks(items: list[T], size: int = CHUNK) -> Iterator[list[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -67,7 +74,7 @@ def _fields(rows: list[Any]) -> dict[str, Any]:
     """A PO's header (in each of its rows, taken once) and its lines, as the model reads them."""
     header = rows[0]
     return {
-        "po_number": header["po_number"], "vendor_id": header["vendor_id"],
+        "po_number": padless(header["po_number"]), "vendor_id": header["vendor_id"],
         "status": _status(header["po_number"], header["status"]), "currency": header["currency"],
         "order_date": header["order_date"], "tax_rate": header["tax_rate"],
         "allowed_charges": [c.strip() for c in (header["allowed_charges"] or "").split(",") if c.strip()],
@@ -143,7 +150,7 @@ class SqlPurchaseOrderReader(PurchaseOrderReader):
                 rows.extend(conn.execute(query).mappings().all())  # fetchall: one driver call, not one a row
         by_po: dict[str, list[Any]] = {}
         for row in rows:
-            by_po.setdefault(row["po_number"], []).append(row)
+            by_po.setdefault(padless(row["po_number"]), []).append(row)
         # One PO's bad row makes that PO unreadable, not the batch: the batch's other POs are judged.
         found: dict[str, PurchaseOrder | UnreadablePurchaseOrder] = {}
         for number, po_rows in by_po.items():

@@ -6,9 +6,10 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import event, insert
+from sqlalchemy import event, insert, text
 
 from connectors.sampro import InMemoryPurchaseOrderReader, SqlPurchaseOrderReader
+from connectors.sampro.changes import PollingSamproChanges
 from connectors.sampro.standin import EnteredInvoice, SamproStandIn
 from rules.context import KnownInvoice
 from rules.duplicates import lookups_for
@@ -121,3 +122,14 @@ class TestPostgresReader(SqlReaderContract):
     @pytest.fixture
     def engine(self, sampro_pg_engine):
         return sampro_pg_engine
+
+    def test_a_po_number_kept_as_char_is_read_without_its_padding(self, reader, engine, tmp_path):
+        """Sampro's CHAR(n) columns come back padded ('PO-1        '): the snapshot was keyed so, and
+        the invoice's PO was po_not_found. The README advised RTRIM views, which no index serves."""
+        with engine.begin() as conn:
+            for table in (reader.tables.po_header, reader.tables.po_line):
+                conn.execute(text(f"ALTER TABLE {table.name} ALTER COLUMN po_number TYPE CHAR(12)"))
+        found = reader.fetch(["PO-1", "PO-2"])
+        assert sorted(found) == ["PO-1", "PO-2"] and found["PO-1"] == PURCHASE_ORDERS[0]
+        changes = PollingSamproChanges(engine, tmp_path / "watermark.json", lookback_seconds=3600)
+        assert {change.po_number for change in changes.poll()} == {"PO-1", "PO-2", "PO-3"}
