@@ -14,6 +14,7 @@ from typing import Any
 
 from connectors.marketplace_table import stream_key_problem
 from connectors.sampro.changes import change_id
+from connectors.sampro.reader import padless
 from connectors.sampro.tables import SamproNames
 from rules.errors import DataError
 from rules.lifecycle import PurchaseOrderChanged
@@ -123,10 +124,7 @@ def decode_sampro_record(value: bytes | None, names: SamproNames = SamproNames()
         raise SamproRecordError(side, row, f"the changed row is missing from a change with op {op!r}")
     column = names.column(table, "po_number")
     po_number = _column(row, column)
-    # A CHAR column comes back padded with blanks; CDC reads the table itself, so the views that
-    # trim it for the reader cannot help here.
-    if isinstance(po_number, str):
-        po_number = po_number.rstrip(" ")
+    po_number = padless(po_number)  # a CHAR column comes back padded with blanks, as the reader's does
     if (problem := stream_key_problem(po_number, limits)) is not None:
         raise SamproRecordError(f"{side}.{column}", po_number, problem)
     changed_at = _changed_at(envelope, source, table, names)
