@@ -38,7 +38,12 @@ from rules.errors import DataError, Unavailable
 IDLE_PING_SECONDS = 5.0
 
 
-def engine_for(url: str, idle_ping_seconds: float = IDLE_PING_SECONDS) -> Engine:
+def engine_for(url: str, idle_ping_seconds: float = IDLE_PING_SECONDS,
+               lock_wait_seconds: float | None = None) -> Engine:
+    """`lock_wait_seconds`: how long a statement waits for another session's lock at most, for a
+    database other systems write (Sampro). Past it the statement fails, and the work waits as for
+    any outage and tries again: without it a read waited behind an ERP session left open, for as
+    long as that session held its lock, and the worker's loop with it."""
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         return create_engine(url, connect_args={"timeout": 30}, json_serializer=json_text)
@@ -49,7 +54,27 @@ def engine_for(url: str, idle_ping_seconds: float = IDLE_PING_SECONDS) -> Engine
     else:
         engine = create_engine(parsed, json_serializer=json_text)
     _ping_after_idle(engine, idle_ping_seconds)
+    if lock_wait_seconds is not None:
+        _wait_for_locks_at_most(engine, lock_wait_seconds)
     return engine
+
+
+def _wait_for_locks_at_most(engine: Engine, seconds: float) -> None:
+    milliseconds = max(1, round(seconds * 1000))
+    statement = {"postgresql": f"SET lock_timeout = {milliseconds}",
+                 "mssql": f"SET LOCK_TIMEOUT {milliseconds}"}.get(engine.dialect.name)
+    if statement is None:
+        return
+
+    @event.listens_for(engine, "connect")
+    def _set(dbapi_connection: Any, _record: Any) -> None:
+        # Outside a transaction: one left open here would hold the session's first statement.
+        autocommit = dbapi_connection.autocommit
+        dbapi_connection.autocommit = True
+        cursor = dbapi_connection.cursor()
+        cursor.execute(statement)
+        cursor.close()
+        dbapi_connection.autocommit = autocommit
 
 
 def _ping_after_idle(engine: Engine, idle_seconds: float) -> None:

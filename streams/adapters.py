@@ -27,7 +27,8 @@ def purchase_order_reader(settings: Settings) -> PurchaseOrderReader:
     """Sampro, read side: PO snapshots and the invoices already entered (the API's dry run reads both)."""
     from connectors.sampro import SqlPurchaseOrderReader
 
-    return SqlPurchaseOrderReader(engine_for(settings.sampro_db_url), settings.sampro_names)
+    engine = engine_for(settings.sampro_db_url, lock_wait_seconds=settings.sampro_lock_wait_seconds)
+    return SqlPurchaseOrderReader(engine, settings.sampro_names)
 
 
 def codec_from(settings: Settings) -> Codec:

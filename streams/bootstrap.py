@@ -123,8 +123,9 @@ def _real_sampro_changes(settings: Settings) -> SamproChanges | None:
         return None
     from connectors.sampro.changes import PollingSamproChanges
 
-    return PollingSamproChanges(engine_for(settings.sampro_db_url), settings.data_dir / "sampro-watermark.json",
-                                settings.sampro_names, lookback_seconds=settings.poll_lookback_seconds)
+    engine = engine_for(settings.sampro_db_url, lock_wait_seconds=settings.sampro_lock_wait_seconds)
+    return PollingSamproChanges(engine, settings.data_dir / "sampro-watermark.json", settings.sampro_names,
+                                lookback_seconds=settings.poll_lookback_seconds)
 
 
 def _real_broker(settings: Settings, health: WorkerHealth, group: str) -> StreamBroker:

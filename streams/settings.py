@@ -106,6 +106,9 @@ class Settings(BaseSettings):
     # Sampro (purchase orders, entered invoices)
     sampro_db_url: str = f"sqlite:///{DEFAULT_DATA_DIR}/sampro.db"
     sampro_names: SamproNames = SamproNames()
+    # How long a read of Sampro waits for an ERP session's lock (SQL Server's READ COMMITTED waits
+    # behind writers); past it the read is an outage, waited out and tried again.
+    sampro_lock_wait_seconds: float = Field(default=30.0, gt=0, le=3600)
     # How Sampro's changes reach sampro.changes, to re-judge held invoices: polled from the PO
     # tables' updated_at columns (every POLL_INTERVAL_SECONDS), captured by Debezium from the PO
     # header and line tables ("debezium": no updated_at needed, nothing polls Sampro), or "none"

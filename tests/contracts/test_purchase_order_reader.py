@@ -11,8 +11,10 @@ from sqlalchemy import event, insert, text
 from connectors.sampro import InMemoryPurchaseOrderReader, SqlPurchaseOrderReader
 from connectors.sampro.changes import PollingSamproChanges
 from connectors.sampro.standin import EnteredInvoice, SamproStandIn
+from connectors.sql import engine_for
 from rules.context import KnownInvoice
 from rules.duplicates import lookups_for
+from rules.errors import Unavailable
 from rules.models import PurchaseOrder, UnreadablePurchaseOrder
 from tests.unit.rules.builders import PO
 
@@ -122,6 +124,20 @@ class TestPostgresReader(SqlReaderContract):
     @pytest.fixture
     def engine(self, sampro_pg_engine):
         return sampro_pg_engine
+
+    def test_a_read_that_waits_for_a_lock_past_its_limit_is_an_outage_and_reads_once_it_is_let_go(
+            self, reader, engine):
+        """It waited for as long as the other session held its lock (SQL Server's READ COMMITTED
+        waits behind every writer; PostgreSQL's behind DDL), and the worker's loop with it."""
+        waiting = engine_for(engine.url.render_as_string(hide_password=False), lock_wait_seconds=0.3)
+        held = reader.tables.po_header.name
+        with engine.connect() as erp:
+            erp.execute(text(f"LOCK TABLE {held} IN ACCESS EXCLUSIVE MODE"))
+            with pytest.raises(Unavailable, match="sampro is unavailable: .*lock timeout"):
+                SqlPurchaseOrderReader(waiting).fetch(["PO-1"])
+            erp.rollback()
+        assert SqlPurchaseOrderReader(waiting).fetch(["PO-1"])["PO-1"] == PURCHASE_ORDERS[0]
+        waiting.dispose()
 
     def test_a_po_number_kept_as_char_is_read_without_its_padding(self, reader, engine, tmp_path):
         """Sampro's CHAR(n) columns come back padded ('PO-1        '): the snapshot was keyed so, and
