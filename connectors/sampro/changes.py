@@ -11,11 +11,8 @@ late with an earlier time. (Read on every poll, the window cost the worker's loo
 A change's event id is the PO and the change's time, so a change read again (in the window, or
 after a crash before `commit`) is the same event, and the PO agent applies it once. The watermark
 and the events of the window are kept in a small JSON file, written by `commit` once the events
-are safely produced. Without that file (a first start, or a worker on another machine taking
-partition 0 over) the source starts at Sampro's newest change and sends the look-back window
-behind it: the changes since the last worker's last poll, which would otherwise be lost, come
-again, and the PO agent applies each once. A handover that takes longer than the look-back
-misses the changes before it (their held invoices are judged again at their PO's next change).
+are safely produced. On its first poll the source starts at Sampro's newest change: what changed
+before the pipeline ran cannot clear anything.
 
 Sampro's rows are input from outside: a row whose PO number no stream could be keyed by is
 logged and passed over, and the watermark never moves past the present by Sampro's own clock
@@ -105,13 +102,15 @@ class PollingSamproChanges(SamproChanges):
                     moment = as_utc(changed_at)
                     changes[change_id(po_number, moment)] = (po_number, moment)
         # The window's changes are remembered, so that the next poll skips them (and makes no event
-        # of them: the window is most of what a busy Sampro polls).
+        # of them: the window is most of what a busy Sampro polls); on the first poll they are
+        # only remembered.
         unsent: dict[str, datetime] = {}  # PO -> its newest time not made into a change yet
         for event_id, (po, at) in changes.items():
             if event_id not in self._emitted and (po not in unsent or at > unsent[po]):
                 unsent[po] = at
-        fresh = [PurchaseOrderChanged(event_id=change_id(po, at), po_number=po, changed_at=at)
-                 for po, at in sorted(unsent.items(), key=lambda item: (item[1], item[0]))]
+        fresh = [] if self._watermark is None else [
+            PurchaseOrderChanged(event_id=change_id(po, at), po_number=po, changed_at=at)
+            for po, at in sorted(unsent.items(), key=lambda item: (item[1], item[0]))]
         # A read of the whole window remembers what is in it now, and so forgets what left it.
         remembered = set(changes) if whole_window else self._emitted | set(changes)
         # Never past the present: a row stamped later is read again by each poll until then (its
