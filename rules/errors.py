@@ -14,6 +14,9 @@ and the API decide by type alone:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 
 class InvoiceAutomationError(Exception):
     """The root of every error this service raises on purpose."""
@@ -30,10 +33,18 @@ class Unavailable(InvoiceAutomationError):
         self.dependency, self.detail = dependency, detail
         super().__init__(f"{dependency} is unavailable: {detail}")
 
-    def __reduce__(self) -> tuple[type[Unavailable], tuple[str, str]]:
-        # Raised in a replay's worker process, it is pickled back to the caller: from its one
-        # message it could not be made again, and the pool broke instead of naming the outage.
-        return type(self), (self.dependency, self.detail)
+    def __reduce__(self) -> tuple[Callable[..., Unavailable], tuple[Any, ...]]:
+        # Raised in a replay's worker process, it is pickled back to the caller: made again from
+        # its one message, as pickle does by default, it failed, and the pool broke instead of
+        # naming the outage. Made again from its state, a subclass with other arguments is too.
+        return _made_again, (type(self), self.args, self.__dict__)
+
+
+def _made_again(kind: type[Unavailable], args: tuple[Any, ...], state: dict[str, Any]) -> Unavailable:
+    error = kind.__new__(kind)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 class Conflict(InvoiceAutomationError):
