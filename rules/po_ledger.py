@@ -394,6 +394,16 @@ def recheck_held(
     return update.outcome()
 
 
+def note_change_covered(ledger: PurchaseOrderLedger, change: PurchaseOrderChanged) -> PurchaseOrderLedger:
+    """A change a later change of the PO in the same batch covers (both would judge the held
+    invoices against one snapshot): remembered as `recheck_held` remembers it, so that it judges
+    nothing again when it comes again, whatever batch it comes in."""
+    if not rechecked_on_po_change(ledger) or change.event_id in ledger.changes_seen:
+        return ledger
+    return ledger.model_copy(update={
+        "changes_seen": [*ledger.changes_seen[-(CHANGES_REMEMBERED - 1):], change.event_id]})
+
+
 def may_free(ledger: PurchaseOrderLedger | None, work: object) -> bool:
     """Whether this work can end what holds the PO, so that its parked invoices may be judged now:
     a completion, a withdrawal, an AP command, a new version; a new invoice only parks behind."""

@@ -38,6 +38,7 @@ from rules.po_ledger import (
     approve_dispatch,
     complete_rpa,
     may_free,
+    note_change_covered,
     recheck_held,
     rechecked_on_po_change,
     record_key,
@@ -111,6 +112,8 @@ class DecisionDesk:
         with self.timed("rules and ledger"):
             for n, work in enumerate(batch):
                 if isinstance(work, PurchaseOrderChanged) and last_change[work.po_number] != n:
+                    if work.po_number in ledgers:
+                        ledgers[work.po_number] = note_change_covered(ledgers[work.po_number], work)
                     continue
                 ledger = ledgers.get(work.po_number) or PurchaseOrderLedger(po_number=work.po_number)
                 judge = self.judge_for(snapshots.get(work.po_number), known, now)
