@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from connectors.api_ports import TopicNotFound, TopicReader
+from rules.errors import Unavailable
 from rules.lifecycle import (
     DispatchApproved,
     InvoiceReplaced,
@@ -39,8 +40,9 @@ class Step:
 
 @dataclass
 class Story:
-    """The steps, and what the story may be missing: records that name the invoice but could not
-    be read, and topics that do not exist (a topic name set wrong leaves out all its steps)."""
+    """The steps, and what the story may be missing: records that hold the invoice id's text but
+    could not be read (they may be about it, or about an invoice whose id contains it), and topics
+    that do not exist (a topic name set wrong leaves out all its steps)."""
 
     steps: list[Step] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)  # "topic[partition]@offset: why"
@@ -70,7 +72,9 @@ def story(reader: TopicReader, codec: Codec, topics: list[str], invoice_id: str,
                 if getattr(message, "invoice_id", None) != invoice_id:
                     continue
                 what, summary, detail = describe(message)
-            except Exception as error:  # it names the invoice: the auditor is told, and the story goes on
+            except Unavailable:  # the schema registry: an outage, not a gap in the story
+                raise
+            except Exception as error:  # it may be about the invoice: the auditor is told, and the story goes on
                 told.unreadable.append(f"{topic}[{record.partition}]@{record.offset}: {type(error).__name__}: "
                                        f"{str(error)[:200]}")
                 continue

@@ -186,8 +186,8 @@ def explain(
     """Tell one invoice's story from the topics: every version received, every verdict with its rules
     version and PO snapshot, parking, the RPA dispatch and completion, AP releases with who and why.
 
-    Exit code 0 for the whole story; 1 when part of it may be missing (a record that names the
-    invoice could not be read, or a topic does not exist: both are listed); 2 when nothing names it.
+    Exit code 0 for the whole story; 1 when part of it may be missing (a record that holds the
+    invoice id could not be read, or a topic does not exist: both are listed); 2 when nothing names it.
     """
     from audit.explain import story
     from connectors.topic_reader import KafkaTopicReader
@@ -217,7 +217,7 @@ def explain(
         for topic in told.missing_topics:
             err.print(inert(f"incomplete: topic {topic} does not exist (check the settings' topic names)"))
         for where in told.unreadable:
-            err.print(inert(f"incomplete: a record that names {invoice_id} could not be read: {where}"))
+            err.print(inert(f"incomplete: a record that may be about {invoice_id} could not be read: {where}"))
         raise typer.Exit(1)
 
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from audit.explain import story
 from connectors.topic_reader import InMemoryTopicReader
+from rules.errors import Unavailable
 from rules.lifecycle import (
     InvoiceReplaced,
     InvoiceStatus,
@@ -82,3 +85,14 @@ def test_a_record_naming_the_invoice_that_cannot_be_read_is_listed_and_the_story
     (unreadable,) = told.unreadable
     assert unreadable.startswith("verdicts[1]@0: DecodeError: Verdict body cannot be read")
 
+
+
+def test_a_schema_registry_that_does_not_answer_is_an_outage_not_a_gap_in_the_story():
+    class RegistryDown(SingleObjectCodec):
+        def decode(self, data):
+            raise Unavailable("schema-registry", "looking up schema id 7: connection refused")
+
+    reader = InMemoryTopicReader()
+    reader.append("verdicts", 0, 1_795_000_000_000, b"PO-5001", SingleObjectCodec().encode(judge(INVOICE)))
+    with pytest.raises(Unavailable, match="schema-registry"):
+        story(reader, RegistryDown(), ["verdicts"], "MP-1001")

@@ -47,6 +47,7 @@ def test_explain_says_what_its_story_may_be_missing_and_exits_1(monkeypatch):
     result = runner.invoke(app, ["explain", "MP-1"], env={"COLUMNS": "400"})
     assert result.exit_code == 1, result.output
     assert "incomplete: topic verdict does not exist (check the settings' topic names)" in result.output
-    assert "incomplete: a record that names MP-1 could not be read: verdicts[2]@41: DecodeError" in result.output
+    assert "incomplete: a record that may be about MP-1 could not be read: verdicts[2]@41: DecodeError" \
+        in result.output
     assert "Invoice MP-1: 1 steps" in result.output
 
