@@ -19,6 +19,7 @@ from functools import cache, partial
 from pydantic import BaseModel
 
 from connectors.api_ports import OffsetRanges, TopicReader, TopicRecord
+from rules.errors import Unavailable
 from rules.models import Verdict
 from rules.policy import Policy
 from rules.rejudge import compare, judge_again
@@ -72,9 +73,9 @@ class ReplayedVerdict:
     removed_reasons: tuple[str, ...]
 
 
-# What a slice yields: its verdicts judged again (those kept), the records it could not decode or
-# judge, the records read, the verdicts judged.
-JudgedSlice = tuple[list[ReplayedVerdict], list[str], int, int]
+# What a slice yields: its verdicts judged again (those kept), the records it could not decode, the
+# verdicts the rules failed on, the records read, the verdicts judged.
+JudgedSlice = tuple[list[ReplayedVerdict], list[str], list[str], int, int]
 
 
 @dataclass
@@ -86,6 +87,7 @@ class ReplayReport:
     records_read: int = 0
     undecodable: list[str] = field(default_factory=list)
     judged: int = 0  # verdicts judged again, kept in `items` or not
+    not_judged: list[str] = field(default_factory=list)  # verdicts the rules failed on: a bug, not bad data
 
     @property
     def changed(self) -> list[ReplayedVerdict]:
@@ -113,6 +115,7 @@ class ReplayReport:
                           "po_numbers": sorted(self.selection.po_numbers)},
             "records_read": self.records_read, "verdicts": self.judged, "changed": len(self.changed),
             "not_rederivable": len(self.not_rederivable), "undecodable": self.undecodable,
+            "not_judged": self.not_judged,
             "transitions": [{"from": a, "to": b, "count": n} for (a, b), n in self.transitions().most_common()],
             "reason_changes": [{"code": c, "change": k, "count": n}
                                for (c, k), n in self.reason_changes().most_common()],
@@ -171,9 +174,10 @@ def _bounded_map(pool: ProcessPoolExecutor, fn, items: Iterable, in_flight: int)
 
 
 def _collect(results: Iterable[JudgedSlice], report: ReplayReport, on_progress: Callable[[int], None]) -> None:
-    for items, undecodable, read, judged in results:
+    for items, undecodable, not_judged, read, judged in results:
         report.items.extend(items)
         report.undecodable.extend(undecodable)
+        report.not_judged.extend(not_judged)
         report.records_read += read
         report.judged += judged
         on_progress(read)
@@ -191,7 +195,7 @@ def _judge_slice(reader: TopicReader, topic: str, piece: tuple[int, int, int], p
     left out by their schema fingerprint, undecoded."""
     codec = _codec(schema_registry_url)
     partition, start, end = piece
-    items, undecodable, read, judged = [], [], 0, 0
+    items, undecodable, not_judged, read, judged = [], [], [], 0, 0
     for record in reader.read(topic, {partition: (start, end)}):
         read += 1
         value = record.value or b""
@@ -206,8 +210,10 @@ def _judge_slice(reader: TopicReader, topic: str, piece: tuple[int, int, int], p
         except DecodeError as error:
             undecodable.append(f"{where}: {error}")
             continue
-        except Exception as error:  # one record is counted, never the end of an auditor's long run
-            undecodable.append(f"{where}: could not be judged again: {type(error).__name__}: {str(error)[:300]}")
+        except Unavailable:  # the schema registry: an outage, waited for by the operator, not a bad record
+            raise
+        except Exception as error:  # one verdict is counted, never the end of an auditor's long run
+            not_judged.append(f"{where}: {type(error).__name__}: {str(error)[:300]}")
             continue
         judged += 1
         if not (keep_unchanged or comparison.changed or comparison.rederived_status is None):
@@ -220,7 +226,7 @@ def _judge_slice(reader: TopicReader, topic: str, piece: tuple[int, int, int], p
             recorded_reasons=comparison.recorded_codes, rederived_reasons=comparison.rederived_codes,
             changed=comparison.changed, added_reasons=comparison.added_codes, removed_reasons=comparison.removed_codes,
         ))
-    return items, undecodable, read, judged
+    return items, undecodable, not_judged, read, judged
 
 
 def recorded_message(codec: Codec, value: bytes) -> BaseModel:

@@ -67,9 +67,9 @@ def replay(
     partition) and/or for some invoices or POs, and judges each verdict again against the PO
     snapshot, invoice and context recorded in it: Sampro and the live pipeline are not touched,
     no offset is committed. Prints a summary of the changes by status transition and by reason.
-    Exit code 0 when the replay ran; 1 when it judged no verdict, or some records could not be
-    read or judged (they are listed in the report); 3 with --fail-on-change when any verdict would
-    change; 2 on unusable input.
+    Exit code 0 when the replay ran; 3 with --fail-on-change when any verdict would change; else 1
+    when it judged no verdict, or some records could not be read or judged (they are listed in the
+    report); 2 on unusable input.
     """
     from audit.replay import Selection
     from audit.replay import replay as run_replay
@@ -128,10 +128,10 @@ def replay(
     if report.judged == 0:
         err.print("[yellow]no verdict was judged again[/]: nothing on the topic matched the selection "
                   "(--since/--until, --invoice, --po are exact)")
-    if report.judged == 0 or report.undecodable:
-        raise typer.Exit(1)
     if fail_on_change and report.changed:
         raise typer.Exit(3)
+    if report.judged == 0 or report.undecodable or report.not_judged:
+        raise typer.Exit(1)
 
 
 def _output_format(output: Path, fmt: str | None, formats: tuple[str, ...]) -> str:
@@ -163,7 +163,9 @@ def _print_summary(report, seconds: float) -> None:
     err.print(f"{report.records_read:,} records read, {report.judged:,} verdicts judged again under rules "
               f"{report.rules_version} in {seconds:.1f} s: [bold]{len(report.changed):,} would change[/]"
               + (f", {len(report.not_rederivable):,} have no audit record" if report.not_rederivable else "")
-              + (f", {len(report.undecodable):,} records undecodable" if report.undecodable else ""))
+              + (f", {len(report.undecodable):,} records undecodable" if report.undecodable else "")
+              + (f", {len(report.not_judged):,} verdicts the rules failed on (a bug: please report them)"
+                 if report.not_judged else ""))
     if report.changed:
         transitions = Table(title="What would change, by status")
         for column in ("recorded", "re-derived", "verdicts"):

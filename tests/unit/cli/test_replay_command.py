@@ -66,6 +66,17 @@ def test_a_change_fails_the_run_only_when_asked(monkeypatch, capsys, tmp_path):
     assert code == 0  # the same rules: nothing would change
 
 
+def test_a_record_that_cannot_be_read_fails_the_run_unless_a_change_fails_it_first(
+        monkeypatch, capsys, tmp_path, topic):
+    reader, _ = topic
+    reader.append("verdicts", 0, 1_795_000_000_000, b"PO-X", b"not avro")
+    lenient = tmp_path / "lenient.toml"
+    lenient.write_text('[default]\nprice_abs = "0.10"\n')
+    code, err = _run(monkeypatch, capsys)
+    assert code == 1 and "1 records undecodable" in err
+    assert _run(monkeypatch, capsys, "--tolerances", str(lenient), "--fail-on-change")[0] == 3
+
+
 def test_a_report_that_cannot_be_written_leaves_the_one_before_it_whole(monkeypatch, capsys, tmp_path):
     report = tmp_path / "replay.json"
     assert _run(monkeypatch, capsys, "--output", str(report))[0] == 0
