@@ -61,8 +61,7 @@ class RulesJudge:
 
 
 def _handed_over_as(payload: RpaPayload | None, submission: InvoiceSubmitted) -> RpaPayload | None:
-    if payload is None or (payload.invoice_id, payload.invoice_version, payload.po_number) == (
-            submission.invoice_id, submission.version, submission.po_number):
+    if payload is None or payload.is_for(submission.invoice_id, submission.version, submission.po_number):
         return payload
     return payload.model_copy(update={"invoice_id": submission.invoice_id, "invoice_version": submission.version,
                                       "po_number": submission.po_number})

@@ -125,8 +125,7 @@ class RpaRequest(_Event):
         # The email goes under this version's Message-ID and sent-log entry, with the payload's
         # lines: another invoice's payload would be entered in its name, and never its own.
         payload = self.payload
-        if (payload.invoice_id, payload.invoice_version, payload.po_number) != (
-                self.invoice_id, self.invoice_version, self.po_number):
+        if not payload.is_for(self.invoice_id, self.invoice_version, self.po_number):
             raise ValueError(f"its payload is {payload.invoice_id[:80]!r} version {payload.invoice_version} on "
                              f"{payload.po_number[:80]!r}, not the invoice version it hands over")
         return self

@@ -187,6 +187,10 @@ class RpaPayload(_Model):
     total_amount: Decimal
     total_difference: Decimal | None = None  # total less lines, tax and charges, when the policy accepts it
 
+    def is_for(self, invoice_id: str, invoice_version: int, po_number: str) -> bool:
+        """Whether it hands over that invoice version on that PO (its email goes under their names)."""
+        return (self.invoice_id, self.invoice_version, self.po_number) == (invoice_id, invoice_version, po_number)
+
 
 class EarlierInvoice(_Model):
     """An invoice seen before, as the duplicate checks saw it."""

@@ -516,7 +516,7 @@ def complete_rpa(
         # Dropped, the invoice it names would stay at the bot for good, wherever its ledger is.
         raise DataError(f"RpaCompletion {completion.event_id[:80]!r} names {completion.invoice_id!r} version "
                         f"{completion.invoice_version}, which PO {ledger.po_number!r} never held "
-                        f"({f'its newest version is {held}' if held else 'nor any version of it'}): "
+                        f"({f'the newest version it has seen is {held}' if held else 'nor any version of it'}): "
                         "the bot's po_number is not the invoice's, or it reports a version never sent")
     if (
         record is None
