@@ -829,3 +829,26 @@ def test_several_changes_of_a_po_in_one_batch_judge_its_held_invoices_again_once
         PurchaseOrderChanged(event_id="sampro:PO-5001:2", po_number="PO-5001", changed_at=AT)))
     worker.run()
     assert len(worker.broker.records(worker.pipeline.topics.verdicts)) == verdicts + 1
+
+
+def test_a_watermark_that_cannot_be_saved_leaves_the_poll_done_and_the_worker_going(tmp_path, caplog):
+    """processscheduler, where the pollers keep their watermarks, blinked at the commit: the error
+    left the runtime's step as a bug of its own after Kafka had committed the poll's changes."""
+    from connectors.sampro.changes import InMemorySamproChanges
+    from rules.lifecycle import PurchaseOrderChanged
+
+    class SavedNowhere(InMemorySamproChanges):
+        def commit(self):
+            super().commit()
+            raise Unavailable("processscheduler", "connection refused")
+
+    worker = make_worker(tmp_path, sampro_changes=SavedNowhere())
+    worker.pipeline.sampro_changes.waiting.append(
+        PurchaseOrderChanged(event_id="sampro:PO-5001:1", po_number="PO-5001", changed_at=AT))
+    worker.run(steps=3)
+    assert len(worker.broker.records(worker.pipeline.topics.sampro_changes)) == 1
+    assert "poll-sampro-changes: its watermark was not saved (Unavailable: processscheduler" in caplog.text
+    worker.submit(ready_invoice("MP-1"))
+    worker.run()
+    assert worker.statuses() == {"MP-1": "sent_to_rpa"}
+
