@@ -4,7 +4,8 @@ replication is not allowed.
 Rows are read by (updated_at, invoice_id) watermark. A row committed late with an older
 `updated_at` is still found: each poll re-reads a look-back window and emits what it has not
 emitted yet. What was emitted inside the window is remembered durably with the watermark (a
-small JSON file), so a restart neither skips nor repeats a version. Deletes cannot be seen by
+small JSON state in processscheduler, `connectors.watermarks`), so a restart, or another worker
+taking the polling over, neither skips nor repeats a version. Deletes cannot be seen by
 polling; withdrawals need the Debezium source.
 
 A page that cannot be read (a value the driver cannot convert) is read again row by row: the
@@ -18,7 +19,6 @@ import hashlib
 import json
 import logging
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Engine, Text, and_, cast, or_, select, true
@@ -27,7 +27,7 @@ from connectors.marketplace_table import marketplace_invoices as table
 from connectors.marketplace_table import read_json_column, stream_key_problem
 from connectors.ports import MarketplaceSource, Polled, UnreadableRow
 from connectors.sql import as_utc, database_now, mapped_errors
-from connectors.watermarks import read_watermark, write_watermark
+from connectors.watermarks import WatermarkStore
 from rules.errors import Unavailable
 from rules.lifecycle import InvoiceSubmitted
 from rules.limits import Limits
@@ -54,24 +54,26 @@ def _document(row: Any, limits: Limits) -> dict[str, Any]:
 
 
 class PollingMarketplaceSource(MarketplaceSource):
-    def __init__(self, engine: Engine, state_file: Path, lookback_seconds: float = 300, batch_size: int = 1000,
+    def __init__(self, engine: Engine, state: WatermarkStore, lookback_seconds: float = 300, batch_size: int = 1000,
                  limits: Limits = Limits()):
         self.engine = engine
-        self.state_file = state_file
+        self.state = state
         self.lookback = timedelta(seconds=lookback_seconds)
         self.batch_size = batch_size
         self.limits = limits
-        self._watermark, self._emitted = self._load()
+        self._loaded: tuple[Watermark | None, dict[str, list[Any]]] | None = None  # at the first poll
         self._pending: tuple[Watermark | None, dict[str, list[Any]]] | None = None
 
     def _load(self) -> tuple[Watermark | None, dict[str, list[Any]]]:
-        state = read_watermark(self.state_file)
+        state = self.state.read()
         mark = state.get("watermark")
         return ((datetime.fromisoformat(mark[0]), mark[1]) if mark else None), state.get("emitted", {})
 
     def poll(self) -> Polled:
         """New invoices and versions; call `commit()` once they are safely produced."""
-        watermark, emitted = self._watermark, dict(self._emitted)
+        if self._loaded is None:
+            self._loaded = self._load()
+        watermark, emitted = self._loaded[0], dict(self._loaded[1])
         polled = Polled()
         rows, present = self._rows(watermark, polled)
         for row in rows:
@@ -118,10 +120,10 @@ class PollingMarketplaceSource(MarketplaceSource):
         """Makes the last poll durable: the next poll, here or after a restart, starts after it."""
         if self._pending is None:
             return
-        self._watermark, self._emitted = self._pending
-        self._pending = None
-        mark = [self._watermark[0].isoformat(), self._watermark[1]] if self._watermark else None
-        write_watermark(self.state_file, {"watermark": mark, "emitted": self._emitted})
+        self._loaded, self._pending = self._pending, None
+        watermark, emitted = self._loaded
+        mark = [watermark[0].isoformat(), watermark[1]] if watermark else None
+        self.state.write({"watermark": mark, "emitted": emitted})
 
     def _rows(self, watermark: Watermark | None, polled: Polled) -> tuple[list[Any], datetime]:
         """The rows to read, and the database's present."""

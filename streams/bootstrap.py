@@ -20,6 +20,7 @@ from connectors.ports import (
     SamproChanges,
 )
 from connectors.sql import engine_for
+from connectors.watermarks import FileWatermark, SqlWatermark, WatermarkStore
 from rules.context import KnownInvoices
 from rules.judge import RulesJudge
 from rules.limits import Limits
@@ -111,8 +112,7 @@ def _real_source(settings: Settings, limits: Limits) -> MarketplaceSource | None
         return None
     from connectors.marketplace_polling import PollingMarketplaceSource
 
-    return PollingMarketplaceSource(engine_for(settings.marketplace_db_url),
-                                    settings.data_dir / "marketplace-watermark.json",
+    return PollingMarketplaceSource(engine_for(settings.marketplace_db_url), _watermark(settings, "marketplace"),
                                     lookback_seconds=settings.poll_lookback_seconds, limits=limits)
 
 
@@ -124,8 +124,18 @@ def _real_sampro_changes(settings: Settings) -> SamproChanges | None:
     from connectors.sampro.changes import PollingSamproChanges
 
     engine = engine_for(settings.sampro_db_url, lock_wait_seconds=settings.sampro_lock_wait_seconds)
-    return PollingSamproChanges(engine, settings.data_dir / "sampro-watermark.json", settings.sampro_names,
+    return PollingSamproChanges(engine, _watermark(settings, "sampro"), settings.sampro_names,
                                 lookback_seconds=settings.poll_lookback_seconds)
+
+
+def _watermark(settings: Settings, source: str) -> WatermarkStore:
+    """In processscheduler, shared by every worker; read from the file an older version kept in
+    this worker's data folder until the first commit."""
+    from connectors.scheduler import upgrade
+
+    engine = engine_for(settings.scheduler_db_url)
+    upgrade(engine)  # the worker upgrades at start; a processscheduler given to bootstrap was not
+    return SqlWatermark(engine, source, FileWatermark(settings.data_dir / f"{source}-watermark.json"))
 
 
 def _real_broker(settings: Settings, health: WorkerHealth, group: str) -> StreamBroker:

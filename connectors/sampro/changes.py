@@ -10,9 +10,10 @@ late with an earlier time. (Read on every poll, the window cost the worker's loo
 
 A change's event id is the PO and the change's time, so a change read again (in the window, or
 after a crash before `commit`) is the same event, and the PO agent applies it once. The watermark
-and the events of the window are kept in a small JSON file, written by `commit` once the events
-are safely produced. On its first poll the source starts at Sampro's newest change: what changed
-before the pipeline ran cannot clear anything.
+and the events of the window are a small JSON state in processscheduler, which every worker shares
+(`connectors.watermarks`), written by `commit` once the events are safely produced. On its very
+first poll the source starts at Sampro's newest change: what changed before the pipeline ran
+cannot clear anything.
 
 Sampro's rows are input from outside: a row whose PO number no stream could be keyed by is
 logged and passed over, and the watermark never moves past the present by Sampro's own clock
@@ -26,7 +27,6 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, Select, func, select
@@ -36,7 +36,7 @@ from connectors.ports import SamproChanges
 from connectors.sampro.reader import padless
 from connectors.sampro.tables import SamproNames, sampro_tables
 from connectors.sql import as_utc, database_now, mapped_errors
-from connectors.watermarks import read_watermark, write_watermark
+from connectors.watermarks import WatermarkStore
 from rules.lifecycle import PurchaseOrderChanged
 from rules.limits import Limits
 
@@ -48,19 +48,21 @@ def change_id(po_number: str, changed_at: datetime) -> str:
 
 
 class PollingSamproChanges(SamproChanges):
-    def __init__(self, engine: Engine, state_file: Path, names: SamproNames = SamproNames(),
+    def __init__(self, engine: Engine, state: WatermarkStore, names: SamproNames = SamproNames(),
                  lookback_seconds: float = 300, clock: Callable[[], float] = time.monotonic,
                  limits: Limits = Limits()):
-        self.engine, self.state_file, self.limits = engine, state_file, limits
+        self.engine, self.state, self.limits = engine, state, limits
         self.tables = sampro_tables(names)
         self.lookback = timedelta(seconds=lookback_seconds)
         self.window_every, self.clock = lookback_seconds / 10, clock
-        self._watermark, self._emitted = self._load()
+        self._loaded = False  # the state is read at the first poll, when processscheduler may answer
+        self._watermark: datetime | None = None
+        self._emitted: set[str] = set()
         self._window_read_at: float | None = None  # never yet: the first poll reads the window
         self._pending: tuple[datetime | None, set[str], float | None] | None = None
 
     def _load(self) -> tuple[datetime | None, set[str]]:
-        state = read_watermark(self.state_file)
+        state = self.state.read()
         try:
             mark = as_utc(datetime.fromisoformat(state["watermark"])) if state.get("watermark") else None
         except (TypeError, ValueError):  # not a time: start afresh, as from a state that cannot be read
@@ -79,6 +81,9 @@ class PollingSamproChanges(SamproChanges):
 
     def poll(self) -> list[PurchaseOrderChanged]:
         """The POs changed since the last commit, oldest change first."""
+        if not self._loaded:
+            self._watermark, self._emitted = self._load()
+            self._loaded = True
         now = self.clock()
         whole_window = self._window_read_at is None or now - self._window_read_at >= self.window_every
         with mapped_errors("sampro"), self.engine.connect() as conn:
@@ -128,7 +133,7 @@ class PollingSamproChanges(SamproChanges):
         self._pending = None
         if (self._watermark, self._emitted) != before:  # a quiet Sampro writes nothing
             mark = self._watermark.isoformat() if self._watermark else None
-            write_watermark(self.state_file, {"watermark": mark, "emitted": sorted(self._emitted)})
+            self.state.write({"watermark": mark, "emitted": sorted(self._emitted)})
 
 
 class InMemorySamproChanges(SamproChanges):

@@ -93,6 +93,15 @@ rpa_sent_log = Table(
     Column("server_reply", UnicodeText),  # null: cut off before the server answered, see SqlSentLog.in_doubt
 )
 
+source_watermarks = Table(
+    "source_watermarks", metadata,
+    # A polling source's watermark and the events of its look-back window (connectors.watermarks):
+    # here, every worker reads where the last one to poll committed.
+    Column("source", identifier(64), primary_key=True),
+    Column("state", UnicodeText, nullable=False),  # JSON
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
 invoice_numbers = Table(
     "rpa_invoice_numbers", metadata,
     # rules.duplicates.hand_off_key (vendor and number) or invoice_key (the invoice id): a hand-off takes both

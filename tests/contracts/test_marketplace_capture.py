@@ -17,6 +17,7 @@ from connectors.debezium import decode_marketplace_record
 from connectors.debezium.decoder import EPOCH
 from connectors.marketplace_polling import PollingMarketplaceSource
 from connectors.marketplace_table import marketplace_invoices, metadata
+from connectors.watermarks import FileWatermark
 from rules.lifecycle import InvoiceSubmitted
 from rules.parsing import read_invoice
 
@@ -83,7 +84,7 @@ class PollingContract(MarketplaceCaptureContract):
         def events(rows: list[dict[str, Any]]) -> list[Any]:
             with engine.begin() as conn:
                 conn.execute(insert(marketplace_invoices), rows)
-            return PollingMarketplaceSource(engine, tmp_path / "watermark.json").poll().events
+            return PollingMarketplaceSource(engine, FileWatermark(tmp_path / "watermark.json")).poll().events
 
         return events
 

@@ -10,6 +10,7 @@ from sqlalchemy import insert, text, update
 
 from connectors.marketplace_polling import PollingMarketplaceSource
 from connectors.marketplace_table import marketplace_invoices, metadata
+from connectors.watermarks import FileWatermark
 
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 
@@ -29,7 +30,7 @@ class MarketplaceSourceContract:
     @pytest.fixture
     def source_factory(self, engine, tmp_path):
         metadata.create_all(engine)
-        state = tmp_path / "watermark.json"
+        state = FileWatermark(tmp_path / "watermark.json")
         return lambda: PollingMarketplaceSource(engine, state, lookback_seconds=600, batch_size=50)
 
     def polled(self, source) -> list[tuple[str, int]]:

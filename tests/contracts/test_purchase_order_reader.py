@@ -13,6 +13,7 @@ from connectors.sampro import InMemoryPurchaseOrderReader, SqlPurchaseOrderReade
 from connectors.sampro.changes import PollingSamproChanges
 from connectors.sampro.standin import EnteredInvoice, SamproStandIn
 from connectors.sql import engine_for
+from connectors.watermarks import FileWatermark
 from rules.context import KnownInvoice
 from rules.duplicates import lookups_for
 from rules.errors import Unavailable
@@ -148,7 +149,7 @@ class TestPostgresReader(SqlReaderContract):
                 conn.execute(text(f"ALTER TABLE {table.name} ALTER COLUMN po_number TYPE CHAR(12)"))
         found = reader.fetch(["PO-1", "PO-2"])
         assert sorted(found) == ["PO-1", "PO-2"] and found["PO-1"] == PURCHASE_ORDERS[0]
-        changes = PollingSamproChanges(engine, tmp_path / "watermark.json", lookback_seconds=3600)
+        changes = PollingSamproChanges(engine, FileWatermark(tmp_path / "watermark.json"), lookback_seconds=3600)
         changes.poll()  # the first poll starts at Sampro's newest change
         changes.commit()
         time.sleep(0.002)

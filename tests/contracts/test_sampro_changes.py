@@ -11,7 +11,7 @@ from sqlalchemy import update
 
 from connectors.sampro.changes import InMemorySamproChanges, PollingSamproChanges, change_id
 from connectors.sampro.standin import SamproStandIn
-from connectors.watermarks import read_watermark, write_watermark
+from connectors.watermarks import FileWatermark
 from rules.lifecycle import PurchaseOrderChanged
 from rules.models import PurchaseOrder
 from tests.unit.rules.builders import PO
@@ -26,7 +26,7 @@ STATE = "sampro-watermark.json"
 
 def started(engine, tmp_path, **options) -> PollingSamproChanges:
     """The polling source as a worker starts it (again, after a restart: the same state file)."""
-    return PollingSamproChanges(engine, tmp_path / STATE, lookback_seconds=300, **options)
+    return PollingSamproChanges(engine, FileWatermark(tmp_path / STATE), lookback_seconds=300, **options)
 
 
 class SamproChangesContract:
@@ -168,8 +168,8 @@ class SqlPolling(SamproChangesContract):
 
     def test_a_watermark_left_in_the_future_comes_back_to_the_present(self, arranged, engine, tmp_path):
         source, change = arranged
-        state = tmp_path / STATE
-        write_watermark(state, {**read_watermark(state), "watermark": "9999-12-31T00:00:00+00:00"})
+        state = FileWatermark(tmp_path / STATE)
+        state.write({**state.read(), "watermark": "9999-12-31T00:00:00+00:00"})
         change("PO-2")
         again = started(engine, tmp_path)
         assert [found.po_number for found in again.poll()] == ["PO-2"]

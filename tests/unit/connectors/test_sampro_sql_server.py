@@ -18,6 +18,7 @@ from connectors import mssql
 from connectors.sampro import SamproNames, SqlPurchaseOrderReader
 from connectors.sampro.standin import SamproStandIn
 from connectors.sql import engine_for, mapped_errors
+from connectors.watermarks import FileWatermark
 from rules.duplicates import lookups_for
 from rules.errors import Unavailable
 from rules.models import PurchaseOrder
@@ -150,7 +151,7 @@ def test_the_change_poller_compiles_for_sql_server_on_renamed_tables_and_columns
 
     names = NAMES.model_copy(update={"po_header_columns": {**NAMES.po_header_columns, "updated_at": "LASTCHG"},
                                      "po_line_columns": {**NAMES.po_line_columns, "updated_at": "CHGDATE"}})
-    poller = PollingSamproChanges(create_engine("sqlite://"), Path("/nonexistent/state.json"), names)
+    poller = PollingSamproChanges(create_engine("sqlite://"), FileWatermark(Path("/nonexistent/state.json")), names)
     dialect = mssql_pyodbc.dialect(paramstyle="qmark")
     statements = [query.compile(dialect=dialect, compile_kwargs={"render_postcompile": True}).string
                   for query in (*poller.newest_change_queries(), *poller.change_queries(datetime.now(UTC)))]

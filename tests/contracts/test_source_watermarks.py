@@ -1,0 +1,103 @@
+"""One contract for where a polling source keeps its watermark: a file, and processscheduler on
+SQLite and PostgreSQL; and the handover it exists for, a worker on another machine polling on
+from where the last one committed."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import pytest
+
+from connectors.marketplace_polling import PollingMarketplaceSource
+from connectors.marketplace_table import marketplace_invoices
+from connectors.marketplace_table import metadata as marketplace_metadata
+from connectors.sampro.changes import PollingSamproChanges
+from connectors.sampro.standin import SamproStandIn
+from connectors.scheduler import upgrade
+from connectors.watermarks import FileWatermark, SqlWatermark
+from tests.contracts.test_marketplace_source import row
+from tests.contracts.test_sampro_changes import po
+
+STATE = {"watermark": "2026-12-05T09:00:00+00:00", "emitted": ["sampro:PO-1:1764925200000"]}
+
+
+class WatermarkContract:
+    @pytest.fixture
+    def store(self):
+        raise NotImplementedError
+
+    def test_nothing_written_is_nothing_read(self, store):
+        assert store().read() == {}
+
+    def test_what_is_written_is_read_by_the_next_store_whole(self, store):
+        store().write(STATE)
+        assert store().read() == STATE
+        store().write({**STATE, "watermark": None})
+        assert store().read() == {**STATE, "watermark": None}
+
+
+class TestFile(WatermarkContract):
+    @pytest.fixture
+    def store(self, tmp_path):
+        return lambda: FileWatermark(tmp_path / "state.json")
+
+
+class SqlContract(WatermarkContract):
+    @pytest.fixture
+    def engine(self):
+        raise NotImplementedError
+
+    @pytest.fixture
+    def store(self, engine, tmp_path):
+        upgrade(engine)
+        return lambda: SqlWatermark(engine, "sampro", FileWatermark(tmp_path / "sampro-watermark.json"))
+
+    def test_an_older_versions_file_is_read_until_the_first_write(self, store, tmp_path):
+        FileWatermark(tmp_path / "sampro-watermark.json").write(STATE)
+        assert store().read() == STATE
+        store().write({**STATE, "emitted": []})
+        assert store().read() == {**STATE, "emitted": []}
+
+    def test_sources_keep_their_own(self, engine, store):
+        store().write(STATE)
+        assert SqlWatermark(engine, "marketplace").read() == {}
+
+    def test_a_worker_that_takes_sampro_polling_over_goes_on_where_the_last_one_committed(
+            self, engine, store, tmp_path):
+        """With a file each, the second started at Sampro's newest change: a receipt booked between
+        the first's last poll and the handover was never a change, and its held invoices stayed held."""
+        standin = SamproStandIn(engine)
+        standin.create_schema()
+        standin.load_purchase_orders([po("PO-0")])
+        first = PollingSamproChanges(engine, store(), lookback_seconds=300)
+        first.poll()
+        first.commit()
+        time.sleep(0.002)
+        standin.load_purchase_orders([po("PO-1")])  # the first worker stops before it polls again
+        elsewhere = PollingSamproChanges(engine, SqlWatermark(engine, "sampro"), lookback_seconds=300)
+        assert [change.po_number for change in elsewhere.poll()] == ["PO-1"]
+
+    def test_a_worker_that_takes_marketplace_polling_over_does_not_read_every_invoice_again(self, engine, store):
+        """With a file each, the second read the marketplace table from its first row."""
+        marketplace_metadata.create_all(engine)
+        at = datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
+        with engine.begin() as conn:
+            conn.execute(marketplace_invoices.insert(), [row("MP-1", at)])
+        first = PollingMarketplaceSource(engine, SqlWatermark(engine, "marketplace"), lookback_seconds=0)
+        assert [event.invoice_id for event in first.poll().events] == ["MP-1"]
+        first.commit()
+        elsewhere = PollingMarketplaceSource(engine, SqlWatermark(engine, "marketplace"), lookback_seconds=0)
+        assert elsewhere.poll().events == []
+
+
+class TestSqlite(SqlContract):
+    @pytest.fixture
+    def engine(self, sqlite_engine):
+        return sqlite_engine
+
+
+class TestPostgres(SqlContract):
+    @pytest.fixture
+    def engine(self, scheduler_pg_engine):
+        return scheduler_pg_engine
