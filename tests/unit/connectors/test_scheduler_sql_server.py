@@ -102,10 +102,9 @@ def _mssql_type(column) -> str:
     return column.type.compile(dialect=MSSQL)
 
 
-def _offline(step) -> list[str]:
-    """Migration 0012's statements for SQL Server, as `alembic upgrade --sql` writes them."""
-    path = MIGRATIONS / "versions" / "0012_sql_server_unicode.py"
-    spec = importlib.util.spec_from_file_location("migration_0012", path)
+def _offline(step: str, migration: str = "0012_sql_server_unicode") -> list[str]:
+    """A migration's statements for SQL Server, as `alembic upgrade --sql` writes them."""
+    spec = importlib.util.spec_from_file_location(migration, MIGRATIONS / "versions" / f"{migration}.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -176,4 +175,14 @@ def test_what_vendors_and_clerks_write_is_stored_whole_and_keys_compare_exactly_
              for (table, name), type_ in text.items() if type_.startswith("NVARCHAR(")}
     kinds = {kind if isinstance(kind, int) else kind[0] for kind in binds.values()}  # (kind, 0, 0) for (max)
     assert len(binds) == 18 and kinds == {pyodbc.SQL_WVARCHAR}, binds
+
+
+def test_migration_0013_makes_the_source_watermarks_as_the_tables_say():
+    (create,) = _offline("upgrade", "0013_source_watermarks")
+    table = metadata.tables["source_watermarks"]
+    for column in table.columns:
+        nullability = "NULL" if column.nullable else "NOT NULL"
+        assert f"{column.name} {_mssql_type(column)} {nullability}" in create, (column.name, create)
+    assert "CONSTRAINT pk_source_watermarks PRIMARY KEY (source)" in create
+    assert _offline("downgrade", "0013_source_watermarks") == ["DROP TABLE source_watermarks"]
 

@@ -24,7 +24,8 @@ def upgrade() -> None:
     op.create_table(
         "source_watermarks",
         sa.Column("source", sa.String(64).with_variant(mssql.NVARCHAR(64, collation=EXACT), "mssql"), nullable=False),
-        sa.Column("state", sa.UnicodeText, nullable=False),
+        # NVARCHAR(max), not the NTEXT SQLAlchemy gives a server it has not asked its version
+        sa.Column("state", sa.UnicodeText().with_variant(mssql.NVARCHAR(), "mssql"), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("source", name="pk_source_watermarks"),
     )
