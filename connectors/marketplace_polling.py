@@ -5,7 +5,7 @@ Rows are read by (updated_at, invoice_id) watermark. A row committed late with a
 `updated_at` is still found: each poll re-reads a look-back window and emits what it has not
 emitted yet. What was emitted inside the window is remembered durably with the watermark (a
 small JSON state in processscheduler, `connectors.watermarks`), so a restart, or another worker
-taking the polling over, neither skips nor repeats a version. Deletes cannot be seen by
+taking the polling over, goes on where the last commit left it and skips no version. Deletes cannot be seen by
 polling; withdrawals need the Debezium source.
 
 A page that cannot be read (a value the driver cannot convert) is read again row by row: the
@@ -62,6 +62,7 @@ class PollingMarketplaceSource(MarketplaceSource):
         self.batch_size = batch_size
         self.limits = limits
         self._loaded: tuple[Watermark | None, dict[str, list[Any]]] | None = None  # at the first poll
+        self._unsaved = False
         self._pending: tuple[Watermark | None, dict[str, list[Any]]] | None = None
 
     def _load(self) -> tuple[Watermark | None, dict[str, list[Any]]]:
@@ -120,10 +121,14 @@ class PollingMarketplaceSource(MarketplaceSource):
         """Makes the last poll durable: the next poll, here or after a restart, starts after it."""
         if self._pending is None:
             return
-        self._loaded, self._pending = self._pending, None
+        before, (self._loaded, self._pending) = self._loaded, (self._pending, None)
+        if self._loaded == before and not self._unsaved:
+            return  # a quiet marketplace writes nothing: the window's ids may be a megabyte
         watermark, emitted = self._loaded
         mark = [watermark[0].isoformat(), watermark[1]] if watermark else None
+        self._unsaved = True  # until the write returns: a failed one is made by the next commit
         self.state.write({"watermark": mark, "emitted": emitted})
+        self._unsaved = False
 
     def _rows(self, watermark: Watermark | None, polled: Polled) -> tuple[list[Any], datetime]:
         """The rows to read, and the database's present."""

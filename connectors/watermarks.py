@@ -1,5 +1,5 @@
 """Where a polling source keeps its watermark (and the events of its look-back window): a JSON
-state, read when the source starts and replaced whole at each commit.
+state, read at the source's first poll and replaced whole at a commit that changed it.
 
 A worker on another machine that takes partition 0 over (and with it the polling) must go on
 where the last one committed: so the worker keeps the state in processscheduler, which every
@@ -58,20 +58,20 @@ class FileWatermark:
 class SqlWatermark:
     """One row of processscheduler's `source_watermarks`, under the source's name."""
 
-    def __init__(self, engine: Engine, source: str, before: FileWatermark | None = None):
-        self.engine, self.source, self.before = engine, source, before
+    def __init__(self, engine: Engine, source: str, older_file: FileWatermark | None = None):
+        self.engine, self.source, self.older_file = engine, source, older_file
 
     def read(self) -> dict[str, Any]:
         with mapped_errors("processscheduler"), self.engine.connect() as conn:
             text = conn.execute(select(source_watermarks.c.state)
                                 .where(source_watermarks.c.source == self.source)).scalar()
         if text is None:  # never committed here: an older version's file, if this machine has one
-            return self.before.read() if self.before is not None else {}
+            return self.older_file.read() if self.older_file is not None else {}
         return _state(text)
 
     def write(self, state: dict[str, Any]) -> None:
         values = {"state": json.dumps(state), "updated_at": datetime.now(UTC)}
-        t = source_watermarks
+        table = source_watermarks
         with mapped_errors("processscheduler"), self.engine.begin() as conn:
-            if not conn.execute(update(t).where(t.c.source == self.source).values(**values)).rowcount:
-                conn.execute(insert(t).values(source=self.source, **values))
+            if not conn.execute(update(table).where(table.c.source == self.source).values(**values)).rowcount:
+                conn.execute(insert(table).values(source=self.source, **values))

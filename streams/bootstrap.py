@@ -107,16 +107,17 @@ def _real_mailer(settings: Settings) -> RpaMailer:
     )
 
 
-def _real_source(settings: Settings, limits: Limits) -> MarketplaceSource | None:
+def _real_source(settings: Settings, limits: Limits, scheduler: ProcessScheduler) -> MarketplaceSource | None:
     if settings.marketplace_source != "polling":
         return None
     from connectors.marketplace_polling import PollingMarketplaceSource
 
-    return PollingMarketplaceSource(engine_for(settings.marketplace_db_url), _watermark(settings, "marketplace"),
+    return PollingMarketplaceSource(engine_for(settings.marketplace_db_url),
+                                    _watermark(settings, scheduler, "marketplace"),
                                     lookback_seconds=settings.poll_lookback_seconds, limits=limits)
 
 
-def _real_sampro_changes(settings: Settings) -> SamproChanges | None:
+def _real_sampro_changes(settings: Settings, scheduler: ProcessScheduler) -> SamproChanges | None:
     # "debezium": Connect writes the changes and a flow decodes them (agents/sampro_changes.py);
     # nothing polls Sampro. "none": nothing feeds sampro.changes.
     if settings.sampro_changes != "polling":
@@ -124,18 +125,18 @@ def _real_sampro_changes(settings: Settings) -> SamproChanges | None:
     from connectors.sampro.changes import PollingSamproChanges
 
     engine = engine_for(settings.sampro_db_url, lock_wait_seconds=settings.sampro_lock_wait_seconds)
-    return PollingSamproChanges(engine, _watermark(settings, "sampro"), settings.sampro_names,
+    return PollingSamproChanges(engine, _watermark(settings, scheduler, "sampro"), settings.sampro_names,
                                 lookback_seconds=settings.poll_lookback_seconds)
 
 
-def _watermark(settings: Settings, source: str) -> WatermarkStore:
-    """In processscheduler, shared by every worker; read from the file an older version kept in
-    this worker's data folder until the first commit."""
-    from connectors.scheduler import upgrade
+def _watermark(settings: Settings, scheduler: ProcessScheduler, source: str) -> WatermarkStore:
+    """In processscheduler (migrated by the worker at start), shared by every worker; read from the
+    file an older version kept in this worker's data folder until the first commit. Beside a
+    processscheduler that is no database (in tests), the file alone."""
+    from connectors.scheduler import SqlProcessScheduler
 
-    engine = engine_for(settings.scheduler_db_url)
-    upgrade(engine)  # the worker upgrades at start; a processscheduler given to bootstrap was not
-    return SqlWatermark(engine, source, FileWatermark(settings.data_dir / f"{source}-watermark.json"))
+    file = FileWatermark(settings.data_dir / f"{source}-watermark.json")
+    return SqlWatermark(scheduler.engine, source, file) if isinstance(scheduler, SqlProcessScheduler) else file
 
 
 def _real_broker(settings: Settings, health: WorkerHealth, group: str) -> StreamBroker:
@@ -191,8 +192,8 @@ def bootstrap(
                           settings.dispatch_mode, timed=lambda stage: health.timed(DECIDE, stage)),
         scheduler=scheduler,
         mailer=mailer or _real_mailer(settings),
-        source=source if source is not None else _real_source(settings, limits),
-        sampro_changes=sampro_changes if sampro_changes is not None else _real_sampro_changes(settings),
+        source=source if source is not None else _real_source(settings, limits, scheduler),
+        sampro_changes=sampro_changes if sampro_changes is not None else _real_sampro_changes(settings, scheduler),
         health=health,
         limits=limits,
         policy=policy,

@@ -439,11 +439,13 @@ class Runtime:
             store.partition(number).write(changes, written[(store.changelog_topic, number)] + 1)
         now = self.clock()
         for source in tick.sources:
-            try:
+            try:  # what it polled is in Kafka: the poll is done, whatever happens to its watermark
                 source.committed()
-            except Exception as error:  # what it polled is in Kafka: the poll is done all the same
-                log.warning("%s: its watermark was not saved (%s); the next poll's saves it, and a restart "
+            except Unavailable as error:
+                log.warning("%s: its watermark was not saved (%s); the next commit saves it, and a restart "
                             "meanwhile polls again from the last one saved", source.name, describe(error))
+            except Exception:
+                log.exception("%s: its watermark was not saved", source.name)
             source.attempt, source.due_at, source.finished = 0, now + source.interval, source.once
         self.health.batch_seconds.observe(now - tick.started)
 

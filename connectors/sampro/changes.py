@@ -58,6 +58,7 @@ class PollingSamproChanges(SamproChanges):
         self._loaded = False  # the state is read at the first poll, when processscheduler may answer
         self._watermark: datetime | None = None
         self._emitted: set[str] = set()
+        self._unsaved = False
         self._window_read_at: float | None = None  # never yet: the first poll reads the window
         self._pending: tuple[datetime | None, set[str], float | None] | None = None
 
@@ -131,9 +132,12 @@ class PollingSamproChanges(SamproChanges):
         before = self._watermark, self._emitted
         self._watermark, self._emitted, self._window_read_at = self._pending
         self._pending = None
-        if (self._watermark, self._emitted) != before:  # a quiet Sampro writes nothing
-            mark = self._watermark.isoformat() if self._watermark else None
-            self.state.write({"watermark": mark, "emitted": sorted(self._emitted)})
+        if (self._watermark, self._emitted) == before and not self._unsaved:
+            return  # a quiet Sampro writes nothing
+        mark = self._watermark.isoformat() if self._watermark else None
+        self._unsaved = True  # until the write returns: a failed one is made by the next commit
+        self.state.write({"watermark": mark, "emitted": sorted(self._emitted)})
+        self._unsaved = False
 
 
 class InMemorySamproChanges(SamproChanges):

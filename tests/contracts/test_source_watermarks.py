@@ -16,6 +16,7 @@ from connectors.sampro.changes import PollingSamproChanges
 from connectors.sampro.standin import SamproStandIn
 from connectors.scheduler import upgrade
 from connectors.watermarks import FileWatermark, SqlWatermark
+from rules.errors import Unavailable
 from tests.contracts.test_marketplace_source import row
 from tests.contracts.test_sampro_changes import po
 
@@ -89,6 +90,66 @@ class SqlContract(WatermarkContract):
         first.commit()
         elsewhere = PollingMarketplaceSource(engine, SqlWatermark(engine, "marketplace"), lookback_seconds=0)
         assert elsewhere.poll().events == []
+
+
+class Counted:
+    """A store that counts its writes, and fails the ones it is told to."""
+
+    def __init__(self, store, failing: int = 0):
+        self.store, self.failing, self.writes = store, failing, 0
+
+    def read(self):
+        return self.store.read()
+
+    def write(self, state):
+        self.writes += 1
+        if self.failing:
+            self.failing -= 1
+            raise Unavailable("processscheduler", "connection refused")
+        self.store.write(state)
+
+
+def _marketplace(engine, store, *invoice_ids: str) -> PollingMarketplaceSource:
+    marketplace_metadata.create_all(engine)
+    at = datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
+    with engine.begin() as conn:
+        conn.execute(marketplace_invoices.insert(), [row(invoice_id, at) for invoice_id in invoice_ids])
+    return PollingMarketplaceSource(engine, store, lookback_seconds=300)
+
+
+class TestWrites:
+    """On SQLite: what each source writes, and when (the state may be a megabyte: the window's ids)."""
+
+    @pytest.fixture
+    def engine(self, sqlite_engine):
+        upgrade(sqlite_engine)
+        return sqlite_engine
+
+    def test_a_quiet_marketplace_writes_nothing(self, engine):
+        """Every poll wrote the whole state, every 2 s: 1.1 MB of JSON with 20,000 invoices in the window."""
+        store = Counted(SqlWatermark(engine, "marketplace"))
+        source = _marketplace(engine, store, "MP-1")
+        for _ in range(5):
+            source.poll()
+            source.commit()
+        assert store.writes == 1
+
+    @pytest.mark.parametrize("source_name", ["marketplace", "sampro"])
+    def test_a_state_that_could_not_be_written_is_written_by_the_next_commit_quiet_or_not(self, engine, source_name):
+        """The in-memory state had moved on: a quiet Sampro never wrote it, and a restart sent again."""
+        store = Counted(SqlWatermark(engine, source_name), failing=1)
+        if source_name == "marketplace":
+            source = _marketplace(engine, store, "MP-1")
+        else:
+            SamproStandIn(engine).create_schema()
+            SamproStandIn(engine).load_purchase_orders([po("PO-0")])
+            source = PollingSamproChanges(engine, store, lookback_seconds=300)
+        source.poll()
+        with pytest.raises(Unavailable):
+            source.commit()
+        source.poll()  # nothing new
+        source.commit()
+        assert store.writes == 2 and store.store.read() != {}
 
 
 class TestSqlite(SqlContract):

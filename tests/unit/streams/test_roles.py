@@ -51,3 +51,27 @@ def test_a_worker_is_ready_only_once_every_runtime_it_runs_has_its_partitions():
     assert not health.readiness()[0]
     health.set_started("rpa-mail", True)
     assert health.readiness()[0]
+
+
+def test_the_pollers_keep_their_watermarks_in_processscheduler_beside_a_file_an_older_version_left(tmp_path):
+    """Where every worker reads them: a worker that takes the polling over goes on from there. A
+    file in the data folder is read until the first commit; beside a processscheduler that is no
+    database, the file alone (nothing is written in the working folder)."""
+    from connectors.scheduler import SqlProcessScheduler, upgrade
+    from connectors.sql import engine_for
+    from connectors.watermarks import FileWatermark, SqlWatermark
+    from streams.broker_memory import InMemoryBroker
+
+    urls = {f"{name}_db_url": f"sqlite:///{tmp_path / name}.db" for name in ("marketplace", "sampro", "scheduler")}
+    settings = Settings(data_dir=tmp_path, marketplace_source="polling", sampro_changes="polling", **urls,
+                        _env_file=None)
+    engine = engine_for(settings.scheduler_db_url)
+    upgrade(engine)
+    pipeline = bootstrap(settings, broker=InMemoryBroker(partitions=1), purchase_orders=InMemoryPurchaseOrderReader([]),
+                         scheduler=SqlProcessScheduler(engine), mailer=InMemoryRpaMailer())
+    for source, name in ((pipeline.source, "marketplace"), (pipeline.sampro_changes, "sampro")):
+        assert isinstance(source.state, SqlWatermark) and source.state.engine is engine
+        assert (source.state.source, source.state.older_file.path) == (name, tmp_path / f"{name}-watermark.json")
+    in_memory = bootstrap(settings, broker=InMemoryBroker(partitions=1), scheduler=InMemoryProcessScheduler(),
+                          purchase_orders=InMemoryPurchaseOrderReader([]), mailer=InMemoryRpaMailer())
+    assert isinstance(in_memory.source.state, FileWatermark) and in_memory.source.state.path.parent == tmp_path
