@@ -189,7 +189,8 @@ def explain(
     version and PO snapshot, parking, the RPA dispatch and completion, AP releases with who and why.
 
     Exit code 0 for the whole story; 1 when part of it may be missing (a record that holds the
-    invoice id could not be read, or a topic does not exist: both are listed); 2 when nothing names it.
+    invoice id could not be read, or a topic does not exist: both are listed); 2 when nothing names
+    it, or Kafka or the schema registry does not answer.
     """
     from audit.explain import story
     from connectors.topic_reader import KafkaTopicReader
