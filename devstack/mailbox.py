@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 import threading
+import time
 from email.message import EmailMessage
 
 from aiosmtpd.controller import Controller
@@ -19,6 +20,8 @@ class Mailbox:
         self.refusals = 0  # the next n messages are refused at the end of data, as a full mailbox would
         self.refusal = "452 4.2.2 Mailbox full"  # ... with this answer
         self.recipient_refusal: str | None = None  # every RCPT TO answered so, as a disabled mailbox is
+        self.closing = False  # the server goes down: a new message is put off (421)
+        self.in_transaction = 0  # messages between their MAIL FROM and their end of data
         self._parsed: list[EmailMessage] = []
         self._parsing = threading.Lock()
 
@@ -37,6 +40,14 @@ class Mailbox:
         session.host_name = hostname
         return [*responses[:-1], "250-PIPELINING", responses[-1]]
 
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):  # noqa: N802
+        if self.closing:
+            return "421 4.3.2 Service shutting down"
+        self.in_transaction += 1
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
         if self.recipient_refusal is not None:
             return self.recipient_refusal
@@ -44,6 +55,7 @@ class Mailbox:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's hook name)
+        self.in_transaction -= 1
         if self.refusals:
             self.refusals -= 1
             return self.refusal
@@ -65,10 +77,18 @@ class SmtpServer:
     def __exit__(self, *exc) -> None:
         self._controller.stop()
 
-    def outage(self) -> None:
-        """Stops listening, as a mailbox server that went down: connections are refused."""
+    def outage(self, settle_seconds: float = 2.0) -> None:
+        """Goes down as a mailbox server its operator stops: a message already begun is taken, a new
+        one is put off (421), then it stops listening and connections are refused. Stopped between
+        an email's end of data and its answer, the email would be in doubt: the mailer's case for
+        an operator (README, "in doubt"), which an outage test must not meet by chance."""
+        self.mailbox.closing = True
+        settled = time.monotonic() + settle_seconds
+        while self.mailbox.in_transaction > 0 and time.monotonic() < settled:
+            time.sleep(0.01)
         self._controller.stop()
 
     def recover(self) -> None:
+        self.mailbox.closing, self.mailbox.in_transaction = False, 0
         self._controller = Controller(self.mailbox, hostname="127.0.0.1", port=self.port)
         self._controller.start()
