@@ -27,7 +27,7 @@ from connectors.marketplace_table import marketplace_invoices as table
 from connectors.marketplace_table import read_json_column, stream_key_problem
 from connectors.ports import MarketplaceSource, Polled, UnreadableRow
 from connectors.sql import as_utc, database_now, mapped_errors
-from connectors.watermarks import WatermarkStore
+from connectors.watermarks import WatermarkStore, written_if_changed
 from rules.errors import Unavailable
 from rules.lifecycle import InvoiceSubmitted
 from rules.limits import Limits
@@ -62,11 +62,11 @@ class PollingMarketplaceSource(MarketplaceSource):
         self.batch_size = batch_size
         self.limits = limits
         self._loaded: tuple[Watermark | None, dict[str, list[Any]]] | None = None  # at the first poll
-        self._unsaved = False
+        self._written: dict[str, Any] | None = None  # the state as the store holds it
         self._pending: tuple[Watermark | None, dict[str, list[Any]]] | None = None
 
     def _load(self) -> tuple[Watermark | None, dict[str, list[Any]]]:
-        state = self.state.read()
+        state = self._written = self.state.read()
         mark = state.get("watermark")
         return ((datetime.fromisoformat(mark[0]), mark[1]) if mark else None), state.get("emitted", {})
 
@@ -121,14 +121,10 @@ class PollingMarketplaceSource(MarketplaceSource):
         """Makes the last poll durable: the next poll, here or after a restart, starts after it."""
         if self._pending is None:
             return
-        before, (self._loaded, self._pending) = self._loaded, (self._pending, None)
-        if self._loaded == before and not self._unsaved:
-            return  # a quiet marketplace writes nothing: the window's ids may be a megabyte
+        self._loaded, self._pending = self._pending, None
         watermark, emitted = self._loaded
         mark = [watermark[0].isoformat(), watermark[1]] if watermark else None
-        self._unsaved = True  # until the write returns: a failed one is made by the next commit
-        self.state.write({"watermark": mark, "emitted": emitted})
-        self._unsaved = False
+        self._written = written_if_changed(self.state, {"watermark": mark, "emitted": emitted}, self._written)
 
     def _rows(self, watermark: Watermark | None, polled: Polled) -> tuple[list[Any], datetime]:
         """The rows to read, and the database's present."""

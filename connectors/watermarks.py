@@ -36,6 +36,15 @@ def _state(text: str | bytes | None) -> dict[str, Any]:
     return state if isinstance(state, dict) else {}
 
 
+def written_if_changed(store: WatermarkStore, state: dict[str, Any], written: dict[str, Any] | None) -> dict[str, Any]:
+    """The state `store` holds after a commit: written only when it differs from what the store
+    holds already (the window's ids may be a megabyte, and a quiet source polls every 2 s). A write
+    that fails raises, and the caller keeps what it had: the next commit writes again."""
+    if state != written:
+        store.write(state)
+    return state
+
+
 class FileWatermark:
     def __init__(self, path: Path):
         self.path = path

@@ -36,7 +36,7 @@ from connectors.ports import SamproChanges
 from connectors.sampro.reader import padless
 from connectors.sampro.tables import SamproNames, sampro_tables
 from connectors.sql import as_utc, database_now, mapped_errors
-from connectors.watermarks import WatermarkStore
+from connectors.watermarks import WatermarkStore, written_if_changed
 from rules.lifecycle import PurchaseOrderChanged
 from rules.limits import Limits
 
@@ -58,12 +58,12 @@ class PollingSamproChanges(SamproChanges):
         self._loaded = False  # the state is read at the first poll, when processscheduler may answer
         self._watermark: datetime | None = None
         self._emitted: set[str] = set()
-        self._unsaved = False
+        self._written: dict[str, Any] | None = None  # the state as the store holds it
         self._window_read_at: float | None = None  # never yet: the first poll reads the window
         self._pending: tuple[datetime | None, set[str], float | None] | None = None
 
     def _load(self) -> tuple[datetime | None, set[str]]:
-        state = self.state.read()
+        state = self._written = self.state.read()
         try:
             mark = as_utc(datetime.fromisoformat(state["watermark"])) if state.get("watermark") else None
         except (TypeError, ValueError):  # not a time: start afresh, as from a state that cannot be read
@@ -129,15 +129,11 @@ class PollingSamproChanges(SamproChanges):
         """Makes the last poll durable: the next poll, here or after a restart, starts after it."""
         if self._pending is None:
             return
-        before = self._watermark, self._emitted
         self._watermark, self._emitted, self._window_read_at = self._pending
         self._pending = None
-        if (self._watermark, self._emitted) == before and not self._unsaved:
-            return  # a quiet Sampro writes nothing
         mark = self._watermark.isoformat() if self._watermark else None
-        self._unsaved = True  # until the write returns: a failed one is made by the next commit
-        self.state.write({"watermark": mark, "emitted": sorted(self._emitted)})
-        self._unsaved = False
+        state = {"watermark": mark, "emitted": sorted(self._emitted)}
+        self._written = written_if_changed(self.state, state, self._written)
 
 
 class InMemorySamproChanges(SamproChanges):
