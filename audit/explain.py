@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from connectors.api_ports import TopicNotFound, TopicReader
+from connectors.api_ports import OffsetRanges, TopicNotFound, TopicReader
 from rules.errors import Unavailable
 from rules.lifecycle import (
     DispatchApproved,
@@ -24,6 +24,8 @@ from rules.lifecycle import (
 )
 from rules.models import RpaCompletion, Verdict
 from schemas.codec import Codec
+
+PROGRESS_EVERY = 1_000  # records between two words to `on_progress`
 
 
 @dataclass(frozen=True)
@@ -53,18 +55,27 @@ class Story:
         return not self.unreadable and not self.missing_topics
 
 
-def story(reader: TopicReader, codec: Codec, topics: list[str], invoice_id: str,
-          on_topic: Callable[[str], None] = lambda topic: None) -> Story:
+def story(reader: TopicReader, codec: Codec, topics: list[str], invoice_id: str, since_ms: int | None = None,
+          until_ms: int | None = None, on_total: Callable[[int], None] = lambda total: None,
+          on_progress: Callable[[int], None] = lambda records: None) -> Story:
+    """The steps recorded from `since_ms` up to `until_ms` (record times; None: the whole topic).
+    `on_total` hears how many records the topics hold there, `on_progress` how many more were read:
+    a topic kept ten years takes a while, and the auditor sees how long."""
     needle = invoice_id.encode()
     told = Story()
+    ranges: dict[str, OffsetRanges] = {}
     for topic in topics:
-        on_topic(topic)
         try:
-            ranges = reader.ranges(topic)
+            ranges[topic] = reader.ranges(topic, since_ms, until_ms)
         except TopicNotFound:
             told.missing_topics.append(topic)
-            continue
-        for record in reader.read(topic, ranges):
+    on_total(sum(end - start for spans in ranges.values() for start, end in spans.values()))
+    for topic, spans in ranges.items():
+        held, reported = sum(end - start for start, end in spans.values()), 0
+        for n, record in enumerate(reader.read(topic, spans), start=1):
+            if n % PROGRESS_EVERY == 0:
+                on_progress(min(n, held) - reported)
+                reported = min(n, held)
             if needle not in (record.value or b""):
                 continue  # an Avro string is its UTF-8 bytes: no need to decode the rest
             try:
@@ -81,6 +92,7 @@ def story(reader: TopicReader, codec: Codec, topics: list[str], invoice_id: str,
             version = getattr(message, "invoice_version", None) or getattr(message, "version", 0)
             told.steps.append(Step(record.recorded_at, topic, record.partition, record.offset, version, what, summary,
                                    detail))
+        on_progress(held - reported)  # transaction markers hold offsets too: the topic is read
     told.steps.sort(key=lambda s: (s.at, _ORDER.get(s.what, 9)))
     return told
 

@@ -41,6 +41,14 @@ def parse_time(text: str | None, option: str) -> int | None:
     return int(moment.timestamp() * 1000)
 
 
+def time_range(since: str | None, until: str | None) -> tuple[int | None, int | None]:
+    """--since and --until in milliseconds, the one before the other."""
+    since_ms, until_ms = parse_time(since, "--since"), parse_time(until, "--until")
+    if since_ms is not None and until_ms is not None and until_ms <= since_ms:
+        raise InputFileError(f"--until {until!r} is not after --since {since!r}")
+    return since_ms, until_ms
+
+
 def _progress() -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
                     TextColumn("{task.fields[rate]}"),
@@ -89,11 +97,9 @@ def replay(
         for option, ids in (("--invoice", invoice or []), ("--po", po or [])):
             if blank := [i for i in ids if not i.strip()]:
                 raise InputFileError(f"{option} {blank[0]!r}: empty")
-        selection = Selection(since_ms=parse_time(since, "--since"), until_ms=parse_time(until, "--until"),
-                              invoice_ids=frozenset(invoice or ()), po_numbers=frozenset(po or ()))
-        if selection.since_ms is not None and selection.until_ms is not None \
-                and selection.until_ms <= selection.since_ms:
-            raise InputFileError(f"--until {until!r} is not after --since {since!r}")
+        since_ms, until_ms = time_range(since, until)
+        selection = Selection(since_ms=since_ms, until_ms=until_ms, invoice_ids=frozenset(invoice or ()),
+                              po_numbers=frozenset(po or ()))
         policy = read_policy(tolerances)
     except InputFileError as exc:
         raise fail(exc) from None
@@ -183,29 +189,50 @@ def _print_summary(report, seconds: float) -> None:
 
 def explain(
     invoice_id: Annotated[str, typer.Argument(help="The marketplace invoice id, e.g. MP-1001.")],
+    since: SinceOption = None,
+    until: UntilOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the steps as JSON.")] = False,
 ) -> None:
     """Tell one invoice's story from the topics: every version received, every verdict with its rules
     version and PO snapshot, parking, the RPA dispatch and completion, AP releases with who and why.
 
+    Reads every record of five topics (record timestamps from --since up to --until; by default
+    all the topics keep, ten years unless their retention says otherwise): give the month the
+    invoice came in to read only that.
     Exit code 0 for the whole story; 1 when part of it may be missing (a record that holds the
     invoice id could not be read, or a topic does not exist: both are listed); 2 when nothing names
-    it, or Kafka or the schema registry does not answer.
+    it, on unusable input, or when Kafka or the schema registry does not answer.
     """
     from audit.explain import story
     from connectors.topic_reader import KafkaTopicReader
     from schemas.codec import codec_for
     from streams.settings import Settings
 
+    try:
+        if not invoice_id.strip():
+            raise InputFileError(f"invoice id {invoice_id!r}: empty")
+        since_ms, until_ms = time_range(since, until)
+    except InputFileError as exc:
+        raise fail(exc) from None
     settings = Settings()
     topics = [settings.invoices_topic, settings.verdicts_topic, settings.rpa_requests_topic,
               settings.completions_topic, settings.commands_topic]
-    with err.status("Reading the topics...") as status:
+    with _progress() as progress:
+        task = progress.add_task("Reading the topics", total=None, rate="")
+        started = datetime.now(UTC)
+
+        def advance(n: int) -> None:
+            progress.advance(task, n)
+            seconds = (datetime.now(UTC) - started).total_seconds() or 1e-9
+            progress.update(task, rate=f"{progress.tasks[task].completed / seconds:>9,.0f} records/s")
+
         told = story(KafkaTopicReader(settings.kafka_bootstrap_servers), codec_for(settings.schema_registry_url),
-                     topics, invoice_id, on_topic=lambda topic: status.update(f"Reading {topic}..."))
+                     topics, invoice_id, since_ms, until_ms, on_total=lambda total: progress.update(task, total=total),
+                     on_progress=advance)
     steps = told.steps
     if not steps and told.complete:
-        raise fail(InputFileError(f"invoice {invoice_id!r}: nothing about it on {', '.join(topics)}"))
+        within = "" if since is None and until is None else f" from {since or 'the start'} to {until or 'now'}"
+        raise fail(InputFileError(f"invoice {invoice_id!r}: nothing about it on {', '.join(topics)}{within}"))
     if as_json:
         typer.echo(json.dumps([{**s.__dict__, "at": s.at.isoformat()} for s in steps], indent=2, default=str))
     else:

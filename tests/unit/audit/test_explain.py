@@ -96,3 +96,21 @@ def test_a_schema_registry_that_does_not_answer_is_an_outage_not_a_gap_in_the_st
     reader.append("verdicts", 0, 1_795_000_000_000, b"PO-5001", SingleObjectCodec().encode(judge(INVOICE)))
     with pytest.raises(Unavailable, match="schema-registry"):
         story(reader, RegistryDown(), ["verdicts"], "MP-1001")
+
+
+def test_a_time_range_reads_only_its_records_and_progress_counts_them_to_the_total(monkeypatch):
+    """Without --since, explain read five topics from the start of ten years' retention, with no count."""
+    monkeypatch.setattr("audit.explain.PROGRESS_EVERY", 2)
+    codec, reader = SingleObjectCodec(), InMemoryTopicReader()
+    day = 86_400_000
+    start = int(AT.timestamp() * 1000)
+    for n in range(5):  # one verdict a day
+        reader.append("verdicts", n % 2, start + n * day, b"PO-5001", codec.encode(judge(INVOICE)))
+    reader.append("invoices", 0, start + 2 * day, b"PO-5001", codec.encode(InvoiceSubmitted(
+        invoice_id="MP-1001", version=1, po_number="PO-5001", document=INVOICE, received_at=AT)))
+    totals, read = [], []
+    told = story(reader, codec, ["invoices", "verdicts"], "MP-1001", since_ms=start + day, until_ms=start + 4 * day,
+                 on_total=totals.append, on_progress=read.append)
+    assert [(s.topic, s.partition, s.offset) for s in told.steps] == [
+        ("verdicts", 1, 0), ("invoices", 0, 0), ("verdicts", 0, 1), ("verdicts", 1, 1)]
+    assert totals == [4] and sum(read) == 4 and all(n >= 0 for n in read) and len(read) > 2

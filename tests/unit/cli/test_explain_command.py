@@ -1,0 +1,39 @@
+"""`invoice-automation explain` as an auditor runs it: a time range that cannot mean anything is
+refused naming it before any topic is read, and the one given is what the topics are read over."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from audit.explain import Story
+from cli.main import app
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["MP-1", "--since", "2026-12-01", "--until", "2026-11-01"], "error: --until '2026-11-01' is not after --since"),
+    (["MP-1", "--since", "last week"], "error: --since 'last week': not a date"),
+    (["MP-1", "--until", "1969-12-31"], "error: --until '1969-12-31': before 1970-01-01"),
+    ([" "], "error: invoice id ' ': empty"),
+])
+def test_a_range_or_id_that_cannot_mean_anything_is_refused_before_the_topics_are_read(monkeypatch, args, said):
+    monkeypatch.setattr("audit.explain.story", lambda *a, **k: pytest.fail("the topics were read"))
+    result = runner.invoke(app, ["explain", *args], env={"COLUMNS": "400"})
+    assert result.exit_code == 2 and said in result.output, result.output
+
+
+def test_the_topics_are_read_over_the_range_given_and_an_empty_one_says_so(monkeypatch):
+    asked = {}
+
+    def story(reader, codec, topics, invoice_id, since_ms=None, until_ms=None, **progress):
+        asked.update(since_ms=since_ms, until_ms=until_ms)
+        return Story()
+
+    monkeypatch.setattr("audit.explain.story", story)
+    result = runner.invoke(app, ["explain", "MP-1", "--since", "2026-11-01", "--until", "2026-11-01T12:00:00+01:00"],
+                           env={"COLUMNS": "400"})
+    assert asked == {"since_ms": 1_793_491_200_000, "until_ms": 1_793_491_200_000 + 11 * 3_600_000}
+    assert result.exit_code == 2
+    assert "nothing about it on" in result.output and "from 2026-11-01 to 2026-11-01T12:00:00+01:00" in result.output
