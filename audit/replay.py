@@ -13,7 +13,7 @@ import os
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import cache, partial
 
 from pydantic import BaseModel
@@ -72,6 +72,11 @@ class ReplayedVerdict:
     added_reasons: tuple[str, ...]
     removed_reasons: tuple[str, ...]
 
+    @property
+    def of_note(self) -> bool:
+        """What the summary counts: it would change, or it cannot be judged again."""
+        return self.changed or self.rederived_status is None
+
 
 # What a slice yields: its verdicts judged again (those kept), the records it could not decode, the
 # verdicts the rules failed on, the records read, the verdicts judged.
@@ -107,7 +112,8 @@ class ReplayReport:
             counts.update((code, "removed") for code in item.removed_reasons)
         return counts
 
-    def as_dict(self) -> dict:
+    def summary(self) -> dict:
+        """The report's head: everything but the verdicts one by one."""
         return {
             "topic": self.topic, "rules_version": self.rules_version,
             "selection": {"since_ms": self.selection.since_ms, "until_ms": self.selection.until_ms,
@@ -119,30 +125,32 @@ class ReplayReport:
             "transitions": [{"from": a, "to": b, "count": n} for (a, b), n in self.transitions().most_common()],
             "reason_changes": [{"code": c, "change": k, "count": n}
                                for (c, k), n in self.reason_changes().most_common()],
-            "items": [asdict(item) for item in self.items],
         }
 
 
 def replay(
     reader: TopicReader, topic: str, selection: Selection, policy: Policy, *,
     schema_registry_url: str | None = None, workers: int | None = None, keep_unchanged: bool = True,
+    spool: Callable[[list[ReplayedVerdict]], None] | None = None,
     on_total: Callable[[int], None] = lambda total: None, on_progress: Callable[[int], None] = lambda n: None,
 ) -> ReplayReport:
     """`keep_unchanged=False` keeps in `items` only the verdicts that would change or have no audit
-    record: what the summary shows, in memory that does not grow with the topic."""
+    record: what the summary shows, in memory that does not grow with the topic. `spool` is handed
+    every verdict judged again, in topic order, and `items` keeps only those of note: a full report
+    written as the verdicts come (ten million kept for one took 5 GiB)."""
     ranges = reader.ranges(topic, selection.since_ms, selection.until_ms)
     on_total(sum(end - start for start, end in ranges.values()))
     report = ReplayReport(topic=topic, rules_version=rules_version(policy), selection=selection)
     judge = partial(_judge_slice, reader, topic, policy=policy, selection=selection,
-                    schema_registry_url=schema_registry_url, keep_unchanged=keep_unchanged)
+                    schema_registry_url=schema_registry_url, keep_unchanged=keep_unchanged or spool is not None)
     slices = list(_slices(ranges, SLICE))
     # No more processes than slices: a topic of one slice is judged here, without starting any.
     workers = min(workers or os.cpu_count() or 1, len(slices))
     if workers <= 1:
-        _collect(map(judge, slices), report, on_progress)
+        _collect(map(judge, slices), report, spool, on_progress)
     else:
         with _pool(workers) as pool:
-            _collect(_bounded_map(pool, judge, slices, in_flight=2 * workers), report, on_progress)
+            _collect(_bounded_map(pool, judge, slices, in_flight=2 * workers), report, spool, on_progress)
     return report
 
 
@@ -173,9 +181,14 @@ def _bounded_map(pool: ProcessPoolExecutor, fn, items: Iterable, in_flight: int)
         yield pending.popleft().result()
 
 
-def _collect(results: Iterable[JudgedSlice], report: ReplayReport, on_progress: Callable[[int], None]) -> None:
+def _collect(results: Iterable[JudgedSlice], report: ReplayReport,
+             spool: Callable[[list[ReplayedVerdict]], None] | None, on_progress: Callable[[int], None]) -> None:
     for items, undecodable, not_judged, read, judged in results:
-        report.items.extend(items)
+        if spool is None:
+            report.items.extend(items)
+        else:
+            spool(items)
+            report.items.extend(item for item in items if item.of_note)
         report.undecodable.extend(undecodable)
         report.not_judged.extend(not_judged)
         report.records_read += read
@@ -216,16 +229,16 @@ def _judge_slice(reader: TopicReader, topic: str, piece: tuple[int, int, int], p
             not_judged.append(f"{where}: {type(error).__name__}: {str(error)[:300]}")
             continue
         judged += 1
-        if not (keep_unchanged or comparison.changed or comparison.rederived_status is None):
-            continue
-        items.append(ReplayedVerdict(
+        item = ReplayedVerdict(
             invoice_id=message.invoice_id, invoice_version=message.invoice_version, po_number=message.po_number,
             recorded_at=record.recorded_at.isoformat(),
             partition=partition, offset=record.offset, recorded_rules_version=message.rules_version,
             recorded_status=comparison.recorded_status, rederived_status=comparison.rederived_status,
             recorded_reasons=comparison.recorded_codes, rederived_reasons=comparison.rederived_codes,
             changed=comparison.changed, added_reasons=comparison.added_codes, removed_reasons=comparison.removed_codes,
-        ))
+        )
+        if keep_unchanged or item.of_note:
+            items.append(item)
     return items, undecodable, not_judged, read, judged
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TextIO, TypeVar
 
 import typer
 from rich.console import Console
@@ -17,6 +19,7 @@ from cli.files import InputFileError, fail, read_policy
 from cli.terminal import inert
 
 err = Console(stderr=True)
+T = TypeVar("T")
 
 SinceOption = Annotated[str | None, typer.Option(
     "--since", help="From this time on: YYYY-MM-DD (midnight UTC) or an ISO 8601 timestamp (UTC if no offset).")]
@@ -81,7 +84,7 @@ def replay(
     """
     from audit.replay import Selection
     from audit.replay import replay as run_replay
-    from audit.report import FORMATS, render
+    from audit.report import FORMATS, Spool, write
     from connectors.api_ports import TopicNotFound
     from connectors.topic_reader import KafkaTopicReader
     from streams.settings import Settings
@@ -106,30 +109,33 @@ def replay(
 
     settings = Settings()
     reader = KafkaTopicReader(settings.kafka_bootstrap_servers)
-    with _progress() as progress:
-        task = progress.add_task(f"Judging {settings.verdicts_topic} again", total=None, rate="")
-        started = datetime.now(UTC)
+    with Spool() as spool:
+        with _progress() as progress:
+            task = progress.add_task(f"Judging {settings.verdicts_topic} again", total=None, rate="")
+            started = datetime.now(UTC)
 
-        def advance(n: int) -> None:
-            progress.advance(task, n)
-            seconds = (datetime.now(UTC) - started).total_seconds() or 1e-9
-            progress.update(task, rate=f"{progress.tasks[task].completed / seconds:>9,.0f} records/s")
+            def advance(n: int) -> None:
+                progress.advance(task, n)
+                seconds = (datetime.now(UTC) - started).total_seconds() or 1e-9
+                progress.update(task, rate=f"{progress.tasks[task].completed / seconds:>9,.0f} records/s")
 
-        try:
-            report = run_replay(reader, settings.verdicts_topic, selection, policy,
-                                schema_registry_url=settings.schema_registry_url, workers=workers,
-                                keep_unchanged=fmt is not None,
-                                on_total=lambda total: progress.update(task, total=total), on_progress=advance)
-        except TopicNotFound as exc:
-            raise fail(exc) from None
-    seconds = (datetime.now(UTC) - started).total_seconds()
-    if fmt is not None:
-        text = render(report, fmt)
-        if output is None:
-            typer.echo(text, nl=False)
-        else:
-            _write_whole(output, text)
-            err.print(f"full report ({fmt}): {output}")
+            try:
+                report = run_replay(reader, settings.verdicts_topic, selection, policy,
+                                    schema_registry_url=settings.schema_registry_url, workers=workers,
+                                    keep_unchanged=False, spool=spool if fmt is not None else None,
+                                    on_total=lambda total: progress.update(task, total=total), on_progress=advance)
+            except TopicNotFound as exc:
+                raise fail(exc) from None
+            seconds = (datetime.now(UTC) - started).total_seconds()
+            if fmt is not None and output is not None:
+                progress.update(task, description=f"Writing {output.name}", total=report.judged, completed=0,
+                                rate="")
+                items = _counted(spool, lambda: progress.advance(task))
+                _write_whole(output, lambda out: write(report, fmt, items, out))
+        if fmt is not None and output is None:  # once the progress bar, which takes over stdout, is gone
+            write(report, fmt, spool, sys.stdout)
+    if output is not None:
+        err.print(f"full report ({fmt}): {output}")
     _print_summary(report, seconds)
     if report.judged == 0:
         err.print("[yellow]no verdict was judged again[/]: nothing on the topic matched the selection "
@@ -153,12 +159,19 @@ def _output_format(output: Path, fmt: str | None, formats: tuple[str, ...]) -> s
     return fmt or suffix
 
 
-def _write_whole(output: Path, text: str) -> None:
+def _counted(items: Iterable[T], each: Callable[[], None]) -> Iterator[T]:
+    for item in items:
+        each()
+        yield item
+
+
+def _write_whole(output: Path, writer: Callable[[TextIO], None]) -> None:
     """The whole report or, on failure (a full disk), the report that was there before: written
     beside it, then put in its place."""
     part = output.with_name(f".{output.name}.{os.getpid()}.part")
     try:
-        part.write_text(text, encoding="utf-8")
+        with part.open("w", encoding="utf-8", newline="") as out:
+            writer(out)
         os.replace(part, output)
     except OSError as exc:
         part.unlink(missing_ok=True)

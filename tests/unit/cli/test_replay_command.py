@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -81,13 +80,28 @@ def test_a_report_that_cannot_be_written_leaves_the_one_before_it_whole(monkeypa
     report = tmp_path / "replay.json"
     assert _run(monkeypatch, capsys, "--output", str(report))[0] == 0
     before = report.read_bytes()
-    written = Path.write_text
 
-    def disk_full(path, text, *args, **kwargs):
-        written(path, text[:100], *args, **kwargs)
+    def disk_full(report, fmt, items, out):
+        out.write(before.decode()[:100])
         raise OSError(28, os.strerror(28))
 
-    monkeypatch.setattr(Path, "write_text", disk_full)
+    monkeypatch.setattr("audit.report.write", disk_full)
     code, err = _run(monkeypatch, capsys, "--output", str(report))
     assert code == 2 and f"error: --output {report}: No space left on device" in err
     assert report.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["replay.json"]
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+def test_the_full_report_goes_to_stdout_or_to_its_file_alike(monkeypatch, capsys, tmp_path, fmt):
+    """stdout and --output carry the same report, byte for byte (the report is written to stdout once
+    the progress bar, which takes stdout over on a terminal, is gone)."""
+    report = tmp_path / f"replay.{fmt}"
+    assert _run(monkeypatch, capsys, "--output", str(report))[0] == 0
+    monkeypatch.setattr(sys, "argv", ["invoice-automation", "replay", "--workers", "1", "--format", fmt])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    printed = capsys.readouterr()
+    assert exited.value.code == 0
+    assert printed.out == report.read_bytes().decode()
+    if fmt == "csv":
+        assert printed.out.count("\n") == 61 and printed.out.startswith("invoice_id,")
