@@ -26,6 +26,7 @@ from kafka.partitioner.default import murmur2
 from connectors.kafka_logs import client_config
 from rules.errors import Unavailable
 from streams.health import WorkerHealth, lag_from_statistics
+from streams.record_size import PRODUCER_CONFIG
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +181,7 @@ class KafkaStreamBroker:
                 "transaction.timeout.ms": int(self.transaction_timeout * 1000),
                 "partitioner": "murmur2_random",  # as Java clients and Kafka Connect place a key
                 "linger.ms": 5,
+                **PRODUCER_CONFIG,  # compressed: a verdict against a PO of thousands of lines is several MiB
                 "error_cb": self._client_error,
             }))
             try:

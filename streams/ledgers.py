@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rules.errors import DataError
 from rules.models import MAX_VERSION
 from rules.po_ledger import InvoiceRecord, PurchaseOrderLedger
+from streams.record_size import too_large
 from streams.settings import Settings
 from streams.state import StateWrites, Store
 
@@ -40,8 +41,6 @@ def changelog_topic(settings: Settings) -> str:
 
 
 CACHED_LEDGERS = 1_000
-# Each key is one changelog record: past Kafka's message size the whole batch could never commit.
-MAX_LEDGER_BYTES = 1_000_000
 SEPARATOR = "\x1f"
 
 
@@ -198,8 +197,9 @@ def _required(state: StateWrites, key: str) -> bytes:
 
 def _bounded(po_number: str, raw: bytes, records: int | None = None) -> bytes:
     """The message that would make a value too large is dead-lettered, the rest goes on."""
-    if len(raw) > MAX_LEDGER_BYTES:
+    # Each key is one changelog record: one Kafka refuses would fail the whole batch, batch after batch.
+    if (problem := too_large(raw)) is not None:
         what = f"{records:,} invoice versions in" if records is not None else "an invoice record of"
-        raise DataError(f"PO {po_number} would hold {what} {len(raw):,} bytes, more than its ledger can keep "
-                        f"({MAX_LEDGER_BYTES:,}); send it again once the PO's waiting invoices are entered")
+        raise DataError(f"PO {po_number} would hold {what} {problem}, more than its ledger can keep; "
+                        "send it again once the PO's waiting invoices are entered")
     return raw

@@ -30,6 +30,7 @@ from streams.back_pressure import BackPressure
 from streams.broker import LostBatch, Output, Record, StreamBroker, TopicPartition
 from streams.failures import Backoff, Policy, dead_letter, describe, policy_for
 from streams.health import WorkerHealth
+from streams.record_size import too_large
 from streams.state import StateWrites, Store
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,6 @@ log = logging.getLogger(__name__)
 Encode = Callable[[Any], bytes]
 COMMIT_ATTEMPTS = 3
 FORWARDED_FROM = "forwarded-from"  # the header of a record sent on to its key's partition: where it was
-MAX_MESSAGE_BYTES = 1_000_000  # under the brokers' default message.max.bytes (1 MiB), headers included
 # (the record, its message when it was decoded, the error) -> (topic, key, message) to emit beside
 # the dead letter, such as the bad_invoice verdict that tells AP about it
 DeadLetterHook = Callable[[Record, Any, str], Sequence[tuple[str, str, Any]]]
@@ -89,10 +89,11 @@ class Batch:
         started = time.perf_counter()
         value = message if isinstance(message, bytes) else self._encode(message)
         self.encoding_seconds += time.perf_counter() - started
-        if len(value) > MAX_MESSAGE_BYTES:  # Kafka would refuse it at the commit, for the whole batch
-            raise DataError(f"the {type(message).__name__} for {topic} would be {len(value):,} bytes; "
-                            f"Kafka takes {MAX_MESSAGE_BYTES:,}")
-        self.outputs.append(Output(topic, key.encode() if key is not None else None, value, partition))
+        key_bytes = key.encode() if key is not None else None
+        # One Kafka refuses would fail the commit, for the whole batch
+        if (problem := too_large(value, len(key_bytes or b""))) is not None:
+            raise DataError(f"the {type(message).__name__} for {topic} would be {problem}")
+        self.outputs.append(Output(topic, key_bytes, value, partition))
 
     def state(self, partition: int) -> StateWrites:
         if self._state_of is None:
@@ -577,11 +578,9 @@ def _why_not_forwarded(record: Record, home: int, headers: tuple[tuple[str, byte
     fail for the whole batch, batch after batch)."""
     if any(name == FORWARDED_FROM for name, _ in record.headers):
         return f"key {record.key!r} belongs on partition {home}, where it was forwarded before"
-    size = (len(record.key or b"") + len(record.value or b"")
-            + sum(len(name) + len(value or b"") for name, value in headers))
-    if size > MAX_MESSAGE_BYTES:
-        return (f"key {record.key!r} belongs on partition {home}, but the record is too large to forward "
-                f"({size:,} bytes; Kafka takes {MAX_MESSAGE_BYTES:,})")
+    besides = len(record.key or b"") + sum(len(name) + len(value or b"") for name, value in headers)
+    if (problem := too_large(record.value or b"", besides)) is not None:
+        return f"key {record.key!r} belongs on partition {home}, but the record is too large to forward ({problem})"
     return None
 
 

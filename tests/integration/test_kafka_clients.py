@@ -207,3 +207,52 @@ def test_the_stream_broker_places_a_key_where_the_producers_put_it(kafka_bootstr
             broker.partition_for(f"{unique_name}-none", b"PO-1")
     finally:
         broker.close()
+
+
+def _at_the_edge(make, fits: bool) -> bytes:
+    """The longest value `make(length)` the worker's size check takes, or the shortest it refuses."""
+    from streams.record_size import MAX_RECORD_BYTES, too_large
+
+    low, high = 1, MAX_RECORD_BYTES  # taken at `low`, refused at `high`
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if too_large(make(middle)) is None else (low, middle)
+    return make(low if fits else high)
+
+
+def test_a_record_the_worker_takes_once_compressed_the_broker_takes(
+        kafka_bootstrap, unique_name):
+    """streams.record_size judges by zlib at its fastest whether zstd, which the producer sends
+    with, gets a record under the broker's 1 MiB: at the very edge of what it takes, for text
+    that compresses little and much, the transaction commits. A record that does not compress is
+    refused by the check, as the broker refuses it."""
+    import pytest
+
+    from streams.broker import KafkaStreamBroker, LostBatch, Output
+    from streams.record_size import KAFKA_TAKES, too_large
+
+    create_topic(kafka_bootstrap, unique_name, 1)
+    noise = random.Random(11).randbytes(8_000_000)
+    makers = {
+        "random bytes, a tenth repeated": lambda n: bytes(b if i % 10 else 0 for i, b in enumerate(noise[:n])),
+        "hex part numbers": lambda n: noise[: (n + 1) // 2].hex().encode()[:n],
+        "random letters": lambda n: bytes(65 + b % 52 for b in noise[:n]),
+    }
+    taken = {name: _at_the_edge(make, fits=True) for name, make in makers.items()}
+    assert all(len(value) > KAFKA_TAKES for value in taken.values())  # each is taken compressed only
+    broker = KafkaStreamBroker(kafka_bootstrap, f"g-{unique_name}")
+    try:
+        broker.begin()
+        for value in taken.values():
+            broker.produce(Output(unique_name, b"PO-1", value))
+        broker.commit({})
+        assert [m.value() for m in consume_all(kafka_bootstrap, unique_name, 3)] == list(taken.values())
+        # What compresses no further: the check refuses it, and so would the broker, for the whole batch.
+        incompressible = noise[:1_100_000]
+        assert too_large(incompressible) is not None
+        broker.begin()
+        broker.produce(Output(unique_name, b"PO-1", incompressible))
+        with pytest.raises(LostBatch, match="too large"):
+            broker.commit({})
+    finally:
+        broker.close()

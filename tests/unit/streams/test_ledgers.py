@@ -114,9 +114,10 @@ def test_a_ledger_written_as_one_value_before_is_read_and_then_written_in_keys(s
 
 
 def test_a_po_value_past_what_kafka_takes_is_refused_naming_the_po(store, monkeypatch):
-    import streams.ledgers
+    import streams.record_size
 
-    monkeypatch.setattr(streams.ledgers, "MAX_LEDGER_BYTES", 400)
+    monkeypatch.setattr(streams.record_size, "KAFKA_TAKES", 400)
+    monkeypatch.setattr(streams.record_size, "MAX_RECORD_BYTES", 400)
     partition = Partition(store)
     with pytest.raises(DataError, match="PO PO-1 would hold"):
         held_backlog(partition, 50)

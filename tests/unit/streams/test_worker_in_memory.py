@@ -3,6 +3,8 @@ failure policy does to a bad record or a dependency outage."""
 
 from __future__ import annotations
 
+import random
+import re
 import tempfile
 from pathlib import Path
 
@@ -80,11 +82,12 @@ def test_an_invoice_on_another_partition_than_its_pos_is_forwarded_there_and_wai
 
 @pytest.mark.parametrize(("headers", "padding", "said"), [
     (((FORWARDED_FROM, b"invoices[0]@7"),), 0, "where it was forwarded before"),  # partitioners disagree
-    ((), 1_000_000, "too large to forward"),  # the commit would fail for the whole batch, batch after batch
+    ((), 1_100_000, "too large to forward"),  # the commit would fail for the whole batch, batch after batch
 ])
 def test_a_record_that_cannot_go_to_its_partition_is_dead_lettered_and_ap_sees_the_invoice(
         worker, headers, padding, said):
-    topic, home = _astray(worker, {**ready_invoice("MP-2"), "notes": "x" * padding}, headers)
+    notes = random.Random(7).randbytes(padding).hex()  # what compression cannot shrink under Kafka's 1 MB
+    topic, home = _astray(worker, {**ready_invoice("MP-2"), "notes": notes}, headers)
     worker.run()
     (dead,) = worker.dead_letters()
     assert f"belongs on partition {home}" in dead["error"] and said in dead["error"]
@@ -679,23 +682,30 @@ def test_an_output_kafka_would_refuse_dead_letters_its_record_instead_of_failing
     broker = InMemoryBroker(partitions=1)
     runtime = Runtime(broker, dlq_topic="dlq", encode=lambda message: message)
 
+    noise = random.Random(5).randbytes(1_100_000)
+    made = {b"big": b"big" * 1_000_000, b"noise": noise, b"huge": b"huge" * 5_000_000}
+
     def echo(batch) -> None:
         for _record, value in batch.items:
-            batch.emit("out", "k", value * (3_000_000 if value == b"big" else 1))
+            batch.emit("out", "k", made.get(value, value))
 
     runtime.add_flow(Flow("echo", ("in",), decode=lambda record: record.value, handle=echo))
     runtime.start()
-    for value in (b"a", b"big", b"b"):
+    for value in (b"a", b"big", b"noise", b"huge", b"b"):
         broker.append("in", b"k", value)
     runtime.step()
-    assert [r.value for r in broker.records("out")] == [b"a", b"b"]
-    (dead,) = broker.records("dlq")
-    assert dead.value == b"big" and b"9,000,000 bytes; Kafka takes" in dict(dead.headers)["error"]
-    assert broker.committed[("in", 0)] == 3
+    # 3 MB that compress under Kafka's 1 MB are sent, as the producer compresses them
+    assert [r.value for r in broker.records("out")] == [b"a", made[b"big"], b"b"]
+    noise_dead, huge_dead = broker.records("dlq")
+    assert noise_dead.value == b"noise" and huge_dead.value == b"huge"
+    said = dict(noise_dead.headers)["error"]
+    assert re.search(rb"1,100,001 bytes, 1,10\d,\d{3} compressed; Kafka takes 1,000,000", said)
+    assert b"20,000,001 bytes; the worker sends 16,000,000 at most" in dict(huge_dead.headers)["error"]
+    assert broker.committed[("in", 0)] == 5
 
 
 def test_an_invoice_that_would_grow_its_pos_ledger_past_what_kafka_takes_is_dead_lettered_alone(worker, monkeypatch):
-    import streams.ledgers
+    import streams.record_size
 
     waiting = [f"MP-{number}" for number in range(2, 151)]
     for invoice_id in ["MP-1", *waiting]:
@@ -705,7 +715,8 @@ def test_an_invoice_that_would_grow_its_pos_ledger_past_what_kafka_takes_is_dead
     # is a value of its own, smaller than the PO's here, so only the PO's value reaches the limit).
     full = len(_ledger_bytes(worker, "PO-5001"))
     assert full > max(len(value) for key, value in _state(worker).items() if "\x1fr\x1f" in key)
-    monkeypatch.setattr(streams.ledgers, "MAX_LEDGER_BYTES", full + 5)
+    monkeypatch.setattr(streams.record_size, "KAFKA_TAKES", full + 5)
+    monkeypatch.setattr(streams.record_size, "MAX_RECORD_BYTES", full + 5)
     worker.submit(ready_invoice("MP-151"))
     worker.submit(ready_invoice("MP-152"))
     worker.run()

@@ -1,0 +1,36 @@
+"""How large a record the worker may send.
+
+The worker's producer compresses what it sends (zstd), and a broker weighs a record batch as it
+arrives, compressed, against the topic's `max.message.bytes` (1 MiB unless raised). So a record
+of a few MiB is taken when it compresses under that: a verdict, and the PO ledger's record of
+it, carry the PO snapshot the invoice was judged against, and a PO of 6,000 lines made them
+larger than 1 MB as Avro, which turned a valid invoice into a `bad_invoice`.
+
+A record Kafka would refuse fails the commit of the whole batch, batch after batch: such a
+record is refused before it is sent, and its input is dead-lettered, naming the size. Whether
+zstd gets it under the limit is judged by zlib at its fastest level, which compresses less than
+zstd at librdkafka's default level (DEFLATE looks back 32 KiB; zstd, 1 MiB and more): what fits
+so fits once sent. Only a record past the limit uncompressed pays for that (about 20 ms a MiB).
+"""
+
+from __future__ import annotations
+
+import zlib
+
+KAFKA_TAKES = 1_000_000  # compressed, under the brokers' default 1,048,588 with the batch's framing
+MAX_RECORD_BYTES = 16_000_000  # uncompressed: the producer's message.max.bytes, what a reader holds at once
+PRODUCER_CONFIG = {"compression.type": "zstd", "message.max.bytes": MAX_RECORD_BYTES + 100_000}
+
+
+def too_large(value: bytes, besides: int = 0) -> str | None:
+    """Why Kafka would refuse a record of `value` and `besides` bytes of key and headers; None
+    when it takes it."""
+    size = len(value) + besides
+    if size <= KAFKA_TAKES:
+        return None
+    if size > MAX_RECORD_BYTES:
+        return f"{size:,} bytes; the worker sends {MAX_RECORD_BYTES:,} at most"
+    compressed = len(zlib.compress(value, 1)) + besides
+    if compressed > KAFKA_TAKES:
+        return f"{size:,} bytes, {compressed:,} compressed; Kafka takes {KAFKA_TAKES:,}"
+    return None
