@@ -28,7 +28,8 @@ def register(pipeline: Pipeline) -> None:
             batch.emit(topics.sampro_changes, change.po_number, change)
 
     pipeline.runtime.add_source(Source("poll-sampro-changes", pipeline.settings.poll_interval_seconds,
-                                       (topics.invoices, 0), poll_sampro, committed=changes.commit))
+                                       (topics.invoices, 0), poll_sampro, committed=changes.commit,
+                                       taken=changes.forget))
 
 
 def _register_capture(pipeline: Pipeline) -> None:

@@ -126,6 +126,9 @@ class PollingMarketplaceSource(MarketplaceSource):
         mark = [watermark[0].isoformat(), watermark[1]] if watermark else None
         self._written = written_if_changed(self.state, {"watermark": mark, "emitted": emitted}, self._written)
 
+    def forget(self) -> None:
+        self._loaded = self._pending = None
+
     def _rows(self, watermark: Watermark | None, polled: Polled) -> tuple[list[Any], datetime]:
         """The rows to read, and the database's present."""
         rows: list[Any] = []

@@ -124,6 +124,10 @@ class MarketplaceSource(Protocol):
     def commit(self) -> None:
         """Makes the last poll durable: the next poll starts after it."""
 
+    def forget(self) -> None:
+        """The next poll reads the state from its store again: this worker was given the polling
+        back, and the worker that had it meanwhile polled on and committed."""
+
 
 class SamproChanges(Protocol):
     """What changed in Sampro that may clear a held invoice: one event per PO and change."""
@@ -133,3 +137,6 @@ class SamproChanges(Protocol):
 
     def commit(self) -> None:
         """Makes the last poll durable: the next poll starts after it."""
+
+    def forget(self) -> None:
+        """The next poll reads the state from its store again (see `MarketplaceSource.forget`)."""

@@ -66,6 +66,9 @@ class Source:
     anchor: TopicPartition
     poll: Callable[[Batch], None]
     committed: Callable[[], None] = lambda: None
+    # Called when this worker is given `anchor`: a poller reads its watermark again, which the
+    # worker that polled meanwhile moved (polling on from its own, it sent all that again).
+    taken: Callable[[], None] = lambda: None
     once: bool = False  # done for good after its first success (a start-up task)
     due_at: float = 0.0
     attempt: int = 0
@@ -485,8 +488,11 @@ class Runtime:
 
     # -- rebalancing and restoring state -------------------------------------------------------------
     def _on_assigned(self, partitions: list[TopicPartition]) -> set[TopicPartition]:
-        self._assigned = set(partitions)
+        before, self._assigned = self._assigned, set(partitions)
         self._assignments += 1
+        for source in self.sources:
+            if source.anchor in self._assigned and source.anchor not in before:
+                source.taken()
         held = set()
         for topic, number in partitions:
             flow = self._flow_of_topic.get(topic)

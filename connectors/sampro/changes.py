@@ -136,6 +136,11 @@ class PollingSamproChanges(SamproChanges):
         self._written = written_if_changed(self.state, state, self._written)
 
 
+    def forget(self) -> None:
+        self._loaded, self._pending = False, None
+        self._window_read_at = None  # the window is read whole, against what the store remembers of it
+
+
 class InMemorySamproChanges(SamproChanges):
     """Changes handed in by a unit test, polled once each."""
 
@@ -150,3 +155,6 @@ class InMemorySamproChanges(SamproChanges):
     def commit(self) -> None:
         del self.waiting[: self._polled]
         self._polled = 0
+
+    def forget(self) -> None:
+        self._polled = 0  # the waiting changes are its whole state

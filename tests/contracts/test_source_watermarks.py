@@ -92,6 +92,36 @@ class SqlContract(WatermarkContract):
         assert elsewhere.poll().events == []
 
 
+    def test_a_worker_given_the_polling_back_goes_on_from_where_the_other_one_committed(self, engine, store):
+        """It read its state once per process: given partition 0 back, it polled on from its own
+        watermark, and sent again all that the other worker had sent meanwhile."""
+        marketplace_metadata.create_all(engine)
+        standin = SamproStandIn(engine)
+        standin.create_schema()
+        at = datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
+        with engine.begin() as conn:
+            conn.execute(marketplace_invoices.insert(), [row("MP-1", at)])
+        standin.load_purchase_orders([po("PO-0")])
+        first = (PollingMarketplaceSource(engine, SqlWatermark(engine, "marketplace"), lookback_seconds=300),
+                 PollingSamproChanges(engine, SqlWatermark(engine, "sampro"), lookback_seconds=300))
+        for source in first:
+            source.poll()
+            source.commit()
+        time.sleep(0.002)
+        with engine.begin() as conn:  # what the other worker polls and sends while it has partition 0
+            conn.execute(marketplace_invoices.insert(), [row("MP-2", datetime(2026, 12, 5, 9, 1, tzinfo=UTC))])
+        standin.load_purchase_orders([po("PO-1")])
+        meanwhile = (PollingMarketplaceSource(engine, SqlWatermark(engine, "marketplace"), lookback_seconds=300),
+                     PollingSamproChanges(engine, SqlWatermark(engine, "sampro"), lookback_seconds=300))
+        assert [e.invoice_id for e in meanwhile[0].poll().events] == ["MP-2"]
+        assert [change.po_number for change in meanwhile[1].poll()] == ["PO-1"]
+        for source in meanwhile:
+            source.commit()
+        for source in first:
+            source.forget()  # the runtime's word that this worker has partition 0 again
+        assert first[0].poll().events == [] and first[1].poll() == []
+
+
 class Counted:
     """A store that counts its writes, and fails the ones it is told to."""
 

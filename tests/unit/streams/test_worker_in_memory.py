@@ -863,3 +863,23 @@ def test_a_watermark_that_cannot_be_saved_leaves_the_poll_done_and_the_worker_go
     worker.run()
     assert worker.statuses() == {"MP-1": "sent_to_rpa"}
 
+
+
+def test_a_source_reads_its_state_again_each_time_its_anchor_is_given_to_this_worker():
+    """The pollers read their watermark once per process: given partition 0 back after another
+    worker had polled, a worker polled on from its own, and sent again all the other had sent."""
+    from streams.runtime import Flow, Runtime, Source
+
+    broker = InMemoryBroker(partitions=2)
+    runtime = Runtime(broker, dlq_topic="dlq", encode=bytes)
+    runtime.add_flow(Flow("work", ("t",), decode=lambda record: record.value, handle=lambda batch: None))
+    taken: list[str] = []
+    runtime.add_source(Source("poll", 60, ("t", 0), lambda batch: None, taken=lambda: taken.append("t0")))
+    runtime.add_source(Source("elsewhere", 60, ("u", 0), lambda batch: None, taken=lambda: taken.append("u0")))
+    runtime.start()
+    runtime.step()
+    runtime.step()
+    assert taken == ["t0"]  # given once; a topic this worker does not read is never its own
+    broker.rebalance()
+    runtime.step()
+    assert taken == ["t0", "t0"]
