@@ -198,8 +198,10 @@ def _required(state: StateWrites, key: str) -> bytes:
 def _bounded(po_number: str, raw: bytes, records: int | None = None) -> bytes:
     """The message that would make a value too large is dead-lettered, the rest goes on."""
     # Each key is one changelog record: one Kafka refuses would fail the whole batch, batch after batch.
-    if (problem := too_large(raw)) is not None:
-        what = f"{records:,} invoice versions in" if records is not None else "an invoice record of"
-        raise DataError(f"PO {po_number} would hold {what} {problem}, more than its ledger can keep; "
-                        "send it again once the PO's waiting invoices are entered")
-    return raw
+    if (problem := too_large(raw)) is None:
+        return raw
+    if records is None:  # one invoice's record: what makes it large is the PO snapshot its verdict carries
+        raise DataError(f"PO {po_number} has too many lines for its ledger to keep an invoice's record with "
+                        f"the PO as judged ({problem})")
+    raise DataError(f"PO {po_number} would hold {records:,} invoice versions, more than its ledger can keep "
+                    f"({problem}); send it again once the PO's waiting invoices are entered")

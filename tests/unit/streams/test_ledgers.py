@@ -113,13 +113,15 @@ def test_a_ledger_written_as_one_value_before_is_read_and_then_written_in_keys(s
     assert reread.entered == {"A": 1}
 
 
-def test_a_po_value_past_what_kafka_takes_is_refused_naming_the_po(store, monkeypatch):
+def test_an_invoice_record_past_what_kafka_takes_is_refused_naming_the_po_and_why(store, monkeypatch):
+    """Said "send it again once the PO's waiting invoices are entered", which can never help: what
+    makes one invoice's record large is the PO snapshot its verdict carries."""
     import streams.record_size
 
     monkeypatch.setattr(streams.record_size, "KAFKA_TAKES", 400)
     monkeypatch.setattr(streams.record_size, "MAX_RECORD_BYTES", 400)
     partition = Partition(store)
-    with pytest.raises(DataError, match="PO PO-1 would hold"):
+    with pytest.raises(DataError, match="^PO PO-1 has too many lines for its ledger to keep an invoice's record"):
         held_backlog(partition, 50)
 
 
