@@ -10,6 +10,7 @@ import json
 import pickle
 import tempfile
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, fields
 from datetime import UTC, datetime
 from typing import TextIO
@@ -19,31 +20,53 @@ from audit.replay import ReplayedVerdict, ReplayReport
 FORMATS = ("json", "csv", "html")
 
 
+class SpoolError(Exception):
+    """The temporary folder took no more (full, or a tmpfs out of memory): the report cannot be made."""
+
+
 class Spool:
     """Every verdict judged again, in a temporary file in the order judged; read back as often as
-    written. The file is this process's own, so pickle is safe here, and keeps each field's type."""
+    written. The file is this process's own, so pickle is safe here, and keeps each field's type.
+    About 400 bytes a verdict, in the temporary folder (TMPDIR): on a tmpfs, that is memory."""
 
     def __init__(self) -> None:
-        self._file = tempfile.TemporaryFile()
+        with self._failing("making"):
+            self._file = tempfile.TemporaryFile()
 
     def __call__(self, items: list[ReplayedVerdict]) -> None:
-        self._file.seek(0, 2)
-        for item in items:
-            pickle.dump(item, self._file, pickle.HIGHEST_PROTOCOL)
+        with self._failing("writing to"):
+            self._file.seek(0, 2)
+            for item in items:
+                pickle.dump(item, self._file, pickle.HIGHEST_PROTOCOL)
 
     def __iter__(self) -> Iterator[ReplayedVerdict]:
-        self._file.seek(0)
-        while True:
-            try:
-                yield pickle.load(self._file)
-            except EOFError:
-                return
+        with self._failing("reading"):
+            self._file.seek(0)
+            while True:
+                try:
+                    yield pickle.load(self._file)
+                except EOFError:
+                    return
 
     def __enter__(self) -> Spool:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._file.close()
+        self.close()
+
+    def close(self) -> None:
+        try:
+            self._file.close()
+        except OSError:  # what it could not write, nothing reads any more
+            pass
+
+    @contextmanager
+    def _failing(self, doing: str) -> Iterator[None]:
+        try:
+            yield
+        except OSError as error:
+            raise SpoolError(f"{doing} the report's temporary file in {tempfile.gettempdir()} (TMPDIR): "
+                             f"{error.strerror or error}") from None
 
 
 def write(report: ReplayReport, fmt: str, items: Iterable[ReplayedVerdict], out: TextIO) -> None:

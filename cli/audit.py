@@ -84,7 +84,7 @@ def replay(
     """
     from audit.replay import Selection
     from audit.replay import replay as run_replay
-    from audit.report import FORMATS, Spool, write
+    from audit.report import FORMATS, Spool, SpoolError, write
     from connectors.api_ports import TopicNotFound
     from connectors.topic_reader import KafkaTopicReader
     from streams.settings import Settings
@@ -109,7 +109,8 @@ def replay(
 
     settings = Settings()
     reader = KafkaTopicReader(settings.kafka_bootstrap_servers)
-    with Spool() as spool:
+    spool = Spool() if fmt is not None else None
+    try:
         with _progress() as progress:
             task = progress.add_task(f"Judging {settings.verdicts_topic} again", total=None, rate="")
             started = datetime.now(UTC)
@@ -119,21 +120,24 @@ def replay(
                 seconds = (datetime.now(UTC) - started).total_seconds() or 1e-9
                 progress.update(task, rate=f"{progress.tasks[task].completed / seconds:>9,.0f} records/s")
 
-            try:
-                report = run_replay(reader, settings.verdicts_topic, selection, policy,
-                                    schema_registry_url=settings.schema_registry_url, workers=workers,
-                                    keep_unchanged=False, spool=spool if fmt is not None else None,
-                                    on_total=lambda total: progress.update(task, total=total), on_progress=advance)
-            except TopicNotFound as exc:
-                raise fail(exc) from None
+            report = run_replay(reader, settings.verdicts_topic, selection, policy,
+                                schema_registry_url=settings.schema_registry_url, workers=workers,
+                                keep_unchanged=False, spool=spool,
+                                on_total=lambda total: progress.update(task, total=total), on_progress=advance)
             seconds = (datetime.now(UTC) - started).total_seconds()
-            if fmt is not None and output is not None:
+            if spool is not None and fmt is not None and output is not None:
                 progress.update(task, description=f"Writing {output.name}", total=report.judged, completed=0,
                                 rate="")
                 items = _counted(spool, lambda: progress.advance(task))
                 _write_whole(output, lambda out: write(report, fmt, items, out))
-        if fmt is not None and output is None:  # once the progress bar, which takes over stdout, is gone
+        if spool is not None and fmt is not None and output is None:
+            # Once the progress bar, which takes stdout over on a terminal, is gone.
             write(report, fmt, spool, sys.stdout)
+    except (TopicNotFound, SpoolError) as exc:
+        raise fail(exc) from None
+    finally:
+        if spool is not None:
+            spool.close()
     if output is not None:
         err.print(f"full report ({fmt}): {output}")
     _print_summary(report, seconds)
@@ -176,6 +180,9 @@ def _write_whole(output: Path, writer: Callable[[TextIO], None]) -> None:
     except OSError as exc:
         part.unlink(missing_ok=True)
         raise fail(InputFileError(f"--output {output}: {exc.strerror or exc}")) from None
+    except BaseException:  # Ctrl-C, or the spool: no half report is left beside the file
+        part.unlink(missing_ok=True)
+        raise
 
 
 def _print_summary(report, seconds: float) -> None:

@@ -4,6 +4,8 @@ whether the replay judged what it was asked, and a report is written whole or no
 
 from __future__ import annotations
 
+import errno
+import io
 import os
 import sys
 
@@ -93,8 +95,11 @@ def test_a_report_that_cannot_be_written_leaves_the_one_before_it_whole(monkeypa
 
 @pytest.mark.parametrize("fmt", ["json", "csv"])
 def test_the_full_report_goes_to_stdout_or_to_its_file_alike(monkeypatch, capsys, tmp_path, fmt):
-    """stdout and --output carry the same report, byte for byte (the report is written to stdout once
-    the progress bar, which takes stdout over on a terminal, is gone)."""
+    """stdout and --output carry the same report, byte for byte: on a terminal, the progress bar
+    takes stdout over while it runs, and a report written then went to the terminal's stderr."""
+    from rich.console import Console
+
+    monkeypatch.setattr("cli.audit.err", Console(stderr=True, force_terminal=True))
     report = tmp_path / f"replay.{fmt}"
     assert _run(monkeypatch, capsys, "--output", str(report))[0] == 0
     monkeypatch.setattr(sys, "argv", ["invoice-automation", "replay", "--workers", "1", "--format", fmt])
@@ -105,3 +110,26 @@ def test_the_full_report_goes_to_stdout_or_to_its_file_alike(monkeypatch, capsys
     assert printed.out == report.read_bytes().decode()
     if fmt == "csv":
         assert printed.out.count("\n") == 61 and printed.out.startswith("invoice_id,")
+
+
+class _Full(io.BytesIO):
+    def write(self, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_a_temporary_folder_that_takes_no_more_is_said_so_and_exit_2(monkeypatch, capsys, tmp_path):
+    """The report's spool on a full disk (or a tmpfs out of memory) was a traceback, and exit 1."""
+    monkeypatch.setattr("audit.report.tempfile.TemporaryFile", _Full)
+    code, err = _run(monkeypatch, capsys, "--output", str(tmp_path / "replay.csv"))
+    assert code == 2 and "error: writing to the report's temporary file in" in err and "No space left" in err
+    assert "Traceback" not in err and list(tmp_path.iterdir()) == []
+
+
+def test_a_report_interrupted_while_it_is_written_leaves_no_part_file(monkeypatch, capsys, tmp_path):
+    def interrupted(report, fmt, items, out):
+        out.write("invoice_id")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("audit.report.write", interrupted)
+    code, err = _run(monkeypatch, capsys, "--output", str(tmp_path / "replay.csv"))
+    assert code == 130 and list(tmp_path.iterdir()) == []  # 128 + SIGINT, as a shell says it
