@@ -250,8 +250,8 @@ def explain(
                      topics, invoice_id, since_ms, until_ms, on_total=lambda total: progress.update(task, total=total),
                      on_progress=advance)
     steps = told.steps
+    within = "" if since is None and until is None else f" from {since or 'the start'} to {until or 'now'}"
     if not steps and told.complete:
-        within = "" if since is None and until is None else f" from {since or 'the start'} to {until or 'now'}"
         raise fail(InputFileError(f"invoice {invoice_id!r}: nothing about it on {', '.join(topics)}{within}"))
     if as_json:
         typer.echo(json.dumps([{**s.__dict__, "at": s.at.isoformat()} for s in steps], indent=2, default=str))
@@ -263,6 +263,8 @@ def explain(
             table.add_row(s.at.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3], str(s.invoice_version), s.what,
                           inert(s.summary), f"{s.topic}[{s.partition}]@{s.offset}")
         Console().print(table)
+    if within:  # exit 0 is then the whole story within the range, not the invoice's whole story
+        err.print(inert(f"only the records{within}: steps outside it are not shown"))
     if not told.complete:
         for topic in told.missing_topics:
             err.print(inert(f"incomplete: topic {topic} does not exist (check the settings' topic names)"))

@@ -3,10 +3,12 @@ refused naming it before any topic is read, and the one given is what the topics
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from typer.testing import CliRunner
 
-from audit.explain import Story
+from audit.explain import Step, Story
 from cli.main import app
 
 runner = CliRunner()
@@ -37,3 +39,14 @@ def test_the_topics_are_read_over_the_range_given_and_an_empty_one_says_so(monke
     assert asked == {"since_ms": 1_793_491_200_000, "until_ms": 1_793_491_200_000 + 11 * 3_600_000}
     assert result.exit_code == 2
     assert "nothing about it on" in result.output and "from 2026-11-01 to 2026-11-01T12:00:00+01:00" in result.output
+
+
+def test_a_story_told_within_a_range_says_that_steps_outside_it_are_not_shown(monkeypatch):
+    step = Step(at=datetime(2026, 12, 2, tzinfo=UTC), topic="invoices", partition=0, offset=7, invoice_version=1,
+                what="received", summary="version 1")
+    monkeypatch.setattr("audit.explain.story", lambda *a, **k: Story(steps=[step]))
+    result = runner.invoke(app, ["explain", "MP-1", "--since", "2026-12-01"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0
+    assert "only the records from 2026-12-01 to now: steps outside it are not shown" in result.output
+    whole = runner.invoke(app, ["explain", "MP-1"], env={"COLUMNS": "400"})
+    assert whole.exit_code == 0 and "not shown" not in whole.output
