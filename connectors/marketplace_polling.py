@@ -64,6 +64,7 @@ class PollingMarketplaceSource(MarketplaceSource):
         self._loaded: tuple[Watermark | None, dict[str, list[Any]]] | None = None  # at the first poll
         self._written: dict[str, Any] | None = None  # the state as the store holds it
         self._pending: tuple[Watermark | None, dict[str, list[Any]]] | None = None
+        self._unsaved = False  # a commit's write failed: the next commit writes again
 
     def _load(self) -> tuple[Watermark | None, dict[str, list[Any]]]:
         state = self._written = self.state.read()
@@ -121,13 +122,16 @@ class PollingMarketplaceSource(MarketplaceSource):
         """Makes the last poll durable: the next poll, here or after a restart, starts after it."""
         if self._pending is None:
             return
-        self._loaded, self._pending = self._pending, None
+        self._loaded, self._pending, self._unsaved = self._pending, None, True
         watermark, emitted = self._loaded
         mark = [watermark[0].isoformat(), watermark[1]] if watermark else None
         self._written = written_if_changed(self.state, {"watermark": mark, "emitted": emitted}, self._written)
+        self._unsaved = False
 
     def forget(self) -> None:
-        self._loaded = self._pending = None
+        self._pending = None
+        if not self._unsaved:  # else the store lacks this worker's last commit: what it holds is older
+            self._loaded = None
 
     def _rows(self, watermark: Watermark | None, polled: Polled) -> tuple[list[Any], datetime]:
         """The rows to read, and the database's present."""

@@ -66,8 +66,9 @@ class Source:
     anchor: TopicPartition
     poll: Callable[[Batch], None]
     committed: Callable[[], None] = lambda: None
-    # Called when this worker is given `anchor`: a poller reads its watermark again, which the
-    # worker that polled meanwhile moved (polling on from its own, it sent all that again).
+    # Called at each assignment that gives this worker `anchor` (each rebalance it keeps it, with
+    # Kafka's eager protocol): a poller reads its watermark again, which another worker may have
+    # moved meanwhile (polling on from its own, it sent all that again).
     taken: Callable[[], None] = lambda: None
     once: bool = False  # done for good after its first success (a start-up task)
     due_at: float = 0.0

@@ -61,6 +61,7 @@ class PollingSamproChanges(SamproChanges):
         self._written: dict[str, Any] | None = None  # the state as the store holds it
         self._window_read_at: float | None = None  # never yet: the first poll reads the window
         self._pending: tuple[datetime | None, set[str], float | None] | None = None
+        self._unsaved = False  # a commit's write failed: the next commit writes again
 
     def _load(self) -> tuple[datetime | None, set[str]]:
         state = self._written = self.state.read()
@@ -130,14 +131,17 @@ class PollingSamproChanges(SamproChanges):
         if self._pending is None:
             return
         self._watermark, self._emitted, self._window_read_at = self._pending
-        self._pending = None
+        self._pending, self._unsaved = None, True
         mark = self._watermark.isoformat() if self._watermark else None
         state = {"watermark": mark, "emitted": sorted(self._emitted)}
         self._written = written_if_changed(self.state, state, self._written)
-
+        self._unsaved = False
 
     def forget(self) -> None:
-        self._loaded, self._pending = False, None
+        self._pending = None
+        if self._unsaved:  # the store lacks this worker's last commit: what it holds is older
+            return
+        self._loaded = False
         self._window_read_at = None  # the window is read whole, against what the store remembers of it
 
 

@@ -182,6 +182,36 @@ class TestWrites:
         assert store.writes == 2 and store.store.read() != {}
 
 
+    def test_a_rebalance_keeps_a_marketplace_state_that_could_not_be_written(self, engine):
+        """Forgotten at the rebalance, the state came back from the store without the last commit,
+        and every invoice of that commit was sent again (found by review)."""
+        store = Counted(SqlWatermark(engine, "marketplace"), failing=1)
+        source = _marketplace(engine, store, "MP-1")
+        assert [e.invoice_id for e in source.poll().events] == ["MP-1"]
+        with pytest.raises(Unavailable):
+            source.commit()
+        source.forget()
+        assert source.poll().events == []
+        source.commit()
+        assert store.store.read()["emitted"].keys() == {"MP-1"}
+
+    def test_a_rebalance_keeps_a_sampro_state_that_could_not_be_written(self, engine):
+        """Forgotten with nothing in the store, the next poll was a first poll again: it only
+        remembered the changes it read, and the change of PO-1 was never sent (found by review)."""
+        standin = SamproStandIn(engine)
+        standin.create_schema()
+        standin.load_purchase_orders([po("PO-0")])
+        store = Counted(SqlWatermark(engine, "sampro"), failing=1)
+        source = PollingSamproChanges(engine, store, lookback_seconds=300)
+        source.poll()
+        with pytest.raises(Unavailable):
+            source.commit()
+        time.sleep(0.002)
+        standin.load_purchase_orders([po("PO-1")])
+        source.forget()
+        assert [change.po_number for change in source.poll()] == ["PO-1"]
+
+
 class TestSqlite(SqlContract):
     @pytest.fixture
     def engine(self, sqlite_engine):
