@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import html
 import json
+import os
 import pickle
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -65,7 +66,9 @@ class Spool:
         try:
             yield
         except OSError as error:
-            raise SpoolError(f"{doing} the report's temporary file in {tempfile.gettempdir()} (TMPDIR): "
+            # Not tempfile.gettempdir(): with no usable folder, it raises again.
+            where = os.environ.get("TMPDIR") or "the system's temporary folder"
+            raise SpoolError(f"{doing} the report's temporary file in {where} (TMPDIR): "
                              f"{error.strerror or error}") from None
 
 

@@ -109,8 +109,9 @@ def replay(
 
     settings = Settings()
     reader = KafkaTopicReader(settings.kafka_bootstrap_servers)
-    spool = Spool() if fmt is not None else None
+    spool = None
     try:
+        spool = Spool() if fmt is not None else None
         with _progress() as progress:
             task = progress.add_task(f"Judging {settings.verdicts_topic} again", total=None, rate="")
             started = datetime.now(UTC)
@@ -135,6 +136,7 @@ def replay(
             write(report, fmt, spool, sys.stdout)
     except (TopicNotFound, SpoolError) as exc:
         raise fail(exc) from None
+
     finally:
         if spool is not None:
             spool.close()

@@ -201,7 +201,7 @@ def _bounded(po_number: str, raw: bytes, records: int | None = None) -> bytes:
     if (problem := too_large(raw)) is None:
         return raw
     if records is None:  # one invoice's record: what makes it large is the PO snapshot its verdict carries
-        raise DataError(f"PO {po_number} has too many lines for its ledger to keep an invoice's record with "
-                        f"the PO as judged ({problem})")
+        raise DataError(f"PO {po_number}'s ledger cannot keep this invoice's record, which holds the PO as "
+                        f"judged (a PO of very many lines) and the invoice as received ({problem})")
     raise DataError(f"PO {po_number} would hold {records:,} invoice versions, more than its ledger can keep "
                     f"({problem}); send it again once the PO's waiting invoices are entered")

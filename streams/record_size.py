@@ -34,7 +34,7 @@ def too_large(value: bytes, besides: int = 0) -> str | None:
         return None
     if size > MAX_RECORD_BYTES:
         return f"{size:,} bytes; the worker sends {MAX_RECORD_BYTES:,} at most"
-    # A compressor per call: one is not to be shared between threads (the roles' runtimes).
+    # A compressor per call: one may not be shared between threads, and this is rarely called.
     compressed = len(zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(value)) + besides
     if compressed > KAFKA_TAKES:
         return f"{size:,} bytes, {compressed:,} compressed; Kafka takes {KAFKA_TAKES:,}"

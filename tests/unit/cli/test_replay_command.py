@@ -117,12 +117,30 @@ class _Full(io.BytesIO):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
-def test_a_temporary_folder_that_takes_no_more_is_said_so_and_exit_2(monkeypatch, capsys, tmp_path):
+def _no_more_files():
+    raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+
+
+@pytest.mark.parametrize(("made", "said"), [(_Full, "writing to the report's temporary file in /nowhere (TMPDIR): "
+                                                    "No space left"),
+                                            (_no_more_files, "making the report's temporary file in")])
+def test_a_temporary_folder_that_takes_no_more_is_said_so_and_exit_2(monkeypatch, capsys, tmp_path, made, said):
     """The report's spool on a full disk (or a tmpfs out of memory) was a traceback, and exit 1."""
-    monkeypatch.setattr("audit.report.tempfile.TemporaryFile", _Full)
+    monkeypatch.setattr("audit.report.tempfile.TemporaryFile", made)
+    monkeypatch.setenv("TMPDIR", "/nowhere")
     code, err = _run(monkeypatch, capsys, "--output", str(tmp_path / "replay.csv"))
-    assert code == 2 and "error: writing to the report's temporary file in" in err and "No space left" in err
+    assert code == 2 and f"error: {said}" in err, err
     assert "Traceback" not in err and list(tmp_path.iterdir()) == []
+
+
+def test_a_reader_that_stops_reading_the_report_ends_it_without_a_traceback(monkeypatch, capsys):
+    """`replay --format csv | head`: exit 1 and no traceback (Click quiets stdout, as Python advises)."""
+    def closed(report, fmt, items, out):
+        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+    monkeypatch.setattr("audit.report.write", closed)
+    code, err = _run(monkeypatch, capsys, "--format", "csv")
+    assert code == 1 and "Traceback" not in err and "BrokenPipe" not in err
 
 
 def test_a_report_interrupted_while_it_is_written_leaves_no_part_file(monkeypatch, capsys, tmp_path):

@@ -121,7 +121,7 @@ def test_an_invoice_record_past_what_kafka_takes_is_refused_naming_the_po_and_wh
     monkeypatch.setattr(streams.record_size, "KAFKA_TAKES", 400)
     monkeypatch.setattr(streams.record_size, "MAX_RECORD_BYTES", 400)
     partition = Partition(store)
-    with pytest.raises(DataError, match="^PO PO-1 has too many lines for its ledger to keep an invoice's record"):
+    with pytest.raises(DataError, match="^PO PO-1's ledger cannot keep this invoice's record, which holds the PO"):
         held_backlog(partition, 50)
 
 
