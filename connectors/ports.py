@@ -125,8 +125,9 @@ class MarketplaceSource(Protocol):
         """Makes the last poll durable: the next poll starts after it."""
 
     def forget(self) -> None:
-        """The next poll reads the state from its store again: this worker was given the polling
-        back, and the worker that had it meanwhile polled on and committed."""
+        """The next poll reads the state from its store again, unless this worker's last write of
+        it failed: this worker was given the polling (again, at each rebalance), and another
+        worker may have polled and committed meanwhile."""
 
 
 class SamproChanges(Protocol):
