@@ -56,14 +56,16 @@ def _line(row: Any) -> dict[str, Any]:
     what is open, a negative price pass every price check. Checked here, where Sampro's rows come
     in, not in the model, which also reads the PO snapshots of verdicts made before."""
     if row["line_no"] is None:  # the outer join gives a PO without lines one row of NULLs: this one has more
-        raise SamproDataError(f"PO {row['po_number']}: a line of part {row['part_number']!r:.80} has no line_no")
+        raise SamproDataError(f"PO {padless(row['po_number'])}: a line of part {row['part_number']!r:.80} has no "
+                              "line_no")
     line = {"line_no": row["line_no"], "part_number": row["part_number"], "unit_price": row["unit_price"],
             "quantity_ordered": row["quantity_ordered"], "quantity_received": row["quantity_received"],
             "quantity_invoiced": row["quantity_invoiced"] or Decimal(0)}
     for column in ("unit_price", "quantity_ordered", "quantity_received", "quantity_invoiced"):
         value = line[column]
         if isinstance(value, Decimal | int | float) and value < 0:  # a view may give an INT or a FLOAT
-            raise SamproDataError(f"PO {row['po_number']}: line {line['line_no']}: {column} {value} is below zero")
+            raise SamproDataError(f"PO {padless(row['po_number'])}: line {line['line_no']}: {column} {value} is "
+                                  "below zero")
     return line
 
 
@@ -72,10 +74,10 @@ LINE_COLUMNS = ("line_no", "part_number", "unit_price", "quantity_ordered", "qua
 
 def _fields(rows: list[Any]) -> dict[str, Any]:
     """A PO's header (in each of its rows, taken once) and its lines, as the model reads them."""
-    header = rows[0]
+    header, number = rows[0], padless(rows[0]["po_number"])
     return {
-        "po_number": padless(header["po_number"]), "vendor_id": header["vendor_id"],
-        "status": _status(header["po_number"], header["status"]), "currency": header["currency"],
+        "po_number": number, "vendor_id": header["vendor_id"],
+        "status": _status(number, header["status"]), "currency": header["currency"],
         "order_date": header["order_date"], "tax_rate": header["tax_rate"],
         "allowed_charges": [c.strip() for c in (header["allowed_charges"] or "").split(",") if c.strip()],
         "lines": [_line(row) for row in rows if any(row[column] is not None for column in LINE_COLUMNS)],

@@ -147,8 +147,13 @@ class TestPostgresReader(SqlReaderContract):
         with engine.begin() as conn:
             for table in (reader.tables.po_header, reader.tables.po_line):
                 conn.execute(text(f"ALTER TABLE {table.name} ALTER COLUMN po_number TYPE CHAR(12)"))
-        found = reader.fetch(["PO-1", "PO-2"])
-        assert sorted(found) == ["PO-1", "PO-2"] and found["PO-1"] == PURCHASE_ORDERS[0]
+            conn.execute(insert(reader.tables.po_header).values(
+                po_number="PO-9", vendor_id="V1", status="archived", currency="USD", order_date=date(2026, 11, 1),
+                allowed_charges=""))
+        found = reader.fetch(["PO-1", "PO-2", "PO-9"])
+        assert sorted(found) == ["PO-1", "PO-2", "PO-9"] and found["PO-1"] == PURCHASE_ORDERS[0]
+        unreadable = found["PO-9"]  # AP reads its problem: it named 'PO-9        '
+        assert isinstance(unreadable, UnreadablePurchaseOrder) and unreadable.problem.startswith("PO PO-9: status")
         changes = PollingSamproChanges(engine, FileWatermark(tmp_path / "watermark.json"), lookback_seconds=3600)
         changes.poll()  # the first poll starts at Sampro's newest change
         changes.commit()
