@@ -27,7 +27,7 @@ from connectors.marketplace_table import marketplace_invoices as table
 from connectors.marketplace_table import read_json_column, stream_key_problem
 from connectors.ports import MarketplaceSource, Polled, UnreadableRow
 from connectors.sql import as_utc, database_now, mapped_errors
-from connectors.watermarks import WatermarkStore, written_if_changed
+from connectors.watermarks import SavedState, WatermarkStore
 from rules.errors import Unavailable
 from rules.lifecycle import InvoiceSubmitted
 from rules.limits import Limits
@@ -57,17 +57,15 @@ class PollingMarketplaceSource(MarketplaceSource):
     def __init__(self, engine: Engine, state: WatermarkStore, lookback_seconds: float = 300, batch_size: int = 1000,
                  limits: Limits = Limits()):
         self.engine = engine
-        self.state = state
+        self.state = SavedState(state)
         self.lookback = timedelta(seconds=lookback_seconds)
         self.batch_size = batch_size
         self.limits = limits
         self._loaded: tuple[Watermark | None, dict[str, list[Any]]] | None = None  # at the first poll
-        self._written: dict[str, Any] | None = None  # the state as the store holds it
         self._pending: tuple[Watermark | None, dict[str, list[Any]]] | None = None
-        self._unsaved = False  # a commit's write failed: the next commit writes again
 
     def _load(self) -> tuple[Watermark | None, dict[str, list[Any]]]:
-        state = self._written = self.state.read()
+        state = self.state.read()
         mark = state.get("watermark")
         return ((datetime.fromisoformat(mark[0]), mark[1]) if mark else None), state.get("emitted", {})
 
@@ -122,15 +120,14 @@ class PollingMarketplaceSource(MarketplaceSource):
         """Makes the last poll durable: the next poll, here or after a restart, starts after it."""
         if self._pending is None:
             return
-        self._loaded, self._pending, self._unsaved = self._pending, None, True
+        self._loaded, self._pending = self._pending, None
         watermark, emitted = self._loaded
         mark = [watermark[0].isoformat(), watermark[1]] if watermark else None
-        self._written = written_if_changed(self.state, {"watermark": mark, "emitted": emitted}, self._written)
-        self._unsaved = False
+        self.state.save({"watermark": mark, "emitted": emitted})
 
     def forget(self) -> None:
         self._pending = None
-        if not self._unsaved:  # else the store lacks this worker's last commit: what it holds is older
+        if not self.state.behind:  # else the store lacks this worker's last commit: what it holds is older
             self._loaded = None
 
     def _rows(self, watermark: Watermark | None, polled: Polled) -> tuple[list[Any], datetime]:

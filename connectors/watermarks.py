@@ -36,13 +36,26 @@ def _state(text: str | bytes | None) -> dict[str, Any]:
     return state if isinstance(state, dict) else {}
 
 
-def written_if_changed(store: WatermarkStore, state: dict[str, Any], written: dict[str, Any] | None) -> dict[str, Any]:
-    """The state `store` holds after a commit: written only when it differs from what the store
-    holds already (the window's ids may be a megabyte, and a quiet source polls every 2 s). A write
-    that fails raises, and the caller keeps what it had: the next commit writes again."""
-    if state != written:
-        store.write(state)
-    return state
+class SavedState:
+    """A polling source's state as its store holds it. `save` writes only a state that differs from
+    that (the window's ids may be a megabyte, and a quiet source polls every 2 s). A write that
+    fails raises, and the next `save` writes again; meanwhile `behind` says that the store lacks
+    the source's last commit, so that what it holds is not read back over the source's own."""
+
+    def __init__(self, store: WatermarkStore):
+        self.store = store
+        self.behind = False
+        self._held: dict[str, Any] | None = None
+
+    def read(self) -> dict[str, Any]:
+        self._held = self.store.read()
+        return self._held
+
+    def save(self, state: dict[str, Any]) -> None:
+        self.behind = state != self._held
+        if self.behind:
+            self.store.write(state)
+            self._held, self.behind = state, False
 
 
 class FileWatermark:

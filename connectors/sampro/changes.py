@@ -36,7 +36,7 @@ from connectors.ports import SamproChanges
 from connectors.sampro.reader import padless
 from connectors.sampro.tables import SamproNames, sampro_tables
 from connectors.sql import as_utc, database_now, mapped_errors
-from connectors.watermarks import WatermarkStore, written_if_changed
+from connectors.watermarks import SavedState, WatermarkStore
 from rules.lifecycle import PurchaseOrderChanged
 from rules.limits import Limits
 
@@ -51,20 +51,18 @@ class PollingSamproChanges(SamproChanges):
     def __init__(self, engine: Engine, state: WatermarkStore, names: SamproNames = SamproNames(),
                  lookback_seconds: float = 300, clock: Callable[[], float] = time.monotonic,
                  limits: Limits = Limits()):
-        self.engine, self.state, self.limits = engine, state, limits
+        self.engine, self.state, self.limits = engine, SavedState(state), limits
         self.tables = sampro_tables(names)
         self.lookback = timedelta(seconds=lookback_seconds)
         self.window_every, self.clock = lookback_seconds / 10, clock
         self._loaded = False  # the state is read at the first poll, when processscheduler may answer
         self._watermark: datetime | None = None
         self._emitted: set[str] = set()
-        self._written: dict[str, Any] | None = None  # the state as the store holds it
         self._window_read_at: float | None = None  # never yet: the first poll reads the window
         self._pending: tuple[datetime | None, set[str], float | None] | None = None
-        self._unsaved = False  # a commit's write failed: the next commit writes again
 
     def _load(self) -> tuple[datetime | None, set[str]]:
-        state = self._written = self.state.read()
+        state = self.state.read()
         try:
             mark = as_utc(datetime.fromisoformat(state["watermark"])) if state.get("watermark") else None
         except (TypeError, ValueError):  # not a time: start afresh, as from a state that cannot be read
@@ -131,15 +129,13 @@ class PollingSamproChanges(SamproChanges):
         if self._pending is None:
             return
         self._watermark, self._emitted, self._window_read_at = self._pending
-        self._pending, self._unsaved = None, True
+        self._pending = None
         mark = self._watermark.isoformat() if self._watermark else None
-        state = {"watermark": mark, "emitted": sorted(self._emitted)}
-        self._written = written_if_changed(self.state, state, self._written)
-        self._unsaved = False
+        self.state.save({"watermark": mark, "emitted": sorted(self._emitted)})
 
     def forget(self) -> None:
         self._pending = None
-        if self._unsaved:  # the store lacks this worker's last commit: what it holds is older
+        if self.state.behind:  # the store lacks this worker's last commit: what it holds is older
             return
         self._loaded = False
         self._window_read_at = None  # the window is read whole, against what the store remembers of it

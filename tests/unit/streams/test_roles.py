@@ -70,8 +70,10 @@ def test_the_pollers_keep_their_watermarks_in_processscheduler_beside_a_file_an_
     pipeline = bootstrap(settings, broker=InMemoryBroker(partitions=1), purchase_orders=InMemoryPurchaseOrderReader([]),
                          scheduler=SqlProcessScheduler(engine), mailer=InMemoryRpaMailer())
     for source, name in ((pipeline.source, "marketplace"), (pipeline.sampro_changes, "sampro")):
-        assert isinstance(source.state, SqlWatermark) and source.state.engine is engine
-        assert (source.state.source, source.state.older_file.path) == (name, tmp_path / f"{name}-watermark.json")
+        store = source.state.store
+        assert isinstance(store, SqlWatermark) and store.engine is engine
+        assert (store.source, store.older_file.path) == (name, tmp_path / f"{name}-watermark.json")
     in_memory = bootstrap(settings, broker=InMemoryBroker(partitions=1), scheduler=InMemoryProcessScheduler(),
                           purchase_orders=InMemoryPurchaseOrderReader([]), mailer=InMemoryRpaMailer())
-    assert isinstance(in_memory.source.state, FileWatermark) and in_memory.source.state.path.parent == tmp_path
+    store = in_memory.source.state.store
+    assert isinstance(store, FileWatermark) and store.path.parent == tmp_path
