@@ -5,21 +5,28 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated, TextIO, TypeVar
+from typing import Annotated, TextIO
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from cli.files import InputFileError, fail, read_policy
 from cli.terminal import inert
 
 err = Console(stderr=True)
-T = TypeVar("T")
 
 SinceOption = Annotated[str | None, typer.Option(
     "--since", help="From this time on: YYYY-MM-DD (midnight UTC) or an ISO 8601 timestamp (UTC if no offset).")]
@@ -56,6 +63,18 @@ def _progress() -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
                     TextColumn("{task.fields[rate]}"),
                     TimeRemainingColumn(), console=err, transient=True)
+
+
+def _advancing(progress: Progress, task: TaskID) -> Callable[[int], None]:
+    """What moves the task on by n records, showing records a second since now."""
+    started = datetime.now(UTC)
+
+    def advance(n: int) -> None:
+        progress.advance(task, n)
+        seconds = (datetime.now(UTC) - started).total_seconds() or 1e-9
+        progress.update(task, rate=f"{progress.tasks[task].completed / seconds:>9,.0f} records/s")
+
+    return advance
 
 
 def replay(
@@ -115,21 +134,15 @@ def replay(
         with _progress() as progress:
             task = progress.add_task(f"Judging {settings.verdicts_topic} again", total=None, rate="")
             started = datetime.now(UTC)
-
-            def advance(n: int) -> None:
-                progress.advance(task, n)
-                seconds = (datetime.now(UTC) - started).total_seconds() or 1e-9
-                progress.update(task, rate=f"{progress.tasks[task].completed / seconds:>9,.0f} records/s")
-
             report = run_replay(reader, settings.verdicts_topic, selection, policy,
                                 schema_registry_url=settings.schema_registry_url, workers=workers,
                                 keep_unchanged=False, spool=spool,
-                                on_total=lambda total: progress.update(task, total=total), on_progress=advance)
+                                on_total=lambda total: progress.update(task, total=total),
+                                on_progress=_advancing(progress, task))
             seconds = (datetime.now(UTC) - started).total_seconds()
             if spool is not None and fmt is not None and output is not None:
-                progress.update(task, description=f"Writing {output.name}", total=report.judged, completed=0,
-                                rate="")
-                items = _counted(spool, lambda: progress.advance(task))
+                progress.update(task, description=f"Writing {output.name}", rate="")
+                items = progress.track(spool, total=report.judged, task_id=task)
                 _write_whole(output, lambda out: write(report, fmt, items, out))
         if spool is not None and fmt is not None and output is None:
             # Once the progress bar, which takes stdout over on a terminal, is gone.
@@ -163,12 +176,6 @@ def _output_format(output: Path, fmt: str | None, formats: tuple[str, ...]) -> s
     if output.is_dir() or not folder.is_dir() or not os.access(folder, os.W_OK):
         raise InputFileError(f"--output {output}: {'a folder' if output.is_dir() else 'no folder to write it in'}")
     return fmt or suffix
-
-
-def _counted(items: Iterable[T], each: Callable[[], None]) -> Iterator[T]:
-    for item in items:
-        each()
-        yield item
 
 
 def _write_whole(output: Path, writer: Callable[[TextIO], None]) -> None:
@@ -241,16 +248,9 @@ def explain(
               settings.completions_topic, settings.commands_topic]
     with _progress() as progress:
         task = progress.add_task("Reading the topics", total=None, rate="")
-        started = datetime.now(UTC)
-
-        def advance(n: int) -> None:
-            progress.advance(task, n)
-            seconds = (datetime.now(UTC) - started).total_seconds() or 1e-9
-            progress.update(task, rate=f"{progress.tasks[task].completed / seconds:>9,.0f} records/s")
-
         told = story(KafkaTopicReader(settings.kafka_bootstrap_servers), codec_for(settings.schema_registry_url),
                      topics, invoice_id, since_ms, until_ms, on_total=lambda total: progress.update(task, total=total),
-                     on_progress=advance)
+                     on_progress=_advancing(progress, task))
     steps = told.steps
     within = "" if since is None and until is None else f" from {since or 'the start'} to {until or 'now'}"
     if not steps and told.complete:
