@@ -69,13 +69,14 @@ def story(reader: TopicReader, codec: Codec, topics: list[str], invoice_id: str,
             ranges[topic] = reader.ranges(topic, since_ms, until_ms)
         except TopicNotFound:
             told.missing_topics.append(topic)
-    on_total(sum(end - start for spans in ranges.values() for start, end in spans.values()))
+    held = {topic: sum(end - start for start, end in spans.values()) for topic, spans in ranges.items()}
+    on_total(sum(held.values()))
     for topic, spans in ranges.items():
-        held, reported = sum(end - start for start, end in spans.values()), 0
+        reported = 0
         for n, record in enumerate(reader.read(topic, spans), start=1):
             if n % PROGRESS_EVERY == 0:
-                on_progress(min(n, held) - reported)
-                reported = min(n, held)
+                on_progress(min(n, held[topic]) - reported)
+                reported = min(n, held[topic])
             if needle not in (record.value or b""):
                 continue  # an Avro string is its UTF-8 bytes: no need to decode the rest
             try:
@@ -92,7 +93,7 @@ def story(reader: TopicReader, codec: Codec, topics: list[str], invoice_id: str,
             version = getattr(message, "invoice_version", None) or getattr(message, "version", 0)
             told.steps.append(Step(record.recorded_at, topic, record.partition, record.offset, version, what, summary,
                                    detail))
-        on_progress(held - reported)  # transaction markers hold offsets too: the topic is read
+        on_progress(held[topic] - reported)  # transaction markers hold offsets too: the topic is read
     told.steps.sort(key=lambda s: (s.at, _ORDER.get(s.what, 9)))
     return told
 

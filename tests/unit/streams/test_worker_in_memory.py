@@ -864,7 +864,6 @@ def test_a_watermark_that_cannot_be_saved_leaves_the_poll_done_and_the_worker_go
     assert worker.statuses() == {"MP-1": "sent_to_rpa"}
 
 
-
 def test_a_source_reads_its_state_again_each_time_its_anchor_is_given_to_this_worker():
     """The pollers read their watermark once per process: given partition 0 back after another
     worker had polled, a worker polled on from its own, and sent again all the other had sent."""
