@@ -369,8 +369,10 @@ def recheck_held(
 ) -> Outcome:
     """Sampro changed the PO: each held invoice it may clear is judged again against the fresh
     snapshot. One that clears goes to the RPA bot like any ready invoice (after the invoice that
-    holds the PO, if one does); one that does not stays held with its new reasons. The same change
-    again changes nothing."""
+    holds the PO, if one does); one that does not stays held with its new reasons. One judged
+    exactly as before (the change touched nothing it reads, as when the bot enters another invoice
+    of the PO) stays as it was: no verdict again in its history, and the holds AP released stay
+    released. The same change again changes nothing."""
     update = _Update(ledger, judge, dispatch)
     held = rechecked_on_po_change(ledger)
     if not held or change.event_id in update.ledger.changes_seen:
@@ -378,20 +380,29 @@ def recheck_held(
     update.ledger.changes_seen = [*update.ledger.changes_seen[-(CHANGES_REMEMBERED - 1):], change.event_id]
     cause = f"recheck-{change_digest(change.event_id)}"
     for key in held:
+        verdict = judge.decide(ledger.records[key].submission, update.ledger.in_flight())
+        if _judged_alike(ledger.records[key], verdict):
+            continue
         record = update.editable_listed(key)
         record.recheck_for = change.event_id
-        if not update.ledger.holding:
-            update.judge_now(record)
-            continue
-        # The PO is at the bot: judged now against what is in flight, an invoice that stays held
-        # stays in AP's queue with its new reasons; one that clears waits its turn, and is judged
-        # again when the PO is free, as any waiting invoice is.
-        verdict = judge.decide(record.submission, update.ledger.in_flight())
-        if verdict.status is VerdictStatus.READY_TO_PROCESS:
+        # While the PO is at the bot, one that clears waits its turn, and is judged again when
+        # the PO is free, as any waiting invoice is; one that stays held stays in AP's queue with
+        # its new reasons.
+        if update.ledger.holding and verdict.status is VerdictStatus.READY_TO_PROCESS:
             update.park(record, change.changed_at, cause)
         else:
             update.judge_now(record, verdict)
     return update.outcome()
+
+
+def _judged_alike(record: InvoiceRecord, verdict: Verdict) -> bool:
+    """Whether `verdict` says what the record's verdict says: the same findings, by the same rules,
+    against the same snapshot (and so the same status, and no payload: a held verdict has none).
+    What the rules saw besides (the in-flight quantities, the earlier invoices, among them this
+    one) may have moved without changing any of that; the verdict kept explains its findings."""
+    assert record.verdict is not None, "a record rechecked_on_po_change lists has its verdict"
+    said = {"reasons", "rules_version", "po_snapshot"}
+    return verdict.model_dump(include=said) == record.verdict.model_dump(include=said)
 
 
 def note_change_covered(ledger: PurchaseOrderLedger, change: PurchaseOrderChanged) -> PurchaseOrderLedger:

@@ -627,7 +627,8 @@ def test_an_invoice_held_only_for_goods_not_received_awaits_the_receipt_which_cl
     first = submit_invoice(PurchaseOrderLedger(po_number="PO-1"), submission("A", expect="manual_review"), short,
                            "automatic")
     assert statuses(first.emitted) == [("A", "manual_review"), ("A", "awaiting_receipt")]
-    partly = recheck_held(first.ledger, changed("sampro:PO-1:1"), short, "automatic")  # some goods came
+    some_came = PricingJudge(code="QUANTITY_EXCEEDS_RECEIVED", price="3")
+    partly = recheck_held(first.ledger, changed("sampro:PO-1:1"), some_came, "automatic")
     assert statuses(partly.emitted) == [("A", "manual_review"), ("A", "awaiting_receipt")]
     assert partly.emitted[1].event_id != first.emitted[1].event_id  # a new step of its history
     received = recheck_held(partly.ledger, changed("sampro:PO-1:2"), PricingJudge(lets_pass=frozenset({"A"})),
@@ -654,16 +655,17 @@ def test_an_invoice_held_for_a_receipt_and_something_else_is_manual_review():
 
 
 class TwoHoldsJudge(FakeJudge):
-    """manual_review with two findings: PRICE_MISMATCH on line 1, and `second` (TAX_MISMATCH by default)."""
+    """manual_review with two findings: PRICE_MISMATCH on line 1 (against `price`), and `second`
+    (TAX_MISMATCH by default)."""
 
-    def __init__(self, second: str = "TAX_MISMATCH") -> None:
+    def __init__(self, second: str = "TAX_MISMATCH", price: str = "15.00") -> None:
         super().__init__()
-        self.second = second
+        self.second, self.price = second, price
 
     def decide(self, submission: InvoiceSubmitted, in_flight: dict[str, Decimal]) -> Verdict:
         verdict = super().decide(submission, in_flight)
         price = Finding(code="PRICE_MISMATCH", severity=Severity.WARNING, line_no=1, field="unit_price",
-                        expected="15.00", actual="15.50", message="price differs")
+                        expected=self.price, actual="15.50", message="price differs")
         other = Finding(code=self.second, severity=Severity.WARNING, field="tax_amount", message="second finding")
         return verdict.model_copy(update={"reasons": [price, other]})
 
@@ -700,8 +702,22 @@ def test_a_duplicate_is_never_released_whatever_the_command_names():
 def test_a_new_judgement_brings_its_findings_as_holds_anew():
     judge = TwoHoldsJudge()
     ledger = release_invoice(held(judge, "A"), release(["PRICE_MISMATCH:1:unit_price"]), judge, "automatic").ledger
-    again = recheck_held(ledger, changed(), judge, "automatic")
+    again = recheck_held(ledger, changed(), TwoHoldsJudge(price="15.25"), "automatic")
     assert again.ledger.records["A@v1"].released_holds == []
+
+
+def test_a_change_that_leaves_the_judgement_as_it_was_tells_nothing_again_and_keeps_what_ap_released():
+    """The bot entered another invoice of the PO: each held invoice's verdict went to the topic
+    again, unchanged, into its history, and the holds the clerk had released were holds again."""
+    judge = TwoHoldsJudge()
+    ledger = release_invoice(held(judge, "A"), release(["PRICE_MISMATCH:1:unit_price"]), judge, "automatic").ledger
+    again = recheck_held(ledger, changed(), TwoHoldsJudge(), "automatic")
+    assert again.emitted == []
+    assert again.ledger == ledger.model_copy(update={"changes_seen": ["sampro:PO-1:1"]})
+    assert again.ledger.records["A@v1"].released_holds == ["PRICE_MISMATCH:1:unit_price"]
+    other_rules = TwoHoldsJudge()
+    other_rules.rules_version = "test+tol"
+    assert [v.rules_version for v in recheck_held(ledger, changed(), other_rules, "automatic").emitted] == ["test+tol"]
 
 
 def test_while_the_po_is_at_the_bot_a_change_that_does_not_clear_leaves_the_invoice_in_aps_queue():

@@ -768,6 +768,26 @@ def test_a_price_corrected_in_sampro_clears_a_held_invoice_which_is_mailed_once(
     assert events == ["manual_review", "ready_to_process", "sent_to_rpa"]
 
 
+def test_a_sampro_change_that_leaves_a_held_invoice_judged_as_it_was_adds_nothing_to_its_history(worker):
+    """The bot's entry of another invoice changes the PO in Sampro: each invoice held on it was
+    judged again and told again, unchanged, to the topic and into processscheduler's history."""
+    from rules.lifecycle import PurchaseOrderChanged
+    from tests.unit.rules.builders import PO
+    from tests.unit.streams.conftest import AT, purchase_order
+
+    lines = [dict(line) for line in PO["lines"]]
+    lines[0]["unit_price"] = "15.00"
+    worker.sampro.purchase_orders["PO-5001"] = purchase_order(lines=lines)
+    worker.submit(ready_invoice("MP-1"))
+    worker.run()
+    verdicts = len(worker.broker.records(worker.pipeline.topics.verdicts))
+    worker.pipeline.sampro_changes.waiting.append(
+        PurchaseOrderChanged(event_id="sampro:PO-5001:1", po_number="PO-5001", changed_at=AT))
+    worker.run()
+    assert len(worker.broker.records(worker.pipeline.topics.verdicts)) == verdicts
+    assert [event["status"] for event in worker.scheduler.history("MP-1")] == ["manual_review"]
+
+
 def test_a_sampro_change_reads_its_po_only_when_the_po_holds_an_invoice_the_change_may_clear(worker):
     from rules.lifecycle import PurchaseOrderChanged
     from tests.unit.rules.builders import PO
@@ -827,7 +847,9 @@ def test_several_changes_of_a_po_in_one_batch_judge_its_held_invoices_again_once
     worker.submit(ready_invoice("MP-1"))
     worker.run()
     verdicts = len(worker.broker.records(worker.pipeline.topics.verdicts))
-    for n in range(5):  # the bot enters five invoices of other vendors on the PO
+    lines[0]["quantity_invoiced"] = "1"  # the bot enters five invoices of other vendors on the PO
+    worker.sampro.purchase_orders["PO-5001"] = purchase_order(lines=lines)
+    for n in range(5):
         worker.put(worker.pipeline.topics.sampro_changes, "PO-5001", worker.codec.encode(
             PurchaseOrderChanged(event_id=f"sampro:PO-5001:{n}", po_number="PO-5001", changed_at=AT)))
     worker.run()
