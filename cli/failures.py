@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from connectors.mssql import NoOdbcDriver
-from rules.errors import Unavailable
+from rules.errors import Misconfigured, Unavailable
 from streams.settings import PREFIX, shown_value
 
 # The setting that says where each dependency is.
@@ -22,7 +22,7 @@ WHERE = {
     "schema-registry": "SCHEMA_REGISTRY_URL",
     "connect": "CONNECT_URL",
 }
-OPERATOR_ERRORS = (Unavailable, ValidationError, NoOdbcDriver, SettingsError)
+OPERATOR_ERRORS = (Unavailable, ValidationError, NoOdbcDriver, SettingsError, Misconfigured)
 
 
 def explain(error: BaseException) -> list[str] | None:

@@ -51,12 +51,13 @@ def worker(loglevel: LogLevel = Level.WARNING, role: Role = WorkerRole.ALL) -> N
     from streams.health import serve
     from streams.runtime import run_together
     from streams.settings import Settings
-    from streams.topics import check_co_partitioned, ensure_topics
+    from streams.topics import check_co_partitioned, check_sizes_taken, ensure_topics
 
     settings = Settings()
     configure_logging(loglevel.value, settings.log_format)
     ensure_topics(settings)
     check_co_partitioned(settings)
+    check_sizes_taken(settings)
     pipeline = bootstrap(settings)
     dump_state_on_usr1()
     if settings.worker_http_port is not None:

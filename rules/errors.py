@@ -10,6 +10,8 @@ and the API decide by type alone:
   pauses the partition and tries again with back-off; the API answers 503.
 - `Conflict`: the request does not fit where things stand now (409).
 - `NotFound`: there is no such thing (404).
+- `Misconfigured`: the deployment breaks a guarantee the service keeps (a topic set up otherwise
+  than it needs); a command refuses to start, naming what to change.
 """
 
 from __future__ import annotations
@@ -53,3 +55,8 @@ class Conflict(InvoiceAutomationError):
 
 class NotFound(InvoiceAutomationError, LookupError):
     """No such invoice, topic or record."""
+
+
+class Misconfigured(InvoiceAutomationError):
+    """The service cannot run as deployed without breaking one of its guarantees; the message says
+    what to change."""

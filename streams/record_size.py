@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import zstandard
 
-KAFKA_TAKES = 1_000_000  # compressed, under the brokers' default 1,048,588 with the batch's framing
+TOPICS_TAKE = 1_048_588  # a topic's max.message.bytes unless raised: the least the worker starts on
+KAFKA_TAKES = 1_000_000  # compressed, under TOPICS_TAKE with the batch's framing
+TOPIC_CODECS = ("producer", "zstd")  # a topic's compression.type that keeps the batch as the producer made it
 MAX_RECORD_BYTES = 16_000_000  # uncompressed: the producer's message.max.bytes, what a reader holds at once
 ZSTD_LEVEL = 3  # zstd's own default, which librdkafka takes; set here so that both say the same
 PRODUCER_CONFIG = {"compression.type": "zstd", "compression.level": ZSTD_LEVEL, "batch.size": KAFKA_TAKES,

@@ -10,10 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
 from connectors.kafka_logs import client_config, kafka_down
+from rules.errors import Misconfigured
 from streams.ledgers import changelog_topic
+from streams.record_size import TOPIC_CODECS, TOPICS_TAKE
 from streams.settings import Settings
 
 DAY_MS = 24 * 60 * 60 * 1000
@@ -94,7 +96,34 @@ def check_co_partitioned(settings: Settings, timeout: float = 30.0) -> None:
         raise kafka_down(settings.kafka_bootstrap_servers, "listing the topics", exc.args[0]) from None
     counts = {name: len(metadata[name].partitions) for name in names if name in metadata}
     if len(set(counts.values())) > 1:
-        raise ValueError("the topics that carry a purchase order's work must have the same number of partitions, "
+        raise Misconfigured("the topics that carry a purchase order's work must have the same number of partitions, "
                          f"but have {counts}; a PO's ledger is kept by partition number, so added partitions move "
                          "POs away from it: drain the pipeline and recreate them with one count (README, \"Scaling "
                          "out\")")
+
+
+def check_sizes_taken(settings: Settings, timeout: float = 30.0) -> None:
+    """Refuses to start on a topic that may refuse a record the worker sends: what it sends is
+    weighed compressed with zstd against 1 MiB (`streams.record_size`), and a record the broker
+    refuses fails its whole batch, batch after batch. A topic that compresses again with another
+    codec, or takes less than Kafka's default, would do that. Debezium's topics are Connect's."""
+    admin = AdminClient(client_config(settings.kafka_bootstrap_servers, "admin"))
+    debezium_writes = {settings.sampro_cdc_topic, *([settings.marketplace_topic]
+                                                    if settings.marketplace_source == "debezium" else [])}
+    resources = [ConfigResource(ResourceType.TOPIC, spec.name) for spec in pipeline_topics(settings)
+                 if spec.name not in debezium_writes]
+    problems = []
+    try:
+        for resource, future in admin.describe_configs(resources, request_timeout=timeout).items():
+            config = future.result()
+            codec, takes = config["compression.type"].value, int(config["max.message.bytes"].value)
+            if codec not in TOPIC_CODECS:
+                problems.append(f"{resource.name} has compression.type={codec} (keep {' or '.join(TOPIC_CODECS)})")
+            if takes < TOPICS_TAKE:
+                problems.append(f"{resource.name} has max.message.bytes={takes} (at least {TOPICS_TAKE}, "
+                                "Kafka's default)")
+    except KafkaException as exc:
+        raise kafka_down(settings.kafka_bootstrap_servers, "reading the topics' configs", exc.args[0]) from None
+    if problems:
+        raise Misconfigured("the topics must take every record the worker sends, as it sends them, but "
+                            f"{'; '.join(problems)}: set that with kafka-configs --alter (README, \"The pipeline\")")

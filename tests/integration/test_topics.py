@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
-import pytest
-from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, ResourceType
+import time
 
+import pytest
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewPartitions,
+    ResourceType,
+)
+
+from rules.errors import Misconfigured
 from streams.ledgers import changelog_topic
 from streams.settings import Settings
-from streams.topics import check_co_partitioned, ensure_topics
+from streams.topics import check_co_partitioned, check_sizes_taken, ensure_topics
+
+SET = AlterConfigOpType.SET
 
 
 def test_topics_are_created_once_with_audit_retention_and_a_compacted_changelog(kafka_bootstrap, unique_name):
@@ -31,8 +43,50 @@ def test_topics_are_created_once_with_audit_retention_and_a_compacted_changelog(
         resource = ConfigResource(ResourceType.TOPIC, changelog)
         assert admin.describe_configs([resource])[resource].result()["cleanup.policy"].value == "compact"
         check_co_partitioned(settings)
+        check_sizes_taken(settings)
         admin.create_partitions([NewPartitions(names["commands_topic"], 6)])[names["commands_topic"]].result()
-        with pytest.raises(ValueError, match="same number of partitions"):
+        with pytest.raises(Misconfigured, match="same number of partitions"):
             check_co_partitioned(settings)
     finally:
         admin.delete_topics([*names.values(), changelog])
+
+
+def altered(admin: AdminClient, topic: str, name: str, value: str) -> None:
+    """Sets a topic's config, and waits until the brokers describe it so (they apply it a moment later)."""
+    resource = ConfigResource(ResourceType.TOPIC, topic,
+                              incremental_configs=[ConfigEntry(name, value, incremental_operation=SET)])
+    admin.incremental_alter_configs([resource])[resource].result()
+    described = ConfigResource(ResourceType.TOPIC, topic)
+    for _ in range(100):
+        if admin.describe_configs([described])[described].result()[name].value == value:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{topic} never had {name}={value}")
+
+
+@pytest.mark.parametrize(("name", "value", "said"), [
+    ("compression.type", "gzip", "compression.type=gzip (keep producer or zstd)"),
+    ("max.message.bytes", "500000", "max.message.bytes=500000 (at least 1048588, Kafka's default)"),
+])
+def test_the_worker_refuses_a_topic_that_may_refuse_what_it_sends(kafka_bootstrap, unique_name, name, value, said):
+    """A verdict of 1 MB compressed, from a PO of thousands of lines, failed its whole batch, batch
+    after batch, on a topic that compressed it again with gzip or took less than 1 MiB."""
+    settings = Settings(kafka_bootstrap_servers=kafka_bootstrap, app_id=unique_name,
+                        **{f"{field}": f"{unique_name}.{field}" for field in (
+                            "marketplace_topic", "invoices_topic", "completions_topic", "commands_topic",
+                            "sampro_changes_topic", "verdicts_topic", "rpa_requests_topic", "dlq_topic")})
+    created = ensure_topics(settings)
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    try:
+        altered(admin, settings.invoices_topic, "compression.type", "zstd")
+        check_sizes_taken(settings)  # zstd, the producer's own codec, is kept as it is
+        altered(admin, settings.verdicts_topic, name, value)
+        with pytest.raises(Misconfigured) as refused:
+            check_sizes_taken(settings)
+        assert f"{settings.verdicts_topic} has {said}" in str(refused.value)
+        assert settings.invoices_topic not in str(refused.value)
+        altered(admin, settings.verdicts_topic, name, "producer" if name == "compression.type" else "1048588")
+        altered(admin, settings.marketplace_topic, "compression.type", "lz4")
+        check_sizes_taken(settings.model_copy(update={"marketplace_source": "debezium"}))  # Connect writes it
+    finally:
+        admin.delete_topics(created)

@@ -239,3 +239,19 @@ def test_the_package_metadata_builds_without_deprecated_forms():
     assert canonicalize_license_expression(license_expression) == "LicenseRef-Proprietary"
     assert project["build-system"]["requires"] == ["setuptools>=77"]
     assert "editable_mode=compat" not in (ROOT / "scripts" / "bootstrap.sh").read_text()  # deprecated mode
+
+
+def test_a_worker_on_topics_that_break_a_guarantee_says_what_to_change_on_one_line_and_exit_2(monkeypatch, capfd):
+    """It was a traceback ending in ValueError."""
+    from rules.errors import Misconfigured
+
+    def unfit(settings):
+        raise Misconfigured("the topics must take every record the worker sends, but verdicts has "
+                            "compression.type=gzip")
+
+    monkeypatch.setattr("streams.topics.ensure_topics", lambda settings: [])
+    monkeypatch.setattr("streams.topics.check_co_partitioned", unfit)
+    assert _run(monkeypatch, "worker") == 2
+    lines = [line for line in capfd.readouterr().err.splitlines() if line.strip()]
+    assert lines == ["error: the topics must take every record the worker sends, but verdicts has "
+                     "compression.type=gzip"]
