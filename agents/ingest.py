@@ -57,4 +57,4 @@ def register(pipeline: Pipeline) -> None:
                     ("flow", b"poll-marketplace"), ("stage", b"read"), ("error", row.error.encode()))))
 
         runtime.add_source(Source("poll-marketplace", settings.poll_interval_seconds, anchor, poll_marketplace,
-                                  committed=source.commit, taken=source.forget))
+                                  committed=source.commit, taken=source.forget, backlog=source.backlog))

@@ -29,7 +29,7 @@ def register(pipeline: Pipeline) -> None:
 
     pipeline.runtime.add_source(Source("poll-sampro-changes", pipeline.settings.poll_interval_seconds,
                                        (topics.invoices, 0), poll_sampro, committed=changes.commit,
-                                       taken=changes.forget))
+                                       taken=changes.forget, backlog=changes.backlog))
 
 
 def _register_capture(pipeline: Pipeline) -> None:

@@ -62,7 +62,8 @@ class PollingMarketplaceSource(MarketplaceSource):
         self.batch_size = batch_size
         self.limits = limits
         self._loaded: tuple[Watermark | None, dict[str, list[Any]]] | None = None  # at the first poll
-        self._pending: tuple[Watermark | None, dict[str, list[Any]]] | None = None
+        self._pending: tuple[Watermark | None, dict[str, list[Any]], bool] | None = None
+        self._backlog = False
 
     def _load(self) -> tuple[Watermark | None, dict[str, list[Any]]]:
         state = self.state.read()
@@ -75,7 +76,7 @@ class PollingMarketplaceSource(MarketplaceSource):
             self._loaded = self._load()
         watermark, emitted = self._loaded[0], dict(self._loaded[1])
         polled = Polled()
-        rows, present = self._rows(watermark, polled)
+        rows, present, full = self._rows(watermark, polled)
         for row in rows:
             updated_at = as_utc(row.updated_at)
             known = emitted.get(row.invoice_id)
@@ -98,11 +99,13 @@ class PollingMarketplaceSource(MarketplaceSource):
             if row.updated_at is not None and (watermark is None or (at, row.invoice_id) > watermark):
                 watermark = (at, row.invoice_id)
         # Never past the present (the database's): one row stamped 2099 would hide every row after it.
+        # A page that ends there read all there is till then.
+        backlog = full and _not_past(watermark, present) == watermark
         watermark = _not_past(watermark, present)
         if watermark is not None:
             horizon = (watermark[0] - self.lookback).isoformat()
             emitted = {k: v for k, v in emitted.items() if v[1] >= horizon}
-        self._pending = (watermark, emitted)
+        self._pending = (watermark, emitted, backlog)
         return polled
 
     def _event(self, row: Any, updated_at: datetime, polled: Polled) -> InvoiceSubmitted | None:
@@ -120,19 +123,23 @@ class PollingMarketplaceSource(MarketplaceSource):
         """Makes the last poll durable: the next poll, here or after a restart, starts after it."""
         if self._pending is None:
             return
-        self._loaded, self._pending = self._pending, None
-        watermark, emitted = self._loaded
+        watermark, emitted, self._backlog = self._pending
+        self._loaded, self._pending = (watermark, emitted), None
         mark = [watermark[0].isoformat(), watermark[1]] if watermark else None
         self.state.save({"watermark": mark, "emitted": emitted})
+
+    def backlog(self) -> bool:
+        return self._backlog
 
     def forget(self) -> None:
         self._pending = None
         if not self.state.behind:  # else the store lacks this worker's last commit: what it holds is older
             self._loaded = None
 
-    def _rows(self, watermark: Watermark | None, polled: Polled) -> tuple[list[Any], datetime]:
-        """The rows to read, and the database's present."""
+    def _rows(self, watermark: Watermark | None, polled: Polled) -> tuple[list[Any], datetime, bool]:
+        """The rows to read, the database's present, and whether the page of new rows was full."""
         rows: list[Any] = []
+        full = False
         with mapped_errors("marketplace"), self.engine.connect() as conn:
             present = database_now(conn)
             for where, limited in self._pages(_not_past(watermark, present)):
@@ -141,14 +148,17 @@ class PollingMarketplaceSource(MarketplaceSource):
                 if limited:
                     query = query.limit(self.batch_size)
                 try:
-                    rows.extend(conn.execute(query).all())
+                    page = conn.execute(query).all()
                 except Exception as error:
                     if isinstance(error, Unavailable) or _connection_lost(error):
                         raise
                     log.warning("a page of the marketplace table cannot be read (%s); reading it row by row", error)
                     conn.rollback()
-                    rows.extend(self._one_by_one(conn, where, limited, polled))
-        return rows, present
+                    page = self._one_by_one(conn, where, limited, polled)
+                rows.extend(page)
+                if limited:  # the rows that cannot be read count: they are moved past too
+                    full = len(page) + len(polled.unreadable) >= self.batch_size
+        return rows, present, full
 
     def _one_by_one(self, conn: Connection, where: ColumnElement[bool], limited: bool, polled: Polled) -> list[Any]:
         keys_query = (select(table.c.invoice_id, cast(table.c.updated_at, Text).label("updated_at")).where(where)

@@ -129,6 +129,9 @@ class MarketplaceSource(Protocol):
         it failed: this worker was given the polling (again, at each rebalance), and another
         worker may have polled and committed meanwhile."""
 
+    def backlog(self) -> bool:
+        """Whether the last poll committed stopped at a full page: the next is due at once."""
+
 
 class SamproChanges(Protocol):
     """What changed in Sampro that may clear a held invoice: one event per PO and change."""
@@ -141,3 +144,6 @@ class SamproChanges(Protocol):
 
     def forget(self) -> None:
         """The next poll reads the state from its store again (see `MarketplaceSource.forget`)."""
+
+    def backlog(self) -> bool:
+        """See `MarketplaceSource.backlog`."""

@@ -70,6 +70,9 @@ class Source:
     # Kafka's eager protocol): a poller reads its watermark again, which another worker may have
     # moved meanwhile (polling on from its own, it sent all that again).
     taken: Callable[[], None] = lambda: None
+    # Asked after each commit: whether the poll stopped at a full page, when the next is due at
+    # once, not after `interval` (a burst is read as fast as the pipeline takes it).
+    backlog: Callable[[], bool] = lambda: False
     once: bool = False  # done for good after its first success (a start-up task)
     due_at: float = 0.0
     attempt: int = 0
@@ -452,6 +455,8 @@ class Runtime:
             except Exception:
                 log.exception("%s: its watermark was not saved", source.name)
             source.attempt, source.due_at, source.finished = 0, now + source.interval, source.once
+            if source.backlog():
+                source.due_at = now
         self.health.batch_seconds.observe(now - tick.started)
 
     def _rewind(self, tick: _Tick) -> None:

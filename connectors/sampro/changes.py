@@ -1,22 +1,24 @@
 """Sampro changes by SQL polling: the embedded default, and the way where CDC is not allowed.
 
 Each poll asks the PO header and line tables for the times at which each PO's rows changed
-(`updated_at`) since the watermark, and makes one `PurchaseOrderChanged` per PO: at the newest of
-its times not yet made into a change. A row committed late, with a time before a change of its
-PO already sent, is so a change of its own and never hidden behind that one. Every tenth of the
-look-back window, a poll reads the whole window behind the watermark instead, for rows committed
-late with an earlier time. (Read on every poll, the window cost the worker's loop 160 ms every
-2 s once 20,000 POs had changed in it, as when the bot enters invoices at month end.)
+(`updated_at`) after where its last read of that table stopped (a cursor: the time and PO, in the
+database's order, so that a page may end inside the thousands of POs of one mass update), a page
+at most, and makes one `PurchaseOrderChanged` per PO: at the newest of its times not yet made into
+a change. A row committed late, with a time before a change of its PO already sent, is so a change
+of its own and never hidden behind that one. Every tenth of the look-back window, a poll also
+reads the whole window behind the cursors, for rows committed late with an earlier time. (Read on
+every poll, the window cost the worker's loop 160 ms every 2 s once 20,000 POs had changed in
+it, as when the bot enters invoices at month end.)
 
 A change's event id is the PO and the change's time, so a change read again (in the window, or
-after a crash before `commit`) is the same event, and the PO agent applies it once. The watermark
+after a crash before `commit`) is the same event, and the PO agent applies it once. The cursors
 and the events of the window are a small JSON state in processscheduler, which every worker shares
 (`connectors.watermarks`), written by `commit` once the events are safely produced. On its very
 first poll the source starts at Sampro's newest change: what changed before the pipeline ran
 cannot clear anything.
 
 Sampro's rows are input from outside: a row whose PO number no stream could be keyed by is
-logged and passed over, and the watermark never moves past the present by Sampro's own clock
+logged and passed over, and a cursor never moves past the present by Sampro's own clock
 (which may be local time), so that one row stamped in the future (a typo, a clock that was
 wrong) cannot hide every later change.
 """
@@ -29,7 +31,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, Select, func, select
+from sqlalchemy import Connection, Engine, Select, and_, func, or_, select
 
 from connectors.marketplace_table import stream_key_problem
 from connectors.ports import SamproChanges
@@ -42,70 +44,111 @@ from rules.limits import Limits
 
 log = logging.getLogger(__name__)
 
+# Changes read from each table at most per poll: a mass update in Sampro (200,000 POs in one
+# transaction) was one poll of 10 s and 211 MB, and one batch of 200,000 events. A full page makes
+# the next poll due at once.
+PAGE_SIZE = 5000
+
 
 def change_id(po_number: str, changed_at: datetime) -> str:
     return f"sampro:{po_number}:{int(as_utc(changed_at).timestamp() * 1000)}"
 
 
+Cursor = tuple[datetime, Any]
+"""Where the reads of one table stopped: the last time and PO number read, in the database's own
+order (the PO as the database gave it, padding and all, so that it compares as the database
+compares it); None for the PO when every PO of that time was read."""
+
+
 class PollingSamproChanges(SamproChanges):
     def __init__(self, engine: Engine, state: WatermarkStore, names: SamproNames = SamproNames(),
                  lookback_seconds: float = 300, clock: Callable[[], float] = time.monotonic,
-                 limits: Limits = Limits()):
-        self.engine, self.state, self.limits = engine, SavedState(state), limits
-        self.tables = sampro_tables(names)
+                 limits: Limits = Limits(), page_size: int = PAGE_SIZE):
+        self.engine, self.state, self.limits, self.page_size = engine, SavedState(state), limits, page_size
+        tables = sampro_tables(names)
+        self.tables = {"po_header": tables.po_header, "po_line": tables.po_line}
         self.lookback = timedelta(seconds=lookback_seconds)
         self.window_every, self.clock = lookback_seconds / 10, clock
         self._loaded = False  # the state is read at the first poll, when processscheduler may answer
-        self._watermark: datetime | None = None
+        self._cursors: dict[str, Cursor] | None = None  # None: not started yet
         self._emitted: set[str] = set()
         self._window_read_at: float | None = None  # never yet: the first poll reads the window
-        self._pending: tuple[datetime | None, set[str], float | None] | None = None
+        self._backlog = False
+        self._pending: tuple[dict[str, Cursor], set[str], float | None, bool] | None = None
 
-    def _load(self) -> tuple[datetime | None, set[str]]:
+    def _load(self) -> tuple[dict[str, Cursor] | None, set[str]]:
         state = self.state.read()
+        return self._read_cursors(state.get("watermark")), set(state.get("emitted", []))
+
+    def _read_cursors(self, mark: Any) -> dict[str, Cursor] | None:
+        """The cursors of a state; None for none, or for one that cannot be read (start afresh).
+        An older version kept one time for both tables, every PO of which it had read."""
         try:
-            mark = as_utc(datetime.fromisoformat(state["watermark"])) if state.get("watermark") else None
-        except (TypeError, ValueError):  # not a time: start afresh, as from a state that cannot be read
-            mark = None
-        return mark, set(state.get("emitted", []))
+            if isinstance(mark, str):
+                return dict.fromkeys(self.tables, (as_utc(datetime.fromisoformat(mark)), None))
+            if isinstance(mark, dict) and mark.keys() == self.tables.keys():
+                return {table: (as_utc(datetime.fromisoformat(at)), po) for table, (at, po) in mark.items()}
+        except (TypeError, ValueError):
+            pass
+        return None
 
-    def newest_change_queries(self) -> list[Select[Any]]:
-        """Where the first poll starts: the newest change of each table."""
-        return [select(func.max(table.c.updated_at)) for table in (self.tables.po_header, self.tables.po_line)]
+    def newest_query(self, table: str) -> Select[Any]:
+        """Where the first poll starts: the table's newest change."""
+        return select(func.max(self.tables[table].c.updated_at))
 
-    def change_queries(self, since: datetime) -> list[Select[Any]]:
-        """The statements a poll runs: per table, each PO and time of a change after `since` (the
-        lines of a PO written in one transaction share their time, and are one row here)."""
-        return [select(table.c.po_number, table.c.updated_at).where(table.c.updated_at > since).distinct()
-                for table in (self.tables.po_header, self.tables.po_line)]
+    def page_query(self, table: str, cursor: Cursor) -> Select[Any]:
+        """The next page of a table's changes: each PO and time of a change after the cursor,
+        oldest first (the lines of a PO written in one transaction share their time, and are one
+        row here)."""
+        column, po = self.tables[table].c.updated_at, self.tables[table].c.po_number
+        at, last = cursor
+        after = column > at if last is None else or_(column > at, and_(column == at, po > last))
+        return select(po, column).where(after).distinct().order_by(column, po).limit(self.page_size)
+
+    def window_query(self, table: str, cursor: Cursor) -> Select[Any]:
+        """A table's changes in the look-back window behind the cursor, for rows committed late."""
+        column, po = self.tables[table].c.updated_at, self.tables[table].c.po_number
+        at, last = cursor
+        upto = column <= at if last is None else or_(column < at, and_(column == at, po <= last))
+        return select(po, column).where(column > at - self.lookback, upto).distinct()
 
     def poll(self) -> list[PurchaseOrderChanged]:
-        """The POs changed since the last commit, oldest change first."""
+        """The POs changed since the last commit, oldest change first: a page of each table at
+        most, and the look-back window every tenth of it."""
         if not self._loaded:
-            self._watermark, self._emitted = self._load()
+            self._cursors, self._emitted = self._load()
             self._loaded = True
         now = self.clock()
         whole_window = self._window_read_at is None or now - self._window_read_at >= self.window_every
+        read: list[Any] = []  # (PO, time) of each change read
+        cursors: dict[str, Cursor] = {}
+        backlog = False
         with mapped_errors("sampro"), self.engine.connect() as conn:
             present = database_now(conn)
-            # One an older version let run ahead of the clock comes back to the present.
-            watermark = min(self._watermark, present) if self._watermark else None
-            if watermark is None:
-                newest = [conn.execute(query).scalar() for query in self.newest_change_queries()]
-                known = [as_utc(moment) for moment in newest if moment is not None]
-                watermark = min(max(known), present) if known else present
-            changes: dict[str, tuple[str, datetime]] = {}  # change id -> (PO, time)
-            passed_over: list[datetime] = []
-            for query in self.change_queries(watermark - self.lookback if whole_window else watermark):
-                for padded, changed_at in conn.execute(query).all():
-                    po_number = padless(padded)
-                    if (problem := stream_key_problem(po_number, self.limits)) is not None:
-                        log.warning("Sampro changed a PO whose number cannot key a stream (%s): %r; passed over",
-                                    problem, po_number if not isinstance(po_number, str) else po_number[:80])
-                        passed_over.append(as_utc(changed_at))
-                        continue
-                    moment = as_utc(changed_at)
-                    changes[change_id(po_number, moment)] = (po_number, moment)
+            for table in self.tables:
+                cursor = self._cursors[table] if self._cursors else self._newest(conn, table, present)
+                if cursor[0] > present:  # one an older version let run ahead of the clock comes back
+                    cursor = (present, None)
+                if whole_window:
+                    read.extend(conn.execute(self.window_query(table, cursor)).all())
+                page = conn.execute(self.page_query(table, cursor)).all() if self._cursors else []
+                read.extend(page)
+                if page:
+                    # Never past the present: a row stamped later is read again by each poll until
+                    # then (its change is remembered, so made once), and hides no change after it.
+                    last = (as_utc(page[-1][1]), page[-1][0])
+                    cursor = last if last[0] <= present else (present, None)
+                    backlog |= len(page) == self.page_size and last[0] <= present
+                cursors[table] = cursor
+        changes: dict[str, tuple[str, datetime]] = {}  # change id -> (PO, time)
+        for padded, changed_at in read:
+            po_number = padless(padded)
+            if (problem := stream_key_problem(po_number, self.limits)) is not None:
+                log.warning("Sampro changed a PO whose number cannot key a stream (%s): %r; passed over",
+                            problem, po_number if not isinstance(po_number, str) else po_number[:80])
+                continue
+            moment = as_utc(changed_at)
+            changes[change_id(po_number, moment)] = (po_number, moment)
         # The window's changes are remembered, so that the next poll skips them (and makes no event
         # of them: the window is most of what a busy Sampro polls); on the first poll they are
         # only remembered.
@@ -113,25 +156,30 @@ class PollingSamproChanges(SamproChanges):
         for event_id, (po, at) in changes.items():
             if event_id not in self._emitted and (po not in unsent or at > unsent[po]):
                 unsent[po] = at
-        fresh = [] if self._watermark is None else [
+        fresh = [] if self._cursors is None else [
             PurchaseOrderChanged(event_id=change_id(po, at), po_number=po, changed_at=at)
             for po, at in sorted(unsent.items(), key=lambda item: (item[1], item[0]))]
         # A read of the whole window remembers what is in it now, and so forgets what left it.
         remembered = set(changes) if whole_window else self._emitted | set(changes)
-        # Never past the present: a row stamped later is read again by each poll until then (its
-        # change is remembered, so made once), and a watermark left in the future comes back.
-        latest = min(max([watermark, *passed_over, *(at for _, at in changes.values())]), present)
-        self._pending = (latest, remembered, now if whole_window else self._window_read_at)
+        self._pending = (cursors, remembered, now if whole_window else self._window_read_at, backlog)
         return fresh
+
+    def _newest(self, conn: Connection, table: str, present: datetime) -> Cursor:
+        """Where the first poll starts: the table's newest change, every PO of its time read."""
+        newest = conn.execute(self.newest_query(table)).scalar()
+        return (min(as_utc(newest), present) if newest is not None else present), None
 
     def commit(self) -> None:
         """Makes the last poll durable: the next poll, here or after a restart, starts after it."""
         if self._pending is None:
             return
-        self._watermark, self._emitted, self._window_read_at = self._pending
-        self._pending = None
-        mark = self._watermark.isoformat() if self._watermark else None
+        cursors, self._emitted, self._window_read_at, self._backlog = self._pending
+        self._cursors, self._pending = cursors, None
+        mark = {table: [at.isoformat(), po] for table, (at, po) in cursors.items()}
         self.state.save({"watermark": mark, "emitted": sorted(self._emitted)})
+
+    def backlog(self) -> bool:
+        return self._backlog
 
     def forget(self) -> None:
         self._pending = None
@@ -155,6 +203,9 @@ class InMemorySamproChanges(SamproChanges):
     def commit(self) -> None:
         del self.waiting[: self._polled]
         self._polled = 0
+
+    def backlog(self) -> bool:
+        return False
 
     def forget(self) -> None:
         self._polled = 0  # the waiting changes are its whole state

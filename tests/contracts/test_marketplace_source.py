@@ -90,10 +90,12 @@ class MarketplaceSourceContract:
             conn.execute(insert(marketplace_invoices),
                          [row(f"I{n:03d}", T0 + timedelta(milliseconds=n)) for n in range(120)])
         source = source_factory()
-        seen = []
-        for _ in range(5):
+        seen, backlog = [], []
+        for _ in range(4):
             seen += self.polled(source)
+            backlog.append(source.backlog())
         assert sorted(seen) == [(f"I{n:03d}", 1) for n in range(120)]
+        assert backlog == [True, True, False, False]  # two full pages of 50: the next is due at once
 
 
     def test_a_lines_column_nested_too_deep_is_read_and_left_to_the_rules(self, engine, source_factory):
@@ -126,10 +128,19 @@ class MarketplaceSourceContract:
             conn.execute(insert(marketplace_invoices), [row("A", now), row("Z", datetime(2099, 1, 1, tzinfo=UTC))])
         source = source_factory()
         assert self.polled(source) == [("A", 1), ("Z", 1)]
+        assert not source.backlog()
         with engine.begin() as conn:
             conn.execute(insert(marketplace_invoices), [row("B", datetime.now(UTC))])
         assert self.polled(source) == [("B", 1)]
         assert self.polled(source_factory()) == []  # after a restart too, and Z only once
+
+    def test_a_full_page_of_rows_stamped_in_the_future_is_no_backlog(self, engine, source_factory, tmp_path):
+        """Read again by every poll until their time comes, they would make the poller spin."""
+        source_factory()  # the table
+        with engine.begin() as conn:
+            conn.execute(insert(marketplace_invoices), [row(name, datetime(2099, 1, 1, tzinfo=UTC)) for name in "YZ"])
+        source = PollingMarketplaceSource(engine, FileWatermark(tmp_path / "paged.json"), batch_size=2)
+        assert self.polled(source) == [("Y", 1), ("Z", 1)] and not source.backlog()
 
     def test_a_row_dead_lettered_then_fixed_by_the_vendor_goes_through(self, engine, source_factory):
         with engine.begin() as conn:

@@ -160,3 +160,15 @@ class TestPostgresReader(SqlReaderContract):
         time.sleep(0.002)
         SamproStandIn(engine).load_purchase_orders([po("PO-2", status="on_hold")])
         assert [change.po_number for change in changes.poll()] == ["PO-2"]
+        # A page that ends on a padded PO goes on after it, as the database compares CHAR values.
+        paged = PollingSamproChanges(engine, FileWatermark(tmp_path / "paged.json"), lookback_seconds=3600,
+                                     page_size=1)
+        paged.poll()
+        paged.commit()
+        time.sleep(0.002)
+        SamproStandIn(engine).load_purchase_orders([po("PO-1"), po("PO-2")])
+        polls = []
+        for _ in range(3):
+            polls.append([change.po_number for change in paged.poll()])
+            paged.commit()
+        assert polls == [["PO-1"], ["PO-2"], []] and not paged.backlog()

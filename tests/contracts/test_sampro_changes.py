@@ -183,6 +183,84 @@ class SqlPolling(SamproChangesContract):
         source.commit()
         assert source.poll() == []
 
+    def test_a_mass_update_is_read_a_page_at_a_time_each_change_once(self, engine, tmp_path):
+        """200,000 POs changed in one transaction were one poll of 10 s and 211 MB, and one batch."""
+        standin = SamproStandIn(engine)
+        standin.create_schema()
+        standin.load_purchase_orders([po("PO-0")])
+        source = started(engine, tmp_path, page_size=3)
+        source.poll()
+        source.commit()
+        time.sleep(0.002)
+        numbers = [f"PO-{n}" for n in range(1, 9)]
+        standin.load_purchase_orders([po(number) for number in numbers])  # one time for all
+        pages = []
+        for _ in range(5):
+            pages.append([found.po_number for found in source.poll()])
+            source.commit()
+            if not source.backlog():
+                break
+        assert [len(page) for page in pages] == [3, 3, 2]  # each table's page ends on the same PO here
+        assert sorted(sum(pages, [])) == numbers
+        assert len({found.changed_at for found in source.poll()}) == 0 and not source.backlog()
+        again = started(engine, tmp_path, page_size=3)  # a restart after it sends nothing again
+        assert again.poll() == []
+
+    def test_a_read_of_the_window_reads_nothing_past_the_page(self, engine, tmp_path):
+        standin = SamproStandIn(engine)
+        standin.create_schema()
+        standin.load_purchase_orders([po("PO-0")])
+        clock = [0.0]
+        source = started(engine, tmp_path, page_size=3, clock=lambda: clock[0])
+        source.poll()
+        source.commit()
+        time.sleep(0.002)
+        standin.load_purchase_orders([po(f"PO-{n}") for n in range(1, 9)])
+        clock[0] = 30.0  # the window is due
+        assert [found.po_number for found in source.poll()] == ["PO-1", "PO-2", "PO-3"]
+
+    def test_a_restart_goes_on_from_a_page_cut_inside_one_time(self, engine, tmp_path):
+        standin = SamproStandIn(engine)
+        standin.create_schema()
+        standin.load_purchase_orders([po("PO-0")])
+        source = started(engine, tmp_path, page_size=2)
+        source.poll()
+        source.commit()
+        time.sleep(0.002)
+        standin.load_purchase_orders([po(f"PO-{n}") for n in range(1, 6)])
+        first = [found.po_number for found in source.poll()]
+        source.commit()
+        again = started(engine, tmp_path, page_size=10)
+        rest = [found.po_number for found in again.poll()]
+        assert sorted(first + rest) == [f"PO-{n}" for n in range(1, 6)] and len(first) == 2
+
+    def test_the_state_an_older_version_kept_is_read_as_every_po_of_its_time(self, arranged, engine, tmp_path):
+        source, change = arranged
+        change("PO-1")
+        (sent,) = source.poll()
+        source.commit()
+        state = FileWatermark(tmp_path / STATE)
+        assert state.read()["watermark"] == {table: [sent.changed_at.isoformat(), "PO-1"]
+                                             for table in ("po_header", "po_line")}
+        state.write({**state.read(), "watermark": sent.changed_at.isoformat()})
+        change("PO-2")
+        assert [found.po_number for found in started(engine, tmp_path).poll()] == ["PO-2"]
+
+    def test_a_full_page_of_rows_stamped_in_the_future_is_no_backlog(self, arranged, engine, tmp_path):
+        """Read again by every poll until their time comes, they would make the poller spin."""
+        source, change = arranged
+        for number in ("PO-1", "PO-2"):
+            change(number)
+        with engine.begin() as conn:
+            for table in (SamproStandIn(engine).tables.po_header, SamproStandIn(engine).tables.po_line):
+                conn.execute(update(table).where(table.c.po_number.in_(["PO-1", "PO-2"]))
+                             .values(updated_at=datetime(9999, 12, 31, tzinfo=UTC)))
+        paged = started(engine, tmp_path, page_size=2)
+        assert sorted(found.po_number for found in paged.poll()) == ["PO-1", "PO-2"]
+        paged.commit()
+        assert not paged.backlog()
+        assert paged.poll() == []
+
 
 class TestSqlite(SqlPolling):
     @pytest.fixture

@@ -904,3 +904,21 @@ def test_a_source_reads_its_state_again_each_time_its_anchor_is_given_to_this_wo
     broker.rebalance()
     runtime.step()
     assert taken == ["t0", "t0"]
+
+
+def test_a_source_whose_poll_stopped_at_a_full_page_is_polled_again_at_once():
+    """A poller read a page every POLL_INTERVAL_SECONDS: 1,000 marketplace rows every 2 s, however
+    many vendors had uploaded at month end."""
+    from streams.runtime import Flow, Runtime, Source
+
+    broker = InMemoryBroker(partitions=1)
+    runtime = Runtime(broker, dlq_topic="dlq", encode=bytes)
+    runtime.add_flow(Flow("work", ("t",), decode=lambda record: record.value, handle=lambda batch: None))
+    polled: list[int] = []
+    pages_left = [True, True, False]  # two full pages, then the rest
+    runtime.add_source(Source("poll", 60, ("t", 0), lambda batch: polled.append(len(polled)),
+                              backlog=lambda: pages_left.pop(0) if pages_left else False))
+    runtime.start()
+    for _ in range(6):
+        runtime.step()
+    assert polled == [0, 1, 2]  # then not again for 60 s
