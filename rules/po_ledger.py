@@ -369,10 +369,10 @@ def recheck_held(
 ) -> Outcome:
     """Sampro changed the PO: each held invoice it may clear is judged again against the fresh
     snapshot. One that clears goes to the RPA bot like any ready invoice (after the invoice that
-    holds the PO, if one does); one that does not stays held with its new reasons. One judged
-    exactly as before (the change touched nothing it reads, as when the bot enters another invoice
-    of the PO) stays as it was: no verdict again in its history, and the holds AP released stay
-    released. The same change again changes nothing."""
+    holds the PO, if one does); one that does not stays held with its new reasons. One whose
+    findings are as they were (the change touched nothing they read, as when the bot enters
+    another invoice of the PO) stays as it was: no verdict again in its history, and the holds AP
+    released stay released. The same change again changes nothing."""
     update = _Update(ledger, judge, dispatch)
     held = rechecked_on_po_change(ledger)
     if not held or change.event_id in update.ledger.changes_seen:
@@ -396,12 +396,13 @@ def recheck_held(
 
 
 def _judged_alike(record: InvoiceRecord, verdict: Verdict) -> bool:
-    """Whether `verdict` says what the record's verdict says: the same findings, by the same rules,
-    against the same snapshot (and so the same status, and no payload: a held verdict has none).
-    What the rules saw besides (the in-flight quantities, the earlier invoices, among them this
-    one) may have moved without changing any of that; the verdict kept explains its findings."""
+    """Whether `verdict` tells AP what the record's verdict told: the same findings, expected and
+    actual values and all, by the same rules (and so the same status, and no payload: a held
+    verdict has none). The snapshot may have moved where no finding reads it (the bot entered
+    another invoice of the PO), and so may what else the rules saw; the verdict kept explains its
+    findings as well."""
     assert record.verdict is not None, "a record rechecked_on_po_change lists has its verdict"
-    said = {"reasons", "rules_version", "po_snapshot"}
+    said = {"reasons", "rules_version"}
     return verdict.model_dump(include=said) == record.verdict.model_dump(include=said)
 
 

@@ -781,6 +781,8 @@ def test_a_sampro_change_that_leaves_a_held_invoice_judged_as_it_was_adds_nothin
     worker.submit(ready_invoice("MP-1"))
     worker.run()
     verdicts = len(worker.broker.records(worker.pipeline.topics.verdicts))
+    lines[1]["quantity_invoiced"] = "1"  # another invoice entered: no finding of MP-1 reads line 2
+    worker.sampro.purchase_orders["PO-5001"] = purchase_order(lines=lines)
     worker.pipeline.sampro_changes.waiting.append(
         PurchaseOrderChanged(event_id="sampro:PO-5001:1", po_number="PO-5001", changed_at=AT))
     worker.run()
@@ -847,7 +849,7 @@ def test_several_changes_of_a_po_in_one_batch_judge_its_held_invoices_again_once
     worker.submit(ready_invoice("MP-1"))
     worker.run()
     verdicts = len(worker.broker.records(worker.pipeline.topics.verdicts))
-    lines[0]["quantity_invoiced"] = "1"  # the bot enters five invoices of other vendors on the PO
+    lines[0]["unit_price"] = "15.10"  # the buyer corrects the price five times, wrongly still
     worker.sampro.purchase_orders["PO-5001"] = purchase_order(lines=lines)
     for n in range(5):
         worker.put(worker.pipeline.topics.sampro_changes, "PO-5001", worker.codec.encode(
