@@ -38,9 +38,10 @@ def test_explain_tells_every_step_of_an_invoice_parked_released_and_entered(pipe
     second["lines"] = [{**line, "unit_price": "3.50", "amount": "14.00"} for line in second["lines"]]
     second.update(tax_amount="1.12", total_amount="15.12")  # now off the PO price: manual_review
     pipeline.start_worker()
-    pipeline.start_bot()
     upload(pipeline.settings, [first, second])
     invoice_id = second["invoice_id"]
+    pipeline.wait_for(lambda: pipeline.statuses().get(invoice_id) == "waiting_for_po", what="the second invoice")
+    pipeline.start_bot()  # now: else Debezium may hand the second over after the first was entered
     pipeline.wait_for(lambda: pipeline.statuses().get(invoice_id) == "manual_review", what="the parked invoice")
 
     release = ReleaseRequested(command_id=str(uuid.uuid4()), invoice_id=invoice_id, invoice_version=1,

@@ -45,8 +45,12 @@ def test_marketplace_rows_become_the_right_processscheduler_rows_and_one_email_p
         pipeline, unique_name):
     invoices, expected = load_samples(pipeline, unique_name)
     pipeline.start_worker()
-    pipeline.start_bot()
     upload(pipeline.settings, invoices)
+    # The bot starts once the second invoice on PO-5001 waits: else Debezium may hand it over after
+    # the first was entered already, and it would not wait.
+    second_on_po = f"{unique_name}-MP-1010"
+    pipeline.wait_for(lambda: pipeline.statuses().get(second_on_po) == "waiting_for_po", what="the second invoice")
+    pipeline.start_bot()
     pipeline.wait_for(lambda: all(pipeline.statuses().get(i) in FINAL for i in expected), what="every invoice")
     assert pipeline.statuses() == expected
     ready = sorted(i for i, s in expected.items() if s == "entered")
@@ -57,7 +61,7 @@ def test_marketplace_rows_become_the_right_processscheduler_rows_and_one_email_p
     assert Decimal(payload["total_amount"]) == Decimal("57.52")
     assert [(line["invoice_line_no"], line["po_line_no"]) for line in payload["lines"]] == [(1, 1), (2, 2)]
     # The second invoice on PO-5001 waited for the first to be entered, then was decided.
-    second = [h["status"] for h in pipeline.scheduler.history(f"{unique_name}-MP-1010")]
+    second = [h["status"] for h in pipeline.scheduler.history(second_on_po)]
     assert second == ["waiting_for_po", "ready_to_process", "sent_to_rpa", "entered"]
 
 
@@ -65,9 +69,10 @@ def test_a_failure_completion_also_releases_the_po(pipeline, unique_name):
     invoices, _ = load_samples(pipeline, unique_name)
     same_po = [i for i in invoices if i["po_number"] == f"{unique_name}-PO-5001"]
     pipeline.start_worker()
-    pipeline.start_bot(fail_invoices=frozenset({f"{unique_name}-MP-1001"}))
     upload(pipeline.settings, same_po)
     first, second = (i["invoice_id"] for i in same_po)
+    pipeline.wait_for(lambda: pipeline.statuses().get(second) == "waiting_for_po", what="the second invoice")
+    pipeline.start_bot(fail_invoices=frozenset({f"{unique_name}-MP-1001"}))
     pipeline.wait_for(lambda: pipeline.statuses().get(second) == "entered", what="the parked invoice")
     assert pipeline.statuses()[first] == "rpa_failed"
     assert [h["status"] for h in pipeline.scheduler.history(second)][0] == "waiting_for_po"

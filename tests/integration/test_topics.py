@@ -33,7 +33,7 @@ def test_topics_are_created_once_with_audit_retention_and_a_compacted_changelog(
     assert ensure_topics(settings) == []  # a second start creates nothing
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     try:
-        metadata = admin.list_topics(timeout=10).topics
+        metadata = known(admin, lambda topics: all(name in topics for name in [*names.values(), changelog]))
         assert {len(metadata[name].partitions) for name in [*names.values(), changelog]} == {4}
         for field in ("invoices_topic", "verdicts_topic", "completions_topic"):
             resource = ConfigResource(ResourceType.TOPIC, names[field])
@@ -45,10 +45,21 @@ def test_topics_are_created_once_with_audit_retention_and_a_compacted_changelog(
         check_co_partitioned(settings)
         check_sizes_taken(settings)
         admin.create_partitions([NewPartitions(names["commands_topic"], 6)])[names["commands_topic"]].result()
+        known(admin, lambda topics: len(topics[names["commands_topic"]].partitions) == 6)
         with pytest.raises(Misconfigured, match="same number of partitions"):
             check_co_partitioned(settings)
     finally:
         admin.delete_topics([*names.values(), changelog])
+
+
+def known(admin: AdminClient, condition) -> dict:
+    """The topics' metadata once `condition` holds of it: the broker learns of a change from the
+    controller a moment after the change is made."""
+    for _ in range(100):
+        if condition(topics := admin.list_topics(timeout=10).topics):
+            return topics
+        time.sleep(0.1)
+    raise AssertionError("the broker's metadata never showed the change")
 
 
 def altered(admin: AdminClient, topic: str, name: str, value: str) -> None:
