@@ -102,7 +102,11 @@ class InvoiceRecord(BaseModel):
     verdict: Verdict | None = None
     payload: RpaPayload | None = None
     last_change: StatusChanged | None = None  # re-emitted on replay, with its original event id
-    recheck_for: str | None = None  # the Sampro change it waits to be judged again for
+    recheck_for: str | None = None  # the event (a Sampro change, mostly) it waits to be judged again after
+    # Judged again after a Sampro change while another invoice of its PO was at the RPA bot: Sampro
+    # may have had that invoice already, its quantities then counted twice (invoiced, and in
+    # flight), so it is judged again once the bot's completion is in.
+    judged_at_bot: bool = False
     released_holds: list[str] = Field(default_factory=list)  # of its verdict's holds; a new verdict has none
     rpa_attempts: int = 0  # hand-offs to the RPA bot so far; one more each time AP releases a failure
     withdrawn_at_rpa: bool = False  # the vendor withdrew it while the RPA bot had it: the bot's outcome decides
@@ -378,21 +382,37 @@ def recheck_held(
     if not held or change.event_id in update.ledger.changes_seen:
         return update.outcome()  # a PO with nothing held keeps no ledger for the change
     update.ledger.changes_seen = [*update.ledger.changes_seen[-(CHANGES_REMEMBERED - 1):], change.event_id]
-    cause = f"recheck-{change_digest(change.event_id)}"
+    at_bot = bool(update.ledger.holding)
     for key in held:
-        verdict = judge.decide(ledger.records[key].submission, update.ledger.in_flight())
-        if _judged_alike(ledger.records[key], verdict):
-            continue
-        record = update.editable_listed(key)
-        record.recheck_for = change.event_id
-        # While the PO is at the bot, one that clears waits its turn, and is judged again when
-        # the PO is free, as any waiting invoice is; one that stays held stays in AP's queue with
-        # its new reasons.
-        if update.ledger.holding and verdict.status is VerdictStatus.READY_TO_PROCESS:
-            update.park(record, change.changed_at, cause)
-        else:
-            update.judge_now(record, verdict)
+        _judge_held_again(update, key, change.event_id, change.changed_at)
+        if at_bot:
+            update.editable_listed(key).judged_at_bot = True
     return update.outcome()
+
+
+def _judge_held_again(update: _Update, key: str, after: str, at: datetime) -> None:
+    """Judges a held invoice again after an event (its `judged_after`). While the PO is at the bot,
+    one that clears waits its turn, and is judged again when the PO is free, as any waiting invoice
+    is; one that stays held stays in AP's queue with its new reasons."""
+    assert update.judge is not None, "a recheck needs a judge bound to the fresh snapshot"
+    verdict = update.judge.decide(update.ledger.listed(key).submission, update.ledger.in_flight())
+    if _judged_alike(update.ledger.listed(key), verdict):
+        return
+    record = update.editable_listed(key)
+    record.recheck_for = after
+    if update.ledger.holding and verdict.status is VerdictStatus.READY_TO_PROCESS:
+        update.park(record, at, f"recheck-{change_digest(after)}")
+    else:
+        update.judge_now(record, verdict)
+
+
+def _judge_again_after_entry(update: _Update, completion: RpaCompletion) -> None:
+    """The held invoices judged again while the invoice of this completion was at the bot, judged
+    again now that its quantities are Sampro's only: a new judgement, after the completion."""
+    for key in rechecked_on_po_change(update.ledger):
+        if update.ledger.listed(key).judged_at_bot:
+            update.editable_listed(key).judged_at_bot = False
+            _judge_held_again(update, key, completion.event_id, completion.occurred_at)
 
 
 def _judged_alike(record: InvoiceRecord, verdict: Verdict) -> bool:
@@ -559,6 +579,7 @@ def complete_rpa(
     else:
         update.change(record, InvoiceStatus.RPA_FAILED, completion.event_id, at, reason=completion.error)
     update.drain_parked(at)
+    _judge_again_after_entry(update, completion)
     return update.outcome()
 
 

@@ -616,6 +616,32 @@ def test_while_another_invoice_holds_the_po_a_cleared_one_waits_and_is_judged_wh
     assert freed.emitted[1].judged_after == "sampro:PO-1:1"
 
 
+def test_a_held_invoice_judged_again_while_another_was_at_the_bot_is_judged_again_once_that_one_is_entered():
+    """Sampro had the bot's entry before its completion came in: the quantities entered were
+    counted twice, invoiced in Sampro and in flight, which made a finding of nothing."""
+    judge = PricingJudge()
+    ledger = submit_invoice(held(judge, "B"), submission("A"), judge, "automatic").ledger  # A at the bot
+    twice = recheck_held(ledger, changed(), PricingJudge(code="QUANTITY_EXCEEDS_OPEN"), "automatic")
+    assert [verdict.reasons[0].code for verdict in twice.emitted] == ["QUANTITY_EXCEEDS_OPEN"]
+    entered = complete_rpa(twice.ledger, completion("A"), judge, "automatic")
+    assert statuses(entered.emitted) == [("A", "entered"), ("B", "manual_review")]
+    again = entered.emitted[1]
+    assert again.reasons[0].code == "PRICE_MISMATCH" and again.judged_after == completion("A").event_id
+    assert not entered.ledger.records["B@v1"].judged_at_bot
+    next_one = submit_invoice(entered.ledger, submission("C"), judge, "automatic").ledger
+    assert statuses(complete_rpa(next_one, completion("C"), judge, "automatic").emitted) == [("C", "entered")]
+    alike = complete_rpa(twice.ledger, completion("A"), PricingJudge(code="QUANTITY_EXCEEDS_OPEN"), "automatic")
+    assert statuses(alike.emitted) == [("A", "entered")] and not alike.ledger.records["B@v1"].judged_at_bot
+
+
+def test_a_held_invoice_judged_again_while_the_po_is_free_is_not_judged_again_at_the_next_entry():
+    judge = PricingJudge()
+    outcome = recheck_held(held(judge, "B"), changed(), PricingJudge(price="15.25"), "automatic")
+    assert not outcome.ledger.records["B@v1"].judged_at_bot
+    at_bot = submit_invoice(outcome.ledger, submission("A"), judge, "automatic").ledger
+    assert statuses(complete_rpa(at_bot, completion("A"), judge, "automatic").emitted) == [("A", "entered")]
+
+
 def test_a_change_of_a_po_with_nothing_held_leaves_its_ledger_as_it_was():
     ledger = PurchaseOrderLedger(po_number="PO-1")
     outcome = recheck_held(ledger, changed(), PricingJudge(), "automatic")
