@@ -102,11 +102,9 @@ class InvoiceRecord(BaseModel):
     verdict: Verdict | None = None
     payload: RpaPayload | None = None
     last_change: StatusChanged | None = None  # re-emitted on replay, with its original event id
-    recheck_for: str | None = None  # the event (a Sampro change, mostly) it waits to be judged again after
-    # Judged again after a Sampro change while another invoice of its PO was at the RPA bot: Sampro
-    # may have had that invoice already, its quantities then counted twice (invoiced, and in
-    # flight), so it is judged again once the bot's completion is in.
-    judged_at_bot: bool = False
+    # The Sampro change it waits to be judged again for: parked, its turn; held, the completion of
+    # the invoice of its PO at the RPA bot (`recheck_held`).
+    recheck_for: str | None = None
     released_holds: list[str] = Field(default_factory=list)  # of its verdict's holds; a new verdict has none
     rpa_attempts: int = 0  # hand-offs to the RPA bot so far; one more each time AP releases a failure
     withdrawn_at_rpa: bool = False  # the vendor withdrew it while the RPA bot had it: the bot's outcome decides
@@ -360,12 +358,15 @@ class _Update:
 
 
 def rechecked_on_po_change(ledger: PurchaseOrderLedger) -> list[str]:
-    """The held invoices, in arrival order, that a change of their PO in Sampro may clear: every
-    finding of their verdict reads the PO. One with a finding of its own (a duplicate, broken
-    arithmetic) stays held whatever Sampro says; one AP released or sent on is AP's."""
-    return [key for key, record in ledger.records.items()
-            if record.status in REJUDGEABLE and record.verdict is not None and record.verdict.reasons
-            and all(finding.code in CLEARED_BY_PO_CHANGE for finding in record.verdict.reasons)]
+    """The held invoices, in arrival order, that a change of their PO in Sampro may clear."""
+    return [key for key, record in ledger.records.items() if _may_clear(record)]
+
+
+def _may_clear(record: InvoiceRecord) -> bool:
+    """Every finding of its verdict reads the PO. One with a finding of its own (a duplicate,
+    broken arithmetic) stays held whatever Sampro says; one AP released or sent on is AP's."""
+    return (record.status in REJUDGEABLE and record.verdict is not None and bool(record.verdict.reasons)
+            and all(finding.code in CLEARED_BY_PO_CHANGE for finding in record.verdict.reasons))
 
 
 def recheck_held(
@@ -373,7 +374,8 @@ def recheck_held(
 ) -> Outcome:
     """Sampro changed the PO: each held invoice it may clear is judged again against the fresh
     snapshot. One that clears goes to the RPA bot like any ready invoice (after the invoice that
-    holds the PO, if one does); one that does not stays held with its new reasons. One whose
+    holds the PO, if one does); one that does not stays held with its new reasons, which, while an
+    invoice of the PO is at the RPA bot, are found when the bot's completion comes in. One whose
     findings are as they were (the change touched nothing they read, as when the bot enters
     another invoice of the PO) stays as it was: no verdict again in its history, and the holds AP
     released stay released. The same change again changes nothing."""
@@ -382,37 +384,51 @@ def recheck_held(
     if not held or change.event_id in update.ledger.changes_seen:
         return update.outcome()  # a PO with nothing held keeps no ledger for the change
     update.ledger.changes_seen = [*update.ledger.changes_seen[-(CHANGES_REMEMBERED - 1):], change.event_id]
-    at_bot = bool(update.ledger.holding)
     for key in held:
-        _judge_held_again(update, key, change.event_id, change.changed_at)
-        if at_bot:
-            update.editable_listed(key).judged_at_bot = True
+        _judge_held_again(update, key, change.event_id, change.changed_at, while_at_bot="wait")
     return update.outcome()
 
 
-def _judge_held_again(update: _Update, key: str, after: str, at: datetime) -> None:
-    """Judges a held invoice again after an event (its `judged_after`). While the PO is at the bot,
-    one that clears waits its turn, and is judged again when the PO is free, as any waiting invoice
-    is; one that stays held stays in AP's queue with its new reasons."""
+def _judge_held_again(update: _Update, key: str, change_id: str, at: datetime,
+                      while_at_bot: Literal["wait", "judge"]) -> None:
+    """One that clears while the PO is held waits its turn, and is judged again when the PO is
+    free, as any waiting invoice is. One that stays held, while an invoice of its PO is at the RPA
+    bot, is judged again when the bot's completion comes in ("wait"): Sampro may have the bot's
+    entry already, whose quantities are in flight too, and counted twice they make findings of
+    nothing (QUANTITY_EXCEEDS_OPEN), and a verdict that takes back the holds AP released."""
     assert update.judge is not None, "a recheck needs a judge bound to the fresh snapshot"
-    verdict = update.judge.decide(update.ledger.listed(key).submission, update.ledger.in_flight())
-    if _judged_alike(update.ledger.listed(key), verdict):
+    held = update.ledger.listed(key)
+    verdict = update.judge.decide(held.submission, update.ledger.in_flight())
+    ready = verdict.status is VerdictStatus.READY_TO_PROCESS
+    if not ready and while_at_bot == "wait" and any(
+            update.ledger.listed(holder).status is InvoiceStatus.SENT_TO_RPA for holder in update.ledger.holding):
+        if held.recheck_for is None:  # else waiting already: a change after it changes nothing more
+            update.editable_listed(key).recheck_for = change_id
+        return
+    if _judged_alike(held, verdict):
         return
     record = update.editable_listed(key)
-    record.recheck_for = after
-    if update.ledger.holding and verdict.status is VerdictStatus.READY_TO_PROCESS:
-        update.park(record, at, f"recheck-{change_digest(after)}")
+    record.recheck_for = change_id
+    if update.ledger.holding and ready:
+        update.park(record, at, f"recheck-{change_digest(change_id)}")
     else:
         update.judge_now(record, verdict)
 
 
-def _judge_again_after_entry(update: _Update, completion: RpaCompletion) -> None:
-    """The held invoices judged again while the invoice of this completion was at the bot, judged
-    again now that its quantities are Sampro's only: a new judgement, after the completion."""
-    for key in rechecked_on_po_change(update.ledger):
-        if update.ledger.listed(key).judged_at_bot:
-            update.editable_listed(key).judged_at_bot = False
-            _judge_held_again(update, key, completion.event_id, completion.occurred_at)
+def waiting_for_completion(ledger: PurchaseOrderLedger) -> list[str]:
+    """The held invoices a Sampro change came for while an invoice of their PO was at the RPA bot:
+    judged again when the bot's completion comes in."""
+    return [key for key, record in ledger.records.items()  # the attribute first: one per record of the PO
+            if record.recheck_for is not None and _may_clear(record)]  # a parked one waits for the PO
+
+
+def _judge_again_after_entry(update: _Update, at: datetime) -> None:
+    for key in waiting_for_completion(update.ledger):
+        before = update.ledger.listed(key)
+        assert before.recheck_for is not None, "waiting_for_completion lists those with a change"
+        _judge_held_again(update, key, before.recheck_for, at, while_at_bot="judge")
+        if update.ledger.listed(key) is before:  # judged alike (a record changes by a copy): nothing to tell
+            update.editable_listed(key).recheck_for = None
 
 
 def _judged_alike(record: InvoiceRecord, verdict: Verdict) -> bool:
@@ -437,11 +453,12 @@ def note_change_covered(ledger: PurchaseOrderLedger, change: PurchaseOrderChange
 
 
 def may_free(ledger: PurchaseOrderLedger | None, work: object) -> bool:
-    """Whether this work can end what holds the PO, so that its parked invoices may be judged now:
-    a completion, a withdrawal, an AP command, a new version; a new invoice only parks behind."""
-    if ledger is None or not ledger.parked:
+    """Whether this work can end what holds the PO, so that its parked invoices (and held ones
+    waiting for the bot's completion) may be judged now: a completion, a withdrawal, an AP command,
+    a new version; a new invoice only parks behind."""
+    if ledger is None or isinstance(work, InvoiceSubmitted) and work.invoice_id not in ledger.latest:
         return False
-    return not isinstance(work, InvoiceSubmitted) or work.invoice_id in ledger.latest
+    return bool(ledger.parked or waiting_for_completion(ledger))
 
 
 def submit_invoice(
@@ -579,7 +596,7 @@ def complete_rpa(
     else:
         update.change(record, InvoiceStatus.RPA_FAILED, completion.event_id, at, reason=completion.error)
     update.drain_parked(at)
-    _judge_again_after_entry(update, completion)
+    _judge_again_after_entry(update, at)
     return update.outcome()
 
 

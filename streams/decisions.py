@@ -45,6 +45,7 @@ from rules.po_ledger import (
     release_invoice,
     replace_invoice,
     submit_invoice,
+    waiting_for_completion,
     withdraw_invoice,
 )
 from streams.recently_decided import RecentlyDecided
@@ -161,12 +162,13 @@ class DecisionDesk:
         rechecked: Mapping[str, list[str]], now: datetime,
     ) -> list[KnownInvoice]:
         """Entered and decided invoices that may be duplicates of anything this batch may judge:
-        its submissions, the invoices parked on a PO that this batch may free, and the held ones
-        that a Sampro change may clear."""
+        its submissions, the invoices parked on a PO that this batch may free (and the held ones
+        waiting there for the bot's completion), and the held ones that a Sampro change may clear."""
         documents = [work.document for work in batch if isinstance(work, InvoiceSubmitted)]
         for po_number in {work.po_number for work in batch if may_free(ledgers.get(work.po_number), work)}:
             ledger = ledgers[po_number]
-            documents.extend(ledger.listed(key).submission.document for key in ledger.parked)
+            documents.extend(ledger.listed(key).submission.document
+                             for key in [*ledger.parked, *waiting_for_completion(ledger)])
         for po_number, keys in rechecked.items():
             documents.extend(ledgers[po_number].listed(key).submission.document for key in keys)
         lookups = lookups_for(documents)

@@ -35,6 +35,7 @@ from rules.po_ledger import (
     approve_dispatch,
     change_digest,
     complete_rpa,
+    may_free,
     recheck_held,
     release_invoice,
     replace_invoice,
@@ -616,28 +617,50 @@ def test_while_another_invoice_holds_the_po_a_cleared_one_waits_and_is_judged_wh
     assert freed.emitted[1].judged_after == "sampro:PO-1:1"
 
 
-def test_a_held_invoice_judged_again_while_another_was_at_the_bot_is_judged_again_once_that_one_is_entered():
+def test_while_an_invoice_of_its_po_is_at_the_bot_a_held_invoice_is_judged_again_when_the_bot_is_done():
     """Sampro had the bot's entry before its completion came in: the quantities entered were
     counted twice, invoiced in Sampro and in flight, which made a finding of nothing."""
     judge = PricingJudge()
     ledger = submit_invoice(held(judge, "B"), submission("A"), judge, "automatic").ledger  # A at the bot
-    twice = recheck_held(ledger, changed(), PricingJudge(code="QUANTITY_EXCEEDS_OPEN"), "automatic")
-    assert [verdict.reasons[0].code for verdict in twice.emitted] == ["QUANTITY_EXCEEDS_OPEN"]
-    entered = complete_rpa(twice.ledger, completion("A"), judge, "automatic")
+    waiting = recheck_held(ledger, changed(), PricingJudge(code="QUANTITY_EXCEEDS_OPEN"), "automatic")
+    assert waiting.emitted == [] and waiting.ledger.records["B@v1"].recheck_for == "sampro:PO-1:1"
+    assert may_free(waiting.ledger, completion("A"))  # its duplicates are looked up for the completion's batch
+    later = recheck_held(waiting.ledger, changed("sampro:PO-1:2"), judge, "automatic")
+    assert later.ledger.records["B@v1"] is waiting.ledger.records["B@v1"]  # waiting already: not written again
+    entered = complete_rpa(waiting.ledger, completion("A"), PricingJudge(price="15.25"), "automatic")
     assert statuses(entered.emitted) == [("A", "entered"), ("B", "manual_review")]
     again = entered.emitted[1]
-    assert again.reasons[0].code == "PRICE_MISMATCH" and again.judged_after == completion("A").event_id
-    assert not entered.ledger.records["B@v1"].judged_at_bot
+    assert again.reasons[0].expected == "15.25" and again.judged_after == "sampro:PO-1:1"
+    assert entered.ledger.records["B@v1"].recheck_for is None
     next_one = submit_invoice(entered.ledger, submission("C"), judge, "automatic").ledger
     assert statuses(complete_rpa(next_one, completion("C"), judge, "automatic").emitted) == [("C", "entered")]
-    alike = complete_rpa(twice.ledger, completion("A"), PricingJudge(code="QUANTITY_EXCEEDS_OPEN"), "automatic")
-    assert statuses(alike.emitted) == [("A", "entered")] and not alike.ledger.records["B@v1"].judged_at_bot
+    alike = complete_rpa(waiting.ledger, completion("A"), judge, "automatic")
+    assert statuses(alike.emitted) == [("A", "entered")] and alike.ledger.records["B@v1"].recheck_for is None
+
+
+def test_the_holds_ap_released_stay_released_when_the_bot_enters_another_invoice_of_the_po():
+    judge = TwoHoldsJudge(second="TAX_MISMATCH")
+    ledger = release_invoice(held(judge, "A"), release(["PRICE_MISMATCH:1:unit_price"]), judge, "automatic").ledger
+    at_bot = submit_invoice(ledger, submission("B"), FakeJudge(), "automatic").ledger
+    counted_twice = TwoHoldsJudge(second="QUANTITY_EXCEEDS_OPEN")
+    waiting = recheck_held(at_bot, changed(), counted_twice, "automatic")
+    entered = complete_rpa(waiting.ledger, completion("B"), judge, "automatic")
+    assert statuses(waiting.emitted + entered.emitted) == [("B", "entered")]
+    assert entered.ledger.records["A@v1"].released_holds == ["PRICE_MISMATCH:1:unit_price"]
+
+
+def test_a_ready_invoice_awaiting_approval_is_not_at_the_bot_and_a_held_one_is_judged_again_at_once():
+    judge = PricingJudge()
+    ledger = submit_invoice(held(judge, "B"), submission("A"), judge, "approval").ledger  # A awaits approval
+    assert ledger.records["A@v1"].status is InvoiceStatus.READY_TO_PROCESS
+    outcome = recheck_held(ledger, changed(), PricingJudge(price="15.25"), "approval")
+    assert statuses(outcome.emitted) == [("B", "manual_review")]
 
 
 def test_a_held_invoice_judged_again_while_the_po_is_free_is_not_judged_again_at_the_next_entry():
     judge = PricingJudge()
     outcome = recheck_held(held(judge, "B"), changed(), PricingJudge(price="15.25"), "automatic")
-    assert not outcome.ledger.records["B@v1"].judged_at_bot
+    assert outcome.ledger.records["B@v1"].recheck_for is None
     at_bot = submit_invoice(outcome.ledger, submission("A"), judge, "automatic").ledger
     assert statuses(complete_rpa(at_bot, completion("A"), judge, "automatic").emitted) == [("A", "entered")]
 
@@ -750,6 +773,4 @@ def test_while_the_po_is_at_the_bot_a_change_that_does_not_clear_leaves_the_invo
     judge = PricingJudge()
     ledger = submit_invoice(held(judge, "B"), submission("A"), judge, "automatic").ledger  # A at the bot
     outcome = recheck_held(ledger, changed(), PricingJudge(price="15.25"), "automatic")
-    (verdict,) = outcome.emitted
-    assert verdict.status is VerdictStatus.MANUAL_REVIEW and verdict.reasons[0].expected == "15.25"
     assert outcome.ledger.parked == [] and outcome.ledger.records["B@v1"].status is InvoiceStatus.MANUAL_REVIEW

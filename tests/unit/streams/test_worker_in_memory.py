@@ -924,3 +924,35 @@ def test_a_source_whose_poll_stopped_at_a_full_page_is_polled_again_at_once():
     for _ in range(6):
         runtime.step()
     assert polled == [0, 1, 2]  # then not again for 60 s
+
+
+def test_a_held_invoice_judged_again_at_the_bots_completion_is_checked_for_duplicates_too(worker):
+    """Judged again when the invoice at the bot was entered, its duplicates were not looked up: one
+    a clerk had keyed into Sampro by hand meanwhile cleared, and went to the bot to be paid twice."""
+    from rules.context import KnownInvoice
+    from rules.lifecycle import PurchaseOrderChanged
+    from tests.unit.rules.builders import PO
+    from tests.unit.streams.conftest import AT, purchase_order
+
+    lines = [dict(line) for line in PO["lines"]]
+    lines[0]["unit_price"] = "15.00"
+    worker.sampro.purchase_orders["PO-5001"] = purchase_order(lines=lines)
+    worker.submit(ready_invoice("MP-1"))
+    worker.run()
+    worker.sampro.purchase_orders["PO-5001"] = purchase_order()
+    worker.submit(ready_invoice("MP-2"))
+    worker.run()
+    assert worker.statuses() == {"MP-1": "manual_review", "MP-2": "sent_to_rpa"}
+    lines[0]["unit_price"] = "15.25"  # a change while MP-2 is at the bot: MP-1 waits for its completion
+    worker.sampro.purchase_orders["PO-5001"] = purchase_order(lines=lines)
+    worker.pipeline.sampro_changes.waiting.append(
+        PurchaseOrderChanged(event_id="sampro:PO-5001:1", po_number="PO-5001", changed_at=AT))
+    worker.run()
+    mp1 = ready_invoice("MP-1")
+    worker.sampro.entered.append(KnownInvoice("S-77", mp1["vendor_id"], mp1["invoice_number"], "entered",
+                                              mp1["total_amount"]))
+    worker.sampro.purchase_orders["PO-5001"] = purchase_order()  # the price right: MP-1 would clear
+    worker.complete("MP-2")
+    worker.run()
+    assert worker.statuses() == {"MP-1": "bad_invoice", "MP-2": "entered"}
+    assert [request.invoice_id for request in worker.mailer.sent] == ["MP-2"]
