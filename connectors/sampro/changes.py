@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -55,9 +55,17 @@ def change_id(po_number: str, changed_at: datetime) -> str:
 
 
 Cursor = tuple[datetime, Any]
-"""Where the reads of one table stopped: the last time and PO number read, in the database's own
-order (the PO as the database gave it, padding and all, so that it compares as the database
-compares it); None for the PO when every PO of that time was read."""
+"""Where the reads of one table stopped: the millisecond of the last change read, and its PO as
+the database gave it (padding and all, so that it compares as the database compares it); None
+for the PO when every PO of that millisecond was read. A millisecond, as in a change's id: a
+time read back from the database may have lost digits (SQL Server keeps 100 ns, Python 1 us,
+and a driver may bind 1 ms), and a cursor at a time the rows do not have would never move."""
+
+MILLISECOND = timedelta(milliseconds=1)
+
+
+def _millisecond(at: datetime) -> datetime:
+    return at.replace(microsecond=at.microsecond // 1000 * 1000)
 
 
 class PollingSamproChanges(SamproChanges):
@@ -78,16 +86,18 @@ class PollingSamproChanges(SamproChanges):
 
     def _load(self) -> tuple[dict[str, Cursor] | None, set[str]]:
         state = self.state.read()
-        return self._read_cursors(state.get("watermark")), set(state.get("emitted", []))
+        return self._read_cursors(state.get("cursors"), state.get("watermark")), set(state.get("emitted", []))
 
-    def _read_cursors(self, mark: Any) -> dict[str, Cursor] | None:
+    def _read_cursors(self, cursors: Any, watermark: Any) -> dict[str, Cursor] | None:
         """The cursors of a state; None for none, or for one that cannot be read (start afresh).
-        An older version kept one time for both tables, every PO of which it had read."""
+        An older version kept only `watermark`, one time for both tables, every PO of which it had
+        read (a millisecond partly read: the window reads the rest)."""
         try:
-            if isinstance(mark, str):
-                return dict.fromkeys(self.tables, (as_utc(datetime.fromisoformat(mark)), None))
-            if isinstance(mark, dict) and mark.keys() == self.tables.keys():
-                return {table: (as_utc(datetime.fromisoformat(at)), po) for table, (at, po) in mark.items()}
+            if isinstance(cursors, dict) and cursors.keys() == self.tables.keys():
+                return {table: (_millisecond(as_utc(datetime.fromisoformat(at))), po)
+                        for table, (at, po) in cursors.items()}
+            if isinstance(watermark, str):
+                return dict.fromkeys(self.tables, (_millisecond(as_utc(datetime.fromisoformat(watermark))), None))
         except (TypeError, ValueError):
             pass
         return None
@@ -102,14 +112,16 @@ class PollingSamproChanges(SamproChanges):
         row here)."""
         column, po = self.tables[table].c.updated_at, self.tables[table].c.po_number
         at, last = cursor
-        after = column > at if last is None else or_(column > at, and_(column == at, po > last))
+        after = column >= at + MILLISECOND if last is None else and_(column >= at, or_(column >= at + MILLISECOND,
+                                                                                          po > last))
         return select(po, column).where(after).distinct().order_by(column, po).limit(self.page_size)
 
     def window_query(self, table: str, cursor: Cursor) -> Select[Any]:
         """A table's changes in the look-back window behind the cursor, for rows committed late."""
         column, po = self.tables[table].c.updated_at, self.tables[table].c.po_number
         at, last = cursor
-        upto = column <= at if last is None else or_(column < at, and_(column == at, po <= last))
+        upto = column < at + MILLISECOND if last is None else or_(column < at, and_(column < at + MILLISECOND,
+                                                                                   po <= last))
         return select(po, column).where(column > at - self.lookback, upto).distinct()
 
     def poll(self) -> list[PurchaseOrderChanged]:
@@ -128,17 +140,14 @@ class PollingSamproChanges(SamproChanges):
             for table in self.tables:
                 cursor = self._cursors[table] if self._cursors else self._newest(conn, table, present)
                 if cursor[0] > present:  # one an older version let run ahead of the clock comes back
-                    cursor = (present, None)
+                    cursor = (_millisecond(present), None)
                 if whole_window:
                     read.extend(conn.execute(self.window_query(table, cursor)).all())
                 page = conn.execute(self.page_query(table, cursor)).all() if self._cursors else []
                 read.extend(page)
                 if page:
-                    # Never past the present: a row stamped later is read again by each poll until
-                    # then (its change is remembered, so made once), and hides no change after it.
-                    last = (as_utc(page[-1][1]), page[-1][0])
-                    cursor = last if last[0] <= present else (present, None)
-                    backlog |= len(page) == self.page_size and last[0] <= present
+                    cursor, more = self._after(table, cursor, page, present)
+                    backlog |= more
                 cursors[table] = cursor
         changes: dict[str, tuple[str, datetime]] = {}  # change id -> (PO, time)
         for padded, changed_at in read:
@@ -164,10 +173,26 @@ class PollingSamproChanges(SamproChanges):
         self._pending = (cursors, remembered, now if whole_window else self._window_read_at, backlog)
         return fresh
 
+    def _after(self, table: str, cursor: Cursor, page: Sequence[Any], present: datetime) -> tuple[Cursor, bool]:
+        """The cursor after a page, and whether more may follow at once. Never past the present: a
+        row stamped later is read again by each poll until then (its change is remembered, so made
+        once), and hides no change after it."""
+        at = as_utc(page[-1][1])
+        if at > present:
+            return (_millisecond(present), None), False
+        after = (_millisecond(at), page[-1][0])
+        if len(page) < self.page_size:
+            return after, False
+        if after == cursor:  # the database compares POs otherwise than it orders them: never stuck
+            log.warning("Sampro's %s gave a page of %d changes that does not move past %s; the rest of that "
+                        "millisecond is left to the look-back window", table, len(page), cursor)
+            after = (cursor[0], None)
+        return after, True
+
     def _newest(self, conn: Connection, table: str, present: datetime) -> Cursor:
-        """Where the first poll starts: the table's newest change, every PO of its time read."""
+        """Where the first poll starts: the table's newest change, every PO of its millisecond read."""
         newest = conn.execute(self.newest_query(table)).scalar()
-        return (min(as_utc(newest), present) if newest is not None else present), None
+        return _millisecond(min(as_utc(newest), present) if newest is not None else present), None
 
     def commit(self) -> None:
         """Makes the last poll durable: the next poll, here or after a restart, starts after it."""
@@ -175,8 +200,11 @@ class PollingSamproChanges(SamproChanges):
             return
         cursors, self._emitted, self._window_read_at, self._backlog = self._pending
         self._cursors, self._pending = cursors, None
-        mark = {table: [at.isoformat(), po] for table, (at, po) in cursors.items()}
-        self.state.save({"watermark": mark, "emitted": sorted(self._emitted)})
+        # `watermark` as an older version reads it, the earliest of the cursors: one that takes the
+        # polling over (a rolling upgrade, a rollback) reads again what it cannot tell was read.
+        watermark = min(at for at, _ in cursors.values()).isoformat()
+        self.state.save({"watermark": watermark, "emitted": sorted(self._emitted),
+                         "cursors": {table: [at.isoformat(), po] for table, (at, po) in cursors.items()}})
 
     def backlog(self) -> bool:
         return self._backlog

@@ -7,7 +7,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import text, update
 
 from connectors.sampro.changes import InMemorySamproChanges, PollingSamproChanges, change_id
 from connectors.sampro.standin import SamproStandIn
@@ -107,9 +107,9 @@ class SqlPolling(SamproChangesContract):
         standin, source, now, found = on_a_clock
         standin.load_purchase_orders([po("PO-2")])
         with engine.begin() as conn:  # as if stamped before the change just read, and committed now
-            for table in (standin.tables.po_header, standin.tables.po_line):
+            for table in (standin.tables.po_header, standin.tables.po_line):  # a millisecond before
                 conn.execute(update(table).where(table.c.po_number == "PO-2")
-                             .values(updated_at=found.changed_at - timedelta(microseconds=1)))
+                             .values(updated_at=found.changed_at - timedelta(milliseconds=1)))
         now[0] = 29.0
         assert source.poll() == []
         now[0] = 30.0
@@ -240,9 +240,12 @@ class SqlPolling(SamproChangesContract):
         (sent,) = source.poll()
         source.commit()
         state = FileWatermark(tmp_path / STATE)
-        assert state.read()["watermark"] == {table: [sent.changed_at.isoformat(), "PO-1"]
-                                             for table in ("po_header", "po_line")}
-        state.write({**state.read(), "watermark": sent.changed_at.isoformat()})
+        in_its_millisecond = sent.changed_at.replace(microsecond=sent.changed_at.microsecond // 1000 * 1000)
+        kept = state.read()
+        assert kept["cursors"] == {table: [in_its_millisecond.isoformat(), "PO-1"]
+                                   for table in ("po_header", "po_line")}
+        assert kept["watermark"] == in_its_millisecond.isoformat()  # what an older version reads: nothing skipped
+        state.write({"watermark": sent.changed_at.isoformat(), "emitted": kept["emitted"]})  # as it writes
         change("PO-2")
         assert [found.po_number for found in started(engine, tmp_path).poll()] == ["PO-2"]
 
@@ -266,6 +269,44 @@ class TestSqlite(SqlPolling):
     @pytest.fixture
     def engine(self, sqlite_engine):
         return sqlite_engine
+
+    def test_a_page_ends_past_rows_whose_times_have_more_digits_than_python_reads(self, engine, tmp_path):
+        """SQL Server's datetime2 keeps 100 ns, read back as 1 us: a cursor at the time as read
+        named no row, and a mass update of more POs than a page was read as its first page, over
+        and over, and nothing after it. SQLite keeps the digits a row is written with."""
+        standin = SamproStandIn(engine)
+        standin.create_schema()
+        standin.load_purchase_orders([po("PO-0")])
+        source = started(engine, tmp_path, page_size=3)
+        source.poll()
+        source.commit()
+        time.sleep(0.002)
+        numbers = [f"PO-{n}" for n in range(1, 9)]
+        standin.load_purchase_orders([po(number) for number in numbers])
+        seven_digits = f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S.%f}7"
+        with engine.begin() as conn:
+            for table in ("po_header", "po_line"):
+                conn.execute(text(f"UPDATE {table} SET updated_at = :at WHERE po_number != 'PO-0'"),
+                             {"at": seven_digits})
+        time.sleep(0.002)
+        found = []
+        for _ in range(6):
+            found += [change.po_number for change in source.poll()]
+            source.commit()
+            if not source.backlog():
+                break
+        assert sorted(found) == numbers
+
+    def test_a_full_page_that_does_not_move_the_cursor_leaves_its_millisecond_to_the_window(self, engine, tmp_path,
+                                                                                             caplog):
+        """A collation under which the database compares POs otherwise than it orders them would
+        give the same page again and again, and the poller would read nothing after it."""
+        source = started(engine, tmp_path, page_size=2)
+        at = datetime(2026, 12, 1, 9, 0, 0, 123000, tzinfo=UTC)
+        page = [("PO-A", at), ("po-a", at)]
+        assert source._after("po_line", (at, "po-a"), page, at + timedelta(seconds=1)) == ((at, None), True)
+        assert "does not move past" in caplog.text
+        assert source._after("po_line", (at, "PO-0"), page, at + timedelta(seconds=1)) == ((at, "po-a"), True)
 
 
 class TestPostgres(SqlPolling):

@@ -163,12 +163,12 @@ def test_the_change_poller_compiles_for_sql_server_on_renamed_tables_and_columns
     assert header_page.startswith("SELECT DISTINCT TOP 500 erp.[POHDR].[PONUM], erp.[POHDR].[LASTCHG] \n"
                                   "FROM erp.[POHDR]")
     assert header_page.endswith("ORDER BY erp.[POHDR].[LASTCHG], erp.[POHDR].[PONUM]")
-    assert ("erp.[POLIN].[CHGDATE] > ? OR erp.[POLIN].[CHGDATE] = ? AND erp.[POLIN].[PO_NO] > ?" in line_page
+    assert ("erp.[POLIN].[CHGDATE] >= ? AND (erp.[POLIN].[CHGDATE] >= ? OR erp.[POLIN].[PO_NO] > ?)" in line_page
             and "DISTINCT TOP 500 erp.[POLIN].[PO_NO]" in line_page)
     every_po_read = compiled(poller.page_query("po_line", (at, None)))
-    assert "WHERE erp.[POLIN].[CHGDATE] > ? ORDER BY" in every_po_read.replace("\n", "")
+    assert "WHERE erp.[POLIN].[CHGDATE] >= ? ORDER BY" in every_po_read.replace("\n", "")
     window = compiled(poller.window_query("po_header", (at, "PO-1")))
-    assert ("erp.[POHDR].[LASTCHG] > ? AND (erp.[POHDR].[LASTCHG] < ? OR erp.[POHDR].[LASTCHG] = ? AND "
+    assert ("erp.[POHDR].[LASTCHG] > ? AND (erp.[POHDR].[LASTCHG] < ? OR erp.[POHDR].[LASTCHG] < ? AND "
             "erp.[POHDR].[PONUM] <= ?)") in window
     statements = [header_page, line_page, every_po_read, window, compiled(poller.newest_query("po_line"))]
     for statement in statements:
