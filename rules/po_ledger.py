@@ -453,12 +453,12 @@ def note_change_covered(ledger: PurchaseOrderLedger, change: PurchaseOrderChange
 
 
 def may_free(ledger: PurchaseOrderLedger | None, work: object) -> bool:
-    """Whether this work can end what holds the PO, so that its parked invoices (and held ones
-    waiting for the bot's completion) may be judged now: a completion, a withdrawal, an AP command,
-    a new version; a new invoice only parks behind."""
+    """Whether this work may have invoices of the PO judged now: its parked invoices, when it can
+    end what holds the PO (a completion, a withdrawal, an AP command, a new version; a new invoice
+    only parks behind), and the held ones waiting for the bot's completion, when it is that."""
     if ledger is None or isinstance(work, InvoiceSubmitted) and work.invoice_id not in ledger.latest:
         return False
-    return bool(ledger.parked or waiting_for_completion(ledger))
+    return bool(ledger.parked) or isinstance(work, RpaCompletion) and bool(waiting_for_completion(ledger))
 
 
 def submit_invoice(

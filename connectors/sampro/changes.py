@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -55,11 +55,11 @@ def change_id(po_number: str, changed_at: datetime) -> str:
 
 
 Cursor = tuple[datetime, Any]
-"""Where the reads of one table stopped: the millisecond of the last change read, and its PO as
-the database gave it (padding and all, so that it compares as the database compares it); None
-for the PO when every PO of that millisecond was read. A millisecond, as in a change's id: a
-time read back from the database may have lost digits (SQL Server keeps 100 ns, Python 1 us,
-and a driver may bind 1 ms), and a cursor at a time the rows do not have would never move."""
+"""Where the reads of one table stopped: a millisecond, every one before it read, and the last PO
+of it read, as the database gave it (padding and all, so that it compares as the database
+compares it): "" for none yet, None for all. A millisecond, as in a change's id: a time read
+back from the database may have lost digits (SQL Server keeps 100 ns, Python 1 us, and a driver
+may bind 1 ms), and a cursor at a time the rows do not have would never move."""
 
 MILLISECOND = timedelta(milliseconds=1)
 
@@ -106,15 +106,20 @@ class PollingSamproChanges(SamproChanges):
         """Where the first poll starts: the table's newest change."""
         return select(func.max(self.tables[table].c.updated_at))
 
-    def page_query(self, table: str, cursor: Cursor) -> Select[Any]:
-        """The next page of a table's changes: each PO and time of a change after the cursor,
-        oldest first (the lines of a PO written in one transaction share their time, and are one
-        row here)."""
+    def group_query(self, table: str, cursor: Cursor, limit: int) -> Select[Any]:
+        """The rest of the millisecond the last page stopped in, by PO: a page in the order of time
+        could not say which POs of it, at later microseconds, it had not reached yet."""
         column, po = self.tables[table].c.updated_at, self.tables[table].c.po_number
         at, last = cursor
-        after = column >= at + MILLISECOND if last is None else and_(column >= at, or_(column >= at + MILLISECOND,
-                                                                                          po > last))
-        return select(po, column).where(after).distinct().order_by(column, po).limit(self.page_size)
+        return (select(po, column).where(column >= at, column < at + MILLISECOND, po > last).distinct()
+                .order_by(po).limit(limit))
+
+    def after_query(self, table: str, cursor: Cursor, limit: int) -> Select[Any]:
+        """A page of a table's changes after the cursor's millisecond, oldest first (the lines of a
+        PO written in one transaction share their time, and are one row here)."""
+        column, po = self.tables[table].c.updated_at, self.tables[table].c.po_number
+        return (select(po, column).where(column >= cursor[0] + MILLISECOND).distinct()
+                .order_by(column, po).limit(limit))
 
     def window_query(self, table: str, cursor: Cursor) -> Select[Any]:
         """A table's changes in the look-back window behind the cursor, for rows committed late."""
@@ -143,10 +148,9 @@ class PollingSamproChanges(SamproChanges):
                     cursor = (_millisecond(present), None)
                 if whole_window:
                     read.extend(conn.execute(self.window_query(table, cursor)).all())
-                page = conn.execute(self.page_query(table, cursor)).all() if self._cursors else []
-                read.extend(page)
-                if page:
-                    cursor, more = self._after(table, cursor, page, present)
+                if self._cursors:
+                    page, cursor, more = self._page(conn, table, cursor, present)
+                    read.extend(page)
                     backlog |= more
                 cursors[table] = cursor
         changes: dict[str, tuple[str, datetime]] = {}  # change id -> (PO, time)
@@ -173,21 +177,38 @@ class PollingSamproChanges(SamproChanges):
         self._pending = (cursors, remembered, now if whole_window else self._window_read_at, backlog)
         return fresh
 
-    def _after(self, table: str, cursor: Cursor, page: Sequence[Any], present: datetime) -> tuple[Cursor, bool]:
-        """The cursor after a page, and whether more may follow at once. Never past the present: a
-        row stamped later is read again by each poll until then (its change is remembered, so made
-        once), and hides no change after it."""
-        at = as_utc(page[-1][1])
-        if at > present:
-            return (_millisecond(present), None), False
-        after = (_millisecond(at), page[-1][0])
-        if len(page) < self.page_size:
-            return after, False
-        if after == cursor:  # the database compares POs otherwise than it orders them: never stuck
-            log.warning("Sampro's %s gave a page of %d changes that does not move past %s; the rest of that "
-                        "millisecond is left to the look-back window", table, len(page), cursor)
-            after = (cursor[0], None)
-        return after, True
+    def _page(self, conn: Connection, table: str, cursor: Cursor, present: datetime) -> tuple[list[Any], Cursor, bool]:
+        """The changes of a table after the cursor, a page at most; the cursor after them; and
+        whether more may follow at once."""
+        read: list[Any] = []
+        at, last = cursor
+        while True:
+            budget = self.page_size - len(read)
+            if last is not None:
+                group = conn.execute(self.group_query(table, (at, last), budget)).all()
+                read.extend(group)
+                if len(group) == budget:
+                    if group[-1][0] == last:  # the database compares POs otherwise than it orders them
+                        log.warning("Sampro's %s gave a page of changes that does not move past %s; the rest of "
+                                    "that millisecond is left to the look-back window", table, (at, last))
+                        return read, (at, None), True
+                    return read, (at, group[-1][0]), True
+                budget -= len(group)
+            rows = conn.execute(self.after_query(table, (at, None), budget)).all()
+            if not rows:
+                return read, (at, None), False
+            newest = as_utc(rows[-1][1])
+            if len(rows) < budget or newest > present:
+                # Never past the present: a row stamped later is read again by each poll until then
+                # (its change is remembered, so made once), and hides no change after it.
+                return [*read, *rows], (_millisecond(min(newest, present)), None), False
+            # A full page: its last millisecond may go on past it, and is read next by PO (its
+            # rows here are read again then); every millisecond before it is read whole.
+            at, last = _millisecond(newest), ""
+            kept = [row for row in rows if as_utc(row[1]) < at]
+            if kept:
+                return [*read, *kept], (at, last), True
+            # The page was all one millisecond (one mass update): read by PO now.
 
     def _newest(self, conn: Connection, table: str, present: datetime) -> Cursor:
         """Where the first poll starts: the table's newest change, every PO of its millisecond read."""

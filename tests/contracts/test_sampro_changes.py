@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import text, update
@@ -242,7 +243,7 @@ class SqlPolling(SamproChangesContract):
         state = FileWatermark(tmp_path / STATE)
         in_its_millisecond = sent.changed_at.replace(microsecond=sent.changed_at.microsecond // 1000 * 1000)
         kept = state.read()
-        assert kept["cursors"] == {table: [in_its_millisecond.isoformat(), "PO-1"]
+        assert kept["cursors"] == {table: [in_its_millisecond.isoformat(), None]
                                    for table in ("po_header", "po_line")}
         assert kept["watermark"] == in_its_millisecond.isoformat()  # what an older version reads: nothing skipped
         state.write({"watermark": sent.changed_at.isoformat(), "emitted": kept["emitted"]})  # as it writes
@@ -297,16 +298,50 @@ class TestSqlite(SqlPolling):
                 break
         assert sorted(found) == numbers
 
-    def test_a_full_page_that_does_not_move_the_cursor_leaves_its_millisecond_to_the_window(self, engine, tmp_path,
-                                                                                             caplog):
+    def test_a_page_cut_inside_a_millisecond_goes_on_with_its_pos_not_reached_whatever_their_microsecond(
+            self, engine, tmp_path):
+        """A page in the order of time, cut inside a millisecond at PO-C, went on after PO-C: PO-A,
+        later in that millisecond, was left to the window, which a cursor that moved on more than
+        the look-back never reads."""
+        standin = SamproStandIn(engine)
+        standin.create_schema()
+        standin.load_purchase_orders([po("PO-0")])
+        clock = [0.0]
+        source = started(engine, tmp_path, page_size=2, clock=lambda: clock[0])
+        source.poll()
+        source.commit()
+        time.sleep(0.002)
+        standin.load_purchase_orders([po(name) for name in ("PO-A", "PO-B", "PO-C", "PO-X")])
+        start = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=400)
+        stamps = {"PO-B": timedelta(microseconds=100), "PO-C": timedelta(microseconds=200),
+                  "PO-A": timedelta(microseconds=500), "PO-X": timedelta(seconds=400)}
+        with engine.begin() as conn:
+            standin_tables = (SamproStandIn(engine).tables.po_header, SamproStandIn(engine).tables.po_line)
+            for number, after in stamps.items():
+                for table in standin_tables:
+                    conn.execute(update(table).where(table.c.po_number == number).values(updated_at=start + after))
+        state = FileWatermark(tmp_path / STATE)  # the cursor before them all
+        state.write({**state.read(), "cursors": None, "watermark": (start - timedelta(seconds=1)).isoformat()})
+        source = started(engine, tmp_path, page_size=2, clock=lambda: clock[0])
+        found = []
+        for _ in range(6):
+            found += [change.po_number for change in source.poll()]
+            source.commit()
+        assert sorted(found) == ["PO-0", "PO-A", "PO-B", "PO-C", "PO-X"]
+
+    def test_a_full_page_that_does_not_move_the_cursor_leaves_its_millisecond_to_the_window(self, engine, tmp_path):
         """A collation under which the database compares POs otherwise than it orders them would
         give the same page again and again, and the poller would read nothing after it."""
+        standin = SamproStandIn(engine)
+        standin.create_schema()
         source = started(engine, tmp_path, page_size=2)
         at = datetime(2026, 12, 1, 9, 0, 0, 123000, tzinfo=UTC)
-        page = [("PO-A", at), ("po-a", at)]
-        assert source._after("po_line", (at, "po-a"), page, at + timedelta(seconds=1)) == ((at, None), True)
-        assert "does not move past" in caplog.text
-        assert source._after("po_line", (at, "PO-0"), page, at + timedelta(seconds=1)) == ((at, "po-a"), True)
+
+        class SamePage:
+            def execute(self, query):
+                return SimpleNamespace(all=lambda: [("po-a", at), ("po-a", at + timedelta(microseconds=1))])
+
+        assert source._page(SamePage(), "po_line", (at, "po-a"), at + timedelta(seconds=1))[1:] == ((at, None), True)
 
 
 class TestPostgres(SqlPolling):

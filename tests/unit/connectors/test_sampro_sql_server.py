@@ -151,25 +151,25 @@ def test_the_change_poller_compiles_for_sql_server_on_renamed_tables_and_columns
 
     names = NAMES.model_copy(update={"po_header_columns": {**NAMES.po_header_columns, "updated_at": "LASTCHG"},
                                      "po_line_columns": {**NAMES.po_line_columns, "updated_at": "CHGDATE"}})
-    poller = PollingSamproChanges(create_engine("sqlite://"), FileWatermark(Path("/nonexistent/state.json")), names,
-                                  page_size=500)
+    poller = PollingSamproChanges(create_engine("sqlite://"), FileWatermark(Path("/nonexistent/state.json")), names)
     dialect = mssql_pyodbc.dialect(paramstyle="qmark")
     at = datetime.now(UTC)
 
     def compiled(query) -> str:
         return query.compile(dialect=dialect, compile_kwargs={"render_postcompile": True}).string
 
-    header_page, line_page = (compiled(poller.page_query(table, (at, "PO-1"))) for table in ("po_header", "po_line"))
+    header_page, line_page = (compiled(poller.after_query(name, (at, None), 500)) for name in ("po_header", "po_line"))
     assert header_page.startswith("SELECT DISTINCT TOP 500 erp.[POHDR].[PONUM], erp.[POHDR].[LASTCHG] \n"
                                   "FROM erp.[POHDR]")
     assert header_page.endswith("ORDER BY erp.[POHDR].[LASTCHG], erp.[POHDR].[PONUM]")
-    assert ("erp.[POLIN].[CHGDATE] >= ? AND (erp.[POLIN].[CHGDATE] >= ? OR erp.[POLIN].[PO_NO] > ?)" in line_page
-            and "DISTINCT TOP 500 erp.[POLIN].[PO_NO]" in line_page)
-    every_po_read = compiled(poller.page_query("po_line", (at, None)))
-    assert "WHERE erp.[POLIN].[CHGDATE] >= ? ORDER BY" in every_po_read.replace("\n", "")
+    assert "WHERE erp.[POLIN].[CHGDATE] >= ? ORDER BY" in line_page.replace("\n", "")
+    group = compiled(poller.group_query("po_line", (at, "PO-1"), 200))
+    assert group.startswith("SELECT DISTINCT TOP 200 erp.[POLIN].[PO_NO], erp.[POLIN].[CHGDATE]")
+    assert ("erp.[POLIN].[CHGDATE] >= ? AND erp.[POLIN].[CHGDATE] < ? AND erp.[POLIN].[PO_NO] > ? "
+            "ORDER BY erp.[POLIN].[PO_NO]") in group.replace("\n", "")
     window = compiled(poller.window_query("po_header", (at, "PO-1")))
     assert ("erp.[POHDR].[LASTCHG] > ? AND (erp.[POHDR].[LASTCHG] < ? OR erp.[POHDR].[LASTCHG] < ? AND "
             "erp.[POHDR].[PONUM] <= ?)") in window
-    statements = [header_page, line_page, every_po_read, window, compiled(poller.newest_query("po_line"))]
+    statements = [header_page, line_page, group, window, compiled(poller.newest_query("po_line"))]
     for statement in statements:
         assert not re.search(r"\bLIMIT\b|::|\"|\bTRUE\b", statement), statement

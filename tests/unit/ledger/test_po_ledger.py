@@ -625,6 +625,7 @@ def test_while_an_invoice_of_its_po_is_at_the_bot_a_held_invoice_is_judged_again
     waiting = recheck_held(ledger, changed(), PricingJudge(code="QUANTITY_EXCEEDS_OPEN"), "automatic")
     assert waiting.emitted == [] and waiting.ledger.records["B@v1"].recheck_for == "sampro:PO-1:1"
     assert may_free(waiting.ledger, completion("A"))  # its duplicates are looked up for the completion's batch
+    assert not may_free(waiting.ledger, release([]))  # judged at the completion only
     later = recheck_held(waiting.ledger, changed("sampro:PO-1:2"), judge, "automatic")
     assert later.ledger.records["B@v1"] is waiting.ledger.records["B@v1"]  # waiting already: not written again
     entered = complete_rpa(waiting.ledger, completion("A"), PricingJudge(price="15.25"), "automatic")
