@@ -68,6 +68,14 @@ def _millisecond(at: datetime) -> datetime:
     return at.replace(microsecond=at.microsecond // 1000 * 1000)
 
 
+def _millis(event_id: Any) -> int:
+    """The millisecond a change's id names (`change_id`); 0 for what names none (forgotten)."""
+    try:
+        return int(str(event_id).rsplit(":", 1)[1])
+    except (IndexError, ValueError):
+        return 0
+
+
 class PollingSamproChanges(SamproChanges):
     def __init__(self, engine: Engine, state: WatermarkStore, names: SamproNames = SamproNames(),
                  lookback_seconds: float = 300, clock: Callable[[], float] = time.monotonic,
@@ -121,13 +129,15 @@ class PollingSamproChanges(SamproChanges):
         return (select(po, column).where(column >= cursor[0] + MILLISECOND).distinct()
                 .order_by(column, po).limit(limit))
 
-    def window_query(self, table: str, cursor: Cursor) -> Select[Any]:
-        """A table's changes in the look-back window behind the cursor, for rows committed late."""
+    def window_query(self, table: str, cursor: Cursor, present: datetime) -> Select[Any]:
+        """A table's changes behind the cursor, stamped within the look-back of the present: rows
+        committed late. (From the cursor, the window of a quiet Sampro after a mass update held
+        the whole update, read again every tenth of the look-back for good.)"""
         column, po = self.tables[table].c.updated_at, self.tables[table].c.po_number
         at, last = cursor
         upto = column < at + MILLISECOND if last is None else or_(column < at, and_(column < at + MILLISECOND,
                                                                                    po <= last))
-        return select(po, column).where(column > at - self.lookback, upto).distinct()
+        return select(po, column).where(column > present - self.lookback, upto).distinct()
 
     def poll(self) -> list[PurchaseOrderChanged]:
         """The POs changed since the last commit, oldest change first: a page of each table at
@@ -147,7 +157,7 @@ class PollingSamproChanges(SamproChanges):
                 if cursor[0] > present:  # one an older version let run ahead of the clock comes back
                     cursor = (_millisecond(present), None)
                 if whole_window:
-                    read.extend(conn.execute(self.window_query(table, cursor)).all())
+                    read.extend(conn.execute(self.window_query(table, cursor, present)).all())
                 if self._cursors:
                     page, cursor, more = self._page(conn, table, cursor, present)
                     read.extend(page)
@@ -173,7 +183,11 @@ class PollingSamproChanges(SamproChanges):
             PurchaseOrderChanged(event_id=change_id(po, at), po_number=po, changed_at=at)
             for po, at in sorted(unsent.items(), key=lambda item: (item[1], item[0]))]
         # A read of the whole window remembers what is in it now, and so forgets what left it.
-        remembered = set(changes) if whole_window else self._emitted | set(changes)
+        # Ahead of a table's cursor (stamped later than the present, or read by the other table
+        # first), a change is remembered until it is older than the window.
+        horizon = int((present - self.lookback).timestamp() * 1000)
+        remembered = {event_id for event_id in self._emitted if _millis(event_id) > horizon} | set(changes) \
+            if whole_window else self._emitted | set(changes)
         self._pending = (cursors, remembered, now if whole_window else self._window_read_at, backlog)
         return fresh
 
@@ -198,7 +212,7 @@ class PollingSamproChanges(SamproChanges):
             if not rows:
                 return read, (at, None), False
             newest = as_utc(rows[-1][1])
-            if len(rows) < budget or newest > present:
+            if len(rows) < budget or _millisecond(newest) > present:
                 # Never past the present: a row stamped later is read again by each poll until then
                 # (its change is remembered, so made once), and hides no change after it.
                 return [*read, *rows], (_millisecond(min(newest, present)), None), False
