@@ -30,6 +30,19 @@ def started(engine, tmp_path, **options) -> PollingSamproChanges:
     return PollingSamproChanges(engine, FileWatermark(tmp_path / STATE), lookback_seconds=300, **options)
 
 
+def going(engine, tmp_path, **options) -> tuple[SamproStandIn, PollingSamproChanges]:
+    """A Sampro stand-in with PO-0, and a source past its first poll (which starts at Sampro's
+    newest change); what changes after has a time of its own."""
+    standin = SamproStandIn(engine)
+    standin.create_schema()
+    standin.load_purchase_orders([po("PO-0")])
+    source = started(engine, tmp_path, **options)
+    source.poll()
+    source.commit()
+    time.sleep(0.002)
+    return standin, source
+
+
 class SamproChangesContract:
     """`arranged` gives (source, change): `change(po_number)` changes that PO in Sampro."""
 
@@ -89,14 +102,8 @@ class SqlPolling(SamproChangesContract):
     def on_a_clock(self, engine, tmp_path):
         """(stand-in, source, clock, the change of PO-1 read and committed): the source's clock
         moves only when the test sets `clock[0]`."""
-        standin = SamproStandIn(engine)
-        standin.create_schema()
-        standin.load_purchase_orders([po("PO-0")])
         clock = [0.0]
-        source = started(engine, tmp_path, clock=lambda: clock[0])
-        source.poll()
-        source.commit()
-        time.sleep(0.002)
+        standin, source = going(engine, tmp_path, clock=lambda: clock[0])
         standin.load_purchase_orders([po("PO-1")])
         (found,) = source.poll()
         source.commit()
@@ -186,13 +193,7 @@ class SqlPolling(SamproChangesContract):
 
     def test_a_mass_update_is_read_a_page_at_a_time_each_change_once(self, engine, tmp_path):
         """200,000 POs changed in one transaction were one poll of 10 s and 211 MB, and one batch."""
-        standin = SamproStandIn(engine)
-        standin.create_schema()
-        standin.load_purchase_orders([po("PO-0")])
-        source = started(engine, tmp_path, page_size=3)
-        source.poll()
-        source.commit()
-        time.sleep(0.002)
+        standin, source = going(engine, tmp_path, page_size=3)
         numbers = [f"PO-{n}" for n in range(1, 9)]
         standin.load_purchase_orders([po(number) for number in numbers])  # one time for all
         pages = []
@@ -208,14 +209,8 @@ class SqlPolling(SamproChangesContract):
         assert again.poll() == []
 
     def test_a_read_of_the_window_reads_nothing_past_the_page(self, engine, tmp_path):
-        standin = SamproStandIn(engine)
-        standin.create_schema()
-        standin.load_purchase_orders([po("PO-0")])
         clock = [0.0]
-        source = started(engine, tmp_path, page_size=3, clock=lambda: clock[0])
-        source.poll()
-        source.commit()
-        time.sleep(0.002)
+        standin, source = going(engine, tmp_path, page_size=3, clock=lambda: clock[0])
         standin.load_purchase_orders([po(f"PO-{n}") for n in range(1, 9)])
         clock[0] = 30.0  # the window is due
         assert [found.po_number for found in source.poll()] == ["PO-1", "PO-2", "PO-3"]
@@ -223,13 +218,8 @@ class SqlPolling(SamproChangesContract):
     def test_a_change_stamped_in_the_future_is_made_once_though_a_read_of_the_window_came_between(
             self, engine, tmp_path):
         """The window's read remembered only what it read, and forgot the change ahead of it."""
-        standin = SamproStandIn(engine)
-        standin.create_schema()
-        standin.load_purchase_orders([po("PO-0")])
         clock = [0.0]
-        source = started(engine, tmp_path, page_size=2, clock=lambda: clock[0])
-        source.poll()
-        source.commit()
+        standin, source = going(engine, tmp_path, page_size=2, clock=lambda: clock[0])
         standin.load_purchase_orders([po("PO-F")])
         with engine.begin() as conn:
             for table in (standin.tables.po_header, standin.tables.po_line):
@@ -264,13 +254,7 @@ class SqlPolling(SamproChangesContract):
         assert [row[0] for row in window] == ["PO-NEW"] and behind_the_old == []
 
     def test_a_restart_goes_on_from_a_page_cut_inside_one_time(self, engine, tmp_path):
-        standin = SamproStandIn(engine)
-        standin.create_schema()
-        standin.load_purchase_orders([po("PO-0")])
-        source = started(engine, tmp_path, page_size=2)
-        source.poll()
-        source.commit()
-        time.sleep(0.002)
+        standin, source = going(engine, tmp_path, page_size=2)
         standin.load_purchase_orders([po(f"PO-{n}") for n in range(1, 6)])
         first = [found.po_number for found in source.poll()]
         source.commit()
@@ -318,13 +302,7 @@ class TestSqlite(SqlPolling):
         """SQL Server's datetime2 keeps 100 ns, read back as 1 us: a cursor at the time as read
         named no row, and a mass update of more POs than a page was read as its first page, over
         and over, and nothing after it. SQLite keeps the digits a row is written with."""
-        standin = SamproStandIn(engine)
-        standin.create_schema()
-        standin.load_purchase_orders([po("PO-0")])
-        source = started(engine, tmp_path, page_size=3)
-        source.poll()
-        source.commit()
-        time.sleep(0.002)
+        standin, source = going(engine, tmp_path, page_size=3)
         numbers = [f"PO-{n}" for n in range(1, 9)]
         standin.load_purchase_orders([po(number) for number in numbers])
         seven_digits = f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S.%f}7"
@@ -346,14 +324,8 @@ class TestSqlite(SqlPolling):
         """A page in the order of time, cut inside a millisecond at PO-C, went on after PO-C: PO-A,
         later in that millisecond, was left to the window, which a cursor that moved on more than
         the look-back never reads."""
-        standin = SamproStandIn(engine)
-        standin.create_schema()
-        standin.load_purchase_orders([po("PO-0")])
         clock = [0.0]
-        source = started(engine, tmp_path, page_size=2, clock=lambda: clock[0])
-        source.poll()
-        source.commit()
-        time.sleep(0.002)
+        standin, source = going(engine, tmp_path, page_size=2, clock=lambda: clock[0])
         standin.load_purchase_orders([po(name) for name in ("PO-A", "PO-B", "PO-C", "PO-X")])
         start = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=400)
         stamps = {"PO-B": timedelta(microseconds=100), "PO-C": timedelta(microseconds=200),

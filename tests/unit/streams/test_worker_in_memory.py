@@ -744,16 +744,25 @@ def _ledger_bytes(worker, po_number: str) -> bytes:
     raise AssertionError(f"no ledger for {po_number}")
 
 
-def test_a_price_corrected_in_sampro_clears_a_held_invoice_which_is_mailed_once(worker):
-    from rules.lifecycle import PurchaseOrderChanged
+def held_for_its_price(worker) -> list[dict]:
+    """MP-1 held on PO-5001, whose price Sampro has at 15.00 against its 15.50 (the buyer keyed it
+    wrong); the PO's lines, to change further."""
     from tests.unit.rules.builders import PO
-    from tests.unit.streams.conftest import AT, purchase_order
+    from tests.unit.streams.conftest import purchase_order
 
     lines = [dict(line) for line in PO["lines"]]
-    lines[0]["unit_price"] = "15.00"  # the buyer keyed the PO price wrong
+    lines[0]["unit_price"] = "15.00"
     worker.sampro.purchase_orders["PO-5001"] = purchase_order(lines=lines)
     worker.submit(ready_invoice("MP-1"))
     worker.run()
+    return lines
+
+
+def test_a_price_corrected_in_sampro_clears_a_held_invoice_which_is_mailed_once(worker):
+    from rules.lifecycle import PurchaseOrderChanged
+    from tests.unit.streams.conftest import AT, purchase_order
+
+    held_for_its_price(worker)
     assert worker.statuses() == {"MP-1": "manual_review"}
     worker.sampro.purchase_orders["PO-5001"] = purchase_order()  # ... and corrected it
     change = PurchaseOrderChanged(event_id="sampro:PO-5001:1", po_number="PO-5001", changed_at=AT)
@@ -772,14 +781,9 @@ def test_a_sampro_change_that_leaves_a_held_invoice_judged_as_it_was_adds_nothin
     """The bot's entry of another invoice changes the PO in Sampro: each invoice held on it was
     judged again and told again, unchanged, to the topic and into processscheduler's history."""
     from rules.lifecycle import PurchaseOrderChanged
-    from tests.unit.rules.builders import PO
     from tests.unit.streams.conftest import AT, purchase_order
 
-    lines = [dict(line) for line in PO["lines"]]
-    lines[0]["unit_price"] = "15.00"
-    worker.sampro.purchase_orders["PO-5001"] = purchase_order(lines=lines)
-    worker.submit(ready_invoice("MP-1"))
-    worker.run()
+    lines = held_for_its_price(worker)
     verdicts = len(worker.broker.records(worker.pipeline.topics.verdicts))
     lines[1]["quantity_invoiced"] = "1"  # another invoice entered: no finding of MP-1 reads line 2
     worker.sampro.purchase_orders["PO-5001"] = purchase_order(lines=lines)
@@ -840,14 +844,9 @@ def test_an_invoice_on_a_po_sampro_cannot_give_waits_saying_why_and_goes_on_once
 def test_several_changes_of_a_po_in_one_batch_judge_its_held_invoices_again_once(worker):
     """Each judged them all again against the same snapshot, and each verdict went to the topic."""
     from rules.lifecycle import PurchaseOrderChanged
-    from tests.unit.rules.builders import PO
     from tests.unit.streams.conftest import AT, purchase_order
 
-    lines = [dict(line) for line in PO["lines"]]
-    lines[0]["unit_price"] = "15.00"
-    worker.sampro.purchase_orders["PO-5001"] = purchase_order(lines=lines)
-    worker.submit(ready_invoice("MP-1"))
-    worker.run()
+    lines = held_for_its_price(worker)
     verdicts = len(worker.broker.records(worker.pipeline.topics.verdicts))
     lines[0]["unit_price"] = "15.10"  # the buyer corrects the price five times, wrongly still
     worker.sampro.purchase_orders["PO-5001"] = purchase_order(lines=lines)
@@ -931,14 +930,9 @@ def test_a_held_invoice_judged_again_at_the_bots_completion_is_checked_for_dupli
     a clerk had keyed into Sampro by hand meanwhile cleared, and went to the bot to be paid twice."""
     from rules.context import KnownInvoice
     from rules.lifecycle import PurchaseOrderChanged
-    from tests.unit.rules.builders import PO
     from tests.unit.streams.conftest import AT, purchase_order
 
-    lines = [dict(line) for line in PO["lines"]]
-    lines[0]["unit_price"] = "15.00"
-    worker.sampro.purchase_orders["PO-5001"] = purchase_order(lines=lines)
-    worker.submit(ready_invoice("MP-1"))
-    worker.run()
+    lines = held_for_its_price(worker)
     worker.sampro.purchase_orders["PO-5001"] = purchase_order()
     worker.submit(ready_invoice("MP-2"))
     worker.run()
