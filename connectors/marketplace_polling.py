@@ -100,8 +100,8 @@ class PollingMarketplaceSource(MarketplaceSource):
                 watermark = (at, row.invoice_id)
         # Never past the present (the database's): one row stamped 2099 would hide every row after it.
         # A page that ends there read all there is till then.
-        backlog = full and _not_past(watermark, present) == watermark
-        watermark = _not_past(watermark, present)
+        capped = _not_past(watermark, present)
+        backlog, watermark = full and capped == watermark, capped
         if watermark is not None:
             horizon = (watermark[0] - self.lookback).isoformat()
             emitted = {k: v for k, v in emitted.items() if v[1] >= horizon}
