@@ -454,9 +454,8 @@ class Runtime:
                             "meanwhile polls again from the last one saved", source.name, describe(error))
             except Exception:
                 log.exception("%s: its watermark was not saved", source.name)
-            source.attempt, source.due_at, source.finished = 0, now + source.interval, source.once
-            if source.backlog():
-                source.due_at = now
+            source.attempt, source.finished = 0, source.once
+            source.due_at = now if source.backlog() else now + source.interval
         self.health.batch_seconds.observe(now - tick.started)
 
     def _rewind(self, tick: _Tick) -> None:
