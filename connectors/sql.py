@@ -100,11 +100,10 @@ def _ping_after_idle(engine: Engine, idle_seconds: float) -> None:
             raise sql.DisconnectionError(_first_line(error)) from error
 
 
-def database_now(conn: Connection) -> datetime:
-    """What a poller's watermark must not pass: the later of the database's UTC time and its
-    local time read as UTC, since rows are stamped in either (a Sampro on SQL Server may stamp
-    GETDATE() local time, or SYSUTCDATETIME()), and the pollers read every naive time as UTC. A
-    row stamped 2099 is still past it. SQLite has no clock of its own but this machine's (and its
+def database_clocks(conn: Connection) -> tuple[datetime, datetime]:
+    """The database's UTC time and its local time read as UTC, the earlier first: rows are stamped
+    in either (a Sampro on SQL Server may stamp GETDATE() local time, or SYSUTCDATETIME()), and the
+    pollers read every naive time as UTC. SQLite has no clock of its own but this machine's (and its
     CURRENT_TIMESTAMP keeps whole seconds, below the rows just written); SQL Server's
     SYSDATETIME() keeps what CURRENT_TIMESTAMP rounds to 3 ms."""
     if conn.dialect.name == "sqlite":
@@ -113,7 +112,14 @@ def database_now(conn: Connection) -> datetime:
         utc, local = conn.execute(select(func.sysutcdatetime(), func.sysdatetime())).one()
     else:
         utc, local = conn.execute(select(func.current_timestamp(), func.localtimestamp())).one()
-    return max(as_utc(utc), local.replace(tzinfo=UTC))
+    utc, local = as_utc(utc), local.replace(tzinfo=UTC)
+    return (utc, local) if utc <= local else (local, utc)
+
+
+def database_now(conn: Connection) -> datetime:
+    """What a poller's watermark must not pass: the later of the database's clocks, whichever
+    Sampro stamps in. A row stamped 2099 is still past it."""
+    return database_clocks(conn)[1]
 
 
 def as_utc(moment: datetime) -> datetime:

@@ -235,7 +235,7 @@ class SqlPolling(SamproChangesContract):
             source.commit()
         assert sorted(found) == ["PO-1", "PO-2", "PO-3", "PO-F"]
 
-    def test_the_window_holds_only_changes_stamped_within_the_look_back_of_the_present(self, engine, tmp_path):
+    def test_the_window_holds_only_changes_stamped_after_its_start(self, engine, tmp_path):
         """Behind the cursor instead, the window of a quiet Sampro after a mass update held the
         whole update, read again every tenth of the look-back for good."""
         standin = SamproStandIn(engine)
@@ -246,11 +246,11 @@ class SqlPolling(SamproChangesContract):
             for number, at in (("PO-OLD", now - timedelta(seconds=400)), ("PO-NEW", now - timedelta(seconds=10))):
                 for table in (standin.tables.po_header, standin.tables.po_line):
                     conn.execute(update(table).where(table.c.po_number == number).values(updated_at=at))
-        source = started(engine, tmp_path)
+        source, since = started(engine, tmp_path), now - timedelta(seconds=300)
         with engine.connect() as conn:
-            window = conn.execute(source.window_query("po_header", (now, None), now)).all()
+            window = conn.execute(source.window_query("po_header", (now, None), since)).all()
             behind_the_old = conn.execute(source.window_query("po_header", (now - timedelta(seconds=399), None),
-                                                              now)).all()
+                                                              since)).all()
         assert [row[0] for row in window] == ["PO-NEW"] and behind_the_old == []
 
     def test_a_restart_goes_on_from_a_page_cut_inside_one_time(self, engine, tmp_path):
@@ -297,6 +297,41 @@ class TestSqlite(SqlPolling):
     @pytest.fixture
     def engine(self, sqlite_engine):
         return sqlite_engine
+
+    @pytest.fixture
+    def west_of_utc(self, monkeypatch):
+        """This machine's local clock, which is SQLite's, five hours behind UTC (New York's in winter)."""
+        monkeypatch.setenv("TZ", "EST5")
+        time.tzset()
+        yield
+        monkeypatch.undo()
+        time.tzset()
+
+    def test_a_sampro_stamping_local_time_west_of_utc_has_the_hour_a_fall_back_stamps_again_read(
+            self, engine, tmp_path, west_of_utc):
+        """Sampro stamps GETDATE(), local time. A change stamped at 1:59 is read; the clocks go back
+        an hour, and the next change is stamped 1:10, behind the cursor. The window reaches back from
+        the local clock, not from UTC's, five hours later, where it read nothing so stamped."""
+        standin = SamproStandIn(engine)
+        standin.create_schema()
+
+        def changed_at(number: str, at: datetime) -> None:
+            standin.load_purchase_orders([po(number)])
+            with engine.begin() as conn:
+                for table in (standin.tables.po_header, standin.tables.po_line):
+                    conn.execute(update(table).where(table.c.po_number == number).values(updated_at=at))
+
+        local, clock = datetime.now(), [0.0]
+        changed_at("PO-0", local)
+        source = started(engine, tmp_path, clock=lambda: clock[0])
+        source.poll()
+        source.commit()
+        changed_at("PO-1", local + timedelta(minutes=49))  # at 1:59, the last change before the fall-back
+        assert [found.po_number for found in source.poll()] == ["PO-1"]
+        source.commit()
+        changed_at("PO-2", local + timedelta(seconds=1))  # at 1:10, the clocks gone back
+        clock[0] = 30.0  # the window is due
+        assert [found.po_number for found in source.poll()] == ["PO-2"]
 
     def test_a_page_ends_past_rows_whose_times_have_more_digits_than_python_reads(self, engine, tmp_path):
         """SQL Server's datetime2 keeps 100 ns, read back as 1 us: a cursor at the time as read

@@ -8,7 +8,7 @@ import time
 import pytest
 from sqlalchemy import create_engine, inspect, text
 
-from connectors.sql import engine_for, mapped_errors
+from connectors.sql import database_clocks, engine_for, mapped_errors
 from rules.errors import Unavailable
 
 
@@ -35,6 +35,18 @@ def test_sampro_and_scheduler_databases_accept_writes(sampro_db_url, scheduler_d
             assert str(conn.execute(text(f"SELECT amount FROM {unique_name}")).scalar()) == "15.5000"
             conn.execute(text(f"DROP TABLE {unique_name}"))
         engine.dispose()
+
+
+def test_the_clocks_a_poller_reads_are_the_local_time_five_hours_behind_utc_then_utc(sampro_db_url):
+    """Read in a session of New York's winter time: Sampro may stamp either, and the pollers read
+    every naive time as UTC (`connectors.sql.database_clocks`)."""
+    engine = create_engine(sampro_db_url)
+    with engine.connect() as conn:
+        conn.execute(text("SET TIME ZONE 'EST5'"))  # POSIX: five hours west of UTC
+        earlier, later = database_clocks(conn)
+        utc = conn.execute(text("SELECT current_timestamp")).scalar()
+    engine.dispose()
+    assert later == utc and (later - earlier).total_seconds() == 5 * 3600
 
 
 def _terminated(admin, engine) -> int:
