@@ -28,10 +28,16 @@ class MarketplaceSourceContract:
         raise NotImplementedError
 
     @pytest.fixture
-    def source_factory(self, engine, tmp_path):
+    def clock(self) -> list[float]:
+        """The sources' clock, which moves only when a test sets `clock[0]`."""
+        return [0.0]
+
+    @pytest.fixture
+    def source_factory(self, engine, tmp_path, clock):
         metadata.create_all(engine)
         state = FileWatermark(tmp_path / "watermark.json")
-        return lambda: PollingMarketplaceSource(engine, state, lookback_seconds=600, batch_size=50)
+        return lambda: PollingMarketplaceSource(engine, state, lookback_seconds=600, batch_size=50,
+                                                clock=lambda: clock[0])
 
     def polled(self, source) -> list[tuple[str, int]]:
         polled = source.poll()
@@ -62,13 +68,34 @@ class MarketplaceSourceContract:
         assert self.polled(source) == [("A", 2)]
         assert self.polled(source) == []
 
-    def test_a_row_committed_late_with_an_older_timestamp_is_not_skipped(self, engine, source_factory):
+    def test_a_row_committed_late_with_an_older_timestamp_is_found_by_the_next_read_of_the_window(
+            self, engine, source_factory, clock):
+        """Between reads of the window (a tenth of the look-back, 60 s here) a poll reads what is
+        newer than the watermark; after a restart, the first poll reads the window."""
         with engine.begin() as conn:
             conn.execute(insert(marketplace_invoices), [row("B", T0 + timedelta(seconds=10))])
         source = source_factory()
         assert self.polled(source) == [("B", 1)]
         with engine.begin() as conn:  # its transaction started earlier, so its timestamp is older
             conn.execute(insert(marketplace_invoices), [row("A", T0 + timedelta(seconds=2))])
+        clock[0] = 59.0
+        assert self.polled(source) == []
+        clock[0] = 60.0
+        assert self.polled(source) == [("A", 1)]
+        assert self.polled(source) == []
+        with engine.begin() as conn:
+            conn.execute(insert(marketplace_invoices), [row("C", T0 + timedelta(seconds=3))])
+        assert self.polled(source_factory()) == [("C", 1)]
+
+    def test_the_first_poll_after_the_polling_came_back_reads_the_window(self, engine, source_factory):
+        """Given partition 0 back (`forget`), the source reads the state again, and the window with it."""
+        with engine.begin() as conn:
+            conn.execute(insert(marketplace_invoices), [row("B", T0 + timedelta(seconds=10))])
+        source = source_factory()
+        assert self.polled(source) == [("B", 1)]
+        with engine.begin() as conn:
+            conn.execute(insert(marketplace_invoices), [row("A", T0 + timedelta(seconds=2))])
+        source.forget()
         assert self.polled(source) == [("A", 1)]
 
     def test_a_restart_does_not_repeat_or_skip(self, engine, source_factory):
