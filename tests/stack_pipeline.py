@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 from sqlalchemy import create_engine, select, text
 
 from connectors.consumer_groups import KafkaConsumerGroups
@@ -171,14 +171,26 @@ class Pipeline:
         return {row["invoice_id"]: row["status"] for row in self.scheduler.rows()}
 
 
-def read_topic(bootstrap: str, topic: str, timeout: float = 5) -> list:
+def read_topic(bootstrap: str, topic: str, timeout: float = 30) -> list:
+    """The topic's committed records, to each partition's end as the broker has it now (or what
+    came within the timeout). Its partitions are assigned, not joined: a read of a fixed 5 s through
+    a consumer group returned nothing when the group's join took longer."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{time.time_ns()}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    consumer.subscribe([topic])
-    found, deadline = [], time.monotonic() + timeout
+                         "enable.auto.commit": False, "enable.partition.eof": True})
+    found: list = []
     try:
-        while time.monotonic() < deadline:
-            found += [m for m in consumer.consume(500, timeout=0.5) if m.error() is None]
+        metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if metadata is None or metadata.error is not None:
+            return found
+        unread = set(metadata.partitions)
+        consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING) for partition in unread])
+        deadline = time.monotonic() + timeout
+        while unread and time.monotonic() < deadline:
+            for message in consumer.consume(500, timeout=0.5):
+                if message.error() is None:
+                    found.append(message)
+                elif message.error().code() == KafkaError._PARTITION_EOF:
+                    unread.discard(message.partition())
     finally:
         consumer.close()
     return found
