@@ -96,11 +96,16 @@ def load_json(text: str | bytes, limits: Limits, what: str) -> Any:
 
 
 def _depth_over(value: Any, limit: int) -> bool:
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict | list):
-            if depth > limit:
-                return True
-            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    """A level of containers at a time, the scalars left behind at once: one stack entry per value
+    took twice as long as parsing the JSON (a 10-line invoice's lines, 37 against 20 us)."""
+    level = [value] if type(value) is dict or type(value) is list else []  # as json.loads makes them
+    depth = 1
+    while level:
+        if depth > limit:
+            return True
+        nested: list[Any] = []
+        for item in level:
+            nested += [child for child in (item.values() if type(item) is dict else item)
+                       if type(child) is dict or type(child) is list]
+        level, depth = nested, depth + 1
     return False

@@ -67,5 +67,9 @@ def test_json_beyond_the_size_or_nesting_limit_is_a_data_error_naming_the_limit(
         load_json("[" * 9 + "]" * 9, limits, "lines")
     with pytest.raises(DataError, match="nested deeper"):
         load_json("[" * 200_000 + "]" * 200_000, Limits(max_json_bytes=10**7), "lines")
+    # Objects and arrays in turn, the deep one after scalars beside it: 8 levels, then 9.
+    assert load_json('{"a": [0, "x", ' * 4 + "1" + "]}" * 4, limits, "lines")["a"][:2] == [0, "x"]
+    with pytest.raises(DataError, match="nested deeper than 8 levels"):
+        load_json('{"a": [0, "x", ' * 4 + '{"b": 1}' + "]}" * 4, limits, "lines")
     with pytest.raises(DataError, match="256,001 bytes of JSON; at most 256,000"):
         load_json('"' + "x" * 255_999 + '"', limits, "lines")
