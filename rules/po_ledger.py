@@ -567,11 +567,17 @@ def complete_rpa(
                         f"{completion.invoice_version}, which PO {ledger.po_number!r} never held "
                         f"({f'the newest version it has seen is {held}' if held else 'nor any version of it'}): "
                         "the bot's po_number is not the invoice's, or it reports a version never sent")
-    if (
-        record is None
-        or record.status is not InvoiceStatus.SENT_TO_RPA
-        or completion.event_id in update.ledger.completions_seen
-    ):
+    repeated = completion.event_id in update.ledger.completions_seen
+    if record is None or record.status is not InvoiceStatus.SENT_TO_RPA or repeated:
+        if (completion.outcome is CompletionOutcome.SUCCESS and not repeated
+                and update.ledger.entered.get(completion.invoice_id) != completion.invoice_version):
+            # Dropped, Sampro would hold an entry AP never hears of: one to pay beside the vendor's
+            # newer version, or again once AP releases an invoice the bot reported as failed.
+            state = record.status.value if record is not None else "superseded or withdrawn"
+            raise DataError(f"RpaCompletion {completion.event_id[:80]!r} says the bot entered "
+                            f"{completion.invoice_id!r} version {completion.invoice_version} in Sampro, which PO "
+                            f"{ledger.po_number!r} had not sent it (it is {state}): look in Sampro for an entry to "
+                            "reverse")
         return update.outcome()
     # A resent invoice gets a new completion; remembering the last few catches a repeated old one.
     seen = update.ledger.completions_seen

@@ -188,6 +188,50 @@ def test_a_completion_for_an_invoice_version_its_po_never_held_is_refused_naming
     assert why in str(refused.value)
 
 
+def test_an_entry_reported_again_under_another_event_id_changes_nothing(judge):
+    ledger, _ = run(PurchaseOrderLedger(po_number="PO-1"),
+                    lambda ledger: submit_invoice(ledger, submission("A"), judge, "automatic"),
+                    lambda ledger: complete_rpa(ledger, completion("A"), judge, "automatic"))
+    again = complete_rpa(ledger, completion("A", event_id="c-A-resent"), judge, "automatic")
+    assert again.emitted == [] and again.ledger == ledger
+
+
+def test_the_first_entry_delivered_again_after_a_second_version_was_entered_changes_nothing(judge):
+    """AP released the vendor's edit of an entered invoice (a second delivery): both are in Sampro."""
+    second = ReleaseRequested(command_id="r1", invoice_id="A", invoice_version=2, po_number="PO-1", user="ana",
+                              reason="a second delivery", issued_at=AT, holds=[], reason_code="PRICE_AGREED")
+    ledger, _ = run(PurchaseOrderLedger(po_number="PO-1"),
+                    lambda ledger: submit_invoice(ledger, submission("A"), judge, "automatic"),
+                    lambda ledger: complete_rpa(ledger, completion("A"), judge, "automatic"),
+                    lambda ledger: submit_invoice(ledger, submission("A", version=2), judge, "automatic"),
+                    lambda ledger: release_invoice(ledger, second, judge, "automatic"),
+                    lambda ledger: complete_rpa(ledger, completion("A", version=2), judge, "automatic"))
+    assert ledger.entered == {"A": 2}
+    again = complete_rpa(ledger, completion("A"), judge, "automatic")
+    assert again.emitted == [] and again.ledger == ledger
+
+
+@pytest.mark.parametrize("steps, state", [
+    # The vendor's edit replaced version 1 while it waited for AP: it was never sent to the bot.
+    ([submission("A", expect="manual_review"), submission("A", version=2)], "superseded or withdrawn"),
+    # The bot reported a failure, then an entry: AP releasing it would have it entered twice.
+    ([submission("A"), completion("A", ok=False)], "rpa_failed"),
+])
+def test_an_entry_of_a_version_not_at_the_bot_is_refused_naming_it_and_a_failure_changes_nothing(judge, steps, state):
+    def step(message):
+        if isinstance(message, InvoiceSubmitted):
+            return lambda ledger: submit_invoice(ledger, message, judge, "automatic")
+        return lambda ledger: complete_rpa(ledger, message, judge, "automatic")
+
+    ledger, _ = run(PurchaseOrderLedger(po_number="PO-1"), *map(step, steps))
+    with pytest.raises(DataError) as refused:
+        complete_rpa(ledger, completion("A", event_id="c-late"), judge, "automatic")
+    assert (f"says the bot entered 'A' version 1 in Sampro, which PO 'PO-1' had not sent it (it is {state}): "
+            "look in Sampro for an entry to reverse") in str(refused.value)
+    failed = complete_rpa(ledger, completion("A", ok=False, event_id="c-late-failure"), judge, "automatic")
+    assert failed.emitted == [] and failed.ledger == ledger
+
+
 def test_a_replayed_submission_re_emits_the_same_verdict_and_changes_no_state(judge):
     ledger, first = run(PurchaseOrderLedger(po_number="PO-1"),
                         lambda ledger: submit_invoice(ledger, submission("A"), judge, "automatic"))
