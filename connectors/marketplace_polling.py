@@ -4,8 +4,9 @@ replication is not allowed.
 Rows are read by (updated_at, invoice_id) watermark. A row committed late with an older
 `updated_at` is still found: every tenth of the look-back window, a poll also reads the window
 behind the watermark and emits what it has not emitted yet. (Read on every poll, the window made
-a burst of uploads cost the square of its size: 50,000 rows took 28 s to read, polls up to 1.2 s
-long, against 12 s without it; and 5 minutes of uploads at 50/s are 15,000 rows every 2 s.)
+a burst of uploads cost the square of its size: 50,000 rows took 28-36 s to read, polls up to
+1.2-1.7 s long, against 12 s without it; and 5 minutes of uploads at 50/s are 15,000 rows every
+2 s.) So a row is found when committed within nine tenths of the look-back after its time.
 What was emitted inside the window is remembered durably with the watermark (a small JSON state
 in processscheduler, `connectors.watermarks`), so a restart, or another worker taking the polling
 over, goes on where the last commit left it and skips no version. Deletes cannot be seen by

@@ -172,9 +172,9 @@ class Pipeline:
 
 
 def read_topic(bootstrap: str, topic: str, timeout: float = 30) -> list:
-    """The topic's committed records, to each partition's end as the broker has it now (or what
-    came within the timeout). Its partitions are assigned, not joined: a read of a fixed 5 s through
-    a consumer group returned nothing when the group's join took longer."""
+    """The topic's committed records, to each partition's end as the broker has it now; none for a
+    topic not made yet. Its partitions are assigned, not joined: a read of a fixed 5 s through a
+    consumer group returned nothing when the group's join took longer."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{time.time_ns()}",
                          "enable.auto.commit": False, "enable.partition.eof": True})
     found: list = []
@@ -191,6 +191,7 @@ def read_topic(bootstrap: str, topic: str, timeout: float = 30) -> list:
                     found.append(message)
                 elif message.error().code() == KafkaError._PARTITION_EOF:
                     unread.discard(message.partition())
+        assert not unread, f"partitions {sorted(unread)} of {topic} not read to their end within {timeout} s"
     finally:
         consumer.close()
     return found

@@ -135,7 +135,8 @@ class MarketplaceSourceContract:
         assert [e.invoice_id for e in polled.events] == ["A", "B"]
         assert polled.events[0].document["lines"] == "unreadable: JSON nested deeper than 8 levels"
 
-    def test_a_row_whose_identity_cannot_key_a_record_is_unreadable_and_the_rest_goes_on(self, engine, source_factory):
+    def test_a_row_whose_identity_cannot_key_a_record_is_unreadable_and_the_rest_goes_on(self, engine, source_factory,
+                                                                                         clock):
         with engine.begin() as conn:
             conn.execute(insert(marketplace_invoices), [row("A\r\nB", T0), row("..", T0 + timedelta(seconds=1)),
                                                         row("C", T0 + timedelta(seconds=2))])
@@ -146,6 +147,7 @@ class MarketplaceSourceContract:
         errors = sorted(u.error for u in first.unreadable)  # "..": the dashboard's links would lead elsewhere
         assert len(errors) == 2 and "a path step, not an id" in errors[0] and "control character U+000D" in errors[1]
         assert any(b"A\\r\\nB" in u.raw for u in first.unreadable)
+        clock[0] = 60.0  # read again in the window
         assert self.polled(source) == [] and source.poll().unreadable == []  # moved past it, once
 
     def test_a_row_stamped_in_the_future_hides_no_row_written_after_it(self, engine, source_factory):
@@ -187,7 +189,7 @@ class TestSqliteSource(MarketplaceSourceContract):
 
     @pytest.mark.parametrize("version", ["abc", 1.5, -3])
     def test_a_version_that_is_not_a_whole_number_is_dead_lettered_once_and_the_rest_goes_on(
-            self, engine, source_factory, version):
+            self, engine, source_factory, clock, version):
         """SQLite keeps any value in an INTEGER column: 'abc' failed every poll with a TypeError."""
         with engine.begin() as conn:
             conn.execute(insert(marketplace_invoices), [row("A", T0), row("C", T0 + timedelta(seconds=2))])
@@ -196,9 +198,11 @@ class TestSqliteSource(MarketplaceSourceContract):
         first = source.poll()
         source.commit()
         assert [e.invoice_id for e in first.events] == ["C"] and [u.invoice_id for u in first.unreadable] == ["A"]
+        clock[0] = 60.0  # read again in the window
         assert source.poll().unreadable == []
 
-    def test_a_row_the_driver_cannot_read_is_dead_lettered_once_and_the_rest_goes_on(self, engine, source_factory):
+    def test_a_row_the_driver_cannot_read_is_dead_lettered_once_and_the_rest_goes_on(self, engine, source_factory,
+                                                                                     clock):
         with engine.begin() as conn:
             conn.execute(insert(marketplace_invoices), [row("A", T0), row("C", T0 + timedelta(seconds=2))])
             conn.execute(text("UPDATE marketplace_invoices SET invoice_date = 'garbage' WHERE invoice_id = 'A'"))
@@ -206,6 +210,7 @@ class TestSqliteSource(MarketplaceSourceContract):
         first = source.poll()
         source.commit()
         assert [e.invoice_id for e in first.events] == ["C"] and [u.invoice_id for u in first.unreadable] == ["A"]
+        clock[0] = 60.0
         again = source.poll()
         assert again.events == [] and again.unreadable == []  # read again in the window, not dead-lettered again
 
