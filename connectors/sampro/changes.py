@@ -129,15 +129,27 @@ class PollingSamproChanges(SamproChanges):
         return (select(po, column).where(column >= cursor[0] + MILLISECOND).distinct()
                 .order_by(column, po).limit(limit))
 
-    def window_query(self, table: str, cursor: Cursor, since: datetime) -> Select[Any]:
-        """A table's changes behind the cursor, stamped after `since`: rows committed late. (From
-        the cursor, the window of a quiet Sampro after a mass update held the whole update, read
-        again every tenth of the look-back for good.)"""
+    def window_query(self, table: str, cursor: Cursor, clocks: tuple[datetime, datetime]) -> Select[Any]:
+        """A table's changes behind the cursor, stamped within the look-back of the present by
+        either of the database's clocks (`window`): rows committed late. (From the cursor, the
+        window of a quiet Sampro after a mass update held the whole update, read again every tenth
+        of the look-back for good.)"""
         column, po = self.tables[table].c.updated_at, self.tables[table].c.po_number
         at, last = cursor
         upto = column < at + MILLISECOND if last is None else or_(column < at, and_(column < at + MILLISECOND,
                                                                                    po <= last))
-        return select(po, column).where(column > since, upto).distinct()
+        low, high, since = self.window(clocks)
+        return select(po, column).where(or_(column > since, and_(column > low, column <= high)), upto).distinct()
+
+    def window(self, clocks: tuple[datetime, datetime]) -> tuple[datetime, datetime, datetime]:
+        """The window's bounds, (low, high] around the earlier clock and after `since` before the
+        later: the look-back of each. Sampro may stamp local time, which the pollers read as UTC:
+        from the later clock alone, west of UTC, the window held no row so stamped (one committed
+        late was never read), nor the hour a daylight-saving fall-back stamps again behind the
+        cursor; from the earlier clock on, a Sampro stamping the later one had the hours between
+        the two read by every read of the window."""
+        earlier, later = clocks
+        return earlier - self.lookback, earlier + self.lookback, later - self.lookback
 
     def poll(self) -> list[PurchaseOrderChanged]:
         """The POs changed since the last commit, oldest change first: a page of each table at
@@ -151,18 +163,14 @@ class PollingSamproChanges(SamproChanges):
         cursors: dict[str, Cursor] = {}
         backlog = False
         with mapped_errors("sampro"), self.engine.connect() as conn:
-            earlier_clock, present = database_clocks(conn)
-            # The window starts the look-back before the earlier clock: Sampro may stamp local time.
-            # From the later one, west of UTC, it held no row so stamped (one committed late was
-            # never read), nor the hour a daylight-saving fall-back stamps again behind the cursor.
-            # Where the clocks differ, it so reaches back their difference more for the other Sampro.
-            since = earlier_clock - self.lookback
+            clocks = database_clocks(conn)
+            present = clocks[1]
             for table in self.tables:
                 cursor = self._cursors[table] if self._cursors else self._newest(conn, table, present)
                 if cursor[0] > present:  # one an older version let run ahead of the clock comes back
                     cursor = (_millisecond(present), None)
                 if whole_window:
-                    read.extend(conn.execute(self.window_query(table, cursor, since)).all())
+                    read.extend(conn.execute(self.window_query(table, cursor, clocks)).all())
                 if self._cursors:
                     page, cursor, more = self._page(conn, table, cursor, present)
                     read.extend(page)
@@ -190,7 +198,7 @@ class PollingSamproChanges(SamproChanges):
         # A read of the whole window remembers what is in it now, and so forgets what left it.
         # Ahead of a table's cursor (stamped later than the present, or read by the other table
         # first), a change is remembered until it is older than the window.
-        horizon = int(since.timestamp() * 1000)
+        horizon = int((present - self.lookback).timestamp() * 1000)
         remembered = {event_id for event_id in self._emitted if _millis(event_id) > horizon} | set(changes) \
             if whole_window else self._emitted | set(changes)
         self._pending = (cursors, remembered, now if whole_window else self._window_read_at, backlog)

@@ -235,23 +235,28 @@ class SqlPolling(SamproChangesContract):
             source.commit()
         assert sorted(found) == ["PO-1", "PO-2", "PO-3", "PO-F"]
 
-    def test_the_window_holds_only_changes_stamped_after_its_start(self, engine, tmp_path):
-        """Behind the cursor instead, the window of a quiet Sampro after a mass update held the
-        whole update, read again every tenth of the look-back for good."""
+    def test_the_window_holds_the_changes_stamped_within_the_look_back_of_either_clock(self, engine, tmp_path):
+        """The database's UTC and local clocks, here five hours apart: Sampro stamps in one of them.
+        Behind the cursor instead, the window of a quiet Sampro after a mass update held the whole
+        update, read again every tenth of the look-back for good; from the earlier clock on, every
+        change of the five hours between them."""
         standin = SamproStandIn(engine)
         standin.create_schema()
-        standin.load_purchase_orders([po("PO-OLD"), po("PO-NEW")])
         now = datetime.now(UTC)
+        stamps = {"PO-OLD": now - timedelta(seconds=400), "PO-NEW": now - timedelta(seconds=10),
+                  "PO-BETWEEN": now - timedelta(hours=2), "PO-LOCAL": now - timedelta(hours=5, seconds=10)}
+        standin.load_purchase_orders([po(number) for number in stamps])
         with engine.begin() as conn:
-            for number, at in (("PO-OLD", now - timedelta(seconds=400)), ("PO-NEW", now - timedelta(seconds=10))):
+            for number, at in stamps.items():
                 for table in (standin.tables.po_header, standin.tables.po_line):
                     conn.execute(update(table).where(table.c.po_number == number).values(updated_at=at))
-        source, since = started(engine, tmp_path), now - timedelta(seconds=300)
+        source, clocks = started(engine, tmp_path), (now - timedelta(hours=5), now)
         with engine.connect() as conn:
-            window = conn.execute(source.window_query("po_header", (now, None), since)).all()
+            window = conn.execute(source.window_query("po_header", (now, None), clocks)).all()
             behind_the_old = conn.execute(source.window_query("po_header", (now - timedelta(seconds=399), None),
-                                                              since)).all()
-        assert [row[0] for row in window] == ["PO-NEW"] and behind_the_old == []
+                                                              clocks)).all()
+        assert sorted(row[0] for row in window) == ["PO-LOCAL", "PO-NEW"]
+        assert [row[0] for row in behind_the_old] == ["PO-LOCAL"]
 
     def test_a_restart_goes_on_from_a_page_cut_inside_one_time(self, engine, tmp_path):
         standin, source = going(engine, tmp_path, page_size=2)
