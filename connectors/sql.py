@@ -101,9 +101,9 @@ def _ping_after_idle(engine: Engine, idle_seconds: float) -> None:
 
 
 def database_clocks(conn: Connection) -> tuple[datetime, datetime]:
-    """The database's UTC time and its local time read as UTC, the earlier first: rows are stamped
-    in either (a Sampro on SQL Server may stamp GETDATE() local time, or SYSUTCDATETIME()), and the
-    pollers read every naive time as UTC. SQLite has no clock of its own but this machine's (and its
+    """The database's UTC time, and its local time read as UTC: rows are stamped in either (a
+    Sampro on SQL Server may stamp GETDATE() local time, or SYSUTCDATETIME()), and the pollers read
+    every naive time as UTC. SQLite has no clock of its own but this machine's (and its
     CURRENT_TIMESTAMP keeps whole seconds, below the rows just written); SQL Server's
     SYSDATETIME() keeps what CURRENT_TIMESTAMP rounds to 3 ms."""
     if conn.dialect.name == "sqlite":
@@ -112,14 +112,13 @@ def database_clocks(conn: Connection) -> tuple[datetime, datetime]:
         utc, local = conn.execute(select(func.sysutcdatetime(), func.sysdatetime())).one()
     else:
         utc, local = conn.execute(select(func.current_timestamp(), func.localtimestamp())).one()
-    utc, local = as_utc(utc), local.replace(tzinfo=UTC)
-    return (utc, local) if utc <= local else (local, utc)
+    return as_utc(utc), local.replace(tzinfo=UTC)
 
 
 def database_now(conn: Connection) -> datetime:
     """What a poller's watermark must not pass: the later of the database's clocks, whichever
     Sampro stamps in. A row stamped 2099 is still past it."""
-    return database_clocks(conn)[1]
+    return max(database_clocks(conn))
 
 
 def as_utc(moment: datetime) -> datetime:

@@ -126,7 +126,7 @@ def _real_sampro_changes(settings: Settings, scheduler: ProcessScheduler) -> Sam
 
     engine = engine_for(settings.sampro_db_url, lock_wait_seconds=settings.sampro_lock_wait_seconds)
     return PollingSamproChanges(engine, _watermark(settings, scheduler, "sampro"), settings.sampro_names,
-                                lookback_seconds=settings.poll_lookback_seconds)
+                                lookback_seconds=settings.poll_lookback_seconds, stamped_in=settings.sampro_clock)
 
 
 def _watermark(settings: Settings, scheduler: ProcessScheduler, source: str) -> WatermarkStore:

@@ -27,6 +27,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from connectors.sampro.changes import StampClock
 from connectors.sampro.tables import SamproNames
 
 DEFAULT_DATA_DIR = Path(".invoice-automation")
@@ -114,6 +115,11 @@ class Settings(BaseSettings):
     # header and line tables ("debezium": no updated_at needed, nothing polls Sampro), or "none"
     # where neither is possible (held invoices then wait for a clerk or a change of rules).
     sampro_changes: Literal["polling", "debezium", "none"] = "polling"
+    # The database clock the poller reads `updated_at` against: "local" where Sampro stamps
+    # GETDATE(), "utc" where it stamps SYSUTCDATETIME(), "later" for the later of the two (the same
+    # on a server on UTC; right, too, for local time east of UTC and UTC west of it). Set wrongly,
+    # rows committed late are never read (connectors/sampro/changes.py, StampClock).
+    sampro_clock: StampClock = "later"
     # Where the Debezium capture of Sampro's PO tables writes its change events, both tables in one
     # topic (created at start, so that the worker's subscription finds it before the first change).
     sampro_cdc_topic: TopicName = "sampro.cdc"

@@ -29,7 +29,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, Select, and_, func, or_, select
 
@@ -48,6 +48,16 @@ log = logging.getLogger(__name__)
 # transaction) was one poll of 10 s and 211 MB, and one batch of 200,000 events. A full page makes
 # the next poll due at once.
 PAGE_SIZE = 5000
+
+
+StampClock = Literal["later", "utc", "local"]
+"""The database clock Sampro stamps `updated_at` with, as `SAMPRO_CLOCK` names it: "local" for
+GETDATE(), "utc" for SYSUTCDATETIME(), "later" for the later of the two (all three the same on a
+server on UTC). The look-back window is taken before it: Sampro's local time, read as UTC like
+every naive time, is hours before UTC west of it, where a window before UTC held no row so stamped
+(a row committed late was never read, nor the hour a daylight-saving fall-back stamps again
+behind the cursor). Taken around both clocks, a change stamped in one was read again by the
+other's span hours later, forgotten by then, and sent again."""
 
 
 def change_id(po_number: str, changed_at: datetime) -> str:
@@ -79,8 +89,9 @@ def _millis(event_id: Any) -> int:
 class PollingSamproChanges(SamproChanges):
     def __init__(self, engine: Engine, state: WatermarkStore, names: SamproNames = SamproNames(),
                  lookback_seconds: float = 300, clock: Callable[[], float] = time.monotonic,
-                 limits: Limits = Limits(), page_size: int = PAGE_SIZE):
+                 limits: Limits = Limits(), page_size: int = PAGE_SIZE, stamped_in: StampClock = "later"):
         self.engine, self.state, self.limits, self.page_size = engine, SavedState(state), limits, page_size
+        self.stamped_in = stamped_in
         tables = sampro_tables(names)
         self.tables = {"po_header": tables.po_header, "po_line": tables.po_line}
         self.lookback = timedelta(seconds=lookback_seconds)
@@ -129,27 +140,15 @@ class PollingSamproChanges(SamproChanges):
         return (select(po, column).where(column >= cursor[0] + MILLISECOND).distinct()
                 .order_by(column, po).limit(limit))
 
-    def window_query(self, table: str, cursor: Cursor, clocks: tuple[datetime, datetime]) -> Select[Any]:
-        """A table's changes behind the cursor, stamped within the look-back of the present by
-        either of the database's clocks (`window`): rows committed late. (From the cursor, the
-        window of a quiet Sampro after a mass update held the whole update, read again every tenth
-        of the look-back for good.)"""
+    def window_query(self, table: str, cursor: Cursor, since: datetime) -> Select[Any]:
+        """A table's changes behind the cursor, stamped after `since`, the look-back before Sampro's
+        clock: rows committed late. (From the cursor, the window of a quiet Sampro after a mass
+        update held the whole update, read again every tenth of the look-back for good.)"""
         column, po = self.tables[table].c.updated_at, self.tables[table].c.po_number
         at, last = cursor
         upto = column < at + MILLISECOND if last is None else or_(column < at, and_(column < at + MILLISECOND,
                                                                                    po <= last))
-        low, high, since = self.window(clocks)
-        return select(po, column).where(or_(column > since, and_(column > low, column <= high)), upto).distinct()
-
-    def window(self, clocks: tuple[datetime, datetime]) -> tuple[datetime, datetime, datetime]:
-        """The window's bounds, (low, high] around the earlier clock and after `since` before the
-        later: the look-back of each. Sampro may stamp local time, which the pollers read as UTC:
-        from the later clock alone, west of UTC, the window held no row so stamped (one committed
-        late was never read), nor the hour a daylight-saving fall-back stamps again behind the
-        cursor; from the earlier clock on, a Sampro stamping the later one had the hours between
-        the two read by every read of the window."""
-        earlier, later = clocks
-        return earlier - self.lookback, earlier + self.lookback, later - self.lookback
+        return select(po, column).where(column > since, upto).distinct()
 
     def poll(self) -> list[PurchaseOrderChanged]:
         """The POs changed since the last commit, oldest change first: a page of each table at
@@ -163,14 +162,16 @@ class PollingSamproChanges(SamproChanges):
         cursors: dict[str, Cursor] = {}
         backlog = False
         with mapped_errors("sampro"), self.engine.connect() as conn:
-            clocks = database_clocks(conn)
-            present = clocks[1]
+            utc, local = database_clocks(conn)
+            present = max(utc, local)
+            stamped = {"later": present, "utc": utc, "local": local}[self.stamped_in]
+            since = stamped - self.lookback
             for table in self.tables:
                 cursor = self._cursors[table] if self._cursors else self._newest(conn, table, present)
                 if cursor[0] > present:  # one an older version let run ahead of the clock comes back
                     cursor = (_millisecond(present), None)
                 if whole_window:
-                    read.extend(conn.execute(self.window_query(table, cursor, clocks)).all())
+                    read.extend(conn.execute(self.window_query(table, cursor, since)).all())
                 if self._cursors:
                     page, cursor, more = self._page(conn, table, cursor, present)
                     read.extend(page)
@@ -198,7 +199,7 @@ class PollingSamproChanges(SamproChanges):
         # A read of the whole window remembers what is in it now, and so forgets what left it.
         # Ahead of a table's cursor (stamped later than the present, or read by the other table
         # first), a change is remembered until it is older than the window.
-        horizon = int((present - self.lookback).timestamp() * 1000)
+        horizon = int(since.timestamp() * 1000)
         remembered = {event_id for event_id in self._emitted if _millis(event_id) > horizon} | set(changes) \
             if whole_window else self._emitted | set(changes)
         self._pending = (cursors, remembered, now if whole_window else self._window_read_at, backlog)

@@ -37,16 +37,16 @@ def test_sampro_and_scheduler_databases_accept_writes(sampro_db_url, scheduler_d
         engine.dispose()
 
 
-def test_the_clocks_a_poller_reads_are_the_local_time_five_hours_behind_utc_then_utc(sampro_db_url):
+def test_the_clocks_a_poller_reads_are_utc_and_the_local_time_read_as_utc(sampro_db_url):
     """Read in a session of New York's winter time: Sampro may stamp either, and the pollers read
     every naive time as UTC (`connectors.sql.database_clocks`)."""
     engine = create_engine(sampro_db_url)
     with engine.connect() as conn:
         conn.execute(text("SET TIME ZONE 'EST5'"))  # POSIX: five hours west of UTC
-        earlier, later = database_clocks(conn)
-        utc = conn.execute(text("SELECT current_timestamp")).scalar()
+        utc, local = database_clocks(conn)
+        now = conn.execute(text("SELECT current_timestamp")).scalar()
     engine.dispose()
-    assert later == utc and (later - earlier).total_seconds() == 5 * 3600
+    assert utc == now and (utc - local).total_seconds() == 5 * 3600
 
 
 def _terminated(admin, engine) -> int:

@@ -64,7 +64,7 @@ def test_the_pollers_keep_their_watermarks_in_processscheduler_beside_a_file_an_
 
     urls = {f"{name}_db_url": f"sqlite:///{tmp_path / name}.db" for name in ("marketplace", "sampro", "scheduler")}
     settings = Settings(data_dir=tmp_path, marketplace_source="polling", sampro_changes="polling", **urls,
-                        _env_file=None)
+                        sampro_clock="local", _env_file=None)
     engine = engine_for(settings.scheduler_db_url)
     upgrade(engine)
     pipeline = bootstrap(settings, broker=InMemoryBroker(partitions=1), purchase_orders=InMemoryPurchaseOrderReader([]),
@@ -73,6 +73,7 @@ def test_the_pollers_keep_their_watermarks_in_processscheduler_beside_a_file_an_
         store = source.state.store
         assert isinstance(store, SqlWatermark) and store.engine is engine
         assert (store.source, store.older_file.path) == (name, tmp_path / f"{name}-watermark.json")
+    assert pipeline.sampro_changes.stamped_in == "local"  # SAMPRO_CLOCK: the window is taken before it
     in_memory = bootstrap(settings, broker=InMemoryBroker(partitions=1), scheduler=InMemoryProcessScheduler(),
                           purchase_orders=InMemoryPurchaseOrderReader([]), mailer=InMemoryRpaMailer())
     store = in_memory.source.state.store
