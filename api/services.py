@@ -119,9 +119,11 @@ class CompletionReport:
     already_recorded: bool
 
 
-def completion_event_id(invoice_id: str, version: int, attempt: int) -> str:
-    """The same for every report of one attempt, so a callback sent twice is applied once."""
-    return f"rpa:{invoice_id}:v{version}:attempt{attempt}"
+def completion_event_id(invoice_id: str, version: int, attempt: int, outcome: CompletionOutcome) -> str:
+    """The same for every report of one attempt's outcome, so a callback sent twice is applied
+    once. With the outcome in it, an entry reported after a failure of the same attempt is no repeat
+    of it: the PO agent dead-letters it naming the entry in Sampro, where it dropped it unheard."""
+    return f"rpa:{invoice_id}:v{version}:attempt{attempt}:{outcome.value}"
 
 
 def record_rpa_outcome(read_model: InvoiceReadModel, commands: PurchaseOrderCommands, clock: Clock, *,
@@ -129,7 +131,7 @@ def record_rpa_outcome(read_model: InvoiceReadModel, commands: PurchaseOrderComm
                        sampro_invoice_id: str | None = None, error: str | None = None) -> CompletionReport:
     invoice = find_invoice(read_model, invoice_id, version)
     attempt = sum(1 for change in invoice.history if change.status is InvoiceStatus.SENT_TO_RPA)
-    event_id = completion_event_id(invoice_id, version, attempt)
+    event_id = completion_event_id(invoice_id, version, attempt, outcome)
     recorded = InvoiceStatus.ENTERED if outcome is CompletionOutcome.SUCCESS else InvoiceStatus.RPA_FAILED
     if invoice.status is recorded:
         return CompletionReport(event_id, already_recorded=True)

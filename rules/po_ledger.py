@@ -573,11 +573,12 @@ def complete_rpa(
                 and update.ledger.entered.get(completion.invoice_id) != completion.invoice_version):
             # Dropped, Sampro would hold an entry AP never hears of: one to pay beside the vendor's
             # newer version, or again once AP releases an invoice the bot reported as failed.
-            state = record.status.value if record is not None else "superseded or withdrawn"
+            state = (f"it is {record.status.value}" if record is not None
+                     else "superseded, withdrawn, or entered before")
             raise DataError(f"RpaCompletion {completion.event_id[:80]!r} says the bot entered "
-                            f"{completion.invoice_id!r} version {completion.invoice_version} in Sampro, which PO "
-                            f"{ledger.po_number!r} had not sent it (it is {state}): look in Sampro for an entry to "
-                            "reverse")
+                            f"{completion.invoice_id!r} version {completion.invoice_version} in Sampro, which was "
+                            f"not at the bot for PO {ledger.po_number!r} ({state}): look in Sampro for an entry "
+                            "to reverse")
         return update.outcome()
     # A resent invoice gets a new completion; remembering the last few catches a repeated old one.
     seen = update.ledger.completions_seen

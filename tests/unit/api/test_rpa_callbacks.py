@@ -39,7 +39,7 @@ def test_success_at_the_bot_is_published_on_the_po_stream_with_the_attempts_even
     answer = api.client.post(SUCCESS.format("MP-1"), json={"invoice_version": 1, "sampro_invoice_id": "S-1"},
                              **api.as_bot())
     assert answer.status_code == 202
-    assert answer.json()["event_id"] == "rpa:MP-1:v1:attempt1" and answer.json()["already_recorded"] is False
+    assert answer.json()["event_id"] == "rpa:MP-1:v1:attempt1:success" and answer.json()["already_recorded"] is False
     ((topic, key, completion),) = api.commands.published
     assert (topic, key) == ("rpa.completions", "PO-5001") and isinstance(completion, RpaCompletion)
     assert completion.outcome is CompletionOutcome.SUCCESS and completion.sampro_invoice_id == "S-1"
@@ -50,8 +50,19 @@ def test_the_same_report_twice_before_it_is_applied_carries_the_same_event_id(ap
         api.client.post(FAILURE.format("MP-1"), json={"invoice_version": 1, "error": "screen timed out"},
                         **api.as_bot())
     first, second = (command for _, _, command in api.commands.published)
-    assert first.event_id == second.event_id == "rpa:MP-1:v1:attempt1"
+    assert first.event_id == second.event_id == "rpa:MP-1:v1:attempt1:failure"
     assert first.error == "screen timed out" and first.outcome is CompletionOutcome.FAILURE
+
+
+def test_an_entry_reported_after_a_failure_of_the_same_attempt_is_no_repeat_of_it(api):
+    """Both reach the PO agent while processscheduler still shows the invoice at the bot: under one
+    event id, it took the entry for the failure again and dropped it, and Sampro held an entry
+    that AP never heard of."""
+    api.client.post(FAILURE.format("MP-1"), json={"invoice_version": 1, "error": "screen timed out"},
+                    **api.as_bot())
+    api.client.post(SUCCESS.format("MP-1"), json={"invoice_version": 1, "sampro_invoice_id": "S-1"}, **api.as_bot())
+    failure, entry = (command for _, _, command in api.commands.published)
+    assert (failure.event_id, entry.event_id) == ("rpa:MP-1:v1:attempt1:failure", "rpa:MP-1:v1:attempt1:success")
 
 
 def test_an_outcome_already_recorded_is_202_and_nothing_is_published(api):
@@ -76,7 +87,7 @@ def test_a_resent_invoice_is_a_new_attempt(api):
                           change("MP-1", InvoiceStatus.SENT_TO_RPA, "release:1")])
     answer = api.client.post(SUCCESS.format("MP-1"), json={"invoice_version": 1, "sampro_invoice_id": "S-1"},
                              **api.as_bot())
-    assert answer.json()["event_id"] == "rpa:MP-1:v1:attempt2"
+    assert answer.json()["event_id"] == "rpa:MP-1:v1:attempt2:success"
 
 
 def test_an_empty_report_names_the_field(api):

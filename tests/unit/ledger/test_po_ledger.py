@@ -213,9 +213,9 @@ def test_the_first_entry_delivered_again_after_a_second_version_was_entered_chan
 
 @pytest.mark.parametrize("steps, state", [
     # The vendor's edit replaced version 1 while it waited for AP: it was never sent to the bot.
-    ([submission("A", expect="manual_review"), submission("A", version=2)], "superseded or withdrawn"),
+    ([submission("A", expect="manual_review"), submission("A", version=2)], "superseded, withdrawn, or entered before"),
     # The bot reported a failure, then an entry: AP releasing it would have it entered twice.
-    ([submission("A"), completion("A", ok=False)], "rpa_failed"),
+    ([submission("A"), completion("A", ok=False)], "it is rpa_failed"),
 ])
 def test_an_entry_of_a_version_not_at_the_bot_is_refused_naming_it_and_a_failure_changes_nothing(judge, steps, state):
     def step(message):
@@ -226,7 +226,7 @@ def test_an_entry_of_a_version_not_at_the_bot_is_refused_naming_it_and_a_failure
     ledger, _ = run(PurchaseOrderLedger(po_number="PO-1"), *map(step, steps))
     with pytest.raises(DataError) as refused:
         complete_rpa(ledger, completion("A", event_id="c-late"), judge, "automatic")
-    assert (f"says the bot entered 'A' version 1 in Sampro, which PO 'PO-1' had not sent it (it is {state}): "
+    assert (f"says the bot entered 'A' version 1 in Sampro, which was not at the bot for PO 'PO-1' ({state}): "
             "look in Sampro for an entry to reverse") in str(refused.value)
     failed = complete_rpa(ledger, completion("A", ok=False, event_id="c-late-failure"), judge, "automatic")
     assert failed.emitted == [] and failed.ledger == ledger
