@@ -135,7 +135,9 @@ def record_rpa_outcome(read_model: InvoiceReadModel, commands: PurchaseOrderComm
     recorded = InvoiceStatus.ENTERED if outcome is CompletionOutcome.SUCCESS else InvoiceStatus.RPA_FAILED
     if invoice.status is recorded:
         return CompletionReport(event_id, already_recorded=True)
-    if invoice.status is not InvoiceStatus.SENT_TO_RPA:
+    # An entry after a failure was reported is taken: Sampro holds it (the PO agent records it entered).
+    late_entry = outcome is CompletionOutcome.SUCCESS and invoice.status is InvoiceStatus.RPA_FAILED
+    if invoice.status is not InvoiceStatus.SENT_TO_RPA and not late_entry:
         raise NotNow(f"{invoice_id} v{version} is {invoice.status.value}, not at the RPA bot", invoice.status)
     commands.publish(RpaCompletion(event_id=event_id, invoice_id=invoice_id, invoice_version=version,
                                    po_number=invoice.po_number, outcome=outcome, sampro_invoice_id=sampro_invoice_id,

@@ -569,20 +569,10 @@ def complete_rpa(
                         "the bot's po_number is not the invoice's, or it reports a version never sent")
     repeated = completion.event_id in update.ledger.completions_seen
     if record is None or record.status is not InvoiceStatus.SENT_TO_RPA or repeated:
-        if (completion.outcome is CompletionOutcome.SUCCESS and not repeated
-                and update.ledger.entered.get(completion.invoice_id) != completion.invoice_version):
-            # Dropped, Sampro would hold an entry AP never hears of: one to pay beside the vendor's
-            # newer version, or again once AP releases an invoice the bot reported as failed.
-            state = (f"it is {record.status.value}" if record is not None
-                     else "superseded, withdrawn, or entered before")
-            raise DataError(f"RpaCompletion {completion.event_id[:80]!r} says the bot entered "
-                            f"{completion.invoice_id!r} version {completion.invoice_version} in Sampro, which was "
-                            f"not at the bot for PO {ledger.po_number!r} ({state}): look in Sampro for an entry "
-                            "to reverse")
+        if completion.outcome is CompletionOutcome.SUCCESS and not repeated:
+            _entered_while_not_at_bot(update, record, completion)
         return update.outcome()
-    # A resent invoice gets a new completion; remembering the last few catches a repeated old one.
-    seen = update.ledger.completions_seen
-    update.ledger.completions_seen = [*seen[-(COMPLETIONS_REMEMBERED - 1):], completion.event_id]
+    _remember(update, completion)
     update.dequeue(record)
     at = completion.occurred_at
     if completion.outcome is CompletionOutcome.SUCCESS:
@@ -605,6 +595,34 @@ def complete_rpa(
     update.drain_parked(at)
     _judge_again_after_entry(update, at)
     return update.outcome()
+
+
+def _remember(update: _Update, completion: RpaCompletion) -> None:
+    # A resent invoice gets a new completion; remembering the last few catches a repeated old one.
+    seen = update.ledger.completions_seen
+    update.ledger.completions_seen = [*seen[-(COMPLETIONS_REMEMBERED - 1):], completion.event_id]
+
+
+def _entered_while_not_at_bot(update: _Update, record: InvoiceRecord | None, completion: RpaCompletion) -> None:
+    """The bot's word that it entered a version that was not at the bot. One it had reported as
+    failed (a screen that timed out after the entry went through) is entered: AP releasing it
+    again would have it entered twice. Any other is refused naming it: dropped, Sampro would hold
+    an entry AP never hears of, one to pay beside the vendor's newer version."""
+    if update.ledger.entered.get(completion.invoice_id) == completion.invoice_version:
+        return  # the entry reported again, under another event id
+    if record is not None and record.status is InvoiceStatus.RPA_FAILED:
+        _remember(update, completion)
+        # Nothing else moves: the PO went on at the failure, and the change Sampro makes of the
+        # entry judges its held invoices again, after any other invoice at the bot now.
+        update.change(record, InvoiceStatus.ENTERED, completion.event_id, completion.occurred_at,
+                      sampro_invoice_id=completion.sampro_invoice_id,
+                      reason="The RPA bot reported this entry after it had reported a failure.")
+        update.ledger.entered[completion.invoice_id] = completion.invoice_version
+        return
+    state = f"it is {record.status.value}" if record is not None else "superseded, withdrawn, or entered before"
+    raise DataError(f"RpaCompletion {completion.event_id[:80]!r} says the bot entered {completion.invoice_id!r} "
+                    f"version {completion.invoice_version} in Sampro, which was not at the bot for PO "
+                    f"{update.ledger.po_number!r} ({state}): look in Sampro for an entry to reverse")
 
 
 def _hold_back_edit_of(update: _Update, entered: InvoiceRecord, at: datetime) -> None:

@@ -1,8 +1,9 @@
 """The RPA bot's callbacks: it entered an invoice version in Sampro, or it could not.
 
 Each report becomes an RpaCompletion on the PO's stream with an event id fixed by the attempt
-and its outcome, so the same report twice is applied once. 404: no such invoice version; 409: the invoice is not
-at the RPA bot; 202 with `already_recorded`: this attempt's outcome is already in processscheduler.
+and its outcome, so the same report twice is applied once. 404: no such invoice version; 409:
+the invoice is not at the RPA bot (an entry reported after a failure is taken: Sampro holds it);
+202 with `already_recorded`: this attempt's outcome is already in processscheduler.
 """
 
 from __future__ import annotations

@@ -211,25 +211,36 @@ def test_the_first_entry_delivered_again_after_a_second_version_was_entered_chan
     assert again.emitted == [] and again.ledger == ledger
 
 
-@pytest.mark.parametrize("steps, state", [
-    # The vendor's edit replaced version 1 while it waited for AP: it was never sent to the bot.
-    ([submission("A", expect="manual_review"), submission("A", version=2)], "superseded, withdrawn, or entered before"),
-    # The bot reported a failure, then an entry: AP releasing it would have it entered twice.
-    ([submission("A"), completion("A", ok=False)], "it is rpa_failed"),
-])
-def test_an_entry_of_a_version_not_at_the_bot_is_refused_naming_it_and_a_failure_changes_nothing(judge, steps, state):
-    def step(message):
-        if isinstance(message, InvoiceSubmitted):
-            return lambda ledger: submit_invoice(ledger, message, judge, "automatic")
-        return lambda ledger: complete_rpa(ledger, message, judge, "automatic")
-
-    ledger, _ = run(PurchaseOrderLedger(po_number="PO-1"), *map(step, steps))
+def test_an_entry_of_a_version_not_at_the_bot_is_refused_naming_it_and_a_failure_changes_nothing(judge):
+    """The vendor's edit replaced version 1 while it waited for AP: it was never sent to the bot."""
+    ledger, _ = run(PurchaseOrderLedger(po_number="PO-1"),
+                    lambda ledger: submit_invoice(ledger, submission("A", expect="manual_review"), judge, "automatic"),
+                    lambda ledger: submit_invoice(ledger, submission("A", version=2), judge, "automatic"))
     with pytest.raises(DataError) as refused:
         complete_rpa(ledger, completion("A", event_id="c-late"), judge, "automatic")
-    assert (f"says the bot entered 'A' version 1 in Sampro, which was not at the bot for PO 'PO-1' ({state}): "
-            "look in Sampro for an entry to reverse") in str(refused.value)
+    assert ("says the bot entered 'A' version 1 in Sampro, which was not at the bot for PO 'PO-1' (superseded, "
+            "withdrawn, or entered before): look in Sampro for an entry to reverse") in str(refused.value)
     failed = complete_rpa(ledger, completion("A", ok=False, event_id="c-late-failure"), judge, "automatic")
     assert failed.emitted == [] and failed.ledger == ledger
+
+
+def test_an_entry_reported_after_a_failure_is_entered_so_that_ap_cannot_have_it_entered_twice(judge):
+    """A screen that timed out after the entry went through: the bot reported a failure, then the entry."""
+    ledger, _ = run(PurchaseOrderLedger(po_number="PO-1"),
+                    lambda ledger: submit_invoice(ledger, submission("A"), judge, "automatic"),
+                    lambda ledger: complete_rpa(ledger, completion("A", ok=False), judge, "automatic"),
+                    lambda ledger: submit_invoice(ledger, submission("B"), judge, "automatic"))
+    assert ledger.holding == ["B@v1"]
+    late = complete_rpa(ledger, completion("A", event_id="c-late"), judge, "automatic")
+    (entered,) = late.emitted
+    assert (entered.invoice_id, entered.status, entered.sampro_invoice_id) == ("A", InvoiceStatus.ENTERED, "S-1")
+    assert entered.reason == "The RPA bot reported this entry after it had reported a failure."
+    assert late.ledger.entered == {"A": 1} and "A@v1" not in late.ledger.records
+    assert late.ledger.holding == ["B@v1"]  # B stays at the bot
+    assert complete_rpa(late.ledger, completion("A", event_id="c-late"), judge, "automatic").emitted == []
+    retry = ReleaseRequested(command_id="r1", invoice_id="A", invoice_version=1, po_number="PO-1", user="ana",
+                             reason="retry", issued_at=AT, holds=[], reason_code=None)
+    assert release_invoice(late.ledger, retry, judge, "automatic").emitted == []  # nothing left to send again
 
 
 def test_a_replayed_submission_re_emits_the_same_verdict_and_changes_no_state(judge):

@@ -191,6 +191,24 @@ def test_a_record_of_another_kind_or_keyed_by_another_po_is_dead_lettered(worker
     assert worker.statuses() == {}
 
 
+def test_an_entry_the_bot_reports_after_a_failure_is_recorded_entered_and_one_never_sent_is_dead_lettered(
+        tmp_path):
+    """A screen that timed out after the entry went through: AP sees it entered, not failed, and
+    cannot send it again. An entry of a version never sent names it, in the dead-letter topic."""
+    worker = make_worker(tmp_path)
+    worker.submit(ready_invoice("MP-1"))
+    worker.run()
+    worker.complete("MP-1", ok=False)
+    worker.run()
+    assert worker.statuses() == {"MP-1": "rpa_failed"}
+    worker.complete("MP-1")
+    worker.complete("MP-1", version=2)  # never seen: refused as before
+    worker.run()
+    assert worker.statuses() == {"MP-1": "entered"}
+    (dead,) = worker.dead_letters()
+    assert "names 'MP-1' version 2, which PO 'PO-5001' never held" in dead["error"]
+
+
 def test_a_completion_under_another_po_than_its_invoices_is_dead_lettered_and_the_rest_of_its_batch_goes_on(tmp_path):
     worker = make_worker(tmp_path, purchase_orders=InMemoryPurchaseOrderReader(
         [purchase_order(), purchase_order(po_number="PO-5002")]))
