@@ -27,8 +27,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from connectors.sampro.changes import StampClock
-from connectors.sampro.tables import SamproNames
+from connectors.sampro.tables import SamproNames, StampClock
 
 DEFAULT_DATA_DIR = Path(".invoice-automation")
 PREFIX = "INVOICE_AUTOMATION_"
@@ -118,7 +117,7 @@ class Settings(BaseSettings):
     # The database clock the poller reads `updated_at` against: "local" where Sampro stamps
     # GETDATE(), "utc" where it stamps SYSUTCDATETIME(), "later" for the later of the two (the same
     # on a server on UTC; right, too, for local time east of UTC and UTC west of it). Set wrongly,
-    # rows committed late are never read (connectors/sampro/changes.py, StampClock).
+    # rows committed late are never read (connectors/sampro/tables.py, StampClock).
     sampro_clock: StampClock = "later"
     # Where the Debezium capture of Sampro's PO tables writes its change events, both tables in one
     # topic (created at start, so that the worker's subscription finds it before the first change).

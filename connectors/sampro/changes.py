@@ -29,14 +29,14 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import Connection, Engine, Select, and_, func, or_, select
 
 from connectors.marketplace_table import stream_key_problem
 from connectors.ports import SamproChanges
 from connectors.sampro.reader import padless
-from connectors.sampro.tables import SamproNames, sampro_tables
+from connectors.sampro.tables import SamproNames, StampClock, sampro_tables
 from connectors.sql import as_utc, database_clocks, mapped_errors
 from connectors.watermarks import SavedState, WatermarkStore
 from rules.lifecycle import PurchaseOrderChanged
@@ -48,16 +48,6 @@ log = logging.getLogger(__name__)
 # transaction) was one poll of 10 s and 211 MB, and one batch of 200,000 events. A full page makes
 # the next poll due at once.
 PAGE_SIZE = 5000
-
-
-StampClock = Literal["later", "utc", "local"]
-"""The database clock Sampro stamps `updated_at` with, as `SAMPRO_CLOCK` names it: "local" for
-GETDATE(), "utc" for SYSUTCDATETIME(), "later" for the later of the two (all three the same on a
-server on UTC). The look-back window is taken before it: Sampro's local time, read as UTC like
-every naive time, is hours before UTC west of it, where a window before UTC held no row so stamped
-(a row committed late was never read, nor the hour a daylight-saving fall-back stamps again
-behind the cursor). Taken around both clocks, a change stamped in one was read again by the
-other's span hours later, forgotten by then, and sent again."""
 
 
 def change_id(po_number: str, changed_at: datetime) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 from functools import cache
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from sqlalchemy import Column, Date, DateTime, Index, Integer, MetaData, Numeric, String, Table
@@ -19,6 +19,16 @@ TABLES = ("po_header", "po_line", "ap_invoice")
 
 
 ColumnName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+StampClock = Literal["later", "utc", "local"]
+"""The database clock Sampro stamps `updated_at` with, as `SAMPRO_CLOCK` names it: "local" for
+GETDATE(), "utc" for SYSUTCDATETIME(), "later" for the later of the two (all three the same on a
+server on UTC). The change poller (connectors/sampro/changes.py) takes its look-back window before
+it: Sampro's local time, read as UTC like every naive time, is hours before UTC west of it, where
+a window before UTC held no row so stamped (a row committed late was never read, nor the hour a
+daylight-saving fall-back stamps again behind the cursor). Taken around both clocks, a change
+stamped in one was read again by the other's span hours later, forgotten by then, and sent again.
+Across a spring-forward, a row stamped in the look-back before it and committed after it is missed."""
 
 
 class SamproNames(BaseModel):
