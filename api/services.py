@@ -21,7 +21,7 @@ from rules.holds import holds_of
 from rules.lifecycle import DispatchApproved, InvoiceStatus, ReleaseRequested
 from rules.limits import Limits
 from rules.models import CompletionOutcome, RpaCompletion, UnreadablePurchaseOrder, Verdict
-from rules.po_ledger import RELEASABLE
+from rules.po_ledger import RELEASABLE, failed_at_bot
 from rules.policy import Policy
 
 Clock = Callable[[], datetime]
@@ -135,8 +135,9 @@ def record_rpa_outcome(read_model: InvoiceReadModel, commands: PurchaseOrderComm
     recorded = InvoiceStatus.ENTERED if outcome is CompletionOutcome.SUCCESS else InvoiceStatus.RPA_FAILED
     if invoice.status is recorded:
         return CompletionReport(event_id, already_recorded=True)
-    # An entry after a failure was reported is taken: Sampro holds it (the PO agent records it entered).
-    late_entry = outcome is CompletionOutcome.SUCCESS and invoice.status is InvoiceStatus.RPA_FAILED
+    # An entry reported after a failure is taken, sent again or not yet: Sampro holds it (the PO agent
+    # records it entered).
+    late_entry = outcome is CompletionOutcome.SUCCESS and failed_at_bot(invoice.status, attempt > 0)
     if invoice.status is not InvoiceStatus.SENT_TO_RPA and not late_entry:
         raise NotNow(f"{invoice_id} v{version} is {invoice.status.value}, not at the RPA bot", invoice.status)
     commands.publish(RpaCompletion(event_id=event_id, invoice_id=invoice_id, invoice_version=version,

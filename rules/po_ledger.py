@@ -597,6 +597,13 @@ def complete_rpa(
     return update.outcome()
 
 
+def failed_at_bot(status: InvoiceStatus, sent_before: bool) -> bool:
+    """Whether a version in `status` is one the bot reported as failed, not sent again since: its
+    entry reported after all is taken (`_entered_while_not_at_bot`; the API publishes it)."""
+    return status is InvoiceStatus.RPA_FAILED or (
+        sent_before and status in (InvoiceStatus.RELEASED, InvoiceStatus.READY_TO_PROCESS))
+
+
 def _remember(update: _Update, completion: RpaCompletion) -> None:
     # A resent invoice gets a new completion; remembering the last few catches a repeated old one.
     seen = update.ledger.completions_seen
@@ -605,19 +612,24 @@ def _remember(update: _Update, completion: RpaCompletion) -> None:
 
 def _entered_while_not_at_bot(update: _Update, record: InvoiceRecord | None, completion: RpaCompletion) -> None:
     """The bot's word that it entered a version that was not at the bot. One it had reported as
-    failed (a screen that timed out after the entry went through) is entered: AP releasing it
-    again would have it entered twice. Any other is refused naming it: dropped, Sampro would hold
-    an entry AP never hears of, one to pay beside the vendor's newer version."""
+    failed (a screen that timed out after the entry went through) is entered, whether failed
+    still or released by AP to be sent again and not sent yet: it would be entered twice. Any
+    other is refused naming it: dropped, Sampro would hold an entry AP never hears of, one to pay
+    beside the vendor's newer version."""
     if update.ledger.entered.get(completion.invoice_id) == completion.invoice_version:
         return  # the entry reported again, under another event id
-    if record is not None and record.status is InvoiceStatus.RPA_FAILED:
+    if record is not None and failed_at_bot(record.status, record.rpa_attempts > 0):
         _remember(update, completion)
-        # Nothing else moves: the PO went on at the failure, and the change Sampro makes of the
-        # entry judges its held invoices again, after any other invoice at the bot now.
+        held_the_po = record.key in update.ledger.holding  # awaiting AP's approval to be sent again
+        update.dequeue(record)
         update.change(record, InvoiceStatus.ENTERED, completion.event_id, completion.occurred_at,
                       sampro_invoice_id=completion.sampro_invoice_id,
                       reason="The RPA bot reported this entry after it had reported a failure.")
         update.ledger.entered[completion.invoice_id] = completion.invoice_version
+        # Else the PO went on at the failure; the change Sampro makes of the entry judges its held
+        # invoices again (after the invoice at the bot now, if one is).
+        if held_the_po:
+            update.drain_parked(completion.occurred_at)
         return
     state = f"it is {record.status.value}" if record is not None else "superseded, withdrawn, or entered before"
     raise DataError(f"RpaCompletion {completion.event_id[:80]!r} says the bot entered {completion.invoice_id!r} "

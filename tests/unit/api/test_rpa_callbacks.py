@@ -81,15 +81,18 @@ def test_another_outcome_or_an_invoice_not_at_the_bot_is_409_with_the_status(api
     assert api.commands.published == []
 
 
-def test_an_entry_reported_after_the_failure_was_recorded_is_published(api):
-    api.scheduler.record([change("MP-1", InvoiceStatus.RPA_FAILED, "rpa:MP-1:v1:attempt1:failure")])
+@pytest.mark.parametrize("since", [[], [InvoiceStatus.RELEASED]])
+def test_an_entry_reported_after_the_failure_was_recorded_is_published(api, since):
+    """Failed still, or released by AP to be sent again and not sent yet: Sampro holds it."""
+    api.scheduler.record([change("MP-1", InvoiceStatus.RPA_FAILED, "rpa:MP-1:v1:attempt1:failure"),
+                          *(change("MP-1", status, "release:1", actor="ana", reason="retry") for status in since)])
     answer = api.client.post(SUCCESS.format("MP-1"), json={"invoice_version": 1, "sampro_invoice_id": "S-1"},
                              **api.as_bot())
     assert answer.status_code == 202 and answer.json()["event_id"] == "rpa:MP-1:v1:attempt1:success"
     ((_, _, entry),) = api.commands.published
     assert entry.outcome is CompletionOutcome.SUCCESS
     failure = api.client.post(FAILURE.format("MP-1"), json={"invoice_version": 1, "error": "x"}, **api.as_bot())
-    assert failure.status_code == 202 and failure.json()["already_recorded"] is True
+    assert failure.status_code == (409 if since else 202)  # released: no longer failed either
 
 
 def test_a_resent_invoice_is_a_new_attempt(api):

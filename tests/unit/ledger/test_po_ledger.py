@@ -243,6 +243,36 @@ def test_an_entry_reported_after_a_failure_is_entered_so_that_ap_cannot_have_it_
     assert release_invoice(late.ledger, retry, judge, "automatic").emitted == []  # nothing left to send again
 
 
+def test_an_entry_reported_after_ap_released_the_failure_takes_it_off_the_po_before_it_is_sent_again(judge):
+    """Released to be sent again, it waits: behind B at the bot (automatic), or for AP's approval,
+    holding the PO, with C behind it (approval). Entered after all, it is not sent again."""
+    retry = ReleaseRequested(command_id="r1", invoice_id="A", invoice_version=1, po_number="PO-1", user="ana",
+                             reason="retry", issued_at=AT, holds=[], reason_code=None)
+    automatic, _ = run(PurchaseOrderLedger(po_number="PO-1"),
+                       lambda ledger: submit_invoice(ledger, submission("A"), judge, "automatic"),
+                       lambda ledger: complete_rpa(ledger, completion("A", ok=False), judge, "automatic"),
+                       lambda ledger: submit_invoice(ledger, submission("B"), judge, "automatic"),
+                       lambda ledger: release_invoice(ledger, retry, judge, "automatic"))
+    assert (automatic.holding, automatic.parked) == (["B@v1"], ["A@v1"])
+    late = complete_rpa(automatic, completion("A", event_id="c-late"), judge, "automatic")
+    assert statuses(late.emitted) == [("A", "entered")] and (late.ledger.holding, late.ledger.parked) == (["B@v1"], [])
+    after_b = complete_rpa(late.ledger, completion("B"), judge, "automatic")
+    assert statuses(after_b.emitted) == [("B", "entered")]  # A is not sent again
+
+    sent = DispatchApproved(command_id="d1", invoice_id="A", invoice_version=1, po_number="PO-1", user="ana",
+                            issued_at=AT)
+    approval, _ = run(PurchaseOrderLedger(po_number="PO-1"),
+                      lambda ledger: submit_invoice(ledger, submission("A"), judge, "approval"),
+                      lambda ledger: approve_dispatch(ledger, sent),
+                      lambda ledger: complete_rpa(ledger, completion("A", ok=False), judge, "approval"),
+                      lambda ledger: release_invoice(ledger, retry, judge, "approval"),
+                      lambda ledger: submit_invoice(ledger, submission("C"), judge, "approval"))
+    assert (approval.holding, approval.parked) == (["A@v1"], ["C@v1"])
+    late = complete_rpa(approval, completion("A", event_id="c-late"), judge, "approval")
+    assert statuses(late.emitted) == [("A", "entered"), ("C", "ready_to_process")]
+    assert (late.ledger.holding, late.ledger.parked) == (["C@v1"], [])
+
+
 def test_a_replayed_submission_re_emits_the_same_verdict_and_changes_no_state(judge):
     ledger, first = run(PurchaseOrderLedger(po_number="PO-1"),
                         lambda ledger: submit_invoice(ledger, submission("A"), judge, "automatic"))
