@@ -122,7 +122,7 @@ class CompletionReport:
 def completion_event_id(invoice_id: str, version: int, attempt: int, outcome: CompletionOutcome) -> str:
     """The same for every report of one attempt's outcome, so a callback sent twice is applied
     once. With the outcome in it, an entry reported after a failure of the same attempt is no repeat
-    of it: the PO agent dead-letters it naming the entry in Sampro, where it dropped it unheard."""
+    of it: the PO agent records it entered, where it took it for the failure again and dropped it."""
     return f"rpa:{invoice_id}:v{version}:attempt{attempt}:{outcome.value}"
 
 
