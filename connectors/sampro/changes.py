@@ -143,7 +143,8 @@ class PollingSamproChanges(SamproChanges):
     def poll(self) -> list[PurchaseOrderChanged]:
         """The POs changed since the last commit, oldest change first: a page of each table at
         most, and the look-back window every tenth of it."""
-        if not self._loaded:
+        started = not self._loaded
+        if started:
             self._cursors, self._emitted = self._load()
             self._loaded = True
         now = self.clock()
@@ -167,6 +168,8 @@ class PollingSamproChanges(SamproChanges):
                     read.extend(page)
                     backlog |= more
                 cursors[table] = cursor
+        if started:
+            self._check_clock(max(at for at, _ in cursors.values()), utc, local)
         changes: dict[str, tuple[str, datetime]] = {}  # change id -> (PO, time)
         for padded, changed_at in read:
             po_number = padless(padded)
@@ -227,6 +230,19 @@ class PollingSamproChanges(SamproChanges):
             if kept:
                 return [*read, *kept], (at, last), True
             # The page was all one millisecond (one mass update): read by PO now.
+
+    def _check_clock(self, newest: datetime, utc: datetime, local: datetime) -> None:
+        """A warning where the newest change read is near the other clock than `SAMPRO_CLOCK`'s and
+        hours from it: set wrongly, the window holds none of the rows committed late. (A Sampro
+        quiet for hours tells nothing.)"""
+        stamped = {"later": max(utc, local), "utc": utc, "local": local}[self.stamped_in]
+        other = local if stamped == utc else utc
+        if abs(newest - other) <= self.lookback < abs(newest - stamped):
+            named = "utc" if other == utc else "local"
+            log.warning("Sampro's newest change read (%s) is near the database's %s clock, not the one "
+                        "INVOICE_AUTOMATION_SAMPRO_CLOCK=%s names: rows committed late would never be read. "
+                        "Set it to %s if Sampro stamps updated_at in %s time.", newest.isoformat(), named,
+                        self.stamped_in, named, named.upper() if named == "utc" else "local")
 
     def _newest(self, conn: Connection, table: str, present: datetime) -> Cursor:
         """Where the first poll starts: the table's newest change, every PO of its millisecond read."""

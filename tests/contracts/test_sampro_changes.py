@@ -3,6 +3,7 @@ PostgreSQL (the Sampro stand-in's tables, changed as Sampro changes them)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -307,13 +308,26 @@ class TestSqlite(SqlPolling):
         monkeypatch.undo()
         time.tzset()
 
+    @pytest.mark.parametrize("zone", ["UTC0", "EST5"])
+    def test_the_first_poll_is_silent_on_the_clock_where_the_newest_change_is_near_the_one_set(
+            self, engine, tmp_path, monkeypatch, caplog, zone):
+        monkeypatch.setenv("TZ", zone)
+        time.tzset()
+        try:
+            with caplog.at_level(logging.WARNING, logger="connectors.sampro.changes"):
+                going(engine, tmp_path)  # stamped in UTC, SAMPRO_CLOCK=later
+        finally:
+            monkeypatch.undo()
+            time.tzset()
+        assert [r.getMessage() for r in caplog.records if "SAMPRO_CLOCK" in r.getMessage()] == []
+
     @pytest.mark.parametrize("stamped_in, found", [("local", ["PO-2"]), ("later", [])])
     def test_a_sampro_stamping_local_time_west_of_utc_has_the_hour_a_fall_back_stamps_again_read_once_told(
-            self, engine, tmp_path, west_of_utc, stamped_in, found):
+            self, engine, tmp_path, west_of_utc, stamped_in, found, caplog):
         """Sampro stamps GETDATE(), local time. A change stamped at 1:59 is read; the clocks go back
         an hour, and the next change is stamped 1:10, behind the cursor. Told (`SAMPRO_CLOCK=local`),
         the window reaches back from the local clock; from UTC's, five hours later, it reads nothing
-        so stamped."""
+        so stamped, and the first poll says so."""
         standin = SamproStandIn(engine)
         standin.create_schema()
 
@@ -326,7 +340,12 @@ class TestSqlite(SqlPolling):
         local, clock = datetime.now(), [0.0]
         changed_at("PO-0", local)
         source = started(engine, tmp_path, clock=lambda: clock[0], stamped_in=stamped_in)
-        source.poll()
+        with caplog.at_level(logging.WARNING, logger="connectors.sampro.changes"):
+            source.poll()
+        warned = [r.getMessage().split(") ", 1)[-1] for r in caplog.records if "SAMPRO_CLOCK" in r.getMessage()]
+        assert warned == ([] if found else [
+            "is near the database's local clock, not the one INVOICE_AUTOMATION_SAMPRO_CLOCK=later names: rows "
+            "committed late would never be read. Set it to local if Sampro stamps updated_at in local time."])
         source.commit()
         changed_at("PO-1", local + timedelta(minutes=49))  # at 1:59, the last change before the fall-back
         assert [found.po_number for found in source.poll()] == ["PO-1"]
