@@ -169,7 +169,7 @@ class PollingSamproChanges(SamproChanges):
                     backlog |= more
                 cursors[table] = cursor
         if started:
-            self._check_clock(max(at for at, _ in cursors.values()), utc, local)
+            self._check_clock(max(at for at, _ in cursors.values()), stamped, utc, local)
         changes: dict[str, tuple[str, datetime]] = {}  # change id -> (PO, time)
         for padded, changed_at in read:
             po_number = padless(padded)
@@ -231,11 +231,10 @@ class PollingSamproChanges(SamproChanges):
                 return [*read, *kept], (at, last), True
             # The page was all one millisecond (one mass update): read by PO now.
 
-    def _check_clock(self, newest: datetime, utc: datetime, local: datetime) -> None:
-        """A warning where the newest change read is near the other clock than `SAMPRO_CLOCK`'s and
-        hours from it: set wrongly, the window holds none of the rows committed late. (A Sampro
-        quiet for hours tells nothing.)"""
-        stamped = {"later": max(utc, local), "utc": utc, "local": local}[self.stamped_in]
+    def _check_clock(self, newest: datetime, stamped: datetime, utc: datetime, local: datetime) -> None:
+        """A warning where the newest change read is near the other clock than `stamped`, the one
+        `SAMPRO_CLOCK` names, and hours from it: set wrongly, the window holds none of the rows
+        committed late. (A Sampro quiet for hours tells nothing.)"""
         other = local if stamped == utc else utc
         if abs(newest - other) <= self.lookback < abs(newest - stamped):
             named = "utc" if other == utc else "local"
