@@ -302,7 +302,10 @@ class Runtime:
                     raise DataError(f"a {type(message).__name__} is not a message {flow.name} takes "
                                     f"({', '.join(kind.__name__ for kind in flow.kinds)})")
             except Exception as error:
-                self._dead_letter(flow, record, None, "decode", error, tick)
+                if policy_for(error) is Policy.PAUSE_AND_RETRY:  # a schema registry away: read again once back
+                    self._hold_for(flow, record, error)
+                else:
+                    self._dead_letter(flow, record, None, "decode", error, tick)
                 continue
             if message is None:
                 tick.finish(record)
@@ -379,18 +382,21 @@ class Runtime:
     def _dead_letter(self, flow: Flow, record: Record, message: Any, stage: str, error: BaseException,
                      tick: _Tick) -> None:
         where = f"{record.topic}[{record.partition}]@{record.offset}"
-        if isinstance(error, DataError):
-            log.warning("%s: %s dead-lettered at %s: %s", flow.name, where, stage, describe(error))
-        else:
-            log.error("%s: %s dead-lettered at %s after an unexpected error", flow.name, where, stage, exc_info=error)
         outputs = [dead_letter(self.dlq_topic, record, flow.name, stage, error)]
         if flow.on_dead_letter is not None:
             try:
                 outputs += [Output(topic, key.encode(), self.encode(extra))
                             for topic, key, extra in flow.on_dead_letter(record, message, describe(error))]
+            except Unavailable as away:  # the schema registry: without its verdict AP would never hear of it
+                self._hold_for(flow, record, away)
+                return
             except Exception:
                 log.exception("%s: the message that goes with the dead letter of %s could not be made",
                               flow.name, where)
+        if isinstance(error, DataError):
+            log.warning("%s: %s dead-lettered at %s: %s", flow.name, where, stage, describe(error))
+        else:
+            log.error("%s: %s dead-lettered at %s after an unexpected error", flow.name, where, stage, exc_info=error)
         self.health.dead_letters.labels(flow.name, stage).inc()
         tick.finish(record, outputs)
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import random
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -92,6 +94,63 @@ def test_a_record_that_cannot_go_to_its_partition_is_dead_lettered_and_ap_sees_t
     (dead,) = worker.dead_letters()
     assert f"belongs on partition {home}" in dead["error"] and said in dead["error"]
     assert len(worker.broker.records(topic)) == 1 and worker.statuses() == {"MP-2": "bad_invoice"}
+
+
+def _registry_away_for(calls: int, then: Callable[[bytes], Any]) -> Callable[[Any], Any]:
+    """A schema-registry codec's call whose schema id is not cached yet, while the registry is away."""
+    left = [calls]
+
+    def call(value: Any) -> Any:
+        if left[0]:
+            left[0] -= 1
+            raise Unavailable("schema-registry", "looking up schema id 7: connection refused")
+        return then(value)
+    return call
+
+
+def _one_flow(encode: Callable[[Any], bytes], decode: Callable[[Any], Any], handled: list, **flow: Any):
+    broker, clock = InMemoryBroker(partitions=1), [0.0]
+    runtime = Runtime(broker, dlq_topic="dlq", encode=encode, clock=lambda: clock[0], sleep=lambda seconds: None)
+    runtime.add_flow(Flow("agent", ("t",), decode=decode, handle=lambda batch: handled.extend(batch.messages),
+                          **flow))
+    runtime.start()
+
+    def run(steps: int) -> None:
+        for _ in range(steps):
+            runtime.step()
+            clock[0] += 100
+    return broker, runtime, run
+
+
+def test_a_record_the_registry_cannot_decode_yet_waits_for_it_and_is_decided_in_order_when_it_is_back():
+    """Dead-lettered and committed, an outage of the registry lost every invoice, completion and
+    verdict it came across, and left each PO of a lost completion at the bot for good."""
+    handled: list = []
+    broker, runtime, run = _one_flow(bytes, _registry_away_for(2, lambda record: record.value), handled)
+    for value in (b"first", b"second"):
+        broker.append("t", b"PO-1", value)
+    run(2)
+    assert handled == [] and broker.records("dlq") == [] and broker.committed.get(("t", 0), 0) == 0
+    assert "schema-registry" in runtime.health.outages()
+    run(6)
+    assert handled == [b"first", b"second"] and broker.records("dlq") == []
+    assert broker.committed[("t", 0)] == 2 and runtime.health.outages() == {}
+
+
+def test_a_bad_record_whose_verdict_the_registry_cannot_encode_yet_waits_and_goes_with_its_verdict():
+    """The bad_invoice verdict that goes with a dead letter was logged and dropped: AP never heard
+    of the invoice."""
+    def refuse(record):
+        raise DataError("not an invoice")
+
+    broker, _, run = _one_flow(_registry_away_for(1, bytes), refuse, [],
+                               on_dead_letter=lambda record, message, why: [("verdicts", "MP-1", b"bad_invoice")])
+    broker.append("t", b"PO-1", b"garbage")
+    run(1)
+    assert broker.records("dlq") == [] and broker.records("verdicts") == []
+    run(4)
+    assert len(broker.records("dlq")) == 1 and [r.value for r in broker.records("verdicts")] == [b"bad_invoice"]
+    assert broker.committed[("t", 0)] == 1
 
 
 def test_a_record_before_one_that_waits_for_its_partition_is_not_passed_over_when_its_batch_is_retried():
