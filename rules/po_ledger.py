@@ -343,7 +343,10 @@ class _Update:
         while self.ledger.parked and not self.ledger.holding:
             record = self.editable_listed(self.ledger.parked.pop(0))
             if record.status is InvoiceStatus.RELEASED:
-                self.hold(record, at, cause="released")
+                # One id per hand-off it is released for: released again after another failure, under
+                # the same id it was the first hand-off again to processscheduler, which kept `released`.
+                again = f"-a{record.rpa_attempts + 1}" if record.rpa_attempts else ""
+                self.hold(record, at, cause=f"released{again}")
             else:
                 self.judge_now(record)
 

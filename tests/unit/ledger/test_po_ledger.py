@@ -540,6 +540,37 @@ def test_an_rpa_failure_released_is_a_second_hand_off_and_a_replay_of_it_is_the_
     assert [m.attempt for m in replayed.emitted if isinstance(m, RpaRequest)] == [2]
 
 
+@pytest.mark.parametrize(("dispatch", "after_release"), [("automatic", InvoiceStatus.SENT_TO_RPA),
+                                                          ("approval", InvoiceStatus.READY_TO_PROCESS)])
+def test_a_failure_released_twice_behind_other_invoices_is_a_new_step_in_its_history_each_time(
+        judge, dispatch, after_release):
+    """Parked behind another invoice, each release went on under one id: processscheduler took the
+    second for the first again and kept the invoice released, which AP can neither release nor send."""
+    def approved(invoice_id):
+        return lambda ledger: approve_dispatch(ledger, DispatchApproved(
+            command_id=f"d-{invoice_id}-{len(ledger.completions_seen)}", invoice_id=invoice_id, invoice_version=1,
+            po_number="PO-1", user="ana", issued_at=AT), judge, dispatch)
+
+    def sent(invoice_id):
+        return [] if dispatch == "automatic" else [approved(invoice_id)]
+
+    def released_behind(other, failure, release):
+        return [lambda ledger: complete_rpa(ledger, completion("A", ok=False, event_id=failure), judge, dispatch),
+                lambda ledger: submit_invoice(ledger, submission(other), judge, dispatch), *sent(other),
+                lambda ledger: release_invoice(ledger, ReleaseRequested(
+                    command_id=release, invoice_id="A", invoice_version=1, po_number="PO-1", user="ana",
+                    reason="try again", issued_at=AT), judge, dispatch),
+                lambda ledger: complete_rpa(ledger, completion(other), judge, dispatch)]
+
+    ledger, emitted = run(PurchaseOrderLedger(po_number="PO-1"),
+                          lambda ledger: submit_invoice(ledger, submission("A"), judge, dispatch), *sent("A"),
+                          *released_behind("B", "a-1", "r1"), *sent("A"), *released_behind("C", "a-2", "r2"))
+    went_on = [m.event_id for m in emitted if isinstance(m, StatusChanged) and m.invoice_id == "A"
+               and m.status is after_release and ":released" in m.event_id]
+    assert len(went_on) == len(set(went_on)) == 2
+    assert ledger.records["A@v1"].status is after_release
+
+
 def test_an_rpa_failure_from_a_ledger_that_counted_no_attempts_is_released_as_the_second(judge):
     ledger, _ = run(PurchaseOrderLedger(po_number="PO-1"),
                     lambda ledger: submit_invoice(ledger, submission("A"), judge, "automatic"),
