@@ -512,21 +512,32 @@ def withdraw_invoice(
     update.note_entered(withdrawal.invoice_id, "withdrawn-after-entry", withdrawal.withdrawn_at,
                         "The vendor withdrew this invoice after it was entered in Sampro: ask the vendor for a "
                         "credit note.")
+    at_bot = _at_bot(update, withdrawal.invoice_id)
+    if at_bot is not None and not at_bot.withdrawn_at_rpa:
+        at_bot.withdrawn_at_rpa = True
+        update.change(at_bot, InvoiceStatus.SENT_TO_RPA, "withdrawn-at-rpa", withdrawal.withdrawn_at,
+                      reason="The vendor withdrew this invoice while the RPA bot has it. If the bot enters "
+                             "it, ask the vendor for a credit note; if it fails, the invoice is withdrawn.")
     record = update.editable_latest(withdrawal.invoice_id)
-    if record is None or record.status in (InvoiceStatus.WITHDRAWN, InvoiceStatus.ENTERED):
-        return update.outcome()
-    if record.status is InvoiceStatus.SENT_TO_RPA:
-        if not record.withdrawn_at_rpa:
-            record.withdrawn_at_rpa = True
-            update.change(record, InvoiceStatus.SENT_TO_RPA, "withdrawn-at-rpa", withdrawal.withdrawn_at,
-                          reason="The vendor withdrew this invoice while the RPA bot has it. If the bot enters "
-                                 "it, ask the vendor for a credit note; if it fails, the invoice is withdrawn.")
+    if record is None or record.status in (InvoiceStatus.WITHDRAWN, InvoiceStatus.ENTERED,
+                                           InvoiceStatus.SENT_TO_RPA):
         return update.outcome()
     update.dequeue(record)
     update.change(record, InvoiceStatus.WITHDRAWN, "deleted", withdrawal.withdrawn_at)
     if judge is not None:
         update.drain_parked(withdrawal.withdrawn_at)
     return update.outcome()
+
+
+def _at_bot(update: _Update, invoice_id: str) -> InvoiceRecord | None:
+    """The version of the invoice the RPA bot has, if any: the newest, or an older one that the
+    vendor's edit waits behind (a withdrawal or a replacement names the edit, and must reach it)."""
+    for key in update.ledger.holding:
+        record = update.ledger.record(key)
+        if (record is not None and record.submission.invoice_id == invoice_id
+                and record.status is InvoiceStatus.SENT_TO_RPA):
+            return update.editable(key)
+    return None
 
 
 def replace_invoice(
@@ -545,11 +556,10 @@ def replace_invoice(
     why = f"Version {replaced.version} of this invoice names PO {replaced.replaced_on} and replaces this one"
     update.note_entered(invoice_id, f"replaced-v{replaced.version}", at,
                         f"{why}; this one is in Sampro, so that one is not handed to the RPA bot.")
-    if record is None or record.status in FINISHED:
-        return update.outcome()
-    if record.status is InvoiceStatus.SENT_TO_RPA:  # the bot's report decides (`complete_rpa`)
-        update.change(record, InvoiceStatus.SENT_TO_RPA, f"replaced-v{replaced.version}", at,
+    if (at_bot := _at_bot(update, invoice_id)) is not None:  # the bot's report decides (`complete_rpa`)
+        update.change(at_bot, InvoiceStatus.SENT_TO_RPA, f"replaced-v{replaced.version}", at,
                       reason=f"{why} if the RPA bot fails it.")
+    if record is None or record.status in FINISHED or record.status is InvoiceStatus.SENT_TO_RPA:
         return update.outcome()
     update.dequeue(record)
     update.change(record, InvoiceStatus.SUPERSEDED, f"replaced-v{replaced.version}", at, reason=f"{why}.")

@@ -513,6 +513,32 @@ def test_a_withdrawal_while_the_rpa_bot_has_the_invoice_is_noted_and_its_report_
     assert "vendor" in emitted[0].reason and "A@v1" not in ledger.records
 
 
+@pytest.mark.parametrize(("ok", "final", "said"), [(True, "entered", "credit note"), (False, "withdrawn", "withdrawn")])
+def test_a_withdrawal_naming_the_edit_parked_behind_the_version_at_the_bot_reaches_that_version(judge, ok, final, said):
+    """The deletion names the newest version, the edit parked behind the bot's: the version at the
+    bot went unmarked, entered with no word of a credit note, or failed "replaced" by the edit."""
+    ledger, emitted = run(PurchaseOrderLedger(po_number="PO-1"),
+                          lambda ledger: submit_invoice(ledger, submission("A"), judge, "automatic"),
+                          lambda ledger: submit_invoice(ledger, submission("A", version=2), judge, "automatic"),
+                          lambda ledger: withdraw_invoice(ledger, InvoiceWithdrawn(
+                              invoice_id="A", version=2, po_number="PO-1", withdrawn_at=AT), judge, "automatic"))
+    told = [(m.invoice_version, m.status.value) for m in emitted if isinstance(m, StatusChanged)]
+    assert told[-2:] == [(1, "sent_to_rpa"), (2, "withdrawn")] and "withdrew" in emitted[-2].reason
+    ledger, emitted = run(ledger, lambda ledger: complete_rpa(ledger, completion("A", ok=ok), judge, "automatic"))
+    assert statuses(emitted) == [("A", final)] and said in emitted[0].reason and ledger.holding == []
+
+
+def test_a_replacement_naming_the_edit_parked_behind_the_version_at_the_bot_is_noted_on_that_version(judge):
+    ledger, emitted = run(PurchaseOrderLedger(po_number="PO-1"),
+                          lambda ledger: submit_invoice(ledger, submission("A"), judge, "automatic"),
+                          lambda ledger: submit_invoice(ledger, submission("A", version=2), judge, "automatic"),
+                          lambda ledger: replace_invoice(ledger, replaced("A", version=3), judge, "automatic"))
+    told = [(m.invoice_version, m.status.value) for m in emitted if isinstance(m, StatusChanged)]
+    assert told[-2:] == [(1, "sent_to_rpa"), (2, "superseded")] and "PO-2" in emitted[-2].reason
+    ledger, emitted = run(ledger, lambda ledger: complete_rpa(ledger, completion("A", ok=False), judge, "automatic"))
+    assert statuses(emitted) == [("A", "superseded")] and "version 3 replaces it" in emitted[0].reason
+
+
 def test_release_makes_a_manual_review_invoice_go_to_rpa_with_who_and_why(judge):
     ledger, _ = run(PurchaseOrderLedger(po_number="PO-1"),
                     lambda ledger: submit_invoice(ledger, submission("A", expect="manual_review"), judge, "automatic"))
