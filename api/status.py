@@ -1,6 +1,8 @@
 """/readyz and /metrics from cheap state: what Kafka and the database answered at the last look,
 at most `ttl` seconds ago, and looked at by one request at a time however many ask, so a flood of
-probes or scrapes costs one look per `ttl` (no Kafka client, no KPI query per request)."""
+probes or scrapes costs one look per `ttl` (no Kafka client, no KPI query per request). While one
+request looks again, the others get the last answer: waiting, each held a thread of the pool the
+API's other routes run in, and a slow database stalled them all behind a flood of probes."""
 
 from __future__ import annotations
 
@@ -23,10 +25,17 @@ class Cached(Generic[T]):
         self._at: float | None = None
 
     def get(self) -> T:
-        with self._lock:
-            if self._at is None or self.clock() - self._at >= self.ttl:
-                self._value, self._at = self.compute(), self.clock()
-            return self._value  # type: ignore[return-value]
+        # Only the very first look is waited for: there is no answer to give before it.
+        if self._stale() and self._lock.acquire(blocking=self._at is None):
+            try:
+                if self._stale():
+                    self._value, self._at = self.compute(), self.clock()
+            finally:
+                self._lock.release()
+        return self._value  # type: ignore[return-value]
+
+    def _stale(self) -> bool:
+        return self._at is None or self.clock() - self._at >= self.ttl
 
 
 class ReadinessProbe:

@@ -16,7 +16,7 @@ router = APIRouter(tags=["operations"])
 
 
 @router.get("/healthz", response_model=Health, summary="The process is up")
-def healthz() -> Health:
+async def healthz() -> Health:  # on the event loop: a full thread pool does not fail the liveness probe
     return Health(status="ok")
 
 

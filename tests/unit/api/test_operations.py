@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
+import threading
+import time
 from datetime import timedelta
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from api.routes.operations import healthz
+from api.status import Cached
 from tests.unit.api.conftest import NOW, TOKEN, make_api
 
 
@@ -115,3 +120,51 @@ def test_readyz_never_shows_the_database_address_user_or_driver(caplog):
     for leaked in ("127.0.0.1", "9", "invoice", "pg-secret", "psycopg", "Operational", "scheduler"):
         assert leaked not in answer.text.replace(answer.json()["down_since"]["database"], ""), leaked
     assert "127.0.0.1" in caplog.text  # the operator reads why in the log
+
+
+def test_a_slow_look_again_keeps_no_one_waiting_who_can_have_the_last_answer():
+    """Waiting behind the lock, each probe held one of the threads every sync route runs in: a flood
+    of /readyz while the database was slow stalled the API, and its liveness probe with it."""
+    clock, looks, slow = [0.0], [], threading.Event()
+
+    def look() -> int:
+        looks.append(len(looks) + 1)
+        if len(looks) > 1:
+            slow.wait(5)
+        return len(looks)
+
+    cached = Cached(look, ttl=10, clock=lambda: clock[0])
+    assert cached.get() == 1
+    clock[0] = 11
+    looking = threading.Thread(target=cached.get)
+    looking.start()
+    while len(looks) < 2:
+        time.sleep(0.001)
+    assert cached.get() == 1 and looking.is_alive()  # the last answer, while the look goes on
+    slow.set()
+    looking.join()
+    assert cached.get() == 2 and looks == [1, 2]
+
+
+def test_the_first_look_is_waited_for_by_everyone_who_asks():
+    started, go, answers = threading.Event(), threading.Event(), []
+
+    def look() -> str:
+        started.set()
+        go.wait(5)
+        return "answer"
+
+    cached = Cached(look, ttl=10)
+    first = threading.Thread(target=lambda: answers.append(cached.get()))
+    first.start()
+    started.wait(5)
+    second = threading.Thread(target=lambda: answers.append(cached.get()))
+    second.start()
+    go.set()
+    first.join()
+    second.join()
+    assert answers == ["answer", "answer"]
+
+
+def test_liveness_runs_on_the_event_loop_where_no_full_thread_pool_can_stall_it():
+    assert inspect.iscoroutinefunction(healthz)
