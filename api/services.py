@@ -133,8 +133,18 @@ def record_rpa_outcome(read_model: InvoiceReadModel, commands: PurchaseOrderComm
     attempt = sum(1 for change in invoice.history if change.status is InvoiceStatus.SENT_TO_RPA)
     event_id = completion_event_id(invoice_id, version, attempt, outcome)
     recorded = InvoiceStatus.ENTERED if outcome is CompletionOutcome.SUCCESS else InvoiceStatus.RPA_FAILED
-    if invoice.status is recorded:
+    if invoice.status is recorded and not _second_entry(invoice.sampro_invoice_id, sampro_invoice_id):
         return CompletionReport(event_id, already_recorded=True)
+    if invoice.status is recorded:
+        # Taken for a repeat, Sampro would hold an entry AP never hears of: one to pay twice. The PO
+        # agent notes it in the invoice's history; the bot is told it conflicts with the entry recorded.
+        event_id = f"{event_id}:{sampro_invoice_id}"
+        commands.publish(RpaCompletion(event_id=event_id, invoice_id=invoice_id, invoice_version=version,
+                                       po_number=invoice.po_number, outcome=outcome,
+                                       sampro_invoice_id=sampro_invoice_id, occurred_at=clock()))
+        raise NotNow(f"{invoice_id} v{version} was entered as Sampro invoice {invoice.sampro_invoice_id}; "
+                     f"{sampro_invoice_id} is a second entry of it: reverse one in Sampro (AP sees this in the "
+                     "invoice's history)", invoice.status)
     # An entry reported after a failure is taken, sent again or not yet: Sampro holds it (the PO agent
     # records it entered).
     late_entry = outcome is CompletionOutcome.SUCCESS and failed_at_bot(invoice.status, attempt > 0)
@@ -144,6 +154,10 @@ def record_rpa_outcome(read_model: InvoiceReadModel, commands: PurchaseOrderComm
                                    po_number=invoice.po_number, outcome=outcome, sampro_invoice_id=sampro_invoice_id,
                                    error=error, occurred_at=clock()))
     return CompletionReport(event_id, already_recorded=False)
+
+
+def _second_entry(recorded: str | None, reported: str | None) -> bool:
+    return recorded is not None and reported is not None and reported != recorded
 
 
 def dry_run(document: dict[str, Any], purchase_orders: PurchaseOrderReader, scheduler: ProcessScheduler,

@@ -72,6 +72,16 @@ def test_an_outcome_already_recorded_is_202_and_nothing_is_published(api):
     assert "already recorded" in answer.json()["detail"] and api.commands.published == []
 
 
+def test_an_entry_of_an_entered_invoice_under_another_sampro_id_is_409_and_published_for_ap_to_see(api):
+    """Answered as a repeat ("already recorded") and dropped, a second entry in Sampro went unheard of."""
+    answer = api.client.post(SUCCESS.format("MP-4"), json={"invoice_version": 1, "sampro_invoice_id": "S-9"},
+                             **api.as_bot())
+    assert answer.status_code == 409 and answer.json()["current_status"] == "entered"
+    assert "S-4" in answer.json()["detail"] and "S-9" in answer.json()["detail"]
+    ((_, _, second),) = api.commands.published
+    assert second.sampro_invoice_id == "S-9" and second.event_id == "rpa:MP-4:v1:attempt1:success:S-9"
+
+
 def test_another_outcome_or_an_invoice_not_at_the_bot_is_409_with_the_status(api):
     failure = api.client.post(FAILURE.format("MP-4"), json={"invoice_version": 1, "error": "x"}, **api.as_bot())
     assert failure.status_code == 409 and failure.json()["current_status"] == "entered"
