@@ -17,6 +17,7 @@ import hmac
 import logging
 import math
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -61,6 +62,7 @@ class Principal:
     name: str
     role: Role
     session_version: int | None = None  # set when signed in by the session cookie
+    session_ends: float | None = None  # when that cookie stops being taken (Unix time)
 
     @property
     def by_cookie(self) -> bool:
@@ -170,7 +172,7 @@ class Authenticator:
         """Blocking: reads the session version. None for a forged, expired or ended session, and for
         a user removed from the settings or given a new password since."""
         try:
-            data = self.cookies.loads(cookie, max_age=self.max_age)
+            data, signed_at = self.cookies.loads(cookie, max_age=self.max_age, return_timestamp=True)
         except BadSignature:
             return None
         named = isinstance(data, dict) and isinstance(data.get("name"), str)
@@ -180,11 +182,17 @@ class Authenticator:
         version = data.get("v")
         if version != self.sessions.current(user.name):
             return None
-        return Principal(user.name, Role(user.role), session_version=version)
+        return Principal(user.name, Role(user.role), session_version=version,
+                         session_ends=signed_at.timestamp() + self.max_age)
 
     def still_signed_in(self, principal: Principal) -> bool:
-        """Blocking. For a stream that outlives its request: has the session ended since?"""
-        return not principal.by_cookie or self.sessions.current(principal.name) == principal.session_version
+        """Blocking. For a stream that outlives its request: has the session ended since, signed
+        out or expired? (itsdangerous's clock, as the cookie's.)"""
+        if not principal.by_cookie:
+            return True
+        if principal.session_ends is not None and time.time() >= principal.session_ends:
+            return False
+        return self.sessions.current(principal.name) == principal.session_version
 
     def from_trusted_headers(self, request: Request) -> Principal | None:
         if not self.trusted_user_header or not request.scope.get(FROM_PROXY):

@@ -16,7 +16,9 @@ Each subscriber gets the latest figures first, then every update, for as long as
 `still_allowed` is asked before each update and every `recheck_every` seconds, so a stream ends
 soon after its session does. A browser that stops reading (a laptop lid shut on a held-open
 connection) ends its stream once one send has waited `send_timeout` seconds: until then the
-send holds, and no session check runs.
+send holds, and no session check runs. A user has at most `streams_per_user` streams open, and
+the API `streams_at_most` in all: each holds a connection, a queue and a session check every
+`recheck_every` seconds, and one viewer's cookie opened hundreds.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -34,11 +37,14 @@ from connectors.api_ports import InvoiceReadModel
 class LiveFeed:
     def __init__(self, read_model: InvoiceReadModel, clock: Callable[[], datetime], interval: float = 1.0,
                  kpi_every: float = 10.0, recheck_every: float = 5.0, kpi_at_most_every: float = 5.0,
-                 ap_every: float = 60.0, send_timeout: float = 30.0):
+                 ap_every: float = 60.0, send_timeout: float = 30.0, streams_per_user: int = 8,
+                 streams_at_most: int = 500):
         self.read_model, self.clock, self.interval, self.kpi_every = read_model, clock, interval, kpi_every
         self.kpi_at_most_every, self.ap_every = kpi_at_most_every, ap_every
         self.recheck_every, self.send_timeout = recheck_every, send_timeout
+        self.streams_per_user, self.streams_at_most = streams_per_user, streams_at_most
         self.subscribers: set[asyncio.Queue] = set()
+        self.streams_of: Counter[str] = Counter()  # open streams per user
         self.latest: dict[str, Any] | None = None
         self._last_event: int | None = None
         self._kpi_at, self._ap_at, self._behind = 0.0, 0.0, False
@@ -88,12 +94,26 @@ class LiveFeed:
                     queue.put_nowait(update)
             await asyncio.sleep(self.interval)
 
-    async def subscribe(self, still_allowed: Callable[[], Awaitable[bool]] | None = None,
+    def refused(self, user: str) -> str | None:
+        """Why `user` may not open another stream now, or None."""
+        if self.streams_of[user] >= self.streams_per_user:
+            return (f"{user} has {self.streams_of[user]} live streams open already, the most a user may: "
+                    "close a dashboard tab")
+        if sum(self.streams_of.values()) >= self.streams_at_most:
+            return f"the API serves {self.streams_at_most} live streams already, the most it may: try again later"
+        return None
+
+    async def subscribe(self, still_allowed: Callable[[], Awaitable[bool]] | None = None, user: str = "",
                         ) -> AsyncIterator[dict[str, Any]]:
+        """Nothing for a stream over the bounds: the route refuses those, but a burst of requests
+        all passed its look before any of them started streaming."""
+        if self.refused(user) is not None:
+            return
         queue: asyncio.Queue = asyncio.Queue(maxsize=20)
         if self.latest is not None:
             queue.put_nowait({**self.latest, "changed": []})
         self.subscribers.add(queue)
+        self.streams_of[user] += 1
         self._kpi_at = 0.0  # fresh figures on the next round
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run())
@@ -106,6 +126,9 @@ class LiveFeed:
                 yield update
         finally:
             self.subscribers.discard(queue)
+            self.streams_of[user] -= 1
+            if not self.streams_of[user]:
+                del self.streams_of[user]
 
     async def close(self) -> None:
         self.subscribers.clear()

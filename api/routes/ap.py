@@ -15,7 +15,7 @@ from sse_starlette import EventSourceResponse
 
 from api.auth import Principal, SignedInFirst, clerk, signed_in
 from api.comparison import compare
-from api.errors import answers
+from api.errors import ApiProblem, answers
 from api.routes.deps import InvoiceId, context
 from api.schemas import (
     NO_NUL,
@@ -23,6 +23,7 @@ from api.schemas import (
     DispatchRequest,
     InvoiceView,
     Me,
+    Problem,
     ReasonCode,
     ReleaseRequest,
 )
@@ -30,6 +31,8 @@ from api.services import find_invoice, holds, release_invoice, send_to_rpa
 from connectors.scheduler.read_model import MAX_PAGE, InvoicePage, InvoiceQuery, Kpi
 from rules.lifecycle import InvoiceStatus
 from rules.models import MAX_VERSION
+
+STREAM_RETRY_SECONDS = 30
 
 router = APIRouter(prefix="/api", tags=["invoices"], route_class=SignedInFirst, responses=answers(401, 413, 422, 429))
 
@@ -112,13 +115,18 @@ def show_kpi(_: Principal = Depends(signed_in), ctx=Depends(context)) -> Kpi:
 @router.get("/events", response_class=EventSourceResponse, summary="Live KPI figures and changed rows (SSE)",
             responses={200: {"content": {"text/event-stream": {}},
                              "description": "`update` events: {kpi, changed: [invoice summaries]}; "
-                                            "the stream ends when its session does"}})
+                                            "the stream ends when its session does"},
+                       429: {"model": Problem, "description": "The user has the most live streams a user may "
+                                                              "open, or the API the most in all"}})
 async def stream_updates(principal: Principal = Depends(signed_in), ctx=Depends(context)) -> EventSourceResponse:
+    if (refused := ctx.live.refused(principal.name)) is not None:
+        raise ApiProblem(429, refused, headers={"Retry-After": str(STREAM_RETRY_SECONDS)})
+
     async def still_signed_in() -> bool:
         return await run_in_threadpool(ctx.auth.still_signed_in, principal)
 
     async def updates():
-        async for update in ctx.live.subscribe(still_signed_in):
+        async for update in ctx.live.subscribe(still_signed_in, principal.name):
             yield {"event": "update", "data": json.dumps(update)}
 
     return EventSourceResponse(updates(), ping=15, send_timeout=ctx.live.send_timeout)

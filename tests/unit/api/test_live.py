@@ -123,3 +123,36 @@ def test_subscribers_get_the_latest_figures_then_each_change():
 
 def test_the_event_stream_needs_a_signed_in_user(api):
     assert api.client.get("/api/events").status_code == 401
+
+
+def test_a_user_has_at_most_so_many_streams_and_the_api_so_many_in_all():
+    """One viewer's cookie opened 200 streams, each a connection, a queue and a session check."""
+    async def scenario(api):
+        feed = LiveFeed(api.read_model, lambda: NOW, interval=0.01, streams_per_user=2, streams_at_most=3)
+        streams = [feed.subscribe(user="ana"), feed.subscribe(user="ana")]
+        for stream in streams:
+            await asyncio.wait_for(anext(stream), 5)
+        said = feed.refused("ana")
+        past_the_look = [update async for update in feed.subscribe(user="ana")]  # a burst's: ends at once
+        other = feed.subscribe(user="victor")
+        await asyncio.wait_for(anext(other), 5)
+        in_all = feed.refused("olga")
+        await streams[0].aclose()
+        after = feed.refused("ana"), feed.refused("olga")
+        for stream in (streams[1], other):
+            await stream.aclose()
+        await feed.close()
+        return said, past_the_look, in_all, after, dict(feed.streams_of)
+
+    from tests.unit.api.conftest import make_api
+
+    said, past_the_look, in_all, after, left = asyncio.run(scenario(make_api()))
+    assert "ana has 2 live streams open" in said and past_the_look == []
+    assert "serves 3 live streams" in in_all and after == (None, None) and left == {}
+
+
+def test_a_stream_past_the_users_bound_is_429(api):
+    api.context.live.streams_per_user = 0
+    answer = api.client.get("/api/events", **api.as_clerk())
+    assert answer.status_code == 429 and "live streams" in answer.json()["detail"]
+    assert answer.headers["Retry-After"] == "30"

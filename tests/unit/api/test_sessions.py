@@ -76,6 +76,17 @@ def test_the_live_stream_ends_when_its_session_does():
     assert not any(line.startswith("event:") for line in rest)
 
 
+def test_a_stream_ends_when_its_cookie_expires_though_no_one_signed_out(api, monkeypatch):
+    """Only the sign-out was checked: a stream opened a second before the cookie's 8 hours ran on
+    until the user signed out, however long after."""
+    principal = api.context.auth.from_session(signed_in_cookie(api))
+    expected = time.time() + api.context.auth.max_age
+    assert principal is not None and abs(principal.session_ends - expected) < 5
+    assert api.context.auth.still_signed_in(principal)
+    monkeypatch.setattr(time, "time", lambda: principal.session_ends)
+    assert not api.context.auth.still_signed_in(principal)
+
+
 @pytest.mark.parametrize(("settings", "base_url", "secure"), [
     ({}, "http://testserver", False),
     ({}, "https://testserver", True),
