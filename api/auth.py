@@ -30,8 +30,9 @@ from fastapi.routing import APIRoute
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicCredentials, HTTPBearer
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from prometheus_client import CollectorRegistry, Counter
+from starlette.exceptions import HTTPException
 
-from api.errors import ApiProblem
+from api.errors import ApiProblem, unreadable_json
 from api.proxy import FROM_PROXY
 from api.throttle import SignInThrottle
 from connectors.api_ports import SessionVersions
@@ -284,7 +285,14 @@ def _gate_first(gate: Callable[[Request], Awaitable[object]]) -> type[APIRoute]:
 
             async def gate_then_handle(request: Request) -> Response:
                 await gate(request)
-                return await handler(request)
+                try:
+                    return await handler(request)
+                except HTTPException as error:  # FastAPI's 400 for JSON Python cannot read: a 422 naming the body
+                    cause = error.__cause__
+                    if (error.status_code == 400 and isinstance(cause, ValueError | RecursionError)
+                            and not isinstance(cause, UnicodeDecodeError)):  # not text at all: the 400 it is
+                        raise unreadable_json(cause) from None
+                    raise
 
             return gate_then_handle
 

@@ -40,6 +40,20 @@ class ApiProblem(Exception):
         self.status, self.detail, self.headers, self.extra = status, detail, headers, extra
 
 
+def not_json(position: int, reason: str) -> RequestValidationError:
+    """A 422 for a body that is no JSON the API reads, as FastAPI words one that is not JSON at all."""
+    return RequestValidationError([{"type": "json_invalid", "loc": ("body", position), "msg": "JSON decode error",
+                                    "input": {}, "ctx": {"error": reason}}])
+
+
+def unreadable_json(error: ValueError | RecursionError) -> RequestValidationError:
+    """JSON, but not what Python reads: an integer of more digits than it converts, or nesting
+    deeper than its parser follows."""
+    if isinstance(error, RecursionError):
+        return not_json(0, "nested too deeply")
+    return not_json(getattr(error, "pos", 0), getattr(error, "msg", str(error)))
+
+
 def _shown(value: Any) -> Any:
     """The offending value as JSON, cut short when long."""
     try:

@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from api.auth import Principal, SignedInFirst, signed_in
-from api.errors import answers
+from api.errors import answers, unreadable_json
 from api.routes.deps import context
 from api.schemas import VerdictAnswer
 from api.services import dry_run
@@ -30,20 +30,13 @@ INVOICE_BODY = {"required": True, "content": {"application/json": {"schema": {
                    "Contract problems come back as INVALID_INVOICE findings, not as errors."}}}}
 
 
-def _not_json(position: int, reason: str) -> RequestValidationError:
-    return RequestValidationError([{"type": "json_invalid", "loc": ("body", position), "msg": "JSON decode error",
-                                    "input": {}, "ctx": {"error": reason}}])
-
-
 def _invoice_document(raw: bytes) -> dict[str, Any]:
     """JSON numbers are read as Decimal, so "15.50" and 15.50 mean the same money."""
     try:
         document = json.loads(raw, parse_float=Decimal)
         json.dumps(document, ensure_ascii=False, default=str).encode()  # a lone surrogate escape is not text
-    except ValueError as exc:  # also an integer of more digits than Python converts
-        raise _not_json(getattr(exc, "pos", 0), getattr(exc, "msg", str(exc))) from None
-    except RecursionError:  # the parser's own limit, far beyond the 8 levels an invoice may have
-        raise _not_json(0, "nested too deeply") from None
+    except (ValueError, RecursionError) as exc:  # the parser's own limits, far beyond an invoice's
+        raise unreadable_json(exc) from None
     if not isinstance(document, dict):
         raise RequestValidationError([{"type": "dict_type", "loc": ("body",), "input": document,
                                        "msg": "an invoice must be a JSON object"}])

@@ -92,3 +92,20 @@ def test_the_limits_are_settings():
     assert answer.status_code == 400
     assert api.client.post(RELEASE, content=body, auth=("ana", PASSWORD),
                            headers={"Content-Type": "application/json"}).status_code == 413
+
+
+@pytest.mark.parametrize(("body", "said"), [
+    (b'{"invoice_version": ' + b"9" * 5000 + b', "sampro_invoice_id": "S-1"}', "integer string conversion"),
+    (b"[" * 30_000 + b"]" * 30_000, "nested too deeply"),  # within the body limit, beyond Python's parser
+])
+def test_json_python_cannot_read_is_a_422_naming_the_body_on_every_route_that_takes_one(body, said):
+    """FastAPI answered 400 "There was an error parsing the body", naming nothing."""
+    api, as_json = make_api(), {"Content-Type": "application/json"}
+    for path, headers, auth in (("/rpa/invoices/MP-1/success", {"Authorization": f"Bearer {TOKEN}"}, None),
+                                (RELEASE, {"X-Requested-With": "dashboard"}, ("ana", PASSWORD))):
+        answer = api.client.post(path, content=body, headers={**headers, **as_json}, auth=auth)
+        assert answer.status_code == 422, (path, answer.text)
+        assert answer.json()["errors"][0]["field"] == "body" and said in answer.json()["detail"]
+    not_text = api.client.post(RELEASE, content=b'{"reason": "\xff"}', auth=("ana", PASSWORD),
+                               headers={"Content-Type": "application/json"})
+    assert not_text.status_code == 400  # not UTF-8: the body cannot be read at all
