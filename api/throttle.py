@@ -4,7 +4,9 @@ is answered before its password is checked, so guessing costs the guesser time a
 
 A successful sign-in clears its user's count, not its address's: one account of their own must not
 let someone go on guessing the others from the same address. Counts are kept in this process, at
-most `capacity` keys (the oldest go first), and forgotten after a quiet longest wait.
+most `capacity` keys (the oldest go first), and forgotten after a quiet longest wait. A key that
+starts with `kept` (a configured user's) is never pushed out: there are as many as users, where
+a guesser with a block of IPv6 addresses pushed a user's count out and guessed on from zero.
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ class _Failures:
 
 class SignInThrottle:
     def __init__(self, free_failures: int, first_wait: float, longest_wait: float,
-                 clock: Callable[[], float] = time.monotonic, capacity: int = 10_000):
+                 clock: Callable[[], float] = time.monotonic, capacity: int = 10_000, kept: str = "user:"):
         self.free_failures, self.first_wait, self.longest_wait = free_failures, first_wait, longest_wait
-        self.clock, self.capacity = clock, capacity
+        self.clock, self.capacity, self.kept = clock, capacity, kept
         self._failures: OrderedDict[str, _Failures] = OrderedDict()
 
     def _wait(self, failures: _Failures, now: float) -> float:
@@ -48,7 +50,10 @@ class SignInThrottle:
             failures.count, failures.last_at = failures.count + 1, now
             self._failures[key] = failures
         while len(self._failures) > self.capacity:
-            self._failures.popitem(last=False)
+            oldest = next((key for key in self._failures if not key.startswith(self.kept)), None)
+            if oldest is None:
+                break
+            del self._failures[oldest]
 
     def succeeded(self, key: str) -> None:
         self._failures.pop(key, None)

@@ -120,3 +120,14 @@ def test_the_throttle_forgets_the_oldest_keys_beyond_its_capacity():
     throttle.failed("address:a")
     throttle.failed("address:b", "address:c")
     assert throttle.wait_for("address:a") == 0 and throttle.wait_for("address:c") == 1.0
+
+
+def test_a_users_count_is_never_pushed_out_by_guesses_from_many_addresses():
+    """Held back on ana, a guesser with a block of IPv6 addresses failed with unknown names from
+    each, until ana's count was the oldest key and went: then ana's guessing started from zero."""
+    throttle = SignInThrottle(1, 1.0, 10.0, clock=lambda: 0.0, capacity=2)
+    for _ in range(5):
+        throttle.failed("address:a", "user:ana")
+    for n in range(50):  # a /64 holds more addresses than any capacity
+        throttle.failed(f"address:{n}")
+    assert throttle.wait_for("user:ana") == 10.0 and throttle.wait_for("address:a") == 0
