@@ -45,6 +45,7 @@ class ApiContext:
     purchase_orders: PurchaseOrderReader
     scheduler: ProcessScheduler  # read for the duplicate check of a dry run; the API never writes it
     lag: PipelineLag
+    sent_log: RpaSentLog  # read for the bot's callbacks: which hand-off it reports on
     policy: Policy
     limits: Limits  # what an invoice may hold, as the worker judges it
     auth: Authenticator
@@ -79,7 +80,8 @@ def create_app(
     metrics = registry_for(built.read_model, built.lag, built.sent_log, clock, settings.api_status_cache_seconds)
     context = ApiContext(
         settings=settings, read_model=built.read_model, commands=built.commands,
-        purchase_orders=built.purchase_orders, scheduler=built.scheduler, lag=built.lag, policy=built.policy,
+        purchase_orders=built.purchase_orders, scheduler=built.scheduler, lag=built.lag, sent_log=built.sent_log,
+        policy=built.policy,
         limits=built.limits,
         auth=Authenticator(settings, built.sessions, metrics), clock=clock,
         live=LiveFeed(built.read_model, clock, interval=live_interval), metrics=metrics,

@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Route
 
 from api.schemas import Conflict, Problem, ValidationProblem
-from api.services import NotNow
+from api.services import NotNow, NotYet
 from connectors.api_ports import CommandNotDelivered
 from connectors.sampro import SamproDataError
 from rules.errors import Conflict as ConflictError
@@ -126,6 +126,10 @@ def install(app: FastAPI) -> None:
         return JSONResponse({"detail": f"{exc.dependency} cannot be reached, try again"}, status_code=503,
                             headers={"Retry-After": "5"})
 
+    @app.exception_handler(NotYet)
+    async def not_yet(_request: Request, exc: NotYet) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "5"})
+
     @app.exception_handler(NotNow)
     async def not_now(_request: Request, exc: NotNow) -> JSONResponse:
         return JSONResponse({"detail": str(exc), "current_status": exc.current_status.value}, status_code=409)
@@ -154,7 +158,8 @@ _DESCRIPTIONS = {
     422: "Invalid input: names the field and the value",
     429: "Too many failed sign-ins from this user or address: try again after Retry-After seconds",
     502: "Sampro answered with data that cannot be used",
-    503: "Kafka or the database cannot be reached",
+    503: "Kafka or the database cannot be reached, or (a callback) processscheduler does not show yet the "
+         "invoice its email came for: try again after Retry-After seconds",
 }
 
 

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from api.schemas import BLANKS, HoldView
-from connectors.api_ports import InvoiceReadModel, PurchaseOrderCommands
+from connectors.api_ports import InvoiceReadModel, PurchaseOrderCommands, RpaSentLog
 from connectors.ports import ProcessScheduler, PurchaseOrderReader
 from connectors.scheduler.read_model import VERDICT_EVENT_PREFIX, InvoiceDetail
 from rules.context import EvaluationContext
@@ -37,6 +37,10 @@ class NotNow(Conflict):
     def __init__(self, detail: str, current_status: InvoiceStatus):
         super().__init__(detail)
         self.current_status = current_status
+
+
+class NotYet(Exception):
+    """What was asked about is under way, and processscheduler does not show it yet: ask again."""
 
 
 def find_invoice(read_model: InvoiceReadModel, invoice_id: str, version: int | None) -> InvoiceDetail:
@@ -126,11 +130,23 @@ def completion_event_id(invoice_id: str, version: int, attempt: int, outcome: Co
     return f"rpa:{invoice_id}:v{version}:attempt{attempt}:{outcome.value}"
 
 
-def record_rpa_outcome(read_model: InvoiceReadModel, commands: PurchaseOrderCommands, clock: Clock, *,
-                       invoice_id: str, version: int, outcome: CompletionOutcome,
+def record_rpa_outcome(read_model: InvoiceReadModel, sent_log: RpaSentLog, commands: PurchaseOrderCommands,
+                       clock: Clock, *, invoice_id: str, version: int, outcome: CompletionOutcome,
                        sampro_invoice_id: str | None = None, error: str | None = None) -> CompletionReport:
-    invoice = find_invoice(read_model, invoice_id, version)
+    try:
+        invoice = find_invoice(read_model, invoice_id, version)
+    except NotFound:
+        if sent_log.last_hand_off(invoice_id, version):  # emailed before its verdict's row was written
+            raise NotYet(f"{invoice_id} v{version} was emailed to the RPA bot, and processscheduler does not "
+                         "show it yet: report it again in a few seconds") from None
+        raise
     attempt = sum(1 for change in invoice.history if change.status is InvoiceStatus.SENT_TO_RPA)
+    # processscheduler's sink may be behind the mailer: the bot then reports on a hand-off its history
+    # does not show yet, which was refused (409) as not at the bot, or taken for the one before's.
+    emailed = sent_log.last_hand_off(invoice_id, version)
+    if emailed > attempt:
+        return _publish(commands, clock, invoice, outcome, completion_event_id(invoice_id, version, emailed, outcome),
+                        sampro_invoice_id, error)
     event_id = completion_event_id(invoice_id, version, attempt, outcome)
     recorded = InvoiceStatus.ENTERED if outcome is CompletionOutcome.SUCCESS else InvoiceStatus.RPA_FAILED
     if invoice.status is recorded and not _second_entry(invoice.sampro_invoice_id, sampro_invoice_id):
@@ -138,10 +154,8 @@ def record_rpa_outcome(read_model: InvoiceReadModel, commands: PurchaseOrderComm
     if invoice.status is recorded:
         # Taken for a repeat, Sampro would hold an entry AP never hears of: one to pay twice. The PO
         # agent notes it in the invoice's history; the bot is told it conflicts with the entry recorded.
-        event_id = f"{event_id}:{sampro_invoice_id}"
-        commands.publish(RpaCompletion(event_id=event_id, invoice_id=invoice_id, invoice_version=version,
-                                       po_number=invoice.po_number, outcome=outcome,
-                                       sampro_invoice_id=sampro_invoice_id, occurred_at=clock()))
+        _publish(commands, clock, invoice, outcome, f"{event_id}:{sampro_invoice_id}", sampro_invoice_id, error,
+                 entered_as=invoice.sampro_invoice_id)
         raise NotNow(f"{invoice_id} v{version} was entered as Sampro invoice {invoice.sampro_invoice_id}; "
                      f"{sampro_invoice_id} is a second entry of it: reverse one in Sampro (AP sees this in the "
                      "invoice's history)", invoice.status)
@@ -150,9 +164,16 @@ def record_rpa_outcome(read_model: InvoiceReadModel, commands: PurchaseOrderComm
     late_entry = outcome is CompletionOutcome.SUCCESS and failed_at_bot(invoice.status, attempt > 0)
     if invoice.status is not InvoiceStatus.SENT_TO_RPA and not late_entry:
         raise NotNow(f"{invoice_id} v{version} is {invoice.status.value}, not at the RPA bot", invoice.status)
-    commands.publish(RpaCompletion(event_id=event_id, invoice_id=invoice_id, invoice_version=version,
-                                   po_number=invoice.po_number, outcome=outcome, sampro_invoice_id=sampro_invoice_id,
-                                   error=error, occurred_at=clock()))
+    return _publish(commands, clock, invoice, outcome, event_id, sampro_invoice_id, error)
+
+
+def _publish(commands: PurchaseOrderCommands, clock: Clock, invoice: InvoiceDetail, outcome: CompletionOutcome,
+             event_id: str, sampro_invoice_id: str | None, error: str | None,
+             entered_as: str | None = None) -> CompletionReport:
+    commands.publish(RpaCompletion(event_id=event_id, invoice_id=invoice.invoice_id,
+                                   invoice_version=invoice.invoice_version, po_number=invoice.po_number,
+                                   outcome=outcome, sampro_invoice_id=sampro_invoice_id, error=error,
+                                   occurred_at=clock(), entered_as=entered_as))
     return CompletionReport(event_id, already_recorded=False)
 
 

@@ -53,10 +53,14 @@ class InvoiceReadModel(Protocol):
 
 
 class RpaSentLog(Protocol):
-    """The RPA sent log as the API reads it (for /metrics); the mailer writes it."""
+    """The RPA sent log as the API reads it (for /metrics and the bot's callbacks); the mailer writes it."""
 
     def in_doubt(self) -> list[tuple[str, int]]:
         """Invoice versions whose email was cut off between the log and the server's answer."""
+
+    def last_hand_off(self, invoice_id: str, version: int) -> int:
+        """The last hand-off (`RpaRequest.attempt`) of this version the mailer emailed, or may have
+        (cut off); 0: none. Ahead of processscheduler while its sink is behind the mailer."""
 
 
 # Kafka, read and written beside the pipeline ----------------------------------------------------

@@ -113,8 +113,8 @@ class RpaBot:
                 self.producer.poll(0)  # flushed once the mailbox is read
 
     def _call_back(self, completion: RpaCompletion, patience: float = 60) -> None:
-        """POSTs the outcome; 404 and 409 are retried too, as the email can arrive before
-        processscheduler shows the invoice at the RPA bot."""
+        """POSTs the outcome, again only on a 503 (the API's "try again": also while processscheduler
+        does not show the invoice yet) or no answer at all, as the README tells a bot to."""
         failed = completion.outcome is CompletionOutcome.FAILURE
         invoice_id = quote(completion.invoice_id, safe="")  # an id may hold "/" or "?"
         url = f"{self.api_url}/rpa/invoices/{invoice_id}/{'failure' if failed else 'success'}"
@@ -124,7 +124,10 @@ class RpaBot:
         while not self._stop.is_set() and time.monotonic() < deadline:
             try:
                 answer = httpx.post(url, json=body, headers={"Authorization": f"Bearer {self.api_token}"}, timeout=10)
-                if answer.status_code == 202:
+                if answer.status_code != 503:
+                    if answer.status_code != 202:
+                        log.warning("the API refused the report on %s: %s %s", completion.invoice_id,
+                                    answer.status_code, answer.text[:300])
                     return
             except httpx.HTTPError:
                 pass

@@ -248,3 +248,6 @@ class RpaCompletion(_Model):
     sampro_invoice_id: Annotated[str, StringConstraints(max_length=64)] | None = None
     error: Annotated[str, StringConstraints(max_length=2000)] | None = None
     occurred_at: datetime
+    # The Sampro invoice processscheduler recorded for this version, where the API found the bot
+    # reporting another: a second entry, which the PO agent notes for AP to reverse one.
+    entered_as: Annotated[str, StringConstraints(max_length=64)] | None = None

@@ -32,7 +32,7 @@ def _accepted(report: CompletionReport, invoice_id: str, version: int, outcome: 
 
 @router.post("/success", status_code=202, response_model=CallbackAccepted, summary="The bot entered the invoice")
 def report_success(body: RpaSuccess, invoice_id: InvoiceId, ctx=Depends(context)) -> CallbackAccepted:
-    report = record_rpa_outcome(ctx.read_model, ctx.commands, ctx.clock, invoice_id=invoice_id,
+    report = record_rpa_outcome(ctx.read_model, ctx.sent_log, ctx.commands, ctx.clock, invoice_id=invoice_id,
                                 version=body.invoice_version, outcome=CompletionOutcome.SUCCESS,
                                 sampro_invoice_id=body.sampro_invoice_id)
     return _accepted(report, invoice_id, body.invoice_version, CompletionOutcome.SUCCESS)
@@ -41,6 +41,6 @@ def report_success(body: RpaSuccess, invoice_id: InvoiceId, ctx=Depends(context)
 @router.post("/failure", status_code=202, response_model=CallbackAccepted,
              summary="The bot could not enter the invoice")
 def report_failure(body: RpaFailure, invoice_id: InvoiceId, ctx=Depends(context)) -> CallbackAccepted:
-    report = record_rpa_outcome(ctx.read_model, ctx.commands, ctx.clock, invoice_id=invoice_id,
+    report = record_rpa_outcome(ctx.read_model, ctx.sent_log, ctx.commands, ctx.clock, invoice_id=invoice_id,
                                 version=body.invoice_version, outcome=CompletionOutcome.FAILURE, error=body.error)
     return _accepted(report, invoice_id, body.invoice_version, CompletionOutcome.FAILURE)

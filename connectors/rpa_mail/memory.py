@@ -26,10 +26,15 @@ class InMemoryRpaMailer(RpaMailer):
 
 
 class InMemorySentLog(RpaSentLog):
-    """The sent log as the API reads it: the hand-offs in doubt, as a test sets them."""
+    """The sent log as the API reads it: the hand-offs emailed and those in doubt, as a test sets them."""
 
-    def __init__(self, in_doubt: Iterable[tuple[str, int]] = ()) -> None:
+    def __init__(self, in_doubt: Iterable[tuple[str, int]] = (),
+                 hand_offs: Iterable[tuple[str, int, int]] = ()) -> None:
         self.doubtful = list(in_doubt)
+        self.hand_offs = list(hand_offs)  # (invoice id, version, attempt) emailed
 
     def in_doubt(self) -> list[tuple[str, int]]:
         return list(self.doubtful)
+
+    def last_hand_off(self, invoice_id: str, version: int) -> int:
+        return max((attempt for i, v, attempt in self.hand_offs if (i, v) == (invoice_id, version)), default=0)

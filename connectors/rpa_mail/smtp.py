@@ -26,7 +26,7 @@ import time
 from collections.abc import Collection, Iterator, Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import ColumnElement, Connection, Engine, delete, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from connectors.api_ports import RpaSentLog
@@ -114,6 +114,12 @@ class SqlSentLog(RpaSentLog):
             conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         with conn:
             yield SentLogSession(conn)
+
+    def last_hand_off(self, invoice_id: str, version: int) -> int:
+        t = rpa_sent_log
+        with mapped_errors("processscheduler"), self.engine.connect() as conn:
+            return conn.execute(select(func.max(t.c.attempt)).where(
+                t.c.invoice_id == invoice_id, t.c.invoice_version == version)).scalar() or 0
 
     def in_doubt(self) -> list[tuple[str, int]]:
         """Invoice versions whose hand-off was cut off between the log and the server's answer:

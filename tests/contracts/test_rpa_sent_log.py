@@ -26,11 +26,15 @@ class RpaSentLogContract:
     def test_only_the_email_without_an_answer_is_in_doubt(self, sent_log):
         assert sent_log.in_doubt() == [CUT_OFF]
 
+    def test_the_last_hand_off_of_a_version_counts_one_in_doubt_too(self, sent_log):
+        assert sent_log.last_hand_off(*CONFIRMED) == 1 and sent_log.last_hand_off(*CUT_OFF) == 1
+        assert sent_log.last_hand_off("MP-1", 2) == 0 and sent_log.last_hand_off("MP-9", 1) == 0
+
 
 class TestInMemorySentLog(RpaSentLogContract):
     @pytest.fixture
     def sent_log(self):
-        return InMemorySentLog(in_doubt=[CUT_OFF])
+        return InMemorySentLog(in_doubt=[CUT_OFF], hand_offs=[FIRST, CUT_OFF_FIRST])
 
 
 class SqlSentLogContract(RpaSentLogContract):
@@ -65,6 +69,7 @@ class SqlSentLogContract(RpaSentLogContract):
             assert not session.claim(second, "<a2>")
         assert empty.sent_before([FIRST, second, (*CONFIRMED, 3)]) == {FIRST, second}
         assert empty.in_doubt() == [CONFIRMED]  # the second is not answered yet
+        assert empty.last_hand_off(*CONFIRMED) == 2
 
     def test_a_claim_and_a_reply_are_committed_before_the_next_step_of_the_email(self, empty):
         """The claim must be durable before the end-of-data dot goes out: another connection sees

@@ -80,6 +80,7 @@ def test_an_entry_of_an_entered_invoice_under_another_sampro_id_is_409_and_publi
     assert "S-4" in answer.json()["detail"] and "S-9" in answer.json()["detail"]
     ((_, _, second),) = api.commands.published
     assert second.sampro_invoice_id == "S-9" and second.event_id == "rpa:MP-4:v1:attempt1:success:S-9"
+    assert second.entered_as == "S-4"
 
 
 def test_another_outcome_or_an_invoice_not_at_the_bot_is_409_with_the_status(api):
@@ -103,6 +104,32 @@ def test_an_entry_reported_after_the_failure_was_recorded_is_published(api, sinc
     assert entry.outcome is CompletionOutcome.SUCCESS
     failure = api.client.post(FAILURE.format("MP-1"), json={"invoice_version": 1, "error": "x"}, **api.as_bot())
     assert failure.status_code == (409 if since else 202)  # released: no longer failed either
+
+
+@pytest.mark.parametrize("shown", [
+    [InvoiceStatus.RPA_FAILED, InvoiceStatus.RELEASED],  # the second hand-off not recorded yet: it was a 409
+    [],  # the first's failure neither: the second's report was taken for the first's, a repeat the PO agent drops
+])
+def test_the_outcome_of_a_hand_off_processscheduler_does_not_show_yet_is_that_hand_offs(api, shown):
+    """The sink writes processscheduler behind the mailer: the bot may report on an email before
+    its hand-off is in the invoice's history."""
+    api.scheduler.record([change("MP-1", status, f"step-{status.value}", actor="ana", reason="retry")
+                          for status in shown])
+    api.sent_log.hand_offs = [("MP-1", 1, 1), ("MP-1", 1, 2)]
+    answer = api.client.post(FAILURE.format("MP-1"), json={"invoice_version": 1, "error": "x"}, **api.as_bot())
+    assert answer.status_code == 202 and answer.json()["event_id"] == "rpa:MP-1:v1:attempt2:failure"
+    assert [completion.event_id for _, _, completion in api.commands.published] == ["rpa:MP-1:v1:attempt2:failure"]
+
+
+def test_a_report_on_an_email_whose_verdict_processscheduler_has_not_recorded_yet_is_503_to_try_again(api):
+    """It was a 404, "no such invoice", and a bot does not report again on an invoice that is not there."""
+    api.sent_log.hand_offs = [("MP-9", 1, 1)]
+    answer = api.client.post(SUCCESS.format("MP-9"), json={"invoice_version": 1, "sampro_invoice_id": "S-9"},
+                             **api.as_bot())
+    assert answer.status_code == 503 and answer.headers["Retry-After"] == "5" and "again" in answer.json()["detail"]
+    unknown = api.client.post(SUCCESS.format("MP-8"), json={"invoice_version": 1, "sampro_invoice_id": "S-8"},
+                              **api.as_bot())
+    assert unknown.status_code == 404 and api.commands.published == []
 
 
 def test_a_resent_invoice_is_a_new_attempt(api):

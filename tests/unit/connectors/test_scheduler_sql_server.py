@@ -64,6 +64,7 @@ def statements(tmp_path_factory) -> list[str]:
         session.confirm(("MP-1", 1, 1), "250 OK")
         session.forget(("MP-1", 1, 1))
     sent_log.in_doubt()
+    sent_log.last_hand_off("MP-1", 1)
     read_model = SqlInvoiceReadModel(engine)
     read_model.kpi(NOW)
     read_model.status_figures(NOW)

@@ -188,19 +188,29 @@ def test_a_completion_for_an_invoice_version_its_po_never_held_is_refused_naming
     assert why in str(refused.value)
 
 
-def test_an_entry_reported_again_under_another_event_id_is_noted_for_ap_naming_its_sampro_invoice(judge):
-    """The API sends no repeat of the entry it recorded: one under another id is a second entry in
-    Sampro (the bot reported S-9 where S-1 was recorded), which AP must reverse or pay twice."""
+def test_an_entry_reported_again_under_another_event_id_changes_nothing(judge):
     ledger, _ = run(PurchaseOrderLedger(po_number="PO-1"),
                     lambda ledger: submit_invoice(ledger, submission("A"), judge, "automatic"),
                     lambda ledger: complete_rpa(ledger, completion("A"), judge, "automatic"))
-    second = completion("A", event_id="c-A-second").model_copy(update={"sampro_invoice_id": "S-9"})
+    again = complete_rpa(ledger, completion("A", event_id="c-A-resent"), judge, "automatic")
+    assert again.emitted == [] and again.ledger == ledger
+    alike = completion("A", event_id="c-A-alike").model_copy(update={"entered_as": "S-1"})  # the API found S-1 twice
+    assert complete_rpa(ledger, alike, judge, "automatic").emitted == []
+
+
+def test_a_second_entry_the_api_found_under_another_sampro_invoice_is_noted_for_ap_naming_both(judge):
+    """Sampro holds two entries of one invoice version (the bot reported S-9 where S-1 was
+    recorded): AP must reverse one, or pay the invoice twice."""
+    ledger, _ = run(PurchaseOrderLedger(po_number="PO-1"),
+                    lambda ledger: submit_invoice(ledger, submission("A"), judge, "automatic"),
+                    lambda ledger: complete_rpa(ledger, completion("A"), judge, "automatic"))
+    second = completion("A", event_id="c-A-second").model_copy(update={"sampro_invoice_id": "S-9",
+                                                                       "entered_as": "S-1"})
     again = complete_rpa(ledger, second, judge, "automatic")
     (noted,) = again.emitted
-    assert isinstance(noted, StatusChanged) and noted.status is InvoiceStatus.ENTERED and "S-9" in noted.reason
+    assert isinstance(noted, StatusChanged) and noted.status is InvoiceStatus.ENTERED
+    assert "S-9" in noted.reason and "S-1" in noted.reason and noted.invoice_version == 1
     assert again.ledger.holding == [] and complete_rpa(again.ledger, second, judge, "automatic").emitted == []
-    unnamed = completion("A", event_id="c-A-unnamed").model_copy(update={"sampro_invoice_id": None})
-    assert complete_rpa(ledger, unnamed, judge, "automatic").emitted == []
 
 
 def test_the_first_entry_delivered_again_after_a_second_version_was_entered_changes_nothing(judge):
