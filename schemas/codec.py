@@ -297,7 +297,9 @@ def _record_name(schema_id: int, schema_str: str) -> str:
 @contextmanager
 def _registry_errors(doing: str) -> Iterator[None]:
     """A schema the registry does not have makes the record undecodable (dead-lettered); a registry
-    that does not answer, or answers 5xx, is an outage the work waits out."""
+    that does not answer, answers 5xx, or refuses (401, 403: credentials or ACLs, which the operator
+    must put right, and which dead-lettering would turn into every record lost) is an outage the
+    work waits out."""
     from confluent_kafka.schema_registry.error import SchemaRegistryError
 
     try:

@@ -331,7 +331,12 @@ class Runtime:
         where = f"{record.topic}[{record.partition}]@{record.offset}"
         headers = (*record.headers, (FORWARDED_FROM, where.encode()))
         if (problem := _why_not_forwarded(record, home, headers)) is not None:
-            self._dead_letter(flow, record, _decoded_or_none(flow, record), "route", DataError(problem), tick)
+            try:
+                message = _decoded_or_none(flow, record)
+            except Unavailable as error:
+                self._hold_for(flow, record, error)
+                return True
+            self._dead_letter(flow, record, message, "route", DataError(problem), tick)
             return True
         if record.topic not in self._forwarded_on:  # a producer that hashes otherwise sends most records astray
             self._forwarded_on.add(record.topic)
@@ -368,7 +373,11 @@ class Runtime:
         tick.outputs.extend(batch.outputs)
         for record, _ in items:
             tick.finish(record)
-            self._attempts.pop(record.source, None)
+            self._answered(flow, record)
+
+    def _answered(self, flow: Flow, record: Record) -> None:
+        """The record is dealt with, done or dead-lettered: what its flow waited for answered."""
+        self._attempts.pop(record.source, None)
         for dependency in self._waiting_on.pop(flow.name, ()):
             self.health.back(dependency)
 
@@ -399,6 +408,7 @@ class Runtime:
             log.error("%s: %s dead-lettered at %s after an unexpected error", flow.name, where, stage, exc_info=error)
         self.health.dead_letters.labels(flow.name, stage).inc()
         tick.finish(record, outputs)
+        self._answered(flow, record)
 
     # -- holds and back-off --------------------------------------------------------------------------
     def _hold_for(self, flow: Flow, record: Record, error: BaseException) -> None:
@@ -603,8 +613,11 @@ def _why_not_forwarded(record: Record, home: int, headers: tuple[tuple[str, byte
 
 def _decoded_or_none(flow: Flow, record: Record) -> Any:
     """The message, for the dead-letter hook (a bad_invoice verdict that tells AP); None when it
-    cannot be read either."""
+    cannot be read either. A dependency away (the schema registry) is raised: without the
+    message, AP would never hear of the invoice."""
     try:
         return flow.decode(record)
+    except Unavailable:
+        raise
     except Exception:
         return None

@@ -108,8 +108,9 @@ def _registry_away_for(calls: int, then: Callable[[bytes], Any]) -> Callable[[An
     return call
 
 
-def _one_flow(encode: Callable[[Any], bytes], decode: Callable[[Any], Any], handled: list, **flow: Any):
-    broker, clock = InMemoryBroker(partitions=1), [0.0]
+def _one_flow(encode: Callable[[Any], bytes], decode: Callable[[Any], Any], handled: list, partitions: int = 1,
+              **flow: Any):
+    broker, clock = InMemoryBroker(partitions=partitions), [0.0]
     runtime = Runtime(broker, dlq_topic="dlq", encode=encode, clock=lambda: clock[0], sleep=lambda seconds: None)
     runtime.add_flow(Flow("agent", ("t",), decode=decode, handle=lambda batch: handled.extend(batch.messages),
                           **flow))
@@ -143,14 +144,33 @@ def test_a_bad_record_whose_verdict_the_registry_cannot_encode_yet_waits_and_goe
     def refuse(record):
         raise DataError("not an invoice")
 
-    broker, _, run = _one_flow(_registry_away_for(1, bytes), refuse, [],
-                               on_dead_letter=lambda record, message, why: [("verdicts", "MP-1", b"bad_invoice")])
+    broker, runtime, run = _one_flow(_registry_away_for(1, bytes), refuse, [],
+                                     on_dead_letter=lambda record, message, why: [("verdicts", "MP-1", b"bad_invoice")])
     broker.append("t", b"PO-1", b"garbage")
+    run(1)
+    assert broker.records("dlq") == [] and broker.records("verdicts") == []
+    assert "schema-registry" in runtime.health.outages()
+    run(4)
+    assert len(broker.records("dlq")) == 1 and [r.value for r in broker.records("verdicts")] == [b"bad_invoice"]
+    assert broker.committed[("t", 0)] == 1
+    assert runtime.health.outages() == {}  # it answered: the dead letter is its last word on the record
+
+
+def test_a_record_astray_that_cannot_be_forwarded_waits_for_the_registry_to_read_it_for_its_verdict():
+    """Dead-lettered unread, it went without the bad_invoice verdict that tells AP of it."""
+    def verdict(record, message, why):
+        return [("verdicts", "MP-1", b"bad_invoice")] if message is not None else []
+
+    broker, _, run = _one_flow(bytes, _registry_away_for(1, lambda record: record.value), [], partitions=2,
+                               on_dead_letter=verdict, store=Store("s", "s-changelog", "memory://",
+                                                                   Path(tempfile.mkdtemp())))
+    run(2)  # restored and released
+    astray = 1 - broker.partition_of(b"PO-1")
+    broker.append("t", b"PO-1", b"invoice", partition=astray, headers=((FORWARDED_FROM, b"t[0]@7"),))
     run(1)
     assert broker.records("dlq") == [] and broker.records("verdicts") == []
     run(4)
     assert len(broker.records("dlq")) == 1 and [r.value for r in broker.records("verdicts")] == [b"bad_invoice"]
-    assert broker.committed[("t", 0)] == 1
 
 
 def test_a_record_before_one_that_waits_for_its_partition_is_not_passed_over_when_its_batch_is_retried():
