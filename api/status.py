@@ -40,15 +40,20 @@ class Cached(Generic[T]):
 
 class ReadinessProbe:
     """Each dependency's state: None while it answers, else since when it has not. Why it failed
-    goes to the log only: its text names hosts, ports and drivers."""
+    goes to the log only: its text names hosts, ports and drivers. A ping that has not answered
+    for `ttl` seconds is down since it started: the last answer, given meanwhile, said ready for
+    as long as a hung database kept the look waiting."""
 
-    def __init__(self, pings: dict[str, Callable[[], None]], clock: Callable[[], datetime], ttl: float):
-        self.pings, self.clock = pings, clock
+    def __init__(self, pings: dict[str, Callable[[], None]], clock: Callable[[], datetime], ttl: float,
+                 ticks: Callable[[], float] = time.monotonic):
+        self.pings, self.clock, self.ttl, self.ticks = pings, clock, ttl, ticks
         self.down_since: dict[str, datetime] = {}
-        self._cached = Cached(self._look, ttl)
+        self._cached = Cached(self._look, ttl, ticks)
+        self._pinging: tuple[str, datetime, float] | None = None  # the ping under way, since when (and tick)
 
     def _look(self) -> dict[str, datetime | None]:
         for name, ping in self.pings.items():
+            self._pinging = (name, self.clock(), self.ticks())
             try:
                 ping()
             except Exception as exc:
@@ -56,9 +61,16 @@ class ReadinessProbe:
                     log.warning("readiness: %s cannot be reached: %s: %s", name, type(exc).__name__, exc)
                     self.down_since[name] = self.clock()
                 continue
+            finally:
+                self._pinging = None
             if self.down_since.pop(name, None) is not None:
                 log.info("readiness: %s answers again", name)
         return {name: self.down_since.get(name) for name in self.pings}
 
     def states(self) -> dict[str, datetime | None]:
-        return self._cached.get()
+        states = self._cached.get()
+        pinging = self._pinging
+        if pinging is not None and self.ticks() - pinging[2] >= self.ttl:
+            name, since, _ = pinging
+            states = {**states, name: states.get(name) or since}
+        return states

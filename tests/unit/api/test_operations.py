@@ -10,7 +10,7 @@ from datetime import timedelta
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.routes.operations import healthz
-from api.status import Cached
+from api.status import Cached, ReadinessProbe
 from tests.unit.api.conftest import NOW, TOKEN, make_api
 
 
@@ -168,3 +168,29 @@ def test_the_first_look_is_waited_for_by_everyone_who_asks():
 
 def test_liveness_runs_on_the_event_loop_where_no_full_thread_pool_can_stall_it():
     assert inspect.iscoroutinefunction(healthz)
+
+
+def test_a_ping_that_hangs_past_the_cache_time_is_down_since_it_started():
+    """Given the last answer while a look went on, /readyz said ready for as long as a hung
+    database kept the look waiting (psycopg has no connect timeout of its own)."""
+    start, moved, hung, calls = NOW, [0.0], threading.Event(), []
+
+    def database() -> None:
+        calls.append(1)
+        if len(calls) > 1:
+            hung.wait(5)
+
+    probe = ReadinessProbe({"database": database, "kafka": lambda: None},
+                           clock=lambda: start + timedelta(seconds=moved[0]), ttl=10, ticks=lambda: moved[0])
+    assert probe.states() == {"database": None, "kafka": None}
+    moved[0] = 11
+    looking = threading.Thread(target=probe.states)
+    looking.start()
+    while len(calls) < 2:
+        time.sleep(0.001)
+    assert probe.states()["database"] is None  # not yet past the cache time: the last answer
+    moved[0] = 21
+    assert probe.states() == {"database": start + timedelta(seconds=11), "kafka": None}
+    hung.set()
+    looking.join()
+    assert probe.states() == {"database": None, "kafka": None}
