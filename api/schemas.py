@@ -57,14 +57,21 @@ class DispatchRequest(_Body):
     invoice_version: Version
 
 
+ATTEMPT = ("The email's X-Invoice-Attempt header: which hand-off of this version the bot acted on. Without it, "
+           "the last one processscheduler shows is taken, and a report sent again after AP's release is taken "
+           "for the new hand-off's.")
+
+
 class RpaSuccess(_Body):
     invoice_version: Version = Field(description="The invoice_version of the RPA payload the bot entered.")
     sampro_invoice_id: SamproInvoiceId = Field(description="The id Sampro gave the invoice the bot entered.")
+    attempt: Version | None = Field(None, description=ATTEMPT)
 
 
 class RpaFailure(_Body):
     invoice_version: Version = Field(description="The invoice_version of the RPA payload the bot tried.")
     error: Text = Field(description="What went wrong in Sampro, for AP to read.")
+    attempt: Version | None = Field(None, description=ATTEMPT)
 
 
 class CommandAccepted(BaseModel):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from api.schemas import BLANKS, HoldView
@@ -117,6 +117,10 @@ def send_to_rpa(read_model: InvoiceReadModel, commands: PurchaseOrderCommands, c
     return command
 
 
+# How long an email may be ahead of processscheduler: a report on it waits (503) that long at most.
+CATCHING_UP = timedelta(minutes=10)
+
+
 @dataclass(frozen=True)
 class CompletionReport:
     event_id: str
@@ -132,21 +136,37 @@ def completion_event_id(invoice_id: str, version: int, attempt: int, outcome: Co
 
 def record_rpa_outcome(read_model: InvoiceReadModel, sent_log: RpaSentLog, commands: PurchaseOrderCommands,
                        clock: Clock, *, invoice_id: str, version: int, outcome: CompletionOutcome,
-                       sampro_invoice_id: str | None = None, error: str | None = None) -> CompletionReport:
+                       attempt: int | None = None, sampro_invoice_id: str | None = None,
+                       error: str | None = None) -> CompletionReport:
+    """`attempt`: the hand-off the bot acted on, as its email's X-Invoice-Attempt says. Without it,
+    the hand-off processscheduler shows last is taken."""
+    # processscheduler is written a moment after the email goes out: a report on a hand-off it does
+    # not show yet is that hand-off's when the bot names it, else it is asked again shortly. Only
+    # for a recent email: a row the sink never wrote must not keep the bot asking for good.
+    recent = sent_log.last_hand_off(invoice_id, version, since=clock() - CATCHING_UP)
     try:
         invoice = find_invoice(read_model, invoice_id, version)
     except NotFound:
-        if sent_log.last_hand_off(invoice_id, version):  # emailed before its verdict's row was written
+        if recent:
             raise NotYet(f"{invoice_id} v{version} was emailed to the RPA bot, and processscheduler does not "
                          "show it yet: report it again in a few seconds") from None
         raise
-    attempt = sum(1 for change in invoice.history if change.status is InvoiceStatus.SENT_TO_RPA)
-    # processscheduler's sink may be behind the mailer: the bot then reports on a hand-off its history
-    # does not show yet, which was refused (409) as not at the bot, or taken for the one before's.
-    emailed = sent_log.last_hand_off(invoice_id, version)
-    if emailed > attempt:
-        return _publish(commands, clock, invoice, outcome, completion_event_id(invoice_id, version, emailed, outcome),
-                        sampro_invoice_id, error)
+    shown = sum(1 for change in invoice.history if change.status is InvoiceStatus.SENT_TO_RPA)
+    if attempt is None:
+        if recent > shown:
+            raise NotYet(f"{invoice_id} v{version} was emailed to the RPA bot again, and processscheduler does "
+                         "not show it yet: report it again in a few seconds (with the email's X-Invoice-Attempt, "
+                         "it is taken at once)")
+        attempt = shown
+    else:
+        sent = max(shown, sent_log.last_hand_off(invoice_id, version))
+        if attempt > sent:
+            raise NotNow(f"{invoice_id} v{version} went to the RPA bot {sent} time(s), not {attempt}", invoice.status)
+        if attempt < sent and outcome is CompletionOutcome.FAILURE:  # AP sent it again since: nothing to tell
+            return CompletionReport(completion_event_id(invoice_id, version, attempt, outcome), already_recorded=True)
+        if attempt > shown:
+            return _publish(commands, clock, invoice, outcome, attempt,
+                            completion_event_id(invoice_id, version, attempt, outcome), sampro_invoice_id, error)
     event_id = completion_event_id(invoice_id, version, attempt, outcome)
     recorded = InvoiceStatus.ENTERED if outcome is CompletionOutcome.SUCCESS else InvoiceStatus.RPA_FAILED
     if invoice.status is recorded and not _second_entry(invoice.sampro_invoice_id, sampro_invoice_id):
@@ -154,26 +174,26 @@ def record_rpa_outcome(read_model: InvoiceReadModel, sent_log: RpaSentLog, comma
     if invoice.status is recorded:
         # Taken for a repeat, Sampro would hold an entry AP never hears of: one to pay twice. The PO
         # agent notes it in the invoice's history; the bot is told it conflicts with the entry recorded.
-        _publish(commands, clock, invoice, outcome, f"{event_id}:{sampro_invoice_id}", sampro_invoice_id, error,
-                 entered_as=invoice.sampro_invoice_id)
+        _publish(commands, clock, invoice, outcome, attempt, f"{event_id}:{sampro_invoice_id}", sampro_invoice_id,
+                 error, entered_as=invoice.sampro_invoice_id)
         raise NotNow(f"{invoice_id} v{version} was entered as Sampro invoice {invoice.sampro_invoice_id}; "
                      f"{sampro_invoice_id} is a second entry of it: reverse one in Sampro (AP sees this in the "
                      "invoice's history)", invoice.status)
     # An entry reported after a failure is taken, sent again or not yet: Sampro holds it (the PO agent
     # records it entered).
-    late_entry = outcome is CompletionOutcome.SUCCESS and failed_at_bot(invoice.status, attempt > 0)
+    late_entry = outcome is CompletionOutcome.SUCCESS and failed_at_bot(invoice.status, shown > 0)
     if invoice.status is not InvoiceStatus.SENT_TO_RPA and not late_entry:
         raise NotNow(f"{invoice_id} v{version} is {invoice.status.value}, not at the RPA bot", invoice.status)
-    return _publish(commands, clock, invoice, outcome, event_id, sampro_invoice_id, error)
+    return _publish(commands, clock, invoice, outcome, attempt, event_id, sampro_invoice_id, error)
 
 
 def _publish(commands: PurchaseOrderCommands, clock: Clock, invoice: InvoiceDetail, outcome: CompletionOutcome,
-             event_id: str, sampro_invoice_id: str | None, error: str | None,
+             attempt: int, event_id: str, sampro_invoice_id: str | None, error: str | None,
              entered_as: str | None = None) -> CompletionReport:
     commands.publish(RpaCompletion(event_id=event_id, invoice_id=invoice.invoice_id,
                                    invoice_version=invoice.invoice_version, po_number=invoice.po_number,
                                    outcome=outcome, sampro_invoice_id=sampro_invoice_id, error=error,
-                                   occurred_at=clock(), entered_as=entered_as))
+                                   occurred_at=clock(), attempt=attempt or None, entered_as=entered_as))
     return CompletionReport(event_id, already_recorded=False)
 
 

@@ -27,12 +27,14 @@ from schemas.codec import SingleObjectCodec
 log = logging.getLogger(__name__)
 
 
-def payload_of(message: bytes) -> dict:
-    """The JSON in the email's text part. The email package's compat32 policy parses no header it
-    is not asked for: the default policy's header objects cost more than the bot's Sampro work."""
-    for part in email.message_from_bytes(message, policy=email.policy.compat32).walk():
+def payload_of(message: bytes) -> tuple[dict, int]:
+    """The JSON in the email's text part, and which hand-off it is (X-Invoice-Attempt). The email
+    package's compat32 policy parses no header it is not asked for: the default policy's header
+    objects cost more than the bot's Sampro work."""
+    parsed = email.message_from_bytes(message, policy=email.policy.compat32)
+    for part in parsed.walk():
         if part.get_content_type() == "text/plain":
-            return json.loads(part.get_payload(decode=True), parse_float=Decimal)
+            return json.loads(part.get_payload(decode=True), parse_float=Decimal), int(parsed["X-Invoice-Attempt"])
     raise ValueError("the email has no text part")
 
 
@@ -83,11 +85,12 @@ class RpaBot:
             if self.producer is not None:
                 self.producer.flush(10)
 
-    def _enter(self, payloads: list[dict]) -> None:
-        """Enters the invoices (again after an outage: Sampro counts each once), then reports each."""
+    def _enter(self, payloads: list[tuple[dict, int]]) -> None:
+        """Enters the invoices (again after an outage: Sampro counts each once), then reports each,
+        naming the hand-off its email was."""
         entering: list[tuple[str, EnteredInvoice]] = []
         reports: list[RpaCompletion] = []
-        for payload in payloads:
+        for payload, attempt in payloads:
             invoice_id, version = payload["invoice_id"], payload["invoice_version"]
             failed = invoice_id in self.fail_invoices
             sampro_id = f"S-{invoice_id}-v{version}"
@@ -101,7 +104,7 @@ class RpaBot:
                 po_number=payload["po_number"],
                 outcome=CompletionOutcome.FAILURE if failed else CompletionOutcome.SUCCESS,
                 sampro_invoice_id=None if failed else sampro_id, error="Sampro screen timed out" if failed else None,
-                occurred_at=datetime.now(UTC)))
+                occurred_at=datetime.now(UTC), attempt=attempt))
         self.sampro.enter_invoices([entry for _, entry in entering])
         self.entered += [invoice_id for invoice_id, _ in entering]
         for completion in reports:
@@ -118,7 +121,7 @@ class RpaBot:
         failed = completion.outcome is CompletionOutcome.FAILURE
         invoice_id = quote(completion.invoice_id, safe="")  # an id may hold "/" or "?"
         url = f"{self.api_url}/rpa/invoices/{invoice_id}/{'failure' if failed else 'success'}"
-        body = {"invoice_version": completion.invoice_version,
+        body = {"invoice_version": completion.invoice_version, "attempt": completion.attempt,
                 **({"error": completion.error} if failed else {"sampro_invoice_id": completion.sampro_invoice_id})}
         deadline = time.monotonic() + patience
         while not self._stop.is_set() and time.monotonic() < deadline:

@@ -251,3 +251,5 @@ class RpaCompletion(_Model):
     # The Sampro invoice processscheduler recorded for this version, where the API found the bot
     # reporting another: a second entry, which the PO agent notes for AP to reverse one.
     entered_as: Annotated[str, StringConstraints(max_length=64)] | None = None
+    # The hand-off (`RpaRequest.attempt`) the report is about, where the bot says; None: the last one.
+    attempt: VersionNumber | None = None

@@ -586,12 +586,20 @@ def complete_rpa(
             _entered_while_not_at_bot(update, record, completion)
         return update.outcome()
     _remember(update, completion)
+    earlier = completion.attempt is not None and completion.attempt < record.rpa_attempts
+    if earlier and completion.outcome is CompletionOutcome.FAILURE:
+        return update.outcome()  # a hand-off AP sent again since: its failure tells nothing of this one
     update.dequeue(record)
     at = completion.occurred_at
     if completion.outcome is CompletionOutcome.SUCCESS:
-        late = "Entered although the vendor had withdrawn it: ask the vendor for a credit note."
+        reason = None
+        if record.withdrawn_at_rpa:
+            reason = "Entered although the vendor had withdrawn it: ask the vendor for a credit note."
+        elif earlier:
+            reason = (f"Entered by hand-off {completion.attempt}, reported after hand-off {record.rpa_attempts} went "
+                      "to the RPA bot: if the bot enters that one too, reverse one of the two in Sampro.")
         update.change(record, InvoiceStatus.ENTERED, completion.event_id, at,
-                      sampro_invoice_id=completion.sampro_invoice_id, reason=late if record.withdrawn_at_rpa else None)
+                      sampro_invoice_id=completion.sampro_invoice_id, reason=reason)
         update.ledger.entered[record.submission.invoice_id] = record.submission.version
         _hold_back_edit_of(update, record, at)
     elif record.withdrawn_at_rpa:  # nothing to try again: the vendor no longer asks for it

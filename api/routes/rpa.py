@@ -34,7 +34,7 @@ def _accepted(report: CompletionReport, invoice_id: str, version: int, outcome: 
 def report_success(body: RpaSuccess, invoice_id: InvoiceId, ctx=Depends(context)) -> CallbackAccepted:
     report = record_rpa_outcome(ctx.read_model, ctx.sent_log, ctx.commands, ctx.clock, invoice_id=invoice_id,
                                 version=body.invoice_version, outcome=CompletionOutcome.SUCCESS,
-                                sampro_invoice_id=body.sampro_invoice_id)
+                                attempt=body.attempt, sampro_invoice_id=body.sampro_invoice_id)
     return _accepted(report, invoice_id, body.invoice_version, CompletionOutcome.SUCCESS)
 
 
@@ -42,5 +42,6 @@ def report_success(body: RpaSuccess, invoice_id: InvoiceId, ctx=Depends(context)
              summary="The bot could not enter the invoice")
 def report_failure(body: RpaFailure, invoice_id: InvoiceId, ctx=Depends(context)) -> CallbackAccepted:
     report = record_rpa_outcome(ctx.read_model, ctx.sent_log, ctx.commands, ctx.clock, invoice_id=invoice_id,
-                                version=body.invoice_version, outcome=CompletionOutcome.FAILURE, error=body.error)
+                                version=body.invoice_version, outcome=CompletionOutcome.FAILURE,
+                                attempt=body.attempt, error=body.error)
     return _accepted(report, invoice_id, body.invoice_version, CompletionOutcome.FAILURE)

@@ -93,13 +93,16 @@ class SmtpMailerContract(RpaMailerContract):
             assert payload["total_amount"] == "57.25" and payload["lines"][0]["po_line_no"] == 1
         assert attachment.get_filename() == "invoice-MP-1001-v1.json"
         # The stand-in bot reads the same payload from the bytes received, with the lighter parser.
-        assert payload_of(server.mailbox.received[0]) == json.loads(body.get_payload(decode=True),
-                                                                    parse_float=Decimal)
+        assert payload_of(server.mailbox.received[0]) == (json.loads(body.get_payload(decode=True),
+                                                                     parse_float=Decimal), 1)
 
     def test_each_hand_off_has_a_message_id_of_its_own(self, mailer, server):
         mailer.send([REQUEST, REQUEST.model_copy(update={"attempt": 2})])
         assert [message["Message-ID"] for message in server.mailbox.messages] == [
             "<invoice-MP-1001-v1@invoice-automation>", "<invoice-MP-1001-v1-a2@invoice-automation>"]
+        # the bot echoes it in its callback: a report sent again after a new hand-off is not taken for it
+        assert [message["X-Invoice-Attempt"] for message in server.mailbox.messages] == ["1", "2"]
+        assert payload_of(server.mailbox.received[1])[1] == 2
 
     def test_a_mailbox_that_is_down_is_unavailable_and_nothing_is_logged(self, engine, server):
         upgrade(engine)

@@ -3,13 +3,14 @@ once per attempt with a deterministic event id, 202 'already recorded' for a rep
 
 from __future__ import annotations
 
+from datetime import timedelta
 from urllib.parse import quote
 
 import pytest
 
 from rules.lifecycle import InvoiceStatus
 from rules.models import CompletionOutcome, RpaCompletion
-from tests.unit.api.conftest import change, freight, verdict
+from tests.unit.api.conftest import NOW, change, freight, verdict
 from tests.unit.rules.builders import invoice
 
 SUCCESS = "/rpa/invoices/{}/success"
@@ -106,30 +107,54 @@ def test_an_entry_reported_after_the_failure_was_recorded_is_published(api, sinc
     assert failure.status_code == (409 if since else 202)  # released: no longer failed either
 
 
+def _emailed_again_behind_processscheduler(api, shown: list[InvoiceStatus]) -> None:
+    """MP-1's first hand-off failed and AP released it: the second is emailed, and processscheduler
+    shows `shown` of that since the first went (the sink writes behind the mailer)."""
+    api.scheduler.record([change("MP-1", status, f"step-{status.value}", actor="ana", reason="retry")
+                          for status in shown])
+    api.sent_log.hand_offs = [("MP-1", 1, 1, NOW), ("MP-1", 1, 2, NOW)]
+
+
 @pytest.mark.parametrize("shown", [
     [InvoiceStatus.RPA_FAILED, InvoiceStatus.RELEASED],  # the second hand-off not recorded yet: it was a 409
     [],  # the first's failure neither: the second's report was taken for the first's, a repeat the PO agent drops
 ])
-def test_the_outcome_of_a_hand_off_processscheduler_does_not_show_yet_is_that_hand_offs(api, shown):
-    """The sink writes processscheduler behind the mailer: the bot may report on an email before
-    its hand-off is in the invoice's history."""
-    api.scheduler.record([change("MP-1", status, f"step-{status.value}", actor="ana", reason="retry")
-                          for status in shown])
-    api.sent_log.hand_offs = [("MP-1", 1, 1), ("MP-1", 1, 2)]
-    answer = api.client.post(FAILURE.format("MP-1"), json={"invoice_version": 1, "error": "x"}, **api.as_bot())
+def test_the_outcome_of_a_hand_off_processscheduler_does_not_show_yet_is_the_one_the_bot_names(api, shown):
+    _emailed_again_behind_processscheduler(api, shown)
+    answer = api.client.post(FAILURE.format("MP-1"), json={"invoice_version": 1, "attempt": 2, "error": "x"},
+                             **api.as_bot())
     assert answer.status_code == 202 and answer.json()["event_id"] == "rpa:MP-1:v1:attempt2:failure"
-    assert [completion.event_id for _, _, completion in api.commands.published] == ["rpa:MP-1:v1:attempt2:failure"]
+    ((_, _, completion),) = api.commands.published
+    assert completion.event_id == "rpa:MP-1:v1:attempt2:failure" and completion.attempt == 2
 
 
-def test_a_report_on_an_email_whose_verdict_processscheduler_has_not_recorded_yet_is_503_to_try_again(api):
-    """It was a 404, "no such invoice", and a bot does not report again on an invoice that is not there."""
-    api.sent_log.hand_offs = [("MP-9", 1, 1)]
+def test_a_report_naming_no_hand_off_while_processscheduler_is_behind_the_mailbox_is_503_to_try_again(api):
+    """Taken for the hand-off the sent log has, a first hand-off's failure reported again (its 202
+    lost) failed the second while the bot still had it."""
+    _emailed_again_behind_processscheduler(api, [InvoiceStatus.RPA_FAILED, InvoiceStatus.RELEASED])
+    answer = api.client.post(FAILURE.format("MP-1"), json={"invoice_version": 1, "error": "x"}, **api.as_bot())
+    assert answer.status_code == 503 and answer.headers["Retry-After"] == "5" and api.commands.published == []
+
+
+def test_a_first_hand_offs_failure_reported_again_after_the_second_went_is_spent(api):
+    _emailed_again_behind_processscheduler(api, [InvoiceStatus.RPA_FAILED, InvoiceStatus.RELEASED])
+    answer = api.client.post(FAILURE.format("MP-1"), json={"invoice_version": 1, "attempt": 1, "error": "x"},
+                             **api.as_bot())
+    assert answer.status_code == 202 and answer.json()["already_recorded"] is True and api.commands.published == []
+
+
+def test_a_hand_off_that_was_never_sent_is_409(api):
+    answer = api.client.post(SUCCESS.format("MP-1"), json={"invoice_version": 1, "attempt": 2,
+                                                           "sampro_invoice_id": "S-1"}, **api.as_bot())
+    assert answer.status_code == 409 and "1 time(s), not 2" in answer.json()["detail"]
+
+
+def test_an_email_long_ahead_of_processscheduler_is_not_waited_for_again_and_again(api):
+    """A row the sink never wrote (its verdict dead-lettered) kept the bot reporting for good."""
+    api.sent_log.hand_offs = [("MP-9", 1, 1, NOW - timedelta(hours=1))]
     answer = api.client.post(SUCCESS.format("MP-9"), json={"invoice_version": 1, "sampro_invoice_id": "S-9"},
                              **api.as_bot())
-    assert answer.status_code == 503 and answer.headers["Retry-After"] == "5" and "again" in answer.json()["detail"]
-    unknown = api.client.post(SUCCESS.format("MP-8"), json={"invoice_version": 1, "sampro_invoice_id": "S-8"},
-                              **api.as_bot())
-    assert unknown.status_code == 404 and api.commands.published == []
+    assert answer.status_code == 404
 
 
 def test_a_resent_invoice_is_a_new_attempt(api):

@@ -614,6 +614,35 @@ def test_a_failure_released_twice_behind_other_invoices_is_a_new_step_in_its_his
     assert ledger.records["A@v1"].status is after_release
 
 
+def _sent_again(judge):
+    """A's first hand-off failed, AP released it, and the second is at the bot."""
+    return run(PurchaseOrderLedger(po_number="PO-1"),
+               lambda ledger: submit_invoice(ledger, submission("A"), judge, "automatic"),
+               lambda ledger: complete_rpa(ledger, completion("A", ok=False, event_id="a1-failed"), judge,
+                                           "automatic"),
+               lambda ledger: release_invoice(ledger, ReleaseRequested(
+                   command_id="r1", invoice_id="A", invoice_version=1, po_number="PO-1", user="ana",
+                   reason="try again", issued_at=AT), judge, "automatic"))[0]
+
+
+def test_the_first_hand_offs_failure_reported_again_after_the_second_went_leaves_the_second_at_the_bot(judge):
+    ledger = _sent_again(judge)
+    again = completion("A", ok=False, event_id="a1-reported-again").model_copy(update={"attempt": 1})
+    outcome = complete_rpa(ledger, again, judge, "automatic")
+    assert outcome.emitted == [] and outcome.ledger.records["A@v1"].status is InvoiceStatus.SENT_TO_RPA
+    assert outcome.ledger.holding == ["A@v1"]
+
+
+def test_the_first_hand_offs_late_entry_tells_ap_the_second_may_be_entered_too(judge):
+    ledger = _sent_again(judge)
+    late = completion("A", event_id="a1-entered").model_copy(update={"attempt": 1})
+    (entered,) = complete_rpa(ledger, late, judge, "automatic").emitted
+    assert entered.status is InvoiceStatus.ENTERED and "hand-off 1" in entered.reason and "hand-off 2" in entered.reason
+    current = completion("A", event_id="a2-entered").model_copy(update={"attempt": 2})
+    (entered,) = complete_rpa(ledger, current, judge, "automatic").emitted
+    assert entered.status is InvoiceStatus.ENTERED and entered.reason is None
+
+
 def test_an_rpa_failure_from_a_ledger_that_counted_no_attempts_is_released_as_the_second(judge):
     ledger, _ = run(PurchaseOrderLedger(po_number="PO-1"),
                     lambda ledger: submit_invoice(ledger, submission("A"), judge, "automatic"),
