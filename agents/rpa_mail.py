@@ -24,7 +24,7 @@ def _failed(request: RpaRequest, why: str, error: str) -> RpaCompletion:
     return RpaCompletion(event_id=f"mail:{request.invoice_id}:v{request.invoice_version}:a{request.attempt}:{why}",
                          invoice_id=request.invoice_id, invoice_version=request.invoice_version,
                          po_number=request.po_number, outcome=CompletionOutcome.FAILURE, error=error,
-                         occurred_at=datetime.now(UTC))
+                         occurred_at=datetime.now(UTC), attempt=request.attempt)
 
 
 def register(pipeline: Pipeline) -> None:

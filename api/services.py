@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from api.schemas import BLANKS, HoldView
@@ -117,10 +117,6 @@ def send_to_rpa(read_model: InvoiceReadModel, commands: PurchaseOrderCommands, c
     return command
 
 
-# How long an email may be ahead of processscheduler: a report on it waits (503) that long at most.
-CATCHING_UP = timedelta(minutes=10)
-
-
 @dataclass(frozen=True)
 class CompletionReport:
     event_id: str
@@ -139,27 +135,27 @@ def record_rpa_outcome(read_model: InvoiceReadModel, sent_log: RpaSentLog, comma
                        attempt: int | None = None, sampro_invoice_id: str | None = None,
                        error: str | None = None) -> CompletionReport:
     """`attempt`: the hand-off the bot acted on, as its email's X-Invoice-Attempt says. Without it,
-    the hand-off processscheduler shows last is taken."""
-    # processscheduler is written a moment after the email goes out: a report on a hand-off it does
-    # not show yet is that hand-off's when the bot names it, else it is asked again shortly. Only
-    # for a recent email: a row the sink never wrote must not keep the bot asking for good.
-    recent = sent_log.last_hand_off(invoice_id, version, since=clock() - CATCHING_UP)
+    the last one is taken."""
+    # processscheduler is written a moment after the email goes out (longer while the worker waits
+    # out an outage): a report on what it does not show yet is that hand-off's when the bot names
+    # it, else it is asked again later. Refused, it was lost: a bot does not report again on a 4xx.
+    emailed = sent_log.last_hand_off(invoice_id, version)
     try:
         invoice = find_invoice(read_model, invoice_id, version)
     except NotFound:
-        if recent:
+        if emailed:
             raise NotYet(f"{invoice_id} v{version} was emailed to the RPA bot, and processscheduler does not "
                          "show it yet: report it again in a few seconds") from None
         raise
-    shown = sum(1 for change in invoice.history if change.status is InvoiceStatus.SENT_TO_RPA)
+    shown = _hand_offs(invoice)
+    sent = emailed or shown  # the sent log has every email; processscheduler, those of a log written before it
     if attempt is None:
-        if recent > shown:
+        if emailed > shown:
             raise NotYet(f"{invoice_id} v{version} was emailed to the RPA bot again, and processscheduler does "
                          "not show it yet: report it again in a few seconds (with the email's X-Invoice-Attempt, "
                          "it is taken at once)")
-        attempt = shown
+        attempt = sent
     else:
-        sent = max(shown, sent_log.last_hand_off(invoice_id, version))
         if attempt > sent:
             raise NotNow(f"{invoice_id} v{version} went to the RPA bot {sent} time(s), not {attempt}", invoice.status)
         if attempt < sent and outcome is CompletionOutcome.FAILURE:  # AP sent it again since: nothing to tell
@@ -185,6 +181,13 @@ def record_rpa_outcome(read_model: InvoiceReadModel, sent_log: RpaSentLog, comma
     if invoice.status is not InvoiceStatus.SENT_TO_RPA and not late_entry:
         raise NotNow(f"{invoice_id} v{version} is {invoice.status.value}, not at the RPA bot", invoice.status)
     return _publish(commands, clock, invoice, outcome, attempt, event_id, sampro_invoice_id, error)
+
+
+def _hand_offs(invoice: InvoiceDetail) -> int:
+    """The hand-offs processscheduler shows: its sent_to_rpa steps but the notes on one (the vendor
+    withdrew or replaced the invoice while the bot had it), which carry a reason, as a hand-off
+    never does (rules.po_ledger)."""
+    return sum(1 for step in invoice.history if step.status is InvoiceStatus.SENT_TO_RPA and step.reason is None)
 
 
 def _publish(commands: PurchaseOrderCommands, clock: Clock, invoice: InvoiceDetail, outcome: CompletionOutcome,

@@ -38,11 +38,15 @@ class Cached(Generic[T]):
         return self._at is None or self.clock() - self._at >= self.ttl
 
 
+# A ping that has not answered for this long (or the cache time, if longer) is down.
+HUNG_AFTER = 5.0
+
+
 class ReadinessProbe:
     """Each dependency's state: None while it answers, else since when it has not. Why it failed
     goes to the log only: its text names hosts, ports and drivers. A ping that has not answered
-    for `ttl` seconds is down since it started: the last answer, given meanwhile, said ready for
-    as long as a hung database kept the look waiting."""
+    for HUNG_AFTER seconds is down since it started: the last answer, given meanwhile, said ready
+    for as long as a hung database kept the look waiting."""
 
     def __init__(self, pings: dict[str, Callable[[], None]], clock: Callable[[], datetime], ttl: float,
                  ticks: Callable[[], float] = time.monotonic):
@@ -53,13 +57,14 @@ class ReadinessProbe:
 
     def _look(self) -> dict[str, datetime | None]:
         for name, ping in self.pings.items():
-            self._pinging = (name, self.clock(), self.ticks())
+            started = self.clock()
+            self._pinging = (name, started, self.ticks())
             try:
                 ping()
             except Exception as exc:
                 if name not in self.down_since:
                     log.warning("readiness: %s cannot be reached: %s: %s", name, type(exc).__name__, exc)
-                    self.down_since[name] = self.clock()
+                    self.down_since[name] = started
                 continue
             finally:
                 self._pinging = None
@@ -70,7 +75,7 @@ class ReadinessProbe:
     def states(self) -> dict[str, datetime | None]:
         states = self._cached.get()
         pinging = self._pinging
-        if pinging is not None and self.ticks() - pinging[2] >= self.ttl:
+        if pinging is not None and self.ticks() - pinging[2] >= max(self.ttl, HUNG_AFTER):
             name, since, _ = pinging
             states = {**states, name: states.get(name) or since}
         return states

@@ -58,10 +58,9 @@ class RpaSentLog(Protocol):
     def in_doubt(self) -> list[tuple[str, int]]:
         """Invoice versions whose email was cut off between the log and the server's answer."""
 
-    def last_hand_off(self, invoice_id: str, version: int, since: datetime | None = None) -> int:
+    def last_hand_off(self, invoice_id: str, version: int) -> int:
         """The last hand-off (`RpaRequest.attempt`) of this version the mailer emailed, or may have
-        (cut off), at or after `since`; 0: none. Ahead of processscheduler while its sink is behind
-        the mailer."""
+        (cut off); 0: none. Ahead of processscheduler while its sink is behind the mailer."""
 
 
 # Kafka, read and written beside the pipeline ----------------------------------------------------

@@ -27,14 +27,16 @@ from schemas.codec import SingleObjectCodec
 log = logging.getLogger(__name__)
 
 
-def payload_of(message: bytes) -> tuple[dict, int]:
-    """The JSON in the email's text part, and which hand-off it is (X-Invoice-Attempt). The email
-    package's compat32 policy parses no header it is not asked for: the default policy's header
-    objects cost more than the bot's Sampro work."""
+def payload_of(message: bytes) -> tuple[dict, int | None]:
+    """The JSON in the email's text part, and which hand-off it is (X-Invoice-Attempt; None in an
+    email sent before the header was). The email package's compat32 policy parses no header it is
+    not asked for: the default policy's header objects cost more than the bot's Sampro work."""
     parsed = email.message_from_bytes(message, policy=email.policy.compat32)
+    attempt = parsed["X-Invoice-Attempt"]
     for part in parsed.walk():
         if part.get_content_type() == "text/plain":
-            return json.loads(part.get_payload(decode=True), parse_float=Decimal), int(parsed["X-Invoice-Attempt"])
+            payload = json.loads(part.get_payload(decode=True), parse_float=Decimal)
+            return payload, int(attempt) if attempt and attempt.isdigit() else None
     raise ValueError("the email has no text part")
 
 
@@ -85,7 +87,7 @@ class RpaBot:
             if self.producer is not None:
                 self.producer.flush(10)
 
-    def _enter(self, payloads: list[tuple[dict, int]]) -> None:
+    def _enter(self, payloads: list[tuple[dict, int | None]]) -> None:
         """Enters the invoices (again after an outage: Sampro counts each once), then reports each,
         naming the hand-off its email was."""
         entering: list[tuple[str, EnteredInvoice]] = []

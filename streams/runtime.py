@@ -376,8 +376,11 @@ class Runtime:
             self._answered(flow, record)
 
     def _answered(self, flow: Flow, record: Record) -> None:
-        """The record is dealt with, done or dead-lettered: what its flow waited for answered."""
+        """The record is dealt with, done or dead-lettered: its flow waits for nothing more, unless
+        another of its partitions is still held (a record dead-lettered may have needed nothing it waits for)."""
         self._attempts.pop(record.source, None)
+        if any(topic in flow.topics for topic, _ in self._holds):
+            return
         for dependency in self._waiting_on.pop(flow.name, ()):
             self.health.back(dependency)
 

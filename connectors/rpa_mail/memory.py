@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
 
 from connectors.api_ports import RpaSentLog
 from connectors.ports import RpaMailer
@@ -30,13 +29,12 @@ class InMemorySentLog(RpaSentLog):
     """The sent log as the API reads it: the hand-offs emailed and those in doubt, as a test sets them."""
 
     def __init__(self, in_doubt: Iterable[tuple[str, int]] = (),
-                 hand_offs: Iterable[tuple[str, int, int, datetime]] = ()) -> None:
+                 hand_offs: Iterable[tuple[str, int, int]] = ()) -> None:
         self.doubtful = list(in_doubt)
-        self.hand_offs = list(hand_offs)  # (invoice id, version, attempt, when) emailed
+        self.hand_offs = list(hand_offs)  # (invoice id, version, attempt) emailed
 
     def in_doubt(self) -> list[tuple[str, int]]:
         return list(self.doubtful)
 
-    def last_hand_off(self, invoice_id: str, version: int, since: datetime | None = None) -> int:
-        return max((attempt for i, v, attempt, at in self.hand_offs
-                    if (i, v) == (invoice_id, version) and (since is None or at >= since)), default=0)
+    def last_hand_off(self, invoice_id: str, version: int) -> int:
+        return max((attempt for i, v, attempt in self.hand_offs if (i, v) == (invoice_id, version)), default=0)

@@ -115,12 +115,11 @@ class SqlSentLog(RpaSentLog):
         with conn:
             yield SentLogSession(conn)
 
-    def last_hand_off(self, invoice_id: str, version: int, since: datetime | None = None) -> int:
+    def last_hand_off(self, invoice_id: str, version: int) -> int:
         t = rpa_sent_log
-        recent = [] if since is None else [t.c.sent_at >= since]
         with mapped_errors("processscheduler"), self.engine.connect() as conn:
             return conn.execute(select(func.max(t.c.attempt)).where(
-                t.c.invoice_id == invoice_id, t.c.invoice_version == version, *recent)).scalar() or 0
+                t.c.invoice_id == invoice_id, t.c.invoice_version == version)).scalar() or 0
 
     def in_doubt(self) -> list[tuple[str, int]]:
         """Invoice versions whose hand-off was cut off between the log and the server's answer:

@@ -194,3 +194,26 @@ def test_a_ping_that_hangs_past_the_cache_time_is_down_since_it_started():
     hung.set()
     looking.join()
     assert probe.states() == {"database": None, "kafka": None}
+
+
+def test_a_ping_under_way_is_not_down_before_it_has_hung_even_without_a_cache():
+    """With API_STATUS_CACHE_SECONDS=0 every probe looks again: one asked during another's healthy
+    0.3 s ping said the database was down."""
+    moved, slow, calls = [0.0], threading.Event(), []
+
+    def database() -> None:
+        calls.append(1)
+        if len(calls) > 1:
+            slow.wait(5)
+
+    probe = ReadinessProbe({"database": database}, clock=lambda: NOW, ttl=0, ticks=lambda: moved[0])
+    assert probe.states() == {"database": None}
+    looking = threading.Thread(target=probe.states)
+    looking.start()
+    while len(calls) < 2:
+        time.sleep(0.001)
+    moved[0] = 1.0
+    healthy_meanwhile = probe.states()
+    slow.set()
+    looking.join()
+    assert healthy_meanwhile == {"database": None}

@@ -3,14 +3,13 @@ once per attempt with a deterministic event id, 202 'already recorded' for a rep
 
 from __future__ import annotations
 
-from datetime import timedelta
 from urllib.parse import quote
 
 import pytest
 
 from rules.lifecycle import InvoiceStatus
 from rules.models import CompletionOutcome, RpaCompletion
-from tests.unit.api.conftest import NOW, change, freight, verdict
+from tests.unit.api.conftest import change, freight, verdict
 from tests.unit.rules.builders import invoice
 
 SUCCESS = "/rpa/invoices/{}/success"
@@ -112,7 +111,7 @@ def _emailed_again_behind_processscheduler(api, shown: list[InvoiceStatus]) -> N
     shows `shown` of that since the first went (the sink writes behind the mailer)."""
     api.scheduler.record([change("MP-1", status, f"step-{status.value}", actor="ana", reason="retry")
                           for status in shown])
-    api.sent_log.hand_offs = [("MP-1", 1, 1, NOW), ("MP-1", 1, 2, NOW)]
+    api.sent_log.hand_offs = [("MP-1", 1, 1), ("MP-1", 1, 2)]
 
 
 @pytest.mark.parametrize("shown", [
@@ -149,12 +148,28 @@ def test_a_hand_off_that_was_never_sent_is_409(api):
     assert answer.status_code == 409 and "1 time(s), not 2" in answer.json()["detail"]
 
 
-def test_an_email_long_ahead_of_processscheduler_is_not_waited_for_again_and_again(api):
-    """A row the sink never wrote (its verdict dead-lettered) kept the bot reporting for good."""
-    api.sent_log.hand_offs = [("MP-9", 1, 1, NOW - timedelta(hours=1))]
+def test_a_report_on_an_email_whose_verdict_processscheduler_has_not_recorded_yet_is_503_to_try_again(api):
+    """It was a 404, "no such invoice", and a bot does not report again on an invoice that is not there."""
+    api.sent_log.hand_offs = [("MP-9", 1, 1)]
     answer = api.client.post(SUCCESS.format("MP-9"), json={"invoice_version": 1, "sampro_invoice_id": "S-9"},
                              **api.as_bot())
-    assert answer.status_code == 404
+    assert answer.status_code == 503 and answer.headers["Retry-After"] == "5" and "again" in answer.json()["detail"]
+    unknown = api.client.post(SUCCESS.format("MP-8"), json={"invoice_version": 1, "sampro_invoice_id": "S-8"},
+                              **api.as_bot())
+    assert unknown.status_code == 404 and api.commands.published == []
+
+
+@pytest.mark.parametrize("emailed", [[("MP-1", 1, 1)], []])  # the sent log has it; or one written before it
+def test_a_note_on_the_hand_off_is_no_hand_off_of_its_own(api, emailed):
+    """The vendor withdrew MP-1 while the bot had it: counted as a second hand-off, the note made
+    the bot's failure of the first look spent (202 already_recorded), and the PO stayed held."""
+    api.scheduler.record([change("MP-1", InvoiceStatus.SENT_TO_RPA, "withdrawn-at-rpa",
+                                 reason="The vendor withdrew this invoice while the RPA bot has it.")])
+    api.sent_log.hand_offs = emailed
+    answer = api.client.post(FAILURE.format("MP-1"), json={"invoice_version": 1, "attempt": 1, "error": "x"},
+                             **api.as_bot())
+    assert answer.status_code == 202 and answer.json()["already_recorded"] is False
+    assert answer.json()["event_id"] == "rpa:MP-1:v1:attempt1:failure" and len(api.commands.published) == 1
 
 
 def test_a_resent_invoice_is_a_new_attempt(api):

@@ -156,6 +156,23 @@ def test_a_bad_record_whose_verdict_the_registry_cannot_encode_yet_waits_and_goe
     assert runtime.health.outages() == {}  # it answered: the dead letter is its last word on the record
 
 
+def test_a_record_dead_lettered_beside_a_partition_still_waiting_leaves_the_outage_standing():
+    """A record that needed nothing the flow waits for said nothing of it: readiness said the
+    registry was back while a partition still waited for it."""
+    def decode(record):
+        if record.value == b"not-avro":
+            raise DataError("not a record of ours")
+        if record.partition == 0:
+            raise Unavailable("schema-registry", "connection refused")
+        return record.value
+
+    broker, runtime, run = _one_flow(bytes, decode, [], partitions=2)
+    broker.append("t", None, b"an invoice", partition=0)
+    broker.append("t", None, b"not-avro", partition=1)
+    run(1)
+    assert len(broker.records("dlq")) == 1 and "schema-registry" in runtime.health.outages()
+
+
 def test_a_record_astray_that_cannot_be_forwarded_waits_for_the_registry_to_read_it_for_its_verdict():
     """Dead-lettered unread, it went without the bad_invoice verdict that tells AP of it."""
     def verdict(record, message, why):
@@ -462,6 +479,8 @@ def test_an_email_that_can_never_be_sent_fails_the_hand_off_and_frees_the_po(tmp
     assert worker.statuses() == {"MP-1": "rpa_failed", "MP-2": "sent_to_rpa"}
     (dead,) = worker.dead_letters()
     assert dead["stage"] == "mail" and "552" in dead["error"]
+    (failure,) = [worker.codec.decode(r.value) for r in worker.broker.records(worker.pipeline.topics.completions)]
+    assert failure.attempt == 1  # names its hand-off, as the bot's report does
 
 
 def test_an_rpa_failure_ap_releases_is_emailed_to_the_bot_again_and_can_be_entered(worker):
