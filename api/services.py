@@ -149,6 +149,7 @@ def record_rpa_outcome(read_model: InvoiceReadModel, sent_log: RpaSentLog, comma
         raise
     shown = _hand_offs(invoice)
     sent = emailed or shown  # the sent log has every email; processscheduler, those of a log written before it
+    named = attempt  # the PO agent takes a completion that names none for the last hand-off's, as here
     if attempt is None:
         if emailed > shown:
             raise NotYet(f"{invoice_id} v{version} was emailed to the RPA bot again, and processscheduler does "
@@ -161,7 +162,7 @@ def record_rpa_outcome(read_model: InvoiceReadModel, sent_log: RpaSentLog, comma
         if attempt < sent and outcome is CompletionOutcome.FAILURE:  # AP sent it again since: nothing to tell
             return CompletionReport(completion_event_id(invoice_id, version, attempt, outcome), already_recorded=True)
         if attempt > shown:
-            return _publish(commands, clock, invoice, outcome, attempt,
+            return _publish(commands, clock, invoice, outcome, named,
                             completion_event_id(invoice_id, version, attempt, outcome), sampro_invoice_id, error)
     event_id = completion_event_id(invoice_id, version, attempt, outcome)
     recorded = InvoiceStatus.ENTERED if outcome is CompletionOutcome.SUCCESS else InvoiceStatus.RPA_FAILED
@@ -170,7 +171,7 @@ def record_rpa_outcome(read_model: InvoiceReadModel, sent_log: RpaSentLog, comma
     if invoice.status is recorded:
         # Taken for a repeat, Sampro would hold an entry AP never hears of: one to pay twice. The PO
         # agent notes it in the invoice's history; the bot is told it conflicts with the entry recorded.
-        _publish(commands, clock, invoice, outcome, attempt, f"{event_id}:{sampro_invoice_id}", sampro_invoice_id,
+        _publish(commands, clock, invoice, outcome, named, f"{event_id}:{sampro_invoice_id}", sampro_invoice_id,
                  error, entered_as=invoice.sampro_invoice_id)
         raise NotNow(f"{invoice_id} v{version} was entered as Sampro invoice {invoice.sampro_invoice_id}; "
                      f"{sampro_invoice_id} is a second entry of it: reverse one in Sampro (AP sees this in the "
@@ -180,7 +181,7 @@ def record_rpa_outcome(read_model: InvoiceReadModel, sent_log: RpaSentLog, comma
     late_entry = outcome is CompletionOutcome.SUCCESS and failed_at_bot(invoice.status, shown > 0)
     if invoice.status is not InvoiceStatus.SENT_TO_RPA and not late_entry:
         raise NotNow(f"{invoice_id} v{version} is {invoice.status.value}, not at the RPA bot", invoice.status)
-    return _publish(commands, clock, invoice, outcome, attempt, event_id, sampro_invoice_id, error)
+    return _publish(commands, clock, invoice, outcome, named, event_id, sampro_invoice_id, error)
 
 
 def _hand_offs(invoice: InvoiceDetail) -> int:
@@ -191,12 +192,12 @@ def _hand_offs(invoice: InvoiceDetail) -> int:
 
 
 def _publish(commands: PurchaseOrderCommands, clock: Clock, invoice: InvoiceDetail, outcome: CompletionOutcome,
-             attempt: int, event_id: str, sampro_invoice_id: str | None, error: str | None,
+             attempt: int | None, event_id: str, sampro_invoice_id: str | None, error: str | None,
              entered_as: str | None = None) -> CompletionReport:
     commands.publish(RpaCompletion(event_id=event_id, invoice_id=invoice.invoice_id,
                                    invoice_version=invoice.invoice_version, po_number=invoice.po_number,
                                    outcome=outcome, sampro_invoice_id=sampro_invoice_id, error=error,
-                                   occurred_at=clock(), attempt=attempt or None, entered_as=entered_as))
+                                   occurred_at=clock(), attempt=attempt, entered_as=entered_as))
     return CompletionReport(event_id, already_recorded=False)
 
 

@@ -43,6 +43,7 @@ def test_success_at_the_bot_is_published_on_the_po_stream_with_the_attempts_even
     ((topic, key, completion),) = api.commands.published
     assert (topic, key) == ("rpa.completions", "PO-5001") and isinstance(completion, RpaCompletion)
     assert completion.outcome is CompletionOutcome.SUCCESS and completion.sampro_invoice_id == "S-1"
+    assert completion.attempt is None  # the bot named none: the PO agent takes the last, as the API did
 
 
 def test_the_same_report_twice_before_it_is_applied_carries_the_same_event_id(api):
