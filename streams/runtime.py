@@ -373,13 +373,13 @@ class Runtime:
         tick.outputs.extend(batch.outputs)
         for record, _ in items:
             tick.finish(record)
-            self._answered(flow, record)
+            self._attempts.pop(record.source, None)
+        self._answered(flow)
 
-    def _answered(self, flow: Flow, record: Record) -> None:
-        """The record is dealt with, done or dead-lettered: its flow waits for nothing more, unless
+    def _answered(self, flow: Flow) -> None:
+        """Its records are dealt with, done or dead-lettered: the flow waits for nothing more, unless
         another of its partitions is still held (a record dead-lettered may have needed nothing it waits for)."""
-        self._attempts.pop(record.source, None)
-        if any(topic in flow.topics for topic, _ in self._holds):
+        if not self._waiting_on.get(flow.name) or any(topic in flow.topics for topic, _ in self._holds):
             return
         for dependency in self._waiting_on.pop(flow.name, ()):
             self.health.back(dependency)
@@ -411,7 +411,8 @@ class Runtime:
             log.error("%s: %s dead-lettered at %s after an unexpected error", flow.name, where, stage, exc_info=error)
         self.health.dead_letters.labels(flow.name, stage).inc()
         tick.finish(record, outputs)
-        self._answered(flow, record)
+        self._attempts.pop(record.source, None)
+        self._answered(flow)
 
     # -- holds and back-off --------------------------------------------------------------------------
     def _hold_for(self, flow: Flow, record: Record, error: BaseException) -> None:
