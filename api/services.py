@@ -150,21 +150,18 @@ def record_rpa_outcome(read_model: InvoiceReadModel, sent_log: RpaSentLog, comma
     shown = _hand_offs(invoice)
     sent = emailed or shown  # the sent log has every email; processscheduler, those of a log written before it
     named = attempt  # the PO agent takes a completion that names none for the last hand-off's, as here
-    if attempt is None:
-        if emailed > shown:
-            raise NotYet(f"{invoice_id} v{version} was emailed to the RPA bot again, and processscheduler does "
-                         "not show it yet: report it again in a few seconds (with the email's X-Invoice-Attempt, "
-                         "it is taken at once)")
-        attempt = sent
-    else:
-        if attempt > sent:
-            raise NotNow(f"{invoice_id} v{version} went to the RPA bot {sent} time(s), not {attempt}", invoice.status)
-        if attempt < sent and outcome is CompletionOutcome.FAILURE:  # AP sent it again since: nothing to tell
-            return CompletionReport(completion_event_id(invoice_id, version, attempt, outcome), already_recorded=True)
-        if attempt > shown:
-            return _publish(commands, clock, invoice, outcome, named,
-                            completion_event_id(invoice_id, version, attempt, outcome), sampro_invoice_id, error)
+    if named is None and emailed > shown:
+        raise NotYet(f"{invoice_id} v{version} was emailed to the RPA bot again, and processscheduler does "
+                     "not show it yet: report it again in a few seconds (with the email's X-Invoice-Attempt, "
+                     "it is taken at once)")
+    attempt = sent if named is None else named  # past here, one that names none is the last: `sent`, `shown`
+    if attempt > sent:
+        raise NotNow(f"{invoice_id} v{version} went to the RPA bot {sent} time(s), not {attempt}", invoice.status)
     event_id = completion_event_id(invoice_id, version, attempt, outcome)
+    if attempt < sent and outcome is CompletionOutcome.FAILURE:  # AP sent it again since: nothing to tell
+        return CompletionReport(event_id, already_recorded=True)
+    if attempt > shown:  # a hand-off processscheduler does not show yet, named by the bot: taken at once
+        return _publish(commands, clock, invoice, outcome, named, event_id, sampro_invoice_id, error)
     recorded = InvoiceStatus.ENTERED if outcome is CompletionOutcome.SUCCESS else InvoiceStatus.RPA_FAILED
     if invoice.status is recorded and not _second_entry(invoice.sampro_invoice_id, sampro_invoice_id):
         return CompletionReport(event_id, already_recorded=True)
