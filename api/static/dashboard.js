@@ -3,7 +3,7 @@
 
 const HEADERS = { "X-Requested-With": "dashboard", "Accept": "application/json" };
 const COLORS = getComputedStyle(document.documentElement);
-const state = { query: {}, limit: 50, offset: 0, total: 0, me: null, open: null, refetch: null };
+const state = { query: {}, limit: 50, offset: 0, total: 0, me: null, open: null, refetch: null, missed: false };
 const $ = (selector) => document.querySelector(selector);
 
 // A value a vendor chose, inside a line of ours, isolated as Unicode advises (FSI ... PDI): a
@@ -241,7 +241,10 @@ function applyChanges(rows) {
       void tr.offsetWidth;
       tr.classList.add("changed");
     }
-    if (state.open && state.open.invoice_id === row.invoice_id) openInvoice(row.invoice_id, row.invoice_version);
+    // The open version is shown again, not a newer one: the clerk reads what a release would act on.
+    if (state.open && state.open.invoice_id === row.invoice_id && state.open.invoice_version === row.invoice_version) {
+      openInvoice(row.invoice_id, row.invoice_version, true);
+    }
   }
   if (rows.length) refetchSoon();  // filters and paging may now include or leave out other rows
 }
@@ -251,7 +254,8 @@ function cells(values, mismatch = -1) {
   return values.map((value, i) => el("td", i === mismatch ? { class: "mismatch" } : {}, value ?? "–"));
 }
 
-async function openInvoice(invoiceId, version) {
+// `refresh`: read again for the live feed, shown only if the clerk still has it open by then.
+async function openInvoice(invoiceId, version, refresh = false) {
   let invoice;
   try {
     invoice = await api(`/api/invoices/${encodeURIComponent(invoiceId)}?version=${version}`);
@@ -259,6 +263,8 @@ async function openInvoice(invoiceId, version) {
     $("#action-message").textContent = error.message;
     return;
   }
+  const open = state.open;
+  if (refresh && !(open && open.invoice_id === invoiceId && open.invoice_version === version)) return;
   state.open = invoice;
   $("#detail").hidden = false;
   $("#detail-title").textContent = `${isolated(invoice.invoice_id)} v${invoice.invoice_version}`;
@@ -311,7 +317,9 @@ async function command(path, body, done) {
 function setUpActions() {
   const dialog = $("#release-dialog");
   const openRelease = (holds) => {  // the holds to release; none: every hold a clerk may release
-    state.releasing = holds;
+    // The release goes for the version the dialog names, whatever the live feed shows by the time
+    // the clerk confirms: a vendor's new version of the invoice is not what the clerk read.
+    state.releasing = { invoice_id: state.open.invoice_id, invoice_version: state.open.invoice_version, holds };
     $("#release-what").textContent = holds.length ? `hold ${holds.join(", ")}` : "every hold a clerk may release";
     $("#release-invoice").textContent = `${isolated(state.open.invoice_id)} v${state.open.invoice_version}`;
     $("#release-code").replaceChildren(...state.open.release_reason_codes.map((code) => el("option", { value: code }, code)));
@@ -329,10 +337,9 @@ function setUpActions() {
     const reason = $("#release-reason").value.trim();
     if (!reason) return;
     dialog.close();
-    const invoice = state.open;
-    await command(`/api/invoices/${encodeURIComponent(invoice.invoice_id)}/release`,
-                  { invoice_version: invoice.invoice_version, reason, holds: state.releasing,
-                    reason_code: $("#release-code").value }, "Release sent:");
+    const { invoice_id: invoiceId, invoice_version: version, holds } = state.releasing;
+    await command(`/api/invoices/${encodeURIComponent(invoiceId)}/release`,
+                  { invoice_version: version, reason, holds, reason_code: $("#release-code").value }, "Release sent:");
   });
   $("#dispatch-button").addEventListener("click", async () => {
     const invoice = state.open;
@@ -358,21 +365,45 @@ function setUpFilters(reasonCodes, statuses) {
   $("#next").addEventListener("click", () => { state.offset += state.limit; loadInvoices(); });
 }
 
+function showLive(on, text) {
+  $("#live").className = on ? "live on" : "live off";
+  $("#live").textContent = text;
+}
+
+// The browser opens the stream again by itself after a network error, but not after an answer
+// other than 200 (a 401 at the session's end, a 429 past the streams a user may keep, a proxy's
+// 502 while the API restarts): then the page asks again every RECONNECT_MS. What changed while
+// the stream was down never comes on it: the list and the open invoice are read again.
+const RECONNECT_MS = 10000;
+
 function listen() {
   const source = new EventSource("/api/events");
-  source.addEventListener("open", () => { $("#live").className = "live on"; $("#live").textContent = "live"; });
-  source.addEventListener("error", () => { $("#live").className = "live off"; $("#live").textContent = "reconnecting…"; });
+  source.addEventListener("open", () => {
+    showLive(true, "live");
+    if (state.missed) {
+      state.missed = false;
+      loadInvoices();
+      if (state.open) openInvoice(state.open.invoice_id, state.open.invoice_version, true);
+    }
+  });
+  source.addEventListener("error", () => {
+    showLive(false, "reconnecting…");
+    state.missed = true;
+    if (source.readyState === EventSource.CLOSED) {
+      api("/api/me").catch(() => {});  // signed out: to the sign-in page
+      setTimeout(listen, RECONNECT_MS);
+    }
+  });
   source.addEventListener("update", (event) => {
     const update = JSON.parse(event.data);
     if (update.error) {
-      $("#live").className = "live off";
-      $("#live").textContent = update.error;
+      showLive(false, update.error);
       return;
     }
+    showLive(true, "live");  // processscheduler is read again
     showKpi(update.kpi);
     applyChanges(update.changed);
   });
-  setInterval(() => state.kpi && setTile("oldest_waiting", age(state.kpi.oldest_waiting_since)), 5000);
 }
 
 async function start() {
@@ -384,6 +415,7 @@ async function start() {
   showKpi(kpi);
   await loadInvoices();
   listen();
+  setInterval(() => state.kpi && setTile("oldest_waiting", age(state.kpi.oldest_waiting_since)), 5000);
   document.body.dataset.ready = "true";
 }
 

@@ -5,39 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
-from api.app import create_app
-from api.server import ThreadedServer
 from devstack.demo import upload
-from devstack.install import CHROMIUM, install_chromium
-from devstack.process import free_port
 from devstack.rpa_bot import RpaBot
-from tests.api_fixtures import CLERK, PASSWORD, TOKEN, load_sample, with_api
+from tests.api_fixtures import CLERK, PASSWORD, TOKEN, load_sample
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 EXPECTED = {"01": "entered", "02": "manual_review", "04": "bad_invoice", "07": "po_not_found"}
 LIVE = 60_000  # ms: the release goes through Kafka, the worker, the RPA mailbox and the bot's callback
-
-
-@pytest.fixture
-def dashboard(pipeline):
-    server = ThreadedServer(create_app(with_api(pipeline.settings), live_interval=0.5), port=free_port()).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def page():
-    install_chromium()  # a no-op when Debian's chromium is there; scripts/test.sh installs it first
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
-        yield context.new_page()
-        browser.close()
 
 
 def test_a_clerk_releases_an_invoice_and_sees_it_entered_without_reloading(pipeline, dashboard, page, unique_name):

@@ -10,19 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from playwright.sync_api import expect
 
-from api.app import create_app
-from api.server import ThreadedServer
 from devstack.process import free_port
-from tests.api_fixtures import CLERK, PASSWORD, with_api
-from tests.e2e.test_dashboard import page  # noqa: F401 (the fixture: headless Chromium)
+from tests.e2e.browser import sign_in
 from tests.unit.rules.builders import invoice, judge
-
-
-@pytest.fixture
-def dashboard(pipeline):
-    server = ThreadedServer(create_app(with_api(pipeline.settings)), port=free_port()).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -43,15 +33,7 @@ def other_site(dashboard):
     server.shutdown()
 
 
-def sign_in(page, dashboard):  # noqa: F811
-    page.goto(f"{dashboard.url}/login?next=/dashboard")
-    page.fill("input[name=username]", CLERK)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    expect(page.locator("body")).to_have_attribute("data-ready", "true")
-
-
-def test_another_site_cannot_frame_the_signed_in_dashboard(dashboard, other_site, page):  # noqa: F811
+def test_another_site_cannot_frame_the_signed_in_dashboard(dashboard, other_site, page):
     sign_in(page, dashboard)
     page.goto(other_site)
     page.wait_for_timeout(2000)
@@ -62,7 +44,7 @@ def test_another_site_cannot_frame_the_signed_in_dashboard(dashboard, other_site
     expect(frame.locator("input[name=password]")).to_have_count(0)
 
 
-def test_the_dashboard_runs_under_its_policy_without_a_violation(dashboard, pipeline, page):  # noqa: F811
+def test_the_dashboard_runs_under_its_policy_without_a_violation(dashboard, pipeline, page):
     # One verdict a moment ago, so that the chart has a status to draw a legend for.
     pipeline.scheduler.record([judge(invoice()).model_copy(update={"evaluated_at": datetime.now(UTC)})])
     violations = []
