@@ -32,7 +32,7 @@ from sqlalchemy import ColumnElement, Connection, Engine, Text, and_, cast, or_,
 from connectors.marketplace_table import marketplace_invoices as table
 from connectors.marketplace_table import read_json_column, stream_key_problem
 from connectors.ports import MarketplaceSource, Polled, UnreadableRow
-from connectors.sql import as_utc, database_now, mapped_errors
+from connectors.sql import as_utc, database_clocks, mapped_errors
 from connectors.watermarks import SavedState, WatermarkStore
 from rules.errors import Unavailable
 from rules.lifecycle import InvoiceSubmitted
@@ -153,7 +153,9 @@ class PollingMarketplaceSource(MarketplaceSource):
         rows: list[Any] = []
         full = False
         with mapped_errors("marketplace"), self.engine.connect() as conn:
-            present = database_now(conn)
+            # The column keeps instants (timestamptz): the present is the database's UTC time. Its
+            # local time, hours ahead east of UTC, let one row stamped ahead hide the next hours' uploads.
+            present = database_clocks(conn)[0]
             for where, limited in self._pages(_not_past(watermark, present), whole_window):
                 query = select(*_COLUMNS, *_JSON_AS_TEXT).where(where).order_by(table.c.updated_at,
                                                                                 table.c.invoice_id)

@@ -115,12 +115,6 @@ def database_clocks(conn: Connection) -> tuple[datetime, datetime]:
     return as_utc(utc), local.replace(tzinfo=UTC)
 
 
-def database_now(conn: Connection) -> datetime:
-    """What a poller's watermark must not pass: the later of the database's clocks, whichever
-    Sampro stamps in. A row stamped 2099 is still past it."""
-    return max(database_clocks(conn))
-
-
 def as_utc(moment: datetime) -> datetime:
     """A time as the pollers compare them: a naive one (the database keeps no zone) is UTC."""
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

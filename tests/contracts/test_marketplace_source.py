@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -10,6 +11,7 @@ from sqlalchemy import insert, text, update
 
 from connectors.marketplace_polling import PollingMarketplaceSource
 from connectors.marketplace_table import marketplace_invoices, metadata
+from connectors.sql import engine_for
 from connectors.watermarks import FileWatermark
 
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
@@ -163,6 +165,25 @@ class MarketplaceSourceContract:
         assert self.polled(source) == [("B", 1)]
         assert self.polled(source_factory()) == []  # after a restart too, and Z only once
 
+    @pytest.fixture
+    def east_of_utc(self, engine):
+        """The engine, its database's local clock 8 hours ahead of UTC."""
+        raise NotImplementedError
+
+    def test_a_row_stamped_ahead_hides_no_row_written_after_it_where_the_database_runs_east_of_utc(
+            self, east_of_utc, tmp_path):
+        """The column keeps UTC instants: the database's local clock (UTC+8 here) is no present for
+        it. Capped there, a row stamped 2 hours ahead hid every upload of the next 2 hours."""
+        metadata.create_all(east_of_utc)
+        now = datetime.now(UTC)
+        with east_of_utc.begin() as conn:
+            conn.execute(insert(marketplace_invoices), [row("A", now), row("SKEW", now + timedelta(hours=2))])
+        source = PollingMarketplaceSource(east_of_utc, FileWatermark(tmp_path / "east.json"), lookback_seconds=600)
+        assert self.polled(source) == [("A", 1), ("SKEW", 1)]
+        with east_of_utc.begin() as conn:
+            conn.execute(insert(marketplace_invoices), [row("B", datetime.now(UTC))])
+        assert self.polled(source) == [("B", 1)]
+
     def test_a_full_page_of_rows_stamped_in_the_future_is_no_backlog(self, engine, source_factory, tmp_path):
         """Read again by every poll until their time comes, they would make the poller spin."""
         source_factory()  # the table
@@ -186,6 +207,14 @@ class TestSqliteSource(MarketplaceSourceContract):
     @pytest.fixture
     def engine(self, sqlite_engine):
         return sqlite_engine
+
+    @pytest.fixture
+    def east_of_utc(self, engine, monkeypatch):
+        monkeypatch.setenv("TZ", "Asia/Singapore")  # SQLite's clock is this machine's
+        time.tzset()
+        yield engine
+        monkeypatch.undo()
+        time.tzset()
 
     @pytest.mark.parametrize("version", ["abc", 1.5, -3])
     def test_a_version_that_is_not_a_whole_number_is_dead_lettered_once_and_the_rest_goes_on(
@@ -219,3 +248,10 @@ class TestPostgresSource(MarketplaceSourceContract):
     @pytest.fixture
     def engine(self, marketplace_pg_engine):
         return marketplace_pg_engine
+
+    @pytest.fixture
+    def east_of_utc(self, engine):
+        options = f"{engine.url.query['options']} -ctimezone=Asia/Singapore"
+        east = engine_for(engine.url.update_query_dict({"options": options}).render_as_string(hide_password=False))
+        yield east
+        east.dispose()
