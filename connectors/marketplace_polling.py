@@ -32,7 +32,7 @@ from sqlalchemy import ColumnElement, Connection, Engine, Text, and_, cast, or_,
 from connectors.marketplace_table import marketplace_invoices as table
 from connectors.marketplace_table import read_json_column, stream_key_problem
 from connectors.ports import MarketplaceSource, Polled, UnreadableRow
-from connectors.sql import as_utc, database_clocks, mapped_errors
+from connectors.sql import as_utc, database_clocks, escaped_text, mapped_errors
 from connectors.watermarks import SavedState, WatermarkStore
 from rules.errors import Unavailable
 from rules.lifecycle import InvoiceSubmitted
@@ -187,7 +187,8 @@ class PollingMarketplaceSource(MarketplaceSource):
                 if _connection_lost(error):
                     raise
                 conn.rollback()
-                raw = conn.execute(select(*_ALL_AS_TEXT).where(table.c.invoice_id == key.invoice_id)).first()
+                with escaped_text(conn):
+                    raw = conn.execute(select(*_ALL_AS_TEXT).where(table.c.invoice_id == key.invoice_id)).first()
                 polled.unreadable.append(UnreadableRow(key.invoice_id, _parsed_time(key.updated_at),
                                                        json.dumps(dict(raw._mapping) if raw else {}).encode(),
                                                        f"{type(error).__name__}: {error}"[:500]))

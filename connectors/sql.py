@@ -46,7 +46,9 @@ def engine_for(url: str, idle_ping_seconds: float = IDLE_PING_SECONDS,
     long as that session held its lock, and the worker's loop with it."""
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        return create_engine(url, connect_args={"timeout": 30}, json_serializer=json_text)
+        engine = create_engine(url, connect_args={"timeout": 30}, json_serializer=json_text)
+        event.listen(engine, "connect", _text_is_utf8)
+        return engine
     parsed = make_url(url)
     if parsed.drivername == "mssql+pyodbc":
         engine = create_engine(with_odbc_driver(parsed), json_serializer=json_text,
@@ -57,6 +59,32 @@ def engine_for(url: str, idle_ping_seconds: float = IDLE_PING_SECONDS,
     if lock_wait_seconds is not None:
         _wait_for_locks_at_most(engine, lock_wait_seconds)
     return engine
+
+
+def _utf8(value: bytes) -> str:
+    return value.decode()
+
+
+def _text_is_utf8(dbapi_connection: Any, _record: Any) -> None:
+    """SQLite keeps any bytes as text (a vendor's cp1252 name imported as it was), and sqlite3
+    fails such a value with an OperationalError, which reads as the database being away: the
+    marketplace poller waited on one row for good. Decoded here, it fails as the ValueError it is."""
+    dbapi_connection.text_factory = _utf8
+
+
+@contextmanager
+def escaped_text(conn: Connection) -> Iterator[None]:
+    """Text that is not UTF-8 read with its bytes escaped (`\\xff`), to be shown in a dead letter.
+    Only SQLite hands the driver text that is not in its encoding."""
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    dbapi_connection: Any = conn.connection.dbapi_connection
+    dbapi_connection.text_factory = lambda value: value.decode(errors="backslashreplace")
+    try:
+        yield
+    finally:
+        dbapi_connection.text_factory = _utf8
 
 
 def _wait_for_locks_at_most(engine: Engine, seconds: float) -> None:

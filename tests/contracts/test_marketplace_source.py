@@ -244,6 +244,20 @@ class TestSqliteSource(MarketplaceSourceContract):
         assert again.events == [] and again.unreadable == []  # read again in the window, not dead-lettered again
 
 
+    def test_a_row_with_text_that_is_not_utf8_is_dead_lettered_and_the_rest_goes_on(self, engine, source_factory):
+        """A vendor's cp1252 name imported as it was: sqlite3's error for it read as an outage, and
+        the poller waited on the row for good."""
+        with engine.begin() as conn:
+            conn.execute(insert(marketplace_invoices), [row("A", T0), row("C", T0 + timedelta(seconds=2))])
+            conn.execute(text("UPDATE marketplace_invoices SET vendor_id = CAST(X'4DFC6C6C6572' AS TEXT) "
+                              "WHERE invoice_id = 'A'"))
+        source = source_factory()
+        first = source.poll()
+        source.commit()
+        assert [e.invoice_id for e in first.events] == ["C"] and [u.invoice_id for u in first.unreadable] == ["A"]
+        assert b'"vendor_id": "M\\\\xfcller"' in first.unreadable[0].raw and "decode" in first.unreadable[0].error
+
+
 class TestPostgresSource(MarketplaceSourceContract):
     @pytest.fixture
     def engine(self, marketplace_pg_engine):
