@@ -16,7 +16,7 @@ from connectors.debezium import (
     put_connector,
 )
 from rules.lifecycle import InvoiceSubmitted, InvoiceWithdrawn
-from streams.broker import Output
+from streams.failures import dead_letter_of
 from streams.runtime import Batch, Flow, Source
 
 if TYPE_CHECKING:
@@ -51,10 +51,10 @@ def register(pipeline: Pipeline) -> None:
             polled = source.poll()
             for event in polled.events:
                 batch.emit(topics.invoices, event.po_number, event)
-            for row in polled.unreadable:
-                batch.outputs.append(Output(topics.dlq, row.invoice_id.encode(), row.raw, headers=(
+            for row in polled.unreadable:  # its columns as text, which no limit bounds yet
+                batch.outputs.append(dead_letter_of(topics.dlq, row.invoice_id.encode(), row.raw, (
                     ("source.table", b"marketplace_invoices"), ("source.invoice_id", row.invoice_id.encode()),
-                    ("flow", b"poll-marketplace"), ("stage", b"read"), ("error", row.error.encode()))))
+                    ("flow", b"poll-marketplace"), ("stage", b"read")), row.error))
 
         runtime.add_source(Source("poll-marketplace", settings.poll_interval_seconds, anchor, poll_marketplace,
                                   committed=source.commit, taken=source.forget, backlog=source.backlog))

@@ -49,23 +49,27 @@ def describe(error: BaseException) -> str:
 
 
 def dead_letter(dlq_topic: str, record: Record, flow: str, stage: str, error: BaseException) -> Output:
-    """The record as it came, and where from, and why it could not be used. A value too large to
-    go back to Kafka beside its headers is cut, and says so."""
-    value = record.value
-    cut: tuple[tuple[str, bytes], ...] = ()
-    if value is not None and len(value) > MAX_DEAD_LETTER_BYTES:
-        value, cut = value[:MAX_DEAD_LETTER_BYTES], (("value.length", str(len(value)).encode()),)
-    headers = (
+    """The record as it came, where from, and why it could not be used."""
+    return dead_letter_of(dlq_topic, record.key, record.value, (
         ("source.topic", record.topic.encode()),
         ("source.partition", str(record.partition).encode()),
         ("source.offset", str(record.offset).encode()),
         ("source.timestamp", str(record.timestamp_ms or "").encode()),
         ("flow", flow.encode()),
         ("stage", stage.encode()),
-        ("error", describe(error).encode(errors="replace")),
-        *cut,
-    )
-    return Output(dlq_topic, record.key, value, headers=headers)
+    ), describe(error))
+
+
+def dead_letter_of(dlq_topic: str, key: bytes | None, value: bytes | None,
+                   provenance: tuple[tuple[str, bytes], ...], error: str) -> Output:
+    """A dead letter of `value`, whatever it came from (a record, a database row). A value too
+    large to go back to Kafka beside its headers is cut, and says so: refused by the broker, it
+    failed the commit of its batch, batch after batch."""
+    cut: tuple[tuple[str, bytes], ...] = ()
+    if value is not None and len(value) > MAX_DEAD_LETTER_BYTES:
+        value, cut = value[:MAX_DEAD_LETTER_BYTES], (("value.length", str(len(value)).encode()),)
+    headers = (*provenance, ("error", error[:MAX_ERROR_TEXT].encode(errors="replace")), *cut)
+    return Output(dlq_topic, key, value, headers=headers)
 
 
 @dataclass

@@ -1066,3 +1066,27 @@ def test_a_held_invoice_judged_again_at_the_bots_completion_is_checked_for_dupli
     worker.run()
     assert worker.statuses() == {"MP-1": "bad_invoice", "MP-2": "entered"}
     assert [request.invoice_id for request in worker.mailer.sent] == ["MP-2"]
+
+
+def test_a_marketplace_row_too_large_to_dead_letter_whole_is_cut_saying_so_and_the_poll_goes_on(tmp_path):
+    """A 3 MB PDF pasted into a line of a row whose PO number cannot key a record: dead-lettered
+    whole, the broker refused it, and the poll's batch failed at every poll."""
+    from connectors.marketplace_polling import PollingMarketplaceSource
+    from connectors.marketplace_table import marketplace_invoices, metadata
+    from connectors.sql import engine_for
+    from connectors.watermarks import FileWatermark
+    from streams.failures import MAX_DEAD_LETTER_BYTES
+
+    engine = engine_for(f"sqlite:///{tmp_path / 'marketplace.db'}")
+    metadata.create_all(engine)
+    pasted = [{"line_no": 1, "description": "x" * 3_000_000}]
+    with engine.begin() as conn:
+        conn.execute(marketplace_invoices.insert(), [
+            {"invoice_id": "MP-1", "po_number": "PO-5001\n", "lines": pasted, "updated_at": AT},
+            {"invoice_id": "MP-2", "po_number": "PO-5001", "lines": [], "updated_at": AT}])
+    worker = make_worker(tmp_path, source=PollingMarketplaceSource(engine, FileWatermark(tmp_path / "mark.json")))
+    worker.run()
+    (letter,) = worker.dead_letters()
+    assert len(letter["value"]) == MAX_DEAD_LETTER_BYTES and int(letter["value.length"]) > 3_000_000
+    assert letter["source.invoice_id"] == "MP-1" and "control character U+000A" in letter["error"]
+    assert worker.statuses() == {"MP-2": "bad_invoice"}  # the row after it: judged (it has no lines)
