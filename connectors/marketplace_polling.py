@@ -119,9 +119,9 @@ class PollingMarketplaceSource(MarketplaceSource):
         return polled
 
     def _event(self, row: Any, updated_at: datetime, polled: Polled) -> InvoiceSubmitted | None:
-        problem = stream_key_problem(row.po_number, self.limits) or stream_key_problem(row.invoice_id, self.limits)
+        problem = _key_problem(row, self.limits)
         if problem is None and not 1 <= _version(row) <= MAX_VERSION:
-            problem = f"version {str(row.version)[:40]} is not a whole number from 1 to {MAX_VERSION}"
+            problem = f"version {str(row.version)[:40]!r} is not a whole number from 1 to {MAX_VERSION}"
         if problem is not None:
             polled.unreadable.append(UnreadableRow(str(row.invoice_id)[:64], updated_at,
                                                    json.dumps(_as_text(row)).encode(), problem, _version(row)))
@@ -203,6 +203,15 @@ class PollingMarketplaceSource(MarketplaceSource):
         newer = or_(table.c.updated_at > since, and_(table.c.updated_at == since, table.c.invoice_id > invoice_id))
         window = and_(table.c.updated_at >= since - self.lookback, ~newer)
         return [(newer, True), (window, False)] if whole_window else [(newer, True)]
+
+
+def _key_problem(row: Any, limits: Limits) -> str | None:
+    """Why the row's PO number or invoice id cannot key a record, naming which and its value."""
+    for name in ("po_number", "invoice_id"):
+        value = getattr(row, name)
+        if (problem := stream_key_problem(value, limits)) is not None:
+            return f"{name} {str(value)[:80]!r}: {problem}"
+    return None
 
 
 def _version(row: Any) -> int:
