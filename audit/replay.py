@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from connectors.api_ports import OffsetRanges, TopicReader, TopicRecord
 from rules.errors import Unavailable
+from rules.limits import Limits
 from rules.models import Verdict
 from rules.policy import Policy
 from rules.rejudge import compare, judge_again
@@ -129,7 +130,7 @@ class ReplayReport:
 
 
 def replay(
-    reader: TopicReader, topic: str, selection: Selection, policy: Policy, *,
+    reader: TopicReader, topic: str, selection: Selection, policy: Policy, *, limits: Limits = Limits(),
     schema_registry_url: str | None = None, workers: int | None = None, keep_unchanged: bool = True,
     spool: Callable[[list[ReplayedVerdict]], None] | None = None,
     on_total: Callable[[int], None] = lambda total: None, on_progress: Callable[[int], None] = lambda n: None,
@@ -141,7 +142,7 @@ def replay(
     ranges = reader.ranges(topic, selection.since_ms, selection.until_ms)
     on_total(sum(end - start for start, end in ranges.values()))
     report = ReplayReport(topic=topic, rules_version=rules_version(policy), selection=selection)
-    judge = partial(_judge_slice, reader, topic, policy=policy, selection=selection,
+    judge = partial(_judge_slice, reader, topic, policy=policy, limits=limits, selection=selection,
                     schema_registry_url=schema_registry_url, keep_unchanged=keep_unchanged or spool is not None)
     slices = list(_slices(ranges, SLICE))
     # No more processes than slices: a topic of one slice is judged here, without starting any.
@@ -202,7 +203,7 @@ def _codec(schema_registry_url: str | None):
     return codec_for(schema_registry_url)
 
 
-def _judge_slice(reader: TopicReader, topic: str, piece: tuple[int, int, int], policy: Policy,
+def _judge_slice(reader: TopicReader, topic: str, piece: tuple[int, int, int], policy: Policy, limits: Limits,
                  selection: Selection, schema_registry_url: str | None, keep_unchanged: bool) -> JudgedSlice:
     """Reads one slice and judges its verdicts again. Status changes share the topic: they are
     left out by their schema fingerprint, undecoded."""
@@ -219,7 +220,7 @@ def _judge_slice(reader: TopicReader, topic: str, piece: tuple[int, int, int], p
             message = recorded_message(codec, value)
             if not isinstance(message, Verdict) or not selection.admits(message):
                 continue
-            comparison = compare(message, judge_again(message, policy))
+            comparison = compare(message, judge_again(message, policy, limits))
         except DecodeError as error:
             undecodable.append(f"{where}: {error}")
             continue

@@ -135,7 +135,8 @@ td,th{{border:1px solid #ccc;padding:.25rem .5rem;text-align:left}}tr.changed{{b
     ', invoices ' + e(', '.join(sorted(sel.invoice_ids))) if sel.invoice_ids else ''}{
     ', POs ' + e(', '.join(sorted(sel.po_numbers))) if sel.po_numbers else ''}; judged again under rules
 <b>{e(report.rules_version)}</b>. {report.judged} verdicts, <b>{len(report.changed)} changed</b>,
-{len(report.not_rederivable)} without an audit record, {len(report.undecodable)} undecodable records.</p>
+{len(report.not_rederivable)} without an audit record, {len(report.undecodable)} undecodable records,
+{len(report.not_judged)} verdicts the rules failed on (listed at the end, not in the table).</p>
 <h2>Status transitions</h2><table><tr><th>recorded</th><th>re-derived</th><th>verdicts</th></tr>{transitions}</table>
 <h2>Reasons</h2><table><tr><th>code</th><th>change</th><th>verdicts</th></tr>{reasons}</table>
 <h2>Every verdict</h2><table><tr><th>invoice</th><th>v</th><th>PO</th><th>recorded at</th><th>rules</th>
@@ -147,4 +148,9 @@ td,th{{border:1px solid #ccc;padding:.25rem .5rem;text-align:left}}tr.changed{{b
             f"<td>{e(i.recorded_rules_version)}</td><td>{e(i.recorded_status)}</td>"
             f"<td>{e(_cell(i.rederived_status) or 'cannot re-derive')}</td>"
             f"<td>{e(_cell(i.recorded_reasons))}</td><td>{e(_cell(i.rederived_reasons))}</td></tr>\n")
-    out.write("</table>\n</body></html>\n")
+    out.write("</table>\n")
+    for title, places in (("Undecodable records", report.undecodable),
+                          ("Verdicts the rules failed on", report.not_judged)):
+        if places:
+            out.write(f"<h2>{title}</h2><ul>{''.join(f'<li>{e(place)}</li>' for place in places)}</ul>\n")
+    out.write("</body></html>\n")

@@ -98,14 +98,16 @@ def replay(
     snapshot, invoice and context recorded in it: Sampro and the live pipeline are not touched,
     no offset is committed. Prints a summary of the changes by status transition and by reason.
     Exit code 0 when the replay ran; 3 with --fail-on-change when any verdict would change; else 1
-    when it judged no verdict, or some records could not be read or judged (they are listed in the
-    report); 2 on unusable input.
+    when it judged no verdict, or some records could not be read or judged again (they are listed
+    in the report; a verdict without its audit record is counted); 2 on unusable input, or when
+    Kafka or the schema registry does not answer.
     """
     from audit.replay import Selection
     from audit.replay import replay as run_replay
     from audit.report import FORMATS, Spool, SpoolError, write
     from connectors.api_ports import TopicNotFound
     from connectors.topic_reader import KafkaTopicReader
+    from streams.adapters import limits_from
     from streams.settings import Settings
 
     try:
@@ -134,7 +136,7 @@ def replay(
         with _progress() as progress:
             task = progress.add_task(f"Judging {settings.verdicts_topic} again", total=None, rate="")
             started = datetime.now(UTC)
-            report = run_replay(reader, settings.verdicts_topic, selection, policy,
+            report = run_replay(reader, settings.verdicts_topic, selection, policy, limits=limits_from(settings),
                                 schema_registry_url=settings.schema_registry_url, workers=workers,
                                 keep_unchanged=False, spool=spool,
                                 on_total=lambda total: progress.update(task, total=total),
@@ -161,7 +163,7 @@ def replay(
                   "(--since/--until, --invoice, --po are exact)")
     if fail_on_change and report.changed:
         raise typer.Exit(3)
-    if report.judged == 0 or report.undecodable or report.not_judged:
+    if report.judged == 0 or report.undecodable or report.not_judged or report.not_rederivable:
         raise typer.Exit(1)
 
 

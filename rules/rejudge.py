@@ -3,11 +3,14 @@ rules and tolerances in force now. Pure, so an audit never depends on today's Sa
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from dataclasses import dataclass
 from decimal import Decimal
 
 from rules.context import EvaluationContext, KnownInvoice
 from rules.evaluate import case_of, findings
+from rules.limits import Limits
 from rules.models import Finding, PurchaseOrder, Verdict, VerdictStatus
 from rules.policy import Policy
 from rules.table import rules_version
@@ -22,33 +25,45 @@ class Judgement:
     rules_version: str
 
 
-def judge_again(recorded: Verdict, policy: Policy) -> Judgement | None:
-    """None when the verdict predates its audit record and cannot be judged again."""
+def judge_again(recorded: Verdict, policy: Policy, limits: Limits = Limits()) -> Judgement | None:
+    """None when the verdict predates its audit record and cannot be judged again. `limits`: the
+    worker's (INVOICE_AUTOMATION_MAX_INVOICE_LINES), in neither the audit record nor `rules_version`."""
     audit = recorded.audit
     if audit is None:
         return None
     history = [KnownInvoice(e.invoice_id, e.vendor_id, e.invoice_number, e.status, e.total_amount, e.invoice_date)
                for e in audit.earlier_invoices]
-    in_flight = _by_po_line(audit.in_flight, recorded.po_snapshot)
-    context = EvaluationContext(history=history, in_flight=in_flight, policy=policy, now=recorded.evaluated_at)
+    in_flight = _by_po_line(audit.in_flight, recorded.po_snapshot, recorded.rules_version)
+    context = EvaluationContext(history=history, in_flight=in_flight, policy=policy, now=recorded.evaluated_at,
+                                limits=limits)
     status, reasons = findings(case_of(audit.invoice, recorded.po_snapshot, context))
     return Judgement(status, reasons, rules_version(policy))
 
 
-def _by_po_line(in_flight: dict[str, Decimal], po: PurchaseOrder | None) -> dict[str, Decimal]:
+# The first rules whose audits count quantities at the RPA bot by PO line; those before, by part.
+IN_FLIGHT_BY_LINE_SINCE = (2026, 12, 1)
+
+
+def _by_po_line(in_flight: dict[str, Decimal], po: PurchaseOrder | None, recorded_by: str) -> dict[str, Decimal]:
     """Audits written before rules 2026.12.1 counted quantities at the RPA bot by part, not by PO
-    line: such a quantity is put on its part's first PO line, as those rules pooled it."""
-    if po is None or all(key.isdigit() for key in in_flight):
+    line: such a quantity is put on its part's first PO line, as those rules pooled it. Told by
+    the rules that wrote it, not by the key: part 100200 is no PO line 100200."""
+    if po is None or not _before(recorded_by, IN_FLIGHT_BY_LINE_SINCE):
         return dict(in_flight)
     first_line: dict[str, str] = {}
     for line in sorted(po.lines, key=lambda line: line.line_no):
         first_line.setdefault(line.part_number, str(line.line_no))
     by_line: dict[str, Decimal] = {}
-    for key, quantity in in_flight.items():
-        line_no = key if key.isdigit() else first_line.get(key)
-        if line_no is not None:
+    for part, quantity in in_flight.items():
+        if (line_no := first_line.get(part)) is not None:
             by_line[line_no] = by_line.get(line_no, Decimal(0)) + quantity
     return by_line
+
+
+def _before(rules: str, version: tuple[int, ...]) -> bool:
+    """Whether `rules` (2026.11.3, 2026.12.1+tol.ab12) is a version before `version`."""
+    parts = re.match(r"(\d+)\.(\d+)\.(\d+)", rules)
+    return parts is not None and tuple(int(part) for part in parts.groups()) < version
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +100,7 @@ def compare(recorded: Verdict, rederived: Judgement | None) -> Comparison:
         rederived_status=rederived.status.value if rederived else None,
         recorded_codes=tuple(f.code for f in recorded.reasons),
         rederived_codes=tuple(f.code for f in rederived.reasons) if rederived else (),
+        # In any order: rules that only check in another order change nothing a person acts on.
         findings_changed=rederived is not None and (
-            [_finding_key(f) for f in recorded.reasons] != [_finding_key(f) for f in rederived.reasons]),
+            Counter(map(_finding_key, recorded.reasons)) != Counter(map(_finding_key, rederived.reasons))),
     )

@@ -16,6 +16,7 @@ from audit.replay import ReplayedVerdict, ReplayReport, Selection, replay
 from audit.report import Spool, write
 from connectors.topic_reader import InMemoryTopicReader
 from rules.errors import Unavailable
+from rules.limits import Limits
 from rules.policy import Policy, Tolerance
 from schemas.codec import SingleObjectCodec
 from tests.unit.audit.recorded import T0_MS, TOPIC, recorded_verdicts, verdicts_topic
@@ -151,10 +152,10 @@ def test_a_verdict_that_cannot_be_judged_again_is_counted_and_the_replay_goes_on
     verdicts = recorded_verdicts(placed)
     judge_again = replay_module.judge_again
 
-    def failing_for_one(verdict, policy):
+    def failing_for_one(verdict, policy, limits):
         if verdict.invoice_id == verdicts[7].invoice_id:
             raise ValueError("a rule met what it never met before")
-        return judge_again(verdict, policy)
+        return judge_again(verdict, policy, limits)
 
     monkeypatch.setattr(replay_module, "judge_again", failing_for_one)
     reader.append(TOPIC, 0, 2**62, verdicts[0].po_number.encode(), SingleObjectCodec().encode(verdicts[0]))
@@ -167,6 +168,8 @@ def test_a_verdict_that_cannot_be_judged_again_is_counted_and_the_replay_goes_on
     assert len(report.items) == len(verdicts) - sum(v.invoice_id == verdicts[7].invoice_id for v in verdicts) + 1
     last = max((i for i in report.items if i.partition == 0), key=lambda i: i.offset)
     assert last.recorded_at == "9999-12-31T23:59:59.999999+00:00"
+    page = render(report, "html")  # its table lists the verdicts judged: the page says which were not
+    assert "1 verdicts the rules failed on" in page and f"<li>{failed}</li>" in page
 
 
 def test_without_a_full_report_only_the_verdicts_of_note_are_kept(topic):
@@ -216,3 +219,9 @@ def test_the_csv_report_keeps_a_vendors_formula_as_text():
     (row,) = csv.DictReader(io.StringIO(render(report, "csv")))
     assert row["invoice_id"] == "'" + hostile.invoice_id and row["po_number"] == "'" + hostile.po_number
     assert row["recorded_status"] == "po_not_found" and row["invoice_version"] == "1"
+
+
+def test_verdicts_are_judged_again_under_the_limits_given_in_every_process(topic):
+    reader, placed = topic
+    report = replay(reader, TOPIC, Selection(), Policy(), limits=Limits(max_lines=1), workers=2)
+    assert report.changed and all(item.rederived_reasons == ("INVALID_INVOICE",) for item in report.changed)

@@ -5,9 +5,13 @@ from __future__ import annotations
 from decimal import Decimal
 
 from rules import KnownInvoice
+from rules.context import EvaluationContext
+from rules.evaluate import evaluate
+from rules.limits import Limits
+from rules.models import PurchaseOrder
 from rules.policy import Policy, Tolerance
-from rules.rejudge import compare, judge_again
-from tests.unit.rules.builders import PRICE_OFF, codes, invoice, judge
+from rules.rejudge import Judgement, compare, judge_again
+from tests.unit.rules.builders import NOW, PO, PRICE_OFF, TODAY, codes, invoice, judge
 
 LENIENT = Policy(default=Tolerance(price_abs=Decimal("0.10")))
 
@@ -34,3 +38,36 @@ def test_a_verdict_without_its_audit_record_cannot_be_judged_again():
     recorded = judge(invoice()).model_copy(update={"audit": None})
     assert judge_again(recorded, Policy()) is None
     assert not compare(recorded, None).changed
+
+
+def test_a_verdict_is_judged_again_under_the_workers_invoice_limits():
+    """A worker allowed 2,000 lines judged a 1,500-line invoice; judged again under the default
+    1,000 it became bad_invoice under the very same rules version."""
+    context = EvaluationContext(policy=Policy(), now=NOW, today=TODAY, limits=Limits(max_lines=1))
+    recorded = evaluate(PRICE_OFF, PurchaseOrder.model_validate(PO), context)
+    assert codes(recorded) == ["INVALID_INVOICE"]  # two lines, one allowed
+    assert not compare(recorded, judge_again(recorded, Policy(), Limits(max_lines=1))).changed
+    assert compare(recorded, judge_again(recorded, Policy())).changed
+
+
+def test_quantities_at_the_bot_are_read_by_part_in_audits_of_rules_before_lines_and_by_line_after():
+    """Part 100200 of an old audit was read as PO line 100200, which has none: its quantity went."""
+    po = {**PO, "lines": [{**PO["lines"][0], "part_number": "100200", "quantity_ordered": "5",
+                           "quantity_invoiced": "2"}, PO["lines"][1]]}
+    document = invoice()
+    document["lines"][0]["part_number"] = "100200"
+    recorded = judge(document, po, in_flight={"1": Decimal("4")})
+    assert "QUANTITY_EXCEEDS_OPEN" in codes(recorded)
+    old = recorded.model_copy(update={"rules_version": "2026.11.1", "audit": recorded.audit.model_copy(
+        update={"in_flight": {"100200": Decimal("4")}})})
+    assert codes(judge_again(old, Policy())) == codes(recorded)
+    assert codes(judge_again(recorded, Policy())) == codes(recorded)
+
+
+def test_findings_in_another_order_are_no_change():
+    """Rules that only check in another order: every verdict of two findings or more read as changed."""
+    recorded = judge(PRICE_OFF, in_flight={"1": Decimal("4")})
+    again = judge_again(recorded, Policy())
+    assert len(again.reasons) >= 2
+    assert not compare(recorded, Judgement(again.status, again.reasons[::-1], again.rules_version)).changed
+    assert compare(recorded, Judgement(again.status, again.reasons[1:], again.rules_version)).changed
