@@ -7,6 +7,7 @@ partition through the broker's timestamp index (`offsets_for_times`).
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -65,14 +66,17 @@ class KafkaTopicReader(TopicReader):
         following = {p: ranges[p][0] for p in pending}  # the next offset wanted from each partition
         try:
             consumer.assign([TopicPartition(topic, p, ranges[p][0]) for p in pending])
+            heard, broken = time.monotonic(), None
             while pending:
                 # consume() waits for its count or the timeout: never ask for more than is left.
                 left = sum(end - following[p] for p, end in pending.items())
                 for message in consumer.consume(max(1, min(1000, left)), timeout=1.0):
                     partition = message.partition()
-                    if partition not in pending:
-                        continue
                     error = message.error()
+                    if partition not in pending:
+                        broken = error if error is not None and partition is None else broken
+                        continue
+                    heard = time.monotonic()
                     if error is not None:
                         if error.code() == KafkaError._PARTITION_EOF:
                             pending.pop(partition)  # the end moved back (retention) or was reached
@@ -90,6 +94,12 @@ class KafkaTopicReader(TopicReader):
                     yield TopicRecord(topic, partition, offset, message.timestamp()[1], message.key(), message.value())
                     if offset + 1 >= pending[partition]:
                         pending.pop(partition)
+                if pending and time.monotonic() - heard > self.timeout:
+                    # Brokers away say so in errors of no partition, and librdkafka reconnects by
+                    # itself: a read that hears nothing of its partitions for `timeout` ends, rather
+                    # than wait for good.
+                    raise kafka_down(self.bootstrap_servers, f"reading {topic}: nothing for {self.timeout:.0f} s",
+                                     broken or "no broker answered")
         finally:
             consumer.close()
 

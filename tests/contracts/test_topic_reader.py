@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from connectors.api_ports import TopicNotFound
 from connectors.topic_reader import InMemoryTopicReader, KafkaTopicReader
+from rules.errors import Unavailable
 
 T0 = 1_795_000_000_000
 RECORDS = [(n % 3, T0 + n * 1000, f"PO-{n % 3}".encode(), f"value-{n}".encode()) for n in range(30)]
@@ -66,3 +69,22 @@ class TestKafkaTopicReader(TopicReaderContract):
         assert producer.flush(30) == 0
         yield KafkaTopicReader(kafka_bootstrap), unique_name
         admin.delete_topics([unique_name])
+
+    def test_a_read_that_hears_nothing_from_kafka_ends_naming_it(self):
+        """Brokers away say so in errors of no partition, which the read passed over: an audit's
+        progress bar stood still for good."""
+        reader = KafkaTopicReader("127.0.0.1:1", timeout=2)
+        raised: list[BaseException] = []
+
+        def read():
+            try:
+                list(reader.read("t", {0: (0, 10)}))
+            except Exception as error:
+                raised.append(error)
+
+        thread = threading.Thread(target=read, daemon=True)
+        thread.start()
+        thread.join(30)
+        assert not thread.is_alive()
+        (error,) = raised
+        assert isinstance(error, Unavailable) and "reading t: nothing for 2 s at 127.0.0.1:1" in str(error)
