@@ -24,12 +24,14 @@ class PartitionPlan:
 
     @property
     def moves(self) -> bool:
-        return self.committed is None or self.rewind_to < self.committed
+        """Back only. A partition the group never committed is read from its start (the workers'
+        `auto.offset.reset` is earliest): set to the time, it skipped invoices never judged."""
+        return self.committed is not None and self.rewind_to < self.committed
 
     @property
     def to_reprocess(self) -> int:
         """Invoice messages the pipeline will read a second time."""
-        return max(0, (self.committed if self.committed is not None else self.end) - self.rewind_to)
+        return self.committed - self.rewind_to if self.moves and self.committed is not None else 0
 
 
 @dataclass(frozen=True)

@@ -311,10 +311,13 @@ def reprocess(
     for column in ("partition", "committed", "rewind to", "end", "invoices again"):
         table.add_column(column, justify="right")
     for p in rewind.partitions:
-        table.add_row(str(p.partition), "-" if p.committed is None else str(p.committed), str(p.rewind_to),
-                      str(p.end), str(p.to_reprocess) if p.moves else "0")
+        table.add_row(str(p.partition), "-" if p.committed is None else str(p.committed),
+                      str(p.rewind_to) if p.moves else "-", str(p.end), str(p.to_reprocess))
     Console().print(table)
     Console().print(f"{rewind.total:,} invoice message(s) would be processed again.")
+    if unread := [str(p.partition) for p in rewind.partitions if p.committed is None]:
+        Console().print(f"Partition(s) {', '.join(unread)}: the group has committed nothing there, so its workers "
+                        "read them from their start; they are left as they are.")
     if rewind.running_members:
         err.print(f"[red]refused[/]: worker(s) of {settings.app_id} are running ({', '.join(rewind.running_members)}); "
                   "stop them, then run this again.")

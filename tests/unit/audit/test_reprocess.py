@@ -24,10 +24,11 @@ def test_the_plan_rewinds_each_partition_to_the_first_invoice_since_the_time(inv
     rewind = plan(invoices, groups, "app", "invoices", T0 + 15_000)  # from record n=15: offsets 5, 5, 5
     assert [(p.partition, p.committed, p.rewind_to, p.end) for p in rewind.partitions] == [
         (0, 10, 5, 10), (1, 4, 5, 10), (2, None, 5, 10)]
-    assert [p.moves for p in rewind.partitions] == [True, False, True]  # never forward
-    assert rewind.total == 5 + 5
+    # Never forward: partition 2, never committed, is read from its start, invoices before the time too.
+    assert [p.moves for p in rewind.partitions] == [True, False, False]
+    assert [p.to_reprocess for p in rewind.partitions] == [5, 0, 0] and rewind.total == 5
     execute(groups, rewind)
-    assert groups.committed("app", "invoices", [0, 1, 2]) == {0: 5, 1: 4, 2: 5}
+    assert groups.committed("app", "invoices", [0, 1, 2]) == {0: 5, 1: 4, 2: None}
 
 
 def test_a_running_worker_stops_the_rewind(invoices):
@@ -37,3 +38,22 @@ def test_a_running_worker_stops_the_rewind(invoices):
     with pytest.raises(GroupIsActive, match="worker-1@host"):
         execute(groups, rewind)
     assert groups.committed("app", "invoices", [0]) == {0: 10}
+
+
+def test_the_command_says_which_partitions_it_leaves_to_be_read_from_their_start(invoices, monkeypatch, capsys):
+    import sys
+
+    from cli.main import main
+
+    groups = InMemoryConsumerGroups(offsets={("invoice-automation", "invoices", 0): 10})
+    monkeypatch.setattr("connectors.topic_reader.KafkaTopicReader", lambda *args, **kwargs: invoices)
+    monkeypatch.setattr("connectors.consumer_groups.KafkaConsumerGroups", lambda *args, **kwargs: groups)
+    monkeypatch.setenv("INVOICE_AUTOMATION_INVOICES_TOPIC", "invoices")
+    monkeypatch.setattr(sys, "argv", ["invoice-automation", "reprocess", "--since", "2026-11-18T11:06:55Z",
+                                      "--dry-run"])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert "5 invoice message(s) would be processed again" in said
+    assert "Partition(s) 1, 2: the group has committed nothing there" in said
