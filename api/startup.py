@@ -17,6 +17,8 @@ MIN_SECRET_LENGTH = 32
 # far below.
 MIN_SECRET_BITS = 90
 HOW_TO_MAKE_ONE = "make one with `openssl rand -hex 32`"
+# The widest network a proxy's addresses may be given as, by IP version: 10.0.0.0/8, 2001::/16.
+WIDEST_PROXY_RANGE = {4: 8, 6: 16}
 
 
 class ApiMisconfigured(RuntimeError):
@@ -46,6 +48,9 @@ def refusals(settings: Settings) -> list[str]:
     if settings.api_trusted_user_header and not (settings.api_trusted_proxies or settings.api_trusted_proxy_secret):
         problems.append("INVOICE_AUTOMATION_API_TRUSTED_USER_HEADER is set, but neither API_TRUSTED_PROXIES nor "
                         "API_TRUSTED_PROXY_SECRET says which requests come from the proxy: anyone could name a user")
+    if wide := [str(net) for net in settings.api_trusted_proxies if net.prefixlen < WIDEST_PROXY_RANGE[net.version]]:
+        problems.append(f"INVOICE_AUTOMATION_API_TRUSTED_PROXIES holds {', '.join(wide)}: wider than any proxy's "
+                        "addresses, it takes whoever connects from there for the proxy, and lets them name a user")
     return problems
 
 

@@ -27,6 +27,9 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from rules.errors import Misconfigured
+from streams.settings import PREFIX
+
 log = logging.getLogger(__name__)
 DEPENDENCIES = ("kafka", "sampro", "processscheduler", "smtp", "marketplace")
 
@@ -169,6 +172,10 @@ def serve(health: WorkerHealth, host: str, port: int) -> ThreadingHTTPServer:
         def log_message(self, *args: object) -> None:  # scrapes are not news
             pass
 
-    server = ThreadingHTTPServer((host, port), Handler)
+    try:
+        server = ThreadingHTTPServer((host, port), Handler)
+    except OSError as error:  # a host that does not resolve, a port taken
+        raise Misconfigured(f"the worker cannot serve /readyz and /metrics on {PREFIX}WORKER_HTTP_HOST={host!r}, "
+                            f"{PREFIX}WORKER_HTTP_PORT={port}: {error.strerror or error}") from None
     threading.Thread(target=server.serve_forever, name="worker-http", daemon=True).start()
     return server

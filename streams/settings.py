@@ -40,7 +40,8 @@ class ApiUser(BaseModel):
     """Someone who signs in to the dashboard; `password_hash` comes from `invoice-automation api hash-password`."""
 
     name: str = Field(min_length=1)
-    password_hash: str = Field(min_length=1)
+    # argon2's encoded form: a password written here in clear would never sign in, and sit in the environment.
+    password_hash: str = Field(pattern=r"^\$argon2(id|i|d)\$")
     role: ApiRole = "viewer"
 
 
@@ -62,7 +63,7 @@ class Settings(BaseSettings):
     )
 
     # Kafka
-    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_bootstrap_servers: str = Field(default="127.0.0.1:9092", min_length=1)
     schema_registry_url: str | None = None
     # The registry subject of each record type, "{record}" being its full name (RecordNameStrategy);
     # a prefix such as "ap-prod.{record}" keeps two installations apart on one registry.
@@ -80,7 +81,7 @@ class Settings(BaseSettings):
     verdicts_topic: TopicName = "verdicts"  # verdicts and the status changes after them, in order per PO
     rpa_requests_topic: TopicName = "rpa.requests"
     dlq_topic: TopicName = "invoices.dlq"
-    store: str = "memory://"
+    store: Literal["memory://", "rocksdb://"] = "memory://"
     batch_size: int = Field(default=500, ge=1, le=100_000)  # librdkafka takes at most 1,000,000
     # A batch is what has arrived, up to batch_size: it grows with the load. batch_seconds is how
     # long a poll waits when nothing has arrived (a quiet worker's loop); batch_linger_seconds how
@@ -94,7 +95,7 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"  # json: one JSON object per line, for a log collector
     # The worker's own /readyz and /metrics; off unless a port is given.
     worker_http_host: str = "127.0.0.1"
-    worker_http_port: int | None = Field(default=None, ge=0, le=65535)
+    worker_http_port: int | None = Field(default=None, ge=1, le=65535)  # 0 would be a port no one is told
 
     # Marketplace source
     marketplace_source: Literal["polling", "debezium"] = "polling"
@@ -158,7 +159,8 @@ class Settings(BaseSettings):
     api_served_over_https: bool = False
     # Origins other than the API's own that may send changes (the dashboard's public address
     # when a proxy rewrites Host), e.g. ["https://ap.example.com"].
-    api_allowed_origins: list[str] = Field(default_factory=list, max_length=20)
+    api_allowed_origins: list[Annotated[str, StringConstraints(pattern=r"^https?://[^/?#\s]+$")]] = Field(
+        default_factory=list, max_length=20)  # as a browser sends Origin: scheme://host[:port]
     # Single sign-on: the user (and role) from headers a proxy sets; honoured only from the
     # proxy's addresses or with its shared secret, and the API refuses to start without either.
     api_trusted_user_header: str | None = Field(default=None, max_length=100)
@@ -223,11 +225,27 @@ class Settings(BaseSettings):
             raise ValueError("SMTP AUTH (smtplib) sends the password as ASCII: other letters never sign in")
         return password
 
+    @model_validator(mode="after")
+    def _settings_that_go_together(self) -> Settings:
+        """Each value alone is fine, together they cannot work: named at start, not at the first
+        email or the first guesser."""
+        if self.smtp_username is not None and not (self.smtp_password and self.smtp_password.get_secret_value()):
+            raise ValueError(f"{PREFIX}SMTP_USERNAME is set without {PREFIX}SMTP_PASSWORD: every email would "
+                             "fail to sign in")
+        if self.api_sign_in_backoff_max_seconds < self.api_sign_in_backoff_seconds:
+            raise ValueError(f"{PREFIX}API_SIGN_IN_BACKOFF_MAX_SECONDS is below {PREFIX}API_SIGN_IN_BACKOFF_SECONDS")
+        names = [user.name for user in self.api_users]
+        if twice := sorted({name for name in names if names.count(name) > 1}):
+            raise ValueError(f"{PREFIX}API_USERS names {', '.join(map(repr, twice))} more than once: which "
+                             "password and role would be theirs?")
+        return self
+
     @field_validator("schema_registry_url", "connect_url")
     @classmethod
     def _http_url(cls, url: str | None) -> str | None:
-        if url is not None and not all(urlsplit(one.strip()).scheme in ("http", "https") for one in url.split(",")):
-            raise ValueError("not an http:// or https:// URL")
+        parts = [urlsplit(one.strip()) for one in (url or "").split(",")]
+        if url is not None and not all(part.scheme in ("http", "https") and part.netloc for part in parts):
+            raise ValueError("not an http:// or https:// URL with a host")
         return url
 
     @field_validator("schema_registry_subject")

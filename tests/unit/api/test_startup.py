@@ -45,3 +45,11 @@ def test_the_api_command_says_why_it_does_not_start(monkeypatch, tmp_path):
         monkeypatch.delenv(name, raising=False)
     result = CliRunner().invoke(cli, ["api", "--port", "1"])
     assert result.exit_code == 2 and "INVOICE_AUTOMATION_API_TOKEN is not set" in result.output
+
+
+@pytest.mark.parametrize("proxies", [["0.0.0.0/0"], ["0.0.0.0/1", "128.0.0.0/1"], ["::/0"], ["2000::/3"]])
+def test_trusted_proxies_wider_than_any_proxys_addresses_refuse_to_start(proxies):
+    """Every client was the proxy, and named its own user and role."""
+    with pytest.raises(ApiMisconfigured, match="API_TRUSTED_PROXIES holds .*wider than any proxy's addresses"):
+        make_api(api_trusted_user_header="X-Forwarded-User", api_trusted_proxies=proxies)
+    make_api(api_trusted_user_header="X-Forwarded-User", api_trusted_proxies=["10.0.0.0/8", "2001:db8::/32"])

@@ -110,12 +110,37 @@ def test_a_wrong_value_is_one_line_naming_the_variable(monkeypatch, capsys):
                                   "letters never sign in"),  # a secret: its value is not shown
     ("APP_ID", "ap\x1b[2J" + "x" * 100, "='ap\\x1b[2J" + "x" * 67 + "...: String should match pattern "
                                         "'^[A-Za-z0-9._-]+$'"),  # escaped, cut to 80 characters
+    ("STORE", "rocksdb", "='rocksdb': Input should be 'memory://' or 'rocksdb://'"),  # a traceback after topics
+    ("WORKER_HTTP_PORT", "0", "='0': Input should be greater than or equal to 1"),  # a port no one is told
+    ("KAFKA_BOOTSTRAP_SERVERS", "", "='': String should have at least 1 character"),
+    ("SCHEMA_REGISTRY_URL", "http://", ": not an http:// or https:// URL with a host"),
+    ("API_ALLOWED_ORIGINS", '["ap.example.com"]', "__0='ap.example.com': String should match pattern '^https?://[^/?#\\s]+$'"),
+    ("API_USERS", '[{"name": "ana", "password_hash": "hunter2"}]',
+     "__0__PASSWORD_HASH: String should match pattern '^\\$argon2(id|i|d)\\$'"),  # never signs in
 ])
 def test_a_value_its_setting_cannot_take_is_refused_at_start(monkeypatch, capsys, name, value, said):
     """Each was taken, then failed on every step, poll or email (librdkafka's limit, an overflow)."""
     monkeypatch.setenv(f"INVOICE_AUTOMATION_{name}", value)
     assert _run(monkeypatch, "explain", "MP-1001") == 2
     assert capsys.readouterr().err == f"error: setting INVOICE_AUTOMATION_{name}{said}\n"
+
+
+@pytest.mark.parametrize(("variables", "said"), [
+    ({"SMTP_USERNAME": "ap-robot"}, "INVOICE_AUTOMATION_SMTP_USERNAME is set without "
+                                    "INVOICE_AUTOMATION_SMTP_PASSWORD: every email would fail to sign in"),
+    ({"API_SIGN_IN_BACKOFF_SECONDS": "60", "API_SIGN_IN_BACKOFF_MAX_SECONDS": "5"},
+     "INVOICE_AUTOMATION_API_SIGN_IN_BACKOFF_MAX_SECONDS is below INVOICE_AUTOMATION_API_SIGN_IN_BACKOFF_SECONDS"),
+    ({"API_USERS": '[{"name": "ana", "password_hash": "$argon2id$a", "role": "viewer"}, '
+                   '{"name": "ana", "password_hash": "$argon2id$b", "role": "clerk"}]'},
+     "INVOICE_AUTOMATION_API_USERS names 'ana' more than once: which password and role would be theirs?"),
+])
+def test_settings_that_cannot_work_together_are_refused_at_start_naming_both(monkeypatch, capsys, variables, said):
+    """Each alone is fine: together the worker failed every email, a guesser waited less than the
+    first back-off, or the last of two users named ana gave her a clerk's rights."""
+    for name, value in variables.items():
+        monkeypatch.setenv(f"INVOICE_AUTOMATION_{name}", value)
+    assert _run(monkeypatch, "explain", "MP-1001") == 2
+    assert capsys.readouterr().err == f"error: {said}\n"
 
 
 def test_an_empty_smtp_user_name_means_no_sign_in(monkeypatch):
@@ -255,3 +280,23 @@ def test_a_worker_on_topics_that_break_a_guarantee_says_what_to_change_on_one_li
     lines = [line for line in capfd.readouterr().err.splitlines() if line.strip()]
     assert lines == ["error: the topics must take every record the worker sends, but verdicts has "
                      "compression.type=gzip"]
+
+
+@pytest.mark.parametrize(("host", "port", "said"), [
+    ("no-such-host.invalid", None, "WORKER_HTTP_HOST='no-such-host.invalid', INVOICE_AUTOMATION_WORKER_HTTP_PORT="),
+    ("127.0.0.1", "taken", "WORKER_HTTP_HOST='127.0.0.1', INVOICE_AUTOMATION_WORKER_HTTP_PORT="),
+])
+def test_a_worker_that_cannot_serve_its_readiness_says_where_in_one_line(host, port, said):
+    """A host that does not resolve, or a port taken: a traceback that named neither setting."""
+    from cli.failures import explain
+    from rules.errors import Misconfigured
+    from streams.health import WorkerHealth, serve
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        number = taken.getsockname()[1] if port == "taken" else _closed_port()
+        with pytest.raises(Misconfigured) as raised:
+            serve(WorkerHealth(), host, number)
+    (line,) = explain(raised.value)
+    assert line.startswith(f"the worker cannot serve /readyz and /metrics on INVOICE_AUTOMATION_{said}{number}: ")
