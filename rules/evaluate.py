@@ -101,13 +101,16 @@ def _audit(raw: Any, case: Case) -> VerdictAudit:
     return VerdictAudit(invoice=document, in_flight=in_flight, earlier_invoices=earlier)
 
 
-def could_not_judge(submission: InvoiceSubmitted, reason: str, context: EvaluationContext) -> Verdict:
-    """bad_invoice for an invoice the pipeline failed to judge (its record went to the dead-letter
-    topic), so AP sees it in processscheduler instead of never hearing of it."""
+def could_not_judge(submission: InvoiceSubmitted, reason: str, context: EvaluationContext,
+                    dead_lettered: bool = True) -> Verdict:
+    """bad_invoice for an invoice the pipeline failed to judge, so AP sees it in processscheduler
+    instead of never hearing of it: its record went to the dead-letter topic, or (not
+    `dead_lettered`) it was judged for another message of its PO, which went on."""
     document = submission.document if isinstance(submission.document, dict) else {}
+    where = ("its record is in the dead-letter topic" if dead_lettered
+             else "a fault of the pipeline, not of the invoice: report it; the invoices behind it on its PO went on")
     finding = Finding(code="INVALID_INVOICE", severity=Severity.ERROR, field="invoice", actual=None,
-                      message=f"This invoice could not be judged ({reason[:300]}); its record is in the "
-                              "dead-letter topic.")
+                      message=f"This invoice could not be judged ({reason[:300]}); {where}.")
     return Verdict(invoice_id=submission.invoice_id, invoice_version=submission.version,
                    po_number=submission.po_number, status=VerdictStatus.BAD_INVOICE,
                    http_status=VerdictStatus.BAD_INVOICE.http_status, reasons=[finding],

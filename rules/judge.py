@@ -56,8 +56,8 @@ class RulesJudge:
             return None
         return _handed_over_as(build_rpa_payload(Case(invoice, self.purchase_order, self._context({}))), submission)
 
-    def could_not_judge(self, submission: InvoiceSubmitted, reason: str) -> Verdict:
-        return could_not_judge(submission, reason, self._context({}))
+    def could_not_judge(self, submission: InvoiceSubmitted, reason: str, dead_lettered: bool = True) -> Verdict:
+        return could_not_judge(submission, reason, self._context({}), dead_lettered)
 
 
 def _handed_over_as(payload: RpaPayload | None, submission: InvoiceSubmitted) -> RpaPayload | None:

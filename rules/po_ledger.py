@@ -17,7 +17,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from rules.errors import DataError
+from rules.errors import DataError, Unavailable
 from rules.holds import holds_of
 from rules.lifecycle import (
     DispatchApproved,
@@ -73,8 +73,9 @@ class Judge(Protocol):
     def payload_for(self, submission: InvoiceSubmitted) -> RpaPayload | None:
         """The RPA payload for an AP release, or None when the invoice cannot be keyed at all."""
 
-    def could_not_judge(self, submission: InvoiceSubmitted, reason: str) -> Verdict:
-        """bad_invoice for a submission whose judging failed (the record is dead-lettered)."""
+    def could_not_judge(self, submission: InvoiceSubmitted, reason: str, dead_lettered: bool = True) -> Verdict:
+        """bad_invoice for a submission whose judging failed: its record dead-lettered, or (not
+        `dead_lettered`) one the ledger judged for another message, which went on."""
 
 
 def change_digest(event_id: str) -> str:
@@ -193,6 +194,7 @@ class PurchaseOrderLedger(BaseModel):
 class Outcome(BaseModel):
     ledger: PurchaseOrderLedger
     emitted: list[Any] = Field(default_factory=list)
+    unjudged: list[str] = Field(default_factory=list)  # invoices the rules failed on, made bad_invoice: why
 
 
 def _change(
@@ -242,9 +244,10 @@ class _Update:
         self.judge = judge
         self.dispatch = dispatch
         self.emitted: list[Emitted] = []
+        self.unjudged: list[str] = []
 
     def outcome(self) -> Outcome:
-        return Outcome(ledger=self.ledger, emitted=self.emitted)
+        return Outcome(ledger=self.ledger, emitted=self.emitted, unjudged=self.unjudged)
 
     def editable(self, key: str) -> InvoiceRecord | None:
         """The record, copied into this update's ledger so that it may be changed."""
@@ -290,6 +293,22 @@ class _Update:
     def park(self, record: InvoiceRecord, at: datetime, cause: str = "parked") -> None:
         self.ledger.parked.append(record.key)
         self.change(record, InvoiceStatus.WAITING_FOR_PO, cause, at)
+
+    def judged(self, record: InvoiceRecord) -> Verdict:
+        """The judge's verdict on an invoice this message did not bring (parked behind the PO, held
+        for a change of it). One the rules fail on is a bad_invoice, so that the message that freed
+        the PO, and the invoices behind this one, go on: failing, the message was dead-lettered and
+        every later invoice of the PO parked for good. (An invoice's own message fails with it, and
+        is dead-lettered with its verdict.)"""
+        assert self.judge is not None, "a judgement needs a judge bound to a PO snapshot"
+        try:
+            return self.judge.decide(record.submission, self.ledger.in_flight())
+        except Unavailable:
+            raise
+        except Exception as error:
+            why = f"{type(error).__name__}: {error}"
+            self.unjudged.append(f"{record.key}: {why}")
+            return self.judge.could_not_judge(record.submission, why, dead_lettered=False)
 
     def judge_now(self, record: InvoiceRecord, verdict: Verdict | None = None) -> None:
         """`verdict`: the judge's, when the caller has asked it already."""
@@ -348,7 +367,7 @@ class _Update:
                 again = f"-a{record.rpa_attempts + 1}" if record.rpa_attempts else ""
                 self.hold(record, at, cause=f"released{again}")
             else:
-                self.judge_now(record)
+                self.judge_now(record, self.judged(record))
 
     def replay(self, record: InvoiceRecord) -> None:
         """Re-emit where this version stands, so a write lost in a crash is repaired downstream
@@ -401,7 +420,7 @@ def _judge_held_again(update: _Update, key: str, change_id: str, at: datetime,
     nothing (QUANTITY_EXCEEDS_OPEN), and a verdict that takes back the holds AP released."""
     assert update.judge is not None, "a recheck needs a judge bound to the fresh snapshot"
     held = update.ledger.listed(key)
-    verdict = update.judge.decide(held.submission, update.ledger.in_flight())
+    verdict = update.judged(held)
     ready = verdict.status is VerdictStatus.READY_TO_PROCESS
     if not ready and while_at_bot == "wait" and any(
             update.ledger.listed(holder).status is InvoiceStatus.SENT_TO_RPA for holder in update.ledger.holding):

@@ -59,12 +59,16 @@ def payload(invoice_id: str, version: int, qty: str = "1") -> RpaPayload:
 class FakeJudge:
     """Decides by the document's `expect` field; records what it saw in flight."""
 
-    def __init__(self, rules_version: str = "test", lets_pass: frozenset[str] = frozenset()) -> None:
+    def __init__(self, rules_version: str = "test", lets_pass: frozenset[str] = frozenset(),
+                 fails_on: frozenset[str] = frozenset()) -> None:
         self.seen_in_flight: list[dict] = []
         self.rules_version = rules_version
         self.lets_pass = lets_pass  # invoices these rules find ready whatever the document expects
+        self.fails_on = fails_on  # invoices these rules raise on, as a bug would
 
     def decide(self, submission: InvoiceSubmitted, in_flight: dict[str, Decimal]) -> Verdict:
+        if submission.invoice_id in self.fails_on:
+            raise ArithmeticError(f"no rule foresaw {submission.invoice_id}")
         self.seen_in_flight.append(in_flight)
         status = VerdictStatus(submission.document.get("expect", "ready_to_process"))
         if submission.invoice_id in self.lets_pass:
@@ -79,6 +83,14 @@ class FakeJudge:
 
     def payload_for(self, submission: InvoiceSubmitted) -> RpaPayload | None:
         return payload(submission.invoice_id, submission.version)
+
+    def could_not_judge(self, submission: InvoiceSubmitted, reason: str, dead_lettered: bool = True) -> Verdict:
+        status = VerdictStatus.BAD_INVOICE
+        finding = Finding(code="INVALID_INVOICE", severity=Severity.ERROR, field="invoice",
+                          message=f"{reason} (dead-lettered: {dead_lettered})")
+        return Verdict(invoice_id=submission.invoice_id, invoice_version=submission.version,
+                       po_number=submission.po_number, status=status, http_status=status.http_status,
+                       reasons=[finding], rules_version=self.rules_version, evaluated_at=submission.received_at)
 
 
 def submission(invoice_id: str, version: int = 1, expect: str = "ready_to_process") -> InvoiceSubmitted:
@@ -963,3 +975,19 @@ def test_while_the_po_is_at_the_bot_a_change_that_does_not_clear_leaves_the_invo
     ledger = submit_invoice(held(judge, "B"), submission("A"), judge, "automatic").ledger  # A at the bot
     outcome = recheck_held(ledger, changed(), PricingJudge(price="15.25"), "automatic")
     assert outcome.ledger.parked == [] and outcome.ledger.records["B@v1"].status is InvoiceStatus.MANUAL_REVIEW
+
+
+def test_an_invoice_the_rules_fail_on_when_the_po_frees_is_bad_invoice_and_the_po_goes_on():
+    """A's completion frees the PO, and the rules fail on B, parked behind it: the completion was
+    dead-lettered with the failure, A stayed at the bot in the ledger, and every later invoice of
+    the PO parked for good."""
+    judge = FakeJudge(fails_on=frozenset({"B"}))
+    ledger, _ = run(PurchaseOrderLedger(po_number="PO-1"),
+                    *[lambda ledger, i=i: submit_invoice(ledger, submission(i), judge, "automatic") for i in "ABC"])
+    outcome = complete_rpa(ledger, completion("A"), judge, "automatic")
+    assert statuses(outcome.emitted) == [("A", "entered"), ("B", "bad_invoice"), ("C", "ready_to_process"),
+                                         ("C", "rpa_request"), ("C", "sent_to_rpa")]
+    assert outcome.unjudged == ["B@v1: ArithmeticError: no rule foresaw B"]
+    bad = next(m for m in outcome.emitted if isinstance(m, Verdict) and m.invoice_id == "B")
+    assert bad.reasons[0].message == "ArithmeticError: no rule foresaw B (dead-lettered: False)"
+    assert outcome.ledger.holding == ["C@v1"] and outcome.ledger.parked == []

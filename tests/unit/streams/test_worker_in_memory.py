@@ -409,7 +409,8 @@ def test_a_verdict_the_database_refuses_is_dead_lettered_alone_and_the_rest_of_t
     assert set(stages) == {("record", "record-in-processscheduler")}
 
 
-def test_an_invoice_whose_judging_fails_gets_a_bad_invoice_verdict_and_a_dead_letter(worker, monkeypatch):
+def _rules_raise_on(worker, monkeypatch, invoice_id: str) -> None:
+    """The desk's rules raise on `invoice_id`, as a bug no test foresaw would."""
     desk = worker.pipeline.desk
     original = desk.judge_for
 
@@ -420,19 +421,23 @@ def test_an_invoice_whose_judging_fails_gets_a_bad_invoice_verdict_and_a_dead_le
             rules_version = judge.rules_version
 
             def decide(self, submission, in_flight):
-                if submission.invoice_id == "MP-2":
+                if submission.invoice_id == invoice_id:
                     raise ArithmeticError("something no rule foresaw")
                 return judge.decide(submission, in_flight)
 
             def payload_for(self, submission):
                 return judge.payload_for(submission)
 
-            def could_not_judge(self, submission, reason):
-                return judge.could_not_judge(submission, reason)
+            def could_not_judge(self, submission, reason, dead_lettered=True):
+                return judge.could_not_judge(submission, reason, dead_lettered)
 
         return Exploding()
 
     monkeypatch.setattr(desk, "judge_for", judge_for)
+
+
+def test_an_invoice_whose_judging_fails_gets_a_bad_invoice_verdict_and_a_dead_letter(worker, monkeypatch):
+    _rules_raise_on(worker, monkeypatch, "MP-2")
     worker.submit(ready_invoice("MP-1", po_number="PO-5001"))
     worker.sampro.purchase_orders["PO-2"] = worker.sampro.purchase_orders["PO-5001"].model_copy(
         update={"po_number": "PO-2"})
@@ -443,6 +448,24 @@ def test_an_invoice_whose_judging_fails_gets_a_bad_invoice_verdict_and_a_dead_le
     assert "something no rule foresaw" in row["reasons"][0]["message"]
     (dead,) = worker.dead_letters()
     assert dead["stage"] == "decide" and "ArithmeticError" in dead["error"]
+
+
+def test_an_invoice_the_rules_fail_on_when_its_po_is_freed_is_bad_invoice_and_the_po_goes_on(
+        worker, monkeypatch, caplog):
+    """MP-1's completion freed the PO and the rules raised on MP-2, parked behind it: the completion
+    was dead-lettered, MP-1 stayed at the bot in the ledger, and MP-3 and every later invoice parked."""
+    _rules_raise_on(worker, monkeypatch, "MP-2")
+    for invoice_id in ("MP-1", "MP-2", "MP-3"):
+        worker.submit(ready_invoice(invoice_id))
+    worker.run()
+    worker.complete("MP-1")
+    worker.run()
+    assert worker.statuses() == {"MP-1": "entered", "MP-2": "bad_invoice", "MP-3": "sent_to_rpa"}
+    row = next(r for r in worker.scheduler.rows() if r["invoice_id"] == "MP-2")
+    assert "something no rule foresaw" in row["reasons"][0]["message"]
+    assert "the invoices behind it on its PO went on" in row["reasons"][0]["message"]
+    assert worker.dead_letters() == []
+    assert "PO PO-5001: the rules failed on MP-2@v1: ArithmeticError: something no rule foresaw" in caplog.text
 
 
 class DownMailer:
@@ -891,6 +914,21 @@ def test_a_price_corrected_in_sampro_clears_a_held_invoice_which_is_mailed_once(
     assert [request.invoice_id for request in worker.mailer.sent] == ["MP-1"]
     events = [event["status"] for event in worker.scheduler.history("MP-1")]
     assert events == ["manual_review", "ready_to_process", "sent_to_rpa"]
+
+
+def test_a_held_invoice_the_rules_fail_on_at_a_change_of_its_po_is_bad_invoice_and_the_change_goes_on(
+        worker, monkeypatch):
+    """The change was dead-lettered, and the PO's other held invoices never judged again."""
+    from rules.lifecycle import PurchaseOrderChanged
+    from tests.unit.streams.conftest import AT, purchase_order
+
+    held_for_its_price(worker)
+    _rules_raise_on(worker, monkeypatch, "MP-1")
+    worker.sampro.purchase_orders["PO-5001"] = purchase_order()
+    worker.pipeline.sampro_changes.waiting.append(
+        PurchaseOrderChanged(event_id="sampro:PO-5001:1", po_number="PO-5001", changed_at=AT))
+    worker.run()
+    assert worker.statuses() == {"MP-1": "bad_invoice"} and worker.dead_letters() == []
 
 
 def test_a_sampro_change_that_leaves_a_held_invoice_judged_as_it_was_adds_nothing_to_its_history(worker):
