@@ -21,6 +21,8 @@ from rules.models import Verdict
 from rules.po_ledger import change_digest
 from schemas.codec import to_record
 
+KEY_WIDTH = 64  # of vendor_key, number_key and loose_number_key (tables.py)
+
 
 def verdict_event_id(invoice_id: str, version: int, status: str, rules_version: str, judged_after: str | None) -> str:
     event = f"verdict:{invoice_id}:v{version}:{status}:{rules_version}"
@@ -40,6 +42,14 @@ def reason_codes_column(reasons: Sequence[Mapping[str, Any]] | None) -> str | No
             continue
         text += code + " "
     return text if text != " " else None
+
+
+def stored_key(key: str) -> str:
+    """A duplicate-lookup key as its column holds it. Keys are case-folded (ß to ss), so a vendor
+    id or number of 64 characters may make a longer one, which the column refused, and the
+    verdict's row went to the dead-letter topic. Cut, a key still finds its invoices (the same
+    text makes the same cut key), and the rows found are compared in full (`matches_lookup`)."""
+    return key[:KEY_WIDTH]
 
 
 def fitted_to_column(text: str | None, column: str) -> str | None:
@@ -97,8 +107,9 @@ def verdict_entry(record: Mapping[str, Any]) -> SchedulerEntry | None:
         "rpa_payload": record["rpa_payload"], "rules_version": rules_version,
         "po_snapshot": record["po_snapshot"], "decided_at": decided_at, "invoice_document": document,
         # What the duplicate checks look this invoice up by (rules.duplicates).
-        "vendor_key": found.vendor_key if found else None, "number_key": found.number_key if found else None,
-        "loose_number_key": found.loose_key if found else None,
+        "vendor_key": stored_key(found.vendor_key) if found else None,
+        "number_key": stored_key(found.number_key) if found else None,
+        "loose_number_key": stored_key(found.loose_key) if found else None,
         "total_amount": found.total_amount if found else None,
         "invoice_date": invoice_date(document) if found else None,  # found: the document is a mapping
     }

@@ -14,7 +14,7 @@ from sqlalchemy import Connection, Engine, bindparam, func, insert, or_, select,
 
 from connectors.ports import InvoiceVersionAt, NumberClaim, ProcessScheduler, SchedulerEntry
 from connectors.scheduler.invoice_numbers import claim_numbers, versions_of
-from connectors.scheduler.rows import entries
+from connectors.scheduler.rows import entries, stored_key
 from connectors.scheduler.tables import history, processscheduler
 from connectors.sql import among, mapped_errors
 from rules.context import KnownInvoice
@@ -94,9 +94,10 @@ class SqlProcessScheduler(ProcessScheduler):
                 totals = {lookup.total_amount for lookup in chunk if lookup.total_amount is not None}
                 query = (select(t.c.invoice_id, t.c.invoice_version, t.c.vendor_id, t.c.invoice_number, t.c.status,
                                 t.c.total_amount, t.c.invoice_date)
-                         .where(among(t.c.vendor_key, {lookup.vendor_key for lookup in chunk}, dialect),
-                                or_(among(t.c.number_key, {lookup.number_key for lookup in chunk}, dialect),
-                                    among(t.c.loose_number_key, {lookup.loose_key for lookup in chunk}, dialect),
+                         .where(among(t.c.vendor_key, {stored_key(lookup.vendor_key) for lookup in chunk}, dialect),
+                                or_(among(t.c.number_key, {stored_key(lookup.number_key) for lookup in chunk}, dialect),
+                                    among(t.c.loose_number_key, {stored_key(lookup.loose_key) for lookup in chunk},
+                                          dialect),
                                     among(t.c.total_amount, totals, dialect))))
                 for r in conn.execute(query):
                     known = KnownInvoice(r.invoice_id, r.vendor_id, r.invoice_number, r.status, r.total_amount,

@@ -104,6 +104,18 @@ class ProcessSchedulerContract:
             ("MP-1001", Decimal("57.25"), date(2026, 11, 20))]
 
 
+    def test_an_invoice_number_whose_key_is_longer_than_itself_is_recorded_and_found(self, scheduler):
+        """Case-folded, ß is ss: a number of 64 characters made a key of 65, which PostgreSQL and SQL
+        Server refused, and the verdict's row (all AP would see of the invoice) was dead-lettered."""
+        number = "Rechnung-Straße-" + "7" * 48
+        verdict = judge({**INVOICE, "invoice_id": "MP-9", "invoice_number": number})
+        scheduler.record([verdict])
+        assert [row["invoice_id"] for row in scheduler.rows()] == ["MP-9"]
+        found = scheduler.decided_invoices(lookups({"vendor_id": " v100", "invoice_number": number}))
+        assert [k.invoice_id for k in found] == ["MP-9"]
+        other = number[:-1] + "8"  # the same first 64 characters of its key: found by the column, told apart
+        assert scheduler.decided_invoices(lookups({"vendor_id": "V100", "invoice_number": other})) == []
+
     def test_every_version_of_an_invoice_is_found_with_its_po_and_status(self, scheduler):
         moved = judge({**INVOICE, "po_number": "PO-5002"}).model_copy(update={"invoice_version": 2})
         scheduler.record([READY, change(InvoiceStatus.RPA_FAILED, "s1"), moved, REVIEW])
