@@ -98,9 +98,9 @@ def replay(
     snapshot, invoice and context recorded in it: Sampro and the live pipeline are not touched,
     no offset is committed. Prints a summary of the changes by status transition and by reason.
     Exit code 0 when the replay ran; 3 with --fail-on-change when any verdict would change; else 1
-    when it judged no verdict, or some records could not be read or judged again (they are listed
-    in the report; a verdict without its audit record is counted); 2 on unusable input, or when
-    Kafka or the schema registry does not answer.
+    when it judged no verdict, none of those found had the audit record to be judged again by, or
+    some records could not be read or judged (they are listed in the report); 2 on unusable input,
+    or when Kafka or the schema registry does not answer.
     """
     from audit.replay import Selection
     from audit.replay import replay as run_replay
@@ -129,6 +129,7 @@ def replay(
         raise fail(exc) from None
 
     settings = Settings()
+    limits = limits_from(settings)
     reader = KafkaTopicReader(settings.kafka_bootstrap_servers)
     spool = None
     try:
@@ -136,7 +137,7 @@ def replay(
         with _progress() as progress:
             task = progress.add_task(f"Judging {settings.verdicts_topic} again", total=None, rate="")
             started = datetime.now(UTC)
-            report = run_replay(reader, settings.verdicts_topic, selection, policy, limits=limits_from(settings),
+            report = run_replay(reader, settings.verdicts_topic, selection, policy, limits=limits,
                                 schema_registry_url=settings.schema_registry_url, workers=workers,
                                 keep_unchanged=False, spool=spool,
                                 on_total=lambda total: progress.update(task, total=total),
@@ -157,13 +158,15 @@ def replay(
             spool.close()
     if output is not None:
         err.print(f"full report ({fmt}): {output}")
-    _print_summary(report, seconds)
+    _print_summary(report, seconds, limits.max_lines)
     if report.judged == 0:
         err.print("[yellow]no verdict was judged again[/]: nothing on the topic matched the selection "
                   "(--since/--until, --invoice, --po are exact)")
     if fail_on_change and report.changed:
         raise typer.Exit(3)
-    if report.judged == 0 or report.undecodable or report.not_judged or report.not_rederivable:
+    # Some verdicts have no audit record (the bad_invoice of an invoice the pipeline failed to
+    # judge): counted above. None with one: nothing was checked, and a gate must not pass.
+    if report.judged == len(report.not_rederivable) or report.undecodable or report.not_judged:
         raise typer.Exit(1)
 
 
@@ -196,9 +199,11 @@ def _write_whole(output: Path, writer: Callable[[TextIO], None]) -> None:
         raise
 
 
-def _print_summary(report, seconds: float) -> None:
+def _print_summary(report, seconds: float, max_lines: int) -> None:
+    # The line limit is the environment's (INVOICE_AUTOMATION_MAX_INVOICE_LINES), not the verdict's: said.
     err.print(f"{report.records_read:,} records read, {report.judged:,} verdicts judged again under rules "
-              f"{report.rules_version} in {seconds:.1f} s: [bold]{len(report.changed):,} would change[/]"
+              f"{report.rules_version} (invoices of {max_lines:,} lines at most) in {seconds:.1f} s: "
+              f"[bold]{len(report.changed):,} would change[/]"
               + (f", {len(report.not_rederivable):,} have no audit record" if report.not_rederivable else "")
               + (f", {len(report.undecodable):,} records undecodable" if report.undecodable else "")
               + (f", {len(report.not_judged):,} verdicts the rules failed on (a bug: please report them)"

@@ -78,23 +78,32 @@ def test_a_record_that_cannot_be_read_fails_the_run_unless_a_change_fails_it_fir
     assert _run(monkeypatch, capsys, "--tolerances", str(lenient), "--fail-on-change")[0] == 3
 
 
-def test_a_verdict_without_its_audit_record_fails_the_run_as_one_not_judged_again(monkeypatch, capsys, topic):
-    """A gate before a rules change passed (exit 0) on a topic whose verdicts it could not judge."""
+def test_verdicts_without_their_audit_record_are_counted_and_fail_the_run_only_when_none_has_one(
+        monkeypatch, capsys, topic):
+    """A gate before a rules change passed (exit 0) on a topic whose verdicts it could not judge;
+    the bad_invoice of an invoice the pipeline failed to judge has none either, and must not fail it."""
     from schemas.codec import SingleObjectCodec
     from tests.unit.audit.recorded import recorded_verdicts
 
     reader, placed = topic
-    old = recorded_verdicts(placed)[0].model_copy(update={"audit": None})
+    verdicts = recorded_verdicts(placed)
+    old = verdicts[0].model_copy(update={"audit": None})
     reader.append("verdicts", 0, 1_795_000_000_000, b"PO-X", SingleObjectCodec().encode(old))
     code, err = _run(monkeypatch, capsys, "--fail-on-change")
-    assert code == 1 and "1 have no audit record" in err
+    assert code == 0 and "1 have no audit record" in err
+    reader.topics["verdicts"] = {0: []}  # a topic of verdicts written before audits
+    for verdict in verdicts[:3]:
+        reader.append("verdicts", 0, 1_795_000_000_000, b"PO-X",
+                      SingleObjectCodec().encode(verdict.model_copy(update={"audit": None})))
+    code, err = _run(monkeypatch, capsys, "--fail-on-change")
+    assert code == 1 and "3 verdicts judged again" in err and "3 have no audit record" in err
 
 
 def test_verdicts_are_judged_again_under_the_workers_invoice_limits(monkeypatch, capsys):
     """Under the default 1,000 lines, a worker's 2,000 read as a change of rules."""
     monkeypatch.setenv("INVOICE_AUTOMATION_MAX_INVOICE_LINES", "1")
     code, err = _run(monkeypatch, capsys, "--fail-on-change")
-    assert code == 3 and " would change" in err and " 0 would change" not in err
+    assert code == 3 and "(invoices of 1 lines at most)" in err and " 0 would change" not in err
 
 
 def test_a_report_that_cannot_be_written_leaves_the_one_before_it_whole(monkeypatch, capsys, tmp_path):
