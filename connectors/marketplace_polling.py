@@ -27,7 +27,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, Text, and_, cast, or_, select, true
+from sqlalchemy import ColumnElement, Connection, Engine, Text, and_, cast, literal_column, or_, select, true
 
 from connectors.marketplace_table import marketplace_invoices as table
 from connectors.marketplace_table import read_json_column, stream_key_problem
@@ -175,12 +175,16 @@ class PollingMarketplaceSource(MarketplaceSource):
         return rows, present, full
 
     def _one_by_one(self, conn: Connection, where: ColumnElement[bool], limited: bool, polled: Polled) -> list[Any]:
-        keys_query = (select(table.c.invoice_id, cast(table.c.updated_at, Text).label("updated_at")).where(where)
-                      .order_by(table.c.updated_at, table.c.invoice_id))
-        keys = conn.execute(keys_query.limit(self.batch_size) if limited else keys_query).all()
+        # Each row by its key, read with any bytes that are not UTF-8 escaped; on SQLite, which
+        # keeps such bytes, by its rowid: an id read escaped is not the id stored.
+        row_key = literal_column("rowid") if conn.dialect.name == "sqlite" else table.c.invoice_id
+        keys_query = (select(table.c.invoice_id, cast(table.c.updated_at, Text).label("updated_at"),
+                             row_key.label("row_key")).where(where).order_by(table.c.updated_at, table.c.invoice_id))
+        with escaped_text(conn):
+            keys = conn.execute(keys_query.limit(self.batch_size) if limited else keys_query).all()
         rows: list[Any] = []
         for key in keys:
-            single = select(*_COLUMNS, *_JSON_AS_TEXT).where(table.c.invoice_id == key.invoice_id)
+            single = select(*_COLUMNS, *_JSON_AS_TEXT).where(row_key == key.row_key)
             try:
                 rows.extend(conn.execute(single).all())
             except Exception as error:
@@ -188,7 +192,7 @@ class PollingMarketplaceSource(MarketplaceSource):
                     raise
                 conn.rollback()
                 with escaped_text(conn):
-                    raw = conn.execute(select(*_ALL_AS_TEXT).where(table.c.invoice_id == key.invoice_id)).first()
+                    raw = conn.execute(select(*_ALL_AS_TEXT).where(row_key == key.row_key)).first()
                 polled.unreadable.append(UnreadableRow(key.invoice_id, _parsed_time(key.updated_at),
                                                        json.dumps(dict(raw._mapping) if raw else {}).encode(),
                                                        f"{type(error).__name__}: {error}"[:500]))

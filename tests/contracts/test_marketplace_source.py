@@ -258,6 +258,21 @@ class TestSqliteSource(MarketplaceSourceContract):
         assert [e.invoice_id for e in first.events] == ["C"] and [u.invoice_id for u in first.unreadable] == ["A"]
         assert b'"vendor_id": "M\\\\xfcller"' in first.unreadable[0].raw and "decode" in first.unreadable[0].error
 
+    def test_a_row_whose_invoice_id_is_not_utf8_is_dead_lettered_once_and_the_rest_goes_on(
+            self, engine, source_factory, clock):
+        with engine.begin() as conn:
+            conn.execute(insert(marketplace_invoices), [row("A", T0), row("C", T0 + timedelta(seconds=2))])
+            conn.execute(text("UPDATE marketplace_invoices SET invoice_id = CAST(X'4DFC31' AS TEXT) "
+                              "WHERE invoice_id = 'A'"))
+        source = source_factory()
+        first = source.poll()
+        source.commit()
+        assert [e.invoice_id for e in first.events] == ["C"]
+        assert [u.invoice_id for u in first.unreadable] == ["M\\xfc1"]
+        clock[0] = 60.0  # read again in the window: told once
+        again = source.poll()
+        assert again.events == [] and again.unreadable == []
+
 
 class TestPostgresSource(MarketplaceSourceContract):
     @pytest.fixture
