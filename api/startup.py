@@ -50,7 +50,8 @@ def refusals(settings: Settings) -> list[str]:
                         "API_TRUSTED_PROXY_SECRET says which requests come from the proxy: anyone could name a user")
     if wide := [str(net) for net in settings.api_trusted_proxies if net.prefixlen < WIDEST_PROXY_RANGE[net.version]]:
         problems.append(f"INVOICE_AUTOMATION_API_TRUSTED_PROXIES holds {', '.join(wide)}: wider than any proxy's "
-                        "addresses, it takes whoever connects from there for the proxy, and lets them name a user")
+                        "addresses, it takes whoever connects from there for the proxy, whose X-Forwarded-For "
+                        "the sign-in throttle believes (and whose user headers, with API_TRUSTED_USER_HEADER)")
     return problems
 
 

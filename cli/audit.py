@@ -323,6 +323,10 @@ def reprocess(
     if unread := [str(p.partition) for p in rewind.partitions if p.committed is None]:
         Console().print(f"Partition(s) {', '.join(unread)}: the group has committed nothing there, so its workers "
                         "read them from their start; they are left as they are.")
+        if len(unread) == len(rewind.partitions):
+            err.print(f"[yellow]{settings.app_id} has no offsets on {settings.invoices_topic} at all[/]: if its "
+                      "workers ran before, Kafka dropped them (offsets.retention.minutes, 7 days by default after "
+                      "the group stopped), and the workers will read the whole topic again.")
     if rewind.running_members:
         err.print(f"[red]refused[/]: worker(s) of {settings.app_id} are running ({', '.join(rewind.running_members)}); "
                   "stop them, then run this again.")

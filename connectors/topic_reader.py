@@ -92,6 +92,7 @@ class KafkaTopicReader(TopicReader):
                         continue
                     following[partition] = offset + 1
                     yield TopicRecord(topic, partition, offset, message.timestamp()[1], message.key(), message.value())
+                    heard = time.monotonic()  # the caller's time with the record is no silence of Kafka's
                     if offset + 1 >= pending[partition]:
                         pending.pop(partition)
                 if pending and time.monotonic() - heard > self.timeout:

@@ -240,6 +240,14 @@ class Settings(BaseSettings):
                              "password and role would be theirs?")
         return self
 
+    @field_validator("api_allowed_origins", mode="before")
+    @classmethod
+    def _origins_as_browsers_send_them(cls, origins: object) -> object:
+        """https://AP.example.com/ as https://ap.example.com, the Origin a browser sends."""
+        if not isinstance(origins, list):
+            return origins
+        return [origin.strip().rstrip("/").lower() if isinstance(origin, str) else origin for origin in origins]
+
     @field_validator("schema_registry_url", "connect_url")
     @classmethod
     def _http_url(cls, url: str | None) -> str | None:

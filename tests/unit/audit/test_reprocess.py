@@ -40,12 +40,12 @@ def test_a_running_worker_stops_the_rewind(invoices):
     assert groups.committed("app", "invoices", [0]) == {0: 10}
 
 
-def test_the_command_says_which_partitions_it_leaves_to_be_read_from_their_start(invoices, monkeypatch, capsys):
+def _dry_run(monkeypatch, capsys, invoices, groups) -> tuple[str, str]:
+    """`reprocess --dry-run` on these topics and offsets: what it printed, and what it warned."""
     import sys
 
     from cli.main import main
 
-    groups = InMemoryConsumerGroups(offsets={("invoice-automation", "invoices", 0): 10})
     monkeypatch.setattr("connectors.topic_reader.KafkaTopicReader", lambda *args, **kwargs: invoices)
     monkeypatch.setattr("connectors.consumer_groups.KafkaConsumerGroups", lambda *args, **kwargs: groups)
     monkeypatch.setenv("INVOICE_AUTOMATION_INVOICES_TOPIC", "invoices")
@@ -54,6 +54,19 @@ def test_the_command_says_which_partitions_it_leaves_to_be_read_from_their_start
     with pytest.raises(SystemExit) as exited:
         main()
     assert exited.value.code == 0
-    said = " ".join(capsys.readouterr().out.split())
+    printed = capsys.readouterr()
+    return " ".join(printed.out.split()), " ".join(printed.err.split())
+
+
+def test_the_command_says_which_partitions_it_leaves_to_be_read_from_their_start(invoices, monkeypatch, capsys):
+    groups = InMemoryConsumerGroups(offsets={("invoice-automation", "invoices", 0): 10})
+    said, warned = _dry_run(monkeypatch, capsys, invoices, groups)
     assert "5 invoice message(s) would be processed again" in said
-    assert "Partition(s) 1, 2: the group has committed nothing there" in said
+    assert "Partition(s) 1, 2: the group has committed nothing there" in said and warned == ""
+
+
+def test_the_command_warns_when_the_group_has_no_offsets_at_all(invoices, monkeypatch, capsys):
+    """After a stop of more than a week Kafka drops a group's offsets: reprocess moved nothing, and
+    the workers read the whole topic again, without a word."""
+    _, warned = _dry_run(monkeypatch, capsys, invoices, InMemoryConsumerGroups())
+    assert "invoice-automation has no offsets on invoices at all" in warned and "offsets.retention.minutes" in warned

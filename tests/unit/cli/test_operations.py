@@ -143,6 +143,11 @@ def test_settings_that_cannot_work_together_are_refused_at_start_naming_both(mon
     assert capsys.readouterr().err == f"error: {said}\n"
 
 
+def test_an_allowed_origin_is_read_as_a_browser_sends_it(monkeypatch):
+    monkeypatch.setenv("INVOICE_AUTOMATION_API_ALLOWED_ORIGINS", '["HTTPS://AP.example.com/", " http://ap:8080"]')
+    assert Settings(_env_file=None).api_allowed_origins == ["https://ap.example.com", "http://ap:8080"]
+
+
 def test_an_empty_smtp_user_name_means_no_sign_in(monkeypatch):
     monkeypatch.setenv("INVOICE_AUTOMATION_SMTP_USERNAME", "")
     assert Settings(_env_file=None).smtp_username is None
