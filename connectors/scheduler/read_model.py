@@ -156,6 +156,12 @@ class Changes(_View):
     last_event: int  # pass back as `after` to get what changed since
 
 
+def is_note_at_bot(status: str, reason: str | None) -> bool:
+    """A `sent_to_rpa` event with a reason is a note to the version the bot has (the vendor
+    withdrew or replaced it), not a hand-off: the bot's hand-offs carry none (rules.po_ledger)."""
+    return status == InvoiceStatus.SENT_TO_RPA and reason is not None
+
+
 @overload
 def as_utc(moment: datetime) -> datetime: ...
 @overload
@@ -270,11 +276,15 @@ def by_age(now: datetime, sinces: Iterable[datetime | None]) -> dict[str, int]:
 def entries_per_day(
     start: datetime, entries: Iterable[tuple[datetime, bool, datetime]],
 ) -> tuple[dict[bool, list[int]], list[float]]:
-    """Invoice versions entered in the KPI period from `start`, each as (entered at, touched by AP,
-    its first event at): per day, touched or not, and each one's cycle time in seconds."""
+    """Invoice versions entered in the KPI period from `start`, each as (first entered at, touched by
+    AP, its first event at): per day, touched or not, and each one's cycle time in seconds. One first
+    entered before the period is left out: a note on it since (a withdrawal, a second entry) is an
+    `entered` event too, and counted it as entered again."""
     per_day = {False: [0] * KPI_DAYS, True: [0] * KPI_DAYS}
     cycle_times: list[float] = []
     for entered_at, touched, first_at in entries:
+        if not start <= as_utc(entered_at) < start + timedelta(days=KPI_DAYS):
+            continue
         per_day[touched][(as_utc(entered_at) - start).days] += 1
         cycle_times.append((as_utc(entered_at) - as_utc(first_at)).total_seconds())
     return per_day, cycle_times
@@ -320,6 +330,8 @@ def round_trips(events: Iterable[Row], since: datetime) -> list[float]:
     found = []
     for event in events:
         key, at = (event["invoice_id"], event["invoice_version"]), as_utc(event["occurred_at"])
+        if is_note_at_bot(event["status"], event["reason"]):
+            continue
         if event["status"] == InvoiceStatus.SENT_TO_RPA:
             sent[key] = at
         elif event["status"] in RPA_OUTCOMES and at >= as_utc(since) and key in sent:

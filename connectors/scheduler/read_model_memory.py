@@ -75,7 +75,8 @@ class InMemoryInvoiceReadModel(InvoiceReadModel):
         groups: dict[tuple[str, bool], list[int]] = {}
         for event in self._events():
             key, at = (event["invoice_id"], event["invoice_version"]), views.as_utc(event["occurred_at"])
-            if event["status"] == self.scheduler.table[key]["status"]:
+            if (event["status"] == self.scheduler.table[key]["status"]
+                    and not views.is_note_at_bot(event["status"], event["reason"])):
                 entered_status[key] = max(at, entered_status.get(key, at))
             minute = int((at - start).total_seconds() // 60)
             if 0 <= minute < WINDOW_MINUTES:
@@ -105,9 +106,8 @@ class InMemoryInvoiceReadModel(InvoiceReadModel):
         judged = first_pass_ready = by_rejudgement = by_clerk = 0
         for events in histories.values():
             times = [views.as_utc(event["occurred_at"]) for event in events]
-            entered = [at for event, at in zip(events, times, strict=True)
-                       if event["status"] == InvoiceStatus.ENTERED and start <= at < end]
-            if entered:
+            entered = [at for event, at in zip(events, times, strict=True) if event["status"] == InvoiceStatus.ENTERED]
+            if entered:  # the first: the others are notes (entries_per_day keeps those of the period)
                 touched = any(e["actor"] is not None or e["status"] == InvoiceStatus.RELEASED for e in events)
                 entries.append((min(entered), touched, min(times)))
             verdicts = [(event, at) for event, at in zip(events, times, strict=True)
@@ -115,14 +115,16 @@ class InMemoryInvoiceReadModel(InvoiceReadModel):
             if verdicts and start <= verdicts[0][1] < end:
                 judged += 1
                 first_pass_ready += verdicts[0][0]["status"] == InvoiceStatus.READY_TO_PROCESS
-            for previous, event, at in zip(events, events[1:], times[1:], strict=False):
-                if not (start <= at < end and previous["status"] in HELD):
-                    continue
-                if event["status"] == InvoiceStatus.RELEASED:
-                    by_clerk += 1
-                elif (event["status"] == InvoiceStatus.READY_TO_PROCESS and REJUDGED_MARK in event["event_id"]
-                      and event["event_id"].startswith(VERDICT_EVENT_PREFIX)):
-                    by_rejudgement += 1
+            previous: dict[str, Any] | None = None  # the event before, its turn on a busy PO aside
+            for event, at in zip(events, times, strict=True):
+                if previous is not None and start <= at < end and previous["status"] in HELD:
+                    if event["status"] == InvoiceStatus.RELEASED:
+                        by_clerk += 1
+                    elif (event["status"] == InvoiceStatus.READY_TO_PROCESS and REJUDGED_MARK in event["event_id"]
+                          and event["event_id"].startswith(VERDICT_EVENT_PREFIX)):
+                        by_rejudgement += 1
+                if event["status"] != InvoiceStatus.WAITING_FOR_PO:
+                    previous = event
         open_since: list[datetime | None] = []
         open_by_reason: dict[str, int] = {}
         for row in rows:

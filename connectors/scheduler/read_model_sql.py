@@ -136,9 +136,11 @@ class SqlInvoiceReadModel(InvoiceReadModel):
         minutes = (select(h.c.status, *(func.sum(case((minute, 1), else_=0)) for minute in in_minutes),
                           *(func.sum(case((and_(minute, is_verdict), 1), else_=0)) for minute in in_minutes))
                    .where(h.c.occurred_at >= start, h.c.occurred_at < bounds[-1][1]).group_by(h.c.status))
+        not_a_note = or_(h.c.status != InvoiceStatus.SENT_TO_RPA.value, h.c.reason.is_(None))  # views.is_note_at_bot
         since = (select(func.max(h.c.occurred_at).label("since"))
                  .select_from(p.join(h, and_(h.c.invoice_id == p.c.invoice_id,
-                                             h.c.invoice_version == p.c.invoice_version, h.c.status == p.c.status)))
+                                             h.c.invoice_version == p.c.invoice_version, h.c.status == p.c.status,
+                                             not_a_note)))
                  .where(p.c.status.in_([status.value for status in WAITING])).group_by(p.c.id).subquery())
         by_status: dict[str, int] = dict(conn.execute(select(p.c.status, func.count()).group_by(p.c.status)).all())
         oldest = conn.execute(select(func.min(since.c.since))).scalar_one()
@@ -180,8 +182,10 @@ class SqlInvoiceReadModel(InvoiceReadModel):
         was_entered = exists().where(_same_version(other, h), entered_in_period(other))
         touched = func.max(case((or_(h.c.actor.is_not(None), h.c.status == InvoiceStatus.RELEASED.value), 1),
                                 else_=0))
-        entries = conn.execute(select(func.min(case((entered_in_period(h), h.c.occurred_at))), touched,
-                                      func.min(h.c.occurred_at))
+        # Each one's first entry, which may be before the period (a note since is an `entered` event
+        # too): entries_per_day keeps those of the period.
+        entries = conn.execute(select(func.min(case((h.c.status == InvoiceStatus.ENTERED.value, h.c.occurred_at))),
+                                      touched, func.min(h.c.occurred_at))
                                .where(was_entered).group_by(h.c.invoice_id, h.c.invoice_version))
         return views.entries_per_day(start, ((at, bool(touched), first) for at, touched, first in entries))
 
@@ -204,8 +208,11 @@ class SqlInvoiceReadModel(InvoiceReadModel):
         """Held invoices made ready in the period: by a verdict given again after a Sampro change, by a release."""
         start, end = period
         cleared, earlier, previous = h.alias("cleared"), h.alias("earlier"), h.alias("previous")
-        previous_id = select(func.max(earlier.c.id)).where(_same_version(earlier, cleared),
-                                                            earlier.c.id < cleared.c.id).scalar_subquery()
+        # The event before, its turn on a busy PO aside: cleared while another invoice held the PO, a
+        # held invoice waits (waiting_for_po) before its ready verdict.
+        previous_id = select(func.max(earlier.c.id)).where(
+            _same_version(earlier, cleared), earlier.c.id < cleared.c.id,
+            earlier.c.status != InvoiceStatus.WAITING_FOR_PO.value).scalar_subquery()
         released = cleared.c.status == InvoiceStatus.RELEASED.value
         rejudged = and_(cleared.c.status == InvoiceStatus.READY_TO_PROCESS.value,
                         cleared.c.event_id.like(f"{VERDICT_EVENT_PREFIX}%"),
@@ -257,7 +264,7 @@ class SqlInvoiceReadModel(InvoiceReadModel):
         outcomes = select(h.c.invoice_id).where(h.c.status.in_([s.value for s in RPA_OUTCOMES]),
                                                 h.c.occurred_at >= since)
         # An attempt may have started long before the window: its invoices' whole history is read.
-        relevant = (select(h.c.invoice_id, h.c.invoice_version, h.c.status, h.c.occurred_at)
+        relevant = (select(h.c.invoice_id, h.c.invoice_version, h.c.status, h.c.occurred_at, h.c.reason)
                     .where(h.c.invoice_id.in_(outcomes),
                            h.c.status.in_([InvoiceStatus.SENT_TO_RPA.value, *(s.value for s in RPA_OUTCOMES)]))
                     .order_by(h.c.id))

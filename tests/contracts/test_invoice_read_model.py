@@ -256,6 +256,39 @@ class InvoiceReadModelContract:
                           change("H", InvoiceStatus.RPA_FAILED, "rpa:H:v1:attempt2", 20, po_number="PO-6")])
         assert read_model.kpi(NOW).ap.open_exceptions_by_age == {"0-1d": 3, "1-3d": 1, "3-7d": 1, "7d+": 0}
 
+    def test_a_note_on_an_entered_invoice_counts_no_second_entry(self, seeded):
+        """The vendor withdrew K, entered 40 days ago, yesterday: the note (an `entered` event with a
+        reason) counted K as entered yesterday, after a cycle of 40 days."""
+        scheduler, read_model = seeded
+        scheduler.record(AP_HISTORY)
+        before = read_model.kpi(NOW).ap
+        scheduler.record([change("K", InvoiceStatus.ENTERED, "withdrawn-after-entry", DAY, po_number="PO-9",
+                                 reason="The vendor withdrew this invoice after it was entered in Sampro."),
+                          change("A", InvoiceStatus.ENTERED, "replaced-v2", 5, reason="Version 2 names PO-2")])
+        ap = read_model.kpi(NOW).ap
+        assert ap.model_dump() == before.model_dump()
+
+    def test_a_note_on_the_version_at_the_bot_is_no_hand_off(self, stores):
+        """The vendor withdrew Q while the bot had it (a sent_to_rpa event with a reason): its wait at the
+        bot, and its round trip, started again at the note."""
+        scheduler, read_model = stores
+        scheduler.record([verdict(ready("Q", "PO-12"), 3 * DAY),
+                          change("Q", InvoiceStatus.SENT_TO_RPA, "verdict", 3 * DAY, po_number="PO-12"),
+                          change("Q", InvoiceStatus.SENT_TO_RPA, "withdrawn-at-rpa", 10, po_number="PO-12",
+                                 reason="The vendor withdrew this invoice while the RPA bot has it.")])
+        assert read_model.kpi(NOW).oldest_waiting_since == at(3 * DAY)
+        scheduler.record([change("Q", InvoiceStatus.ENTERED, "rpa:Q:v1:attempt1", 0, po_number="PO-12")])
+        assert read_model.rpa_round_trips(at(60)) == [3 * DAY * 60.0]
+
+    def test_a_hold_cleared_by_re_judgement_on_a_busy_po_is_counted(self, stores):
+        """Cleared while another invoice held its PO, R waited its turn (waiting_for_po) before its ready
+        verdict, which then followed no hold, and was not counted."""
+        scheduler, read_model = stores
+        scheduler.record([verdict(held("R", "PO-13"), 5 * DAY),
+                          change("R", InvoiceStatus.WAITING_FOR_PO, "recheck-ab12", 2 * DAY, po_number="PO-13"),
+                          verdict(ready("R", "PO-13"), DAY).model_copy(update={"judged_after": "sampro:PO-13:1"})])
+        assert read_model.kpi(NOW).ap.holds_cleared_by_rejudgement == 1
+
     def test_changes_since_a_history_event(self, seeded):
         scheduler, read_model = seeded
         start = read_model.changes(None)
