@@ -37,6 +37,12 @@ function statusBadge(status) {
   return el("span", { class: "status", "data-status": status }, status);
 }
 
+// The list's times in UTC, as its date filter reads days: shown in local time, a clerk west of UTC
+// filtering on a day saw rows of the evening before, and missed the evening of the day.
+function utc(moment) {
+  return new Date(moment).toISOString().slice(0, 16).replace("T", " ");
+}
+
 function age(since) {
   if (!since) return "–";
   const seconds = Math.max(0, (Date.now() - new Date(since).getTime()) / 1000);
@@ -203,7 +209,7 @@ function invoiceRow(row) {
     el("td", {}, row.vendor_id ?? "–"), el("td", {}, row.invoice_number ?? "–"),
     el("td", { class: "status-cell" }, statusBadge(row.status)), el("td", {}, row.http_status ?? "–"),
     el("td", {}, row.reason_codes.join(", ") || "–"),
-    el("td", {}, row.decided_at ? new Date(row.decided_at).toLocaleString() : "–"));
+    el("td", {}, row.decided_at ? utc(row.decided_at) : "–"));
   tr.addEventListener("click", () => openInvoice(row.invoice_id, row.invoice_version));
   if (state.open && state.open.invoice_id === row.invoice_id) tr.classList.add("selected");
   return tr;

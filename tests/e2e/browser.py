@@ -29,7 +29,8 @@ def page():
     install_chromium()  # a no-op when Debian's chromium is there; scripts/test.sh installs it first
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        # A zone west of UTC, as many AP teams are: dates shown in the browser's zone would differ.
+        context = browser.new_context(viewport={"width": 1400, "height": 1000}, timezone_id="America/Chicago")
         yield context.new_page()
         browser.close()
 

@@ -57,6 +57,9 @@ def test_a_refused_stream_is_asked_for_again_and_what_changed_meanwhile_is_shown
     sign_in(page, dashboard)
     row = page.locator(f'#invoices tr[data-invoice="{verdict.invoice_id}"] .status')
     expect(row).to_have_text("manual_review")
+    # In UTC, as the date filter reads days (the browser's zone is not UTC here).
+    decided = page.locator(f'#invoices tr[data-invoice="{verdict.invoice_id}"] td').nth(8)
+    expect(decided).to_have_text(verdict.evaluated_at.strftime("%Y-%m-%d %H:%M"))
     expect(page.locator("#live")).to_have_text("reconnecting…")
     pipeline.scheduler.record([StatusChanged(
         event_id=f"{verdict.invoice_id}:v1:released:test", invoice_id=verdict.invoice_id, invoice_version=1,
