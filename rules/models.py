@@ -227,8 +227,9 @@ class Verdict(_Model):
     vendor_id: str | None = None
     invoice_number: str | None = None
     audit: VerdictAudit | None = None  # kept on the verdicts topic for replay; not part of the API
-    # The Sampro change (PurchaseOrderChanged.event_id) this judgement was made for; None for the
-    # first. A judgement again of the same version is a new event in processscheduler's history.
+    # The Sampro change (PurchaseOrderChanged.event_id) this judgement was made for, or the verdict
+    # of other rules it follows ("rules:<version>@<evaluated at>", reprocessed); None for the first.
+    # A judgement again of the same version is a new event in processscheduler's history.
     judged_after: str | None = None
 
 

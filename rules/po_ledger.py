@@ -499,7 +499,10 @@ def submit_invoice(
         return update.outcome()  # an older version arriving late changes nothing
     if known is not None and known.submission.version == submission.version:
         if known.status in REJUDGEABLE and known.verdict and known.verdict.rules_version != judge.rules_version:
-            # Reprocessed after a change of rules: judged again by the rules now in force.
+            # Reprocessed after a change of rules: judged again by the rules now in force, as an event
+            # after the verdict it follows. Rules rolled back (A, then B, then A again) judge as A did
+            # once: under that verdict's event id, processscheduler took it for a repeat, and kept B's.
+            known.recheck_for = f"rules:{known.verdict.rules_version}@{known.verdict.evaluated_at.isoformat()}"
             update.admit(known, at, cause=f"parked-for-{judge.rules_version}")
         else:
             update.replay(known)

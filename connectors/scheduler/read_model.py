@@ -112,7 +112,7 @@ class ApKpi(_View):
     first_pass_match_rate: float | None = Field(description="first_pass_ready / judged; null when none was judged")
     holds_cleared_by_rejudgement: int = Field(
         description="Held invoices (manual_review, awaiting_receipt, bad_invoice, po_not_found) made ready in the "
-                    "period by a verdict given again after a change in Sampro")
+                    "period by a verdict given again after a change in Sampro, or of the rules (reprocessed)")
     holds_cleared_by_clerk: int = Field(description="Held invoices released by a clerk in the period")
     cycle_time_median_seconds: float | None = Field(
         description="Median time from upload (the invoice version's first history event) to entered, over the "

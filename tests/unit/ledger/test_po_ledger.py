@@ -742,6 +742,21 @@ def test_a_version_replayed_after_a_change_of_rules_is_judged_again_unless_the_r
     assert ("A", "ready_to_process") in statuses(same_rules.emitted) and same_rules.ledger == ledger
 
 
+def test_rules_rolled_back_judge_again_under_a_new_event():
+    """Rules A, then B, then A again, the topic reprocessed each time: A's second verdict had the
+    id of its first, processscheduler took it for a repeat, and showed B's verdict for good."""
+    rules_a, rules_b = FakeJudge(rules_version="A"), FakeJudge(rules_version="B")
+    ledger, verdicts = PurchaseOrderLedger(po_number="PO-1"), []
+    for rules in (rules_a, rules_b, rules_a):
+        outcome = submit_invoice(ledger, submission("X", expect="manual_review"), rules, "automatic")
+        ledger = outcome.ledger
+        verdicts += [(m.rules_version, m.judged_after) for m in outcome.emitted if isinstance(m, Verdict)]
+    first = AT.isoformat()
+    assert verdicts == [("A", None), ("B", f"rules:A@{first}"), ("A", f"rules:B@{first}")]
+    replayed = submit_invoice(ledger, submission("X", expect="manual_review"), rules_a, "automatic")
+    assert [(m.rules_version, m.judged_after) for m in replayed.emitted] == [("A", f"rules:B@{first}")]
+
+
 # -- Sampro changes: held invoices judged again ------------------------------------------------------
 
 
