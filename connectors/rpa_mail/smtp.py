@@ -54,6 +54,19 @@ def _reply_text(error: smtplib.SMTPResponseException) -> str:
 class _MessageRefused(smtplib.SMTPResponseException):
     """The server's answer to the end of one email's data: about that email, not the session."""
 
+    hand_off: HandOff
+
+
+# Enhanced status codes (RFC 3463) of a 5xx at the end of data that say the mailbox, not the
+# email, is the matter: disabled, full. Every email would be refused alike, and each invoice's
+# hand-off failed in turn until someone emptied the mailbox.
+_MAILBOX_WIDE = re.compile(r"^5\.2\.[12]\b")
+
+
+def _about_the_mailbox(error: smtplib.SMTPResponseException) -> bool:
+    said = error.smtp_error
+    return bool(_MAILBOX_WIDE.match((said if isinstance(said, str) else said.decode(errors="replace")).strip()))
+
 
 class SentLogSession:
     """The sent log over one connection for one batch of emails. Each statement is a transaction
@@ -134,14 +147,15 @@ class SqlSentLog(RpaSentLog):
 class SmtpRpaMailer(RpaMailer):
     """One SMTP connection, kept between batches. A server that cannot be reached, answers 4xx, or
     refuses the session (the greeting, the sign-in, the sender or the recipient: a setting, the
-    same for every email) is `Unavailable`: the emails wait and are tried again. Only a 5xx answer
-    to the end of an email's data refuses that email: it will never be accepted as it is, so its
+    same for every email) or the mailbox (5.2.1 disabled, 5.2.2 full) is `Unavailable`: the emails
+    wait and are tried again. A 5xx answer to the end of an email's data, or a 4xx to it for
+    `put_off_for_good` seconds, refuses that email: it will never be accepted as it is, so its
     hand-off fails visibly (a `DataError`)."""
 
     def __init__(
         self, *, host: str, port: int, mail_from: str, mail_to: str, sent_log: SqlSentLog, starttls: bool = False,
         username: str | None = None, password: str | None = None, timeout: float = 10.0,
-        refused_pause: float = 300.0,
+        refused_pause: float = 300.0, put_off_for_good: float = 3600.0,
     ):
         self.host, self.port, self.starttls = host, port, starttls
         self.username, self.password = username, password
@@ -155,6 +169,11 @@ class SmtpRpaMailer(RpaMailer):
         self._unforgotten: set[HandOff] = set()
         self._refused: str | None = None  # the server's last refusal of the session ...
         self._refused_until = 0.0  # ... said again without asking it until then
+        # A 4xx at the end of one email's data is tried again, but one put off for `put_off_for_good`
+        # seconds (a content filter that answers 451 to that email every time) is refused: waited
+        # for, it held every email after it for good.
+        self.put_off_for_good = put_off_for_good
+        self._put_off_since: dict[HandOff, float] = {}
 
     def send(self, requests: Sequence[RpaRequest]) -> list[RpaRequest]:
         """Sends each request not sent before, in order; returns the ones sent now."""
@@ -184,26 +203,40 @@ class SmtpRpaMailer(RpaMailer):
             return sent
         except _MessageRefused as error:
             self._drop()
-            if error.smtp_code >= 500:
+            if error.smtp_code < 500:
+                raise self._put_off(error) from None
+            if not _about_the_mailbox(error):
                 raise DataError(f"the RPA mailbox refused the email: {_reply_text(error)}") from None
-            raise Unavailable("smtp", f"the RPA mailbox put the email off: {_reply_text(error)}") from None
+            raise self._session_refused(error, "the RPA mailbox refused the email") from None
         except smtplib.SMTPResponseException as error:
             self._drop()
             if error.smtp_code < 500:  # busy, or a limit for now (421, 451)
                 raise Unavailable("smtp", f"the RPA mailbox put the session off: {_reply_text(error)}") from None
-            # A setting, most likely: asked again every few seconds, a mail server locks the account
-            # of a wrong password, or bans the address. The emails wait, and the server is asked
-            # again only after `refused_pause` seconds.
-            self._refused = (f"the RPA mailbox refused the session: {_reply_text(error)} (check the SMTP_* and "
-                             "RPA_MAIL_* settings; the emails wait)")
-            self._refused_until = time.monotonic() + self.refused_pause
-            raise Unavailable("smtp", self._refused) from None
+            raise self._session_refused(error, "the RPA mailbox refused the session") from None
         except (OSError, smtplib.SMTPException) as error:
             self._drop()
             raise _unavailable(error) from None
         except BaseException:
             self._drop()  # mid-DATA perhaps: the server must drop the unfinished message
             raise
+
+    def _put_off(self, error: _MessageRefused) -> Exception:
+        """A 4xx to the end of the email's data: tried again, until it is put off for good."""
+        hand_off, now = error.hand_off, time.monotonic()
+        since = self._put_off_since.setdefault(hand_off, now)
+        if now - since < self.put_off_for_good:
+            return Unavailable("smtp", f"the RPA mailbox put the email off: {_reply_text(error)}")
+        del self._put_off_since[hand_off]
+        return DataError(f"the RPA mailbox put the email off for {self.put_off_for_good:g} s: {_reply_text(error)}")
+
+    def _session_refused(self, error: smtplib.SMTPResponseException, what: str) -> Unavailable:
+        """A setting, most likely, or the mailbox itself: asked again every few seconds, a mail
+        server locks the account of a wrong password, or bans the address. The emails wait, and
+        the server is asked again only after `refused_pause` seconds."""
+        self._refused = (f"{what}: {_reply_text(error)} (check the SMTP_* and RPA_MAIL_* settings, and the "
+                         "mailbox; the emails wait)")
+        self._refused_until = time.monotonic() + self.refused_pause
+        return Unavailable("smtp", self._refused)
 
     def _connection(self) -> smtplib.SMTP:
         if self._smtp is not None:
@@ -268,8 +301,11 @@ class SmtpRpaMailer(RpaMailer):
             raise
         if code != 250:
             self._forget(sent_log, hand_off)
-            raise _MessageRefused(code, reply)
+            refused = _MessageRefused(code, reply)
+            refused.hand_off = hand_off
+            raise refused
         sent_log.confirm(hand_off, f"{code} {reply.decode(errors='replace')}")
+        self._put_off_since.pop(hand_off, None)
         return True
 
     def _forget(self, sent_log: SentLogSession, hand_off: HandOff) -> None:

@@ -138,6 +138,33 @@ class SmtpMailerContract(RpaMailerContract):
             mailer.send([REQUEST])
         assert log.sent_before([("MP-1001", 1, 1)]) == set() and log.in_doubt() == []
 
+    def test_a_full_mailbox_makes_the_emails_wait_and_refuses_no_invoice(self, engine, server):
+        """A 5xx at the end of data that names the mailbox (5.2.2 full, 5.2.1 disabled): every email
+        would be refused alike, and each invoice's hand-off failed in turn until it was emptied."""
+        server.mailbox.refusals, server.mailbox.refusal = 1, "552 5.2.2 Mailbox full: quota exceeded"
+        mailer, log = _mailer(engine, server, refused_pause=0.5)
+        with pytest.raises(Unavailable, match="refused the email: 552 5.2.2 Mailbox full"):
+            mailer.send([REQUEST])
+        assert log.sent_before([("MP-1001", 1, 1)]) == set()
+        with pytest.raises(Unavailable, match="refused the email: 552"):  # not asked again before the pause
+            mailer.send([REQUEST])
+        time.sleep(0.5)
+        assert mailer.send([REQUEST]) == [REQUEST] and len(server.mailbox.messages) == 1
+
+    def test_an_email_put_off_for_good_is_refused_and_the_emails_after_it_go(self, engine, server):
+        """A content filter that answers 451 to one email every time: tried again and again, it held
+        every email after it."""
+        server.mailbox.refusals, server.mailbox.refusal = 100, "451 4.7.1 Try again later"
+        mailer, log = _mailer(engine, server, put_off_for_good=0.3)
+        with pytest.raises(Unavailable, match="put the email off: 451"):
+            mailer.send([REQUEST])
+        time.sleep(0.3)
+        with pytest.raises(DataError, match="put the email off for 0.3 s: 451 4.7.1"):
+            mailer.send([REQUEST])
+        server.mailbox.refusals = 0
+        other = REQUEST.model_copy(update={"invoice_id": "MP-2"})
+        assert mailer.send([other]) == [other] and log.in_doubt() == []
+
     def test_a_recipient_the_server_refuses_makes_the_emails_wait_and_refuses_no_invoice(self, engine, server):
         """A disabled mailbox or a wrong RPA_MAIL_TO: every email would be refused alike, and each
         invoice's hand-off failed; an outage of the mailbox waits, and goes on once it is fixed."""
