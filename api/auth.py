@@ -34,7 +34,7 @@ from starlette.exceptions import HTTPException
 
 from api.errors import ApiProblem, unreadable_json
 from api.proxy import FROM_PROXY
-from api.throttle import SignInThrottle
+from api.throttle import SignInThrottle, address_key
 from connectors.api_ports import SessionVersions
 from rules.limits import control_character
 from streams.settings import ApiUser, Settings
@@ -133,7 +133,9 @@ class Authenticator:
 
     async def check_password(self, name: str, password: str, address: str) -> Principal:
         """The user, or SignInRefused: 401 wrong, 429 too many failures, 503 too many checks at once."""
-        keys = [f"address:{address}", *([f"user:{name}"] if name in self.users else [])]
+        # A name no one has is counted too, apart from the users (whose counts are never pushed out):
+        # left uncounted, its refusals never turned to 429, and told a guesser which names exist.
+        keys = [address_key(address), f"user:{name}" if name in self.users else f"unknown:{name[:100]}"]
         self._refuse_if_throttled(keys)
         try:
             await asyncio.wait_for(self.checks_at_once.acquire(), self.check_wait)
@@ -151,7 +153,7 @@ class Authenticator:
             self.failures.labels("wrong_password").inc()
             log.warning("sign-in failed: user %r from %s", name[:100], address)  # never the password
             raise SignInRefused(401, "wrong user name or password")
-        self.throttle.succeeded(keys[-1])
+        self.throttle.succeeded(keys[-1])  # the user's count (an unknown name never signs in)
         return principal
 
     def _refuse_if_throttled(self, keys: list[str]) -> None:

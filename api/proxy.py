@@ -57,11 +57,8 @@ class TrustedProxy:
         return self._is_proxy_address((scope.get("client") or ("",))[0])
 
     def _is_proxy_address(self, host: str) -> bool:
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            return False
-        return any(address in network for network in self.networks)
+        address = ip_of(host)
+        return address is not None and any(address in network for network in self.networks)
 
     def _forwarded(self, scope: Scope) -> None:
         """The client is the nearest address in X-Forwarded-For that is not a proxy of ours: the
@@ -70,8 +67,26 @@ class TrustedProxy:
                  for hop in value.decode("latin-1").split(",") if hop.strip()]
         client = next((hop for hop in reversed(chain) if not self._is_proxy_address(hop)), None)
         if client is not None:
-            scope["client"] = (client, 0)
+            address = ip_of(client)  # as one address is written one way, whatever the proxy wrote
+            scope["client"] = (str(address) if address is not None else client[:100], 0)
         protos = [value.decode("latin-1").strip().lower() for name, value in scope["headers"]
                   if name == b"x-forwarded-proto"]
         if protos and protos[-1] in ("http", "https"):
             scope["scheme"] = protos[-1]
+
+
+def ip_of(hop: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address in a hop as proxies write it: 203.0.113.7, 203.0.113.7:40000 (with the port),
+    2001:db8::1, [2001:db8::1]:443, ::ffff:203.0.113.7 (IPv4 as IPv6); None for what is none."""
+    text = hop.strip()
+    if text.startswith("["):
+        text = text[1:].partition("]")[0]
+    elif text.count(":") == 1:
+        text = text.partition(":")[0]
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address

@@ -11,6 +11,7 @@ a guesser with a block of IPv6 addresses pushed a user's count out and guessed o
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -57,3 +58,15 @@ class SignInThrottle:
 
     def succeeded(self, key: str) -> None:
         self._failures.pop(key, None)
+
+
+def address_key(address: str) -> str:
+    """What a guesser's address is counted by: an IPv6 address by its /64, which one home line
+    holds whole (each of its addresses was a count of its own from zero); any other as it is."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return f"address:{address[:100]}"
+    if isinstance(parsed, ipaddress.IPv6Address):
+        return f"address:{ipaddress.ip_network(f'{parsed}/64', strict=False)}"
+    return f"address:{parsed}"

@@ -62,6 +62,35 @@ def test_one_user_guessed_from_many_addresses_is_held_back():
     assert api.client.get("/api/me", auth=("victor", PASSWORD)).status_code == 200
 
 
+def test_a_name_no_one_has_is_held_back_as_a_users_is_and_tells_no_one_which_names_exist():
+    """Guessed from ever new addresses, a real name was answered 429 and an unknown one 401 for good:
+    the difference listed AP's user names."""
+    api = make_api(client_address=("10.0.0.7", 4000), api_trusted_proxies=["10.0.0.7"], api_sign_in_free_failures=2)
+    answers = {}
+    for name in ("ana", "nobody"):
+        answers[name] = [api.client.get("/api/me", auth=(name, "wrong"),
+                                        headers={"X-Forwarded-For": f"198.51.100.{n}"}).status_code
+                         for n in range(4)]
+    assert answers["ana"] == answers["nobody"] == [401, 401, 429, 429]
+
+
+def test_an_ipv6_address_is_counted_by_its_64_and_any_address_however_written():
+    """Each address of a home line's /64, or written with its port, was a count of its own from zero."""
+    api = make_api(client_address=("10.0.0.7", 4000), api_trusted_proxies=["10.0.0.7"],
+                   api_sign_in_free_failures=2)
+    names = iter(f"guess-{n}" for n in range(100))
+    for hop in ("2001:db8:1:2::1", "[2001:db8:1:2::2]:443"):
+        assert api.client.get("/api/me", auth=(next(names), "x"), headers={"X-Forwarded-For": hop}).status_code == 401
+    assert api.client.get("/api/me", auth=(next(names), "x"),
+                          headers={"X-Forwarded-For": "2001:db8:1:2:ffff::9"}).status_code == 429
+    for hop in ("203.0.113.7:40000", "::ffff:203.0.113.7"):
+        assert api.client.get("/api/me", auth=(next(names), "x"), headers={"X-Forwarded-For": hop}).status_code == 401
+    assert api.client.get("/api/me", auth=(next(names), "x"),
+                          headers={"X-Forwarded-For": "203.0.113.7"}).status_code == 429
+    assert api.client.get("/api/me", auth=(next(names), "x"),
+                          headers={"X-Forwarded-For": "2001:db8:1:3::1"}).status_code == 401  # another line
+
+
 def test_failures_are_counted_for_prometheus(api):
     api.client.post(LOGIN, data={"username": "ana", "password": "wrong"})
     api.client.get("/api/me", auth=("ana", "wrong"))
