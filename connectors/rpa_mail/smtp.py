@@ -57,10 +57,13 @@ class _MessageRefused(smtplib.SMTPResponseException):
     hand_off: HandOff
 
 
-# Enhanced status codes (RFC 3463) of a 5xx at the end of data that say the mailbox, not the
-# email, is the matter: disabled, full. Every email would be refused alike, and each invoice's
+# Enhanced status codes (RFC 3463) at the end of data that say the mailbox, not the email, is
+# the matter: disabled, full. Every email would be refused (or put off) alike, and each invoice's
 # hand-off failed in turn until someone emptied the mailbox.
-_MAILBOX_WIDE = re.compile(r"^5\.2\.[12]\b")
+_MAILBOX_WIDE = re.compile(r"^[45]\.2\.[12]\b")
+# A 4xx to one email counts toward giving it up while they come this close together: one after
+# an outage of the server (no answer at all) starts the count again.
+PUT_OFF_GAP = 600.0
 
 
 def _about_the_mailbox(error: smtplib.SMTPResponseException) -> bool:
@@ -171,9 +174,12 @@ class SmtpRpaMailer(RpaMailer):
         self._refused_until = 0.0  # ... said again without asking it until then
         # A 4xx at the end of one email's data is tried again, but one put off for `put_off_for_good`
         # seconds (a content filter that answers 451 to that email every time) is refused: waited
-        # for, it held every email after it for good.
+        # for, it held every email after it for good. (first, last) 4xx of each email put off, and
+        # the emails given up, refused at once until sent (the runtime tries a batch's records again
+        # one by one: refused once, the email was put off again, and the count began anew).
         self.put_off_for_good = put_off_for_good
-        self._put_off_since: dict[HandOff, float] = {}
+        self._put_off_at: dict[HandOff, tuple[float, float]] = {}
+        self._given_up: set[HandOff] = set()
 
     def send(self, requests: Sequence[RpaRequest]) -> list[RpaRequest]:
         """Sends each request not sent before, in order; returns the ones sent now."""
@@ -193,6 +199,9 @@ class SmtpRpaMailer(RpaMailer):
         due = [(r, m) for r, m in messages if _hand_off(r) not in before]
         if not due:
             return []
+        if given_up := next((_hand_off(r) for r, _ in due if _hand_off(r) in self._given_up), None):
+            raise DataError(f"the RPA mailbox put the email for {given_up[0]} v{given_up[1]} (hand-off "
+                            f"{given_up[2]}) off for {self.put_off_for_good:g} s")
         sent = []
         try:
             with self.sent_log.session() as sent_log:
@@ -203,11 +212,13 @@ class SmtpRpaMailer(RpaMailer):
             return sent
         except _MessageRefused as error:
             self._drop()
+            if _about_the_mailbox(error):
+                if error.smtp_code < 500:
+                    raise Unavailable("smtp", f"the RPA mailbox put the email off: {_reply_text(error)}") from None
+                raise self._session_refused(error, "the RPA mailbox refused the email") from None
             if error.smtp_code < 500:
                 raise self._put_off(error) from None
-            if not _about_the_mailbox(error):
-                raise DataError(f"the RPA mailbox refused the email: {_reply_text(error)}") from None
-            raise self._session_refused(error, "the RPA mailbox refused the email") from None
+            raise DataError(f"the RPA mailbox refused the email: {_reply_text(error)}") from None
         except smtplib.SMTPResponseException as error:
             self._drop()
             if error.smtp_code < 500:  # busy, or a limit for now (421, 451)
@@ -223,10 +234,13 @@ class SmtpRpaMailer(RpaMailer):
     def _put_off(self, error: _MessageRefused) -> Exception:
         """A 4xx to the end of the email's data: tried again, until it is put off for good."""
         hand_off, now = error.hand_off, time.monotonic()
-        since = self._put_off_since.setdefault(hand_off, now)
-        if now - since < self.put_off_for_good:
+        self._put_off_at = {key: times for key, times in self._put_off_at.items() if now - times[1] < PUT_OFF_GAP}
+        first, _ = self._put_off_at.get(hand_off, (now, now))
+        self._put_off_at[hand_off] = (first, now)
+        if now - first < self.put_off_for_good:
             return Unavailable("smtp", f"the RPA mailbox put the email off: {_reply_text(error)}")
-        del self._put_off_since[hand_off]
+        del self._put_off_at[hand_off]
+        self._given_up.add(hand_off)
         return DataError(f"the RPA mailbox put the email off for {self.put_off_for_good:g} s: {_reply_text(error)}")
 
     def _session_refused(self, error: smtplib.SMTPResponseException, what: str) -> Unavailable:
@@ -305,7 +319,8 @@ class SmtpRpaMailer(RpaMailer):
             refused.hand_off = hand_off
             raise refused
         sent_log.confirm(hand_off, f"{code} {reply.decode(errors='replace')}")
-        self._put_off_since.pop(hand_off, None)
+        self._put_off_at.pop(hand_off, None)
+        self._given_up.discard(hand_off)
         return True
 
     def _forget(self, sent_log: SentLogSession, hand_off: HandOff) -> None:

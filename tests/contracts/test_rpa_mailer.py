@@ -159,11 +159,24 @@ class SmtpMailerContract(RpaMailerContract):
         with pytest.raises(Unavailable, match="put the email off: 451"):
             mailer.send([REQUEST])
         time.sleep(0.3)
+        other = REQUEST.model_copy(update={"invoice_id": "MP-2"})
         with pytest.raises(DataError, match="put the email off for 0.3 s: 451 4.7.1"):
+            mailer.send([REQUEST, other])
+        # The runtime tries the batch again record by record: the email stays given up.
+        with pytest.raises(DataError, match="put the email for MP-1001 v1 \\(hand-off 1\\) off for 0.3 s"):
             mailer.send([REQUEST])
         server.mailbox.refusals = 0
-        other = REQUEST.model_copy(update={"invoice_id": "MP-2"})
         assert mailer.send([other]) == [other] and log.in_doubt() == []
+        assert log.sent_before([("MP-1001", 1, 1)]) == set()
+
+    def test_an_email_put_off_while_the_mailbox_is_full_is_never_given_up(self, engine, server):
+        """452 4.2.2 puts every email off alike: counted against the first, it was refused, then the next."""
+        server.mailbox.refusals = 100  # 452 4.2.2 Mailbox full
+        mailer, _ = _mailer(engine, server, put_off_for_good=0.1)
+        for _ in range(2):
+            with pytest.raises(Unavailable, match="put the email off: 452 4.2.2"):
+                mailer.send([REQUEST])
+            time.sleep(0.15)
 
     def test_a_recipient_the_server_refuses_makes_the_emails_wait_and_refuses_no_invoice(self, engine, server):
         """A disabled mailbox or a wrong RPA_MAIL_TO: every email would be refused alike, and each
