@@ -295,20 +295,34 @@ class _Update:
         self.change(record, InvoiceStatus.WAITING_FOR_PO, cause, at)
 
     def judged(self, record: InvoiceRecord) -> Verdict:
-        """The judge's verdict on an invoice this message did not bring (parked behind the PO, held
-        for a change of it). One the rules fail on is a bad_invoice, so that the message that freed
-        the PO, and the invoices behind this one, go on: failing, the message was dead-lettered and
-        every later invoice of the PO parked for good. (An invoice's own message fails with it, and
-        is dead-lettered with its verdict.)"""
+        """The judge's verdict on an invoice parked behind the PO, which this message frees. One the
+        rules fail on is a bad_invoice, so that the message, and the invoices behind this one, go
+        on: failing, the message was dead-lettered, and every later invoice of the PO parked for
+        good. (An invoice's own message fails with it, and is dead-lettered with its verdict.)"""
+        verdict, why = self._decided(record)
+        if verdict is not None:
+            return verdict
+        assert self.judge is not None and why is not None, "_decided says why it has no verdict"
+        self.unjudged.append(f"{record.key} (made bad_invoice): {why}")
+        return self.judge.could_not_judge(record.submission, why, dead_lettered=False)
+
+    def judged_again(self, record: InvoiceRecord) -> Verdict | None:
+        """The judge's verdict on a held invoice, judged again for a change of its PO; None when
+        the rules fail on it, which leaves it held as it was (with holds a clerk may release),
+        and the message goes on."""
+        verdict, why = self._decided(record)
+        if why is not None:
+            self.unjudged.append(f"{record.key} (held as it was): {why}")
+        return verdict
+
+    def _decided(self, record: InvoiceRecord) -> tuple[Verdict | None, str | None]:
         assert self.judge is not None, "a judgement needs a judge bound to a PO snapshot"
         try:
-            return self.judge.decide(record.submission, self.ledger.in_flight())
+            return self.judge.decide(record.submission, self.ledger.in_flight()), None
         except Unavailable:
             raise
         except Exception as error:
-            why = f"{type(error).__name__}: {error}"
-            self.unjudged.append(f"{record.key}: {why}")
-            return self.judge.could_not_judge(record.submission, why, dead_lettered=False)
+            return None, f"{type(error).__name__}: {error}"
 
     def judge_now(self, record: InvoiceRecord, verdict: Verdict | None = None) -> None:
         """`verdict`: the judge's, when the caller has asked it already."""
@@ -420,7 +434,9 @@ def _judge_held_again(update: _Update, key: str, change_id: str, at: datetime,
     nothing (QUANTITY_EXCEEDS_OPEN), and a verdict that takes back the holds AP released."""
     assert update.judge is not None, "a recheck needs a judge bound to the fresh snapshot"
     held = update.ledger.listed(key)
-    verdict = update.judged(held)
+    verdict = update.judged_again(held)
+    if verdict is None:
+        return
     ready = verdict.status is VerdictStatus.READY_TO_PROCESS
     if not ready and while_at_bot == "wait" and any(
             update.ledger.listed(holder).status is InvoiceStatus.SENT_TO_RPA for holder in update.ledger.holding):
@@ -503,7 +519,7 @@ def submit_invoice(
             # after the verdict it follows. Rules rolled back (A, then B, then A again) judge as A did
             # once: under that verdict's event id, processscheduler took it for a repeat, and kept B's.
             known.recheck_for = f"rules:{known.verdict.rules_version}@{known.verdict.evaluated_at.isoformat()}"
-            update.admit(known, at, cause=f"parked-for-{judge.rules_version}")
+            update.admit(known, at, cause=f"parked-for-{judge.rules_version}-{change_digest(known.recheck_for)}")
         else:
             update.replay(known)
         return update.outcome()

@@ -120,8 +120,7 @@ class DecisionDesk:
                 judge = self.judge_for(snapshots.get(work.po_number), known, now)
                 outcome = HANDLERS[type(work)](ledger, work, judge, self.dispatch)
                 for why in outcome.unjudged:
-                    log.error("PO %s: the rules failed on %s; it is bad_invoice, and the PO went on", work.po_number,
-                              why)
+                    log.error("PO %s: the rules failed on %s; the PO went on", work.po_number, why)
                 ledgers[work.po_number] = outcome.ledger
                 newly = _newly_known(outcome.emitted, outcome.ledger)
                 known.extend(seen for _, seen in newly)

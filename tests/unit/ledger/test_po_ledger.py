@@ -1002,7 +1002,7 @@ def test_an_invoice_the_rules_fail_on_when_the_po_frees_is_bad_invoice_and_the_p
     outcome = complete_rpa(ledger, completion("A"), judge, "automatic")
     assert statuses(outcome.emitted) == [("A", "entered"), ("B", "bad_invoice"), ("C", "ready_to_process"),
                                          ("C", "rpa_request"), ("C", "sent_to_rpa")]
-    assert outcome.unjudged == ["B@v1: ArithmeticError: no rule foresaw B"]
+    assert outcome.unjudged == ["B@v1 (made bad_invoice): ArithmeticError: no rule foresaw B"]
     bad = next(m for m in outcome.emitted if isinstance(m, Verdict) and m.invoice_id == "B")
     assert bad.reasons[0].message == "ArithmeticError: no rule foresaw B (dead-lettered: False)"
     assert outcome.ledger.holding == ["C@v1"] and outcome.ledger.parked == []

@@ -465,7 +465,8 @@ def test_an_invoice_the_rules_fail_on_when_its_po_is_freed_is_bad_invoice_and_th
     assert "something no rule foresaw" in row["reasons"][0]["message"]
     assert "the invoices behind it on its PO went on" in row["reasons"][0]["message"]
     assert worker.dead_letters() == []
-    assert "PO PO-5001: the rules failed on MP-2@v1: ArithmeticError: something no rule foresaw" in caplog.text
+    assert ("PO PO-5001: the rules failed on MP-2@v1 (made bad_invoice): ArithmeticError: something no rule "
+            "foresaw; the PO went on") in caplog.text
 
 
 class DownMailer:
@@ -916,9 +917,10 @@ def test_a_price_corrected_in_sampro_clears_a_held_invoice_which_is_mailed_once(
     assert events == ["manual_review", "ready_to_process", "sent_to_rpa"]
 
 
-def test_a_held_invoice_the_rules_fail_on_at_a_change_of_its_po_is_bad_invoice_and_the_change_goes_on(
-        worker, monkeypatch):
-    """The change was dead-lettered, and the PO's other held invoices never judged again."""
+def test_a_held_invoice_the_rules_fail_on_at_a_change_of_its_po_stays_held_and_the_change_goes_on(
+        worker, monkeypatch, caplog):
+    """The change was dead-lettered, and the PO's other held invoices never judged again. Made
+    bad_invoice, the invoice would have lost the price hold a clerk may release."""
     from rules.lifecycle import PurchaseOrderChanged
     from tests.unit.streams.conftest import AT, purchase_order
 
@@ -928,7 +930,9 @@ def test_a_held_invoice_the_rules_fail_on_at_a_change_of_its_po_is_bad_invoice_a
     worker.pipeline.sampro_changes.waiting.append(
         PurchaseOrderChanged(event_id="sampro:PO-5001:1", po_number="PO-5001", changed_at=AT))
     worker.run()
-    assert worker.statuses() == {"MP-1": "bad_invoice"} and worker.dead_letters() == []
+    assert worker.statuses() == {"MP-1": "manual_review"} and worker.dead_letters() == []
+    assert "the rules failed on MP-1@v1 (held as it was): ArithmeticError" in caplog.text
+    assert [event["status"] for event in worker.scheduler.history("MP-1")] == ["manual_review"]
 
 
 def test_a_sampro_change_that_leaves_a_held_invoice_judged_as_it_was_adds_nothing_to_its_history(worker):
