@@ -49,7 +49,16 @@ def stored_key(key: str) -> str:
     id or number of 64 characters may make a longer one, which the column refused, and the
     verdict's row went to the dead-letter topic. Cut, a key still finds its invoices (the same
     text makes the same cut key), and the rows found are compared in full (`matches_lookup`)."""
-    return key[:KEY_WIDTH]
+    return _utf16_start(key, KEY_WIDTH)
+
+
+def _utf16_start(text: str, units: int) -> str:
+    """The longest start of `text` of at most `units` UTF-16 code units, which SQL Server's
+    NVARCHAR(n) counts: a character past U+FFFF (an emoji) is two."""
+    encoded = text.encode("utf-16-le", errors="surrogatepass")
+    if len(encoded) <= 2 * units:
+        return text
+    return encoded[: 2 * units].decode("utf-16-le", errors="ignore")  # a half pair at the cut goes
 
 
 def fitted_to_column(text: str | None, column: str) -> str | None:
@@ -63,7 +72,7 @@ def fitted_to_column(text: str | None, column: str) -> str | None:
     assert isinstance(kind, String) and kind.length is not None, f"{column} is a text column of a set width"
     width = kind.length
     text = text.replace("\x00", "\ufffd")
-    return text if len(text) <= width else text[: width - 1] + "\u2026"
+    return text if _utf16_start(text, width) == text else _utf16_start(text, width - 1) + "\u2026"
 
 
 def entries(decisions: Sequence[Verdict | StatusChanged | SchedulerEntry]) -> list[SchedulerEntry]:

@@ -7,7 +7,14 @@ from datetime import UTC, datetime
 
 import pytest
 
-from connectors.scheduler.rows import entry_of, reason_codes_column, status_change_entry, verdict_entry
+from connectors.scheduler.rows import (
+    entry_of,
+    fitted_to_column,
+    reason_codes_column,
+    status_change_entry,
+    stored_key,
+    verdict_entry,
+)
 from connectors.scheduler.tables import REASON_CODES_LENGTH
 from rules.errors import DataError
 from rules.lifecycle import InvoiceStatus, StatusChanged
@@ -102,3 +109,18 @@ def test_the_reason_codes_column_holds_each_code_once_between_spaces_within_its_
     # A space would split a code in two: such a code, or one longer than the column, is left out.
     assert reason_codes_column([{"code": "NOT ONE"}, {"code": "X" * REASON_CODES_LENGTH}]) is None
     assert reason_codes_column([{"code": "NOT ONE"}, {"code": "TAX_MISMATCH"}]) == " TAX_MISMATCH "
+
+
+def test_keys_and_vendor_text_are_cut_to_what_sql_servers_columns_count():
+    """NVARCHAR(64) counts UTF-16 units: 64 emoji (128 units) fit a count of characters, and were
+    refused there, with the verdict's row."""
+    def units(text: str) -> int:
+        return len(text.encode("utf-16-le")) // 2
+
+    emoji = "\U0001f9fe" * 64
+    assert units(stored_key(emoji)) == 64 and stored_key(emoji) == "\U0001f9fe" * 32
+    assert stored_key("x" + emoji) == "x" + "\U0001f9fe" * 31  # 63 units: no half of a pair at the cut
+    assert stored_key("a" * 64) == "a" * 64
+    fitted = fitted_to_column(emoji, "vendor_id")
+    assert units(fitted) <= 64 and fitted.endswith("\u2026")
+    assert fitted_to_column("V100", "vendor_id") == "V100"
