@@ -37,7 +37,7 @@ function statusBadge(status) {
   return el("span", { class: "status", "data-status": status }, status);
 }
 
-// The list's times in UTC, as its date filter reads days: shown in local time, a clerk west of UTC
+// Times in UTC, as the list's date filter reads days: shown in local time, a clerk west of UTC
 // filtering on a day saw rows of the evening before, and missed the evening of the day.
 function utc(moment) {
   return new Date(moment).toISOString().slice(0, 16).replace("T", " ");
@@ -300,7 +300,7 @@ async function openInvoice(invoiceId, version, refresh = false) {
     [l.line_no, l.part_number, l.unit_price, l.quantity_ordered, l.quantity_received, l.quantity_invoiced]))) :
     [el("tr", {}, el("td", { colspan: 6 }, "Sampro had no such PO."))]));
   $("#detail-history").replaceChildren(...invoice.history.map((h) => el("li", { "data-status": h.status },
-    new Date(h.occurred_at).toLocaleString(), " ", statusBadge(h.status),
+    utc(h.occurred_at), " ", statusBadge(h.status),
     h.actor ? ` by ${h.actor}` : "", h.reason ? ` — ${h.reason}` : "")));
   $("#detail-payload").textContent = invoice.rpa_payload ? JSON.stringify(invoice.rpa_payload, null, 2) : "none";
   $("#release-button").hidden = !(clerk && newest && ["manual_review", "awaiting_receipt", "bad_invoice", "rpa_failed"].includes(invoice.status));
