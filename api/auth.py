@@ -191,11 +191,9 @@ class Authenticator:
     def still_signed_in(self, principal: Principal) -> bool:
         """Blocking. For a stream that outlives its request: has the session ended since, signed
         out or expired? (itsdangerous's clock, as the cookie's.)"""
-        if not principal.by_cookie:
-            return True
         if principal.session_ends is not None and time.time() >= principal.session_ends:
             return False
-        return self.sessions.current(principal.name) == principal.session_version
+        return not principal.by_cookie or self.sessions.current(principal.name) == principal.session_version
 
     def from_trusted_headers(self, request: Request) -> Principal | None:
         if not self.trusted_user_header or not request.scope.get(FROM_PROXY):

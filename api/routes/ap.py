@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import time
+from dataclasses import replace
 from datetime import date
 from typing import Annotated
 
@@ -122,8 +124,13 @@ async def stream_updates(principal: Principal = Depends(signed_in), ctx=Depends(
     if (refused := ctx.live.refused(principal.name)) is not None:
         raise ApiProblem(429, refused, headers={"Retry-After": str(STREAM_RETRY_SECONDS)})
 
+    # Signed in otherwise than by cookie (HTTP Basic, the single-sign-on proxy), the stream ends as a
+    # session would: the browser opens it again and signs in again, so a user the proxy no longer
+    # names, or removed from API_USERS, no longer watches invoices go by.
+    opened_as = principal if principal.by_cookie else replace(principal, session_ends=time.time() + ctx.auth.max_age)
+
     async def still_signed_in() -> bool:
-        return await run_in_threadpool(ctx.auth.still_signed_in, principal)
+        return await run_in_threadpool(ctx.auth.still_signed_in, opened_as)
 
     async def updates():
         async for update in ctx.live.subscribe(still_signed_in, principal.name):

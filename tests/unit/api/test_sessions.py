@@ -87,6 +87,21 @@ def test_a_stream_ends_when_its_cookie_expires_though_no_one_signed_out(api, mon
     assert not api.context.auth.still_signed_in(principal)
 
 
+def test_a_stream_signed_in_by_basic_ends_as_a_session_would(monkeypatch):
+    """Not signed in by cookie, a stream ran until the client left: a user removed from API_USERS,
+    or no longer named by the single-sign-on proxy, watched invoices go by for as long as they liked."""
+    api = make_api()
+    api.context.live.recheck_every = 0.2
+    with served(api) as url, httpx.Client(base_url=url, auth=("ana", PASSWORD), timeout=10) as client:
+        with client.stream("GET", "/api/events") as events:
+            lines = events.iter_lines()
+            assert next(line for line in lines if line.startswith("event:")) == "event: update"
+            later = time.time() + api.context.auth.max_age
+            monkeypatch.setattr(time, "time", lambda: later)
+            rest = list(lines)  # a ReadTimeout here: the stream went on
+    assert not any(line.startswith("event:") for line in rest)
+
+
 @pytest.mark.parametrize(("settings", "base_url", "secure"), [
     ({}, "http://testserver", False),
     ({}, "https://testserver", True),
