@@ -1,6 +1,8 @@
 """Security headers on every answer: no script but the dashboard's own files, no framing by any
 other page (clickjacking on Release), no content sniffing, no addresses leaked in Referer; HSTS
-when the browser reaches the API over https."""
+when the browser reaches the API over https (directly, or by the trusted proxy's word, read once
+api.proxy has named the scheme); no copy in any cache of an answer but the dashboard's files
+(invoices, users and figures stayed in the disk cache of a shared AP workstation)."""
 
 from __future__ import annotations
 
@@ -27,15 +29,16 @@ class SecurityHeaders:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        https = self.served_over_https or scope["scheme"] == "https"
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 for name, value in SECURITY_HEADERS.items():
                     headers[name] = value
-                if https:
+                if self.served_over_https or scope["scheme"] == "https":
                     headers["Strict-Transport-Security"] = HSTS
+                if "cache-control" not in headers and not scope["path"].startswith("/static/"):
+                    headers["Cache-Control"] = "no-store"
             await send(message)
 
         await self.app(scope, receive, with_headers)

@@ -40,7 +40,8 @@ class TrustedProxy:
         from_proxy = self._from_proxy(scope)
         headers = [(name, value) for name, value in scope["headers"] if name != _SECRET
                    and (from_proxy or (name not in self.identity and name not in FORWARDED))]
-        scope = {**scope, "headers": headers, FROM_PROXY: from_proxy}
+        # In place, as uvicorn's proxy middleware does: the security headers read the scheme named here.
+        scope["headers"], scope[FROM_PROXY] = headers, from_proxy
         if from_proxy:
             repeated = sorted(name.decode() for name in self.identity if [n for n, _ in headers].count(name) > 1)
             if repeated:

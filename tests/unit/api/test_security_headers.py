@@ -42,6 +42,31 @@ def test_hsts_over_https_and_behind_a_tls_proxy():
     assert https.get("/healthz").headers["Strict-Transport-Security"].startswith("max-age=")
     behind_proxy = make_api(api_served_over_https=True)
     assert behind_proxy.client.get("/healthz").headers["Strict-Transport-Security"].startswith("max-age=")
+    # The trusted proxy's word that the browser used https: the cookie was Secure, and HSTS missing.
+    trusted = make_api(client_address=("10.0.0.7", 4000), api_trusted_proxies=["10.0.0.7"])
+    said = trusted.client.get("/healthz", headers={"X-Forwarded-Proto": "https"})
+    assert said.headers["Strict-Transport-Security"].startswith("max-age=")
+    assert "Strict-Transport-Security" not in trusted.client.get("/healthz").headers
+
+
+def test_no_cache_keeps_an_answer_but_the_dashboards_files(api):
+    """Invoices, users and figures stayed in the disk cache of a shared AP workstation."""
+    for path in ("/api/invoices", "/api/me", "/api/kpi", "/dashboard"):
+        assert api.client.get(path, auth=("ana", PASSWORD)).headers["Cache-Control"] == "no-store", path
+    assert "no-store" not in api.client.get("/static/dashboard.js").headers.get("Cache-Control", "")
+
+
+def test_an_unexpected_error_is_answered_with_the_headers_too():
+    """Starlette answers it outside every middleware: a 500 without a policy or nosniff."""
+    api = make_api()
+
+    def broken(now):
+        raise RuntimeError("a bug")
+
+    api.context.read_model.kpi = broken
+    answer = TestClient(api.client.app, raise_server_exceptions=False).get("/api/kpi", auth=("ana", PASSWORD))
+    assert answer.status_code == 500 and answer.json() == {"detail": "an unexpected error: it is logged"}
+    assert answer.headers["X-Frame-Options"] == "DENY" and answer.headers["Cache-Control"] == "no-store"
 
 
 def test_no_docs_page_that_loads_a_cdn_on_the_dashboards_origin(api):
