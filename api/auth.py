@@ -12,6 +12,8 @@ A viewer reads; a clerk may also release invoices and send them to the RPA bot.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hashlib
 import hmac
 import logging
@@ -28,9 +30,11 @@ from fastapi import Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from prometheus_client import CollectorRegistry, Counter
 from starlette.exceptions import HTTPException
+from starlette.requests import HTTPConnection
 
 from api.errors import ApiProblem, unreadable_json
 from api.proxy import FROM_PROXY
@@ -49,7 +53,31 @@ DASHBOARD_HEADER = "X-Requested-With"
 CALLER = "invoice_automation.caller"  # scope key: who `identify` found
 
 bearer_scheme = HTTPBearer(auto_error=False, description="The RPA bot's token (INVOICE_AUTOMATION_API_TOKEN).")
-basic_scheme = HTTPBasic(auto_error=False, description="An AP user from INVOICE_AUTOMATION_API_USERS.")
+class _Utf8Basic(HTTPBasic):
+    """HTTP Basic as RFC 7617 reads it with charset="UTF-8" (curl, browsers and requests send
+    UTF-8): FastAPI's reads ASCII only, and refused "Dvořák" or an accented password before any
+    check. Bytes that are not UTF-8 are read as Latin-1, as older clients send them."""
+
+    async def __call__(self, request: HTTPConnection) -> HTTPBasicCredentials | None:  # type: ignore[override]
+        scheme, param = get_authorization_scheme_param(request.headers.get("Authorization"))
+        if scheme.lower() != "basic":
+            return None
+        try:
+            raw = base64.b64decode(param, validate=True)
+        except binascii.Error:
+            raise self.make_not_authenticated_error() from None
+        try:
+            text = raw.decode()
+        except UnicodeDecodeError:
+            text = raw.decode("latin-1")
+        username, separator, password = text.partition(":")
+        if not separator:
+            raise self.make_not_authenticated_error()
+        return HTTPBasicCredentials(username=username, password=password)
+
+
+BASIC_CHALLENGE = 'Basic realm="invoice-automation", charset="UTF-8"'
+basic_scheme = _Utf8Basic(auto_error=False, description="An AP user from INVOICE_AUTOMATION_API_USERS.")
 cookie_scheme = APIKeyCookie(name=SESSION_COOKIE, auto_error=False, description="Set by POST /login.")
 
 
@@ -225,7 +253,7 @@ def _authenticator(request: Request) -> Authenticator:
 
 
 def _unauthorized(request: Request, detail: str, headers: dict[str, str] | None = None) -> ApiProblem:
-    challenge = "Session" if request.headers.get(DASHBOARD_HEADER) else 'Basic realm="invoice-automation"'
+    challenge = "Session" if request.headers.get(DASHBOARD_HEADER) else BASIC_CHALLENGE
     return ApiProblem(401, detail, headers={"WWW-Authenticate": challenge, **(headers or {})})
 
 

@@ -69,3 +69,21 @@ def test_hash_password_prints_an_argon2_hash_of_the_password():
     result = CliRunner().invoke(cli, ["api", "hash-password"], input="s3cret\ns3cret\n")
     assert result.exit_code == 0, result.output
     assert PasswordHasher().verify(result.output.strip().splitlines()[-1], "s3cret")
+
+
+def test_http_basic_takes_a_name_and_password_in_utf_8_and_in_latin_1():
+    """FastAPI's Basic read ASCII only: 'Dvořák', or an accented password, was refused unchecked."""
+    import base64
+
+    from api.auth import hash_password
+    from tests.unit.api.conftest import make_api
+
+    api = make_api(api_users=[{"name": "Dvořák", "password_hash": hash_password("pässwort"), "role": "clerk"},
+                              {"name": "Zoë", "password_hash": hash_password("ça va"), "role": "viewer"}])
+    utf8 = base64.b64encode("Dvořák:pässwort".encode()).decode()
+    assert api.client.get("/api/me", headers={"Authorization": f"Basic {utf8}"}).json()["name"] == "Dvořák"
+    latin1 = base64.b64encode("Zoë:ça va".encode("latin-1")).decode()
+    assert api.client.get("/api/me", headers={"Authorization": f"Basic {latin1}"}).json()["name"] == "Zoë"
+    unreadable = api.client.get("/api/me", headers={"Authorization": "Basic not*base64"})
+    assert unreadable.status_code == 401
+    assert api.client.get("/api/invoices").headers["WWW-Authenticate"].endswith('charset="UTF-8"')
