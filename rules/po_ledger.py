@@ -380,8 +380,23 @@ class _Update:
                 # the same id it was the first hand-off again to processscheduler, which kept `released`.
                 again = f"-a{record.rpa_attempts + 1}" if record.rpa_attempts else ""
                 self.hold(record, at, cause=f"released{again}")
+            elif record.verdict is not None:  # held, and waiting for its turn to be judged again
+                self._judge_again_or_keep(record, at)
             else:
                 self.judge_now(record, self.judged(record))
+
+    def _judge_again_or_keep(self, record: InvoiceRecord, at: datetime) -> None:
+        """A held invoice a Sampro change cleared, or other rules may, judged when the PO is free.
+        The rules failing on it leave it held as it was, the holds a clerk released still released."""
+        verdict = self.judged_again(record)
+        if verdict is not None:
+            self.judge_now(record, verdict)
+            return
+        assert record.verdict is not None, "_judge_again_or_keep takes a record with a verdict"
+        cause = f"held-as-it-was-{change_digest(f'{record.recheck_for}|{at.isoformat()}')}"
+        record.recheck_for = None
+        self.change(record, _held_as(record.verdict), cause, at,
+                    reason="The rules failed on it when it was judged again: it is held as it was.")
 
     def replay(self, record: InvoiceRecord) -> None:
         """Re-emit where this version stands, so a write lost in a crash is repaired downstream
@@ -391,6 +406,16 @@ class _Update:
             assert record.last_change is not None, "a record sent to the RPA bot has its status change"
             verdict_and_change.insert(-1, _rpa_request(record, record.last_change.occurred_at))
         self.emitted.extend(verdict_and_change)
+
+
+def _held_as(verdict: Verdict) -> InvoiceStatus:
+    """The status a held invoice has by its verdict (`_Update.judge_now`)."""
+    if verdict.status is VerdictStatus.MANUAL_REVIEW and verdict.reasons and all(
+            finding.code in AWAITING_RECEIPT_FINDINGS for finding in verdict.reasons):
+        return InvoiceStatus.AWAITING_RECEIPT
+    if verdict.status is VerdictStatus.READY_TO_PROCESS:  # an edit of an entered invoice: held whatever
+        return InvoiceStatus.MANUAL_REVIEW
+    return InvoiceStatus(verdict.status.value)
 
 
 def rechecked_on_po_change(ledger: PurchaseOrderLedger) -> list[str]:

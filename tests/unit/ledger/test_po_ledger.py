@@ -832,6 +832,25 @@ def test_while_another_invoice_holds_the_po_a_cleared_one_waits_and_is_judged_wh
     assert freed.emitted[1].judged_after == "sampro:PO-1:1"
 
 
+def test_a_cleared_invoice_the_rules_fail_on_when_its_turn_comes_is_held_as_it_was():
+    """Made bad_invoice, it lost the price hold a clerk had released, for INVALID_INVOICE, which no
+    clerk may release."""
+    judge = PricingJudge()
+    ledger = submit_invoice(held(judge, "B"), submission("A"), judge, "automatic").ledger  # A at the bot
+    ledger = ledger.model_copy(update={"records": {**ledger.records, "B@v1": ledger.records["B@v1"].model_copy(
+        update={"released_holds": ["PRICE_MISMATCH:1:unit_price"]})}})
+    waiting = recheck_held(ledger, changed(), PricingJudge(lets_pass=frozenset({"B"})), "automatic")
+    assert statuses(waiting.emitted) == [("B", "waiting_for_po")]
+    failing = PricingJudge()
+    failing.fails_on = frozenset({"B"})
+    freed = complete_rpa(waiting.ledger, completion("A"), failing, "automatic")
+    assert statuses(freed.emitted) == [("A", "entered"), ("B", "manual_review")]
+    assert freed.unjudged == ["B@v1 (held as it was): ArithmeticError: no rule foresaw B"]
+    kept = freed.ledger.records["B@v1"]
+    assert kept.verdict == ledger.records["B@v1"].verdict and kept.released_holds == ["PRICE_MISMATCH:1:unit_price"]
+    assert kept.recheck_for is None and freed.ledger.parked == freed.ledger.holding == []
+
+
 def test_while_an_invoice_of_its_po_is_at_the_bot_a_held_invoice_is_judged_again_when_the_bot_is_done():
     """Sampro had the bot's entry before its completion came in: the quantities entered were
     counted twice, invoiced in Sampro and in flight, which made a finding of nothing."""
