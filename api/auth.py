@@ -63,7 +63,7 @@ class _Utf8Basic(HTTPBasic):
         if scheme.lower() != "basic":
             return None
         try:
-            raw = base64.b64decode(param, validate=True)
+            raw = base64.b64decode(param)  # as leniently as FastAPI's (extra padding, spaces)
         except binascii.Error:
             raise self.make_not_authenticated_error() from None
         try:
@@ -74,6 +74,9 @@ class _Utf8Basic(HTTPBasic):
         if not separator:
             raise self.make_not_authenticated_error()
         return HTTPBasicCredentials(username=username, password=password)
+
+    def make_authenticate_headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": BASIC_CHALLENGE}
 
 
 BASIC_CHALLENGE = 'Basic realm="invoice-automation", charset="UTF-8"'

@@ -179,7 +179,7 @@ class SmtpRpaMailer(RpaMailer):
         # one by one: refused once, the email was put off again, and the count began anew).
         self.put_off_for_good = put_off_for_good
         self._put_off_at: dict[HandOff, tuple[float, float]] = {}
-        self._given_up: set[HandOff] = set()
+        self._given_up: dict[HandOff, float] = {}  # when: asked again after PUT_OFF_GAP (a replay, a fix)
 
     def send(self, requests: Sequence[RpaRequest]) -> list[RpaRequest]:
         """Sends each request not sent before, in order; returns the ones sent now."""
@@ -199,6 +199,8 @@ class SmtpRpaMailer(RpaMailer):
         due = [(r, m) for r, m in messages if _hand_off(r) not in before]
         if not due:
             return []
+        now = time.monotonic()
+        self._given_up = {key: at for key, at in self._given_up.items() if now - at < PUT_OFF_GAP}
         if given_up := next((_hand_off(r) for r, _ in due if _hand_off(r) in self._given_up), None):
             raise DataError(f"the RPA mailbox put the email for {given_up[0]} v{given_up[1]} (hand-off "
                             f"{given_up[2]}) off for {self.put_off_for_good:g} s")
@@ -240,7 +242,7 @@ class SmtpRpaMailer(RpaMailer):
         if now - first < self.put_off_for_good:
             return Unavailable("smtp", f"the RPA mailbox put the email off: {_reply_text(error)}")
         del self._put_off_at[hand_off]
-        self._given_up.add(hand_off)
+        self._given_up[hand_off] = now
         return DataError(f"the RPA mailbox put the email off for {self.put_off_for_good:g} s: {_reply_text(error)}")
 
     def _session_refused(self, error: smtplib.SMTPResponseException, what: str) -> Unavailable:
@@ -320,7 +322,7 @@ class SmtpRpaMailer(RpaMailer):
             raise refused
         sent_log.confirm(hand_off, f"{code} {reply.decode(errors='replace')}")
         self._put_off_at.pop(hand_off, None)
-        self._given_up.discard(hand_off)
+        self._given_up.pop(hand_off, None)
         return True
 
     def _forget(self, sent_log: SentLogSession, hand_off: HandOff) -> None:

@@ -67,6 +67,8 @@ def test_an_unexpected_error_is_answered_with_the_headers_too():
     answer = TestClient(api.client.app, raise_server_exceptions=False).get("/api/kpi", auth=("ana", PASSWORD))
     assert answer.status_code == 500 and answer.json() == {"detail": "an unexpected error: it is logged"}
     assert answer.headers["X-Frame-Options"] == "DENY" and answer.headers["Cache-Control"] == "no-store"
+    https = TestClient(api.client.app, base_url="https://testserver", raise_server_exceptions=False)
+    assert https.get("/api/kpi", auth=("ana", PASSWORD)).headers["Strict-Transport-Security"].startswith("max-age=")
 
 
 def test_no_docs_page_that_loads_a_cdn_on_the_dashboards_origin(api):
