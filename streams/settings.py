@@ -181,7 +181,7 @@ class Settings(BaseSettings):
     api_password_check_wait_seconds: float = Field(default=5.0, gt=0, le=60)
     # /metrics needs `Authorization: Bearer <token>` when set.
     api_metrics_token: SecretStr | None = None
-    # /metrics and /readyz answer from their last look at Kafka and the database for this long.
+    # /metrics, /readyz and /api/kpi answer from their last look at Kafka and the database for this long.
     api_status_cache_seconds: float = Field(default=5.0, ge=0, le=300)
 
     @property

@@ -111,7 +111,7 @@ def approve_dispatch(invoice_id: InvoiceId, body: DispatchRequest, principal: Pr
 @router.get("/kpi", response_model=Kpi, summary="Counts by status and reason, verdicts per minute, waiting work; "
             "AP's own KPIs over the last 30 days (`ap`)")
 def show_kpi(_: Principal = Depends(signed_in), ctx=Depends(context)) -> Kpi:
-    return ctx.read_model.kpi(ctx.clock())
+    return ctx.kpi.get()
 
 
 @router.get("/events", response_class=EventSourceResponse, summary="Live KPI figures and changed rows (SSE)",

@@ -46,3 +46,16 @@ def test_the_openapi_document_explains_each_figure(api):
 def test_the_live_feed_carries_them(api):
     feed = LiveFeed(api.read_model, lambda: NOW, kpi_every=3600)
     assert feed.poll()["kpi"]["ap"]["entered"] == 1
+
+
+def test_the_figures_are_read_once_per_cache_time_however_often_they_are_asked():
+    """Each call read the whole KPI period (half a second of the database at 50,000 invoices)."""
+    from tests.unit.api.conftest import make_api
+
+    api = make_api(api_status_cache_seconds=60)
+    reads = []
+    kpi = api.context.read_model.kpi
+    api.context.read_model.kpi = lambda now: reads.append(now) or kpi(now)
+    for _ in range(3):
+        assert api.client.get("/api/kpi", **api.as_viewer()).status_code == 200
+    assert len(reads) == 1
