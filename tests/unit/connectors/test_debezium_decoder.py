@@ -68,6 +68,17 @@ def test_a_lines_column_that_cannot_be_read_flows_on_as_a_note_for_the_rules():
     assert deep.document["lines"] == "unreadable: JSON nested deeper than 8 levels"
 
 
+def test_a_lines_column_within_the_invoices_limit_is_read_though_escaped_it_makes_a_larger_record():
+    """Held to the limit as a whole, the record was dead-lettered where polling judged the invoice."""
+    line = {"line_no": 1, "part_number": "AC-100", "description": "x" * 150, "quantity": "2",
+            "unit_price": "15.50", "amount": "31.00"}
+    lines = json.dumps([{**line, "line_no": n} for n in range(1, 900)])
+    assert len(lines) < 256_000 < len(record(lines=lines))
+    assert len(decode_marketplace_record(record(lines=lines)).document["lines"]) == 899
+    past = json.dumps([{**line, "line_no": n} for n in range(1, 1001)])
+    assert decode_marketplace_record(record(lines=past)).document["lines"].startswith("unreadable: ")
+
+
 @pytest.mark.parametrize(
     ("value", "field"),
     [
