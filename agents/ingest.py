@@ -10,11 +10,9 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from connectors.debezium import (
-    MarketplaceCapture,
-    decode_marketplace_record,
-    put_connector,
-)
+from connectors.debezium import decode_marketplace_record, put_connector
+from connectors.debezium.config import marketplace_capture, replica_identity_problem
+from rules.errors import Unavailable
 from rules.lifecycle import InvoiceSubmitted, InvoiceWithdrawn
 from streams.failures import dead_letter_of
 from streams.runtime import Batch, Flow, Source
@@ -36,9 +34,12 @@ def register(pipeline: Pipeline) -> None:
                               decode=lambda record: decode_marketplace_record(record.value, limits), handle=publish,
                               kinds=(InvoiceSubmitted, InvoiceWithdrawn), stage="ingest"))
         if settings.connect_url:
-            capture = MarketplaceCapture(database_url=settings.marketplace_db_url, topic=settings.marketplace_topic)
+            capture = marketplace_capture(settings.marketplace_db_url, settings.marketplace_topic, settings.app_id)
 
             def register_capture(batch: Batch) -> None:
+                # /readyz names it until it is fixed; then the capture starts
+                if (problem := replica_identity_problem(capture)) is not None:
+                    raise Unavailable("marketplace", problem)
                 with httpx.Client(base_url=settings.connect_url, timeout=10) as client:
                     put_connector(client, capture)
 

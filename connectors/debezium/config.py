@@ -7,6 +7,7 @@ topic is partitioned by PO exactly as the rest of the pipeline is.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -16,6 +17,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from connectors.debezium.sampro_config import SamproCapture
+from connectors.sql import mapped_errors
 from rules.errors import DataError, Unavailable
 
 CONNECTOR_CLASS = "io.debezium.connector.postgresql.PostgresConnector"
@@ -29,8 +31,10 @@ class MarketplaceCapture:
     table: str = "public.marketplace_invoices"
     slot: str = "invoice_automation"
     publication: str = "invoice_automation"
-    # "initial": a first start captures the invoices already waiting, then streams changes.
-    snapshot_mode: str = "initial"
+    # "when_needed": a first start captures the invoices already waiting, then streams changes; so
+    # does a start whose slot is gone (a failover, a slot dropped), where "initial" streamed on from
+    # the new slot's position and lost the uploads between. Read again, an invoice changes nothing.
+    snapshot_mode: str = "when_needed"
 
     def connector_config(self) -> dict[str, str]:
         url = make_url(self.database_url)
@@ -66,6 +70,40 @@ class MarketplaceCapture:
             "transforms.route.regex": ".*",
             "transforms.route.replacement": self.topic,
         }
+
+
+DEFAULT_APP_ID = "invoice-automation"  # streams.settings.Settings.app_id's default
+
+
+def marketplace_capture(database_url: str, topic: str, app_id: str = DEFAULT_APP_ID) -> MarketplaceCapture:
+    """The capture of the marketplace table, named after the pipeline's app id as Sampro's is:
+    two pipelines sharing a Connect (a test and production) took over each other's connector, and
+    on one PostgreSQL server each other's slot. The default app id keeps the names registered
+    before: others, an installation would get a second connector and slot, the first left holding WAL."""
+    if app_id == DEFAULT_APP_ID:
+        return MarketplaceCapture(database_url=database_url, topic=topic)
+    slot = re.sub(r"[^a-z0-9_]", "_", app_id.lower())[:51] + "_marketplace"  # PostgreSQL: [a-z0-9_], 63 at most
+    return MarketplaceCapture(name=f"{app_id}-marketplace", database_url=database_url, topic=topic, slot=slot,
+                              publication=slot)
+
+
+def replica_identity_problem(capture: MarketplaceCapture) -> str | None:
+    """Why the captured table would lose withdrawals: with PostgreSQL's default replica identity a
+    deletion carries the primary key alone, so it reached the pipeline without its PO number and
+    version, was dead-lettered, and the withdrawn invoice went on to be entered and paid."""
+    engine = create_engine(capture.database_url)
+    try:
+        with mapped_errors("marketplace"), engine.connect() as conn:
+            identity = conn.execute(text("SELECT relreplident FROM pg_class WHERE oid = to_regclass(:table)"),
+                                    {"table": capture.table}).scalar()
+    finally:
+        engine.dispose()
+    if identity is None:
+        return f"the table {capture.table} does not exist in the marketplace database"
+    if identity != "f":
+        return (f"the table {capture.table} must keep whole rows for deletions, or a withdrawn invoice goes on "
+                f"to be entered: ALTER TABLE {capture.table} REPLICA IDENTITY FULL")
+    return None
 
 
 class Capture(Protocol):

@@ -81,3 +81,30 @@ def test_insert_update_delete_become_canonical_events_keyed_by_po(capture, kafka
     assert isinstance(edited, InvoiceSubmitted) and edited.version == 2 and edited.document["extra_charges"] == []
     assert isinstance(deleted, InvoiceWithdrawn)
     assert (deleted.invoice_id, deleted.po_number, deleted.version) == (invoice_id, po_number, 2)
+
+
+def test_a_table_that_keeps_only_keys_for_deletions_is_named_before_the_capture_starts(marketplace_db_url,
+                                                                                       unique_name):
+    """With PostgreSQL's default replica identity a deletion carries the primary key alone: the
+    withdrawal was dead-lettered, and the withdrawn invoice went on to be entered."""
+    from sqlalchemy import text
+
+    from connectors.debezium.config import replica_identity_problem
+
+    table = f"{unique_name}.marketplace_invoices"
+    capture = MarketplaceCapture(database_url=marketplace_db_url, table=table)
+    engine = create_engine(marketplace_db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{unique_name}"'))
+            conn.execute(text(f'CREATE TABLE {table} (invoice_id varchar(64) PRIMARY KEY, po_number varchar(64))'))
+        assert "ALTER TABLE " + table + " REPLICA IDENTITY FULL" in replica_identity_problem(capture)
+        with engine.begin() as conn:
+            conn.execute(text(f"ALTER TABLE {table} REPLICA IDENTITY FULL"))
+        assert replica_identity_problem(capture) is None
+        gone = MarketplaceCapture(database_url=marketplace_db_url, table=f"{unique_name}.nothing")
+        assert "does not exist" in replica_identity_problem(gone)
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{unique_name}" CASCADE'))
+        engine.dispose()

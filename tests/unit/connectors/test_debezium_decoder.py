@@ -110,3 +110,18 @@ def test_connector_config_keys_the_topic_by_po_and_keeps_deletes():
     assert config["publication.autocreate.mode"] == "filtered" and config["plugin.name"] == "pgoutput"
     assert (config["database.port"], config["database.dbname"], config["database.user"]) == ("5433", "marketplace", "u")
     assert config["transforms.route.replacement"] == "marketplace.invoices"
+    assert config["snapshot.mode"] == "when_needed"  # a lost slot snapshots again, not streams on past a gap
+
+
+def test_the_capture_is_named_after_the_pipeline_and_the_default_keeps_the_names_registered_before():
+    """Two pipelines on one Connect took over each other's connector, and on one server each other's slot."""
+    from connectors.debezium.config import marketplace_capture
+
+    url = "postgresql+psycopg://u:p@127.0.0.1:5433/marketplace"
+    default = marketplace_capture(url, "marketplace.invoices")
+    assert (default.name, default.slot, default.publication) == ("marketplace-invoices", "invoice_automation",
+                                                                  "invoice_automation")
+    staging = marketplace_capture(url, "staging.marketplace", app_id="ap-Staging.2")
+    assert (staging.name, staging.slot, staging.publication) == ("ap-Staging.2-marketplace", "ap_staging_2_marketplace",
+                                                                  "ap_staging_2_marketplace")
+    assert staging.connector_config()["transforms.route.replacement"] == "staging.marketplace"
