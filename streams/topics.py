@@ -46,9 +46,14 @@ def pipeline_topics(settings: Settings) -> list[TopicSpec]:
 
 
 def topic_config(settings: Settings, spec: TopicSpec) -> dict[str, str]:
+    # Replicated, a batch is committed once two replicas have it: at the broker's default of one,
+    # the leader alone acknowledged it, and losing that broker lost verdicts and ledgers whose
+    # input offsets were committed (and would never be read again).
+    replicas = settings.topic_replication_factor
+    durable = {"min.insync.replicas": str(min(2, replicas))} if replicas > 1 else {}
     if not spec.audit:  # the latest ledger of each PO is all a restore needs
-        return {"cleanup.policy": "compact"}
-    return {"cleanup.policy": "delete", "retention.ms": str(settings.audit_retention_days * DAY_MS)}
+        return {"cleanup.policy": "compact", **durable}
+    return {"cleanup.policy": "delete", "retention.ms": str(settings.audit_retention_days * DAY_MS), **durable}
 
 
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
@@ -116,6 +121,13 @@ def check_sizes_taken(settings: Settings, timeout: float = 30.0) -> None:
     try:
         for resource, future in admin.describe_configs(resources, request_timeout=timeout).items():
             config = future.result()
+            if resource.name == changelog_topic(settings):
+                # Made by something else than ensure_topics (auto.create.topics.enable), it deleted
+                # the ledgers of quiet POs with its retention, and a restore went on without them.
+                policy = config["cleanup.policy"].value
+                if "compact" not in policy or "delete" in policy:
+                    problems.append(f"{resource.name} has cleanup.policy={policy} (keep compact: it holds the "
+                                    "PO ledgers)")
             codec, takes = config["compression.type"].value, int(config["max.message.bytes"].value)
             if codec not in TOPIC_CODECS:
                 problems.append(f"{resource.name} has compression.type={codec} (keep {' or '.join(TOPIC_CODECS)})")
@@ -125,5 +137,6 @@ def check_sizes_taken(settings: Settings, timeout: float = 30.0) -> None:
     except KafkaException as exc:
         raise kafka_down(settings.kafka_bootstrap_servers, "reading the topics' configs", exc.args[0]) from None
     if problems:
-        raise Misconfigured("the topics must take every record the worker sends, as it sends them, but "
-                            f"{'; '.join(problems)}: set that with kafka-configs --alter (README, \"The pipeline\")")
+        raise Misconfigured("the topics must take every record the worker sends, as it sends them, and keep "
+                            f"the ledgers, but {'; '.join(problems)}: set that with kafka-configs --alter (README, "
+                            "\"The pipeline\")")

@@ -101,3 +101,33 @@ def test_the_worker_refuses_a_topic_that_may_refuse_what_it_sends(kafka_bootstra
         check_sizes_taken(settings.model_copy(update={"marketplace_source": "debezium"}))  # Connect writes it
     finally:
         admin.delete_topics(created)
+
+
+def test_the_worker_refuses_a_changelog_that_deletes_the_ledgers(kafka_bootstrap, unique_name):
+    """Created by the broker's auto.create.topics.enable, the changelog had cleanup.policy=delete:
+    the ledgers of quiet POs went with its retention, and a restore went on without them."""
+    settings = Settings(kafka_bootstrap_servers=kafka_bootstrap, app_id=unique_name,
+                        **{f"{field}": f"{unique_name}.{field}" for field in (
+                            "marketplace_topic", "invoices_topic", "completions_topic", "commands_topic",
+                            "sampro_changes_topic", "verdicts_topic", "rpa_requests_topic", "dlq_topic")})
+    created = ensure_topics(settings)
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    try:
+        altered(admin, changelog_topic(settings), "cleanup.policy", "compact,delete")
+        with pytest.raises(Misconfigured, match=f"{changelog_topic(settings)} has cleanup.policy=compact,delete"):
+            check_sizes_taken(settings)
+        altered(admin, changelog_topic(settings), "cleanup.policy", "compact")
+        check_sizes_taken(settings)
+    finally:
+        admin.delete_topics(created)
+
+
+def test_replicated_topics_commit_once_two_replicas_have_a_batch():
+    """At the broker's default min.insync.replicas of 1 the leader alone acknowledged a transaction;
+    losing it lost committed verdicts and ledgers. (One broker here: the configuration is checked.)"""
+    from streams.topics import pipeline_topics, topic_config
+
+    for replicas, wanted in ((1, None), (2, "2"), (3, "2")):
+        settings = Settings(topic_replication_factor=replicas, _env_file=None)
+        assert {topic_config(settings, spec).get("min.insync.replicas") for spec in pipeline_topics(settings)} == {
+            wanted}
