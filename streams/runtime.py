@@ -463,8 +463,15 @@ class Runtime:
                 self._rewind(tick)
                 return
         self.health.back("kafka")
+        # The batch is committed from here on: nothing that fails may have it read again (its state
+        # writes would be applied twice where they were applied already).
         for store, number, changes in changed:
-            store.partition(number).write(changes, written[(store.changelog_topic, number)] + 1)
+            try:
+                store.partition(number).write(changes, written[(store.changelog_topic, number)] + 1)
+            except Exception:
+                log.exception("the %s store of partition %d could not be written; it catches up from %s",
+                              store.name, number, store.changelog_topic)
+                self._catch_up(store, number)
         now = self.clock()
         for source in tick.sources:
             try:  # what it polled is in Kafka: the poll is done, whatever happens to its watermark
@@ -475,8 +482,25 @@ class Runtime:
             except Exception:
                 log.exception("%s: its watermark was not saved", source.name)
             source.attempt, source.finished = 0, source.once
-            source.due_at = now if source.backlog() else now + source.interval
+            try:
+                behind = source.backlog()
+            except Exception:
+                log.exception("%s: its backlog could not be told; it polls at its interval", source.name)
+                behind = False
+            source.due_at = now if behind else now + source.interval
         self.health.batch_seconds.observe(now - tick.started)
+
+    def _catch_up(self, store: Store, number: int) -> None:
+        """A store partition that missed a committed batch is read again from its changelog, the
+        whole of it, as on an assignment; its partitions wait meanwhile, where they stand."""
+        store.partition(number).position = None
+        for flow in self.flows:
+            for topic in flow.topics if flow.store is store else ():
+                if (topic, number) in self._assigned:
+                    self._to_restore[(store, number)].add((topic, number))
+                    self._holds[(topic, number)] = _Hold(None, None, restoring=True)
+                    self.broker.hold((topic, number), None)
+        self._restore_due = 0.0
 
     def _rewind(self, tick: _Tick) -> None:
         """Reads the batch again: every partition back to its first record in it."""

@@ -1132,3 +1132,28 @@ def test_a_marketplace_row_too_large_to_dead_letter_whole_is_cut_saying_so_and_t
     assert len(letter["value"]) == MAX_DEAD_LETTER_BYTES and int(letter["value.length"]) > 3_000_000
     assert letter["source.invoice_id"] == "MP-1" and "control character U+000A" in letter["error"]
     assert worker.statuses() == {"MP-2": "bad_invoice"}  # the row after it: judged (it has no lines)
+
+
+def test_a_state_write_that_fails_after_its_batch_committed_is_caught_up_and_the_batch_not_read_again(worker):
+    """RocksDB out of disk after the commit: the batch was read again, and its state applied twice
+    where it had been applied; now the store partition catches up from its changelog."""
+    number = worker.broker.partition_of(b"PO-5001")
+    worker.submit(ready_invoice("MP-1"))
+    worker.run()
+    partition = worker.pipeline.ledgers.store.partition(number)
+    write, failures = partition.write, [OSError(28, "No space left on device")]
+
+    def failing_once(changes, position):
+        if failures:
+            raise failures.pop()
+        return write(changes, position)
+
+    partition.write = failing_once
+    worker.submit(ready_invoice("MP-2"))
+    worker.run()
+    assert failures == [] and worker.statuses() == {"MP-1": "sent_to_rpa", "MP-2": "waiting_for_po"}
+    told = [r for r in worker.broker.records(worker.pipeline.topics.verdicts) if b"MP-2" in r.value]
+    assert len(told) == 1  # its parking, told once
+    worker.complete("MP-1")
+    worker.run()
+    assert worker.statuses() == {"MP-1": "entered", "MP-2": "sent_to_rpa"}  # its ledger knew MP-2 waited
