@@ -46,11 +46,11 @@ def pipeline_topics(settings: Settings) -> list[TopicSpec]:
 
 
 def topic_config(settings: Settings, spec: TopicSpec) -> dict[str, str]:
-    # Replicated, a batch is committed once two replicas have it: at the broker's default of one,
-    # the leader alone acknowledged it, and losing that broker lost verdicts and ledgers whose
-    # input offsets were committed (and would never be read again).
-    replicas = settings.topic_replication_factor
-    durable = {"min.insync.replicas": str(min(2, replicas))} if replicas > 1 else {}
+    # From three replicas, a batch is committed once two have it, as Kafka advises: at the broker's
+    # default of one, the leader alone acknowledged it, and losing that broker lost verdicts and
+    # ledgers whose input offsets were committed. (With two replicas, two in sync would stop every
+    # commit while one broker restarts.)
+    durable = {"min.insync.replicas": "2"} if settings.topic_replication_factor >= 3 else {}
     if not spec.audit:  # the latest ledger of each PO is all a restore needs
         return {"cleanup.policy": "compact", **durable}
     return {"cleanup.policy": "delete", "retention.ms": str(settings.audit_retention_days * DAY_MS), **durable}
