@@ -588,12 +588,15 @@ class Runtime:
                 count = sum(store.restore(number, read.get(number, [])) for number in numbers)
                 log.info("restored %d changelog record(s) of %s for %d partition(s) in %.2f s", count, store.name,
                          len(numbers), self.clock() - started)
-        except Unavailable as error:
-            self.health.down(error.dependency, describe(error))
+        except Exception as error:  # an outage, or a store that cannot be written (a full disk)
+            if not isinstance(error, Unavailable):
+                log.exception("restoring state failed; its partitions wait, and it is tried again")
+            self.health.down(error.dependency if isinstance(error, Unavailable) else "state store", describe(error))
             self._restore_due = self.clock() + self.backoff.delay(self._restore_attempt)
             self._restore_attempt += 1
             return
         self._restore_attempt = 0
+        self.health.back("state store")
         for waiting in self._to_restore.values():
             for source in waiting:
                 hold = self._holds.get(source)

@@ -1141,7 +1141,8 @@ def test_a_state_write_that_fails_after_its_batch_committed_is_caught_up_and_the
     worker.submit(ready_invoice("MP-1"))
     worker.run()
     partition = worker.pipeline.ledgers.store.partition(number)
-    write, failures = partition.write, [OSError(28, "No space left on device")]
+    # The write after the commit fails, and so does the first catching up: the worker goes on, and waits.
+    write, failures = partition.write, [OSError(28, "No space left on device")] * 2
 
     def failing_once(changes, position):
         if failures:
@@ -1152,6 +1153,7 @@ def test_a_state_write_that_fails_after_its_batch_committed_is_caught_up_and_the
     worker.submit(ready_invoice("MP-2"))
     worker.run()
     assert failures == [] and worker.statuses() == {"MP-1": "sent_to_rpa", "MP-2": "waiting_for_po"}
+    assert "state store" not in worker.pipeline.health.outages()  # back once caught up
     told = [r for r in worker.broker.records(worker.pipeline.topics.verdicts) if b"MP-2" in r.value]
     assert len(told) == 1  # its parking, told once
     worker.complete("MP-1")
