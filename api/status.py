@@ -25,8 +25,8 @@ class Cached(Generic[T]):
         self._at: float | None = None
 
     def get(self) -> T:
-        # Only the very first look is waited for: there is no answer to give before it.
-        if self._stale() and self._lock.acquire(blocking=self._at is None):
+        # Only the very first look is waited for: there is no answer to give before it (none kept: every one).
+        if self._stale() and self._lock.acquire(blocking=self._at is None or self.ttl == 0):
             try:
                 if self._stale():
                     self._value, self._at = self.compute(), self.clock()

@@ -234,6 +234,10 @@ class Settings(BaseSettings):
                              "fail to sign in")
         if self.api_sign_in_backoff_max_seconds < self.api_sign_in_backoff_seconds:
             raise ValueError(f"{PREFIX}API_SIGN_IN_BACKOFF_MAX_SECONDS is below {PREFIX}API_SIGN_IN_BACKOFF_SECONDS")
+        if (self.marketplace_source == "debezium" and self.connect_url
+                and make_url(self.marketplace_db_url).get_backend_name() != "postgresql"):
+            raise ValueError(f"{PREFIX}MARKETPLACE_SOURCE=debezium with {PREFIX}CONNECT_URL registers a capture of "
+                             f"PostgreSQL: {PREFIX}MARKETPLACE_DB_URL must name the marketplace's PostgreSQL")
         names = [user.name for user in self.api_users]
         if twice := sorted({name for name in names if names.count(name) > 1}):
             raise ValueError(f"{PREFIX}API_USERS names {', '.join(map(repr, twice))} more than once: which "

@@ -7,6 +7,7 @@ topic is partitioned by PO exactly as the rest of the pipeline is.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from dataclasses import dataclass
@@ -82,7 +83,12 @@ def marketplace_capture(database_url: str, topic: str, app_id: str = DEFAULT_APP
     before: others, an installation would get a second connector and slot, the first left holding WAL."""
     if app_id == DEFAULT_APP_ID:
         return MarketplaceCapture(database_url=database_url, topic=topic)
-    slot = re.sub(r"[^a-z0-9_]", "_", app_id.lower())[:51] + "_marketplace"  # PostgreSQL: [a-z0-9_], 63 at most
+    # PostgreSQL: [a-z0-9_], 63 at most. An app id changed on the way (a-b, a.b, A-B) gets a digest of
+    # itself, so two ids never share one slot.
+    cleaned = re.sub(r"[^a-z0-9_]", "_", app_id.lower())
+    if cleaned != app_id or len(cleaned) > 51:
+        cleaned = f"{cleaned[:42]}_{hashlib.sha256(app_id.encode()).hexdigest()[:8]}"
+    slot = f"{cleaned}_marketplace"
     return MarketplaceCapture(name=f"{app_id}-marketplace", database_url=database_url, topic=topic, slot=slot,
                               publication=slot)
 

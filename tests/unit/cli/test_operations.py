@@ -130,6 +130,9 @@ def test_a_value_its_setting_cannot_take_is_refused_at_start(monkeypatch, capsys
                                     "INVOICE_AUTOMATION_SMTP_PASSWORD: every email would fail to sign in"),
     ({"API_SIGN_IN_BACKOFF_SECONDS": "60", "API_SIGN_IN_BACKOFF_MAX_SECONDS": "5"},
      "INVOICE_AUTOMATION_API_SIGN_IN_BACKOFF_MAX_SECONDS is below INVOICE_AUTOMATION_API_SIGN_IN_BACKOFF_SECONDS"),
+    ({"MARKETPLACE_SOURCE": "debezium", "CONNECT_URL": "http://connect:8083"},  # the default URL: SQLite
+     "INVOICE_AUTOMATION_MARKETPLACE_SOURCE=debezium with INVOICE_AUTOMATION_CONNECT_URL registers a capture of "
+     "PostgreSQL: INVOICE_AUTOMATION_MARKETPLACE_DB_URL must name the marketplace's PostgreSQL"),
     ({"API_USERS": '[{"name": "ana", "password_hash": "$argon2id$a", "role": "viewer"}, '
                    '{"name": "ana", "password_hash": "$argon2id$b", "role": "clerk"}]'},
      "INVOICE_AUTOMATION_API_USERS names 'ana' more than once: which password and role would be theirs?"),

@@ -121,7 +121,11 @@ def test_the_capture_is_named_after_the_pipeline_and_the_default_keeps_the_names
     default = marketplace_capture(url, "marketplace.invoices")
     assert (default.name, default.slot, default.publication) == ("marketplace-invoices", "invoice_automation",
                                                                   "invoice_automation")
-    staging = marketplace_capture(url, "staging.marketplace", app_id="ap-Staging.2")
-    assert (staging.name, staging.slot, staging.publication) == ("ap-Staging.2-marketplace", "ap_staging_2_marketplace",
-                                                                  "ap_staging_2_marketplace")
+    staging = marketplace_capture(url, "staging.marketplace", app_id="ap_staging")
+    assert (staging.name, staging.slot, staging.publication) == ("ap_staging-marketplace", "ap_staging_marketplace",
+                                                                  "ap_staging_marketplace")
     assert staging.connector_config()["transforms.route.replacement"] == "staging.marketplace"
+    # Ids a slot name cannot hold as they are get a digest of themselves: a-b, a.b and A-B shared one slot.
+    slots = {marketplace_capture(url, "t", app_id=app_id).slot for app_id in ("ap-staging", "ap.staging", "AP-staging",
+                                                                              "x" * 60 + "1", "x" * 60 + "2")}
+    assert len(slots) == 5 and all(len(slot) <= 63 and slot.startswith(("ap_staging_", "xxx")) for slot in slots)
