@@ -170,7 +170,8 @@ def test_the_flow_puts_each_change_on_sampro_changes_keyed_by_po_and_dead_letter
 
 def test_with_connect_the_capture_is_registered_once_at_start(tmp_path):
     settings = Settings(data_dir=tmp_path, marketplace_source="debezium", sampro_changes="debezium", connect_url="http://127.0.0.1:9",
-                        sampro_db_url="postgresql+psycopg://u:p@db:5432/sampro", _env_file=None)
+                        sampro_db_url="postgresql+psycopg://u:p@db:5432/sampro",
+                        marketplace_db_url="postgresql+psycopg://u:p@db:5432/marketplace", _env_file=None)
     pipeline = bootstrap(settings, broker=InMemoryBroker(partitions=1),
                          purchase_orders=InMemoryPurchaseOrderReader([]), scheduler=InMemoryProcessScheduler(),
                          mailer=InMemoryRpaMailer())
@@ -180,7 +181,8 @@ def test_with_connect_the_capture_is_registered_once_at_start(tmp_path):
 
 def test_a_sampro_debezium_cannot_capture_stops_the_worker_at_start(tmp_path):
     settings = Settings(data_dir=tmp_path, marketplace_source="debezium", sampro_changes="debezium", connect_url="http://127.0.0.1:9",
-                        sampro_db_url=f"sqlite:///{tmp_path}/sampro.db", _env_file=None)
+                        sampro_db_url=f"sqlite:///{tmp_path}/sampro.db",
+                        marketplace_db_url="postgresql+psycopg://u:p@db:5432/marketplace", _env_file=None)
     with pytest.raises(ValueError, match="PostgreSQL or SQL Server, not sqlite"):
         bootstrap(settings, broker=InMemoryBroker(partitions=1), purchase_orders=InMemoryPurchaseOrderReader([]),
                   scheduler=InMemoryProcessScheduler(), mailer=InMemoryRpaMailer())
