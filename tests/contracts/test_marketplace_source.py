@@ -245,30 +245,23 @@ class TestSqliteSource(MarketplaceSourceContract):
         assert again.events == [] and again.unreadable == []  # read again in the window, not dead-lettered again
 
 
-    def test_a_row_with_text_that_is_not_utf8_is_dead_lettered_and_the_rest_goes_on(self, engine, source_factory):
-        """A vendor's cp1252 name imported as it was: sqlite3's error for it read as an outage, and
+    @pytest.mark.parametrize(("column", "stored", "named", "shown"), [
+        ("vendor_id", "4DFC6C6C6572", "A", b'"vendor_id": "M\\\\xfcller"'),
+        ("invoice_id", "4DFC31", "M\\xfc1", b'"invoice_id": "M\\\\xfc1"'),
+    ])
+    def test_a_row_with_text_that_is_not_utf8_is_dead_lettered_once_and_the_rest_goes_on(
+            self, engine, source_factory, clock, column, stored, named, shown):
+        """A vendor's cp1252 text imported as it was: sqlite3's error for it read as an outage, and
         the poller waited on the row for good."""
         with engine.begin() as conn:
             conn.execute(insert(marketplace_invoices), [row("A", T0), row("C", T0 + timedelta(seconds=2))])
-            conn.execute(text("UPDATE marketplace_invoices SET vendor_id = CAST(X'4DFC6C6C6572' AS TEXT) "
+            conn.execute(text(f"UPDATE marketplace_invoices SET {column} = CAST(X'{stored}' AS TEXT) "
                               "WHERE invoice_id = 'A'"))
         source = source_factory()
         first = source.poll()
         source.commit()
-        assert [e.invoice_id for e in first.events] == ["C"] and [u.invoice_id for u in first.unreadable] == ["A"]
-        assert b'"vendor_id": "M\\\\xfcller"' in first.unreadable[0].raw and "decode" in first.unreadable[0].error
-
-    def test_a_row_whose_invoice_id_is_not_utf8_is_dead_lettered_once_and_the_rest_goes_on(
-            self, engine, source_factory, clock):
-        with engine.begin() as conn:
-            conn.execute(insert(marketplace_invoices), [row("A", T0), row("C", T0 + timedelta(seconds=2))])
-            conn.execute(text("UPDATE marketplace_invoices SET invoice_id = CAST(X'4DFC31' AS TEXT) "
-                              "WHERE invoice_id = 'A'"))
-        source = source_factory()
-        first = source.poll()
-        source.commit()
-        assert [e.invoice_id for e in first.events] == ["C"]
-        assert [u.invoice_id for u in first.unreadable] == ["M\\xfc1"]
+        assert [e.invoice_id for e in first.events] == ["C"] and [u.invoice_id for u in first.unreadable] == [named]
+        assert shown in first.unreadable[0].raw and "decode" in first.unreadable[0].error
         clock[0] = 60.0  # read again in the window: told once
         again = source.poll()
         assert again.events == [] and again.unreadable == []

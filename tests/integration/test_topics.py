@@ -52,6 +52,14 @@ def test_topics_are_created_once_with_audit_retention_and_a_compacted_changelog(
         admin.delete_topics([*names.values(), changelog])
 
 
+def own_topics(kafka_bootstrap: str, unique_name: str) -> Settings:
+    """Settings naming topics of this test's own."""
+    return Settings(kafka_bootstrap_servers=kafka_bootstrap, app_id=unique_name,
+                    **{f"{field}": f"{unique_name}.{field}" for field in (
+                        "marketplace_topic", "invoices_topic", "completions_topic", "commands_topic",
+                        "sampro_changes_topic", "verdicts_topic", "rpa_requests_topic", "dlq_topic")})
+
+
 def known(admin: AdminClient, condition) -> dict:
     """The topics' metadata once `condition` holds of it: the broker learns of a change from the
     controller a moment after the change is made."""
@@ -82,10 +90,7 @@ def altered(admin: AdminClient, topic: str, name: str, value: str) -> None:
 def test_the_worker_refuses_a_topic_that_may_refuse_what_it_sends(kafka_bootstrap, unique_name, name, value, said):
     """A verdict of 1 MB compressed, from a PO of thousands of lines, failed its whole batch, batch
     after batch, on a topic that compressed it again with gzip or took less than 1 MiB."""
-    settings = Settings(kafka_bootstrap_servers=kafka_bootstrap, app_id=unique_name,
-                        **{f"{field}": f"{unique_name}.{field}" for field in (
-                            "marketplace_topic", "invoices_topic", "completions_topic", "commands_topic",
-                            "sampro_changes_topic", "verdicts_topic", "rpa_requests_topic", "dlq_topic")})
+    settings = own_topics(kafka_bootstrap, unique_name)
     created = ensure_topics(settings)
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     try:
@@ -106,10 +111,7 @@ def test_the_worker_refuses_a_topic_that_may_refuse_what_it_sends(kafka_bootstra
 def test_the_worker_refuses_a_changelog_that_deletes_the_ledgers(kafka_bootstrap, unique_name):
     """Created by the broker's auto.create.topics.enable, the changelog had cleanup.policy=delete:
     the ledgers of quiet POs went with its retention, and a restore went on without them."""
-    settings = Settings(kafka_bootstrap_servers=kafka_bootstrap, app_id=unique_name,
-                        **{f"{field}": f"{unique_name}.{field}" for field in (
-                            "marketplace_topic", "invoices_topic", "completions_topic", "commands_topic",
-                            "sampro_changes_topic", "verdicts_topic", "rpa_requests_topic", "dlq_topic")})
+    settings = own_topics(kafka_bootstrap, unique_name)
     created = ensure_topics(settings)
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     try:
