@@ -194,7 +194,7 @@ class PurchaseOrderLedger(BaseModel):
 class Outcome(BaseModel):
     ledger: PurchaseOrderLedger
     emitted: list[Any] = Field(default_factory=list)
-    unjudged: list[str] = Field(default_factory=list)  # invoices the rules failed on, made bad_invoice: why
+    unjudged: list[str] = Field(default_factory=list)  # invoices the rules failed on: what became of each, why
 
 
 def _change(
