@@ -53,3 +53,5 @@ def test_trusted_proxies_wider_than_any_proxys_addresses_refuse_to_start(proxies
     with pytest.raises(ApiMisconfigured, match="API_TRUSTED_PROXIES holds .*wider than any proxy's addresses"):
         make_api(api_trusted_user_header="X-Forwarded-User", api_trusted_proxies=proxies)
     make_api(api_trusted_user_header="X-Forwarded-User", api_trusted_proxies=["10.0.0.0/8", "2001:db8::/32"])
+    copied = api_settings().model_copy(update={"api_trusted_proxies": ["192.0.2.10", "0.0.0.0/0"]})  # unvalidated
+    assert [problem for problem in refusals(copied) if "wider than" in problem]
