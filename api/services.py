@@ -12,7 +12,7 @@ from typing import Any
 from api.schemas import BLANKS, HoldView
 from connectors.api_ports import InvoiceReadModel, PurchaseOrderCommands, RpaSentLog
 from connectors.ports import ProcessScheduler, PurchaseOrderReader
-from connectors.scheduler.read_model import VERDICT_EVENT_PREFIX, InvoiceDetail
+from connectors.scheduler.read_model import VERDICT_EVENT_PREFIX, InvoiceDetail, is_note_at_bot
 from rules.context import EvaluationContext
 from rules.duplicates import lookups_for
 from rules.errors import Conflict, DataError, NotFound
@@ -183,9 +183,9 @@ def record_rpa_outcome(read_model: InvoiceReadModel, sent_log: RpaSentLog, comma
 
 def _hand_offs(invoice: InvoiceDetail) -> int:
     """The hand-offs processscheduler shows: its sent_to_rpa steps but the notes on one (the vendor
-    withdrew or replaced the invoice while the bot had it), which carry a reason, as a hand-off
-    never does (rules.po_ledger)."""
-    return sum(1 for step in invoice.history if step.status is InvoiceStatus.SENT_TO_RPA and step.reason is None)
+    withdrew or replaced the invoice while the bot had it)."""
+    return sum(1 for step in invoice.history
+               if step.status is InvoiceStatus.SENT_TO_RPA and not is_note_at_bot(step.status, step.reason))
 
 
 def _publish(commands: PurchaseOrderCommands, clock: Clock, invoice: InvoiceDetail, outcome: CompletionOutcome,
