@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Route
 
-from api.headers import HSTS, SECURITY_HEADERS
+from api.headers import security_headers
 from api.schemas import Conflict, Problem, ValidationProblem
 from api.services import NotNow, NotYet
 from connectors.api_ports import CommandNotDelivered
@@ -108,10 +108,9 @@ def install(app: FastAPI) -> None:
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         # Answered by Starlette's outermost middleware, outside SecurityHeaders: the headers go here.
         # (It raises the error again, for the server to log.)
-        headers = {**SECURITY_HEADERS, "Cache-Control": "no-store"}
-        if request.url.scheme == "https" or request.app.state.context.settings.api_served_over_https:
-            headers["Strict-Transport-Security"] = HSTS
-        return JSONResponse({"detail": "an unexpected error: it is logged"}, status_code=500, headers=headers)
+        https = request.url.scheme == "https" or request.app.state.context.settings.api_served_over_https
+        return JSONResponse({"detail": "an unexpected error: it is logged"}, status_code=500,
+                            headers=security_headers(https, request.url.path))
 
     @app.exception_handler(ApiProblem)
     async def api_problem(_request: Request, exc: ApiProblem) -> JSONResponse:

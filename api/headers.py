@@ -22,6 +22,17 @@ SECURITY_HEADERS = {
 HSTS = "max-age=31536000"
 
 
+def security_headers(https: bool, path: str) -> dict[str, str]:
+    """The headers every answer carries: HSTS over https, and no copy in any cache but of the
+    dashboard's own files."""
+    headers = dict(SECURITY_HEADERS)
+    if https:
+        headers["Strict-Transport-Security"] = HSTS
+    if not path.startswith("/static/"):
+        headers["Cache-Control"] = "no-store"
+    return headers
+
+
 class SecurityHeaders:
     def __init__(self, app: ASGIApp, served_over_https: bool):
         self.app, self.served_over_https = app, served_over_https
@@ -33,12 +44,10 @@ class SecurityHeaders:
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                for name, value in SECURITY_HEADERS.items():
-                    headers[name] = value
-                if self.served_over_https or scope["scheme"] == "https":
-                    headers["Strict-Transport-Security"] = HSTS
-                if "cache-control" not in headers and not scope["path"].startswith("/static/"):
-                    headers["Cache-Control"] = "no-store"
+                https = self.served_over_https or scope["scheme"] == "https"
+                for name, value in security_headers(https, scope["path"]).items():
+                    if name != "Cache-Control" or "cache-control" not in headers:  # a route's own caching stays
+                        headers[name] = value
             await send(message)
 
         await self.app(scope, receive, with_headers)
