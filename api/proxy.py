@@ -27,8 +27,7 @@ _SECRET = PROXY_SECRET_HEADER.lower().encode()
 class TrustedProxy:
     def __init__(self, app: ASGIApp, settings: Settings):
         self.app = app
-        # As networks whatever they arrived as (a copied Settings keeps the strings it was given).
-        self.networks = [ipaddress.ip_network(str(network), strict=False) for network in settings.api_trusted_proxies]
+        self.networks = trusted_networks(settings)
         secret = settings.api_trusted_proxy_secret
         self.secret = secret.get_secret_value().encode() if secret else None
         self.identity = {header.lower().encode() for header in (settings.api_trusted_user_header,
@@ -74,6 +73,12 @@ class TrustedProxy:
                   if name == b"x-forwarded-proto"]
         if protos and protos[-1] in ("http", "https"):
             scope["scheme"] = protos[-1]
+
+
+def trusted_networks(settings: Settings) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """API_TRUSTED_PROXIES as networks, whatever they arrived as (a copied Settings keeps the
+    strings it was given)."""
+    return [ipaddress.ip_network(str(network), strict=False) for network in settings.api_trusted_proxies]
 
 
 def ip_of(hop: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

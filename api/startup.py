@@ -4,12 +4,12 @@ session secret a clerk's cookie can be forged offline."""
 
 from __future__ import annotations
 
-import ipaddress
 import math
 from collections import Counter
 
 from pydantic import SecretStr
 
+from api.proxy import trusted_networks
 from streams.settings import Settings
 
 MIN_SECRET_LENGTH = 32
@@ -49,9 +49,7 @@ def refusals(settings: Settings) -> list[str]:
     if settings.api_trusted_user_header and not (settings.api_trusted_proxies or settings.api_trusted_proxy_secret):
         problems.append("INVOICE_AUTOMATION_API_TRUSTED_USER_HEADER is set, but neither API_TRUSTED_PROXIES nor "
                         "API_TRUSTED_PROXY_SECRET says which requests come from the proxy: anyone could name a user")
-    # As networks whatever they arrived as (a copied Settings keeps the strings it was given).
-    networks = [ipaddress.ip_network(str(network), strict=False) for network in settings.api_trusted_proxies]
-    if wide := [str(net) for net in networks if net.prefixlen < WIDEST_PROXY_RANGE[net.version]]:
+    if wide := [str(net) for net in trusted_networks(settings) if net.prefixlen < WIDEST_PROXY_RANGE[net.version]]:
         problems.append(f"INVOICE_AUTOMATION_API_TRUSTED_PROXIES holds {', '.join(wide)}: wider than any proxy's "
                         "addresses, it takes whoever connects from there for the proxy, whose X-Forwarded-For "
                         "the sign-in throttle believes (and whose user headers, with API_TRUSTED_USER_HEADER)")
