@@ -497,10 +497,14 @@ class Runtime:
         for flow in self.flows:
             for topic in flow.topics if flow.store is store else ():
                 if (topic, number) in self._assigned:
-                    self._to_restore[(store, number)].add((topic, number))
-                    self._holds[(topic, number)] = _Hold(None, None, restoring=True)
+                    self._wait_for_state(store, (topic, number))
                     self.broker.hold((topic, number), None)
         self._restore_due = 0.0
+
+    def _wait_for_state(self, store: Store, partition: TopicPartition) -> None:
+        """The partition is held until `_restore` has brought its store partition up to date."""
+        self._to_restore[(store, partition[1])].add(partition)
+        self._holds[partition] = _Hold(None, None, restoring=True)
 
     def _rewind(self, tick: _Tick) -> None:
         """Reads the batch again: every partition back to its first record in it."""
@@ -546,8 +550,7 @@ class Runtime:
         for topic, number in partitions:
             flow = self._flow_of_topic.get(topic)
             if flow is not None and flow.store is not None:
-                self._to_restore[(flow.store, number)].add((topic, number))
-                self._holds[(topic, number)] = _Hold(None, None, restoring=True)
+                self._wait_for_state(flow.store, (topic, number))
                 held.add((topic, number))
         self._restore_due = 0.0
         self.health.set_started(self.name, not held)
