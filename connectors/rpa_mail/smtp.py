@@ -46,9 +46,14 @@ def _unavailable(error: BaseException) -> Unavailable:
     return Unavailable("smtp", f"{type(error).__name__}: {error}"[:300])
 
 
-def _reply_text(error: smtplib.SMTPResponseException) -> str:
+def _said(error: smtplib.SMTPResponseException) -> str:
+    """The text of the server's answer, after its code."""
     said = error.smtp_error
-    return f"{error.smtp_code} {said if isinstance(said, str) else said.decode(errors='replace')}"[:300]
+    return said if isinstance(said, str) else said.decode(errors="replace")
+
+
+def _reply_text(error: smtplib.SMTPResponseException) -> str:
+    return f"{error.smtp_code} {_said(error)}"[:300]
 
 
 class _MessageRefused(smtplib.SMTPResponseException):
@@ -67,8 +72,7 @@ PUT_OFF_GAP = 600.0
 
 
 def _about_the_mailbox(error: smtplib.SMTPResponseException) -> bool:
-    said = error.smtp_error
-    return bool(_MAILBOX_WIDE.match((said if isinstance(said, str) else said.decode(errors="replace")).strip()))
+    return bool(_MAILBOX_WIDE.match(_said(error).strip()))
 
 
 class SentLogSession:
