@@ -39,6 +39,14 @@ def padless(value: Any) -> Any:
     return value.rstrip(" ") if isinstance(value, str) else value
 
 
+def exact(value: Any) -> Any:
+    """A number as Sampro's user typed it. A FLOAT column holds the nearest double, and
+    `0.1 + 0.2` is stored as 0.30000000000000004: that read exactly made a PRICE_MISMATCH against
+    an invoice of 0.30. Every decimal of up to 15 significant digits (DBL_DIG) comes back from its
+    double at 15 digits, so a price or quantity that was typed keeps its value."""
+    return Decimal(format(value, ".15g")) if isinstance(value, float) else value
+
+
 def _chunks(items: list[T], size: int = CHUNK) -> Iterator[list[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -58,12 +66,12 @@ def _line(row: Any) -> dict[str, Any]:
     if row["line_no"] is None:  # the outer join gives a PO without lines one row of NULLs: this one has more
         raise SamproDataError(f"PO {padless(row['po_number'])}: a line of part {row['part_number']!r:.80} has no "
                               "line_no")
-    line = {"line_no": row["line_no"], "part_number": row["part_number"], "unit_price": row["unit_price"],
-            "quantity_ordered": row["quantity_ordered"], "quantity_received": row["quantity_received"],
-            "quantity_invoiced": row["quantity_invoiced"] or Decimal(0)}
+    line = {"line_no": row["line_no"], "part_number": row["part_number"], "unit_price": exact(row["unit_price"]),
+            "quantity_ordered": exact(row["quantity_ordered"]), "quantity_received": exact(row["quantity_received"]),
+            "quantity_invoiced": exact(row["quantity_invoiced"]) or Decimal(0)}
     for column in ("unit_price", "quantity_ordered", "quantity_received", "quantity_invoiced"):
         value = line[column]
-        if isinstance(value, Decimal | int | float) and value < 0:  # a view may give an INT or a FLOAT
+        if isinstance(value, Decimal | int) and value < 0:  # a view may give an INT
             raise SamproDataError(f"PO {padless(row['po_number'])}: line {line['line_no']}: {column} {value} is "
                                   "below zero")
     return line
@@ -78,14 +86,14 @@ def _fields(rows: list[Any]) -> dict[str, Any]:
     return {
         "po_number": number, "vendor_id": header["vendor_id"],
         "status": _status(number, header["status"]), "currency": header["currency"],
-        "order_date": header["order_date"], "tax_rate": header["tax_rate"],
+        "order_date": header["order_date"], "tax_rate": exact(header["tax_rate"]),
         "allowed_charges": [c.strip() for c in (header["allowed_charges"] or "").split(",") if c.strip()],
         "lines": [_line(row) for row in rows if any(row[column] is not None for column in LINE_COLUMNS)],
     }
 
 
 def _snapshot(po_number: str, fields: dict[str, Any]) -> PurchaseOrder:
-    if isinstance(fields["tax_rate"], Decimal | int | float) and fields["tax_rate"] < 0:
+    if isinstance(fields["tax_rate"], Decimal | int) and fields["tax_rate"] < 0:
         raise SamproDataError(f"PO {po_number}: tax_rate {fields['tax_rate']} is below zero")
     # The matching keys what is open by line number: two lines of one number would put one's open
     # quantity on the other, or (a header row the view gives twice) enter every quantity twice.
@@ -172,7 +180,7 @@ class SqlPurchaseOrderReader(PurchaseOrderReader):
                 for row in conn.execute(query):
                     # A NULL number (found by its total) still counts for the same-total check.
                     known = KnownInvoice(f"sampro:{row.sampro_invoice_id}", row.vendor_id, row.invoice_number or "",
-                                         "entered", row.total_amount, row.invoice_date)
+                                         "entered", exact(row.total_amount), row.invoice_date)
                     if matches_lookup(known, chunk):  # the IN lists also match crossed pairs
                         found.append(known)
         return found

@@ -11,7 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.dialects.mssql import pyodbc as mssql_pyodbc
 
 from connectors import mssql
@@ -94,6 +94,35 @@ def test_per_table_renames_read_and_write_the_same_rows():
     assert reader.fetch([po.po_number]) == {po.po_number: po}
     found = reader.entered_invoices(lookups_for([{"vendor_id": po.vendor_id, "invoice_number": "INV-1"}]))
     assert [k.invoice_number for k in found] == ["INV-1"]
+
+
+def test_money_kept_as_float_is_read_as_it_was_typed():
+    """pyodbc gives a FLOAT column as a float, and SQLAlchemy's Numeric passes it on as it is on
+    SQL Server (the dialect takes Decimal natively). 0.1 * 3 is stored as 0.30000000000000004:
+    read so, it made a PRICE_MISMATCH against an invoice of 0.30, and an entered invoice's total
+    missed the same-total duplicate check by the same hair."""
+    dialect = mssql_pyodbc.dialect()
+    assert SamproStandIn(create_engine("sqlite://")).tables.po_line.c.unit_price.type.result_processor(
+        dialect, None) is None  # the premise: on SQL Server the driver's float reaches the reader
+    engine, names = create_engine("sqlite://"), NAMES.model_copy(update={"schema_name": None})
+    standin = SamproStandIn(engine, names)
+    standin.create_schema()
+    po = PurchaseOrder.model_validate(PO)
+    standin.load_purchase_orders([po])
+    standin.enter_invoice(sampro_invoice_id="S-1", vendor_id=po.vendor_id, invoice_number="INV-1",
+                          po_number=po.po_number, invoice_date=None, total_amount=Decimal(1), lines=[])
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE POLIN SET unit_price = 0.1 * 3, quantity_ordered = 0.1 * 3 * 10 WHERE LINENO = 1"))
+        conn.execute(text("UPDATE POHDR SET tax_rate = 0.1 * 0.8"))
+        conn.execute(text("UPDATE APINV SET total_amount = 0.1 * 3 * 100"))
+    engine.dialect.supports_native_decimal = True  # as mssql+pyodbc: SQLite's REAL is handed through
+    reader = SqlPurchaseOrderReader(engine, names)
+    found = reader.fetch([po.po_number])[po.po_number]
+    assert (found.lines[0].unit_price, found.lines[0].quantity_ordered, found.tax_rate) == (
+        Decimal("0.3"), Decimal("3"), Decimal("0.08"))
+    assert found.lines[1] == po.lines[1]
+    entered = reader.entered_invoices(lookups_for([{"vendor_id": po.vendor_id, "invoice_number": "INV-1"}]))
+    assert [known.total_amount for known in entered] == [Decimal("30")]
 
 
 def test_the_older_form_renames_a_column_in_every_table():
