@@ -63,10 +63,13 @@ def invoice_query(
     reason_code: ReasonCode | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    before: Annotated[int | None, Query(ge=1, le=2**31 - 1, description=(
+        "The page after one read before: its `next_before`. Unlike an offset, it stays put while "
+        "invoices change status"))] = None,
 ) -> InvoiceQuery:
     return InvoiceQuery(status=status, po_number=po_number, vendor_id=vendor_id, decided_from=decided_from,
                         decided_to=decided_to, reason_code=reason_code.value if reason_code else None,
-                        limit=limit, offset=offset)
+                        limit=limit, offset=offset, before=before)
 
 
 @router.get("/invoices", response_model=InvoicePage, summary="Invoice versions, newest first")

@@ -3,7 +3,11 @@
 
 const HEADERS = { "X-Requested-With": "dashboard", "Accept": "application/json" };
 const COLORS = getComputedStyle(document.documentElement);
-const state = { query: {}, limit: 50, offset: 0, total: 0, me: null, open: null, refetch: null, missed: false };
+// A page is asked for by `before` (the row it starts after), not by offset: releasing invoices from a
+// filtered list would move others from the next page onto this one, never seen. `pages` holds each
+// page's `before` down to this one, for Previous; `shown` the rows on the pages above.
+const state = { query: {}, limit: 50, pages: [null], shown: [0], next: null, listed: 0, total: 0, me: null,
+                open: null, refetch: null, missed: false };
 const $ = (selector) => document.querySelector(selector);
 
 // A value a vendor chose, inside a line of ours, isolated as Unicode advises (FSI ... PDI): a
@@ -216,15 +220,19 @@ function invoiceRow(row) {
 }
 
 async function loadInvoices() {
-  const params = new URLSearchParams({ ...state.query, limit: state.limit, offset: state.offset });
+  const before = state.pages[state.pages.length - 1];
+  const params = new URLSearchParams({ ...state.query, limit: state.limit, ...(before ? { before } : {}) });
   try {
     const page = await api(`/api/invoices?${params}`);
     state.total = page.total;
+    state.next = page.next_before;
+    state.listed = page.items.length;
     $("#invoices tbody").replaceChildren(...page.items.map(invoiceRow));
-    const last = Math.min(page.offset + page.items.length, page.total);
-    $("#page-info").textContent = page.total ? `${page.offset + 1}–${last} of ${page.total}` : "no invoices";
-    $("#prev").disabled = page.offset === 0;
-    $("#next").disabled = last >= page.total;
+    const first = state.shown[state.shown.length - 1];
+    $("#page-info").textContent = page.items.length
+      ? `${first + 1}–${first + page.items.length} of ${page.total}` : page.total ? `none after ${first}` : "no invoices";
+    $("#prev").disabled = state.pages.length === 1;
+    $("#next").disabled = page.next_before === null;
     $("#list-error").hidden = true;
   } catch (error) {
     $("#list-error").textContent = error.message;
@@ -363,12 +371,21 @@ function setUpFilters(reasonCodes, statuses) {
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     state.query = Object.fromEntries([...new FormData(form)].filter(([, v]) => v));
-    state.offset = 0;
+    state.pages = [null];
+    state.shown = [0];
     loadInvoices();
   });
   form.addEventListener("reset", () => setTimeout(() => form.requestSubmit(), 0));
-  $("#prev").addEventListener("click", () => { state.offset = Math.max(0, state.offset - state.limit); loadInvoices(); });
-  $("#next").addEventListener("click", () => { state.offset += state.limit; loadInvoices(); });
+  $("#prev").addEventListener("click", () => {
+    if (state.pages.length > 1) { state.pages.pop(); state.shown.pop(); }
+    loadInvoices();
+  });
+  $("#next").addEventListener("click", () => {
+    if (state.next === null) return;
+    state.shown.push(state.shown[state.shown.length - 1] + state.listed);
+    state.pages.push(state.next);
+    loadInvoices();
+  });
 }
 
 function showLive(on, text) {

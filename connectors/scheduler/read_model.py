@@ -49,6 +49,10 @@ class InvoiceQuery(_View):
     reason_code: str | None = None
     limit: int = Field(default=50, ge=1, le=MAX_PAGE)
     offset: int = Field(default=0, ge=0)
+    # The page after the one whose `next_before` this is. An offset shifts under a clerk working
+    # down a list: each invoice released from "manual_review" moved one from the next page onto
+    # the page already read, never seen. A row's place (its processscheduler row) does not move.
+    before: int | None = Field(default=None, ge=1)
 
     def decided_between(self) -> tuple[datetime | None, datetime | None]:
         """[start, end) in UTC for the decided date range."""
@@ -76,6 +80,7 @@ class InvoicePage(_View):
     total: int
     limit: int
     offset: int
+    next_before: int | None = Field(default=None, description="`before` for the next page; null on the last")
 
 
 class HistoryEntry(_View):

@@ -52,10 +52,13 @@ class InMemoryInvoiceReadModel(InvoiceReadModel):
                     and (end is None or (decided is not None and decided < end))
                     and (query.reason_code is None or query.reason_code in views.reason_codes(row.get("reasons"))))
 
-        found = [row for row in reversed(self._rows()) if wanted(row)]
-        page = found[query.offset: query.offset + query.limit]
-        return InvoicePage(items=[views.summary(row) for row in page], total=len(found), limit=query.limit,
-                           offset=query.offset)
+        # A row's place is its position in the order rows were created, from 1, as the SQL row's id.
+        found = [(place, row) for place, row in reversed(list(enumerate(self._rows(), 1))) if wanted(row)]
+        after = [(place, row) for place, row in found if query.before is None or place < query.before]
+        page = after[query.offset: query.offset + query.limit + 1]
+        shown = page[:query.limit]
+        return InvoicePage(items=[views.summary(row) for _, row in shown], total=len(found), limit=query.limit,
+                           offset=query.offset, next_before=shown[-1][0] if len(page) > query.limit else None)
 
     def invoice(self, invoice_id: str, version: int | None = None) -> InvoiceDetail | None:
         versions = [v for (i, v) in self.scheduler.table if i == invoice_id]

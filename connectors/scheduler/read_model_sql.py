@@ -94,12 +94,15 @@ class SqlInvoiceReadModel(InvoiceReadModel):
             conditions.append(p.c.decided_at < end)
         if query.reason_code is not None:
             conditions.append(_reason_pattern(query.reason_code))
-        page = (select(*_summary_columns()).where(*conditions).order_by(p.c.id.desc())
-                .limit(query.limit).offset(query.offset))
+        after = [p.c.id < query.before] if query.before is not None else []
+        page = (select(p.c.id, *_summary_columns()).where(*conditions, *after).order_by(p.c.id.desc())
+                .limit(query.limit + 1).offset(query.offset))
         with mapped_errors("processscheduler"), self.engine.connect() as conn:
             total = conn.execute(select(func.count()).select_from(p).where(*conditions)).scalar_one()
-            rows = [views.summary(row) for row in conn.execute(page).mappings()]
-        return InvoicePage(items=rows, total=total, limit=query.limit, offset=query.offset)
+            rows = conn.execute(page).mappings().all()
+        shown = rows[:query.limit]
+        return InvoicePage(items=[views.summary(row) for row in shown], total=total, limit=query.limit,
+                           offset=query.offset, next_before=shown[-1]["id"] if len(rows) > query.limit else None)
 
     def invoice(self, invoice_id: str, version: int | None = None) -> InvoiceDetail | None:
         with mapped_errors("processscheduler"), self.engine.connect() as conn:

@@ -130,6 +130,23 @@ class InvoiceReadModelContract:
         assert self.listed(read_model, po_number="PO-1") == ["C", "A"]
         assert self.listed(read_model, vendor_id="V200") == ["B"]
 
+    def test_a_page_after_another_starts_where_it_ended_while_invoices_leave_the_filter(self, stores):
+        """A clerk works down the held invoices, releasing as she goes: by offset, each release
+        moved an invoice from the next page onto the page already read, never seen."""
+        scheduler, read_model = stores
+        scheduler.record([verdict(held(f"H{n}", f"PO-2{n}"), 60 - n) for n in range(1, 6)])
+        held_ones = {"status": InvoiceStatus.MANUAL_REVIEW, "limit": 2}
+        first = read_model.invoices(InvoiceQuery(**held_ones))
+        assert [row.invoice_id for row in first.items] == ["H5", "H4"] and first.next_before is not None
+        scheduler.record([change("H5", InvoiceStatus.RELEASED, "r-h5", 1, po_number="PO-25", actor="ana",
+                                 reason="buyer agreed")])
+        second = read_model.invoices(InvoiceQuery(**held_ones, before=first.next_before))
+        assert [row.invoice_id for row in second.items] == ["H3", "H2"] and second.total == 4
+        assert self.listed(read_model, **held_ones, offset=2) == ["H2", "H1"]  # H3 never seen
+        last = read_model.invoices(InvoiceQuery(**held_ones, before=second.next_before))
+        assert [row.invoice_id for row in last.items] == ["H1"] and last.next_before is None
+        assert read_model.invoices(InvoiceQuery(limit=5)).next_before is None  # exactly one page: no next
+
     def test_the_reason_filter_matches_the_code_exactly(self, seeded):
         _, read_model = seeded
         assert self.listed(read_model, reason_code="TOTAL_MISMATCH") == ["B"]

@@ -15,9 +15,10 @@ from tests.unit.rules.builders import PRICE_OFF, judge
 RECONNECTED = 20_000  # ms: the page asks again 10 s after a refusal
 
 
-def held(version: int):
+def held(version: int, invoice_id: str = PRICE_OFF["invoice_id"]):
     """The invoice held for its price, as the worker records it (each version its own verdict)."""
-    return judge({**PRICE_OFF, "version": version}).model_copy(update={"evaluated_at": datetime.now(UTC)})
+    return judge({**PRICE_OFF, "invoice_id": invoice_id, "version": version}).model_copy(
+        update={"evaluated_at": datetime.now(UTC)})
 
 
 def test_a_release_goes_for_the_version_the_dialog_names_when_a_newer_one_arrives(
@@ -69,3 +70,23 @@ def test_a_refused_stream_is_asked_for_again_and_what_changed_meanwhile_is_shown
     expect(page.locator("#live")).to_have_text("live", timeout=RECONNECTED)
     expect(row).to_have_text("released")
     assert len(refused) == 1
+
+
+def test_the_next_page_stays_put_while_new_invoices_arrive(dashboard, pipeline, page):
+    """Pages follow one another from the last row shown. By offset, an invoice arriving while the
+    clerk read page 2 pushed its rows down by one: she read page 1's last row again."""
+    pipeline.scheduler.record([held(1, f"MP-{n:03}") for n in range(1, 56)])  # 55: two pages of 50
+    sign_in(page, dashboard)
+    rows, told = page.locator("#invoices tbody tr"), page.locator("#page-info")
+    expect(told).to_have_text("1–50 of 55")
+    expect(page.locator("#prev")).to_be_disabled()
+    page.click("#next")
+    expect(told).to_have_text("51–55 of 55")
+    expect(rows.first).to_have_attribute("data-invoice", "MP-005")
+    expect(page.locator("#next")).to_be_disabled()
+    pipeline.scheduler.record([held(1, "MP-056")])
+    expect(told).to_have_text("51–55 of 56")  # the live feed read the page again
+    expect(rows.first).to_have_attribute("data-invoice", "MP-005")
+    page.click("#prev")
+    expect(told).to_have_text("1–50 of 56")
+    expect(rows.first).to_have_attribute("data-invoice", "MP-056")

@@ -23,6 +23,21 @@ def test_the_list_is_newest_first_and_filtered(api):
     assert api.client.get("/api/invoices?decided_to=2026-11-24", **api.as_viewer()).json()["total"] == 0
 
 
+def test_pages_follow_one_another_by_next_before(api):
+    pages, before = [], None
+    while True:
+        page = api.client.get("/api/invoices?limit=2" + (f"&before={before}" if before else ""),
+                              **api.as_viewer()).json()
+        pages.append([row["invoice_id"] for row in page["items"]])
+        before = page["next_before"]
+        if before is None:
+            break
+    assert pages == [["MP-5", "MP-4"], ["MP-3", "MP-2"], ["MP-1"]]
+    for bad in ("0", "x", str(2**31)):
+        (error,) = api.client.get(f"/api/invoices?before={bad}", **api.as_viewer()).json()["errors"]
+        assert (error["field"], error["value"]) == ("query.before", bad)
+
+
 def test_a_bad_filter_names_the_field_and_the_value(api):
     answer = api.client.get("/api/invoices?reason_code=NOT_A_RULE", **api.as_viewer())
     (error,) = answer.json()["errors"]

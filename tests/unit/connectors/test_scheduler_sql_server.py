@@ -68,7 +68,7 @@ def statements(tmp_path_factory) -> list[str]:
     read_model = SqlInvoiceReadModel(engine)
     read_model.kpi(NOW)
     read_model.status_figures(NOW)
-    read_model.invoices(InvoiceQuery(reason_code="PRICE_MISMATCH", vendor_id="V100", limit=10, offset=5))
+    read_model.invoices(InvoiceQuery(reason_code="PRICE_MISMATCH", vendor_id="V100", limit=10, offset=5, before=100))
     read_model.invoice("MP-1")
     read_model.changes(0)
     read_model.rpa_round_trips(NOW)
