@@ -10,7 +10,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstr
 from pydantic.json_schema import SkipJsonSchema
 
 from connectors.scheduler.read_model import REASON_CODES, InvoiceDetail
-from rules.lifecycle import InvoiceStatus
+from rules.lifecycle import MAX_HOLDS_NAMED, InvoiceStatus
 from rules.models import CompletionOutcome, Verdict, VerdictAudit, VersionNumber
 
 ReasonCode = StrEnum("ReasonCode", {code: code for code in REASON_CODES})
@@ -46,7 +46,7 @@ HoldId = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=
 class ReleaseRequest(_Body):
     invoice_version: Version = Field(description="The version AP looked at; only the newest may be released.")
     reason: Text = Field(description="The clerk's comment: why these holds may be released; kept in the history.")
-    holds: list[HoldId] = Field(default=[], max_length=200, description=(
+    holds: list[HoldId] = Field(default=[], max_length=MAX_HOLDS_NAMED, description=(
         "The holds released (`holds[].id` of the invoice). None named: every hold a clerk may release. "
         "The invoice goes on to the RPA bot once no hold is left."))
     reason_code: str = Field(default="OTHER", min_length=1, max_length=64,

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import typer
 from pydantic import BaseModel, ValidationError
 
+from rules.limits import lone_surrogate
 from rules.parsing import field_path
 from rules.policy import Policy, PolicyError, load_policy
 
@@ -20,17 +21,36 @@ class InputFileError(Exception):
     """A file the command cannot use; the message is the one line shown to the user."""
 
 
+MAX_FILE_BYTES = 16_000_000  # as a record the pipeline takes (streams.record_size): an invoice or PO is far less
+
+
 def read_json(path: Path, what: str) -> Any:
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise InputFileError(f"{what} file {path}: cannot be read ({exc.strerror or exc})") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise InputFileError(f"{what} file {path}: more than {MAX_FILE_BYTES:,} bytes")
     try:
-        # Decimal for every JSON number: binary floating point never touches an amount.
-        return json.loads(text, parse_float=Decimal)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputFileError(f"{what} file {path}: not UTF-8 text (byte {exc.start}: "
+                             f"{data[exc.start:exc.start + 1]!r})") from None
+    try:
+        # Decimal for every JSON number: binary floating point never touches an amount. NaN and
+        # Infinity stay text, which the models refuse by name.
+        value = json.loads(text, parse_float=Decimal, parse_constant=str)
     except json.JSONDecodeError as exc:
         raise InputFileError(
             f"{what} file {path}: not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    except (ValueError, RecursionError) as exc:  # a number of more than 4,300 digits; nesting past the stack
+        raise InputFileError(f"{what} file {path}: not JSON this command reads ({type(exc).__name__}: "
+                             f"{str(exc)[:200]})") from None
+    if (where := lone_surrogate(text, value)) is not None:
+        raise InputFileError(f"{what} file {path}: {where} holds a lone surrogate (a \\uD800-\\uDFFF escape "
+                             "without its pair), which no text can carry")
+    return value
 
 
 def read_model(path: Path, what: str, model: type[M]) -> M:
@@ -40,7 +60,7 @@ def read_model(path: Path, what: str, model: type[M]) -> M:
     except ValidationError as exc:
         error = exc.errors(include_url=False)[0]
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        shown = "" if error["type"] == "missing" else f", got {error.get('input')!r}"
+        shown = "" if error["type"] == "missing" else f", got {error.get('input')!r:.80}"
         raise InputFileError(f"{what} file {path}: {field_path(error['loc'])}: {error['msg']}{shown}{more}") from None
 
 

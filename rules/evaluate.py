@@ -21,13 +21,13 @@ from rules.models import (
     VerdictStatus,
     trusted,
 )
-from rules.parsing import read_invoice
+from rules.parsing import read_invoice, writable
 from rules.payload import build_rpa_payload
 from rules.table import STATUS_OF, rules_version, runnable
 
 
 def _text(raw: dict[str, Any], key: str) -> str | None:
-    return raw[key] if isinstance(raw.get(key), str) else None
+    return writable(raw[key]) if isinstance(raw.get(key), str) else None
 
 
 def _identity(raw: Any, invoice: Invoice | None) -> dict[str, Any]:

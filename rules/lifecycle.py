@@ -12,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 from rules.models import EventId, RpaPayload, StreamKey, VersionNumber
 
+MAX_HOLDS_NAMED = 200  # in one release: the API's bound, and a command record's
+
 
 class _Event(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
@@ -79,7 +81,8 @@ class ReleaseRequested(_Event):
     reason: str = Field(min_length=1)  # the clerk's comment
     issued_at: datetime
     # The holds released; none named (commands from before holds): every hold a clerk may release.
-    holds: list[Annotated[str, StringConstraints(min_length=1, max_length=200)]] = Field(default_factory=list)
+    holds: list[Annotated[str, StringConstraints(min_length=1, max_length=200)]] = Field(
+        default_factory=list, max_length=MAX_HOLDS_NAMED, fail_fast=True)
     reason_code: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
 
 
@@ -144,4 +147,4 @@ class StatusChanged(_Event):
     reason: str | None = None
     sampro_invoice_id: str | None = None
     rpa_payload: RpaPayload | None = None  # on sent_to_rpa: what the bot was given
-    holds: list[str] = Field(default_factory=list)  # the holds an AP release released with this change
+    holds: list[str] = Field(default_factory=list, fail_fast=True)  # the holds an AP release released with this change

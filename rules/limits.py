@@ -32,13 +32,15 @@ class Limits:
 
 
 def control_character(text: str, allow_layout: bool = False) -> str | None:
-    """The first control character in the text (CR, LF, NUL, ...), as U+XXXX; None when clean."""
+    """The first control character in the text (CR, LF, NUL, ...), as U+XXXX; None when clean. A
+    lone surrogate (a JSON `\\ud800` with no pair) counts: no UTF-8 can carry it, so the verdict
+    naming it could not be written to its topic, and the invoice ended unjudged."""
     if text.isprintable():  # no Cc, no line or paragraph separator: the common case, without a scan
         return None
     for character in text:
         if allow_layout and character in "\t\n\r":
             continue
-        if unicodedata.category(character) == "Cc" or character in "\u2028\u2029":
+        if unicodedata.category(character) in ("Cc", "Cs") or character in "\u2028\u2029":
             return f"U+{ord(character):04X}"
     return None
 
@@ -81,18 +83,46 @@ def _plain_numbers(integer_digits: int, fraction_digits: int) -> re.Pattern[str]
 
 
 def load_json(text: str | bytes, limits: Limits, what: str) -> Any:
-    """JSON text within the size and nesting limits; numbers with a point stay exact Decimals."""
+    """JSON text within the size and nesting limits; numbers with a point stay exact Decimals, and
+    `NaN` or `Infinity` (which Python's JSON reads, and no standard allows) the text they are."""
     if len(text) > limits.max_json_bytes:
         raise DataError(f"{what}: {len(text):,} bytes of JSON; at most {limits.max_json_bytes:,}")
     try:
-        value = json.loads(text, parse_float=Decimal)
+        value = json.loads(text, parse_float=Decimal, parse_constant=str)
     except RecursionError:
         raise DataError(f"{what}: JSON nested deeper than {limits.max_json_depth} levels") from None
     except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
         raise DataError(f"{what}: not JSON ({exc})") from None
     if _depth_over(value, limits.max_json_depth):
         raise DataError(f"{what}: JSON nested deeper than {limits.max_json_depth} levels")
+    if (where := lone_surrogate(text, value)) is not None:
+        raise DataError(f"{what}: {where} holds a lone surrogate (a \\uD800-\\uDFFF escape without its pair), "
+                        "which no text can carry")
     return value
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def lone_surrogate(text: str | bytes, value: Any) -> str | None:
+    """Where JSON text's `\\ud800`-style escape without its pair landed in the value read from it,
+    as `lines[1].part_number`; None when it has none. No UTF-8 can carry such a character: the
+    verdict and the audit naming it could not be written, and the invoice ended unjudged. The
+    value is walked only when the text has such an escape at all."""
+    if not _SURROGATE_ESCAPE.search(text if isinstance(text, str) else text.decode("utf-8", "replace")):
+        return None
+    pending: list[tuple[str, Any]] = [("", value)]
+    while pending:
+        path, item = pending.pop()
+        if isinstance(item, str):
+            if not item.isprintable() and any("\ud800" <= c <= "\udfff" for c in item):
+                return path or "the value"
+        elif isinstance(item, dict):
+            pending += [(f"{path}.{key}" if path else str(key), child) for key, child in item.items()]
+            pending += [(f"{path} (a key)" if path else "a key", key) for key in item]
+        elif isinstance(item, list):
+            pending += [(f"{path}[{index}]", child) for index, child in enumerate(item, 1)]
+    return None
 
 
 def _depth_over(value: Any, limit: int) -> bool:

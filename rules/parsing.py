@@ -30,12 +30,18 @@ _SHOWN = reprlib.Repr()  # Python 3.11 takes no settings in the constructor
 _SHOWN.maxlevel, _SHOWN.maxstring, _SHOWN.maxother, _SHOWN.maxlist, _SHOWN.maxdict = 3, 80, 80, 6, 6
 
 
+def writable(text: str) -> str:
+    """The text with any lone surrogate (a JSON `\\ud800` without its pair) escaped: no UTF-8 can
+    carry one, and a verdict naming it could not be written, so the invoice ended unjudged."""
+    return text if text.isprintable() else text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _shown(value: Any) -> str | None:
     """The value as a finding shows it: short, whatever a vendor sent (a 1 MB string, deep lists)."""
     if value is None:
         return None
     text = value if isinstance(value, str) else str(value) if isinstance(value, int | Decimal) else _SHOWN.repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    return writable(text if len(text) <= 80 else text[:77] + "...")
 
 
 def _invalid(field: str, actual: Any, message: str, line_no: int | None = None) -> Finding:
@@ -104,9 +110,7 @@ def _within_limits(invoice: Invoice, limits: Limits) -> list[Finding]:
         return []
     problems = []
     if len(invoice.lines) > limits.max_lines:
-        problems.append(_invalid("lines", f"{len(invoice.lines)} lines",
-                                 f"The invoice has {len(invoice.lines):,} lines; "
-                                 f"at most {limits.max_lines:,} are accepted."))
+        problems.append(_too_many_lines(len(invoice.lines), limits))
     texts: list[tuple[str, str, bool, int | None]] = [
         (field, getattr(invoice, field), False, None)
         for field in ("invoice_id", "vendor_id", "invoice_number", "po_number", "currency")]
@@ -134,21 +138,35 @@ def _within_limits(invoice: Invoice, limits: Limits) -> list[Finding]:
     return problems
 
 
+def _too_many_lines(count: int, limits: Limits) -> Finding:
+    return _invalid("lines", f"{count} lines", f"The invoice has {count:,} lines; at most {limits.max_lines:,} are "
+                                               "accepted.")
+
+
+MAX_NAMED = 100  # problems named one by one; a verdict of thousands says no more to a vendor
+
+
 def read_invoice(raw: Any, limits: Limits = Limits()) -> tuple[Invoice | None, list[Finding]]:
     """Returns the invoice, or None with one INVALID_INVOICE finding per problem."""
     if isinstance(raw, Invoice):
         invoice = raw
     elif not isinstance(raw, Mapping):
         return None, [_invalid("invoice", raw, f"An invoice must be a JSON object, got {type(raw).__name__}.")]
+    elif isinstance(lines := raw.get("lines"), list) and len(lines) > limits.max_lines:
+        # Counted before each line is read: 80,000 empty lines made 320,000 findings and 640 MB.
+        return None, [_too_many_lines(len(lines), limits)]
     else:
         try:
             invoice = Invoice.model_validate(raw)
         except ValidationError as exc:
             findings = []
-            for error in exc.errors(include_url=False):
+            for error in exc.errors(include_url=False)[:MAX_NAMED]:
                 field = field_path(error["loc"])
                 actual = None if error["type"] == "missing" else error.get("input")
                 findings.append(_invalid(field, actual, f"{field}: {error['msg']}."))
+            if exc.error_count() > MAX_NAMED:
+                more = exc.error_count() - MAX_NAMED
+                findings.append(_invalid("invoice", f"{more} more", f"{more:,} more problems like these."))
             return None, findings
     problems = _within_limits(invoice, limits) or _business_contract(invoice)
     return (None if problems else invoice), problems

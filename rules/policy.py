@@ -90,6 +90,7 @@ class Tolerance:
         return received * self.received_pct / HUNDRED
 
 
+MAX_TOLERANCE_DECIMALS = 8
 _DECIMALS = tuple(f.name for f in fields(Tolerance) if f.type == "Decimal")
 
 
@@ -191,6 +192,11 @@ def _section(table: Any, where: str) -> dict[str, Any]:
                 raise PolicyError(f"{where}.{key}: not a number: {value!r}") from None
             if not number.is_finite() or number < 0:
                 raise PolicyError(f"{where}.{key}: must be a finite number >= 0, got {value!r}")
+            # As Sampro keeps amounts (numeric(18, 4)), with room for a finer percentage: 1e999999999
+            # passed, and the rules' fingerprint of it (a billion digits) overflowed at start.
+            if number and not (number.adjusted() < 14 and _decimals(number) <= MAX_TOLERANCE_DECIMALS):
+                raise PolicyError(f"{where}.{key}: at most 14 digits before the point and "
+                                  f"{MAX_TOLERANCE_DECIMALS} after it, got {value!r}")
             values[key] = number
         elif key == "three_way_match":
             if not isinstance(value, bool):
@@ -203,6 +209,14 @@ def _section(table: Any, where: str) -> dict[str, Any]:
         else:
             raise PolicyError(f"{where}.{key}: unknown setting (value {value!r})")
     return values
+
+
+def _decimals(number: Decimal) -> int:
+    """The places after the point it needs (1.500 needs one), without scaling it (1e-999999999)."""
+    sign, digits, exponent = number.as_tuple()
+    assert isinstance(exponent, int)  # finite
+    zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+    return max(0, -(exponent + zeros))
 
 
 def _identifiers(table: Any, where: str) -> IdentifierRules:
@@ -245,5 +259,8 @@ def load_policy(path: Path) -> Policy:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise PolicyError(f"{path}: not UTF-8 text (byte {exc.start}: "
+                          f"{exc.object[exc.start:exc.start + 1]!r})") from None
     return parse_policy(document, str(path))
 

@@ -37,6 +37,7 @@ from rules.lifecycle import (
     RpaRequest,
     StatusChanged,
 )
+from rules.limits import lone_surrogate
 from rules.models import RpaCompletion, Verdict
 from schemas.avro import NAMESPACE, avro_schema, free_json_paths
 
@@ -111,10 +112,19 @@ def to_record(model: BaseModel) -> dict[str, Any]:
     return record
 
 
+def _free_json(text: str) -> Any:
+    # NaN and Infinity stay the text they are: read as floats, the rules named them, but they
+    # were written back as null, and a replay judged another invoice than the worker had.
+    value = json.loads(text, parse_float=Decimal, parse_constant=str)
+    if (where := lone_surrogate(text, value)) is not None:
+        raise ValueError(f"{where} holds a lone surrogate, which no text can carry")
+    return value
+
+
 def from_record(model_type: type[BaseModel], record: dict[str, Any]) -> BaseModel:
     for path in free_json_paths(model_type):
         try:
-            _replace(record, path, lambda text: json.loads(text, parse_float=Decimal))
+            _replace(record, path, _free_json)
         except (ValueError, TypeError, RecursionError) as exc:  # JSONDecodeError is a ValueError
             raise DecodeError(f"{model_type.__name__} record's {'.'.join(path)} is not JSON text: "
                               f"{type(exc).__name__}: {str(exc)[:200]}") from None

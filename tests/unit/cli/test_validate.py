@@ -80,11 +80,21 @@ def test_money_stays_exact_on_the_wire():
          "--po", "status"),
         ('[{"invoice_id": "A"}]', "--history", "history file"),
         ('[default]\nprice_pct = "lots"\n', "--tolerances", "price_pct"),
+        (b"\xff\xfe{}", "--invoice", "not UTF-8 text (byte 0: b'\\xff')"),
+        ("[" * 100_000 + "]" * 100_000, "--invoice", "RecursionError"),
+        ('{"total_amount": ' + "9" * 5000 + "}", "--invoice", "4300 digits"),
+        ('{"invoice_number": "INV-\\ud800"}', "--invoice", "invoice_number holds a lone surrogate"),
+        (b"[default]\nprice_pct = 1\n# \xff\n", "--tolerances", "not UTF-8 text (byte 26"),
+        ('[default]\nprice_pct = "1e999999999"\n', "--tolerances", "at most 14 digits before the point"),
     ],
+    ids=["missing", "not-json", "bad-status", "bad-history", "bad-tolerance", "not-utf8", "too-deep",
+         "int-too-long", "lone-surrogate", "tolerances-not-utf8", "tolerance-too-large"],
 )
 def test_unusable_file_exits_2_with_one_line_naming_file_and_field(tmp_path, content, flag, expected):
     path = tmp_path / "input"
-    if content is not None:
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
         path.write_text(content)
     args = {"--invoice": sample("01_ready_to_process", "invoice.json"),
             "--po": sample("01_ready_to_process", "po.json")}

@@ -73,3 +73,38 @@ def test_json_beyond_the_size_or_nesting_limit_is_a_data_error_naming_the_limit(
         load_json('{"a": [0, "x", ' * 4 + '{"b": 1}' + "]}" * 4, limits, "lines")
     with pytest.raises(DataError, match="256,001 bytes of JSON; at most 256,000"):
         load_json('"' + "x" * 255_999 + '"', limits, "lines")
+
+
+def test_a_line_number_past_a_32_bit_int_is_invalid_and_named():
+    """2**31 passed as a ready invoice, which Sampro's INT and the topics' Avro int refuse; 2**63
+    left the invoice unjudged, naming no field."""
+    for number in (2**31, 2**63):
+        (found,) = findings(invoice(lines=[{**LINE, "line_no": number}, invoice()["lines"][1]]))
+        assert found[0] == "lines[1].line_no"
+    assert findings(invoice(lines=[{**LINE, "line_no": 2**31 - 1}, invoice()["lines"][1]])) == []
+
+
+def test_lines_past_the_limit_are_counted_before_each_is_read():
+    """80,000 empty lines made 320,000 findings and 640 MB."""
+    assert findings(invoice(lines=[{}] * 80_000)) == [("lines", "The invoice has 80,000 lines; at most 1,000 are "
+                                                                "accepted.")]
+    many = findings(invoice(lines=[{}] * 30))  # each line lacks its 4 required fields
+    assert len(many) == 101 and many[-1] == ("invoice", "20 more problems like these.")
+
+
+def test_a_lone_surrogate_is_named_escaped_and_the_verdict_can_be_written():
+    verdict = judge(invoice(invoice_number="INV-\ud800", vendor_id="V\udfff"))
+    assert [(r.field, r.actual) for r in verdict.reasons if r.code == "INVALID_INVOICE"] == [
+        ("vendor_id", "V\\udfff"), ("invoice_number", "INV-\\ud800")]
+    assert (verdict.vendor_id, verdict.invoice_number) == ("V\\udfff", "INV-\\ud800")
+    # Raised "surrogates not allowed". The audit keeps the document as it came, which the edges
+    # (load_json, the codec, the CLI and the API) refuse with such a character in it.
+    verdict.model_copy(update={"audit": None}).model_dump_json()
+
+
+def test_json_keeps_nan_as_text_and_refuses_a_lone_surrogate_naming_where():
+    limits = Limits()
+    assert load_json('[{"amount": NaN}, Infinity]', limits, "lines") == [{"amount": "NaN"}, "Infinity"]
+    with pytest.raises(DataError, match=r"lines: \[2\]\.part_number holds a lone surrogate"):
+        load_json('[{}, {"part_number": "AC-\\uDC00"}]', limits, "lines")
+    assert load_json('["\\ud83d\\ude00"]', limits, "lines") == ["\U0001F600"]

@@ -267,6 +267,42 @@ def test_free_json_that_is_not_json_text_is_a_decode_error_naming_the_field(text
         SingleObjectCodec().decode(data)
 
 
+def _with(model, field: str, value) -> bytes:
+    """The model's record with one field set as no model would allow, in its own framing."""
+    record = to_record(model)
+    record[field] = value
+    out = io.BytesIO()
+    schemaless_writer(out, schema_for(type(model).__name__), record)
+    return SingleObjectCodec().encode(model)[:10] + out.getvalue()
+
+
+def test_free_json_keeps_nan_as_the_text_it_is_so_a_replay_judges_what_the_worker_did():
+    """Read as floats, NaN and Infinity were named by the rules, then written back as null."""
+    data = _with(EXAMPLES[4], "document", '{"total_amount": NaN, "tax_amount": -Infinity}')
+    decoded = SingleObjectCodec().decode(data)
+    assert decoded.document == {"total_amount": "NaN", "tax_amount": "-Infinity"}
+    assert SingleObjectCodec().decode(SingleObjectCodec().encode(decoded)).document == decoded.document
+
+
+def test_free_json_with_a_lone_surrogate_is_a_decode_error_naming_where():
+    """No UTF-8 carries one: the verdict naming it could not be written, and the invoice ended
+    unjudged, naming no field. A surrogate pair is a character like any other."""
+    lone = _with(EXAMPLES[4], "document", '{"lines": [{"part_number": "AC-\\ud800"}]}')
+    with pytest.raises(DecodeError, match=r"document is not JSON text: .*lines\[1\]\.part_number holds a lone"):
+        SingleObjectCodec().decode(lone)
+    paired = SingleObjectCodec().decode(_with(EXAMPLES[4], "document", '{"invoice_number": "INV-\\ud83d\\ude00"}'))
+    assert paired.document == {"invoice_number": "INV-\U0001F600"}
+
+
+def test_a_list_of_a_million_bad_items_is_refused_at_its_first():
+    """Each bad hold was an error, and listing a million of them took the worker past 1 GB."""
+    with pytest.raises(DecodeError, match=r"'loc': \('holds', 0\)"):
+        SingleObjectCodec().decode(_with(EXAMPLES[7], "holds", [""] * 1_000_000))
+    with pytest.raises(DecodeError, match=r"at most 200 items"):
+        SingleObjectCodec().decode(_with(EXAMPLES[7], "holds", ["PRICE_MISMATCH:1:unit_price"] * 201))
+    assert SingleObjectCodec().decode(_with(EXAMPLES[7], "holds", ["A:1:x"] * 200)).holds == ["A:1:x"] * 200
+
+
 def test_a_record_under_a_schema_that_is_not_avro_is_a_decode_error():
     """Protobuf and JSON Schema records carry the same magic byte: the registry's schema text is
     not JSON then, and reading its name stopped the audit replay with a traceback."""
