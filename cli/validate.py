@@ -14,6 +14,7 @@ from rich.table import Table
 from cli.files import InputFileError, fail, read_json, read_model, read_policy
 from cli.terminal import inert
 from rules import EvaluationContext, KnownInvoice, PurchaseOrder, Verdict, evaluate
+from rules.limits import purchase_order_problem
 from rules.parsing import field_path
 
 _HISTORY = TypeAdapter(list[KnownInvoice])
@@ -69,8 +70,22 @@ def judge_files(
     context = EvaluationContext(
         history=_history(history), policy=read_policy(tolerances), now=datetime.now(UTC), today=_today(today)
     )
-    snapshot = read_model(po, "PO", PurchaseOrder) if po else None
-    return evaluate(read_json(invoice, "invoice"), snapshot, context)
+    document = read_json(invoice, "invoice")
+    snapshot = _purchase_order(po, document) if po else None
+    return evaluate(document, snapshot, context)
+
+
+def _purchase_order(path: Path, invoice: object) -> PurchaseOrder:
+    """The PO file, held to what the pipeline holds Sampro's rows to: a quantity invoiced of -100
+    made an invoice of 50 against 5 ordered ready, and a PO other than the invoice's judged it."""
+    snapshot = read_model(path, "PO", PurchaseOrder)
+    if (problem := purchase_order_problem(snapshot)) is not None:
+        raise InputFileError(f"PO file {path}: {problem}")
+    named = invoice.get("po_number") if isinstance(invoice, dict) else None
+    if isinstance(named, str) and named.strip() != snapshot.po_number:
+        raise InputFileError(f"PO file {path}: it is PO {snapshot.po_number!r:.80}, and the invoice names "
+                             f"{named!r:.80}")
+    return snapshot
 
 
 def validate(
@@ -94,18 +109,28 @@ def validate(
 
 def validate_samples(
     folder: Annotated[Path, typer.Argument(help="Folder with one sub-folder per sample case.")] = Path("samples"),
-    today: TodayOption = "2026-11-25",
+    today: Annotated[str, typer.Option(
+        "--today", help="Date to judge the samples' invoice dates against, YYYY-MM-DD: the day they were "
+                        "written for.")] = "2026-11-25",
 ) -> None:
-    """Check every bundled sample (invoice.json, po.json, history.json) and print a summary table."""
+    """Check every bundled sample (invoice.json, po.json, history.json) and print a summary table.
+
+    Exit code 0 when every case was judged; 2 when a case's files or --today cannot be used.
+    """
     cases = sorted(p for p in folder.iterdir() if (p / "invoice.json").exists()) if folder.is_dir() else []
     if not cases:
         raise fail(InputFileError(f"samples folder {folder}: no case with an invoice.json inside"))
     tolerances = folder / "tolerances.toml"
+    try:
+        _today(today)
+    except InputFileError as exc:
+        raise fail(exc) from None
     table = Table(title=f"Sample invoices ({len(cases)})")
     table.add_column("case", overflow="fold")
     for column in ("invoice", "PO", "status", "HTTP"):
         table.add_column(column, no_wrap=True)
     table.add_column("reasons", overflow="fold")
+    unreadable = 0
     for case in cases:
 
         def optional(name: str, case: Path = case) -> Path | None:
@@ -118,11 +143,14 @@ def validate_samples(
             )
         except InputFileError as exc:
             table.add_row(inert(case.name), "-", "-", "[red]unreadable[/]", "-", inert(exc))
+            unreadable += 1
             continue
         reasons = ", ".join(dict.fromkeys(r.code for r in verdict.reasons)) or "-"
         table.add_row(inert(case.name), inert(verdict.invoice_id or "-"), inert(verdict.po_number or "-"),
                       verdict.status.value, str(verdict.http_status), reasons)
     Console().print(table)
+    if unreadable:
+        raise typer.Exit(code=2)
 
 
 def register(app: typer.Typer) -> None:

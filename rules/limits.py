@@ -17,6 +17,7 @@ from functools import lru_cache
 from typing import Any
 
 from rules.errors import DataError
+from rules.models import PurchaseOrder
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,33 @@ def decimal_problem(value: Decimal, limits: Limits) -> str | None:
     integer = len(digits) + exponent
     if integer > limits.max_integer_digits:
         return f"has {integer} digits before the point; Sampro keeps {limits.max_integer_digits}"
+    return None
+
+
+PO_LINE_NUMBERS = ("unit_price", "quantity_ordered", "quantity_received", "quantity_invoiced")
+
+
+def purchase_order_problem(po: PurchaseOrder, limits: Limits = Limits()) -> str | None:
+    """Why a PO snapshot cannot be matched against, wherever it came from (Sampro's rows, a file
+    given to `validate`): a number below zero (a negative quantity invoiced widened what is open, a
+    negative price passed every price check), one no ERP keeps (1e999999999 overflowed the
+    matching), or a line number twice (the matching keys what is open by line number: one line's
+    open quantity went on the other, or, a header row read twice, every quantity went in twice)."""
+    numbers = [("tax_rate", po.tax_rate)]
+    numbers += [(f"line {line.line_no}: {column}", getattr(line, column)) for line in po.lines
+                for column in PO_LINE_NUMBERS]
+    for where, value in numbers:
+        if value is None:
+            continue
+        if value < 0:
+            return f"{where} {value} is below zero"
+        if value and not -20 < value.adjusted() < limits.max_integer_digits:
+            return f"{where} {value} is not a number Sampro keeps (at most {limits.max_integer_digits} digits)"
+    seen: set[int] = set()
+    for line in po.lines:
+        if line.line_no in seen:
+            return f"line {line.line_no} appears more than once"
+        seen.add(line.line_no)
     return None
 
 

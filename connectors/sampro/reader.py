@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Collection, Iterator
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -16,6 +15,7 @@ from connectors.sql import among, mapped_errors
 from rules.context import KnownInvoice
 from rules.duplicates import Lookup, matches_lookup
 from rules.errors import DataError
+from rules.limits import purchase_order_problem
 from rules.models import POStatus, PurchaseOrder, UnreadablePurchaseOrder
 
 T = TypeVar("T")
@@ -60,20 +60,13 @@ def _status(po_number: str, value: str | None) -> POStatus:
 
 
 def _line(row: Any) -> dict[str, Any]:
-    """A PO line as its view gives it, none below zero: a negative quantity invoiced would widen
-    what is open, a negative price pass every price check. Checked here, where Sampro's rows come
-    in, not in the model, which also reads the PO snapshots of verdicts made before."""
+    """A PO line as its view gives it."""
     if row["line_no"] is None:  # the outer join gives a PO without lines one row of NULLs: this one has more
         raise SamproDataError(f"PO {padless(row['po_number'])}: a line of part {row['part_number']!r:.80} has no "
                               "line_no")
     line = {"line_no": row["line_no"], "part_number": row["part_number"], "unit_price": exact(row["unit_price"]),
             "quantity_ordered": exact(row["quantity_ordered"]), "quantity_received": exact(row["quantity_received"]),
             "quantity_invoiced": exact(row["quantity_invoiced"]) or Decimal(0)}
-    for column in ("unit_price", "quantity_ordered", "quantity_received", "quantity_invoiced"):
-        value = line[column]
-        if isinstance(value, Decimal | int) and value < 0:  # a view may give an INT
-            raise SamproDataError(f"PO {padless(row['po_number'])}: line {line['line_no']}: {column} {value} is "
-                                  "below zero")
     return line
 
 
@@ -93,20 +86,17 @@ def _fields(rows: list[Any]) -> dict[str, Any]:
 
 
 def _snapshot(po_number: str, fields: dict[str, Any]) -> PurchaseOrder:
-    if isinstance(fields["tax_rate"], Decimal | int) and fields["tax_rate"] < 0:
-        raise SamproDataError(f"PO {po_number}: tax_rate {fields['tax_rate']} is below zero")
-    # The matching keys what is open by line number: two lines of one number would put one's open
-    # quantity on the other, or (a header row the view gives twice) enter every quantity twice.
-    numbers = Counter(line["line_no"] for line in fields["lines"])
-    if len(numbers) != len(fields["lines"]):
-        repeated = next(number for number, count in numbers.items() if count > 1)
-        raise SamproDataError(f"PO {po_number}: line {repeated} appears more than once")
+    """The PO as the rules read it, checked here, where Sampro's rows come in, and not in the model,
+    which also reads the PO snapshots of verdicts made before."""
     try:
-        return PurchaseOrder.model_validate(fields)
+        po = PurchaseOrder.model_validate(fields)
     except ValidationError as exc:
         error = exc.errors(include_url=False)[0]
         where = ".".join(str(part) for part in error["loc"])
         raise SamproDataError(f"PO {po_number}: {where}: {error['msg']} (value {error.get('input')!r:.80})") from None
+    if (problem := purchase_order_problem(po)) is not None:
+        raise SamproDataError(f"PO {po_number}: {problem}")
+    return po
 
 
 class SqlPurchaseOrderReader(PurchaseOrderReader):

@@ -106,6 +106,23 @@ def test_unusable_file_exits_2_with_one_line_naming_file_and_field(tmp_path, con
     assert len(lines) == 1 and str(path) in lines[0] and expected in lines[0]
 
 
+@pytest.mark.parametrize(("change", "expected"), [
+    (lambda po: po["lines"][0].update(quantity_invoiced="-100"), "line 1: quantity_invoiced -100 is below zero"),
+    (lambda po: po["lines"].append(dict(po["lines"][0])), "line 1 appears more than once"),
+    (lambda po: po.update(po_number="PO-9999"), "it is PO 'PO-9999', and the invoice names 'PO-5001'"),
+    (lambda po: po["lines"][0].update(quantity_ordered="1e999999999"), "is not a number Sampro keeps"),
+], ids=["negative-invoiced", "line-twice", "another-po", "overflowing"])
+def test_a_po_file_is_held_to_what_sampros_rows_are(tmp_path, change, expected):
+    """Taken as it was, a quantity invoiced of -100 made an invoice of 50 against 5 ordered ready,
+    and 1e999999999 stopped the command with a traceback."""
+    po = json.loads(Path(sample("01_ready_to_process", "po.json")).read_text())
+    change(po)
+    path = tmp_path / "po.json"
+    path.write_text(json.dumps(po))
+    result = run("validate", "--invoice", sample("01_ready_to_process", "invoice.json"), "--po", str(path))
+    assert result.exit_code == 2 and expected in result.stderr and str(path) in result.stderr
+
+
 def test_bad_today_is_refused():
     result = run("validate", "--invoice", sample("01_ready_to_process", "invoice.json"), "--today", "25/11/2026")
     assert result.exit_code == 2 and "--today" in result.stderr
@@ -117,3 +134,13 @@ def test_validate_samples_lists_every_case():
     for number in range(1001, 1011):
         assert f"MP-{number}" in result.stdout
     assert result.stdout.count("po_not_found") == 1 and result.stdout.count("ready_to_process") == 3
+
+
+def test_validate_samples_exits_2_when_a_case_or_the_day_cannot_be_used(tmp_path):
+    """It exited 0 with every case unreadable."""
+    assert run("validate-samples", str(SAMPLES), "--today", "25/11").exit_code == 2
+    case = tmp_path / "01_broken"
+    case.mkdir()
+    (case / "invoice.json").write_text("{not json")
+    result = run("validate-samples", str(tmp_path))
+    assert result.exit_code == 2 and "unreadable" in result.stdout

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import Column, MetaData, Table, create_engine, insert
 
 from connectors.sampro import SamproDataError, SqlPurchaseOrderReader
-from connectors.sampro.reader import _line
+from connectors.sampro.reader import _fields, _snapshot
 from connectors.sampro.tables import sampro_tables
 from rules.duplicates import lookups_for
 from rules.models import PurchaseOrder, UnreadablePurchaseOrder
@@ -76,7 +76,7 @@ def test_a_view_that_gives_a_negative_whole_number_or_float_is_refused_too():
     """psycopg and pyodbc hand an INT or FLOAT column over as it is, not as a Decimal."""
     for value in (-5, -0.5):
         with pytest.raises(SamproDataError, match=f"PO PO-1: line 1: quantity_invoiced {value} is below zero"):
-            _line({**LINE, "quantity_invoiced": value})
+            _snapshot("PO-1", _fields([{**HEADER, **LINE, "quantity_invoiced": value}]))
 
 
 def test_a_negative_tax_rate_names_the_po_and_the_value(views):
