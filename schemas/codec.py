@@ -170,12 +170,15 @@ def _body(schema: AvroSchema, branches: tuple[tuple[str, str], ...], model: Base
 
 
 def _read(data: bytes, writer: AvroSchema, reader: AvroSchema, model_type: type[BaseModel]) -> dict[str, Any]:
+    body = io.BytesIO(data)
     try:
-        record = schemaless_reader(io.BytesIO(data), writer, reader)
+        record = schemaless_reader(body, writer, reader)
     except Exception as exc:  # fastavro raises EOFError, ValueError, SchemaResolutionError...
         raise DecodeError(f"{model_type.__name__} body cannot be read: {type(exc).__name__}: {exc}") from None
     if not isinstance(record, dict):  # a record schema reads a record
         raise DecodeError(f"{model_type.__name__} body is not a record")
+    if body.tell() != len(data):  # a record written under another schema than its fingerprint says
+        raise DecodeError(f"{model_type.__name__} body has {len(data) - body.tell():,} bytes after its record")
     return record
 
 
@@ -246,6 +249,9 @@ class RegistryCodec:
         self._deserializers = {model: AvroDeserializer(self._client, json.dumps(avro_schema(model)))
                                for model in self._current}
         self._models: dict[int, type[BaseModel]] = {}
+        # Records written before the registry was set (single-object encoding) are still read: the
+        # topics' history, which replay and explain read, and what was in flight at the switch.
+        self._before = SingleObjectCodec(self._current)
 
     def encode(self, model: BaseModel) -> bytes:
         kind = type(model)
@@ -256,6 +262,8 @@ class RegistryCodec:
             return data
 
     def kind(self, data: bytes) -> type[BaseModel] | None:
+        if data[:2] == SINGLE_OBJECT_MARKER:
+            return self._before.kind(data)
         try:
             return self._writer_model(data)
         except DecodeError:
@@ -265,6 +273,8 @@ class RegistryCodec:
         return from_record(*self.read_unvalidated(data))
 
     def read_unvalidated(self, data: bytes) -> tuple[type[BaseModel], dict[str, Any]]:
+        if data[:2] == SINGLE_OBJECT_MARKER:
+            return self._before.read_unvalidated(data)
         model = self._writer_model(data)
         try:
             record = self._deserializers[model](data, None)
@@ -284,7 +294,8 @@ class RegistryCodec:
                 if schema_str is None:
                     raise DecodeError(f"schema id {schema_id} has no schema text in the registry")
                 name = _record_name(schema_id, schema_str)
-            model = self._by_name.get(name) or self._by_name.get(f"{NAMESPACE}.{name}")
+            # A name without a namespace is taken for ours; another namespace's record is not ours.
+            model = self._by_name.get(name if "." in name else f"{NAMESPACE}.{name}")
             if model is None:
                 raise DecodeError(f"schema id {schema_id} is {name or 'not a record'}, not a record this service reads")
             self._models[schema_id] = model
@@ -301,7 +312,8 @@ def _record_name(schema_id: int, schema_str: str) -> str:
     if not isinstance(schema, dict) or not isinstance(schema.get("name", ""), str):
         raise DecodeError(f"schema id {schema_id} is not an Avro record schema")
     name: str = schema.get("name", "")
-    return name
+    namespace = schema.get("namespace")
+    return f"{namespace}.{name}" if namespace and isinstance(namespace, str) and "." not in name else name
 
 
 @contextmanager

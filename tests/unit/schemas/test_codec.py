@@ -230,10 +230,40 @@ def test_the_registry_reads_an_older_writer_version_into_the_current_schema(monk
 def test_bytes_the_registry_does_not_know_are_a_decode_error():
     codec = RegistryCodec("mock://unknown", client=_registry("unknown"))
     with pytest.raises(DecodeError, match="not Confluent-framed"):
-        codec.decode(b"\xc3\x01rest")
+        codec.decode(b"\x01rest")
     with pytest.raises(DecodeError, match="schema id 99: unknown to the schema registry"):
         codec.decode(b"\x00\x00\x00\x00\x63body")
     assert codec.kind(b"\x00\x00\x00\x00\x63body") is None
+
+
+def test_records_written_before_the_registry_was_set_are_still_read():
+    """Every single-object record failed once SCHEMA_REGISTRY_URL was set: the topics' history,
+    which replay and explain read, and what was in flight at the switch."""
+    codec = RegistryCodec("mock://switch", client=_registry("switch"))
+    for model in EXAMPLES:
+        before = SingleObjectCodec().encode(model)
+        assert codec.decode(before) == model and codec.kind(before) is type(model)
+    assert codec.encode(EXAMPLES[0])[:1] == b"\x00"  # what it writes is the registry's
+
+
+def test_a_record_of_another_namespace_is_not_ours():
+    """com.acme.billing.RpaCompletion was taken for ours, and failed on a field it lacks."""
+    registry = _registry("namespaces")
+    theirs = {"type": "record", "name": "RpaCompletion", "namespace": "com.acme.billing",
+              "fields": [{"name": "amount", "type": "long"}]}
+    schema_id = registry.register_schema("billing", Schema(json.dumps(theirs), "AVRO"))
+    codec = RegistryCodec("mock://namespaces", client=registry)
+    data = b"\x00" + schema_id.to_bytes(4, "big") + b"\x02"
+    with pytest.raises(DecodeError, match="com.acme.billing.RpaCompletion, not a record this service reads"):
+        codec.decode(data)
+    assert codec.kind(data) is None
+
+
+def test_bytes_after_the_record_are_a_decode_error():
+    """They were dropped unseen: a record written under another schema than its fingerprint names."""
+    data = SingleObjectCodec().encode(EXAMPLES[2])
+    with pytest.raises(DecodeError, match="RpaCompletion body has 70 bytes after its record"):
+        SingleObjectCodec().decode(data + b"GARBAGE" * 10)
 
 
 def test_a_registry_that_does_not_answer_is_unavailable():
