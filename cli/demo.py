@@ -37,8 +37,8 @@ def _print_api(run) -> None:
 
 
 def demo(
-    samples: Annotated[Path, typer.Option(help="Folder of sample cases (invoice.json, po.json, history.json).")] = Path(
-        "samples"),
+    samples: Annotated[Path, typer.Option(help="Folder of sample cases (invoice.json, po.json, history.json).",
+                                          exists=True, file_okay=False)] = Path("samples"),
     once: Annotated[bool, typer.Option("--once", help="Print the summary and stop, instead of running on.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for every invoice to be decided.")] = 120,
     api_port: Annotated[int, typer.Option(help="Port of the API and dashboard (another one when taken).")] = 8000,

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from connectors.mssql import NoOdbcDriver
+from devstack.process import StackError
 from rules.errors import Misconfigured, Unavailable
 from streams.settings import PREFIX, shown_value
 
@@ -22,7 +23,8 @@ WHERE = {
     "schema-registry": "SCHEMA_REGISTRY_URL",
     "connect": "CONNECT_URL",
 }
-OPERATOR_ERRORS = (Unavailable, ValidationError, NoOdbcDriver, SettingsError, Misconfigured)
+# StackError: the local stack's scripts (Maven missing, a server that did not start), said in one line.
+OPERATOR_ERRORS = (Unavailable, ValidationError, NoOdbcDriver, SettingsError, Misconfigured, StackError)
 
 
 def explain(error: BaseException) -> list[str] | None:

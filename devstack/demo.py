@@ -12,6 +12,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -129,19 +130,27 @@ def _port(wanted: int) -> int:
 
 
 def start(root: Path, samples: Path, api_port: int = 8000) -> DemoRun:
+    """Everything the demo runs; what started is stopped again when a later step fails or is
+    interrupted (a wrong --samples folder, Ctrl-C): Kafka and the worker were left running."""
     stack = LocalStack(root)
     started_kafka = not stack.status()["kafka"]["running"]
-    endpoints = stack.up(("kafka",))
-    settings, invoices, _ = prepare(root, samples, endpoints.kafka_bootstrap)
-    mailbox = SmtpServer().__enter__()
-    settings = settings.model_copy(update={"smtp_port": mailbox.port})
-    env = _settings_env(settings)
-    worker = WorkerProcess(env, settings.data_dir / "worker.log").start()
-    api = ThreadedServer(create_app(settings), port=_port(api_port)).start()
-    sampro = SamproStandIn(engine_for(settings.sampro_db_url))
-    bot = RpaBot(mailbox.mailbox, sampro, settings.kafka_bootstrap_servers, settings.completions_topic,
-                 api_url=api.url, api_token=settings.api_token.get_secret_value()).start()
-    scheduler = SqlProcessScheduler(engine_for(settings.scheduler_db_url))
+    with ExitStack() as undo:
+        if started_kafka:
+            undo.callback(stack.down)
+        endpoints = stack.up(("kafka",))
+        settings, invoices, _ = prepare(root, samples, endpoints.kafka_bootstrap)
+        mailbox = undo.enter_context(SmtpServer())
+        settings = settings.model_copy(update={"smtp_port": mailbox.port})
+        env = _settings_env(settings)
+        worker = WorkerProcess(env, settings.data_dir / "worker.log").start()
+        undo.callback(worker.stop)
+        api = ThreadedServer(create_app(settings), port=_port(api_port)).start()
+        undo.callback(api.stop)
+        sampro = SamproStandIn(engine_for(settings.sampro_db_url))
+        bot = RpaBot(mailbox.mailbox, sampro, settings.kafka_bootstrap_servers, settings.completions_topic,
+                     api_url=api.url, api_token=settings.api_token.get_secret_value()).start()
+        scheduler = SqlProcessScheduler(engine_for(settings.scheduler_db_url))
+        undo.pop_all()  # running: `stop` takes it down
     return DemoRun(settings, env, scheduler, mailbox, bot, worker, invoices, api, started_kafka)
 
 

@@ -50,7 +50,7 @@ def install_jars() -> bool:
     if done.exists():
         return False
     shutil.rmtree(lib, ignore_errors=True)
-    _run([_mvn(), "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
+    _run([_mvn(), "-q", "-B", "-C", "-f", str(POM), "dependency:copy-dependencies",
           f"-DoutputDirectory={lib}", "-DincludeScope=runtime"], "Fetching the Kafka jars from Maven Central")
     done.touch()
     return True
@@ -62,8 +62,10 @@ def install_debezium() -> bool:
         return False
     shutil.rmtree(plugins, ignore_errors=True)
     artifact = f"io.debezium:debezium-connector-postgres:{DEBEZIUM_VERSION}:tar.gz:plugin"
-    _run([_mvn(), "-q", "-B", "-f", str(POM), "dependency:unpack", f"-Dartifact={artifact}",
-          f"-DoutputDirectory={plugins}", f"-Dmdep.markersDirectory={plugins}/.markers"],
+    # Unpacked again whatever the plugin's marker (in the checkout's target/) says: with the cache
+    # wiped, or another cache, it unpacked nothing, and every later install failed.
+    _run([_mvn(), "-q", "-B", "-C", "-f", str(POM), "dependency:unpack", f"-Dartifact={artifact}",
+          f"-DoutputDirectory={plugins}", "-Dmdep.overWriteReleases=true"],
          "Fetching the Debezium PostgreSQL plugin from Maven Central")
     for leftover in plugins.glob("PaxHeaders*"):  # tar metadata, not a plugin
         shutil.rmtree(leftover, ignore_errors=True)

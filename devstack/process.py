@@ -75,10 +75,11 @@ def spawn(argv: Sequence[str], log: Path, cwd: Path | None = None, env: dict[str
 
 
 def wait_until(probe: Callable[[], bool], timeout: float, pid: int | None, what: str, log: Path) -> None:
-    """Polls `probe` until it answers; a server that never gets ready is stopped, not left behind."""
+    """Polls `probe` until it answers; a server that never gets ready, or whose start is
+    interrupted (Ctrl-C), is stopped, not left behind unrecorded."""
     try:
         _wait(probe, timeout, pid, what, log)
-    except StackError:
+    except BaseException:
         terminate(pid)
         raise
 

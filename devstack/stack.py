@@ -15,7 +15,7 @@ from pathlib import Path
 
 from devstack import jvm, postgres
 from devstack.install import install_all
-from devstack.process import StackError, alive, free_port, runs_under, terminate
+from devstack.process import StackError, free_port, runs_under, terminate
 
 COMPONENTS = ("postgres", "kafka", "connect")
 
@@ -46,14 +46,16 @@ class LocalStack:
         self.state_file.write_text(json.dumps(state, indent=2))
 
     def _running(self, state: dict, name: str) -> bool:
+        """Whether the component's process runs, and is ours: after a reboot its pid may be another
+        program's, which `up` then took for the server, and `down` signalled."""
         entry = state.get(name)
         if not entry:
             return False
         if name == "postgres":
-            return alive(postgres.postgres_pid(self.home / "postgres"))
-        if name == "kafka" and not alive(entry.get("controller_pid")):
+            return runs_under(postgres.postgres_pid(self.home / "postgres"), self.home)
+        if name == "kafka" and not runs_under(entry.get("controller_pid"), self.home):
             return False
-        return alive(entry.get("pid"))
+        return runs_under(entry.get("pid"), self.home)
 
     def _stop_leftovers(self, state: dict) -> None:
         """Connect, then the broker and the controller, each only if it is still one of ours."""
@@ -126,7 +128,7 @@ class LocalStack:
         """Starts the server again on its data, ports and configuration."""
         state = self._state()
         if name == "kafka":
-            if not alive(state["kafka"].get("controller_pid")):
+            if not runs_under(state["kafka"].get("controller_pid"), self.home):
                 raise StackError("The Kafka controller is not running: `stack down`, then `stack up`.")
             state["kafka"]["pid"] = jvm.restart_kafka(self.home / "kafka", state["kafka"]["port"])
             self._save(state)

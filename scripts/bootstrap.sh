@@ -6,8 +6,14 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 PYTHON="${PYTHON:-python3}"
-if [ ! -x "$VENV/bin/python" ]; then
-    "$PYTHON" -m venv "$VENV"
+# A venv without pip (ensurepip missing: Debian's python3-venv not installed) is made again.
+if [ ! -x "$VENV/bin/pip" ]; then
+    rm -rf "$VENV"
+    if ! "$PYTHON" -m venv "$VENV"; then
+        rm -rf "$VENV"
+        echo "error: $PYTHON cannot make a virtual environment; on Debian: sudo apt-get install -y python3-venv" >&2
+        exit 2
+    fi
 fi
 stamp="$VENV/.installed-$(cat "$ROOT/pyproject.toml" "$ROOT/constraints.txt" | sha1sum | cut -c1-12)"
 if [ ! -f "$stamp" ]; then

@@ -308,3 +308,13 @@ def test_a_worker_that_cannot_serve_its_readiness_says_where_in_one_line(host, p
             serve(WorkerHealth(), host, number)
     (line,) = explain(raised.value)
     assert line.startswith(f"the worker cannot serve /readyz and /metrics on INVOICE_AUTOMATION_{said}{number}: ")
+
+
+def test_the_local_stack_failing_is_one_line_and_exit_2(monkeypatch, capsys, tmp_path):
+    """`demo` and `stack down` printed a traceback ending in StackError: Maven (mvn) is not on PATH."""
+    monkeypatch.setenv("PATH", str(tmp_path))  # no mvn, no java
+    monkeypatch.setenv("INVOICE_AUTOMATION_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr("devstack.install.install_postgres", lambda: False)
+    assert _run(monkeypatch, "demo", "--once") == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == "error: Maven (mvn) is not on PATH: install Maven 3 and Java 17 to run the local stack."

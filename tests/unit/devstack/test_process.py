@@ -7,6 +7,7 @@ import sys
 import time
 
 from devstack.process import runs_under
+from devstack.stack import LocalStack, StackEndpoints
 
 
 def test_a_pid_is_the_stacks_only_while_its_command_line_names_the_stack_home(tmp_path):
@@ -22,3 +23,22 @@ def test_a_pid_is_the_stacks_only_while_its_command_line_names_the_stack_home(tm
         ours.wait()
     assert not runs_under(ours.pid, tmp_path)  # gone
     assert not runs_under(None, tmp_path)
+
+
+def test_a_stack_whose_pids_are_now_other_programs_is_not_running_and_down_leaves_them(tmp_path):
+    """After a reboot the recorded pids, and PostgreSQL's postmaster.pid, may be another program's:
+    `up` took them for the servers, and `down` sent SIGINT to the one PostgreSQL's file named."""
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        stack = LocalStack(tmp_path)
+        data = stack.home / "postgres" / "data"
+        data.mkdir(parents=True)
+        (data / "postmaster.pid").write_text(f"{other.pid}\n{data}\n")
+        stack._save({"postgres": {"port": 1}, "kafka": {"pid": other.pid, "port": 2, "controller_pid": other.pid},
+                     "connect": {"pid": other.pid, "port": 3}})
+        assert not any(component["running"] for component in stack.status().values())
+        assert stack.endpoints() == StackEndpoints()
+        assert stack.down() == [] and other.poll() is None  # still running, never signalled
+    finally:
+        other.kill()
+        other.wait()

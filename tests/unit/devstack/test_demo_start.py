@@ -1,0 +1,48 @@
+"""The demo stops what it started when a later step of its start fails or is interrupted."""
+
+from __future__ import annotations
+
+import pytest
+
+from devstack import demo
+from devstack.stack import StackEndpoints
+
+
+class Stack:
+    def __init__(self, running: bool):
+        self.running, self.calls = running, []
+
+    def status(self) -> dict:
+        return {"kafka": {"running": self.running}}
+
+    def up(self, components) -> StackEndpoints:
+        self.calls.append("up")
+        return StackEndpoints(kafka_bootstrap="127.0.0.1:1")
+
+    def down(self) -> list[str]:
+        self.calls.append("down")
+        return ["kafka"]
+
+
+@pytest.mark.parametrize("failure", [FileNotFoundError("samples/01/invoice.json"), KeyboardInterrupt()])
+def test_kafka_it_started_is_stopped_when_a_later_step_fails(monkeypatch, tmp_path, failure):
+    """A wrong --samples folder, or Ctrl-C while the API started, left both Kafka JVMs running."""
+    stack = Stack(running=False)
+    monkeypatch.setattr(demo, "LocalStack", lambda root: stack)
+
+    def prepare(*args):
+        raise failure
+
+    monkeypatch.setattr(demo, "prepare", prepare)
+    with pytest.raises(type(failure)):
+        demo.start(tmp_path, tmp_path)
+    assert stack.calls == ["up", "down"]
+
+
+def test_a_kafka_it_did_not_start_is_left_running(monkeypatch, tmp_path):
+    stack = Stack(running=True)
+    monkeypatch.setattr(demo, "LocalStack", lambda root: stack)
+    monkeypatch.setattr(demo, "prepare", lambda *args: (_ for _ in ()).throw(FileNotFoundError("x")))
+    with pytest.raises(FileNotFoundError):
+        demo.start(tmp_path, tmp_path)
+    assert stack.calls == ["up"]
