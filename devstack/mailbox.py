@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import threading
@@ -22,6 +23,7 @@ class Mailbox:
         self.recipient_refusal: str | None = None  # every RCPT TO answered so, as a disabled mailbox is
         self.closing = False  # the server goes down: a new message is put off (421)
         self.in_transaction = 0  # messages between their MAIL FROM and their end of data
+        self.reply_delay = 0.0  # seconds before the answer to an end of data, as a content filter takes
         self._parsed: list[EmailMessage] = []
         self._parsing = threading.Lock()
 
@@ -55,6 +57,7 @@ class Mailbox:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's hook name)
+        await asyncio.sleep(self.reply_delay)
         self.in_transaction -= 1
         if self.refusals:
             self.refusals -= 1

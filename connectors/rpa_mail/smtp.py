@@ -162,13 +162,17 @@ class SmtpRpaMailer(RpaMailer):
     def __init__(
         self, *, host: str, port: int, mail_from: str, mail_to: str, sent_log: SqlSentLog, starttls: bool = False,
         username: str | None = None, password: str | None = None, timeout: float = 10.0,
-        refused_pause: float = 300.0, put_off_for_good: float = 3600.0,
+        refused_pause: float = 300.0, put_off_for_good: float = 3600.0, final_reply_timeout: float = 120.0,
     ):
         self.host, self.port, self.starttls = host, port, starttls
         self.username, self.password = username, password
         self.mail_from, self.mail_to = mail_from, mail_to
         self.sent_log = sent_log
         self.timeout, self.refused_pause = timeout, refused_pause
+        # The answer to an email's end of data comes after the server's filters have read it, and RFC
+        # 5321 lets it take 10 minutes: past `timeout` the email was left in doubt, never sent again.
+        # Two minutes keep the worker's loop well inside Kafka's max.poll.interval.ms (5 minutes).
+        self.final_reply_timeout = max(timeout, final_reply_timeout)
         self._smtp: smtplib.SMTP | None = None
         self._idle = False  # kept from an earlier batch: asked whether it is still open before use
         # Refused or cut off before their end of data, with the database away when their claim was
@@ -314,11 +318,16 @@ class SmtpRpaMailer(RpaMailer):
             self._forget(sent_log, hand_off)  # the end of data never left: nothing was sent
             raise
         try:
+            if smtp.sock is not None:
+                smtp.sock.settimeout(self.final_reply_timeout)
             code, reply = smtp.getreply()
         except OSError:  # the answer is lost: the email is in doubt and stays logged
             log.warning("RPA email for %s v%s (hand-off %s) is in doubt: no answer to its end of data "
                         "(see in_doubt())", *hand_off)
             raise
+        finally:
+            if smtp.sock is not None:
+                smtp.sock.settimeout(self.timeout)
         if code != 250:
             self._forget(sent_log, hand_off)
             refused = _MessageRefused(code, reply)

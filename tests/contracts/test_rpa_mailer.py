@@ -122,6 +122,17 @@ class SmtpMailerContract(RpaMailerContract):
         assert mailer.send([second]) == [second] and len(server.mailbox.messages) == 2
 
 
+    def test_an_answer_to_the_end_of_data_slower_than_the_timeout_is_waited_for(self, engine, server):
+        """A content filter reads the email before the server answers (RFC 5321 allows 10 minutes):
+        past the 10 s timeout the email was left in doubt, never sent again."""
+        server.mailbox.reply_delay = 1.5
+        mailer, log = _mailer(engine, server, timeout=0.5, final_reply_timeout=5)
+        assert mailer.send([REQUEST]) == [REQUEST]
+        assert log.in_doubt() == [] and log.sent_before([("MP-1001", 1, 1)]) == {("MP-1001", 1, 1)}
+        server.mailbox.reply_delay = 0
+        second = REQUEST.model_copy(update={"invoice_version": 2})
+        assert mailer.send([second]) == [second] and len(server.mailbox.messages) == 2
+
     def test_a_message_refused_at_the_end_of_data_is_not_logged_and_is_sent_again(self, engine, server):
         server.mailbox.refusals = 1
         mailer, log = _mailer(engine, server)
