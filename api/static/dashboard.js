@@ -6,8 +6,8 @@ const COLORS = getComputedStyle(document.documentElement);
 // A page is asked for by `before` (the row it starts after), not by offset: releasing invoices from a
 // filtered list would move others from the next page onto this one, never seen. `pages` holds each
 // page's `before` down to this one, for Previous; `shown` the rows on the pages above.
-const state = { query: {}, limit: 50, pages: [null], shown: [0], next: null, listed: 0, total: 0, me: null,
-                open: null, refetch: null, missed: false };
+const state = { query: {}, limit: 50, pages: [null], shown: [0], next: null, listed: 0, asked: 0, total: 0,
+                me: null, open: null, refetch: null, missed: false };
 const $ = (selector) => document.querySelector(selector);
 
 // A value a vendor chose, inside a line of ours, isolated as Unicode advises (FSI ... PDI): a
@@ -219,11 +219,17 @@ function invoiceRow(row) {
   return tr;
 }
 
+// Only the answer to the last request is shown: a refetch of the live feed, a filter or a page
+// turn may overtake another, and the pager stays still meanwhile (a double click on Next pushed one
+// page twice).
 async function loadInvoices() {
+  const asked = ++state.asked;
   const before = state.pages[state.pages.length - 1];
   const params = new URLSearchParams({ ...state.query, limit: state.limit, ...(before ? { before } : {}) });
+  $("#prev").disabled = $("#next").disabled = true;
   try {
     const page = await api(`/api/invoices?${params}`);
+    if (asked !== state.asked) return;
     state.total = page.total;
     state.next = page.next_before;
     state.listed = page.items.length;
@@ -235,8 +241,11 @@ async function loadInvoices() {
     $("#next").disabled = page.next_before === null;
     $("#list-error").hidden = true;
   } catch (error) {
+    if (asked !== state.asked) return;
     $("#list-error").textContent = error.message;
     $("#list-error").hidden = false;
+    $("#prev").disabled = state.pages.length === 1;
+    $("#next").disabled = state.next === null;
   }
 }
 
