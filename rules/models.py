@@ -17,8 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 StreamKey = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f\u2028\u2029]+$")]
 MAX_VERSION = 2_147_483_647  # an Avro int, and the processscheduler column's
 VersionNumber = Annotated[int, Field(ge=1, le=MAX_VERSION)]
-# A line number, in Sampro's INT and the topics' Avro int: 2**31 passed as a ready invoice that
-# Java consumers and Sampro refuse, and 2**63 left the invoice unjudged, naming no field.
+# An invoice's line number, in Sampro's INT and the topics' Avro int: 2**31 passed as a ready
+# invoice that Java consumers and Sampro refuse, and 2**63 left the invoice unjudged, naming no
+# field. Bound where an invoice is read, not in what the pipeline wrote from it (findings, payloads,
+# the ledger), which an older release may have written past it, and must still read.
 LineNumber = Annotated[int, Field(ge=-MAX_VERSION - 1, le=MAX_VERSION)]
 MAX_EVENT_ID = 200
 EventId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_EVENT_ID)]
@@ -92,7 +94,7 @@ class POStatus(StrEnum):
 
 
 class PurchaseOrderLine(_Model):
-    line_no: LineNumber
+    line_no: int
     part_number: str = Field(min_length=1)
     unit_price: Decimal
     quantity_ordered: Decimal
@@ -160,7 +162,7 @@ class Severity(StrEnum):
 class Finding(_Model):
     code: str
     severity: Severity
-    line_no: LineNumber | None = None
+    line_no: int | None = None
     field: str | None = None
     expected: str | None = None
     actual: str | None = None
@@ -168,8 +170,8 @@ class Finding(_Model):
 
 
 class RpaPayloadLine(_Model):
-    invoice_line_no: LineNumber
-    po_line_no: LineNumber
+    invoice_line_no: int
+    po_line_no: int
     part_number: str
     description: str | None = None
     quantity: Decimal

@@ -111,7 +111,8 @@ def test_unusable_file_exits_2_with_one_line_naming_file_and_field(tmp_path, con
     (lambda po: po["lines"].append(dict(po["lines"][0])), "line 1 appears more than once"),
     (lambda po: po.update(po_number="PO-9999"), "it is PO 'PO-9999', and the invoice names 'PO-5001'"),
     (lambda po: po["lines"][0].update(quantity_ordered="1e999999999"), "is not a number Sampro keeps"),
-], ids=["negative-invoiced", "line-twice", "another-po", "overflowing"])
+    (lambda po: po["lines"][0].update(line_no=2**31), "line 2147483648 is not a line number Sampro keeps"),
+], ids=["negative-invoiced", "line-twice", "another-po", "overflowing", "line-past-32-bits"])
 def test_a_po_file_is_held_to_what_sampros_rows_are(tmp_path, change, expected):
     """Taken as it was, a quantity invoiced of -100 made an invoice of 50 against 5 ordered ready,
     and 1e999999999 stopped the command with a traceback."""

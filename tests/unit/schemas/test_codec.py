@@ -306,12 +306,12 @@ def _with(model, field: str, value) -> bytes:
     return SingleObjectCodec().encode(model)[:10] + out.getvalue()
 
 
-def test_free_json_keeps_nan_as_the_text_it_is_so_a_replay_judges_what_the_worker_did():
-    """Read as floats, NaN and Infinity were named by the rules, then written back as null."""
-    data = _with(EXAMPLES[4], "document", '{"total_amount": NaN, "tax_amount": -Infinity}')
-    decoded = SingleObjectCodec().decode(data)
-    assert decoded.document == {"total_amount": "NaN", "tax_amount": "-Infinity"}
-    assert SingleObjectCodec().decode(SingleObjectCodec().encode(decoded)).document == decoded.document
+def test_free_json_with_nan_is_a_decode_error():
+    """Read as floats, NaN and Infinity were named by the rules, then written back as null: a
+    replay judged another invoice than the worker had. No JSON standard allows them."""
+    for constant in ("NaN", "-Infinity"):
+        with pytest.raises(DecodeError, match=f"document is not JSON text: ValueError: {constant} is not JSON"):
+            SingleObjectCodec().decode(_with(EXAMPLES[4], "document", f'{{"total_amount": {constant}}}'))
 
 
 def test_free_json_with_a_lone_surrogate_is_a_decode_error_naming_where():
@@ -322,6 +322,18 @@ def test_free_json_with_a_lone_surrogate_is_a_decode_error_naming_where():
         SingleObjectCodec().decode(lone)
     paired = SingleObjectCodec().decode(_with(EXAMPLES[4], "document", '{"invoice_number": "INV-\\ud83d\\ude00"}'))
     assert paired.document == {"invoice_number": "INV-\U0001F600"}
+
+
+def test_a_verdict_an_older_release_wrote_with_a_line_number_past_32_bits_is_still_read():
+    """Its invoice was judged ready before invoices' line numbers were bound: its ledger entry, its
+    RPA request and its verdict must still be read, or every later message on its PO fails."""
+    payload = VERDICT_READY.rpa_payload
+    assert payload is not None
+    lines = [payload.lines[0].model_copy(update={"invoice_line_no": 2**31, "po_line_no": 2**31}), *payload.lines[1:]]
+    older = VERDICT_READY.model_copy(update={"rpa_payload": payload.model_copy(update={"lines": lines})})
+    codec = SingleObjectCodec()
+    assert codec.decode(codec.encode(older)) == older
+    assert Verdict.model_validate_json(older.model_dump_json()) == older
 
 
 def test_a_list_of_a_million_bad_items_is_refused_at_its_first():
