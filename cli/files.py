@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import typer
 from pydantic import BaseModel, ValidationError
 
-from rules.limits import lone_surrogate
+from rules.limits import lone_surrogate, not_json
 from rules.parsing import field_path
 from rules.policy import Policy, PolicyError, load_policy
 
@@ -38,9 +38,8 @@ def read_json(path: Path, what: str) -> Any:
         raise InputFileError(f"{what} file {path}: not UTF-8 text (byte {exc.start}: "
                              f"{data[exc.start:exc.start + 1]!r})") from None
     try:
-        # Decimal for every JSON number: binary floating point never touches an amount. NaN and
-        # Infinity stay text, which the models refuse by name.
-        value = json.loads(text, parse_float=Decimal, parse_constant=str)
+        # Decimal for every JSON number: binary floating point never touches an amount.
+        value = json.loads(text, parse_float=Decimal, parse_constant=not_json)
     except json.JSONDecodeError as exc:
         raise InputFileError(
             f"{what} file {path}: not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None

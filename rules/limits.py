@@ -72,8 +72,9 @@ def purchase_order_problem(po: PurchaseOrder, limits: Limits = Limits()) -> str 
     """Why a PO snapshot cannot be matched against, wherever it came from (Sampro's rows, a file
     given to `validate`): a number below zero (a negative quantity invoiced widened what is open, a
     negative price passed every price check), one no ERP keeps (1e999999999 overflowed the
-    matching), or a line number twice (the matching keys what is open by line number: one line's
-    open quantity went on the other, or, a header row read twice, every quantity went in twice)."""
+    matching, a line 2**31 the topics' int), or a line number twice (the matching keys what is open
+    by line number: one line's open quantity went on the other, or, a header row read twice, every
+    quantity went in twice)."""
     numbers = [("tax_rate", po.tax_rate)]
     numbers += [(f"line {line.line_no}: {column}", getattr(line, column)) for line in po.lines
                 for column in PO_LINE_NUMBERS]
@@ -86,6 +87,8 @@ def purchase_order_problem(po: PurchaseOrder, limits: Limits = Limits()) -> str 
             return f"{where} {value} is not a number Sampro keeps (at most {limits.max_integer_digits} digits)"
     seen: set[int] = set()
     for line in po.lines:
+        if not -(2**31) <= line.line_no < 2**31:  # Sampro's INT, and the topics' Avro int
+            return f"line {line.line_no} is not a line number Sampro keeps"
         if line.line_no in seen:
             return f"line {line.line_no} appears more than once"
         seen.add(line.line_no)
@@ -110,13 +113,21 @@ def _plain_numbers(integer_digits: int, fraction_digits: int) -> re.Pattern[str]
     return re.compile(rf"(?:{number}(?:,{number})*)?")
 
 
+def not_json(constant: str) -> Any:
+    """For json.loads' `parse_constant`: `NaN` and `Infinity`, which Python reads and no JSON
+    standard allows. Read as floats, the rules named them, but they were written back as null, and
+    a replay judged another invoice; read as text, `"invoice_number": NaN` went to Sampro as "NaN"."""
+    raise ValueError(f"{constant} is not JSON")
+
+
 def load_json(text: str | bytes, limits: Limits, what: str) -> Any:
-    """JSON text within the size and nesting limits; numbers with a point stay exact Decimals, and
-    `NaN` or `Infinity` (which Python's JSON reads, and no standard allows) the text they are."""
+    """JSON text within the size and nesting limits; numbers with a point stay exact Decimals."""
     if len(text) > limits.max_json_bytes:
         raise DataError(f"{what}: {len(text):,} bytes of JSON; at most {limits.max_json_bytes:,}")
     try:
-        value = json.loads(text, parse_float=Decimal, parse_constant=str)
+        # Bytes as strict UTF-8: json.loads lets an encoded lone surrogate through from bytes.
+        value = json.loads(text.decode("utf-8") if isinstance(text, bytes) else text, parse_float=Decimal,
+                           parse_constant=not_json)
     except RecursionError:
         raise DataError(f"{what}: JSON nested deeper than {limits.max_json_depth} levels") from None
     except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
@@ -129,7 +140,7 @@ def load_json(text: str | bytes, limits: Limits, what: str) -> Any:
     return value
 
 
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]|[\ud800-\udfff]")  # escaped, or one a decoder let through
 
 
 def lone_surrogate(text: str | bytes, value: Any) -> str | None:
@@ -137,7 +148,7 @@ def lone_surrogate(text: str | bytes, value: Any) -> str | None:
     as `lines[1].part_number`; None when it has none. No UTF-8 can carry such a character: the
     verdict and the audit naming it could not be written, and the invoice ended unjudged. The
     value is walked only when the text has such an escape at all."""
-    if not _SURROGATE_ESCAPE.search(text if isinstance(text, str) else text.decode("utf-8", "replace")):
+    if not _SURROGATE.search(text if isinstance(text, str) else text.decode("utf-8", "replace")):
         return None
     pending: list[tuple[str, Any]] = [("", value)]
     while pending:

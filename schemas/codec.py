@@ -37,7 +37,7 @@ from rules.lifecycle import (
     RpaRequest,
     StatusChanged,
 )
-from rules.limits import lone_surrogate
+from rules.limits import lone_surrogate, not_json
 from rules.models import RpaCompletion, Verdict
 from schemas.avro import NAMESPACE, avro_schema, free_json_paths
 
@@ -113,9 +113,7 @@ def to_record(model: BaseModel) -> dict[str, Any]:
 
 
 def _free_json(text: str) -> Any:
-    # NaN and Infinity stay the text they are: read as floats, the rules named them, but they
-    # were written back as null, and a replay judged another invoice than the worker had.
-    value = json.loads(text, parse_float=Decimal, parse_constant=str)
+    value = json.loads(text, parse_float=Decimal, parse_constant=not_json)
     if (where := lone_surrogate(text, value)) is not None:
         raise ValueError(f"{where} holds a lone surrogate, which no text can carry")
     return value

@@ -21,6 +21,7 @@ from api.errors import answers, unreadable_json
 from api.routes.deps import context
 from api.schemas import VerdictAnswer
 from api.services import dry_run
+from rules.limits import not_json
 
 router = APIRouter(prefix="/api", tags=["invoices"], route_class=SignedInFirst, responses=answers(401, 413, 422, 429))
 
@@ -33,7 +34,7 @@ INVOICE_BODY = {"required": True, "content": {"application/json": {"schema": {
 def _invoice_document(raw: bytes) -> dict[str, Any]:
     """JSON numbers are read as Decimal, so "15.50" and 15.50 mean the same money."""
     try:
-        document = json.loads(raw, parse_float=Decimal)
+        document = json.loads(raw, parse_float=Decimal, parse_constant=not_json)
         json.dumps(document, ensure_ascii=False, default=str).encode()  # a lone surrogate escape is not text
     except (ValueError, RecursionError) as exc:  # the parser's own limits, far beyond an invoice's
         raise unreadable_json(exc) from None

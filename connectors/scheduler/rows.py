@@ -103,8 +103,7 @@ def verdict_entry(record: Mapping[str, Any]) -> SchedulerEntry | None:
     try:
         decided_at = datetime.fromisoformat(record["evaluated_at"])
         # As decoding would read it (free-form JSON, numbers as Decimal) and dumping write it.
-        document: Any = (to_jsonable_python(json.loads(audit["invoice"], parse_float=Decimal, parse_constant=str))
-                         if audit else None)
+        document: Any = to_jsonable_python(json.loads(audit["invoice"], parse_float=Decimal)) if audit else None
     except ValueError as error:
         raise DataError(f"a Verdict record of {invoice_id} v{version} cannot be read: {error}") from None
     found = lookup_for(document)

@@ -102,9 +102,13 @@ def test_a_lone_surrogate_is_named_escaped_and_the_verdict_can_be_written():
     verdict.model_copy(update={"audit": None}).model_dump_json()
 
 
-def test_json_keeps_nan_as_text_and_refuses_a_lone_surrogate_naming_where():
+def test_json_refuses_nan_and_a_lone_surrogate_naming_where():
+    """As text, `"invoice_number": NaN` was an invoice ready to enter, numbered "NaN"."""
     limits = Limits()
-    assert load_json('[{"amount": NaN}, Infinity]', limits, "lines") == [{"amount": "NaN"}, "Infinity"]
+    with pytest.raises(DataError, match="lines: not JSON .*NaN is not JSON"):
+        load_json('[{"amount": NaN}]', limits, "lines")
     with pytest.raises(DataError, match=r"lines: \[2\]\.part_number holds a lone surrogate"):
         load_json('[{}, {"part_number": "AC-\\uDC00"}]', limits, "lines")
+    with pytest.raises(DataError, match="lines: not JSON"):  # encoded, not escaped: json.loads let it through
+        load_json(b'[{"part_number": "AC-\xed\xa0\x80"}]', limits, "lines")
     assert load_json('["\\ud83d\\ude00"]', limits, "lines") == ["\U0001F600"]
