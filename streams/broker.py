@@ -31,6 +31,7 @@ from streams.record_size import PRODUCER_CONFIG
 log = logging.getLogger(__name__)
 
 TopicPartition = tuple[str, int]
+CLIENT = "kafka client"  # what waits for Kafka when librdkafka says no broker answers: cleared by a probe
 COMMIT_TIMEOUT = 10.0  # seconds a commit may take before Kafka counts as unavailable
 # 16 MiB: half a minute of invoices at this worker's rate (1.4 KB each), far more than a batch of 500 takes. A
 # 50,000-invoice burst (bench, month-end) ended at 445 MiB of RSS, against 487 with the default,
@@ -198,10 +199,11 @@ class KafkaStreamBroker:
             self.health.record_lag(lag_from_statistics(text), self.group_id)
 
     def _client_error(self, error: KafkaError) -> None:
-        """librdkafka's word that no broker answers (served while the client polls)."""
-        if error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE):
+        """librdkafka's word that no broker answers (served while the client polls). One broker's
+        connection dropping (_TRANSPORT: a rolling restart) is no outage: the others answer."""
+        if error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._RESOLVE):
             if self.health is not None:
-                self.health.down("kafka", str(error))
+                self.health.down("kafka", str(error), CLIENT)
         else:
             log.warning("Kafka: %s", error)
 
@@ -248,7 +250,7 @@ class KafkaStreamBroker:
             headers: tuple[tuple[str, bytes | None], ...] = tuple(message.headers() or ())  # type: ignore[arg-type]
             records.append(Record(topic, partition, offset, message.key(),
                                   message.value(), timestamp if timestamp > 0 else None, headers))
-        if self.health is not None and "kafka" in self.health.outages():
+        if self.health is not None and self.health.waits("kafka", CLIENT):
             self._probe()
         return records
 
@@ -264,7 +266,7 @@ class KafkaStreamBroker:
         except Exception:  # KafkaException: still down
             return
         assert self.health is not None
-        self.health.back("kafka")
+        self.health.back("kafka", CLIENT)
 
     def hold(self, partition: TopicPartition, offset: int | None) -> None:
         self.consumer.pause([KafkaTP(*partition)])

@@ -44,6 +44,10 @@ class WorkerHealth:
     def __init__(self, registry: CollectorRegistry | None = None):
         self.registry = registry or CollectorRegistry()
         self._outages: dict[str, Outage] = {}
+        # Who waits for each dependency that is down (a flow, a source, the restore, the commit, the
+        # Kafka client): it is back when the last of them is. Cleared by whichever answered first,
+        # /readyz said ready while another flow's partition was still held for it, and flapped.
+        self._waiting: dict[str, set[str]] = {}
         self._lock = threading.Lock()
         self._started: dict[str, bool] = {}  # per runtime: joined its group and restored its state
         self._lag: dict[str, dict[tuple[str, int], int]] = {}  # per consumer group
@@ -101,8 +105,10 @@ class WorkerHealth:
         for (topic, partition), messages in every.items():
             self.lag.labels(topic, str(partition)).set(messages)
 
-    def down(self, dependency: str, detail: str) -> None:
+    def down(self, dependency: str, detail: str, waiting: str = "") -> None:
+        """`waiting` (a flow, a source, ...) waits for `dependency`, which did not answer."""
         with self._lock:
+            self._waiting.setdefault(dependency, set()).add(waiting)
             if dependency in self._outages:
                 return
             self._outages[dependency] = Outage(datetime.now(UTC), detail)
@@ -110,14 +116,24 @@ class WorkerHealth:
         self.up.labels(dependency).set(0)
         self.down_since.labels(dependency).set(self._outages[dependency].since.timestamp())
 
-    def back(self, dependency: str) -> None:
+    def back(self, dependency: str, waiting: str = "") -> None:
+        """`waiting` waits for `dependency` no longer; it is back when nothing else does."""
         with self._lock:
+            holders = self._waiting.get(dependency, set())
+            holders.discard(waiting)
+            if holders:
+                return
+            self._waiting.pop(dependency, None)
             outage = self._outages.pop(dependency, None)
         if outage is not None:
             seconds = (datetime.now(UTC) - outage.since).total_seconds()
             log.warning("%s is back after %.1f s; the paused work goes on", dependency, seconds)
             self.up.labels(dependency).set(1)
             self.down_since.labels(dependency).set(0)
+
+    def waits(self, dependency: str, waiting: str) -> bool:
+        with self._lock:
+            return waiting in self._waiting.get(dependency, ())
 
     def outages(self) -> dict[str, Outage]:
         with self._lock:

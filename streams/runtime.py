@@ -170,6 +170,7 @@ class Runtime:
         self._to_restore: dict[tuple[Store, int], set[TopicPartition]] = defaultdict(set)
         self._restore_attempt, self._restore_due = 0, 0.0
         self._waiting_on: dict[str, set[str]] = defaultdict(set)  # flow -> the dependencies it waited for
+        self._restore_waiting_on: str | None = None  # what the last restore failed on, until one succeeds
         self._failed_steps = 0  # steps in a row that failed outside any flow
 
     # -- registration ------------------------------------------------------------------------------
@@ -382,7 +383,11 @@ class Runtime:
         if not self._waiting_on.get(flow.name) or any(topic in flow.topics for topic, _ in self._holds):
             return
         for dependency in self._waiting_on.pop(flow.name, ()):
-            self.health.back(dependency)
+            self.health.back(dependency, self._who("flow", flow.name))
+
+    def _who(self, kind: str, name: str = "") -> str:
+        """What waits for a dependency, as health counts it: two runtimes of a worker share it."""
+        return f"{self.name}:{kind}:{name}"
 
     @staticmethod
     def _state(tick: _Tick, store: Store, number: int) -> StateWrites:
@@ -420,7 +425,7 @@ class Runtime:
         attempt = self._attempts[record.source]
         self._attempts[record.source] = attempt + 1
         delay = self.backoff.delay(attempt)
-        self.health.down(dependency, describe(error))
+        self.health.down(dependency, describe(error), self._who("flow", flow.name))
         self._waiting_on[flow.name].add(dependency)
         log.info("%s: %s[%s] waits at offset %s for %.1f s (%s)", flow.name, record.topic, record.partition,
                  record.offset, delay, describe(error))
@@ -452,7 +457,7 @@ class Runtime:
                 written = self.broker.commit(offsets)
                 break
             except Unavailable as error:
-                self.health.down("kafka", describe(error))
+                self.health.down("kafka", describe(error), self._who("commit"))
                 log.info("commit %d of %d failed: %s", attempt + 1, COMMIT_ATTEMPTS, describe(error))
                 self.broker.abort()
                 if stopping() or attempt == COMMIT_ATTEMPTS - 1:
@@ -462,7 +467,7 @@ class Runtime:
             except LostBatch:
                 self._rewind(tick)
                 return
-        self.health.back("kafka")
+        self.health.back("kafka", self._who("commit"))
         # The batch is committed from here on: nothing that fails may have it read again (its state
         # writes would be applied twice where they were applied already).
         for store, number, changes in changed:
@@ -527,14 +532,16 @@ class Runtime:
             delay = self.backoff.delay(source.attempt)
             source.attempt, source.due_at = source.attempt + 1, self.clock() + delay
             if isinstance(error, Unavailable):
+                if source.waiting_on not in (None, error.dependency):
+                    self.health.back(source.waiting_on, self._who("source", source.name))
                 source.waiting_on = error.dependency
-                self.health.down(error.dependency, describe(error))
+                self.health.down(error.dependency, describe(error), self._who("source", source.name))
                 log.info("%s waits %.1f s (%s)", source.name, delay, describe(error))
             else:
                 log.error("%s failed; it tries again in %.1f s", source.name, delay, exc_info=error)
             return
         if source.waiting_on is not None:
-            self.health.back(source.waiting_on)
+            self.health.back(source.waiting_on, self._who("source", source.name))
             source.waiting_on = None
         tick.outputs.extend(batch.outputs)
         tick.sources.append(source)
@@ -568,6 +575,11 @@ class Runtime:
             waiting.difference_update(partitions)
             if not waiting:
                 del self._to_restore[key]
+        for flow in self.flows:  # a flow whose held partitions went to another worker waits no more
+            self._answered(flow)
+        if not self._to_restore and self._restore_waiting_on is not None:
+            self.health.back(self._restore_waiting_on, self._who("restore"))
+            self._restore_waiting_on = None
 
     def _restore(self) -> None:
         """Brings each newly assigned store partition up to its changelog's end, then lets its
@@ -594,12 +606,18 @@ class Runtime:
         except Exception as error:  # an outage, or a store that cannot be written (a full disk)
             if not isinstance(error, Unavailable):
                 log.exception("restoring state failed; its partitions wait, and it is tried again")
-            self.health.down(error.dependency if isinstance(error, Unavailable) else "state store", describe(error))
+            dependency = error.dependency if isinstance(error, Unavailable) else "state store"
+            if self._restore_waiting_on not in (None, dependency):
+                self.health.back(self._restore_waiting_on, self._who("restore"))
+            self._restore_waiting_on = dependency
+            self.health.down(dependency, describe(error), self._who("restore"))
             self._restore_due = self.clock() + self.backoff.delay(self._restore_attempt)
             self._restore_attempt += 1
             return
         self._restore_attempt = 0
-        self.health.back("state store")
+        if self._restore_waiting_on is not None:  # the changelog's partitions, Kafka, the state store
+            self.health.back(self._restore_waiting_on, self._who("restore"))
+            self._restore_waiting_on = None
         for waiting in self._to_restore.values():
             for source in waiting:
                 hold = self._holds.get(source)

@@ -1,0 +1,107 @@
+"""What /readyz says of a dependency is what every part of the worker waiting on it says: down
+until the last of them is answered, and never for longer."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from rules.errors import Unavailable
+from streams.broker_memory import InMemoryBroker
+from streams.failures import Backoff
+from streams.health import WorkerHealth
+from streams.runtime import Flow, Runtime
+from streams.state import Store
+
+
+def _runtime(broker: InMemoryBroker, clock: list[float]) -> tuple[Runtime, WorkerHealth]:
+    health = WorkerHealth()
+    runtime = Runtime(broker, dlq_topic="dlq", encode=lambda message: b"x", health=health, clock=lambda: clock[0],
+                      sleep=lambda seconds: None, backoff=Backoff(draw=lambda: 0.0))
+    return runtime, health
+
+
+def test_a_dependency_is_back_only_when_no_flow_waits_for_it():
+    """Flow A answered while B's partition was still held for Sampro: /readyz said ready, and the
+    outage began anew at B's next try, so its "since" never grew."""
+    clock, up = [0.0], {"A": False, "B": False}
+    broker = InMemoryBroker(partitions=1)
+    runtime, health = _runtime(broker, clock)
+
+    def handler(name):
+        def handle(batch):
+            if not up[name]:
+                raise Unavailable("sampro", "connection refused")
+        return handle
+
+    runtime.add_flow(Flow("A", ("a",), decode=lambda record: record.value, handle=handler("A")))
+    runtime.add_flow(Flow("B", ("b",), decode=lambda record: record.value, handle=handler("B")))
+    runtime.start()
+    broker.append("a", b"k", b"1")
+    broker.append("b", b"k", b"1")
+    runtime.step()
+    since = health.outages()["sampro"].since
+    clock[0], up["A"] = 0.5, True
+    runtime.step()
+    assert not health.readiness()[0] and health.outages()["sampro"].since == since  # B still waits
+    clock[0], up["B"] = 1.0, True
+    runtime.step()
+    assert health.readiness()[0] and health.outages() == {}
+
+
+def test_a_flow_whose_held_partition_went_to_another_worker_waits_no_more():
+    """The partition left; the outage stayed, and /readyz said not ready until the flow happened
+    to read another record."""
+    clock = [0.0]
+    broker = InMemoryBroker(partitions=2)
+    runtime, health = _runtime(broker, clock)
+
+    def handle(batch):
+        raise Unavailable("sampro", "connection refused")
+
+    runtime.add_flow(Flow("A", ("a",), decode=lambda record: record.value, handle=handle))
+    runtime.start()
+    broker.append("a", b"k", b"1", partition=0)
+    runtime.step()
+    assert "sampro" in health.outages()
+    runtime._on_revoked([("a", 0), ("a", 1)])
+    runtime._on_assigned([("a", 1)])
+    assert health.readiness()[0] and health.outages() == {}
+
+
+def test_what_a_restore_failed_on_is_back_once_a_restore_succeeds():
+    """A changelog short of partitions (topic-partitions) stayed down after the operator added
+    them and every partition was read: only a restart cleared it."""
+    class Broker(InMemoryBroker):
+        missing = True
+
+        def restore(self, topic, starts, stable):
+            if self.missing:
+                raise Unavailable("topic-partitions", "the changelog has no partition 1")
+            yield from super().restore(topic, starts, stable)
+
+    clock, handled = [0.0], []
+    broker = Broker(partitions=2)
+    runtime, health = _runtime(broker, clock)
+    store = Store("ledgers", "ledgers.changelog", "memory://", Path(tempfile.mkdtemp()))
+    runtime.add_flow(Flow("A", ("a",), decode=lambda record: record.value, handle=handled.append, store=store))
+    runtime.start()
+    runtime.step()
+    assert "topic-partitions" in health.outages()
+    broker.missing = False
+    broker.append("a", b"k", b"1")
+    for _ in range(5):
+        clock[0] += 1
+        runtime.step()
+    assert handled and health.readiness()[0] and health.outages() == {}
+
+
+def test_each_waiter_is_counted_once_whatever_it_says():
+    health = WorkerHealth()
+    health.down("kafka", "all brokers down", "kafka client")
+    health.down("kafka", "commit timed out", "worker:commit:")
+    health.down("kafka", "commit timed out", "worker:commit:")
+    health.back("kafka", "kafka client")
+    assert "kafka" in health.outages() and health.outages()["kafka"].detail == "all brokers down"
+    health.back("kafka", "worker:commit:")
+    assert health.outages() == {} and health.readiness()[1]["down"] == {}
