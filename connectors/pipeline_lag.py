@@ -64,35 +64,48 @@ class KafkaPipelineLag(PipelineLag):
         ends = admin.list_offsets({_tp(tp): latest for tp in committed}, request_timeout=self.timeout)
         end_of = {(tp.topic, tp.partition): future.result().offset for tp, future in ends.items()}
         lagging = [tp for tp in committed if end_of[(tp.topic, tp.partition)] > tp.offset]
-        oldest = self._timestamps(lagging)
+        oldest, caught_up = self._timestamps(lagging)
+        for key in caught_up:  # what lies past its committed offset is transaction markers, or aborted
+            end_of[key] = next(tp.offset for tp in lagging if (tp.topic, tp.partition) == key)
         return sorted(
             (PartitionLag(tp.topic, tp.partition, tp.offset, end_of[(tp.topic, tp.partition)],
                           oldest.get((tp.topic, tp.partition))) for tp in committed),
             key=lambda lag: (lag.topic, lag.partition))
 
-    def _timestamps(self, partitions: list[KafkaTopicPartition]) -> dict[tuple[str, int], datetime]:
+    def _timestamps(self, partitions: list[KafkaTopicPartition]
+                    ) -> tuple[dict[tuple[str, int], datetime], set[tuple[str, int]]]:
+        """The timestamp of each partition's first pending message; and the partitions that have
+        none: the worker commits past its last record, and a transaction's commit marker after it
+        counted as one message pending on every partition, the probe waiting its whole timeout for
+        it at every look."""
         if not partitions:
-            return {}
-        from confluent_kafka import Consumer
+            return {}, set()
+        from confluent_kafka import Consumer, KafkaError
 
-        # A group of its own that never commits, so the pipeline's offsets are only read.
+        # A group of its own that never commits, so the pipeline's offsets are only read; it reads
+        # committed records only (librdkafka's default), as the worker does.
         consumer = Consumer(client_config(self.bootstrap, "lag-probe", **{
-            "group.id": f"{self.group_id}.lag-probe", "enable.auto.commit": False, "enable.partition.eof": False}))
+            "group.id": f"{self.group_id}.lag-probe", "enable.auto.commit": False, "enable.partition.eof": True}))
         found: dict[tuple[str, int], datetime] = {}
+        caught_up: set[tuple[str, int]] = set()
         deadline = time.monotonic() + self.timeout
         try:
             consumer.assign([_tp(tp, tp.offset) for tp in partitions])
-            while len(found) < len(partitions) and time.monotonic() < deadline:
+            while len(found) + len(caught_up) < len(partitions) and time.monotonic() < deadline:
                 for message in consumer.consume(500, timeout=0.2):
                     topic, partition = message.topic(), message.partition()
                     if topic is None or partition is None:  # an error event: no message of a partition
                         continue
-                    key = (topic, partition)
-                    if message.error() is None and key not in found:
+                    key, error = (topic, partition), message.error()
+                    if key in found or key in caught_up:
+                        continue
+                    if error is None:
                         found[key] = datetime.fromtimestamp(message.timestamp()[1] / 1000, UTC)
+                    elif error.code() == KafkaError._PARTITION_EOF:
+                        caught_up.add(key)
         finally:
             consumer.close()
-        return found
+        return found, caught_up
 
 
 def _tp(tp: KafkaTopicPartition, offset: int | None = None) -> KafkaTopicPartition:

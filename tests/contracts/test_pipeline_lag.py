@@ -70,3 +70,26 @@ class TestKafkaLag(PipelineLagContract):
 
     def test_a_group_that_never_committed_has_no_lag(self, kafka_bootstrap, unique_name):
         assert KafkaPipelineLag(kafka_bootstrap, f"{unique_name}-nobody").lag() == []
+
+    def test_a_transactions_commit_marker_is_not_a_pending_message(self, kafka_bootstrap, unique_name):
+        """The worker commits past its last record, and the marker after it counted as one message
+        pending on every partition (and the probe waited its whole timeout for it at every look)."""
+        admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+        admin.create_topics([NewTopic(unique_name, num_partitions=1, replication_factor=1)])[unique_name].result(30)
+        producer = Producer({"bootstrap.servers": kafka_bootstrap, "transactional.id": unique_name})
+        producer.init_transactions(30)
+        producer.begin_transaction()
+        for stamp in STAMPS[:3]:
+            producer.produce(unique_name, b"x", partition=0, timestamp=int(stamp.timestamp() * 1000))
+        producer.commit_transaction(30)
+        group = f"{unique_name}-group"
+        consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": group})
+        consumer.commit(offsets=[TopicPartition(unique_name, 0, 3)], asynchronous=False)
+        consumer.close()
+        (caught_up,) = KafkaPipelineLag(kafka_bootstrap, group).lag()
+        assert (caught_up.committed, caught_up.pending, caught_up.oldest_pending_at) == (3, 0, None)
+        consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": group})
+        consumer.commit(offsets=[TopicPartition(unique_name, 0, 2)], asynchronous=False)
+        consumer.close()
+        (behind,) = KafkaPipelineLag(kafka_bootstrap, group).lag()
+        assert behind.oldest_pending_at == STAMPS[2] and behind.pending >= 1
