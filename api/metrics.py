@@ -11,12 +11,13 @@ says which failed.
 from __future__ import annotations
 
 import logging
+import math
 import statistics
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from api.status import Cached
@@ -28,11 +29,13 @@ QUANTILES = (0.5, 0.95, 1.0)
 
 
 def _quantiles(name: str, help_text: str, values: list[float]) -> GaugeMetricFamily:
+    """Nearest-rank quantiles: the median of [10, 20] is 10 (int(q * n) gave 20, and the 0.95 of
+    any 20 values or fewer was their maximum)."""
     family = GaugeMetricFamily(name, help_text, labels=["quantile"])
     if values:
         ordered = sorted(values)
         for q in QUANTILES:
-            family.add_metric([str(q)], ordered[min(int(q * len(ordered)), len(ordered) - 1)])
+            family.add_metric([str(q)], ordered[max(math.ceil(q * len(ordered)), 1) - 1])
     return family
 
 
@@ -97,8 +100,10 @@ class PipelineCollector(Collector):
         latency = GaugeMetricFamily(f"{PREFIX}_processing_latency_seconds",
                                     "Age of the oldest message the pipeline has not processed yet (0 when caught up)",
                                     labels=["topic"])
-        committed = CounterMetricFamily(f"{PREFIX}_consumed_messages", "Offsets the consumer group has committed",
-                                        labels=["topic"])
+        # A gauge: a counter must never go down, and this one does when `reprocess` rewinds the group.
+        committed = GaugeMetricFamily(f"{PREFIX}_committed_offsets", "The consumer group's committed offsets, "
+                                      "summed over the topic's partitions (back when the group is rewound)",
+                                      labels=["topic"])
         for topic in sorted({p.topic for p in partitions}):
             mine = [p for p in partitions if p.topic == topic]
             lag.add_metric([topic], sum(p.pending for p in mine))

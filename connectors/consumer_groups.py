@@ -7,11 +7,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from connectors.api_ports import ConsumerGroups, GroupIsActive
 from connectors.kafka_logs import client_config, kafka_down
+from rules.errors import Misconfigured
+
+_JOINED = {KafkaError.NON_EMPTY_GROUP, KafkaError.REBALANCE_IN_PROGRESS, KafkaError.UNKNOWN_MEMBER_ID}
+_REFUSED = {KafkaError.GROUP_AUTHORIZATION_FAILED, KafkaError.TOPIC_AUTHORIZATION_FAILED,
+            KafkaError.CLUSTER_AUTHORIZATION_FAILED, KafkaError.SASL_AUTHENTICATION_FAILED,
+            KafkaError._AUTHENTICATION}
 
 
 class KafkaConsumerGroups(ConsumerGroups):
@@ -22,10 +28,19 @@ class KafkaConsumerGroups(ConsumerGroups):
 
     @contextmanager
     def _asking(self, doing: str) -> Iterator[None]:
+        """Kafka's refusals said as what they are: every one read "kafka does not answer, check
+        KAFKA_BOOTSTRAP_SERVERS", a member that joined while the group was moved, or an ACL, too."""
         try:
             yield
         except KafkaException as exc:
-            raise kafka_down(self.bootstrap_servers, doing, exc.args[0]) from None
+            error = exc.args[0]
+            code = error.code() if isinstance(error, KafkaError) else None
+            if code in _JOINED:
+                raise GroupIsActive(f"{doing}: a member joined the group meanwhile ({error.str()})") from None
+            if code in _REFUSED:
+                raise Misconfigured(f"{doing}: Kafka refused it ({error.str()}); check the credentials and "
+                                    "the ACLs of the consumer group") from None
+            raise kafka_down(self.bootstrap_servers, doing, error) from None
 
     def members(self, group: str) -> list[str]:
         with self._asking(f"describing consumer group {group}"):

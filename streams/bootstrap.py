@@ -31,7 +31,7 @@ from streams.adapters import codec_from, limits_from, policy_from, purchase_orde
 from streams.back_pressure import BackPressure
 from streams.broker import KafkaStreamBroker, StreamBroker
 from streams.decisions import DECIDE, DecisionDesk
-from streams.health import WorkerHealth
+from streams.health import DEPENDENCIES, WorkerHealth
 from streams.ledgers import LedgerStore
 from streams.runtime import Runtime
 from streams.settings import Settings
@@ -62,6 +62,9 @@ class Topics:
 
 
 Role = Literal["all", "decide", "mail"]
+ROLE_DEPENDENCIES: dict[str, tuple[str, ...]] = {
+    "all": DEPENDENCIES, "decide": ("kafka", "sampro", "processscheduler", "marketplace"),
+    "mail": ("kafka", "smtp", "processscheduler")}  # the mailer's sent log is in processscheduler's database
 
 
 @dataclass
@@ -84,6 +87,7 @@ class Pipeline:
     def runtimes(self, role: Role = "all") -> list[Runtime]:
         """What a worker of this role runs: the runtime of each consumer group it takes part in."""
         chosen = {"all": [self.runtime, self.mail_runtime], "decide": [self.runtime], "mail": [self.mail_runtime]}
+        self.health.uses(ROLE_DEPENDENCIES[role])
         return list(dict.fromkeys(chosen[role]))  # in unit tests both are one
 
 

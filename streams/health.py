@@ -51,6 +51,7 @@ class WorkerHealth:
         self._lock = threading.Lock()
         self._started: dict[str, bool] = {}  # per runtime: joined its group and restored its state
         self._lag: dict[str, dict[tuple[str, int], int]] = {}  # per consumer group
+        self._lag_shown: set[tuple[str, int]] = set()
         self.up = Gauge("invoice_automation_worker_dependency_up", "1 when the dependency answers, 0 while the "
                         "worker waits for it", ["dependency"], registry=self.registry)
         self.down_since = Gauge("invoice_automation_worker_dependency_down_since_seconds", "Unix time the "
@@ -87,6 +88,17 @@ class WorkerHealth:
         finally:
             self.stage_seconds.labels(flow, stage).inc(time.perf_counter() - started)
 
+    def uses(self, dependencies: tuple[str, ...]) -> None:
+        """The worker's role uses only these: the others leave the gauges (a `--role mail` worker
+        reported Sampro and the marketplace up, which it never asks)."""
+        for name in DEPENDENCIES:
+            if name not in dependencies:
+                for gauge in (self.up, self.down_since):
+                    try:
+                        gauge.remove(name)
+                    except KeyError:  # removed before
+                        pass
+
     def set_started(self, runtime: str, started: bool) -> None:
         self._started[runtime] = started
 
@@ -101,9 +113,12 @@ class WorkerHealth:
         with self._lock:
             self._lag[group] = lag
             every = {key: messages for held in self._lag.values() for key, messages in held.items()}
-        self.lag.clear()
-        for (topic, partition), messages in every.items():
-            self.lag.labels(topic, str(partition)).set(messages)
+            # Set, then the partitions given up removed: cleared first, a scrape in between saw none.
+            for (topic, partition), messages in every.items():
+                self.lag.labels(topic, str(partition)).set(messages)
+            for topic, partition in self._lag_shown - every.keys():
+                self.lag.remove(topic, str(partition))
+            self._lag_shown = set(every)
 
     def down(self, dependency: str, detail: str, waiting: str = "") -> None:
         """`waiting` (a flow, a source, ...) waits for `dependency`, which did not answer."""

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from api.metrics import _quantiles
 from api.routes.operations import healthz
 from api.status import Cached, ReadinessProbe
 from tests.unit.api.conftest import NOW, TOKEN, make_api
@@ -62,6 +63,16 @@ def test_metrics_from_kafka_lag(api):
     assert found[("invoice_automation_consumer_lag_messages", (("topic", "invoices"),))] == 2
     assert found[("invoice_automation_processing_latency_seconds", (("topic", "invoices"),))] == 60
     assert found[("invoice_automation_scrape_ok", (("source", "kafka"),))] == 1
+    assert found[("invoice_automation_committed_offsets", (("topic", "invoices"),))] == 2  # a gauge: 1 + 1
+
+
+def test_rpa_round_trip_quantiles_are_nearest_rank():
+    """int(q * n) gave the median of [10, 20] as 20, and the 0.95 of 20 values or fewer as their maximum."""
+    family = _quantiles("t", "t", [20.0, 10.0])
+    assert [(sample.labels["quantile"], sample.value) for sample in family.samples] == [
+        ("0.5", 10.0), ("0.95", 20.0), ("1.0", 20.0)]
+    twenty = [(s.labels["quantile"], s.value) for s in _quantiles("t", "t", [float(n) for n in range(1, 21)]).samples]
+    assert twenty == [("0.5", 10.0), ("0.95", 19.0), ("1.0", 20.0)]
 
 
 def test_a_source_that_cannot_be_read_is_reported_and_the_other_still_is(api):

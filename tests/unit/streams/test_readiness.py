@@ -105,3 +105,22 @@ def test_each_waiter_is_counted_once_whatever_it_says():
     assert "kafka" in health.outages() and health.outages()["kafka"].detail == "all brokers down"
     health.back("kafka", "worker:commit:")
     assert health.outages() == {} and health.readiness()[1]["down"] == {}
+
+
+def test_lag_keeps_every_partition_held_and_drops_those_given_up():
+    """The gauge was cleared and then set again: a scrape in between saw no lag at all."""
+    from prometheus_client import generate_latest
+
+    health = WorkerHealth()
+
+    def shown() -> dict[str, float]:
+        lines = generate_latest(health.registry).decode().splitlines()
+        return {line.split("{")[1].split("}")[0]: float(line.rsplit(" ", 1)[1])
+                for line in lines if line.startswith("invoice_automation_worker_consumer_lag{")}
+
+    health.record_lag({("invoices", 0): 5, ("invoices", 1): 0}, "pipeline")
+    health.record_lag({("rpa.requests", 0): 2}, "rpa-mail")
+    assert shown() == {'partition="0",topic="invoices"': 5, 'partition="1",topic="invoices"': 0,
+                       'partition="0",topic="rpa.requests"': 2}
+    health.record_lag({("invoices", 1): 3}, "pipeline")
+    assert shown() == {'partition="1",topic="invoices"': 3, 'partition="0",topic="rpa.requests"': 2}

@@ -31,6 +31,21 @@ def test_the_mailbox_flow_has_a_consumer_group_of_its_own_and_each_role_runs_its
     assert pipeline.runtimes("mail") == [mail]
 
 
+def test_each_role_reports_only_the_dependencies_it_uses(tmp_path):
+    """A `--role mail` worker reported Sampro and the marketplace up, which it never asks."""
+    from prometheus_client import generate_latest
+
+    def reported(role: str) -> set[str]:
+        pipeline = _pipeline(tmp_path / role)
+        pipeline.runtimes(role)
+        lines = generate_latest(pipeline.health.registry).decode().splitlines()
+        return {line.split('"')[1] for line in lines if line.startswith("invoice_automation_worker_dependency_up{")}
+
+    assert reported("mail") == {"kafka", "smtp", "processscheduler"}
+    assert reported("decide") == {"kafka", "sampro", "processscheduler", "marketplace"}
+    assert reported("all") == {"kafka", "sampro", "processscheduler", "marketplace", "smtp"}
+
+
 def test_with_one_broker_given_every_flow_shares_one_runtime(tmp_path):
     from streams.broker_memory import InMemoryBroker
 
