@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import insert, text, update
+from sqlalchemy import event, insert, text, update
 
 from connectors.marketplace_polling import PollingMarketplaceSource
 from connectors.marketplace_table import marketplace_invoices, metadata
@@ -88,6 +88,28 @@ class MarketplaceSourceContract:
         with engine.begin() as conn:
             conn.execute(insert(marketplace_invoices), [row("C", T0 + timedelta(seconds=3))])
         assert self.polled(source_factory()) == [("C", 1)]
+
+    def test_the_window_reads_whole_only_the_rows_it_has_not_emitted(self, engine, source_factory, clock):
+        """Every row of the window came with its lines at every read of it, all but the late ones
+        emitted already: 5 minutes of uploads at 50/s were 15,000 rows and their lines every 30 s."""
+        with engine.begin() as conn:
+            conn.execute(insert(marketplace_invoices), [row(f"E{n}", T0 + timedelta(seconds=n)) for n in range(1, 30)])
+        source = source_factory()
+        assert len(self.polled(source)) == 29
+        with engine.begin() as conn:
+            conn.execute(insert(marketplace_invoices), [row("LATE", T0)])
+        whole: list[str] = []
+
+        def whole_rows(conn, cursor, statement, parameters, context, executemany):
+            if "lines" in statement and "LIMIT" not in statement.upper():  # not the page of new rows
+                whole.append(statement)
+
+        event.listen(engine, "before_cursor_execute", whole_rows)
+        clock[0] = 60.0
+        assert self.polled(source) == [("LATE", 1)]
+        event.remove(engine, "before_cursor_execute", whole_rows)
+        (statement,) = whole
+        assert " IN " in statement.upper()  # the one row not emitted, by its id
 
     def test_the_first_poll_after_the_polling_came_back_reads_the_window(self, engine, source_factory):
         """Given partition 0 back (`forget`), the source reads the state again, and the window with it."""
