@@ -169,7 +169,10 @@ class Runtime:
         self._attempts: dict[TopicPartition, int] = defaultdict(int)
         self._to_restore: dict[tuple[Store, int], set[TopicPartition]] = defaultdict(set)
         self._restore_attempt, self._restore_due = 0, 0.0
-        self._waiting_on: dict[str, set[str]] = defaultdict(set)  # flow -> the dependencies it waited for
+        # What each partition waits for, from its record's hold until a record of it is dealt with,
+        # or it goes to another worker: health counts each as one waiting, so that one partition
+        # answering (or a record dead-lettered beside it) does not say the dependency is back.
+        self._partition_waits: dict[TopicPartition, str] = {}
         self._restore_waiting_on: str | None = None  # what the last restore failed on, until one succeeds
         self._failed_steps = 0  # steps in a row that failed outside any flow
 
@@ -345,6 +348,7 @@ class Runtime:
                         "other than its key's (counted in ..._forwarded_total)", flow.name, where, record.key, home)
         self.health.forwarded.labels(flow.name, record.topic).inc()
         tick.finish(record, [Output(record.topic, record.key, record.value, home, headers)])
+        self._answered(record.source)
         return True
 
     def _one_by_one(self, flow: Flow, items: list[tuple[Record, Any]], tick: _Tick) -> None:
@@ -375,15 +379,14 @@ class Runtime:
         for record, _ in items:
             tick.finish(record)
             self._attempts.pop(record.source, None)
-        self._answered(flow)
+        for partition in {record.source for record, _ in items}:
+            self._answered(partition)
 
-    def _answered(self, flow: Flow) -> None:
-        """Its records are dealt with, done or dead-lettered: the flow waits for nothing more, unless
-        another of its partitions is still held (a record dead-lettered may have needed nothing it waits for)."""
-        if not self._waiting_on.get(flow.name) or any(topic in flow.topics for topic, _ in self._holds):
-            return
-        for dependency in self._waiting_on.pop(flow.name, ()):
-            self.health.back(dependency, self._who("flow", flow.name))
+    def _answered(self, partition: TopicPartition) -> None:
+        """A record of the partition is dealt with, done or dead-lettered: it waits for nothing more."""
+        dependency = self._partition_waits.pop(partition, None)
+        if dependency is not None:
+            self.health.back(dependency, self._who("partition", f"{partition[0]}[{partition[1]}]"))
 
     def _who(self, kind: str, name: str = "") -> str:
         """What waits for a dependency, as health counts it: two runtimes of a worker share it."""
@@ -417,7 +420,7 @@ class Runtime:
         self.health.dead_letters.labels(flow.name, stage).inc()
         tick.finish(record, outputs)
         self._attempts.pop(record.source, None)
-        self._answered(flow)
+        self._answered(record.source)
 
     # -- holds and back-off --------------------------------------------------------------------------
     def _hold_for(self, flow: Flow, record: Record, error: BaseException) -> None:
@@ -425,8 +428,12 @@ class Runtime:
         attempt = self._attempts[record.source]
         self._attempts[record.source] = attempt + 1
         delay = self.backoff.delay(attempt)
-        self.health.down(dependency, describe(error), self._who("flow", flow.name))
-        self._waiting_on[flow.name].add(dependency)
+        waiting = self._who("partition", f"{record.topic}[{record.partition}]")
+        before = self._partition_waits.get(record.source)
+        if before not in (None, dependency):  # it waits for another dependency now
+            self.health.back(before, waiting)
+        self._partition_waits[record.source] = dependency
+        self.health.down(dependency, describe(error), waiting)
         log.info("%s: %s[%s] waits at offset %s for %.1f s (%s)", flow.name, record.topic, record.partition,
                  record.offset, delay, describe(error))
         self._holds[record.source] = _Hold(record.offset, self.clock() + delay)
@@ -560,6 +567,7 @@ class Runtime:
                 self._wait_for_state(flow.store, (topic, number))
                 held.add((topic, number))
         self._restore_due = 0.0
+        self._no_longer_waiting()
         self.health.set_started(self.name, not held)
         log.info("assigned %d partition(s); %d wait for their state", len(partitions), len(held))
         return held
@@ -575,11 +583,23 @@ class Runtime:
             waiting.difference_update(partitions)
             if not waiting:
                 del self._to_restore[key]
-        for flow in self.flows:  # a flow whose held partitions went to another worker waits no more
-            self._answered(flow)
+
+    def _no_longer_waiting(self) -> None:
+        """After an assignment, what went to another worker waits for nothing here: its partitions,
+        its source (anchored on a partition that left), the restore of its state. A commit that
+        failed waits no more either: the group's coordinator has just answered. (Done at the
+        revocation, the eager protocol's revoking of every partition said an outage was over
+        between the two halves of each rebalance.)"""
+        for partition in [p for p in self._partition_waits if p not in self._assigned]:
+            self._answered(partition)
+        for source in self.sources:
+            if source.waiting_on is not None and source.anchor not in self._assigned:
+                self.health.back(source.waiting_on, self._who("source", source.name))
+                source.waiting_on = None
         if not self._to_restore and self._restore_waiting_on is not None:
             self.health.back(self._restore_waiting_on, self._who("restore"))
             self._restore_waiting_on = None
+        self.health.back("kafka", self._who("commit"))
 
     def _restore(self) -> None:
         """Brings each newly assigned store partition up to its changelog's end, then lets its

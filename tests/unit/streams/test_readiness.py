@@ -6,11 +6,11 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from rules.errors import Unavailable
+from rules.errors import DataError, Unavailable
 from streams.broker_memory import InMemoryBroker
 from streams.failures import Backoff
 from streams.health import WorkerHealth
-from streams.runtime import Flow, Runtime
+from streams.runtime import Flow, Runtime, Source
 from streams.state import Store
 
 
@@ -49,21 +49,101 @@ def test_a_dependency_is_back_only_when_no_flow_waits_for_it():
     assert health.readiness()[0] and health.outages() == {}
 
 
+def _sampro_away(batch):
+    raise Unavailable("sampro", "connection refused")
+
+
 def test_a_flow_whose_held_partition_went_to_another_worker_waits_no_more():
     """The partition left; the outage stayed, and /readyz said not ready until the flow happened
     to read another record."""
     clock = [0.0]
     broker = InMemoryBroker(partitions=2)
     runtime, health = _runtime(broker, clock)
-
-    def handle(batch):
-        raise Unavailable("sampro", "connection refused")
-
-    runtime.add_flow(Flow("A", ("a",), decode=lambda record: record.value, handle=handle))
+    runtime.add_flow(Flow("A", ("a",), decode=lambda record: record.value, handle=_sampro_away))
     runtime.start()
     broker.append("a", b"k", b"1", partition=0)
     runtime.step()
     assert "sampro" in health.outages()
+    runtime._on_revoked([("a", 0), ("a", 1)])
+    assert "sampro" in health.outages()  # the eager protocol revokes all, then assigns: not over yet
+    runtime._on_assigned([("a", 1)])
+    assert health.readiness()[0] and health.outages() == {}
+
+
+def test_a_rebalance_in_an_outage_neither_ends_it_nor_starts_it_again():
+    """Released at the revocation, the outage was "back" between the two halves of each
+    rebalance, then down again with its "since" reset."""
+    clock = [0.0]
+    broker = InMemoryBroker(partitions=1)
+    runtime, health = _runtime(broker, clock)
+    runtime.add_flow(Flow("A", ("a",), decode=lambda record: record.value, handle=_sampro_away))
+    runtime.start()
+    broker.append("a", b"k", b"1")
+    runtime.step()
+    since = health.outages()["sampro"].since
+    broker._on_revoked([("a", 0)])
+    assert not health.readiness()[0]
+    broker._assign()
+    clock[0] += 5
+    runtime.step()
+    assert health.outages()["sampro"].since == since
+
+
+def test_a_record_dead_lettered_beside_a_waiting_partition_says_nothing_of_its_outage():
+    clock = [0.0]
+    broker = InMemoryBroker(partitions=2)
+    runtime, health = _runtime(broker, clock)
+
+    def decode(record):
+        if record.value == b"garbage":
+            raise DataError("not an invoice")
+        return record.value
+
+    runtime.add_flow(Flow("A", ("a",), decode=decode, handle=_sampro_away))
+    runtime.start()
+    broker.append("a", b"k", b"invoice", partition=0)
+    runtime.step()
+    since = health.outages()["sampro"].since
+    clock[0] = 1.0  # partition 0's hold is due: released, its record read again
+    broker.append("a", b"k", b"garbage", partition=1)
+    runtime.step()
+    assert len(broker.records("dlq")) == 1 and health.outages()["sampro"].since == since
+
+
+def test_a_partition_that_waits_for_another_dependency_now_leaves_the_first():
+    clock, away = [0.0], ["sampro"]
+    broker = InMemoryBroker(partitions=1)
+    runtime, health = _runtime(broker, clock)
+
+    def handle(batch):
+        raise Unavailable(away[0], "connection refused")
+
+    runtime.add_flow(Flow("A", ("a",), decode=lambda record: record.value, handle=handle))
+    runtime.start()
+    broker.append("a", b"k", b"1")
+    runtime.step()
+    away[0], clock[0] = "processscheduler", 1.0
+    runtime.step()
+    assert sorted(health.outages()) == ["processscheduler"]
+
+
+def test_a_failed_commit_or_a_source_whose_partition_left_waits_no_more_after_the_next_assignment():
+    """Kafka stayed down for good after three failed commits whose partitions went to another
+    worker, and the marketplace after the poller's anchor partition did."""
+    clock = [0.0]
+    broker = InMemoryBroker(partitions=2)
+    runtime, health = _runtime(broker, clock)
+
+    def poll(batch):
+        raise Unavailable("marketplace", "connection refused")
+
+    runtime.add_flow(Flow("A", ("a",), decode=lambda record: record.value, handle=lambda batch: None))
+    runtime.add_source(Source("poll-marketplace", 1.0, ("a", 0), poll))
+    runtime.start()
+    broker.append("a", b"k", b"1", partition=0)
+    broker.failing_commits = 3
+    runtime.step()
+    assert sorted(health.outages()) == ["kafka", "marketplace"]
     runtime._on_revoked([("a", 0), ("a", 1)])
     runtime._on_assigned([("a", 1)])
     assert health.readiness()[0] and health.outages() == {}
