@@ -64,7 +64,7 @@ class KafkaPipelineLag(PipelineLag):
         ends = admin.list_offsets({_tp(tp): latest for tp in committed}, request_timeout=self.timeout)
         end_of = {(tp.topic, tp.partition): future.result().offset for tp, future in ends.items()}
         lagging = [tp for tp in committed if end_of[(tp.topic, tp.partition)] > tp.offset]
-        oldest, caught_up = self._timestamps(lagging)
+        oldest, caught_up = self._timestamps(lagging, end_of)
         for key in caught_up:  # what lies past its committed offset is transaction markers, or aborted
             end_of[key] = next(tp.offset for tp in lagging if (tp.topic, tp.partition) == key)
         return sorted(
@@ -72,12 +72,14 @@ class KafkaPipelineLag(PipelineLag):
                           oldest.get((tp.topic, tp.partition))) for tp in committed),
             key=lambda lag: (lag.topic, lag.partition))
 
-    def _timestamps(self, partitions: list[KafkaTopicPartition]
+    def _timestamps(self, partitions: list[KafkaTopicPartition], end_of: dict[tuple[str, int], int]
                     ) -> tuple[dict[tuple[str, int], datetime], set[tuple[str, int]]]:
         """The timestamp of each partition's first pending message; and the partitions that have
         none: the worker commits past its last record, and a transaction's commit marker after it
         counted as one message pending on every partition, the probe waiting its whole timeout for
-        it at every look."""
+        it at every look. A partition is caught up only where its end was reached: a committed
+        reader's end stops at a transaction still open (the last stable offset), which is where a
+        stuck worker waits."""
         if not partitions:
             return {}, set()
         from confluent_kafka import Consumer, KafkaError
@@ -101,7 +103,7 @@ class KafkaPipelineLag(PipelineLag):
                         continue
                     if error is None:
                         found[key] = datetime.fromtimestamp(message.timestamp()[1] / 1000, UTC)
-                    elif error.code() == KafkaError._PARTITION_EOF:
+                    elif error.code() == KafkaError._PARTITION_EOF and (message.offset() or -1) >= end_of[key]:
                         caught_up.add(key)
         finally:
             consumer.close()

@@ -93,3 +93,23 @@ class TestKafkaLag(PipelineLagContract):
         consumer.close()
         (behind,) = KafkaPipelineLag(kafka_bootstrap, group).lag()
         assert behind.oldest_pending_at == STAMPS[2] and behind.pending >= 1
+
+    def test_a_transaction_still_open_is_pending(self, kafka_bootstrap, unique_name):
+        """A committed reader's end stops at it (the last stable offset): taken for the end, the
+        partition where a stuck worker waits read as caught up."""
+        admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+        admin.create_topics([NewTopic(unique_name, num_partitions=1, replication_factor=1)])[unique_name].result(30)
+        producer = Producer({"bootstrap.servers": kafka_bootstrap, "transactional.id": unique_name})
+        producer.init_transactions(30)
+        producer.begin_transaction()
+        producer.produce(unique_name, b"x", partition=0)
+        producer.flush(30)
+        try:
+            group = f"{unique_name}-group"
+            consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": group})
+            consumer.commit(offsets=[TopicPartition(unique_name, 0, 0)], asynchronous=False)
+            consumer.close()
+            (stuck,) = KafkaPipelineLag(kafka_bootstrap, group, timeout=1).lag()
+            assert (stuck.committed, stuck.pending) == (0, 1)
+        finally:
+            producer.abort_transaction(30)
