@@ -221,37 +221,37 @@ function invoiceRow(row) {
 
 // Only the answer to the last request is shown: a refetch of the live feed, a filter or a page
 // turn may overtake another, and the pager stays still meanwhile (a double click on Next pushed one
-// page twice).
-async function loadInvoices() {
+// page twice). A page turn takes effect with its answer: failed, the list stays where it was.
+async function loadInvoices(pages = state.pages, shown = state.shown) {
   const asked = ++state.asked;
-  const before = state.pages[state.pages.length - 1];
+  const before = pages[pages.length - 1];
   const params = new URLSearchParams({ ...state.query, limit: state.limit, ...(before ? { before } : {}) });
   $("#prev").disabled = $("#next").disabled = true;
   try {
     const page = await api(`/api/invoices?${params}`);
     if (asked !== state.asked) return;
+    state.pages = pages;
+    state.shown = shown;
     state.total = page.total;
     state.next = page.next_before;
     state.listed = page.items.length;
     $("#invoices tbody").replaceChildren(...page.items.map(invoiceRow));
-    const first = state.shown[state.shown.length - 1];
+    const first = shown[shown.length - 1];
     $("#page-info").textContent = page.items.length
       ? `${first + 1}–${first + page.items.length} of ${page.total}` : page.total ? `none after ${first}` : "no invoices";
-    $("#prev").disabled = state.pages.length === 1;
-    $("#next").disabled = page.next_before === null;
     $("#list-error").hidden = true;
   } catch (error) {
     if (asked !== state.asked) return;
     $("#list-error").textContent = error.message;
     $("#list-error").hidden = false;
-    $("#prev").disabled = state.pages.length === 1;
-    $("#next").disabled = state.next === null;
   }
+  $("#prev").disabled = state.pages.length === 1;
+  $("#next").disabled = state.next === null;
 }
 
 function refetchSoon() {
   clearTimeout(state.refetch);
-  state.refetch = setTimeout(loadInvoices, 800);
+  state.refetch = setTimeout(() => loadInvoices(), 800);
 }
 
 function applyChanges(rows) {
@@ -380,20 +380,15 @@ function setUpFilters(reasonCodes, statuses) {
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     state.query = Object.fromEntries([...new FormData(form)].filter(([, v]) => v));
-    state.pages = [null];
-    state.shown = [0];
-    loadInvoices();
+    loadInvoices([null], [0]);
   });
   form.addEventListener("reset", () => setTimeout(() => form.requestSubmit(), 0));
   $("#prev").addEventListener("click", () => {
-    if (state.pages.length > 1) { state.pages.pop(); state.shown.pop(); }
-    loadInvoices();
+    if (state.pages.length > 1) loadInvoices(state.pages.slice(0, -1), state.shown.slice(0, -1));
   });
   $("#next").addEventListener("click", () => {
     if (state.next === null) return;
-    state.shown.push(state.shown[state.shown.length - 1] + state.listed);
-    state.pages.push(state.next);
-    loadInvoices();
+    loadInvoices([...state.pages, state.next], [...state.shown, state.shown[state.shown.length - 1] + state.listed]);
   });
 }
 
