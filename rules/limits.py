@@ -125,8 +125,9 @@ def load_json(text: str | bytes, limits: Limits, what: str) -> Any:
     if len(text) > limits.max_json_bytes:
         raise DataError(f"{what}: {len(text):,} bytes of JSON; at most {limits.max_json_bytes:,}")
     try:
-        # Bytes as strict UTF-8: json.loads lets an encoded lone surrogate through from bytes.
-        value = json.loads(text.decode("utf-8") if isinstance(text, bytes) else text, parse_float=Decimal,
+        # Bytes as strict UTF-8 (a BOM allowed, as json.loads allows it): json.loads lets an
+        # encoded lone surrogate through from bytes.
+        value = json.loads(text.decode("utf-8-sig") if isinstance(text, bytes) else text, parse_float=Decimal,
                            parse_constant=not_json)
     except RecursionError:
         raise DataError(f"{what}: JSON nested deeper than {limits.max_json_depth} levels") from None

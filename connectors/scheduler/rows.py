@@ -17,6 +17,7 @@ from connectors.scheduler.tables import REASON_CODES_LENGTH, processscheduler
 from rules.duplicates import invoice_date, lookup_for
 from rules.errors import DataError
 from rules.lifecycle import StatusChanged
+from rules.limits import not_json
 from rules.models import Verdict
 from rules.po_ledger import change_digest
 from schemas.codec import to_record
@@ -103,7 +104,9 @@ def verdict_entry(record: Mapping[str, Any]) -> SchedulerEntry | None:
     try:
         decided_at = datetime.fromisoformat(record["evaluated_at"])
         # As decoding would read it (free-form JSON, numbers as Decimal) and dumping write it.
-        document: Any = to_jsonable_python(json.loads(audit["invoice"], parse_float=Decimal)) if audit else None
+        text = audit["invoice"] if audit else None
+        document: Any = (to_jsonable_python(json.loads(text, parse_float=Decimal, parse_constant=not_json))
+                         if text is not None else None)
     except ValueError as error:
         raise DataError(f"a Verdict record of {invoice_id} v{version} cannot be read: {error}") from None
     found = lookup_for(document)

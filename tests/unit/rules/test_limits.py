@@ -112,3 +112,4 @@ def test_json_refuses_nan_and_a_lone_surrogate_naming_where():
     with pytest.raises(DataError, match="lines: not JSON"):  # encoded, not escaped: json.loads let it through
         load_json(b'[{"part_number": "AC-\xed\xa0\x80"}]', limits, "lines")
     assert load_json('["\\ud83d\\ude00"]', limits, "lines") == ["\U0001F600"]
+    assert load_json(b'\xef\xbb\xbf{"a": 1}', limits, "lines") == {"a": 1}  # a BOM, as json.loads takes it
