@@ -169,10 +169,12 @@ class Runtime:
         self._attempts: dict[TopicPartition, int] = defaultdict(int)
         self._to_restore: dict[tuple[Store, int], set[TopicPartition]] = defaultdict(set)
         self._restore_attempt, self._restore_due = 0, 0.0
-        # What each partition waits for, from its record's hold until a record of it is dealt with,
-        # or it goes to another worker: health counts each as one waiting, so that one partition
-        # answering (or a record dead-lettered beside it) does not say the dependency is back.
-        self._partition_waits: dict[TopicPartition, str] = {}
+        # What each partition waits for, with the offset of the record held for it, until that record
+        # is committed or the partition goes to another worker. Health counts each as one waiting:
+        # one partition answering, a record dead-lettered beside it or before it, or a second
+        # dependency the same batch waits for do not say the first is back.
+        self._partition_waits: dict[TopicPartition, dict[str, int]] = {}
+        self._uncommitted: set[TopicPartition] = set()  # of the batch whose commit failed: Kafka is down for them
         self._restore_waiting_on: str | None = None  # what the last restore failed on, until one succeeds
         self._failed_steps = 0  # steps in a row that failed outside any flow
 
@@ -348,7 +350,6 @@ class Runtime:
                         "other than its key's (counted in ..._forwarded_total)", flow.name, where, record.key, home)
         self.health.forwarded.labels(flow.name, record.topic).inc()
         tick.finish(record, [Output(record.topic, record.key, record.value, home, headers)])
-        self._answered(record.source)
         return True
 
     def _one_by_one(self, flow: Flow, items: list[tuple[Record, Any]], tick: _Tick) -> None:
@@ -379,14 +380,17 @@ class Runtime:
         for record, _ in items:
             tick.finish(record)
             self._attempts.pop(record.source, None)
-        for partition in {record.source for record, _ in items}:
-            self._answered(partition)
 
-    def _answered(self, partition: TopicPartition) -> None:
-        """A record of the partition is dealt with, done or dead-lettered: it waits for nothing more."""
-        dependency = self._partition_waits.pop(partition, None)
-        if dependency is not None:
-            self.health.back(dependency, self._who("partition", f"{partition[0]}[{partition[1]}]"))
+    def _answered(self, partition: TopicPartition, committed: int | None = None) -> None:
+        """The partition's records before `committed` are committed (None: it left this worker):
+        what they waited for, the partition waits for no more."""
+        waits = self._partition_waits.get(partition, {})
+        for dependency, offset in list(waits.items()):
+            if committed is None or offset < committed:
+                del waits[dependency]
+                self.health.back(dependency, self._who("partition", f"{partition[0]}[{partition[1]}]"))
+        if not waits:
+            self._partition_waits.pop(partition, None)
 
     def _who(self, kind: str, name: str = "") -> str:
         """What waits for a dependency, as health counts it: two runtimes of a worker share it."""
@@ -420,20 +424,22 @@ class Runtime:
         self.health.dead_letters.labels(flow.name, stage).inc()
         tick.finish(record, outputs)
         self._attempts.pop(record.source, None)
-        self._answered(record.source)
 
     # -- holds and back-off --------------------------------------------------------------------------
     def _hold_for(self, flow: Flow, record: Record, error: BaseException) -> None:
         dependency = error.dependency if isinstance(error, Unavailable) else "unknown"
+        waits = self._partition_waits.setdefault(record.source, {})
+        waits[dependency] = min(record.offset, waits.get(dependency, record.offset))
+        self.health.down(dependency, describe(error), self._who("partition", f"{record.topic}[{record.partition}]"))
+        held = self._holds.get(record.source)
+        if held is not None and held.until is not None:  # held in this batch already: one try, from the first
+            if held.offset is not None and record.offset < held.offset:
+                held.offset = record.offset
+                self.broker.hold(record.source, record.offset)
+            return
         attempt = self._attempts[record.source]
         self._attempts[record.source] = attempt + 1
         delay = self.backoff.delay(attempt)
-        waiting = self._who("partition", f"{record.topic}[{record.partition}]")
-        before = self._partition_waits.get(record.source)
-        if before not in (None, dependency):  # it waits for another dependency now
-            self.health.back(before, waiting)
-        self._partition_waits[record.source] = dependency
-        self.health.down(dependency, describe(error), waiting)
         log.info("%s: %s[%s] waits at offset %s for %.1f s (%s)", flow.name, record.topic, record.partition,
                  record.offset, delay, describe(error))
         self._holds[record.source] = _Hold(record.offset, self.clock() + delay)
@@ -468,6 +474,7 @@ class Runtime:
                 log.info("commit %d of %d failed: %s", attempt + 1, COMMIT_ATTEMPTS, describe(error))
                 self.broker.abort()
                 if stopping() or attempt == COMMIT_ATTEMPTS - 1:
+                    self._uncommitted |= {*tick.seen, *(source.anchor for source in tick.sources)}
                     self._rewind(tick)
                     return
                 self.sleep(self.backoff.delay(attempt))
@@ -475,6 +482,10 @@ class Runtime:
                 self._rewind(tick)
                 return
         self.health.back("kafka", self._who("commit"))
+        self._uncommitted.clear()
+        for partition, offset in offsets.items():
+            if partition in self._partition_waits:
+                self._answered(partition, offset)
         # The batch is committed from here on: nothing that fails may have it read again (its state
         # writes would be applied twice where they were applied already).
         for store, number, changes in changed:
@@ -586,10 +597,9 @@ class Runtime:
 
     def _no_longer_waiting(self) -> None:
         """After an assignment, what went to another worker waits for nothing here: its partitions,
-        its source (anchored on a partition that left), the restore of its state. A commit that
-        failed waits no more either: the group's coordinator has just answered. (Done at the
-        revocation, the eager protocol's revoking of every partition said an outage was over
-        between the two halves of each rebalance.)"""
+        its source (anchored on a partition that left), the restore of its state, and a failed
+        commit of its records alone. (Done at the revocation, the eager protocol's revoking of
+        every partition said an outage was over between the two halves of each rebalance.)"""
         for partition in [p for p in self._partition_waits if p not in self._assigned]:
             self._answered(partition)
         for source in self.sources:
@@ -599,7 +609,9 @@ class Runtime:
         if not self._to_restore and self._restore_waiting_on is not None:
             self.health.back(self._restore_waiting_on, self._who("restore"))
             self._restore_waiting_on = None
-        self.health.back("kafka", self._who("commit"))
+        if self._uncommitted and not self._uncommitted & self._assigned:
+            self._uncommitted.clear()
+            self.health.back("kafka", self._who("commit"))
 
     def _restore(self) -> None:
         """Brings each newly assigned store partition up to its changelog's end, then lets its

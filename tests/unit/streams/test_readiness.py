@@ -110,21 +110,42 @@ def test_a_record_dead_lettered_beside_a_waiting_partition_says_nothing_of_its_o
     assert len(broker.records("dlq")) == 1 and health.outages()["sampro"].since == since
 
 
-def test_a_partition_that_waits_for_another_dependency_now_leaves_the_first():
-    clock, away = [0.0], ["sampro"]
+def test_a_partition_that_waits_for_two_dependencies_in_one_batch_keeps_both_until_each_record_commits():
+    """With the schema registry and Sampro both away, one record decoded and the next did not:
+    the partition went from one to the other at every try, each logged back and down again."""
+    clock, away = [0.0], {"schema-registry", "sampro"}
     broker = InMemoryBroker(partitions=1)
     runtime, health = _runtime(broker, clock)
 
-    def handle(batch):
-        raise Unavailable(away[0], "connection refused")
+    def decode(record):
+        if record.value == b"new-schema" and "schema-registry" in away:
+            raise Unavailable("schema-registry", "connection refused")
+        return record.value
 
-    runtime.add_flow(Flow("A", ("a",), decode=lambda record: record.value, handle=handle))
+    def handle(batch):
+        if "sampro" in away:
+            raise Unavailable("sampro", "connection refused")
+
+    runtime.add_flow(Flow("A", ("a",), decode=decode, handle=handle))
     runtime.start()
-    broker.append("a", b"k", b"1")
+    broker.append("a", b"k", b"known")
+    broker.append("a", b"k", b"new-schema")
     runtime.step()
-    away[0], clock[0] = "processscheduler", 1.0
+    since = {name: outage.since for name, outage in health.outages().items()}
+    for _ in range(3):
+        clock[0] += 11
+        runtime.step()
+    assert {name: outage.since for name, outage in health.outages().items()} == since
+    assert sorted(since) == ["sampro", "schema-registry"]
+    away.discard("sampro")
+    clock[0] += 11
     runtime.step()
-    assert sorted(health.outages()) == ["processscheduler"]
+    assert sorted(health.outages()) == ["schema-registry"]  # its record is not committed yet
+    away.clear()
+    for _ in range(3):
+        clock[0] += 11
+        runtime.step()
+    assert health.outages() == {} and broker.committed[("a", 0)] == 2
 
 
 def test_a_failed_commit_or_a_source_whose_partition_left_waits_no_more_after_the_next_assignment():
@@ -204,3 +225,51 @@ def test_lag_keeps_every_partition_held_and_drops_those_given_up():
                        'partition="0",topic="rpa.requests"': 2}
     health.record_lag({("invoices", 1): 3}, "pipeline")
     assert shown() == {'partition="1",topic="invoices"': 3, 'partition="0",topic="rpa.requests"': 2}
+
+
+def test_commits_that_still_fail_through_a_rebalance_stay_one_outage():
+    """Cleared at any assignment, the commit's Kafka outage was back and down again at each
+    rebalance, ready in between while nothing committed."""
+    clock = [0.0]
+    broker = InMemoryBroker(partitions=1)
+    runtime, health = _runtime(broker, clock)
+    runtime.add_flow(Flow("A", ("a",), decode=lambda record: record.value, handle=lambda batch: None))
+    runtime.start()
+    broker.append("a", b"k", b"1")
+    broker.failing_commits = 100
+    runtime.step()
+    since = health.outages()["kafka"].since
+    broker.rebalance()
+    assert not health.readiness()[0]
+    clock[0] += 1
+    runtime.step()
+    assert health.outages()["kafka"].since == since
+    broker.failing_commits = 0
+    clock[0] += 1
+    runtime.step()
+    assert health.outages() == {}
+
+
+def test_a_record_before_the_waiting_one_says_nothing_of_its_outage_when_read_again():
+    """After a failed commit the partition is read again from its first record; that one, dead-
+    lettered, said Sampro was back, and the next logged it down again."""
+    clock = [0.0]
+    broker = InMemoryBroker(partitions=1)
+    runtime, health = _runtime(broker, clock)
+
+    def decode(record):
+        if record.value == b"garbage":
+            raise DataError("not an invoice")
+        return record.value
+
+    runtime.add_flow(Flow("A", ("a",), decode=decode, handle=_sampro_away))
+    runtime.start()
+    broker.append("a", b"k", b"garbage")
+    broker.append("a", b"k", b"invoice")
+    broker.failing_commits = 3
+    runtime.step()
+    since = health.outages()["sampro"].since
+    for _ in range(3):
+        clock[0] += 11
+        runtime.step()
+    assert len(broker.records("dlq")) == 1 and health.outages()["sampro"].since == since
