@@ -6,8 +6,8 @@ const COLORS = getComputedStyle(document.documentElement);
 // A page is asked for by `before` (the row it starts after), not by offset: releasing invoices from a
 // filtered list would move others from the next page onto this one, never seen. `pages` holds each
 // page's `before` down to this one, for Previous; `shown` the rows on the pages above.
-const state = { query: {}, limit: 50, pages: [null], shown: [0], next: null, listed: 0, asked: 0, total: 0,
-                me: null, open: null, refetch: null, missed: false };
+const state = { query: {}, limit: 50, pages: [null], shown: [0], wanted: { pages: [null], shown: [0] }, next: null,
+                listed: 0, asked: 0, total: 0, me: null, open: null, refetch: null, missed: false };
 const $ = (selector) => document.querySelector(selector);
 
 // A value a vendor chose, inside a line of ours, isolated as Unicode advises (FSI ... PDI): a
@@ -221,9 +221,11 @@ function invoiceRow(row) {
 
 // Only the answer to the last request is shown: a refetch of the live feed, a filter or a page
 // turn may overtake another, and the pager stays still meanwhile (a double click on Next pushed one
-// page twice). A page turn takes effect with its answer: failed, the list stays where it was.
-async function loadInvoices(pages = state.pages, shown = state.shown) {
+// page twice). A page turn takes effect with its answer: failed, the list stays where it was. A
+// refetch asks for the page last asked for, which a turn or a filter may not have shown yet.
+async function loadInvoices(pages = state.wanted.pages, shown = state.wanted.shown) {
   const asked = ++state.asked;
+  state.wanted = { pages, shown };
   const before = pages[pages.length - 1];
   const params = new URLSearchParams({ ...state.query, limit: state.limit, ...(before ? { before } : {}) });
   $("#prev").disabled = $("#next").disabled = true;
@@ -242,6 +244,7 @@ async function loadInvoices(pages = state.pages, shown = state.shown) {
     $("#list-error").hidden = true;
   } catch (error) {
     if (asked !== state.asked) return;
+    state.wanted = { pages: state.pages, shown: state.shown };
     $("#list-error").textContent = error.message;
     $("#list-error").hidden = false;
   }
