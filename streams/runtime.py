@@ -429,10 +429,13 @@ class Runtime:
     def _hold_for(self, flow: Flow, record: Record, error: BaseException) -> None:
         dependency = error.dependency if isinstance(error, Unavailable) else "unknown"
         waits = self._partition_waits.setdefault(record.source, {})
-        waits[dependency] = min(record.offset, waits.get(dependency, record.offset))
-        self.health.down(dependency, describe(error), self._who("partition", f"{record.topic}[{record.partition}]"))
         held = self._holds.get(record.source)
-        if held is not None and held.until is not None:  # held in this batch already: one try, from the first
+        in_this_batch = held is not None and held.until is not None
+        # The first record held for it in this batch; an earlier batch's offset, past by now, would
+        # be committed before this record is, and the wait let go while the partition still waits.
+        waits[dependency] = min(record.offset, waits.get(dependency, record.offset)) if in_this_batch else record.offset
+        self.health.down(dependency, describe(error), self._who("partition", f"{record.topic}[{record.partition}]"))
+        if held is not None and in_this_batch:  # held in this batch already: one try, from the first
             if held.offset is not None and record.offset < held.offset:
                 held.offset = record.offset
                 self.broker.hold(record.source, record.offset)
@@ -470,11 +473,12 @@ class Runtime:
                 written = self.broker.commit(offsets)
                 break
             except Unavailable as error:
+                # Its partitions wait for Kafka until they are committed, or gone (a lost batch too)
+                self._uncommitted |= {*tick.seen, *(source.anchor for source in tick.sources)}
                 self.health.down("kafka", describe(error), self._who("commit"))
                 log.info("commit %d of %d failed: %s", attempt + 1, COMMIT_ATTEMPTS, describe(error))
                 self.broker.abort()
                 if stopping() or attempt == COMMIT_ATTEMPTS - 1:
-                    self._uncommitted |= {*tick.seen, *(source.anchor for source in tick.sources)}
                     self._rewind(tick)
                     return
                 self.sleep(self.backoff.delay(attempt))

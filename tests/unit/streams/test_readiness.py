@@ -273,3 +273,48 @@ def test_a_record_before_the_waiting_one_says_nothing_of_its_outage_when_read_ag
         clock[0] += 11
         runtime.step()
     assert len(broker.records("dlq")) == 1 and health.outages()["sampro"].since == since
+
+
+def test_a_later_record_held_for_the_same_dependency_keeps_the_partition_waiting():
+    """The partition kept its first hold's offset; a commit past it let the wait go while the
+    next record was held for the same outage: ready, then down again."""
+    clock, batches = [0.0], [0]
+    broker = InMemoryBroker(partitions=1)
+    runtime, health = _runtime(broker, clock)
+
+    def handle(batch):
+        batches[0] += 1
+        if batches[0] == 1:
+            raise Unavailable("sampro", "connection refused")
+        if len(batch.items) > 1:
+            raise DataError("one of them is bad: tried one by one")
+        if batch.items[0][0].offset == 1:
+            raise Unavailable("sampro", "connection refused again")
+
+    runtime.add_flow(Flow("A", ("a",), decode=lambda record: record.value, handle=handle))
+    runtime.start()
+    for _ in range(3):
+        broker.append("a", b"k", b"invoice")
+    runtime.step()
+    since = health.outages()["sampro"].since
+    clock[0] = 10.0
+    runtime.step()
+    assert broker.committed[("a", 0)] == 1 and not health.readiness()[0]
+    assert health.outages()["sampro"].since == since
+
+
+def test_a_batch_lost_after_a_failed_commit_waits_for_kafka_only_while_its_partitions_are_here():
+    """A commit that failed, then lost its batch (the member left the group), kept Kafka down for
+    good once its partitions went to another worker."""
+    clock = [0.0]
+    broker = InMemoryBroker(partitions=2)
+    runtime, health = _runtime(broker, clock)
+    runtime.add_flow(Flow("A", ("a",), decode=lambda record: record.value, handle=lambda batch: None))
+    runtime.start()
+    broker.append("a", b"k", b"1", partition=0)
+    broker.failing_commits, broker.lose_next_commit = 1, True
+    runtime.step()
+    assert "kafka" in health.outages()
+    runtime._on_revoked([("a", 0), ("a", 1)])
+    runtime._on_assigned([("a", 1)])
+    assert health.outages() == {}
