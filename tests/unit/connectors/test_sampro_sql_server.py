@@ -81,15 +81,20 @@ def test_the_reader_runs_exactly_those_statements():
         list(reader.entered_invoice_queries(LOOKUPS)))
 
 
-def test_per_table_renames_read_and_write_the_same_rows():
-    engine = create_engine("sqlite://")
-    names = NAMES.model_copy(update={"schema_name": None})
+def _renamed_sampro_with_a_po_and_an_entered_invoice():
+    """SQLite under the renames of a real Sampro: PO builders.PO, and invoice INV-1 entered on it."""
+    engine, names = create_engine("sqlite://"), NAMES.model_copy(update={"schema_name": None})
     standin = SamproStandIn(engine, names)
     standin.create_schema()
     po = PurchaseOrder.model_validate(PO)
     standin.load_purchase_orders([po])
     standin.enter_invoice(sampro_invoice_id="S-1", vendor_id=po.vendor_id, invoice_number="INV-1",
                           po_number=po.po_number, invoice_date=None, total_amount=Decimal(1), lines=[])
+    return engine, names, po
+
+
+def test_per_table_renames_read_and_write_the_same_rows():
+    engine, names, po = _renamed_sampro_with_a_po_and_an_entered_invoice()
     reader = SqlPurchaseOrderReader(engine, names)
     assert reader.fetch([po.po_number]) == {po.po_number: po}
     found = reader.entered_invoices(lookups_for([{"vendor_id": po.vendor_id, "invoice_number": "INV-1"}]))
@@ -104,13 +109,7 @@ def test_money_kept_as_float_is_read_as_it_was_typed():
     dialect = mssql_pyodbc.dialect()
     assert SamproStandIn(create_engine("sqlite://")).tables.po_line.c.unit_price.type.result_processor(
         dialect, None) is None  # the premise: on SQL Server the driver's float reaches the reader
-    engine, names = create_engine("sqlite://"), NAMES.model_copy(update={"schema_name": None})
-    standin = SamproStandIn(engine, names)
-    standin.create_schema()
-    po = PurchaseOrder.model_validate(PO)
-    standin.load_purchase_orders([po])
-    standin.enter_invoice(sampro_invoice_id="S-1", vendor_id=po.vendor_id, invoice_number="INV-1",
-                          po_number=po.po_number, invoice_date=None, total_amount=Decimal(1), lines=[])
+    engine, names, po = _renamed_sampro_with_a_po_and_an_entered_invoice()
     with engine.begin() as conn:
         conn.execute(text("UPDATE POLIN SET unit_price = 0.1 * 3, quantity_ordered = 0.1 * 3 * 10 WHERE LINENO = 1"))
         conn.execute(text("UPDATE POHDR SET tax_rate = 0.1 * 0.8"))

@@ -53,6 +53,12 @@ def _sampro_away(batch):
     raise Unavailable("sampro", "connection refused")
 
 
+def _garbage_refused(record):
+    if record.value == b"garbage":
+        raise DataError("not an invoice")
+    return record.value
+
+
 def test_a_flow_whose_held_partition_went_to_another_worker_waits_no_more():
     """The partition left; the outage stayed, and /readyz said not ready until the flow happened
     to read another record."""
@@ -93,13 +99,7 @@ def test_a_record_dead_lettered_beside_a_waiting_partition_says_nothing_of_its_o
     clock = [0.0]
     broker = InMemoryBroker(partitions=2)
     runtime, health = _runtime(broker, clock)
-
-    def decode(record):
-        if record.value == b"garbage":
-            raise DataError("not an invoice")
-        return record.value
-
-    runtime.add_flow(Flow("A", ("a",), decode=decode, handle=_sampro_away))
+    runtime.add_flow(Flow("A", ("a",), decode=_garbage_refused, handle=_sampro_away))
     runtime.start()
     broker.append("a", b"k", b"invoice", partition=0)
     runtime.step()
@@ -256,13 +256,7 @@ def test_a_record_before_the_waiting_one_says_nothing_of_its_outage_when_read_ag
     clock = [0.0]
     broker = InMemoryBroker(partitions=1)
     runtime, health = _runtime(broker, clock)
-
-    def decode(record):
-        if record.value == b"garbage":
-            raise DataError("not an invoice")
-        return record.value
-
-    runtime.add_flow(Flow("A", ("a",), decode=decode, handle=_sampro_away))
+    runtime.add_flow(Flow("A", ("a",), decode=_garbage_refused, handle=_sampro_away))
     runtime.start()
     broker.append("a", b"k", b"garbage")
     broker.append("a", b"k", b"invoice")
