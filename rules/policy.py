@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rules.identifiers import FIELDS, IdentifierRules
+from rules.limits import Limits, decimal_problem
 
 ZERO = Decimal(0)
 HUNDRED = Decimal(100)
@@ -90,7 +91,8 @@ class Tolerance:
         return received * self.received_pct / HUNDRED
 
 
-MAX_TOLERANCE_DECIMALS = 8
+# As Sampro keeps amounts (numeric(18, 4)), with room for a finer percentage.
+TOLERANCE_DIGITS = Limits(max_integer_digits=14, max_fraction_digits=8)
 _DECIMALS = tuple(f.name for f in fields(Tolerance) if f.type == "Decimal")
 
 
@@ -192,11 +194,10 @@ def _section(table: Any, where: str) -> dict[str, Any]:
                 raise PolicyError(f"{where}.{key}: not a number: {value!r}") from None
             if not number.is_finite() or number < 0:
                 raise PolicyError(f"{where}.{key}: must be a finite number >= 0, got {value!r}")
-            # As Sampro keeps amounts (numeric(18, 4)), with room for a finer percentage: 1e999999999
-            # passed, and the rules' fingerprint of it (a billion digits) overflowed at start.
-            if number and not (number.adjusted() < 14 and _decimals(number) <= MAX_TOLERANCE_DECIMALS):
-                raise PolicyError(f"{where}.{key}: at most 14 digits before the point and "
-                                  f"{MAX_TOLERANCE_DECIMALS} after it, got {value!r}")
+            # 1e999999999 passed, and the rules' fingerprint of it (a billion digits) overflowed at start.
+            if decimal_problem(number, TOLERANCE_DIGITS) is not None:
+                raise PolicyError(f"{where}.{key}: at most {TOLERANCE_DIGITS.max_integer_digits} digits before the "
+                                  f"point and {TOLERANCE_DIGITS.max_fraction_digits} after it, got {value!r}")
             values[key] = number
         elif key == "three_way_match":
             if not isinstance(value, bool):
@@ -209,14 +210,6 @@ def _section(table: Any, where: str) -> dict[str, Any]:
         else:
             raise PolicyError(f"{where}.{key}: unknown setting (value {value!r})")
     return values
-
-
-def _decimals(number: Decimal) -> int:
-    """The places after the point it needs (1.500 needs one), without scaling it (1e-999999999)."""
-    sign, digits, exponent = number.as_tuple()
-    assert isinstance(exponent, int)  # finite
-    zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
-    return max(0, -(exponent + zeros))
 
 
 def _identifiers(table: Any, where: str) -> IdentifierRules:
