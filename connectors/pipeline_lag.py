@@ -65,8 +65,9 @@ class KafkaPipelineLag(PipelineLag):
         end_of = {(tp.topic, tp.partition): future.result().offset for tp, future in ends.items()}
         lagging = [tp for tp in committed if end_of[(tp.topic, tp.partition)] > tp.offset]
         oldest, caught_up = self._timestamps(lagging, end_of)
-        for key in caught_up:  # what lies past its committed offset is transaction markers, or aborted
-            end_of[key] = next(tp.offset for tp in lagging if (tp.topic, tp.partition) == key)
+        for tp in lagging:  # what lies past a caught-up partition's committed offset is markers, or aborted
+            if (tp.topic, tp.partition) in caught_up:
+                end_of[(tp.topic, tp.partition)] = tp.offset
         return sorted(
             (PartitionLag(tp.topic, tp.partition, tp.offset, end_of[(tp.topic, tp.partition)],
                           oldest.get((tp.topic, tp.partition))) for tp in committed),
