@@ -18,6 +18,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from connectors.debezium.sampro_config import SamproCapture
+from connectors.debezium.wal_heartbeat import HEARTBEAT_MS, wal_heartbeat
 from connectors.sql import mapped_errors
 from rules.errors import DataError, Unavailable
 
@@ -36,6 +37,7 @@ class MarketplaceCapture:
     # does a start whose slot is gone (a failover, a slot dropped), where "initial" streamed on from
     # the new slot's position and lost the uploads between. Read again, an invoice changes nothing.
     snapshot_mode: str = "when_needed"
+    heartbeat_ms: int = HEARTBEAT_MS
 
     def connector_config(self) -> dict[str, str]:
         url = make_url(self.database_url)
@@ -61,7 +63,16 @@ class MarketplaceCapture:
             "key.converter": "org.apache.kafka.connect.storage.StringConverter",
             "value.converter": "org.apache.kafka.connect.json.JsonConverter",
             "value.converter.schemas.enable": "false",
+            **wal_heartbeat(self.heartbeat_ms),
+            # Each transform on the table's records only: a heartbeat has no PO number to key by,
+            # and goes to its own topic as it is.
+            "predicates": "table",
+            "predicates.table.type": "org.apache.kafka.connect.transforms.predicates.TopicNameMatches",
+            "predicates.table.pattern": rf"{re.escape(self.name)}\..+",
             "transforms": "unwrap,po_key,route",
+            "transforms.unwrap.predicate": "table",
+            "transforms.po_key.predicate": "table",
+            "transforms.route.predicate": "table",
             "transforms.unwrap.type": "io.debezium.transforms.ExtractNewRecordState",
             "transforms.unwrap.delete.tombstone.handling.mode": "rewrite",
             "transforms.unwrap.add.fields": "op,lsn,source.ts_ms",

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.engine import URL, make_url
 
+from connectors.debezium.wal_heartbeat import HEARTBEAT_MS, wal_heartbeat
 from connectors.sampro.tables import SamproNames
 
 POSTGRES_CONNECTOR = "io.debezium.connector.postgresql.PostgresConnector"
@@ -88,6 +89,7 @@ class SamproCapture:
     # What changed before the capture ran cannot clear a held invoice (the poller starts at the
     # newest change for the same reason).
     snapshot_mode: str = "no_data"
+    heartbeat_ms: int = HEARTBEAT_MS
 
     @property
     def tables(self) -> str:
@@ -108,6 +110,7 @@ class SamproCapture:
             # Only the two PO tables in the publication: Sampro has many we must not read.
             "publication.autocreate.mode": "filtered",
             "snapshot.mode": self.snapshot_mode,
+            **wal_heartbeat(self.heartbeat_ms),
             **_envelope_settings(self.name, self.topic),
         }
 

@@ -40,6 +40,8 @@ def test_sql_server_config_has_every_required_key_with_the_urls_server_and_datab
     assert config["time.precision.mode"] == "connect" and config["include.schema.changes"] == "false"
     assert (config["database.encrypt"], config["database.trustServerCertificate"]) == ("true", "false")
     assert config["transforms.route.replacement"] == "sampro.cdc"
+    # PostgreSQL's WAL heartbeat (connectors.debezium.wal_heartbeat) is not SQL that SQL Server runs.
+    assert not any(key.startswith(("heartbeat.", "message.prefix.")) for key in config)
 
 
 def test_sql_server_tables_are_schema_qualified_and_renamed_as_sampro_names_says():
