@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal, Protocol
@@ -431,7 +432,8 @@ def _may_clear(record: InvoiceRecord) -> bool:
 
 
 def recheck_held(
-    ledger: PurchaseOrderLedger, change: PurchaseOrderChanged, judge: Judge, dispatch: DispatchMode
+    ledger: PurchaseOrderLedger, change: PurchaseOrderChanged, judge: Judge, dispatch: DispatchMode,
+    covered: Sequence[PurchaseOrderChanged] = (),
 ) -> Outcome:
     """Sampro changed the PO: each held invoice it may clear is judged again against the fresh
     snapshot. One that clears goes to the RPA bot like any ready invoice (after the invoice that
@@ -439,14 +441,22 @@ def recheck_held(
     invoice of the PO is at the RPA bot, are found when the bot's completion comes in. One whose
     findings are as they were (the change touched nothing they read, as when the bot enters
     another invoice of the PO) stays as it was: no verdict again in its history, and the holds AP
-    released stay released. The same change again changes nothing."""
+    released stay released. The same change again changes nothing.
+
+    `covered`: the changes of the PO before this one in the same batch, which this judgement, on
+    the one snapshot read for the batch, stands for. It judges when any of them is new: one
+    transaction's header and line rows are changes under one id, and a source sends what it sent
+    before a crash again, so the last change may well be one applied already while an earlier one
+    is not."""
     update = _Update(ledger, judge, dispatch)
     held = rechecked_on_po_change(ledger)
-    if not held or change.event_id in update.ledger.changes_seen:
+    new = {each.event_id: each for each in (*covered, change) if each.event_id not in update.ledger.changes_seen}
+    if not held or not new:
         return update.outcome()  # a PO with nothing held keeps no ledger for the change
-    update.ledger.changes_seen = [*update.ledger.changes_seen[-(CHANGES_REMEMBERED - 1):], change.event_id]
+    update.ledger.changes_seen = [*update.ledger.changes_seen, *new][-CHANGES_REMEMBERED:]
+    *_, latest = new.values()
     for key in held:
-        _judge_held_again(update, key, change.event_id, change.changed_at, while_at_bot="wait")
+        _judge_held_again(update, key, latest.event_id, latest.changed_at, while_at_bot="wait")
     return update.outcome()
 
 
@@ -503,16 +513,6 @@ def _judged_alike(record: InvoiceRecord, verdict: Verdict) -> bool:
     assert record.verdict is not None, "a record rechecked_on_po_change lists has its verdict"
     said = {"reasons", "rules_version"}
     return verdict.model_dump(include=said) == record.verdict.model_dump(include=said)
-
-
-def note_change_covered(ledger: PurchaseOrderLedger, change: PurchaseOrderChanged) -> PurchaseOrderLedger:
-    """A change a later change of the PO in the same batch covers (both would judge the held
-    invoices against one snapshot): remembered as `recheck_held` remembers it, so that it judges
-    nothing again when it comes again, whatever batch it comes in."""
-    if not rechecked_on_po_change(ledger) or change.event_id in ledger.changes_seen:
-        return ledger
-    return ledger.model_copy(update={
-        "changes_seen": [*ledger.changes_seen[-(CHANGES_REMEMBERED - 1):], change.event_id]})
 
 
 def may_free(ledger: PurchaseOrderLedger | None, work: object) -> bool:

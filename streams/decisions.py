@@ -38,7 +38,6 @@ from rules.po_ledger import (
     approve_dispatch,
     complete_rpa,
     may_free,
-    note_change_covered,
     recheck_held,
     rechecked_on_po_change,
     record_key,
@@ -107,18 +106,22 @@ class DecisionDesk:
         emitted: list[Emitted | InvoiceReplaced] = []
         decided: list[tuple[int, KnownInvoice]] = []  # (version, invoice) of each verdict made
         # Every change of a PO in the batch would judge its held invoices again against the one
-        # snapshot read above: the last change does it once (at month end the bot enters dozens
-        # of invoices on a blanket PO, each a change, and hundreds may be held on it).
-        last_change = {work.po_number: n for n, work in enumerate(batch) if isinstance(work, PurchaseOrderChanged)}
+        # snapshot read above: the last change does it once, for the others too (at month end the
+        # bot enters dozens of invoices on a blanket PO, each a change, and hundreds may be held).
+        changes: dict[str, list[PurchaseOrderChanged]] = {}
+        for work in batch:
+            if isinstance(work, PurchaseOrderChanged):
+                changes.setdefault(work.po_number, []).append(work)
         with self.timed("rules and ledger"):
-            for n, work in enumerate(batch):
-                if isinstance(work, PurchaseOrderChanged) and last_change[work.po_number] != n:
-                    if work.po_number in ledgers:
-                        ledgers[work.po_number] = note_change_covered(ledgers[work.po_number], work)
+            for work in batch:
+                if isinstance(work, PurchaseOrderChanged) and changes[work.po_number][-1] is not work:
                     continue
                 ledger = ledgers.get(work.po_number) or PurchaseOrderLedger(po_number=work.po_number)
                 judge = self.judge_for(snapshots.get(work.po_number), known, now)
-                outcome = HANDLERS[type(work)](ledger, work, judge, self.dispatch)
+                if isinstance(work, PurchaseOrderChanged):
+                    outcome = recheck_held(ledger, work, judge, self.dispatch, covered=changes[work.po_number][:-1])
+                else:
+                    outcome = HANDLERS[type(work)](ledger, work, judge, self.dispatch)
                 for why in outcome.unjudged:
                     log.error("PO %s: the rules failed on %s; the PO went on", work.po_number, why)
                 ledgers[work.po_number] = outcome.ledger

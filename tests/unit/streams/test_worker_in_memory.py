@@ -1023,6 +1023,46 @@ def test_several_changes_of_a_po_in_one_batch_judge_its_held_invoices_again_once
     assert len(worker.broker.records(worker.pipeline.topics.verdicts)) == verdicts + 1
 
 
+def test_a_new_change_of_a_po_judges_its_held_invoices_though_the_batch_ends_on_one_seen_already(worker):
+    """The last change of the batch judged for all, and was one applied before (a source sending
+    again after a crash) or a repeat of the first (one transaction's header and line rows, under
+    one id): the new change was noted as covered, nothing was judged, and the invoice stayed held
+    for a price Sampro had corrected."""
+    from rules.lifecycle import PurchaseOrderChanged
+    from tests.unit.streams.conftest import AT, purchase_order
+
+    def change(n: int) -> None:
+        worker.put(worker.pipeline.topics.sampro_changes, "PO-5001", worker.codec.encode(
+            PurchaseOrderChanged(event_id=f"sampro:PO-5001:{n}", po_number="PO-5001", changed_at=AT)))
+
+    lines = held_for_its_price(worker)
+    lines[0]["unit_price"] = "15.10"  # a wrong correction first: judged again, held still
+    worker.sampro.purchase_orders["PO-5001"] = purchase_order(lines=lines)
+    change(1)
+    worker.run()
+    assert worker.statuses() == {"MP-1": "manual_review"}
+    lines[0]["unit_price"] = "15.50"  # corrected: change 2, then change 1 again
+    worker.sampro.purchase_orders["PO-5001"] = purchase_order(lines=lines)
+    change(2)
+    change(1)
+    worker.run()
+    assert worker.statuses() == {"MP-1": "sent_to_rpa"}
+
+
+def test_one_transactions_rows_of_a_po_are_one_change_that_judges_its_held_invoices(worker):
+    from rules.lifecycle import PurchaseOrderChanged
+    from tests.unit.streams.conftest import AT, purchase_order
+
+    lines = held_for_its_price(worker)
+    lines[0]["unit_price"] = "15.50"
+    worker.sampro.purchase_orders["PO-5001"] = purchase_order(lines=lines)
+    for _ in ("header", "line 1", "line 2"):  # one id: the rows' updated_at, set by one statement
+        worker.put(worker.pipeline.topics.sampro_changes, "PO-5001", worker.codec.encode(
+            PurchaseOrderChanged(event_id="sampro:PO-5001:7", po_number="PO-5001", changed_at=AT)))
+    worker.run()
+    assert worker.statuses() == {"MP-1": "sent_to_rpa"}
+
+
 def test_a_watermark_that_cannot_be_saved_leaves_the_poll_done_and_the_worker_going(tmp_path, caplog):
     """processscheduler, where the pollers keep their watermarks, blinked at the commit: the error
     left the runtime's step as a bug of its own after Kafka had committed the poll's changes."""
