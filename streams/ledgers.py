@@ -65,7 +65,7 @@ class _Stored(BaseModel):
     po_number: str
     holding: list[str] = Field(default_factory=list)
     parked: list[str] = Field(default_factory=list)
-    record_keys: list[str] = Field(default_factory=list)
+    record_keys: list[str] = Field(default_factory=list)  # in arrival order: held invoices are judged again in it
     completions_seen: list[str] = Field(default_factory=list)
     changes_seen: list[str] = Field(default_factory=list)
     # A new token with every write, so that the PO's value names the state of its records: the
@@ -159,7 +159,7 @@ class LedgerStore:
                 and _skeleton(ledger) == _skeleton(before.ledger):
             return  # a replayed message leaves the ledger as it was: nothing to write
         stored = _Stored(po_number=po, holding=ledger.holding, parked=ledger.parked,
-                         record_keys=sorted(ledger.records), completions_seen=ledger.completions_seen,
+                         record_keys=list(ledger.records), completions_seen=ledger.completions_seen,
                          changes_seen=ledger.changes_seen, revision=uuid.uuid4().hex)
         raw = _bounded(po, _dumped(stored), len(ledger.records))
         state.set(po, raw)

@@ -58,6 +58,16 @@ def test_a_ledger_reads_back_as_it_was_saved(store):
     assert fresh.load(StateWrites(partition.data), "PO-1", ["A", "B", "C"]).ledger == saved
 
 
+def test_a_ledger_reads_back_its_invoices_in_arrival_order(store):
+    """Saved in key order, MP-10 came back before MP-9 after a restart: a Sampro change that cleared
+    both gave the PO's open quantity to the later one, and the earlier waited."""
+    partition = Partition(store)
+    partition.batch(submit("MP-9", "manual_review"), invoice_ids=["MP-9"])
+    partition.batch(submit("MP-10", "manual_review"), invoice_ids=["MP-10"])
+    fresh = LedgerStore(Settings(data_dir=store.store.folder, _env_file=None))  # nothing cached
+    assert list(fresh.load(StateWrites(partition.data), "PO-1").ledger.records) == ["MP-9@v1", "MP-10@v1"]
+
+
 def test_a_batch_on_a_po_with_hundreds_held_writes_its_own_record_and_the_pos_small_value(store):
     partition = Partition(store)
     held_backlog(partition, 300)
