@@ -33,7 +33,8 @@ def register(pipeline: Pipeline) -> None:
 
     def record(batch: Batch) -> None:
         scheduler.record(batch.messages)
-        recent.recorded(entry.key for entry in batch.messages)  # the duplicate checks find them there now
+        # The duplicate checks find these verdicts there now.
+        recent.recorded((*entry.key, entry.event["event_id"]) for entry in batch.messages)
 
     pipeline.runtime.add_flow(Flow(SINK, (pipeline.topics.verdicts,), decode=decode, handle=record,
                                    kinds=(SchedulerEntry,), stage="record"))

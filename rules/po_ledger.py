@@ -85,6 +85,15 @@ def change_digest(event_id: str) -> str:
     return hashlib.blake2b(event_id.encode(), digest_size=8).hexdigest()
 
 
+def verdict_event_id(invoice_id: str, version: int, status: str, rules_version: str, judged_after: str | None) -> str:
+    """A verdict's event in processscheduler's history: the same verdict again is the same event."""
+    event = f"verdict:{invoice_id}:v{version}:{status}:{rules_version}"
+    if judged_after is None:
+        return event
+    # The change's own id can be long; its digest keeps the event id within the column's 200.
+    return f"{event}:after:{change_digest(judged_after)}"
+
+
 def record_key(invoice_id: str, version: int) -> str:
     return f"{invoice_id}@v{version}"
 

@@ -44,10 +44,11 @@ from rules.po_ledger import (
     release_invoice,
     replace_invoice,
     submit_invoice,
+    verdict_event_id,
     waiting_for_completion,
     withdraw_invoice,
 )
-from streams.recently_decided import RecentlyDecided
+from streams.recently_decided import Decided, RecentlyDecided
 
 log = logging.getLogger(__name__)
 PurchaseOrderWork = (InvoiceSubmitted | InvoiceWithdrawn | InvoiceReplaced | RpaCompletion | ReleaseRequested
@@ -104,7 +105,7 @@ class DecisionDesk:
         known = KnownInvoices(self._invoices_seen_before(batch, ledgers, rechecked, now))
         replacing = self._versions_replaced_elsewhere(batch, ledgers)
         emitted: list[Emitted | InvoiceReplaced] = []
-        decided: list[tuple[int, KnownInvoice]] = []  # (version, invoice) of each verdict made
+        decided: list[Decided] = []  # each verdict made
         # Every change of a PO in the batch would judge its held invoices again against the one
         # snapshot read above: the last change does it once, for the others too (at month end the
         # bot enters dozens of invoices on a blanket PO, each a change, and hundreds may be held).
@@ -126,7 +127,7 @@ class DecisionDesk:
                     log.error("PO %s: the rules failed on %s; the PO went on", work.po_number, why)
                 ledgers[work.po_number] = outcome.ledger
                 newly = _newly_known(outcome.emitted, outcome.ledger)
-                known.extend(seen for _, seen in newly)
+                known.extend(seen for _, seen, _ in newly)
                 decided += newly
                 emitted.extend(outcome.emitted)
         self.recent.add(decided, now)
@@ -183,7 +184,7 @@ class DecisionDesk:
             entered = self.purchase_orders.entered_invoices(lookups)
         with self.timed("processscheduler read"):
             recorded = self.scheduler.decided_invoices(lookups)
-        return [*entered, *recorded, *self.recent.matching(lookups, {known.invoice_id for known in recorded}, now)]
+        return [*entered, *recorded, *self.recent.matching(lookups, now)]
 
 
 def _rechecked(batch: Sequence[PurchaseOrderWork], ledgers: Mapping[str, PurchaseOrderLedger]) -> dict[str, list[str]]:
@@ -194,14 +195,16 @@ def _rechecked(batch: Sequence[PurchaseOrderWork], ledgers: Mapping[str, Purchas
     return {po: keys for po, keys in found.items() if keys}
 
 
-def _newly_known(emitted: Sequence[Emitted], ledger: PurchaseOrderLedger) -> list[tuple[int, KnownInvoice]]:
-    """Verdicts of this batch, with their invoice versions, so a duplicate later in the same batch
-    (or before processscheduler has them) is caught too."""
+def _newly_known(emitted: Sequence[Emitted], ledger: PurchaseOrderLedger) -> list[Decided]:
+    """Verdicts of this batch, with their invoice versions and events, so a duplicate later in the
+    same batch (or before processscheduler has them) is caught too."""
     known = []
     for message in emitted:
         if isinstance(message, Verdict) and message.invoice_id and message.invoice_version is not None:
             record = ledger.record(record_key(message.invoice_id, message.invoice_version))
             if record is not None and (seen := known_from(message.invoice_id, message.status.value,
                                                           record.submission.document)) is not None:
-                known.append((message.invoice_version, seen))
+                event = verdict_event_id(message.invoice_id, message.invoice_version, message.status.value,
+                                         message.rules_version, message.judged_after)
+                known.append((message.invoice_version, seen, event))
     return known

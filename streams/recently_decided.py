@@ -6,8 +6,11 @@ or two in a burst (streams/back_pressure.py). An invoice and its duplicate on
 another PO, in two batches close together, were both sent to the RPA bot
 (tests/unit/streams/test_worker_in_memory.py). So the worker keeps its own verdicts until the
 sink has recorded them, filed under the keys the lookups ask for (vendor and number, loose number
-or total), as processscheduler's indexes are. What processscheduler holds of the same invoice
-wins: it knows a withdrawal or a new judgement that came later.
+or total), as processscheduler's indexes are. A verdict is let go once the sink has recorded that
+very verdict (its event) or a later version: what processscheduler holds of the invoice before
+then is older. Both are shown to the checks, which count an invoice processed if either says so:
+an invoice judged again (po_not_found, then ready once Sampro had its PO) read as rejected from
+processscheduler while the sink caught up, and its duplicate went to the RPA bot beside it.
 
 Another worker's verdicts are not here: with several workers, a duplicate decided in that window
 on a PO of another worker's partitions is not caught (README, "Scaling out").
@@ -16,7 +19,7 @@ on a PO of another worker's partitions is not caught (README, "Scaling out").
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -30,6 +33,7 @@ from rules.identifiers import identifier_key, loose_number_key
 KEEP = timedelta(minutes=2)
 
 Key = tuple[str, str, str | Decimal]  # (vendor key, "number" | "loose" | "total", value)
+Decided = tuple[int, KnownInvoice, str]  # a verdict made: its invoice version, the invoice, its event id
 
 
 def _asked(lookup: Lookup) -> list[Key]:
@@ -49,33 +53,34 @@ def _keys(known: KnownInvoice) -> list[Key]:
 class RecentlyDecided:
     def __init__(self, keep: timedelta = KEEP):
         self.keep = keep
-        # invoice id -> its newest verdict: when, of which version, as the checks see it
-        self._latest: dict[str, tuple[datetime, int, KnownInvoice]] = {}
+        # invoice id -> its newest verdict: when, of which version, as the checks see it, its event
+        self._latest: dict[str, tuple[datetime, int, KnownInvoice, str]] = {}
         self._filed: dict[Key, set[str]] = {}  # key -> the invoice ids filed under it
         self._made: deque[tuple[datetime, str]] = deque()  # (when, invoice id), oldest first
 
-    def add(self, decided: Iterable[tuple[int, KnownInvoice]], now: datetime) -> None:
-        """(invoice version, the invoice as the checks see it) of each verdict made."""
-        for version, known in decided:
+    def add(self, decided: Iterable[Decided], now: datetime) -> None:
+        for version, known, event in decided:
             self._drop(known.invoice_id)  # judged again: filed under its new keys only
-            self._latest[known.invoice_id] = (now, version, known)
+            self._latest[known.invoice_id] = (now, version, known, event)
             for key in _keys(known):
                 self._filed.setdefault(key, set()).add(known.invoice_id)
             self._made.append((now, known.invoice_id))
         self._forget_before(now - self.keep)
 
-    def recorded(self, keys: Iterable[tuple[str, int]]) -> None:
-        """The sink wrote these invoice versions to processscheduler: the checks find them there."""
-        for invoice_id, version in keys:
+    def recorded(self, events: Iterable[tuple[str, int, str]]) -> None:
+        """(invoice id, version, event id) of what the sink wrote to processscheduler. The sink
+        writes an invoice's events in the order they were made: an earlier event of the version
+        (the verdict this one replaced, a status change before it) is older than the verdict kept."""
+        for invoice_id, version, event in events:
             latest = self._latest.get(invoice_id)
-            if latest is not None and latest[1] <= version:
+            if latest is not None and (latest[1] < version or (latest[1] == version and latest[3] == event)):
                 self._drop(invoice_id)
 
-    def matching(self, lookups: Iterable[Lookup], recorded: Collection[str], now: datetime) -> list[KnownInvoice]:
-        """What a store would return for the lookups, but for the invoice ids it has recorded."""
+    def matching(self, lookups: Iterable[Lookup], now: datetime) -> list[KnownInvoice]:
+        """What a store would return for the lookups."""
         self._forget_before(now - self.keep)
         found = {invoice_id for lookup in lookups for key in _asked(lookup) for invoice_id in self._filed.get(key, ())}
-        return [self._latest[invoice_id][2] for invoice_id in sorted(found) if invoice_id not in recorded]
+        return [self._latest[invoice_id][2] for invoice_id in sorted(found)]
 
     def __len__(self) -> int:
         return len(self._latest)

@@ -20,7 +20,7 @@ from rules.table import STATUS_OF
 REASON_CODES: tuple[str, ...] = tuple(STATUS_OF)
 WAITING = (InvoiceStatus.SENT_TO_RPA, InvoiceStatus.WAITING_FOR_PO)
 RPA_OUTCOMES = (InvoiceStatus.ENTERED, InvoiceStatus.RPA_FAILED)
-VERDICT_EVENT_PREFIX = "verdict:"  # connectors.scheduler.rows.verdict_event_id
+VERDICT_EVENT_PREFIX = "verdict:"  # rules.po_ledger.verdict_event_id
 REJUDGED_MARK = ":after:"  # in the event id of a verdict given again after a Sampro change (verdict_event_id)
 WINDOW_MINUTES = 60
 MAX_PAGE = 500

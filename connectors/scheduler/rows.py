@@ -19,18 +19,10 @@ from rules.errors import DataError
 from rules.lifecycle import StatusChanged
 from rules.limits import not_json
 from rules.models import Verdict
-from rules.po_ledger import change_digest
+from rules.po_ledger import verdict_event_id
 from schemas.codec import to_record
 
 KEY_WIDTH = 64  # of vendor_key, number_key and loose_number_key (tables.py)
-
-
-def verdict_event_id(invoice_id: str, version: int, status: str, rules_version: str, judged_after: str | None) -> str:
-    event = f"verdict:{invoice_id}:v{version}:{status}:{rules_version}"
-    if judged_after is None:
-        return event
-    # The change's own id can be long; its digest keeps the event id within the column's 200.
-    return f"{event}:after:{change_digest(judged_after)}"
 
 
 def reason_codes_column(reasons: Sequence[Mapping[str, Any]] | None) -> str | None:

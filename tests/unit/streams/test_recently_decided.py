@@ -24,8 +24,12 @@ def known(invoice_id: str, number: str = "INV-9", vendor: str = "V100", status: 
     return KnownInvoice(invoice_id, vendor, number, status, Decimal("10.00"))
 
 
-def made(*verdicts: KnownInvoice, version: int = 1) -> list[tuple[int, KnownInvoice]]:
-    return [(version, verdict) for verdict in verdicts]
+def made(*verdicts: KnownInvoice, version: int = 1) -> list[tuple[int, KnownInvoice, str]]:
+    return [(version, verdict, event(verdict.invoice_id, version, verdict.status)) for verdict in verdicts]
+
+
+def event(invoice_id: str, version: int = 1, status: str = "ready_to_process") -> str:
+    return f"verdict:{invoice_id}:v{version}:{status}:test"
 
 
 def lookup(number: str = "inv-9", vendor: str = " v100", total: str = "99.00"):
@@ -35,15 +39,15 @@ def lookup(number: str = "inv-9", vendor: str = " v100", total: str = "99.00"):
 def test_a_verdict_is_found_by_its_vendor_and_number_as_identifiers_and_by_no_other_vendor():
     recent = RecentlyDecided()
     recent.add(made(known("MP-1"), known("MP-2", number="INV-10")), AT)
-    assert recent.matching([lookup()], recorded=(), now=AT) == [known("MP-1")]
-    assert recent.matching([lookup(vendor="V200")], recorded=(), now=AT) == []
+    assert recent.matching([lookup()], now=AT) == [known("MP-1")]
+    assert recent.matching([lookup(vendor="V200")], now=AT) == []
 
 
 def test_a_verdict_is_found_by_a_loose_number_or_the_same_total_as_a_store_finds_it():
     recent = RecentlyDecided()
     recent.add(made(known("MP-1"), known("MP-2", number="INV-10")), AT)
-    assert recent.matching([lookup("INV 0009")], recorded=(), now=AT) == [known("MP-1")]
-    assert recent.matching([lookup("X-1", total="10.00")], recorded=(), now=AT) == [
+    assert recent.matching([lookup("INV 0009")], now=AT) == [known("MP-1")]
+    assert recent.matching([lookup("X-1", total="10.00")], now=AT) == [
         known("MP-1"), known("MP-2", number="INV-10")]
 
 
@@ -51,26 +55,32 @@ def test_an_invoice_judged_again_under_a_new_number_is_no_longer_found_by_its_ol
     recent = RecentlyDecided(keep=timedelta(seconds=60))
     recent.add(made(known("MP-1"), known("MP-1", number="INV-77")), AT)
     recent.add(made(known("MP-1", number="INV-78")), AT + timedelta(seconds=1))
-    assert recent.matching([lookup()], recorded=(), now=AT) == []
-    assert recent.matching([lookup("INV-78")], recorded=(), now=AT) == [known("MP-1", number="INV-78")]
+    assert recent.matching([lookup()], now=AT) == []
+    assert recent.matching([lookup("INV-78")], now=AT) == [known("MP-1", number="INV-78")]
     recent.add([], AT + timedelta(seconds=62))
     assert len(recent) == 0
 
 
-def test_a_verdict_is_let_go_once_the_sink_recorded_its_version_or_a_later_one():
+def test_a_verdict_is_let_go_once_the_sink_recorded_it_or_a_later_version():
     recent = RecentlyDecided()
     recent.add(made(known("MP-1"), version=2), AT)
     recent.add(made(known("MP-2", number="INV-10")), AT)
-    recent.recorded([("MP-1", 1), ("MP-3", 1)])
+    recent.recorded([("MP-1", 1, event("MP-1")), ("MP-3", 1, event("MP-3"))])
     assert len(recent) == 2  # version 1 of MP-1 is not the verdict kept
-    recent.recorded([("MP-1", 2), ("MP-2", 3)])
-    assert len(recent) == 0 and recent.matching([lookup(), lookup("INV-10")], recorded=(), now=AT) == []
+    recent.recorded([("MP-1", 2, event("MP-1", 2)), ("MP-2", 3, event("MP-2", 3))])
+    assert len(recent) == 0 and recent.matching([lookup(), lookup("INV-10")], now=AT) == []
 
 
-def test_what_processscheduler_recorded_of_the_invoice_wins():
+def test_an_earlier_event_of_the_same_version_recorded_late_keeps_the_verdict_made_since():
+    """MP-1 was po_not_found, then ready once Sampro had its PO: the sink recording the first
+    verdict let the second go, and the checks read MP-1 as rejected until the sink caught up."""
     recent = RecentlyDecided()
-    recent.add(made(known("MP-1")), AT)
-    assert recent.matching([lookup()], recorded={"MP-1"}, now=AT) == []
+    recent.add(made(known("MP-1", status="po_not_found")), AT)
+    recent.add(made(known("MP-1")), AT + timedelta(seconds=1))
+    recent.recorded([("MP-1", 1, event("MP-1", status="po_not_found"))])
+    assert recent.matching([lookup()], now=AT) == [known("MP-1")]
+    recent.recorded([("MP-1", 1, event("MP-1"))])
+    assert len(recent) == 0
 
 
 def test_a_verdict_is_kept_for_its_time_then_forgotten_unless_the_invoice_was_decided_again():
@@ -78,8 +88,8 @@ def test_a_verdict_is_kept_for_its_time_then_forgotten_unless_the_invoice_was_de
     recent.add(made(known("MP-1"), known("MP-2", number="INV-10")), AT)
     recent.add(made(known("MP-2", number="INV-10", status="manual_review")), AT + timedelta(seconds=30))
     both = [lookup(), lookup("INV-10")]
-    assert len(recent.matching(both, recorded=(), now=AT + timedelta(seconds=60))) == 2
-    assert recent.matching(both, recorded=(), now=AT + timedelta(seconds=61)) == [
+    assert len(recent.matching(both, now=AT + timedelta(seconds=60))) == 2
+    assert recent.matching(both, now=AT + timedelta(seconds=61)) == [
         known("MP-2", number="INV-10", status="manual_review")]
     recent.add([], AT + timedelta(seconds=91))
     assert len(recent) == 0

@@ -1063,6 +1063,39 @@ def test_one_transactions_rows_of_a_po_are_one_change_that_judges_its_held_invoi
     assert worker.statuses() == {"MP-1": "sent_to_rpa"}
 
 
+def test_an_invoice_judged_again_is_a_duplicates_match_while_processscheduler_shows_its_first_verdict(tmp_path):
+    """MP-1 was po_not_found, then ready once Sampro had its PO, while the sink was behind: the
+    checks took processscheduler's po_not_found (rejected, so no match) over the worker's own newer
+    verdict, and MP-2, of the same vendor and number, went to the RPA bot beside it."""
+    from connectors.sampro import InMemoryPurchaseOrderReader
+    from rules.lifecycle import PurchaseOrderChanged
+    from tests.unit.streams.conftest import AT, make_worker, purchase_order
+
+    sampro = InMemoryPurchaseOrderReader([purchase_order()])  # PO-5002 is not in Sampro yet
+    worker = make_worker(tmp_path, purchase_orders=sampro)
+    worker.submit(ready_invoice("MP-1", invoice_number="INV-9", po_number="PO-5002"))
+    worker.run()
+    assert worker.statuses() == {"MP-1": "po_not_found"}
+    record, refusals = worker.scheduler.record, [3]
+
+    def behind(decisions):  # the sink falls behind: a burst, a lock wait
+        if refusals[0]:
+            refusals[0] -= 1
+            raise Unavailable("processscheduler", "lock wait timeout")
+        return record(decisions)
+
+    worker.scheduler.record = behind
+    sampro.purchase_orders["PO-5002"] = purchase_order(po_number="PO-5002")
+    worker.pipeline.sampro_changes.waiting.append(
+        PurchaseOrderChanged(event_id="sampro:PO-5002:1", po_number="PO-5002", changed_at=AT))
+    worker.run(steps=2)
+    assert worker.statuses() == {"MP-1": "po_not_found"}  # judged ready, not recorded yet
+    worker.submit(ready_invoice("MP-2", invoice_number="inv-9"))
+    worker.run()
+    assert worker.statuses() == {"MP-1": "sent_to_rpa", "MP-2": "bad_invoice"}
+    assert [request.invoice_id for request in worker.mailer.sent] == ["MP-1"]
+
+
 def test_a_watermark_that_cannot_be_saved_leaves_the_poll_done_and_the_worker_going(tmp_path, caplog):
     """processscheduler, where the pollers keep their watermarks, blinked at the commit: the error
     left the runtime's step as a bug of its own after Kafka had committed the poll's changes."""
