@@ -182,6 +182,15 @@ def keeps_its_number(status: str | None) -> bool:
     return status not in NOT_PROCESSED
 
 
+def status_since_hand_off(status: str, recorded_after_claim: bool) -> str | None:
+    """The status of an invoice version holding a key, as `keeps_its_number` weighs it: only one
+    processscheduler recorded after the version took its keys (its hand-off to the bot) says what
+    became of the hand-off. One from before is as none (None): an invoice judged ready again after
+    po_not_found was mailed while processscheduler still showed po_not_found, and another invoice
+    of its number took the number from it and went to the bot too."""
+    return status if recorded_after_claim else None
+
+
 def holder_status(holder: tuple[str, int], claimant: str, statuses: Mapping[tuple[str, int], str | None],
                   replaces: int | None = None) -> str | None:
     """The status `keeps_its_number` weighs for the invoice version holding a key: its own, not its

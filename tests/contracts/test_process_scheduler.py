@@ -137,9 +137,10 @@ class ProcessSchedulerContract:
     def test_another_version_of_an_invoice_takes_its_number_only_from_one_that_is_not_in_sampro(
             self, scheduler, status, kept):
         # rpa_failed keeps it: AP may release that version, and processscheduler may show so a moment late.
-        scheduler.record([READY, change(status, "s1")])
         first, edit = NumberClaim("k1", "MP-1001", 1), NumberClaim("k1", "MP-1001", 2)
+        scheduler.record([READY])
         assert scheduler.claim_numbers([first]) == [None]
+        scheduler.record([change(status, "s1")])
         assert scheduler.claim_numbers([edit]) == ([("MP-1001", 1)] if kept else [None])
         if not kept:  # the edit holds it now: the first, released again, is refused by it
             assert scheduler.claim_numbers([first]) == [("MP-1001", 2)]
@@ -161,8 +162,9 @@ class ProcessSchedulerContract:
     def test_another_version_under_another_number_is_refused_while_the_first_keeps_its_invoice(
             self, scheduler, status, kept):
         """A vendor's edit may change the number and the PO: the invoice id is taken too."""
-        scheduler.record([READY, change(status, "s1")])
+        scheduler.record([READY])
         assert scheduler.claim_numbers([NumberClaim("k1", "MP-1001", 1)]) == [None]
+        scheduler.record([change(status, "s1")])
         assert scheduler.claim_numbers([NumberClaim("k2", "MP-1001", 2)]) == ([("MP-1001", 1)] if kept else [None])
         # Refused, it took neither key: another invoice of that number goes.
         assert scheduler.claim_numbers([NumberClaim("k2", "MP-7", 1)]) == ([None] if kept else [("MP-1001", 2)])
@@ -171,6 +173,15 @@ class ProcessSchedulerContract:
         assert scheduler.claim_numbers([NumberClaim("k1", "MP-1", 1), NumberClaim("k1", "MP-1", 2, replaces=1),
                                         NumberClaim("k2", "MP-1", 1)]) == [None, None, ("MP-1", 2)]
         assert scheduler.claim_numbers([NumberClaim("k1", "MP-1", 1)]) == [("MP-1", 2)]
+
+    def test_a_status_recorded_before_its_hand_off_does_not_give_up_the_number(self, scheduler):
+        """MP-1001 was po_not_found, then judged ready again and handed over while processscheduler
+        showed po_not_found still: another invoice of its number took it over, and both were mailed."""
+        scheduler.record([change(InvoiceStatus.PO_NOT_FOUND, "s0")])
+        assert scheduler.claim_numbers([NumberClaim("k1", "MP-1001", 1)]) == [None]
+        assert scheduler.claim_numbers([NumberClaim("k1", "MP-9", 1)]) == [("MP-1001", 1)]
+        scheduler.record([change(InvoiceStatus.SENT_TO_RPA, "s1"), change(InvoiceStatus.WITHDRAWN, "s2")])
+        assert scheduler.claim_numbers([NumberClaim("k1", "MP-9", 1)]) == [None]  # withdrawn since: given up
 
     def test_a_number_a_new_version_took_a_moment_ago_is_kept_though_processscheduler_shows_only_the_old(
             self, scheduler):
@@ -191,8 +202,9 @@ class ProcessSchedulerContract:
     @pytest.mark.parametrize("status,kept", [(InvoiceStatus.ENTERED, True), (InvoiceStatus.RPA_FAILED, True),
                                              (InvoiceStatus.SENT_TO_RPA, True), (InvoiceStatus.WITHDRAWN, False)])
     def test_a_number_is_given_up_by_an_invoice_withdrawn_since(self, scheduler, status, kept):
-        scheduler.record([READY, change(status, "s1")])
+        scheduler.record([READY])
         assert scheduler.claim_numbers([NumberClaim("k1", "MP-1001", 1)]) == [None]
+        scheduler.record([change(status, "s1")])
         answer = scheduler.claim_numbers([NumberClaim("k1", "MP-9", 1), NumberClaim("k1", "MP-10", 1)])
         assert answer == ([("MP-1001", 1), ("MP-1001", 1)] if kept else [None, ("MP-9", 1)])
 
