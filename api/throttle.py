@@ -34,7 +34,10 @@ class SignInThrottle:
     def _wait(self, failures: _Failures, now: float) -> float:
         if failures.count < self.free_failures:
             return 0.0
-        backoff = min(self.first_wait * 2 ** (failures.count - self.free_failures), self.longest_wait)
+        # The doublings bounded: 2.0 ** 1,024 overflows, and a user guessed at for ten days, each wait
+        # waited out, got a 500 for every sign-in, the right password's too.
+        doublings = min(failures.count - self.free_failures, 64)
+        backoff = min(self.first_wait * 2 ** doublings, self.longest_wait)
         return max(failures.last_at + backoff - now, 0.0)
 
     def wait_for(self, *keys: str) -> float:

@@ -160,3 +160,15 @@ def test_a_users_count_is_never_pushed_out_by_guesses_from_many_addresses():
     for n in range(50):  # a /64 holds more addresses than any capacity
         throttle.failed(f"address:{n}")
     assert throttle.wait_for("user:ana") == 10.0 and throttle.wait_for("address:a") == 0
+
+
+def test_a_user_guessed_at_for_days_waits_the_longest_wait_and_no_more():
+    """2 ** 1,024 seconds overflowed past some 1,029 failures (ten days of guessing, each wait
+    waited out): every sign-in of the user, the right password too, was a 500 until a restart."""
+    now = [0.0]
+    throttle = SignInThrottle(5, 1.0, 900.0, clock=lambda: now[0])
+    for _ in range(1_100):
+        throttle.failed("user:ana")
+        now[0] += 900.0
+    now[0] -= 900.0
+    assert throttle.wait_for("user:ana") == 900.0
