@@ -6,13 +6,14 @@ of the invoices topic, so two workers never poll the same rows.
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
 import httpx
 
 from connectors.debezium import decode_marketplace_record, put_connector
 from connectors.debezium.config import marketplace_capture, replica_identity_problem
-from rules.errors import Unavailable
+from rules.errors import DataError, Unavailable
 from rules.lifecycle import InvoiceSubmitted, InvoiceWithdrawn
 from streams.failures import dead_letter_of
 from streams.runtime import Batch, Flow, Source
@@ -48,14 +49,21 @@ def register(pipeline: Pipeline) -> None:
     source = pipeline.source
     if source is not None:
 
+        def dead_letter(batch: Batch, invoice_id: str, raw: bytes, stage: bytes, error: str) -> None:
+            batch.outputs.append(dead_letter_of(topics.dlq, invoice_id.encode(), raw, (
+                ("source.table", b"marketplace_invoices"), ("source.invoice_id", invoice_id.encode()),
+                ("flow", b"poll-marketplace"), ("stage", stage)), error))
+
         def poll_marketplace(batch: Batch) -> None:
             polled = source.poll()
             for event in polled.events:
-                batch.emit(topics.invoices, event.po_number, event)
+                try:
+                    batch.emit(topics.invoices, event.po_number, event)
+                except DataError as error:  # a record Kafka would refuse (a 2 MB vendor id, which SQLite keeps)
+                    dead_letter(batch, event.invoice_id, json.dumps(event.document, default=str).encode(), b"emit",
+                                str(error))
             for row in polled.unreadable:  # its columns as text, which no limit bounds yet
-                batch.outputs.append(dead_letter_of(topics.dlq, row.invoice_id.encode(), row.raw, (
-                    ("source.table", b"marketplace_invoices"), ("source.invoice_id", row.invoice_id.encode()),
-                    ("flow", b"poll-marketplace"), ("stage", b"read")), row.error))
+                dead_letter(batch, row.invoice_id, row.raw, b"read", row.error)
 
         runtime.add_source(Source("poll-marketplace", settings.poll_interval_seconds, anchor, poll_marketplace,
                                   committed=source.commit, taken=source.forget, backlog=source.backlog))

@@ -206,7 +206,7 @@ class PollingMarketplaceSource(MarketplaceSource):
                 conn.rollback()
                 with escaped_text(conn):
                     raw = conn.execute(select(*_ALL_AS_TEXT).where(row_key == key.row_key)).first()
-                polled.unreadable.append(UnreadableRow(key.invoice_id, _parsed_time(key.updated_at),
+                polled.unreadable.append(UnreadableRow(str(key.invoice_id)[:64], _parsed_time(key.updated_at),
                                                        json.dumps(dict(raw._mapping) if raw else {}).encode(),
                                                        f"{type(error).__name__}: {error}"[:500]))
         return rows

@@ -1207,6 +1207,31 @@ def test_a_marketplace_row_too_large_to_dead_letter_whole_is_cut_saying_so_and_t
     assert worker.statuses() == {"MP-2": "bad_invoice"}  # the row after it: judged (it has no lines)
 
 
+def test_a_marketplace_row_whose_record_kafka_would_refuse_is_dead_lettered_and_the_poll_goes_on(tmp_path):
+    """A 2.6 MB vendor id (SQLite keeps what a column's length says it may not): its event was
+    refused at the emit, the whole poll failed, and no row after it was ever read again."""
+    import random
+
+    from connectors.marketplace_polling import PollingMarketplaceSource
+    from connectors.marketplace_table import marketplace_invoices, metadata
+    from connectors.sql import engine_for
+    from connectors.watermarks import FileWatermark
+
+    engine = engine_for(f"sqlite:///{tmp_path / 'marketplace.db'}")
+    metadata.create_all(engine)
+    noise = random.Random(1).randbytes(1_300_000).hex()  # text that no compression makes small
+    with engine.begin() as conn:
+        conn.execute(marketplace_invoices.insert(), [
+            {"invoice_id": "MP-1", "po_number": "PO-5001", "vendor_id": noise, "lines": [], "updated_at": AT},
+            {"invoice_id": "MP-2", "po_number": "PO-5001", "vendor_id": "V100", "lines": [], "updated_at": AT}])
+    worker = make_worker(tmp_path, source=PollingMarketplaceSource(engine, FileWatermark(tmp_path / "mark.json")))
+    worker.run()
+    (letter,) = worker.dead_letters()
+    assert letter["source.invoice_id"] == "MP-1" and letter["stage"] == "emit"
+    assert "would be" in letter["error"] and int(letter["value.length"]) > 2_600_000
+    assert worker.statuses() == {"MP-2": "bad_invoice"}  # the row after it: judged (it has no lines)
+
+
 def test_a_state_write_that_fails_after_its_batch_committed_is_caught_up_and_the_batch_not_read_again(worker):
     """RocksDB out of disk after the commit: the batch was read again, and its state applied twice
     where it had been applied; now the store partition catches up from its changelog."""
