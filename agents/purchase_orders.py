@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from rules.context import KnownInvoices
 from rules.errors import DataError
 from rules.lifecycle import InvoiceReplaced, InvoiceSubmitted, RpaRequest
+from rules.models import Verdict
 from streams.decisions import DECIDE, INVOICE_WORK, WORK_KINDS
 from streams.runtime import Batch, Flow
 
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 
 def register(pipeline: Pipeline) -> None:
     topics, codec, desk, ledgers = pipeline.topics, pipeline.codec, pipeline.desk, pipeline.ledgers
+    verdicts = pipeline.health.verdicts
     timed = desk.timed
     # Verdicts and status changes go to the verdicts topic; work for another PO, to that PO's stream.
     topic_of = {RpaRequest: topics.rpa_requests, InvoiceReplaced: topics.invoices}
@@ -43,6 +45,8 @@ def register(pipeline: Pipeline) -> None:
         current = {po: loaded.ledger for po, loaded in stored.items() if loaded.ledger is not None}
         for message in desk.decide(batch.messages, current, datetime.now(UTC)):
             batch.emit(topic_of.get(type(message), topics.verdicts), message.po_number, message)
+            if isinstance(message, Verdict):
+                verdicts.labels(message.status.value).inc()
         with timed("ledger state"):
             for po, ledger in current.items():
                 ledgers.save(batch.state(partition_of[po]), ledger, stored[po])

@@ -67,7 +67,8 @@ class WorkerHealth:
         self.forwarded = Counter("invoice_automation_worker_forwarded_total",
                                  "Records forwarded to their key's partition from another, by flow and topic",
                                  ["flow", "topic"], registry=self.registry)
-        self.verdicts = Counter("invoice_automation_worker_verdicts_total", "Verdicts decided, by status",
+        self.verdicts = Counter("invoice_automation_worker_verdicts_total", "Verdicts decided, by status (a "
+                                "batch decided again after a failed commit counts again)",
                                 ["status"], registry=self.registry)
         self.batch_seconds = Histogram("invoice_automation_worker_batch_seconds",
                                        "Time from reading a batch to committing it",

@@ -127,6 +127,9 @@ class _Tick:
     outputs: list[Output] = field(default_factory=list)
     states: dict[tuple[str, int], StateWrites] = field(default_factory=dict)
     sources: list[Source] = field(default_factory=list)
+    # (partition, offset, flow, stage) of each record dead-lettered: counted once committed, since a
+    # batch read again dead-letters its records again.
+    dead_letters: list[tuple[TopicPartition, int, str, str]] = field(default_factory=list)
 
     def saw(self, record: Record) -> None:
         self.seen[record.source].append(record.offset)
@@ -421,7 +424,7 @@ class Runtime:
             log.warning("%s: %s dead-lettered at %s: %s", flow.name, where, stage, describe(error))
         else:
             log.error("%s: %s dead-lettered at %s after an unexpected error", flow.name, where, stage, exc_info=error)
-        self.health.dead_letters.labels(flow.name, stage).inc()
+        tick.dead_letters.append((record.source, record.offset, flow.name, stage))
         tick.finish(record, outputs)
         self._attempts.pop(record.source, None)
 
@@ -487,6 +490,9 @@ class Runtime:
                 return
         self.health.back("kafka", self._who("commit"))
         self._uncommitted.clear()
+        for partition, offset, flow_name, stage in tick.dead_letters:
+            if offset < offsets.get(partition, offset):
+                self.health.dead_letters.labels(flow_name, stage).inc()
         for partition, offset in offsets.items():
             if partition in self._partition_waits:
                 self._answered(partition, offset)

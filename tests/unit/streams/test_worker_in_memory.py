@@ -687,6 +687,22 @@ def test_versions_on_three_pos_in_one_batch_leave_the_newest(tmp_path):
         "Version 3 of this invoice names PO PO-5003 and replaces this one."}
 
 
+def test_a_record_dead_lettered_in_a_batch_read_again_is_counted_once(worker):
+    """The counter went up at each reading, so a DLQ alert fired at every Kafka hiccup."""
+    worker.run(steps=3)
+    worker.put(worker.pipeline.topics.invoices, "PO-5001", b"not a record")
+    worker.submit(ready_invoice("MP-1"))
+    worker.broker.lose_next_commit = True
+    worker.run()
+    health = worker.pipeline.health
+    counted = {(s.labels["flow"], s.labels["stage"]): s.value for metric in health.dead_letters.collect()
+               for s in metric.samples if s.name.endswith("_total")}
+    assert len(worker.dead_letters()) == 1 and counted == {("decide-purchase-order-work", "decode"): 1.0}
+    verdicts = {s.labels["status"]: s.value for metric in health.verdicts.collect()
+                for s in metric.samples if s.name.endswith("_total")}
+    assert verdicts["ready_to_process"] >= 1  # decided: counted (again, when decided again)
+
+
 def test_a_lost_transaction_reads_the_batch_again_and_nothing_is_doubled(worker):
     worker.broker.lose_next_commit = True
     worker.submit(ready_invoice("MP-1"))
