@@ -10,6 +10,7 @@ is read from until the first commit after an upgrade (`FileWatermark`).
 from __future__ import annotations
 
 import json
+import logging
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +20,8 @@ from sqlalchemy import Engine, insert, select, update
 
 from connectors.scheduler.tables import source_watermarks
 from connectors.sql import mapped_errors
+
+log = logging.getLogger(__name__)
 
 
 class WatermarkStore(Protocol):
@@ -32,8 +35,12 @@ def _state(text: str | bytes | None) -> dict[str, Any]:
     try:
         state = json.loads(text) if text else {}
     except ValueError:
+        state = None
+    if not isinstance(state, dict):
+        log.warning("a polling state that is no JSON object is read as none, and its source starts afresh: %.200r",
+                    text)
         return {}
-    return state if isinstance(state, dict) else {}
+    return state
 
 
 class SavedState:

@@ -98,18 +98,25 @@ class PollingSamproChanges(SamproChanges):
         return self._read_cursors(state.get("cursors"), state.get("watermark")), set(state.get("emitted", []))
 
     def _read_cursors(self, cursors: Any, watermark: Any) -> dict[str, Cursor] | None:
-        """The cursors of a state; None for none, or for one that cannot be read (start afresh).
-        An older version kept only `watermark`, one time for both tables, every PO of which it had
-        read (a millisecond partly read: the window reads the rest)."""
+        """The cursors of a state; None for none, or for one that cannot be read (start afresh,
+        saying so). An older version kept only `watermark`, one time for both tables, every PO of
+        which it had read (a millisecond partly read: the window reads the rest)."""
+        found = None
         try:
             if isinstance(cursors, dict) and cursors.keys() == self.tables.keys():
-                return {table: (_millisecond(as_utc(datetime.fromisoformat(at))), po)
-                        for table, (at, po) in cursors.items()}
-            if isinstance(watermark, str):
-                return dict.fromkeys(self.tables, (_millisecond(as_utc(datetime.fromisoformat(watermark))), None))
+                found = {table: (_millisecond(as_utc(datetime.fromisoformat(at))), po)
+                         for table, (at, po) in cursors.items()}
         except (TypeError, ValueError):
             pass
-        return None
+        try:
+            if found is None and isinstance(watermark, str):
+                found = dict.fromkeys(self.tables, (_millisecond(as_utc(datetime.fromisoformat(watermark))), None))
+        except ValueError:
+            pass
+        if found is None and (cursors is not None or watermark is not None):
+            log.warning("Sampro's polling state cannot be read (cursors %.200r, watermark %.200r): polling starts "
+                        "at Sampro's newest change, and a change made before it is not seen", cursors, watermark)
+        return found
 
     def newest_query(self, table: str) -> Select[Any]:
         """Where the first poll starts: the table's newest change."""

@@ -183,6 +183,23 @@ class SqlPolling(SamproChangesContract):
         again = started(engine, tmp_path)
         assert [found.po_number for found in again.poll()] == ["PO-2"]
 
+    def test_a_state_whose_cursors_cannot_be_read_goes_on_from_its_watermark_and_one_with_neither_says_so(
+            self, arranged, engine, tmp_path, caplog):
+        """A broken cursor skipped the watermark beside it: polling started at Sampro's newest
+        change, and a PO changed while the worker was down never cleared its held invoices."""
+        source, change = arranged
+        state = FileWatermark(tmp_path / STATE)
+        before = state.read()
+        state.write({**before, "cursors": {"po_header": "garbage", "po_line": [1, 2]},
+                     "watermark": before["cursors"]["po_header"][0]})
+        change("PO-2")  # while the worker was down
+        assert [found.po_number for found in started(engine, tmp_path).poll()] == ["PO-2"]
+        assert "cannot be read" not in caplog.text
+        state.write({**before, "cursors": "garbage", "watermark": "yesterday"})
+        with caplog.at_level(logging.WARNING):
+            assert started(engine, tmp_path).poll() == []
+        assert "Sampro's polling state cannot be read (cursors 'garbage', watermark 'yesterday')" in caplog.text
+
     def test_a_po_number_no_stream_can_key_is_passed_over_and_the_rest_go_on(self, arranged, caplog):
         source, change = arranged
         change("PO\r\nX")

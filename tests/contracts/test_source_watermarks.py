@@ -4,6 +4,7 @@ from where the last one committed."""
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import UTC, datetime
 
@@ -42,6 +43,13 @@ class TestFile(WatermarkContract):
     @pytest.fixture
     def store(self, tmp_path):
         return lambda: FileWatermark(tmp_path / "state.json")
+
+    @pytest.mark.parametrize("text", ["{not json", "[1, 2]"])
+    def test_a_state_that_is_no_json_object_is_read_as_none_saying_so(self, store, tmp_path, caplog, text):
+        (tmp_path / "state.json").write_text(text)
+        with caplog.at_level(logging.WARNING):
+            assert store().read() == {}
+        assert "a polling state that is no JSON object is read as none, and its source starts afresh" in caplog.text
 
 
 class SqlContract(WatermarkContract):
