@@ -122,7 +122,7 @@ def describe(message) -> tuple[str, str, dict]:
             reasons = "; ".join(f"{r.code}: {r.message}" for r in message.reasons) or "every rule passed"
             po = message.po_snapshot
             judged_against = (f"PO {po.po_number} ({po.status.value}, vendor {po.vendor_id}, {len(po.lines)} line(s))"
-                              if po else "no PO (Sampro had none)")
+                              if po else _without_po(message))
             return "verdict", (f"{message.status.value} (HTTP {message.http_status}) under rules "
                                f"{message.rules_version}, judged against {judged_against}: {reasons}"), {
                 "reasons": [r.model_dump(mode="json") for r in message.reasons],
@@ -149,3 +149,11 @@ def describe(message) -> tuple[str, str, dict]:
             return "dispatch approved", f"{message.user} approved sending it to the RPA bot", {
                 "command_id": message.command_id}
     return type(message).__name__, str(message), {}
+
+
+def _without_po(verdict: Verdict) -> str:
+    """A verdict has no PO snapshot when Sampro had none, or gave one it could not read, and when
+    the pipeline could not judge the invoice at all: only the first two are Sampro's answer."""
+    if any(finding.code == "PO_NOT_FOUND" for finding in verdict.reasons):
+        return "no PO (Sampro gave none)"
+    return "no PO (not judged against one)"

@@ -114,3 +114,18 @@ def test_a_time_range_reads_only_its_records_and_progress_counts_them_to_the_tot
     assert [(s.topic, s.partition, s.offset) for s in told.steps] == [
         ("verdicts", 1, 0), ("invoices", 0, 0), ("verdicts", 0, 1), ("verdicts", 1, 1)]
     assert totals == [4] and sum(read) == 4 and all(n >= 0 for n in read) and len(read) > 2
+
+
+def test_a_verdict_without_a_po_says_whether_sampro_had_none_or_the_invoice_was_not_judged_against_one():
+    """A verdict the pipeline could not judge has no PO snapshot either: it read "Sampro had none"."""
+    from rules.context import EvaluationContext
+    from rules.evaluate import could_not_judge
+
+    codec, reader = SingleObjectCodec(), InMemoryTopicReader()
+    submitted = InvoiceSubmitted(invoice_id="MP-1001", version=1, po_number="PO-5001", document=INVOICE, received_at=AT)
+    for offset, verdict in enumerate((judge(INVOICE, None), could_not_judge(submitted, "RecursionError",
+                                                                            EvaluationContext(now=AT)))):
+        reader.append("verdicts", 0, int(AT.timestamp() * 1000) + offset, b"PO-5001", codec.encode(verdict))
+    summaries = [step.summary for step in story(reader, codec, ["verdicts"], "MP-1001").steps]
+    assert "judged against no PO (Sampro gave none): PO_NOT_FOUND" in summaries[0]
+    assert "judged against no PO (not judged against one): INVALID_INVOICE" in summaries[1]
