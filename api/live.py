@@ -62,7 +62,8 @@ class LiveFeed:
             return None
         if recompute:
             # Taken first: a database that fails is asked again at the recompute interval, not every
-            # round. Its rows are not lost: `_last_event` moves only once an update is made.
+            # round (once there are figures to send meanwhile). Its rows are not lost: `_last_event`
+            # moves only once an update is made.
             self._kpi_at = time.monotonic()
             figures = self._figures()
             self._behind = False
@@ -88,11 +89,18 @@ class LiveFeed:
             except Exception as exc:  # the database is away: say so, and keep trying
                 update = {"error": f"processscheduler cannot be read: {type(exc).__name__}"}
             if update is not None:
-                for queue in list(self.subscribers):
-                    if queue.full():  # a stalled browser gets the newest figures, not a backlog
-                        queue.get_nowait()
-                    queue.put_nowait(update)
+                self.deliver(update)
             await asyncio.sleep(self.interval)
+
+    def deliver(self, update: dict[str, Any]) -> None:
+        """A browser that stops reading gets the newest figures, not a backlog: its queue drops the
+        oldest update, and the rows that one carried never reach the page, so the update it gets
+        instead says `resync`, and the page reads its list and open invoice again."""
+        for queue in list(self.subscribers):
+            dropped = queue.full()
+            if dropped:
+                queue.get_nowait()
+            queue.put_nowait({**update, "resync": True} if dropped else update)
 
     def refused(self, user: str) -> str | None:
         """Why `user` may not open another stream now, or None."""
@@ -114,7 +122,6 @@ class LiveFeed:
             queue.put_nowait({**self.latest, "changed": []})
         self.subscribers.add(queue)
         self.streams_of[user] += 1
-        self._kpi_at = 0.0  # fresh figures on the next round
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run())
         try:

@@ -426,6 +426,10 @@ function listen() {
   });
   source.addEventListener("update", (event) => {
     const update = JSON.parse(event.data);
+    if (update.resync) {  // the page stopped reading, and updates were dropped: their rows too
+      loadInvoices();
+      if (state.open) openInvoice(state.open.invoice_id, state.open.invoice_version, true);
+    }
     if (update.error) {
       showLive(false, update.error);
       return;

@@ -156,3 +156,39 @@ def test_a_stream_past_the_users_bound_is_429(api):
     answer = api.client.get("/api/events", **api.as_clerk())
     assert answer.status_code == 429 and "live streams" in answer.json()["detail"]
     assert answer.headers["Retry-After"] == "30"
+
+
+def test_a_browser_that_stops_reading_is_told_to_read_its_list_again_when_updates_are_dropped():
+    """Its queue dropped the oldest update, and the rows changed in it never reached the page."""
+    feed = LiveFeed(None, lambda: NOW)  # type: ignore[arg-type]  # nothing read: updates given by hand
+    stalled, reading = asyncio.Queue(maxsize=2), asyncio.Queue(maxsize=2)
+    feed.subscribers |= {stalled, reading}
+    for n in range(3):
+        feed.deliver({"kpi": {}, "changed": [{"invoice_id": f"MP-{n}"}]})
+        if n < 2:
+            reading.get_nowait()
+    assert [stalled.get_nowait().get("resync") for _ in range(2)] == [None, True]
+    assert reading.get_nowait() == {"kpi": {}, "changed": [{"invoice_id": "MP-2"}]}  # kept up: told nothing
+
+
+def test_a_new_stream_does_not_make_the_figures_read_again_before_their_interval():
+    """Each stream opened set the recompute due: twenty tabs opened in two seconds read the
+    figures twenty times where the interval allows one."""
+    async def scenario(api):
+        feed = LiveFeed(api.read_model, lambda: NOW, interval=0.01, kpi_every=3600, kpi_at_most_every=3600)
+        first = feed.subscribe()
+        await asyncio.wait_for(anext(first), 5)
+        recomputed_at = feed._kpi_at
+        later = [feed.subscribe() for _ in range(5)]
+        for stream in later:
+            await asyncio.wait_for(anext(stream), 5)
+        await asyncio.sleep(0.05)
+        for stream in (first, *later):
+            await stream.aclose()
+        await feed.close()
+        return recomputed_at, feed._kpi_at
+
+    from tests.unit.api.conftest import make_api
+
+    recomputed_at, last = asyncio.run(scenario(make_api()))
+    assert last == recomputed_at
