@@ -18,15 +18,19 @@ T = TypeVar("T")
 
 
 class Cached(Generic[T]):
-    def __init__(self, compute: Callable[[], T], ttl: float, clock: Callable[[], float] = time.monotonic):
+    """`before_first`: the answer while the first look is under way, for the requests that come
+    meanwhile; without one they wait for it, as there is nothing to answer before it."""
+
+    def __init__(self, compute: Callable[[], T], ttl: float, clock: Callable[[], float] = time.monotonic,
+                 before_first: T | None = None):
         self.compute, self.ttl, self.clock = compute, ttl, clock
         self._lock = threading.Lock()
-        self._value: T | None = None
+        self._value: T | None = before_first
         self._at: float | None = None
+        self._wait_first = before_first is None
 
     def get(self) -> T:
-        # Only the very first look is waited for: there is no answer to give before it (none kept: every one).
-        if self._stale() and self._lock.acquire(blocking=self._at is None or self.ttl == 0):
+        if self._stale() and self._lock.acquire(blocking=(self._at is None and self._wait_first) or self.ttl == 0):
             try:
                 if self._stale():
                     self._value, self._at = self.compute(), self.clock()
@@ -52,7 +56,9 @@ class ReadinessProbe:
                  ticks: Callable[[], float] = time.monotonic):
         self.pings, self.clock, self.ttl, self.ticks = pings, clock, ttl, ticks
         self.down_since: dict[str, datetime] = {}
-        self._cached = Cached(self._look, ttl, ticks)
+        # Not ready while the first look is under way: a database that did not answer at the API's
+        # start held every probe's thread, until the pool the API's routes run in was used up.
+        self._cached = Cached(self._look, ttl, ticks, before_first=dict.fromkeys(pings, clock()))
         self._pinging: tuple[str, datetime, float] | None = None  # the ping under way, since when (and tick)
 
     def _look(self) -> dict[str, datetime | None]:

@@ -36,6 +36,7 @@ from connectors.mssql import LOGIN_TIMEOUT_SECONDS, with_odbc_driver
 from rules.errors import DataError, Unavailable
 
 IDLE_PING_SECONDS = 5.0
+CONNECT_SECONDS = 10  # a PostgreSQL server that has not accepted a connection by then is down
 
 
 def engine_for(url: str, idle_ping_seconds: float = IDLE_PING_SECONDS,
@@ -53,6 +54,10 @@ def engine_for(url: str, idle_ping_seconds: float = IDLE_PING_SECONDS,
     if parsed.drivername == "mssql+pyodbc":
         engine = create_engine(with_odbc_driver(parsed), json_serializer=json_text,
                                connect_args={"timeout": LOGIN_TIMEOUT_SECONDS})
+    elif parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+        # libpq waits for the operating system's TCP timeout, two minutes and more for a host that
+        # does not answer: the worker's loop, and the API's threads, with it.
+        engine = create_engine(parsed, json_serializer=json_text, connect_args={"connect_timeout": CONNECT_SECONDS})
     else:
         engine = create_engine(parsed, json_serializer=json_text)
     _ping_after_idle(engine, idle_ping_seconds)

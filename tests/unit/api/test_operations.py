@@ -7,6 +7,7 @@ import threading
 import time
 from datetime import timedelta
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.metrics import _quantiles
@@ -177,6 +178,49 @@ def test_the_first_look_is_waited_for_by_everyone_who_asks():
     assert answers == ["answer", "answer"]
 
 
+def test_readiness_while_its_first_look_hangs_is_not_ready_at_once_for_every_other_probe():
+    """A database that did not answer at the API's start held every probe's thread behind the
+    first look, until the pool the API's routes run in was used up."""
+    hung, calls = threading.Event(), []
+
+    def database() -> None:
+        calls.append(1)
+        hung.wait(5)
+
+    probe = ReadinessProbe({"database": database, "kafka": lambda: None}, clock=lambda: NOW, ttl=10)
+    looking = threading.Thread(target=probe.states)
+    looking.start()
+    while not calls:
+        time.sleep(0.001)
+    meanwhile = probe.states()
+    assert looking.is_alive() and meanwhile == {"database": NOW, "kafka": NOW}  # not known: not ready
+    hung.set()
+    looking.join()
+    assert probe.states() == {"database": None, "kafka": None}
+
+
+def test_a_postgresql_engine_gives_up_a_connection_the_server_does_not_accept_in_time():
+    """libpq waits for the TCP timeout, two minutes and more, for a host that does not answer."""
+    from sqlalchemy import event
+
+    from connectors.sql import CONNECT_SECONDS, engine_for
+
+    def asked(url: str) -> dict:
+        engine, seen = engine_for(url), {}
+
+        @event.listens_for(engine, "do_connect")
+        def connect(dialect, record, cargs, cparams):
+            seen.update(cparams)
+            raise RuntimeError("not connecting")
+
+        with pytest.raises(Exception, match="not connecting"):
+            engine.connect()
+        return seen
+
+    assert asked("postgresql+psycopg://u:p@db.invalid/scheduler")["connect_timeout"] == CONNECT_SECONDS
+    assert asked("postgresql+psycopg://u:p@db.invalid/scheduler?connect_timeout=30")["connect_timeout"] == "30"
+
+
 def test_liveness_runs_on_the_event_loop_where_no_full_thread_pool_can_stall_it():
     assert inspect.iscoroutinefunction(healthz)
 
@@ -224,7 +268,7 @@ def test_a_ping_under_way_is_not_down_before_it_has_hung_even_without_a_cache():
     while len(calls) < 2:
         time.sleep(0.001)
     moved[0] = 1.0
+    threading.Timer(0.2, slow.set).start()  # the ping answers while the probe below waits for it
     healthy_meanwhile = probe.states()
-    slow.set()
     looking.join()
     assert healthy_meanwhile == {"database": None}
