@@ -129,7 +129,8 @@ class ComparedField(BaseModel):
 
 class ComparedLine(BaseModel):
     line_no: int
-    po_line_no: int | None
+    po_line_no: int | None  # the first of `po_line_nos`
+    po_line_nos: list[int] = Field(default_factory=list)  # each its quantity went to: several where one had no room
     fields: list[ComparedField]
 
 

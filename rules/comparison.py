@@ -14,12 +14,13 @@ from rules.policy import Policy
 
 
 def matched_po_lines(document: Any, po: PurchaseOrder, policy: Policy = Policy(),
-                     limits: Limits = Limits()) -> dict[int, PurchaseOrderLine]:
-    """Invoice line number -> the PO line its quantity goes to first: the first PO line of its part
-    at its price, else the one of the nearest price. Empty when the document is not an invoice the
-    rules could read (they matched nothing either); a line whose part is on no PO line is absent."""
+                     limits: Limits = Limits()) -> dict[int, list[PurchaseOrderLine]]:
+    """Invoice line number -> the PO lines its quantity went to, in line order: more than one
+    where one line had no room for it all. Empty when the document is not an invoice the rules
+    could read (they matched nothing either); a line whose part is on no PO line is absent."""
     invoice, _ = read_invoice(document, limits)
     if invoice is None:
         return {}
     case = Case(invoice, po, EvaluationContext(policy=policy, limits=limits))
-    return {match.line.line_no: match.targets[0] for match in case.matches if match.targets}
+    return {match.line.line_no: [po_line for po_line, _ in match.placed] or match.targets[:1]
+            for match in case.matches if match.targets}

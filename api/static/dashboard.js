@@ -314,7 +314,8 @@ async function openInvoice(invoiceId, version, refresh = false) {
     el("tr", { "data-field": f.field }, ...cells([f.field, f.invoice, f.purchase_order], f.findings.length ? 1 : -1))));
   $("#detail-lines tbody").replaceChildren(...invoice.comparison.lines.flatMap((line) => line.fields.map((f) =>
     el("tr", { "data-line": line.line_no, "data-field": f.field },
-       ...cells([line.line_no, line.po_line_no, f.field, f.invoice, f.purchase_order], f.findings.length ? 3 : -1)))));
+       ...cells([line.line_no, line.po_line_nos.join(", ") || null, f.field, f.invoice, f.purchase_order],
+                f.findings.length ? 3 : -1)))));
   const po = invoice.po_snapshot;
   $("#detail-po-lines tbody").replaceChildren(...(po ? po.lines.map((l) => el("tr", {}, ...cells(
     [l.line_no, l.part_number, l.unit_price, l.quantity_ordered, l.quantity_received, l.quantity_invoiced]))) :

@@ -56,3 +56,20 @@ def test_an_invoice_line_is_shown_beside_the_po_line_the_rules_matched_not_the_f
     first, second = compare(detail).lines
     assert (first.po_line_no, second.po_line_no) == (2, 3)
     assert fields(first)["unit_price"] == ("15.50", "15.50", [])
+
+
+def test_an_invoice_line_spread_over_two_po_lines_is_shown_beside_both():
+    """One line of 10 on two PO lines of 5 each: shown against the last piece's PO line alone, 10
+    against 5, which reads as over-invoicing; from the payload alone, as 5 at 77.50."""
+    spread = [{**po()["lines"][0], "line_no": 1}, {**po()["lines"][0], "line_no": 3}, po()["lines"][1]]
+    ten = invoice(lines=[{**invoice()["lines"][0], "quantity": "10", "amount": "155.00"}, invoice()["lines"][1]],
+                  tax_amount="13.42", total_amount="191.17")
+    verdict = judge(ten, po(lines=spread))
+    assert verdict.status == "ready_to_process", verdict.reasons
+    for detail in (detail_of(verdict), detail_of(verdict).model_copy(update={"invoice_document": None})):
+        first, _ = compare(detail).lines
+        assert (first.po_line_no, first.po_line_nos) == (1, [1, 3])
+        assert fields(first)["quantity"] == ("10", "10", []) and fields(first)["amount"][0] == "155.00"
+    held = judge({**ten, "tax_amount": "9.99"}, po(lines=spread))  # held for its tax: no payload
+    first, _ = compare(detail_of(held)).lines
+    assert first.po_line_nos == [1, 3] and fields(first)["quantity"] == ("10", "10", [])
