@@ -465,12 +465,11 @@ def recheck_held(
     update.ledger.changes_seen = [*update.ledger.changes_seen, *new][-CHANGES_REMEMBERED:]
     *_, latest = new.values()
     for key in held:
-        _judge_held_again(update, key, latest.event_id, latest.changed_at, while_at_bot="wait")
+        _judge_held_again(update, key, latest.event_id, while_at_bot="wait")
     return update.outcome()
 
 
-def _judge_held_again(update: _Update, key: str, change_id: str, at: datetime,
-                      while_at_bot: Literal["wait", "judge"]) -> None:
+def _judge_held_again(update: _Update, key: str, change_id: str, while_at_bot: Literal["wait", "judge"]) -> None:
     """One that clears while the PO is held waits its turn, and is judged again when the PO is
     free, as any waiting invoice is. One that stays held, while an invoice of its PO is at the RPA
     bot, is judged again when the bot's completion comes in ("wait"): Sampro may have the bot's
@@ -492,7 +491,8 @@ def _judge_held_again(update: _Update, key: str, change_id: str, at: datetime,
     record = update.editable_listed(key)
     record.recheck_for = change_id
     if update.ledger.holding and ready:
-        update.park(record, at, f"recheck-{change_digest(change_id)}")
+        # Waiting from when it was judged: Sampro's time of the change may be its local time.
+        update.park(record, verdict.evaluated_at, f"recheck-{change_digest(change_id)}")
     else:
         update.judge_now(record, verdict)
 
@@ -504,11 +504,11 @@ def waiting_for_completion(ledger: PurchaseOrderLedger) -> list[str]:
             if record.recheck_for is not None and _may_clear(record)]  # a parked one waits for the PO
 
 
-def _judge_again_after_entry(update: _Update, at: datetime) -> None:
+def _judge_again_after_entry(update: _Update) -> None:
     for key in waiting_for_completion(update.ledger):
         before = update.ledger.listed(key)
         assert before.recheck_for is not None, "waiting_for_completion lists those with a change"
-        _judge_held_again(update, key, before.recheck_for, at, while_at_bot="judge")
+        _judge_held_again(update, key, before.recheck_for, while_at_bot="judge")
         if update.ledger.listed(key) is before:  # judged alike (a record changes by a copy): nothing to tell
             update.editable_listed(key).recheck_for = None
 
@@ -686,7 +686,7 @@ def complete_rpa(
     else:
         update.change(record, InvoiceStatus.RPA_FAILED, completion.event_id, at, reason=completion.error)
     update.drain_parked(at)
-    _judge_again_after_entry(update, at)
+    _judge_again_after_entry(update)
     return update.outcome()
 
 

@@ -12,8 +12,10 @@ it, as when the bot enters invoices at month end.)
 
 A change's event id is the PO and the change's time, so a change read again (in the window, or
 after a crash before `commit`) is the same event, and the PO agent applies it once. The cursors
-and the events of the window are a small JSON state in processscheduler, which every worker shares
-(`connectors.watermarks`), written by `commit` once the events are safely produced. On its very
+and the events of the window are a JSON state in processscheduler, which every worker shares
+(`connectors.watermarks`), written by `commit` once the events are safely produced: some 35 bytes
+for each PO changed in the look-back, 700 kB after a mass update of 20,000 POs, read whole (and one
+poll's changes) until it leaves the window. On its very
 first poll the source starts at Sampro's newest change: what changed before the pipeline ran
 cannot clear anything.
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -830,6 +830,16 @@ def test_while_another_invoice_holds_the_po_a_cleared_one_waits_and_is_judged_wh
     assert statuses(freed.emitted) == [("A", "entered"), ("B", "ready_to_process"), ("B", "rpa_request"),
                                        ("B", "sent_to_rpa")]
     assert freed.emitted[1].judged_after == "sampro:PO-1:1"
+
+
+def test_a_cleared_invoice_waits_from_when_it_was_judged_not_from_sampros_time_of_the_change():
+    """Stamped with the change's time, which Sampro may give in its local time, the history showed
+    the invoice waiting hours before it was judged."""
+    judge = PricingJudge()
+    ledger = submit_invoice(held(judge, "B"), submission("A"), judge, "automatic").ledger  # A at the bot
+    local = changed().model_copy(update={"changed_at": AT - timedelta(hours=5)})
+    (waiting,) = recheck_held(ledger, local, PricingJudge(lets_pass=frozenset({"B"})), "automatic").emitted
+    assert (waiting.status, waiting.occurred_at) == ("waiting_for_po", AT)
 
 
 def test_a_cleared_invoice_the_rules_fail_on_when_its_turn_comes_is_held_as_it_was():
