@@ -343,17 +343,21 @@ async function command(path, body, done) {
 
 function setUpActions() {
   const dialog = $("#release-dialog");
-  const openRelease = (holds) => {  // the holds to release; none: every hold a clerk may release
+  const openRelease = (holds) => {  // the holds to release; none: the invoice has none (an RPA failure)
     // The release goes for the version the dialog names, whatever the live feed shows by the time
     // the clerk confirms: a vendor's new version of the invoice is not what the clerk read.
     state.releasing = { invoice_id: state.open.invoice_id, invoice_version: state.open.invoice_version, holds };
-    $("#release-what").textContent = holds.length ? `hold ${holds.join(", ")}` : "every hold a clerk may release";
+    $("#release-what").textContent = holds.length ? `${holds.length > 1 ? "holds" : "hold"} ${holds.join(", ")}`
+      : state.open.status === "rpa_failed" ? "the failed hand-off" : "every hold a clerk may release";
     $("#release-invoice").textContent = `${isolated(state.open.invoice_id)} v${state.open.invoice_version}`;
     $("#release-code").replaceChildren(...state.open.release_reason_codes.map((code) => el("option", { value: code }, code)));
     $("#release-reason").value = "";
     dialog.showModal();
   };
-  $("#release-button").addEventListener("click", () => openRelease([]));
+  // The holds the clerk sees, named: none named, the worker releases every hold the invoice has when
+  // it gets the command, and one a Sampro change added meanwhile was released unread.
+  $("#release-button").addEventListener("click", () => openRelease(
+    state.open.holds.filter((h) => h.releasable && !h.released_by).map((h) => h.id)));
   $("#detail-holds").addEventListener("click", (event) => {
     const button = event.target.closest("button.release-hold");
     if (button) openRelease([button.dataset.hold]);
