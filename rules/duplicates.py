@@ -173,22 +173,18 @@ def hand_off_refused_by(claimant: tuple[str, int], holders: Iterable[tuple[str, 
     return None
 
 
+GIVE_UP_THEIR_NUMBER = frozenset({InvoiceStatus.WITHDRAWN.value, InvoiceStatus.SUPERSEDED.value})
+
+
 def keeps_its_number(status: str | None) -> bool:
     """Whether an invoice version handed over before, now at this status, still holds its vendor's
-    invoice number: unless it was rejected, withdrawn or superseded since (None: not yet in
-    processscheduler). Against another version of the same invoice as against another invoice: a
-    status that may still change (a failed hand-off AP may release) keeps it, as processscheduler
-    may show it a moment late."""
-    return status not in NOT_PROCESSED
-
-
-def status_since_hand_off(status: str, recorded_after_claim: bool) -> str | None:
-    """The status of an invoice version holding a key, as `keeps_its_number` weighs it: only one
-    processscheduler recorded after the version took its keys (its hand-off to the bot) says what
-    became of the hand-off. One from before is as none (None): an invoice judged ready again after
-    po_not_found was mailed while processscheduler still showed po_not_found, and another invoice
-    of its number took the number from it and went to the bot too."""
-    return status if recorded_after_claim else None
+    invoice number: unless it was withdrawn or superseded since (None: not yet in processscheduler).
+    Against another version of the same invoice as against another invoice: a status that may
+    still change (a failed hand-off AP may release) keeps it, as processscheduler may show it a
+    moment late. Rejected (bad_invoice, po_not_found) it can only have been before its hand-off, as
+    nothing judges an invoice the bot has again: that status is processscheduler behind (it was
+    judged ready again after po_not_found, and another invoice of its number went to the bot too)."""
+    return status not in GIVE_UP_THEIR_NUMBER
 
 
 def holder_status(holder: tuple[str, int], claimant: str, statuses: Mapping[tuple[str, int], str | None],

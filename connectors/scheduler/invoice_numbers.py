@@ -12,13 +12,13 @@ from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, Engine, func, insert, select, update
+from sqlalchemy import Connection, Dialect, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from connectors.ports import InvoiceVersionAt, NumberClaim
 from connectors.scheduler.tables import invoice_numbers, processscheduler
-from connectors.sql import among, as_utc, mapped_errors
-from rules.duplicates import hand_off_refused_by, status_since_hand_off
+from connectors.sql import among, mapped_errors
+from rules.duplicates import hand_off_refused_by
 from rules.errors import Unavailable
 
 InvoiceVersion = tuple[str, int]
@@ -54,9 +54,7 @@ def _claim(conn: Connection, claims: Sequence[NumberClaim], dialect: Dialect) ->
     # Only a hold by another invoice version needs its status: a replayed batch finds its own and asks nothing.
     others = {held[key][0] for c in claims for key in c.keys
               if key in held and held[key] != (c.invoice_id, c.invoice_version)}
-    claimed = _handed_over_at(conn, others, dialect)
-    statuses = {version: status_since_hand_off(status, version in claimed and recorded_at >= claimed[version])
-                for version, (status, recorded_at) in _statuses(conn, others, dialect).items()}
+    statuses = _statuses(conn, others, dialect)
     now = datetime.now(UTC)
     answers: list[InvoiceVersion | None] = []
     fresh: dict[str, dict[str, Any]] = {}  # inserted at the end; a later claim of the batch may take one over
@@ -98,26 +96,6 @@ def versions_of(conn: Connection, invoice_ids: Collection[str], dialect: Dialect
     return found
 
 
-def _handed_over_at(conn: Connection, invoice_ids: Collection[str], dialect: Dialect) -> dict[InvoiceVersion, datetime]:
-    """When each version of these invoices that holds keys took them: its earliest claim, since
-    revision 0010 gave the versions handed over before it their invoice keys at its own time."""
-    t, ids = invoice_numbers, sorted(invoice_ids)
-    found: dict[InvoiceVersion, datetime] = {}
-    for start in range(0, len(ids), CHUNK):
-        rows = conn.execute(select(t.c.invoice_id, t.c.invoice_version, func.min(t.c.claimed_at))
-                            .where(among(t.c.invoice_id, ids[start:start + CHUNK], dialect))
-                            .group_by(t.c.invoice_id, t.c.invoice_version))
-        found.update(((invoice_id, version), as_utc(at)) for invoice_id, version, at in rows)
-    return found
-
-
-def _statuses(conn: Connection, invoice_ids: Collection[str],
-              dialect: Dialect) -> dict[InvoiceVersion, tuple[str, datetime]]:
-    """The status in processscheduler of every version of these invoices, and when it was recorded."""
-    t, ids = processscheduler, sorted(invoice_ids)
-    found: dict[InvoiceVersion, tuple[str, datetime]] = {}
-    for start in range(0, len(ids), CHUNK):
-        rows = conn.execute(select(t.c.invoice_id, t.c.invoice_version, t.c.status, t.c.updated_at)
-                            .where(among(t.c.invoice_id, ids[start:start + CHUNK], dialect)))
-        found.update(((row.invoice_id, row.invoice_version), (row.status, as_utc(row.updated_at))) for row in rows)
-    return found
+def _statuses(conn: Connection, invoice_ids: Collection[str], dialect: Dialect) -> dict[InvoiceVersion, str]:
+    """The status in processscheduler of every version of these invoices."""
+    return {(v.invoice_id, v.invoice_version): v.status for v in versions_of(conn, invoice_ids, dialect)}

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Collection, Sequence
 from typing import Any
 
 from connectors.ports import InvoiceVersionAt, NumberClaim, ProcessScheduler, SchedulerEntry
 from connectors.scheduler.rows import entries
 from rules.context import KnownInvoice
-from rules.duplicates import Lookup, hand_off_refused_by, matches_lookup, status_since_hand_off
+from rules.duplicates import Lookup, hand_off_refused_by, matches_lookup
 from rules.lifecycle import StatusChanged
 from rules.models import Verdict
 
@@ -19,11 +18,6 @@ class InMemoryProcessScheduler(ProcessScheduler):
         self.table: dict[tuple[str, int], dict[str, Any]] = {}
         self.events: dict[str, dict[str, Any]] = {}
         self.numbers: dict[str, tuple[str, int]] = {}  # hand-off key -> the invoice version holding it
-        # When each invoice version's row last changed and each key was taken, in one count: the
-        # clock `rules.duplicates.status_since_hand_off` compares them by.
-        self.recorded_at: dict[tuple[str, int], int] = {}
-        self.claimed_at: dict[str, int] = {}
-        self.moments = itertools.count()
 
     def record(self, decisions: Sequence[Verdict | StatusChanged | SchedulerEntry]) -> None:
         for entry in entries(decisions):
@@ -31,7 +25,6 @@ class InMemoryProcessScheduler(ProcessScheduler):
                 continue
             row = self.table.setdefault(entry.key, {"invoice_id": entry.key[0], "invoice_version": entry.key[1]})
             row.update(entry.fields)
-            self.recorded_at[entry.key] = next(self.moments)
             self.events[entry.event["event_id"]] = entry.event
 
     def decided_invoices(self, lookups: Collection[Lookup]) -> list[KnownInvoice]:
@@ -46,18 +39,13 @@ class InMemoryProcessScheduler(ProcessScheduler):
 
     def claim_numbers(self, claims: Sequence[NumberClaim]) -> list[tuple[str, int] | None]:
         answers: list[tuple[str, int] | None] = []
+        statuses = {key: row.get("status") for key, row in self.table.items()}
         for claim in claims:
             mine = (claim.invoice_id, claim.invoice_version)
-            holders = [self.numbers.get(key) for key in claim.keys]
-            statuses = {holder: status_since_hand_off(self.table[holder]["status"], self.recorded_at[holder] > min(
-                self.claimed_at[key] for key, held in self.numbers.items() if held == holder))
-                for holder in holders if holder is not None and holder in self.table}
-            refused_by = hand_off_refused_by(mine, holders, statuses, claim.replaces)
+            refused_by = hand_off_refused_by(mine, [self.numbers.get(key) for key in claim.keys], statuses,
+                                             claim.replaces)
             if refused_by is None:
-                moment = next(self.moments)
-                for key, holder in zip(claim.keys, holders, strict=True):
-                    if holder != mine:
-                        self.numbers[key], self.claimed_at[key] = mine, moment
+                self.numbers.update(dict.fromkeys(claim.keys, mine))
             answers.append(refused_by)
         return answers
 

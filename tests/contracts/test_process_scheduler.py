@@ -174,11 +174,14 @@ class ProcessSchedulerContract:
                                         NumberClaim("k2", "MP-1", 1)]) == [None, None, ("MP-1", 2)]
         assert scheduler.claim_numbers([NumberClaim("k1", "MP-1", 1)]) == [("MP-1", 2)]
 
-    def test_a_status_recorded_before_its_hand_off_does_not_give_up_the_number(self, scheduler):
+    def test_a_rejection_recorded_late_does_not_give_up_the_number(self, scheduler):
         """MP-1001 was po_not_found, then judged ready again and handed over while processscheduler
-        showed po_not_found still: another invoice of its number took it over, and both were mailed."""
+        showed po_not_found still (or recorded it only then): another invoice of its number took it
+        over, and both were mailed. Nothing judges an invoice again once the bot has it."""
         scheduler.record([change(InvoiceStatus.PO_NOT_FOUND, "s0")])
         assert scheduler.claim_numbers([NumberClaim("k1", "MP-1001", 1)]) == [None]
+        assert scheduler.claim_numbers([NumberClaim("k1", "MP-9", 1)]) == [("MP-1001", 1)]
+        scheduler.record([change(InvoiceStatus.BAD_INVOICE, "s0b")])
         assert scheduler.claim_numbers([NumberClaim("k1", "MP-9", 1)]) == [("MP-1001", 1)]
         scheduler.record([change(InvoiceStatus.SENT_TO_RPA, "s1"), change(InvoiceStatus.WITHDRAWN, "s2")])
         assert scheduler.claim_numbers([NumberClaim("k1", "MP-9", 1)]) == [None]  # withdrawn since: given up
