@@ -18,7 +18,7 @@ from typing import Any
 
 from connectors.ports import ProcessScheduler, PurchaseOrderReader
 from rules.context import KnownInvoice, KnownInvoices
-from rules.duplicates import known_from, lookups_for
+from rules.duplicates import GIVE_UP_THEIR_NUMBER, known_from, lookups_for
 from rules.lifecycle import (
     DispatchApproved,
     InvoiceReplaced,
@@ -27,6 +27,7 @@ from rules.lifecycle import (
     InvoiceWithdrawn,
     PurchaseOrderChanged,
     ReleaseRequested,
+    StatusChanged,
 )
 from rules.models import PurchaseOrder, RpaCompletion, UnreadablePurchaseOrder, Verdict
 from rules.po_ledger import (
@@ -126,6 +127,9 @@ class DecisionDesk:
                 for why in outcome.unjudged:
                     log.error("PO %s: the rules failed on %s; the PO went on", work.po_number, why)
                 ledgers[work.po_number] = outcome.ledger
+                for message in outcome.emitted:
+                    if isinstance(message, StatusChanged) and message.status in GIVE_UP_THEIR_NUMBER:
+                        self.recent.gave_up(message.invoice_id, message.invoice_version, message.status.value)
                 newly = _newly_known(outcome.emitted, outcome.ledger)
                 known.extend(seen for _, seen, _ in newly)
                 decided += newly

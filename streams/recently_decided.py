@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -66,6 +67,14 @@ class RecentlyDecided:
                 self._filed.setdefault(key, set()).add(known.invoice_id)
             self._made.append((now, known.invoice_id))
         self._forget_before(now - self.keep)
+
+    def gave_up(self, invoice_id: str, version: int, status: str) -> None:
+        """The version kept was withdrawn or superseded since its verdict: the checks see it so, as
+        processscheduler will (kept as ready, a vendor's upload again after its withdrawal was a
+        DUPLICATE_INVOICE of it, which no clerk may release)."""
+        latest = self._latest.get(invoice_id)
+        if latest is not None and latest[1] == version:
+            self._latest[invoice_id] = (latest[0], version, replace(latest[2], status=status), latest[3])
 
     def recorded(self, events: Iterable[tuple[str, int, str]]) -> None:
         """(invoice id, version, event id) of what the sink wrote to processscheduler. The sink

@@ -4,7 +4,7 @@ A slot keeps every WAL segment from the position its connector last confirmed, a
 confirms a position only when something reaches it. PostgreSQL 15's pgoutput sends nothing for
 transactions on tables outside the publication, so a captured table that stays quiet (no invoice
 uploaded over a weekend, no PO changed overnight) while the database's other tables are busy
-held all the WAL written since its last change: 9 MB after 40,000 rows into another table here,
+held all the WAL written since its last change: 9 MB after 20,000 rows into another table here,
 growing until the disk is full and the marketplace or Sampro stops. Every interval the heartbeat
 writes a logical decoding message into the WAL of the captured database; the connector reads it,
 confirms its position, and the slot lets the WAL go (measured: 192 bytes behind, against 9 MB).

@@ -1112,6 +1112,43 @@ def test_an_invoice_judged_again_is_a_duplicates_match_while_processscheduler_sh
     assert [request.invoice_id for request in worker.mailer.sent] == ["MP-1"]
 
 
+def test_an_invoice_withdrawn_while_the_sink_is_behind_is_no_duplicates_match_for_its_upload_again(tmp_path):
+    """The worker's own verdict of MP-1 (held) stayed in the duplicate checks after its withdrawal,
+    until the sink caught up: the vendor's upload again, as MP-2, was a DUPLICATE_INVOICE of it,
+    which no clerk may release."""
+    from connectors.sampro import InMemoryPurchaseOrderReader
+    from rules.lifecycle import InvoiceWithdrawn, PurchaseOrderChanged
+    from tests.unit.rules.builders import po
+    from tests.unit.streams.conftest import AT, make_worker, purchase_order
+
+    sampro = InMemoryPurchaseOrderReader([purchase_order()])  # PO-5002 is not in Sampro yet
+    worker = make_worker(tmp_path, purchase_orders=sampro)
+    worker.submit(ready_invoice("MP-1", invoice_number="INV-9", po_number="PO-5002"))
+    worker.run()
+    record, down = worker.scheduler.record, [True]
+
+    def behind(decisions):
+        if down[0]:
+            raise Unavailable("processscheduler", "lock wait timeout")
+        return record(decisions)
+
+    worker.scheduler.record = behind
+    lines = po(po_number="PO-5002")["lines"]
+    lines[0]["unit_price"] = "15.00"  # MP-1 is held for its price now
+    sampro.purchase_orders["PO-5002"] = purchase_order(po_number="PO-5002", lines=lines)
+    worker.pipeline.sampro_changes.waiting.append(
+        PurchaseOrderChanged(event_id="sampro:PO-5002:1", po_number="PO-5002", changed_at=AT))
+    worker.run(steps=2)
+    worker.put(worker.pipeline.topics.invoices, "PO-5002", worker.codec.encode(
+        InvoiceWithdrawn(invoice_id="MP-1", version=1, po_number="PO-5002", withdrawn_at=AT)))
+    worker.run(steps=3)
+    worker.submit(ready_invoice("MP-2", invoice_number="inv-9"))
+    worker.run(steps=3)
+    down[0] = False
+    worker.run()
+    assert worker.statuses() == {"MP-1": "withdrawn", "MP-2": "sent_to_rpa"}
+
+
 def test_a_watermark_that_cannot_be_saved_leaves_the_poll_done_and_the_worker_going(tmp_path, caplog):
     """processscheduler, where the pollers keep their watermarks, blinked at the commit: the error
     left the runtime's step as a bug of its own after Kafka had committed the poll's changes."""
