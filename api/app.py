@@ -137,7 +137,10 @@ def _release_reason_codes_in_the_document(app: FastAPI, codes: list[str]) -> Non
     def openapi() -> dict:
         if app.openapi_schema is None:
             schema = generate()
-            schema["components"]["schemas"]["ReleaseRequest"]["properties"]["reason_code"]["enum"] = list(codes)
+            release = schema["components"]["schemas"]["ReleaseRequest"]
+            release["properties"]["reason_code"]["enum"] = list(codes)
+            if "OTHER" not in codes:  # nothing to take when none is given: one must be
+                release["required"] = [*release.get("required", []), "reason_code"]
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import hashlib
 import hmac
 import logging
@@ -64,7 +63,7 @@ class _Utf8Basic(HTTPBasic):
             return None
         try:
             raw = base64.b64decode(param)  # as leniently as FastAPI's (extra padding, spaces)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, and text that is not ASCII (a 500 before)
             raise self.make_not_authenticated_error() from None
         try:
             text = raw.decode()

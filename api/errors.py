@@ -145,7 +145,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(CommandNotDelivered)
     async def not_delivered(_request: Request, exc: CommandNotDelivered) -> JSONResponse:
-        return JSONResponse({"detail": f"the command was not delivered, try again: {exc}"}, status_code=503)
+        # As for any outage: the detail (topics, the client's errors) to the log, a wait to the caller.
+        log.warning("a command was not delivered: %s", exc.detail)
+        return JSONResponse({"detail": "the command was not delivered (kafka does not answer), try again"},
+                            status_code=503, headers={"Retry-After": "5"})
 
     @app.exception_handler(SamproDataError)
     async def bad_sampro_data(_request: Request, exc: SamproDataError) -> JSONResponse:

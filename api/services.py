@@ -123,11 +123,15 @@ class CompletionReport:
     already_recorded: bool
 
 
-def completion_event_id(invoice_id: str, version: int, attempt: int, outcome: CompletionOutcome) -> str:
+def completion_event_id(invoice_id: str, version: int, attempt: int, outcome: CompletionOutcome,
+                        sampro_invoice_id: str | None = None) -> str:
     """The same for every report of one attempt's outcome, so a callback sent twice is applied
     once. With the outcome in it, an entry reported after a failure of the same attempt is no repeat
-    of it: the PO agent records it entered, where it took it for the failure again and dropped it."""
-    return f"rpa:{invoice_id}:v{version}:attempt{attempt}:{outcome.value}"
+    of it: the PO agent records it entered, where it took it for the failure again and dropped it.
+    With the Sampro invoice in it, a second entry reported before processscheduler shows the first
+    is no repeat either: taken for one, it was dropped, and Sampro held an entry AP never heard of."""
+    event = f"rpa:{invoice_id}:v{version}:attempt{attempt}:{outcome.value}"
+    return f"{event}:{sampro_invoice_id}" if outcome is CompletionOutcome.SUCCESS and sampro_invoice_id else event
 
 
 def record_rpa_outcome(read_model: InvoiceReadModel, sent_log: RpaSentLog, commands: PurchaseOrderCommands,
@@ -157,7 +161,7 @@ def record_rpa_outcome(read_model: InvoiceReadModel, sent_log: RpaSentLog, comma
     attempt = sent if named is None else named  # past here, one that names none is the last: `sent`, `shown`
     if attempt > sent:
         raise NotNow(f"{invoice_id} v{version} went to the RPA bot {sent} time(s), not {attempt}", invoice.status)
-    event_id = completion_event_id(invoice_id, version, attempt, outcome)
+    event_id = completion_event_id(invoice_id, version, attempt, outcome, sampro_invoice_id)
     if attempt < sent and outcome is CompletionOutcome.FAILURE:  # AP sent it again since: nothing to tell
         return CompletionReport(event_id, already_recorded=True)
     if attempt > shown:  # a hand-off processscheduler does not show yet, named by the bot: taken at once
@@ -168,8 +172,8 @@ def record_rpa_outcome(read_model: InvoiceReadModel, sent_log: RpaSentLog, comma
     if invoice.status is recorded:
         # Taken for a repeat, Sampro would hold an entry AP never hears of: one to pay twice. The PO
         # agent notes it in the invoice's history; the bot is told it conflicts with the entry recorded.
-        _publish(commands, clock, invoice, outcome, named, f"{event_id}:{sampro_invoice_id}", sampro_invoice_id,
-                 error, entered_as=invoice.sampro_invoice_id)
+        _publish(commands, clock, invoice, outcome, named, event_id, sampro_invoice_id, error,
+                 entered_as=invoice.sampro_invoice_id)
         raise NotNow(f"{invoice_id} v{version} was entered as Sampro invoice {invoice.sampro_invoice_id}; "
                      f"{sampro_invoice_id} is a second entry of it: reverse one in Sampro (AP sees this in the "
                      "invoice's history)", invoice.status)

@@ -710,14 +710,15 @@ def _entered_while_not_at_bot(update: _Update, record: InvoiceRecord | None, com
     other is refused naming it: dropped, Sampro would hold an entry AP never hears of, one to pay
     beside the vendor's newer version."""
     if update.ledger.entered.get(completion.invoice_id) == completion.invoice_version:
-        # The entry reported again under another id; or, where the API found it under another Sampro
-        # invoice than the one recorded, a second entry, AP's to reverse.
+        # Under another id than the entry's (which names its Sampro invoice), a second entry, AP's to
+        # reverse: the API names the one recorded, when processscheduler showed it by then.
         second = completion.sampro_invoice_id
-        if completion.entered_as is not None and second is not None and second != completion.entered_as:
+        if second is not None and second != completion.entered_as:
+            beside = f"beside {completion.entered_as}" if completion.entered_as else "after the entry recorded"
             _remember(update, completion)
             update.note_entered(completion.invoice_id, completion.event_id, completion.occurred_at,
                                 f"The RPA bot reported entering it a second time, as Sampro invoice {second}, "
-                                f"beside {completion.entered_as}: reverse one of the two in Sampro.")
+                                f"{beside}: reverse one of the two in Sampro.")
         return
     if record is not None and failed_at_bot(record.status, record.rpa_attempts > 0):
         _remember(update, completion)

@@ -46,7 +46,7 @@ def test_a_success_callback_travels_through_kafka_and_the_row_becomes_entered(pi
     (row,) = [r for r in pipeline.scheduler.rows() if r["invoice_id"] == invoice_id]
     assert row["sampro_invoice_id"] == "S-77"
     entered = pipeline.scheduler.history(invoice_id)[-1]
-    assert entered["event_id"].endswith(f"rpa:{invoice_id}:v1:attempt1:success")
+    assert entered["event_id"].endswith(f"rpa:{invoice_id}:v1:attempt1:success:S-77")
 
     again = api.post(url, json={"invoice_version": 1, "sampro_invoice_id": "S-77"}, headers=BOT)
     assert again.status_code == 202 and again.json()["already_recorded"] is True

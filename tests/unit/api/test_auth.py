@@ -89,3 +89,6 @@ def test_http_basic_takes_a_name_and_password_in_utf_8_and_in_latin_1():
     unreadable = api.client.get("/api/me", headers={"Authorization": "Basic bm8gY29sb24="})  # "no colon"
     assert unreadable.status_code == 401 and unreadable.headers["WWW-Authenticate"].endswith('charset="UTF-8"')
     assert api.client.get("/api/invoices").headers["WWW-Authenticate"].endswith('charset="UTF-8"')
+    for header in ("Basic \xe9\xe9\xe9\xe9", f"Basic {utf8}\xe9"):  # not base64's alphabet: was a 500
+        answer = api.client.get("/api/me", headers={"Authorization": header.encode("latin-1")})
+        assert answer.status_code == 401 and "WWW-Authenticate" in answer.headers

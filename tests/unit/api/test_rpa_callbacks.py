@@ -39,7 +39,8 @@ def test_success_at_the_bot_is_published_on_the_po_stream_with_the_attempts_even
     answer = api.client.post(SUCCESS.format("MP-1"), json={"invoice_version": 1, "sampro_invoice_id": "S-1"},
                              **api.as_bot())
     assert answer.status_code == 202
-    assert answer.json()["event_id"] == "rpa:MP-1:v1:attempt1:success" and answer.json()["already_recorded"] is False
+    assert answer.json()["event_id"] == "rpa:MP-1:v1:attempt1:success:S-1"
+    assert answer.json()["already_recorded"] is False
     ((topic, key, completion),) = api.commands.published
     assert (topic, key) == ("rpa.completions", "PO-5001") and isinstance(completion, RpaCompletion)
     assert completion.outcome is CompletionOutcome.SUCCESS and completion.sampro_invoice_id == "S-1"
@@ -63,7 +64,7 @@ def test_an_entry_reported_after_a_failure_of_the_same_attempt_is_no_repeat_of_i
                     **api.as_bot())
     api.client.post(SUCCESS.format("MP-1"), json={"invoice_version": 1, "sampro_invoice_id": "S-1"}, **api.as_bot())
     failure, entry = (command for _, _, command in api.commands.published)
-    assert (failure.event_id, entry.event_id) == ("rpa:MP-1:v1:attempt1:failure", "rpa:MP-1:v1:attempt1:success")
+    assert (failure.event_id, entry.event_id) == ("rpa:MP-1:v1:attempt1:failure", "rpa:MP-1:v1:attempt1:success:S-1")
 
 
 def test_an_outcome_already_recorded_is_202_and_nothing_is_published(api):
@@ -100,7 +101,7 @@ def test_an_entry_reported_after_the_failure_was_recorded_is_published(api, sinc
                           *(change("MP-1", status, "release:1", actor="ana", reason="retry") for status in since)])
     answer = api.client.post(SUCCESS.format("MP-1"), json={"invoice_version": 1, "sampro_invoice_id": "S-1"},
                              **api.as_bot())
-    assert answer.status_code == 202 and answer.json()["event_id"] == "rpa:MP-1:v1:attempt1:success"
+    assert answer.status_code == 202 and answer.json()["event_id"] == "rpa:MP-1:v1:attempt1:success:S-1"
     ((_, _, entry),) = api.commands.published
     assert entry.outcome is CompletionOutcome.SUCCESS
     failure = api.client.post(FAILURE.format("MP-1"), json={"invoice_version": 1, "error": "x"}, **api.as_bot())
@@ -179,7 +180,7 @@ def test_a_resent_invoice_is_a_new_attempt(api):
                           change("MP-1", InvoiceStatus.SENT_TO_RPA, "release:1")])
     answer = api.client.post(SUCCESS.format("MP-1"), json={"invoice_version": 1, "sampro_invoice_id": "S-1"},
                              **api.as_bot())
-    assert answer.json()["event_id"] == "rpa:MP-1:v1:attempt2:success"
+    assert answer.json()["event_id"] == "rpa:MP-1:v1:attempt2:success:S-1"
 
 
 def test_an_empty_report_names_the_field(api):
@@ -225,3 +226,13 @@ def test_an_invoice_id_with_a_slash_is_reached_as_the_bot_sends_it(api):
     assert answer.status_code == 202 and answer.json()["invoice_id"] == "MP/7"
     ((_, _, completion),) = api.commands.published
     assert completion.invoice_id == "MP/7"
+
+
+def test_a_second_entry_reported_before_processscheduler_shows_the_first_is_published_as_news(api):
+    """Both under the attempt's id, the second was taken for a repeat of the first by the PO agent."""
+    for sampro_invoice_id in ("S-1", "S-2", "S-2"):
+        answer = api.client.post(SUCCESS.format("MP-1"), json={"invoice_version": 1,
+                                                               "sampro_invoice_id": sampro_invoice_id}, **api.as_bot())
+        assert answer.status_code == 202
+    assert [command.event_id for _, _, command in api.commands.published] == [
+        "rpa:MP-1:v1:attempt1:success:S-1", "rpa:MP-1:v1:attempt1:success:S-2", "rpa:MP-1:v1:attempt1:success:S-2"]

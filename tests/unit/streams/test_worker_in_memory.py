@@ -1149,6 +1149,25 @@ def test_an_invoice_withdrawn_while_the_sink_is_behind_is_no_duplicates_match_fo
     assert worker.statuses() == {"MP-1": "withdrawn", "MP-2": "sent_to_rpa"}
 
 
+def test_a_second_entry_reported_before_processscheduler_shows_the_first_is_noted_for_ap(worker):
+    """The API named both reports by the attempt alone: the second, under the first's id, was taken
+    for a repeat and dropped, and Sampro held an entry AP never heard of."""
+    from rules.models import CompletionOutcome, RpaCompletion
+    from tests.unit.streams.conftest import AT
+
+    worker.submit(ready_invoice("MP-1"))
+    worker.run()
+    for sampro_invoice_id in ("S-1", "S-2"):
+        worker.put(worker.pipeline.topics.completions, "PO-5001", worker.codec.encode(RpaCompletion(
+            event_id=f"rpa:MP-1:v1:attempt1:success:{sampro_invoice_id}", invoice_id="MP-1", invoice_version=1,
+            po_number="PO-5001", outcome=CompletionOutcome.SUCCESS, sampro_invoice_id=sampro_invoice_id,
+            occurred_at=AT, attempt=1)))
+    worker.run()
+    assert worker.statuses() == {"MP-1": "entered"}
+    (note,) = [h["reason"] for h in worker.scheduler.history("MP-1") if "second time" in (h["reason"] or "")]
+    assert "as Sampro invoice S-2, after the entry recorded" in note
+
+
 def test_a_watermark_that_cannot_be_saved_leaves_the_poll_done_and_the_worker_going(tmp_path, caplog):
     """processscheduler, where the pollers keep their watermarks, blinked at the commit: the error
     left the runtime's step as a bug of its own after Kafka had committed the poll's changes."""
