@@ -7,7 +7,8 @@ Matching, as AP systems match (one line matcher for the rules and the payload al
 - of those, the line *matches* the ones at its price within the price tolerance; none is
   PRICE_MISMATCH, named against the candidate of the nearest price, which is then used for the
   quantity checks so that those still run;
-- its quantity is placed on the matched PO lines in line order, first up to what each still has
+- its quantity is placed on the matched PO lines, the nearest in price first (then in line
+  order: a tolerance widens the match, it does not choose the line), first up to what each still has
   open (ordered - invoiced in Sampro - at the RPA bot - placed by earlier lines of this invoice),
   then into each line's quantity tolerance. What is left over is QUANTITY_EXCEEDS_OPEN on the PO
   line it would overflow, never a silent spread onto a line at another price;
@@ -41,6 +42,8 @@ class LineMatch:
         self.line, self.tolerance, self.candidates = line, tolerance, candidates
         price = line.unit_price
         self.matched = [c for c in candidates if tolerance.price_allowed(c.unit_price, price)]
+        if len(self.matched) > 1:  # the PO line at its very price first: a tolerance only widens the match
+            self.matched.sort(key=lambda c: (abs(c.unit_price - price), c.line_no))
         self.nearest: PurchaseOrderLine | None = (
             candidates[0] if len(candidates) == 1  # the usual one PO line per part: nothing to compare
             else min(candidates, key=lambda c: (abs(c.unit_price - price), c.line_no), default=None))

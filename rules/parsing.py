@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from rules.limits import Limits, control_character, decimal_problem, plainly_storable
 from rules.models import Finding, Invoice, Severity, trusted
+from rules.money import minor_unit
 
 INVALID_INVOICE = "INVALID_INVOICE"
 
@@ -56,10 +57,24 @@ def _invalid(field: str, actual: Any, message: str, line_no: int | None = None) 
     })
 
 
-def _business_contract(invoice: Invoice) -> list[Finding]:
-    """What the types allow but the contract does not: nothing is invoiced for free or backwards."""
-    problems = []
+IDENTIFIERS = ("invoice_id", "vendor_id", "invoice_number", "po_number", "currency")
+
+
+def _business_contract(invoice: Invoice, limits: Limits) -> list[Finding]:
+    """What the types allow but the contract does not: nothing is invoiced for free or backwards,
+    nothing is named by blanks (a number of spaces went to the bot as an empty invoice number,
+    which no duplicate check can compare), and no line comes to more than Sampro keeps."""
+    problems = [_invalid(name, getattr(invoice, name), f"{name} is blank.")
+                for name in IDENTIFIERS if not getattr(invoice, name).strip()]
     for index, line in enumerate(invoice.lines, start=1):
+        if not line.part_number.strip():
+            problems.append(_invalid(f"lines[{index}].part_number", line.part_number,
+                                     f"Line {line.line_no}: part number is blank.", line.line_no))
+        # Each fits numeric(18, 4); their product, 28 digits and more, overflowed the rules' arithmetic.
+        if (line.quantity * line.unit_price).adjusted() >= limits.max_integer_digits:
+            problems.append(_invalid(f"lines[{index}].quantity", line.quantity,
+                                     f"Line {line.line_no}: {line.quantity} x {line.unit_price} is more than "
+                                     f"Sampro keeps ({limits.max_integer_digits} digits).", line.line_no))
         if line.quantity <= 0:
             problems.append(_invalid(f"lines[{index}].quantity", line.quantity,
                                      f"Line {line.line_no}: quantity must be above zero.", line.line_no))
@@ -71,7 +86,10 @@ def _business_contract(invoice: Invoice) -> list[Finding]:
                                      f"Line {line.line_no}: amount is negative.", line.line_no))
     if invoice.tax_amount < 0:
         problems.append(_invalid("tax_amount", invoice.tax_amount, "Tax amount is negative."))
+    problems += _finer_than_the_currency(invoice)
     for index, charge in enumerate(invoice.extra_charges, start=1):
+        if not charge.kind.strip():
+            problems.append(_invalid(f"extra_charges[{index}].kind", charge.kind, "A charge's kind is blank."))
         if charge.amount < 0:
             problems.append(
                 _invalid(f"extra_charges[{index}].amount", charge.amount, f"Charge '{charge.kind}' is negative.")
@@ -100,6 +118,21 @@ def _plainly_within(invoice: Invoice, limits: Limits) -> bool:
     numbers += [line.amount for line in lines if line.amount is not None]
     numbers += [charge.amount for charge in charges]
     return plainly_storable(numbers, limits)
+
+
+def _finer_than_the_currency(invoice: Invoice) -> list[Finding]:
+    """Money in the currency's smallest unit, as an ERP and a payment run keep it: 57.255 USD went
+    to the bot as the total, a difference for AP to chase at payment. (31.000 is 31.00.)"""
+    unit = minor_unit(invoice.currency)
+    amounts: list[tuple[str, Decimal, int | None]] = [("tax_amount", invoice.tax_amount, None),
+                                                      ("total_amount", invoice.total_amount, None)]
+    amounts += [(f"lines[{index}].amount", line.amount, line.line_no)
+                for index, line in enumerate(invoice.lines, start=1) if line.amount is not None]
+    amounts += [(f"extra_charges[{index}].amount", charge.amount, None)
+                for index, charge in enumerate(invoice.extra_charges, start=1)]
+    return [_invalid(field, amount, f"{field}: {amount} is finer than {invoice.currency.upper()}'s smallest "
+                                    f"unit, {unit}.", line_no)
+            for field, amount, line_no in amounts if amount != amount.quantize(unit)]
 
 
 def _within_limits(invoice: Invoice, limits: Limits) -> list[Finding]:
@@ -168,5 +201,5 @@ def read_invoice(raw: Any, limits: Limits = Limits()) -> tuple[Invoice | None, l
                 more = exc.error_count() - MAX_NAMED
                 findings.append(_invalid("invoice", f"{more} more", f"{more:,} more problems like these."))
             return None, findings
-    problems = _within_limits(invoice, limits) or _business_contract(invoice)
+    problems = _within_limits(invoice, limits) or _business_contract(invoice, limits)
     return (None if problems else invoice), problems

@@ -52,7 +52,8 @@ def test_a_description_may_break_lines_but_holds_400_characters():
     ("2.00001", "has 5 digits after the point; Sampro keeps 4"),
 ])
 def test_numbers_must_fit_sampros_numeric_18_4(quantity, problem):
-    doc = invoice(lines=[{**LINE, "quantity": quantity, "amount": None}, invoice()["lines"][1]])
+    # At a price of 0.01: 14 digits of quantity are as many in the line's amount, which Sampro keeps too.
+    doc = invoice(lines=[{**LINE, "quantity": quantity, "unit_price": "0.01", "amount": None}, invoice()["lines"][1]])
     found = findings(doc)
     if problem is None:
         assert found == []
@@ -113,3 +114,24 @@ def test_json_refuses_nan_and_a_lone_surrogate_naming_where():
         load_json(b'[{"part_number": "AC-\xed\xa0\x80"}]', limits, "lines")
     assert load_json('["\\ud83d\\ude00"]', limits, "lines") == ["\U0001F600"]
     assert load_json(b'\xef\xbb\xbf{"a": 1}', limits, "lines") == {"a": 1}  # a BOM, as json.loads takes it
+
+
+@pytest.mark.parametrize(("changes", "field"), [
+    ({"invoice_number": "   "}, "invoice_number"), ({"vendor_id": " "}, "vendor_id"),
+    ({"lines": [{**invoice()["lines"][0], "part_number": "  "}]}, "lines[1].part_number"),
+    ({"extra_charges": [{"kind": " ", "amount": "10.00"}]}, "extra_charges[1].kind")])
+def test_an_identifier_of_blanks_is_invalid_and_named(changes, field):
+    """A number of spaces went to the RPA bot as an empty invoice number, which no duplicate
+    check compares."""
+    verdict = judge(invoice(**changes))
+    assert verdict.status.value == "bad_invoice" and field in [r.field for r in verdict.reasons]
+
+
+def test_a_line_whose_quantity_times_price_is_past_what_sampro_keeps_is_invalid_not_a_crash():
+    """Each fits numeric(18, 4); their product overflowed the rules' arithmetic (InvalidOperation),
+    and the invoice was dead-lettered instead of judged."""
+    huge = {**invoice()["lines"][0], "quantity": "99999999999999", "unit_price": "99999999999999", "amount": None}
+    verdict = judge(invoice(lines=[huge]))
+    assert verdict.status.value == "bad_invoice"
+    (reason,) = [r for r in verdict.reasons if r.field == "lines[1].quantity"]
+    assert "is more than Sampro keeps (14 digits)" in reason.message

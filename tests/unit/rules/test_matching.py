@@ -282,3 +282,18 @@ def test_another_vendor_or_the_invoices_own_earlier_version_is_no_duplicate():
     own = (KnownInvoice("MP-1001", "V100", "INV42", "entered", D("31.00"), date(2026, 11, 20)),)
     assert codes(judge(one_line(invoice_number="INV-0042"), one_po(), history=other_vendor)) == []
     assert codes(judge(one_line(invoice_number="INV-0042"), one_po(), history=own)) == []
+
+
+def test_a_line_goes_to_the_po_line_at_its_very_price_before_one_the_tolerance_lets_it_onto():
+    """Placed in line order, 5 at 10.40 went onto the 10.00 line (paying the difference), and the
+    invoice's 5 at 10.00 then found that line full: held, for an invoice that is exactly the PO."""
+    five_pct = Policy(default=Tolerance(price_pct=D(5)))
+    lines = (po_line(1, "10.00", "5"), po_line(2, "10.40", "5"))
+    both = one_line(qty="5", price="10.40")
+    both["lines"].append({"line_no": 2, "part_number": "AC-100", "quantity": D(5), "unit_price": D("10.00")})
+    both["total_amount"] = D("102.00")
+    verdict = judge(both, one_po(*lines), policy=five_pct)
+    assert codes(verdict) == [] and verdict.rpa_payload is not None
+    assert [(p.invoice_line_no, p.po_line_no) for p in verdict.rpa_payload.lines] == [(1, 2), (2, 1)]
+    alone = judge(one_line(qty="5", price="10.40"), one_po(*lines), policy=five_pct)
+    assert [p.po_line_no for p in alone.rpa_payload.lines] == [2]
