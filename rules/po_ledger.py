@@ -178,6 +178,9 @@ class PurchaseOrderLedger(BaseModel):
     # gone, and a vendor's edit (its record notes it: `entered_before`) or withdrawal after the
     # entry must be neither entered nor dropped.
     entered: dict[str, int] = Field(default_factory=dict)
+    # The Sampro invoice of each entry the bot named (of those in `entered`): a second one reported
+    # for the version is a second entry, AP's to reverse.
+    entered_as: dict[str, str] = Field(default_factory=dict)
     completions_seen: list[str] = Field(default_factory=list)
     changes_seen: list[str] = Field(default_factory=list)  # the last Sampro changes applied
 
@@ -247,7 +250,7 @@ class _Update:
     def __init__(self, ledger: PurchaseOrderLedger, judge: Judge | None, dispatch: DispatchMode):
         self.ledger = ledger.model_copy(update={
             "holding": list(ledger.holding), "parked": list(ledger.parked), "records": dict(ledger.records),
-            "latest": dict(ledger.latest), "entered": dict(ledger.entered),
+            "latest": dict(ledger.latest), "entered": dict(ledger.entered), "entered_as": dict(ledger.entered_as),
             "completions_seen": list(ledger.completions_seen),
             "changes_seen": list(ledger.changes_seen),
         })
@@ -672,7 +675,7 @@ def complete_rpa(
                       "to the RPA bot: if the bot enters that one too, reverse one of the two in Sampro.")
         update.change(record, InvoiceStatus.ENTERED, completion.event_id, at,
                       sampro_invoice_id=completion.sampro_invoice_id, reason=reason)
-        update.ledger.entered[record.submission.invoice_id] = record.submission.version
+        _entered(update, completion)
         _hold_back_edit_of(update, record, at)
     elif record.withdrawn_at_rpa:  # nothing to try again: the vendor no longer asks for it
         update.change(record, InvoiceStatus.WITHDRAWN, completion.event_id, at,
@@ -697,6 +700,14 @@ def failed_at_bot(status: InvoiceStatus, sent_before: bool) -> bool:
         sent_before and status in (InvoiceStatus.RELEASED, InvoiceStatus.READY_TO_PROCESS))
 
 
+def _entered(update: _Update, completion: RpaCompletion) -> None:
+    update.ledger.entered[completion.invoice_id] = completion.invoice_version
+    if completion.sampro_invoice_id is not None:
+        update.ledger.entered_as[completion.invoice_id] = completion.sampro_invoice_id
+    else:
+        update.ledger.entered_as.pop(completion.invoice_id, None)
+
+
 def _remember(update: _Update, completion: RpaCompletion) -> None:
     # A resent invoice gets a new completion; remembering the last few catches a repeated old one.
     seen = update.ledger.completions_seen
@@ -710,15 +721,16 @@ def _entered_while_not_at_bot(update: _Update, record: InvoiceRecord | None, com
     other is refused naming it: dropped, Sampro would hold an entry AP never hears of, one to pay
     beside the vendor's newer version."""
     if update.ledger.entered.get(completion.invoice_id) == completion.invoice_version:
-        # Under another id than the entry's (which names its Sampro invoice), a second entry, AP's to
-        # reverse: the API names the one recorded, when processscheduler showed it by then.
+        # The entry reported again under another id; or, under another Sampro invoice than the one
+        # recorded (the ledger's, or the API's where processscheduler showed it), a second entry,
+        # AP's to reverse.
         second = completion.sampro_invoice_id
-        if second is not None and second != completion.entered_as:
-            beside = f"beside {completion.entered_as}" if completion.entered_as else "after the entry recorded"
+        first = update.ledger.entered_as.get(completion.invoice_id) or completion.entered_as
+        if first is not None and second is not None and second != first:
             _remember(update, completion)
             update.note_entered(completion.invoice_id, completion.event_id, completion.occurred_at,
                                 f"The RPA bot reported entering it a second time, as Sampro invoice {second}, "
-                                f"{beside}: reverse one of the two in Sampro.")
+                                f"beside {first}: reverse one of the two in Sampro.")
         return
     if record is not None and failed_at_bot(record.status, record.rpa_attempts > 0):
         _remember(update, completion)
@@ -727,7 +739,7 @@ def _entered_while_not_at_bot(update: _Update, record: InvoiceRecord | None, com
         update.change(record, InvoiceStatus.ENTERED, completion.event_id, completion.occurred_at,
                       sampro_invoice_id=completion.sampro_invoice_id,
                       reason="The RPA bot reported this entry after it had reported a failure.")
-        update.ledger.entered[completion.invoice_id] = completion.invoice_version
+        _entered(update, completion)
         # Else the PO went on at the failure; the change Sampro makes of the entry judges its held
         # invoices again (after the invoice at the bot now, if one is).
         if held_the_po:

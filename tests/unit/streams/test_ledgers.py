@@ -101,6 +101,21 @@ def test_which_version_was_entered_is_kept_and_read_only_for_the_invoices_the_ba
     assert entered_state_key("PO-1", "A") not in partition.written  # unchanged: not written again
 
 
+def test_the_sampro_invoice_of_an_entry_is_kept_beside_its_version_and_read_as_written_before(store):
+    """Without it, a second entry reported before processscheduler showed the first (S-2 after S-1)
+    could not be told from the first reported again, and was dropped."""
+    partition = Partition(store)
+    partition.batch(submit("A"), invoice_ids=["A"])
+    partition.batch(lambda ledger: complete_rpa(ledger, completion("A"), JUDGE, "automatic"), invoice_ids=["A"])
+    assert partition.written[entered_state_key("PO-1", "A")] == b"1:S-1"
+    fresh = LedgerStore(Settings(data_dir=store.store.folder, _env_file=None))  # nothing cached
+    read = fresh.load(StateWrites(partition.data), "PO-1", ["A"]).ledger
+    assert (read.entered, read.entered_as) == ({"A": 1}, {"A": "S-1"})
+    partition.data.write({entered_state_key("PO-1", "A"): b"1"}, None)  # as an older release wrote it
+    read = fresh.load(StateWrites(partition.data), "PO-1", ["A"]).ledger
+    assert (read.entered, read.entered_as) == ({"A": 1}, {})
+
+
 def test_the_same_invoice_again_is_refused_by_its_version_and_writes_nothing(store):
     partition = Partition(store)
     partition.batch(submit("A"), invoice_ids=["A"])

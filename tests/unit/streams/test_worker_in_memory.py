@@ -1165,7 +1165,7 @@ def test_a_second_entry_reported_before_processscheduler_shows_the_first_is_note
     worker.run()
     assert worker.statuses() == {"MP-1": "entered"}
     (note,) = [h["reason"] for h in worker.scheduler.history("MP-1") if "second time" in (h["reason"] or "")]
-    assert "as Sampro invoice S-2, after the entry recorded" in note
+    assert "as Sampro invoice S-2, beside S-1" in note
 
 
 def test_a_watermark_that_cannot_be_saved_leaves_the_poll_done_and_the_worker_going(tmp_path, caplog):
