@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 
 from rules.case import Case, finding
@@ -231,9 +232,12 @@ def invoice_date_invalid(case: Case) -> list[Finding]:
             finding("INVOICE_DATE_INVALID", WARNING, f"Invoice dated {dated}, before PO order date {ordered}.",
                     field="invoice_date", expected=f">= {ordered}", actual=dated)
         ]
-    if dated > today:
+    # Today is UTC's: a vendor east of it (up to UTC+14) is a day ahead for part of every day.
+    latest = today + timedelta(days=1)
+    if dated > latest:
         return [
-            finding("INVOICE_DATE_INVALID", WARNING, f"Invoice dated {dated}, in the future (today is {today}).",
-                    field="invoice_date", expected=f"<= {today}", actual=dated)
+            finding("INVOICE_DATE_INVALID", WARNING,
+                    f"Invoice dated {dated}, in the future (today is {today}, {latest} east of UTC).",
+                    field="invoice_date", expected=f"<= {latest}", actual=dated)
         ]
     return []

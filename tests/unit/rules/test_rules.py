@@ -331,7 +331,9 @@ def test_charge_not_allowed(kind, flagged):
 
 @pytest.mark.parametrize(
     ("dated", "flagged"),
-    [("2026-11-01", False), ("2026-10-31", True), ("2026-11-25", False), ("2026-11-26", True)],
+    # Today is 2026-11-25 in UTC, 2026-11-26 for a vendor east of it: the day after is the future.
+    [("2026-11-01", False), ("2026-10-31", True), ("2026-11-25", False), ("2026-11-26", False),
+     ("2026-11-27", True)],
 )
 def test_invoice_date_invalid(dated, flagged):
     assert ("INVOICE_DATE_INVALID" in codes(judge(invoice(invoice_date=dated)))) is flagged
