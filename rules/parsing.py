@@ -132,7 +132,7 @@ def _finer_than_the_currency(invoice: Invoice) -> list[Finding]:
                 for index, charge in enumerate(invoice.extra_charges, start=1)]
     return [_invalid(field, amount, f"{field}: {amount} is finer than {invoice.currency.upper()}'s smallest "
                                     f"unit, {unit}.", line_no)
-            for field, amount, line_no in amounts if amount != amount.quantize(unit)]
+            for field, amount, line_no in amounts if amount % unit]
 
 
 def _within_limits(invoice: Invoice, limits: Limits) -> list[Finding]:
