@@ -39,11 +39,21 @@ def _quantiles(name: str, help_text: str, values: list[float]) -> GaugeMetricFam
     return family
 
 
+def _scrape_ok(read: dict[str, int]) -> GaugeMetricFamily:
+    ok = GaugeMetricFamily(f"{PREFIX}_scrape_ok", "1 when the source could be read for this scrape", labels=["source"])
+    for source, answered in read.items():
+        ok.add_metric([source], answered)
+    return ok
+
+
 class PipelineCollector(Collector):
     def __init__(self, read_model: InvoiceReadModel, lag: PipelineLag, sent_log: RpaSentLog,
                  clock: Callable[[], datetime], cache_seconds: float):
         self.read_model, self.lag, self.sent_log, self.clock = read_model, lag, sent_log, clock
-        self._families = Cached(lambda: list(self._read()), cache_seconds)
+        # While the first read waits for a database that does not answer, scrapes get "not read"
+        # at once: waiting, each held a thread of the pool the API's routes run in.
+        self._families = Cached(lambda: list(self._read()), cache_seconds, before_first=[_scrape_ok(
+            {"processscheduler": 0, "kafka": 0})])
 
     def describe(self):
         return []  # nothing is read when the collector is registered, only when scraped
@@ -52,18 +62,17 @@ class PipelineCollector(Collector):
         return iter(self._families.get())
 
     def _read(self):
-        ok = GaugeMetricFamily(f"{PREFIX}_scrape_ok", "1 when the source could be read for this scrape",
-                               labels=["source"])
+        read = {}
         for source, families in (("processscheduler", self._from_scheduler), ("kafka", self._from_kafka)):
             try:
                 found = list(families())
             except Exception:
                 log.exception("metrics: %s cannot be read", source)
-                ok.add_metric([source], 0)
+                read[source] = 0
                 continue
-            ok.add_metric([source], 1)
+            read[source] = 1
             yield from found
-        yield ok
+        yield _scrape_ok(read)
 
     def _from_scheduler(self):
         now = self.clock()

@@ -221,6 +221,28 @@ def test_a_postgresql_engine_gives_up_a_connection_the_server_does_not_accept_in
     assert asked("postgresql+psycopg://u:p@db.invalid/scheduler?connect_timeout=30")["connect_timeout"] == "30"
 
 
+def test_a_scrape_while_the_first_read_hangs_is_answered_at_once_with_nothing_read():
+    from api.metrics import PipelineCollector
+
+    hung, asked = threading.Event(), threading.Event()
+
+    class Hanging:
+        def status_figures(self, now):
+            asked.set()
+            hung.wait(5)
+            raise ConnectionError("no answer")
+
+    collector = PipelineCollector(Hanging(), None, None, lambda: NOW, cache_seconds=10)  # type: ignore[arg-type]
+    first = threading.Thread(target=lambda: list(collector.collect()))
+    first.start()
+    asked.wait(5)
+    meanwhile = [(s.labels["source"], s.value) for family in collector.collect() for s in family.samples]
+    still_reading = first.is_alive()
+    hung.set()
+    first.join()
+    assert still_reading and meanwhile == [("processscheduler", 0), ("kafka", 0)]
+
+
 def test_liveness_runs_on_the_event_loop_where_no_full_thread_pool_can_stall_it():
     assert inspect.iscoroutinefunction(healthz)
 
