@@ -117,7 +117,7 @@ class Case:
             self._place(match)
 
     def _place(self, match: LineMatch) -> None:
-        """First what each matched PO line has open, then its quantity tolerance, in line order."""
+        """First what each matched PO line has open, then its quantity tolerance, nearest in price first."""
         targets = match.targets
         if not targets:
             return
@@ -144,8 +144,8 @@ class Case:
                     placed[line_no] += take
                     placed_on[line_no] = placed_on.get(line_no, ZERO) + take
                     left -= take
-        if left > 0:  # no matched line has room for it: it stays on the last one and is reported there
-            last = targets[-1].line_no
+        if left > 0:  # no matched line has room for it: it stays on the nearest in price, reported there
+            last = targets[0].line_no
             placed[last] += left
             placed_on[last] = placed_on.get(last, ZERO) + left
             self.overflowed.setdefault(last, match.line.line_no)

@@ -15,7 +15,7 @@ from rules.policy import Policy
 
 def matched_po_lines(document: Any, po: PurchaseOrder, policy: Policy = Policy(),
                      limits: Limits = Limits()) -> dict[int, list[PurchaseOrderLine]]:
-    """Invoice line number -> the PO lines its quantity went to, in line order: more than one
+    """Invoice line number -> the PO lines its quantity went to, nearest in price first: more than one
     where one line had no room for it all. Empty when the document is not an invoice the rules
     could read (they matched nothing either); a line whose part is on no PO line is absent."""
     invoice, _ = read_invoice(document, limits)

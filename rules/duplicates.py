@@ -204,7 +204,7 @@ def handed_over_already(payload: RpaPayload, holder: tuple[str, int]) -> str:
     or with another version of this one."""
     if holder[0] == payload.invoice_id:
         return (f"DUPLICATE_INVOICE: not handed to the RPA bot. Version {holder[1]} of this invoice went to it "
-                "already, and processscheduler did not show it rejected, withdrawn or superseded. Release this "
+                "already, and processscheduler did not show it withdrawn or superseded. Release this "
                 "one once it does; if that version was entered, a clerk who voids the entry enters this one by hand.")
     return (f"DUPLICATE_INVOICE: not handed to the RPA bot. Vendor {payload.vendor_id} invoice "
             f"{payload.invoice_number} went to it already as {holder[0]} (version {holder[1]}); if this is "

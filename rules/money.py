@@ -1,7 +1,9 @@
 """Currency precision and half-up rounding, as AP rounds on paper.
 
-ISO 4217 minor units come from babel's CLDR data (JPY 0, USD 2, BHD 3) instead of a
-hand-kept table.
+Minor units come from babel's CLDR data (JPY 0, USD 2, BHD 3) instead of a hand-kept table.
+CLDR gives the digits currencies are used with, which for some differ from ISO 4217's minor
+unit (HUF, IDR and COP 0 where ISO says 2, IQD 0 for 3): amounts of those are rounded to whole
+units here.
 """
 
 from __future__ import annotations

@@ -11,7 +11,6 @@ from pydantic import ValidationError
 
 from rules.limits import Limits, control_character, decimal_problem, plainly_storable
 from rules.models import Finding, Invoice, Severity, trusted
-from rules.money import minor_unit
 
 INVALID_INVOICE = "INVALID_INVOICE"
 
@@ -86,7 +85,6 @@ def _business_contract(invoice: Invoice, limits: Limits) -> list[Finding]:
                                      f"Line {line.line_no}: amount is negative.", line.line_no))
     if invoice.tax_amount < 0:
         problems.append(_invalid("tax_amount", invoice.tax_amount, "Tax amount is negative."))
-    problems += _finer_than_the_currency(invoice)
     for index, charge in enumerate(invoice.extra_charges, start=1):
         if not charge.kind.strip():
             problems.append(_invalid(f"extra_charges[{index}].kind", charge.kind, "A charge's kind is blank."))
@@ -118,21 +116,6 @@ def _plainly_within(invoice: Invoice, limits: Limits) -> bool:
     numbers += [line.amount for line in lines if line.amount is not None]
     numbers += [charge.amount for charge in charges]
     return plainly_storable(numbers, limits)
-
-
-def _finer_than_the_currency(invoice: Invoice) -> list[Finding]:
-    """Money in the currency's smallest unit, as an ERP and a payment run keep it: 57.255 USD went
-    to the bot as the total, a difference for AP to chase at payment. (31.000 is 31.00.)"""
-    unit = minor_unit(invoice.currency)
-    amounts: list[tuple[str, Decimal, int | None]] = [("tax_amount", invoice.tax_amount, None),
-                                                      ("total_amount", invoice.total_amount, None)]
-    amounts += [(f"lines[{index}].amount", line.amount, line.line_no)
-                for index, line in enumerate(invoice.lines, start=1) if line.amount is not None]
-    amounts += [(f"extra_charges[{index}].amount", charge.amount, None)
-                for index, charge in enumerate(invoice.extra_charges, start=1)]
-    return [_invalid(field, amount, f"{field}: {amount} is finer than {invoice.currency.upper()}'s smallest "
-                                    f"unit, {unit}.", line_no)
-            for field, amount, line_no in amounts if amount % unit]
 
 
 def _within_limits(invoice: Invoice, limits: Limits) -> list[Finding]:

@@ -124,7 +124,8 @@ def test_an_identifier_of_blanks_is_invalid_and_named(changes, field):
     """A number of spaces went to the RPA bot as an empty invoice number, which no duplicate
     check compares."""
     verdict = judge(invoice(**changes))
-    assert verdict.status.value == "bad_invoice" and field in [r.field for r in verdict.reasons]
+    assert verdict.status.value == "bad_invoice" and ("INVALID_INVOICE", field) in [
+        (r.code, r.field) for r in verdict.reasons]
 
 
 def test_a_line_whose_quantity_times_price_is_past_what_sampro_keeps_is_invalid_not_a_crash():

@@ -297,3 +297,6 @@ def test_a_line_goes_to_the_po_line_at_its_very_price_before_one_the_tolerance_l
     assert [(p.invoice_line_no, p.po_line_no) for p in verdict.rpa_payload.lines] == [(1, 2), (2, 1)]
     alone = judge(one_line(qty="5", price="10.40"), one_po(*lines), policy=five_pct)
     assert [p.po_line_no for p in alone.rpa_payload.lines] == [2]
+    over = judge(one_line(qty="12", price="10.40"), one_po(*lines), policy=five_pct)
+    (exceeds,) = [r for r in over.reasons if r.code == "QUANTITY_EXCEEDS_OPEN"]
+    assert exceeds.message.startswith("PO line 2 ")  # left over on the line at its price, not the 10.00 one
