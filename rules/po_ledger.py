@@ -796,7 +796,10 @@ def release_invoice(
                       holds=releasing)
         return update.outcome()
     payload = record.payload or judge.payload_for(record.submission)
-    if payload is None:
+    if payload is None:  # the history says so: dropped without a word, the clerk took it for released
+        update.change(record, record.status, command.command_id, at, actor=command.user,
+                      reason=f"Not released: under rules {judge.rules_version} the RPA bot could not key this "
+                             "invoice (a line on no PO line, or one these rules cannot read); it stays held.")
         return update.outcome()
     if record.status is InvoiceStatus.RPA_FAILED:  # it went to the bot once at least, in any ledger
         record.rpa_attempts = max(record.rpa_attempts, 1)

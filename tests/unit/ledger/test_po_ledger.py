@@ -581,6 +581,23 @@ def test_release_makes_a_manual_review_invoice_go_to_rpa_with_who_and_why(judge)
     assert release_invoice(outcome.ledger, cmd, judge, "automatic").emitted == []
 
 
+def test_a_release_of_an_invoice_the_bot_could_not_key_says_so_in_its_history(judge):
+    """Held under older rules, an invoice these rules cannot read (or one with a line on no PO line)
+    has no payload: the release was dropped without a word, and the clerk took it for released."""
+    ledger, _ = run(PurchaseOrderLedger(po_number="PO-1"),
+                    lambda ledger: submit_invoice(ledger, submission("A", expect="manual_review"), judge, "automatic"))
+    cmd = ReleaseRequested(command_id="r1", invoice_id="A", invoice_version=1, po_number="PO-1",
+                           user="ana", reason="price agreed by phone", issued_at=AT)
+
+    class Unkeyable(FakeJudge):
+        def payload_for(self, submission):
+            return None
+
+    (said,) = release_invoice(ledger, cmd, Unkeyable(), "automatic").emitted
+    assert (said.status, said.actor) == (InvoiceStatus.MANUAL_REVIEW, "ana")
+    assert said.reason.startswith("Not released: under rules test the RPA bot could not key this invoice")
+
+
 def test_an_rpa_failure_released_is_a_second_hand_off_and_a_replay_of_it_is_the_same_one(judge):
     ledger, emitted = run(PurchaseOrderLedger(po_number="PO-1"),
                           lambda ledger: submit_invoice(ledger, submission("A"), judge, "automatic"),
