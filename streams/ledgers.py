@@ -8,7 +8,8 @@ A ledger (`rules.po_ledger`) is stored as several keys:
 | `<PO>` | the ledger's small part: its queues, the keys of its records, what it has seen, a revision token |
 | `<PO>␟r␟<invoice id>@v<version>` | one invoice version's record (JSON) |
 | `<PO>␟v␟<invoice id>` | the newest version seen of that invoice (`latest`) |
-| `<PO>␟e␟<invoice id>` | its version the RPA bot entered in Sampro, and as which Sampro invoice (`3:S-1`, or `3`) |
+| `<PO>␟e␟<invoice id>` | its version the RPA bot entered in Sampro (`entered`) |
+| `<PO>␟s␟<invoice id>` | the Sampro invoice of that entry, when the bot named one (`entered_as`) |
 
 (␟ is the unit separator, which no PO number or invoice id may hold.) So a batch reads the
 records of the PO and the versions of the invoices it touches, and writes back only what
@@ -56,6 +57,12 @@ def entered_state_key(po_number: str, invoice_id: str) -> str:
     return f"{po_number}{SEPARATOR}e{SEPARATOR}{invoice_id}"
 
 
+def entered_as_state_key(po_number: str, invoice_id: str) -> str:
+    """A key of its own, not beside the version in `entered_state_key`'s value: a release before it
+    reads that value as a whole number, and rolled back, it dead-lettered the PO's work."""
+    return f"{po_number}{SEPARATOR}s{SEPARATOR}{invoice_id}"
+
+
 class _Stored(BaseModel):
     """The value under the PO's own key. `records` and `latest` are only in a ledger written before
     they had keys of their own."""
@@ -83,7 +90,8 @@ class LoadedLedger:
     raw: bytes | None = None
     revision: str = ""
     versions: dict[str, int] = field(default_factory=dict)  # the `latest` entries read
-    entered: dict[str, tuple[int, str | None]] = field(default_factory=dict)  # `entered`, `entered_as` read
+    entered: dict[str, int] = field(default_factory=dict)  # the `entered` entries read
+    entered_as: dict[str, str] = field(default_factory=dict)  # the `entered_as` entries read
     legacy: bool = False  # one JSON value, as written before: every part is written on its next change
 
 
@@ -131,15 +139,15 @@ class LedgerStore:
             versions = {invoice_id: _version(found) for invoice_id in invoice_ids
                         if (found := state.get(version_state_key(po_number, invoice_id))) is not None}
         # Only an invoice with a version seen can have one entered: most batches ask for no more keys.
-        entered = {invoice_id: _entry(found) for invoice_id in versions
+        entered = {invoice_id: _version(found) for invoice_id in versions
                    if (found := state.get(entered_state_key(po_number, invoice_id))) is not None}
+        entered_as = {invoice_id: found.decode() for invoice_id in entered
+                      if (found := state.get(entered_as_state_key(po_number, invoice_id))) is not None}
         ledger = PurchaseOrderLedger(
             po_number=stored.po_number, holding=list(stored.holding), parked=list(stored.parked),
-            records=dict(records), latest=dict(versions),
-            entered={invoice_id: version for invoice_id, (version, _) in entered.items()},
-            entered_as={invoice_id: sampro for invoice_id, (_, sampro) in entered.items() if sampro is not None},
+            records=dict(records), latest=dict(versions), entered=dict(entered), entered_as=dict(entered_as),
             completions_seen=list(stored.completions_seen), changes_seen=list(stored.changes_seen))
-        return LoadedLedger(ledger, raw, stored.revision, versions, entered, legacy)
+        return LoadedLedger(ledger, raw, stored.revision, versions, entered, entered_as, legacy)
 
     def save(self, state: StateWrites, ledger: PurchaseOrderLedger, before: LoadedLedger) -> None:
         po = ledger.po_number
@@ -155,9 +163,10 @@ class LedgerStore:
             if before.legacy or before.versions.get(invoice_id) != version:
                 state.set(version_state_key(po, invoice_id), str(version).encode())
         for invoice_id, version in ledger.entered.items():
-            if before.entered.get(invoice_id) != (version, sampro := ledger.entered_as.get(invoice_id)):
-                state.set(entered_state_key(po, invoice_id), f"{version}:{sampro}".encode() if sampro is not None
-                          else str(version).encode())
+            if before.entered.get(invoice_id) != version:
+                state.set(entered_state_key(po, invoice_id), str(version).encode())
+            if before.entered_as.get(invoice_id) != (sampro := ledger.entered_as.get(invoice_id)):
+                state.set(entered_as_state_key(po, invoice_id), sampro.encode() if sampro is not None else None)
         if before.ledger is not None and not before.legacy and not changed \
                 and _skeleton(ledger) == _skeleton(before.ledger):
             return  # a replayed message leaves the ledger as it was: nothing to write
@@ -182,12 +191,6 @@ def _skeleton(ledger: PurchaseOrderLedger) -> tuple[object, ...]:
 
 def _dumped(stored: _Stored) -> bytes:
     return stored.model_dump_json(exclude={"records", "latest"}).encode()
-
-
-def _entry(raw: bytes) -> tuple[int, str | None]:
-    """`3:S-1`: version 3, entered as Sampro invoice S-1; `3`, as written before, or with none named."""
-    version, separator, sampro = raw.partition(b":")
-    return _version(version), sampro.decode() if separator else None
 
 
 def _version(raw: bytes) -> int:
