@@ -355,9 +355,12 @@ function setUpActions() {
     dialog.showModal();
   };
   // The holds the clerk sees, named: none named, the worker releases every hold the invoice has when
-  // it gets the command, and one a Sampro change added meanwhile was released unread.
-  $("#release-button").addEventListener("click", () => openRelease(
-    state.open.holds.filter((h) => h.releasable && !h.released_by).map((h) => h.id)));
+  // it gets the command, and one a Sampro change added meanwhile was released unread. Past the 200 a
+  // release may name (one per line of a 1,000-line invoice), none: the API refused the release.
+  $("#release-button").addEventListener("click", () => {
+    const shown = state.open.holds.filter((h) => h.releasable && !h.released_by).map((h) => h.id);
+    openRelease(shown.length <= MAX_HOLDS_NAMED ? shown : []);
+  });
   $("#detail-holds").addEventListener("click", (event) => {
     const button = event.target.closest("button.release-hold");
     if (button) openRelease([button.dataset.hold]);
@@ -410,6 +413,7 @@ function showLive(on, text) {
 // 502 while the API restarts): then the page asks again every RECONNECT_MS. What changed while
 // the stream was down never comes on it: the list and the open invoice are read again.
 const RECONNECT_MS = 10000;
+const MAX_HOLDS_NAMED = 200;  // rules.lifecycle.MAX_HOLDS_NAMED: what one release may name
 
 function listen() {
   const source = new EventSource("/api/events");
