@@ -139,7 +139,8 @@ def _release_reason_codes_in_the_document(app: FastAPI, codes: list[str]) -> Non
             schema = generate()
             release = schema["components"]["schemas"]["ReleaseRequest"]
             release["properties"]["reason_code"]["enum"] = list(codes)
-            if "OTHER" not in codes:  # nothing to take when none is given: one must be
+            if "OTHER" not in codes:  # the default is not one the API takes: one must be given
+                release["properties"]["reason_code"].pop("default", None)
                 release["required"] = [*release.get("required", []), "reason_code"]
             app.openapi_schema = schema
         return app.openapi_schema

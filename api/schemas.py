@@ -49,10 +49,10 @@ class ReleaseRequest(_Body):
     holds: list[HoldId] = Field(default=[], max_length=MAX_HOLDS_NAMED, description=(
         "The holds released (`holds[].id` of the invoice). None named: every hold a clerk may release. "
         "The invoice goes on to the RPA bot once no hold is left."))
-    reason_code: str | SkipJsonSchema[None] = Field(
-        default=None, min_length=1, max_length=64,
-        description="One of the configured release reason codes (RELEASE_REASON_CODES); OTHER when none is given "
-                    "and OTHER is one of them.")
+    # OTHER, when none is given, must be configured too (the API refuses it naming the field, and
+    # the OpenAPI document then lists the field as required).
+    reason_code: str = Field(default="OTHER", min_length=1, max_length=64,
+                             description="One of the configured release reason codes (RELEASE_REASON_CODES).")
 
 
 class DispatchRequest(_Body):

@@ -93,13 +93,12 @@ def show_invoice(invoice_id: InvoiceId, version: Annotated[int | None, Query(ge=
 def release(invoice_id: InvoiceId, body: ReleaseRequest, principal: Principal = Depends(clerk),
             ctx=Depends(context)) -> CommandAccepted:
     codes = ctx.settings.release_reason_codes
-    reason_code = body.reason_code or "OTHER"
-    if reason_code not in codes:  # a 422 naming the field, as for any other (a bare 400 before)
+    if body.reason_code not in codes:  # a 422 naming the field, as for any other (a bare 400 before)
         raise RequestValidationError([{"type": "enum", "loc": ("body", "reason_code"), "input": body.reason_code,
                                        "msg": f"Input should be one of {', '.join(codes)}"}])
     command = release_invoice(ctx.read_model, ctx.commands, ctx.clock, invoice_id=invoice_id,
                               version=body.invoice_version, user=principal.name, reason=body.reason,
-                              named=body.holds, reason_code=reason_code, reason_codes=codes)
+                              named=body.holds, reason_code=body.reason_code, reason_codes=codes)
     return CommandAccepted(command_id=command.command_id, invoice_id=invoice_id, invoice_version=body.invoice_version,
                            po_number=command.po_number,
                            detail="released on the PO's stream; the invoice goes to the RPA bot once no hold is "

@@ -160,6 +160,11 @@ def test_a_release_naming_no_reason_code_where_other_is_not_one_is_refused_namin
                              **api.as_clerk())
     assert answer.status_code == 422 and answer.json()["errors"][0]["field"] == "body.reason_code"
     assert api.commands.published == []
+    from tests.unit.api.conftest import make_api
+
+    documented = make_api(release_reason_codes=["PRICE_AGREED"]).client.get("/openapi.json").json()
+    release = documented["components"]["schemas"]["ReleaseRequest"]
+    assert "reason_code" in release["required"] and "default" not in release["properties"]["reason_code"]
 
 
 def test_a_clerk_cannot_release_a_duplicate(api):
