@@ -725,7 +725,7 @@ def _entered_while_not_at_bot(update: _Update, record: InvoiceRecord | None, com
         # recorded (the ledger's, or the API's where processscheduler showed it), a second entry,
         # AP's to reverse.
         second = completion.sampro_invoice_id
-        first = update.ledger.entered_as.get(completion.invoice_id) or completion.entered_as
+        first = completion.entered_as or update.ledger.entered_as.get(completion.invoice_id)
         if first is not None and second is not None and second != first:
             _remember(update, completion)
             update.note_entered(completion.invoice_id, completion.event_id, completion.occurred_at,
@@ -798,8 +798,9 @@ def release_invoice(
     payload = record.payload or judge.payload_for(record.submission)
     if payload is None:  # the history says so: dropped without a word, the clerk took it for released
         update.change(record, record.status, command.command_id, at, actor=command.user,
-                      reason=f"Not released: under rules {judge.rules_version} the RPA bot could not key this "
-                             "invoice (a line on no PO line, or one these rules cannot read); it stays held.")
+                      reason=f"Not released ({reason}): the RPA bot could not be given this invoice under rules "
+                             f"{judge.rules_version} (its PO cannot be read from Sampro now, a line is on no PO "
+                             "line, or these rules cannot read it); it stays held.")
         return update.outcome()
     if record.status is InvoiceStatus.RPA_FAILED:  # it went to the bot once at least, in any ledger
         record.rpa_attempts = max(record.rpa_attempts, 1)

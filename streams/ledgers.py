@@ -9,7 +9,7 @@ A ledger (`rules.po_ledger`) is stored as several keys:
 | `<PO>␟r␟<invoice id>@v<version>` | one invoice version's record (JSON) |
 | `<PO>␟v␟<invoice id>` | the newest version seen of that invoice (`latest`) |
 | `<PO>␟e␟<invoice id>` | its version the RPA bot entered in Sampro (`entered`) |
-| `<PO>␟s␟<invoice id>` | the Sampro invoice of that entry, when the bot named one (`entered_as`) |
+| `<PO>␟s␟<invoice id>` | that entry's version and Sampro invoice, when the bot named one (`2:S-7`: `entered_as`) |
 
 (␟ is the unit separator, which no PO number or invoice id may hold.) So a batch reads the
 records of the PO and the versions of the invoices it touches, and writes back only what
@@ -141,8 +141,9 @@ class LedgerStore:
         # Only an invoice with a version seen can have one entered: most batches ask for no more keys.
         entered = {invoice_id: _version(found) for invoice_id in versions
                    if (found := state.get(entered_state_key(po_number, invoice_id))) is not None}
-        entered_as = {invoice_id: found.decode() for invoice_id in entered
-                      if (found := state.get(entered_as_state_key(po_number, invoice_id))) is not None}
+        entered_as = {invoice_id: sampro for invoice_id in entered
+                      if (found := state.get(entered_as_state_key(po_number, invoice_id))) is not None
+                      and (sampro := _entered_as(found, entered[invoice_id])) is not None}
         ledger = PurchaseOrderLedger(
             po_number=stored.po_number, holding=list(stored.holding), parked=list(stored.parked),
             records=dict(records), latest=dict(versions), entered=dict(entered), entered_as=dict(entered_as),
@@ -166,7 +167,8 @@ class LedgerStore:
             if before.entered.get(invoice_id) != version:
                 state.set(entered_state_key(po, invoice_id), str(version).encode())
             if before.entered_as.get(invoice_id) != (sampro := ledger.entered_as.get(invoice_id)):
-                state.set(entered_as_state_key(po, invoice_id), sampro.encode() if sampro is not None else None)
+                state.set(entered_as_state_key(po, invoice_id),
+                          f"{version}:{sampro}".encode() if sampro is not None else None)
         if before.ledger is not None and not before.legacy and not changed \
                 and _skeleton(ledger) == _skeleton(before.ledger):
             return  # a replayed message leaves the ledger as it was: nothing to write
@@ -191,6 +193,13 @@ def _skeleton(ledger: PurchaseOrderLedger) -> tuple[object, ...]:
 
 def _dumped(stored: _Stored) -> bytes:
     return stored.model_dump_json(exclude={"records", "latest"}).encode()
+
+
+def _entered_as(raw: bytes, entered: int) -> str | None:
+    """The Sampro invoice of the entry of version `entered`; None for another version's (a release
+    before this one entered a newer version and left the older one's here)."""
+    version, _, sampro = raw.partition(b":")
+    return sampro.decode() if _version(version) == entered else None
 
 
 def _version(raw: bytes) -> int:

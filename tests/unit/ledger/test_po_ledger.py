@@ -595,7 +595,7 @@ def test_a_release_of_an_invoice_the_bot_could_not_key_says_so_in_its_history(ju
 
     (said,) = release_invoice(ledger, cmd, Unkeyable(), "automatic").emitted
     assert (said.status, said.actor) == (InvoiceStatus.MANUAL_REVIEW, "ana")
-    assert said.reason.startswith("Not released: under rules test the RPA bot could not key this invoice")
+    assert said.reason.startswith("Not released (price agreed by phone): the RPA bot could not be given this invoice")
 
 
 def test_an_rpa_failure_released_is_a_second_hand_off_and_a_replay_of_it_is_the_same_one(judge):

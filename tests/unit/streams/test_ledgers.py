@@ -116,13 +116,17 @@ def test_the_sampro_invoice_of_an_entry_is_kept_beside_its_version_and_read_as_w
     partition.batch(lambda ledger: complete_rpa(ledger, completion("A"), JUDGE, "automatic"), invoice_ids=["A"])
     # Beside the version, not in its value, which a release before reads as a whole number.
     assert partition.written[entered_state_key("PO-1", "A")] == b"1"
-    assert partition.written[entered_as_state_key("PO-1", "A")] == b"S-1"
+    assert partition.written[entered_as_state_key("PO-1", "A")] == b"1:S-1"
     fresh = LedgerStore(Settings(data_dir=store.store.folder, _env_file=None))  # nothing cached
     read = fresh.load(StateWrites(partition.data), "PO-1", ["A"]).ledger
     assert (read.entered, read.entered_as) == ({"A": 1}, {"A": "S-1"})
     partition.data.write({entered_as_state_key("PO-1", "A"): None}, None)  # as an older release left it
     read = fresh.load(StateWrites(partition.data), "PO-1", ["A"]).ledger
     assert (read.entered, read.entered_as) == ({"A": 1}, {})
+    # An older release entered version 2 and left version 1's Sampro invoice: not version 2's.
+    partition.data.write({entered_state_key("PO-1", "A"): b"2", entered_as_state_key("PO-1", "A"): b"1:S-1"}, None)
+    read = fresh.load(StateWrites(partition.data), "PO-1", ["A"]).ledger
+    assert (read.entered, read.entered_as) == ({"A": 2}, {})
 
 
 def test_the_same_invoice_again_is_refused_by_its_version_and_writes_nothing(store):
