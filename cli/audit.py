@@ -83,7 +83,8 @@ def replay(
     invoice: Annotated[list[str] | None, typer.Option("--invoice", help="Only this invoice id (repeatable).")] = None,
     po: Annotated[list[str] | None, typer.Option("--po", help="Only this PO number (repeatable).")] = None,
     tolerances: Annotated[Path | None, typer.Option(
-        "--tolerances", help="Judge with these tolerances (TOML) instead of exact matching.")] = None,
+        "--tolerances", help="Judge with these tolerances (TOML); by default the worker's "
+        "INVOICE_AUTOMATION_TOLERANCES_FILE, else exact matching.")] = None,
     fmt: Annotated[str | None, typer.Option(
         "--format", help="Write the full report as json, csv or html (to --output, else to stdout).")] = None,
     output: Annotated[Path | None, typer.Option("--output", help="File for the full report.")] = None,
@@ -124,11 +125,15 @@ def replay(
         since_ms, until_ms = time_range(since, until)
         selection = Selection(since_ms=since_ms, until_ms=until_ms, invoice_ids=frozenset(invoice or ()),
                               po_numbers=frozenset(po or ()))
-        policy = read_policy(tolerances)
     except InputFileError as exc:
         raise fail(exc) from None
 
     settings = Settings()
+    try:
+        # The worker's: judged with exact matching, verdicts given under tolerances all read as changed.
+        policy = read_policy(tolerances or settings.tolerances_file)
+    except InputFileError as exc:
+        raise fail(exc) from None
     limits = limits_from(settings)
     reader = KafkaTopicReader(settings.kafka_bootstrap_servers)
     spool = None

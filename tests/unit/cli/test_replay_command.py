@@ -67,6 +67,18 @@ def test_a_change_fails_the_run_only_when_asked(monkeypatch, capsys, tmp_path):
     assert code == 0  # the same rules: nothing would change
 
 
+def test_the_workers_tolerances_file_is_what_a_replay_judges_with_unless_told_otherwise(monkeypatch, capsys, tmp_path):
+    """Judged with exact matching, a gate run with the worker's settings found every verdict given
+    under its tolerances changed."""
+    lenient = tmp_path / "lenient.toml"
+    lenient.write_text('[default]\nprice_abs = "0.10"\n')
+    monkeypatch.setenv("INVOICE_AUTOMATION_TOLERANCES_FILE", str(lenient))
+    assert _run(monkeypatch, capsys, "--fail-on-change")[0] == 3  # these verdicts were given without
+    exact = tmp_path / "exact.toml"
+    exact.write_text("[default]\n")
+    assert _run(monkeypatch, capsys, "--tolerances", str(exact), "--fail-on-change")[0] == 0
+
+
 def test_a_record_that_cannot_be_read_fails_the_run_unless_a_change_fails_it_first(
         monkeypatch, capsys, tmp_path, topic):
     reader, _ = topic
