@@ -58,11 +58,12 @@ class KafkaConsumerGroups(ConsumerGroups):
         if running:
             raise GroupIsActive(f"consumer group {group!r} has {len(running)} running member(s): {', '.join(running)}")
         request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p, o) for p, o in sorted(offsets.items())])
-        with self._asking(f"moving consumer group {group}"):
+        with self._asking(f"moving consumer group {group} on {topic}"):
             result = self.admin.alter_consumer_group_offsets([request], request_timeout=self.timeout)[group].result()
-        failed = [tp for tp in result.topic_partitions if tp.error is not None]
-        if failed:
-            raise RuntimeError(f"moving {group!r} on {topic}: {[(tp.partition, str(tp.error)) for tp in failed]}")
+            # Kafka answers a commit per partition: a member that joined, or an ACL, comes back here,
+            # not as the call's error (it was a traceback).
+            if failed := [tp for tp in result.topic_partitions if tp.error is not None]:
+                raise KafkaException(failed[0].error)
 
 
 @dataclass

@@ -21,3 +21,30 @@ def test_a_refusal_is_said_as_what_it_is(code, said):
     with pytest.raises(said, match="moving consumer group ap"):
         with groups._asking("moving consumer group ap"):
             raise KafkaException(KafkaError(code))
+
+
+@pytest.mark.parametrize(("code", "said"), [
+    (KafkaError.UNKNOWN_MEMBER_ID, GroupIsActive), (KafkaError.GROUP_AUTHORIZATION_FAILED, Misconfigured)])
+def test_a_refusal_kafka_gives_per_partition_is_said_as_what_it_is(code, said):
+    """The commit's answer names an error per partition: a member that joined while the group was
+    moved was a RuntimeError, and `reprocess` ended in a traceback."""
+    from concurrent.futures import Future
+    from types import SimpleNamespace
+
+    def answered(value):
+        future: Future = Future()
+        future.set_result(value)
+        return {"ap": future}
+
+    class Admin:
+        def describe_consumer_groups(self, groups, request_timeout):
+            return answered(SimpleNamespace(members=[]))
+
+        def alter_consumer_group_offsets(self, requests, request_timeout):
+            refused = SimpleNamespace(topic="invoices", partition=0, offset=5, error=KafkaError(code))
+            return answered(SimpleNamespace(topic_partitions=[refused]))
+
+    groups = KafkaConsumerGroups("127.0.0.1:9", timeout=1)
+    groups.admin = Admin()  # type: ignore[assignment]
+    with pytest.raises(said, match="moving consumer group ap on invoices"):
+        groups.move("ap", "invoices", {0: 5})
