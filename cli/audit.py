@@ -333,8 +333,9 @@ def reprocess(
                       "workers ran before, Kafka dropped them (offsets.retention.minutes, 7 days by default after "
                       "the group stopped), and the workers will read the whole topic again.")
     if rewind.running_members:
-        err.print(f"[red]refused[/]: worker(s) of {settings.app_id} are running ({', '.join(rewind.running_members)}); "
-                  "stop them, then run this again.")
+        # Kafka's text as it is: a client id with brackets in it read as markup, and was a traceback.
+        err.print(f"[red]refused[/]: worker(s) of {inert(settings.app_id)} are running "
+                  f"({inert(', '.join(rewind.running_members))}); stop them, then run this again.")
         raise typer.Exit(1)
     if dry_run or rewind.total == 0:
         return
@@ -343,7 +344,7 @@ def reprocess(
     try:
         execute(groups, rewind)
     except GroupIsActive as exc:
-        err.print(f"[red]refused[/]: {exc}")
+        err.print(f"[red]refused[/]: {inert(str(exc))}")
         raise typer.Exit(1) from None
     Console().print("Rewound. Start the workers: they judge again what the new rules may decide differently.")
 
