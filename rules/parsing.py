@@ -127,9 +127,8 @@ def _within_limits(invoice: Invoice, limits: Limits) -> list[Finding]:
     problems = []
     if len(invoice.lines) > limits.max_lines:
         problems.append(_too_many_lines(len(invoice.lines), limits))
-    texts: list[tuple[str, str, bool, int | None]] = [
-        (field, getattr(invoice, field), False, None)
-        for field in ("invoice_id", "vendor_id", "invoice_number", "po_number", "currency")]
+    texts: list[tuple[str, str, bool, int | None]] = [(field, getattr(invoice, field), False, None)
+                                                      for field in IDENTIFIERS]
     numbers: list[tuple[str, Any, int | None]] = [("tax_amount", invoice.tax_amount, None),
                                                   ("total_amount", invoice.total_amount, None)]
     for index, line in enumerate(invoice.lines[: limits.max_lines], start=1):
