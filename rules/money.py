@@ -1,9 +1,9 @@
 """Currency precision and half-up rounding, as AP rounds on paper.
 
-Minor units come from babel's CLDR data (JPY 0, USD 2, BHD 3) instead of a hand-kept table.
-CLDR gives the digits currencies are used with, which for some differ from ISO 4217's minor
-unit (HUF, IDR and COP 0 where ISO says 2, IQD 0 for 3): amounts of those are rounded to whole
-units here.
+Minor units are ISO 4217's (the `iso4217` package's copy of the standard's list: JPY 0, USD and
+HUF 2, BHD 3, CLF 4), the units ERPs and payment files keep amounts in. CLDR's digits (babel),
+used before, are the digits a currency is shown with, and round HUF, IDR and COP to whole units:
+a HUF line of 2 x 15.25 came to 31.
 """
 
 from __future__ import annotations
@@ -11,13 +11,23 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
 
-from babel.numbers import get_currency_precision
+from iso4217 import Currency
+
+
+class UnknownCurrency(LookupError):
+    """A code ISO 4217 does not list, or one without a minor unit (gold, XAU; no currency, XXX)."""
 
 
 @lru_cache(maxsize=512)
 def minor_unit(currency: str) -> Decimal:
-    """The smallest amount of the currency as an exponent: Decimal('0.01') for USD."""
-    return Decimal(1).scaleb(-get_currency_precision(currency.upper()))
+    """The smallest amount of the currency: Decimal('0.01') for USD. Raises UnknownCurrency."""
+    try:
+        exponent = Currency(currency.upper()).exponent
+    except ValueError:
+        raise UnknownCurrency(f"{currency!r} is not an ISO 4217 currency code") from None
+    if exponent is None:
+        raise UnknownCurrency(f"{currency.upper()} has no minor unit in ISO 4217: no invoice is paid in it")
+    return Decimal(1).scaleb(-exponent)
 
 
 def round_money(amount: Decimal, currency: str) -> Decimal:

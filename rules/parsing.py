@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from rules.limits import Limits, control_character, decimal_problem, plainly_storable
 from rules.models import Finding, Invoice, Severity, trusted
+from rules.money import UnknownCurrency, minor_unit
 
 INVALID_INVOICE = "INVALID_INVOICE"
 
@@ -85,6 +86,8 @@ def _business_contract(invoice: Invoice, limits: Limits) -> list[Finding]:
                                      f"Line {line.line_no}: amount is negative.", line.line_no))
     if invoice.tax_amount < 0:
         problems.append(_invalid("tax_amount", invoice.tax_amount, "Tax amount is negative."))
+    if invoice.currency.strip():  # a blank one is named above
+        problems += _in_the_currencys_units(invoice)
     for index, charge in enumerate(invoice.extra_charges, start=1):
         if not charge.kind.strip():
             problems.append(_invalid(f"extra_charges[{index}].kind", charge.kind, "A charge's kind is blank."))
@@ -116,6 +119,25 @@ def _plainly_within(invoice: Invoice, limits: Limits) -> bool:
     numbers += [line.amount for line in lines if line.amount is not None]
     numbers += [charge.amount for charge in charges]
     return plainly_storable(numbers, limits)
+
+
+def _in_the_currencys_units(invoice: Invoice) -> list[Finding]:
+    """A currency ISO 4217 lists, and money in its smallest unit, as the ERP and the payment run
+    keep it: 57.255 USD went to the bot as the total, a difference for AP to chase at payment
+    (31.000 is 31.00). Unit prices may be finer: 0.0125 USD a screw is a price, not an amount."""
+    try:
+        unit = minor_unit(invoice.currency)
+    except UnknownCurrency as exc:
+        return [_invalid("currency", invoice.currency, f"currency: {exc}.")]
+    amounts: list[tuple[str, Decimal, int | None]] = [("tax_amount", invoice.tax_amount, None),
+                                                      ("total_amount", invoice.total_amount, None)]
+    amounts += [(f"lines[{index}].amount", line.amount, line.line_no)
+                for index, line in enumerate(invoice.lines, start=1) if line.amount is not None]
+    amounts += [(f"extra_charges[{index}].amount", charge.amount, None)
+                for index, charge in enumerate(invoice.extra_charges, start=1)]
+    return [_invalid(field, amount, f"{field}: {amount} is finer than {invoice.currency.upper()}'s smallest "
+                                    f"unit, {unit}.", line_no)
+            for field, amount, line_no in amounts if amount % unit]
 
 
 def _within_limits(invoice: Invoice, limits: Limits) -> list[Finding]:

@@ -8,7 +8,7 @@ import pytest
 
 from rules.errors import DataError
 from rules.limits import Limits, load_json
-from tests.unit.rules.builders import codes, invoice, judge
+from tests.unit.rules.builders import PO, codes, invoice, judge, po
 
 LINE = {"line_no": 1, "part_number": "AC-100", "quantity": "2", "unit_price": "15.50", "amount": "31.00"}
 
@@ -136,3 +136,44 @@ def test_a_line_whose_quantity_times_price_is_past_what_sampro_keeps_is_invalid_
     assert verdict.status.value == "bad_invoice"
     (reason,) = [r for r in verdict.reasons if r.field == "lines[1].quantity"]
     assert "is more than Sampro keeps (14 digits)" in reason.message
+
+
+@pytest.mark.parametrize(("changes", "field", "message"), [
+    ({"total_amount": "57.255"}, "total_amount", "total_amount: 57.255 is finer than USD's smallest unit, 0.01."),
+    ({"tax_amount": "3.505", "total_amount": "57.255"}, "tax_amount",
+     "tax_amount: 3.505 is finer than USD's smallest unit, 0.01."),
+    ({"lines": [{**LINE, "amount": "31.001"}], "total_amount": "44.501"}, "lines[1].amount",
+     "lines[1].amount: 31.001 is finer than USD's smallest unit, 0.01."),
+    ({"extra_charges": [{"kind": "freight", "amount": "10.005"}], "total_amount": "57.255"},
+     "extra_charges[1].amount", "extra_charges[1].amount: 10.005 is finer than USD's smallest unit, 0.01."),
+])
+def test_an_amount_finer_than_the_currencys_smallest_unit_is_invalid_and_named(changes, field, message):
+    """57.255 USD went to the bot as the total: the ERP and the payment run round it into a
+    difference for AP to chase."""
+    assert (field, message) in findings(invoice(**changes))
+
+
+def test_a_unit_price_may_be_finer_than_the_currency_and_trailing_zeros_are_no_finer():
+    screws = {**LINE, "quantity": "8", "unit_price": "0.0125", "amount": "0.100"}
+    doc = invoice(lines=[screws], tax_amount="0", extra_charges=[], total_amount="0.1000")
+    assert findings(doc) == []
+
+
+def test_currencies_round_to_iso_4217s_minor_unit_not_the_digits_they_are_shown_with():
+    """CLDR shows HUF without decimals; ISO 4217 gives it two, as an ERP keeps it. A HUF line of
+    2 x 15.25 came to 31 and was LINE_AMOUNT_MISMATCH; an invoice of 0.5 JPY is finer than a yen."""
+    huf = invoice(currency="HUF", lines=[{**LINE, "unit_price": "15.25", "amount": "30.50"}], tax_amount="0",
+                  extra_charges=[], total_amount="30.50")
+    hungarian_po = po(currency="HUF", tax_rate=None, lines=[{**PO["lines"][0], "unit_price": "15.25"}])
+    assert judge(huf, hungarian_po).status.value == "ready_to_process"
+    yen = invoice(currency="JPY", lines=[{**LINE, "unit_price": "15", "amount": "30"}], tax_amount="0.5",
+                  extra_charges=[], total_amount="30.5")
+    assert ("tax_amount", "tax_amount: 0.5 is finer than JPY's smallest unit, 1.") in findings(yen)
+
+
+@pytest.mark.parametrize(("currency", "message"), [
+    ("ZZZ", "currency: 'ZZZ' is not an ISO 4217 currency code."),
+    ("xau", "currency: XAU has no minor unit in ISO 4217: no invoice is paid in it."),
+])
+def test_a_currency_iso_4217_does_not_list_or_no_invoice_is_paid_in_is_invalid_and_named(currency, message):
+    assert findings(invoice(currency=currency)) == [("currency", message)]
