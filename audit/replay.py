@@ -73,45 +73,66 @@ class ReplayedVerdict:
     added_reasons: tuple[str, ...]
     removed_reasons: tuple[str, ...]
 
-    @property
-    def of_note(self) -> bool:
-        """What the summary counts: it would change, or it cannot be judged again."""
-        return self.changed or self.rederived_status is None
 
 
-# What a slice yields: its verdicts judged again (those kept), the records it could not decode, the
-# verdicts the rules failed on, the records read, the verdicts judged.
-JudgedSlice = tuple[list[ReplayedVerdict], list[str], list[str], int, int]
+NAMED = 1_000  # records named one by one in the report; past that, counted
 
 
 @dataclass
-class ReplayReport:
+class Tally:
+    """What the summary shows of the verdicts judged, counted as they come: a million that would
+    change were a million items kept in memory before the summary could be printed."""
+
+    records_read: int = 0
+    judged: int = 0  # verdicts judged again
+    changed: int = 0
+    not_rederivable: int = 0
+    transitions: Counter[tuple[str, str | None]] = field(default_factory=Counter)
+    reason_changes: Counter[tuple[str, str]] = field(default_factory=Counter)
+    undecodable: list[str] = field(default_factory=list)  # the first NAMED records that could not be read
+    undecodable_count: int = 0
+    not_judged: list[str] = field(default_factory=list)  # the first NAMED verdicts the rules failed on: a bug
+    not_judged_count: int = 0
+
+    def count(self, item: ReplayedVerdict) -> None:
+        self.judged += 1
+        if item.rederived_status is None:
+            self.not_rederivable += 1
+        if item.changed:
+            self.changed += 1
+            self.transitions[(item.recorded_status, item.rederived_status)] += 1
+            self.reason_changes.update((code, "added") for code in item.added_reasons)
+            self.reason_changes.update((code, "removed") for code in item.removed_reasons)
+
+    def undecodable_record(self, where: str) -> None:
+        self.undecodable_count += 1
+        if len(self.undecodable) < NAMED:
+            self.undecodable.append(where)
+
+    def not_judged_verdict(self, where: str) -> None:
+        self.not_judged_count += 1
+        if len(self.not_judged) < NAMED:
+            self.not_judged.append(where)
+
+    def add(self, other: Tally) -> None:
+        self.records_read += other.records_read
+        self.judged += other.judged
+        self.changed += other.changed
+        self.not_rederivable += other.not_rederivable
+        self.transitions.update(other.transitions)
+        self.reason_changes.update(other.reason_changes)
+        self.undecodable_count += other.undecodable_count
+        self.undecodable += other.undecodable[: NAMED - len(self.undecodable)]
+        self.not_judged_count += other.not_judged_count
+        self.not_judged += other.not_judged[: NAMED - len(self.not_judged)]
+
+
+@dataclass(kw_only=True)
+class ReplayReport(Tally):
     topic: str
     rules_version: str
     selection: Selection
-    items: list[ReplayedVerdict] = field(default_factory=list)  # every verdict judged, or only those of note
-    records_read: int = 0
-    undecodable: list[str] = field(default_factory=list)
-    judged: int = 0  # verdicts judged again, kept in `items` or not
-    not_judged: list[str] = field(default_factory=list)  # verdicts the rules failed on: a bug, not bad data
-
-    @property
-    def changed(self) -> list[ReplayedVerdict]:
-        return [item for item in self.items if item.changed]
-
-    @property
-    def not_rederivable(self) -> list[ReplayedVerdict]:
-        return [item for item in self.items if item.rederived_status is None]
-
-    def transitions(self) -> Counter[tuple[str, str]]:
-        return Counter((i.recorded_status, i.rederived_status) for i in self.changed)
-
-    def reason_changes(self) -> Counter[tuple[str, str]]:
-        counts: Counter[tuple[str, str]] = Counter()
-        for item in self.changed:
-            counts.update((code, "added") for code in item.added_reasons)
-            counts.update((code, "removed") for code in item.removed_reasons)
-        return counts
+    items: list[ReplayedVerdict] = field(default_factory=list)  # every verdict judged, when asked to keep them
 
     def summary(self) -> dict:
         """The report's head: everything but the verdicts one by one."""
@@ -120,38 +141,38 @@ class ReplayReport:
             "selection": {"since_ms": self.selection.since_ms, "until_ms": self.selection.until_ms,
                           "invoice_ids": sorted(self.selection.invoice_ids),
                           "po_numbers": sorted(self.selection.po_numbers)},
-            "records_read": self.records_read, "verdicts": self.judged, "changed": len(self.changed),
-            "not_rederivable": len(self.not_rederivable), "undecodable": self.undecodable,
-            "not_judged": self.not_judged,
-            "transitions": [{"from": a, "to": b, "count": n} for (a, b), n in self.transitions().most_common()],
+            "records_read": self.records_read, "verdicts": self.judged, "changed": self.changed,
+            "not_rederivable": self.not_rederivable,
+            "undecodable_count": self.undecodable_count, "undecodable": self.undecodable,
+            "not_judged_count": self.not_judged_count, "not_judged": self.not_judged,
+            "transitions": [{"from": a, "to": b, "count": n} for (a, b), n in self.transitions.most_common()],
             "reason_changes": [{"code": c, "change": k, "count": n}
-                               for (c, k), n in self.reason_changes().most_common()],
+                               for (c, k), n in self.reason_changes.most_common()],
         }
 
 
 def replay(
     reader: TopicReader, topic: str, selection: Selection, policy: Policy, *, limits: Limits = Limits(),
-    schema_registry_url: str | None = None, workers: int | None = None, keep_unchanged: bool = True,
+    schema_registry_url: str | None = None, workers: int | None = None, keep_items: bool = True,
     spool: Callable[[list[ReplayedVerdict]], None] | None = None,
     on_total: Callable[[int], None] = lambda total: None, on_progress: Callable[[int], None] = lambda n: None,
 ) -> ReplayReport:
-    """`keep_unchanged=False` keeps in `items` only the verdicts that would change or have no audit
-    record: what the summary shows, in memory that does not grow with the topic. `spool` is handed
-    every verdict judged again, in topic order, and `items` keeps only those of note: a full report
-    written as the verdicts come (ten million kept for one took 5 GiB)."""
+    """`keep_items=False` keeps no verdict in `items`, only the counts the summary shows: memory
+    that does not grow with the topic. `spool` is handed every verdict judged again, in topic
+    order: a full report written as the verdicts come (ten million kept for one took 5 GiB)."""
     ranges = reader.ranges(topic, selection.since_ms, selection.until_ms)
     on_total(sum(end - start for start, end in ranges.values()))
     report = ReplayReport(topic=topic, rules_version=rules_version(policy), selection=selection)
     judge = partial(_judge_slice, reader, topic, policy=policy, limits=limits, selection=selection,
-                    schema_registry_url=schema_registry_url, keep_unchanged=keep_unchanged or spool is not None)
+                    schema_registry_url=schema_registry_url, keep_items=keep_items or spool is not None)
     slices = list(_slices(ranges, SLICE))
     # No more processes than slices: a topic of one slice is judged here, without starting any.
     workers = min(workers or os.cpu_count() or 1, len(slices))
     if workers <= 1:
-        _collect(map(judge, slices), report, spool, on_progress)
+        _collect(map(judge, slices), report, keep_items, spool, on_progress)
     else:
         with _pool(workers) as pool:
-            _collect(_bounded_map(pool, judge, slices, in_flight=2 * workers), report, spool, on_progress)
+            _collect(_bounded_map(pool, judge, slices, in_flight=2 * workers), report, keep_items, spool, on_progress)
     return report
 
 
@@ -182,19 +203,15 @@ def _bounded_map(pool: ProcessPoolExecutor, fn, items: Iterable, in_flight: int)
         yield pending.popleft().result()
 
 
-def _collect(results: Iterable[JudgedSlice], report: ReplayReport,
+def _collect(results: Iterable[tuple[list[ReplayedVerdict], Tally]], report: ReplayReport, keep_items: bool,
              spool: Callable[[list[ReplayedVerdict]], None] | None, on_progress: Callable[[int], None]) -> None:
-    for items, undecodable, not_judged, read, judged in results:
-        if spool is None:
-            report.items.extend(items)
-        else:
+    for items, tally in results:
+        if spool is not None:
             spool(items)
-            report.items.extend(item for item in items if item.of_note)
-        report.undecodable.extend(undecodable)
-        report.not_judged.extend(not_judged)
-        report.records_read += read
-        report.judged += judged
-        on_progress(read)
+        elif keep_items:
+            report.items.extend(items)
+        report.add(tally)
+        on_progress(tally.records_read)
 
 
 @cache
@@ -204,14 +221,16 @@ def _codec(schema_registry_url: str | None):
 
 
 def _judge_slice(reader: TopicReader, topic: str, piece: tuple[int, int, int], policy: Policy, limits: Limits,
-                 selection: Selection, schema_registry_url: str | None, keep_unchanged: bool) -> JudgedSlice:
-    """Reads one slice and judges its verdicts again. Status changes share the topic: they are
-    left out by their schema fingerprint, undecoded."""
+                 selection: Selection, schema_registry_url: str | None,
+                 keep_items: bool) -> tuple[list[ReplayedVerdict], Tally]:
+    """Reads one slice and judges its verdicts again: each verdict when `keep_items`, and the
+    counts. Status changes share the topic: they are left out by their schema fingerprint, undecoded."""
     codec = _codec(schema_registry_url)
     partition, start, end = piece
-    items, undecodable, not_judged, read, judged = [], [], [], 0, 0
+    items: list[ReplayedVerdict] = []
+    tally = Tally()
     for record in reader.read(topic, {partition: (start, end)}):
-        read += 1
+        tally.records_read += 1
         value = record.value or b""
         if not selection.admits_record(record) or codec.kind(value) not in (Verdict, None):
             continue
@@ -222,14 +241,13 @@ def _judge_slice(reader: TopicReader, topic: str, piece: tuple[int, int, int], p
                 continue
             comparison = compare(message, judge_again(message, policy, limits))
         except DecodeError as error:
-            undecodable.append(f"{where}: {error}")
+            tally.undecodable_record(f"{where}: {error}")
             continue
         except Unavailable:  # the schema registry: an outage, waited for by the operator, not a bad record
             raise
         except Exception as error:  # one verdict is counted, never the end of an auditor's long run
-            not_judged.append(f"{where}: {type(error).__name__}: {str(error)[:300]}")
+            tally.not_judged_verdict(f"{where}: {type(error).__name__}: {str(error)[:300]}")
             continue
-        judged += 1
         item = ReplayedVerdict(
             invoice_id=message.invoice_id, invoice_version=message.invoice_version, po_number=message.po_number,
             recorded_at=record.recorded_at.isoformat(),
@@ -238,9 +256,10 @@ def _judge_slice(reader: TopicReader, topic: str, piece: tuple[int, int, int], p
             recorded_reasons=comparison.recorded_codes, rederived_reasons=comparison.rederived_codes,
             changed=comparison.changed, added_reasons=comparison.added_codes, removed_reasons=comparison.removed_codes,
         )
-        if keep_unchanged or item.of_note:
+        tally.count(item)
+        if keep_items:
             items.append(item)
-    return items, undecodable, not_judged, read, judged
+    return items, tally
 
 
 def recorded_message(codec: Codec, value: bytes) -> BaseModel:

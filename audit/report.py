@@ -16,7 +16,7 @@ from dataclasses import asdict, fields
 from datetime import UTC, datetime
 from typing import TextIO
 
-from audit.replay import ReplayedVerdict, ReplayReport
+from audit.replay import NAMED, ReplayedVerdict, ReplayReport
 
 FORMATS = ("json", "csv", "html")
 
@@ -123,9 +123,9 @@ def _html(report: ReplayReport, items: Iterable[ReplayedVerdict], out: TextIO) -
     e = html.escape
     sel = report.selection
     transitions = "".join(f"<tr><td>{e(a)}</td><td>{e(str(b))}</td><td>{n}</td></tr>"
-                          for (a, b), n in report.transitions().most_common()) or "<tr><td colspan=3>none</td></tr>"
+                          for (a, b), n in report.transitions.most_common()) or "<tr><td colspan=3>none</td></tr>"
     reasons = "".join(f"<tr><td>{e(c)}</td><td>{e(k)}</td><td>{n}</td></tr>"
-                      for (c, k), n in report.reason_changes().most_common()) or "<tr><td colspan=3>none</td></tr>"
+                      for (c, k), n in report.reason_changes.most_common()) or "<tr><td colspan=3>none</td></tr>"
     out.write(f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Verdict replay: {e(report.topic)}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2rem}}table{{border-collapse:collapse;margin-bottom:1.5rem}}
@@ -134,9 +134,10 @@ td,th{{border:1px solid #ccc;padding:.25rem .5rem;text-align:left}}tr.changed{{b
 <p>Topic <b>{e(report.topic)}</b>, from {e(_ms(sel.since_ms))} to {e(_ms(sel.until_ms))}{
     ', invoices ' + e(', '.join(sorted(sel.invoice_ids))) if sel.invoice_ids else ''}{
     ', POs ' + e(', '.join(sorted(sel.po_numbers))) if sel.po_numbers else ''}; judged again under rules
-<b>{e(report.rules_version)}</b>. {report.judged} verdicts, <b>{len(report.changed)} changed</b>,
-{len(report.not_rederivable)} without an audit record, {len(report.undecodable)} undecodable records,
-{len(report.not_judged)} verdicts the rules failed on (listed at the end, not in the table).</p>
+<b>{e(report.rules_version)}</b>. {report.judged} verdicts, <b>{report.changed} changed</b>,
+{report.not_rederivable} without an audit record, {report.undecodable_count} undecodable records,
+{report.not_judged_count} verdicts the rules failed on (listed at the end, not in the table; the first
+{NAMED:,} of each are named).</p>
 <h2>Status transitions</h2><table><tr><th>recorded</th><th>re-derived</th><th>verdicts</th></tr>{transitions}</table>
 <h2>Reasons</h2><table><tr><th>code</th><th>change</th><th>verdicts</th></tr>{reasons}</table>
 <h2>Every verdict</h2><table><tr><th>invoice</th><th>v</th><th>PO</th><th>recorded at</th><th>rules</th>

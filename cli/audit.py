@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -65,14 +66,27 @@ def _progress() -> Progress:
                     TimeRemainingColumn(), console=err, transient=True)
 
 
+SAID_EVERY = 10.0  # seconds between progress lines where stderr is no terminal (a cron job's log, a CI job)
+
+
 def _advancing(progress: Progress, task: TaskID) -> Callable[[int], None]:
-    """What moves the task on by n records, showing records a second since now."""
-    started = datetime.now(UTC)
+    """What moves the task on by n records, showing records a second since now. Where stderr is no
+    terminal the bar is not drawn at all: a line every SAID_EVERY seconds says how far it is, or a
+    run of an hour in a job's log was silent until its summary."""
+    started = said = time.monotonic()
 
     def advance(n: int) -> None:
+        nonlocal said
         progress.advance(task, n)
-        seconds = (datetime.now(UTC) - started).total_seconds() or 1e-9
-        progress.update(task, rate=f"{progress.tasks[task].completed / seconds:>9,.0f} records/s")
+        now = time.monotonic()
+        shown = progress.tasks[task]
+        rate = shown.completed / ((now - started) or 1e-9)
+        progress.update(task, rate=f"{rate:>9,.0f} records/s")
+        if not progress.console.is_terminal and now - said >= SAID_EVERY:
+            said = now
+            of = f" of {shown.total:,.0f}" if shown.total is not None else ""
+            progress.console.print(f"{shown.description}: {shown.completed:,.0f}{of} records, {rate:,.0f} records/s",
+                                   markup=False, highlight=False)
 
     return advance
 
@@ -144,7 +158,7 @@ def replay(
             started = datetime.now(UTC)
             report = run_replay(reader, settings.verdicts_topic, selection, policy, limits=limits,
                                 schema_registry_url=settings.schema_registry_url, workers=workers,
-                                keep_unchanged=False, spool=spool,
+                                keep_items=False, spool=spool,
                                 on_total=lambda total: progress.update(task, total=total),
                                 on_progress=_advancing(progress, task))
             seconds = (datetime.now(UTC) - started).total_seconds()
@@ -171,7 +185,7 @@ def replay(
         raise typer.Exit(3)
     # Some verdicts have no audit record (the bad_invoice of an invoice the pipeline failed to
     # judge): counted above. None with one: nothing was checked, and a gate must not pass.
-    if report.judged == len(report.not_rederivable) or report.undecodable or report.not_judged:
+    if report.judged == report.not_rederivable or report.undecodable_count or report.not_judged_count:
         raise typer.Exit(1)
 
 
@@ -208,21 +222,21 @@ def _print_summary(report, seconds: float, max_lines: int) -> None:
     # The line limit is the environment's (INVOICE_AUTOMATION_MAX_INVOICE_LINES), not the verdict's: said.
     err.print(f"{report.records_read:,} records read, {report.judged:,} verdicts judged again under rules "
               f"{report.rules_version} (invoices of {max_lines:,} lines at most) in {seconds:.1f} s: "
-              f"[bold]{len(report.changed):,} would change[/]"
-              + (f", {len(report.not_rederivable):,} have no audit record" if report.not_rederivable else "")
-              + (f", {len(report.undecodable):,} records undecodable" if report.undecodable else "")
-              + (f", {len(report.not_judged):,} verdicts the rules failed on (a bug: please report them)"
-                 if report.not_judged else ""))
+              f"[bold]{report.changed:,} would change[/]"
+              + (f", {report.not_rederivable:,} have no audit record" if report.not_rederivable else "")
+              + (f", {report.undecodable_count:,} records undecodable" if report.undecodable_count else "")
+              + (f", {report.not_judged_count:,} verdicts the rules failed on (a bug: please report them)"
+                 if report.not_judged_count else ""))
     if report.changed:
         transitions = Table(title="What would change, by status")
         for column in ("recorded", "re-derived", "verdicts"):
             transitions.add_column(column)
-        for (recorded, rederived), count in report.transitions().most_common():
+        for (recorded, rederived), count in report.transitions.most_common():
             transitions.add_row(recorded, rederived, f"{count:,}")
         reasons = Table(title="What would change, by reason")
         for column in ("reason", "change", "verdicts"):
             reasons.add_column(column)
-        for (code, change), count in report.reason_changes().most_common():
+        for (code, change), count in report.reason_changes.most_common():
             reasons.add_row(code, change, f"{count:,}")
         err.print(transitions)
         err.print(reasons)

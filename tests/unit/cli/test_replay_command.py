@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import re
 import sys
 
 import pytest
@@ -191,3 +192,12 @@ def test_a_report_interrupted_while_it_is_written_leaves_no_part_file(monkeypatc
     monkeypatch.setattr("audit.report.write", interrupted)
     code, err = _run(monkeypatch, capsys, "--output", str(tmp_path / "replay.csv"))
     assert code == 130 and list(tmp_path.iterdir()) == []  # 128 + SIGINT, as a shell says it
+
+
+def test_where_stderr_is_no_terminal_a_line_says_how_far_the_replay_is(monkeypatch, capsys):
+    """The bar is not drawn in a job's log: an hour's run said nothing until its summary."""
+    monkeypatch.setattr("cli.audit.SAID_EVERY", 0)
+    monkeypatch.setattr("audit.replay.SLICE", 50)
+    code, err = _run(monkeypatch, capsys)
+    lines = re.findall(r"Judging verdicts again: ([\d,]+) of ([\d,]+) records, [\d,]+ records/s", err)
+    assert code == 0 and len(lines) > 1 and lines[-1][0] == lines[-1][1], err
