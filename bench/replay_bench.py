@@ -84,17 +84,20 @@ def run(args) -> None:
         results = {}
         for workers in (1, args.workers):
             started = time.perf_counter()
-            report = replay(reader, topic, Selection(), Policy(), workers=workers)
+            # As the command runs it without --format: counts kept, no verdict crosses back from a process.
+            report = replay(reader, topic, Selection(), Policy(), workers=workers, keep_items=False)
             seconds = time.perf_counter() - started
-            results[workers] = (len(report.items), seconds, len(report.changed))
-            print(f"replay    {workers} process(es): {len(report.items) / seconds:>10,.0f} verdicts/s judged again "
+            results[workers] = (report.judged, seconds, report.changed)
+            print(f"replay    {workers} process(es): {report.judged / seconds:>10,.0f} verdicts/s judged again "
                   f"({report.records_read / seconds:,.0f} records/s; "
-                  f"{len(report.items):,} verdicts in {seconds:.2f} s, "
-                  f"{len(report.changed)} changed)")
+                  f"{report.judged:,} verdicts in {seconds:.2f} s, "
+                  f"{report.changed} changed)")
         verdicts, seconds, _ = results[args.workers]
         bare = count / bare_read(reader, topic)[1]
-        print(f"ratio     replay records/s / bare read records/s: {total / seconds / bare:.2f}  "
-              f"(target >= 0.33, and >= 10,000 verdicts/s: {'met' if verdicts / seconds >= 10_000 else 'NOT met'})")
+        ratio, rate = total / seconds / bare, verdicts / seconds
+        print(f"ratio     replay records/s / bare read records/s: {ratio:.2f}  (target >= 0.33: "
+              f"{'met' if ratio >= 1 / 3 else 'NOT met'}; >= 10,000 verdicts/s: "
+              f"{'met' if rate >= 10_000 else 'NOT met'})")
     finally:
         admin.delete_topics([topic])
         if not was_up:
