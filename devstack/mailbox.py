@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import ssl
 import threading
 import time
 from email.message import EmailMessage
@@ -68,10 +69,15 @@ class Mailbox:
 
 
 class SmtpServer:
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, tls: ssl.SSLContext | None = None) -> None:
+        """`tls`: offers STARTTLS with this server context, and takes no mail before it."""
         self.mailbox = Mailbox()
         self.port = port or free_port()
-        self._controller = Controller(self.mailbox, hostname="127.0.0.1", port=self.port)
+        self._tls = {} if tls is None else {"tls_context": tls, "require_starttls": True}
+        self._controller = self._listening()
+
+    def _listening(self) -> Controller:
+        return Controller(self.mailbox, hostname="127.0.0.1", port=self.port, **self._tls)
 
     def __enter__(self) -> SmtpServer:
         self._controller.start()
@@ -93,5 +99,5 @@ class SmtpServer:
 
     def recover(self) -> None:
         self.mailbox.closing, self.mailbox.in_transaction = False, 0
-        self._controller = Controller(self.mailbox, hostname="127.0.0.1", port=self.port)
+        self._controller = self._listening()
         self._controller.start()

@@ -8,6 +8,7 @@ What the API's root (api/bootstrap.py) builds as well comes from streams/adapter
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -104,8 +105,9 @@ def _real_mailer(settings: Settings) -> RpaMailer:
     from connectors.rpa_mail import SmtpRpaMailer, SqlSentLog
 
     password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
+    tls = ssl.create_default_context(cafile=settings.smtp_ca_file) if settings.smtp_starttls else None
     return SmtpRpaMailer(
-        host=settings.smtp_host, port=settings.smtp_port, starttls=settings.smtp_starttls,
+        host=settings.smtp_host, port=settings.smtp_port, tls=tls,
         username=settings.smtp_username, password=password, mail_from=settings.rpa_mail_from,
         mail_to=settings.rpa_mail_to, sent_log=SqlSentLog(engine_for(settings.scheduler_db_url)),
     )

@@ -7,6 +7,7 @@ point the same code at different brokers and databases.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -139,7 +140,8 @@ class Settings(BaseSettings):
                  "DATE_ACCEPTED", "PO_TO_BE_CORRECTED", "OTHER"], min_length=1)
     smtp_host: str = "127.0.0.1"
     smtp_port: int = Field(default=8025, ge=1, le=65535)
-    smtp_starttls: bool = False
+    smtp_starttls: bool = False  # the server's certificate and name are checked (the system's CAs)
+    smtp_ca_file: FilePath | None = None  # ... or this CA bundle's (PEM), for an internal relay's own CA
     smtp_username: SmtpText | None = None
     smtp_password: SecretStr | None = None
     rpa_mail_from: SmtpText = "invoice-automation@localhost"
@@ -232,6 +234,12 @@ class Settings(BaseSettings):
         if self.smtp_username is not None and not (self.smtp_password and self.smtp_password.get_secret_value()):
             raise ValueError(f"{PREFIX}SMTP_USERNAME is set without {PREFIX}SMTP_PASSWORD: every email would "
                              "fail to sign in")
+        if self.smtp_username is not None and not self.smtp_starttls and not _loopback(self.smtp_host):
+            raise ValueError(f"{PREFIX}SMTP_USERNAME without {PREFIX}SMTP_STARTTLS=true sends the password to "
+                             f"{self.smtp_host} in clear text: set it, or relay through a server on this machine")
+        if self.smtp_ca_file is not None and not self.smtp_starttls:
+            raise ValueError(f"{PREFIX}SMTP_CA_FILE is set without {PREFIX}SMTP_STARTTLS=true: no certificate "
+                             "would be checked with it")
         if self.api_sign_in_backoff_max_seconds < self.api_sign_in_backoff_seconds:
             raise ValueError(f"{PREFIX}API_SIGN_IN_BACKOFF_MAX_SECONDS is below {PREFIX}API_SIGN_IN_BACKOFF_SECONDS")
         if (self.marketplace_source == "debezium" and self.connect_url
@@ -303,3 +311,10 @@ def shown_value(name: str, value: object) -> str | None:
     text = repr(value)
     return text if len(text) <= MAX_SHOWN_VALUE else text[:MAX_SHOWN_VALUE - 3] + "..."
 
+
+def _loopback(host: str) -> bool:
+    """Mail to a relay on this machine (a sidecar, a local Postfix) never crosses a network."""
+    try:
+        return host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -9,6 +9,7 @@ reads each message back with the email package.
 from __future__ import annotations
 
 import base64
+import email.utils
 import hashlib
 import json
 
@@ -54,6 +55,7 @@ def build_message(request: RpaRequest, mail_from: str, mail_to: str) -> bytes:
         f"From: {_address(mail_from, 'RPA_MAIL_FROM')}",
         f"To: {_address(mail_to, 'RPA_MAIL_TO')}",
         f"Message-ID: {message_id(request.invoice_id, request.invoice_version, request.attempt)}",
+        f"Date: {email.utils.formatdate(usegmt=True)}",
         # Which hand-off of the version this is: the bot echoes it in its callback (`attempt`).
         f"X-Invoice-Attempt: {request.attempt}",
         "MIME-Version: 1.0",

@@ -22,6 +22,7 @@ import logging
 import re
 import smtplib
 import socket
+import ssl
 import time
 from collections.abc import Collection, Iterator, Sequence
 from datetime import UTC, datetime
@@ -160,11 +161,14 @@ class SmtpRpaMailer(RpaMailer):
     hand-off fails visibly (a `DataError`)."""
 
     def __init__(
-        self, *, host: str, port: int, mail_from: str, mail_to: str, sent_log: SqlSentLog, starttls: bool = False,
-        username: str | None = None, password: str | None = None, timeout: float = 10.0,
+        self, *, host: str, port: int, mail_from: str, mail_to: str, sent_log: SqlSentLog,
+        tls: ssl.SSLContext | None = None, username: str | None = None, password: str | None = None,
+        timeout: float = 10.0,
         refused_pause: float = 300.0, put_off_for_good: float = 3600.0, final_reply_timeout: float = 120.0,
     ):
-        self.host, self.port, self.starttls = host, port, starttls
+        # STARTTLS with this context, which checks the server's certificate and name: smtplib's
+        # own default checks neither, and whoever sits between took the password and the invoices.
+        self.host, self.port, self.tls = host, port, tls
         self.username, self.password = username, password
         self.mail_from, self.mail_to = mail_from, mail_to
         self.sent_log = sent_log
@@ -275,8 +279,8 @@ class SmtpRpaMailer(RpaMailer):
         smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
         self._smtp, self._idle = smtp, False
         smtp.ehlo_or_helo_if_needed()
-        if self.starttls:
-            smtp.starttls()
+        if self.tls is not None:
+            smtp.starttls(context=self.tls)
             smtp.ehlo()
         if self.username:
             smtp.login(self.username, self.password or "")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import ssl
 import time
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+import trustme
 
 from connectors.rpa_mail import InMemoryRpaMailer, SmtpRpaMailer, SqlSentLog
 from connectors.scheduler import upgrade
@@ -86,6 +88,8 @@ class SmtpMailerContract(RpaMailerContract):
         mailer.send([REQUEST])
         (message,) = server.mailbox.messages
         assert message["Message-ID"] == "<invoice-MP-1001-v1@invoice-automation>"
+        # RFC 5322 requires it; Postfix adds none for a remote client, and spam filters score its absence
+        assert abs((message["Date"].datetime - datetime.now(UTC)).total_seconds()) < 60
         assert "INV-778" in message["Subject"] and "PO-5001" in message["Subject"]
         body, attachment = [part for part in message.walk() if not part.is_multipart()]
         for part in (body, attachment):
@@ -284,6 +288,28 @@ class _ForgetFailsOnce(SqlSentLog):
 
             session.forget = fail_once
             yield session
+
+
+@pytest.fixture(scope="module")
+def certificate_authority():
+    return trustme.CA()
+
+
+def test_starttls_checks_the_servers_certificate_and_signs_in_over_it(sqlite_engine, certificate_authority):
+    """smtplib's STARTTLS checks no certificate: whoever sat between the worker and the relay took
+    the password and every invoice. The system's CAs refuse one they did not sign; the relay's CA
+    (SMTP_CA_FILE) takes it."""
+    server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    certificate_authority.issue_cert("127.0.0.1").configure_cert(server_side)
+    trusting = ssl.create_default_context()
+    certificate_authority.configure_trust(trusting)
+    with SmtpServer(tls=server_side) as server:
+        stranger, log = _mailer(sqlite_engine, server, tls=ssl.create_default_context())
+        with pytest.raises(Unavailable, match="CERTIFICATE_VERIFY_FAILED"):
+            stranger.send([REQUEST])
+        assert log.sent_before([("MP-1001", 1, 1)]) == set() and server.mailbox.received == []
+        mailer, _ = _mailer(sqlite_engine, server, tls=trusting)
+        assert mailer.send([REQUEST]) == [REQUEST] and len(server.mailbox.messages) == 1
 
 
 class TestSmtpMailerSqlite(SmtpMailerContract):

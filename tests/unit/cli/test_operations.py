@@ -128,6 +128,11 @@ def test_a_value_its_setting_cannot_take_is_refused_at_start(monkeypatch, capsys
 @pytest.mark.parametrize(("variables", "said"), [
     ({"SMTP_USERNAME": "ap-robot"}, "INVOICE_AUTOMATION_SMTP_USERNAME is set without "
                                     "INVOICE_AUTOMATION_SMTP_PASSWORD: every email would fail to sign in"),
+    ({"SMTP_HOST": "smtp.office365.com", "SMTP_USERNAME": "ap-robot", "SMTP_PASSWORD": "s3cret"},
+     "INVOICE_AUTOMATION_SMTP_USERNAME without INVOICE_AUTOMATION_SMTP_STARTTLS=true sends the password to "
+     "smtp.office365.com in clear text: set it, or relay through a server on this machine"),
+    ({"SMTP_CA_FILE": __file__}, "INVOICE_AUTOMATION_SMTP_CA_FILE is set without "
+                                 "INVOICE_AUTOMATION_SMTP_STARTTLS=true: no certificate would be checked with it"),
     ({"API_SIGN_IN_BACKOFF_SECONDS": "60", "API_SIGN_IN_BACKOFF_MAX_SECONDS": "5"},
      "INVOICE_AUTOMATION_API_SIGN_IN_BACKOFF_MAX_SECONDS is below INVOICE_AUTOMATION_API_SIGN_IN_BACKOFF_SECONDS"),
     ({"MARKETPLACE_SOURCE": "debezium", "CONNECT_URL": "http://connect:8083"},  # the default URL: SQLite
@@ -149,6 +154,13 @@ def test_settings_that_cannot_work_together_are_refused_at_start_naming_both(mon
 def test_an_allowed_origin_is_read_as_a_browser_sends_it(monkeypatch):
     monkeypatch.setenv("INVOICE_AUTOMATION_API_ALLOWED_ORIGINS", '["HTTPS://AP.example.com/", " http://ap:8080"]')
     assert Settings(_env_file=None).api_allowed_origins == ["https://ap.example.com", "http://ap:8080"]
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "[::1]"])
+def test_a_password_may_go_without_tls_only_to_a_relay_on_this_machine(monkeypatch, host):
+    for name, value in {"SMTP_HOST": host, "SMTP_USERNAME": "ap-robot", "SMTP_PASSWORD": "s3cret"}.items():
+        monkeypatch.setenv(f"INVOICE_AUTOMATION_{name}", value)
+    assert Settings(_env_file=None).smtp_username == "ap-robot"
 
 
 def test_an_empty_smtp_user_name_means_no_sign_in(monkeypatch):
