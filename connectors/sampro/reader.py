@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
-from sqlalchemy import Engine, Select, or_, select
+from sqlalchemy import Connection, Engine, Select, or_, select
 
 from connectors.ports import PurchaseOrderReader
 from connectors.sampro.tables import SamproNames, sampro_tables
@@ -30,6 +30,9 @@ class SamproDataError(DataError):
 # What a row that makes no snapshot raises besides SamproDataError: a NaN compared (InvalidOperation
 # is an ArithmeticError), a column of another type than the view promised.
 UNREADABLE_ROW = (SamproDataError, ArithmeticError, TypeError, ValueError)
+# What reading the rows raises for a value the driver cannot convert: SQLAlchemy's result processors
+# (a date of '') raise ValueError; the driver's refusal (SQLSTATE 22xxx) is mapped to a DataError.
+UNCONVERTED = (DataError, ArithmeticError, TypeError, ValueError)
 
 
 def padless(value: Any) -> Any:
@@ -64,10 +67,20 @@ def _line(row: Any) -> dict[str, Any]:
     if row["line_no"] is None:  # the outer join gives a PO without lines one row of NULLs: this one has more
         raise SamproDataError(f"PO {padless(row['po_number'])}: a line of part {row['part_number']!r:.80} has no "
                               "line_no")
-    line = {"line_no": row["line_no"], "part_number": row["part_number"], "unit_price": exact(row["unit_price"]),
+    line = {"line_no": row["line_no"], "part_number": _named(row, "part_number"),
+            "unit_price": exact(row["unit_price"]),
             "quantity_ordered": exact(row["quantity_ordered"]), "quantity_received": exact(row["quantity_received"]),
             "quantity_invoiced": exact(row["quantity_invoiced"]) or Decimal(0)}
     return line
+
+
+def _named(row: Any, column: str) -> Any:
+    """An identifier without a CHAR column's padding ('USD  ' in a CHAR(5) made every PO unreadable),
+    and never blank: a PO of vendor '   ' held its invoices as VENDOR_MISMATCH, blaming the vendor."""
+    value = padless(row[column])
+    if isinstance(value, str) and not value.strip():
+        raise SamproDataError(f"PO {padless(row['po_number'])}: {column} is blank ({value!r})")
+    return value
 
 
 LINE_COLUMNS = ("line_no", "part_number", "unit_price", "quantity_ordered", "quantity_received", "quantity_invoiced")
@@ -77,8 +90,8 @@ def _fields(rows: list[Any]) -> dict[str, Any]:
     """A PO's header (in each of its rows, taken once) and its lines, as the model reads them."""
     header, number = rows[0], padless(rows[0]["po_number"])
     return {
-        "po_number": number, "vendor_id": header["vendor_id"],
-        "status": _status(number, header["status"]), "currency": header["currency"],
+        "po_number": number, "vendor_id": _named(header, "vendor_id"),
+        "status": _status(number, header["status"]), "currency": _named(header, "currency"),
         "order_date": header["order_date"], "tax_rate": exact(header["tax_rate"]),
         "allowed_charges": [c.strip() for c in (header["allowed_charges"] or "").split(",") if c.strip()],
         "lines": [_line(row) for row in rows if any(row[column] is not None for column in LINE_COLUMNS)],
@@ -106,17 +119,23 @@ class SqlPurchaseOrderReader(PurchaseOrderReader):
 
     def purchase_order_queries(self, po_numbers: Collection[str]) -> Iterator[Select[Any]]:
         """The statements `fetch` runs: one per chunk of PO numbers, headers outer-joined to their lines."""
+        return (self._purchase_order_query(chunk) for chunk in _chunks(sorted(set(po_numbers))))
+
+    def _rows(self, conn: Connection, po_numbers: list[str]) -> list[Any]:
+        with mapped_errors("sampro"):
+            return list(conn.execute(self._purchase_order_query(po_numbers)).mappings().all())  # one driver call
+
+    def _purchase_order_query(self, chunk: list[str]) -> Select[Any]:
         header, line = self.tables.po_header, self.tables.po_line
-        for chunk in _chunks(sorted(set(po_numbers))):
-            yield (
-                select(header.c.po_number, header.c.vendor_id, header.c.status, header.c.currency,
-                       header.c.order_date, header.c.tax_rate, header.c.allowed_charges,
-                       line.c.line_no, line.c.part_number, line.c.unit_price, line.c.quantity_ordered,
-                       line.c.quantity_received, line.c.quantity_invoiced)
-                .select_from(header.outerjoin(line, line.c.po_number == header.c.po_number))
-                .where(among(header.c.po_number, chunk, self.engine.dialect))
-                .order_by(header.c.po_number, line.c.line_no)
-            )
+        return (
+            select(header.c.po_number, header.c.vendor_id, header.c.status, header.c.currency,
+                   header.c.order_date, header.c.tax_rate, header.c.allowed_charges,
+                   line.c.line_no, line.c.part_number, line.c.unit_price, line.c.quantity_ordered,
+                   line.c.quantity_received, line.c.quantity_invoiced)
+            .select_from(header.outerjoin(line, line.c.po_number == header.c.po_number))
+            .where(among(header.c.po_number, chunk, self.engine.dialect))
+            .order_by(header.c.po_number, line.c.line_no)
+        )
 
     def entered_invoice_queries(self, lookups: Collection[Lookup]) -> Iterator[Select[Any]]:
         """The statements `entered_invoices` runs: one per chunk of lookups."""
@@ -145,14 +164,28 @@ class SqlPurchaseOrderReader(PurchaseOrderReader):
         if not po_numbers:
             return {}
         rows: list[Any] = []
+        found: dict[str, PurchaseOrder | UnreadablePurchaseOrder] = {}
         with mapped_errors("sampro"), self.engine.connect() as conn:
-            for query in self.purchase_order_queries(po_numbers):
-                rows.extend(conn.execute(query).mappings().all())  # fetchall: one driver call, not one a row
+            for chunk in _chunks(sorted(set(po_numbers))):
+                try:
+                    rows += self._rows(conn, chunk)
+                except UNCONVERTED:
+                    conn.rollback()  # PostgreSQL takes no statement after a failed one in its transaction
+                    # A value the driver could not convert ('' or 20261101 in a date column) failed
+                    # the whole statement, and every invoice of the batch was dead-lettered as
+                    # bad_invoice, which no clerk may release: read PO by PO, that PO is unreadable.
+                    for number in chunk:
+                        try:
+                            rows += self._rows(conn, [number])
+                        except UNCONVERTED as error:
+                            conn.rollback()
+                            found[number] = UnreadablePurchaseOrder(
+                                po_number=number, problem=f"PO {number}: Sampro's row could not be read: "
+                                                          f"{type(error).__name__}: {error}"[:500])
         by_po: dict[str, list[Any]] = {}
         for row in rows:
             by_po.setdefault(padless(row["po_number"]), []).append(row)
         # One PO's bad row makes that PO unreadable, not the batch: the batch's other POs are judged.
-        found: dict[str, PurchaseOrder | UnreadablePurchaseOrder] = {}
         for number, po_rows in by_po.items():
             try:
                 found[number] = _snapshot(number, _fields(po_rows))

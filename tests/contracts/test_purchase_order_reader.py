@@ -121,6 +121,32 @@ class TestSqliteReader(SqlReaderContract):
     def engine(self, sqlite_engine):
         return sqlite_engine
 
+    def test_a_value_the_driver_cannot_convert_makes_that_po_unreadable_and_the_others_are_read(
+            self, reader, engine):
+        """An order date of '' (SQLite keeps it; so does a CHAR date column on SQL Server, or 20261101)
+        failed the statement, and each invoice of the batch was dead-lettered as bad_invoice, which
+        no clerk may release."""
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO po_header (po_number, vendor_id, status, currency, order_date, "
+                              "allowed_charges) VALUES ('PO-8', 'V100', 'open', 'USD', '', '')"))
+        found = reader.fetch(["PO-1", "PO-8", "PO-3"])
+        assert found["PO-1"] == PURCHASE_ORDERS[0] and isinstance(found["PO-3"], PurchaseOrder)
+        unreadable = found["PO-8"]
+        assert isinstance(unreadable, UnreadablePurchaseOrder)
+        assert unreadable.problem.startswith("PO PO-8: Sampro's row could not be read: ValueError: ")
+
+
+    def test_identifiers_are_read_without_their_padding_and_a_blank_one_is_named(self, reader, engine):
+        """A CHAR(5) currency came back 'USD  ' and made every PO unreadable; a vendor of blanks held
+        the PO's invoices as VENDOR_MISMATCH, blaming the vendor for Sampro's row."""
+        with engine.begin() as conn:
+            header = reader.tables.po_header
+            conn.execute(header.update().where(header.c.po_number == "PO-1").values(currency="USD  "))
+            conn.execute(header.update().where(header.c.po_number == "PO-3").values(vendor_id="   "))
+        found = reader.fetch(["PO-1", "PO-3"])
+        assert found["PO-1"] == PURCHASE_ORDERS[0]
+        assert found["PO-3"] == UnreadablePurchaseOrder(po_number="PO-3", problem="PO PO-3: vendor_id is blank ('')")
+
 
 class TestPostgresReader(SqlReaderContract):
     @pytest.fixture
