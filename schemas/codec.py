@@ -56,6 +56,20 @@ class DecodeError(DataError):
     """Bytes that are not a record we know; the message says why."""
 
 
+class EncodeError(DataError):
+    """A message that cannot be written (bytes that are no text in a document from a table that
+    keeps them): that record is dead-lettered, and the rest of its batch goes on."""
+
+
+@contextmanager
+def _encoding(model: BaseModel) -> Iterator[None]:
+    try:
+        yield
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:  # pydantic's, json's, fastavro's
+        raise EncodeError(f"{type(model).__name__} cannot be written: {type(exc).__name__}: "
+                          f"{str(exc)[:200]}") from None
+
+
 class Codec(Protocol):
     def encode(self, model: BaseModel) -> bytes: ...
 
@@ -206,7 +220,8 @@ class SingleObjectCodec:
         kind = type(model)
         if kind not in self._current:
             raise TypeError(f"no Avro schema for {kind.__name__}")
-        return self._headers[kind] + _body(self._current[kind], self._branches[kind], model)
+        with _encoding(model):
+            return self._headers[kind] + _body(self._current[kind], self._branches[kind], model)
 
     def kind(self, data: bytes) -> type[BaseModel] | None:
         writer = self._writers.get(data[2:10]) if data[:2] == SINGLE_OBJECT_MARKER else None
@@ -255,8 +270,10 @@ class RegistryCodec:
         kind = type(model)
         if kind not in self._serializers:
             raise TypeError(f"no Avro schema for {kind.__name__}")
+        with _encoding(model):
+            record = to_record(model)
         with _registry_errors("registering"):
-            data: bytes = self._serializers[kind](to_record(model), None)
+            data: bytes = self._serializers[kind](record, None)
             return data
 
     def kind(self, data: bytes) -> type[BaseModel] | None:

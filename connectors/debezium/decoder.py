@@ -45,7 +45,10 @@ def _date(value: Any) -> Any:
 def _changed_at(row: dict[str, Any]) -> datetime:
     millis = row.get("__source_ts_ms")
     if isinstance(millis, int):
-        return datetime.fromtimestamp(millis / 1000, tz=UTC)
+        try:
+            return datetime.fromtimestamp(millis / 1000, tz=UTC)
+        except (OverflowError, OSError, ValueError):  # 10**17 ms, year 3170843: when it was read, as without one
+            pass
     return datetime.now(UTC)
 
 

@@ -129,3 +129,12 @@ def test_the_capture_is_named_after_the_pipeline_and_the_default_keeps_the_names
     slots = {marketplace_capture(url, "t", app_id=app_id).slot for app_id in ("ap-staging", "ap.staging", "AP-staging",
                                                                               "x" * 60 + "1", "x" * 60 + "2")}
     assert len(slots) == 5 and all(len(slot) <= 63 and slot.startswith(("ap_staging_", "xxx")) for slot in slots)
+
+
+def test_a_source_time_no_date_can_hold_is_taken_as_the_time_it_was_read():
+    """10**17 ms (year 3,170,843) was a ValueError logged as an unexpected error with a traceback."""
+    from datetime import UTC, datetime, timedelta
+
+    event = decode_marketplace_record(record(__source_ts_ms=10**17))
+    assert isinstance(event, InvoiceSubmitted)
+    assert abs(event.received_at - datetime.now(UTC)) < timedelta(minutes=1)

@@ -1304,6 +1304,31 @@ def test_a_marketplace_row_whose_record_kafka_would_refuse_is_dead_lettered_and_
     assert worker.statuses() == {"MP-2": "bad_invoice"}  # the row after it: judged (it has no lines)
 
 
+def test_a_marketplace_row_holding_bytes_that_are_no_text_is_dead_lettered_and_the_poll_goes_on(tmp_path):
+    """SQLite keeps a BLOB in a TEXT column: the event could not be written, the poll failed at the
+    emit, and the same page was polled again for ever, every vendor behind it waiting."""
+    from sqlalchemy import text
+
+    from connectors.marketplace_polling import PollingMarketplaceSource
+    from connectors.marketplace_table import marketplace_invoices, metadata
+    from connectors.sql import engine_for
+    from connectors.watermarks import FileWatermark
+
+    engine = engine_for(f"sqlite:///{tmp_path / 'marketplace.db'}")
+    metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(marketplace_invoices.insert(), [
+            {"invoice_id": "MP-1", "po_number": "PO-5001", "vendor_id": "V1", "lines": [], "updated_at": AT},
+            {"invoice_id": "MP-2", "po_number": "PO-5001", "vendor_id": "V100", "lines": [], "updated_at": AT}])
+        conn.execute(text("UPDATE marketplace_invoices SET vendor_id = X'FFFE56' WHERE invoice_id = 'MP-1'"))
+    worker = make_worker(tmp_path, source=PollingMarketplaceSource(engine, FileWatermark(tmp_path / "mark.json")))
+    worker.run()
+    (letter,) = worker.dead_letters()
+    assert letter["source.invoice_id"] == "MP-1" and letter["stage"] == "emit"
+    assert "InvoiceSubmitted cannot be written" in letter["error"]
+    assert worker.statuses() == {"MP-2": "bad_invoice"}  # the row after it: judged (it has no lines)
+
+
 def test_a_state_write_that_fails_after_its_batch_committed_is_caught_up_and_the_batch_not_read_again(worker):
     """RocksDB out of disk after the commit: the batch was read again, and its state applied twice
     where it had been applied; now the store partition catches up from its changelog."""
