@@ -63,17 +63,22 @@ class _MessageRefused(smtplib.SMTPResponseException):
     hand_off: HandOff
 
 
-# Enhanced status codes (RFC 3463) at the end of data that say the mailbox, not the email, is
-# the matter: disabled, full. Every email would be refused (or put off) alike, and each invoice's
-# hand-off failed in turn until someone emptied the mailbox.
-_MAILBOX_WIDE = re.compile(r"^[45]\.2\.[12]\b")
+# Enhanced status codes (RFC 3463) at the end of data that say the mailbox, the mail system or
+# the sender, not the email, is the matter: the mailbox disabled or full (x.2.1, x.2.2), the system
+# out of storage or not taking mail (x.3.0-x.3.2; x.3.4, too big, is the email's), the network or
+# routing (x.4.x), the sign-in or the sender refused (5.7.57 not signed in, 5.7.60 and Exchange's
+# SendAsDenied, 5.7.708 the sender's address). Every email would be refused (or put off) alike,
+# and each invoice's hand-off failed in turn: a wrong RPA_MAIL_FROM failed every ready invoice.
+_MAILBOX_WIDE = re.compile(r"^[45]\.(2\.[12]|3\.[0-2]|4\.\d{1,3}|7\.(57|60|708))\b")
 # A 4xx to one email counts toward giving it up while they come this close together: one after
 # an outage of the server (no answer at all) starts the count again.
 PUT_OFF_GAP = 600.0
 
 
 def _about_the_mailbox(error: smtplib.SMTPResponseException) -> bool:
-    return bool(_MAILBOX_WIDE.match(_said(error).strip()))
+    """421 closes the session whatever it says (RFC 5321 4.2.2)."""
+    said = _said(error).strip()
+    return error.smtp_code == 421 or bool(_MAILBOX_WIDE.match(said)) or "SendAsDenied" in said
 
 
 class SentLogSession:
@@ -155,10 +160,10 @@ class SqlSentLog(RpaSentLog):
 class SmtpRpaMailer(RpaMailer):
     """One SMTP connection, kept between batches. A server that cannot be reached, answers 4xx, or
     refuses the session (the greeting, the sign-in, the sender or the recipient: a setting, the
-    same for every email) or the mailbox (5.2.1 disabled, 5.2.2 full) is `Unavailable`: the emails
-    wait and are tried again. A 5xx answer to the end of an email's data, or a 4xx to it for
-    `put_off_for_good` seconds, refuses that email: it will never be accepted as it is, so its
-    hand-off fails visibly (a `DataError`)."""
+    same for every email), or answers an email about the mailbox, the mail system or the sender
+    (`_MAILBOX_WIDE`), is `Unavailable`: the emails wait and are tried again. A 5xx answer to the
+    end of an email's data, or a 4xx to it for `put_off_for_good` seconds, refuses that email: it
+    will never be accepted as it is, so its hand-off fails visibly (a `DataError`)."""
 
     def __init__(
         self, *, host: str, port: int, mail_from: str, mail_to: str, sent_log: SqlSentLog,

@@ -166,6 +166,24 @@ class SmtpMailerContract(RpaMailerContract):
         time.sleep(0.5)
         assert mailer.send([REQUEST]) == [REQUEST] and len(server.mailbox.messages) == 1
 
+    @pytest.mark.parametrize("refusal", [
+        "550 5.7.60 SMTP; Client does not have permissions to send as this sender",  # a wrong RPA_MAIL_FROM
+        "550 5.2.0 STOREDRV.Submission.Exception:SendAsDeniedException",  # Exchange's, the same
+        "452 4.3.1 Insufficient system storage",
+        "421 Service not available, closing transmission channel",
+    ])
+    def test_a_refusal_about_the_sender_or_the_mail_system_makes_the_emails_wait(self, engine, server, refusal):
+        """Each was charged to the email: a wrong sender failed every ready invoice's hand-off, a
+        full disk on the mail server one invoice every put_off_for_good seconds."""
+        server.mailbox.refusals, server.mailbox.refusal = 100, refusal
+        mailer, log = _mailer(engine, server, refused_pause=0.01, put_off_for_good=0.05)
+        for _ in range(3):
+            with pytest.raises(Unavailable, match=refusal.split(";")[0][:20]):
+                mailer.send([REQUEST])
+            time.sleep(0.06)
+        server.mailbox.refusals = 0
+        assert mailer.send([REQUEST]) == [REQUEST] and log.in_doubt() == []
+
     def test_an_email_put_off_for_good_is_refused_and_the_emails_after_it_go(self, engine, server):
         """A content filter that answers 451 to one email every time: tried again and again, it held
         every email after it."""
