@@ -55,8 +55,9 @@ class InvoiceReadModel(Protocol):
 class RpaSentLog(Protocol):
     """The RPA sent log as the API reads it (for /metrics and the bot's callbacks); the mailer writes it."""
 
-    def in_doubt(self) -> list[tuple[str, int]]:
-        """Invoice versions whose email was cut off between the log and the server's answer."""
+    def in_doubt(self) -> list[tuple[str, int, int]]:
+        """Hand-offs (invoice id, version, attempt) whose email was cut off between the log and the
+        server's answer, and that nothing has resolved since."""
 
     def last_hand_off(self, invoice_id: str, version: int) -> int:
         """The last hand-off (`RpaRequest.attempt`) of this version the mailer emailed, or may have

@@ -28,12 +28,12 @@ class InMemoryRpaMailer(RpaMailer):
 class InMemorySentLog(RpaSentLog):
     """The sent log as the API reads it: the hand-offs emailed and those in doubt, as a test sets them."""
 
-    def __init__(self, in_doubt: Iterable[tuple[str, int]] = (),
+    def __init__(self, in_doubt: Iterable[tuple[str, int, int]] = (),
                  hand_offs: Iterable[tuple[str, int, int]] = ()) -> None:
         self.doubtful = list(in_doubt)
         self.hand_offs = list(hand_offs)  # (invoice id, version, attempt) emailed
 
-    def in_doubt(self) -> list[tuple[str, int]]:
+    def in_doubt(self) -> list[tuple[str, int, int]]:
         return list(self.doubtful)
 
     def last_hand_off(self, invoice_id: str, version: int) -> int:

@@ -27,16 +27,16 @@ import time
 from collections.abc import Collection, Iterator, Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import ColumnElement, Connection, Engine, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, delete, exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from connectors.api_ports import RpaSentLog
 from connectors.ports import RpaMailer
 from connectors.rpa_mail.message import build_message, message_id
-from connectors.scheduler.tables import rpa_sent_log
+from connectors.scheduler.tables import processscheduler, rpa_sent_log
 from connectors.sql import among, mapped_errors
 from rules.errors import DataError, Unavailable
-from rules.lifecycle import RpaRequest
+from rules.lifecycle import InvoiceStatus, RpaRequest
 
 _LINE_STARTING_WITH_DOT = re.compile(rb"(?m)^\.")
 log = logging.getLogger(__name__)
@@ -147,14 +147,23 @@ class SqlSentLog(RpaSentLog):
             return conn.execute(select(func.max(t.c.attempt)).where(
                 t.c.invoice_id == invoice_id, t.c.invoice_version == version)).scalar() or 0
 
-    def in_doubt(self) -> list[tuple[str, int]]:
-        """Invoice versions whose hand-off was cut off between the log and the server's answer:
-        check the RPA mailbox."""
-        t = rpa_sent_log
+    def in_doubt(self) -> list[HandOff]:
+        """Hand-offs cut off between the log and the server's answer, still unresolved: check the RPA
+        mailbox. One is resolved once the version has a later hand-off (the operator reported it
+        failed and AP released it, as the README says) or processscheduler shows the bot's answer:
+        counted for good, they kept the gauge above zero after the operator had done all there was."""
+        t, later, row = rpa_sent_log, rpa_sent_log.alias("later"), processscheduler
+        answered = [InvoiceStatus.ENTERED, InvoiceStatus.RPA_FAILED, InvoiceStatus.WITHDRAWN, InvoiceStatus.SUPERSEDED]
+        query = (select(t.c.invoice_id, t.c.invoice_version, t.c.attempt)
+                 .where(t.c.server_reply.is_(None),
+                        ~exists().where(later.c.invoice_id == t.c.invoice_id,
+                                        later.c.invoice_version == t.c.invoice_version, later.c.attempt > t.c.attempt),
+                        ~exists().where(row.c.invoice_id == t.c.invoice_id,
+                                        row.c.invoice_version == t.c.invoice_version,
+                                        row.c.status.in_([status.value for status in answered])))
+                 .order_by(t.c.invoice_id, t.c.invoice_version, t.c.attempt))
         with mapped_errors("processscheduler"), self.engine.connect() as conn:
-            rows = conn.execute(select(t.c.invoice_id, t.c.invoice_version).distinct()
-                                .where(t.c.server_reply.is_(None)))
-            return [(row.invoice_id, row.invoice_version) for row in rows]
+            return [(row.invoice_id, row.invoice_version, row.attempt) for row in conn.execute(query)]
 
 
 class SmtpRpaMailer(RpaMailer):
@@ -342,7 +351,12 @@ class SmtpRpaMailer(RpaMailer):
             refused = _MessageRefused(code, reply)
             refused.hand_off = hand_off
             raise refused
-        sent_log.confirm(hand_off, f"{code} {reply.decode(errors='replace')}")
+        try:
+            sent_log.confirm(hand_off, f"{code} {reply.decode(errors='replace')}")
+        except Unavailable:
+            log.warning("RPA email for %s v%s (hand-off %s) was accepted, but processscheduler did not take the "
+                        "server's reply: it is listed in doubt, and it is in the RPA mailbox", *hand_off)
+            raise
         self._put_off_at.pop(hand_off, None)
         self._given_up.pop(hand_off, None)
         return True

@@ -255,7 +255,7 @@ class SmtpMailerContract(RpaMailerContract):
         restarted = SmtpRpaMailer(host="127.0.0.1", port=server.port, mail_from="a@t", mail_to="b@t", sent_log=log)
         assert restarted.send([REQUEST]) == []
         assert server.mailbox.messages == []  # the unfinished message was dropped by the server
-        assert log.in_doubt() == [("MP-1001", 1)]
+        assert log.in_doubt() == [("MP-1001", 1, 1)]
 
 
 def _mailer(engine, server, sent_log=SqlSentLog, **options) -> tuple[SmtpRpaMailer, SqlSentLog]:

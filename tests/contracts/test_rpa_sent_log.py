@@ -6,14 +6,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import insert, text
 
 from connectors.rpa_mail import InMemorySentLog, SqlSentLog
 from connectors.scheduler import upgrade
+from connectors.scheduler.tables import processscheduler
 from rules.errors import Unavailable
 from tests.contracts.migrations import downgrade
 
-CONFIRMED, CUT_OFF = ("MP-1", 1), ("MP-2", 1)  # invoice versions, as in_doubt() names them
+CONFIRMED, CUT_OFF = ("MP-1", 1), ("MP-2", 1)  # invoice versions
 FIRST, CUT_OFF_FIRST = (*CONFIRMED, 1), (*CUT_OFF, 1)  # their first hand-offs, as the mailer claims them
 
 
@@ -24,7 +25,7 @@ class RpaSentLogContract:
         raise NotImplementedError
 
     def test_only_the_email_without_an_answer_is_in_doubt(self, sent_log):
-        assert sent_log.in_doubt() == [CUT_OFF]
+        assert sent_log.in_doubt() == [CUT_OFF_FIRST]
 
     def test_the_last_hand_off_of_a_version_counts_one_in_doubt_too(self, sent_log):
         assert sent_log.last_hand_off(*CONFIRMED) == 1 and sent_log.last_hand_off(*CUT_OFF) == 1
@@ -34,7 +35,7 @@ class RpaSentLogContract:
 class TestInMemorySentLog(RpaSentLogContract):
     @pytest.fixture
     def sent_log(self):
-        return InMemorySentLog(in_doubt=[CUT_OFF], hand_offs=[FIRST, CUT_OFF_FIRST])
+        return InMemorySentLog(in_doubt=[CUT_OFF_FIRST], hand_offs=[FIRST, CUT_OFF_FIRST])
 
 
 class SqlSentLogContract(RpaSentLogContract):
@@ -68,7 +69,7 @@ class SqlSentLogContract(RpaSentLogContract):
             assert session.claim(second, "<a2>")
             assert not session.claim(second, "<a2>")
         assert empty.sent_before([FIRST, second, (*CONFIRMED, 3)]) == {FIRST, second}
-        assert empty.in_doubt() == [CONFIRMED]  # the second is not answered yet
+        assert empty.in_doubt() == [second]  # not answered yet
         assert empty.last_hand_off(*CONFIRMED) == 2
 
     def test_a_claim_and_a_reply_are_committed_before_the_next_step_of_the_email(self, empty):
@@ -76,7 +77,7 @@ class SqlSentLogContract(RpaSentLogContract):
         it while the batch is still under way, and sees the reply as soon as it is confirmed."""
         with empty.session() as session:
             assert session.claim(FIRST, "<a>")
-            assert empty.sent_before([FIRST]) == {FIRST} and empty.in_doubt() == [CONFIRMED]
+            assert empty.sent_before([FIRST]) == {FIRST} and empty.in_doubt() == [FIRST]
             session.confirm(FIRST, "250 OK")
             assert empty.in_doubt() == []
 
@@ -103,13 +104,29 @@ class SqlSentLogContract(RpaSentLogContract):
         upgrade(engine)
         log = SqlSentLog(engine)
         assert log.sent_before([FIRST, CUT_OFF_FIRST, (*CONFIRMED, 2)]) == {FIRST, CUT_OFF_FIRST}
-        assert log.in_doubt() == [CUT_OFF]
+        assert log.in_doubt() == [CUT_OFF_FIRST]
         with log.session() as session:
             assert session.claim((*CONFIRMED, 2), "<a2>") and not session.claim(FIRST, "<a>")
         downgrade(engine, "0007")  # back to one row per version: the first hand-off's
         with engine.connect() as conn:
             assert conn.execute(text("SELECT invoice_id FROM rpa_sent_log ORDER BY invoice_id")).scalars().all() == [
                 "MP-1", "MP-2"]
+
+    def test_an_email_in_doubt_is_resolved_by_the_next_hand_off_or_by_the_bots_answer(self, sent_log, engine):
+        """The operator reported it failed and AP released it (the README's way), or the bot had it
+        and answered: the gauge stayed above zero for good, asking for what was done."""
+        with sent_log.session() as session:
+            assert session.claim((*CUT_OFF, 2), "<b2>")
+            session.confirm((*CUT_OFF, 2), "250 OK")
+            assert session.claim(("MP-3", 1, 1), "<c>") and session.claim(("MP-4", 1, 1), "<d>")
+        assert sent_log.in_doubt() == [("MP-3", 1, 1), ("MP-4", 1, 1)]
+        at = datetime(2026, 11, 25, tzinfo=UTC)
+        with engine.begin() as conn:
+            conn.execute(insert(processscheduler), [
+                {"invoice_id": "MP-3", "invoice_version": 1, "status": "entered", "created_at": at, "updated_at": at},
+                {"invoice_id": "MP-4", "invoice_version": 1, "status": "sent_to_rpa", "created_at": at,
+                 "updated_at": at}])
+        assert sent_log.in_doubt() == [("MP-4", 1, 1)]
 
     def test_a_log_without_its_table_is_unavailable(self, engine):
         with pytest.raises(Unavailable, match="processscheduler"):

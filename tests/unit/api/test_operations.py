@@ -51,7 +51,7 @@ def test_metrics_from_processscheduler(api):
 
 
 def test_metrics_count_the_rpa_emails_in_doubt(api):
-    api.sent_log.doubtful = [("MP-1", 1), ("MP-4", 1)]
+    api.sent_log.doubtful = [("MP-1", 1, 1), ("MP-4", 1, 2)]
     assert samples(api)[("invoice_automation_rpa_emails_in_doubt", ())] == 2
 
 
