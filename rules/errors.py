@@ -7,7 +7,9 @@ and the API decide by type alone:
 - `DataError`: this record or request is bad, and trying again will never help. The runtime
   dead-letters the one record; the API answers 400.
 - `Unavailable`: a dependency is down; the same call will work once it is back. The runtime
-  pauses the partition and tries again with back-off; the API answers 503.
+  pauses the partition and tries again with back-off; the API answers 503. `PutOff`, one of
+  them, is a dependency that will take one message only later: only that message's partition
+  waits.
 - `Conflict`: the request does not fit where things stand now (409).
 - `NotFound`: there is no such thing (404).
 - `Misconfigured`: the deployment breaks a guarantee the service keeps (a topic set up otherwise
@@ -47,6 +49,13 @@ def _made_again(kind: type[Unavailable], args: tuple[Any, ...], state: dict[str,
     error.args = args
     error.__dict__.update(state)
     return error
+
+
+class PutOff(Unavailable):
+    """The dependency answers, but takes this one message only later (a mail server's 451 to one
+    email): the message's partition waits, and the rest of its batch goes on. The dependency is
+    not down: one email a content filter put off held every partition's emails for an hour, and
+    readiness said the mailbox was down."""
 
 
 class Conflict(InvoiceAutomationError):

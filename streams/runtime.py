@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rules.errors import DataError, Unavailable
+from rules.errors import DataError, PutOff, Unavailable
 from streams.back_pressure import BackPressure
 from streams.broker import LostBatch, Output, Record, StreamBroker, TopicPartition
 from streams.failures import Backoff, Policy, dead_letter, describe, policy_for
@@ -283,7 +283,9 @@ class Runtime:
         try:
             self._attempt(flow, items, tick)
         except Exception as error:
-            if policy_for(error) is Policy.PAUSE_AND_RETRY:
+            if isinstance(error, PutOff) and len(items) > 1:  # about one message: the others go on
+                self._one_by_one(flow, items, tick)
+            elif policy_for(error) is Policy.PAUSE_AND_RETRY:
                 for record in _firsts(items):
                     self._hold_for(flow, record, error)
             elif len(items) == 1:
@@ -431,13 +433,15 @@ class Runtime:
     # -- holds and back-off --------------------------------------------------------------------------
     def _hold_for(self, flow: Flow, record: Record, error: BaseException) -> None:
         dependency = error.dependency if isinstance(error, Unavailable) else "unknown"
-        waits = self._partition_waits.setdefault(record.source, {})
         held = self._holds.get(record.source)
         in_this_batch = held is not None and held.until is not None
-        # The first record held for it in this batch; an earlier batch's offset, past by now, would
-        # be committed before this record is, and the wait let go while the partition still waits.
-        waits[dependency] = min(record.offset, waits.get(dependency, record.offset)) if in_this_batch else record.offset
-        self.health.down(dependency, describe(error), self._who("partition", f"{record.topic}[{record.partition}]"))
+        if not isinstance(error, PutOff):  # a message put off: the dependency answers, and is not down
+            waits = self._partition_waits.setdefault(record.source, {})
+            # The first record held for it in this batch; an earlier batch's offset, past by now, would
+            # be committed before this record is, and the wait let go while the partition still waits.
+            waits[dependency] = (min(record.offset, waits.get(dependency, record.offset)) if in_this_batch
+                                 else record.offset)
+            self.health.down(dependency, describe(error), self._who("partition", f"{record.topic}[{record.partition}]"))
         if held is not None and in_this_batch:  # held in this batch already: one try, from the first
             if held.offset is not None and record.offset < held.offset:
                 held.offset = record.offset

@@ -35,7 +35,7 @@ from connectors.ports import RpaMailer
 from connectors.rpa_mail.message import build_message, message_id
 from connectors.scheduler.tables import processscheduler, rpa_sent_log
 from connectors.sql import among, mapped_errors
-from rules.errors import DataError, Unavailable
+from rules.errors import DataError, PutOff, Unavailable
 from rules.lifecycle import InvoiceStatus, RpaRequest
 
 _LINE_STARTING_WITH_DOT = re.compile(rb"(?m)^\.")
@@ -260,13 +260,15 @@ class SmtpRpaMailer(RpaMailer):
             raise
 
     def _put_off(self, error: _MessageRefused) -> Exception:
-        """A 4xx to the end of the email's data: tried again, until it is put off for good."""
+        """A 4xx to the end of the email's data: that email tried again (its partition waits, the
+        others go), until it is put off for good."""
         hand_off, now = error.hand_off, time.monotonic()
         self._put_off_at = {key: times for key, times in self._put_off_at.items() if now - times[1] < PUT_OFF_GAP}
         first, _ = self._put_off_at.get(hand_off, (now, now))
         self._put_off_at[hand_off] = (first, now)
         if now - first < self.put_off_for_good:
-            return Unavailable("smtp", f"the RPA mailbox put the email off: {_reply_text(error)}")
+            return PutOff("smtp", f"the RPA mailbox put the email for {hand_off[0]} v{hand_off[1]} (hand-off "
+                                  f"{hand_off[2]}) off: {_reply_text(error)}")
         del self._put_off_at[hand_off]
         self._given_up[hand_off] = now
         return DataError(f"the RPA mailbox put the email off for {self.put_off_for_good:g} s: {_reply_text(error)}")

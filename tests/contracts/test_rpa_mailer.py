@@ -17,7 +17,7 @@ from connectors.scheduler import upgrade
 from devstack.mailbox import SmtpServer
 from devstack.process import free_port
 from devstack.rpa_bot import payload_of
-from rules.errors import DataError, Unavailable
+from rules.errors import DataError, PutOff, Unavailable
 from rules.lifecycle import RpaRequest
 from tests.unit.rules.builders import INVOICE, judge
 
@@ -189,7 +189,7 @@ class SmtpMailerContract(RpaMailerContract):
         every email after it."""
         server.mailbox.refusals, server.mailbox.refusal = 100, "451 4.7.1 Try again later"
         mailer, log = _mailer(engine, server, put_off_for_good=0.3)
-        with pytest.raises(Unavailable, match="put the email off: 451"):
+        with pytest.raises(PutOff, match="put the email for MP-1001 v1 \\(hand-off 1\\) off: 451"):
             mailer.send([REQUEST])
         time.sleep(0.3)
         other = REQUEST.model_copy(update={"invoice_id": "MP-2"})

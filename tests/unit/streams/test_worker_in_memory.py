@@ -15,7 +15,7 @@ import pytest
 from connectors.sampro import InMemoryPurchaseOrderReader
 from connectors.scheduler import InMemoryProcessScheduler
 from connectors.scheduler.rows import entries
-from rules.errors import DataError, Unavailable
+from rules.errors import DataError, PutOff, Unavailable
 from rules.lifecycle import InvoiceSubmitted, InvoiceWithdrawn, ReleaseRequested, RpaRequest
 from rules.models import Verdict
 from streams.broker_memory import InMemoryBroker
@@ -491,6 +491,43 @@ def test_an_smtp_outage_holds_the_emails_and_each_goes_out_once_when_it_is_back(
     worker.run(steps=40)
     assert [request.invoice_id for request in inner.sent] == ["MP-1"]
     assert worker.statuses() == {"MP-1": "sent_to_rpa"} and worker.dead_letters() == []
+
+
+class PuttingOffMailer:
+    """A content filter that answers 451 to one invoice's email while `times` lasts."""
+
+    def __init__(self, inner, invoice_id: str, times: int):
+        self.inner, self.invoice_id, self.times = inner, invoice_id, times
+
+    def send(self, requests):
+        if self.times and any(request.invoice_id == self.invoice_id for request in requests):
+            self.times -= 1
+            raise PutOff("smtp", f"the RPA mailbox put the email for {self.invoice_id} v1 off: 451 4.7.1")
+        return self.inner.send(requests)
+
+
+def test_an_email_put_off_holds_its_own_partition_only_and_the_mailbox_is_not_down(tmp_path):
+    """One email a content filter put off held every partition's emails in its batch for the hour
+    before it was given up, and readiness said the mailbox was down."""
+    from connectors.rpa_mail import InMemoryRpaMailer
+    from connectors.sampro import InMemoryPurchaseOrderReader
+
+    probe = make_worker(tmp_path / "probe")
+    first, second = "PO-5001", next(f"PO-{n}" for n in range(6000, 6100)
+                                    if probe.broker.partition_of(f"PO-{n}".encode())
+                                    != probe.broker.partition_of(b"PO-5001"))
+    inner = InMemoryRpaMailer()
+    mailer = PuttingOffMailer(inner, "MP-1", times=10_000)
+    worker = make_worker(tmp_path, mailer=mailer, purchase_orders=InMemoryPurchaseOrderReader(
+        [purchase_order(po_number=first), purchase_order(po_number=second)]))
+    worker.submit(ready_invoice("MP-1", po_number=first))
+    worker.submit(ready_invoice("MP-2", po_number=second))
+    worker.run()
+    assert [request.invoice_id for request in inner.sent] == ["MP-2"]
+    assert worker.pipeline.health.outages() == {}
+    mailer.times = 0
+    worker.run(steps=40)
+    assert [request.invoice_id for request in inner.sent] == ["MP-2", "MP-1"] and worker.dead_letters() == []
 
 
 def test_an_email_that_can_never_be_sent_fails_the_hand_off_and_frees_the_po(tmp_path):
