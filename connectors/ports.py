@@ -96,6 +96,10 @@ class RpaMailer(Protocol):
     def send(self, requests: Sequence[RpaRequest]) -> list[RpaRequest]:
         """Sends, in order, each request the sent log does not know; returns those sent now."""
 
+    def unsent(self, requests: Sequence[RpaRequest]) -> list[RpaRequest]:
+        """The requests whose hand-off the sent log does not know, in order: in a replay of
+        rpa.requests, the others were emailed already."""
+
 
 @dataclass(frozen=True)
 class UnreadableRow:

@@ -14,6 +14,9 @@ class InMemoryRpaMailer(RpaMailer):
         self.sent: list[RpaRequest] = []
         self._log: set[tuple[str, int, int]] = set()
 
+    def unsent(self, requests: Sequence[RpaRequest]) -> list[RpaRequest]:
+        return [r for r in requests if (r.invoice_id, r.invoice_version, r.attempt) not in self._log]
+
     def send(self, requests: Sequence[RpaRequest]) -> list[RpaRequest]:
         sent = []
         for request in requests:

@@ -207,6 +207,10 @@ class SmtpRpaMailer(RpaMailer):
         self._put_off_at: dict[HandOff, tuple[float, float]] = {}
         self._given_up: dict[HandOff, float] = {}  # when: asked again after PUT_OFF_GAP (a replay, a fix)
 
+    def unsent(self, requests: Sequence[RpaRequest]) -> list[RpaRequest]:
+        before = self.sent_log.sent_before({_hand_off(r) for r in requests})
+        return [r for r in requests if _hand_off(r) not in before]
+
     def send(self, requests: Sequence[RpaRequest]) -> list[RpaRequest]:
         """Sends each request not sent before, in order; returns the ones sent now."""
         if self._refused is not None and time.monotonic() < self._refused_until:

@@ -48,6 +48,12 @@ class RpaMailerContract:
         assert mailer.send([again]) == []
         assert self.delivered(mailer) == 2
 
+    def test_unsent_names_what_the_sent_log_does_not_know_in_order(self, mailer):
+        others = [REQUEST.model_copy(update={"invoice_id": f"MP-{n}"}) for n in range(2)]
+        mailer.send([REQUEST])
+        assert mailer.unsent([others[1], REQUEST, others[0]]) == [others[1], others[0]]
+        assert self.delivered(mailer) == 1
+
     def test_a_batch_sends_what_was_not_sent_before_in_order(self, mailer):
         mailer.send([REQUEST])
         batch = [REQUEST.model_copy(update={"invoice_id": f"MP-{n}"}) for n in range(3)]

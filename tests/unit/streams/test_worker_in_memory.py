@@ -473,6 +473,9 @@ class DownMailer:
     def __init__(self, inner, down: int, refuse: str | None = None):
         self.inner, self.down, self.refuse, self.calls = inner, down, refuse, 0
 
+    def unsent(self, requests):
+        return self.inner.unsent(requests)
+
     def send(self, requests):
         self.calls += 1
         if self.calls <= self.down:
@@ -498,6 +501,9 @@ class PuttingOffMailer:
 
     def __init__(self, inner, invoice_id: str, times: int):
         self.inner, self.invoice_id, self.times = inner, invoice_id, times
+
+    def unsent(self, requests):
+        return self.inner.unsent(requests)
 
     def send(self, requests):
         if self.times and any(request.invoice_id == self.invoice_id for request in requests):
@@ -559,6 +565,29 @@ def test_an_rpa_failure_ap_releases_is_emailed_to_the_bot_again_and_can_be_enter
     worker.complete("MP-1")
     worker.run()
     assert worker.statuses() == {"MP-1": "entered"} and worker.dead_letters() == []
+
+
+def test_rpa_requests_read_again_send_nothing_and_report_nothing_for_what_was_emailed(worker):
+    """A new mail consumer group (an upgrade) or an offset reset reads rpa.requests again: version 1,
+    failed by the bot, had its number taken by version 2 since, and its request was reported "not
+    handed to the RPA bot", a FAILURE on the audit topic for an email the bot had."""
+    worker.submit(ready_invoice("MP-1"))
+    worker.run()
+    worker.complete("MP-1", ok=False)
+    worker.run()
+    worker.submit(ready_invoice("MP-1"), version=2)
+    worker.run()
+    worker.complete("MP-1", version=2)
+    worker.run()
+    assert {row["invoice_version"]: row["status"] for row in worker.scheduler.rows()} == {
+        1: "superseded", 2: "entered"}
+    topics = worker.pipeline.topics
+    completions = len(worker.broker.records(topics.completions))
+    for record in worker.broker.records(topics.rpa_requests):
+        worker.put(topics.rpa_requests, record.key.decode(), record.value)
+    worker.run()
+    assert len(worker.broker.records(topics.completions)) == completions and len(worker.mailer.sent) == 2
+    assert worker.dead_letters() == []
 
 
 def test_a_vendor_edit_or_withdrawal_after_the_entry_is_never_entered_again_and_is_told_to_ap(worker):
