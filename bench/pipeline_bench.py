@@ -136,9 +136,12 @@ def percentiles(seconds: list[float]) -> tuple[float, float]:
     return statistics.median(ordered), ordered[max(0, int(len(ordered) * 0.99) - 1)]
 
 
-def wait_judged(engine, like: str, count: int, timeout: float, rows_only: bool = False) -> tuple[float, float]:
-    """Seconds until every invoice has a row, and until every one is judged (or has a row, `rows_only`)."""
-    started, deadline, rows_at = time.monotonic(), time.monotonic() + timeout, None
+def wait_judged(engine, like: str, count: int, timeout: float, rows_only: bool = False,
+                started: float | None = None) -> tuple[float, float]:
+    """Seconds until every invoice has a row, and until every one is judged (or has a row, `rows_only`),
+    counted from `started` (by default, now): the workers decide while the invoices are produced."""
+    started = time.monotonic() if started is None else started
+    deadline, rows_at = started + timeout, None
     while time.monotonic() < deadline:
         total, done = judged(engine, like)
         if rows_at is None and total >= count:
@@ -329,7 +332,8 @@ class Run:
         started = time.monotonic()
         with RssTrace(self.workers) as rss:
             produce(self.endpoints.kafka_bootstrap, self.settings.invoices_topic, stream)
-            rows_after, judged_after = wait_judged(self.engine, f"{self.prefix}-MP-%", count, timeout=3600)
+            rows_after, judged_after = wait_judged(self.engine, f"{self.prefix}-MP-%", count, timeout=3600,
+                                                   started=started)
         stages = {key: seconds - before.get(key, 0.0) for key, seconds in self.workers.stage_seconds().items()}
         elapsed = time.monotonic() - started
         cpu = {role: seconds - cpu_before.get(role, 0.0) for role, seconds in cpu_seconds(self._roles()).items()}
@@ -378,7 +382,8 @@ class Run:
         print(f"  pipeline  every invoice judged, {workers}: {rows:>10,.0f} rows/s  "
               f"(first row of each: {figures['first rows/s']:,.0f}/s)  ratio {rows / base:.3f}  (target >= 0.25)")
         print(f"  statuses  {dict(sorted(statuses.items()))}")
-        print(f"  memory    worker RSS at the end: {figures['rss MiB']:,.0f} MiB ({rss.summary()})")
+        print(f"  memory    RSS of the {len(self.workers.processes)} worker process(es) together at the end: "
+              f"{figures['rss MiB']:,.0f} MiB ({rss.summary()})")
         print("  where the worker's time goes, µs per invoice:")
         for key, label in STAGES.items():
             if key in stages:

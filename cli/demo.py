@@ -31,7 +31,7 @@ def _print_api(run) -> None:
 
     users = " or ".join(f"[bold]{name}[/] / {password} ({role})" for name, (password, role) in DEMO_USERS.items())
     console.print(f"Dashboard: [link]{run.api.url}/dashboard[/] (sign in as {users}); "
-                  f"API document: {run.api.url}/docs")
+                  f"API document: {run.api.url}/openapi.json")
     console.print(f"RPA callbacks: POST {run.api.url}/rpa/invoices/ID/success|failure with "
                   f"'Authorization: Bearer {run.settings.api_token.get_secret_value()}'")
 

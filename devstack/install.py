@@ -4,6 +4,7 @@ PostgreSQL 15 and Chromium (for the dashboard's browser tests) from Debian's pac
 from __future__ import annotations
 
 import ctypes.util
+import hashlib
 import os
 import shutil
 import subprocess
@@ -44,21 +45,34 @@ def _mvn() -> str:
     return mvn
 
 
+def _fetched_with(done: Path) -> bool:
+    """Whether the marker says it was fetched with this pom.xml: a version moved there (log4j,
+    slf4j) was never fetched while the folder's marker stood."""
+    try:
+        return done.read_text() == _pom_digest()
+    except OSError:
+        return False
+
+
+def _pom_digest() -> str:
+    return hashlib.sha256(POM.read_bytes()).hexdigest()
+
+
 def install_jars() -> bool:
     """Kafka broker + Connect runtime + log4j2 binding; returns True if anything was fetched."""
     lib, done = kafka_lib(), kafka_lib() / ".complete"
-    if done.exists():
+    if _fetched_with(done):
         return False
     shutil.rmtree(lib, ignore_errors=True)
     _run([_mvn(), "-q", "-B", "-C", "-f", str(POM), "dependency:copy-dependencies",
           f"-DoutputDirectory={lib}", "-DincludeScope=runtime"], "Fetching the Kafka jars from Maven Central")
-    done.touch()
+    done.write_text(_pom_digest())
     return True
 
 
 def install_debezium() -> bool:
     plugins, done = debezium_plugins(), debezium_plugins() / ".complete"
-    if done.exists():
+    if _fetched_with(done):
         return False
     shutil.rmtree(plugins, ignore_errors=True)
     artifact = f"io.debezium:debezium-connector-postgres:{DEBEZIUM_VERSION}:tar.gz:plugin"
@@ -71,7 +85,7 @@ def install_debezium() -> bool:
         shutil.rmtree(leftover, ignore_errors=True)
     if not any(plugins.glob("debezium-connector-postgres/*.jar")):
         raise StackError(f"The Debezium plugin archive unpacked no connector jars into {plugins}")
-    done.touch()
+    done.write_text(_pom_digest())
     return True
 
 
@@ -109,10 +123,17 @@ def install_odbc() -> bool:
     return True
 
 
-def install_all(browser: bool = False, odbc: bool = False) -> list[str]:
-    """Everything the stack needs, and the browser and unixODBC when asked (only the tests use them);
-    returns what was fetched this time."""
-    steps = [("PostgreSQL 15", install_postgres), ("Kafka jars", install_jars), ("Debezium plugin", install_debezium)]
+def install_all(browser: bool = False, odbc: bool = False,
+                components: tuple[str, ...] = ("postgres", "kafka", "connect")) -> list[str]:
+    """What the components need (all of them by default), and the browser and unixODBC when asked
+    (only the tests use them); returns what was fetched this time."""
+    steps = []
+    if "postgres" in components:
+        steps.append(("PostgreSQL 15", install_postgres))
+    if "kafka" in components or "connect" in components:
+        steps.append(("Kafka jars", install_jars))
+    if "connect" in components:
+        steps.append(("Debezium plugin", install_debezium))
     if browser:
         steps.append(("Chromium", install_chromium))
     if odbc:

@@ -45,6 +45,10 @@ def url(port: int, database: str) -> str:
 
 
 def start_postgres(home: Path, port: int) -> None:
+    """A new server on `home`, stopped again if it cannot be set up: pg_ctl detaches it, so a
+    failed setup or a Ctrl-C left it running where no state file named it, and the next start
+    wiped its folder under it and started a second one."""
+    stop_postgres(home)  # one a start left behind
     shutil.rmtree(home, ignore_errors=True)
     data, sockets, log = home / "data", home / "run", home / "postgres.log"
     for folder in (home, sockets):
@@ -58,8 +62,12 @@ def start_postgres(home: Path, port: int) -> None:
           "--auth-host=scram-sha-256", "-E", "UTF8", "--no-sync"], "initdb")
     log.touch()
     _own(log)
-    restart_postgres(home, port)
-    _setup(sockets, port)
+    try:
+        restart_postgres(home, port)
+        _setup(sockets, port)
+    except BaseException:
+        stop_postgres(home)
+        raise
 
 
 def restart_postgres(home: Path, port: int) -> None:
@@ -92,7 +100,7 @@ def _setup(sockets: Path, port: int) -> None:
 
 def stop_postgres(home: Path) -> None:
     data = home / "data"
-    if (data / "postmaster.pid").exists():
+    if postgres_pid(home) is not None:
         _run([str(POSTGRES_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"], "Stopping PostgreSQL")
 
 

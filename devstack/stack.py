@@ -65,14 +65,14 @@ class LocalStack:
                 terminate(pid)
 
     # -- commands ----------------------------------------------------------------------------
-    def install(self, browser: bool = False, odbc: bool = False) -> list[str]:
-        return install_all(browser, odbc)
+    def install(self, browser: bool = False, odbc: bool = False, components: tuple[str, ...] = COMPONENTS) -> list[str]:
+        return install_all(browser, odbc, components)
 
     def up(self, components: tuple[str, ...] = COMPONENTS) -> StackEndpoints:
         unknown = set(components) - set(COMPONENTS)
         if unknown:
             raise StackError(f"unknown component(s) {sorted(unknown)}; choose from {COMPONENTS}")
-        self.install()
+        self.install(components=components)  # the demo's Kafka alone needs no PostgreSQL from apt, no Debezium
         state = self._state()
         started = time.monotonic()
         if "postgres" in components and not self._running(state, "postgres"):
@@ -145,7 +145,8 @@ class LocalStack:
             if self._running(state, name):
                 stopped.append(name)
         self._stop_leftovers(state)
-        if self._running(state, "postgres"):
+        # With or without its state entry: one a failed start left behind is ours too.
+        if runs_under(postgres.postgres_pid(self.home / "postgres"), self.home):
             postgres.stop_postgres(self.home / "postgres")
             stopped.append("postgres")
         self._save({})
