@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -9,6 +10,17 @@ import sys
 from pathlib import Path
 
 from devstack.process import tail
+
+_PR_SET_PDEATHSIG = 1
+_prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None  # looked up before any fork
+
+
+def dies_with_its_parent() -> None:
+    """Run in the child before exec: SIGTERM when the process that started it is gone. A demo or a
+    benchmark closed with its terminal, killed, or cut off by a CI timeout left its workers
+    running for good (they wait out a Kafka outage for ever), and no `stack down` knew of them."""
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class WorkerProcess:
@@ -24,6 +36,7 @@ class WorkerProcess:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "cli.main", "worker", "--loglevel", "info", "--role", self.role],
                 env=self.env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                preexec_fn=dies_with_its_parent,
             )
         return self
 

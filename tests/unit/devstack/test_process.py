@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from devstack.process import runs_under
 from devstack.stack import LocalStack, StackEndpoints
@@ -42,3 +43,25 @@ def test_a_stack_whose_pids_are_now_other_programs_is_not_running_and_down_leave
     finally:
         other.kill()
         other.wait()
+
+
+def test_a_worker_dies_with_the_demo_or_benchmark_that_started_it(tmp_path):
+    """Closed with its terminal or killed, the demo left its workers running for good."""
+    pid_file = tmp_path / "child.pid"
+    parent = subprocess.Popen([sys.executable, "-c", (
+        "import subprocess, sys, time\n"
+        "from devstack.worker import dies_with_its_parent\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], start_new_session=True,\n"
+        "                         preexec_fn=dies_with_its_parent)\n"
+        f"open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
+        "time.sleep(60)\n")])
+    deadline = time.monotonic() + 20
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.monotonic() < deadline, "the parent never started its child"
+        time.sleep(0.05)
+    child = int(pid_file.read_text())
+    parent.kill()  # kill -9: no cleanup of its own runs
+    parent.wait(10)
+    while Path(f"/proc/{child}").exists() and "Z" not in Path(f"/proc/{child}/stat").read_text().split()[2]:
+        assert time.monotonic() < deadline, "the child outlived its parent"
+        time.sleep(0.05)
