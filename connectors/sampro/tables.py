@@ -8,13 +8,34 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cache
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
-from sqlalchemy import Column, Date, DateTime, Index, Integer, MetaData, Numeric, String, Table
+from sqlalchemy import Column, Date, DateTime, Dialect, Index, Integer, MetaData, Numeric, String, Table
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 MONEY = Numeric(18, 4, asdecimal=True)
+
+
+class SamproTime(TypeDecorator[datetime]):
+    """When a row last changed, as the change poller compares it. On SQL Server a time is sent as a
+    naive UTC datetime2 parameter: sent with its zone, it went as text with an offset, which a
+    DATETIME or DATETIME2 column (what GETDATE() fills) does not convert from (Msg 241), and every
+    poll failed. A DATETIMEOFFSET column takes the naive value as UTC. Elsewhere it keeps its zone:
+    PostgreSQL would read a naive one in the session's time zone."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        return dialect.type_descriptor(DateTime() if dialect.name == "mssql" else DateTime(timezone=True))
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is not None and dialect.name == "mssql":
+            return value.astimezone(UTC).replace(tzinfo=None)
+        return value
 TABLES = ("po_header", "po_line", "ap_invoice")
 
 
@@ -100,7 +121,7 @@ def _table(table: str, metadata: MetaData, names: SamproNames) -> Table:
             col("order_date", Date, nullable=False), col("tax_rate", Numeric(9, 6, asdecimal=True)),
             col("allowed_charges", String(400), nullable=False, default=""),
             # When the row last changed: read by the change poller (connectors.sampro.changes) only.
-            col("updated_at", DateTime(timezone=True), index=True),
+            col("updated_at", SamproTime(), index=True),
         )
     if table == "po_line":
         return Table(
@@ -109,7 +130,7 @@ def _table(table: str, metadata: MetaData, names: SamproNames) -> Table:
             col("part_number", String(64), nullable=False), col("unit_price", MONEY, nullable=False),
             col("quantity_ordered", MONEY, nullable=False), col("quantity_received", MONEY),
             col("quantity_invoiced", MONEY, nullable=False, default=0),
-            col("updated_at", DateTime(timezone=True), index=True),
+            col("updated_at", SamproTime(), index=True),
         )
     vendor = col("vendor_id", String(64), nullable=False)
     number, total = col("invoice_number", String(64), nullable=False), col("total_amount", MONEY)

@@ -201,3 +201,24 @@ def test_the_change_poller_compiles_for_sql_server_on_renamed_tables_and_columns
     statements = [header_page, line_page, group, window, compiled(poller.newest_query("po_line"))]
     for statement in statements:
         assert not re.search(r"\bLIMIT\b|::|\"|\bTRUE\b", statement), statement
+
+
+def test_the_change_poller_sends_sql_server_its_times_as_naive_utc_and_postgresql_with_their_zone():
+    """Sent with its zone, a time went to SQL Server as text with an offset, which a DATETIME or
+    DATETIME2 column (GETDATE()'s) does not convert from (Msg 241): every poll failed."""
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from sqlalchemy.dialects import postgresql
+
+    from connectors.sampro.changes import PollingSamproChanges
+
+    poller = PollingSamproChanges(create_engine("sqlite://"), FileWatermark(Path("/nonexistent/state.json")), NAMES)
+    at = datetime(2026, 11, 20, 13, 0, 0, 8000, tzinfo=timezone(timedelta(hours=1)))
+    query = poller.after_query("po_line", (at, None), 500)
+    for dialect, sent in ((mssql_pyodbc.dialect(), datetime(2026, 11, 20, 12, 0, 0, 9000)),
+                          (postgresql.dialect(), at + timedelta(milliseconds=1))):
+        compiled = query.compile(dialect=dialect)
+        processors = compiled._bind_processors
+        values = {name: processors[name](value) if name in processors else value
+                  for name, value in compiled.construct_params().items()}
+        assert sent in values.values() and (sent.tzinfo is None) is (dialect.name == "mssql"), values
