@@ -208,7 +208,9 @@ class SmtpRpaMailer(RpaMailer):
         self._given_up: dict[HandOff, float] = {}  # when: asked again after PUT_OFF_GAP (a replay, a fix)
 
     def unsent(self, requests: Sequence[RpaRequest]) -> list[RpaRequest]:
-        before = self.sent_log.sent_before({_hand_off(r) for r in requests})
+        # A claim still to be dropped (the database was away when the server refused the email) is
+        # no email sent: counted as one, the email was never sent, and no failure reached AP.
+        before = self.sent_log.sent_before({_hand_off(r) for r in requests}) - self._unforgotten
         return [r for r in requests if _hand_off(r) not in before]
 
     def send(self, requests: Sequence[RpaRequest]) -> list[RpaRequest]:

@@ -237,6 +237,7 @@ class SmtpMailerContract(RpaMailerContract):
         mailer, log = _mailer(engine, server, _ForgetFailsOnce)
         with pytest.raises(Unavailable, match="processscheduler"):
             mailer.send([REQUEST])
+        assert mailer.unsent([REQUEST]) == [REQUEST]  # the agent asks first: taken for sent, it was never sent
         assert mailer.send([REQUEST]) == [REQUEST]
         assert len(server.mailbox.messages) == 1 and log.in_doubt() == []
 
