@@ -1,9 +1,12 @@
 """Currency precision and half-up rounding, as AP rounds on paper.
 
-Minor units are ISO 4217's (the `iso4217` package's copy of the standard's list: JPY 0, USD and
-HUF 2, BHD 3, CLF 4), the units ERPs and payment files keep amounts in. CLDR's digits (babel),
-used before, are the digits a currency is shown with, and round HUF, IDR and COP to whole units:
-a HUF line of 2 x 15.25 came to 31.
+Minor units are ISO 4217's (the `iso4217` package's copy of the standard's current list: JPY 0,
+USD and HUF 2, BHD 3, CLF 4), the units ERPs and payment files keep amounts in. CLDR's digits
+(babel), used before, are the digits a currency is shown with, and rounded HUF, IDR and COP to
+whole units: a HUF line of 2 x 15.25 came to 31. A code the list lacks (BGN, withdrawn when
+Bulgaria took the euro, with its POs still open; CNH, the offshore yuan ERPs book in) or gives no
+minor unit is rounded to hundredths, as before, and its amounts are not checked against a unit
+nobody knows: the PO's currency, which Sampro keeps, decides whether it is the right one.
 """
 
 from __future__ import annotations
@@ -13,21 +16,23 @@ from functools import lru_cache
 
 from iso4217 import Currency
 
-
-class UnknownCurrency(LookupError):
-    """A code ISO 4217 does not list, or one without a minor unit (gold, XAU; no currency, XXX)."""
+HUNDREDTHS = Decimal("0.01")
 
 
 @lru_cache(maxsize=512)
-def minor_unit(currency: str) -> Decimal:
-    """The smallest amount of the currency: Decimal('0.01') for USD. Raises UnknownCurrency."""
+def iso_minor_unit(currency: str) -> Decimal | None:
+    """ISO 4217's smallest amount of the currency, Decimal('0.01') for USD; None for a code its
+    current list lacks or gives no minor unit (gold, XAU)."""
     try:
         exponent = Currency(currency.upper()).exponent
     except ValueError:
-        raise UnknownCurrency(f"{currency!r} is not an ISO 4217 currency code") from None
-    if exponent is None:
-        raise UnknownCurrency(f"{currency.upper()} has no minor unit in ISO 4217: no invoice is paid in it")
-    return Decimal(1).scaleb(-exponent)
+        return None
+    return None if exponent is None else Decimal(1).scaleb(-exponent)
+
+
+def minor_unit(currency: str) -> Decimal:
+    """The unit amounts of the currency are rounded to: ISO 4217's, else hundredths."""
+    return iso_minor_unit(currency) or HUNDREDTHS
 
 
 def round_money(amount: Decimal, currency: str) -> Decimal:

@@ -206,7 +206,7 @@ def test_the_change_poller_compiles_for_sql_server_on_renamed_tables_and_columns
 def test_the_change_poller_sends_sql_server_its_times_as_naive_utc_and_postgresql_with_their_zone():
     """Sent with its zone, a time went to SQL Server as text with an offset, which a DATETIME or
     DATETIME2 column (GETDATE()'s) does not convert from (Msg 241): every poll failed."""
-    from datetime import UTC, datetime, timedelta, timezone
+    from datetime import datetime, timedelta, timezone
 
     from sqlalchemy.dialects import postgresql
 
