@@ -6,6 +6,7 @@ user, and the data directory is owned by it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -16,7 +17,7 @@ from sqlalchemy import create_engine, text
 
 from connectors.marketplace_table import metadata as marketplace_metadata
 from devstack.install import POSTGRES_BIN
-from devstack.process import StackError, tail
+from devstack.process import StackError, runs_under, tail
 
 ROLE, PASSWORD = "invoice", "invoice"
 DATABASES = ("marketplace", "sampro", "scheduler")
@@ -48,7 +49,8 @@ def start_postgres(home: Path, port: int) -> None:
     """A new server on `home`, stopped again if it cannot be set up: pg_ctl detaches it, so a
     failed setup or a Ctrl-C left it running where no state file named it, and the next start
     wiped its folder under it and started a second one."""
-    stop_postgres(home)  # one a start left behind
+    if runs_under(postgres_pid(home), home):  # one a start left behind; a stale pid file (a reboot) is no server
+        stop_postgres(home)
     shutil.rmtree(home, ignore_errors=True)
     data, sockets, log = home / "data", home / "run", home / "postgres.log"
     for folder in (home, sockets):
@@ -66,7 +68,8 @@ def start_postgres(home: Path, port: int) -> None:
         restart_postgres(home, port)
         _setup(sockets, port)
     except BaseException:
-        stop_postgres(home)
+        with contextlib.suppress(StackError):  # the failure that stopped the start is the one to show
+            stop_postgres(home)
         raise
 
 

@@ -24,7 +24,8 @@ from rules.errors import DataError, Unavailable
 from streams.broker import Output, Record
 
 MAX_ERROR_TEXT = 2000
-MAX_DEAD_LETTER_BYTES = 1_000_000  # leaves room for the headers under Kafka's 1 MiB
+MAX_DEAD_LETTER_BYTES = 1_000_000  # key, value and headers: under what Kafka takes (streams/record_size.py)
+MAX_DEAD_LETTER_KEY_BYTES = 1_000  # a key is a PO number or an invoice id: one longer is kept in part
 
 
 class Policy(enum.Enum):
@@ -62,14 +63,18 @@ def dead_letter(dlq_topic: str, record: Record, flow: str, stage: str, error: Ba
 
 def dead_letter_of(dlq_topic: str, key: bytes | None, value: bytes | None,
                    provenance: tuple[tuple[str, bytes], ...], error: str) -> Output:
-    """A dead letter of `value`, whatever it came from (a record, a database row). A value too
-    large to go back to Kafka beside its headers is cut, and says so: refused by the broker, it
-    failed the commit of its batch, batch after batch."""
-    cut: tuple[tuple[str, bytes], ...] = ()
-    if value is not None and len(value) > MAX_DEAD_LETTER_BYTES:
-        value, cut = value[:MAX_DEAD_LETTER_BYTES], (("value.length", str(len(value)).encode()),)
-    headers = (*provenance, ("error", error[:MAX_ERROR_TEXT].encode(errors="replace")), *cut)
-    return Output(dlq_topic, key, value, headers=headers)
+    """A dead letter of `value`, whatever it came from (a record, a database row). One too large to
+    go back to Kafka, its key, value and headers together, is cut, and says so: refused by the
+    broker, it failed the commit of its batch, batch after batch. (A record of a 63 kB key and a
+    985 kB value, which the broker took, made a dead letter it would refuse.)"""
+    cut: list[tuple[str, bytes]] = []
+    if key is not None and len(key) > MAX_DEAD_LETTER_KEY_BYTES:
+        key, cut = key[:MAX_DEAD_LETTER_KEY_BYTES], [("key.length", str(len(key)).encode())]
+    headers = [*provenance, ("error", error[:MAX_ERROR_TEXT].encode(errors="replace"))]
+    room = MAX_DEAD_LETTER_BYTES - len(key or b"") - sum(len(name) + len(text) for name, text in headers) - 64
+    if value is not None and len(value) > room:
+        value, cut = value[:room], [*cut, ("value.length", str(len(value)).encode())]
+    return Output(dlq_topic, key, value, headers=(*headers, *cut))
 
 
 @dataclass

@@ -37,3 +37,23 @@ def test_the_kafka_jars_are_fetched_again_when_pom_xml_changes(monkeypatch, tmp_
     assert install.install_jars() and not install.install_jars() and len(runs) == 1
     pom.write_text("<project>log4j 2.25</project>")
     assert install.install_jars() and len(runs) == 2
+
+
+def test_a_stale_postgresql_pid_file_does_not_stop_the_next_start(monkeypatch, tmp_path):
+    """After a reboot or an OOM kill, pg_ctl stop failed on the dead pid, and every stack up with it."""
+    from devstack import postgres
+
+    home = tmp_path / "postgres"
+    (home / "data").mkdir(parents=True)
+    (home / "data" / "postmaster.pid").write_text("3999999\n")
+    ran: list[str] = []
+
+    def run(argv, what, *args):
+        ran.append(what)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(postgres, "_run", run)
+    monkeypatch.setattr(postgres, "_own", lambda path: None)
+    with pytest.raises(RuntimeError, match="stop here"):
+        postgres.start_postgres(home, 5432)
+    assert ran == ["initdb"] and not (home / "data" / "postmaster.pid").exists()
