@@ -64,6 +64,11 @@ class WorkerHealth:
         self.dead_letters = Counter("invoice_automation_worker_dead_letters_total",
                                     "Records sent to the dead-letter topic, by flow and stage", ["flow", "stage"],
                                     registry=self.registry)
+        self.put_off = Counter("invoice_automation_worker_put_off_total",
+                               "Messages a dependency that answers put off for later (a mail server's 4xx to one "
+                               "email), by dependency: their partition waits, the others go on; a rate that "
+                               "does not fall is a server that puts every message off", ["dependency"],
+                               registry=self.registry)
         self.forwarded = Counter("invoice_automation_worker_forwarded_total",
                                  "Records forwarded to their key's partition from another, by flow and topic",
                                  ["flow", "topic"], registry=self.registry)

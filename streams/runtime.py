@@ -442,6 +442,8 @@ class Runtime:
             waits[dependency] = (min(record.offset, waits.get(dependency, record.offset)) if in_this_batch
                                  else record.offset)
             self.health.down(dependency, describe(error), self._who("partition", f"{record.topic}[{record.partition}]"))
+        else:
+            self.health.put_off.labels(dependency).inc()
         if held is not None and in_this_batch:  # held in this batch already: one try, from the first
             if held.offset is not None and record.offset < held.offset:
                 held.offset = record.offset
@@ -450,8 +452,9 @@ class Runtime:
         attempt = self._attempts[record.source]
         self._attempts[record.source] = attempt + 1
         delay = self.backoff.delay(attempt)
-        log.info("%s: %s[%s] waits at offset %s for %.1f s (%s)", flow.name, record.topic, record.partition,
-                 record.offset, delay, describe(error))
+        log.log(logging.WARNING if isinstance(error, PutOff) else logging.INFO,  # no outage says so for it
+                "%s: %s[%s] waits at offset %s for %.1f s (%s)", flow.name, record.topic, record.partition,
+                record.offset, delay, describe(error))
         self._holds[record.source] = _Hold(record.offset, self.clock() + delay)
         self.broker.hold(record.source, record.offset)
 
