@@ -215,10 +215,10 @@ class Settings(BaseSettings):
             raise ValueError("an '@' in the user or password must be written %40")
         return url
 
-    @field_validator("smtp_username", mode="before")
+    @field_validator("smtp_username", "smtp_ca_file", mode="before")
     @classmethod
-    def _no_sign_in(cls, username: object) -> object:
-        return None if username == "" else username  # SMTP_USERNAME= : no sign-in, as it always meant
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value  # SMTP_USERNAME= : no sign-in, as it always meant
 
     @field_validator("smtp_password")
     @classmethod

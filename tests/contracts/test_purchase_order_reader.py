@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import event, insert, text
 
-from connectors.sampro import InMemoryPurchaseOrderReader, SqlPurchaseOrderReader
+from connectors.sampro import InMemoryPurchaseOrderReader, SamproNames, SqlPurchaseOrderReader
 from connectors.sampro.changes import PollingSamproChanges
 from connectors.sampro.standin import EnteredInvoice, SamproStandIn
 from connectors.sql import engine_for
@@ -166,6 +166,24 @@ class TestPostgresReader(SqlReaderContract):
             erp.rollback()
         assert SqlPurchaseOrderReader(waiting).fetch(["PO-1"])["PO-1"] == PURCHASE_ORDERS[0]
         waiting.dispose()
+
+    def test_a_value_postgresql_cannot_convert_makes_that_po_unreadable_and_the_others_are_read(
+            self, reader, engine):
+        """A view that casts a text column ('' as a date): the statement failed, and with it the
+        transaction the next statement would run in, so each PO is read again after a rollback."""
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TABLE po_header_as_typed AS SELECT po_number, vendor_id, status, currency, "
+                              "order_date::text AS order_date, tax_rate, allowed_charges, updated_at FROM po_header"))
+            conn.execute(text("INSERT INTO po_header_as_typed (po_number, vendor_id, status, currency, order_date, "
+                              "allowed_charges) VALUES ('PO-8', 'V100', 'open', 'USD', '', '')"))
+            conn.execute(text("CREATE VIEW po_header_view AS SELECT po_number, vendor_id, status, currency, "
+                              "CAST(order_date AS date) AS order_date, tax_rate, allowed_charges, updated_at "
+                              "FROM po_header_as_typed"))
+        found = SqlPurchaseOrderReader(engine, SamproNames(po_header="po_header_view")).fetch(["PO-1", "PO-8", "PO-2"])
+        assert found["PO-1"] == PURCHASE_ORDERS[0] and found["PO-2"] == PURCHASE_ORDERS[1]
+        unreadable = found["PO-8"]
+        assert isinstance(unreadable, UnreadablePurchaseOrder) and "invalid input syntax for type date" in (
+            unreadable.problem)
 
     def test_a_po_number_kept_as_char_is_read_without_its_padding(self, reader, engine, tmp_path):
         """Sampro's CHAR(n) columns come back padded ('PO-1        '): the snapshot was keyed so, and

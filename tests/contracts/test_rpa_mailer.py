@@ -19,6 +19,8 @@ from devstack.process import free_port
 from devstack.rpa_bot import payload_of
 from rules.errors import DataError, PutOff, Unavailable
 from rules.lifecycle import RpaRequest
+from streams.bootstrap import _real_mailer
+from streams.settings import Settings
 from tests.unit.rules.builders import INVOICE, judge
 
 REQUEST = RpaRequest(invoice_id="MP-1001", invoice_version=1, po_number="PO-5001",
@@ -320,10 +322,10 @@ def certificate_authority():
     return trustme.CA()
 
 
-def test_starttls_checks_the_servers_certificate_and_signs_in_over_it(sqlite_engine, certificate_authority):
+def test_starttls_checks_the_servers_certificate(sqlite_engine, certificate_authority, tmp_path, monkeypatch):
     """smtplib's STARTTLS checks no certificate: whoever sat between the worker and the relay took
-    the password and every invoice. The system's CAs refuse one they did not sign; the relay's CA
-    (SMTP_CA_FILE) takes it."""
+    the password and every invoice. The system's CAs refuse one they did not sign; the relay's CA,
+    SMTP_CA_FILE as the composition root reads it, takes it."""
     server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     certificate_authority.issue_cert("127.0.0.1").configure_cert(server_side)
     trusting = ssl.create_default_context()
@@ -335,6 +337,14 @@ def test_starttls_checks_the_servers_certificate_and_signs_in_over_it(sqlite_eng
         assert log.sent_before([("MP-1001", 1, 1)]) == set() and server.mailbox.received == []
         mailer, _ = _mailer(sqlite_engine, server, tls=trusting)
         assert mailer.send([REQUEST]) == [REQUEST] and len(server.mailbox.messages) == 1
+        ca_file = tmp_path / "relay-ca.pem"
+        certificate_authority.cert_pem.write_to_path(str(ca_file))
+        for name, value in {"SMTP_PORT": str(server.port), "SMTP_STARTTLS": "true", "SMTP_CA_FILE": str(ca_file),
+                            "SCHEDULER_DB_URL": str(sqlite_engine.url)}.items():
+            monkeypatch.setenv(f"INVOICE_AUTOMATION_{name}", value)
+        configured = _real_mailer(Settings(_env_file=None))
+        second = REQUEST.model_copy(update={"invoice_version": 2})
+        assert configured.send([second]) == [second] and len(server.mailbox.messages) == 2
 
 
 class TestSmtpMailerSqlite(SmtpMailerContract):

@@ -163,9 +163,11 @@ def test_a_password_may_go_without_tls_only_to_a_relay_on_this_machine(monkeypat
     assert Settings(_env_file=None).smtp_username == "ap-robot"
 
 
-def test_an_empty_smtp_user_name_means_no_sign_in(monkeypatch):
+def test_an_empty_smtp_user_name_or_ca_file_means_none(monkeypatch):
     monkeypatch.setenv("INVOICE_AUTOMATION_SMTP_USERNAME", "")
-    assert Settings(_env_file=None).smtp_username is None
+    monkeypatch.setenv("INVOICE_AUTOMATION_SMTP_CA_FILE", "")
+    settings = Settings(_env_file=None)
+    assert settings.smtp_username is None and settings.smtp_ca_file is None
 
 
 @pytest.mark.parametrize("value", ["notjson", "", "[{"])
