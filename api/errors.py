@@ -24,7 +24,6 @@ from api.headers import security_headers
 from api.schemas import Conflict, Problem, ValidationProblem
 from api.services import NotNow, NotYet
 from connectors.api_ports import CommandNotDelivered
-from connectors.sampro import SamproDataError
 from rules.errors import Conflict as ConflictError
 from rules.errors import DataError, NotFound, Unavailable
 from rules.parsing import field_path
@@ -149,10 +148,6 @@ def install(app: FastAPI) -> None:
         log.warning("a command was not delivered: %s", exc.detail)
         return JSONResponse({"detail": "the command was not delivered (kafka does not answer), try again"},
                             status_code=503, headers={"Retry-After": "5"})
-
-    @app.exception_handler(SamproDataError)
-    async def bad_sampro_data(_request: Request, exc: SamproDataError) -> JSONResponse:
-        return JSONResponse({"detail": f"Sampro: {exc}"}, status_code=502)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:

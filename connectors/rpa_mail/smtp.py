@@ -89,12 +89,12 @@ class SentLogSession:
     def __init__(self, conn: Connection):
         self.conn = conn
 
-    def claim(self, hand_off: HandOff, mid: str) -> bool:
+    def claim(self, hand_off: HandOff, message_id: str) -> bool:
         """Commits 'this email goes out now'; False when an earlier try already did."""
         with mapped_errors("processscheduler"):
             try:
                 self.conn.execute(insert(rpa_sent_log).values(invoice_id=hand_off[0], invoice_version=hand_off[1],
-                                                              attempt=hand_off[2], message_id=mid,
+                                                              attempt=hand_off[2], message_id=message_id,
                                                               sent_at=datetime.now(UTC)))
             except IntegrityError:
                 self.conn.rollback()  # nothing to undo in the database: resets the connection's state
@@ -113,8 +113,8 @@ class SentLogSession:
 
 
 def _claim_of(hand_off: HandOff) -> ColumnElement[bool]:
-    t = rpa_sent_log
-    return (t.c.invoice_id == hand_off[0]) & (t.c.invoice_version == hand_off[1]) & (t.c.attempt == hand_off[2])
+    sent = rpa_sent_log.c
+    return (sent.invoice_id == hand_off[0]) & (sent.invoice_version == hand_off[1]) & (sent.attempt == hand_off[2])
 
 
 class SqlSentLog(RpaSentLog):
@@ -125,11 +125,11 @@ class SqlSentLog(RpaSentLog):
         """Which of these were claimed already, in one query."""
         if not hand_offs:
             return set()
-        t = rpa_sent_log
+        sent = rpa_sent_log.c
         with mapped_errors("processscheduler"), self.engine.connect() as conn:
             # by invoice id alone: SQL Server has no row-value IN
-            rows = conn.execute(select(t.c.invoice_id, t.c.invoice_version, t.c.attempt)
-                                .where(among(t.c.invoice_id, {hand_off[0] for hand_off in hand_offs},
+            rows = conn.execute(select(sent.invoice_id, sent.invoice_version, sent.attempt)
+                                .where(among(sent.invoice_id, {hand_off[0] for hand_off in hand_offs},
                                              self.engine.dialect)))
             return {(row.invoice_id, row.invoice_version, row.attempt) for row in rows} & set(hand_offs)
 
@@ -142,26 +142,25 @@ class SqlSentLog(RpaSentLog):
             yield SentLogSession(conn)
 
     def last_hand_off(self, invoice_id: str, version: int) -> int:
-        t = rpa_sent_log
+        sent = rpa_sent_log.c
         with mapped_errors("processscheduler"), self.engine.connect() as conn:
-            return conn.execute(select(func.max(t.c.attempt)).where(
-                t.c.invoice_id == invoice_id, t.c.invoice_version == version)).scalar() or 0
+            return conn.execute(select(func.max(sent.attempt)).where(
+                sent.invoice_id == invoice_id, sent.invoice_version == version)).scalar() or 0
 
     def in_doubt(self) -> list[HandOff]:
         """Hand-offs cut off between the log and the server's answer, still unresolved: check the RPA
         mailbox. One is resolved once the version has a later hand-off (the operator reported it
         failed and AP released it, as the README says) or processscheduler shows the bot's answer:
         counted for good, they kept the gauge above zero after the operator had done all there was."""
-        t, later, row = rpa_sent_log, rpa_sent_log.alias("later"), processscheduler
+        sent, later, row = rpa_sent_log.c, rpa_sent_log.alias("later").c, processscheduler.c
         answered = [InvoiceStatus.ENTERED, InvoiceStatus.RPA_FAILED, InvoiceStatus.WITHDRAWN, InvoiceStatus.SUPERSEDED]
-        query = (select(t.c.invoice_id, t.c.invoice_version, t.c.attempt)
-                 .where(t.c.server_reply.is_(None),
-                        ~exists().where(later.c.invoice_id == t.c.invoice_id,
-                                        later.c.invoice_version == t.c.invoice_version, later.c.attempt > t.c.attempt),
-                        ~exists().where(row.c.invoice_id == t.c.invoice_id,
-                                        row.c.invoice_version == t.c.invoice_version,
-                                        row.c.status.in_([status.value for status in answered])))
-                 .order_by(t.c.invoice_id, t.c.invoice_version, t.c.attempt))
+        query = (select(sent.invoice_id, sent.invoice_version, sent.attempt)
+                 .where(sent.server_reply.is_(None),
+                        ~exists().where(later.invoice_id == sent.invoice_id,
+                                        later.invoice_version == sent.invoice_version, later.attempt > sent.attempt),
+                        ~exists().where(row.invoice_id == sent.invoice_id, row.invoice_version == sent.invoice_version,
+                                        row.status.in_([status.value for status in answered])))
+                 .order_by(sent.invoice_id, sent.invoice_version, sent.attempt))
         with mapped_errors("processscheduler"), self.engine.connect() as conn:
             return [(row.invoice_id, row.invoice_version, row.attempt) for row in conn.execute(query)]
 
