@@ -566,11 +566,14 @@ class Runtime:
         except Exception as error:
             delay = self.backoff.delay(source.attempt)
             source.attempt, source.due_at = source.attempt + 1, self.clock() + delay
+            # A source that fails otherwise (a statement its database refuses, a bug) is down itself:
+            # it logged an error at each try, while readiness said ready and nothing came in.
+            dependency = error.dependency if isinstance(error, Unavailable) else source.name
+            if source.waiting_on not in (None, dependency):
+                self.health.back(source.waiting_on, self._who("source", source.name))
+            source.waiting_on = dependency
+            self.health.down(dependency, describe(error), self._who("source", source.name))
             if isinstance(error, Unavailable):
-                if source.waiting_on not in (None, error.dependency):
-                    self.health.back(source.waiting_on, self._who("source", source.name))
-                source.waiting_on = error.dependency
-                self.health.down(error.dependency, describe(error), self._who("source", source.name))
                 log.info("%s waits %.1f s (%s)", source.name, delay, describe(error))
             else:
                 log.error("%s failed; it tries again in %.1f s", source.name, delay, exc_info=error)

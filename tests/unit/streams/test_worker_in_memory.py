@@ -1348,6 +1348,29 @@ def test_a_marketplace_row_too_large_to_dead_letter_whole_is_cut_saying_so_and_t
     assert worker.statuses() == {"MP-2": "bad_invoice"}  # the row after it: judged (it has no lines)
 
 
+def test_a_source_that_fails_but_not_for_an_outage_is_reported_down_until_it_polls_again(tmp_path):
+    """A poll whose statement the database refused (a DATETIME column sent a time with its zone)
+    logged an error at every try, while readiness said ready and no Sampro change came in."""
+    from connectors.sampro.changes import InMemorySamproChanges
+
+    class Refused(InMemorySamproChanges):
+        failing = True
+
+        def poll(self):
+            if self.failing:
+                raise DataError("sampro refused the data: (22007) conversion failed")
+            return super().poll()
+
+    changes = Refused()
+    worker = make_worker(tmp_path, sampro_changes=changes)
+    worker.run(steps=3)
+    (down,) = worker.pipeline.health.outages().items()
+    assert down[0] == "poll-sampro-changes" and "conversion failed" in down[1].detail
+    changes.failing = False
+    worker.run(steps=40)
+    assert worker.pipeline.health.outages() == {}
+
+
 def test_a_dead_letter_is_bounded_key_value_and_headers_together():
     """A record of a 63 kB key and a 985 kB value, which the broker took, made a dead letter the
     broker would refuse, and the batch failed at every try: the key was never cut."""
