@@ -29,8 +29,8 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Engine, Text, and_, cast, literal_column, or_, select, true
 
+from connectors.marketplace_table import HEADER_FIELDS, invoice_document, stream_key_problem
 from connectors.marketplace_table import marketplace_invoices as table
-from connectors.marketplace_table import read_json_column, stream_key_problem
 from connectors.ports import MarketplaceSource, Polled, UnreadableRow
 from connectors.sql import as_utc, database_clocks, escaped_text, mapped_errors
 from connectors.watermarks import SavedState, WatermarkStore
@@ -51,13 +51,10 @@ WINDOW_CHUNK = 1000  # ids in one IN list of the window's read (SQL Server takes
 
 
 def _document(row: Any, limits: Limits) -> dict[str, Any]:
-    return {
-        "invoice_id": row.invoice_id, "version": row.version, "vendor_id": row.vendor_id,
-        "invoice_number": row.invoice_number, "po_number": row.po_number,
-        "invoice_date": row.invoice_date.isoformat() if row.invoice_date else None, "currency": row.currency,
-        "lines": read_json_column(row.lines, [], limits), "tax_amount": row.tax_amount,
-        "extra_charges": read_json_column(row.extra_charges, [], limits), "total_amount": row.total_amount,
-    }
+    header = {field: getattr(row, field) for field in HEADER_FIELDS}
+    if header["invoice_date"] is not None:
+        header["invoice_date"] = header["invoice_date"].isoformat()
+    return invoice_document(header, row.lines, row.extra_charges, limits)
 
 
 class PollingMarketplaceSource(MarketplaceSource):

@@ -8,6 +8,7 @@ may be incomplete, so only the keys are required: the rules report what is missi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import (
@@ -44,6 +45,20 @@ marketplace_invoices = Table(
     Column("total_amount", Numeric(18, 4)),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
+
+
+HEADER_FIELDS = ("invoice_id", "version", "vendor_id", "invoice_number", "po_number", "invoice_date", "currency",
+                 "tax_amount", "total_amount")
+
+
+def invoice_document(header: Mapping[str, Any], lines: Any, extra_charges: Any, limits: Limits) -> dict[str, Any]:
+    """The canonical invoice (DESIGN §3) of a marketplace row, whichever source read it: a NULL
+    column is left out, as Debezium leaves it. (Polling kept it as null, and a vendor got "should be
+    a valid string" from one source and "Field required" from the other for the same row.)"""
+    document = {field: header[field] for field in HEADER_FIELDS if header.get(field) is not None}
+    document["lines"] = read_json_column(lines, [], limits)
+    document["extra_charges"] = read_json_column(extra_charges, [], limits)
+    return document
 
 
 def read_json_column(value: Any, default: Any, limits: Limits) -> Any:

@@ -12,15 +12,13 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from connectors.marketplace_table import read_json_column, stream_key_problem
+from connectors.marketplace_table import HEADER_FIELDS, invoice_document, stream_key_problem
 from rules.errors import DataError
 from rules.lifecycle import InvoiceSubmitted, InvoiceWithdrawn
 from rules.limits import Limits, load_json
 from rules.models import MAX_VERSION
 
 EPOCH = date(1970, 1, 1)
-HEADER_FIELDS = ("invoice_id", "version", "vendor_id", "invoice_number", "po_number", "invoice_date", "currency",
-                 "tax_amount", "total_amount")
 
 
 class MarketplaceRecordError(DataError):
@@ -85,10 +83,9 @@ def decode_marketplace_record(
     if op == "d" or str(row.get("__deleted", "false")).lower() == "true":
         return InvoiceWithdrawn(invoice_id=row["invoice_id"], version=version, po_number=row["po_number"],
                                 withdrawn_at=at)
-    document = {field: row[field] for field in HEADER_FIELDS if field in row and row[field] is not None}
-    if "invoice_date" in document:
-        document["invoice_date"] = _date(document["invoice_date"])
-    document["lines"] = read_json_column(row.get("lines"), [], limits)
-    document["extra_charges"] = read_json_column(row.get("extra_charges"), [], limits)
+    header = {field: row.get(field) for field in HEADER_FIELDS}
+    if header["invoice_date"] is not None:
+        header["invoice_date"] = _date(header["invoice_date"])
+    document = invoice_document(header, row.get("lines"), row.get("extra_charges"), limits)
     return InvoiceSubmitted(invoice_id=row["invoice_id"], version=version, po_number=row["po_number"],
                             document=document, received_at=at)
