@@ -287,14 +287,13 @@ def main() -> None:
     parser.add_argument("--store", default="memory://", choices=("memory://", "rocksdb://"))
     args = parser.parse_args()
     stack = LocalStack(ROOT)
-    was_up = stack.status()["postgres"]["running"]
+    fresh = stack.not_running(("postgres",))
     endpoints = stack.up(("postgres",))
     try:
         depth(endpoints, args.depth, args.store)
         breadth(endpoints, args.breadth, args.store)
     finally:
-        if not was_up:
-            stack.down()
+        stack.down(fresh)
     print(f"run finished {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
 
 

@@ -87,7 +87,7 @@ def main() -> None:
     parser.add_argument("--invoices", type=int, default=10_000, help="invoice versions at the first size")
     args = parser.parse_args()
     stack = LocalStack(ROOT)
-    was_up = stack.status()["postgres"]["running"]
+    fresh = stack.not_running(("postgres",))
     endpoints = stack.up(("postgres",))
     schema = f"kpi{uuid.uuid4().hex[:6]}"
     admin = create_engine(endpoints.scheduler_db_url)
@@ -130,8 +130,7 @@ def main() -> None:
     finally:
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        if not was_up:
-            stack.down()
+        stack.down(fresh)
     print(f"run finished {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
 
 

@@ -398,7 +398,7 @@ class Run:
 
 def run(args) -> None:
     stack = LocalStack(ROOT)
-    was_up = all(stack.status()[name]["running"] for name in ("postgres", "kafka"))
+    fresh = stack.not_running(("postgres", "kafka"))
     endpoints = stack.up(("postgres", "kafka"))
     scale, chosen = args.scale, args.workload
     try:
@@ -417,8 +417,7 @@ def run(args) -> None:
             with Run("busy-po", endpoints, args.workers, args.roles) as busy:
                 busy.throughput(int(1_000 * scale), per_po=1_000 * scale / 5)
     finally:
-        if not was_up:
-            stack.down()
+        stack.down(fresh)
     print(f"run finished {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
 
 

@@ -65,7 +65,7 @@ def decode_only(reader: KafkaTopicReader, topic: str) -> tuple[int, float]:
 
 def run(args) -> None:
     stack = LocalStack(ROOT)
-    was_up = stack.status()["kafka"]["running"]
+    fresh = stack.not_running(("kafka",))
     bootstrap = stack.up(("kafka",)).kafka_bootstrap
     topic = f"bench-verdicts-{uuid.uuid4().hex[:6]}"
     admin = AdminClient({"bootstrap.servers": bootstrap})
@@ -100,8 +100,7 @@ def run(args) -> None:
               f"{'met' if rate >= 10_000 else 'NOT met'})")
     finally:
         admin.delete_topics([topic])
-        if not was_up:
-            stack.down()
+        stack.down(fresh)
 
 
 def main() -> None:

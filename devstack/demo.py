@@ -136,7 +136,7 @@ def start(root: Path, samples: Path, api_port: int = 8000) -> DemoRun:
     started_kafka = not stack.status()["kafka"]["running"]
     with ExitStack() as undo:
         if started_kafka:
-            undo.callback(stack.down)
+            undo.callback(stack.down, ("kafka",))  # a PostgreSQL another run started stays
         endpoints = stack.up(("kafka",))
         settings, invoices, _ = prepare(root, samples, endpoints.kafka_bootstrap)
         mailbox = undo.enter_context(SmtpServer())
@@ -201,4 +201,4 @@ def stop(run: DemoRun, root: Path) -> None:
     run.worker.stop()
     run.mailbox.__exit__(None, None, None)
     if run.started_kafka:
-        LocalStack(root).down()
+        LocalStack(root).down(("kafka",))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,7 +73,6 @@ class LocalStack:
             raise StackError(f"unknown component(s) {sorted(unknown)}; choose from {COMPONENTS}")
         self.install(components=components)  # the demo's Kafka alone needs no PostgreSQL from apt, no Debezium
         state = self._state()
-        started = time.monotonic()
         if "postgres" in components and not self._running(state, "postgres"):
             port = free_port()
             postgres.start_postgres(self.home / "postgres", port)
@@ -92,8 +90,6 @@ class LocalStack:
             pid = jvm.start_connect(self.home / "connect", f"127.0.0.1:{state['kafka']['port']}", port)
             state["connect"] = {"pid": pid, "port": port}
             self._save(state)
-        state["last_up_seconds"] = round(time.monotonic() - started, 1)
-        self._save(state)
         return self.endpoints()
 
     def endpoints(self) -> StackEndpoints:
@@ -137,20 +133,32 @@ class LocalStack:
         else:
             raise StackError(f"no outage for {name!r}; choose kafka or postgres")
 
-    def down(self) -> list[str]:
-        """Stops connect, then kafka, then postgres; returns what was stopped."""
+    def down(self, components: tuple[str, ...] = COMPONENTS) -> list[str]:
+        """Stops connect, then kafka, then postgres, of `components` (all by default; Connect goes
+        with Kafka); returns what was stopped."""
         state = self._state()
-        stopped = []
-        for name in ("connect", "kafka"):
-            if self._running(state, name):
-                stopped.append(name)
-        self._stop_leftovers(state)
+        if "kafka" in components:
+            components = (*components, "connect")
+        stopped = [name for name in ("connect", "kafka") if name in components and self._running(state, name)]
+        if "kafka" in components:
+            self._stop_leftovers(state)
+            state.pop("kafka", None)
+            state.pop("connect", None)
+        elif "connect" in components:
+            if runs_under(pid := state.get("connect", {}).get("pid"), self.home):
+                terminate(pid)
+            state.pop("connect", None)
         # With or without its state entry: one a failed start left behind is ours too.
-        if runs_under(postgres.postgres_pid(self.home / "postgres"), self.home):
+        if "postgres" in components and runs_under(postgres.postgres_pid(self.home / "postgres"), self.home):
             postgres.stop_postgres(self.home / "postgres")
             stopped.append("postgres")
-        self._save({})
+        if "postgres" in components:
+            state.pop("postgres", None)
+        self._save({name: entry for name, entry in state.items() if name in COMPONENTS})
         return stopped
 
-
-
+    def not_running(self, components: tuple[str, ...]) -> tuple[str, ...]:
+        """Those of `components` not running now: what a run that starts them stops again after it, and
+        no more (a benchmark stopped the Kafka of a demo running beside it, having checked PostgreSQL)."""
+        status = self.status()
+        return tuple(name for name in components if not status[name]["running"])

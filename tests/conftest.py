@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from devstack import LocalStack, StackEndpoints, StackError
+from devstack.stack import COMPONENTS
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {
@@ -66,15 +67,14 @@ def stack_endpoints() -> Iterator[StackEndpoints]:
             yield _from_testcontainers(containers)
         return
     local = LocalStack(ROOT)
-    was_up = all(component["running"] for component in local.status().values())
+    fresh = local.not_running(COMPONENTS)
     try:
         endpoints = local.up()
     except StackError as exc:
-        local.down()
+        local.down(fresh)
         pytest.fail(f"the local stack could not start:\n{exc}", pytrace=False)
     yield endpoints
-    if not was_up:
-        local.down()
+    local.down(fresh)
 
 
 def _needed(value: str | None, what: str) -> str:

@@ -19,9 +19,9 @@ class Stack:
         self.calls.append("up")
         return StackEndpoints(kafka_bootstrap="127.0.0.1:1")
 
-    def down(self) -> list[str]:
-        self.calls.append("down")
-        return ["kafka"]
+    def down(self, components) -> list[str]:
+        self.calls.append(("down", components))
+        return list(components)
 
 
 @pytest.mark.parametrize("failure", [FileNotFoundError("samples/01/invoice.json"), KeyboardInterrupt()])
@@ -36,7 +36,7 @@ def test_kafka_it_started_is_stopped_when_a_later_step_fails(monkeypatch, tmp_pa
     monkeypatch.setattr(demo, "prepare", prepare)
     with pytest.raises(type(failure)):
         demo.start(tmp_path, tmp_path)
-    assert stack.calls == ["up", "down"]
+    assert stack.calls == ["up", ("down", ("kafka",))]  # a PostgreSQL another run started stays up
 
 
 def test_a_kafka_it_did_not_start_is_left_running(monkeypatch, tmp_path):

@@ -65,3 +65,22 @@ def test_a_worker_dies_with_the_demo_or_benchmark_that_started_it(tmp_path):
     while Path(f"/proc/{child}").exists() and "Z" not in Path(f"/proc/{child}/stat").read_text().split()[2]:
         assert time.monotonic() < deadline, "the child outlived its parent"
         time.sleep(0.05)
+
+
+def test_down_stops_only_the_components_it_is_given(tmp_path):
+    """A benchmark that started PostgreSQL stopped, at its end, the Kafka a demo beside it ran."""
+    stack = LocalStack(tmp_path)
+    broker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", str(stack.home)],
+                              start_new_session=True)
+    try:
+        stack._save({"kafka": {"pid": broker.pid, "port": 2, "controller_pid": broker.pid}})
+        assert stack.not_running(("postgres", "kafka")) == ("postgres",)
+        assert stack.down(("postgres",)) == [] and broker.poll() is None
+        assert stack.status()["kafka"]["running"]
+        assert stack.down(("kafka",)) == ["kafka"]
+        broker.wait(10)
+        assert not stack.status()["kafka"]["running"]
+    finally:
+        if broker.poll() is None:
+            broker.kill()
+            broker.wait()
