@@ -3,8 +3,8 @@ status for a conflict. Every route documents the answers it can give (`responses
 
 The service's one error family (rules.errors), into which the adapters map their drivers' errors,
 is answered by type: DataError 400, NotFound 404, Conflict 409, Unavailable 503. A more specific
-class (an invoice that is not in a state for the action, a command Kafka did not take, Sampro's
-unusable data) keeps its own answer."""
+class (an invoice that is not in a state for the action, a command Kafka did not take) keeps its
+own answer."""
 
 from __future__ import annotations
 

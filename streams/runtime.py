@@ -444,6 +444,9 @@ class Runtime:
             self.health.down(dependency, describe(error), self._who("partition", f"{record.topic}[{record.partition}]"))
         else:
             self.health.put_off.labels(dependency).inc()
+            waits = self._partition_waits.get(record.source, {})
+            if waits.pop(dependency, None) is not None:  # it answers: the outage this partition waited out is over
+                self.health.back(dependency, self._who("partition", f"{record.topic}[{record.partition}]"))
         if held is not None and in_this_batch:  # held in this batch already: one try, from the first
             if held.offset is not None and record.offset < held.offset:
                 held.offset = record.offset

@@ -142,7 +142,8 @@ def put_connector(client: httpx.Client, capture: Capture) -> None:
         response = client.put(f"/connectors/{capture.name}/config", json=capture.connector_config())
     except httpx.HTTPError as exc:
         raise Unavailable("connect", f"{type(exc).__name__}: {exc}") from None
-    if response.status_code >= 500:
+    # 409: Connect is rebalancing its workers (right after it starts), and answers once it is done.
+    if response.status_code >= 500 or response.status_code == 409:
         raise Unavailable("connect", f"{response.status_code} {response.text[:300]}")
     if response.status_code >= 400:
         raise ConnectorError(f"Connect refused {capture.name}: {response.status_code} {response.text[:2000]}")

@@ -216,9 +216,12 @@ class SmtpRpaMailer(RpaMailer):
         """Sends each request not sent before, in order; returns the ones sent now."""
         if self._refused is not None and time.monotonic() < self._refused_until:
             raise Unavailable("smtp", self._refused)
-        if self._unforgotten:
+        # Only this call's: its email goes out next. Another's claim stays in the log, where in_doubt()
+        # shows it, until its request comes back here; dropped at any send, it was lost without a
+        # trace when its partition had moved to a worker that took the claim for the email sent.
+        if mine := self._unforgotten & {_hand_off(r) for r in requests}:
             with self.sent_log.session() as sent_log:
-                for hand_off in sorted(self._unforgotten):
+                for hand_off in sorted(mine):
                     self._forget(sent_log, hand_off)
         messages = []
         for request in requests:

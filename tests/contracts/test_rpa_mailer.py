@@ -243,6 +243,19 @@ class SmtpMailerContract(RpaMailerContract):
         assert mailer.send([REQUEST]) == [REQUEST]
         assert len(server.mailbox.messages) == 1 and log.in_doubt() == []
 
+    def test_a_claim_kept_for_want_of_the_database_stays_in_doubt_until_its_request_comes_back(self, engine, server):
+        """Dropped at the next send of any email, a claim whose partition had moved to another worker,
+        which took it for the email sent, was gone without a trace: the email never sent, no failure."""
+        server.mailbox.refusals, server.mailbox.refusal = 1, "451 4.7.1 Try again later"
+        first, log = _mailer(engine, server, _ForgetFailsOnce)
+        with pytest.raises(Unavailable, match="processscheduler"):
+            first.send([REQUEST])
+        second, _ = _mailer(engine, server)  # the worker the partition moved to
+        assert second.unsent([REQUEST]) == []
+        other = REQUEST.model_copy(update={"invoice_id": "MP-2"})
+        assert first.send([other]) == [other] and log.in_doubt() == [("MP-1001", 1, 1)]  # for the operator
+        assert first.send([REQUEST]) == [REQUEST] and log.in_doubt() == []  # back here: sent
+
     def test_a_crash_before_the_log_commits_sends_nothing_and_the_replay_sends_once(self, engine, server):
         upgrade(engine)
         dying = SmtpRpaMailer(host="127.0.0.1", port=server.port, mail_from="a@t", mail_to="b@t",

@@ -161,3 +161,20 @@ def test_a_row_with_null_columns_makes_the_same_document_from_either_source(tmp_
     captured = decode_marketplace_record(record(vendor_id=None, invoice_date=None, lines="[]", extra_charges="[]"))
     assert polled.document.keys() == captured.document.keys()  # amounts: Decimal from one, text from the other
     assert "vendor_id" not in polled.document and "invoice_date" not in polled.document
+
+
+@pytest.mark.parametrize(("status", "outage"), [(409, True), (503, True), (400, False)])
+def test_connect_rebalancing_is_an_outage_to_wait_out_and_a_refused_config_is_not(status, outage):
+    """409 is Connect rebalancing its workers, right after it starts: taken for a refusal, the
+    capture's registration was reported broken, with a traceback at each try, until it passed."""
+    import httpx
+
+    from connectors.debezium import MarketplaceCapture
+    from connectors.debezium.config import ConnectorError, put_connector
+    from rules.errors import Unavailable
+
+    answering = httpx.Client(base_url="http://connect", transport=httpx.MockTransport(
+        lambda request: httpx.Response(status, text="rebalance in progress")))
+    capture = MarketplaceCapture(database_url="postgresql://u:p@db:5432/marketplace")
+    with pytest.raises(Unavailable if outage else ConnectorError):
+        put_connector(answering, capture)

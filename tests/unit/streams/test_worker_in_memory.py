@@ -512,6 +512,20 @@ class PuttingOffMailer:
         return self.inner.send(requests)
 
 
+def test_a_mailbox_back_from_an_outage_that_puts_an_email_off_is_not_down(tmp_path, caplog):
+    """The outage's wait stayed on the partition until the email was taken or given up, an hour, and
+    readiness said the mailbox was down while it answered."""
+    from connectors.rpa_mail import InMemoryRpaMailer
+
+    inner = InMemoryRpaMailer()
+    worker = make_worker(tmp_path, mailer=DownMailer(PuttingOffMailer(inner, "MP-1", times=10_000), down=2))
+    worker.submit(ready_invoice("MP-1"))
+    worker.run(steps=30)
+    assert inner.sent == [] and worker.pipeline.health.outages() == {}
+    assert any(r.levelname == "WARNING" and "waits at offset" in r.getMessage() and "put the email for MP-1" in
+               r.getMessage() for r in caplog.records)
+
+
 def test_an_email_put_off_holds_its_own_partition_only_and_the_mailbox_is_not_down(tmp_path):
     """One email a content filter put off held every partition's emails in its batch for the hour
     before it was given up, and readiness said the mailbox was down."""
