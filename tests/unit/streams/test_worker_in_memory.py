@@ -583,16 +583,21 @@ def test_an_rpa_failure_ap_releases_is_emailed_to_the_bot_again_and_can_be_enter
     assert worker.statuses() == {"MP-1": "entered"} and worker.dead_letters() == []
 
 
-def test_rpa_requests_read_again_send_nothing_and_report_nothing_for_what_was_emailed(worker):
-    """A new mail consumer group (an upgrade) or an offset reset reads rpa.requests again: version 1,
-    failed by the bot, had its number taken by version 2 since, and its request was reported "not
-    handed to the RPA bot", a FAILURE on the audit topic for an email the bot had."""
+def _failed_by_the_bot_then_sent_again(worker) -> None:
+    """MP-1 version 1 to the bot and failed there, then the vendor's version 2, judged."""
     worker.submit(ready_invoice("MP-1"))
     worker.run()
     worker.complete("MP-1", ok=False)
     worker.run()
     worker.submit(ready_invoice("MP-1"), version=2)
     worker.run()
+
+
+def test_rpa_requests_read_again_send_nothing_and_report_nothing_for_what_was_emailed(worker):
+    """A new mail consumer group (an upgrade) or an offset reset reads rpa.requests again: version 1,
+    failed by the bot, had its number taken by version 2 since, and its request was reported "not
+    handed to the RPA bot", a FAILURE on the audit topic for an email the bot had."""
+    _failed_by_the_bot_then_sent_again(worker)
     worker.complete("MP-1", version=2)
     worker.run()
     assert {row["invoice_version"]: row["status"] for row in worker.scheduler.rows()} == {
@@ -648,12 +653,7 @@ class LaggingScheduler(InMemoryProcessScheduler):
 def test_a_new_version_after_the_bot_failed_the_first_goes_to_the_bot_past_the_hand_off_gate(tmp_path, scheduler):
     """Also before processscheduler shows the first superseded: the hand-off names it (`replaces`)."""
     worker = make_worker(tmp_path, scheduler=scheduler())
-    worker.submit(ready_invoice("MP-1"))
-    worker.run()
-    worker.complete("MP-1", ok=False)
-    worker.run()
-    worker.submit(ready_invoice("MP-1"), version=2)
-    worker.run()
+    _failed_by_the_bot_then_sent_again(worker)
     if isinstance(worker.scheduler, LaggingScheduler):
         worker.scheduler.catch_up()
     rows = {row["invoice_version"]: row["status"] for row in worker.scheduler.rows()}
