@@ -56,6 +56,10 @@ class DecodeError(DataError):
     """Bytes that are not a record we know; the message says why."""
 
 
+# A record with a null value on a topic of messages: no producer of this pipeline writes one.
+TOMBSTONE = "a record without a value (a tombstone), which no message of this topic is"
+
+
 class EncodeError(DataError):
     """A message that cannot be written (bytes that are no text in a document from a table that
     keeps them): that record is dead-lettered, and the rest of its batch goes on."""
@@ -73,9 +77,9 @@ def _encoding(model: BaseModel) -> Iterator[None]:
 class Codec(Protocol):
     def encode(self, model: BaseModel) -> bytes: ...
 
-    def decode(self, data: bytes) -> BaseModel: ...
+    def decode(self, data: bytes | None) -> BaseModel: ...
 
-    def read_unvalidated(self, data: bytes) -> tuple[type[BaseModel], dict[str, Any]]:
+    def read_unvalidated(self, data: bytes | None) -> tuple[type[BaseModel], dict[str, Any]]:
         """The record's model type and its Avro data, resolved to the current schema but not
         validated: free-form JSON is still JSON text. `decode` is this and then the model's
         validation; a reader that needs only part of a record (the audit replay, the
@@ -227,10 +231,12 @@ class SingleObjectCodec:
         writer = self._writers.get(data[2:10]) if data[:2] == SINGLE_OBJECT_MARKER else None
         return writer.model if writer else None
 
-    def decode(self, data: bytes) -> BaseModel:
+    def decode(self, data: bytes | None) -> BaseModel:
         return from_record(*self.read_unvalidated(data))
 
-    def read_unvalidated(self, data: bytes) -> tuple[type[BaseModel], dict[str, Any]]:
+    def read_unvalidated(self, data: bytes | None) -> tuple[type[BaseModel], dict[str, Any]]:
+        if data is None:
+            raise DecodeError(TOMBSTONE)
         if len(data) < 10 or data[:2] != SINGLE_OBJECT_MARKER:
             raise DecodeError(f"not Avro single-object encoding (starts with {data[:2].hex() or 'nothing'})")
         writer = self._writers.get(data[2:10])
@@ -284,10 +290,12 @@ class RegistryCodec:
         except DecodeError:
             return None
 
-    def decode(self, data: bytes) -> BaseModel:
+    def decode(self, data: bytes | None) -> BaseModel:
         return from_record(*self.read_unvalidated(data))
 
-    def read_unvalidated(self, data: bytes) -> tuple[type[BaseModel], dict[str, Any]]:
+    def read_unvalidated(self, data: bytes | None) -> tuple[type[BaseModel], dict[str, Any]]:
+        if data is None:
+            raise DecodeError(TOMBSTONE)
         if data[:2] == SINGLE_OBJECT_MARKER:
             return self._before.read_unvalidated(data)
         model = self._writer_model(data)

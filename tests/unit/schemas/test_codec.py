@@ -356,3 +356,13 @@ def test_a_record_under_a_schema_that_is_not_avro_is_a_decode_error():
     assert codec.kind(data) is None
     with pytest.raises(DecodeError, match=f"schema id {schema_id} is not an Avro record schema"):
         codec.decode(data)
+
+
+@pytest.mark.parametrize("codec", [lambda: SingleObjectCodec(),
+                                   lambda: RegistryCodec("mock://tombstone", client=_registry("tombstone"))],
+                         ids=["single-object", "registry"])
+def test_a_record_without_a_value_is_undecodable_not_an_unexpected_error(codec):
+    """A tombstone on rpa.requests or the verdicts topic was a TypeError: dead-lettered as an
+    unexpected error, with a traceback in the log, where it is bad data."""
+    with pytest.raises(DecodeError, match="a record without a value"):
+        codec().decode(None)
