@@ -33,7 +33,7 @@ def register(pipeline: Pipeline) -> None:
 
     def send(batch: Batch) -> None:
         # Those emailed already (rpa.requests read again: a new consumer group, an offset reset) take
-        # no number: one whose number a newer version has since took was reported "not handed to the
+        # no number: one whose number a newer version has taken since was reported "not handed to the
         # RPA bot", a FAILURE on the audit topic for an email the bot had.
         requests = mailer.unsent(batch.messages)
         if not requests:

@@ -435,18 +435,18 @@ class Runtime:
         dependency = error.dependency if isinstance(error, Unavailable) else "unknown"
         held = self._holds.get(record.source)
         in_this_batch = held is not None and held.until is not None
-        if not isinstance(error, PutOff):  # a message put off: the dependency answers, and is not down
+        waiting = self._who("partition", f"{record.topic}[{record.partition}]")
+        if isinstance(error, PutOff):  # the dependency answers, and is not down: one message waits
+            self.health.put_off.labels(dependency).inc()
+            if self._partition_waits.get(record.source, {}).pop(dependency, None) is not None:
+                self.health.back(dependency, waiting)  # the outage this partition waited out is over
+        else:
             waits = self._partition_waits.setdefault(record.source, {})
             # The first record held for it in this batch; an earlier batch's offset, past by now, would
             # be committed before this record is, and the wait let go while the partition still waits.
             waits[dependency] = (min(record.offset, waits.get(dependency, record.offset)) if in_this_batch
                                  else record.offset)
-            self.health.down(dependency, describe(error), self._who("partition", f"{record.topic}[{record.partition}]"))
-        else:
-            self.health.put_off.labels(dependency).inc()
-            waits = self._partition_waits.get(record.source, {})
-            if waits.pop(dependency, None) is not None:  # it answers: the outage this partition waited out is over
-                self.health.back(dependency, self._who("partition", f"{record.topic}[{record.partition}]"))
+            self.health.down(dependency, describe(error), waiting)
         if held is not None and in_this_batch:  # held in this batch already: one try, from the first
             if held.offset is not None and record.offset < held.offset:
                 held.offset = record.offset

@@ -89,12 +89,12 @@ class SentLogSession:
     def __init__(self, conn: Connection):
         self.conn = conn
 
-    def claim(self, hand_off: HandOff, message_id: str) -> bool:
+    def claim(self, hand_off: HandOff, message_id_header: str) -> bool:
         """Commits 'this email goes out now'; False when an earlier try already did."""
         with mapped_errors("processscheduler"):
             try:
                 self.conn.execute(insert(rpa_sent_log).values(invoice_id=hand_off[0], invoice_version=hand_off[1],
-                                                              attempt=hand_off[2], message_id=message_id,
+                                                              attempt=hand_off[2], message_id=message_id_header,
                                                               sent_at=datetime.now(UTC)))
             except IntegrityError:
                 self.conn.rollback()  # nothing to undo in the database: resets the connection's state
