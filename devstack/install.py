@@ -17,6 +17,7 @@ DEBEZIUM_VERSION = "3.6.1.Final"
 POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
 CHROMIUM = Path("/usr/bin/chromium")
 POM = Path(__file__).with_name("maven") / "pom.xml"
+COMPONENTS = ("postgres", "kafka", "connect")  # what the stack runs, in the order it starts them
 
 
 def cache_dir() -> Path:
@@ -123,8 +124,7 @@ def install_odbc() -> bool:
     return True
 
 
-def install_all(browser: bool = False, odbc: bool = False,
-                components: tuple[str, ...] = ("postgres", "kafka", "connect")) -> list[str]:
+def install_all(browser: bool = False, odbc: bool = False, components: tuple[str, ...] = COMPONENTS) -> list[str]:
     """What the components need (all of them by default), and the browser and unixODBC when asked
     (only the tests use them); returns what was fetched this time."""
     steps = []

@@ -13,10 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devstack import jvm, postgres
-from devstack.install import install_all
+from devstack.install import COMPONENTS, install_all
 from devstack.process import StackError, free_port, runs_under, terminate
-
-COMPONENTS = ("postgres", "kafka", "connect")
 
 
 @dataclass(frozen=True)

@@ -162,7 +162,7 @@ class SqlSentLog(RpaSentLog):
                                         row.status.in_([status.value for status in answered])))
                  .order_by(sent.invoice_id, sent.invoice_version, sent.attempt))
         with mapped_errors("processscheduler"), self.engine.connect() as conn:
-            return [(row.invoice_id, row.invoice_version, row.attempt) for row in conn.execute(query)]
+            return [(found.invoice_id, found.invoice_version, found.attempt) for found in conn.execute(query)]
 
 
 class SmtpRpaMailer(RpaMailer):

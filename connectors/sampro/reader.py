@@ -27,12 +27,11 @@ class SamproDataError(DataError):
     """A Sampro row the pipeline cannot turn into a PO snapshot; names the PO, column and value."""
 
 
-# What a row that makes no snapshot raises besides SamproDataError: a NaN compared (InvalidOperation
-# is an ArithmeticError), a column of another type than the view promised.
-UNREADABLE_ROW = (SamproDataError, ArithmeticError, TypeError, ValueError)
-# What reading the rows raises for a value the driver cannot convert: SQLAlchemy's result processors
-# (a date of '') raise ValueError; the driver's refusal (SQLSTATE 22xxx) is mapped to a DataError.
-UNCONVERTED = (DataError, ArithmeticError, TypeError, ValueError)
+# What a row that makes no snapshot raises, whether read or turned into one: SamproDataError; a
+# NaN compared (InvalidOperation is an ArithmeticError); a column of another type than the view
+# promised; a value the driver cannot convert (SQLAlchemy's result processors raise ValueError for a
+# date of '', the driver's refusal, SQLSTATE 22xxx, is mapped to a DataError).
+UNREADABLE_ROW = (DataError, ArithmeticError, TypeError, ValueError)
 
 
 def padless(value: Any) -> Any:
@@ -53,6 +52,11 @@ def exact(value: Any) -> Any:
 def _chunks(items: list[T], size: int = CHUNK) -> Iterator[list[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _po_chunks(po_numbers: Collection[str]) -> Iterator[list[str]]:
+    """The PO numbers of a batch, one statement's worth at a time, in order."""
+    return _chunks(sorted(set(po_numbers)))
 
 
 def _status(po_number: str, value: str | None) -> POStatus:
@@ -119,7 +123,7 @@ class SqlPurchaseOrderReader(PurchaseOrderReader):
 
     def purchase_order_queries(self, po_numbers: Collection[str]) -> Iterator[Select[Any]]:
         """The statements `fetch` runs: one per chunk of PO numbers, headers outer-joined to their lines."""
-        return (self._purchase_order_query(chunk) for chunk in _chunks(sorted(set(po_numbers))))
+        return (self._purchase_order_query(chunk) for chunk in _po_chunks(po_numbers))
 
     def _rows(self, conn: Connection, po_numbers: list[str]) -> list[Any]:
         with mapped_errors("sampro"):
@@ -166,10 +170,10 @@ class SqlPurchaseOrderReader(PurchaseOrderReader):
         rows: list[Any] = []
         found: dict[str, PurchaseOrder | UnreadablePurchaseOrder] = {}
         with mapped_errors("sampro"), self.engine.connect() as conn:
-            for chunk in _chunks(sorted(set(po_numbers))):
+            for chunk in _po_chunks(po_numbers):
                 try:
                     rows += self._rows(conn, chunk)
-                except UNCONVERTED:
+                except UNREADABLE_ROW:
                     conn.rollback()  # PostgreSQL takes no statement after a failed one in its transaction
                     # A value the driver could not convert ('' or 20261101 in a date column) failed
                     # the whole statement, and every invoice of the batch was dead-lettered as
@@ -177,7 +181,7 @@ class SqlPurchaseOrderReader(PurchaseOrderReader):
                     for number in chunk:
                         try:
                             rows += self._rows(conn, [number])
-                        except UNCONVERTED as error:
+                        except UNREADABLE_ROW as error:
                             conn.rollback()
                             found[number] = UnreadablePurchaseOrder(
                                 po_number=number, problem=f"PO {number}: Sampro's row could not be read: "
