@@ -34,7 +34,7 @@ from connectors.marketplace_table import marketplace_invoices as table
 from connectors.ports import MarketplaceSource, Polled, UnreadableRow
 from connectors.sql import as_utc, database_clocks, escaped_text, mapped_errors
 from connectors.watermarks import SavedState, WatermarkStore
-from rules.errors import Unavailable
+from rules.errors import DataError, Unavailable
 from rules.lifecycle import InvoiceSubmitted
 from rules.limits import Limits
 from rules.models import MAX_VERSION
@@ -117,15 +117,20 @@ class PollingMarketplaceSource(MarketplaceSource):
         return polled
 
     def _event(self, row: Any, updated_at: datetime, polled: Polled) -> InvoiceSubmitted | None:
-        problem = _key_problem(row, self.limits)
+        problem, document = _key_problem(row, self.limits), None
         if problem is None and not 1 <= _version(row) <= MAX_VERSION:
             problem = f"version {str(row.version)[:40]!r} is not a whole number from 1 to {MAX_VERSION}"
-        if problem is not None:
+        if problem is None:
+            try:
+                document = _document(row, self.limits)
+            except DataError as error:
+                problem = str(error)
+        if problem is not None or document is None:  # the one is None where the other is not
             polled.unreadable.append(UnreadableRow(str(row.invoice_id)[:64], updated_at,
-                                                   json.dumps(_as_text(row)).encode(), problem, _version(row)))
+                                                   json.dumps(_as_text(row)).encode(), str(problem), _version(row)))
             return None
         return InvoiceSubmitted(invoice_id=row.invoice_id, version=row.version, po_number=row.po_number,
-                                document=_document(row, self.limits), received_at=updated_at)
+                                document=document, received_at=updated_at)
 
     def commit(self) -> None:
         """Makes the last poll durable: the next poll, here or after a restart, starts after it."""

@@ -55,10 +55,22 @@ def invoice_document(header: Mapping[str, Any], lines: Any, extra_charges: Any, 
     """The canonical invoice (DESIGN §3) of a marketplace row, whichever source read it: a NULL
     column is left out, as Debezium leaves it. (Polling kept it as null, and a vendor got "should be
     a valid string" from one source and "Field required" from the other for the same row.)"""
-    document = {field: header[field] for field in HEADER_FIELDS if header.get(field) is not None}
+    document = {field: _column_value(field, header[field]) for field in HEADER_FIELDS if header.get(field) is not None}
     document["lines"] = read_json_column(lines, [], limits)
     document["extra_charges"] = read_json_column(extra_charges, [], limits)
     return document
+
+
+def _column_value(field: str, value: Any) -> Any:
+    """SQLite keeps a BLOB in a TEXT column: bytes that are UTF-8 are that text; others make the row
+    unreadable, naming the column (written into the invoice, they became base64 text)."""
+    if not isinstance(value, bytes):
+        return value
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"{field} holds bytes that are no UTF-8 text (a BLOB in a text column): "
+                        f"{value[:40]!r}") from None
 
 
 def read_json_column(value: Any, default: Any, limits: Limits) -> Any:

@@ -40,6 +40,7 @@ from rules.lifecycle import (
 from rules.limits import lone_surrogate, not_json
 from rules.models import RpaCompletion, Verdict
 from schemas.avro import NAMESPACE, avro_schema, free_json_paths
+from schemas.exact_json import dump_exact
 
 RELEASED = Path(__file__).with_name("released")
 SINGLE_OBJECT_MARKER = b"\xc3\x01"
@@ -123,11 +124,31 @@ def fingerprint_of(schema: AvroSchema) -> bytes:
 
 
 def to_record(model: BaseModel) -> dict[str, Any]:
-    """The model as Avro record data: free-form JSON as JSON text (see `schemas.avro`)."""
-    record = model.model_dump(mode="json")
-    for path in free_json_paths(type(model)):
-        _replace(record, path, lambda value: json.dumps(value, separators=(",", ":")))
+    """The model as Avro record data: free-form JSON as JSON text (see `schemas.avro`), written
+    from the model's own values, so that a number stays a number (`schemas.exact_json`)."""
+    paths = free_json_paths(type(model))
+    record = model.model_dump(mode="json", exclude=_free_json_left_out(type(model)))
+    for path in paths:
+        holder, node = model, record
+        for name in path[:-1]:
+            holder, node = getattr(holder, name), node[name]
+            if holder is None:
+                break
+        else:
+            node[path[-1]] = dump_exact(getattr(holder, path[-1])).decode()
     return record
+
+
+@cache
+def _free_json_left_out(model_type: type[BaseModel]) -> dict[str, Any]:
+    """The free-form JSON paths as `model_dump`'s `exclude`: `to_record` writes them itself."""
+    left_out: dict[str, Any] = {}
+    for path in free_json_paths(model_type):
+        node = left_out
+        for name in path[:-1]:
+            node = node.setdefault(name, {})
+        node[path[-1]] = True
+    return left_out
 
 
 def _free_json(text: str) -> Any:

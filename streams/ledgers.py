@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rules.errors import DataError
 from rules.models import MAX_VERSION
 from rules.po_ledger import InvoiceRecord, PurchaseOrderLedger
+from schemas.exact_json import dump_exact, load_exact
 from streams.record_size import too_large
 from streams.settings import Settings
 from streams.state import StateWrites, Store
@@ -129,7 +130,7 @@ class LedgerStore:
             if stored.po_number != po_number:
                 raise ValueError(f"the value under its key is the ledger of PO {stored.po_number[:80]!r}")
             records = stored.records or {
-                key: InvoiceRecord.model_validate_json(_required(state, record_state_key(po_number, key)))
+                key: InvoiceRecord.model_validate(load_exact(_required(state, record_state_key(po_number, key))))
                 for key in stored.record_keys}
             self._keep(po_number, raw, stored, records)
         legacy = not stored.record_keys and bool(stored.records or stored.latest)
@@ -157,7 +158,7 @@ class LedgerStore:
         earlier = before.ledger.records if before.ledger is not None and not before.legacy else {}
         changed = [(key, record) for key, record in ledger.records.items() if earlier.get(key) is not record]
         for key, record in changed:
-            state.set(record_state_key(po, key), _bounded(po, record.model_dump_json().encode()))
+            state.set(record_state_key(po, key), _bounded(po, _record_json(record)))
         for key in earlier.keys() - ledger.records.keys():
             state.set(record_state_key(po, key), None)
         for invoice_id, version in ledger.latest.items():
@@ -184,6 +185,16 @@ class LedgerStore:
         self._decoded.move_to_end(po_number)
         if len(self._decoded) > CACHED_LEDGERS:
             self._decoded.popitem(last=False)
+
+
+def _record_json(record: InvoiceRecord) -> bytes:
+    """The record as pydantic writes it, the invoice as received with its numbers as numbers
+    (`schemas.exact_json`), as the topic has them: pydantic wrote a Decimal there as text, and a
+    parked invoice judged again from the store was not the invoice judged from the topic. The
+    typed fields stay text, which the release before reads exactly."""
+    written = record.model_dump(mode="json", exclude={"submission": {"document"}})
+    written["submission"]["document"] = record.submission.document
+    return dump_exact(written)
 
 
 def _skeleton(ledger: PurchaseOrderLedger) -> tuple[object, ...]:

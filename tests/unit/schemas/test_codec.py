@@ -7,6 +7,7 @@ import io
 import json
 import socket
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
@@ -281,6 +282,21 @@ def test_decimal_strings_are_exact_on_the_wire():
     assert decoded.document["lines"][0]["unit_price"] == "15.50"
     assert decoded.document["tax_amount"] == "3.50"
     assert json.loads(decoded.model_dump_json())["document"]["total_amount"] == "57.25"
+
+
+def test_a_number_in_free_json_travels_as_a_number():
+    """pydantic's JSON mode wrote a Decimal as text: `"description": 2.5` reached the rules as the
+    text "2.5", which they took, where `validate` refuses the number; 10.250 became "10.250"."""
+    document = {"lines": [{"description": Decimal("2.5"), "unit_price": Decimal("10.250"), "quantity": 10**30,
+                           "amount": Decimal("1E+2"), "part_number": None, "taxable": True}]}
+    submitted = InvoiceSubmitted(invoice_id="MP-1", version=1, po_number="PO-1", document=document,
+                                 received_at=datetime(2026, 11, 20, tzinfo=UTC))
+    assert json.loads(to_record(submitted)["document"], parse_float=Decimal) == document
+    assert '"description":2.5' in to_record(submitted)["document"]
+    for codec in (SingleObjectCodec(), RegistryCodec("mock://numbers", client=_registry("numbers"))):
+        line = codec.decode(codec.encode(submitted)).document["lines"][0]
+        assert line == document["lines"][0] and type(line["description"]) is Decimal
+        assert str(line["unit_price"]) == "10.250" and type(line["quantity"]) is int
 
 
 @pytest.mark.parametrize("text", ['{"invoice_id": "MP-1001", truncated', "[" * 100_000 + "]" * 100_000],

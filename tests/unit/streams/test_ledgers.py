@@ -64,6 +64,27 @@ def test_a_ledger_reads_back_as_it_was_saved(store):
     assert fresh.load(StateWrites(partition.data), "PO-1", ["A", "B", "C"]).ledger == saved
 
 
+def test_an_invoice_as_received_reads_back_with_its_numbers_as_numbers(store):
+    """pydantic's JSON wrote a Decimal in the free-form document as text: a parked invoice judged
+    again from the store saw `"description": "2.5"`, which its first judgement (from the topic,
+    where it is a number) had refused."""
+    from decimal import Decimal
+
+    from rules.lifecycle import InvoiceSubmitted
+    from tests.unit.ledger.test_po_ledger import AT
+
+    document = {"expect": "manual_review", "lines": [{"description": Decimal("2.5"), "unit_price": Decimal("0.0125"),
+                                                      "quantity": 10**30, "part_number": "P-1"}]}
+    received = InvoiceSubmitted(invoice_id="A", version=1, po_number="PO-1", document=document, received_at=AT)
+    partition = Partition(store)
+    saved = partition.batch(lambda ledger: submit_invoice(ledger, received, JUDGE, "automatic"), invoice_ids=["A"])
+    fresh = LedgerStore(Settings(data_dir=store.store.folder, _env_file=None))  # nothing cached
+    read = fresh.load(StateWrites(partition.data), "PO-1", ["A"]).ledger
+    assert read == saved and read.records[next(iter(read.records))].submission.document == document
+    line = read.records[next(iter(read.records))].submission.document["lines"][0]
+    assert type(line["description"]) is Decimal and type(line["quantity"]) is int
+
+
 def test_a_ledger_reads_back_its_invoices_in_arrival_order(store):
     """Saved in key order, MP-10 came back before MP-9 after a restart: a Sampro change that cleared
     both gave the PO's open quantity to the later one, and the earlier waited."""

@@ -1431,6 +1431,31 @@ def test_a_marketplace_row_whose_record_kafka_would_refuse_is_dead_lettered_and_
     assert worker.statuses() == {"MP-2": "bad_invoice"}  # the row after it: judged (it has no lines)
 
 
+def test_a_number_where_the_invoice_has_text_is_refused_as_validate_refuses_it(worker):
+    """The invoices topic carried a Decimal in the document as text: `"description": 2.5` went to
+    the bot as "2.5" where `validate` (and the rules, on the document as sent) refuse the number.
+    Numbers where numbers belong (here all of them) are taken as before."""
+    import copy
+    from decimal import Decimal
+
+    from rules import EvaluationContext, evaluate
+
+    document = ready_invoice("MP-1")
+    for line in document["lines"]:
+        line.update(quantity=Decimal(line["quantity"]), unit_price=Decimal(line["unit_price"]),
+                    amount=Decimal(line["amount"]))
+    numbers_only = ready_invoice("MP-2", lines=copy.deepcopy(document["lines"]))
+    document["lines"][1]["description"] = Decimal("2.5")
+    worker.submit(document)
+    worker.submit(numbers_only)
+    worker.run()
+    assert worker.statuses() == {"MP-1": "bad_invoice", "MP-2": "sent_to_rpa"}
+    (finding,) = next(row for row in worker.scheduler.rows() if row["invoice_id"] == "MP-1")["reasons"]
+    as_sent = evaluate(document, purchase_order(), EvaluationContext(now=AT, today=AT.date()))
+    assert [(f.code, f.field) for f in as_sent.reasons] == [("INVALID_INVOICE", "lines[2].description")]
+    assert (finding["code"], finding["field"]) == ("INVALID_INVOICE", "lines[2].description")
+
+
 def test_a_marketplace_row_holding_bytes_that_are_no_text_is_dead_lettered_and_the_poll_goes_on(tmp_path):
     """SQLite keeps a BLOB in a TEXT column: the event could not be written, the poll failed at the
     emit, and the same page was polled again for ever, every vendor behind it waiting."""
@@ -1448,12 +1473,15 @@ def test_a_marketplace_row_holding_bytes_that_are_no_text_is_dead_lettered_and_t
             {"invoice_id": "MP-1", "po_number": "PO-5001", "vendor_id": "V1", "lines": [], "updated_at": AT},
             {"invoice_id": "MP-2", "po_number": "PO-5001", "vendor_id": "V100", "lines": [], "updated_at": AT}])
         conn.execute(text("UPDATE marketplace_invoices SET vendor_id = X'FFFE56' WHERE invoice_id = 'MP-1'"))
+        conn.execute(text("UPDATE marketplace_invoices SET vendor_id = X'5631' WHERE invoice_id = 'MP-2'"))
     worker = make_worker(tmp_path, source=PollingMarketplaceSource(engine, FileWatermark(tmp_path / "mark.json")))
     worker.run()
     (letter,) = worker.dead_letters()
-    assert letter["source.invoice_id"] == "MP-1" and letter["stage"] == "emit"
-    assert "InvoiceSubmitted cannot be written" in letter["error"]
-    assert worker.statuses() == {"MP-2": "bad_invoice"}  # the row after it: judged (it has no lines)
+    assert letter["source.invoice_id"] == "MP-1" and letter["stage"] == "read"
+    assert "vendor_id holds bytes that are no UTF-8 text" in letter["error"]
+    # The row after it: judged (it has no lines); X'5631' is the text V1.
+    (row,) = worker.scheduler.rows()
+    assert (row["invoice_id"], row["status"], row["vendor_id"]) == ("MP-2", "bad_invoice", "V1")
 
 
 def test_a_state_write_that_fails_after_its_batch_committed_is_caught_up_and_the_batch_not_read_again(worker):
