@@ -167,7 +167,10 @@ class LedgerStore:
         for invoice_id, version in ledger.entered.items():
             if before.entered.get(invoice_id) != version:
                 state.set(entered_state_key(po, invoice_id), str(version).encode())
-            if before.entered_as.get(invoice_id) != (sampro := ledger.entered_as.get(invoice_id)):
+            # Its version's as much as its Sampro invoice's: version 2 entered as S-1 again (the bot
+            # amended it) left "1:S-1", which reads as no entry, and a second entry went unseen.
+            sampro = ledger.entered_as.get(invoice_id)
+            if before.entered.get(invoice_id) != version or before.entered_as.get(invoice_id) != sampro:
                 state.set(entered_as_state_key(po, invoice_id),
                           f"{version}:{sampro}".encode() if sampro is not None else None)
         if before.ledger is not None and not before.legacy and not changed \

@@ -150,6 +150,23 @@ def test_the_sampro_invoice_of_an_entry_is_kept_beside_its_version_and_read_as_w
     assert (read.entered, read.entered_as) == ({"A": 2}, {})
 
 
+def test_a_newer_version_entered_as_the_same_sampro_invoice_is_read_as_entered_there(store):
+    """The bot amended S-1 with version 2 (AP released an edit after the entry): the Sampro
+    invoice's key kept "1:S-1", which version 2 reads as no entry, and the bot's report of a second
+    entry was dropped where the ledger as written would have told AP."""
+    from types import SimpleNamespace
+
+    partition = Partition(store)
+    partition.batch(submit("A"), invoice_ids=["A"])
+    partition.batch(lambda ledger: complete_rpa(ledger, completion("A"), JUDGE, "automatic"), invoice_ids=["A"])
+    partition.batch(lambda ledger: SimpleNamespace(ledger=ledger.model_copy(
+        update={"latest": {"A": 2}, "entered": {"A": 2}, "entered_as": {"A": "S-1"}})), invoice_ids=["A"])
+    assert partition.written[entered_as_state_key("PO-1", "A")] == b"2:S-1"
+    fresh = LedgerStore(Settings(data_dir=store.store.folder, _env_file=None))  # nothing cached
+    read = fresh.load(StateWrites(partition.data), "PO-1", ["A"]).ledger
+    assert (read.entered, read.entered_as) == ({"A": 2}, {"A": "S-1"})
+
+
 def test_the_same_invoice_again_is_refused_by_its_version_and_writes_nothing(store):
     partition = Partition(store)
     partition.batch(submit("A"), invoice_ids=["A"])
