@@ -43,13 +43,16 @@ def register(pipeline: Pipeline) -> None:
             stored = {po: ledgers.load(batch.state(partition), po, invoices_of[po])
                       for po, partition in partition_of.items()}
         current = {po: loaded.ledger for po, loaded in stored.items() if loaded.ledger is not None}
-        for message in desk.decide(batch.messages, current, datetime.now(UTC)):
+        now = datetime.now(UTC)
+        decisions = desk.decide(batch.messages, current, now)
+        for message in decisions.messages:
             batch.emit(topic_of.get(type(message), topics.verdicts), message.po_number, message)
             if isinstance(message, Verdict):
                 verdicts.labels(message.status.value).inc()
         with timed("ledger state"):
             for po, ledger in current.items():
                 ledgers.save(batch.state(partition_of[po]), ledger, stored[po])
+        desk.remember(decisions, now)  # what a DataError above dead-letters is not remembered
 
     def bad_invoice_verdict(record, work, reason):
         if not isinstance(work, InvoiceSubmitted):

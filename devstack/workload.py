@@ -59,7 +59,9 @@ def uninterrupted(pos: list[PurchaseOrder], stream: list[InvoiceSubmitted]) -> I
                         lambda po, known, now: RulesJudge(po, known, Policy(), now))
     ledgers: dict = {}
     for submission in stream:
-        emitted = desk.decide([submission], ledgers, T0)
+        decisions = desk.decide([submission], ledgers, T0)
+        desk.remember(decisions, T0)  # as the PO agent does once the batch is out
+        emitted = decisions.messages
         scheduler.record([message for message in emitted if not isinstance(message, RpaRequest)])
     return scheduler
 
@@ -75,7 +77,9 @@ def decided(pos: list[PurchaseOrder], stream: list[InvoiceSubmitted], policy: Po
     recorded: list[Verdict | StatusChanged] = []
     work: list = list(stream)
     while work:
-        emitted = desk.decide(work[:batch], ledgers, T0)
+        decisions = desk.decide(work[:batch], ledgers, T0)
+        desk.remember(decisions, T0)
+        emitted = decisions.messages
         work = work[batch:]
         recorded.extend(m for m in emitted if not isinstance(m, RpaRequest))
         work.extend(RpaCompletion(event_id=f"done-{m.invoice_id}-v{m.invoice_version}", invoice_id=m.invoice_id,

@@ -78,6 +78,15 @@ JudgeFactory = Callable[[PurchaseOrder | UnreadablePurchaseOrder | None, KnownIn
 
 
 @dataclass
+class Decisions:
+    """What a batch decided: the messages to send, and what the duplicate checks are to remember."""
+
+    messages: list[Emitted | InvoiceReplaced] = field(default_factory=list)
+    decided: list[Decided] = field(default_factory=list)  # each verdict made
+    gave_up: list[tuple[str, int, str]] = field(default_factory=list)  # (invoice, version, status) given up
+
+
+@dataclass
 class DecisionDesk:
     """Everything a batch needs besides the messages: Sampro, processscheduler, the rules."""
 
@@ -90,9 +99,10 @@ class DecisionDesk:
 
     def decide(
         self, batch: Sequence[PurchaseOrderWork], ledgers: MutableMapping[str, PurchaseOrderLedger], now: datetime
-    ) -> list[Emitted | InvoiceReplaced]:
+    ) -> Decisions:
         """Applies the batch in order; `ledgers` is updated in place, PO by PO. Besides what the
-        ledgers emit: a message to each other PO whose versions of an invoice a new one replaces."""
+        ledgers emit: a message to each other PO whose versions of an invoice a new one replaces.
+        What the duplicate checks are to remember of it waits for `remember`."""
         rechecked = _rechecked(batch, ledgers)
         # The POs whose snapshot the rules may read: every PO with work on an invoice, and a PO that
         # Sampro changed only when it holds an invoice the change may clear. Most of Sampro's changes
@@ -105,8 +115,7 @@ class DecisionDesk:
                         unreadable.po_number, unreadable.problem)
         known = KnownInvoices(self._invoices_seen_before(batch, ledgers, rechecked, now))
         replacing = self._versions_replaced_elsewhere(batch, ledgers)
-        emitted: list[Emitted | InvoiceReplaced] = []
-        decided: list[Decided] = []  # each verdict made
+        decisions = Decisions()
         # Every change of a PO in the batch would judge its held invoices again against the one
         # snapshot read above: the last change does it once, for the others too (at month end the
         # bot enters dozens of invoices on a blanket PO, each a change, and hundreds may be held).
@@ -127,15 +136,23 @@ class DecisionDesk:
                 for why in outcome.unjudged:
                     log.error("PO %s: the rules failed on %s; the PO went on", work.po_number, why)
                 ledgers[work.po_number] = outcome.ledger
-                for message in outcome.emitted:
-                    if isinstance(message, StatusChanged) and message.status in GIVE_UP_THEIR_NUMBER:
-                        self.recent.gave_up(message.invoice_id, message.invoice_version, message.status.value)
+                decisions.gave_up += [(message.invoice_id, message.invoice_version, message.status.value)
+                                      for message in outcome.emitted if isinstance(message, StatusChanged)
+                                      and message.status in GIVE_UP_THEIR_NUMBER]
                 newly = _newly_known(outcome.emitted, outcome.ledger)
                 known.extend(seen for _, seen, _ in newly)
-                decided += newly
-                emitted.extend(outcome.emitted)
-        self.recent.add(decided, now)
-        return emitted + replacing
+                decisions.decided += newly
+                decisions.messages.extend(outcome.emitted)
+        decisions.messages.extend(replacing)
+        return decisions
+
+    def remember(self, decisions: Decisions, now: datetime) -> None:
+        """Once the batch's messages are out and its ledgers saved: a verdict dead-lettered instead
+        (one Kafka would refuse) was never decided, and, remembered, made the next invoice of its
+        vendor and number a DUPLICATE_INVOICE of it for two minutes, which no clerk may release."""
+        for invoice_id, version, status in decisions.gave_up:
+            self.recent.gave_up(invoice_id, version, status)
+        self.recent.add(decisions.decided, now)
 
     def _versions_replaced_elsewhere(
         self, batch: Sequence[PurchaseOrderWork], ledgers: Mapping[str, PurchaseOrderLedger],

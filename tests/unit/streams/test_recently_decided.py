@@ -105,7 +105,9 @@ def test_the_desk_finds_a_duplicate_decided_a_batch_before_that_processscheduler
                                      document=ready_invoice(invoice_id, invoice_number="INV-9", po_number=po_number))
                     for invoice_id, po_number in (("MP-1", "PO-5001"), ("MP-2", "PO-5002")))
     def verdict_of(work, now):
-        (verdict,) = (message for message in desk.decide([work], ledgers, now) if isinstance(message, Verdict))
+        decisions = desk.decide([work], ledgers, now)
+        desk.remember(decisions, now)
+        (verdict,) = (message for message in decisions.messages if isinstance(message, Verdict))
         return verdict
 
     assert verdict_of(first, AT).status == "ready_to_process"

@@ -244,6 +244,29 @@ def test_a_duplicate_on_another_po_a_batch_after_its_original_is_found_before_pr
     assert len(worker.pipeline.desk.recent) == 0  # the sink recorded both: processscheduler answers for them
 
 
+def test_a_verdict_dead_lettered_instead_of_sent_is_no_invoice_the_duplicate_checks_know(tmp_path, monkeypatch):
+    """The desk remembered the verdict before it was refused as too large for Kafka: for two
+    minutes the next invoice of its vendor and number was a DUPLICATE_INVOICE of an invoice never
+    decided (bad_invoice, never sent to the bot), which no clerk may release."""
+    import streams.record_size
+
+    sampro = InMemoryPurchaseOrderReader([purchase_order(), purchase_order(po_number="PO-5002")])
+    worker = make_worker(tmp_path, purchase_orders=sampro)
+    worker.run(steps=3)
+    large = ready_invoice("MP-1", invoice_number="INV-9")
+    letters = random.Random(1)
+    for line in large["lines"]:  # text zstd does not make small
+        line["description"] = "".join(letters.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(400))
+    monkeypatch.setattr(streams.record_size, "KAFKA_TAKES", 1_000)  # the ready verdict is more, with its payload
+    worker.submit(large)
+    worker.run()
+    monkeypatch.setattr(streams.record_size, "KAFKA_TAKES", 1_000_000)
+    assert [(dead["stage"], "would be" in dead["error"]) for dead in worker.dead_letters()] == [("decide", True)]
+    worker.submit(ready_invoice("MP-2", invoice_number="INV-9", po_number="PO-5002"))
+    worker.run()
+    assert worker.statuses() == {"MP-1": "bad_invoice", "MP-2": "sent_to_rpa"}
+
+
 def test_a_duplicate_two_workers_pass_at_the_same_moment_goes_to_the_rpa_bot_once(tmp_path):
     """Each worker judges before processscheduler has the other's verdict; the hand-off is the last gate."""
     scheduler = InMemoryProcessScheduler()
