@@ -90,6 +90,8 @@ def test_a_lines_column_within_the_invoices_limit_is_read_though_escaped_it_make
         (record(version=0), "version"),
         (record(invoice_id="MP-1\r\n1"), "invoice_id"),
         (record(po_number="P" * 65), "po_number"),
+        # 40 characters, 80 UTF-16 units: SQL Server's NVARCHAR(64) refused its processscheduler row.
+        (record(po_number="\U0001F4E6" * 40), "po_number"),
         (b"[" * 100_000 + b"]" * 100_000, "value"),
         (json.dumps({**ROW, "x": [[[[[[[[[["deep"]]]]]]]]]]}).encode(), "value"),
         (json.dumps({**ROW, "pad": "x" * 1_100_000}).encode(), "value"),
