@@ -57,8 +57,9 @@ class MarketplaceSourceContract:
         with engine.begin() as conn:
             conn.execute(insert(marketplace_invoices), [row("A", T0)])
         (event,) = source_factory().poll().events
-        assert event.document["lines"][0]["quantity"] == 2 and event.document["invoice_date"] == "2026-11-20"
-        assert event.document["total_amount"] == Decimal("31.00") and event.po_number == "PO-1"
+        assert event.document["lines"][0]["quantity"] == "2" and event.document["invoice_date"] == "2026-11-20"
+        # Money as decimal text (DESIGN §3), whatever scale the column keeps it at.
+        assert Decimal(event.document["total_amount"]) == Decimal("31.00") and event.po_number == "PO-1"
 
     def test_a_new_version_is_returned_once(self, engine, source_factory):
         with engine.begin() as conn:

@@ -32,9 +32,19 @@ def test_create_update_and_snapshot_give_the_canonical_invoice(op):
     assert (event.invoice_id, event.version, event.po_number) == ("MP-1001", 1, "PO-5001")
     doc = event.document
     assert doc["invoice_date"] == "2025-11-20"
-    assert doc["lines"][0]["unit_price"] == Decimal("15.50")  # JSON numbers stay exact decimals
+    # Money and quantities as decimal text (DESIGN §3), exactly as the JSON column has them.
+    assert (doc["lines"][0]["quantity"], doc["lines"][0]["unit_price"]) == ("2", "15.50")
     assert doc["tax_amount"] == "2.4800" and doc["extra_charges"][0]["kind"] == "freight"
     assert "__op" not in doc and "updated_at" not in doc
+
+
+def test_a_number_where_the_invoice_has_text_stays_a_number_for_the_rules_to_refuse():
+    """Written as text on the wire, `"description": 2.5` went to the bot as "2.5"; `validate`
+    refuses the number."""
+    lines = '[{"line_no": 1, "part_number": 100.5, "description": 2.5, "quantity": 2.0, "unit_price": 1E+1}]'
+    (line,) = decode_marketplace_record(record(lines=lines)).document["lines"]
+    assert line == {"line_no": 1, "part_number": Decimal("100.5"), "description": Decimal("2.5"), "quantity": "2.0",
+                    "unit_price": "1E+1"}
 
 
 def test_delete_is_a_withdrawal():
@@ -161,7 +171,9 @@ def test_a_row_with_null_columns_makes_the_same_document_from_either_source(tmp_
             "tax_amount": "2.4800", "total_amount": "43.4800", "updated_at": datetime(2026, 11, 20, tzinfo=UTC)}])
     (polled,) = PollingMarketplaceSource(engine, FileWatermark(tmp_path / "mark.json")).poll().events
     captured = decode_marketplace_record(record(vendor_id=None, invoice_date=None, lines="[]", extra_charges="[]"))
-    assert polled.document.keys() == captured.document.keys()  # amounts: Decimal from one, text from the other
+    assert polled.document.keys() == captured.document.keys()
+    # Money as DESIGN §3 has it on the wire, from either source: Debezium gives it as text, polling as Decimals.
+    assert (polled.document["tax_amount"], captured.document["tax_amount"]) == ("2.4800", "2.4800")
     assert "vendor_id" not in polled.document and "invoice_date" not in polled.document
 
 
