@@ -349,6 +349,15 @@ class KafkaStreamBroker:
                 return
             except BufferError:  # the local queue is full: let librdkafka send some first
                 producer.poll(0.1)
+            except KafkaException as exc:
+                # The transaction can take no more (an earlier record of it refused, the producer
+                # fenced): raised, it failed the step outside the commit's handling, batch after batch.
+                error = exc.args[0]
+                if error.retriable():
+                    raise _kafka_unavailable(error, "producing a batch") from None
+                log.warning("Kafka transaction lost while producing (%s); the batch is read again", error)
+                self._lose(fatal=error.fatal() or not error.txn_requires_abort())
+                raise LostBatch(str(error)) from None
 
     def commit(self, offsets: Mapping[TopicPartition, int]) -> dict[TopicPartition, int]:
         try:

@@ -20,12 +20,14 @@ class InMemoryBroker:
         self.logs: dict[str, list[list[Record]]] = {}
         self.committed: dict[TopicPartition, int] = {}
         self.down = False
-        self.lose_next_commit = False
+        self.losing_commits = 0  # the next n transactions are lost (aborted, the producer fenced)
         self.failing_commits = 0  # the next n commits find Kafka unreachable
+        self.refusing_seeks = 0  # the next n seeks fail, as librdkafka's may: the partition stays held till one takes
         self.commits = 0
         self._topics: list[str] = []
         self._positions: dict[TopicPartition, int] = {}
         self._held: set[TopicPartition] = set()
+        self._pending_seeks: dict[TopicPartition, int] = {}
         self._pending: list[Output] | None = None
         self._on_assigned: Assigned | None = None
         self._on_revoked: Revoked | None = None
@@ -66,6 +68,7 @@ class InMemoryBroker:
     def _assign(self) -> None:
         assigned = [(t, p) for t in self._topics for p in range(self.partition_count)]
         self._positions = {tp: self.committed.get(tp, 0) for tp in assigned}
+        self._pending_seeks.clear()
         assert self._on_assigned is not None
         self._held = set(self._on_assigned(assigned))
 
@@ -87,9 +90,20 @@ class InMemoryBroker:
     def hold(self, partition: TopicPartition, offset: int | None) -> None:
         self._held.add(partition)
         if offset is not None:
-            self._positions[partition] = offset
+            self._pending_seeks[partition] = offset
+            self._seek(partition)
+
+    def _seek(self, partition: TopicPartition) -> None:
+        if self.refusing_seeks:
+            self.refusing_seeks -= 1
+            return
+        self._positions[partition] = self._pending_seeks.pop(partition)
 
     def release(self, partition: TopicPartition) -> bool:
+        if partition in self._pending_seeks:  # as the adapter: seek first, and stay held if it fails
+            self._seek(partition)
+            if partition in self._pending_seeks:
+                return False
         self._held.discard(partition)
         return True
 
@@ -110,8 +124,8 @@ class InMemoryBroker:
         if self.down or self.failing_commits:
             self.failing_commits = max(0, self.failing_commits - 1)
             raise Unavailable("kafka", "the in-memory broker is down")
-        if self.lose_next_commit:
-            self.lose_next_commit, self._pending = False, None
+        if self.losing_commits:
+            self.losing_commits, self._pending = self.losing_commits - 1, None
             raise LostBatch("the test lost this transaction")
         written: dict[TopicPartition, int] = {}
         for output in self._pending or []:

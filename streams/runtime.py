@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 Encode = Callable[[Any], bytes]
 COMMIT_ATTEMPTS = 3
+LOST_BEFORE_DOWN = 3  # transactions lost in a row before Kafka counts as down
 FORWARDED_FROM = "forwarded-from"  # the header of a record sent on to its key's partition: where it was
 # (the record, its message when it was decoded, the error) -> (topic, key, message) to emit beside
 # the dead letter, such as the bad_invoice verdict that tells AP about it
@@ -180,6 +181,7 @@ class Runtime:
         self._uncommitted: set[TopicPartition] = set()  # of the batch whose commit failed: Kafka is down for them
         self._restore_waiting_on: str | None = None  # what the last restore failed on, until one succeeds
         self._failed_steps = 0  # steps in a row that failed outside any flow
+        self._lost_in_a_row = 0  # batches in a row whose transaction was lost
 
     # -- registration ------------------------------------------------------------------------------
     def add_flow(self, flow: Flow) -> None:
@@ -495,9 +497,10 @@ class Runtime:
                     self._rewind(tick)
                     return
                 self.sleep(self.backoff.delay(attempt))
-            except LostBatch:
-                self._rewind(tick)
+            except LostBatch as lost:
+                self._lost(tick, lost)
                 return
+        self._lost_in_a_row = 0
         self.health.back("kafka", self._who("commit"))
         self._uncommitted.clear()
         for partition, offset, flow_name, stage in tick.dead_letters:
@@ -533,6 +536,20 @@ class Runtime:
             source.due_at = now if behind else now + source.interval
         self.health.batch_seconds.observe(now - tick.started)
 
+    def _lost(self, tick: _Tick, lost: LostBatch) -> None:
+        """A lost transaction reads its batch again. Once, it is a rebalance or a fenced producer;
+        batch after batch, something Kafka refuses each time (a topic deleted or not writable): the
+        worker decided the same batch again as fast as it could, its readiness green all along. It
+        waits between tries now, and says Kafka is down from the third."""
+        self._lost_in_a_row += 1
+        self._rewind(tick)
+        if self._lost_in_a_row >= LOST_BEFORE_DOWN:
+            self._uncommitted |= {*tick.seen, *(source.anchor for source in tick.sources)}
+            self.health.down("kafka", f"{self._lost_in_a_row} transactions lost in a row: {describe(lost)}",
+                             self._who("commit"))
+        if self._lost_in_a_row > 1:
+            self.sleep(self.backoff.delay(self._lost_in_a_row - 2))
+
     def _catch_up(self, store: Store, number: int) -> None:
         """A store partition that missed a committed batch is read again from its changelog, the
         whole of it, as on an assignment; its partitions wait meanwhile, where they stand."""
@@ -558,8 +575,8 @@ class Runtime:
             self.broker.hold(partition, seen[0])
             if hold is not None:
                 hold.offset = seen[0]
-            else:
-                self.broker.release(partition)
+            elif not self.broker.release(partition):  # its seek refused: paused, until a release takes
+                self._holds[partition] = _Hold(seen[0], self.clock())
 
     # -- sources -------------------------------------------------------------------------------------
     def _run_source(self, source: Source, tick: _Tick) -> None:

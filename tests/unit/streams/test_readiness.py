@@ -306,7 +306,7 @@ def test_a_batch_lost_after_a_failed_commit_waits_for_kafka_only_while_its_parti
     runtime.add_flow(Flow("A", ("a",), decode=lambda record: record.value, handle=lambda batch: None))
     runtime.start()
     broker.append("a", b"k", b"1", partition=0)
-    broker.failing_commits, broker.lose_next_commit = 1, True
+    broker.failing_commits, broker.losing_commits = 1, 1
     runtime.step()
     assert "kafka" in health.outages()
     runtime._on_revoked([("a", 0), ("a", 1)])

@@ -797,7 +797,7 @@ def test_a_record_dead_lettered_in_a_batch_read_again_is_counted_once(worker):
     worker.run(steps=3)
     worker.put(worker.pipeline.topics.invoices, "PO-5001", b"not a record")
     worker.submit(ready_invoice("MP-1"))
-    worker.broker.lose_next_commit = True
+    worker.broker.losing_commits = 1
     worker.run()
     health = worker.pipeline.health
     counted = {(s.labels["flow"], s.labels["stage"]): s.value for metric in health.dead_letters.collect()
@@ -809,7 +809,7 @@ def test_a_record_dead_lettered_in_a_batch_read_again_is_counted_once(worker):
 
 
 def test_a_lost_transaction_reads_the_batch_again_and_nothing_is_doubled(worker):
-    worker.broker.lose_next_commit = True
+    worker.broker.losing_commits = 1
     worker.submit(ready_invoice("MP-1"))
     worker.submit(ready_invoice("MP-2"))
     worker.run()
@@ -817,6 +817,31 @@ def test_a_lost_transaction_reads_the_batch_again_and_nothing_is_doubled(worker)
     assert len(worker.broker.records(worker.pipeline.topics.verdicts)) == len(
         {r.value for r in worker.broker.records(worker.pipeline.topics.verdicts)})
     assert [request.invoice_id for request in worker.mailer.sent] == ["MP-1"]
+
+
+def test_transactions_lost_batch_after_batch_are_waited_between_and_readiness_says_so(worker):
+    """Something Kafka refuses every time (a topic deleted, not writable): each transaction was lost,
+    and the worker decided the same batch again as fast as it could, its readiness green all along."""
+    worker.broker.losing_commits = 5
+    worker.submit(ready_invoice("MP-1"))
+    runtime, health = worker.pipeline.runtime, worker.pipeline.health
+    for _ in range(3):
+        runtime.step()
+    assert worker.clock.now > 0  # waited between the tries
+    assert not health.readiness()[0] and "transactions lost in a row" in health.outages()["kafka"].detail
+    worker.run()
+    assert worker.statuses() == {"MP-1": "sent_to_rpa"} and health.readiness()[0] and health.outages() == {}
+    assert len(worker.broker.records(worker.pipeline.topics.rpa_requests)) == 1
+
+
+def test_a_seek_refused_while_a_lost_batch_is_read_again_is_tried_again(worker):
+    """librdkafka may refuse a seek: the partition stayed paused until the next rebalance, its POs'
+    invoices unread, since no hold of the runtime's remembered to release it again."""
+    worker.run(steps=3)  # restored, started
+    worker.broker.losing_commits, worker.broker.refusing_seeks = 1, 2  # at the hold and at its release
+    worker.submit(ready_invoice("MP-1"))
+    worker.run()
+    assert worker.statuses() == {"MP-1": "sent_to_rpa"}
 
 
 def test_a_kafka_outage_at_commit_is_waited_out_and_the_batch_commits_once(worker):
