@@ -22,10 +22,12 @@ from dataclasses import dataclass
 
 from rules.errors import DataError, Unavailable
 from streams.broker import Output, Record
+from streams.record_size import too_large
 
 MAX_ERROR_TEXT = 2000
 MAX_DEAD_LETTER_BYTES = 1_000_000  # key, value and headers: under what Kafka takes (streams/record_size.py)
 MAX_DEAD_LETTER_KEY_BYTES = 1_000  # a key is a PO number or an invoice id: one longer is kept in part
+MAX_DEAD_LETTER_HEADER_BYTES = 64_000  # of the record's own headers (a trace id, where it was forwarded from)
 
 
 class Policy(enum.Enum):
@@ -50,7 +52,8 @@ def describe(error: BaseException) -> str:
 
 
 def dead_letter(dlq_topic: str, record: Record, flow: str, stage: str, error: BaseException) -> Output:
-    """The record as it came, where from, and why it could not be used."""
+    """The record as it came (its own headers under `source.header.`), where from, and why it
+    could not be used."""
     return dead_letter_of(dlq_topic, record.key, record.value, (
         ("source.topic", record.topic.encode()),
         ("source.partition", str(record.partition).encode()),
@@ -58,22 +61,38 @@ def dead_letter(dlq_topic: str, record: Record, flow: str, stage: str, error: Ba
         ("source.timestamp", str(record.timestamp_ms or "").encode()),
         ("flow", flow.encode()),
         ("stage", stage.encode()),
+        *_its_headers(record.headers),
     ), describe(error))
+
+
+def _its_headers(headers: tuple[tuple[str, bytes | None], ...]) -> list[tuple[str, bytes]]:
+    """A record's own headers, as many as `MAX_DEAD_LETTER_HEADER_BYTES` hold: without them, a
+    record forwarded to its key's partition was named only by where its copy was."""
+    kept: list[tuple[str, bytes]] = []
+    room = MAX_DEAD_LETTER_HEADER_BYTES
+    for name, text in headers:
+        header = (f"source.header.{name}", text or b"")
+        room -= len(header[0]) + len(header[1])
+        if room < 0:
+            return [*kept, ("source.headers.left_out", str(len(headers) - len(kept)).encode())]
+        kept.append(header)
+    return kept
 
 
 def dead_letter_of(dlq_topic: str, key: bytes | None, value: bytes | None,
                    provenance: tuple[tuple[str, bytes], ...], error: str) -> Output:
-    """A dead letter of `value`, whatever it came from (a record, a database row). One too large to
-    go back to Kafka, its key, value and headers together, is cut, and says so: refused by the
-    broker, it failed the commit of its batch, batch after batch. (A record of a 63 kB key and a
-    985 kB value, which the broker took, made a dead letter it would refuse.)"""
+    """A dead letter of `value`, whatever it came from (a record, a database row). One Kafka would
+    refuse, measured as `Batch.emit` measures an output (compressed), is cut, and says so: refused by
+    the broker, it failed the commit of its batch, batch after batch. (A record of a 63 kB key and a
+    985 kB value, which the broker took, made a dead letter it would refuse; cut at 1 MB as it
+    stood, a 3 MB record the broker took compressed lost all but its first megabyte.)"""
     cut: list[tuple[str, bytes]] = []
     if key is not None and len(key) > MAX_DEAD_LETTER_KEY_BYTES:
         key, cut = key[:MAX_DEAD_LETTER_KEY_BYTES], [("key.length", str(len(key)).encode())]
     headers = [*provenance, ("error", error[:MAX_ERROR_TEXT].encode(errors="replace"))]
-    room = MAX_DEAD_LETTER_BYTES - len(key or b"") - sum(len(name) + len(text) for name, text in headers) - 64
-    if value is not None and len(value) > room:
-        value, cut = value[:room], [*cut, ("value.length", str(len(value)).encode())]
+    besides = len(key or b"") + sum(len(name) + len(text) for name, text in headers) + 64
+    if value is not None and too_large(value, besides) is not None:
+        value, cut = value[:MAX_DEAD_LETTER_BYTES - besides], [*cut, ("value.length", str(len(value)).encode())]
     return Output(dlq_topic, key, value, headers=(*headers, *cut))
 
 

@@ -1387,7 +1387,10 @@ def test_a_held_invoice_judged_again_at_the_bots_completion_is_checked_for_dupli
 
 def test_a_marketplace_row_too_large_to_dead_letter_whole_is_cut_saying_so_and_the_poll_goes_on(tmp_path):
     """A 3 MB PDF pasted into a line of a row whose PO number cannot key a record: dead-lettered
-    whole, the broker refused it, and the poll's batch failed at every poll."""
+    whole, the broker refused it, and the poll's batch failed at every poll. (A PDF, as text, is
+    noise to a compressor; 3 MB of one letter the broker takes, compressed, and is kept whole.)"""
+    import random
+
     from connectors.marketplace_polling import PollingMarketplaceSource
     from connectors.marketplace_table import marketplace_invoices, metadata
     from connectors.sql import engine_for
@@ -1396,7 +1399,7 @@ def test_a_marketplace_row_too_large_to_dead_letter_whole_is_cut_saying_so_and_t
 
     engine = engine_for(f"sqlite:///{tmp_path / 'marketplace.db'}")
     metadata.create_all(engine)
-    pasted = [{"line_no": 1, "description": "x" * 3_000_000}]
+    pasted = [{"line_no": 1, "description": random.Random(3).randbytes(1_500_000).hex()}]
     with engine.begin() as conn:
         conn.execute(marketplace_invoices.insert(), [
             {"invoice_id": "MP-1", "po_number": "PO-5001\n", "lines": pasted, "updated_at": AT},
@@ -1431,6 +1434,26 @@ def test_a_source_that_fails_but_not_for_an_outage_is_reported_down_until_it_pol
     changes.failing = False
     worker.run(steps=40)
     assert worker.pipeline.health.outages() == {}
+
+
+def test_a_dead_letter_keeps_what_kafka_takes_compressed_and_the_records_own_headers():
+    """Cut at 1 MB uncompressed, a 3 MB record the broker took (compressed) lost all but its first
+    megabyte; a record forwarded to its key's partition lost where it was first."""
+    from streams.broker import Record
+    from streams.failures import dead_letter
+
+    value = b'{"description": "' + b"x" * 3_000_000 + b'"}'
+    headers = (("traceparent", b"00-abc-01"), ("forwarded-from", b"invoices[0]@7"), ("empty", None))
+    letter = dead_letter("dlq", Record("invoices", 2, 41, b"PO-1", value, 0, headers), "po-agent", "decode",
+                         DataError("not Avro"))
+    said = dict(letter.headers)
+    assert letter.value == value and "value.length" not in said
+    assert (said["source.header.forwarded-from"], said["source.header.traceparent"]) == (b"invoices[0]@7", b"00-abc-01")
+    assert said["source.header.empty"] == b"" and said["source.partition"] == b"2"
+    many = tuple((f"h{n}", b"v" * 1_000) for n in range(100))
+    said = dict(dead_letter("dlq", Record("invoices", 2, 41, b"PO-1", b"x", 0, many), "po-agent", "decode",
+                            DataError("not Avro")).headers)
+    assert 0 < int(said["source.headers.left_out"]) < 100 and "source.header.h0" in said
 
 
 def test_a_dead_letter_is_bounded_key_value_and_headers_together():
