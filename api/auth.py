@@ -19,6 +19,7 @@ import logging
 import math
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -44,6 +45,9 @@ from streams.settings import ApiUser, Settings
 
 log = logging.getLogger(__name__)
 MAX_USER_NAME = 200  # what a release's or a dispatch's `user` holds (rules.lifecycle)
+BASIC_KEPT_SECONDS = 60  # an HTTP Basic password that passed is taken again without argon2 this long
+BASIC_KEPT = 1_000  # such passwords (as keyed digests) at most
+KNOWN_ADDRESSES = 16  # per user: the addresses (IPv6: /64s) it last signed in from
 SESSION_COOKIE = "ia_session"
 # Sent by the dashboard's own scripts: a cross-site form cannot set it, so cookie-signed
 # changes without it are refused (CSRF, beside api/cross_site.py), and 401s without a Basic
@@ -151,6 +155,8 @@ class Authenticator:
         self.failures = Counter("invoice_automation_api_sign_in_failures", "Sign-ins refused, by why",
                                 labelnames=["reason"], registry=registry)
         self._dummy_hash = self.hasher.hash(secrets.token_hex(8))
+        self._basic_passed: OrderedDict[bytes, tuple[Principal, float]] = OrderedDict()
+        self._signed_in_from: dict[str, OrderedDict[str, None]] = {}  # user -> addresses it signed in from
 
     def _verify(self, name: str, password: str) -> Principal | None:
         """Takes as long for an unknown name as for a wrong password."""
@@ -166,7 +172,10 @@ class Authenticator:
         # A name no one has is counted too, apart from the users (whose counts are never pushed out):
         # left uncounted, its refusals never turned to 429, and told a guesser which names exist.
         keys = [address_key(address), f"user:{name}" if name in self.users else f"unknown:{name[:100]}"]
-        self._refuse_if_throttled(keys)
+        # From an address the user signed in from before, only the address's count holds it back:
+        # a stranger guessing wrong at a clerk's name kept the clerk out, right password and all.
+        known = keys[0] in self._signed_in_from.get(name, ())
+        self._refuse_if_throttled(keys[:1] if known else keys)
         try:
             await asyncio.wait_for(self.checks_at_once.acquire(), self.check_wait)
         except TimeoutError:
@@ -174,7 +183,7 @@ class Authenticator:
             raise SignInRefused(503, "too many sign-ins at once: try again shortly", retry_after=1) from None
         try:
             # Again: a burst sent at once all passed the first look before any of its failures counted.
-            self._refuse_if_throttled(keys)
+            self._refuse_if_throttled(keys[:1] if known else keys)
             principal = await run_in_threadpool(self._verify, name, password)
         finally:
             self.checks_at_once.release()
@@ -184,6 +193,28 @@ class Authenticator:
             log.warning("sign-in failed: user %r from %s", name[:100], address)  # never the password
             raise SignInRefused(401, "wrong user name or password")
         self.throttle.succeeded(keys[-1])  # the user's count (an unknown name never signs in)
+        addresses = self._signed_in_from.setdefault(name, OrderedDict())
+        addresses[keys[0]] = None
+        addresses.move_to_end(keys[0])
+        if len(addresses) > KNOWN_ADDRESSES:
+            addresses.popitem(last=False)
+        return principal
+
+    async def check_basic(self, name: str, password: str, address: str) -> Principal:
+        """HTTP Basic sends the password with every request: each was an argon2 check (86 ms, 64 MiB)
+        in the slots sign-ins wait for, and one client's steady requests made everyone's sign-in a
+        503. A password that passed is taken again for a minute, by a keyed digest (never itself)."""
+        digest = hmac.new(self.session_secret, f"{name}\0{password}".encode(errors="surrogatepass"),
+                          hashlib.sha256).digest()
+        now = time.monotonic()
+        passed = self._basic_passed.get(digest)
+        if passed is not None and now < passed[1]:
+            return passed[0]
+        principal = await self.check_password(name, password, address)
+        self._basic_passed[digest] = (principal, now + BASIC_KEPT_SECONDS)
+        self._basic_passed.move_to_end(digest)
+        if len(self._basic_passed) > BASIC_KEPT:
+            self._basic_passed.popitem(last=False)
         return principal
 
     def _refuse_if_throttled(self, keys: list[str]) -> None:
@@ -278,7 +309,7 @@ async def _caller(auth: Authenticator, request: Request) -> Principal | RpaBot |
     basic = await basic_scheme(request)
     if basic is not None:
         try:
-            return await auth.check_password(basic.username, basic.password, client_address(request))
+            return await auth.check_basic(basic.username, basic.password, client_address(request))
         except SignInRefused as refused:
             raise _refused(request, refused) from None
     cookie = request.cookies.get(SESSION_COOKIE)

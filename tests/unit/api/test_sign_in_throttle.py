@@ -53,6 +53,43 @@ def test_one_address_guessing_many_users_is_held_back_and_other_addresses_are_no
     assert elsewhere.client.get("/api/me", auth=("victor", PASSWORD)).status_code == 200
 
 
+def test_a_stranger_guessing_at_a_clerks_name_keeps_out_no_address_the_clerk_signed_in_from():
+    """Failures counted per user, from any address, held the clerk's own sign-in back, right
+    password and all: one failed guess every 15 minutes kept a named clerk out for good."""
+    from fastapi.testclient import TestClient
+
+    app = make_api(api_sign_in_free_failures=3).client.app
+    office, stranger, elsewhere = (TestClient(app, client=(address, 1))
+                                   for address in ("198.51.100.7", "203.0.113.9", "192.0.2.50"))
+    assert office.post(LOGIN, data={"username": "ana", "password": PASSWORD},
+                       follow_redirects=False).status_code == 303
+    for _ in range(3):
+        assert stranger.post(LOGIN, data={"username": "ana", "password": "wrong"}).status_code == 401
+    assert stranger.post(LOGIN, data={"username": "ana", "password": PASSWORD}).status_code == 429
+    # From an address the clerk never signed in from, the user's count still holds it back.
+    assert elsewhere.post(LOGIN, data={"username": "ana", "password": PASSWORD}).status_code == 429
+    assert office.post(LOGIN, data={"username": "ana", "password": PASSWORD}, follow_redirects=False).status_code == 303
+
+
+def test_a_basic_password_that_passed_is_not_checked_again_for_a_minute():
+    """Each HTTP Basic request was an argon2 check in the slots sign-ins wait for: one client's
+    steady requests made everyone else's sign-in a 503."""
+    api = make_api()
+    auth = api.context.auth
+    verify, checked = auth._verify, []
+
+    def counted(name, password):
+        checked.append(name)
+        return verify(name, password)
+
+    auth._verify = counted
+    for _ in range(5):
+        assert api.client.get("/api/me", auth=("ana", PASSWORD)).status_code == 200
+    assert api.client.get("/api/me", auth=("ana", "wrong")).status_code == 401
+    assert api.client.get("/api/me", auth=("victor", PASSWORD)).status_code == 200
+    assert checked == ["ana", "ana", "victor"]
+
+
 def test_one_user_guessed_from_many_addresses_is_held_back():
     api = make_api(api_sign_in_free_failures=3)
     throttle = api.context.auth.throttle
