@@ -169,13 +169,8 @@ class Authenticator:
 
     async def check_password(self, name: str, password: str, address: str) -> Principal:
         """The user, or SignInRefused: 401 wrong, 429 too many failures, 503 too many checks at once."""
-        # A name no one has is counted too, apart from the users (whose counts are never pushed out):
-        # left uncounted, its refusals never turned to 429, and told a guesser which names exist.
-        keys = [address_key(address), f"user:{name}" if name in self.users else f"unknown:{name[:100]}"]
-        # From an address the user signed in from before, only the address's count holds it back:
-        # a stranger guessing wrong at a clerk's name kept the clerk out, right password and all.
-        known = keys[0] in self._signed_in_from.get(name, ())
-        self._refuse_if_throttled(keys[:1] if known else keys)
+        held, counted = self._throttle_keys(name, address)
+        self._refuse_if_throttled(held)
         try:
             await asyncio.wait_for(self.checks_at_once.acquire(), self.check_wait)
         except TimeoutError:
@@ -183,22 +178,37 @@ class Authenticator:
             raise SignInRefused(503, "too many sign-ins at once: try again shortly", retry_after=1) from None
         try:
             # Again: a burst sent at once all passed the first look before any of its failures counted.
-            self._refuse_if_throttled(keys[:1] if known else keys)
+            self._refuse_if_throttled(held)
             principal = await run_in_threadpool(self._verify, name, password)
         finally:
             self.checks_at_once.release()
         if principal is None:
-            self.throttle.failed(*keys)
+            self.throttle.failed(*counted)
             self.failures.labels("wrong_password").inc()
             log.warning("sign-in failed: user %r from %s", name[:100], address)  # never the password
             raise SignInRefused(401, "wrong user name or password")
-        self.throttle.succeeded(keys[-1])  # the user's count (an unknown name never signs in)
+        for key in counted[1:]:  # the user's counts (an unknown name never signs in), not the address's
+            self.throttle.succeeded(key)
         addresses = self._signed_in_from.setdefault(name, OrderedDict())
-        addresses[keys[0]] = None
-        addresses.move_to_end(keys[0])
+        addresses[counted[0]] = None
+        addresses.move_to_end(counted[0])
         if len(addresses) > KNOWN_ADDRESSES:
             addresses.popitem(last=False)
         return principal
+
+    def _throttle_keys(self, name: str, address: str) -> tuple[list[str], list[str]]:
+        """The counts that hold a sign-in back, and those its failure adds to (the address first).
+        A name no one has is counted too, apart from the users (whose counts are never pushed out):
+        left uncounted, its refusals never turned to 429, and told a guesser which names exist.
+        From an address the user signed in from before, the user's count at that address holds it
+        back instead of the user's count: a stranger guessing wrong at a clerk's name kept the clerk
+        out, right password and all. That count starts "user:" too, so no flood pushes it out."""
+        where = address_key(address)
+        user = f"user:{name}" if name in self.users else f"unknown:{name[:100]}"
+        if where not in self._signed_in_from.get(name, ()):
+            return [where, user], [where, user]
+        there = f"user:{name}@{where}"
+        return [there], [where, user, there]
 
     async def check_basic(self, name: str, password: str, address: str) -> Principal:
         """HTTP Basic sends the password with every request: each was an argon2 check (86 ms, 64 MiB)
@@ -209,6 +219,7 @@ class Authenticator:
         now = time.monotonic()
         passed = self._basic_passed.get(digest)
         if passed is not None and now < passed[1]:
+            self._refuse_if_throttled(self._throttle_keys(name, address)[0])  # held back, it may not pass
             return passed[0]
         principal = await self.check_password(name, password, address)
         self._basic_passed[digest] = (principal, now + BASIC_KEPT_SECONDS)

@@ -71,6 +71,39 @@ def test_a_stranger_guessing_at_a_clerks_name_keeps_out_no_address_the_clerk_sig
     assert office.post(LOGIN, data={"username": "ana", "password": PASSWORD}, follow_redirects=False).status_code == 303
 
 
+def test_a_clerks_address_shared_with_a_guesser_gives_the_guesser_no_more_tries():
+    """From an address the clerk signed in from (an office's NAT), only the address's count held a
+    sign-in back, and a flood from other addresses pushed that count out: the guesser began again."""
+    from fastapi.testclient import TestClient
+
+    api = make_api(api_sign_in_free_failures=3)
+    api.context.auth.throttle.capacity = 5
+    api.context.auth.throttle.clock = lambda: 1000.0  # no wait runs out meanwhile
+    app = api.client.app
+    office = TestClient(app, client=("198.51.100.7", 1))
+    assert office.get("/api/me", auth=("ana", PASSWORD)).status_code == 200
+    answers = []
+    for round_ in range(3):
+        answers += [office.get("/api/me", auth=("ana", f"guess{round_}-{n}")).status_code for n in range(4)]
+        for n in range(8):  # other addresses, other names: the oldest counts go
+            TestClient(app, client=(f"192.0.2.{10 * round_ + n}", 1)).get("/api/me", auth=(f"nobody{n}", "x"))
+    assert answers.count(401) == 3  # the free failures, and no more
+
+
+def test_a_basic_password_taken_again_without_a_check_is_still_held_back_with_its_user():
+    """Answered from what passed before, a guesser held back could still try passwords: a wrong one
+    was a 429, the right one a 200."""
+    from fastapi.testclient import TestClient
+
+    app = make_api(api_sign_in_free_failures=3).client.app
+    clerk, guesser = TestClient(app, client=("198.51.100.7", 1)), TestClient(app, client=("203.0.113.9", 1))
+    assert clerk.get("/api/me", auth=("ana", PASSWORD)).status_code == 200
+    for _ in range(3):
+        assert guesser.get("/api/me", auth=("ana", "wrong")).status_code == 401
+    assert guesser.get("/api/me", auth=("ana", PASSWORD)).status_code == 429
+    assert clerk.get("/api/me", auth=("ana", PASSWORD)).status_code == 200  # from where the clerk signs in
+
+
 def test_a_basic_password_that_passed_is_not_checked_again_for_a_minute():
     """Each HTTP Basic request was an argon2 check in the slots sign-ins wait for: one client's
     steady requests made everyone else's sign-in a 503."""
