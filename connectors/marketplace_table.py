@@ -113,7 +113,8 @@ def stream_key_problem(value: Any, limits: Limits) -> str | None:
         return f"{len(value):,} characters; at most {limits.max_identifier_length}"
     # SQL Server's NVARCHAR(64) counts UTF-16 units: 40 emoji are 80, and the invoice's only
     # processscheduler row was refused there, dead-lettered, where PostgreSQL took it.
-    if not value.isascii() and (units := len(value.encode("utf-16-le")) // 2) > limits.max_identifier_length:
+    units = len(value) if value.isascii() else len(value.encode("utf-16-le", "surrogatepass")) // 2
+    if units > limits.max_identifier_length:
         return (f"{len(value):,} characters but {units:,} UTF-16 units, as SQL Server counts them; "
                 f"at most {limits.max_identifier_length}")
     if (character := control_character(value)) is not None:

@@ -47,6 +47,15 @@ def test_a_number_where_the_invoice_has_text_stays_a_number_for_the_rules_to_ref
                     "unit_price": "1E+1"}
 
 
+def test_a_key_holding_a_lone_surrogate_is_measured_and_not_an_error():
+    """`encode("utf-16-le")` raised UnicodeEncodeError on it, outside the error family."""
+    from connectors.marketplace_table import stream_key_problem
+    from rules.limits import Limits
+
+    assert "65 UTF-16 units" in str(stream_key_problem("\U0001F4E6" * 32 + "\ud800", Limits()))
+    assert stream_key_problem("PO-\udc00", Limits()) == "contains the control character U+DC00"
+
+
 def test_delete_is_a_withdrawal():
     event = decode_marketplace_record(record(__op="d", __deleted="true", version=3))
     assert isinstance(event, InvoiceWithdrawn)
