@@ -54,10 +54,19 @@ def plan(reader: TopicReader, groups: ConsumerGroups, group: str, topic: str, si
     return ReprocessPlan(group, topic, since_ms, partitions, groups.members(group))
 
 
-def execute(groups: ConsumerGroups, reprocess: ReprocessPlan) -> None:
+def execute(groups: ConsumerGroups, reprocess: ReprocessPlan) -> dict[int, int]:
+    """Rewinds the partitions the plan moves, each only if that is still back from where the group
+    stands: read again now, since it may have moved while the plan waited for its confirmation (a
+    second operator's rewind, kafka-consumer-groups), and the plan's offsets, written as planned,
+    moved it forward past invoices never judged. Returns the offsets written."""
     if reprocess.running_members:
         raise GroupIsActive(f"consumer group {reprocess.group!r} has running worker(s): "
                             f"{', '.join(reprocess.running_members)}; stop them first")
-    offsets = {p.partition: p.rewind_to for p in reprocess.partitions if p.moves}
+    planned = {p.partition: p.rewind_to for p in reprocess.partitions if p.moves}
+    if not planned:
+        return {}
+    now = groups.committed(reprocess.group, reprocess.topic, sorted(planned))
+    offsets = {p: offset for p, offset in planned.items() if (at := now.get(p)) is not None and offset < at}
     if offsets:
         groups.move(reprocess.group, reprocess.topic, offsets)
+    return offsets

@@ -356,10 +356,13 @@ def reprocess(
     if not yes and not typer.confirm("Rewind the pipeline now?"):
         raise typer.Exit(1)
     try:
-        execute(groups, rewind)
+        moved = execute(groups, rewind)
     except GroupIsActive as exc:
         err.print(f"[red]refused[/]: {inert(str(exc))}")
         raise typer.Exit(1) from None
+    if left := sorted({p.partition for p in rewind.partitions if p.moves} - moved.keys()):
+        err.print(f"[yellow]Partition(s) {', '.join(map(str, left))} left as they are[/]: the group moved back "
+                  "there meanwhile, further than this plan; it was not moved forward.")
     Console().print("Rewound. Start the workers: they judge again what the new rules may decide differently.")
 
 

@@ -31,6 +31,17 @@ def test_the_plan_rewinds_each_partition_to_the_first_invoice_since_the_time(inv
     assert groups.committed("app", "invoices", [0, 1, 2]) == {0: 5, 1: 4, 2: None}
 
 
+def test_a_plan_that_waited_while_the_group_moved_back_further_does_not_move_it_forward(invoices):
+    """Written as planned, a plan confirmed after another operator's rewind moved the group
+    forward past invoices never judged."""
+    groups = InMemoryConsumerGroups(offsets={("app", "invoices", 0): 10, ("app", "invoices", 1): 10})
+    waiting = plan(invoices, groups, "app", "invoices", T0 + 15_000)  # to 5, 5: at the prompt
+    execute(groups, plan(invoices, groups, "app", "invoices", T0 + 3_000))  # another rewinds to 1, 1
+    groups.offsets[("app", "invoices", 1)] = 8  # and the workers read on, on partition 1, to 8
+    assert execute(groups, waiting) == {1: 5}
+    assert groups.committed("app", "invoices", [0, 1]) == {0: 1, 1: 5}
+
+
 def test_a_running_worker_stops_the_rewind(invoices):
     groups = InMemoryConsumerGroups(running={"app": ["worker-1@host"]}, offsets={("app", "invoices", 0): 10})
     rewind = plan(invoices, groups, "app", "invoices", T0)
