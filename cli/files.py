@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,6 +16,7 @@ from rules.parsing import field_path
 from rules.policy import Policy, PolicyError, load_policy
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 
 class InputFileError(Exception):
@@ -53,14 +55,21 @@ def read_json(path: Path, what: str) -> Any:
 
 
 def read_model(path: Path, what: str, model: type[M]) -> M:
+    return read_validated(path, what, model.model_validate)
+
+
+def read_validated(path: Path, what: str, validate: Callable[[Any], T]) -> T:
+    """The file's JSON as `validate` makes it; a problem names the field and the value."""
     document = read_json(path, what)
     try:
-        return model.model_validate(document)
+        return validate(document)
     except ValidationError as exc:
         error = exc.errors(include_url=False)[0]
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         shown = "" if error["type"] == "missing" else f", got {error.get('input')!r:.80}"
-        raise InputFileError(f"{what} file {path}: {field_path(error['loc'])}: {error['msg']}{shown}{more}") from None
+        # A problem with the whole document has no field: it was named "invoice" in any file.
+        where = field_path(error["loc"]) if error["loc"] else "the file"
+        raise InputFileError(f"{what} file {path}: {where}: {error['msg']}{shown}{more}") from None
 
 
 def read_policy(path: Path | None) -> Policy:

@@ -7,15 +7,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 from rich.console import Console
 from rich.table import Table
 
-from cli.files import InputFileError, fail, read_json, read_model, read_policy
+from cli.files import InputFileError, fail, read_json, read_model, read_policy, read_validated
 from cli.terminal import inert
 from rules import EvaluationContext, KnownInvoice, PurchaseOrder, Verdict, evaluate
 from rules.limits import purchase_order_problem
-from rules.parsing import field_path
 
 _HISTORY = TypeAdapter(list[KnownInvoice])
 
@@ -48,11 +47,7 @@ TodayOption = Annotated[
 def _history(path: Path | None) -> list[KnownInvoice]:
     if path is None:
         return []
-    try:
-        return _HISTORY.validate_python(read_json(path, "history"))
-    except ValidationError as exc:
-        error = exc.errors(include_url=False)[0]
-        raise InputFileError(f"history file {path}: {field_path(error['loc'])}: {error['msg']}") from None
+    return read_validated(path, "history", _HISTORY.validate_python)
 
 
 def _today(text: str | None) -> date | None:

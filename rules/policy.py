@@ -247,9 +247,16 @@ def parse_policy(document: dict[str, Any], source: str = "tolerances") -> Policy
     return Policy(default=default, parts=parts, vendors=vendors, vendor_parts=vendor_parts, identifiers=identifiers)
 
 
+MAX_POLICY_BYTES = 1_000_000  # a table of tolerances is kilobytes; a wrong path (a log, /dev/zero) is not read whole
+
+
 def load_policy(path: Path) -> Policy:
+    with path.open("rb") as file:
+        data = file.read(MAX_POLICY_BYTES + 1)
+    if len(data) > MAX_POLICY_BYTES:
+        raise PolicyError(f"{path}: more than {MAX_POLICY_BYTES:,} bytes, which no table of tolerances is")
     try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
+        document = tomllib.loads(data.decode("utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(f"{path}: not valid TOML: {exc}") from None
     except UnicodeDecodeError as exc:

@@ -79,6 +79,8 @@ def test_money_stays_exact_on_the_wire():
         ('{"po_number": "PO-1", "vendor_id": "V1", "status": "lost", "currency": "USD", "order_date": "2026-01-01"}',
          "--po", "status"),
         ('[{"invoice_id": "A"}]', "--history", "history file"),
+        ('{"a": 1}', "--history", "the file: Input should be a valid list, got {'a': 1}"),
+        ("#" * 1_000_001, "--tolerances", "more than 1,000,000 bytes"),
         ('[default]\nprice_pct = "lots"\n', "--tolerances", "price_pct"),
         (b"\xff\xfe{}", "--invoice", "not UTF-8 text (byte 0: b'\\xff')"),
         ("[" * 100_000 + "]" * 100_000, "--invoice", "RecursionError"),
@@ -87,7 +89,8 @@ def test_money_stays_exact_on_the_wire():
         (b"[default]\nprice_pct = 1\n# \xff\n", "--tolerances", "not UTF-8 text (byte 26"),
         ('[default]\nprice_pct = "1e999999999"\n', "--tolerances", "at most 14 digits before the point"),
     ],
-    ids=["missing", "not-json", "bad-status", "bad-history", "bad-tolerance", "not-utf8", "too-deep",
+    ids=["missing", "not-json", "bad-status", "bad-history", "history-not-a-list", "tolerances-too-large",
+         "bad-tolerance", "not-utf8", "too-deep",
          "int-too-long", "lone-surrogate", "tolerances-not-utf8", "tolerance-too-large"],
 )
 def test_unusable_file_exits_2_with_one_line_naming_file_and_field(tmp_path, content, flag, expected):
