@@ -13,7 +13,7 @@ api_app = typer.Typer(invoke_without_command=True)
 def serve(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
 ) -> None:
     """Serve the HTTP API for the RPA bot and AP, and the live dashboard (http://HOST:PORT/dashboard), until Ctrl-C.
 

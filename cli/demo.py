@@ -41,7 +41,8 @@ def demo(
                                           exists=True, file_okay=False)] = Path("samples"),
     once: Annotated[bool, typer.Option("--once", help="Print the summary and stop, instead of running on.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for every invoice to be decided.")] = 120,
-    api_port: Annotated[int, typer.Option(help="Port of the API and dashboard (another one when taken).")] = 8000,
+    api_port: Annotated[int, typer.Option(help="Port of the API and dashboard (another one when taken).",
+                                          min=1, max=65535)] = 8000,
 ) -> None:
     """Start Kafka, the worker, a local SMTP mailbox, the API with the dashboard and a stand-in RPA bot;
     upload the samples to the marketplace; print what the pipeline decided. Ctrl-C stops everything."""

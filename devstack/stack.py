@@ -34,9 +34,10 @@ class LocalStack:
     # -- state -------------------------------------------------------------------------------
     def _state(self) -> dict:
         try:
-            return json.loads(self.state_file.read_text())
+            state = json.loads(self.state_file.read_text())
         except (OSError, ValueError):
             return {}
+        return state if isinstance(state, dict) else {}  # `[1]` made `status` a traceback
 
     def _save(self, state: dict) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
@@ -67,8 +68,9 @@ class LocalStack:
 
     def up(self, components: tuple[str, ...] = COMPONENTS) -> StackEndpoints:
         unknown = set(components) - set(COMPONENTS)
-        if unknown:
-            raise StackError(f"unknown component(s) {sorted(unknown)}; choose from {COMPONENTS}")
+        if unknown or not components:  # none at all started nothing, and said "ready"
+            raise StackError(f"unknown component(s) {sorted(unknown)}; choose from {COMPONENTS}" if unknown
+                             else f"no component named; choose from {COMPONENTS}")
         self.install(components=components)  # the demo's Kafka alone needs no PostgreSQL from apt, no Debezium
         state = self._state()
         if "postgres" in components and not self._running(state, "postgres"):
