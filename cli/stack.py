@@ -15,7 +15,8 @@ from devstack.stack import COMPONENTS
 
 stack_app = typer.Typer(help="Run the local stack (Kafka 4.3.1, Kafka Connect with Debezium, PostgreSQL 15).",
                         no_args_is_help=True)
-RootOption = Annotated[Path, typer.Option("--root", help="Project folder; state and data go to ROOT/.stack.")]
+RootOption = Annotated[Path, typer.Option("--root", help="Project folder; state and data go to ROOT/.stack.",
+                                          file_okay=False, exists=True)]
 console = Console()
 
 

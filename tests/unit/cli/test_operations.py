@@ -66,11 +66,12 @@ def test_kafka_down_is_one_line_naming_where_and_what_to_check_and_exit_2(comman
     (["api", "--port", "70000"], "Invalid value for '--port'"),
     (["demo", "--api-port", "0"], "Invalid value for '--api-port'"),
     (["stack", "up", "--only", " , "], "no component named; choose from"),
+    (["stack", "down", "--root", "/etc/hostname"], "Invalid value for '--root'"),  # a traceback
 ])
 def test_an_option_no_run_could_use_is_refused_before_anything_starts(command, said, monkeypatch, capfd, tmp_path):
     """A port past 65535 was a traceback from bind(), the demo's after its Kafka had started; a stack
     of no components started nothing and said "ready"."""
-    code = _run(monkeypatch, *command, *(["--root", str(tmp_path)] if command[0] == "stack" else []))
+    code = _run(monkeypatch, *command, *(["--root", str(tmp_path)] if command[:2] == ["stack", "up"] else []))
     printed = capfd.readouterr()
     assert code != 0 and said in " ".join((printed.out + printed.err).split()) and "Traceback" not in printed.err
 
