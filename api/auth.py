@@ -187,28 +187,32 @@ class Authenticator:
             self.failures.labels("wrong_password").inc()
             log.warning("sign-in failed: user %r from %s", name[:100], address)  # never the password
             raise SignInRefused(401, "wrong user name or password")
-        for key in counted[1:]:  # the user's counts (an unknown name never signs in), not the address's
-            self.throttle.succeeded(key)
+        # The count that held this sign-in back, the user's own: from an address the user signed in
+        # from, the user's count there (cleared there, the user's count over all addresses, which
+        # holds back guesses from ever new ones, went back to zero at each of the user's sign-ins).
+        self.throttle.succeeded(counted[-1])
         addresses = self._signed_in_from.setdefault(name, OrderedDict())
         addresses[counted[0]] = None
         addresses.move_to_end(counted[0])
         if len(addresses) > KNOWN_ADDRESSES:
-            addresses.popitem(last=False)
+            gone, _ = addresses.popitem(last=False)
+            self.throttle.succeeded(f"user:{name}@{gone}")  # kept for good otherwise: a count per /64 tried
         return principal
 
     def _throttle_keys(self, name: str, address: str) -> tuple[list[str], list[str]]:
         """The counts that hold a sign-in back, and those its failure adds to (the address first).
         A name no one has is counted too, apart from the users (whose counts are never pushed out):
         left uncounted, its refusals never turned to 429, and told a guesser which names exist.
-        From an address the user signed in from before, the user's count at that address holds it
-        back instead of the user's count: a stranger guessing wrong at a clerk's name kept the clerk
-        out, right password and all. That count starts "user:" too, so no flood pushes it out."""
+        From an address the user signed in from before, the address's count and the user's count
+        at that address hold it back, not the user's count over all addresses: a stranger guessing
+        wrong at a clerk's name kept the clerk out, right password and all. The user's count there
+        starts "user:" too, so no flood of guesses from elsewhere pushes it out."""
         where = address_key(address)
         user = f"user:{name}" if name in self.users else f"unknown:{name[:100]}"
         if where not in self._signed_in_from.get(name, ()):
             return [where, user], [where, user]
         there = f"user:{name}@{where}"
-        return [there], [where, user, there]
+        return [where, there], [where, user, there]
 
     async def check_basic(self, name: str, password: str, address: str) -> Principal:
         """HTTP Basic sends the password with every request: each was an argon2 check (86 ms, 64 MiB)

@@ -90,6 +90,42 @@ def test_a_clerks_address_shared_with_a_guesser_gives_the_guesser_no_more_tries(
     assert answers.count(401) == 3  # the free failures, and no more
 
 
+def test_the_clerks_own_sign_ins_do_not_clear_what_guesses_from_elsewhere_counted():
+    """Each of the clerk's sign-ins from the office cleared the user's count, the one that holds
+    back guesses from ever new addresses: with a script signing in every minute, a botnet had 600
+    guesses an hour at the clerk's password instead of 17."""
+    from fastapi.testclient import TestClient
+
+    api = make_api(api_sign_in_free_failures=3)
+    api.context.auth.throttle.clock = lambda: 1000.0
+    app = api.client.app
+    office = TestClient(app, client=("198.51.100.7", 1))
+    assert office.post(LOGIN, data={"username": "ana", "password": PASSWORD}, follow_redirects=False).status_code == 303
+    answers = []
+    for n in range(6):
+        answers.append(TestClient(app, client=(f"192.0.2.{n}", 1)).post(
+            LOGIN, data={"username": "ana", "password": f"guess{n}"}).status_code)
+        assert office.post(LOGIN, data={"username": "ana", "password": PASSWORD},
+                           follow_redirects=False).status_code == 303
+    assert answers == [401, 401, 401, 429, 429, 429]
+
+
+def test_a_guesser_at_a_clerks_address_is_held_back_by_the_address_for_every_name():
+    """From an address a user signed in from, the address's count no longer held: a guesser behind
+    the office's NAT had fresh tries at each user known there, and 401 against 429 told those names."""
+    from fastapi.testclient import TestClient
+
+    api = make_api(api_sign_in_free_failures=3)
+    api.context.auth.throttle.clock = lambda: 1000.0
+    office = TestClient(api.client.app, client=("198.51.100.7", 1))
+    for name in ("ana", "victor"):
+        assert office.post(LOGIN, data={"username": name, "password": PASSWORD},
+                           follow_redirects=False).status_code == 303
+    answers = {name: [office.post(LOGIN, data={"username": name, "password": "wrong"}).status_code
+                      for _ in range(2)] for name in ("ana", "victor", "bob")}
+    assert answers == {"ana": [401, 401], "victor": [401, 429], "bob": [429, 429]}
+
+
 def test_a_basic_password_taken_again_without_a_check_is_still_held_back_with_its_user():
     """Answered from what passed before, a guesser held back could still try passwords: a wrong one
     was a 429, the right one a 200."""
