@@ -62,11 +62,12 @@ def execute(groups: ConsumerGroups, reprocess: ReprocessPlan) -> dict[int, int]:
     if reprocess.running_members:
         raise GroupIsActive(f"consumer group {reprocess.group!r} has running worker(s): "
                             f"{', '.join(reprocess.running_members)}; stop them first")
-    planned = {p.partition: p.rewind_to for p in reprocess.partitions if p.moves}
-    if not planned:
+    if not reprocess.total:
         return {}
-    now = groups.committed(reprocess.group, reprocess.topic, sorted(planned))
-    offsets = {p: offset for p, offset in planned.items() if (at := now.get(p)) is not None and offset < at}
+    # Every partition of the plan: one the group had committed nothing on may have been read since.
+    now = groups.committed(reprocess.group, reprocess.topic, [p.partition for p in reprocess.partitions])
+    offsets = {p.partition: p.rewind_to for p in reprocess.partitions
+               if (at := now.get(p.partition)) is not None and p.rewind_to < at}
     if offsets:
         groups.move(reprocess.group, reprocess.topic, offsets)
     return offsets

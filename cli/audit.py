@@ -361,9 +361,13 @@ def reprocess(
         err.print(f"[red]refused[/]: {inert(str(exc))}")
         raise typer.Exit(1) from None
     if left := sorted({p.partition for p in rewind.partitions if p.moves} - moved.keys()):
-        err.print(f"[yellow]Partition(s) {', '.join(map(str, left))} left as they are[/]: the group moved back "
-                  "there meanwhile, further than this plan; it was not moved forward.")
-    Console().print("Rewound. Start the workers: they judge again what the new rules may decide differently.")
+        err.print(f"[yellow]Partition(s) {', '.join(map(str, left))} left as they are[/]: the group's offset there "
+                  "moved meanwhile to this plan's or before it, or is gone; it is never moved forward.")
+    if not moved:
+        Console().print("Nothing was moved.")
+        return
+    Console().print(f"Rewound partition(s) {', '.join(map(str, sorted(moved)))}. Start the workers: they judge "
+                    "again what the new rules may decide differently.")
 
 
 def register(app: typer.Typer) -> None:

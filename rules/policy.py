@@ -256,7 +256,8 @@ def load_policy(path: Path) -> Policy:
     if len(data) > MAX_POLICY_BYTES:
         raise PolicyError(f"{path}: more than {MAX_POLICY_BYTES:,} bytes, which no table of tolerances is")
     try:
-        document = tomllib.loads(data.decode("utf-8"))
+        # Line ends as a text file's read (CR LF and CR alike): TOML takes no bare CR.
+        document = tomllib.loads(data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n"))
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(f"{path}: not valid TOML: {exc}") from None
     except UnicodeDecodeError as exc:

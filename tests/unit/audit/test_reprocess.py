@@ -42,6 +42,15 @@ def test_a_plan_that_waited_while_the_group_moved_back_further_does_not_move_it_
     assert groups.committed("app", "invoices", [0, 1]) == {0: 1, 1: 5}
 
 
+def test_a_partition_the_workers_read_while_the_plan_waited_is_rewound_too(invoices):
+    """Re-read only where the plan moved, a partition the group had committed nothing on when the
+    plan was made, and that workers read on meanwhile, was left past the invoices since the time."""
+    groups = InMemoryConsumerGroups(offsets={("app", "invoices", 0): 10})
+    waiting = plan(invoices, groups, "app", "invoices", T0 + 15_000)  # 0 to 5; 1 and 2 never committed
+    groups.offsets[("app", "invoices", 2)] = 10
+    assert execute(groups, waiting) == {0: 5, 2: 5}
+
+
 def test_a_running_worker_stops_the_rewind(invoices):
     groups = InMemoryConsumerGroups(running={"app": ["worker-1@host"]}, offsets={("app", "invoices", 0): 10})
     rewind = plan(invoices, groups, "app", "invoices", T0)

@@ -109,6 +109,16 @@ def test_unusable_file_exits_2_with_one_line_naming_file_and_field(tmp_path, con
     assert len(lines) == 1 and str(path) in lines[0] and expected in lines[0]
 
 
+@pytest.mark.parametrize("ends", ["\r\n", "\r"], ids=["crlf", "cr"])
+def test_a_tolerances_file_with_windows_or_old_mac_line_ends_is_read(tmp_path, ends):
+    """Read as bytes, a bare CR (TOML takes none) refused a file `read_text` had read."""
+    from cli.files import read_policy
+
+    path = tmp_path / "tolerances.toml"
+    path.write_bytes(ends.join(["[default]", "price_pct = 2  # two per cent", ""]).encode())
+    assert read_policy(path).default.price_pct == 2
+
+
 @pytest.mark.parametrize(("change", "expected"), [
     (lambda po: po["lines"][0].update(quantity_invoiced="-100"), "line 1: quantity_invoiced -100 is below zero"),
     (lambda po: po["lines"].append(dict(po["lines"][0])), "line 1 appears more than once"),
