@@ -183,9 +183,19 @@ class Authenticator:
         finally:
             self.checks_at_once.release()
         if principal is None:
+            # The keys again: a sign-in meanwhile may have pushed this address out of the user's last
+            # 16, and a count at an address no longer known would be kept for good.
+            counted = self._throttle_keys(name, address)[1]
+            # From an address the user signed in from, a wrong password while the user's count over
+            # all addresses holds back everyone else is answered as everyone else: a 401 there, where
+            # a name no one has got a 429, told a guesser behind the NAT which names sign in there.
+            everywhere = self.throttle.wait_for(counted[1]) if counted[1] not in held else 0.0
             self.throttle.failed(*counted)
             self.failures.labels("wrong_password").inc()
             log.warning("sign-in failed: user %r from %s", name[:100], address)  # never the password
+            if everywhere:
+                raise SignInRefused(429, f"too many failed sign-ins: try again in {math.ceil(everywhere)} s",
+                                    retry_after=everywhere)
             raise SignInRefused(401, "wrong user name or password")
         # The count that held this sign-in back, the user's own: from an address the user signed in
         # from, the user's count there (cleared there, the user's count over all addresses, which
@@ -201,14 +211,14 @@ class Authenticator:
 
     def _throttle_keys(self, name: str, address: str) -> tuple[list[str], list[str]]:
         """The counts that hold a sign-in back, and those its failure adds to (the address first).
-        A name no one has is counted too, apart from the users (whose counts are never pushed out):
-        left uncounted, its refusals never turned to 429, and told a guesser which names exist.
+        A name no one has is counted too, as the users are (`_unknown_name_key`): left uncounted,
+        its refusals never turned to 429, and told a guesser which names exist.
         From an address the user signed in from before, the address's count and the user's count
         at that address hold it back, not the user's count over all addresses: a stranger guessing
         wrong at a clerk's name kept the clerk out, right password and all. The user's count there
         starts "user:" too, so no flood of guesses from elsewhere pushes it out."""
         where = address_key(address)
-        user = f"user:{name}" if name in self.users else f"unknown:{name[:100]}"
+        user = f"user:{name}" if name in self.users else _unknown_name_key(name, self.session_secret)
         if where not in self._signed_in_from.get(name, ()):
             return [where, user], [where, user]
         there = f"user:{name}@{where}"
@@ -294,6 +304,17 @@ class Authenticator:
     def metrics_token_matches(self, presented: str | None) -> bool:
         return self.metrics_token is None or (
             presented is not None and hmac.compare_digest(presented.encode(), self.metrics_token))
+
+
+UNKNOWN_NAME_BUCKETS = 4_096
+
+
+def _unknown_name_key(name: str, secret: bytes) -> str:
+    """A name no one has is counted in one of a fixed number of buckets, which no flood of guesses
+    pushes out as it did the name's own count: the name answered 401 again after a flood where a
+    user's name stayed 429, and told which names exist. Keyed, so no one picks the buckets."""
+    digest = hmac.new(secret, name.encode(errors="surrogatepass"), hashlib.sha256).digest()
+    return f"user:?{int.from_bytes(digest[:4], 'big') % UNKNOWN_NAME_BUCKETS}"
 
 
 def _authenticator(request: Request) -> Authenticator:

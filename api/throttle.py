@@ -5,8 +5,9 @@ is answered before its password is checked, so guessing costs the guesser time a
 A successful sign-in clears its user's count, not its address's: one account of their own must not
 let someone go on guessing the others from the same address. Counts are kept in this process, at
 most `capacity` keys (the oldest go first), and forgotten after a quiet longest wait. A key that
-starts with `kept` (a configured user's) is never pushed out: there are as many as users, where
-a guesser with a block of IPv6 addresses pushed a user's count out and guessed on from zero.
+starts with `kept` is never pushed out (a configured user's, a user's at each of the addresses it
+last signed in from, and the fixed buckets of names no one has: `api.auth`): a guesser with a
+block of IPv6 addresses pushed a user's count out and guessed on from zero.
 """
 
 from __future__ import annotations
@@ -70,6 +71,10 @@ def address_key(address: str) -> str:
         parsed = ipaddress.ip_address(address)
     except ValueError:
         return f"address:{address[:100]}"
+    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
+        # An API listening on "::" hears IPv4 clients as ::ffff:a.b.c.d: by its /64, every one of
+        # them was one count, and five guesses from any held all of them back.
+        parsed = parsed.ipv4_mapped
     if isinstance(parsed, ipaddress.IPv6Address):
         return f"address:{ipaddress.ip_network(f'{parsed}/64', strict=False)}"
     return f"address:{parsed}"

@@ -126,6 +126,75 @@ def test_a_guesser_at_a_clerks_address_is_held_back_by_the_address_for_every_nam
     assert answers == {"ana": [401, 401], "victor": [401, 429], "bob": [429, 429]}
 
 
+def test_behind_a_clerks_nat_a_wrong_password_tells_no_name_from_another():
+    """From an address a user signed in from, the user's count over all addresses did not hold: a
+    401 there, where a name no one has got a 429, told which names sign in there."""
+    from fastapi.testclient import TestClient
+
+    api = make_api(api_sign_in_free_failures=3)
+    api.context.auth.throttle.clock = lambda: 1000.0
+    app = api.client.app
+    office = TestClient(app, client=("198.51.100.7", 1))
+    assert office.post(LOGIN, data={"username": "ana", "password": PASSWORD}, follow_redirects=False).status_code == 303
+    for name in ("ana", "bob"):
+        for n in range(3):
+            TestClient(app, client=(f"192.0.2.{n}", 1)).post(LOGIN, data={"username": name, "password": "x"})
+    said = {name: office.post(LOGIN, data={"username": name, "password": "wrong"}) for name in ("ana", "bob")}
+    assert [(r.status_code, r.headers.get("Retry-After")) for r in said.values()] == [(429, "1"), (429, "1")]
+    assert office.post(LOGIN, data={"username": "ana", "password": PASSWORD}, follow_redirects=False).status_code == 303
+
+
+def test_a_flood_of_guesses_does_not_push_out_what_a_name_no_one_has_counted():
+    """Counts of names no one has were pushed out by a flood, users' never: after one, such a name
+    answered 401 again and a user's 429, which told the names apart."""
+    from fastapi.testclient import TestClient
+
+    api = make_api(api_sign_in_free_failures=3)
+    throttle = api.context.auth.throttle
+    throttle.clock, throttle.capacity = (lambda: 1000.0), 40
+    app = api.client.app
+    for name in ("victor", "bob"):
+        for n in range(3):
+            TestClient(app, client=(f"192.0.2.{n}", 1)).post(LOGIN, data={"username": name, "password": "x"})
+    for n in range(60):  # each from a /64 of its own
+        TestClient(app, client=(f"2001:db8:0:{n:x}::1", 1)).post(LOGIN, data={"username": f"flood{n}", "password": "x"})
+    fresh = TestClient(app, client=("203.0.113.50", 1))
+    assert [fresh.post(LOGIN, data={"username": name, "password": "x"}).status_code
+            for name in ("victor", "bob")] == [429, 429]
+
+
+def test_an_ipv4_client_heard_on_an_ipv6_socket_is_counted_by_its_own_address():
+    """An API on "::" hears IPv4 clients as ::ffff:a.b.c.d: counted by the /64, all were one."""
+    from api.throttle import address_key
+
+    assert address_key("::ffff:203.0.113.7") == address_key("203.0.113.7") == "address:203.0.113.7"
+    assert address_key("::ffff:203.0.113.7") != address_key("::ffff:198.51.100.1")
+
+
+def test_a_failure_counts_at_the_address_as_it_stands_once_the_password_was_checked():
+    """Keys made before the check: a sign-in meanwhile that pushed the address out of the user's
+    last 16 left a count at an address no longer known, kept for good."""
+    import asyncio
+
+    from api.auth import SignInRefused
+
+    api = make_api()
+    auth = api.context.auth
+    assert asyncio.run(auth.check_password("victor", PASSWORD, "198.51.100.7")).name == "victor"
+    verify = auth._verify
+
+    def meanwhile(name, password):
+        auth._signed_in_from[name].clear()  # the user signed in from 16 other addresses
+        return verify(name, password)
+
+    auth._verify = meanwhile
+    try:
+        asyncio.run(auth.check_password("victor", "wrong", "198.51.100.7"))
+    except SignInRefused as refused:
+        assert refused.status == 401
+    assert not [key for key in auth.throttle._failures if key.startswith("user:victor@")]
+
+
 def test_a_basic_password_taken_again_without_a_check_is_still_held_back_with_its_user():
     """Answered from what passed before, a guesser held back could still try passwords: a wrong one
     was a 429, the right one a 200."""
