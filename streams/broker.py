@@ -352,12 +352,7 @@ class KafkaStreamBroker:
             except KafkaException as exc:
                 # The transaction can take no more (an earlier record of it refused, the producer
                 # fenced): raised, it failed the step outside the commit's handling, batch after batch.
-                error = exc.args[0]
-                if error.retriable():
-                    raise _kafka_unavailable(error, "producing a batch") from None
-                log.warning("Kafka transaction lost while producing (%s); the batch is read again", error)
-                self._lose(fatal=error.fatal() or not error.txn_requires_abort())
-                raise LostBatch(str(error)) from None
+                raise self._transaction_failed(exc, "producing a batch") from None
 
     def commit(self, offsets: Mapping[TopicPartition, int]) -> dict[TopicPartition, int]:
         try:
@@ -368,12 +363,7 @@ class KafkaStreamBroker:
                                       group, COMMIT_TIMEOUT)
             self._within_deadline("committing", self.producer.commit_transaction, COMMIT_TIMEOUT)
         except KafkaException as exc:
-            error = exc.args[0]
-            if error.retriable():
-                raise _kafka_unavailable(error, "committing a batch") from None
-            log.warning("Kafka transaction lost (%s); the batch is read again", error)
-            self._lose(fatal=error.fatal() or not error.txn_requires_abort())
-            raise LostBatch(str(error)) from None
+            raise self._transaction_failed(exc, "committing a batch") from None
         except RuntimeError as exc:  # no consumer group metadata: the member left the group
             self._lose(fatal=False)
             raise LostBatch(str(exc)) from None
@@ -381,6 +371,16 @@ class KafkaStreamBroker:
         if self._failed:  # cannot happen after a successful commit; kept loud if it ever does
             raise LostBatch(f"delivery failed inside a committed transaction: {self._failed[0]}")
         return dict(self._delivered)
+
+    def _transaction_failed(self, exc: KafkaException, doing: str) -> Unavailable | LostBatch:
+        """What librdkafka's error inside a transaction is to the runtime: an outage to wait out, or
+        a lost batch (the transaction aborted, or the producer let go when it can do no more)."""
+        error = exc.args[0]
+        if error.retriable():
+            return _kafka_unavailable(error, doing)
+        log.warning("Kafka transaction lost %s (%s); the batch is read again", doing, error)
+        self._lose(fatal=error.fatal() or not error.txn_requires_abort())
+        return LostBatch(str(error))
 
     def _within_deadline(self, doing: str, call: Callable[..., Any], *args: Any) -> None:
         """Calls a transactional method on a thread of its own and gives up on it when it outlives
