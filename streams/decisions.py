@@ -83,7 +83,6 @@ class Decisions:
 
     messages: list[Emitted | InvoiceReplaced] = field(default_factory=list)
     decided: list[Decided] = field(default_factory=list)  # each verdict made
-    gave_up: list[tuple[str, int, str]] = field(default_factory=list)  # (invoice, version, status) given up
 
 
 @dataclass
@@ -136,9 +135,6 @@ class DecisionDesk:
                 for why in outcome.unjudged:
                     log.error("PO %s: the rules failed on %s; the PO went on", work.po_number, why)
                 ledgers[work.po_number] = outcome.ledger
-                decisions.gave_up += [(message.invoice_id, message.invoice_version, message.status.value)
-                                      for message in outcome.emitted if isinstance(message, StatusChanged)
-                                      and message.status in GIVE_UP_THEIR_NUMBER]
                 newly = _newly_known(outcome.emitted, outcome.ledger)
                 known.extend(seen for _, seen, _ in newly)
                 decisions.decided += newly
@@ -150,8 +146,9 @@ class DecisionDesk:
         """Once the batch's messages are out and its ledgers saved: a verdict dead-lettered instead
         (one Kafka would refuse) was never decided, and, remembered, made the next invoice of its
         vendor and number a DUPLICATE_INVOICE of it for two minutes, which no clerk may release."""
-        for invoice_id, version, status in decisions.gave_up:
-            self.recent.gave_up(invoice_id, version, status)
+        for message in decisions.messages:
+            if isinstance(message, StatusChanged) and message.status in GIVE_UP_THEIR_NUMBER:
+                self.recent.gave_up(message.invoice_id, message.invoice_version, message.status.value)
         self.recent.add(decisions.decided, now)
 
     def _versions_replaced_elsewhere(
