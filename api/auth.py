@@ -194,8 +194,7 @@ class Authenticator:
             self.failures.labels("wrong_password").inc()
             log.warning("sign-in failed: user %r from %s", name[:100], address)  # never the password
             if everywhere:
-                raise SignInRefused(429, f"too many failed sign-ins: try again in {math.ceil(everywhere)} s",
-                                    retry_after=everywhere)
+                raise _throttled(everywhere)
             raise SignInRefused(401, "wrong user name or password")
         # The count that held this sign-in back, the user's own: from an address the user signed in
         # from, the user's count there (cleared there, the user's count over all addresses, which
@@ -245,7 +244,7 @@ class Authenticator:
     def _refuse_if_throttled(self, keys: list[str]) -> None:
         if wait := self.throttle.wait_for(*keys):
             self.failures.labels("throttled").inc()
-            raise SignInRefused(429, f"too many failed sign-ins: try again in {math.ceil(wait)} s", retry_after=wait)
+            raise _throttled(wait)
 
     def _fingerprint(self, user: ApiUser) -> str:
         """Changes with the password hash, so a new password ends the sessions signed before it."""
@@ -304,6 +303,10 @@ class Authenticator:
     def metrics_token_matches(self, presented: str | None) -> bool:
         return self.metrics_token is None or (
             presented is not None and hmac.compare_digest(presented.encode(), self.metrics_token))
+
+
+def _throttled(wait: float) -> SignInRefused:
+    return SignInRefused(429, f"too many failed sign-ins: try again in {math.ceil(wait)} s", retry_after=wait)
 
 
 UNKNOWN_NAME_BUCKETS = 4_096
