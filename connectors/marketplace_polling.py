@@ -117,20 +117,18 @@ class PollingMarketplaceSource(MarketplaceSource):
         return polled
 
     def _event(self, row: Any, updated_at: datetime, polled: Polled) -> InvoiceSubmitted | None:
-        problem, document = _key_problem(row, self.limits), None
+        problem = _key_problem(row, self.limits)
         if problem is None and not 1 <= _version(row) <= MAX_VERSION:
             problem = f"version {str(row.version)[:40]!r} is not a whole number from 1 to {MAX_VERSION}"
         if problem is None:
             try:
-                document = _document(row, self.limits)
-            except DataError as error:
+                return InvoiceSubmitted(invoice_id=row.invoice_id, version=row.version, po_number=row.po_number,
+                                        document=_document(row, self.limits), received_at=updated_at)
+            except DataError as error:  # a column the document cannot hold (`invoice_document`)
                 problem = str(error)
-        if problem is not None or document is None:  # the one is None where the other is not
-            polled.unreadable.append(UnreadableRow(str(row.invoice_id)[:64], updated_at,
-                                                   json.dumps(_as_text(row)).encode(), str(problem), _version(row)))
-            return None
-        return InvoiceSubmitted(invoice_id=row.invoice_id, version=row.version, po_number=row.po_number,
-                                document=document, received_at=updated_at)
+        polled.unreadable.append(UnreadableRow(str(row.invoice_id)[:64], updated_at,
+                                               json.dumps(_as_text(row)).encode(), problem, _version(row)))
+        return None
 
     def commit(self) -> None:
         """Makes the last poll durable: the next poll, here or after a restart, starts after it."""
