@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 TopicPartition = tuple[str, int]
 CLIENT = "kafka client"  # what waits for Kafka when librdkafka says no broker answers: cleared by a probe
 COMMIT_TIMEOUT = 10.0  # seconds a commit may take before Kafka counts as unavailable
+COMMIT_CALLS = 3  # calls of a transactional method that keeps failing retriably before Kafka counts as down
 # 16 MiB: half a minute of invoices at this worker's rate (1.4 KB each), far more than a batch of 500 takes. A
 # 50,000-invoice burst (bench, month-end) ended at 445 MiB of RSS, against 487 with the default,
 # at the same rate; tests/integration/test_kafka_clients.py measures the bound itself.
@@ -358,10 +359,10 @@ class KafkaStreamBroker:
         try:
             if offsets:
                 group = self.consumer.consumer_group_metadata()
-                self._within_deadline("sending the offsets", self.producer.send_offsets_to_transaction,
-                                      [KafkaTP(topic, number, offset) for (topic, number), offset in offsets.items()],
-                                      group, COMMIT_TIMEOUT)
-            self._within_deadline("committing", self.producer.commit_transaction, COMMIT_TIMEOUT)
+                self._called_again("sending the offsets", self.producer.send_offsets_to_transaction,
+                                   [KafkaTP(topic, number, offset) for (topic, number), offset in offsets.items()],
+                                   group, COMMIT_TIMEOUT)
+            self._called_again("committing", self.producer.commit_transaction, COMMIT_TIMEOUT)
         except KafkaException as exc:
             raise self._transaction_failed(exc, "committing a batch") from None
         except RuntimeError as exc:  # no consumer group metadata: the member left the group
@@ -381,6 +382,21 @@ class KafkaStreamBroker:
         log.warning("Kafka transaction lost %s (%s); the batch is read again", doing, error)
         self._lose(fatal=error.fatal() or not error.txn_requires_abort())
         return LostBatch(str(error))
+
+    def _called_again(self, doing: str, call: Callable[..., Any], *args: Any) -> None:
+        """A retriable error leaves the call's work in progress, a commit perhaps done already:
+        librdkafka has the same call made again, never an abort (which would have the batch produced
+        a second time beside a transaction that committed). The last retriable error goes to the
+        caller, Kafka down."""
+        for call_number in range(1, COMMIT_CALLS + 1):
+            try:
+                self._within_deadline(doing, call, *args)
+                return
+            except KafkaException as exc:
+                if not exc.args[0].retriable() or call_number == COMMIT_CALLS:
+                    raise
+                log.info("Kafka: %s failed (%s); called again, %d of %d", doing, exc.args[0], call_number + 1,
+                         COMMIT_CALLS)
 
     def _within_deadline(self, doing: str, call: Callable[..., Any], *args: Any) -> None:
         """Calls a transactional method on a thread of its own and gives up on it when it outlives

@@ -44,3 +44,43 @@ def test_a_record_the_transaction_cannot_take_loses_the_batch_or_waits_for_kafka
     finally:
         broker.consumer.close()
     assert producer.aborted == aborted and (broker._producer is None) == dropped == producer.purged
+
+
+class SlowCommitProducer(RefusingProducer):
+    """Its commit fails retriably `failing` times (a timeout: the commit in progress, perhaps done)."""
+
+    def __init__(self, error: KafkaError, failing: int):
+        super().__init__(error)
+        self.failing, self.commits = failing, 0
+
+    def commit_transaction(self, timeout: float) -> None:
+        self.commits += 1
+        if self.commits <= self.failing:
+            raise KafkaException(self.error)
+
+
+@pytest.mark.parametrize(("failing", "commits", "outcome"), [
+    (1, 2, None), (2, 3, None), (3, 3, Unavailable),
+], ids=["once", "twice", "every-time"])
+def test_a_commit_that_fails_retriably_is_called_again_not_aborted(failing, commits, outcome):
+    """Aborted, a commit that had gone through in Kafka was produced a second time beside itself:
+    librdkafka has commit_transaction called again after a retriable error."""
+    broker = KafkaStreamBroker("127.0.0.1:1", "commit-test")
+    producer = SlowCommitProducer(KafkaError(KafkaError._TIMED_OUT, "commit timed out", retriable=True), failing)
+    broker._producer, broker._in_transaction = producer, True
+    if outcome is None:
+        assert broker.commit({}) == {}
+        assert broker._in_transaction is False
+    else:
+        with pytest.raises(outcome):
+            broker.commit({})
+    assert producer.commits == commits and producer.aborted == 0 and not producer.purged
+
+
+def test_a_commit_kafka_refuses_is_not_called_again():
+    broker = KafkaStreamBroker("127.0.0.1:1", "commit-test")
+    producer = SlowCommitProducer(KafkaError(KafkaError._STATE, "abortable", txn_requires_abort=True), 5)
+    broker._producer, broker._in_transaction = producer, True
+    with pytest.raises(LostBatch):
+        broker.commit({})
+    assert producer.commits == 1 and producer.aborted == 1
