@@ -9,6 +9,13 @@ import sys
 TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
+def logs_json() -> bool:
+    """Whether the logs are configured as JSON objects (LOG_FORMAT=json)."""
+    formatter = sys.modules.get("pythonjsonlogger.json")
+    return formatter is not None and any(isinstance(handler.formatter, formatter.JsonFormatter)
+                                         for handler in logging.getLogger().handlers)
+
+
 def configure_logging(level: str, log_format: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if log_format == "json":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from importlib.metadata import version
 from typing import Annotated
@@ -51,8 +52,13 @@ def main() -> None:
         lines = explain(error)
         if lines is None:
             raise
-        for line in lines:
-            typer.echo(f"error: {line}", err=True)
+        from cli.logs import logs_json
+
+        for line in lines:  # a log collector reading JSON objects takes a line of text for noise
+            if logs_json():
+                logging.getLogger("invoice_automation").error(line)
+            else:
+                typer.echo(f"error: {line}", err=True)
         sys.exit(2)
 
 

@@ -267,6 +267,17 @@ def test_json_logs_are_one_object_per_line(capsys):
     assert record["message"] == "sampro is down (connection refused)" and "time" in record
 
 
+def test_with_json_logs_the_line_a_command_ends_on_is_a_json_object_too(monkeypatch, capfd):
+    """A log collector reading JSON objects took the plain `error:` line for noise, or dropped it."""
+    monkeypatch.setattr("connectors.topic_reader.METADATA_TIMEOUT", 1.0)
+    monkeypatch.setenv("INVOICE_AUTOMATION_KAFKA_BOOTSTRAP_SERVERS", f"127.0.0.1:{_closed_port()}")
+    monkeypatch.setenv("INVOICE_AUTOMATION_LOG_FORMAT", "json")
+    assert _run(monkeypatch, "explain", "MP-1001") == 2
+    records = [json.loads(line) for line in capfd.readouterr().err.splitlines() if line.strip()]
+    (error,) = [record for record in records if record["logger"] == "invoice_automation"]
+    assert error["level"] == "ERROR" and error["message"].startswith("kafka does not answer")
+
+
 def test_librdkafka_lines_show_once_per_problem_and_again_after_a_quiet_while():
     now = [0.0]
     once = OncePerProblem(quiet_seconds=300, clock=lambda: now[0])
