@@ -9,6 +9,7 @@ a `SamproRecordError`, naming the field, and is dead-lettered by the runtime.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +22,7 @@ from rules.lifecycle import PurchaseOrderChanged
 from rules.limits import Limits, load_json
 
 OPERATIONS = ("c", "u", "d", "r")  # create, update, delete, snapshot read
+_COMMIT_LSN = re.compile(r"[0-9A-Fa-f]{1,16}(?::[0-9A-Fa-f]{1,16}){0,2}")  # SQL Server's, as 00000027:00000758:0003
 
 
 class SamproRecordError(DataError):
@@ -71,18 +73,13 @@ def _moment(value: Any, field: str) -> datetime:
 
 
 def _changed_at(envelope: dict[str, Any], source: dict[str, Any], table: str, names: SamproNames) -> datetime:
-    """The row's updated_at when the change set it, else the time the database committed the change
-    (`source.ts_ms`).
-
-    updated_at first, because then a change has the event id the poller gives it: switching from
-    polling to Debezium, a connector that re-reads its last changes after a restart, or a snapshot
-    taken again, all name changes already applied the same way, and the PO agent applies each once.
-    The commit time instead when the row carries no updated_at, when an update left it as it was (an
-    id of an earlier change would be taken as applied, and this change lost), and always for a delete,
-    whose row (when the connector gives it at all) carries the time of the change before it.
-    SQL Server's connector always gives an update's `before`; PostgreSQL's only for a table with
-    REPLICA IDENTITY FULL, so there an update that left updated_at alone is taken as the change
-    that last set it (which the stand-in and the poller's contract never do: every write sets it).
+    """When the change was made: the row's updated_at when the change set it, the time the poller
+    gives the change (a snapshot read has the poller's very id, so one taken again names changes
+    already applied the same way); else the time the database committed it (`source.ts_ms`): a row
+    without updated_at, an update that left it as it was, and always a delete, whose row (when the
+    connector gives it at all) carries the time of the change before it. SQL Server's connector
+    always gives an update's `before`; PostgreSQL's only for a table with REPLICA IDENTITY FULL, so
+    there an update that left updated_at alone keeps that time, told apart by its transaction.
     """
     op = envelope["op"]
     if op != "d":
@@ -93,6 +90,27 @@ def _changed_at(envelope: dict[str, Any], source: dict[str, Any], table: str, na
         if updated is not None and not unchanged:
             return _moment(updated, f"after.{column}")
     return _moment(source.get("ts_ms"), "source.ts_ms")
+
+
+def _transaction(op: str, source: dict[str, Any]) -> str | None:
+    """The transaction that made the change: SQL Server's `commit_lsn`, PostgreSQL's `txId`; None for
+    a snapshot read, whose id is then the poller's, so that a snapshot taken again names changes
+    already applied the same way. Part of the id because two transactions on one PO can leave one
+    updated_at (two receipts in a second on a `datetime2(0)` column, GETDATE()'s 3 ms ticks, an
+    update on PostgreSQL that left it alone and had no `before` to show it): under one id, the PO
+    agent took the second for the first, applied already, and what it would clear stayed held. A
+    connector that reads its last changes again after a restart gives them the same ids."""
+    if op == "r":
+        return None
+    if (lsn := source.get("commit_lsn")) is not None:
+        if isinstance(lsn, str) and _COMMIT_LSN.fullmatch(lsn):
+            return lsn.lower()
+        raise SamproRecordError("source.commit_lsn", lsn, "not a SQL Server log sequence number")
+    if (transaction := source.get("txId")) is not None:
+        if isinstance(transaction, int) and not isinstance(transaction, bool) and 0 <= transaction < 2**64:
+            return str(transaction)
+        raise SamproRecordError("source.txId", transaction, "not a PostgreSQL transaction id")
+    return None
 
 
 def decode_sampro_record(value: bytes | None, names: SamproNames = SamproNames(),
@@ -128,4 +146,5 @@ def decode_sampro_record(value: bytes | None, names: SamproNames = SamproNames()
     if (problem := stream_key_problem(po_number, limits)) is not None:
         raise SamproRecordError(f"{side}.{column}", po_number, problem)
     changed_at = _changed_at(envelope, source, table, names)
-    return PurchaseOrderChanged(event_id=change_id(po_number, changed_at), po_number=po_number, changed_at=changed_at)
+    return PurchaseOrderChanged(event_id=change_id(po_number, changed_at, _transaction(op, source)),
+                                po_number=po_number, changed_at=changed_at)

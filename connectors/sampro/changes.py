@@ -52,8 +52,11 @@ log = logging.getLogger(__name__)
 PAGE_SIZE = 5000
 
 
-def change_id(po_number: str, changed_at: datetime) -> str:
-    return f"sampro:{po_number}:{int(as_utc(changed_at).timestamp() * 1000)}"
+def change_id(po_number: str, changed_at: datetime, transaction: str | None = None) -> str:
+    """The change's name: its PO and time, and the database transaction that made it where the source
+    knows it (Debezium, `connectors/debezium/sampro_decoder.py`); a poller sees no transactions."""
+    moment = f"sampro:{po_number}:{int(as_utc(changed_at).timestamp() * 1000)}"
+    return moment if transaction is None else f"{moment}@{transaction}"
 
 
 Cursor = tuple[datetime, Any]

@@ -5,6 +5,7 @@ only what the flow needs (no processscheduler, no mailbox)."""
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import date
 from decimal import Decimal
@@ -104,6 +105,8 @@ def test_a_po_line_price_update_reaches_sampro_changes_through_the_capture(
         assert isinstance(change, PurchaseOrderChanged)
         assert message.key() == po_number.encode() and change.po_number == po_number
         assert change.changed_at == changed_at  # the row's updated_at, as the poller would name it
+        # ...and the transaction, which PostgreSQL's connector names in source.txId: two changes of one updated_at
+        assert re.fullmatch(rf"sampro:{re.escape(po_number)}:\d+@\d+", change.event_id), change.event_id
 
         # A header with a wide column of its own (a buyer's notes): only the columns the decoder
         # reads are captured, so its change is no larger than any other.

@@ -93,6 +93,33 @@ def test_a_deleted_header_is_a_change_of_its_po():
     assert_change(decode_sampro_record(encoded(event)), "PO-5001", COMMITTED_AT)
 
 
+def in_transaction(event: dict, **position: object) -> dict:
+    return {**event, "source": {**event["source"], **position}}
+
+
+def test_two_transactions_that_left_one_updated_at_are_two_changes_and_one_transactions_rows_one():
+    """Two receipts in one second on a datetime2(0) column had one id: the PO agent took the second
+    for the first, applied already, and the invoice it would clear stayed held."""
+    seconds = int(UPDATED_AT.timestamp()) * 1000
+    first, second, header = (
+        in_transaction(envelope(table, "u", {**row, "updated_at": seconds - 60_000}, {**row, "updated_at": seconds},
+                                "sqlserver", "dbo"), commit_lsn=lsn)
+        for table, row, lsn in (("po_line", LINE, "0000002A:00000758:0003"),
+                                ("po_line", {**LINE, "line_no": 2}, "0000002b:00000010:0002"),
+                                ("po_header", HEADER, "0000002b:00000010:0002")))
+    ids = [decode_sampro_record(encoded(event)).event_id for event in (first, second, header)]
+    assert ids[0] == f"sampro:PO-5001:{seconds}@0000002a:00000758:0003"
+    assert ids[1] != ids[0] and ids[2] == ids[1]  # the header and line rows of one transaction: one change
+    on_postgres = [decode_sampro_record(encoded(in_transaction(envelope("po_line", "u", None, LINE), txId=tx)))
+                   for tx in (901, 902)]
+    assert [change.event_id.rsplit("@", 1)[1] for change in on_postgres] == ["901", "902"]
+
+
+def test_a_snapshot_read_keeps_the_pollers_id_whatever_its_transaction():
+    read = in_transaction(envelope("po_line", "r", None, LINE, "sqlserver", "dbo"), commit_lsn="0000002a:0:1")
+    assert_change(decode_sampro_record(encoded(read)), "PO-5001", UPDATED_AT)
+
+
 def test_a_tombstone_is_nothing_to_do():
     assert decode_sampro_record(None) is None
 
@@ -136,6 +163,10 @@ def test_a_converter_that_keeps_its_schemas_wraps_the_same_envelope():
         (encoded(envelope("po_line", "c", None, {**LINE, "updated_at": [1]})), "after.updated_at", "not a time"),
         (encoded({**envelope("po_line", "d", LINE, None), "source": {"table": "po_line"}}), "source.ts_ms",
          "not a time"),
+        (encoded(in_transaction(envelope("po_line", "u", None, LINE), commit_lsn="lsn; DROP")), "source.commit_lsn",
+         "not a SQL Server log sequence number"),
+        (encoded(in_transaction(envelope("po_line", "u", None, LINE), txId="9")), "source.txId",
+         "not a PostgreSQL transaction id"),
     ],
 )
 def test_what_is_not_a_change_event_of_a_po_table_raises_naming_the_field(value, field, says):
