@@ -14,6 +14,7 @@ from decimal import Decimal
 from api.schemas import ComparedField, ComparedLine, Comparison
 from connectors.scheduler.read_model import InvoiceDetail
 from rules.comparison import matched_po_lines
+from rules.limits import Limits
 from rules.models import Finding, PurchaseOrderLine, RpaPayloadLine
 from rules.policy import Policy
 
@@ -59,7 +60,9 @@ def _document_lines(document: dict) -> dict[int, dict]:
             and isinstance(line.get("line_no"), int) and not isinstance(line["line_no"], bool)}
 
 
-def compare(invoice: InvoiceDetail, policy: Policy = Policy()) -> Comparison:
+def compare(invoice: InvoiceDetail, policy: Policy = Policy(), limits: Limits = Limits()) -> Comparison:
+    """`policy` and `limits` as the worker judged with: an invoice the default limits refuse (over
+    1,000 lines where MAX_INVOICE_LINES allows more) was matched to no PO line, its PO side blank."""
     po, payload = invoice.po_snapshot, invoice.rpa_payload
     document = invoice.invoice_document if isinstance(invoice.invoice_document, dict) else {}
     by_line: dict[int | None, list[Finding]] = defaultdict(list)
@@ -76,7 +79,7 @@ def compare(invoice: InvoiceDetail, policy: Policy = Policy()) -> Comparison:
         pieces[piece.invoice_line_no].append(piece)
     invoice_lines = _document_lines(document) or {n: _payload_line(line) for n, line in pieces.items()}
     po_lines = {line.line_no: line for line in po.lines} if po else {}
-    matched = matched_po_lines(document, po, policy) if po and document else {}
+    matched = matched_po_lines(document, po, policy, limits) if po and document else {}
     lines = []
     for line_no in sorted(set(invoice_lines) | {n for n in by_line if n is not None}):
         sent = invoice_lines.get(line_no)

@@ -5,7 +5,10 @@ from __future__ import annotations
 from api.comparison import compare
 from connectors.scheduler import InMemoryProcessScheduler
 from connectors.scheduler.read_model_memory import InMemoryInvoiceReadModel
-from tests.unit.rules.builders import invoice, judge, po
+from rules import EvaluationContext, evaluate
+from rules.models import PurchaseOrder
+from tests.unit.api.conftest import NOW, make_api
+from tests.unit.rules.builders import TODAY, invoice, judge, po
 
 
 def detail_of(verdict):
@@ -73,3 +76,22 @@ def test_an_invoice_line_spread_over_two_po_lines_is_shown_beside_both():
     held = judge({**ten, "tax_amount": "9.99"}, po(lines=spread))  # held for its tax: no payload
     first, _ = compare(detail_of(held)).lines
     assert first.po_line_nos == [1, 3] and fields(first)["quantity"] == ("10", "10", [])
+
+
+def test_the_drill_down_reads_an_invoice_within_the_limits_the_worker_judged_it_with():
+    """Over the default 1,000 lines (MAX_INVOICE_LINES allows up to 100,000), the comparison read the
+    invoice as broken and showed a held line beside no PO line: what a clerk needs to release it."""
+    lines = [{"line_no": 1, "part_number": "AC-100", "quantity": "1", "unit_price": "15.60", "amount": "15.60"}]
+    lines += [{"line_no": n, "part_number": "FL-200", "quantity": "0.001", "unit_price": "4.25", "amount": "0.00"}
+              for n in range(2, 1002)]
+    document = invoice(invoice_id="BIG-1", invoice_number="INV-BIG-1", lines=lines, tax_amount="0",
+                       extra_charges=[], total_amount="15.60")
+    snapshot = PurchaseOrder.model_validate(po(tax_rate=None, lines=[
+        po()["lines"][0], {**po()["lines"][1], "quantity_ordered": "100000"}]))
+    api = make_api(max_invoice_lines=1500)
+    api.scheduler.record([evaluate(document, snapshot, EvaluationContext(now=NOW, today=TODAY,
+                                                                         limits=api.context.limits))])
+    shown = api.client.get("/api/invoices/BIG-1", **api.as_clerk()).json()
+    assert shown["reason_codes"] == ["PRICE_MISMATCH"]
+    first = shown["comparison"]["lines"][0]
+    assert first["po_line_nos"] == [1] and {f["field"]: f["purchase_order"] for f in first["fields"]}["quantity"] == "5"
