@@ -9,6 +9,7 @@ from decimal import Decimal
 
 from rules.case import Case
 from rules.context import EvaluationContext, KnownInvoice, KnownInvoices
+from rules.duplicates import known_from
 from rules.evaluate import could_not_judge, evaluate
 from rules.lifecycle import InvoiceSubmitted
 from rules.limits import Limits
@@ -43,6 +44,11 @@ class RulesJudge:
 
     def decide(self, submission: InvoiceSubmitted, in_flight: dict[str, Decimal]) -> Verdict:
         verdict = evaluate(submission.document, self.purchase_order, self._context(in_flight))
+        if isinstance(self.history, KnownInvoices) and (
+                seen := known_from(submission.invoice_id, verdict.status.value, submission.document)) is not None:
+            # Known at once: two invoices of one number parked behind the bot are judged one after the
+            # other when its completion frees the PO, and the second is a duplicate of the first.
+            self.history.extend([seen])
         # The stream's key fields are authoritative, even for a document that lost them or says
         # otherwise: the payload too, since its email goes under the stream's invoice version.
         return verdict.model_copy(update={"invoice_id": submission.invoice_id,

@@ -135,9 +135,7 @@ class DecisionDesk:
                 for why in outcome.unjudged:
                     log.error("PO %s: the rules failed on %s; the PO went on", work.po_number, why)
                 ledgers[work.po_number] = outcome.ledger
-                newly = _newly_known(outcome.emitted, outcome.ledger)
-                known.extend(seen for _, seen, _ in newly)
-                decisions.decided += newly
+                decisions.decided += _newly_known(outcome.emitted, outcome.ledger)  # the judge knows them already
                 decisions.messages.extend(outcome.emitted)
         decisions.messages.extend(replacing)
         return decisions
@@ -214,8 +212,8 @@ def _rechecked(batch: Sequence[PurchaseOrderWork], ledgers: Mapping[str, Purchas
 
 
 def _newly_known(emitted: Sequence[Emitted], ledger: PurchaseOrderLedger) -> list[Decided]:
-    """Verdicts of this batch, with their invoice versions and events, so a duplicate later in the
-    same batch (or before processscheduler has them) is caught too."""
+    """Verdicts of this batch, with their invoice versions and events, for the duplicate checks of
+    later batches until processscheduler has them (the judge knew each as it made it)."""
     known = []
     for message in emitted:
         if isinstance(message, Verdict) and message.invoice_id and message.invoice_version is not None:

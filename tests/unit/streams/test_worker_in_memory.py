@@ -22,6 +22,7 @@ from streams.broker_memory import InMemoryBroker
 from streams.ledgers import changelog_topic
 from streams.runtime import FORWARDED_FROM, Flow, Runtime
 from streams.state import Store
+from tests.unit.rules.builders import PRICE_OFF
 from tests.unit.streams.conftest import AT, make_worker, purchase_order, ready_invoice
 
 
@@ -44,6 +45,20 @@ def test_the_second_invoice_on_a_po_waits_for_the_first_then_goes_after_its_comp
     worker.complete("MP-1")
     worker.run()
     assert worker.statuses() == {"MP-1": "entered", "MP-2": "sent_to_rpa"}
+
+
+def test_two_invoices_of_one_number_parked_together_are_judged_as_duplicates_when_the_po_frees(worker):
+    """Judged one after the other as the bot's completion freed the PO, the second was compared
+    with nothing the first had become, and went to the bot beside it: a payment made twice."""
+    worker.submit(ready_invoice("MP-1"))
+    worker.submit({**PRICE_OFF, "invoice_id": "MP-2", "invoice_number": "INV-900"})
+    worker.submit(ready_invoice("MP-3", invoice_number="INV-900"))
+    worker.run()
+    assert worker.statuses() == {"MP-1": "sent_to_rpa", "MP-2": "waiting_for_po", "MP-3": "waiting_for_po"}
+    worker.complete("MP-1")
+    worker.run()
+    assert worker.statuses() == {"MP-1": "entered", "MP-2": "manual_review", "MP-3": "bad_invoice"}
+    assert [request.invoice_id for request in worker.mailer.sent] == ["MP-1"]
 
 
 def _astray(worker, document: dict, headers: tuple = ()) -> tuple[str, int]:
