@@ -18,7 +18,7 @@ from rules.duplicates import lookups_for
 from rules.errors import Conflict, NotFound
 from rules.evaluate import evaluate
 from rules.holds import holds_of
-from rules.lifecycle import DispatchApproved, InvoiceStatus, ReleaseRequested
+from rules.lifecycle import MAX_HOLDS_NAMED, DispatchApproved, InvoiceStatus, ReleaseRequested
 from rules.limits import Limits
 from rules.models import CompletionOutcome, RpaCompletion, UnreadablePurchaseOrder, Verdict
 from rules.po_ledger import RELEASABLE, failed_at_bot
@@ -98,9 +98,15 @@ def release_invoice(read_model: InvoiceReadModel, commands: PurchaseOrderCommand
     if not named and open_holds and not any(hold.releasable for hold in open_holds):
         raise NotNow(f"{invoice_id} is held only by holds a clerk may not release: "
                      f"{', '.join(hold.id for hold in open_holds)}", invoice.status)
+    # The holds the clerk saw, by name even when none was named, as the dashboard names them: a command
+    # naming none releases every hold of the verdict the ledger has when it comes, and a Sampro change
+    # may have judged it again meanwhile (a PO cancelled since: PO_NOT_OPEN, released unread). Past
+    # what a command may name (a hold per line of a long invoice), none, as before.
+    seen = [hold.id for hold in open_holds if hold.releasable]
+    releasing = list(named or (seen if len(seen) <= MAX_HOLDS_NAMED else []))
     command = ReleaseRequested(command_id=f"release:{uuid.uuid4().hex}", invoice_id=invoice_id, invoice_version=version,
                                po_number=invoice.po_number, user=user, reason=reason.strip(BLANKS), issued_at=clock(),
-                               holds=list(named or []), reason_code=reason_code)
+                               holds=releasing, reason_code=reason_code)
     commands.publish(command)
     return command
 

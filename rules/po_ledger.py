@@ -788,7 +788,12 @@ def release_invoice(
     named = set(command.holds) or {hold.id for hold in still if hold.releasable}
     releasing = [hold.id for hold in still if hold.id in named and hold.releasable]
     if still and not releasing:
-        return update.outcome()  # nothing it names can be released (or it was, by this very command)
+        gone = sorted(set(command.holds) - {hold.id for hold in held})
+        if gone:  # judged again since the clerk saw it: the history says why nothing was released
+            update.change(record, record.status, command.command_id, at, actor=command.user,
+                          reason=f"Not released ({reason}): judged again since, it has no hold {', '.join(gone)}; "
+                                 f"its holds are {', '.join(hold.id for hold in still)}.")
+        return update.outcome()  # else nothing it names can be released (or it was, by this very command)
     left = [hold for hold in still if hold.id not in releasing]
     if left:  # released, but held still: the history says who released which hold, and why
         record.released_holds = [*record.released_holds, *releasing]

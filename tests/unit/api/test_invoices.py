@@ -80,6 +80,8 @@ def test_release_needs_a_reason_and_records_the_signed_in_clerk(api):
     ((topic, key, command),) = api.commands.published
     assert (topic, key) == ("po.commands", "PO-5001") and isinstance(command, ReleaseRequested)
     assert (command.user, command.reason, command.invoice_version, command.issued_at) == ("ana", "buyer agreed", 1, NOW)
+    # By name, the holds the clerk saw: judged again before the command comes, a hold no one saw stays.
+    assert command.holds == ["PRICE_MISMATCH:1:unit_price"]
 
 
 def test_only_a_held_invoice_of_its_newest_version_is_released(api):

@@ -1010,6 +1010,18 @@ def test_a_duplicate_is_never_released_whatever_the_command_names():
     assert change.status is InvoiceStatus.MANUAL_REVIEW and change.holds == ["PRICE_MISMATCH:1:unit_price"]
 
 
+def test_a_release_of_holds_a_new_judgement_took_away_releases_nothing_and_says_so():
+    """The clerk released what the verdict showed; Sampro's change judged it again before the
+    command came: the invoice stays held by what no one has seen, and its history says why."""
+    judge = TwoHoldsJudge()
+    ledger = held(judge, "A")
+    (note,) = release_invoice(ledger, release(["PRICE_MISMATCH:2:unit_price"]), judge, "automatic").emitted
+    assert note.status is InvoiceStatus.MANUAL_REVIEW and note.actor == "ana" and note.holds == []
+    assert note.reason == ("Not released (PRICE_AGREED: agreed by phone): judged again since, it has no hold "
+                           "PRICE_MISMATCH:2:unit_price; its holds are PRICE_MISMATCH:1:unit_price, "
+                           "TAX_MISMATCH::tax_amount.")
+
+
 def test_a_new_judgement_brings_its_findings_as_holds_anew():
     judge = TwoHoldsJudge()
     ledger = release_invoice(held(judge, "A"), release(["PRICE_MISMATCH:1:unit_price"]), judge, "automatic").ledger
