@@ -365,6 +365,25 @@ class _Update:
                 finding.code in AWAITING_RECEIPT_FINDINGS for finding in verdict.reasons):
             self.change(record, InvoiceStatus.AWAITING_RECEIPT, f"receipt-{after}", verdict.evaluated_at)
 
+    def hand_over_released(self, record: InvoiceRecord, at: datetime, cause: str) -> None:
+        """A released invoice's turn at the RPA bot, the PO free: judged again against the PO as
+        Sampro has it now. A finding whose hold the clerk did not release holds it anew (an invoice
+        entered since took the quantity its RPA failure had freed; the PO was cancelled since);
+        else it goes, its quantities placed on the PO as it is now, not as it was when released
+        (onto a PO line that the invoice then at the bot has filled since). The rules failing on
+        it, it goes as released."""
+        verdict, why = self._decided(record)
+        if why is not None:
+            self.unjudged.append(f"{record.key} (handed over as released): {why}")
+        if verdict is not None and any(hold.id not in record.released_holds for hold in holds_of(verdict.reasons)):
+            assert record.last_change is not None, "a released record has its release"
+            record.recheck_for = record.last_change.event_id  # a new judgement: after its release
+            self.judge_now(record, verdict)
+            return
+        if verdict is not None and self.judge is not None:
+            record.payload = verdict.rpa_payload or self.judge.payload_for(record.submission) or record.payload
+        self.hold(record, at, cause)
+
     def hold(self, record: InvoiceRecord, at: datetime, cause: str) -> None:
         self.ledger.holding.append(record.key)
         if self.dispatch == "automatic":
@@ -392,7 +411,7 @@ class _Update:
                 # One id per hand-off it is released for: released again after another failure, under
                 # the same id it was the first hand-off again to processscheduler, which kept `released`.
                 again = f"-a{record.rpa_attempts + 1}" if record.rpa_attempts else ""
-                self.hold(record, at, cause=f"released{again}")
+                self.hand_over_released(record, at, cause=f"released{again}")
             elif record.verdict is not None:  # held, and waiting for its turn to be judged again
                 self._judge_again_or_keep(record, at)
             else:
@@ -816,7 +835,7 @@ def release_invoice(
     if update.ledger.holding:
         update.ledger.parked.append(record.key)
     else:
-        update.hold(record, at, cause=command.command_id)
+        update.hand_over_released(record, at, cause=command.command_id)
     return update.outcome()
 
 

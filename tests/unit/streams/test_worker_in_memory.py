@@ -7,6 +7,7 @@ import random
 import re
 import tempfile
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 from connectors.sampro import InMemoryPurchaseOrderReader
 from connectors.scheduler import InMemoryProcessScheduler
 from connectors.scheduler.rows import entries
+from rules.context import KnownInvoice
 from rules.errors import DataError, PutOff, Unavailable
 from rules.lifecycle import InvoiceSubmitted, InvoiceWithdrawn, ReleaseRequested, RpaRequest
 from rules.models import Verdict
@@ -22,7 +24,7 @@ from streams.broker_memory import InMemoryBroker
 from streams.ledgers import changelog_topic
 from streams.runtime import FORWARDED_FROM, Flow, Runtime
 from streams.state import Store
-from tests.unit.rules.builders import PRICE_OFF
+from tests.unit.rules.builders import PRICE_OFF, invoice, po
 from tests.unit.streams.conftest import AT, make_worker, purchase_order, ready_invoice
 
 
@@ -619,6 +621,73 @@ def test_an_rpa_failure_ap_releases_is_emailed_to_the_bot_again_and_can_be_enter
     worker.complete("MP-1")
     worker.run()
     assert worker.statuses() == {"MP-1": "entered"} and worker.dead_letters() == []
+
+
+def _release(worker, invoice_id: str, reason: str) -> None:
+    release = ReleaseRequested(command_id=f"r-{invoice_id}", invoice_id=invoice_id, invoice_version=1,
+                               po_number="PO-5001", user="ana", reason=reason, issued_at=AT)
+    worker.put(worker.pipeline.topics.commands, "PO-5001", worker.codec.encode(release))
+    worker.run()
+
+
+def test_an_rpa_failure_released_after_another_invoice_took_its_quantity_is_held_not_sent(tmp_path):
+    """The failure freed MP-1's quantities, and MP-2 went on with them; AP's retry of MP-1 went to
+    the bot unchecked when its turn came, and the PO was invoiced past what was ordered."""
+    three_ordered = [{**line, "quantity_ordered": "3"} if line["line_no"] == 1 else line for line in po()["lines"]]
+    worker = make_worker(tmp_path, purchase_orders=InMemoryPurchaseOrderReader([purchase_order(lines=three_ordered)]))
+    worker.submit(ready_invoice("MP-1"))  # 2 of the 3 on line 1
+    worker.run()
+    worker.complete("MP-1", ok=False)
+    worker.run()
+    worker.submit(ready_invoice("MP-2"))  # 2 more
+    worker.run()
+    _release(worker, "MP-1", "Sampro screen fixed")
+    assert worker.statuses() == {"MP-1": "released", "MP-2": "sent_to_rpa"}
+    entered = [{**line, "quantity_invoiced": line["line_no"] + 1} for line in three_ordered]  # MP-2's 2 and 3
+    worker.sampro.purchase_orders["PO-5001"] = purchase_order(lines=entered)
+    worker.complete("MP-2")
+    worker.run()
+    assert worker.statuses() == {"MP-1": "manual_review", "MP-2": "entered"}
+    assert [row["reasons"] for row in worker.scheduler.rows() if row["invoice_id"] == "MP-1"][0][0]["code"] == \
+        "QUANTITY_EXCEEDS_OPEN"
+    assert [(request.invoice_id, request.attempt) for request in worker.mailer.sent] == [("MP-1", 1), ("MP-2", 1)]
+
+
+def test_a_release_handed_over_after_the_invoice_at_the_bot_places_its_quantity_on_the_po_as_it_is_then(tmp_path):
+    """Placed when released, beside nothing at the bot, its quantity went on the PO line the
+    invoice then at the bot filled: the bot keyed 8 of 5 on one line and none on the other."""
+    line = {"part_number": "AC-100", "unit_price": "15.50", "quantity_ordered": "5", "quantity_received": "5"}
+    two_lines = [{"line_no": number, **line, "quantity_invoiced": "0"} for number in (1, 2)]
+    worker = make_worker(tmp_path, purchase_orders=InMemoryPurchaseOrderReader([purchase_order(lines=two_lines)]))
+    three = [{"line_no": 1, "part_number": "AC-100", "quantity": "3", "unit_price": "15.50", "amount": "46.50"}]
+    five = [{"line_no": 1, "part_number": "AC-100", "quantity": "5", "unit_price": "15.50", "amount": "77.50"}]
+    worker.submit(invoice(invoice_id="MP-F", invoice_number="INV-F", lines=three, tax_amount="9.99",
+                          total_amount="66.49"))  # the tax is off: held
+    worker.run()
+    worker.submit(invoice(invoice_id="MP-G", invoice_number="INV-G", lines=five, tax_amount="6.20",
+                          total_amount="93.70"))
+    worker.run()
+    _release(worker, "MP-F", "tax agreed with the vendor")
+    assert worker.statuses() == {"MP-F": "released", "MP-G": "sent_to_rpa"}
+    entered = [{**two_lines[0], "quantity_invoiced": "5"}, two_lines[1]]
+    worker.sampro.purchase_orders["PO-5001"] = purchase_order(lines=entered)
+    worker.complete("MP-G")
+    worker.run()
+    assert worker.statuses() == {"MP-F": "sent_to_rpa", "MP-G": "entered"}
+    sent = worker.mailer.sent[-1]
+    assert sent.invoice_id == "MP-F" and [(piece.po_line_no, piece.quantity) for piece in sent.payload.lines] == [
+        (2, Decimal(3))]
+
+
+def test_a_release_of_an_invoice_sampro_has_entered_since_is_held_as_a_duplicate(worker):
+    """Released, it went to the bot unjudged: an invoice a clerk keyed into Sampro by hand meanwhile
+    was paid twice."""
+    worker.submit({**PRICE_OFF, "invoice_id": "MP-1", "invoice_number": "INV-900"})
+    worker.run()
+    assert worker.statuses() == {"MP-1": "manual_review"}
+    worker.sampro.entered.append(KnownInvoice("S-77", "V100", "INV-900", "entered", Decimal("1.00")))
+    _release(worker, "MP-1", "price agreed")
+    assert worker.statuses() == {"MP-1": "bad_invoice"} and worker.mailer.sent == []
 
 
 def _failed_by_the_bot_then_sent_again(worker) -> None:
