@@ -68,6 +68,10 @@ def invoice_query(
         "The page after one read before: its `next_before`. Unlike an offset, it stays put while "
         "invoices change status"))] = None,
 ) -> InvoiceQuery:
+    if decided_from is not None and decided_to is not None and decided_to < decided_from:
+        # An empty page would read as "nothing decided then": the two days were swapped.
+        raise RequestValidationError([{"type": "value_error", "loc": ("query", "decided_to"), "input": str(decided_to),
+                                       "msg": f"Value error, is before decided_from ({decided_from})"}])
     return InvoiceQuery(status=status, po_number=po_number, vendor_id=vendor_id, decided_from=decided_from,
                         decided_to=decided_to, reason_code=reason_code.value if reason_code else None,
                         limit=limit, offset=offset, before=before)

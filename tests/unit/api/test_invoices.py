@@ -21,6 +21,10 @@ def test_the_list_is_newest_first_and_filtered(api):
     assert api.client.get(f"/api/invoices?decided_from={NOW.date()}&decided_to={NOW.date()}",
                           **api.as_viewer()).json()["total"] == 5
     assert api.client.get("/api/invoices?decided_to=2026-11-24", **api.as_viewer()).json()["total"] == 0
+    swapped = api.client.get("/api/invoices?decided_from=2026-11-30&decided_to=2026-11-01", **api.as_viewer())
+    (error,) = swapped.json()["errors"]
+    assert swapped.status_code == 422 and (error["field"], error["value"]) == ("query.decided_to", "2026-11-01")
+    assert "before decided_from (2026-11-30)" in error["message"]
 
 
 def test_pages_follow_one_another_by_next_before(api):
