@@ -35,6 +35,8 @@ RPA_FAILED_REASON = "RPA_FAILED"  # an rpa_failed invoice's reason among the ope
 SAME_HOLD: dict[str, str] = {InvoiceStatus.AWAITING_RECEIPT: InvoiceStatus.MANUAL_REVIEW}
 AGE_BUCKETS: tuple[tuple[str, int | None], ...] = (("0-1d", 1), ("1-3d", 3), ("3-7d", 7), ("7d+", None))
 
+CHANGES_PER_CALL = 500  # history events one `changes` call reads at most: a backlog goes out in pieces
+
 
 class _View(BaseModel):
     model_config = ConfigDict(frozen=True)

@@ -9,6 +9,7 @@ from connectors.api_ports import InvoiceReadModel
 from connectors.scheduler import read_model as views
 from connectors.scheduler.memory import InMemoryProcessScheduler
 from connectors.scheduler.read_model import (
+    CHANGES_PER_CALL,
     EXCEPTIONS,
     HELD,
     KPI_DAYS,
@@ -147,10 +148,11 @@ class InMemoryInvoiceReadModel(InvoiceReadModel):
         events = self._events()
         if after is None:
             return Changes(rows=[], last_event=len(events))
-        keys = {(e["invoice_id"], e["invoice_version"]) for e in events[after:]}
+        read = events[after:after + CHANGES_PER_CALL]  # as many a call as the SQL model reads
+        keys = {(e["invoice_id"], e["invoice_version"]) for e in read}
         rows = [views.summary(row) for row in reversed(self._rows())
                 if (row["invoice_id"], row["invoice_version"]) in keys]
-        return Changes(rows=rows, last_event=max(after, len(events)))
+        return Changes(rows=rows, last_event=after + len(read))
 
     def rpa_round_trips(self, since: datetime) -> list[float]:
         return views.round_trips(self._events(), since)

@@ -23,6 +23,7 @@ from sqlalchemy import ColumnElement, Connection, Engine, and_, case, exists, fu
 from connectors.api_ports import InvoiceReadModel
 from connectors.scheduler import read_model as views
 from connectors.scheduler.read_model import (
+    CHANGES_PER_CALL,
     EXCEPTIONS,
     HELD,
     KPI_DAYS,
@@ -45,7 +46,6 @@ from connectors.scheduler.tables import history, processscheduler
 from connectors.sql import mapped_errors
 from rules.lifecycle import InvoiceStatus
 
-CHANGES_PER_CALL = 500
 p, h = processscheduler, history
 
 

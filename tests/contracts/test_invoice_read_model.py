@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from connectors.scheduler import InMemoryProcessScheduler, SqlProcessScheduler, upgrade
-from connectors.scheduler.read_model import InvoiceQuery
+from connectors.scheduler.read_model import CHANGES_PER_CALL, InvoiceQuery
 from connectors.scheduler.read_model_memory import InMemoryInvoiceReadModel
 from connectors.scheduler.read_model_sql import SqlInvoiceReadModel
 from rules.lifecycle import InvoiceStatus, StatusChanged
@@ -316,6 +316,16 @@ class InvoiceReadModelContract:
         changed = read_model.changes(start.last_event)
         assert sorted((r.invoice_id, r.status) for r in changed.rows) == [("C", "released"), ("D", "entered")]
         assert changed.last_event > start.last_event and read_model.changes(changed.last_event).rows == []
+
+    def test_a_backlog_of_changes_comes_in_pieces_of_the_same_size_from_every_store(self, stores):
+        """The in-memory store gave all at once: the feed's paging was never tried on it."""
+        scheduler, read_model = stores
+        start = read_model.changes(None).last_event
+        scheduler.record([verdict(ready(f"B{n}", "PO-9"), 0) for n in range(CHANGES_PER_CALL + 3)])
+        first = read_model.changes(start)
+        assert len(first.rows) == CHANGES_PER_CALL
+        rest = read_model.changes(first.last_event)
+        assert len(rest.rows) == 3 and read_model.changes(rest.last_event).rows == []
 
     def test_rpa_round_trips_pair_each_outcome_with_its_attempt(self, seeded):
         scheduler, read_model = seeded
