@@ -17,6 +17,7 @@ from sqlalchemy.engine import URL, make_url
 
 from connectors.debezium.wal_heartbeat import HEARTBEAT_MS, wal_heartbeat
 from connectors.sampro.tables import SamproNames
+from rules.errors import Misconfigured
 
 POSTGRES_CONNECTOR = "io.debezium.connector.postgresql.PostgresConnector"
 SQL_SERVER_CONNECTOR = "io.debezium.connector.sqlserver.SqlServerConnector"
@@ -72,6 +73,62 @@ def _credentials(url: URL, default_port: int) -> dict[str, str]:
         "database.port": str(url.port or default_port),
         "database.user": url.username or "",
         "database.password": url.password or "",
+    }
+
+
+def odbc_attributes(connection_string: str) -> dict[str, str]:
+    """An ODBC connection string's attributes, names case-folded: `KEY=value;` pairs, a value in
+    braces when it holds a `;` (`PWD={a;b}`, a `}` in it doubled)."""
+    attributes, rest = {}, connection_string
+    while rest.strip():
+        key, _, rest = rest.partition("=")
+        rest = rest.lstrip()
+        if rest.startswith("{"):
+            value, at = "", 1
+            while at < len(rest) and not (rest[at] == "}" and rest[at + 1:at + 2] != "}"):
+                value, at = value + rest[at], at + (2 if rest[at] == "}" else 1)
+            rest = rest[at + 1:].partition(";")[2]
+        else:
+            value, _, rest = rest.partition(";")
+            value = value.strip()
+        attributes[key.strip().lower()] = value
+    return attributes
+
+
+def sql_server_login(database_url: str) -> dict[str, str]:
+    """Where and as whom Connect reaches Sampro, from the URL the worker reads it with: its host,
+    port and database, or those of an `odbc_connect` string (SERVER, DATABASE, UID, PWD); its
+    Encrypt and TrustServerCertificate, carried over to the JDBC driver, which encrypts and checks
+    the certificate by default as ODBC Driver 18 does. `Misconfigured` for what names no server or
+    database (a DSN), and for a named instance without its port: Debezium's JDBC URL always has a
+    port, which the driver takes over the instance name, so the capture read the default instance
+    of the host (a test copy of Sampro, perhaps) while the worker read the named one."""
+    url = make_url(database_url)
+    odbc = odbc_attributes(str(url.query.get("odbc_connect", "")))
+    options = {key.lower(): str(value).lower() for key, value in url.query.items() if key != "odbc_connect"}
+    options |= {key: value.lower() for key, value in odbc.items()}
+    host, port = url.host, url.port
+    if server := odbc.get("server") or odbc.get("address") or odbc.get("addr"):
+        host, _, given = server.removeprefix("tcp:").partition(",")
+        port = int(given) if given.strip().isdigit() else None
+    database = odbc.get("database") or url.database
+    if not host or not database:
+        raise Misconfigured(f"INVOICE_AUTOMATION_SAMPRO_DB_URL names no {'server' if not host else 'database'} "
+                            "(a DSN?): the Sampro capture needs its host, port and database in the URL")
+    host, _, instance = host.partition("\\")
+    if instance and port is None:
+        raise Misconfigured(f"INVOICE_AUTOMATION_SAMPRO_DB_URL names the instance {instance} of {host} without its "
+                            f"port: Debezium reaches SQL Server by host and port alone (its default 1433 is the "
+                            f"default instance's); give the instance's port ({host}\\{instance}:PORT)")
+    return {
+        "database.hostname": host,
+        "database.port": str(port or 1433),
+        "database.user": odbc.get("uid") or url.username or "",
+        "database.password": odbc.get("pwd") or url.password or "",
+        "database.names": database,
+        "database.encrypt": "false" if options.get("encrypt") in ("no", "false", "optional") else "true",
+        "database.trustServerCertificate": "true" if options.get("trustservercertificate") in ("yes", "true")
+        else "false",
     }
 
 
@@ -138,17 +195,9 @@ class SqlServerSamproCapture:
         return f"{self.name}.schema-history"
 
     def connector_config(self) -> dict[str, str]:
-        url = make_url(self.database_url)
-        query = {key.lower(): str(value).lower() for key, value in url.query.items()}
         return {
             "connector.class": SQL_SERVER_CONNECTOR,
-            **_credentials(url, 1433),
-            "database.names": url.database or "",
-            # The ODBC URL's Encrypt/TrustServerCertificate, carried over to the JDBC driver, which
-            # encrypts and checks the certificate by default as ODBC Driver 18 does.
-            "database.encrypt": "false" if query.get("encrypt") in ("no", "false", "optional") else "true",
-            "database.trustServerCertificate": "true" if query.get("trustservercertificate") in ("yes", "true")
-            else "false",
+            **sql_server_login(self.database_url),
             "topic.prefix": self.name,
             "table.include.list": self.tables,
             "column.include.list": _column_list(self.names.schema_name or "dbo", self.names),
@@ -177,6 +226,7 @@ def sampro_capture(database_url: str, topic: str, names: SamproNames, kafka_boot
         return SamproCapture(name=name, database_url=database_url, topic=topic, names=names, slot=slot,
                              publication=slot)
     if backend == "mssql":
+        sql_server_login(database_url)  # what it cannot reach stops the worker at start
         return SqlServerSamproCapture(name=name, database_url=database_url, topic=topic, names=names,
                                       kafka_bootstrap_servers=kafka_bootstrap_servers)
     raise ValueError(f"SAMPRO_CHANGES=debezium captures Sampro on PostgreSQL or SQL Server, not {backend}; "

@@ -5,12 +5,14 @@ no SQL Server here can run, so its generated config is checked key by key."""
 from __future__ import annotations
 
 import re
+from urllib.parse import quote_plus
 
 import pytest
 
 from connectors.debezium import SamproCapture, SqlServerSamproCapture, sampro_capture
 from connectors.debezium.sampro_config import SQL_SERVER_CONNECTOR
 from connectors.sampro.tables import SamproNames
+from rules.errors import Misconfigured
 
 SQL_SERVER_URL = "mssql+pyodbc://svc_invoice:s3cr%40t@sampro-db.corp:1433/SAMPRO?Encrypt=yes&TrustServerCertificate=no"
 RENAMED = SamproNames(schema_name="erp", po_header="POHDR", po_line="POLIN",
@@ -80,6 +82,40 @@ def test_a_test_servers_self_signed_certificate_and_an_unencrypted_link_carry_ov
     assert trusting.connector_config()["database.trustServerCertificate"] == "true"
     assert plain.connector_config()["database.encrypt"] == "false"
     assert plain.connector_config()["database.port"] == "1433"
+
+
+LOGIN = ("database.hostname", "database.port", "database.user", "database.password", "database.names",
+         "database.encrypt", "database.trustServerCertificate")
+
+
+def login(database_url: str) -> tuple[str, ...]:
+    config = sampro_capture(database_url, "sampro.cdc", SamproNames(), "kafka:9092").connector_config()
+    return tuple(config[key] for key in LOGIN)
+
+
+def test_an_odbc_connection_string_gives_the_capture_its_server_database_login_and_encryption():
+    """The reader takes an `odbc_connect` URL; the capture was registered for 127.0.0.1 with no
+    database and no login, and Connect refused it on every start."""
+    odbc = ("DRIVER={ODBC Driver 18 for SQL Server};SERVER=tcp:sampro-db.corp,1533;DATABASE=SAMPRO;"
+            "UID=svc_invoice;PWD={pa;ss}}word};Encrypt=yes;TrustServerCertificate=yes")
+    assert login("mssql+pyodbc:///?odbc_connect=" + quote_plus(odbc)) == (
+        "sampro-db.corp", "1533", "svc_invoice", "pa;ss}word", "SAMPRO", "true", "true")
+
+
+def test_a_named_instance_is_reached_by_its_port_and_refused_without_one():
+    """Debezium's JDBC URL always has a port, which the driver takes over an instance name: the
+    capture read the host's default instance (a test copy of Sampro, perhaps)."""
+    assert login(r"mssql+pyodbc://u:p@sampro-db\SAMPRO01:1500/SAMPRO")[:2] == ("sampro-db", "1500")
+    with pytest.raises(Misconfigured, match=r"instance SAMPRO01 of sampro-db without its port"):
+        sampro_capture(r"mssql+pyodbc://u:p@sampro-db\SAMPRO01/SAMPRO", "sampro.cdc", SamproNames(), "kafka:9092")
+    odbc = quote_plus(r"SERVER=sampro-db\SAMPRO01;DATABASE=SAMPRO;UID=u;PWD=p")
+    with pytest.raises(Misconfigured, match="without its port"):
+        sampro_capture(f"mssql+pyodbc:///?odbc_connect={odbc}", "sampro.cdc", SamproNames(), "kafka:9092")
+
+
+def test_a_dsn_that_names_no_server_or_database_is_refused_at_start():
+    with pytest.raises(Misconfigured, match=r"names no database \(a DSN\?\)"):
+        sampro_capture("mssql+pyodbc://u:p@SamproDSN", "sampro.cdc", SamproNames(), "kafka:9092")
 
 
 def test_only_the_tables_data_topics_are_routed_into_the_one_topic():
