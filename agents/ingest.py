@@ -9,10 +9,13 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-import httpx
-
-from connectors.debezium import decode_marketplace_record, put_connector
-from connectors.debezium.config import marketplace_capture, replica_identity_problem
+from connectors.debezium import decode_marketplace_record
+from connectors.debezium.config import (
+    CHECK_EVERY_SECONDS,
+    KeptRunning,
+    marketplace_capture,
+    replica_identity_problem,
+)
 from rules.errors import DataError, Unavailable
 from rules.lifecycle import InvoiceSubmitted, InvoiceWithdrawn
 from streams.failures import dead_letter_of
@@ -37,14 +40,12 @@ def register(pipeline: Pipeline) -> None:
         if settings.connect_url:
             capture = marketplace_capture(settings.marketplace_db_url, settings.marketplace_topic, settings.app_id)
 
-            def register_capture(batch: Batch) -> None:
-                # /readyz names it until it is fixed; then the capture starts
+            def full_rows_kept() -> None:  # /readyz names it until it is fixed; then the capture starts
                 if (problem := replica_identity_problem(capture)) is not None:
                     raise Unavailable("marketplace", problem)
-                with httpx.Client(base_url=settings.connect_url, timeout=10) as client:
-                    put_connector(client, capture)
 
-            runtime.add_source(Source("register-marketplace-capture", 0, anchor, register_capture, once=True))
+            kept = KeptRunning(settings.connect_url, capture, full_rows_kept)
+            runtime.add_source(Source("marketplace-capture", CHECK_EVERY_SECONDS, anchor, lambda batch: kept()))
 
     source = pipeline.source
     if source is not None:

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import httpx
-
-from connectors.debezium import decode_sampro_record, put_connector, sampro_capture
+from connectors.debezium import decode_sampro_record, sampro_capture
+from connectors.debezium.config import CHECK_EVERY_SECONDS, KeptRunning
 from rules.lifecycle import PurchaseOrderChanged
 from streams.runtime import Batch, Flow, Source
 
@@ -44,13 +43,9 @@ def _register_capture(pipeline: Pipeline) -> None:
                           decode=lambda record: decode_sampro_record(record.value, names, limits), handle=publish,
                           kinds=(PurchaseOrderChanged,), stage="ingest"))
     if settings.connect_url:
-        connect_url = settings.connect_url
         # Built now, so that a Sampro Debezium cannot capture (SQLite) stops the worker at start.
         capture = sampro_capture(settings.sampro_db_url, settings.sampro_cdc_topic, names,
                                  settings.kafka_bootstrap_servers, settings.app_id)
 
-        def register_capture(batch: Batch) -> None:
-            with httpx.Client(base_url=connect_url, timeout=10) as client:
-                put_connector(client, capture)
-
-        runtime.add_source(Source("register-sampro-capture", 0, (topics.invoices, 0), register_capture, once=True))
+        kept = KeptRunning(settings.connect_url, capture)
+        runtime.add_source(Source("sampro-capture", CHECK_EVERY_SECONDS, (topics.invoices, 0), lambda batch: kept()))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -147,6 +148,56 @@ def put_connector(client: httpx.Client, capture: Capture) -> None:
         raise Unavailable("connect", f"{response.status_code} {response.text[:300]}")
     if response.status_code >= 400:
         raise ConnectorError(f"Connect refused {capture.name}: {response.status_code} {response.text[:2000]}")
+
+
+CHECK_EVERY_SECONDS = 30.0  # how often a worker asks Connect whether its captures run
+
+
+@dataclass
+class KeptRunning:
+    """A capture the worker registers, then watches. Connect leaves a task that failed (a password
+    rotated, CDC switched off on a table, a slot dropped) failed until someone restarts it: its
+    topic went quiet, held invoices stayed held, and /readyz said ready. Each call after the
+    registration asks for the connector's status: a failed connector or task is restarted and
+    named as Connect down, with the first line of its trace, until it runs; one Connect no longer
+    has (deleted, its config topic lost) is registered again. `before_registering` raises
+    `Unavailable` while the capture must not start."""
+
+    connect_url: str
+    capture: Capture
+    before_registering: Callable[[], None] = lambda: None
+    transport: httpx.BaseTransport | None = None  # httpx's own, unless a test answers as Connect
+    registered: bool = False
+
+    def __call__(self) -> None:
+        with httpx.Client(base_url=self.connect_url, timeout=10, transport=self.transport) as client:
+            if self.registered and _still_registered(client, self.capture):
+                return
+            self.before_registering()
+            put_connector(client, self.capture)
+            self.registered = True
+
+
+def _still_registered(client: httpx.Client, capture: Capture) -> bool:
+    try:
+        response = client.get(f"/connectors/{capture.name}/status")
+        if response.status_code == 404:
+            return False
+        if response.status_code >= 400:
+            raise Unavailable("connect", f"{response.status_code} {response.text[:300]}")
+        status = response.json()
+        parts = [status.get("connector"), *status.get("tasks", [])] if isinstance(status, dict) else []
+        failed = [part for part in parts if isinstance(part, dict) and part.get("state") == "FAILED"]
+        if failed:  # Connect restarts only what failed; the task reads on from its last offset
+            client.post(f"/connectors/{capture.name}/restart", params={"includeTasks": "true", "onlyFailed": "true"})
+    except httpx.HTTPError as exc:
+        raise Unavailable("connect", f"{type(exc).__name__}: {exc}") from None
+    except ValueError:  # no JSON: a proxy's page, or a Connect that is starting
+        raise Unavailable("connect", f"the status of {capture.name} is no JSON: {response.text[:200]}") from None
+    if failed:
+        trace = str(failed[0].get("trace") or "no trace given").strip().splitlines()[0][:300]
+        raise Unavailable("connect", f"{capture.name} failed ({trace}); Connect was asked to restart it")
+    return True
 
 
 def register_connector(connect_url: str, capture: Capture, timeout: float = 60) -> dict[str, Any]:

@@ -201,3 +201,51 @@ def test_connect_rebalancing_is_an_outage_to_wait_out_and_a_refused_config_is_no
     capture = MarketplaceCapture(database_url="postgresql://u:p@db:5432/marketplace")
     with pytest.raises(Unavailable if outage else ConnectorError):
         put_connector(answering, capture)
+
+
+class ConnectAnswering:
+    """Connect's REST API as far as a kept capture asks it: the connector's status, its restart, its config."""
+
+    def __init__(self, state: str = "RUNNING"):
+        self.state, self.registered, self.asked = state, True, []
+
+    def __call__(self, request):
+        import httpx
+
+        self.asked.append(f"{request.method} {request.url.path}")
+        if request.method == "PUT":
+            self.registered, self.state = True, "RUNNING"
+            return httpx.Response(200, json={})
+        if request.method == "POST":
+            return httpx.Response(202, json={})
+        if not self.registered:
+            return httpx.Response(404, json={"error_code": 404})
+        task = {"id": 0, "state": self.state, **({"trace": "org.postgresql.util.PSQLException: FATAL: password "
+                                                          "authentication failed\n\tat ..."} if self.state == "FAILED"
+                                                else {})}
+        return httpx.Response(200, json={"connector": {"state": "RUNNING"}, "tasks": [task]})
+
+
+def test_a_kept_capture_whose_task_failed_is_restarted_and_named_until_it_runs_and_one_lost_is_registered_again():
+    """Connect leaves a failed task failed: its topic went quiet, every held invoice stayed held,
+    and /readyz said ready."""
+    import httpx
+
+    from connectors.debezium import MarketplaceCapture
+    from connectors.debezium.config import KeptRunning
+    from rules.errors import Unavailable
+
+    connect = ConnectAnswering()
+    kept = KeptRunning("http://connect", MarketplaceCapture(name="mp", database_url="postgresql://u:p@db/m"),
+                       transport=httpx.MockTransport(connect))
+    kept()
+    kept()
+    assert connect.asked == ["PUT /connectors/mp/config", "GET /connectors/mp/status"]
+    connect.state = "FAILED"
+    with pytest.raises(Unavailable, match=r"mp failed \(org.postgresql.util.PSQLException: FATAL: password "
+                                          r"authentication failed\); Connect was asked to restart it") as down:
+        kept()
+    assert down.value.dependency == "connect" and connect.asked[-1] == "POST /connectors/mp/restart"
+    connect.registered, connect.asked = False, []  # deleted, or Connect's config topic lost
+    kept()
+    assert connect.asked == ["GET /connectors/mp/status", "PUT /connectors/mp/config"]

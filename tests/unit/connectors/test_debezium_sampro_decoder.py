@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from connectors.debezium import SamproRecordError, decode_sampro_record
+from connectors.debezium.config import CHECK_EVERY_SECONDS
 from connectors.rpa_mail import InMemoryRpaMailer
 from connectors.sampro import InMemoryPurchaseOrderReader
 from connectors.sampro.changes import change_id
@@ -199,15 +200,15 @@ def test_the_flow_puts_each_change_on_sampro_changes_keyed_by_po_and_dead_letter
     assert len(letters) == 1 and b"'op'" in letters[0]["error"]
 
 
-def test_with_connect_the_capture_is_registered_once_at_start(tmp_path):
+def test_with_connect_the_capture_is_registered_at_start_and_watched(tmp_path):
     settings = Settings(data_dir=tmp_path, marketplace_source="debezium", sampro_changes="debezium", connect_url="http://127.0.0.1:9",
                         sampro_db_url="postgresql+psycopg://u:p@db:5432/sampro",
                         marketplace_db_url="postgresql+psycopg://u:p@db:5432/marketplace", _env_file=None)
     pipeline = bootstrap(settings, broker=InMemoryBroker(partitions=1),
                          purchase_orders=InMemoryPurchaseOrderReader([]), scheduler=InMemoryProcessScheduler(),
                          mailer=InMemoryRpaMailer())
-    [source] = [source for source in pipeline.runtime.sources if source.name == "register-sampro-capture"]
-    assert source.once and source.anchor == ("invoices", 0)
+    [source] = [source for source in pipeline.runtime.sources if source.name == "sampro-capture"]
+    assert not source.once and source.interval == CHECK_EVERY_SECONDS and source.anchor == ("invoices", 0)
 
 
 def test_a_sampro_debezium_cannot_capture_stops_the_worker_at_start(tmp_path):
