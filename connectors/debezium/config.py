@@ -124,6 +124,40 @@ def replica_identity_problem(capture: MarketplaceCapture) -> str | None:
     return None
 
 
+def deleted_po_problem(capture: SamproCapture) -> str | None:
+    """Why a deleted PO row of Sampro on PostgreSQL would reach the pipeline without its PO number:
+    a deletion carries the columns of the table's replica identity alone (its primary key by
+    default), and a line keyed by a line id of its own was dead-lettered, its PO never judged again."""
+    schema, names = capture.names.schema_name or "public", capture.names
+    engine = create_engine(capture.database_url)
+    try:
+        with mapped_errors("sampro"), engine.connect() as conn:
+            for key, table in (("po_header", names.po_header), ("po_line", names.po_line)):
+                name = ".".join('"' + part.replace('"', '""') + '"' for part in (schema, table))
+                found = conn.execute(_KEPT_FOR_DELETIONS, {"table": name}).one_or_none()
+                column = names.column(key, "po_number")
+                if found is None:
+                    return f"the table {schema}.{table} does not exist in Sampro's database"
+                if found.relreplident != "f" and column not in found.kept:
+                    return (f"a deleted row of {schema}.{table} would not carry its {column}: ALTER TABLE "
+                            f"{name} REPLICA IDENTITY FULL (or make {column} part of its primary key)")
+    finally:
+        engine.dispose()
+    return None
+
+
+# A table's replica identity, and the columns a deletion carries where it is not FULL: those of the
+# primary key ('d', the default) or of the index chosen ('i'); none for NOTHING ('n').
+_KEPT_FOR_DELETIONS = text("""
+    SELECT c.relreplident,
+           ARRAY(SELECT a.attname::text FROM pg_index i
+                 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+                 WHERE i.indrelid = c.oid AND CASE c.relreplident WHEN 'd' THEN i.indisprimary
+                                                                  WHEN 'i' THEN i.indisreplident ELSE false END)
+           AS kept
+    FROM pg_class c WHERE c.oid = to_regclass(:table)""")
+
+
 class Capture(Protocol):
     """A connector this project registers: the marketplace's, or Sampro's (connectors.debezium.sampro_config)."""
 

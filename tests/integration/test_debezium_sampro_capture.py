@@ -14,7 +14,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text, update
 
-from connectors.debezium.config import remove_capture
+from connectors.debezium.config import deleted_po_problem, remove_capture
 from connectors.debezium.sampro_config import SamproCapture, sampro_capture
 from connectors.marketplace_table import marketplace_invoices
 from connectors.rpa_mail import InMemoryRpaMailer
@@ -125,3 +125,27 @@ def test_a_po_line_price_update_reaches_sampro_changes_through_the_capture(
         runtime.close()
         pipeline.mail_runtime.close()
         remove_capture(connect_url, capture)
+
+
+def test_a_po_table_whose_deletions_would_not_carry_the_po_number_is_named_before_the_capture_starts(
+        sampro, sampro_db_url, unique_name):
+    """With PostgreSQL's default replica identity a deletion carries the primary key alone: a PO line
+    keyed by a line id of its own was deleted without its PO number, dead-lettered, and its PO's held
+    invoices were never judged again."""
+    standin, names = sampro
+    capture = SamproCapture(database_url=sampro_db_url, names=names)
+    assert deleted_po_problem(capture) is None  # the stand-in keys its lines by PO and line number
+    table = f'"{unique_name}"."po_line"'
+    with standin.engine.begin() as conn:
+        key = conn.execute(text("SELECT conname FROM pg_constraint WHERE conrelid = to_regclass(:t) AND contype = 'p'"),
+                           {"t": table}).scalar_one()
+        conn.execute(text(f'ALTER TABLE {table} DROP CONSTRAINT "{key}"'))
+        conn.execute(text(f"ALTER TABLE {table} ADD COLUMN line_id serial PRIMARY KEY"))
+    assert deleted_po_problem(capture) == (
+        f"a deleted row of {unique_name}.po_line would not carry its po_number: ALTER TABLE {table} "
+        "REPLICA IDENTITY FULL (or make po_number part of its primary key)")
+    with standin.engine.begin() as conn:
+        conn.execute(text(f"ALTER TABLE {table} REPLICA IDENTITY FULL"))
+    assert deleted_po_problem(capture) is None
+    gone = SamproCapture(database_url=sampro_db_url, names=SamproNames(schema_name=f"{unique_name}_none"))
+    assert deleted_po_problem(gone) == f"the table {unique_name}_none.po_header does not exist in Sampro's database"
