@@ -32,17 +32,32 @@ from datetime import datetime
 from typing import Any
 
 from connectors.api_ports import InvoiceReadModel
+from connectors.scheduler.read_model import IdRange
+
+GAPS_AT_MOST = 100  # unread id ranges asked for again at once; the oldest goes first
+
+
+def _aged(missing: list[IdRange], asked: dict[IdRange, float], now: float) -> dict[IdRange, float]:
+    """Each range still unread, as old as the range asked that held it (a range read in part leaves
+    the rest of it), or new; the newest GAPS_AT_MOST of them."""
+    def since(gap: IdRange) -> float:
+        return next((at for (first, final), at in asked.items() if first <= gap[0] <= final), now)
+    return dict(sorted(((gap, since(gap)) for gap in missing), key=lambda item: item[1])[-GAPS_AT_MOST:])
 
 
 class LiveFeed:
     def __init__(self, read_model: InvoiceReadModel, clock: Callable[[], datetime], interval: float = 1.0,
                  kpi_every: float = 10.0, recheck_every: float = 5.0, kpi_at_most_every: float = 5.0,
                  ap_every: float = 60.0, send_timeout: float = 30.0, streams_per_user: int = 8,
-                 streams_at_most: int = 500):
+                 streams_at_most: int = 500, gap_wait: float = 60.0):
         self.read_model, self.clock, self.interval, self.kpi_every = read_model, clock, interval, kpi_every
         self.kpi_at_most_every, self.ap_every = kpi_at_most_every, ap_every
         self.recheck_every, self.send_timeout = recheck_every, send_timeout
         self.streams_per_user, self.streams_at_most = streams_per_user, streams_at_most
+        # History ids below the last read that were not there (another worker's transaction, which
+        # took them, still open), and since when: asked for again for `gap_wait` seconds. Read past
+        # them, the rows they changed never reached an open dashboard.
+        self.gap_wait, self._gaps = gap_wait, dict[IdRange, float]()
         self.subscribers: set[asyncio.Queue] = set()
         self.streams_of: Counter[str] = Counter()  # open streams per user
         self.latest: dict[str, Any] | None = None
@@ -52,24 +67,27 @@ class LiveFeed:
 
     def poll(self) -> dict[str, Any] | None:
         """One round (blocking I/O); the update to send, or None when nothing is new."""
-        changes = self.read_model.changes(self._last_event)
+        now = time.monotonic()
+        asked = {gap: since for gap, since in self._gaps.items() if now - since < self.gap_wait}
+        changes = self.read_model.changes(self._last_event, list(asked))
+        gaps = _aged(changes.missing, asked, now)
         first = self._last_event is None
         since = time.monotonic() - self._kpi_at
         recompute = self.latest is None or since >= self.kpi_at_most_every
         # Behind: rows went out with older figures, which are brought up to date as soon as allowed.
         if not (first or changes.rows or since >= self.kpi_every or (self._behind and recompute)):
-            self._last_event = changes.last_event
+            self._last_event, self._gaps = changes.last_event, gaps
             return None
         if recompute:
             # Taken first: a database that fails is asked again at the recompute interval, not every
             # round (once there are figures to send meanwhile). Its rows are not lost: `_last_event`
-            # moves only once an update is made.
+            # and the gaps move only once an update is made.
             self._kpi_at = time.monotonic()
             figures = self._figures()
             self._behind = False
         else:
             figures, self._behind = self.latest["kpi"], True
-        self._last_event = changes.last_event
+        self._last_event, self._gaps = changes.last_event, gaps
         self.latest = {"kpi": figures, "changed": [row.model_dump(mode="json") for row in changes.rows]}
         return self.latest
 

@@ -11,12 +11,20 @@ rules.errors), are defined here with it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from connectors.scheduler.read_model import Changes, InvoiceDetail, InvoicePage, InvoiceQuery, Kpi, StatusFigures
+from connectors.scheduler.read_model import (
+    Changes,
+    IdRange,
+    InvoiceDetail,
+    InvoicePage,
+    InvoiceQuery,
+    Kpi,
+    StatusFigures,
+)
 from rules.errors import Conflict, NotFound, Unavailable
 from rules.lifecycle import DispatchApproved, ReleaseRequested
 from rules.models import RpaCompletion
@@ -42,8 +50,9 @@ class InvoiceReadModel(Protocol):
         """The part of `kpi` /metrics exports on every scrape: counts by status, the last hour's history
         and the oldest wait, without the findings over all rows and AP's figures over the KPI period."""
 
-    def changes(self, after: int | None) -> Changes:
-        """Rows changed by history events after `after`; None starts from now, with no rows."""
+    def changes(self, after: int | None, missing: Sequence[IdRange] = ()) -> Changes:
+        """Rows changed by history events after `after`, and by those of `missing` (ids a call
+        before found unread, `Changes.missing`) now there; None starts from now, with no rows."""
 
     def rpa_round_trips(self, since: datetime) -> list[float]:
         """Seconds from sent_to_rpa to entered or rpa_failed, for outcomes recorded since `since`."""

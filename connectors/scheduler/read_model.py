@@ -7,6 +7,7 @@ the same contract suite runs on both.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, overload
@@ -158,9 +159,32 @@ class Kpi(StatusFigures):
     ap: ApKpi  # AP's own figures: touchless, first pass, holds cleared, cycle time, open exceptions
 
 
+IdRange = tuple[int, int]  # history event ids, first and last
+
+
 class Changes(_View):
     rows: list[InvoiceSummary]
     last_event: int  # pass back as `after` to get what changed since
+    # Ids up to last_event not read yet: a writer that took them may commit after one that took
+    # later ids (two workers); pass them back as `missing` for as long as they may still come.
+    missing: list[IdRange] = []
+
+
+def unread(after: int, asked: Sequence[IdRange], read: Iterable[int]) -> tuple[int, list[IdRange]]:
+    """The last event after `after` read, and the ids of `asked` and of the span up to it that
+    `read` does not hold, as ranges."""
+    ids = sorted(set(read))
+    last = max(ids[-1], after) if ids else after
+    ranges: list[IdRange] = []
+    for first, final in sorted({*asked, *([(after + 1, last)] if last > after else [])}):
+        start = first
+        for n in ids[bisect_left(ids, first):bisect_right(ids, final)]:
+            if n > start:
+                ranges.append((start, n - 1))
+            start = n + 1
+        if start <= final:
+            ranges.append((start, final))
+    return last, ranges
 
 
 def is_note_at_bot(status: str, reason: str | None) -> bool:

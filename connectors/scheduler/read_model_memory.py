@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,6 +21,7 @@ from connectors.scheduler.read_model import (
     WINDOW_MINUTES,
     ApKpi,
     Changes,
+    IdRange,
     InvoiceDetail,
     InvoicePage,
     InvoiceQuery,
@@ -144,15 +146,17 @@ class InMemoryInvoiceReadModel(InvoiceReadModel):
         return views.ap_kpi(now, per_day, judged, first_pass_ready, by_rejudgement, by_clerk, cycle_times,
                             views.by_age(now, open_since), open_by_reason)
 
-    def changes(self, after: int | None) -> Changes:
-        events = self._events()
+    def changes(self, after: int | None, missing: Sequence[IdRange] = ()) -> Changes:
+        events = self._events()  # the event of id n is events[n - 1]: one writer, no gaps
         if after is None:
             return Changes(rows=[], last_event=len(events))
-        read = events[after:after + CHANGES_PER_CALL]  # as many a call as the SQL model reads
-        keys = {(e["invoice_id"], e["invoice_version"]) for e in read}
+        asked = {n for first, final in missing for n in range(first, min(final, len(events)) + 1)}
+        ids = sorted(asked | set(range(after + 1, len(events) + 1)))[:CHANGES_PER_CALL]  # as the SQL model reads
+        last, unread_ids = views.unread(after, missing, ids)
+        keys = {(events[n - 1]["invoice_id"], events[n - 1]["invoice_version"]) for n in ids}
         rows = [views.summary(row) for row in reversed(self._rows())
                 if (row["invoice_id"], row["invoice_version"]) in keys]
-        return Changes(rows=rows, last_event=after + len(read))
+        return Changes(rows=rows, last_event=last, missing=unread_ids)
 
     def rpa_round_trips(self, since: datetime) -> list[float]:
         return views.round_trips(self._events(), since)

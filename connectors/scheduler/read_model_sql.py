@@ -15,6 +15,7 @@ the API answers with 503.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -36,6 +37,7 @@ from connectors.scheduler.read_model import (
     WINDOW_MINUTES,
     ApKpi,
     Changes,
+    IdRange,
     InvoiceDetail,
     InvoicePage,
     InvoiceQuery,
@@ -248,20 +250,22 @@ class SqlInvoiceReadModel(InvoiceReadModel):
         by_reason = _counted((*REASON_CODES, RPA_FAILED_REASON), reason_counts)
         return by_age, by_reason
 
-    def changes(self, after: int | None) -> Changes:
+    def changes(self, after: int | None, missing: Sequence[IdRange] = ()) -> Changes:
         with mapped_errors("processscheduler"), self.engine.connect() as conn:
             if after is None:
                 last = conn.execute(select(func.coalesce(func.max(h.c.id), 0))).scalar_one()
                 return Changes(rows=[], last_event=last)
-            events = conn.execute(select(h.c.id, h.c.invoice_id, h.c.invoice_version).where(h.c.id > after)
+            wanted = or_(h.c.id > after, *(h.c.id.between(first, final) for first, final in missing))
+            events = conn.execute(select(h.c.id, h.c.invoice_id, h.c.invoice_version).where(wanted)
                                   .order_by(h.c.id).limit(CHANGES_PER_CALL)).all()
-            if not events:
-                return Changes(rows=[], last_event=after)
+            last, unread_ids = views.unread(after, missing, (e.id for e in events))
             keys = {(e.invoice_id, e.invoice_version) for e in events}
+            if not keys:
+                return Changes(rows=[], last_event=last, missing=unread_ids)
             rows = conn.execute(select(*_summary_columns()).where(p.c.invoice_id.in_({k[0] for k in keys}))
                                 .order_by(p.c.id.desc())).mappings()
             changed = [views.summary(row) for row in rows if (row["invoice_id"], row["invoice_version"]) in keys]
-            return Changes(rows=changed, last_event=events[-1].id)
+            return Changes(rows=changed, last_event=last, missing=unread_ids)
 
     def rpa_round_trips(self, since: datetime) -> list[float]:
         outcomes = select(h.c.invoice_id).where(h.c.status.in_([s.value for s in RPA_OUTCOMES]),

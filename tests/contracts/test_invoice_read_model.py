@@ -3,11 +3,14 @@ PostgreSQL (tables through Alembic), each seeded through its processscheduler as
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from sqlalchemy import event
 
+from api.live import LiveFeed
 from connectors.scheduler import InMemoryProcessScheduler, SqlProcessScheduler, upgrade
 from connectors.scheduler.read_model import CHANGES_PER_CALL, InvoiceQuery
 from connectors.scheduler.read_model_memory import InMemoryInvoiceReadModel
@@ -327,6 +330,15 @@ class InvoiceReadModelContract:
         rest = read_model.changes(first.last_event)
         assert len(rest.rows) == 3 and read_model.changes(rest.last_event).rows == []
 
+    def test_ids_found_unread_are_read_when_they_come_and_said_unread_while_they_do_not(self, seeded):
+        scheduler, read_model = seeded
+        start = read_model.changes(None).last_event
+        scheduler.record([change("C", InvoiceStatus.RELEASED, "r1", 0, actor="ana", reason="ok"),
+                          change("D", InvoiceStatus.ENTERED, "rpa:D:v1:attempt1", 0, po_number="PO-3")])
+        later = read_model.changes(start + 2, [(start + 1, start + 1), (start + 7, start + 8)])
+        assert [row.invoice_id for row in later.rows] == ["C"]
+        assert (later.last_event, later.missing) == (start + 2, [(start + 7, start + 8)])
+
     def test_rpa_round_trips_pair_each_outcome_with_its_attempt(self, seeded):
         scheduler, read_model = seeded
         scheduler.record([change("D", InvoiceStatus.RPA_FAILED, "rpa:D:v1:attempt1", 1, po_number="PO-3"),
@@ -360,3 +372,33 @@ class TestPostgresReadModel(InvoiceReadModelContract):
     def stores(self, scheduler_pg_engine):
         upgrade(scheduler_pg_engine)
         return SqlProcessScheduler(scheduler_pg_engine), SqlInvoiceReadModel(scheduler_pg_engine)
+
+    def test_a_row_committed_after_a_later_one_reaches_the_live_feed(self, stores, scheduler_pg_engine):
+        """Two workers write processscheduler: the one that took the lower ids committed second, the
+        feed had read past them, and no open dashboard ever heard of its invoice."""
+        scheduler, read_model = stores
+        feed = LiveFeed(read_model, lambda: NOW)
+        feed.poll()
+        taken, go_on = threading.Event(), threading.Event()
+
+        def held_back(conn) -> None:
+            if threading.current_thread().name == "slow-worker":
+                taken.set()
+                go_on.wait(10)
+
+        event.listen(scheduler_pg_engine, "commit", held_back)
+        try:
+            slow = threading.Thread(target=scheduler.record, args=([verdict(ready("LATE", "PO-21"), 2)],),
+                                    name="slow-worker")
+            slow.start()
+            assert taken.wait(10)
+            scheduler.record([verdict(ready("EARLY", "PO-22"), 1)])
+            feed._kpi_at = 0.0
+            assert [row["invoice_id"] for row in feed.poll()["changed"]] == ["EARLY"]
+            go_on.set()
+            slow.join(10)
+        finally:
+            event.remove(scheduler_pg_engine, "commit", held_back)
+        feed._kpi_at = 0.0
+        assert [row["invoice_id"] for row in feed.poll()["changed"]] == ["LATE"]
+        assert feed.poll() is None or feed.latest["changed"] == []
