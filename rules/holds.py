@@ -30,8 +30,15 @@ def hold_id(finding: Finding) -> str:
 
 
 def holds_of(findings: Iterable[Finding]) -> list[Hold]:
-    """One hold per code, line and field, in the order of the findings."""
+    """One hold per finding, in the order of the findings (the same finding twice is one). Two
+    findings of one code, line and field (an invoice line spread over two PO lines, each short of
+    its receipt) are two holds, the second named with `#2`: as one, releasing the hold the clerk was
+    shown released the other PO line's shortfall unseen."""
     holds: dict[str, Hold] = {}
     for finding in findings:
-        holds.setdefault(hold_id(finding), Hold(hold_id(finding), finding))
+        name, count = hold_id(finding), 1
+        while name in holds and holds[name].finding != finding:
+            count += 1
+            name = f"{hold_id(finding)}#{count}"
+        holds.setdefault(name, Hold(name, finding))
     return list(holds.values())

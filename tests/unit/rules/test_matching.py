@@ -300,3 +300,19 @@ def test_a_line_goes_to_the_po_line_at_its_very_price_before_one_the_tolerance_l
     over = judge(one_line(qty="12", price="10.40"), one_po(*lines), policy=five_pct)
     (exceeds,) = [r for r in over.reasons if r.code == "QUANTITY_EXCEEDS_OPEN"]
     assert exceeds.message.startswith("PO line 2 ")  # left over on the line at its price, not the 10.00 one
+
+
+def test_a_line_short_of_receipt_on_two_po_lines_is_two_holds_each_released_on_its_own():
+    """As one hold, releasing the one the clerk was shown released the other PO line's shortfall unseen."""
+    from rules.holds import holds_of
+
+    short = [{"line_no": n, "part_number": "AC-100", "unit_price": "15.50", "quantity_ordered": "5",
+              "quantity_received": received, "quantity_invoiced": "0"} for n, received in ((1, "3"), (2, "1"))]
+    spread = invoice(lines=[{"line_no": 1, "part_number": "AC-100", "quantity": "10", "unit_price": "15.50",
+                             "amount": "155.00"}], tax_amount="0", total_amount="165.00")
+    verdict = judge(spread, po(lines=short, tax_rate=None), policy=Policy(default=Tolerance(three_way_match=True)))
+    holds = holds_of(verdict.reasons)
+    assert [hold.id for hold in holds] == ["QUANTITY_EXCEEDS_RECEIVED:1:quantity",
+                                           "QUANTITY_EXCEEDS_RECEIVED:1:quantity#2"]
+    assert ["PO line 1" in holds[0].finding.message, "PO line 2" in holds[1].finding.message] == [True, True]
+    assert holds_of([*verdict.reasons, verdict.reasons[0]]) == holds  # the same finding twice is one hold
