@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 TopicPartition = tuple[str, int]
 CLIENT = "kafka client"  # what waits for Kafka when librdkafka says no broker answers: cleared by a probe
 COMMIT_TIMEOUT = 10.0  # seconds a commit may take before Kafka counts as unavailable
-COMMIT_CALLS = 3  # calls of a transactional method that keeps failing retriably before Kafka counts as down
+RETRY_PAUSE = 0.2  # seconds between two calls of a transactional method that failed retriably
 # 16 MiB: half a minute of invoices at this worker's rate (1.4 KB each), far more than a batch of 500 takes. A
 # 50,000-invoice burst (bench, month-end) ended at 445 MiB of RSS, against 487 with the default,
 # at the same rate; tests/integration/test_kafka_clients.py measures the bound itself.
@@ -359,10 +359,11 @@ class KafkaStreamBroker:
         try:
             if offsets:
                 group = self.consumer.consumer_group_metadata()
-                self._called_again("sending the offsets", self.producer.send_offsets_to_transaction,
-                                   [KafkaTP(topic, number, offset) for (topic, number), offset in offsets.items()],
-                                   group, COMMIT_TIMEOUT)
-            self._called_again("committing", self.producer.commit_transaction, COMMIT_TIMEOUT)
+                positions = [KafkaTP(topic, number, offset) for (topic, number), offset in offsets.items()]
+                producer = self.producer
+                self._called_again("sending the offsets",
+                                   lambda timeout: producer.send_offsets_to_transaction(positions, group, timeout))
+            self._called_again("committing", self.producer.commit_transaction)
         except KafkaException as exc:
             raise self._transaction_failed(exc, "committing a batch") from None
         except RuntimeError as exc:  # no consumer group metadata: the member left the group
@@ -383,20 +384,21 @@ class KafkaStreamBroker:
         self._lose(fatal=error.fatal() or not error.txn_requires_abort())
         return LostBatch(str(error))
 
-    def _called_again(self, doing: str, call: Callable[..., Any], *args: Any) -> None:
-        """A retriable error leaves the call's work in progress, a commit perhaps done already:
-        librdkafka has the same call made again, never an abort (which would have the batch produced
-        a second time beside a transaction that committed). The last retriable error goes to the
-        caller, Kafka down."""
-        for call_number in range(1, COMMIT_CALLS + 1):
+    def _called_again(self, doing: str, call: Callable[[float], Any]) -> None:
+        """`call(timeout)` until it succeeds, fails for good, or COMMIT_TIMEOUT is up. A retriable
+        error leaves its work in progress, a commit perhaps done already: librdkafka has the same
+        call made again, never an abort (which would have the batch produced a second time beside a
+        transaction that committed). The last retriable error goes to the caller, Kafka down."""
+        deadline = time.monotonic() + COMMIT_TIMEOUT
+        while True:
             try:
-                self._within_deadline(doing, call, *args)
+                self._within_deadline(doing, call, max(deadline - time.monotonic(), RETRY_PAUSE))
                 return
             except KafkaException as exc:
-                if not exc.args[0].retriable() or call_number == COMMIT_CALLS:
+                if not exc.args[0].retriable() or time.monotonic() + RETRY_PAUSE >= deadline:
                     raise
-                log.info("Kafka: %s failed (%s); called again, %d of %d", doing, exc.args[0], call_number + 1,
-                         COMMIT_CALLS)
+                log.info("Kafka: %s failed (%s); called again", doing, exc.args[0])
+                time.sleep(RETRY_PAUSE)
 
     def _within_deadline(self, doing: str, call: Callable[..., Any], *args: Any) -> None:
         """Calls a transactional method on a thread of its own and gives up on it when it outlives
