@@ -17,7 +17,7 @@ from rules.context import EvaluationContext
 from rules.duplicates import lookups_for
 from rules.errors import Conflict, NotFound
 from rules.evaluate import evaluate
-from rules.holds import holds_of
+from rules.holds import RPA_FAILURE, holds_of
 from rules.lifecycle import MAX_HOLDS_NAMED, DispatchApproved, InvoiceStatus, ReleaseRequested
 from rules.limits import Limits
 from rules.models import CompletionOutcome, RpaCompletion, UnreadablePurchaseOrder, Verdict
@@ -102,7 +102,8 @@ def release_invoice(read_model: InvoiceReadModel, commands: PurchaseOrderCommand
     # naming none releases every hold of the verdict the ledger has when it comes, and a Sampro change
     # may have judged it again meanwhile (a PO cancelled since: PO_NOT_OPEN, released unread). Past
     # what a command may name (a hold per line of a long invoice), none, as before.
-    seen = [hold.id for hold in open_holds if hold.releasable]
+    seen = [RPA_FAILURE] if invoice.status is InvoiceStatus.RPA_FAILED else [
+        hold.id for hold in open_holds if hold.releasable]
     releasing = list(named or (seen if len(seen) <= MAX_HOLDS_NAMED else []))
     command = ReleaseRequested(command_id=f"release:{uuid.uuid4().hex}", invoice_id=invoice_id, invoice_version=version,
                                po_number=invoice.po_number, user=user, reason=reason.strip(BLANKS), issued_at=clock(),

@@ -13,6 +13,10 @@ from rules.models import Finding
 from rules.table import RULES
 
 RELEASABLE_CODES = frozenset(rule.code for rule in RULES if rule.releasable)
+# What a release of an RPA failure names: the failure, which has no finding. A command naming none
+# releases every hold the invoice has when it comes; after a failure, that was every hold of the
+# judgement made at its next turn at the bot (`rules.po_ledger`), which no one had seen.
+RPA_FAILURE = "RPA_FAILED::"
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from rules.errors import DataError, Unavailable
-from rules.holds import holds_of
+from rules.holds import RPA_FAILURE, holds_of
 from rules.lifecycle import (
     DispatchApproved,
     InvoiceReplaced,
@@ -359,8 +359,9 @@ class _Update:
                       else record.status)
             self.change(record, status, f"edited-after-entry-{after}", verdict.evaluated_at,
                         reason=_entered_already(record.entered_before))
-        elif verdict.status is VerdictStatus.READY_TO_PROCESS:
-            self.hold(record, verdict.evaluated_at, cause="verdict")
+        elif verdict.status is VerdictStatus.READY_TO_PROCESS:  # a hand-off again after a failure: its own event
+            self.hold(record, verdict.evaluated_at, cause=f"verdict-a{record.rpa_attempts + 1}" if record.rpa_attempts
+                      else "verdict")
         elif verdict.status is VerdictStatus.MANUAL_REVIEW and verdict.reasons and all(
                 finding.code in AWAITING_RECEIPT_FINDINGS for finding in verdict.reasons):
             self.change(record, InvoiceStatus.AWAITING_RECEIPT, f"receipt-{after}", verdict.evaluated_at)
@@ -375,10 +376,16 @@ class _Update:
         verdict, why = self._decided(record)
         if why is not None:
             self.unjudged.append(f"{record.key} (handed over as released): {why}")
-        if verdict is not None and any(hold.id not in record.released_holds for hold in holds_of(verdict.reasons)):
+        unreleased = [hold.id for hold in holds_of(verdict.reasons if verdict else [])
+                      if hold.id not in record.released_holds]
+        if verdict is not None and unreleased:
             assert record.last_change is not None, "a released record has its release"
-            record.recheck_for = record.last_change.event_id  # a new judgement: after its release
+            release = record.recheck_for = record.last_change.event_id  # a new judgement: after its release
             self.judge_now(record, verdict)
+            # Last, as a replay tells it: the verdict before its release would leave it `released`.
+            self.change(record, record.status, f"held-at-hand-over-{change_digest(release)}", at,
+                        reason=f"Judged again at its turn at the RPA bot: held by {', '.join(unreleased)}, "
+                               "which no clerk has released.")
             return
         if verdict is not None and self.judge is not None:
             record.payload = verdict.rpa_payload or self.judge.payload_for(record.submission) or record.payload
@@ -713,10 +720,10 @@ def complete_rpa(
 
 
 def failed_at_bot(status: InvoiceStatus, sent_before: bool) -> bool:
-    """Whether a version in `status` is one the bot reported as failed, not sent again since: its
-    entry reported after all is taken (`_entered_while_not_at_bot`; the API publishes it)."""
-    return status is InvoiceStatus.RPA_FAILED or (
-        sent_before and status in (InvoiceStatus.RELEASED, InvoiceStatus.READY_TO_PROCESS))
+    """Whether a version in `status` is one the bot reported as failed, not sent again since (released,
+    or judged again and held at its next turn): its entry reported after all is taken
+    (`_entered_while_not_at_bot`; the API publishes it)."""
+    return status is InvoiceStatus.RPA_FAILED or (sent_before and status is not InvoiceStatus.SENT_TO_RPA)
 
 
 def _entered(update: _Update, completion: RpaCompletion) -> None:
@@ -802,16 +809,21 @@ def release_invoice(
         return update.outcome()
     at = command.issued_at
     reason = f"{command.reason_code}: {command.reason}" if command.reason_code else command.reason
-    held = holds_of(record.verdict.reasons) if record.verdict and record.status is not InvoiceStatus.RPA_FAILED else []
+    failed = record.status is InvoiceStatus.RPA_FAILED
+    held = holds_of(record.verdict.reasons) if record.verdict and not failed else []
     still = [hold for hold in held if hold.id not in record.released_holds]
     named = set(command.holds) or {hold.id for hold in still if hold.releasable}
     releasing = [hold.id for hold in still if hold.id in named and hold.releasable]
-    if still and not releasing:
-        gone = sorted(set(command.holds) - {hold.id for hold in held})
-        if gone:  # judged again since the clerk saw it: the history says why nothing was released
+    # Judged again since the clerk saw it: what the command names that the verdict no longer has
+    # (the RPA failure it releases too, held at its next turn at the bot), said in the history.
+    gone = sorted(set(command.holds) - {hold.id for hold in held} - ({RPA_FAILURE} if failed else set()))
+    if gone:
+        reason = f"{reason} (judged again since, it has no hold {', '.join(gone)})"
+    if (still and not releasing) or RPA_FAILURE in gone:
+        if gone:
             update.change(record, record.status, command.command_id, at, actor=command.user,
-                          reason=f"Not released ({reason}): judged again since, it has no hold {', '.join(gone)}; "
-                                 f"its holds are {', '.join(hold.id for hold in still)}.")
+                          reason=f"Not released: {reason}; its holds are "
+                                 f"{', '.join(hold.id for hold in still) or 'none a clerk may release'}.")
         return update.outcome()  # else nothing it names can be released (or it was, by this very command)
     left = [hold for hold in still if hold.id not in releasing]
     if left:  # released, but held still: the history says who released which hold, and why

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rules.holds import RPA_FAILURE
 from rules.lifecycle import DispatchApproved, InvoiceStatus, ReleaseRequested
 from rules.models import Finding, Severity, VerdictStatus
 from tests.unit.api.conftest import NOW, PRICE_OFF, change, freight, invoice, verdict
@@ -232,3 +233,15 @@ def test_a_release_kafka_does_not_take_is_a_503_to_try_again_naming_no_topic_or_
     assert answer.json() == {"detail": "the command was not delivered (kafka does not answer), try again"}
     assert "switched off" in caplog.text  # the client's error goes to the log
 
+
+
+def test_a_release_of_an_rpa_failure_names_the_failure(api):
+    """Naming none, it released every hold of the judgement made at the invoice's next turn at the
+    bot, which no one had seen (a second click on the failure's page)."""
+    api.scheduler.record([change("MP-1", InvoiceStatus.RPA_FAILED, "rpa:MP-1:v1:attempt1", minutes=1,
+                                 reason="Sampro screen timed out")])
+    answer = api.client.post("/api/invoices/MP-1/release", json={"invoice_version": 1, "reason": "screen fixed"},
+                             **api.as_clerk())
+    assert answer.status_code == 202
+    ((_, _, command),) = api.commands.published
+    assert command.holds == [RPA_FAILURE]

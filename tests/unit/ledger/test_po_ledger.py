@@ -1017,9 +1017,13 @@ def test_a_release_of_holds_a_new_judgement_took_away_releases_nothing_and_says_
     ledger = held(judge, "A")
     (note,) = release_invoice(ledger, release(["PRICE_MISMATCH:2:unit_price"]), judge, "automatic").emitted
     assert note.status is InvoiceStatus.MANUAL_REVIEW and note.actor == "ana" and note.holds == []
-    assert note.reason == ("Not released (PRICE_AGREED: agreed by phone): judged again since, it has no hold "
-                           "PRICE_MISMATCH:2:unit_price; its holds are PRICE_MISMATCH:1:unit_price, "
+    assert note.reason == ("Not released: PRICE_AGREED: agreed by phone (judged again since, it has no hold "
+                           "PRICE_MISMATCH:2:unit_price); its holds are PRICE_MISMATCH:1:unit_price, "
                            "TAX_MISMATCH::tax_amount.")
+    (partly,) = release_invoice(ledger, release(["PRICE_MISMATCH:1:unit_price", "PRICE_MISMATCH:2:unit_price"]),
+                                judge, "automatic").emitted
+    assert partly.holds == ["PRICE_MISMATCH:1:unit_price"] and partly.reason == (
+        "PRICE_AGREED: agreed by phone (judged again since, it has no hold PRICE_MISMATCH:2:unit_price)")
 
 
 def test_a_new_judgement_brings_its_findings_as_holds_anew():

@@ -18,8 +18,9 @@ from connectors.scheduler import InMemoryProcessScheduler
 from connectors.scheduler.rows import entries
 from rules.context import KnownInvoice
 from rules.errors import DataError, PutOff, Unavailable
-from rules.lifecycle import InvoiceSubmitted, InvoiceWithdrawn, ReleaseRequested, RpaRequest
-from rules.models import Verdict
+from rules.holds import RPA_FAILURE
+from rules.lifecycle import InvoiceSubmitted, InvoiceWithdrawn, PurchaseOrderChanged, ReleaseRequested, RpaRequest
+from rules.models import CompletionOutcome, RpaCompletion, Verdict
 from streams.broker_memory import InMemoryBroker
 from streams.ledgers import changelog_topic
 from streams.runtime import FORWARDED_FROM, Flow, Runtime
@@ -623,9 +624,9 @@ def test_an_rpa_failure_ap_releases_is_emailed_to_the_bot_again_and_can_be_enter
     assert worker.statuses() == {"MP-1": "entered"} and worker.dead_letters() == []
 
 
-def _release(worker, invoice_id: str, reason: str) -> None:
-    release = ReleaseRequested(command_id=f"r-{invoice_id}", invoice_id=invoice_id, invoice_version=1,
-                               po_number="PO-5001", user="ana", reason=reason, issued_at=AT)
+def _release(worker, invoice_id: str, reason: str, holds: tuple[str, ...] = (), command_id: str = "") -> None:
+    release = ReleaseRequested(command_id=command_id or f"r-{invoice_id}", invoice_id=invoice_id, invoice_version=1,
+                               po_number="PO-5001", user="ana", reason=reason, issued_at=AT, holds=list(holds))
     worker.put(worker.pipeline.topics.commands, "PO-5001", worker.codec.encode(release))
     worker.run()
 
@@ -641,7 +642,7 @@ def test_an_rpa_failure_released_after_another_invoice_took_its_quantity_is_held
     worker.run()
     worker.submit(ready_invoice("MP-2"))  # 2 more
     worker.run()
-    _release(worker, "MP-1", "Sampro screen fixed")
+    _release(worker, "MP-1", "Sampro screen fixed", holds=(RPA_FAILURE,))  # as the API names a failure's release
     assert worker.statuses() == {"MP-1": "released", "MP-2": "sent_to_rpa"}
     entered = [{**line, "quantity_invoiced": line["line_no"] + 1} for line in three_ordered]  # MP-2's 2 and 3
     worker.sampro.purchase_orders["PO-5001"] = purchase_order(lines=entered)
@@ -650,7 +651,41 @@ def test_an_rpa_failure_released_after_another_invoice_took_its_quantity_is_held
     assert worker.statuses() == {"MP-1": "manual_review", "MP-2": "entered"}
     assert [row["reasons"] for row in worker.scheduler.rows() if row["invoice_id"] == "MP-1"][0][0]["code"] == \
         "QUANTITY_EXCEEDS_OPEN"
+    assert worker.scheduler.history("MP-1")[-1]["reason"] == (
+        "Judged again at its turn at the RPA bot: held by QUANTITY_EXCEEDS_OPEN:1:quantity, "
+        "which no clerk has released.")
+    # The same failure released again (a second click on the page that showed it failed): nothing it saw is left.
+    _release(worker, "MP-1", "Sampro screen fixed", holds=(RPA_FAILURE,), command_id="r-MP-1-again")
+    assert worker.statuses()["MP-1"] == "manual_review"
+    assert worker.scheduler.history("MP-1")[-1]["reason"].startswith("Not released: Sampro screen fixed (judged again "
+                                                                      "since, it has no hold RPA_FAILED::)")
     assert [(request.invoice_id, request.attempt) for request in worker.mailer.sent] == [("MP-1", 1), ("MP-2", 1)]
+    # The buyer raises the order in Sampro: cleared, its second hand-off is an event of its own.
+    worker.sampro.purchase_orders["PO-5001"] = purchase_order(lines=[{**line, "quantity_ordered": "9"}
+                                                                     for line in entered])
+    worker.put(worker.pipeline.topics.sampro_changes, "PO-5001", worker.codec.encode(
+        PurchaseOrderChanged(event_id="sampro:PO-5001:1", po_number="PO-5001", changed_at=AT)))
+    worker.run()
+    assert worker.statuses() == {"MP-1": "sent_to_rpa", "MP-2": "entered"}
+    assert [(request.invoice_id, request.attempt) for request in worker.mailer.sent][-1] == ("MP-1", 2)
+
+
+def test_the_bots_late_entry_of_a_failure_judged_again_at_its_next_turn_is_taken(worker):
+    """The screen timed out after the entry: released, the failure was judged again at its next turn
+    and held as a duplicate of its own entry in Sampro, and the bot's late report of that entry was
+    dead-lettered instead of taken."""
+    worker.submit(ready_invoice("MP-1"))
+    worker.run()
+    worker.complete("MP-1", ok=False)
+    worker.run()
+    worker.sampro.entered.append(KnownInvoice("S-9", "V100", "INV-MP-1", "entered", Decimal("1.00")))
+    _release(worker, "MP-1", "try again", holds=(RPA_FAILURE,))
+    assert worker.statuses() == {"MP-1": "bad_invoice"}
+    late = RpaCompletion(event_id="late-entry-1", invoice_id="MP-1", invoice_version=1, po_number="PO-5001",
+                         outcome=CompletionOutcome.SUCCESS, sampro_invoice_id="S-9", occurred_at=AT, attempt=1)
+    worker.put(worker.pipeline.topics.completions, "PO-5001", worker.codec.encode(late))
+    worker.run()
+    assert worker.statuses() == {"MP-1": "entered"} and worker.dead_letters() == []
 
 
 def test_a_release_handed_over_after_the_invoice_at_the_bot_places_its_quantity_on_the_po_as_it_is_then(tmp_path):
