@@ -185,6 +185,7 @@ def put_connector(client: httpx.Client, capture: Capture) -> None:
 
 
 CHECK_EVERY_SECONDS = 30.0  # how often a worker asks Connect whether its captures run
+STATUS_TIMEOUT = 3.0  # seconds Connect has to answer a status check, asked on the worker's loop
 
 
 @dataclass
@@ -201,37 +202,49 @@ class KeptRunning:
     capture: Capture
     before_registering: Callable[[], None] = lambda: None
     transport: httpx.BaseTransport | None = None  # httpx's own, unless a test answers as Connect
+    clock: Callable[[], float] = time.monotonic
     registered: bool = False
+    restarted_at: float | None = None
 
     def __call__(self) -> None:
-        with httpx.Client(base_url=self.connect_url, timeout=10, transport=self.transport) as client:
-            if self.registered and _still_registered(client, self.capture):
-                return
-            self.before_registering()
+        # Asked on the worker's own loop: a Connect that hangs holds its partitions that long. A
+        # registration, rare, may take longer: Connect validates the config against the database.
+        if self.registered:
+            with self._client(STATUS_TIMEOUT) as client:
+                if self._still_registered(client):
+                    return
+        self.before_registering()
+        with self._client(10) as client:
             put_connector(client, self.capture)
-            self.registered = True
+        self.registered = True
 
+    def _client(self, timeout: float) -> httpx.Client:
+        return httpx.Client(base_url=self.connect_url, timeout=timeout, transport=self.transport)
 
-def _still_registered(client: httpx.Client, capture: Capture) -> bool:
-    try:
-        response = client.get(f"/connectors/{capture.name}/status")
-        if response.status_code == 404:
-            return False
-        if response.status_code >= 400:
-            raise Unavailable("connect", f"{response.status_code} {response.text[:300]}")
-        status = response.json()
-        parts = [status.get("connector"), *status.get("tasks", [])] if isinstance(status, dict) else []
-        failed = [part for part in parts if isinstance(part, dict) and part.get("state") == "FAILED"]
-        if failed:  # Connect restarts only what failed; the task reads on from its last offset
-            client.post(f"/connectors/{capture.name}/restart", params={"includeTasks": "true", "onlyFailed": "true"})
-    except httpx.HTTPError as exc:
-        raise Unavailable("connect", f"{type(exc).__name__}: {exc}") from None
-    except ValueError:  # no JSON: a proxy's page, or a Connect that is starting
-        raise Unavailable("connect", f"the status of {capture.name} is no JSON: {response.text[:200]}") from None
-    if failed:
-        trace = str(failed[0].get("trace") or "no trace given").strip().splitlines()[0][:300]
-        raise Unavailable("connect", f"{capture.name} failed ({trace}); Connect was asked to restart it")
-    return True
+    def _still_registered(self, client: httpx.Client) -> bool:
+        name = self.capture.name
+        try:
+            response = client.get(f"/connectors/{name}/status")
+            if response.status_code == 404:
+                return False
+            if response.status_code >= 400:
+                raise Unavailable("connect", f"{response.status_code} {response.text[:300]}")
+            status = response.json()
+            parts = [status.get("connector"), *status.get("tasks", [])] if isinstance(status, dict) else []
+            failed = [part for part in parts if isinstance(part, dict) and part.get("state") == "FAILED"]
+            # Connect restarts only what failed, and the task reads on from its last offset; once per
+            # CHECK_EVERY_SECONDS, however often the runtime tries a source that failed.
+            if failed and (self.restarted_at is None or self.clock() - self.restarted_at >= CHECK_EVERY_SECONDS):
+                client.post(f"/connectors/{name}/restart", params={"includeTasks": "true", "onlyFailed": "true"})
+                self.restarted_at = self.clock()
+        except httpx.HTTPError as exc:
+            raise Unavailable("connect", f"{type(exc).__name__}: {exc}") from None
+        except ValueError:  # no JSON: a proxy's page, or a Connect that is starting
+            raise Unavailable("connect", f"the status of {name} is no JSON: {response.text[:200]}") from None
+        if failed:
+            trace = str(failed[0].get("trace") or "no trace given").strip().splitlines()[0][:300]
+            raise Unavailable("connect", f"{name} failed ({trace}); Connect was asked to restart it")
+        return True
 
 
 def register_connector(connect_url: str, capture: Capture, timeout: float = 60) -> dict[str, Any]:

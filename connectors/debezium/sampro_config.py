@@ -109,7 +109,8 @@ def sql_server_login(database_url: str) -> dict[str, str]:
     options |= {key: value.lower() for key, value in odbc.items()}
     host, port = url.host, url.port
     if server := odbc.get("server") or odbc.get("address") or odbc.get("addr"):
-        host, _, given = server.removeprefix("tcp:").partition(",")
+        host, _, given = re.sub(r"(?i)^tcp:", "", server).partition(",")
+        given = given or odbc.get("port", "")  # FreeTDS names the port on its own
         port = int(given) if given.strip().isdigit() else None
     database = odbc.get("database") or url.database
     if not host or not database:

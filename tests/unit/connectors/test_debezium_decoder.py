@@ -235,9 +235,9 @@ def test_a_kept_capture_whose_task_failed_is_restarted_and_named_until_it_runs_a
     from connectors.debezium.config import KeptRunning
     from rules.errors import Unavailable
 
-    connect = ConnectAnswering()
+    connect, now = ConnectAnswering(), [0.0]
     kept = KeptRunning("http://connect", MarketplaceCapture(name="mp", database_url="postgresql://u:p@db/m"),
-                       transport=httpx.MockTransport(connect))
+                       transport=httpx.MockTransport(connect), clock=lambda: now[0])
     kept()
     kept()
     assert connect.asked == ["PUT /connectors/mp/config", "GET /connectors/mp/status"]
@@ -246,6 +246,13 @@ def test_a_kept_capture_whose_task_failed_is_restarted_and_named_until_it_runs_a
                                           r"authentication failed\); Connect was asked to restart it") as down:
         kept()
     assert down.value.dependency == "connect" and connect.asked[-1] == "POST /connectors/mp/restart"
+    now[0] = 10.0  # the runtime tries a failed source again within seconds: Connect is asked to restart it once
+    with pytest.raises(Unavailable):
+        kept()
+    now[0] = 31.0
+    with pytest.raises(Unavailable):
+        kept()
+    assert connect.asked.count("POST /connectors/mp/restart") == 2
     connect.registered, connect.asked = False, []  # deleted, or Connect's config topic lost
     kept()
     assert connect.asked == ["GET /connectors/mp/status", "PUT /connectors/mp/config"]

@@ -111,6 +111,8 @@ def test_a_named_instance_is_reached_by_its_port_and_refused_without_one():
     odbc = quote_plus(r"SERVER=sampro-db\SAMPRO01;DATABASE=SAMPRO;UID=u;PWD=p")
     with pytest.raises(Misconfigured, match="without its port"):
         sampro_capture(f"mssql+pyodbc:///?odbc_connect={odbc}", "sampro.cdc", SamproNames(), "kafka:9092")
+    freetds = quote_plus(r"SERVER=TCP:sampro-db\SAMPRO01;PORT=1450;DATABASE=SAMPRO;UID=u;PWD=p")
+    assert login(f"mssql+pyodbc:///?odbc_connect={freetds}")[:2] == ("sampro-db", "1450")
 
 
 def test_a_dsn_that_names_no_server_or_database_is_refused_at_start():
