@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from importlib.metadata import version
 from typing import Annotated
@@ -11,6 +12,7 @@ import typer
 
 from cli import api, audit, demo, stack, validate, worker
 from cli.failures import OPERATOR_ERRORS, explain
+from streams.settings import PREFIX
 
 app = typer.Typer(
     name="invoice-automation",
@@ -52,8 +54,10 @@ def main() -> None:
         lines = explain(error)
         if lines is None:
             raise
-        from cli.logs import logs_json
+        from cli.logs import configure_logging, logs_json
 
+        if not logs_json() and os.environ.get(f"{PREFIX}LOG_FORMAT", "").strip().lower() == "json":
+            configure_logging("warning", "json")  # the settings failed before the logs were set up from them
         for line in lines:  # a log collector reading JSON objects takes a line of text for noise
             if logs_json():
                 logging.getLogger("invoice_automation").error(line)

@@ -278,6 +278,16 @@ def test_with_json_logs_the_line_a_command_ends_on_is_a_json_object_too(monkeypa
     assert error["level"] == "ERROR" and error["message"].startswith("kafka does not answer")
 
 
+
+def test_with_json_logs_a_setting_that_fails_is_a_json_object_too(monkeypatch, capfd):
+    """The logs are set up from the settings, which failed: the commonest error at start was text."""
+    monkeypatch.setenv("INVOICE_AUTOMATION_LOG_FORMAT", "json")
+    monkeypatch.setenv("INVOICE_AUTOMATION_SMTP_PORT", "-5")
+    assert _run(monkeypatch, "explain", "MP-1001") == 2
+    (record,) = [json.loads(line) for line in capfd.readouterr().err.splitlines() if line.strip()]
+    assert record["level"] == "ERROR" and record["message"].startswith("setting INVOICE_AUTOMATION_SMTP_PORT='-5'")
+
+
 def test_librdkafka_lines_show_once_per_problem_and_again_after_a_quiet_while():
     now = [0.0]
     once = OncePerProblem(quiet_seconds=300, clock=lambda: now[0])
