@@ -24,12 +24,13 @@ HSTS = "max-age=31536000"
 
 def security_headers(https: bool, path: str) -> dict[str, str]:
     """The headers every answer carries: HSTS over https, and no copy in any cache but of the
-    dashboard's own files."""
+    dashboard's own files, which are asked for again each time they are used (their ETag answers
+    304): cached by a browser's guess, the script of the release before ran against the API of
+    the new one for days after an upgrade."""
     headers = dict(SECURITY_HEADERS)
     if https:
         headers["Strict-Transport-Security"] = HSTS
-    if not path.startswith("/static/"):
-        headers["Cache-Control"] = "no-store"
+    headers["Cache-Control"] = "no-cache" if path.startswith("/static/") else "no-store"
     return headers
 
 
