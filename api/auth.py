@@ -325,7 +325,10 @@ def _authenticator(request: Request) -> Authenticator:
 
 
 def _unauthorized(request: Request, detail: str, headers: dict[str, str] | None = None) -> ApiProblem:
-    challenge = "Session" if request.headers.get(DASHBOARD_HEADER) else BASIC_CHALLENGE
+    # The live feed's EventSource cannot send the header: its 401 at a session's end had the browser
+    # ask for a password, which it then kept for /api/ past any sign-out (a shared AP workstation).
+    from_page = request.headers.get(DASHBOARD_HEADER) or "text/event-stream" in request.headers.get("Accept", "")
+    challenge = "Session" if from_page else BASIC_CHALLENGE
     return ApiProblem(401, detail, headers={"WWW-Authenticate": challenge, **(headers or {})})
 
 

@@ -17,6 +17,10 @@ def test_nobody_signed_in_is_401_with_a_basic_challenge_unless_the_dashboard_ask
     assert answer.status_code == 401 and answer.headers["WWW-Authenticate"].startswith("Basic")
     from_page = api.client.get("/api/invoices", headers={"X-Requested-With": "dashboard"})
     assert from_page.status_code == 401 and from_page.headers["WWW-Authenticate"] == "Session"
+    # The live feed's EventSource cannot send the header: a Basic challenge had the browser ask for
+    # a password at a session's end, and keep it for /api/ past any sign-out.
+    live = api.client.get("/api/events", headers={"Accept": "text/event-stream"})
+    assert live.status_code == 401 and live.headers["WWW-Authenticate"] == "Session"
 
 
 def test_a_wrong_password_or_an_unknown_name_is_401(api):
