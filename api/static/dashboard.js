@@ -10,9 +10,16 @@ const state = { query: {}, limit: 50, pages: [null], shown: [0], wanted: { pages
                 listed: 0, asked: 0, total: 0, me: null, open: null, refetch: null, missed: false };
 const $ = (selector) => document.querySelector(selector);
 
-// A value a vendor chose, inside a line of ours, isolated as Unicode advises (FSI ... PDI): a
-// right-to-left override in it then reverses its own text only, not the values after it.
-const isolated = (value) => `\u2068${value ?? "–"}\u2069`;
+// Characters that change how the text around them reads without showing themselves: bidi controls
+// and zero-width marks. A vendor's "INV-\u202E877" read as INV-778 in the list, and a PDI in a value
+// closed the isolate around it. Each is shown as its code point, ⟨U+202E⟩.
+const UNSEEN = /[\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]/g;
+const visible = (value) => String(value).replace(UNSEEN,
+  (c) => `⟨U+${c.codePointAt(0).toString(16).toUpperCase().padStart(4, "0")}⟩`);
+
+// A value a vendor chose, inside a line of ours, isolated as Unicode advises (FSI ... PDI): what
+// is left of its right-to-left text then reads within it, not across the values after it.
+const isolated = (value) => `\u2068${value === null || value === undefined ? "–" : visible(value)}\u2069`;
 
 // `styles` go through CSSOM: the Content-Security-Policy refuses style attributes.
 function el(tag, attributes = {}, ...children) {
@@ -22,7 +29,7 @@ function el(tag, attributes = {}, ...children) {
     if (name === "styles") Object.assign(node.style, value);
     else node.setAttribute(name, value);
   }
-  for (const child of children) node.append(child instanceof Node ? child : String(child ?? ""));
+  for (const child of children) node.append(child instanceof Node ? child : visible(child ?? ""));
   return node;
 }
 
@@ -245,7 +252,7 @@ async function loadInvoices(pages = state.wanted.pages, shown = state.wanted.sho
   } catch (error) {
     if (asked !== state.asked) return;
     state.wanted = { pages: state.pages, shown: state.shown };
-    $("#list-error").textContent = error.message;
+    $("#list-error").textContent = visible(error.message);
     $("#list-error").hidden = false;
   }
   $("#prev").disabled = state.pages.length === 1;
@@ -286,7 +293,7 @@ async function openInvoice(invoiceId, version, refresh = false) {
   try {
     invoice = await api(`/api/invoices/${encodeURIComponent(invoiceId)}?version=${version}`);
   } catch (error) {
-    $("#action-message").textContent = error.message;
+    $("#action-message").textContent = visible(error.message);
     return;
   }
   const open = state.open;
@@ -323,7 +330,7 @@ async function openInvoice(invoiceId, version, refresh = false) {
   $("#detail-history").replaceChildren(...invoice.history.map((h) => el("li", { "data-status": h.status },
     utc(h.occurred_at), " ", statusBadge(h.status),
     h.actor ? ` by ${h.actor}` : "", h.reason ? ` — ${h.reason}` : "")));
-  $("#detail-payload").textContent = invoice.rpa_payload ? JSON.stringify(invoice.rpa_payload, null, 2) : "none";
+  $("#detail-payload").textContent = invoice.rpa_payload ? visible(JSON.stringify(invoice.rpa_payload, null, 2)) : "none";
   $("#release-button").hidden = !(clerk && newest && ["manual_review", "awaiting_receipt", "bad_invoice", "rpa_failed"].includes(invoice.status));
   $("#dispatch-button").hidden = !(clerk && invoice.status === "ready_to_process");
   for (const tr of document.querySelectorAll("#invoices tbody tr")) {
@@ -335,9 +342,11 @@ async function command(path, body, done) {
   try {
     const answer = await api(path, { method: "POST", headers: { "Content-Type": "application/json" },
                                      body: JSON.stringify(body) });
-    $("#action-message").textContent = done + " " + answer.detail;
+    $("#action-message").textContent = visible(`${done} ${answer.detail}`);
+    return true;
   } catch (error) {
-    $("#action-message").textContent = `Not done: ${error.message}`;
+    $("#action-message").textContent = visible(`Not done: ${error.message}`);
+    return false;
   }
 }
 
@@ -347,7 +356,8 @@ function setUpActions() {
     // The release goes for the version the dialog names, whatever the live feed shows by the time
     // the clerk confirms: a vendor's new version of the invoice is not what the clerk read.
     state.releasing = { invoice_id: state.open.invoice_id, invoice_version: state.open.invoice_version, holds };
-    $("#release-what").textContent = holds.length ? `${holds.length > 1 ? "holds" : "hold"} ${holds.join(", ")}`
+    $("#release-what").textContent = holds.length > 10 ? `the ${holds.length} holds shown`
+      : holds.length ? `${holds.length > 1 ? "holds" : "hold"} ${holds.join(", ")}`
       : state.open.status === "rpa_failed" ? "the failed hand-off" : "every hold a clerk may release";
     $("#release-invoice").textContent = `${isolated(state.open.invoice_id)} v${state.open.invoice_version}`;
     $("#release-code").replaceChildren(...state.open.release_reason_codes.map((code) => el("option", { value: code }, code)));
@@ -356,10 +366,9 @@ function setUpActions() {
   };
   // The holds the clerk sees, named: none named, the worker releases every hold the invoice has when
   // it gets the command, and one a Sampro change added meanwhile was released unread. Past the 200 a
-  // release may name (one per line of a 1,000-line invoice), none: the API refused the release.
+  // release may name (one per line of a 1,000-line invoice), in several releases.
   $("#release-button").addEventListener("click", () => {
-    const shown = state.open.holds.filter((h) => h.releasable && !h.released_by).map((h) => h.id);
-    openRelease(shown.length <= MAX_HOLDS_NAMED ? shown : []);
+    openRelease(state.open.holds.filter((h) => h.releasable && !h.released_by).map((h) => h.id));
   });
   $("#detail-holds").addEventListener("click", (event) => {
     const button = event.target.closest("button.release-hold");
@@ -372,8 +381,12 @@ function setUpActions() {
     if (!reason) return;
     dialog.close();
     const { invoice_id: invoiceId, invoice_version: version, holds } = state.releasing;
-    await command(`/api/invoices/${encodeURIComponent(invoiceId)}/release`,
-                  { invoice_version: version, reason, holds, reason_code: $("#release-code").value }, "Release sent:");
+    const code = $("#release-code").value;
+    for (let from = 0; from === 0 || from < holds.length; from += MAX_HOLDS_NAMED) {
+      const batch = holds.slice(from, from + MAX_HOLDS_NAMED);  // none: an RPA failure's release
+      if (!await command(`/api/invoices/${encodeURIComponent(invoiceId)}/release`,
+                         { invoice_version: version, reason, holds: batch, reason_code: code }, "Release sent:")) break;
+    }
   });
   $("#dispatch-button").addEventListener("click", async () => {
     const invoice = state.open;

@@ -45,6 +45,10 @@ def test_a_clerk_releases_an_invoice_and_sees_it_entered_without_reloading(pipel
     expect(page.locator("#detail-reasons")).to_contain_text("PRICE_MISMATCH")
     # Each value a vendor chose is bidi-isolated: a U+202E in one cannot reverse the ones after it.
     expect(page.locator("#detail-meta")).to_contain_text(f"vendor \u2068{invoices['02']['vendor_id']}\u2069 · ")
+    # A bidi control or zero-width mark a vendor put in a value shows as its code point: "INV-\u202E877"
+    # read as INV-778, and a PDI of its own closed the isolate around it.
+    assert page.evaluate('el("td", {}, "INV-\\u202E877").textContent') == "INV-⟨U+202E⟩877"
+    assert page.evaluate('isolated("V100\\u2069\\u202E")') == "\u2068V100⟨U+2069⟩⟨U+202E⟩\u2069"
     mismatch = page.locator('#detail-lines tr[data-field="unit_price"] td.mismatch')
     expect(mismatch).to_have_text("15.75")
     page.evaluate("window.loadedOnce = true")  # gone if the page reloads

@@ -245,3 +245,19 @@ def test_a_release_of_an_rpa_failure_names_the_failure(api):
     assert answer.status_code == 202
     ((_, _, command),) = api.commands.published
     assert command.holds == [RPA_FAILURE]
+
+
+def test_a_release_naming_no_holds_of_more_than_one_release_may_name_is_refused(api):
+    """It went naming none, and released every hold the invoice had when the worker took it, one a
+    Sampro change added meanwhile too: the dashboard names them, 200 a release."""
+    held = verdict(invoice(invoice_id="MP-9", invoice_number="INV-9", lines=PRICE_OFF, tax_amount="3.58",
+                           extra_charges=[{"kind": "freight", "amount": "10.03"}], total_amount="58.36"), minutes=1)
+    price = held.reasons[0]
+    api.scheduler.record([held.model_copy(update={"reasons": [price.model_copy(update={"line_no": n})
+                                                              for n in range(1, 203)]})])
+    refused = api.client.post("/api/invoices/MP-9/release", json={"invoice_version": 1, "reason": "agreed"},
+                              **api.as_clerk())
+    assert refused.status_code == 409 and "202 holds a clerk may release" in refused.json()["detail"]
+    named = [f"PRICE_MISMATCH:{n}:unit_price" for n in range(1, 201)]
+    assert api.client.post("/api/invoices/MP-9/release", json={"invoice_version": 1, "reason": "agreed",
+                                                              "holds": named}, **api.as_clerk()).status_code == 202
