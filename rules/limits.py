@@ -46,6 +46,15 @@ def control_character(text: str, allow_layout: bool = False) -> str | None:
     return None
 
 
+def invisible_character(text: str) -> str | None:
+    """The first format character in the text (a bidi control, a zero-width mark), as U+XXXX; None
+    when it has none. In an identifier it changes how the characters around it read and shows
+    nothing itself: "INV-\u202e877" read as INV-778 beside an invoice already paid."""
+    if text.isprintable():
+        return None
+    return next((f"U+{ord(character):04X}" for character in text if unicodedata.category(character) == "Cf"), None)
+
+
 def decimal_problem(value: Decimal, limits: Limits) -> str | None:
     """Why Sampro could not store the number exactly; None when it can."""
     if not value.is_finite():

@@ -36,6 +36,26 @@ def test_a_control_character_in_an_identifier_is_invalid_and_named(character):
     assert found[0] == "invoice_number" and f"U+{ord(character):04X}" in found[1]
 
 
+@pytest.mark.parametrize(("field", "value"), [
+    ("invoice_number", "INV-\u202e877"),  # shows as INV-778
+    ("vendor_id", "V100\u2069\u202e"),
+    ("invoice_number", "INV-77\u200b8"),
+    ("po_number", "\ufeffPO-5001"),
+])
+def test_an_invisible_character_in_an_identifier_is_invalid_and_named(field, value):
+    """A bidi control or a zero-width mark shows nothing itself and changes how the rest reads: an
+    invoice number that read as one already paid, and no duplicate check saw it as that one."""
+    (found,) = findings(invoice(**{field: value}))
+    character = next(c for c in value if not c.isprintable())
+    assert found == (field, f"{field}: contains the invisible character U+{ord(character):04X}, which changes how "
+                            "the characters around it read.")
+
+
+def test_a_description_may_hold_a_zero_width_joiner_as_scripts_that_need_one_do():
+    ok = invoice(lines=[{**LINE, "description": "\u0915\u094d\u200d\u0937 filter"}, invoice()["lines"][1]])
+    assert "INVALID_INVOICE" not in codes(judge(ok))
+
+
 def test_a_description_may_break_lines_but_holds_400_characters():
     ok = invoice(lines=[{**LINE, "description": "Compressor\nwith a line break"}, invoice()["lines"][1]])
     assert "INVALID_INVOICE" not in codes(judge(ok))
