@@ -6,6 +6,8 @@ invoice goes on only when none is left, as AP systems keep one hold per reason.
 
 from __future__ import annotations
 
+import hashlib
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -34,15 +36,17 @@ def hold_id(finding: Finding) -> str:
 
 
 def holds_of(findings: Iterable[Finding]) -> list[Hold]:
-    """One hold per finding, in the order of the findings (the same finding twice is one). Two
-    findings of one code, line and field (an invoice line spread over two PO lines, each short of
-    its receipt) are two holds, the second named with `#2`: as one, releasing the hold the clerk was
-    shown released the other PO line's shortfall unseen."""
-    holds: dict[str, Hold] = {}
-    for finding in findings:
-        name, count = hold_id(finding), 1
-        while name in holds and holds[name].finding != finding:
-            count += 1
-            name = f"{hold_id(finding)}#{count}"
-        holds.setdefault(name, Hold(name, finding))
-    return list(holds.values())
+    """One hold per finding, in the order of the findings (the same finding twice is one). Findings
+    of one code, line and field (an invoice line spread over two PO lines, each short of its
+    receipt) are told apart by a digest of each, all of them: as one hold, releasing the one
+    the clerk was shown released the other PO line's shortfall unseen; told apart by place, a name
+    moved to the other finding once a receipt cleared the first."""
+    unique = list(dict.fromkeys(findings))
+    shared = Counter(hold_id(finding) for finding in unique)
+    holds = []
+    for finding in unique:
+        name = hold_id(finding)
+        if shared[name] > 1:
+            name = f"{name}#{hashlib.sha256(finding.model_dump_json().encode()).hexdigest()[:8]}"
+        holds.append(Hold(name, finding))
+    return holds
