@@ -85,6 +85,11 @@ def release_invoice(read_model: InvoiceReadModel, commands: PurchaseOrderCommand
         raise NotNow(f"{invoice_id} is {invoice.status.value}; only {allowed} can be released", invoice.status)
     current = {hold.id: hold for hold in holds(invoice)}
     open_holds = [hold for hold in current.values() if hold.released_by is None]
+    if invoice.status is InvoiceStatus.RPA_FAILED and named:
+        if named != [RPA_FAILURE]:  # a failure has no finding: its release names the failure, or nothing
+            raise NotNow(f"{invoice_id} failed at the RPA bot; a release of it names {RPA_FAILURE} or no hold",
+                         invoice.status)
+        named = None
     for name in named or []:
         hold = current.get(name)
         if hold is None:

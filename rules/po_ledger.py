@@ -45,6 +45,7 @@ Emitted = Verdict | StatusChanged | RpaRequest
 DispatchMode = Literal["automatic", "approval"]
 
 COMPLETIONS_REMEMBERED = 50
+RELEASES_REMEMBERED = 20
 CHANGES_REMEMBERED = 50
 
 # Statuses after which AP may override the findings and release the invoice to the RPA bot.
@@ -118,6 +119,9 @@ class InvoiceRecord(BaseModel):
     recheck_for: str | None = None
     released_holds: list[str] = Field(default_factory=list)  # of its verdict's holds; a new verdict has none
     rpa_attempts: int = 0  # hand-offs to the RPA bot so far; one more each time AP releases a failure
+    # The AP releases applied to it, the last few: one delivered again (a crash before its offset was
+    # committed) released what a judgement at its hand-over had found since, which no one had seen.
+    releases_seen: list[str] = Field(default_factory=list)
     withdrawn_at_rpa: bool = False  # the vendor withdrew it while the RPA bot had it: the bot's outcome decides
     entered_before: int | None = None  # the version of this invoice Sampro has already: this one must not go too
     replaces: int | None = None  # the version of this invoice superseded for this one (`RpaRequest.replaces`)
@@ -723,7 +727,8 @@ def failed_at_bot(status: InvoiceStatus, sent_before: bool) -> bool:
     """Whether a version in `status` is one the bot reported as failed, not sent again since (released,
     or judged again and held at its next turn): its entry reported after all is taken
     (`_entered_while_not_at_bot`; the API publishes it)."""
-    return status is InvoiceStatus.RPA_FAILED or (sent_before and status is not InvoiceStatus.SENT_TO_RPA)
+    return status is InvoiceStatus.RPA_FAILED or (
+        sent_before and status is not InvoiceStatus.SENT_TO_RPA and status not in FINISHED)
 
 
 def _entered(update: _Update, completion: RpaCompletion) -> None:
@@ -807,6 +812,9 @@ def release_invoice(
     if (record is None or record.status not in RELEASABLE
             or update.ledger.latest[command.invoice_id] != command.invoice_version):
         return update.outcome()
+    if command.command_id in record.releases_seen:
+        return update.outcome()  # the same command again: applied once
+    record.releases_seen = [*record.releases_seen[-(RELEASES_REMEMBERED - 1):], command.command_id]
     at = command.issued_at
     reason = f"{command.reason_code}: {command.reason}" if command.reason_code else command.reason
     failed = record.status is InvoiceStatus.RPA_FAILED
@@ -815,11 +823,12 @@ def release_invoice(
     named = set(command.holds) or {hold.id for hold in still if hold.releasable}
     releasing = [hold.id for hold in still if hold.id in named and hold.releasable]
     # Judged again since the clerk saw it: what the command names that the verdict no longer has
-    # (the RPA failure it releases too, held at its next turn at the bot), said in the history.
+    # (the RPA failure it releases too, held at its next turn at the bot; the holds of a verdict
+    # that went to the bot and failed there since), said in the history.
     gone = sorted(set(command.holds) - {hold.id for hold in held} - ({RPA_FAILURE} if failed else set()))
     if gone:
         reason = f"{reason} (judged again since, it has no hold {', '.join(gone)})"
-    if (still and not releasing) or RPA_FAILURE in gone:
+    if (still and not releasing) or RPA_FAILURE in gone or (failed and command.holds and RPA_FAILURE not in named):
         if gone:
             update.change(record, record.status, command.command_id, at, actor=command.user,
                           reason=f"Not released: {reason}; its holds are "

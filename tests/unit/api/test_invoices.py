@@ -245,6 +245,13 @@ def test_a_release_of_an_rpa_failure_names_the_failure(api):
     assert answer.status_code == 202
     ((_, _, command),) = api.commands.published
     assert command.holds == [RPA_FAILURE]
+    named = api.client.post("/api/invoices/MP-1/release", json={"invoice_version": 1, "reason": "screen fixed",
+                                                                "holds": [RPA_FAILURE]}, **api.as_clerk())
+    assert named.status_code == 202 and api.commands.published[-1][2].holds == [RPA_FAILURE]
+    other = api.client.post("/api/invoices/MP-1/release", json={"invoice_version": 1, "reason": "screen fixed",
+                                                                "holds": ["PRICE_MISMATCH:1:unit_price"]},
+                            **api.as_clerk())
+    assert other.status_code == 409 and f"names {RPA_FAILURE} or no hold" in other.json()["detail"]
 
 
 def test_a_release_naming_no_holds_of_more_than_one_release_may_name_is_refused(api):

@@ -35,6 +35,7 @@ from rules.po_ledger import (
     approve_dispatch,
     change_digest,
     complete_rpa,
+    failed_at_bot,
     may_free,
     recheck_held,
     release_invoice,
@@ -1024,6 +1025,19 @@ def test_a_release_of_holds_a_new_judgement_took_away_releases_nothing_and_says_
                                 judge, "automatic").emitted
     assert partly.holds == ["PRICE_MISMATCH:1:unit_price"] and partly.reason == (
         "PRICE_AGREED: agreed by phone (judged again since, it has no hold PRICE_MISMATCH:2:unit_price)")
+
+
+def test_a_release_naming_holds_a_failure_at_the_bot_does_not_have_releases_nothing_and_says_so():
+    """Issued while the invoice was held, it came after the invoice was cleared, sent and failed at
+    the bot: it restarted a failure no one who saw it had released."""
+    judge = TwoHoldsJudge()
+    ledger = held(judge, "A")
+    record = ledger.records["A@v1"].model_copy(update={"status": InvoiceStatus.RPA_FAILED, "rpa_attempts": 1})
+    failed = ledger.model_copy(update={"records": {**ledger.records, "A@v1": record}})
+    (note,) = release_invoice(failed, release(["PRICE_MISMATCH:1:unit_price"]), judge, "automatic").emitted
+    assert note.status is InvoiceStatus.RPA_FAILED and note.reason.startswith("Not released: ")
+    assert failed_at_bot(InvoiceStatus.MANUAL_REVIEW, sent_before=True)  # held again at its next turn
+    assert not failed_at_bot(InvoiceStatus.SUPERSEDED, sent_before=True)  # finished: the ledger has no record
 
 
 def test_a_new_judgement_brings_its_findings_as_holds_anew():

@@ -660,6 +660,10 @@ def test_an_rpa_failure_released_after_another_invoice_took_its_quantity_is_held
     assert worker.scheduler.history("MP-1")[-1]["reason"].startswith("Not released: Sampro screen fixed (judged again "
                                                                       "since, it has no hold RPA_FAILED::)")
     assert [(request.invoice_id, request.attempt) for request in worker.mailer.sent] == [("MP-1", 1), ("MP-2", 1)]
+    # The first release delivered again (a crash before its offset was committed): applied once.
+    told = len(worker.scheduler.history("MP-1"))
+    _release(worker, "MP-1", "Sampro screen fixed", holds=(RPA_FAILURE,))
+    assert len(worker.scheduler.history("MP-1")) == told and worker.statuses()["MP-1"] == "manual_review"
     # The buyer raises the order in Sampro: cleared, its second hand-off is an event of its own.
     worker.sampro.purchase_orders["PO-5001"] = purchase_order(lines=[{**line, "quantity_ordered": "9"}
                                                                      for line in entered])
