@@ -46,13 +46,17 @@ def control_character(text: str, allow_layout: bool = False) -> str | None:
     return None
 
 
-def invisible_character(text: str) -> str | None:
-    """The first format character in the text (a bidi control, a zero-width mark), as U+XXXX; None
-    when it has none. In an identifier it changes how the characters around it read and shows
-    nothing itself: "INV-\u202e877" read as INV-778 beside an invoice already paid."""
-    if text.isprintable():
-        return None
-    return next((f"U+{ord(character):04X}" for character in text if unicodedata.category(character) == "Cf"), None)
+# Bidi embeddings, overrides and isolates: each reorders the characters after it and shows nothing.
+_REORDERING = re.compile("[\u202a-\u202e\u2066-\u2069]")
+
+
+def reordering_character(text: str) -> str | None:
+    """The first bidi control in the text that reorders what follows it, as U+XXXX; None when it has
+    none. In an identifier it shows nothing itself: "INV-\u202e877" read as INV-778 beside an
+    invoice already paid. Marks that reorder nothing (a soft hyphen from a PDF, the LRM a
+    right-to-left keyboard leaves after a number, the ZWNJ Persian needs) are no reason to refuse."""
+    found = _REORDERING.search(text)
+    return None if found is None else f"U+{ord(found.group()):04X}"
 
 
 def decimal_problem(value: Decimal, limits: Limits) -> str | None:

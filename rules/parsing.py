@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from rules.limits import Limits, control_character, decimal_problem, invisible_character, plainly_storable
+from rules.limits import Limits, control_character, decimal_problem, plainly_storable, reordering_character
 from rules.models import Finding, Invoice, Severity, trusted
 from rules.money import iso_minor_unit
 
@@ -169,10 +169,10 @@ def _within_limits(invoice: Invoice, limits: Limits) -> list[Finding]:
         elif (character := control_character(text, allow_layout=is_prose)) is not None:
             problems.append(_invalid(field, text.encode("unicode_escape").decode("ascii"),
                                      f"{field}: contains the control character {character}.", line_no))
-        elif not is_prose and (character := invisible_character(text)) is not None:
+        elif not is_prose and (character := reordering_character(text)) is not None:
             problems.append(_invalid(field, text.encode("unicode_escape").decode("ascii"),
-                                     f"{field}: contains the invisible character {character}, which changes how "
-                                     "the characters around it read.", line_no))
+                                     f"{field}: contains the bidi control {character}, which reorders the characters "
+                                     "after it and shows nothing itself.", line_no))
     for field, number, line_no in numbers:
         if (problem := decimal_problem(number, limits)) is not None:
             problems.append(_invalid(field, number, f"{field}: {number} {problem}.", line_no))
