@@ -13,7 +13,8 @@ const $ = (selector) => document.querySelector(selector);
 // Characters that change how the text around them reads without showing themselves: bidi controls
 // and zero-width marks. A vendor's "INV-\u202E877" read as INV-778 in the list, and a PDI in a value
 // closed the isolate around it. Each is shown as its code point, ⟨U+202E⟩.
-const UNSEEN = /[\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]/g;
+// (ZWJ and ZWNJ stay: scripts that need them show them joined, as a reader expects.)
+const UNSEEN = /[\u00ad\u061c\u200b\u200e\u200f\u202a-\u202e\u2060-\u2069\ufeff]|[\u{e0000}-\u{e007f}]/gu;
 const visible = (value) => String(value).replace(UNSEEN,
   (c) => `⟨U+${c.codePointAt(0).toString(16).toUpperCase().padStart(4, "0")}⟩`);
 
@@ -385,7 +386,13 @@ function setUpActions() {
     for (let from = 0; from === 0 || from < holds.length; from += MAX_HOLDS_NAMED) {
       const batch = holds.slice(from, from + MAX_HOLDS_NAMED);  // none: an RPA failure's release
       if (!await command(`/api/invoices/${encodeURIComponent(invoiceId)}/release`,
-                         { invoice_version: version, reason, holds: batch, reason_code: code }, "Release sent:")) break;
+                         { invoice_version: version, reason, holds: batch, reason_code: code }, "Release sent:")) {
+        if (from > 0) {  // the batches before went: say so, or the clerk takes none for released
+          $("#action-message").textContent = `Releases of ${from} of the ${holds.length} holds sent; ` +
+            `the rest not: ${$("#action-message").textContent}`;
+        }
+        break;
+      }
     }
   });
   $("#dispatch-button").addEventListener("click", async () => {

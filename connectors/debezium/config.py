@@ -235,8 +235,10 @@ class KeptRunning:
             # Connect restarts only what failed, and the task reads on from its last offset; once per
             # CHECK_EVERY_SECONDS, however often the runtime tries a source that failed.
             if failed and (self.restarted_at is None or self.clock() - self.restarted_at >= CHECK_EVERY_SECONDS):
-                client.post(f"/connectors/{name}/restart", params={"includeTasks": "true", "onlyFailed": "true"})
-                self.restarted_at = self.clock()
+                restart = client.post(f"/connectors/{name}/restart",
+                                      params={"includeTasks": "true", "onlyFailed": "true"})
+                if restart.status_code < 400:  # 409: Connect rebalancing; asked again at the next check
+                    self.restarted_at = self.clock()
         except httpx.HTTPError as exc:
             raise Unavailable("connect", f"{type(exc).__name__}: {exc}") from None
         except ValueError:  # no JSON: a proxy's page, or a Connect that is starting
