@@ -7,6 +7,7 @@ invoice goes on only when none is left, as AP systems keep one hold per reason.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -31,16 +32,26 @@ class Hold:
         return self.finding.code in RELEASABLE_CODES
 
 
+# Findings each about one PO line, named by the first invoice line placed on it: their hold names the
+# PO line too, read off the message the rule wrote ("PO line 2 (part ...)", `rules.checks`), so that
+# a name never moves to another PO line's finding (a receipt for PO line 1 left PO line 2's short,
+# under the name the clerk had released for PO line 1's, and it went to the bot).
+PER_PO_LINE = frozenset({"QUANTITY_EXCEEDS_OPEN", "QUANTITY_EXCEEDS_RECEIVED"})
+_PO_LINE = re.compile(r"PO line (\d+) ")
+
+
 def hold_id(finding: Finding) -> str:
-    return f"{finding.code}:{'' if finding.line_no is None else finding.line_no}:{finding.field or ''}"
+    name = f"{finding.code}:{'' if finding.line_no is None else finding.line_no}:{finding.field or ''}"
+    if finding.code in PER_PO_LINE and (po_line := _PO_LINE.match(finding.message)) is not None:
+        return f"{name}#po{po_line.group(1)}"
+    return name
 
 
 def holds_of(findings: Iterable[Finding]) -> list[Hold]:
     """One hold per finding, in the order of the findings (the same finding twice is one). Findings
-    of one code, line and field (an invoice line spread over two PO lines, each short of its
-    receipt) are told apart by a digest of each, all of them: as one hold, releasing the one
-    the clerk was shown released the other PO line's shortfall unseen; told apart by place, a name
-    moved to the other finding once a receipt cleared the first."""
+    that `hold_id` gives one name (two problems of one field of a broken invoice) are told apart by a
+    digest of each, all of them: as one hold, releasing the one the clerk was shown released the
+    other unseen; told apart by place, a name moved to the other once the first was gone."""
     unique = list(dict.fromkeys(findings))
     shared = Counter(hold_id(finding) for finding in unique)
     holds = []

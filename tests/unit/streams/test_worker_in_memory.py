@@ -652,7 +652,7 @@ def test_an_rpa_failure_released_after_another_invoice_took_its_quantity_is_held
     assert [row["reasons"] for row in worker.scheduler.rows() if row["invoice_id"] == "MP-1"][0][0]["code"] == \
         "QUANTITY_EXCEEDS_OPEN"
     assert worker.scheduler.history("MP-1")[-1]["reason"] == (
-        "Judged again at its turn at the RPA bot: held by QUANTITY_EXCEEDS_OPEN:1:quantity, "
+        "Judged again at its turn at the RPA bot: held by QUANTITY_EXCEEDS_OPEN:1:quantity#po1, "
         "which no clerk has released.")
     # The same failure released again (a second click on the page that showed it failed): nothing it saw is left.
     _release(worker, "MP-1", "Sampro screen fixed", holds=(RPA_FAILURE,), command_id="r-MP-1-again")
