@@ -21,9 +21,14 @@ _LEADING_ZEROS = re.compile(r"(?<!\d)0+(?=\d)")
 
 @lru_cache(maxsize=65536)  # vendors and part numbers recur on every invoice; bounded against a flood of new ones
 def identifier_key(text: str, fold_case: bool = True) -> str:
-    """Trimmed, NFC-composed and (unless told otherwise) case-folded: what two identifiers are
-    compared by."""
+    """Trimmed, NFC-composed, without format characters and (unless told otherwise) case-folded:
+    what two identifiers are compared by. A soft hyphen, a zero-width mark or an LRM shows nothing,
+    and `INV-\u200c778` is INV-778 to whoever reads it: kept, a resend of an entered invoice with
+    one was a possible duplicate a clerk may release, not a duplicate. (Bidi controls that reorder
+    are refused outright: `rules.limits.reordering_character`.)"""
     composed = unicodedata.normalize("NFC", text.strip())
+    if not composed.isprintable():
+        composed = "".join(c for c in composed if unicodedata.category(c) != "Cf").strip()
     return composed.casefold() if fold_case else composed
 
 

@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 
+from rules.context import KnownInvoice
 from rules.errors import DataError
 from rules.limits import Limits, load_json
 from tests.unit.rules.builders import PO, codes, invoice, judge, po
@@ -52,8 +53,11 @@ def test_a_bidi_control_in_an_identifier_is_invalid_and_named(field, value):
 
 @pytest.mark.parametrize("number", ["INV-\u00ad778", "778\u200e", "INV-\u200c778"])
 def test_marks_that_reorder_nothing_leave_an_invoice_number_as_it_was(number):
-    """A soft hyphen from a PDF, the LRM a right-to-left keyboard leaves after a number, a ZWNJ."""
+    """A soft hyphen from a PDF, the LRM a right-to-left keyboard leaves after a number, a ZWNJ: and
+    a resend of an entered invoice with one is a duplicate of it, which no clerk may release."""
     assert "INVALID_INVOICE" not in codes(judge(invoice(invoice_number=number)))
+    entered = KnownInvoice("S-1", "V100", "".join(c for c in number if c.isprintable()), "entered", Decimal("57.25"))
+    assert "DUPLICATE_INVOICE" in codes(judge(invoice(invoice_number=number), history=(entered,)))
 
 
 def test_a_description_may_hold_a_zero_width_joiner_as_scripts_that_need_one_do():
