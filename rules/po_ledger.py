@@ -808,12 +808,13 @@ def release_invoice(
     its findings. A hold a clerk may not release (`rules.holds`) keeps the invoice held whatever the
     command says; an RPA failure, which has no findings, is released whole."""
     update = _Update(ledger, judge, dispatch)
-    record = update.editable(record_key(command.invoice_id, command.invoice_version))
+    key = record_key(command.invoice_id, command.invoice_version)
+    if (found := update.ledger.record(key)) is not None and command.command_id in found.releases_seen:
+        return update.outcome()  # the same command again: applied once, and nothing to write
+    record = update.editable(key)
     if (record is None or record.status not in RELEASABLE
             or update.ledger.latest[command.invoice_id] != command.invoice_version):
         return update.outcome()
-    if command.command_id in record.releases_seen:
-        return update.outcome()  # the same command again: applied once
     record.releases_seen = [*record.releases_seen[-(RELEASES_REMEMBERED - 1):], command.command_id]
     at = command.issued_at
     reason = f"{command.reason_code}: {command.reason}" if command.reason_code else command.reason
@@ -831,8 +832,9 @@ def release_invoice(
     if (still and not releasing) or RPA_FAILURE in gone or (failed and command.holds and RPA_FAILURE not in named):
         if gone:
             update.change(record, record.status, command.command_id, at, actor=command.user,
-                          reason=f"Not released: {reason}; its holds are "
-                                 f"{', '.join(hold.id for hold in still) or 'none a clerk may release'}.")
+                          reason=f"Not released: {reason}; its " + (f"hold is {RPA_FAILURE}, the failure" if failed
+                                 else f"holds are {', '.join(hold.id for hold in still) or 'none a clerk may release'}")
+                                 + ".")
         return update.outcome()  # else nothing it names can be released (or it was, by this very command)
     left = [hold for hold in still if hold.id not in releasing]
     if left:  # released, but held still: the history says who released which hold, and why

@@ -237,7 +237,7 @@ class KeptRunning:
             if failed and (self.restarted_at is None or self.clock() - self.restarted_at >= CHECK_EVERY_SECONDS):
                 restart = client.post(f"/connectors/{name}/restart",
                                       params={"includeTasks": "true", "onlyFailed": "true"})
-                if restart.status_code < 400:  # 409: Connect rebalancing; asked again at the next check
+                if restart.status_code != 409:  # Connect rebalancing: asked again at the runtime's next try
                     self.restarted_at = self.clock()
         except httpx.HTTPError as exc:
             raise Unavailable("connect", f"{type(exc).__name__}: {exc}") from None

@@ -1027,6 +1027,13 @@ def test_a_release_of_holds_a_new_judgement_took_away_releases_nothing_and_says_
         "PRICE_AGREED: agreed by phone (judged again since, it has no hold PRICE_MISMATCH:2:unit_price)")
 
 
+def test_a_release_delivered_again_is_applied_once_and_writes_nothing():
+    judge = TwoHoldsJudge()
+    once = release_invoice(held(judge, "A"), release(["PRICE_MISMATCH:1:unit_price"]), judge, "automatic")
+    again = release_invoice(once.ledger, release(["PRICE_MISMATCH:1:unit_price"]), judge, "automatic")
+    assert again.emitted == [] and again.ledger.records["A@v1"] is once.ledger.records["A@v1"]
+
+
 def test_a_release_naming_holds_a_failure_at_the_bot_does_not_have_releases_nothing_and_says_so():
     """Issued while the invoice was held, it came after the invoice was cleared, sent and failed at
     the bot: it restarted a failure no one who saw it had released."""
@@ -1035,7 +1042,9 @@ def test_a_release_naming_holds_a_failure_at_the_bot_does_not_have_releases_noth
     record = ledger.records["A@v1"].model_copy(update={"status": InvoiceStatus.RPA_FAILED, "rpa_attempts": 1})
     failed = ledger.model_copy(update={"records": {**ledger.records, "A@v1": record}})
     (note,) = release_invoice(failed, release(["PRICE_MISMATCH:1:unit_price"]), judge, "automatic").emitted
-    assert note.status is InvoiceStatus.RPA_FAILED and note.reason.startswith("Not released: ")
+    assert note.status is InvoiceStatus.RPA_FAILED and note.reason == (
+        "Not released: PRICE_AGREED: agreed by phone (judged again since, it has no hold PRICE_MISMATCH:1:unit_price); "
+        "its hold is RPA_FAILED::, the failure.")
     assert failed_at_bot(InvoiceStatus.MANUAL_REVIEW, sent_before=True)  # held again at its next turn
     assert not failed_at_bot(InvoiceStatus.SUPERSEDED, sent_before=True)  # finished: the ledger has no record
 
