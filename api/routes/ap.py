@@ -60,7 +60,8 @@ def invoice_query(
     po_number: Annotated[str | None, Query(max_length=64, pattern=NO_NUL)] = None,
     vendor_id: Annotated[str | None, Query(max_length=64, pattern=NO_NUL)] = None,
     decided_from: Annotated[Day | None, Query(description="First day (UTC) the verdict was given")] = None,
-    decided_to: Annotated[Day | None, Query(description="Last day (UTC), inclusive")] = None,
+    decided_to: Annotated[Day | None, Query(description="Last day (UTC), inclusive; not before decided_from "
+                                                        "(a 422 naming it)")] = None,
     reason_code: ReasonCode | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,

@@ -12,7 +12,7 @@ import pytest
 import schemathesis
 from argon2 import PasswordHasher
 from pydantic import SecretStr
-from schemathesis.specs.openapi.checks import negative_data_rejection
+from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 from sqlalchemy import create_engine, text
 
 from api.app import create_app
@@ -80,7 +80,17 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 LENIENT = [negative_data_rejection]
 
 
+def _between_fields(case) -> list:
+    """A date range whose end is before its start is a 422 naming decided_to: a rule between two
+    fields, which no OpenAPI schema can state (both are ISO dates, which compare as text)."""
+    query = case.query or {}
+    swapped = (case.path == "/api/invoices" and "decided_from" in query and "decided_to" in query
+               and str(query["decided_to"]) < str(query["decided_from"]))
+    return [positive_data_acceptance] if swapped else []
+
+
 # The live event stream never ends by design; tests/unit/api/test_live.py and the browser test cover it.
 @schema.exclude(path="/api/events").parametrize()
 def test_every_operation_answers_as_documented_and_never_with_a_server_error(case):
-    case.call_and_validate(headers=BOT if case.path.startswith("/rpa/") else CLERK, excluded_checks=LENIENT)
+    case.call_and_validate(headers=BOT if case.path.startswith("/rpa/") else CLERK,
+                           excluded_checks=[*LENIENT, *_between_fields(case)])
