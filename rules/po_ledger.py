@@ -829,12 +829,15 @@ def release_invoice(
     gone = sorted(set(command.holds) - {hold.id for hold in held} - ({RPA_FAILURE} if failed else set()))
     if gone:
         reason = f"{reason} (judged again since, it has no hold {', '.join(gone)})"
-    if (still and not releasing) or RPA_FAILURE in gone or (failed and command.holds and RPA_FAILURE not in named):
+    # A failure's release names the failure, or nothing (a command from before it was named).
+    stale = RPA_FAILURE not in command.holds if failed and command.holds else (
+        (bool(still) and not releasing) or RPA_FAILURE in gone)
+    if stale:
         if gone:
+            holds_now = (f"hold is {RPA_FAILURE}, the failure" if failed
+                         else f"holds are {', '.join(hold.id for hold in still) or 'none a clerk may release'}")
             update.change(record, record.status, command.command_id, at, actor=command.user,
-                          reason=f"Not released: {reason}; its " + (f"hold is {RPA_FAILURE}, the failure" if failed
-                                 else f"holds are {', '.join(hold.id for hold in still) or 'none a clerk may release'}")
-                                 + ".")
+                          reason=f"Not released: {reason}; its {holds_now}.")
         return update.outcome()  # else nothing it names can be released (or it was, by this very command)
     left = [hold for hold in still if hold.id not in releasing]
     if left:  # released, but held still: the history says who released which hold, and why
