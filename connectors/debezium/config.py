@@ -16,9 +16,8 @@ from typing import Any, Protocol
 
 import httpx
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
-from connectors.debezium.sampro_config import SamproCapture
+from connectors.debezium.sampro_config import SamproCapture, postgres_login
 from connectors.debezium.wal_heartbeat import HEARTBEAT_MS, wal_heartbeat
 from connectors.sql import mapped_errors
 from rules.errors import DataError, Unavailable
@@ -41,16 +40,11 @@ class MarketplaceCapture:
     heartbeat_ms: int = HEARTBEAT_MS
 
     def connector_config(self) -> dict[str, str]:
-        url = make_url(self.database_url)
         return {
             "connector.class": CONNECTOR_CLASS,
             "tasks.max": "1",
             "plugin.name": "pgoutput",
-            "database.hostname": url.host or "127.0.0.1",
-            "database.port": str(url.port or 5432),
-            "database.user": url.username or "",
-            "database.password": url.password or "",
-            "database.dbname": url.database or "",
+            **postgres_login(self.database_url),
             "topic.prefix": self.name,
             "table.include.list": self.table,
             "slot.name": self.slot,

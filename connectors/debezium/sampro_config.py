@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import make_url
 
 from connectors.debezium.wal_heartbeat import HEARTBEAT_MS, wal_heartbeat
 from connectors.sampro.tables import SamproNames
@@ -65,14 +65,16 @@ def _column_list(schema: str, names: SamproNames) -> str:
                     for column in ("po_number", "updated_at"))
 
 
-def _credentials(url: URL, default_port: int) -> dict[str, str]:
-    # The password is taken from the same URL the worker reads Sampro with, as the marketplace
-    # capture does; Connect keeps it in its config store (see README, "Deployment: Sampro on SQL Server").
+def postgres_login(database_url: str) -> dict[str, str]:
+    """Where and as whom Connect reaches a PostgreSQL database (Sampro's, or the marketplace's): the
+    URL the worker reads it with, password included, which Connect keeps in its config store."""
+    url = make_url(database_url)
     return {
         "database.hostname": url.host or "127.0.0.1",
-        "database.port": str(url.port or default_port),
+        "database.port": str(url.port or 5432),
         "database.user": url.username or "",
         "database.password": url.password or "",
+        "database.dbname": url.database or "",
     }
 
 
@@ -154,12 +156,10 @@ class SamproCapture:
         return _include_list(self.names.schema_name or "public", self.names)
 
     def connector_config(self) -> dict[str, str]:
-        url = make_url(self.database_url)
         return {
             "connector.class": POSTGRES_CONNECTOR,
             "plugin.name": "pgoutput",
-            **_credentials(url, 5432),
-            "database.dbname": url.database or "",
+            **postgres_login(self.database_url),
             "topic.prefix": self.name,
             "table.include.list": self.tables,
             "column.include.list": _column_list(self.names.schema_name or "public", self.names),
