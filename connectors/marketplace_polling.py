@@ -24,7 +24,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Engine, Text, and_, cast, literal_column, or_, select, true
@@ -84,7 +84,7 @@ class PollingMarketplaceSource(MarketplaceSource):
         polled = Polled()
         now = self.clock()
         whole_window = self._window_read_at is None or now - self._window_read_at >= self.window_every
-        rows, present, full = self._rows(watermark, polled, whole_window, emitted)
+        rows, present, full, page_end = self._rows(watermark, polled, whole_window, emitted)
         for row in rows:
             updated_at = as_utc(row.updated_at)
             known = emitted.get(row.invoice_id)
@@ -93,26 +93,29 @@ class PollingMarketplaceSource(MarketplaceSource):
                 if event is not None:
                     polled.events.append(event)
                 emitted[row.invoice_id] = [_version(row), updated_at.isoformat()]
-            if watermark is None or (updated_at, row.invoice_id) > watermark:
-                watermark = (updated_at, row.invoice_id)
         unreadable, polled.unreadable = polled.unreadable, []
+        timeless = set()  # rows whose time cannot be read: every poll reads them again
         for row in unreadable:  # moved past, and dead-lettered once as it is
-            at = row.updated_at or (watermark[0] if watermark else datetime.now(UTC))
-            seen = [0, at.isoformat(), hashlib.sha256(row.raw).hexdigest()]
-            if row.version is None and emitted.get(row.invoice_id) == seen:
-                continue  # read again in the window, unchanged: dead-lettered already
-            polled.unreadable.append(row)
+            at = row.updated_at.isoformat() if row.updated_at is not None else ""
+            seen = [0, at, hashlib.sha256(row.raw).hexdigest()]
             # Its own version when it has one: the vendor's fixed version (a higher one) goes through.
-            emitted[row.invoice_id] = [row.version, at.isoformat()] if row.version is not None else seen
-            if row.updated_at is not None and (watermark is None or (at, row.invoice_id) > watermark):
-                watermark = (at, row.invoice_id)
+            marker = [row.version, at] if row.version is not None else seen
+            if row.updated_at is None:
+                timeless.add(row.invoice_id)
+            if row.version is None and emitted.get(row.invoice_id) == seen:
+                continue  # read again, unchanged: dead-lettered already
+            polled.unreadable.append(row)
+            emitted[row.invoice_id] = marker
+        watermark = page_end or watermark
         # Never past the present (the database's): one row stamped 2099 would hide every row after it.
         # A page that ends there read all there is till then.
         capped = _not_past(watermark, present)
         backlog, watermark = full and capped == watermark, capped
         if watermark is not None:
             horizon = (watermark[0] - self.lookback).isoformat()
-            emitted = {k: v for k, v in emitted.items() if v[1] >= horizon}
+            # A row without a time is remembered while it is still read, not by a time: marked with
+            # the watermark's, it was dead-lettered again whenever the watermark moved.
+            emitted = {k: v for k, v in emitted.items() if v[1] >= horizon or k in timeless}
         self._pending = (watermark, emitted, backlog, now if whole_window else self._window_read_at)
         return polled
 
@@ -149,10 +152,15 @@ class PollingMarketplaceSource(MarketplaceSource):
             self._window_read_at = None  # the window is read, against what the store remembers of it
 
     def _rows(self, watermark: Watermark | None, polled: Polled, whole_window: bool,
-              emitted: dict[str, list[Any]]) -> tuple[list[Any], datetime, bool]:
-        """The rows to read, the database's present, and whether the page of new rows was full."""
+              emitted: dict[str, list[Any]]) -> tuple[list[Any], datetime, bool, Watermark | None]:
+        """The rows to read, the database's present, whether the page of new rows was full, and the
+        key of its last row as the database ordered it: the next page starts after that key, in the
+        database's order of text, which a case-insensitive or locale collation (PostgreSQL's
+        en_US.UTF-8, SQL Server's *_CI_AS) makes other than Python's. The page's greatest key by
+        Python's order stopped the cursor: `mp-001` sorted after `MP-004`, the next page started
+        after `mp-001`, and the rows between it and `MP-004` were never read."""
         rows: list[Any] = []
-        full = False
+        full, page_end = False, None
         with mapped_errors("marketplace"), self.engine.connect() as conn:
             # The column keeps instants (timestamptz): the present is the database's UTC time. Its
             # local time, hours ahead east of UTC, let one row stamped ahead hide the next hours' uploads.
@@ -164,16 +172,18 @@ class PollingMarketplaceSource(MarketplaceSource):
                     query = query.limit(self.batch_size)
                 try:
                     page = conn.execute(query).all() if limited else self._window(conn, where, emitted)
+                    last = _key_of(page[-1].updated_at, page[-1].invoice_id) if limited and page else None
                 except Exception as error:
                     if isinstance(error, Unavailable) or _connection_lost(error):
                         raise
                     log.warning("a page of the marketplace table cannot be read (%s); reading it row by row", error)
                     conn.rollback()
-                    page = self._one_by_one(conn, where, limited, polled)
+                    page, last = self._one_by_one(conn, where, limited, polled)
                 rows.extend(page)
                 if limited:  # the rows that cannot be read count: they are moved past too
                     full = len(page) + len(polled.unreadable) >= self.batch_size
-        return rows, present, full
+                    page_end = last
+        return rows, present, full, page_end
 
     def _window(self, conn: Connection, where: ColumnElement[bool], emitted: dict[str, list[Any]]) -> list[Any]:
         """The window's rows not emitted yet: their keys first, then those rows whole. Read whole,
@@ -187,7 +197,9 @@ class PollingMarketplaceSource(MarketplaceSource):
                 where, table.c.invoice_id.in_(wanted[start:start + WINDOW_CHUNK]))).all()
         return sorted(rows, key=lambda row: (as_utc(row.updated_at), row.invoice_id))
 
-    def _one_by_one(self, conn: Connection, where: ColumnElement[bool], limited: bool, polled: Polled) -> list[Any]:
+    def _one_by_one(self, conn: Connection, where: ColumnElement[bool], limited: bool,
+                    polled: Polled) -> tuple[list[Any], Watermark | None]:
+        """The rows it can read, and the key of the last one whose time can be read, readable or not."""
         # Each row by its key, read with any bytes that are not UTF-8 escaped; on SQLite, which
         # keeps such bytes, by its rowid: an id read escaped is not the id stored.
         row_key = literal_column("rowid") if conn.dialect.name == "sqlite" else table.c.invoice_id
@@ -196,7 +208,9 @@ class PollingMarketplaceSource(MarketplaceSource):
         with escaped_text(conn):
             keys = conn.execute(keys_query.limit(self.batch_size) if limited else keys_query).all()
         rows: list[Any] = []
+        last = None
         for key in keys:
+            last = _key_of(_parsed_time(key.updated_at), key.invoice_id) or last
             single = select(*_COLUMNS, *_JSON_AS_TEXT).where(row_key == key.row_key)
             try:
                 rows.extend(conn.execute(single).all())
@@ -209,7 +223,7 @@ class PollingMarketplaceSource(MarketplaceSource):
                 polled.unreadable.append(UnreadableRow(str(key.invoice_id)[:64], _parsed_time(key.updated_at),
                                                        json.dumps(dict(raw._mapping) if raw else {}).encode(),
                                                        f"{type(error).__name__}: {error}"[:500]))
-        return rows
+        return rows, last
 
     def _pages(self, watermark: Watermark | None, whole_window: bool) -> list[tuple[Any, bool]]:
         """The next page of new rows, and the look-back window behind the watermark (late commits),
@@ -241,6 +255,10 @@ def _not_emitted(emitted: dict[str, list[Any]], key: Any) -> bool:
 def _version(row: Any) -> int:
     """The row's version; 0 for one that is not a whole number (SQLite keeps any value in any column)."""
     return row.version if type(row.version) is int else 0
+
+
+def _key_of(updated_at: datetime | None, invoice_id: Any) -> Watermark | None:
+    return (as_utc(updated_at), str(invoice_id)) if updated_at is not None else None
 
 
 def _not_past(watermark: Watermark | None, present: datetime) -> Watermark | None:

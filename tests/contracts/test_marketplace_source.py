@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 from sqlalchemy import event, insert, text, update
+from sqlalchemy.schema import CreateTable
 
 from connectors.marketplace_polling import PollingMarketplaceSource
 from connectors.marketplace_table import marketplace_invoices, metadata
@@ -288,6 +289,41 @@ class TestSqliteSource(MarketplaceSourceContract):
         clock[0] = 60.0  # read again in the window: told once
         again = source.poll()
         assert again.events == [] and again.unreadable == []
+
+
+    def test_a_page_is_continued_in_the_databases_order_of_text_where_it_is_not_pythons(self, engine, tmp_path):
+        """A case-insensitive collation (PostgreSQL's en_US.UTF-8 and SQL Server's *_CI_AS are
+        locale orders too) sorts `mp-001` before `MP-002`, Python after `MP-004`: the cursor, taken
+        as the page's greatest key by Python, stayed on `mp-001`, and the rows of that one upload
+        after the first two pages, and every upload after them, were never read."""
+        with engine.begin() as conn:
+            conn.execute(text(str(CreateTable(marketplace_invoices).compile(engine)).replace(
+                "invoice_id VARCHAR(64) NOT NULL", "invoice_id VARCHAR(64) COLLATE NOCASE NOT NULL")))
+            conn.execute(insert(marketplace_invoices), [row(name, T0) for name in
+                                                        ["mp-001", "MP-002", "MP-003", "MP-004", "MP-005", "MP-006"]])
+            conn.execute(insert(marketplace_invoices), [row("MP-NEXT", T0 + timedelta(seconds=1))])
+        source = PollingMarketplaceSource(engine, FileWatermark(tmp_path / "watermark.json"), batch_size=3)
+        seen = [name for _ in range(4) for name, _version in self.polled(source)]
+        assert seen == ["mp-001", "MP-002", "MP-003", "MP-004", "MP-005", "MP-006", "MP-NEXT"]
+
+    def test_a_row_whose_time_cannot_be_read_is_dead_lettered_once_while_the_watermark_moves_on(
+            self, engine, source_factory, clock):
+        """Marked with the watermark's time, such a row (SQLite keeps any text in a DATETIME column,
+        and sorts it after every time) was dead-lettered again by every poll that read a newer upload."""
+        with engine.begin() as conn:
+            conn.execute(insert(marketplace_invoices), [row("BAD", T0), row("A", T0)])
+            conn.execute(text("UPDATE marketplace_invoices SET updated_at = 'n/a' WHERE invoice_id = 'BAD'"))
+        source = source_factory()
+        dead_lettered = []
+        for n in range(1, 4):
+            polled = source.poll()
+            source.commit()
+            dead_lettered += [row.invoice_id for row in polled.unreadable]
+            with engine.begin() as conn:
+                conn.execute(insert(marketplace_invoices), [row(f"N{n}", T0 + timedelta(seconds=n))])
+            clock[0] += 120.0  # the look-back window read too
+        assert dead_lettered == ["BAD"]
+        assert [name for name, _ in self.polled(source)] == ["N3"]
 
 
 class TestPostgresSource(MarketplaceSourceContract):
