@@ -36,9 +36,10 @@ def identifier_key(text: str, fold_case: bool = True) -> str:
 def loose_number_key(text: str) -> str:
     """An invoice number with only its letters and digits, each run of digits without leading
     zeros: `INV-0042`, `INV42` and `inv 0042` all give `inv42`, `NV-2026-0417` and `NV 2026 417`
-    both `nv2026417`. Equal loose keys under different numbers make a possible duplicate, for a
-    person to look at."""
-    return _NOT_LETTER_OR_DIGIT.sub("", _LEADING_ZEROS.sub("", identifier_key(text)))
+    both `nv2026417`; compatibility forms as their plain letters (NFKC): `ＩＮＶ－１` is `inv1`, as a
+    Japanese vendor's system writes INV-1. Equal loose keys under different numbers make a possible
+    duplicate, for a person to look at."""
+    return _NOT_LETTER_OR_DIGIT.sub("", _LEADING_ZEROS.sub("", unicodedata.normalize("NFKC", identifier_key(text))))
 
 
 @dataclass(frozen=True, slots=True)

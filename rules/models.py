@@ -5,12 +5,14 @@ Money and quantities are `Decimal` end to end; nothing here imports infrastructu
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic_core import PydanticCustomError
 
 # What the keys of the pipeline's records hold: a stream key, a table key, a mail header. An invoice
 # as the vendor sent it may break these (the rules then say so); a record on a topic may not.
@@ -58,18 +60,40 @@ def trusted(model: type[ModelT], values: dict[str, Any]) -> ModelT:
     return instance
 
 
+def _in_plain_digits(value: Any) -> Any:
+    """Number text as the contract writes it: Python's Decimal also reads `1_5.50`, `１５.５０` and
+    `١٥.٥٠` as 15.50, and an invoice whose text said otherwise went to the bot."""
+    if type(value) is str and (not value.isascii() or "_" in value):
+        raise PydanticCustomError("number_text", "must be written in the digits 0-9, without separators")
+    return value
+
+
+def _iso_date(value: Any) -> Any:
+    """A date as the contract writes it: pydantic also reads a number, or its text, as a Unix time
+    (`1795132800` was 2026-11-20 to the bot)."""
+    if not isinstance(value, date | str) or (type(value) is str and not _ISO_DATE.fullmatch(value)):
+        raise PydanticCustomError("date_text", "must be a date written YYYY-MM-DD")
+    return value
+
+
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+# A quantity or an amount, and a date, as the marketplace sends them.
+InvoiceNumber = Annotated[Decimal, BeforeValidator(_in_plain_digits)]
+InvoiceDate = Annotated[date, BeforeValidator(_iso_date)]
+
+
 class InvoiceLine(_Model):
     line_no: LineNumber
     part_number: str = Field(min_length=1)
     description: str | None = None
-    quantity: Decimal
-    unit_price: Decimal
-    amount: Decimal | None = None
+    quantity: InvoiceNumber
+    unit_price: InvoiceNumber
+    amount: InvoiceNumber | None = None
 
 
 class ExtraCharge(_Model):
     kind: str = Field(min_length=1)
-    amount: Decimal
+    amount: InvoiceNumber
 
 
 class Invoice(_Model):
@@ -78,12 +102,12 @@ class Invoice(_Model):
     vendor_id: str = Field(min_length=1)
     invoice_number: str = Field(min_length=1)
     po_number: str = Field(min_length=1)
-    invoice_date: date
+    invoice_date: InvoiceDate
     currency: str = Field(min_length=3, max_length=3)
     lines: list[InvoiceLine] = Field(min_length=1)
-    tax_amount: Decimal = Decimal(0)
+    tax_amount: InvoiceNumber = Decimal(0)
     extra_charges: list[ExtraCharge] = Field(default_factory=list)
-    total_amount: Decimal
+    total_amount: InvoiceNumber
 
 
 class POStatus(StrEnum):

@@ -66,7 +66,15 @@ def _business_contract(invoice: Invoice, limits: Limits) -> list[Finding]:
     which no duplicate check can compare), and no line comes to more than Sampro keeps."""
     problems = [_invalid(name, getattr(invoice, name), f"{name} is blank.")
                 for name in IDENTIFIERS if not getattr(invoice, name).strip()]
+    numbered: set[int] = set()
     for index, line in enumerate(invoice.lines, start=1):
+        # A hold and a payload line name an invoice line by its number: two lines numbered 1 showed
+        # the clerk line 1 at its right price for a hold on the other one, and the bot two line 1s.
+        if line.line_no < 1 or line.line_no in numbered:
+            problems.append(_invalid(f"lines[{index}].line_no", line.line_no,
+                                     f"Line {line.line_no}: " + ("line numbers start at 1." if line.line_no < 1
+                                                                 else "another line has this number.")))
+        numbered.add(line.line_no)
         if not line.part_number.strip():
             problems.append(_invalid(f"lines[{index}].part_number", line.part_number,
                                      f"Line {line.line_no}: part number is blank.", line.line_no))

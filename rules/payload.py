@@ -2,8 +2,9 @@
 
 An invoice line placed on several PO lines (one part at one price, spread over lines) becomes
 one payload line per PO line, with the quantity put on it; the pieces' amounts add up to the
-invoice line's amount (the last piece takes the rounding). A total difference the policy accepts
-is noted (`total_difference`), so the bot books it as a small difference instead of guessing.
+invoice line's amount (rounded as a running total, the last piece taking what is left). A total
+difference the policy accepts is noted (`total_difference`), so the bot books it as a small
+difference instead of guessing.
 """
 
 from __future__ import annotations
@@ -22,9 +23,12 @@ def build_rpa_payload(case: Case) -> RpaPayload | None:
         if not match.placed:
             return None
         line, pieces = match.line, match.placed
-        booked = Decimal(0)
+        booked = placed = Decimal(0)
         for index, (po_line, quantity) in enumerate(pieces, start=1):
-            piece = amount - booked if index == len(pieces) else case.money(quantity * line.unit_price)
+            # Rounded as a running total, not piece by piece: four pieces of 1 at 0.005 were 0.01 each
+            # and the last took -0.01 of a 0.02 line; now each is within half a cent of its own share.
+            placed += quantity
+            piece = amount - booked if index == len(pieces) else case.money(placed * line.unit_price) - booked
             booked += piece
             # Every value comes from the validated invoice and PO, or is Decimal arithmetic on them.
             lines.append(trusted(RpaPayloadLine, {

@@ -90,6 +90,41 @@ def test_numbers_must_fit_sampros_numeric_18_4(quantity, problem):
         assert found == [("lines[1].quantity", f"lines[1].quantity: {Decimal(quantity)} {problem}.")]
 
 
+@pytest.mark.parametrize(("field", "text", "problem"), [
+    ("quantity", "2_0", "must be written in the digits 0-9, without separators"),
+    ("unit_price", "\uff11\uff15.\uff15\uff10", "must be written in the digits 0-9, without separators"),
+    ("unit_price", "\u0661\u0665.\u0665\u0660", "must be written in the digits 0-9, without separators"),
+    ("amount", "-0.00", "-0.00 is a negative zero"),
+    ("unit_price", "0E+20", "0E+20 is a zero written with an exponent"),
+    ("unit_price", "0E-999999", "0E-999999 is a zero with 999999 digits after the point"),
+    ("quantity", "1E+1", "1E+1 is written with an exponent; write it out (10)"),
+])
+def test_number_text_python_reads_but_the_contract_does_not_write_is_invalid_and_named(field, text, problem):
+    """Python's Decimal reads `2_0` as 20 and fullwidth or Arabic-Indic digits as ASCII ones, and the
+    bot was given -0, 0E+20 or 1E+1 as they came: each went to it as a ready invoice."""
+    line = {**LINE, "amount": None, field: text}
+    found = findings(invoice(lines=[line, invoice()["lines"][1]]))
+    assert found == [(f"lines[1].{field}", f"lines[1].{field}: {problem}.")]
+
+
+@pytest.mark.parametrize(("value", "problem"), [
+    ("1795132800", "invoice_date: must be a date written YYYY-MM-DD."),  # read as a Unix time
+    (1795132800, "invoice_date: must be a date written YYYY-MM-DD."),
+])
+def test_a_date_not_written_as_a_date_is_invalid_and_named(value, problem):
+    assert findings(invoice(invoice_date=value)) == [("invoice_date", problem)]
+
+
+def test_a_line_number_below_one_or_given_twice_is_invalid_and_named():
+    """Holds and payload lines name an invoice line by its number: two lines numbered 1 showed the
+    clerk line 1 at its right price for a price hold on the other."""
+    second = invoice()["lines"][1]
+    assert findings(invoice(lines=[LINE, {**second, "line_no": 1}])) == [
+        ("lines[2].line_no", "Line 1: another line has this number.")]
+    assert findings(invoice(lines=[{**LINE, "line_no": 0}, second])) == [
+        ("lines[1].line_no", "Line 0: line numbers start at 1.")]
+
+
 def test_json_beyond_the_size_or_nesting_limit_is_a_data_error_naming_the_limit():
     limits = Limits()
     assert load_json("[" * 8 + "]" * 8, limits, "lines") == [[[[[[[[]]]]]]]]

@@ -229,6 +229,16 @@ def test_split_amounts_add_up_to_the_invoice_lines_amount():
     assert [p.quantity for p in payload.lines] == [D(1), D(2)] and sum(p.amount for p in payload.lines) == D("1.00")
 
 
+def test_split_amounts_are_rounded_as_a_running_total_so_no_piece_goes_below_zero():
+    """Rounded piece by piece, four pieces of 1 at 0.005 were 0.01 each, and the last took -0.01 of
+    the 0.02 line: the bot was given a negative amount for a positive quantity."""
+    lines = [po_line(n, "0.005", "1") for n in range(1, 5)]
+    doc = invoice(lines=[{"line_no": 1, "part_number": "AC-100", "quantity": D(4), "unit_price": D("0.005"),
+                          "amount": D("0.02")}], tax_amount=D(0), extra_charges=[], total_amount=D("0.02"))
+    payload = judge(doc, one_po(*lines)).rpa_payload
+    assert [p.amount for p in payload.lines] == [D("0.01"), D("0.00"), D("0.01"), D("0.00")]
+
+
 def test_a_price_within_tolerance_matches_the_line_at_that_price_not_the_first():
     lines = (po_line(1, "15.50", "1"), po_line(2, "14.00", "5"))
     policy = Policy(default=Tolerance(price_abs=D("0.05")))
@@ -238,7 +248,10 @@ def test_a_price_within_tolerance_matches_the_line_at_that_price_not_the_first()
 
 # -- duplicates beyond the exact number ----------------------------------------------------------------
 
-@pytest.mark.parametrize("earlier", ["INV-0042", "INV42", "inv 0042", "Inv-42"])
+FULLWIDTH = "\uff29\uff2e\uff36\uff0d\uff10\uff10\uff14\uff12"  # INV-0042 as a Japanese system writes it
+
+
+@pytest.mark.parametrize("earlier", ["INV-0042", "INV42", "inv 0042", "Inv-42", FULLWIDTH, "INV-" + FULLWIDTH[4:]])
 def test_the_same_number_but_for_punctuation_and_leading_zeros_is_a_possible_duplicate(earlier):
     history = (KnownInvoice("MP-9", "V100", earlier, "entered"),)
     verdict = judge(one_line(invoice_number="INV-0042"), one_po(), history=history)
