@@ -6,6 +6,7 @@ back by an older version of its invoice on another PO also tells that PO it is r
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -13,10 +14,14 @@ from connectors.ports import NumberClaim
 from rules.duplicates import hand_off_key, handed_over_already
 from rules.lifecycle import InvoiceReplaced, RpaRequest
 from rules.models import CompletionOutcome, RpaCompletion
+from rules.po_ledger import FINISHED
 from streams.runtime import Batch, Flow
 
 if TYPE_CHECKING:
     from streams.bootstrap import Pipeline
+
+log = logging.getLogger(__name__)
+FINISHED_STATUSES = frozenset(status.value for status in FINISHED)
 
 
 def _failed(request: RpaRequest, why: str, error: str) -> RpaCompletion:
@@ -36,6 +41,21 @@ def register(pipeline: Pipeline) -> None:
         # no number: one whose number a newer version has taken since was reported "not handed to the
         # RPA bot", a FAILURE on the audit topic for an email the bot had.
         requests = mailer.unsent(batch.messages)
+        if not requests:
+            return
+        # A hand-off after a failure AP released waits here while the mailbox is down, or this flow
+        # lags: meanwhile the bot may report the earlier hand-off entered after all (its screen had
+        # timed out after the entry), and this one was emailed anyway, to be entered twice.
+        # processscheduler's word that the version is finished stops its email; one it does not show
+        # yet goes (the ledger's note says so). A first hand-off has no earlier one to be entered by.
+        again = {request.invoice_id for request in requests if request.attempt > 1}
+        finished = {(v.invoice_id, v.invoice_version): v.status for v in scheduler.versions_of(again)
+                    if v.status in FINISHED_STATUSES} if again else {}
+        for request in requests:
+            if (status := finished.get((request.invoice_id, request.invoice_version))) is not None:
+                log.warning("RPA email for %s v%s (hand-off %s) not sent: processscheduler shows the version %s",
+                            request.invoice_id, request.invoice_version, request.attempt, status)
+        requests = [r for r in requests if (r.invoice_id, r.invoice_version) not in finished]
         if not requests:
             return
         holders = scheduler.claim_numbers([NumberClaim(hand_off_key(r.payload, identifiers), r.invoice_id,

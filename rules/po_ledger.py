@@ -701,8 +701,9 @@ def complete_rpa(
         if record.withdrawn_at_rpa:
             reason = "Entered although the vendor had withdrawn it: ask the vendor for a credit note."
         elif earlier:
-            reason = (f"Entered by hand-off {completion.attempt}, reported after hand-off {record.rpa_attempts} went "
-                      "to the RPA bot: if the bot enters that one too, reverse one of the two in Sampro.")
+            reason = (f"Entered by hand-off {completion.attempt}, reported after hand-off {record.rpa_attempts} was "
+                      "handed to the RPA mailbox (not emailed once processscheduler shows this entry): if the bot "
+                      "enters that one too, reverse one of the two in Sampro.")
         update.change(record, InvoiceStatus.ENTERED, completion.event_id, at,
                       sampro_invoice_id=completion.sampro_invoice_id, reason=reason)
         _entered(update, completion)

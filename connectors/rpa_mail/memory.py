@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 
 from connectors.api_ports import RpaSentLog
 from connectors.ports import RpaMailer
+from connectors.rpa_mail.smtp import passed_by_later
 from rules.lifecycle import RpaRequest
 
 
@@ -15,17 +16,22 @@ class InMemoryRpaMailer(RpaMailer):
         self._log: set[tuple[str, int, int]] = set()
 
     def unsent(self, requests: Sequence[RpaRequest]) -> list[RpaRequest]:
-        return [r for r in requests if (r.invoice_id, r.invoice_version, r.attempt) not in self._log]
+        before = passed_by_later({_key(r) for r in requests}, self._log)
+        return [r for r in requests if _key(r) not in before]
 
     def send(self, requests: Sequence[RpaRequest]) -> list[RpaRequest]:
         sent = []
         for request in requests:
-            key = (request.invoice_id, request.invoice_version, request.attempt)
-            if key not in self._log:
+            key = _key(request)
+            if key not in passed_by_later({key}, self._log):
                 self._log.add(key)
                 sent.append(request)
         self.sent.extend(sent)
         return sent
+
+
+def _key(request: RpaRequest) -> tuple[str, int, int]:
+    return request.invoice_id, request.invoice_version, request.attempt
 
 
 class InMemorySentLog(RpaSentLog):

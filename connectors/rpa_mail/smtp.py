@@ -122,7 +122,8 @@ class SqlSentLog(RpaSentLog):
         self.engine = engine
 
     def sent_before(self, hand_offs: Collection[HandOff]) -> set[HandOff]:
-        """Which of these were claimed already, in one query."""
+        """Which of these were claimed already, or are past: a later hand-off of their version was
+        claimed (`passed_by_later`), in one query."""
         if not hand_offs:
             return set()
         sent = rpa_sent_log.c
@@ -131,7 +132,7 @@ class SqlSentLog(RpaSentLog):
             rows = conn.execute(select(sent.invoice_id, sent.invoice_version, sent.attempt)
                                 .where(among(sent.invoice_id, {hand_off[0] for hand_off in hand_offs},
                                              self.engine.dialect)))
-            return {(row.invoice_id, row.invoice_version, row.attempt) for row in rows} & set(hand_offs)
+            return passed_by_later(hand_offs, {(row.invoice_id, row.invoice_version, row.attempt) for row in rows})
 
     @contextlib.contextmanager
     def session(self) -> Iterator[SentLogSession]:
@@ -375,6 +376,17 @@ class SmtpRpaMailer(RpaMailer):
         self._unforgotten.add(hand_off)
         sent_log.forget(hand_off)
         self._unforgotten.discard(hand_off)
+
+
+def passed_by_later(hand_offs: Collection[HandOff], logged: Collection[HandOff]) -> set[HandOff]:
+    """The hand-offs the sent log has, and those it has a later hand-off of the same version for: a
+    hand-off the mailbox refused is not logged, so that it can fail; read again from rpa.requests
+    after AP had released it and its next hand-off had gone out, it was emailed then, a second
+    copy of the invoice for the bot to enter."""
+    last: dict[tuple[str, int], int] = {}
+    for invoice_id, version, attempt in logged:
+        last[invoice_id, version] = max(attempt, last.get((invoice_id, version), attempt))
+    return {hand_off for hand_off in hand_offs if last.get(hand_off[:2], 0) >= hand_off[2]}
 
 
 def _hand_off(request: RpaRequest) -> HandOff:

@@ -50,6 +50,15 @@ class RpaMailerContract:
         assert mailer.send([again]) == []
         assert self.delivered(mailer) == 2
 
+    def test_a_hand_off_read_again_after_a_later_one_of_its_version_was_sent_is_not_sent(self, mailer):
+        """Hand-off 1, refused by the mailbox, is not logged (so that it fails); AP released the
+        failure and hand-off 2 went out. rpa.requests read again then emailed hand-off 1: a second
+        copy of the invoice for the bot to enter."""
+        again = REQUEST.model_copy(update={"attempt": 2})
+        mailer.send([again])
+        assert mailer.unsent([REQUEST, again]) == [] and mailer.send([REQUEST]) == []
+        assert self.delivered(mailer) == 1
+
     def test_unsent_names_what_the_sent_log_does_not_know_in_order(self, mailer):
         others = [REQUEST.model_copy(update={"invoice_id": f"MP-{n}"}) for n in range(2)]
         mailer.send([REQUEST])

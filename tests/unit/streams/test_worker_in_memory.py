@@ -624,6 +624,31 @@ def test_an_rpa_failure_ap_releases_is_emailed_to_the_bot_again_and_can_be_enter
     assert worker.statuses() == {"MP-1": "entered"} and worker.dead_letters() == []
 
 
+def test_a_hand_off_waiting_for_the_mailbox_is_not_sent_once_the_bot_reports_the_version_entered(tmp_path):
+    """AP released the bot's failure while the mailbox was down; the bot then reported hand-off 1
+    entered after all (its screen had timed out after the entry). Hand-off 2 went out when the
+    mailbox came back, for the bot to enter the invoice a second time."""
+    from connectors.rpa_mail import InMemoryRpaMailer
+
+    mailer = DownMailer(InMemoryRpaMailer(), down=0)
+    worker = make_worker(tmp_path, mailer=mailer)
+    worker.submit(ready_invoice("MP-1"))
+    worker.run()
+    worker.complete("MP-1", ok=False)
+    worker.run()
+    mailer.down = 10**6
+    _release(worker, "MP-1", "Sampro screen fixed")
+    assert worker.statuses() == {"MP-1": "sent_to_rpa"}
+    worker.put(worker.pipeline.topics.completions, "PO-5001", worker.codec.encode(RpaCompletion(
+        event_id="rpa:MP-1:a1:late", invoice_id="MP-1", invoice_version=1, po_number="PO-5001",
+        outcome=CompletionOutcome.SUCCESS, sampro_invoice_id="S-9", occurred_at=AT, attempt=1)))
+    worker.run()
+    assert worker.statuses() == {"MP-1": "entered"}
+    mailer.down = 0
+    worker.run()
+    assert [(request.invoice_id, request.attempt) for request in mailer.inner.sent] == [("MP-1", 1)]
+
+
 def _release(worker, invoice_id: str, reason: str, holds: tuple[str, ...] = (), command_id: str = "") -> None:
     release = ReleaseRequested(command_id=command_id or f"r-{invoice_id}", invoice_id=invoice_id, invoice_version=1,
                                po_number="PO-5001", user="ana", reason=reason, issued_at=AT, holds=list(holds))
