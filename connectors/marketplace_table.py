@@ -27,6 +27,7 @@ from sqlalchemy import (
 
 from rules.errors import DataError
 from rules.limits import Limits, control_character, load_json
+from rules.parsing import UNREADABLE_COLUMN
 
 metadata = MetaData()
 
@@ -102,7 +103,7 @@ def read_json_column(value: Any, default: Any, limits: Limits) -> Any:
     try:
         return load_json(value, limits, "column")
     except DataError as exc:
-        return f"unreadable: {str(exc).removeprefix('column: ')}"
+        return f"{UNREADABLE_COLUMN}{str(exc).removeprefix('column: ')}"
 
 
 def stream_key_problem(value: Any, limits: Limits) -> str | None:

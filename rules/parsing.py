@@ -14,6 +14,8 @@ from rules.models import Finding, Invoice, Severity, trusted
 from rules.money import iso_minor_unit
 
 INVALID_INVOICE = "INVALID_INVOICE"
+# What a source puts for a JSON column (lines, extra_charges) it cannot read, followed by why.
+UNREADABLE_COLUMN = "unreadable: "
 
 
 def field_path(loc: tuple[Any, ...]) -> str:
@@ -212,7 +214,10 @@ def read_invoice(raw: Any, limits: Limits = Limits()) -> tuple[Invoice | None, l
             for error in exc.errors(include_url=False)[:MAX_NAMED]:
                 field = field_path(error["loc"])
                 actual = None if error["type"] == "missing" else error.get("input")
-                findings.append(_invalid(field, actual, f"{field}: {error['msg']}."))
+                said = error["msg"]
+                if isinstance(actual, str) and actual.startswith(UNREADABLE_COLUMN):  # not "a valid list"
+                    said = f"the column cannot be read ({actual.removeprefix(UNREADABLE_COLUMN)})"
+                findings.append(_invalid(field, actual, f"{field}: {said}."))
             if exc.error_count() > MAX_NAMED:
                 more = exc.error_count() - MAX_NAMED
                 findings.append(_invalid("invoice", f"{more} more", f"{more:,} more problems like these."))

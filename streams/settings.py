@@ -102,7 +102,9 @@ class Settings(BaseSettings):
     marketplace_source: Literal["polling", "debezium"] = "polling"
     marketplace_db_url: str = f"sqlite:///{DEFAULT_DATA_DIR}/marketplace.db"
     poll_interval_seconds: float = Field(default=2.0, gt=0, le=3600)
-    poll_lookback_seconds: float = Field(default=300.0, ge=0, le=7 * 24 * 3600)
+    # A transaction's rows carry its start's time (PostgreSQL's now()): one committed later than the
+    # look-back after it is never read. At 0 every row committed after a later one's poll was lost.
+    poll_lookback_seconds: float = Field(default=300.0, ge=60, le=7 * 24 * 3600)
     connect_url: str | None = None
 
     # Sampro (purchase orders, entered invoices)

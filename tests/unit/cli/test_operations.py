@@ -117,6 +117,7 @@ def test_a_wrong_value_is_one_line_naming_the_variable(monkeypatch, capsys):
 @pytest.mark.parametrize(("name", "value", "said"), [
     ("BATCH_SIZE", "2000000", "='2000000': Input should be less than or equal to 100000"),
     ("POLL_LOOKBACK_SECONDS", "1e12", "='1e12': Input should be less than or equal to 604800"),
+    ("POLL_LOOKBACK_SECONDS", "0", "='0': Input should be greater than or equal to 60"),  # lost late commits
     ("SESSION_TIMEOUT_SECONDS", "inf", "='inf': Input should be less than or equal to 1800"),
     ("SMTP_PORT", "-5", "='-5': Input should be greater than or equal to 1"),
     ("RPA_MAIL_TO", "rpa-bot@ämter.example", "='rpa-bot@ämter.example': String should match pattern '^[ -~]+$'"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 import pytest
@@ -123,6 +124,23 @@ def test_a_line_number_below_one_or_given_twice_is_invalid_and_named():
         ("lines[2].line_no", "Line 1: another line has this number.")]
     assert findings(invoice(lines=[{**LINE, "line_no": 0}, second])) == [
         ("lines[1].line_no", "Line 0: line numbers start at 1.")]
+
+
+def test_a_json_column_that_cannot_be_read_is_named_with_why_not_as_a_wrong_type():
+    doc = invoice(lines="unreadable: 300,000 bytes of JSON; at most 256,000")
+    assert findings(doc) == [("lines", "lines: the column cannot be read (300,000 bytes of JSON; at most 256,000).")]
+
+
+def test_the_json_a_column_may_hold_grows_with_the_lines_allowed():
+    """At 256,000 bytes whatever MAX_INVOICE_LINES said, 2,000 ordinary lines could not be read:
+    the setting took 100,000 and stopped working at about 1,900."""
+    from streams.adapters import limits_from
+    from streams.settings import Settings
+
+    assert limits_from(Settings()).max_json_bytes == 256_000
+    limits = limits_from(Settings(max_invoice_lines=5000))
+    column = json.dumps([{**LINE, "line_no": n, "description": "part"} for n in range(1, 5001)])
+    assert len(column) > 500_000 and len(load_json(column, limits, "lines")) == 5000
 
 
 def test_json_beyond_the_size_or_nesting_limit_is_a_data_error_naming_the_limit():
