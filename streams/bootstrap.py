@@ -8,6 +8,7 @@ What the API's root (api/bootstrap.py) builds as well comes from streams/adapter
 
 from __future__ import annotations
 
+import logging
 import ssl
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,6 +37,8 @@ from streams.health import DEPENDENCIES, WorkerHealth
 from streams.ledgers import LedgerStore
 from streams.runtime import Runtime
 from streams.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,9 @@ def _real_source(settings: Settings, limits: Limits, scheduler: ProcessScheduler
         return None
     from connectors.marketplace_polling import PollingMarketplaceSource
 
+    log.warning("MARKETPLACE_SOURCE=polling reads uploads and new versions but cannot see a deleted row: an "
+                "invoice the vendor withdraws in the marketplace goes on (to the RPA bot, if it is ready). "
+                "Use MARKETPLACE_SOURCE=debezium where vendors withdraw invoices.")
     return PollingMarketplaceSource(engine_for(settings.marketplace_db_url),
                                     _watermark(settings, scheduler, "marketplace"),
                                     lookback_seconds=settings.poll_lookback_seconds, limits=limits)

@@ -93,3 +93,17 @@ def test_the_pollers_keep_their_watermarks_in_processscheduler_beside_a_file_an_
                           purchase_orders=InMemoryPurchaseOrderReader([]), mailer=InMemoryRpaMailer())
     store = in_memory.source.state.store
     assert isinstance(store, FileWatermark) and store.path.parent == tmp_path
+
+
+def test_a_worker_polling_the_marketplace_warns_that_it_cannot_see_a_withdrawal(tmp_path, caplog):
+    """A deleted row leaves nothing for a poll to read: a withdrawn invoice went on to the bot, and
+    only a docstring said why."""
+    for source in ("debezium", "polling"):
+        caplog.clear()
+        settings = Settings(data_dir=tmp_path, marketplace_source=source, kafka_bootstrap_servers="127.0.0.1:9",
+                            marketplace_db_url=f"sqlite:///{tmp_path / 'marketplace.db'}", sampro_changes="none",
+                            _env_file=None)
+        bootstrap(settings, purchase_orders=InMemoryPurchaseOrderReader([]), scheduler=InMemoryProcessScheduler(),
+                  mailer=InMemoryRpaMailer())
+        warned = [r.getMessage() for r in caplog.records if "cannot see a deleted row" in r.getMessage()]
+        assert len(warned) == (source == "polling")
