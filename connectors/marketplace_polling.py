@@ -88,7 +88,10 @@ class PollingMarketplaceSource(MarketplaceSource):
         for row in rows:
             updated_at = as_utc(row.updated_at)
             known = emitted.get(row.invoice_id)
-            if known is None or known[0] < _version(row):
+            # The same version at another time is read too: an edit that kept its version (the PO
+            # agent refuses it, naming it) was dropped here without a word.
+            if known is None or known[0] < _version(row) or (
+                    known[0] == _version(row) and known[1] != updated_at.isoformat()):
                 event = self._event(row, updated_at, polled)
                 if event is not None:
                     polled.events.append(event)

@@ -581,6 +581,12 @@ def submit_invoice(
     if known is not None and known.submission.version > submission.version:
         return update.outcome()  # an older version arriving late changes nothing
     if known is not None and known.submission.version == submission.version:
+        if known.submission.document != submission.document:
+            # Taken for a replay, the edit was dropped without a word: the clerk could release the old
+            # content to the bot while the marketplace showed the new.
+            raise DataError(f"Version {submission.version} of invoice {submission.invoice_id!r} arrived again with "
+                            "other content: the marketplace changed it without a new version. The first content "
+                            "stands; the vendor must upload the change as a new version")
         if known.status in REJUDGEABLE and known.verdict and known.verdict.rules_version != judge.rules_version:
             # Reprocessed after a change of rules: judged again by the rules now in force, as an event
             # after the verdict it follows. Rules rolled back (A, then B, then A again) judge as A did

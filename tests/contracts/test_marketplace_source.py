@@ -124,6 +124,19 @@ class MarketplaceSourceContract:
         source.forget()
         assert self.polled(source) == [("A", 1)]
 
+    def test_a_version_changed_in_place_is_read_again_for_the_po_agent_to_refuse(self, engine, source_factory):
+        """An edit that kept its version was dropped here without a word; the PO agent now refuses
+        it, naming it (a dead letter), as it does one from Debezium."""
+        with engine.begin() as conn:
+            conn.execute(insert(marketplace_invoices), [row("A", T0)])
+        source = source_factory()
+        assert self.polled(source) == [("A", 1)]
+        with engine.begin() as conn:
+            conn.execute(update(marketplace_invoices).values(invoice_number="N-CHANGED",
+                                                             updated_at=T0 + timedelta(seconds=5)))
+        (again,) = source.poll().events
+        assert (again.version, again.document["invoice_number"]) == (1, "N-CHANGED")
+
     def test_a_restart_does_not_repeat_or_skip(self, engine, source_factory):
         with engine.begin() as conn:
             conn.execute(insert(marketplace_invoices), [row("A", T0), row("B", T0)])

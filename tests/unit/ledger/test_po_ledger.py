@@ -447,7 +447,8 @@ def test_an_edit_of_an_entered_invoice_with_findings_of_its_own_says_why_too_and
     assert statuses(emitted)[-2:] == [("A", "manual_review"), ("A", "manual_review")]
     assert noted.reason == "Version 1 of this invoice was already entered in Sampro."
     # Reprocessed under other rules: judged and held again, as new events processscheduler records.
-    later = submit_invoice(ledger, submission("A", 2), FakeJudge(rules_version="next"), "automatic").emitted
+    again = submission("A", 2, expect="manual_review")
+    later = submit_invoice(ledger, again, FakeJudge(rules_version="next"), "automatic").emitted
     assert statuses(later) == [("A", "manual_review"), ("A", "manual_review")]  # verdict, then the note
     assert later[-1].event_id != noted.event_id and later[-1].reason == noted.reason
 
@@ -749,14 +750,15 @@ def test_a_version_replayed_after_a_change_of_rules_is_judged_again_unless_the_r
                     lambda ledger: submit_invoice(ledger, submission("A", expect="manual_review"), judge, "automatic"),
                     lambda ledger: submit_invoice(ledger, submission("B"), judge, "automatic"))
     new_rules = FakeJudge(rules_version="test+tol", lets_pass=frozenset({"A"}))
-    replayed_a = submit_invoice(ledger, submission("A"), new_rules, "automatic")  # now passes, but B holds the PO
+    held_a = submission("A", expect="manual_review")
+    replayed_a = submit_invoice(ledger, held_a, new_rules, "automatic")  # now passes, but B holds the PO
     assert statuses(replayed_a.emitted) == [("A", "waiting_for_po")]
     assert submit_invoice(ledger, submission("B"), new_rules, "automatic").emitted[0].rules_version == "test"
     ledger, emitted = run(replayed_a.ledger,
                           lambda ledger: complete_rpa(ledger, completion("B"), new_rules, "automatic"))
     assert statuses(emitted) == [("B", "entered"), ("A", "ready_to_process"), ("A", "rpa_request"),
                                  ("A", "sent_to_rpa")]
-    same_rules = submit_invoice(ledger, submission("A"), new_rules, "automatic")
+    same_rules = submit_invoice(ledger, held_a, new_rules, "automatic")
     assert ("A", "ready_to_process") in statuses(same_rules.emitted) and same_rules.ledger == ledger
 
 

@@ -649,6 +649,19 @@ def test_a_hand_off_waiting_for_the_mailbox_is_not_sent_once_the_bot_reports_the
     assert [(request.invoice_id, request.attempt) for request in mailer.inner.sent] == [("MP-1", 1)]
 
 
+def test_a_version_arriving_again_with_other_content_is_dead_lettered_naming_it_not_taken_for_a_replay(worker):
+    """The marketplace changed version 1 in place: taken for a replay, the change was dropped
+    without a word, and a clerk's release sent the old content to the bot."""
+    worker.submit(ready_invoice("MP-1", total_amount="1.00"))  # held: TOTAL_MISMATCH
+    worker.run()
+    worker.submit(ready_invoice("MP-1", total_amount="1.00", invoice_number="INV-CHANGED"))
+    worker.submit(ready_invoice("MP-1", total_amount="1.00"))  # a replay of the first: nothing to say
+    worker.run()
+    (dead,) = worker.dead_letters()
+    assert "Version 1 of invoice 'MP-1' arrived again with other content" in dead["error"]
+    assert worker.statuses() == {"MP-1": "bad_invoice"}
+
+
 def _release(worker, invoice_id: str, reason: str, holds: tuple[str, ...] = (), command_id: str = "") -> None:
     release = ReleaseRequested(command_id=command_id or f"r-{invoice_id}", invoice_id=invoice_id, invoice_version=1,
                                po_number="PO-5001", user="ana", reason=reason, issued_at=AT, holds=list(holds))
