@@ -62,7 +62,7 @@ def story(reader: TopicReader, codec: Codec, topics: list[str], invoice_id: str,
     `on_total` hears how many records the topics hold there, `on_progress` how many more were read:
     a topic kept ten years takes a while, and the auditor sees how long."""
     needle = invoice_id.encode()
-    told = Story()
+    told, told_once = Story(), set[tuple]()
     ranges: dict[str, OffsetRanges] = {}
     for topic in topics:
         try:
@@ -91,6 +91,11 @@ def story(reader: TopicReader, codec: Codec, topics: list[str], invoice_id: str,
                                        f"{str(error)[:200]}")
                 continue
             version = getattr(message, "invoice_version", None) or getattr(message, "version", 0)
+            if (key := _identity(message)) in told_once:
+                # Re-emitted (a reprocess, a replay after a crash): told as a copy, not as a second hand-off.
+                summary = f"again (a copy, applied once): {summary}"
+            elif key is not None:
+                told_once.add(key)
             told.steps.append(Step(record.recorded_at, topic, record.partition, record.offset, version, what, summary,
                                    detail))
         on_progress(held[topic] - reported)  # transaction markers hold offsets too: the topic is read
@@ -132,28 +137,50 @@ def describe(message) -> tuple[str, str, dict]:
             by = f" by {message.actor}" if message.actor else ""
             why = f": {message.reason}" if message.reason else ""
             sampro = f" as Sampro invoice {message.sampro_invoice_id}" if message.sampro_invoice_id else ""
-            return "status", f"{message.status.value}{by}{sampro}{why}", {"event_id": message.event_id}
+            released = f"; holds released: {', '.join(message.holds)}" if message.holds else ""
+            return "status", f"{message.status.value}{by}{sampro}{why}{released}", {
+                "event_id": message.event_id, "holds": message.holds}
         case RpaRequest():
-            return "rpa request", (f"handed to the RPA bot: {len(message.payload.lines)} line(s), total "
-                                   f"{message.payload.total_amount} {message.payload.currency}"), {
-                "payload": message.payload.model_dump(mode="json")}
+            return "rpa request", (f"hand-off {message.attempt} to the RPA bot: {len(message.payload.lines)} line(s), "
+                                   f"total {message.payload.total_amount} {message.payload.currency}"), {
+                "attempt": message.attempt, "payload": message.payload.model_dump(mode="json")}
         case RpaCompletion():
             result = (f"entered in Sampro as {message.sampro_invoice_id}" if message.outcome.value == "success"
                       else f"failed: {message.error}")
             return "completion", f"RPA bot reports version {message.invoice_version} {result}", {
                 "event_id": message.event_id}
         case ReleaseRequested():
-            return ("release requested", f"{message.user} released it: {message.reason}",
-                    {"command_id": message.command_id})
+            # What the clerk asked for; the status step after it says what the release did, if anything.
+            holds = ", ".join(message.holds) or "every hold it had"
+            code = f" ({message.reason_code})" if message.reason_code else ""
+            return ("release requested", f"{message.user} asked to release {holds}{code}: {message.reason}",
+                    {"command_id": message.command_id, "holds": message.holds})
         case DispatchApproved():
             return "dispatch approved", f"{message.user} approved sending it to the RPA bot", {
                 "command_id": message.command_id}
     return type(message).__name__, str(message), {}
 
 
+def _identity(message: object) -> tuple | None:
+    """What a message is the same step as when it comes again: its event id, its hand-off, its command."""
+    match message:
+        case StatusChanged() | RpaCompletion():
+            return type(message).__name__, message.event_id
+        case RpaRequest():
+            return "hand-off", message.invoice_id, message.invoice_version, message.attempt
+        case Verdict():
+            return ("verdict", message.invoice_id, message.invoice_version, message.rules_version,
+                    message.evaluated_at, message.judged_after)
+        case ReleaseRequested() | DispatchApproved():
+            return type(message).__name__, message.command_id
+    return None
+
+
 def _without_po(verdict: Verdict) -> str:
     """A verdict has no PO snapshot when Sampro had none, or gave one it could not read, and when
     the pipeline could not judge the invoice at all: only the first two are Sampro's answer."""
+    if any(f.code == "PO_NOT_FOUND" and "cannot be read" in f.message for f in verdict.reasons):
+        return "no PO (Sampro has it, but could not give it)"
     if any(finding.code == "PO_NOT_FOUND" for finding in verdict.reasons):
         return "no PO (Sampro gave none)"
     return "no PO (not judged against one)"

@@ -34,8 +34,8 @@ def test_every_step_of_a_released_invoice_from_every_topic_in_order():
                       codec.encode(message))
 
     def status(status: InvoiceStatus, seconds: int, **extra) -> StatusChanged:
-        return StatusChanged(event_id=f"e{seconds}", invoice_id="MP-1001", invoice_version=1, po_number="PO-5001",
-                             status=status, occurred_at=AT + timedelta(seconds=seconds), **extra)
+        return StatusChanged(event_id=f"e{seconds}-{status.value}", invoice_id="MP-1001", invoice_version=1,
+                             po_number="PO-5001", status=status, occurred_at=AT + timedelta(seconds=seconds), **extra)
 
     put("invoices", 0, InvoiceSubmitted(invoice_id="MP-1001", version=1, po_number="PO-5001",
                                         document=PRICE_OFF, received_at=AT))
@@ -61,13 +61,41 @@ def test_every_step_of_a_released_invoice_from_every_topic_in_order():
     steps = told.steps
     assert [(s.what, s.summary.split(" ")[0]) for s in steps] == [
         ("received", "version"), ("status", "waiting_for_po"), ("verdict", "manual_review"),
-        ("release requested", "ana"), ("status", "released"), ("status", "sent_to_rpa"), ("rpa request", "handed"),
+        ("release requested", "ana"), ("status", "released"), ("status", "sent_to_rpa"), ("rpa request", "hand-off"),
         ("completion", "RPA"), ("status", "entered"), ("replaced", "version")]
     verdict_step = steps[2]
     assert "PRICE_MISMATCH" in verdict_step.summary and verdict.rules_version in verdict_step.summary
     assert verdict_step.detail["po_snapshot"]["po_number"] == "PO-5001"
     assert "price agreed by phone" in steps[4].summary and "ana" in steps[4].summary
     assert steps[-1].summary == "version 2 names PO PO-7 and replaces the versions on PO PO-5001"
+
+
+def test_a_release_names_the_holds_asked_for_and_released_and_a_copy_is_told_as_one():
+    """Every release read "ana released it", one that released nothing too; a reprocess's copies
+    of a status and a hand-off read as a second hand-off to the bot, which had one email."""
+    codec, reader = SingleObjectCodec(), InMemoryTopicReader()
+    released = judge(INVOICE).rpa_payload
+
+    def put(topic: str, seconds: int, message) -> None:
+        reader.append(topic, 0, int((AT + timedelta(seconds=seconds)).timestamp() * 1000), b"PO-5001",
+                      codec.encode(message))
+
+    hold = "PRICE_MISMATCH:1:unit_price"
+    put("commands", 1, ReleaseRequested(command_id="c1", invoice_id="MP-1001", invoice_version=1, po_number="PO-5001",
+                                        user="ana", reason="agreed", issued_at=AT, holds=[hold],
+                                        reason_code="PRICE_AGREED"))
+    sent = StatusChanged(event_id="e2", invoice_id="MP-1001", invoice_version=1, po_number="PO-5001",
+                         status=InvoiceStatus.SENT_TO_RPA, occurred_at=AT, actor="ana", holds=[hold])
+    request = RpaRequest(invoice_id="MP-1001", invoice_version=1, po_number="PO-5001", payload=released,
+                         requested_at=AT)
+    for seconds in (2, 3):  # the second: a copy
+        put("verdicts", seconds, sent)
+        put("rpa.requests", seconds, request)
+    steps = story(reader, codec, ["commands", "verdicts", "rpa.requests"], "MP-1001").steps
+    assert [s.summary for s in steps][:2] == ["ana asked to release PRICE_MISMATCH:1:unit_price (PRICE_AGREED): agreed",
+                                              "sent_to_rpa by ana; holds released: PRICE_MISMATCH:1:unit_price"]
+    assert [s.summary.split(":")[0] for s in steps[2:]] == [
+        "hand-off 1 to the RPA bot", "again (a copy, applied once)", "again (a copy, applied once)"]
 
 
 def test_a_record_naming_the_invoice_that_cannot_be_read_is_listed_and_the_story_goes_on():
@@ -129,3 +157,13 @@ def test_a_verdict_without_a_po_says_whether_sampro_had_none_or_the_invoice_was_
     summaries = [step.summary for step in story(reader, codec, ["verdicts"], "MP-1001").steps]
     assert "judged against no PO (Sampro gave none): PO_NOT_FOUND" in summaries[0]
     assert "judged against no PO (not judged against one): INVALID_INVOICE" in summaries[1]
+
+
+def test_a_po_sampro_has_but_could_not_give_is_not_told_as_no_po():
+    from audit.explain import describe
+    from rules.models import Finding, Severity
+
+    unreadable = Finding(code="PO_NOT_FOUND", severity=Severity.ERROR, message="Purchase order PO-5001 is in Sampro "
+                         "but cannot be read: line 2 has unit_price NULL.")
+    verdict = judge(INVOICE).model_copy(update={"po_snapshot": None, "reasons": [unreadable]})
+    assert "judged against no PO (Sampro has it, but could not give it)" in describe(verdict)[1]
