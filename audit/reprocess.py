@@ -2,10 +2,11 @@
 
 Only the invoices topic is rewound, for the pipeline's consumer group. The PO ledger keeps
 what completions and AP commands did, so they need no second pass; each replayed invoice
-version that was decided under other rules and has not gone to the RPA bot is judged again,
-everything else is re-emitted unchanged, and the sinks' keys (invoice version, event id, sent
-log) make that a no-op downstream: nothing is entered twice. Offsets only ever move back, and
-never while a worker of the group runs.
+version held under other rules is judged again (a failed hand-off that AP released and that was
+held again at its next turn too: cleared, it goes to the bot as its next hand-off), everything
+else is re-emitted unchanged, and the sinks' keys (invoice version, event id, sent log) make that
+a no-op downstream: no hand-off is emailed twice. Offsets only ever move back, and never while a
+worker of the group runs.
 """
 
 from __future__ import annotations

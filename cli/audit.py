@@ -309,10 +309,12 @@ def reprocess(
 ) -> None:
     """Run the live pipeline again over the invoices since a time, after a change of rules.
 
-    Rewinds the pipeline's consumer group on the invoices topic. Invoices decided under other
-    rules that never reached the RPA bot are judged again; everything else is re-emitted as it
-    stands and the sinks ignore it: nothing is entered or emailed twice. Refused while a worker
-    of the group runs (exit 1). Exit 2 on unusable input.
+    Rewinds the pipeline's consumer group on the invoices topic. Invoices held under other rules
+    (manual_review, awaiting_receipt, bad_invoice, po_not_found) are judged again, a failed
+    hand-off AP released and held again at its next turn included: cleared now, it goes to the
+    RPA bot as its next hand-off. Everything else is re-emitted as it stands and the sinks ignore
+    it: no hand-off is emailed twice. Refused while a worker of the group runs (exit 1). Exit 2
+    on unusable input.
     """
     from audit.reprocess import execute, plan
     from connectors.api_ports import GroupIsActive, TopicNotFound
