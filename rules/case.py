@@ -31,6 +31,8 @@ from rules.policy import Tolerance
 
 ZERO = Decimal(0)
 _LINE_NO = attrgetter("line_no")
+# The rooms of a PO line a quantity is placed into, pass by pass (`Case._place`).
+_RECEIVED, _OPEN, _TOLERANCE = "received and not yet invoiced", "open", "open and the quantity tolerance"
 
 
 class LineMatch:
@@ -117,7 +119,10 @@ class Case:
             self._place(match)
 
     def _place(self, match: LineMatch) -> None:
-        """First what each matched PO line has open, then its quantity tolerance, nearest in price first."""
+        """First what each matched PO line has open, then its quantity tolerance, nearest in price
+        first; under three-way match, what each has received and not yet invoiced before that, as
+        Oracle and Coupa match to the receipt: an invoice for goods delivered on PO line 2 was put
+        on undelivered line 1 and waited for a receipt that was never needed."""
         targets = match.targets
         if not targets:
             return
@@ -130,12 +135,17 @@ class Case:
                 match.placed = [(po_line, quantity)]
                 return
         left, placed = match.line.quantity, dict.fromkeys([t.line_no for t in targets], ZERO)
-        for with_tolerance in (False, True):
+        for room_by in ((_RECEIVED, _OPEN, _TOLERANCE) if match.tolerance.three_way_match else (_OPEN, _TOLERANCE)):
             if left <= 0:  # all placed within what is open: the tolerance has nothing to take
                 break
             for po_line in targets:
                 line_no = po_line.line_no
-                allowance = match.tolerance.quantity_allowance(po_line.quantity_ordered) if with_tolerance else ZERO
+                if room_by is _TOLERANCE:
+                    allowance = match.tolerance.quantity_allowance(po_line.quantity_ordered)
+                elif room_by is _RECEIVED and po_line.quantity_received is not None:
+                    allowance = -max(ZERO, po_line.quantity_ordered - po_line.quantity_received)  # not delivered
+                else:
+                    allowance = ZERO
                 free = open_on[line_no] + allowance - placed_on.get(line_no, ZERO)
                 # min(left, max(free, ZERO)), spelled out: the same Decimal, without two calls per line
                 room = ZERO if ZERO > free else free

@@ -190,6 +190,17 @@ def test_three_way_match_with_a_received_tolerance(qty, pct, flagged):
     assert ("QUANTITY_EXCEEDS_RECEIVED" in codes(verdict)) is flagged
 
 
+def test_three_way_match_places_a_quantity_on_the_po_line_that_received_it_first():
+    """Filled in line order, 10 delivered on PO line 2 went on undelivered line 1, and the invoice
+    awaited a receipt for goods that had come."""
+    policy = Policy(default=Tolerance(three_way_match=True))
+    lines = (po_line(1, "15.50", "10", received="0"), po_line(2, "15.50", "10", received="6"))
+    verdict = judge(one_line(qty="10"), one_po(*lines), policy=policy)
+    assert codes(verdict) == ["QUANTITY_EXCEEDS_RECEIVED"]  # 4 still short: on line 1, after line 2's 6
+    assert [(p.po_line_no, p.quantity) for p in judge(one_line(qty="6"), one_po(*lines), policy=policy)
+            .rpa_payload.lines] == [(2, D(6))]
+
+
 THREE_WAY = {"three_way_match": True}
 
 
