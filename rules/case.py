@@ -58,6 +58,12 @@ class LineMatch:
         return self.matched or ([self.nearest] if self.nearest is not None else [])
 
 
+def _choice(match: LineMatch) -> tuple[bool, int]:
+    """Placed first: a line at a PO line's very price, then one matching fewer PO lines."""
+    price = match.line.unit_price
+    return not any(candidate.unit_price == price for candidate in match.matched), len(match.matched)
+
+
 class Case:
     __slots__ = (
         "invoice", "po", "context", "contract_problems", "vendor_key", "minor_unit", "tolerance", "computed_amounts",
@@ -114,9 +120,16 @@ class Case:
                                              - in_flight.get(str(po_line.line_no), ZERO))
         for line in invoice.lines:
             part = key("part_number", line.part_number)
-            match = LineMatch(line, policy.for_keys(self.vendor_key, part), by_part.get(part, []))
-            self.matches.append(match)
-            self._place(match)
+            self.matches.append(LineMatch(line, policy.for_keys(self.vendor_key, part), by_part.get(part, [])))
+        if any(len(match.matched) > 1 for match in self.matches):
+            # Lines with a choice of PO lines are placed after those without one: placed in invoice order,
+            # a line that could go on two took the one the next line could only go on, and whether the
+            # invoice was held depended on the order of its lines.
+            for match in sorted(self.matches, key=_choice):
+                self._place(match)
+        else:
+            for match in self.matches:
+                self._place(match)
 
     def _place(self, match: LineMatch) -> None:
         """First what each matched PO line has open, then its quantity tolerance, nearest in price

@@ -190,6 +190,19 @@ def test_three_way_match_with_a_received_tolerance(qty, pct, flagged):
     assert ("QUANTITY_EXCEEDS_RECEIVED" in codes(verdict)) is flagged
 
 
+@pytest.mark.parametrize("order", [(0, 1), (1, 0)])
+def test_whether_an_invoice_is_held_does_not_depend_on_the_order_of_its_lines(order):
+    """Y at 10.40 matches both PO lines (10 and 11, within 10 % either way) and X at 9.50 only the
+    first: placed first, Y took line 1's five and X overflowed it, though line 2 had room."""
+    policy = Policy(default=Tolerance(price_pct=D(10), price_lower_pct=D(10)))
+    x = {"line_no": 1, "part_number": "AC-100", "quantity": D(5), "unit_price": D("9.50"), "amount": D("47.50")}
+    y = {"line_no": 2, "part_number": "AC-100", "quantity": D(5), "unit_price": D("10.40"), "amount": D("52.00")}
+    doc = invoice(lines=[(x, y)[i] for i in order], tax_amount=D(0), extra_charges=[], total_amount=D("99.50"))
+    verdict = judge(doc, one_po(po_line(1, "10.00", "5"), po_line(2, "11.00", "5")), policy=policy)
+    assert codes(verdict) == []
+    assert sorted((p.invoice_line_no, p.po_line_no) for p in verdict.rpa_payload.lines) == [(1, 1), (2, 2)]
+
+
 def test_three_way_match_places_a_quantity_on_the_po_line_that_received_it_first():
     """Filled in line order, 10 delivered on PO line 2 went on undelivered line 1, and the invoice
     awaited a receipt for goods that had come."""
