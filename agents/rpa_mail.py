@@ -41,6 +41,13 @@ def register(pipeline: Pipeline) -> None:
         # no number: one whose number a newer version has taken since was reported "not handed to the
         # RPA bot", a FAILURE on the audit topic for an email the bot had.
         requests = mailer.unsent(batch.messages)
+        # A hand-off is made only when the one before it failed: rpa.requests read again, with two
+        # refused ones of a version unlogged in one batch, emailed both.
+        last = {}
+        for request in requests:
+            last[request.invoice_id, request.invoice_version] = max(
+                request.attempt, last.get((request.invoice_id, request.invoice_version), 0))
+        requests = [r for r in requests if r.attempt == last[r.invoice_id, r.invoice_version]]
         if not requests:
             return
         # A hand-off after a failure AP released waits here while the mailbox is down, or this flow

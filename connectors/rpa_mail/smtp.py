@@ -39,6 +39,7 @@ from rules.errors import DataError, PutOff, Unavailable
 from rules.lifecycle import InvoiceStatus, RpaRequest
 
 _LINE_STARTING_WITH_DOT = re.compile(rb"(?m)^\.")
+REFUSED = "refused: "  # the server reply of a hand-off the mailbox refused for good
 log = logging.getLogger(__name__)
 HandOff = tuple[str, int, int]  # invoice id, version, RpaRequest.attempt
 
@@ -106,6 +107,13 @@ class SentLogSession:
         with mapped_errors("processscheduler"):
             self.conn.execute(update(rpa_sent_log).where(_claim_of(hand_off)).values(server_reply=server_reply[:500]))
 
+    def refuse(self, hand_off: HandOff, server_reply: str) -> None:
+        """The server refused the email for good: its hand-off fails, and it is never sent again,
+        not even when rpa.requests is read again (forgotten, it was, after AP's retry had gone out)."""
+        with mapped_errors("processscheduler"):
+            self.conn.execute(update(rpa_sent_log).where(_claim_of(hand_off)).values(
+                server_reply=f"{REFUSED}{server_reply}"[:500]))
+
     def forget(self, hand_off: HandOff) -> None:
         """The server refused or never got the end of the message: the email may be sent again."""
         with mapped_errors("processscheduler"):
@@ -155,8 +163,10 @@ class SqlSentLog(RpaSentLog):
         counted for good, they kept the gauge above zero after the operator had done all there was."""
         sent, later, row = rpa_sent_log.c, rpa_sent_log.alias("later").c, processscheduler.c
         answered = [InvoiceStatus.ENTERED, InvoiceStatus.RPA_FAILED, InvoiceStatus.WITHDRAWN, InvoiceStatus.SUPERSEDED]
+        # A refusal too, until its failure is in processscheduler: a crash before the failure went out
+        # leaves it unsent for good, and it is listed.
         query = (select(sent.invoice_id, sent.invoice_version, sent.attempt)
-                 .where(sent.server_reply.is_(None),
+                 .where(sent.server_reply.is_(None) | sent.server_reply.startswith(REFUSED, autoescape=True),
                         ~exists().where(later.invoice_id == sent.invoice_id,
                                         later.invoice_version == sent.invoice_version, later.attempt > sent.attempt),
                         ~exists().where(row.invoice_id == sent.invoice_id, row.invoice_version == sent.invoice_version,
@@ -206,11 +216,17 @@ class SmtpRpaMailer(RpaMailer):
         self.put_off_for_good = put_off_for_good
         self._put_off_at: dict[HandOff, tuple[float, float]] = {}
         self._given_up: dict[HandOff, float] = {}  # when: asked again after PUT_OFF_GAP (a replay, a fix)
+        # Refused for good and logged so: refused again at once when the runtime tries the batch's
+        # records one by one (taken for sent, its failure never went out), for good after that.
+        self._refused_now: dict[HandOff, tuple[float, str]] = {}
 
     def unsent(self, requests: Sequence[RpaRequest]) -> list[RpaRequest]:
         # A claim still to be dropped (the database was away when the server refused the email) is
         # no email sent: counted as one, the email was never sent, and no failure reached AP.
+        now = time.monotonic()
+        self._refused_now = {key: said for key, said in self._refused_now.items() if now - said[0] < PUT_OFF_GAP}
         before = self.sent_log.sent_before({_hand_off(r) for r in requests}) - self._unforgotten
+        before -= set(self._refused_now)
         return [r for r in requests if _hand_off(r) not in before]
 
     def send(self, requests: Sequence[RpaRequest]) -> list[RpaRequest]:
@@ -230,6 +246,9 @@ class SmtpRpaMailer(RpaMailer):
                 messages.append((request, build_message(request, self.mail_from, self.mail_to)))
             except (ValueError, TypeError) as error:  # an address that is not one ASCII line
                 raise DataError(f"the RPA email cannot be built: {error}") from None
+        if refused := next((self._refused_now[_hand_off(r)] for r in requests if _hand_off(r) in self._refused_now),
+                           None):
+            raise DataError(f"the RPA mailbox refused the email: {refused[1]}")
         before = self.sent_log.sent_before({_hand_off(r) for r in requests})
         due = [(r, m) for r, m in messages if _hand_off(r) not in before]
         if not due:
@@ -358,9 +377,13 @@ class SmtpRpaMailer(RpaMailer):
             if smtp.sock is not None:
                 smtp.sock.settimeout(self.timeout)
         if code != 250:
-            self._forget(sent_log, hand_off)
             refused = _MessageRefused(code, reply)
             refused.hand_off = hand_off
+            if code >= 500 and not _about_the_mailbox(refused):
+                sent_log.refuse(hand_off, _reply_text(refused))
+                self._refused_now[hand_off] = (time.monotonic(), _reply_text(refused))
+            else:
+                self._forget(sent_log, hand_off)
             raise refused
         try:
             sent_log.confirm(hand_off, f"{code} {reply.decode(errors='replace')}")

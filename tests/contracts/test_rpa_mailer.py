@@ -163,12 +163,21 @@ class SmtpMailerContract(RpaMailerContract):
         assert mailer.send([REQUEST]) == [REQUEST]
         assert len(server.mailbox.messages) == 1 and log.in_doubt() == []
 
-    def test_a_message_refused_for_good_is_a_data_error_and_not_logged(self, engine, server):
+    def test_a_message_refused_for_good_is_a_data_error_logged_as_refused_and_never_sent_again(self, engine, server):
+        """Forgotten, a refused hand-off was emailed when rpa.requests was read again (a new consumer
+        group, an offset reset), after AP had released its failure and the retry had gone out."""
         server.mailbox.refusals, server.mailbox.refusal = 1, "554 5.6.0 Message content rejected"
         mailer, log = _mailer(engine, server)
         with pytest.raises(DataError, match="refused the email: 554 5.6.0 Message content rejected"):
             mailer.send([REQUEST])
-        assert log.sent_before([("MP-1001", 1, 1)]) == set() and log.in_doubt() == []
+        # The runtime tries the batch's records again one by one: refused again, so that its hand-off fails.
+        assert mailer.unsent([REQUEST]) == [REQUEST]
+        with pytest.raises(DataError, match="554 5.6.0"):
+            mailer.send([REQUEST])
+        assert log.in_doubt() == [("MP-1001", 1, 1)]  # until processscheduler shows the failure
+        read_again, _ = _mailer(engine, server)
+        assert read_again.unsent([REQUEST]) == [] and read_again.send([REQUEST]) == []
+        assert server.mailbox.messages == []
 
     def test_a_full_mailbox_makes_the_emails_wait_and_refuses_no_invoice(self, engine, server):
         """A 5xx at the end of data that names the mailbox (5.2.2 full, 5.2.1 disabled): every email

@@ -662,6 +662,20 @@ def test_a_version_arriving_again_with_other_content_is_dead_lettered_naming_it_
     assert worker.statuses() == {"MP-1": "bad_invoice"}
 
 
+def test_two_hand_offs_of_a_version_read_again_in_one_batch_email_only_the_later(worker, tmp_path):
+    """Both refused by the mailbox, neither in the sent log: rpa.requests read again (a new
+    consumer group) emailed both, though hand-off 2 exists only because hand-off 1 failed."""
+    worker.submit(ready_invoice("MP-1"))
+    worker.run()
+    (record,) = worker.broker.records(worker.pipeline.topics.rpa_requests)
+    first = worker.codec.decode(record.value)
+    again = make_worker(tmp_path / "again")
+    for request in (first, first.model_copy(update={"attempt": 2})):
+        again.put(again.pipeline.topics.rpa_requests, "PO-5001", again.codec.encode(request))
+    again.run()
+    assert [(request.invoice_id, request.attempt) for request in again.mailer.sent] == [("MP-1", 2)]
+
+
 def _release(worker, invoice_id: str, reason: str, holds: tuple[str, ...] = (), command_id: str = "") -> None:
     release = ReleaseRequested(command_id=command_id or f"r-{invoice_id}", invoice_id=invoice_id, invoice_version=1,
                                po_number="PO-5001", user="ana", reason=reason, issued_at=AT, holds=list(holds))
