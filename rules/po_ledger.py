@@ -10,6 +10,7 @@ are idempotent) and never changes the state twice.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
@@ -581,7 +582,7 @@ def submit_invoice(
     if known is not None and known.submission.version > submission.version:
         return update.outcome()  # an older version arriving late changes nothing
     if known is not None and known.submission.version == submission.version:
-        if known.submission.document != submission.document:
+        if _as_text(known.submission.document) != _as_text(submission.document):
             # Taken for a replay, the edit was dropped without a word: the clerk could release the old
             # content to the bot while the marketplace showed the new.
             raise DataError(f"Version {submission.version} of invoice {submission.invoice_id!r} arrived again with "
@@ -638,6 +639,12 @@ def withdraw_invoice(
     if judge is not None:
         update.drain_parked(withdrawal.withdrawn_at)
     return update.outcome()
+
+
+def _as_text(document: Any) -> str:
+    """A document as text, its numbers as written: a record stored by an older release holds a
+    number of a vendor's own field as text ('2.5') where the topic now carries Decimal('2.5')."""
+    return json.dumps(document, sort_keys=True, default=str)
 
 
 def _at_bot(update: _Update, invoice_id: str) -> InvoiceRecord | None:

@@ -453,6 +453,20 @@ def test_an_edit_of_an_entered_invoice_with_findings_of_its_own_says_why_too_and
     assert later[-1].event_id != noted.event_id and later[-1].reason == noted.reason
 
 
+def test_a_version_an_older_release_stored_with_a_number_as_text_arriving_again_is_a_replay(judge):
+    """That release kept a number of a vendor's own field as text ('2.5'), where the topic now
+    carries Decimal('2.5'): the redelivery was dead-lettered as an edit of the version."""
+    stored = InvoiceSubmitted(invoice_id="A", version=1, po_number="PO-1", received_at=AT,
+                              document={"expect": "manual_review", "discount_pct": "2.5"})
+    ledger, _ = run(PurchaseOrderLedger(po_number="PO-1"), lambda ledger: submit_invoice(ledger, stored, judge,
+                                                                                           "automatic"))
+    again = stored.model_copy(update={"document": {"expect": "manual_review", "discount_pct": Decimal("2.5")}})
+    assert statuses(submit_invoice(ledger, again, judge, "automatic").emitted) == [("A", "manual_review")]
+    edited = stored.model_copy(update={"document": {"expect": "manual_review", "discount_pct": "3"}})
+    with pytest.raises(DataError, match="Version 1 of invoice 'A' arrived again with other content"):
+        submit_invoice(ledger, edited, judge, "automatic")
+
+
 def test_a_withdrawal_of_an_entered_invoice_tells_ap_to_ask_for_a_credit_note(judge):
     withdrawal = InvoiceWithdrawn(invoice_id="A", version=1, po_number="PO-1", withdrawn_at=AT)
     ledger, _ = run(PurchaseOrderLedger(po_number="PO-1"),
