@@ -39,7 +39,7 @@ def loose_number_key(text: str) -> str:
     both `nv2026417`; compatibility forms as their plain letters (NFKC): `ＩＮＶ－１` is `inv1`, as a
     Japanese vendor's system writes INV-1. Equal loose keys under different numbers make a possible
     duplicate, for a person to look at."""
-    return _NOT_LETTER_OR_DIGIT.sub("", _LEADING_ZEROS.sub("", unicodedata.normalize("NFKC", identifier_key(text))))
+    return _NOT_LETTER_OR_DIGIT.sub("", _LEADING_ZEROS.sub("", identifier_key(unicodedata.normalize("NFKC", text))))
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,22 +59,14 @@ def reordering_character(text: str) -> str | None:
     return None if found is None else f"U+{ord(found.group()):04X}"
 
 
-# str(Decimal) writes a zero with more digits after the point than this with an exponent (0E-7).
-PLAIN_ZERO_DIGITS = 6
-
-
 def decimal_problem(value: Decimal, limits: Limits) -> str | None:
     """Why Sampro could not store the number exactly; None when it can."""
     if not value.is_finite():
         return "is not a finite number"
-    sign, digits, exponent = value.as_tuple()
+    _, digits, exponent = value.as_tuple()
     assert isinstance(exponent, int)
-    if not any(digits):  # -0 and 0E+20 went to the bot as written; 0E-999999 would be a million zeros
-        if sign:
-            return "is a negative zero"
-        if exponent > 0:
-            return "is a zero written with an exponent"
-        return None if exponent >= -PLAIN_ZERO_DIGITS else f"is a zero with {-exponent} digits after the point"
+    if not any(digits):  # any zero: an invoice's is made a plain 0 as it is read (`rules.models`)
+        return None
     while exponent < 0 and digits[-1] == 0:  # "2.50000" carries no more than "2.5"
         digits, exponent = digits[:-1], exponent + 1
     fraction = max(0, -exponent)
@@ -131,9 +123,8 @@ def plainly_storable(numbers: Iterable[Decimal], limits: Limits) -> bool:
 def _plain_numbers(integer_digits: int, fraction_digits: int) -> re.Pattern[str]:
     if integer_digits < 1 or fraction_digits < 0:
         return re.compile("(?!)")  # limits this odd are left to `decimal_problem`
-    # str(Decimal) never writes leading zeros, so the digits before the point are the integer digits;
-    # a minus only before a digit other than 0 (a negative zero is a problem).
-    number = rf"(?:-(?=[\d.]*[1-9]))?\d{{1,{integer_digits}}}(?:\.\d{{0,{fraction_digits}}}0*)?"
+    # str(Decimal) never writes leading zeros, so the digits before the point are the integer digits.
+    number = rf"-?\d{{1,{integer_digits}}}(?:\.\d{{0,{fraction_digits}}}0*)?"
     return re.compile(rf"(?:{number}(?:,{number})*)?")
 
 

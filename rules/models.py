@@ -11,7 +11,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 from pydantic_core import PydanticCustomError
 
 # What the keys of the pipeline's records hold: a stream key, a table key, a mail header. An invoice
@@ -77,8 +77,19 @@ def _iso_date(value: Any) -> Any:
 
 
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+def _plain_zero(value: Decimal) -> Decimal:
+    """A zero as str() writes it plainly: `-0.00` (a rounded discount, as Python and JavaScript
+    format one) is 0.00, `0E-8` (a system writing 8 decimals) and `0E+20` are 0; each went to the
+    bot as written. A zero like `0.00` stays as it is."""
+    if value or value.is_nan():
+        return value
+    exponent = value.as_tuple().exponent
+    return value.copy_abs() if isinstance(exponent, int) and -6 <= exponent <= 0 else _ZERO
+
+
+_ZERO = Decimal(0)
 # A quantity or an amount, and a date, as the marketplace sends them.
-InvoiceNumber = Annotated[Decimal, BeforeValidator(_in_plain_digits)]
+InvoiceNumber = Annotated[Decimal, BeforeValidator(_in_plain_digits), AfterValidator(_plain_zero)]
 InvoiceDate = Annotated[date, BeforeValidator(_iso_date)]
 
 

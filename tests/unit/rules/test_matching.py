@@ -253,14 +253,20 @@ def test_split_amounts_add_up_to_the_invoice_lines_amount():
     assert [p.quantity for p in payload.lines] == [D(1), D(2)] and sum(p.amount for p in payload.lines) == D("1.00")
 
 
-def test_split_amounts_are_rounded_as_a_running_total_so_no_piece_goes_below_zero():
-    """Rounded piece by piece, four pieces of 1 at 0.005 were 0.01 each, and the last took -0.01 of
-    the 0.02 line: the bot was given a negative amount for a positive quantity."""
-    lines = [po_line(n, "0.005", "1") for n in range(1, 5)]
-    doc = invoice(lines=[{"line_no": 1, "part_number": "AC-100", "quantity": D(4), "unit_price": D("0.005"),
-                          "amount": D("0.02")}], tax_amount=D(0), extra_charges=[], total_amount=D("0.02"))
+@pytest.mark.parametrize(("price", "placed", "amount", "pieces"), [
+    # the last piece taking the rest was -0.01 for a positive quantity
+    ("0.005", ["1", "1", "1", "1"], "0.02", ["0.00", "0.00", "0.01", "0.01"]),
+    # a running total put a cent on the second of two equal pieces: each is its own share rounded
+    ("0.0125", ["1001", "1001", "998"], "37.50", ["12.51", "12.51", "12.48"]),
+])
+def test_split_amounts_are_each_shares_rounding_the_missing_cents_where_rounding_cut_most(price, placed, amount,
+                                                                                          pieces):
+    lines = [po_line(n, price, quantity) for n, quantity in enumerate(placed, start=1)]
+    total = sum(D(q) for q in placed)
+    doc = invoice(lines=[{"line_no": 1, "part_number": "AC-100", "quantity": total, "unit_price": D(price),
+                          "amount": D(amount)}], tax_amount=D(0), extra_charges=[], total_amount=D(amount))
     payload = judge(doc, one_po(*lines)).rpa_payload
-    assert [p.amount for p in payload.lines] == [D("0.01"), D("0.00"), D("0.01"), D("0.00")]
+    assert [p.amount for p in payload.lines] == [D(piece) for piece in pieces]
 
 
 def test_a_price_within_tolerance_matches_the_line_at_that_price_not_the_first():
@@ -275,7 +281,8 @@ def test_a_price_within_tolerance_matches_the_line_at_that_price_not_the_first()
 FULLWIDTH = "\uff29\uff2e\uff36\uff0d\uff10\uff10\uff14\uff12"  # INV-0042 as a Japanese system writes it
 
 
-@pytest.mark.parametrize("earlier", ["INV-0042", "INV42", "inv 0042", "Inv-42", FULLWIDTH, "INV-" + FULLWIDTH[4:]])
+@pytest.mark.parametrize("earlier", ["INV-0042", "INV42", "inv 0042", "Inv-42", FULLWIDTH, "INV-" + FULLWIDTH[4:],
+                                     "\U0001d408\U0001d40d\U0001d415-0042"])  # mathematical bold: folded after NFKC
 def test_the_same_number_but_for_punctuation_and_leading_zeros_is_a_possible_duplicate(earlier):
     history = (KnownInvoice("MP-9", "V100", earlier, "entered"),)
     verdict = judge(one_line(invoice_number="INV-0042"), one_po(), history=history)
