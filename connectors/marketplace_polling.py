@@ -86,8 +86,8 @@ class PollingMarketplaceSource(MarketplaceSource):
         whole_window = self._window_read_at is None or now - self._window_read_at >= self.window_every
         rows, present, full, page_end = self._rows(watermark, polled, whole_window, emitted)
         for row in rows:
-            updated_at = as_utc(row.updated_at)
-            known = emitted.get(row.invoice_id)
+            updated_at, name = as_utc(row.updated_at), str(row.invoice_id)  # SQLite may hold a BLOB id
+            known = emitted.get(name)
             # The same version at another time is read too: an edit that kept its version (the PO
             # agent refuses it, naming it) was dropped here without a word.
             if known is None or known[0] < _version(row) or (
@@ -95,7 +95,7 @@ class PollingMarketplaceSource(MarketplaceSource):
                 event = self._event(row, updated_at, polled)
                 if event is not None:
                     polled.events.append(event)
-                emitted[row.invoice_id] = [_version(row), updated_at.isoformat()]
+                emitted[name] = [_version(row), updated_at.isoformat()]
         unreadable, polled.unreadable = polled.unreadable, []
         timeless = set()  # rows whose time cannot be read: every poll reads them again
         for row in unreadable:  # moved past, and dead-lettered once as it is
@@ -117,8 +117,9 @@ class PollingMarketplaceSource(MarketplaceSource):
         if watermark is not None:
             horizon = (watermark[0] - self.lookback).isoformat()
             # A row without a time is remembered while it is still read, not by a time: marked with
-            # the watermark's, it was dead-lettered again whenever the watermark moved.
-            emitted = {k: v for k, v in emitted.items() if v[1] >= horizon or k in timeless}
+            # the watermark's, it was dead-lettered again whenever the watermark moved. It sorts after
+            # every time, so a full page did not reach it: it is forgotten only once a page has.
+            emitted = {k: v for k, v in emitted.items() if v[1] >= horizon or k in timeless or full and v[1] == ""}
         self._pending = (watermark, emitted, backlog, now if whole_window else self._window_read_at)
         return polled
 
@@ -175,7 +176,7 @@ class PollingMarketplaceSource(MarketplaceSource):
                     query = query.limit(self.batch_size)
                 try:
                     page = conn.execute(query).all() if limited else self._window(conn, where, emitted)
-                    last = _key_of(page[-1].updated_at, page[-1].invoice_id) if limited and page else None
+                    last = _page_end([(row.updated_at, row.invoice_id) for row in page]) if limited else None
                 except Exception as error:
                     if isinstance(error, Unavailable) or _connection_lost(error):
                         raise
@@ -192,7 +193,7 @@ class PollingMarketplaceSource(MarketplaceSource):
         """The window's rows not emitted yet: their keys first, then those rows whole. Read whole,
         every row of the window came with its lines at every read, all but the late ones emitted
         already (5 minutes of uploads at 50/s: 15,000 rows and their lines every 30 s)."""
-        keys = conn.execute(select(table.c.invoice_id, table.c.version).where(where)).all()
+        keys = conn.execute(select(table.c.invoice_id, table.c.version, table.c.updated_at).where(where)).all()
         wanted = [key.invoice_id for key in keys if _not_emitted(emitted, key)]
         rows: list[Any] = []
         for start in range(0, len(wanted), WINDOW_CHUNK):
@@ -211,9 +212,7 @@ class PollingMarketplaceSource(MarketplaceSource):
         with escaped_text(conn):
             keys = conn.execute(keys_query.limit(self.batch_size) if limited else keys_query).all()
         rows: list[Any] = []
-        last = None
         for key in keys:
-            last = _key_of(_parsed_time(key.updated_at), key.invoice_id) or last
             single = select(*_COLUMNS, *_JSON_AS_TEXT).where(row_key == key.row_key)
             try:
                 rows.extend(conn.execute(single).all())
@@ -226,7 +225,7 @@ class PollingMarketplaceSource(MarketplaceSource):
                 polled.unreadable.append(UnreadableRow(str(key.invoice_id)[:64], _parsed_time(key.updated_at),
                                                        json.dumps(dict(raw._mapping) if raw else {}).encode(),
                                                        f"{type(error).__name__}: {error}"[:500]))
-        return rows, last
+        return rows, _page_end([(_parsed_time(key.updated_at), key.invoice_id) for key in keys])
 
     def _pages(self, watermark: Watermark | None, whole_window: bool) -> list[tuple[Any, bool]]:
         """The next page of new rows, and the look-back window behind the watermark (late commits),
@@ -249,10 +248,12 @@ def _key_problem(row: Any, limits: Limits) -> str | None:
 
 
 def _not_emitted(emitted: dict[str, list[Any]], key: Any) -> bool:
-    """A version the window has not emitted; a version that is not a whole number is read whole,
-    as what it holds decides whether it was dead-lettered before."""
-    known = emitted.get(key.invoice_id)
-    return known is None or type(key.version) is not int or known[0] < key.version
+    """A version the window has not emitted, or has at another time (an edit that kept its version,
+    committed late); a version that is not a whole number is read whole, as what it holds decides
+    whether it was dead-lettered before."""
+    known = emitted.get(str(key.invoice_id))
+    return known is None or type(key.version) is not int or known[0] < key.version or (
+        known[0] == key.version and known[1] != as_utc(key.updated_at).isoformat())
 
 
 def _version(row: Any) -> int:
@@ -260,8 +261,16 @@ def _version(row: Any) -> int:
     return row.version if type(row.version) is int else 0
 
 
-def _key_of(updated_at: datetime | None, invoice_id: Any) -> Watermark | None:
-    return (as_utc(updated_at), str(invoice_id)) if updated_at is not None else None
+def _page_end(keys: list[tuple[datetime | None, Any]]) -> Watermark | None:
+    """Where the next page starts: after the page's last row with a time, as the database ordered
+    them; after every row of the latest time it read, when an earlier row of the page had a later
+    time than that last one (SQLite orders times as text, and `2026-11-25T05:00` sorts after
+    `2026-11-25 06:00`: the cursor went back, and the same page was read at every poll)."""
+    timed = [(as_utc(at), str(invoice_id)) for at, invoice_id in keys if at is not None]
+    if not timed:
+        return None
+    latest = max(at for at, _ in timed)
+    return timed[-1] if timed[-1][0] == latest else (latest, "")
 
 
 def _not_past(watermark: Watermark | None, present: datetime) -> Watermark | None:

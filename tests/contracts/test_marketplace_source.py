@@ -137,6 +137,21 @@ class MarketplaceSourceContract:
         (again,) = source.poll().events
         assert (again.version, again.document["invoice_number"]) == (1, "N-CHANGED")
 
+    def test_a_version_changed_in_place_and_committed_late_is_found_by_the_window(self, engine, source_factory,
+                                                                                   clock):
+        """The window picked rows by version alone: an edit that kept its version, stamped behind the
+        watermark (a transaction's start), was never read, where a new row of the same commit was."""
+        with engine.begin() as conn:
+            conn.execute(insert(marketplace_invoices), [row("A", T0), row("B", T0 + timedelta(seconds=60))])
+        source = source_factory()
+        assert self.polled(source) == [("A", 1), ("B", 1)]
+        with engine.begin() as conn:
+            conn.execute(update(marketplace_invoices).where(marketplace_invoices.c.invoice_id == "A")
+                         .values(invoice_number="N-CHANGED", updated_at=T0 + timedelta(seconds=30)))
+        clock[0] = 120.0  # the window's next read
+        (again,) = source.poll().events
+        assert (again.invoice_id, again.document["invoice_number"]) == ("A", "N-CHANGED")
+
     def test_a_restart_does_not_repeat_or_skip(self, engine, source_factory):
         with engine.begin() as conn:
             conn.execute(insert(marketplace_invoices), [row("A", T0), row("B", T0)])
@@ -337,6 +352,56 @@ class TestSqliteSource(MarketplaceSourceContract):
             clock[0] += 120.0  # the look-back window read too
         assert dead_lettered == ["BAD"]
         assert [name for name, _ in self.polled(source)] == ["N3"]
+
+
+    def test_a_page_whose_last_row_is_an_earlier_time_than_another_does_not_send_the_cursor_back(
+            self, engine, tmp_path):
+        """SQLite orders times as text: `2026-11-25T05:00` (isoformat()'s form) sorts after
+        `2026-11-25 23:00` (CURRENT_TIMESTAMP's). Started after the page's last row, the cursor went
+        back to 05:00, and the same full page was read at every poll."""
+        stamps = {"S1": "2026-11-25 23:00:00", "T1": "2026-11-25T05:00:00", "S2": "2026-11-26 08:00:00",
+                  "S3": "2026-11-26 09:00:00", "S4": "2026-11-26 10:00:00"}
+        metadata.create_all(engine)
+        with engine.begin() as conn:
+            conn.execute(insert(marketplace_invoices), [row(name, T0) for name in stamps])
+            for name, stamp in stamps.items():
+                conn.execute(text("UPDATE marketplace_invoices SET updated_at = :at WHERE invoice_id = :id"),
+                             {"at": stamp, "id": name})
+        source = PollingMarketplaceSource(engine, FileWatermark(tmp_path / "watermark.json"), batch_size=2)
+        seen = {name for _ in range(5) for name, _version in self.polled(source)}
+        assert seen == set(stamps) and not source.backlog()
+
+    def test_a_row_whose_time_cannot_be_read_is_not_dead_lettered_again_after_a_full_page(self, engine, tmp_path):
+        """It sorts after every time, so a full page of other rows did not read it, and it was forgotten."""
+        metadata.create_all(engine)
+        with engine.begin() as conn:
+            conn.execute(insert(marketplace_invoices), [row("BAD", T0), row("A", T0)])
+            conn.execute(text("UPDATE marketplace_invoices SET updated_at = 'n/a' WHERE invoice_id = 'BAD'"))
+        source = PollingMarketplaceSource(engine, FileWatermark(tmp_path / "watermark.json"), batch_size=3)
+        dead_lettered = []
+        for burst in range(3):
+            with engine.begin() as conn:
+                conn.execute(insert(marketplace_invoices), [row(f"N{burst}-{n}", T0 + timedelta(seconds=burst + 1))
+                                                            for n in range(4)])
+            for _ in range(3):
+                polled = source.poll()
+                source.commit()
+                dead_lettered += [unreadable.invoice_id for unreadable in polled.unreadable]
+        assert dead_lettered == ["BAD"]
+
+    def test_an_invoice_id_sqlite_keeps_as_a_blob_is_dead_lettered_and_the_rest_goes_on(self, engine, source_factory):
+        """Kept as bytes in the poller's memory, it broke the save of its state at every poll."""
+        with engine.begin() as conn:
+            conn.execute(insert(marketplace_invoices), [row("A", T0), row("BLOB", T0)])
+            conn.execute(text("UPDATE marketplace_invoices SET invoice_id = CAST('BLOB' AS BLOB) "
+                              "WHERE invoice_id = 'BLOB'"))
+        source = source_factory()
+        first = source.poll()
+        source.commit()
+        assert [e.invoice_id for e in first.events] == ["A"] and "not text" in first.unreadable[0].error
+        with engine.begin() as conn:
+            conn.execute(insert(marketplace_invoices), [row("C", T0 + timedelta(seconds=1))])
+        assert self.polled(source) == [("C", 1)]
 
 
 class TestPostgresSource(MarketplaceSourceContract):
