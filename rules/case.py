@@ -58,10 +58,12 @@ class LineMatch:
         return self.matched or ([self.nearest] if self.nearest is not None else [])
 
 
-def _choice(match: LineMatch) -> tuple[bool, int]:
-    """Placed first: a line at a PO line's very price, then one matching fewer PO lines."""
+def _choice(match: LineMatch) -> tuple[int, bool]:
+    """Placed first: a line matching fewer PO lines, then one at a PO line's very price. (At its very
+    price first, a line that could also go on another PO line took the one a line after it could
+    only go on.)"""
     price = match.line.unit_price
-    return not any(candidate.unit_price == price for candidate in match.matched), len(match.matched)
+    return len(match.matched), not any(candidate.unit_price == price for candidate in match.matched)
 
 
 class Case:
@@ -155,8 +157,13 @@ class Case:
                 line_no = po_line.line_no
                 if room_by is _TOLERANCE:
                     allowance = match.tolerance.quantity_allowance(po_line.quantity_ordered)
-                elif room_by is _RECEIVED and po_line.quantity_received is not None:
-                    allowance = -max(ZERO, po_line.quantity_ordered - po_line.quantity_received)  # not delivered
+                elif room_by is _RECEIVED:
+                    if po_line.unit_price != targets[0].unit_price:
+                        continue  # a receipt does not pick the line: a tolerance's other price waits its turn
+                    if po_line.quantity_received is not None:
+                        allowance = -max(ZERO, po_line.quantity_ordered - po_line.quantity_received)  # undelivered
+                    else:
+                        allowance = ZERO
                 else:
                     allowance = ZERO
                 free = open_on[line_no] + allowance - placed_on.get(line_no, ZERO)

@@ -2,7 +2,7 @@
 
 An invoice line placed on several PO lines (one part at one price, spread over lines) becomes
 one payload line per PO line, with the quantity put on it; the pieces' amounts add up to the
-invoice line's amount (each rounded, the units they lack or pass spread by largest remainder). A total
+invoice line's amount (each its share by quantity, rounded, the rest spread by largest remainder). A total
 difference the policy accepts is noted (`total_difference`), so the bot books it as a small
 difference instead of guessing.
 """
@@ -15,18 +15,17 @@ from rules.case import Case
 from rules.models import PurchaseOrderLine, RpaPayload, RpaPayloadLine, trusted
 
 
-def _pieces(case: Case, placed: list[tuple[PurchaseOrderLine, Decimal]], price: Decimal,
-            amount: Decimal) -> list[Decimal]:
-    """The amounts of a line's pieces: each its quantity x price rounded, then the minor units
-    they lack of (or pass) the line's amount given to (taken from) those their rounding cut most
-    (left most), one each. The last piece taking the rest was -0.01 of a 0.02 line in four pieces at
-    0.005; a running total put a cent on the second of three equal pieces."""
-    exact = [quantity * price for _, quantity in placed]
+def _pieces(case: Case, placed: list[tuple[PurchaseOrderLine, Decimal]], amount: Decimal) -> list[Decimal]:
+    """The amounts of a line's pieces: each its share of the line's amount by quantity, rounded,
+    then the minor units they lack of (or pass) the amount given to (taken from) those their
+    rounding cut most (left most), one each. The last piece taking the rest was -0.01 of a 0.02
+    line in four pieces at 0.005, and a running total put a cent on the second of three equal
+    pieces; shares of quantity x price went below zero for a line amount a clerk released."""
+    total = sum((quantity for _, quantity in placed), Decimal(0))
+    exact = [amount * quantity / total for _, quantity in placed]
     pieces = [case.money(share) for share in exact]
     unit = case.minor_unit or Decimal(1)
-    short = int((amount - sum(pieces)) / unit)
-    if abs(short) > len(pieces):  # an amount far off quantity x price (held, never paid): the last takes it
-        return [*pieces[:-1], amount - sum(pieces[:-1])]
+    short = int((amount - sum(pieces)) / unit)  # at most one per piece: each share moved by half a unit at most
     order = sorted(range(len(pieces)), key=lambda i: exact[i] - pieces[i], reverse=short > 0)
     for i in order[:abs(short)]:
         pieces[i] += unit if short > 0 else -unit
@@ -41,7 +40,7 @@ def build_rpa_payload(case: Case) -> RpaPayload | None:
         if not match.placed:
             return None
         line = match.line
-        pieces = _pieces(case, match.placed, line.unit_price, amount) if len(match.placed) > 1 else [amount]
+        pieces = _pieces(case, match.placed, amount) if len(match.placed) > 1 else [amount]
         for (po_line, quantity), piece in zip(match.placed, pieces, strict=True):
             # Every value comes from the validated invoice and PO, or is Decimal arithmetic on them.
             lines.append(trusted(RpaPayloadLine, {

@@ -191,13 +191,16 @@ def test_three_way_match_with_a_received_tolerance(qty, pct, flagged):
 
 
 @pytest.mark.parametrize("order", [(0, 1), (1, 0)])
-def test_whether_an_invoice_is_held_does_not_depend_on_the_order_of_its_lines(order):
-    """Y at 10.40 matches both PO lines (10 and 11, within 10 % either way) and X at 9.50 only the
-    first: placed first, Y took line 1's five and X overflowed it, though line 2 had room."""
+@pytest.mark.parametrize("y_price", ["10.40", "10.00"])  # 10.00: at line 1's very price, and within line 2's
+def test_whether_an_invoice_is_held_does_not_depend_on_the_order_of_its_lines(order, y_price):
+    """Y matches both PO lines (10 and 11, within 10 % either way) and X at 9.50 only the first:
+    placed first, Y took line 1's five and X overflowed it, though line 2 had room."""
     policy = Policy(default=Tolerance(price_pct=D(10), price_lower_pct=D(10)))
     x = {"line_no": 1, "part_number": "AC-100", "quantity": D(5), "unit_price": D("9.50"), "amount": D("47.50")}
-    y = {"line_no": 2, "part_number": "AC-100", "quantity": D(5), "unit_price": D("10.40"), "amount": D("52.00")}
-    doc = invoice(lines=[(x, y)[i] for i in order], tax_amount=D(0), extra_charges=[], total_amount=D("99.50"))
+    y = {"line_no": 2, "part_number": "AC-100", "quantity": D(5), "unit_price": D(y_price),
+         "amount": D(y_price) * 5}
+    doc = invoice(lines=[(x, y)[i] for i in order], tax_amount=D(0), extra_charges=[],
+                  total_amount=D("47.50") + D(y_price) * 5)
     verdict = judge(doc, one_po(po_line(1, "10.00", "5"), po_line(2, "11.00", "5")), policy=policy)
     assert codes(verdict) == []
     assert sorted((p.invoice_line_no, p.po_line_no) for p in verdict.rpa_payload.lines) == [(1, 1), (2, 2)]
@@ -212,6 +215,15 @@ def test_three_way_match_places_a_quantity_on_the_po_line_that_received_it_first
     assert codes(verdict) == ["QUANTITY_EXCEEDS_RECEIVED"]  # 4 still short: on line 1, after line 2's 6
     assert [(p.po_line_no, p.quantity) for p in judge(one_line(qty="6"), one_po(*lines), policy=policy)
             .rpa_payload.lines] == [(2, D(6))]
+
+
+def test_a_receipt_on_a_po_line_at_another_price_does_not_take_the_quantity_first():
+    """Under a price tolerance the receipt picked the line: 10 ordered at 10.00, none delivered,
+    were paid against line 2's receipt at 10.90, before the goods came."""
+    policy = Policy(default=Tolerance(three_way_match=True, price_pct=D(10), price_lower_pct=D(10)))
+    lines = (po_line(1, "10.00", "10", received="0"), po_line(2, "10.90", "10", received="10"))
+    assert codes(judge(one_line(qty="10", price="10.00"), one_po(*lines), policy=policy)) == [
+        "QUANTITY_EXCEEDS_RECEIVED"]
 
 
 THREE_WAY = {"three_way_match": True}
