@@ -131,16 +131,26 @@ class SqlSentLog(RpaSentLog):
 
     def sent_before(self, hand_offs: Collection[HandOff]) -> set[HandOff]:
         """Which of these were claimed already, or are past: a later hand-off of their version was
-        claimed (`passed_by_later`), in one query."""
+        claimed (`passed_by_later`); one the mailbox refused, and no later one passed, is not."""
+        return self.looked_up(hand_offs)[0]
+
+    def looked_up(self, hand_offs: Collection[HandOff]) -> tuple[set[HandOff], dict[HandOff, str]]:
+        """`sent_before`, and the refusals of these not passed by a later hand-off, with the
+        server's reply, in one query."""
         if not hand_offs:
-            return set()
+            return set(), {}
         sent = rpa_sent_log.c
         with mapped_errors("processscheduler"), self.engine.connect() as conn:
             # by invoice id alone: SQL Server has no row-value IN
-            rows = conn.execute(select(sent.invoice_id, sent.invoice_version, sent.attempt)
+            rows = conn.execute(select(sent.invoice_id, sent.invoice_version, sent.attempt, sent.server_reply)
                                 .where(among(sent.invoice_id, {hand_off[0] for hand_off in hand_offs},
-                                             self.engine.dialect)))
-            return passed_by_later(hand_offs, {(row.invoice_id, row.invoice_version, row.attempt) for row in rows})
+                                             self.engine.dialect))).all()
+        logged = {(row.invoice_id, row.invoice_version, row.attempt): row.server_reply for row in rows}
+        wanted = set(hand_offs)
+        refused = {key: reply.removeprefix(REFUSED) for key, reply in logged.items()
+                   if key in wanted and reply is not None and reply.startswith(REFUSED)
+                   and not any(other[:2] == key[:2] and other[2] > key[2] for other in logged)}
+        return passed_by_later(wanted, logged) - set(refused), refused
 
     @contextlib.contextmanager
     def session(self) -> Iterator[SentLogSession]:
@@ -163,14 +173,16 @@ class SqlSentLog(RpaSentLog):
         counted for good, they kept the gauge above zero after the operator had done all there was."""
         sent, later, row = rpa_sent_log.c, rpa_sent_log.alias("later").c, processscheduler.c
         answered = [InvoiceStatus.ENTERED, InvoiceStatus.RPA_FAILED, InvoiceStatus.WITHDRAWN, InvoiceStatus.SUPERSEDED]
-        # A refusal too, until its failure is in processscheduler: a crash before the failure went out
-        # leaves it unsent for good, and it is listed.
+        # A refusal too, while processscheduler shows its version at the bot: a crash before its
+        # failure went out left it there for good.
+        of_version = (row.invoice_id == sent.invoice_id) & (row.invoice_version == sent.invoice_version)
         query = (select(sent.invoice_id, sent.invoice_version, sent.attempt)
-                 .where(sent.server_reply.is_(None) | sent.server_reply.startswith(REFUSED, autoescape=True),
-                        ~exists().where(later.invoice_id == sent.invoice_id,
+                 .where(~exists().where(later.invoice_id == sent.invoice_id,
                                         later.invoice_version == sent.invoice_version, later.attempt > sent.attempt),
-                        ~exists().where(row.invoice_id == sent.invoice_id, row.invoice_version == sent.invoice_version,
-                                        row.status.in_([status.value for status in answered])))
+                        (sent.server_reply.is_(None)
+                         & ~exists().where(of_version, row.status.in_([status.value for status in answered])))
+                        | (sent.server_reply.startswith(REFUSED, autoescape=True)
+                           & exists().where(of_version, row.status == InvoiceStatus.SENT_TO_RPA.value)))
                  .order_by(sent.invoice_id, sent.invoice_version, sent.attempt))
         with mapped_errors("processscheduler"), self.engine.connect() as conn:
             return [(found.invoice_id, found.invoice_version, found.attempt) for found in conn.execute(query)]
@@ -216,17 +228,11 @@ class SmtpRpaMailer(RpaMailer):
         self.put_off_for_good = put_off_for_good
         self._put_off_at: dict[HandOff, tuple[float, float]] = {}
         self._given_up: dict[HandOff, float] = {}  # when: asked again after PUT_OFF_GAP (a replay, a fix)
-        # Refused for good and logged so: refused again at once when the runtime tries the batch's
-        # records one by one (taken for sent, its failure never went out), for good after that.
-        self._refused_now: dict[HandOff, tuple[float, str]] = {}
 
     def unsent(self, requests: Sequence[RpaRequest]) -> list[RpaRequest]:
         # A claim still to be dropped (the database was away when the server refused the email) is
         # no email sent: counted as one, the email was never sent, and no failure reached AP.
-        now = time.monotonic()
-        self._refused_now = {key: said for key, said in self._refused_now.items() if now - said[0] < PUT_OFF_GAP}
         before = self.sent_log.sent_before({_hand_off(r) for r in requests}) - self._unforgotten
-        before -= set(self._refused_now)
         return [r for r in requests if _hand_off(r) not in before]
 
     def send(self, requests: Sequence[RpaRequest]) -> list[RpaRequest]:
@@ -246,10 +252,11 @@ class SmtpRpaMailer(RpaMailer):
                 messages.append((request, build_message(request, self.mail_from, self.mail_to)))
             except (ValueError, TypeError) as error:  # an address that is not one ASCII line
                 raise DataError(f"the RPA email cannot be built: {error}") from None
-        if refused := next((self._refused_now[_hand_off(r)] for r in requests if _hand_off(r) in self._refused_now),
-                           None):
-            raise DataError(f"the RPA mailbox refused the email: {refused[1]}")
-        before = self.sent_log.sent_before({_hand_off(r) for r in requests})
+        before, refused = self.sent_log.looked_up({_hand_off(r) for r in requests})
+        if said := next((refused[_hand_off(r)] for r in requests if _hand_off(r) in refused), None):
+            # Refused before: its hand-off fails again (the runtime's retry one by one, another worker, a
+            # replay of rpa.requests), and the email is never sent.
+            raise DataError(f"the RPA mailbox refused the email: {said}")
         due = [(r, m) for r, m in messages if _hand_off(r) not in before]
         if not due:
             return []
@@ -380,8 +387,9 @@ class SmtpRpaMailer(RpaMailer):
             refused = _MessageRefused(code, reply)
             refused.hand_off = hand_off
             if code >= 500 and not _about_the_mailbox(refused):
+                self._unforgotten.add(hand_off)  # if the log cannot take it, the claim is dropped at the retry
                 sent_log.refuse(hand_off, _reply_text(refused))
-                self._refused_now[hand_off] = (time.monotonic(), _reply_text(refused))
+                self._unforgotten.discard(hand_off)
             else:
                 self._forget(sent_log, hand_off)
             raise refused

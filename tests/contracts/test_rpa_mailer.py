@@ -170,14 +170,26 @@ class SmtpMailerContract(RpaMailerContract):
         mailer, log = _mailer(engine, server)
         with pytest.raises(DataError, match="refused the email: 554 5.6.0 Message content rejected"):
             mailer.send([REQUEST])
-        # The runtime tries the batch's records again one by one: refused again, so that its hand-off fails.
-        assert mailer.unsent([REQUEST]) == [REQUEST]
-        with pytest.raises(DataError, match="554 5.6.0"):
+        # Tried again, by the runtime one by one, by another worker, or read again: refused again,
+        # so that its hand-off fails, and never emailed.
+        another, _ = _mailer(engine, server)
+        for sender in (mailer, another):
+            assert sender.unsent([REQUEST]) == [REQUEST]
+            with pytest.raises(DataError, match="554 5.6.0"):
+                sender.send([REQUEST])
+        assert log.in_doubt() == [] and server.mailbox.messages == []
+        again = REQUEST.model_copy(update={"attempt": 2})  # AP released the failure: the retry goes
+        assert another.send([again]) == [again]
+        assert another.unsent([REQUEST]) == [] and len(server.mailbox.messages) == 1
+
+    def test_a_refusal_the_sent_log_could_not_take_is_sent_again(self, engine, server):
+        """Its claim kept as sent, the email was neither sent nor failed, for good."""
+        server.mailbox.refusals, server.mailbox.refusal = 1, "554 5.6.0 Message content rejected"
+        mailer, log = _mailer(engine, server, _RefuseFailsOnce)
+        with pytest.raises(Unavailable, match="processscheduler"):
             mailer.send([REQUEST])
-        assert log.in_doubt() == [("MP-1001", 1, 1)]  # until processscheduler shows the failure
-        read_again, _ = _mailer(engine, server)
-        assert read_again.unsent([REQUEST]) == [] and read_again.send([REQUEST]) == []
-        assert server.mailbox.messages == []
+        assert mailer.unsent([REQUEST]) == [REQUEST] and mailer.send([REQUEST]) == [REQUEST]
+        assert len(server.mailbox.messages) == 1 and log.in_doubt() == []
 
     def test_a_full_mailbox_makes_the_emails_wait_and_refuses_no_invoice(self, engine, server):
         """A 5xx at the end of data that names the mailbox (5.2.2 full, 5.2.1 disabled): every email
@@ -325,6 +337,26 @@ class _CrashingSentLog(SqlSentLog):
                 raise _Crash
 
             session.claim = crash
+            yield session
+
+
+class _RefuseFailsOnce(SqlSentLog):
+    """processscheduler away for the moment the mailer logs a refusal."""
+
+    failed = False
+
+    @contextmanager
+    def session(self):
+        with super().session() as session:
+            refuse = session.refuse
+
+            def fail_once(hand_off, reply):
+                if not self.failed:
+                    self.failed = True
+                    raise Unavailable("processscheduler", "connection reset")
+                refuse(hand_off, reply)
+
+            session.refuse = fail_once
             yield session
 
 

@@ -128,6 +128,21 @@ class SqlSentLogContract(RpaSentLogContract):
                  "updated_at": at}])
         assert sent_log.in_doubt() == [("MP-4", 1, 1)]
 
+    @pytest.mark.parametrize(("status", "listed"), [("sent_to_rpa", True), ("rpa_failed", False), ("released", False),
+                                                    ("manual_review", False)])
+    def test_a_refused_email_is_in_doubt_only_while_its_version_shows_at_the_bot(self, empty, engine, status, listed):
+        """Its failure not out (a crash between the refusal and it), the version stays at the bot for
+        good; once the failure is in, AP's release (released, held again at the next turn) is no
+        email to look for in the mailbox."""
+        with empty.session() as session:
+            assert session.claim(("MP-5", 1, 1), "<e>")
+            session.refuse(("MP-5", 1, 1), "554 5.6.0 Message content rejected")
+        at = datetime(2026, 11, 25, tzinfo=UTC)
+        with engine.begin() as conn:
+            conn.execute(insert(processscheduler), [{"invoice_id": "MP-5", "invoice_version": 1, "status": status,
+                                                     "created_at": at, "updated_at": at}])
+        assert empty.in_doubt() == ([("MP-5", 1, 1)] if listed else [])
+
     def test_a_log_without_its_table_is_unavailable(self, engine):
         with pytest.raises(Unavailable, match="processscheduler"):
             SqlSentLog(engine).in_doubt()
