@@ -340,44 +340,30 @@ class _CrashingSentLog(SqlSentLog):
             yield session
 
 
-class _RefuseFailsOnce(SqlSentLog):
-    """processscheduler away for the moment the mailer logs a refusal."""
+def _fails_once(step: str) -> type[SqlSentLog]:
+    """A sent log whose session's `step` (forget, refuse) meets processscheduler away, once."""
 
-    failed = False
+    class FailsOnce(SqlSentLog):
+        failed = False
 
-    @contextmanager
-    def session(self):
-        with super().session() as session:
-            refuse = session.refuse
+        @contextmanager
+        def session(self):
+            with super().session() as session:
+                done = getattr(session, step)
 
-            def fail_once(hand_off, reply):
-                if not self.failed:
-                    self.failed = True
-                    raise Unavailable("processscheduler", "connection reset")
-                refuse(hand_off, reply)
+                def fail_once(*args):
+                    if not self.failed:
+                        self.failed = True
+                        raise Unavailable("processscheduler", "connection reset")
+                    done(*args)
 
-            session.refuse = fail_once
-            yield session
+                setattr(session, step, fail_once)
+                yield session
+
+    return FailsOnce
 
 
-class _ForgetFailsOnce(SqlSentLog):
-    """processscheduler away for the moment the mailer drops a refused email's claim."""
-
-    failed = False
-
-    @contextmanager
-    def session(self):
-        with super().session() as session:
-            forget = session.forget
-
-            def fail_once(hand_off):
-                if not self.failed:
-                    self.failed = True
-                    raise Unavailable("processscheduler", "connection reset")
-                forget(hand_off)
-
-            session.forget = fail_once
-            yield session
+_RefuseFailsOnce, _ForgetFailsOnce = _fails_once("refuse"), _fails_once("forget")
 
 
 @pytest.fixture(scope="module")

@@ -63,7 +63,7 @@ def test_explain_tells_every_step_of_an_invoice_parked_released_and_entered(pipe
         ("received", "version"), ("status", "waiting_for_po"), ("verdict", "manual_review"),
         ("release requested", "ana.lopez"), ("status", "released"), ("status", "sent_to_rpa"),
         ("completion", "RPA"), ("status", "entered")], told
-    assert (told.index(("status", "released")) < told.index(("rpa request", "handed"))
+    assert (told.index(("status", "released")) < told.index(("rpa request", "hand-off"))
             < told.index(("completion", "RPA")))
     verdict = steps[2]
     assert "PRICE_MISMATCH" in verdict["summary"]
