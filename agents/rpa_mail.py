@@ -14,14 +14,13 @@ from connectors.ports import NumberClaim
 from rules.duplicates import hand_off_key, handed_over_already
 from rules.lifecycle import InvoiceReplaced, RpaRequest
 from rules.models import CompletionOutcome, RpaCompletion
-from rules.po_ledger import FINISHED
+from rules.po_ledger import finished_already, latest_hand_offs
 from streams.runtime import Batch, Flow
 
 if TYPE_CHECKING:
     from streams.bootstrap import Pipeline
 
 log = logging.getLogger(__name__)
-FINISHED_STATUSES = frozenset(status.value for status in FINISHED)
 
 
 def _failed(request: RpaRequest, why: str, error: str) -> RpaCompletion:
@@ -40,28 +39,11 @@ def register(pipeline: Pipeline) -> None:
         # Those emailed already (rpa.requests read again: a new consumer group, an offset reset) take
         # no number: one whose number a newer version has taken since was reported "not handed to the
         # RPA bot", a FAILURE on the audit topic for an email the bot had.
-        requests = mailer.unsent(batch.messages)
-        # A hand-off is made only when the one before it failed: rpa.requests read again, with two
-        # refused ones of a version unlogged in one batch, emailed both.
-        last = {}
-        for request in requests:
-            last[request.invoice_id, request.invoice_version] = max(
-                request.attempt, last.get((request.invoice_id, request.invoice_version), 0))
-        requests = [r for r in requests if r.attempt == last[r.invoice_id, r.invoice_version]]
-        if not requests:
-            return
-        # A hand-off after a failure AP released waits here while the mailbox is down, or this flow
-        # lags: meanwhile the bot may report the earlier hand-off entered after all (its screen had
-        # timed out after the entry), and this one was emailed anyway, to be entered twice.
-        # processscheduler's word that the version is finished stops its email; one it does not show
-        # yet goes (the ledger's note says so). A first hand-off has no earlier one to be entered by.
-        again = {request.invoice_id for request in requests if request.attempt > 1}
-        finished = {(v.invoice_id, v.invoice_version): v.status for v in scheduler.versions_of(again)
-                    if v.status in FINISHED_STATUSES} if again else {}
-        for request in requests:
-            if (status := finished.get((request.invoice_id, request.invoice_version))) is not None:
-                log.warning("RPA email for %s v%s (hand-off %s) not sent: processscheduler shows the version %s",
-                            request.invoice_id, request.invoice_version, request.attempt, status)
+        requests = latest_hand_offs(mailer.unsent(batch.messages))
+        again = {request.invoice_id for request in requests if request.attempt > 1}  # a first has none before it
+        finished = finished_already(requests, scheduler.versions_of(again) if again else [])
+        for version, status in finished.items():
+            log.warning("RPA email for %s v%s not sent: processscheduler shows the version %s", *version, status)
         requests = [r for r in requests if (r.invoice_id, r.invoice_version) not in finished]
         if not requests:
             return

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal, Protocol
@@ -735,6 +735,29 @@ def complete_rpa(
     update.drain_parked(at)
     _judge_again_after_entry(update)
     return update.outcome()
+
+
+def latest_hand_offs(requests: Sequence[RpaRequest]) -> list[RpaRequest]:
+    """The requests but those a later hand-off of their version among them follows: a hand-off is
+    made only when the one before it failed, and rpa.requests read again, with two refused ones
+    of a version in one batch, emailed both."""
+    last: dict[tuple[str, int], int] = {}
+    for request in requests:
+        key = (request.invoice_id, request.invoice_version)
+        last[key] = max(request.attempt, last.get(key, 0))
+    return [r for r in requests if r.attempt == last[r.invoice_id, r.invoice_version]]
+
+
+def finished_already(requests: Sequence[RpaRequest], versions: Iterable[Any]) -> dict[tuple[str, int], str]:
+    """The versions of these requests that `versions` (processscheduler's, with their `status`) show
+    finished, with that status: their email must not go. A hand-off after a failure AP released
+    waits for the mail flow while the mailbox is down, or the flow lags: meanwhile the bot may
+    report the earlier hand-off entered after all (its screen had timed out after the entry), and
+    the waiting one was emailed, to be entered twice. One processscheduler does not show finished
+    yet goes (the entry's note says so)."""
+    wanted = {(request.invoice_id, request.invoice_version) for request in requests}
+    return {(v.invoice_id, v.invoice_version): v.status for v in versions
+            if (v.invoice_id, v.invoice_version) in wanted and v.status in {status.value for status in FINISHED}}
 
 
 def failed_at_bot(status: InvoiceStatus, sent_before: bool) -> bool:
