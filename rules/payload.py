@@ -19,7 +19,7 @@ def _pieces(case: Case, placed: list[tuple[PurchaseOrderLine, Decimal]], amount:
     """The amounts of a line's pieces: each its share of the line's amount by quantity, rounded,
     then the minor units they lack of (or pass) the amount given to (taken from) those their
     rounding cut most (left most), one each. The last piece taking the rest was -0.01 of a 0.02
-    line in four pieces at 0.005, and a running total put a cent on the second of three equal
+    line in four pieces at 0.005, and a running total put a cent on the second of two equal
     pieces; shares of quantity x price went below zero for a line amount a clerk released."""
     total = sum((quantity for _, quantity in placed), Decimal(0))
     exact = [amount * quantity / total for _, quantity in placed]

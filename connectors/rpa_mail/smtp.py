@@ -410,10 +410,10 @@ class SmtpRpaMailer(RpaMailer):
 
 
 def passed_by_later(hand_offs: Collection[HandOff], logged: Collection[HandOff]) -> set[HandOff]:
-    """The hand-offs the sent log has, and those it has a later hand-off of the same version for: a
-    hand-off the mailbox refused is not logged, so that it can fail; read again from rpa.requests
-    after AP had released it and its next hand-off had gone out, it was emailed then, a second
-    copy of the invoice for the bot to enter."""
+    """The hand-offs the sent log has, and those it has a later hand-off of the same version for: one
+    with no row of its own (refused before refusals were kept, or put off for good), read again
+    from rpa.requests after AP had released it and its next hand-off had gone out, was emailed
+    then, a second copy of the invoice for the bot to enter."""
     last: dict[tuple[str, int], int] = {}
     for invoice_id, version, attempt in logged:
         last[invoice_id, version] = max(attempt, last.get((invoice_id, version), attempt))
