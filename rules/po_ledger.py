@@ -741,11 +741,16 @@ def latest_hand_offs(requests: Sequence[RpaRequest]) -> list[RpaRequest]:
     """The requests but those a later hand-off of their version among them follows: a hand-off is
     made only when the one before it failed, and rpa.requests read again, with two refused ones
     of a version in one batch, emailed both."""
-    last: dict[tuple[str, int], int] = {}
-    for request in requests:
-        key = (request.invoice_id, request.invoice_version)
-        last[key] = max(request.attempt, last.get(key, 0))
+    last = last_hand_off_of((r.invoice_id, r.invoice_version, r.attempt) for r in requests)
     return [r for r in requests if r.attempt == last[r.invoice_id, r.invoice_version]]
+
+
+def last_hand_off_of(hand_offs: Iterable[tuple[str, int, int]]) -> dict[tuple[str, int], int]:
+    """Each invoice version's last hand-off (`RpaRequest.attempt`) among these (invoice id, version, attempt)."""
+    last: dict[tuple[str, int], int] = {}
+    for invoice_id, version, attempt in hand_offs:
+        last[invoice_id, version] = max(attempt, last.get((invoice_id, version), attempt))
+    return last
 
 
 def finished_already(requests: Sequence[RpaRequest], versions: Iterable[Any]) -> dict[tuple[str, int], str]:
@@ -757,7 +762,10 @@ def finished_already(requests: Sequence[RpaRequest], versions: Iterable[Any]) ->
     yet goes (the entry's note says so)."""
     wanted = {(request.invoice_id, request.invoice_version) for request in requests}
     return {(v.invoice_id, v.invoice_version): v.status for v in versions
-            if (v.invoice_id, v.invoice_version) in wanted and v.status in {status.value for status in FINISHED}}
+            if (v.invoice_id, v.invoice_version) in wanted and v.status in _FINISHED_VALUES}
+
+
+_FINISHED_VALUES = frozenset(status.value for status in FINISHED)
 
 
 def failed_at_bot(status: InvoiceStatus, sent_before: bool) -> bool:

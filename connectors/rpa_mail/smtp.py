@@ -37,6 +37,7 @@ from connectors.scheduler.tables import processscheduler, rpa_sent_log
 from connectors.sql import among, mapped_errors
 from rules.errors import DataError, PutOff, Unavailable
 from rules.lifecycle import InvoiceStatus, RpaRequest
+from rules.po_ledger import last_hand_off_of
 
 _LINE_STARTING_WITH_DOT = re.compile(rb"(?m)^\.")
 REFUSED = "refused: "  # the server reply of a hand-off the mailbox refused for good
@@ -147,9 +148,9 @@ class SqlSentLog(RpaSentLog):
                                              self.engine.dialect))).all()
         logged = {(row.invoice_id, row.invoice_version, row.attempt): row.server_reply for row in rows}
         wanted = set(hand_offs)
+        last = last_hand_off_of(logged)
         refused = {key: reply.removeprefix(REFUSED) for key, reply in logged.items()
-                   if key in wanted and reply is not None and reply.startswith(REFUSED)
-                   and not any(other[:2] == key[:2] and other[2] > key[2] for other in logged)}
+                   if key in wanted and reply is not None and reply.startswith(REFUSED) and last[key[:2]] == key[2]}
         return passed_by_later(wanted, logged) - set(refused), refused
 
     @contextlib.contextmanager
@@ -414,9 +415,7 @@ def passed_by_later(hand_offs: Collection[HandOff], logged: Collection[HandOff])
     with no row of its own (refused before refusals were kept, or put off for good), read again
     from rpa.requests after AP had released it and its next hand-off had gone out, was emailed
     then, a second copy of the invoice for the bot to enter."""
-    last: dict[tuple[str, int], int] = {}
-    for invoice_id, version, attempt in logged:
-        last[invoice_id, version] = max(attempt, last.get((invoice_id, version), attempt))
+    last = last_hand_off_of(logged)
     return {hand_off for hand_off in hand_offs if last.get(hand_off[:2], 0) >= hand_off[2]}
 
 
