@@ -7,11 +7,12 @@ against, parking, the RPA request, the bot's completion, AP's releases and appro
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from connectors.api_ports import OffsetRanges, TopicNotFound, TopicReader
+from connectors.api_ports import OffsetRanges, TopicNotFound, TopicReader, TopicRecord
 from rules.errors import Unavailable
 from rules.lifecycle import (
     DispatchApproved,
@@ -24,6 +25,7 @@ from rules.lifecycle import (
 )
 from rules.models import RpaCompletion, Verdict
 from schemas.codec import Codec
+from streams.runtime import FORWARDED_FROM
 
 PROGRESS_EVERY = 1_000  # records between two words to `on_progress`
 
@@ -60,9 +62,11 @@ def story(reader: TopicReader, codec: Codec, topics: list[str], invoice_id: str,
           on_progress: Callable[[int], None] = lambda records: None) -> Story:
     """The steps recorded from `since_ms` up to `until_ms` (record times; None: the whole topic).
     `on_total` hears how many records the topics hold there, `on_progress` how many more were read:
-    a topic kept ten years takes a while, and the auditor sees how long."""
+    a topic kept ten years takes a while, and the auditor sees how long. A dead letter (a record
+    with the dead-letter headers of `streams.failures`) tells the step it refused; a record the
+    runtime forwarded to its PO's partition is told once, where it was applied."""
     needle = invoice_id.encode()
-    told, told_once = Story(), set[tuple]()
+    told, read = Story(), _Read()
     ranges: dict[str, OffsetRanges] = {}
     for topic in topics:
         try:
@@ -77,30 +81,127 @@ def story(reader: TopicReader, codec: Codec, topics: list[str], invoice_id: str,
             if n % PROGRESS_EVERY == 0:
                 on_progress(min(n, held[topic]) - reported)
                 reported = min(n, held[topic])
-            if needle not in (record.value or b""):
-                continue  # an Avro string is its UTF-8 bytes: no need to decode the rest
-            try:
-                message = codec.decode(record.value or b"")
-                if getattr(message, "invoice_id", None) != invoice_id:
-                    continue
-                what, summary, detail = describe(message)
-            except Unavailable:  # the schema registry: an outage, not a gap in the story
-                raise
-            except Exception as error:  # it may be about the invoice: the auditor is told, and the story goes on
-                told.unreadable.append(f"{topic}[{record.partition}]@{record.offset}: {type(error).__name__}: "
-                                       f"{str(error)[:200]}")
-                continue
-            version = getattr(message, "invoice_version", None) or getattr(message, "version", 0)
-            if (key := _identity(message)) in told_once:
-                # Re-emitted (a reprocess, a replay after a crash): told as a copy, not as a second hand-off.
-                summary = f"again (a copy, applied once): {summary}"
-            elif key is not None:
-                told_once.add(key)
-            told.steps.append(Step(record.recorded_at, topic, record.partition, record.offset, version, what, summary,
-                                   detail))
+            # An Avro string is its UTF-8 bytes: a record without them is not decoded.
+            if needle in (record.value or b"") or (record.headers and (
+                    dict(record.headers).get("source.invoice_id") == needle)):
+                read.record(record, dict(record.headers), codec, invoice_id, told)
         on_progress(held[topic] - reported)  # transaction markers hold offsets too: the topic is read
-    told.steps.sort(key=lambda s: (s.at, _ORDER.get(s.what, 9)))
+    told.steps = read.told_in_order()
     return told
+
+
+def _where(topic: str, partition: int, offset: int) -> str:
+    return f"{topic}[{partition}]@{offset}"
+
+
+@dataclass
+class _Read:
+    """The steps as read, and what the pipeline's headers say of them: the records the runtime
+    forwarded to their PO's partition (where each went), and the dead letters (why, by place)."""
+
+    steps: list[tuple[Step, tuple | None]] = field(default_factory=list)  # with what a copy of it would repeat
+    forwarded: dict[str, str] = field(default_factory=dict)  # where it was applied -> where it was
+    refused: dict[str, tuple[Step, str]] = field(default_factory=dict)  # refused record's place -> dead letter, why
+
+    def record(self, record: TopicRecord, headers: dict[str, bytes], codec: Codec, invoice_id: str,
+               told: Story) -> None:
+        where = _where(record.topic, record.partition, record.offset)
+        try:
+            message = codec.decode(record.value or b"")
+        except Unavailable:  # the schema registry: an outage, not a gap in the story
+            raise
+        except Exception as error:
+            if (named := headers.get("source.invoice_id")) is not None and named != invoice_id.encode():
+                return  # a marketplace row of another invoice, whose id holds this one's
+            if "error" not in headers or named is None:
+                # It may be about the invoice: the auditor is told, and the story goes on.
+                why = f"{_why(headers)} (the record from {_origin(headers)})" if "error" in headers else ""
+                told.unreadable.append(f"{where}: {type(error).__name__}: {str(error)[:200]}{why and '; '}{why}")
+                return
+            message = None  # a marketplace row the pipeline could not read: told, with why
+        if message is not None and getattr(message, "invoice_id", None) != invoice_id:
+            return
+        step, key = None, None
+        if message is not None:
+            try:
+                what, summary, detail = describe(message)
+            except Exception as error:
+                told.unreadable.append(f"{where}: {type(error).__name__}: {str(error)[:200]}")
+                return
+            version = getattr(message, "invoice_version", None) or getattr(message, "version", 0)
+            step = Step(record.recorded_at, record.topic, record.partition, record.offset, version, what, summary,
+                        detail)
+            key = _identity(message)
+        if "error" in headers:  # a dead letter: its step is the one it refused (a row's is its own)
+            self.refused[_origin(headers) if "source.topic" in headers else where] = (
+                _dead(step, record, headers), _why(headers))
+        elif step is not None:
+            if (origin := headers.get(FORWARDED_FROM)) is not None:
+                self.forwarded[where] = origin.decode(errors="replace")
+            self.steps.append((step, key))
+
+    def told_in_order(self) -> list[Step]:
+        """Forwarded records told where they were applied; refused ones say so (a dead letter whose
+        record is not in the story is told as a step of its own); then in order of time, a record
+        seen again told as a copy of the first (a reprocess, a replay after a crash)."""
+        steps: list[tuple[Step, tuple | None]] = []
+        moved = set(self.forwarded.values())
+        for step, key in self.steps:
+            where = _where(step.topic, step.partition, step.offset)
+            if where in moved:
+                continue
+            if (dead := self.refused.pop(where, None)) is not None:
+                letter = dead[0]
+                step = replace(step, summary=f"REFUSED, {dead[1]}: {step.summary}",
+                               detail={**step.detail, "dead_letter": _where(letter.topic, letter.partition,
+                                                                            letter.offset)})
+                key = None  # not applied: a later copy of it is no copy of a step
+            if (origin := self.forwarded.get(where)) is not None:
+                step = replace(step, detail={**step.detail, "forwarded_from": origin})
+            steps.append((step, key))
+        steps += [(letter, None) for letter, _ in self.refused.values()]
+        steps.sort(key=lambda pair: (pair[0].at, _ORDER.get(pair[0].what, 9)))
+        once, told = set[tuple](), []
+        for step, key in steps:
+            if key is not None and key in once:
+                step = replace(step, summary=f"again (a copy, applied once): {step.summary}")
+            elif key is not None:
+                once.add(key)
+            told.append(step)
+        return told
+
+
+def _origin(headers: dict[str, bytes]) -> str:
+    """Where a dead letter's record was: a topic's place, or the marketplace row it was read from."""
+    if "source.topic" in headers:
+        topic, partition, offset = (headers.get(f"source.{name}", b"?").decode(errors="replace")
+                                    for name in ("topic", "partition", "offset"))
+        return f"{topic}[{partition}]@{offset}"
+    row = headers.get("source.invoice_id", b"").decode(errors="replace")
+    return f"{headers.get('source.table', b'?').decode(errors='replace')} row {row}"
+
+
+def _why(headers: dict[str, bytes]) -> str:
+    text = {name: headers.get(name, b"").decode(errors="replace") for name in ("flow", "stage", "error")}
+    return f"dead-lettered by {text['flow']} at {text['stage']}: {text['error']}"
+
+
+def _dead(step: Step | None, record: TopicRecord, headers: dict[str, bytes]) -> Step:
+    """The dead letter as a step of its own: the refused record's step, or its bytes' place."""
+    summary = f"{_why(headers)} (the record from {_origin(headers)})"
+    if step is not None:
+        summary = f"{summary}: {step.summary}"
+    return Step(record.recorded_at, record.topic, record.partition, record.offset,
+                step.invoice_version if step is not None else _row_version(record.value), "dead letter", summary,
+                step.detail if step is not None else {})
+
+
+def _row_version(value: bytes | None) -> int:
+    """The version a marketplace row's columns (as text, `UnreadableRow.raw`) name, 0 if none."""
+    try:
+        return int(json.loads(value or b"").get("version"))
+    except (ValueError, TypeError, AttributeError):
+        return 0
 
 
 # Messages of one millisecond: causes before effects; one topic's messages keep their offset order.

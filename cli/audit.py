@@ -251,9 +251,10 @@ def explain(
     """Tell one invoice's story from the topics: every version received, every verdict with its rules
     version and PO snapshot, parking, the RPA dispatch and completion, AP releases with who and why.
 
-    Reads every record of five topics (record timestamps from --since up to --until; by default
-    all the topics keep, ten years unless their retention says otherwise): give the month the
-    invoice came in to read only that.
+    Reads every record of six topics, the dead letters' with them (record timestamps from --since
+    up to --until; by default all the topics keep, ten years unless their retention says
+    otherwise): give the month the invoice came in to read only that. A step the pipeline refused
+    says so, with the dead letter's why.
     Exit code 0 for the whole story; 1 when part of it may be missing (a record that holds the
     invoice id could not be read, or a topic does not exist: both are listed); 2 when nothing names
     it, on unusable input, or when Kafka or the schema registry does not answer.
@@ -271,7 +272,7 @@ def explain(
         raise fail(exc) from None
     settings = Settings()
     topics = [settings.invoices_topic, settings.verdicts_topic, settings.rpa_requests_topic,
-              settings.completions_topic, settings.commands_topic]
+              settings.completions_topic, settings.commands_topic, settings.dlq_topic]
     with _progress() as progress:
         task = progress.add_task("Reading the topics", total=None, rate="")
         told = story(KafkaTopicReader(settings.kafka_bootstrap_servers), codec_for(settings.schema_registry_url),

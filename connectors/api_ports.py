@@ -124,6 +124,7 @@ class TopicRecord:
     timestamp_ms: int
     key: bytes | None
     value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()  # where a dead letter came from, where a record was forwarded from
 
     @property
     def recorded_at(self) -> datetime:

@@ -12,10 +12,15 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from typing import TYPE_CHECKING
+
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from connectors.api_ports import OffsetRanges, TopicNotFound, TopicReader, TopicRecord
 from connectors.kafka_logs import client_config, kafka_down
+
+if TYPE_CHECKING:
+    from confluent_kafka._types import HeadersType
 
 METADATA_TIMEOUT = 10.0  # how long the first question waits for a broker before Kafka counts as down
 
@@ -91,7 +96,8 @@ class KafkaTopicReader(TopicReader):
                         pending.pop(partition)
                         continue
                     following[partition] = offset + 1
-                    yield TopicRecord(topic, partition, offset, message.timestamp()[1], message.key(), message.value())
+                    yield TopicRecord(topic, partition, offset, message.timestamp()[1], message.key(), message.value(),
+                                      _headers(message.headers()))
                     heard = time.monotonic()  # the caller's time with the record is no silence of Kafka's
                     if offset + 1 >= pending[partition]:
                         pending.pop(partition)
@@ -105,15 +111,22 @@ class KafkaTopicReader(TopicReader):
             consumer.close()
 
 
+def _headers(headers: HeadersType | None) -> tuple[tuple[str, bytes], ...]:
+    """As the runtime writes them: a consumed record's headers are a list of (name, bytes or None)."""
+    pairs = headers.items() if isinstance(headers, dict) else headers or ()
+    return tuple((name, text.encode() if isinstance(text, str) else text or b"") for name, text in pairs)
+
+
 @dataclass
 class InMemoryTopicReader(TopicReader):
     """Topics as lists of records per partition, for unit tests of what reads them."""
 
     topics: dict[str, dict[int, list[TopicRecord]]] = field(default_factory=dict)
 
-    def append(self, topic: str, partition: int, timestamp_ms: int, key: bytes | None, value: bytes | None) -> None:
+    def append(self, topic: str, partition: int, timestamp_ms: int, key: bytes | None, value: bytes | None,
+               headers: tuple[tuple[str, bytes], ...] = ()) -> None:
         log = self.topics.setdefault(topic, {}).setdefault(partition, [])
-        log.append(TopicRecord(topic, partition, len(log), timestamp_ms, key, value))
+        log.append(TopicRecord(topic, partition, len(log), timestamp_ms, key, value, headers))
 
     def ranges(self, topic: str, since_ms: int | None = None,
                until_ms: int | None = None) -> dict[int, tuple[int, int]]:

@@ -14,6 +14,8 @@ from rules.errors import Unavailable
 
 T0 = 1_795_000_000_000
 RECORDS = [(n % 3, T0 + n * 1000, f"PO-{n % 3}".encode(), f"value-{n}".encode()) for n in range(30)]
+# A dead letter's provenance: read by `explain`, a header without a value as b"".
+HEADERS = (("source.topic", b"rpa.completions"), ("flow", None), ("error", "DataError: why".encode()))
 
 
 class TopicReaderContract:
@@ -31,6 +33,8 @@ class TopicReaderContract:
             mine = [r for r in records if r.partition == partition]
             assert [r.offset for r in mine] == list(range(10))
             assert [r.timestamp_ms for r in mine] == [T0 + n * 1000 for n in range(partition, 30, 3)]
+        assert {r.value: r.headers for r in records if r.headers} == {
+            b"value-7": (("source.topic", b"rpa.completions"), ("flow", b""), ("error", b"DataError: why"))}
 
     def test_a_time_range_maps_to_offsets_per_partition(self, reader_and_topic):
         reader, topic = reader_and_topic
@@ -49,12 +53,16 @@ class TopicReaderContract:
             reader.ranges("no-such-topic")
 
 
+def _read_as(headers: tuple) -> tuple[tuple[str, bytes], ...]:
+    return tuple((name, text or b"") for name, text in headers)
+
+
 class TestInMemoryTopicReader(TopicReaderContract):
     @pytest.fixture
     def reader_and_topic(self):
         reader = InMemoryTopicReader()
         for partition, at, key, value in RECORDS:
-            reader.append("t", partition, at, key, value)
+            reader.append("t", partition, at, key, value, _read_as(HEADERS) if value == b"value-7" else ())
         return reader, "t"
 
 
@@ -65,7 +73,8 @@ class TestKafkaTopicReader(TopicReaderContract):
         admin.create_topics([NewTopic(unique_name, 3, 1)])[unique_name].result()
         producer = Producer({"bootstrap.servers": kafka_bootstrap})
         for partition, at, key, value in RECORDS:
-            producer.produce(unique_name, key=key, value=value, partition=partition, timestamp=at)
+            producer.produce(unique_name, key=key, value=value, partition=partition, timestamp=at,
+                             headers=list(HEADERS) if value == b"value-7" else None)
         assert producer.flush(30) == 0
         yield KafkaTopicReader(kafka_bootstrap), unique_name
         admin.delete_topics([unique_name])

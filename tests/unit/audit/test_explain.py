@@ -167,3 +167,77 @@ def test_a_po_sampro_has_but_could_not_give_is_not_told_as_no_po():
                          "but cannot be read: line 2 has unit_price NULL.")
     verdict = judge(INVOICE).model_copy(update={"po_snapshot": None, "reasons": [unreadable]})
     assert "judged against no PO (Sampro has it, but could not give it)" in describe(verdict)[1]
+
+
+def test_a_refused_step_says_so_with_the_dead_letters_why_and_a_marketplace_row_is_a_step_of_its_own():
+    """explain did not read the dead-letter topic: a completion the PO agent refused ("look in
+    Sampro for an entry to reverse") read as the bot's entry, and a row polling could not read was
+    missing from the story."""
+    from streams.failures import dead_letter_of
+
+    codec, reader = SingleObjectCodec(), InMemoryTopicReader()
+    at = int(AT.timestamp() * 1000)
+    completion = codec.encode(RpaCompletion(event_id="late", invoice_id="MP-1001", invoice_version=1,
+                                            po_number="PO-5001", outcome=CompletionOutcome.SUCCESS,
+                                            sampro_invoice_id="S-9", occurred_at=AT))
+    reader.append("rpa.completions", 2, at, b"PO-5001", completion)
+    refused = dead_letter_of("dlq", b"PO-5001", completion, (
+        ("source.topic", b"rpa.completions"), ("source.partition", b"2"), ("source.offset", b"0"),
+        ("flow", b"decide"), ("stage", b"decide")), "DataError: look in Sampro for an entry to reverse")
+    reader.append("dlq", 0, at + 5, refused.key, refused.value, refused.headers)
+    row = dead_letter_of("dlq", b"MP-1001", b'{"invoice_id": "MP-1001", "version": "2", "lines": "[oops"}', (
+        ("source.table", b"marketplace_invoices"), ("source.invoice_id", b"MP-1001"),
+        ("flow", b"poll-marketplace"), ("stage", b"read")), "lines: not JSON")
+    reader.append("dlq", 0, at + 9, row.key, row.value, row.headers)
+    other = dead_letter_of("dlq", b"MP-10011", b'{"invoice_id": "MP-10011"', (
+        ("source.table", b"marketplace_invoices"), ("source.invoice_id", b"MP-10011"), ("flow", b"poll-marketplace"),
+        ("stage", b"read")), "not JSON")
+    reader.append("dlq", 0, at + 10, other.key, other.value, other.headers)  # another invoice's row
+    reader.append("dlq", 0, at + 11, row.key, row.value.replace(b'"2"', b'"3"'), row.headers)  # its next version
+
+    told = story(reader, codec, ["rpa.completions", "dlq"], "MP-1001")
+    assert [(s.what, s.topic, s.invoice_version) for s in told.steps] == [
+        ("completion", "rpa.completions", 1), ("dead letter", "dlq", 2), ("dead letter", "dlq", 3)]
+    entry, unread, _ = told.steps
+    assert entry.summary == ("REFUSED, dead-lettered by decide at decide: DataError: look in Sampro for an entry to "
+                             "reverse: RPA bot reports version 1 entered in Sampro as S-9")
+    assert entry.detail["dead_letter"] == "dlq[0]@0"
+    assert unread.summary == ("dead-lettered by poll-marketplace at read: lines: not JSON "
+                              "(the record from marketplace_invoices row MP-1001)")
+    assert told.unreadable == [] and told.complete
+
+
+def test_a_dead_letter_whose_record_is_outside_the_story_is_a_step_and_one_that_cannot_be_read_is_listed():
+    from streams.failures import dead_letter_of
+
+    codec, reader = SingleObjectCodec(), InMemoryTopicReader()
+    provenance = (("source.topic", b"rpa.completions"), ("source.partition", b"0"), ("source.offset", b"7"),
+                  ("flow", b"decide"), ("stage", b"decide"))
+    request = codec.encode(RpaRequest(invoice_id="MP-1001", invoice_version=1, po_number="PO-5001",
+                                      payload=judge(INVOICE).rpa_payload, requested_at=AT))
+    for value in (request, b"MP-1001 but no message"):
+        dead = dead_letter_of("dlq", b"PO-5001", value, provenance, "DataError: why")
+        reader.append("dlq", 0, int(AT.timestamp() * 1000), dead.key, dead.value, dead.headers)
+    told = story(reader, codec, ["dlq"], "MP-1001")
+    (step,) = told.steps
+    assert (step.what, step.invoice_version) == ("dead letter", 1)
+    assert step.summary.startswith("dead-lettered by decide at decide: DataError: why (the record from "
+                                   "rpa.completions[0]@7): hand-off 1 to the RPA bot")
+    (unread,) = told.unreadable
+    assert unread.startswith("dlq[0]@1: DecodeError") and unread.endswith(
+        "; dead-lettered by decide at decide: DataError: why (the record from rpa.completions[0]@7)")
+
+
+def test_a_record_forwarded_to_its_pos_partition_is_told_once_where_it_was_applied():
+    """A producer that partitions keys otherwise: the runtime forwards each record to its key's
+    partition, and explain told the invoice received twice."""
+    from streams.runtime import FORWARDED_FROM
+
+    codec, reader = SingleObjectCodec(), InMemoryTopicReader()
+    value = codec.encode(InvoiceSubmitted(invoice_id="MP-1001", version=1, po_number="PO-5001", document=INVOICE,
+                                          received_at=AT))
+    at = int(AT.timestamp() * 1000)
+    reader.append("invoices", 0, at + 1, b"PO-5001", value, ((FORWARDED_FROM, b"invoices[1]@0"),))
+    reader.append("invoices", 1, at, b"PO-5001", value)
+    steps = story(reader, codec, ["invoices"], "MP-1001").steps
+    assert [(s.what, s.partition, s.detail.get("forwarded_from")) for s in steps] == [("received", 0, "invoices[1]@0")]
