@@ -63,6 +63,7 @@ class _MessageRefused(smtplib.SMTPResponseException):
     """The server's answer to the end of one email's data: about that email, not the session."""
 
     hand_off: HandOff
+    put_off: Exception | None = None  # a 4xx's: tried again (PutOff), or put off for good (DataError)
 
 
 # Enhanced status codes (RFC 3463) at the end of data that say the mailbox, the mail system or
@@ -223,12 +224,11 @@ class SmtpRpaMailer(RpaMailer):
         self._refused_until = 0.0  # ... said again without asking it until then
         # A 4xx at the end of one email's data is tried again, but one put off for `put_off_for_good`
         # seconds (a content filter that answers 451 to that email every time) is refused: waited
-        # for, it held every email after it for good. (first, last) 4xx of each email put off, and
-        # the emails given up, refused at once until sent (the runtime tries a batch's records again
-        # one by one: refused once, the email was put off again, and the count began anew).
+        # for, it held every email after it for good. (first, last) 4xx of each email put off; one
+        # given up is logged as refused, like a 5xx (forgotten, the runtime's retry one by one put
+        # it off again, the count begun anew, and a replay of rpa.requests emailed it).
         self.put_off_for_good = put_off_for_good
         self._put_off_at: dict[HandOff, tuple[float, float]] = {}
-        self._given_up: dict[HandOff, float] = {}  # when: asked again after PUT_OFF_GAP (a replay, a fix)
 
     def unsent(self, requests: Sequence[RpaRequest]) -> list[RpaRequest]:
         # A claim still to be dropped (the database was away when the server refused the email) is
@@ -261,11 +261,6 @@ class SmtpRpaMailer(RpaMailer):
         due = [(r, m) for r, m in messages if _hand_off(r) not in before]
         if not due:
             return []
-        now = time.monotonic()
-        self._given_up = {key: at for key, at in self._given_up.items() if now - at < PUT_OFF_GAP}
-        if given_up := next((_hand_off(r) for r, _ in due if _hand_off(r) in self._given_up), None):
-            raise DataError(f"the RPA mailbox put the email for {given_up[0]} v{given_up[1]} (hand-off "
-                            f"{given_up[2]}) off for {self.put_off_for_good:g} s")
         sent = []
         try:
             with self.sent_log.session() as sent_log:
@@ -280,8 +275,8 @@ class SmtpRpaMailer(RpaMailer):
                 if error.smtp_code < 500:
                     raise Unavailable("smtp", f"the RPA mailbox put the email off: {_reply_text(error)}") from None
                 raise self._session_refused(error, "the RPA mailbox refused the email") from None
-            if error.smtp_code < 500:
-                raise self._put_off(error) from None
+            if error.put_off is not None:  # a 4xx
+                raise error.put_off from None
             raise DataError(f"the RPA mailbox refused the email: {_reply_text(error)}") from None
         except smtplib.SMTPResponseException as error:
             self._drop()
@@ -306,7 +301,6 @@ class SmtpRpaMailer(RpaMailer):
             return PutOff("smtp", f"the RPA mailbox put the email for {hand_off[0]} v{hand_off[1]} (hand-off "
                                   f"{hand_off[2]}) off: {_reply_text(error)}")
         del self._put_off_at[hand_off]
-        self._given_up[hand_off] = now
         return DataError(f"the RPA mailbox put the email off for {self.put_off_for_good:g} s: {_reply_text(error)}")
 
     def _session_refused(self, error: smtplib.SMTPResponseException, what: str) -> Unavailable:
@@ -387,12 +381,15 @@ class SmtpRpaMailer(RpaMailer):
         if code != 250:
             refused = _MessageRefused(code, reply)
             refused.hand_off = hand_off
-            if code >= 500 and not _about_the_mailbox(refused):
-                self._unforgotten.add(hand_off)  # if the log cannot take it, the claim is dropped at the retry
-                sent_log.refuse(hand_off, _reply_text(refused))
-                self._unforgotten.discard(hand_off)
-            else:
+            if code < 500 and not _about_the_mailbox(refused):
+                refused.put_off = self._put_off(refused)
+            if _about_the_mailbox(refused) or isinstance(refused.put_off, PutOff):
                 self._forget(sent_log, hand_off)
+            else:  # refused for good, or put off for good: logged so, it is never sent, nor read again as sent
+                why = _reply_text(refused)
+                self._unforgotten.add(hand_off)  # if the log cannot take it, the claim is dropped at the retry
+                sent_log.refuse(hand_off, why if code >= 500 else f"put off for {self.put_off_for_good:g} s: {why}")
+                self._unforgotten.discard(hand_off)
             raise refused
         try:
             sent_log.confirm(hand_off, f"{code} {reply.decode(errors='replace')}")
@@ -401,7 +398,6 @@ class SmtpRpaMailer(RpaMailer):
                         "server's reply: it is listed in doubt, and it is in the RPA mailbox", *hand_off)
             raise
         self._put_off_at.pop(hand_off, None)
-        self._given_up.pop(hand_off, None)
         return True
 
     def _forget(self, sent_log: SentLogSession, hand_off: HandOff) -> None:
