@@ -7,10 +7,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from rules.context import KnownInvoices
-from rules.errors import DataError
+from rules.errors import DataError, RefusedEdit
 from rules.lifecycle import InvoiceReplaced, InvoiceSubmitted, RpaRequest
 from rules.models import Verdict
 from streams.decisions import DECIDE, INVOICE_WORK, WORK_KINDS
+from streams.failures import describe
 from streams.runtime import Batch, Flow
 
 if TYPE_CHECKING:
@@ -54,10 +55,12 @@ def register(pipeline: Pipeline) -> None:
                 ledgers.save(batch.state(partition_of[po]), ledger, stored[po])
         desk.remember(decisions, now)  # what a DataError above dead-letters is not remembered
 
-    def bad_invoice_verdict(record, work, reason):
+    def bad_invoice_verdict(record, work, error):
+        if isinstance(error, RefusedEdit):  # a version judged already: its history tells the refusal
+            return [(topics.verdicts, work.po_number, error.note)]
         if not isinstance(work, InvoiceSubmitted):
             return []
-        verdict = desk.judge_for(None, KnownInvoices(), datetime.now(UTC)).could_not_judge(work, reason)
+        verdict = desk.judge_for(None, KnownInvoices(), datetime.now(UTC)).could_not_judge(work, describe(error))
         return [(topics.verdicts, work.po_number, verdict)]
 
     pipeline.runtime.add_flow(Flow(DECIDE, topics.purchase_order_work, decode, decide,

@@ -15,6 +15,7 @@ from rules.duplicates import hand_off_key, handed_over_already
 from rules.lifecycle import InvoiceReplaced, RpaRequest
 from rules.models import CompletionOutcome, RpaCompletion
 from rules.po_ledger import finished_already, latest_hand_offs
+from streams.failures import describe
 from streams.runtime import Batch, Flow
 
 if TYPE_CHECKING:
@@ -68,10 +69,10 @@ def register(pipeline: Pipeline) -> None:
                         invoice_id=request.invoice_id, version=request.invoice_version, po_number=po_number,
                         replaced_on=request.po_number, replaced_at=datetime.now(UTC)))
 
-    def failed_hand_off(record, request, reason):
+    def failed_hand_off(record, request, error):
         if not isinstance(request, RpaRequest):
             return []
-        completion = _failed(request, "undeliverable", f"The RPA email could not be sent: {reason[:300]}")
+        completion = _failed(request, "undeliverable", f"The RPA email could not be sent: {describe(error)[:300]}")
         return [(topics.completions, request.po_number, completion)]
 
     pipeline.mail_runtime.add_flow(Flow("send-to-rpa-mailbox", (topics.rpa_requests,),

@@ -30,6 +30,16 @@ class DataError(InvoiceAutomationError, ValueError):
     """Bad data: the message names the field and the value."""
 
 
+class RefusedEdit(DataError):
+    """A vendor's change to an invoice version already judged, refused: its record is dead-lettered,
+    and the refusal is told in that version's history (`note`, a status change to the status it
+    has), never as a verdict of its own over the one it has."""
+
+    def __init__(self, message: str, note: Any):
+        super().__init__(message)
+        self.note = note
+
+
 class Unavailable(InvoiceAutomationError):
     """A dependency (Kafka, Sampro, processscheduler, the RPA mailbox, the marketplace) is down."""
 

@@ -19,7 +19,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from rules.errors import DataError, Unavailable
+from rules.errors import DataError, RefusedEdit, Unavailable
 from rules.holds import RPA_FAILURE, holds_of
 from rules.lifecycle import (
     DispatchApproved,
@@ -585,9 +585,13 @@ def submit_invoice(
         if _as_text(known.submission.document) != _as_text(submission.document):
             # Taken for a replay, the edit was dropped without a word: the clerk could release the old
             # content to the bot while the marketplace showed the new.
-            raise DataError(f"Version {submission.version} of invoice {submission.invoice_id!r} arrived again with "
-                            "other content: the marketplace changed it without a new version. The first content "
-                            "stands; the vendor must upload the change as a new version")
+            why = (f"Version {submission.version} of invoice {submission.invoice_id!r} arrived again with other "
+                   "content: the marketplace changed it without a new version. The first content stands; the vendor "
+                   "must upload the change as a new version")
+            # Told as a bad_invoice verdict, the version judged already showed bad_invoice in
+            # processscheduler, at the bot or held, while the ledger went on with the first content.
+            edit = change_digest(_as_text(submission.document))  # each edit told once, however often it comes
+            raise RefusedEdit(why, _change(known, known.status, f"edit-refused-{edit}", at, reason=why))
         if known.status in REJUDGEABLE and known.verdict and known.verdict.rules_version != judge.rules_version:
             # Reprocessed after a change of rules: judged again by the rules now in force, as an event
             # after the verdict it follows. Rules rolled back (A, then B, then A again) judge as A did

@@ -41,7 +41,7 @@ LOST_BEFORE_DOWN = 3  # transactions lost in a row before Kafka counts as down
 FORWARDED_FROM = "forwarded-from"  # the header of a record sent on to its key's partition: where it was
 # (the record, its message when it was decoded, the error) -> (topic, key, message) to emit beside
 # the dead letter, such as the bad_invoice verdict that tells AP about it
-DeadLetterHook = Callable[[Record, Any, str], Sequence[tuple[str, str, Any]]]
+DeadLetterHook = Callable[[Record, Any, BaseException], Sequence[tuple[str, str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -417,7 +417,7 @@ class Runtime:
         if flow.on_dead_letter is not None:
             try:
                 outputs += [Output(topic, key.encode(), self.encode(extra))
-                            for topic, key, extra in flow.on_dead_letter(record, message, describe(error))]
+                            for topic, key, extra in flow.on_dead_letter(record, message, error)]
             except Unavailable as away:  # the schema registry: without its verdict AP would never hear of it
                 self._hold_for(flow, record, away)
                 return

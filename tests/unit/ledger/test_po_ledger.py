@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from rules.errors import DataError
+from rules.errors import DataError, RefusedEdit
 from rules.lifecycle import (
     DispatchApproved,
     InvoiceReplaced,
@@ -463,8 +463,9 @@ def test_a_version_an_older_release_stored_with_a_number_as_text_arriving_again_
     again = stored.model_copy(update={"document": {"expect": "manual_review", "discount_pct": Decimal("2.5")}})
     assert statuses(submit_invoice(ledger, again, judge, "automatic").emitted) == [("A", "manual_review")]
     edited = stored.model_copy(update={"document": {"expect": "manual_review", "discount_pct": "3"}})
-    with pytest.raises(DataError, match="Version 1 of invoice 'A' arrived again with other content"):
+    with pytest.raises(RefusedEdit, match="Version 1 of invoice 'A' arrived again with other content") as refused:
         submit_invoice(ledger, edited, judge, "automatic")
+    assert (refused.value.note.status.value, refused.value.note.invoice_version) == ("manual_review", 1)
 
 
 def test_a_withdrawal_of_an_entered_invoice_tells_ap_to_ask_for_a_credit_note(judge):

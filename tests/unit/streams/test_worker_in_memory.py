@@ -651,15 +651,23 @@ def test_a_hand_off_waiting_for_the_mailbox_is_not_sent_once_the_bot_reports_the
 
 def test_a_version_arriving_again_with_other_content_is_dead_lettered_naming_it_not_taken_for_a_replay(worker):
     """The marketplace changed version 1 in place: taken for a replay, the change was dropped
-    without a word, and a clerk's release sent the old content to the bot."""
-    worker.submit(ready_invoice("MP-1", total_amount="1.00"))  # held: TOTAL_MISMATCH
+    without a word, and a clerk's release sent the old content to the bot. Then, told as a
+    bad_invoice verdict, it showed the version at the bot rejected in processscheduler."""
+    worker.submit(ready_invoice("MP-1"))
     worker.run()
-    worker.submit(ready_invoice("MP-1", total_amount="1.00", invoice_number="INV-CHANGED"))
-    worker.submit(ready_invoice("MP-1", total_amount="1.00"))  # a replay of the first: nothing to say
+    assert worker.statuses() == {"MP-1": "sent_to_rpa"}
+    worker.submit(ready_invoice("MP-1", invoice_number="INV-CHANGED"))
+    worker.submit(ready_invoice("MP-1"))  # a replay of the first: nothing to say
     worker.run()
     (dead,) = worker.dead_letters()
     assert "Version 1 of invoice 'MP-1' arrived again with other content" in dead["error"]
-    assert worker.statuses() == {"MP-1": "bad_invoice"}
+    assert worker.statuses() == {"MP-1": "sent_to_rpa"}  # the ledger's, where it stands
+    (note,) = [h for h in worker.scheduler.history("MP-1") if "other content" in (h["reason"] or "")]
+    assert note["status"] == "sent_to_rpa" and "must upload the change as a new version" in note["reason"]
+    told = len(worker.scheduler.history("MP-1"))
+    worker.submit(ready_invoice("MP-1", invoice_number="INV-CHANGED"))  # the same edit again: told once
+    worker.run()
+    assert len(worker.dead_letters()) == 2 and len(worker.scheduler.history("MP-1")) == told
 
 
 def test_two_hand_offs_of_a_version_read_again_in_one_batch_email_only_the_later(worker, tmp_path):
