@@ -232,6 +232,17 @@ def _status_change(
                          status=status, occurred_at=at, **extra)
 
 
+def _last_event(record: InvoiceRecord) -> str:
+    """The event in processscheduler's history of the last thing that happened to the invoice: its
+    last status change (a release), or the verdict that made it ready."""
+    if record.last_change is not None:
+        return record.last_change.event_id
+    verdict = record.verdict
+    assert verdict is not None, "an invoice about to go to the bot was released or judged"
+    return verdict_event_id(verdict.invoice_id or record.submission.invoice_id, record.submission.version,
+                            verdict.status.value, verdict.rules_version, verdict.judged_after)
+
+
 def _rpa_request(record: InvoiceRecord, at: datetime) -> RpaRequest:
     sub = record.submission
     return RpaRequest(
@@ -372,29 +383,33 @@ class _Update:
             self.change(record, InvoiceStatus.AWAITING_RECEIPT, f"receipt-{after}", verdict.evaluated_at)
 
     def hand_over_released(self, record: InvoiceRecord, at: datetime, cause: str) -> None:
-        """A released invoice's turn at the RPA bot, the PO free: judged again against the PO as
-        Sampro has it now. A finding whose hold the clerk did not release holds it anew (an invoice
-        entered since took the quantity its RPA failure had freed; the PO was cancelled since);
-        else it goes, its quantities placed on the PO as it is now, not as it was when released
-        (onto a PO line that the invoice then at the bot has filled since). The rules failing on
-        it, it goes as released."""
+        """A released invoice's turn at the RPA bot, the PO free (`held_anew`)."""
+        if not self.held_anew(record, at, "handed over as released"):
+            self.hold(record, at, cause)
+
+    def held_anew(self, record: InvoiceRecord, at: datetime, what: str) -> bool:
+        """Whether an invoice about to go to the RPA bot (released, or approved by a clerk after
+        it waited) is held anew, judged again against the PO as Sampro has it now. A finding
+        whose hold no clerk released holds it (an invoice entered since took the quantity its RPA
+        failure had freed; the PO was cancelled since); else it goes, its quantities placed on
+        the PO as it is now, not as it was when released (onto a PO line that the invoice then at
+        the bot has filled since). The rules failing on it, it goes as it stood."""
         verdict, why = self._decided(record)
         if why is not None:
-            self.unjudged.append(f"{record.key} (handed over as released): {why}")
+            self.unjudged.append(f"{record.key} ({what}): {why}")
         unreleased = [hold.id for hold in holds_of(verdict.reasons if verdict else [])
                       if hold.id not in record.released_holds]
         if verdict is not None and unreleased:
-            assert record.last_change is not None, "a released record has its release"
-            release = record.recheck_for = record.last_change.event_id  # a new judgement: after its release
+            before = record.recheck_for = _last_event(record)  # a new judgement: after that
             self.judge_now(record, verdict)
             # Last, as a replay tells it: the verdict before its release would leave it `released`.
-            self.change(record, record.status, f"held-at-hand-over-{change_digest(release)}", at,
+            self.change(record, record.status, f"held-at-hand-over-{change_digest(before)}", at,
                         reason=f"Judged again at its turn at the RPA bot: held by {', '.join(unreleased)}, "
                                "which no clerk has released.")
-            return
+            return True
         if verdict is not None and self.judge is not None:
             record.payload = verdict.rpa_payload or self.judge.payload_for(record.submission) or record.payload
-        self.hold(record, at, cause)
+        return False
 
     def hold(self, record: InvoiceRecord, at: datetime, cause: str) -> None:
         self.ledger.holding.append(record.key)
@@ -920,11 +935,21 @@ def approve_dispatch(
     judge: Judge | None = None,
     dispatch: DispatchMode = "approval",
 ) -> Outcome:
-    """Manual dispatch: an AP clerk sends the ready invoice that holds the PO to the RPA bot."""
+    """Manual dispatch: an AP clerk sends the ready invoice that holds the PO to the RPA bot. It
+    may have waited days for the clerk: judged again against the PO as Sampro has it now, it is
+    held anew by what changed (the PO cancelled, its price cut, its quantity entered by hand), and
+    the PO goes on to the next invoice; Sampro's changes re-judge held invoices only."""
     update = _Update(ledger, judge, dispatch)
     key = record_key(command.invoice_id, command.invoice_version)
     record = update.editable(key)
     if record is None or key not in update.ledger.holding or record.status is InvoiceStatus.SENT_TO_RPA:
         return update.outcome()
+    if judge is not None:
+        place = update.ledger.holding.index(key)
+        update.ledger.holding.pop(place)  # out of the quantities in flight while it is judged again
+        if update.held_anew(record, command.issued_at, "approved for the RPA bot"):
+            update.drain_parked(command.issued_at)
+            return update.outcome()
+        update.ledger.holding.insert(place, key)
     update.send_to_rpa(record, command.issued_at, command.command_id, actor=command.user)
     return update.outcome()

@@ -187,8 +187,8 @@ class DecisionDesk:
         its submissions, the invoices parked on a PO that this batch may free (and the held ones
         waiting there for the bot's completion), and the held ones that a Sampro change may clear."""
         documents = [work.document for work in batch if isinstance(work, InvoiceSubmitted)]
-        for work in batch:  # a release is judged again when it is handed over (`_Update.hand_over_released`)
-            if isinstance(work, ReleaseRequested) and work.po_number in ledgers:
+        for work in batch:  # a release or an approval is judged again when it is handed over (`_Update.held_anew`)
+            if isinstance(work, ReleaseRequested | DispatchApproved) and work.po_number in ledgers:
                 released = ledgers[work.po_number].record(record_key(work.invoice_id, work.invoice_version))
                 documents.extend([released.submission.document] if released is not None else [])
         for po_number in {work.po_number for work in batch if may_free(ledgers.get(work.po_number), work)}:

@@ -1763,3 +1763,43 @@ def test_a_state_write_that_fails_after_its_batch_committed_is_caught_up_and_the
     worker.complete("MP-1")
     worker.run()
     assert worker.statuses() == {"MP-1": "entered", "MP-2": "sent_to_rpa"}  # its ledger knew MP-2 waited
+
+
+def test_an_invoice_approved_after_sampro_changed_its_po_is_judged_again_not_sent_as_it_was(tmp_path):
+    """DISPATCH_MODE=approval: a ready invoice waits for a clerk, for days perhaps; Sampro's changes
+    re-judge held invoices only, and the approval sent the old payload to the bot at a price the
+    buyer had cut since."""
+    from datetime import timedelta
+
+    from rules.lifecycle import DispatchApproved
+
+    worker = make_worker(tmp_path, dispatch_mode="approval")
+    worker.submit(ready_invoice("MP-1"))
+    worker.submit(ready_invoice("MP-2", invoice_number="INV-2"))
+    worker.run()
+    assert worker.statuses() == {"MP-1": "ready_to_process", "MP-2": "waiting_for_po"}
+    cut = [{**line, "unit_price": "15.00"} if line["line_no"] == 1 else line for line in po()["lines"]]
+    worker.sampro.purchase_orders["PO-5001"] = purchase_order(lines=cut)
+    worker.pipeline.sampro_changes.waiting.append(PurchaseOrderChanged(event_id="sampro:PO-5001:1",
+                                                                       po_number="PO-5001", changed_at=AT))
+    worker.run()
+    assert worker.statuses() == {"MP-1": "ready_to_process", "MP-2": "waiting_for_po"}
+
+    def approve(invoice_id: str) -> None:
+        worker.put(worker.pipeline.topics.commands, "PO-5001", worker.codec.encode(DispatchApproved(
+            command_id=f"dispatch:{invoice_id}", invoice_id=invoice_id, invoice_version=1, po_number="PO-5001",
+            user="ana", issued_at=AT + timedelta(days=2))))
+        worker.run()
+
+    approve("MP-1")
+    assert worker.mailer.sent == []
+    # Held anew, and the PO went on to MP-2, judged against the PO as it is now.
+    assert worker.statuses() == {"MP-1": "manual_review", "MP-2": "manual_review"}
+    (held,) = [h for h in worker.scheduler.history("MP-1") if "Judged again at its turn" in (h["reason"] or "")]
+    assert "PRICE_MISMATCH:1:unit_price, which no clerk has released" in held["reason"]
+    worker.sampro.purchase_orders["PO-5001"] = purchase_order()  # the buyer's cut undone: MP-1 clears
+    worker.pipeline.sampro_changes.waiting.append(PurchaseOrderChanged(event_id="sampro:PO-5001:2",
+                                                                       po_number="PO-5001", changed_at=AT))
+    worker.run()
+    approve([key for key, status in worker.statuses().items() if status == "ready_to_process"][0])
+    assert len(worker.mailer.sent) == 1 and worker.mailer.sent[0].payload.lines[0].unit_price == Decimal("15.50")
