@@ -190,9 +190,10 @@ def record_rpa_outcome(read_model: InvoiceReadModel, sent_log: RpaSentLog, comma
         raise NotNow(f"{invoice_id} v{version} was entered as Sampro invoice {invoice.sampro_invoice_id}; "
                      f"{sampro_invoice_id} is a second entry of it: reverse one in Sampro (AP sees this in the "
                      "invoice's history)", invoice.status)
-    # An entry reported after a failure is taken, sent again or not yet: Sampro holds it (the PO agent
-    # records it entered).
-    late_entry = outcome is CompletionOutcome.SUCCESS and failed_at_bot(invoice.status, shown > 0)
+    # An entry reported after a failure is taken, sent again or not yet, or given up since (superseded
+    # by the vendor's newer version, withdrawn): Sampro holds it, and the PO agent records it entered.
+    late_entry = outcome is CompletionOutcome.SUCCESS and (failed_at_bot(invoice.status, shown > 0) or (
+        shown > 0 and invoice.status in (InvoiceStatus.SUPERSEDED, InvoiceStatus.WITHDRAWN)))
     if invoice.status is not InvoiceStatus.SENT_TO_RPA and not late_entry:
         raise NotNow(f"{invoice_id} v{version} is {invoice.status.value}, not at the RPA bot", invoice.status)
     return _publish(commands, clock, invoice, outcome, named, event_id, sampro_invoice_id, error)

@@ -736,6 +736,9 @@ def complete_rpa(
             reason = (f"Entered by hand-off {completion.attempt}, reported after hand-off {record.rpa_attempts} was "
                       "handed to the RPA mailbox (not emailed once processscheduler shows this entry): if the bot "
                       "enters that one too, reverse one of the two in Sampro.")
+        elif (other := update.ledger.entered.get(completion.invoice_id)) not in (None, record.submission.version):
+            reason = (f"Version {other} of this invoice is in Sampro too (reported entered after a failure): reverse "
+                      "one of the two in Sampro.")
         update.change(record, InvoiceStatus.ENTERED, completion.event_id, at,
                       sampro_invoice_id=completion.sampro_invoice_id, reason=reason)
         _entered(update, completion)
@@ -840,10 +843,54 @@ def _entered_while_not_at_bot(update: _Update, record: InvoiceRecord | None, com
         if held_the_po:
             update.drain_parked(completion.occurred_at)
         return
-    state = f"it is {record.status.value}" if record is not None else "superseded, withdrawn, or entered before"
+    if record is None:
+        _entered_after_it_was_given_up(update, completion)
+        return
     raise DataError(f"RpaCompletion {completion.event_id[:80]!r} says the bot entered {completion.invoice_id!r} "
                     f"version {completion.invoice_version} in Sampro, which was not at the bot for PO "
-                    f"{update.ledger.po_number!r} ({state}): look in Sampro for an entry to reverse")
+                    f"{update.ledger.po_number!r} (it is {record.status.value}): look in Sampro for an entry to "
+                    "reverse")
+
+
+def _entered_after_it_was_given_up(update: _Update, completion: RpaCompletion) -> None:
+    """The bot's late word that it entered a version the PO gave up after the bot had reported it
+    failed: superseded by the vendor's newer version, or withdrawn by the vendor (the API takes it
+    only for a version processscheduler shows handed to the bot). Refused, Sampro held an entry AP
+    never heard of, and the newer version was entered beside it: paid twice. It is entered (the
+    hand-off gate then refuses its invoice number to a newer version); the newer version here, not
+    at the bot, is held for AP, and one at the bot gets a note."""
+    _remember(update, completion)
+    invoice_id, version, at = completion.invoice_id, completion.invoice_version, completion.occurred_at
+    entry = f" as Sampro invoice {completion.sampro_invoice_id}" if completion.sampro_invoice_id else ""
+    if update.ledger.entered.get(invoice_id) is not None:  # another version is in Sampro
+        update.note_entered(invoice_id, completion.event_id, at,
+                            f"The RPA bot reported entering version {version} of this invoice too{entry}, after it "
+                            "had reported it failed: reverse one of the two in Sampro.")
+        return
+    newest = update.ledger.latest.get(invoice_id, version)
+    after = "The RPA bot reported this entry after it had reported a failure"
+    update.emitted.append(_status_change(
+        invoice_id, version, update.ledger.po_number, InvoiceStatus.ENTERED, completion.event_id, at,
+        sampro_invoice_id=completion.sampro_invoice_id,
+        reason=f"{after}, and version {newest} had replaced it: that one is not to be entered too." if newest > version
+        else f"{after}, and the vendor had withdrawn it: ask the vendor for a credit note."))
+    _entered(update, completion)
+    newer = update.editable_latest(invoice_id) if newest > version else None
+    if newer is None:  # on another PO, or finished: the hand-off gate stops a newer version's email
+        return
+    if newer.status is InvoiceStatus.SENT_TO_RPA:
+        update.change(newer, InvoiceStatus.SENT_TO_RPA, f"entered-v{version}", at,
+                      reason=f"Version {version} of this invoice was entered in Sampro{entry} after the RPA bot had "
+                             "reported it failed: if the bot enters this one too, reverse one of the two in Sampro.")
+        return
+    newer.entered_before = version  # judged again, it is held again (`judge_now`)
+    waiting = newer.status in (InvoiceStatus.READY_TO_PROCESS, InvoiceStatus.RELEASED, InvoiceStatus.WAITING_FOR_PO)
+    held_the_po = newer.key in update.ledger.holding
+    update.dequeue(newer)
+    update.change(newer, InvoiceStatus.MANUAL_REVIEW if waiting else newer.status, f"entered-v{version}", at,
+                  reason=_entered_already(version))
+    if held_the_po:
+        update.drain_parked(at)
 
 
 def _hold_back_edit_of(update: _Update, entered: InvoiceRecord, at: datetime) -> None:

@@ -2,7 +2,8 @@
 
 Each report becomes an RpaCompletion on the PO's stream with an event id fixed by the attempt
 and its outcome, so the same report twice is applied once. 404: no such invoice version; 409:
-the invoice is not at the RPA bot (an entry reported after a failure is taken: Sampro holds it),
+the invoice is not at the RPA bot (an entry reported after a failure is taken, also once the
+version was superseded or withdrawn since: Sampro holds it),
 or it is entered under another Sampro invoice id (a second entry: published all the same, so
 that the invoice's history tells AP to reverse one); 202 with `already_recorded`: this
 attempt's outcome is already in processscheduler.

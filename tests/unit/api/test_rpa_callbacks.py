@@ -108,6 +108,27 @@ def test_an_entry_reported_after_the_failure_was_recorded_is_published(api, sinc
     assert failure.status_code == (409 if since else 202)  # released: no longer failed either
 
 
+@pytest.mark.parametrize("given_up", [InvoiceStatus.SUPERSEDED, InvoiceStatus.WITHDRAWN])
+def test_an_entry_reported_after_the_failed_version_was_given_up_is_published(api, given_up):
+    """Superseded by the vendor's newer version, or withdrawn, once the bot had failed it: a 409 and
+    nothing published, though Sampro held the entry; the newer version was entered beside it."""
+    api.scheduler.record([change("MP-1", InvoiceStatus.RPA_FAILED, "rpa:MP-1:v1:attempt1:failure"),
+                          change("MP-1", given_up, "given-up", reason="version 2 replaces it")])
+    answer = api.client.post(SUCCESS.format("MP-1"), json={"invoice_version": 1, "sampro_invoice_id": "S-1"},
+                             **api.as_bot())
+    assert answer.status_code == 202 and answer.json()["event_id"] == "rpa:MP-1:v1:attempt1:success:S-1"
+    ((_, _, entry),) = api.commands.published
+    assert entry.outcome is CompletionOutcome.SUCCESS and entry.sampro_invoice_id == "S-1"
+
+
+def test_an_entry_of_a_version_given_up_before_the_bot_had_it_is_409(api):
+    api.scheduler.record([change("MP-3", InvoiceStatus.SUPERSEDED, "v2")])  # held for AP, never at the bot
+    answer = api.client.post(SUCCESS.format("MP-3"), json={"invoice_version": 1, "sampro_invoice_id": "S-9"},
+                             **api.as_bot())
+    assert answer.status_code == 409 and answer.json()["current_status"] == "superseded"
+    assert api.commands.published == []
+
+
 def _emailed_again_behind_processscheduler(api, shown: list[InvoiceStatus]) -> None:
     """MP-1's first hand-off failed and AP released it: the second is emailed, and processscheduler
     shows `shown` of that since the first went (the sink writes behind the mailer)."""

@@ -241,17 +241,84 @@ def test_the_first_entry_delivered_again_after_a_second_version_was_entered_chan
     assert again.emitted == [] and again.ledger == ledger
 
 
-def test_an_entry_of_a_version_not_at_the_bot_is_refused_naming_it_and_a_failure_changes_nothing(judge):
-    """The vendor's edit replaced version 1 while it waited for AP: it was never sent to the bot."""
+def test_an_entry_of_a_version_held_for_ap_is_refused_naming_it_and_a_failure_changes_nothing(judge):
+    """Never sent to the bot: an entry of it is not the bot's to report."""
     ledger, _ = run(PurchaseOrderLedger(po_number="PO-1"),
-                    lambda ledger: submit_invoice(ledger, submission("A", expect="manual_review"), judge, "automatic"),
-                    lambda ledger: submit_invoice(ledger, submission("A", version=2), judge, "automatic"))
+                    lambda ledger: submit_invoice(ledger, submission("A", expect="manual_review"), judge, "automatic"))
     with pytest.raises(DataError) as refused:
         complete_rpa(ledger, completion("A", event_id="c-late"), judge, "automatic")
-    assert ("says the bot entered 'A' version 1 in Sampro, which was not at the bot for PO 'PO-1' (superseded, "
-            "withdrawn, or entered before): look in Sampro for an entry to reverse") in str(refused.value)
+    assert ("says the bot entered 'A' version 1 in Sampro, which was not at the bot for PO 'PO-1' (it is "
+            "manual_review): look in Sampro for an entry to reverse") in str(refused.value)
     failed = complete_rpa(ledger, completion("A", ok=False, event_id="c-late-failure"), judge, "automatic")
     assert failed.emitted == [] and failed.ledger == ledger
+
+
+def test_an_entry_reported_after_the_failure_of_a_version_since_replaced_is_entered_and_the_newer_held(judge):
+    """The bot failed version 1 (its screen timed out after the entry went through), the vendor's
+    version 2 replaced it; the bot's late word that version 1 was entered was refused, and version 2
+    was entered beside it: the invoice paid twice, and AP never heard of the first entry."""
+    ledger, _ = run(PurchaseOrderLedger(po_number="PO-1"),  # approval: version 2 waits for a clerk
+                    lambda ledger: submit_invoice(ledger, submission("A"), judge, "approval"),
+                    lambda ledger: approve_dispatch(ledger, DispatchApproved(
+                        command_id="d1", invoice_id="A", invoice_version=1, po_number="PO-1", user="ana",
+                        issued_at=AT), judge, "approval"),
+                    lambda ledger: complete_rpa(ledger, completion("A", ok=False), judge, "approval"),
+                    lambda ledger: submit_invoice(ledger, submission("A", version=2), judge, "approval"),
+                    lambda ledger: submit_invoice(ledger, submission("B"), judge, "approval"))
+    assert (ledger.holding, ledger.parked) == (["A@v2"], ["B@v1"])
+    late = complete_rpa(ledger, completion("A", event_id="c-late"), judge, "approval")
+    entered, held, b_ready = late.emitted
+    assert (entered.invoice_version, entered.status, entered.sampro_invoice_id) == (1, InvoiceStatus.ENTERED, "S-1")
+    assert entered.reason == ("The RPA bot reported this entry after it had reported a failure, and version 2 had "
+                              "replaced it: that one is not to be entered too.")
+    assert (held.invoice_version, held.status, held.reason) == (
+        2, InvoiceStatus.MANUAL_REVIEW, "Version 1 of this invoice was already entered in Sampro.")
+    assert (b_ready.invoice_id, b_ready.status.value) == ("B", "ready_to_process")  # the PO goes on
+    assert late.ledger.entered == {"A": 1} and late.ledger.holding == ["B@v1"]
+    assert complete_rpa(late.ledger, completion("A", event_id="c-late"), judge, "approval").emitted == []
+
+
+def test_an_entry_reported_late_of_a_version_replaced_at_the_bot_notes_it_and_its_entry_says_both_are_in(judge):
+    ledger, _ = run(PurchaseOrderLedger(po_number="PO-1"),
+                    lambda ledger: submit_invoice(ledger, submission("A"), judge, "automatic"),
+                    lambda ledger: complete_rpa(ledger, completion("A", ok=False), judge, "automatic"),
+                    lambda ledger: submit_invoice(ledger, submission("A", version=2), judge, "automatic"))
+    late = complete_rpa(ledger, completion("A", event_id="c-late"), judge, "automatic")
+    assert [(m.invoice_version, m.status.value) for m in late.emitted] == [(1, "entered"), (2, "sent_to_rpa")]
+    assert late.emitted[1].reason == ("Version 1 of this invoice was entered in Sampro as Sampro invoice S-1 after "
+                                      "the RPA bot had reported it failed: if the bot enters this one too, reverse "
+                                      "one of the two in Sampro.")
+    second = complete_rpa(late.ledger, completion("A", version=2), judge, "automatic")
+    assert [(m.invoice_version, m.status.value, m.reason) for m in second.emitted] == [
+        (2, "entered", "Version 1 of this invoice is in Sampro too (reported entered after a failure): reverse one "
+                       "of the two in Sampro.")]
+
+
+def test_an_entry_reported_late_of_a_version_withdrawn_after_its_failure_tells_ap_to_ask_for_a_credit_note(judge):
+    ledger, _ = run(PurchaseOrderLedger(po_number="PO-1"),
+                    lambda ledger: submit_invoice(ledger, submission("A"), judge, "automatic"),
+                    lambda ledger: withdraw_invoice(ledger, InvoiceWithdrawn(
+                        invoice_id="A", version=1, po_number="PO-1", withdrawn_at=AT), judge, "automatic"),
+                    lambda ledger: complete_rpa(ledger, completion("A", ok=False), judge, "automatic"))
+    late = complete_rpa(ledger, completion("A", event_id="c-late"), judge, "automatic")
+    assert [(m.status.value, m.reason) for m in late.emitted] == [
+        ("entered", "The RPA bot reported this entry after it had reported a failure, and the vendor had withdrawn "
+                    "it: ask the vendor for a credit note.")]
+    assert late.ledger.entered == {"A": 1}
+
+
+def test_an_entry_reported_late_of_a_version_given_up_beside_the_one_entered_is_a_second_entry(judge):
+    ledger, _ = run(PurchaseOrderLedger(po_number="PO-1"),
+                    lambda ledger: submit_invoice(ledger, submission("A"), judge, "automatic"),
+                    lambda ledger: complete_rpa(ledger, completion("A", ok=False), judge, "automatic"),
+                    lambda ledger: submit_invoice(ledger, submission("A", version=2), judge, "automatic"),
+                    lambda ledger: complete_rpa(ledger, completion("A", version=2), judge, "automatic"))
+    late = complete_rpa(ledger, completion("A", event_id="c-late"), judge, "automatic")
+    (note,) = late.emitted
+    assert (note.invoice_version, note.status.value) == (2, "entered")
+    assert note.reason == ("The RPA bot reported entering version 1 of this invoice too as Sampro invoice S-1, after "
+                           "it had reported it failed: reverse one of the two in Sampro.")
+    assert late.ledger.entered == {"A": 2}
 
 
 def test_an_entry_reported_after_a_failure_is_entered_so_that_ap_cannot_have_it_entered_twice(judge):
