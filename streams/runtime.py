@@ -210,11 +210,16 @@ class Runtime:
     def step_or_back_off(self, stopping: Callable[[], bool]) -> None:
         try:
             self.step(stopping)
+            if self._failed_steps:
+                self.health.back("runtime", self._who("step"))
             self._failed_steps = 0
-        except Exception:  # a bug of the runtime's own: the batch is undone and read again
+        except Exception as error:  # a bug of the runtime's own: the batch is undone and read again
             log.exception("%s: the batch failed outside any flow; it is read again", self.name)
-            self.sleep(self.backoff.delay(self._failed_steps))
             self._failed_steps += 1
+            if self._failed_steps >= LOST_BEFORE_DOWN:  # for good, maybe: readiness says so, naming it
+                self.health.down("runtime", f"{self._failed_steps} batches in a row failed outside any flow: "
+                                            f"{describe(error)}", self._who("step"))
+            self.sleep(self.backoff.delay(self._failed_steps - 1))
 
     def close(self) -> None:
         self.broker.close()
@@ -256,7 +261,7 @@ class Runtime:
                 self._commit(tick, stopping)
         except BaseException:
             self.broker.abort()
-            self._rewind(tick)
+            self._rewind(tick, records)
             raise
 
     def _read_again(self, records: list[Record]) -> list[Record]:
@@ -566,17 +571,21 @@ class Runtime:
         self._to_restore[(store, partition[1])].add(partition)
         self._holds[partition] = _Hold(None, None, restoring=True)
 
-    def _rewind(self, tick: _Tick) -> None:
-        """Reads the batch again: every partition back to its first record in it."""
-        for partition, seen in tick.seen.items():
+    def _rewind(self, tick: _Tick, records: Sequence[Record] = ()) -> None:
+        """Reads the batch again: every partition back to its first record in it, those the batch
+        had not reached yet too (rewound as far as it got, the next batch committed past them)."""
+        firsts = {partition: seen[0] for partition, seen in tick.seen.items()}
+        for record in records:
+            firsts[record.source] = min(record.offset, firsts.get(record.source, record.offset))
+        for partition, first in firsts.items():
             if partition not in self._assigned:
                 continue
             hold = self._holds.get(partition)
-            self.broker.hold(partition, seen[0])
+            self.broker.hold(partition, first)
             if hold is not None:
-                hold.offset = seen[0]
+                hold.offset = first
             elif not self.broker.release(partition):  # its seek refused: paused, until a release takes
-                self._holds[partition] = _Hold(seen[0], self.clock())
+                self._holds[partition] = _Hold(first, self.clock())
 
     # -- sources -------------------------------------------------------------------------------------
     def _run_source(self, source: Source, tick: _Tick) -> None:

@@ -1803,3 +1803,35 @@ def test_an_invoice_approved_after_sampro_changed_its_po_is_judged_again_not_sen
     worker.run()
     approve([key for key, status in worker.statuses().items() if status == "ready_to_process"][0])
     assert len(worker.mailer.sent) == 1 and worker.mailer.sent[0].payload.lines[0].unit_price == Decimal("15.50")
+
+
+def test_a_batch_that_fails_outside_any_flow_is_read_again_whole_and_readiness_names_a_failure_that_stays(
+        tmp_path, monkeypatch):
+    """Rewound only as far as it had got, the partitions it had not reached were committed past by
+    the next batch: an invoice lost without a verdict or a dead letter; and failing at every try,
+    the worker said it was ready."""
+    worker = make_worker(tmp_path)
+    first, other = (next(f"PO-{n}" for n in range(9000, 9999) if worker.broker.partition_of(f"PO-{n}".encode()) == p)
+                    for p in (0, 1))
+    for po_number in (first, other):
+        worker.sampro.purchase_orders[po_number] = purchase_order(po_number=po_number)
+    worker.run()
+    worker.submit(ready_invoice("MP-1", po_number=first))
+    worker.submit(ready_invoice("MP-2", po_number=other))
+    sent_home, failing = Runtime._sent_home, [3]
+
+    def fails(self, flow, record, tick):
+        if failing[0]:
+            failing[0] -= 1
+            raise RuntimeError("a bug while routing")
+        return sent_home(self, flow, record, tick)
+
+    monkeypatch.setattr(Runtime, "_sent_home", fails)
+    runtime = worker.pipeline.runtime
+    for _ in range(3):
+        runtime.step_or_back_off(lambda: False)
+    assert "runtime" in runtime.health.outages() and not runtime.health.readiness()[0]
+    runtime.step_or_back_off(lambda: False)
+    assert "runtime" not in runtime.health.outages()
+    worker.run()
+    assert worker.statuses() == {"MP-1": "sent_to_rpa", "MP-2": "sent_to_rpa"}
