@@ -35,6 +35,7 @@ from rules.lifecycle import (
 from rules.models import (
     MAX_EVENT_ID,
     CompletionOutcome,
+    Finding,
     RpaCompletion,
     RpaPayload,
     Verdict,
@@ -232,6 +233,16 @@ def _status_change(
                          status=status, occurred_at=at, **extra)
 
 
+def _reads_otherwise(released: Finding, now: Finding) -> bool:
+    """Whether a released hold's finding compares other values now than when it was released."""
+    return (released.expected, released.actual) != (now.expected, now.actual)
+
+
+def _otherwise(hold: str, released: Finding, now: Finding) -> str:
+    return (f"{hold} (released at expected {released.expected}, actual {released.actual}; now expected "
+            f"{now.expected}, actual {now.actual})")
+
+
 def _last_event(record: InvoiceRecord) -> str:
     """The event in processscheduler's history of the last thing that happened to the invoice: its
     last status change (a release), or the verdict that made it ready."""
@@ -393,19 +404,27 @@ class _Update:
         whose hold no clerk released holds it (an invoice entered since took the quantity its RPA
         failure had freed; the PO was cancelled since); else it goes, its quantities placed on
         the PO as it is now, not as it was when released (onto a PO line that the invoice then at
-        the bot has filled since). The rules failing on it, it goes as it stood."""
+        the bot has filled since). A released hold whose finding reads otherwise now holds it too:
+        the clerk released what they saw (a price 0.10 over the PO's), not its name (the buyer cut
+        the PO's price since, and 6.60 over went to the bot). The rules failing on it, it goes as
+        it stood."""
         verdict, why = self._decided(record)
         if why is not None:
             self.unjudged.append(f"{record.key} ({what}): {why}")
-        unreleased = [hold.id for hold in holds_of(verdict.reasons if verdict else [])
-                      if hold.id not in record.released_holds]
+        seen = {hold.id: hold.finding for hold in holds_of(record.verdict.reasons if record.verdict else [])}
+        unreleased = []
+        for hold in holds_of(verdict.reasons if verdict else []):
+            if hold.id not in record.released_holds:
+                unreleased.append(hold.id)
+            elif (released := seen.get(hold.id)) is not None and _reads_otherwise(released, hold.finding):
+                unreleased.append(_otherwise(hold.id, released, hold.finding))
         if verdict is not None and unreleased:
             before = record.recheck_for = _last_event(record)  # a new judgement: after that
             self.judge_now(record, verdict)
             # Last, as a replay tells it: the verdict before its release would leave it `released`.
             self.change(record, record.status, f"held-at-hand-over-{change_digest(before)}", at,
                         reason=f"Judged again at its turn at the RPA bot: held by {', '.join(unreleased)}, "
-                               "which no clerk has released.")
+                               "which no clerk has released as it reads now.")
             return True
         if verdict is not None and self.judge is not None:
             record.payload = verdict.rpa_payload or self.judge.payload_for(record.submission) or record.payload

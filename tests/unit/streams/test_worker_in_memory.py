@@ -713,7 +713,7 @@ def test_an_rpa_failure_released_after_another_invoice_took_its_quantity_is_held
         "QUANTITY_EXCEEDS_OPEN"
     assert worker.scheduler.history("MP-1")[-1]["reason"] == (
         "Judged again at its turn at the RPA bot: held by QUANTITY_EXCEEDS_OPEN:1:quantity#po1, "
-        "which no clerk has released.")
+        "which no clerk has released as it reads now.")
     # The same failure released again (a second click on the page that showed it failed): nothing it saw is left.
     _release(worker, "MP-1", "Sampro screen fixed", holds=(RPA_FAILURE,), command_id="r-MP-1-again")
     assert worker.statuses()["MP-1"] == "manual_review"
@@ -1835,3 +1835,26 @@ def test_a_batch_that_fails_outside_any_flow_is_read_again_whole_and_readiness_n
     assert "runtime" not in runtime.health.outages()
     worker.run()
     assert worker.statuses() == {"MP-1": "sent_to_rpa", "MP-2": "sent_to_rpa"}
+
+
+def test_a_released_hold_whose_finding_reads_otherwise_at_its_turn_holds_the_invoice_anew(worker):
+    """A clerk released a price 0.10 over the PO's; the buyer cut the PO's price to 9.00 before the
+    invoice's turn at the bot came. Judged again, the finding had the same name, and 6.60 over went
+    to the bot as released."""
+    worker.submit(ready_invoice("MP-1"))
+    worker.submit({**PRICE_OFF, "invoice_id": "MP-2", "invoice_number": "INV-2"})
+    worker.run()
+    worker.complete("MP-1", ok=False)
+    worker.submit(ready_invoice("MP-3", invoice_number="INV-3"))
+    worker.run()
+    assert worker.statuses() == {"MP-1": "rpa_failed", "MP-2": "manual_review", "MP-3": "sent_to_rpa"}
+    _release(worker, "MP-2", "the vendor's increase agreed", holds=("PRICE_MISMATCH:1:unit_price",))
+    cut = [{**line, "unit_price": "9.00"} if line["line_no"] == 1 else line for line in po()["lines"]]
+    worker.sampro.purchase_orders["PO-5001"] = purchase_order(lines=cut)
+    worker.complete("MP-3")
+    worker.run()
+    assert worker.statuses()["MP-2"] == "manual_review"
+    assert [request.invoice_id for request in worker.mailer.sent] == ["MP-1", "MP-3"]
+    assert worker.scheduler.history("MP-2")[-1]["reason"] == (
+        "Judged again at its turn at the RPA bot: held by PRICE_MISMATCH:1:unit_price (released at expected 15.50, "
+        "actual 15.60; now expected 9.00, actual 15.60), which no clerk has released as it reads now.")
