@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Select, and_, func, or_, select
@@ -54,31 +54,40 @@ PAGE_SIZE = 5000
 
 def change_id(po_number: str, changed_at: datetime, transaction: str | None = None) -> str:
     """The change's name: its PO and time, and the database transaction that made it where the source
-    knows it (Debezium, `connectors/debezium/sampro_decoder.py`); a poller sees no transactions."""
-    moment = f"sampro:{po_number}:{int(as_utc(changed_at).timestamp() * 1000)}"
-    return moment if transaction is None else f"{moment}@{transaction}"
+    knows it (Debezium, `connectors/debezium/sampro_decoder.py`: its time in milliseconds, as
+    Debezium gives it). A poller sees no transactions: its time to the microsecond, as the row's
+    column reads back, the same at every read (to the millisecond, a receipt posted 400 us after a
+    price change of its PO, committed after the poll that read that one, was the change sent
+    already, and its held invoices waited for the PO's next change)."""
+    if transaction is not None:
+        return f"sampro:{po_number}:{int(as_utc(changed_at).timestamp() * 1000)}@{transaction}"
+    return f"sampro:{po_number}:{(as_utc(changed_at) - EPOCH) // MICROSECOND}"
 
 
 Cursor = tuple[datetime, Any]
 """Where the reads of one table stopped: a millisecond, every one before it read, and the last PO
 of it read, as the database gave it (padding and all, so that it compares as the database
-compares it): "" for none yet, None for all. A millisecond, as in a change's id: a time read
+compares it): "" for none yet, None for all. A millisecond: a time read
 back from the database may have lost digits (SQL Server keeps 100 ns, Python 1 us, and a driver
 may bind 1 ms), and a cursor at a time the rows do not have would never move."""
 
 MILLISECOND = timedelta(milliseconds=1)
+MICROSECOND = timedelta(microseconds=1)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _millisecond(at: datetime) -> datetime:
     return at.replace(microsecond=at.microsecond // 1000 * 1000)
 
 
-def _millis(event_id: Any) -> int:
-    """The millisecond a change's id names (`change_id`); 0 for what names none (forgotten)."""
+def _micros(event_id: Any) -> int:
+    """The microsecond a change's id names (`change_id`; one kept by an older version names a
+    millisecond); 0 for what names none (forgotten)."""
     try:
-        return int(str(event_id).rsplit(":", 1)[1])
+        number = int(str(event_id).rsplit(":", 1)[1])
     except (IndexError, ValueError):
         return 0
+    return number * 1000 if number < 10**14 else number  # 10**14 ms is the year 5138; 10**14 us, 1973
 
 
 class PollingSamproChanges(SamproChanges):
@@ -204,8 +213,8 @@ class PollingSamproChanges(SamproChanges):
         # A read of the whole window remembers what is in it now, and so forgets what left it.
         # Ahead of a table's cursor (stamped later than the present, or read by the other table
         # first), a change is remembered until it is older than the window.
-        horizon = int(since.timestamp() * 1000)
-        remembered = {event_id for event_id in self._emitted if _millis(event_id) > horizon} | set(changes) \
+        horizon = (as_utc(since) - EPOCH) // MICROSECOND
+        remembered = {event_id for event_id in self._emitted if _micros(event_id) > horizon} | set(changes) \
             if whole_window else self._emitted | set(changes)
         self._pending = (cursors, remembered, now if whole_window else self._window_read_at, backlog)
         return fresh

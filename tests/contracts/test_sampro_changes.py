@@ -95,7 +95,7 @@ class SqlPolling(SamproChangesContract):
         source.commit()
 
         def change(po_number: str) -> None:
-            time.sleep(0.002)  # a time of its own (SQLite keeps microseconds, the id milliseconds)
+            time.sleep(0.002)  # a millisecond of its own, as the cursor keeps them
             standin.load_purchase_orders([po(po_number, status="open")])
         return source, change
 
@@ -123,6 +123,20 @@ class SqlPolling(SamproChangesContract):
         assert source.poll() == []
         now[0] = 30.0
         assert [late.po_number for late in source.poll()] == ["PO-2"]
+
+    def test_a_row_committed_late_in_the_millisecond_of_its_pos_change_sent_is_a_change_of_its_own(
+            self, engine, on_a_clock):
+        """A receipt posted a moment after a price change of its PO, committed after the poll that
+        read that one: named by the millisecond, it was the change sent already."""
+        standin, source, now, sent = on_a_clock
+        millisecond = sent.changed_at.replace(microsecond=sent.changed_at.microsecond // 1000 * 1000)
+        late = millisecond + timedelta(microseconds=999 if sent.changed_at.microsecond % 1000 != 999 else 998)
+        with engine.begin() as conn:
+            line = standin.tables.po_line
+            conn.execute(update(line).where(line.c.po_number == "PO-1").values(updated_at=late))
+        now[0] = 30.0
+        (found,) = source.poll()
+        assert (found.po_number, found.changed_at) == ("PO-1", late) and found.event_id != sent.event_id
 
     def test_a_row_committed_late_on_a_po_already_changed_is_a_change_of_its_own(self, engine, on_a_clock):
         """The PO's header keeps the newer time of the change already sent; a line committed late,

@@ -62,7 +62,7 @@ def test_a_line_price_update_is_a_change_of_its_po_with_the_pollers_event_id():
     event = envelope("po_line", "u", None, {**LINE, "unit_price": "15.0000", "updated_at": "2026-11-21T08:30:00Z"})
     change = decode_sampro_record(encoded(event))
     assert_change(change, "PO-5001", datetime(2026, 11, 21, 8, 30, tzinfo=UTC))
-    assert change.event_id == "sampro:PO-5001:1795249800000"
+    assert change.event_id == "sampro:PO-5001:1795249800000000"  # to the microsecond, as the poller names it
 
 
 def test_a_header_update_on_sql_server_reads_updated_at_as_connect_milliseconds():
