@@ -254,3 +254,14 @@ def test_rocksdb_partitions_share_one_memory_budget_and_read_what_the_default_op
     second.clear()  # a partition read again from its changelog keeps the budget
     assert second.get("b") is None and second.options is store.rocks_options
     store.close()
+
+
+def test_the_ledgers_kept_decoded_are_bounded_by_their_invoice_records_too(store, monkeypatch):
+    """Bounded by POs alone, 1,000 busy POs of 100 held invoices each kept 1.4 GB decoded."""
+    monkeypatch.setattr("streams.ledgers.CACHED_RECORDS", 5)
+    partition = Partition(store)
+    held_backlog(partition, 5)
+    assert list(store._decoded) == ["PO-1"] and store._cached_records == 5
+    saved = partition.batch(submit("A", "manual_review"), invoice_ids=["A"])  # 6: past the bound, not kept
+    assert list(store._decoded) == [] and store._cached_records == 0
+    assert store.load(StateWrites(partition.data), "PO-1", ["A"]).ledger == saved  # read from the store
