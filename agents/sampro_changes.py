@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 from connectors.debezium import SamproCapture, decode_sampro_record, sampro_capture
 from connectors.debezium.config import CHECK_EVERY_SECONDS, KeptRunning, deleted_po_problem
 from rules.errors import Unavailable
-from rules.lifecycle import PurchaseOrderChanged
 from streams.runtime import Batch, Flow, Source
 
 if TYPE_CHECKING:
@@ -37,12 +36,13 @@ def _register_capture(pipeline: Pipeline) -> None:
     names = settings.sampro_names
 
     def publish(batch: Batch) -> None:
-        for change in batch.messages:
-            batch.emit(topics.sampro_changes, change.po_number, change)
+        for changes in batch.messages:  # a row's change: of its PO, and of the one a line moved from
+            for change in changes:
+                batch.emit(topics.sampro_changes, change.po_number, change)
 
     runtime.add_flow(Flow("ingest-sampro-cdc", (settings.sampro_cdc_topic,),
                           decode=lambda record: decode_sampro_record(record.value, names, limits), handle=publish,
-                          kinds=(PurchaseOrderChanged,), stage="ingest"))
+                          kinds=(tuple,), stage="ingest"))
     if settings.connect_url:
         # Built now, so that a Sampro Debezium cannot capture (SQLite) stops the worker at start.
         capture = sampro_capture(settings.sampro_db_url, settings.sampro_cdc_topic, names,

@@ -1,9 +1,10 @@
-"""Turning one Debezium change event of Sampro's PO header or line table into a `PurchaseOrderChanged`.
+"""Turning one Debezium change event of Sampro's PO header or line table into `PurchaseOrderChanged`s.
 
 The PostgreSQL and the SQL Server connector write the same envelope (`before`, `after`,
 `source`, `op`); the table named in `source` decides which of `SamproNames`' column renames
 apply. An insert, an update, a snapshot read and a delete of a header or a line are each a
-change of their PO; a tombstone is nothing to do. What cannot be read as such an event at all is
+change of their PO (an update that moves a line to another PO, of both); a tombstone is nothing
+to do. What cannot be read as such an event at all is
 a `SamproRecordError`, naming the field, and is dead-lettered by the runtime.
 """
 
@@ -114,10 +115,11 @@ def _transaction(op: str, source: dict[str, Any]) -> str | None:
 
 
 def decode_sampro_record(value: bytes | None, names: SamproNames = SamproNames(),
-                         limits: Limits = Limits()) -> PurchaseOrderChanged | None:
-    """None for a tombstone; raises SamproRecordError for what is not a change event of a PO table."""
+                         limits: Limits = Limits()) -> tuple[PurchaseOrderChanged, ...]:
+    """The changes of the event, none for a tombstone; raises SamproRecordError for what is not a
+    change event of a PO table."""
     if value is None:
-        return None
+        return ()
     try:
         envelope = load_json(value, limits, "sampro change record")
     except DataError as exc:
@@ -141,10 +143,20 @@ def decode_sampro_record(value: bytes | None, names: SamproNames = SamproNames()
     if not isinstance(row, dict):
         raise SamproRecordError(side, row, f"the changed row is missing from a change with op {op!r}")
     column = names.column(table, "po_number")
-    po_number = _column(row, column)
-    po_number = padless(po_number)  # a CHAR column comes back padded with blanks, as the reader's does
+    po_number = _po_number(row, f"{side}.{column}", column, limits)
+    changed_at, transaction = _changed_at(envelope, source, table, names), _transaction(op, source)
+    pos = [po_number]
+    # A line moved to another PO (corrected off the wrong one, or a surrogate-keyed line table): the
+    # PO it left changed too, and an invoice held there for that line was never judged again.
+    if op == "u" and isinstance(before := envelope.get("before"), dict) and _column(before, column) is not None:
+        if (left := _po_number(before, f"before.{column}", column, limits)) != po_number:
+            pos.append(left)
+    return tuple(PurchaseOrderChanged(event_id=change_id(po, changed_at, transaction), po_number=po,
+                                      changed_at=changed_at) for po in pos)
+
+
+def _po_number(row: dict[str, Any], field: str, column: str, limits: Limits) -> str:
+    po_number = padless(_column(row, column))  # a CHAR column comes back padded with blanks, as the reader's does
     if (problem := stream_key_problem(po_number, limits)) is not None:
-        raise SamproRecordError(f"{side}.{column}", po_number, problem)
-    changed_at = _changed_at(envelope, source, table, names)
-    return PurchaseOrderChanged(event_id=change_id(po_number, changed_at, _transaction(op, source)),
-                                po_number=po_number, changed_at=changed_at)
+        raise SamproRecordError(field, po_number, problem)
+    return str(po_number)  # a key: text

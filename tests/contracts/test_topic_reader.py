@@ -15,7 +15,7 @@ from rules.errors import Unavailable
 T0 = 1_795_000_000_000
 RECORDS = [(n % 3, T0 + n * 1000, f"PO-{n % 3}".encode(), f"value-{n}".encode()) for n in range(30)]
 # A dead letter's provenance: read by `explain`, a header without a value as b"".
-HEADERS = (("source.topic", b"rpa.completions"), ("flow", None), ("error", "DataError: why".encode()))
+HEADERS = (("source.topic", b"rpa.completions"), ("flow", None), ("error", b"DataError: why"))
 
 
 class TopicReaderContract:

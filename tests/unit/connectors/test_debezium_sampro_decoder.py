@@ -41,6 +41,11 @@ def envelope(table: str, op: str, before: dict | None, after: dict | None, conne
                        "table": table}}
 
 
+def decoded_one(value: bytes | None, *names) -> PurchaseOrderChanged:
+    (change,) = decode_sampro_record(value, *names)
+    return change
+
+
 def encoded(event: dict) -> bytes:
     return json.dumps(event).encode()
 
@@ -54,13 +59,13 @@ def assert_change(change: PurchaseOrderChanged | None, po_number: str, at: datet
 @pytest.mark.parametrize(("table", "row"), [("po_header", HEADER), ("po_line", LINE)])
 @pytest.mark.parametrize("op", ["c", "r"])
 def test_an_inserted_or_snapshot_row_is_a_change_at_its_updated_at(table, row, op):
-    assert_change(decode_sampro_record(encoded(envelope(table, op, None, row))), "PO-5001", UPDATED_AT)
+    assert_change(decoded_one(encoded(envelope(table, op, None, row))), "PO-5001", UPDATED_AT)
 
 
 def test_a_line_price_update_is_a_change_of_its_po_with_the_pollers_event_id():
     # PostgreSQL's default replica identity: no `before` on an update.
     event = envelope("po_line", "u", None, {**LINE, "unit_price": "15.0000", "updated_at": "2026-11-21T08:30:00Z"})
-    change = decode_sampro_record(encoded(event))
+    change = decoded_one(encoded(event))
     assert_change(change, "PO-5001", datetime(2026, 11, 21, 8, 30, tzinfo=UTC))
     assert change.event_id == "sampro:PO-5001:1795249800000000"  # to the microsecond, as the poller names it
 
@@ -68,30 +73,30 @@ def test_a_line_price_update_is_a_change_of_its_po_with_the_pollers_event_id():
 def test_a_header_update_on_sql_server_reads_updated_at_as_connect_milliseconds():
     millis = int(UPDATED_AT.timestamp() * 1000)  # a datetime2 column under time.precision.mode=connect
     before, after = {**HEADER, "updated_at": millis - 60_000}, {**HEADER, "status": "closed", "updated_at": millis}
-    change = decode_sampro_record(encoded(envelope("po_header", "u", before, after, "sqlserver", "dbo")))
+    change = decoded_one(encoded(envelope("po_header", "u", before, after, "sqlserver", "dbo")))
     assert_change(change, "PO-5001", datetime.fromtimestamp(millis / 1000, tz=UTC))
 
 
 def test_an_update_that_left_updated_at_alone_is_a_change_at_its_commit_time():
     # Else it would take the id of the change that last set updated_at, and be dropped as applied.
     event = envelope("po_line", "u", LINE, {**LINE, "unit_price": "15.0000"}, "sqlserver", "dbo")
-    assert_change(decode_sampro_record(encoded(event)), "PO-5001", COMMITTED_AT)
+    assert_change(decoded_one(encoded(event)), "PO-5001", COMMITTED_AT)
 
 
 def test_a_row_without_updated_at_is_a_change_at_its_commit_time():
     row = {key: value for key, value in LINE.items() if key != "updated_at"}
-    assert_change(decode_sampro_record(encoded(envelope("po_line", "c", None, row))), "PO-5001", COMMITTED_AT)
+    assert_change(decoded_one(encoded(envelope("po_line", "c", None, row))), "PO-5001", COMMITTED_AT)
 
 
 @pytest.mark.parametrize("before", [{"po_number": "PO-5001", "line_no": 2}, LINE],
                          ids=["key columns only", "the whole row"])
 def test_a_deleted_line_is_a_change_of_its_po_at_the_commit_time(before):
-    assert_change(decode_sampro_record(encoded(envelope("po_line", "d", before, None))), "PO-5001", COMMITTED_AT)
+    assert_change(decoded_one(encoded(envelope("po_line", "d", before, None))), "PO-5001", COMMITTED_AT)
 
 
 def test_a_deleted_header_is_a_change_of_its_po():
     event = envelope("po_header", "d", {"po_number": "PO-5001"}, None)
-    assert_change(decode_sampro_record(encoded(event)), "PO-5001", COMMITTED_AT)
+    assert_change(decoded_one(encoded(event)), "PO-5001", COMMITTED_AT)
 
 
 def in_transaction(event: dict, **position: object) -> dict:
@@ -108,21 +113,21 @@ def test_two_transactions_that_left_one_updated_at_are_two_changes_and_one_trans
         for table, row, lsn in (("po_line", LINE, "0000002A:00000758:0003"),
                                 ("po_line", {**LINE, "line_no": 2}, "0000002b:00000010:0002"),
                                 ("po_header", HEADER, "0000002b:00000010:0002")))
-    ids = [decode_sampro_record(encoded(event)).event_id for event in (first, second, header)]
+    ids = [decoded_one(encoded(event)).event_id for event in (first, second, header)]
     assert ids[0] == f"sampro:PO-5001:{seconds}@0000002a:00000758:0003"
     assert ids[1] != ids[0] and ids[2] == ids[1]  # the header and line rows of one transaction: one change
-    on_postgres = [decode_sampro_record(encoded(in_transaction(envelope("po_line", "u", None, LINE), txId=tx)))
+    on_postgres = [decoded_one(encoded(in_transaction(envelope("po_line", "u", None, LINE), txId=tx)))
                    for tx in (901, 902)]
     assert [change.event_id.rsplit("@", 1)[1] for change in on_postgres] == ["901", "902"]
 
 
 def test_a_snapshot_read_keeps_the_pollers_id_whatever_its_transaction():
     read = in_transaction(envelope("po_line", "r", None, LINE, "sqlserver", "dbo"), commit_lsn="0000002a:0:1")
-    assert_change(decode_sampro_record(encoded(read)), "PO-5001", UPDATED_AT)
+    assert_change(decoded_one(encoded(read)), "PO-5001", UPDATED_AT)
 
 
 def test_a_tombstone_is_nothing_to_do():
-    assert decode_sampro_record(None) is None
+    assert decode_sampro_record(None) == ()
 
 
 def test_renamed_tables_and_columns_are_read_as_sampro_names_says():
@@ -130,19 +135,19 @@ def test_renamed_tables_and_columns_are_read_as_sampro_names_says():
                         po_header_columns={"po_number": "PONUM"}, po_line_columns={"po_number": "PO_NO"})
     header = {"PONUM": "PO-7001", "VENDNO": "V1", "CHGDATE": UPDATED}
     line = {"PO_NO": "PO-7002", "LINENO": 3, "CHGDATE": "2026-11-21T08:30:00Z"}
-    assert_change(decode_sampro_record(encoded(envelope("POHDR", "u", None, header, "sqlserver", "dbo")), names),
+    assert_change(decoded_one(encoded(envelope("POHDR", "u", None, header, "sqlserver", "dbo")), names),
                   "PO-7001", UPDATED_AT)
-    assert_change(decode_sampro_record(encoded(envelope("POLIN", "c", None, line, "sqlserver", "dbo")), names),
+    assert_change(decoded_one(encoded(envelope("POLIN", "c", None, line, "sqlserver", "dbo")), names),
                   "PO-7002", datetime(2026, 11, 21, 8, 30, tzinfo=UTC))
     # SQL Server names compare without case; a CHAR(n) PO number comes padded.
     padded = {"ponum": "PO-7001   ", "chgdate": UPDATED}
-    assert_change(decode_sampro_record(encoded(envelope("pohdr", "u", None, padded, "sqlserver", "dbo")), names),
+    assert_change(decoded_one(encoded(envelope("pohdr", "u", None, padded, "sqlserver", "dbo")), names),
                   "PO-7001", UPDATED_AT)
 
 
 def test_a_converter_that_keeps_its_schemas_wraps_the_same_envelope():
     wrapped = {"schema": {"type": "struct"}, "payload": envelope("po_line", "c", None, LINE)}
-    assert_change(decode_sampro_record(encoded(wrapped)), "PO-5001", UPDATED_AT)
+    assert_change(decoded_one(encoded(wrapped)), "PO-5001", UPDATED_AT)
 
 
 @pytest.mark.parametrize(
@@ -172,7 +177,7 @@ def test_a_converter_that_keeps_its_schemas_wraps_the_same_envelope():
 )
 def test_what_is_not_a_change_event_of_a_po_table_raises_naming_the_field(value, field, says):
     with pytest.raises(SamproRecordError) as caught:
-        decode_sampro_record(value)
+        decoded_one(value)
     assert caught.value.field == field and repr(field) in str(caught.value) and says in str(caught.value)
 
 
@@ -218,3 +223,17 @@ def test_a_sampro_debezium_cannot_capture_stops_the_worker_at_start(tmp_path):
     with pytest.raises(ValueError, match="PostgreSQL or SQL Server, not sqlite"):
         bootstrap(settings, broker=InMemoryBroker(partitions=1), purchase_orders=InMemoryPurchaseOrderReader([]),
                   scheduler=InMemoryProcessScheduler(), mailer=InMemoryRpaMailer())
+
+
+def test_an_update_that_moves_a_line_to_another_po_is_a_change_of_both():
+    """Only the PO it went to was judged again: the one it left (held, say, for that line's
+    duplicate line number) waited for its next change."""
+    after = {**LINE, "updated_at": "2026-11-21T08:30:00Z"}
+    moved = envelope("po_line", "u", {**LINE, "po_number": "PO-4001   "}, after, "sqlserver", "dbo")
+    changes = decode_sampro_record(encoded(moved))
+    assert [change.po_number for change in changes] == ["PO-5001", "PO-4001"]
+    assert changes[0].event_id != changes[1].event_id and changes[0].changed_at == changes[1].changed_at
+    kept = envelope("po_line", "u", {**LINE, "unit_price": "1.0000"}, LINE, "sqlserver", "dbo")
+    assert [change.po_number for change in decode_sampro_record(encoded(kept))] == ["PO-5001"]
+    with pytest.raises(SamproRecordError, match="before.po_number"):
+        decode_sampro_record(encoded(envelope("po_line", "u", {**LINE, "po_number": "x" * 300}, LINE)))
