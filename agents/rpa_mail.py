@@ -14,7 +14,7 @@ from connectors.ports import NumberClaim
 from rules.duplicates import hand_off_key, handed_over_already
 from rules.lifecycle import InvoiceReplaced, RpaRequest
 from rules.models import CompletionOutcome, RpaCompletion
-from rules.po_ledger import finished_already, latest_hand_offs
+from rules.po_ledger import entered_as_another_version, finished_already, latest_hand_offs
 from streams.failures import describe
 from streams.runtime import Batch, Flow
 
@@ -41,11 +41,20 @@ def register(pipeline: Pipeline) -> None:
         # no number: one whose number a newer version has taken since was reported "not handed to the
         # RPA bot", a FAILURE on the audit topic for an email the bot had.
         requests = latest_hand_offs(mailer.unsent(batch.messages))
-        again = {request.invoice_id for request in requests if request.attempt > 1}  # a first has none before it
-        finished = finished_already(requests, scheduler.versions_of(again) if again else [])
+        # A first hand-off of a first version has nothing before it: most batches ask nothing.
+        again = {request.invoice_id for request in requests if request.attempt > 1 or request.invoice_version > 1}
+        versions = scheduler.versions_of(again) if again else []
+        finished = finished_already(requests, versions)
         for version, status in finished.items():
             log.warning("RPA email for %s v%s not sent: processscheduler shows the version %s", *version, status)
         requests = [r for r in requests if (r.invoice_id, r.invoice_version) not in finished]
+        elsewhere = entered_as_another_version(requests, versions)
+        for request in (r for r in requests if (r.invoice_id, r.invoice_version) in elsewhere):
+            batch.emit(topics.completions, request.po_number, _failed(request, "duplicate", (
+                f"Not handed to the RPA bot: version {elsewhere[request.invoice_id, request.invoice_version]} of this "
+                "invoice is entered in Sampro, and this one would be entered beside it (reverse that entry in "
+                "Sampro first, if this one is to stand)")))
+        requests = [r for r in requests if (r.invoice_id, r.invoice_version) not in elsewhere]
         if not requests:
             return
         holders = scheduler.claim_numbers([NumberClaim(hand_off_key(r.payload, identifiers), r.invoice_id,

@@ -809,6 +809,17 @@ def finished_already(requests: Sequence[RpaRequest], versions: Iterable[Any]) ->
 _FINISHED_VALUES = frozenset(status.value for status in FINISHED)
 
 
+def entered_as_another_version(requests: Sequence[RpaRequest], versions: Iterable[Any]) -> dict[tuple[str, int], int]:
+    """The versions of these requests of an invoice that `versions` (processscheduler's) show
+    entered as another version, with that version: their email must not go. The bot's late word
+    that it entered a version given up after its failure is taken (`_entered_after_it_was_given_up`),
+    and the newer version held the invoice's number by then: failed at the bot and released, it
+    was emailed again and entered beside it."""
+    entered = {v.invoice_id: v.invoice_version for v in versions if v.status == InvoiceStatus.ENTERED.value}
+    return {(r.invoice_id, r.invoice_version): entered[r.invoice_id] for r in requests
+            if entered.get(r.invoice_id, r.invoice_version) != r.invoice_version}
+
+
 def failed_at_bot(status: InvoiceStatus, sent_before: bool) -> bool:
     """Whether a version in `status` is one the bot reported as failed, not sent again since (released,
     or judged again and held at its next turn): its entry reported after all is taken
@@ -875,9 +886,10 @@ def _entered_after_it_was_given_up(update: _Update, completion: RpaCompletion) -
     """The bot's late word that it entered a version the PO gave up after the bot had reported it
     failed: superseded by the vendor's newer version, or withdrawn by the vendor (the API takes it
     only for a version processscheduler shows handed to the bot). Refused, Sampro held an entry AP
-    never heard of, and the newer version was entered beside it: paid twice. It is entered (the
-    hand-off gate then refuses its invoice number to a newer version); the newer version here, not
-    at the bot, is held for AP, and one at the bot gets a note."""
+    never heard of, and the newer version was entered beside it: paid twice. It is entered (the RPA
+    mail flow then emails no other version of the invoice: `entered_as_another_version`); the newer
+    version here, not at the bot, is held for AP, and one at the bot gets a note (the bot may still
+    enter it)."""
     _remember(update, completion)
     invoice_id, version, at = completion.invoice_id, completion.invoice_version, completion.occurred_at
     entry = f" as Sampro invoice {completion.sampro_invoice_id}" if completion.sampro_invoice_id else ""
@@ -887,15 +899,21 @@ def _entered_after_it_was_given_up(update: _Update, completion: RpaCompletion) -
                             "had reported it failed: reverse one of the two in Sampro.")
         return
     newest = update.ledger.latest.get(invoice_id, version)
+    newer = update.editable_latest(invoice_id) if newest > version else None
     after = "The RPA bot reported this entry after it had reported a failure"
+    if newer is not None:
+        reason = f"{after}, and version {newest} had replaced it: that one is not to be entered too."
+    elif newest > version:  # the ledger keeps no record of it: withdrawn since, or on another PO
+        reason = (f"{after}, and version {newest} had replaced it, which the vendor withdrew since or which names "
+                  "another PO: if withdrawn, ask the vendor for a credit note; if entered too, reverse one of the "
+                  "two in Sampro.")
+    else:
+        reason = f"{after}, and the vendor had withdrawn it: ask the vendor for a credit note."
     update.emitted.append(_status_change(
         invoice_id, version, update.ledger.po_number, InvoiceStatus.ENTERED, completion.event_id, at,
-        sampro_invoice_id=completion.sampro_invoice_id,
-        reason=f"{after}, and version {newest} had replaced it: that one is not to be entered too." if newest > version
-        else f"{after}, and the vendor had withdrawn it: ask the vendor for a credit note."))
+        sampro_invoice_id=completion.sampro_invoice_id, reason=reason))
     _entered(update, completion)
-    newer = update.editable_latest(invoice_id) if newest > version else None
-    if newer is None:  # on another PO, or finished: the hand-off gate stops a newer version's email
+    if newer is None:  # the hand-off gate stops a newer version's email (`entered_as_another_version`)
         return
     if newer.status is InvoiceStatus.SENT_TO_RPA:
         update.change(newer, InvoiceStatus.SENT_TO_RPA, f"entered-v{version}", at,

@@ -307,6 +307,18 @@ def test_an_entry_reported_late_of_a_version_withdrawn_after_its_failure_tells_a
     assert late.ledger.entered == {"A": 1}
 
 
+def test_an_entry_reported_late_of_a_version_replaced_on_another_po_says_what_to_do_either_way(judge):
+    """This PO keeps no record of the newer version: withdrawn since, or on another PO."""
+    ledger, _ = run(PurchaseOrderLedger(po_number="PO-1"),
+                    lambda ledger: submit_invoice(ledger, submission("A"), judge, "automatic"),
+                    lambda ledger: complete_rpa(ledger, completion("A", ok=False), judge, "automatic"),
+                    lambda ledger: replace_invoice(ledger, replaced("A"), judge, "automatic"))
+    (entered,) = complete_rpa(ledger, completion("A", event_id="c-late"), judge, "automatic").emitted
+    assert entered.reason == ("The RPA bot reported this entry after it had reported a failure, and version 2 had "
+                              "replaced it, which the vendor withdrew since or which names another PO: if withdrawn, "
+                              "ask the vendor for a credit note; if entered too, reverse one of the two in Sampro.")
+
+
 def test_an_entry_reported_late_of_a_version_given_up_beside_the_one_entered_is_a_second_entry(judge):
     ledger, _ = run(PurchaseOrderLedger(po_number="PO-1"),
                     lambda ledger: submit_invoice(ledger, submission("A"), judge, "automatic"),

@@ -883,7 +883,7 @@ def test_an_edit_after_the_entry_that_names_another_po_is_stopped_at_the_hand_of
     rows = {row["invoice_version"]: row["status"] for row in worker.scheduler.rows()}
     assert rows == {1: "entered", 2: "rpa_failed"} and len(worker.mailer.sent) == 1
     (failed,) = [h for h in worker.scheduler.history("MP-1") if h["status"] == "rpa_failed"]
-    assert "Version 1 of this invoice went to it already" in failed["reason"]
+    assert "version 1 of this invoice is entered in Sampro" in failed["reason"]
 
 
 class CountingScheduler(InMemoryProcessScheduler):
@@ -925,7 +925,8 @@ def test_a_new_version_on_another_po_replaces_the_one_the_bot_failed_and_goes_on
     assert superseded["reason"] == "Version 2 of this invoice names PO PO-5002 and replaces this one."
     # Handed over before PO-5001's agent superseded version 1, it was refused: AP releases it now.
     assert rows[2]["status"] == "rpa_failed"
-    assert worker.scheduler.version_reads == 2  # the PO agent's, and the refused hand-off's
+    # The PO agent's; the mail flow's, for a hand-off of a version after the first; the refused hand-off's.
+    assert worker.scheduler.version_reads == 3
     release_version_2(worker)
     assert worker.dead_letters() == []
 
@@ -1882,3 +1883,33 @@ def test_a_released_hold_whose_finding_reads_otherwise_at_its_turn_holds_the_inv
     assert worker.scheduler.history("MP-2")[-1]["reason"] == (
         "Judged again at its turn at the RPA bot: held by PRICE_MISMATCH:1:unit_price (released at expected 15.50, "
         "actual 15.60; now expected 9.00, actual 15.60), which no clerk has released as it reads now.")
+
+
+def test_no_version_of_an_invoice_is_emailed_once_another_version_of_it_is_entered(worker):
+    """The bot failed version 1, the vendor's version 2 went in its place and took its number; the
+    bot's late word that version 1 was entered after all is taken. Version 2 then failed at the bot,
+    and AP's routine release of the failure emailed it again: the invoice entered twice."""
+    def report(version: int, ok: bool, event_id: str) -> None:
+        worker.put(worker.pipeline.topics.completions, "PO-5001", worker.codec.encode(RpaCompletion(
+            event_id=event_id, invoice_id="MP-1", invoice_version=version, po_number="PO-5001",
+            outcome=CompletionOutcome.SUCCESS if ok else CompletionOutcome.FAILURE,
+            sampro_invoice_id="S-1" if ok else None, error=None if ok else "screen timed out", occurred_at=AT)))
+        worker.run()
+
+    worker.submit(ready_invoice("MP-1"))
+    worker.run()
+    worker.submit(ready_invoice("MP-1"), version=2)
+    worker.run()
+    report(1, False, "v1-failed")
+    report(1, True, "v1-entered-after-all")
+    report(2, False, "v2-failed")
+    assert [(row["invoice_version"], row["status"]) for row in worker.scheduler.rows()] == [
+        (1, "entered"), (2, "rpa_failed")]
+    worker.put(worker.pipeline.topics.commands, "PO-5001", worker.codec.encode(ReleaseRequested(
+        command_id="r-v2", invoice_id="MP-1", invoice_version=2, po_number="PO-5001", user="ana", reason="retry",
+        issued_at=AT, holds=[RPA_FAILURE])))
+    worker.run()
+    assert [(request.invoice_version, request.attempt) for request in worker.mailer.sent] == [(1, 1), (2, 1)]
+    (refused,) = [h for h in worker.scheduler.history("MP-1") if "is entered in Sampro" in (h["reason"] or "")]
+    assert (refused["invoice_version"], refused["status"]) == (2, "rpa_failed")
+    assert refused["reason"].startswith("Not handed to the RPA bot: version 1 of this invoice is entered in Sampro")
