@@ -80,6 +80,13 @@ def _millisecond(at: datetime) -> datetime:
     return at.replace(microsecond=at.microsecond // 1000 * 1000)
 
 
+def _to_the_millisecond(event_id: str) -> str:
+    """The id an older release gave a change (`change_id` to the millisecond): the state it left
+    names those, and every change of its window was sent again after an upgrade."""
+    named, _, micros = event_id.rpartition(":")
+    return f"{named}:{int(micros) // 1000}"
+
+
 def _micros(event_id: Any) -> int:
     """The microsecond a change's id names (`change_id`; one kept by an older version names a
     millisecond); 0 for what names none (forgotten)."""
@@ -205,7 +212,8 @@ class PollingSamproChanges(SamproChanges):
         # only remembered.
         unsent: dict[str, datetime] = {}  # PO -> its newest time not made into a change yet
         for event_id, (po, at) in changes.items():
-            if event_id not in self._emitted and (po not in unsent or at > unsent[po]):
+            if event_id not in self._emitted and _to_the_millisecond(event_id) not in self._emitted and (
+                    po not in unsent or at > unsent[po]):
                 unsent[po] = at
         fresh = [] if self._cursors is None else [
             PurchaseOrderChanged(event_id=change_id(po, at), po_number=po, changed_at=at)

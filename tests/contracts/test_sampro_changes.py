@@ -3,6 +3,7 @@ PostgreSQL (the Sampro stand-in's tables, changed as Sampro changes them)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from datetime import UTC, datetime, timedelta
@@ -123,6 +124,19 @@ class SqlPolling(SamproChangesContract):
         assert source.poll() == []
         now[0] = 30.0
         assert [late.po_number for late in source.poll()] == ["PO-2"]
+
+    def test_the_changes_an_older_release_named_by_the_millisecond_are_not_sent_again(self, engine, tmp_path):
+        """Its state names the window's changes to the millisecond: after an upgrade, every change of
+        the look-back window was sent again (20,000 POs judged again after a mass update)."""
+        standin, source = going(engine, tmp_path)
+        standin.load_purchase_orders([po("PO-1", status="open")])
+        (sent,) = source.poll()
+        source.commit()
+        state = json.loads((tmp_path / STATE).read_text())
+        state["emitted"] = [f"{named}:{int(micros) // 1000}" for named, _, micros in
+                            (event_id.rpartition(":") for event_id in state["emitted"])]
+        (tmp_path / STATE).write_text(json.dumps(state))
+        assert started(engine, tmp_path).poll() == []
 
     def test_a_row_committed_late_in_the_millisecond_of_its_pos_change_sent_is_a_change_of_its_own(
             self, engine, on_a_clock):
