@@ -111,7 +111,8 @@ class _Read:
         except Unavailable:  # the schema registry: an outage, not a gap in the story
             raise
         except Exception as error:
-            if (named := headers.get("source.invoice_id")) is not None and named != invoice_id.encode():
+            named = headers.get("source.invoice_id") or _row_invoice_id(record.value if "error" in headers else None)
+            if named is not None and named != invoice_id.encode():
                 return  # a marketplace row of another invoice, whose id holds this one's
             if "error" not in headers or named is None:
                 # It may be about the invoice: the auditor is told, and the story goes on.
@@ -178,7 +179,7 @@ def _origin(headers: dict[str, bytes]) -> str:
                                     for name in ("topic", "partition", "offset"))
         return f"{topic}[{partition}]@{offset}"
     row = headers.get("source.invoice_id", b"").decode(errors="replace")
-    return f"{headers.get('source.table', b'?').decode(errors='replace')} row {row}"
+    return f"{headers.get('source.table', b'?').decode(errors='replace')} row {row}"  # polled: no topic
 
 
 def _why(headers: dict[str, bytes]) -> str:
@@ -196,11 +197,30 @@ def _dead(step: Step | None, record: TopicRecord, headers: dict[str, bytes]) -> 
                 step.detail if step is not None else {})
 
 
-def _row_version(value: bytes | None) -> int:
-    """The version a marketplace row's columns (as text, `UnreadableRow.raw`) name, 0 if none."""
+def _row(value: bytes | None) -> dict:
+    """The marketplace row a dead letter holds: its columns as text (`UnreadableRow.raw`, polling),
+    or a Debezium change event's row (`after`, or a delete's `before`); {} for none."""
     try:
-        return int(json.loads(value or b"").get("version"))
-    except (ValueError, TypeError, AttributeError):
+        found = json.loads(value or b"")
+    except ValueError:
+        return {}
+    if isinstance(found, dict) and isinstance(found.get("payload"), dict):  # a converter that keeps schemas
+        found = found["payload"]
+    if isinstance(found, dict) and ("after" in found or "before" in found):
+        found = found.get("after") or found.get("before")
+    return found if isinstance(found, dict) else {}
+
+
+def _row_invoice_id(value: bytes | None) -> bytes | None:
+    invoice_id = _row(value).get("invoice_id")
+    return str(invoice_id).encode() if invoice_id is not None else None
+
+
+def _row_version(value: bytes | None) -> int:
+    """The version a marketplace row names, 0 if none."""
+    try:
+        return int(_row(value).get("version"))
+    except (ValueError, TypeError):
         return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -241,3 +242,23 @@ def test_a_record_forwarded_to_its_pos_partition_is_told_once_where_it_was_appli
     reader.append("invoices", 1, at, b"PO-5001", value)
     steps = story(reader, codec, ["invoices"], "MP-1001").steps
     assert [(s.what, s.partition, s.detail.get("forwarded_from")) for s in steps] == [("received", 0, "invoices[1]@0")]
+
+
+def test_a_debezium_event_of_the_marketplace_the_worker_could_not_read_is_a_step_of_its_own():
+    """Only a polled row named its invoice in a header: a Debezium event dead-lettered at ingest was
+    listed as a record that might be about it, and explain exited 1."""
+    from streams.failures import dead_letter_of
+
+    codec, reader = SingleObjectCodec(), InMemoryTopicReader()
+    provenance = (("source.topic", b"marketplace.invoices"), ("source.partition", b"0"), ("source.offset", b"4"),
+                  ("flow", b"ingest-marketplace-cdc"), ("stage", b"decode"))
+    for invoice_id in ("MP-1001", "MP-10010"):
+        event = {"op": "u", "before": None, "after": {"invoice_id": invoice_id, "version": 3, "lines": "[oops"}}
+        dead = dead_letter_of("dlq", b"PO-5001", json.dumps({"schema": {}, "payload": event}).encode(), provenance,
+                              "MarketplaceRecordError: lines: not JSON")
+        reader.append("dlq", 0, int(AT.timestamp() * 1000), dead.key, dead.value, dead.headers)
+    told = story(reader, codec, ["dlq"], "MP-1001")
+    (step,) = told.steps
+    assert (step.what, step.invoice_version) == ("dead letter", 3) and told.complete
+    assert step.summary == ("dead-lettered by ingest-marketplace-cdc at decode: MarketplaceRecordError: lines: not "
+                            "JSON (the record from marketplace.invoices[0]@4)")
