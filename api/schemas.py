@@ -53,6 +53,9 @@ class ReleaseRequest(_Body):
     # the OpenAPI document then lists the field as required).
     reason_code: str = Field(default="OTHER", min_length=1, max_length=64,
                              description="One of the configured release reason codes (RELEASE_REASON_CODES).")
+    seen: dict[HoldId, Text] = Field(default={}, max_length=MAX_HOLDS_NAMED, description=(
+        "The holds as the clerk saw them: `holds[].id` to its `holds[].message`. One that reads otherwise now "
+        "(judged again after a change in Sampro: the PO's price cut since) is a 409, not released unseen."))
 
 
 class DispatchRequest(_Body):

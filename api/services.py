@@ -73,10 +73,13 @@ def holds(invoice: InvoiceDetail) -> list[HoldView]:
 
 def release_invoice(read_model: InvoiceReadModel, commands: PurchaseOrderCommands, clock: Clock, *,
                     invoice_id: str, version: int, user: str, reason: str, named: list[str] | None = None,
-                    reason_code: str = "OTHER") -> ReleaseRequested:
+                    reason_code: str = "OTHER", seen: dict[str, str] | None = None) -> ReleaseRequested:
     """Releases the named holds (none named: every hold a clerk may release); a hold that is not
-    the invoice's, was released already, or may not be released by a clerk is refused by name. The
-    route has checked `reason_code` against the configured codes (a 422 naming the field)."""
+    the invoice's, was released already, or may not be released by a clerk is refused by name, and
+    so is one that reads otherwise than in `seen` (its message as the clerk saw it: a release names
+    a hold, and a Sampro change that judged the invoice again meanwhile, the PO's price cut, left
+    the name and released 6.60 over where the clerk had agreed to 0.10). The route has checked
+    `reason_code` against the configured codes (a 422 naming the field)."""
     invoice = find_invoice(read_model, invoice_id, version)
     if version != max(invoice.versions):
         raise NotNow(f"version {version} was replaced by version {max(invoice.versions)}", invoice.status)
@@ -100,6 +103,10 @@ def release_invoice(read_model: InvoiceReadModel, commands: PurchaseOrderCommand
                          "invoice", invoice.status)
         if hold.released_by is not None:
             raise NotNow(f"the hold {name} was released by {hold.released_by} already", invoice.status)
+    for name, message in (seen or {}).items():
+        if (hold := current.get(name)) is not None and hold.message != message:
+            raise NotNow(f"the hold {name} reads otherwise now ({hold.message}) than when you looked at it: look "
+                         "at the invoice again", invoice.status)
     if not named and open_holds and not any(hold.releasable for hold in open_holds):
         raise NotNow(f"{invoice_id} is held only by holds a clerk may not release: "
                      f"{', '.join(hold.id for hold in open_holds)}", invoice.status)

@@ -103,7 +103,7 @@ def release(invoice_id: InvoiceId, body: ReleaseRequest, principal: Principal = 
                                        "msg": f"Input should be one of {', '.join(codes)}"}])
     command = release_invoice(ctx.read_model, ctx.commands, ctx.clock, invoice_id=invoice_id,
                               version=body.invoice_version, user=principal.name, reason=body.reason,
-                              named=body.holds, reason_code=body.reason_code)
+                              named=body.holds, reason_code=body.reason_code, seen=body.seen)
     return CommandAccepted(command_id=command.command_id, invoice_id=invoice_id, invoice_version=body.invoice_version,
                            po_number=command.po_number,
                            detail="released on the PO's stream; the invoice goes to the RPA bot once no hold is "

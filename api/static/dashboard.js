@@ -356,7 +356,8 @@ function setUpActions() {
   const openRelease = (holds) => {  // the holds to release; none: the invoice has none (an RPA failure)
     // The release goes for the version the dialog names, whatever the live feed shows by the time
     // the clerk confirms: a vendor's new version of the invoice is not what the clerk read.
-    state.releasing = { invoice_id: state.open.invoice_id, invoice_version: state.open.invoice_version, holds };
+    state.releasing = { invoice_id: state.open.invoice_id, invoice_version: state.open.invoice_version, holds,
+                        messages: Object.fromEntries(state.open.holds.map((h) => [h.id, h.message])) };
     $("#release-what").textContent = holds.length > 10 ? `the ${holds.length} holds shown`
       : holds.length ? `${holds.length > 1 ? "holds" : "hold"} ${holds.join(", ")}`
       : state.open.status === "rpa_failed" ? "the failed hand-off" : "every hold a clerk may release";
@@ -381,12 +382,15 @@ function setUpActions() {
     const reason = $("#release-reason").value.trim();
     if (!reason) return;
     dialog.close();
-    const { invoice_id: invoiceId, invoice_version: version, holds } = state.releasing;
+    const { invoice_id: invoiceId, invoice_version: version, holds, messages } = state.releasing;
     const code = $("#release-code").value;
     for (let from = 0; from === 0 || from < holds.length; from += MAX_HOLDS_NAMED) {
       const batch = holds.slice(from, from + MAX_HOLDS_NAMED);  // none: an RPA failure's release
+      // Each hold as the clerk saw it: one judged again since, reading otherwise, is refused, not released.
+      const seen = Object.fromEntries(batch.filter((id) => id in messages).map((id) => [id, messages[id]]));
       if (!await command(`/api/invoices/${encodeURIComponent(invoiceId)}/release`,
-                         { invoice_version: version, reason, holds: batch, reason_code: code }, "Release sent:")) {
+                         { invoice_version: version, reason, holds: batch, reason_code: code, seen },
+                         "Release sent:")) {
         if (from > 0) {  // the batches before went: say so, or the clerk takes none for released
           $("#action-message").textContent = `Releases of ${from} of the ${holds.length} holds sent; ` +
             `the rest not: ${$("#action-message").textContent}`;

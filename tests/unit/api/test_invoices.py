@@ -147,6 +147,21 @@ def test_the_drill_down_lists_each_finding_as_a_hold_and_a_release_names_the_hol
     assert (command.holds, command.reason_code) == (["PRICE_MISMATCH:1:unit_price"], "PRICE_AGREED")
 
 
+def test_a_release_of_a_hold_that_reads_otherwise_than_the_clerk_saw_it_is_409(api):
+    """The clerk's page showed a price 0.10 over the PO's; Sampro's change (the PO's price cut) judged
+    the invoice again under the same hold name before the click, and 6.60 over was released unseen."""
+    (hold,) = api.client.get("/api/invoices/MP-3", **api.as_clerk()).json()["holds"]
+    body = {"invoice_version": 1, "reason": "agreed", "holds": [hold["id"]], "reason_code": "PRICE_AGREED"}
+    stale = api.client.post("/api/invoices/MP-3/release", json={
+        **body, "seen": {hold["id"]: hold["message"].replace("15.50", "15.55")}}, **api.as_clerk())
+    assert stale.status_code == 409 and api.commands.published == []
+    assert stale.json()["detail"] == (f"the hold {hold['id']} reads otherwise now ({hold['message']}) than when you "
+                                      "looked at it: look at the invoice again")
+    seen = api.client.post("/api/invoices/MP-3/release", json={**body, "seen": {hold["id"]: hold["message"]}},
+                           **api.as_clerk())
+    assert seen.status_code == 202 and len(api.commands.published) == 1
+
+
 def test_a_release_of_a_hold_that_is_not_there_or_with_an_unknown_reason_code_is_refused(api):
     unknown = api.client.post("/api/invoices/MP-3/release", json={
         "invoice_version": 1, "reason": "x", "holds": ["TAX_MISMATCH::tax_amount"]}, **api.as_clerk())
