@@ -294,29 +294,24 @@ def test_an_entry_reported_late_of_a_version_replaced_at_the_bot_notes_it_and_it
                        "of the two in Sampro.")]
 
 
-def test_an_entry_reported_late_of_a_version_withdrawn_after_its_failure_tells_ap_to_ask_for_a_credit_note(judge):
+@pytest.mark.parametrize(("given_up", "reason"), [
+    (lambda ledger, judge: withdraw_invoice(ledger, InvoiceWithdrawn(
+        invoice_id="A", version=1, po_number="PO-1", withdrawn_at=AT), judge, "automatic"),
+     "and the vendor had withdrawn it: ask the vendor for a credit note."),
+    # This PO keeps no record of a newer version on another PO (or withdrawn since): said either way.
+    (lambda ledger, judge: replace_invoice(ledger, replaced("A"), judge, "automatic"),
+     "and version 2 had replaced it, which the vendor withdrew since or which names another PO: if withdrawn, ask "
+     "the vendor for a credit note; if entered too, reverse one of the two in Sampro."),
+], ids=["withdrawn", "replaced-on-another-po"])
+def test_an_entry_reported_late_of_a_version_given_up_at_the_bot_says_what_ap_is_to_do(judge, given_up, reason):
     ledger, _ = run(PurchaseOrderLedger(po_number="PO-1"),
                     lambda ledger: submit_invoice(ledger, submission("A"), judge, "automatic"),
-                    lambda ledger: withdraw_invoice(ledger, InvoiceWithdrawn(
-                        invoice_id="A", version=1, po_number="PO-1", withdrawn_at=AT), judge, "automatic"),
+                    lambda ledger: given_up(ledger, judge),
                     lambda ledger: complete_rpa(ledger, completion("A", ok=False), judge, "automatic"))
     late = complete_rpa(ledger, completion("A", event_id="c-late"), judge, "automatic")
     assert [(m.status.value, m.reason) for m in late.emitted] == [
-        ("entered", "The RPA bot reported this entry after it had reported a failure, and the vendor had withdrawn "
-                    "it: ask the vendor for a credit note.")]
+        ("entered", f"The RPA bot reported this entry after it had reported a failure, {reason}")]
     assert late.ledger.entered == {"A": 1}
-
-
-def test_an_entry_reported_late_of_a_version_replaced_on_another_po_says_what_to_do_either_way(judge):
-    """This PO keeps no record of the newer version: withdrawn since, or on another PO."""
-    ledger, _ = run(PurchaseOrderLedger(po_number="PO-1"),
-                    lambda ledger: submit_invoice(ledger, submission("A"), judge, "automatic"),
-                    lambda ledger: complete_rpa(ledger, completion("A", ok=False), judge, "automatic"),
-                    lambda ledger: replace_invoice(ledger, replaced("A"), judge, "automatic"))
-    (entered,) = complete_rpa(ledger, completion("A", event_id="c-late"), judge, "automatic").emitted
-    assert entered.reason == ("The RPA bot reported this entry after it had reported a failure, and version 2 had "
-                              "replaced it, which the vendor withdrew since or which names another PO: if withdrawn, "
-                              "ask the vendor for a credit note; if entered too, reverse one of the two in Sampro.")
 
 
 def test_an_entry_reported_late_of_a_version_given_up_beside_the_one_entered_is_a_second_entry(judge):
