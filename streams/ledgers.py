@@ -39,7 +39,7 @@ from streams.state import StateWrites, Store
 
 
 def changelog_topic(settings: Settings) -> str:
-    return f"{settings.app_id}-po-ledgers-changelog"
+    return settings.ledgers_changelog_topic
 
 
 # The ledgers kept decoded: at most so many POs, and so many invoice records in all (decoded, with

@@ -193,6 +193,11 @@ class Settings(BaseSettings):
         """The consumer group of the RPA mailbox's flow; every other flow's is `app_id`."""
         return f"{self.app_id}-rpa-mail"
 
+    @property
+    def ledgers_changelog_topic(self) -> str:
+        """The compacted topic that keeps the per-PO ledgers (streams/ledgers.py)."""
+        return f"{self.app_id}-po-ledgers-changelog"
+
     @model_validator(mode="after")
     def _no_unknown_variables(self) -> Settings:
         """A misspelt variable would otherwise be ignored, and its default used without a word."""
@@ -202,6 +207,23 @@ class Settings(BaseSettings):
         problems = unknown_variables({**(dotenv_values(env_file) if env_file.is_file() else {}), **os.environ})
         if problems:
             raise ValueError("\n".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _topics_apart(self) -> Settings:
+        """Each topic carries one kind of record: a dead-letter topic that was a work topic failed each
+        dead letter again and dead-lettered it again, forever."""
+        variables: dict[str, list[str]] = {}
+        for name in Settings.model_fields:
+            if name.endswith("_topic"):
+                variables.setdefault(getattr(self, name), []).append(f"{PREFIX}{name.upper()}")
+        for topic, named in variables.items():
+            if len(named) > 1:
+                raise ValueError(f"{', '.join(named[:-1])} and {named[-1]} name the same topic {topic!r}: each "
+                                 "needs a topic of its own")
+        if clash := variables.get(self.ledgers_changelog_topic):
+            raise ValueError(f"{clash[0]} names {self.ledgers_changelog_topic!r}, the topic of the PO ledgers' "
+                             f"changelog ({PREFIX}APP_ID and '-po-ledgers-changelog'): each needs a topic of its own")
         return self
 
     @field_validator("marketplace_db_url", "sampro_db_url", "scheduler_db_url", "api_sessions_db_url")

@@ -156,6 +156,15 @@ def test_a_value_its_setting_cannot_take_is_refused_at_start(monkeypatch, capsys
     ({"API_USERS": '[{"name": "ana", "password_hash": "$argon2id$a", "role": "viewer"}, '
                    '{"name": "ana", "password_hash": "$argon2id$b", "role": "clerk"}]'},
      "INVOICE_AUTOMATION_API_USERS names 'ana' more than once: which password and role would be theirs?"),
+    ({"DLQ_TOPIC": "invoices"},  # each dead letter failed again on the work topic, and was dead-lettered again
+     "INVOICE_AUTOMATION_INVOICES_TOPIC and INVOICE_AUTOMATION_DLQ_TOPIC name the same topic 'invoices': each "
+     "needs a topic of its own"),
+    ({"VERDICTS_TOPIC": "ap", "RPA_REQUESTS_TOPIC": "ap", "SAMPRO_CDC_TOPIC": "ap"},
+     "INVOICE_AUTOMATION_VERDICTS_TOPIC, INVOICE_AUTOMATION_RPA_REQUESTS_TOPIC and "
+     "INVOICE_AUTOMATION_SAMPRO_CDC_TOPIC name the same topic 'ap': each needs a topic of its own"),
+    ({"APP_ID": "ap", "SAMPRO_CHANGES_TOPIC": "ap-po-ledgers-changelog"},
+     "INVOICE_AUTOMATION_SAMPRO_CHANGES_TOPIC names 'ap-po-ledgers-changelog', the topic of the PO ledgers' "
+     "changelog (INVOICE_AUTOMATION_APP_ID and '-po-ledgers-changelog'): each needs a topic of its own"),
 ])
 def test_settings_that_cannot_work_together_are_refused_at_start_naming_both(monkeypatch, capsys, variables, said):
     """Each alone is fine: together the worker failed every email, a guesser waited less than the
