@@ -41,10 +41,9 @@ from api.proxy import FROM_PROXY
 from api.throttle import SignInThrottle, address_key
 from connectors.api_ports import SessionVersions
 from rules.limits import control_character
-from streams.settings import ApiUser, Settings
+from streams.settings import MAX_USER_NAME, ApiUser, Settings
 
 log = logging.getLogger(__name__)
-MAX_USER_NAME = 200  # what a release's or a dispatch's `user` holds (rules.lifecycle)
 BASIC_KEPT_SECONDS = 60  # an HTTP Basic password that passed is taken again without argon2 this long
 BASIC_KEPT = 1_000  # such passwords (as keyed digests) at most
 KNOWN_ADDRESSES = 16  # per user: the addresses (IPv6: /64s) it last signed in from

@@ -29,6 +29,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from connectors.sampro.tables import SamproNames, StampClock
+from rules.limits import control_character
 
 DEFAULT_DATA_DIR = Path(".invoice-automation")
 PREFIX = "INVOICE_AUTOMATION_"
@@ -37,13 +38,25 @@ OTHER_VARIABLES = frozenset({"CACHE"})  # devstack/install.py: where the stack's
 ApiRole = Literal["viewer", "clerk"]
 
 
+MAX_USER_NAME = 200  # what a release's or a dispatch's `user` holds (rules.lifecycle)
+
+
 class ApiUser(BaseModel):
     """Someone who signs in to the dashboard; `password_hash` comes from `invoice-automation api hash-password`."""
 
-    name: str = Field(min_length=1)
+    # Named in each release and dispatch the user sends, and in the invoice's history: a longer name
+    # signed in, then made each of them a 500. No control character, as for a proxy's user header.
+    name: str = Field(min_length=1, max_length=MAX_USER_NAME)
     # argon2's encoded form: a password written here in clear would never sign in, and sit in the environment.
     password_hash: str = Field(pattern=r"^\$argon2(id|i|d)\$")
     role: ApiRole = "viewer"
+
+    @field_validator("name")
+    @classmethod
+    def _printable(cls, name: str) -> str:
+        if found := control_character(name):
+            raise ValueError(f"a user name cannot hold a control character ({found})")
+        return name
 
 
 # What Kafka takes as a topic name (a longer one, or another character, fails only when the

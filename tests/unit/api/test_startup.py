@@ -3,14 +3,17 @@ guessable ones, or single-sign-on headers without a way to tell the proxy's requ
 
 from __future__ import annotations
 
+import json
 import secrets
+import sys
 
 import pytest
 from typer.testing import CliRunner
 
 from api.startup import ApiMisconfigured, refusals
 from cli.main import app as cli
-from tests.unit.api.conftest import api_settings, make_api
+from cli.main import main
+from tests.unit.api.conftest import HASH, PASSWORD, api_settings, make_api
 
 
 @pytest.mark.parametrize("missing", ["api_token", "api_session_secret"])
@@ -55,3 +58,26 @@ def test_trusted_proxies_wider_than_any_proxys_addresses_refuse_to_start(proxies
     make_api(api_trusted_user_header="X-Forwarded-User", api_trusted_proxies=["10.0.0.0/8", "2001:db8::/32"])
     copied = api_settings().model_copy(update={"api_trusted_proxies": ["192.0.2.10", "0.0.0.0/0"]})  # unvalidated
     assert [problem for problem in refusals(copied) if "wider than" in problem]
+
+
+@pytest.mark.parametrize(("name", "said"), [("a" * 201, "String should have at most 200 characters"),
+                                            ("ana\x1b[2J", "a user name cannot hold a control character (U+001B)")])
+def test_a_user_name_a_release_cannot_carry_refuses_to_start(monkeypatch, capsys, tmp_path, name, said):
+    """It signed in, then each release and send-to-RPA of the user was a 500: the release's `user`
+    holds 200 characters (rules.lifecycle)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("INVOICE_AUTOMATION_API_USERS", json.dumps([{"name": name, "password_hash": HASH}]))
+    monkeypatch.setattr(sys, "argv", ["invoice-automation", "api", "--port", "1"])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == f"error: setting INVOICE_AUTOMATION_API_USERS__0__NAME: {said}\n"
+
+
+def test_a_user_name_of_200_characters_releases_and_dispatches():
+    name = "a" * 200
+    client = make_api(api_users=[{"name": name, "password_hash": HASH, "role": "clerk"}]).client
+    assert client.post("/api/invoices/MP-3/release", json={"invoice_version": 1, "reason": "agreed"},
+                       auth=(name, PASSWORD)).status_code == 202
+    assert client.post("/api/invoices/MP-5/send-to-rpa", json={"invoice_version": 1},
+                       auth=(name, PASSWORD)).status_code == 202
