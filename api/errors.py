@@ -161,7 +161,8 @@ _DESCRIPTIONS = {
     403: "Not allowed for this role",
     404: "No such invoice",
     409: "The invoice is not in a state that allows this",
-    413: "The body is larger than the API takes (INVOICE_AUTOMATION_API_MAX_BODY_BYTES)",
+    413: "The body is larger than the route takes: the answer names the limit in bytes and its setting "
+         "(INVOICE_AUTOMATION_API_MAX_BODY_BYTES; for /api/validate INVOICE_AUTOMATION_API_MAX_VALIDATE_BODY_BYTES)",
     422: "Invalid input: names the field and the value",
     429: "Too many failed sign-ins from this user or address: try again after Retry-After seconds",
     502: "Sampro answered with data that cannot be used",

@@ -1,8 +1,8 @@
 """The dry run: the verdict the rules give an invoice JSON now, against Sampro, nothing written.
 
-Its body may be larger than any other (API_MAX_VALIDATE_BODY_BYTES, set where the router is
-included), and it is read only after the caller signed in (`SignedInFirst`). A body that is not a
-JSON object is a 422 that says where; a problem with the invoice's contents is a verdict.
+Its body may be larger than any other (API_MAX_VALIDATE_BODY_BYTES, api/app.py), and it is read
+only after the caller signed in (`SignedInFirst`). A body that is not a JSON object is a 422 that
+says where; a problem with the invoice's contents is a verdict.
 """
 
 from __future__ import annotations
