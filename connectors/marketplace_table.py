@@ -19,12 +19,12 @@ from sqlalchemy import (
     DateTime,
     Integer,
     MetaData,
-    Numeric,
     String,
     Table,
     func,
 )
 
+from connectors.sql import ExactNumeric
 from rules.errors import DataError
 from rules.limits import Limits, control_character, load_json
 from rules.parsing import UNREADABLE_COLUMN
@@ -42,9 +42,11 @@ marketplace_invoices = Table(
     Column("invoice_date", Date),
     Column("currency", String(3)),
     Column("lines", JSON, nullable=False),
-    Column("tax_amount", Numeric(18, 4), nullable=False, server_default="0"),
+    # Read as the vendor wrote it: on SQLite a tax of 1.00005 was read 1.0001, and the rules judged a
+    # number the vendor never sent (they refuse a fifth digit after the point, naming it).
+    Column("tax_amount", ExactNumeric(18, 4), nullable=False, server_default="0"),
     Column("extra_charges", JSON, nullable=False, server_default="[]"),
-    Column("total_amount", Numeric(18, 4)),
+    Column("total_amount", ExactNumeric(18, 4)),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 

@@ -1,5 +1,6 @@
-"""What every SQL adapter shares: how an engine is made from a URL, and how SQLAlchemy's and the
-drivers' errors are mapped into the service's error family at the call.
+"""What every SQL adapter shares: how an engine is made from a URL, how a number is read as the
+database holds it (`ExactNumeric`), and how SQLAlchemy's and the drivers' errors are mapped into
+the service's error family at the call.
 
 A database that cannot be reached, refuses the login, lost the connection or lacks a table is
 `Unavailable` (the work waits for it); a value it refuses to store is a `DataError` (the one
@@ -9,9 +10,11 @@ record is dead-lettered). The detail names the database, never its address or pa
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from decimal import MAX_PREC, Context, Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,7 @@ from sqlalchemy import (
     Connection,
     Dialect,
     Engine,
+    Numeric,
     any_,
     bindparam,
     create_engine,
@@ -31,6 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import exc as sql
 from sqlalchemy.engine import make_url
+from sqlalchemy.types import TypeDecorator
 
 from connectors.mssql import LOGIN_TIMEOUT_SECONDS, with_odbc_driver
 from rules.errors import DataError, Unavailable
@@ -157,6 +162,59 @@ def json_text(value: object) -> str:
     """A JSON column's text: pydantic-core's serializer, a fifth of the cost of `json.dumps` on the
     findings, payloads and invoices processscheduler stores with every verdict."""
     return to_json(value).decode()
+
+
+def exact(value: Any) -> Any:
+    """A number as the user typed it. A FLOAT column (SQLite's REAL too) holds the nearest double,
+    and `0.1 + 0.2` is stored as 0.30000000000000004: that read exactly made a PRICE_MISMATCH against
+    an invoice of 0.30. Every decimal of up to 15 significant digits (DBL_DIG) comes back from its
+    double at 15 digits, so a price or quantity that was typed keeps its value."""
+    return Decimal(format(value, ".15g")) if isinstance(value, float) else value
+
+
+# PostgreSQL's type codes (OIDs) of real and double precision: a Sampro view may give a column so.
+POSTGRES_FLOATS = frozenset({700, 701})
+
+
+class ExactNumeric(TypeDecorator[Decimal]):
+    """NUMERIC(precision, scale) in the DDL, read as the database holds the value. SQLAlchemy's
+    Numeric rounds a float the driver gives to the column's scale ('%.4f'): SQLite's REAL, and on
+    PostgreSQL a real or double precision column. A Sampro PO price of 15.50005 was read 15.5000,
+    and an invoice at 15.50 passed where it was a PRICE_MISMATCH. Such a float is read by `exact`,
+    with the column's digits at least. A NUMERIC column of PostgreSQL or SQL Server comes as the
+    Decimal it holds, as before, and so does a SQL Server FLOAT (a float, read by the Sampro
+    reader's `exact`)."""
+
+    impl = Numeric
+    cache_ok = True
+
+    def __init__(self, precision: int, scale: int):
+        super().__init__(precision, scale, asdecimal=True)
+        self.precision, self.scale = precision, scale  # in the statement cache's key (cache_ok)
+
+    def result_processor(self, dialect: Dialect, coltype: Any) -> Callable[[Any], Any] | None:
+        if dialect.name == "sqlite" or (dialect.name == "postgresql" and coltype in POSTGRES_FLOATS):
+            return partial(_exact_decimal, padded_to=Decimal(1).scaleb(-self.scale))
+        return super().result_processor(dialect, coltype)
+
+
+PADDING = Context(prec=MAX_PREC)
+
+
+def _exact_decimal(value: Any, padded_to: Decimal) -> Any:
+    if value is None or isinstance(value, Decimal):
+        return value
+    if isinstance(value, float):
+        number = exact(value)
+    elif isinstance(value, int):
+        number = Decimal(value)
+    else:  # text SQLite keeps as written when it is no number ('15,50'): a row that cannot be read
+        raise TypeError(f"{value!r:.40} is not a number")
+    # Written with the column's digits at least ('2.4800'), as a NUMERIC column gives it and as this
+    # was read before: a document or snapshot compared as text with one read then stays the same.
+    if not number.is_finite() or number.as_tuple().exponent <= padded_to.as_tuple().exponent:
+        return number
+    return number.quantize(padded_to, context=PADDING)
 
 
 def among(column: ColumnElement[Any], values: Collection[Any], dialect: Dialect) -> ColumnElement[bool]:

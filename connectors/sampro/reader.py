@@ -11,7 +11,7 @@ from sqlalchemy import Connection, Engine, Select, or_, select
 
 from connectors.ports import PurchaseOrderReader
 from connectors.sampro.tables import SamproNames, sampro_tables
-from connectors.sql import among, mapped_errors
+from connectors.sql import among, exact, mapped_errors
 from rules.context import KnownInvoice
 from rules.duplicates import Lookup, matches_lookup
 from rules.errors import DataError
@@ -39,14 +39,6 @@ def padless(value: Any) -> Any:
     the invoice names it. Their `=` and `IN` already ignore trailing blanks, so the statements find
     the rows, and no view with RTRIM (which no index serves) is needed."""
     return value.rstrip(" ") if isinstance(value, str) else value
-
-
-def exact(value: Any) -> Any:
-    """A number as Sampro's user typed it. A FLOAT column holds the nearest double, and
-    `0.1 + 0.2` is stored as 0.30000000000000004: that read exactly made a PRICE_MISMATCH against
-    an invoice of 0.30. Every decimal of up to 15 significant digits (DBL_DIG) comes back from its
-    double at 15 digits, so a price or quantity that was typed keeps its value."""
-    return Decimal(format(value, ".15g")) if isinstance(value, float) else value
 
 
 def _chunks(items: list[T], size: int = CHUNK) -> Iterator[list[T]]:

@@ -13,10 +13,12 @@ from functools import cache
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
-from sqlalchemy import Column, Date, DateTime, Dialect, Index, Integer, MetaData, Numeric, String, Table
+from sqlalchemy import Column, Date, DateTime, Dialect, Index, Integer, MetaData, String, Table
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-MONEY = Numeric(18, 4, asdecimal=True)
+from connectors.sql import ExactNumeric
+
+MONEY = ExactNumeric(18, 4)
 
 
 class SamproTime(TypeDecorator[datetime]):
@@ -118,7 +120,7 @@ def _table(table: str, metadata: MetaData, names: SamproNames) -> Table:
             names.po_header, metadata,
             col("po_number", String(64), primary_key=True), col("vendor_id", String(64), nullable=False),
             col("status", String(32), nullable=False), col("currency", String(3), nullable=False),
-            col("order_date", Date, nullable=False), col("tax_rate", Numeric(9, 6, asdecimal=True)),
+            col("order_date", Date, nullable=False), col("tax_rate", ExactNumeric(9, 6)),
             col("allowed_charges", String(400), nullable=False, default=""),
             # When the row last changed: read by the change poller (connectors.sampro.changes) only.
             col("updated_at", SamproTime(), index=True),

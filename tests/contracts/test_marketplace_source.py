@@ -283,6 +283,15 @@ class TestSqliteSource(MarketplaceSourceContract):
         clock[0] = 60.0  # read again in the window
         assert source.poll().unreadable == []
 
+    def test_money_is_read_as_the_vendor_wrote_it_not_at_the_columns_scale(self, engine, source_factory):
+        """SQLite keeps a REAL, which SQLAlchemy's NUMERIC(18, 4) rounded as it read it: a tax of
+        1.00005 went to the rules as 1.0001, where they refuse a fifth digit after the point."""
+        with engine.begin() as conn:
+            conn.execute(insert(marketplace_invoices), [row("A", T0)])
+            conn.execute(text("UPDATE marketplace_invoices SET tax_amount = 1.00005, total_amount = 32.00005"))
+        (event,) = source_factory().poll().events
+        assert (event.document["tax_amount"], event.document["total_amount"]) == ("1.00005", "32.00005")
+
     def test_a_row_the_driver_cannot_read_is_dead_lettered_once_and_the_rest_goes_on(self, engine, source_factory,
                                                                                      clock):
         with engine.begin() as conn:

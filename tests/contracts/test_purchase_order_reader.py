@@ -136,6 +136,20 @@ class TestSqliteReader(SqlReaderContract):
         assert unreadable.problem.startswith("PO PO-8: Sampro's row could not be read: ValueError: ")
 
 
+    def test_money_is_read_as_sampro_holds_it_not_at_the_columns_scale(self, reader, engine):
+        """SQLite keeps a REAL, which SQLAlchemy's NUMERIC(18, 4) rounded as it read it: a PO price of
+        15.50005 was 15.5000, and an invoice at 15.50 passed where it was a PRICE_MISMATCH."""
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE po_line SET unit_price = 15.50005, quantity_ordered = 0.00125 "
+                              "WHERE po_number = 'PO-1' AND line_no = 1"))
+            conn.execute(text("UPDATE po_header SET tax_rate = 0.0825125 WHERE po_number = 'PO-1'"))
+            conn.execute(text("UPDATE ap_invoice SET total_amount = 10.00005 WHERE sampro_invoice_id = 'S-1'"))
+        found = reader.fetch(["PO-1"])["PO-1"]
+        assert (found.lines[0].unit_price, found.lines[0].quantity_ordered, found.tax_rate) == (
+            Decimal("15.50005"), Decimal("0.00125"), Decimal("0.0825125"))
+        entered = reader.entered_invoices(lookups_for([{"vendor_id": "V100", "invoice_number": "INV-1"}]))
+        assert [known.total_amount for known in entered] == [Decimal("10.00005")]
+
     def test_identifiers_are_read_without_their_padding_and_a_blank_one_is_named(self, reader, engine):
         """A CHAR(5) currency came back 'USD  ' and made every PO unreadable; a vendor of blanks held
         the PO's invoices as VENDOR_MISMATCH, blaming the vendor for Sampro's row."""

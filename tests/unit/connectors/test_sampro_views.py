@@ -10,6 +10,7 @@ from decimal import Decimal, InvalidOperation
 
 import pytest
 from sqlalchemy import Column, MetaData, Table, create_engine, insert
+from sqlalchemy.dialects.postgresql import psycopg as postgresql_psycopg
 
 from connectors.sampro import SamproDataError, SqlPurchaseOrderReader
 from connectors.sampro.reader import _fields, _snapshot
@@ -144,3 +145,15 @@ def test_a_value_the_reader_cannot_compare_makes_its_po_unreadable_naming_the_er
 
     monkeypatch.setattr("connectors.sampro.reader._line", not_a_number)
     assert _unreadable(engine).startswith("InvalidOperation")
+
+
+def test_a_postgresql_view_that_gives_money_as_double_precision_is_read_as_typed():
+    """psycopg gives a real or double precision column as a float, which SQLAlchemy's NUMERIC(18, 4)
+    rounded to 4 digits (15.50005 as 15.5000); a NUMERIC column's Decimal is read as it comes."""
+    unit_price = sampro_tables().po_line.c.unit_price.type
+    dialect = postgresql_psycopg.dialect()
+    double_precision, numeric = 701, 1700  # psycopg's type codes
+    assert unit_price.dialect_impl(dialect).result_processor(dialect, double_precision)(15.50005) == (
+        Decimal("15.50005"))
+    as_numeric = unit_price.dialect_impl(dialect).result_processor(dialect, numeric)
+    assert as_numeric is None or as_numeric(Decimal("15.50005")) == Decimal("15.50005")
