@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+import logging
+from collections.abc import Collection, Iterator, Mapping
 from decimal import Decimal
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
-from sqlalchemy import Connection, Engine, Select, or_, select
+from sqlalchemy import ColumnElement, Connection, Engine, Select, or_, select
 
 from connectors.ports import PurchaseOrderReader
 from connectors.sampro.tables import SamproNames, sampro_tables
@@ -19,6 +20,7 @@ from rules.limits import purchase_order_problem
 from rules.models import POStatus, PurchaseOrder, UnreadablePurchaseOrder
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 CHUNK = 1000  # SQL Server allows 2100 parameters per statement
 
@@ -143,18 +145,27 @@ class SqlPurchaseOrderReader(PurchaseOrderReader):
         the duplicate checks then compare exactly. A loose number (`INV42` for `INV-0042`) is found
         here only when the total matches too: an index cannot find it otherwise. Two IN lists, not
         an OR per lookup: one index range scan, and SQL Server has no row IN."""
-        invoice, dialect = self.tables.ap_invoice, self.engine.dialect
         wanted = sorted(set(lookups), key=lambda lookup: (lookup.vendor_key, lookup.number_key))
         for chunk in _chunks(wanted, CHUNK // 5):  # at most 9 parameters a lookup
-            totals = {lookup.total_amount for lookup in chunk if lookup.total_amount is not None}
-            vendors = {v for lookup in chunk for v in _spellings(lookup.vendor_id)}
-            numbers = {n for lookup in chunk for n in _spellings(lookup.invoice_number)}
-            yield chunk, (
-                select(invoice.c.sampro_invoice_id, invoice.c.vendor_id, invoice.c.invoice_number,
+            yield chunk, self._entered_invoice_query(chunk)
+
+    def _entered_invoice_query(self, lookups: list[Lookup]) -> Select[Any]:
+        invoice = self.tables.ap_invoice
+        return (select(invoice.c.sampro_invoice_id, invoice.c.vendor_id, invoice.c.invoice_number,
                        invoice.c.total_amount, invoice.c.invoice_date)
-                .where(among(invoice.c.vendor_id, vendors, dialect),
-                       or_(among(invoice.c.invoice_number, numbers, dialect),
-                           among(invoice.c.total_amount, totals, dialect))))
+                .where(*self._candidates(lookups, by_total=True)))
+
+    def _candidates(self, lookups: list[Lookup], by_total: bool) -> list[ColumnElement[bool]]:
+        """Where the AP invoices that may be the lookups' are: the vendor's, of the number or the total."""
+        invoice, dialect = self.tables.ap_invoice, self.engine.dialect
+        vendors = {v for lookup in lookups for v in _spellings(lookup.vendor_id)}
+        numbers = {n for lookup in lookups for n in _spellings(lookup.invoice_number)}
+        by_number = among(invoice.c.invoice_number, numbers, dialect)
+        if not by_total:
+            return [among(invoice.c.vendor_id, vendors, dialect), by_number]
+        totals = {lookup.total_amount for lookup in lookups if lookup.total_amount is not None}
+        return [among(invoice.c.vendor_id, vendors, dialect),
+                or_(by_number, among(invoice.c.total_amount, totals, dialect))]
 
     def fetch(self, po_numbers: Collection[str]) -> dict[str, PurchaseOrder | UnreadablePurchaseOrder]:
         if not po_numbers:
@@ -196,13 +207,87 @@ class SqlPurchaseOrderReader(PurchaseOrderReader):
         found = []
         with mapped_errors("sampro"), self.engine.connect() as conn:
             for chunk, query in self._entered_invoice_queries(lookups):
-                for row in conn.execute(query):
-                    # A NULL number (found by its total) still counts for the same-total check.
-                    known = KnownInvoice(f"sampro:{row.sampro_invoice_id}", row.vendor_id, row.invoice_number or "",
-                                         "entered", exact(row.total_amount), row.invoice_date)
-                    if matches_lookup(known, chunk):  # the IN lists also match crossed pairs
-                        found.append(known)
+                try:
+                    known = [_known_invoice(row._mapping) for row in _read(conn, query)]
+                except UNREADABLE_ROW:
+                    conn.rollback()  # PostgreSQL takes no statement after a failed one in its transaction
+                    # One AP invoice the driver could not convert (a date of '2020-13-45', a view's
+                    # CAST) failed the whole statement: each invoice of the batch was dead-lettered
+                    # as bad_invoice, which no clerk may release, and a Sampro change that would clear
+                    # a held one was dead-lettered. Read lookup by lookup, then row by row, that row
+                    # is compared without what cannot be read, or passed over, and logged.
+                    by_id = {invoice.invoice_id: invoice for lookup in chunk
+                             for invoice in self._entered_invoices_of(conn, lookup)}
+                    known = list(by_id.values())
+                # The IN lists also match crossed pairs.
+                found += [invoice for invoice in known if matches_lookup(invoice, chunk)]
         return found
+
+    def _entered_invoices_of(self, conn: Connection, lookup: Lookup) -> list[KnownInvoice]:
+        try:
+            return [_known_invoice(row._mapping) for row in _read(conn, self._entered_invoice_query([lookup]))]
+        except UNREADABLE_ROW:
+            conn.rollback()
+        key, table = self.tables.ap_invoice.c.sampro_invoice_id, self.tables.ap_invoice.name
+        named = f"vendor {lookup.vendor_id!r:.80} invoice {lookup.invoice_number!r:.80}"
+        try:
+            keys = _read(conn, select(key).where(*self._candidates([lookup], by_total=True)))
+        except UNREADABLE_ROW as by_total:  # comparing a total failed (a view's CAST)? Found by number only
+            conn.rollback()
+            try:
+                keys = _read(conn, select(key).where(*self._candidates([lookup], by_total=False)))
+            except UNREADABLE_ROW as error:
+                conn.rollback()
+                log.warning("Sampro's %s: the AP invoices like %s cannot be read (%s): the duplicate checks "
+                            "go without them", table, named, _why(error))
+                return []
+            log.warning("Sampro's %s: the totals of the AP invoices like %s cannot be compared (%s): the "
+                        "same-total duplicate check goes without them", table, named, _why(by_total))
+        return [known for (sampro_id,) in keys if (known := self._entered_row(conn, sampro_id)) is not None]
+
+    def _entered_row(self, conn: Connection, sampro_id: Any) -> KnownInvoice | None:
+        """One AP invoice, whole, or column by column: its vendor and number are enough for the
+        DUPLICATE_INVOICE check, which a resend of an invoice keyed in by hand must not pass."""
+        invoice = self.tables.ap_invoice
+        this = invoice.c.sampro_invoice_id == sampro_id
+        columns = (invoice.c.vendor_id, invoice.c.invoice_number, invoice.c.total_amount, invoice.c.invoice_date)
+        try:
+            rows = _read(conn, select(invoice.c.sampro_invoice_id, *columns).where(this))
+            return _known_invoice(rows[0]._mapping) if rows else None
+        except UNREADABLE_ROW:
+            conn.rollback()
+        values: dict[str, Any] = {"sampro_invoice_id": sampro_id}
+        unreadable = []
+        for column in columns:
+            try:
+                rows = _read(conn, select(column).where(this))
+                values[column.key] = rows[0][0] if rows else None
+            except UNREADABLE_ROW as error:
+                conn.rollback()
+                values[column.key] = None
+                unreadable.append(f"{column.key} ({_why(error)})")
+        if values["vendor_id"] is None or (values["invoice_number"] is None and values["total_amount"] is None):
+            log.warning("Sampro's %s row %r cannot be read: %s: the duplicate checks go without it",
+                        invoice.name, sampro_id, "; ".join(unreadable))
+            return None
+        log.warning("Sampro's %s row %r: %s cannot be read: the duplicate checks compare the rest of it",
+                    invoice.name, sampro_id, "; ".join(unreadable))
+        return _known_invoice(values)
+
+
+def _read(conn: Connection, query: Select[Any]) -> list[Any]:
+    with mapped_errors("sampro"):  # a value the database refuses to convert (SQLSTATE 22xxx): a DataError
+        return list(conn.execute(query))  # the driver's conversions run as the rows are read
+
+
+def _known_invoice(row: Mapping[str, Any]) -> KnownInvoice:
+    # A NULL number (found by its total) still counts for the same-total check.
+    return KnownInvoice(f"sampro:{row['sampro_invoice_id']}", row["vendor_id"], row["invoice_number"] or "",
+                        "entered", exact(row["total_amount"]), row["invoice_date"])
+
+
+def _why(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"[:300]
 
 
 def _spellings(text: str) -> set[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from datetime import date
 from decimal import Decimal
@@ -135,6 +136,69 @@ class TestSqliteReader(SqlReaderContract):
         assert isinstance(unreadable, UnreadablePurchaseOrder)
         assert unreadable.problem.startswith("PO PO-8: Sampro's row could not be read: ValueError: ")
 
+
+    def test_an_entered_invoice_the_driver_cannot_convert_is_compared_without_that_value(self, reader, engine,
+                                                                                          caplog):
+        """Its date of '2020-13-45' failed the whole lookup: each invoice of the batch was dead-lettered
+        as bad_invoice (blaming the vendor, and no clerk may release it), and a Sampro change that would
+        clear a held invoice was dead-lettered. Its number still makes a resend a DUPLICATE_INVOICE."""
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO ap_invoice (sampro_invoice_id, vendor_id, invoice_number, po_number, "
+                              "invoice_date, total_amount) VALUES ('S-9', 'V100', 'OLD-17', 'PO-OLD', '2020-13-45', "
+                              "10.00005)"))
+        found = reader.entered_invoices(lookups_for([{"vendor_id": "V100", "invoice_number": "INV-1"},
+                                                     {"vendor_id": "V100", "invoice_number": "old-17"}]))
+        assert sorted(found, key=lambda known: known.invoice_id) == [
+            KnownInvoice("sampro:S-1", "V100", "INV-1", "entered", Decimal("10"), date(2026, 11, 2)),
+            KnownInvoice("sampro:S-9", "V100", "OLD-17", "entered", Decimal("10.00005"), None)]
+        assert [record.getMessage() for record in caplog.records if record.levelname == "WARNING"] == [
+            "Sampro's ap_invoice row 'S-9': invoice_date (ValueError: month must be in 1..12) cannot be read: "
+            "the duplicate checks compare the rest of it"]
+
+    def test_an_entered_invoice_whose_id_cannot_be_read_is_passed_over_and_the_other_lookups_answered(
+            self, reader, engine, caplog):
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO ap_invoice (sampro_invoice_id, vendor_id, invoice_number, po_number) "
+                              "VALUES (CAST(X'ff' AS TEXT), 'V100', 'OLD-17', 'PO-OLD')"))
+        found = reader.entered_invoices(lookups_for([{"vendor_id": "V100", "invoice_number": "INV-1"},
+                                                     {"vendor_id": "V100", "invoice_number": "OLD-17"}]))
+        assert [known.invoice_id for known in found] == ["sampro:S-1"]
+        (warned,) = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+        assert warned.startswith("Sampro's ap_invoice: the AP invoices like vendor 'V100' invoice 'OLD-17' cannot "
+                                 "be read (UnicodeDecodeError: ")
+        assert warned.endswith("): the duplicate checks go without them")
+
+    def test_totals_the_database_cannot_compare_leave_the_number_checks(self, reader, engine, caplog):
+        """A view's CAST of a total that fails (SQLSTATE 22xxx, as PostgreSQL and SQL Server refuse
+        it) fails every statement that compares the totals: the invoices of the same number are
+        still found."""
+        def refuse_to_compare_totals(_conn, _cursor, statement, *_args) -> None:
+            if "total_amount IN" in statement:
+                raise sqlite3.DataError("invalid input syntax for type numeric: \"n/a\"")
+
+        event.listen(engine, "before_cursor_execute", refuse_to_compare_totals)
+        found = reader.entered_invoices(lookups_for([{"vendor_id": "V100", "invoice_number": "INV-1",
+                                                      "total_amount": "10"}]))
+        assert [known.invoice_id for known in found] == ["sampro:S-1"]
+        assert [record.getMessage() for record in caplog.records if record.levelname == "WARNING"] == [
+            "Sampro's ap_invoice: the totals of the AP invoices like vendor 'V100' invoice 'INV-1' cannot be "
+            "compared (DataError: sampro refused the data: DataError: invalid input syntax for type numeric: "
+            "\"n/a\"): the same-total duplicate check goes without them"]
+
+    def test_an_outage_while_an_entered_invoice_is_read_again_is_still_an_outage(self, reader, engine):
+        """Waited out and tried again, as any outage: not a lookup that found nothing."""
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE ap_invoice SET invoice_date = '2020-13-45'"))
+        statements: list[str] = []
+
+        def lost_after_the_first(_conn, _cursor, statement, *_args) -> None:
+            statements.append(statement)
+            if len(statements) > 1:
+                raise sqlite3.OperationalError("disk I/O error")
+
+        event.listen(engine, "before_cursor_execute", lost_after_the_first)
+        with pytest.raises(Unavailable, match="disk I/O error"):
+            reader.entered_invoices(lookups_for([{"vendor_id": "V100", "invoice_number": "INV-1"}]))
 
     def test_money_is_read_as_sampro_holds_it_not_at_the_columns_scale(self, reader, engine):
         """SQLite keeps a REAL, which SQLAlchemy's NUMERIC(18, 4) rounded as it read it: a PO price of
