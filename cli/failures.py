@@ -39,6 +39,8 @@ def explain(error: BaseException) -> list[str] | None:
             return None
         lines = []
         for problem in error.errors(include_url=False):
+            if problem["type"] == "default_factory_not_called":
+                continue  # a default database URL left unmade because a setting before it failed, which is named
             where = "__".join(str(part) for part in problem["loc"]).upper()
             message = problem["msg"].removeprefix("Value error, ")
             if not where:

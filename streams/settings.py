@@ -9,9 +9,9 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -67,6 +67,13 @@ TopicName = Annotated[str, StringConstraints(min_length=1, max_length=200, patte
 SmtpText = Annotated[str, StringConstraints(min_length=1, max_length=320, pattern=r"^[ -~]+$")]
 
 
+def _sqlite_in_data_dir(name: str) -> Callable[[dict[str, Any]], str]:
+    """A default database URL: SQLite in DATA_DIR, as DATA_DIR is set. A path under the working
+    folder was not writable where the working folder is not the process's (the image's /app):
+    the API stopped at start on its sessions database."""
+    return lambda settings: f"sqlite:///{settings.get('data_dir', DEFAULT_DATA_DIR)}/{name}"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=PREFIX,
@@ -105,6 +112,7 @@ class Settings(BaseSettings):
     batch_linger_seconds: float = Field(default=0.02, ge=0, le=5)
     # How soon a dead worker's partitions move on; within the broker's group.min/max.session.timeout.ms.
     session_timeout_seconds: float = Field(default=30.0, ge=1, le=1800)
+    # Every default SQLite database is in it (the settings below it read it: keep it above them).
     data_dir: Path = DEFAULT_DATA_DIR
     log_format: Literal["text", "json"] = "text"  # json: one JSON object per line, for a log collector
     # The worker's own /readyz and /metrics; off unless a port is given.
@@ -113,7 +121,7 @@ class Settings(BaseSettings):
 
     # Marketplace source
     marketplace_source: Literal["polling", "debezium"] = "polling"
-    marketplace_db_url: str = f"sqlite:///{DEFAULT_DATA_DIR}/marketplace.db"
+    marketplace_db_url: str = Field(default_factory=_sqlite_in_data_dir("marketplace.db"))
     poll_interval_seconds: float = Field(default=2.0, gt=0, le=3600)
     # A transaction's rows carry its start's time (PostgreSQL's now()): one committed later than the
     # look-back after it is never read. At 0 every row committed after a later one's poll was lost.
@@ -121,7 +129,7 @@ class Settings(BaseSettings):
     connect_url: str | None = None
 
     # Sampro (purchase orders, entered invoices)
-    sampro_db_url: str = f"sqlite:///{DEFAULT_DATA_DIR}/sampro.db"
+    sampro_db_url: str = Field(default_factory=_sqlite_in_data_dir("sampro.db"))
     sampro_names: SamproNames = SamproNames()
     # How long a read of Sampro waits for an ERP session's lock (SQL Server's READ COMMITTED waits
     # behind writers); past it the read is an outage, waited out and tried again.
@@ -141,7 +149,7 @@ class Settings(BaseSettings):
     sampro_cdc_topic: TopicName = "sampro.cdc"
 
     # processscheduler
-    scheduler_db_url: str = f"sqlite:///{DEFAULT_DATA_DIR}/scheduler.db"
+    scheduler_db_url: str = Field(default_factory=_sqlite_in_data_dir("scheduler.db"))
 
     # Rules
     tolerances_file: FilePath | None = None  # named at start when it is not a file
@@ -170,7 +178,7 @@ class Settings(BaseSettings):
     api_session_max_age_seconds: int = Field(default=8 * 3600, ge=60, le=30 * 24 * 3600)
     # Where sign-outs are remembered, so a signed-out cookie stays dead across restarts; every
     # replica of the API must share it.
-    api_sessions_db_url: str = f"sqlite:///{DEFAULT_DATA_DIR}/api-sessions.db"
+    api_sessions_db_url: str = Field(default_factory=_sqlite_in_data_dir("api-sessions.db"))
     # The browser reaches the API over https (usually through a TLS proxy that speaks http to it):
     # session cookies are marked Secure and HSTS is sent.
     api_served_over_https: bool = False

@@ -134,6 +134,26 @@ def test_every_service_has_a_healthcheck_and_waits_for_what_it_needs():
     assert set(SERVICES["mailer"]["depends_on"]) == {"worker", "mail"}
 
 
+def _mounted(service: dict) -> dict[str, str]:
+    """A service's named volumes, by the folder each is mounted on."""
+    return {volume.split(":")[1]: volume.split(":")[0] for volume in service.get("volumes", [])
+            if not volume.startswith(".")}
+
+
+@pytest.mark.parametrize(("name", "kept"), [
+    ("worker", lambda settings: settings.data_dir),  # the PO ledgers' stores, the marketplace watermark
+    ("api", lambda settings: settings.api_sessions_db_url.removeprefix("sqlite:///")),  # the sign-outs
+])
+def test_what_a_service_keeps_is_on_a_volume_the_app_user_may_write(monkeypatch, name, kept):
+    """The image's working folder (/app) is root's: the API stopped at start, writing its sessions
+    database there, and a file in the container alone is gone when compose makes it again."""
+    for variable, value in SERVICES[name]["environment"].items():
+        monkeypatch.setenv(variable, str(value))
+    path = Path(kept(Settings(_env_file=None)))
+    assert any(path.is_relative_to(folder) for folder in _mounted(SERVICES[name])), f"{name} keeps {path}"
+    assert path.is_relative_to("/data")  # the folder the Dockerfile gives to the app user
+
+
 def test_deciding_and_the_rpa_emails_run_in_services_of_their_own():
     roles = {name: service["command"][service["command"].index("--role") + 1]
              for name, service in SERVICES.items() if "--role" in service.get("command", [])}
