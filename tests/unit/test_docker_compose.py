@@ -154,6 +154,13 @@ def test_what_a_service_keeps_is_on_a_volume_the_app_user_may_write(monkeypatch,
     assert path.is_relative_to("/data")  # the folder the Dockerfile gives to the app user
 
 
+def test_every_service_is_started_again_when_it_stops():
+    """Each runs for good (none is a one-off job): a worker that started before Kafka answered
+    exited with code 2 and stayed down; `docker compose stop` still stops them."""
+    assert {name: service.get("restart") for name, service in SERVICES.items()} == dict.fromkeys(
+        SERVICES, "unless-stopped")
+
+
 def test_deciding_and_the_rpa_emails_run_in_services_of_their_own():
     roles = {name: service["command"][service["command"].index("--role") + 1]
              for name, service in SERVICES.items() if "--role" in service.get("command", [])}
