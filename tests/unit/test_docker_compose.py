@@ -174,6 +174,26 @@ def test_the_worker_registers_the_debezium_connector():
     assert "8083" in " ".join(SERVICES["connect"]["healthcheck"]["test"])
 
 
+# The variables the Debezium connect image's entrypoint reads by name (connect-base/3.6/docker-entrypoint.sh
+# in debezium/container-images); every other worker property must be a CONNECT_* variable, or it is ignored.
+CONNECT_SHORTCUTS = {"BOOTSTRAP_SERVERS", "GROUP_ID", "CONFIG_STORAGE_TOPIC", "OFFSET_STORAGE_TOPIC",
+                     "STATUS_STORAGE_TOPIC", "KEY_CONVERTER", "VALUE_CONVERTER", "REST_PORT", "REST_HOST_NAME",
+                     "ADVERTISED_PORT", "ADVERTISED_HOST_NAME", "HOST_NAME", "OFFSET_FLUSH_INTERVAL_MS",
+                     "OFFSET_FLUSH_TIMEOUT_MS", "SHUTDOWN_TIMEOUT", "HEAP_OPTS", "LOG_LEVEL"}
+
+
+def test_connect_is_given_only_variables_its_image_reads_and_one_replica_for_its_topics():
+    """CONFIG_STORAGE_REPLICATION_FACTOR and its kind were ignored: the replicas were whatever the
+    image's properties file said."""
+    env = SERVICES["connect"]["environment"]
+    ignored = {name for name in env if name not in CONNECT_SHORTCUTS and not name.startswith("CONNECT_")}
+    assert not ignored, f"the connect image ignores {sorted(ignored)}: name them CONNECT_<PROPERTY>"
+    properties = {name.removeprefix("CONNECT_").lower().replace("_", "."): value
+                  for name, value in env.items() if name.startswith("CONNECT_")}
+    for topic in ("config", "offset", "status"):
+        assert properties[f"{topic}.storage.replication.factor"] == 1  # the one broker
+
+
 def test_the_pinned_images_and_the_project_image_built_with_the_tested_constraints():
     for name, service in SERVICES.items():
         image = service["image"]
