@@ -7,6 +7,7 @@ point the same code at different brokers and databases.
 from __future__ import annotations
 
 import difflib
+import importlib
 import ipaddress
 import os
 from collections.abc import Callable, Mapping
@@ -259,6 +260,19 @@ class Settings(BaseSettings):
         if parsed.host is not None and "@" in parsed.host:
             raise ValueError("an '@' in the user or password must be written %40")
         return url
+
+    @field_validator("store")
+    @classmethod
+    def _store_library(cls, store: str) -> str:
+        """RocksDB's library comes with the rocksdb extra: without it, named at start, where it was a
+        ModuleNotFoundError's traceback once the worker had made its topics."""
+        if store == "rocksdb://":
+            try:
+                importlib.import_module("rocksdict")
+            except ImportError as exc:
+                raise ValueError(f"RocksDB's library cannot be loaded ({exc}): install the rocksdb extra "
+                                 "(pip install 'invoice-automation[rocksdb]'), or set memory://") from None
+        return store
 
     @field_validator("smtp_username", "smtp_ca_file", mode="before")
     @classmethod

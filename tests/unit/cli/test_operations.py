@@ -140,6 +140,23 @@ def test_a_value_its_setting_cannot_take_is_refused_at_start(monkeypatch, capsys
     assert capsys.readouterr().err == f"error: setting INVOICE_AUTOMATION_{name}{said}\n"
 
 
+def test_a_rocksdb_store_without_its_library_is_one_line_naming_the_setting(monkeypatch, capsys):
+    """It was a ModuleNotFoundError's traceback, once the worker had made its topics."""
+    monkeypatch.setitem(sys.modules, "rocksdict", None)  # as where the rocksdb extra is not installed
+    monkeypatch.setenv("INVOICE_AUTOMATION_STORE", "rocksdb://")
+    assert _run(monkeypatch, "explain", "MP-1001") == 2
+    said = capsys.readouterr().err
+    assert said.startswith("error: setting INVOICE_AUTOMATION_STORE='rocksdb://': RocksDB's library cannot be "
+                           "loaded (") and said.count("\n") == 1
+    assert said.endswith("): install the rocksdb extra (pip install 'invoice-automation[rocksdb]'), "
+                         "or set memory://\n")
+
+
+def test_a_rocksdb_store_with_its_library_is_taken(monkeypatch):
+    monkeypatch.setenv("INVOICE_AUTOMATION_STORE", "rocksdb://")
+    assert Settings(_env_file=None).store == "rocksdb://"  # the test extras install rocksdb's
+
+
 @pytest.mark.parametrize(("variables", "said"), [
     ({"SMTP_USERNAME": "ap-robot"}, "INVOICE_AUTOMATION_SMTP_USERNAME is set without "
                                     "INVOICE_AUTOMATION_SMTP_PASSWORD: every email would fail to sign in"),
