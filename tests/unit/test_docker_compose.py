@@ -100,6 +100,14 @@ def test_only_the_api_is_published_on_the_host():
     assert kafka_host == ["127.0.0.1:29092:29092"]  # the audit commands' listener, loopback only
 
 
+def test_the_readme_gives_the_dashboard_at_the_address_compose_publishes():
+    """It said http://<docker host>:8000, which the loopback-only port does not answer."""
+    host, port, _ = SERVICES["api"]["ports"][0].split(":")
+    readme = (ROOT / "README.md").read_text()
+    assert f"The API and the dashboard are on `http://{host}:{port}` of the Docker host" in readme
+    assert "<docker host>:8000" not in readme
+
+
 def test_kafka_advertises_a_listener_for_the_host_and_runs_transactions_on_one_broker():
     env = SERVICES["kafka"]["environment"]
     advertised = dict(item.split("://") for item in env["KAFKA_ADVERTISED_LISTENERS"].split(","))
