@@ -52,8 +52,9 @@ def register(pipeline: Pipeline) -> None:
         for request in (r for r in requests if (r.invoice_id, r.invoice_version) in elsewhere):
             batch.emit(topics.completions, request.po_number, _failed(request, "duplicate", (
                 f"Not handed to the RPA bot: version {elsewhere[request.invoice_id, request.invoice_version]} of this "
-                "invoice is entered in Sampro, and this one would be entered beside it (reverse that entry in "
-                "Sampro first, if this one is to stand)")))
+                "invoice is entered in Sampro, and this one would be entered beside it. It cannot go to the bot "
+                "while that entry stands; if this one is to replace it, reverse that entry and enter this one in "
+                "Sampro by hand")))
         requests = [r for r in requests if (r.invoice_id, r.invoice_version) not in elsewhere]
         if not requests:
             return

@@ -236,11 +236,8 @@ class SqlPurchaseOrderReader(PurchaseOrderReader):
             conn.rollback()
             try:
                 keys = _read(conn, select(key).where(*self._candidates([lookup], by_total=False)))
-            except UNREADABLE_ROW as error:
-                conn.rollback()
-                log.warning("Sampro's %s: the AP invoices like %s cannot be read (%s): the duplicate checks "
-                            "go without them", table, named, _why(error))
-                return []
+            except UNREADABLE_ROW as error:  # gone without them, a resend of one of them was paid twice
+                raise _cannot_check(table, named, error) from None
             log.warning("Sampro's %s: the totals of the AP invoices like %s cannot be compared (%s): the "
                         "same-total duplicate check goes without them", table, named, _why(by_total))
         return [known for (sampro_id,) in keys if (known := self._entered_row(conn, sampro_id)) is not None]
@@ -267,12 +264,18 @@ class SqlPurchaseOrderReader(PurchaseOrderReader):
                 values[column.key] = None
                 unreadable.append(f"{column.key} ({_why(error)})")
         if values["vendor_id"] is None or (values["invoice_number"] is None and values["total_amount"] is None):
-            log.warning("Sampro's %s row %r cannot be read: %s: the duplicate checks go without it",
-                        invoice.name, sampro_id, "; ".join(unreadable))
-            return None
+            raise _cannot_check(invoice.name, f"row {sampro_id!r:.80}", "; ".join(unreadable))
         log.warning("Sampro's %s row %r: %s cannot be read: the duplicate checks compare the rest of it",
                     invoice.name, sampro_id, "; ".join(unreadable))
         return _known_invoice(values)
+
+
+def _cannot_check(table: str, named: str, why: BaseException | str) -> DataError:
+    """Fails closed: an AP invoice that may be the one judged, and cannot be read enough to tell,
+    keeps the invoice from the RPA bot (dead-lettered, with its bad_invoice verdict)."""
+    reason = _why(why) if isinstance(why, BaseException) else why
+    return DataError(f"Sampro's {table}: the AP invoices like {named} cannot be read ({reason}): whether this "
+                     "invoice is in Sampro already cannot be told")
 
 
 def _read(conn: Connection, query: Select[Any]) -> list[Any]:

@@ -17,7 +17,7 @@ from connectors.sql import engine_for
 from connectors.watermarks import FileWatermark
 from rules.context import KnownInvoice
 from rules.duplicates import lookups_for
-from rules.errors import Unavailable
+from rules.errors import DataError, Unavailable
 from rules.models import PurchaseOrder, UnreadablePurchaseOrder
 from tests.unit.rules.builders import PO
 
@@ -155,18 +155,19 @@ class TestSqliteReader(SqlReaderContract):
             "Sampro's ap_invoice row 'S-9': invoice_date (ValueError: month must be in 1..12) cannot be read: "
             "the duplicate checks compare the rest of it"]
 
-    def test_an_entered_invoice_whose_id_cannot_be_read_is_passed_over_and_the_other_lookups_answered(
-            self, reader, engine, caplog):
+    def test_an_entered_invoice_that_cannot_be_read_enough_to_tell_keeps_the_invoice_from_the_bot(
+            self, reader, engine):
+        """Passed over, a resend of it was judged ready and paid twice: the check fails closed (the
+        invoice is dead-lettered with its bad_invoice verdict), naming the AP invoices and why."""
         with engine.begin() as conn:
             conn.execute(text("INSERT INTO ap_invoice (sampro_invoice_id, vendor_id, invoice_number, po_number) "
                               "VALUES (CAST(X'ff' AS TEXT), 'V100', 'OLD-17', 'PO-OLD')"))
-        found = reader.entered_invoices(lookups_for([{"vendor_id": "V100", "invoice_number": "INV-1"},
-                                                     {"vendor_id": "V100", "invoice_number": "OLD-17"}]))
-        assert [known.invoice_id for known in found] == ["sampro:S-1"]
-        (warned,) = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
-        assert warned.startswith("Sampro's ap_invoice: the AP invoices like vendor 'V100' invoice 'OLD-17' cannot "
-                                 "be read (UnicodeDecodeError: ")
-        assert warned.endswith("): the duplicate checks go without them")
+        with pytest.raises(DataError) as refused:
+            reader.entered_invoices(lookups_for([{"vendor_id": "V100", "invoice_number": "INV-1"},
+                                                 {"vendor_id": "V100", "invoice_number": "OLD-17"}]))
+        assert str(refused.value).startswith("Sampro's ap_invoice: the AP invoices like vendor 'V100' invoice "
+                                             "'OLD-17' cannot be read (UnicodeDecodeError: ")
+        assert str(refused.value).endswith("): whether this invoice is in Sampro already cannot be told")
 
     def test_totals_the_database_cannot_compare_leave_the_number_checks(self, reader, engine, caplog):
         """A view's CAST of a total that fails (SQLSTATE 22xxx, as PostgreSQL and SQL Server refuse
