@@ -9,6 +9,7 @@ record is dead-lettered). The detail names the database, never its address or pa
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
@@ -194,27 +195,31 @@ class ExactNumeric(TypeDecorator[Decimal]):
 
     def result_processor(self, dialect: Dialect, coltype: Any) -> Callable[[Any], Any] | None:
         if dialect.name == "sqlite" or (dialect.name == "postgresql" and coltype in POSTGRES_FLOATS):
-            return partial(_exact_decimal, padded_to=Decimal(1).scaleb(-self.scale))
+            return partial(_exact_decimal, scale=self.scale)
         return super().result_processor(dialect, coltype)
 
 
 PADDING = Context(prec=MAX_PREC)
 
 
-def _exact_decimal(value: Any, padded_to: Decimal) -> Any:
+def _exact_decimal(value: Any, scale: int) -> Any:
     if value is None or isinstance(value, Decimal):
         return value
     if isinstance(value, float):
-        number = exact(value)
+        # At the column's digits when that is the float's own value: past 15 significant digits
+        # (123456789012.3456, which NUMERIC(18,4) holds) `exact` rounds; else as `exact` reads it.
+        scaled = Decimal(f"{value:.{scale}f}") if math.isfinite(value) else None
+        number = scaled if scaled is not None and float(scaled) == value else exact(value)
     elif isinstance(value, int):
         number = Decimal(value)
     else:  # text SQLite keeps as written when it is no number ('15,50'): a row that cannot be read
         raise TypeError(f"{value!r:.40} is not a number")
     # Written with the column's digits at least ('2.4800'), as a NUMERIC column gives it and as this
     # was read before: a document or snapshot compared as text with one read then stays the same.
-    if not number.is_finite() or number.as_tuple().exponent <= padded_to.as_tuple().exponent:
+    exponent = number.as_tuple().exponent
+    if not isinstance(exponent, int) or exponent <= -scale:
         return number
-    return number.quantize(padded_to, context=PADDING)
+    return number.quantize(Decimal(1).scaleb(-scale), context=PADDING)
 
 
 def among(column: ColumnElement[Any], values: Collection[Any], dialect: Dialect) -> ColumnElement[bool]:

@@ -153,7 +153,9 @@ def test_a_postgresql_view_that_gives_money_as_double_precision_is_read_as_typed
     unit_price = sampro_tables().po_line.c.unit_price.type
     dialect = postgresql_psycopg.dialect()
     double_precision, numeric = 701, 1700  # psycopg's type codes
-    assert unit_price.dialect_impl(dialect).result_processor(dialect, double_precision)(15.50005) == (
-        Decimal("15.50005"))
+    as_double = unit_price.dialect_impl(dialect).result_processor(dialect, double_precision)
+    assert as_double(15.50005) == Decimal("15.50005") and str(as_double(2.48)) == "2.4800"
+    # Past 15 significant digits, the float's own value at the column's digits, as it was read before.
+    assert str(as_double(123456789012.3456)) == "123456789012.3456"
     as_numeric = unit_price.dialect_impl(dialect).result_processor(dialect, numeric)
     assert as_numeric is None or as_numeric(Decimal("15.50005")) == Decimal("15.50005")
