@@ -55,7 +55,8 @@ class ReleaseRequest(_Body):
                              description="One of the configured release reason codes (RELEASE_REASON_CODES).")
     seen: dict[HoldId, Text] = Field(default={}, max_length=MAX_HOLDS_NAMED, description=(
         "The holds as the clerk saw them: `holds[].id` to its `holds[].message`. One that reads otherwise now "
-        "(judged again after a change in Sampro: the PO's price cut since) is a 409, not released unseen."))
+        "(judged again after a change in Sampro: the PO's price cut since) is a 409, not released unseen; as "
+        "processscheduler shows it, a moment behind the worker."))
 
 
 class DispatchRequest(_Body):
