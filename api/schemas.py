@@ -56,7 +56,8 @@ class ReleaseRequest(_Body):
     seen: dict[HoldId, Text] = Field(default={}, max_length=MAX_HOLDS_NAMED, description=(
         "The holds as the clerk saw them: `holds[].id` to its `holds[].message`. One that reads otherwise now "
         "(judged again after a change in Sampro: the PO's price cut since) is a 409, not released unseen; as "
-        "processscheduler shows it, a moment behind the worker."))
+        "processscheduler shows it, a moment behind the worker."),
+        json_schema_extra={"additionalProperties": False})  # keys are hold ids: patternProperties alone allows others
 
 
 class DispatchRequest(_Body):
