@@ -920,7 +920,9 @@ def _entered_after_it_was_given_up(update: _Update, completion: RpaCompletion) -
                       reason=f"Version {version} of this invoice was entered in Sampro{entry} after the RPA bot had "
                              "reported it failed: if the bot enters this one too, reverse one of the two in Sampro.")
         return
-    newer.entered_before = version  # judged again, it is held again (`judge_now`)
+    # Judged again (a Sampro change, a reprocess), it is held again (`judge_now`); released by a
+    # clerk, the mail flow refuses its email (`entered_as_another_version`).
+    newer.entered_before = version
     waiting = newer.status in (InvoiceStatus.READY_TO_PROCESS, InvoiceStatus.RELEASED, InvoiceStatus.WAITING_FOR_PO)
     held_the_po = newer.key in update.ledger.holding
     update.dequeue(newer)
