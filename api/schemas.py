@@ -55,8 +55,9 @@ class ReleaseRequest(_Body):
                              description="One of the configured release reason codes (RELEASE_REASON_CODES).")
     seen: dict[HoldId, Text] = Field(default={}, max_length=MAX_HOLDS_NAMED, description=(
         "The holds as the clerk saw them: `holds[].id` to its `holds[].message`. One that reads otherwise now "
-        "(judged again after a change in Sampro: the PO's price cut since) is a 409, not released unseen; as "
-        "processscheduler shows it, a moment behind the worker."),
+        "(judged again after a change in Sampro: the PO's price cut since) is a 409, not released unseen; one "
+        "judged again before processscheduler showed it is not released when the worker takes the command, and "
+        "its history says so."),
         json_schema_extra={"additionalProperties": False})  # keys are hold ids: patternProperties alone allows others
 
 

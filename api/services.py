@@ -113,15 +113,15 @@ def release_invoice(read_model: InvoiceReadModel, commands: PurchaseOrderCommand
     # The holds the clerk saw, by name even when none was named, as the dashboard names them: a command
     # naming none releases every hold of the verdict the ledger has when it comes, and a Sampro change
     # may have judged it again meanwhile (a PO cancelled since: PO_NOT_OPEN, released unread).
-    seen = [RPA_FAILURE] if invoice.status is InvoiceStatus.RPA_FAILED else [
+    shown = [RPA_FAILURE] if invoice.status is InvoiceStatus.RPA_FAILED else [
         hold.id for hold in open_holds if hold.releasable]
-    if not named and len(seen) > MAX_HOLDS_NAMED:
-        raise NotNow(f"{invoice_id} has {len(seen)} holds a clerk may release, more than one release names "
+    if not named and len(shown) > MAX_HOLDS_NAMED:
+        raise NotNow(f"{invoice_id} has {len(shown)} holds a clerk may release, more than one release names "
                      f"({MAX_HOLDS_NAMED}): name them, {MAX_HOLDS_NAMED} a release", invoice.status)
-    releasing = list(named or seen)
+    releasing = list(named or shown)
     command = ReleaseRequested(command_id=f"release:{uuid.uuid4().hex}", invoice_id=invoice_id, invoice_version=version,
                                po_number=invoice.po_number, user=user, reason=reason.strip(BLANKS), issued_at=clock(),
-                               holds=releasing, reason_code=reason_code)
+                               holds=releasing, reason_code=reason_code, seen=seen or {})
     commands.publish(command)
     return command
 

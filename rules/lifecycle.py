@@ -84,6 +84,11 @@ class ReleaseRequested(_Event):
     holds: list[Annotated[str, StringConstraints(min_length=1, max_length=200)]] = Field(
         default_factory=list, max_length=MAX_HOLDS_NAMED, fail_fast=True)
     reason_code: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    # The holds as the clerk saw them, by name: their messages. One that reads otherwise when the
+    # command comes (judged again after a change in Sampro, the PO's price cut) is not released.
+    seen: dict[Annotated[str, StringConstraints(min_length=1, max_length=200)],
+               Annotated[str, StringConstraints(min_length=1, max_length=2000)]] = Field(
+        default_factory=dict, max_length=MAX_HOLDS_NAMED)
 
 
 class DispatchApproved(_Event):

@@ -973,6 +973,15 @@ def release_invoice(
     still = [hold for hold in held if hold.id not in record.released_holds]
     named = set(command.holds) or {hold.id for hold in still if hold.releasable}
     releasing = [hold.id for hold in still if hold.id in named and hold.releasable]
+    # Judged again since the clerk looked, under the same name (a Sampro change: the PO's price cut):
+    # released, what the clerk never saw went to the bot. The API refuses it as processscheduler
+    # shows it; this, what processscheduler did not show yet.
+    if otherwise := [hold for hold in still if hold.id in releasing and command.seen.get(hold.id, hold.finding.message)
+                     != hold.finding.message]:
+        update.change(record, record.status, command.command_id, at, actor=command.user, reason=(
+            f"Not released: {reason}; judged again since {command.user} looked, it reads "
+            + "; ".join(f"{hold.id}: {hold.finding.message}" for hold in otherwise)))
+        return update.outcome()
     # Judged again since the clerk saw it: what the command names that the verdict no longer has
     # (the RPA failure it releases too, held at its next turn at the bot; the holds of a verdict
     # that went to the bot and failed there since), said in the history.

@@ -160,6 +160,8 @@ def test_a_release_of_a_hold_that_reads_otherwise_than_the_clerk_saw_it_is_409(a
     seen = api.client.post("/api/invoices/MP-3/release", json={**body, "seen": {hold["id"]: hold["message"]}},
                            **api.as_clerk())
     assert seen.status_code == 202 and len(api.commands.published) == 1
+    ((_, _, command),) = api.commands.published  # the worker checks it again, as it has the invoice then
+    assert command.seen == {hold["id"]: hold["message"]}
 
 
 def test_a_release_of_a_hold_that_is_not_there_or_with_an_unknown_reason_code_is_refused(api):

@@ -1913,3 +1913,32 @@ def test_no_version_of_an_invoice_is_emailed_once_another_version_of_it_is_enter
     (refused,) = [h for h in worker.scheduler.history("MP-1") if "is entered in Sampro" in (h["reason"] or "")]
     assert (refused["invoice_version"], refused["status"]) == (2, "rpa_failed")
     assert refused["reason"].startswith("Not handed to the RPA bot: version 1 of this invoice is entered in Sampro")
+
+
+def test_a_release_of_a_hold_judged_again_since_the_clerk_looked_is_not_applied(worker):
+    """The API refuses it as processscheduler shows the hold; a Sampro change the worker judged a
+    moment before processscheduler showed it was released under the same name: 6.60 over, where
+    the clerk had agreed to 0.10."""
+    worker.submit({**PRICE_OFF, "invoice_id": "MP-1"})
+    worker.run()
+    (seen,) = [reason["message"] for row in worker.scheduler.rows() for reason in row["reasons"]]
+    cut = [{**line, "unit_price": "9.00"} if line["line_no"] == 1 else line for line in po()["lines"]]
+    worker.sampro.purchase_orders["PO-5001"] = purchase_order(lines=cut)
+    worker.pipeline.sampro_changes.waiting.append(PurchaseOrderChanged(event_id="sampro:PO-5001:1",
+                                                                       po_number="PO-5001", changed_at=AT))
+    worker.run()
+    hold = "PRICE_MISMATCH:1:unit_price"
+
+    def release(command_id: str, message: str) -> None:
+        worker.put(worker.pipeline.topics.commands, "PO-5001", worker.codec.encode(ReleaseRequested(
+            command_id=command_id, invoice_id="MP-1", invoice_version=1, po_number="PO-5001", user="ana",
+            reason="agreed", issued_at=AT, holds=[hold], seen={hold: message})))
+        worker.run()
+
+    release("r-stale", seen)
+    assert worker.statuses() == {"MP-1": "manual_review"} and worker.mailer.sent == []
+    (now,) = [reason["message"] for row in worker.scheduler.rows() for reason in row["reasons"]]
+    assert now != seen and worker.scheduler.history("MP-1")[-1]["reason"] == (
+        f"Not released: agreed; judged again since ana looked, it reads {hold}: {now}")
+    release("r-looked-again", now)
+    assert worker.statuses() == {"MP-1": "sent_to_rpa"}
