@@ -82,9 +82,9 @@ def story(reader: TopicReader, codec: Codec, topics: list[str], invoice_id: str,
                 on_progress(min(n, held[topic]) - reported)
                 reported = min(n, held[topic])
             # An Avro string is its UTF-8 bytes: a record without them is not decoded.
-            if needle in (record.value or b"") or (record.headers and (
-                    dict(record.headers).get("source.invoice_id") == needle)):
-                read.record(record, dict(record.headers), codec, invoice_id, told)
+            headers = dict(record.headers) if record.headers else {}
+            if needle in (record.value or b"") or headers.get("source.invoice_id") == needle:
+                read.record(record, headers, codec, invoice_id, told)
         on_progress(held[topic] - reported)  # transaction markers hold offsets too: the topic is read
     told.steps = read.told_in_order()
     return told

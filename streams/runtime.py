@@ -271,10 +271,7 @@ class Runtime:
         of its ledger), and one given back is read from there again here (the eager protocol gives
         most back). Each partition still ours is read again from its first record of the poll, once
         released: on the next step, or once its state is restored."""
-        firsts: dict[TopicPartition, int] = {}
-        for record in records:
-            firsts[record.source] = min(record.offset, firsts.get(record.source, record.offset))
-        for partition, offset in firsts.items():
+        for partition, offset in _first_offsets(records).items():
             if partition not in self._assigned:
                 continue
             hold = self._holds.setdefault(partition, _Hold(None, self.clock()))
@@ -575,9 +572,9 @@ class Runtime:
     def _rewind(self, tick: _Tick, records: Sequence[Record] = ()) -> None:
         """Reads the batch again: every partition back to its first record in it, those the batch
         had not reached yet too (rewound as far as it got, the next batch committed past them)."""
-        firsts = {partition: seen[0] for partition, seen in tick.seen.items()}
-        for record in records:
-            firsts[record.source] = min(record.offset, firsts.get(record.source, record.offset))
+        firsts = _first_offsets(records)
+        for partition, seen in tick.seen.items():
+            firsts[partition] = min(seen[0], firsts.get(partition, seen[0]))
         for partition, first in firsts.items():
             if partition not in self._assigned:
                 continue
@@ -728,6 +725,14 @@ def run_together(runtimes: Sequence[Runtime], stopping: Callable[[], bool]) -> N
     finally:
         for runtime in runtimes:
             runtime.close()
+
+
+def _first_offsets(records: Sequence[Record]) -> dict[TopicPartition, int]:
+    """The offset of the first record of each partition among the records."""
+    firsts: dict[TopicPartition, int] = {}
+    for record in records:
+        firsts[record.source] = min(record.offset, firsts.get(record.source, record.offset))
+    return firsts
 
 
 def _firsts(items: list[tuple[Record, Any]]) -> list[Record]:
