@@ -920,14 +920,8 @@ def _entered_after_it_was_given_up(update: _Update, completion: RpaCompletion) -
                       reason=f"Version {version} of this invoice was entered in Sampro{entry} after the RPA bot had "
                              "reported it failed: if the bot enters this one too, reverse one of the two in Sampro.")
         return
-    # Judged again (a Sampro change, a reprocess), it is held again (`judge_now`); released by a
-    # clerk, the mail flow refuses its email (`entered_as_another_version`).
-    newer.entered_before = version
-    waiting = newer.status in (InvoiceStatus.READY_TO_PROCESS, InvoiceStatus.RELEASED, InvoiceStatus.WAITING_FOR_PO)
     held_the_po = newer.key in update.ledger.holding
-    update.dequeue(newer)
-    update.change(newer, InvoiceStatus.MANUAL_REVIEW if waiting else newer.status, f"entered-v{version}", at,
-                  reason=_entered_already(version))
+    _hold_for_entry_of(update, newer, version, f"entered-v{version}", at)
     if held_the_po:
         update.drain_parked(at)
 
@@ -940,11 +934,19 @@ def _hold_back_edit_of(update: _Update, entered: InvoiceRecord, at: datetime) ->
     newer_key = record_key(entered.submission.invoice_id, version)
     if newer_key not in update.ledger.parked:
         return
-    newer = update.editable_listed(newer_key)
-    newer.entered_before = entered.submission.version  # judged again later, it is held again
-    update.ledger.parked.remove(newer.key)
-    update.change(newer, InvoiceStatus.MANUAL_REVIEW, "edited-after-entry", at,
-                  reason=_entered_already(entered.submission.version))
+    _hold_for_entry_of(update, update.editable_listed(newer_key), entered.submission.version, "edited-after-entry", at)
+
+
+def _hold_for_entry_of(update: _Update, newer: InvoiceRecord, version: int, cause: str, at: datetime) -> None:
+    """A newer version of an invoice whose `version` is in Sampro, held for AP: one waiting (parked,
+    ready, released) is taken out of the PO's queue into manual review; one held already says why
+    too. Judged again (a Sampro change, a reprocess), it is held again (`judge_now`); released by a
+    clerk, the mail flow refuses its email (`entered_as_another_version`)."""
+    newer.entered_before = version
+    waiting = newer.status in (InvoiceStatus.READY_TO_PROCESS, InvoiceStatus.RELEASED, InvoiceStatus.WAITING_FOR_PO)
+    update.dequeue(newer)
+    update.change(newer, InvoiceStatus.MANUAL_REVIEW if waiting else newer.status, cause, at,
+                  reason=_entered_already(version))
 
 
 def _entered_already(version: int) -> str:
