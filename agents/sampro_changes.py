@@ -46,7 +46,7 @@ def _register_capture(pipeline: Pipeline) -> None:
     if settings.connect_url:
         # Built now, so that a Sampro Debezium cannot capture (SQLite) stops the worker at start.
         capture = sampro_capture(settings.sampro_db_url, settings.sampro_cdc_topic, names,
-                                 settings.kafka_bootstrap_servers, settings.app_id)
+                                 settings.kafka, settings.app_id)
 
         def rows_kept_for_deletions() -> None:  # /readyz names it until it is fixed; then the capture starts
             if isinstance(capture, SamproCapture) and (problem := deleted_po_problem(capture)) is not None:

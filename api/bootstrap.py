@@ -52,14 +52,14 @@ def _processscheduler(settings: Settings) -> tuple[InvoiceReadModel, ProcessSche
 def _commands(settings: Settings) -> PurchaseOrderCommands:
     from connectors.po_commands import KafkaPurchaseOrderCommands
 
-    return KafkaPurchaseOrderCommands(settings.kafka_bootstrap_servers, codec_from(settings),
+    return KafkaPurchaseOrderCommands(settings.kafka, codec_from(settings),
                                       settings.completions_topic, settings.commands_topic)
 
 
 def _lag(settings: Settings) -> PipelineLag:
     from connectors.pipeline_lag import KafkaPipelineLag
 
-    return KafkaPipelineLag(settings.kafka_bootstrap_servers, settings.app_id,
+    return KafkaPipelineLag(settings.kafka, settings.app_id,
                             read_elsewhere={settings.rpa_requests_topic: settings.rpa_mail_group})
 
 

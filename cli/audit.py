@@ -149,7 +149,7 @@ def replay(
     except InputFileError as exc:
         raise fail(exc) from None
     limits = limits_from(settings)
-    reader = KafkaTopicReader(settings.kafka_bootstrap_servers)
+    reader = KafkaTopicReader(settings.kafka)
     spool = None
     try:
         spool = Spool() if fmt is not None else None
@@ -275,7 +275,7 @@ def explain(
               settings.completions_topic, settings.commands_topic, settings.dlq_topic]
     with _progress() as progress:
         task = progress.add_task("Reading the topics", total=None, rate="")
-        told = story(KafkaTopicReader(settings.kafka_bootstrap_servers), codec_for(settings.schema_registry_url),
+        told = story(KafkaTopicReader(settings.kafka), codec_for(settings.schema_registry_url),
                      topics, invoice_id, since_ms, until_ms, on_total=lambda total: progress.update(task, total=total),
                      on_progress=_advancing(progress, task))
     steps = told.steps
@@ -328,9 +328,9 @@ def reprocess(
     except InputFileError as exc:
         raise fail(exc) from None
     settings = Settings()
-    groups = KafkaConsumerGroups(settings.kafka_bootstrap_servers)
+    groups = KafkaConsumerGroups(settings.kafka)
     try:
-        rewind = plan(KafkaTopicReader(settings.kafka_bootstrap_servers), groups, settings.app_id,
+        rewind = plan(KafkaTopicReader(settings.kafka), groups, settings.app_id,
                       settings.invoices_topic, since_ms)
     except TopicNotFound as exc:
         raise fail(exc) from None

@@ -1,5 +1,5 @@
 """How the commands log: plain text lines, or one JSON object per line (LOG_FORMAT=json) for a log
-collector. librdkafka's lines come through the same handler (connectors/kafka_logs.py)."""
+collector. librdkafka's lines come through the same handler (connectors/kafka_clients.py)."""
 
 from __future__ import annotations
 

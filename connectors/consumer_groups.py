@@ -11,7 +11,7 @@ from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaExcep
 from confluent_kafka.admin import AdminClient
 
 from connectors.api_ports import ConsumerGroups, GroupIsActive
-from connectors.kafka_logs import client_config, kafka_down
+from connectors.kafka_clients import KafkaCluster, client_config, kafka_down
 from rules.errors import Misconfigured
 
 _JOINED = {KafkaError.NON_EMPTY_GROUP, KafkaError.REBALANCE_IN_PROGRESS, KafkaError.UNKNOWN_MEMBER_ID}
@@ -21,7 +21,7 @@ _REFUSED = {KafkaError.GROUP_AUTHORIZATION_FAILED, KafkaError.TOPIC_AUTHORIZATIO
 
 
 class KafkaConsumerGroups(ConsumerGroups):
-    def __init__(self, bootstrap_servers: str, timeout: float = 30.0):
+    def __init__(self, bootstrap_servers: KafkaCluster | str, timeout: float = 30.0):
         self.bootstrap_servers = bootstrap_servers
         self.admin = AdminClient(client_config(bootstrap_servers, "admin"))
         self.timeout = timeout
@@ -40,7 +40,7 @@ class KafkaConsumerGroups(ConsumerGroups):
             if code in _REFUSED:
                 raise Misconfigured(f"{doing}: Kafka refused it ({error.str()}); check the credentials and "
                                     "the ACLs of the consumer group") from None
-            raise kafka_down(self.bootstrap_servers, doing, error) from None
+            raise kafka_down(self.bootstrap_servers, doing, error, self.admin) from None
 
     def members(self, group: str) -> list[str]:
         with self._asking(f"describing consumer group {group}"):

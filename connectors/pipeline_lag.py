@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from connectors.api_ports import PartitionLag, PipelineLag
-from connectors.kafka_logs import client_config
+from connectors.kafka_clients import KafkaCluster, client_config
 
 if TYPE_CHECKING:
     from confluent_kafka import TopicPartition as KafkaTopicPartition
@@ -40,7 +40,7 @@ class KafkaPipelineLag(PipelineLag):
     """Committed offsets from the AdminClient, end offsets from the broker, and one read per
     lagging partition for the timestamp of its oldest pending message."""
 
-    def __init__(self, bootstrap_servers: str, group_id: str, timeout: float = 5.0,
+    def __init__(self, bootstrap_servers: KafkaCluster | str, group_id: str, timeout: float = 5.0,
                  read_elsewhere: Mapping[str, str] | None = None):
         """`read_elsewhere`: topic -> the group that reads it instead of `group_id` (the RPA mailbox's)."""
         self.bootstrap, self.group_id, self.timeout = bootstrap_servers, group_id, timeout

@@ -11,7 +11,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from connectors.api_ports import CommandNotDelivered, PurchaseOrderCommand, PurchaseOrderCommands
-from connectors.kafka_logs import client_config
+from connectors.kafka_clients import KafkaCluster, client_config
 from rules.models import RpaCompletion
 from schemas.codec import Codec
 
@@ -44,7 +44,7 @@ class KafkaPurchaseOrderCommands(PurchaseOrderCommands):
     """confluent-kafka producer, idempotent with acks=all; each command is flushed before returning,
     so a 202 from the API means the command is on the PO's stream."""
 
-    def __init__(self, bootstrap_servers: str, codec: Codec, completions_topic: str, commands_topic: str,
+    def __init__(self, bootstrap_servers: KafkaCluster | str, codec: Codec, completions_topic: str, commands_topic: str,
                  timeout: float = 10.0):
         self.codec, self.timeout = codec, timeout
         self.completions_topic, self.commands_topic = completions_topic, commands_topic

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from connectors.api_ports import OffsetRanges, TopicNotFound, TopicReader, TopicRecord
-from connectors.kafka_logs import client_config, kafka_down
+from connectors.kafka_clients import KafkaCluster, client_config, kafka_down
 
 if TYPE_CHECKING:
     from confluent_kafka._types import HeadersType
@@ -25,7 +25,7 @@ METADATA_TIMEOUT = 10.0  # how long the first question waits for a broker before
 
 
 class KafkaTopicReader(TopicReader):
-    def __init__(self, bootstrap_servers: str, timeout: float = 30.0):
+    def __init__(self, bootstrap_servers: KafkaCluster | str, timeout: float = 30.0):
         self.bootstrap_servers, self.timeout = bootstrap_servers, timeout
 
     def _consumer(self) -> Consumer:
@@ -50,7 +50,7 @@ class KafkaTopicReader(TopicReader):
             ends = self._offsets_at(consumer, topic, partitions, until_ms, marks, low=False)
             return {p: (starts[p], max(starts[p], ends[p])) for p in partitions}
         except KafkaException as exc:
-            raise kafka_down(self.bootstrap_servers, f"reading the offsets of {topic}", exc.args[0]) from None
+            raise kafka_down(self.bootstrap_servers, f"reading the offsets of {topic}", exc.args[0], consumer) from None
         finally:
             consumer.close()
 

@@ -61,6 +61,9 @@ class DemoRun:
 
 def _settings_env(settings: Settings) -> dict[str, str]:
     values = settings.model_dump(mode="json", exclude={"sampro_names", "smtp_password", *API_SECRETS})
+    # The worker signs in to Kafka with these: dumped, they read "**********".
+    values |= {name: secret.get_secret_value() for name in ("kafka_sasl_password", "kafka_ssl_key_password")
+               if (secret := getattr(settings, name)) is not None}
     # Lists and maps as JSON, as pydantic-settings reads them from the environment.
     return {f"INVOICE_AUTOMATION_{k.upper()}": v if isinstance(v, str) else json.dumps(v)
             for k, v in values.items() if v is not None}

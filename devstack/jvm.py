@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import secrets
 import shutil
 import subprocess
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -46,9 +48,44 @@ def new_cluster_id() -> str:
     return cluster_id
 
 
-def start_kafka(home: Path, port: int, controller_port: int, timeout: float = 60) -> tuple[int, int]:
+@dataclass(frozen=True)
+class SignedInListener:
+    """The broker's second listener, SASL_SSL, as managed Kafka is reached: TLS with a certificate
+    of its own (`ca_file` is it) and a user who signs in with SCRAM-SHA-512 or PLAIN."""
+
+    port: int
+    ca_file: str
+    username: str = "invoice-automation"
+    password: str = ""
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+def signed_in_listener(home: Path, port: int) -> SignedInListener:
+    """A self-signed certificate for 127.0.0.1 (keytool, which comes with Java: nothing else to
+    install) in a PKCS#12 keystore, and its certificate as PEM, which the clients trust."""
+    tls = home / "tls"
+    tls.mkdir(parents=True, exist_ok=True)
+    keystore, listener = tls / "broker.p12", SignedInListener(port, str(tls / "ca.pem"), password=secrets.token_hex(12))
+    store = ["-keystore", str(keystore), "-storetype", "PKCS12", "-storepass", listener.password]
+    for command in (["-genkeypair", "-alias", "broker", "-keyalg", "RSA", "-keysize", "2048", "-validity", "3650",
+                     "-dname", "CN=localhost", "-ext", "SAN=ip:127.0.0.1,dns:localhost", *store],
+                    ["-exportcert", "-rfc", "-alias", "broker", "-file", listener.ca_file, *store]):
+        keytool = shutil.which("keytool")
+        if keytool is None:
+            raise StackError("keytool is not on PATH: the local stack needs Java 17's JDK tools.")
+        result = subprocess.run([keytool, *command], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise StackError(f"keytool failed:\n{(result.stdout + result.stderr)[-2000:]}")
+    return listener
+
+
+def start_kafka(home: Path, port: int, controller_port: int, signed_in_port: int,
+                timeout: float = 60) -> tuple[int, int, SignedInListener]:
     """Formats fresh KRaft storage under `home` and starts a controller and a broker; returns
-    their pids (controller, broker).
+    their pids (controller, broker) and the broker's SASL_SSL listener (`SignedInListener`).
 
     Two processes, as production runs KRaft, not one combined node. A combined node killed in the
     middle of a commit restarts its controller too, which keeps the dead broker registered for
@@ -61,6 +98,7 @@ def start_kafka(home: Path, port: int, controller_port: int, timeout: float = 60
     transaction").
     """
     shutil.rmtree(home, ignore_errors=True)
+    signed_in = signed_in_listener(home, signed_in_port)
     quorum = f"127.0.0.1:{controller_port}"
     topics = {"num.partitions": 6, "default.replication.factor": 1}
     controller = _properties(home / "controller.properties", {
@@ -70,9 +108,17 @@ def start_kafka(home: Path, port: int, controller_port: int, timeout: float = 60
     })
     broker = _properties(home / "server.properties", {
         "process.roles": "broker", "node.id": 2, "controller.quorum.bootstrap.servers": quorum,
-        "listeners": f"PLAINTEXT://127.0.0.1:{port}", "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+        "listeners": (listeners := f"PLAINTEXT://127.0.0.1:{port},SASL_SSL://{signed_in.bootstrap}"),
+        "advertised.listeners": listeners,
         "controller.listener.names": "CONTROLLER", "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT",
+        "sasl.enabled.mechanisms": "SCRAM-SHA-512,PLAIN",
+        "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config":
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+        "listener.name.sasl_ssl.plain.sasl.jaas.config": "org.apache.kafka.common.security.plain.PlainLoginModule "
+                                                         f'required user_{signed_in.username}="{signed_in.password}";',
+        "ssl.keystore.type": "PKCS12", "ssl.keystore.location": home / "tls" / "broker.p12",
+        "ssl.keystore.password": signed_in.password,
         "log.dirs": home / "data", **topics,
         "auto.create.topics.enable": "true",
         "offsets.topic.replication.factor": 1,
@@ -83,14 +129,16 @@ def start_kafka(home: Path, port: int, controller_port: int, timeout: float = 60
         "group.initial.rebalance.delay.ms": 0,
     })
     cluster_id = new_cluster_id()
-    _format(controller, cluster_id, "--standalone")
+    # SCRAM's credentials are cluster metadata: written with the controller's first records.
+    _format(controller, cluster_id, "--standalone", "--add-scram",
+            f"SCRAM-SHA-512=[name={signed_in.username},password={signed_in.password}]")
     _format(broker, cluster_id)
     log = home / "controller.log"
     controller_pid, broker_pid = spawn(_java("256m", "kafka.Kafka", str(controller)), log), None
     try:  # the broker starts meanwhile: it waits for the quorum by itself
         broker_pid = spawn_broker(home)
         wait_until(lambda: port_answers(controller_port), timeout, controller_pid, "Kafka controller", log)
-        return controller_pid, wait_for_broker(home, port, broker_pid, timeout)
+        return controller_pid, wait_for_broker(home, port, broker_pid, timeout), signed_in
     except BaseException:  # neither is left behind, whatever stopped the start
         terminate(broker_pid)
         terminate(controller_pid)

@@ -18,7 +18,7 @@ from urllib.parse import quote
 import httpx
 from confluent_kafka import Producer
 
-from connectors.kafka_logs import client_config
+from connectors.kafka_clients import client_config
 from connectors.sampro.standin import EnteredInvoice, SamproStandIn
 from devstack.mailbox import Mailbox
 from rules.models import CompletionOutcome, RpaCompletion

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from devstack import jvm, postgres
@@ -20,6 +20,7 @@ from devstack.process import StackError, free_port, runs_under, terminate
 @dataclass(frozen=True)
 class StackEndpoints:
     kafka_bootstrap: str | None = None
+    kafka_signed_in: jvm.SignedInListener | None = None  # the same broker over SASL_SSL
     connect_url: str | None = None
     marketplace_db_url: str | None = None
     sampro_db_url: str | None = None
@@ -81,8 +82,9 @@ class LocalStack:
         if ("kafka" in components or "connect" in components) and not self._running(state, "kafka"):
             self._stop_leftovers(state)  # a controller whose broker died, say: the new cluster replaces it
             port, controller = free_port(), free_port()
-            controller_pid, pid = jvm.start_kafka(self.home / "kafka", port, controller)
-            state["kafka"] = {"pid": pid, "port": port, "controller_pid": controller_pid, "controller_port": controller}
+            controller_pid, pid, signed_in = jvm.start_kafka(self.home / "kafka", port, controller, free_port())
+            state["kafka"] = {"pid": pid, "port": port, "controller_pid": controller_pid, "controller_port": controller,
+                              "signed_in": asdict(signed_in)}
             state.pop("connect", None)  # a worker bound to an old broker is useless
             self._save(state)
         if "connect" in components and not self._running(state, "connect"):
@@ -96,9 +98,11 @@ class LocalStack:
         state = self._state()
         pg = state.get("postgres", {}).get("port") if self._running(state, "postgres") else None
         kafka = state.get("kafka", {}).get("port") if self._running(state, "kafka") else None
+        signed_in = state["kafka"].get("signed_in") if kafka else None
         connect = state.get("connect", {}).get("port") if self._running(state, "connect") else None
         return StackEndpoints(
             kafka_bootstrap=f"127.0.0.1:{kafka}" if kafka else None,
+            kafka_signed_in=jvm.SignedInListener(**signed_in) if signed_in else None,
             connect_url=f"http://127.0.0.1:{connect}" if connect else None,
             marketplace_db_url=postgres.url(pg, "marketplace") if pg else None,
             sampro_db_url=postgres.url(pg, "sampro") if pg else None,

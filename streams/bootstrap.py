@@ -152,7 +152,7 @@ def _watermark(settings: Settings, scheduler: ProcessScheduler, source: str) -> 
 
 
 def _real_broker(settings: Settings, health: WorkerHealth, group: str) -> StreamBroker:
-    return KafkaStreamBroker(settings.kafka_bootstrap_servers, group,
+    return KafkaStreamBroker(settings.kafka, group,
                              session_timeout_seconds=settings.session_timeout_seconds, health=health,
                              linger=settings.batch_linger_seconds)
 

@@ -23,7 +23,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from confluent_kafka import TopicPartition as KafkaTP
 from kafka.partitioner.default import murmur2
 
-from connectors.kafka_logs import client_config
+from connectors.kafka_clients import REFUSED_SIGN_IN, KafkaCluster, client_config
 from rules.errors import Unavailable
 from streams.health import WorkerHealth, lag_from_statistics
 from streams.record_size import PRODUCER_CONFIG
@@ -141,7 +141,7 @@ def _kafka_unavailable(error: Any, doing: str) -> Unavailable:
 class KafkaStreamBroker:
     """A consumer-group member and a transactional producer (confluent-kafka / librdkafka)."""
 
-    def __init__(self, bootstrap_servers: str, group_id: str, *, session_timeout_seconds: float = 30.0,
+    def __init__(self, bootstrap_servers: KafkaCluster | str, group_id: str, *, session_timeout_seconds: float = 30.0,
                  transaction_timeout_seconds: float = 10.0, timeout: float = 30.0,
                  health: WorkerHealth | None = None, stats_interval_seconds: float = 15.0, linger: float = 0.0):
         self.bootstrap, self.group_id, self.timeout = bootstrap_servers, group_id, timeout
@@ -200,9 +200,10 @@ class KafkaStreamBroker:
             self.health.record_lag(lag_from_statistics(text), self.group_id)
 
     def _client_error(self, error: KafkaError) -> None:
-        """librdkafka's word that no broker answers (served while the client polls). One broker's
-        connection dropping (_TRANSPORT: a rolling restart) is no outage: the others answer."""
-        if error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._RESOLVE):
+        """librdkafka's word that no broker answers, or that they refuse the worker's sign-in
+        (served while the client polls): /readyz says which. One broker's connection dropping
+        (_TRANSPORT: a rolling restart) is no outage: the others answer."""
+        if error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._RESOLVE, *REFUSED_SIGN_IN):
             if self.health is not None:
                 self.health.down("kafka", str(error), CLIENT)
         else:

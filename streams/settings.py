@@ -22,6 +22,7 @@ from pydantic import (
     IPvAnyNetwork,
     SecretStr,
     StringConstraints,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -29,6 +30,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from connectors.kafka_clients import KafkaCluster
 from connectors.sampro.tables import SamproNames, StampClock
 from rules.limits import control_character
 
@@ -86,6 +88,15 @@ class Settings(BaseSettings):
 
     # Kafka
     kafka_bootstrap_servers: str = Field(default="127.0.0.1:9092", min_length=1)
+    # How every client signs in to the brokers (`kafka`): TLS, SASL or both, as Kafka names them.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = Field(default=None, min_length=1, max_length=1024)
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_ca_file: FilePath | None = None  # PEM; the system's CAs without it
+    kafka_ssl_certificate_file: FilePath | None = None  # PEM, with the key: where the brokers ask for one (mTLS)
+    kafka_ssl_key_file: FilePath | None = None  # PEM (PKCS#8 for the Debezium connector's Java clients)
+    kafka_ssl_key_password: SecretStr | None = None
     schema_registry_url: str | None = None
     # The registry subject of each record type, "{record}" being its full name (RecordNameStrategy);
     # a prefix such as "ap-prod.{record}" keeps two installations apart on one registry.
@@ -211,6 +222,15 @@ class Settings(BaseSettings):
     api_status_cache_seconds: float = Field(default=5.0, ge=0, le=300)
 
     @property
+    def kafka(self) -> KafkaCluster:
+        """The brokers, and how every client signs in to them."""
+        password, key_password = self.kafka_sasl_password, self.kafka_ssl_key_password
+        return KafkaCluster(self.kafka_bootstrap_servers, self.kafka_security_protocol, self.kafka_sasl_mechanism,
+                            self.kafka_sasl_username, password.get_secret_value() if password else None,
+                            self.kafka_ssl_ca_file, self.kafka_ssl_certificate_file, self.kafka_ssl_key_file,
+                            key_password.get_secret_value() if key_password else None)
+
+    @property
     def rpa_mail_group(self) -> str:
         """The consumer group of the RPA mailbox's flow; every other flow's is `app_id`."""
         return f"{self.app_id}-rpa-mail"
@@ -274,10 +294,33 @@ class Settings(BaseSettings):
                                  "(pip install 'invoice-automation[rocksdb]'), or set memory://") from None
         return store
 
-    @field_validator("smtp_username", "smtp_ca_file", mode="before")
+    @field_validator("smtp_username", "smtp_ca_file", "kafka_sasl_mechanism", "kafka_sasl_username",
+                     "kafka_sasl_password", "kafka_ssl_ca_file", "kafka_ssl_certificate_file", "kafka_ssl_key_file",
+                     "kafka_ssl_key_password", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value  # SMTP_USERNAME= : no sign-in, as it always meant
+
+    @field_validator("kafka_security_protocol", "kafka_sasl_mechanism", mode="before")
+    @classmethod
+    def _as_kafka_spells_it(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value  # sasl_ssl, as librdkafka takes it too
+
+    @field_validator("kafka_ssl_ca_file", "kafka_ssl_certificate_file", "kafka_ssl_key_file")
+    @classmethod
+    def _pem(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+        """A file that is no PEM (a JKS truststore, a DER certificate) was refused by every
+        client at its first connection, and every client retried it for good."""
+        what, wanted = (("private key", "PRIVATE KEY-----") if info.field_name == "kafka_ssl_key_file"
+                        else ("certificate", "-----BEGIN CERTIFICATE-----"))
+        if path is not None:
+            try:
+                text = path.read_text(errors="replace")
+            except OSError as exc:
+                raise ValueError(f"{path} cannot be read: {exc.strerror}") from None
+            if wanted not in text:
+                raise ValueError(f"{path} holds no PEM {what} ({wanted})")
+        return path
 
     @field_validator("smtp_password")
     @classmethod
@@ -299,6 +342,7 @@ class Settings(BaseSettings):
         if self.smtp_ca_file is not None and not self.smtp_starttls:
             raise ValueError(f"{PREFIX}SMTP_CA_FILE is set without {PREFIX}SMTP_STARTTLS=true: no certificate "
                              "would be checked with it")
+        self._kafka_sign_in()
         if self.api_sign_in_backoff_max_seconds < self.api_sign_in_backoff_seconds:
             raise ValueError(f"{PREFIX}API_SIGN_IN_BACKOFF_MAX_SECONDS is below {PREFIX}API_SIGN_IN_BACKOFF_SECONDS")
         if (self.marketplace_source == "debezium" and self.connect_url
@@ -310,6 +354,33 @@ class Settings(BaseSettings):
             raise ValueError(f"{PREFIX}API_USERS names {', '.join(map(repr, twice))} more than once: which "
                              "password and role would be theirs?")
         return self
+
+    def _kafka_sign_in(self) -> None:
+        protocol, variable = self.kafka_security_protocol, f"{PREFIX}KAFKA_SECURITY_PROTOCOL"
+        sasl = {"KAFKA_SASL_MECHANISM": self.kafka_sasl_mechanism, "KAFKA_SASL_USERNAME": self.kafka_sasl_username,
+                "KAFKA_SASL_PASSWORD": self.kafka_sasl_password}
+        if protocol.startswith("SASL"):
+            if missing := [f"{PREFIX}{name}" for name, value in sasl.items() if not value]:
+                raise ValueError(f"{variable}={protocol} signs in with SASL: set {', '.join(missing)}")
+        elif given := [f"{PREFIX}{name}" for name, value in sasl.items() if value]:
+            raise ValueError(f"{', '.join(given)} set with {variable}={protocol}, which signs in without SASL: "
+                             "set SASL_SSL (or SASL_PLAINTEXT)")
+        if (protocol == "SASL_PLAINTEXT" and self.kafka_sasl_mechanism == "PLAIN"
+                and not all(_loopback(address.rpartition(":")[0] or address)
+                            for address in self.kafka_bootstrap_servers.split(","))):
+            raise ValueError(f"{variable}=SASL_PLAINTEXT with SASL PLAIN sends the password to "
+                             f"{self.kafka_bootstrap_servers} in clear text: use SASL_SSL")
+        tls = {"KAFKA_SSL_CA_FILE": self.kafka_ssl_ca_file,
+               "KAFKA_SSL_CERTIFICATE_FILE": self.kafka_ssl_certificate_file,
+               "KAFKA_SSL_KEY_FILE": self.kafka_ssl_key_file, "KAFKA_SSL_KEY_PASSWORD": self.kafka_ssl_key_password}
+        if not protocol.endswith("SSL") and (given := [f"{PREFIX}{name}" for name, value in tls.items() if value]):
+            raise ValueError(f"{', '.join(given)} set with {variable}={protocol}, which does not use TLS: "
+                             "set SSL (or SASL_SSL)")
+        if (self.kafka_ssl_certificate_file is None) != (self.kafka_ssl_key_file is None):
+            raise ValueError(f"{PREFIX}KAFKA_SSL_CERTIFICATE_FILE and {PREFIX}KAFKA_SSL_KEY_FILE go together: a "
+                             "client certificate is shown with its key")
+        if self.kafka_ssl_key_password is not None and self.kafka_ssl_key_file is None:
+            raise ValueError(f"{PREFIX}KAFKA_SSL_KEY_PASSWORD is set without {PREFIX}KAFKA_SSL_KEY_FILE")
 
     @field_validator("api_allowed_origins", mode="before")
     @classmethod

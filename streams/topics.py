@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
-from connectors.kafka_logs import client_config, kafka_down
+from connectors.kafka_clients import client_config, kafka_down
 from rules.errors import Misconfigured
 from streams.ledgers import changelog_topic
 from streams.record_size import TOPIC_CODECS, TOPICS_TAKE
@@ -58,11 +58,11 @@ def topic_config(settings: Settings, spec: TopicSpec) -> dict[str, str]:
 
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     """Creates the missing topics; returns the names it created. Existing topics are left alone."""
-    admin = AdminClient(client_config(settings.kafka_bootstrap_servers, "admin"))
+    admin = AdminClient(client_config(settings.kafka, "admin"))
     try:
         existing = set(admin.list_topics(timeout=timeout).topics)
     except KafkaException as exc:  # at start: the worker has nothing to wait out yet, it says so and exits
-        raise kafka_down(settings.kafka_bootstrap_servers, "listing the topics", exc.args[0]) from None
+        raise kafka_down(settings.kafka_bootstrap_servers, "listing the topics", exc.args[0], admin) from None
     wanted = [spec for spec in pipeline_topics(settings) if spec.name not in existing]
     if not wanted:
         return []
@@ -92,13 +92,13 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
 def check_co_partitioned(settings: Settings, timeout: float = 30.0) -> None:
     """Refuses to start when the topics of a PO's work (and its changelog) differ in partitions:
     the same PO would then be on different partition numbers, and no longer serialized."""
-    admin = AdminClient(client_config(settings.kafka_bootstrap_servers, "admin"))
+    admin = AdminClient(client_config(settings.kafka, "admin"))
     names = [settings.invoices_topic, settings.completions_topic, settings.commands_topic,
              settings.sampro_changes_topic, changelog_topic(settings)]
     try:
         metadata = admin.list_topics(timeout=timeout).topics
     except KafkaException as exc:
-        raise kafka_down(settings.kafka_bootstrap_servers, "listing the topics", exc.args[0]) from None
+        raise kafka_down(settings.kafka_bootstrap_servers, "listing the topics", exc.args[0], admin) from None
     counts = {name: len(metadata[name].partitions) for name in names if name in metadata}
     if len(set(counts.values())) > 1:
         raise Misconfigured("the topics that carry a purchase order's work must have the same number of partitions, "
@@ -112,7 +112,7 @@ def check_sizes_taken(settings: Settings, timeout: float = 30.0) -> None:
     weighed compressed with zstd against 1 MiB (`streams.record_size`), and a record the broker
     refuses fails its whole batch, batch after batch. A topic that compresses again with another
     codec, or takes less than Kafka's default, would do that. Debezium's topics are Connect's."""
-    admin = AdminClient(client_config(settings.kafka_bootstrap_servers, "admin"))
+    admin = AdminClient(client_config(settings.kafka, "admin"))
     debezium_writes = {settings.sampro_cdc_topic, *([settings.marketplace_topic]
                                                     if settings.marketplace_source == "debezium" else [])}
     resources = [ConfigResource(ResourceType.TOPIC, spec.name) for spec in pipeline_topics(settings)
@@ -135,7 +135,7 @@ def check_sizes_taken(settings: Settings, timeout: float = 30.0) -> None:
                 problems.append(f"{resource.name} has max.message.bytes={takes} (at least {TOPICS_TAKE}, "
                                 "Kafka's default)")
     except KafkaException as exc:
-        raise kafka_down(settings.kafka_bootstrap_servers, "reading the topics' configs", exc.args[0]) from None
+        raise kafka_down(settings.kafka_bootstrap_servers, "reading the topics' configs", exc.args[0], admin) from None
     if problems:
         raise Misconfigured("the topics must take every record the worker sends, as it sends them, and keep "
                             f"the ledgers, but {'; '.join(problems)}: set that with kafka-configs --alter (README, "

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.engine import make_url
 
 from connectors.debezium.wal_heartbeat import HEARTBEAT_MS, wal_heartbeat
+from connectors.kafka_clients import KafkaCluster
 from connectors.sampro.tables import SamproNames
 from rules.errors import Misconfigured
 
@@ -182,9 +183,10 @@ class SqlServerSamproCapture:
     database_url: str = ""  # the mssql+pyodbc URL of Sampro (INVOICE_AUTOMATION_SAMPRO_DB_URL)
     topic: str = "sampro.cdc"
     names: SamproNames = field(default_factory=SamproNames)
-    # The connector keeps the tables' schema history in a topic of its own, written through these
-    # brokers as Connect reaches them.
-    kafka_bootstrap_servers: str = "localhost:9092"
+    # The connector keeps the tables' schema history in a topic of its own, written and read by
+    # clients of its own (not Connect's), through these brokers as Connect reaches them, signed in
+    # as the pipeline's clients are.
+    kafka: KafkaCluster = KafkaCluster("localhost:9092")
     snapshot_mode: str = "no_data"
 
     @property
@@ -204,7 +206,9 @@ class SqlServerSamproCapture:
             "column.include.list": _column_list(self.names.schema_name or "dbo", self.names),
             "snapshot.mode": self.snapshot_mode,
             "include.schema.changes": "false",
-            "schema.history.internal.kafka.bootstrap.servers": self.kafka_bootstrap_servers,
+            "schema.history.internal.kafka.bootstrap.servers": self.kafka.bootstrap_servers,
+            **{f"schema.history.internal.{client}.{key}": value
+               for client in ("producer", "consumer") for key, value in self.kafka.java_client().items()},
             "schema.history.internal.kafka.topic": self.schema_history_topic,
             # The history only for the captured tables: Sampro's other tables may use types the
             # connector cannot parse, and there is no reason to read them.
@@ -213,7 +217,7 @@ class SqlServerSamproCapture:
         }
 
 
-def sampro_capture(database_url: str, topic: str, names: SamproNames, kafka_bootstrap_servers: str,
+def sampro_capture(database_url: str, topic: str, names: SamproNames, kafka: KafkaCluster,
                    app_id: str = "invoice-automation") -> SamproCapture | SqlServerSamproCapture:
     """The capture for the database Sampro runs on; refuses one Debezium cannot capture.
 
@@ -229,6 +233,6 @@ def sampro_capture(database_url: str, topic: str, names: SamproNames, kafka_boot
     if backend == "mssql":
         sql_server_login(database_url)  # what it cannot reach stops the worker at start
         return SqlServerSamproCapture(name=name, database_url=database_url, topic=topic, names=names,
-                                      kafka_bootstrap_servers=kafka_bootstrap_servers)
+                                      kafka=kafka)
     raise ValueError(f"SAMPRO_CHANGES=debezium captures Sampro on PostgreSQL or SQL Server, not {backend}; "
                      "use SAMPRO_CHANGES=polling")

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from cli.logs import configure_logging
 from cli.main import main
-from connectors.kafka_logs import OncePerProblem, client_config, kafka_logger
+from connectors.kafka_clients import OncePerProblem, client_config, kafka_logger
 from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -179,6 +179,13 @@ def test_a_rocksdb_store_with_its_library_is_taken(monkeypatch):
     ({"VERDICTS_TOPIC": "ap", "RPA_REQUESTS_TOPIC": "ap", "SAMPRO_CDC_TOPIC": "ap"},
      "INVOICE_AUTOMATION_VERDICTS_TOPIC, INVOICE_AUTOMATION_RPA_REQUESTS_TOPIC and "
      "INVOICE_AUTOMATION_SAMPRO_CDC_TOPIC name the same topic 'ap': each needs a topic of its own"),
+    ({"KAFKA_SECURITY_PROTOCOL": "sasl_ssl", "KAFKA_SASL_USERNAME": "ap"},  # every client retried for good
+     "INVOICE_AUTOMATION_KAFKA_SECURITY_PROTOCOL=SASL_SSL signs in with SASL: set "
+     "INVOICE_AUTOMATION_KAFKA_SASL_MECHANISM, INVOICE_AUTOMATION_KAFKA_SASL_PASSWORD"),
+    ({"KAFKA_BOOTSTRAP_SERVERS": "b-1.msk.example.com:9096", "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+      "KAFKA_SASL_MECHANISM": "PLAIN", "KAFKA_SASL_USERNAME": "ap", "KAFKA_SASL_PASSWORD": "s3cret"},
+     "INVOICE_AUTOMATION_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT with SASL PLAIN sends the password to "
+     "b-1.msk.example.com:9096 in clear text: use SASL_SSL"),
     ({"APP_ID": "ap", "SAMPRO_CHANGES_TOPIC": "ap-po-ledgers-changelog"},
      "INVOICE_AUTOMATION_SAMPRO_CHANGES_TOPIC names 'ap-po-ledgers-changelog', the topic of the PO ledgers' "
      "changelog (INVOICE_AUTOMATION_APP_ID and '-po-ledgers-changelog'): each needs a topic of its own"),

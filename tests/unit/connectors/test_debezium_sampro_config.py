@@ -11,6 +11,7 @@ import pytest
 
 from connectors.debezium import SamproCapture, SqlServerSamproCapture, sampro_capture
 from connectors.debezium.sampro_config import SQL_SERVER_CONNECTOR
+from connectors.kafka_clients import KafkaCluster
 from connectors.sampro.tables import SamproNames
 from rules.errors import Misconfigured
 
@@ -29,7 +30,7 @@ SQL_SERVER_REQUIRED = {
 
 def test_sql_server_config_has_every_required_key_with_the_urls_server_and_database():
     config = SqlServerSamproCapture(database_url=SQL_SERVER_URL, topic="sampro.cdc",
-                                    kafka_bootstrap_servers="kafka-1:9092,kafka-2:9092").connector_config()
+                                    kafka=KafkaCluster("kafka-1:9092,kafka-2:9092")).connector_config()
     assert SQL_SERVER_REQUIRED <= set(config)
     assert all(isinstance(value, str) and value != "" for value in config.values())
     assert config["connector.class"] == SQL_SERVER_CONNECTOR == "io.debezium.connector.sqlserver.SqlServerConnector"
@@ -89,7 +90,7 @@ LOGIN = ("database.hostname", "database.port", "database.user", "database.passwo
 
 
 def login(database_url: str) -> tuple[str, ...]:
-    config = sampro_capture(database_url, "sampro.cdc", SamproNames(), "kafka:9092").connector_config()
+    config = sampro_capture(database_url, "sampro.cdc", SamproNames(), KafkaCluster("kafka:9092")).connector_config()
     return tuple(config[key] for key in LOGIN)
 
 
@@ -107,17 +108,18 @@ def test_a_named_instance_is_reached_by_its_port_and_refused_without_one():
     capture read the host's default instance (a test copy of Sampro, perhaps)."""
     assert login(r"mssql+pyodbc://u:p@sampro-db\SAMPRO01:1500/SAMPRO")[:2] == ("sampro-db", "1500")
     with pytest.raises(Misconfigured, match=r"instance SAMPRO01 of sampro-db without its port"):
-        sampro_capture(r"mssql+pyodbc://u:p@sampro-db\SAMPRO01/SAMPRO", "sampro.cdc", SamproNames(), "kafka:9092")
+        sampro_capture(r"mssql+pyodbc://u:p@sampro-db\SAMPRO01/SAMPRO", "sampro.cdc", SamproNames(),
+                       KafkaCluster("kafka:9092"))
     odbc = quote_plus(r"SERVER=sampro-db\SAMPRO01;DATABASE=SAMPRO;UID=u;PWD=p")
     with pytest.raises(Misconfigured, match="without its port"):
-        sampro_capture(f"mssql+pyodbc:///?odbc_connect={odbc}", "sampro.cdc", SamproNames(), "kafka:9092")
+        sampro_capture(f"mssql+pyodbc:///?odbc_connect={odbc}", "sampro.cdc", SamproNames(), KafkaCluster("kafka:9092"))
     freetds = quote_plus(r"SERVER=TCP:sampro-db\SAMPRO01;PORT=1450;DATABASE=SAMPRO;UID=u;PWD=p")
     assert login(f"mssql+pyodbc:///?odbc_connect={freetds}")[:2] == ("sampro-db", "1450")
 
 
 def test_a_dsn_that_names_no_server_or_database_is_refused_at_start():
     with pytest.raises(Misconfigured, match=r"names no database \(a DSN\?\)"):
-        sampro_capture("mssql+pyodbc://u:p@SamproDSN", "sampro.cdc", SamproNames(), "kafka:9092")
+        sampro_capture("mssql+pyodbc://u:p@SamproDSN", "sampro.cdc", SamproNames(), KafkaCluster("kafka:9092"))
 
 
 def test_only_the_tables_data_topics_are_routed_into_the_one_topic():
@@ -145,14 +147,26 @@ def test_postgresql_config_uses_pgoutput_its_own_slot_and_publication_and_the_na
 
 def test_the_capture_follows_the_database_sampro_runs_on_and_is_named_after_the_pipeline():
     names = SamproNames()
-    postgres = sampro_capture("postgresql+psycopg://u:p@h/sampro", "t", names, "k:9092", "AP-Test.2")
+    postgres = sampro_capture("postgresql+psycopg://u:p@h/sampro", "t", names, KafkaCluster("k:9092"), "AP-Test.2")
     assert isinstance(postgres, SamproCapture)
     assert (postgres.name, postgres.slot, postgres.publication) == ("AP-Test.2-sampro", "ap_test_2_sampro",
                                                                     "ap_test_2_sampro")
-    default = sampro_capture("postgresql+psycopg://u:p@h/sampro", "t", names, "k:9092")
+    default = sampro_capture("postgresql+psycopg://u:p@h/sampro", "t", names, KafkaCluster("k:9092"))
     assert (default.name, default.slot) == ("invoice-automation-sampro", "invoice_automation_sampro")
-    sql_server = sampro_capture(SQL_SERVER_URL, "t", names, "k:9092", "ap")
-    assert isinstance(sql_server, SqlServerSamproCapture) and sql_server.kafka_bootstrap_servers == "k:9092"
+    sql_server = sampro_capture(SQL_SERVER_URL, "t", names, KafkaCluster("k:9092"), "ap")
+    assert isinstance(sql_server, SqlServerSamproCapture) and sql_server.kafka == KafkaCluster("k:9092")
     assert sql_server.schema_history_topic == "ap-sampro.schema-history"
     with pytest.raises(ValueError, match="not sqlite"):
-        sampro_capture("sqlite:///sampro.db", "t", names, "k:9092")
+        sampro_capture("sqlite:///sampro.db", "t", names, KafkaCluster("k:9092"))
+
+
+def test_the_schema_history_clients_sign_in_to_the_brokers_as_the_pipelines_do():
+    """The connector's own producer and consumer of its schema history: without the sign-in, a
+    capture of Sampro on a secured cluster failed at its first start, its topic never written."""
+    kafka = KafkaCluster("b-1.msk:9096", "SASL_SSL", "SCRAM-SHA-512", "ap", "s3cret")
+    config = SqlServerSamproCapture(database_url=SQL_SERVER_URL, kafka=kafka).connector_config()
+    for client in ("producer", "consumer"):
+        assert config[f"schema.history.internal.{client}.security.protocol"] == "SASL_SSL"
+        assert config[f"schema.history.internal.{client}.sasl.mechanism"] == "SCRAM-SHA-512"
+        assert config[f"schema.history.internal.{client}.sasl.jaas.config"] == (
+            'org.apache.kafka.common.security.scram.ScramLoginModule required username="ap" password="s3cret";')

@@ -8,6 +8,7 @@ from confluent_kafka import KafkaError, KafkaException
 
 from rules.errors import Unavailable
 from streams.broker import KafkaStreamBroker, LostBatch, Output
+from streams.health import WorkerHealth
 
 
 class RefusingProducer:
@@ -90,3 +91,17 @@ def test_a_commit_kafka_refuses_is_not_called_again():
     with pytest.raises(LostBatch):
         broker.commit({})
     assert producer.commits == 1 and producer.aborted == 1
+
+
+@pytest.mark.parametrize("code", [KafkaError._AUTHENTICATION, KafkaError._SSL], ids=["password", "certificate"])
+def test_brokers_refusing_the_workers_sign_in_is_kafka_down_on_readyz_with_their_reason(code):
+    """A password rotated under a running worker: librdkafka tells error_cb alone, and the worker
+    read nothing while /readyz said ready."""
+    health = WorkerHealth()
+    broker = KafkaStreamBroker("127.0.0.1:1", "g", health=health)
+    try:
+        broker._client_error(KafkaError(code, "SASL authentication error: Authentication failed"))
+        ready, body = health.readiness()
+        assert not ready and "Authentication failed" in body["down"]["kafka"]["detail"]
+    finally:
+        broker.consumer.close()
