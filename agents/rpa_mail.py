@@ -2,7 +2,8 @@
 can never be sent fails the hand-off, so the PO goes on to its next invoice. Each invoice takes its
 vendor's invoice number first: one whose number went to the bot with another invoice (a duplicate
 that two workers passed at the same moment) fails its hand-off instead of being emailed. One held
-back by an older version of its invoice on another PO also tells that PO it is replaced."""
+back by an older version of its invoice on another PO also tells that PO it is replaced. One the
+vendor withdrew while it waited for the mailbox fails its hand-off, which withdraws it."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from connectors.ports import NumberClaim
 from rules.duplicates import hand_off_key, handed_over_already
 from rules.lifecycle import InvoiceReplaced, RpaRequest
 from rules.models import CompletionOutcome, RpaCompletion
-from rules.po_ledger import entered_as_another_version, finished_already, latest_hand_offs
+from rules.po_ledger import entered_as_another_version, finished_already, latest_hand_offs, withdrawn_at_bot
 from streams.failures import describe
 from streams.runtime import Batch, Flow
 
@@ -48,6 +49,11 @@ def register(pipeline: Pipeline) -> None:
         for version, status in finished.items():
             log.warning("RPA email for %s v%s not sent: processscheduler shows the version %s", *version, status)
         requests = [r for r in requests if (r.invoice_id, r.invoice_version) not in finished]
+        withdrawn = scheduler.recorded({withdrawn_at_bot(r) for r in requests}) if requests else set()
+        for request in (r for r in requests if withdrawn_at_bot(r) in withdrawn):
+            batch.emit(topics.completions, request.po_number, _failed(request, "withdrawn", (
+                "Not handed to the RPA bot: the vendor withdrew this invoice before its email went")))
+        requests = [r for r in requests if withdrawn_at_bot(r) not in withdrawn]
         elsewhere = entered_as_another_version(requests, versions)
         for request in (r for r in requests if (r.invoice_id, r.invoice_version) in elsewhere):
             batch.emit(topics.completions, request.po_number, _failed(request, "duplicate", (

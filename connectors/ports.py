@@ -81,6 +81,9 @@ class ProcessScheduler(Protocol):
     def versions_of(self, invoice_ids: Collection[str]) -> list[InvoiceVersionAt]:
         """Every version of these invoices that processscheduler has, on whatever PO."""
 
+    def recorded(self, event_ids: Collection[str]) -> set[str]:
+        """Those of these events that processscheduler's history has."""
+
     def claim_numbers(self, claims: Sequence[NumberClaim]) -> list[tuple[str, int] | None]:
         """In order, each invoice version takes its keys (`NumberClaim.keys`), both or neither,
         committed before this returns; for each, None when it has them (taken now, held by

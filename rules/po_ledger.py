@@ -226,11 +226,26 @@ def _change(
 def _status_change(
     invoice_id: str, version: int, po_number: str, status: InvoiceStatus, cause: str, at: datetime, **extra: Any
 ) -> StatusChanged:
+    return StatusChanged(event_id=_event_id(invoice_id, version, status, cause), invoice_id=invoice_id,
+                         invoice_version=version, po_number=po_number, status=status, occurred_at=at, **extra)
+
+
+def _event_id(invoice_id: str, version: int, status: InvoiceStatus, cause: str) -> str:
     event_id = f"{invoice_id}:v{version}:{status.value}:{cause}"
     if len(event_id) > MAX_EVENT_ID:  # a completion's or command's id of up to 200 characters as the cause
         event_id = f"{invoice_id}:v{version}:{status.value}:{change_digest(cause)}"
-    return StatusChanged(event_id=event_id, invoice_id=invoice_id, invoice_version=version, po_number=po_number,
-                         status=status, occurred_at=at, **extra)
+    return event_id
+
+
+WITHDRAWN_AT_BOT = "withdrawn-at-rpa"  # the cause of the note that the vendor withdrew a version at the bot
+
+
+def withdrawn_at_bot(request: RpaRequest) -> str:
+    """The event in processscheduler's history that says the vendor withdrew this hand-off's version
+    while the bot had it: then its email must not go. Withdrawn while the hand-off waited for the
+    mailbox (down, or the mail flow behind), it was emailed when the mailbox came back, and the bot
+    entered an invoice the vendor no longer asked to be paid."""
+    return _event_id(request.invoice_id, request.invoice_version, InvoiceStatus.SENT_TO_RPA, WITHDRAWN_AT_BOT)
 
 
 def _reads_otherwise(released: Finding, now: Finding) -> bool:
@@ -665,7 +680,7 @@ def withdraw_invoice(
     at_bot = _at_bot(update, withdrawal.invoice_id)
     if at_bot is not None and not at_bot.withdrawn_at_rpa:
         at_bot.withdrawn_at_rpa = True
-        update.change(at_bot, InvoiceStatus.SENT_TO_RPA, "withdrawn-at-rpa", withdrawal.withdrawn_at,
+        update.change(at_bot, InvoiceStatus.SENT_TO_RPA, WITHDRAWN_AT_BOT, withdrawal.withdrawn_at,
                       reason="The vendor withdrew this invoice while the RPA bot has it. If the bot enters "
                              "it, ask the vendor for a credit note; if it fails, the invoice is withdrawn.")
     record = update.editable_latest(withdrawal.invoice_id)

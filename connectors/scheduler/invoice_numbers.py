@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Dialect, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from connectors.ports import InvoiceVersionAt, NumberClaim
-from connectors.scheduler.tables import invoice_numbers, processscheduler
+from connectors.scheduler.tables import history, invoice_numbers, processscheduler
 from connectors.sql import among, mapped_errors
 from rules.duplicates import hand_off_refused_by
 from rules.errors import Unavailable
@@ -93,6 +93,16 @@ def versions_of(conn: Connection, invoice_ids: Collection[str], dialect: Dialect
                  .where(among(t.c.invoice_id, ids[start:start + CHUNK], dialect))
                  .order_by(t.c.invoice_id, t.c.invoice_version))
         found += [InvoiceVersionAt(*row) for row in conn.execute(query)]
+    return found
+
+
+def recorded(conn: Connection, event_ids: Collection[str], dialect: Dialect) -> set[str]:
+    """Those of these events that the history has (`ProcessScheduler.recorded`): its unique index
+    on event_id answers it."""
+    ids, found = sorted(event_ids), set()
+    for start in range(0, len(ids), CHUNK):
+        found |= set(conn.scalars(select(history.c.event_id).where(among(history.c.event_id, ids[start:start + CHUNK],
+                                                                               dialect))))
     return found
 
 

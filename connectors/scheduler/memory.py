@@ -37,6 +37,9 @@ class InMemoryProcessScheduler(ProcessScheduler):
         return [InvoiceVersionAt(key[0], key[1], row.get("po_number"), row["status"])
                 for key, row in sorted(self.table.items()) if key[0] in invoice_ids]
 
+    def recorded(self, event_ids: Collection[str]) -> set[str]:
+        return set(event_ids) & self.events.keys()
+
     def claim_numbers(self, claims: Sequence[NumberClaim]) -> list[tuple[str, int] | None]:
         answers: list[tuple[str, int] | None] = []
         statuses = {key: row.get("status") for key, row in self.table.items()}

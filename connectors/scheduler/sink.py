@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, bindparam, func, insert, or_, select, update
 
 from connectors.ports import InvoiceVersionAt, NumberClaim, ProcessScheduler, SchedulerEntry
-from connectors.scheduler.invoice_numbers import claim_numbers, versions_of
+from connectors.scheduler.invoice_numbers import claim_numbers, recorded, versions_of
 from connectors.scheduler.rows import entries, stored_key
 from connectors.scheduler.tables import history, processscheduler
 from connectors.sql import among, mapped_errors
@@ -109,6 +109,10 @@ class SqlProcessScheduler(ProcessScheduler):
     def versions_of(self, invoice_ids: Collection[str]) -> list[InvoiceVersionAt]:
         with mapped_errors("processscheduler"), self.engine.connect() as conn:
             return versions_of(conn, invoice_ids, self.engine.dialect)
+
+    def recorded(self, event_ids: Collection[str]) -> set[str]:
+        with mapped_errors("processscheduler"), self.engine.connect() as conn:
+            return recorded(conn, event_ids, self.engine.dialect)
 
     def claim_numbers(self, claims: Sequence[NumberClaim]) -> list[tuple[str, int] | None]:
         return claim_numbers(self.engine, claims)

@@ -124,6 +124,12 @@ class ProcessSchedulerContract:
             ("MP-1001", 1, "PO-5001", "rpa_failed"), ("MP-1001", 2, "PO-5002", moved.status.value)]
         assert scheduler.versions_of(set()) == []
 
+    def test_the_events_of_its_history_are_found_by_their_ids(self, scheduler):
+        scheduler.record([READY, change(InvoiceStatus.SENT_TO_RPA, "MP-1001:v1:sent_to_rpa:withdrawn-at-rpa")])
+        asked = {"MP-1001:v1:sent_to_rpa:withdrawn-at-rpa", "MP-1001:v2:sent_to_rpa:withdrawn-at-rpa"}
+        assert scheduler.recorded(asked) == {"MP-1001:v1:sent_to_rpa:withdrawn-at-rpa"}
+        assert scheduler.recorded(set()) == set()
+
     def test_an_invoice_number_goes_to_the_rpa_bot_with_one_invoice(self, scheduler):
         first = NumberClaim("k1", "MP-1", 1)
         assert scheduler.claim_numbers([first]) == [None]

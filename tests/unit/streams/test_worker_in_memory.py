@@ -1942,3 +1942,23 @@ def test_a_release_of_a_hold_judged_again_since_the_clerk_looked_is_not_applied(
         f"Not released: agreed; judged again since ana looked, it reads {hold}: {now}")
     release("r-looked-again", now)
     assert worker.statuses() == {"MP-1": "sent_to_rpa"}
+
+
+def test_a_hand_off_waiting_for_the_mailbox_is_not_sent_once_the_vendor_withdraws_the_invoice(tmp_path):
+    """The vendor withdrew the invoice while its hand-off waited for the mailbox: it was emailed when
+    the mailbox came back, and the bot entered an invoice the vendor no longer asked to be paid."""
+    from connectors.rpa_mail import InMemoryRpaMailer
+
+    mailer = DownMailer(InMemoryRpaMailer(), down=10**6)
+    worker = make_worker(tmp_path, mailer=mailer)
+    worker.submit(ready_invoice("MP-1"))
+    worker.run()
+    assert worker.statuses() == {"MP-1": "sent_to_rpa"}
+    worker.put(worker.pipeline.topics.invoices, "PO-5001", worker.codec.encode(
+        InvoiceWithdrawn(invoice_id="MP-1", version=1, po_number="PO-5001", withdrawn_at=AT)))
+    worker.run()
+    mailer.down = 0
+    worker.run()
+    assert mailer.inner.sent == [] and worker.statuses() == {"MP-1": "withdrawn"}
+    withdrawn = worker.scheduler.history("MP-1")[-1]
+    assert "the vendor withdrew this invoice before its email went" in withdrawn["reason"]
