@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 import trustme
+from confluent_kafka import KafkaError
 from pydantic import ValidationError
 
-from connectors.kafka_clients import KafkaCluster, client_config
+from connectors.kafka_clients import KafkaCluster, client_config, kafka_down
 from streams.settings import Settings
 
 PREFIX = "INVOICE_AUTOMATION_"
@@ -118,3 +119,14 @@ def test_a_file_that_is_not_pem_is_named_at_start(monkeypatch, tmp_path, pem, va
     with pytest.raises(ValidationError, match=f"{wrong} {said}"):
         settings(monkeypatch, **{"kafka_security_protocol": "SSL", "kafka_ssl_certificate_file": pem["cert"],
                                  "kafka_ssl_key_file": pem["key"], variable: wrong})
+
+
+def test_a_refused_sign_in_is_named_by_the_next_failure_and_the_clients_own_error_cb_still_called():
+    taken: list[KafkaError] = []
+    client_config("127.0.0.1:2", "audit", error_cb=taken.append)["error_cb"](
+        KafkaError(KafkaError._AUTHENTICATION, "SASL authentication error: invalid credentials"))
+    assert [error.code() for error in taken] == [KafkaError._AUTHENTICATION]
+    assert str(kafka_down("127.0.0.1:2", "listing the topics", "Local: Broker transport failure")).endswith(
+        "listing the topics at 127.0.0.1:2: Local: Broker transport failure; the brokers refused the sign-in: "
+        "SASL authentication error: invalid credentials")
+    assert "refused" not in str(kafka_down("127.0.0.1:1", "listing the topics", "Local: Broker transport failure"))
