@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from sqlalchemy import ColumnElement, Connection, Engine, Select, or_, select
 
 from connectors.ports import PurchaseOrderReader
-from connectors.sampro.tables import SamproNames, sampro_tables
+from connectors.sampro.tables import SamproNames, folded, sampro_tables
 from connectors.sql import among, exact, mapped_errors
 from rules.context import KnownInvoice
 from rules.duplicates import Lookup, matches_lookup
@@ -140,13 +140,13 @@ class SqlPurchaseOrderReader(PurchaseOrderReader):
         return (query for _, query in self._entered_invoice_queries(lookups))
 
     def _entered_invoice_queries(self, lookups: Collection[Lookup]) -> Iterator[tuple[list[Lookup], Select[Any]]]:
-        """Sampro's columns hold the values as keyed in, so the lookup asks for each as sent, trimmed,
-        upper and lower case (SQL Server's usual collation ignores case anyway), and for the totals;
-        the duplicate checks then compare exactly. A loose number (`INV42` for `INV-0042`) is found
+        """Sampro's columns hold the values as keyed in, so the lookup compares them trimmed and in
+        upper case (`folded`, which the two indexes of tables.py serve), and asks for the totals; the
+        duplicate checks then compare exactly. A loose number (`INV42` for `INV-0042`) is found
         here only when the total matches too: an index cannot find it otherwise. Two IN lists, not
         an OR per lookup: one index range scan, and SQL Server has no row IN."""
         wanted = sorted(set(lookups), key=lambda lookup: (lookup.vendor_key, lookup.number_key))
-        for chunk in _chunks(wanted, CHUNK // 5):  # at most 9 parameters a lookup
+        for chunk in _chunks(wanted, CHUNK // 5):  # at most 7 parameters a lookup
             yield chunk, self._entered_invoice_query(chunk)
 
     def _entered_invoice_query(self, lookups: list[Lookup]) -> Select[Any]:
@@ -160,12 +160,12 @@ class SqlPurchaseOrderReader(PurchaseOrderReader):
         invoice, dialect = self.tables.ap_invoice, self.engine.dialect
         vendors = {v for lookup in lookups for v in _spellings(lookup.vendor_id)}
         numbers = {n for lookup in lookups for n in _spellings(lookup.invoice_number)}
-        by_number = among(invoice.c.invoice_number, numbers, dialect)
+        by_vendor = among(folded(invoice.c.vendor_id), vendors, dialect)
+        by_number = among(folded(invoice.c.invoice_number), numbers, dialect)
         if not by_total:
-            return [among(invoice.c.vendor_id, vendors, dialect), by_number]
+            return [by_vendor, by_number]
         totals = {lookup.total_amount for lookup in lookups if lookup.total_amount is not None}
-        return [among(invoice.c.vendor_id, vendors, dialect),
-                or_(by_number, among(invoice.c.total_amount, totals, dialect))]
+        return [by_vendor, or_(by_number, among(invoice.c.total_amount, totals, dialect))]
 
     def fetch(self, po_numbers: Collection[str]) -> dict[str, PurchaseOrder | UnreadablePurchaseOrder]:
         if not po_numbers:
@@ -294,5 +294,10 @@ def _why(error: BaseException) -> str:
 
 
 def _spellings(text: str) -> set[str]:
+    """The text as `folded` may make a value keyed in like it: upper case letter by letter, as SQL
+    Server's UPPER and PostgreSQL's under libc make it (they keep `ß`, which Python's upper, and
+    ICU's, make `SS`); and trimmed alone, for an UPPER that folds ASCII only (SQLite's; PostgreSQL's
+    under the C locale), which left `ä` of a number resent as keyed in, and missed it."""
     trimmed = text.strip()
-    return {text, trimmed, trimmed.upper(), trimmed.lower()}
+    return {trimmed, trimmed.upper(), "".join(letter if len(letter.upper()) > 1 else letter.upper()
+                                              for letter in trimmed)}

@@ -13,7 +13,7 @@ from functools import cache
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
-from sqlalchemy import Column, Date, DateTime, Dialect, Index, Integer, MetaData, String, Table
+from sqlalchemy import Column, ColumnElement, Date, DateTime, Dialect, Index, Integer, MetaData, String, Table, func
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from connectors.sql import ExactNumeric
@@ -136,16 +136,26 @@ def _table(table: str, metadata: MetaData, names: SamproNames) -> Table:
         )
     vendor = col("vendor_id", String(64), nullable=False)
     number, total = col("invoice_number", String(64), nullable=False), col("total_amount", MONEY)
-    # The duplicate lookup's two index ranges (Sampro's own AP invoice table has its like; the
-    # stand-in creates them, so that its lookup does not scan every invoice ever entered).
+    # The duplicate lookup's two index ranges, on the values as it compares them (`folded`); the
+    # stand-in creates them, so that its lookup does not scan every invoice ever entered. On SQL
+    # Server, which has no index on an expression, a persisted computed column of the same
+    # expression, indexed, serves it: the optimizer matches the expression to the column.
     return Table(
         names.ap_invoice, metadata,
         col("sampro_invoice_id", String(64), primary_key=True), vendor, number,
         col("po_number", String(64), nullable=False), col("invoice_date", Date), total,
         col("entered_at", DateTime(timezone=True)),
-        Index(f"ix_{names.ap_invoice}_vendor_number", vendor, number),
-        Index(f"ix_{names.ap_invoice}_vendor_total", vendor, total),
+        Index(f"ix_{names.ap_invoice}_vendor_number", folded(vendor), folded(number)),
+        Index(f"ix_{names.ap_invoice}_vendor_total", folded(vendor), total),
     )
+
+
+def folded(column: ColumnElement[str]) -> ColumnElement[str]:
+    """An AP invoice's vendor or number as the duplicate lookup compares it: without blanks around
+    it, in upper case. Sampro keeps both as AP keyed them (`Inv-778`, ` Acme-Co`), and compared as
+    kept, on a database or collation that tells case apart, a resend as `INV-778` was not found
+    and was paid twice."""
+    return func.upper(func.ltrim(func.rtrim(column)), type_=column.type)
 
 
 def sampro_tables(names: SamproNames = SamproNames()) -> SamproTables:

@@ -27,6 +27,9 @@ def po(number: str, **changes) -> PurchaseOrder:
 
 
 PURCHASE_ORDERS = [po("PO-1"), po("PO-2", status="on_hold", tax_rate=None, allowed_charges=[]), po("PO-3")]
+# Entered by hand: a blank before the vendor, the number in mixed case, a ß that no UPPER makes SS.
+KEYED_IN_ANOTHER_CASE = [KnownInvoice("sampro:S-7", " Acme-Co", "Inv-778", "entered", Decimal("57.25"), None),
+                         KnownInvoice("sampro:S-8", "Großhandel", "straße-1", "entered", Decimal("3"), None)]
 
 
 class PurchaseOrderReaderContract:
@@ -57,6 +60,16 @@ class PurchaseOrderReaderContract:
         assert [k.invoice_id for k in by_case] == [k.invoice_id for k in by_total] == ["sampro:S-1"]
         assert by_total[0].total_amount == Decimal("10") and by_total[0].invoice_date == date(2026, 11, 2)
 
+    @pytest.mark.parametrize(("vendor", "number", "total"), [
+        ("ACME-CO", "INV-778", None), ("acme-co", "inv-778 ", None), ("Acme-Co", "INV-778", "57.25"),
+        (" ACME-CO", "OTHER", "57.25"), ("Großhandel", "straße-1", None), ("GROßHANDEL", "STRAßE-1", None)])
+    def test_entered_invoices_keyed_in_another_case_are_found(self, reader, vendor, number, total):
+        """Sampro keeps a number as AP keyed it (`Inv-778`, a blank before a vendor): a resend as
+        `INV-778` or `inv-778` was not found on a database that compares case, and was paid twice."""
+        found = reader.entered_invoices(lookups_for([{"vendor_id": vendor, "invoice_number": number,
+                                                      "total_amount": total}]))
+        assert [k.invoice_id for k in found] == ["sampro:S-7" if "778" in number or total else "sampro:S-8"]
+
 
 class SqlReaderContract(PurchaseOrderReaderContract):
     @pytest.fixture
@@ -70,6 +83,10 @@ class SqlReaderContract(PurchaseOrderReaderContract):
         standin.load_purchase_orders(PURCHASE_ORDERS)
         standin.enter_invoice(sampro_invoice_id="S-1", vendor_id="V100", invoice_number="INV-1", po_number="PO-3",
                               invoice_date=date(2026, 11, 2), total_amount=Decimal("10"), lines=[(1, Decimal("2"))])
+        for known in KEYED_IN_ANOTHER_CASE:
+            standin.enter_invoice(sampro_invoice_id=known.invoice_id.removeprefix("sampro:"),
+                                  vendor_id=known.vendor_id, invoice_number=known.invoice_number, po_number="PO-OLD",
+                                  invoice_date=known.invoice_date, total_amount=known.total_amount, lines=[])
         return SqlPurchaseOrderReader(engine)
 
     def test_one_batch_is_one_statement(self, reader, engine):
@@ -114,7 +131,8 @@ class TestInMemoryReader(PurchaseOrderReaderContract):
     @pytest.fixture
     def reader(self):
         return InMemoryPurchaseOrderReader(PURCHASE_ORDERS, [KnownInvoice("sampro:S-1", "V100", "INV-1", "entered",
-                                                                          Decimal("10"), date(2026, 11, 2))])
+                                                                          Decimal("10"), date(2026, 11, 2)),
+                                                             *KEYED_IN_ANOTHER_CASE])
 
 
 class TestSqliteReader(SqlReaderContract):
