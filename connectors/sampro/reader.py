@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Iterator, Mapping
-from decimal import Decimal
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
@@ -65,11 +64,14 @@ def _line(row: Any) -> dict[str, Any]:
     if row["line_no"] is None:  # the outer join gives a PO without lines one row of NULLs: this one has more
         raise SamproDataError(f"PO {padless(row['po_number'])}: a line of part {row['part_number']!r:.80} has no "
                               "line_no")
-    line = {"line_no": row["line_no"], "part_number": _named(row, "part_number"),
+    if row["quantity_invoiced"] is None:  # read as 0, the line looked wholly open and was invoiced again
+        raise SamproDataError(f"PO {padless(row['po_number'])}: line {row['line_no']}: quantity_invoiced is NULL: "
+                              "what is still open on it cannot be told")
+    # A NULL quantity_received is a line that tracks no receipts (DESIGN.md), read as None.
+    return {"line_no": row["line_no"], "part_number": _named(row, "part_number"),
             "unit_price": exact(row["unit_price"]),
             "quantity_ordered": exact(row["quantity_ordered"]), "quantity_received": exact(row["quantity_received"]),
-            "quantity_invoiced": exact(row["quantity_invoiced"]) or Decimal(0)}
-    return line
+            "quantity_invoiced": exact(row["quantity_invoiced"])}
 
 
 def _named(row: Any, column: str) -> Any:

@@ -87,6 +87,20 @@ def test_a_negative_tax_rate_names_the_po_and_the_value(views):
     assert re.search(r"PO PO-1: tax_rate -0\.08\d* is below zero", _unreadable(engine))
 
 
+def test_a_null_quantity_invoiced_makes_its_po_unreadable_naming_the_line(views):
+    """Read as 0, the line looked wholly open, and an invoice for what Sampro had invoiced already
+    passed QUANTITY_EXCEEDS_OPEN and was paid again. A NULL quantity_received is a line that tracks
+    no receipts (DESIGN.md), and is read so."""
+    engine, tables = views
+    _rows(engine, tables["po_header"], HEADER, {**HEADER, "po_number": "PO-2"})
+    _rows(engine, tables["po_line"], {**LINE, "line_no": 2, "quantity_invoiced": None},
+          {**LINE, "po_number": "PO-2", "quantity_received": None})
+    found = SqlPurchaseOrderReader(engine).fetch(["PO-1", "PO-2"])
+    assert found["PO-1"] == UnreadablePurchaseOrder(
+        po_number="PO-1", problem="PO PO-1: line 2: quantity_invoiced is NULL: what is still open on it cannot be told")
+    assert isinstance(found["PO-2"], PurchaseOrder) and found["PO-2"].lines[0].quantity_received is None
+
+
 def test_a_null_status_is_a_data_error_naming_the_po(views):
     engine, tables = views
     _rows(engine, tables["po_header"], {**HEADER, "status": None})
