@@ -116,6 +116,15 @@ class ProcessSchedulerContract:
         other = number[:-1] + "8"  # the same first 64 characters of its key: found by the column, told apart
         assert scheduler.decided_invoices(lookups({"vendor_id": "V100", "invoice_number": other})) == []
 
+    def test_a_total_that_rounds_past_the_column_is_recorded_and_looked_up_without_it(self, scheduler):
+        """99999999999999.99999 is under 10^14, but 10^14 at NUMERIC(18, 4)'s four places: PostgreSQL
+        and SQL Server refused the row (numeric overflow), the bad invoice's verdict was dead-lettered,
+        and every duplicate lookup of a batch with it failed."""
+        over = {**INVOICE, "invoice_id": "MP-9", "invoice_number": "INV-9", "total_amount": "99999999999999.99999"}
+        scheduler.record([judge(over)])
+        assert [(row["invoice_id"], row["total_amount"]) for row in scheduler.rows()] == [("MP-9", None)]
+        assert [k.invoice_id for k in scheduler.decided_invoices(lookups(over))] == ["MP-9"]
+
     def test_every_version_of_an_invoice_is_found_with_its_po_and_status(self, scheduler):
         moved = judge({**INVOICE, "po_number": "PO-5002"}).model_copy(update={"invoice_version": 2})
         scheduler.record([READY, change(InvoiceStatus.RPA_FAILED, "s1"), moved, REVIEW])
