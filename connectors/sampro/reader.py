@@ -148,7 +148,7 @@ class SqlPurchaseOrderReader(PurchaseOrderReader):
         here only when the total matches too: an index cannot find it otherwise. Two IN lists, not
         an OR per lookup: one index range scan, and SQL Server has no row IN."""
         wanted = sorted(set(lookups), key=lambda lookup: (lookup.vendor_key, lookup.number_key))
-        for chunk in _chunks(wanted, CHUNK // 5):  # at most 7 parameters a lookup
+        for chunk in _chunks(wanted, CHUNK // 5):  # at most 9 parameters a lookup
             yield chunk, self._entered_invoice_query(chunk)
 
     def _entered_invoice_query(self, lookups: list[Lookup]) -> Select[Any]:
@@ -160,10 +160,15 @@ class SqlPurchaseOrderReader(PurchaseOrderReader):
     def _candidates(self, lookups: list[Lookup], by_total: bool) -> list[ColumnElement[bool]]:
         """Where the AP invoices that may be the lookups' are: the vendor's, of the number or the total."""
         invoice, dialect = self.tables.ap_invoice, self.engine.dialect
-        vendors = {v for lookup in lookups for v in _spellings(lookup.vendor_id)}
-        numbers = {n for lookup in lookups for n in _spellings(lookup.invoice_number)}
-        by_vendor = among(folded(invoice.c.vendor_id), vendors, dialect)
-        by_number = among(folded(invoice.c.invoice_number), numbers, dialect)
+        # SQL Server compares under Sampro's collation, which ignores trailing blanks, and case as
+        # usually installed: the columns as they are, which the ERP's own indexes serve. Folded there,
+        # no index served the lookup without a computed column added to the ERP's table, and each
+        # batch read every AP invoice ever entered.
+        compared, spellings = (_as_is, _as_keyed_in) if dialect.name == "mssql" else (folded, _spellings)
+        vendors = {v for lookup in lookups for v in spellings(lookup.vendor_id)}
+        numbers = {n for lookup in lookups for n in spellings(lookup.invoice_number)}
+        by_vendor = among(compared(invoice.c.vendor_id), vendors, dialect)
+        by_number = among(compared(invoice.c.invoice_number), numbers, dialect)
         if not by_total:
             return [by_vendor, by_number]
         totals = {lookup.total_amount for lookup in lookups if lookup.total_amount is not None}
@@ -293,6 +298,17 @@ def _known_invoice(row: Mapping[str, Any]) -> KnownInvoice:
 
 def _why(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"[:300]
+
+
+def _as_is(column: ColumnElement[str]) -> ColumnElement[str]:
+    return column
+
+
+def _as_keyed_in(text: str) -> set[str]:
+    """As sent, trimmed, in upper and in lower case: where a SQL Server collation tells case apart,
+    the ways AP most often keys a number in."""
+    trimmed = text.strip()
+    return {text, trimmed, trimmed.upper(), trimmed.lower()}
 
 
 def _spellings(text: str) -> set[str]:

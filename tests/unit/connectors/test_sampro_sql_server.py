@@ -53,6 +53,16 @@ def test_every_statement_stays_under_sql_servers_parameter_limit():
     assert max(counts) < SQL_SERVER_PARAMETER_LIMIT and min(counts) > 0, counts
 
 
+def test_on_sql_server_the_duplicate_lookup_compares_the_columns_as_its_indexes_hold_them():
+    """Under UPPER(LTRIM(RTRIM(...))) no index of the ERP's served it: every batch read every AP
+    invoice ever entered. SQL Server's collation compares without case and trailing blanks itself."""
+    reader = SqlPurchaseOrderReader(create_engine("mssql+pyodbc://u:p@sampro/SAMPRO?driver=x"), NAMES)
+    query, *_ = reader.entered_invoice_queries(LOOKUPS)
+    statement = query.compile(dialect=reader.engine.dialect, compile_kwargs={"render_postcompile": True}).string
+    assert "upper" not in statement.lower() and "erp.[APINV].[VENDNO] IN (" in statement
+    assert statement.count("?") < SQL_SERVER_PARAMETER_LIMIT
+
+
 def test_every_table_is_schema_qualified_and_renamed():
     for statement in _statements():
         tables = re.findall(r"\b(?:FROM|JOIN)\s+([\w.\[\]]+)", statement)
