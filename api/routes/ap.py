@@ -58,7 +58,8 @@ def who_am_i(principal: Principal = Depends(signed_in)) -> Me:
 def invoice_query(
     status: InvoiceStatus | None = None,
     po_number: Annotated[str | None, Query(max_length=64, pattern=NO_NUL)] = None,
-    vendor_id: Annotated[str | None, Query(max_length=64, pattern=NO_NUL)] = None,
+    vendor_id: Annotated[str | None, Query(max_length=64, pattern=NO_NUL, description=(
+        "Compared as the rules compare vendor ids: edge spaces, Unicode composition and letter case aside"))] = None,
     decided_from: Annotated[Day | None, Query(description="First day (UTC) the verdict was given")] = None,
     decided_to: Annotated[Day | None, Query(description="Last day (UTC), inclusive; not before decided_from "
                                                         "(a 422 naming it)")] = None,

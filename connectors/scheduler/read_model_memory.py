@@ -28,8 +28,16 @@ from connectors.scheduler.read_model import (
     Kpi,
     StatusFigures,
 )
+from connectors.scheduler.rows import vendor_key_of
 from rules.errors import Unavailable
 from rules.lifecycle import InvoiceStatus
+
+
+def _of_vendor(row: dict[str, Any], vendor_id: str) -> bool:
+    """As the SQL model's `_of_vendor`: by the vendor as the rules tell vendors apart, or by the
+    vendor id as sent where the row has no key."""
+    key = row.get("vendor_key")
+    return key == vendor_key_of(vendor_id) if key is not None else row.get("vendor_id") == vendor_id
 
 
 class InMemoryInvoiceReadModel(InvoiceReadModel):
@@ -50,7 +58,7 @@ class InMemoryInvoiceReadModel(InvoiceReadModel):
             decided = views.as_utc(row.get("decided_at"))
             return ((query.status is None or row["status"] == query.status)
                     and (query.po_number is None or row.get("po_number") == query.po_number)
-                    and (query.vendor_id is None or row.get("vendor_id") == query.vendor_id)
+                    and (query.vendor_id is None or _of_vendor(row, query.vendor_id))
                     and (start is None or (decided is not None and decided >= start))
                     and (end is None or (decided is not None and decided < end))
                     and (query.reason_code is None or query.reason_code in views.reason_codes(row.get("reasons"))))

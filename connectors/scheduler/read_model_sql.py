@@ -44,6 +44,7 @@ from connectors.scheduler.read_model import (
     Kpi,
     StatusFigures,
 )
+from connectors.scheduler.rows import vendor_key_of
 from connectors.scheduler.tables import history, processscheduler
 from connectors.sql import mapped_errors
 from rules.lifecycle import InvoiceStatus
@@ -74,6 +75,12 @@ def _same_version(a: Any, b: Any) -> ColumnElement[bool]:
     return and_(a.c.invoice_id == b.c.invoice_id, a.c.invoice_version == b.c.invoice_version)
 
 
+def _of_vendor(vendor_id: str) -> ColumnElement[bool]:
+    """Rows of the vendor as the rules tell vendors apart (`rows.vendor_key_of`); a row with no key
+    (an invoice without a number a duplicate check could look up) by its vendor id as sent."""
+    return or_(p.c.vendor_key == vendor_key_of(vendor_id), and_(p.c.vendor_key.is_(None), p.c.vendor_id == vendor_id))
+
+
 def _summary_columns() -> tuple[ColumnElement[Any], ...]:
     return (p.c.invoice_id, p.c.invoice_version, p.c.po_number, p.c.vendor_id, p.c.invoice_number, p.c.status,
             p.c.http_status, p.c.reasons, p.c.decided_at, p.c.sampro_invoice_id)
@@ -85,10 +92,11 @@ class SqlInvoiceReadModel(InvoiceReadModel):
 
     def invoices(self, query: InvoiceQuery) -> InvoicePage:
         conditions = []
-        for column, value in ((p.c.status, query.status), (p.c.po_number, query.po_number),
-                              (p.c.vendor_id, query.vendor_id)):
+        for column, value in ((p.c.status, query.status), (p.c.po_number, query.po_number)):
             if value is not None:
                 conditions.append(column == value)
+        if query.vendor_id is not None:
+            conditions.append(_of_vendor(query.vendor_id))
         start, end = query.decided_between()
         if start is not None:
             conditions.append(p.c.decided_at >= start)

@@ -16,6 +16,7 @@ from connectors.ports import SchedulerEntry
 from connectors.scheduler.tables import REASON_CODES_LENGTH, processscheduler
 from rules.duplicates import invoice_date, lookup_for
 from rules.errors import DataError
+from rules.identifiers import identifier_key
 from rules.lifecycle import StatusChanged
 from rules.limits import not_json
 from rules.models import Verdict
@@ -43,6 +44,12 @@ def stored_key(key: str) -> str:
     verdict's row went to the dead-letter topic. Cut, a key still finds its invoices (the same
     text makes the same cut key), and the rows found are compared in full (`matches_lookup`)."""
     return _utf16_start(key, KEY_WIDTH)
+
+
+def vendor_key_of(vendor_id: str) -> str:
+    """The `vendor_key` a vendor id asked for is stored under: the rules judge `v100` and `V100 `
+    as V100's invoices, and a clerk listing V100 by the text as sent did not see them."""
+    return stored_key(identifier_key(vendor_id))
 
 
 def _utf16_start(text: str, units: int) -> str:

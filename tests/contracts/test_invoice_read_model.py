@@ -133,6 +133,20 @@ class InvoiceReadModelContract:
         assert self.listed(read_model, po_number="PO-1") == ["C", "A"]
         assert self.listed(read_model, vendor_id="V200") == ["B"]
 
+    def test_the_vendor_filter_finds_the_vendor_as_the_rules_judge_it(self, stores):
+        """The rules judge `v100` and `V100 ` as V100's invoices (ready, on V100's PO); listed by
+        the vendor id as sent, a clerk asking for V100 never saw them. A row with no key (no
+        invoice number to look up) is found by its vendor id as sent."""
+        scheduler, read_model = stores
+        scheduler.record([verdict(ready("LOWER", "PO-1") | {"vendor_id": "v100"}, 3),
+                          verdict(ready("SPACED", "PO-1") | {"vendor_id": "V100 "}, 2),
+                          verdict(ready("NO-NUMBER", "PO-1") | {"vendor_id": "V300", "invoice_number": ""}, 1)])
+        assert read_model.invoice("SPACED").status == InvoiceStatus.READY_TO_PROCESS
+        assert self.listed(read_model, vendor_id="V100") == ["SPACED", "LOWER"]
+        assert self.listed(read_model, vendor_id=" v100") == ["SPACED", "LOWER"]
+        assert self.listed(read_model, vendor_id="V300") == ["NO-NUMBER"]
+        assert read_model.invoices(InvoiceQuery(vendor_id="v300")).total == 0
+
     def test_a_page_after_another_starts_where_it_ended_while_invoices_leave_the_filter(self, stores):
         """A clerk works down the held invoices, releasing as she goes: by offset, each release
         moved an invoice from the next page onto the page already read, never seen."""
