@@ -3,7 +3,6 @@ overrides (release despite findings, send a ready invoice to the RPA bot)."""
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from dataclasses import replace
@@ -147,6 +146,6 @@ async def stream_updates(principal: Principal = Depends(signed_in), ctx=Depends(
 
     async def updates():
         async for update in ctx.live.subscribe(still_signed_in, principal.name):
-            yield {"event": "update", "data": json.dumps(update)}
+            yield {"event": "update", "data": update}
 
     return EventSourceResponse(updates(), ping=15, send_timeout=ctx.live.send_timeout)
