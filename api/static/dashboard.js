@@ -6,8 +6,10 @@ const COLORS = getComputedStyle(document.documentElement);
 // A page is asked for by `before` (the row it starts after), not by offset: releasing invoices from a
 // filtered list would move others from the next page onto this one, never seen. `pages` holds each
 // page's `before` down to this one, for Previous; `shown` the rows on the pages above.
+// `missed` starts true: the first list is read before the stream is open, and a change made between
+// the two never came on it, so the stream's first `open` reads the list again.
 const state = { query: {}, limit: 50, pages: [null], shown: [0], wanted: { pages: [null], shown: [0] }, next: null,
-                listed: 0, asked: 0, total: 0, me: null, open: null, refetch: null, missed: false };
+                listed: 0, asked: 0, total: 0, me: null, open: null, refetch: null, missed: true };
 const $ = (selector) => document.querySelector(selector);
 
 // Characters that change how the text around them reads without showing themselves: bidi controls
