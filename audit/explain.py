@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from audit.replay import verdict_identity
 from connectors.api_ports import OffsetRanges, TopicNotFound, TopicReader, TopicRecord
 from rules.errors import Unavailable
 from rules.lifecycle import (
@@ -290,8 +291,7 @@ def _identity(message: object) -> tuple | None:
         case RpaRequest():
             return "hand-off", message.invoice_id, message.invoice_version, message.attempt
         case Verdict():
-            return ("verdict", message.invoice_id, message.invoice_version, message.rules_version,
-                    message.evaluated_at, message.judged_after)
+            return "verdict", *verdict_identity(message)
         case ReleaseRequested() | DispatchApproved():
             return type(message).__name__, message.command_id
     return None

@@ -4,16 +4,21 @@ Each verdict carries the invoice, the PO snapshot and the context it was judged 
 result depends only on the rules (and tolerances) given, never on today's Sampro. The topic is
 cut into slices of offsets, and each process reads and judges its own slices: judging is what
 costs, and no record has to cross from one process to another.
+
+A verdict the PO ledger wrote again (a reprocess, a recovery after a crash) is a copy, which the
+pipeline applied once: it is counted as a copy, not judged again as another verdict.
 """
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 import os
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cache, partial
 
 from pydantic import BaseModel
@@ -32,9 +37,26 @@ from schemas.codec import Codec, DecodeError, codec_for, from_record
 SLICE = 20_000
 
 
+def verdict_identity(verdict: Verdict) -> tuple[str | None, int | None, str, datetime, str | None]:
+    """What a verdict is the same verdict as when it comes again: the PO ledger tells a verdict
+    again, unchanged, on a reprocess or a recovery after a crash, and the pipeline applies it once."""
+    return (verdict.invoice_id, verdict.invoice_version, verdict.rules_version, verdict.evaluated_at,
+            verdict.judged_after)
+
+
+def _copy_key(verdict: Verdict) -> bytes:
+    """The verdict's identity in 16 bytes, the same in every process (`hash` of a text is not), as
+    one is kept for each verdict of the partition being read."""
+    return hashlib.blake2b(repr(verdict_identity(verdict)).encode(), digest_size=16).digest()
+
+
 @dataclass(frozen=True)
 class Selection:
-    """Which recorded verdicts to judge again: a time range and/or invoices and POs."""
+    """Which recorded verdicts to judge again: a time range and/or invoices and POs. The range is of
+    when each record was written (Kafka's record time), not of when its verdict was given: Kafka
+    finds the offsets of a time by record time, so the range is read exactly, where the time a
+    verdict was given would need the topic read past the range's end for the verdicts written late.
+    A copy a reprocess wrote in the range of a verdict given before it is in it, once."""
 
     since_ms: int | None = None
     until_ms: int | None = None
@@ -85,6 +107,7 @@ class Tally:
 
     records_read: int = 0
     judged: int = 0  # verdicts judged again
+    copies: int = 0  # verdicts written again (a reprocess, a recovery), left out of every other count
     changed: int = 0
     not_rederivable: int = 0
     transitions: Counter[tuple[str, str | None]] = field(default_factory=Counter)
@@ -117,6 +140,7 @@ class Tally:
     def add(self, other: Tally) -> None:
         self.records_read += other.records_read
         self.judged += other.judged
+        self.copies += other.copies
         self.changed += other.changed
         self.not_rederivable += other.not_rederivable
         self.transitions.update(other.transitions)
@@ -141,7 +165,7 @@ class ReplayReport(Tally):
             "selection": {"since_ms": self.selection.since_ms, "until_ms": self.selection.until_ms,
                           "invoice_ids": sorted(self.selection.invoice_ids),
                           "po_numbers": sorted(self.selection.po_numbers)},
-            "records_read": self.records_read, "verdicts": self.judged, "changed": self.changed,
+            "records_read": self.records_read, "verdicts": self.judged, "copies": self.copies, "changed": self.changed,
             "not_rederivable": self.not_rederivable,
             "undecodable_count": self.undecodable_count, "undecodable": self.undecodable,
             "not_judged_count": self.not_judged_count, "not_judged": self.not_judged,
@@ -157,14 +181,16 @@ def replay(
     spool: Callable[[list[ReplayedVerdict]], None] | None = None,
     on_total: Callable[[int], None] = lambda total: None, on_progress: Callable[[int], None] = lambda n: None,
 ) -> ReplayReport:
-    """`keep_items=False` keeps no verdict in `items`, only the counts the summary shows: memory
-    that does not grow with the topic. `spool` is handed every verdict judged again, in topic
-    order: a full report written as the verdicts come (ten million kept for one took 5 GiB)."""
+    """`keep_items=False` keeps no verdict in `items`, only the counts the summary shows, and the
+    copy key of each verdict of the partition being read (about 80 bytes each): memory that does
+    not grow with the topic, only with its largest partition. `spool` is handed every verdict
+    judged again, copies left out, in topic order: a full report written as the verdicts come (ten
+    million kept for one took 5 GiB)."""
     ranges = reader.ranges(topic, selection.since_ms, selection.until_ms)
     on_total(sum(end - start for start, end in ranges.values()))
     report = ReplayReport(topic=topic, rules_version=rules_version(policy), selection=selection)
     judge = partial(_judge_slice, reader, topic, policy=policy, limits=limits, selection=selection,
-                    schema_registry_url=schema_registry_url, keep_items=keep_items or spool is not None)
+                    schema_registry_url=schema_registry_url)
     slices = list(_slices(ranges, SLICE))
     # No more processes than slices: a topic of one slice is judged here, without starting any.
     workers = min(workers or os.cpu_count() or 1, len(slices))
@@ -204,18 +230,32 @@ def _bounded_map(pool: ProcessPoolExecutor, fn, items: Iterable, in_flight: int)
         yield pending.popleft().result()
 
 
-def _collect(slices: list[tuple[int, int, int]], results: Iterable[tuple[list[ReplayedVerdict], Tally]],
+def _collect(slices: list[tuple[int, int, int]], results: Iterable[tuple[list[tuple[bytes, ReplayedVerdict]], Tally]],
              report: ReplayReport, keep_items: bool, spool: Callable[[list[ReplayedVerdict]], None] | None,
              on_progress: Callable[[int], None]) -> None:
-    """`results` in the order of `slices`. Progress is told in offsets, as the total is: a
-    transaction's commit marker holds an offset and is no record, and counted in records, the bar
-    of a topic the pipeline wrote in transactions ended at half."""
-    for (_, start, end), (items, tally) in zip(slices, results, strict=True):
+    """`results` in the order of `slices`. A verdict seen before in its partition is a copy: counted
+    as one, and in nothing else (copies share the PO's key, so its partition; a copy a reprocess
+    wrote is in another slice than the verdict, often). Progress is told in offsets, as the total
+    is: a transaction's commit marker holds an offset and is no record, and counted in records, the
+    bar of a topic the pipeline wrote in transactions ended at half."""
+    seen: set[bytes] = set()  # the verdicts of the partition being read, kept until the next one's
+    partition_read = None
+    for (partition, start, end), (judged, tally) in zip(slices, results, strict=True):
+        if partition != partition_read:
+            seen, partition_read = set(), partition
+        report.add(tally)
+        items = []
+        for key, item in judged:
+            if key in seen:
+                report.copies += 1
+                continue
+            seen.add(key)
+            report.count(item)
+            items.append(item)
         if spool is not None:
             spool(items)
         elif keep_items:
             report.items.extend(items)
-        report.add(tally)
         on_progress(end - start)
 
 
@@ -227,12 +267,13 @@ def _codec(schema_registry_url: str | None):
 
 def _judge_slice(reader: TopicReader, topic: str, piece: tuple[int, int, int], policy: Policy, limits: Limits,
                  selection: Selection, schema_registry_url: str | None,
-                 keep_items: bool) -> tuple[list[ReplayedVerdict], Tally]:
-    """Reads one slice and judges its verdicts again: each verdict when `keep_items`, and the
-    counts. Status changes share the topic: they are left out by their schema fingerprint, undecoded."""
+                 ) -> tuple[list[tuple[bytes, ReplayedVerdict]], Tally]:
+    """Reads one slice and judges its verdicts again: each verdict with its copy key, counted by
+    `_collect` once it knows the copies; and the counts of records. Status changes share the topic:
+    they are left out by their schema fingerprint, undecoded."""
     codec = _codec(schema_registry_url)
     partition, start, end = piece
-    items: list[ReplayedVerdict] = []
+    judged: list[tuple[bytes, ReplayedVerdict]] = []
     tally = Tally()
     for record in reader.read(topic, {partition: (start, end)}):
         tally.records_read += 1
@@ -261,10 +302,8 @@ def _judge_slice(reader: TopicReader, topic: str, piece: tuple[int, int, int], p
             recorded_reasons=comparison.recorded_codes, rederived_reasons=comparison.rederived_codes,
             changed=comparison.changed, added_reasons=comparison.added_codes, removed_reasons=comparison.removed_codes,
         )
-        tally.count(item)
-        if keep_items:
-            items.append(item)
-    return items, tally
+        judged.append((_copy_key(message), item))
+    return judged, tally
 
 
 def recorded_message(codec: Codec, value: bytes) -> BaseModel:

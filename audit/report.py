@@ -134,7 +134,9 @@ td,th{{border:1px solid #ccc;padding:.25rem .5rem;text-align:left}}tr.changed{{b
 <p>Topic <b>{e(report.topic)}</b>, from {e(_ms(sel.since_ms))} to {e(_ms(sel.until_ms))}{
     ', invoices ' + e(', '.join(sorted(sel.invoice_ids))) if sel.invoice_ids else ''}{
     ', POs ' + e(', '.join(sorted(sel.po_numbers))) if sel.po_numbers else ''}; judged again under rules
-<b>{e(report.rules_version)}</b>. {report.judged} verdicts, <b>{report.changed} changed</b>,
+<b>{e(report.rules_version)}</b> (the range is of when each verdict was written to the topic). {report.judged}
+verdicts, <b>{report.changed} changed</b>, {report.copies} copies of them (written again by a reprocess or a
+recovery) counted once,
 {report.not_rederivable} without an audit record, {report.undecodable_count} undecodable records,
 {report.not_judged_count} verdicts the rules failed on (listed at the end, not in the table; the first
 {NAMED:,} of each are named).</p>

@@ -108,10 +108,13 @@ def replay(
 ) -> None:
     """Judge the recorded verdicts again under the current rules, and report what would change.
 
-    Reads the verdicts topic over a time range (record timestamps; mapped to offsets per
-    partition) and/or for some invoices or POs, and judges each verdict again against the PO
-    snapshot, invoice and context recorded in it: Sampro and the live pipeline are not touched,
-    no offset is committed. Prints a summary of the changes by status transition and by reason.
+    Reads the verdicts topic over a time range and/or for some invoices or POs, and judges each
+    verdict again against the PO snapshot, invoice and context recorded in it: Sampro and the live
+    pipeline are not touched, no offset is committed. The range is of when each verdict was written
+    to the topic (its record time, which Kafka maps to offsets per partition), not of when it was
+    given: a verdict written again in the range by a reprocess or a recovery after a crash is in it.
+    A verdict written more than once is counted once, its copies apart. Prints a summary of the changes by status
+    transition and by reason.
     Exit code 0 when the replay ran; 3 with --fail-on-change when any verdict would change; else 1
     when it judged no verdict, none of those found had the audit record to be judged again by, or
     some records could not be read or judged (they are listed in the report); 2 on unusable input,
@@ -223,6 +226,8 @@ def _print_summary(report, seconds: float, max_lines: int) -> None:
     err.print(f"{report.records_read:,} records read, {report.judged:,} verdicts judged again under rules "
               f"{report.rules_version} (invoices of {max_lines:,} lines at most) in {seconds:.1f} s: "
               f"[bold]{report.changed:,} would change[/]"
+              + (f", {report.copies:,} copies of them (written again by a reprocess or a recovery) counted once"
+                 if report.copies else "")
               + (f", {report.not_rederivable:,} have no audit record" if report.not_rederivable else "")
               + (f", {report.undecodable_count:,} records undecodable" if report.undecodable_count else "")
               + (f", {report.not_judged_count:,} verdicts the rules failed on (a bug: please report them)"

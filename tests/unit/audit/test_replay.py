@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import threading
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -20,6 +21,7 @@ from rules.limits import Limits
 from rules.policy import Policy, Tolerance
 from schemas.codec import SingleObjectCodec
 from tests.unit.audit.recorded import T0_MS, TOPIC, recorded_verdicts, verdicts_topic
+from tests.unit.rules.builders import PRICE_OFF, judge
 
 LENIENT = Policy(default=Tolerance(price_abs=Decimal("0.10")))
 
@@ -135,6 +137,28 @@ def test_a_price_tolerance_flips_exactly_the_invoices_held_back_by_price_alone(t
     assert report.reason_changes == {("PRICE_MISMATCH", "removed"): len(with_price)}
 
 
+@pytest.mark.parametrize("keep_items", [True, False])
+def test_a_verdict_written_again_is_counted_once_and_its_copies_as_copies(monkeypatch, keep_items):
+    """The PO ledger writes a verdict again, unchanged, on a reprocess or a recovery after a crash:
+    each copy was judged as another verdict, and "would change" and the tables grew with every
+    reprocess. Copies come in the same slice and in later slices of the partition."""
+    monkeypatch.setattr(replay_module, "SLICE", 2)
+    codec, reader = SingleObjectCodec(), InMemoryTopicReader()
+    held = judge(PRICE_OFF)
+    others = [judge(PRICE_OFF).model_copy(update={"invoice_id": f"MP-{n}"}) for n in range(3)]
+    for n, verdict in enumerate([held, held, others[0], held, *others[1:], held]):
+        reader.append(TOPIC, 0, T0_MS + n, b"PO-5001", codec.encode(verdict))
+    with Spool() as spool:
+        report = replay(reader, TOPIC, Selection(), LENIENT, workers=2, keep_items=keep_items,
+                        spool=None if keep_items else spool)
+        items = report.items if keep_items else list(spool)
+    assert (report.judged, report.changed) == (4, 4)
+    assert report.transitions == {("manual_review", "ready_to_process"): 4}
+    assert report.reason_changes == {("PRICE_MISMATCH", "removed"): 4}
+    assert report.copies == report.summary()["copies"] == 3
+    assert [(i.invoice_id, i.offset) for i in items] == [("MP-1001", 0), ("MP-0", 2), ("MP-1", 4), ("MP-2", 5)]
+
+
 def test_a_time_range_selects_exactly_the_records_inside_it(topic):
     reader, placed = topic
     since, until = T0_MS + 500 * 10, T0_MS + 1500 * 10  # positions 500 .. 1499
@@ -179,7 +203,8 @@ def test_a_verdict_that_cannot_be_judged_again_is_counted_and_the_replay_goes_on
         return judge_again(verdict, policy, limits)
 
     monkeypatch.setattr(replay_module, "judge_again", failing_for_one)
-    reader.append(TOPIC, 0, 2**62, verdicts[0].po_number.encode(), SingleObjectCodec().encode(verdicts[0]))
+    judged_later = verdicts[0].model_copy(update={"evaluated_at": verdicts[0].evaluated_at + timedelta(seconds=1)})
+    reader.append(TOPIC, 0, 2**62, verdicts[0].po_number.encode(), SingleObjectCodec().encode(judged_later))
     try:
         report = replay(reader, TOPIC, Selection(), Policy(), workers=1)
     finally:

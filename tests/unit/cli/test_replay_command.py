@@ -100,7 +100,7 @@ def test_verdicts_without_their_audit_record_are_counted_and_fail_the_run_only_w
 
     reader, placed = topic
     verdicts = recorded_verdicts(placed)
-    old = verdicts[0].model_copy(update={"audit": None})
+    old = verdicts[0].model_copy(update={"audit": None, "invoice_id": "MP-OLD"})  # no copy of verdicts[0]
     reader.append("verdicts", 0, 1_795_000_000_000, b"PO-X", SingleObjectCodec().encode(old))
     code, err = _run(monkeypatch, capsys, "--fail-on-change")
     assert code == 0 and "1 have no audit record" in err
