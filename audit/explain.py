@@ -250,8 +250,10 @@ def describe(message) -> tuple[str, str, dict]:
             po = message.po_snapshot
             judged_against = (f"PO {po.po_number} ({po.status.value}, vendor {po.vendor_id}, {len(po.lines)} line(s))"
                               if po else _without_po(message))
-            return "verdict", (f"{message.status.value} (HTTP {message.http_status}) under rules "
-                               f"{message.rules_version}, judged against {judged_against}: {reasons}"), {
+            again = _judged_again(message)
+            return "verdict", (f"{again + ': ' if again else ''}{message.status.value} (HTTP {message.http_status}) "
+                               f"under rules {message.rules_version}, judged against {judged_against}: {reasons}"), {
+                "judged_again": again, "judged_after": message.judged_after,
                 "reasons": [r.model_dump(mode="json") for r in message.reasons],
                 "po_snapshot": po.model_dump(mode="json") if po else None,
                 "in_flight": {k: str(v) for k, v in (message.audit.in_flight if message.audit else {}).items()}}
@@ -295,6 +297,22 @@ def _identity(message: object) -> tuple | None:
         case ReleaseRequested() | DispatchApproved():
             return type(message).__name__, message.command_id
     return None
+
+
+def _judged_again(verdict: Verdict) -> str | None:
+    """What the verdict was given again after, in words, as rules.po_ledger names it in `judged_after`:
+    without it, a clerk read manual_review, then ready_to_process, and nothing said what came between."""
+    after = verdict.judged_after
+    if after is None:
+        return None
+    own = f"{verdict.invoice_id}:v{verdict.invoice_version}:"
+    if after.startswith((own, f"verdict:{own}")):  # its last event: released or approved, then held anew
+        return "judged again at its turn at the RPA bot"
+    if after.startswith("rules:"):  # a reprocess after a change of rules: the verdict it follows
+        rules, _, given = after.removeprefix("rules:").rpartition("@")
+        return (f"judged again under rules {verdict.rules_version} "
+                f"(its verdict before was under rules {rules}, given {given})")
+    return f"judged again after Sampro change {after}"
 
 
 def _without_po(verdict: Verdict) -> str:

@@ -4,23 +4,28 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 
-from audit.explain import story
+from audit.explain import describe, story
 from connectors.topic_reader import InMemoryTopicReader
 from rules.errors import Unavailable
+from rules.judge import RulesJudge
 from rules.lifecycle import (
     InvoiceReplaced,
     InvoiceStatus,
     InvoiceSubmitted,
+    PurchaseOrderChanged,
     ReleaseRequested,
     RpaRequest,
     StatusChanged,
 )
-from rules.models import CompletionOutcome, RpaCompletion
+from rules.models import CompletionOutcome, PurchaseOrder, RpaCompletion, Verdict
+from rules.po_ledger import PurchaseOrderLedger, recheck_held, submit_invoice, verdict_event_id
+from rules.policy import Policy, Tolerance
 from schemas.codec import SingleObjectCodec
-from tests.unit.rules.builders import INVOICE, PRICE_OFF, judge
+from tests.unit.rules.builders import INVOICE, PO, PRICE_OFF, judge
 
 AT = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 
@@ -262,3 +267,43 @@ def test_a_debezium_event_of_the_marketplace_the_worker_could_not_read_is_a_step
     assert (step.what, step.invoice_version) == ("dead letter", 3) and told.complete
     assert step.summary == ("dead-lettered by ingest-marketplace-cdc at decode: MarketplaceRecordError: lines: not "
                             "JSON (the record from marketplace.invoices[0]@4)")
+
+
+def test_a_verdict_given_again_says_after_what_as_the_po_ledger_names_it():
+    """A clerk read manual_review, then ready_to_process, and nothing between said why."""
+    def verdicts(outcome) -> list[Verdict]:
+        return [message for message in outcome.emitted if isinstance(message, Verdict)]
+
+    submitted = InvoiceSubmitted(invoice_id="MP-1001", version=1, po_number="PO-5001", document=PRICE_OFF,
+                                 received_at=AT)
+    held = submit_invoice(PurchaseOrderLedger(po_number="PO-5001"), submitted,
+                          RulesJudge(PurchaseOrder.model_validate(PO), [], Policy(), AT), "automatic")
+    (first,) = verdicts(held)
+    lenient = Policy(default=Tolerance(price_abs=Decimal("0.10")))
+    (under_new_rules,) = verdicts(submit_invoice(held.ledger, submitted,
+                                                 RulesJudge(PurchaseOrder.model_validate(PO), [], lenient, AT),
+                                                 "automatic"))
+    repriced = {**PO, "lines": [{**PO["lines"][0], "unit_price": "15.60"}, *PO["lines"][1:]]}
+    change = PurchaseOrderChanged(event_id="sampro:PO-5001:1764061800000000", po_number="PO-5001", changed_at=AT)
+    (after_change,) = verdicts(recheck_held(held.ledger, change,
+                                            RulesJudge(PurchaseOrder.model_validate(repriced), [], Policy(), AT),
+                                            "automatic"))
+    # Released (its last event, a status change), or approved when ready (its verdict's event), then held anew.
+    at_its_turn = first.model_copy(update={"judged_after": "MP-1001:v1:released:r-1"})
+    after_its_verdict = first.model_copy(update={"judged_after": verdict_event_id(
+        "MP-1001", 1, "ready_to_process", first.rules_version, None)})
+
+    said = {name: describe(verdict) for name, verdict in (
+        ("first", first), ("rules", under_new_rules), ("sampro", after_change), ("turn", at_its_turn),
+        ("turn after its verdict", after_its_verdict))}
+    assert said["first"][1].startswith("manual_review")
+    assert said["rules"][1].startswith(
+        f"judged again under rules {under_new_rules.rules_version} (its verdict before was under rules "
+        f"{first.rules_version}, given {first.evaluated_at.isoformat()}): ready_to_process")
+    assert said["sampro"][1].startswith("judged again after Sampro change sampro:PO-5001:1764061800000000: "
+                                        "ready_to_process")
+    for name in ("turn", "turn after its verdict"):
+        assert said[name][1].startswith("judged again at its turn at the RPA bot: manual_review")
+    assert said["first"][2]["judged_again"] is None
+    assert said["sampro"][2]["judged_again"] == "judged again after Sampro change sampro:PO-5001:1764061800000000"
+    assert said["sampro"][2]["judged_after"] == "sampro:PO-5001:1764061800000000"
