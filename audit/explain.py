@@ -269,7 +269,10 @@ def describe(message) -> tuple[str, str, dict]:
                                    f"total {message.payload.total_amount} {message.payload.currency}"), {
                 "attempt": message.attempt, "payload": message.payload.model_dump(mode="json")}
         case RpaCompletion():
-            result = (f"entered in Sampro as {message.sampro_invoice_id}" if message.outcome.value == "success"
+            # The bot may give no Sampro invoice number: "entered in Sampro as None" read as an entry of nothing.
+            entered = (f"as {message.sampro_invoice_id}" if message.sampro_invoice_id
+                       else "(the bot gave no Sampro invoice number)")
+            result = (f"entered in Sampro {entered}" if message.outcome.value == "success"
                       else f"failed: {message.error}")
             return "completion", f"RPA bot reports version {message.invoice_version} {result}", {
                 "event_id": message.event_id}

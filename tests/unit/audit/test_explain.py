@@ -307,3 +307,13 @@ def test_a_verdict_given_again_says_after_what_as_the_po_ledger_names_it():
     assert said["first"][2]["judged_again"] is None
     assert said["sampro"][2]["judged_again"] == "judged again after Sampro change sampro:PO-5001:1764061800000000"
     assert said["sampro"][2]["judged_after"] == "sampro:PO-5001:1764061800000000"
+
+
+def test_an_entry_the_bot_gave_no_sampro_number_for_says_so():
+    """It read "entered in Sampro as None"."""
+    completion = RpaCompletion(event_id="done", invoice_id="MP-1001", invoice_version=1, po_number="PO-5001",
+                               outcome=CompletionOutcome.SUCCESS, occurred_at=AT)
+    assert describe(completion)[1] == ("RPA bot reports version 1 entered in Sampro "
+                                       "(the bot gave no Sampro invoice number)")
+    numbered = completion.model_copy(update={"sampro_invoice_id": "S-9"})
+    assert describe(numbered)[1] == "RPA bot reports version 1 entered in Sampro as S-9"
