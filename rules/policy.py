@@ -31,7 +31,9 @@ All tolerances default to zero, the exact matching AP uses today. Example:
 A zero (or absent) percentage or amount is no tolerance of that kind; when both kinds of one limit
 are set, a value must be within both. A line's tolerance is `[default]`, then `[parts.P]`, then
 `[vendors.V]`, then `[vendors.V.parts.P]`, later sections overriding the keys they set. Vendor ids
-and part numbers are matched as identifiers are (see `rules.identifiers`).
+and part numbers are matched as identifiers are (see `rules.identifiers`). `tax_abs`, `total_abs`
+and `duplicate_window_days` are the invoice's, not a line's: only `[default]` and `[vendors.V]` set
+them.
 """
 
 from __future__ import annotations
@@ -212,6 +214,21 @@ def _section(table: Any, where: str) -> dict[str, Any]:
     return values
 
 
+# Judged once per invoice, with its vendor's tolerance (`Case.tolerance`): set in a part's section,
+# they were taken without a word and never read.
+INVOICE_KEYS = ("tax_abs", "total_abs", "duplicate_window_days")
+
+
+def _part_section(table: Any, where: str, belongs: str) -> dict[str, Any]:
+    """A part's section (`belongs`: where the invoice's own keys go instead)."""
+    values = _section(table, where)
+    for key in INVOICE_KEYS:
+        if key in values:
+            raise PolicyError(f"{where}.{key}: judged for the whole invoice, not per part: set it in {belongs} "
+                              f"(value {table[key]!r})")
+    return values
+
+
 def _identifiers(table: Any, where: str) -> IdentifierRules:
     if not isinstance(table, dict) or set(table) - {"case_sensitive"}:
         raise PolicyError(f"{where}: expected only case_sensitive = [...], got {table!r}")
@@ -233,7 +250,7 @@ def parse_policy(document: dict[str, Any], source: str = "tolerances") -> Policy
             raise PolicyError(f"{where}: expected a table, got {table!r}")
         return {identifiers.key(name, key): value for key, value in table.items()}
 
-    parts = {part: _section(table, f"{source}: parts.{part}")
+    parts = {part: _part_section(table, f"{source}: parts.{part}", "[default] or [vendors.V]")
              for part, table in keyed(document.get("parts", {}), f"{source}: parts", "part_number").items()}
     vendors: dict[str, dict[str, Any]] = {}
     vendor_parts: dict[tuple[str, str], dict[str, Any]] = {}
@@ -243,7 +260,7 @@ def parse_policy(document: dict[str, Any], source: str = "tolerances") -> Policy
         own_parts = table.pop("parts", {}) if isinstance(table, dict) else {}
         vendors[vendor] = _section(table, where)
         for part, part_table in keyed(own_parts, f"{where}.parts", "part_number").items():
-            vendor_parts[(vendor, part)] = _section(part_table, f"{where}.parts.{part}")
+            vendor_parts[(vendor, part)] = _part_section(part_table, f"{where}.parts.{part}", f"[vendors.{vendor}]")
     return Policy(default=default, parts=parts, vendors=vendors, vendor_parts=vendor_parts, identifiers=identifiers)
 
 

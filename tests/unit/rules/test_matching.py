@@ -166,6 +166,19 @@ def test_an_unknown_key_or_a_bad_value_names_where_it_is():
         parse_policy({"identifiers": {"case_sensitive": ["colour"]}})
 
 
+@pytest.mark.parametrize(("document", "refused"), [
+    ({"parts": {"AC-100": {"tax_abs": "0.01"}}}, r"parts\.ac-100\.tax_abs: .* \[default\] or \[vendors\.V\]"),
+    ({"vendors": {"V100": {"parts": {"AC-100": {"total_abs": "0.02"}}}}},
+     r"vendors\.v100\.parts\.ac-100\.total_abs: .* \[vendors\.v100\] \(value '0\.02'\)"),
+    ({"parts": {"AC-100": {"duplicate_window_days": 0}}}, r"parts\.ac-100\.duplicate_window_days: .*value 0"),
+])
+def test_a_part_section_may_not_set_what_is_judged_once_per_invoice(document, refused):
+    """The tax, the total and the duplicate window are judged with the vendor's tolerance: a part's
+    value was taken and never read, and AP believed the part's tax had its leeway."""
+    with pytest.raises(PolicyError, match=refused):
+        parse_policy(document)
+
+
 @pytest.mark.parametrize(("tax", "flagged"), [("2.49", False), ("2.47", False), ("2.50", True)])
 def test_tax_accepts_the_rounding_difference_it_is_given(tax, flagged):
     policy = Policy(default=Tolerance(tax_abs=D("0.01")))
