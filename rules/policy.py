@@ -28,12 +28,14 @@ All tolerances default to zero, the exact matching AP uses today. Example:
     [vendors.V100.parts."AC-100"]   # for this vendor's part
     quantity_abs = "2"
 
-A zero (or absent) percentage or amount is no tolerance of that kind; when both kinds of one limit
-are set, a value must be within both. A line's tolerance is `[default]`, then `[parts.P]`, then
-`[vendors.V]`, then `[vendors.V.parts.P]`, later sections overriding the keys they set. Vendor ids
-and part numbers are matched as identifiers are (see `rules.identifiers`). `tax_abs`, `total_abs`
-and `duplicate_window_days` are the invoice's, not a line's: only `[default]` and `[vendors.V]` set
-them.
+When both kinds of one limit are set, a value must be within both. In `[default]`, a zero
+percentage or amount is no tolerance of that kind, as an absent one is; in a part's or vendor's
+section, a zero is no leeway of that kind (`price_abs = "0"` keeps the vendor's prices at the PO's,
+whatever percentage `[default]` gives), and an absent key is the section above's. A
+line's tolerance is `[default]`, then `[parts.P]`, then `[vendors.V]`, then `[vendors.V.parts.P]`,
+later sections overriding the keys they set. Vendor ids and part numbers are matched as identifiers
+are (see `rules.identifiers`). `tax_abs`, `total_abs` and `duplicate_window_days` are the
+invoice's, not a line's: only `[default]` and `[vendors.V]` set them.
 """
 
 from __future__ import annotations
@@ -58,22 +60,25 @@ class PolicyError(ValueError):
     """A tolerances file that cannot be used, naming the key and the value."""
 
 
-def within(base: Decimal, pct: Decimal, absolute: Decimal) -> Decimal:
-    """How far from `base` a value may be: the stricter of the two kinds that are set, else 0."""
-    if pct:
-        by_pct = base * pct / HUNDRED
-        return min(by_pct, absolute) if absolute else by_pct
-    return absolute if absolute else ZERO
+def within(base: Decimal, pct: Decimal | None, absolute: Decimal | None) -> Decimal:
+    """How far from `base` a value may be: the stricter of the two kinds that are set (None: not
+    set; a zero is set, and allows nothing), else 0."""
+    if pct is None:
+        return ZERO if absolute is None else absolute
+    by_pct = base * pct / HUNDRED
+    return by_pct if absolute is None or by_pct < absolute else absolute
 
 
 @dataclass(frozen=True, slots=True)
 class Tolerance:
-    price_pct: Decimal = ZERO  # above the PO price (the file's old `price_pct` keeps this meaning)
-    price_abs: Decimal = ZERO
-    price_lower_pct: Decimal = ZERO
-    price_lower_abs: Decimal = ZERO
-    quantity_pct: Decimal = ZERO
-    quantity_abs: Decimal = ZERO
+    # Each limit by % and/or amount; None: not set. A zero was taken for not set, and a vendor's
+    # price_abs = "0" gave it the whole [default] percentage instead of none.
+    price_pct: Decimal | None = None  # above the PO price (the file's old `price_pct` keeps this meaning)
+    price_abs: Decimal | None = None
+    price_lower_pct: Decimal | None = None
+    price_lower_abs: Decimal | None = None
+    quantity_pct: Decimal | None = None
+    quantity_abs: Decimal | None = None
     three_way_match: bool = False
     received_pct: Decimal = ZERO
     tax_abs: Decimal = ZERO
@@ -95,7 +100,16 @@ class Tolerance:
 
 # As Sampro keeps amounts (numeric(18, 4)), with room for a finer percentage.
 TOLERANCE_DIGITS = Limits(max_integer_digits=14, max_fraction_digits=8)
-_DECIMALS = tuple(f.name for f in fields(Tolerance) if f.type == "Decimal")
+_DECIMALS = tuple(f.name for f in fields(Tolerance) if f.type in ("Decimal", "Decimal | None"))
+_LIMITS = tuple(f.name for f in fields(Tolerance) if f.type == "Decimal | None")
+
+
+def _default(tolerance: Tolerance) -> Tolerance:
+    """`[default]` as documented: a zero limit there is none set. Files spell every key out as "0"
+    (samples/tolerances.toml): taken as no leeway, that price_abs = "0" would hold the 2 % of
+    [vendors.V300] to nothing."""
+    unset: dict[str, Any] = {name: None for name in _LIMITS if getattr(tolerance, name) == 0}
+    return replace(tolerance, **unset) if unset else tolerance
 
 
 @dataclass(frozen=True)
@@ -115,6 +129,7 @@ class Policy:
     def __post_init__(self) -> None:
         # Sections are found by identifier keys, however the caller spelled the vendor or part.
         key = self.identifiers.key
+        object.__setattr__(self, "default", _default(self.default))
         object.__setattr__(self, "parts", {key("part_number", p): dict(s) for p, s in self.parts.items()})
         object.__setattr__(self, "vendors", {key("vendor_id", v): dict(s) for v, s in self.vendors.items()})
         object.__setattr__(self, "vendor_parts", {(key("vendor_id", v), key("part_number", p)): dict(s)

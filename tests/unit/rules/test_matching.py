@@ -159,6 +159,30 @@ def test_a_part_section_and_a_vendors_part_section_take_over_in_order():
     assert policy.digest() != Policy().digest()
 
 
+@pytest.mark.parametrize(("section", "where"), [("vendors", "V100"), ("parts", "AC-100")])
+def test_a_zero_in_a_vendors_or_parts_section_allows_none_of_that_kind(section, where):
+    """Read as not set, a vendor's price_abs = "0" gave it the whole 2 % of [default], where AP had
+    meant to take its 0.50 away; the quantity's pair, the same."""
+    default = {"price_pct": "2", "price_abs": "0.50", "quantity_pct": "10", "quantity_abs": "2"}
+    strict = parse_policy({"default": default, section: {where: {"price_abs": "0", "quantity_pct": "0"}}})
+    assert codes(judge(one_line(price="15.51"), one_po(), policy=strict)) == ["PRICE_MISMATCH"]
+    assert codes(judge(one_line(qty="21"), one_po(po_line(1, "15.50", "20")), policy=strict)) == [
+        "QUANTITY_EXCEEDS_OPEN"]
+    other = parse_policy({"default": default})  # 2 % of 15.50 is 0.31, stricter than 0.50
+    assert codes(judge(one_line(price="15.81"), one_po(), policy=other)) == []
+    assert codes(judge(one_line(qty="22"), one_po(po_line(1, "15.50", "20")), policy=other)) == []
+
+
+def test_a_zero_in_default_is_no_limit_of_that_kind():
+    """As documented, and as samples/tolerances.toml spells every key out: a vendor's 2 % is not
+    held to [default]'s price_abs = "0"."""
+    policy = parse_policy({"default": {"price_pct": "0", "price_abs": "0"}, "vendors": {"V100": {"price_pct": "2"}}})
+    assert codes(judge(one_line(price="15.81"), one_po(), policy=policy)) == []
+    assert parse_policy({"default": {"price_pct": "0", "price_abs": "0.50"}}).for_line("V1", "P") == Tolerance(
+        price_abs=D("0.50"))
+    assert parse_policy({"default": {"price_pct": "0", "quantity_abs": "0"}}) == Policy()
+
+
 def test_an_unknown_key_or_a_bad_value_names_where_it_is():
     with pytest.raises(PolicyError, match=r"vendors\.v100\.parts\.x\.price_pct: not a number"):
         parse_policy({"vendors": {"V100": {"parts": {"X": {"price_pct": "lots"}}}}})

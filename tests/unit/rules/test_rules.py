@@ -192,16 +192,17 @@ def test_po_not_open(status, flagged):
         ("15.500", "0", "0", False),  # exact decimals: 15.5 == 15.500
         ("15.51", "0", "0", True),
         ("15.49", "0", "0", True),
-        ("15.655", "1", "0", False),  # 1 % of 15.50 = 0.155: exactly on the edge
-        ("15.656", "1", "0", True),
-        ("15.60", "0", "0.10", False),
-        ("15.61", "0", "0.10", True),
-        ("15.40", "0", "0.10", True),  # price_abs is the upper limit: below the PO price needs a lower one
+        ("15.655", "1", None, False),  # 1 % of 15.50 = 0.155: exactly on the edge
+        ("15.656", "1", None, True),
+        ("15.60", None, "0.10", False),
+        ("15.61", None, "0.10", True),
+        ("15.40", None, "0.10", True),  # price_abs is the upper limit: below the PO price needs a lower one
     ],
 )
 def test_price_mismatch(price, pct, abs_, flagged):
     amount = str((D("2") * D(price)).quantize(D("0.01")))
-    policy = Policy(default=Tolerance(), vendors={"V100": {"price_pct": D(pct), "price_abs": D(abs_)}})
+    section = {key: D(value) for key, value in (("price_pct", pct), ("price_abs", abs_)) if value is not None}
+    policy = Policy(default=Tolerance(), vendors={"V100": section})
     doc = one_line_invoice(price=price, amount=amount, tax="0", total=amount)
     verdict = judge(doc, po(tax_rate=None), policy=policy)
     assert ("PRICE_MISMATCH" in codes(verdict)) is flagged
