@@ -6,8 +6,9 @@ from datetime import timedelta
 from decimal import Decimal
 
 from rules.case import Case, finding
+from rules.context import KnownInvoice
 from rules.duplicates import counts, looks_alike, same_number
-from rules.models import Finding, POStatus, Severity
+from rules.models import Finding, Invoice, POStatus, Severity
 
 ERROR, WARNING = Severity.ERROR, Severity.WARNING
 ZERO = Decimal(0)
@@ -47,25 +48,29 @@ def duplicate_invoice(case: Case) -> list[Finding]:
 
 
 def possible_duplicate(case: Case) -> list[Finding]:
+    """One finding per earlier invoice that looks alike, each a hold of its own (`rules.holds`): with
+    the first alone named, the clerk cleared it, and another of the same total, two days older,
+    was never shown and was paid twice."""
     inv, identifiers = case.parsed_invoice, case.context.policy.identifiers
     window = case.tolerance.duplicate_window_days
     if (keys := case.number_keys) is None:  # no earlier invoice like it
         return []
-    for earlier in case.earlier:
-        if not counts(earlier, inv) or (why := looks_alike(earlier, inv, keys, identifiers, window)) is None:
-            continue
-        if why == "number":
-            message = (f"Vendor {inv.vendor_id} invoice {inv.invoice_number.strip()} reads like invoice "
-                       f"{earlier.invoice_number.strip()}, already processed as {earlier.invoice_id} "
-                       f"({earlier.status}).")
-            return [finding("POSSIBLE_DUPLICATE", WARNING, message, field="invoice_number",
-                            expected=earlier.invoice_id, actual=inv.invoice_number.strip())]
-        message = (f"Vendor {inv.vendor_id} already has invoice {earlier.invoice_number.strip()} for the same total "
-                   f"{inv.total_amount} dated {earlier.invoice_date}, within {window} days "
-                   f"({earlier.invoice_id}, {earlier.status}).")
-        return [finding("POSSIBLE_DUPLICATE", WARNING, message, field="total_amount", expected=earlier.invoice_id,
-                        actual=inv.total_amount)]
-    return []
+    return [_looks_like(inv, earlier, why, window) for earlier in case.earlier
+            if counts(earlier, inv) and (why := looks_alike(earlier, inv, keys, identifiers, window)) is not None]
+
+
+def _looks_like(inv: Invoice, earlier: KnownInvoice, why: str, window: int) -> Finding:
+    if why == "number":
+        message = (f"Vendor {inv.vendor_id} invoice {inv.invoice_number.strip()} reads like invoice "
+                   f"{earlier.invoice_number.strip()}, already processed as {earlier.invoice_id} "
+                   f"({earlier.status}).")
+        return finding("POSSIBLE_DUPLICATE", WARNING, message, field="invoice_number",
+                       expected=earlier.invoice_id, actual=inv.invoice_number.strip())
+    message = (f"Vendor {inv.vendor_id} already has invoice {earlier.invoice_number.strip()} for the same total "
+               f"{inv.total_amount} dated {earlier.invoice_date}, within {window} days "
+               f"({earlier.invoice_id}, {earlier.status}).")
+    return finding("POSSIBLE_DUPLICATE", WARNING, message, field="total_amount", expected=earlier.invoice_id,
+                   actual=inv.total_amount)
 
 
 def vendor_mismatch(case: Case) -> list[Finding]:

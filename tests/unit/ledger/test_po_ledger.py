@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 
+from rules.context import KnownInvoice
 from rules.errors import DataError, RefusedEdit
+from rules.holds import holds_of
+from rules.judge import RulesJudge
 from rules.lifecycle import (
     DispatchApproved,
     InvoiceReplaced,
@@ -22,6 +25,7 @@ from rules.lifecycle import (
 from rules.models import (
     CompletionOutcome,
     Finding,
+    PurchaseOrder,
     RpaCompletion,
     RpaPayload,
     RpaPayloadLine,
@@ -43,6 +47,8 @@ from rules.po_ledger import (
     submit_invoice,
     withdraw_invoice,
 )
+from rules.policy import Policy
+from tests.unit.rules.builders import NOW, PO, invoice
 
 AT = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 
@@ -1100,6 +1106,32 @@ def test_a_duplicate_is_never_released_whatever_the_command_names():
     everything = release_invoice(ledger, release([]), judge, "automatic")  # a command from before holds
     (change,) = everything.emitted
     assert change.status is InvoiceStatus.MANUAL_REVIEW and change.holds == ["PRICE_MISMATCH:1:unit_price"]
+
+
+def test_two_earlier_invoices_of_the_same_total_are_two_holds_and_releasing_one_leaves_the_other():
+    """The rules named the first earlier invoice that looked alike only: the clerk cleared it, and
+    the other, of the same total, went to the bot unseen. Released each by its name, the invoice
+    is judged again at its turn at the bot and its holds read as released."""
+    earlier = [KnownInvoice(f"MP-{n}", "V100", f"A-{n}", "entered", Decimal("57.25"), date(2026, 11, n))
+               for n in (17, 18)]
+
+    def rules(*history: KnownInvoice) -> RulesJudge:
+        return RulesJudge(PurchaseOrder.model_validate(PO), list(history), Policy(), NOW)
+
+    submitted = InvoiceSubmitted(invoice_id="A", version=1, po_number="PO-5001", document=invoice(invoice_id="A"),
+                                 received_at=NOW)
+    first = submit_invoice(PurchaseOrderLedger(po_number="PO-5001"), submitted, rules(*earlier), "automatic")
+    (verdict,) = first.emitted
+    one, other = (hold.id for hold in holds_of(verdict.reasons))
+    command = release([one]).model_copy(update={"po_number": "PO-5001"})
+    partly = release_invoice(first.ledger, command, rules(*earlier), "automatic")
+    assert [(m.status, m.holds) for m in partly.emitted] == [(InvoiceStatus.MANUAL_REVIEW, [one])]
+    command = release([other], "r2").model_copy(update={"po_number": "PO-5001"})
+    third = KnownInvoice("MP-19", "V100", "A-19", "entered", Decimal("57.25"), date(2026, 11, 19))
+    held_anew = release_invoice(partly.ledger, command, rules(*earlier, third), "automatic")
+    assert statuses(held_anew.emitted) == [("A", "released"), ("A", "manual_review"), ("A", "manual_review")]
+    gone = release_invoice(partly.ledger, command, rules(*earlier), "automatic")
+    assert statuses(gone.emitted) == [("A", "released"), ("A", "rpa_request"), ("A", "sent_to_rpa")]
 
 
 def test_a_release_of_holds_a_new_judgement_took_away_releases_nothing_and_says_so():

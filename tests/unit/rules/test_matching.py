@@ -395,6 +395,24 @@ def test_a_line_goes_to_the_po_line_at_its_very_price_before_one_the_tolerance_l
     assert exceeds.message.startswith("PO line 2 ")  # left over on the line at its price, not the 10.00 one
 
 
+def test_each_earlier_invoice_that_looks_alike_is_a_possible_duplicate_and_a_hold_of_its_own():
+    """With the first alone named, the clerk cleared a June invoice of a near number, and the one of
+    the same total two days before was never shown: released, the invoice was paid twice."""
+    from rules.holds import holds_of
+
+    near = KnownInvoice("MP-9", "V100", "INV-0042", "entered", D("980.00"), date(2026, 6, 1))
+    same_totals = [KnownInvoice(f"MP-1{n}", "V100", f"A-778{n}", "entered", D("31.00"), date(2026, 11, 18 - n))
+                   for n in (0, 1)]
+    verdict = judge(one_line(invoice_number="INV-42", total_amount="31.00"), one_po(),
+                    history=(near, *same_totals))
+    assert [(r.code, r.field, r.expected) for r in verdict.reasons] == [
+        ("POSSIBLE_DUPLICATE", "invoice_number", "MP-9"), ("POSSIBLE_DUPLICATE", "total_amount", "MP-10"),
+        ("POSSIBLE_DUPLICATE", "total_amount", "MP-11")]
+    names = [hold.id for hold in holds_of(verdict.reasons)]
+    assert names[0] == "POSSIBLE_DUPLICATE::invoice_number" and len(set(names)) == 3
+    assert all(name.startswith("POSSIBLE_DUPLICATE::total_amount#") for name in names[1:])
+
+
 def test_a_line_short_of_receipt_on_two_po_lines_is_two_holds_each_released_on_its_own():
     """As one hold, releasing the one the clerk was shown released the other PO line's shortfall unseen."""
     from rules.holds import holds_of
