@@ -8,6 +8,7 @@ from decimal import Decimal
 from rules.case import Case, finding
 from rules.context import KnownInvoice
 from rules.duplicates import counts, looks_alike, same_number
+from rules.lifecycle import InvoiceStatus
 from rules.models import Finding, Invoice, POStatus, Severity
 
 ERROR, WARNING = Severity.ERROR, Severity.WARNING
@@ -40,8 +41,7 @@ def duplicate_invoice(case: Case) -> list[Finding]:
         if counts(earlier, inv) and same_number(earlier, keys, identifiers):
             return [
                 finding("DUPLICATE_INVOICE", ERROR,
-                        f"Vendor {inv.vendor_id} invoice {inv.invoice_number.strip()} was already processed as "
-                        f"{earlier.invoice_id} ({earlier.status}).",
+                        f"Vendor {inv.vendor_id} invoice {inv.invoice_number.strip()} {_where(earlier)}.",
                         field="invoice_number", expected=earlier.invoice_id, actual=inv.invoice_number.strip())
             ]
     return []
@@ -62,15 +62,24 @@ def possible_duplicate(case: Case) -> list[Finding]:
 def _looks_like(inv: Invoice, earlier: KnownInvoice, why: str, window: int) -> Finding:
     if why == "number":
         message = (f"Vendor {inv.vendor_id} invoice {inv.invoice_number.strip()} reads like invoice "
-                   f"{earlier.invoice_number.strip()}, already processed as {earlier.invoice_id} "
-                   f"({earlier.status}).")
+                   f"{earlier.invoice_number.strip()}, which {_where(earlier)}.")
         return finding("POSSIBLE_DUPLICATE", WARNING, message, field="invoice_number",
                        expected=earlier.invoice_id, actual=inv.invoice_number.strip())
     message = (f"Vendor {inv.vendor_id} already has invoice {earlier.invoice_number.strip()} for the same total "
-               f"{inv.total_amount} dated {earlier.invoice_date}, within {window} days "
-               f"({earlier.invoice_id}, {earlier.status}).")
+               f"{inv.total_amount} dated {earlier.invoice_date}, within {window} days, which {_where(earlier)}.")
     return finding("POSSIBLE_DUPLICATE", WARNING, message, field="total_amount", expected=earlier.invoice_id,
                    actual=inv.total_amount)
+
+
+def _where(earlier: KnownInvoice) -> str:
+    """Where the earlier invoice is, by its status: one still pending (held, or not yet at the RPA
+    bot) was said to be "already processed", and the clerk looked for an entry Sampro did not have."""
+    if earlier.status == InvoiceStatus.ENTERED:
+        return f"is already entered in Sampro as {earlier.invoice_id}"
+    if earlier.status == InvoiceStatus.SENT_TO_RPA:
+        return f"was already sent to the RPA bot as {earlier.invoice_id}"
+    return (f"is already pending as {earlier.invoice_id} ({earlier.status.replace('_', ' ')}), "
+            "not entered in Sampro yet")
 
 
 def vendor_mismatch(case: Case) -> list[Finding]:

@@ -65,6 +65,27 @@ def test_an_invoice_number_in_another_case_is_a_duplicate():
 
 
 
+@pytest.mark.parametrize(("status", "where"), [
+    ("entered", "is already entered in Sampro as MP-9"),
+    ("sent_to_rpa", "was already sent to the RPA bot as MP-9"),
+    ("awaiting_receipt", "is already pending as MP-9 (awaiting receipt), not entered in Sampro yet"),
+    ("manual_review", "is already pending as MP-9 (manual review), not entered in Sampro yet"),
+])
+def test_a_duplicate_says_where_the_earlier_invoice_is(status, where):
+    """An earlier invoice held for a receipt was "already processed": the clerk looked in Sampro
+    for an entry that was not there."""
+    exact = KnownInvoice("MP-9", "V100", "INV-42", status, D("980.00"), date(2026, 6, 1))
+    (duplicate,) = judge(one_line(invoice_number="INV-42"), one_po(), history=(exact,)).reasons
+    assert duplicate.message == f"Vendor V100 invoice INV-42 {where}."
+    near, same_total = (KnownInvoice("MP-9", "V100", number, status, total, date(2026, 11, 18))
+                        for number, total in (("INV-0042", D("980.00")), ("A-7781", D("31.00"))))
+    (by_number,) = judge(one_line(invoice_number="INV-42"), one_po(), history=(near,)).reasons
+    assert by_number.message == f"Vendor V100 invoice INV-42 reads like invoice INV-0042, which {where}."
+    (by_total,) = judge(one_line(invoice_number="INV-42"), one_po(), history=(same_total,)).reasons
+    assert by_total.message == (f"Vendor V100 already has invoice A-7781 for the same total 31.00 dated 2026-11-18, "
+                                f"within 30 days, which {where}.")
+
+
 def test_a_vendor_spelt_in_another_case_is_a_duplicate_unless_its_case_counts():
     history = (KnownInvoice("MP-9", "v100", "NV-2026-0417", "entered"),)
     invoice = one_line(invoice_number="NV-2026-0417")
