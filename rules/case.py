@@ -10,8 +10,10 @@ Matching, as AP systems match (one line matcher for the rules and the payload al
 - its quantity is placed on the matched PO lines, the nearest in price first (then in line
   order: a tolerance widens the match, it does not choose the line), first up to what each still has
   open (ordered - invoiced in Sampro - at the RPA bot - placed by earlier lines of this invoice),
-  then into each line's quantity tolerance. What is left over is QUANTITY_EXCEEDS_OPEN on the PO
-  line it would overflow, never a silent spread onto a line at another price;
+  then into each line's quantity tolerance; under three-way match, what each has received and
+  not yet invoiced comes first, then its received tolerance, then what is open. What is left over
+  is QUANTITY_EXCEEDS_OPEN on the PO line it would overflow, never a silent spread onto a line at
+  another price;
 - the RPA payload has one line per invoice line and PO line it was placed on.
 
 Plain attributes rather than lazy properties: `evaluate` runs tens of thousands of times a
@@ -33,6 +35,11 @@ ZERO = Decimal(0)
 _LINE_NO = attrgetter("line_no")
 # The rooms of a PO line a quantity is placed into, pass by pass (`Case._place`).
 _RECEIVED, _OPEN, _TOLERANCE = "received and not yet invoiced", "open", "open and the quantity tolerance"
+_RECEIVED_TOLERANCE = "received and not yet invoiced, and the received tolerance"
+_TWO_WAY, _THREE_WAY = (_OPEN, _TOLERANCE), (_RECEIVED, _RECEIVED_TOLERANCE, _OPEN, _TOLERANCE)
+# On one PO line the received tolerance chooses nothing: it would only split what goes there anyway,
+# and 2 + 0.3 + 6.7 placed read "9.0" in the findings, where they read "9".
+_THREE_WAY_ONE_LINE = (_RECEIVED, _OPEN, _TOLERANCE)
 
 
 class LineMatch:
@@ -56,6 +63,20 @@ class LineMatch:
     def targets(self) -> list[PurchaseOrderLine]:
         """The PO lines its quantity goes to: the matched ones, else the nearest by price."""
         return self.matched or ([self.nearest] if self.nearest is not None else [])
+
+
+def _allowance(room_by: str, po_line: PurchaseOrderLine, tolerance: Tolerance) -> Decimal:
+    """How far past what a PO line has open a pass may place on it; less than nothing, short of it."""
+    if room_by is _TOLERANCE:
+        return tolerance.quantity_allowance(po_line.quantity_ordered)
+    if room_by is _OPEN or po_line.quantity_received is None:
+        return ZERO
+    undelivered = max(ZERO, po_line.quantity_ordered - po_line.quantity_received)
+    if room_by is _RECEIVED:
+        return -undelivered
+    # Into the received tolerance, as far as the quantity tolerance lets it pass the order.
+    return min(tolerance.received_allowance(po_line.quantity_received) - undelivered,
+               tolerance.quantity_allowance(po_line.quantity_ordered))
 
 
 def _choice(match: LineMatch) -> tuple[int, bool]:
@@ -137,7 +158,10 @@ class Case:
         """First what each matched PO line has open, then its quantity tolerance, nearest in price
         first; under three-way match, what each has received and not yet invoiced before that, as
         Oracle and Coupa match to the receipt: an invoice for goods delivered on PO line 2 was put
-        on undelivered line 1 and waited for a receipt that was never needed."""
+        on undelivered line 1 and waited for a receipt that was never needed. Then, before what is
+        open, each line's received tolerance (within its quantity tolerance): 11 on a PO whose line
+        2 had received its 10, with 10 % of leeway on receipts, put the 11th on undelivered line 1,
+        held for a receipt, where the same invoice against line 2 alone was ready."""
         targets = match.targets
         if not targets:
             return
@@ -150,23 +174,16 @@ class Case:
                 match.placed = [(po_line, quantity)]
                 return
         left, placed = match.line.quantity, dict.fromkeys([t.line_no for t in targets], ZERO)
-        for room_by in ((_RECEIVED, _OPEN, _TOLERANCE) if match.tolerance.three_way_match else (_OPEN, _TOLERANCE)):
+        passes = (_TWO_WAY if not match.tolerance.three_way_match else _THREE_WAY if len(targets) > 1
+                  else _THREE_WAY_ONE_LINE)
+        for room_by in passes:
             if left <= 0:  # all placed within what is open: the tolerance has nothing to take
                 break
             for po_line in targets:
                 line_no = po_line.line_no
-                if room_by is _TOLERANCE:
-                    allowance = match.tolerance.quantity_allowance(po_line.quantity_ordered)
-                elif room_by is _RECEIVED:
-                    if po_line.unit_price != targets[0].unit_price:
-                        continue  # a receipt does not pick the line: a tolerance's other price waits its turn
-                    if po_line.quantity_received is not None:
-                        allowance = -max(ZERO, po_line.quantity_ordered - po_line.quantity_received)  # undelivered
-                    else:
-                        allowance = ZERO
-                else:
-                    allowance = ZERO
-                free = open_on[line_no] + allowance - placed_on.get(line_no, ZERO)
+                if room_by in (_RECEIVED, _RECEIVED_TOLERANCE) and po_line.unit_price != targets[0].unit_price:
+                    continue  # a receipt does not pick the line: a tolerance's other price waits its turn
+                free = open_on[line_no] + _allowance(room_by, po_line, match.tolerance) - placed_on.get(line_no, ZERO)
                 # min(left, max(free, ZERO)), spelled out: the same Decimal, without two calls per line
                 room = ZERO if ZERO > free else free
                 take = room if room < left else left

@@ -275,6 +275,19 @@ def test_three_way_match_places_a_quantity_on_the_po_line_that_received_it_first
             .rpa_payload.lines] == [(2, D(6))]
 
 
+def test_three_way_match_fills_a_received_line_up_to_its_received_tolerance_before_an_undelivered_one():
+    """11 on a PO whose line 2 had received its 10 put the 11th on undelivered line 1, held for a
+    receipt, where the same invoice against line 2 alone was ready."""
+    policy = parse_policy({"default": {"three_way_match": True, "received_pct": "10", "quantity_abs": "1"}})
+    lines = (po_line(1, "15.50", "10", received="0"), po_line(2, "15.50", "10", received="10"))
+    assert codes(judge(one_line(qty="11"), one_po(lines[1]), policy=policy)) == []
+    verdict = judge(one_line(qty="11"), one_po(*lines), policy=policy)
+    assert [(p.po_line_no, p.quantity) for p in verdict.rpa_payload.lines] == [(2, D(11))]
+    # Past line 2's received tolerance, the rest waits for a receipt on line 1.
+    (short,) = judge(one_line(qty="11.5"), one_po(*lines), policy=policy).reasons
+    assert (short.code, short.expected, short.actual) == ("QUANTITY_EXCEEDS_RECEIVED", "0", "0.5")
+
+
 def test_a_receipt_on_a_po_line_at_another_price_does_not_take_the_quantity_first():
     """Under a price tolerance the receipt picked the line: 10 ordered at 10.00, none delivered,
     were paid against line 2's receipt at 10.90, before the goods came."""
