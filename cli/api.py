@@ -6,7 +6,9 @@ from typing import Annotated
 
 import typer
 
-api_app = typer.Typer(invoke_without_command=True)
+from cli.terminal import HELP_OPTIONS
+
+api_app = typer.Typer(rich_markup_mode=None, context_settings=HELP_OPTIONS, invoke_without_command=True)
 
 
 @api_app.callback()

@@ -24,7 +24,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from cli.files import InputFileError, fail, read_policy
+from cli.files import InputFileError, fail, not_text, read_policy
 from cli.terminal import inert
 
 err = Console(stderr=True)
@@ -94,13 +94,16 @@ def _advancing(progress: Progress, task: TaskID) -> Callable[[int], None]:
 def replay(
     since: SinceOption = None,
     until: UntilOption = None,
-    invoice: Annotated[list[str] | None, typer.Option("--invoice", help="Only this invoice id (repeatable).")] = None,
-    po: Annotated[list[str] | None, typer.Option("--po", help="Only this PO number (repeatable).")] = None,
+    invoice: Annotated[list[str] | None, typer.Option(
+        "--invoice", metavar="ID", help="Only this invoice id (repeatable).")] = None,
+    po: Annotated[list[str] | None, typer.Option(
+        "--po", metavar="PO", help="Only this PO number (repeatable).")] = None,
     tolerances: Annotated[Path | None, typer.Option(
         "--tolerances", help="Judge with these tolerances (TOML); by default the worker's "
         "INVOICE_AUTOMATION_TOLERANCES_FILE, else exact matching.")] = None,
     fmt: Annotated[str | None, typer.Option(
-        "--format", help="Write the full report as json, csv or html (to --output, else to stdout).")] = None,
+        "--format", metavar="json|csv|html",
+        help="Write the full report as json, csv or html (to --output, else to stdout).")] = None,
     output: Annotated[Path | None, typer.Option("--output", help="File for the full report.")] = None,
     workers: Annotated[int | None, typer.Option(help="Processes that judge (default: one per core).")] = None,
     fail_on_change: Annotated[bool, typer.Option(
@@ -139,6 +142,8 @@ def replay(
         for option, ids in (("--invoice", invoice or []), ("--po", po or [])):
             if blank := [i for i in ids if not i.strip()]:
                 raise InputFileError(f"{option} {blank[0]!r}: empty")
+            for named in ids:
+                not_text(named, option)
         since_ms, until_ms = time_range(since, until)
         selection = Selection(since_ms=since_ms, until_ms=until_ms, invoice_ids=frozenset(invoice or ()),
                               po_numbers=frozenset(po or ()))
@@ -272,6 +277,7 @@ def explain(
     try:
         if not invoice_id.strip():
             raise InputFileError(f"invoice id {invoice_id!r}: empty")
+        not_text(invoice_id, "invoice id")
         since_ms, until_ms = time_range(since, until)
     except InputFileError as exc:
         raise fail(exc) from None

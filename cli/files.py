@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -84,6 +85,23 @@ def read_policy(path: Path | None) -> Policy:
         raise InputFileError(f"tolerances file {exc}") from None
 
 
+def not_text(value: str, what: str) -> None:
+    """A command-line value the shell handed over as bytes that are not UTF-8 (Latin-1 pasted into a
+    UTF-8 terminal): Python keeps them as surrogates, and the first encode was a traceback."""
+    try:
+        value.encode()
+    except UnicodeEncodeError as exc:
+        raise InputFileError(f"{what} {value!r:.80}: not UTF-8 text (byte {ord(value[exc.start]) - 0xDC00:#04x} at "
+                             f"position {exc.start + 1}); type it again in a UTF-8 terminal") from None
+
+
 def fail(error: Exception) -> typer.Exit:
-    typer.echo(f"error: {error}", err=True)
+    """The one line a command ends on for unusable input, exit 2: a JSON object with LOG_FORMAT=json,
+    as `cli.main` writes the others (a log collector took the plain line for noise)."""
+    from cli.logs import logs_json
+
+    if logs_json():
+        logging.getLogger("invoice_automation").error(str(error))
+    else:
+        typer.echo(f"error: {error}", err=True)
     return typer.Exit(code=2)

@@ -12,6 +12,7 @@ import typer
 
 from cli import api, audit, demo, stack, validate, worker
 from cli.failures import OPERATOR_ERRORS, explain
+from cli.terminal import HELP_OPTIONS
 from streams.settings import PREFIX
 
 app = typer.Typer(
@@ -20,7 +21,15 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Click's own help: paragraphs of a docstring reflowed to the terminal, flags shown as flags. Rich's
+    # kept each line break of the source and wrapped again between them, and showed `--json <bool>`,
+    # which refused a value.
+    rich_markup_mode=None,
+    context_settings=HELP_OPTIONS,
 )
+# Commands that need none of the settings: help, the password hash that fixes API_USERS (a wrong
+# one refused the command that would make it right), and the local stack.
+SETTINGS_FREE = (("api", "hash-password"), ("stack",))
 
 for command_module in (validate, stack, worker, demo, api, audit):
     command_module.register(app)
@@ -42,8 +51,10 @@ def start(
     from cli.logs import configure_logging
     from streams.settings import Settings
 
-    if "--help" in sys.argv[1:]:
-        return  # help needs no settings: `api hash-password --help` helps to write API_USERS
+    arguments = sys.argv[1:]
+    if (any(flag in arguments for flag in HELP_OPTIONS["help_option_names"])
+            or any(arguments[:len(command)] == list(command) for command in SETTINGS_FREE)):
+        return
     configure_logging("warning", Settings().log_format)
 
 

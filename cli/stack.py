@@ -10,10 +10,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cli.terminal import HELP_OPTIONS
 from devstack import LocalStack, StackError
 from devstack.stack import COMPONENTS
 
-stack_app = typer.Typer(help="Run the local stack (Kafka 4.3.1, Kafka Connect with Debezium, PostgreSQL 15).",
+stack_app = typer.Typer(rich_markup_mode=None, context_settings=HELP_OPTIONS,
+                        help="Run the local stack (Kafka 4.3.1, Kafka Connect with Debezium, PostgreSQL 15).",
                         no_args_is_help=True)
 RootOption = Annotated[Path, typer.Option("--root", help="Project folder; state and data go to ROOT/.stack.",
                                           file_okay=False, exists=True)]

@@ -6,6 +6,8 @@ import re
 
 from rich.text import Text
 
+HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}  # every command and group answers -h as --help does
+
 # C0 and C1 controls (ESC starts a terminal command, CR rewrites the line) and the bidi controls,
 # which reorder what follows them on screen: U+202E shows the digits of "INV-0421" reversed.
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")

@@ -14,7 +14,7 @@ from rich.table import Table
 from cli.files import InputFileError, fail, read_json, read_model, read_policy, read_validated
 from cli.terminal import inert
 from rules import EvaluationContext, KnownInvoice, PurchaseOrder, Verdict, evaluate
-from rules.limits import purchase_order_problem
+from rules.limits import Limits, purchase_order_problem
 
 _HISTORY = TypeAdapter(list[KnownInvoice])
 
@@ -36,7 +36,8 @@ HistoryOption = Annotated[
 ]
 TolerancesOption = Annotated[
     Path | None,
-    typer.Option("--tolerances", help="TOML file of price, total and quantity tolerances (default: exact matching)."),
+    typer.Option("--tolerances", help="TOML file of price, total and quantity tolerances (default: the worker's "
+                                      "INVOICE_AUTOMATION_TOLERANCES_FILE, else exact matching)."),
 ]
 TodayOption = Annotated[
     str | None,
@@ -54,16 +55,21 @@ def _today(text: str | None) -> date | None:
     if text is None:
         return None
     try:
-        return date.fromisoformat(text)
+        today = date.fromisoformat(text)
     except ValueError:
-        raise InputFileError(f"--today: expected YYYY-MM-DD, got {text!r}") from None
+        raise InputFileError(f"--today: expected YYYY-MM-DD, got {text!r:.80}") from None
+    if today == date.max:  # the rules look a day ahead (a vendor east of UTC): past the last date there is
+        raise InputFileError(f"--today: {text} is the last date there is; the rules look a day past it")
+    return today
 
 
 def judge_files(
-    invoice: Path, po: Path | None, history: Path | None, tolerances: Path | None, today: str | None
+    invoice: Path, po: Path | None, history: Path | None, tolerances: Path | None, today: str | None,
+    limits: Limits = Limits(),
 ) -> Verdict:
     context = EvaluationContext(
-        history=_history(history), policy=read_policy(tolerances), now=datetime.now(UTC), today=_today(today)
+        history=_history(history), policy=read_policy(tolerances), now=datetime.now(UTC), today=_today(today),
+        limits=limits,
     )
     document = read_json(invoice, "invoice")
     snapshot = _purchase_order(po, document) if po else None
@@ -92,11 +98,18 @@ def validate(
 ) -> None:
     """Check one invoice against its purchase order and print the verdict as JSON.
 
-    Exit code 0 whenever a verdict was produced (ready_to_process, manual_review, bad_invoice or
-    po_not_found); 2 when an input file cannot be used.
+    Judged as the worker judges: with its tolerances file and its MAX_INVOICE_LINES, unless
+    --tolerances names another file. Exit code 0 whenever a verdict was produced
+    (ready_to_process, manual_review, bad_invoice or po_not_found); 2 when an input file cannot be
+    used.
     """
+    from streams.adapters import limits_from
+    from streams.settings import Settings
+
+    settings = Settings()  # a hand check that ignored them answered otherwise than the worker
     try:
-        verdict = judge_files(invoice, po, history, tolerances, today)
+        verdict = judge_files(invoice, po, history, tolerances or settings.tolerances_file, today,
+                              limits_from(settings))
     except InputFileError as exc:
         raise fail(exc) from None
     typer.echo(verdict.model_dump_json(indent=2, exclude={"audit"}))

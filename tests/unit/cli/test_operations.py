@@ -227,6 +227,26 @@ def test_a_json_setting_that_is_not_json_is_one_line_that_does_not_echo_it(monke
                   "streams/settings.py)\n"
 
 
+def test_the_password_hash_that_mends_api_users_needs_no_settings_and_h_is_help(monkeypatch, capsys):
+    """A password_hash written in clear refused every command, the one that makes the hash too."""
+    monkeypatch.setenv("INVOICE_AUTOMATION_API_USERS", '[{"name": "ana", "password_hash": "secret"}]')
+    assert _run(monkeypatch, "api", "hash-password", "--password", "s3cret") == 0
+    assert capsys.readouterr().out.startswith("$argon2id$")
+    assert _run(monkeypatch, "replay", "-h") == 0
+    shown = capsys.readouterr().out
+    assert "-h, --help" in shown and "--fail-on-change  " in shown and "<bool>" not in shown
+    assert _run(monkeypatch, "explain", "MP-1") == 2  # every other command still reads them first
+    assert "INVOICE_AUTOMATION_API_USERS" in capsys.readouterr().err
+
+
+def test_an_invoice_id_that_is_not_utf8_is_one_line_and_exit_2(monkeypatch, capsys):
+    """Latin-1 pasted into a UTF-8 terminal: Python keeps the byte as a surrogate, and the first
+    encode of the id was a traceback."""
+    assert _run(monkeypatch, "explain", "MP-1001\udce9") == 2
+    assert capsys.readouterr().err == ("error: invoice id 'MP-1001\\udce9': not UTF-8 text (byte 0xe9 at position "
+                                       "8); type it again in a UTF-8 terminal\n")
+
+
 def test_help_needs_no_settings_and_an_unknown_log_level_names_the_choices(monkeypatch, capsys):
     monkeypatch.setenv("INVOICE_AUTOMATION_API_USERS", "notjson")
     assert _run(monkeypatch, "api", "hash-password", "--help") == 0
@@ -310,6 +330,9 @@ def test_with_json_logs_the_line_a_command_ends_on_is_a_json_object_too(monkeypa
     records = [json.loads(line) for line in capfd.readouterr().err.splitlines() if line.strip()]
     (error,) = [record for record in records if record["logger"] == "invoice_automation"]
     assert error["level"] == "ERROR" and error["message"].startswith("kafka does not answer")
+    assert _run(monkeypatch, "validate", "--invoice", "missing.json") == 2  # unusable input: the same
+    (error,) = [json.loads(line) for line in capfd.readouterr().err.splitlines() if line.strip()]
+    assert error["message"] == "invoice file missing.json: cannot be read (No such file or directory)"
 
 
 

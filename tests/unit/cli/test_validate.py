@@ -158,3 +158,20 @@ def test_validate_samples_exits_2_when_a_case_or_the_day_cannot_be_used(tmp_path
     (case / "invoice.json").write_text("{not json")
     result = run("validate-samples", str(tmp_path))
     assert result.exit_code == 2 and "unreadable" in result.stdout
+
+
+def test_judged_as_the_worker_judges_with_its_tolerances_file_and_line_limit(monkeypatch):
+    """A hand check that ignored the worker's settings answered otherwise than production did."""
+    case = "09_ready_within_vendor_tolerance"
+    args = ["validate", "--invoice", sample(case, "invoice.json"), "--po", sample(case, "po.json"),
+            "--today", "2026-11-25"]
+    monkeypatch.setenv("INVOICE_AUTOMATION_TOLERANCES_FILE", str(SAMPLES / "tolerances.toml"))
+    assert json.loads(run(*args).stdout)["status"] == "ready_to_process"
+    monkeypatch.setenv("INVOICE_AUTOMATION_MAX_INVOICE_LINES", "1")
+    verdict = json.loads(run(*args).stdout)
+    assert verdict["status"] == "bad_invoice" and "at most 1 are accepted" in verdict["reasons"][0]["message"]
+
+
+def test_the_last_date_there_is_is_refused_as_today_in_one_line():
+    result = run("validate", "--invoice", sample("01_ready_to_process", "invoice.json"), "--today", "9999-12-31")
+    assert result.exit_code == 2 and "--today: 9999-12-31 is the last date there is" in result.output
