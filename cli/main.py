@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from cli import api, audit, demo, stack, validate, worker
+from cli import api, audit, demo, settings, stack, validate, worker
 from cli.failures import OPERATOR_ERRORS, explain
 from cli.terminal import HELP_OPTIONS
 from streams.settings import PREFIX
@@ -31,7 +31,7 @@ app = typer.Typer(
 # one refused the command that would make it right), and the local stack.
 SETTINGS_FREE = (("api", "hash-password"), ("stack",))
 
-for command_module in (validate, stack, worker, demo, api, audit):
+for command_module in (validate, stack, worker, demo, api, audit, settings):
     command_module.register(app)
 
 

@@ -1,0 +1,22 @@
+"""`settings`: every setting by its variable, with the value it would run with, secrets not shown."""
+
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+from cli.main import app
+from streams.settings import Settings
+
+
+def test_every_setting_is_listed_by_its_variable_and_a_secret_only_as_set(monkeypatch):
+    monkeypatch.setenv("INVOICE_AUTOMATION_BATCH_SIZE", "250")
+    monkeypatch.setenv("INVOICE_AUTOMATION_API_TOKEN", "s3cret-token-of-the-rpa-bot")
+    monkeypatch.setenv("COLUMNS", "300")  # one row per setting, unfolded
+    result = CliRunner().invoke(app, ["settings"])
+    assert result.exit_code == 0, result.output
+    rows = {line.split("│")[1].strip(): [cell.strip() for cell in line.split("│")[2:4]]
+            for line in result.output.splitlines() if line.startswith("│ INVOICE_AUTOMATION_")}
+    assert set(rows) == {f"INVOICE_AUTOMATION_{name.upper()}" for name in Settings.model_fields}
+    assert rows["INVOICE_AUTOMATION_BATCH_SIZE"] == ["250", "500"]
+    assert rows["INVOICE_AUTOMATION_API_TOKEN"][0].startswith("(set: not shown")
+    assert "s3cret" not in result.output and rows["INVOICE_AUTOMATION_SMTP_PASSWORD"][0] == "(not set)"
