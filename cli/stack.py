@@ -86,8 +86,13 @@ def down(root: RootOption = Path(".")) -> None:
 
 @stack_app.command()
 def status(root: RootOption = Path(".")) -> None:
-    """Show what runs where."""
-    console.print(_endpoints_table(LocalStack(root.resolve())))
+    """Show what runs where. Exit code 1 when no stack was ever started from ROOT."""
+    stack = LocalStack(root.resolve())
+    if not stack.home.exists():  # it said "stopped" for a stack running from another folder
+        typer.echo(f"no stack has been started from {root.resolve()} (its state would be in {stack.home}): run "
+                   "this in the project folder, or give --root", err=True)
+        raise typer.Exit(1)
+    console.print(_endpoints_table(stack))
 
 
 def register(app: typer.Typer) -> None:

@@ -424,3 +424,9 @@ def test_the_local_stack_failing_is_one_line_and_exit_2(monkeypatch, capsys, tmp
     assert _run(monkeypatch, "demo", "--once") == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line == "error: Maven (mvn) is not on PATH: install Maven 3 and Java 17 to run the local stack."
+
+
+def test_stack_status_from_a_folder_no_stack_was_started_from_says_so(monkeypatch, capsys, tmp_path):
+    """It listed every component stopped while the stack ran from the project folder."""
+    assert _run(monkeypatch, "stack", "status", "--root", str(tmp_path)) == 1
+    assert capsys.readouterr().err.startswith(f"no stack has been started from {tmp_path}")
