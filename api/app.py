@@ -23,6 +23,7 @@ from api import errors, startup
 from api.auth import Authenticator
 from api.body_limit import BodyLimit, Limit
 from api.bootstrap import adapters
+from api.comparison import Matchings
 from api.cross_site import CrossSiteRefusal
 from api.headers import SecurityHeaders
 from api.live import LiveFeed
@@ -49,6 +50,7 @@ class ApiContext:
     sent_log: RpaSentLog  # read for the bot's callbacks: which hand-off it reports on
     policy: Policy
     limits: Limits  # what an invoice may hold, as the worker judges it
+    matchings: Matchings  # the drill-down's line matching, with `policy` and `limits`, of the invoices shown lately
     auth: Authenticator
     clock: Callable[[], datetime]
     live: LiveFeed
@@ -85,6 +87,7 @@ def create_app(
         purchase_orders=built.purchase_orders, scheduler=built.scheduler, lag=built.lag, sent_log=built.sent_log,
         policy=built.policy,
         limits=built.limits,
+        matchings=Matchings(built.policy, built.limits),
         auth=Authenticator(settings, built.sessions, metrics), clock=clock,
         live=LiveFeed(built.read_model, clock, interval=live_interval), metrics=metrics,
         readiness=ReadinessProbe({"database": built.read_model.ping, "kafka": built.commands.ping}, clock,

@@ -8,7 +8,8 @@ marks it. Rows decided before processscheduler kept the invoice fall back to the
 
 from __future__ import annotations
 
-from collections import defaultdict
+import threading
+from collections import OrderedDict, defaultdict
 from decimal import Decimal
 
 from api.schemas import ComparedField, ComparedLine, Comparison
@@ -60,9 +61,42 @@ def _document_lines(document: dict) -> dict[int, dict]:
             and isinstance(line.get("line_no"), int) and not isinstance(line["line_no"], bool)}
 
 
-def compare(invoice: InvoiceDetail, policy: Policy = Policy(), limits: Limits = Limits()) -> Comparison:
-    """`policy` and `limits` as the worker judged with: an invoice the default limits refuse (over
-    1,000 lines where MAX_INVOICE_LINES allows more) was matched to no PO line, its PO side blank."""
+Matched = dict[int, list[PurchaseOrderLine]]
+MATCHINGS_KEPT = 256
+
+
+class Matchings:
+    """The rules' line matching of the invoices shown lately, with `policy` and `limits` as the worker
+    judged with (an invoice the default limits refuse, over 1,000 lines where MAX_INVOICE_LINES
+    allows more, was matched to no PO line, its PO side blank). Each is kept until `kept` others
+    were shown: a held invoice of 1,000 lines of one part took 0.5 s of CPU to match again at every
+    look, the dashboard reads an open invoice again at each change, and 16 clerks on it made every
+    other request wait 80 times as long. A verdict's invoice and PO snapshot never change; one given
+    again has a time of its own."""
+
+    def __init__(self, policy: Policy = Policy(), limits: Limits = Limits(), kept: int = MATCHINGS_KEPT):
+        self.policy, self.limits, self.kept = policy, limits, kept
+        self._matched: OrderedDict[tuple, Matched] = OrderedDict()
+        self._lock = threading.Lock()  # the API's routes run on a thread pool
+
+    def of(self, invoice: InvoiceDetail, document: dict) -> Matched:
+        key = (invoice.invoice_id, invoice.invoice_version, invoice.decided_at, invoice.rules_version)
+        with self._lock:
+            if (found := self._matched.get(key)) is not None:
+                self._matched.move_to_end(key)
+                return found
+        assert invoice.po_snapshot is not None
+        matched = matched_po_lines(document, invoice.po_snapshot, self.policy, self.limits)
+        with self._lock:
+            self._matched[key] = matched
+            while len(self._matched) > self.kept:
+                self._matched.popitem(last=False)
+        return matched
+
+
+def compare(invoice: InvoiceDetail, matchings: Matchings | None = None) -> Comparison:
+    """The invoice beside its PO; the rules' matching (from `matchings`, Matchings() by default)
+    only for the lines the RPA payload does not place."""
     po, payload = invoice.po_snapshot, invoice.rpa_payload
     document = invoice.invoice_document if isinstance(invoice.invoice_document, dict) else {}
     by_line: dict[int | None, list[Finding]] = defaultdict(list)
@@ -79,9 +113,11 @@ def compare(invoice: InvoiceDetail, policy: Policy = Policy(), limits: Limits = 
         pieces[piece.invoice_line_no].append(piece)
     invoice_lines = _document_lines(document) or {n: _payload_line(line) for n, line in pieces.items()}
     po_lines = {line.line_no: line for line in po.lines} if po else {}
-    matched = matched_po_lines(document, po, policy, limits) if po and document else {}
+    numbers = sorted(set(invoice_lines) | {n for n in by_line if n is not None})
+    matched = ((matchings or Matchings()).of(invoice, document)
+               if po and document and any(n not in pieces for n in numbers) else {})
     lines = []
-    for line_no in sorted(set(invoice_lines) | {n for n in by_line if n is not None}):
+    for line_no in numbers:
         sent = invoice_lines.get(line_no)
         went_to = ([po_lines[piece.po_line_no] for piece in pieces[line_no] if piece.po_line_no in po_lines]
                    if line_no in pieces else matched.get(line_no, []))

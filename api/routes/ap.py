@@ -89,7 +89,7 @@ def list_invoices(query: InvoiceQuery = Depends(invoice_query), _: Principal = D
 def show_invoice(invoice_id: InvoiceId, version: Annotated[int | None, Query(ge=1, le=MAX_VERSION)] = None,
                  _: Principal = Depends(signed_in), ctx=Depends(context)) -> InvoiceView:
     found = find_invoice(ctx.read_model, invoice_id, version)
-    return InvoiceView(**found.model_dump(), comparison=compare(found, ctx.policy, ctx.limits), holds=holds(found),
+    return InvoiceView(**found.model_dump(), comparison=compare(found, ctx.matchings), holds=holds(found),
                        release_reason_codes=ctx.settings.release_reason_codes)
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from api.comparison import compare
+from datetime import timedelta
+
+from api.comparison import Matchings, compare
 from connectors.scheduler import InMemoryProcessScheduler
 from connectors.scheduler.read_model_memory import InMemoryInvoiceReadModel
 from rules import EvaluationContext, evaluate
+from rules.comparison import matched_po_lines
 from rules.models import PurchaseOrder
 from tests.unit.api.conftest import NOW, make_api
 from tests.unit.rules.builders import TODAY, invoice, judge, po
@@ -95,3 +98,26 @@ def test_the_drill_down_reads_an_invoice_within_the_limits_the_worker_judged_it_
     assert shown["reason_codes"] == ["PRICE_MISMATCH"]
     first = shown["comparison"]["lines"][0]
     assert first["po_line_nos"] == [1] and {f["field"]: f["purchase_order"] for f in first["fields"]}["quantity"] == "5"
+
+
+def test_an_invoice_shown_again_is_not_matched_again_until_it_is_judged_again(monkeypatch):
+    """A held invoice of 1,000 lines of one part took 0.5 s of CPU to match at every look, and the
+    dashboard reads an open invoice again at each change: 16 clerks on it made the API crawl."""
+    import api.comparison as comparison
+
+    calls = []
+
+    def counted(*args):
+        calls.append(args)
+        return matched_po_lines(*args)
+
+    monkeypatch.setattr(comparison, "matched_po_lines", counted)
+    matchings = Matchings(kept=1)
+    held = detail_of(judge(invoice(tax_amount="9.99")))  # no payload: the rules' matching shows the PO side
+    assert compare(held, matchings).lines == compare(held, matchings).lines and len(calls) == 1
+    compare(held.model_copy(update={"decided_at": held.decided_at + timedelta(seconds=1)}), matchings)  # judged again
+    compare(held, matchings)  # the one kept was the other
+    assert len(calls) == 3
+    ready = detail_of(judge(invoice()))
+    compare(ready, matchings)
+    assert len(calls) == 3  # the payload places every line
