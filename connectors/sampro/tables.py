@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from sqlalchemy import Column, ColumnElement, Date, DateTime, Dialect, Index, Integer, MetaData, String, Table, func
+from sqlalchemy.dialects import mssql
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from connectors.sql import ExactNumeric
@@ -73,6 +74,11 @@ class SamproNames(BaseModel):
     po_header_columns: dict[str, ColumnName] = Field(default_factory=dict)
     po_line_columns: dict[str, ColumnName] = Field(default_factory=dict)
     ap_invoice_columns: dict[str, ColumnName] = Field(default_factory=dict)
+    # Sampro's text columns are NVARCHAR (SQL Server): the reads send their values as NVARCHAR too.
+    # Sent as VARCHAR (what VARCHAR columns' indexes serve), a character outside the database's
+    # code page (Cyrillic, CJK, Polish ł) did not reach SQL Server as itself: the PO was not found,
+    # or a resend of an entered invoice was not, and was paid twice.
+    unicode_text: bool = False
 
     def column(self, table: str, key: str) -> str:
         """The name `table`'s canonical column `key` has in this Sampro."""
@@ -115,35 +121,38 @@ def _table(table: str, metadata: MetaData, names: SamproNames) -> Table:
     def col(key: str, *args: Any, **kwargs: Any) -> Column[Any]:
         return Column(names.column(table, key), *args, key=key, **kwargs)
 
+    def text(length: int) -> TypeEngine[str]:
+        plain = String(length)
+        return plain.with_variant(mssql.NVARCHAR(length), "mssql") if names.unicode_text else plain
+
     if table == "po_header":
         return Table(
             names.po_header, metadata,
-            col("po_number", String(64), primary_key=True), col("vendor_id", String(64), nullable=False),
-            col("status", String(32), nullable=False), col("currency", String(3), nullable=False),
+            col("po_number", text(64), primary_key=True), col("vendor_id", text(64), nullable=False),
+            col("status", text(32), nullable=False), col("currency", text(3), nullable=False),
             col("order_date", Date, nullable=False), col("tax_rate", ExactNumeric(9, 6)),
-            col("allowed_charges", String(400), nullable=False, default=""),
+            col("allowed_charges", text(400), nullable=False, default=""),
             # When the row last changed: read by the change poller (connectors.sampro.changes) only.
             col("updated_at", SamproTime(), index=True),
         )
     if table == "po_line":
         return Table(
             names.po_line, metadata,
-            col("po_number", String(64), primary_key=True), col("line_no", Integer, primary_key=True),
-            col("part_number", String(64), nullable=False), col("unit_price", MONEY, nullable=False),
+            col("po_number", text(64), primary_key=True), col("line_no", Integer, primary_key=True),
+            col("part_number", text(64), nullable=False), col("unit_price", MONEY, nullable=False),
             col("quantity_ordered", MONEY, nullable=False), col("quantity_received", MONEY),
             col("quantity_invoiced", MONEY, nullable=False, default=0),
             col("updated_at", SamproTime(), index=True),
         )
-    vendor = col("vendor_id", String(64), nullable=False)
-    number, total = col("invoice_number", String(64), nullable=False), col("total_amount", MONEY)
+    vendor = col("vendor_id", text(64), nullable=False)
+    number, total = col("invoice_number", text(64), nullable=False), col("total_amount", MONEY)
     # The duplicate lookup's two index ranges, on the values as it compares them (`folded`); the
     # stand-in creates them, so that its lookup does not scan every invoice ever entered. On SQL
-    # Server, which has no index on an expression, a persisted computed column of the same
-    # expression, indexed, serves it: the optimizer matches the expression to the column.
+    # Server the lookup compares the columns as they are (reader.py), which Sampro's own indexes serve.
     return Table(
         names.ap_invoice, metadata,
-        col("sampro_invoice_id", String(64), primary_key=True), vendor, number,
-        col("po_number", String(64), nullable=False), col("invoice_date", Date), total,
+        col("sampro_invoice_id", text(64), primary_key=True), vendor, number,
+        col("po_number", text(64), nullable=False), col("invoice_date", Date), total,
         col("entered_at", DateTime(timezone=True)),
         Index(f"ix_{names.ap_invoice}_vendor_number", folded(vendor), folded(number)),
         Index(f"ix_{names.ap_invoice}_vendor_total", folded(vendor), total),

@@ -232,3 +232,19 @@ def test_the_change_poller_sends_sql_server_its_times_as_naive_utc_and_postgresq
         values = {name: processors[name](value) if name in processors else value
                   for name, value in compiled.construct_params().items()}
         assert sent in values.values() and (sent.tzinfo is None) is (dialect.name == "mssql"), values
+
+
+@pytest.mark.parametrize(("unicode_text", "sent_as"), [(False, "SQL_VARCHAR"), (True, "SQL_WVARCHAR")])
+def test_sampro_text_is_sent_to_sql_server_as_its_columns_hold_it(unicode_text, sent_as):
+    """NVARCHAR columns read with VARCHAR parameters: a PO number or an invoice number outside the
+    database's code page (Cyrillic, CJK) did not reach SQL Server as itself, and was not found."""
+    import pyodbc
+
+    from connectors.sampro.tables import sampro_tables
+
+    tables = sampro_tables(NAMES.model_copy(update={"unicode_text": unicode_text}))
+    dialect = mssql_pyodbc.dialect()
+    kinds = {column.type.dialect_impl(dialect).get_dbapi_type(pyodbc)
+             for table in (tables.po_header, tables.po_line, tables.ap_invoice)
+             for column in table.columns if column.key in ("po_number", "vendor_id", "part_number", "invoice_number")}
+    assert kinds == {getattr(pyodbc, sent_as)}
