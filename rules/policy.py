@@ -31,7 +31,8 @@ All tolerances default to zero, the exact matching AP uses today. Example:
 When both kinds of one limit are set, a value must be within both. In `[default]`, a zero
 percentage or amount is no tolerance of that kind, as an absent one is; in a part's or vendor's
 section, a zero is no leeway of that kind (`price_abs = "0"` keeps the vendor's prices at the PO's,
-whatever percentage `[default]` gives), and an absent key is the section above's. A
+whatever percentage `[default]` gives) unless the same section gives the other kind a leeway, and
+an absent key is the section above's. A
 line's tolerance is `[default]`, then `[parts.P]`, then `[vendors.V]`, then `[vendors.V.parts.P]`,
 later sections overriding the keys they set. Vendor ids and part numbers are matched as identifiers
 are (see `rules.identifiers`). `tax_abs`, `total_abs` and `duplicate_window_days` are the
@@ -226,6 +227,21 @@ def _section(table: Any, where: str) -> dict[str, Any]:
             values[key] = value
         else:
             raise PolicyError(f"{where}.{key}: unknown setting (value {value!r})")
+    return _zero_beside_leeway_unset(values)
+
+
+LIMIT_PAIRS = (("price_pct", "price_abs"), ("price_lower_pct", "price_lower_abs"), ("quantity_pct", "quantity_abs"))
+
+
+def _zero_beside_leeway_unset(values: dict[str, Any]) -> dict[str, Any]:
+    """A zero beside a leeway of the other kind in the same section is not set, as the samples'
+    style writes every key: read as no leeway (the stricter of the two), `price_pct = "0"` beside
+    `price_abs = "1.00"` under a vendor took away the 1.00 it had always allowed. A zero alone in a
+    section is no leeway of that kind, whatever the section above allows."""
+    for pct, absolute in LIMIT_PAIRS:
+        for zero, other in ((pct, absolute), (absolute, pct)):
+            if values.get(zero) == 0 and values.get(other):
+                del values[zero]
     return values
 
 

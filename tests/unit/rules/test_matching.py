@@ -194,6 +194,16 @@ def test_a_zero_in_a_vendors_or_parts_section_allows_none_of_that_kind(section, 
     assert codes(judge(one_line(qty="22"), one_po(po_line(1, "15.50", "20")), policy=other)) == []
 
 
+def test_a_zero_beside_a_leeway_of_the_other_kind_in_one_section_is_not_set():
+    """As the samples spell every key out: a vendor's price_pct = "0" beside its price_abs = "1.00"
+    took away the 1.00 it had always allowed (the stricter of the two, zero)."""
+    policy = parse_policy({"vendors": {"V100": {"price_pct": "0", "price_abs": "1.00", "quantity_pct": "0",
+                                                "quantity_abs": "2"}}})
+    assert codes(judge(one_line(price="16.00"), one_po(), policy=policy)) == []
+    assert codes(judge(one_line(qty="22"), one_po(po_line(1, "15.50", "20")), policy=policy)) == []
+    assert policy.for_line("V100", "P") == Tolerance(price_abs=D("1.00"), quantity_abs=D("2"))
+
+
 def test_a_zero_in_default_is_no_limit_of_that_kind():
     """As documented, and as samples/tolerances.toml spells every key out: a vendor's 2 % is not
     held to [default]'s price_abs = "0"."""
