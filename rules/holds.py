@@ -7,6 +7,7 @@ invoice goes on only when none is left, as AP systems keep one hold per reason.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections import Counter
 from collections.abc import Iterable
@@ -49,15 +50,22 @@ def hold_id(finding: Finding) -> str:
 
 def holds_of(findings: Iterable[Finding]) -> list[Hold]:
     """One hold per finding, in the order of the findings (the same finding twice is one). Findings
-    that `hold_id` gives one name (two problems of one field of a broken invoice) are told apart by a
-    digest of each, all of them: as one hold, releasing the one the clerk was shown released the
-    other unseen; told apart by place, a name moved to the other once the first was gone."""
+    that `hold_id` gives one name (two problems of one field of a broken invoice, two earlier
+    invoices of the same total) are told apart by a digest of each, all of them: as one hold,
+    releasing the one the clerk was shown released the other unseen; told apart by place, a name
+    moved to the other once the first was gone. The digest is of what the finding compares
+    (expected, actual), and of its message only where that alone tells two apart: a possible
+    duplicate's message says where the earlier invoice is, and each time that one moved on, the
+    names changed, and the holds a clerk had released came back at the invoice's turn at the bot."""
     unique = list(dict.fromkeys(findings))
     shared = Counter(hold_id(finding) for finding in unique)
+    compared = Counter((hold_id(finding), finding.expected, finding.actual) for finding in unique)
     holds = []
     for finding in unique:
         name = hold_id(finding)
         if shared[name] > 1:
-            name = f"{name}#{hashlib.sha256(finding.model_dump_json().encode()).hexdigest()[:8]}"
+            told_by = ([finding.expected, finding.actual] if compared[name, finding.expected, finding.actual] == 1
+                       else finding.model_dump_json())
+            name = f"{name}#{hashlib.sha256(json.dumps(told_by).encode()).hexdigest()[:8]}"
         holds.append(Hold(name, finding))
     return holds

@@ -455,6 +455,13 @@ def test_each_earlier_invoice_that_looks_alike_is_a_possible_duplicate_and_a_hol
     names = [hold.id for hold in holds_of(verdict.reasons)]
     assert names[0] == "POSSIBLE_DUPLICATE::invoice_number" and len(set(names)) == 3
     assert all(name.startswith("POSSIBLE_DUPLICATE::total_amount#") for name in names[1:])
+    # The earlier invoice moves on (sent to the bot, entered): the message says so, the names stay,
+    # and the holds a clerk released are still the ones released at the invoice's turn at the bot.
+    moved = [KnownInvoice(k.invoice_id, k.vendor_id, k.invoice_number, "sent_to_rpa", k.total_amount,
+                          k.invoice_date) for k in same_totals]
+    again = judge(one_line(invoice_number="INV-42", total_amount="31.00"), one_po(), history=(near, *moved))
+    assert [r.message for r in again.reasons] != [r.message for r in verdict.reasons]
+    assert [hold.id for hold in holds_of(again.reasons)] == names
 
 
 def test_a_line_short_of_receipt_on_two_po_lines_is_two_holds_each_released_on_its_own():
