@@ -15,7 +15,13 @@ from connectors.ports import NumberClaim
 from rules.duplicates import hand_off_key, handed_over_already
 from rules.lifecycle import InvoiceReplaced, RpaRequest
 from rules.models import CompletionOutcome, RpaCompletion
-from rules.po_ledger import entered_as_another_version, finished_already, latest_hand_offs, withdrawn_at_bot
+from rules.po_ledger import (
+    entered_as_another_version,
+    finished_already,
+    latest_hand_offs,
+    withdrawn_at_bot,
+    withdrawn_in_a_newer_version,
+)
 from streams.failures import describe
 from streams.runtime import Batch, Flow
 
@@ -42,18 +48,20 @@ def register(pipeline: Pipeline) -> None:
         # no number: one whose number a newer version has taken since was reported "not handed to the
         # RPA bot", a FAILURE on the audit topic for an email the bot had.
         requests = latest_hand_offs(mailer.unsent(batch.messages))
-        # A first hand-off of a first version has nothing before it: most batches ask nothing.
-        again = {request.invoice_id for request in requests if request.attempt > 1 or request.invoice_version > 1}
-        versions = scheduler.versions_of(again) if again else []
+        # Every invoice's versions, one read a batch: a first hand-off of a first version may have a
+        # newer version withdrawn since, on another PO.
+        versions = scheduler.versions_of({request.invoice_id for request in requests}) if requests else []
         finished = finished_already(requests, versions)
         for version, status in finished.items():
             log.warning("RPA email for %s v%s not sent: processscheduler shows the version %s", *version, status)
         requests = [r for r in requests if (r.invoice_id, r.invoice_version) not in finished]
-        withdrawn = scheduler.recorded({withdrawn_at_bot(r) for r in requests}) if requests else set()
-        for request in (r for r in requests if withdrawn_at_bot(r) in withdrawn):
+        noted = scheduler.recorded({withdrawn_at_bot(r) for r in requests}) if requests else set()
+        newer = withdrawn_in_a_newer_version(requests, versions)
+        withdrawn = [r for r in requests if withdrawn_at_bot(r) in noted or (r.invoice_id, r.invoice_version) in newer]
+        for request in withdrawn:
             batch.emit(topics.completions, request.po_number, _failed(request, "withdrawn", (
                 "Not handed to the RPA bot: the vendor withdrew this invoice before its email went")))
-        requests = [r for r in requests if withdrawn_at_bot(r) not in withdrawn]
+        requests = [r for r in requests if r not in withdrawn]
         elsewhere = entered_as_another_version(requests, versions)
         for request in (r for r in requests if (r.invoice_id, r.invoice_version) in elsewhere):
             batch.emit(topics.completions, request.po_number, _failed(request, "duplicate", (

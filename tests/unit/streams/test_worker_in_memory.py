@@ -916,7 +916,7 @@ def test_a_new_version_on_another_po_replaces_the_one_the_bot_failed_and_goes_on
     worker.run()
     worker.complete("MP-1", ok=False)
     worker.run()
-    assert worker.scheduler.version_reads == 0  # a first version is no one's edit
+    assert worker.scheduler.version_reads == 1  # the mail flow's (one a batch); the PO agent's: none for a first
     worker.submit(ready_invoice("MP-1", po_number="PO-5002", invoice_number="INV-MP-1-B"), version=2)
     worker.run()
     rows = {row["invoice_version"]: row for row in worker.scheduler.rows()}
@@ -925,8 +925,8 @@ def test_a_new_version_on_another_po_replaces_the_one_the_bot_failed_and_goes_on
     assert superseded["reason"] == "Version 2 of this invoice names PO PO-5002 and replaces this one."
     # Handed over before PO-5001's agent superseded version 1, it was refused: AP releases it now.
     assert rows[2]["status"] == "rpa_failed"
-    # The PO agent's; the mail flow's, for a hand-off of a version after the first; the refused hand-off's.
-    assert worker.scheduler.version_reads == 3
+    # The mail flow's for the first hand-off; the PO agent's; the mail flow's; the refused hand-off's.
+    assert worker.scheduler.version_reads == 4
     release_version_2(worker)
     assert worker.dead_letters() == []
 
@@ -949,7 +949,8 @@ def test_a_version_moved_back_to_the_first_po_replaces_the_one_on_the_second(tmp
 
 def test_a_hand_off_held_back_by_an_older_version_on_another_po_tells_that_po(tmp_path):
     sampro = InMemoryPurchaseOrderReader([purchase_order(), purchase_order(po_number="PO-5002")])
-    worker = make_worker(tmp_path, purchase_orders=sampro, scheduler=CountingScheduler(blind=1))
+    # Blind: the mail flow's read for version 1's hand-off, and the PO agent's for version 2.
+    worker = make_worker(tmp_path, purchase_orders=sampro, scheduler=CountingScheduler(blind=2))
     worker.submit(ready_invoice("MP-1"))
     worker.run()
     worker.submit(ready_invoice("MP-1", po_number="PO-5002", invoice_number="INV-MP-1-B"), version=2)
@@ -1962,3 +1963,26 @@ def test_a_hand_off_waiting_for_the_mailbox_is_not_sent_once_the_vendor_withdraw
     assert mailer.inner.sent == [] and worker.statuses() == {"MP-1": "withdrawn"}
     withdrawn = worker.scheduler.history("MP-1")[-1]
     assert "the vendor withdrew this invoice before its email went" in withdrawn["reason"]
+
+
+def test_a_hand_off_waiting_for_the_mailbox_is_not_sent_once_the_vendor_withdraws_a_newer_version_elsewhere(
+        tmp_path):
+    """The vendor moved the invoice to PO-5002, then deleted it: the delete reached PO-5002 alone, and
+    version 1's hand-off, waiting on PO-5001 for the mailbox, was emailed and entered."""
+    from connectors.rpa_mail import InMemoryRpaMailer
+
+    mailer = DownMailer(InMemoryRpaMailer(), down=10**6)
+    sampro = InMemoryPurchaseOrderReader([purchase_order(), purchase_order(po_number="PO-5002")])
+    worker = make_worker(tmp_path, mailer=mailer, purchase_orders=sampro)
+    worker.submit(ready_invoice("MP-1"))
+    worker.run()
+    worker.submit(ready_invoice("MP-1", po_number="PO-5002", total_amount="1.00"), version=2)  # held there
+    worker.run()
+    worker.put(worker.pipeline.topics.invoices, "PO-5002", worker.codec.encode(
+        InvoiceWithdrawn(invoice_id="MP-1", version=2, po_number="PO-5002", withdrawn_at=AT)))
+    worker.run()
+    mailer.down = 0
+    worker.run()
+    assert mailer.inner.sent == []
+    assert {row["invoice_version"]: row["status"] for row in worker.scheduler.rows()} == {
+        1: "superseded", 2: "withdrawn"}
