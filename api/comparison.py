@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict, defaultdict
+from concurrent.futures import Future
 from decimal import Decimal
 
 from api.schemas import ComparedField, ComparedLine, Comparison
@@ -76,22 +77,31 @@ class Matchings:
 
     def __init__(self, policy: Policy = Policy(), limits: Limits = Limits(), kept: int = MATCHINGS_KEPT):
         self.policy, self.limits, self.kept = policy, limits, kept
-        self._matched: OrderedDict[tuple, Matched] = OrderedDict()
+        self._matched: OrderedDict[tuple, Future[Matched]] = OrderedDict()
         self._lock = threading.Lock()  # the API's routes run on a thread pool
 
     def of(self, invoice: InvoiceDetail, document: dict) -> Matched:
+        """Matched once, whoever asks meanwhile waiting for it: a verdict given again is read by
+        every open dashboard at once, and each matched it."""
         key = (invoice.invoice_id, invoice.invoice_version, invoice.decided_at, invoice.rules_version)
         with self._lock:
             if (found := self._matched.get(key)) is not None:
                 self._matched.move_to_end(key)
-                return found
+            else:
+                self._matched[key] = mine = Future[Matched]()
+                while len(self._matched) > self.kept:
+                    self._matched.popitem(last=False)
+        if found is not None:
+            return found.result()
         assert invoice.po_snapshot is not None
-        matched = matched_po_lines(document, invoice.po_snapshot, self.policy, self.limits)
-        with self._lock:
-            self._matched[key] = matched
-            while len(self._matched) > self.kept:
-                self._matched.popitem(last=False)
-        return matched
+        try:
+            mine.set_result(matched_po_lines(document, invoice.po_snapshot, self.policy, self.limits))
+        except BaseException as exc:  # told to those waiting, and not kept: the next look tries again
+            mine.set_exception(exc)
+            with self._lock:
+                if self._matched.get(key) is mine:
+                    del self._matched[key]
+        return mine.result()
 
 
 def compare(invoice: InvoiceDetail, matchings: Matchings | None = None) -> Comparison:

@@ -94,8 +94,10 @@ class KafkaCluster:
         return config
 
     def java_client(self) -> dict[str, str]:
-        """The same for a Java client on another machine (Kafka Connect's): the PEM files' text
-        itself, which Kafka takes since 2.7, since the files are on this machine, not Connect's."""
+        """The same for a Java client on another machine (Kafka Connect's): the CA file's text
+        itself, which Kafka takes since 2.7, since the file is on this machine, not Connect's. No
+        client certificate: its private key would be in Connect's configuration and in the
+        connector's log, which masks passwords only (`sampro_capture` refuses mutual TLS)."""
         config = {"security.protocol": self.protocol}
         if self.sasl_mechanism is not None:
             module = ("org.apache.kafka.common.security.plain.PlainLoginModule" if self.sasl_mechanism == "PLAIN"
@@ -105,11 +107,6 @@ class KafkaCluster:
                                            f'password="{_jaas(self.password or "")}";'}
         if self.ca_file is not None:
             config |= {"ssl.truststore.type": "PEM", "ssl.truststore.certificates": self.ca_file.read_text()}
-        if self.certificate_file is not None and self.key_file is not None:
-            config |= {"ssl.keystore.type": "PEM", "ssl.keystore.certificate.chain": self.certificate_file.read_text(),
-                       "ssl.keystore.key": self.key_file.read_text()}
-            if self.key_password is not None:
-                config["ssl.key.password"] = self.key_password
         return config
 
 
@@ -118,12 +115,13 @@ def _jaas(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
-# librdkafka's errors that say the brokers answered and refused this client: a password or a
-# certificate, not an outage. It tells them to error_cb alone; the call that then fails says only
-# "Broker transport failure" or "timed out".
-REFUSED_SIGN_IN = frozenset({KafkaError._AUTHENTICATION, KafkaError._SSL})
+# librdkafka's errors that say a broker answered and the sign-in failed: a password refused, or a
+# TLS handshake that failed (a certificate either side would not take), not an outage. It tells
+# them to error_cb alone; the call that then fails says only "Broker transport failure" or "timed out".
+REFUSED_SIGN_IN = {KafkaError._AUTHENTICATION: "the brokers refused the sign-in",
+                   KafkaError._SSL: "the TLS handshake with the brokers failed"}
 REFUSAL_REMEMBERED_SECONDS = 60.0
-_refusals: dict[str, tuple[float, str]] = {}  # brokers' addresses -> (when, librdkafka's word)
+_refusals: dict[KafkaCluster, tuple[float, str]] = {}  # a sign-in -> (when, what failed, librdkafka's word)
 
 
 def client_config(kafka: KafkaCluster | str, client: str, **config: Any) -> dict[str, Any]:
@@ -134,8 +132,8 @@ def client_config(kafka: KafkaCluster | str, client: str, **config: Any) -> dict
     callback = config.pop("error_cb", None)
 
     def error_cb(error: KafkaError) -> None:
-        if error.code() in REFUSED_SIGN_IN:
-            _refusals[cluster.bootstrap_servers] = (time.monotonic(), error.str())
+        if (failed := REFUSED_SIGN_IN.get(error.code())) is not None:
+            _refusals[cluster] = (time.monotonic(), f"{failed}: {error.str()}")
         if callback is not None:
             callback(error)
 
@@ -150,7 +148,8 @@ def kafka_down(bootstrap_servers: KafkaCluster | str, doing: str, error: Any, cl
     if client is not None:
         client.poll(0)
     reason = error.str() if hasattr(error, "str") else str(error)
-    refused = _refusals.get(str(bootstrap_servers))
+    cluster = bootstrap_servers if isinstance(bootstrap_servers, KafkaCluster) else KafkaCluster(bootstrap_servers)
+    refused = _refusals.get(cluster)
     if refused is not None and time.monotonic() - refused[0] < REFUSAL_REMEMBERED_SECONDS:
-        reason = f"{reason}; the brokers refused the sign-in: {refused[1]}"
+        reason = f"{reason}; {refused[1]}"
     return Unavailable("kafka", f"{doing} at {bootstrap_servers}: {reason}")

@@ -436,6 +436,8 @@ def shown_value(name: str, value: object) -> str | None:
     field = Settings.model_fields.get(name)
     if field is None or name.endswith("_url") or name == "api_users" or "SecretStr" in str(field.annotation):
         return None
+    if isinstance(value, Path):  # a file or a folder: which one is in use is what a look at it is for
+        value = str(value)
     if not isinstance(value, str | int | float):  # a group of settings (SAMPRO_NAMES), read from several
         return None
     text = repr(value)

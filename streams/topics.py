@@ -62,7 +62,7 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     try:
         existing = set(admin.list_topics(timeout=timeout).topics)
     except KafkaException as exc:  # at start: the worker has nothing to wait out yet, it says so and exits
-        raise kafka_down(settings.kafka_bootstrap_servers, "listing the topics", exc.args[0], admin) from None
+        raise kafka_down(settings.kafka, "listing the topics", exc.args[0], admin) from None
     wanted = [spec for spec in pipeline_topics(settings) if spec.name not in existing]
     if not wanted:
         return []
@@ -98,7 +98,7 @@ def check_co_partitioned(settings: Settings, timeout: float = 30.0) -> None:
     try:
         metadata = admin.list_topics(timeout=timeout).topics
     except KafkaException as exc:
-        raise kafka_down(settings.kafka_bootstrap_servers, "listing the topics", exc.args[0], admin) from None
+        raise kafka_down(settings.kafka, "listing the topics", exc.args[0], admin) from None
     counts = {name: len(metadata[name].partitions) for name in names if name in metadata}
     if len(set(counts.values())) > 1:
         raise Misconfigured("the topics that carry a purchase order's work must have the same number of partitions, "
@@ -135,7 +135,7 @@ def check_sizes_taken(settings: Settings, timeout: float = 30.0) -> None:
                 problems.append(f"{resource.name} has max.message.bytes={takes} (at least {TOPICS_TAKE}, "
                                 "Kafka's default)")
     except KafkaException as exc:
-        raise kafka_down(settings.kafka_bootstrap_servers, "reading the topics' configs", exc.args[0], admin) from None
+        raise kafka_down(settings.kafka, "reading the topics' configs", exc.args[0], admin) from None
     if problems:
         raise Misconfigured("the topics must take every record the worker sends, as it sends them, and keep "
                             f"the ledgers, but {'; '.join(problems)}: set that with kafka-configs --alter (README, "

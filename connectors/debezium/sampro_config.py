@@ -232,6 +232,10 @@ def sampro_capture(database_url: str, topic: str, names: SamproNames, kafka: Kaf
                              publication=slot)
     if backend == "mssql":
         sql_server_login(database_url)  # what it cannot reach stops the worker at start
+        if kafka.certificate_file is not None:
+            raise Misconfigured("SAMPRO_CHANGES=debezium on SQL Server with KAFKA_SSL_CERTIFICATE_FILE: the "
+                                "connector's schema-history clients would carry the private key in Connect's "
+                                "configuration and log; sign in with SASL_SSL, or use SAMPRO_CHANGES=polling")
         return SqlServerSamproCapture(name=name, database_url=database_url, topic=topic, names=names,
                                       kafka=kafka)
     raise ValueError(f"SAMPRO_CHANGES=debezium captures Sampro on PostgreSQL or SQL Server, not {backend}; "

@@ -51,7 +51,7 @@ def test_an_invoice_goes_through_the_worker_and_the_api_signed_in_with_scram_ove
 
 @pytest.mark.parametrize(("password", "other_ca", "said"), [
     ("wrong", False, "the brokers refused the sign-in: .*Authentication failed"),
-    (None, True, "the brokers refused the sign-in: .*certificate verify failed"),  # a CA that did not sign it
+    (None, True, "the TLS handshake with the brokers failed: .*certificate verify failed"),  # a CA that did not sign it
 ])
 def test_a_wrong_password_or_ca_is_named_where_it_said_only_broker_transport_failure(
         listener, tmp_path, password, other_ca, said):

@@ -121,3 +121,27 @@ def test_an_invoice_shown_again_is_not_matched_again_until_it_is_judged_again(mo
     ready = detail_of(judge(invoice()))
     compare(ready, matchings)
     assert len(calls) == 3  # the payload places every line
+
+
+def test_clerks_looking_at_once_at_an_invoice_judged_again_wait_for_one_matching(monkeypatch):
+    """Every open dashboard reads an invoice again when it is judged again: each matched it."""
+    import threading
+
+    import api.comparison as comparison
+
+    calls = []
+
+    def slow(*args):
+        calls.append(args)
+        threading.Event().wait(0.2)
+        return matched_po_lines(*args)
+
+    monkeypatch.setattr(comparison, "matched_po_lines", slow)
+    matchings, held = Matchings(), detail_of(judge(invoice(tax_amount="9.99")))
+    shown = []
+    clerks = [threading.Thread(target=lambda: shown.append(compare(held, matchings))) for _ in range(8)]
+    for clerk in clerks:
+        clerk.start()
+    for clerk in clerks:
+        clerk.join()
+    assert len(calls) == 1 and len(shown) == 8 and all(one == shown[0] for one in shown)

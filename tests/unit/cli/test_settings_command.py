@@ -10,6 +10,7 @@ from streams.settings import Settings
 
 def test_every_setting_is_listed_by_its_variable_and_a_secret_only_as_set(monkeypatch):
     monkeypatch.setenv("INVOICE_AUTOMATION_BATCH_SIZE", "250")
+    monkeypatch.setenv("INVOICE_AUTOMATION_DATA_DIR", "/srv/ap")
     monkeypatch.setenv("INVOICE_AUTOMATION_API_TOKEN", "s3cret-token-of-the-rpa-bot")
     monkeypatch.setenv("COLUMNS", "300")  # one row per setting, unfolded
     result = CliRunner().invoke(app, ["settings"])
@@ -20,3 +21,4 @@ def test_every_setting_is_listed_by_its_variable_and_a_secret_only_as_set(monkey
     assert rows["INVOICE_AUTOMATION_BATCH_SIZE"] == ["250", "500"]
     assert rows["INVOICE_AUTOMATION_API_TOKEN"][0].startswith("(set: not shown")
     assert "s3cret" not in result.output and rows["INVOICE_AUTOMATION_SMTP_PASSWORD"][0] == "(not set)"
+    assert rows["INVOICE_AUTOMATION_DATA_DIR"][0] == "'/srv/ap'"  # a path is shown: which file is in use

@@ -11,7 +11,10 @@ import trustme
 from confluent_kafka import KafkaError
 from pydantic import ValidationError
 
+from connectors.debezium import sampro_capture
 from connectors.kafka_clients import KafkaCluster, client_config, kafka_down
+from connectors.sampro.tables import SamproNames
+from rules.errors import Misconfigured
 from streams.settings import Settings
 
 PREFIX = "INVOICE_AUTOMATION_"
@@ -59,7 +62,9 @@ def test_sasl_scram_over_tls_with_the_systems_cas_as_msk_and_aiven_take_it(monke
     assert "ssl.truststore.type" not in java  # the JVM's own CAs, as librdkafka's "probe"
 
 
-def test_mutual_tls_with_a_private_ca_gives_librdkafka_the_files_and_java_their_text(monkeypatch, pem):
+def test_mutual_tls_with_a_private_ca_gives_librdkafka_the_files_and_java_the_cas_text_alone(monkeypatch, pem):
+    """The private key inline was in Connect's configuration and in the connector's log (Debezium
+    masks passwords only): the SQL Server capture refuses mutual TLS instead."""
     kafka = settings(monkeypatch, kafka_security_protocol="SSL", kafka_ssl_ca_file=pem["ca"],
                      kafka_ssl_certificate_file=pem["cert"], kafka_ssl_key_file=pem["key"]).kafka
     config = kafka.librdkafka()
@@ -69,8 +74,9 @@ def test_mutual_tls_with_a_private_ca_gives_librdkafka_the_files_and_java_their_
     java = kafka.java_client()
     assert java["security.protocol"] == "SSL" and "sasl.jaas.config" not in java
     assert java["ssl.truststore.certificates"] == pem["ca"].read_text()
-    assert java["ssl.keystore.certificate.chain"] == pem["cert"].read_text()
-    assert java["ssl.keystore.key"] == pem["key"].read_text() and java["ssl.keystore.type"] == "PEM"
+    assert not any(key.startswith("ssl.keystore") for key in java) and "PRIVATE KEY" not in str(java)
+    with pytest.raises(Misconfigured, match="private key in Connect's configuration"):
+        sampro_capture("mssql+pyodbc://u:p@sampro:1433/SAMPRO", "sampro.cdc", SamproNames(), kafka)
 
 
 def test_sasl_plain_as_confluent_cloud_takes_it_is_javas_plain_login_module():
@@ -130,3 +136,13 @@ def test_a_refused_sign_in_is_named_by_the_next_failure_and_the_clients_own_erro
         "listing the topics at 127.0.0.1:2: Local: Broker transport failure; the brokers refused the sign-in: "
         "SASL authentication error: invalid credentials")
     assert "refused" not in str(kafka_down("127.0.0.1:1", "listing the topics", "Local: Broker transport failure"))
+
+
+def test_a_failed_tls_handshake_is_told_apart_from_a_refused_password_and_kept_for_its_own_sign_in():
+    """Said "the brokers refused the sign-in" for a CA of the client's that did not take the brokers'
+    certificate; and a refusal of one sign-in was blamed for another client's outage."""
+    wrong_ca = KafkaCluster("127.0.0.1:3", "SSL", ca_file=Path("/nowhere/ca.pem"))
+    client_config(wrong_ca, "audit")["error_cb"](KafkaError(KafkaError._SSL, "certificate verify failed"))
+    assert str(kafka_down(wrong_ca, "listing", "timed out")).endswith(
+        "timed out; the TLS handshake with the brokers failed: certificate verify failed")
+    assert "failed:" not in str(kafka_down(KafkaCluster("127.0.0.1:3", "SSL"), "listing", "timed out"))
