@@ -314,8 +314,11 @@ def _as_keyed_in(text: str) -> set[str]:
 def _spellings(text: str) -> set[str]:
     """The text as `folded` may make a value keyed in like it: upper case letter by letter, as SQL
     Server's UPPER and PostgreSQL's under libc make it (they keep `ß`, which Python's upper, and
-    ICU's, make `SS`); and trimmed alone, for an UPPER that folds ASCII only (SQLite's; PostgreSQL's
-    under the C locale), which left `ä` of a number resent as keyed in, and missed it."""
+    ICU's, make `SS`); and upper case in its ASCII letters alone, as an UPPER that folds ASCII only
+    makes it (SQLite's; PostgreSQL's under the C locale), the others as sent or in lower case:
+    `inv-ä1` keyed in is `INV-ä1` there, which no other spelling of a resend as `inv-ä1` or `INV-Ä1`
+    was, and it was paid twice."""
     trimmed = text.strip()
-    return {trimmed, trimmed.upper(), "".join(letter if len(letter.upper()) > 1 else letter.upper()
-                                              for letter in trimmed)}
+    return {trimmed.upper(), "".join(letter if len(letter.upper()) > 1 else letter.upper() for letter in trimmed),
+            "".join(letter.upper() if letter.isascii() else letter for letter in trimmed),
+            "".join(letter.upper() if letter.isascii() else letter.lower() for letter in trimmed)}
