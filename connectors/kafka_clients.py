@@ -74,6 +74,11 @@ class KafkaCluster:
     key_file: Path | None = None  # PEM: its private key
     key_password: str | None = field(default=None, repr=False)
 
+    @classmethod
+    def of(cls, kafka: KafkaCluster | str) -> KafkaCluster:
+        """`kafka` itself, or a plain address (no TLS, no SASL) as a cluster."""
+        return kafka if isinstance(kafka, KafkaCluster) else cls(kafka)
+
     def __str__(self) -> str:  # what an error names: where it asked
         return self.bootstrap_servers
 
@@ -121,14 +126,14 @@ def _jaas(value: str) -> str:
 REFUSED_SIGN_IN = {KafkaError._AUTHENTICATION: "the brokers refused the sign-in",
                    KafkaError._SSL: "the TLS handshake with the brokers failed"}
 REFUSAL_REMEMBERED_SECONDS = 60.0
-_refusals: dict[KafkaCluster, tuple[float, str]] = {}  # a sign-in -> (when, what failed, librdkafka's word)
+_refusals: dict[KafkaCluster, tuple[float, str]] = {}  # a sign-in -> (when, what failed and librdkafka's word)
 
 
 def client_config(kafka: KafkaCluster | str, client: str, **config: Any) -> dict[str, Any]:
     """A librdkafka configuration for `kafka` (a plain address: no TLS, no SASL) that logs
     through `kafka_logger(client)` and remembers a refused sign-in for `kafka_down` (before
     calling an `error_cb` of the caller's)."""
-    cluster = kafka if isinstance(kafka, KafkaCluster) else KafkaCluster(kafka)
+    cluster = KafkaCluster.of(kafka)
     callback = config.pop("error_cb", None)
 
     def error_cb(error: KafkaError) -> None:
@@ -148,7 +153,7 @@ def kafka_down(bootstrap_servers: KafkaCluster | str, doing: str, error: Any, cl
     if client is not None:
         client.poll(0)
     reason = error.str() if hasattr(error, "str") else str(error)
-    cluster = bootstrap_servers if isinstance(bootstrap_servers, KafkaCluster) else KafkaCluster(bootstrap_servers)
+    cluster = KafkaCluster.of(bootstrap_servers)
     refused = _refusals.get(cluster)
     if refused is not None and time.monotonic() - refused[0] < REFUSAL_REMEMBERED_SECONDS:
         reason = f"{reason}; {refused[1]}"
