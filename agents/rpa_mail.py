@@ -55,13 +55,14 @@ def register(pipeline: Pipeline) -> None:
         for version, status in finished.items():
             log.warning("RPA email for %s v%s not sent: processscheduler shows the version %s", *version, status)
         requests = [r for r in requests if (r.invoice_id, r.invoice_version) not in finished]
-        noted = scheduler.recorded({withdrawn_at_bot(r) for r in requests}) if requests else set()
-        newer = withdrawn_in_a_newer_version(requests, versions)
-        withdrawn = [r for r in requests if withdrawn_at_bot(r) in noted or (r.invoice_id, r.invoice_version) in newer]
-        for request in withdrawn:
+        notes = {(r.invoice_id, r.invoice_version): withdrawn_at_bot(r) for r in requests}
+        noted = scheduler.recorded(set(notes.values())) if notes else set()
+        withdrawn = {version for version, note in notes.items() if note in noted}
+        withdrawn |= withdrawn_in_a_newer_version(requests, versions)
+        for request in (r for r in requests if (r.invoice_id, r.invoice_version) in withdrawn):
             batch.emit(topics.completions, request.po_number, _failed(request, "withdrawn", (
                 "Not handed to the RPA bot: the vendor withdrew this invoice before its email went")))
-        requests = [r for r in requests if r not in withdrawn]
+        requests = [r for r in requests if (r.invoice_id, r.invoice_version) not in withdrawn]
         elsewhere = entered_as_another_version(requests, versions)
         for request in (r for r in requests if (r.invoice_id, r.invoice_version) in elsewhere):
             batch.emit(topics.completions, request.po_number, _failed(request, "duplicate", (

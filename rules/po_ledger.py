@@ -824,9 +824,9 @@ def finished_already(requests: Sequence[RpaRequest], versions: Iterable[Any]) ->
 _FINISHED_VALUES = frozenset(status.value for status in FINISHED)
 
 
-def withdrawn_in_a_newer_version(requests: Sequence[RpaRequest], versions: Iterable[Any]) -> dict[tuple[str, int], int]:
+def withdrawn_in_a_newer_version(requests: Sequence[RpaRequest], versions: Iterable[Any]) -> set[tuple[str, int]]:
     """The versions of these requests whose invoice `versions` (processscheduler's) show withdrawn in
-    its newest version, a newer one, with that version: their email must not go. The vendor's
+    its newest version, a newer one: their email must not go. The vendor's
     delete reaches the PO its newest version names, not another PO an older version waits on at
     the bot (`withdraw_invoice` notes it only there): emailed, the bot entered an invoice the
     vendor no longer asked to be paid."""
@@ -834,7 +834,7 @@ def withdrawn_in_a_newer_version(requests: Sequence[RpaRequest], versions: Itera
     for version in versions:
         if version.invoice_version > getattr(newest.get(version.invoice_id), "invoice_version", 0):
             newest[version.invoice_id] = version
-    return {(r.invoice_id, r.invoice_version): last.invoice_version for r in requests
+    return {(r.invoice_id, r.invoice_version) for r in requests
             if (last := newest.get(r.invoice_id)) is not None and last.invoice_version > r.invoice_version
             and last.status == InvoiceStatus.WITHDRAWN.value}
 
