@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -98,10 +97,7 @@ def not_text(value: str, what: str) -> None:
 def fail(error: Exception) -> typer.Exit:
     """The one line a command ends on for unusable input, exit 2: a JSON object with LOG_FORMAT=json,
     as `cli.main` writes the others (a log collector took the plain line for noise)."""
-    from cli.logs import logs_json
+    from cli.logs import error_line
 
-    if logs_json():
-        logging.getLogger("invoice_automation").error(str(error))
-    else:
-        typer.echo(f"error: {error}", err=True)
+    error_line(str(error))
     return typer.Exit(code=2)

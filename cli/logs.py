@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import sys
 
+import typer
+
 TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -14,6 +16,15 @@ def logs_json() -> bool:
     formatter = sys.modules.get("pythonjsonlogger.json")
     return formatter is not None and any(isinstance(handler.formatter, formatter.JsonFormatter)
                                          for handler in logging.getLogger().handlers)
+
+
+def error_line(text: str) -> None:
+    """One line of an error a command ends on: a JSON object when the logs are (a log collector
+    reading JSON objects takes a line of text for noise), else `error: ...` on stderr."""
+    if logs_json():
+        logging.getLogger("invoice_automation").error(text)
+    else:
+        typer.echo(f"error: {text}", err=True)
 
 
 def configure_logging(level: str, log_format: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from importlib.metadata import version
@@ -65,15 +64,12 @@ def main() -> None:
         lines = explain(error)
         if lines is None:
             raise
-        from cli.logs import configure_logging, logs_json
+        from cli.logs import configure_logging, error_line, logs_json
 
         if not logs_json() and os.environ.get(f"{PREFIX}LOG_FORMAT", "").strip().lower() == "json":
             configure_logging("warning", "json")  # the settings failed before the logs were set up from them
-        for line in lines:  # a log collector reading JSON objects takes a line of text for noise
-            if logs_json():
-                logging.getLogger("invoice_automation").error(line)
-            else:
-                typer.echo(f"error: {line}", err=True)
+        for line in lines:
+            error_line(line)
         sys.exit(2)
 
 
