@@ -18,7 +18,7 @@ from rules.duplicates import lookups_for
 from rules.errors import Conflict, NotFound
 from rules.evaluate import evaluate
 from rules.holds import RPA_FAILURE, holds_of
-from rules.lifecycle import MAX_HOLDS_NAMED, DispatchApproved, InvoiceStatus, ReleaseRequested
+from rules.lifecycle import MAX_HOLDS_NAMED, MAX_SEEN_MESSAGE, DispatchApproved, InvoiceStatus, ReleaseRequested
 from rules.limits import Limits
 from rules.models import CompletionOutcome, RpaCompletion, UnreadablePurchaseOrder, Verdict
 from rules.po_ledger import RELEASABLE, failed_at_bot
@@ -119,9 +119,14 @@ def release_invoice(read_model: InvoiceReadModel, commands: PurchaseOrderCommand
         raise NotNow(f"{invoice_id} has {len(shown)} holds a clerk may release, more than one release names "
                      f"({MAX_HOLDS_NAMED}): name them, {MAX_HOLDS_NAMED} a release", invoice.status)
     releasing = list(named or shown)
+    # As the API shows them now, each the clerk did not send: a client that sends no `seen` (a
+    # script, the README's example) released a hold judged again under the same name before the
+    # worker took the command, 1.50 over where the clerk had agreed to 0.10.
+    shown_now = {name: current[name].message for name in releasing
+                 if name in current and len(current[name].message) <= MAX_SEEN_MESSAGE}
     command = ReleaseRequested(command_id=f"release:{uuid.uuid4().hex}", invoice_id=invoice_id, invoice_version=version,
                                po_number=invoice.po_number, user=user, reason=reason.strip(BLANKS), issued_at=clock(),
-                               holds=releasing, reason_code=reason_code, seen=seen or {})
+                               holds=releasing, reason_code=reason_code, seen={**shown_now, **(seen or {})})
     commands.publish(command)
     return command
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 from rules.models import EventId, RpaPayload, StreamKey, VersionNumber
 
 MAX_HOLDS_NAMED = 200  # in one release: the API's bound, and a command record's
+MAX_SEEN_MESSAGE = 2_000  # a hold's message as the clerk saw it, in a release
 
 
 class _Event(BaseModel):
@@ -87,7 +88,7 @@ class ReleaseRequested(_Event):
     # The holds as the clerk saw them, by name: their messages. One that reads otherwise when the
     # command comes (judged again after a change in Sampro, the PO's price cut) is not released.
     seen: dict[Annotated[str, StringConstraints(min_length=1, max_length=200)],
-               Annotated[str, StringConstraints(min_length=1, max_length=2000)]] = Field(
+               Annotated[str, StringConstraints(min_length=1, max_length=MAX_SEEN_MESSAGE)]] = Field(
         default_factory=dict, max_length=MAX_HOLDS_NAMED)
 
 

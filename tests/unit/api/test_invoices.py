@@ -164,6 +164,20 @@ def test_a_release_of_a_hold_that_reads_otherwise_than_the_clerk_saw_it_is_409(a
     assert command.seen == {hold["id"]: hold["message"]}
 
 
+def test_a_release_that_sends_no_seen_carries_the_holds_as_the_api_shows_them(api):
+    """A client that sends no `seen` (a script, the README's example) released a hold the worker
+    had judged again under the same name since: the PO's price cut, 1.50 over went to the bot where
+    the clerk had agreed to 0.10. The command carries what the API showed; the worker refuses what
+    reads otherwise when it comes."""
+    (hold,) = api.client.get("/api/invoices/MP-3", **api.as_clerk()).json()["holds"]
+    for body in ({}, {"holds": [hold["id"]]}):
+        answer = api.client.post("/api/invoices/MP-3/release", json={
+            "invoice_version": 1, "reason": "agreed", "reason_code": "PRICE_AGREED", **body}, **api.as_clerk())
+        assert answer.status_code == 202
+        command = api.commands.published[-1][2]
+        assert command.seen == {hold["id"]: hold["message"]}
+
+
 def test_a_release_of_a_hold_that_is_not_there_or_with_an_unknown_reason_code_is_refused(api):
     unknown = api.client.post("/api/invoices/MP-3/release", json={
         "invoice_version": 1, "reason": "x", "holds": ["TAX_MISMATCH::tax_amount"]}, **api.as_clerk())
