@@ -143,7 +143,7 @@ class DecisionDesk:
     def remember(self, decisions: Decisions, now: datetime) -> None:
         """Once the batch's messages are out and its ledgers saved: a verdict dead-lettered instead
         (one Kafka would refuse) was never decided, and, remembered, made the next invoice of its
-        vendor and number a DUPLICATE_INVOICE of it for two minutes, which no clerk may release."""
+        vendor and number a DUPLICATE_INVOICE of it, which no clerk may release."""
         for message in decisions.messages:
             if isinstance(message, StatusChanged) and message.status in GIVE_UP_THEIR_NUMBER:
                 self.recent.gave_up(message.invoice_id, message.invoice_version, message.status.value)

@@ -28,10 +28,15 @@ from rules.context import KnownInvoice
 from rules.duplicates import Lookup
 from rules.identifiers import identifier_key, loose_number_key
 
-# How long a verdict the sink never confirms is kept (one it dead-lettered, one of a batch undone):
-# the sink runs in the PO agent's loop and confirms all others within seconds. Each verdict's entry
-# in `_made` stays this long, confirmed or not: some 70,000 at 600 verdicts a second, about 5 MiB.
-KEEP = timedelta(minutes=2)
+# How long a verdict the sink never confirms is kept (one it dead-lettered, one of a batch undone
+# and decided again by another worker): the sink confirms every other one, seconds after it was made
+# when it keeps up, and after an outage of processscheduler however long it lasted. Two minutes
+# were not enough: after a three-minute outage the PO agent's partition was let go before the
+# sink's, and a possible duplicate of a verdict not yet recorded went to the RPA bot. What is kept
+# past its time errs towards a hold (a duplicate check finds an invoice no sink recorded), and
+# back-pressure keeps what waits for the sink to about two batches: `MOST` is the bound besides.
+KEEP = timedelta(hours=24)
+MOST = 100_000  # unconfirmed verdicts kept, the oldest let go first: some 30 MiB
 
 Key = tuple[str, str, str | Decimal]  # (vendor key, "number" | "loose" | "total", value)
 Decided = tuple[int, KnownInvoice, str]  # a verdict made: its invoice version, the invoice, its event id
@@ -52,8 +57,8 @@ def _keys(known: KnownInvoice) -> list[Key]:
 
 
 class RecentlyDecided:
-    def __init__(self, keep: timedelta = KEEP):
-        self.keep = keep
+    def __init__(self, keep: timedelta = KEEP, most: int = MOST):
+        self.keep, self.most = keep, most
         # invoice id -> its newest verdict: when, of which version, as the checks see it, its event
         self._latest: dict[str, tuple[datetime, int, KnownInvoice, str]] = {}
         self._filed: dict[Key, set[str]] = {}  # key -> the invoice ids filed under it
@@ -67,6 +72,8 @@ class RecentlyDecided:
                 self._filed.setdefault(key, set()).add(known.invoice_id)
             self._made.append((now, known.invoice_id))
         self._forget_before(now - self.keep)
+        if len(self._made) > 2 * len(self._latest) + 1_024:  # mostly verdicts the sink has confirmed since
+            self._made = deque(made for made in self._made if self._is_latest(*made))
 
     def gave_up(self, invoice_id: str, version: int, status: str) -> None:
         """The version kept was withdrawn or superseded since its verdict: the checks see it so, as
@@ -95,11 +102,14 @@ class RecentlyDecided:
         return len(self._latest)
 
     def _forget_before(self, moment: datetime) -> None:
-        while self._made and self._made[0][0] < moment:
+        while self._made and (self._made[0][0] < moment or len(self._latest) > self.most):
             made_at, invoice_id = self._made.popleft()
-            latest = self._latest.get(invoice_id)
-            if latest is not None and latest[0] == made_at:  # not judged again since
+            if self._is_latest(made_at, invoice_id):  # not judged again since, nor confirmed
                 self._drop(invoice_id)
+
+    def _is_latest(self, made_at: datetime, invoice_id: str) -> bool:
+        latest = self._latest.get(invoice_id)
+        return latest is not None and latest[0] == made_at
 
     def _drop(self, invoice_id: str) -> None:
         latest = self._latest.pop(invoice_id, None)
