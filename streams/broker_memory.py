@@ -8,7 +8,7 @@ the broker down, lose the next transaction, or rebalance.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from rules.errors import Unavailable
 from streams.broker import Assigned, LostBatch, Output, Record, Revoked, TopicPartition
@@ -51,11 +51,13 @@ class InMemoryBroker:
     def records(self, topic: str) -> list[Record]:
         return [record for partition in self.topic(topic) for record in partition]
 
-    def rebalance(self) -> None:
-        """Every partition revoked and assigned again, as a group change does."""
+    def rebalance(self, meanwhile: Callable[[], None] = lambda: None) -> None:
+        """Every partition revoked and assigned again, as a group change does; `meanwhile` is what
+        another member does while they are its (a group of one gets them back)."""
         assigned = [(t, p) for t in self._topics for p in range(self.partition_count)]
         assert self._on_revoked is not None and self._on_assigned is not None
         self._on_revoked(assigned)
+        meanwhile()
         self._assign()
 
     # -- the port --------------------------------------------------------------------------------------

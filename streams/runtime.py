@@ -637,6 +637,11 @@ class Runtime:
             self._assigned.discard(partition)
             self._holds.pop(partition, None)
             self._attempts.pop(partition, None)
+        for topic, number in partitions:
+            flow = self._flow_of_topic.get(topic)
+            if flow is not None and flow.store is not None and not any(
+                    (other, number) in self._assigned for other in flow.topics):
+                flow.store.release(number)
         for key, waiting in list(self._to_restore.items()):
             waiting.difference_update(partitions)
             if not waiting:

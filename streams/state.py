@@ -161,6 +161,15 @@ class Store:
                                        else RocksPartitionStore(self.folder / str(number), self.rocks_options))
         return self.partitions[number]
 
+    def release(self, number: int) -> None:
+        """A partition gone to another worker: its RocksDB is closed, so that a worker of the same
+        `DATA_DIR` (several on one machine, replicas sharing a volume) can open it. Kept open, the
+        worker it went to could not take RocksDB's lock, and its POs were never decided while this
+        one ran. Reopened if it comes back, it is read from its position on disk; a partition in
+        memory is kept, and read from its position too."""
+        if self.location == "rocksdb://" and (store := self.partitions.pop(number, None)) is not None:
+            store.close()
+
     def restore(self, number: int, records: Iterable[tuple[int, bytes | None, bytes | None]]) -> int:
         """Applies changelog records (offset, key, value) read from the partition's position; returns
         how many. A record no flow could have written (no key, or one that is not UTF-8) is passed

@@ -1171,6 +1171,30 @@ def test_a_ledger_in_rocksdb_survives_a_restart_and_reads_only_the_changelog_aft
     assert second.statuses() == {"MP-1": "entered", "MP-2": "sent_to_rpa"}
 
 
+def test_a_rocksdb_partition_gone_to_another_worker_of_the_same_data_dir_is_opened_there(tmp_path):
+    """Workers on one machine (or replicas sharing a volume) share DATA_DIR: a worker kept each
+    partition's RocksDB open after a rebalance took it away, the worker it went to could not take
+    RocksDB's lock, and the POs of that partition were never decided while the first one ran."""
+    broker = InMemoryBroker(partitions=3)
+    first = make_worker(tmp_path, store="rocksdb://", broker=broker)
+    first.submit(ready_invoice("MP-1"))
+    first.submit(ready_invoice("MP-2"))
+    first.run()
+    number = broker.partition_of(b"PO-5001")
+    read_there = []
+
+    def other_worker() -> None:
+        other = Store("po-ledgers", changelog_topic(first.pipeline.settings), "rocksdb://", tmp_path)
+        read_there.append(other.partition(number).get("PO-5001"))
+        other.close()
+
+    broker.rebalance(meanwhile=other_worker)
+    assert read_there[0] is not None  # the ledger as the first worker left it
+    first.complete("MP-1")
+    first.run()
+    assert first.statuses() == {"MP-1": "entered", "MP-2": "sent_to_rpa"}
+
+
 def test_an_output_kafka_would_refuse_dead_letters_its_record_instead_of_failing_the_batch():
     from streams.runtime import Flow, Runtime
 
