@@ -498,10 +498,12 @@ class Runtime:
                 self.broker.abort()
                 if stopping() or attempt == COMMIT_ATTEMPTS - 1:
                     self._rewind(tick)
+                    self._read_what_landed(changed)
                     return
                 self.sleep(self.backoff.delay(attempt))
             except LostBatch as lost:
                 self._lost(tick, lost)
+                self._read_what_landed(changed)
                 return
         self._lost_in_a_row = 0
         self.health.back("kafka", self._who("commit"))
@@ -557,12 +559,27 @@ class Runtime:
         """A store partition that missed a committed batch is read again from its changelog, the
         whole of it, as on an assignment; its partitions wait meanwhile, where they stand."""
         store.partition(number).position = None
+        self._read_changelog(store, number)
+
+    def _read_changelog(self, store: Store, number: int) -> None:
+        """The store partition reads its changelog from its position; its partitions wait meanwhile."""
         for flow in self.flows:
             for topic in flow.topics if flow.store is store else ():
                 if (topic, number) in self._assigned:
                     self._wait_for_state(store, (topic, number))
                     self.broker.hold((topic, number), None)
         self._restore_due = 0.0
+
+    def _read_what_landed(self, changed: Sequence[tuple[Store, int, object]]) -> None:
+        """A commit Kafka did not confirm may have landed all the same (its answer lost, or a
+        commit that never returned): before the batch is decided again, each store partition it
+        wrote reads its changelog from where it stands, once Kafka has settled the transaction
+        (`restore` waits for it). Decided again from the state before it, a batch whose first
+        decision had landed was decided twice: emailed to the RPA bot as first decided, the invoice
+        was held in the ledger after a Sampro change between the two, and the PO let its next
+        invoice go to the bot beside it. Read, the batch is the replay the ledgers absorb."""
+        for store, number, _ in changed:
+            self._read_changelog(store, number)
 
     def _wait_for_state(self, store: Store, partition: TopicPartition) -> None:
         """The partition is held until `_restore` has brought its store partition up to date."""

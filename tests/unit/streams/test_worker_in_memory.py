@@ -1038,6 +1038,46 @@ def test_a_kafka_outage_at_commit_is_waited_out_and_the_batch_commits_once(worke
     assert worker.pipeline.health.outages() == {}
 
 
+class _AnswerLost(InMemoryBroker):
+    """Commits the next transaction and says Kafka did not answer, then is away for the runtime's
+    other tries: the EndTxn reached the coordinator, its answer did not."""
+
+    answers_lost = 0
+
+    def __init__(self, partitions: int, meanwhile: Callable[[], None]):
+        super().__init__(partitions)
+        self.meanwhile = meanwhile
+
+    def commit(self, offsets):
+        if not self.answers_lost:
+            return super().commit(offsets)
+        self.answers_lost -= 1
+        super().commit(offsets)
+        self.meanwhile()
+        self.failing_commits = 2
+        raise Unavailable("kafka", "committing a batch: Local: Timed out")
+
+
+def test_a_batch_whose_commit_landed_unconfirmed_is_not_decided_twice(tmp_path):
+    """Decided again from the state before it, the batch's second decision (the PO's price cut in
+    Sampro meanwhile: held) stood in the ledger beside its first, which had gone to the RPA bot: AP
+    saw the invoice held while the bot entered it, and the PO was free for its next invoice."""
+    def buyer_cuts_the_price() -> None:
+        lines = [dict(line) for line in po()["lines"]]
+        lines[0]["unit_price"] = "15.00"
+        worker.sampro.purchase_orders["PO-5001"] = purchase_order(lines=lines)
+
+    broker = _AnswerLost(3, buyer_cuts_the_price)
+    worker = make_worker(tmp_path, broker=broker)
+    worker.run(steps=3)
+    broker.answers_lost = 1
+    worker.submit(ready_invoice("MP-1"))
+    worker.run()
+    assert [request.invoice_id for request in worker.mailer.sent] == ["MP-1"]
+    assert worker.statuses() == {"MP-1": "sent_to_rpa"}
+    assert [step["status"] for step in worker.scheduler.history("MP-1")] == ["ready_to_process", "sent_to_rpa"]
+
+
 def test_after_a_rebalance_the_ledger_comes_back_from_its_changelog(tmp_path):
     broker = InMemoryBroker(partitions=3)
     first = make_worker(tmp_path / "a", broker=broker)
