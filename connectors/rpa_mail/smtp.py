@@ -203,6 +203,7 @@ class SmtpRpaMailer(RpaMailer):
         tls: ssl.SSLContext | None = None, username: str | None = None, password: str | None = None,
         timeout: float = 10.0,
         refused_pause: float = 300.0, put_off_for_good: float = 3600.0, final_reply_timeout: float = 120.0,
+        batch_seconds: float = 60.0,
     ):
         # STARTTLS with this context, which checks the server's certificate and name: smtplib's
         # own default checks neither, and whoever sits between took the password and the invoices.
@@ -215,6 +216,10 @@ class SmtpRpaMailer(RpaMailer):
         # 5321 lets it take 10 minutes: past `timeout` the email was left in doubt, never sent again.
         # Two minutes keep the worker's loop well inside Kafka's max.poll.interval.ms (5 minutes).
         self.final_reply_timeout = max(timeout, final_reply_timeout)
+        # No email of a batch is begun past this: at 0.6 s an email (a relay's content filter) a
+        # batch of 500 outlived Kafka's five minutes, the group gave its partition to another worker
+        # while this one still sent, and an email the server then put off was dropped by both.
+        self.batch_seconds = batch_seconds
         self._smtp: smtplib.SMTP | None = None
         self._idle = False  # kept from an earlier batch: asked whether it is still open before use
         # Refused or cut off before their end of data, with the database away when their claim was
@@ -261,14 +266,16 @@ class SmtpRpaMailer(RpaMailer):
         due = [(r, m) for r, m in messages if _hand_off(r) not in before]
         if not due:
             return []
-        sent = []
+        sent, tried, started = [], 0, time.monotonic()
         try:
             with self.sent_log.session() as sent_log:
                 for request, message in due:
+                    if tried and time.monotonic() - started > self.batch_seconds:
+                        break
+                    tried += 1
                     if self._deliver(self._connection(), sent_log, request, message):
                         sent.append(request)
             self._idle, self._refused = True, None
-            return sent
         except _MessageRefused as error:
             self._drop()
             if _about_the_mailbox(error):
@@ -289,6 +296,10 @@ class SmtpRpaMailer(RpaMailer):
         except BaseException:
             self._drop()  # mid-DATA perhaps: the server must drop the unfinished message
             raise
+        if tried < len(due):  # the batch is read again after a pause, and its emails sent are not sent again
+            raise PutOff("smtp", f"{tried} of {len(due)} emails sent in {time.monotonic() - started:.0f} s; the "
+                                 "others go next, so that the worker answers Kafka in time")
+        return sent
 
     def _put_off(self, error: _MessageRefused) -> Exception:
         """A 4xx to the end of the email's data: that email tried again (its partition waits, the
@@ -378,7 +389,14 @@ class SmtpRpaMailer(RpaMailer):
         finally:
             if smtp.sock is not None:
                 smtp.sock.settimeout(self.timeout)
-        if code != 250:
+        if not (200 <= code < 300 or 400 <= code < 600):
+            # No SMTP reply (2.0.0 with no code, a 3xx): whether the server took the email is not
+            # known. Taken for a 4xx, its claim was dropped and an email the server had queued was
+            # sent again; it stays claimed, in doubt (in_doubt()), as with no answer at all.
+            log.warning("RPA email for %s v%s (hand-off %s) is in doubt: its end of data was answered %r "
+                        "(see in_doubt())", *hand_off, reply[:200])
+            raise smtplib.SMTPException(f"the end of data was answered with no SMTP reply: {code} {reply[:200]!r}")
+        if code >= 400:
             refused = _MessageRefused(code, reply)
             refused.hand_off = hand_off
             if code < 500 and not _about_the_mailbox(refused):

@@ -154,6 +154,34 @@ class SmtpMailerContract(RpaMailerContract):
         second = REQUEST.model_copy(update={"invoice_version": 2})
         assert mailer.send([second]) == [second] and len(server.mailbox.messages) == 2
 
+    def test_a_batch_begins_no_email_past_its_time_and_the_others_go_next(self, engine, server):
+        """At 0.6 s an email (a relay's content filter), a batch of 500 outlived Kafka's five
+        minutes: its partition went to another worker mid-batch, and an email the server then put
+        off was dropped by both."""
+        server.mailbox.reply_delay = 0.3
+        mailer, log = _mailer(engine, server, batch_seconds=0.4)
+        requests = [REQUEST.model_copy(update={"invoice_version": version}) for version in (1, 2, 3)]
+        with pytest.raises(PutOff, match="2 of 3 emails sent in 1 s; the others go next"):
+            mailer.send(requests)
+        assert log.sent_before([("MP-1001", version, 1) for version in (1, 2, 3)]) == {
+            ("MP-1001", 1, 1), ("MP-1001", 2, 1)}
+        assert mailer.send(requests) == requests[2:]
+        assert len(server.mailbox.messages) == 3 and log.in_doubt() == []
+
+    @pytest.mark.parametrize("answer", ["251 2.0.0 Queued", "2.0.0 Ok: queued as 1234", "354 Go on"])
+    def test_an_end_of_data_answered_otherwise_than_4xx_or_5xx_is_never_sent_again(self, engine, server, answer):
+        """Any answer below 500 but 250 was taken for a 4xx: the claim was dropped, and an email the
+        server had queued (a 251, a reply with no code) was sent again, for the bot to enter twice."""
+        server.mailbox.refusals, server.mailbox.refusal = 1, answer
+        mailer, log = _mailer(engine, server)
+        if answer.startswith("251"):
+            assert mailer.send([REQUEST]) == [REQUEST] and log.in_doubt() == []
+        else:  # no SMTP reply: whether the server took it is not known
+            with pytest.raises(Unavailable, match="answered with no SMTP reply"):
+                mailer.send([REQUEST])
+            assert log.in_doubt() == [("MP-1001", 1, 1)]
+        assert mailer.send([REQUEST]) == [] and server.mailbox.refusals == 0 and server.mailbox.messages == []
+
     def test_a_message_refused_at_the_end_of_data_is_not_logged_and_is_sent_again(self, engine, server):
         server.mailbox.refusals = 1
         mailer, log = _mailer(engine, server)
