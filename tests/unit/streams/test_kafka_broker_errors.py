@@ -105,3 +105,12 @@ def test_brokers_refusing_the_workers_sign_in_is_kafka_down_on_readyz_with_their
         assert not ready and "Authentication failed" in body["down"]["kafka"]["detail"]
     finally:
         broker.consumer.close()
+
+
+@pytest.mark.parametrize("session_timeout_seconds", [30.0, 600.0, 1800.0])
+def test_a_session_timeout_the_settings_take_makes_a_consumer(session_timeout_seconds):
+    """SESSION_TIMEOUT_SECONDS above 300 was taken by the settings, then librdkafka refused the
+    consumer (session.timeout.ms above its max.poll.interval.ms of 300 s): the worker stopped at
+    start with a traceback, and compose restarted it for good."""
+    broker = KafkaStreamBroker("127.0.0.1:1", "session-test", session_timeout_seconds=session_timeout_seconds)
+    broker.consumer.close()
