@@ -2,8 +2,8 @@
 FROM python:3.11.11-slim
 # The extras to install: rocksdb for STORE=rocksdb://; add mssql for a Sampro or processscheduler on
 # SQL Server, which brings from apt unixODBC's libodbc (pyodbc links against it) and Kerberos's
-# GSSAPI library (the bundled ODBC Driver 18 does):
-#   docker compose build --build-arg EXTRAS=rocksdb,mssql
+# GSSAPI library (the bundled ODBC Driver 18 does). docker-compose.yml passes EXTRAS from .env:
+#   EXTRAS=rocksdb,mssql
 ARG EXTRAS=rocksdb
 WORKDIR /app
 # The constraints are the versions the tests ran on; installing without them takes whatever is newest.
