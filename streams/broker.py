@@ -23,7 +23,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from confluent_kafka import TopicPartition as KafkaTP
 from kafka.partitioner.default import murmur2
 
-from connectors.kafka_clients import REFUSED_SIGN_IN, KafkaCluster, client_config
+from connectors.kafka_clients import REFUSED_SIGN_IN, KafkaCluster, client_config, kafka_logger
 from rules.errors import Unavailable
 from streams.health import WorkerHealth, lag_from_statistics
 from streams.record_size import PRODUCER_CONFIG
@@ -149,6 +149,10 @@ class KafkaStreamBroker:
         self.linger = linger
         self.health = health
         self.transaction_timeout = transaction_timeout_seconds
+        # librdkafka tells error_cb of each failed reconnection, as often as its own log lines: each
+        # problem once in five minutes, as those are. Logged as they came, a broker that was down
+        # wrote some 36 identical warnings a second.
+        self._client_errors = kafka_logger("worker")
         self.consumer = Consumer(client_config(bootstrap_servers, "consumer", **{
             "group.id": group_id,
             "enable.auto.commit": False, "auto.offset.reset": "earliest",
@@ -211,7 +215,7 @@ class KafkaStreamBroker:
             if self.health is not None:
                 self.health.down("kafka", str(error), CLIENT)
         else:
-            log.warning("Kafka: %s", error)
+            self._client_errors.warning("Kafka: %s", error)
 
     # -- reading ---------------------------------------------------------------------------------
     def subscribe(self, topics: Sequence[str], on_assigned: Assigned, on_revoked: Revoked) -> None:
@@ -468,7 +472,7 @@ class KafkaStreamBroker:
             if error.code() == KafkaError._UNKNOWN_PARTITION:
                 missing.append(error.str())
             else:  # librdkafka logs its errors only while no error_cb takes them
-                log.warning("Kafka while restoring %s: %s", topic, error)
+                self._client_errors.warning("Kafka while restoring %s: %s", topic, error)
 
         reader = Consumer(client_config(self.bootstrap, "restore", **{
             "group.id": f"{self.group_id}.restore", "enable.auto.commit": False, "enable.partition.eof": True,

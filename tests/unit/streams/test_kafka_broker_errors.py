@@ -3,6 +3,8 @@ librdkafka does (no broker needed to check it)."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
@@ -114,3 +116,22 @@ def test_a_session_timeout_the_settings_take_makes_a_consumer(session_timeout_se
     start with a traceback, and compose restarted it for good."""
     broker = KafkaStreamBroker("127.0.0.1:1", "session-test", session_timeout_seconds=session_timeout_seconds)
     broker.consumer.close()
+
+
+def test_a_broker_that_stays_down_is_logged_once_per_problem_not_at_each_reconnect(caplog):
+    """librdkafka tells error_cb of each failed reconnection, and each was a warning: while Kafka
+    was down, about 36 identical lines a second (130,000 an hour), where the README promises each
+    problem once in five minutes."""
+    broker = KafkaStreamBroker("127.0.0.1:1", "reconnect-test")
+    try:
+        with caplog.at_level(logging.WARNING):
+            for attempt in range(36):
+                broker._client_error(KafkaError(
+                    KafkaError._TRANSPORT, "kafka-a.reconnect.test:9092/bootstrap: Connect to ipv4#10.0.0.7:9092 "
+                    f"failed: Connection refused (after {attempt}ms in state CONNECT, {attempt} identical error(s) "
+                    "suppressed)"))
+            broker._client_error(KafkaError(KafkaError._TRANSPORT, "kafka-b.reconnect.test:9092/2: Disconnected"))
+    finally:
+        broker.consumer.close()
+    logged = [record.getMessage() for record in caplog.records if "reconnect.test" in record.getMessage()]
+    assert len(logged) == 2 and "Connection refused" in logged[0] and "Disconnected" in logged[1]
