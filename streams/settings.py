@@ -393,11 +393,27 @@ class Settings(BaseSettings):
 
     @field_validator("schema_registry_url", "connect_url")
     @classmethod
-    def _http_url(cls, url: str | None) -> str | None:
+    def _http_url(cls, url: str | None, info: ValidationInfo) -> str | None:
         parts = [urlsplit(one.strip()) for one in (url or "").split(",")]
         if url is not None and not all(part.scheme in ("http", "https") and part.netloc for part in parts):
             raise ValueError("not an http:// or https:// URL with a host")
+        # The registry's client takes a list; httpx refused one for Connect at every check, every 30 s.
+        if info.field_name == "connect_url" and len(parts) > 1:
+            raise ValueError(f"{len(parts)} URLs: Kafka Connect is asked at one (a comma-separated list is for "
+                             "SCHEMA_REGISTRY_URL)")
         return url
+
+    @field_validator("worker_http_host", "smtp_host")
+    @classmethod
+    def _host_named(cls, host: str, info: ValidationInfo) -> str:
+        """An empty host was taken: the worker's /readyz and /metrics listened on every interface,
+        and no email could be sent (each hand-off waited for good)."""
+        if host.strip():
+            return host
+        if info.field_name == "worker_http_host":
+            raise ValueError("empty, /readyz and /metrics would listen on every interface: leave it unset for "
+                             "127.0.0.1, or write 0.0.0.0 to listen on every interface")
+        raise ValueError("empty, no email to the RPA bot could be sent: name the SMTP server (127.0.0.1 when unset)")
 
     @field_validator("schema_registry_subject")
     @classmethod

@@ -129,6 +129,15 @@ def test_a_wrong_value_is_one_line_naming_the_variable(monkeypatch, capsys):
     ("WORKER_HTTP_PORT", "0", "='0': Input should be greater than or equal to 1"),  # a port no one is told
     ("KAFKA_BOOTSTRAP_SERVERS", "", "='': String should have at least 1 character"),
     ("SCHEMA_REGISTRY_URL", "http://", ": not an http:// or https:// URL with a host"),
+    # /readyz and /metrics listened on every interface, where unset they listen on the loopback alone
+    ("WORKER_HTTP_HOST", "", "='': empty, /readyz and /metrics would listen on every interface: leave it unset "
+                             "for 127.0.0.1, or write 0.0.0.0 to listen on every interface"),
+    # each hand-off to the RPA bot waited, "please run connect() first", for good
+    ("SMTP_HOST", " ", "=' ': empty, no email to the RPA bot could be sent: name the SMTP server (127.0.0.1 when "
+                       "unset)"),
+    # httpx refused the address at every registration and status check, every 30 s
+    ("CONNECT_URL", "http://connect-1:8083,http://connect-2:8083", ": 2 URLs: Kafka Connect is asked at one (a "
+                                                                    "comma-separated list is for SCHEMA_REGISTRY_URL)"),
     ("API_ALLOWED_ORIGINS", '["ap.example.com"]', "__0='ap.example.com': String should match pattern '^https?://[^/?#\\s]+$'"),
     ("API_USERS", '[{"name": "ana", "password_hash": "hunter2"}]',
      "__0__PASSWORD_HASH: String should match pattern '^\\$argon2(id|i|d)\\$'"),  # never signs in
