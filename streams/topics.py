@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
 from connectors.kafka_clients import client_config, kafka_down
 from rules.errors import Misconfigured
 from streams.ledgers import changelog_topic
 from streams.record_size import TOPIC_CODECS, TOPICS_TAKE
-from streams.settings import Settings
+from streams.settings import PREFIX, Settings
 
 DAY_MS = 24 * 60 * 60 * 1000
 
@@ -78,15 +78,39 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
         ],
         operation_timeout=timeout,
     )
-    created = []
+    created: list[str] = []
+    refused: list[tuple[str, KafkaError]] = []
     for name, future in futures.items():
         try:
             future.result()
             created.append(name)
-        except Exception as exc:  # a concurrent creator won the race: fine
-            if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                raise
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.code() == KafkaError.TOPIC_ALREADY_EXISTS:  # a concurrent creator won the race: fine
+                continue
+            if error.retriable():
+                raise kafka_down(settings.kafka, f"creating the topic {name}", error, admin) from None
+            refused.append((name, error))
+    if refused:
+        # Raised as it came, a topic Kafka will never create (more replicas than brokers) stopped
+        # the worker with a traceback, start after start.
+        reason = refused[0][1]
+        raise Misconfigured(f"Kafka refused to create the topic{'s' if len(refused) > 1 else ''} "
+                            f"{', '.join(name for name, _ in refused)} "
+                            f"({reason.str()}): {_what_to_change(settings, reason)}")
     return created
+
+
+def _what_to_change(settings: Settings, error: KafkaError) -> str:
+    if error.code() == KafkaError.INVALID_REPLICATION_FACTOR:
+        return (f"set {PREFIX}TOPIC_REPLICATION_FACTOR={settings.topic_replication_factor} to no more replicas "
+                "than the cluster has brokers")
+    if error.code() == KafkaError.INVALID_PARTITIONS:
+        return f"set {PREFIX}TOPIC_PARTITIONS={settings.topic_partitions} to a count the brokers take"
+    if error.code() in (KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED):
+        return "let the worker's Kafka user create topics, or create them beforehand"
+    return (f"check {PREFIX}TOPIC_PARTITIONS, {PREFIX}TOPIC_REPLICATION_FACTOR and {PREFIX}AUDIT_RETENTION_DAYS "
+            "against the brokers' limits")
 
 
 def check_co_partitioned(settings: Settings, timeout: float = 30.0) -> None:

@@ -9,10 +9,13 @@ import re
 import socket
 import sys
 import tomllib
+from concurrent.futures import Future
 from importlib.metadata import version
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from confluent_kafka import KafkaError
 from packaging.licenses import canonicalize_license_expression
 from pydantic import ValidationError
 
@@ -403,6 +406,62 @@ def test_a_worker_on_topics_that_break_a_guarantee_says_what_to_change_on_one_li
     lines = [line for line in capfd.readouterr().err.splitlines() if line.strip()]
     assert lines == ["error: the topics must take every record the worker sends, but verdicts has "
                      "compression.type=gzip"]
+
+
+class CreatingAdmin:
+    """An admin client on a cluster without the pipeline's topics, whose broker answers each
+    creation with `error` (None: created)."""
+
+    error: object = None
+
+    def __init__(self, config):
+        pass
+
+    def list_topics(self, timeout):
+        return SimpleNamespace(topics={})
+
+    def create_topics(self, topics, operation_timeout):
+        from confluent_kafka import KafkaException
+
+        futures = {}
+        for topic in topics:
+            futures[topic.topic] = Future()
+            if self.error is None or topic.topic == "invoices":  # created by another worker a moment before
+                futures[topic.topic].set_exception(KafkaException(KafkaError(
+                    KafkaError.TOPIC_ALREADY_EXISTS, f"Topic '{topic.topic}' already exists.")))
+            else:
+                futures[topic.topic].set_exception(KafkaException(self.error))
+        return futures
+
+    def poll(self, timeout):
+        return 0
+
+
+@pytest.mark.parametrize(("error", "said"), [
+    (KafkaError(KafkaError.INVALID_REPLICATION_FACTOR, "Replication factor: 3 larger than available brokers: 1."),
+     "Kafka refused to create the topics marketplace.invoices, rpa.completions, po.commands, sampro.changes, "
+     "verdicts, rpa.requests, invoices.dlq, invoice-automation-po-ledgers-changelog (Replication factor: 3 larger "
+     "than available brokers: 1.): set INVOICE_AUTOMATION_TOPIC_REPLICATION_FACTOR=3 to no more replicas than "
+     "the cluster has brokers"),
+    (KafkaError(KafkaError.REQUEST_TIMED_OUT, "Request timed out", retriable=True),
+     "kafka does not answer (creating the topic marketplace.invoices at 127.0.0.1:9092: Request timed out); "
+     "check INVOICE_AUTOMATION_KAFKA_BOOTSTRAP_SERVERS and that it runs"),
+], ids=["replicas", "timed-out"])
+def test_a_topic_kafka_refuses_to_create_is_one_line_naming_the_setting(monkeypatch, capfd, error, said):
+    """TOPIC_REPLICATION_FACTOR=3 on a cluster of one broker: the worker stopped at start with a
+    traceback ending in KafkaException, and compose restarted it for good."""
+    monkeypatch.setenv("INVOICE_AUTOMATION_TOPIC_REPLICATION_FACTOR", "3")
+    monkeypatch.setattr(CreatingAdmin, "error", error)
+    monkeypatch.setattr("streams.topics.AdminClient", CreatingAdmin)
+    assert _run(monkeypatch, "worker") == 2
+    assert [line for line in capfd.readouterr().err.splitlines() if line.strip()] == [f"error: {said}"]
+
+
+def test_topics_another_worker_created_a_moment_before_are_no_failure(monkeypatch):
+    from streams.topics import ensure_topics
+
+    monkeypatch.setattr("streams.topics.AdminClient", CreatingAdmin)
+    assert ensure_topics(Settings(_env_file=None)) == []
 
 
 @pytest.mark.parametrize(("host", "port", "said"), [
