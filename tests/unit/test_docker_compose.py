@@ -285,3 +285,10 @@ def test_every_project_command_and_file_named_exists():
                 assert (ROOT / source).exists(), f"service {name} mounts {volume}, which is missing"
             else:
                 assert source in COMPOSE["volumes"], f"service {name} mounts the undeclared volume {source}"
+
+
+def test_the_worker_keeps_its_ledgers_in_rocksdb_which_the_image_it_builds_has():
+    """In memory, every invoice a PO ever had stayed in the worker's RSS, about 1 kB each (README)."""
+    worker = COMPOSE["services"]["worker"]
+    assert Settings.model_validate({"store": worker["environment"]["INVOICE_AUTOMATION_STORE"]}).store == "rocksdb://"
+    assert "rocksdb" in worker["build"]["args"]["EXTRAS"].split(",")
