@@ -69,11 +69,13 @@ class Mailbox:
 
 
 class SmtpServer:
-    def __init__(self, port: int | None = None, tls: ssl.SSLContext | None = None) -> None:
-        """`tls`: offers STARTTLS with this server context, and takes no mail before it."""
+    def __init__(self, port: int | None = None, tls: ssl.SSLContext | None = None, implicit_tls: bool = False) -> None:
+        """`tls`: offers STARTTLS with this server context, and takes no mail before it; with
+        `implicit_tls`, speaks TLS from the first byte (SMTPS) instead."""
         self.mailbox = Mailbox()
         self.port = port or free_port()
-        self._tls = {} if tls is None else {"tls_context": tls, "require_starttls": True}
+        self._tls = ({} if tls is None else {"ssl_context": tls} if implicit_tls
+                     else {"tls_context": tls, "require_starttls": True})
         self._controller = self._listening()
 
     def _listening(self) -> Controller:

@@ -108,9 +108,10 @@ def _real_mailer(settings: Settings) -> RpaMailer:
     from connectors.rpa_mail import SmtpRpaMailer, SqlSentLog
 
     password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
-    tls = ssl.create_default_context(cafile=settings.smtp_ca_file) if settings.smtp_starttls else None
+    with_tls = settings.smtp_starttls or settings.smtp_implicit_tls
+    tls = ssl.create_default_context(cafile=settings.smtp_ca_file) if with_tls else None
     return SmtpRpaMailer(
-        host=settings.smtp_host, port=settings.smtp_port, tls=tls,
+        host=settings.smtp_host, port=settings.smtp_port, tls=tls, implicit_tls=settings.smtp_implicit_tls,
         username=settings.smtp_username, password=password, mail_from=settings.rpa_mail_from,
         mail_to=settings.rpa_mail_to, sent_log=SqlSentLog(engine_for(settings.scheduler_db_url)),
     )

@@ -177,6 +177,7 @@ class Settings(BaseSettings):
     smtp_host: str = "127.0.0.1"
     smtp_port: int = Field(default=8025, ge=1, le=65535)
     smtp_starttls: bool = False  # the server's certificate and name are checked (the system's CAs)
+    smtp_implicit_tls: bool = False  # TLS from the first byte (SMTPS, port 465), checked as STARTTLS is
     smtp_ca_file: FilePath | None = None  # ... or this CA bundle's (PEM), for an internal relay's own CA
     smtp_username: SmtpText | None = None
     smtp_password: SecretStr | None = None
@@ -337,12 +338,22 @@ class Settings(BaseSettings):
         if self.smtp_username is not None and not (self.smtp_password and self.smtp_password.get_secret_value()):
             raise ValueError(f"{PREFIX}SMTP_USERNAME is set without {PREFIX}SMTP_PASSWORD: every email would "
                              "fail to sign in")
-        if self.smtp_username is not None and not self.smtp_starttls and not _loopback(self.smtp_host):
-            raise ValueError(f"{PREFIX}SMTP_USERNAME without {PREFIX}SMTP_STARTTLS=true sends the password to "
-                             f"{self.smtp_host} in clear text: set it, or relay through a server on this machine")
-        if self.smtp_ca_file is not None and not self.smtp_starttls:
-            raise ValueError(f"{PREFIX}SMTP_CA_FILE is set without {PREFIX}SMTP_STARTTLS=true: no certificate "
-                             "would be checked with it")
+        tls = self.smtp_starttls or self.smtp_implicit_tls
+        if self.smtp_starttls and self.smtp_implicit_tls:
+            raise ValueError(f"{PREFIX}SMTP_STARTTLS and {PREFIX}SMTP_IMPLICIT_TLS are both set: a server speaks "
+                             "TLS from its first byte (SMTPS, port 465) or after STARTTLS (587, 25), not both")
+        if self.smtp_port == 465 and not self.smtp_implicit_tls:
+            # Spoken to in clear text, an SMTPS server says nothing: every email waited, readiness
+            # saying only "Connection unexpectedly closed: timed out".
+            raise ValueError(f"{PREFIX}SMTP_PORT=465 is SMTPS, which speaks TLS from its first byte: set "
+                             f"{PREFIX}SMTP_IMPLICIT_TLS=true")
+        if self.smtp_username is not None and not tls and not _loopback(self.smtp_host):
+            raise ValueError(f"{PREFIX}SMTP_USERNAME without {PREFIX}SMTP_STARTTLS=true (or SMTP_IMPLICIT_TLS) "
+                             f"sends the password to {self.smtp_host} in clear text: set it, or relay through a "
+                             "server on this machine")
+        if self.smtp_ca_file is not None and not tls:
+            raise ValueError(f"{PREFIX}SMTP_CA_FILE is set without {PREFIX}SMTP_STARTTLS=true (or SMTP_IMPLICIT_TLS): "
+                             "no certificate would be checked with it")
         self._kafka_sign_in()
         if self.api_sign_in_backoff_max_seconds < self.api_sign_in_backoff_seconds:
             raise ValueError(f"{PREFIX}API_SIGN_IN_BACKOFF_MAX_SECONDS is below {PREFIX}API_SIGN_IN_BACKOFF_SECONDS")

@@ -201,13 +201,15 @@ class SmtpRpaMailer(RpaMailer):
     def __init__(
         self, *, host: str, port: int, mail_from: str, mail_to: str, sent_log: SqlSentLog,
         tls: ssl.SSLContext | None = None, username: str | None = None, password: str | None = None,
-        timeout: float = 10.0,
+        timeout: float = 10.0, implicit_tls: bool = False,
         refused_pause: float = 300.0, put_off_for_good: float = 3600.0, final_reply_timeout: float = 120.0,
         batch_seconds: float = 60.0,
     ):
         # STARTTLS with this context, which checks the server's certificate and name: smtplib's
         # own default checks neither, and whoever sits between took the password and the invoices.
         self.host, self.port, self.tls = host, port, tls
+        # With `tls`: from the first byte (SMTPS), where STARTTLS is not offered.
+        self.implicit_tls = implicit_tls
         self.username, self.password = username, password
         self.mail_from, self.mail_to = mail_from, mail_to
         self.sent_log = sent_log
@@ -333,10 +335,13 @@ class SmtpRpaMailer(RpaMailer):
                 return self._smtp
             except (OSError, smtplib.SMTPException):  # the server closed it while idle
                 self._drop()
-        smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        if self.implicit_tls and self.tls is not None:
+            smtp: smtplib.SMTP = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=self.tls)
+        else:
+            smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
         self._smtp, self._idle = smtp, False
         smtp.ehlo_or_helo_if_needed()
-        if self.tls is not None:
+        if self.tls is not None and not self.implicit_tls:
             smtp.starttls(context=self.tls)
             smtp.ehlo()
         if self.username:

@@ -429,6 +429,26 @@ def test_starttls_checks_the_servers_certificate(sqlite_engine, certificate_auth
         assert configured.send([second]) == [second] and len(server.mailbox.messages) == 2
 
 
+def test_an_smtps_relay_is_spoken_to_in_tls_from_the_first_byte(sqlite_engine, certificate_authority, monkeypatch,
+                                                                 tmp_path):
+    """Only STARTTLS was spoken: an SMTPS relay (port 465) said nothing to the clear-text greeting,
+    every email waited, and readiness said only "Connection unexpectedly closed: timed out"."""
+    server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    certificate_authority.issue_cert("127.0.0.1").configure_cert(server_side)
+    ca_file = tmp_path / "relay-ca.pem"
+    certificate_authority.cert_pem.write_to_path(str(ca_file))
+    with SmtpServer(tls=server_side, implicit_tls=True) as server:
+        for name, value in {"SMTP_PORT": str(server.port), "SMTP_IMPLICIT_TLS": "true", "SMTP_CA_FILE": str(ca_file),
+                            "SCHEDULER_DB_URL": str(sqlite_engine.url)}.items():
+            monkeypatch.setenv(f"INVOICE_AUTOMATION_{name}", value)
+        upgrade(sqlite_engine)
+        assert _real_mailer(Settings(_env_file=None)).send([REQUEST]) == [REQUEST]
+        assert len(server.mailbox.messages) == 1
+        stranger, _ = _mailer(sqlite_engine, server, tls=ssl.create_default_context(), implicit_tls=True)
+        with pytest.raises(Unavailable, match="CERTIFICATE_VERIFY_FAILED"):
+            stranger.send([REQUEST.model_copy(update={"invoice_version": 2})])
+
+
 class TestSmtpMailerSqlite(SmtpMailerContract):
     @pytest.fixture
     def engine(self, sqlite_engine):

@@ -173,10 +173,16 @@ def test_a_rocksdb_store_with_its_library_is_taken(monkeypatch):
     ({"SMTP_USERNAME": "ap-robot"}, "INVOICE_AUTOMATION_SMTP_USERNAME is set without "
                                     "INVOICE_AUTOMATION_SMTP_PASSWORD: every email would fail to sign in"),
     ({"SMTP_HOST": "smtp.office365.com", "SMTP_USERNAME": "ap-robot", "SMTP_PASSWORD": "s3cret"},
-     "INVOICE_AUTOMATION_SMTP_USERNAME without INVOICE_AUTOMATION_SMTP_STARTTLS=true sends the password to "
-     "smtp.office365.com in clear text: set it, or relay through a server on this machine"),
-    ({"SMTP_CA_FILE": __file__}, "INVOICE_AUTOMATION_SMTP_CA_FILE is set without "
-                                 "INVOICE_AUTOMATION_SMTP_STARTTLS=true: no certificate would be checked with it"),
+     "INVOICE_AUTOMATION_SMTP_USERNAME without INVOICE_AUTOMATION_SMTP_STARTTLS=true (or SMTP_IMPLICIT_TLS) "
+     "sends the password to smtp.office365.com in clear text: set it, or relay through a server on this machine"),
+    ({"SMTP_CA_FILE": __file__}, "INVOICE_AUTOMATION_SMTP_CA_FILE is set without INVOICE_AUTOMATION_SMTP_STARTTLS="
+                                 "true (or SMTP_IMPLICIT_TLS): no certificate would be checked with it"),
+    ({"SMTP_PORT": "465"},  # spoken to in clear text, an SMTPS server says nothing: "timed out"
+     "INVOICE_AUTOMATION_SMTP_PORT=465 is SMTPS, which speaks TLS from its first byte: set "
+     "INVOICE_AUTOMATION_SMTP_IMPLICIT_TLS=true"),
+    ({"SMTP_STARTTLS": "true", "SMTP_IMPLICIT_TLS": "true"},
+     "INVOICE_AUTOMATION_SMTP_STARTTLS and INVOICE_AUTOMATION_SMTP_IMPLICIT_TLS are both set: a server speaks TLS "
+     "from its first byte (SMTPS, port 465) or after STARTTLS (587, 25), not both"),
     ({"API_SIGN_IN_BACKOFF_SECONDS": "60", "API_SIGN_IN_BACKOFF_MAX_SECONDS": "5"},
      "INVOICE_AUTOMATION_API_SIGN_IN_BACKOFF_MAX_SECONDS is below INVOICE_AUTOMATION_API_SIGN_IN_BACKOFF_SECONDS"),
     ({"MARKETPLACE_SOURCE": "debezium", "CONNECT_URL": "http://connect:8083"},  # the default URL: SQLite
