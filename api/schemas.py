@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 from pydantic.json_schema import SkipJsonSchema
 
 from connectors.scheduler.read_model import REASON_CODES, InvoiceDetail
@@ -33,7 +33,24 @@ def _json_whole_number(value: object) -> object:
 # As the topics' records hold it (rules.models): a larger one would be refused there, after the
 # API had answered.
 Version = Annotated[VersionNumber, BeforeValidator(_json_whole_number)]
-SamproInvoiceId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NOT_BLANK)]
+
+
+def _sampro_invoice_id(value: str) -> str:
+    """Without the blanks around it, as a reason is kept: taken as sent, "S-1 " was recorded, and the
+    bot's report again as "S-1" was a second entry, one of two for AP to reverse where Sampro held
+    one. A control or invisible character left in it (a zero-width space, a soft hyphen, a bidi
+    mark, a line break) is refused by name: "\u200bS-1" was another Sampro invoice than S-1 to
+    every comparison, and the same one to whoever read it."""
+    value = value.strip(BLANKS)
+    if not value.isprintable():  # Unicode's other (control, format, ...) and separators but the space
+        hidden = next(character for character in value if not character.isprintable())
+        raise ValueError(f"contains U+{ord(hidden):04X}, a control or invisible character, which no Sampro invoice "
+                         "id has")
+    return value
+
+
+SamproInvoiceId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NOT_BLANK),
+                            AfterValidator(_sampro_invoice_id)]
 
 
 class _Body(BaseModel):
@@ -72,7 +89,9 @@ ATTEMPT = ("The email's X-Invoice-Attempt header: which hand-off of this version
 
 class RpaSuccess(_Body):
     invoice_version: Version = Field(description="The invoice_version of the RPA payload the bot entered.")
-    sampro_invoice_id: SamproInvoiceId = Field(description="The id Sampro gave the invoice the bot entered.")
+    sampro_invoice_id: SamproInvoiceId = Field(description=(
+        "The id Sampro gave the invoice the bot entered; blanks around it are dropped, and one with a control or "
+        "invisible character in it (a zero-width space, a soft hyphen, a line break) is refused."))
     attempt: Version | None = Field(None, description=ATTEMPT)
 
 

@@ -214,6 +214,37 @@ def test_an_empty_report_names_the_field(api):
     assert missing.status_code == 422 and missing.json()["errors"][0]["field"] == "body.error"
 
 
+@pytest.mark.parametrize("sent", ["S-1 ", " S-1", "S-1\n", "\tS-1\r\n"])
+def test_a_sampro_id_with_blanks_around_it_is_the_id_without_them(api, sent):
+    """Taken as sent, "S-1 " was recorded, and the bot's report again as "S-1" was told it was a
+    second entry: AP was told to reverse one of two entries in Sampro, which held one."""
+    answer = api.client.post(SUCCESS.format("MP-1"), json={"invoice_version": 1, "sampro_invoice_id": sent},
+                             **api.as_bot())
+    assert answer.status_code == 202 and answer.json()["event_id"] == "rpa:MP-1:v1:attempt1:success:S-1"
+    ((_, _, entry),) = api.commands.published
+    assert entry.sampro_invoice_id == "S-1"
+    entered = api.client.post(SUCCESS.format("MP-4"), json={"invoice_version": 1,  # recorded entered as S-4
+                                                            "sampro_invoice_id": sent.replace("S-1", "S-4")},
+                              **api.as_bot())
+    assert entered.status_code == 202 and entered.json()["already_recorded"] is True
+
+
+@pytest.mark.parametrize(("sent", "character"), [
+    ("\u200bS-1", "U+200B"),  # a zero-width space pasted from a web page
+    ("S-\u200d1", "U+200D"), ("S-1\u00ad", "U+00AD"), ("\ufeffS-1", "U+FEFF"), ("S-\u202e1", "U+202E"),
+    ("S-1\u00a0", "U+00A0"), ("S-\n1", "U+000A"), ("S-\x071", "U+0007"), ("S-1\u2028", "U+2028"),
+])
+def test_a_sampro_id_with_a_control_or_invisible_character_is_422_naming_it(api, sent, character):
+    """Taken, "\u200bS-1" was another Sampro invoice than S-1 to every comparison and the same one
+    to whoever read it: the bot's report again was a second entry, and AP reversed one of one."""
+    answer = api.client.post(SUCCESS.format("MP-1"), json={"invoice_version": 1, "sampro_invoice_id": sent},
+                             **api.as_bot())
+    assert answer.status_code == 422
+    (error,) = answer.json()["errors"]
+    assert error["field"] == "body.sampro_invoice_id" and error["value"] == sent and character in error["message"]
+    assert api.commands.published == []
+
+
 def test_kafka_away_is_503_so_the_bot_tries_again(api):
     api.commands.reachable = False
     answer = api.client.post(SUCCESS.format("MP-1"), json={"invoice_version": 1, "sampro_invoice_id": "S-1"},
