@@ -42,6 +42,10 @@ class InvoiceReadModel(Protocol):
     def invoice(self, invoice_id: str, version: int | None = None) -> InvoiceDetail | None:
         """The given version, or the newest one; None when processscheduler has no such row."""
 
+    def entered_as(self, sampro_invoice_id: str) -> list[tuple[str, int]]:
+        """The invoice versions (invoice id, version) processscheduler records entered as this Sampro
+        invoice, in the order their rows were made; the id compared exactly, as Sampro keeps it."""
+
     def kpi(self, now: datetime) -> Kpi:
         """The figures of the dashboard as of `now`, AP's own (touchless, first pass, holds cleared, cycle
         time, open exceptions) among them, worked out from processscheduler's history."""

@@ -5,8 +5,10 @@ and its outcome, so the same report twice is applied once. 404: no such invoice 
 the invoice is not at the RPA bot (an entry reported after a failure is taken, also once the
 version was superseded or withdrawn since: Sampro holds it),
 or it is entered under another Sampro invoice id (a second entry: published all the same, so
-that the invoice's history tells AP to reverse one); 202 with `already_recorded`: this
-attempt's outcome is already in processscheduler.
+that the invoice's history tells AP to reverse one), or the Sampro invoice reported is one another
+invoice is recorded entered as (the version at the bot is recorded failed instead, saying so, for
+AP to look for it in Sampro); 202 with `already_recorded`: this attempt's outcome is already in
+processscheduler.
 """
 
 from __future__ import annotations

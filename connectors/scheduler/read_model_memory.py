@@ -79,6 +79,10 @@ class InMemoryInvoiceReadModel(InvoiceReadModel):
         events = [e for e in self._events() if (e["invoice_id"], e["invoice_version"]) == (invoice_id, wanted)]
         return views.detail(self.scheduler.table[(invoice_id, wanted)], events, versions)
 
+    def entered_as(self, sampro_invoice_id: str) -> list[tuple[str, int]]:
+        return [(row["invoice_id"], row["invoice_version"]) for row in self._rows()
+                if row.get("sampro_invoice_id") == sampro_invoice_id]
+
     def status_figures(self, now: datetime) -> StatusFigures:
         rows = self._rows()
         by_status: dict[str, int] = {}

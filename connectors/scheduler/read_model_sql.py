@@ -126,6 +126,12 @@ class SqlInvoiceReadModel(InvoiceReadModel):
                                   .order_by(h.c.id)).mappings().all()
         return views.detail(row, events, versions)
 
+    def entered_as(self, sampro_invoice_id: str) -> list[tuple[str, int]]:
+        query = (select(p.c.invoice_id, p.c.invoice_version).where(p.c.sampro_invoice_id == sampro_invoice_id)
+                 .order_by(p.c.id))
+        with mapped_errors("processscheduler"), self.engine.connect() as conn:
+            return [(row.invoice_id, row.invoice_version) for row in conn.execute(query)]
+
     def status_figures(self, now: datetime) -> StatusFigures:
         with mapped_errors("processscheduler"), self.engine.connect() as conn:
             return self._status_figures(conn, now)

@@ -191,6 +191,17 @@ class InvoiceReadModelContract:
         assert parked_first.reasons[0].code == "QUANTITY_EXCEEDS_OPEN" and parked_first.decided_at == at(5)
         assert read_model.invoice("nope") is None and read_model.invoice("A", 2) is None
 
+    def test_the_versions_entered_as_a_sampro_invoice_are_found_by_it_exactly(self, seeded):
+        """What the API looks an entry the RPA bot reports up by: another invoice recorded entered
+        as the same Sampro invoice means one of the two is not in Sampro."""
+        scheduler, read_model = seeded
+        scheduler.record([verdict(ready("Q", "PO-12"), 3), change("Q", InvoiceStatus.SENT_TO_RPA, "verdict", 3,
+                                                                   po_number="PO-12"),
+                          change("Q", InvoiceStatus.ENTERED, "rpa:Q:v1:attempt1", 1, po_number="PO-12",
+                                 sampro_invoice_id="S-A")])
+        assert read_model.entered_as("S-A") == [("A", 1), ("Q", 1)]
+        assert read_model.entered_as("s-a") == read_model.entered_as("S-A ") == read_model.entered_as("S-B") == []
+
     def test_the_newest_version_unless_one_is_asked_for(self, seeded):
         scheduler, read_model = seeded
         scheduler.record([change("B", InvoiceStatus.SUPERSEDED, "v2", 1, po_number="PO-2"),

@@ -316,7 +316,7 @@ class SqlSchedulerContract(ProcessSchedulerContract):
             thread.join(60)
         assert failures == []
         with engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0013"]
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0014"]
 
     def test_versions_handed_over_before_revision_0010_hold_their_invoice_from_the_migration(self, engine):
         upgrade(engine, "0009")

@@ -7,10 +7,15 @@ from urllib.parse import quote
 
 import pytest
 
+from api.services import NotNow, record_rpa_outcome
+from connectors.po_commands import InMemoryPurchaseOrderCommands
+from connectors.rpa_mail import InMemorySentLog
+from connectors.scheduler.read_model_memory import InMemoryInvoiceReadModel
 from rules.lifecycle import InvoiceStatus
 from rules.models import CompletionOutcome, RpaCompletion
 from tests.unit.api.conftest import change, freight, verdict
 from tests.unit.rules.builders import invoice
+from tests.unit.streams.conftest import AT, make_worker, ready_invoice
 
 SUCCESS = "/rpa/invoices/{}/success"
 FAILURE = "/rpa/invoices/{}/failure"
@@ -83,6 +88,63 @@ def test_an_entry_of_an_entered_invoice_under_another_sampro_id_is_409_and_publi
     ((_, _, second),) = api.commands.published
     assert second.sampro_invoice_id == "S-9" and second.event_id == "rpa:MP-4:v1:attempt1:success:S-9"
     assert second.entered_as == "S-4"
+
+
+def test_an_entry_under_the_sampro_invoice_another_invoice_was_entered_as_is_409_and_a_failure_for_ap(api):
+    """Taken, processscheduler showed MP-1 and MP-4 entered as one Sampro invoice, S-4: one of the two
+    was not in Sampro, its vendor went unpaid, and AP never heard of it."""
+    for _ in range(2):  # a report sent again is the same failure, applied once
+        answer = api.client.post(SUCCESS.format("MP-1"), json={"invoice_version": 1, "sampro_invoice_id": "S-4"},
+                                 **api.as_bot())
+        assert answer.status_code == 409 and answer.json()["current_status"] == "sent_to_rpa"
+        assert "MP-4 v1" in answer.json()["detail"] and "S-4" in answer.json()["detail"]
+    first, again = api.commands.published
+    assert first == again
+    topic, key, failed = first
+    assert (topic, key) == ("rpa.completions", "PO-5001") and failed.outcome is CompletionOutcome.FAILURE
+    assert failed.event_id == "rpa:MP-1:v1:attempt1:failure" and failed.sampro_invoice_id is None
+    assert "as Sampro invoice S-4, which MP-4 v1 is recorded entered as" in failed.error
+    own = api.client.post(SUCCESS.format("MP-4"), json={"invoice_version": 1, "sampro_invoice_id": "S-4"},
+                          **api.as_bot())
+    assert own.status_code == 202 and own.json()["already_recorded"] is True  # its own entry, not another's
+
+
+def test_a_late_entry_under_another_invoices_sampro_invoice_is_409_and_leaves_the_failure_as_it_is(api):
+    api.scheduler.record([change("MP-1", InvoiceStatus.RPA_FAILED, "rpa:MP-1:v1:attempt1:failure")])
+    answer = api.client.post(SUCCESS.format("MP-1"), json={"invoice_version": 1, "sampro_invoice_id": "S-4"},
+                             **api.as_bot())
+    assert answer.status_code == 409 and answer.json()["current_status"] == "rpa_failed"
+    assert "MP-4 v1" in answer.json()["detail"] and api.commands.published == []
+
+
+def test_an_entry_under_another_invoices_sampro_invoice_is_recorded_failed_and_the_po_goes_on(tmp_path):
+    """MP-2 reported entered as S-100, which MP-1 was entered as: processscheduler showed both entered,
+    MP-2 was not in Sampro, and nothing told AP."""
+    worker = make_worker(tmp_path)
+    commands = InMemoryPurchaseOrderCommands(worker.pipeline.topics.completions, worker.pipeline.topics.commands)
+
+    def report_entered(invoice_id: str) -> None:
+        try:
+            record_rpa_outcome(InMemoryInvoiceReadModel(worker.scheduler), InMemorySentLog(), commands, lambda: AT,
+                               invoice_id=invoice_id, version=1, outcome=CompletionOutcome.SUCCESS,
+                               sampro_invoice_id="S-100")
+        finally:
+            for topic, key, command in commands.published:
+                worker.put(topic, key, worker.codec.encode(command))
+            commands.published.clear()
+            worker.run()
+
+    for invoice_id in ("MP-1", "MP-2", "MP-3"):
+        worker.submit(ready_invoice(invoice_id))
+    worker.run()
+    report_entered("MP-1")
+    with pytest.raises(NotNow, match="MP-1 v1"):
+        report_entered("MP-2")
+    assert worker.statuses() == {"MP-1": "entered", "MP-2": "rpa_failed", "MP-3": "sent_to_rpa"}
+    (failed,) = [step for step in worker.scheduler.history("MP-2") if step["status"] == "rpa_failed"]
+    assert "S-100, which MP-1 v1 is recorded entered as" in failed["reason"]
+    assert [(row["invoice_id"], row["sampro_invoice_id"]) for row in worker.scheduler.rows(status="entered")] == [
+        ("MP-1", "S-100")]
 
 
 def test_another_outcome_or_an_invoice_not_at_the_bot_is_409_with_the_status(api):

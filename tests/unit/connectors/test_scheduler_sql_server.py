@@ -70,6 +70,7 @@ def statements(tmp_path_factory) -> list[str]:
     read_model.status_figures(NOW)
     read_model.invoices(InvoiceQuery(reason_code="PRICE_MISMATCH", vendor_id="V100", limit=10, offset=5, before=100))
     read_model.invoice("MP-1")
+    read_model.entered_as("S-1")
     read_model.changes(0)
     read_model.rpa_round_trips(NOW)
     dialect = mssql_pyodbc.dialect(paramstyle="qmark")
@@ -117,6 +118,7 @@ def _offline(step: str, migration: str = "0012_sql_server_unicode") -> list[str]
 
 
 MADE_AFTER_0012 = {"source_watermarks"}  # made by 0013 with these types already
+INDEXES_AFTER_0012 = {"ix_processscheduler_sampro_invoice_id"}  # made by 0014 on the column as 0012 left it
 ALTERED = re.compile(r"ALTER TABLE (\w+) ALTER COLUMN (\w+) (.+?) (NOT NULL|NULL)")
 
 
@@ -125,7 +127,8 @@ def _uses(table) -> list[tuple[str, tuple[str, ...]]]:
     found = [("PRIMARY KEY", tuple(c.name for c in table.primary_key.columns))]
     found += [("UNIQUE", tuple(c.name for c in unique.columns))
               for unique in table.constraints if isinstance(unique, UniqueConstraint)]
-    return found + [("INDEX", tuple(c.name for c in i.columns)) for i in table.indexes]
+    return found + [("INDEX", tuple(c.name for c in i.columns)) for i in table.indexes
+                    if i.name not in INDEXES_AFTER_0012]
 
 
 def _tables_of_0012() -> list:
@@ -186,4 +189,11 @@ def test_migration_0013_makes_the_source_watermarks_as_the_tables_say():
         assert f"{column.name} {_mssql_type(column)} {nullability}" in create, (column.name, create)
     assert "CONSTRAINT pk_source_watermarks PRIMARY KEY (source)" in create
     assert _offline("downgrade", "0013_source_watermarks") == ["DROP TABLE source_watermarks"]
+
+
+def test_migration_0014_indexes_the_sampro_invoice_as_the_tables_say():
+    (index,) = [i for i in metadata.tables["processscheduler"].indexes if i.name in INDEXES_AFTER_0012]
+    assert _offline("upgrade", "0014_sampro_invoice_index") == [
+        f"CREATE INDEX {index.name} ON processscheduler ({', '.join(c.name for c in index.columns)})"]
+    assert _offline("downgrade", "0014_sampro_invoice_index") == [f"DROP INDEX {index.name} ON processscheduler"]
 
