@@ -123,6 +123,7 @@ class InvoiceRecord(BaseModel):
     rpa_attempts: int = 0  # hand-offs to the RPA bot so far; one more each time AP releases a failure
     # The AP releases applied to it, the last few: one delivered again (a crash before its offset was
     # committed) released what a judgement at its hand-over had found since, which no one had seen.
+    # Also the releases and dispatches of an older version noted on it (`_not_applied_to_a_finished_version`).
     releases_seen: list[str] = Field(default_factory=list)
     withdrawn_at_rpa: bool = False  # the vendor withdrew it while the RPA bot had it: the bot's outcome decides
     entered_before: int | None = None  # the version of this invoice Sampro has already: this one must not go too
@@ -339,11 +340,11 @@ class _Update:
         if status in FINISHED:
             self.ledger.records.pop(record.key, None)
 
-    def note_entered(self, invoice_id: str, cause: str, at: datetime, reason: str) -> None:
+    def note_entered(self, invoice_id: str, cause: str, at: datetime, reason: str, actor: str | None = None) -> None:
         """A note in the history of the version of this invoice that is in Sampro (its record is gone)."""
         if (entered := self.ledger.entered.get(invoice_id)) is not None:
             self.emitted.append(_status_change(invoice_id, entered, self.ledger.po_number, InvoiceStatus.ENTERED,
-                                               cause, at, reason=reason))
+                                               cause, at, reason=reason, actor=actor))
 
     def park(self, record: InvoiceRecord, at: datetime, cause: str = "parked") -> None:
         self.ledger.parked.append(record.key)
@@ -793,6 +794,43 @@ def complete_rpa(
     return update.outcome()
 
 
+def _not_applied_to_a_finished_version(
+    update: _Update, command: ReleaseRequested | DispatchApproved, not_applied: str
+) -> None:
+    """A clerk's release or dispatch of a version this PO finished after the clerk looked at it (the
+    vendor's newer version replaced it, the vendor withdrew it, the bot entered it) is noted in the
+    history, the status kept: dropped without a word, the clerk took the invoice for released,
+    and the vendor's newer version sat in manual review. The note goes on the newest version, the
+    one the clerk must act on (the dashboard opens it), where this PO has its record; else on the
+    version in Sampro, or on the one named. A note, not a verdict: statuses, holds and the PO's
+    queue stay as they were, and the record noted remembers the command (`releases_seen`), so that
+    one delivered again is noted once."""
+    invoice_id, version, at = command.invoice_id, command.invoice_version, command.issued_at
+    newest = update.ledger.latest.get(invoice_id)
+    if newest is None or newest < version:
+        return  # no version of it is on this PO: nothing AP looks at here
+    replaced = f"{not_applied}, which version {newest} replaced"
+    if newest > version and (newer := update.ledger.record(record_key(invoice_id, newest))) is not None:
+        if command.command_id in newer.releases_seen:
+            return  # noted already: the command delivered again is applied once
+        newer = update.editable_listed(newer.key)
+        newer.releases_seen = [*newer.releases_seen[-(RELEASES_REMEMBERED - 1):], command.command_id]
+        update.change(newer, newer.status, command.command_id, at, actor=command.user,
+                      reason=f"{replaced}: look at version {newest} again.")
+        return
+    # A finished version's status never changes again: the same note again is the same event.
+    if (entered := update.ledger.entered.get(invoice_id)) in (version, newest):
+        update.note_entered(invoice_id, command.command_id, at, f"{not_applied}: it is entered in Sampro."
+                            if entered == version else f"{replaced}, which is entered in Sampro.", command.user)
+        return
+    if newest == version:  # no record and not entered: the vendor withdrew it (a newer version supersedes)
+        status, why = InvoiceStatus.WITHDRAWN, f"{not_applied}: the vendor had withdrawn it."
+    else:  # the newer version names another PO, or finished here as well: the one named was superseded
+        status, why = InvoiceStatus.SUPERSEDED, f"{replaced}: look at version {newest} again."
+    update.emitted.append(_status_change(invoice_id, version, update.ledger.po_number, status, command.command_id,
+                                         at, actor=command.user, reason=why))
+
+
 def latest_hand_offs(requests: Sequence[RpaRequest]) -> list[RpaRequest]:
     """The requests but those a later hand-off of their version among them follows: a hand-off is
     made only when the one before it failed, and rpa.requests read again, with two refused ones
@@ -993,13 +1031,16 @@ def release_invoice(
     key = record_key(command.invoice_id, command.invoice_version)
     if (found := update.ledger.record(key)) is not None and command.command_id in found.releases_seen:
         return update.outcome()  # the same command again: applied once, and nothing to write
+    reason = f"{command.reason_code}: {command.reason}" if command.reason_code else command.reason
     record = update.editable(key)
-    if (record is None or record.status not in RELEASABLE
-            or update.ledger.latest[command.invoice_id] != command.invoice_version):
+    if record is None:
+        _not_applied_to_a_finished_version(
+            update, command, f"Not released: {command.user} released version {command.invoice_version} ({reason})")
+        return update.outcome()
+    if record.status not in RELEASABLE or update.ledger.latest[command.invoice_id] != command.invoice_version:
         return update.outcome()
     record.releases_seen = [*record.releases_seen[-(RELEASES_REMEMBERED - 1):], command.command_id]
     at = command.issued_at
-    reason = f"{command.reason_code}: {command.reason}" if command.reason_code else command.reason
     failed = record.status is InvoiceStatus.RPA_FAILED
     held = holds_of(record.verdict.reasons) if record.verdict and not failed else []
     still = [hold for hold in held if hold.id not in record.released_holds]
@@ -1069,7 +1110,11 @@ def approve_dispatch(
     update = _Update(ledger, judge, dispatch)
     key = record_key(command.invoice_id, command.invoice_version)
     record = update.editable(key)
-    if record is None or key not in update.ledger.holding or record.status is InvoiceStatus.SENT_TO_RPA:
+    if record is None:
+        _not_applied_to_a_finished_version(
+            update, command, f"Not sent to the RPA bot: {command.user} sent version {command.invoice_version}")
+        return update.outcome()
+    if key not in update.ledger.holding or record.status is InvoiceStatus.SENT_TO_RPA:
         return update.outcome()
     if judge is not None:
         place = update.ledger.holding.index(key)

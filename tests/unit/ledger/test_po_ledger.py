@@ -350,7 +350,9 @@ def test_an_entry_reported_after_a_failure_is_entered_so_that_ap_cannot_have_it_
     assert complete_rpa(late.ledger, completion("A", event_id="c-late"), judge, "automatic").emitted == []
     retry = ReleaseRequested(command_id="r1", invoice_id="A", invoice_version=1, po_number="PO-1", user="ana",
                              reason="retry", issued_at=AT, holds=[], reason_code=None)
-    assert release_invoice(late.ledger, retry, judge, "automatic").emitted == []  # nothing left to send again
+    (note,) = release_invoice(late.ledger, retry, judge, "automatic").emitted  # nothing left to send again
+    assert (note.status, note.sampro_invoice_id, note.actor) == (InvoiceStatus.ENTERED, None, "ana")
+    assert note.reason == "Not released: ana released version 1 (retry): it is entered in Sampro."
 
 
 def test_an_entry_reported_after_ap_released_the_failure_takes_it_off_the_po_before_it_is_sent_again(judge):
@@ -1155,6 +1157,57 @@ def test_a_release_delivered_again_is_applied_once_and_writes_nothing():
     once = release_invoice(held(judge, "A"), release(["PRICE_MISMATCH:1:unit_price"]), judge, "automatic")
     again = release_invoice(once.ledger, release(["PRICE_MISMATCH:1:unit_price"]), judge, "automatic")
     assert again.emitted == [] and again.ledger.records["A@v1"] is once.ledger.records["A@v1"]
+
+
+def test_a_release_of_a_version_the_vendor_replaced_since_is_noted_on_the_newer_one_and_changes_nothing_else():
+    """The vendor saved the invoice again right after the clerk looked at version 1: the release of
+    it was answered 202 and dropped by the worker without a word, and version 2 sat in manual review
+    while the clerk took the invoice for released."""
+    judge = TwoHoldsJudge()
+    ledger = submit_invoice(held(judge, "A"), submission("A", 2, expect="manual_review"), judge, "automatic").ledger
+    outcome = release_invoice(ledger, release(["PRICE_MISMATCH:1:unit_price"]), judge, "automatic")
+    (note,) = outcome.emitted
+    assert (note.invoice_version, note.status, note.actor, note.holds) == (2, InvoiceStatus.MANUAL_REVIEW, "ana", [])
+    assert note.reason == ("Not released: ana released version 1 (PRICE_AGREED: agreed by phone), which version 2 "
+                           "replaced: look at version 2 again.")
+    newer, noted = ledger.records["A@v2"], outcome.ledger.records["A@v2"]
+    assert noted.model_dump(exclude={"last_change", "releases_seen"}) == newer.model_dump(
+        exclude={"last_change", "releases_seen"})  # its status, holds and place on the PO as they were
+    assert (outcome.ledger.holding, outcome.ledger.parked) == (ledger.holding, ledger.parked)
+    again = release_invoice(outcome.ledger, release(["PRICE_MISMATCH:1:unit_price"]), judge, "automatic")
+    assert again.emitted == [] and again.ledger.records["A@v2"] is outcome.ledger.records["A@v2"]  # applied once
+
+
+def test_a_dispatch_of_a_version_the_vendor_replaced_since_is_noted_on_the_newer_one_and_sends_nothing(judge):
+    ledger, _ = run(PurchaseOrderLedger(po_number="PO-1"),
+                    lambda ledger: submit_invoice(ledger, submission("A"), judge, "approval"),
+                    lambda ledger: submit_invoice(ledger, submission("A", 2), judge, "approval"))
+    approval = DispatchApproved(command_id="d1", invoice_id="A", invoice_version=1, po_number="PO-1", user="ana",
+                                issued_at=AT)
+    outcome = approve_dispatch(ledger, approval, judge)
+    (note,) = outcome.emitted
+    assert (note.invoice_version, note.status, note.actor) == (2, InvoiceStatus.READY_TO_PROCESS, "ana")
+    assert note.reason == ("Not sent to the RPA bot: ana sent version 1, which version 2 replaced: look at version 2 "
+                           "again.")
+    assert outcome.ledger.holding == ["A@v2"] and approve_dispatch(outcome.ledger, approval, judge).emitted == []
+
+
+@pytest.mark.parametrize(("finished", "status", "why"), [
+    (lambda ledger, judge: withdraw_invoice(ledger, InvoiceWithdrawn(
+        invoice_id="A", version=1, po_number="PO-1", withdrawn_at=AT), judge, "automatic"),
+     InvoiceStatus.WITHDRAWN, "the vendor had withdrawn it."),
+    (lambda ledger, judge: replace_invoice(ledger, replaced("A"), judge, "automatic"),
+     InvoiceStatus.SUPERSEDED, "which version 2 replaced: look at version 2 again."),
+])
+def test_a_release_of_a_version_finished_since_is_noted_on_it_keeping_its_status(judge, finished, status, why):
+    judge = TwoHoldsJudge()
+    ledger = finished(held(judge, "A"), judge).ledger
+    command = release(["PRICE_MISMATCH:1:unit_price"])
+    (note,) = release_invoice(ledger, command, judge, "automatic").emitted
+    assert (note.invoice_version, note.status, note.actor) == (1, status, "ana")
+    assert note.reason.startswith("Not released: ana released version 1 (PRICE_AGREED: agreed by phone)")
+    assert note.reason.endswith(why)
+    assert release_invoice(ledger, command, judge, "automatic").emitted == [note]  # the same event: recorded once
 
 
 def test_a_release_naming_holds_a_failure_at_the_bot_does_not_have_releases_nothing_and_says_so():

@@ -624,6 +624,31 @@ def test_an_rpa_failure_ap_releases_is_emailed_to_the_bot_again_and_can_be_enter
     assert worker.statuses() == {"MP-1": "entered"} and worker.dead_letters() == []
 
 
+def test_a_release_of_a_version_the_vendor_replaced_meanwhile_is_noted_on_the_newer_one_for_the_clerk(worker):
+    """The vendor saved the invoice again as version 2 right after the clerk looked at version 1: the
+    API took the release of version 1 (processscheduler did not show version 2 yet), the worker
+    dropped it without a word, and version 2 sat in manual review while the clerk took it for released."""
+    lines = [dict(line) for line in po()["lines"]]
+    lines[0]["unit_price"] = "15.40"  # the invoice's 15.50 is held PRICE_MISMATCH
+    worker.sampro.purchase_orders["PO-5001"] = purchase_order(lines=lines)
+    document = ready_invoice("MP-1")
+    worker.submit(document)
+    worker.submit(document, version=2)
+    worker.run()
+    release = ReleaseRequested(command_id="r-1", invoice_id="MP-1", invoice_version=1, po_number="PO-5001",
+                               user="ana", reason="price agreed with buyer", reason_code="PRICE_AGREED", issued_at=AT)
+    for _ in range(2):  # delivered again: applied once
+        worker.put(worker.pipeline.topics.commands, "PO-5001", worker.codec.encode(release))
+    worker.run()
+    assert [(row["invoice_version"], row["status"]) for row in worker.scheduler.rows()] == [
+        (1, "superseded"), (2, "manual_review")]
+    assert [(step["invoice_version"], step["status"], step["reason"]) for step in worker.scheduler.history("MP-1")
+            if step["actor"] == "ana"] == [(2, "manual_review", "Not released: ana released version 1 (PRICE_AGREED: "
+                                                                "price agreed with buyer), which version 2 replaced: "
+                                                                "look at version 2 again.")]
+    assert worker.mailer.sent == [] and worker.dead_letters() == []
+
+
 def test_a_hand_off_waiting_for_the_mailbox_is_not_sent_once_the_bot_reports_the_version_entered(tmp_path):
     """AP released the bot's failure while the mailbox was down; the bot then reported hand-off 1
     entered after all (its screen had timed out after the entry). Hand-off 2 went out when the
