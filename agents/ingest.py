@@ -40,7 +40,7 @@ def register(pipeline: Pipeline) -> None:
         if settings.connect_url:
             capture = marketplace_capture(settings.marketplace_db_url, settings.marketplace_topic, settings.app_id)
 
-            def full_rows_kept() -> None:  # /readyz names it until it is fixed; then the capture starts
+            def full_rows_kept() -> None:  # at each status check: /readyz names it until it is fixed
                 if (problem := replica_identity_problem(capture)) is not None:
                     raise Unavailable("marketplace", problem)
 

@@ -48,7 +48,7 @@ def _register_capture(pipeline: Pipeline) -> None:
         capture = sampro_capture(settings.sampro_db_url, settings.sampro_cdc_topic, names,
                                  settings.kafka, settings.app_id)
 
-        def rows_kept_for_deletions() -> None:  # /readyz names it until it is fixed; then the capture starts
+        def rows_kept_for_deletions() -> None:  # at each status check: /readyz names it until it is fixed
             if isinstance(capture, SamproCapture) and (problem := deleted_po_problem(capture)) is not None:
                 raise Unavailable("sampro", problem)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import httpx
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 
 from connectors.debezium.sampro_config import SamproCapture, postgres_login
 from connectors.debezium.wal_heartbeat import HEARTBEAT_MS, wal_heartbeat
@@ -23,6 +23,7 @@ from connectors.sql import mapped_errors
 from rules.errors import DataError, Unavailable
 
 CONNECTOR_CLASS = "io.debezium.connector.postgresql.PostgresConnector"
+CATALOG_CONNECT_SECONDS = 3  # libpq's connect_timeout, whole seconds
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,7 @@ def replica_identity_problem(capture: MarketplaceCapture) -> str | None:
     """Why the captured table would lose withdrawals: with PostgreSQL's default replica identity a
     deletion carries the primary key alone, so it reached the pipeline without its PO number and
     version, was dead-lettered, and the withdrawn invoice went on to be entered and paid."""
-    engine = create_engine(capture.database_url)
+    engine = _catalog(capture.database_url)
     try:
         with mapped_errors("marketplace"), engine.connect() as conn:
             identity = conn.execute(text("SELECT relreplident FROM pg_class WHERE oid = to_regclass(:table)"),
@@ -123,7 +124,7 @@ def deleted_po_problem(capture: SamproCapture) -> str | None:
     a deletion carries the columns of the table's replica identity alone (its primary key by
     default), and a line keyed by a line id of its own was dead-lettered, its PO never judged again."""
     schema, names = capture.names.schema_name or "public", capture.names
-    engine = create_engine(capture.database_url)
+    engine = _catalog(capture.database_url)
     try:
         with mapped_errors("sampro"), engine.connect() as conn:
             for key, table in (("po_header", names.po_header), ("po_line", names.po_line)):
@@ -138,6 +139,13 @@ def deleted_po_problem(capture: SamproCapture) -> str | None:
     finally:
         engine.dispose()
     return None
+
+
+def _catalog(database_url: str) -> Engine:
+    """An engine for one look at the catalog, asked on the worker's loop at every status check of
+    the capture: a database host that does not answer holds the loop a few seconds, not the minutes
+    libpq waits for the system's TCP timeout."""
+    return create_engine(database_url, connect_args={"connect_timeout": CATALOG_CONNECT_SECONDS})
 
 
 # A table's replica identity, and the columns a deletion carries where it is not FULL: those of the
@@ -189,12 +197,14 @@ class KeptRunning:
     topic went quiet, held invoices stayed held, and /readyz said ready. Each call after the
     registration asks for the connector's status: a failed connector or task is restarted and
     named as Connect down, with the first line of its trace, until it runs; one Connect no longer
-    has (deleted, its config topic lost) is registered again. `before_registering` raises
-    `Unavailable` while the capture must not start."""
+    has (deleted, its config topic lost) is registered again. `can_capture` raises `Unavailable`
+    while the capture must not start or run on, and is asked at every call: asked only before the
+    registration, a table set back to REPLICA IDENTITY DEFAULT while the capture ran sent every
+    deletion without its PO number, the withdrawn invoice was entered and paid, and /readyz said ready."""
 
     connect_url: str
     capture: Capture
-    before_registering: Callable[[], None] = lambda: None
+    can_capture: Callable[[], None] = lambda: None
     transport: httpx.BaseTransport | None = None  # httpx's own, unless a test answers as Connect
     clock: Callable[[], float] = time.monotonic
     registered: bool = False
@@ -203,11 +213,11 @@ class KeptRunning:
     def __call__(self) -> None:
         # Asked on the worker's own loop: a Connect that hangs holds its partitions that long. A
         # registration, rare, may take longer: Connect validates the config against the database.
+        self.can_capture()
         if self.registered:
             with self._client(STATUS_TIMEOUT) as client:
                 if self._still_registered(client):
                     return
-        self.before_registering()
         with self._client(10) as client:
             put_connector(client, self.capture)
         self.registered = True

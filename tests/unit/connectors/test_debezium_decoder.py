@@ -256,3 +256,35 @@ def test_a_kept_capture_whose_task_failed_is_restarted_and_named_until_it_runs_a
     connect.registered, connect.asked = False, []  # deleted, or Connect's config topic lost
     kept()
     assert connect.asked == ["GET /connectors/mp/status", "PUT /connectors/mp/config"]
+
+
+def test_a_table_that_stops_keeping_whole_rows_after_the_capture_started_is_named_at_the_next_status_check():
+    """Checked only before the registration: a DBA who set the table back to REPLICA IDENTITY
+    DEFAULT while the worker ran left every vendor's deletion without its PO number, each
+    dead-lettered, the withdrawn invoice entered and paid, and /readyz said ready."""
+    import httpx
+
+    from connectors.debezium.config import KeptRunning
+    from rules.errors import Unavailable
+
+    identity, checked = ["f"], []
+
+    def full_rows_kept() -> None:  # as agents.ingest wires replica_identity_problem: one query a check
+        checked.append(identity[0])
+        if identity[0] != "f":
+            raise Unavailable("marketplace", "ALTER TABLE public.marketplace_invoices REPLICA IDENTITY FULL")
+
+    connect = ConnectAnswering()
+    kept = KeptRunning("http://connect", MarketplaceCapture(name="mp", database_url="postgresql://u:p@db/m"),
+                       full_rows_kept, transport=httpx.MockTransport(connect))
+    kept()
+    kept()
+    identity[0] = "d"
+    for _ in range(2):
+        with pytest.raises(Unavailable, match="REPLICA IDENTITY FULL") as down:
+            kept()
+        assert down.value.dependency == "marketplace"
+    identity[0] = "f"
+    kept()
+    assert checked == ["f", "f", "d", "d", "f"]  # once a check, however long the capture runs
+    assert connect.asked.count("PUT /connectors/mp/config") == 1  # the running capture is left as it is
