@@ -27,7 +27,26 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, Text, and_, cast, literal_column, or_, select, true
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    DateTime,
+    Engine,
+    String,
+    Text,
+    and_,
+    case,
+    cast,
+    func,
+    literal_column,
+    or_,
+    select,
+    true,
+    type_coerce,
+)
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from connectors.marketplace_table import HEADER_FIELDS, invoice_document, stream_key_problem
 from connectors.marketplace_table import marketplace_invoices as table
@@ -47,6 +66,36 @@ _JSON_AS_TEXT = [cast(table.c.lines, Text).label("lines"), cast(table.c.extra_ch
 _ALL_AS_TEXT = [cast(c, Text).label(c.key) for c in table.c]
 
 Watermark = tuple[datetime, str]
+
+
+class InTimeOrder(FunctionElement[datetime]):
+    """The column's time as the pages are ordered and continued by: as it is; on SQLite, which
+    compares times as text, a time in whole seconds (CURRENT_TIMESTAMP's, the table's default
+    before) with the microseconds the watermark is written with. As it was, `2026-11-25 09:00:03`
+    sorted before the watermark's `2026-11-25 09:00:03.000000`, and the rest of the second a page
+    ended in was skipped: in a catch-up of 7,000 uploads, 230 invoices were never ingested."""
+
+    type = DateTime(timezone=True)  # the watermark it is compared with is written as the column's
+    name = "in_time_order"
+    inherit_cache = True
+
+
+@compiles(InTimeOrder)
+def _as_it_is(element: InTimeOrder, compiler: SQLCompiler, **kw: Any) -> str:
+    (time,) = element.clauses
+    return compiler.process(time, **kw)
+
+
+@compiles(InTimeOrder, "sqlite")
+def _to_the_microsecond(element: InTimeOrder, compiler: SQLCompiler, **kw: Any) -> str:
+    # Its text alone, not strftime(), which on every row made an idle poll of 100,000 rows 250 ms (20-40).
+    (time,) = element.clauses
+    text = type_coerce(time, String)
+    return compiler.process(case((func.length(text) == len("2026-11-25 09:00:03"), text + ".000000"), else_=text),
+                            **kw)
+
+
+_UPDATED_AT = InTimeOrder(table.c.updated_at)
 WINDOW_CHUNK = 1000  # ids in one IN list of the window's read (SQL Server takes 2,100 parameters)
 
 
@@ -170,8 +219,7 @@ class PollingMarketplaceSource(MarketplaceSource):
             # local time, hours ahead east of UTC, let one row stamped ahead hide the next hours' uploads.
             present = database_clocks(conn)[0]
             for where, limited in self._pages(_not_past(watermark, present), whole_window):
-                query = select(*_COLUMNS, *_JSON_AS_TEXT).where(where).order_by(table.c.updated_at,
-                                                                                table.c.invoice_id)
+                query = select(*_COLUMNS, *_JSON_AS_TEXT).where(where).order_by(_UPDATED_AT, table.c.invoice_id)
                 if limited:
                     query = query.limit(self.batch_size)
                 try:
@@ -208,7 +256,7 @@ class PollingMarketplaceSource(MarketplaceSource):
         # keeps such bytes, by its rowid: an id read escaped is not the id stored.
         row_key = literal_column("rowid") if conn.dialect.name == "sqlite" else table.c.invoice_id
         keys_query = (select(table.c.invoice_id, cast(table.c.updated_at, Text).label("updated_at"),
-                             row_key.label("row_key")).where(where).order_by(table.c.updated_at, table.c.invoice_id))
+                             row_key.label("row_key")).where(where).order_by(_UPDATED_AT, table.c.invoice_id))
         with escaped_text(conn):
             keys = conn.execute(keys_query.limit(self.batch_size) if limited else keys_query).all()
         rows: list[Any] = []
@@ -233,8 +281,8 @@ class PollingMarketplaceSource(MarketplaceSource):
         if watermark is None:
             return [(true(), True)]
         since, invoice_id = watermark
-        newer = or_(table.c.updated_at > since, and_(table.c.updated_at == since, table.c.invoice_id > invoice_id))
-        window = and_(table.c.updated_at >= since - self.lookback, ~newer)
+        newer = or_(_UPDATED_AT > since, and_(_UPDATED_AT == since, table.c.invoice_id > invoice_id))
+        window = and_(_UPDATED_AT >= since - self.lookback, ~newer)
         return [(newer, True), (window, False)] if whole_window else [(newer, True)]
 
 
@@ -263,14 +311,16 @@ def _version(row: Any) -> int:
 
 def _page_end(keys: list[tuple[datetime | None, Any]]) -> Watermark | None:
     """Where the next page starts: after the page's last row with a time, as the database ordered
-    them; after every row of the latest time it read, when an earlier row of the page had a later
-    time than that last one (SQLite orders times as text, and `2026-11-25T05:00` sorts after
-    `2026-11-25 06:00`: the cursor went back, and the same page was read at every poll)."""
+    them; after the last row of the latest time it read, when an earlier row of the page had a
+    later time than that last one (SQLite orders times as text, and `2026-11-25T05:00` sorts after
+    `2026-11-25 06:00`: the cursor went back, and the same page was read at every poll). Before
+    the rows of that time, as it started, it read them again at every poll, once SQLite's whole
+    seconds compared as the watermark's (`InTimeOrder`)."""
     timed = [(as_utc(at), str(invoice_id)) for at, invoice_id in keys if at is not None]
     if not timed:
         return None
     latest = max(at for at, _ in timed)
-    return timed[-1] if timed[-1][0] == latest else (latest, "")
+    return [key for key in timed if key[0] == latest][-1]
 
 
 def _not_past(watermark: Watermark | None, present: datetime) -> Watermark | None:

@@ -9,6 +9,7 @@ may be incomplete, so only the keys are required: the rules report what is missi
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -23,11 +24,35 @@ from sqlalchemy import (
     Table,
     func,
 )
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from connectors.sql import ExactNumeric
 from rules.errors import DataError
 from rules.limits import Limits, control_character, load_json
 from rules.parsing import UNREADABLE_COLUMN
+
+
+class StampedNow(FunctionElement[datetime]):
+    """The time a row is stamped with when the marketplace gives none: now(); on SQLite the present
+    to the millisecond, written as SQLAlchemy writes a time there (microseconds), where
+    CURRENT_TIMESTAMP kept whole seconds, and the rows of one second sorted before the watermark."""
+
+    type = DateTime(timezone=True)
+    name = "stamped_now"
+    inherit_cache = True
+
+
+@compiles(StampedNow)
+def _now(_element: StampedNow, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(func.now(), **kw)
+
+
+@compiles(StampedNow, "sqlite")
+def _now_to_the_millisecond(_element: StampedNow, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(func.strftime("%Y-%m-%d %H:%M:%f000", "now"), **{**kw, "literal_binds": True})
+
 
 metadata = MetaData()
 
@@ -47,7 +72,7 @@ marketplace_invoices = Table(
     Column("tax_amount", ExactNumeric(18, 4), nullable=False, server_default="0"),
     Column("extra_charges", JSON, nullable=False, server_default="[]"),
     Column("total_amount", ExactNumeric(18, 4)),
-    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=StampedNow()),
 )
 
 

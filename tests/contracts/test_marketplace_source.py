@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import event, insert, text, update
+from sqlalchemy import event, insert, select, text, update
+from sqlalchemy.dialects import mssql, postgresql
 from sqlalchemy.schema import CreateTable
 
-from connectors.marketplace_polling import PollingMarketplaceSource
+from connectors.marketplace_polling import InTimeOrder, PollingMarketplaceSource
 from connectors.marketplace_table import marketplace_invoices, metadata
 from connectors.sql import engine_for
 from connectors.watermarks import FileWatermark
@@ -23,6 +25,17 @@ def row(invoice_id: str, at: datetime, version: int = 1) -> dict:
             "po_number": "PO-1", "invoice_date": date(2026, 11, 20), "currency": "USD",
             "lines": [{"line_no": 1, "part_number": "AC-100", "quantity": 2, "unit_price": "15.50"}],
             "tax_amount": Decimal("0"), "extra_charges": [], "total_amount": Decimal("31.00"), "updated_at": at}
+
+
+def test_postgresql_and_sql_server_order_pages_by_the_column_and_stamp_rows_with_now_as_before():
+    """Only SQLite, which compares times as text, reads the column otherwise (`InTimeOrder`)."""
+    page = select(marketplace_invoices.c.invoice_id).where(InTimeOrder(marketplace_invoices.c.updated_at) > T0) \
+        .order_by(InTimeOrder(marketplace_invoices.c.updated_at))
+    for dialect, now in ((postgresql.dialect(), "DEFAULT now()"), (mssql.dialect(), "DEFAULT CURRENT_TIMESTAMP")):
+        compiled = str(page.compile(dialect=dialect))
+        assert "WHERE marketplace_invoices.updated_at > " in compiled, compiled
+        assert compiled.endswith("ORDER BY marketplace_invoices.updated_at"), compiled
+        assert now in str(CreateTable(marketplace_invoices).compile(dialect=dialect))
 
 
 class MarketplaceSourceContract:
@@ -411,6 +424,45 @@ class TestSqliteSource(MarketplaceSourceContract):
         with engine.begin() as conn:
             conn.execute(insert(marketplace_invoices), [row("C", T0 + timedelta(seconds=1))])
         assert self.polled(source) == [("C", 1)]
+
+
+    def test_rows_stamped_in_whole_seconds_are_all_read_page_after_page(self, engine, source_factory):
+        """SQLite's CURRENT_TIMESTAMP, the column's own default before, keeps whole seconds as text
+        (`2026-11-25 09:00:03`), which sorts before the watermark's `2026-11-25 09:00:03.000000`:
+        the rest of the second a page ended in was skipped, and in a catch-up of 7,000 uploads 230
+        invoices were never ingested."""
+        source = source_factory()  # pages of 50: each ends inside a second of 7 uploads
+        with engine.begin() as conn:
+            for n in range(140):
+                second = (T0 + timedelta(seconds=n // 7)).strftime("%Y-%m-%d %H:%M:%S")
+                conn.execute(text("INSERT INTO marketplace_invoices (invoice_id, po_number, lines, updated_at) "
+                                  "VALUES (:id, 'PO-1', '[]', :at)"), {"id": f"MP-{n:03d}", "at": second})
+        seen = [name for _ in range(4) for name, _version in self.polled(source)]
+        assert seen == [f"MP-{n:03d}" for n in range(140)]
+
+    def test_the_watermark_the_release_before_saved_inside_a_second_is_read_on(self, engine, tmp_path):
+        """Its state is what it was: a watermark at microseconds, the rows emitted by their times."""
+        metadata.create_all(engine)
+        at = T0.strftime("%Y-%m-%d %H:%M:%S")
+        with engine.begin() as conn:
+            for name in ("MP-A", "MP-B", "MP-C", "MP-D"):
+                conn.execute(text("INSERT INTO marketplace_invoices (invoice_id, po_number, lines, updated_at) "
+                                  "VALUES (:id, 'PO-1', '[]', :at)"), {"id": name, "at": at})
+        state = FileWatermark(tmp_path / "watermark.json")
+        state.write({"watermark": [T0.isoformat(), "MP-B"],
+                    "emitted": {name: [1, T0.isoformat()] for name in ("MP-A", "MP-B")}})
+        source = PollingMarketplaceSource(engine, state, lookback_seconds=600, batch_size=50)
+        assert self.polled(source) == [("MP-C", 1), ("MP-D", 1)] and self.polled(source) == []
+
+    def test_a_row_the_table_stamps_itself_keeps_the_milliseconds(self, engine, source_factory):
+        source = source_factory()
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO marketplace_invoices (invoice_id, po_number, lines) "
+                              "VALUES ('A', 'PO-1', '[]')"))
+            stamped = conn.execute(text("SELECT updated_at FROM marketplace_invoices")).scalar()
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}000", stamped)  # as the watermark is
+        (event,) = source.poll().events
+        assert event.received_at.isoformat(timespec="microseconds").startswith(stamped.replace(" ", "T"))
 
 
 class TestPostgresSource(MarketplaceSourceContract):
