@@ -48,6 +48,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
+from connectors.bounded_text import CutOnSqlite, text_within
 from connectors.marketplace_table import HEADER_FIELDS, invoice_document, stream_key_problem
 from connectors.marketplace_table import marketplace_invoices as table
 from connectors.ports import MarketplaceSource, Polled, UnreadableRow
@@ -55,15 +56,14 @@ from connectors.sql import as_utc, database_clocks, escaped_text, mapped_errors
 from connectors.watermarks import SavedState, WatermarkStore
 from rules.errors import DataError, Unavailable
 from rules.lifecycle import InvoiceSubmitted
-from rules.limits import Limits
+from rules.limits import Limits, json_size_problem
 from rules.models import MAX_VERSION
+from rules.parsing import UNREADABLE_COLUMN
 
 log = logging.getLogger(__name__)
 
-_COLUMNS = [c for c in table.c if c.key not in ("lines", "extra_charges")]
-# JSON columns as text: drivers parse JSON numbers into floats, and amounts must stay exact.
-_JSON_AS_TEXT = [cast(table.c.lines, Text).label("lines"), cast(table.c.extra_charges, Text).label("extra_charges")]
-_ALL_AS_TEXT = [cast(c, Text).label(c.key) for c in table.c]
+_JSON = ("lines", "extra_charges")
+_CUT_ON_SQLITE = ("vendor_id", "invoice_number", "po_number", "currency")  # the invoice id keys its rows
 
 Watermark = tuple[datetime, str]
 
@@ -99,11 +99,33 @@ _UPDATED_AT = InTimeOrder(table.c.updated_at)
 WINDOW_CHUNK = 1000  # ids in one IN list of the window's read (SQL Server takes 2,100 parameters)
 
 
+def _read(limits: Limits) -> list[Any]:
+    """The row's columns as the poller reads them, each within the limit of a row: the JSON as text
+    (drivers parse JSON numbers into floats, and amounts must stay exact), with its length."""
+    limit = limits.max_json_bytes
+    header = [CutOnSqlite(c, limit).label(c.key) if c.key in _CUT_ON_SQLITE else c for c in table.c
+              if c.key not in _JSON]
+    return [*header, *(column for name in _JSON for column in text_within(table.c[name], limit))]
+
+
 def _document(row: Any, limits: Limits) -> dict[str, Any]:
     header = {field: getattr(row, field) for field in HEADER_FIELDS}
     if header["invoice_date"] is not None:
         header["invoice_date"] = header["invoice_date"].isoformat()
-    return invoice_document(header, row.lines, row.extra_charges, limits)
+    document = invoice_document(header, row.lines, row.extra_charges, limits)
+    for name in _JSON:  # left in the database, measured there
+        if (problem := json_size_problem(getattr(row, f"{name}_length") or 0, limits)) is not None:
+            document[name] = f"{UNREADABLE_COLUMN}{problem}"
+    return document
+
+
+def _cut_problem(row: Any, limits: Limits) -> str | None:
+    """Which header column SQLite kept longer than a whole row may be (`CutOnSqlite`)."""
+    for name in _CUT_ON_SQLITE:
+        value = getattr(row, name)
+        if isinstance(value, str | bytes) and len(value) > limits.max_json_bytes:
+            return f"{name}: more than {limits.max_json_bytes:,} characters"
+    return None
 
 
 class PollingMarketplaceSource(MarketplaceSource):
@@ -114,6 +136,7 @@ class PollingMarketplaceSource(MarketplaceSource):
         self.lookback = timedelta(seconds=lookback_seconds)
         self.batch_size = batch_size
         self.limits = limits
+        self._columns = _read(limits)
         self._loaded: tuple[Watermark | None, dict[str, list[Any]]] | None = None  # at the first poll
         self.window_every, self.clock = lookback_seconds / 10, clock
         self._window_read_at: float | None = None  # never yet: the first poll reads the window
@@ -173,7 +196,7 @@ class PollingMarketplaceSource(MarketplaceSource):
         return polled
 
     def _event(self, row: Any, updated_at: datetime, polled: Polled) -> InvoiceSubmitted | None:
-        problem = _key_problem(row, self.limits)
+        problem = _cut_problem(row, self.limits) or _key_problem(row, self.limits)
         if problem is None and not 1 <= _version(row) <= MAX_VERSION:
             problem = f"version {str(row.version)[:40]!r} is not a whole number from 1 to {MAX_VERSION}"
         if problem is None:
@@ -219,7 +242,7 @@ class PollingMarketplaceSource(MarketplaceSource):
             # local time, hours ahead east of UTC, let one row stamped ahead hide the next hours' uploads.
             present = database_clocks(conn)[0]
             for where, limited in self._pages(_not_past(watermark, present), whole_window):
-                query = select(*_COLUMNS, *_JSON_AS_TEXT).where(where).order_by(_UPDATED_AT, table.c.invoice_id)
+                query = select(*self._columns).where(where).order_by(_UPDATED_AT, table.c.invoice_id)
                 if limited:
                     query = query.limit(self.batch_size)
                 try:
@@ -245,7 +268,7 @@ class PollingMarketplaceSource(MarketplaceSource):
         wanted = [key.invoice_id for key in keys if _not_emitted(emitted, key)]
         rows: list[Any] = []
         for start in range(0, len(wanted), WINDOW_CHUNK):
-            rows += conn.execute(select(*_COLUMNS, *_JSON_AS_TEXT).where(
+            rows += conn.execute(select(*self._columns).where(
                 where, table.c.invoice_id.in_(wanted[start:start + WINDOW_CHUNK]))).all()
         return sorted(rows, key=lambda row: (as_utc(row.updated_at), row.invoice_id))
 
@@ -261,7 +284,7 @@ class PollingMarketplaceSource(MarketplaceSource):
             keys = conn.execute(keys_query.limit(self.batch_size) if limited else keys_query).all()
         rows: list[Any] = []
         for key in keys:
-            single = select(*_COLUMNS, *_JSON_AS_TEXT).where(row_key == key.row_key)
+            single = select(*self._columns).where(row_key == key.row_key)
             try:
                 rows.extend(conn.execute(single).all())
             except Exception as error:
@@ -269,7 +292,8 @@ class PollingMarketplaceSource(MarketplaceSource):
                     raise
                 conn.rollback()
                 with escaped_text(conn):
-                    raw = conn.execute(select(*_ALL_AS_TEXT).where(row_key == key.row_key)).first()
+                    raw = conn.execute(select(*(cast(c, Text).label(c.name) for c in self._columns))
+                                       .where(row_key == key.row_key)).first()
                 polled.unreadable.append(UnreadableRow(str(key.invoice_id)[:64], _parsed_time(key.updated_at),
                                                        json.dumps(dict(raw._mapping) if raw else {}).encode(),
                                                        f"{type(error).__name__}: {error}"[:500]))

@@ -135,10 +135,17 @@ def not_json(constant: str) -> Any:
     raise ValueError(f"{constant} is not JSON")
 
 
+def json_size_problem(size: int, limits: Limits) -> str | None:
+    """Why JSON text of that length is not read; None when it is within the limit."""
+    if size > limits.max_json_bytes:
+        return f"{size:,} bytes of JSON; at most {limits.max_json_bytes:,}"
+    return None
+
+
 def load_json(text: str | bytes, limits: Limits, what: str) -> Any:
     """JSON text within the size and nesting limits; numbers with a point stay exact Decimals."""
-    if len(text) > limits.max_json_bytes:
-        raise DataError(f"{what}: {len(text):,} bytes of JSON; at most {limits.max_json_bytes:,}")
+    if (problem := json_size_problem(len(text), limits)) is not None:
+        raise DataError(f"{what}: {problem}")
     try:
         # Bytes as strict UTF-8 (a BOM allowed, as json.loads allows it): json.loads lets an
         # encoded lone surrogate through from bytes.

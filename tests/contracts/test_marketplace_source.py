@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+import tracemalloc
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -12,6 +13,7 @@ from sqlalchemy import event, insert, select, text, update
 from sqlalchemy.dialects import mssql, postgresql
 from sqlalchemy.schema import CreateTable
 
+from connectors.bounded_text import text_within
 from connectors.marketplace_polling import InTimeOrder, PollingMarketplaceSource
 from connectors.marketplace_table import marketplace_invoices, metadata
 from connectors.sql import engine_for
@@ -36,6 +38,14 @@ def test_postgresql_and_sql_server_order_pages_by_the_column_and_stamp_rows_with
         assert "WHERE marketplace_invoices.updated_at > " in compiled, compiled
         assert compiled.endswith("ORDER BY marketplace_invoices.updated_at"), compiled
         assert now in str(CreateTable(marketplace_invoices).compile(dialect=dialect))
+
+
+def test_postgresql_and_sql_server_measure_a_json_column_where_it_is_kept_and_send_it_within_the_limit():
+    lines = select(*text_within(marketplace_invoices.c.lines, 256_000))
+    assert "length(CAST(marketplace_invoices.lines AS TEXT)) > %(param_1)s" in str(lines.compile(
+        dialect=postgresql.dialect()))
+    assert "DATALENGTH(CAST(marketplace_invoices.lines AS NVARCHAR(max))) / 2 > :param_1" in str(lines.compile(
+        dialect=mssql.dialect()))
 
 
 class MarketplaceSourceContract:
@@ -463,6 +473,49 @@ class TestSqliteSource(MarketplaceSourceContract):
         assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}000", stamped)  # as the watermark is
         (event,) = source.poll().events
         assert event.received_at.isoformat(timespec="microseconds").startswith(stamped.replace(" ", "T"))
+
+
+    @pytest.mark.parametrize("broken", [None, "invoice_date"])  # a row the driver cannot read: read again as text
+    def test_json_columns_over_the_limit_are_reported_by_their_size_without_being_read(
+            self, engine, source_factory, broken):
+        """Read whole before the limit applied: 20 rows of 50 MB lines took the poller from 209 MB
+        to 1,261 MB, and a page is 1,000 rows: it crashed out of memory on the same page again and again."""
+        big = '[{"line_no": 1, "description": "' + "x" * 8_000_000 + '"}]'
+        with engine.begin() as conn:
+            conn.execute(insert(marketplace_invoices), [row("A", T0), row("B", T0 + timedelta(seconds=1))])
+            conn.execute(text("UPDATE marketplace_invoices SET lines = :big, extra_charges = :big "
+                              "WHERE invoice_id = 'A'"), {"big": big})
+            if broken:
+                conn.execute(text(f"UPDATE marketplace_invoices SET {broken} = 'garbage' WHERE invoice_id = 'A'"))
+        source = source_factory()
+        tracemalloc.start()
+        polled = source.poll()
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert peak < 2_000_000, f"{peak:,} bytes taken by the poll"
+        if broken:
+            assert [e.invoice_id for e in polled.events] == ["B"] and len(polled.unreadable[0].raw) < 1_000
+        else:
+            too_large = f"unreadable: {len(big):,} bytes of JSON; at most 256,000"
+            assert (polled.events[0].document["lines"], polled.events[0].document["extra_charges"]) == (too_large,) * 2
+            assert polled.events[1].document["lines"][0]["part_number"] == "AC-100"
+
+    def test_a_header_column_longer_than_a_whole_row_on_sqlite_is_dead_lettered_without_being_read(
+            self, engine, source_factory):
+        """SQLite keeps a VARCHAR(64) of any length: a vendor id of 8 MB was read whole, as lines were."""
+        with engine.begin() as conn:
+            conn.execute(insert(marketplace_invoices), [row("A", T0), row("B", T0 + timedelta(seconds=1))])
+            conn.execute(text("UPDATE marketplace_invoices SET vendor_id = :big WHERE invoice_id = 'A'"),
+                         {"big": "V" * 8_000_000})
+        source = source_factory()
+        tracemalloc.start()
+        polled = source.poll()
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert peak < 2_000_000, f"{peak:,} bytes taken by the poll"
+        assert [e.invoice_id for e in polled.events] == ["B"]
+        assert [(u.invoice_id, u.error) for u in polled.unreadable] == [
+            ("A", "vendor_id: more than 256,000 characters")]
 
 
 class TestPostgresSource(MarketplaceSourceContract):

@@ -1683,17 +1683,19 @@ def test_a_held_invoice_judged_again_at_the_bots_completion_is_checked_for_dupli
     assert [request.invoice_id for request in worker.mailer.sent] == ["MP-2"]
 
 
-def test_a_marketplace_row_too_large_to_dead_letter_whole_is_cut_saying_so_and_the_poll_goes_on(tmp_path):
+def test_a_marketplace_row_too_large_to_dead_letter_whole_is_dead_lettered_without_its_lines_and_the_poll_goes_on(
+        tmp_path):
     """A 3 MB PDF pasted into a line of a row whose PO number cannot key a record: dead-lettered
     whole, the broker refused it, and the poll's batch failed at every poll. (A PDF, as text, is
-    noise to a compressor; 3 MB of one letter the broker takes, compressed, and is kept whole.)"""
+    noise to a compressor; 3 MB of one letter the broker takes, compressed, and is kept whole.)
+    The poller no longer reads a JSON column over the limit: the dead letter gives its length."""
+    import json
     import random
 
     from connectors.marketplace_polling import PollingMarketplaceSource
     from connectors.marketplace_table import marketplace_invoices, metadata
     from connectors.sql import engine_for
     from connectors.watermarks import FileWatermark
-    from streams.failures import MAX_DEAD_LETTER_BYTES
 
     engine = engine_for(f"sqlite:///{tmp_path / 'marketplace.db'}")
     metadata.create_all(engine)
@@ -1705,8 +1707,8 @@ def test_a_marketplace_row_too_large_to_dead_letter_whole_is_cut_saying_so_and_t
     worker = make_worker(tmp_path, source=PollingMarketplaceSource(engine, FileWatermark(tmp_path / "mark.json")))
     worker.run()
     (letter,) = worker.dead_letters()
-    assert MAX_DEAD_LETTER_BYTES - 2_000 < len(letter["value"]) < MAX_DEAD_LETTER_BYTES
-    assert int(letter["value.length"]) > 3_000_000
+    row = json.loads(letter["value"])
+    assert row["lines"] is None and int(row["lines_length"]) > 3_000_000 and "value.length" not in letter
     assert letter["source.invoice_id"] == "MP-1" and "control character U+000A" in letter["error"]
     assert worker.statuses() == {"MP-2": "bad_invoice"}  # the row after it: judged (it has no lines)
 
@@ -1777,7 +1779,9 @@ def test_a_dead_letter_is_bounded_key_value_and_headers_together():
 
 def test_a_marketplace_row_whose_record_kafka_would_refuse_is_dead_lettered_and_the_poll_goes_on(tmp_path):
     """A 2.6 MB vendor id (SQLite keeps what a column's length says it may not): its event was
-    refused at the emit, the whole poll failed, and no row after it was ever read again."""
+    refused at the emit, the whole poll failed, and no row after it was ever read again. (The poller
+    now reads no column longer than a whole row may be, 256,000 characters: three of them, of
+    characters no compressor makes small, are more than Kafka takes.)"""
     import random
 
     from connectors.marketplace_polling import PollingMarketplaceSource
@@ -1787,16 +1791,20 @@ def test_a_marketplace_row_whose_record_kafka_would_refuse_is_dead_lettered_and_
 
     engine = engine_for(f"sqlite:///{tmp_path / 'marketplace.db'}")
     metadata.create_all(engine)
-    noise = random.Random(1).randbytes(1_300_000).hex()  # text that no compression makes small
+    draw = random.Random(1)
+    vendor_id, invoice_number, description = ("".join(chr(draw.randrange(0x4E00, 0xA000)) for _ in range(250_000))
+                                              for _ in range(3))  # 750 kB each, 540 kB compressed
     with engine.begin() as conn:
         conn.execute(marketplace_invoices.insert(), [
-            {"invoice_id": "MP-1", "po_number": "PO-5001", "vendor_id": noise, "lines": [], "updated_at": AT},
-            {"invoice_id": "MP-2", "po_number": "PO-5001", "vendor_id": "V100", "lines": [], "updated_at": AT}])
+            {"invoice_id": "MP-1", "po_number": "PO-5001", "vendor_id": vendor_id, "invoice_number": invoice_number,
+             "lines": [{"line_no": 1, "description": description}], "updated_at": AT},
+            {"invoice_id": "MP-2", "po_number": "PO-5001", "vendor_id": "V100", "invoice_number": None, "lines": [],
+             "updated_at": AT}])
     worker = make_worker(tmp_path, source=PollingMarketplaceSource(engine, FileWatermark(tmp_path / "mark.json")))
     worker.run()
     (letter,) = worker.dead_letters()
     assert letter["source.invoice_id"] == "MP-1" and letter["stage"] == "emit"
-    assert "would be" in letter["error"] and int(letter["value.length"]) > 2_600_000
+    assert "would be" in letter["error"] and int(letter["value.length"]) > 2_000_000
     assert worker.statuses() == {"MP-2": "bad_invoice"}  # the row after it: judged (it has no lines)
 
 
