@@ -10,6 +10,7 @@ a `SamproRecordError`, naming the field, and is dead-lettered by the runtime.
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +22,8 @@ from connectors.sampro.tables import SamproNames
 from rules.errors import DataError
 from rules.lifecycle import PurchaseOrderChanged
 from rules.limits import Limits, load_json
+
+log = logging.getLogger(__name__)
 
 OPERATIONS = ("c", "u", "d", "r")  # create, update, delete, snapshot read
 _COMMIT_LSN = re.compile(r"[0-9A-Fa-f]{1,16}(?::[0-9A-Fa-f]{1,16}){0,2}")  # SQL Server's, as 00000027:00000758:0003
@@ -148,9 +151,17 @@ def decode_sampro_record(value: bytes | None, names: SamproNames = SamproNames()
     pos = [po_number]
     # A line moved to another PO (corrected off the wrong one, or a surrogate-keyed line table): the
     # PO it left changed too, and an invoice held there for that line was never judged again.
+    # A PO number it left that cannot key a stream (blank, a CHAR of blanks) is passed over, saying
+    # so, as the SQL poller passes it: failing the whole event, the PO it went to was not judged again.
     if op == "u" and isinstance(before := envelope.get("before"), dict) and _column(before, column) is not None:
-        if (left := _po_number(before, f"before.{column}", column, limits)) != po_number:
-            pos.append(left)
+        try:
+            left = _po_number(before, f"before.{column}", column, limits)
+        except SamproRecordError as unusable:
+            log.warning("Sampro moved a %s row off a PO whose number cannot key a stream (%s); passed over",
+                        table, unusable)
+        else:
+            if left != po_number:
+                pos.append(left)
     return tuple(PurchaseOrderChanged(event_id=change_id(po, changed_at, transaction), po_number=po,
                                       changed_at=changed_at) for po in pos)
 
