@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -35,6 +36,14 @@ def _json_whole_number(value: object) -> object:
 Version = Annotated[VersionNumber, BeforeValidator(_json_whole_number)]
 
 
+# Control characters, and those that show nothing or only a space: a zero-width or non-breaking
+# space, a soft hyphen, a bidi mark or isolate, a word joiner, a byte-order mark.
+_HIDDEN = r"\x00-\x1f\x7f-\xa0\xad\u061c\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000\ufeff"
+_HIDDEN_CHARACTER = re.compile(f"[{_HIDDEN}]")
+# As the OpenAPI document states it, for a client to check: blanks around it, none of _HIDDEN in it.
+_SAMPRO_INVOICE_ID = rf"^[ \t\n\r\f\v]*[^ {_HIDDEN}](?:[^{_HIDDEN}]*[^ {_HIDDEN}])?[ \t\n\r\f\v]*$"
+
+
 def _sampro_invoice_id(value: str) -> str:
     """Without the blanks around it, as a reason is kept: taken as sent, "S-1 " was recorded, and the
     bot's report again as "S-1" was a second entry, one of two for AP to reverse where Sampro held
@@ -42,15 +51,17 @@ def _sampro_invoice_id(value: str) -> str:
     mark, a line break) is refused by name: "\u200bS-1" was another Sampro invoice than S-1 to
     every comparison, and the same one to whoever read it."""
     value = value.strip(BLANKS)
-    if not value.isprintable():  # Unicode's other (control, format, ...) and separators but the space
-        hidden = next(character for character in value if not character.isprintable())
-        raise ValueError(f"contains U+{ord(hidden):04X}, a control or invisible character, which no Sampro invoice "
-                         "id has")
+    if not value:
+        raise ValueError("blank")
+    if (hidden := _HIDDEN_CHARACTER.search(value)) is not None:
+        raise ValueError(f"contains U+{ord(hidden.group()):04X}, a control or invisible character, which no Sampro "
+                         "invoice id has")
     return value
 
 
-SamproInvoiceId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NOT_BLANK),
-                            AfterValidator(_sampro_invoice_id)]
+# The pattern is the document's; the validator names the character it refuses.
+SamproInvoiceId = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_sampro_invoice_id),
+                            Field(json_schema_extra={"pattern": _SAMPRO_INVOICE_ID})]
 
 
 class _Body(BaseModel):

@@ -3,6 +3,7 @@ once per attempt with a deterministic event id, 202 'already recorded' for a rep
 
 from __future__ import annotations
 
+import re
 from urllib.parse import quote
 
 import pytest
@@ -305,6 +306,18 @@ def test_a_sampro_id_with_a_control_or_invisible_character_is_422_naming_it(api,
     (error,) = answer.json()["errors"]
     assert error["field"] == "body.sampro_invoice_id" and error["value"] == sent and character in error["message"]
     assert api.commands.published == []
+
+
+@pytest.mark.parametrize("sent", ["S-1", " S-1\t", "S 1", "Ä-1", "\u200bS-1", "S-\n1", "   ", "S-1\u00a0", "\x9e\x04",
+                                  "S-\u2066", "\r\n", "\u3000S"])
+def test_the_openapi_document_takes_a_sampro_id_exactly_when_the_api_does(api, sent):
+    """The document said any id with a letter in it; the API refused "\x9e\x04" with a 422, and a
+    client that checks its requests against the document could not tell."""
+    (pattern,) = {api.client.get("/openapi.json").json()["components"]["schemas"]["RpaSuccess"]["properties"]
+                  ["sampro_invoice_id"]["pattern"]}
+    answer = api.client.post(SUCCESS.format("MP-1"), json={"invoice_version": 1, "sampro_invoice_id": sent},
+                             **api.as_bot())
+    assert (re.fullmatch(pattern, sent) is not None) == (answer.status_code != 422), answer.json()
 
 
 def test_kafka_away_is_503_so_the_bot_tries_again(api):
