@@ -125,6 +125,10 @@ class InvoiceRecord(BaseModel):
     # committed) released what a judgement at its hand-over had found since, which no one had seen.
     # Also the releases and dispatches of an older version noted on it (`_not_applied_to_a_finished_version`).
     releases_seen: list[str] = Field(default_factory=list)
+    # Its last turn at the RPA bot as released, behind another invoice (`drain_parked`: released, or
+    # released-a2 after a failure): held anew at the clerk's approval and released again, its next
+    # turn under the same cause was an event processscheduler had, and it stayed released for good.
+    handed_over_as: str | None = None
     withdrawn_at_rpa: bool = False  # the vendor withdrew it while the RPA bot had it: the bot's outcome decides
     entered_before: int | None = None  # the version of this invoice Sampro has already: this one must not go too
     replaces: int | None = None  # the version of this invoice superseded for this one (`RpaRequest.replaces`)
@@ -409,10 +413,12 @@ class _Update:
                 finding.code in AWAITING_RECEIPT_FINDINGS for finding in verdict.reasons):
             self.change(record, InvoiceStatus.AWAITING_RECEIPT, f"receipt-{after}", verdict.evaluated_at)
 
-    def hand_over_released(self, record: InvoiceRecord, at: datetime, cause: str) -> None:
-        """A released invoice's turn at the RPA bot, the PO free (`held_anew`)."""
-        if not self.held_anew(record, at, "handed over as released"):
-            self.hold(record, at, cause)
+    def hand_over_released(self, record: InvoiceRecord, at: datetime, cause: str) -> bool:
+        """A released invoice's turn at the RPA bot, the PO free (`held_anew`): whether it went."""
+        if self.held_anew(record, at, "handed over as released"):
+            return False
+        self.hold(record, at, cause)
+        return True
 
     def held_anew(self, record: InvoiceRecord, at: datetime, what: str) -> bool:
         """Whether an invoice about to go to the RPA bot (released, or approved by a clerk after
@@ -473,7 +479,13 @@ class _Update:
                 # One id per hand-off it is released for: released again after another failure, under
                 # the same id it was the first hand-off again to processscheduler, which kept `released`.
                 again = f"-a{record.rpa_attempts + 1}" if record.rpa_attempts else ""
-                self.hand_over_released(record, at, cause=f"released{again}")
+                cause = turn = f"released{again}"
+                if turn == record.handed_over_as and record.releases_seen:
+                    # Ready for a clerk's approval after it, held anew then, and released again: the
+                    # release applied names this turn (the first keeps its id in the history kept).
+                    cause = f"released-{record.releases_seen[-1]}"
+                if self.hand_over_released(record, at, cause):
+                    record.handed_over_as = turn
             elif record.verdict is not None:  # held, and waiting for its turn to be judged again
                 self._judge_again_or_keep(record, at)
             else:

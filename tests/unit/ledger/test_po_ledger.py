@@ -742,6 +742,35 @@ def test_a_failure_released_twice_behind_other_invoices_is_a_new_step_in_its_his
     assert ledger.records["A@v1"].status is after_release
 
 
+def test_a_release_held_anew_at_the_clerks_approval_and_released_again_is_a_new_step_each_turn():
+    """Released behind B, A was ready for a clerk's approval; approved, it was held anew (the PO's
+    price cut in Sampro), released again behind C, and its turn after C went under the first turn's
+    event id: processscheduler skipped it as recorded and kept A released, which no clerk can send,
+    and every later invoice of the PO waited behind A for good."""
+    judge, cut, cut_again = TwoHoldsJudge(), TwoHoldsJudge(price="14.00"), TwoHoldsJudge(price="13.00")
+
+    def approved(invoice_id, with_judge):
+        return lambda ledger: approve_dispatch(ledger, DispatchApproved(
+            command_id=f"d-{invoice_id}-{len(ledger.completions_seen)}", invoice_id=invoice_id, invoice_version=1,
+            po_number="PO-1", user="bo", issued_at=AT), with_judge, "approval")
+
+    def released_behind(other, command_id, with_judge):
+        holds = ["PRICE_MISMATCH:1:unit_price", "TAX_MISMATCH::tax_amount"]
+        return [lambda ledger: submit_invoice(ledger, submission(other), FakeJudge(), "approval"),
+                lambda ledger: release_invoice(ledger, release(holds, command_id), with_judge, "approval"),
+                approved(other, FakeJudge()),
+                lambda ledger: complete_rpa(ledger, completion(other), with_judge, "approval")]
+
+    ledger, emitted = run(held(judge, "A"), *released_behind("B", "r1", judge), approved("A", cut),
+                          *released_behind("C", "r2", cut), approved("A", cut_again),
+                          *released_behind("D", "r3", cut_again))
+    turns = [m.event_id for m in emitted if isinstance(m, StatusChanged) and m.invoice_id == "A"
+             and m.status is InvoiceStatus.READY_TO_PROCESS]
+    assert turns == ["A:v1:ready_to_process:released", "A:v1:ready_to_process:released-r2",
+                     "A:v1:ready_to_process:released-r3"]
+    assert ledger.records["A@v1"].status is InvoiceStatus.READY_TO_PROCESS and ledger.holding == ["A@v1"]
+
+
 def _sent_again(judge):
     """A's first hand-off failed, AP released it, and the second is at the bot."""
     return run(PurchaseOrderLedger(po_number="PO-1"),
