@@ -25,6 +25,7 @@ from rules.lifecycle import (
     StatusChanged,
 )
 from rules.models import RpaCompletion, Verdict
+from rules.po_ledger import FREED_BY
 from schemas.codec import Codec
 from streams.runtime import FORWARDED_FROM
 
@@ -311,6 +312,8 @@ def _judged_again(verdict: Verdict) -> str | None:
     own = f"{verdict.invoice_id}:v{verdict.invoice_version}:"
     if after.startswith((own, f"verdict:{own}")):  # its last event: released or approved, then held anew
         return "judged again at its turn at the RPA bot"
+    if after.startswith(FREED_BY):  # the invoice that held its PO left it without an entry in Sampro
+        return f"judged again when {after.removeprefix(FREED_BY)} freed its PO, nothing entered in Sampro"
     if after.startswith("rules:"):  # a reprocess after a change of rules: the verdict it follows
         rules, _, given = after.removeprefix("rules:").rpartition("@")
         return (f"judged again under rules {verdict.rules_version} "

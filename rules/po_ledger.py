@@ -129,6 +129,10 @@ class InvoiceRecord(BaseModel):
     # released-a2 after a failure): held anew at the clerk's approval and released again, its next
     # turn under the same cause was an event processscheduler had, and it stayed released for good.
     handed_over_as: str | None = None
+    # Held by a verdict that counted the quantities of the invoice then holding the PO (ready, or at
+    # the bot) in flight: judged again when that one leaves the PO without an entry (`judge_again_when_freed`),
+    # else it stayed held for quantities that never reached Sampro ("only 2 still open" where 3 were).
+    counted_in_flight: bool = False
     withdrawn_at_rpa: bool = False  # the vendor withdrew it while the RPA bot had it: the bot's outcome decides
     entered_before: int | None = None  # the version of this invoice Sampro has already: this one must not go too
     replaces: int | None = None  # the version of this invoice superseded for this one (`RpaRequest.replaces`)
@@ -242,6 +246,9 @@ def _event_id(invoice_id: str, version: int, status: InvoiceStatus, cause: str) 
     return event_id
 
 
+# `judged_after` of a held invoice judged again when the invoice holding its PO left it without an
+# entry: the event of its leaving follows.
+FREED_BY = "po-freed-by:"
 WITHDRAWN_AT_BOT = "withdrawn-at-rpa"  # the cause of the note that the vendor withdrew a version at the bot
 
 
@@ -395,6 +402,8 @@ class _Update:
         record.verdict = _without_copies(verdict)
         record.payload = verdict.rpa_payload
         record.status = InvoiceStatus(verdict.status.value)
+        record.counted_in_flight = (verdict.status is not VerdictStatus.READY_TO_PROCESS
+                                    and bool(self.ledger.in_flight()))
         self.emitted.append(verdict)
         # A change made after the verdict is named after the judgement: judged again (after a
         # Sampro change, or by other rules) it is a new event, which processscheduler records.
@@ -583,6 +592,8 @@ def _judge_held_again(update: _Update, key: str, change_id: str, while_at_bot: L
             update.editable_listed(key).recheck_for = change_id
         return
     if _judged_alike(held, verdict):
+        if held.counted_in_flight and not update.ledger.in_flight():  # it reads so with nothing in flight too
+            update.editable_listed(key).counted_in_flight = False
         return
     record = update.editable_listed(key)
     record.recheck_for = change_id
@@ -609,6 +620,24 @@ def _judge_again_after_entry(update: _Update) -> None:
             update.editable_listed(key).recheck_for = None
 
 
+def counted_in_flight(ledger: PurchaseOrderLedger) -> list[str]:
+    """The held invoices judged with the quantities of the invoice holding the PO in flight."""
+    return [key for key, record in ledger.records.items()  # the attribute first: one per record of the PO
+            if record.counted_in_flight and _may_clear(record)]
+
+
+def judge_again_when_freed(update: _Update, left: InvoiceRecord) -> None:
+    """`left` held the PO (ready for a clerk's approval, or at the RPA bot) and leaves it without an
+    entry in Sampro (the bot failed it, the vendor withdrew or replaced it, it was held anew): the
+    held invoices judged with its quantities in flight are judged again without them, after the
+    invoices parked behind it had their turn, as after an entry (`_judge_again_after_entry`)."""
+    if update.judge is None:
+        return
+    assert left.last_change is not None, "an invoice leaves the PO by a status change"
+    for key in counted_in_flight(update.ledger):
+        _judge_held_again(update, key, f"{FREED_BY}{left.last_change.event_id}", while_at_bot="wait")
+
+
 def _judged_alike(record: InvoiceRecord, verdict: Verdict) -> bool:
     """Whether `verdict` tells AP what the record's verdict told: the same findings, expected and
     actual values and all, by the same rules (and so the same status, and no payload: a held
@@ -623,10 +652,12 @@ def _judged_alike(record: InvoiceRecord, verdict: Verdict) -> bool:
 def may_free(ledger: PurchaseOrderLedger | None, work: object) -> bool:
     """Whether this work may have invoices of the PO judged now: its parked invoices, when it can
     end what holds the PO (a completion, a withdrawal, an AP command, a new version; a new invoice
-    only parks behind), and the held ones waiting for the bot's completion, when it is that."""
+    only parks behind), the held ones waiting for the bot's completion, when it is that, and those
+    judged with the quantities of the invoice holding the PO in flight (`judge_again_when_freed`)."""
     if ledger is None or isinstance(work, InvoiceSubmitted) and work.invoice_id not in ledger.latest:
         return False
-    return bool(ledger.parked) or isinstance(work, RpaCompletion) and bool(waiting_for_completion(ledger))
+    return (bool(ledger.parked) or isinstance(work, RpaCompletion) and bool(waiting_for_completion(ledger))
+            or not isinstance(work, ReleaseRequested) and bool(counted_in_flight(ledger)))
 
 
 def submit_invoice(
@@ -668,9 +699,12 @@ def submit_invoice(
     update.add(record)
     if known is not None and known.status not in (InvoiceStatus.SENT_TO_RPA, InvoiceStatus.ENTERED):
         record.replaces = known.submission.version
+        held_the_po = known.key in update.ledger.holding
         update.dequeue(known)
         update.change(known, InvoiceStatus.SUPERSEDED, f"v{submission.version}", at)
         update.drain_parked(at)
+        if held_the_po:
+            judge_again_when_freed(update, known)
     update.admit(record, at)
     return update.outcome()
 
@@ -700,10 +734,13 @@ def withdraw_invoice(
     if record is None or record.status in (InvoiceStatus.WITHDRAWN, InvoiceStatus.ENTERED,
                                            InvoiceStatus.SENT_TO_RPA):
         return update.outcome()
+    held_the_po = record.key in update.ledger.holding
     update.dequeue(record)
     update.change(record, InvoiceStatus.WITHDRAWN, "deleted", withdrawal.withdrawn_at)
     if judge is not None:
         update.drain_parked(withdrawal.withdrawn_at)
+    if held_the_po:
+        judge_again_when_freed(update, record)
     return update.outcome()
 
 
@@ -745,10 +782,13 @@ def replace_invoice(
                       reason=f"{why} if the RPA bot fails it.")
     if record is None or record.status in FINISHED or record.status is InvoiceStatus.SENT_TO_RPA:
         return update.outcome()
+    held_the_po = record.key in update.ledger.holding
     update.dequeue(record)
     update.change(record, InvoiceStatus.SUPERSEDED, f"replaced-v{replaced.version}", at, reason=f"{why}.")
     if judge is not None:
         update.drain_parked(at)
+    if held_the_po:
+        judge_again_when_freed(update, record)
     return update.outcome()
 
 
@@ -803,6 +843,8 @@ def complete_rpa(
         update.change(record, InvoiceStatus.RPA_FAILED, completion.event_id, at, reason=completion.error)
     update.drain_parked(at)
     _judge_again_after_entry(update)
+    if completion.outcome is not CompletionOutcome.SUCCESS:  # an entry: Sampro's change of it judges them
+        judge_again_when_freed(update, record)
     return update.outcome()
 
 
@@ -1004,6 +1046,7 @@ def _entered_after_it_was_given_up(update: _Update, completion: RpaCompletion) -
     _hold_for_entry_of(update, newer, version, f"entered-v{version}", at)
     if held_the_po:
         update.drain_parked(at)
+        judge_again_when_freed(update, newer)
 
 
 def _hold_back_edit_of(update: _Update, entered: InvoiceRecord, at: datetime) -> None:
@@ -1133,6 +1176,7 @@ def approve_dispatch(
         update.ledger.holding.pop(place)  # out of the quantities in flight while it is judged again
         if update.held_anew(record, command.issued_at, "approved for the RPA bot"):
             update.drain_parked(command.issued_at)
+            judge_again_when_freed(update, record)
             return update.outcome()
         update.ledger.holding.insert(place, key)
     update.send_to_rpa(record, command.issued_at, command.command_id, actor=command.user)

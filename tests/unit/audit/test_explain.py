@@ -293,9 +293,13 @@ def test_a_verdict_given_again_says_after_what_as_the_po_ledger_names_it():
     after_its_verdict = first.model_copy(update={"judged_after": verdict_event_id(
         "MP-1001", 1, "ready_to_process", first.rules_version, None)})
 
+    freed = first.model_copy(update={"judged_after": "po-freed-by:MP-1002:v1:rpa_failed:rpa-1"})
+
     said = {name: describe(verdict) for name, verdict in (
         ("first", first), ("rules", under_new_rules), ("sampro", after_change), ("turn", at_its_turn),
-        ("turn after its verdict", after_its_verdict))}
+        ("turn after its verdict", after_its_verdict), ("freed", freed))}
+    assert said["freed"][1].startswith("judged again when MP-1002:v1:rpa_failed:rpa-1 freed its PO, nothing "
+                                       "entered in Sampro: manual_review")
     assert said["first"][1].startswith("manual_review")
     assert said["rules"][1].startswith(
         f"judged again under rules {under_new_rules.rules_version} (its verdict before was under rules "

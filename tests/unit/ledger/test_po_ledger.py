@@ -1056,6 +1056,56 @@ def test_a_held_invoice_judged_again_while_the_po_is_free_is_not_judged_again_at
     assert statuses(complete_rpa(at_bot, completion("A"), judge, "automatic").emitted) == [("A", "entered")]
 
 
+class InFlightJudge(FakeJudge):
+    """H is held for QUANTITY_EXCEEDS_OPEN while anything is in flight, else ready; the invoices
+    in `held` are held for their price."""
+
+    def __init__(self, held: frozenset[str] = frozenset()) -> None:
+        super().__init__(lets_pass=frozenset({"H"}))
+        self.held = held
+
+    def decide(self, submission: InvoiceSubmitted, in_flight: dict[str, Decimal]) -> Verdict:
+        verdict = super().decide(submission, in_flight)
+        code = ("QUANTITY_EXCEEDS_OPEN" if submission.invoice_id == "H" and in_flight
+                else "PRICE_MISMATCH" if submission.invoice_id in self.held else None)
+        if code is None:
+            return verdict
+        finding = Finding(code=code, severity=Severity.WARNING, line_no=1, field="quantity", message=code)
+        return verdict.model_copy(update={"status": VerdictStatus.MANUAL_REVIEW, "http_status": 400,
+                                          "rpa_payload": None, "reasons": [finding]})
+
+
+@pytest.mark.parametrize("leaves", [
+    lambda ledger, judge: withdraw_invoice(ledger, InvoiceWithdrawn(
+        invoice_id="A", version=1, po_number="PO-1", withdrawn_at=AT), judge, "approval"),
+    lambda ledger, judge: replace_invoice(ledger, replaced("A"), judge, "approval"),
+    lambda ledger, judge: submit_invoice(ledger, submission("A", 2), judge, "approval"),
+    lambda ledger, judge: approve_dispatch(ledger, DispatchApproved(
+        command_id="d1", invoice_id="A", invoice_version=1, po_number="PO-1", user="bo", issued_at=AT),
+        InFlightJudge(held=frozenset({"A"})), "approval"),
+], ids=["withdrawn", "replaced elsewhere", "superseded", "held anew at approval"])
+def test_a_held_invoice_judged_with_a_ready_ones_quantities_in_flight_is_judged_again_when_it_leaves(leaves):
+    """H was judged with A's quantities in flight while A awaited a clerk's approval; A left the PO
+    without reaching Sampro, and nothing judged H again: it stayed held for quantities never invoiced."""
+    judge = InFlightJudge()
+    ledger, _ = run(held(PricingJudge(), "H"),
+                    lambda ledger: submit_invoice(ledger, submission("A"), judge, "approval"),
+                    lambda ledger: recheck_held(ledger, changed(), judge, "approval"))
+    assert ledger.records["H@v1"].status is InvoiceStatus.MANUAL_REVIEW and ledger.records["H@v1"].counted_in_flight
+    outcome = leaves(ledger, judge)
+    (again,) = [m for m in outcome.emitted if isinstance(m, Verdict) and m.invoice_id == "H"]
+    assert again.status is VerdictStatus.READY_TO_PROCESS and again.judged_after.startswith("po-freed-by:A:v1:")
+    assert outcome.ledger.holding[0] == "H@v1" and not outcome.ledger.records["H@v1"].counted_in_flight
+
+
+def test_a_held_invoice_judged_with_nothing_in_flight_is_not_judged_again_when_the_bot_fails_another(judge):
+    ledger = recheck_held(held(PricingJudge(), "H"), changed(), PricingJudge(price="15.25"), "automatic").ledger
+    assert not ledger.records["H@v1"].counted_in_flight
+    at_bot = submit_invoice(ledger, submission("A"), judge, "automatic").ledger
+    failed = complete_rpa(at_bot, completion("A", ok=False), InFlightJudge(), "automatic")
+    assert statuses(failed.emitted) == [("A", "rpa_failed")]
+
+
 def test_a_change_of_a_po_with_nothing_held_leaves_its_ledger_as_it_was():
     ledger = PurchaseOrderLedger(po_number="PO-1")
     outcome = recheck_held(ledger, changed(), PricingJudge(), "automatic")

@@ -2083,3 +2083,71 @@ def test_a_hand_off_waiting_for_the_mailbox_is_not_sent_once_the_vendor_withdraw
     assert mailer.inner.sent == []
     assert {row["invoice_version"]: row["status"] for row in worker.scheduler.rows()} == {
         1: "superseded", 2: "withdrawn"}
+
+
+def _one_line(invoice_id: str, quantity: str) -> dict[str, Any]:
+    """An invoice of `quantity` of PO line 1 (AC-100, 5 ordered, 15.50), tax at the PO's 8%."""
+    amount = Decimal(quantity) * Decimal("15.50")
+    tax = (amount * Decimal("0.08")).quantize(Decimal("0.01"))
+    return ready_invoice(invoice_id, lines=[{"line_no": 1, "part_number": "AC-100", "quantity": quantity,
+                                             "unit_price": "15.50", "amount": str(amount)}],
+                         tax_amount=str(tax), extra_charges=[], total_amount=str(amount + tax))
+
+
+def _set_line_one(worker, price: str, invoiced: str = "0") -> None:
+    lines = [dict(line) for line in po()["lines"]]
+    lines[0].update(unit_price=price, quantity_invoiced=invoiced)
+    worker.sampro.purchase_orders["PO-5001"] = purchase_order(lines=lines)
+
+
+def _reasons(worker, invoice_id: str) -> list[str]:
+    row = next(row for row in worker.scheduler.rows() if row["invoice_id"] == invoice_id)
+    return [reason["message"] for reason in row["reasons"]]
+
+
+def test_a_held_invoice_judged_with_another_at_the_bot_is_judged_again_when_the_bot_fails_that_one(worker):
+    """MP-H (3 of the 5 ordered) was judged again at MP-X's entry with MP-P's 1 at the bot counted in
+    flight: "only 2 still open". The bot failed MP-P, nothing reached Sampro, 3 were open, and nothing
+    judged MP-H again: it stayed in manual review for a quantity that was never invoiced."""
+    _set_line_one(worker, "15.00")  # the buyer keyed the price wrong
+    worker.submit(_one_line("MP-H", "3"))
+    worker.run()
+    _set_line_one(worker, "15.50")
+    worker.submit(_one_line("MP-X", "2"))
+    worker.submit(_one_line("MP-P", "1"))
+    worker.run()
+    _set_line_one(worker, "15.50", invoiced="2")  # the price fixed; the bot has entered MP-X already
+    worker.put(worker.pipeline.topics.sampro_changes, "PO-5001", worker.codec.encode(
+        PurchaseOrderChanged(event_id="sampro:PO-5001:1", po_number="PO-5001", changed_at=AT)))
+    worker.run()
+    worker.complete("MP-X")
+    worker.run()
+    assert worker.statuses() == {"MP-H": "manual_review", "MP-P": "sent_to_rpa", "MP-X": "entered"}
+    assert _reasons(worker, "MP-H") == ["PO line 1 (part AC-100): 3 invoiced but only 2 still open on PO PO-5001."]
+    worker.complete("MP-P", ok=False)
+    worker.run()
+    assert worker.statuses() == {"MP-H": "sent_to_rpa", "MP-P": "rpa_failed", "MP-X": "entered"}
+    (again,) = [event for event in worker.scheduler.history("MP-H") if event["status"] == "ready_to_process"]
+    assert again["event_id"].startswith("verdict:MP-H:v1:ready_to_process:") and ":after:" in again["event_id"]
+
+
+def test_a_held_invoice_judged_with_a_ready_one_in_flight_is_judged_again_when_that_one_is_withdrawn(tmp_path):
+    """Approval: MP-A (4) awaited the clerk's approval when the buyer fixed the price, and MP-H (3)
+    was judged with MP-A's 4 in flight: "only 1 still open". The vendor withdrew MP-A, and MP-H stayed
+    in manual review with all 5 open."""
+    worker = make_worker(tmp_path, dispatch_mode="approval")
+    _set_line_one(worker, "15.00")
+    worker.submit(_one_line("MP-H", "3"))
+    worker.run()
+    _set_line_one(worker, "15.50")
+    worker.submit(_one_line("MP-A", "4"))
+    worker.run()
+    worker.put(worker.pipeline.topics.sampro_changes, "PO-5001", worker.codec.encode(
+        PurchaseOrderChanged(event_id="sampro:PO-5001:1", po_number="PO-5001", changed_at=AT)))
+    worker.run()
+    assert _reasons(worker, "MP-H") == ["PO line 1 (part AC-100): 3 invoiced but only 1 still open on PO PO-5001."]
+    worker.put(worker.pipeline.topics.invoices, "PO-5001", worker.codec.encode(
+        InvoiceWithdrawn(invoice_id="MP-A", version=1, po_number="PO-5001", withdrawn_at=AT)))
+    worker.run()
+    assert worker.statuses() == {"MP-A": "withdrawn", "MP-H": "ready_to_process"}
+    assert _reasons(worker, "MP-H") == []
