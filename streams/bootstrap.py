@@ -34,7 +34,7 @@ from streams.back_pressure import BackPressure
 from streams.broker import KafkaStreamBroker, StreamBroker
 from streams.decisions import DECIDE, DecisionDesk
 from streams.health import DEPENDENCIES, WorkerHealth
-from streams.ledgers import LedgerStore
+from streams.ledgers import KeptJudge, LedgerStore
 from streams.runtime import Runtime
 from streams.settings import Settings
 
@@ -178,8 +178,8 @@ def bootstrap(
     limits = limits_from(settings)
 
     def judge_for(po: PurchaseOrder | UnreadablePurchaseOrder | None, known: KnownInvoices,
-                  now: datetime) -> RulesJudge:
-        return RulesJudge(po, known, policy, now, limits)
+                  now: datetime) -> KeptJudge:
+        return KeptJudge(RulesJudge(po, known, policy, now, limits))
 
     def runtime_on(group_broker: StreamBroker, name: str, back_pressure: BackPressure | None = None) -> Runtime:
         return Runtime(group_broker, dlq_topic=settings.dlq_topic, encode=codec.encode, health=health,

@@ -26,12 +26,14 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rules.errors import DataError
-from rules.models import MAX_VERSION
-from rules.po_ledger import InvoiceRecord, PurchaseOrderLedger
+from rules.lifecycle import InvoiceStatus, InvoiceSubmitted
+from rules.models import MAX_VERSION, RpaPayload, Verdict
+from rules.po_ledger import InvoiceRecord, Judge, PurchaseOrderLedger
 from schemas.exact_json import dump_exact, load_exact
 from streams.record_size import too_large
 from streams.settings import Settings
@@ -199,6 +201,41 @@ class LedgerStore:
             self._cached_records -= len(self._decoded.popitem(last=False)[1][2])
 
 
+# Room in a record for what the ledger adds to a verdict it keeps, the status change that follows it
+# (some 500 bytes): what is left is found on saving, as before.
+STATUS_CHANGE_ROOM = 1_000
+
+
+@dataclass(frozen=True)
+class KeptJudge:
+    """The rules, whose verdict the PO's ledger must be able to keep: one whose record Kafka would
+    refuse is the judgement failing (a DataError). For the invoice of the message at work, that
+    message is dead-lettered and the invoice made bad_invoice, as before; for one the message
+    judges besides (parked behind the invoice a completion frees, held and judged again), the
+    ledger's way with rules that fail on it holds: bad_invoice, or held as it was, and the message
+    goes on. Found only on saving, the completion that freed a PO of very many lines was dead-
+    lettered for the next invoice's record, and the PO stayed held by an invoice the bot had entered."""
+
+    rules: Judge
+
+    @property
+    def rules_version(self) -> str:
+        return self.rules.rules_version
+
+    def decide(self, submission: InvoiceSubmitted, in_flight: dict[str, Decimal]) -> Verdict:
+        verdict = self.rules.decide(submission, in_flight)
+        record = InvoiceRecord(submission=submission, status=InvoiceStatus(verdict.status.value), verdict=verdict,
+                               payload=verdict.rpa_payload)
+        _bounded(submission.po_number, _record_json(record), besides=STATUS_CHANGE_ROOM)
+        return verdict
+
+    def payload_for(self, submission: InvoiceSubmitted) -> RpaPayload | None:
+        return self.rules.payload_for(submission)
+
+    def could_not_judge(self, submission: InvoiceSubmitted, reason: str, dead_lettered: bool = True) -> Verdict:
+        return self.rules.could_not_judge(submission, reason, dead_lettered)
+
+
 def _record_json(record: InvoiceRecord) -> bytes:
     """The record as pydantic writes it, the invoice as received with its numbers as numbers
     (`schemas.exact_json`), as the topic has them: pydantic wrote a Decimal there as text, and a
@@ -239,10 +276,10 @@ def _required(state: StateWrites, key: str) -> bytes:
     return value
 
 
-def _bounded(po_number: str, raw: bytes, records: int | None = None) -> bytes:
+def _bounded(po_number: str, raw: bytes, records: int | None = None, besides: int = 0) -> bytes:
     """The message that would make a value too large is dead-lettered, the rest goes on."""
     # Each key is one changelog record: one Kafka refuses would fail the whole batch, batch after batch.
-    if (problem := too_large(raw)) is None:
+    if (problem := too_large(raw, besides)) is None:
         return raw
     if records is None:  # one invoice's record: what makes it large is the PO snapshot its verdict carries
         raise DataError(f"PO {po_number}'s ledger cannot keep this invoice's record, which holds the PO as "

@@ -279,7 +279,8 @@ def test_a_verdict_dead_lettered_instead_of_sent_is_no_invoice_the_duplicate_che
     worker.submit(large)
     worker.run()
     monkeypatch.setattr(streams.record_size, "KAFKA_TAKES", 1_000_000)
-    assert [(dead["stage"], "would be" in dead["error"]) for dead in worker.dead_letters()] == [("decide", True)]
+    assert [(dead["stage"], "Kafka takes 1,000" in dead["error"]) for dead in worker.dead_letters()] == [
+        ("decide", True)]
     worker.submit(ready_invoice("MP-2", invoice_number="INV-9", po_number="PO-5002"))
     worker.run()
     assert worker.statuses() == {"MP-1": "bad_invoice", "MP-2": "sent_to_rpa"}
@@ -2151,3 +2152,32 @@ def test_a_held_invoice_judged_with_a_ready_one_in_flight_is_judged_again_when_t
     worker.run()
     assert worker.statuses() == {"MP-A": "withdrawn", "MP-H": "ready_to_process"}
     assert _reasons(worker, "MP-H") == []
+
+
+def test_an_invoice_parked_behind_a_completion_whose_record_is_too_large_to_keep_is_bad_invoice_and_the_po_goes_on(
+        worker, monkeypatch, caplog):
+    """The buyer added 300 lines to the PO while MP-1 was at the bot: judged when MP-1's entry freed
+    the PO, MP-2's record (it holds the PO as judged) was more than Kafka takes, the completion was
+    dead-lettered, MP-1 stayed at the bot in the ledger for good, and every later invoice of the PO
+    waited behind it."""
+    import streams.record_size
+
+    worker.submit(ready_invoice("MP-1"))
+    worker.submit(ready_invoice("MP-2"))
+    worker.run()
+    lines = [dict(line) for line in po()["lines"]]
+    lines += [{**lines[-1], "line_no": number, "part_number": f"XT-{number}"} for number in range(3, 303)]
+    worker.sampro.purchase_orders["PO-5001"] = purchase_order(lines=lines)
+    monkeypatch.setattr(streams.record_size, "KAFKA_TAKES", 20_000)
+    monkeypatch.setattr(streams.record_size, "MAX_RECORD_BYTES", 20_000)
+    worker.complete("MP-1")
+    worker.run()
+    assert worker.statuses() == {"MP-1": "entered", "MP-2": "bad_invoice"}
+    assert worker.dead_letters() == []
+    (reason,) = _reasons(worker, "MP-2")
+    assert "ledger cannot keep this invoice's record" in reason and "went on" in reason
+    assert "the rules failed on MP-2@v1 (made bad_invoice): DataError" in caplog.text
+    monkeypatch.undo()
+    worker.submit(ready_invoice("MP-3"))
+    worker.run()
+    assert worker.statuses()["MP-3"] == "sent_to_rpa"  # the PO is free
