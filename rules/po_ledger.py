@@ -121,8 +121,9 @@ class InvoiceRecord(BaseModel):
     recheck_for: str | None = None
     released_holds: list[str] = Field(default_factory=list)  # of its verdict's holds; a new verdict has none
     rpa_attempts: int = 0  # hand-offs to the RPA bot so far; one more each time AP releases a failure
-    # The AP releases applied to it, the last few: one delivered again (a crash before its offset was
-    # committed) released what a judgement at its hand-over had found since, which no one had seen.
+    # The AP releases and approvals applied to it, the last few: one delivered again (a crash before its
+    # offset was committed) released what a judgement at its hand-over had found since, which no one had
+    # seen, or sent it to the bot again after a failure with no clerk's approval.
     # Also the releases and dispatches of an older version noted on it (`_not_applied_to_a_finished_version`).
     releases_seen: list[str] = Field(default_factory=list)
     # Its last turn at the RPA bot as released, behind another invoice (`drain_parked`: released, or
@@ -1164,6 +1165,10 @@ def approve_dispatch(
     the PO goes on to the next invoice; Sampro's changes re-judge held invoices only."""
     update = _Update(ledger, judge, dispatch)
     key = record_key(command.invoice_id, command.invoice_version)
+    if (found := update.ledger.record(key)) is not None and command.command_id in found.releases_seen:
+        # The same approval again (a crash before its offset was committed): after the bot failed
+        # the hand-off it approved and AP released it, it sent the invoice again with no clerk's word.
+        return update.outcome()
     record = update.editable(key)
     if record is None:
         _not_applied_to_a_finished_version(
@@ -1171,6 +1176,7 @@ def approve_dispatch(
         return update.outcome()
     if key not in update.ledger.holding or record.status is InvoiceStatus.SENT_TO_RPA:
         return update.outcome()
+    record.releases_seen = [*record.releases_seen[-(RELEASES_REMEMBERED - 1):], command.command_id]
     if judge is not None:
         place = update.ledger.holding.index(key)
         update.ledger.holding.pop(place)  # out of the quantities in flight while it is judged again
@@ -1179,5 +1185,7 @@ def approve_dispatch(
             judge_again_when_freed(update, record)
             return update.outcome()
         update.ledger.holding.insert(place, key)
-    update.send_to_rpa(record, command.issued_at, command.command_id, actor=command.user)
+    # A hand-off after a failure is an event of its own even under an approval's id seen before.
+    cause = f"{command.command_id}-a{record.rpa_attempts + 1}" if record.rpa_attempts else command.command_id
+    update.send_to_rpa(record, command.issued_at, cause, actor=command.user)
     return update.outcome()

@@ -824,6 +824,29 @@ def test_manual_dispatch_waits_for_approval(judge):
     assert approve_dispatch(outcome.ledger, approval).emitted == []
 
 
+def test_an_approval_delivered_again_after_the_bot_failed_the_hand_off_it_approved_sends_nothing(judge):
+    """bo's approval d1 went to the bot, the bot failed it, ana released the failure for a clerk to
+    send again, and d1 delivered again (a crash before its offset was committed) emailed the invoice
+    to the bot a second time with no clerk's approval."""
+    def approval(command_id):
+        return DispatchApproved(command_id=command_id, invoice_id="A", invoice_version=1, po_number="PO-1",
+                                user="bo", issued_at=AT)
+
+    ledger, _ = run(PurchaseOrderLedger(po_number="PO-1"),
+                    lambda ledger: submit_invoice(ledger, submission("A"), judge, "approval"),
+                    lambda ledger: approve_dispatch(ledger, approval("d1"), judge),
+                    lambda ledger: complete_rpa(ledger, completion("A", ok=False), judge, "approval"),
+                    lambda ledger: release_invoice(ledger, ReleaseRequested(
+                        command_id="r1", invoice_id="A", invoice_version=1, po_number="PO-1", user="ana",
+                        reason="try again", issued_at=AT), judge, "approval"))
+    assert ledger.records["A@v1"].status is InvoiceStatus.READY_TO_PROCESS
+    again = approve_dispatch(ledger, approval("d1"), judge)
+    assert again.emitted == [] and again.ledger.records["A@v1"] is ledger.records["A@v1"]
+    sent = approve_dispatch(ledger, approval("d2"), judge)
+    request, change = sent.emitted
+    assert (request.attempt, change.status, change.event_id) == (2, InvoiceStatus.SENT_TO_RPA, "A:v1:sent_to_rpa:d2-a2")
+
+
 def test_quantities_of_ready_invoices_are_in_flight_for_the_next(judge):
     ledger, _ = run(PurchaseOrderLedger(po_number="PO-1"),
                     lambda ledger: submit_invoice(ledger, submission("A"), judge, "approval"))

@@ -1909,9 +1909,11 @@ def test_an_invoice_approved_after_sampro_changed_its_po_is_judged_again_not_sen
     worker.run()
     assert worker.statuses() == {"MP-1": "ready_to_process", "MP-2": "waiting_for_po"}
 
-    def approve(invoice_id: str) -> None:
+    approvals = iter(range(1, 10))
+
+    def approve(invoice_id: str) -> None:  # each a clerk's approval of its own, as the API's ids are
         worker.put(worker.pipeline.topics.commands, "PO-5001", worker.codec.encode(DispatchApproved(
-            command_id=f"dispatch:{invoice_id}", invoice_id=invoice_id, invoice_version=1, po_number="PO-5001",
+            command_id=f"dispatch:{next(approvals)}", invoice_id=invoice_id, invoice_version=1, po_number="PO-5001",
             user="ana", issued_at=AT + timedelta(days=2))))
         worker.run()
 
