@@ -1067,6 +1067,9 @@ def _hold_for_entry_of(update: _Update, newer: InvoiceRecord, version: int, caus
     too. Judged again (a Sampro change, a reprocess), it is held again (`judge_now`); released by a
     clerk, the mail flow refuses its email (`entered_as_another_version`)."""
     newer.entered_before = version
+    # Its turn for a Sampro change is over (else judged again at the next completion, it was parked
+    # again under the event id it was parked under: processscheduler showed manual review).
+    newer.recheck_for = None
     waiting = newer.status in (InvoiceStatus.READY_TO_PROCESS, InvoiceStatus.RELEASED, InvoiceStatus.WAITING_FOR_PO)
     update.dequeue(newer)
     update.change(newer, InvoiceStatus.MANUAL_REVIEW if waiting else newer.status, cause, at,

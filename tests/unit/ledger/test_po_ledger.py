@@ -1129,6 +1129,29 @@ def test_a_held_invoice_judged_with_nothing_in_flight_is_not_judged_again_when_t
     assert statuses(failed.emitted) == [("A", "rpa_failed")]
 
 
+def test_a_cleared_version_held_for_its_older_versions_late_entry_is_not_parked_again_at_the_next_entry(judge):
+    """A's version 2 waited for the PO after a Sampro change cleared it; the bot's late word that
+    version 1 was entered held it for AP, and B's entry parked it again under the event id it was
+    parked under before: processscheduler kept manual review, the ledger had it waiting, and a
+    clerk's release of it was dropped without a word."""
+    pricing = PricingJudge()
+    ledger, _ = run(PurchaseOrderLedger(po_number="PO-1"),
+                    lambda ledger: submit_invoice(ledger, submission("A"), judge, "automatic"),
+                    lambda ledger: complete_rpa(ledger, completion("A", ok=False), judge, "automatic"),
+                    lambda ledger: submit_invoice(ledger, submission("A", 2, expect="manual_review"), pricing,
+                                                  "automatic"),
+                    lambda ledger: submit_invoice(ledger, submission("B"), judge, "automatic"),
+                    lambda ledger: recheck_held(ledger, changed(), PricingJudge(lets_pass=frozenset({"A"})),
+                                                "automatic"),
+                    lambda ledger: complete_rpa(ledger, completion("A", event_id="late"), judge, "automatic"),
+                    lambda ledger: submit_invoice(ledger, submission("C"), judge, "automatic"))
+    assert ledger.records["A@v2"].status is InvoiceStatus.MANUAL_REVIEW and ledger.parked == ["C@v1"]
+    outcome = complete_rpa(ledger, completion("B"), PricingJudge(lets_pass=frozenset({"A"})), "automatic")
+    assert statuses(outcome.emitted) == [("B", "entered"), ("C", "ready_to_process"), ("C", "rpa_request"),
+                                         ("C", "sent_to_rpa")]
+    assert outcome.ledger.records["A@v2"].status is InvoiceStatus.MANUAL_REVIEW and outcome.ledger.parked == []
+
+
 def test_a_change_of_a_po_with_nothing_held_leaves_its_ledger_as_it_was():
     ledger = PurchaseOrderLedger(po_number="PO-1")
     outcome = recheck_held(ledger, changed(), PricingJudge(), "automatic")
