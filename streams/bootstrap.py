@@ -177,9 +177,11 @@ def bootstrap(
     health = health or WorkerHealth()
     limits = limits_from(settings)
 
+    ledgers = LedgerStore(settings)
+
     def judge_for(po: PurchaseOrder | UnreadablePurchaseOrder | None, known: KnownInvoices,
                   now: datetime) -> KeptJudge:
-        return KeptJudge(RulesJudge(po, known, policy, now, limits))
+        return KeptJudge(RulesJudge(po, known, policy, now, limits), ledgers.too_large)
 
     def runtime_on(group_broker: StreamBroker, name: str, back_pressure: BackPressure | None = None) -> Runtime:
         return Runtime(group_broker, dlq_topic=settings.dlq_topic, encode=codec.encode, health=health,
@@ -199,7 +201,7 @@ def bootstrap(
         runtime=runtime,
         mail_runtime=mail_runtime,
         topics=Topics.of(settings),
-        ledgers=LedgerStore(settings),
+        ledgers=ledgers,
         codec=codec,
         desk=DecisionDesk(purchase_orders or purchase_order_reader(settings), scheduler, judge_for,
                           settings.dispatch_mode, timed=lambda stage: health.timed(DECIDE, stage)),
