@@ -57,9 +57,13 @@ def register(pipeline: Pipeline) -> None:
                 for po, ledger in current.items():
                     ledgers.save(batch.state(partition_of[po]), ledger, stored[po])
             except RecordTooLarge as error:
-                if error.record_key in {record_key(work.invoice_id, work.version) for work in batch.messages
-                                        if isinstance(work, InvoiceSubmitted)}:
-                    raise  # its own message is dead-lettered, with its bad_invoice verdict
+                if error.record_key in ledgers.too_large or error.record_key in {
+                        record_key(work.invoice_id, work.version) for work in batch.messages
+                        if isinstance(work, InvoiceSubmitted)}:
+                    # Its own message, or one that makes the record larger without judging it (a
+                    # release, a note): dead-lettered, with its bad_invoice verdict if it is one; put
+                    # off again, it held the partition for good, readiness green.
+                    raise
                 # Judged for this message, another invoice's record is too large: the batch is tried
                 # again, that invoice refused by the rules (bad_invoice, or held as it was), and the
                 # message goes on.

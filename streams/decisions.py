@@ -38,6 +38,7 @@ from rules.po_ledger import (
     PurchaseOrderLedger,
     approve_dispatch,
     complete_rpa,
+    counted_in_flight,
     may_free,
     recheck_held,
     rechecked_on_po_change,
@@ -185,7 +186,9 @@ class DecisionDesk:
     ) -> list[KnownInvoice]:
         """Entered and decided invoices that may be duplicates of anything this batch may judge:
         its submissions, the invoices parked on a PO that this batch may free (and the held ones
-        waiting there for the bot's completion), and the held ones that a Sampro change may clear."""
+        waiting there for the bot's completion, or judged with its quantities in flight: judged
+        without them, MP-H went to the bot though AP had keyed it into Sampro by hand), and the held
+        ones that a Sampro change may clear."""
         documents = [work.document for work in batch if isinstance(work, InvoiceSubmitted)]
         for work in batch:  # a release or an approval is judged again when it is handed over (`_Update.held_anew`)
             if isinstance(work, ReleaseRequested | DispatchApproved) and work.po_number in ledgers:
@@ -194,7 +197,7 @@ class DecisionDesk:
         for po_number in {work.po_number for work in batch if may_free(ledgers.get(work.po_number), work)}:
             ledger = ledgers[po_number]
             documents.extend(ledger.listed(key).submission.document
-                             for key in [*ledger.parked, *waiting_for_completion(ledger)])
+                             for key in [*ledger.parked, *waiting_for_completion(ledger), *counted_in_flight(ledger)])
         for po_number, keys in rechecked.items():
             documents.extend(ledgers[po_number].listed(key).submission.document for key in keys)
         lookups = lookups_for(documents)

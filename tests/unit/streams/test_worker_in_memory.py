@@ -22,7 +22,7 @@ from rules.holds import RPA_FAILURE
 from rules.lifecycle import InvoiceSubmitted, InvoiceWithdrawn, PurchaseOrderChanged, ReleaseRequested, RpaRequest
 from rules.models import CompletionOutcome, RpaCompletion, Verdict
 from streams.broker_memory import InMemoryBroker
-from streams.ledgers import changelog_topic
+from streams.ledgers import changelog_topic, record_state_key
 from streams.runtime import FORWARDED_FROM, Flow, Runtime
 from streams.state import Store
 from tests.unit.rules.builders import PRICE_OFF, invoice, po
@@ -2133,6 +2133,31 @@ def test_a_held_invoice_judged_with_another_at_the_bot_is_judged_again_when_the_
     assert again["event_id"].startswith("verdict:MP-H:v1:ready_to_process:") and ":after:" in again["event_id"]
 
 
+def test_a_held_invoice_judged_again_when_the_invoice_at_the_bot_fails_is_checked_for_duplicates(worker):
+    """Judged again when the bot failed MP-P, MP-H was compared with no invoice seen before: AP had
+    keyed it into Sampro by hand meanwhile, and it went to the bot, to be paid twice."""
+    _set_line_one(worker, "15.00")
+    worker.submit(_one_line("MP-H", "3"))
+    worker.run()
+    _set_line_one(worker, "15.50")
+    worker.submit(_one_line("MP-X", "2"))
+    worker.submit(_one_line("MP-P", "1"))
+    worker.run()
+    _set_line_one(worker, "15.50", invoiced="2")
+    worker.put(worker.pipeline.topics.sampro_changes, "PO-5001", worker.codec.encode(
+        PurchaseOrderChanged(event_id="sampro:PO-5001:1", po_number="PO-5001", changed_at=AT)))
+    worker.run()
+    worker.complete("MP-X")
+    worker.run()
+    held = _one_line("MP-H", "3")
+    worker.sampro.entered.append(KnownInvoice("S-900", held["vendor_id"], held["invoice_number"], "entered",
+                                              Decimal(held["total_amount"])))
+    worker.complete("MP-P", ok=False)
+    worker.run()
+    assert worker.statuses()["MP-H"] == "bad_invoice"
+    assert [request.invoice_id for request in worker.mailer.sent] == ["MP-X", "MP-P"]
+
+
 def test_a_held_invoice_judged_with_a_ready_one_in_flight_is_judged_again_when_that_one_is_withdrawn(tmp_path):
     """Approval: MP-A (4) awaited the clerk's approval when the buyer fixed the price, and MP-H (3)
     was judged with MP-A's 4 in flight: "only 1 still open". The vendor withdrew MP-A, and MP-H stayed
@@ -2182,3 +2207,25 @@ def test_an_invoice_parked_behind_a_completion_whose_record_is_too_large_to_keep
     worker.submit(ready_invoice("MP-3"))
     worker.run()
     assert worker.statuses()["MP-3"] == "sent_to_rpa"  # the PO is free
+
+
+def test_a_message_that_grows_another_invoices_record_past_what_kafka_takes_is_dead_lettered_not_put_off_for_good(
+        worker, monkeypatch):
+    """A withdrawal that notes the invoice at the bot judges nothing: put off to judge that invoice
+    again, it failed the same way at every try, the partition waited for good behind it, readiness
+    green."""
+    import streams.record_size
+
+    worker.submit(ready_invoice("MP-1"))
+    worker.run()
+    store = worker.pipeline.ledgers.store.partitions[worker.broker.partition_of(b"PO-5001")]
+    size = len(store.get(record_state_key("PO-5001", "MP-1@v1")))
+    monkeypatch.setattr(streams.record_size, "KAFKA_TAKES", size + 50)
+    monkeypatch.setattr(streams.record_size, "MAX_RECORD_BYTES", size + 50)
+    worker.put(worker.pipeline.topics.invoices, "PO-5001", worker.codec.encode(
+        InvoiceWithdrawn(invoice_id="MP-1", version=1, po_number="PO-5001", withdrawn_at=AT)))
+    worker.submit(ready_invoice("MP-2"))
+    worker.run(steps=30, seconds_between=10)
+    assert [dead["stage"] for dead in worker.dead_letters()] == ["decide"]
+    assert worker.statuses() == {"MP-1": "sent_to_rpa", "MP-2": "waiting_for_po"}
+
