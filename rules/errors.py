@@ -68,6 +68,13 @@ class PutOff(Unavailable):
     readiness said the mailbox was down."""
 
 
+class NextBatch(PutOff):
+    """The batch's work goes on in the next one, after the shortest pause: a step that took as
+    long as it may (a mailbox slower than Kafka's poll interval allows a batch of emails). No
+    message is at fault, nor is the dependency down: tried one by one as a PutOff is, every email
+    of the batch went in the same step all the same."""
+
+
 class Conflict(InvoiceAutomationError):
     """The request does not fit the current state of the invoice or the stream."""
 

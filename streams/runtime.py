@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rules.errors import DataError, PutOff, Unavailable
+from rules.errors import DataError, NextBatch, PutOff, Unavailable
 from streams.back_pressure import BackPressure
 from streams.broker import LostBatch, Output, Record, StreamBroker, TopicPartition
 from streams.failures import Backoff, Policy, dead_letter, describe, policy_for
@@ -288,7 +288,8 @@ class Runtime:
         try:
             self._attempt(flow, items, tick)
         except Exception as error:
-            if isinstance(error, PutOff) and len(items) > 1:  # about one message: the others go on
+            if isinstance(error, PutOff) and not isinstance(error, NextBatch) and len(items) > 1:
+                # about one message: the others go on
                 self._one_by_one(flow, items, tick)
             elif policy_for(error) is Policy.PAUSE_AND_RETRY:
                 for record in _firsts(items):
@@ -457,7 +458,7 @@ class Runtime:
                 held.offset = record.offset
                 self.broker.hold(record.source, record.offset)
             return
-        attempt = self._attempts[record.source]
+        attempt = 0 if isinstance(error, NextBatch) else self._attempts[record.source]  # nothing failed
         self._attempts[record.source] = attempt + 1
         delay = self.backoff.delay(attempt)
         log.log(logging.WARNING if isinstance(error, PutOff) else logging.INFO,  # no outage says so for it

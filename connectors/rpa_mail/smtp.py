@@ -35,7 +35,7 @@ from connectors.ports import RpaMailer
 from connectors.rpa_mail.message import build_message, message_id
 from connectors.scheduler.tables import processscheduler, rpa_sent_log
 from connectors.sql import among, mapped_errors
-from rules.errors import DataError, PutOff, Unavailable
+from rules.errors import DataError, NextBatch, PutOff, Unavailable
 from rules.lifecycle import InvoiceStatus, RpaRequest
 from rules.po_ledger import last_hand_off_of
 
@@ -299,7 +299,7 @@ class SmtpRpaMailer(RpaMailer):
             self._drop()  # mid-DATA perhaps: the server must drop the unfinished message
             raise
         if tried < len(due):  # the batch is read again after a pause, and its emails sent are not sent again
-            raise PutOff("smtp", f"{tried} of {len(due)} emails sent in {time.monotonic() - started:.0f} s; the "
+            raise NextBatch("smtp", f"{tried} of {len(due)} emails sent in {time.monotonic() - started:.0f} s; the "
                                  "others go next, so that the worker answers Kafka in time")
         return sent
 

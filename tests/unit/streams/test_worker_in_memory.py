@@ -2229,3 +2229,27 @@ def test_a_message_that_grows_another_invoices_record_past_what_kafka_takes_is_d
     assert [dead["stage"] for dead in worker.dead_letters()] == ["decide"]
     assert worker.statuses() == {"MP-1": "sent_to_rpa", "MP-2": "waiting_for_po"}
 
+
+def test_a_batch_that_took_as_long_as_it_may_goes_on_in_the_next_step_not_one_by_one_in_this_one():
+    """The RPA mailer stops beginning emails a minute into a batch (NextBatch): taken for a PutOff
+    about one message, the runtime sent the rest one by one in the same step, and 500 emails at
+    0.6 s still outlived Kafka's poll interval."""
+    from rules.errors import NextBatch
+
+    broker = InMemoryBroker(partitions=1)
+    runtime = Runtime(broker, dlq_topic="dlq", encode=lambda message: message)
+    handled: list[list[bytes]] = []
+
+    def send_two(batch) -> None:
+        handled.append([value for _, value in batch.items])
+        if len(batch.items) > 2:
+            raise NextBatch("smtp", "2 of 5 emails sent in 60 s; the others go next")
+
+    runtime.add_flow(Flow("mail", ("requests",), decode=lambda record: record.value, handle=send_two))
+    runtime.start()
+    for value in (b"a", b"b", b"c", b"d", b"e"):
+        broker.append("requests", b"k", value)
+    runtime.step()
+    assert handled == [[b"a", b"b", b"c", b"d", b"e"]] and broker.committed.get(("requests", 0)) is None
+    assert runtime.health.outages() == {}
+
