@@ -47,7 +47,7 @@ def register(pipeline: Pipeline) -> None:
                       for po, partition in partition_of.items()}
         current = {po: loaded.ledger for po, loaded in stored.items() if loaded.ledger is not None}
         now = datetime.now(UTC)
-        decisions = desk.decide(batch.messages, current, now)
+        decisions = desk.decide(batch.messages, current, now, partition_of)
         for message in decisions.messages:
             batch.emit(topic_of.get(type(message), topics.verdicts), message.po_number, message)
             if isinstance(message, Verdict):
@@ -81,4 +81,4 @@ def register(pipeline: Pipeline) -> None:
 
     pipeline.runtime.add_flow(Flow(DECIDE, topics.purchase_order_work, decode, decide,
                                    kinds=WORK_KINDS, store=ledgers.store, stage="decide",
-                                   on_dead_letter=bad_invoice_verdict))
+                                   on_dead_letter=bad_invoice_verdict, on_gone=desk.recent.gone))

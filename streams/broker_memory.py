@@ -8,7 +8,7 @@ the broker down, lose the next transaction, or rebalance.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 
 from rules.errors import Unavailable
 from streams.broker import Assigned, LostBatch, Output, Record, Revoked, TopicPartition
@@ -51,14 +51,15 @@ class InMemoryBroker:
     def records(self, topic: str) -> list[Record]:
         return [record for partition in self.topic(topic) for record in partition]
 
-    def rebalance(self, meanwhile: Callable[[], None] = lambda: None) -> None:
+    def rebalance(self, meanwhile: Callable[[], None] = lambda: None, kept: Collection[int] | None = None) -> None:
         """Every partition revoked and assigned again, as a group change does; `meanwhile` is what
-        another member does while they are its (a group of one gets them back)."""
+        another member does while they are its (a group of one gets them back, but those not
+        `kept`, which another member took)."""
         assigned = [(t, p) for t in self._topics for p in range(self.partition_count)]
         assert self._on_revoked is not None and self._on_assigned is not None
         self._on_revoked(assigned)
         meanwhile()
-        self._assign()
+        self._assign(kept)
 
     # -- the port --------------------------------------------------------------------------------------
     def subscribe(self, topics: Sequence[str], on_assigned: Assigned, on_revoked: Revoked) -> None:
@@ -67,8 +68,8 @@ class InMemoryBroker:
             self.topic(name)
         self._assign()
 
-    def _assign(self) -> None:
-        assigned = [(t, p) for t in self._topics for p in range(self.partition_count)]
+    def _assign(self, kept: Collection[int] | None = None) -> None:
+        assigned = [(t, p) for t in self._topics for p in range(self.partition_count) if kept is None or p in kept]
         self._positions = {tp: self.committed.get(tp, 0) for tp in assigned}
         self._pending_seeks.clear()
         assert self._on_assigned is not None

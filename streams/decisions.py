@@ -98,11 +98,14 @@ class DecisionDesk:
     recent: RecentlyDecided = field(default_factory=RecentlyDecided)  # until the sink has recorded them
 
     def decide(
-        self, batch: Sequence[PurchaseOrderWork], ledgers: MutableMapping[str, PurchaseOrderLedger], now: datetime
+        self, batch: Sequence[PurchaseOrderWork], ledgers: MutableMapping[str, PurchaseOrderLedger], now: datetime,
+        partition_of: Mapping[str, int] | None = None,
     ) -> Decisions:
         """Applies the batch in order; `ledgers` is updated in place, PO by PO. Besides what the
         ledgers emit: a message to each other PO whose versions of an invoice a new one replaces.
-        What the duplicate checks are to remember of it waits for `remember`."""
+        What the duplicate checks are to remember of it waits for `remember`, with the partition
+        of each PO's work (`partition_of`), which a rebalance may give another worker."""
+        partition_of = partition_of or {}
         rechecked = _rechecked(batch, ledgers)
         # The POs whose snapshot the rules may read: every PO with work on an invoice, and a PO that
         # Sampro changed only when it holds an invoice the change may clear. Most of Sampro's changes
@@ -136,7 +139,8 @@ class DecisionDesk:
                 for why in outcome.unjudged:
                     log.error("PO %s: the rules failed on %s; the PO went on", work.po_number, why)
                 ledgers[work.po_number] = outcome.ledger
-                decisions.decided += _newly_known(outcome.emitted, outcome.ledger)  # the judge knows them already
+                decisions.decided += _newly_known(outcome.emitted, outcome.ledger,  # the judge knows them already
+                                                  partition_of.get(work.po_number, -1))
                 decisions.messages.extend(outcome.emitted)
         decisions.messages.extend(replacing)
         return decisions
@@ -218,7 +222,7 @@ def _rechecked(batch: Sequence[PurchaseOrderWork], ledgers: Mapping[str, Purchas
     return {po: keys for po, keys in found.items() if keys}
 
 
-def _newly_known(emitted: Sequence[Emitted], ledger: PurchaseOrderLedger) -> list[Decided]:
+def _newly_known(emitted: Sequence[Emitted], ledger: PurchaseOrderLedger, partition: int) -> list[Decided]:
     """Verdicts of this batch, with their invoice versions and events, for the duplicate checks of
     later batches until processscheduler has them (the judge knew each as it made it)."""
     known = []
@@ -229,5 +233,5 @@ def _newly_known(emitted: Sequence[Emitted], ledger: PurchaseOrderLedger) -> lis
                                                           record.submission.document)) is not None:
                 event = verdict_event_id(message.invoice_id, message.invoice_version, message.status.value,
                                          message.rules_version, message.judged_after)
-                known.append((message.invoice_version, seen, event))
+                known.append((message.invoice_version, seen, event, partition))
     return known

@@ -19,7 +19,7 @@ on a PO of another worker's partitions is not caught (README, "Scaling out").
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -39,7 +39,8 @@ KEEP = timedelta(hours=24)
 MOST = 100_000  # unconfirmed verdicts kept, the oldest let go first: some 30 MiB
 
 Key = tuple[str, str, str | Decimal]  # (vendor key, "number" | "loose" | "total", value)
-Decided = tuple[int, KnownInvoice, str]  # a verdict made: its invoice version, the invoice, its event id
+# A verdict made: its invoice version, the invoice, its event id, and the partition of its PO's work.
+Decided = tuple[int, KnownInvoice, str, int]
 
 
 def _asked(lookup: Lookup) -> list[Key]:
@@ -61,13 +62,15 @@ class RecentlyDecided:
         self.keep, self.most = keep, most
         # invoice id -> its newest verdict: when, of which version, as the checks see it, its event
         self._latest: dict[str, tuple[datetime, int, KnownInvoice, str]] = {}
+        self._partition: dict[str, int] = {}  # invoice id -> the partition of its PO's work
         self._filed: dict[Key, set[str]] = {}  # key -> the invoice ids filed under it
         self._made: deque[tuple[datetime, str]] = deque()  # (when, invoice id), oldest first
 
     def add(self, decided: Iterable[Decided], now: datetime) -> None:
-        for version, known, event in decided:
+        for version, known, event, partition in decided:
             self._drop(known.invoice_id)  # judged again: filed under its new keys only
             self._latest[known.invoice_id] = (now, version, known, event)
+            self._partition[known.invoice_id] = partition
             for key in _keys(known):
                 self._filed.setdefault(key, set()).add(known.invoice_id)
             self._made.append((now, known.invoice_id))
@@ -92,6 +95,15 @@ class RecentlyDecided:
             if latest is not None and (latest[1] < version or (latest[1] == version and latest[3] == event)):
                 self._drop(invoice_id)
 
+    def gone(self, partitions: Collection[int]) -> None:
+        """The PO partitions a rebalance gave another worker: their verdicts are that worker's sink's
+        to record, and this one's never confirms them. Kept for the day, a vendor's upload again
+        after its withdrawal, on a PO this worker kept, was a DUPLICATE_INVOICE of the verdict left
+        behind, which no clerk may release; dropped, they are processscheduler's to show, as any
+        other worker's verdicts are."""
+        for invoice_id in [invoice_id for invoice_id, partition in self._partition.items() if partition in partitions]:
+            self._drop(invoice_id)
+
     def matching(self, lookups: Iterable[Lookup], now: datetime) -> list[KnownInvoice]:
         """What a store would return for the lookups."""
         self._forget_before(now - self.keep)
@@ -112,6 +124,7 @@ class RecentlyDecided:
         return latest is not None and latest[0] == made_at
 
     def _drop(self, invoice_id: str) -> None:
+        self._partition.pop(invoice_id, None)
         latest = self._latest.pop(invoice_id, None)
         if latest is None:
             return

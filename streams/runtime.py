@@ -57,6 +57,8 @@ class Flow:
     store: Store | None = None  # keyed state per partition, kept in a changelog
     stage: str = "handle"  # names the work in a dead letter: decide, record, mail ...
     on_dead_letter: DeadLetterHook | None = None
+    # Told the partition numbers of its topics a rebalance gave another worker.
+    on_gone: Callable[[set[int]], None] | None = None
 
 
 @dataclass
@@ -168,6 +170,7 @@ class Runtime:
         self.sources: list[Source] = []
         self._flow_of_topic: dict[str, Flow] = {}
         self._assigned: set[TopicPartition] = set()
+        self._revoked: set[TopicPartition] = set()  # since the last assignment: those not given back are gone
         self._forwarded_on: set[str] = set()  # topics whose first forwarded record was logged
         self._assignments = 0  # rebalances that assigned partitions: one during a poll outdates its records
         self._holds: dict[TopicPartition, _Hold] = {}
@@ -632,6 +635,8 @@ class Runtime:
     # -- rebalancing and restoring state -------------------------------------------------------------
     def _on_assigned(self, partitions: list[TopicPartition]) -> set[TopicPartition]:
         before, self._assigned = self._assigned, set(partitions)
+        self._tell_gone(self._revoked - self._assigned)
+        self._revoked = set()
         self._assignments += 1
         for source in self.sources:
             if source.anchor in self._assigned and source.anchor not in before:
@@ -648,9 +653,18 @@ class Runtime:
         log.info("assigned %d partition(s); %d wait for their state", len(partitions), len(held))
         return held
 
+    def _tell_gone(self, gone: set[TopicPartition]) -> None:
+        """Each flow that asks is told the partition numbers of its topics that went to another worker."""
+        for each in self.flows:
+            numbers = ({number for topic, number in gone if topic in each.topics}
+                       - {number for topic, number in self._assigned if topic in each.topics})
+            if each.on_gone is not None and numbers:
+                each.on_gone(numbers)
+
     def _on_revoked(self, partitions: list[TopicPartition]) -> None:
         if self.back_pressure is not None:  # assigned again, a partition is read until paused again
             self.back_pressure.paused.difference_update(partitions)
+        self._revoked.update(partitions)
         for partition in partitions:
             self._assigned.discard(partition)
             self._holds.pop(partition, None)

@@ -24,8 +24,8 @@ def known(invoice_id: str, number: str = "INV-9", vendor: str = "V100", status: 
     return KnownInvoice(invoice_id, vendor, number, status, Decimal("10.00"))
 
 
-def made(*verdicts: KnownInvoice, version: int = 1) -> list[tuple[int, KnownInvoice, str]]:
-    return [(version, verdict, event(verdict.invoice_id, version, verdict.status)) for verdict in verdicts]
+def made(*verdicts: KnownInvoice, version: int = 1, partition: int = 0) -> list[tuple[int, KnownInvoice, str, int]]:
+    return [(version, verdict, event(verdict.invoice_id, version, verdict.status), partition) for verdict in verdicts]
 
 
 def event(invoice_id: str, version: int = 1, status: str = "ready_to_process") -> str:
@@ -144,3 +144,13 @@ def test_the_desk_finds_a_duplicate_decided_a_batch_before_that_processscheduler
     # Never confirmed by a sink here: let go after KEEP all the same.
     much_later = verdict_of(again.model_copy(update={"version": 2}), AT + KEEP + timedelta(seconds=1))
     assert much_later.status == "ready_to_process", much_later.reasons
+
+
+def test_the_verdicts_of_po_partitions_gone_to_another_worker_are_let_go():
+    """The worker they went to records them; this one's sink never confirms them. Kept for the
+    day, a vendor's upload again after the invoice's withdrawal was a DUPLICATE_INVOICE of one."""
+    recent = RecentlyDecided()
+    recent.add(made(known("MP-1"), partition=1) + made(known("MP-2", number="INV-10"), partition=2), AT)
+    recent.gone({1})
+    assert recent.matching([lookup(), lookup("INV-10")], now=AT) == [known("MP-2", number="INV-10")]
+

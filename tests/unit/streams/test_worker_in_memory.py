@@ -2253,3 +2253,22 @@ def test_a_batch_that_took_as_long_as_it_may_goes_on_in_the_next_step_not_one_by
     assert handled == [[b"a", b"b", b"c", b"d", b"e"]] and broker.committed.get(("requests", 0)) is None
     assert runtime.health.outages() == {}
 
+
+class _Unrecorded(InMemoryProcessScheduler):
+    """processscheduler away for the sink: what the PO agent decides waits for it."""
+
+    def record(self, decisions):
+        raise Unavailable("processscheduler", "connection refused")
+
+
+def test_a_rebalance_that_takes_a_po_partition_away_lets_its_unrecorded_verdicts_go(tmp_path):
+    worker = make_worker(tmp_path, scheduler=_Unrecorded())
+    worker.submit(ready_invoice("MP-1"))
+    worker.run(steps=5)
+    assert len(worker.pipeline.desk.recent) == 1
+    home = worker.broker.partition_of(b"PO-5001")
+    worker.broker.rebalance(kept={home})
+    assert len(worker.pipeline.desk.recent) == 1  # its partition stayed
+    worker.broker.rebalance(kept=set(range(3)) - {home})
+    assert len(worker.pipeline.desk.recent) == 0
+
