@@ -189,12 +189,13 @@ def record_rpa_outcome(read_model: InvoiceReadModel, sent_log: RpaSentLog, comma
     event_id = completion_event_id(invoice_id, version, attempt, outcome, sampro_invoice_id)
     if attempt < sent and outcome is CompletionOutcome.FAILURE:  # AP sent it again since: nothing to tell
         return CompletionReport(event_id, already_recorded=True)
+    taken = _another_invoice_entered_as(read_model, invoice, outcome, sampro_invoice_id)
     if attempt > shown:  # a hand-off processscheduler does not show yet, named by the bot: taken at once
-        _refuse_an_entry_as_another_invoice(read_model, commands, clock, invoice, outcome, sampro_invoice_id,
-                                            named, attempt, at_bot=attempt == sent)
-        return _publish(commands, clock, invoice, outcome, named, event_id, sampro_invoice_id, error)
+        return _publish_entry(commands, clock, invoice, outcome, named, event_id, sampro_invoice_id, error, taken)
     recorded = InvoiceStatus.ENTERED if outcome is CompletionOutcome.SUCCESS else InvoiceStatus.RPA_FAILED
     if invoice.status is recorded and not _second_entry(invoice.sampro_invoice_id, sampro_invoice_id):
+        if taken is not None:  # the same answer as the report's first time, whether processscheduler shows it yet
+            raise _entered_as_another_invoice(invoice, sampro_invoice_id, taken)
         return CompletionReport(event_id, already_recorded=True)
     if invoice.status is recorded:
         # Taken for a repeat, Sampro would hold an entry AP never hears of: one to pay twice. The PO
@@ -210,38 +211,43 @@ def record_rpa_outcome(read_model: InvoiceReadModel, sent_log: RpaSentLog, comma
         shown > 0 and invoice.status in (InvoiceStatus.SUPERSEDED, InvoiceStatus.WITHDRAWN)))
     if invoice.status is not InvoiceStatus.SENT_TO_RPA and not late_entry:
         raise NotNow(f"{invoice_id} v{version} is {invoice.status.value}, not at the RPA bot", invoice.status)
-    _refuse_an_entry_as_another_invoice(read_model, commands, clock, invoice, outcome, sampro_invoice_id, named,
-                                        attempt, at_bot=invoice.status is InvoiceStatus.SENT_TO_RPA and attempt == sent)
-    return _publish(commands, clock, invoice, outcome, named, event_id, sampro_invoice_id, error)
+    return _publish_entry(commands, clock, invoice, outcome, named, event_id, sampro_invoice_id, error, taken)
 
 
-def _refuse_an_entry_as_another_invoice(read_model: InvoiceReadModel, commands: PurchaseOrderCommands, clock: Clock,
-                                        invoice: InvoiceDetail, outcome: CompletionOutcome,
-                                        sampro_invoice_id: str | None, named: int | None, attempt: int, *,
-                                        at_bot: bool) -> None:
-    """Refuses (409) an entry reported as a Sampro invoice processscheduler records another invoice
-    entered as: taken, it showed two invoices entered as one Sampro invoice, one of them not in
-    Sampro, its vendor unpaid, and AP never heard of it. The bot's last hand-off is recorded failed
-    instead, saying why (the PO agent writes it in the invoice's history, and the PO goes on), for
-    AP to look for the invoice in Sampro; a version no longer at the bot (failed, given up) stays
-    as processscheduler shows it."""
+def _another_invoice_entered_as(read_model: InvoiceReadModel, invoice: InvoiceDetail, outcome: CompletionOutcome,
+                                sampro_invoice_id: str | None) -> str | None:
+    """The other invoice's version ("MP-1 v1") processscheduler records entered as the Sampro invoice
+    an entry is reported as, if any."""
     if outcome is not CompletionOutcome.SUCCESS or sampro_invoice_id is None:
-        return
-    taken = next((f"{other} v{version}" for other, version in read_model.entered_as(sampro_invoice_id)
-                  if other != invoice.invoice_id), None)
+        return None
+    return next((f"{other} v{version}" for other, version in read_model.entered_as(sampro_invoice_id)
+                 if other != invoice.invoice_id), None)
+
+
+def _publish_entry(commands: PurchaseOrderCommands, clock: Clock, invoice: InvoiceDetail, outcome: CompletionOutcome,
+                   attempt: int | None, event_id: str, sampro_invoice_id: str | None, error: str | None,
+                   taken: str | None) -> CompletionReport:
+    """Publishes the report as it is. An entry as a Sampro invoice another invoice is recorded
+    entered as is taken too, the conflict in its `error` for the PO agent to write in its history,
+    and the bot's operator is told (409): the bot says it entered this version, so it most likely
+    is in Sampro under an id misread. Taken for a failure, as it was, the vendor's newer version
+    parked behind it was emailed to the bot (paid twice), and a withdrawn one was recorded "the RPA
+    bot did not enter it", its credit note never asked for. Unnoted, processscheduler showed two
+    invoices entered as one Sampro invoice, and AP never heard of it."""
     if taken is None:
-        return
-    what = f"as Sampro invoice {sampro_invoice_id}, which {taken} is recorded entered as"
-    if at_bot:  # under the failure's id: the same report again, or the bot's failure of it, is applied once
-        _publish(commands, clock, invoice, CompletionOutcome.FAILURE, named,
-                 completion_event_id(invoice.invoice_id, invoice.invoice_version, attempt, CompletionOutcome.FAILURE),
-                 None, f"The RPA bot reported entering it {what}: one of the two is not in Sampro. Look for this "
-                       "invoice in Sampro: not there, release it to the bot again; there as another Sampro invoice, "
-                       "have the bot report that one.")
-    which = f"{invoice.invoice_id} v{invoice.invoice_version}"
-    told = (f"{which} is recorded failed instead, for AP to look for it in Sampro (AP sees this in the invoice's "
-            "history)" if at_bot else "nothing was recorded")
-    raise NotNow(f"{which} was reported entered {what}: {told}", invoice.status)
+        return _publish(commands, clock, invoice, outcome, attempt, event_id, sampro_invoice_id, error)
+    _publish(commands, clock, invoice, outcome, attempt, event_id, sampro_invoice_id,
+             f"The RPA bot reported entering it as Sampro invoice {sampro_invoice_id}, which {taken} is recorded "
+             "entered as: one of the two is recorded under the wrong Sampro invoice; find both in Sampro and "
+             "correct the one the bot misread.")
+    raise _entered_as_another_invoice(invoice, sampro_invoice_id, taken)
+
+
+def _entered_as_another_invoice(invoice: InvoiceDetail, sampro_invoice_id: str | None, taken: str) -> NotNow:
+    return NotNow(f"{invoice.invoice_id} v{invoice.invoice_version} was reported entered as Sampro invoice "
+                  f"{sampro_invoice_id}, which {taken} is recorded entered as: it is recorded entered all the same, "
+                  "with a note for AP to find both in Sampro and correct the one misread (AP sees this in the "
+                  "invoice's history)", invoice.status)
 
 
 def _hand_offs(invoice: InvoiceDetail) -> int:

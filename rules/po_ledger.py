@@ -828,7 +828,7 @@ def complete_rpa(
             reason = (f"Version {other} of this invoice is in Sampro too (reported entered after a failure): reverse "
                       "one of the two in Sampro.")
         update.change(record, InvoiceStatus.ENTERED, completion.event_id, at,
-                      sampro_invoice_id=completion.sampro_invoice_id, reason=reason)
+                      sampro_invoice_id=completion.sampro_invoice_id, reason=_with_note(reason, completion))
         _entered(update, completion)
         _hold_back_edit_of(update, record, at)
     elif record.withdrawn_at_rpa:  # nothing to try again: the vendor no longer asks for it
@@ -959,6 +959,15 @@ def _entered(update: _Update, completion: RpaCompletion) -> None:
         update.ledger.entered_as.pop(completion.invoice_id, None)
 
 
+def _with_note(reason: str | None, completion: RpaCompletion) -> str | None:
+    """The reason an entry is recorded with, and the API's note on the report (its `error`): the
+    Sampro invoice reported is one another invoice is recorded entered as. Taken for a failure, the
+    version the bot had most likely entered (it misread the id) was given up: the vendor's newer
+    version parked behind it was emailed to the bot and paid twice, a withdrawn one lost its
+    credit-note note."""
+    return " ".join(text for text in (reason, completion.error) if text) or None
+
+
 def _remember(update: _Update, completion: RpaCompletion) -> None:
     # A resent invoice gets a new completion; remembering the last few catches a repeated old one.
     seen = update.ledger.completions_seen
@@ -989,7 +998,8 @@ def _entered_while_not_at_bot(update: _Update, record: InvoiceRecord | None, com
         update.dequeue(record)
         update.change(record, InvoiceStatus.ENTERED, completion.event_id, completion.occurred_at,
                       sampro_invoice_id=completion.sampro_invoice_id,
-                      reason="The RPA bot reported this entry after it had reported a failure.")
+                      reason=_with_note("The RPA bot reported this entry after it had reported a failure.",
+                                        completion))
         _entered(update, completion)
         # Else the PO went on at the failure; the change Sampro makes of the entry judges its held
         # invoices again (after the invoice at the bot now, if one is).
@@ -1034,7 +1044,7 @@ def _entered_after_it_was_given_up(update: _Update, completion: RpaCompletion) -
         reason = f"{after}, and the vendor had withdrawn it: ask the vendor for a credit note."
     update.emitted.append(_status_change(
         invoice_id, version, update.ledger.po_number, InvoiceStatus.ENTERED, completion.event_id, at,
-        sampro_invoice_id=completion.sampro_invoice_id, reason=reason))
+        sampro_invoice_id=completion.sampro_invoice_id, reason=_with_note(reason, completion)))
     _entered(update, completion)
     if newer is None:  # the hand-off gate stops a newer version's email (`entered_as_another_version`)
         return

@@ -6,9 +6,9 @@ the invoice is not at the RPA bot (an entry reported after a failure is taken, a
 version was superseded or withdrawn since: Sampro holds it),
 or it is entered under another Sampro invoice id (a second entry: published all the same, so
 that the invoice's history tells AP to reverse one), or the Sampro invoice reported is one another
-invoice is recorded entered as (the version at the bot is recorded failed instead, saying so, for
-AP to look for it in Sampro); 202 with `already_recorded`: this attempt's outcome is already in
-processscheduler.
+invoice is recorded entered as (published all the same, as the entry the bot says it made, with a
+note in the invoice's history for AP to find both in Sampro and correct the one misread); 202 with
+`already_recorded`: this attempt's outcome is already in processscheduler.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from api.services import NotNow, record_rpa_outcome
 from connectors.po_commands import InMemoryPurchaseOrderCommands
 from connectors.rpa_mail import InMemorySentLog
 from connectors.scheduler.read_model_memory import InMemoryInvoiceReadModel
-from rules.lifecycle import InvoiceStatus
+from rules.lifecycle import InvoiceStatus, InvoiceWithdrawn
 from rules.models import CompletionOutcome, RpaCompletion
 from tests.unit.api.conftest import change, freight, verdict
 from tests.unit.rules.builders import invoice
@@ -91,61 +91,137 @@ def test_an_entry_of_an_entered_invoice_under_another_sampro_id_is_409_and_publi
     assert second.entered_as == "S-4"
 
 
-def test_an_entry_under_the_sampro_invoice_another_invoice_was_entered_as_is_409_and_a_failure_for_ap(api):
-    """Taken, processscheduler showed MP-1 and MP-4 entered as one Sampro invoice, S-4: one of the two
-    was not in Sampro, its vendor went unpaid, and AP never heard of it."""
-    for _ in range(2):  # a report sent again is the same failure, applied once
+def test_an_entry_under_the_sampro_invoice_another_invoice_was_entered_as_is_409_and_taken_with_a_note(api):
+    """The bot says it entered MP-1 as S-4, which MP-4 is recorded entered as: it most likely misread the
+    id. Taken for a failure, MP-1 (in Sampro) was given up: a newer version parked behind it went to the
+    bot, paid twice; taken unnoted, processscheduler showed two invoices as one Sampro invoice."""
+    for _ in range(2):  # a report sent again is the same entry, applied once
         answer = api.client.post(SUCCESS.format("MP-1"), json={"invoice_version": 1, "sampro_invoice_id": "S-4"},
                                  **api.as_bot())
         assert answer.status_code == 409 and answer.json()["current_status"] == "sent_to_rpa"
         assert "MP-4 v1" in answer.json()["detail"] and "S-4" in answer.json()["detail"]
     first, again = api.commands.published
     assert first == again
-    topic, key, failed = first
-    assert (topic, key) == ("rpa.completions", "PO-5001") and failed.outcome is CompletionOutcome.FAILURE
-    assert failed.event_id == "rpa:MP-1:v1:attempt1:failure" and failed.sampro_invoice_id is None
-    assert "as Sampro invoice S-4, which MP-4 v1 is recorded entered as" in failed.error
+    topic, key, entered = first
+    assert (topic, key) == ("rpa.completions", "PO-5001") and entered.outcome is CompletionOutcome.SUCCESS
+    assert entered.event_id == "rpa:MP-1:v1:attempt1:success:S-4" and entered.sampro_invoice_id == "S-4"
+    assert "as Sampro invoice S-4, which MP-4 v1 is recorded entered as" in entered.error
     own = api.client.post(SUCCESS.format("MP-4"), json={"invoice_version": 1, "sampro_invoice_id": "S-4"},
                           **api.as_bot())
     assert own.status_code == 202 and own.json()["already_recorded"] is True  # its own entry, not another's
 
 
-def test_a_late_entry_under_another_invoices_sampro_invoice_is_409_and_leaves_the_failure_as_it_is(api):
+def test_a_late_entry_under_another_invoices_sampro_invoice_is_409_and_taken_with_a_note(api):
     api.scheduler.record([change("MP-1", InvoiceStatus.RPA_FAILED, "rpa:MP-1:v1:attempt1:failure")])
     answer = api.client.post(SUCCESS.format("MP-1"), json={"invoice_version": 1, "sampro_invoice_id": "S-4"},
                              **api.as_bot())
     assert answer.status_code == 409 and answer.json()["current_status"] == "rpa_failed"
-    assert "MP-4 v1" in answer.json()["detail"] and api.commands.published == []
+    ((_, _, entered),) = api.commands.published
+    assert entered.outcome is CompletionOutcome.SUCCESS and "MP-4 v1" in answer.json()["detail"] + entered.error
 
 
-def test_an_entry_under_another_invoices_sampro_invoice_is_recorded_failed_and_the_po_goes_on(tmp_path):
-    """MP-2 reported entered as S-100, which MP-1 was entered as: processscheduler showed both entered,
-    MP-2 was not in Sampro, and nothing told AP."""
-    worker = make_worker(tmp_path)
-    commands = InMemoryPurchaseOrderCommands(worker.pipeline.topics.completions, worker.pipeline.topics.commands)
+class _Reports:
+    """The RPA bot's reports through the API, applied by the worker."""
 
-    def report_entered(invoice_id: str) -> None:
+    def __init__(self, tmp_path) -> None:
+        self.worker = make_worker(tmp_path)
+        self.commands = InMemoryPurchaseOrderCommands(self.worker.pipeline.topics.completions,
+                                                      self.worker.pipeline.topics.commands)
+
+    def entered(self, invoice_id: str, sampro_invoice_id: str, version: int = 1) -> None:
+        worker = self.worker
         try:
-            record_rpa_outcome(InMemoryInvoiceReadModel(worker.scheduler), InMemorySentLog(), commands, lambda: AT,
-                               invoice_id=invoice_id, version=1, outcome=CompletionOutcome.SUCCESS,
-                               sampro_invoice_id="S-100")
+            record_rpa_outcome(InMemoryInvoiceReadModel(worker.scheduler), InMemorySentLog(), self.commands,
+                               lambda: AT, invoice_id=invoice_id, version=version, outcome=CompletionOutcome.SUCCESS,
+                               sampro_invoice_id=sampro_invoice_id)
         finally:
-            for topic, key, command in commands.published:
+            for topic, key, command in self.commands.published:
                 worker.put(topic, key, worker.codec.encode(command))
-            commands.published.clear()
+            self.commands.published.clear()
             worker.run()
 
+    def last_step(self, invoice_id: str) -> dict:
+        return self.worker.scheduler.history(invoice_id)[-1]
+
+
+MISREAD = ("The RPA bot reported entering it as Sampro invoice S-100, which MP-1 v1 is recorded entered as: one of "
+           "the two is recorded under the wrong Sampro invoice; find both in Sampro and correct the one the bot "
+           "misread.")
+
+
+def test_an_entry_under_another_invoices_sampro_invoice_is_recorded_entered_with_a_note_and_the_po_goes_on(tmp_path):
+    """MP-2 reported entered as S-100, which MP-1 was entered as, was recorded rpa_failed: the bot had
+    entered it (it misread the id), and AP, told to release it to the bot again, had it entered twice."""
+    reports = _Reports(tmp_path)
     for invoice_id in ("MP-1", "MP-2", "MP-3"):
-        worker.submit(ready_invoice(invoice_id))
-    worker.run()
-    report_entered("MP-1")
-    with pytest.raises(NotNow, match="MP-1 v1"):
-        report_entered("MP-2")
-    assert worker.statuses() == {"MP-1": "entered", "MP-2": "rpa_failed", "MP-3": "sent_to_rpa"}
-    (failed,) = [step for step in worker.scheduler.history("MP-2") if step["status"] == "rpa_failed"]
-    assert "S-100, which MP-1 v1 is recorded entered as" in failed["reason"]
-    assert [(row["invoice_id"], row["sampro_invoice_id"]) for row in worker.scheduler.rows(status="entered")] == [
-        ("MP-1", "S-100")]
+        reports.worker.submit(ready_invoice(invoice_id))
+    reports.worker.run()
+    reports.entered("MP-1", "S-100")
+    for _ in range(2):  # the report again is applied once
+        with pytest.raises(NotNow, match="MP-1 v1"):
+            reports.entered("MP-2", "S-100")
+    assert reports.worker.statuses() == {"MP-1": "entered", "MP-2": "entered", "MP-3": "sent_to_rpa"}
+    assert [(step["status"], step["reason"]) for step in reports.worker.scheduler.history("MP-2")][-1:] == [
+        ("entered", MISREAD)]
+
+
+def test_a_misread_entry_of_a_version_the_vendor_replaced_sends_the_newer_version_to_no_one(tmp_path):
+    """MP-2 v1 at the bot, the vendor's v2 parked behind it: the bot's entry of v1 as S-100, MP-1's, was
+    taken for a failure, and v2 was emailed to the bot at once: MP-2 paid twice."""
+    reports = _Reports(tmp_path)
+    for invoice_id in ("MP-1", "MP-2"):
+        reports.worker.submit(ready_invoice(invoice_id))
+    reports.worker.run()
+    reports.entered("MP-1", "S-100")
+    reports.worker.submit(ready_invoice("MP-2"), version=2)
+    reports.worker.run()
+    with pytest.raises(NotNow):
+        reports.entered("MP-2", "S-100")
+    assert [(m.invoice_id, m.invoice_version) for m in reports.worker.mailer.sent] == [("MP-1", 1), ("MP-2", 1)]
+    rows = {(row["invoice_id"], row["invoice_version"]): row["status"] for row in reports.worker.scheduler.rows()}
+    assert rows == {("MP-1", 1): "entered", ("MP-2", 1): "entered", ("MP-2", 2): "manual_review"}
+    (entered,) = [step for step in reports.worker.scheduler.history("MP-2") if step["status"] == "entered"]
+    assert entered["reason"] == MISREAD
+
+
+def test_a_misread_entry_of_a_version_the_vendor_withdrew_asks_for_a_credit_note(tmp_path):
+    """Taken for a failure, it was recorded "withdrawn ... the RPA bot did not enter it": the credit note
+    for the invoice in Sampro was never asked for."""
+    reports = _Reports(tmp_path)
+    for invoice_id in ("MP-1", "MP-2"):
+        reports.worker.submit(ready_invoice(invoice_id))
+    reports.worker.run()
+    reports.entered("MP-1", "S-100")
+    reports.worker.put(reports.worker.pipeline.topics.invoices, "PO-5001", reports.worker.codec.encode(InvoiceWithdrawn(
+        event_id="w-MP-2", invoice_id="MP-2", version=1, po_number="PO-5001", withdrawn_at=AT)))
+    reports.worker.run()
+    with pytest.raises(NotNow):
+        reports.entered("MP-2", "S-100")
+    step = reports.last_step("MP-2")
+    assert step["status"] == "entered"
+    assert step["reason"] == ("Entered although the vendor had withdrawn it: ask the vendor for a credit note. "
+                              + MISREAD)
+
+
+def test_a_misread_entry_reported_after_its_failure_is_recorded_entered_with_the_note(tmp_path):
+    """The bot failed MP-2, then reported it entered as S-100, MP-1's: 409 and nothing recorded, and MP-2,
+    in Sampro, stayed rpa_failed for AP to release to the bot again."""
+    reports = _Reports(tmp_path)
+    for invoice_id in ("MP-1", "MP-2"):
+        reports.worker.submit(ready_invoice(invoice_id))
+    reports.worker.run()
+    reports.entered("MP-1", "S-100")
+    record_rpa_outcome(InMemoryInvoiceReadModel(reports.worker.scheduler), InMemorySentLog(), reports.commands,
+                       lambda: AT, invoice_id="MP-2", version=1, outcome=CompletionOutcome.FAILURE, error="timed out")
+    for topic, key, command in reports.commands.published:
+        reports.worker.put(topic, key, reports.worker.codec.encode(command))
+    reports.commands.published.clear()
+    reports.worker.run()
+    with pytest.raises(NotNow):
+        reports.entered("MP-2", "S-100")
+    step = reports.last_step("MP-2")
+    assert (step["status"], step["reason"]) == (
+        "entered", f"The RPA bot reported this entry after it had reported a failure. {MISREAD}")
 
 
 def test_another_outcome_or_an_invoice_not_at_the_bot_is_409_with_the_status(api):
