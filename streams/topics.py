@@ -99,25 +99,29 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
         raise Misconfigured(f"Kafka refused to create the topic{'s' if len(refused) > 1 else ''} "
                             f"{', '.join(name for name, _ in refused)} "
                             f"({reason.str()}): {_what_to_change(settings, reason)}")
-    _until_the_brokers_know(settings, admin, created, timeout)
+    # Every one wanted, also one another worker starting beside it created a moment before (the
+    # race lost, TOPIC_ALREADY_EXISTS): that one too the brokers may not know yet, and the check of
+    # its configs found it unknown.
+    _until_the_brokers_know(settings, admin, [spec.name for spec in wanted], timeout)
     return created
 
 
 def _until_the_brokers_know(settings: Settings, admin: AdminClient, names: list[str], timeout: float) -> None:
-    """A topic the controller has created is known to the brokers a moment later: the check of its
-    configs that follows at start found it unknown (UNKNOWN_TOPIC_OR_PART), and a worker starting
-    on a new cluster stopped saying Kafka did not answer."""
+    """A topic the controller has created (for this worker or another) is known to the brokers a
+    moment later: the check of its configs that follows at start found it unknown
+    (UNKNOWN_TOPIC_OR_PART), and a worker starting on a new cluster stopped saying Kafka did not
+    answer."""
     deadline = time.monotonic() + timeout
     while names:
         try:
             topics = admin.list_topics(timeout=max(deadline - time.monotonic(), 1.0)).topics
         except KafkaException as exc:
-            raise kafka_down(settings.kafka, "listing the topics it created", exc.args[0], admin) from None
+            raise kafka_down(settings.kafka, "listing the topics it needs", exc.args[0], admin) from None
         unknown = [name for name in names if name not in topics or topics[name].error is not None]
         if not unknown:
             return
         if time.monotonic() >= deadline:
-            raise kafka_down(settings.kafka, f"waiting {timeout:g} s for the brokers to know the topics it created",
+            raise kafka_down(settings.kafka, f"waiting {timeout:g} s for the brokers to know the topics it needs",
                              f"{', '.join(unknown)} still unknown", admin)
         time.sleep(0.1)
 

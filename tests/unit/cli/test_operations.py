@@ -463,11 +463,32 @@ def test_a_topic_kafka_refuses_to_create_is_one_line_naming_the_setting(monkeypa
     assert [line for line in capfd.readouterr().err.splitlines() if line.strip()] == [f"error: {said}"]
 
 
-def test_topics_another_worker_created_a_moment_before_are_no_failure(monkeypatch):
+class LateBrokers(CreatingAdmin):
+    """Another worker created every topic a moment before: the brokers know them from the third listing."""
+
+    listings = 0
+
+    def list_topics(self, timeout):
+        LateBrokers.listings += 1
+        known = {name: SimpleNamespace(error=None) for name in self.created} if LateBrokers.listings > 2 else {}
+        return SimpleNamespace(topics=known)
+
+    def create_topics(self, topics, operation_timeout):
+        self.created = [topic.topic for topic in topics]
+        return super().create_topics(topics, operation_timeout)
+
+
+def test_topics_another_worker_created_a_moment_before_are_waited_for_until_the_brokers_know_them(monkeypatch):
+    """The race lost (TOPIC_ALREADY_EXISTS), the worker waited only for the topics it created
+    itself, none: the check of the topics' configs that follows found them unknown, and a worker
+    starting beside another on a new cluster stopped saying Kafka did not answer."""
     from streams.topics import ensure_topics
 
-    monkeypatch.setattr("streams.topics.AdminClient", CreatingAdmin)
+    monkeypatch.setattr("streams.topics.AdminClient", LateBrokers)
+    monkeypatch.setattr(LateBrokers, "listings", 0)
+    monkeypatch.setattr("streams.topics.time.sleep", lambda seconds: None)
     assert ensure_topics(Settings(_env_file=None)) == []
+    assert LateBrokers.listings == 3
 
 
 @pytest.mark.parametrize(("host", "port", "said"), [
