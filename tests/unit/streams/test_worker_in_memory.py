@@ -2107,10 +2107,9 @@ def _reasons(worker, invoice_id: str) -> list[str]:
     return [reason["message"] for reason in row["reasons"]]
 
 
-def test_a_held_invoice_judged_with_another_at_the_bot_is_judged_again_when_the_bot_fails_that_one(worker):
-    """MP-H (3 of the 5 ordered) was judged again at MP-X's entry with MP-P's 1 at the bot counted in
-    flight: "only 2 still open". The bot failed MP-P, nothing reached Sampro, 3 were open, and nothing
-    judged MP-H again: it stayed in manual review for a quantity that was never invoiced."""
+def _held_with_mp_p_at_the_bot(worker) -> None:
+    """MP-H (3 of PO line 1's 5) held for price; MP-X (2) and MP-P (1) behind it; the buyer fixes the
+    price once the bot has entered MP-X: MP-H is judged again with MP-P's 1 at the bot in flight."""
     _set_line_one(worker, "15.00")  # the buyer keyed the price wrong
     worker.submit(_one_line("MP-H", "3"))
     worker.run()
@@ -2124,6 +2123,13 @@ def test_a_held_invoice_judged_with_another_at_the_bot_is_judged_again_when_the_
     worker.run()
     worker.complete("MP-X")
     worker.run()
+
+
+def test_a_held_invoice_judged_with_another_at_the_bot_is_judged_again_when_the_bot_fails_that_one(worker):
+    """MP-H (3 of the 5 ordered) was judged again at MP-X's entry with MP-P's 1 at the bot counted in
+    flight: "only 2 still open". The bot failed MP-P, nothing reached Sampro, 3 were open, and nothing
+    judged MP-H again: it stayed in manual review for a quantity that was never invoiced."""
+    _held_with_mp_p_at_the_bot(worker)
     assert worker.statuses() == {"MP-H": "manual_review", "MP-P": "sent_to_rpa", "MP-X": "entered"}
     assert _reasons(worker, "MP-H") == ["PO line 1 (part AC-100): 3 invoiced but only 2 still open on PO PO-5001."]
     worker.complete("MP-P", ok=False)
@@ -2136,19 +2142,7 @@ def test_a_held_invoice_judged_with_another_at_the_bot_is_judged_again_when_the_
 def test_a_held_invoice_judged_again_when_the_invoice_at_the_bot_fails_is_checked_for_duplicates(worker):
     """Judged again when the bot failed MP-P, MP-H was compared with no invoice seen before: AP had
     keyed it into Sampro by hand meanwhile, and it went to the bot, to be paid twice."""
-    _set_line_one(worker, "15.00")
-    worker.submit(_one_line("MP-H", "3"))
-    worker.run()
-    _set_line_one(worker, "15.50")
-    worker.submit(_one_line("MP-X", "2"))
-    worker.submit(_one_line("MP-P", "1"))
-    worker.run()
-    _set_line_one(worker, "15.50", invoiced="2")
-    worker.put(worker.pipeline.topics.sampro_changes, "PO-5001", worker.codec.encode(
-        PurchaseOrderChanged(event_id="sampro:PO-5001:1", po_number="PO-5001", changed_at=AT)))
-    worker.run()
-    worker.complete("MP-X")
-    worker.run()
+    _held_with_mp_p_at_the_bot(worker)
     held = _one_line("MP-H", "3")
     worker.sampro.entered.append(KnownInvoice("S-900", held["vendor_id"], held["invoice_number"], "entered",
                                               Decimal(held["total_amount"])))
