@@ -7,13 +7,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from rules.context import KnownInvoices
-from rules.errors import DataError, PutOff, RefusedEdit
+from rules.errors import DataError, RefusedEdit
 from rules.lifecycle import InvoiceReplaced, InvoiceSubmitted, RpaRequest
 from rules.models import Verdict
-from rules.po_ledger import record_key
 from streams.decisions import DECIDE, INVOICE_WORK, WORK_KINDS
 from streams.failures import describe
-from streams.ledgers import RecordTooLarge
 from streams.runtime import Batch, Flow
 
 if TYPE_CHECKING:
@@ -53,22 +51,8 @@ def register(pipeline: Pipeline) -> None:
             if isinstance(message, Verdict):
                 verdicts.labels(message.status.value).inc()
         with timed("ledger state"):
-            try:
-                for po, ledger in current.items():
-                    ledgers.save(batch.state(partition_of[po]), ledger, stored[po])
-            except RecordTooLarge as error:
-                if error.record_key in ledgers.too_large or error.record_key in {
-                        record_key(work.invoice_id, work.version) for work in batch.messages
-                        if isinstance(work, InvoiceSubmitted)}:
-                    # Its own message, or one that makes the record larger without judging it (a
-                    # release, a note): dead-lettered, with its bad_invoice verdict if it is one; put
-                    # off again, it held the partition for good, readiness green.
-                    raise
-                # Judged for this message, another invoice's record is too large: the batch is tried
-                # again, that invoice refused by the rules (bad_invoice, or held as it was), and the
-                # message goes on.
-                ledgers.too_large[error.record_key] = str(error)
-                raise PutOff("po-ledgers", f"{error}; it is judged again as bad_invoice") from None
+            ledgers.save_all(((batch.state(partition_of[po]), ledger, stored[po]) for po, ledger in current.items()),
+                             batch.messages)
         desk.remember(decisions, now)  # what a DataError above dead-letters is not remembered
 
     def bad_invoice_verdict(record, work, error):

@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import uuid
 from collections import OrderedDict
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from rules.errors import DataError
+from rules.errors import DataError, PutOff
 from rules.lifecycle import InvoiceSubmitted
 from rules.models import MAX_VERSION, RpaPayload, Verdict
 from rules.po_ledger import InvoiceRecord, Judge, PurchaseOrderLedger, record_key
@@ -160,6 +160,24 @@ class LedgerStore:
             records=dict(records), latest=dict(versions), entered=dict(entered), entered_as=dict(entered_as),
             completions_seen=list(stored.completions_seen), changes_seen=list(stored.changes_seen))
         return LoadedLedger(ledger, raw, stored.revision, versions, entered, entered_as, legacy)
+
+    def save_all(self, saves: Iterable[tuple[StateWrites, PurchaseOrderLedger, LoadedLedger]],
+                 work: Iterable[object]) -> None:
+        """Saves a batch's ledgers. Another invoice's record grown past what Kafka takes as the
+        batch judged it (parked behind the invoice a completion frees, held and judged again) is
+        learned (`too_large`, which `KeptJudge` refuses) and the batch put off, to be tried again
+        and go on; the record of an invoice the batch's `work` submitted, or one
+        learned already (a release or a note grew it, which judges nothing: put off again, it held
+        the partition for good, readiness green), is the message's to be dead-lettered for."""
+        try:
+            for state, ledger, before in saves:
+                self.save(state, ledger, before)
+        except RecordTooLarge as error:
+            if error.record_key in self.too_large or error.record_key in {
+                    record_key(each.invoice_id, each.version) for each in work if isinstance(each, InvoiceSubmitted)}:
+                raise
+            self.too_large[error.record_key] = str(error)
+            raise PutOff("po-ledgers", f"{error}; it is judged again as bad_invoice") from None
 
     def save(self, state: StateWrites, ledger: PurchaseOrderLedger, before: LoadedLedger) -> None:
         po = ledger.po_number
