@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from rules.context import KnownInvoices
 from rules.errors import DataError, RefusedEdit
-from rules.lifecycle import InvoiceReplaced, InvoiceSubmitted, RpaRequest
+from rules.lifecycle import InvoiceReplaced, InvoiceSubmitted, InvoiceWithdrawn, RpaRequest
 from rules.models import Verdict
 from streams.decisions import DECIDE, INVOICE_WORK, WORK_KINDS
 from streams.failures import describe
@@ -23,7 +23,7 @@ def register(pipeline: Pipeline) -> None:
     verdicts = pipeline.health.verdicts
     timed = desk.timed
     # Verdicts and status changes go to the verdicts topic; work for another PO, to that PO's stream.
-    topic_of = {RpaRequest: topics.rpa_requests, InvoiceReplaced: topics.invoices}
+    topic_of = {RpaRequest: topics.rpa_requests, InvoiceReplaced: topics.invoices, InvoiceWithdrawn: topics.invoices}
 
     def decode(record):
         work = codec.decode(record.value)

@@ -242,7 +242,8 @@ def describe(message) -> tuple[str, str, dict]:
                                 f"{doc.get('currency', '')}, {count}, PO {message.po_number}"), {
                 "document": message.document}
         case InvoiceWithdrawn():
-            return "withdrawn", f"version {message.version} deleted by the vendor in the marketplace", {}
+            return "withdrawn", (f"version {message.version} deleted by the vendor in the marketplace, told to PO "
+                                 f"{message.po_number}"), {}
         case InvoiceReplaced():
             return "replaced", (f"version {message.version} names PO {message.replaced_on} and replaces the "
                                 f"versions on PO {message.po_number}"), {}

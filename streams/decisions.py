@@ -2,7 +2,7 @@
 
 One batch costs one Sampro query for the PO snapshots and one pair of queries for the
 invoices seen before (entered in Sampro, decided by the pipeline); one more only when it has a
-vendor's new version of an invoice (where the older versions are). Everything else is the
+vendor's new version of an invoice, or a delete of one (where the older versions are). Everything else is the
 pure per-PO ledger in `rules.po_ledger`, one handler per kind of work. All reads happen before
 the first ledger changes, so a dependency that fails leaves the batch untouched.
 """
@@ -82,7 +82,7 @@ JudgeFactory = Callable[[PurchaseOrder | UnreadablePurchaseOrder | None, KnownIn
 class Decisions:
     """What a batch decided: the messages to send, and what the duplicate checks are to remember."""
 
-    messages: list[Emitted | InvoiceReplaced] = field(default_factory=list)
+    messages: list[Emitted | InvoiceReplaced | InvoiceWithdrawn] = field(default_factory=list)
     decided: list[Decided] = field(default_factory=list)  # each verdict made
 
 
@@ -102,7 +102,8 @@ class DecisionDesk:
         partition_of: Mapping[str, int] | None = None,
     ) -> Decisions:
         """Applies the batch in order; `ledgers` is updated in place, PO by PO. Besides what the
-        ledgers emit: a message to each other PO whose versions of an invoice a new one replaces.
+        ledgers emit: a message to each other PO whose versions of an invoice a new one replaces, or
+        whose invoice the vendor deleted where its newest version is.
         What the duplicate checks are to remember of it waits for `remember`, with the partition
         of each PO's work (`partition_of`), which a rebalance may give another worker."""
         partition_of = partition_of or {}
@@ -117,7 +118,7 @@ class DecisionDesk:
             log.warning("Sampro's PO %s cannot be read, its invoices wait as po_not_found until it changes: %s",
                         unreadable.po_number, unreadable.problem)
         known = KnownInvoices(self._invoices_seen_before(batch, ledgers, rechecked, now))
-        replacing = self._versions_replaced_elsewhere(batch, ledgers)
+        elsewhere = self._told_elsewhere(batch, ledgers)
         decisions = Decisions()
         # Every change of a PO in the batch would judge its held invoices again against the one
         # snapshot read above: the last change does it once, for the others too (at month end the
@@ -142,7 +143,7 @@ class DecisionDesk:
                 decisions.decided += _newly_known(outcome.emitted, outcome.ledger,  # the judge knows them already
                                                   partition_of.get(work.po_number, -1))
                 decisions.messages.extend(outcome.emitted)
-        decisions.messages.extend(replacing)
+        decisions.messages.extend(elsewhere)
         return decisions
 
     def remember(self, decisions: Decisions, now: datetime) -> None:
@@ -154,20 +155,29 @@ class DecisionDesk:
                 self.recent.gave_up(message.invoice_id, message.invoice_version, message.status.value)
         self.recent.add(decisions.decided, now)
 
-    def _versions_replaced_elsewhere(
+    def _told_elsewhere(
         self, batch: Sequence[PurchaseOrderWork], ledgers: Mapping[str, PurchaseOrderLedger],
-    ) -> list[InvoiceReplaced]:
+    ) -> list[InvoiceReplaced | InvoiceWithdrawn]:
         """A vendor's new version of an invoice may name another PO than an older one: that PO's
         agent would never hear of it, and would keep the older version in AP's queue, or release
-        it to the RPA bot. Where the older versions are: processscheduler, and this batch itself
-        (after a backlog it may hold several versions, which the sink has not recorded). One
-        query, only for a batch with new versions (edits are few); a version its PO has seen
-        already is a replay, and asks nothing."""
+        it to the RPA bot. So with the vendor's delete, which reaches the PO its newest version
+        names: an older version the bot had on another PO was entered with nothing in its history
+        for AP (no credit note asked for), one in Sampro already too. Where the older versions are:
+        processscheduler, and this batch itself (after a backlog it may hold several versions,
+        which the sink has not recorded). One query, only for a batch with new versions or deletes
+        of one (both are few); a version its PO has seen already is a replay, and asks nothing,
+        and a delete told to another PO is not told on from there."""
         submitted = [work for work in batch if isinstance(work, InvoiceSubmitted)]
-        newest: dict[str, InvoiceSubmitted] = {}
-        for work in submitted:
-            if (work.version > 1 and work.version > getattr(newest.get(work.invoice_id), "version", 0)
-                    and getattr(ledgers.get(work.po_number), "latest", {}).get(work.invoice_id, 0) < work.version):
+        newest: dict[str, InvoiceSubmitted | InvoiceWithdrawn] = {}
+        for work in batch:
+            seen = ledgers.get(work.po_number)
+            if isinstance(work, InvoiceSubmitted):
+                fresh = getattr(seen, "latest", {}).get(work.invoice_id, 0) < work.version
+            elif isinstance(work, InvoiceWithdrawn):  # of a version this PO has, not one told to it
+                fresh = seen is not None and seen.record(record_key(work.invoice_id, work.version)) is not None
+            else:
+                continue
+            if fresh and work.version > max(1, getattr(newest.get(work.invoice_id), "version", 0)):
                 newest[work.invoice_id] = work
         if not newest:
             return []
@@ -175,14 +185,18 @@ class DecisionDesk:
             found = self.scheduler.versions_of(newest)
         older = [(v.invoice_id, v.invoice_version, v.po_number) for v in found if v.status not in GONE]
         older += [(work.invoice_id, work.version, work.po_number) for work in submitted]
-        replaced = {}
+        told: dict[tuple[str, str], InvoiceReplaced | InvoiceWithdrawn] = {}
         for invoice_id, version, po_number in older:
             newer = newest.get(invoice_id)
-            if newer is not None and po_number not in (None, newer.po_number) and version < newer.version:
-                replaced[(invoice_id, po_number)] = InvoiceReplaced(
+            if newer is None or po_number in (None, newer.po_number) or version >= newer.version:
+                continue
+            if isinstance(newer, InvoiceWithdrawn):
+                told[(invoice_id, po_number)] = newer.model_copy(update={"po_number": po_number})
+            else:
+                told[(invoice_id, po_number)] = InvoiceReplaced(
                     invoice_id=invoice_id, version=newer.version, po_number=po_number,
                     replaced_on=newer.po_number, replaced_at=newer.received_at)
-        return list(replaced.values())
+        return list(told.values())
 
     def _invoices_seen_before(
         self, batch: Sequence[PurchaseOrderWork], ledgers: MutableMapping[str, PurchaseOrderLedger],

@@ -2083,8 +2083,52 @@ def test_a_hand_off_waiting_for_the_mailbox_is_not_sent_once_the_vendor_withdraw
     mailer.down = 0
     worker.run()
     assert mailer.inner.sent == []
+    # The delete is told to PO-5001 too: version 1, never entered, is withdrawn there.
     assert {row["invoice_version"]: row["status"] for row in worker.scheduler.rows()} == {
-        1: "superseded", 2: "withdrawn"}
+        1: "withdrawn", 2: "withdrawn"}
+
+
+def test_the_vendor_withdrawing_a_newer_version_elsewhere_reaches_the_older_one_at_the_bot(tmp_path):
+    """Version 1 at the bot on PO-5001, the vendor moved the invoice to PO-5002 and deleted it there:
+    the delete reached PO-5002 alone, the bot entered version 1 and its history said nothing of the
+    withdrawal (no credit note asked for, the vendor paid for an invoice it had taken back)."""
+    sampro = InMemoryPurchaseOrderReader([purchase_order(), purchase_order(po_number="PO-5002")])
+    worker = make_worker(tmp_path, purchase_orders=sampro)
+    worker.submit(ready_invoice("MP-1"))
+    worker.run()
+    worker.submit(ready_invoice("MP-1", po_number="PO-5002", invoice_number="INV-MP-1-B"), version=2)
+    worker.run()
+    worker.put(worker.pipeline.topics.invoices, "PO-5002", worker.codec.encode(
+        InvoiceWithdrawn(invoice_id="MP-1", version=2, po_number="PO-5002", withdrawn_at=AT)))
+    worker.run()
+    worker.complete("MP-1", version=1)
+    worker.run()
+    rows = {row["invoice_version"]: (row["po_number"], row["status"]) for row in worker.scheduler.rows()}
+    assert rows == {1: ("PO-5001", "entered"), 2: ("PO-5002", "withdrawn")}
+    reasons = [h["reason"] for h in worker.scheduler.history("MP-1") if h["invoice_version"] == 1]
+    assert "The vendor withdrew this invoice while the RPA bot has it." in " ".join(map(str, reasons))
+    assert reasons[-1] == "Entered although the vendor had withdrawn it: ask the vendor for a credit note."
+    assert worker.dead_letters() == []
+
+
+def test_the_vendor_withdrawing_a_newer_version_elsewhere_asks_for_a_credit_note_of_the_older_one_entered(
+        tmp_path):
+    """Version 1 entered on PO-5001, then the vendor moved the invoice to PO-5002 and deleted it: the
+    delete reached PO-5002 alone, and nothing told AP to ask for a credit note of the entry."""
+    sampro = InMemoryPurchaseOrderReader([purchase_order(), purchase_order(po_number="PO-5002")])
+    worker = make_worker(tmp_path, purchase_orders=sampro)
+    worker.submit(ready_invoice("MP-1"))
+    worker.run()
+    worker.complete("MP-1")
+    worker.run()
+    worker.submit(ready_invoice("MP-1", po_number="PO-5002", invoice_number="INV-MP-1-B"), version=2)
+    worker.run()
+    worker.put(worker.pipeline.topics.invoices, "PO-5002", worker.codec.encode(
+        InvoiceWithdrawn(invoice_id="MP-1", version=2, po_number="PO-5002", withdrawn_at=AT)))
+    worker.run()
+    notes = [h["reason"] for h in worker.scheduler.history("MP-1") if h["invoice_version"] == 1]
+    assert notes[-1] == ("The vendor withdrew this invoice after it was entered in Sampro: ask the vendor for a "
+                         "credit note.")
 
 
 def _one_line(invoice_id: str, quantity: str) -> dict[str, Any]:
