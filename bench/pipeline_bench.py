@@ -16,7 +16,7 @@ metric per invoice, so that a regression shows where it is. Figures are noisy on
 machine; the ratios are what count.
 
 Usage: python bench/pipeline_bench.py [--workload all|steady|month-end|busy-po] [--scale 1.0] [--workers 1]
-                                     [--roles split|all]
+                                     [--roles split|all] [--store memory://|rocksdb://]
 By default the workers decide and one more worker sends the RPA emails (`worker --role`), as a
 deployment that wants throughput runs them; `--roles all` measures workers that do everything.
 Starts the local stack (PostgreSQL, Kafka) if it is not up, and stops it at the end.
@@ -274,8 +274,9 @@ class RssTrace:
 class Run:
     """One workload on topics, tables and a worker group of its own."""
 
-    def __init__(self, name: str, endpoints, workers: int, roles: str = "split"):
+    def __init__(self, name: str, endpoints, workers: int, roles: str = "split", store: str = "memory://"):
         self.name, self.endpoints, self.worker_count, self.roles = name, endpoints, workers, roles
+        self.store = store
         self.prefix = f"bench{uuid.uuid4().hex[:6]}"
         self.data = Path(tempfile.mkdtemp(prefix="ia-bench-"))
 
@@ -286,7 +287,7 @@ class Run:
         p, smtp_port = self.prefix, free_port()
 
         self.settings = Settings(
-            kafka_bootstrap_servers=self.endpoints.kafka_bootstrap, app_id=p, data_dir=self.data,
+            kafka_bootstrap_servers=self.endpoints.kafka_bootstrap, app_id=p, data_dir=self.data, store=self.store,
             marketplace_source="debezium", invoices_topic=f"{p}.invoices", completions_topic=f"{p}.completions",
             commands_topic=f"{p}.commands", verdicts_topic=f"{p}.verdicts", rpa_requests_topic=f"{p}.rpa",
             dlq_topic=f"{p}.dlq", marketplace_topic=f"{p}.marketplace", sampro_changes_topic=f"{p}.sampro-changes",
@@ -406,17 +407,17 @@ def run(args) -> None:
     try:
         if chosen in ("all", "steady"):
             print(f"steady: {int(20_000 * scale):,} invoices, 1-2 per PO, the RPA bot entering")
-            with Run("steady", endpoints, args.workers, args.roles) as steady:
+            with Run("steady", endpoints, args.workers, args.roles, args.store) as steady:
                 steady.throughput(int(20_000 * scale), per_po=1.5)
                 for rate, seconds, tag in ((200, 30 * scale, "L"), (2_000, 10 * scale, "H")):
                     steady.latency(rate, seconds, tag)
         if chosen in ("all", "month-end"):
             print(f"month-end: a burst of {int(50_000 * scale):,} invoices uploaded at once, 1-2 per PO")
-            with Run("month-end", endpoints, args.workers, args.roles) as month_end:
+            with Run("month-end", endpoints, args.workers, args.roles, args.store) as month_end:
                 month_end.throughput(int(50_000 * scale), per_po=1.5)
         if chosen in ("all", "busy-po"):
             print(f"busy-po: {int(1_000 * scale):,} invoices on 5 POs, judged one at a time per PO")
-            with Run("busy-po", endpoints, args.workers, args.roles) as busy:
+            with Run("busy-po", endpoints, args.workers, args.roles, args.store) as busy:
                 busy.throughput(int(1_000 * scale), per_po=1_000 * scale / 5)
     finally:
         stack.down(fresh)
@@ -431,6 +432,9 @@ def main() -> None:
     parser.add_argument("--roles", choices=("split", "all"), default="split",
                         help="split: the workers decide and one more sends the RPA emails (worker --role); "
                              "all: each worker does everything on one thread")
+    parser.add_argument("--store", choices=("memory://", "rocksdb://"), default="memory://",
+                        help="where the workers keep the ledgers (STORE): rocksdb:// keeps them on disk, so "
+                             "the RSS of a long run shows what else grows")
     run(parser.parse_args())
 
 
