@@ -26,6 +26,13 @@ from confluent_kafka import KafkaError
 from rules.errors import Unavailable
 
 QUIET_SECONDS = 300.0  # a problem that is still there after five minutes is worth another line
+MAX_POLL_INTERVAL = 300.0  # seconds a step may take between two polls before the member leaves its group
+
+
+def max_poll_interval(session_timeout_seconds: float) -> float:
+    """librdkafka's max.poll.interval for a session timeout: it refuses one above the interval (its
+    default, 300 s, is kept below it)."""
+    return max(session_timeout_seconds, MAX_POLL_INTERVAL)
 _TIMINGS = re.compile(r"\s*\(after \d+ms.*\)\s*$")  # librdkafka ends a failure with them
 _NUMBERS = re.compile(r"\d+")
 

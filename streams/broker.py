@@ -23,7 +23,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from confluent_kafka import TopicPartition as KafkaTP
 from kafka.partitioner.default import murmur2
 
-from connectors.kafka_clients import REFUSED_SIGN_IN, KafkaCluster, client_config, kafka_logger
+from connectors.kafka_clients import REFUSED_SIGN_IN, KafkaCluster, client_config, kafka_logger, max_poll_interval
 from rules.errors import Unavailable
 from streams.health import WorkerHealth, lag_from_statistics
 from streams.record_size import PRODUCER_CONFIG
@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 TopicPartition = tuple[str, int]
 CLIENT = "kafka client"  # what waits for Kafka when librdkafka says no broker answers: cleared by a probe
 COMMIT_TIMEOUT = 10.0  # seconds a commit may take before Kafka counts as unavailable
-MAX_POLL_INTERVAL = 300.0  # seconds a step may take between two polls before the member leaves its group
 RETRY_PAUSE = 0.2  # seconds between two calls of a transactional method that failed retriably
 # 16 MiB: half a minute of invoices at this worker's rate (1.4 KB each), far more than a batch of 500 takes. A
 # 50,000-invoice burst (bench, month-end) ended at 445 MiB of RSS, against 487 with the default,
@@ -160,9 +159,8 @@ class KafkaStreamBroker:
             "partition.assignment.strategy": "range",
             "isolation.level": "read_committed",
             "session.timeout.ms": int(session_timeout_seconds * 1000),
-            # librdkafka refuses a session timeout above the poll interval (its default, 300 s, is
-            # kept below it): a SESSION_TIMEOUT_SECONDS of 600 stopped the worker at start.
-            "max.poll.interval.ms": int(max(session_timeout_seconds, MAX_POLL_INTERVAL) * 1000),
+            # A SESSION_TIMEOUT_SECONDS of 600 stopped the worker at start, above the interval.
+            "max.poll.interval.ms": int(max_poll_interval(session_timeout_seconds) * 1000),
             # What librdkafka fetches ahead of the worker, for all partitions together. Its default,
             # 64 MiB, filled on any backlog (a month-end burst) and stayed in the worker's RSS.
             "queued.max.messages.kbytes": PREFETCH_KBYTES,

@@ -30,7 +30,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from connectors.kafka_clients import KafkaCluster
+from connectors.kafka_clients import KafkaCluster, max_poll_interval
 from connectors.sampro.tables import SamproNames, StampClock
 from rules.limits import control_character
 
@@ -355,6 +355,14 @@ class Settings(BaseSettings):
             raise ValueError(f"{PREFIX}SMTP_CA_FILE is set without {PREFIX}SMTP_STARTTLS=true (or SMTP_IMPLICIT_TLS): "
                              "no certificate would be checked with it")
         self._kafka_sign_in()
+        if self.sampro_lock_wait_seconds * 2 > (poll := max_poll_interval(self.session_timeout_seconds)):
+            # A batch reads Sampro twice (its POs, the invoices entered there): waiting out a lock in
+            # each, it outlived the poll interval, lost its partitions and was decided again, as long
+            # as the ERP session held its lock.
+            raise ValueError(f"{PREFIX}SAMPRO_LOCK_WAIT_SECONDS={self.sampro_lock_wait_seconds:g} is more than half "
+                             f"of the {poll:g} s a worker may take between two polls of Kafka (max.poll.interval: "
+                             f"{PREFIX}SESSION_TIMEOUT_SECONDS, 300 at the least): a batch waiting for Sampro's "
+                             f"locks would lose its partitions; set {poll / 2:g} or less")
         if self.api_sign_in_backoff_max_seconds < self.api_sign_in_backoff_seconds:
             raise ValueError(f"{PREFIX}API_SIGN_IN_BACKOFF_MAX_SECONDS is below {PREFIX}API_SIGN_IN_BACKOFF_SECONDS")
         if (self.marketplace_source == "debezium" and self.connect_url
