@@ -297,6 +297,7 @@ class Runtime:
             elif policy_for(error) is Policy.PAUSE_AND_RETRY:
                 for record in _firsts(items):
                     self._hold_for(flow, record, error)
+                self._read_unreadable(flow)
             elif len(items) == 1:
                 self._dead_letter(flow, *items[0], flow.stage, error, tick)
             else:
@@ -376,6 +377,7 @@ class Runtime:
             except Exception as error:
                 if policy_for(error) is Policy.PAUSE_AND_RETRY:
                     self._hold_for(flow, record, error)
+                    self._read_unreadable(flow)
                 else:
                     self._dead_letter(flow, record, message, flow.stage, error, tick)
 
@@ -564,6 +566,13 @@ class Runtime:
         whole of it, as on an assignment; its partitions wait meanwhile, where they stand."""
         store.partition(number).position = None
         self._read_changelog(store, number)
+
+    def _read_unreadable(self, flow: Flow) -> None:
+        """A store partition a read failed on (a bad sector under RocksDB) is made again from its
+        whole changelog, its held records read after it: waited out, it never healed."""
+        if (store := flow.store) is not None:
+            for number in store.unreadable():
+                self._catch_up(store, number)
 
     def _read_changelog(self, store: Store, number: int) -> None:
         """The store partition reads its changelog from its position; its partitions wait meanwhile."""

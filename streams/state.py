@@ -19,6 +19,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from rules.errors import Unavailable
+
 POSITION_KEY = "\x00changelog-position"
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,7 @@ class PartitionStore(Protocol):
     """One partition of a store: keys and values as bytes, and where its changelog was read to."""
 
     position: int | None
+    unreadable: bool  # a read failed: it is read again from its whole changelog
 
     def get(self, key: str) -> bytes | None: ...
 
@@ -42,6 +45,7 @@ class MemoryPartitionStore:
     def __init__(self) -> None:
         self.data: dict[str, bytes] = {}
         self.position: int | None = None
+        self.unreadable = False  # never: a dict is read or the process is gone
 
     def get(self, key: str) -> bytes | None:
         return self.data.get(key)
@@ -83,19 +87,45 @@ def rocks_options() -> Any:
 
 
 class RocksPartitionStore:
-    """RocksDB through rocksdict: data and position written in one WriteBatch."""
+    """RocksDB through rocksdict: data and position written in one WriteBatch.
+
+    rocksdict raises a plain Exception for what RocksDB reports ("IO error: ...", "Corruption:
+    ..."). A read that fails is an outage of the state store, not bad data: taken for bad data,
+    every invoice of the partition was made bad_invoice and the bot's completions dead-lettered.
+    The partition is then `unreadable`, and the runtime reads it again from its whole changelog
+    (a bad sector does not heal by waiting). A write that fails leaves RocksDB refusing every
+    later write (its background error) and the position where it was on disk: the partition is
+    read again from its changelog into a new database, once the disk takes it."""
 
     def __init__(self, path: Path, options: Any = None):
         from rocksdict import Rdict
 
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.path, self.options = path, options
-        self.db = Rdict(str(path), options)
-        stored = self.db.get(POSITION_KEY)
-        self.position: int | None = int(stored) if stored is not None else None
+        self.path, self.options, self.unreadable = path, options, False
+        self.position: int | None = None
+        try:
+            self.db = Rdict(str(path), options)
+        except Exception as error:  # its lock held by another worker, the disk: waited out
+            if not _corrupt(error):
+                raise self._unavailable("opened", error) from None
+            log.error("%s is corrupt (%s): it is made again from its changelog", path, str(error)[:300])
+            Rdict.destroy(str(path))
+            self.db = Rdict(str(path), options)
+            return
+        try:
+            stored = self.db.get(POSITION_KEY)
+        except Exception as error:
+            # Left open, its own lock refused the next try ("lock hold by current process").
+            self._close_quietly()
+            raise self._unavailable("read", error) from None
+        self.position = int(stored) if stored is not None else None
 
     def get(self, key: str) -> bytes | None:
-        return self.db.get(key)
+        try:
+            return self.db.get(key)
+        except Exception as error:
+            self.unreadable = True
+            raise self._unavailable("read", error) from None
 
     def write(self, changes: Mapping[str, bytes | None], position: int | None) -> None:
         from rocksdict import WriteBatch
@@ -108,19 +138,42 @@ class RocksPartitionStore:
                 batch.put(key, value)
         if position is not None:
             batch.put(POSITION_KEY, str(position))
+        try:
+            self.db.write(batch)
+        except Exception as error:
+            # Moved on before the write, a restore that failed on a full disk went on from past
+            # what it never stored, and the partition's ledgers were the older ones for good.
+            self.position = None
+            raise self._unavailable("written", error) from None
+        if position is not None:
             self.position = position
-        self.db.write(batch)
 
     def clear(self) -> None:
         from rocksdict import Rdict
 
-        self.db.close()
+        self._close_quietly()
         Rdict.destroy(str(self.path))
         self.db = Rdict(str(self.path), self.options)
-        self.position = None
+        self.position, self.unreadable = None, False
 
     def close(self) -> None:
-        self.db.close()
+        self._close_quietly()
+
+    def _close_quietly(self) -> None:
+        """A database in RocksDB's error state raises as it closes (once; after it, DbClosedError):
+        raised here, every restore stopped before it made the database again, and the partition
+        waited for a restart with the disk free again."""
+        try:
+            self.db.close()
+        except Exception as error:
+            log.warning("%s closed with an error: %s", self.path, str(error)[:300])
+
+    def _unavailable(self, done: str, error: Exception) -> Unavailable:
+        return Unavailable("state store", f"{self.path} could not be {done}: {str(error)[:300]}")
+
+
+def _corrupt(error: Exception) -> bool:
+    return str(error).startswith("Corruption")
 
 
 class StateWrites:
@@ -169,6 +222,10 @@ class Store:
         memory is kept, and read from its position too."""
         if self.location == "rocksdb://" and (store := self.partitions.pop(number, None)) is not None:
             store.close()
+
+    def unreadable(self) -> list[int]:
+        """The partitions a read failed on, to be read again from their whole changelog."""
+        return [number for number, store in self.partitions.items() if store.unreadable]
 
     def restore(self, number: int, records: Iterable[tuple[int, bytes | None, bytes | None]]) -> int:
         """Applies changelog records (offset, key, value) read from the partition's position; returns
