@@ -168,16 +168,21 @@ class DecisionDesk:
         of one (both are few); a version its PO has seen already is a replay, and asks nothing,
         and a delete told to another PO is not told on from there."""
         submitted = [work for work in batch if isinstance(work, InvoiceSubmitted)]
+        here = {(work.invoice_id, work.version, work.po_number) for work in submitted}
         newest: dict[str, InvoiceSubmitted | InvoiceWithdrawn] = {}
         for work in batch:
             seen = ledgers.get(work.po_number)
             if isinstance(work, InvoiceSubmitted):
                 fresh = getattr(seen, "latest", {}).get(work.invoice_id, 0) < work.version
-            elif isinstance(work, InvoiceWithdrawn):  # of a version this PO has, not one told to it
-                fresh = seen is not None and seen.record(record_key(work.invoice_id, work.version)) is not None
+            elif isinstance(work, InvoiceWithdrawn):  # of a version this PO has (or this batch brings), not one told
+                fresh = ((work.invoice_id, work.version, work.po_number) in here
+                         or (seen is not None and seen.record(record_key(work.invoice_id, work.version)) is not None))
             else:
                 continue
-            if fresh and work.version > max(1, getattr(newest.get(work.invoice_id), "version", 0)):
+            # The delete of a version wins over its upload in the same batch (an edit, then a delete).
+            before = getattr(newest.get(work.invoice_id), "version", 0)
+            if fresh and work.version > 1 and (work.version > before or (
+                    work.version == before and isinstance(work, InvoiceWithdrawn))):
                 newest[work.invoice_id] = work
         if not newest:
             return []

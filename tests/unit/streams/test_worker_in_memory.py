@@ -2088,16 +2088,19 @@ def test_a_hand_off_waiting_for_the_mailbox_is_not_sent_once_the_vendor_withdraw
         1: "withdrawn", 2: "withdrawn"}
 
 
-def test_the_vendor_withdrawing_a_newer_version_elsewhere_reaches_the_older_one_at_the_bot(tmp_path):
+@pytest.mark.parametrize("one_batch", [False, True])
+def test_the_vendor_withdrawing_a_newer_version_elsewhere_reaches_the_older_one_at_the_bot(tmp_path, one_batch):
     """Version 1 at the bot on PO-5001, the vendor moved the invoice to PO-5002 and deleted it there:
     the delete reached PO-5002 alone, the bot entered version 1 and its history said nothing of the
-    withdrawal (no credit note asked for, the vendor paid for an invoice it had taken back)."""
+    withdrawal (no credit note asked for, the vendor paid for an invoice it had taken back). In one
+    batch with the edit (a backlog, a quick edit then delete), PO-5001 heard only of the edit."""
     sampro = InMemoryPurchaseOrderReader([purchase_order(), purchase_order(po_number="PO-5002")])
     worker = make_worker(tmp_path, purchase_orders=sampro)
     worker.submit(ready_invoice("MP-1"))
     worker.run()
     worker.submit(ready_invoice("MP-1", po_number="PO-5002", invoice_number="INV-MP-1-B"), version=2)
-    worker.run()
+    if not one_batch:
+        worker.run()
     worker.put(worker.pipeline.topics.invoices, "PO-5002", worker.codec.encode(
         InvoiceWithdrawn(invoice_id="MP-1", version=2, po_number="PO-5002", withdrawn_at=AT)))
     worker.run()
@@ -2111,8 +2114,9 @@ def test_the_vendor_withdrawing_a_newer_version_elsewhere_reaches_the_older_one_
     assert worker.dead_letters() == []
 
 
+@pytest.mark.parametrize("one_batch", [False, True])
 def test_the_vendor_withdrawing_a_newer_version_elsewhere_asks_for_a_credit_note_of_the_older_one_entered(
-        tmp_path):
+        tmp_path, one_batch):
     """Version 1 entered on PO-5001, then the vendor moved the invoice to PO-5002 and deleted it: the
     delete reached PO-5002 alone, and nothing told AP to ask for a credit note of the entry."""
     sampro = InMemoryPurchaseOrderReader([purchase_order(), purchase_order(po_number="PO-5002")])
@@ -2122,7 +2126,8 @@ def test_the_vendor_withdrawing_a_newer_version_elsewhere_asks_for_a_credit_note
     worker.complete("MP-1")
     worker.run()
     worker.submit(ready_invoice("MP-1", po_number="PO-5002", invoice_number="INV-MP-1-B"), version=2)
-    worker.run()
+    if not one_batch:
+        worker.run()
     worker.put(worker.pipeline.topics.invoices, "PO-5002", worker.codec.encode(
         InvoiceWithdrawn(invoice_id="MP-1", version=2, po_number="PO-5002", withdrawn_at=AT)))
     worker.run()
