@@ -70,9 +70,12 @@ class _MessageRefused(smtplib.SMTPResponseException):
 # the sender, not the email, is the matter: the mailbox disabled or full (x.2.1, x.2.2), the system
 # out of storage or not taking mail (x.3.0-x.3.2; x.3.4, too big, is the email's), the network or
 # routing (x.4.x), the sign-in or the sender refused (5.7.57 not signed in, 5.7.60 and Exchange's
-# SendAsDenied, 5.7.708 the sender's address). Every email would be refused (or put off) alike,
-# and each invoice's hand-off failed in turn: a wrong RPA_MAIL_FROM failed every ready invoice.
-_MAILBOX_WIDE = re.compile(r"^[45]\.(2\.[12]|3\.[0-2]|4\.\d{1,3}|7\.(57|60|708))\b")
+# SendAsDenied, 5.7.708 the sender's address, Exchange Online's 5.1.8 and 5.7.511 for a sender it
+# blocked, and its SubmissionQuotaExceeded, the day's sending limit). Every email would be refused
+# (or put off) alike, and each invoice's hand-off failed in turn: a wrong RPA_MAIL_FROM failed
+# every ready invoice, and the day's quota every one after it until AP released each.
+_MAILBOX_WIDE = re.compile(r"^[45]\.(1\.8|2\.[12]|3\.[0-2]|4\.\d{1,3}|7\.(57|60|511|708))\b")
+_SENDER_WIDE = ("SendAsDenied", "SubmissionQuotaExceeded")
 # A 4xx to one email counts toward giving it up while they come this close together: one after
 # an outage of the server (no answer at all) starts the count again.
 PUT_OFF_GAP = 600.0
@@ -81,7 +84,7 @@ PUT_OFF_GAP = 600.0
 def _about_the_mailbox(error: smtplib.SMTPResponseException) -> bool:
     """421 closes the session whatever it says (RFC 5321 4.2.2)."""
     said = _said(error).strip()
-    return error.smtp_code == 421 or bool(_MAILBOX_WIDE.match(said)) or "SendAsDenied" in said
+    return error.smtp_code == 421 or bool(_MAILBOX_WIDE.match(said)) or any(name in said for name in _SENDER_WIDE)
 
 
 class SentLogSession:

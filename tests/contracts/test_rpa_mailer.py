@@ -235,6 +235,10 @@ class SmtpMailerContract(RpaMailerContract):
     @pytest.mark.parametrize("refusal", [
         "550 5.7.60 SMTP; Client does not have permissions to send as this sender",  # a wrong RPA_MAIL_FROM
         "550 5.2.0 STOREDRV.Submission.Exception:SendAsDeniedException",  # Exchange's, the same
+        # Exchange Online's daily sending quota, its sender blocked as a spammer, banned
+        "554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException; Failed to process message",
+        "550 5.1.8 Access denied, bad outbound sender",
+        "550 5.7.511 Access denied, banned sender",
         "452 4.3.1 Insufficient system storage",
         "421 Service not available, closing transmission channel",
     ])
