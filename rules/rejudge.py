@@ -11,7 +11,7 @@ from decimal import Decimal
 from rules.context import EvaluationContext, KnownInvoice
 from rules.evaluate import case_of, findings
 from rules.limits import Limits
-from rules.models import Finding, PurchaseOrder, Verdict, VerdictStatus
+from rules.models import Finding, PurchaseOrder, PurchaseOrderLine, Verdict, VerdictStatus
 from rules.policy import Policy
 from rules.table import rules_version
 
@@ -46,17 +46,28 @@ IN_FLIGHT_BY_LINE_SINCE = (2026, 12, 1)
 
 def _by_po_line(in_flight: dict[str, Decimal], po: PurchaseOrder | None, recorded_by: str) -> dict[str, Decimal]:
     """Audits written before rules 2026.12.1 counted quantities at the RPA bot by part, not by PO
-    line: such a quantity is put on its part's first PO line, as those rules pooled it. Told by
-    the rules that wrote it, not by the key: part 100200 is no PO line 100200."""
+    line: such a quantity fills its part's PO lines in line order up to what each has open (ordered
+    less invoiced in Sampro), the rest on the last, as today's rules place what goes to the bot.
+    All on the first line, 7 at the bot of a part on two lines of 5 left the second its 5, and an
+    invoice for 4 the old rules held (3 open of the part) read as ready. Told by the rules that
+    wrote it, not by the key: part 100200 is no PO line 100200."""
     if po is None or not _before(recorded_by, IN_FLIGHT_BY_LINE_SINCE):
         return dict(in_flight)
-    first_line: dict[str, str] = {}
+    lines_of: dict[str, list[PurchaseOrderLine]] = {}
     for line in sorted(po.lines, key=lambda line: line.line_no):
-        first_line.setdefault(line.part_number, str(line.line_no))
+        lines_of.setdefault(line.part_number, []).append(line)
     by_line: dict[str, Decimal] = {}
     for part, quantity in in_flight.items():
-        if (line_no := first_line.get(part)) is not None:
-            by_line[line_no] = by_line.get(line_no, Decimal(0)) + quantity
+        if part not in lines_of:
+            continue
+        *before_last, last = lines_of[part]
+        for line in before_last:
+            placed = min(quantity, max(Decimal(0), line.quantity_ordered - line.quantity_invoiced))
+            if placed:
+                by_line[str(line.line_no)] = placed
+                quantity -= placed
+        if quantity:
+            by_line[str(last.line_no)] = quantity
     return by_line
 
 

@@ -11,7 +11,7 @@ from rules.limits import Limits
 from rules.models import PurchaseOrder
 from rules.policy import Policy, Tolerance
 from rules.rejudge import Judgement, compare, judge_again
-from tests.unit.rules.builders import NOW, PO, PRICE_OFF, TODAY, codes, invoice, judge
+from tests.unit.rules.builders import NOW, PO, PRICE_OFF, TODAY, codes, invoice, judge, po
 
 LENIENT = Policy(default=Tolerance(price_abs=Decimal("0.10")))
 
@@ -62,6 +62,38 @@ def test_quantities_at_the_bot_are_read_by_part_in_audits_of_rules_before_lines_
         update={"in_flight": {"100200": Decimal("4")}})})
     assert codes(judge_again(old, Policy())) == codes(recorded)
     assert codes(judge_again(recorded, Policy())) == codes(recorded)
+
+
+def test_quantities_an_old_audit_counted_by_part_fill_its_po_lines_in_line_order_up_to_what_each_has_open():
+    """AC-100 on two PO lines of 5, 7 at the bot, an invoice for 4: the 2026.11.1 rules held it (3
+    open of the part), and so do today's with the 7 on the lines (5 and 2). The replay put all 7 on
+    line 1, left line 2 its 5 and said the hold would now be ready_to_process."""
+    line = {"part_number": "AC-100", "unit_price": "15.50", "quantity_ordered": "5", "quantity_received": None,
+            "quantity_invoiced": "0"}
+    two_lines = po(lines=[{"line_no": 1, **line}, {"line_no": 2, **line}], tax_rate=None)
+    document = invoice(lines=[{"line_no": 1, "part_number": "AC-100", "quantity": "4", "unit_price": "15.50",
+                               "amount": "62.00"}], tax_amount="0", extra_charges=[], total_amount="62.00")
+    today = judge(document, two_lines, in_flight={"1": Decimal("5"), "2": Decimal("2")})
+    assert codes(today) == ["QUANTITY_EXCEEDS_OPEN"]
+    old = today.model_copy(update={"rules_version": "2026.11.1", "audit": today.audit.model_copy(
+        update={"in_flight": {"AC-100": Decimal("7")}})})
+    again = judge_again(old, Policy())
+    assert (again.status, again.reasons) == (today.status, today.reasons)
+
+
+def test_a_part_at_the_bot_past_what_its_po_lines_have_open_is_left_on_the_last_line():
+    """More at the bot than the part's lines had open (Sampro invoiced some meanwhile): the rest is
+    counted on its last PO line, as the old rules counted it against the part."""
+    line = {"part_number": "AC-100", "unit_price": "15.50", "quantity_ordered": "5", "quantity_received": None}
+    two_lines = po(lines=[{"line_no": 1, **line, "quantity_invoiced": "4"},
+                          {"line_no": 2, **line, "quantity_invoiced": "0"}], tax_rate=None)
+    document = invoice(lines=[{"line_no": 1, "part_number": "AC-100", "quantity": "1", "unit_price": "15.50",
+                               "amount": "15.50"}], tax_amount="0", extra_charges=[], total_amount="15.50")
+    today = judge(document, two_lines, in_flight={"1": Decimal("1"), "2": Decimal("6")})
+    old = today.model_copy(update={"rules_version": "2026.11.1", "audit": today.audit.model_copy(
+        update={"in_flight": {"AC-100": Decimal("7")}})})
+    assert codes(today) == ["QUANTITY_EXCEEDS_OPEN"]
+    assert judge_again(old, Policy()).reasons == today.reasons
 
 
 def test_findings_in_another_order_are_no_change():
