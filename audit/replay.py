@@ -95,7 +95,9 @@ class ReplayedVerdict:
     changed: bool
     added_reasons: tuple[str, ...]
     removed_reasons: tuple[str, ...]
-
+    # False: judged again without the duplicate checks beyond the very number, which its audit
+    # (rules before 2026.12.1) kept nothing for; unchanged, it is not known to be unchanged.
+    duplicates_judged: bool = True
 
 
 NAMED = 1_000  # records named one by one in the report; past that, counted
@@ -111,6 +113,7 @@ class Tally:
     copies: int = 0  # verdicts written again (a reprocess, a recovery), left out of every other count
     changed: int = 0
     not_rederivable: int = 0
+    duplicates_not_judged: int = 0  # judged again, but not by the duplicate checks beyond the number
     transitions: Counter[tuple[str, str | None]] = field(default_factory=Counter)
     reason_changes: Counter[tuple[str, str]] = field(default_factory=Counter)
     undecodable: list[str] = field(default_factory=list)  # the first NAMED records that could not be read
@@ -123,6 +126,8 @@ class Tally:
         self.judged += times
         if item.rederived_status is None:
             self.not_rederivable += times
+        elif not item.duplicates_judged:
+            self.duplicates_not_judged += times
         if item.changed:
             self.changed += times
             self.transitions[(item.recorded_status, item.rederived_status)] += times
@@ -149,6 +154,7 @@ class Tally:
         self.copies += other.copies
         self.changed += other.changed
         self.not_rederivable += other.not_rederivable
+        self.duplicates_not_judged += other.duplicates_not_judged
         self.transitions.update(other.transitions)
         self.reason_changes.update(other.reason_changes)
         self.undecodable_count += other.undecodable_count
@@ -172,7 +178,7 @@ class ReplayReport(Tally):
                           "invoice_ids": sorted(self.selection.invoice_ids),
                           "po_numbers": sorted(self.selection.po_numbers)},
             "records_read": self.records_read, "verdicts": self.judged, "copies": self.copies, "changed": self.changed,
-            "not_rederivable": self.not_rederivable,
+            "not_rederivable": self.not_rederivable, "duplicates_not_judged": self.duplicates_not_judged,
             "undecodable_count": self.undecodable_count, "undecodable": self.undecodable,
             "not_judged_count": self.not_judged_count, "not_judged": self.not_judged,
             "transitions": [{"from": a, "to": b, "count": n} for (a, b), n in self.transitions.most_common()],
@@ -314,6 +320,7 @@ def _judge_slice(reader: TopicReader, topic: str, piece: tuple[int, int, int], p
             recorded_status=comparison.recorded_status, rederived_status=comparison.rederived_status,
             recorded_reasons=comparison.recorded_codes, rederived_reasons=comparison.rederived_codes,
             changed=comparison.changed, added_reasons=comparison.added_codes, removed_reasons=comparison.removed_codes,
+            duplicates_judged=comparison.duplicates_judged,
         )
         tally.count(item)
         judged.append((_copy_key(message), _fields_of(item)))

@@ -137,7 +137,9 @@ td,th{{border:1px solid #ccc;padding:.25rem .5rem;text-align:left}}tr.changed{{b
 <b>{e(report.rules_version)}</b> (the range is of when each verdict was written to the topic). {report.judged}
 verdicts, <b>{report.changed} changed</b>, {report.copies} copies of them (written again by a reprocess or a
 recovery) counted once,
-{report.not_rederivable} without an audit record, {report.undecodable_count} undecodable records,
+{report.not_rederivable} without an audit record, {report.duplicates_not_judged} without the duplicate checks
+beyond the very number (an audit of rules before 2026.12.1 kept no other earlier invoice: a POSSIBLE_DUPLICATE
+today's rules would find is not among the changes), {report.undecodable_count} undecodable records,
 {report.not_judged_count} verdicts the rules failed on (listed at the end, not in the table; the first
 {NAMED:,} of each are named).</p>
 <h2>Status transitions</h2><table><tr><th>recorded</th><th>re-derived</th><th>verdicts</th></tr>{transitions}</table>
@@ -149,7 +151,8 @@ recovery) counted once,
             f"<tr class={'changed' if i.changed else 'same'}><td>{e(_cell(i.invoice_id))}</td>"
             f"<td>{_cell(i.invoice_version)}</td><td>{e(_cell(i.po_number))}</td><td>{e(i.recorded_at)}</td>"
             f"<td>{e(i.recorded_rules_version)}</td><td>{e(i.recorded_status)}</td>"
-            f"<td>{e(_cell(i.rederived_status) or 'cannot re-derive')}</td>"
+            f"<td>{e(_cell(i.rederived_status) or 'cannot re-derive')}"
+            f"{'' if i.duplicates_judged or i.rederived_status is None else ' (duplicates not judged)'}</td>"
             f"<td>{e(_cell(i.recorded_reasons))}</td><td>{e(_cell(i.rederived_reasons))}</td></tr>\n")
     out.write("</table>\n")
     for title, places in (("Undecodable records", report.undecodable),

@@ -120,8 +120,10 @@ def replay(
     transition and by reason.
     Exit code 0 when the replay ran; 3 with --fail-on-change when any verdict would change; else 1
     when it judged no verdict, none of those found had the audit record to be judged again by, or
-    some records could not be read or judged (they are listed in the report); 2 on unusable input,
-    or when Kafka or the schema registry does not answer.
+    some records could not be read or judged (they are listed in the report), and with
+    --fail-on-change when some verdicts' audits (rules before 2026.12.1) could not be judged again by
+    the duplicate checks beyond the very number; 2 on unusable input, or when Kafka or the schema
+    registry does not answer.
     """
     from audit.replay import Selection
     from audit.replay import replay as run_replay
@@ -191,6 +193,12 @@ def replay(
                   "(--since/--until, --invoice, --po are exact)")
     if fail_on_change and report.changed:
         raise typer.Exit(3)
+    if fail_on_change and report.duplicates_not_judged:
+        # No change found is no pass where the duplicate checks were not judged again.
+        err.print(f"[yellow]not passed[/]: {report.duplicates_not_judged:,} verdicts of rules before 2026.12.1 were "
+                  "judged again without the duplicate checks beyond the very number, so no change there is not "
+                  "known to be none (the full report, --format, marks each)")
+        raise typer.Exit(1)
     # Some verdicts have no audit record (the bad_invoice of an invoice the pipeline failed to
     # judge): counted above. None with one: nothing was checked, and a gate must not pass.
     if report.judged == report.not_rederivable or report.undecodable_count or report.not_judged_count:
@@ -234,6 +242,9 @@ def _print_summary(report, seconds: float, max_lines: int) -> None:
               + (f", {report.copies:,} copies of them (written again by a reprocess or a recovery) counted once"
                  if report.copies else "")
               + (f", {report.not_rederivable:,} have no audit record" if report.not_rederivable else "")
+              + (f", {report.duplicates_not_judged:,} judged again without the duplicate checks beyond the very "
+                 "number (rules before 2026.12.1 kept no other earlier invoice in the audit: a POSSIBLE_DUPLICATE "
+                 "today's rules would find is not among the changes)" if report.duplicates_not_judged else "")
               + (f", {report.undecodable_count:,} records undecodable" if report.undecodable_count else "")
               + (f", {report.not_judged_count:,} verdicts the rules failed on (a bug: please report them)"
                  if report.not_judged_count else ""))

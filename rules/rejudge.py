@@ -23,6 +23,10 @@ class Judgement:
     status: VerdictStatus
     reasons: list[Finding]
     rules_version: str
+    # False: the audit kept only the earlier invoices of the very same number (rules before
+    # 2026.12.1), so what the duplicate checks find beyond it (a near number, the same total, the
+    # number in other case) cannot be found again, and no change of theirs can show.
+    duplicates_judged: bool = True
 
 
 def judge_again(recorded: Verdict, policy: Policy, limits: Limits = Limits()) -> Judgement | None:
@@ -37,11 +41,15 @@ def judge_again(recorded: Verdict, policy: Policy, limits: Limits = Limits()) ->
     context = EvaluationContext(history=history, in_flight=in_flight, policy=policy, now=recorded.evaluated_at,
                                 limits=limits)
     status, reasons = findings(case_of(audit.invoice, recorded.po_snapshot, context))
-    return Judgement(status, reasons, rules_version(policy))
+    return Judgement(status, reasons, rules_version(policy),
+                     duplicates_judged=not _before(recorded.rules_version, DUPLICATES_BEYOND_THE_NUMBER_SINCE))
 
 
 # The first rules whose audits count quantities at the RPA bot by PO line; those before, by part.
 IN_FLIGHT_BY_LINE_SINCE = (2026, 12, 1)
+# The first rules whose audits keep every earlier invoice the duplicate checks compared the invoice
+# with; those before kept only the same vendor's same number (trimmed, not case-folded).
+DUPLICATES_BEYOND_THE_NUMBER_SINCE = (2026, 12, 1)
 
 
 def _by_po_line(in_flight: dict[str, Decimal], po: PurchaseOrder | None, recorded_by: str) -> dict[str, Decimal]:
@@ -86,6 +94,7 @@ class Comparison:
     recorded_codes: tuple[str, ...]
     rederived_codes: tuple[str, ...]
     findings_changed: bool
+    duplicates_judged: bool  # see Judgement; False too when nothing was judged again
 
     @property
     def changed(self) -> bool:
@@ -114,4 +123,5 @@ def compare(recorded: Verdict, rederived: Judgement | None) -> Comparison:
         # In any order: rules that only check in another order change nothing a person acts on.
         findings_changed=rederived is not None and (
             Counter(map(_finding_key, recorded.reasons)) != Counter(map(_finding_key, rederived.reasons))),
+        duplicates_judged=rederived is not None and rederived.duplicates_judged,
     )

@@ -21,7 +21,7 @@ from rules.limits import Limits
 from rules.policy import Policy, Tolerance
 from schemas.codec import SingleObjectCodec
 from tests.unit.audit.recorded import T0_MS, TOPIC, recorded_verdicts, verdicts_topic
-from tests.unit.rules.builders import PRICE_OFF, judge
+from tests.unit.rules.builders import PRICE_OFF, invoice, judge
 
 LENIENT = Policy(default=Tolerance(price_abs=Decimal("0.10")))
 
@@ -157,6 +157,21 @@ def test_a_verdict_written_again_is_counted_once_and_its_copies_as_copies(monkey
     assert report.reason_changes == {("PRICE_MISMATCH", "removed"): 4}
     assert report.copies == report.summary()["copies"] == 3
     assert [(i.invoice_id, i.offset) for i in items] == [("MP-1001", 0), ("MP-0", 2), ("MP-1", 4), ("MP-2", 5)]
+
+
+def test_verdicts_whose_audit_kept_only_the_same_number_are_counted_apart_not_as_unchanged():
+    """INV42 judged by rules 2026.11.1 after INV-0042 was entered: its audit kept no earlier
+    invoice of another number, so today's POSSIBLE_DUPLICATE could not be found again, and it was
+    counted with the verdicts that would not change."""
+    codec, reader = SingleObjectCodec(), InMemoryTopicReader()
+    old = judge(invoice(invoice_number="INV42")).model_copy(update={"rules_version": "2026.11.1"})
+    reader.append(TOPIC, 0, T0_MS, b"PO-5001", codec.encode(old))
+    reader.append(TOPIC, 0, T0_MS + 1, b"PO-5001", codec.encode(judge(PRICE_OFF)))
+    report = replay(reader, TOPIC, Selection(), Policy(), workers=1)
+    assert (report.judged, report.changed, report.duplicates_not_judged) == (2, 0, 1)
+    assert [item.duplicates_judged for item in report.items] == [False, True]
+    assert report.summary()["duplicates_not_judged"] == 1
+    assert "1 without the duplicate checks" in render(report, "html")
 
 
 def test_a_time_range_selects_exactly_the_records_inside_it(topic):

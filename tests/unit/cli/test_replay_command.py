@@ -112,6 +112,23 @@ def test_verdicts_without_their_audit_record_are_counted_and_fail_the_run_only_w
     assert code == 1 and "3 verdicts judged again" in err and "3 have no audit record" in err
 
 
+def test_verdicts_whose_audit_kept_only_the_same_number_are_counted_and_fail_a_gate_that_found_no_change(
+        monkeypatch, capsys, topic):
+    """INV42 judged by rules 2026.11.1 after INV-0042 was entered, whose audit kept no earlier
+    invoice of another number: a gate passed (exit 0, nothing would change), though today's rules
+    hold it POSSIBLE_DUPLICATE."""
+    from schemas.codec import SingleObjectCodec
+    from tests.unit.rules.builders import invoice, judge
+
+    reader, _ = topic
+    old = judge(invoice(invoice_id="MP-OLD", invoice_number="INV42")).model_copy(update={"rules_version": "2026.11.1"})
+    reader.append("verdicts", 0, 1_795_000_000_000, b"PO-5001", SingleObjectCodec().encode(old))
+    code, err = _run(monkeypatch, capsys)
+    assert code == 0 and " 0 would change" in err and "1 judged again without the duplicate checks" in err
+    code, err = _run(monkeypatch, capsys, "--fail-on-change")
+    assert code == 1 and "1 judged again without the duplicate checks" in err
+
+
 def test_verdicts_are_judged_again_under_the_workers_invoice_limits(monkeypatch, capsys):
     """Under the default 1,000 lines, a worker's 2,000 read as a change of rules."""
     monkeypatch.setenv("INVOICE_AUTOMATION_MAX_INVOICE_LINES", "1")

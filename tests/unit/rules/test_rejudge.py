@@ -96,6 +96,22 @@ def test_a_part_at_the_bot_past_what_its_po_lines_have_open_is_left_on_the_last_
     assert judge_again(old, Policy()).reasons == today.reasons
 
 
+def test_the_duplicate_checks_are_not_judged_again_from_an_audit_that_kept_only_the_same_number():
+    """INV42 judged after INV-0042 was entered: the 2026.11.1 rules kept no earlier invoice of
+    another number in its audit, so today's POSSIBLE_DUPLICATE cannot be found again, and the
+    replay said nothing would change, as if the duplicate checks had been judged again."""
+    seen = KnownInvoice("MP-0001", "V100", "INV-0042", "entered")
+    today = judge(invoice(invoice_number="INV42"), history=(seen,))
+    assert codes(today) == ["POSSIBLE_DUPLICATE"]
+    old = judge(invoice(invoice_number="INV42")).model_copy(update={"rules_version": "2026.11.1"})
+    again = judge_again(old, Policy())
+    assert not again.duplicates_judged and codes(again) == []
+    comparison = compare(old, again)
+    assert not comparison.changed and not comparison.duplicates_judged
+    assert judge_again(today, Policy()).duplicates_judged
+    assert compare(today, judge_again(today, Policy())).duplicates_judged
+
+
 def test_findings_in_another_order_are_no_change():
     """Rules that only check in another order: every verdict of two findings or more read as changed."""
     recorded = judge(PRICE_OFF, in_flight={"1": Decimal("4")})
