@@ -7,14 +7,14 @@ against, parking, the RPA request, the bot's completion, AP's releases and appro
 
 from __future__ import annotations
 
-import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from audit.replay import verdict_identity
 from connectors.api_ports import OffsetRanges, TopicNotFound, TopicReader, TopicRecord
-from rules.errors import Unavailable
+from rules.errors import DataError, Unavailable
 from rules.lifecycle import (
     DispatchApproved,
     InvoiceReplaced,
@@ -24,7 +24,8 @@ from rules.lifecycle import (
     RpaRequest,
     StatusChanged,
 )
-from rules.models import RpaCompletion, Verdict
+from rules.limits import Limits, load_json
+from rules.models import MAX_VERSION, RpaCompletion, Verdict
 from rules.po_ledger import FREED_BY
 from schemas.codec import Codec
 from streams.runtime import FORWARDED_FROM
@@ -201,10 +202,15 @@ def _dead(step: Step | None, record: TopicRecord, headers: dict[str, bytes]) -> 
 
 def _row(value: bytes | None) -> dict:
     """The marketplace row a dead letter holds: its columns as text (`UnreadableRow.raw`, polling),
-    or a Debezium change event's row (`after`, or a delete's `before`); {} for none."""
+    or a Debezium change event's row (`after`, or a delete's `before`); {} for none. Read as the
+    ingest reads a record (`rules.limits.load_json`: no NaN or Infinity, at most the nesting it
+    takes, no lone surrogate), of any size (it is read whole from the topic already, and one
+    refused as too large is still its invoice's step): with json.loads, a version of 1e400 was an
+    OverflowError, lines nested 100,000 deep a RecursionError, and explain stopped."""
+    text = value or b""
     try:
-        found = json.loads(value or b"")
-    except ValueError:
+        found = load_json(text, replace(Limits(), max_json_bytes=len(text)), "dead letter")
+    except DataError:
         return {}
     if isinstance(found, dict) and isinstance(found.get("payload"), dict):  # a converter that keeps schemas
         found = found["payload"]
@@ -219,11 +225,12 @@ def _row_invoice_id(value: bytes | None) -> bytes | None:
 
 
 def _row_version(value: bytes | None) -> int:
-    """The version a marketplace row names, 0 if none."""
-    try:
-        return int(_row(value).get("version"))
-    except (ValueError, TypeError):
-        return 0
+    """The version a marketplace row names (a JSON number, or a polled column's text), 0 if none.
+    A whole number the topics carry, or none: int() of 1E+999999999 would make a billion digits."""
+    version = _row(value).get("version")
+    if isinstance(version, str) and re.fullmatch(r"[0-9]{1,10}", version.strip()):
+        version = int(version)
+    return version if type(version) is int and 1 <= version <= MAX_VERSION else 0
 
 
 # Messages of one millisecond: causes before effects; one topic's messages keep their offset order.

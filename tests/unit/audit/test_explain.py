@@ -269,6 +269,27 @@ def test_a_debezium_event_of_the_marketplace_the_worker_could_not_read_is_a_step
                             "JSON (the record from marketplace.invoices[0]@4)")
 
 
+def test_a_marketplace_record_the_ingest_refused_is_read_as_the_ingest_reads_json_or_not_at_all():
+    """Read with plain json.loads, a dead letter's version of 1e400 stopped explain with an
+    OverflowError, lines nested 100,000 deep with a RecursionError, and an invoice id with a lone
+    surrogate with a UnicodeEncodeError: the auditor got a traceback for the whole story."""
+    from streams.failures import dead_letter_of
+
+    codec, reader = SingleObjectCodec(), InMemoryTopicReader()
+    provenance = (("source.topic", b"marketplace.invoices"), ("source.partition", b"0"), ("source.offset", b"4"),
+                  ("flow", b"ingest-marketplace-cdc"), ("stage", b"decode"))
+    deep = b"[" * 100_000 + b"]" * 100_000
+    for value in (b'{"payload": {"after": {"invoice_id": "MP-1001", "version": 1e400}}}',
+                  b'{"payload": {"after": {"invoice_id": "MP-1001", "version": 2, "lines": ' + deep + b"}}}",
+                  b'{"payload": {"after": {"invoice_id": "MP-1001\\ud800", "version": 2}}}'):
+        dead = dead_letter_of("dlq", b"PO-5001", value, provenance, "MarketplaceRecordError: version: not a number")
+        reader.append("dlq", 0, int(AT.timestamp() * 1000), dead.key, dead.value, dead.headers)
+    told = story(reader, codec, ["dlq"], "MP-1001")
+    (step,) = told.steps
+    assert (step.what, step.invoice_version, step.offset) == ("dead letter", 0, 0)
+    assert [where.split(":")[0] for where in told.unreadable] == ["dlq[0]@1", "dlq[0]@2"]
+
+
 def test_a_verdict_given_again_says_after_what_as_the_po_ledger_names_it():
     """A clerk read manual_review, then ready_to_process, and nothing between said why."""
     def verdicts(outcome) -> list[Verdict]:
