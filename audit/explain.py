@@ -7,6 +7,7 @@ against, parking, the RPA request, the bot's completion, AP's releases and appro
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -298,8 +299,18 @@ def describe(message) -> tuple[str, str, dict]:
 
 
 def _identity(message: object) -> tuple | None:
-    """What a message is the same step as when it comes again: its event id, its hand-off, its command."""
+    """What a message is the same step as when it comes again: its event id, its hand-off, its
+    command; the vendor's upload, delete or move of a version by what it says, not when (the ingest
+    delivers a record again after a crash, a Debezium event without its time read as now). A delete
+    the PO agent tells the PO of an older version names that PO: another step than the delete."""
     match message:
+        case InvoiceSubmitted():
+            return "received", message.invoice_id, message.version, message.po_number, json.dumps(
+                message.document, sort_keys=True, default=str)
+        case InvoiceWithdrawn():
+            return "withdrawn", message.invoice_id, message.version, message.po_number
+        case InvoiceReplaced():
+            return "replaced", message.invoice_id, message.version, message.po_number, message.replaced_on
         case StatusChanged() | RpaCompletion():
             return type(message).__name__, message.event_id
         case RpaRequest():

@@ -16,6 +16,7 @@ from rules.lifecycle import (
     InvoiceReplaced,
     InvoiceStatus,
     InvoiceSubmitted,
+    InvoiceWithdrawn,
     PurchaseOrderChanged,
     ReleaseRequested,
     RpaRequest,
@@ -102,6 +103,31 @@ def test_a_release_names_the_holds_asked_for_and_released_and_a_copy_is_told_as_
                                               "sent_to_rpa by ana; holds released: PRICE_MISMATCH:1:unit_price"]
     assert [s.summary.split(":")[0] for s in steps[2:]] == [
         "hand-off 1 to the RPA bot", "again (a copy, applied once)", "again (a copy, applied once)"]
+
+
+def test_an_upload_a_delete_or_a_replacement_delivered_again_is_told_as_a_copy():
+    """The ingest's records delivered again (a crash before its offset was committed) read as the
+    vendor uploading, deleting and moving the invoice twice. A delete told to the PO of an older
+    version is no copy of the delete on the newest's PO, nor is an upload of other content."""
+    codec, reader = SingleObjectCodec(), InMemoryTopicReader()
+
+    def put(seconds: int, message) -> None:
+        reader.append("invoices", 0, int((AT + timedelta(seconds=seconds)).timestamp() * 1000), b"PO-5001",
+                      codec.encode(message))
+
+    upload = InvoiceSubmitted(invoice_id="MP-1001", version=2, po_number="PO-5002", document=INVOICE,
+                              received_at=AT)
+    moved = InvoiceReplaced(invoice_id="MP-1001", version=2, po_number="PO-5001", replaced_on="PO-5002",
+                            replaced_at=AT)
+    deleted = InvoiceWithdrawn(invoice_id="MP-1001", version=2, po_number="PO-5002", withdrawn_at=AT)
+    for seconds, message in enumerate([upload, upload, moved, moved, deleted, deleted,
+                                       deleted.model_copy(update={"po_number": "PO-5001"}),
+                                       upload.model_copy(update={"document": PRICE_OFF})]):
+        put(seconds, message)
+    steps = story(reader, codec, ["invoices"], "MP-1001").steps
+    assert [(s.what, s.summary.startswith("again (a copy")) for s in steps] == [
+        ("received", False), ("received", True), ("replaced", False), ("replaced", True),
+        ("withdrawn", False), ("withdrawn", True), ("withdrawn", False), ("received", False)]
 
 
 def test_a_record_naming_the_invoice_that_cannot_be_read_is_listed_and_the_story_goes_on():
