@@ -31,7 +31,9 @@ class PartitionPlan:
 
     @property
     def to_reprocess(self) -> int:
-        """Invoice messages the pipeline will read a second time."""
+        """Offsets the pipeline will read a second time: not invoices, since the topic's records are
+        the vendors' uploads and deletes and the PO agent's moves and deletes told to another PO, and
+        each transaction's commit marker holds an offset too."""
         return self.committed - self.rewind_to if self.moves and self.committed is not None else 0
 
 

@@ -357,13 +357,17 @@ def reprocess(
     except TopicNotFound as exc:
         raise fail(exc) from None
     table = Table(title=f"Reprocess {settings.invoices_topic} for group {settings.app_id} since {since}")
-    for column in ("partition", "committed", "rewind to", "end", "invoices again"):
+    for column in ("partition", "committed", "rewind to", "end", "offsets again"):
         table.add_column(column, justify="right")
     for p in rewind.partitions:
         table.add_row(str(p.partition), "-" if p.committed is None else str(p.committed),
                       str(p.rewind_to) if p.moves else "-", str(p.end), str(p.to_reprocess))
     Console().print(table)
-    Console().print(f"{rewind.total:,} invoice message(s) would be processed again.")
+    # Offsets, not invoices: counting the records would read them all now, as the workers will.
+    Console().print(f"{rewind.total:,} offset(s) of {settings.invoices_topic} would be read again: the vendors' "
+                    "uploads and deletes, the PO agent's moves and deletes told to another PO, and the "
+                    "transaction markers between them (one a transaction): more than the invoice versions "
+                    "judged again.")
     if unread := [str(p.partition) for p in rewind.partitions if p.committed is None]:
         Console().print(f"Partition(s) {', '.join(unread)}: the group has committed nothing there, so its workers "
                         "read them from their start; they are left as they are.")

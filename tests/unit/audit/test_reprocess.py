@@ -81,8 +81,19 @@ def _dry_run(monkeypatch, capsys, invoices, groups) -> tuple[str, str]:
 def test_the_command_says_which_partitions_it_leaves_to_be_read_from_their_start(invoices, monkeypatch, capsys):
     groups = InMemoryConsumerGroups(offsets={("invoice-automation", "invoices", 0): 10})
     said, warned = _dry_run(monkeypatch, capsys, invoices, groups)
-    assert "5 invoice message(s) would be processed again" in said
+    assert "5 offset(s) of invoices would be read again" in said
     assert "Partition(s) 1, 2: the group has committed nothing there" in said and warned == ""
+
+
+def test_the_dry_run_says_its_figure_is_of_offsets_not_of_invoices(invoices, monkeypatch, capsys):
+    """It said "N invoice message(s) would be processed again" of the offsets between the time and
+    the group's: they hold the transactions' commit markers too (one a transaction the ingest or the
+    PO agent wrote), and the PO agent's own moves and deletes told to the PO of an older version,
+    none of them an invoice to judge again."""
+    groups = InMemoryConsumerGroups(offsets={("invoice-automation", "invoices", 0): 10})
+    said, _ = _dry_run(monkeypatch, capsys, invoices, groups)
+    assert "invoice message(s)" not in said and "invoices again" not in said
+    assert "offsets again" in said and "transaction markers" in said
 
 
 def test_the_command_warns_when_the_group_has_no_offsets_at_all(invoices, monkeypatch, capsys):
