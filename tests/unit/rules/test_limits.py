@@ -9,7 +9,7 @@ import pytest
 
 from rules.context import KnownInvoice
 from rules.errors import DataError
-from rules.limits import Limits, load_json
+from rules.limits import Limits, decimal_problem, load_json
 from rules.parsing import read_invoice
 from tests.unit.rules.builders import PO, codes, invoice, judge, po
 
@@ -270,3 +270,22 @@ def test_a_currency_iso_4217_lists_no_unit_for_is_judged_against_its_po_at_hundr
                   total_amount="31.00")
     assert judge(doc, po(currency=currency, tax_rate=None)).status.value == "ready_to_process"
     assert "CURRENCY_MISMATCH" in codes(judge(doc))  # the builders' PO is in USD
+
+
+def test_a_number_past_the_limit_after_many_with_trailing_zeros_is_invalid_and_named():
+    """Each "100.000" matched its zeros in several ways, and a unit price of five decimals after them
+    tried each way of each number before it: 8 lines took 52 s, 10 outlived Kafka's poll interval,
+    and the partition's batch was read again and hung again (the suite's timeout fails it so)."""
+    lines = [{**LINE, "line_no": n, "quantity": "100.000", "unit_price": "0.0100", "amount": "1.000"}
+             for n in range(1, 40)]
+    lines.append({**LINE, "line_no": 40, "quantity": "100.000", "unit_price": "0.01255", "amount": None})
+    assert ("lines[40].unit_price", "lines[40].unit_price: 0.01255 has 5 digits after the point; Sampro keeps "
+            "4.") in findings(invoice(lines=lines, tax_amount="0.000", extra_charges=[], total_amount="40.000"))
+
+
+def test_a_number_written_with_a_million_trailing_zeros_is_read_as_the_number_it_is():
+    """Its zeros were dropped one copy of its digits at a time: 250,000 of them took 517 s, past
+    Kafka's poll interval (the suite's timeout fails it so)."""
+    zeros = Decimal("10." + "0" * 1_000_000)
+    assert decimal_problem(zeros, Limits()) is None
+    assert decimal_problem(zeros + Decimal("0.00001"), Limits()) == "has 5 digits after the point; Sampro keeps 4"
