@@ -102,30 +102,27 @@ class RocksPartitionStore:
 
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path, self.options, self.unreadable = path, options, False
-        self.position: int | None = None
+        self.db: Any = None
         try:
             self.db = Rdict(str(path), options)
-        except Exception as error:  # its lock held by another worker, the disk: waited out
-            if not _corrupt(error):
+            stored = self.db.get(POSITION_KEY)
+        except Exception as error:
+            if self.db is not None:  # left open, its own lock refused the next try ("lock hold by current process")
+                self._close_quietly()
+            if not _corrupt(error):  # its lock held by another worker, the disk: waited out
                 raise self._unavailable("opened", error) from None
             log.error("%s is corrupt (%s): it is made again from its changelog", path, str(error)[:300])
             Rdict.destroy(str(path))
-            self.db = Rdict(str(path), options)
-            return
-        try:
-            stored = self.db.get(POSITION_KEY)
-        except Exception as error:
-            # Left open, its own lock refused the next try ("lock hold by current process").
-            self._close_quietly()
-            raise self._unavailable("read", error) from None
-        self.position = int(stored) if stored is not None else None
+            self.db, stored = Rdict(str(path), options), None
+        self.position: int | None = int(stored) if stored is not None else None
 
     def get(self, key: str) -> bytes | None:
         try:
-            return self.db.get(key)
+            value: bytes | None = self.db.get(key)
         except Exception as error:
             self.unreadable = True
             raise self._unavailable("read", error) from None
+        return value
 
     def write(self, changes: Mapping[str, bytes | None], position: int | None) -> None:
         from rocksdict import WriteBatch
