@@ -278,7 +278,7 @@ def dry_run(document: dict[str, Any], purchase_orders: PurchaseOrderReader, sche
     po_number = document.get("po_number")
     storable = isinstance(po_number, str) and 0 < len(po_number) <= 64 and "\x00" not in po_number
     sampro_po = purchase_orders.fetch([po_number]).get(po_number) if storable else None
-    lookups = lookups_for([document])
+    lookups = lookups_for([document], policy)
     known = [*purchase_orders.entered_invoices(lookups), *scheduler.decided_invoices(lookups)] if lookups else []
     po, problem = (None, sampro_po.problem) if isinstance(sampro_po, UnreadablePurchaseOrder) else (sampro_po, None)
     return evaluate(document, po, EvaluationContext(history=known, policy=policy, now=now, limits=limits,

@@ -13,7 +13,7 @@ import math
 import time
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import MAX_PREC, Context, Decimal
 from functools import partial
 from pathlib import Path
@@ -27,11 +27,13 @@ from sqlalchemy import (
     Dialect,
     Engine,
     Numeric,
+    and_,
     any_,
     bindparam,
     create_engine,
     event,
     func,
+    or_,
     select,
 )
 from sqlalchemy import exc as sql
@@ -39,6 +41,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.types import TypeDecorator
 
 from connectors.mssql import LOGIN_TIMEOUT_SECONDS, with_odbc_driver
+from rules.duplicates import Lookup
 from rules.errors import DataError, Unavailable
 
 IDLE_PING_SECONDS = 5.0
@@ -230,6 +233,26 @@ def among(column: ColumnElement[Any], values: Collection[Any], dialect: Dialect)
     if dialect.name == "postgresql":
         return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
     return column.in_(values)
+
+
+def same_total(total: ColumnElement[Any], dated: ColumnElement[Any], lookups: Collection[Lookup],
+               dialect: Dialect) -> list[ColumnElement[bool]]:
+    """Where the earlier invoices of the lookups' totals are, dated within their windows (none when
+    they ask no total): one of the totals, and a date in one of the windows, those that meet or
+    overlap made one range, so that a batch of invoices of nearby dates asks one. A total and
+    another lookup's window may cross: the few rows found so are left out after (`matches_lookup`)."""
+    asked = [(lookup.asked_total, lookup.dated) for lookup in lookups
+             if lookup.asked_total is not None and lookup.dated is not None]
+    if not asked:
+        return []
+    ranges: list[tuple[date, date]] = []
+    for first, last in sorted(window for _, window in asked):
+        if ranges and first.toordinal() <= ranges[-1][1].toordinal() + 1:
+            ranges[-1] = (ranges[-1][0], max(last, ranges[-1][1]))
+        else:
+            ranges.append((first, last))
+    return [and_(among(total, {amount for amount, _ in asked}, dialect),
+                 or_(*(dated.between(first, last) for first, last in ranges)))]
 
 
 def _first_line(error: BaseException) -> str:

@@ -56,7 +56,7 @@ def uninterrupted(pos: list[PurchaseOrder], stream: list[InvoiceSubmitted]) -> I
     """The same stream decided in one go, in memory, one invoice after the other."""
     scheduler = InMemoryProcessScheduler()
     desk = DecisionDesk(InMemoryPurchaseOrderReader(pos), scheduler,
-                        lambda po, known, now: RulesJudge(po, known, Policy(), now))
+                        lambda po, known, now: RulesJudge(po, known, Policy(), now), policy=Policy())
     ledgers: dict = {}
     for submission in stream:
         decisions = desk.decide([submission], ledgers, T0)
@@ -72,7 +72,7 @@ def decided(pos: list[PurchaseOrder], stream: list[InvoiceSubmitted], policy: Po
     once (so each one is judged, none stays parked): for replay tests and the replay benchmark."""
     policy = policy or Policy()
     desk = DecisionDesk(InMemoryPurchaseOrderReader(pos), InMemoryProcessScheduler(),
-                        lambda po, known, now: RulesJudge(po, known, policy, now))
+                        lambda po, known, now: RulesJudge(po, known, policy, now), policy=policy)
     ledgers: dict = {}
     recorded: list[Verdict | StatusChanged] = []
     work: list = list(stream)

@@ -26,7 +26,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from operator import attrgetter
 
 from rules.context import EvaluationContext, KnownInvoice
-from rules.duplicates import NumberKeys
+from rules.duplicates import NumberKeys, may_be_duplicate
 from rules.models import Finding, Invoice, InvoiceLine, PurchaseOrder, PurchaseOrderLine, Severity, trusted
 from rules.money import minor_unit
 from rules.policy import Tolerance
@@ -116,13 +116,17 @@ class Case:
         self.placed_on: dict[int, Decimal] = {}  # PO line -> quantity this invoice puts on it
         self.open_on: dict[int, Decimal] = {}  # PO line -> what it had open before this invoice
         self.overflowed: dict[int, int] = {}  # PO line -> the first invoice line that overflowed it
-        # The invoices seen before that the duplicate checks compare this one with, and its audit records.
+        # The invoices seen before in which the duplicate checks may find this one (`may_be_duplicate`),
+        # and its audit records.
         self.earlier: list[KnownInvoice] = []
         self.number_keys: NumberKeys | None = None  # its own, made once for both checks; None: nothing to compare
         if invoice is not None:
-            self.earlier = context.earlier_like(invoice.vendor_id, invoice.invoice_number, invoice.total_amount)
-            if self.earlier:  # most invoices: no keys to make
-                self.number_keys = NumberKeys.of(invoice, context.policy.identifiers)
+            earlier = context.earlier_like(invoice.vendor_id, invoice.invoice_number, invoice.total_amount)
+            if earlier:  # most invoices: no keys to make
+                self.number_keys = keys = NumberKeys.of(invoice, identifiers)
+                window = self.tolerance.duplicate_window_days
+                self.earlier = [known for known in earlier
+                                if may_be_duplicate(known, invoice, keys, identifiers, window)]
             # Quantity x price, rounded; and the amount each line stands for: as stated, or that.
             self.minor_unit = unit = minor_unit(invoice.currency)
             self.computed_amounts = [(line.quantity * line.unit_price).quantize(unit, rounding=ROUND_HALF_UP)

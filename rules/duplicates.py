@@ -19,15 +19,16 @@ takes its invoice id too, `invoice_key`): a vendor's edit after the entry, which
 cannot know of when it names another PO.
 
 `Lookup` is what the stores are asked for, once per batch: the vendor and number keys, the loose
-number keys and the totals of the invoices being judged. The stores return candidates; the exact
-comparisons are made here.
+number keys and the totals of the invoices being judged, each total with the dates the same-total
+check can use (the vendor's window around the invoice's date). The stores return candidates; the
+exact comparisons are made here.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
@@ -36,6 +37,7 @@ from rules.context import NOT_PROCESSED, KnownInvoice
 from rules.identifiers import IdentifierRules, identifier_key, loose_number_key
 from rules.lifecycle import InvoiceStatus
 from rules.models import Invoice, RpaPayload
+from rules.policy import Policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +50,19 @@ class Lookup:
     total_amount: Decimal | None
     vendor_id: str  # as sent, for stores that can only compare what they hold
     invoice_number: str
+    # The first and last invoice date (both included) an earlier invoice of the same total may have
+    # to be a possible duplicate: the vendor's window around this one's (`lookups_for`). None: the
+    # total is not asked for. Asked from all time, a flat-fee vendor's years of invoices of one
+    # total were read for each of its invoices, and kept in each verdict's audit.
+    dated: tuple[date, date] | None = None
+
+    @property
+    def asked_total(self) -> Decimal | None:
+        """The total the stores are asked for, dated within `dated`; None: none."""
+        return self.total_amount if self.dated is not None else None
+
+    def dated_within(self, day: date | None) -> bool:
+        return self.dated is not None and day is not None and self.dated[0] <= day <= self.dated[1]
 
 
 def lookup_for(document: Mapping[str, Any] | Any) -> Lookup | None:
@@ -77,8 +92,28 @@ def _stored_whole(amount: Decimal) -> bool:
     return amount.copy_abs() < 10**14 and amount.quantize(Decimal("0.0001"), ROUND_HALF_UP).copy_abs() < 10**14
 
 
-def lookups_for(documents: Iterable[Any]) -> set[Lookup]:
-    return {found for document in documents if (found := lookup_for(document)) is not None}
+def lookups_for(documents: Iterable[Any], policy: Policy) -> set[Lookup]:
+    """What the stores are asked for the invoices: each one's number, and its total dated within the
+    window of days its vendor's policy gives the same-total check (`duplicate_window_days`). A
+    document without a readable date asks no total: it is no invoice the checks judge."""
+    found = set()
+    for document in documents:
+        lookup = lookup_for(document)
+        if lookup is None:
+            continue
+        dated = invoice_date(document)
+        if lookup.total_amount is not None and dated is not None:
+            days = policy.for_vendor(lookup.vendor_id).duplicate_window_days
+            lookup = replace(lookup, dated=days_around(dated, days))
+        found.add(lookup)
+    return found
+
+
+def days_around(day: date, days: int) -> tuple[date, date]:
+    """The dates within `days` of `day`, both ends included, as the same-total check counts them
+    (`looks_alike`); cut at the calendar's ends, past which Python has no date."""
+    ordinal = day.toordinal()
+    return date.fromordinal(max(1, ordinal - days)), date.fromordinal(min(date.max.toordinal(), ordinal + days))
 
 
 def counts(earlier: KnownInvoice, invoice: Invoice) -> bool:
@@ -125,6 +160,18 @@ def _within_days(earlier: date | None, dated: date, days: int) -> bool:
     return earlier is not None and abs((dated - earlier).days) <= days
 
 
+def may_be_duplicate(
+    earlier: KnownInvoice, invoice: Invoice, keys: NumberKeys, identifiers: IdentifierRules, window_days: int,
+) -> bool:
+    """Whether the duplicate checks can find anything in the earlier invoice: it counts, and has the
+    same number, or looks alike (a near number, or the same total within the window). Only these
+    are compared and kept in the verdict's audit, which a replay judges again by: kept whole, a
+    flat-fee vendor's years of invoices of one total went into every verdict of it, and into the
+    ledger of each PO that held one."""
+    return counts(earlier, invoice) and (same_number(earlier, keys, identifiers)
+                                         or looks_alike(earlier, invoice, keys, identifiers, window_days) is not None)
+
+
 def known_from(invoice_id: str, status: str, document: Mapping[str, Any] | Any) -> KnownInvoice | None:
     """An invoice this batch just decided, as later invoices of the batch must see it."""
     found = lookup_for(document)
@@ -145,12 +192,13 @@ def invoice_date(document: Mapping[str, Any]) -> date | None:
 
 def matches_lookup(candidate: KnownInvoice, lookups: Iterable[Lookup]) -> bool:
     """What a store returns for the lookups: the same vendor, and the same number, loose number or
-    total (the exact comparisons are the checks')."""
+    total dated within the lookup's window (the exact comparisons are the checks')."""
     vendor, number = identifier_key(candidate.vendor_id), identifier_key(candidate.invoice_number)
     loose = loose_number_key(candidate.invoice_number)
     return any(vendor == lookup.vendor_key and (number == lookup.number_key or (loose and loose == lookup.loose_key)
-                                                or (lookup.total_amount is not None
-                                                    and candidate.total_amount == lookup.total_amount))
+                                                or (lookup.asked_total is not None
+                                                    and candidate.total_amount == lookup.asked_total
+                                                    and lookup.dated_within(candidate.invoice_date)))
                for lookup in lookups)
 
 

@@ -89,7 +89,8 @@ def evaluate(invoice: Invoice | Any, po: PurchaseOrder | None, context: Evaluati
 
 
 def _audit(raw: Any, case: Case) -> VerdictAudit:
-    # Every earlier invoice the duplicate checks compared it with: a replay compares it with them again.
+    # The earlier invoices the duplicate checks could find it a duplicate of (`Case.earlier`): a replay
+    # compares it with them again, and finds what the checks found.
     earlier = [EarlierInvoice(invoice_id=e.invoice_id, vendor_id=e.vendor_id, invoice_number=e.invoice_number,
                               status=e.status, total_amount=e.total_amount, invoice_date=e.invoice_date)
                for e in case.earlier]

@@ -47,8 +47,9 @@ def judge_again(recorded: Verdict, policy: Policy, limits: Limits = Limits()) ->
 
 # The first rules whose audits count quantities at the RPA bot by PO line; those before, by part.
 IN_FLIGHT_BY_LINE_SINCE = (2026, 12, 1)
-# The first rules whose audits keep every earlier invoice the duplicate checks compared the invoice
-# with; those before kept only the same vendor's same number (trimmed, not case-folded).
+# The first rules whose audits keep, beyond the same number, the earlier invoices the duplicate checks
+# could find the invoice a duplicate of (of its total, those dated within its vendor's window); those
+# before kept only the same vendor's same number (trimmed, not case-folded).
 DUPLICATES_BEYOND_THE_NUMBER_SINCE = (2026, 12, 1)
 
 

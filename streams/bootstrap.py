@@ -204,7 +204,7 @@ def bootstrap(
         ledgers=ledgers,
         codec=codec,
         desk=DecisionDesk(purchase_orders or purchase_order_reader(settings), scheduler, judge_for,
-                          settings.dispatch_mode, timed=lambda stage: health.timed(DECIDE, stage)),
+                          settings.dispatch_mode, timed=lambda stage: health.timed(DECIDE, stage), policy=policy),
         scheduler=scheduler,
         mailer=mailer or _real_mailer(settings),
         source=source if source is not None else _real_source(settings, limits, scheduler),

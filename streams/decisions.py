@@ -50,6 +50,7 @@ from rules.po_ledger import (
     waiting_for_completion,
     withdraw_invoice,
 )
+from rules.policy import Policy
 from streams.recently_decided import Decided, RecentlyDecided
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,9 @@ class DecisionDesk:
     dispatch: DispatchMode = "automatic"
     timed: Callable[[str], AbstractContextManager[None]] = lambda stage: nullcontext()  # the stage metric
     recent: RecentlyDecided = field(default_factory=RecentlyDecided)  # until the sink has recorded them
+    # The rules' policy, the judge's: each vendor's duplicate window says how far back and ahead of an
+    # invoice's date its same-total candidates are asked for.
+    policy: Policy = field(kw_only=True)
 
     def decide(
         self, batch: Sequence[PurchaseOrderWork], ledgers: MutableMapping[str, PurchaseOrderLedger], now: datetime,
@@ -223,7 +227,7 @@ class DecisionDesk:
                              for key in [*ledger.parked, *waiting_for_completion(ledger), *counted_in_flight(ledger)])
         for po_number, keys in rechecked.items():
             documents.extend(ledgers[po_number].listed(key).submission.document for key in keys)
-        lookups = lookups_for(documents)
+        lookups = lookups_for(documents, self.policy)
         if not lookups:
             return []
         with self.timed("sampro read"):

@@ -43,18 +43,18 @@ Key = tuple[str, str, str | Decimal]  # (vendor key, "number" | "loose" | "total
 Decided = tuple[int, KnownInvoice, str, int]
 
 
-def _asked(lookup: Lookup) -> list[Key]:
-    keys: list[Key] = [(lookup.vendor_key, "number", lookup.number_key), (lookup.vendor_key, "loose", lookup.loose_key)]
-    if lookup.total_amount is not None:
-        keys.append((lookup.vendor_key, "total", lookup.total_amount))
+def _asked(vendor: str, number: str, loose: str, total: Decimal | None) -> list[Key]:
+    keys: list[Key] = [(vendor, "number", number), (vendor, "loose", loose)]
+    if total is not None:
+        keys.append((vendor, "total", total))
     return keys
 
 
 def _keys(known: KnownInvoice) -> list[Key]:
     """The keys a lookup of the same invoice would ask for: filed and asked alike."""
-    vendor, number = known.vendor_id, known.invoice_number
-    return _asked(Lookup(identifier_key(vendor), identifier_key(number), loose_number_key(number),
-                         known.total_amount, vendor, number))
+    number = known.invoice_number
+    return _asked(identifier_key(known.vendor_id), identifier_key(number), loose_number_key(number),
+                  known.total_amount)
 
 
 class RecentlyDecided:
@@ -105,9 +105,18 @@ class RecentlyDecided:
             self._drop(invoice_id)
 
     def matching(self, lookups: Iterable[Lookup], now: datetime) -> list[KnownInvoice]:
-        """What a store would return for the lookups."""
+        """What a store would return for the lookups: those of the same total only when dated within
+        the lookup's window, as processscheduler's query finds them."""
         self._forget_before(now - self.keep)
-        found = {invoice_id for lookup in lookups for key in _asked(lookup) for invoice_id in self._filed.get(key, ())}
+        found: set[str] = set()
+        for lookup in lookups:
+            for key in _asked(lookup.vendor_key, lookup.number_key, lookup.loose_key, lookup.asked_total):
+                filed = self._filed.get(key, ())
+                if key[1] == "total":
+                    found.update(invoice_id for invoice_id in filed
+                                 if lookup.dated_within(self._latest[invoice_id][2].invoice_date))
+                else:
+                    found.update(filed)
         return [self._latest[invoice_id][2] for invoice_id in sorted(found)]
 
     def __len__(self) -> int:

@@ -65,4 +65,4 @@ CREATE TABLE ap_invoice (
     PRIMARY KEY (sampro_invoice_id)
 );
 CREATE INDEX ix_ap_invoice_vendor_number ON ap_invoice (upper(ltrim(rtrim(vendor_id))), upper(ltrim(rtrim(invoice_number))));
-CREATE INDEX ix_ap_invoice_vendor_total ON ap_invoice (upper(ltrim(rtrim(vendor_id))), total_amount);
+CREATE INDEX ix_ap_invoice_vendor_total ON ap_invoice (upper(ltrim(rtrim(vendor_id))), total_amount, invoice_date);

@@ -11,7 +11,7 @@ from sqlalchemy import ColumnElement, Connection, Engine, Select, or_, select
 
 from connectors.ports import PurchaseOrderReader
 from connectors.sampro.tables import SamproNames, folded, sampro_tables
-from connectors.sql import among, exact, mapped_errors
+from connectors.sql import among, exact, mapped_errors, same_total
 from rules.context import KnownInvoice
 from rules.duplicates import Lookup, matches_lookup
 from rules.errors import DataError
@@ -145,10 +145,10 @@ class SqlPurchaseOrderReader(PurchaseOrderReader):
         """Sampro's columns hold the values as keyed in, so the lookup compares them trimmed and in
         upper case (`folded`, which the two indexes of tables.py serve), and asks for the totals; the
         duplicate checks then compare exactly. A loose number (`INV42` for `INV-0042`) is found
-        here only when the total matches too: an index cannot find it otherwise. Two IN lists, not
-        an OR per lookup: one index range scan, and SQL Server has no row IN."""
+        here only when the total matches too, dated within the window: an index cannot find it
+        otherwise. IN lists, not an OR per lookup: one index range scan, and SQL Server has no row IN."""
         wanted = sorted(set(lookups), key=lambda lookup: (lookup.vendor_key, lookup.number_key))
-        for chunk in _chunks(wanted, CHUNK // 5):  # at most 9 parameters a lookup
+        for chunk in _chunks(wanted, CHUNK // 6):  # at most 11 parameters a lookup
             yield chunk, self._entered_invoice_query(chunk)
 
     def _entered_invoice_query(self, lookups: list[Lookup]) -> Select[Any]:
@@ -171,8 +171,10 @@ class SqlPurchaseOrderReader(PurchaseOrderReader):
         by_number = among(compared(invoice.c.invoice_number), numbers, dialect)
         if not by_total:
             return [by_vendor, by_number]
-        totals = {lookup.total_amount for lookup in lookups if lookup.total_amount is not None}
-        return [by_vendor, or_(by_number, among(invoice.c.total_amount, totals, dialect))]
+        # The totals dated within the lookups' windows: from all time, each invoice of a flat-fee
+        # vendor read every AP invoice of it ever entered.
+        dated = same_total(invoice.c.total_amount, invoice.c.invoice_date, lookups, dialect)
+        return [by_vendor, or_(by_number, *dated)]
 
     def fetch(self, po_numbers: Collection[str]) -> dict[str, PurchaseOrder | UnreadablePurchaseOrder]:
         if not po_numbers:

@@ -146,16 +146,17 @@ def _table(table: str, metadata: MetaData, names: SamproNames) -> Table:
         )
     vendor = col("vendor_id", text(64), nullable=False)
     number, total = col("invoice_number", text(64), nullable=False), col("total_amount", MONEY)
+    dated = col("invoice_date", Date)  # the same total is asked for within the duplicate window
     # The duplicate lookup's two index ranges, on the values as it compares them (`folded`); the
     # stand-in creates them, so that its lookup does not scan every invoice ever entered. On SQL
     # Server the lookup compares the columns as they are (reader.py), which Sampro's own indexes serve.
     return Table(
         names.ap_invoice, metadata,
         col("sampro_invoice_id", text(64), primary_key=True), vendor, number,
-        col("po_number", text(64), nullable=False), col("invoice_date", Date), total,
+        col("po_number", text(64), nullable=False), dated, total,
         col("entered_at", DateTime(timezone=True)),
         Index(f"ix_{names.ap_invoice}_vendor_number", folded(vendor), folded(number)),
-        Index(f"ix_{names.ap_invoice}_vendor_total", folded(vendor), total),
+        Index(f"ix_{names.ap_invoice}_vendor_total", folded(vendor), total, dated),
     )
 
 

@@ -16,14 +16,14 @@ from connectors.ports import InvoiceVersionAt, NumberClaim, ProcessScheduler, Sc
 from connectors.scheduler.invoice_numbers import claim_numbers, recorded, versions_of
 from connectors.scheduler.rows import entries, stored_key
 from connectors.scheduler.tables import history, processscheduler
-from connectors.sql import among, mapped_errors
+from connectors.sql import among, mapped_errors, same_total
 from rules.context import KnownInvoice
 from rules.duplicates import Lookup, matches_lookup
 from rules.lifecycle import StatusChanged
 from rules.models import Verdict
 
 CHUNK = 500
-LOOKUP_CHUNK = 300  # four parameters a lookup at most: well under SQL Server's 2,100 a statement
+LOOKUP_CHUNK = 300  # six parameters a lookup at most: under SQL Server's 2,100 a statement
 
 
 class SqlProcessScheduler(ProcessScheduler):
@@ -84,21 +84,22 @@ class SqlProcessScheduler(ProcessScheduler):
         return found
 
     def decided_invoices(self, lookups: Collection[Lookup]) -> list[KnownInvoice]:
-        """One indexed query per chunk: the vendor keys, and the number keys, loose keys or totals."""
+        """One indexed query per chunk: the vendor keys, and the number keys, loose keys or totals,
+        these dated within the lookups' windows (the index's third column): from all time, each
+        invoice of a flat-fee vendor read every invoice of it ever decided."""
         wanted = sorted(lookups, key=lambda lookup: (lookup.vendor_key, lookup.number_key))
         t, dialect = processscheduler, self.engine.dialect
         found: dict[tuple[str, int], KnownInvoice] = {}
         with mapped_errors("processscheduler"), self.engine.connect() as conn:
             for start in range(0, len(wanted), LOOKUP_CHUNK):
                 chunk = wanted[start: start + LOOKUP_CHUNK]
-                totals = {lookup.total_amount for lookup in chunk if lookup.total_amount is not None}
                 query = (select(t.c.invoice_id, t.c.invoice_version, t.c.vendor_id, t.c.invoice_number, t.c.status,
                                 t.c.total_amount, t.c.invoice_date)
                          .where(among(t.c.vendor_key, {stored_key(lookup.vendor_key) for lookup in chunk}, dialect),
                                 or_(among(t.c.number_key, {stored_key(lookup.number_key) for lookup in chunk}, dialect),
                                     among(t.c.loose_number_key, {stored_key(lookup.loose_key) for lookup in chunk},
                                           dialect),
-                                    among(t.c.total_amount, totals, dialect))))
+                                    *same_total(t.c.total_amount, t.c.invoice_date, chunk, dialect))))
                 for r in conn.execute(query):
                     known = KnownInvoice(r.invoice_id, r.vendor_id, r.invoice_number, r.status, r.total_amount,
                                          r.invoice_date)

@@ -67,7 +67,7 @@ processscheduler = Table(
     Index("ix_processscheduler_vendor_invoice_number", "vendor_id", "invoice_number"),
     Index("ix_processscheduler_vendor_number_key", "vendor_key", "number_key"),
     Index("ix_processscheduler_vendor_loose_key", "vendor_key", "loose_number_key"),
-    Index("ix_processscheduler_vendor_total", "vendor_key", "total_amount"),
+    Index("ix_processscheduler_vendor_total", "vendor_key", "total_amount", "invoice_date"),  # dated (0015)
     Index("ix_processscheduler_sampro_invoice_id", "sampro_invoice_id"),  # each entry the RPA bot reports
 )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
@@ -19,6 +19,7 @@ from rules.context import KnownInvoice
 from rules.duplicates import lookups_for
 from rules.errors import DataError, Unavailable
 from rules.models import PurchaseOrder, UnreadablePurchaseOrder
+from rules.policy import Policy
 from tests.unit.rules.builders import PO
 
 
@@ -26,9 +27,15 @@ def po(number: str, **changes) -> PurchaseOrder:
     return PurchaseOrder.model_validate({**PO, "po_number": number, **changes})
 
 
+def asked(*documents: dict, dated: str = "2026-11-20", policy: Policy = Policy()) -> set:
+    """The lookups of invoices dated `dated` (that of builders.INVOICE), as the PO agent makes them."""
+    return lookups_for([{"invoice_date": dated, **document} for document in documents], policy)
+
+
 PURCHASE_ORDERS = [po("PO-1"), po("PO-2", status="on_hold", tax_rate=None, allowed_charges=[]), po("PO-3")]
 # Entered by hand: a blank before the vendor, the number in mixed case, a ß that no UPPER makes SS.
-KEYED_IN_ANOTHER_CASE = [KnownInvoice("sampro:S-7", " Acme-Co", "Inv-778", "entered", Decimal("57.25"), None),
+KEYED_IN_ANOTHER_CASE = [KnownInvoice("sampro:S-7", " Acme-Co", "Inv-778", "entered", Decimal("57.25"),
+                                      date(2026, 11, 2)),
                          KnownInvoice("sampro:S-8", "Großhandel", "straße-1", "entered", Decimal("3"), None),
                          KnownInvoice("sampro:S-6", "V100", "inv-ä1", "entered", Decimal("4"), None)]
 
@@ -50,14 +57,14 @@ class PurchaseOrderReaderContract:
         assert reader.fetch([]) == {} and reader.entered_invoices(set()) == []
 
     def test_entered_invoices_are_found_by_vendor_and_number(self, reader):
-        found = reader.entered_invoices(lookups_for([{"vendor_id": "V100", "invoice_number": "INV-1"},
-                                                     {"vendor_id": "V100", "invoice_number": "INV-404"}]))
+        found = reader.entered_invoices(asked({"vendor_id": "V100", "invoice_number": "INV-1"},
+                                              {"vendor_id": "V100", "invoice_number": "INV-404"}))
         assert [(k.vendor_id, k.invoice_number, k.status) for k in found] == [("V100", "INV-1", "entered")]
 
     def test_entered_invoices_are_found_in_another_case_or_by_their_total(self, reader):
-        by_case = reader.entered_invoices(lookups_for([{"vendor_id": "v100 ", "invoice_number": "inv-1"}]))
-        by_total = reader.entered_invoices(lookups_for([{"vendor_id": "V100", "invoice_number": "OTHER",
-                                                         "total_amount": "10"}]))
+        by_case = reader.entered_invoices(asked({"vendor_id": "v100 ", "invoice_number": "inv-1"}))
+        by_total = reader.entered_invoices(asked({"vendor_id": "V100", "invoice_number": "OTHER",
+                                                  "total_amount": "10"}))
         assert [k.invoice_id for k in by_case] == [k.invoice_id for k in by_total] == ["sampro:S-1"]
         assert by_total[0].total_amount == Decimal("10") and by_total[0].invoice_date == date(2026, 11, 2)
 
@@ -69,11 +76,29 @@ class PurchaseOrderReaderContract:
         """Sampro keeps a number as AP keyed it (`Inv-778`, a blank before a vendor): a resend as
         `INV-778` or `inv-778` was not found on a database that compares case, and was paid twice;
         nor, where UPPER folds ASCII letters alone (SQLite), `inv-ä1` resent as keyed in."""
-        found = reader.entered_invoices(lookups_for([{"vendor_id": vendor, "invoice_number": number,
-                                                      "total_amount": total}]))
+        found = reader.entered_invoices(asked({"vendor_id": vendor, "invoice_number": number,
+                                               "total_amount": total}))
         expected = ("sampro:S-7" if "778" in number or total
                     else "sampro:S-6" if "ä1" in number.lower() else "sampro:S-8")
         assert [k.invoice_id for k in found] == [expected]
+
+
+    def test_an_entered_invoice_of_the_same_total_is_found_only_dated_within_the_duplicate_window(self, reader):
+        """Asked from all time, each invoice of a flat-fee vendor (a courier, a rental: the same total
+        every month for years) read every AP invoice of it ever entered, and each verdict's audit
+        kept them all. S-1 is dated 2026-11-02; the window is 30 days, or the vendor's own."""
+        def by_total(dated: str, policy: Policy = Policy()) -> list[str]:
+            found = reader.entered_invoices(asked({"vendor_id": "V100", "invoice_number": "OTHER",
+                                                   "total_amount": "10"}, dated=dated, policy=policy))
+            return [known.invoice_id for known in found]
+
+        assert by_total("2026-12-02") == by_total("2026-10-03") == ["sampro:S-1"]
+        assert by_total("2026-12-03") == by_total("2026-10-02") == []
+        assert by_total("2027-02-02", Policy(vendors={"v100": {"duplicate_window_days": 92}})) == ["sampro:S-1"]
+        # Its number is found whatever the date: DUPLICATE_INVOICE has no window.
+        found = reader.entered_invoices(asked({"vendor_id": "V100", "invoice_number": "INV-1", "total_amount": "10"},
+                                              dated="2031-01-01"))
+        assert [known.invoice_id for known in found] == ["sampro:S-1"]
 
 
 class SqlReaderContract(PurchaseOrderReaderContract):
@@ -93,6 +118,21 @@ class SqlReaderContract(PurchaseOrderReaderContract):
                                   vendor_id=known.vendor_id, invoice_number=known.invoice_number, po_number="PO-OLD",
                                   invoice_date=known.invoice_date, total_amount=known.total_amount, lines=[])
         return SqlPurchaseOrderReader(engine)
+
+    def test_the_query_itself_reads_no_ap_invoice_of_the_same_total_dated_outside_the_window(
+            self, reader, engine, monkeypatch):
+        """Read and left out after (`matches_lookup`), a flat-fee vendor's years of AP invoices of one
+        total were still read from Sampro for each invoice of it. Ten years of one a month here, every
+        30 days back from the invoice's date: those 0 and 30 days before it are in the window."""
+        monkeypatch.setattr("connectors.sampro.reader.matches_lookup", lambda known, asked: True)
+        standin = SamproStandIn(engine)
+        for n in range(120):
+            standin.enter_invoice(sampro_invoice_id=f"S-M{n}", vendor_id="V100", invoice_number=f"RENT-{n}",
+                                  po_number="PO-OLD", invoice_date=date(2026, 11, 20) - timedelta(days=30 * n),
+                                  total_amount=Decimal("57.25"), lines=[])
+        found = reader.entered_invoices(asked({"vendor_id": "V100", "invoice_number": "RENT-NEW",
+                                               "total_amount": "57.25"}))
+        assert sorted(known.invoice_id for known in found) == ["sampro:S-M0", "sampro:S-M1"]
 
     def test_one_batch_is_one_statement(self, reader, engine):
         statements = []
@@ -169,8 +209,8 @@ class TestSqliteReader(SqlReaderContract):
             conn.execute(text("INSERT INTO ap_invoice (sampro_invoice_id, vendor_id, invoice_number, po_number, "
                               "invoice_date, total_amount) VALUES ('S-9', 'V100', 'OLD-17', 'PO-OLD', '2020-13-45', "
                               "10.00005)"))
-        found = reader.entered_invoices(lookups_for([{"vendor_id": "V100", "invoice_number": "INV-1"},
-                                                     {"vendor_id": "V100", "invoice_number": "old-17"}]))
+        found = reader.entered_invoices(asked({"vendor_id": "V100", "invoice_number": "INV-1"},
+                                              {"vendor_id": "V100", "invoice_number": "old-17"}))
         assert sorted(found, key=lambda known: known.invoice_id) == [
             KnownInvoice("sampro:S-1", "V100", "INV-1", "entered", Decimal("10"), date(2026, 11, 2)),
             KnownInvoice("sampro:S-9", "V100", "OLD-17", "entered", Decimal("10.00005"), None)]
@@ -186,8 +226,8 @@ class TestSqliteReader(SqlReaderContract):
             conn.execute(text("INSERT INTO ap_invoice (sampro_invoice_id, vendor_id, invoice_number, po_number) "
                               "VALUES (CAST(X'ff' AS TEXT), 'V100', 'OLD-17', 'PO-OLD')"))
         with pytest.raises(DataError) as refused:
-            reader.entered_invoices(lookups_for([{"vendor_id": "V100", "invoice_number": "INV-1"},
-                                                 {"vendor_id": "V100", "invoice_number": "OLD-17"}]))
+            reader.entered_invoices(asked({"vendor_id": "V100", "invoice_number": "INV-1"},
+                                          {"vendor_id": "V100", "invoice_number": "OLD-17"}))
         assert str(refused.value).startswith("Sampro's ap_invoice: the AP invoices like vendor 'V100' invoice "
                                              "'OLD-17' cannot be read (UnicodeDecodeError: ")
         assert str(refused.value).endswith("): whether this invoice is in Sampro already cannot be told")
@@ -201,8 +241,8 @@ class TestSqliteReader(SqlReaderContract):
                 raise sqlite3.DataError("invalid input syntax for type numeric: \"n/a\"")
 
         event.listen(engine, "before_cursor_execute", refuse_to_compare_totals)
-        found = reader.entered_invoices(lookups_for([{"vendor_id": "V100", "invoice_number": "INV-1",
-                                                      "total_amount": "10"}]))
+        found = reader.entered_invoices(asked({"vendor_id": "V100", "invoice_number": "INV-1",
+                                               "total_amount": "10"}))
         assert [known.invoice_id for known in found] == ["sampro:S-1"]
         assert [record.getMessage() for record in caplog.records if record.levelname == "WARNING"] == [
             "Sampro's ap_invoice: the totals of the AP invoices like vendor 'V100' invoice 'INV-1' cannot be "
@@ -222,7 +262,7 @@ class TestSqliteReader(SqlReaderContract):
 
         event.listen(engine, "before_cursor_execute", lost_after_the_first)
         with pytest.raises(Unavailable, match="disk I/O error"):
-            reader.entered_invoices(lookups_for([{"vendor_id": "V100", "invoice_number": "INV-1"}]))
+            reader.entered_invoices(asked({"vendor_id": "V100", "invoice_number": "INV-1"}))
 
     def test_money_is_read_as_sampro_holds_it_not_at_the_columns_scale(self, reader, engine):
         """SQLite keeps a REAL, which SQLAlchemy's NUMERIC(18, 4) rounded as it read it: a PO price of
@@ -235,7 +275,7 @@ class TestSqliteReader(SqlReaderContract):
         found = reader.fetch(["PO-1"])["PO-1"]
         assert (found.lines[0].unit_price, found.lines[0].quantity_ordered, found.tax_rate) == (
             Decimal("15.50005"), Decimal("0.00125"), Decimal("0.0825125"))
-        entered = reader.entered_invoices(lookups_for([{"vendor_id": "V100", "invoice_number": "INV-1"}]))
+        entered = reader.entered_invoices(asked({"vendor_id": "V100", "invoice_number": "INV-1"}))
         assert [known.total_amount for known in entered] == [Decimal("10.00005")]
 
     def test_identifiers_are_read_without_their_padding_and_a_blank_one_is_named(self, reader, engine):

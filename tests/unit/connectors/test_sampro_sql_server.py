@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import socket
 import time
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from connectors.watermarks import FileWatermark
 from rules.duplicates import lookups_for
 from rules.errors import Unavailable
 from rules.models import PurchaseOrder
+from rules.policy import Policy
 from tests.unit.rules.builders import PO
 
 SQL_SERVER_PARAMETER_LIMIT = 2100
@@ -30,8 +32,10 @@ NAMES = SamproNames(schema_name="erp", po_header="POHDR", po_line="POLIN", ap_in
                     columns={"vendor_id": "VENDNO"}, po_header_columns={"po_number": "PONUM"},
                     po_line_columns={"po_number": "PO_NO", "line_no": "LINENO"})
 PO_NUMBERS = [f"PO-{n:05}" for n in range(2_500)]
-LOOKUPS = lookups_for({"vendor_id": f"V{n % 7}", "invoice_number": f"inv-{n}", "total_amount": f"{n}.50"}
-                      for n in range(2_500))
+# Each dated 100 days after the one before: no two windows meet, so each asks a range of its own.
+LOOKUPS = lookups_for(({"vendor_id": f"V{n % 7}", "invoice_number": f"inv-{n}", "total_amount": f"{n}.50",
+                        "invoice_date": (date(2000, 1, 1) + timedelta(days=100 * n)).isoformat()}
+                       for n in range(2_500)), Policy())
 
 
 def _reader(names: SamproNames = NAMES) -> SqlPurchaseOrderReader:
@@ -48,7 +52,7 @@ def _statements(names: SamproNames = NAMES) -> list[str]:
 
 def test_every_statement_stays_under_sql_servers_parameter_limit():
     statements = _statements()
-    assert len(statements) == 3 + 13  # 1,000 PO numbers, or 200 invoice lookups, per statement
+    assert len(statements) == 3 + 16  # 1,000 PO numbers, or 166 invoice lookups, per statement
     counts = [statement.count("?") for statement in statements]
     assert max(counts) < SQL_SERVER_PARAMETER_LIMIT and min(counts) > 0, counts
 
@@ -61,6 +65,18 @@ def test_on_sql_server_the_duplicate_lookup_compares_the_columns_as_its_indexes_
     statement = query.compile(dialect=reader.engine.dialect, compile_kwargs={"render_postcompile": True}).string
     assert "upper" not in statement.lower() and "erp.[APINV].[VENDNO] IN (" in statement
     assert statement.count("?") < SQL_SERVER_PARAMETER_LIMIT
+
+
+def test_on_sql_server_the_same_total_is_asked_for_dated_within_each_invoices_window():
+    """Asked from all time, each invoice of a flat-fee vendor (a courier, a rental: one total every
+    month) read every AP invoice of it ever entered, and each verdict's audit kept them all."""
+    reader = SqlPurchaseOrderReader(create_engine("mssql+pyodbc://u:p@sampro/SAMPRO?driver=x"), NAMES)
+    query, *_ = reader.entered_invoice_queries(LOOKUPS)
+    statement = query.compile(dialect=reader.engine.dialect, compile_kwargs={"render_postcompile": True}).string
+    windows = re.findall(r"erp\.\[APINV\]\.invoice_date BETWEEN \? AND \?", statement)
+    assert len(windows) == 166  # one a lookup, no two of which meet
+    assert re.search(r"erp\.\[APINV\]\.total_amount IN \(\?(, \?)*\) AND \(erp\.\[APINV\]\.invoice_date BETWEEN",
+                     statement), statement
 
 
 def test_every_table_is_schema_qualified_and_renamed():
@@ -107,7 +123,7 @@ def test_per_table_renames_read_and_write_the_same_rows():
     engine, names, po = _renamed_sampro_with_a_po_and_an_entered_invoice()
     reader = SqlPurchaseOrderReader(engine, names)
     assert reader.fetch([po.po_number]) == {po.po_number: po}
-    found = reader.entered_invoices(lookups_for([{"vendor_id": po.vendor_id, "invoice_number": "INV-1"}]))
+    found = reader.entered_invoices(lookups_for([{"vendor_id": po.vendor_id, "invoice_number": "INV-1"}], Policy()))
     assert [k.invoice_number for k in found] == ["INV-1"]
 
 
@@ -130,7 +146,7 @@ def test_money_kept_as_float_is_read_as_it_was_typed():
     assert (found.lines[0].unit_price, found.lines[0].quantity_ordered, found.tax_rate) == (
         Decimal("0.3"), Decimal("3"), Decimal("0.08"))
     assert found.lines[1] == po.lines[1]
-    entered = reader.entered_invoices(lookups_for([{"vendor_id": po.vendor_id, "invoice_number": "INV-1"}]))
+    entered = reader.entered_invoices(lookups_for([{"vendor_id": po.vendor_id, "invoice_number": "INV-1"}], Policy()))
     assert [known.total_amount for known in entered] == [Decimal("30")]
 
 

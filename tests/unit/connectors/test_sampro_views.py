@@ -17,6 +17,7 @@ from connectors.sampro.reader import _fields, _snapshot
 from connectors.sampro.tables import sampro_tables
 from rules.duplicates import lookups_for
 from rules.models import PurchaseOrder, UnreadablePurchaseOrder
+from rules.policy import Policy
 
 HEADER = {"po_number": "PO-1", "vendor_id": "V1", "status": "open", "currency": "USD",
           "order_date": date(2026, 11, 1), "tax_rate": Decimal("0.08"), "allowed_charges": ""}
@@ -115,7 +116,8 @@ def test_an_entered_invoice_without_a_number_is_found_by_its_total_and_compared_
                "invoice_date": date(2026, 11, 2), "total_amount": Decimal(10)}
     _rows(engine, tables["ap_invoice"], entered, {**entered, "sampro_invoice_id": "S-2", "invoice_number": None})
     found = SqlPurchaseOrderReader(engine).entered_invoices(
-        lookups_for([{"vendor_id": "V1", "invoice_number": "OTHER", "total_amount": "10"}]))
+        lookups_for([{"vendor_id": "V1", "invoice_number": "OTHER", "total_amount": "10",
+                      "invoice_date": "2026-11-20"}], Policy()))
     assert [(known.invoice_id, known.invoice_number) for known in found] == [("sampro:S-1", "INV-1"),
                                                                              ("sampro:S-2", "")]
 

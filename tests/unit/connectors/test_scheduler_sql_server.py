@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pyodbc
 import pytest
@@ -30,6 +30,7 @@ from connectors.scheduler.tables import EXACT_COLLATION, metadata
 from connectors.sql import engine_for
 from rules.duplicates import lookups_for
 from rules.lifecycle import InvoiceStatus, StatusChanged
+from rules.policy import Policy
 from tests.unit.rules.builders import INVOICE, judge
 
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
@@ -45,7 +46,9 @@ def statements(tmp_path_factory) -> list[str]:
     upgrade(engine)
     run = []
     event.listen(engine, "before_execute", lambda conn, statement, *rest: run.append(statement))
-    documents = [{**INVOICE, "invoice_id": f"MP-{n}", "invoice_number": f"INV-{n}"} for n in range(BATCH)]
+    # Each dated 100 days after the one before: no two duplicate windows meet, each asks a range.
+    documents = [{**INVOICE, "invoice_id": f"MP-{n}", "invoice_number": f"INV-{n}",
+                  "invoice_date": (date(2000, 1, 1) + timedelta(days=100 * n)).isoformat()} for n in range(BATCH)]
     verdict = judge(INVOICE)
     scheduler = SqlProcessScheduler(engine)
     scheduler.record([verdict.model_copy(update={"invoice_id": d["invoice_id"], "invoice_number": d["invoice_number"]})
@@ -53,7 +56,7 @@ def statements(tmp_path_factory) -> list[str]:
     scheduler.record([StatusChanged(event_id=f"e{n}", invoice_id=f"MP-{n}", invoice_version=1,
                                     po_number=INVOICE["po_number"], status=InvoiceStatus.SENT_TO_RPA, occurred_at=NOW)
                       for n in range(BATCH)])
-    scheduler.decided_invoices(lookups_for(documents))
+    scheduler.decided_invoices(lookups_for(documents, Policy()))
     scheduler.versions_of([d["invoice_id"] for d in documents])
     scheduler.claim_numbers([NumberClaim(f"k{n}", f"MP-{n}", 1) for n in range(BATCH)])
     scheduler.claim_numbers([NumberClaim(f"k{n}", f"MP-OTHER-{n}", 1) for n in range(BATCH)])  # held: statuses read
@@ -83,6 +86,15 @@ def test_every_statement_stays_under_sql_servers_parameter_limit(statements):
     counts = [statement.count("?") for statement in statements]
     assert max(counts) > 1_000  # the IN lists are chunked, not left out
     assert max(counts) <= SQL_SERVER_PARAMETER_LIMIT
+
+
+def test_the_same_total_is_asked_for_dated_within_each_invoices_window(statements):
+    """Asked from all time, each invoice of a flat-fee vendor read every invoice of its total ever
+    decided: 8,000 made a verdict's audit of 8,019 earlier invoices."""
+    (lookup, *_) = [s for s in statements if "processscheduler.loose_number_key IN" in s]
+    windows = re.findall(r"processscheduler\.invoice_date BETWEEN \? AND \?", lookup)
+    assert len(windows) == 300  # a chunk of lookups, no two of whose windows meet
+    assert "processscheduler.total_amount IN (?" in lookup
 
 
 def test_every_group_by_names_columns_only(statements):
@@ -119,6 +131,8 @@ def _offline(step: str, migration: str = "0012_sql_server_unicode") -> list[str]
 
 MADE_AFTER_0012 = {"source_watermarks"}  # made by 0013 with these types already
 INDEXES_AFTER_0012 = {"ix_processscheduler_sampro_invoice_id"}  # made by 0014 on the column as 0012 left it
+# Indexes a later revision made again on other columns: as 0012 made them (0015 added invoice_date).
+REMADE_AFTER_0012 = {"ix_processscheduler_vendor_total": ("vendor_key", "total_amount")}
 ALTERED = re.compile(r"ALTER TABLE (\w+) ALTER COLUMN (\w+) (.+?) (NOT NULL|NULL)")
 
 
@@ -127,8 +141,8 @@ def _uses(table) -> list[tuple[str, tuple[str, ...]]]:
     found = [("PRIMARY KEY", tuple(c.name for c in table.primary_key.columns))]
     found += [("UNIQUE", tuple(c.name for c in unique.columns))
               for unique in table.constraints if isinstance(unique, UniqueConstraint)]
-    return found + [("INDEX", tuple(c.name for c in i.columns)) for i in table.indexes
-                    if i.name not in INDEXES_AFTER_0012]
+    return found + [("INDEX", REMADE_AFTER_0012.get(str(i.name), tuple(c.name for c in i.columns)))
+                    for i in table.indexes if i.name not in INDEXES_AFTER_0012]
 
 
 def _tables_of_0012() -> list:
@@ -197,3 +211,13 @@ def test_migration_0014_indexes_the_sampro_invoice_as_the_tables_say():
         f"CREATE INDEX {index.name} ON processscheduler ({', '.join(c.name for c in index.columns)})"]
     assert _offline("downgrade", "0014_sampro_invoice_index") == [f"DROP INDEX {index.name} ON processscheduler"]
 
+
+def test_migration_0015_makes_the_same_total_index_end_with_the_date_as_the_tables_say():
+    (index,) = [i for i in metadata.tables["processscheduler"].indexes if i.name in REMADE_AFTER_0012]
+    columns = ", ".join(c.name for c in index.columns)
+    assert columns == "vendor_key, total_amount, invoice_date"
+    assert _offline("upgrade", "0015_duplicate_total_dates") == [
+        f"DROP INDEX {index.name} ON processscheduler", f"CREATE INDEX {index.name} ON processscheduler ({columns})"]
+    assert _offline("downgrade", "0015_duplicate_total_dates") == [
+        f"DROP INDEX {index.name} ON processscheduler",
+        f"CREATE INDEX {index.name} ON processscheduler (vendor_key, total_amount)"]

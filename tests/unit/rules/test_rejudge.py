@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from decimal import Decimal
 
 from rules import KnownInvoice
@@ -110,6 +111,25 @@ def test_the_duplicate_checks_are_not_judged_again_from_an_audit_that_kept_only_
     assert not comparison.changed and not comparison.duplicates_judged
     assert judge_again(today, Policy()).duplicates_judged
     assert compare(today, judge_again(today, Policy())).duplicates_judged
+
+
+def test_an_audit_keeps_the_earlier_invoices_the_duplicate_checks_can_use_and_a_replay_finds_the_same():
+    """A flat-fee vendor's invoice of one total a month for ten years, and fifty resends of this
+    number it rejected: every one was kept in the verdict's audit (8,000 of them made a verdict of
+    494 kB, and a held record of 1.27 MB in its PO's ledger). Kept now: the entered invoice of its
+    number from years ago (DUPLICATE_INVOICE has no window), and the two of its total within 30 days."""
+    entered = KnownInvoice("MP-0001", "V100", "inv-778", "entered", Decimal("57.25"), date(2019, 3, 1))
+    monthly = [KnownInvoice(f"MP-M{n}", "V100", f"RENT-{n}", "entered", Decimal("57.25"),
+                            date(2026, 11, 20) - timedelta(days=30 * n)) for n in range(120)]
+    rejected = [KnownInvoice(f"MP-R{n}", "V100", "INV-778", "bad_invoice", Decimal("57.25"), date(2026, 11, 20))
+                for n in range(50)]
+    recorded = judge(invoice(), history=(entered, *monthly, *rejected))
+    assert [(finding.code, finding.expected) for finding in recorded.reasons] == [
+        ("DUPLICATE_INVOICE", "MP-0001"), ("POSSIBLE_DUPLICATE", "MP-M0"), ("POSSIBLE_DUPLICATE", "MP-M1")]
+    assert [earlier.invoice_id for earlier in recorded.audit.earlier_invoices] == ["MP-0001", "MP-M0", "MP-M1"]
+    again = judge_again(recorded, Policy())
+    assert (again.status, again.reasons) == (recorded.status, recorded.reasons)
+    assert not compare(recorded, again).changed
 
 
 def test_findings_in_another_order_are_no_change():

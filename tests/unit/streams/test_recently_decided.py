@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from connectors.sampro import InMemoryPurchaseOrderReader
 from connectors.scheduler import InMemoryProcessScheduler
 from rules.context import KnownInvoice
-from rules.duplicates import lookup_for
+from rules.duplicates import lookups_for
 from rules.judge import RulesJudge
 from rules.lifecycle import InvoiceSubmitted
 from rules.models import Verdict
@@ -20,8 +20,9 @@ from tests.unit.streams.conftest import purchase_order, ready_invoice
 AT = datetime(2026, 12, 4, 9, 0, tzinfo=UTC)
 
 
-def known(invoice_id: str, number: str = "INV-9", vendor: str = "V100", status: str = "ready_to_process"):
-    return KnownInvoice(invoice_id, vendor, number, status, Decimal("10.00"))
+def known(invoice_id: str, number: str = "INV-9", vendor: str = "V100", status: str = "ready_to_process",
+          dated: date = date(2026, 11, 20)):
+    return KnownInvoice(invoice_id, vendor, number, status, Decimal("10.00"), dated)
 
 
 def made(*verdicts: KnownInvoice, version: int = 1, partition: int = 0) -> list[tuple[int, KnownInvoice, str, int]]:
@@ -32,8 +33,11 @@ def event(invoice_id: str, version: int = 1, status: str = "ready_to_process") -
     return f"verdict:{invoice_id}:v{version}:{status}:test"
 
 
-def lookup(number: str = "inv-9", vendor: str = " v100", total: str = "99.00"):
-    return lookup_for({"vendor_id": vendor, "invoice_number": number, "total_amount": total})
+def lookup(number: str = "inv-9", vendor: str = " v100", total: str = "99.00", dated: str = "2026-11-20"):
+    """As the PO agent asks for an invoice of that date: the same total within 30 days of it."""
+    (asked,) = lookups_for([{"vendor_id": vendor, "invoice_number": number, "total_amount": total,
+                             "invoice_date": dated}], Policy())
+    return asked
 
 
 def test_a_verdict_is_found_by_its_vendor_and_number_as_identifiers_and_by_no_other_vendor():
@@ -49,6 +53,18 @@ def test_a_verdict_is_found_by_a_loose_number_or_the_same_total_as_a_store_finds
     assert recent.matching([lookup("INV 0009")], now=AT) == [known("MP-1")]
     assert recent.matching([lookup("X-1", total="10.00")], now=AT) == [
         known("MP-1"), known("MP-2", number="INV-10")]
+
+
+def test_a_verdict_of_the_same_total_is_found_only_dated_within_the_duplicate_window():
+    """Found from all time, as processscheduler found them, a flat-fee vendor's invoices of the day
+    went into the audit of every other invoice of its total, whatever their dates."""
+    recent = RecentlyDecided()
+    recent.add(made(known("MP-1", number="RENT-11"), known("MP-2", number="RENT-10", dated=date(2026, 10, 20))), AT)
+    assert recent.matching([lookup("RENT-12", total="10.00", dated="2026-12-20")], now=AT) == [
+        known("MP-1", number="RENT-11")]  # 30 days after MP-1, 61 after MP-2
+    assert recent.matching([lookup("RENT-12", total="10.00", dated="2026-12-21")], now=AT) == []
+    assert recent.matching([lookup("rent 0010", dated="2031-01-01")], now=AT) == [  # a near number: no window
+        known("MP-2", number="RENT-10", dated=date(2026, 10, 20))]
 
 
 def test_an_invoice_judged_again_under_a_new_number_is_no_longer_found_by_its_old_one():
@@ -127,7 +143,7 @@ def test_the_desk_finds_a_duplicate_decided_a_batch_before_that_processscheduler
     """Through the decision service, with a processscheduler that has recorded nothing yet."""
     pos = [purchase_order(), purchase_order(po_number="PO-5002")]
     desk = DecisionDesk(InMemoryPurchaseOrderReader(pos), InMemoryProcessScheduler(),
-                        lambda po, known, now: RulesJudge(po, known, Policy(), now))
+                        lambda po, known, now: RulesJudge(po, known, Policy(), now), policy=Policy())
     ledgers: dict = {}
     first, again = (InvoiceSubmitted(invoice_id=invoice_id, version=1, po_number=po_number, received_at=AT,
                                      document=ready_invoice(invoice_id, invoice_number="INV-9", po_number=po_number))

@@ -7,6 +7,7 @@ import random
 import re
 import tempfile
 from collections.abc import Callable
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,9 @@ from typing import Any
 import pytest
 
 from connectors.sampro import InMemoryPurchaseOrderReader
-from connectors.scheduler import InMemoryProcessScheduler
+from connectors.scheduler import InMemoryProcessScheduler, SqlProcessScheduler, upgrade
 from connectors.scheduler.rows import entries
+from connectors.sql import engine_for
 from rules.context import KnownInvoice
 from rules.errors import DataError, PutOff, Unavailable
 from rules.holds import RPA_FAILURE
@@ -25,7 +27,7 @@ from streams.broker_memory import InMemoryBroker
 from streams.ledgers import changelog_topic, record_state_key
 from streams.runtime import FORWARDED_FROM, Flow, Runtime
 from streams.state import Store
-from tests.unit.rules.builders import PRICE_OFF, invoice, po
+from tests.unit.rules.builders import PRICE_OFF, invoice, judge, po
 from tests.unit.streams.conftest import AT, make_worker, purchase_order, ready_invoice
 
 
@@ -260,6 +262,40 @@ def test_a_duplicate_on_another_po_a_batch_after_its_original_is_found_before_pr
     assert (finding["code"], finding["expected"]) == ("DUPLICATE_INVOICE", "MP-1")
     assert [request.invoice_id for request in worker.mailer.sent] == ["MP-1"]
     assert len(worker.pipeline.desk.recent) == 0  # the sink recorded both: processscheduler answers for them
+
+
+def _flat_fee_worker(tmp_path: Path, months: int):
+    """A worker on a SQLite processscheduler holding a flat-fee vendor's invoices: the builders'
+    vendor and total (57.25) under a number of each month's, every 30 days back from the builders'
+    invoice date (2026-11-20), for `months` months."""
+    engine = engine_for(f"sqlite:///{tmp_path / 'processscheduler.db'}")
+    upgrade(engine)
+    scheduler = SqlProcessScheduler(engine)
+    scheduler.record([judge(invoice(invoice_id=f"MP-M{n}", invoice_number=f"RENT-{n}", po_number=f"PO-M{n}",
+                                    invoice_date=(date(2026, 11, 20) - timedelta(days=30 * n)).isoformat()))
+                      for n in range(months)])
+    return make_worker(tmp_path, scheduler=scheduler)
+
+
+def test_a_flat_fee_vendors_years_of_one_total_leave_a_held_invoices_audit_and_ledger_record_as_they_are(tmp_path):
+    """Every invoice of the vendor's total ever decided was read for each new one, copied into its
+    verdict's audit, and, the invoice held, into its PO's ledger: at 8,000 of them a verdict of
+    494 kB and a held record of 1.27 MB, and a batch of 100 took 1.1 GB more memory. Those dated
+    within the duplicate window (30 days) are read and kept, whatever the history."""
+    kept = []
+    for months in (3, 240):
+        worker = _flat_fee_worker(tmp_path / f"{months}-months", months)
+        worker.submit(invoice(invoice_id="MP-NEW", invoice_number="RENT-NEW"))
+        worker.run()
+        (verdict,) = [message for record in worker.broker.records(worker.pipeline.topics.verdicts)
+                      if isinstance(message := worker.codec.decode(record.value), Verdict)
+                      and message.invoice_id == "MP-NEW"]
+        store = worker.pipeline.ledgers.store.partitions[worker.broker.partition_of(b"PO-5001")]
+        held = store.get(record_state_key("PO-5001", "MP-NEW@v1"))
+        kept.append((sorted((finding.code, finding.expected) for finding in verdict.reasons),
+                     sorted(earlier.invoice_id for earlier in verdict.audit.earlier_invoices), len(held)))
+    assert kept[0][:2] == ([("POSSIBLE_DUPLICATE", "MP-M0"), ("POSSIBLE_DUPLICATE", "MP-M1")], ["MP-M0", "MP-M1"])
+    assert kept[1] == kept[0]  # twenty years of history: the same audit, a record of the same size
 
 
 def test_a_verdict_dead_lettered_instead_of_sent_is_no_invoice_the_duplicate_checks_know(tmp_path, monkeypatch):
