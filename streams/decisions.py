@@ -51,7 +51,7 @@ from rules.po_ledger import (
     withdraw_invoice,
 )
 from rules.policy import Policy
-from streams.recently_decided import Decided, RecentlyDecided
+from streams.recently_decided import Decided, Placed, RecentlyDecided
 
 log = logging.getLogger(__name__)
 PurchaseOrderWork = (InvoiceSubmitted | InvoiceWithdrawn | InvoiceReplaced | RpaCompletion | ReleaseRequested
@@ -85,6 +85,7 @@ class Decisions:
 
     messages: list[Emitted | InvoiceReplaced | InvoiceWithdrawn] = field(default_factory=list)
     decided: list[Decided] = field(default_factory=list)  # each verdict made
+    placed: list[Placed] = field(default_factory=list)  # each invoice version's PO and status now
 
 
 @dataclass
@@ -146,6 +147,7 @@ class DecisionDesk:
                 ledgers[work.po_number] = outcome.ledger
                 decisions.decided += _newly_known(outcome.emitted, outcome.ledger,  # the judge knows them already
                                                   partition_of.get(work.po_number, -1))
+                decisions.placed += _placed(outcome.emitted, partition_of.get(work.po_number, -1))
                 decisions.messages.extend(outcome.emitted)
         decisions.messages.extend(elsewhere)
         return decisions
@@ -158,6 +160,7 @@ class DecisionDesk:
             if isinstance(message, StatusChanged) and message.status in GIVE_UP_THEIR_NUMBER:
                 self.recent.gave_up(message.invoice_id, message.invoice_version, message.status.value)
         self.recent.add(decisions.decided, now)
+        self.recent.placed(decisions.placed, now)
 
     def _told_elsewhere(
         self, batch: Sequence[PurchaseOrderWork], ledgers: Mapping[str, PurchaseOrderLedger],
@@ -167,10 +170,13 @@ class DecisionDesk:
         it to the RPA bot. So with the vendor's delete, which reaches the PO its newest version
         names: an older version the bot had on another PO was entered with nothing in its history
         for AP (no credit note asked for), one in Sampro already too. Where the older versions are:
-        processscheduler, and this batch itself (after a backlog it may hold several versions,
-        which the sink has not recorded). One query, only for a batch with new versions or deletes
-        of one (both are few); a version its PO has seen already is a replay, and asks nothing,
-        and a delete told to another PO is not told on from there."""
+        processscheduler; the versions this worker decided that the sink has not recorded yet
+        (`self.recent`: in a burst the sink is a batch or two behind, and version 1 at the bot,
+        moved to another PO and deleted there meanwhile, was entered with no credit note asked
+        for); and this batch itself (after a backlog it may hold several versions). One query,
+        only for a batch with new versions or deletes of one (both are few); a version its PO has
+        seen already is a replay, and asks nothing, and a delete told to another PO is not told on
+        from there."""
         submitted = [work for work in batch if isinstance(work, InvoiceSubmitted)]
         here = {(work.invoice_id, work.version, work.po_number) for work in submitted}
         newest: dict[str, InvoiceSubmitted | InvoiceWithdrawn] = {}
@@ -191,8 +197,9 @@ class DecisionDesk:
         if not newest:
             return []
         with self.timed("processscheduler read"):
-            found = self.scheduler.versions_of(newest)
-        older = [(v.invoice_id, v.invoice_version, v.po_number) for v in found if v.status not in GONE]
+            found = {(v.invoice_id, v.invoice_version): v for v in self.scheduler.versions_of(newest)}
+        found |= {(v.invoice_id, v.invoice_version): v for v in self.recent.versions_of(newest)}  # newer
+        older = [(v.invoice_id, v.invoice_version, v.po_number) for v in found.values() if v.status not in GONE]
         older += [(work.invoice_id, work.version, work.po_number) for work in submitted]
         told: dict[tuple[str, str], InvoiceReplaced | InvoiceWithdrawn] = {}
         for invoice_id, version, po_number in older:
@@ -243,6 +250,22 @@ def _rechecked(batch: Sequence[PurchaseOrderWork], ledgers: Mapping[str, Purchas
     changed = {work.po_number for work in batch if isinstance(work, PurchaseOrderChanged)}
     found = {po: rechecked_on_po_change(ledgers[po]) for po in changed if po in ledgers}
     return {po: keys for po, keys in found.items() if keys}
+
+
+def _placed(emitted: Sequence[Emitted], partition: int) -> list[Placed]:
+    """Where each invoice version the messages decide is, and as what, with the event that says so:
+    kept until the sink has recorded that event (`RecentlyDecided.recorded`)."""
+    placed: list[Placed] = []
+    for message in emitted:
+        if isinstance(message, Verdict) and message.invoice_id and message.invoice_version is not None:
+            event = verdict_event_id(message.invoice_id, message.invoice_version, message.status.value,
+                                     message.rules_version, message.judged_after)
+            placed.append((message.invoice_id, message.invoice_version, message.po_number, message.status.value,
+                           event, partition))
+        elif isinstance(message, StatusChanged):
+            placed.append((message.invoice_id, message.invoice_version, message.po_number, message.status.value,
+                           message.event_id, partition))
+    return placed
 
 
 def _newly_known(emitted: Sequence[Emitted], ledger: PurchaseOrderLedger, partition: int) -> list[Decided]:

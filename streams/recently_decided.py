@@ -14,16 +14,23 @@ processscheduler while the sink caught up, and its duplicate went to the RPA bot
 
 Another worker's verdicts are not here: with several workers, a duplicate decided in that window
 on a PO of another worker's partitions is not caught (README, "Scaling out").
+
+It keeps, in the same window, where each invoice version it decided is and as what (its PO and
+status), for the PO agent that learns of a newer version on another PO, or of the vendor's
+delete: it tells each older version's PO, and looked for them in processscheduler alone. Version
+1 at the bot on PO-A, the vendor's version 2 on PO-B and its delete before the sink had recorded
+version 1: PO-A was never told, and the bot's entry of version 1 asked for no credit note.
 """
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Collection, Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from connectors.ports import InvoiceVersionAt
 from rules.context import KnownInvoice
 from rules.duplicates import Lookup
 from rules.identifiers import identifier_key, loose_number_key
@@ -41,6 +48,9 @@ MOST = 100_000  # unconfirmed verdicts kept, the oldest let go first: some 30 Mi
 Key = tuple[str, str, str | Decimal]  # (vendor key, "number" | "loose" | "total", value)
 # A verdict made: its invoice version, the invoice, its event id, and the partition of its PO's work.
 Decided = tuple[int, KnownInvoice, str, int]
+# Where a version decided is: its invoice id and version, PO, status, the event that set it, and the
+# partition of its PO's work.
+Placed = tuple[str, int, str | None, str, str, int]
 
 
 def _asked(vendor: str, number: str, loose: str, total: Decimal | None) -> list[Key]:
@@ -65,6 +75,8 @@ class RecentlyDecided:
         self._partition: dict[str, int] = {}  # invoice id -> the partition of its PO's work
         self._filed: dict[Key, set[str]] = {}  # key -> the invoice ids filed under it
         self._made: deque[tuple[datetime, str]] = deque()  # (when, invoice id), oldest first
+        # (invoice id, version) -> (when, PO, status, event id, partition), the oldest first
+        self._versions: OrderedDict[tuple[str, int], tuple[datetime, str | None, str, str, int]] = OrderedDict()
 
     def add(self, decided: Iterable[Decided], now: datetime) -> None:
         for version, known, event, partition in decided:
@@ -77,6 +89,22 @@ class RecentlyDecided:
         self._forget_before(now - self.keep)
         if len(self._made) > 2 * len(self._latest) + 1_024:  # mostly verdicts the sink has confirmed since
             self._made = deque(made for made in self._made if self._is_latest(*made))
+
+    def placed(self, versions: Iterable[Placed], now: datetime) -> None:
+        """The invoice versions a batch decided, each where it is now and as what."""
+        for invoice_id, version, po_number, status, event, partition in versions:
+            self._versions.pop((invoice_id, version), None)  # the newest last
+            self._versions[invoice_id, version] = (now, po_number, status, event, partition)
+        while self._versions and (next(iter(self._versions.values()))[0] < now - self.keep
+                                  or len(self._versions) > self.most):
+            self._versions.popitem(last=False)
+
+    def versions_of(self, invoice_ids: Collection[str]) -> list[InvoiceVersionAt]:
+        """The versions of these invoices decided here that processscheduler does not show as they
+        are now (`ProcessScheduler.versions_of`)."""
+        return [InvoiceVersionAt(invoice_id, version, po_number, status)
+                for (invoice_id, version), (_, po_number, status, _, _) in self._versions.items()
+                if invoice_id in invoice_ids]
 
     def gave_up(self, invoice_id: str, version: int, status: str) -> None:
         """The version kept was withdrawn or superseded since its verdict: the checks see it so, as
@@ -91,6 +119,8 @@ class RecentlyDecided:
         writes an invoice's events in the order they were made: an earlier event of the version
         (the verdict this one replaced, a status change before it) is older than the verdict kept."""
         for invoice_id, version, event in events:
+            if (placed := self._versions.get((invoice_id, version))) is not None and placed[3] == event:
+                del self._versions[invoice_id, version]
             latest = self._latest.get(invoice_id)
             if latest is not None and (latest[1] < version or (latest[1] == version and latest[3] == event)):
                 self._drop(invoice_id)
@@ -103,6 +133,8 @@ class RecentlyDecided:
         other worker's verdicts are."""
         for invoice_id in [invoice_id for invoice_id, partition in self._partition.items() if partition in partitions]:
             self._drop(invoice_id)
+        for version in [version for version, placed in self._versions.items() if placed[4] in partitions]:
+            del self._versions[version]
 
     def matching(self, lookups: Iterable[Lookup], now: datetime) -> list[KnownInvoice]:
         """What a store would return for the lookups: those of the same total only when dated within

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
+from connectors.ports import InvoiceVersionAt
 from connectors.sampro import InMemoryPurchaseOrderReader
 from connectors.scheduler import InMemoryProcessScheduler
 from rules.context import KnownInvoice
@@ -170,3 +171,17 @@ def test_the_verdicts_of_po_partitions_gone_to_another_worker_are_let_go():
     recent.gone({1})
     assert recent.matching([lookup(), lookup("INV-10")], now=AT) == [known("MP-2", number="INV-10")]
 
+
+
+def test_where_a_version_was_decided_is_kept_until_the_sink_records_that_very_event_or_its_partition_goes():
+    recent = RecentlyDecided()
+    recent.placed([("MP-1", 1, "PO-A", "ready_to_process", "e-ready", 0),
+                   ("MP-1", 1, "PO-A", "sent_to_rpa", "e-sent", 0), ("MP-2", 1, "PO-B", "manual_review", "e-2", 1)], AT)
+    assert [(v.invoice_version, v.po_number, v.status) for v in recent.versions_of({"MP-1"})] == [
+        (1, "PO-A", "sent_to_rpa")]
+    recent.recorded([("MP-1", 1, "e-ready")])  # processscheduler shows it ready still
+    assert [v.status for v in recent.versions_of({"MP-1"})] == ["sent_to_rpa"]
+    recent.recorded([("MP-1", 1, "e-sent")])
+    assert recent.versions_of({"MP-1", "MP-2"}) == [InvoiceVersionAt("MP-2", 1, "PO-B", "manual_review")]
+    recent.gone({1})
+    assert recent.versions_of({"MP-2"}) == []

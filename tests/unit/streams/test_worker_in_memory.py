@@ -2351,3 +2351,72 @@ def test_a_rebalance_that_takes_a_po_partition_away_lets_its_unrecorded_verdicts
     worker.broker.rebalance(kept=set(range(3)) - {home})
     assert len(worker.pipeline.desk.recent) == 0
 
+
+
+class _SinkBehind(InMemoryProcessScheduler):
+    """processscheduler the sink cannot write to while `behind` (a burst, a lock wait): what the PO
+    agent decides meanwhile waits for it."""
+
+    behind = False
+
+    def record(self, decisions):
+        if self.behind:
+            raise Unavailable("processscheduler", "lock wait timeout")
+        super().record(decisions)
+
+
+def _two_pos_with_the_sink(tmp_path) -> Any:
+    sampro = InMemoryPurchaseOrderReader([purchase_order(), purchase_order(po_number="PO-5002")])
+    return make_worker(tmp_path, purchase_orders=sampro, scheduler=_SinkBehind())
+
+
+def test_a_delete_of_a_newer_version_reaches_an_older_one_at_the_bot_that_processscheduler_does_not_show_yet(
+        tmp_path):
+    """Version 1 went to the bot on PO-5001, then the vendor moved the invoice to PO-5002 and deleted
+    it, all before the sink had recorded version 1: PO-5002's agent looked for older versions in
+    processscheduler alone, found none, and told PO-5001 nothing. The bot entered version 1 with
+    no word of the withdrawal: no credit note asked for."""
+    worker = _two_pos_with_the_sink(tmp_path)
+    worker.scheduler.behind = True
+    worker.submit(ready_invoice("MP-1"))
+    worker.run(steps=2)
+    worker.submit(ready_invoice("MP-1", po_number="PO-5002", invoice_number="INV-MP-1-B"), version=2)
+    worker.run(steps=2)
+    worker.put(worker.pipeline.topics.invoices, "PO-5002", worker.codec.encode(
+        InvoiceWithdrawn(invoice_id="MP-1", version=2, po_number="PO-5002", withdrawn_at=AT)))
+    worker.run(steps=2)
+    assert worker.scheduler.rows() == []
+    worker.scheduler.behind = False
+    worker.run()
+    worker.complete("MP-1", version=1)
+    worker.run()
+    rows = {row["invoice_version"]: (row["po_number"], row["status"]) for row in worker.scheduler.rows()}
+    assert rows == {1: ("PO-5001", "entered"), 2: ("PO-5002", "withdrawn")}
+    reasons = [h["reason"] for h in worker.scheduler.history("MP-1") if h["invoice_version"] == 1]
+    assert reasons[-1] == "Entered although the vendor had withdrawn it: ask the vendor for a credit note."
+    assert worker.dead_letters() == []
+
+
+def test_a_newer_version_on_another_po_supersedes_an_older_one_waiting_that_processscheduler_does_not_show_yet(
+        tmp_path):
+    """Version 1 waited on PO-5002 behind MP-2 at the bot, and the vendor's version 2 named PO-5001
+    (held there for its price) before the sink had recorded version 1: PO-5002 was never told, and
+    version 1 went to the bot and was entered when MP-2's entry freed the PO, while version 2 sat
+    in manual review."""
+    worker = _two_pos_with_the_sink(tmp_path)
+    worker.submit(ready_invoice("MP-2", po_number="PO-5002"))
+    worker.run()
+    worker.scheduler.behind = True
+    worker.submit(ready_invoice("MP-1", po_number="PO-5002"))
+    worker.run(steps=2)
+    worker.submit({**PRICE_OFF, "invoice_id": "MP-1", "invoice_number": "INV-MP-1"}, version=2)
+    worker.run(steps=2)
+    assert worker.statuses() == {"MP-2": "sent_to_rpa"}
+    worker.scheduler.behind = False
+    worker.run()
+    worker.complete("MP-2", po_number="PO-5002")
+    worker.run()
+    rows = {(row["invoice_id"], row["invoice_version"]): row["status"] for row in worker.scheduler.rows()}
+    assert rows == {("MP-1", 1): "superseded", ("MP-1", 2): "manual_review", ("MP-2", 1): "entered"}
+    assert [request.invoice_id for request in worker.mailer.sent] == ["MP-2"]
+    assert worker.dead_letters() == []
