@@ -1022,7 +1022,7 @@ def _entered_after_it_was_given_up(update: _Update, completion: RpaCompletion) -
     never heard of, and the newer version was entered beside it: paid twice. It is entered (the RPA
     mail flow then emails no other version of the invoice: `entered_as_another_version`); the newer
     version here, not at the bot, is held for AP, and one at the bot gets a note (the bot may still
-    enter it)."""
+    enter it); one the vendor withdrew while the bot had it makes the entry ask for a credit note."""
     _remember(update, completion)
     invoice_id, version, at = completion.invoice_id, completion.invoice_version, completion.occurred_at
     entry = f" as Sampro invoice {completion.sampro_invoice_id}" if completion.sampro_invoice_id else ""
@@ -1034,7 +1034,10 @@ def _entered_after_it_was_given_up(update: _Update, completion: RpaCompletion) -
     newest = update.ledger.latest.get(invoice_id, version)
     newer = update.editable_latest(invoice_id) if newest > version else None
     after = "The RPA bot reported this entry after it had reported a failure"
-    if newer is not None:
+    if newer is not None and newer.withdrawn_at_rpa:  # the vendor no longer asks to be paid for either
+        reason = (f"{after}, and version {newest} had replaced it, which the vendor withdrew while the RPA bot had "
+                  "it: ask the vendor for a credit note.")
+    elif newer is not None:
         reason = f"{after}, and version {newest} had replaced it: that one is not to be entered too."
     elif newest > version:  # the ledger keeps no record of it: withdrawn since, or on another PO
         reason = (f"{after}, and version {newest} had replaced it, which the vendor withdrew since or which names "

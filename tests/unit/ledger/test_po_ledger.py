@@ -300,6 +300,27 @@ def test_an_entry_reported_late_of_a_version_replaced_at_the_bot_notes_it_and_it
                        "of the two in Sampro.")]
 
 
+def test_an_entry_reported_late_of_a_version_whose_newer_one_the_vendor_withdrew_at_the_bot_asks_for_a_credit_note(
+        judge):
+    """Version 1 failed at the bot, version 2 replaced it and went to the bot, and the vendor deleted
+    the invoice while the bot had it: the bot's late word that it had entered version 1 said only
+    that version 2 "is not to be entered too", and nothing asked the vendor for a credit note of an
+    invoice it had taken back."""
+    ledger, _ = run(PurchaseOrderLedger(po_number="PO-1"),
+                    lambda ledger: submit_invoice(ledger, submission("A"), judge, "automatic"),
+                    lambda ledger: complete_rpa(ledger, completion("A", ok=False), judge, "automatic"),
+                    lambda ledger: submit_invoice(ledger, submission("A", version=2), judge, "automatic"),
+                    lambda ledger: withdraw_invoice(ledger, InvoiceWithdrawn(
+                        invoice_id="A", version=2, po_number="PO-1", withdrawn_at=AT), judge, "automatic"))
+    late = complete_rpa(ledger, completion("A", event_id="c-late"), judge, "automatic")
+    entered, noted = late.emitted
+    assert (entered.invoice_version, entered.status.value, entered.reason) == (1, "entered", (
+        "The RPA bot reported this entry after it had reported a failure, and version 2 had replaced it, which the "
+        "vendor withdrew while the RPA bot had it: ask the vendor for a credit note."))
+    assert (noted.invoice_version, noted.status.value) == (2, "sent_to_rpa")
+    assert "if the bot enters this one too, reverse one of the two in Sampro" in noted.reason
+
+
 @pytest.mark.parametrize(("given_up", "reason"), [
     (lambda ledger, judge: withdraw_invoice(ledger, InvoiceWithdrawn(
         invoice_id="A", version=1, po_number="PO-1", withdrawn_at=AT), judge, "automatic"),
