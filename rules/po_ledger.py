@@ -827,6 +827,10 @@ def complete_rpa(
         elif (other := update.ledger.entered.get(completion.invoice_id)) not in (None, record.submission.version):
             reason = (f"Version {other} of this invoice is in Sampro too (reported entered after a failure): reverse "
                       "one of the two in Sampro.")
+        elif (replacing := _replaced_from_another_po(update.ledger, record)) is not None:
+            # An older version, failed on a PO of its own, may be entered there after all, out of this one's sight.
+            reason = (f"Version {replacing} of this invoice, on another PO, replaced it while the RPA bot had it: "
+                      f"{_IF_ANOTHER_IS_ENTERED}")
         update.change(record, InvoiceStatus.ENTERED, completion.event_id, at,
                       sampro_invoice_id=completion.sampro_invoice_id, reason=_with_note(reason, completion))
         _entered(update, completion)
@@ -847,6 +851,17 @@ def complete_rpa(
     if completion.outcome is not CompletionOutcome.SUCCESS:  # an entry: Sampro's change of it judges them
         judge_again_when_freed(update, record)
     return update.outcome()
+
+
+_IF_ANOTHER_IS_ENTERED = "if another version of this invoice is entered too, reverse one of the two in Sampro."
+
+
+def _replaced_from_another_po(ledger: PurchaseOrderLedger, record: InvoiceRecord) -> int | None:
+    """The newer version of the record's invoice another PO told this one of (`replace_invoice`): a
+    newer version here has a record."""
+    invoice_id, version = record.submission.invoice_id, record.submission.version
+    newest = ledger.latest.get(invoice_id, version)
+    return newest if newest > version and ledger.record(record_key(invoice_id, newest)) is None else None
 
 
 def _not_applied_to_a_finished_version(
@@ -1034,11 +1049,14 @@ def _entered_after_it_was_given_up(update: _Update, completion: RpaCompletion) -
     newest = update.ledger.latest.get(invoice_id, version)
     newer = update.editable_latest(invoice_id) if newest > version else None
     after = "The RPA bot reported this entry after it had reported a failure"
+    # A version between the two may name another PO, out of this one's sight: entered there, the
+    # invoice was in Sampro twice with no note to reverse one.
+    between = f"; {_IF_ANOTHER_IS_ENTERED}" if newest > version + 1 else "."
     if newer is not None and newer.withdrawn_at_rpa:  # the vendor no longer asks to be paid for either
         reason = (f"{after}, and version {newest} had replaced it, which the vendor withdrew while the RPA bot had "
-                  "it: ask the vendor for a credit note.")
+                  f"it: ask the vendor for a credit note{between}")
     elif newer is not None:
-        reason = f"{after}, and version {newest} had replaced it: that one is not to be entered too."
+        reason = f"{after}, and version {newest} had replaced it: that one is not to be entered too{between}"
     elif newest > version:  # the ledger keeps no record of it: withdrawn since, or on another PO
         reason = (f"{after}, and version {newest} had replaced it, which the vendor withdrew since or which names "
                   "another PO: if withdrawn, ask the vendor for a credit note; if entered too, reverse one of the "

@@ -321,6 +321,37 @@ def test_an_entry_reported_late_of_a_version_whose_newer_one_the_vendor_withdrew
     assert "if the bot enters this one too, reverse one of the two in Sampro" in noted.reason
 
 
+def test_an_entry_reported_late_with_a_version_between_on_another_po_says_to_reverse_one_if_both_are_entered(judge):
+    """Version 1 failed on PO-1, version 2 on PO-2 went to the bot, version 3 came back to PO-1; the
+    bot's late word that it had entered version 1 named only version 3 ("not to be entered too"),
+    and the bot's entry of version 2 on PO-2 said nothing: two versions in Sampro, no note to
+    reverse one."""
+    ledger, _ = run(PurchaseOrderLedger(po_number="PO-1"),
+                    lambda ledger: submit_invoice(ledger, submission("A"), judge, "automatic"),
+                    lambda ledger: complete_rpa(ledger, completion("A", ok=False), judge, "automatic"),
+                    lambda ledger: replace_invoice(ledger, replaced("A"), judge, "automatic"),
+                    lambda ledger: submit_invoice(ledger, submission("A", version=3, expect="manual_review"), judge,
+                                                  "automatic"))
+    entered, _held = complete_rpa(ledger, completion("A", event_id="c-late"), judge, "automatic").emitted
+    assert (entered.invoice_version, entered.reason) == (1, (
+        "The RPA bot reported this entry after it had reported a failure, and version 3 had replaced it: that one "
+        "is not to be entered too; if another version of this invoice is entered too, reverse one of the two in "
+        "Sampro."))
+
+
+def test_an_entry_of_a_version_another_po_replaced_while_the_bot_had_it_says_to_reverse_one_if_another_is_entered(
+        judge):
+    """Version 2 at the bot on PO-1, the vendor's version 3 on PO-2 replaced it: its entry said
+    nothing, where version 1 (on a PO of its own, failed, then entered after all) may be in Sampro too."""
+    ledger, _ = run(PurchaseOrderLedger(po_number="PO-1"),
+                    lambda ledger: submit_invoice(ledger, submission("A", version=2), judge, "automatic"),
+                    lambda ledger: replace_invoice(ledger, replaced("A", version=3), judge, "automatic"))
+    (entered,) = complete_rpa(ledger, completion("A", version=2), judge, "automatic").emitted
+    assert (entered.invoice_version, entered.status.value, entered.reason) == (2, "entered", (
+        "Version 3 of this invoice, on another PO, replaced it while the RPA bot had it: if another version of this "
+        "invoice is entered too, reverse one of the two in Sampro."))
+
+
 @pytest.mark.parametrize(("given_up", "reason"), [
     (lambda ledger, judge: withdraw_invoice(ledger, InvoiceWithdrawn(
         invoice_id="A", version=1, po_number="PO-1", withdrawn_at=AT), judge, "automatic"),
