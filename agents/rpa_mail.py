@@ -3,7 +3,8 @@ can never be sent fails the hand-off, so the PO goes on to its next invoice. Eac
 vendor's invoice number first: one whose number went to the bot with another invoice (a duplicate
 that two workers passed at the same moment) fails its hand-off instead of being emailed. One held
 back by an older version of its invoice on another PO also tells that PO it is replaced. One the
-vendor withdrew while it waited for the mailbox fails its hand-off, which withdraws it."""
+vendor withdrew while it waited for the mailbox (it, or the newest version of its invoice, on
+another PO maybe) fails its hand-off, which withdraws it."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from rules.po_ledger import (
     entered_as_another_version,
     finished_already,
     latest_hand_offs,
-    withdrawn_at_bot,
+    withdrawal_notes,
     withdrawn_in_a_newer_version,
 )
 from streams.failures import describe
@@ -55,10 +56,13 @@ def register(pipeline: Pipeline) -> None:
         for version, status in finished.items():
             log.warning("RPA email for %s v%s not sent: processscheduler shows the version %s", *version, status)
         requests = [r for r in requests if (r.invoice_id, r.invoice_version) not in finished]
-        notes = {(r.invoice_id, r.invoice_version): withdrawn_at_bot(r) for r in requests}
+        # Withdrawn at the bot: this version, or the newest of its invoice (on another PO, its hand-off
+        # maybe in this very batch): the vendor's delete reached that one's PO first.
+        notes = withdrawal_notes(requests, versions)
         noted = scheduler.recorded(set(notes.values())) if notes else set()
-        withdrawn = {version for version, note in notes.items() if note in noted}
-        withdrawn |= withdrawn_in_a_newer_version(requests, versions)
+        at_the_bot = {version for version, note in notes.items() if note in noted}
+        withdrawn = {(r.invoice_id, r.invoice_version) for r in requests} & at_the_bot
+        withdrawn |= withdrawn_in_a_newer_version(requests, versions, at_the_bot)
         for request in (r for r in requests if (r.invoice_id, r.invoice_version) in withdrawn):
             batch.emit(topics.completions, request.po_number, _failed(request, "withdrawn", (
                 "Not handed to the RPA bot: the vendor withdrew this invoice before its email went")))

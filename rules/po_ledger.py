@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal, Protocol
@@ -253,12 +253,12 @@ FREED_BY = "po-freed-by:"
 WITHDRAWN_AT_BOT = "withdrawn-at-rpa"  # the cause of the note that the vendor withdrew a version at the bot
 
 
-def withdrawn_at_bot(request: RpaRequest) -> str:
-    """The event in processscheduler's history that says the vendor withdrew this hand-off's version
+def withdrawn_at_bot(invoice_id: str, version: int) -> str:
+    """The event in processscheduler's history that says the vendor withdrew this invoice version
     while the bot had it: then its email must not go. Withdrawn while the hand-off waited for the
     mailbox (down, or the mail flow behind), it was emailed when the mailbox came back, and the bot
     entered an invoice the vendor no longer asked to be paid."""
-    return _event_id(request.invoice_id, request.invoice_version, InvoiceStatus.SENT_TO_RPA, WITHDRAWN_AT_BOT)
+    return _event_id(invoice_id, version, InvoiceStatus.SENT_TO_RPA, WITHDRAWN_AT_BOT)
 
 
 def _reads_otherwise(released: Finding, now: Finding) -> bool:
@@ -932,19 +932,46 @@ def finished_already(requests: Sequence[RpaRequest], versions: Iterable[Any]) ->
 _FINISHED_VALUES = frozenset(status.value for status in FINISHED)
 
 
-def withdrawn_in_a_newer_version(requests: Sequence[RpaRequest], versions: Iterable[Any]) -> set[tuple[str, int]]:
-    """The versions of these requests whose invoice `versions` (processscheduler's) show withdrawn in
-    its newest version, a newer one: their email must not go. The vendor's
-    delete reaches the PO its newest version names, not another PO an older version waits on at
-    the bot (`withdraw_invoice` notes it only there): emailed, the bot entered an invoice the
-    vendor no longer asked to be paid."""
+def withdrawal_notes(requests: Sequence[RpaRequest], versions: Iterable[Any]) -> dict[tuple[str, int], str]:
+    """The events that would say the vendor withdrew a version at the bot (`withdrawn_at_bot`), of each
+    request's version and of the newest version of its invoice that `versions` (processscheduler's)
+    show at the bot: one query asks which processscheduler has."""
+    notes = {(r.invoice_id, r.invoice_version): withdrawn_at_bot(r.invoice_id, r.invoice_version) for r in requests}
+    asked = {r.invoice_id for r in requests}
+    for version, status in _newest_versions(versions).items():
+        if version[0] in asked and status == InvoiceStatus.SENT_TO_RPA.value:
+            notes[version] = withdrawn_at_bot(*version)
+    return notes
+
+
+def withdrawn_in_a_newer_version(
+    requests: Sequence[RpaRequest], versions: Iterable[Any], withdrawn_at_the_bot: Collection[tuple[str, int]]
+) -> set[tuple[str, int]]:
+    """The versions of these requests whose invoice's newest version, a newer one, the vendor
+    withdrew: `versions` (processscheduler's) show it withdrawn, or it is among `withdrawn_at_the_bot`
+    (its note recorded, or its own hand-off in this batch failed so): their email must not go.
+    The vendor's delete reaches the PO its newest version names, not another PO an older version
+    waits on at the bot (`withdraw_invoice` notes it only there): emailed, the bot entered an
+    invoice the vendor no longer asked to be paid. Looking only for a newest version shown
+    withdrawn, the mail flow failed version 2 as withdrawn at the bot and emailed version 1 in
+    the same batch."""
+    newest = _newest_versions(versions)
+    latest = {version[0]: version for version in newest}
+    for request in requests:  # a hand-off processscheduler does not show yet
+        if request.invoice_version > latest.get(request.invoice_id, (request.invoice_id, 0))[1]:
+            latest[request.invoice_id] = (request.invoice_id, request.invoice_version)
+    return {(r.invoice_id, r.invoice_version) for r in requests
+            if (last := latest[r.invoice_id])[1] > r.invoice_version
+            and (newest.get(last) == InvoiceStatus.WITHDRAWN.value or last in withdrawn_at_the_bot)}
+
+
+def _newest_versions(versions: Iterable[Any]) -> dict[tuple[str, int], str]:
+    """(invoice id, version) -> status of each invoice's newest version among `versions`."""
     newest: dict[str, Any] = {}
     for version in versions:
         if version.invoice_version > getattr(newest.get(version.invoice_id), "invoice_version", 0):
             newest[version.invoice_id] = version
-    return {(r.invoice_id, r.invoice_version) for r in requests
-            if (last := newest.get(r.invoice_id)) is not None and last.invoice_version > r.invoice_version
-            and last.status == InvoiceStatus.WITHDRAWN.value}
+    return {(v.invoice_id, v.invoice_version): v.status for v in newest.values()}
 
 
 def entered_as_another_version(requests: Sequence[RpaRequest], versions: Iterable[Any]) -> dict[tuple[str, int], int]:

@@ -1444,3 +1444,25 @@ def test_an_invoice_the_rules_fail_on_when_the_po_frees_is_bad_invoice_and_the_p
     bad = next(m for m in outcome.emitted if isinstance(m, Verdict) and m.invoice_id == "B")
     assert bad.reasons[0].message == "ArithmeticError: no rule foresaw B (dead-lettered: False)"
     assert outcome.ledger.holding == ["C@v1"] and outcome.ledger.parked == []
+
+
+@pytest.mark.parametrize(("newest", "noted", "withdrawn"), [
+    ("sent_to_rpa", True, True),  # version 2 at the bot, withdrawn there: its note is recorded
+    ("sent_to_rpa", False, False),
+    ("withdrawn", False, True),
+    ("entered", False, False),  # the hand-off gate stops it (`entered_as_another_version`)
+], ids=["at-bot-withdrawn", "at-bot", "withdrawn", "entered"])
+def test_a_hand_off_whose_invoice_the_vendor_withdrew_in_a_newer_version_at_the_bot_is_not_emailed(
+        newest, noted, withdrawn):
+    """The mail flow looked only for a newest version processscheduler showed withdrawn: one at the
+    bot, noted withdrawn there, let version 1's email go."""
+    from connectors.ports import InvoiceVersionAt
+    from rules.po_ledger import withdrawal_notes, withdrawn_in_a_newer_version
+
+    request = RpaRequest(invoice_id="A", invoice_version=1, po_number="PO-1", payload=payload("A", 1),
+                         requested_at=AT)
+    versions = [InvoiceVersionAt("A", 1, "PO-1", "sent_to_rpa"), InvoiceVersionAt("A", 2, "PO-2", newest)]
+    notes = withdrawal_notes([request], versions)
+    assert set(notes) == {("A", 1), ("A", 2)} if newest == "sent_to_rpa" else {("A", 1)}
+    at_the_bot = {("A", 2)} if noted else set()
+    assert withdrawn_in_a_newer_version([request], versions, at_the_bot) == ({("A", 1)} if withdrawn else set())

@@ -2420,3 +2420,22 @@ def test_a_newer_version_on_another_po_supersedes_an_older_one_waiting_that_proc
     assert rows == {("MP-1", 1): "superseded", ("MP-1", 2): "manual_review", ("MP-2", 1): "entered"}
     assert [request.invoice_id for request in worker.mailer.sent] == ["MP-2"]
     assert worker.dead_letters() == []
+
+
+def test_an_older_version_waiting_for_its_email_is_not_sent_once_the_vendor_withdraws_a_newer_one_at_the_bot(tmp_path):
+    """Version 1's hand-off on PO-5001 waited for the mail flow while the vendor moved the invoice to
+    PO-5002 and deleted it there: the mail flow failed version 2's hand-off as withdrawn (its note
+    said so) and emailed version 1 in the same batch, an invoice the vendor no longer asked to be
+    paid. It looked only for a newest version processscheduler showed withdrawn."""
+    worker = _two_pos_with_the_sink(tmp_path)
+    worker.submit(ready_invoice("MP-1"))
+    worker.run(steps=1)
+    assert worker.mailer.sent == []
+    worker.submit(ready_invoice("MP-1", po_number="PO-5002", invoice_number="INV-MP-1-B"), version=2)
+    worker.put(worker.pipeline.topics.invoices, "PO-5002", worker.codec.encode(
+        InvoiceWithdrawn(invoice_id="MP-1", version=2, po_number="PO-5002", withdrawn_at=AT)))
+    worker.run()
+    assert worker.mailer.sent == []
+    assert {row["invoice_version"]: row["status"] for row in worker.scheduler.rows()} == {1: "withdrawn",
+                                                                                        2: "withdrawn"}
+    assert worker.dead_letters() == []
