@@ -1068,7 +1068,15 @@ def _entered_after_it_was_given_up(update: _Update, completion: RpaCompletion) -
     _remember(update, completion)
     invoice_id, version, at = completion.invoice_id, completion.invoice_version, completion.occurred_at
     entry = f" as Sampro invoice {completion.sampro_invoice_id}" if completion.sampro_invoice_id else ""
-    if update.ledger.entered.get(invoice_id) is not None:  # another version is in Sampro
+    if (other := update.ledger.entered.get(invoice_id)) is not None:  # another version is in Sampro
+        # This one is entered too, with its Sampro invoice, as when the two reports come the other way
+        # round: left superseded, its entry was known only to the other's history. The ledger keeps the
+        # other as the one entered, as it would after that order (the later report recorded last).
+        update.emitted.append(_status_change(
+            invoice_id, version, update.ledger.po_number, InvoiceStatus.ENTERED, completion.event_id, at,
+            sampro_invoice_id=completion.sampro_invoice_id, reason=_with_note(
+                f"The RPA bot reported this entry after it had reported a failure, and version {other} of this "
+                "invoice is in Sampro too: reverse one of the two in Sampro.", completion)))
         update.note_entered(invoice_id, completion.event_id, at,
                             f"The RPA bot reported entering version {version} of this invoice too{entry}, after it "
                             "had reported it failed: reverse one of the two in Sampro.")

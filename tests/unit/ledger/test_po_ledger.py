@@ -373,17 +373,24 @@ def test_an_entry_reported_late_of_a_version_given_up_at_the_bot_says_what_ap_is
 
 
 def test_an_entry_reported_late_of_a_version_given_up_beside_the_one_entered_is_a_second_entry(judge):
+    """Version 1 itself is recorded entered, with its Sampro invoice, as it is when the two reports
+    come the other way round: it stayed superseded, its Sampro invoice known to nothing but a note
+    in version 2's history."""
     ledger, _ = run(PurchaseOrderLedger(po_number="PO-1"),
                     lambda ledger: submit_invoice(ledger, submission("A"), judge, "automatic"),
                     lambda ledger: complete_rpa(ledger, completion("A", ok=False), judge, "automatic"),
                     lambda ledger: submit_invoice(ledger, submission("A", version=2), judge, "automatic"),
                     lambda ledger: complete_rpa(ledger, completion("A", version=2), judge, "automatic"))
     late = complete_rpa(ledger, completion("A", event_id="c-late"), judge, "automatic")
-    (note,) = late.emitted
+    entered, note = late.emitted
+    assert (entered.invoice_version, entered.status.value, entered.sampro_invoice_id) == (1, "entered", "S-1")
+    assert entered.reason == ("The RPA bot reported this entry after it had reported a failure, and version 2 of "
+                              "this invoice is in Sampro too: reverse one of the two in Sampro.")
     assert (note.invoice_version, note.status.value) == (2, "entered")
     assert note.reason == ("The RPA bot reported entering version 1 of this invoice too as Sampro invoice S-1, after "
                            "it had reported it failed: reverse one of the two in Sampro.")
-    assert late.ledger.entered == {"A": 2}
+    assert late.ledger.entered == {"A": 2}  # as after the other order: the later entry recorded last
+    assert complete_rpa(late.ledger, completion("A", event_id="c-late"), judge, "automatic").emitted == []
 
 
 def test_an_entry_reported_after_a_failure_is_entered_so_that_ap_cannot_have_it_entered_twice(judge):
