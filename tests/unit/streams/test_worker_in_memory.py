@@ -2124,6 +2124,17 @@ def test_a_hand_off_waiting_for_the_mailbox_is_not_sent_once_the_vendor_withdraw
         1: "withdrawn", 2: "withdrawn"}
 
 
+def _moved_to_po_5002_and_deleted(worker, one_batch: bool) -> None:
+    """The vendor's version 2 of MP-1 names PO-5002, then the vendor deletes the invoice there: read
+    in one batch (a backlog, a quick edit then delete), or one after the other."""
+    worker.submit(ready_invoice("MP-1", po_number="PO-5002", invoice_number="INV-MP-1-B"), version=2)
+    if not one_batch:
+        worker.run()
+    worker.put(worker.pipeline.topics.invoices, "PO-5002", worker.codec.encode(
+        InvoiceWithdrawn(invoice_id="MP-1", version=2, po_number="PO-5002", withdrawn_at=AT)))
+    worker.run()
+
+
 @pytest.mark.parametrize("one_batch", [False, True])
 def test_the_vendor_withdrawing_a_newer_version_elsewhere_reaches_the_older_one_at_the_bot(tmp_path, one_batch):
     """Version 1 at the bot on PO-5001, the vendor moved the invoice to PO-5002 and deleted it there:
@@ -2134,12 +2145,7 @@ def test_the_vendor_withdrawing_a_newer_version_elsewhere_reaches_the_older_one_
     worker = make_worker(tmp_path, purchase_orders=sampro)
     worker.submit(ready_invoice("MP-1"))
     worker.run()
-    worker.submit(ready_invoice("MP-1", po_number="PO-5002", invoice_number="INV-MP-1-B"), version=2)
-    if not one_batch:
-        worker.run()
-    worker.put(worker.pipeline.topics.invoices, "PO-5002", worker.codec.encode(
-        InvoiceWithdrawn(invoice_id="MP-1", version=2, po_number="PO-5002", withdrawn_at=AT)))
-    worker.run()
+    _moved_to_po_5002_and_deleted(worker, one_batch)
     worker.complete("MP-1", version=1)
     worker.run()
     rows = {row["invoice_version"]: (row["po_number"], row["status"]) for row in worker.scheduler.rows()}
@@ -2161,12 +2167,7 @@ def test_the_vendor_withdrawing_a_newer_version_elsewhere_asks_for_a_credit_note
     worker.run()
     worker.complete("MP-1")
     worker.run()
-    worker.submit(ready_invoice("MP-1", po_number="PO-5002", invoice_number="INV-MP-1-B"), version=2)
-    if not one_batch:
-        worker.run()
-    worker.put(worker.pipeline.topics.invoices, "PO-5002", worker.codec.encode(
-        InvoiceWithdrawn(invoice_id="MP-1", version=2, po_number="PO-5002", withdrawn_at=AT)))
-    worker.run()
+    _moved_to_po_5002_and_deleted(worker, one_batch)
     notes = [h["reason"] for h in worker.scheduler.history("MP-1") if h["invoice_version"] == 1]
     assert notes[-1] == ("The vendor withdrew this invoice after it was entered in Sampro: ask the vendor for a "
                          "credit note.")
