@@ -929,16 +929,22 @@ def test_a_new_version_after_the_bot_failed_the_first_goes_to_the_bot_past_the_h
                                                                                                ("MP-1", 2)]
 
 
-@pytest.mark.parametrize("edit", [{}, {"invoice_number": "INV-MP-1-CORRECTED"}], ids=["same-number", "new-number"])
-def test_an_edit_after_the_entry_that_names_another_po_is_stopped_at_the_hand_off(tmp_path, edit):
-    """The other PO's ledger has never heard of the invoice: the hand-off gate has, by its number
-    and by its invoice id."""
+def _mp_1_entered_on_po_5001(tmp_path):
+    """A worker over PO-5001 and PO-5002, MP-1 entered on PO-5001 by the bot."""
     sampro = InMemoryPurchaseOrderReader([purchase_order(), purchase_order(po_number="PO-5002")])
     worker = make_worker(tmp_path, purchase_orders=sampro)
     worker.submit(ready_invoice("MP-1"))
     worker.run()
     worker.complete("MP-1")
     worker.run()
+    return worker
+
+
+@pytest.mark.parametrize("edit", [{}, {"invoice_number": "INV-MP-1-CORRECTED"}], ids=["same-number", "new-number"])
+def test_an_edit_after_the_entry_that_names_another_po_is_stopped_at_the_hand_off(tmp_path, edit):
+    """The other PO's ledger has never heard of the invoice: the hand-off gate has, by its number
+    and by its invoice id."""
+    worker = _mp_1_entered_on_po_5001(tmp_path)
     worker.submit(ready_invoice("MP-1", po_number="PO-5002", **edit), version=2)
     worker.run()
     rows = {row["invoice_version"]: row["status"] for row in worker.scheduler.rows()}
@@ -2161,12 +2167,7 @@ def test_the_vendor_withdrawing_a_newer_version_elsewhere_asks_for_a_credit_note
         tmp_path, one_batch):
     """Version 1 entered on PO-5001, then the vendor moved the invoice to PO-5002 and deleted it: the
     delete reached PO-5002 alone, and nothing told AP to ask for a credit note of the entry."""
-    sampro = InMemoryPurchaseOrderReader([purchase_order(), purchase_order(po_number="PO-5002")])
-    worker = make_worker(tmp_path, purchase_orders=sampro)
-    worker.submit(ready_invoice("MP-1"))
-    worker.run()
-    worker.complete("MP-1")
-    worker.run()
+    worker = _mp_1_entered_on_po_5001(tmp_path)
     _moved_to_po_5002_and_deleted(worker, one_batch)
     notes = [h["reason"] for h in worker.scheduler.history("MP-1") if h["invoice_version"] == 1]
     assert notes[-1] == ("The vendor withdrew this invoice after it was entered in Sampro: ask the vendor for a "
