@@ -77,6 +77,9 @@ class RecentlyDecided:
         self._made: deque[tuple[datetime, str]] = deque()  # (when, invoice id), oldest first
         # (invoice id, version) -> (when, PO, status, event id, partition), the oldest first
         self._versions: OrderedDict[tuple[str, int], tuple[datetime, str | None, str, str, int]] = OrderedDict()
+        # invoice id -> its versions in `_versions`: a batch's edits and deletes ask for a few invoices
+        # among up to `MOST` versions kept, once a batch.
+        self._versions_by_invoice: dict[str, set[int]] = {}
 
     def add(self, decided: Iterable[Decided], now: datetime) -> None:
         for version, known, event, partition in decided:
@@ -95,16 +98,20 @@ class RecentlyDecided:
         for invoice_id, version, po_number, status, event, partition in versions:
             self._versions.pop((invoice_id, version), None)  # the newest last
             self._versions[invoice_id, version] = (now, po_number, status, event, partition)
+            self._versions_by_invoice.setdefault(invoice_id, set()).add(version)
         while self._versions and (next(iter(self._versions.values()))[0] < now - self.keep
                                   or len(self._versions) > self.most):
-            self._versions.popitem(last=False)
+            self._unplace(next(iter(self._versions)))
 
     def versions_of(self, invoice_ids: Collection[str]) -> list[InvoiceVersionAt]:
         """The versions of these invoices decided here that processscheduler does not show as they
         are now (`ProcessScheduler.versions_of`)."""
-        return [InvoiceVersionAt(invoice_id, version, po_number, status)
-                for (invoice_id, version), (_, po_number, status, _, _) in self._versions.items()
-                if invoice_id in invoice_ids]
+        found = []
+        for invoice_id in invoice_ids:
+            for version in sorted(self._versions_by_invoice.get(invoice_id, ())):
+                _, po_number, status, _, _ = self._versions[invoice_id, version]
+                found.append(InvoiceVersionAt(invoice_id, version, po_number, status))
+        return found
 
     def gave_up(self, invoice_id: str, version: int, status: str) -> None:
         """The version kept was withdrawn or superseded since its verdict: the checks see it so, as
@@ -120,7 +127,7 @@ class RecentlyDecided:
         (the verdict this one replaced, a status change before it) is older than the verdict kept."""
         for invoice_id, version, event in events:
             if (placed := self._versions.get((invoice_id, version))) is not None and placed[3] == event:
-                del self._versions[invoice_id, version]
+                self._unplace((invoice_id, version))
             latest = self._latest.get(invoice_id)
             if latest is not None and (latest[1] < version or (latest[1] == version and latest[3] == event)):
                 self._drop(invoice_id)
@@ -134,7 +141,7 @@ class RecentlyDecided:
         for invoice_id in [invoice_id for invoice_id, partition in self._partition.items() if partition in partitions]:
             self._drop(invoice_id)
         for version in [version for version, placed in self._versions.items() if placed[4] in partitions]:
-            del self._versions[version]
+            self._unplace(version)
 
     def matching(self, lookups: Iterable[Lookup], now: datetime) -> list[KnownInvoice]:
         """What a store would return for the lookups: those of the same total only when dated within
@@ -163,6 +170,13 @@ class RecentlyDecided:
     def _is_latest(self, made_at: datetime, invoice_id: str) -> bool:
         latest = self._latest.get(invoice_id)
         return latest is not None and latest[0] == made_at
+
+    def _unplace(self, version: tuple[str, int]) -> None:
+        del self._versions[version]
+        versions = self._versions_by_invoice[version[0]]
+        versions.discard(version[1])
+        if not versions:
+            del self._versions_by_invoice[version[0]]
 
     def _drop(self, invoice_id: str) -> None:
         self._partition.pop(invoice_id, None)

@@ -185,3 +185,16 @@ def test_where_a_version_was_decided_is_kept_until_the_sink_records_that_very_ev
     assert recent.versions_of({"MP-1", "MP-2"}) == [InvoiceVersionAt("MP-2", 1, "PO-B", "manual_review")]
     recent.gone({1})
     assert recent.versions_of({"MP-2"}) == []
+
+
+def test_where_versions_were_decided_is_let_go_past_its_time_or_number_and_leaves_no_trace():
+    """A batch's edits and deletes ask for a few invoices among up to `MOST` versions kept: looked
+    up by invoice, each version let go from both."""
+    recent = RecentlyDecided(most=2)
+    for second, invoice_id in enumerate(("MP-1", "MP-2", "MP-3")):
+        recent.placed([(invoice_id, 1, "PO-A", "ready", f"e-{invoice_id}", 0)], AT + timedelta(seconds=second))
+    assert sorted(v.invoice_id for v in recent.versions_of({"MP-1", "MP-2", "MP-3"})) == ["MP-2", "MP-3"]
+    recent.placed([("MP-3", 2, "PO-B", "ready_to_process", "e-MP-3-2", 0)], AT + KEEP + timedelta(seconds=3))
+    assert [(v.invoice_id, v.invoice_version) for v in recent.versions_of({"MP-2", "MP-3"})] == [("MP-3", 2)]
+    recent.recorded([("MP-3", 2, "e-MP-3-2")])
+    assert recent.versions_of({"MP-3"}) == [] and recent._versions_by_invoice == {}
