@@ -45,17 +45,12 @@ _THREE_WAY_ONE_LINE = (_RECEIVED, _OPEN, _TOLERANCE)
 class LineMatch:
     """Where one invoice line went on the PO."""
 
-    __slots__ = ("line", "tolerance", "candidates", "matched", "nearest", "placed", "left_over")
+    __slots__ = ("line", "tolerance", "part", "candidates", "matched", "nearest", "placed", "left_over")
 
-    def __init__(self, line: InvoiceLine, tolerance: Tolerance, candidates: list[PurchaseOrderLine]):
-        self.line, self.tolerance, self.candidates = line, tolerance, candidates
-        price = line.unit_price
-        self.matched = [c for c in candidates if tolerance.price_allowed(c.unit_price, price)]
-        if len(self.matched) > 1:  # the PO line at its very price first: a tolerance only widens the match
-            self.matched.sort(key=lambda c: (abs(c.unit_price - price), c.line_no))
-        self.nearest: PurchaseOrderLine | None = (
-            candidates[0] if len(candidates) == 1  # the usual one PO line per part: nothing to compare
-            else min(candidates, key=lambda c: (abs(c.unit_price - price), c.line_no), default=None))
+    def __init__(self, line: InvoiceLine, tolerance: Tolerance, part: _PartLines):
+        self.line, self.tolerance, self.part, self.candidates = line, tolerance, part, part.lines
+        # Shared by the lines of the part at the same price: never changed once made.
+        self.matched, self.nearest = part.at(line.unit_price, tolerance)
         self.placed: list[tuple[PurchaseOrderLine, Decimal]] = []  # (PO line, quantity put on it)
         self.left_over = ZERO  # quantity no matched PO line had room for, even with the tolerance
 
@@ -63,6 +58,45 @@ class LineMatch:
     def targets(self) -> list[PurchaseOrderLine]:
         """The PO lines its quantity goes to: the matched ones, else the nearest by price."""
         return self.matched or ([self.nearest] if self.nearest is not None else [])
+
+
+class _PartLines:
+    """One part's PO lines, grouped by price. A blanket PO repeats a part on hundreds of schedule
+    lines, and an invoice of as many lines was compared line by line with each (1,000 by 1,000:
+    1.9 s): each invoice price is now compared with each PO price once."""
+
+    __slots__ = ("lines", "by_price", "seen", "full")
+
+    def __init__(self) -> None:
+        self.lines: list[PurchaseOrderLine] = []  # in line order
+        self.by_price: dict[Decimal, list[PurchaseOrderLine]] = {}  # each in line order
+        self.seen: dict[Decimal, tuple[list[PurchaseOrderLine], PurchaseOrderLine | None]] = {}
+        # (price, pass) -> where that pass last stopped on the PO lines matched at that price (`Case._place`)
+        self.full: dict[tuple[Decimal, str], int] = {}
+
+    def add(self, po_line: PurchaseOrderLine) -> None:
+        self.lines.append(po_line)
+        self.by_price.setdefault(po_line.unit_price, []).append(po_line)
+
+    def at(self, price: Decimal, tolerance: Tolerance) -> tuple[list[PurchaseOrderLine], PurchaseOrderLine | None]:
+        """The PO lines at `price` within the price tolerance, the nearest in price first (then in
+        line order: a tolerance only widens the match), and the nearest of all in price. One
+        tolerance per part and vendor, so the price alone keys what was worked out."""
+        if (found := self.seen.get(price)) is not None:
+            return found
+        matched: list[PurchaseOrderLine] = []
+        nearest: PurchaseOrderLine | None = None
+        nearest_by = ZERO
+        for po_price, lines in self.by_price.items():
+            if tolerance.price_allowed(po_price, price):
+                matched.extend(lines)
+            distance = abs(po_price - price)
+            if nearest is None or (distance, lines[0].line_no) < (nearest_by, nearest.line_no):
+                nearest, nearest_by = lines[0], distance
+        if len(matched) > 1:
+            matched.sort(key=lambda c: (abs(c.unit_price - price), c.line_no))
+        self.seen[price] = found = (matched, nearest)
+        return found
 
 
 def _allowance(room_by: str, po_line: PurchaseOrderLine, tolerance: Tolerance) -> Decimal:
@@ -83,8 +117,8 @@ def _choice(match: LineMatch) -> tuple[int, bool]:
     """Placed first: a line matching fewer PO lines, then one at a PO line's very price. (At its very
     price first, a line that could also go on another PO line took the one a line after it could
     only go on.)"""
-    price = match.line.unit_price
-    return len(match.matched), not any(candidate.unit_price == price for candidate in match.matched)
+    matched = match.matched  # the nearest in price first
+    return len(matched), not (matched and matched[0].unit_price == match.line.unit_price)
 
 
 class Case:
@@ -140,14 +174,17 @@ class Case:
     def _match(self, invoice: Invoice, po: PurchaseOrder) -> None:
         policy, in_flight = self.context.policy, self.context.in_flight
         key = policy.identifiers.key
-        by_part: dict[str, list[PurchaseOrderLine]] = {}
+        by_part: dict[str, _PartLines] = {}
         for po_line in sorted(po.lines, key=_LINE_NO):
-            by_part.setdefault(key("part_number", po_line.part_number), []).append(po_line)
+            if (part_lines := by_part.get(part := key("part_number", po_line.part_number))) is None:
+                by_part[part] = part_lines = _PartLines()
+            part_lines.add(po_line)
             self.open_on[po_line.line_no] = (po_line.quantity_ordered - po_line.quantity_invoiced
                                              - in_flight.get(str(po_line.line_no), ZERO))
         for line in invoice.lines:
             part = key("part_number", line.part_number)
-            self.matches.append(LineMatch(line, policy.for_keys(self.vendor_key, part), by_part.get(part, [])))
+            tolerance = policy.for_keys(self.vendor_key, part)
+            self.matches.append(LineMatch(line, tolerance, by_part.get(part) or _PartLines()))
         if any(len(match.matched) > 1 for match in self.matches):
             # Lines with a choice of PO lines are placed after those without one: placed in invoice order,
             # a line that could go on two took the one the next line could only go on, and whether the
@@ -177,31 +214,40 @@ class Case:
                 placed_on[po_line.line_no] = before + quantity
                 match.placed = [(po_line, quantity)]
                 return
-        left, placed = match.line.quantity, dict.fromkeys([t.line_no for t in targets], ZERO)
+        left, placed = match.line.quantity, dict[int, Decimal]()  # index in targets -> quantity put there
         passes = (_TWO_WAY if not match.tolerance.three_way_match else _THREE_WAY if len(targets) > 1
                   else _THREE_WAY_ONE_LINE)
+        price, full = match.line.unit_price, match.part.full
         for room_by in passes:
             if left <= 0:  # all placed within what is open: the tolerance has nothing to take
                 break
-            for po_line in targets:
+            # The PO lines before where this pass last stopped for this part at this price have no
+            # room left in it: each was filled, and rooms only shrink as the case places (a blanket
+            # PO's 1,000 schedule lines were each walked again for each invoice line).
+            stop = len(targets)
+            for index in range(full.get((price, room_by), 0), stop):
+                po_line = targets[index]
                 line_no = po_line.line_no
                 if room_by in (_RECEIVED, _RECEIVED_TOLERANCE) and po_line.unit_price != targets[0].unit_price:
                     continue  # a receipt does not pick the line: a tolerance's other price waits its turn
                 free = open_on[line_no] + _allowance(room_by, po_line, match.tolerance) - placed_on.get(line_no, ZERO)
-                # min(left, max(free, ZERO)), spelled out: the same Decimal, without two calls per line
-                room = ZERO if ZERO > free else free
-                take = room if room < left else left
-                if take > 0:
-                    placed[line_no] += take
-                    placed_on[line_no] = placed_on.get(line_no, ZERO) + take
-                    left -= take
+                if free <= 0:
+                    continue
+                take = free if free < left else left  # min(left, free), without a call per line
+                placed[index] = placed.get(index, ZERO) + take
+                placed_on[line_no] = placed_on.get(line_no, ZERO) + take
+                left -= take
+                if left <= 0:  # this line may have room still
+                    stop = index
+                    break
+            full[price, room_by] = stop
         if left > 0:  # no matched line has room for it: it stays on the nearest in price, reported there
             last = targets[0].line_no
-            placed[last] += left
+            placed[0] = placed.get(0, ZERO) + left
             placed_on[last] = placed_on.get(last, ZERO) + left
             self.overflowed.setdefault(last, match.line.line_no)
             match.left_over = left
-        match.placed = [(po_line, placed[po_line.line_no]) for po_line in targets if placed[po_line.line_no] > 0]
+        match.placed = [(targets[index], placed[index]) for index in sorted(placed)]
 
     @property
     def parsed_invoice(self) -> Invoice:

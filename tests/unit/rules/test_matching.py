@@ -338,6 +338,25 @@ def test_a_quantity_spread_over_lines_at_the_same_price_is_split_in_the_payload(
         (1, 1, D(1), D("14.00")), (1, 3, D(3), D("42.00"))]
 
 
+def many_lines(*quantities: str, price: str = "14.00") -> dict:
+    lines = [{"line_no": n, "part_number": "AC-100", "quantity": D(q), "unit_price": D(price)}
+             for n, q in enumerate(quantities, start=1)]
+    total = sum(D(q) for q in quantities) * D(price)
+    return invoice(lines=lines, tax_amount=D(0), extra_charges=[], total_amount=total)
+
+
+def test_lines_of_a_part_repeated_on_a_blanket_po_fill_its_schedule_lines_in_order():
+    """Worked out once per price for the lines of a part, and each pass starting past the PO lines
+    already full (a 1,000-line invoice on 1,000 such lines took 1.9 s): the same placing."""
+    blanket = one_po(*(po_line(n, "14.00", "5") for n in (1, 2, 3)))
+    verdict = judge(many_lines("3", "3", "3", "3", "3"), blanket)
+    assert codes(verdict) == []
+    assert [(p.invoice_line_no, p.po_line_no, p.quantity) for p in verdict.rpa_payload.lines] == [
+        (1, 1, D(3)), (2, 1, D(2)), (2, 2, D(1)), (3, 2, D(3)), (4, 2, D(1)), (4, 3, D(2)), (5, 3, D(3))]
+    over = judge(many_lines("5", "5", "5", "2"), blanket)
+    assert codes(over) == ["QUANTITY_EXCEEDS_OPEN"] and "PO line 1" in over.reasons[0].message
+
+
 def test_split_amounts_add_up_to_the_invoice_lines_amount():
     lines = (po_line(1, "0.333", "1"), po_line(2, "0.333", "5"))
     doc = invoice(lines=[{"line_no": 1, "part_number": "AC-100", "quantity": D(3), "unit_price": D("0.333"),
