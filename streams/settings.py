@@ -279,6 +279,8 @@ class Settings(BaseSettings):
             parsed = make_url(url)
         except ArgumentError:
             raise ValueError("not a database URL (dialect+driver://user:password@host:port/database)") from None
+        except ValueError:  # int()'s message quoted the port it read: the password of a URL without '@host'
+            raise ValueError("its port is not a number (without '@host' the password is read as the port)") from None
         if parsed.host is not None and "@" in parsed.host:
             raise ValueError("an '@' in the user or password must be written %40")
         return url

@@ -293,6 +293,8 @@ def test_help_needs_no_settings_and_an_unknown_log_level_names_the_choices(monke
     ("SAMPRO_DB_URL", "postgresql+psycopg://ap:Secr3t@Tail@db/sampro", "an '@' in the user or password must be "
                                                                        "written %40"),
     ("SCHEDULER_DB_URL", "ap:Secr3t@db/scheduler", "not a database URL"),
+    # its '@host' left out: the password read as the port, and int()'s message quoted it
+    ("SAMPRO_DB_URL", "mssql+pyodbc://svc_ap:Secr3t/sampro", "its port is not a number"),
     ("SCHEMA_REGISTRY_URL", "ap:Secr3t@registry:8081", "not an http:// or https:// URL"),
 ])
 def test_a_url_that_cannot_be_one_is_named_at_start_without_its_password(monkeypatch, capsys, name, value, said):
