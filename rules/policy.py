@@ -45,7 +45,7 @@ import hashlib
 import json
 import tomllib
 from dataclasses import dataclass, field, fields, replace
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,6 +55,10 @@ from rules.limits import Limits, decimal_problem
 
 ZERO = Decimal(0)
 HUNDRED = Decimal(100)
+# The finest quantity Sampro keeps (numeric(18, 4)): a quantity tolerance is so many of these. 5 % of
+# 2.125 ordered (0.10625) placed 2.23125 on a PO line, in the RPA payload, which Sampro cannot key.
+QUANTITY_PLACES = Limits().max_fraction_digits
+QUANTITY_STEP = Decimal(1).scaleb(-QUANTITY_PLACES)
 
 
 class PolicyError(ValueError):
@@ -92,11 +96,20 @@ class Tolerance:
         return po_price - invoiced_price <= within(po_price, self.price_lower_pct, self.price_lower_abs)
 
     def quantity_allowance(self, ordered: Decimal) -> Decimal:
-        """How many units everything invoiced on a PO line may pass its ordered quantity by."""
-        return within(ordered, self.quantity_pct, self.quantity_abs)
+        """How many units everything invoiced on a PO line may pass its ordered quantity by, in
+        quantities Sampro keeps (down: a quantity past the tolerance is never let through)."""
+        return _kept(within(ordered, self.quantity_pct, self.quantity_abs))
 
     def received_allowance(self, received: Decimal) -> Decimal:
-        return received * self.received_pct / HUNDRED
+        return _kept(received * self.received_pct / HUNDRED)
+
+
+def _kept(quantity: Decimal) -> Decimal:
+    """Down to a quantity Sampro keeps; one it keeps already as it is (2, not 2.0000, in findings)."""
+    exponent = quantity.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -QUANTITY_PLACES:
+        return quantity.quantize(QUANTITY_STEP, rounding=ROUND_FLOOR)
+    return quantity
 
 
 # As Sampro keeps amounts (numeric(18, 4)), with room for a finer percentage.

@@ -14,7 +14,7 @@ from rules.case import Case
 from rules.models import Finding, VerdictStatus
 from rules.policy import Policy
 
-RULES_VERSION = "2026.12.11"
+RULES_VERSION = "2026.12.12"
 _EXACT_MATCHING = Policy()
 
 

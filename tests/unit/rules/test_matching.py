@@ -357,6 +357,18 @@ def test_lines_of_a_part_repeated_on_a_blanket_po_fill_its_schedule_lines_in_ord
     assert codes(over) == ["QUANTITY_EXCEEDS_OPEN"] and "PO line 1" in over.reasons[0].message
 
 
+@pytest.mark.parametrize(("quantity", "flagged"), [("4.4", False), ("4.4624", False), ("4.4625", True)])
+def test_a_quantity_tolerance_is_in_quantities_sampro_keeps(quantity, flagged):
+    """5 % of 2.125 ordered is 0.10625: the payload put 2.23125 on PO line 1, which Sampro's
+    numeric(18, 4) cannot key. Each line takes 0.1062 of leeway, the next line the rest."""
+    policy = parse_policy({"default": {"quantity_pct": "5"}})
+    doc = many_lines(quantity, price="100.00")
+    verdict = judge(doc, one_po(po_line(1, "100.00", "2.125"), po_line(2, "100.00", "2.125")), policy=policy)
+    assert codes(verdict) == (["QUANTITY_EXCEEDS_OPEN"] if flagged else [])
+    if not flagged:
+        assert [p.quantity for p in verdict.rpa_payload.lines] == [D("2.2312"), D(quantity) - D("2.2312")]
+
+
 def test_split_amounts_add_up_to_the_invoice_lines_amount():
     lines = (po_line(1, "0.333", "1"), po_line(2, "0.333", "5"))
     doc = invoice(lines=[{"line_no": 1, "part_number": "AC-100", "quantity": D(3), "unit_price": D("0.333"),
