@@ -62,6 +62,19 @@ def test_marks_that_reorder_nothing_leave_an_invoice_number_as_it_was(number):
     assert "DUPLICATE_INVOICE" in codes(judge(invoice(invoice_number=number), history=(entered,)))
 
 
+@pytest.mark.parametrize("unseen", ["\u3164", "\u115f", "\u1160", "\uffa0", "\u034f", "\ufe0f", "\u2800",
+                                    "\U000e0100"])
+def test_letters_and_marks_that_show_nothing_leave_an_invoice_number_as_it_was(unseen):
+    """A Hangul filler is a letter to Unicode and shows nothing: a resend of an entered INV-4 as
+    INV-4 and a filler, a cent more freight, was ready for the RPA bot and paid twice; with the
+    same total (or with a braille blank, a variation selector) a possible duplicate a clerk may release."""
+    entered = KnownInvoice("S-1", "V100", "INV-778", "entered", Decimal("57.24"))
+    resend = invoice(invoice_number=f"INV-778{unseen}")
+    assert codes(judge(resend, history=(entered,))) == ["DUPLICATE_INVOICE"]
+    assert codes(judge(invoice(invoice_number=f"INV{unseen}-778"), history=(entered,))) == (
+        ["POSSIBLE_DUPLICATE"] if unseen == "\u2800" else ["DUPLICATE_INVOICE"])  # a blank, read as a space
+
+
 def test_a_description_may_hold_a_zero_width_joiner_as_scripts_that_need_one_do():
     ok = invoice(lines=[{**LINE, "description": "\u0915\u094d\u200d\u0937 filter"}, invoice()["lines"][1]])
     assert "INVALID_INVOICE" not in codes(judge(ok))
