@@ -246,12 +246,13 @@ def invoice_date_invalid(case: Case) -> list[Finding]:
             finding("INVOICE_DATE_INVALID", WARNING, f"Invoice dated {dated}, before PO order date {ordered}.",
                     field="invoice_date", expected=f">= {ordered}", actual=dated)
         ]
-    # Today is UTC's: a vendor east of it (up to UTC+14) is a day ahead for part of every day.
-    latest = today + timedelta(days=1)
-    if dated > latest:
+    # Today is UTC's: a vendor east of it (up to UTC+14) is a day ahead for part of every day. The
+    # finding names no day of its judging: a clerk's release of it is matched by what it says, and
+    # with "<= 2026-11-26" in it, judged again the next day it read otherwise and was held again.
+    if dated > today + timedelta(days=1):
         return [
             finding("INVOICE_DATE_INVALID", WARNING,
-                    f"Invoice dated {dated}, in the future (today is {today}, {latest} east of UTC).",
-                    field="invoice_date", expected=f"<= {latest}", actual=dated)
+                    f"Invoice dated {dated}, in the future (UTC, a day ahead east of it).",
+                    field="invoice_date", expected="not after tomorrow", actual=dated)
         ]
     return []

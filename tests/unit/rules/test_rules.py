@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal as D
 
 import pytest
 
-from rules import EvaluationContext, KnownInvoice, Policy, Tolerance, evaluate
+from rules import EvaluationContext, KnownInvoice, Policy, PurchaseOrder, Tolerance, evaluate
 from rules.context import NOT_PROCESSED
 from rules.duplicates import hand_off_key, keeps_its_number
 from rules.identifiers import IdentifierRules
@@ -338,6 +339,15 @@ def test_charge_not_allowed(kind, flagged):
 )
 def test_invoice_date_invalid(dated, flagged):
     assert ("INVOICE_DATE_INVALID" in codes(judge(invoice(invoice_date=dated)))) is flagged
+
+
+def test_a_future_date_reads_alike_whichever_day_it_is_judged():
+    """A clerk's release is matched by what the finding says: with the day it was judged in it
+    ("<= 2026-11-26"), the invoice judged again a day later was held again by the same finding."""
+    doc, snapshot = invoice(invoice_date="2026-12-10"), PurchaseOrder.model_validate(po())
+    said = [evaluate(doc, snapshot, EvaluationContext(now=datetime(2026, 11, day, 12, tzinfo=UTC))).reasons
+            for day in (25, 26)]
+    assert said[0] == said[1] and [r.code for r in said[0]] == ["INVOICE_DATE_INVALID"]
 
 
 def test_every_finding_is_reported_and_the_strongest_status_wins():
