@@ -24,7 +24,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -96,6 +96,7 @@ def _to_the_microsecond(element: InTimeOrder, compiler: SQLCompiler, **kw: Any) 
 
 
 _UPDATED_AT = InTimeOrder(table.c.updated_at)
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
 WINDOW_CHUNK = 1000  # ids in one IN list of the window's read (SQL Server takes 2,100 parameters)
 
 
@@ -187,7 +188,7 @@ class PollingMarketplaceSource(MarketplaceSource):
         capped = _not_past(watermark, present)
         backlog, watermark = full and capped == watermark, capped
         if watermark is not None:
-            horizon = (watermark[0] - self.lookback).isoformat()
+            horizon = _before(watermark[0], self.lookback).isoformat()
             # A row without a time is remembered while it is still read, not by a time: marked with
             # the watermark's, it was dead-lettered again whenever the watermark moved. It sorts after
             # every time, so a full page did not reach it: it is forgotten only once a page has.
@@ -306,7 +307,7 @@ class PollingMarketplaceSource(MarketplaceSource):
             return [(true(), True)]
         since, invoice_id = watermark
         newer = or_(_UPDATED_AT > since, and_(_UPDATED_AT == since, table.c.invoice_id > invoice_id))
-        window = and_(_UPDATED_AT >= since - self.lookback, ~newer)
+        window = and_(_UPDATED_AT >= _before(since, self.lookback), ~newer)
         return [(newer, True), (window, False)] if whole_window else [(newer, True)]
 
 
@@ -345,6 +346,13 @@ def _page_end(keys: list[tuple[datetime | None, Any]]) -> Watermark | None:
         return None
     latest = max(at for at, _ in timed)
     return [key for key in timed if key[0] == latest][-1]
+
+
+def _before(moment: datetime, lookback: timedelta) -> datetime:
+    """The start of the look-back window, at the first moment a datetime holds: rows stamped
+    0001-01-01 (.NET's DateTime.MinValue, from a legacy import) made every poll an OverflowError,
+    and no invoice was read again."""
+    return moment - lookback if moment - _EARLIEST > lookback else _EARLIEST
 
 
 def _not_past(watermark: Watermark | None, present: datetime) -> Watermark | None:

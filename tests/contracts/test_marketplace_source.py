@@ -241,6 +241,19 @@ class MarketplaceSourceContract:
         assert self.polled(source) == [("B", 1)]
         assert self.polled(source_factory()) == []  # after a restart too, and Z only once
 
+    def test_rows_stamped_on_the_first_day_a_date_holds_are_read_and_so_is_the_row_after_them(
+            self, engine, source_factory):
+        """.NET's DateTime.MinValue from a legacy import: the look-back window before it was an
+        OverflowError at every poll, and no invoice after it was read."""
+        first_day = datetime(1, 1, 1, tzinfo=UTC)
+        with engine.begin() as conn:
+            conn.execute(insert(marketplace_invoices), [row(f"OLD-{n}", first_day) for n in range(3)])
+        source = source_factory()
+        assert self.polled(source) == [(f"OLD-{n}", 1) for n in range(3)]
+        with engine.begin() as conn:
+            conn.execute(insert(marketplace_invoices), [row("A", datetime.now(UTC))])
+        assert self.polled(source) == [("A", 1)] and self.polled(source_factory()) == []
+
     @pytest.fixture
     def east_of_utc(self, engine):
         """The engine, its database's local clock 8 hours ahead of UTC."""
