@@ -1,5 +1,5 @@
-"""The dashboard for the e2e tier: the API on the test's pipeline, Debian's headless Chromium, and a
-clerk signed in."""
+"""The dashboard for the e2e tier: the API on the test's pipeline (or on in-memory adapters, for what
+the page makes of the API's answers), Debian's headless Chromium, and a clerk signed in."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from api.server import ThreadedServer
 from devstack.install import CHROMIUM, install_chromium
 from devstack.process import free_port
 from tests.api_fixtures import CLERK, PASSWORD, with_api
+from tests.unit.api.conftest import make_api
 
 BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -20,6 +21,15 @@ BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
 def dashboard(pipeline):
     """The API and its dashboard, polling processscheduler every half second for the live feed."""
     server = ThreadedServer(create_app(with_api(pipeline.settings), live_interval=0.5), port=free_port()).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def dashboard_in_memory():
+    """The API on the unit tests' in-memory adapters (MP-1 to MP-5 seeded) and its dashboard: no
+    pipeline, no stack."""
+    server = ThreadedServer(make_api().client.app, port=free_port()).start()
     yield server
     server.stop()
 

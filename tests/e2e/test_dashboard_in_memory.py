@@ -1,0 +1,34 @@
+"""In the browser, what the dashboard makes of the API's answers, with the API on in-memory adapters:
+no pipeline, no stack."""
+
+from __future__ import annotations
+
+from tests.e2e.browser import sign_in
+
+# Each shows nothing, or only a space, in an invoice number; the API names each so (api/schemas.py).
+SHOWING_NOTHING = ["\u2800",  # the braille blank
+                   "\u3164", "\u115f", "\u1160", "\uffa0",  # Hangul fillers
+                   "\u034f", "\ufe0f", "\u180e", "\u206a", "\ufff9", "\U0001d173", "\u2028", "\u00a0", "\x0b"]
+
+
+def test_a_character_that_shows_nothing_in_an_invoice_number_is_shown_as_its_code_point(dashboard_in_memory, page):
+    """"INV-778" and a braille blank (U+2800) read in the list exactly as the paid INV-778: the page
+    marked only some format characters and the bidi controls."""
+    sign_in(page, dashboard_in_memory)
+    shown = page.evaluate('(characters) => characters.map((c) => el("td", {}, `INV-778${c}`).textContent)',
+                          SHOWING_NOTHING)
+    assert shown == [f"INV-778⟨U+{ord(character):04X}⟩" for character in SHOWING_NOTHING]
+
+
+def test_a_joiner_is_shown_as_its_code_point_where_it_joins_no_letters(dashboard_in_memory, page):
+    """ZWJ and ZWNJ were never marked, as scripts that need them show them joined: "INV-778" and a
+    ZWJ read as INV-778. Between two letters or emoji beyond ASCII they still join, and the blanks
+    HTML shows as a space stay as they are."""
+    sign_in(page, dashboard_in_memory)
+    joined = ["\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645",  # Persian
+              "\u0915\u094d\u200d\u0937",  # Devanagari: a half form
+              "\U0001f469\U0001f3fd\u200d\U0001f4bb",  # an emoji sequence
+              "Line 1\nLine 2\tand a\r\nform feed\f"]
+    expected = {"INV-778\u200d": "INV-778⟨U+200D⟩", "INV\u200c-778": "INV⟨U+200C⟩-778",
+                "\u200d\u0416": "⟨U+200D⟩\u0416", "A\u200dB": "A⟨U+200D⟩B", **{value: value for value in joined}}
+    assert page.evaluate("(values) => values.map(visible)", list(expected)) == list(expected.values())
