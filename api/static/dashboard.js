@@ -9,7 +9,7 @@ const COLORS = getComputedStyle(document.documentElement);
 // `missed` starts true: the first list is read before the stream is open, and a change made between
 // the two never came on it, so the stream's first `open` reads the list again.
 const state = { query: {}, limit: 50, pages: [null], shown: [0], wanted: { pages: [null], shown: [0] }, next: null,
-                listed: 0, asked: 0, total: 0, me: null, open: null, refetch: null, missed: true };
+                listed: 0, asked: 0, clicked: 0, total: 0, me: null, open: null, refetch: null, missed: true };
 const $ = (selector) => document.querySelector(selector);
 
 // Characters that show nothing, or only a space, where a value is read: the ones api/schemas.py's
@@ -298,14 +298,20 @@ function cells(values, mismatch = -1) {
 }
 
 // `refresh`: read again for the live feed, shown only if the clerk still has it open by then.
+// A click is shown only if no other row was clicked since (`state.clicked` counts the clicks):
+// clicked on MP-3, then MP-2, the panel, the row marked and the Release and Send-to-RPA buttons
+// went back to MP-3 when its answer came last.
 async function openInvoice(invoiceId, version, refresh = false) {
+  const click = refresh ? null : ++state.clicked;
+  const overtaken = () => click !== null && click !== state.clicked;
   let invoice;
   try {
     invoice = await api(`/api/invoices/${encodeURIComponent(invoiceId)}?version=${version}`);
   } catch (error) {
-    $("#action-message").textContent = visible(error.message);
+    if (!overtaken()) $("#action-message").textContent = visible(error.message);
     return;
   }
+  if (overtaken()) return;
   const open = state.open;
   if (refresh && !(open && open.invoice_id === invoiceId && open.invoice_version === version)) return;
   state.open = invoice;

@@ -3,6 +3,8 @@ no pipeline, no stack."""
 
 from __future__ import annotations
 
+from playwright.sync_api import expect
+
 from tests.e2e.browser import sign_in
 
 # Each shows nothing, or only a space, in an invoice number; the API names each so (api/schemas.py).
@@ -32,3 +34,21 @@ def test_a_joiner_is_shown_as_its_code_point_where_it_joins_no_letters(dashboard
     expected = {"INV-778\u200d": "INV-778⟨U+200D⟩", "INV\u200c-778": "INV⟨U+200C⟩-778",
                 "\u200d\u0416": "⟨U+200D⟩\u0416", "A\u200dB": "A⟨U+200D⟩B", **{value: value for value in joined}}
     assert page.evaluate("(values) => values.map(visible)", list(expected)) == list(expected.values())
+
+
+def test_the_invoice_clicked_last_is_shown_whichever_answer_comes_last(dashboard_in_memory, page):
+    """A clerk clicked MP-3, then MP-2, and MP-3's answer came last: the panel, the row marked and
+    the Release and Send-to-RPA buttons went back to MP-3 after MP-2 was shown, and a release went
+    for the invoice the clerk had left."""
+    sign_in(page, dashboard_in_memory)
+    slow = []
+    page.route("**/api/invoices/MP-3?*", lambda route: slow.append(route))  # MP-3's answer is held back
+    page.locator('#invoices tr[data-invoice="MP-3"]').click()
+    page.locator('#invoices tr[data-invoice="MP-2"]').click()
+    expect(page.locator("#detail-title")).to_contain_text("MP-2")
+    with page.expect_event("requestfinished", lambda request: "/api/invoices/MP-3" in request.url):
+        slow[0].continue_()
+    page.wait_for_timeout(500)  # the answer read and, before, shown
+    expect(page.locator("#detail-title")).to_contain_text("MP-2")
+    expect(page.locator("#detail-status")).to_have_text("bad_invoice")
+    expect(page.locator("#invoices tr.selected")).to_have_attribute("data-invoice", "MP-2")
