@@ -420,7 +420,12 @@ function setUpActions() {
     await command(`/api/invoices/${encodeURIComponent(invoice.invoice_id)}/send-to-rpa`,
                   { invoice_version: invoice.invoice_version }, "Sent:");
   });
-  $("#detail-close").addEventListener("click", () => { $("#detail").hidden = true; state.open = null; });
+  // Closing overtakes a click whose answer has not come: it opened the panel again after the close.
+  $("#detail-close").addEventListener("click", () => {
+    $("#detail").hidden = true;
+    state.open = null;
+    state.clicked++;
+  });
 }
 
 function setUpFilters(reasonCodes, statuses) {

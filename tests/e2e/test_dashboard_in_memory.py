@@ -52,3 +52,17 @@ def test_the_invoice_clicked_last_is_shown_whichever_answer_comes_last(dashboard
     expect(page.locator("#detail-title")).to_contain_text("MP-2")
     expect(page.locator("#detail-status")).to_have_text("bad_invoice")
     expect(page.locator("#invoices tr.selected")).to_have_attribute("data-invoice", "MP-2")
+
+
+def test_a_panel_closed_before_its_answer_came_stays_closed(dashboard_in_memory, page):
+    sign_in(page, dashboard_in_memory)
+    slow = []
+    page.route("**/api/invoices/MP-2?*", lambda route: slow.append(route))
+    page.locator('#invoices tr[data-invoice="MP-3"]').click()
+    expect(page.locator("#detail-title")).to_contain_text("MP-3")
+    page.evaluate("() => { openInvoice('MP-2', 1); }")  # a row the panel leaves in sight, clicked; not awaited
+    page.locator("#detail-close").click()
+    with page.expect_event("requestfinished", lambda request: "/api/invoices/MP-2" in request.url):
+        slow[0].continue_()
+    page.wait_for_timeout(500)  # the answer read and, before, shown
+    expect(page.locator("#detail")).to_be_hidden()
