@@ -555,8 +555,9 @@ def recheck_held(
     holds the PO, if one does); one that does not stays held with its new reasons, which, while an
     invoice of the PO is at the RPA bot, are found when the bot's completion comes in. One whose
     findings are as they were (the change touched nothing they read, as when the bot enters
-    another invoice of the PO) stays as it was: no verdict again in its history, and the holds AP
-    released stay released. The same change again changes nothing.
+    another invoice of the PO), by these rules or the ones before, stays as it was: no verdict
+    again in its history, and the holds AP released stay released. The same change again changes
+    nothing.
 
     `covered`: the changes of the PO before this one in the same batch, which this judgement, on
     the one snapshot read for the batch, stands for. It judges when any of them is new: one
@@ -640,13 +641,15 @@ def judge_again_when_freed(update: _Update, left: InvoiceRecord) -> None:
 
 
 def _judged_alike(record: InvoiceRecord, verdict: Verdict) -> bool:
-    """Whether `verdict` tells AP what the record's verdict told: the same findings, expected and
-    actual values and all, by the same rules (and so the same status, and no payload: a held
-    verdict has none). The snapshot may have moved where no finding reads it (the bot entered
-    another invoice of the PO), and so may what else the rules saw; the verdict kept explains its
-    findings as well."""
+    """Whether `verdict` tells AP what the record's verdict told: the same status and findings,
+    expected and actual values and all (and no payload: a held verdict has none). The snapshot may
+    have moved where no finding reads it (the bot entered another invoice of the PO), and so may
+    what else the rules saw; the verdict kept explains its findings as well. So may the rules: newer
+    rules deployed, or a tolerance edited (the rules version carries its digest), that find what the
+    kept verdict found leave it standing, and the holds AP released stay released (told anew, after
+    an upgrade, the price hold a clerk had released was a hold again)."""
     assert record.verdict is not None, "a record rechecked_on_po_change lists has its verdict"
-    said = {"reasons", "rules_version"}
+    said = {"status", "reasons"}
     return verdict.model_dump(include=said) == record.verdict.model_dump(include=said)
 
 

@@ -1425,9 +1425,27 @@ def test_a_change_that_leaves_the_judgement_as_it_was_tells_nothing_again_and_ke
     assert again.emitted == []
     assert again.ledger == ledger.model_copy(update={"changes_seen": ["sampro:PO-1:1"]})
     assert again.ledger.records["A@v1"].released_holds == ["PRICE_MISMATCH:1:unit_price"]
-    other_rules = TwoHoldsJudge()
-    other_rules.rules_version = "test+tol"
-    assert [v.rules_version for v in recheck_held(ledger, changed(), other_rules, "automatic").emitted] == ["test+tol"]
+
+
+def test_a_change_judged_by_newer_rules_with_the_findings_as_they_were_keeps_what_ap_released():
+    """A deployment of newer rules (or an edit of a tolerance: the rules version carries their
+    digest), then a receipt on another PO line: the invoice, judged with the very same findings, got
+    a new verdict, the price hold the clerk had released was a hold again, and the release of the
+    other hold left it in manual review."""
+    judge = TwoHoldsJudge()
+    ledger = release_invoice(held(judge, "A"), release(["PRICE_MISMATCH:1:unit_price"]), judge, "automatic").ledger
+    upgraded = TwoHoldsJudge()
+    upgraded.rules_version = "next+tol"
+    again = recheck_held(ledger, changed(), upgraded, "automatic")
+    assert again.emitted == []
+    assert again.ledger.records["A@v1"].released_holds == ["PRICE_MISMATCH:1:unit_price"]
+    tax = release(["TAX_MISMATCH::tax_amount"], command_id="r2", reason_code="TAX_CONFIRMED")
+    assert statuses(release_invoice(again.ledger, tax, upgraded, "automatic").emitted) == [
+        ("A", "released"), ("A", "rpa_request"), ("A", "sent_to_rpa")]
+    # Findings that read otherwise under the newer rules are a new judgement: holds anew.
+    stricter = TwoHoldsJudge(price="15.25")
+    stricter.rules_version = "next+tol"
+    assert recheck_held(ledger, changed(), stricter, "automatic").ledger.records["A@v1"].released_holds == []
 
 
 def test_while_the_po_is_at_the_bot_a_change_that_does_not_clear_leaves_the_invoice_in_aps_queue():
