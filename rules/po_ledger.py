@@ -147,6 +147,17 @@ class InvoiceRecord(BaseModel):
             self.last_change = self.last_change.model_copy(update={"rpa_payload": None})
         return self
 
+    @model_validator(mode="after")
+    def _counted_as_its_verdict_says(self) -> InvoiceRecord:
+        # A record stored before `counted_in_flight` was kept says so by its verdict's audit: read as
+        # not counted, a held invoice judged with the quantities of one at the bot stayed held for
+        # them after an upgrade, when the bot failed that one. Judged again for nothing, it is as it was.
+        if "counted_in_flight" not in self.model_fields_set and self.verdict is not None:
+            audit = self.verdict.audit
+            self.counted_in_flight = (self.verdict.status is not VerdictStatus.READY_TO_PROCESS
+                                      and audit is not None and bool(audit.in_flight))
+        return self
+
     @property
     def key(self) -> str:
         return record_key(self.submission.invoice_id, self.submission.version)

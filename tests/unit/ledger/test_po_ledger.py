@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -1178,6 +1179,37 @@ def test_a_held_invoice_judged_with_a_ready_ones_quantities_in_flight_is_judged_
     (again,) = [m for m in outcome.emitted if isinstance(m, Verdict) and m.invoice_id == "H"]
     assert again.status is VerdictStatus.READY_TO_PROCESS and again.judged_after.startswith("po-freed-by:A:v1:")
     assert outcome.ledger.holding[0] == "H@v1" and not outcome.ledger.records["H@v1"].counted_in_flight
+
+
+class AuditedInFlightJudge(InFlightJudge):
+    """Its verdicts keep in their audit the quantities they counted in flight, as the rules' do."""
+
+    def decide(self, submission: InvoiceSubmitted, in_flight: dict[str, Decimal]) -> Verdict:
+        verdict = super().decide(submission, in_flight)
+        return verdict.model_copy(update={"audit": VerdictAudit(invoice=submission.document, in_flight=in_flight)})
+
+
+def test_a_held_invoice_in_a_record_stored_before_it_was_marked_counted_is_judged_again_when_the_bot_fails():
+    """A record a release before stored has no `counted_in_flight`, read as not counted: after the
+    upgrade, H, held for A's quantity at the bot ("3 invoiced but only 2 still open"), stayed held
+    so when the bot failed A. Its verdict's audit says what it counted in flight."""
+    judge = AuditedInFlightJudge(held=frozenset({"P"}))
+    approved = DispatchApproved(command_id="d1", invoice_id="A", invoice_version=1, po_number="PO-1", user="bo",
+                                issued_at=AT)
+    ledger, _ = run(held(PricingJudge(), "H"),
+                    lambda ledger: submit_invoice(ledger, submission("P", expect="manual_review"), judge, "approval"),
+                    lambda ledger: submit_invoice(ledger, submission("A"), judge, "approval"),
+                    lambda ledger: recheck_held(ledger, changed(), judge, "approval"),
+                    lambda ledger: approve_dispatch(ledger, approved, judge, "approval"))
+    stored = json.loads(ledger.model_dump_json())
+    for record in stored["records"].values():
+        del record["counted_in_flight"]  # the shape of a record stored before it was kept
+    before = PurchaseOrderLedger.model_validate(stored)
+    assert before.records["A@v1"].status is InvoiceStatus.SENT_TO_RPA
+    assert [key for key, record in before.records.items() if record.counted_in_flight] == ["H@v1"]
+    failed = complete_rpa(before, completion("A", ok=False), judge, "approval")
+    (again,) = [m for m in failed.emitted if isinstance(m, Verdict) and m.invoice_id == "H"]
+    assert again.status is VerdictStatus.READY_TO_PROCESS and again.judged_after.startswith("po-freed-by:A:v1:")
 
 
 def test_a_held_invoice_judged_with_nothing_in_flight_is_not_judged_again_when_the_bot_fails_another(judge):
