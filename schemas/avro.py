@@ -18,8 +18,12 @@ name after.
 
 A field's default becomes its Avro default (`[]`, `{}`, `null`, the value), so a reader of a newer
 schema reads records written before the field was added. The schemas released before are kept
-under `schemas/released/<rules version>/`; `tests/unit/schemas` checks that each generated schema
-still reads what they wrote (BACKWARD compatibility), and the codec reads their data.
+under `schemas/released/<version>/`, and those builds between releases wrote under
+`<rules version>+<commit>/`: a model's change releases its schema in a new folder, never by an
+edit of a released file (its records were dead-lettered after the upgrade, 'unknown schema
+fingerprint'). `tests/unit/schemas` checks that every current schema is released, that no
+released one changed, that each generated schema still reads what they wrote (BACKWARD
+compatibility), and that the codec reads their data.
 """
 
 from __future__ import annotations
