@@ -187,6 +187,8 @@ def start_connect(home: Path, bootstrap: str, port: int, timeout: float = 120) -
         "offset.flush.interval.ms": 1000,
         "plugin.path": debezium_plugins(),
         "plugin.discovery": "hybrid_warn",
+        # The capture's producer.override.* (a record over 1 MiB): Kafka's default since 3.0, said.
+        "connector.client.config.override.policy": "All",
     })
     pid = spawn(_java("768m", "org.apache.kafka.connect.cli.ConnectStandalone", str(config)), log)
     url = f"http://127.0.0.1:{port}"

@@ -60,6 +60,13 @@ class MarketplaceCapture:
             "value.converter": "org.apache.kafka.connect.json.JsonConverter",
             "value.converter.schemas.enable": "false",
             **wal_heartbeat(self.heartbeat_ms),
+            # Kafka's producer refuses a record over 1 MiB before it compresses it (max.request.size):
+            # an upload of 4,000 lines (1.09 MB as Connect writes it, which the worker reads) failed the
+            # task at every restart, intake stopped for every vendor and the slot kept the WAL. Up to
+            # 16 MB as the worker's own producer sends, zstd-compressed under the topic's limit; what
+            # is larger still reaches the worker's decoder, which dead-letters it, where it fits.
+            "producer.override.max.request.size": str(16_000_000),
+            "producer.override.compression.type": "zstd",
             # Each transform on the table's records only: a heartbeat has no PO number to key by,
             # and goes to its own topic as it is.
             "predicates": "table",

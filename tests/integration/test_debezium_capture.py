@@ -12,6 +12,7 @@ from sqlalchemy import create_engine, delete, insert, update
 
 from connectors.debezium import MarketplaceCapture, decode_marketplace_record, register_connector
 from connectors.debezium.config import remove_capture
+from connectors.debezium.decoder import MarketplaceRecordError
 from connectors.marketplace_table import marketplace_invoices
 from rules import PurchaseOrder, evaluate
 from rules.lifecycle import InvoiceSubmitted, InvoiceWithdrawn
@@ -81,6 +82,25 @@ def test_insert_update_delete_become_canonical_events_keyed_by_po(capture, kafka
     assert isinstance(edited, InvoiceSubmitted) and edited.version == 2 and edited.document["extra_charges"] == []
     assert isinstance(deleted, InvoiceWithdrawn)
     assert (deleted.invoice_id, deleted.po_number, deleted.version) == (invoice_id, po_number, 2)
+
+
+def test_an_upload_over_a_mebibyte_as_connect_writes_it_reaches_the_topic(capture, kafka_bootstrap, marketplace_db_url,
+                                                                          unique_name):
+    """Kafka's producer refused a record over 1 MiB before compressing it: the task failed at every
+    restart on the same row, and no vendor's invoice was captured after it."""
+    invoice_id, po_number = f"MP-{unique_name}", f"PO-{unique_name}"
+    lines = [{**LINES[0], "line_no": n, "description": f"Compressor {n} " + "x" * 1_100} for n in range(1, 1_001)]
+    engine = create_engine(marketplace_db_url)
+    with engine.begin() as conn:
+        conn.execute(insert(marketplace_invoices).values(
+            invoice_id=invoice_id, version=1, vendor_id="V100", invoice_number="INV-1", po_number=po_number,
+            invoice_date=date(2026, 11, 20), currency="USD", lines=lines, tax_amount=Decimal(0), extra_charges=[],
+            total_amount=Decimal("31000.00")))
+    engine.dispose()
+    (message,) = read_events(kafka_bootstrap, capture.topic, invoice_id, 1)
+    assert len(message.value()) > 1_048_576 and message.key() == po_number.encode()
+    with pytest.raises(MarketplaceRecordError, match="at most 1,088,000"):  # the worker dead-letters it, named
+        decode_marketplace_record(message.value())
 
 
 def test_a_table_that_keeps_only_keys_for_deletions_is_named_before_the_capture_starts(marketplace_db_url,

@@ -132,6 +132,9 @@ def test_connector_config_keys_the_topic_by_po_and_keeps_deletes():
     assert (config["database.port"], config["database.dbname"], config["database.user"]) == ("5433", "marketplace", "u")
     assert config["transforms.route.replacement"] == "marketplace.invoices"
     assert config["snapshot.mode"] == "when_needed"  # a lost slot snapshots again, not streams on past a gap
+    # An upload over Kafka's 1 MiB default, compressed under the topic's limit: not a task failed for good.
+    assert (config["producer.override.max.request.size"], config["producer.override.compression.type"]) == (
+        "16000000", "zstd")
 
 
 def test_the_capture_is_named_after_the_pipeline_and_the_default_keeps_the_names_registered_before():
