@@ -51,7 +51,8 @@ def topic_config(settings: Settings, spec: TopicSpec) -> dict[str, str]:
     # default of one, the leader alone acknowledged it, and losing that broker lost verdicts and
     # ledgers whose input offsets were committed. (With two replicas, two in sync would stop every
     # commit while one broker restarts.)
-    durable = {"min.insync.replicas": "2"} if settings.topic_replication_factor >= 3 else {}
+    # Unset, the brokers' defaults of both apply.
+    durable = {"min.insync.replicas": "2"} if (settings.topic_replication_factor or 0) >= 3 else {}
     if not spec.audit:  # the latest ledger of each PO is all a restore needs
         return {"cleanup.policy": "compact", **durable}
     return {"cleanup.policy": "delete", "retention.ms": str(settings.audit_retention_days * DAY_MS), **durable}
@@ -72,7 +73,7 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
             NewTopic(
                 spec.name,
                 num_partitions=settings.topic_partitions,
-                replication_factor=settings.topic_replication_factor,
+                replication_factor=settings.topic_replication_factor or -1,  # -1: the brokers' default
                 config=topic_config(settings, spec),
             )
             for spec in wanted
@@ -128,6 +129,9 @@ def _until_the_brokers_know(settings: Settings, admin: AdminClient, names: list[
 
 def _what_to_change(settings: Settings, error: KafkaError) -> str:
     if error.code() == KafkaError.INVALID_REPLICATION_FACTOR:
+        if settings.topic_replication_factor is None:
+            return (f"the brokers' default.replication.factor is more than the cluster has brokers: set "
+                    f"{PREFIX}TOPIC_REPLICATION_FACTOR to no more")
         return (f"set {PREFIX}TOPIC_REPLICATION_FACTOR={settings.topic_replication_factor} to no more replicas "
                 "than the cluster has brokers")
     if error.code() == KafkaError.INVALID_PARTITIONS:

@@ -129,7 +129,8 @@ def test_replicated_topics_commit_once_two_replicas_have_a_batch():
     losing it lost committed verdicts and ledgers. (One broker here: the configuration is checked.)"""
     from streams.topics import pipeline_topics, topic_config
 
-    for replicas, wanted in ((1, None), (2, None), (3, "2"), (5, "2")):  # two of two: no broker may restart
+    # Two of two: no broker may restart. Unset: the brokers' defaults of both.
+    for replicas, wanted in ((None, None), (1, None), (2, None), (3, "2"), (5, "2")):
         settings = Settings(topic_replication_factor=replicas, _env_file=None)
         assert {topic_config(settings, spec).get("min.insync.replicas") for spec in pipeline_topics(settings)} == {
             wanted}
