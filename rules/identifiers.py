@@ -19,27 +19,30 @@ _NOT_LETTER_OR_DIGIT = re.compile(r"[\W_]+")
 _LEADING_ZEROS = re.compile(r"(?<!\d)0+(?=\d)")
 # Letters and marks, as Unicode files them, that show nothing: the Hangul fillers, the combining
 # grapheme joiner, Khmer's inherent vowels, the Mongolian and other variation selectors; and the
-# braille blank, which shows a space. Kept, a resend of an entered INV-4 as `INV-4\u3164` (a cent
-# more freight) was ready for the RPA bot, and paid twice; with the same total a possible duplicate
-# a clerk may release. (Format characters, Cf, go by their category below.)
+# spaces other than the space, and the braille blank, each of which shows one. Kept, a resend of an
+# entered INV-4 as `INV-4\u3164` (a cent more freight) was ready for the RPA bot, and paid twice;
+# with the same total a possible duplicate a clerk may release. (Format characters, Cf, go by their
+# category.)
 _UNSEEN: dict[int, str | None] = {
     ord(c): None for c in "\u034f\u115f\u1160\u17b4\u17b5\u180b\u180c\u180d\u180f\u3164\uffa0"}
 _UNSEEN |= {selector: None for selector in [*range(0xFE00, 0xFE10), *range(0xE0100, 0xE01F0)]}
-_UNSEEN[0x2800] = " "
+_UNSEEN |= {ord(c): " " for c in "\u00a0\u1680\u202f\u205f\u2800\u3000"} | {c: " " for c in range(0x2000, 0x200B)}
 
 
 @lru_cache(maxsize=65536)  # vendors and part numbers recur on every invoice; bounded against a flood of new ones
 def identifier_key(text: str, fold_case: bool = True) -> str:
-    """Trimmed, NFC-composed, without format characters or others that show nothing (`_UNSEEN`),
-    and (unless told otherwise) case-folded: what two identifiers are compared by. A soft hyphen, a
-    zero-width mark or an LRM shows nothing, and `INV-\u200c778` is INV-778 to whoever reads it:
+    """Without format characters or others that show nothing (`_UNSEEN`), NFC-composed, trimmed
+    and (unless told otherwise) case-folded: what two identifiers are compared by. A soft hyphen,
+    a zero-width mark or an LRM shows nothing, and `INV-\u200c778` is INV-778 to whoever reads it:
     kept, a resend of an entered invoice with one was a possible duplicate a clerk may release, not
-    a duplicate. (Bidi controls that reorder are refused outright: `rules.limits.reordering_character`.)"""
-    composed = unicodedata.normalize("NFC", text.strip())
-    if not composed.isascii():
-        composed = composed.translate(_UNSEEN).strip()
-    if not composed.isprintable():
-        composed = "".join(c for c in composed if unicodedata.category(c) != "Cf").strip()
+    a duplicate. Taken out before composing: between two accents, a grapheme joiner taken out after
+    left them in another order than NFC's, and `INV-A\u0308\u034f\u0323` was not `INV-A\u0323\u0308`.
+    (Bidi controls that reorder are refused outright: `rules.limits.reordering_character`.)"""
+    if not text.isascii():
+        text = text.translate(_UNSEEN)
+        if not text.isprintable():
+            text = "".join(c for c in text if unicodedata.category(c) != "Cf")
+    composed = unicodedata.normalize("NFC", text).strip()
     return composed.casefold() if fold_case else composed
 
 
