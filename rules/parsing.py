@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from rules.identifiers import identifier_key
 from rules.limits import Limits, control_character, decimal_problem, plainly_storable, reordering_character
 from rules.models import Finding, Invoice, Severity, trusted
 from rules.money import iso_minor_unit
@@ -62,12 +63,18 @@ def _invalid(field: str, actual: Any, message: str, line_no: int | None = None) 
 IDENTIFIERS = ("invoice_id", "vendor_id", "invoice_number", "po_number", "currency")
 
 
+def _blank(text: str) -> bool:
+    """Nothing but characters that show nothing, as identifiers are compared (a Hangul filler
+    alone went to the bot as the vendor's invoice number, beside every other number of fillers)."""
+    return not text.strip() or (not text.isascii() and not identifier_key(text))
+
+
 def _business_contract(invoice: Invoice, limits: Limits) -> list[Finding]:
     """What the types allow but the contract does not: nothing is invoiced for free or backwards,
     nothing is named by blanks (a number of spaces went to the bot as an empty invoice number,
     which no duplicate check can compare), and no line comes to more than Sampro keeps."""
     problems = [_invalid(name, getattr(invoice, name), f"{name} is blank.")
-                for name in IDENTIFIERS if not getattr(invoice, name).strip()]
+                for name in IDENTIFIERS if _blank(getattr(invoice, name))]
     numbered: set[int] = set()
     for index, line in enumerate(invoice.lines, start=1):
         # A hold and a payload line name an invoice line by its number: two lines numbered 1 showed
@@ -77,7 +84,7 @@ def _business_contract(invoice: Invoice, limits: Limits) -> list[Finding]:
                                      f"Line {line.line_no}: " + ("line numbers start at 1." if line.line_no < 1
                                                                  else "another line has this number.")))
         numbered.add(line.line_no)
-        if not line.part_number.strip():
+        if _blank(line.part_number):
             problems.append(_invalid(f"lines[{index}].part_number", line.part_number,
                                      f"Line {line.line_no}: part number is blank.", line.line_no))
         # Each fits numeric(18, 4); their product, 28 digits and more, overflowed the rules' arithmetic.
@@ -99,7 +106,7 @@ def _business_contract(invoice: Invoice, limits: Limits) -> list[Finding]:
     if invoice.currency.strip():  # a blank one is named above
         problems += _in_the_currencys_units(invoice)
     for index, charge in enumerate(invoice.extra_charges, start=1):
-        if not charge.kind.strip():
+        if _blank(charge.kind):
             problems.append(_invalid(f"extra_charges[{index}].kind", charge.kind, "A charge's kind is blank."))
         if charge.amount < 0:
             problems.append(

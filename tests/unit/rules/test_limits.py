@@ -75,6 +75,30 @@ def test_letters_and_marks_that_show_nothing_leave_an_invoice_number_as_it_was(u
         ["POSSIBLE_DUPLICATE"] if unseen == "\u2800" else ["DUPLICATE_INVOICE"])  # a blank, read as a space
 
 
+@pytest.mark.parametrize("space", ["\u00a0", "\u2009", "\u3000", "\u2800"])
+def test_a_space_of_another_kind_is_a_space(space):
+    """INV\u00a0778 reads as INV 778: a resend so spelt was a possible duplicate a clerk may release."""
+    entered = KnownInvoice("S-1", "V100", "INV 778", "entered", Decimal("57.24"))
+    assert codes(judge(invoice(invoice_number=f"INV{space}778"), history=(entered,))) == ["DUPLICATE_INVOICE"]
+
+
+def test_a_grapheme_joiner_between_accents_leaves_them_in_the_order_nfc_gives():
+    """Taken out after composing, the joiner left the accents in another order: the same letter on
+    the screen, and no duplicate."""
+    entered = KnownInvoice("S-1", "V100", "INV-A\u0323\u0308", "entered", Decimal("57.24"))
+    resend = invoice(invoice_number="INV-A\u0308\u034f\u0323")
+    assert codes(judge(resend, history=(entered,))) == ["DUPLICATE_INVOICE"]
+
+
+@pytest.mark.parametrize(("field", "value"), [("invoice_number", "\u3164"), ("invoice_number", "\u2800\ufe0f"),
+                                              ("vendor_id", "\u115f")])
+def test_an_identifier_of_characters_that_show_nothing_is_blank(field, value):
+    """A Hangul filler alone went to the bot as the vendor's invoice number, which every other number
+    of such characters shared."""
+    verdict = judge(invoice(**{field: value}))
+    assert codes(verdict) == ["INVALID_INVOICE"] and verdict.reasons[0].message == f"{field} is blank."
+
+
 def test_a_description_may_hold_a_zero_width_joiner_as_scripts_that_need_one_do():
     ok = invoice(lines=[{**LINE, "description": "\u0915\u094d\u200d\u0937 filter"}, invoice()["lines"][1]])
     assert "INVALID_INVOICE" not in codes(judge(ok))
