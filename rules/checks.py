@@ -250,9 +250,23 @@ def invoice_date_invalid(case: Case) -> list[Finding]:
     # finding names no day of its judging: a clerk's release of it is matched by what it says, and
     # with "<= 2026-11-26" in it, judged again the next day it read otherwise and was held again.
     if dated > today + timedelta(days=1):
-        return [
-            finding("INVOICE_DATE_INVALID", WARNING,
-                    f"Invoice dated {dated}, in the future (UTC, a day ahead east of it).",
-                    field="invoice_date", expected="not after tomorrow", actual=dated)
-        ]
+        return [finding("INVOICE_DATE_INVALID", WARNING, _dated_in_the_future(dated), field="invoice_date",
+                        expected=NOT_AFTER_TOMORROW, actual=dated)]
     return []
+
+
+NOT_AFTER_TOMORROW = "not after tomorrow"
+
+
+def _dated_in_the_future(dated: object) -> str:
+    return f"Invoice dated {dated}, in the future (UTC, a day ahead east of it)."
+
+
+def as_found_now(finding: Finding) -> Finding:
+    """A finding as these rules word it. A future date named the day of its judging before rules
+    2026.12.12 ("<= 2026-11-26"): compared as it was, the first Sampro change after the upgrade
+    judged every such held invoice anew and took back the holds AP had released on it."""
+    if finding.code == "INVOICE_DATE_INVALID" and (finding.expected or "").startswith("<= "):
+        return finding.model_copy(update={"expected": NOT_AFTER_TOMORROW,
+                                          "message": _dated_in_the_future(finding.actual)})
+    return finding

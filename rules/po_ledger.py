@@ -19,6 +19,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from rules.checks import as_found_now
 from rules.errors import DataError, RefusedEdit, Unavailable
 from rules.holds import RPA_FAILURE, holds_of
 from rules.lifecycle import (
@@ -274,6 +275,7 @@ def withdrawn_at_bot(invoice_id: str, version: int) -> str:
 
 def _reads_otherwise(released: Finding, now: Finding) -> bool:
     """Whether a released hold's finding compares other values now than when it was released."""
+    released = as_found_now(released)
     return (released.expected, released.actual) != (now.expected, now.actual)
 
 
@@ -660,8 +662,9 @@ def _judged_alike(record: InvoiceRecord, verdict: Verdict) -> bool:
     kept verdict found leave it standing, and the holds AP released stay released (told anew, after
     an upgrade, the price hold a clerk had released was a hold again)."""
     assert record.verdict is not None, "a record rechecked_on_po_change lists has its verdict"
-    said = {"status", "reasons"}
-    return verdict.model_dump(include=said) == record.verdict.model_dump(include=said)
+    kept = record.verdict
+    return verdict.status == kept.status and ([reason.model_dump() for reason in verdict.reasons]
+                                              == [as_found_now(reason).model_dump() for reason in kept.reasons])
 
 
 def may_free(ledger: PurchaseOrderLedger | None, work: object) -> bool:

@@ -1480,6 +1480,40 @@ def test_a_change_judged_by_newer_rules_with_the_findings_as_they_were_keeps_wha
     assert recheck_held(ledger, changed(), stricter, "automatic").ledger.records["A@v1"].released_holds == []
 
 
+class FutureDateJudge(TwoHoldsJudge):
+    """PRICE_MISMATCH on line 1 and a future date, the latter worded as the rules of `wording` did."""
+
+    WORDING = {"2026.12.11": ("<= 2026-11-26", "Invoice dated 2026-12-05, in the future (today is 2026-11-25, "
+                                               "2026-11-26 east of UTC)."),
+               "2026.12.12": ("not after tomorrow", "Invoice dated 2026-12-05, in the future (UTC, a day ahead "
+                                                    "east of it).")}
+
+    def __init__(self, wording: str) -> None:
+        super().__init__()
+        self.rules_version = wording
+        self.expected, self.message = self.WORDING[wording]
+
+    def decide(self, submission: InvoiceSubmitted, in_flight: dict[str, Decimal]) -> Verdict:
+        verdict = super().decide(submission, in_flight)
+        dated = Finding(code="INVOICE_DATE_INVALID", severity=Severity.WARNING, field="invoice_date",
+                        expected=self.expected, actual="2026-12-05", message=self.message)
+        return verdict.model_copy(update={"reasons": [verdict.reasons[0], dated]})
+
+
+def test_a_future_date_held_under_the_rules_that_named_the_day_reads_alike_under_these():
+    """Rules 2026.12.12 stopped naming the day of the judging in a future date's finding: compared
+    as worded before, the first Sampro change after the upgrade judged the invoice anew and took back
+    the price hold the clerk had released, and the date's release read otherwise at hand-over."""
+    before = FutureDateJudge("2026.12.11")
+    ledger = release_invoice(held(before, "A"), release(["PRICE_MISMATCH:1:unit_price"]), before, "automatic").ledger
+    now = FutureDateJudge("2026.12.12")
+    again = recheck_held(ledger, changed(), now, "automatic")
+    assert again.emitted == [] and again.ledger.records["A@v1"].released_holds == ["PRICE_MISMATCH:1:unit_price"]
+    dated = release(["INVOICE_DATE_INVALID::invoice_date"], command_id="r2", reason_code=None)
+    assert statuses(release_invoice(again.ledger, dated, now, "automatic").emitted) == [
+        ("A", "released"), ("A", "rpa_request"), ("A", "sent_to_rpa")]
+
+
 def test_while_the_po_is_at_the_bot_a_change_that_does_not_clear_leaves_the_invoice_in_aps_queue():
     judge = PricingJudge()
     ledger = submit_invoice(held(judge, "B"), submission("A"), judge, "automatic").ledger  # A at the bot
