@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from datetime import UTC, date, datetime, timedelta
@@ -361,7 +362,26 @@ class SqlSchedulerContract(ProcessSchedulerContract):
             thread.join(60)
         assert failures == []
         with engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0015"]
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0016"]
+
+    def test_rows_keyed_before_rules_2026_12_12_are_found_by_the_keys_of_these_rules(self, engine):
+        """Keyed with the Hangul filler the rules compare without since 2026.12.12, MP-4 (entered) was
+        found by no key a resend of INV-4 asked for, and its number at the RPA bot was free."""
+        upgrade(engine, "0015")
+        with engine.begin() as conn:  # as 0015's rules keyed it: the filler kept
+            conn.execute(text("INSERT INTO processscheduler (invoice_id, invoice_version, vendor_id, invoice_number, "
+                              "status, vendor_key, number_key, loose_number_key, total_amount, invoice_date, "
+                              "created_at, updated_at) VALUES ('MP-4', 1, 'V100', :number, 'entered', 'v100', "
+                              ":key, :loose, 57.25, '2026-11-03', :at, :at)"),
+                         {"number": "INV-4\u3164", "key": "inv-4\u3164", "loose": "inv4\u1160", "at": AT})
+            old = hashlib.sha256("v100\x00inv-4\u3164".encode()).hexdigest()
+            conn.execute(text("INSERT INTO rpa_invoice_numbers VALUES (:key, 'MP-4', 1, :at)"), {"key": old, "at": AT})
+        upgrade(engine)
+        scheduler = SqlProcessScheduler(engine)
+        found = scheduler.decided_invoices(lookups({"vendor_id": "V100", "invoice_number": "INV-4"}))
+        assert [known.invoice_id for known in found] == ["MP-4"]
+        new = hashlib.sha256(b"v100\x00inv-4").hexdigest()
+        assert scheduler.claim_numbers([NumberClaim(new, "MP-6", 1)]) == [("MP-4", 1)]
 
     def test_versions_handed_over_before_revision_0010_hold_their_invoice_from_the_migration(self, engine):
         upgrade(engine, "0009")
