@@ -82,6 +82,19 @@ class PurchaseOrderReaderContract:
                     else "sampro:S-6" if "ä1" in number.lower() else "sampro:S-8")
         assert [k.invoice_id for k in found] == [expected]
 
+    @pytest.mark.parametrize(("vendor", "number", "expected"), [
+        ("V100", "INV-1\u3164", "sampro:S-1"), ("V100", "INV-\u00ad1", "sampro:S-1"),
+        ("V100", "INV\u200b-1", "sampro:S-1"), ("V100\ufe0f", "inv-1\u034f", "sampro:S-1"),
+        ("V100", "inv-a\u0308\u00ad1", "sampro:S-6"), (" Acme-Co\u2060", "Inv-778\u3164", "sampro:S-7")])
+    def test_entered_invoices_are_found_by_a_resend_with_characters_that_show_nothing(self, reader, vendor, number,
+                                                                                      expected):
+        """A resend of INV-1, keyed into Sampro by hand, as `INV-1` and a Hangul filler, a soft hyphen
+        or a zero-width space (a cent more freight, so not by its total) was the same invoice to the
+        rules, but the SQL readers asked Sampro for its number as sent: not found, it was ready for
+        the RPA bot and paid twice. A decomposed `ä` is found as keyed in, composed."""
+        found = reader.entered_invoices(asked({"vendor_id": vendor, "invoice_number": number,
+                                               "total_amount": "10.01"}))
+        assert [k.invoice_id for k in found] == [expected]
 
     def test_an_entered_invoice_of_the_same_total_is_found_only_dated_within_the_duplicate_window(self, reader):
         """Asked from all time, each invoice of a flat-fee vendor (a courier, a rental: the same total
