@@ -52,6 +52,11 @@ CACHED_RECORDS = 10_000
 SEPARATOR = "\x1f"
 
 
+def po_of_state_key(key: str) -> str:
+    """The PO a key of the store belongs to: its records' partition is the one that keeps the key."""
+    return key.split(SEPARATOR, 1)[0]
+
+
 def record_state_key(po_number: str, key: str) -> str:
     return f"{po_number}{SEPARATOR}r{SEPARATOR}{key}"
 
@@ -109,7 +114,8 @@ class LedgerStore:
     write, and an unchanged record stays the same object, which is how `save` finds what changed)."""
 
     def __init__(self, settings: Settings):
-        self.store = Store("po-ledgers", changelog_topic(settings), settings.store, settings.data_dir)
+        self.store = Store("po-ledgers", changelog_topic(settings), settings.store, settings.data_dir,
+                           source_key=po_of_state_key)
         self._decoded: OrderedDict[str, tuple[bytes, _Stored, dict[str, InvoiceRecord]]] = OrderedDict()
         self._cached_records = 0
         # Invoice versions (record keys) whose record was more than Kafka takes as another message

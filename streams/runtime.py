@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rules.errors import DataError, NextBatch, PutOff, Unavailable
+from rules.errors import DataError, Misconfigured, NextBatch, PutOff, Unavailable
 from streams.back_pressure import BackPressure
 from streams.broker import LostBatch, Output, Record, StreamBroker, TopicPartition
 from streams.failures import Backoff, Policy, dead_letter, describe, policy_for
@@ -217,6 +217,8 @@ class Runtime:
             if self._failed_steps:
                 self.health.back("runtime", self._who("step"))
             self._failed_steps = 0
+        except Misconfigured:  # waited out, it never heals: the worker stops, saying what to change (exit 2)
+            raise
         except Exception as error:  # a bug of the runtime's own: the batch is undone and read again
             log.exception("%s: the batch failed outside any flow; it is read again", self.name)
             self._failed_steps += 1
@@ -718,7 +720,7 @@ class Runtime:
                 starts = {}
                 for number in numbers:
                     partition = store.partition(number)
-                    if partition.position is None:
+                    if partition.position is None or partition.unreadable:  # a bad block the check of its keys hit
                         partition.clear()
                     starts[number] = partition.position
                 stable = [tp for waiting in numbers.values() for tp in waiting]
@@ -733,6 +735,10 @@ class Runtime:
                 count += sum(store.restore(number, chunk) for number, chunk in read.items())
                 log.info("restored %d changelog record(s) of %s for %d partition(s) in %.2f s", count, store.name,
                          len(numbers), self.clock() - started)
+                for number, waiting in numbers.items():
+                    self._check_placed(store, number, min(waiting)[0])
+        except Misconfigured:
+            raise
         except Exception as error:  # an outage, or a store that cannot be written (a full disk)
             if not isinstance(error, Unavailable):
                 log.exception("restoring state failed; its partitions wait, and it is tried again")
@@ -755,6 +761,23 @@ class Runtime:
                     hold.until = self.clock()  # released by the next step
         self._to_restore.clear()
         self.health.set_started(self.name, True)
+
+    def _check_placed(self, store: Store, number: int, topic: str) -> None:
+        """Refuses a store partition that holds the state of a key whose records go to another
+        partition now. Partitions added to the topics of a running pipeline (`kafka-topics --alter`
+        on each, the changelog too: the counts stay equal) do that to many POs, whose ledgers stay
+        where they were: a PO's next invoice was emailed to the RPA bot beside the one it had, the
+        bot's entry of that one dead-lettered, and nothing said why. The partitions stay unread,
+        nothing committed: the worker stops, naming one such key."""
+        found = store.misplaced(number, lambda key: self.broker.partition_for(topic, key.encode()))
+        if found is not None:
+            key, home = found
+            raise Misconfigured(
+                f"partition {number} of the {store.name} store holds the state of {key!r}, which {topic} now puts "
+                f"on partition {home}: partitions were added to the topics, and state kept by partition number "
+                f"does not move, so {key} would be decided on partition {home} without it. The worker stops before "
+                "it reads those partitions: partitions cannot be added under a running pipeline (README, \"Scaling "
+                "out\")")
 
 
 def run_together(runtimes: Sequence[Runtime], stopping: Callable[[], bool]) -> None:

@@ -15,13 +15,17 @@ data and position on disk in one write, so a restart reads only the tail of the 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from itertools import islice
 from pathlib import Path
 from typing import Any, Protocol
 
 from rules.errors import Unavailable
 
 POSITION_KEY = "\x00changelog-position"
+# The keys of a partition checked against where their records go now: a record key's state keys
+# come together in RocksDB (a PO holding 100 invoices has some 300), so more than a few dozen.
+SAMPLED_KEYS = 1_000
 log = logging.getLogger(__name__)
 
 
@@ -32,6 +36,9 @@ class PartitionStore(Protocol):
     unreadable: bool  # a read failed: it is read again from its whole changelog
 
     def get(self, key: str) -> bytes | None: ...
+
+    def keys(self, limit: int) -> list[str]:
+        """At most `limit` of its keys (not its position), in no order to rely on."""
 
     def write(self, changes: Mapping[str, bytes | None], position: int | None) -> None:
         """Applies committed changes (None deletes) and the new position, in one step."""
@@ -49,6 +56,9 @@ class MemoryPartitionStore:
 
     def get(self, key: str) -> bytes | None:
         return self.data.get(key)
+
+    def keys(self, limit: int) -> list[str]:
+        return list(islice(self.data, limit))
 
     def write(self, changes: Mapping[str, bytes | None], position: int | None) -> None:
         for key, value in changes.items():
@@ -124,6 +134,13 @@ class RocksPartitionStore:
             raise self._unavailable("read", error) from None
         return value
 
+    def keys(self, limit: int) -> list[str]:
+        try:
+            return list(islice((key for key in self.db.keys() if key != POSITION_KEY), limit))
+        except Exception as error:
+            self.unreadable = True
+            raise self._unavailable("read", error) from None
+
     def write(self, changes: Mapping[str, bytes | None], position: int | None) -> None:
         from rocksdict import WriteBatch
 
@@ -195,12 +212,14 @@ class StateWrites:
 
 
 class Store:
-    """A named store: its partitions, made on demand, and its changelog topic."""
+    """A named store: its partitions, made on demand, and its changelog topic. `source_key` names the
+    record key a store key belongs to, whose partition keeps it (None: its keys are not checked)."""
 
-    def __init__(self, name: str, changelog_topic: str, location: str, data_dir: Path):
+    def __init__(self, name: str, changelog_topic: str, location: str, data_dir: Path,
+                 source_key: Callable[[str], str] | None = None):
         if location not in ("memory://", "rocksdb://"):
             raise ValueError(f"store {location!r}: choose memory:// or rocksdb://")
-        self.name, self.changelog_topic = name, changelog_topic
+        self.name, self.changelog_topic, self.source_key = name, changelog_topic, source_key
         self.location, self.folder = location, data_dir / "state" / name
         self.partitions: dict[int, PartitionStore] = {}
         self.rocks_options = rocks_options() if location == "rocksdb://" else None  # one budget, every partition
@@ -248,6 +267,18 @@ class Store:
         if changes or last is not None:
             store.write(changes, last + 1 if last is not None else None)
         return count
+
+    def misplaced(self, number: int, home: Callable[[str], int]) -> tuple[str, int] | None:
+        """A record key of the partition's state that `home` puts on another partition, with that
+        partition; None when none is, of the first SAMPLED_KEYS keys. Partitions added to the
+        topics move many of them (half, when the count doubles): a sample finds one, and costs little
+        beside a restore."""
+        if self.source_key is None:
+            return None
+        for key in dict.fromkeys(map(self.source_key, self.partition(number).keys(SAMPLED_KEYS))):
+            if (where := home(key)) != number:
+                return key, where
+        return None
 
     def close(self) -> None:
         for store in self.partitions.values():

@@ -156,7 +156,7 @@ def check_co_partitioned(settings: Settings, timeout: float = 30.0) -> None:
     if len(set(counts.values())) > 1:
         raise Misconfigured("the topics that carry a purchase order's work must have the same number of partitions, "
                          f"but have {counts}; a PO's ledger is kept by partition number, so added partitions move "
-                         "POs away from it: drain the pipeline and recreate them with one count (README, \"Scaling "
+                         "POs away from it: partitions cannot be added under a running pipeline (README, \"Scaling "
                          "out\")")
 
 

@@ -10,9 +10,11 @@ import pytest
 from rules.errors import DataError
 from rules.po_ledger import PurchaseOrderLedger, complete_rpa, submit_invoice
 from streams.ledgers import (
+    SEPARATOR,
     LedgerStore,
     entered_as_state_key,
     entered_state_key,
+    po_of_state_key,
     record_state_key,
     version_state_key,
 )
@@ -254,6 +256,27 @@ def test_rocksdb_partitions_share_one_memory_budget_and_read_what_the_default_op
     second.clear()  # a partition read again from its changelog keeps the budget
     assert second.get("b") is None and second.options is store.rocks_options
     store.close()
+
+
+@pytest.mark.parametrize("location", ["memory://", "rocksdb://"])
+def test_a_store_partition_lists_as_many_of_its_keys_as_asked_without_its_position(tmp_path, location):
+    store = Store("po-ledgers", "changelog", location, tmp_path)
+    partition = store.partition(0)
+    partition.write({"PO-1": b"1", record_state_key("PO-1", "MP-1@v1"): b"2", "PO-2": b"3", "PO-3": b"4"}, 7)
+    partition.write({"PO-3": None}, 8)
+    assert sorted(partition.keys(10)) == ["PO-1", f"PO-1{SEPARATOR}r{SEPARATOR}MP-1@v1", "PO-2"]
+    assert len(partition.keys(2)) == 2 and set(partition.keys(2)) <= set(partition.keys(10))
+    empty = Store("empty", "changelog", location, tmp_path)
+    assert empty.partition(0).keys(10) == []
+    store.close()
+    empty.close()
+
+
+def test_each_key_of_a_ledger_belongs_to_its_po():
+    """The PO whose partition keeps the key: a worker checks its ledgers against it after a restore."""
+    assert {po_of_state_key(key) for key in ("PO-1", record_state_key("PO-1", "MP-1@v1"),
+                                              version_state_key("PO-1", "MP-1"), entered_state_key("PO-1", "MP-1"),
+                                              entered_as_state_key("PO-1", "MP-1"))} == {"PO-1"}
 
 
 def test_the_ledgers_kept_decoded_are_bounded_by_their_invoice_records_too(store, monkeypatch):

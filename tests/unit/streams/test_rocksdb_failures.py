@@ -100,6 +100,40 @@ def test_a_bad_sector_under_a_partition_is_read_again_from_its_changelog_not_jud
     assert "state store" not in worker.pipeline.health.outages()
 
 
+class _BadBlock:
+    """A RocksDB whose keys cannot be listed: a block RocksDB cannot read ("Corruption: ...")."""
+
+    def __init__(self, db):
+        self.db = db
+
+    def keys(self):
+        raise Exception("Corruption: block checksum mismatch")
+
+    def __getattr__(self, name):
+        return getattr(self.db, name)
+
+
+def test_a_partition_whose_keys_cannot_be_read_as_a_restore_checks_them_is_made_again_from_its_changelog(tmp_path):
+    """The check of where each ledger's PO goes now (partitions added to the topics stop the worker)
+    must not hold a partition on a bad block for good: each restore read its changelog from its
+    position, nothing, and failed on the same block again."""
+    worker = make_worker(tmp_path, store="rocksdb://")
+    worker.submit(ready_invoice("MP-1"))
+    worker.run()
+    number = worker.broker.partition_of(b"PO-5001")
+    store = worker.pipeline.ledgers.store
+
+    def bad_block() -> None:
+        partition = store.partition(number)  # opened again, as the restore opens it
+        partition.db = _BadBlock(partition.db)
+
+    worker.broker.rebalance(meanwhile=bad_block)
+    worker.complete("MP-1")
+    worker.run(steps=10, seconds_between=10)
+    assert worker.statuses() == {"MP-1": "entered"}
+    assert "state store" not in worker.pipeline.health.outages()
+
+
 @pytest.mark.parametrize("broken", ["CURRENT", "MANIFEST"])
 def test_a_partition_corrupt_on_disk_is_made_again_from_its_changelog(tmp_path, broken):
     """Its files no longer read as RocksDB's (a bad sector, a copy cut short): every restore failed

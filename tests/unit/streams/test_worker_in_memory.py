@@ -19,13 +19,13 @@ from connectors.scheduler import InMemoryProcessScheduler, SqlProcessScheduler, 
 from connectors.scheduler.rows import entries
 from connectors.sql import engine_for
 from rules.context import KnownInvoice
-from rules.errors import DataError, PutOff, Unavailable
+from rules.errors import DataError, Misconfigured, PutOff, Unavailable
 from rules.holds import RPA_FAILURE
 from rules.lifecycle import InvoiceSubmitted, InvoiceWithdrawn, PurchaseOrderChanged, ReleaseRequested, RpaRequest
 from rules.models import CompletionOutcome, RpaCompletion, Verdict
 from streams.broker_memory import InMemoryBroker
 from streams.ledgers import changelog_topic, record_state_key
-from streams.runtime import FORWARDED_FROM, Flow, Runtime
+from streams.runtime import FORWARDED_FROM, Flow, Runtime, run_together
 from streams.state import Store
 from tests.unit.rules.builders import PRICE_OFF, invoice, judge, po
 from tests.unit.streams.conftest import AT, make_worker, purchase_order, ready_invoice
@@ -1300,6 +1300,43 @@ def test_a_rocksdb_partition_gone_to_another_worker_of_the_same_data_dir_is_open
     first.complete("MP-1")
     first.run()
     assert first.statuses() == {"MP-1": "entered", "MP-2": "sent_to_rpa"}
+
+
+@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
+def test_partitions_added_to_the_topics_of_a_running_pipeline_stop_the_worker_naming_a_po_away_from_its_ledger(
+        tmp_path, store):
+    """Every topic grown from 3 to 4 partitions, the changelog too (the counts equal, the check at
+    start passed): PO-5001 belonged on partition 3 then, whose store had no ledger of it. MP-3 was
+    emailed to the RPA bot while MP-1 was there, the bot's entry of MP-1 was dead-lettered ("never
+    held"), MP-2 waited for good, and nothing said why. (RocksDB's partitions read their changelog
+    from their position on disk: nothing, here.)"""
+    worker = make_worker(tmp_path, store=store)
+    worker.submit(ready_invoice("MP-1"))
+    worker.submit(ready_invoice("MP-2"))
+    worker.run()
+    ledger_on = worker.broker.partition_of(b"PO-5001")
+    worker.broker.partition_count = 4  # kafka-topics --alter --partitions 4, on every topic
+    for partitions in worker.broker.logs.values():
+        partitions.append([])
+    assert worker.broker.partition_of(b"PO-5001") == 3 != ledger_on
+    worker.broker.rebalance()  # as the group does when its topics gain partitions
+    worker.submit(ready_invoice("MP-3"))
+    worker.complete("MP-1")
+    steps = iter(range(20))
+    with pytest.raises(Misconfigured) as stopped:
+        run_together([worker.pipeline.runtime], lambda: next(steps, None) is None)
+    assert str(stopped.value).startswith(
+        f"partition {ledger_on} of the po-ledgers store holds the state of 'PO-5001', which "
+        f"{worker.pipeline.topics.invoices} now puts on partition 3: ")
+    assert str(stopped.value).endswith('(README, "Scaling out")')
+    restarted = make_worker(tmp_path, store=store, broker=worker.broker, scheduler=worker.scheduler,
+                            mailer=worker.mailer)
+    with pytest.raises(Misconfigured, match="'PO-5001'"):
+        restarted.run()
+    assert [request.invoice_id for request in worker.mailer.sent] == ["MP-1"]
+    assert worker.statuses() == {"MP-1": "sent_to_rpa", "MP-2": "waiting_for_po"}
+    assert worker.dead_letters() == []
+    assert (worker.pipeline.topics.invoices, 3) not in worker.broker.committed
 
 
 def test_an_output_kafka_would_refuse_dead_letters_its_record_instead_of_failing_the_batch():
