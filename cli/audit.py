@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import sys
 import time
 from collections.abc import Callable
@@ -212,18 +213,45 @@ def _output_format(output: Path, fmt: str | None, formats: tuple[str, ...]) -> s
         raise InputFileError(f"--output {output}: say --format json, csv or html")
     if fmt is not None and suffix in formats and suffix != fmt:
         raise InputFileError(f"--output {output}: a .{suffix} file for a {fmt} report; name it .{fmt}")
-    folder = output.parent
-    if output.is_dir() or not folder.is_dir() or not os.access(folder, os.W_OK):
-        raise InputFileError(f"--output {output}: {'a folder' if output.is_dir() else 'no folder to write it in'}")
+    if output.is_dir():
+        raise InputFileError(f"--output {output}: a folder")
+    if _replaceable(output):
+        if not output.parent.is_dir() or not os.access(output.parent, os.W_OK):
+            raise InputFileError(f"--output {output}: no folder to write it in")
+    elif not os.access(output if output.exists() else output.resolve().parent, os.W_OK):  # a link to a new file
+        raise InputFileError(f"--output {output}: cannot be written to")
     return fmt or suffix
+
+
+def _replaceable(output: Path) -> bool:
+    """Whether the report is written beside the file and put in its place: only where there is none,
+    or a regular file. A link, a device or a pipe is written to as it is: /dev/stdout or a link to
+    the share the auditors read became a regular file of the same name, and /dev/null one too."""
+    try:
+        return stat.S_ISREG(output.lstat().st_mode)
+    except FileNotFoundError:
+        return True
 
 
 def _write_whole(output: Path, writer: Callable[[TextIO], None]) -> None:
     """The whole report or, on failure (a full disk), the report that was there before: written
-    beside it, then put in its place."""
+    beside it, with its permissions (a report of mode 600 came back 644, vendors' prices readable by
+    all), then put in its place. Anything but a regular file is written to as it is (_replaceable)."""
+    if not _replaceable(output):
+        try:
+            with output.open("w", encoding="utf-8", newline="") as out:
+                writer(out)
+        except OSError as exc:
+            raise fail(InputFileError(f"--output {output}: {exc.strerror or exc}")) from None
+        return
     part = output.with_name(f".{output.name}.{os.getpid()}.part")
     try:
-        with part.open("w", encoding="utf-8", newline="") as out:
+        kept = stat.S_IMODE(output.stat().st_mode) if output.exists() else None
+        # Made with no permission beyond the kept ones: the report is never readable by more while written.
+        created = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 if kept is None else kept)
+        if kept is not None:
+            os.fchmod(created, kept)  # as it was, whatever the umask
+        with open(created, "w", encoding="utf-8", newline="") as out:
             writer(out)
         os.replace(part, output)
     except OSError as exc:

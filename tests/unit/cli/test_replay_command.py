@@ -8,7 +8,9 @@ import errno
 import io
 import os
 import re
+import stat
 import sys
+import threading
 
 import pytest
 
@@ -218,3 +220,41 @@ def test_where_stderr_is_no_terminal_a_line_says_how_far_the_replay_is(monkeypat
     code, err = _run(monkeypatch, capsys)
     lines = re.findall(r"Judging verdicts again: ([\d,]+) of ([\d,]+) records, [\d,]+ records/s", err)
     assert code == 0 and len(lines) > 1 and lines[-1][0] == lines[-1][1], err
+
+
+def test_a_report_keeps_the_permissions_of_the_one_it_replaces(monkeypatch, capsys, tmp_path):
+    """A report of mode 600 (vendors' prices, PO numbers) came back 644 from the next run, readable by all."""
+    report = tmp_path / "replay.csv"
+    report.write_text("the report before\n")
+    report.chmod(0o600)
+    assert _run(monkeypatch, capsys, "--output", str(report))[0] == 0
+    assert report.read_text().startswith("invoice_id,") and stat.S_IMODE(report.stat().st_mode) == 0o600
+
+
+def test_a_report_to_a_link_is_written_where_the_link_points_and_the_link_stays(monkeypatch, capsys, tmp_path):
+    """The link was replaced by a regular file of its name: the auditors' share kept last month's
+    report, and `--output /dev/stdout` made a file of /dev/stdout for root."""
+    (tmp_path / "share").mkdir()
+    shared = tmp_path / "share" / "replay.csv"
+    shared.write_text("last month\n")
+    link = tmp_path / "replay.csv"
+    link.symlink_to(shared)
+    assert _run(monkeypatch, capsys, "--output", str(link))[0] == 0
+    assert link.is_symlink() and shared.read_text().startswith("invoice_id,")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["replay.csv", "share"]
+    shared.unlink()  # a link to the report still to come
+    assert _run(monkeypatch, capsys, "--output", str(link))[0] == 0
+    assert link.is_symlink() and shared.read_text().startswith("invoice_id,")
+
+
+def test_a_report_to_a_named_pipe_goes_down_the_pipe(monkeypatch, capsys, tmp_path):
+    """The pipe a reader waited on was replaced by a file, and the reader waited for ever."""
+    pipe = tmp_path / "replay.csv"
+    os.mkfifo(pipe)
+    read: list[bytes] = []
+    reader = threading.Thread(target=lambda: read.append(pipe.read_bytes()), daemon=True)
+    reader.start()
+    assert _run(monkeypatch, capsys, "--output", str(pipe))[0] == 0
+    reader.join(timeout=30)
+    assert stat.S_ISFIFO(pipe.lstat().st_mode) and read and read[0].startswith(b"invoice_id,")
+    assert [p.name for p in tmp_path.iterdir()] == ["replay.csv"]
