@@ -180,6 +180,7 @@ def replay(
         if spool is not None and fmt is not None and output is None:
             # Once the progress bar, which takes stdout over on a terminal, is gone.
             write(report, fmt, spool, sys.stdout)
+            sys.stdout.flush()  # a full disk fails the run here, before the summary says the replay went well
     except (TopicNotFound, SpoolError) as exc:
         raise fail(exc) from None
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from importlib.metadata import version
-from typing import Annotated
+from typing import Annotated, Any, NoReturn, TextIO, cast
 
 import typer
 
@@ -57,20 +58,77 @@ def start(
     configure_logging("warning", Settings().log_format)
 
 
+class _Stdout:
+    """sys.stdout, whose failures say they were stdout's: a report or a table sent to a full disk
+    (`> /dev/full`) was a traceback and exit 1, which `replay` gives for another reason."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except OSError as exc:
+            raise _StdoutFailed(exc.errno, exc.strerror) from exc
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except OSError as exc:
+            raise _StdoutFailed(exc.errno, exc.strerror) from exc
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+class _StdoutFailed(OSError):
+    """An OSError of writing to stdout, and no other (a file a command reads is named in its own error)."""
+
+
 def main() -> None:
+    stdout = _Stdout(sys.stdout)
+    sys.stdout = cast(TextIO, stdout)
     try:
-        app()
+        try:
+            app()
+        finally:
+            # What is still buffered fails here, where it is said, not as Python exits ("Exception ignored", exit 120).
+            sys.stdout.flush()
     except OPERATOR_ERRORS as error:
         lines = explain(error)
         if lines is None:
             raise
-        from cli.logs import configure_logging, error_line, logs_json
+        _end_on(lines)
+    except _StdoutFailed as error:
+        _write_nowhere()
+        if error.errno == errno.EPIPE:
+            sys.exit(1)  # the reader went (`| head`): as Click says it
+        _end_on([f"writing to stdout: {error.strerror or error}"])
+    finally:
+        if sys.stdout is stdout:  # not Click's wrapper that quiets a reader gone
+            sys.stdout = stdout.stream
 
-        if not logs_json() and os.environ.get(f"{PREFIX}LOG_FORMAT", "").strip().lower() == "json":
-            configure_logging("warning", "json")  # the settings failed before the logs were set up from them
-        for line in lines:
-            error_line(line)
-        sys.exit(2)
+
+def _write_nowhere() -> None:
+    """What stdout still buffers goes nowhere as Python exits, not to fail there again (Python's
+    advice for a reader gone)."""
+    try:
+        descriptor = sys.stdout.fileno()
+    except (OSError, ValueError):  # a stream that is no file (a test's): it writes nothing at exit
+        return
+    nowhere = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(nowhere, descriptor)
+    os.close(nowhere)
+
+
+def _end_on(lines: list[str]) -> NoReturn:
+    from cli.logs import configure_logging, error_line, logs_json
+
+    if not logs_json() and os.environ.get(f"{PREFIX}LOG_FORMAT", "").strip().lower() == "json":
+        configure_logging("warning", "json")  # the settings failed before the logs were set up from them
+    for line in lines:
+        error_line(line)
+    sys.exit(2)
 
 
 if __name__ == "__main__":

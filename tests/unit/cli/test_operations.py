@@ -3,8 +3,11 @@ misspelt setting is refused with the closest name, --version, JSON logs, librdka
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import logging
+import os
 import re
 import socket
 import sys
@@ -359,6 +362,29 @@ def test_with_json_logs_the_line_a_command_ends_on_is_a_json_object_too(monkeypa
     (error,) = [json.loads(line) for line in capfd.readouterr().err.splitlines() if line.strip()]
     assert error["message"] == "invoice file missing.json: cannot be read (No such file or directory)"
 
+
+
+class _FullDisk(io.RawIOBase):
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@pytest.mark.parametrize("command", [["settings"], ["validate-samples", "samples"],
+                                     ["validate", "--invoice", "samples/01_ready_to_process/invoice.json"]])
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_stdout_on_a_full_disk_is_one_line_and_exit_2(monkeypatch, capsys, command, log_format):
+    """`invoice-automation settings > /dev/full` was a traceback and exit 1, which replay gives when
+    it judged nothing: a job's script read a report it never got as an empty replay."""
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("INVOICE_AUTOMATION_LOG_FORMAT", log_format)
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(io.BufferedWriter(_FullDisk()), encoding="utf-8"))
+    assert _run(monkeypatch, *command) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    said = json.loads(line)["message"] if log_format == "json" else line.removeprefix("error: ")
+    assert said == "writing to stdout: No space left on device", line
 
 
 def test_with_json_logs_a_setting_that_fails_is_a_json_object_too(monkeypatch, capfd):

@@ -258,3 +258,10 @@ def test_a_report_to_a_named_pipe_goes_down_the_pipe(monkeypatch, capsys, tmp_pa
     reader.join(timeout=30)
     assert stat.S_ISFIFO(pipe.lstat().st_mode) and read and read[0].startswith(b"invoice_id,")
     assert [p.name for p in tmp_path.iterdir()] == ["replay.csv"]
+
+
+def test_a_report_to_stdout_on_a_full_disk_is_one_line_and_exit_2(monkeypatch, capsys):
+    """`replay --format csv > /dev/full` was a traceback and exit 1, which says the replay judged nothing."""
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(_Full(), encoding="utf-8"))
+    code, err = _run(monkeypatch, capsys, "--format", "csv")
+    assert code == 2 and err == "error: writing to stdout: No space left on device", err
