@@ -26,7 +26,7 @@ from rich.progress import (
 from rich.table import Table
 
 from cli.files import InputFileError, fail, not_text, read_policy
-from cli.terminal import inert
+from cli.terminal import inert, stdout_console
 
 err = Console(stderr=True)
 
@@ -342,7 +342,7 @@ def explain(
         for s in steps:
             table.add_row(s.at.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3], str(s.invoice_version), s.what,
                           inert(s.summary), f"{s.topic}[{s.partition}]@{s.offset}")
-        Console().print(table)
+        stdout_console().print(table)
     if within:  # exit 0 is then the whole story within the range, not the invoice's whole story
         err.print(inert(f"only the records{within}: steps outside it are not shown"))
     if not told.complete:
@@ -385,21 +385,22 @@ def reprocess(
                       settings.invoices_topic, since_ms)
     except TopicNotFound as exc:
         raise fail(exc) from None
+    out = stdout_console()
     table = Table(title=f"Reprocess {settings.invoices_topic} for group {settings.app_id} since {since}")
     for column in ("partition", "committed", "rewind to", "end", "offsets again"):
         table.add_column(column, justify="right")
     for p in rewind.partitions:
         table.add_row(str(p.partition), "-" if p.committed is None else str(p.committed),
                       str(p.rewind_to) if p.moves else "-", str(p.end), str(p.to_reprocess))
-    Console().print(table)
+    out.print(table)
     # Offsets, not invoices: counting the records would read them all now, as the workers will.
-    Console().print(f"{rewind.total:,} offset(s) of {settings.invoices_topic} would be read again: the vendors' "
-                    "uploads and deletes, the PO agent's moves and deletes told to another PO, and the "
-                    "transaction markers between them (one a transaction): more than the invoice versions "
-                    "judged again.")
+    out.print(f"{rewind.total:,} offset(s) of {settings.invoices_topic} would be read again: the vendors' "
+              "uploads and deletes, the PO agent's moves and deletes told to another PO, and the "
+              "transaction markers between them (one a transaction): more than the invoice versions "
+              "judged again.")
     if unread := [str(p.partition) for p in rewind.partitions if p.committed is None]:
-        Console().print(f"Partition(s) {', '.join(unread)}: the group has committed nothing there, so its workers "
-                        "read them from their start; they are left as they are.")
+        out.print(f"Partition(s) {', '.join(unread)}: the group has committed nothing there, so its workers "
+                  "read them from their start; they are left as they are.")
         if len(unread) == len(rewind.partitions):
             err.print(f"[yellow]{settings.app_id} has no offsets on {settings.invoices_topic} at all[/]: if its "
                       "workers ran before, Kafka dropped them (offsets.retention.minutes, 7 days by default after "
@@ -422,10 +423,10 @@ def reprocess(
         err.print(f"[yellow]Partition(s) {', '.join(map(str, left))} left as they are[/]: the group's offset there "
                   "moved meanwhile to this plan's or before it, or is gone; it is never moved forward.")
     if not moved:
-        Console().print("Nothing was moved.")
+        out.print("Nothing was moved.")
         return
-    Console().print(f"Rewound partition(s) {', '.join(map(str, sorted(moved)))}. Start the workers: they judge "
-                    "again what the new rules may decide differently.")
+    out.print(f"Rewound partition(s) {', '.join(map(str, sorted(moved)))}. Start the workers: they judge "
+              "again what the new rules may decide differently.")
 
 
 def register(app: typer.Typer) -> None:

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import typer
 from pydantic_core import PydanticUndefined
-from rich.console import Console
 from rich.table import Table
 
-from cli.terminal import inert
+from cli.terminal import inert, stdout_console
 from streams.settings import MAX_SHOWN_VALUE, PREFIX, Settings, shown_value
 
 HIDDEN = "(set: not shown, it may hold a secret)"
@@ -30,7 +29,7 @@ def settings() -> None:
         table.add_row(f"{PREFIX}{name.upper()}", inert(shown if shown is not None else
                                                        HIDDEN if value not in (None, [], "") else "(not set)"),
                       inert(default))
-    Console().print(table)
+    stdout_console().print(table)
 
 
 def register(app: typer.Typer) -> None:

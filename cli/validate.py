@@ -8,11 +8,10 @@ from typing import Annotated
 
 import typer
 from pydantic import TypeAdapter
-from rich.console import Console
 from rich.table import Table
 
 from cli.files import InputFileError, fail, read_json, read_model, read_policy, read_validated
-from cli.terminal import inert
+from cli.terminal import inert, stdout_console
 from rules import EvaluationContext, KnownInvoice, PurchaseOrder, Verdict, evaluate
 from rules.limits import Limits, purchase_order_problem
 
@@ -156,7 +155,7 @@ def validate_samples(
         reasons = ", ".join(dict.fromkeys(r.code for r in verdict.reasons)) or "-"
         table.add_row(inert(case.name), inert(verdict.invoice_id or "-"), inert(verdict.po_number or "-"),
                       verdict.status.value, str(verdict.http_status), reasons)
-    Console().print(table)
+    stdout_console().print(table)
     if unreadable:
         raise typer.Exit(code=2)
 

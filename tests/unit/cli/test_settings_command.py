@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from typer.testing import CliRunner
 
 from cli.main import app
@@ -22,3 +24,17 @@ def test_every_setting_is_listed_by_its_variable_and_a_secret_only_as_set(monkey
     assert rows["INVOICE_AUTOMATION_API_TOKEN"][0].startswith("(set: not shown")
     assert "s3cret" not in result.output and rows["INVOICE_AUTOMATION_SMTP_PASSWORD"][0] == "(not set)"
     assert rows["INVOICE_AUTOMATION_DATA_DIR"][0] == "'/srv/ap'"  # a path is shown: which file is in use
+
+
+def test_in_a_pipe_each_setting_is_one_line_that_grep_finds(monkeypatch):
+    """Folded at Rich's 80 columns where stdout is no terminal, `settings | grep
+    KAFKA_BOOTSTRAP_SERVERS` found nothing: the name was cut in two lines."""
+    monkeypatch.delenv("INVOICE_AUTOMATION_KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.setattr("os.get_terminal_size", lambda *args: os.terminal_size((80, 24)))  # as in a cron job
+    result = CliRunner().invoke(app, ["settings"])
+    assert result.exit_code == 0, result.output
+    (line,) = [line for line in result.output.splitlines() if "KAFKA_BOOTSTRAP_SERVERS" in line]
+    assert line.split("│")[1].strip() == "INVOICE_AUTOMATION_KAFKA_BOOTSTRAP_SERVERS" and "'127.0.0.1:9092'" in line
+    for name in Settings.model_fields:
+        assert f"│ INVOICE_AUTOMATION_{name.upper()} " in result.output

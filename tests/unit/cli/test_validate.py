@@ -147,7 +147,8 @@ def test_validate_samples_lists_every_case():
     assert result.exit_code == 0
     for number in range(1001, 1011):
         assert f"MP-{number}" in result.stdout
-    assert result.stdout.count("po_not_found") == 1 and result.stdout.count("ready_to_process") == 3
+    # the status column's, not the cases' names (07_po_not_found)
+    assert result.stdout.count("│ po_not_found ") == 1 and result.stdout.count("│ ready_to_process ") == 3
 
 
 def test_validate_samples_exits_2_when_a_case_or_the_day_cannot_be_used(tmp_path):
