@@ -62,8 +62,9 @@ def time_range(since: str | None, until: str | None) -> tuple[int | None, int | 
 
 
 def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
-                    TextColumn("{task.fields[rate]}"),
+    # The description names a topic or a file as given, brackets and all: no markup.
+    return Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+                    TaskProgressColumn(), TextColumn("{task.fields[rate]}"),
                     TimeRemainingColumn(), console=err, transient=True)
 
 
@@ -174,7 +175,7 @@ def replay(
                                 on_progress=_advancing(progress, task))
             seconds = (datetime.now(UTC) - started).total_seconds()
             if spool is not None and fmt is not None and output is not None:
-                progress.update(task, description=f"Writing {output.name}", rate="")
+                progress.update(task, description=inert(f"Writing {output.name}").plain, rate="")
                 items = progress.track(spool, total=report.judged, task_id=task)
                 _write_whole(output, lambda out: write(report, fmt, items, out))
         if spool is not None and fmt is not None and output is None:
@@ -188,7 +189,7 @@ def replay(
         if spool is not None:
             spool.close()
     if output is not None:
-        err.print(f"full report ({fmt}): {output}")
+        err.print(inert(f"full report ({fmt}): {output}"))
     _print_summary(report, seconds, limits.max_lines)
     if report.judged == 0:
         err.print("[yellow]no verdict was judged again[/]: nothing on the topic matched the selection "

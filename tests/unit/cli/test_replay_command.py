@@ -265,3 +265,15 @@ def test_a_report_to_stdout_on_a_full_disk_is_one_line_and_exit_2(monkeypatch, c
     monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(_Full(), encoding="utf-8"))
     code, err = _run(monkeypatch, capsys, "--format", "csv")
     assert code == 2 and err == "error: writing to stdout: No space left on device", err
+
+
+def test_a_report_named_with_brackets_is_named_as_it_is(monkeypatch, capsys, tmp_path):
+    """`--output "replay[nov].csv"` said "full report (csv): replay.csv", and the bar "Writing
+    replay.csv": Rich took [nov] for markup, and the auditor looked for a file that was not there."""
+    from rich.console import Console
+
+    monkeypatch.setattr("cli.audit.err", Console(stderr=True, force_terminal=True, color_system=None, width=200))
+    report = tmp_path / "replay[nov].csv"
+    code, err = _run(monkeypatch, capsys, "--output", str(report))
+    assert code == 0 and report.exists()
+    assert f"full report (csv): {report}" in err and "Writing replay[nov].csv" in err, err
