@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
+import signal
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -210,18 +211,27 @@ def replay(
         _collect(slices, map(judge, slices), report, keep_items, spool, on_progress)
     else:
         with _pool(workers) as pool:
-            _collect(slices, _bounded_map(pool, judge, slices, in_flight=2 * workers), report, keep_items, spool,
-                     on_progress)
+            try:
+                _collect(slices, _bounded_map(pool, judge, slices, in_flight=2 * workers), report, keep_items,
+                         spool, on_progress)
+            except KeyboardInterrupt:
+                pool.shutdown(cancel_futures=True)  # the slices not started are not judged on the way out
+                raise
     return report
 
 
 def _pool(workers: int) -> ProcessPoolExecutor:
     """Workers forked from a fork server that has imported this module and nothing else. Forked
     from the caller, they would inherit the locks its threads held at that moment: librdkafka is
-    not fork-safe, and a child forked while a Kafka client lived in the caller crashed a replay."""
+    not fork-safe, and a child forked while a Kafka client lived in the caller crashed a replay.
+    Ctrl-C is the caller's to handle: a worker that took it too printed its traceback, one each."""
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([__name__])
-    return ProcessPoolExecutor(workers, mp_context=context)
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=_leave_ctrl_c_to_the_caller)
+
+
+def _leave_ctrl_c_to_the_caller() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _slices(ranges: OffsetRanges, size: int) -> Iterator[tuple[int, int, int]]:

@@ -7,6 +7,8 @@ import csv
 import io
 import json
 import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 
@@ -303,3 +305,36 @@ def test_verdicts_are_judged_again_under_the_limits_given_in_every_process(topic
     changed = [item for item in report.items if item.changed]
     assert report.changed == len(changed) > 0
     assert all(item.rederived_reasons == ("INVALID_INVOICE",) for item in changed)
+
+
+@dataclass
+class WaitsAfterTheFirstSlice(InMemoryTopicReader):
+    """Reads the first slice at once and the others once `go` is set, noting each slice read."""
+
+    read_slices: list = field(default_factory=list)
+    go: threading.Event = field(default_factory=threading.Event)
+
+    def read(self, topic, ranges):
+        self.read_slices.append(ranges)
+        if len(self.read_slices) > 1:
+            self.go.wait(timeout=5)
+        yield from super().read(topic, ranges)
+
+
+def test_ctrl_c_judges_no_slice_that_was_not_started(topic, monkeypatch):
+    """The pool's way out judged every slice handed to it (up to two per process) before the replay
+    ended: seconds after an auditor's Ctrl-C on slices of 20,000 verdicts."""
+    reader, _ = topic
+    waiting = WaitsAfterTheFirstSlice(reader.topics)
+    monkeypatch.setattr(replay_module, "SLICE", 7)
+    monkeypatch.setattr(replay_module, "_pool", lambda workers: ThreadPoolExecutor(1))  # slices read in one thread
+
+    def interrupted(n):
+        threading.Timer(0.5, waiting.go.set).start()  # the slice being read ends after the Ctrl-C
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        replay(waiting, TOPIC, Selection(), Policy(), workers=2, on_progress=interrupted)
+    # The first, and the one being read if it was begun: not the two handed out after them.
+    assert len(waiting.read_slices) <= 2, waiting.read_slices
+

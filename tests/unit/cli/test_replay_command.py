@@ -8,14 +8,22 @@ import errno
 import io
 import os
 import re
+import signal
 import stat
+import subprocess
 import sys
 import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from cli.main import main
+from connectors.topic_reader import InMemoryTopicReader
 from tests.unit.audit.recorded import verdicts_topic
+
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(autouse=True)
@@ -277,3 +285,56 @@ def test_a_report_named_with_brackets_is_named_as_it_is(monkeypatch, capsys, tmp
     code, err = _run(monkeypatch, capsys, "--output", str(report))
     assert code == 0 and report.exists()
     assert f"full report (csv): {report}" in err and "Writing replay[nov].csv" in err, err
+
+
+@dataclass
+class SlowFirstSlice(InMemoryTopicReader):
+    """Reads the first slice of partition 0 for two seconds, saying so in the file `started`; the
+    others at once (the worker that read them then waits for more)."""
+
+    started: str = ""
+
+    def read(self, topic, ranges):
+        if ranges.get(0, (None,))[0] == 0:
+            Path(self.started).touch()
+            time.sleep(2)
+        yield from super().read(topic, ranges)
+
+
+_INTERRUPTED = """
+import signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as on a terminal, whatever started the test
+import audit.replay, connectors.topic_reader
+from tests.unit.audit.recorded import verdicts_topic
+from tests.unit.cli.test_replay_command import SlowFirstSlice
+audit.replay.SLICE = 10
+reader = SlowFirstSlice(verdicts_topic(count=60)[0].topics, started=sys.argv[1])
+connectors.topic_reader.KafkaTopicReader = lambda *args, **kwargs: reader
+from cli.main import main
+sys.argv = ["invoice-automation", "replay", "--workers", "2", "--output", sys.argv[2]]
+main()
+"""
+
+
+def test_ctrl_c_while_processes_judge_ends_the_replay_with_130_and_nothing_else(tmp_path):
+    """Ctrl-C reaches every process of the terminal's group: each worker printed its own traceback
+    (KeyboardInterrupt in call_queue.get), a screen of them after a replay the auditor stopped."""
+    started = tmp_path / "started"
+    report = tmp_path / "out" / "replay.csv"
+    report.parent.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "INVOICE_AUTOMATION_VERDICTS_TOPIC": "verdicts"}
+    run = subprocess.Popen([sys.executable, "-c", _INTERRUPTED, str(started), str(report)], cwd=ROOT, env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not started.exists() and run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # the other worker is through its slices, and waits for more
+        os.killpg(run.pid, signal.SIGINT)  # as a terminal's Ctrl-C
+        out, err = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+    assert run.returncode == 130, err.decode()
+    assert b"Traceback" not in err and b"KeyboardInterrupt" not in err, err.decode()
+    assert list(report.parent.iterdir()) == []
