@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import errno
+import os
+import socket
 from typing import Annotated
 
 import typer
 
+from cli.files import InputFileError, fail
 from cli.terminal import HELP_OPTIONS
 
 api_app = typer.Typer(rich_markup_mode=None, context_settings=HELP_OPTIONS, invoke_without_command=True)
@@ -35,13 +40,31 @@ def serve(
     configure_logging("info", Settings().log_format)
     try:
         app = create_app()
-    except ApiMisconfigured as refused:
-        typer.echo(str(refused), err=True)
-        raise typer.Exit(2) from None
+        _can_listen(host, port)
+    except (ApiMisconfigured, InputFileError) as refused:
+        raise fail(refused) from None
     # X-Forwarded-* are read by api/proxy.py, and only from the configured proxies; log_config=None:
     # uvicorn's loggers go through the handler above (text or JSON) instead of its own.
     uvicorn.run(app, host=host, port=port, proxy_headers=False, server_header=False, log_level="info",
                 log_config=None)
+
+
+def _can_listen(host: str, port: int) -> None:
+    """The address bound and let go as uvicorn will bind it (asyncio's create_server): a port taken
+    was uvicorn's own line, no `error:` and no JSON object, and exit 3."""
+
+    async def bound() -> None:
+        server = await asyncio.get_running_loop().create_server(asyncio.Protocol, host, port)
+        server.close()
+        await server.wait_closed()
+
+    try:
+        asyncio.run(bound())
+    except socket.gaierror as error:
+        raise InputFileError(f"--host {host}: does not resolve ({error.strerror})") from None
+    except OSError as error:
+        where = f"--host {host}" if error.errno == errno.EADDRNOTAVAIL else f"--port {port}"
+        raise InputFileError(f"{where}: {os.strerror(error.errno).lower() if error.errno else error}") from None
 
 
 @api_app.command("hash-password")

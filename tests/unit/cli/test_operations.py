@@ -544,6 +544,33 @@ def test_a_worker_that_cannot_serve_its_readiness_says_where_in_one_line(host, p
     assert line.startswith(f"the worker cannot serve /readyz and /metrics on INVOICE_AUTOMATION_{said}{number}: ")
 
 
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_an_api_its_settings_leave_open_is_refused_in_one_error_line(monkeypatch, capfd, log_format):
+    """It said why without `error:` and, with LOG_FORMAT=json, as plain text a log collector dropped."""
+    monkeypatch.setenv("INVOICE_AUTOMATION_LOG_FORMAT", log_format)
+    monkeypatch.delenv("INVOICE_AUTOMATION_API_TOKEN", raising=False)
+    monkeypatch.setattr("uvicorn.run", lambda *args, **kwargs: pytest.fail("the API started"))
+    assert _run(monkeypatch, "api") == 2
+    (line,) = [line for line in capfd.readouterr().err.splitlines() if line.strip()]
+    said = "error: " + json.loads(line)["message"] if log_format == "json" else line
+    assert said.startswith("error: the API does not start: INVOICE_AUTOMATION_API_TOKEN is not set"), line
+
+
+@pytest.mark.parametrize(("host", "said"), [("127.0.0.1", "--port {port}: address already in use"),
+                                            ("no-such-host.invalid", "--host no-such-host.invalid: does not resolve")])
+def test_an_api_that_cannot_listen_there_says_which_option_in_one_line_and_exit_2(monkeypatch, capfd, host, said):
+    """A port taken was uvicorn's own line ("[Errno 98] error while attempting to bind ..."), and exit 3."""
+    monkeypatch.setattr("api.app.create_app", lambda: object())
+    monkeypatch.setattr("uvicorn.run", lambda *args, **kwargs: pytest.fail("uvicorn was asked to listen"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert _run(monkeypatch, "api", "--host", host, "--port", str(port)) == 2
+    (line,) = [line for line in capfd.readouterr().err.splitlines() if line.strip()]
+    assert line.startswith("error: " + said.format(port=port)), line
+
+
 def test_the_local_stack_failing_is_one_line_and_exit_2(monkeypatch, capsys, tmp_path):
     """`demo` and `stack down` printed a traceback ending in StackError: Maven (mvn) is not on PATH."""
     monkeypatch.setenv("PATH", str(tmp_path))  # no mvn, no java
