@@ -10,9 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cli.terminal import inert
-
-console = Console()
+from cli.terminal import inert, stdout_console
 
 
 def _summary(rows: list[dict], emails: int, entered: int) -> Table:
@@ -26,7 +24,7 @@ def _summary(rows: list[dict], emails: int, entered: int) -> Table:
     return table
 
 
-def _print_api(run) -> None:
+def _print_api(console: Console, run) -> None:
     from devstack.demo import DEMO_USERS
 
     users = " or ".join(f"[bold]{name}[/] / {password} ({role})" for name, (password, role) in DEMO_USERS.items())
@@ -49,9 +47,10 @@ def demo(
     from devstack import demo as run_demo
 
     root = Path.cwd()
+    console = stdout_console()
     with console.status("Starting Kafka, the worker, the API and the RPA mailbox..."):
         run = run_demo.start(root, samples.resolve(), api_port)
-    _print_api(run)
+    _print_api(console, run)
     try:
         run_demo.upload(run.settings, run.invoices)
         with Progress(TextColumn("Invoices decided"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

@@ -1,4 +1,5 @@
-"""`stack install|up|down|status`: the local Kafka, Kafka Connect (Debezium) and PostgreSQL."""
+"""`stack install|up|down|status`: the local Kafka, Kafka Connect (Debezium) and PostgreSQL. A
+StackError ends a command as every operator error does (cli.main): one `error:` line, exit 2."""
 
 from __future__ import annotations
 
@@ -7,11 +8,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from cli.terminal import HELP_OPTIONS
-from devstack import LocalStack, StackError
+from cli.terminal import HELP_OPTIONS, stdout_console
+from devstack import LocalStack
 from devstack.stack import COMPONENTS
 
 stack_app = typer.Typer(rich_markup_mode=None, context_settings=HELP_OPTIONS,
@@ -19,8 +19,6 @@ stack_app = typer.Typer(rich_markup_mode=None, context_settings=HELP_OPTIONS,
                         no_args_is_help=True)
 RootOption = Annotated[Path, typer.Option("--root", help="Project folder; state and data go to ROOT/.stack.",
                                           file_okay=False, exists=True)]
-console = Console()
-
 
 def _endpoints_table(stack: LocalStack) -> Table:
     endpoints = stack.endpoints()
@@ -49,13 +47,10 @@ def install(
     = False,
 ) -> None:
     """Fetch PostgreSQL 15 (apt), the Kafka jars and the Debezium plugin (Maven Central); cached."""
-    try:
-        with console.status("Fetching what the stack runs (cached after the first run)..."):
-            started = time.monotonic()
-            fetched = LocalStack().install(browser, odbc)
-    except StackError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(1) from None
+    console = stdout_console()
+    with console.status("Fetching what the stack runs (cached after the first run)..."):
+        started = time.monotonic()
+        fetched = LocalStack().install(browser, odbc)
     console.print(f"fetched {', '.join(fetched)} in {time.monotonic() - started:.0f} s" if fetched else "all cached")
 
 
@@ -66,13 +61,10 @@ def up(
 ) -> None:
     """Start what is not running yet and print where each component listens."""
     stack = LocalStack(root.resolve())
-    try:
-        with console.status("Starting the local stack..."):
-            started = time.monotonic()
-            stack.up(tuple(part.strip() for part in only.split(",") if part.strip()))
-    except StackError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(1) from None
+    console = stdout_console()
+    with console.status("Starting the local stack..."):
+        started = time.monotonic()
+        stack.up(tuple(part.strip() for part in only.split(",") if part.strip()))
     console.print(_endpoints_table(stack))
     console.print(f"ready in {time.monotonic() - started:.1f} s")
 
@@ -81,7 +73,7 @@ def up(
 def down(root: RootOption = Path(".")) -> None:
     """Stop every component; nothing is left running."""
     stopped = LocalStack(root.resolve()).down()
-    console.print(f"stopped {', '.join(stopped)}" if stopped else "nothing was running")
+    stdout_console().print(f"stopped {', '.join(stopped)}" if stopped else "nothing was running")
 
 
 @stack_app.command()
@@ -92,7 +84,7 @@ def status(root: RootOption = Path(".")) -> None:
         typer.echo(f"no stack has been started from {root.resolve()} (its state would be in {stack.home}): run "
                    "this in the project folder, or give --root", err=True)
         raise typer.Exit(1)
-    console.print(_endpoints_table(stack))
+    stdout_console().print(_endpoints_table(stack))
 
 
 def register(app: typer.Typer) -> None:

@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from cli.logs import configure_logging
 from cli.main import main
 from connectors.kafka_clients import OncePerProblem, client_config, kafka_logger
+from devstack.stack import COMPONENTS, LocalStack, StackEndpoints
 from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -571,14 +572,31 @@ def test_an_api_that_cannot_listen_there_says_which_option_in_one_line_and_exit_
     assert line.startswith("error: " + said.format(port=port)), line
 
 
-def test_the_local_stack_failing_is_one_line_and_exit_2(monkeypatch, capsys, tmp_path):
-    """`demo` and `stack down` printed a traceback ending in StackError: Maven (mvn) is not on PATH."""
+@pytest.mark.parametrize("command", [["demo", "--once"], ["stack", "install"], ["stack", "up", "--root", "{tmp}"]])
+def test_the_local_stack_failing_is_one_line_and_exit_2(command, monkeypatch, capsys, tmp_path):
+    """`demo` and `stack down` printed a traceback ending in StackError: Maven (mvn) is not on PATH;
+    `stack install` and `stack up` printed it on stdout, exit 1, where a log collector took no error."""
     monkeypatch.setenv("PATH", str(tmp_path))  # no mvn, no java
     monkeypatch.setenv("INVOICE_AUTOMATION_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr("devstack.install.install_postgres", lambda: False)
-    assert _run(monkeypatch, "demo", "--once") == 2
-    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert _run(monkeypatch, *(part.format(tmp=tmp_path) for part in command)) == 2
+    printed = capsys.readouterr()
+    assert printed.out == ""
+    (line,) = printed.err.strip().splitlines()
     assert line == "error: Maven (mvn) is not on PATH: install Maven 3 and Java 17 to run the local stack."
+
+
+def test_stack_status_in_a_pipe_is_one_line_a_component(monkeypatch, capsys, tmp_path):
+    """Folded at 80 columns in a pipe, PostgreSQL's address took three lines: `stack status | grep
+    postgres` showed a third of it."""
+    (tmp_path / ".stack").mkdir()
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.setattr(LocalStack, "status", lambda self: {name: {"running": True} for name in COMPONENTS})
+    url = "postgresql+psycopg://invoice_automation@127.0.0.1:55432/marketplace"
+    monkeypatch.setattr(LocalStack, "endpoints", lambda self: StackEndpoints(marketplace_db_url=url))
+    assert _run(monkeypatch, "stack", "status", "--root", str(tmp_path)) == 0
+    (line,) = [line for line in capsys.readouterr().out.splitlines() if "postgres" in line]
+    assert "postgresql+psycopg://invoice_automation@127.0.0.1:55432/{marketplace,sampro,scheduler}" in line
 
 
 def test_stack_status_from_a_folder_no_stack_was_started_from_says_so(monkeypatch, capsys, tmp_path):
