@@ -7,7 +7,7 @@ from collections.abc import Collection, Iterator, Mapping
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
-from sqlalchemy import ColumnElement, Connection, Engine, Select, or_, select
+from sqlalchemy import ColumnElement, Connection, Dialect, Engine, Select, and_, func, literal, or_, select
 
 from connectors.ports import PurchaseOrderReader
 from connectors.sampro.tables import SamproNames, folded, sampro_tables
@@ -23,6 +23,10 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 CHUNK = 1000  # SQL Server allows 2100 parameters per statement
+# At most 23 parameters a lookup: 8 spellings of its vendor and 8 of its number (the IN lists an
+# index serves), on SQL Server 2 more of each (for a value keyed in after a blank), a total, and
+# its window's two dates; and 8 a statement. 80 lookups: 1,848 at most.
+LOOKUPS_A_STATEMENT = 80
 
 
 class SamproDataError(DataError):
@@ -149,8 +153,7 @@ class SqlPurchaseOrderReader(PurchaseOrderReader):
         here only when the total matches too, dated within the window: an index cannot find it
         otherwise. IN lists, not an OR per lookup: one index range scan, and SQL Server has no row IN."""
         wanted = sorted(set(lookups), key=lambda lookup: (lookup.vendor_key, lookup.number_key))
-        # At most 19 parameters a lookup: 8 spellings of its vendor, 8 of its number, a total, a window.
-        for chunk in _chunks(wanted, CHUNK // 10):
+        for chunk in _chunks(wanted, LOOKUPS_A_STATEMENT):
             yield chunk, self._entered_invoice_query(chunk)
 
     def _entered_invoice_query(self, lookups: list[Lookup]) -> Select[Any]:
@@ -162,15 +165,11 @@ class SqlPurchaseOrderReader(PurchaseOrderReader):
     def _candidates(self, lookups: list[Lookup], by_total: bool) -> list[ColumnElement[bool]]:
         """Where the AP invoices that may be the lookups' are: the vendor's, of the number or the total."""
         invoice, dialect = self.tables.ap_invoice, self.engine.dialect
-        # SQL Server compares under Sampro's collation, which ignores trailing blanks, and case as
-        # usually installed: the columns as they are, which the ERP's own indexes serve. Folded there,
-        # no index served the lookup without a computed column added to the ERP's table, and each
-        # batch read every AP invoice ever entered.
-        compared, spellings = (_as_is, _as_keyed_in) if dialect.name == "mssql" else (folded, _spellings)
-        vendors = {v for lookup in lookups for sent in _as_read(lookup.vendor_id) for v in spellings(sent)}
-        numbers = {n for lookup in lookups for sent in _as_read(lookup.invoice_number) for n in spellings(sent)}
-        by_vendor = among(compared(invoice.c.vendor_id), vendors, dialect)
-        by_number = among(compared(invoice.c.invoice_number), numbers, dialect)
+        keyed_like = _keyed_in_like if dialect.name == "mssql" else _folded_like
+        vendors = {sent for lookup in lookups for sent in _as_read(lookup.vendor_id)}
+        numbers = {sent for lookup in lookups for sent in _as_read(lookup.invoice_number)}
+        by_vendor = keyed_like(invoice.c.vendor_id, vendors, dialect)
+        by_number = keyed_like(invoice.c.invoice_number, numbers, dialect)
         if not by_total:
             return [by_vendor, by_number]
         # The totals dated within the lookups' windows: from all time, each invoice of a flat-fee
@@ -304,16 +303,37 @@ def _why(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"[:300]
 
 
-def _as_is(column: ColumnElement[str]) -> ColumnElement[str]:
-    return column
-
-
 def _as_read(text: str) -> tuple[str, str]:
     """The text as sent, and as AP reads it: without what shows nothing, NFC-composed, its case
     kept (`identifier_key`), the number a clerk keys in by hand. Asked for as sent alone, a resend
     of INV-4, entered by hand, as `INV-4` and a Hangul filler, a soft hyphen or a zero-width space
     (a cent more freight) was not found, was ready for the RPA bot and paid twice."""
     return text, identifier_key(text, fold_case=False)
+
+
+def _folded_like(column: ColumnElement[str], sent: set[str], dialect: Dialect) -> ColumnElement[bool]:
+    """The values of `column` keyed in like one of `sent`, compared `folded` (PostgreSQL, SQLite)."""
+    return among(folded(column), {spelling for text in sent for spelling in _spellings(text)}, dialect)
+
+
+def _keyed_in_like(column: ColumnElement[str], sent: set[str], dialect: Dialect) -> ColumnElement[bool]:
+    """The values of `column` keyed in like one of `sent`, on SQL Server. Compared as they are, under
+    Sampro's collation (which ignores trailing blanks, and case as usually installed), which the
+    ERP's own indexes serve: folded, no index served the lookup without a computed column added to
+    the ERP's table, and each batch read every AP invoice ever entered.
+
+    `=` and IN ignore trailing blanks there, not leading ones: ` INV-778` or vendor ` V100` keyed in
+    by hand was not found, and the resend was paid twice. So a value that starts with a space or a
+    tab (what hand keying and pasting put there) is also compared without its blanks, in upper case.
+    Only those: `LIKE ' %'` is a range of the column's index (the values that start with a space),
+    which the server seeks to and filters, where LTRIM over every row of the vendor missed a vendor
+    keyed in after a blank, and over the column was a scan of every AP invoice. Tabs become spaces
+    first: LTRIM takes off spaces alone before SQL Server 2022."""
+    blanks_off = func.upper(func.ltrim(func.replace(column, literal("\t", column.type), literal(" ", column.type))),
+                            type_=column.type)
+    after_a_blank = and_(or_(column.like(" %"), column.like("\t%")),
+                         blanks_off.in_({_upper(text.strip()) for text in sent}))
+    return or_(column.in_({spelling for text in sent for spelling in _as_keyed_in(text)}), after_a_blank)
 
 
 def _as_keyed_in(text: str) -> set[str]:
@@ -331,6 +351,11 @@ def _spellings(text: str) -> set[str]:
     `inv-ä1` keyed in is `INV-ä1` there, which no other spelling of a resend as `inv-ä1` or `INV-Ä1`
     was, and it was paid twice."""
     trimmed = text.strip()
-    return {trimmed.upper(), "".join(letter if len(letter.upper()) > 1 else letter.upper() for letter in trimmed),
+    return {trimmed.upper(), _upper(trimmed),
             "".join(letter.upper() if letter.isascii() else letter for letter in trimmed),
             "".join(letter.upper() if letter.isascii() else letter.lower() for letter in trimmed)}
+
+
+def _upper(text: str) -> str:
+    """Upper case letter by letter, as SQL Server's UPPER makes it (`ß` kept, where Python makes `SS`)."""
+    return "".join(letter if len(letter.upper()) > 1 else letter.upper() for letter in text)

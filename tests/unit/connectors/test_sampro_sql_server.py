@@ -12,7 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import create_engine, event, insert, text
 from sqlalchemy.dialects.mssql import pyodbc as mssql_pyodbc
 
 from connectors import mssql
@@ -52,7 +52,7 @@ def _statements(names: SamproNames = NAMES) -> list[str]:
 
 def test_every_statement_stays_under_sql_servers_parameter_limit():
     statements = _statements()
-    assert len(statements) == 3 + 25  # 1,000 PO numbers, or 100 invoice lookups, per statement
+    assert len(statements) == 3 + 32  # 1,000 PO numbers, or 80 invoice lookups, per statement
     counts = [statement.count("?") for statement in statements]
     assert max(counts) < SQL_SERVER_PARAMETER_LIMIT and min(counts) > 0, counts
 
@@ -60,7 +60,7 @@ def test_every_statement_stays_under_sql_servers_parameter_limit():
 @pytest.mark.parametrize("url", ["sqlite://", "mssql+pyodbc://u:p@sampro/SAMPRO?driver=x"])
 def test_lookups_whose_every_spelling_differs_stay_under_sql_servers_parameter_limit(url):
     """Sampro is asked for each vendor and number as sent and as AP reads it (without the soft
-    hyphen, the Hangul filler), each in the spellings an UPPER may make: 8 a value, 19 a lookup."""
+    hyphen, the Hangul filler), each in the spellings an UPPER may make: 8 a value, 23 a lookup."""
     lookups = lookups_for(({"vendor_id": f"Großhändler-Ä{n}\u00ad", "invoice_number": f"straße-äÄ-{n}\u3164",
                             "total_amount": f"{n}.50",
                             "invoice_date": (date(2000, 1, 1) + timedelta(days=100 * n)).isoformat()}
@@ -69,17 +69,56 @@ def test_lookups_whose_every_spelling_differs_stay_under_sql_servers_parameter_l
     dialect = mssql_pyodbc.dialect(paramstyle="qmark")
     counts = [query.compile(dialect=dialect, compile_kwargs={"render_postcompile": True}).string.count("?")
               for query in reader.entered_invoice_queries(lookups)]
-    assert len(counts) == 3 and max(counts) < SQL_SERVER_PARAMETER_LIMIT, counts
+    assert len(counts) == 4 and max(counts) < SQL_SERVER_PARAMETER_LIMIT, counts
 
 
 def test_on_sql_server_the_duplicate_lookup_compares_the_columns_as_its_indexes_hold_them():
     """Under UPPER(LTRIM(RTRIM(...))) no index of the ERP's served it: every batch read every AP
-    invoice ever entered. SQL Server's collation compares without case and trailing blanks itself."""
+    invoice ever entered. SQL Server's collation compares without case and trailing blanks itself;
+    a value keyed in after a blank is compared without it only within the index's range of the
+    values that start with a space or a tab (`LIKE ' %'`)."""
     reader = SqlPurchaseOrderReader(create_engine("mssql+pyodbc://u:p@sampro/SAMPRO?driver=x"), NAMES)
     query, *_ = reader.entered_invoice_queries(LOOKUPS)
-    statement = query.compile(dialect=reader.engine.dialect, compile_kwargs={"render_postcompile": True}).string
-    assert "upper" not in statement.lower() and "erp.[APINV].[VENDNO] IN (" in statement
+    compiled = query.compile(dialect=reader.engine.dialect, compile_kwargs={"render_postcompile": True})
+    statement = compiled.string
+    assert "erp.[APINV].[VENDNO] IN (" in statement and "erp.[APINV].invoice_number IN (" in statement
+    for column in (r"erp\.\[APINV\]\.\[VENDNO\]", r"erp\.\[APINV\]\.invoice_number"):
+        after_a_blank = re.findall(rf"\({column} LIKE \? OR {column} LIKE \?\) AND upper\(ltrim\(replace\({column}, "
+                                   rf"\?, \?\)\)\) IN \(", statement)
+        assert len(after_a_blank) == 1, statement
+    assert statement.lower().count("upper(") == statement.count("LIKE") // 2 == 2, statement
+    assert sorted(value for value in compiled.construct_params().values() if str(value).endswith("%")) == [
+        "\t%", "\t%", " %", " %"]
     assert statement.count("?") < SQL_SERVER_PARAMETER_LIMIT
+
+
+def _sql_server_ci_as(left: str, right: str) -> int:
+    """Text compared as SQL Server's usual collation (`*_CI_AS`) compares it: without case, and
+    without trailing blanks, but with leading ones."""
+    left, right = left.rstrip(" ").casefold(), right.rstrip(" ").casefold()
+    return (left > right) - (left < right)
+
+
+def test_on_sql_server_an_invoice_keyed_in_after_a_blank_is_found():
+    """SQL Server's `=` and IN ignore trailing blanks, not leading ones: an invoice keyed into
+    Sampro by hand as ` INV-778` (or under vendor ` V100`) was not found, and its resend was paid
+    twice. SQL Server's statements, run on SQLite under a collation that compares as SQL Server's."""
+    engine = create_engine("sqlite://")
+    event.listen(engine, "connect", lambda connection, _: connection.create_collation("CI_AS", _sql_server_ci_as))
+    reader = SqlPurchaseOrderReader(create_engine("mssql+pyodbc://u:p@sampro/SAMPRO?driver=x"))
+    entered = [("S-1", "V100", " INV-778"), ("S-2", "V100", "\tINV-778"), ("S-3", " V100", "inv-778"),
+               ("S-4", "\t V100", "  Inv-778"), ("S-5", "v100", "INV-778  "),
+               ("S-6", "V100", " INV-7780"), ("S-7", " V200", " INV-778"), ("S-8", "V100", "X INV-778")]
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE ap_invoice (sampro_invoice_id TEXT PRIMARY KEY, vendor_id TEXT COLLATE "
+                             "CI_AS, invoice_number TEXT COLLATE CI_AS, total_amount NUMERIC, invoice_date DATE)")
+        conn.execute(insert(reader.tables.ap_invoice), [
+            {"sampro_invoice_id": key, "vendor_id": vendor, "invoice_number": number, "total_amount": Decimal(99)}
+            for key, vendor, number in entered])
+        queries = reader.entered_invoice_queries(lookups_for([{"vendor_id": "V100", "invoice_number": "INV-778"}],
+                                                             Policy()))
+        found = {key for query in queries for key, *_ in conn.execute(query)}
+    assert found == {"S-1", "S-2", "S-3", "S-4", "S-5"}
 
 
 def test_on_sql_server_the_same_total_is_asked_for_dated_within_each_invoices_window():
@@ -89,7 +128,7 @@ def test_on_sql_server_the_same_total_is_asked_for_dated_within_each_invoices_wi
     query, *_ = reader.entered_invoice_queries(LOOKUPS)
     statement = query.compile(dialect=reader.engine.dialect, compile_kwargs={"render_postcompile": True}).string
     windows = re.findall(r"erp\.\[APINV\]\.invoice_date BETWEEN \? AND \?", statement)
-    assert len(windows) == 100  # one a lookup, no two of which meet
+    assert len(windows) == 80  # one a lookup, no two of which meet
     assert re.search(r"erp\.\[APINV\]\.total_amount IN \(\?(, \?)*\) AND \(erp\.\[APINV\]\.invoice_date BETWEEN",
                      statement), statement
 
