@@ -8,10 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, Label, Text, case, cast, func, literal, null
+from sqlalchemy import ColumnElement, Integer, Label, Text, UnicodeText, case, cast, func, literal, null
+from sqlalchemy.dialects import mssql
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
+
+# A column read as text: NVARCHAR(max) on SQL Server, where the JSON columns are kept. Text is
+# VARCHAR(max) there, in the database's code page: a Cyrillic or CJK part number of an invoice's
+# lines came back as '??-100', and was judged as a part the vendor never sent.
+AS_TEXT = UnicodeText().with_variant(mssql.NVARCHAR(), "mssql")
 
 
 class TextLength(FunctionElement[int]):
@@ -38,7 +44,7 @@ def _utf16_units(element: TextLength, compiler: SQLCompiler, **kw: Any) -> str:
 def text_within(column: ColumnElement[Any], limit: int) -> tuple[Label[Any], Label[int]]:
     """The column as text, NULL when longer than `limit`, and its length: `<key>` and `<key>_length`."""
     length = TextLength(column)
-    return (case((length > limit, null()), else_=cast(column, Text)).label(column.key),
+    return (case((length > limit, null()), else_=cast(column, AS_TEXT)).label(column.key),
             length.label(f"{column.key}_length"))
 
 

@@ -48,7 +48,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
-from connectors.bounded_text import CutOnSqlite, text_within
+from connectors.bounded_text import AS_TEXT, CutOnSqlite, text_within
 from connectors.marketplace_table import HEADER_FIELDS, invoice_document, stream_key_problem
 from connectors.marketplace_table import marketplace_invoices as table
 from connectors.ports import MarketplaceSource, Polled, UnreadableRow
@@ -293,7 +293,7 @@ class PollingMarketplaceSource(MarketplaceSource):
                     raise
                 conn.rollback()
                 with escaped_text(conn):
-                    raw = conn.execute(select(*(cast(c, Text).label(c.name) for c in self._columns))
+                    raw = conn.execute(select(*(cast(c, AS_TEXT).label(c.name) for c in self._columns))
                                        .where(row_key == key.row_key)).first()
                 polled.unreadable.append(UnreadableRow(str(key.invoice_id)[:64], _parsed_time(key.updated_at),
                                                        json.dumps(dict(raw._mapping) if raw else {}).encode(),
