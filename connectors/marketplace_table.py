@@ -37,7 +37,8 @@ from rules.parsing import UNREADABLE_COLUMN
 class StampedNow(FunctionElement[datetime]):
     """The time a row is stamped with when the marketplace gives none: now(); on SQLite the present
     to the millisecond, written as SQLAlchemy writes a time there (microseconds), where
-    CURRENT_TIMESTAMP kept whole seconds, and the rows of one second sorted before the watermark."""
+    CURRENT_TIMESTAMP kept whole seconds, and the rows of one second sorted before the watermark;
+    on SQL Server UTC (`_utc_to_the_microsecond`)."""
 
     type = DateTime(timezone=True)
     name = "stamped_now"
@@ -47,6 +48,17 @@ class StampedNow(FunctionElement[datetime]):
 @compiles(StampedNow)
 def _now(_element: StampedNow, compiler: SQLCompiler, **kw: Any) -> str:
     return compiler.process(func.now(), **kw)
+
+
+@compiles(StampedNow, "mssql")
+def _utc_to_the_microsecond(_element: StampedNow, _compiler: SQLCompiler, **_kw: Any) -> str:
+    # SQL Server's now(), CURRENT_TIMESTAMP, is the server's local time, which a DATETIMEOFFSET
+    # column takes as +00:00, hours off the UTC the poller compares with (SYSUTCDATETIME()): west
+    # of UTC, the hour a daylight-saving fall-back stamps again lay behind the watermark, and its
+    # uploads were never read. In UTC, as every stamp the poller keeps is (it compares their text),
+    # to the microsecond a time is read back with (pyodbc drops the tenth of one SYSUTCDATETIME()
+    # keeps: a row stamped so would be read again at every poll, being after the watermark it made).
+    return "CAST(SYSUTCDATETIME() AS DATETIMEOFFSET(6))"
 
 
 @compiles(StampedNow, "sqlite")

@@ -30,10 +30,12 @@ def row(invoice_id: str, at: datetime, version: int = 1) -> dict:
 
 
 def test_postgresql_and_sql_server_order_pages_by_the_column_and_stamp_rows_with_now_as_before():
-    """Only SQLite, which compares times as text, reads the column otherwise (`InTimeOrder`)."""
+    """Only SQLite, which compares times as text, reads the column otherwise (`InTimeOrder`). SQL
+    Server stamps UTC (tests/unit/connectors/test_marketplace_sql_server.py)."""
     page = select(marketplace_invoices.c.invoice_id).where(InTimeOrder(marketplace_invoices.c.updated_at) > T0) \
         .order_by(InTimeOrder(marketplace_invoices.c.updated_at))
-    for dialect, now in ((postgresql.dialect(), "DEFAULT now()"), (mssql.dialect(), "DEFAULT CURRENT_TIMESTAMP")):
+    for dialect, now in ((postgresql.dialect(), "DEFAULT now()"),
+                         (mssql.dialect(), "DEFAULT CAST(SYSUTCDATETIME() AS DATETIMEOFFSET(6))")):
         compiled = str(page.compile(dialect=dialect))
         assert "WHERE marketplace_invoices.updated_at > " in compiled, compiled
         assert compiled.endswith("ORDER BY marketplace_invoices.updated_at"), compiled
