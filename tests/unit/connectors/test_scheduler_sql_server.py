@@ -116,12 +116,17 @@ def _mssql_type(column) -> str:
     return column.type.compile(dialect=MSSQL)
 
 
-def _offline(step: str, migration: str = "0012_sql_server_unicode") -> list[str]:
-    """A migration's statements for SQL Server, as `alembic upgrade --sql` writes them."""
+def _migration(migration: str):
     spec = importlib.util.spec_from_file_location(migration, MIGRATIONS / "versions" / f"{migration}.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def _offline(step: str, migration: str = "0012_sql_server_unicode") -> list[str]:
+    """A migration's statements for SQL Server, as `alembic upgrade --sql` writes them."""
+    module = _migration(migration)
     out = io.StringIO()
     context = MigrationContext.configure(dialect_name="mssql", opts={"as_sql": True, "output_buffer": out})
     with Operations.context(context):
@@ -221,3 +226,16 @@ def test_migration_0015_makes_the_same_total_index_end_with_the_date_as_the_tabl
     assert _offline("downgrade", "0015_duplicate_total_dates") == [
         f"DROP INDEX {index.name} ON processscheduler",
         f"CREATE INDEX {index.name} ON processscheduler (vendor_key, total_amount)"]
+
+
+def test_migration_0016_sends_what_it_keys_again_as_the_tables_say():
+    """Its own light tables declared the text as sa.String, sent to SQL Server as VARCHAR in the
+    database's code page: the keys of a Cyrillic vendor or a CJK number were written as `?`s."""
+    module = _migration("0016_keys_without_unseen_characters")
+    for light in (module.scheduler, module.numbers):
+        table = metadata.tables[light.name]
+        sent = {name: column.type.dialect_impl(MSSQL).get_dbapi_type(pyodbc) for name, column in light.c.items()}
+        assert sent == {name: table.c[name].type.dialect_impl(MSSQL).get_dbapi_type(pyodbc) for name in sent}
+    rekeyed = module.scheduler.update().where(module.scheduler.c.id == 7).values(vendor_key="ооо ромашка")
+    key = rekeyed.compile(dialect=MSSQL).binds["vendor_key"]
+    assert key.type.dialect_impl(MSSQL).get_dbapi_type(pyodbc) == pyodbc.SQL_WVARCHAR

@@ -30,11 +30,16 @@ branch_labels = None
 depends_on = None
 
 CHUNK = 1000
-scheduler = sa.table("processscheduler", sa.column("id", sa.Integer), sa.column("invoice_id", sa.String),
-                     sa.column("invoice_version", sa.Integer), sa.column("vendor_id", sa.String),
-                     sa.column("invoice_number", sa.String), sa.column("vendor_key", sa.String),
-                     sa.column("number_key", sa.String), sa.column("loose_number_key", sa.String))
-numbers = sa.table("rpa_invoice_numbers", sa.column("hand_off_key", sa.String), sa.column("invoice_id", sa.String),
+# Text as the tables have it since 0012, NVARCHAR(64) on SQL Server, which pyodbc is then told to
+# send wide: as sa.String it went as VARCHAR, in the database's code page, and the keys of a Cyrillic
+# vendor or a CJK number were written as `?`s, which no lookup of a resend asks for (nor were the
+# hand-offs of such an invoice id found to be keyed again).
+TEXT = sa.Unicode(64)
+scheduler = sa.table("processscheduler", sa.column("id", sa.Integer), sa.column("invoice_id", TEXT),
+                     sa.column("invoice_version", sa.Integer), sa.column("vendor_id", TEXT),
+                     sa.column("invoice_number", TEXT), sa.column("vendor_key", TEXT),
+                     sa.column("number_key", TEXT), sa.column("loose_number_key", TEXT))
+numbers = sa.table("rpa_invoice_numbers", sa.column("hand_off_key", TEXT), sa.column("invoice_id", TEXT),
                    sa.column("invoice_version", sa.Integer), sa.column("claimed_at", sa.DateTime(timezone=True)))
 
 
