@@ -101,15 +101,16 @@ def odbc_attributes(connection_string: str) -> dict[str, str]:
 def sql_server_login(database_url: str) -> dict[str, str]:
     """Where and as whom Connect reaches Sampro, from the URL the worker reads it with: its host,
     port and database, or those of an `odbc_connect` string (SERVER, DATABASE, UID, PWD); its
-    Encrypt and TrustServerCertificate, carried over to the JDBC driver, which encrypts and checks
-    the certificate by default as ODBC Driver 18 does. `Misconfigured` for what names no server or
-    database (a DSN), and for a named instance without its port: Debezium's JDBC URL always has a
-    port, which the driver takes over the instance name, so the capture read the default instance
-    of the host (a test copy of Sampro, perhaps) while the worker read the named one."""
+    Encrypt, TrustServerCertificate and HostNameInCertificate, carried over to the JDBC driver
+    (mssql-jdbc 12.4 in Debezium 3.6.1), which encrypts and checks the certificate by default as
+    ODBC Driver 18 does. `Misconfigured` for what names no server or database (a DSN), and for a
+    named instance without its port: Debezium's JDBC URL always has a port, which the driver takes
+    over the instance name, so the capture read the default instance of the host (a test copy of
+    Sampro, perhaps) while the worker read the named one."""
     url = make_url(database_url)
     odbc = odbc_attributes(str(url.query.get("odbc_connect", "")))
-    options = {key.lower(): str(value).lower() for key, value in url.query.items() if key != "odbc_connect"}
-    options |= {key: value.lower() for key, value in odbc.items()}
+    attributes = {key.lower(): str(value) for key, value in url.query.items() if key != "odbc_connect"} | odbc
+    options = {key: value.lower() for key, value in attributes.items()}
     host, port = url.host, url.port
     if server := odbc.get("server") or odbc.get("address") or odbc.get("addr"):
         host, _, given = re.sub(r"(?i)^tcp:", "", server).partition(",")
@@ -124,15 +125,28 @@ def sql_server_login(database_url: str) -> dict[str, str]:
         raise Misconfigured(f"INVOICE_AUTOMATION_SAMPRO_DB_URL names the instance {instance} of {host} without its "
                             f"port: Debezium reaches SQL Server by host and port alone (its default 1433 is the "
                             f"default instance's); give the instance's port ({host}\\{instance}:PORT)")
+    encrypt = options.get("encrypt")
+    # As the driver's pass-through properties, `driver.*` as the connector's documentation names them
+    # (Debezium strips the prefix; `database.*` reaches the driver too). Strict (TDS 8.0, the
+    # certificate always checked) stays strict: carried over as `true`, it was a downgrade, which a
+    # server that forces strict encryption refuses. The name the certificate is checked against goes
+    # too: left out, the certificate was checked against the host connected to, and one issued for
+    # another name (an alias, a listener) failed the capture where the worker's reads passed.
+    tls = {
+        "driver.encrypt": encrypt if encrypt == "strict" else "false" if encrypt in ("no", "false", "optional")
+        else "true",
+        "driver.trustServerCertificate": "true" if options.get("trustservercertificate") in ("yes", "true")
+        else "false",
+    }
+    if certified := attributes.get("hostnameincertificate"):
+        tls["driver.hostNameInCertificate"] = certified
     return {
         "database.hostname": host,
         "database.port": str(port or 1433),
         "database.user": odbc.get("uid") or url.username or "",
         "database.password": odbc.get("pwd") or url.password or "",
         "database.names": database,
-        "database.encrypt": "false" if options.get("encrypt") in ("no", "false", "optional") else "true",
-        "database.trustServerCertificate": "true" if options.get("trustservercertificate") in ("yes", "true")
-        else "false",
+        **tls,
     }
 
 

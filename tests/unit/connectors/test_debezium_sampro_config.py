@@ -41,7 +41,8 @@ def test_sql_server_config_has_every_required_key_with_the_urls_server_and_datab
     assert config["schema.history.internal.kafka.topic"] == "invoice-automation-sampro.schema-history"
     assert config["snapshot.mode"] in ("no_data", "schema_only")
     assert config["time.precision.mode"] == "connect" and config["include.schema.changes"] == "false"
-    assert (config["database.encrypt"], config["database.trustServerCertificate"]) == ("true", "false")
+    assert (config["driver.encrypt"], config["driver.trustServerCertificate"]) == ("true", "false")
+    assert "driver.hostNameInCertificate" not in config  # checked against the host connected to
     assert config["transforms.route.replacement"] == "sampro.cdc"
     # PostgreSQL's WAL heartbeat (connectors.debezium.wal_heartbeat) is not SQL that SQL Server runs.
     assert not any(key.startswith(("heartbeat.", "message.prefix.")) for key in config)
@@ -80,13 +81,25 @@ def test_the_password_comes_from_the_sampro_url_and_nowhere_else():
 def test_a_test_servers_self_signed_certificate_and_an_unencrypted_link_carry_over():
     trusting = SqlServerSamproCapture(database_url="mssql+pyodbc://u:p@h/S?Encrypt=yes&TrustServerCertificate=yes")
     plain = SqlServerSamproCapture(database_url="mssql+pyodbc://u:p@h/S?encrypt=no")
-    assert trusting.connector_config()["database.trustServerCertificate"] == "true"
-    assert plain.connector_config()["database.encrypt"] == "false"
+    assert trusting.connector_config()["driver.trustServerCertificate"] == "true"
+    assert plain.connector_config()["driver.encrypt"] == "false"
     assert plain.connector_config()["database.port"] == "1433"
 
 
+@pytest.mark.parametrize("url", [
+    "mssql+pyodbc://u:p@10.0.0.5:1433/SAMPRO?Encrypt=strict&HostNameInCertificate=Sampro-DB.corp",
+    "mssql+pyodbc:///?odbc_connect=" + quote_plus("SERVER=tcp:10.0.0.5,1433;DATABASE=SAMPRO;UID=u;PWD=p;"
+                                                  "Encrypt=Strict;HostNameInCertificate=Sampro-DB.corp"),
+])
+def test_strict_encryption_and_the_name_in_the_certificate_carry_over(url):
+    """Strict became `encrypt=true`, a downgrade a server that forces strict encryption refuses, and
+    HostNameInCertificate was dropped: the certificate was checked against 10.0.0.5 and failed."""
+    config = SqlServerSamproCapture(database_url=url).connector_config()
+    assert (config["driver.encrypt"], config["driver.hostNameInCertificate"]) == ("strict", "Sampro-DB.corp")
+
+
 LOGIN = ("database.hostname", "database.port", "database.user", "database.password", "database.names",
-         "database.encrypt", "database.trustServerCertificate")
+         "driver.encrypt", "driver.trustServerCertificate")
 
 
 def login(database_url: str) -> tuple[str, ...]:
