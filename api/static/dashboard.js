@@ -347,7 +347,7 @@ async function openInvoice(invoiceId, version, refresh = false) {
     utc(h.occurred_at), " ", statusBadge(h.status),
     h.actor ? ` by ${h.actor}` : "", h.reason ? ` — ${h.reason}` : "")));
   $("#detail-payload").textContent = invoice.rpa_payload ? visible(JSON.stringify(invoice.rpa_payload, null, 2)) : "none";
-  $("#release-button").hidden = !(clerk && newest && ["manual_review", "awaiting_receipt", "bad_invoice", "rpa_failed"].includes(invoice.status));
+  $("#release-button").hidden = !(clerk && newest && releasable(invoice).length);
   $("#dispatch-button").hidden = !(clerk && invoice.status === "ready_to_process");
   for (const tr of document.querySelectorAll("#invoices tbody tr")) {
     tr.classList.toggle("selected", tr.dataset.invoice === invoice.invoice_id);
@@ -366,16 +366,26 @@ async function command(path, body, done) {
   }
 }
 
+// What "Release all" names, never nothing: a release naming none releases every hold the invoice has
+// when the worker takes it. A dialog opened on a failed hand-off sent none, and once another clerk's
+// release of the failure was judged again at its turn and held (the buyer had cancelled the PO), its
+// confirm released PO_NOT_OPEN, which no one had seen, and the bot got an invoice of a cancelled PO.
+// A failure is named as the API names it; an invoice with no hold a clerk may release has no button.
+function releasable(invoice) {
+  return invoice.status === "rpa_failed" ? [RPA_FAILURE]
+    : invoice.holds.filter((h) => h.releasable && !h.released_by).map((h) => h.id);
+}
+
 function setUpActions() {
   const dialog = $("#release-dialog");
-  const openRelease = (holds) => {  // the holds to release; none: the invoice has none (an RPA failure)
+  const openRelease = (holds) => {  // the holds to release, named
     // The release goes for the version the dialog names, whatever the live feed shows by the time
     // the clerk confirms: a vendor's new version of the invoice is not what the clerk read.
     state.releasing = { invoice_id: state.open.invoice_id, invoice_version: state.open.invoice_version, holds,
                         messages: Object.fromEntries(state.open.holds.map((h) => [h.id, h.message])) };
-    $("#release-what").textContent = holds.length > 10 ? `the ${holds.length} holds shown`
-      : holds.length ? `${holds.length > 1 ? "holds" : "hold"} ${holds.join(", ")}`
-      : state.open.status === "rpa_failed" ? "the failed hand-off" : "every hold a clerk may release";
+    $("#release-what").textContent = holds[0] === RPA_FAILURE ? "the failed hand-off"
+      : holds.length > 10 ? `the ${holds.length} holds shown`
+      : `${holds.length > 1 ? "holds" : "hold"} ${holds.join(", ")}`;
     $("#release-invoice").textContent = `${isolated(state.open.invoice_id)} v${state.open.invoice_version}`;
     $("#release-code").replaceChildren(...state.open.release_reason_codes.map((code) => el("option", { value: code }, code)));
     $("#release-reason").value = "";
@@ -384,9 +394,7 @@ function setUpActions() {
   // The holds the clerk sees, named: none named, the worker releases every hold the invoice has when
   // it gets the command, and one a Sampro change added meanwhile was released unread. Past the 200 a
   // release may name (one per line of a 1,000-line invoice), in several releases.
-  $("#release-button").addEventListener("click", () => {
-    openRelease(state.open.holds.filter((h) => h.releasable && !h.released_by).map((h) => h.id));
-  });
+  $("#release-button").addEventListener("click", () => openRelease(releasable(state.open)));
   $("#detail-holds").addEventListener("click", (event) => {
     const button = event.target.closest("button.release-hold");
     if (button) openRelease([button.dataset.hold]);
@@ -399,8 +407,8 @@ function setUpActions() {
     dialog.close();
     const { invoice_id: invoiceId, invoice_version: version, holds, messages } = state.releasing;
     const code = $("#release-code").value;
-    for (let from = 0; from === 0 || from < holds.length; from += MAX_HOLDS_NAMED) {
-      const batch = holds.slice(from, from + MAX_HOLDS_NAMED);  // none: an RPA failure's release
+    for (let from = 0; from < holds.length; from += MAX_HOLDS_NAMED) {
+      const batch = holds.slice(from, from + MAX_HOLDS_NAMED);
       // Each hold as the clerk saw it: one judged again since, reading otherwise, is refused, not released.
       const seen = Object.fromEntries(batch.filter((id) => id in messages).map((id) => [id, messages[id]]));
       if (!await command(`/api/invoices/${encodeURIComponent(invoiceId)}/release`,
@@ -458,6 +466,7 @@ function showLive(on, text) {
 // the stream was down never comes on it: the list and the open invoice are read again.
 const RECONNECT_MS = 10000;
 const MAX_HOLDS_NAMED = 200;  // rules.lifecycle.MAX_HOLDS_NAMED: what one release may name
+const RPA_FAILURE = "RPA_FAILED::";  // rules.holds.RPA_FAILURE: what a release of a failed hand-off names
 
 function listen() {
   const source = new EventSource("/api/events");

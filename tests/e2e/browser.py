@@ -26,10 +26,16 @@ def dashboard(pipeline):
 
 
 @pytest.fixture
-def dashboard_in_memory():
-    """The API on the unit tests' in-memory adapters (MP-1 to MP-5 seeded) and its dashboard: no
-    pipeline, no stack."""
-    server = ThreadedServer(make_api().client.app, port=free_port()).start()
+def api_in_memory():
+    """The API on the unit tests' in-memory adapters, MP-1 to MP-5 seeded: a test records what the
+    worker would, and reads the commands the page had the API publish."""
+    return make_api()
+
+
+@pytest.fixture
+def dashboard_in_memory(api_in_memory):
+    """The API on in-memory adapters (`api_in_memory`) and its dashboard: no pipeline, no stack."""
+    server = ThreadedServer(api_in_memory.client.app, port=free_port()).start()
     yield server
     server.stop()
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 
 from playwright.sync_api import expect
 
+from rules.holds import RPA_FAILURE
+from rules.lifecycle import InvoiceStatus
+from rules.models import Finding, Severity, VerdictStatus
 from tests.e2e.browser import sign_in
+from tests.unit.api.conftest import NOW, change, freight, verdict
+from tests.unit.rules.builders import PO, invoice, judge
 
 # Each shows nothing, or only a space, in an invoice number; the API names each so (api/schemas.py).
 SHOWING_NOTHING = ["\u2800",  # the braille blank
@@ -66,3 +71,47 @@ def test_a_panel_closed_before_its_answer_came_stays_closed(dashboard_in_memory,
         slow[0].continue_()
     page.wait_for_timeout(500)  # the answer read and, before, shown
     expect(page.locator("#detail")).to_be_hidden()
+
+
+def test_a_release_of_a_failed_hand_off_names_the_failure_and_is_refused_once_the_invoice_is_held_instead(
+        api_in_memory, dashboard_in_memory, page):
+    """The dialog opened on a failed hand-off sent no hold. Another clerk released the failure first,
+    and at its turn at the bot the invoice was judged again and held: the buyer had cancelled the PO.
+    The stale confirm released PO_NOT_OPEN, which no one had seen, and the bot got the invoice of a
+    cancelled PO. Named, the failure is not there: a 409, and nothing is released."""
+    api_in_memory.scheduler.record([change("MP-1", InvoiceStatus.RPA_FAILED, "rpa:MP-1:v1:attempt1", minutes=20,
+                                           reason="Sampro screen timeout")])
+    sign_in(page, dashboard_in_memory)
+    page.locator('#invoices tr[data-invoice="MP-1"]').click()
+    expect(page.locator("#detail-status")).to_have_text("rpa_failed")
+    page.click("#release-button")
+    expect(page.locator("#release-what")).to_have_text("the failed hand-off")
+
+    cancelled = judge(invoice(invoice_id="MP-1", invoice_number="INV-1", **freight(1)), {**PO, "status": "cancelled"})
+    api_in_memory.scheduler.record([
+        change("MP-1", InvoiceStatus.RELEASED, "release:by-bo", minutes=10, actor="bo", reason="OTHER: retry"),
+        cancelled.model_copy(update={"evaluated_at": NOW})])
+    page.fill("#release-reason", "screen timed out, try again")
+    with page.expect_response("**/release") as answered:
+        page.click("#release-confirm")
+    assert answered.value.request.post_data_json["holds"] == [RPA_FAILURE] and answered.value.status == 409
+    assert api_in_memory.commands.published == []
+    expect(page.locator("#action-message")).to_contain_text(f"Not done: MP-1 has no hold {RPA_FAILURE}")
+
+
+def test_an_invoice_held_only_by_holds_a_clerk_may_not_release_offers_no_release(api_in_memory, dashboard_in_memory,
+                                                                                 page):
+    """"Release all" named no hold there, and a release naming none releases every hold the invoice
+    has when the worker takes it: the page never sends one."""
+    duplicate = Finding(code="DUPLICATE_INVOICE", severity=Severity.ERROR, field="invoice_number", actual="INV-1",
+                        message="INV-1 was entered before")
+    held = verdict(invoice(invoice_id="MP-6", invoice_number="INV-6", **freight(6)))
+    api_in_memory.scheduler.record([held.model_copy(update={"status": VerdictStatus.BAD_INVOICE, "http_status": 400,
+                                                            "reasons": [duplicate]})])
+    sign_in(page, dashboard_in_memory)
+    page.locator('#invoices tr[data-invoice="MP-6"]').click()
+    expect(page.locator("#detail-holds")).to_contain_text("open: the vendor must send a corrected invoice")
+    expect(page.locator("#release-button")).to_be_hidden()
+    page.locator("#detail-close").click()
+    page.locator('#invoices tr[data-invoice="MP-3"]').click()  # held for its price: a clerk may release it
+    expect(page.locator("#release-button")).to_be_visible()

@@ -7,6 +7,7 @@ import re
 
 from api.routes.dashboard import STATIC
 from api.schemas import _HIDDEN_CHARACTER
+from rules.holds import RPA_FAILURE
 
 # Shown by the page as they are: the blanks HTML shows as a space (the payload's lines, a clerk's
 # comment), and ZWJ and ZWNJ, marked only where they join nothing (the browser tests check which).
@@ -31,3 +32,8 @@ def test_the_dashboard_marks_every_character_the_api_refuses_in_a_sampro_id_as_i
     named = lambda found: sorted(f"U+{ord(c):04X}" for c in found)  # noqa: E731
     assert named(hidden - SHOWN_AS_THEY_ARE - marked) == []  # left unmarked
     assert named(marked - (hidden - SHOWN_AS_THEY_ARE)) == []  # marked, though the API takes it or the page shows it
+
+
+def test_the_dashboard_names_a_failed_hand_off_as_the_api_does():
+    (named,) = re.findall(r'const RPA_FAILURE = "(.*?)";', (STATIC / "dashboard.js").read_text())
+    assert named == RPA_FAILURE
