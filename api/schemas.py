@@ -86,17 +86,19 @@ class ReleaseRequest(_Body):
     invoice_version: Version = Field(description="The version AP looked at; only the newest may be released.")
     reason: Text = Field(description="The clerk's comment: why these holds may be released; kept in the history.")
     holds: list[HoldId] = Field(default=[], max_length=MAX_HOLDS_NAMED, description=(
-        "The holds released (`holds[].id` of the invoice). None named: every hold a clerk may release. "
-        "The invoice goes on to the RPA bot once no hold is left."))
+        "The holds released (`holds[].id` of the invoice); an rpa_failed invoice's failure is RPA_FAILED::. "
+        "None named: every hold a clerk may release as the API shows it then (the failure, for an rpa_failed "
+        "invoice). The invoice goes on to the RPA bot once no hold is left."))
     # OTHER, when none is given, must be configured too (the API refuses it naming the field, and
     # the OpenAPI document then lists the field as required).
     reason_code: str = Field(default="OTHER", min_length=1, max_length=64,
                              description="One of the configured release reason codes (RELEASE_REASON_CODES).")
     seen: dict[HoldId, Text] = Field(default={}, max_length=MAX_HOLDS_NAMED, description=(
-        "The holds as the clerk saw them: `holds[].id` to its `holds[].message`. One that reads otherwise now "
-        "(judged again after a change in Sampro: the PO's price cut since) is a 409, not released unseen; one "
-        "judged again before processscheduler showed it is not released when the worker takes the command, and "
-        "its history says so."),
+        "The holds as the clerk saw them: `holds[].id` to its `holds[].message`, and RPA_FAILED:: to the "
+        "invoice's `failure`. One that reads otherwise now (judged again after a change in Sampro: the PO's "
+        "price cut since; a failure released by another clerk and failed again with another error) is a 409, not "
+        "released unseen; one that changed before processscheduler showed it is not released when the worker "
+        "takes the command, and its history says so. A hold or failure left out is taken as the API shows it."),
         json_schema_extra={"additionalProperties": False})  # keys are hold ids: patternProperties alone allows others
 
 
@@ -208,6 +210,9 @@ class HoldView(BaseModel):
 class InvoiceView(InvoiceDetail):
     comparison: Comparison
     holds: list[HoldView]
+    failure: str | None = Field(default=None, description=(
+        "An rpa_failed invoice's failure: the RPA bot's error of the hand-off it failed. A release of it names "
+        "RPA_FAILED:: in `holds`, and this in `seen`; null otherwise."))
     release_reason_codes: list[str]
 
 

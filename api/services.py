@@ -12,7 +12,7 @@ from typing import Any
 from api.schemas import BLANKS, HoldView
 from connectors.api_ports import InvoiceReadModel, PurchaseOrderCommands, RpaSentLog
 from connectors.ports import ProcessScheduler, PurchaseOrderReader
-from connectors.scheduler.read_model import VERDICT_EVENT_PREFIX, InvoiceDetail, is_note_at_bot
+from connectors.scheduler.read_model import VERDICT_EVENT_PREFIX, HistoryEntry, InvoiceDetail, is_note_at_bot
 from rules.context import EvaluationContext
 from rules.duplicates import lookups_for
 from rules.errors import Conflict, NotFound
@@ -71,6 +71,21 @@ def holds(invoice: InvoiceDetail) -> list[HoldView]:
     return views
 
 
+def failure(invoice: InvoiceDetail) -> str | None:
+    """The RPA bot's error of the failed hand-off an rpa_failed invoice is in, as a release of the
+    failure names it in `seen`: the step that made it rpa_failed, the first after its last hand-off
+    (the notes after it have the status too, a stale release's among them, and name their clerk)."""
+    if invoice.status is not InvoiceStatus.RPA_FAILED:
+        return None
+    failed: HistoryEntry | None = None
+    for step in invoice.history:  # oldest first
+        if step.status is InvoiceStatus.SENT_TO_RPA and not is_note_at_bot(step.status, step.reason):
+            failed = None
+        elif step.status is InvoiceStatus.RPA_FAILED and step.actor is None and failed is None:
+            failed = step
+    return failed and failed.reason
+
+
 def release_invoice(read_model: InvoiceReadModel, commands: PurchaseOrderCommands, clock: Clock, *,
                     invoice_id: str, version: int, user: str, reason: str, named: list[str] | None = None,
                     reason_code: str = "OTHER", seen: dict[str, str] | None = None) -> ReleaseRequested:
@@ -78,8 +93,9 @@ def release_invoice(read_model: InvoiceReadModel, commands: PurchaseOrderCommand
     the invoice's, was released already, or may not be released by a clerk is refused by name, and
     so is one that reads otherwise than in `seen` (its message as the clerk saw it: a release names
     a hold, and a Sampro change that judged the invoice again meanwhile, the PO's price cut, left
-    the name and released 6.60 over where the clerk had agreed to 0.10). The route has checked
-    `reason_code` against the configured codes (a 422 naming the field)."""
+    the name and released 6.60 over where the clerk had agreed to 0.10), and a failure whose error
+    is not the one `seen` names for RPA_FAILED::. The route has checked `reason_code` against the
+    configured codes (a 422 naming the field)."""
     invoice = find_invoice(read_model, invoice_id, version)
     if version != max(invoice.versions):
         raise NotNow(f"version {version} was replaced by version {max(invoice.versions)}", invoice.status)
@@ -107,6 +123,14 @@ def release_invoice(read_model: InvoiceReadModel, commands: PurchaseOrderCommand
         if (hold := current.get(name)) is not None and hold.message != message:
             raise NotNow(f"the hold {name} reads otherwise now ({hold.message}) than when you looked at it: look "
                          "at the invoice again", invoice.status)
+    # The failure the clerk saw, by its error: another clerk released it and the bot failed the next
+    # hand-off too, with another error ("do not pay"), which this release went on to release unseen.
+    failed_with = failure(invoice)
+    if (saw := (seen or {}).get(RPA_FAILURE)) is not None and saw != failed_with:
+        raise NotNow((f"the failed hand-off reads otherwise now ({failed_with}) than when you looked at it"
+                      if invoice.status is InvoiceStatus.RPA_FAILED else
+                      f"{invoice_id} is {invoice.status.value} now, no longer the failed hand-off you looked at")
+                     + ": look at the invoice again", invoice.status)
     if not named and open_holds and not any(hold.releasable for hold in open_holds):
         raise NotNow(f"{invoice_id} is held only by holds a clerk may not release: "
                      f"{', '.join(hold.id for hold in open_holds)}", invoice.status)
@@ -124,6 +148,8 @@ def release_invoice(read_model: InvoiceReadModel, commands: PurchaseOrderCommand
     # worker took the command, 1.50 over where the clerk had agreed to 0.10.
     shown_now = {name: current[name].message for name in releasing
                  if name in current and len(current[name].message) <= MAX_SEEN_MESSAGE}
+    if failed_with and len(failed_with) <= MAX_SEEN_MESSAGE:  # the failure likewise, by its error
+        shown_now[RPA_FAILURE] = failed_with
     command = ReleaseRequested(command_id=f"release:{uuid.uuid4().hex}", invoice_id=invoice_id, invoice_version=version,
                                po_number=invoice.po_number, user=user, reason=reason.strip(BLANKS), issued_at=clock(),
                                holds=releasing, reason_code=reason_code, seen={**shown_now, **(seen or {})})

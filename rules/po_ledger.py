@@ -122,6 +122,9 @@ class InvoiceRecord(BaseModel):
     recheck_for: str | None = None
     released_holds: list[str] = Field(default_factory=list)  # of its verdict's holds; a new verdict has none
     rpa_attempts: int = 0  # hand-offs to the RPA bot so far; one more each time AP releases a failure
+    # The RPA bot's error of its last failed hand-off, as the API shows the failure and a release of it
+    # names it (`ReleaseRequested.seen`); None in a record of a failure from before it was kept.
+    rpa_error: str | None = None
     # The AP releases and approvals applied to it, the last few: one delivered again (a crash before its
     # offset was committed) released what a judgement at its hand-over had found since, which no one had
     # seen, or sent it to the bot again after a failure with no clerk's approval.
@@ -862,6 +865,7 @@ def complete_rpa(
         update.change(record, InvoiceStatus.SUPERSEDED, completion.event_id, at,
                       reason=f"The RPA bot did not enter it ({completion.error}); version {newest} replaces it.")
     else:
+        record.rpa_error = completion.error
         update.change(record, InvoiceStatus.RPA_FAILED, completion.event_id, at, reason=completion.error)
     update.drain_parked(at)
     _judge_again_after_entry(update)
@@ -1213,6 +1217,16 @@ def release_invoice(
             update.change(record, record.status, command.command_id, at, actor=command.user,
                           reason=f"Not released: {reason}; its {holds_now}.")
         return update.outcome()  # else nothing it names can be released (or it was, by this very command)
+    # Failed again since the clerk looked, with another error: another clerk released the failure the
+    # clerk saw, and the bot failed that hand-off too ("vendor blocked for payment"); released, a third
+    # hand-off went that no one who read its failure had decided on. The API refuses it as
+    # processscheduler shows it; this, what processscheduler did not show yet. A command from before
+    # names no failure in `seen`.
+    if failed and record.rpa_error is not None and command.seen.get(RPA_FAILURE, record.rpa_error) != record.rpa_error:
+        update.change(record, record.status, command.command_id, at, actor=command.user,
+                      reason=f"Not released: {reason}; the RPA bot failed it again since {command.user} looked: "
+                             f"{record.rpa_error}")
+        return update.outcome()
     left = [hold for hold in still if hold.id not in releasing]
     if left:  # released, but held still: the history says who released which hold, and why
         record.released_holds = [*record.released_holds, *releasing]

@@ -29,7 +29,7 @@ from api.schemas import (
     ReasonCode,
     ReleaseRequest,
 )
-from api.services import find_invoice, holds, release_invoice, send_to_rpa
+from api.services import failure, find_invoice, holds, release_invoice, send_to_rpa
 from connectors.scheduler.read_model import MAX_PAGE, InvoicePage, InvoiceQuery, Kpi
 from rules.lifecycle import InvoiceStatus
 from rules.models import MAX_VERSION
@@ -90,7 +90,7 @@ def show_invoice(invoice_id: InvoiceId, version: Annotated[int | None, Query(ge=
                  _: Principal = Depends(signed_in), ctx=Depends(context)) -> InvoiceView:
     found = find_invoice(ctx.read_model, invoice_id, version)
     return InvoiceView(**found.model_dump(), comparison=compare(found, ctx.matchings), holds=holds(found),
-                       release_reason_codes=ctx.settings.release_reason_codes)
+                       failure=failure(found), release_reason_codes=ctx.settings.release_reason_codes)
 
 
 @router.post("/invoices/{invoice_id:path}/release", status_code=202, response_model=CommandAccepted,

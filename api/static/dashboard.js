@@ -379,10 +379,14 @@ function releasable(invoice) {
 function setUpActions() {
   const dialog = $("#release-dialog");
   const openRelease = (holds) => {  // the holds to release, named
+    // Each as the clerk sees it, the failure by the bot's error: a dialog opened on one failure released
+    // the next, failed with an error the clerk never read, once another clerk had released the first.
+    const messages = Object.fromEntries(state.open.holds.map((h) => [h.id, h.message]));
+    if (state.open.failure) messages[RPA_FAILURE] = state.open.failure;
     // The release goes for the version the dialog names, whatever the live feed shows by the time
     // the clerk confirms: a vendor's new version of the invoice is not what the clerk read.
     state.releasing = { invoice_id: state.open.invoice_id, invoice_version: state.open.invoice_version, holds,
-                        messages: Object.fromEntries(state.open.holds.map((h) => [h.id, h.message])) };
+                        messages };
     $("#release-what").textContent = holds[0] === RPA_FAILURE ? "the failed hand-off"
       : holds.length > 10 ? `the ${holds.length} holds shown`
       : `${holds.length > 1 ? "holds" : "hold"} ${holds.join(", ")}`;

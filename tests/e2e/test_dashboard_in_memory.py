@@ -99,6 +99,37 @@ def test_a_release_of_a_failed_hand_off_names_the_failure_and_is_refused_once_th
     expect(page.locator("#action-message")).to_contain_text(f"Not done: MP-1 has no hold {RPA_FAILURE}")
 
 
+def test_a_release_of_a_failed_hand_off_says_which_failure_the_clerk_read(api_in_memory, dashboard_in_memory, page):
+    """Opened on one failure, confirmed after another clerk had released it and the bot had failed the
+    next hand-off too, with an error the clerk never read ("vendor blocked for payment"): it released
+    that failure too, and a third hand-off went."""
+    api_in_memory.scheduler.record([change("MP-1", InvoiceStatus.RPA_FAILED, "rpa:MP-1:v1:attempt1", minutes=20,
+                                           reason="Sampro screen timeout")])
+    sign_in(page, dashboard_in_memory)
+    page.locator('#invoices tr[data-invoice="MP-1"]').click()
+    expect(page.locator("#detail-status")).to_have_text("rpa_failed")
+    page.click("#release-button")
+    api_in_memory.scheduler.record([
+        change("MP-1", InvoiceStatus.RELEASED, "release:by-bo", minutes=15, actor="bo", reason="OTHER: retry"),
+        change("MP-1", InvoiceStatus.SENT_TO_RPA, "release:by-bo", minutes=15),
+        change("MP-1", InvoiceStatus.RPA_FAILED, "rpa:MP-1:v1:attempt2", minutes=10,
+               reason="Vendor blocked for payment in Sampro")])
+    page.fill("#release-reason", "screen timed out, try again")
+    with page.expect_response("**/release") as answered:
+        page.click("#release-confirm")
+    assert answered.value.request.post_data_json["seen"] == {RPA_FAILURE: "Sampro screen timeout"}
+    assert answered.value.status == 409 and api_in_memory.commands.published == []
+    expect(page.locator("#action-message")).to_contain_text(
+        "Not done: the failed hand-off reads otherwise now (Vendor blocked for payment in Sampro)")
+    expect(page.locator("#detail-history")).to_contain_text("Vendor blocked for payment in Sampro")  # the live feed
+    page.click("#release-button")  # on the failure there is now: released as read
+    page.fill("#release-reason", "vendor unblocked in Sampro")
+    page.click("#release-confirm")
+    expect(page.locator("#action-message")).to_contain_text("Release sent")
+    ((_, _, command),) = api_in_memory.commands.published
+    assert (command.holds, command.seen) == ([RPA_FAILURE], {RPA_FAILURE: "Vendor blocked for payment in Sampro"})
+
+
 def test_an_invoice_held_only_by_holds_a_clerk_may_not_release_offers_no_release(api_in_memory, dashboard_in_memory,
                                                                                  page):
     """"Release all" named no hold there, and a release naming none releases every hold the invoice

@@ -285,6 +285,43 @@ def test_a_release_of_an_rpa_failure_names_the_failure(api):
     assert other.status_code == 409 and f"names {RPA_FAILURE} or no hold" in other.json()["detail"]
 
 
+def test_a_release_of_an_rpa_failure_says_which_failure_and_one_failed_again_since_is_409(api):
+    """ana and bo opened the failure; bo released it, and the bot failed the next hand-off too, with
+    another error: ana's release of the failure she had read went on to release that one unread."""
+    api.scheduler.record([change("MP-1", InvoiceStatus.RPA_FAILED, "rpa:MP-1:v1:attempt1", minutes=20,
+                                 reason="Sampro screen timed out")])
+    shown = api.client.get("/api/invoices/MP-1", **api.as_clerk()).json()
+    assert (shown["holds"], shown["failure"]) == ([], "Sampro screen timed out")
+    assert api.client.get("/api/invoices/MP-3", **api.as_clerk()).json()["failure"] is None
+    api.scheduler.record([
+        change("MP-1", InvoiceStatus.RELEASED, "release:by-bo", minutes=15, actor="bo", reason="OTHER: try again"),
+        change("MP-1", InvoiceStatus.SENT_TO_RPA, "release:by-bo", minutes=15),
+        change("MP-1", InvoiceStatus.RPA_FAILED, "rpa:MP-1:v1:attempt2", minutes=10,
+               reason="Vendor blocked for payment in Sampro"),
+        change("MP-1", InvoiceStatus.RPA_FAILED, "release:stale", minutes=5, actor="bo",
+               reason="Not released: OTHER: try again; its hold is RPA_FAILED::, the failure.")])
+    assert api.client.get("/api/invoices/MP-1", **api.as_clerk()).json()["failure"] == (
+        "Vendor blocked for payment in Sampro")  # the failure's own step, not a note after it
+    body = {"invoice_version": 1, "reason": "try again", "holds": [RPA_FAILURE]}
+    stale = api.client.post("/api/invoices/MP-1/release", json={
+        **body, "seen": {RPA_FAILURE: "Sampro screen timed out"}}, **api.as_clerk())
+    assert stale.status_code == 409 and api.commands.published == []
+    assert stale.json()["detail"] == ("the failed hand-off reads otherwise now (Vendor blocked for payment in Sampro) "
+                                      "than when you looked at it: look at the invoice again")
+    seen = api.client.post("/api/invoices/MP-1/release", json={
+        **body, "seen": {RPA_FAILURE: "Vendor blocked for payment in Sampro"}}, **api.as_clerk())
+    assert seen.status_code == 202
+    unsaid = api.client.post("/api/invoices/MP-1/release", json=body, **api.as_clerk())  # a script: as shown now
+    assert unsaid.status_code == 202
+    assert [command.seen for (_, _, command) in api.commands.published] == [
+        {RPA_FAILURE: "Vendor blocked for payment in Sampro"}] * 2
+    held = api.client.post("/api/invoices/MP-3/release", json={  # no longer a failure at all
+        "invoice_version": 1, "reason": "try again", "seen": {RPA_FAILURE: "Sampro screen timed out"}},
+        **api.as_clerk())
+    assert held.status_code == 409 and "MP-3 is manual_review now, no longer the failed hand-off" in (
+        held.json()["detail"])
+
+
 def test_a_release_naming_no_holds_of_more_than_one_release_may_name_is_refused(api):
     """It went naming none, and released every hold the invoice had when the worker took it, one a
     Sampro change added meanwhile too: the dashboard names them, 200 a release."""

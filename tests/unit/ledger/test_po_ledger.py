@@ -10,7 +10,7 @@ import pytest
 
 from rules.context import KnownInvoice
 from rules.errors import DataError, RefusedEdit
-from rules.holds import holds_of
+from rules.holds import RPA_FAILURE, holds_of
 from rules.judge import RulesJudge
 from rules.lifecycle import (
     DispatchApproved,
@@ -858,6 +858,31 @@ def test_the_first_hand_offs_late_entry_tells_ap_the_second_may_be_entered_too(j
     current = completion("A", event_id="a2-entered").model_copy(update={"attempt": 2})
     (entered,) = complete_rpa(ledger, current, judge, "automatic").emitted
     assert entered.status is InvoiceStatus.ENTERED and entered.reason is None
+
+
+def test_a_release_of_a_failure_the_bot_failed_again_since_with_another_error_releases_nothing_and_says_so(judge):
+    """bo and ana opened the failure; ana released it, and the bot failed hand-off 2 with another error
+    before bo's release came: it released that failure, which bo never read, and hand-off 3 went."""
+    failed_again = completion("A", ok=False, event_id="a2-failed").model_copy(
+        update={"error": "Vendor blocked for payment in Sampro", "attempt": 2})
+    ledger = complete_rpa(_sent_again(judge), failed_again, judge, "automatic").ledger
+    stale = ReleaseRequested(command_id="r2", invoice_id="A", invoice_version=1, po_number="PO-1", user="bo",
+                             reason="try again", issued_at=AT, holds=[RPA_FAILURE],
+                             seen={RPA_FAILURE: "Sampro timed out"})
+    outcome = release_invoice(ledger, stale, judge, "automatic")
+    (note,) = outcome.emitted
+    assert (note.status, note.actor) == (InvoiceStatus.RPA_FAILED, "bo") and note.reason == (
+        "Not released: try again; the RPA bot failed it again since bo looked: Vendor blocked for payment in Sampro")
+    assert release_invoice(outcome.ledger, stale, judge, "automatic").emitted == []  # applied once
+    read = stale.model_copy(update={"command_id": "r3", "seen": {RPA_FAILURE: "Vendor blocked for payment in Sampro"}})
+    from_before = stale.model_copy(update={"command_id": "r4", "holds": [], "seen": {}})  # written before `seen`
+    # A record of a failure from before its error was kept: released as before.
+    record = ledger.records["A@v1"].model_copy(update={"rpa_error": None})
+    kept_before = ledger.model_copy(update={"records": {"A@v1": record}})
+    for on, command in ((ledger, read), (ledger, from_before), (kept_before, stale)):
+        sent = [m.attempt for m in release_invoice(on, command, judge, "automatic").emitted
+                if isinstance(m, RpaRequest)]
+        assert sent == [3]
 
 
 def test_an_rpa_failure_from_a_ledger_that_counted_no_attempts_is_released_as_the_second(judge):
