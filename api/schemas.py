@@ -202,6 +202,9 @@ class HoldView(BaseModel):
     field: str | None
     message: str
     releasable: bool
+    cleared_by: str | None = Field(default=None, description=(
+        "Who clears a hold a clerk may not release (`releasable` false, as the API's rule table says, whatever "
+        "rules judged the invoice): the vendor, or the buyer in Sampro; null for one a clerk may release."))
     released_by: str | None = None
     released_at: datetime | None = None
     release_reason: str | None = None

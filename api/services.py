@@ -66,8 +66,8 @@ def holds(invoice: InvoiceDetail) -> list[HoldView]:
         by = released.get(hold.id)
         views.append(HoldView(id=hold.id, code=hold.finding.code, line_no=hold.finding.line_no,
                               field=hold.finding.field, message=hold.finding.message, releasable=hold.releasable,
-                              released_by=by and by.actor, released_at=by and by.occurred_at,
-                              release_reason=by and by.reason))
+                              cleared_by=hold.cleared_by, released_by=by and by.actor,
+                              released_at=by and by.occurred_at, release_reason=by and by.reason))
     return views
 
 
@@ -115,8 +115,7 @@ def release_invoice(read_model: InvoiceReadModel, commands: PurchaseOrderCommand
             raise NotNow(f"{invoice_id} has no hold {name}; its holds are {', '.join(current) or 'none'}",
                          invoice.status)
         if not hold.releasable:
-            raise NotNow(f"the hold {name} may not be released by a clerk: the vendor must send a corrected "
-                         "invoice", invoice.status)
+            raise NotNow(f"the hold {name} may not be released by a clerk: {hold.cleared_by}", invoice.status)
         if hold.released_by is not None:
             raise NotNow(f"the hold {name} was released by {hold.released_by} already", invoice.status)
     for name, message in (seen or {}).items():
@@ -133,7 +132,7 @@ def release_invoice(read_model: InvoiceReadModel, commands: PurchaseOrderCommand
                      + ": look at the invoice again", invoice.status)
     if not named and open_holds and not any(hold.releasable for hold in open_holds):
         raise NotNow(f"{invoice_id} is held only by holds a clerk may not release: "
-                     f"{', '.join(hold.id for hold in open_holds)}", invoice.status)
+                     + "; ".join(f"{hold.id} ({hold.cleared_by})" for hold in open_holds), invoice.status)
     # The holds the clerk saw, by name even when none was named, as the dashboard names them: a command
     # naming none releases every hold of the verdict the ledger has when it comes, and a Sampro change
     # may have judged it again meanwhile (a PO cancelled since: PO_NOT_OPEN, released unread).

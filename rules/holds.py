@@ -14,9 +14,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from rules.models import Finding
-from rules.table import RULES
+from rules.table import CORRECTED_INVOICE, RULES
 
 RELEASABLE_CODES = frozenset(rule.code for rule in RULES if rule.releasable)
+_CLEARED_BY = {rule.code: rule.cleared_by for rule in RULES}
 # What a release of an RPA failure names: the failure, which has no finding. A command naming none
 # releases every hold the invoice has when it comes; after a failure, that was every hold of the
 # judgement made at its next turn at the bot (`rules.po_ledger`), which no one had seen.
@@ -30,7 +31,14 @@ class Hold:
 
     @property
     def releasable(self) -> bool:
+        """As this rule table says, whatever rules judged it: a verdict kept from older rules is not
+        offered or released where these would refuse it."""
         return self.finding.code in RELEASABLE_CODES
+
+    @property
+    def cleared_by(self) -> str | None:
+        """Who clears it, when a clerk may not release it."""
+        return None if self.releasable else _CLEARED_BY.get(self.finding.code, CORRECTED_INVOICE)
 
 
 # Findings each about one PO line, named by the first invoice line placed on it: their hold names the

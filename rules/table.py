@@ -14,8 +14,9 @@ from rules.case import Case
 from rules.models import Finding, VerdictStatus
 from rules.policy import Policy
 
-RULES_VERSION = "2026.12.12"
+RULES_VERSION = "2026.12.13"
 _EXACT_MATCHING = Policy()
+CORRECTED_INVOICE = "the vendor must send a corrected invoice"
 
 
 def rules_version(policy: Policy) -> str:
@@ -31,7 +32,8 @@ class Rule:
     check: Callable[[Case], list[Finding]]
     needs_invoice: bool = True
     needs_po: bool = True
-    releasable: bool = True  # whether a clerk may release its hold; the vendor must send a new invoice else
+    releasable: bool = True  # whether a clerk may release its hold
+    cleared_by: str = CORRECTED_INVOICE  # who clears a hold a clerk may not release, as the API and dashboard say
 
 
 _PNF, _BAD, _REVIEW = VerdictStatus.PO_NOT_FOUND, VerdictStatus.BAD_INVOICE, VerdictStatus.MANUAL_REVIEW
@@ -43,7 +45,11 @@ RULES: tuple[Rule, ...] = (
     Rule("POSSIBLE_DUPLICATE", _REVIEW, checks.possible_duplicate, needs_po=False),
     Rule("VENDOR_MISMATCH", _BAD, checks.vendor_mismatch, releasable=False),
     Rule("CURRENCY_MISMATCH", _BAD, checks.currency_mismatch, releasable=False),
-    Rule("PART_NOT_ON_PO", _BAD, checks.part_not_on_po),
+    # Not a clerk's to release: the RPA bot cannot be given a line on no PO line, and every release of
+    # it, answered 202, was refused at the invoice's turn at the bot (2026.12.13).
+    Rule("PART_NOT_ON_PO", _BAD, checks.part_not_on_po, releasable=False,
+         cleared_by="the vendor must correct the invoice, or the buyer add the part to the PO in Sampro (which judges "
+                    "the invoice again by itself)"),
     Rule("LINE_AMOUNT_MISMATCH", _BAD, checks.line_amount_mismatch, needs_po=False),
     Rule("TOTAL_MISMATCH", _BAD, checks.total_mismatch, needs_po=False),
     Rule("PO_NOT_OPEN", _REVIEW, checks.po_not_open),

@@ -326,7 +326,7 @@ async function openInvoice(invoiceId, version, refresh = false) {
   $("#detail-holds tbody").replaceChildren(...(invoice.holds.length ? invoice.holds.map((h) => el("tr",
     { "data-hold": h.id }, ...cells([h.code, h.line_no, h.field, h.message,
       h.released_by ? `released by ${h.released_by}` + (h.release_reason ? ` (${h.release_reason})` : "")
-        : h.releasable ? "open" : "open: the vendor must send a corrected invoice"]),
+        : h.releasable ? "open" : `open: ${h.cleared_by}`]),
     el("td", {}, clerk && newest && h.releasable && !h.released_by
       ? el("button", { type: "button", class: "release-hold", "data-hold": h.id }, "Release…") : ""))) :
     [el("tr", {}, el("td", { colspan: 6 }, "No holds."))]));

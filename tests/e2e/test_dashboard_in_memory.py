@@ -9,7 +9,7 @@ from rules.holds import RPA_FAILURE
 from rules.lifecycle import InvoiceStatus
 from rules.models import Finding, Severity, VerdictStatus
 from tests.e2e.browser import sign_in
-from tests.unit.api.conftest import NOW, change, freight, verdict
+from tests.unit.api.conftest import NOW, PRICE_OFF, change, freight, verdict
 from tests.unit.rules.builders import PO, invoice, judge
 
 # Each shows nothing, or only a space, in an invoice number; the API names each so (api/schemas.py).
@@ -146,3 +146,21 @@ def test_an_invoice_held_only_by_holds_a_clerk_may_not_release_offers_no_release
     page.locator("#detail-close").click()
     page.locator('#invoices tr[data-invoice="MP-3"]').click()  # held for its price: a clerk may release it
     expect(page.locator("#release-button")).to_be_visible()
+
+
+def test_a_part_on_no_po_line_says_who_clears_it_and_is_not_released_with_the_rest(api_in_memory, dashboard_in_memory,
+                                                                                    page):
+    """It had a Release button, and "Release all" named it: answered 202, refused at the invoice's turn
+    at the bot every time, since the bot cannot be given a line on no PO line."""
+    lines = [PRICE_OFF[0], {**PRICE_OFF[1], "part_number": "FL-999"}]
+    api_in_memory.scheduler.record([verdict(invoice(invoice_id="MP-7", invoice_number="INV-7", lines=lines,
+                                                    tax_amount="3.58", total_amount="58.40",
+                                                    extra_charges=[{"kind": "freight", "amount": "10.07"}]))])
+    sign_in(page, dashboard_in_memory)
+    page.locator('#invoices tr[data-invoice="MP-7"]').click()
+    part = page.locator('#detail-holds tr[data-hold="PART_NOT_ON_PO:2:part_number"]')
+    expect(part).to_contain_text("open: the vendor must correct the invoice, or the buyer add the part to the PO in "
+                                 "Sampro")
+    expect(part.locator("button.release-hold")).to_have_count(0)
+    page.click("#release-button")
+    expect(page.locator("#release-what")).to_have_text("hold PRICE_MISMATCH:1:unit_price")

@@ -218,6 +218,38 @@ def test_a_clerk_cannot_release_a_duplicate(api):
     assert api.commands.published == []
 
 
+def part_not_on_po(rules_version: str):
+    """MP-7: line 2's part on no PO line, line 1's price over the PO's."""
+    lines = [PRICE_OFF[0], {**PRICE_OFF[1], "part_number": "FL-999"}]
+    held = verdict(invoice(invoice_id="MP-7", invoice_number="INV-7", lines=lines, tax_amount="3.58",
+                           extra_charges=[{"kind": "freight", "amount": "10.07"}], total_amount="58.40"))
+    return held.model_copy(update={"rules_version": rules_version})
+
+
+def test_a_part_on_no_po_line_is_not_a_clerks_to_release_whatever_rules_judged_it(api):
+    """Offered and answered 202, its release was refused at the invoice's turn at the bot every time:
+    the bot cannot be given a line on no PO line. Under rules from before 2026.12.13 too."""
+    api.scheduler.record([part_not_on_po("2026.12.12")])
+    part, price = api.client.get("/api/invoices/MP-7", **api.as_clerk()).json()["holds"]
+    cleared_by = ("the vendor must correct the invoice, or the buyer add the part to the PO in Sampro (which judges "
+                  "the invoice again by itself)")
+    assert (part["id"], part["releasable"], part["cleared_by"]) == ("PART_NOT_ON_PO:2:part_number", False, cleared_by)
+    assert (price["releasable"], price["cleared_by"]) == (True, None)
+    named = api.client.post("/api/invoices/MP-7/release", json={
+        "invoice_version": 1, "reason": "buyer adds it", "holds": [part["id"]]}, **api.as_clerk())
+    assert named.status_code == 409 and api.commands.published == []
+    assert named.json()["detail"] == f"the hold {part['id']} may not be released by a clerk: {cleared_by}"
+    every = api.client.post("/api/invoices/MP-7/release", json={"invoice_version": 1, "reason": "agreed"},
+                            **api.as_clerk())
+    assert every.status_code == 202 and api.commands.published[-1][2].holds == [price["id"]]
+    api.scheduler.record([change("MP-7", InvoiceStatus.BAD_INVOICE, "release:r1", actor="ana",
+                                 reason="OTHER: agreed", holds=[price["id"]])])
+    left = api.client.post("/api/invoices/MP-7/release", json={"invoice_version": 1, "reason": "agreed"},
+                           **api.as_clerk())
+    assert left.status_code == 409 and left.json()["detail"] == (
+        f"MP-7 is held only by holds a clerk may not release: {part['id']} ({cleared_by})")
+
+
 def test_a_hold_released_while_another_holds_the_invoice_shows_who_released_it_and_why(api):
     api.scheduler.record([change("MP-3", InvoiceStatus.MANUAL_REVIEW, "release:r1", actor="ana",
                                  reason="PRICE_AGREED: buyer agreed", holds=["PRICE_MISMATCH:1:unit_price"])])

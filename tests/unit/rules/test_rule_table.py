@@ -28,6 +28,12 @@ def test_the_table_has_exactly_the_designed_codes_with_their_statuses():
         assert rule.forces.value == expected, rule.code
 
 
+def test_a_clerk_may_release_every_hold_but_those_the_vendor_or_the_buyer_must_clear():
+    """PART_NOT_ON_PO was a clerk's to release, and the bot could never be given the line on no PO line."""
+    assert [rule.code for rule in RULES if not rule.releasable] == [
+        "INVALID_INVOICE", "DUPLICATE_INVOICE", "VENDOR_MISMATCH", "CURRENCY_MISMATCH", "PART_NOT_ON_PO"]
+
+
 @pytest.mark.parametrize("code", DESIGN_CODES)
 def test_removing_a_rule_makes_the_rule_tests_fail(code):
     """Mutation check: drop one rule from the table and run the rule tests in a fresh interpreter."""
