@@ -119,7 +119,7 @@ def _plainly_within(invoice: Invoice, limits: Limits) -> bool:
     """True when nothing in the invoice comes near a limit: the check every invoice passes, made
     without building the list of fields `_within_limits` needs to name a problem."""
     lines, charges = invoice.lines, invoice.extra_charges
-    if len(lines) > limits.max_lines:
+    if len(lines) > limits.max_lines or len(charges) > limits.max_charges:
         return False
     identifiers = [invoice.invoice_id, invoice.vendor_id, invoice.invoice_number, invoice.po_number, invoice.currency]
     identifiers += [line.part_number for line in lines]
@@ -166,6 +166,8 @@ def _within_limits(invoice: Invoice, limits: Limits) -> list[Finding]:
     problems = []
     if len(invoice.lines) > limits.max_lines:
         problems.append(_too_many_lines(len(invoice.lines), limits))
+    if len(invoice.extra_charges) > limits.max_charges:
+        problems.append(_too_many_charges(len(invoice.extra_charges), limits))
     texts: list[tuple[str, str, bool, int | None]] = [(field, getattr(invoice, field), False, None)
                                                       for field in IDENTIFIERS]
     numbers: list[tuple[str, Any, int | None]] = [("tax_amount", invoice.tax_amount, None),
@@ -176,7 +178,7 @@ def _within_limits(invoice: Invoice, limits: Limits) -> list[Finding]:
             texts.append((f"lines[{index}].description", line.description, True, line.line_no))
         numbers += [(f"lines[{index}].{name}", getattr(line, name), line.line_no)
                     for name in ("quantity", "unit_price", "amount") if getattr(line, name) is not None]
-    for index, charge in enumerate(invoice.extra_charges, start=1):
+    for index, charge in enumerate(invoice.extra_charges[: limits.max_charges], start=1):
         texts.append((f"extra_charges[{index}].kind", charge.kind, False, None))
         numbers.append((f"extra_charges[{index}].amount", charge.amount, None))
     for field, text, is_prose, line_no in texts:
@@ -201,6 +203,11 @@ def _too_many_lines(count: int, limits: Limits) -> Finding:
                                                "accepted.")
 
 
+def _too_many_charges(count: int, limits: Limits) -> Finding:
+    return _invalid("extra_charges", f"{count} charges", f"The invoice has {count:,} extra charges; at most "
+                                                         f"{limits.max_charges:,} are accepted.")
+
+
 MAX_NAMED = 100  # problems named one by one; a verdict of thousands says no more to a vendor
 
 
@@ -213,6 +220,8 @@ def read_invoice(raw: Any, limits: Limits = Limits()) -> tuple[Invoice | None, l
     elif isinstance(lines := raw.get("lines"), list) and len(lines) > limits.max_lines:
         # Counted before each line is read: 80,000 empty lines made 320,000 findings and 640 MB.
         return None, [_too_many_lines(len(lines), limits)]
+    elif isinstance(charges := raw.get("extra_charges"), list) and len(charges) > limits.max_charges:
+        return None, [_too_many_charges(len(charges), limits)]
     else:
         try:
             invoice = Invoice.model_validate(raw)
