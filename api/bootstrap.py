@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from api.status import HUNG_AFTER
 from connectors.api_ports import (
     InvoiceReadModel,
     PipelineLag,
@@ -45,7 +46,11 @@ def _processscheduler(settings: Settings) -> tuple[InvoiceReadModel, ProcessSche
     from connectors.scheduler import SqlProcessScheduler
     from connectors.scheduler.read_model_sql import SqlInvoiceReadModel
 
-    engine = engine_for(settings.scheduler_db_url)
+    # The API only reads, and a read waits only behind another session's DDL or LOCK TABLE (a
+    # migration, a VACUUM FULL): as long as that lasted it held a thread of the pool the API's routes
+    # run in, each request one more. It waits as long as /readyz and /metrics take to call a read
+    # hung, then fails as any outage (a 503), and the next request asks again.
+    engine = engine_for(settings.scheduler_db_url, lock_wait_seconds=HUNG_AFTER)
     return SqlInvoiceReadModel(engine), SqlProcessScheduler(engine), SqlSentLog(engine)
 
 

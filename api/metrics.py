@@ -5,7 +5,9 @@ The pipeline's figures are not counted in this process, so every replica of the 
 same numbers and a restart loses nothing; only the API's own refused sign-ins are
 (`invoice_automation_api_sign_in_failures_total`, api/auth.py). When Kafka or the database cannot
 be read, the figures from the other one are still reported, and `invoice_automation_scrape_ok{source}`
-says which failed.
+says which failed. Each is read on its own, so one that hangs does not hold the other's figures
+back, and a read that has hung (api/status.HUNG_AFTER) is a source not read: its last figures are
+left out rather than served as if nothing had changed.
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ from __future__ import annotations
 import logging
 import math
 import statistics
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
+from functools import partial
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from api.status import Cached
@@ -40,39 +44,53 @@ def _quantiles(name: str, help_text: str, values: list[float]) -> GaugeMetricFam
 
 
 def _scrape_ok(read: dict[str, int]) -> GaugeMetricFamily:
-    ok = GaugeMetricFamily(f"{PREFIX}_scrape_ok", "1 when the source could be read for this scrape", labels=["source"])
+    ok = GaugeMetricFamily(f"{PREFIX}_scrape_ok", "1 when the source's figures are from a read that answered; 0 "
+                           "when it failed, or has not answered for HUNG_AFTER (5 s) or the cache time if longer "
+                           "(a table locked, a connection that no longer answers): its figures are then left out",
+                           labels=["source"])
     for source, answered in read.items():
         ok.add_metric([source], answered)
     return ok
 
 
+Read = tuple[bool, list[Metric]]  # whether the source answered, and its figures
+NOT_READ: Read = (False, [])
+
+
 class PipelineCollector(Collector):
     def __init__(self, read_model: InvoiceReadModel, lag: PipelineLag, sent_log: RpaSentLog,
-                 clock: Callable[[], datetime], cache_seconds: float):
+                 clock: Callable[[], datetime], cache_seconds: float, ticks: Callable[[], float] = time.monotonic):
         self.read_model, self.lag, self.sent_log, self.clock = read_model, lag, sent_log, clock
-        # While the first read waits for a database that does not answer, scrapes get "not read"
-        # at once: waiting, each held a thread of the pool the API's routes run in.
-        self._families = Cached(lambda: list(self._read()), cache_seconds, before_first=[_scrape_ok(
-            {"processscheduler": 0, "kafka": 0})])
+        # One look per source: read together, a database query that hung kept Kafka's lag at its
+        # figure from before, however many messages came meanwhile. While the first read waits for
+        # a source that does not answer, scrapes get "not read" at once: waiting, each held a thread
+        # of the pool the API's routes run in.
+        self._sources = {source: Cached(partial(self._read, source, figures), cache_seconds, ticks,
+                                        before_first=NOT_READ)
+                         for source, figures in (("processscheduler", self._from_scheduler),
+                                                 ("kafka", self._from_kafka))}
 
     def describe(self):
         return []  # nothing is read when the collector is registered, only when scraped
 
-    def collect(self):
-        return iter(self._families.get())
-
-    def _read(self):
+    def collect(self) -> Iterator[Metric]:
         read = {}
-        for source, families in (("processscheduler", self._from_scheduler), ("kafka", self._from_kafka)):
-            try:
-                found = list(families())
-            except Exception:
-                log.exception("metrics: %s cannot be read", source)
-                read[source] = 0
-                continue
-            read[source] = 1
-            yield from found
+        for source, cached in self._sources.items():
+            answered, families = cached.get()
+            # A read under way that has hung: the figures before it said nothing changed, with
+            # scrape_ok 1, for as long as it hung (while /readyz said the database was down).
+            read[source] = int(answered and not cached.hung())
+            if read[source]:
+                yield from families
         yield _scrape_ok(read)
+
+    @staticmethod
+    def _read(source: str, figures: Callable[[], Iterator[Metric]]) -> Read:
+        try:
+            return True, list(figures())
+        except Exception:
+            log.exception("metrics: %s cannot be read", source)
+            return NOT_READ
 
     def _from_scheduler(self):
         now = self.clock()

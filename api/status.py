@@ -2,7 +2,8 @@
 at most `ttl` seconds ago, and looked at by one request at a time however many ask, so a flood of
 probes or scrapes costs one look per `ttl` (no Kafka client, no KPI query per request). While one
 request looks again, the others get the last answer: waiting, each held a thread of the pool the
-API's other routes run in, and a slow database stalled them all behind a flood of probes."""
+API's other routes run in, and a slow database stalled them all behind a flood of probes. A look
+that has gone on for HUNG_AFTER seconds has hung: its last answer no longer tells how things are."""
 
 from __future__ import annotations
 
@@ -17,6 +18,15 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+# A look (a ping, a read of the figures) that has not answered for this long (or the cache time, if
+# longer) has hung: a ping is down, and figures read before it are not served as the state of things.
+HUNG_AFTER = 5.0
+
+
+def hung_after(ttl: float) -> float:
+    return max(ttl, HUNG_AFTER)
+
+
 class Cached(Generic[T]):
     """`before_first`: the answer while the first look is under way, for the requests that come
     meanwhile; without one they wait for it, as there is nothing to answer before it."""
@@ -28,22 +38,38 @@ class Cached(Generic[T]):
         self._value: T | None = before_first
         self._at: float | None = None
         self._wait_first = before_first is None
+        self._looking_since: float | None = None  # the look under way, since when (clock)
 
     def get(self) -> T:
-        if self._stale() and self._lock.acquire(blocking=(self._at is None and self._wait_first) or self.ttl == 0):
+        if self._stale() and self._acquired():
             try:
                 if self._stale():
-                    self._value, self._at = self.compute(), self.clock()
+                    self._looking_since = self.clock()
+                    try:
+                        self._value, self._at = self.compute(), self.clock()
+                    finally:
+                        self._looking_since = None
             finally:
                 self._lock.release()
         return self._value  # type: ignore[return-value]
 
+    def hung(self) -> bool:
+        """The look under way has gone on for `hung_after(ttl)`: the last answer, given meanwhile,
+        said the same for as long as a locked table or a connection that no longer answers held it."""
+        since = self._looking_since
+        return since is not None and self.clock() - since >= hung_after(self.ttl)
+
+    def _acquired(self) -> bool:
+        if self._at is None and self._wait_first:
+            return self._lock.acquire()
+        if self.ttl == 0:
+            # Each request looks again, after the look under way; behind one that hangs, a request
+            # waited for as long, and what it would have read next (Kafka after the database) with it.
+            return self._lock.acquire(timeout=hung_after(self.ttl))
+        return self._lock.acquire(blocking=False)
+
     def _stale(self) -> bool:
         return self._at is None or self.clock() - self._at >= self.ttl
-
-
-# A ping that has not answered for this long (or the cache time, if longer) is down.
-HUNG_AFTER = 5.0
 
 
 class ReadinessProbe:
@@ -81,7 +107,7 @@ class ReadinessProbe:
     def states(self) -> dict[str, datetime | None]:
         states = self._cached.get()
         pinging = self._pinging
-        if pinging is not None and self.ticks() - pinging[2] >= max(self.ttl, HUNG_AFTER):
+        if pinging is not None and self.ticks() - pinging[2] >= hung_after(self.ttl):
             name, since, _ = pinging
             states = {**states, name: states.get(name) or since}
         return states

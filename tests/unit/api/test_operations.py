@@ -294,3 +294,110 @@ def test_a_ping_under_way_is_not_down_before_it_has_hung_even_without_a_cache():
     healthy_meanwhile = probe.states()
     looking.join()
     assert healthy_meanwhile == {"database": None}
+
+
+class StatusFiguresThatHang:
+    """processscheduler's read model whose reads, from the second on, wait until let go: a table a
+    migration holds locked, a connection that no longer answers."""
+
+    def __init__(self, read_model):
+        self.read_model, self.reads, self.let_go = read_model, 0, threading.Event()
+
+    def status_figures(self, now):
+        self.reads += 1
+        if self.reads > 1:
+            self.let_go.wait(5)
+        return self.read_model.status_figures(now)
+
+    def rpa_round_trips(self, since):
+        return self.read_model.rpa_round_trips(since)
+
+
+def scraped(collector) -> dict[tuple[str, tuple], float]:
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in collector.collect() for s in family.samples}
+
+
+def test_a_database_read_that_hangs_is_not_scraped_as_read_and_kafka_lag_goes_on_meanwhile(api):
+    """While a read of processscheduler hung, every scrape got the figures from before it, scrape_ok 1
+    for both sources, and Kafka's lag with them: 5,000 messages came and /metrics said none."""
+    from api.metrics import PipelineCollector
+
+    ticks, hanging = [0.0], StatusFiguresThatHang(api.read_model)
+    api.lag.append("invoices", 0, [NOW] * 10)
+    api.lag.commit("invoices", 0, 10)
+    collector = PipelineCollector(hanging, api.lag, api.sent_log, lambda: NOW, cache_seconds=10,  # type: ignore[arg-type]
+                                  ticks=lambda: ticks[0])
+    lag = ("invoice_automation_consumer_lag_messages", (("topic", "invoices"),))
+    ok = {source: ("invoice_automation_scrape_ok", (("source", source),)) for source in ("processscheduler", "kafka")}
+    entered = ("invoice_automation_invoices", (("status", "entered"),))
+    assert scraped(collector)[lag] == 0
+    ticks[0] = 11
+    looking = threading.Thread(target=lambda: scraped(collector))
+    looking.start()
+    while hanging.reads < 2:
+        time.sleep(0.001)
+    api.lag.append("invoices", 0, [NOW] * 5000)
+    ticks[0] = 12  # under way, not hung: the last answer, and Kafka read on its own
+    meanwhile = scraped(collector)
+    ticks[0] = 21  # 10 s, the cache time (longer than HUNG_AFTER): hung
+    hung = scraped(collector)
+    hanging.let_go.set()
+    looking.join()
+    assert meanwhile[ok["processscheduler"]] == 1 and meanwhile[entered] == 1
+    assert meanwhile[ok["kafka"]] == 1 and meanwhile[lag] == 5000
+    assert hung[ok["processscheduler"]] == 0 and entered not in hung  # not served as if it were read
+    assert hung[ok["kafka"]] == 1 and hung[lag] == 5000
+    ticks[0] = 32
+    assert scraped(collector)[ok["processscheduler"]] == 1
+
+
+def test_without_a_cache_a_scrape_waits_for_a_hung_database_read_no_longer_than_it_takes_to_call_it_hung(
+        api, monkeypatch):
+    """API_STATUS_CACHE_SECONDS=0: each scrape waited behind the read under way, and behind one that
+    hung it waited for as long, Kafka's figures with it."""
+    from api import status
+    from api.metrics import PipelineCollector
+
+    monkeypatch.setattr(status, "HUNG_AFTER", 0.2)
+    hanging = StatusFiguresThatHang(api.read_model)
+    collector = PipelineCollector(hanging, api.lag, api.sent_log, lambda: NOW, cache_seconds=0)  # type: ignore[arg-type]
+    scraped(collector)
+    looking = threading.Thread(target=lambda: scraped(collector))
+    looking.start()
+    while hanging.reads < 2:
+        time.sleep(0.001)
+    answer: list[dict] = []
+    waiting = threading.Thread(target=lambda: answer.append(scraped(collector)))
+    waiting.start()
+    waiting.join(3)
+    hanging.let_go.set()
+    looking.join()
+    assert answer and answer[0][("invoice_automation_scrape_ok", (("source", "processscheduler"),))] == 0
+    assert answer[0][("invoice_automation_scrape_ok", (("source", "kafka"),))] == 1
+
+
+def test_the_apis_reads_of_processscheduler_wait_for_a_lock_no_longer_than_it_takes_to_call_them_hung(monkeypatch):
+    """A migration's ALTER TABLE held every read of the dashboard and /metrics, each request's thread
+    with it, for as long as it lasted. The wait is bounded as Sampro's is (connectors/sql.py)."""
+    from api import bootstrap
+    from api.status import HUNG_AFTER
+    from connectors.pipeline_lag import InMemoryPipelineLag
+    from connectors.po_commands import InMemoryPurchaseOrderCommands
+    from connectors.sampro import InMemoryPurchaseOrderReader
+    from connectors.session_versions import InMemorySessionVersions
+    from connectors.sql import engine_for
+    from tests.unit.api.conftest import api_settings
+
+    asked: dict[str, dict] = {}
+
+    def recorded(url: str, **bounds):
+        asked[url] = bounds
+        return engine_for(url, **bounds)
+
+    monkeypatch.setattr(bootstrap, "engine_for", recorded)
+    url = "postgresql+psycopg://u:p@db.invalid/scheduler"
+    bootstrap.adapters(api_settings(scheduler_db_url=url), commands=InMemoryPurchaseOrderCommands(),
+                       purchase_orders=InMemoryPurchaseOrderReader([]), lag=InMemoryPipelineLag(),
+                       sessions=InMemorySessionVersions())
+    assert asked[url] == {"lock_wait_seconds": HUNG_AFTER}
