@@ -63,9 +63,11 @@ def _commands(settings: Settings) -> PurchaseOrderCommands:
 
 def _lag(settings: Settings) -> PipelineLag:
     from connectors.pipeline_lag import KafkaPipelineLag
+    from streams.topics import consumed_topics
 
     return KafkaPipelineLag(settings.kafka, settings.app_id,
-                            read_elsewhere={settings.rpa_requests_topic: settings.rpa_mail_group})
+                            read_elsewhere={settings.rpa_requests_topic: settings.rpa_mail_group},
+                            reads=consumed_topics(settings))
 
 
 def _sessions(settings: Settings) -> SessionVersions:

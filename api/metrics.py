@@ -123,20 +123,31 @@ class PipelineCollector(Collector):
         now = self.clock()
         partitions = self.lag.lag()
         lag = GaugeMetricFamily(f"{PREFIX}_consumer_lag_messages",
-                                "Messages the pipeline's consumer group has not processed yet", labels=["topic"])
+                                "Messages the pipeline's consumer groups have not processed yet; on a partition "
+                                "its group has committed nothing on (a worker role never started, offsets expired, "
+                                "a partition not reached yet), everything its log keeps: a worker starts there",
+                                labels=["topic"])
         latency = GaugeMetricFamily(f"{PREFIX}_processing_latency_seconds",
-                                    "Age of the oldest message the pipeline has not processed yet (0 when caught up)",
+                                    "Age of the oldest message the pipeline has not processed yet (0 when caught "
+                                    "up); absent while a pending message's time cannot be read (a transaction "
+                                    "still open, a read that timed out): the lag still counts it",
                                     labels=["topic"])
         # A gauge: a counter must never go down, and this one does when `reprocess` rewinds the group.
         committed = GaugeMetricFamily(f"{PREFIX}_committed_offsets", "The consumer group's committed offsets, "
-                                      "summed over the topic's partitions (back when the group is rewound)",
-                                      labels=["topic"])
+                                      "summed over the topic's partitions it has committed on (back when the "
+                                      "group is rewound)", labels=["topic"])
         for topic in sorted({p.topic for p in partitions}):
             mine = [p for p in partitions if p.topic == topic]
             lag.add_metric([topic], sum(p.pending for p in mine))
-            ages = [(now - p.oldest_pending_at).total_seconds() for p in mine if p.oldest_pending_at and p.pending]
-            latency.add_metric([topic], max(ages, default=0.0))
-            committed.add_metric([topic], sum(p.committed for p in mine))
+            pending = [p for p in mine if p.pending]
+            # Left out, not 0 (caught up) nor the age of the partitions whose oldest is known (maybe
+            # younger): the age of a message whose time cannot be read is not known, and a gauge says
+            # so by having no sample (a NaN goes into a dashboard's max and sum as if it were a figure).
+            # The lag still counts the message.
+            if all(p.oldest_pending_at is not None for p in pending):
+                latency.add_metric([topic], max(((now - p.oldest_pending_at).total_seconds()
+                                                 for p in pending if p.oldest_pending_at), default=0.0))
+            committed.add_metric([topic], sum(p.committed for p in mine if p.committed is not None))
         yield from (lag, latency, committed)
 
 

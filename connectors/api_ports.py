@@ -84,20 +84,29 @@ class RpaSentLog(Protocol):
 class PartitionLag:
     topic: str
     partition: int
-    committed: int  # the next offset the group will process
+    committed: int | None  # the next offset the group will process; None: it has committed none here
     end: int  # the offset the next message will get
-    oldest_pending_at: datetime | None  # timestamp of the message at `committed`, when one is pending
+    oldest_pending_at: datetime | None  # timestamp of the message at `position`, when one is pending and readable
+    log_start: int = 0  # the partition's first offset still kept (its low watermark), read where committed is None
+
+    @property
+    def position(self) -> int:
+        """Where the group reads from: a group that has committed nothing here (never started, never
+        given the partition, its offsets expired) starts at the log's start (the workers'
+        auto.offset.reset is earliest), so all the log keeps is still to be processed."""
+        return self.log_start if self.committed is None else self.committed
 
     @property
     def pending(self) -> int:
-        return max(self.end - self.committed, 0)
+        return max(self.end - self.position, 0)
 
 
 class PipelineLag(Protocol):
-    """How far the pipeline's consumer group is behind its topics."""
+    """How far the pipeline's consumer groups are behind their topics."""
 
     def lag(self) -> list[PartitionLag]:
-        """Every partition the group has committed an offset on; raises when Kafka cannot be reached."""
+        """Every partition of the topics the groups read, committed on or not; raises when Kafka
+        cannot be reached."""
 
 
 PurchaseOrderCommand = RpaCompletion | ReleaseRequested | DispatchApproved

@@ -1,5 +1,8 @@
 """How far the pipeline's consumer groups are behind their topics: messages, and the age of the oldest
-message it has not processed yet (0 when caught up), which is how long new work waits."""
+message it has not processed yet (0 when caught up), which is how long new work waits. A partition a
+group should read and has committed nothing on (a `--role mail` worker never started, offsets
+expired after the group stopped for longer than Kafka keeps them, a partition no worker got to yet)
+has everything its log keeps pending: the workers start such a partition at its beginning."""
 
 from __future__ import annotations
 
@@ -13,14 +16,17 @@ from connectors.kafka_clients import KafkaCluster, client_config
 
 if TYPE_CHECKING:
     from confluent_kafka import TopicPartition as KafkaTopicPartition
+    from confluent_kafka.admin import AdminClient, OffsetSpec
 
 
 class InMemoryPipelineLag(PipelineLag):
-    """A log of message timestamps per partition and a group's committed offsets, for unit tests."""
+    """A log of message timestamps per partition and a group's committed offsets, for unit tests.
+    Every partition with a log is one the group should read."""
 
     def __init__(self) -> None:
         self.logs: dict[tuple[str, int], list[datetime]] = {}
         self.committed: dict[tuple[str, int], int] = {}
+        self.log_starts: dict[tuple[str, int], int] = {}
 
     def append(self, topic: str, partition: int, timestamps: Iterable[datetime]) -> None:
         self.logs.setdefault((topic, partition), []).extend(timestamps)
@@ -28,50 +34,79 @@ class InMemoryPipelineLag(PipelineLag):
     def commit(self, topic: str, partition: int, offset: int) -> None:
         self.committed[(topic, partition)] = offset
 
+    def delete_records(self, topic: str, partition: int, before: int) -> None:
+        """As retention does: the log starts at `before` from now on."""
+        self.log_starts[(topic, partition)] = before
+
     def lag(self) -> list[PartitionLag]:
         found = []
-        for (topic, partition), offset in sorted(self.committed.items()):
+        for topic, partition in sorted(self.logs.keys() | self.committed.keys()):
             log = self.logs.get((topic, partition), [])
-            found.append(PartitionLag(topic, partition, offset, len(log), log[offset] if offset < len(log) else None))
+            read = PartitionLag(topic, partition, self.committed.get((topic, partition)), len(log), None,
+                                self.log_starts.get((topic, partition), 0))
+            oldest = log[read.position] if read.position < len(log) else None
+            found.append(PartitionLag(read.topic, read.partition, read.committed, read.end, oldest, read.log_start))
         return found
 
 
 class KafkaPipelineLag(PipelineLag):
-    """Committed offsets from the AdminClient, end offsets from the broker, and one read per
-    lagging partition for the timestamp of its oldest pending message."""
+    """Committed offsets from the AdminClient, the partitions of the topics read from the cluster's
+    metadata, start and end offsets from the broker, and one read per lagging partition for the
+    timestamp of its oldest pending message."""
 
     def __init__(self, bootstrap_servers: KafkaCluster | str, group_id: str, timeout: float = 5.0,
-                 read_elsewhere: Mapping[str, str] | None = None):
-        """`read_elsewhere`: topic -> the group that reads it instead of `group_id` (the RPA mailbox's)."""
+                 read_elsewhere: Mapping[str, str] | None = None, reads: Iterable[str] = ()):
+        """`read_elsewhere`: topic -> the group that reads it instead of `group_id` (the RPA mailbox's).
+        `reads`: the topics the groups should consume, committed on or not (a topic a group has
+        committed on is one it reads, named here or not)."""
         self.bootstrap, self.group_id, self.timeout = bootstrap_servers, group_id, timeout
         self.read_elsewhere = dict(read_elsewhere or {})
+        self.reads = [*reads, *self.read_elsewhere]
 
     def lag(self) -> list[PartitionLag]:
-        from confluent_kafka import ConsumerGroupTopicPartitions
+        from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
         from confluent_kafka.admin import AdminClient, OffsetSpec
 
         admin = AdminClient(client_config(self.bootstrap, "admin"))
-        committed = []
+        committed: dict[tuple[str, int], int] = {}
+        topics = set(self.reads)
         for group_id in sorted({self.group_id, *self.read_elsewhere.values()}):
             request = [ConsumerGroupTopicPartitions(group_id)]
             group = admin.list_consumer_group_offsets(request, request_timeout=self.timeout)[group_id]
             # A group's offsets on a topic another group reads now are left from before: not lag.
-            committed += [tp for tp in group.result().topic_partitions
-                          if tp.offset >= 0 and self.read_elsewhere.get(tp.topic, self.group_id) == group_id]
-        if not committed:
+            for tp in group.result().topic_partitions:
+                if tp.offset >= 0 and self.read_elsewhere.get(tp.topic, self.group_id) == group_id:
+                    committed[(tp.topic, tp.partition)] = tp.offset
+                    topics.add(tp.topic)
+        if not topics:
+            return []
+        # Every partition of the topics read: only those committed on were, and a group that had
+        # committed nothing on a partition showed no lag at all however much waited there.
+        known = admin.list_topics(timeout=self.timeout).topics
+        partitions = sorted({*committed, *((topic, number) for topic in topics if topic in known
+                                           and known[topic].error is None for number in known[topic].partitions)})
+        if not partitions:
             return []
         latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]  # unannotated in confluent-kafka (one shared spec)
-        ends = admin.list_offsets({_tp(tp): latest for tp in committed}, request_timeout=self.timeout)
-        end_of = {(tp.topic, tp.partition): future.result().offset for tp, future in ends.items()}
-        lagging = [tp for tp in committed if end_of[(tp.topic, tp.partition)] > tp.offset]
+        end_of = self._offsets(admin, partitions, latest)
+        never_committed = [key for key in partitions if key not in committed]
+        earliest = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
+        start_of = self._offsets(admin, never_committed, earliest) if never_committed else {}
+        position = {key: committed.get(key, start_of.get(key, 0)) for key in partitions}
+        lagging = [TopicPartition(*key, position[key]) for key in partitions if end_of[key] > position[key]]
         oldest, caught_up = self._timestamps(lagging, end_of)
-        for tp in lagging:  # what lies past a caught-up partition's committed offset is markers, or aborted
-            if (tp.topic, tp.partition) in caught_up:
-                end_of[(tp.topic, tp.partition)] = tp.offset
-        return sorted(
-            (PartitionLag(tp.topic, tp.partition, tp.offset, end_of[(tp.topic, tp.partition)],
-                          oldest.get((tp.topic, tp.partition))) for tp in committed),
-            key=lambda lag: (lag.topic, lag.partition))
+        for key in caught_up:  # what lies past a caught-up partition's position is markers, or aborted
+            end_of[key] = position[key]
+        return [PartitionLag(topic, number, committed.get((topic, number)), end_of[(topic, number)],
+                             oldest.get((topic, number)), start_of.get((topic, number), 0))
+                for topic, number in partitions]
+
+    def _offsets(self, admin: AdminClient, partitions: list[tuple[str, int]], spec: OffsetSpec
+                 ) -> dict[tuple[str, int], int]:
+        from confluent_kafka import TopicPartition
+
+        asked = admin.list_offsets({TopicPartition(*key): spec for key in partitions}, request_timeout=self.timeout)
+        return {(tp.topic, tp.partition): future.result().offset for tp, future in asked.items()}
 
     def _timestamps(self, partitions: list[KafkaTopicPartition], end_of: dict[tuple[str, int], int]
                     ) -> tuple[dict[tuple[str, int], datetime], set[tuple[str, int]]]:
@@ -93,7 +128,7 @@ class KafkaPipelineLag(PipelineLag):
         caught_up: set[tuple[str, int]] = set()
         deadline = time.monotonic() + self.timeout
         try:
-            consumer.assign([_tp(tp, tp.offset) for tp in partitions])
+            consumer.assign(partitions)
             while len(found) + len(caught_up) < len(partitions) and time.monotonic() < deadline:
                 for message in consumer.consume(500, timeout=0.2):
                     topic, partition = message.topic(), message.partition()
@@ -110,8 +145,3 @@ class KafkaPipelineLag(PipelineLag):
             consumer.close()
         return found, caught_up
 
-
-def _tp(tp: KafkaTopicPartition, offset: int | None = None) -> KafkaTopicPartition:
-    from confluent_kafka import TopicPartition
-
-    return TopicPartition(tp.topic, tp.partition) if offset is None else TopicPartition(tp.topic, tp.partition, offset)

@@ -46,6 +46,15 @@ def pipeline_topics(settings: Settings) -> list[TopicSpec]:
     ]
 
 
+def consumed_topics(settings: Settings) -> list[str]:
+    """The topics the workers' consumer groups read, as agents/ registers their flows: the API
+    reports the lag of each, also where a group has committed nothing yet."""
+    cdc = [topic for topic, source in ((settings.marketplace_topic, settings.marketplace_source),
+                                       (settings.sampro_cdc_topic, settings.sampro_changes)) if source == "debezium"]
+    return [*cdc, settings.invoices_topic, settings.completions_topic, settings.commands_topic,
+            settings.sampro_changes_topic, settings.verdicts_topic, settings.rpa_requests_topic]
+
+
 def topic_config(settings: Settings, spec: TopicSpec) -> dict[str, str]:
     # From three replicas, a batch is committed once two have it, as Kafka advises: at the broker's
     # default of one, the leader alone acknowledged it, and losing that broker lost verdicts and

@@ -67,6 +67,28 @@ def test_metrics_from_kafka_lag(api):
     assert found[("invoice_automation_committed_offsets", (("topic", "invoices"),))] == 2  # a gauge: 1 + 1
 
 
+def test_metrics_count_a_partition_its_group_never_committed_on_from_the_start_of_its_log(api):
+    """A `--role mail` worker never started: rpa.requests showed no lag and no latency at all."""
+    api.lag.append("rpa.requests", 0, [NOW - timedelta(seconds=s) for s in (120, 60, 30)])
+    api.lag.delete_records("rpa.requests", 0, 1)  # retention took the first
+    found = samples(api)
+    assert found[("invoice_automation_consumer_lag_messages", (("topic", "rpa.requests"),))] == 2
+    assert found[("invoice_automation_processing_latency_seconds", (("topic", "rpa.requests"),))] == 60
+    assert found[("invoice_automation_committed_offsets", (("topic", "rpa.requests"),))] == 0
+
+
+def test_a_latency_whose_oldest_message_cannot_be_read_is_left_out_not_said_to_be_0(api):
+    """A transaction still open hides the pending message's time: the latency read 0, caught up."""
+    from connectors.api_ports import PartitionLag
+
+    api.lag.lag = lambda: [PartitionLag("invoices", 0, 3, 4, None), PartitionLag("invoices", 1, 1, 2, NOW),
+                           PartitionLag("verdicts", 0, 5, 5, None)]
+    found = samples(api)
+    assert found[("invoice_automation_consumer_lag_messages", (("topic", "invoices"),))] == 2
+    assert ("invoice_automation_processing_latency_seconds", (("topic", "invoices"),)) not in found
+    assert found[("invoice_automation_processing_latency_seconds", (("topic", "verdicts"),))] == 0  # caught up
+
+
 def test_rpa_round_trip_quantiles_are_nearest_rank():
     """int(q * n) gave the median of [10, 20] as 20, and the 0.95 of 20 values or fewer as their maximum."""
     family = _quantiles("t", "t", [20.0, 10.0])

@@ -107,3 +107,19 @@ def test_a_worker_polling_the_marketplace_warns_that_it_cannot_see_a_withdrawal(
                   mailer=InMemoryRpaMailer())
         warned = [r.getMessage() for r in caplog.records if "cannot see a deleted row" in r.getMessage()]
         assert len(warned) == (source == "polling")
+
+
+def test_the_api_asks_the_lag_of_every_topic_a_workers_group_reads_and_no_other(tmp_path):
+    """Only the topics a group had committed on were looked at: a `--role mail` worker never started
+    showed no lag on rpa.requests. The API names them from the settings, as the agents subscribe."""
+    from connectors.sampro.changes import InMemorySamproChanges
+    from streams.topics import consumed_topics
+
+    for marketplace, sampro in (("debezium", "none"), ("polling", "polling"), ("debezium", "debezium")):
+        settings = Settings(data_dir=tmp_path, marketplace_source=marketplace, sampro_changes=sampro, app_id="ap",
+                            kafka_bootstrap_servers="127.0.0.1:9", _env_file=None,
+                            marketplace_db_url=f"sqlite:///{tmp_path / 'marketplace.db'}")
+        pipeline = bootstrap(settings, purchase_orders=InMemoryPurchaseOrderReader([]), mailer=InMemoryRpaMailer(),
+                             scheduler=InMemoryProcessScheduler(), sampro_changes=InMemorySamproChanges())
+        subscribed = [*pipeline.runtime.topics, *pipeline.mail_runtime.topics]
+        assert sorted(consumed_topics(settings)) == sorted(subscribed), (marketplace, sampro)
