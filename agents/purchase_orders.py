@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 from rules.context import KnownInvoices
 from rules.errors import DataError, RefusedEdit
 from rules.lifecycle import InvoiceReplaced, InvoiceSubmitted, InvoiceWithdrawn, RpaRequest
-from rules.models import Verdict
 from streams.decisions import DECIDE, INVOICE_WORK, WORK_KINDS
 from streams.failures import describe
 from streams.runtime import Batch, Flow
@@ -20,7 +19,6 @@ if TYPE_CHECKING:
 
 def register(pipeline: Pipeline) -> None:
     topics, codec, desk, ledgers = pipeline.topics, pipeline.codec, pipeline.desk, pipeline.ledgers
-    verdicts = pipeline.health.verdicts
     timed = desk.timed
     # Verdicts and status changes go to the verdicts topic; work for another PO, to that PO's stream.
     topic_of = {RpaRequest: topics.rpa_requests, InvoiceReplaced: topics.invoices, InvoiceWithdrawn: topics.invoices}
@@ -46,10 +44,8 @@ def register(pipeline: Pipeline) -> None:
         current = {po: loaded.ledger for po, loaded in stored.items() if loaded.ledger is not None}
         now = datetime.now(UTC)
         decisions = desk.decide(batch.messages, current, now, partition_of)
-        for message in decisions.messages:
+        for message in decisions.messages:  # its verdicts are counted by the runtime, once committed
             batch.emit(topic_of.get(type(message), topics.verdicts), message.po_number, message)
-            if isinstance(message, Verdict):
-                verdicts.labels(message.status.value).inc()
         with timed("ledger state"):
             ledgers.save_all(((batch.state(partition_of[po]), ledger, stored[po]) for po, ledger in current.items()),
                              batch.messages)

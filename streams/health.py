@@ -11,7 +11,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +28,7 @@ from prometheus_client import (
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from rules.errors import Misconfigured
+from rules.models import Verdict
 from streams.settings import PREFIX
 
 log = logging.getLogger(__name__)
@@ -59,8 +60,10 @@ class WorkerHealth:
         for name in DEPENDENCIES:
             self.up.labels(name).set(1)
             self.down_since.labels(name).set(0)
-        self.records = Counter("invoice_automation_worker_records_total", "Records read, by flow", ["flow"],
-                               registry=self.registry)
+        # The counts of what a batch did are counted once it is committed: a batch read again (held
+        # for a dependency, a lost transaction) or decided again record by record does it all again.
+        self.records = Counter("invoice_automation_worker_records_total", "Records processed, by flow: counted "
+                               "once, when committed", ["flow"], registry=self.registry)
         self.dead_letters = Counter("invoice_automation_worker_dead_letters_total",
                                     "Records sent to the dead-letter topic, by flow and stage", ["flow", "stage"],
                                     registry=self.registry)
@@ -70,11 +73,10 @@ class WorkerHealth:
                                "does not fall is a server that puts every message off", ["dependency"],
                                registry=self.registry)
         self.forwarded = Counter("invoice_automation_worker_forwarded_total",
-                                 "Records forwarded to their key's partition from another, by flow and topic",
-                                 ["flow", "topic"], registry=self.registry)
-        self.verdicts = Counter("invoice_automation_worker_verdicts_total", "Verdicts decided, by status (a "
-                                "batch decided again after a failed commit counts again)",
-                                ["status"], registry=self.registry)
+                                 "Records forwarded to their key's partition from another, by flow and topic: "
+                                 "counted once, when committed", ["flow", "topic"], registry=self.registry)
+        self.verdicts = Counter("invoice_automation_worker_verdicts_total", "Verdicts given, by status: counted "
+                                "once, when committed", ["status"], registry=self.registry)
         self.batch_seconds = Histogram("invoice_automation_worker_batch_seconds",
                                        "Time from reading a batch to committing it",
                                        buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
@@ -85,6 +87,12 @@ class WorkerHealth:
                                      registry=self.registry)
         self.lag = Gauge("invoice_automation_worker_consumer_lag", "Messages not yet read, by topic and partition "
                          "(as of librdkafka's last statistics)", ["topic", "partition"], registry=self.registry)
+
+    def count_emitted(self, messages: Iterable[Any]) -> None:
+        """The messages a committed batch emitted: its verdicts, by status."""
+        for message in messages:
+            if isinstance(message, Verdict):
+                self.verdicts.labels(message.status.value).inc()
 
     @contextmanager
     def timed(self, flow: str, stage: str) -> Iterator[None]:

@@ -92,6 +92,7 @@ class Batch:
         self.items = items
         self.messages = [message for _, message in items]
         self.outputs: list[Output] = []
+        self.emitted: list[Any] = []  # counted by health once committed
         self.states: dict[int, StateWrites] = {}
         self.encoding_seconds = 0.0
         self._encode, self._state_of = encode, state_of
@@ -105,6 +106,7 @@ class Batch:
         if (problem := too_large(value, len(key_bytes or b""))) is not None:
             raise DataError(f"the {type(message).__name__} for {topic} would be {problem}")
         self.outputs.append(Output(topic, key_bytes, value, partition))
+        self.emitted.append(message)
 
     def state(self, partition: int) -> StateWrites:
         if self._state_of is None:
@@ -131,9 +133,13 @@ class _Tick:
     outputs: list[Output] = field(default_factory=list)
     states: dict[tuple[str, int], StateWrites] = field(default_factory=dict)
     sources: list[Source] = field(default_factory=list)
-    # (partition, offset, flow, stage) of each record dead-lettered: counted once committed, since a
-    # batch read again dead-letters its records again.
-    dead_letters: list[tuple[TopicPartition, int, str, str]] = field(default_factory=list)
+    # Counted once committed, since a batch read again (after an outage, a lost transaction) or
+    # decided again record by record does it all again: the messages the flows' successful attempts
+    # emitted; (partition, offset, flow, stage, the messages beside its dead letter) of each record
+    # dead-lettered; (partition, offset, flow, topic) of each record forwarded to its key's partition.
+    emitted: list[Any] = field(default_factory=list)
+    dead_letters: list[tuple[TopicPartition, int, str, str, list[Any]]] = field(default_factory=list)
+    forwarded: list[tuple[TopicPartition, int, str, str]] = field(default_factory=list)
 
     def saw(self, record: Record) -> None:
         self.seen[record.source].append(record.offset)
@@ -261,7 +267,6 @@ class Runtime:
                 by_flow[self._flow_of_topic[record.topic].name].append(record)
             for flow in self.flows:
                 if by_flow.get(flow.name):
-                    self.health.records.labels(flow.name).inc(len(by_flow[flow.name]))
                     self._run_flow(flow, by_flow[flow.name], tick)
             with self.health.timed(self.name, "commit"):
                 self._commit(tick, stopping)
@@ -365,7 +370,7 @@ class Runtime:
             self._forwarded_on.add(record.topic)
             log.warning("%s: %s holds key %r of partition %d: forwarded there, as is every record on a partition "
                         "other than its key's (counted in ..._forwarded_total)", flow.name, where, record.key, home)
-        self.health.forwarded.labels(flow.name, record.topic).inc()
+        tick.forwarded.append((record.source, record.offset, flow.name, record.topic))
         tick.finish(record, [Output(record.topic, record.key, record.value, home, headers)])
         return True
 
@@ -395,6 +400,7 @@ class Runtime:
         for writes in batch.states.values():
             writes.merge_into_parent()
         tick.outputs.extend(batch.outputs)
+        tick.emitted.extend(batch.emitted)
         for record, _ in items:
             tick.finish(record)
             self._attempts.pop(record.source, None)
@@ -425,10 +431,12 @@ class Runtime:
                      tick: _Tick) -> None:
         where = f"{record.topic}[{record.partition}]@{record.offset}"
         outputs = [dead_letter(self.dlq_topic, record, flow.name, stage, error)]
+        besides: list[Any] = []
         if flow.on_dead_letter is not None:
             try:
-                outputs += [Output(topic, key.encode(), self.encode(extra))
-                            for topic, key, extra in flow.on_dead_letter(record, message, error)]
+                found = flow.on_dead_letter(record, message, error)
+                outputs += [Output(topic, key.encode(), self.encode(extra)) for topic, key, extra in found]
+                besides = [extra for _, _, extra in found]
             except Unavailable as away:  # the schema registry: without its verdict AP would never hear of it
                 self._hold_for(flow, record, away)
                 return
@@ -439,7 +447,7 @@ class Runtime:
             log.warning("%s: %s dead-lettered at %s: %s", flow.name, where, stage, describe(error))
         else:
             log.error("%s: %s dead-lettered at %s after an unexpected error", flow.name, where, stage, exc_info=error)
-        tick.dead_letters.append((record.source, record.offset, flow.name, stage))
+        tick.dead_letters.append((record.source, record.offset, flow.name, stage, besides))
         tick.finish(record, outputs)
         self._attempts.pop(record.source, None)
 
@@ -516,9 +524,7 @@ class Runtime:
         self._lost_in_a_row = 0
         self.health.back("kafka", self._who("commit"))
         self._uncommitted.clear()
-        for partition, offset, flow_name, stage in tick.dead_letters:
-            if offset < offsets.get(partition, offset):
-                self.health.dead_letters.labels(flow_name, stage).inc()
+        self._count(tick, offsets)
         for partition, offset in offsets.items():
             if partition in self._partition_waits:
                 self._answered(partition, offset)
@@ -548,6 +554,23 @@ class Runtime:
                 behind = False
             source.due_at = now if behind else now + source.interval
         self.health.batch_seconds.observe(now - tick.started)
+
+    def _count(self, tick: _Tick, offsets: dict[TopicPartition, int]) -> None:
+        """What the batch did, counted now that it is committed, once: a batch of 100 records held an
+        hour for Sampro counted 6,000 records, and one decided again record by record counted its
+        verdicts twice (and the bad_invoice verdict of the record dead-lettered not at all)."""
+        for partition, seen in tick.seen.items():
+            if (done := sum(offset < offsets.get(partition, 0) for offset in seen)) > 0:
+                self.health.records.labels(self._flow_of_topic[partition[0]].name).inc(done)
+        emitted = list(tick.emitted)  # a successful attempt's outputs go out with the batch, always
+        for partition, offset, flow_name, stage, besides in tick.dead_letters:
+            if offset < offsets.get(partition, offset):
+                self.health.dead_letters.labels(flow_name, stage).inc()
+                emitted += besides
+        for partition, offset, flow_name, topic in tick.forwarded:
+            if offset < offsets.get(partition, offset):
+                self.health.forwarded.labels(flow_name, topic).inc()
+        self.health.count_emitted(emitted)
 
     def _lost(self, tick: _Tick, lost: LostBatch) -> None:
         """A lost transaction reads its batch again. Once, it is a rebalance or a fenced producer;
