@@ -211,16 +211,21 @@ class Authenticator:
         """The counts that hold a sign-in back, and those its failure adds to (the address first).
         A name no one has is counted too, as the users are (`_unknown_name_key`): left uncounted,
         its refusals never turned to 429, and told a guesser which names exist.
-        From an address the user signed in from before, the address's count and the user's count
-        at that address hold it back, not the user's count over all addresses: a stranger guessing
-        wrong at a clerk's name kept the clerk out, right password and all. The user's count there
-        starts "user:" too, so no flood of guesses from elsewhere pushes it out."""
+        From an address the user signed in from before, only the user's count at that address holds
+        it back: the user's count over all addresses held the clerk out when a stranger guessed wrong
+        at her name, and the address's count when a script behind the office's NAT kept trying a
+        stale password for another name (900 s waits, all day). The address's count still holds
+        every name never signed in from there, and a failure there still adds to it. So someone
+        behind the same NAT, once the address is held, can tell the names signed in from there (a
+        wrong password is a 401 for them, a 429 for the others): the price of not holding the clerk
+        back with him. The user's count there starts "user:" too, so no flood of guesses from elsewhere
+        pushes it out."""
         where = address_key(address)
         user = f"user:{name}" if name in self.users else _unknown_name_key(name, self.session_secret)
         if where not in self._signed_in_from.get(name, ()):
             return [where, user], [where, user]
         there = f"user:{name}@{where}"
-        return [where, there], [where, user, there]
+        return [there], [where, user, there]
 
     async def check_basic(self, name: str, password: str, address: str) -> Principal:
         """HTTP Basic sends the password with every request: each was an argon2 check (86 ms, 64 MiB)
