@@ -20,7 +20,8 @@ import math
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -150,6 +151,8 @@ class Authenticator:
                                        settings.api_sign_in_backoff_max_seconds)
         # Each argon2 check holds 64 MiB: a flood of sign-ins waits here instead of filling memory.
         self.checks_at_once = asyncio.Semaphore(settings.api_password_checks_at_once)
+        # A stranger's check takes one of these first, one fewer (one at least): `_password_check`.
+        self.strangers_checks_at_once = asyncio.Semaphore(max(settings.api_password_checks_at_once - 1, 1))
         self.check_wait = settings.api_password_check_wait_seconds
         self.failures = Counter("invoice_automation_api_sign_in_failures", "Sign-ins refused, by why",
                                 labelnames=["reason"], registry=registry)
@@ -170,17 +173,10 @@ class Authenticator:
         """The user, or SignInRefused: 401 wrong, 429 too many failures, 503 too many checks at once."""
         held, counted = self._throttle_keys(name, address)
         self._refuse_if_throttled(held)
-        try:
-            await asyncio.wait_for(self.checks_at_once.acquire(), self.check_wait)
-        except TimeoutError:
-            self.failures.labels("busy").inc()
-            raise SignInRefused(503, "too many sign-ins at once: try again shortly", retry_after=1) from None
-        try:
+        async with self._password_check(stranger=not self._signed_in_here(name, address)):
             # Again: a burst sent at once all passed the first look before any of its failures counted.
             self._refuse_if_throttled(held)
             principal = await run_in_threadpool(self._verify, name, password)
-        finally:
-            self.checks_at_once.release()
         if principal is None:
             # The keys again: a sign-in meanwhile may have pushed this address out of the user's last
             # 16, and a count at an address no longer known would be kept for good.
@@ -207,6 +203,39 @@ class Authenticator:
             self.throttle.succeeded(f"user:{name}@{gone}")  # kept for good otherwise: a count per /64 tried
         return principal
 
+    @asynccontextmanager
+    async def _password_check(self, stranger: bool) -> AsyncIterator[None]:
+        """One of the argon2 checks at once, or SignInRefused 503 past API_PASSWORD_CHECK_WAIT_SECONDS.
+
+        A stranger (a user's name tried from an address it never signed in from, a name no one has)
+        takes one of `strangers_checks_at_once` first, one fewer than the checks (one at least): a
+        check stays for a user at an address it signed in from (with a single check, the user waits
+        behind one stranger at most, not behind all who wait). Guesses at ever new names from ever new /64s pass the
+        throttle for a good while (each address and each of the 4,096 buckets of names no one has
+        has its free failures): they kept every check busy, and the clerk at her usual desk, right
+        password and all, waited 5 s for a 503.
+
+        What this tells an outsider: the lane is the throttle's own choice (`_throttle_keys`), by
+        name and address together. From an address no user signed in from, a user's name and a name
+        no one has wait in the same lane and are checked alike, so their answers and times tell
+        nothing of which names exist. Who shares an address a user signed in from (an office's NAT)
+        can tell, flooding from elsewhere meanwhile, which names signed in from there (checked, where
+        the others wait to a 503), as the throttle's answers there tell him already. What the buckets
+        do not hide: failing with enough names no one has to hold every bucket (5 failures each,
+        some 20,000 checks in the strangers' lane) leaves a user's name tried from a fresh address
+        the only one still checked (401 against 429); the buckets make that list cost those checks."""
+        lanes = (self.strangers_checks_at_once, self.checks_at_once) if stranger else (self.checks_at_once,)
+        async with AsyncExitStack() as taken:
+            try:
+                async with asyncio.timeout(self.check_wait):
+                    for slots in lanes:
+                        await slots.acquire()
+                        taken.callback(slots.release)
+            except TimeoutError:
+                self.failures.labels("busy").inc()
+                raise SignInRefused(503, "too many sign-ins at once: try again shortly", retry_after=1) from None
+            yield
+
     def _throttle_keys(self, name: str, address: str) -> tuple[list[str], list[str]]:
         """The counts that hold a sign-in back, and those its failure adds to (the address first).
         A name no one has is counted too, as the users are (`_unknown_name_key`): left uncounted,
@@ -222,10 +251,14 @@ class Authenticator:
         pushes it out."""
         where = address_key(address)
         user = f"user:{name}" if name in self.users else _unknown_name_key(name, self.session_secret)
-        if where not in self._signed_in_from.get(name, ()):
+        if not self._signed_in_here(name, address):
             return [where, user], [where, user]
         there = f"user:{name}@{where}"
         return [there], [where, user, there]
+
+    def _signed_in_here(self, name: str, address: str) -> bool:
+        """Has the user signed in from this address (an IPv6 /64) before, among its last 16?"""
+        return address_key(address) in self._signed_in_from.get(name, ())
 
     async def check_basic(self, name: str, password: str, address: str) -> Principal:
         """HTTP Basic sends the password with every request: each was an argon2 check (86 ms, 64 MiB)

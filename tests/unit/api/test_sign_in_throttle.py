@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -299,28 +300,66 @@ def test_failures_are_counted_for_prometheus(api):
 
 
 def test_a_flood_of_sign_ins_checks_only_a_few_passwords_at_once():
-    api = make_api(api_password_checks_at_once=2, api_sign_in_free_failures=100)
+    """And strangers (here names no one has) one fewer: the other check stays for ana, who has
+    signed in from this address."""
+    api = cheaply_checked(api_password_checks_at_once=2, api_sign_in_free_failures=100)
     auth = api.context.auth
-    verify, running, most = auth._verify, [0], [0]
+    verify, running, most = auth._verify, Counter[str](), Counter[str]()
     lock = threading.Lock()
 
     def counted(name, password):
+        who = "ana" if name == "ana" else "stranger"
         with lock:
-            running[0] += 1
-            most[0] = max(most[0], running[0])
+            running[who] += 1
+            most[who], most["all"] = max(most[who], running[who]), max(most["all"], running.total())
         try:
             return verify(name, password)
         finally:
             with lock:
-                running[0] -= 1
+                running[who] -= 1
 
     auth._verify = counted
     with served(api) as url, ThreadPoolExecutor(20) as pool:
+        assert httpx.get(f"{url}/api/me", auth=("ana", PASSWORD), timeout=60).status_code == 200
+
         def guess(i: int) -> int:
-            return httpx.get(f"{url}/api/me", auth=(f"user{i}", "wrong"), timeout=60).status_code
+            return httpx.get(f"{url}/api/me", auth=("ana" if i % 2 else f"user{i}", "wrong"), timeout=60).status_code
 
         answers = list(pool.map(guess, range(20)))
-    assert most[0] == 2 and set(answers) <= {401, 503} and 401 in answers
+    assert most["all"] == 2 and most["stranger"] == 1
+    assert set(answers) <= {401, 503} and 401 in answers
+
+
+def test_strangers_guessing_from_everywhere_leave_a_check_for_a_clerk_at_an_address_she_signed_in_from():
+    """Guesses at ever new names from ever new /64s pass the throttle for a good while (each has its
+    free failures): they kept both checks busy, and the clerk at her usual desk, right password and
+    all, waited API_PASSWORD_CHECK_WAIT_SECONDS for a 503."""
+    import asyncio
+
+    auth = cheaply_checked(api_password_checks_at_once=2, api_password_check_wait_seconds=1).context.auth
+    verify, checking_a_stranger, flood_over = auth._verify, threading.Semaphore(0), threading.Event()
+
+    def checked(name, password):
+        if name == "ana":
+            return verify(name, password)
+        checking_a_stranger.release()
+        flood_over.wait(10)  # a check that takes as long as the flood lasts
+        return None
+
+    auth._verify = checked
+
+    async def flood_then_sign_in():
+        assert (await auth.check_password("ana", PASSWORD, "198.51.100.7")).name == "ana"
+        guesses = [asyncio.create_task(auth.check_password(f"guess{n}", "x", f"2001:db8:1:{n:x}::1"))
+                   for n in range(10)]
+        await asyncio.to_thread(checking_a_stranger.acquire)
+        try:
+            return await auth.check_password("ana", PASSWORD, "198.51.100.7")
+        finally:
+            flood_over.set()
+            await asyncio.gather(*guesses, return_exceptions=True)
+
+    assert asyncio.run(flood_then_sign_in()).name == "ana"
 
 
 def test_a_burst_sent_at_once_checks_no_more_passwords_than_the_free_failures_and_the_checks_at_once():
