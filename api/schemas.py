@@ -163,7 +163,9 @@ class FieldError(BaseModel):
 
 
 class ValidationProblem(Problem):
-    errors: list[FieldError]
+    errors: list[FieldError] = Field(description="The first 20 errors, each field's name and value cut at 200 "
+                                                 "characters.")
+    errors_not_listed: int = Field(0, description="How many more errors the request had.")
 
 
 class Me(BaseModel):
