@@ -18,7 +18,6 @@ from connectors.debezium.config import (
 )
 from rules.errors import DataError, Unavailable
 from rules.lifecycle import InvoiceSubmitted, InvoiceWithdrawn
-from streams.failures import dead_letter_of
 from streams.runtime import Batch, Flow, Source
 
 if TYPE_CHECKING:
@@ -50,10 +49,8 @@ def register(pipeline: Pipeline) -> None:
     source = pipeline.source
     if source is not None:
 
-        def dead_letter(batch: Batch, invoice_id: str, raw: bytes, stage: bytes, error: str) -> None:
-            batch.outputs.append(dead_letter_of(topics.dlq, invoice_id.encode(), raw, (
-                ("source.table", b"marketplace_invoices"), ("source.invoice_id", invoice_id.encode()),
-                ("flow", b"poll-marketplace"), ("stage", stage)), error))
+        def where(invoice_id: str) -> tuple[tuple[str, bytes], ...]:
+            return ("source.table", b"marketplace_invoices"), ("source.invoice_id", invoice_id.encode())
 
         def poll_marketplace(batch: Batch) -> None:
             polled = source.poll()
@@ -61,10 +58,10 @@ def register(pipeline: Pipeline) -> None:
                 try:
                     batch.emit(topics.invoices, event.po_number, event)
                 except DataError as error:  # a record Kafka would refuse (a 2 MB vendor id, which SQLite keeps)
-                    dead_letter(batch, event.invoice_id, json.dumps(event.document, default=str).encode(), b"emit",
-                                str(error))
+                    batch.dead_letter(event.invoice_id, json.dumps(event.document, default=str).encode(),
+                                      where(event.invoice_id), "emit", error)
             for row in polled.unreadable:  # its columns as text, which no limit bounds yet
-                dead_letter(batch, row.invoice_id, row.raw, b"read", row.error)
+                batch.dead_letter(row.invoice_id, row.raw, where(row.invoice_id), "read", DataError(row.error))
 
         runtime.add_source(Source("poll-marketplace", settings.poll_interval_seconds, anchor, poll_marketplace,
                                   committed=source.commit, taken=source.forget, backlog=source.backlog))

@@ -28,7 +28,7 @@ from typing import Any
 from rules.errors import DataError, Misconfigured, NextBatch, PutOff, Unavailable
 from streams.back_pressure import BackPressure
 from streams.broker import LostBatch, Output, Record, StreamBroker, TopicPartition
-from streams.failures import Backoff, Policy, dead_letter, describe, policy_for
+from streams.failures import Backoff, Policy, dead_letter, dead_letter_of, describe, policy_for
 from streams.health import WorkerHealth
 from streams.record_size import too_large
 from streams.state import StateWrites, Store
@@ -84,6 +84,17 @@ class Source:
     finished: bool = False
 
 
+@dataclass(frozen=True)
+class SetAside:
+    """A source's row that cannot become a record: what its dead letter holds and says."""
+
+    key: str
+    value: bytes
+    provenance: tuple[tuple[str, bytes], ...]  # where it was read, as headers (`source.table`, ...)
+    stage: str
+    error: DataError
+
+
 class Batch:
     """What a handler gets: its messages in order, where to emit, and its state."""
 
@@ -93,6 +104,7 @@ class Batch:
         self.messages = [message for _, message in items]
         self.outputs: list[Output] = []
         self.emitted: list[Any] = []  # counted by health once committed
+        self.set_aside: list[SetAside] = []
         self.states: dict[int, StateWrites] = {}
         self.encoding_seconds = 0.0
         self._encode, self._state_of = encode, state_of
@@ -107,6 +119,15 @@ class Batch:
             raise DataError(f"the {type(message).__name__} for {topic} would be {problem}")
         self.outputs.append(Output(topic, key_bytes, value, partition))
         self.emitted.append(message)
+
+    def dead_letter(self, key: str, value: bytes, provenance: tuple[tuple[str, bytes], ...], stage: str,
+                    error: DataError) -> None:
+        """A source's row that cannot go on (one it could not read, one Kafka would refuse): it has no
+        record to fail with, so the runtime dead-letters it from here, logged and counted as a
+        record's dead letter is."""
+        if self.items:  # a flow's record that cannot go on raises: set aside here, nothing would take it
+            raise TypeError("a flow raises DataError for a record it cannot use")
+        self.set_aside.append(SetAside(key, value, provenance, stage, error))
 
     def state(self, partition: int) -> StateWrites:
         if self._state_of is None:
@@ -140,6 +161,9 @@ class _Tick:
     emitted: list[Any] = field(default_factory=list)
     dead_letters: list[tuple[TopicPartition, int, str, str, list[Any]]] = field(default_factory=list)
     forwarded: list[tuple[TopicPartition, int, str, str]] = field(default_factory=list)
+    # (source, stage) of each polled row dead-lettered: counted once the batch commits (a source whose
+    # batch is lost polls them again).
+    rows_dead_lettered: list[tuple[str, str]] = field(default_factory=list)
 
     def saw(self, record: Record) -> None:
         self.seen[record.source].append(record.offset)
@@ -443,13 +467,22 @@ class Runtime:
             except Exception:
                 log.exception("%s: the message that goes with the dead letter of %s could not be made",
                               flow.name, where)
-        if isinstance(error, DataError):
-            log.warning("%s: %s dead-lettered at %s: %s", flow.name, where, stage, describe(error))
-        else:
-            log.error("%s: %s dead-lettered at %s after an unexpected error", flow.name, where, stage, exc_info=error)
+        _log_dead_letter(flow.name, where, stage, error)
         tick.dead_letters.append((record.source, record.offset, flow.name, stage, besides))
         tick.finish(record, outputs)
         self._attempts.pop(record.source, None)
+
+    def _dead_letter_rows(self, source: Source, batch: Batch, tick: _Tick) -> None:
+        """The rows a source set aside, dead-lettered as a record is: with a WARNING each and counted
+        (a polled row went to the topic unlogged and uncounted, where the same row captured by CDC
+        was both, and the operator never heard of the invoice)."""
+        for row in batch.set_aside:
+            provenance = (*row.provenance, ("flow", source.name.encode()), ("stage", row.stage.encode()))
+            tick.outputs.append(dead_letter_of(self.dlq_topic, row.key.encode(), row.value, provenance,
+                                               describe(row.error)))
+            where = " ".join(f"{name}={text.decode(errors='replace')!r}" for name, text in row.provenance)
+            _log_dead_letter(source.name, where, row.stage, row.error)
+            tick.rows_dead_lettered.append((source.name, row.stage))
 
     # -- holds and back-off --------------------------------------------------------------------------
     def _hold_for(self, flow: Flow, record: Record, error: BaseException) -> None:
@@ -567,6 +600,8 @@ class Runtime:
             if offset < offsets.get(partition, offset):
                 self.health.dead_letters.labels(flow_name, stage).inc()
                 emitted += besides
+        for source_name, stage in tick.rows_dead_lettered:
+            self.health.dead_letters.labels(source_name, stage).inc()
         for partition, offset, flow_name, topic in tick.forwarded:
             if offset < offsets.get(partition, offset):
                 self.health.forwarded.labels(flow_name, topic).inc()
@@ -664,6 +699,7 @@ class Runtime:
             self.health.back(source.waiting_on, self._who("source", source.name))
             source.waiting_on = None
         tick.outputs.extend(batch.outputs)
+        self._dead_letter_rows(source, batch, tick)
         tick.sources.append(source)
 
     # -- rebalancing and restoring state -------------------------------------------------------------
@@ -817,6 +853,14 @@ def run_together(runtimes: Sequence[Runtime], stopping: Callable[[], bool]) -> N
     finally:
         for runtime in runtimes:
             runtime.close()
+
+
+def _log_dead_letter(name: str, where: str, stage: str, error: BaseException) -> None:
+    """One line per dead letter: a WARNING for bad data, an ERROR with its trace for anything else."""
+    if isinstance(error, DataError):
+        log.warning("%s: %s dead-lettered at %s: %s", name, where, stage, describe(error))
+    else:
+        log.error("%s: %s dead-lettered at %s after an unexpected error", name, where, stage, exc_info=error)
 
 
 def _first_offsets(records: Sequence[Record]) -> dict[TopicPartition, int]:

@@ -1838,6 +1838,40 @@ def test_a_marketplace_row_too_large_to_dead_letter_whole_is_dead_lettered_witho
     assert worker.statuses() == {"MP-2": "bad_invoice"}  # the row after it: judged (it has no lines)
 
 
+def test_a_marketplace_row_the_poller_cannot_use_is_logged_and_counted_as_a_captured_one_is(tmp_path, caplog):
+    """MARKETPLACE_SOURCE=polling: a PO number typed with a trailing newline went to the dead-letter
+    topic with no WARNING and no dead_letters_total, where the same row through CDC had both: the
+    operator never heard of the invoice. Counted once, though its first batch is lost and the row
+    polled again."""
+    import logging
+
+    from connectors.marketplace_polling import PollingMarketplaceSource
+    from connectors.marketplace_table import marketplace_invoices, metadata
+    from connectors.sql import engine_for
+    from connectors.watermarks import FileWatermark
+
+    engine = engine_for(f"sqlite:///{tmp_path / 'marketplace.db'}")
+    metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(marketplace_invoices.insert(), [
+            {"invoice_id": "MP-1", "po_number": "PO-5001\n", "lines": [], "updated_at": AT},
+            {"invoice_id": "MP-2", "po_number": "PO-5001", "lines": [], "updated_at": AT}])
+    worker = make_worker(tmp_path, source=PollingMarketplaceSource(engine, FileWatermark(tmp_path / "mark.json")))
+    worker.broker.losing_commits = 1
+    with caplog.at_level(logging.WARNING, logger="streams.runtime"):
+        worker.run()
+    (letter,) = worker.dead_letters()
+    assert (letter["flow"], letter["stage"], letter["source.invoice_id"]) == ("poll-marketplace", "read", "MP-1")
+    (warned,) = {r.getMessage() for r in caplog.records if "dead-lettered" in r.getMessage()}  # at each poll
+    assert warned.startswith("poll-marketplace: source.table='marketplace_invoices' source.invoice_id='MP-1' "
+                             "dead-lettered at read: DataError: po_number 'PO-5001\\n'")
+    health = worker.pipeline.health
+    counted = {(s.labels["flow"], s.labels["stage"]): s.value for metric in health.dead_letters.collect()
+               for s in metric.samples if s.name.endswith("_total")}
+    assert counted == {("poll-marketplace", "read"): 1.0}
+    assert worker.statuses() == {"MP-2": "bad_invoice"}
+
+
 def test_a_source_that_fails_but_not_for_an_outage_is_reported_down_until_it_polls_again(tmp_path):
     """A poll whose statement the database refused (a DATETIME column sent a time with its zone)
     logged an error at every try, while readiness said ready and no Sampro change came in."""
