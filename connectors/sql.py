@@ -46,17 +46,21 @@ from rules.errors import DataError, Unavailable
 
 IDLE_PING_SECONDS = 5.0
 CONNECT_SECONDS = 10  # a PostgreSQL server that has not accepted a connection by then is down
+SQLITE_BUSY_SECONDS = 30.0  # how long SQLite waits for another connection's write lock, unless told
 
 
 def engine_for(url: str, idle_ping_seconds: float = IDLE_PING_SECONDS,
                lock_wait_seconds: float | None = None) -> Engine:
     """`lock_wait_seconds`: how long a statement waits for another session's lock at most, for a
-    database other systems write (Sampro). Past it the statement fails, and the work waits as for
-    any outage and tries again: without it a read waited behind an ERP session left open, for as
-    long as that session held its lock, and the worker's loop with it."""
+    database other sessions write (Sampro, processscheduler). Past it the statement fails, an
+    `Unavailable` once mapped (`mapped_errors`), and the work waits as for any outage and tries
+    again: without it a read waited behind an ERP session left open, a write of processscheduler
+    behind a DBA's open UPDATE, for as long as that session held its lock, and the worker's loop
+    with it. (On SQLite it is the busy timeout, "database is locked" past it.)"""
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30}, json_serializer=json_text)
+        busy = SQLITE_BUSY_SECONDS if lock_wait_seconds is None else lock_wait_seconds
+        engine = create_engine(url, connect_args={"timeout": busy}, json_serializer=json_text)
         event.listen(engine, "connect", _text_is_utf8)
         return engine
     parsed = make_url(url)

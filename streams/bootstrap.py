@@ -96,12 +96,19 @@ class Pipeline:
 
 
 def process_scheduler(settings: Settings) -> ProcessScheduler:
-    """processscheduler in the settings' database, migrated to the newest schema by the worker."""
+    """processscheduler in the settings' database, migrated to the newest schema by the worker. Its
+    statements wait SCHEDULER_LOCK_WAIT_SECONDS at most for another session's lock, then it is an
+    outage; the migrations, on an engine of their own, wait for locks as they always did (their own
+    lock a bounded time, `connectors.scheduler.migrate`)."""
     from connectors.scheduler import SqlProcessScheduler, upgrade
 
-    engine = engine_for(settings.scheduler_db_url)
-    upgrade(engine)
-    return SqlProcessScheduler(engine)
+    migrations = engine_for(settings.scheduler_db_url)
+    try:
+        upgrade(migrations)
+    finally:
+        migrations.dispose()
+    return SqlProcessScheduler(engine_for(settings.scheduler_db_url,
+                                          lock_wait_seconds=settings.scheduler_lock_wait_seconds))
 
 
 def _real_mailer(settings: Settings) -> RpaMailer:
@@ -113,7 +120,8 @@ def _real_mailer(settings: Settings) -> RpaMailer:
     return SmtpRpaMailer(
         host=settings.smtp_host, port=settings.smtp_port, tls=tls, implicit_tls=settings.smtp_implicit_tls,
         username=settings.smtp_username, password=password, mail_from=settings.rpa_mail_from,
-        mail_to=settings.rpa_mail_to, sent_log=SqlSentLog(engine_for(settings.scheduler_db_url)),
+        mail_to=settings.rpa_mail_to, sent_log=SqlSentLog(
+            engine_for(settings.scheduler_db_url, lock_wait_seconds=settings.scheduler_lock_wait_seconds)),
     )
 
 

@@ -165,6 +165,10 @@ class Settings(BaseSettings):
 
     # processscheduler
     scheduler_db_url: str = Field(default_factory=_sqlite_in_data_dir("scheduler.db"))
+    # How long the worker's statements wait for another session's lock on processscheduler (a DBA's
+    # UPDATE left open, a migration's ALTER queued); past it processscheduler is an outage, waited out
+    # and tried again. Without it the loop waited as long as the lock was held, readiness green.
+    scheduler_lock_wait_seconds: float = Field(default=30.0, gt=0, le=3600)
 
     # Rules
     tolerances_file: FilePath | None = None  # named at start when it is not a file
@@ -359,14 +363,18 @@ class Settings(BaseSettings):
             raise ValueError(f"{PREFIX}SMTP_CA_FILE is set without {PREFIX}SMTP_STARTTLS=true (or SMTP_IMPLICIT_TLS): "
                              "no certificate would be checked with it")
         self._kafka_sign_in()
-        if self.sampro_lock_wait_seconds * 2 > (poll := max_poll_interval(self.session_timeout_seconds)):
-            # A batch reads Sampro twice (its POs, the invoices entered there): waiting out a lock in
-            # each, it outlived the poll interval, lost its partitions and was decided again, as long
-            # as the ERP session held its lock.
-            raise ValueError(f"{PREFIX}SAMPRO_LOCK_WAIT_SECONDS={self.sampro_lock_wait_seconds:g} is more than half "
-                             f"of the {poll:g} s a worker may take between two polls of Kafka (max.poll.interval: "
-                             f"{PREFIX}SESSION_TIMEOUT_SECONDS, 300 at the least): a batch waiting for Sampro's "
-                             f"locks would lose its partitions; set {poll / 2:g} or less")
+        waits = 2 * (self.sampro_lock_wait_seconds + self.scheduler_lock_wait_seconds)
+        if waits > (poll := max_poll_interval(self.session_timeout_seconds)):
+            # A batch reads Sampro twice (its POs, the invoices entered there) and writes processscheduler
+            # twice (the invoice numbers it hands over, its verdicts): waiting out a lock in each, it
+            # outlived the poll interval, lost its partitions and was decided again, as long as the
+            # other session held its lock.
+            raise ValueError(f"{PREFIX}SAMPRO_LOCK_WAIT_SECONDS={self.sampro_lock_wait_seconds:g} and "
+                             f"{PREFIX}SCHEDULER_LOCK_WAIT_SECONDS={self.scheduler_lock_wait_seconds:g}, each waited "
+                             f"twice a batch, make {waits:g} s, more than the {poll:g} s a worker may take between two "
+                             f"polls of Kafka (max.poll.interval: {PREFIX}SESSION_TIMEOUT_SECONDS, 300 at the least): "
+                             f"a batch waiting for locks would lose its partitions; keep the two at {poll / 2:g} s "
+                             "or less together")
         if self.api_sign_in_backoff_max_seconds < self.api_sign_in_backoff_seconds:
             raise ValueError(f"{PREFIX}API_SIGN_IN_BACKOFF_MAX_SECONDS is below {PREFIX}API_SIGN_IN_BACKOFF_SECONDS")
         if (self.marketplace_source == "debezium" and self.connect_url

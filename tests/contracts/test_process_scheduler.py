@@ -16,8 +16,11 @@ from connectors.scheduler import InMemoryProcessScheduler, SqlProcessScheduler, 
 from connectors.scheduler.read_model import InvoiceQuery
 from connectors.scheduler.read_model_sql import SqlInvoiceReadModel
 from rules.duplicates import lookups_for
+from rules.errors import Unavailable
 from rules.lifecycle import InvoiceStatus, StatusChanged
 from rules.policy import Policy
+from streams.bootstrap import process_scheduler
+from streams.settings import Settings
 from tests.contracts.migrations import downgrade
 from tests.unit.rules.builders import INVOICE, judge
 
@@ -463,3 +466,23 @@ class TestPostgresScheduler(SqlSchedulerContract):
     @pytest.fixture
     def engine(self, scheduler_pg_engine):
         return scheduler_pg_engine
+
+    def test_a_write_that_waits_for_a_row_lock_past_its_limit_is_an_outage_and_writes_once_it_is_let_go(
+            self, engine, tmp_path):
+        """A DBA's UPDATE left open on a row the worker writes: processscheduler as the worker makes it
+        had no lock timeout, and its write waited for as long as that session held the lock, the
+        worker's loop with it, readiness green."""
+        url = engine.url.render_as_string(hide_password=False)
+        settings = Settings(scheduler_db_url=url, scheduler_lock_wait_seconds=0.3, data_dir=tmp_path, _env_file=None)
+        scheduler = process_scheduler(settings)
+        scheduler.record([change(InvoiceStatus.WAITING_FOR_PO, "w1")])
+        with engine.connect() as dba:
+            # Ended by the server after 10 s: a write that waits without end fails this test, not hangs it.
+            dba.execute(text("SET LOCAL idle_in_transaction_session_timeout = '10s'"))
+            dba.execute(text("UPDATE processscheduler SET updated_at = now() WHERE invoice_id = 'MP-1001'"))
+            with pytest.raises(Unavailable, match="processscheduler is unavailable: .*lock timeout"):
+                scheduler.record([READY])
+            dba.rollback()
+        scheduler.record([READY])
+        assert [row["status"] for row in scheduler.rows()] == ["ready_to_process"]
+        scheduler.engine.dispose()

@@ -187,11 +187,18 @@ def test_a_rocksdb_store_with_its_library_is_taken(monkeypatch):
     ({"SMTP_STARTTLS": "true", "SMTP_IMPLICIT_TLS": "true"},
      "INVOICE_AUTOMATION_SMTP_STARTTLS and INVOICE_AUTOMATION_SMTP_IMPLICIT_TLS are both set: a server speaks TLS "
      "from its first byte (SMTPS, port 465) or after STARTTLS (587, 25), not both"),
-    # a batch waiting out Sampro's locks outlived Kafka's poll interval, lost its partitions and began again
+    # a batch waiting out Sampro's (or processscheduler's) locks outlived Kafka's poll interval, lost its
+    # partitions and began again
     ({"SAMPRO_LOCK_WAIT_SECONDS": "600"},
-     "INVOICE_AUTOMATION_SAMPRO_LOCK_WAIT_SECONDS=600 is more than half of the 300 s a worker may take between two "
-     "polls of Kafka (max.poll.interval: INVOICE_AUTOMATION_SESSION_TIMEOUT_SECONDS, 300 at the least): a batch "
-     "waiting for Sampro's locks would lose its partitions; set 150 or less"),
+     "INVOICE_AUTOMATION_SAMPRO_LOCK_WAIT_SECONDS=600 and INVOICE_AUTOMATION_SCHEDULER_LOCK_WAIT_SECONDS=30, each "
+     "waited twice a batch, make 1260 s, more than the 300 s a worker may take between two polls of Kafka "
+     "(max.poll.interval: INVOICE_AUTOMATION_SESSION_TIMEOUT_SECONDS, 300 at the least): a batch waiting for locks "
+     "would lose its partitions; keep the two at 150 s or less together"),
+    ({"SCHEDULER_LOCK_WAIT_SECONDS": "121"},
+     "INVOICE_AUTOMATION_SAMPRO_LOCK_WAIT_SECONDS=30 and INVOICE_AUTOMATION_SCHEDULER_LOCK_WAIT_SECONDS=121, each "
+     "waited twice a batch, make 302 s, more than the 300 s a worker may take between two polls of Kafka "
+     "(max.poll.interval: INVOICE_AUTOMATION_SESSION_TIMEOUT_SECONDS, 300 at the least): a batch waiting for locks "
+     "would lose its partitions; keep the two at 150 s or less together"),
     ({"API_SIGN_IN_BACKOFF_SECONDS": "60", "API_SIGN_IN_BACKOFF_MAX_SECONDS": "5"},
      "INVOICE_AUTOMATION_API_SIGN_IN_BACKOFF_MAX_SECONDS is below INVOICE_AUTOMATION_API_SIGN_IN_BACKOFF_SECONDS"),
     ({"MARKETPLACE_SOURCE": "debezium", "CONNECT_URL": "http://connect:8083"},  # the default URL: SQLite

@@ -460,6 +460,35 @@ def test_an_outage_of_sampro_holds_the_partition_and_it_goes_on_by_itself_when_s
     assert worker.dead_letters() == [] and len(worker.mailer.sent) == 1
 
 
+def test_processscheduler_locked_by_another_session_is_an_outage_waited_out_not_a_loop_that_waits(tmp_path):
+    """A DBA's transaction left open on processscheduler: the worker's write waited for as long as
+    it held its lock (the engine had no lock timeout; SQLite's busy timeout was a fixed 30 s), the
+    loop with it, and readiness said ready. It waits SCHEDULER_LOCK_WAIT_SECONDS now, then
+    processscheduler is down, the batch is read again after a back-off, and goes through once the
+    lock is let go."""
+    import sqlite3
+    import time
+
+    from streams.bootstrap import process_scheduler
+    from streams.settings import Settings
+
+    scheduler = process_scheduler(Settings(data_dir=tmp_path, scheduler_lock_wait_seconds=0.2, _env_file=None))
+    worker = make_worker(tmp_path, scheduler=scheduler)
+    dba = sqlite3.connect(tmp_path / "scheduler.db", isolation_level=None)
+    dba.execute("BEGIN IMMEDIATE")  # the write lock, held
+    worker.submit(ready_invoice("MP-1"))
+    started = time.monotonic()
+    worker.run(steps=4)  # decided, then recorded: the write waits
+    assert time.monotonic() - started < 10
+    ready, body = worker.pipeline.health.readiness()
+    assert not ready and "database is locked" in body["down"]["processscheduler"]["detail"]
+    dba.execute("ROLLBACK")
+    worker.run()
+    assert worker.statuses() == {"MP-1": "sent_to_rpa"} and worker.pipeline.health.outages() == {}
+    dba.close()
+    scheduler.engine.dispose()
+
+
 class PickyScheduler(InMemoryProcessScheduler):
     """processscheduler that refuses to store one invoice's rows."""
 
