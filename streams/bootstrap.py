@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+from connectors.kafka_clients import max_poll_interval
 from connectors.ports import (
     MarketplaceSource,
     ProcessScheduler,
@@ -182,7 +183,7 @@ def bootstrap(
     policy = policy or policy_from(settings)
     scheduler = scheduler or process_scheduler(settings)
     codec = codec_from(settings)
-    health = health or WorkerHealth()
+    health = health or WorkerHealth(stalled_after=max_poll_interval(settings.session_timeout_seconds))
     limits = limits_from(settings)
 
     ledgers = LedgerStore(settings)

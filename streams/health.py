@@ -11,10 +11,10 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -27,6 +27,7 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from connectors.kafka_clients import MAX_POLL_INTERVAL
 from rules.errors import Misconfigured
 from rules.models import Verdict
 from streams.settings import PREFIX
@@ -42,8 +43,12 @@ class Outage:
 
 
 class WorkerHealth:
-    def __init__(self, registry: CollectorRegistry | None = None):
+    def __init__(self, registry: CollectorRegistry | None = None, stalled_after: float = MAX_POLL_INTERVAL,
+                 clock: Callable[[], float] = time.monotonic):
         self.registry = registry or CollectorRegistry()
+        # A step longer than Kafka's max.poll.interval: its consumer has left the group.
+        self.stalled_after, self._clock = stalled_after, clock
+        self._in_step: dict[str, float] = {}  # per runtime: when the step its loop is in began
         self._outages: dict[str, Outage] = {}
         # Who waits for each dependency that is down (a flow, a source, the restore, the commit, the
         # Kafka client): it is back when the last of them is. Cleared by whichever answered first,
@@ -101,6 +106,17 @@ class WorkerHealth:
             yield
         finally:
             self.stage_seconds.labels(flow, stage).inc(time.perf_counter() - started)
+
+    @contextmanager
+    def in_step(self, runtime: str) -> Iterator[None]:
+        """The runtime's loop is in a step: readiness says so once it has been longer than
+        `stalled_after`. A step stuck in a call that never returned (a write waiting on a lock)
+        read and committed nothing, and the group let its partitions go, while readiness said ready."""
+        self._in_step[runtime] = self._clock()
+        try:
+            yield
+        finally:
+            self._in_step.pop(runtime, None)
 
     def uses(self, dependencies: tuple[str, ...]) -> None:
         """The worker's role uses only these: the others leave the gauges (a `--role mail` worker
@@ -170,6 +186,13 @@ class WorkerHealth:
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         outages = self.outages()
+        now = self._clock()
+        for runtime, began in list(self._in_step.items()):
+            if (seconds := now - began) > self.stalled_after:
+                outages["loop"] = Outage(datetime.now(UTC) - timedelta(seconds=seconds), (
+                    f"{runtime}: in one step for {seconds:.0f} s, longer than Kafka's max.poll.interval "
+                    f"({self.stalled_after:g} s): nothing is read or committed, and its consumer has left the "
+                    "group; `kill -USR1 <worker pid>` logs where it waits"))
         body = {"ready": self.started and not outages, "started": self.started,
                 "down": {name: {"since": outage.since.isoformat(), "detail": outage.detail}
                          for name, outage in sorted(outages.items())}}

@@ -243,7 +243,8 @@ class Runtime:
 
     def step_or_back_off(self, stopping: Callable[[], bool]) -> None:
         try:
-            self.step(stopping)
+            with self.health.in_step(self.name):
+                self.step(stopping)
             if self._failed_steps:
                 self.health.back("runtime", self._who("step"))
             self._failed_steps = 0

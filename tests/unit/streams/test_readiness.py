@@ -312,3 +312,30 @@ def test_a_batch_lost_after_a_failed_commit_waits_for_kafka_only_while_its_parti
     runtime._on_revoked([("a", 0), ("a", 1)])
     runtime._on_assigned([("a", 1)])
     assert health.outages() == {}
+
+
+def test_a_step_that_does_not_come_back_within_the_poll_interval_is_named_until_it_does():
+    """A write waiting on a lock that was never let go: the loop read and committed nothing, the
+    consumer group let its partitions go, and /readyz said ready all along."""
+    now = [0.0]
+    health = WorkerHealth(stalled_after=300, clock=lambda: now[0])
+    broker = InMemoryBroker(partitions=1)
+    runtime = Runtime(broker, dlq_topic="dlq", encode=lambda message: b"x", health=health, name="pipeline",
+                      sleep=lambda seconds: None)
+    seen = []
+
+    def stuck(batch):  # readiness as the HTTP thread reads it while the step waits
+        now[0] += 299
+        seen.append(health.readiness())
+        now[0] += 2
+        seen.append(health.readiness())
+
+    runtime.add_flow(Flow("record", ("verdicts",), decode=lambda record: record.value, handle=stuck))
+    runtime.start()
+    broker.append("verdicts", b"PO-1", b"1")
+    runtime.step_or_back_off(lambda: False)
+    (ready, _), (stalled, body) = seen
+    assert ready and not stalled
+    assert body["down"]["loop"]["detail"].startswith(
+        "pipeline: in one step for 301 s, longer than Kafka's max.poll.interval (300 s)")
+    assert health.readiness() == (True, {"ready": True, "started": True, "down": {}})
