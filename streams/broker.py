@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 
 TopicPartition = tuple[str, int]
 CLIENT = "kafka client"  # what waits for Kafka when librdkafka says no broker answers: cleared by a probe
+# A subscribed topic the brokers will not let the worker read: the group may not (an ACL changed), or
+# it is gone (deleted). librdkafka says so as a consumer error, and goes on reading the other topics.
+UNREADABLE_TOPIC = (KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.UNKNOWN_TOPIC_OR_PART,
+                    KafkaError._UNKNOWN_TOPIC)
 COMMIT_TIMEOUT = 10.0  # seconds a commit may take before Kafka counts as unavailable
 RETRY_PAUSE = 0.2  # seconds between two calls of a transactional method that failed retriably
 # 16 MiB: half a minute of invoices at this worker's rate (1.4 KB each), far more than a batch of 500 takes. A
@@ -177,6 +181,8 @@ class KafkaStreamBroker:
         self._partition_counts: dict[str, int] = {}
         self._partition_count_failed: dict[str, tuple[str, float]] = {}  # topic -> (why, asked again from)
         self._probed_at = 0.0
+        self._unreadable: dict[str, bool] = {}  # topic -> whether its metadata tells when it is back
+        self._topics_probed_at = 0.0
 
     @property
     def producer(self) -> Any:
@@ -248,6 +254,11 @@ class KafkaStreamBroker:
         for message in messages:
             error = message.error()
             if error is not None:
+                named, fetched = message.topic(), message.offset()  # the topic it is about, when it is about one
+                if error.code() in UNREADABLE_TOPIC and named and self.health is not None:
+                    # One about a partition's fetch carries the offset it fetched; one about the
+                    # topic as a whole, none (OFFSET_INVALID).
+                    self._topic_unreadable(named, error, by_fetch=fetched is not None and fetched >= 0)
                 if error.code() != KafkaError._PARTITION_EOF:
                     self._client_error(error)
                 continue
@@ -258,9 +269,47 @@ class KafkaStreamBroker:
             headers: tuple[tuple[str, bytes | None], ...] = tuple(message.headers() or ())  # type: ignore[arg-type]
             records.append(Record(topic, partition, offset, message.key(),
                                   message.value(), timestamp if timestamp > 0 else None, headers))
+            if topic in self._unreadable:
+                self._readable(topic)
         if self.health is not None and self.health.waits("kafka", CLIENT):
             self._probe()
+        if self._unreadable:
+            self._probe_topics()
         return records
+
+    def _topic_unreadable(self, topic: str, error: KafkaError, by_fetch: bool) -> None:
+        """Kafka is down for the worker while it may not read one of its topics: its records (the
+        RPA bot's completions, say) are never read. It was a rate-limited warning, /readyz green.
+        librdkafka says it once, and nothing when the topic can be read again: a topic missing from
+        the brokers' metadata (deleted, or not to be described) is back once they describe it; one
+        whose fetches they refuse (an ACL that lets the group describe it, not read it) once a
+        record of it is read."""
+        assert self.health is not None
+        self._unreadable[topic] = not by_fetch
+        self.health.down("kafka", f"topic {topic} cannot be read ({error.name()}): {error.str()}",
+                         f"{CLIENT}: {topic}")
+
+    def _readable(self, topic: str) -> None:
+        del self._unreadable[topic]
+        if self.health is not None:
+            self.health.back("kafka", f"{CLIENT}: {topic}")
+
+    def _probe_topics(self) -> None:
+        """Asks the brokers, now and then, for the metadata of each topic missing from it: described
+        with partitions and without an error, it is back."""
+        now = time.monotonic()
+        if now - self._topics_probed_at < 5.0:
+            return
+        self._topics_probed_at = now
+        for topic, described_is_back in list(self._unreadable.items()):
+            if not described_is_back:
+                continue
+            try:
+                found = self.consumer.list_topics(topic, timeout=2.0).topics.get(topic)
+            except KafkaException:  # no broker answers: that outage is told on its own
+                continue
+            if found is not None and found.error is None and found.partitions:
+                self._readable(topic)
 
     def _probe(self) -> None:
         """While Kafka counts as down, asks a broker for metadata now and then: an answer means it

@@ -135,3 +135,103 @@ def test_a_broker_that_stays_down_is_logged_once_per_problem_not_at_each_reconne
         broker.consumer.close()
     logged = [record.getMessage() for record in caplog.records if "reconnect.test" in record.getMessage()]
     assert len(logged) == 2 and "Connection refused" in logged[0] and "Disconnected" in logged[1]
+
+
+class Consumed:
+    """A message, or a consumer error, as librdkafka hands it over: an error about a topic as a whole
+    carries no offset (OFFSET_INVALID), one about a partition's fetch the offset it fetched."""
+
+    def __init__(self, topic: str, offset: int, error: KafkaError | None = None):
+        self._topic, self._offset, self._error = topic, offset, error
+
+    def error(self):
+        return self._error
+
+    def topic(self):
+        return self._topic
+
+    def partition(self):
+        return 0
+
+    def offset(self):
+        return self._offset
+
+    def timestamp(self):
+        return 0, 0
+
+    def headers(self):
+        return None
+
+    def key(self):
+        return b"PO-1"
+
+    def value(self):
+        return b"x"
+
+
+class Described:
+    def __init__(self, error: KafkaError | None):
+        self.error, self.partitions = error, {0: object()}
+
+
+class TopicRefusingConsumer:
+    """Hands over what it is given, and describes the topics as the brokers do."""
+
+    def __init__(self):
+        self.next: list[Consumed] = []
+        self.described: dict[str, Described] = {}
+
+    def consume(self, count: int, timeout: float) -> list[Consumed]:
+        given, self.next = self.next, []
+        return given
+
+    def list_topics(self, topic: str, timeout: float):
+        return type("Metadata", (), {"topics": {topic: self.described[topic]}})()
+
+
+@pytest.mark.parametrize("code", [KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.UNKNOWN_TOPIC_OR_PART],
+                         ids=["acl-changed", "topic-deleted"])
+def test_a_topic_the_brokers_will_not_let_the_worker_read_is_kafka_down_until_they_describe_it_again(code):
+    """An ACL changed, or rpa.completions deleted: a rate-limited warning, and /readyz said ready
+    while no completion was ever read again."""
+    health = WorkerHealth()
+    broker = KafkaStreamBroker("127.0.0.1:1", "g", health=health)
+    real, broker.consumer = broker.consumer, TopicRefusingConsumer()
+    refused = KafkaError(code, f"Subscribed topic not available: rpa.completions: {KafkaError(code).str()}")
+    try:
+        broker.consumer.next = [Consumed("rpa.completions", -1001, refused)]
+        broker.consumer.described["rpa.completions"] = Described(KafkaError(code))
+        assert broker.poll(500, 0) == []
+        ready, body = health.readiness()
+        detail = body["down"]["kafka"]["detail"]
+        assert not ready and detail.startswith(f"topic rpa.completions cannot be read ({KafkaError(code).name()})")
+        broker._topics_probed_at = 0.0  # asked again: still refused
+        broker.poll(500, 0)
+        assert "kafka" in health.outages()
+        broker.consumer.described["rpa.completions"] = Described(None)
+        broker._topics_probed_at = 0.0
+        broker.poll(500, 0)
+        assert health.outages() == {}
+    finally:
+        real.close()
+
+
+def test_a_topic_whose_fetches_the_brokers_refuse_is_kafka_down_until_a_record_of_it_is_read():
+    """An ACL that lets the group describe the topic but not read it: the brokers describe it all
+    along, so only a record read says it is back."""
+    health = WorkerHealth()
+    broker = KafkaStreamBroker("127.0.0.1:1", "g", health=health)
+    real, broker.consumer = broker.consumer, TopicRefusingConsumer()
+    try:
+        broker.consumer.next = [Consumed("rpa.completions", 41, KafkaError(
+            KafkaError.TOPIC_AUTHORIZATION_FAILED, "Fetch from broker 1 failed: Broker: Topic authorization failed"))]
+        broker.consumer.described["rpa.completions"] = Described(None)
+        broker.poll(500, 0)
+        broker._topics_probed_at = 0.0
+        broker.poll(500, 0)
+        assert "rpa.completions" in health.readiness()[1]["down"]["kafka"]["detail"]
+        broker.consumer.next = [Consumed("rpa.completions", 41)]
+        assert [record.offset for record in broker.poll(500, 0)] == [41]
+        assert health.outages() == {}
+    finally:
+        real.close()
