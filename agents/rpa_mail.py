@@ -1,7 +1,8 @@
 """rpa.requests -> the RPA bot's mailbox. An unreachable mailbox holds the partition; an email that
 can never be sent fails the hand-off, so the PO goes on to its next invoice. Each invoice takes its
 vendor's invoice number first: one whose number went to the bot with another invoice (a duplicate
-that two workers passed at the same moment) fails its hand-off instead of being emailed. One held
+that two workers passed at the same moment) fails its hand-off for good instead of being emailed (the
+sent log keeps it failed, as a refusal by the mailbox: rpa.requests read again fails it again). One held
 back by an older version of its invoice on another PO also tells that PO it is replaced. One the
 vendor withdrew while it waited for the mailbox (it, or the newest version of its invoice, on
 another PO maybe) fails its hand-off, which withdraws it."""
@@ -40,6 +41,10 @@ def _failed(request: RpaRequest, why: str, error: str) -> RpaCompletion:
                          occurred_at=datetime.now(UTC), attempt=request.attempt)
 
 
+def _hand_off(request: RpaRequest) -> tuple[str, int, int]:
+    return request.invoice_id, request.invoice_version, request.attempt
+
+
 def register(pipeline: Pipeline) -> None:
     topics, codec, mailer, scheduler = pipeline.topics, pipeline.codec, pipeline.mailer, pipeline.scheduler
     identifiers = pipeline.policy.identifiers
@@ -49,6 +54,13 @@ def register(pipeline: Pipeline) -> None:
         # no number: one whose number a newer version has taken since was reported "not handed to the
         # RPA bot", a FAILURE on the audit topic for an email the bot had.
         requests = latest_hand_offs(mailer.unsent(batch.messages))
+        # Failed at the gate below before (rpa.requests read again): failed again, not asked again. Asked
+        # again once the number was free, each was emailed while processscheduler showed it rpa_failed.
+        kept_failed = mailer.kept_failed(requests)
+        for request in requests:
+            if (why := kept_failed.get(_hand_off(request))) is not None:
+                batch.emit(topics.completions, request.po_number, _failed(request, "duplicate", why))
+        requests = [r for r in requests if _hand_off(r) not in kept_failed]
         # Every invoice's versions, one read a batch: a first hand-off of a first version may have a
         # newer version withdrawn since, on another PO.
         versions = scheduler.versions_of({request.invoice_id for request in requests}) if requests else []
@@ -79,15 +91,17 @@ def register(pipeline: Pipeline) -> None:
             return
         holders = scheduler.claim_numbers([NumberClaim(hand_off_key(r.payload, identifiers), r.invoice_id,
                                                        r.invoice_version, r.replaces) for r in requests])
-        due, behind_older = [], []
+        due, behind_older, failed_at_gate = [], [], []
         for request, holder in zip(requests, holders, strict=True):
             if holder is None:
                 due.append(request)
                 continue
-            batch.emit(topics.completions, request.po_number,
-                       _failed(request, "duplicate", handed_over_already(request.payload, holder)))
+            why = handed_over_already(request.payload, holder)
+            failed_at_gate.append((request, why))
+            batch.emit(topics.completions, request.po_number, _failed(request, "duplicate", why))
             if holder[0] == request.invoice_id and holder[1] < request.invoice_version:
                 behind_older.append((request, holder))
+        mailer.keep_failed(failed_at_gate)  # for good, as a refusal by the mailbox is: a release is a new hand-off
         mailer.send(due)
         if behind_older:  # rare: tell the older version's PO, if its agent may not know (the PO agent tells it too)
             po_of = {(v.invoice_id, v.invoice_version): v.po_number

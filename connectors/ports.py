@@ -101,7 +101,15 @@ class RpaMailer(Protocol):
 
     def unsent(self, requests: Sequence[RpaRequest]) -> list[RpaRequest]:
         """The requests whose hand-off the sent log does not know, in order: in a replay of
-        rpa.requests, the others were emailed already."""
+        rpa.requests, the others were emailed already. One kept failed (`keep_failed`) is among them,
+        until a later hand-off of its version passes it."""
+
+    def keep_failed(self, failures: Sequence[tuple[RpaRequest, str]]) -> None:
+        """Logs these hand-offs, each with why, as failed before their email: never emailed."""
+
+    def kept_failed(self, requests: Sequence[RpaRequest]) -> dict[tuple[str, int, int], str]:
+        """Of these, the hand-offs (invoice id, version, attempt) kept failed and not passed by a
+        later hand-off of their version, with why: rpa.requests read again fails them again."""
 
 
 @dataclass(frozen=True)

@@ -8,22 +8,34 @@ from connectors.api_ports import RpaSentLog
 from connectors.ports import RpaMailer
 from connectors.rpa_mail.smtp import passed_by_later
 from rules.lifecycle import RpaRequest
+from rules.po_ledger import last_hand_off_of
 
 
 class InMemoryRpaMailer(RpaMailer):
     def __init__(self) -> None:
         self.sent: list[RpaRequest] = []
         self._log: set[tuple[str, int, int]] = set()
+        self._failed: dict[tuple[str, int, int], str] = {}  # kept failed, with why
 
     def unsent(self, requests: Sequence[RpaRequest]) -> list[RpaRequest]:
-        before = passed_by_later({_key(r) for r in requests}, self._log)
+        before = passed_by_later({_key(r) for r in requests}, self._log | set(self._failed)) - set(
+            self.kept_failed(requests))
         return [r for r in requests if _key(r) not in before]
+
+    def keep_failed(self, failures: Sequence[tuple[RpaRequest, str]]) -> None:
+        for request, why in failures:
+            self._failed.setdefault(_key(request), why)
+
+    def kept_failed(self, requests: Sequence[RpaRequest]) -> dict[tuple[str, int, int], str]:
+        last = last_hand_off_of(self._log | set(self._failed))
+        return {key: self._failed[key] for key in map(_key, requests)
+                if key in self._failed and last[key[:2]] == key[2]}
 
     def send(self, requests: Sequence[RpaRequest]) -> list[RpaRequest]:
         sent = []
         for request in requests:
             key = _key(request)
-            if key not in passed_by_later({key}, self._log):
+            if key not in passed_by_later({key}, self._log | set(self._failed)):
                 self._log.add(key)
                 sent.append(request)
         self.sent.extend(sent)

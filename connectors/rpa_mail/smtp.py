@@ -41,6 +41,8 @@ from rules.po_ledger import last_hand_off_of
 
 _LINE_STARTING_WITH_DOT = re.compile(rb"(?m)^\.")
 REFUSED = "refused: "  # the server reply of a hand-off the mailbox refused for good
+# In place of a server reply: a hand-off the mail flow failed before its email (the invoice-number gate).
+NOT_HANDED_OVER = "not handed over: "
 log = logging.getLogger(__name__)
 HandOff = tuple[str, int, int]  # invoice id, version, RpaRequest.attempt
 
@@ -119,6 +121,20 @@ class SentLogSession:
             self.conn.execute(update(rpa_sent_log).where(_claim_of(hand_off)).values(
                 server_reply=f"{REFUSED}{server_reply}"[:500]))
 
+    def keep_failed(self, hand_off: HandOff, message_id_header: str, why: str) -> None:
+        """The mail flow failed this hand-off before its email (its invoice number went to the bot with
+        another invoice): it is never emailed. Unlogged, rpa.requests read again (the mail group new on an
+        upgrade, an offset reset) asked the gate again, and once the number was free it was emailed,
+        while processscheduler showed it failed. Logged already, it is that same failure read again."""
+        with mapped_errors("processscheduler"):
+            try:
+                self.conn.execute(insert(rpa_sent_log).values(invoice_id=hand_off[0], invoice_version=hand_off[1],
+                                                              attempt=hand_off[2], message_id=message_id_header,
+                                                              sent_at=datetime.now(UTC),
+                                                              server_reply=f"{NOT_HANDED_OVER}{why}"[:500]))
+            except IntegrityError:
+                self.conn.rollback()
+
     def forget(self, hand_off: HandOff) -> None:
         """The server refused or never got the end of the message: the email may be sent again."""
         with mapped_errors("processscheduler"):
@@ -136,14 +152,15 @@ class SqlSentLog(RpaSentLog):
 
     def sent_before(self, hand_offs: Collection[HandOff]) -> set[HandOff]:
         """Which of these were claimed already, or are past: a later hand-off of their version was
-        claimed (`passed_by_later`); one the mailbox refused, and no later one passed, is not."""
+        claimed (`passed_by_later`); one the mailbox refused, or the mail flow failed before its email
+        (`SentLogSession.keep_failed`), and no later one passed, is not: it is failed again."""
         return self.looked_up(hand_offs)[0]
 
-    def looked_up(self, hand_offs: Collection[HandOff]) -> tuple[set[HandOff], dict[HandOff, str]]:
-        """`sent_before`, and the refusals of these not passed by a later hand-off, with the
-        server's reply, in one query."""
+    def looked_up(self, hand_offs: Collection[HandOff]) -> tuple[set[HandOff], dict[HandOff, str], dict[HandOff, str]]:
+        """`sent_before`; of these not passed by a later hand-off, the refusals, with the server's
+        reply, and those the mail flow failed before their email, with why; in one query."""
         if not hand_offs:
-            return set(), {}
+            return set(), {}, {}
         sent = rpa_sent_log.c
         with mapped_errors("processscheduler"), self.engine.connect() as conn:
             # by invoice id alone: SQL Server has no row-value IN
@@ -153,9 +170,12 @@ class SqlSentLog(RpaSentLog):
         logged = {(row.invoice_id, row.invoice_version, row.attempt): row.server_reply for row in rows}
         wanted = set(hand_offs)
         last = last_hand_off_of(logged)
-        refused = {key: reply.removeprefix(REFUSED) for key, reply in logged.items()
-                   if key in wanted and reply is not None and reply.startswith(REFUSED) and last[key[:2]] == key[2]}
-        return passed_by_later(wanted, logged) - set(refused), refused
+        standing = {key: reply for key, reply in logged.items()
+                    if key in wanted and reply is not None and last[key[:2]] == key[2]}
+        refused = {key: reply.removeprefix(REFUSED) for key, reply in standing.items() if reply.startswith(REFUSED)}
+        kept_failed = {key: reply.removeprefix(NOT_HANDED_OVER) for key, reply in standing.items()
+                       if reply.startswith(NOT_HANDED_OVER)}
+        return passed_by_later(wanted, logged) - set(refused) - set(kept_failed), refused, kept_failed
 
     @contextlib.contextmanager
     def session(self) -> Iterator[SentLogSession]:
@@ -246,6 +266,16 @@ class SmtpRpaMailer(RpaMailer):
         before = self.sent_log.sent_before({_hand_off(r) for r in requests}) - self._unforgotten
         return [r for r in requests if _hand_off(r) not in before]
 
+    def kept_failed(self, requests: Sequence[RpaRequest]) -> dict[HandOff, str]:
+        return self.sent_log.looked_up({_hand_off(r) for r in requests})[2] if requests else {}
+
+    def keep_failed(self, failures: Sequence[tuple[RpaRequest, str]]) -> None:
+        if not failures:
+            return
+        with self.sent_log.session() as sent_log:
+            for request, why in failures:
+                sent_log.keep_failed(_hand_off(request), message_id(*_hand_off(request)), why)
+
     def send(self, requests: Sequence[RpaRequest]) -> list[RpaRequest]:
         """Sends each request not sent before, in order; returns the ones sent now."""
         if self._refused is not None and time.monotonic() < self._refused_until:
@@ -263,12 +293,12 @@ class SmtpRpaMailer(RpaMailer):
                 messages.append((request, build_message(request, self.mail_from, self.mail_to)))
             except (ValueError, TypeError) as error:  # an address that is not one ASCII line
                 raise DataError(f"the RPA email cannot be built: {error}") from None
-        before, refused = self.sent_log.looked_up({_hand_off(r) for r in requests})
+        before, refused, kept_failed = self.sent_log.looked_up({_hand_off(r) for r in requests})
         if said := next((refused[_hand_off(r)] for r in requests if _hand_off(r) in refused), None):
             # Refused before: its hand-off fails again (the runtime's retry one by one, another worker, a
             # replay of rpa.requests), and the email is never sent.
             raise DataError(f"the RPA mailbox refused the email: {said}")
-        due = [(r, m) for r, m in messages if _hand_off(r) not in before]
+        due = [(r, m) for r, m in messages if _hand_off(r) not in before and _hand_off(r) not in kept_failed]
         if not due:
             return []
         sent, tried, started = [], 0, time.monotonic()

@@ -59,6 +59,20 @@ class RpaMailerContract:
         assert mailer.unsent([REQUEST, again]) == [] and mailer.send([REQUEST]) == []
         assert self.delivered(mailer) == 1
 
+    def test_a_hand_off_kept_failed_is_never_sent_and_is_named_until_a_later_one_passes_it(self, mailer):
+        """The invoice-number gate failed it: kept nowhere, rpa.requests read again asked the gate again,
+        and once the number was free it was emailed while processscheduler showed it rpa_failed."""
+        why = "DUPLICATE_INVOICE: not handed to the RPA bot. Vendor V100 invoice INV-778 went to it already"
+        mailer.keep_failed([(REQUEST, why)])
+        mailer.keep_failed([(REQUEST, "read again")])  # the same failure: the first why stands
+        # read again: among the unsent, so that the flow fails it again, and named as kept failed
+        assert mailer.unsent([REQUEST]) == [REQUEST] and mailer.kept_failed([REQUEST]) == {("MP-1001", 1, 1): why}
+        assert mailer.send([REQUEST]) == []
+        again = REQUEST.model_copy(update={"attempt": 2})  # AP released it: a new hand-off, emailed
+        assert mailer.kept_failed([again]) == {} and mailer.send([again]) == [again]
+        assert mailer.unsent([REQUEST, again]) == [] and mailer.kept_failed([REQUEST]) == {}
+        assert self.delivered(mailer) == 1
+
     def test_unsent_names_what_the_sent_log_does_not_know_in_order(self, mailer):
         others = [REQUEST.model_copy(update={"invoice_id": f"MP-{n}"}) for n in range(2)]
         mailer.send([REQUEST])

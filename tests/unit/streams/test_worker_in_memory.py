@@ -340,6 +340,43 @@ def test_a_duplicate_two_workers_pass_at_the_same_moment_goes_to_the_rpa_bot_onc
     assert workers[0].statuses() == {"MP-1": "entered", "MP-2": "rpa_failed"}
 
 
+def test_a_hand_off_failed_at_the_invoice_number_gate_stays_failed_when_rpa_requests_is_read_again(tmp_path):
+    """The gate's failures were kept nowhere: rpa.requests read again (the mail group new on an upgrade,
+    an offset reset) asked the gate again, and once version 1 had given the number up, every hand-off
+    of version 2 it had failed was emailed, for the bot to enter three times, while processscheduler
+    showed it rpa_failed."""
+    worker = make_worker(tmp_path, purchase_orders=InMemoryPurchaseOrderReader(
+        [purchase_order(), purchase_order(po_number="PO-5002")]))
+    worker.submit(ready_invoice("MP-1"))
+    worker.run(steps=4)
+    worker.submit({**ready_invoice("MP-1", po_number="PO-5002"), "version": 2}, version=2)  # v1 at the bot
+    worker.run(steps=6)
+    for n in range(2):  # AP releases version 2; the gate fails it again, version 1 still at the bot
+        worker.put(worker.pipeline.topics.commands, "PO-5002", worker.codec.encode(ReleaseRequested(
+            command_id=f"r-{n}", invoice_id="MP-1", invoice_version=2, po_number="PO-5002", user="clerk",
+            reason="resend", issued_at=AT, holds=[RPA_FAILURE])))
+        worker.run(steps=6)
+    worker.complete("MP-1", ok=False)  # version 1 superseded: the number is free
+    worker.run(steps=6)
+    rows = {(row["invoice_id"], row["invoice_version"]): row["status"] for row in worker.scheduler.rows()}
+    assert rows == {("MP-1", 1): "superseded", ("MP-1", 2): "rpa_failed"}
+    topic = worker.pipeline.topics.rpa_requests
+    worker.broker.committed.update({tp: 0 for tp in worker.broker.committed if tp[0] == topic})
+    worker.pipeline.runtime.batch_size = 1  # a backlog: each hand-off in a batch of its own
+    worker.broker.rebalance()
+    worker.run(steps=12)
+    assert [(sent.invoice_version, sent.attempt) for sent in worker.mailer.sent] == [(1, 1)]
+    assert worker.dead_letters() == []
+    rows = {(row["invoice_id"], row["invoice_version"]): row["status"] for row in worker.scheduler.rows()}
+    assert rows == {("MP-1", 1): "superseded", ("MP-1", 2): "rpa_failed"}
+    # The clerk's release once version 1 shows superseded is the hand-off that goes.
+    worker.put(worker.pipeline.topics.commands, "PO-5002", worker.codec.encode(ReleaseRequested(
+        command_id="r-after", invoice_id="MP-1", invoice_version=2, po_number="PO-5002", user="clerk",
+        reason="version 1 superseded", issued_at=AT, holds=[RPA_FAILURE])))
+    worker.run(steps=6)
+    assert [(sent.invoice_version, sent.attempt) for sent in worker.mailer.sent] == [(1, 1), (2, 4)]
+
+
 def test_bytes_that_are_no_record_go_to_the_dlq_with_where_they_came_from_and_the_next_is_decided(worker):
     worker.put(worker.pipeline.topics.invoices, "PO-5001", b"\x00garbage")
     worker.submit(ready_invoice("MP-1"))
@@ -582,6 +619,12 @@ class DownMailer:
     def unsent(self, requests):
         return self.inner.unsent(requests)
 
+    def kept_failed(self, requests):
+        return self.inner.kept_failed(requests)
+
+    def keep_failed(self, failures):
+        self.inner.keep_failed(failures)
+
     def send(self, requests):
         self.calls += 1
         if self.calls <= self.down:
@@ -610,6 +653,12 @@ class PuttingOffMailer:
 
     def unsent(self, requests):
         return self.inner.unsent(requests)
+
+    def kept_failed(self, requests):
+        return self.inner.kept_failed(requests)
+
+    def keep_failed(self, failures):
+        self.inner.keep_failed(failures)
 
     def send(self, requests):
         if self.times and any(request.invoice_id == self.invoice_id for request in requests):
