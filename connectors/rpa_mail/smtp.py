@@ -33,7 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from connectors.api_ports import RpaSentLog
 from connectors.ports import RpaMailer
 from connectors.rpa_mail.message import build_message, message_id
-from connectors.scheduler.tables import processscheduler, rpa_sent_log
+from connectors.scheduler.tables import history, processscheduler, rpa_sent_log
 from connectors.sql import among, mapped_errors
 from rules.errors import DataError, NextBatch, PutOff, Unavailable
 from rules.lifecycle import InvoiceStatus, RpaRequest
@@ -194,18 +194,26 @@ class SqlSentLog(RpaSentLog):
     def in_doubt(self) -> list[HandOff]:
         """Hand-offs cut off between the log and the server's answer, still unresolved: check the RPA
         mailbox. One is resolved once the version has a later hand-off (the operator reported it
-        failed and AP released it, as the README says) or processscheduler shows the bot's answer:
-        counted for good, they kept the gauge above zero after the operator had done all there was."""
-        sent, later, row = rpa_sent_log.c, rpa_sent_log.alias("later").c, processscheduler.c
-        answered = [InvoiceStatus.ENTERED, InvoiceStatus.RPA_FAILED, InvoiceStatus.WITHDRAWN, InvoiceStatus.SUPERSEDED]
+        failed and AP released it, as the README says) or processscheduler shows the bot's answer,
+        now or in the version's history since the email's claim: counted for good, they kept the gauge
+        above zero after the operator had done all there was. By the row alone, the clerk's release
+        (`released`, waiting behind another invoice of its PO) listed it again, and a hold anew at its
+        turn (`manual_review`) for good."""
+        sent, later, row, event = rpa_sent_log.c, rpa_sent_log.alias("later").c, processscheduler.c, history.c
+        answered = [status.value for status in (InvoiceStatus.ENTERED, InvoiceStatus.RPA_FAILED,
+                                                InvoiceStatus.WITHDRAWN, InvoiceStatus.SUPERSEDED)]
         # A refusal too, while processscheduler shows its version at the bot: a crash before its
         # failure went out left it there for good.
         of_version = (row.invoice_id == sent.invoice_id) & (row.invoice_version == sent.invoice_version)
+        # Since the claim: an earlier hand-off's failure (the one AP released for this one) answers nothing.
+        answered_since = exists().where(event.invoice_id == sent.invoice_id,
+                                        event.invoice_version == sent.invoice_version,
+                                        event.status.in_(answered), event.occurred_at >= sent.sent_at)
         query = (select(sent.invoice_id, sent.invoice_version, sent.attempt)
                  .where(~exists().where(later.invoice_id == sent.invoice_id,
                                         later.invoice_version == sent.invoice_version, later.attempt > sent.attempt),
                         (sent.server_reply.is_(None)
-                         & ~exists().where(of_version, row.status.in_([status.value for status in answered])))
+                         & ~exists().where(of_version, row.status.in_(answered)) & ~answered_since)
                         | (sent.server_reply.startswith(REFUSED, autoescape=True)
                            & exists().where(of_version, row.status == InvoiceStatus.SENT_TO_RPA.value)))
                  .order_by(sent.invoice_id, sent.invoice_version, sent.attempt))

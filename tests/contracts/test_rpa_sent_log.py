@@ -3,14 +3,14 @@ memory, and SqlSentLog on SQLite and PostgreSQL, where the mailer's own use of i
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import insert, text
 
 from connectors.rpa_mail import InMemorySentLog, SqlSentLog
 from connectors.scheduler import upgrade
-from connectors.scheduler.tables import processscheduler
+from connectors.scheduler.tables import history, processscheduler
 from rules.errors import Unavailable
 from tests.contracts.migrations import downgrade
 
@@ -127,6 +127,39 @@ class SqlSentLogContract(RpaSentLogContract):
                 {"invoice_id": "MP-4", "invoice_version": 1, "status": "sent_to_rpa", "created_at": at,
                  "updated_at": at}])
         assert sent_log.in_doubt() == [("MP-4", 1, 1)]
+
+    @pytest.mark.parametrize("now", ["released", "manual_review", "sent_to_rpa"])
+    def test_an_email_in_doubt_the_operator_reported_failed_stays_resolved_whatever_its_version_does_next(
+            self, empty, engine, now):
+        """The README's way: the operator reports it failed, a clerk releases it. Waiting as `released`
+        behind another invoice of its PO, it was listed in doubt again, and held anew at its turn
+        (`manual_review`) for good: the gauge alerted about what nobody could act on. Its next hand-off
+        (`sent_to_rpa`, not emailed yet) is no answer to look for either."""
+        with empty.session() as session:
+            assert session.claim(("MP-6", 1, 1), "<f>")
+        reported = datetime.now(UTC) + timedelta(minutes=5)
+        with engine.begin() as conn:
+            conn.execute(insert(processscheduler), [{"invoice_id": "MP-6", "invoice_version": 1, "status": now,
+                                                     "created_at": reported, "updated_at": reported}])
+            conn.execute(insert(history), [
+                {"event_id": f"MP-6:v1:{status}:{n}", "invoice_id": "MP-6", "invoice_version": 1, "status": status,
+                 "occurred_at": reported + timedelta(minutes=n)}
+                for n, status in enumerate(["rpa_failed", "released", now])])
+        assert empty.in_doubt() == []
+
+    def test_an_email_in_doubt_is_not_resolved_by_the_answer_to_an_earlier_hand_off(self, empty, engine):
+        """Hand-off 1 failed and AP released it; hand-off 2 is the one in doubt, whatever the row shows."""
+        failed = datetime.now(UTC) - timedelta(minutes=5)
+        with engine.begin() as conn:
+            conn.execute(insert(processscheduler), [{"invoice_id": "MP-7", "invoice_version": 1, "status": "released",
+                                                     "created_at": failed, "updated_at": failed}])
+            conn.execute(insert(history), [{"event_id": "MP-7:v1:rpa_failed", "invoice_id": "MP-7",
+                                            "invoice_version": 1, "status": "rpa_failed", "occurred_at": failed}])
+        with empty.session() as session:
+            session.claim(("MP-7", 1, 1), "<g>")
+            session.confirm(("MP-7", 1, 1), "250 OK")
+            assert session.claim(("MP-7", 1, 2), "<g2>")
+        assert empty.in_doubt() == [("MP-7", 1, 2)]
 
     @pytest.mark.parametrize(("status", "listed"), [("sent_to_rpa", True), ("rpa_failed", False), ("released", False),
                                                     ("manual_review", False)])
