@@ -61,8 +61,9 @@ class DemoRun:
 
 def _settings_env(settings: Settings) -> dict[str, str]:
     values = settings.model_dump(mode="json", exclude={"sampro_names", "smtp_password", *API_SECRETS})
-    # The worker signs in to Kafka with these: dumped, they read "**********".
-    values |= {name: secret.get_secret_value() for name in ("kafka_sasl_password", "kafka_ssl_key_password")
+    # The worker signs in to Kafka and signs the RPA emails with these: dumped, they read "**********".
+    values |= {name: secret.get_secret_value()
+               for name in ("kafka_sasl_password", "kafka_ssl_key_password", "rpa_signing_key")
                if (secret := getattr(settings, name)) is not None}
     # Lists and maps as JSON, as pydantic-settings reads them from the environment.
     return {f"INVOICE_AUTOMATION_{k.upper()}": v if isinstance(v, str) else json.dumps(v)
@@ -83,8 +84,10 @@ def prepare(root: Path, samples: Path, kafka_bootstrap: str) -> tuple[Settings, 
         marketplace_db_url=f"sqlite:///{data}/marketplace.db", sampro_db_url=f"sqlite:///{data}/sampro.db",
         scheduler_db_url=f"sqlite:///{data}/scheduler.db", poll_interval_seconds=0.5, batch_seconds=0.1,
         tolerances_file=samples / "tolerances.toml" if (samples / "tolerances.toml").exists() else None,
-        # drawn for this run: the API starts with no default secret (api/startup.py)
+        # drawn for this run: the API starts with no default secret (api/startup.py), and the stand-in
+        # bot enters only the emails the worker signed
         api_token=secrets.token_hex(32), api_session_secret=secrets.token_hex(32),
+        rpa_signing_key=secrets.token_hex(32),
         api_sessions_db_url=f"sqlite:///{data}/api-sessions.db",
         api_users=[{"name": name, "password_hash": hash_password(password), "role": role}
                    for name, (password, role) in DEMO_USERS.items()],
@@ -151,7 +154,8 @@ def start(root: Path, samples: Path, api_port: int = 8000) -> DemoRun:
         undo.callback(api.stop)
         sampro = SamproStandIn(engine_for(settings.sampro_db_url))
         bot = RpaBot(mailbox.mailbox, sampro, settings.kafka_bootstrap_servers, settings.completions_topic,
-                     api_url=api.url, api_token=settings.api_token.get_secret_value()).start()
+                     api_url=api.url, api_token=settings.api_token.get_secret_value(),
+                     signing_key=settings.rpa_signing_key_bytes).start()
         scheduler = SqlProcessScheduler(engine_for(settings.scheduler_db_url))
         undo.pop_all()  # running: `stop` takes it down
     return DemoRun(settings, env, scheduler, mailbox, bot, worker, invoices, api, started_kafka)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import hmac
 import json
 import logging
 import threading
@@ -19,6 +20,7 @@ import httpx
 from confluent_kafka import Producer
 
 from connectors.kafka_clients import client_config
+from connectors.rpa_mail.message import SIGNATURE_HEADER, signature
 from connectors.sampro.standin import EnteredInvoice, SamproStandIn
 from devstack.mailbox import Mailbox
 from rules.models import CompletionOutcome, RpaCompletion
@@ -27,24 +29,46 @@ from schemas.codec import SingleObjectCodec
 log = logging.getLogger(__name__)
 
 
-def payload_of(message: bytes) -> tuple[dict, int | None]:
+class NotSigned(ValueError):
+    """An email the pipeline did not sign with the bot's key: nobody's to enter."""
+
+
+def payload_of(message: bytes, signing_key: bytes | None = None) -> tuple[dict, int | None]:
     """The JSON in the email's text part, and which hand-off it is (X-Invoice-Attempt; None in an
-    email sent before the header was). The email package's compat32 policy parses no header it is
-    not asked for: the default policy's header objects cost more than the bot's Sampro work."""
+    email sent before the header was). With `signing_key`, only from an email whose X-Invoice-Signature
+    is that of those very bytes (connectors.rpa_mail.message.signature), else `NotSigned`. The email
+    package's compat32 policy parses no header it is not asked for: the default policy's header
+    objects cost more than the bot's Sampro work."""
     parsed = email.message_from_bytes(message, policy=email.policy.compat32)
     attempt = parsed["X-Invoice-Attempt"]
+    hand_off = int(attempt) if attempt and attempt.isdigit() else None
     for part in parsed.walk():
         if part.get_content_type() == "text/plain":
-            payload = json.loads(part.get_payload(decode=True), parse_float=Decimal)
-            return payload, int(attempt) if attempt and attempt.isdigit() else None
+            document = part.get_payload(decode=True)
+            payload = json.loads(document, parse_float=Decimal)
+            if signing_key is not None:
+                _check_signature(parsed[SIGNATURE_HEADER], signing_key, payload, hand_off, document)
+            return payload, hand_off
     raise ValueError("the email has no text part")
+
+
+def _check_signature(said: str | None, key: bytes, payload: dict, hand_off: int | None, document: bytes) -> None:
+    if said is None:
+        raise NotSigned(f"no {SIGNATURE_HEADER}")
+    if hand_off is None or not isinstance(payload, dict) or not isinstance(payload.get("invoice_id"), str) or \
+            not isinstance(payload.get("invoice_version"), int):
+        raise NotSigned("no invoice id, version and X-Invoice-Attempt to check its signature by")
+    expected = signature(key, payload["invoice_id"], payload["invoice_version"], hand_off, document)
+    if not hmac.compare_digest(said.strip().encode(), expected.encode()):
+        raise NotSigned(f"its {SIGNATURE_HEADER} is not the pipeline's")
 
 
 class RpaBot:
     def __init__(self, mailbox: Mailbox, sampro: SamproStandIn, bootstrap: str, completions_topic: str,
                  fail_invoices: frozenset[str] = frozenset(), *, api_url: str | None = None,
-                 api_token: str | None = None):
+                 api_token: str | None = None, signing_key: bytes | None = None):
         self.mailbox, self.sampro, self.topic = mailbox, sampro, completions_topic
+        self.signing_key = signing_key  # RPA_SIGNING_KEY: an email not signed with it is refused
         self.fail_invoices = fail_invoices
         self.api_url, self.api_token = api_url, api_token
         self.producer = None if api_url else Producer(client_config(bootstrap, "rpa-bot", partitioner="murmur2_random"))
@@ -78,7 +102,7 @@ class RpaBot:
                 # time, this stand-in took as much CPU as the worker it is benchmarked beside.
                 unread = self.mailbox.received[self._seen: self._seen + 200]
                 try:
-                    self._enter([payload_of(message) for message in unread])
+                    self._enter(unread)
                 except Exception as exc:  # Sampro or Kafka down: a real bot tries the same emails again
                     log.warning("the stand-in RPA bot could not enter its invoices (%s); trying again", exc)
                     self._stop.wait(1.0)
@@ -87,12 +111,21 @@ class RpaBot:
             if self.producer is not None:
                 self.producer.flush(10)
 
-    def _enter(self, payloads: list[tuple[dict, int | None]]) -> None:
-        """Enters the invoices (again after an outage: Sampro counts each once), then reports each,
-        naming the hand-off its email was."""
+    def _enter(self, messages: list[bytes]) -> None:
+        """Enters the emails' invoices (again after an outage: Sampro counts each once), then reports
+        each, naming the hand-off its email was. With a key, an email not signed with it is logged and
+        left: neither entered nor reported (its invoice is not the pipeline's to report on), nor tried
+        again (one that cannot be read held every email after it)."""
         entering: list[tuple[str, EnteredInvoice]] = []
         reports: list[RpaCompletion] = []
-        for payload, attempt in payloads:
+        for message in messages:
+            try:
+                payload, attempt = payload_of(message, self.signing_key)
+            except ValueError as refused:  # NotSigned, or nothing to check it by: anyone may mail the mailbox
+                if self.signing_key is None:
+                    raise
+                log.warning("the stand-in RPA bot refused an email, not entered: %s", refused)
+                continue
             invoice_id, version = payload["invoice_id"], payload["invoice_version"]
             failed = invoice_id in self.fail_invoices
             sampro_id = f"S-{invoice_id}-v{version}"

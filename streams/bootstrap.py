@@ -123,6 +123,7 @@ def _real_mailer(settings: Settings) -> RpaMailer:
         username=settings.smtp_username, password=password, mail_from=settings.rpa_mail_from,
         mail_to=settings.rpa_mail_to, sent_log=SqlSentLog(
             engine_for(settings.scheduler_db_url, lock_wait_seconds=settings.scheduler_lock_wait_seconds)),
+        signing_key=settings.rpa_signing_key_bytes,
     )
 
 

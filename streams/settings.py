@@ -42,6 +42,8 @@ ApiRole = Literal["viewer", "clerk"]
 
 
 MAX_USER_NAME = 200  # what a release's or a dispatch's `user` holds (rules.lifecycle)
+# The RPA signing key: 32 characters of `openssl rand -hex 32` or more; past 64 bytes HMAC only hashes it.
+RPA_SIGNING_KEY_LENGTH = (32, 256)
 
 
 class ApiUser(BaseModel):
@@ -189,6 +191,9 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     rpa_mail_from: SmtpText = "invoice-automation@localhost"
     rpa_mail_to: SmtpText = "rpa-bot@localhost"
+    # Signs each RPA email (X-Invoice-Signature, README) for the bot to check: without it, anyone who
+    # can mail the bot's mailbox has an invoice entered in Sampro.
+    rpa_signing_key: SecretStr | None = None
 
     # HTTP API and dashboard. The API refuses to start without the token and the session secret
     # (api/startup.py); the worker needs neither, so they have no default here either.
@@ -338,6 +343,28 @@ class Settings(BaseSettings):
         if password is not None and not password.get_secret_value().isascii():
             raise ValueError("SMTP AUTH (smtplib) sends the password as ASCII: other letters never sign in")
         return password
+
+    @field_validator("rpa_signing_key")
+    @classmethod
+    def _rpa_signing_key(cls, key: SecretStr | None) -> SecretStr | None:
+        """The bot keys its check with the very same bytes: printable ASCII, nothing a shell, a YAML file
+        or a password field would change, and long enough not to be guessed."""
+        if key is None:
+            return None
+        low, high = RPA_SIGNING_KEY_LENGTH
+        value = key.get_secret_value()
+        if not low <= len(value) <= high:
+            raise ValueError(f"{len(value)} characters, where the RPA signing key takes {low} to {high} (make one "
+                             "with `openssl rand -hex 32`)")
+        if not all("!" <= ch <= "~" for ch in value):
+            raise ValueError("printable ASCII only, without spaces: the RPA bot must hold the very same bytes "
+                             "(make one with `openssl rand -hex 32`)")
+        return key
+
+    @property
+    def rpa_signing_key_bytes(self) -> bytes | None:
+        """The RPA signing key as HMAC takes it (its ASCII bytes), or None when unset."""
+        return self.rpa_signing_key.get_secret_value().encode() if self.rpa_signing_key else None
 
     @model_validator(mode="after")
     def _settings_that_go_together(self) -> Settings:

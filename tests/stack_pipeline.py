@@ -4,6 +4,7 @@ gets its own topics, schemas and slot."""
 
 from __future__ import annotations
 
+import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,7 +67,8 @@ class Pipeline:
 
     def start_bot(self, fail_invoices: frozenset[str] = frozenset()) -> RpaBot:
         self.bot = RpaBot(self.mailbox.mailbox, self.sampro, self.settings.kafka_bootstrap_servers,
-                          self.settings.completions_topic, fail_invoices).start()
+                          self.settings.completions_topic, fail_invoices,
+                          signing_key=self.settings.rpa_signing_key_bytes).start()
         return self.bot
 
     def wait_for(self, condition, timeout: float = 90, what: str = "the pipeline") -> None:
@@ -219,6 +221,7 @@ def pipeline(kafka_bootstrap, connect_url, marketplace_db_url, sampro_db_url, sc
             scheduler_db_url=in_schema(scheduler_db_url, unique_name), smtp_port=mailbox.port, batch_seconds=0.1,
             session_timeout_seconds=10,
             tolerances_file=SAMPLES / "tolerances.toml",
+            rpa_signing_key=secrets.token_hex(32),  # the stand-in bot enters only the emails the worker signed
         )
         ensure_topics(settings)
         capture = MarketplaceCapture(name=f"mp-{prefix}", database_url=marketplace_db_url,

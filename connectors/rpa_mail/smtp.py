@@ -234,7 +234,7 @@ class SmtpRpaMailer(RpaMailer):
         tls: ssl.SSLContext | None = None, username: str | None = None, password: str | None = None,
         timeout: float = 10.0, implicit_tls: bool = False,
         refused_pause: float = 300.0, put_off_for_good: float = 3600.0, final_reply_timeout: float = 120.0,
-        batch_seconds: float = 60.0,
+        batch_seconds: float = 60.0, signing_key: bytes | None = None,
     ):
         # STARTTLS with this context, which checks the server's certificate and name: smtplib's
         # own default checks neither, and whoever sits between took the password and the invoices.
@@ -243,6 +243,7 @@ class SmtpRpaMailer(RpaMailer):
         self.implicit_tls = implicit_tls
         self.username, self.password = username, password
         self.mail_from, self.mail_to = mail_from, mail_to
+        self.signing_key = signing_key  # each email signed with it for the bot to check (message.signature)
         self.sent_log = sent_log
         self.timeout, self.refused_pause = timeout, refused_pause
         # The answer to an email's end of data comes after the server's filters have read it, and RFC
@@ -298,7 +299,7 @@ class SmtpRpaMailer(RpaMailer):
         messages = []
         for request in requests:
             try:
-                messages.append((request, build_message(request, self.mail_from, self.mail_to)))
+                messages.append((request, build_message(request, self.mail_from, self.mail_to, self.signing_key)))
             except (ValueError, TypeError) as error:  # an address that is not one ASCII line
                 raise DataError(f"the RPA email cannot be built: {error}") from None
         before, refused, kept_failed = self.sent_log.looked_up({_hand_off(r) for r in requests})

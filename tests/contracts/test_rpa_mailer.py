@@ -16,7 +16,7 @@ from connectors.rpa_mail import InMemoryRpaMailer, SmtpRpaMailer, SqlSentLog
 from connectors.scheduler import upgrade
 from devstack.mailbox import SmtpServer
 from devstack.process import free_port
-from devstack.rpa_bot import payload_of
+from devstack.rpa_bot import NotSigned, payload_of
 from rules.errors import DataError, PutOff, Unavailable
 from rules.lifecycle import RpaRequest
 from streams.bootstrap import _real_mailer
@@ -138,6 +138,16 @@ class SmtpMailerContract(RpaMailerContract):
         # the bot echoes it in its callback: a report sent again after a new hand-off is not taken for it
         assert [message["X-Invoice-Attempt"] for message in server.mailbox.messages] == ["1", "2"]
         assert payload_of(server.mailbox.received[1])[1] == 2
+
+    def test_with_a_signing_key_each_email_is_signed_as_the_bot_checks_it(self, engine, server):
+        """Unsigned, the bot could not tell the pipeline's emails from anyone's who could mail its mailbox."""
+        key = b"0123456789abcdef0123456789abcdef"
+        mailer, _ = _mailer(engine, server, signing_key=key)
+        again = REQUEST.model_copy(update={"attempt": 2})
+        assert mailer.send([REQUEST, again]) == [REQUEST, again]
+        assert [payload_of(message, key)[1] for message in server.mailbox.received] == [1, 2]
+        with pytest.raises(NotSigned, match="not the pipeline's"):
+            payload_of(server.mailbox.received[0], key[::-1])
 
     def test_a_mailbox_that_is_down_is_unavailable_and_nothing_is_logged(self, engine, server):
         upgrade(engine)

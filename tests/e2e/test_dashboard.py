@@ -20,7 +20,8 @@ def test_a_clerk_releases_an_invoice_and_sees_it_entered_without_reloading(pipel
     invoices = {case: load_sample(pipeline, case, unique_name) for case in EXPECTED}
     pipeline.start_worker()
     pipeline.bot = RpaBot(pipeline.mailbox.mailbox, pipeline.sampro, pipeline.settings.kafka_bootstrap_servers,
-                          pipeline.settings.completions_topic, api_url=dashboard.url, api_token=TOKEN).start()
+                          pipeline.settings.completions_topic, api_url=dashboard.url, api_token=TOKEN,
+                          signing_key=pipeline.settings.rpa_signing_key_bytes).start()
     upload(pipeline.settings, list(invoices.values()))
     expected = {invoices[case]["invoice_id"]: status for case, status in EXPECTED.items()}
     pipeline.wait_for(lambda: pipeline.statuses() == expected, what="the seeded invoices")

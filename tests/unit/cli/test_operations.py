@@ -130,6 +130,12 @@ def test_a_wrong_value_is_one_line_naming_the_variable(monkeypatch, capsys):
     ("RPA_MAIL_TO", "rpa-bot@ämter.example", "='rpa-bot@ämter.example': String should match pattern '^[ -~]+$'"),
     ("SMTP_PASSWORD", "geheim-ß", ": SMTP AUTH (smtplib) sends the password as ASCII: other "
                                   "letters never sign in"),  # a secret: its value is not shown
+    # the bot must hold the very same bytes, and a short key is guessed
+    ("RPA_SIGNING_KEY", "s3cret", ": 6 characters, where the RPA signing key takes 32 to 256 (make one with "
+                                  "`openssl rand -hex 32`)"),
+    ("RPA_SIGNING_KEY", "correct horse battery staple 2026", ": printable ASCII only, without spaces: the RPA "
+                                                             "bot must hold the very same bytes (make one with "
+                                                             "`openssl rand -hex 32`)"),
     ("APP_ID", "ap\x1b[2J" + "x" * 100, "='ap\\x1b[2J" + "x" * 67 + "...: String should match pattern "
                                         "'^[A-Za-z0-9._-]+$'"),  # escaped, cut to 80 characters
     ("STORE", "rocksdb", "='rocksdb': Input should be 'memory://' or 'rocksdb://'"),  # a traceback after topics

@@ -1,19 +1,23 @@
 """The RPA email's headers carry no vendor text as sent: a CR/LF there would start a header of the
-vendor's choosing (Bcc: ...). The payload in the body keeps the exact values."""
+vendor's choosing (Bcc: ...). The payload in the body keeps the exact values. Signed, the email is
+one the bot can tell from anyone else's."""
 
 from __future__ import annotations
 
 import email
 import email.policy
+import hashlib
+import hmac
 import json
 import re
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
 from connectors.rpa_mail import build_message
-from connectors.rpa_mail.message import message_id
+from connectors.rpa_mail.message import message_id, signature
 from rules.lifecycle import RpaRequest
 from rules.models import RpaPayload, RpaPayloadLine
 
@@ -50,3 +54,46 @@ def test_each_invoice_has_a_message_id_of_its_own_and_a_plain_id_keeps_the_one_i
     assert len(set(ids)) == len(ids)
     assert message_id("MP-1.a_b", 2, attempt=3) == "<invoice-MP-1.a_b-v2-a3@invoice-automation>"
     assert all(re.fullmatch(r"<invoice-[A-Za-z0-9._-]+-v1@invoice-automation>", mid) for mid in ids)
+
+
+KEY = b"0123456789abcdef0123456789abcdef"
+
+
+def _readmes_check():
+    """The bot writer's check, as the README gives it."""
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    (code,) = [block.removeprefix("python\n") for block in readme.split("```") if "def signed_invoice" in block]
+    names: dict = {}
+    exec(code, names)  # the README's own example, run as a bot writer would
+    return names["signed_invoice"]
+
+
+def _request(invoice_id: str = "MP-1", attempt: int = 1) -> RpaRequest:
+    payload = _payload("INV-1").model_copy(update={"invoice_id": invoice_id})
+    return RpaRequest(invoice_id=invoice_id, invoice_version=1, po_number="PO-1", payload=payload,
+                      requested_at=datetime(2026, 11, 25, tzinfo=UTC), attempt=attempt)
+
+
+def test_a_signed_email_passes_the_readmes_check_and_a_forged_or_altered_one_does_not():
+    """The email carried nothing the bot could check: anyone who could mail its mailbox had an invoice
+    keyed into Sampro."""
+    signed_invoice = _readmes_check()
+    signed = build_message(_request(), "ia@test", "rpa@test", KEY)
+    assert re.search(rb"\r\nX-Invoice-Signature: sha256=[0-9a-f]{64}\r\n", signed)
+    assert signed_invoice(signed, KEY)["invoice_id"] == "MP-1"
+    assert signed_invoice(signed, KEY.upper()) is None  # another key
+    assert signed_invoice(build_message(_request(), "ia@test", "rpa@test"), KEY) is None  # unsigned
+    assert signed_invoice(signed.replace(b"X-Invoice-Attempt: 1", b"X-Invoice-Attempt: 2"), KEY) is None
+    # another invoice's document under this email's signature
+    other = build_message(_request("MP-2"), "ia@test", "rpa@test", KEY)
+    swapped = signed.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n" + other.split(b"\r\n\r\n", 1)[1]
+    assert signed_invoice(swapped, KEY) is None and signed_invoice(other, KEY)["invoice_id"] == "MP-2"
+
+
+def test_the_signature_is_over_the_hand_off_and_the_json_bytes_as_the_attachment_carries_them():
+    sent = email.message_from_bytes(build_message(_request(attempt=3), "ia@test", "rpa@test", KEY),
+                                    policy=email.policy.default)
+    body, attachment = [part.get_payload(decode=True) for part in sent.walk() if not part.is_multipart()]
+    assert body == attachment and sent["X-Invoice-Attempt"] == "3"
+    assert sent["X-Invoice-Signature"] == signature(KEY, "MP-1", 1, 3, attachment) == "sha256=" + hmac.new(
+        KEY, b"MP-1\n1\n3\n" + attachment, hashlib.sha256).hexdigest()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from devstack import demo
@@ -46,3 +48,11 @@ def test_a_kafka_it_did_not_start_is_left_running(monkeypatch, tmp_path):
     with pytest.raises(FileNotFoundError):
         demo.start(tmp_path, tmp_path)
     assert stack.calls == ["up"]
+
+
+def test_the_demo_signs_the_rpa_emails_and_hands_its_worker_the_key(tmp_path):
+    """The stand-in bot enters only what is signed with the demo's key, so the worker (a process of its
+    own, set from the environment) must sign with the same one: dumped, a secret reads '**********'."""
+    settings, _, _ = demo.prepare(tmp_path, Path(__file__).resolve().parents[3] / "samples", "127.0.0.1:1")
+    key = settings.rpa_signing_key.get_secret_value()
+    assert len(key) == 64 and demo._settings_env(settings)["INVOICE_AUTOMATION_RPA_SIGNING_KEY"] == key
