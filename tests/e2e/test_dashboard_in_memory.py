@@ -73,19 +73,24 @@ def test_a_panel_closed_before_its_answer_came_stays_closed(dashboard_in_memory,
     expect(page.locator("#detail")).to_be_hidden()
 
 
+def _open_the_release_of_a_failure(api, dashboard, page) -> None:
+    """MP-1's hand-off failed ("Sampro screen timeout"); a clerk opens its release dialog."""
+    api.scheduler.record([change("MP-1", InvoiceStatus.RPA_FAILED, "rpa:MP-1:v1:attempt1", minutes=20,
+                                 reason="Sampro screen timeout")])
+    sign_in(page, dashboard)
+    page.locator('#invoices tr[data-invoice="MP-1"]').click()
+    expect(page.locator("#detail-status")).to_have_text("rpa_failed")
+    page.click("#release-button")
+    expect(page.locator("#release-what")).to_have_text("the failed hand-off")
+
+
 def test_a_release_of_a_failed_hand_off_names_the_failure_and_is_refused_once_the_invoice_is_held_instead(
         api_in_memory, dashboard_in_memory, page):
     """The dialog opened on a failed hand-off sent no hold. Another clerk released the failure first,
     and at its turn at the bot the invoice was judged again and held: the buyer had cancelled the PO.
     The stale confirm released PO_NOT_OPEN, which no one had seen, and the bot got the invoice of a
     cancelled PO. Named, the failure is not there: a 409, and nothing is released."""
-    api_in_memory.scheduler.record([change("MP-1", InvoiceStatus.RPA_FAILED, "rpa:MP-1:v1:attempt1", minutes=20,
-                                           reason="Sampro screen timeout")])
-    sign_in(page, dashboard_in_memory)
-    page.locator('#invoices tr[data-invoice="MP-1"]').click()
-    expect(page.locator("#detail-status")).to_have_text("rpa_failed")
-    page.click("#release-button")
-    expect(page.locator("#release-what")).to_have_text("the failed hand-off")
+    _open_the_release_of_a_failure(api_in_memory, dashboard_in_memory, page)
 
     cancelled = judge(invoice(invoice_id="MP-1", invoice_number="INV-1", **freight(1)), {**PO, "status": "cancelled"})
     api_in_memory.scheduler.record([
@@ -103,12 +108,7 @@ def test_a_release_of_a_failed_hand_off_says_which_failure_the_clerk_read(api_in
     """Opened on one failure, confirmed after another clerk had released it and the bot had failed the
     next hand-off too, with an error the clerk never read ("vendor blocked for payment"): it released
     that failure too, and a third hand-off went."""
-    api_in_memory.scheduler.record([change("MP-1", InvoiceStatus.RPA_FAILED, "rpa:MP-1:v1:attempt1", minutes=20,
-                                           reason="Sampro screen timeout")])
-    sign_in(page, dashboard_in_memory)
-    page.locator('#invoices tr[data-invoice="MP-1"]').click()
-    expect(page.locator("#detail-status")).to_have_text("rpa_failed")
-    page.click("#release-button")
+    _open_the_release_of_a_failure(api_in_memory, dashboard_in_memory, page)
     api_in_memory.scheduler.record([
         change("MP-1", InvoiceStatus.RELEASED, "release:by-bo", minutes=15, actor="bo", reason="OTHER: retry"),
         change("MP-1", InvoiceStatus.SENT_TO_RPA, "release:by-bo", minutes=15),
