@@ -53,10 +53,10 @@ def register(pipeline: Pipeline) -> None:
         # Those emailed already (rpa.requests read again: a new consumer group, an offset reset) take
         # no number: one whose number a newer version has taken since was reported "not handed to the
         # RPA bot", a FAILURE on the audit topic for an email the bot had.
-        requests = latest_hand_offs(mailer.unsent(batch.messages))
+        unsent, kept_failed = mailer.unsent(batch.messages)
+        requests = latest_hand_offs(unsent)
         # Failed at the gate below before (rpa.requests read again): failed again, not asked again. Asked
         # again once the number was free, each was emailed while processscheduler showed it rpa_failed.
-        kept_failed = mailer.kept_failed(requests)
         for request in requests:
             if (why := kept_failed.get(_hand_off(request))) is not None:
                 batch.emit(topics.completions, request.po_number, _failed(request, "duplicate", why))

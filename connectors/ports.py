@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from rules.context import KnownInvoice
 from rules.duplicates import Lookup, invoice_key
@@ -99,17 +99,22 @@ class RpaMailer(Protocol):
     def send(self, requests: Sequence[RpaRequest]) -> list[RpaRequest]:
         """Sends, in order, each request the sent log does not know; returns those sent now."""
 
-    def unsent(self, requests: Sequence[RpaRequest]) -> list[RpaRequest]:
-        """The requests whose hand-off the sent log does not know, in order: in a replay of
-        rpa.requests, the others were emailed already. One kept failed (`keep_failed`) is among them,
-        until a later hand-off of its version passes it."""
+    def unsent(self, requests: Sequence[RpaRequest]) -> Unsent:
+        """What the sent log knows of these requests, in one read of it."""
 
     def keep_failed(self, failures: Sequence[tuple[RpaRequest, str]]) -> None:
         """Logs these hand-offs, each with why, as failed before their email: never emailed."""
 
-    def kept_failed(self, requests: Sequence[RpaRequest]) -> dict[tuple[str, int, int], str]:
-        """Of these, the hand-offs (invoice id, version, attempt) kept failed and not passed by a
-        later hand-off of their version, with why: rpa.requests read again fails them again."""
+
+class Unsent(NamedTuple):
+    """The sent log's answer for a batch of RPA requests."""
+
+    # Those whose hand-off the sent log does not know, in order: in a replay of rpa.requests, the
+    # others were emailed already. One kept failed is among them, until a later hand-off passes it.
+    requests: list[RpaRequest]
+    # Of those, the hand-offs (invoice id, version, attempt) kept failed (`RpaMailer.keep_failed`) and
+    # not passed by a later hand-off of their version, with why: read again, they are failed again.
+    kept_failed: dict[tuple[str, int, int], str]
 
 
 @dataclass(frozen=True)

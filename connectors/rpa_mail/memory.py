@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from connectors.api_ports import RpaSentLog
-from connectors.ports import RpaMailer
+from connectors.ports import RpaMailer, Unsent
 from connectors.rpa_mail.smtp import passed_by_later
 from rules.lifecycle import RpaRequest
 from rules.po_ledger import last_hand_off_of
@@ -17,19 +17,17 @@ class InMemoryRpaMailer(RpaMailer):
         self._log: set[tuple[str, int, int]] = set()
         self._failed: dict[tuple[str, int, int], str] = {}  # kept failed, with why
 
-    def unsent(self, requests: Sequence[RpaRequest]) -> list[RpaRequest]:
-        before = passed_by_later({_key(r) for r in requests}, self._log | set(self._failed)) - set(
-            self.kept_failed(requests))
-        return [r for r in requests if _key(r) not in before]
+    def unsent(self, requests: Sequence[RpaRequest]) -> Unsent:
+        logged = self._log | set(self._failed)
+        last = last_hand_off_of(logged)
+        kept_failed = {key: self._failed[key] for key in map(_key, requests)
+                       if key in self._failed and last[key[:2]] == key[2]}
+        before = passed_by_later({_key(r) for r in requests}, logged) - set(kept_failed)
+        return Unsent([r for r in requests if _key(r) not in before], kept_failed)
 
     def keep_failed(self, failures: Sequence[tuple[RpaRequest, str]]) -> None:
         for request, why in failures:
             self._failed.setdefault(_key(request), why)
-
-    def kept_failed(self, requests: Sequence[RpaRequest]) -> dict[tuple[str, int, int], str]:
-        last = last_hand_off_of(self._log | set(self._failed))
-        return {key: self._failed[key] for key in map(_key, requests)
-                if key in self._failed and last[key[:2]] == key[2]}
 
     def send(self, requests: Sequence[RpaRequest]) -> list[RpaRequest]:
         sent = []

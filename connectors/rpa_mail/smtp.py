@@ -26,12 +26,13 @@ import ssl
 import time
 from collections.abc import Collection, Iterator, Sequence
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from sqlalchemy import ColumnElement, Connection, Engine, delete, exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from connectors.api_ports import RpaSentLog
-from connectors.ports import RpaMailer
+from connectors.ports import RpaMailer, Unsent
 from connectors.rpa_mail.message import build_message, message_id
 from connectors.scheduler.tables import history, processscheduler, rpa_sent_log
 from connectors.sql import among, mapped_errors
@@ -146,21 +147,25 @@ def _claim_of(hand_off: HandOff) -> ColumnElement[bool]:
     return (sent.invoice_id == hand_off[0]) & (sent.invoice_version == hand_off[1]) & (sent.attempt == hand_off[2])
 
 
+class LoggedHandOffs(NamedTuple):
+    """What the sent log knows of some hand-offs."""
+
+    # Claimed already, or past: a later hand-off of their version was claimed (`passed_by_later`).
+    # One the mailbox refused, or the mail flow failed before its email (`SentLogSession.keep_failed`),
+    # and no later one passed, is not: it is failed again.
+    sent: set[HandOff]
+    refused: dict[HandOff, str]  # of those not passed, the refusals, with the server's reply
+    kept_failed: dict[HandOff, str]  # of those not passed, failed before their email, with why
+
+
 class SqlSentLog(RpaSentLog):
     def __init__(self, engine: Engine):
         self.engine = engine
 
-    def sent_before(self, hand_offs: Collection[HandOff]) -> set[HandOff]:
-        """Which of these were claimed already, or are past: a later hand-off of their version was
-        claimed (`passed_by_later`); one the mailbox refused, or the mail flow failed before its email
-        (`SentLogSession.keep_failed`), and no later one passed, is not: it is failed again."""
-        return self.looked_up(hand_offs)[0]
-
-    def looked_up(self, hand_offs: Collection[HandOff]) -> tuple[set[HandOff], dict[HandOff, str], dict[HandOff, str]]:
-        """`sent_before`; of these not passed by a later hand-off, the refusals, with the server's
-        reply, and those the mail flow failed before their email, with why; in one query."""
+    def looked_up(self, hand_offs: Collection[HandOff]) -> LoggedHandOffs:
+        """What the log knows of these hand-offs, in one query."""
         if not hand_offs:
-            return set(), {}, {}
+            return LoggedHandOffs(set(), {}, {})
         sent = rpa_sent_log.c
         with mapped_errors("processscheduler"), self.engine.connect() as conn:
             # by invoice id alone: SQL Server has no row-value IN
@@ -175,7 +180,7 @@ class SqlSentLog(RpaSentLog):
         refused = {key: reply.removeprefix(REFUSED) for key, reply in standing.items() if reply.startswith(REFUSED)}
         kept_failed = {key: reply.removeprefix(NOT_HANDED_OVER) for key, reply in standing.items()
                        if reply.startswith(NOT_HANDED_OVER)}
-        return passed_by_later(wanted, logged) - set(refused) - set(kept_failed), refused, kept_failed
+        return LoggedHandOffs(passed_by_later(wanted, logged) - set(refused) - set(kept_failed), refused, kept_failed)
 
     @contextlib.contextmanager
     def session(self) -> Iterator[SentLogSession]:
@@ -269,14 +274,12 @@ class SmtpRpaMailer(RpaMailer):
         self.put_off_for_good = put_off_for_good
         self._put_off_at: dict[HandOff, tuple[float, float]] = {}
 
-    def unsent(self, requests: Sequence[RpaRequest]) -> list[RpaRequest]:
+    def unsent(self, requests: Sequence[RpaRequest]) -> Unsent:
+        found = self.sent_log.looked_up({_hand_off(r) for r in requests})
         # A claim still to be dropped (the database was away when the server refused the email) is
         # no email sent: counted as one, the email was never sent, and no failure reached AP.
-        before = self.sent_log.sent_before({_hand_off(r) for r in requests}) - self._unforgotten
-        return [r for r in requests if _hand_off(r) not in before]
-
-    def kept_failed(self, requests: Sequence[RpaRequest]) -> dict[HandOff, str]:
-        return self.sent_log.looked_up({_hand_off(r) for r in requests})[2] if requests else {}
+        before = found.sent - self._unforgotten
+        return Unsent([r for r in requests if _hand_off(r) not in before], found.kept_failed)
 
     def keep_failed(self, failures: Sequence[tuple[RpaRequest, str]]) -> None:
         if not failures:

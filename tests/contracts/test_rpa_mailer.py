@@ -11,6 +11,7 @@ from decimal import Decimal
 
 import pytest
 import trustme
+from sqlalchemy import event
 
 from connectors.rpa_mail import InMemoryRpaMailer, SmtpRpaMailer, SqlSentLog
 from connectors.scheduler import upgrade
@@ -56,7 +57,7 @@ class RpaMailerContract:
         copy of the invoice for the bot to enter."""
         again = REQUEST.model_copy(update={"attempt": 2})
         mailer.send([again])
-        assert mailer.unsent([REQUEST, again]) == [] and mailer.send([REQUEST]) == []
+        assert mailer.unsent([REQUEST, again]).requests == [] and mailer.send([REQUEST]) == []
         assert self.delivered(mailer) == 1
 
     def test_a_hand_off_kept_failed_is_never_sent_and_is_named_until_a_later_one_passes_it(self, mailer):
@@ -66,17 +67,17 @@ class RpaMailerContract:
         mailer.keep_failed([(REQUEST, why)])
         mailer.keep_failed([(REQUEST, "read again")])  # the same failure: the first why stands
         # read again: among the unsent, so that the flow fails it again, and named as kept failed
-        assert mailer.unsent([REQUEST]) == [REQUEST] and mailer.kept_failed([REQUEST]) == {("MP-1001", 1, 1): why}
+        assert mailer.unsent([REQUEST]) == ([REQUEST], {("MP-1001", 1, 1): why})
         assert mailer.send([REQUEST]) == []
         again = REQUEST.model_copy(update={"attempt": 2})  # AP released it: a new hand-off, emailed
-        assert mailer.kept_failed([again]) == {} and mailer.send([again]) == [again]
-        assert mailer.unsent([REQUEST, again]) == [] and mailer.kept_failed([REQUEST]) == {}
+        assert mailer.unsent([again]) == ([again], {}) and mailer.send([again]) == [again]
+        assert mailer.unsent([REQUEST, again]) == ([], {})
         assert self.delivered(mailer) == 1
 
     def test_unsent_names_what_the_sent_log_does_not_know_in_order(self, mailer):
         others = [REQUEST.model_copy(update={"invoice_id": f"MP-{n}"}) for n in range(2)]
         mailer.send([REQUEST])
-        assert mailer.unsent([others[1], REQUEST, others[0]]) == [others[1], others[0]]
+        assert mailer.unsent([others[1], REQUEST, others[0]]).requests == [others[1], others[0]]
         assert self.delivered(mailer) == 1
 
     def test_a_batch_sends_what_was_not_sent_before_in_order(self, mailer):
@@ -149,13 +150,28 @@ class SmtpMailerContract(RpaMailerContract):
         with pytest.raises(NotSigned, match="not the pipeline's"):
             payload_of(server.mailbox.received[0], key[::-1])
 
+    def test_what_was_emailed_and_what_was_kept_failed_come_from_one_read(self, engine, server):
+        """The mail flow read the sent log twice a batch, for the same rows."""
+        mailer, _ = _mailer(engine, server)
+        other = REQUEST.model_copy(update={"invoice_id": "MP-2"})
+        mailer.keep_failed([(REQUEST, "DUPLICATE_INVOICE: not handed to the RPA bot")])
+        mailer.send([other])
+        statements: list = []
+        event.listen(engine, "before_execute", record := lambda conn, statement, *rest: statements.append(statement))
+        try:
+            answer = mailer.unsent([REQUEST, other])
+        finally:
+            event.remove(engine, "before_execute", record)
+        assert answer == ([REQUEST], {("MP-1001", 1, 1): "DUPLICATE_INVOICE: not handed to the RPA bot"})
+        assert len(statements) == 1
+
     def test_a_mailbox_that_is_down_is_unavailable_and_nothing_is_logged(self, engine, server):
         upgrade(engine)
         log = SqlSentLog(engine)
         down = SmtpRpaMailer(host="127.0.0.1", port=free_port(), mail_from="a@t", mail_to="b@t", sent_log=log)
         with pytest.raises(Unavailable, match="smtp is unavailable: ConnectionRefusedError"):
             down.send([REQUEST])
-        assert log.sent_before([("MP-1001", 1, 1)]) == set()
+        assert log.looked_up([("MP-1001", 1, 1)]).sent == set()
         up = SmtpRpaMailer(host="127.0.0.1", port=server.port, mail_from="a@t", mail_to="b@t", sent_log=log)
         assert up.send([REQUEST]) == [REQUEST] and len(server.mailbox.messages) == 1
 
@@ -173,7 +189,7 @@ class SmtpMailerContract(RpaMailerContract):
         server.mailbox.reply_delay = 1.5
         mailer, log = _mailer(engine, server, timeout=0.5, final_reply_timeout=5)
         assert mailer.send([REQUEST]) == [REQUEST]
-        assert log.in_doubt() == [] and log.sent_before([("MP-1001", 1, 1)]) == {("MP-1001", 1, 1)}
+        assert log.in_doubt() == [] and log.looked_up([("MP-1001", 1, 1)]).sent == {("MP-1001", 1, 1)}
         server.mailbox.reply_delay = 0
         second = REQUEST.model_copy(update={"invoice_version": 2})
         assert mailer.send([second]) == [second] and len(server.mailbox.messages) == 2
@@ -187,7 +203,7 @@ class SmtpMailerContract(RpaMailerContract):
         requests = [REQUEST.model_copy(update={"invoice_version": version}) for version in (1, 2, 3)]
         with pytest.raises(PutOff, match="2 of 3 emails sent in 1 s; the others go next"):
             mailer.send(requests)
-        assert log.sent_before([("MP-1001", version, 1) for version in (1, 2, 3)]) == {
+        assert log.looked_up([("MP-1001", version, 1) for version in (1, 2, 3)]).sent == {
             ("MP-1001", 1, 1), ("MP-1001", 2, 1)}
         assert mailer.send(requests) == requests[2:]
         assert len(server.mailbox.messages) == 3 and log.in_doubt() == []
@@ -211,7 +227,7 @@ class SmtpMailerContract(RpaMailerContract):
         mailer, log = _mailer(engine, server)
         with pytest.raises(Unavailable, match="put the email off: 452 4.2.2 Mailbox full"):  # tried again later
             mailer.send([REQUEST])
-        assert log.sent_before([("MP-1001", 1, 1)]) == set()
+        assert log.looked_up([("MP-1001", 1, 1)]).sent == set()
         assert mailer.send([REQUEST]) == [REQUEST]
         assert len(server.mailbox.messages) == 1 and log.in_doubt() == []
 
@@ -226,13 +242,13 @@ class SmtpMailerContract(RpaMailerContract):
         # so that its hand-off fails, and never emailed.
         another, _ = _mailer(engine, server)
         for sender in (mailer, another):
-            assert sender.unsent([REQUEST]) == [REQUEST]
+            assert sender.unsent([REQUEST]).requests == [REQUEST]
             with pytest.raises(DataError, match="554 5.6.0"):
                 sender.send([REQUEST])
         assert log.in_doubt() == [] and server.mailbox.messages == []
         again = REQUEST.model_copy(update={"attempt": 2})  # AP released the failure: the retry goes
         assert another.send([again]) == [again]
-        assert another.unsent([REQUEST]) == [] and len(server.mailbox.messages) == 1
+        assert another.unsent([REQUEST]).requests == [] and len(server.mailbox.messages) == 1
 
     def test_a_refusal_the_sent_log_could_not_take_is_sent_again(self, engine, server):
         """Its claim kept as sent, the email was neither sent nor failed, for good."""
@@ -240,7 +256,7 @@ class SmtpMailerContract(RpaMailerContract):
         mailer, log = _mailer(engine, server, _RefuseFailsOnce)
         with pytest.raises(Unavailable, match="processscheduler"):
             mailer.send([REQUEST])
-        assert mailer.unsent([REQUEST]) == [REQUEST] and mailer.send([REQUEST]) == [REQUEST]
+        assert mailer.unsent([REQUEST]).requests == [REQUEST] and mailer.send([REQUEST]) == [REQUEST]
         assert len(server.mailbox.messages) == 1 and log.in_doubt() == []
 
     def test_a_full_mailbox_makes_the_emails_wait_and_refuses_no_invoice(self, engine, server):
@@ -250,7 +266,7 @@ class SmtpMailerContract(RpaMailerContract):
         mailer, log = _mailer(engine, server, refused_pause=0.5)
         with pytest.raises(Unavailable, match="refused the email: 552 5.2.2 Mailbox full"):
             mailer.send([REQUEST])
-        assert log.sent_before([("MP-1001", 1, 1)]) == set()
+        assert log.looked_up([("MP-1001", 1, 1)]).sent == set()
         with pytest.raises(Unavailable, match="refused the email: 552"):  # not asked again before the pause
             mailer.send([REQUEST])
         time.sleep(0.5)
@@ -294,7 +310,7 @@ class SmtpMailerContract(RpaMailerContract):
             mailer.send([REQUEST])
         server.mailbox.refusals = 0
         assert mailer.send([other]) == [other] and log.in_doubt() == []
-        assert log.sent_before([("MP-1001", 1, 1)]) == set()
+        assert log.looked_up([("MP-1001", 1, 1)]).sent == set()
         # Forgotten, it was emailed when rpa.requests was read again (another worker, a replay).
         another, _ = _mailer(engine, server)
         with pytest.raises(DataError, match="refused the email: put off for 0.3 s: 451 4.7.1"):
@@ -330,7 +346,7 @@ class SmtpMailerContract(RpaMailerContract):
         mailer, log = _mailer(engine, server, _ForgetFailsOnce)
         with pytest.raises(Unavailable, match="processscheduler"):
             mailer.send([REQUEST])
-        assert mailer.unsent([REQUEST]) == [REQUEST]  # the agent asks first: taken for sent, it was never sent
+        assert mailer.unsent([REQUEST]).requests == [REQUEST]  # the agent asks first: taken for sent, it was never sent
         assert mailer.send([REQUEST]) == [REQUEST]
         assert len(server.mailbox.messages) == 1 and log.in_doubt() == []
 
@@ -342,7 +358,7 @@ class SmtpMailerContract(RpaMailerContract):
         with pytest.raises(Unavailable, match="processscheduler"):
             first.send([REQUEST])
         second, _ = _mailer(engine, server)  # the worker the partition moved to
-        assert second.unsent([REQUEST]) == []
+        assert second.unsent([REQUEST]).requests == []
         other = REQUEST.model_copy(update={"invoice_id": "MP-2"})
         assert first.send([other]) == [other] and log.in_doubt() == [("MP-1001", 1, 1)]  # for the operator
         assert first.send([REQUEST]) == [REQUEST] and log.in_doubt() == []  # back here: sent
@@ -444,7 +460,7 @@ def test_starttls_checks_the_servers_certificate(sqlite_engine, certificate_auth
         stranger, log = _mailer(sqlite_engine, server, tls=ssl.create_default_context())
         with pytest.raises(Unavailable, match="CERTIFICATE_VERIFY_FAILED"):
             stranger.send([REQUEST])
-        assert log.sent_before([("MP-1001", 1, 1)]) == set() and server.mailbox.received == []
+        assert log.looked_up([("MP-1001", 1, 1)]).sent == set() and server.mailbox.received == []
         mailer, _ = _mailer(sqlite_engine, server, tls=trusting)
         assert mailer.send([REQUEST]) == [REQUEST] and len(server.mailbox.messages) == 1
         ca_file = tmp_path / "relay-ca.pem"

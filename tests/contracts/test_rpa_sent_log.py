@@ -59,7 +59,7 @@ class SqlSentLogContract(RpaSentLogContract):
         with empty.session() as session:
             assert session.claim(FIRST, "<a>")
             assert not session.claim(FIRST, "<a>")
-        assert empty.sent_before([FIRST, CUT_OFF_FIRST]) == {FIRST}
+        assert empty.looked_up([FIRST, CUT_OFF_FIRST]).sent == {FIRST}
 
     def test_a_second_hand_off_of_a_version_is_an_email_of_its_own(self, empty):
         second = (*CONFIRMED, 2)
@@ -68,7 +68,7 @@ class SqlSentLogContract(RpaSentLogContract):
             session.confirm(FIRST, "250 OK")
             assert session.claim(second, "<a2>")
             assert not session.claim(second, "<a2>")
-        assert empty.sent_before([FIRST, second, (*CONFIRMED, 3)]) == {FIRST, second}
+        assert empty.looked_up([FIRST, second, (*CONFIRMED, 3)]).sent == {FIRST, second}
         assert empty.in_doubt() == [second]  # not answered yet
         assert empty.last_hand_off(*CONFIRMED) == 2
 
@@ -77,7 +77,7 @@ class SqlSentLogContract(RpaSentLogContract):
         it while the batch is still under way, and sees the reply as soon as it is confirmed."""
         with empty.session() as session:
             assert session.claim(FIRST, "<a>")
-            assert empty.sent_before([FIRST]) == {FIRST} and empty.in_doubt() == [FIRST]
+            assert empty.looked_up([FIRST]).sent == {FIRST} and empty.in_doubt() == [FIRST]
             session.confirm(FIRST, "250 OK")
             assert empty.in_doubt() == []
 
@@ -85,7 +85,7 @@ class SqlSentLogContract(RpaSentLogContract):
         with empty.session() as session:
             session.claim(CUT_OFF_FIRST, "<b>")
             session.forget(CUT_OFF_FIRST)
-        assert empty.sent_before([CUT_OFF_FIRST]) == set() and empty.in_doubt() == []
+        assert empty.looked_up([CUT_OFF_FIRST]).sent == set() and empty.in_doubt() == []
         with empty.session() as session:
             assert session.claim(CUT_OFF_FIRST, "<b>")
 
@@ -103,7 +103,7 @@ class SqlSentLogContract(RpaSentLogContract):
                          {"at": datetime(2026, 11, 25, tzinfo=UTC)})
         upgrade(engine)
         log = SqlSentLog(engine)
-        assert log.sent_before([FIRST, CUT_OFF_FIRST, (*CONFIRMED, 2)]) == {FIRST, CUT_OFF_FIRST}
+        assert log.looked_up([FIRST, CUT_OFF_FIRST, (*CONFIRMED, 2)]).sent == {FIRST, CUT_OFF_FIRST}
         assert log.in_doubt() == [CUT_OFF_FIRST]
         with log.session() as session:
             assert session.claim((*CONFIRMED, 2), "<a2>") and not session.claim(FIRST, "<a>")

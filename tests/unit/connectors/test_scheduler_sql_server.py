@@ -61,7 +61,7 @@ def statements(tmp_path_factory) -> list[str]:
     scheduler.claim_numbers([NumberClaim(f"k{n}", f"MP-{n}", 1) for n in range(BATCH)])
     scheduler.claim_numbers([NumberClaim(f"k{n}", f"MP-OTHER-{n}", 1) for n in range(BATCH)])  # held: statuses read
     sent_log = SqlSentLog(engine)
-    sent_log.sent_before({(f"MP-{n}", 1, 1) for n in range(BATCH)})
+    sent_log.looked_up({(f"MP-{n}", 1, 1) for n in range(BATCH)})
     with sent_log.session() as session:
         session.claim(("MP-1", 1, 1), "<m1>")
         session.confirm(("MP-1", 1, 1), "250 OK")

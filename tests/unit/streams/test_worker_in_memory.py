@@ -619,9 +619,6 @@ class DownMailer:
     def unsent(self, requests):
         return self.inner.unsent(requests)
 
-    def kept_failed(self, requests):
-        return self.inner.kept_failed(requests)
-
     def keep_failed(self, failures):
         self.inner.keep_failed(failures)
 
@@ -653,9 +650,6 @@ class PuttingOffMailer:
 
     def unsent(self, requests):
         return self.inner.unsent(requests)
-
-    def kept_failed(self, requests):
-        return self.inner.kept_failed(requests)
 
     def keep_failed(self, failures):
         self.inner.keep_failed(failures)
