@@ -23,7 +23,8 @@ from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILES = ("docker-compose.yml", "docker-compose.kafka-host.yml")
-SECRETS = {"POSTGRES_PASSWORD", "INVOICE_AUTOMATION_API_TOKEN", "INVOICE_AUTOMATION_API_SESSION_SECRET"}
+SECRETS = {"POSTGRES_PASSWORD", "INVOICE_AUTOMATION_API_TOKEN", "INVOICE_AUTOMATION_API_SESSION_SECRET",
+           "INVOICE_AUTOMATION_RPA_SIGNING_KEY"}
 DOT_ENV = {name: f"value-of-{name.lower()}" for name in SECRETS}
 # ${VAR}, ${VAR:-default}, ${VAR:?message}; $$ is a literal $.
 REFERENCE = re.compile(r"\$\{(?P<name>\w+)(?::(?P<kind>[-?])(?P<text>[^}]*))?\}")
@@ -174,6 +175,13 @@ def test_deciding_and_the_rpa_emails_run_in_services_of_their_own():
     roles = {name: service["command"][service["command"].index("--role") + 1]
              for name, service in SERVICES.items() if "--role" in service.get("command", [])}
     assert roles == {"worker": "decide", "mailer": "mail"}
+
+
+def test_the_service_that_sends_the_rpa_emails_signs_them(monkeypatch):
+    """Without the key the emails went unsigned, and the bot could not tell them from a forgery."""
+    for name, value in SERVICES["mailer"]["environment"].items():
+        monkeypatch.setenv(name, value)
+    assert Settings().rpa_signing_key_bytes == DOT_ENV["INVOICE_AUTOMATION_RPA_SIGNING_KEY"].encode()
 
 
 def test_the_worker_registers_the_debezium_connector():
