@@ -4,20 +4,11 @@ session secret a clerk's cookie can be forged offline."""
 
 from __future__ import annotations
 
-import math
-from collections import Counter
-
 from pydantic import SecretStr
 
 from api.proxy import trusted_networks
-from streams.settings import Settings
+from streams.settings import HOW_TO_MAKE_ONE, MIN_SECRET_LENGTH, Settings, guessable
 
-MIN_SECRET_LENGTH = 32
-# Estimated as length x the Shannon entropy of the secret's characters: a random hex or base64
-# token of 32 characters scores about 115 (never below 95 in 2,000 draws), a word repeated to length
-# far below.
-MIN_SECRET_BITS = 90
-HOW_TO_MAKE_ONE = "make one with `openssl rand -hex 32`"
 # The widest network a proxy's addresses may be given as, by IP version: 10.0.0.0/8, 2001::/16.
 WIDEST_PROXY_RANGE = {4: 8, 6: 16}
 
@@ -26,17 +17,12 @@ class ApiMisconfigured(RuntimeError):
     """The settings would leave the API open; the message lists every problem."""
 
 
-def estimated_bits(secret: str) -> float:
-    counts = Counter(secret)
-    return -sum(n * math.log2(n / len(secret)) for n in counts.values())
-
-
 def _weak(name: str, secret: SecretStr | None, required: bool) -> list[str]:
     setting = f"INVOICE_AUTOMATION_{name.upper()}"
     if secret is None:
         return [f"{setting} is not set ({HOW_TO_MAKE_ONE})"] if required else []
     value = secret.get_secret_value()
-    if len(value) < MIN_SECRET_LENGTH or estimated_bits(value) < MIN_SECRET_BITS:
+    if guessable(value):
         return [f"{setting} is too easy to guess: at least {MIN_SECRET_LENGTH} random characters ({HOW_TO_MAKE_ONE})"]
     return []
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 import difflib
 import importlib
 import ipaddress
+import math
 import os
+from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -42,8 +44,23 @@ ApiRole = Literal["viewer", "clerk"]
 
 
 MAX_USER_NAME = 200  # what a release's or a dispatch's `user` holds (rules.lifecycle)
+MIN_SECRET_LENGTH = 32
+# Estimated as length x the Shannon entropy of the secret's characters: a random hex or base64
+# token of 32 characters scores about 115 (never below 95 in 2,000 draws), a word repeated to length
+# far below.
+MIN_SECRET_BITS = 90
+# How .env.example's values begin: copied unchanged, a secret anyone can read in the repository.
+SAMPLE_SECRET = "replace-with"
+HOW_TO_MAKE_ONE = "make one with `openssl rand -hex 32`"
 # The RPA signing key: 32 characters of `openssl rand -hex 32` or more; past 64 bytes HMAC only hashes it.
-RPA_SIGNING_KEY_LENGTH = (32, 256)
+RPA_SIGNING_KEY_LENGTH = (MIN_SECRET_LENGTH, 256)
+
+
+def guessable(secret: str) -> bool:
+    """A secret anyone could know: short, a word repeated, or a sample value left as it was."""
+    counts = Counter(secret)
+    bits = -sum(n * math.log2(n / len(secret)) for n in counts.values()) if secret else 0.0
+    return len(secret) < MIN_SECRET_LENGTH or bits < MIN_SECRET_BITS or SAMPLE_SECRET in secret.lower()
 
 
 class ApiUser(BaseModel):
@@ -359,6 +376,8 @@ class Settings(BaseSettings):
         if not all("!" <= ch <= "~" for ch in value):
             raise ValueError("printable ASCII only, without spaces: the RPA bot must hold the very same bytes "
                              "(make one with `openssl rand -hex 32`)")
+        if guessable(value):  # a forger who guessed it has the bot enter his invoices
+            raise ValueError(f"too easy to guess: at least {low} random characters ({HOW_TO_MAKE_ONE})")
         return key
 
     @property

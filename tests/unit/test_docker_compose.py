@@ -19,7 +19,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 from cli.main import app
 from connectors.marketplace_table import marketplace_invoices
 from connectors.sampro.tables import sampro_tables
-from streams.settings import Settings
+from streams.settings import Settings, guessable
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILES = ("docker-compose.yml", "docker-compose.kafka-host.yml")
@@ -92,6 +92,15 @@ def test_no_secret_is_written_in_the_files():
     example = (ROOT / ".env.example").read_text()
     assert all(f"\n{name}=replace-with" in example for name in SECRETS)
     assert ".env" in (ROOT / ".gitignore").read_text().split() and ".env" in (ROOT / ".dockerignore").read_text()
+
+
+def test_each_sample_secret_of_dot_env_example_is_refused_where_it_is_read():
+    """Copied unchanged, the sample signing key (39 characters) was taken: a key anyone can read in
+    the repository signed every RPA email, and the bot given it entered forgeries."""
+    example = dict(line.split("=", 1) for line in (ROOT / ".env.example").read_text().splitlines()
+                   if line.startswith("INVOICE_AUTOMATION_"))
+    assert set(example) == SECRETS - {"POSTGRES_PASSWORD"}
+    assert [name for name, value in example.items() if not guessable(value)] == []
 
 
 def test_only_the_api_is_published_on_the_host():

@@ -133,6 +133,11 @@ def test_a_wrong_value_is_one_line_naming_the_variable(monkeypatch, capsys):
     # the bot must hold the very same bytes, and a short key is guessed
     ("RPA_SIGNING_KEY", "s3cret", ": 6 characters, where the RPA signing key takes 32 to 256 (make one with "
                                   "`openssl rand -hex 32`)"),
+    # .env.example's sample copied unchanged: a key anyone can read in the repository signed every email
+    ("RPA_SIGNING_KEY", "replace-with-a-random-key-of-32-or-more", ": too easy to guess: at least 32 random "
+                                                                   "characters (make one with `openssl rand -hex 32`)"),
+    ("RPA_SIGNING_KEY", "ab" * 16, ": too easy to guess: at least 32 random characters (make one with `openssl "
+                                   "rand -hex 32`)"),
     ("RPA_SIGNING_KEY", "correct horse battery staple 2026", ": printable ASCII only, without spaces: the RPA "
                                                              "bot must hold the very same bytes (make one with "
                                                              "`openssl rand -hex 32`)"),
