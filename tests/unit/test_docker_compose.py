@@ -193,6 +193,26 @@ def test_the_service_that_sends_the_rpa_emails_signs_them(monkeypatch):
     assert Settings().rpa_signing_key_bytes == DOT_ENV["INVOICE_AUTOMATION_RPA_SIGNING_KEY"].encode()
 
 
+@pytest.mark.parametrize("name", ["worker", "mailer", "api"])
+def test_a_setting_written_in_dot_env_reaches_each_service_of_the_project(monkeypatch, name):
+    """Compose passed only what its environment blocks named: DISPATCH_MODE=approval in .env went
+    unheeded (every ready invoice emailed with no clerk's approval), a relay's SMTP_HOST in .env left
+    the emails with the stand-in mailbox, which took each one."""
+    dot_env = {**DOT_ENV, "INVOICE_AUTOMATION_DISPATCH_MODE": "approval",
+               "INVOICE_AUTOMATION_SMTP_HOST": "relay.corp.example", "INVOICE_AUTOMATION_SMTP_STARTTLS": "true"}
+    service = _load("docker-compose.yml", dot_env)["services"][name]
+    assert service["env_file"] == ".env"
+    # What compose gives the container: the env_file, then the service's environment over it.
+    for variable, value in {**dot_env, **service["environment"]}.items():
+        monkeypatch.setenv(variable, value)
+    settings = Settings()
+    assert (settings.dispatch_mode, settings.smtp_host, settings.smtp_starttls) == ("approval", "relay.corp.example", True)
+
+
+def test_services_not_of_the_project_are_not_given_its_secrets():
+    assert sorted(name for name, service in SERVICES.items() if "env_file" in service) == ["api", "mailer", "worker"]
+
+
 def test_the_worker_registers_the_debezium_connector():
     env = SERVICES["worker"]["environment"]
     assert env["INVOICE_AUTOMATION_MARKETPLACE_SOURCE"] == "debezium"
