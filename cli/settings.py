@@ -4,7 +4,7 @@ default; the names were otherwise only in streams/settings.py and scattered thro
 from __future__ import annotations
 
 import typer
-from pydantic_core import PydanticUndefined
+from pydantic_core import PydanticUndefined, to_jsonable_python
 from rich.table import Table
 
 from cli.terminal import inert, stdout_console
@@ -23,13 +23,25 @@ def settings() -> None:
         table.add_column(column, overflow="fold")
     for name, field in Settings.model_fields.items():
         value = getattr(current, name)
-        shown = shown_value(name, value)
         default = "(computed)" if field.default is PydanticUndefined else repr(field.default)
-        default = default if len(default) <= MAX_SHOWN_VALUE else default[:MAX_SHOWN_VALUE - 3] + "..."
-        table.add_row(f"{PREFIX}{name.upper()}", inert(shown if shown is not None else
-                                                       HIDDEN if value not in (None, [], "") else "(not set)"),
-                      inert(default))
+        table.add_row(f"{PREFIX}{name.upper()}", inert(_in_use(name, value, name in current.model_fields_set)),
+                      inert(_short(default)))
     stdout_console().print(table)
+
+
+def _in_use(name: str, value: object, set_here: bool) -> str:
+    if value in (None, [], ""):
+        return "(not set)"
+    if (shown := shown_value(name, value)) is not None:
+        return shown
+    # A default holds no secret, and the computed ones (the SQLite files in DATA_DIR) are what this
+    # process would use: "(set)" for them told the operator whose unit file had not loaded that its
+    # production database URLs were there.
+    return HIDDEN if set_here else f"(not set: {_short(repr(to_jsonable_python(value)))})"
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= MAX_SHOWN_VALUE else text[:MAX_SHOWN_VALUE - 3] + "..."
 
 
 def register(app: typer.Typer) -> None:

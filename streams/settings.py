@@ -28,6 +28,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import to_jsonable_python
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -530,11 +531,9 @@ def shown_value(name: str, value: object) -> str | None:
     field = Settings.model_fields.get(name)
     if field is None or name.endswith("_url") or name == "api_users" or "SecretStr" in str(field.annotation):
         return None
-    if isinstance(value, Path):  # a file or a folder: which one is in use is what a look at it is for
-        value = str(value)
-    if not isinstance(value, str | int | float):  # a group of settings (SAMPRO_NAMES), read from several
-        return None
-    text = repr(value)
+    # A file or a folder (which one is in use is what a look at it is for), a list, a group of
+    # settings (SAMPRO_NAMES, read from several variables): as JSON has it.
+    text = repr(value if isinstance(value, str | int | float) else to_jsonable_python(value))
     return text if len(text) <= MAX_SHOWN_VALUE else text[:MAX_SHOWN_VALUE - 3] + "..."
 
 

@@ -206,7 +206,8 @@ def test_a_setting_written_in_dot_env_reaches_each_service_of_the_project(monkey
     for variable, value in {**dot_env, **service["environment"]}.items():
         monkeypatch.setenv(variable, value)
     settings = Settings()
-    assert (settings.dispatch_mode, settings.smtp_host, settings.smtp_starttls) == ("approval", "relay.corp.example", True)
+    assert (settings.dispatch_mode, settings.smtp_host, settings.smtp_starttls) == (
+        "approval", "relay.corp.example", True)
 
 
 def test_services_not_of_the_project_are_not_given_its_secrets():

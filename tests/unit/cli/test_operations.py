@@ -334,7 +334,8 @@ def test_a_url_that_cannot_be_one_is_named_at_start_without_its_password(monkeyp
 @pytest.mark.parametrize(("name", "value", "said"), [
     ("SAMPRO_NAMES__COLUMNS", '{"po_number": ""}', "setting INVOICE_AUTOMATION_SAMPRO_NAMES__COLUMNS__PO_NUMBER='': "
                                                    "String should have at least 1 character"),
-    ("SAMPRO_NAMES__PO_HEADER_COLUMNS", '{"vendor_id": "status"}', "setting INVOICE_AUTOMATION_SAMPRO_NAMES: "
+    ("SAMPRO_NAMES__PO_HEADER_COLUMNS", '{"vendor_id": "status"}', "setting INVOICE_AUTOMATION_SAMPRO_NAMES={"
+                                                                   "'po_header_columns': {'vendor_id': 'status'}}: "
                                                                    "po_header: two columns are renamed to 'status'"),
     ("TOLERANCES_FILE", "/missing.toml", "setting INVOICE_AUTOMATION_TOLERANCES_FILE='/missing.toml': Path does not "
                                          "point to a file"),

@@ -38,3 +38,23 @@ def test_in_a_pipe_each_setting_is_one_line_that_grep_finds(monkeypatch):
     assert line.split("│")[1].strip() == "INVOICE_AUTOMATION_KAFKA_BOOTSTRAP_SERVERS" and "'127.0.0.1:9092'" in line
     for name in Settings.model_fields:
         assert f"│ INVOICE_AUTOMATION_{name.upper()} " in result.output
+
+
+def test_a_url_no_one_set_is_shown_as_the_default_in_use_and_a_set_one_is_not_shown(monkeypatch):
+    """Every URL read "(set: not shown ...)", the computed SQLite defaults too: an operator whose unit
+    file had not loaded was told the production database URLs were set. Lists and groups of settings,
+    no secrets, were hidden alike, and SAMPRO_NAMES could not be checked."""
+    for name in ("SCHEDULER_DB_URL", "SAMPRO_DB_URL"):
+        monkeypatch.delenv(f"INVOICE_AUTOMATION_{name}", raising=False)
+    monkeypatch.setenv("INVOICE_AUTOMATION_DATA_DIR", "/srv/ap")
+    monkeypatch.setenv("INVOICE_AUTOMATION_SAMPRO_DB_URL", "mssql+pyodbc://ap:pa55word@sampro/ERP")
+    monkeypatch.setenv("INVOICE_AUTOMATION_SAMPRO_NAMES__PO_LINE", "PO_LINES")
+    monkeypatch.setenv("COLUMNS", "300")
+    result = CliRunner().invoke(app, ["settings"])
+    assert result.exit_code == 0, result.output
+    rows = {line.split("│")[1].strip(): line.split("│")[2].strip()
+            for line in result.output.splitlines() if line.startswith("│ INVOICE_AUTOMATION_")}
+    assert rows["INVOICE_AUTOMATION_SCHEDULER_DB_URL"] == "(not set: 'sqlite:////srv/ap/scheduler.db')"
+    assert rows["INVOICE_AUTOMATION_SAMPRO_DB_URL"].startswith("(set: not shown") and "pa55word" not in result.output
+    assert "'po_line': 'PO_LINES'" in rows["INVOICE_AUTOMATION_SAMPRO_NAMES"]
+    assert rows["INVOICE_AUTOMATION_RELEASE_REASON_CODES"].startswith("['PRICE_AGREED'")
