@@ -35,7 +35,8 @@ whatever percentage `[default]` gives) unless the same section gives the other k
 an absent key is the section above's. A
 line's tolerance is `[default]`, then `[parts.P]`, then `[vendors.V]`, then `[vendors.V.parts.P]`,
 later sections overriding the keys they set. Vendor ids and part numbers are matched as identifiers
-are (see `rules.identifiers`). `tax_abs`, `total_abs` and `duplicate_window_days` are the
+are (see `rules.identifiers`), so two sections for one of them (`[vendors.V100]` and `[vendors.v100]`)
+are refused. `tax_abs`, `total_abs` and `duplicate_window_days` are the
 invoice's, not a line's: only `[default]` and `[vendors.V]` set them.
 """
 
@@ -43,6 +44,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation
@@ -282,6 +284,15 @@ def _identifiers(table: Any, where: str) -> IdentifierRules:
     return IdentifierRules(frozenset(chosen))
 
 
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _toml_key(name: str) -> str:
+    """A section's name as a TOML header writes it: bare, or quoted with anything beyond ASCII
+    escaped, so that two names told apart only by a composed letter or an unseen mark show it."""
+    return name if _BARE_KEY.fullmatch(name) else json.dumps(name)
+
+
 def parse_policy(document: dict[str, Any], source: str = "tolerances") -> Policy:
     unknown = set(document) - {"default", "vendors", "parts", "identifiers"}
     if unknown:
@@ -289,21 +300,36 @@ def parse_policy(document: dict[str, Any], source: str = "tolerances") -> Policy
     identifiers = _identifiers(document.get("identifiers", {}), f"{source}: identifiers")
     default = replace(Tolerance(), **_section(document.get("default", {}), f"{source}: default"))
 
-    def keyed(table: Any, where: str, name: str) -> dict[str, Any]:
+    def keyed(table: Any, where: str, name: str, header: str) -> dict[str, tuple[str, Any]]:
+        """`table`'s sections by identifier key, each with its name as written. Two names that are one
+        vendor or part as invoices are matched (`[vendors.V100]` and `[vendors.v100]`) are refused:
+        kept, the later replaced the earlier whole, and a strict vendor's three_way_match and exact
+        prices gave way to a leeway added below under the portal's spelling."""
         if not isinstance(table, dict):
             raise PolicyError(f"{where}: expected a table, got {table!r}")
-        return {identifiers.key(name, key): value for key, value in table.items()}
+        sections: dict[str, tuple[str, Any]] = {}
+        for written, value in table.items():
+            key = identifiers.key(name, written)
+            if key in sections:
+                earlier, later = (f"[{header}.{_toml_key(spelt)}]" for spelt in (sections[key][0], written))
+                raise PolicyError(f"{where}: {earlier} and {later} are one {name.replace('_', ' ')} as invoices are "
+                                  "matched (letter case, edge spaces and Unicode form aside): write one section")
+            sections[key] = (written, value)
+        return sections
 
     parts = {part: _part_section(table, f"{source}: parts.{part}", "[default] or [vendors.V]")
-             for part, table in keyed(document.get("parts", {}), f"{source}: parts", "part_number").items()}
+             for part, (_, table) in keyed(document.get("parts", {}), f"{source}: parts", "part_number",
+                                           "parts").items()}
     vendors: dict[str, dict[str, Any]] = {}
     vendor_parts: dict[tuple[str, str], dict[str, Any]] = {}
-    for vendor, table in keyed(document.get("vendors", {}), f"{source}: vendors", "vendor_id").items():
+    for vendor, (vendor_written, table) in keyed(document.get("vendors", {}), f"{source}: vendors", "vendor_id",
+                                                 "vendors").items():
         where = f"{source}: vendors.{vendor}"
         table = dict(table) if isinstance(table, dict) else table
         own_parts = table.pop("parts", {}) if isinstance(table, dict) else {}
         vendors[vendor] = _section(table, where)
-        for part, part_table in keyed(own_parts, f"{where}.parts", "part_number").items():
+        for part, (_, part_table) in keyed(own_parts, f"{where}.parts", "part_number",
+                                           f"vendors.{_toml_key(vendor_written)}.parts").items():
             vendor_parts[(vendor, part)] = _part_section(part_table, f"{where}.parts.{part}", f"[vendors.{vendor}]")
     return Policy(default=default, parts=parts, vendors=vendors, vendor_parts=vendor_parts, identifiers=identifiers)
 

@@ -222,6 +222,31 @@ def test_an_unknown_key_or_a_bad_value_names_where_it_is():
 
 
 @pytest.mark.parametrize(("document", "refused"), [
+    ({"vendors": {"V100": {"price_pct": "1", "three_way_match": True}, "v100": {"price_pct": "50"}}},
+     "vendors: [vendors.V100] and [vendors.v100] are one vendor id"),
+    ({"parts": {"AC-100": {}, " AC-100": {"price_pct": "50"}}}, 'parts: [parts.AC-100] and [parts." AC-100"] are one '
+                                                                "part number"),
+    ({"vendors": {"Müller": {"parts": {"Ä-1": {}, "A\u0308-1": {"price_pct": "50"}}}}},
+     r'vendors.müller.parts: [vendors."M\u00fcller".parts."\u00c4-1"] and [vendors."M\u00fcller".parts."A\u0308-1"] '
+     "are one part number"),
+])
+def test_two_sections_for_one_vendor_or_part_are_refused_naming_both(document, refused):
+    """Kept as one, the later replaced the earlier whole: a strict [vendors.V100] with three_way_match
+    gave way to a [vendors.v100] added below it, and 140.00 on a PO price of 100.00 was ready for the
+    RPA bot."""
+    with pytest.raises(PolicyError) as refusal:
+        parse_policy(document)
+    assert refused in str(refusal.value) and str(refusal.value).endswith(
+        "as invoices are matched (letter case, edge spaces and Unicode form aside): write one section")
+
+
+def test_sections_told_apart_by_a_case_that_counts_are_two():
+    policy = parse_policy({"identifiers": {"case_sensitive": ["vendor_id"]},
+                           "vendors": {"V100": {"price_pct": "1"}, "v100": {"price_pct": "50"}}})
+    assert (policy.for_vendor("V100").price_pct, policy.for_vendor("v100").price_pct) == (D("1"), D("50"))
+
+
+@pytest.mark.parametrize(("document", "refused"), [
     ({"parts": {"AC-100": {"tax_abs": "0.01"}}}, r"parts\.ac-100\.tax_abs: .* \[default\] or \[vendors\.V\]"),
     ({"vendors": {"V100": {"parts": {"AC-100": {"total_abs": "0.02"}}}}},
      r"vendors\.v100\.parts\.ac-100\.total_abs: .* \[vendors\.v100\] \(value '0\.02'\)"),
