@@ -4,7 +4,9 @@ no SQL Server here can run, so its generated config is checked key by key."""
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 from urllib.parse import quote_plus
 
 import pytest
@@ -14,6 +16,7 @@ from connectors.debezium.sampro_config import SQL_SERVER_CONNECTOR
 from connectors.kafka_clients import KafkaCluster
 from connectors.sampro.tables import SamproNames
 from rules.errors import Misconfigured
+from streams.settings import Settings
 
 SQL_SERVER_URL = "mssql+pyodbc://svc_invoice:s3cr%40t@sampro-db.corp:1433/SAMPRO?Encrypt=yes&TrustServerCertificate=no"
 RENAMED = SamproNames(schema_name="erp", po_header="POHDR", po_line="POLIN",
@@ -183,3 +186,21 @@ def test_the_schema_history_clients_sign_in_to_the_brokers_as_the_pipelines_do()
         assert config[f"schema.history.internal.{client}.sasl.mechanism"] == "SCRAM-SHA-512"
         assert config[f"schema.history.internal.{client}.sasl.jaas.config"] == (
             'org.apache.kafka.common.security.scram.ScramLoginModule required username="ap" password="s3cret";')
+
+
+def test_the_readmes_command_prints_the_config_the_worker_registers(monkeypatch, tmp_path, capsys):
+    """It passed KAFKA_BOOTSTRAP_SERVERS where the capture takes the cluster: an AttributeError on SQL
+    Server, and a config registered by hand from it would have dropped the schema history's SASL."""
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    (command,) = re.findall(r'`python -c "([^"`]*sampro_capture[^"`]*)"`', readme)
+    monkeypatch.chdir(tmp_path)  # no .env
+    for name, value in {"DATA_DIR": str(tmp_path), "SAMPRO_CHANGES": "debezium", "SAMPRO_DB_URL": SQL_SERVER_URL,
+                        "KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+                        "KAFKA_SASL_USERNAME": "ap", "KAFKA_SASL_PASSWORD": "kafka-s3cret"}.items():
+        monkeypatch.setenv(f"INVOICE_AUTOMATION_{name}", value)
+    exec(command, {})  # as an operator runs it
+    printed = json.loads(capsys.readouterr().out)
+    settings = Settings()
+    assert printed == sampro_capture(settings.sampro_db_url, settings.sampro_cdc_topic, settings.sampro_names,
+                                     settings.kafka, settings.app_id).connector_config()  # as agents/sampro_changes
+    assert printed["schema.history.internal.producer.security.protocol"] == "SASL_SSL"
