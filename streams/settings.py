@@ -36,6 +36,7 @@ from sqlalchemy.exc import ArgumentError
 from connectors.kafka_clients import KafkaCluster, max_poll_interval
 from connectors.sampro.tables import SamproNames, StampClock
 from rules.limits import control_character
+from rules.policy import PolicyError, load_policy
 
 DEFAULT_DATA_DIR = Path(".invoice-automation")
 PREFIX = "INVOICE_AUTOMATION_"
@@ -191,7 +192,7 @@ class Settings(BaseSettings):
     scheduler_lock_wait_seconds: float = Field(default=30.0, gt=0, le=3600)
 
     # Rules
-    tolerances_file: FilePath | None = None  # named at start when it is not a file
+    tolerances_file: FilePath | None = None  # named at start when it is not a file of tolerances
     max_invoice_lines: int = Field(default=1000, ge=1, le=100_000)  # more is INVALID_INVOICE
 
     # RPA hand-off
@@ -326,6 +327,20 @@ class Settings(BaseSettings):
                 raise ValueError(f"RocksDB's library cannot be loaded ({exc}): install the rocksdb extra "
                                  "(pip install 'invoice-automation[rocksdb]'), or set memory://") from None
         return store
+
+    @field_validator("tolerances_file")
+    @classmethod
+    def _tolerances(cls, path: Path | None) -> Path | None:
+        """Read now as the worker and the API read it at start, where a file that is no table of
+        tolerances (not TOML, not UTF-8, unreadable) was a traceback naming no setting."""
+        if path is not None:
+            try:
+                load_policy(path)
+            except OSError as exc:
+                raise ValueError(f"{path} cannot be read: {exc.strerror}") from None
+            except PolicyError as exc:
+                raise ValueError(str(exc).removeprefix(f"{path}: ")) from None  # the setting's value names the file
+        return path
 
     @field_validator("smtp_username", "smtp_ca_file", "kafka_sasl_mechanism", "kafka_sasl_username",
                      "kafka_sasl_password", "kafka_ssl_ca_file", "kafka_ssl_certificate_file", "kafka_ssl_key_file",

@@ -351,6 +351,25 @@ def test_sampro_names_and_the_tolerances_file_are_named_at_start(monkeypatch, ca
     assert capsys.readouterr().err == f"error: {said}\n"
 
 
+@pytest.mark.parametrize(("content", "said"), [
+    (b'[default]\nprice_pct = 1.5%\n', "not valid TOML: "),  # and tomllib's word on where
+    (b"# Fran\xe7ois\n[default]\n", "not UTF-8 text (byte 6: b'\\xe7')"),
+    (b'[vendors.V100]\nthree_way_match = true\n[vendors.v100]\nprice_pct = "50"\n',
+     "vendors: [vendors.V100] and [vendors.v100] are one vendor id as invoices are matched (letter case, edge spaces "
+     "and Unicode form aside): write one section"),
+])
+def test_a_tolerances_file_that_is_no_table_of_tolerances_is_named_at_start(monkeypatch, capsys, tmp_path, content,
+                                                                            said):
+    """The worker and the API read it at start: each was a traceback there (PolicyError), exit 1."""
+    monkeypatch.chdir(tmp_path)  # a short path, shown whole
+    Path("tol.toml").write_bytes(content)
+    monkeypatch.setenv("INVOICE_AUTOMATION_TOLERANCES_FILE", "tol.toml")
+    assert _run(monkeypatch, "explain", "MP-1001") == 2
+    said_once = capsys.readouterr().err
+    assert said_once.startswith(f"error: setting INVOICE_AUTOMATION_TOLERANCES_FILE='tol.toml': {said}")
+    assert said_once.count("\n") == 1
+
+
 def test_version(monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["invoice-automation", "--version"])
     with pytest.raises(SystemExit) as exited:
