@@ -354,11 +354,12 @@ class Settings(BaseSettings):
     def _as_kafka_spells_it(cls, value: object) -> object:
         return value.strip().upper() if isinstance(value, str) else value  # sasl_ssl, as librdkafka takes it too
 
-    @field_validator("kafka_ssl_ca_file", "kafka_ssl_certificate_file", "kafka_ssl_key_file")
+    @field_validator("kafka_ssl_ca_file", "kafka_ssl_certificate_file", "kafka_ssl_key_file", "smtp_ca_file")
     @classmethod
     def _pem(cls, path: Path | None, info: ValidationInfo) -> Path | None:
         """A file that is no PEM (a JKS truststore, a DER certificate) was refused by every
-        client at its first connection, and every client retried it for good."""
+        client at its first connection, and every client retried it for good; as SMTP_CA_FILE,
+        the mail worker stopped at start on ssl.SSLError's traceback."""
         what, wanted = (("private key", "PRIVATE KEY-----") if info.field_name == "kafka_ssl_key_file"
                         else ("certificate", "-----BEGIN CERTIFICATE-----"))
         if path is not None:

@@ -17,6 +17,7 @@ from importlib.metadata import version
 from pathlib import Path
 from types import SimpleNamespace
 
+import certifi
 import pytest
 from confluent_kafka import KafkaError
 from packaging.licenses import canonicalize_license_expression
@@ -190,8 +191,9 @@ def test_a_rocksdb_store_with_its_library_is_taken(monkeypatch):
     ({"SMTP_HOST": "smtp.office365.com", "SMTP_USERNAME": "ap-robot", "SMTP_PASSWORD": "s3cret"},
      "INVOICE_AUTOMATION_SMTP_USERNAME without INVOICE_AUTOMATION_SMTP_STARTTLS=true (or SMTP_IMPLICIT_TLS) "
      "sends the password to smtp.office365.com in clear text: set it, or relay through a server on this machine"),
-    ({"SMTP_CA_FILE": __file__}, "INVOICE_AUTOMATION_SMTP_CA_FILE is set without INVOICE_AUTOMATION_SMTP_STARTTLS="
-                                 "true (or SMTP_IMPLICIT_TLS): no certificate would be checked with it"),
+    ({"SMTP_CA_FILE": certifi.where()},  # a CA bundle, PEM
+     "INVOICE_AUTOMATION_SMTP_CA_FILE is set without INVOICE_AUTOMATION_SMTP_STARTTLS=true (or SMTP_IMPLICIT_TLS): no "
+     "certificate would be checked with it"),
     ({"SMTP_PORT": "465"},  # spoken to in clear text, an SMTPS server says nothing: "timed out"
      "INVOICE_AUTOMATION_SMTP_PORT=465 is SMTPS, which speaks TLS from its first byte: set "
      "INVOICE_AUTOMATION_SMTP_IMPLICIT_TLS=true"),
@@ -368,6 +370,20 @@ def test_a_tolerances_file_that_is_no_table_of_tolerances_is_named_at_start(monk
     said_once = capsys.readouterr().err
     assert said_once.startswith(f"error: setting INVOICE_AUTOMATION_TOLERANCES_FILE='tol.toml': {said}")
     assert said_once.count("\n") == 1
+
+
+def test_an_smtp_ca_file_that_is_no_pem_is_named_at_start(monkeypatch, capsys, tmp_path):
+    """A DER certificate or a JKS truststore was taken, and the mail worker stopped at start on
+    ssl.SSLError's traceback (NO_CERTIFICATE_OR_CRL_FOUND), exit 1."""
+    monkeypatch.chdir(tmp_path)  # a short path, shown whole
+    Path("ca.der").write_bytes(b"\x30\x82\x01\x0a" + b"\x00" * 40)
+    monkeypatch.setenv("INVOICE_AUTOMATION_SMTP_STARTTLS", "true")
+    monkeypatch.setenv("INVOICE_AUTOMATION_SMTP_CA_FILE", "ca.der")
+    assert _run(monkeypatch, "explain", "MP-1001") == 2
+    assert capsys.readouterr().err == ("error: setting INVOICE_AUTOMATION_SMTP_CA_FILE='ca.der': ca.der holds no PEM "
+                                       "certificate (-----BEGIN CERTIFICATE-----)\n")
+    monkeypatch.setenv("INVOICE_AUTOMATION_SMTP_CA_FILE", certifi.where())
+    assert Settings(_env_file=None).smtp_ca_file == Path(certifi.where())
 
 
 def test_version(monkeypatch, capsys):
