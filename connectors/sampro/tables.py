@@ -95,6 +95,12 @@ class SamproNames(BaseModel):
                 close = difflib.get_close_matches(key, sorted(known), n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else f"; the columns are {', '.join(sorted(known))}"
                 raise ValueError(f"{field}: {key!r} is not a canonical Sampro column{hint}")
+        tables = [getattr(self, table) for table in TABLES]
+        if shared := next((name for name in tables if tables.count(name) > 1), None):
+            # One table read as two: SQLAlchemy refused it at start with a traceback naming no setting.
+            named = [table for table in TABLES if getattr(self, table) == shared]
+            raise ValueError(f"{', '.join(named[:-1])} and {named[-1]} name the same table {shared!r}: each needs "
+                             "a table of its own")
         for table in TABLES:  # two columns of one table under one name: the table could not be read
             names = [self.column(table, key) for key in sorted(keys[table])]
             if len(set(names)) != len(names):

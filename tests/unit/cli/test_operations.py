@@ -339,6 +339,9 @@ def test_a_url_that_cannot_be_one_is_named_at_start_without_its_password(monkeyp
     ("SAMPRO_NAMES__PO_HEADER_COLUMNS", '{"vendor_id": "status"}', "setting INVOICE_AUTOMATION_SAMPRO_NAMES={"
                                                                    "'po_header_columns': {'vendor_id': 'status'}}: "
                                                                    "po_header: two columns are renamed to 'status'"),
+    ("SAMPRO_NAMES__AP_INVOICE", "po_line", "setting INVOICE_AUTOMATION_SAMPRO_NAMES={'ap_invoice': 'po_line'}: "
+                                            "po_line and ap_invoice name the same table 'po_line': each needs a table "
+                                            "of its own"),
     ("TOLERANCES_FILE", "/missing.toml", "setting INVOICE_AUTOMATION_TOLERANCES_FILE='/missing.toml': Path does not "
                                          "point to a file"),
     ("VERDICTS_TOPIC", "ap verdicts", "setting INVOICE_AUTOMATION_VERDICTS_TOPIC='ap verdicts': String should match "
@@ -347,7 +350,7 @@ def test_a_url_that_cannot_be_one_is_named_at_start_without_its_password(monkeyp
 ])
 def test_sampro_names_and_the_tolerances_file_are_named_at_start(monkeypatch, capsys, name, value, said):
     """Each was a traceback at start naming no setting (ArgumentError, DuplicateColumnError,
-    FileNotFoundError)."""
+    InvalidRequestError for a table defined twice, FileNotFoundError)."""
     monkeypatch.setenv(f"INVOICE_AUTOMATION_{name}", value)
     assert _run(monkeypatch, "explain", "MP-1001") == 2
     assert capsys.readouterr().err == f"error: {said}\n"
