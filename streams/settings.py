@@ -147,7 +147,9 @@ class Settings(BaseSettings):
     batch_linger_seconds: float = Field(default=0.02, ge=0, le=5)
     # How soon a dead worker's partitions move on; within the broker's group.min/max.session.timeout.ms.
     # Above 300 s, a step may also take that long between two polls (librdkafka's max.poll.interval.ms).
-    session_timeout_seconds: float = Field(default=30.0, ge=1, le=1800)
+    # At least 6 s, the brokers' default group.min.session.timeout.ms: below it every join of the group
+    # was refused (INVALID_SESSION_TIMEOUT), the worker consumed nothing and only logged a warning.
+    session_timeout_seconds: float = Field(default=30.0, ge=6, le=1800)
     # Every default SQLite database is in it (the settings below it read it: keep it above them).
     data_dir: Path = DEFAULT_DATA_DIR
     log_format: Literal["text", "json"] = "text"  # json: one JSON object per line, for a log collector

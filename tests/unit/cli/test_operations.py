@@ -127,6 +127,8 @@ def test_a_wrong_value_is_one_line_naming_the_variable(monkeypatch, capsys):
     ("POLL_LOOKBACK_SECONDS", "1e12", "='1e12': Input should be less than or equal to 604800"),
     ("POLL_LOOKBACK_SECONDS", "0", "='0': Input should be greater than or equal to 60"),  # lost late commits
     ("SESSION_TIMEOUT_SECONDS", "inf", "='inf': Input should be less than or equal to 1800"),
+    # the brokers' group.min.session.timeout.ms (6000): every join of the group refused, nothing consumed
+    ("SESSION_TIMEOUT_SECONDS", "5.999", "='5.999': Input should be greater than or equal to 6"),
     ("SMTP_PORT", "-5", "='-5': Input should be greater than or equal to 1"),
     ("RPA_MAIL_TO", "rpa-bot@ämter.example", "='rpa-bot@ämter.example': String should match pattern '^[ -~]+$'"),
     ("SMTP_PASSWORD", "geheim-ß", ": SMTP AUTH (smtplib) sends the password as ASCII: other "
