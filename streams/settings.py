@@ -7,6 +7,7 @@ point the same code at different brokers and databases.
 from __future__ import annotations
 
 import difflib
+import email.utils
 import importlib
 import ipaddress
 import math
@@ -372,6 +373,17 @@ class Settings(BaseSettings):
             if wanted not in text:
                 raise ValueError(f"{path} holds no PEM {what} ({wanted})")
         return path
+
+    @field_validator("rpa_mail_to")
+    @classmethod
+    def _one_mailbox(cls, address: str) -> str:
+        """The RPA bot's one mailbox: the mailer sends to the first address of a list alone (RCPT TO)
+        while To: names them all, so "rpa-bot@corp, ap-audit@corp" never reached ap-audit."""
+        addresses = email.utils.getaddresses([address])
+        if len(addresses) != 1 or "@" not in addresses[0][1]:
+            raise ValueError("not one email address: the RPA emails go to the bot's mailbox alone "
+                             "(rpa-bot@example.com, or RPA Bot <rpa-bot@example.com>)")
+        return address
 
     @field_validator("smtp_password")
     @classmethod

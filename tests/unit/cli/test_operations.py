@@ -131,6 +131,13 @@ def test_a_wrong_value_is_one_line_naming_the_variable(monkeypatch, capsys):
     ("SESSION_TIMEOUT_SECONDS", "5.999", "='5.999': Input should be greater than or equal to 6"),
     ("SMTP_PORT", "-5", "='-5': Input should be greater than or equal to 1"),
     ("RPA_MAIL_TO", "rpa-bot@ämter.example", "='rpa-bot@ämter.example': String should match pattern '^[ -~]+$'"),
+    # mailed to the first address alone, while To: named both
+    ("RPA_MAIL_TO", "rpa-bot@corp.example, ap-audit@corp.example", "='rpa-bot@corp.example, ap-audit@corp.example': "
+                                                                   "not one email address: the RPA emails go to the "
+                                                                   "bot's mailbox alone (rpa-bot@example.com, or RPA "
+                                                                   "Bot <rpa-bot@example.com>)"),
+    ("RPA_MAIL_TO", "rpa-bot", "='rpa-bot': not one email address: the RPA emails go to the bot's mailbox alone "
+                               "(rpa-bot@example.com, or RPA Bot <rpa-bot@example.com>)"),
     ("SMTP_PASSWORD", "geheim-ß", ": SMTP AUTH (smtplib) sends the password as ASCII: other "
                                   "letters never sign in"),  # a secret: its value is not shown
     # the bot must hold the very same bytes, and a short key is guessed
@@ -168,6 +175,21 @@ def test_a_value_its_setting_cannot_take_is_refused_at_start(monkeypatch, capsys
     monkeypatch.setenv(f"INVOICE_AUTOMATION_{name}", value)
     assert _run(monkeypatch, "explain", "MP-1001") == 2
     assert capsys.readouterr().err == f"error: setting INVOICE_AUTOMATION_{name}{said}\n"
+
+
+@pytest.mark.parametrize("address", ["rpa-bot@corp.example", "RPA Bot <rpa-bot@corp.example>",
+                                     '"Bot, RPA" <rpa-bot@corp.example>'])
+def test_one_address_is_taken_for_the_rpa_mailbox_with_its_name_or_without(monkeypatch, address):
+    monkeypatch.setenv("INVOICE_AUTOMATION_RPA_MAIL_TO", address)
+    assert Settings(_env_file=None).rpa_mail_to == address
+
+
+@pytest.mark.parametrize("addresses", ["rpa-bot@corp.example; ap-audit@corp.example", "rpa-bot@corp.example "
+                                       "ap-audit@corp.example", "<>"])
+def test_a_list_or_no_address_for_the_rpa_mailbox_is_refused(monkeypatch, addresses):
+    monkeypatch.setenv("INVOICE_AUTOMATION_RPA_MAIL_TO", addresses)
+    with pytest.raises(ValidationError, match="rpa_mail_to\n  Value error, not one email address"):
+        Settings(_env_file=None)
 
 
 def test_a_rocksdb_store_without_its_library_is_one_line_naming_the_setting(monkeypatch, capsys):
