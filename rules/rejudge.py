@@ -8,6 +8,7 @@ from collections import Counter
 from dataclasses import dataclass
 from decimal import Decimal
 
+from rules.checks import as_found_now
 from rules.context import EvaluationContext, KnownInvoice
 from rules.evaluate import case_of, findings
 from rules.limits import Limits
@@ -116,6 +117,10 @@ def _finding_key(finding: Finding) -> tuple[object, ...]:
 
 
 def compare(recorded: Verdict, rederived: Judgement | None) -> Comparison:
+    """The recorded findings are read as these rules word them (`as_found_now`), as the PO ledger
+    reads them before it takes a verdict for new: compared as written, a future date worded before
+    rules 2026.12.12 read as changed where the pipeline found it alike and kept the holds AP had
+    released, and a replay gating a change of rules on --fail-on-change could never pass."""
     return Comparison(
         recorded_status=recorded.status.value,
         rederived_status=rederived.status.value if rederived else None,
@@ -123,6 +128,7 @@ def compare(recorded: Verdict, rederived: Judgement | None) -> Comparison:
         rederived_codes=tuple(f.code for f in rederived.reasons) if rederived else (),
         # In any order: rules that only check in another order change nothing a person acts on.
         findings_changed=rederived is not None and (
-            Counter(map(_finding_key, recorded.reasons)) != Counter(map(_finding_key, rederived.reasons))),
+            Counter(_finding_key(as_found_now(finding)) for finding in recorded.reasons)
+            != Counter(map(_finding_key, rederived.reasons))),
         duplicates_judged=rederived is not None and rederived.duplicates_judged,
     )

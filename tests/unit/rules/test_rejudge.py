@@ -139,3 +139,17 @@ def test_findings_in_another_order_are_no_change():
     assert len(again.reasons) >= 2
     assert not compare(recorded, Judgement(again.status, again.reasons[::-1], again.rules_version)).changed
     assert compare(recorded, Judgement(again.status, again.reasons[1:], again.rules_version)).changed
+
+
+def test_a_finding_worded_by_older_rules_is_compared_as_these_rules_word_it():
+    """A future date worded with the day of its judging (rules before 2026.12.12) is the finding
+    today's rules make, as the PO ledger reads it (`as_found_now`): compared as written, every such
+    verdict read as changed, and a replay gating a change of rules could never pass."""
+    now = judge(invoice(invoice_date="2026-12-20"))
+    (found,) = [reason for reason in now.reasons if reason.code == "INVOICE_DATE_INVALID"]
+    worded_before = found.model_copy(update={
+        "expected": "<= 2026-11-26",
+        "message": "Invoice dated 2026-12-20, in the future (today is 2026-11-25, 2026-11-26 east of UTC)."})
+    recorded = now.model_copy(update={"rules_version": "2026.12.11",
+                                      "reasons": [worded_before if r is found else r for r in now.reasons]})
+    assert not compare(recorded, judge_again(recorded, Policy())).changed
