@@ -167,6 +167,16 @@ def price_mismatch(case: Case) -> list[Finding]:
     return out
 
 
+def _counted(quantity: Decimal) -> str:
+    """A quantity as the quantity findings write it: its value, without the trailing zeros the
+    arithmetic left. What a tolerance lets pass is placed on a PO line in its own digits, so 7
+    invoiced on 5 open read "7" under exact matching, "7.00" under a 5 % quantity tolerance and
+    "7.0" under 0.5 units; a clerk's release of it, matched by what it says, was taken back once
+    AP set a tolerance that still held it, and a replay of the tolerance counted every such hold
+    as changed. Plain digits, never an exponent: 10, not 1E+1."""
+    return f"{quantity.normalize():f}"
+
+
 def quantity_exceeds_open(case: Case) -> list[Finding]:
     """Per PO line: everything this invoice puts on it against what it has open (ordered, less what
     Sampro has invoiced and what is at the RPA bot), plus the line's quantity tolerance."""
@@ -175,13 +185,12 @@ def quantity_exceeds_open(case: Case) -> list[Finding]:
         first_line = case.overflowed.get(po_line.line_no)
         if first_line is None:
             continue
-        open_quantity = case.open_on[po_line.line_no]
+        invoiced, open_quantity = _counted(case.placed_on[po_line.line_no]), _counted(case.open_on[po_line.line_no])
         out.append(
             finding("QUANTITY_EXCEEDS_OPEN", WARNING,
-                    f"PO line {po_line.line_no} (part {po_line.part_number}): {case.placed_on[po_line.line_no]} "
+                    f"PO line {po_line.line_no} (part {po_line.part_number}): {invoiced} "
                     f"invoiced but only {open_quantity} still open on PO {case.found_po.po_number}.",
-                    line_no=first_line, field="quantity", expected=open_quantity,
-                    actual=case.placed_on[po_line.line_no])
+                    line_no=first_line, field="quantity", expected=open_quantity, actual=invoiced)
         )
     return out
 
@@ -204,11 +213,12 @@ def quantity_exceeds_received(case: Case) -> list[Finding]:
         receivable = received - po_line.quantity_invoiced - case.context.in_flight.get(str(po_line.line_no), ZERO)
         if placed > receivable + tolerance.received_allowance(received):
             first_line = next(m.line.line_no for m in case.matches if any(p is po_line for p, _ in m.placed))
+            invoiced, left = _counted(placed), _counted(receivable)
             out.append(
                 finding("QUANTITY_EXCEEDS_RECEIVED", WARNING,
-                        f"PO line {po_line.line_no} (part {po_line.part_number}): {placed} invoiced but only "
-                        f"{receivable} received and not yet invoiced on PO {case.found_po.po_number}.",
-                        line_no=first_line, field="quantity", expected=receivable, actual=placed)
+                        f"PO line {po_line.line_no} (part {po_line.part_number}): {invoiced} invoiced but only "
+                        f"{left} received and not yet invoiced on PO {case.found_po.po_number}.",
+                        line_no=first_line, field="quantity", expected=left, actual=invoiced)
             )
     return out
 
@@ -262,11 +272,22 @@ def _dated_in_the_future(dated: object) -> str:
     return f"Invoice dated {dated}, in the future (UTC, a day ahead east of it)."
 
 
+_QUANTITIES = frozenset({"QUANTITY_EXCEEDS_OPEN", "QUANTITY_EXCEEDS_RECEIVED"})
+
+
 def as_found_now(finding: Finding) -> Finding:
     """A finding as these rules word it. A future date named the day of its judging before rules
     2026.12.12 ("<= 2026-11-26"): compared as it was, the first Sampro change after the upgrade
-    judged every such held invoice anew and took back the holds AP had released on it."""
+    judged every such held invoice anew and took back the holds AP had released on it. A quantity
+    carried the digits of its arithmetic before rules 2026.12.14 ("7.00", "5.0000" of Sampro's
+    numeric(18, 4)): read as `_counted` writes it, in its message too, it is the finding it was."""
     if finding.code == "INVOICE_DATE_INVALID" and (finding.expected or "").startswith("<= "):
         return finding.model_copy(update={"expected": NOT_AFTER_TOMORROW,
                                           "message": _dated_in_the_future(finding.actual)})
+    if finding.code in _QUANTITIES and finding.expected is not None and finding.actual is not None:
+        expected, actual = _counted(Decimal(finding.expected)), _counted(Decimal(finding.actual))
+        if (expected, actual) != (finding.expected, finding.actual):
+            message = finding.message.replace(f": {finding.actual} invoiced but only {finding.expected} ",
+                                              f": {actual} invoiced but only {expected} ", 1)
+            return finding.model_copy(update={"expected": expected, "actual": actual, "message": message})
     return finding

@@ -119,8 +119,9 @@ def _finding_key(finding: Finding) -> tuple[object, ...]:
 def compare(recorded: Verdict, rederived: Judgement | None) -> Comparison:
     """The recorded findings are read as these rules word them (`as_found_now`), as the PO ledger
     reads them before it takes a verdict for new: compared as written, a future date worded before
-    rules 2026.12.12 read as changed where the pipeline found it alike and kept the holds AP had
-    released, and a replay gating a change of rules on --fail-on-change could never pass."""
+    rules 2026.12.12, or a quantity written "7.00" before 2026.12.14, read as changed where the
+    pipeline found it alike and kept the holds AP had released, and a replay gating a change of
+    rules on --fail-on-change could never pass."""
     return Comparison(
         recorded_status=recorded.status.value,
         rederived_status=rederived.status.value if rederived else None,

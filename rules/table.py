@@ -14,7 +14,7 @@ from rules.case import Case
 from rules.models import Finding, VerdictStatus
 from rules.policy import Policy
 
-RULES_VERSION = "2026.12.13"
+RULES_VERSION = "2026.12.14"
 _EXACT_MATCHING = Policy()
 CORRECTED_INVOICE = "the vendor must send a corrected invoice"
 

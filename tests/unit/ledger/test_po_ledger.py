@@ -48,7 +48,7 @@ from rules.po_ledger import (
     submit_invoice,
     withdraw_invoice,
 )
-from rules.policy import Policy
+from rules.policy import Policy, Tolerance
 from tests.unit.rules.builders import NOW, PO, invoice
 
 AT = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
@@ -1538,6 +1538,65 @@ def test_a_future_date_held_under_the_rules_that_named_the_day_reads_alike_under
     assert statuses(release_invoice(again.ledger, dated, now, "automatic").emitted) == [
         ("A", "released"), ("A", "rpa_request"), ("A", "sent_to_rpa")]
 
+
+
+# 7 of AC-100 invoiced on PO-5001's line 1, which has 5 open, at 15.60 where the PO says 15.50: held
+# by PRICE_MISMATCH and QUANTITY_EXCEEDS_OPEN. A 5 % quantity tolerance (0.25 of 5) still holds the 7.
+SEVEN_ON_FIVE = InvoiceSubmitted(
+    invoice_id="A", version=1, po_number="PO-5001", received_at=NOW, document=invoice(
+        invoice_id="A", tax_amount="9.76", total_amount="141.71",
+        lines=[{"line_no": 1, "part_number": "AC-100", "quantity": "7", "unit_price": "15.60", "amount": "109.20"},
+               {"line_no": 2, "part_number": "FL-200", "quantity": "3", "unit_price": "4.25", "amount": "12.75"}]))
+BOTH_HOLDS = ["PRICE_MISMATCH:1:unit_price", "QUANTITY_EXCEEDS_OPEN:1:quantity#po1"]
+
+
+def quantity_rules(quantity_pct: str = "0", judge: type[RulesJudge] = RulesJudge) -> RulesJudge:
+    return judge(PurchaseOrder.model_validate(PO), [], Policy(default=Tolerance(quantity_pct=Decimal(quantity_pct))),
+                 NOW)
+
+
+class QuantityWrittenAsBefore(RulesJudge):
+    """The rules as before 2026.12.14 under a 5 % quantity tolerance: the quantity in the digits its
+    arithmetic left ("7.00" of 7, from the tolerance's 0.25)."""
+
+    def decide(self, submission: InvoiceSubmitted, in_flight: dict[str, Decimal]) -> Verdict:
+        verdict = super().decide(submission, in_flight)
+        reasons = [reason.model_copy(update={"actual": "7.00", "message": reason.message.replace(": 7 ", ": 7.00 ")})
+                   if reason.code == "QUANTITY_EXCEEDS_OPEN" else reason for reason in verdict.reasons]
+        return verdict.model_copy(update={"reasons": reasons, "rules_version": "2026.12.13+tol.5e562ee6"})
+
+
+def held_for_price_and_quantity(judge: RulesJudge) -> PurchaseOrderLedger:
+    outcome = submit_invoice(PurchaseOrderLedger(po_number="PO-5001"), SEVEN_ON_FIVE, judge, "automatic")
+    (verdict,) = outcome.emitted
+    assert [hold.id for hold in holds_of(verdict.reasons)] == BOTH_HOLDS
+    return outcome.ledger
+
+
+def on_po_5001(message):
+    return message.model_copy(update={"po_number": "PO-5001"})
+
+
+@pytest.mark.parametrize("judged_by", ["exact", "written-as-before"])
+def test_a_quantity_hold_released_stays_released_under_a_quantity_tolerance_that_still_finds_it(judged_by):
+    """AP added a 5 % quantity tolerance after the clerk released the holds: at the invoice's turn at
+    the bot the rules found the same 7 on 5 open, written "7.00" (the tolerance's digits), and the
+    release of "7" read otherwise: held again. So for a verdict written so before rules 2026.12.14."""
+    before = quantity_rules() if judged_by == "exact" else quantity_rules("5", QuantityWrittenAsBefore)
+    outcome = release_invoice(held_for_price_and_quantity(before), on_po_5001(release(BOTH_HOLDS)),
+                              quantity_rules("5"), "automatic")
+    assert statuses(outcome.emitted) == [("A", "released"), ("A", "rpa_request"), ("A", "sent_to_rpa")]
+
+
+@pytest.mark.parametrize("judged_by", ["exact", "written-as-before"])
+def test_a_change_of_nothing_the_findings_read_under_a_quantity_tolerance_keeps_the_price_release(judged_by):
+    """The same findings under a 5 % quantity tolerance were a new verdict ("7.00" where it read
+    "7"), and the price hold the clerk had released was a hold again at the next Sampro change."""
+    before = quantity_rules() if judged_by == "exact" else quantity_rules("5", QuantityWrittenAsBefore)
+    ledger = release_invoice(held_for_price_and_quantity(before), on_po_5001(release(BOTH_HOLDS[:1])), before,
+                             "automatic").ledger
+    again = recheck_held(ledger, on_po_5001(changed()), quantity_rules("5"), "automatic")
+    assert again.emitted == [] and again.ledger.records["A@v1"].released_holds == BOTH_HOLDS[:1]
 
 def test_while_the_po_is_at_the_bot_a_change_that_does_not_clear_leaves_the_invoice_in_aps_queue():
     judge = PricingJudge()

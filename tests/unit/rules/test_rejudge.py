@@ -153,3 +153,20 @@ def test_a_finding_worded_by_older_rules_is_compared_as_these_rules_word_it():
     recorded = now.model_copy(update={"rules_version": "2026.12.11",
                                       "reasons": [worded_before if r is found else r for r in now.reasons]})
     assert not compare(recorded, judge_again(recorded, Policy())).changed
+
+
+def test_a_quantity_tolerance_that_still_finds_the_quantity_over_changes_nothing():
+    """7 on 5 open judged again under a 5 % quantity tolerance read "7.00" (the tolerance's digits),
+    and `replay --tolerances` counted the hold it left standing as a change (exit 3 under
+    --fail-on-change). So too a verdict of rules before 2026.12.14 that wrote it "7.00"."""
+    seven = invoice(lines=[{"line_no": 1, "part_number": "AC-100", "quantity": "7", "unit_price": "15.50",
+                            "amount": "108.50"},
+                           {"line_no": 2, "part_number": "FL-200", "quantity": "3", "unit_price": "4.25",
+                            "amount": "12.75"}], tax_amount="9.70", total_amount="140.95")
+    recorded = judge(seven)
+    assert codes(recorded) == ["QUANTITY_EXCEEDS_OPEN"]
+    tolerant = Policy(default=Tolerance(quantity_pct=Decimal("5")))
+    assert not compare(recorded, judge_again(recorded, tolerant)).changed
+    (over,) = recorded.reasons
+    written_before = recorded.model_copy(update={"reasons": [over.model_copy(update={"actual": "7.00"})]})
+    assert not compare(written_before, judge_again(recorded, Policy())).changed

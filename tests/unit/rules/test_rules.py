@@ -8,6 +8,7 @@ from decimal import Decimal as D
 import pytest
 
 from rules import EvaluationContext, KnownInvoice, Policy, PurchaseOrder, Tolerance, evaluate
+from rules.checks import as_found_now
 from rules.context import NOT_PROCESSED
 from rules.duplicates import hand_off_key, keeps_its_number
 from rules.identifiers import IdentifierRules
@@ -282,6 +283,41 @@ def test_quantity_exceeds_received(qty, received, three_way, flagged):
     policy = Policy(default=Tolerance(three_way_match=three_way))
     verdict = judge(one_line_invoice(qty=qty, amount=amount, tax="0", total=amount), po_doc, policy=policy)
     assert ("QUANTITY_EXCEEDS_RECEIVED" in codes(verdict)) is flagged
+
+
+SEVEN_ON_FIVE = one_line_invoice(qty="7", amount="108.50", tax="0", total="108.50")
+OVER_OPEN = ("QUANTITY_EXCEEDS_OPEN", "5", "7",
+             "PO line 1 (part AC-100): 7 invoiced but only 5 still open on PO PO-5001.")
+OVER_RECEIVED = ("QUANTITY_EXCEEDS_RECEIVED", "5", "7",
+                 "PO line 1 (part AC-100): 7 invoiced but only 5 received and not yet invoiced on PO PO-5001.")
+
+
+@pytest.mark.parametrize("ordered", ["5", "5.0000"])
+@pytest.mark.parametrize(("tolerance", "found"), [
+    (Tolerance(), [OVER_OPEN]),
+    (Tolerance(quantity_pct=D("5")), [OVER_OPEN]),
+    (Tolerance(quantity_abs=D("0.5")), [OVER_OPEN]),
+    (Tolerance(three_way_match=True), [OVER_OPEN, OVER_RECEIVED]),
+    (Tolerance(three_way_match=True, quantity_pct=D("5"), received_pct=D("2.5")), [OVER_OPEN, OVER_RECEIVED]),
+], ids=["exact", "5%", "0.5", "3-way", "3-way 5% 2.5%"])
+def test_a_quantity_finding_reads_alike_under_every_tolerance_that_still_finds_it(ordered, tolerance, found):
+    """The tolerance's digits stayed in the finding: 7 on 5 open read "7" exactly, "7.00" under 5 %
+    and "7.0" under 0.5, and a clerk's release of it (matched by what it says) was taken back once AP
+    set a tolerance; Sampro's numeric(18, 4) quantities read "5.0000". Written by value, they read alike."""
+    po_doc = po(tax_rate=None)
+    po_doc["lines"][0]["quantity_ordered"] = D(ordered)
+    verdict = judge(SEVEN_ON_FIVE, po_doc, policy=Policy(default=tolerance))
+    assert [(r.code, r.expected, r.actual, r.message) for r in verdict.reasons] == found
+
+
+def test_a_quantity_written_in_the_digits_of_its_arithmetic_reads_as_these_rules_write_it():
+    """Before rules 2026.12.14: compared as written, the first Sampro change after the upgrade judged
+    such a held invoice anew, and took back the holds AP had released on it."""
+    (now,) = judge(SEVEN_ON_FIVE, po(tax_rate=None)).reasons
+    before = now.model_copy(update={
+        "expected": "5.0000", "actual": "7.00",
+        "message": "PO line 1 (part AC-100): 7.00 invoiced but only 5.0000 still open on PO PO-5001."})
+    assert as_found_now(before) == now
 
 
 @pytest.mark.parametrize(
