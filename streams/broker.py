@@ -100,6 +100,15 @@ class LostBatch(Exception):
     """The batch's transaction was aborted (or its producer fenced): read the batch again."""
 
 
+class StartOutOfRange(Exception):
+    """A restore's start is not in its changelog partition: past its end (the topic deleted and made
+    again), or before its first record (records deleted). The store was not made from what it holds."""
+
+    def __init__(self, partition: int, detail: str):
+        super().__init__(detail)
+        self.partition = partition
+
+
 class StreamBroker(Protocol):
     def subscribe(self, topics: Sequence[str], on_assigned: Assigned, on_revoked: Revoked) -> None: ...
 
@@ -130,10 +139,14 @@ class StreamBroker(Protocol):
 
     def abort(self) -> None: ...
 
+    def cluster_of(self, topic: str) -> str:
+        """The id of the Kafka cluster that holds `topic`: one made anew has another, whatever its topics."""
+
     def restore(self, topic: str, starts: Mapping[int, int | None],
                 stable: Sequence[TopicPartition]) -> Iterator[tuple[int, int, bytes | None, bytes | None]]:
         """Changelog records (partition, offset, key, value) from each start (None: the
-        beginning) to the end, once the committed offsets of `stable` are settled."""
+        beginning) to the end, once the committed offsets of `stable` are settled. Raises
+        `StartOutOfRange` for a start the partition does not have."""
 
     def close(self) -> None: ...
 
@@ -503,6 +516,13 @@ class KafkaStreamBroker:
             self._lose(fatal=False)
 
     # -- state -----------------------------------------------------------------------------------
+    def cluster_of(self, topic: str) -> str:
+        try:  # the metadata of one topic: the whole cluster's may be thousands of topics
+            cluster_id = self.consumer.list_topics(topic, timeout=self.timeout).cluster_id
+        except KafkaException as exc:
+            raise _kafka_unavailable(exc.args[0], f"reading the cluster id with {topic}'s metadata") from None
+        return str(cluster_id)  # None only from brokers older than 0.10.1: then the same for every cluster
+
     def restore(self, topic: str, starts: Mapping[int, int | None],
                 stable: Sequence[TopicPartition]) -> Iterator[tuple[int, int, bytes | None, bytes | None]]:
         try:
@@ -521,9 +541,11 @@ class KafkaStreamBroker:
             else:  # librdkafka logs its errors only while no error_cb takes them
                 self._client_errors.warning("Kafka while restoring %s: %s", topic, error)
 
+        # A start the partition does not have is an error, not read from the beginning: read on top of
+        # the store, another changelog's records were mixed with what the store held.
         reader = Consumer(client_config(self.bootstrap, "restore", **{
             "group.id": f"{self.group_id}.restore", "enable.auto.commit": False, "enable.partition.eof": True,
-            "isolation.level": "read_committed", "auto.offset.reset": "earliest", "error_cb": client_error}))
+            "isolation.level": "read_committed", "auto.offset.reset": "error", "error_cb": client_error}))
         try:
             reader.assign([KafkaTP(topic, number, OFFSET_BEGINNING if start is None else start)
                            for number, start in starts.items()])
@@ -536,10 +558,14 @@ class KafkaStreamBroker:
                     raise Unavailable("kafka", f"restoring {topic}: no progress for {self.timeout:.0f} s")
                 for message in messages:
                     quiet_since = time.monotonic()
-                    error = message.error()
+                    error, number = message.error(), message.partition()
                     if error is not None:
                         if error.code() == KafkaError._PARTITION_EOF:
-                            open_partitions.discard(message.partition())
+                            open_partitions.discard(number)
+                        elif error.code() == KafkaError._AUTO_OFFSET_RESET and number is not None:
+                            # Its start out of range, as auto.offset.reset=error says it.
+                            raise StartOutOfRange(number, f"{topic} [{number}] at offset {starts[number]}: "
+                                                          f"{error.str()}")
                         else:
                             log.warning("Kafka while restoring %s: %s", topic, error)
                         continue

@@ -7,16 +7,18 @@ the broker down, lose the next transaction, or rebalance.
 
 from __future__ import annotations
 
+import uuid
 import zlib
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 
 from rules.errors import Unavailable
-from streams.broker import Assigned, LostBatch, Output, Record, Revoked, TopicPartition
+from streams.broker import Assigned, LostBatch, Output, Record, Revoked, StartOutOfRange, TopicPartition
 
 
 class InMemoryBroker:
     def __init__(self, partitions: int = 3):
         self.partition_count = partitions
+        self.cluster_id = uuid.uuid4().hex  # a broker made anew is a Kafka cluster made anew
         self.logs: dict[str, list[list[Record]]] = {}
         self.committed: dict[TopicPartition, int] = {}
         self.down = False
@@ -142,11 +144,19 @@ class InMemoryBroker:
     def abort(self) -> None:
         self._pending = None
 
+    def cluster_of(self, topic: str) -> str:
+        if self.down:
+            raise Unavailable("kafka", "the in-memory broker is down")
+        return self.cluster_id
+
     def restore(self, topic: str, starts: Mapping[int, int | None],
                 stable: Sequence[TopicPartition]) -> Iterator[tuple[int, int, bytes | None, bytes | None]]:
         if self.down:
             raise Unavailable("kafka", "the in-memory broker is down")
         log = self.topic(topic)
+        for number, start in starts.items():
+            if start is not None and start > len(log[number]):
+                raise StartOutOfRange(number, f"{topic} [{number}] at offset {start}: it ends at {len(log[number])}")
         for number, start in starts.items():
             for record in log[number][start or 0:]:
                 yield number, record.offset, record.key, record.value

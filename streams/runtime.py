@@ -27,7 +27,7 @@ from typing import Any
 
 from rules.errors import DataError, Misconfigured, NextBatch, PutOff, Unavailable
 from streams.back_pressure import BackPressure
-from streams.broker import LostBatch, Output, Record, StreamBroker, TopicPartition
+from streams.broker import LostBatch, Output, Record, StartOutOfRange, StreamBroker, TopicPartition
 from streams.failures import Backoff, Policy, dead_letter, dead_letter_of, describe, policy_for
 from streams.health import WorkerHealth
 from streams.record_size import too_large
@@ -777,21 +777,24 @@ class Runtime:
             by_store[store][number] = waiting
         try:
             for store, numbers in by_store.items():
-                starts = {}
-                for number in numbers:
-                    partition = store.partition(number)
-                    if partition.position is None or partition.unreadable:  # a bad block the check of its keys hit
-                        partition.clear()
-                    starts[number] = partition.position
+                # From its position, or whole when it has none, a read failed on it (a bad block the
+                # check of its keys hit), or it was made from another changelog than this one.
+                changelog = store.changelog_on(self.broker.cluster_of(store.changelog_topic))
+                starts = {number: store.start(number, changelog) for number in numbers}
                 stable = [tp for waiting in numbers.values() for tp in waiting]
                 # Written as it comes, a chunk at a time: read whole first, a 60 MB changelog took 65 MB
                 # of memory where the store (rocksdb://) is there to keep it on disk.
                 read: dict[int, list[tuple[int, bytes | None, bytes | None]]] = defaultdict(list)
                 count = 0
-                for number, offset, key, value in self.broker.restore(store.changelog_topic, starts, stable):
-                    read[number].append((offset, key, value))
-                    if len(read[number]) >= RESTORE_CHUNK:
-                        count += store.restore(number, read.pop(number))
+                try:
+                    for number, offset, key, value in self.broker.restore(store.changelog_topic, starts, stable):
+                        read[number].append((offset, key, value))
+                        if len(read[number]) >= RESTORE_CHUNK:
+                            count += store.restore(number, read.pop(number))
+                except StartOutOfRange as out_of_range:  # no outage: read whole on the next step
+                    store.out_of_range(out_of_range.partition, str(out_of_range))
+                    self._restore_due = 0.0
+                    return
                 count += sum(store.restore(number, chunk) for number, chunk in read.items())
                 log.info("restored %d changelog record(s) of %s for %d partition(s) in %.2f s", count, store.name,
                          len(numbers), self.clock() - started)

@@ -10,6 +10,13 @@ rebalance a store is brought up to date by reading its changelog partition from 
 to the end (from the beginning when it has none), so a partition owned by another worker in
 between is caught up, and one that never left is read in an instant. `rocksdb://` stores keep
 data and position on disk in one write, so a restart reads only the tail of the changelog.
+
+A position is an offset of one changelog: a store notes which (`Store.changelog_on`: the topic and
+its Kafka cluster) beside its position, in the same write. Kept by partition number alone under
+`DATA_DIR`, a store went on from another pipeline's ledgers (a new `APP_ID` on the same volume, or
+Kafka made anew): an invoice was parked behind a hand-off this pipeline never made, and a pipeline
+made with more partitions stopped, saying partitions were added to its topics. A store made from
+another changelog, or whose position is past its changelog's end, is cleared and read whole.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from typing import Any, Protocol
 from rules.errors import Unavailable
 
 POSITION_KEY = "\x00changelog-position"
+CHANGELOG_KEY = "\x00changelog"  # which changelog the position is an offset of (`Store.changelog_on`)
 # The keys of a partition checked against where their records go now: a record key's state keys
 # come together in RocksDB (a PO holding 100 invoices has some 300), so more than a few dozen.
 SAMPLED_KEYS = 1_000
@@ -33,17 +41,19 @@ class PartitionStore(Protocol):
     """One partition of a store: keys and values as bytes, and where its changelog was read to."""
 
     position: int | None
+    changelog: str | None  # the changelog the position is in, written with it; None: not known
     unreadable: bool  # a read failed: it is read again from its whole changelog
 
     def get(self, key: str) -> bytes | None: ...
 
     def keys(self, limit: int) -> list[str]:
-        """At most `limit` of its keys (not its position), in no order to rely on."""
+        """At most `limit` of its keys (not its position or changelog), in no order to rely on."""
 
     def write(self, changes: Mapping[str, bytes | None], position: int | None) -> None:
-        """Applies committed changes (None deletes) and the new position, in one step."""
+        """Applies committed changes (None deletes) and the new position with its changelog, in one step."""
 
-    def clear(self) -> None: ...
+    def clear(self) -> None:
+        """Empties it: no data, no position, no changelog."""
 
     def close(self) -> None: ...
 
@@ -52,6 +62,7 @@ class MemoryPartitionStore:
     def __init__(self) -> None:
         self.data: dict[str, bytes] = {}
         self.position: int | None = None
+        self.changelog: str | None = None
         self.unreadable = False  # never: a dict is read or the process is gone
 
     def get(self, key: str) -> bytes | None:
@@ -71,7 +82,7 @@ class MemoryPartitionStore:
 
     def clear(self) -> None:
         self.data.clear()
-        self.position = None
+        self.position = self.changelog = None
 
     def close(self) -> None:
         pass
@@ -115,7 +126,7 @@ class RocksPartitionStore:
         self.db: Any = None
         try:
             self.db = Rdict(str(path), options)
-            stored = self.db.get(POSITION_KEY)
+            stored, changelog = self.db.get(POSITION_KEY), self.db.get(CHANGELOG_KEY)
         except Exception as error:
             if self.db is not None:  # left open, its own lock refused the next try ("lock hold by current process")
                 self._close_quietly()
@@ -123,8 +134,9 @@ class RocksPartitionStore:
                 raise self._unavailable("opened", error) from None
             log.error("%s is corrupt (%s): it is made again from its changelog", path, str(error)[:300])
             Rdict.destroy(str(path))
-            self.db, stored = Rdict(str(path), options), None
+            self.db, stored, changelog = Rdict(str(path), options), None, None
         self.position: int | None = int(stored) if stored is not None else None
+        self.changelog: str | None = changelog  # None in a store written before it was noted
 
     def get(self, key: str) -> bytes | None:
         try:
@@ -136,7 +148,7 @@ class RocksPartitionStore:
 
     def keys(self, limit: int) -> list[str]:
         try:
-            return list(islice((key for key in self.db.keys() if key != POSITION_KEY), limit))
+            return list(islice((key for key in self.db.keys() if key not in (POSITION_KEY, CHANGELOG_KEY)), limit))
         except Exception as error:
             self.unreadable = True
             raise self._unavailable("read", error) from None
@@ -152,6 +164,8 @@ class RocksPartitionStore:
                 batch.put(key, value)
         if position is not None:
             batch.put(POSITION_KEY, str(position))
+            if self.changelog is not None:
+                batch.put(CHANGELOG_KEY, self.changelog)
         try:
             self.db.write(batch)
         except Exception as error:
@@ -168,7 +182,7 @@ class RocksPartitionStore:
         self._close_quietly()
         Rdict.destroy(str(self.path))
         self.db = Rdict(str(self.path), self.options)
-        self.position, self.unreadable = None, False
+        self.position, self.changelog, self.unreadable = None, None, False
 
     def close(self) -> None:
         self._close_quietly()
@@ -242,6 +256,36 @@ class Store:
     def unreadable(self) -> list[int]:
         """The partitions a read failed on, to be read again from their whole changelog."""
         return [number for number, store in self.partitions.items() if store.unreadable]
+
+    def changelog_on(self, cluster: str) -> str:
+        """What names the changelog a position is in: its topic, and the Kafka cluster that holds it
+        (a cluster made anew has a new id, and the same topic names)."""
+        return f"{self.changelog_topic} on Kafka cluster {cluster}"
+
+    def start(self, number: int, changelog: str) -> int | None:
+        """Where the partition's store reads `changelog` (`changelog_on`) from: its position; from the
+        beginning, the store cleared, when it has none, a read failed on it, or it was made from
+        another changelog. DATA_DIR outlives both a pipeline (another APP_ID on the same volume) and a
+        Kafka cluster (docker-compose keeps /data on a volume), and a store is kept by partition number."""
+        store = self.partition(number)
+        if store.position is not None and not store.unreadable and store.changelog != changelog:
+            made_from = (f"was made from {store.changelog}" if store.changelog is not None else
+                         "does not say which changelog it was made from (an earlier version wrote it)")
+            self._read_whole(number, f"{made_from}, not from {changelog}")
+        elif store.position is None or store.unreadable:
+            store.clear()
+        store.changelog = changelog
+        return store.position
+
+    def out_of_range(self, number: int, why: str) -> None:
+        """The partition's changelog does not have its store's position (the topic deleted and made
+        again, its records deleted): the store holds what the changelog lacks, and is read whole."""
+        self._read_whole(number, f"has its position outside its changelog ({why})")
+
+    def _read_whole(self, number: int, why: str) -> None:
+        log.warning("partition %d of the %s store %s: it is cleared and read again from the whole of %s",
+                    number, self.name, why, self.changelog_topic)
+        self.partition(number).clear()
 
     def restore(self, number: int, records: Iterable[tuple[int, bytes | None, bytes | None]]) -> int:
         """Applies changelog records (offset, key, value) read from the partition's position; returns

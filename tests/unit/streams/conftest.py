@@ -98,9 +98,10 @@ def worker(tmp_path) -> Worker:
     return make_worker(tmp_path)
 
 
-def make_worker(tmp_path, store: str = "memory://", dispatch_mode: str = "automatic", **adapters: Any) -> Worker:
+def make_worker(tmp_path, store: str = "memory://", dispatch_mode: str = "automatic",
+                app_id: str = "invoice-automation", **adapters: Any) -> Worker:
     settings = Settings(data_dir=tmp_path, marketplace_source="debezium", store=store, dispatch_mode=dispatch_mode,
-                        _env_file=None)
+                        app_id=app_id, _env_file=None)
     broker = adapters.pop("broker", None) or InMemoryBroker(partitions=3)
     sampro = adapters.pop("purchase_orders", None) or InMemoryPurchaseOrderReader([purchase_order()])
     scheduler = adapters.pop("scheduler", None) or InMemoryProcessScheduler()

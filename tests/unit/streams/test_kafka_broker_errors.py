@@ -9,7 +9,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from rules.errors import Unavailable
-from streams.broker import KafkaStreamBroker, LostBatch, Output
+from streams.broker import KafkaStreamBroker, LostBatch, Output, StartOutOfRange
 from streams.health import WorkerHealth
 
 
@@ -235,3 +235,70 @@ def test_a_topic_whose_fetches_the_brokers_refuse_is_kafka_down_until_a_record_o
         assert health.outages() == {}
     finally:
         real.close()
+
+
+class ChangelogReader:
+    """The restore's own consumer, to which librdkafka says the offset assigned is out of range: what
+    it hands over with auto.offset.reset=error."""
+
+    made: list[ChangelogReader] = []
+
+    def __init__(self, config: dict):
+        self.config, self.closed = config, False
+        self.said = [Consumed("ledgers.changelog", 5, KafkaError(
+            KafkaError._AUTO_OFFSET_RESET, "fetch failed due to requested offset not available on the broker: "
+            "Broker: Offset out of range (broker 1)"))]
+        ChangelogReader.made.append(self)
+
+    def assign(self, partitions) -> None:
+        self.assigned = [(tp.topic, tp.partition, tp.offset) for tp in partitions]
+
+    def consume(self, count: int, timeout: float) -> list[Consumed]:
+        said, self.said = self.said, [Consumed("ledgers.changelog", 5, KafkaError(KafkaError._PARTITION_EOF))]
+        return said
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class GroupConsumer:
+    def __init__(self, cluster_id: str | None = None):
+        self.cluster_id = cluster_id
+
+    def committed(self, partitions, timeout: float) -> list:
+        return partitions
+
+    def list_topics(self, topic: str, timeout: float):
+        if self.cluster_id is None:
+            raise KafkaException(KafkaError(KafkaError._TRANSPORT, "all brokers down"))
+        return type("Metadata", (), {"cluster_id": self.cluster_id, "topics": {}})()
+
+
+def test_a_changelog_without_the_stores_position_is_said_so_not_read_from_its_first_record(monkeypatch):
+    """auto.offset.reset=earliest read a changelog made anew, past whose end the store's position was,
+    from its first record on top of the ledgers the store held."""
+    broker = KafkaStreamBroker("127.0.0.1:1", "restore-test")
+    real, broker.consumer = broker.consumer, GroupConsumer()
+    monkeypatch.setattr("streams.broker.Consumer", ChangelogReader)
+    try:
+        with pytest.raises(StartOutOfRange) as raised:
+            list(broker.restore("ledgers.changelog", {0: 5}, [("invoices", 0)]))
+    finally:
+        real.close()
+    reader = ChangelogReader.made[-1]
+    assert reader.config["auto.offset.reset"] == "error" and reader.assigned == [("ledgers.changelog", 0, 5)]
+    assert raised.value.partition == 0 and reader.closed
+    assert str(raised.value).startswith("ledgers.changelog [0] at offset 5: fetch failed")
+
+
+def test_the_cluster_a_changelog_is_on_is_named_by_its_id_and_kafka_down_when_no_broker_answers():
+    broker = KafkaStreamBroker("127.0.0.1:1", "restore-test")
+    real, broker.consumer = broker.consumer, GroupConsumer("Fz3sYc0pQ6q9X2kq8JmN0A")
+    try:
+        assert broker.cluster_of("ledgers.changelog") == "Fz3sYc0pQ6q9X2kq8JmN0A"
+        broker.consumer = GroupConsumer(None)
+        with pytest.raises(Unavailable) as raised:
+            broker.cluster_of("ledgers.changelog")
+    finally:
+        real.close()
+    assert raised.value.dependency == "kafka"

@@ -26,9 +26,9 @@ from rules.models import CompletionOutcome, RpaCompletion, Verdict
 from streams.broker_memory import InMemoryBroker
 from streams.ledgers import changelog_topic, record_state_key
 from streams.runtime import FORWARDED_FROM, Flow, Runtime, run_together
-from streams.state import Store
+from streams.state import CHANGELOG_KEY, Store
 from tests.unit.rules.builders import PRICE_OFF, invoice, judge, po
-from tests.unit.streams.conftest import AT, make_worker, purchase_order, ready_invoice
+from tests.unit.streams.conftest import AT, Worker, make_worker, purchase_order, ready_invoice
 
 
 def test_an_invoice_goes_from_the_topic_to_processscheduler_and_the_mailbox_then_is_entered(worker):
@@ -1394,6 +1394,104 @@ def test_a_ledger_in_rocksdb_survives_a_restart_and_reads_only_the_changelog_aft
     second.complete("MP-1")
     second.run()
     assert second.statuses() == {"MP-1": "entered", "MP-2": "sent_to_rpa"}
+
+
+def pipeline_that_handed_mp1_over(data_dir: Path) -> Worker:
+    """A pipeline that emailed MP-1 to the RPA bot and parked MP-2 behind it, its ledgers in RocksDB."""
+    first = make_worker(data_dir, store="rocksdb://")
+    first.submit(ready_invoice("MP-1"))
+    first.submit(ready_invoice("MP-2"))
+    first.run()
+    assert first.statuses() == {"MP-1": "sent_to_rpa", "MP-2": "waiting_for_po"}
+    first.pipeline.runtime.close()
+    return first
+
+
+def store_warnings(caplog) -> list[str]:
+    """What the stores warned of, each Kafka cluster id as `<cluster>`."""
+    return [re.sub(r"cluster [0-9a-f]{32}", "cluster <cluster>", record.getMessage()) for record in caplog.records
+            if record.name == "streams.state" and record.levelname == "WARNING"]
+
+
+def made_from_another(number: int, app_id: str = "invoice-automation") -> str:
+    return (f"partition {number} of the po-ledgers store was made from invoice-automation-po-ledgers-changelog "
+            f"on Kafka cluster <cluster>, not from {app_id}-po-ledgers-changelog on Kafka cluster <cluster>: it is "
+            f"cleared and read again from the whole of {app_id}-po-ledgers-changelog")
+
+
+@pytest.mark.parametrize("partitions", [3, 6], ids=["same-count", "more-partitions"])
+def test_a_new_pipeline_on_the_same_data_dir_starts_with_no_ledgers(tmp_path, caplog, partitions):
+    """More partitions are a new pipeline with another APP_ID (README, "Scaling out"), which starts with
+    no ledgers; but a RocksDB store is kept by partition number under DATA_DIR, which docker-compose
+    keeps on a volume. The new pipeline went on from the old one's: MP-9 was parked behind MP-1, which
+    it never handed over, and with more partitions the worker stopped saying partitions were added."""
+    old = pipeline_that_handed_mp1_over(tmp_path)
+    new = make_worker(tmp_path, store="rocksdb://", app_id="invoice-automation-v2",
+                      broker=InMemoryBroker(partitions=partitions))
+    new.submit(ready_invoice("MP-9"))
+    new.run()
+    assert new.statuses() == {"MP-9": "sent_to_rpa"}
+    assert store_warnings(caplog) == [made_from_another(old.broker.partition_of(b"PO-5001"), "invoice-automation-v2")]
+
+
+def test_a_pipeline_on_a_kafka_made_anew_starts_with_no_ledgers_and_keeps_its_own(tmp_path, caplog):
+    """The same APP_ID and DATA_DIR, the Kafka cluster made anew (its volume lost, or a new cluster for
+    the same names): the store went on from the old cluster's ledgers, its position past the new
+    changelog's end, and MP-9 was parked behind MP-1. Its own ledgers it keeps at the next restart."""
+    old = pipeline_that_handed_mp1_over(tmp_path)
+    new = make_worker(tmp_path, store="rocksdb://")
+    new.submit(ready_invoice("MP-9"))
+    new.run()
+    assert new.statuses() == {"MP-9": "sent_to_rpa"}
+    said = [record.getMessage() for record in caplog.records if record.name == "streams.state"]
+    assert store_warnings(caplog) == [made_from_another(old.broker.partition_of(b"PO-5001"))]
+    assert said[0].index(old.broker.cluster_id) < said[0].index(new.broker.cluster_id)
+    new.pipeline.runtime.close()
+    caplog.clear()
+    again = make_worker(tmp_path, store="rocksdb://", broker=new.broker, scheduler=new.scheduler, mailer=new.mailer)
+    assert again.pipeline.ledgers.store.partition(old.broker.partition_of(b"PO-5001")).position is not None
+    again.complete("MP-9")
+    again.run()
+    assert again.statuses() == {"MP-9": "entered"} and store_warnings(caplog) == []
+
+
+def test_a_store_whose_position_is_past_its_changelogs_end_is_read_whole(tmp_path, caplog):
+    """The changelog deleted and made again on the same cluster (the topics reset): the store was read
+    from past its end, and Kafka's reader (auto.offset.reset) read the new changelog on top of the
+    old ledgers."""
+    old = pipeline_that_handed_mp1_over(tmp_path)
+    reset = InMemoryBroker(partitions=3)
+    reset.cluster_id = old.broker.cluster_id
+    new = make_worker(tmp_path, store="rocksdb://", broker=reset)
+    new.submit(ready_invoice("MP-9"))
+    new.run()
+    assert new.statuses() == {"MP-9": "sent_to_rpa"}
+    number = old.broker.partition_of(b"PO-5001")
+    assert store_warnings(caplog) == [
+        f"partition {number} of the po-ledgers store has its position outside its changelog "
+        f"(invoice-automation-po-ledgers-changelog [{number}] at offset 5: it ends at 0): it is cleared and read "
+        "again from the whole of invoice-automation-po-ledgers-changelog"]
+    assert "state store" not in new.pipeline.health.outages()
+
+
+def test_a_store_written_before_it_noted_its_changelog_is_read_whole(tmp_path, caplog):
+    """An upgrade: the store does not say which changelog its position is in, so it is not trusted."""
+    from rocksdict import Rdict
+
+    first = pipeline_that_handed_mp1_over(tmp_path)
+    number = first.broker.partition_of(b"PO-5001")
+    written_before = Rdict(str(tmp_path / "state" / "po-ledgers" / str(number)))
+    del written_before[CHANGELOG_KEY]
+    written_before.close()
+    second = make_worker(tmp_path, store="rocksdb://", broker=first.broker, scheduler=first.scheduler,
+                         mailer=first.mailer)
+    second.complete("MP-1")
+    second.run()
+    assert second.statuses() == {"MP-1": "entered", "MP-2": "sent_to_rpa"}
+    assert store_warnings(caplog) == [
+        f"partition {number} of the po-ledgers store does not say which changelog it was made from (an earlier "
+        "version wrote it), not from invoice-automation-po-ledgers-changelog on Kafka cluster <cluster>: it is "
+        "cleared and read again from the whole of invoice-automation-po-ledgers-changelog"]
 
 
 def test_a_rocksdb_partition_gone_to_another_worker_of_the_same_data_dir_is_opened_there(tmp_path):
