@@ -44,11 +44,15 @@ def changelog_topic(settings: Settings) -> str:
     return settings.ledgers_changelog_topic
 
 
-# The ledgers kept decoded: at most so many POs, and so many invoice records in all (decoded, with
-# its verdict and PO snapshot, a record takes some 14 kB: 1,000 busy POs of 100 held invoices each
-# were 1.4 GB of cache). A PO holding more records than that is decoded at every batch.
+# The ledgers kept decoded: at most so many POs, and so many bytes of them as the store holds them (the
+# PO's value and its records' JSON). Decoded, a ledger takes 7 to 12 times its bytes: a record of a
+# small PO some 2 kB stored and 14-20 kB decoded, one held against a PO of 1,000 lines 160 kB and 1.8 MB
+# (each decodes its own copy of its verdict's PO snapshot). Counted in records (10,000), 200 such held
+# invoices were 365 MB of cache, and the bound some 18 GB: a restart decoded the held POs and was killed
+# for its memory, restart after restart. 24 MiB is at most some 300 MB decoded, and holds the 10,000
+# small records the count held. A PO that weighs more is decoded at every batch.
 CACHED_LEDGERS = 1_000
-CACHED_RECORDS = 10_000
+CACHED_BYTES = 24 << 20  # 24 MiB
 SEPARATOR = "\x1f"
 
 
@@ -101,6 +105,7 @@ class LoadedLedger:
     ledger: PurchaseOrderLedger | None
     raw: bytes | None = None
     revision: str = ""
+    sizes: dict[str, int] = field(default_factory=dict)  # each record's bytes in the store (none in a legacy one)
     versions: dict[str, int] = field(default_factory=dict)  # the `latest` entries read
     entered: dict[str, int] = field(default_factory=dict)  # the `entered` entries read
     entered_as: dict[str, str] = field(default_factory=dict)  # the `entered_as` entries read
@@ -116,8 +121,8 @@ class LedgerStore:
     def __init__(self, settings: Settings):
         self.store = Store("po-ledgers", changelog_topic(settings), settings.store, settings.data_dir,
                            source_key=po_of_state_key)
-        self._decoded: OrderedDict[str, tuple[bytes, _Stored, dict[str, InvoiceRecord]]] = OrderedDict()
-        self._cached_records = 0
+        self._decoded: OrderedDict[str, _Decoded] = OrderedDict()
+        self._cached_bytes = 0
         # Invoice versions (record keys) whose record was more than Kafka takes as another message
         # judged them: judged again, they are refused (`KeptJudge`). A few, if any, for good.
         self.too_large: dict[str, str] = {}
@@ -138,17 +143,19 @@ class LedgerStore:
 
     def _decode(self, state: StateWrites, po_number: str, raw: bytes, invoice_ids: Collection[str]) -> LoadedLedger:
         cached = self._decoded.get(po_number)
-        if cached is not None and cached[0] == raw:
+        if cached is not None and cached.raw == raw:
             self._decoded.move_to_end(po_number)
-            stored, records = cached[1], cached[2]
+            stored, records, sizes = cached.stored, cached.records, cached.sizes
         else:
             stored = _Stored.model_validate_json(raw)
             if stored.po_number != po_number:
                 raise ValueError(f"the value under its key is the ledger of PO {stored.po_number[:80]!r}")
-            records = stored.records or {
-                key: InvoiceRecord.model_validate(load_exact(_required(state, record_state_key(po_number, key))))
-                for key in stored.record_keys}
-            self._keep(po_number, raw, stored, records)
+            records, sizes = dict(stored.records), {}
+            if not records:
+                for key in stored.record_keys:
+                    written = _required(state, record_state_key(po_number, key))
+                    records[key], sizes[key] = InvoiceRecord.model_validate(load_exact(written)), len(written)
+            self._keep(po_number, raw, stored, records, sizes)
         legacy = not stored.record_keys and bool(stored.records or stored.latest)
         if legacy:
             versions = dict(stored.latest)
@@ -165,7 +172,7 @@ class LedgerStore:
             po_number=stored.po_number, holding=list(stored.holding), parked=list(stored.parked),
             records=dict(records), latest=dict(versions), entered=dict(entered), entered_as=dict(entered_as),
             completions_seen=list(stored.completions_seen), changes_seen=list(stored.changes_seen))
-        return LoadedLedger(ledger, raw, stored.revision, versions, entered, entered_as, legacy)
+        return LoadedLedger(ledger, raw, stored.revision, sizes, versions, entered, entered_as, legacy)
 
     def save_all(self, saves: Iterable[tuple[StateWrites, PurchaseOrderLedger, LoadedLedger]],
                  work: Iterable[object]) -> None:
@@ -191,8 +198,11 @@ class LedgerStore:
             return  # work that left no trace (a Sampro change of a PO with nothing held) keeps no ledger
         earlier = before.ledger.records if before.ledger is not None and not before.legacy else {}
         changed = [(key, record) for key, record in ledger.records.items() if earlier.get(key) is not record]
+        sizes = {key: size for key, size in before.sizes.items() if key in ledger.records}
         for key, record in changed:
-            state.set(record_state_key(po, key), _bounded(po, _record_json(record), record=key))
+            written = _bounded(po, _record_json(record), record=key)
+            state.set(record_state_key(po, key), written)
+            sizes[key] = len(written)
         for key in earlier.keys() - ledger.records.keys():
             state.set(record_state_key(po, key), None)
         for invoice_id, version in ledger.latest.items():
@@ -215,17 +225,30 @@ class LedgerStore:
                          changes_seen=ledger.changes_seen, revision=uuid.uuid4().hex)
         raw = _bounded(po, _dumped(stored), len(ledger.records))
         state.set(po, raw)
-        self._keep(po, raw, stored, dict(ledger.records))
+        self._keep(po, raw, stored, dict(ledger.records), sizes)
 
-    def _keep(self, po_number: str, raw: bytes, stored: _Stored, records: dict[str, InvoiceRecord]) -> None:
+    def _keep(self, po_number: str, raw: bytes, stored: _Stored, records: dict[str, InvoiceRecord],
+              sizes: dict[str, int]) -> None:
         if (old := self._decoded.pop(po_number, None)) is not None:
-            self._cached_records -= len(old[2])
-        if len(records) > CACHED_RECORDS:
+            self._cached_bytes -= old.weight
+        weight = len(raw) + sum(sizes.values())  # a legacy ledger's records are in `raw`
+        if weight > CACHED_BYTES:
             return
-        self._decoded[po_number] = (raw, stored, records)
-        self._cached_records += len(records)
-        while len(self._decoded) > CACHED_LEDGERS or self._cached_records > CACHED_RECORDS:
-            self._cached_records -= len(self._decoded.popitem(last=False)[1][2])
+        self._decoded[po_number] = _Decoded(raw, stored, records, sizes, weight)
+        self._cached_bytes += weight
+        while len(self._decoded) > CACHED_LEDGERS or self._cached_bytes > CACHED_BYTES:
+            self._cached_bytes -= self._decoded.popitem(last=False)[1].weight
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    """A ledger kept decoded, by the bytes of its PO's value; `weight`: its bytes in the store."""
+
+    raw: bytes
+    stored: _Stored
+    records: dict[str, InvoiceRecord]
+    sizes: dict[str, int]
+    weight: int
 
 
 class RecordTooLarge(DataError):

@@ -279,12 +279,39 @@ def test_each_key_of_a_ledger_belongs_to_its_po():
                                               entered_as_state_key("PO-1", "MP-1"))} == {"PO-1"}
 
 
-def test_the_ledgers_kept_decoded_are_bounded_by_their_invoice_records_too(store, monkeypatch):
+def stored_bytes(partition: Partition, po_number: str = "PO-1") -> int:
+    """What the PO's ledger weighs in the store: its value and its records."""
+    return sum(len(value) for key, value in partition.data.data.items()
+               if key == po_number or key.startswith(f"{po_number}{SEPARATOR}r{SEPARATOR}"))
+
+
+def test_the_ledgers_kept_decoded_are_bounded_by_their_bytes_in_the_store_too(store, monkeypatch):
     """Bounded by POs alone, 1,000 busy POs of 100 held invoices each kept 1.4 GB decoded."""
-    monkeypatch.setattr("streams.ledgers.CACHED_RECORDS", 5)
     partition = Partition(store)
     held_backlog(partition, 5)
-    assert list(store._decoded) == ["PO-1"] and store._cached_records == 5
-    saved = partition.batch(submit("A", "manual_review"), invoice_ids=["A"])  # 6: past the bound, not kept
-    assert list(store._decoded) == [] and store._cached_records == 0
+    assert list(store._decoded) == ["PO-1"] and store._cached_bytes == stored_bytes(partition)
+    fresh = LedgerStore(Settings(data_dir=store.store.folder, _env_file=None))  # weighed as read, not as written
+    fresh.load(StateWrites(partition.data), "PO-1")
+    assert fresh._cached_bytes == stored_bytes(partition)
+    monkeypatch.setattr("streams.ledgers.CACHED_BYTES", stored_bytes(partition))
+    saved = partition.batch(submit("A", "manual_review"), invoice_ids=["A"])  # past the bound, not kept
+    assert list(store._decoded) == [] and store._cached_bytes == 0
     assert store.load(StateWrites(partition.data), "PO-1", ["A"]).ledger == saved  # read from the store
+
+
+def test_a_po_whose_held_invoices_are_large_is_not_kept_decoded(store):
+    """Each held invoice's record holds its verdict's PO snapshot: 160 kB stored and 1.8 MB decoded
+    against a PO of 1,000 lines. Counted in records, 200 of them were 365 MB of cache, and the bound
+    (10,000 records) some 18 GB: a restart decoded the held POs and was killed for its memory.
+    (Here the invoices are large instead, which weighs the same and costs no rules.)"""
+    from rules.lifecycle import InvoiceSubmitted
+    from tests.unit.ledger.test_po_ledger import AT
+
+    partition = Partition(store)
+    for number in range(25):
+        document = {"expect": "manual_review", "notes": "n" * (1 << 20)}
+        held = InvoiceSubmitted(invoice_id=f"H-{number}", version=1, po_number="PO-1", document=document,
+                                received_at=AT)
+        partition.batch(lambda ledger, held=held: submit_invoice(ledger, held, JUDGE, "automatic"),
+                        invoice_ids=[held.invoice_id])
+    assert stored_bytes(partition) > 24 << 20 and list(store._decoded) == [] and store._cached_bytes == 0
