@@ -184,6 +184,31 @@ def test_restoring_a_changelog_partition_that_does_not_exist_says_so_at_once(kaf
     assert time.monotonic() - started < 15  # not the restore's timeout of no progress
 
 
+def test_a_restore_from_a_position_its_changelog_lacks_says_so_and_one_within_reads_on(kafka_bootstrap, unique_name):
+    """A store kept from another pipeline's changelog (or from before Kafka was made anew) read on
+    from its position: librdkafka's earliest reset laid this changelog's records over its data. Here
+    the broker is asked which cluster holds the topic, as the store notes it beside its position."""
+    import pytest
+
+    from streams.broker import KafkaStreamBroker, StartOutOfRange
+
+    create_topic(kafka_bootstrap, unique_name, 1)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for i in range(3):
+        producer.produce(unique_name, key=f"PO-{i}".encode(), value=b"ledger")
+    assert producer.flush(30) == 0
+    broker = KafkaStreamBroker(kafka_bootstrap, f"g-{unique_name}", timeout=20)
+    try:
+        cluster = broker.cluster_of(unique_name)
+        assert cluster and cluster != "None" and broker.cluster_of(unique_name) == cluster
+        assert [offset for _, offset, _, _ in broker.restore(unique_name, {0: 1}, [])] == [1, 2]
+        with pytest.raises(StartOutOfRange) as raised:
+            list(broker.restore(unique_name, {0: 50}, []))
+    finally:
+        broker.close()
+    assert raised.value.partition == 0 and f"{unique_name} [0] at offset 50" in str(raised.value)
+
+
 def test_the_stream_broker_places_a_key_where_the_producers_put_it(kafka_bootstrap, unique_name):
     """What the runtime checks a stateful flow's records by (a record elsewhere is forwarded): the
     partition librdkafka's murmur2 partitioner, as Java's default, gave each key."""
