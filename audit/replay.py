@@ -18,6 +18,7 @@ import signal
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from functools import cache, partial
@@ -37,6 +38,12 @@ from schemas.codec import Codec, DecodeError, codec_for, from_record
 # Offsets per piece of work: enough that starting a reader is noise, few enough to keep both
 # cores busy to the end and the progress bar moving.
 SLICE = 20_000
+
+
+class JudgingProcessDied(Exception):
+    """A process judging verdicts ended without a word, in the middle of its slices: the system
+    killed it, most likely for memory (Linux's OOM killer sends SIGKILL). The replay judged only
+    part of the topic, so it has no report to give."""
 
 
 def verdict_identity(verdict: Verdict) -> tuple[str | None, int | None, str, datetime, str | None]:
@@ -217,6 +224,12 @@ def replay(
             except KeyboardInterrupt:
                 pool.shutdown(cancel_futures=True)  # the slices not started are not judged on the way out
                 raise
+            except BrokenProcessPool as error:
+                # Said as the pool says it, it was a traceback and exit 1, which a CI job reads as
+                # "some records could not be read": the auditor is told what died, and why it may have.
+                raise JudgingProcessDied(
+                    f"a process judging verdicts died before it finished ({workers} judged at once): most "
+                    "likely the system killed it for lack of memory") from error
     return report
 
 

@@ -124,10 +124,11 @@ def replay(
     when it judged no verdict, none of those found had the audit record to be judged again by, or
     some records could not be read or judged (they are listed in the report), and with
     --fail-on-change when some verdicts' audits (rules before 2026.12.1) could not be judged again by
-    the duplicate checks beyond the very number; 2 on unusable input, or when Kafka or the schema
-    registry does not answer.
+    the duplicate checks beyond the very number; 2 on unusable input, when Kafka or the schema
+    registry does not answer, or when a process judging verdicts died (likely out of memory: give
+    fewer --workers).
     """
-    from audit.replay import Selection
+    from audit.replay import JudgingProcessDied, Selection
     from audit.replay import replay as run_replay
     from audit.report import FORMATS, Spool, SpoolError, write
     from connectors.api_ports import TopicNotFound
@@ -184,7 +185,9 @@ def replay(
             sys.stdout.flush()  # a full disk fails the run here, before the summary says the replay went well
     except (TopicNotFound, SpoolError) as exc:
         raise fail(exc) from None
-
+    except JudgingProcessDied as exc:
+        # Exit 2, as for a machine the command cannot run on as asked: the operator can change that.
+        raise fail(InputFileError(f"{exc}; run it again with fewer --workers")) from None
     finally:
         if spool is not None:
             spool.close()

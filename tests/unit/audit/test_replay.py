@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -15,7 +17,7 @@ from decimal import Decimal
 import pytest
 
 from audit import replay as replay_module
-from audit.replay import ReplayedVerdict, ReplayReport, Selection, replay
+from audit.replay import JudgingProcessDied, ReplayedVerdict, ReplayReport, Selection, replay
 from audit.report import Spool, write
 from connectors.topic_reader import InMemoryTopicReader
 from rules.errors import Unavailable
@@ -113,6 +115,28 @@ def test_an_outage_in_a_worker_process_reaches_the_caller_as_the_outage(topic, m
     with pytest.raises(Unavailable) as raised:
         replay(KafkaGoesDown(reader.topics), TOPIC, Selection(), Policy(), workers=2)
     assert (raised.value.dependency, raised.value.detail) == ("kafka", "127.0.0.1:9092: all brokers down")
+
+
+@dataclass
+class KilledForMemory(InMemoryTopicReader):
+    """The system kills the process reading a partition's second slice, as Linux's OOM killer
+    does (SIGKILL: no word from it); never the caller's own."""
+
+    caller: int = field(default_factory=os.getpid)
+
+    def read(self, topic, ranges):
+        if os.getpid() != self.caller and any(start > 0 for start, _ in ranges.values()):
+            os.kill(os.getpid(), signal.SIGKILL)
+        yield from super().read(topic, ranges)
+
+
+def test_a_process_killed_while_it_judges_ends_the_replay_saying_so(topic, monkeypatch):
+    """It was the pool's BrokenProcessPool, a traceback naming no process nor why it may have died."""
+    reader, _ = topic
+    monkeypatch.setattr(replay_module, "SLICE", 7)
+    with pytest.raises(JudgingProcessDied, match=r"died before it finished \(2 judged at once\): most likely "
+                                                 r"the system killed it for lack of memory"):
+        replay(KilledForMemory(reader.topics), TOPIC, Selection(), Policy(), workers=2)
 
 
 def test_a_topic_of_one_slice_is_judged_without_starting_processes(topic, monkeypatch):

@@ -287,6 +287,24 @@ def test_a_report_named_with_brackets_is_named_as_it_is(monkeypatch, capsys, tmp
     assert f"full report (csv): {report}" in err and "Writing replay[nov].csv" in err, err
 
 
+def test_a_process_killed_while_it_judges_is_one_line_and_exit_2(monkeypatch, capsys, tmp_path):
+    """The OOM killer's SIGKILL to a judging process was a traceback and exit 1, which a CI job
+    reads as "some records could not be read": the operator is told what to change."""
+    from tests.unit.audit.test_replay import KilledForMemory
+
+    reader, _ = verdicts_topic(count=60)
+    monkeypatch.setattr("connectors.topic_reader.KafkaTopicReader", lambda *args, **kwargs: KilledForMemory(
+        reader.topics))
+    monkeypatch.setattr("audit.replay.SLICE", 10)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)  # two processes, on any machine
+    report = tmp_path / "replay.csv"
+    code, err = _run(monkeypatch, capsys, "--workers", "2", "--output", str(report))
+    assert code == 2 and "Traceback" not in err, err
+    assert err.endswith("error: a process judging verdicts died before it finished (2 judged at once): most likely "
+                        "the system killed it for lack of memory; run it again with fewer --workers"), err
+    assert not report.exists()
+
+
 @dataclass
 class SlowFirstSlice(InMemoryTopicReader):
     """Reads the first slice of partition 0 for two seconds, saying so in the file `started`; the
