@@ -49,16 +49,18 @@ class Step:
 @dataclass
 class Story:
     """The steps, and what the story may be missing: records that hold the invoice id's text but
-    could not be read (they may be about it, or about an invoice whose id contains it), and topics
-    that do not exist (a topic name set wrong leaves out all its steps)."""
+    could not be read (they may be about it, or about an invoice whose id contains it), topics
+    that do not exist (a topic name set wrong leaves out all its steps), and the records retention
+    deleted from the partitions of a story that has lost its beginning."""
 
     steps: list[Step] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)  # "topic[partition]@offset: why"
     missing_topics: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)  # "records before offset N of topic[partition] are gone: ..."
 
     @property
     def complete(self) -> bool:
-        return not self.unreadable and not self.missing_topics
+        return not self.unreadable and not self.missing_topics and not self.deleted
 
 
 def story(reader: TopicReader, codec: Codec, topics: list[str], invoice_id: str, since_ms: int | None = None,
@@ -91,7 +93,25 @@ def story(reader: TopicReader, codec: Codec, topics: list[str], invoice_id: str,
                 read.record(record, headers, codec, invoice_id, told)
         on_progress(held[topic] - reported)  # transaction markers hold offsets too: the topic is read
     told.steps = read.told_in_order()
+    told.deleted = _deleted_beginning(reader, ranges, told.steps)
     return told
+
+
+def _deleted_beginning(reader: TopicReader, ranges: dict[str, OffsetRanges], steps: list[Step]) -> list[str]:
+    """Where retention may have deleted the beginning of a story that has none (its first version
+    is never received): the partitions its steps were read from, in every topic (a PO's work is on
+    the same partition of each), that start past offset 0 where the read began (a --since that
+    begins a partition's read past its start asked for none of what it lost). An invoice whose
+    early records were deleted started at `status: released`, with no receipt and no verdict, and
+    was told as the whole story. A story that begins with its receipt is whole whatever went before
+    it: after ten years of retention every partition starts past 0."""
+    first = min((step.invoice_version for step in steps if step.invoice_version), default=0)
+    if not steps or any(step.what == "received" and step.invoice_version == first for step in steps):
+        return []
+    partitions = {step.partition for step in steps}
+    return [f"records before offset {log_start} of {topic}[{partition}] are gone: retention"
+            for topic, spans in ranges.items() for partition, log_start in sorted(reader.log_starts(topic).items())
+            if partition in partitions and log_start > 0 and spans.get(partition, (0, 0))[0] <= log_start]
 
 
 def _where(topic: str, partition: int, offset: int) -> str:

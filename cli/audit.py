@@ -310,8 +310,9 @@ def explain(
     otherwise): give the month the invoice came in to read only that. A step the pipeline refused
     says so, with the dead letter's why.
     Exit code 0 for the whole story; 1 when part of it may be missing (a record that holds the
-    invoice id could not be read, or a topic does not exist: both are listed); 2 when nothing names
-    it, on unusable input, or when Kafka or the schema registry does not answer.
+    invoice id could not be read, a topic does not exist, or the story has no receipt of its first
+    version where retention deleted the partition's first records: each is listed); 2 when nothing
+    names it, on unusable input, or when Kafka or the schema registry does not answer.
     """
     from audit.explain import story
     from connectors.topic_reader import KafkaTopicReader
@@ -354,6 +355,11 @@ def explain(
             err.print(inert(f"incomplete: topic {topic} does not exist (check the settings' topic names)"))
         for where in told.unreadable:
             err.print(inert(f"incomplete: a record that may be about {invoice_id} could not be read: {where}"))
+        if told.deleted:
+            err.print(inert(f"incomplete: the story has no receipt of its first version: its beginning may be "
+                            f"among the records retention deleted from {invoice_id}'s partitions"))
+        for gone in told.deleted:
+            err.print(inert(f"incomplete: {gone}"))
         raise typer.Exit(1)
 
 

@@ -165,6 +165,10 @@ class TopicReader(Protocol):
         """Per partition, the offsets of the records with since_ms <= timestamp < until_ms
         (the whole partition when a bound is None). An unknown topic is a TopicNotFound."""
 
+    def log_starts(self, topic: str) -> dict[int, int]:
+        """Per partition, the first offset it still holds: past 0 once retention has deleted the
+        records before it (offsets are never reused). An unknown topic is a TopicNotFound."""
+
     def read(self, topic: str, ranges: OffsetRanges) -> Iterator[TopicRecord]:
         """The records in the ranges, partition by partition in offset order."""
 

@@ -40,12 +40,8 @@ class KafkaTopicReader(TopicReader):
                until_ms: int | None = None) -> dict[int, tuple[int, int]]:
         consumer = self._consumer()
         try:
-            metadata = consumer.list_topics(topic, timeout=min(self.timeout, METADATA_TIMEOUT)).topics.get(topic)
-            if metadata is None or metadata.error is not None or not metadata.partitions:
-                raise TopicNotFound(f"topic {topic!r} does not exist on {self.bootstrap_servers}")
-            partitions = sorted(metadata.partitions)
-            marks = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=self.timeout)
-                     for p in partitions}
+            marks = self._watermarks(consumer, topic)
+            partitions = sorted(marks)
             starts = self._offsets_at(consumer, topic, partitions, since_ms, marks, low=True)
             ends = self._offsets_at(consumer, topic, partitions, until_ms, marks, low=False)
             return {p: (starts[p], max(starts[p], ends[p])) for p in partitions}
@@ -53,6 +49,24 @@ class KafkaTopicReader(TopicReader):
             raise kafka_down(self.bootstrap_servers, f"reading the offsets of {topic}", exc.args[0], consumer) from None
         finally:
             consumer.close()
+
+    def log_starts(self, topic: str) -> dict[int, int]:
+        consumer = self._consumer()
+        try:
+            # The low watermark: the log start offset, which retention moves on as it deletes.
+            return {p: low for p, (low, _) in self._watermarks(consumer, topic).items()}
+        except KafkaException as exc:
+            raise kafka_down(self.bootstrap_servers, f"reading the offsets of {topic}", exc.args[0], consumer) from None
+        finally:
+            consumer.close()
+
+    def _watermarks(self, consumer: Consumer, topic: str) -> dict[int, tuple[int, int]]:
+        """Per partition, its first offset still held and the offset after its last."""
+        metadata = consumer.list_topics(topic, timeout=min(self.timeout, METADATA_TIMEOUT)).topics.get(topic)
+        if metadata is None or metadata.error is not None or not metadata.partitions:
+            raise TopicNotFound(f"topic {topic!r} does not exist on {self.bootstrap_servers}")
+        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=self.timeout)
+                for p in sorted(metadata.partitions)}
 
     def _offsets_at(self, consumer: Consumer, topic: str, partitions: list[int], at_ms: int | None,
                     marks: dict[int, tuple[int, int]], low: bool) -> dict[int, int]:
@@ -121,6 +135,17 @@ class InMemoryTopicReader(TopicReader):
     """Topics as lists of records per partition, for unit tests of what reads them."""
 
     topics: dict[str, dict[int, list[TopicRecord]]] = field(default_factory=dict)
+    deleted_before: dict[str, dict[int, int]] = field(default_factory=dict)  # topic -> partition -> its log start
+
+    def delete_records(self, topic: str, partition: int, before: int) -> None:
+        """As retention (or Kafka's DeleteRecords) does: the records before `before` are gone, the
+        others keep their offsets."""
+        self.deleted_before.setdefault(topic, {})[partition] = before
+
+    def log_starts(self, topic: str) -> dict[int, int]:
+        if topic not in self.topics:
+            raise TopicNotFound(f"topic {topic!r} does not exist")
+        return {p: self.deleted_before.get(topic, {}).get(p, 0) for p in self.topics[topic]}
 
     def append(self, topic: str, partition: int, timestamp_ms: int, key: bytes | None, value: bytes | None,
                headers: tuple[tuple[str, bytes], ...] = ()) -> None:
@@ -129,20 +154,20 @@ class InMemoryTopicReader(TopicReader):
 
     def ranges(self, topic: str, since_ms: int | None = None,
                until_ms: int | None = None) -> dict[int, tuple[int, int]]:
-        if topic not in self.topics:
-            raise TopicNotFound(f"topic {topic!r} does not exist")
-
-        def first_at(log: list[TopicRecord], at_ms: int | None, default: int) -> int:
+        def first_at(kept: list[TopicRecord], at_ms: int | None, default: int, end: int) -> int:
             if at_ms is None:
                 return default
-            return next((r.offset for r in log if r.timestamp_ms >= at_ms), len(log))
+            return next((r.offset for r in kept if r.timestamp_ms >= at_ms), end)
 
         out = {}
-        for p, log in self.topics[topic].items():
-            start, end = first_at(log, since_ms, 0), first_at(log, until_ms, len(log))
+        for p, log_start in self.log_starts(topic).items():
+            log = self.topics[topic][p]
+            kept = log[log_start:]
+            start, end = first_at(kept, since_ms, log_start, len(log)), first_at(kept, until_ms, len(log), len(log))
             out[p] = (start, max(start, end))
         return out
 
     def read(self, topic: str, ranges: OffsetRanges) -> Iterator[TopicRecord]:
         for p, (start, end) in sorted(ranges.items()):
-            yield from self.topics.get(topic, {}).get(p, [])[start:end]
+            log_start = self.deleted_before.get(topic, {}).get(p, 0)
+            yield from self.topics.get(topic, {}).get(p, [])[max(start, log_start):end]

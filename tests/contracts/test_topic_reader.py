@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from connectors.api_ports import TopicNotFound
@@ -47,10 +47,27 @@ class TopicReaderContract:
         ranges = reader.ranges(topic, T0 + 60_000)
         assert all(start == end for start, end in ranges.values()) and list(reader.read(topic, ranges)) == []
 
+    @pytest.fixture
+    def delete_records(self):
+        """(reader, topic, partition, before): the records before `before` deleted, as retention does."""
+        raise NotImplementedError
+
     def test_an_unknown_topic_is_named(self, reader_and_topic):
         reader, _ = reader_and_topic
         with pytest.raises(TopicNotFound, match="no-such-topic"):
             reader.ranges("no-such-topic")
+        with pytest.raises(TopicNotFound, match="no-such-topic"):
+            reader.log_starts("no-such-topic")
+
+    def test_a_partition_whose_first_records_were_deleted_starts_after_them(self, reader_and_topic, delete_records):
+        reader, topic = reader_and_topic
+        assert reader.log_starts(topic) == {0: 0, 1: 0, 2: 0}
+        delete_records(reader, topic, 1, 4)
+        assert reader.log_starts(topic) == {0: 0, 1: 4, 2: 0}
+        ranges = reader.ranges(topic)
+        assert ranges == {0: (0, 10), 1: (4, 10), 2: (0, 10)}
+        assert [r.offset for r in reader.read(topic, ranges) if r.partition == 1] == list(range(4, 10))
+        assert reader.ranges(topic, T0)[1] == (4, 10)  # a time before the first record kept: where it starts
 
 
 def _read_as(headers: tuple) -> tuple[tuple[str, bytes], ...]:
@@ -65,6 +82,10 @@ class TestInMemoryTopicReader(TopicReaderContract):
             reader.append("t", partition, at, key, value, _read_as(HEADERS) if value == b"value-7" else ())
         return reader, "t"
 
+    @pytest.fixture
+    def delete_records(self):
+        return lambda reader, topic, partition, before: reader.delete_records(topic, partition, before)
+
 
 class TestKafkaTopicReader(TopicReaderContract):
     @pytest.fixture
@@ -78,6 +99,15 @@ class TestKafkaTopicReader(TopicReaderContract):
         assert producer.flush(30) == 0
         yield KafkaTopicReader(kafka_bootstrap), unique_name
         admin.delete_topics([unique_name])
+
+    @pytest.fixture
+    def delete_records(self, kafka_bootstrap):
+        admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+
+        def delete(reader, topic, partition, before):
+            for future in admin.delete_records([TopicPartition(topic, partition, before)]).values():
+                future.result()
+        return delete
 
     def test_a_read_that_hears_nothing_from_kafka_ends_naming_it(self):
         """Brokers away say so in errors of no partition, which the read passed over: an audit's

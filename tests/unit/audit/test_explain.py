@@ -176,6 +176,51 @@ def test_a_time_range_reads_only_its_records_and_progress_counts_them_to_the_tot
     assert totals == [4] and sum(read) == 4 and all(n >= 0 for n in read) and len(read) > 2
 
 
+def retained(codec: SingleObjectCodec) -> InMemoryTopicReader:
+    """On partition 0 of three topics: another invoice received, then MP-1001 received, held,
+    released and handed to the bot, one record a second."""
+    reader = InMemoryTopicReader()
+    released = StatusChanged(event_id="e3", invoice_id="MP-1001", invoice_version=1, po_number="PO-5001",
+                             status=InvoiceStatus.RELEASED, occurred_at=AT, actor="ana", reason="agreed")
+    for seconds, (topic, message) in enumerate([
+            ("invoices", InvoiceSubmitted(invoice_id="MP-0999", version=1, po_number="PO-5001", document=INVOICE,
+                                          received_at=AT)),
+            ("invoices", InvoiceSubmitted(invoice_id="MP-1001", version=1, po_number="PO-5001", document=PRICE_OFF,
+                                          received_at=AT)),
+            ("verdicts", judge(PRICE_OFF)), ("verdicts", released),
+            ("rpa.requests", RpaRequest(invoice_id="MP-1001", invoice_version=1, po_number="PO-5001",
+                                        payload=judge(INVOICE).rpa_payload, requested_at=AT))]):
+        reader.append(topic, 0, int((AT + timedelta(seconds=seconds)).timestamp() * 1000), b"PO-5001",
+                      codec.encode(message))
+    return reader
+
+
+def test_a_story_whose_beginning_retention_deleted_is_incomplete_naming_where_the_partitions_start():
+    """It started at `status: released`, with no receipt and no verdict, and was the whole story (exit 0)."""
+    codec = SingleObjectCodec()
+    topics = ["invoices", "verdicts", "rpa.requests"]
+    reader = retained(codec)
+    reader.delete_records("invoices", 0, 2)  # MP-1001's receipt and its verdict are gone
+    reader.delete_records("verdicts", 0, 1)
+    told = story(reader, codec, topics, "MP-1001")
+    assert [s.what for s in told.steps] == ["status", "rpa request"] and not told.complete
+    assert told.deleted == ["records before offset 2 of invoices[0] are gone: retention",
+                            "records before offset 1 of verdicts[0] are gone: retention"]
+
+    # Retention that deleted only what came before the invoice leaves its story whole.
+    before = retained(codec)
+    before.delete_records("invoices", 0, 1)
+    told = story(before, codec, topics, "MP-1001")
+    assert [s.what for s in told.steps] == ["received", "verdict", "status", "rpa request"] and told.complete
+
+    # verdicts[0] keeps a record from before --since, so what retention deleted there is before it
+    # too: not named. invoices[0] keeps none, and what it deleted may be within the range.
+    since = int((AT + timedelta(seconds=4)).timestamp() * 1000)
+    told = story(reader, codec, topics, "MP-1001", since_ms=since)
+    assert [s.what for s in told.steps] == ["rpa request"]
+    assert told.deleted == ["records before offset 2 of invoices[0] are gone: retention"]
+
+
 def test_a_verdict_without_a_po_says_whether_sampro_had_none_or_the_invoice_was_not_judged_against_one():
     """A verdict the pipeline could not judge has no PO snapshot either: it read "Sampro had none"."""
     from rules.context import EvaluationContext

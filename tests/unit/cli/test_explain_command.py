@@ -50,3 +50,22 @@ def test_a_story_told_within_a_range_says_that_steps_outside_it_are_not_shown(mo
     assert "only the records from 2026-12-01 to now: steps outside it are not shown" in result.output
     whole = runner.invoke(app, ["explain", "MP-1"], env={"COLUMNS": "400"})
     assert whole.exit_code == 0 and "not shown" not in whole.output
+
+
+def test_a_story_whose_beginning_retention_deleted_exits_1_saying_where_the_partitions_start(monkeypatch):
+    """It began at `status: released`, with no receipt and no verdict, and exit 0: the whole story."""
+    from schemas.codec import SingleObjectCodec
+    from tests.unit.audit.test_explain import retained
+
+    reader = retained(SingleObjectCodec())
+    for topic in ("rpa.completions", "po.commands", "invoices.dlq"):
+        reader.topics[topic] = {0: []}
+    reader.delete_records("invoices", 0, 2)
+    reader.delete_records("verdicts", 0, 1)
+    monkeypatch.setattr("connectors.topic_reader.KafkaTopicReader", lambda *args, **kwargs: reader)
+    result = runner.invoke(app, ["explain", "MP-1001"], env={"COLUMNS": "400"})
+    assert result.exit_code == 1, result.output
+    assert ("incomplete: the story has no receipt of its first version: its beginning may be among the records "
+            "retention deleted from MP-1001's partitions") in result.output
+    assert "incomplete: records before offset 2 of invoices[0] are gone: retention" in result.output
+    assert "incomplete: records before offset 1 of verdicts[0] are gone: retention" in result.output
