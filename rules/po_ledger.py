@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal, Protocol
@@ -89,13 +89,27 @@ def change_digest(event_id: str) -> str:
     return hashlib.blake2b(event_id.encode(), digest_size=8).hexdigest()
 
 
-def verdict_event_id(invoice_id: str, version: int, status: str, rules_version: str, judged_after: str | None) -> str:
-    """A verdict's event in processscheduler's history: the same verdict again is the same event."""
+# What a finding tells AP, as a verdict judged again is told apart by (`verdict_event_id`).
+FINDING_TOLD = ("code", "line_no", "field", "expected", "actual", "message")
+
+
+def verdict_event_id(invoice_id: str, version: int, status: str, rules_version: str, judged_after: str | None,
+                     reasons: Sequence[Finding] | Sequence[Mapping[str, Any]]) -> str:
+    """A verdict's event in processscheduler's history: the same verdict again is the same event.
+    `reasons`: the verdict's findings, as models or as their Avro records."""
     event = f"verdict:{invoice_id}:v{version}:{status}:{rules_version}"
     if judged_after is None:
         return event
-    # The change's own id can be long; its digest keeps the event id within the column's 200.
-    return f"{event}:after:{change_digest(judged_after)}"
+    # The change's own id can be long; its digest keeps the event id within the column's 200. The
+    # findings' digest tells apart another judgement after the same change: a Sampro change applied
+    # again once the ledger forgot it (`CHANGES_REMEMBERED`), as Debezium delivers after a Connect
+    # restart, judges against the PO as it is now; under the first judgement's id processscheduler
+    # took the new findings for a repeat and showed the old ones for good, and refused the clerk's
+    # release of what it showed. Told again, copies and all (a replay, a crash), it is the same event.
+    told = [[reason[name] if isinstance(reason, Mapping) else getattr(reason, name) for name in FINDING_TOLD]
+            for reason in reasons]
+    findings = hashlib.blake2b(json.dumps(told).encode(), digest_size=8).hexdigest()
+    return f"{event}:after:{change_digest(judged_after)}:{findings}"
 
 
 def record_key(invoice_id: str, version: int) -> str:
@@ -295,7 +309,7 @@ def _last_event(record: InvoiceRecord) -> str:
     verdict = record.verdict
     assert verdict is not None, "an invoice about to go to the bot was released or judged"
     return verdict_event_id(verdict.invoice_id or record.submission.invoice_id, record.submission.version,
-                            verdict.status.value, verdict.rules_version, verdict.judged_after)
+                            verdict.status.value, verdict.rules_version, verdict.judged_after, verdict.reasons)
 
 
 def _rpa_request(record: InvoiceRecord, at: datetime) -> RpaRequest:

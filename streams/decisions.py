@@ -259,7 +259,7 @@ def _placed(emitted: Sequence[Emitted], partition: int) -> list[Placed]:
     for message in emitted:
         if isinstance(message, Verdict) and message.invoice_id and message.invoice_version is not None:
             event = verdict_event_id(message.invoice_id, message.invoice_version, message.status.value,
-                                     message.rules_version, message.judged_after)
+                                     message.rules_version, message.judged_after, message.reasons)
             placed.append((message.invoice_id, message.invoice_version, message.po_number, message.status.value,
                            event, partition))
         elif isinstance(message, StatusChanged):
@@ -278,6 +278,6 @@ def _newly_known(emitted: Sequence[Emitted], ledger: PurchaseOrderLedger, partit
             if record is not None and (seen := known_from(message.invoice_id, message.status.value,
                                                           record.submission.document)) is not None:
                 event = verdict_event_id(message.invoice_id, message.invoice_version, message.status.value,
-                                         message.rules_version, message.judged_after)
+                                         message.rules_version, message.judged_after, message.reasons)
                 known.append((message.invoice_version, seen, event, partition))
     return known

@@ -124,7 +124,8 @@ def verdict_entry(record: Mapping[str, Any]) -> SchedulerEntry | None:
         "total_amount": found.total_amount if found else None,
         "invoice_date": invoice_date(document) if found else None,  # found: the document is a mapping
     }
-    event = {"event_id": verdict_event_id(invoice_id, version, status, rules_version, record["judged_after"]),
+    event_id = verdict_event_id(invoice_id, version, status, rules_version, record["judged_after"], record["reasons"])
+    event = {"event_id": event_id,
              "invoice_id": invoice_id, "invoice_version": version, "status": status, "occurred_at": decided_at,
              "actor": None, "reason": None, "holds": None}
     return SchedulerEntry((invoice_id, version), fields, event)

@@ -383,7 +383,7 @@ def test_a_verdict_given_again_says_after_what_as_the_po_ledger_names_it():
     # Released (its last event, a status change), or approved when ready (its verdict's event), then held anew.
     at_its_turn = first.model_copy(update={"judged_after": "MP-1001:v1:released:r-1"})
     after_its_verdict = first.model_copy(update={"judged_after": verdict_event_id(
-        "MP-1001", 1, "ready_to_process", first.rules_version, None)})
+        "MP-1001", 1, "ready_to_process", first.rules_version, None, [])})
 
     freed = first.model_copy(update={"judged_after": "po-freed-by:MP-1002:v1:rpa_failed:rpa-1"})
 

@@ -19,6 +19,7 @@ from connectors.scheduler.tables import REASON_CODES_LENGTH
 from rules.errors import DataError
 from rules.lifecycle import InvoiceStatus, StatusChanged
 from rules.models import Verdict
+from rules.po_ledger import verdict_event_id
 from schemas.codec import SingleObjectCodec
 from tests.unit.rules.test_golden_verdicts import _verdicts
 
@@ -53,6 +54,22 @@ def test_a_judgement_after_a_sampro_change_and_a_verdict_of_no_invoice_version()
     assert entry.event["event_id"].startswith(first.event["event_id"] + ":after:")  # a new history event
     nameless = verdict.model_copy(update={"invoice_id": None, "invoice_version": None})
     assert verdict_entry(as_read(nameless)) is None and entry_of(nameless) is None
+
+
+def test_a_judgement_after_a_change_is_the_same_event_from_its_record_as_the_worker_names_it():
+    """The worker names a verdict's event from the model (`streams.decisions`), and waits for the
+    sink to record it; the sink names it from the Avro record. Another judgement after the same
+    change, with other findings, is another event."""
+    judged = [verdict.model_copy(update={"judged_after": "sampro:PO-5001:1764835200000"})
+              for verdict in pinned_verdicts() if verdict.invoice_id is not None and verdict.reasons]
+    assert len(judged) > 100
+    for again in judged:
+        entry = verdict_entry(as_read(again))
+        assert entry is not None and entry.event["event_id"] == verdict_event_id(
+            again.invoice_id, again.invoice_version, again.status.value, again.rules_version, again.judged_after,
+            again.reasons), again.invoice_id
+    other = judged[0].model_copy(update={"reasons": judged[0].reasons[1:] or judged[1].reasons})
+    assert verdict_entry(as_read(other)).event["event_id"] != verdict_entry(as_read(judged[0])).event["event_id"]
 
 
 def test_numbers_the_vendor_sent_as_json_numbers_are_written_as_decoding_would():

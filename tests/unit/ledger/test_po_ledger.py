@@ -36,6 +36,7 @@ from rules.models import (
     VerdictStatus,
 )
 from rules.po_ledger import (
+    CHANGES_REMEMBERED,
     PurchaseOrderLedger,
     approve_dispatch,
     change_digest,
@@ -46,6 +47,7 @@ from rules.po_ledger import (
     release_invoice,
     replace_invoice,
     submit_invoice,
+    verdict_event_id,
     withdraw_invoice,
 )
 from rules.policy import Policy, Tolerance
@@ -1065,6 +1067,31 @@ def test_the_same_change_again_changes_nothing():
     first = recheck_held(ledger, changed(), PricingJudge(price="15.25"), "automatic")
     again = recheck_held(first.ledger, changed(), PricingJudge(lets_pass=frozenset({"A"})), "automatic")
     assert again.emitted == [] and again.ledger == first.ledger
+
+
+def verdict_event(verdict: Verdict) -> str:
+    return verdict_event_id(verdict.invoice_id, verdict.invoice_version, verdict.status.value,
+                            verdict.rules_version, verdict.judged_after, verdict.reasons)
+
+
+def test_a_change_applied_again_once_forgotten_tells_other_findings_under_an_event_of_their_own():
+    """Debezium sends a busy PO's changes again after a Connect restart: the ledger no longer
+    remembered the first (`CHANGES_REMEMBERED` changes later), so it was judged again, against the PO
+    as it is now, and its verdict had the event id of the change's first judgement: processscheduler
+    took it for a repeat and showed the old price for good."""
+    ledger = held(PricingJudge(), "A")
+    (first,) = ledger.records["A@v1"].told()
+    assert verdict_event(first) == "verdict:A:v1:manual_review:test"  # a first verdict's as it always was
+    once = recheck_held(ledger, changed("sampro:PO-1:0"), PricingJudge(price="15.10"), "automatic")
+    ledger = once.ledger
+    for n in range(1, CHANGES_REMEMBERED + 1):  # changes that leave its findings as they are
+        ledger = recheck_held(ledger, changed(f"sampro:PO-1:{n}"), PricingJudge(price="15.10"), "automatic").ledger
+    again = recheck_held(ledger, changed("sampro:PO-1:0"), PricingJudge(price="15.20"), "automatic")
+    (told,), (retold,) = once.emitted, again.emitted
+    assert told.judged_after == retold.judged_after == "sampro:PO-1:0"
+    assert verdict_event(retold) != verdict_event(told)
+    (replayed,) = again.ledger.records["A@v1"].told()  # told again (a replay, a crash): the same event
+    assert verdict_event(replayed) == verdict_event(retold)
 
 
 def test_an_invoice_with_a_finding_of_its_own_is_not_judged_again():

@@ -1788,6 +1788,42 @@ def test_a_new_change_of_a_po_judges_its_held_invoices_though_the_batch_ends_on_
     assert worker.statuses() == {"MP-1": "sent_to_rpa"}
 
 
+def test_a_change_applied_again_once_forgotten_shows_its_new_findings_and_the_clerks_release_of_them_goes(worker):
+    """Debezium sends a busy PO's changes again after a Connect restart, the first one after the
+    ledger stopped remembering it (`CHANGES_REMEMBERED` changes later), judged against the PO as it
+    is now. Its verdict had the event id of the change's first judgement: processscheduler took it
+    for a repeat and showed the old price for good, and the worker refused every clerk's release of
+    what it showed as judged again since the clerk looked."""
+    from rules.po_ledger import CHANGES_REMEMBERED
+
+    def change(n: int) -> None:
+        worker.put(worker.pipeline.topics.sampro_changes, "PO-5001", worker.codec.encode(
+            PurchaseOrderChanged(event_id=f"sampro:PO-5001:{n}", po_number="PO-5001", changed_at=AT)))
+
+    lines = held_for_its_price(worker)
+    lines[0]["unit_price"] = "15.10"  # change 0: a wrong correction
+    worker.sampro.purchase_orders["PO-5001"] = purchase_order(lines=lines)
+    change(0)
+    worker.run()
+    for n in range(1, CHANGES_REMEMBERED + 1):  # changes of line 2's order, which MP-1's findings do not read
+        lines[1]["quantity_ordered"] = str(10 + n)
+        worker.sampro.purchase_orders["PO-5001"] = purchase_order(lines=lines)
+        change(n)
+        worker.run(steps=2)
+    lines[0]["unit_price"] = "15.20"  # the buyer changes the price again, and change 0 comes again
+    worker.sampro.purchase_orders["PO-5001"] = purchase_order(lines=lines)
+    change(0)
+    worker.run()
+    (finding,) = next(row for row in worker.scheduler.rows() if row["invoice_id"] == "MP-1")["reasons"]
+    assert (finding["code"], finding["expected"]) == ("PRICE_MISMATCH", "15.20")
+    worker.put(worker.pipeline.topics.commands, "PO-5001", worker.codec.encode(ReleaseRequested(
+        command_id="r-1", invoice_id="MP-1", invoice_version=1, po_number="PO-5001", user="ana", reason="agreed",
+        holds=["PRICE_MISMATCH:1:unit_price"], seen={"PRICE_MISMATCH:1:unit_price": finding["message"]},
+        issued_at=AT)))
+    worker.run()
+    assert worker.statuses() == {"MP-1": "sent_to_rpa"}
+
+
 def test_one_transactions_rows_of_a_po_are_one_change_that_judges_its_held_invoices(worker):
     from rules.lifecycle import PurchaseOrderChanged
     from tests.unit.streams.conftest import AT, purchase_order
