@@ -279,6 +279,8 @@ def _event_id(invoice_id: str, version: int, status: InvoiceStatus, cause: str) 
 # `judged_after` of a held invoice judged again when the invoice holding its PO left it without an
 # entry: the event of its leaving follows.
 FREED_BY = "po-freed-by:"
+# `judged_after` of a held invoice reprocessed under other rules: the rules of the verdict it follows.
+REPROCESSED_AFTER = "rules:"
 WITHDRAWN_AT_BOT = "withdrawn-at-rpa"  # the cause of the note that the vendor withdrew a version at the bot
 
 
@@ -533,16 +535,24 @@ class _Update:
 
     def _judge_again_or_keep(self, record: InvoiceRecord, at: datetime) -> None:
         """A held invoice a Sampro change cleared, or other rules may, judged when the PO is free.
-        The rules failing on it leave it held as it was, the holds a clerk released still released."""
+        The rules failing on it leave it held as it was, the holds a clerk released still released;
+        so do findings as they were after a Sampro change (the buyer undid it before the invoice's
+        turn), as at the change itself (`_judge_held_again`): judged anew, a second verdict alike went
+        into its history and took back the holds the clerk had released. A reprocess under other
+        rules judges it anew, as it does an invoice it need not park."""
         verdict = self.judged_again(record)
-        if verdict is not None:
+        assert record.verdict is not None, "_judge_again_or_keep takes a record with a verdict"
+        if verdict is None:
+            reason = "The rules failed on it when it was judged again: it is held as it was."
+        elif not (record.recheck_for or "").startswith(REPROCESSED_AFTER) and _judged_alike(record, verdict):
+            record.counted_in_flight = False  # the PO is free: it reads so with nothing in flight
+            reason = "Judged again at its turn, its findings are as they were: it is held as it was."
+        else:
             self.judge_now(record, verdict)
             return
-        assert record.verdict is not None, "_judge_again_or_keep takes a record with a verdict"
         cause = f"held-as-it-was-{change_digest(f'{record.recheck_for}|{at.isoformat()}')}"
         record.recheck_for = None
-        self.change(record, _held_as(record.verdict), cause, at,
-                    reason="The rules failed on it when it was judged again: it is held as it was.")
+        self.change(record, _held_as(record.verdict), cause, at, reason=reason)
 
     def replay(self, record: InvoiceRecord) -> None:
         """Re-emit where this version stands, so a write lost in a crash is repaired downstream
@@ -724,7 +734,8 @@ def submit_invoice(
             # Reprocessed after a change of rules: judged again by the rules now in force, as an event
             # after the verdict it follows. Rules rolled back (A, then B, then A again) judge as A did
             # once: under that verdict's event id, processscheduler took it for a repeat, and kept B's.
-            known.recheck_for = f"rules:{known.verdict.rules_version}@{known.verdict.evaluated_at.isoformat()}"
+            before = f"{known.verdict.rules_version}@{known.verdict.evaluated_at.isoformat()}"
+            known.recheck_for = f"{REPROCESSED_AFTER}{before}"
             update.admit(known, at, cause=f"parked-for-{judge.rules_version}-{change_digest(known.recheck_for)}")
         else:
             update.replay(known)

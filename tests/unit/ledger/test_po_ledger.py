@@ -1532,6 +1532,42 @@ def test_a_change_judged_by_newer_rules_with_the_findings_as_they_were_keeps_wha
     assert recheck_held(ledger, changed(), stricter, "automatic").ledger.records["A@v1"].released_holds == []
 
 
+def test_a_change_undone_before_a_cleared_invoices_turn_leaves_it_held_as_it_was_with_what_ap_released():
+    """Cleared by a change while another invoice of its PO was at the bot, the invoice waited; the
+    buyer undid the change before its turn. At its turn its findings were exactly the kept ones, yet
+    it got a second verdict alike, which took back the price hold the clerk had released."""
+    judge = TwoHoldsJudge()
+    ledger = release_invoice(held(judge, "A"), release(["PRICE_MISMATCH:1:unit_price"]), judge, "automatic").ledger
+    ledger = submit_invoice(ledger, submission("B"), FakeJudge(), "automatic").ledger  # B at the bot
+    waiting = recheck_held(ledger, changed(), FakeJudge(lets_pass=frozenset({"A"})), "automatic")
+    assert statuses(waiting.emitted) == [("A", "waiting_for_po")]
+    undone = recheck_held(waiting.ledger, changed("sampro:PO-1:2"), judge, "automatic")
+    freed = complete_rpa(undone.ledger, completion("B"), judge, "automatic")
+    assert statuses(freed.emitted) == [("B", "entered"), ("A", "manual_review")]
+    (held_again,) = [m for m in freed.emitted if m.invoice_id == "A"]
+    assert isinstance(held_again, StatusChanged) and held_again.reason.startswith("Judged again at its turn, its "
+                                                                                  "findings are as they were")
+    kept = freed.ledger.records["A@v1"]
+    assert kept.verdict == ledger.records["A@v1"].verdict and kept.released_holds == ["PRICE_MISMATCH:1:unit_price"]
+    assert kept.status is InvoiceStatus.MANUAL_REVIEW and kept.recheck_for is None and freed.ledger.parked == []
+
+
+def test_an_invoice_reprocessed_under_other_rules_behind_the_po_is_judged_anew_at_its_turn():
+    """A reprocess judges every held invoice anew under the rules in force, its findings as holds
+    anew, also one that waits for the PO, whose findings are as they were."""
+    judge = TwoHoldsJudge()
+    ledger = release_invoice(held(judge, "A"), release(["PRICE_MISMATCH:1:unit_price"]), judge, "automatic").ledger
+    ledger = submit_invoice(ledger, submission("B"), FakeJudge(), "automatic").ledger  # B at the bot
+    upgraded = TwoHoldsJudge()
+    upgraded.rules_version = "next+tol"
+    parked = submit_invoice(ledger, submission("A", expect="manual_review"), upgraded, "automatic")
+    assert statuses(parked.emitted) == [("A", "waiting_for_po")]
+    freed = complete_rpa(parked.ledger, completion("B"), upgraded, "automatic")
+    assert statuses(freed.emitted) == [("B", "entered"), ("A", "manual_review")]
+    assert isinstance(freed.emitted[1], Verdict) and freed.emitted[1].rules_version == "next+tol"
+    assert freed.ledger.records["A@v1"].released_holds == []
+
+
 class FutureDateJudge(TwoHoldsJudge):
     """PRICE_MISMATCH on line 1 and a future date, the latter worded as the rules of `wording` did."""
 

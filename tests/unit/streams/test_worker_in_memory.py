@@ -27,7 +27,7 @@ from streams.broker_memory import InMemoryBroker
 from streams.ledgers import changelog_topic, record_state_key
 from streams.runtime import FORWARDED_FROM, Flow, Runtime, run_together
 from streams.state import CHANGELOG_KEY, Store
-from tests.unit.rules.builders import PRICE_OFF, invoice, judge, po
+from tests.unit.rules.builders import PO, PRICE_OFF, invoice, judge, po
 from tests.unit.streams.conftest import AT, Worker, make_worker, purchase_order, ready_invoice
 
 
@@ -1822,6 +1822,52 @@ def test_a_change_applied_again_once_forgotten_shows_its_new_findings_and_the_cl
         issued_at=AT)))
     worker.run()
     assert worker.statuses() == {"MP-1": "sent_to_rpa"}
+
+
+def test_a_change_undone_before_a_cleared_invoices_turn_keeps_the_hold_the_clerk_released(worker):
+    """Cleared by a change while another invoice of its PO was at the bot, the invoice waited; the
+    buyer undid the change before its turn. At its turn its findings were the kept ones, yet it got a
+    second verdict alike, and the clerk's release of its price hold was gone."""
+    lines = [dict(line) for line in PO["lines"]]
+    lines[0]["unit_price"] = "15.00"  # MP-1's 15.50 is off
+    lines[1]["quantity_ordered"] = "2"  # and its 3 filters are more than ordered
+    worker.sampro.purchase_orders["PO-5001"] = purchase_order(lines=lines)
+    worker.submit(ready_invoice("MP-1"))
+    worker.run()
+    row = next(r for r in worker.scheduler.rows() if r["invoice_id"] == "MP-1")
+    price = next(f for f in row["reasons"] if f["code"] == "PRICE_MISMATCH")
+    worker.put(worker.pipeline.topics.commands, "PO-5001", worker.codec.encode(ReleaseRequested(
+        command_id="r-1", invoice_id="MP-1", invoice_version=1, po_number="PO-5001", user="ana",
+        reason="price agreed", holds=["PRICE_MISMATCH:1:unit_price"],
+        seen={"PRICE_MISMATCH:1:unit_price": price["message"]}, issued_at=AT)))
+    worker.submit(invoice(invoice_id="MP-X", invoice_number="INV-X", lines=[  # one compressor, goes to the bot
+        {"line_no": 1, "part_number": "AC-100", "quantity": "1", "unit_price": "15.00", "amount": "15.00"}],
+        tax_amount="1.20", extra_charges=[], total_amount="16.20"))
+    worker.run()
+    assert worker.statuses() == {"MP-1": "manual_review", "MP-X": "sent_to_rpa"}
+    def verdicts() -> int:
+        return sum(isinstance(message := worker.codec.decode(record.value), Verdict) and message.invoice_id == "MP-1"
+                   for record in worker.broker.records(worker.pipeline.topics.verdicts))
+
+    told = verdicts()
+    for n, (price_now, ordered) in enumerate([("15.50", "10"), ("15.00", "2")], start=1):  # corrected, undone
+        lines[0]["unit_price"], lines[1]["quantity_ordered"] = price_now, ordered
+        worker.sampro.purchase_orders["PO-5001"] = purchase_order(lines=lines)
+        worker.put(worker.pipeline.topics.sampro_changes, "PO-5001", worker.codec.encode(
+            PurchaseOrderChanged(event_id=f"sampro:PO-5001:{n}", po_number="PO-5001", changed_at=AT)))
+        worker.run()
+        assert worker.statuses()["MP-1"] == "waiting_for_po"
+    worker.put(worker.pipeline.topics.completions, "PO-5001", worker.codec.encode(RpaCompletion(
+        event_id="done-x", invoice_id="MP-X", invoice_version=1, po_number="PO-5001",
+        outcome=CompletionOutcome.FAILURE, error="screen timeout", occurred_at=AT)))
+    worker.run()
+    assert worker.statuses() == {"MP-1": "manual_review", "MP-X": "rpa_failed"}
+    assert verdicts() == told  # no verdict again
+    worker.put(worker.pipeline.topics.commands, "PO-5001", worker.codec.encode(ReleaseRequested(
+        command_id="r-2", invoice_id="MP-1", invoice_version=1, po_number="PO-5001", user="ana",
+        reason="filters agreed", holds=["QUANTITY_EXCEEDS_OPEN:2:quantity#po2"], issued_at=AT)))
+    worker.run()
+    assert worker.statuses()["MP-1"] == "sent_to_rpa"  # the price released before stays released
 
 
 def test_one_transactions_rows_of_a_po_are_one_change_that_judges_its_held_invoices(worker):
