@@ -81,9 +81,11 @@ def story(reader: TopicReader, codec: Codec, topics: list[str], invoice_id: str,
             told.missing_topics.append(topic)
     held = {topic: sum(end - start for start, end in spans.values()) for topic, spans in ranges.items()}
     on_total(sum(held.values()))
+    first_kept: dict[tuple[str, int], int] = {}  # (topic, partition): the time of the first record read there
     for topic, spans in ranges.items():
         reported = 0
         for n, record in enumerate(reader.read(topic, spans), start=1):
+            first_kept.setdefault((topic, record.partition), record.timestamp_ms)
             if n % PROGRESS_EVERY == 0:
                 on_progress(min(n, held[topic]) - reported)
                 reported = min(n, held[topic])
@@ -93,25 +95,31 @@ def story(reader: TopicReader, codec: Codec, topics: list[str], invoice_id: str,
                 read.record(record, headers, codec, invoice_id, told)
         on_progress(held[topic] - reported)  # transaction markers hold offsets too: the topic is read
     told.steps = read.told_in_order()
-    told.deleted = _deleted_beginning(reader, ranges, told.steps)
+    told.deleted = _deleted(reader, ranges, first_kept, told.steps)
     return told
 
 
-def _deleted_beginning(reader: TopicReader, ranges: dict[str, OffsetRanges], steps: list[Step]) -> list[str]:
-    """Where retention may have deleted the beginning of a story that has none (its first version
-    is never received): the partitions its steps were read from, in every topic (a PO's work is on
-    the same partition of each), that start past offset 0 where the read began (a --since that
-    begins a partition's read past its start asked for none of what it lost). An invoice whose
-    early records were deleted started at `status: released`, with no receipt and no verdict, and
-    was told as the whole story. A story that begins with its receipt is whole whatever went before
-    it: after ten years of retention every partition starts past 0."""
-    first = min((step.invoice_version for step in steps if step.invoice_version), default=0)
-    if not steps or any(step.what == "received" and step.invoice_version == first for step in steps):
+def _deleted(reader: TopicReader, ranges: dict[str, OffsetRanges], first_kept: dict[tuple[str, int], int],
+             steps: list[Step]) -> list[str]:
+    """Where retention may have deleted steps of the story: of the partitions its steps were read
+    from, in every topic (a PO's work is on the same partition of each), those that start past
+    offset 0 where the read began (a --since that begins a partition's read past its start asked
+    for none of what it lost), and whose first record kept is later than the story began (its first
+    receipt; without one, before its first step), or that keep none. Topics are deleted partition by
+    partition, a segment at a time: a verdict could be gone where its receipt was kept, and an
+    invoice whose early records were deleted started at `status: released`, told as the whole story.
+    What retention deleted before the story began is none of it: after ten years of retention every
+    partition starts past 0. A version whose every record is gone cannot be told from one never sent."""
+    if not steps:
         return []
+    received = [step.at for step in steps if step.what == "received"]
+    began = min(received) if received else min(step.at for step in steps)
+    began_ms = int(began.timestamp() * 1000) - (0 if received else 1)
     partitions = {step.partition for step in steps}
     return [f"records before offset {log_start} of {topic}[{partition}] are gone: retention"
             for topic, spans in ranges.items() for partition, log_start in sorted(reader.log_starts(topic).items())
-            if partition in partitions and log_start > 0 and spans.get(partition, (0, 0))[0] <= log_start]
+            if partition in partitions and log_start > 0 and spans.get(partition, (0, 0))[0] <= log_start
+            and first_kept.get((topic, partition), began_ms + 1) > began_ms]
 
 
 def _where(topic: str, partition: int, offset: int) -> str:

@@ -221,6 +221,37 @@ def test_a_story_whose_beginning_retention_deleted_is_incomplete_naming_where_th
     assert told.deleted == ["records before offset 2 of invoices[0] are gone: retention"]
 
 
+def test_a_verdict_retention_deleted_where_its_receipt_was_kept_leaves_the_story_incomplete():
+    """Topics are deleted partition by partition: verdicts[0] lost the verdict that held the invoice
+    while invoices[0] kept its receipt, and the clerk's release was told, without the hold it
+    released, as the whole story."""
+    codec = SingleObjectCodec()
+    reader = retained(codec)
+    reader.delete_records("verdicts", 0, 1)
+    told = story(reader, codec, ["invoices", "verdicts", "rpa.requests"], "MP-1001")
+    assert [s.what for s in told.steps] == ["received", "status", "rpa request"]
+    assert told.deleted == ["records before offset 1 of verdicts[0] are gone: retention"] and not told.complete
+
+
+def test_what_retention_deleted_before_a_story_without_its_first_receipt_began_is_none_of_it():
+    """No receipt of the lowest version seen (version 1's went to the dead letters; its verdict is
+    here) and version 2 received: once retention deleted another invoice's older receipt, the story
+    read as cut, exit 1."""
+    codec = SingleObjectCodec()
+    reader = InMemoryTopicReader()
+    for seconds, (topic, message) in enumerate([
+            ("invoices", InvoiceSubmitted(invoice_id="MP-0999", version=1, po_number="PO-5001", document=INVOICE,
+                                          received_at=AT)),
+            ("invoices", InvoiceSubmitted(invoice_id="MP-1001", version=2, po_number="PO-5001", document=INVOICE,
+                                          received_at=AT)),
+            ("verdicts", judge(INVOICE))]):
+        reader.append(topic, 0, int((AT + timedelta(seconds=seconds)).timestamp() * 1000), b"PO-5001",
+                      codec.encode(message))
+    reader.delete_records("invoices", 0, 1)
+    told = story(reader, codec, ["invoices", "verdicts"], "MP-1001")
+    assert told.steps[0].what == "received" and told.deleted == [] and told.complete
+
+
 def test_a_verdict_without_a_po_says_whether_sampro_had_none_or_the_invoice_was_not_judged_against_one():
     """A verdict the pipeline could not judge has no PO snapshot either: it read "Sampro had none"."""
     from rules.context import EvaluationContext
