@@ -12,6 +12,8 @@ import importlib
 import ipaddress
 import math
 import os
+import re
+import ssl
 from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -357,12 +359,11 @@ class Settings(BaseSettings):
     def _as_kafka_spells_it(cls, value: object) -> object:
         return value.strip().upper() if isinstance(value, str) else value  # sasl_ssl, as librdkafka takes it too
 
-    @field_validator("kafka_ssl_ca_file", "kafka_ssl_certificate_file", "kafka_ssl_key_file", "smtp_ca_file")
+    @field_validator("kafka_ssl_ca_file", "kafka_ssl_certificate_file", "kafka_ssl_key_file")
     @classmethod
     def _pem(cls, path: Path | None, info: ValidationInfo) -> Path | None:
         """A file that is no PEM (a JKS truststore, a DER certificate) was refused by every
-        client at its first connection, and every client retried it for good; as SMTP_CA_FILE,
-        the mail worker stopped at start on ssl.SSLError's traceback."""
+        client at its first connection, and every client retried it for good."""
         what, wanted = (("private key", "PRIVATE KEY-----") if info.field_name == "kafka_ssl_key_file"
                         else ("certificate", "-----BEGIN CERTIFICATE-----"))
         if path is not None:
@@ -374,13 +375,29 @@ class Settings(BaseSettings):
                 raise ValueError(f"{path} holds no PEM {what} ({wanted})")
         return path
 
+    @field_validator("smtp_ca_file")
+    @classmethod
+    def _smtp_trust(cls, path: Path | None) -> Path | None:
+        """Loaded as the mail worker loads it, by Python's ssl (PEM, OpenSSL's TRUSTED CERTIFICATE form
+        too): one it cannot load stopped the mail worker at start on ssl.SSLError's traceback."""
+        if path is not None:
+            try:
+                ssl.create_default_context().load_verify_locations(cafile=str(path))
+            except ssl.SSLError as exc:
+                raise ValueError(f"{path} holds no certificate Python's ssl can load ({exc.reason})") from None
+            except OSError as exc:
+                raise ValueError(f"{path} cannot be read: {exc.strerror}") from None
+        return path
+
     @field_validator("rpa_mail_to")
     @classmethod
     def _one_mailbox(cls, address: str) -> str:
         """The RPA bot's one mailbox: the mailer sends to the first address of a list alone (RCPT TO)
         while To: names them all, so "rpa-bot@corp, ap-audit@corp" never reached ap-audit."""
         addresses = email.utils.getaddresses([address])
-        if len(addresses) != 1 or "@" not in addresses[0][1]:
+        # local@domain, neither empty nor spaced: "@corp" and "rpa bot@corp" reached the server as
+        # RCPT TO, which refused it, and every hand-off failed for AP to release.
+        if len(addresses) != 1 or not re.fullmatch(r"[^@\s]+@[^@\s]+", addresses[0][1]):
             raise ValueError("not one email address: the RPA emails go to the bot's mailbox alone "
                              "(rpa-bot@example.com, or RPA Bot <rpa-bot@example.com>)")
         return address

@@ -185,7 +185,7 @@ def test_one_address_is_taken_for_the_rpa_mailbox_with_its_name_or_without(monke
 
 
 @pytest.mark.parametrize("addresses", ["rpa-bot@corp.example; ap-audit@corp.example", "rpa-bot@corp.example "
-                                       "ap-audit@corp.example", "<>"])
+                                       "ap-audit@corp.example", "<>", "@corp.example", "rpa bot@corp.example"])
 def test_a_list_or_no_address_for_the_rpa_mailbox_is_refused(monkeypatch, addresses):
     monkeypatch.setenv("INVOICE_AUTOMATION_RPA_MAIL_TO", addresses)
     with pytest.raises(ValidationError, match="rpa_mail_to\n  Value error, not one email address"):
@@ -407,10 +407,17 @@ def test_an_smtp_ca_file_that_is_no_pem_is_named_at_start(monkeypatch, capsys, t
     monkeypatch.setenv("INVOICE_AUTOMATION_SMTP_STARTTLS", "true")
     monkeypatch.setenv("INVOICE_AUTOMATION_SMTP_CA_FILE", "ca.der")
     assert _run(monkeypatch, "explain", "MP-1001") == 2
-    assert capsys.readouterr().err == ("error: setting INVOICE_AUTOMATION_SMTP_CA_FILE='ca.der': ca.der holds no PEM "
-                                       "certificate (-----BEGIN CERTIFICATE-----)\n")
+    assert capsys.readouterr().err == ("error: setting INVOICE_AUTOMATION_SMTP_CA_FILE='ca.der': ca.der holds no "
+                                       "certificate Python's ssl can load (NO_CERTIFICATE_OR_CRL_FOUND)\n")
     monkeypatch.setenv("INVOICE_AUTOMATION_SMTP_CA_FILE", certifi.where())
     assert Settings(_env_file=None).smtp_ca_file == Path(certifi.where())
+    # OpenSSL's trusted form (RHEL's ca-bundle.trust.crt), which the mail worker's ssl loads, was refused
+    first = re.search(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", Path(certifi.where()).read_text(),
+                      re.DOTALL)
+    assert first is not None
+    Path("trust.crt").write_text(first.group(0).replace(" CERTIFICATE-----", " TRUSTED CERTIFICATE-----"))
+    monkeypatch.setenv("INVOICE_AUTOMATION_SMTP_CA_FILE", "trust.crt")
+    assert Settings(_env_file=None).smtp_ca_file == Path("trust.crt")
 
 
 def test_version(monkeypatch, capsys):
