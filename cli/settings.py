@@ -8,7 +8,7 @@ from pydantic_core import PydanticUndefined, to_jsonable_python
 from rich.table import Table
 
 from cli.terminal import inert, stdout_console
-from streams.settings import MAX_SHOWN_VALUE, PREFIX, Settings, shown_value
+from streams.settings import PREFIX, Settings, shortened, shown_value
 
 HIDDEN = "(set: not shown, it may hold a secret)"
 
@@ -25,7 +25,7 @@ def settings() -> None:
         value = getattr(current, name)
         default = "(computed)" if field.default is PydanticUndefined else repr(field.default)
         table.add_row(f"{PREFIX}{name.upper()}", inert(_in_use(name, value, name in current.model_fields_set)),
-                      inert(_short(default)))
+                      inert(shortened(default)))
     stdout_console().print(table)
 
 
@@ -37,11 +37,7 @@ def _in_use(name: str, value: object, set_here: bool) -> str:
     # A default holds no secret, and the computed ones (the SQLite files in DATA_DIR) are what this
     # process would use: "(set)" for them told the operator whose unit file had not loaded that its
     # production database URLs were there.
-    return HIDDEN if set_here else f"(not set: {_short(repr(to_jsonable_python(value)))})"
-
-
-def _short(text: str) -> str:
-    return text if len(text) <= MAX_SHOWN_VALUE else text[:MAX_SHOWN_VALUE - 3] + "..."
+    return HIDDEN if set_here else f"(not set: {shortened(repr(to_jsonable_python(value)))})"
 
 
 def register(app: typer.Typer) -> None:

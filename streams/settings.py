@@ -580,7 +580,11 @@ def shown_value(name: str, value: object) -> str | None:
         return None
     # A file or a folder (which one is in use is what a look at it is for), a list, a group of
     # settings (SAMPRO_NAMES, read from several variables): as JSON has it.
-    text = repr(value if isinstance(value, str | int | float) else to_jsonable_python(value))
+    return shortened(repr(value if isinstance(value, str | int | float) else to_jsonable_python(value)))
+
+
+def shortened(text: str) -> str:
+    """At most `MAX_SHOWN_VALUE` characters of a value shown, its end cut off."""
     return text if len(text) <= MAX_SHOWN_VALUE else text[:MAX_SHOWN_VALUE - 3] + "..."
 
 
